@@ -1,0 +1,57 @@
+# kvlog — build, run, test. `make run` and `make test` are all a fresh machine needs.
+GO        ?= go
+BIN       := bin
+PKGS      := ./...
+FUZZTIME  ?= 15s
+APT_PKGS  := kcat zookeeper python3-kafka
+
+.PHONY: all build run test unit integration deps tools bench bench-quick fuzz lint fmt clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+run: build
+	./$(BIN)/kvlogd
+
+# Debian packages the integration suites drive (kcat, ZooKeeper, kafka-python);
+# installed only when missing.
+tools:
+	@missing=""; \
+	command -v kcat >/dev/null 2>&1 || missing="$$missing kcat"; \
+	[ -x /usr/share/zookeeper/bin/zkServer.sh ] || missing="$$missing zookeeper"; \
+	python3 -c 'import kafka' >/dev/null 2>&1 || /usr/bin/python3 -c 'import kafka' >/dev/null 2>&1 || missing="$$missing python3-kafka"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+deps:
+	$(GO) mod download
+
+test: deps tools lint
+	$(GO) test -race -tags invariants -timeout 12m $(PKGS)
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./engine/...
+
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN)

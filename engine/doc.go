@@ -1,0 +1,24 @@
+// Package engine owns kvlog's partition logs on disk: Kafka-format segments
+// (.log record batches, mmapped sparse .index and .timeindex files), appends,
+// zero-copy reads as file ranges, rolling, time- and size-based retention,
+// truncation for replication, flushing and group commit, crash recovery,
+// idempotent-producer state, the leader-epoch cache and the log-dir level
+// checkpoints. It knows nothing of the cleaner, replication or the network.
+//
+// The byte layout of every file the engine writes is in FORMAT.md.
+//
+// Concurrency: each Log has one appender at a time (Append, roll, truncate and
+// retention serialise on Log.mu) and any number of concurrent readers. Readers
+// load an immutable snapshot of the segment list and the published end offset
+// atomically; bytes and index entries are in place before the end is
+// published. Segments referenced by a reader are reference counted so that
+// deletion and truncation never close, unmap or shrink a file under it.
+//
+// Lock order: Manager.mu → Log.mu → Log.syncMu → segment.mu.
+package engine
+
+// Offset is a Kafka offset: the permanent position of a record in a partition.
+type Offset int64
+
+// Position is a byte position inside a segment's .log file.
+type Position int64

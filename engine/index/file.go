@@ -1,0 +1,426 @@
+package index
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kvlog/kvlog/engine/vfs"
+)
+
+// warmSectionBytes is the size of Kafka's warm section: a lookup whose target
+// is past the first entry of the last warmSectionBytes/entrySize entries
+// searches only those entries, so in-sync lookups keep touching the same few
+// pages (AbstractIndex.warmEntries).
+const warmSectionBytes = 8192
+
+// mmapFile is the entry-format-agnostic part of both indexes: the file, its
+// mapping and the published entry count (Kafka's AbstractIndex).
+type mmapFile struct {
+	// mu serialises writer operations (appends, truncation, flush, remapping,
+	// rename, close). Readers never take it.
+	mu sync.Mutex
+
+	fs       vfs.FS
+	path     atomic.Pointer[string]
+	es       int // entry size in bytes
+	base     int64
+	writable bool
+
+	// Changed only with mu held and no concurrent readers (remap, close).
+	f            vfs.File
+	data         []byte // the mapping; nil when the file is empty or closed
+	fileSize     int64  // current size of the file
+	maxIndexSize int    // segment.index.bytes rounded down to a multiple of es
+	closed       bool
+	// badSize records that the file's size at open was not a multiple of es;
+	// SanityCheck reports it until Reset.
+	badSize  bool
+	openSize int64
+
+	// n is the number of valid entries, published after their bytes are written.
+	n atomic.Int64
+}
+
+func (m *mmapFile) name() string { return *m.path.Load() }
+
+// published returns the entry count, never more than the mapping holds.
+func (m *mmapFile) published() int {
+	n := int(m.n.Load())
+	if c := len(m.data) / m.es; n > c {
+		n = c
+	}
+	return n
+}
+
+func (m *mmapFile) corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrCorruptIndex, m.name(), fmt.Sprintf(format, args...))
+}
+
+func (m *mmapFile) wrap(sentinel error, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", sentinel, m.name(), fmt.Sprintf(format, args...))
+}
+
+// open opens or creates the index file and maps it. See OpenOffset.
+func (m *mmapFile) open(fsys vfs.FS, path string, base int64, es int, maxIndexSize int, writable bool) error {
+	m.fs, m.es, m.base, m.writable = fsys, es, base, writable
+	m.path.Store(&path)
+	if maxIndexSize < 0 || maxIndexSize > math.MaxInt32 {
+		return fmt.Errorf("index: %s: invalid max index size %d", path, maxIndexSize)
+	}
+	m.maxIndexSize = maxIndexSize / es * es
+	if writable && m.maxIndexSize < es {
+		return fmt.Errorf("index: %s: invalid max index size %d (entry size %d)", path, maxIndexSize, es)
+	}
+
+	flag := os.O_RDONLY
+	if writable {
+		flag = os.O_RDWR | os.O_CREATE
+	}
+	f, err := fsys.OpenFile(path, flag, 0o644)
+	if err != nil {
+		return fmt.Errorf("index: open %s: %w", path, err)
+	}
+	m.f = f
+	if err := m.load(); err != nil {
+		m.data = nil
+		if cerr := f.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("index: close %s: %w", path, cerr))
+		}
+		m.f = nil
+		m.closed = true
+		return err
+	}
+	return nil
+}
+
+func (m *mmapFile) load() error {
+	fi, err := m.f.Stat()
+	if err != nil {
+		return fmt.Errorf("index: stat %s: %w", m.name(), err)
+	}
+	size := fi.Size()
+	m.openSize, m.fileSize = size, size
+	if size > math.MaxInt32 {
+		// segment.index.bytes is a Java int: no index file can be this large.
+		return m.corrupt("size %d exceeds the largest possible index", size)
+	}
+	m.badSize = size%int64(m.es) != 0
+	slots := int(size) / m.es
+
+	mapSize := int(size)
+	if m.writable && m.maxIndexSize > mapSize {
+		// Extend first (never shrink before the existing entries are counted).
+		if err := m.f.Truncate(int64(m.maxIndexSize)); err != nil {
+			return fmt.Errorf("index: extend %s: %w", m.name(), err)
+		}
+		mapSize = m.maxIndexSize
+		m.fileSize = int64(mapSize)
+	}
+	if m.data, err = mmapFd(m.f, mapSize, m.writable); err != nil {
+		return fmt.Errorf("index: mmap %s: %w", m.name(), err)
+	}
+
+	n := countEntries(m.data, m.es, slots, dataEnd(m.f, size))
+	m.n.Store(int64(n))
+	if !m.writable {
+		return nil
+	}
+	// Keep the invariant "every slot at or past the entry count is zero" so a
+	// later unclean shutdown leaves a detectable tail: clear the partial entry
+	// a size that is not a multiple of es left behind.
+	if end := min(int(size), len(m.data)); slots*m.es < end {
+		clear(m.data[slots*m.es : end])
+	}
+	if want := max(m.maxIndexSize, n*m.es); want != len(m.data) || int64(want) != m.fileSize {
+		return m.remap(want)
+	}
+	return nil
+}
+
+// countEntries returns the number of valid entries among the first slots
+// entries of data: trailing all-zero entries are the unwritten tail of a
+// preallocated file, not entries, except that slot 0 may hold a genuine
+// all-zero entry. Bytes at or past end are known to be zero (a file hole).
+func countEntries(data []byte, es, slots int, end int64) int {
+	n := slots
+	if e := (end + int64(es) - 1) / int64(es); e < int64(n) {
+		n = int(e)
+	}
+	for n > 0 && allZero(data[(n-1)*es:n*es]) {
+		n--
+	}
+	if n == 0 && slots > 0 {
+		n = 1
+	}
+	return n
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// dataEnd returns the end of the file's last data region, below size: bytes
+// past it are a hole and read as zero. It lets open skip the never-written
+// tail of a sparse preallocated file without faulting its pages in. On any
+// doubt it returns size (scan everything); an end reported too low could only
+// drop trailing entries, which keeps the index a valid (sparser) prefix.
+func dataEnd(f vfs.File, size int64) int64 {
+	fd := int(f.Fd())
+	var end, off int64
+	for off < size {
+		d, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if err != nil {
+			if err == unix.ENXIO {
+				break
+			}
+			return size
+		}
+		h, err := unix.Seek(fd, d, unix.SEEK_HOLE)
+		if err != nil || h <= d {
+			return size
+		}
+		end, off = h, h
+	}
+	return min(end, size)
+}
+
+func mmapFd(f vfs.File, size int, writable bool) ([]byte, error) {
+	if size == 0 {
+		return nil, nil
+	}
+	prot := unix.PROT_READ
+	if writable {
+		prot |= unix.PROT_WRITE
+	}
+	return unix.Mmap(int(f.Fd()), 0, size, prot, unix.MAP_SHARED)
+}
+
+func (m *mmapFile) unmap() error {
+	if m.data == nil {
+		return nil
+	}
+	err := unix.Munmap(m.data)
+	m.data = nil
+	if err != nil {
+		return fmt.Errorf("index: munmap %s: %w", m.name(), err)
+	}
+	return nil
+}
+
+// remap sets the file's size to size and maps it again. Caller holds mu, the
+// index is writable, and no reader uses the mapping.
+func (m *mmapFile) remap(size int) error {
+	if err := m.unmap(); err != nil {
+		return err
+	}
+	var err error
+	if terr := m.f.Truncate(int64(size)); terr != nil {
+		err = fmt.Errorf("index: resize %s to %d: %w", m.name(), size, terr)
+		// Map whatever the file now holds so the index stays usable.
+		fi, serr := m.f.Stat()
+		if serr != nil {
+			return errors.Join(err, fmt.Errorf("index: stat %s: %w", m.name(), serr))
+		}
+		size = int(min(fi.Size(), math.MaxInt32))
+	}
+	m.fileSize = int64(size)
+	data, merr := mmapFd(m.f, size, true)
+	if merr != nil {
+		return errors.Join(err, fmt.Errorf("index: mmap %s: %w", m.name(), merr))
+	}
+	m.data = data
+	if n := m.published(); int64(n) != m.n.Load() {
+		m.n.Store(int64(n))
+	}
+	return err
+}
+
+// setEntries drops the entries at and after slot k. Caller holds mu.
+func (m *mmapFile) setEntries(k int) {
+	old := m.published()
+	if k >= old {
+		return
+	}
+	m.n.Store(int64(k))
+	if m.writable {
+		// Zero the dropped slots: they must read as the unwritten tail if the
+		// process dies before they are rewritten.
+		clear(m.data[k*m.es : old*m.es])
+	}
+}
+
+func (m *mmapFile) checkWritable() error {
+	if m.closed {
+		return m.wrap(ErrClosed, "write")
+	}
+	if !m.writable {
+		return m.wrap(ErrReadOnly, "write")
+	}
+	return nil
+}
+
+// Entries returns the number of valid entries.
+func (m *mmapFile) Entries() int { return m.published() }
+
+// MaxEntries returns the number of entries the current mapping can hold.
+func (m *mmapFile) MaxEntries() int { return len(m.data) / m.es }
+
+// SizeInBytes returns the number of bytes used by valid entries.
+func (m *mmapFile) SizeInBytes() int { return m.published() * m.es }
+
+// BaseOffset returns the base offset of the segment the index belongs to.
+func (m *mmapFile) BaseOffset() int64 { return m.base }
+
+// Path returns the index file's current path.
+func (m *mmapFile) Path() string { return m.name() }
+
+// Writable reports whether the index was opened for writing.
+func (m *mmapFile) Writable() bool { return m.writable }
+
+// CanAppendOffset reports whether offset can be stored relative to the base
+// offset: 0 <= offset-base <= math.MaxInt32. The segment rolls when the next
+// batch's last offset cannot be.
+func (m *mmapFile) CanAppendOffset(offset int64) bool {
+	rel := offset - m.base
+	return offset >= m.base && rel <= math.MaxInt32
+}
+
+// Flush makes the index durable. The mapping is MAP_SHARED, so its dirty pages
+// are the file's page cache: File.Sync (fdatasync) writes them exactly as
+// msync(MS_SYNC) would on Linux, and goes through the vfs seam so crash tests
+// see the sync point. Flushing a read-only index does nothing. Flush may run
+// concurrently with appends.
+func (m *mmapFile) Flush() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return m.wrap(ErrClosed, "flush")
+	}
+	if !m.writable {
+		return nil
+	}
+	if err := m.f.Sync(); err != nil {
+		return fmt.Errorf("index: flush %s: %w", m.name(), err)
+	}
+	return nil
+}
+
+// TrimToValidSize shrinks the file and its mapping to exactly the valid
+// entries (on roll and close). Afterwards appends fail with ErrIndexFull until
+// Resize. Requires that no reader uses the index.
+func (m *mmapFile) TrimToValidSize() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkWritable(); err != nil {
+		return err
+	}
+	return m.trimLocked()
+}
+
+func (m *mmapFile) trimLocked() error {
+	want := m.published() * m.es
+	if want == len(m.data) && int64(want) == m.fileSize {
+		return nil
+	}
+	return m.remap(want)
+}
+
+// Resize sets the file and mapping to maxIndexSize rounded down to a multiple
+// of the entry size, never dropping valid entries (the size is at least the
+// entries' size), and remembers it as the index's maximum size. Used when a
+// trimmed index becomes active again. Requires that no reader uses the index.
+func (m *mmapFile) Resize(maxIndexSize int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkWritable(); err != nil {
+		return err
+	}
+	if maxIndexSize < 0 || maxIndexSize > math.MaxInt32 {
+		return fmt.Errorf("index: %s: invalid max index size %d", m.name(), maxIndexSize)
+	}
+	m.maxIndexSize = maxIndexSize / m.es * m.es
+	want := max(m.maxIndexSize, m.published()*m.es)
+	if want == len(m.data) && int64(want) == m.fileSize {
+		return nil
+	}
+	return m.remap(want)
+}
+
+// Rename renames the index file through the vfs; the mapping stays valid.
+func (m *mmapFile) Rename(newPath string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := m.name()
+	if err := m.fs.Rename(old, newPath); err != nil {
+		return fmt.Errorf("index: rename %s: %w", old, err)
+	}
+	m.path.Store(&newPath)
+	return nil
+}
+
+// Close trims a writable index to its valid entries, unmaps it and closes the
+// file. Closing twice is a no-op. Requires that no reader uses the index.
+func (m *mmapFile) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	var err error
+	if m.writable {
+		err = m.trimLocked()
+	}
+	return errors.Join(err, m.closeLocked())
+}
+
+func (m *mmapFile) closeLocked() error {
+	err := m.unmap()
+	m.n.Store(0)
+	m.closed = true
+	if m.f != nil {
+		if cerr := m.f.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("index: close %s: %w", m.name(), cerr))
+		}
+		m.f = nil
+	}
+	return err
+}
+
+// Delete unmaps and closes the index without trimming it, then removes the
+// file; a file that no longer exists is not an error. Requires that no reader
+// uses the index.
+func (m *mmapFile) Delete() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var err error
+	if !m.closed {
+		err = m.closeLocked()
+	}
+	if rerr := m.fs.Remove(m.name()); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		err = errors.Join(err, fmt.Errorf("index: delete %s: %w", m.name(), rerr))
+	}
+	return err
+}
+
+// sanitySize reports a file whose size is not a multiple of the entry size.
+func (m *mmapFile) sanitySize() error {
+	if m.badSize {
+		return m.corrupt("size %d is not a multiple of the entry size %d", m.openSize, m.es)
+	}
+	if m.fileSize%int64(m.es) != 0 {
+		return m.corrupt("size %d is not a multiple of the entry size %d", m.fileSize, m.es)
+	}
+	return nil
+}

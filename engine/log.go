@@ -1,0 +1,160 @@
+package engine
+
+import (
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kvlog/kvlog/engine/checkpoint"
+	"github.com/kvlog/kvlog/engine/record"
+	"github.com/kvlog/kvlog/engine/vfs"
+	"github.com/kvlog/kvlog/internal/clock"
+)
+
+// Log is one partition's log: an ordered list of segments, the last of which
+// is active (appended to). See the package comment for its concurrency rules.
+type Log struct {
+	dir     string
+	tp      TopicPartition
+	fs      vfs.FS
+	clk     clock.Clock
+	logger  *slog.Logger
+	handles *handleCache
+
+	mu  sync.Mutex // writer: append, roll, truncate, retention, close
+	cfg atomic.Pointer[Config]
+
+	segs          atomic.Pointer[[]*segment] // immutable snapshot, sorted by base
+	leo           atomic.Int64               // log end offset (next offset to assign)
+	hw            atomic.Int64               // high watermark
+	logStart      atomic.Int64               // log start offset
+	recoveryPoint atomic.Int64               // every offset below is on stable storage
+
+	syncMu      sync.Mutex // serialises flushes (group commit)
+	unflushed   int64      // messages appended since the last flush (mu)
+	lastFlushAt time.Time  // (mu)
+
+	producers *producerState // (mu)
+	epochs    *checkpoint.EpochCache
+	dec       record.Decoder // (mu)
+
+	appended atomic.Pointer[chan struct{}] // closed and replaced on every append
+	closed   atomic.Bool
+	pending  []*deletedSegment // (mu) files renamed .deleted awaiting unlink
+	wg       sync.WaitGroup    // background flushes
+}
+
+type deletedSegment struct {
+	seg *segment
+	at  time.Time
+	wg  *sync.WaitGroup
+}
+
+// TopicPartition returns the partition this log stores.
+func (l *Log) TopicPartition() TopicPartition { return l.tp }
+
+// Dir returns the partition directory.
+func (l *Log) Dir() string { return l.dir }
+
+// Config returns the log's current settings.
+func (l *Log) Config() Config { return *l.cfg.Load() }
+
+// SetConfig replaces the log's settings; later appends, rolls and retention
+// passes use them.
+func (l *Log) SetConfig(cfg Config) { l.cfg.Store(&cfg) }
+
+// LogEndOffset is the offset the next appended record will get.
+func (l *Log) LogEndOffset() Offset { return Offset(l.leo.Load()) }
+
+// LogStartOffset is the first offset a reader may fetch.
+func (l *Log) LogStartOffset() Offset { return Offset(l.logStart.Load()) }
+
+// HighWatermark is the offset up to which records are committed (visible).
+func (l *Log) HighWatermark() Offset { return Offset(l.hw.Load()) }
+
+// RecoveryPoint is the offset below which everything is flushed.
+func (l *Log) RecoveryPoint() Offset { return Offset(l.recoveryPoint.Load()) }
+
+// SetHighWatermark moves the high watermark, clamped to [log start, LEO].
+func (l *Log) SetHighWatermark(o Offset) {
+	if leo := l.LogEndOffset(); o > leo {
+		o = leo
+	}
+	if ls := l.LogStartOffset(); o < ls {
+		o = ls
+	}
+	l.hw.Store(int64(o))
+	l.signal()
+}
+
+// AppendSignal returns a channel closed at the next append or high-watermark
+// move; long-polling fetches wait on it.
+func (l *Log) AppendSignal() <-chan struct{} { return *l.appended.Load() }
+
+func (l *Log) signal() {
+	ch := make(chan struct{})
+	old := l.appended.Swap(&ch)
+	close(*old)
+}
+
+// Epochs returns the leader-epoch cache.
+func (l *Log) Epochs() *checkpoint.EpochCache { return l.epochs }
+
+func (l *Log) segments() []*segment { return *l.segs.Load() }
+
+func (l *Log) active() *segment {
+	s := l.segments()
+	return s[len(s)-1]
+}
+
+func (l *Log) setSegments(s []*segment) {
+	sort.Slice(s, func(i, j int) bool { return s[i].base < s[j].base })
+	l.segs.Store(&s)
+}
+
+// floorSegment returns the segment holding offset o (largest base <= o).
+func floorSegment(segs []*segment, o Offset) (int, bool) {
+	i := sort.Search(len(segs), func(i int) bool { return segs[i].base > o }) - 1
+	return i, i >= 0
+}
+
+// Size is the total bytes of all segments.
+func (l *Log) Size() int64 {
+	var n int64
+	for _, s := range l.segments() {
+		n += s.size.Load()
+	}
+	return n
+}
+
+// SegmentInfo describes one segment for the cleaner, retention and tools.
+type SegmentInfo struct {
+	BaseOffset       Offset
+	NextOffset       Offset // offset after the segment's last batch
+	Size             int64
+	LargestTimestamp int64 // -1 when the segment holds no timestamps
+	Active           bool
+	Path             string
+}
+
+// Segments describes every segment, oldest first.
+func (l *Log) Segments() []SegmentInfo {
+	segs := l.segments()
+	out := make([]SegmentInfo, len(segs))
+	for i, s := range segs {
+		out[i] = SegmentInfo{
+			BaseOffset:       s.base,
+			NextOffset:       Offset(s.next.Load()),
+			Size:             s.size.Load(),
+			LargestTimestamp: s.maxTs.Load(),
+			Active:           i == len(segs)-1,
+			Path:             LogFileName(s.dir, s.base),
+		}
+	}
+	return out
+}
+
+func (l *Log) String() string { return fmt.Sprintf("log %s", l.tp) }

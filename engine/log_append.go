@@ -1,0 +1,219 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/kvlog/kvlog/engine/record"
+)
+
+// AppendResult reports where an append landed.
+type AppendResult struct {
+	BaseOffset     Offset
+	LastOffset     Offset
+	LogAppendTime  int64 // -1 unless the log uses LogAppendTime
+	LogStartOffset Offset
+	// Duplicate is set when an idempotent producer re-sent a batch already in
+	// the log; the offsets are the original ones and nothing was appended.
+	Duplicate bool
+}
+
+// Append validates one magic-2 batch as received from a producer, assigns it
+// offsets from the log end, stamps leaderEpoch, and writes it to the active
+// segment. batch is modified in place (BaseOffset, PartitionLeaderEpoch and,
+// for LogAppendTime logs, attributes, MaxTimestamp and CRC).
+func (l *Log) Append(batch []byte, leaderEpoch int32) (AppendResult, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return AppendResult{}, l.errorf("append", -1, -1, ErrClosed)
+	}
+	cfg := l.Config()
+	b, err := l.validate(batch, cfg)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	res := AppendResult{LogAppendTime: -1}
+	if dup, ok, err := l.producers.check(b); err != nil {
+		return AppendResult{}, l.errorf("append", -1, l.LogEndOffset(), err)
+	} else if ok {
+		res.BaseOffset, res.LastOffset, res.Duplicate = dup.firstOffset, dup.lastOffset, true
+		res.LogStartOffset = l.LogStartOffset()
+		return res, nil
+	}
+	base := l.LogEndOffset()
+	b.SetBaseOffset(int64(base))
+	b.SetPartitionLeaderEpoch(leaderEpoch)
+	if cfg.LogAppendTime {
+		now := l.clk.Now().UnixMilli()
+		b.SetAttributes(b.Attributes() | record.AttrLogAppendTime)
+		b.SetMaxTimestamp(now)
+		b.UpdateCRC()
+		res.LogAppendTime = now
+	}
+	if err := l.appendBatches(b, cfg, base, Offset(b.LastOffset()), b.MaxTimestamp(), 1); err != nil {
+		return AppendResult{}, err
+	}
+	if leaderEpoch >= 0 && l.epochs != nil {
+		if latest, ok := l.epochs.LatestEpoch(); !ok || leaderEpoch > latest {
+			_ = l.epochs.Assign(leaderEpoch, int64(base))
+		}
+	}
+	l.producers.update(b, l.clk.Now().UnixMilli())
+	res.BaseOffset, res.LastOffset = base, Offset(b.LastOffset())
+	res.LogStartOffset = l.LogStartOffset()
+	return res, nil
+}
+
+// validate applies Kafka's LogValidator checks to a producer's batch.
+func (l *Log) validate(batch []byte, cfg Config) (record.Batch, error) {
+	leo := l.LogEndOffset()
+	b, rest, err := record.ReadBatch(batch)
+	if err != nil {
+		if errors.Is(err, record.ErrTruncated) {
+			return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
+		}
+		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: %w", ErrInvalidRecord, err))
+	}
+	if len(rest) != 0 {
+		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: %d bytes after the batch (one batch per partition)", ErrInvalidRecord, len(rest)))
+	}
+	if len(b) > cfg.MaxMessageBytes {
+		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: %d > %d", ErrMessageTooLarge, len(b), cfg.MaxMessageBytes))
+	}
+	if int64(len(b)) > cfg.SegmentBytes {
+		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: %d > segment.bytes %d", ErrRecordListTooLarge, len(b), cfg.SegmentBytes))
+	}
+	if err := b.VerifyCRC(); err != nil {
+		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
+	}
+	switch {
+	case b.NumRecords() <= 0:
+		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: batch holds %d records", ErrInvalidRecord, b.NumRecords()))
+	case int64(b.LastOffsetDelta())+1 != int64(b.NumRecords()):
+		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: lastOffsetDelta %d with %d records", ErrInvalidRecord, b.LastOffsetDelta(), b.NumRecords()))
+	case b.IsControl():
+		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: control batch from a client", ErrInvalidRecord))
+	case b.ProducerID() >= 0 && b.BaseSequence() < 0:
+		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: producer id %d with base sequence %d", ErrInvalidRecord, b.ProducerID(), b.BaseSequence()))
+	case int64(leo)+int64(b.LastOffsetDelta()) >= math.MaxInt64:
+		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: offset overflow", ErrInvalidRecord))
+	}
+	if c := b.Codec(); c > record.CodecZstd {
+		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: codec %d", ErrUnsupportedCompression, c))
+	}
+	var n int32
+	err = l.dec.Records(b, func(r *record.Record) error {
+		if cfg.Compact && r.Key == nil {
+			return fmt.Errorf("%w: record at offset delta %d has a null key on a compacted topic", ErrInvalidRecord, r.OffsetDelta)
+		}
+		if r.OffsetDelta != n {
+			return fmt.Errorf("%w: record %d has offset delta %d", ErrInvalidRecord, n, r.OffsetDelta)
+		}
+		n++
+		return nil
+	})
+	if err == nil && n != b.NumRecords() {
+		err = fmt.Errorf("%w: decoded %d records, header says %d", ErrInvalidRecord, n, b.NumRecords())
+	}
+	if err != nil {
+		switch {
+		case errors.Is(err, ErrInvalidRecord):
+		case errors.Is(err, record.ErrUnsupportedCodec):
+			err = fmt.Errorf("%w: %w", ErrUnsupportedCompression, err)
+		case errors.Is(err, record.ErrCorrupt), errors.Is(err, record.ErrTruncated):
+			err = fmt.Errorf("%w: %w", ErrCorruptRecord, err)
+		default:
+			err = fmt.Errorf("%w: %w", ErrInvalidRecord, err)
+		}
+		return nil, l.errorf("append", -1, leo, err)
+	}
+	return b, nil
+}
+
+// AppendReplicated appends batches that already carry their offsets (a
+// follower copying its leader, or tests). They must start at the log end and
+// be contiguous; CRCs are verified, nothing is rewritten.
+func (l *Log) AppendReplicated(batches []byte) (AppendResult, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return AppendResult{}, l.errorf("append replicated", -1, -1, ErrClosed)
+	}
+	cfg := l.Config()
+	res := AppendResult{LogAppendTime: -1, BaseOffset: -1, LastOffset: -1}
+	buf := batches
+	for len(buf) > 0 {
+		b, rest, err := record.ReadBatch(buf)
+		if err != nil {
+			return res, l.errorf("append replicated", -1, l.LogEndOffset(), fmt.Errorf("%w: %w", ErrCorruptRecord, err))
+		}
+		if err := b.VerifyCRC(); err != nil {
+			return res, l.errorf("append replicated", -1, l.LogEndOffset(), fmt.Errorf("%w: %w", ErrCorruptRecord, err))
+		}
+		leo := l.LogEndOffset()
+		if Offset(b.BaseOffset()) < leo {
+			return res, l.errorf("append replicated", -1, leo, fmt.Errorf("%w: batch base offset %d below the log end", ErrInvalidRecord, b.BaseOffset()))
+		}
+		if int64(len(b)) > cfg.SegmentBytes {
+			return res, l.errorf("append replicated", -1, leo, fmt.Errorf("%w: %d bytes", ErrRecordListTooLarge, len(b)))
+		}
+		if err := l.appendBatches(b, cfg, Offset(b.BaseOffset()), Offset(b.LastOffset()), b.MaxTimestamp(), int64(b.NumRecords())); err != nil {
+			return res, err
+		}
+		if e := b.PartitionLeaderEpoch(); e >= 0 && l.epochs != nil {
+			if latest, ok := l.epochs.LatestEpoch(); !ok || e > latest {
+				_ = l.epochs.Assign(e, b.BaseOffset())
+			}
+		}
+		l.producers.update(b, l.clk.Now().UnixMilli())
+		if res.BaseOffset < 0 {
+			res.BaseOffset = Offset(b.BaseOffset())
+		}
+		res.LastOffset = Offset(b.LastOffset())
+		buf = rest
+	}
+	res.LogStartOffset = l.LogStartOffset()
+	return res, nil
+}
+
+// appendBatches writes already-validated bytes holding offsets [first, last]
+// to the active segment, rolling first when needed, then publishes the new end.
+// Caller holds l.mu.
+func (l *Log) appendBatches(b record.Batch, cfg Config, first, last Offset, maxTs int64, count int64) error {
+	seg := l.active()
+	if l.shouldRoll(seg, cfg, int64(len(b)), maxTs, last) {
+		var err error
+		if seg, err = l.roll(first); err != nil {
+			return err
+		}
+	}
+	h := seg.h // the active handle is pinned
+	pos := seg.size.Load()
+	if _, err := h.file.WriteAt(b, pos); err != nil {
+		return l.errorf("append", seg.base, first, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	if seg.bytesSinceIndex > cfg.IndexIntervalBytes {
+		_ = h.oidx.Append(int64(last), uint32(pos))
+		_ = h.tidx.MaybeAppend(seg.maxTs.Load(), int64(seg.offsetOfMaxTs), false)
+		seg.bytesSinceIndex = 0
+	}
+	seg.bytesSinceIndex += len(b)
+	if seg.firstBatchTs < 0 {
+		seg.firstBatchTs = maxTs
+	}
+	if maxTs > seg.maxTs.Load() {
+		seg.maxTs.Store(maxTs)
+		seg.offsetOfMaxTs = last
+	}
+	seg.size.Store(pos + int64(len(b)))
+	seg.next.Store(int64(last) + 1)
+	l.leo.Store(int64(last) + 1)
+	l.unflushed += count
+	l.signal()
+	if l.unflushed >= cfg.flushEvery() {
+		return l.flushLocked()
+	}
+	return nil
+}

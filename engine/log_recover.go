@@ -1,0 +1,482 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/kvlog/kvlog/engine/checkpoint"
+	"github.com/kvlog/kvlog/engine/record"
+	"github.com/kvlog/kvlog/engine/vfs"
+	"github.com/kvlog/kvlog/internal/clock"
+)
+
+// LogOptions are how a Log is opened.
+type LogOptions struct {
+	FS     vfs.FS
+	Clock  clock.Clock
+	Logger *slog.Logger
+	// CleanShutdown says the log dir's clean-shutdown marker was present:
+	// indexes are trusted and nothing is rescanned.
+	CleanShutdown bool
+	// RecoveryPoint and LogStartOffset come from the log dir's checkpoints
+	// (-1 when absent).
+	RecoveryPoint  Offset
+	LogStartOffset Offset
+	handles        *handleCache
+}
+
+// OpenLog opens (creating if needed) the partition directory dir. Without a
+// clean shutdown it rescans every segment from the one holding the recovery
+// point, truncating at the first torn or corrupt batch.
+func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, error) {
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	l := &Log{dir: dir, tp: tp, fs: opts.FS, clk: opts.Clock, logger: opts.Logger, handles: opts.handles}
+	l.cfg.Store(&cfg)
+	ch := make(chan struct{})
+	l.appended.Store(&ch)
+	l.lastFlushAt = l.clk.Now()
+	if err := l.fs.MkdirAll(dir, 0o755); err != nil {
+		return nil, l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	if err := l.load(opts); err != nil {
+		l.closeSegments()
+		return nil, err
+	}
+	return l, nil
+}
+
+// load lists the directory, completes or rolls back interrupted swaps,
+// opens segments and recovers the unflushed tail.
+func (l *Log) load(opts LogOptions) error {
+	if err := l.finishInterruptedSwaps(); err != nil {
+		return err
+	}
+	ents, err := l.fs.ReadDir(l.dir)
+	if err != nil {
+		return l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	var segs []*segment
+	for _, e := range ents {
+		base, suffix, ok := parseOffsetFileName(e.Name())
+		if !ok {
+			continue
+		}
+		switch suffix {
+		case LogSuffix:
+			fi, err := e.Info()
+			if err != nil {
+				return l.errorf("open", base, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+			}
+			s := l.newSegment(base)
+			s.size.Store(fi.Size())
+			s.flushed.Store(fi.Size())
+			s.next.Store(-1) // unknown until read
+			segs = append(segs, s)
+		case IndexSuffix, TimeIndexSuffix:
+			if _, err := l.fs.Stat(LogFileName(l.dir, base)); os.IsNotExist(err) {
+				_ = l.fs.Remove(filepath.Join(l.dir, e.Name())) // orphan index
+			}
+		}
+	}
+	sort.Slice(segs, func(i, j int) bool { return segs[i].base < segs[j].base })
+	epochs, err := checkpoint.OpenEpochCache(l.fs, filepath.Join(l.dir, LeaderEpochCheckpointFile))
+	if err != nil {
+		l.logger.Warn("leader-epoch-checkpoint unreadable, starting empty", "partition", l.tp.String(), "err", err)
+		_ = l.fs.Remove(filepath.Join(l.dir, LeaderEpochCheckpointFile))
+		if epochs, err = checkpoint.OpenEpochCache(l.fs, filepath.Join(l.dir, LeaderEpochCheckpointFile)); err != nil {
+			return l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
+	}
+	l.epochs = epochs
+
+	rp := opts.RecoveryPoint
+	if !opts.CleanShutdown && len(segs) > 0 {
+		segs, err = l.recover(segs, rp)
+		if err != nil {
+			return err
+		}
+	}
+	if len(segs) == 0 {
+		start := opts.LogStartOffset
+		if start < 0 {
+			start = 0
+		}
+		s, err := l.newActiveSegment(start, l.Config())
+		if err != nil {
+			return err
+		}
+		segs = []*segment{s}
+	} else {
+		last := segs[len(segs)-1]
+		if err := l.reopenActive(last); err != nil {
+			return err
+		}
+	}
+	// An inactive segment's end offset is taken as the next segment's base
+	// (exact unless compaction emptied its tail; only used as an upper bound).
+	for i := 0; i < len(segs)-1; i++ {
+		if segs[i].next.Load() < 0 {
+			segs[i].next.Store(int64(segs[i+1].base))
+		}
+	}
+	l.setSegments(segs)
+	active := segs[len(segs)-1]
+	leo := Offset(active.next.Load())
+	l.leo.Store(int64(leo))
+	start := segs[0].base
+	if opts.LogStartOffset > start && opts.LogStartOffset <= leo {
+		start = opts.LogStartOffset
+	}
+	l.logStart.Store(int64(start))
+	if rp < 0 || rp > leo || !opts.CleanShutdown {
+		rp = leo // after recovery (or a clean shutdown) everything present was checked
+	}
+	l.recoveryPoint.Store(int64(rp))
+	l.hw.Store(int64(leo))
+	_ = l.epochs.TruncateFromEnd(int64(leo))
+	return l.loadProducers(leo)
+}
+
+// recover rescans every segment from the one containing rp: batches are
+// CRC-checked and indexes rebuilt; at the first torn or corrupt batch the
+// segment is truncated and all later segments are deleted.
+func (l *Log) recover(segs []*segment, rp Offset) ([]*segment, error) {
+	from, ok := floorSegment(segs, rp)
+	if !ok || rp < 0 {
+		from = 0
+	}
+	for i := from; i < len(segs); i++ {
+		s := segs[i]
+		valid, err := s.recoverSegment()
+		if err != nil {
+			return nil, err
+		}
+		if valid < s.size.Load() || (valid == 0 && i < len(segs)-1 && s.size.Load() > 0) {
+			l.logger.Warn("truncating corrupt or torn tail", "segment", s.String(), "valid_bytes", valid, "size", s.size.Load())
+			if err := s.truncateFile(valid); err != nil {
+				return nil, err
+			}
+			for _, later := range segs[i+1:] {
+				l.logger.Warn("deleting segment after the recovered tail", "segment", later.String())
+				later.removeFiles()
+			}
+			return segs[:i+1], nil
+		}
+	}
+	return segs, nil
+}
+
+// recoverSegment validates every batch of the segment (through a read-only
+// mapping), rebuilds both indexes, and returns the byte length of the valid
+// prefix. It sets the segment's end offset and largest timestamp.
+func (s *segment) recoverSegment() (int64, error) {
+	f, err := s.fs.OpenFile(LogFileName(s.dir, s.base), os.O_RDONLY, 0)
+	if err != nil {
+		return 0, fmt.Errorf("engine: recover %s: %w: %w", s, ErrStorage, err)
+	}
+	h := &handle{seg: s, file: f}
+	defer h.close()
+	size := s.size.Load()
+	data, err := h.mapped(size)
+	if err != nil {
+		return 0, err
+	}
+	valid := int64(0)
+	buf := data
+	for len(buf) > 0 {
+		b, rest, err := record.ReadBatch(buf)
+		if err != nil {
+			break
+		}
+		if b.VerifyCRC() != nil || Offset(b.BaseOffset()) < s.base || (valid > 0 && Offset(b.BaseOffset()) < Offset(s.next.Load())) {
+			break
+		}
+		if int64(b.LastOffset())-int64(s.base) > int64(^uint32(0)>>1) {
+			break
+		}
+		valid += int64(len(b))
+		s.next.Store(b.LastOffset() + 1)
+		buf = rest
+	}
+	if valid == 0 {
+		s.next.Store(int64(s.base))
+	}
+	s.size.Store(valid)
+	// Rebuild indexes over the valid prefix through the ordinary scanner.
+	if err := s.rebuildIndexes(h, s.log.Config(), false); err != nil {
+		return 0, err
+	}
+	s.setTimesFromIndex(h)
+	_ = h.oidx.Close()
+	_ = h.tidx.Close()
+	h.oidx, h.tidx = nil, nil
+	s.size.Store(size) // the caller truncates to valid
+	return valid, nil
+}
+
+// truncateFile shrinks the .log to n bytes (no handle may be open).
+func (s *segment) truncateFile(n int64) error {
+	f, err := s.fs.OpenFile(LogFileName(s.dir, s.base), os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("engine: truncate %s: %w: %w", s, ErrStorage, err)
+	}
+	defer f.Close()
+	if err := f.Truncate(n); err != nil {
+		return fmt.Errorf("engine: truncate %s: %w: %w", s, ErrStorage, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("engine: truncate %s: %w: %w", s, ErrStorage, err)
+	}
+	s.size.Store(n)
+	s.flushed.Store(n)
+	return nil
+}
+
+// removeFiles deletes a segment's files immediately (recovery only).
+func (s *segment) removeFiles() {
+	for _, p := range []string{LogFileName(s.dir, s.base), IndexFileName(s.dir, s.base), TimeIndexFileName(s.dir, s.base)} {
+		_ = s.fs.Remove(p)
+	}
+}
+
+func (s *segment) setTimesFromIndex(h *handle) {
+	if ts, off := h.tidx.LastEntry(); ts >= 0 {
+		s.maxTs.Store(ts)
+		s.offsetOfMaxTs = Offset(off)
+	}
+}
+
+// reopenActive opens the last segment for appending: the .log read-write and
+// both indexes writable (preallocated again), and learns its end offset and
+// largest timestamp by scanning from the last index entry.
+func (l *Log) reopenActive(s *segment) error {
+	f, err := l.fs.OpenFile(LogFileName(l.dir, s.base), os.O_RDWR, 0)
+	if err != nil {
+		return l.errorf("open", s.base, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	h := &handle{seg: s, file: f}
+	if err := s.openIndexes(h, l.Config(), true); err != nil {
+		h.close()
+		return err
+	}
+	s.setTimesFromIndex(h)
+	_, pos := h.oidx.Lookup(int64(^uint64(0) >> 1))
+	sc := newBatchScanner(h.file, int64(pos), s.size.Load())
+	next := s.base
+	var since int64
+	for {
+		p, hdr, err := sc.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			// A clean-shutdown log with a bad tail: treat as the end.
+			l.logger.Warn("unreadable tail in active segment, truncating", "segment", s.String(), "position", p, "err", err)
+			if terr := h.file.Truncate(p); terr != nil {
+				h.close()
+				return l.errorf("open", s.base, -1, fmt.Errorf("%w: %w", ErrStorage, terr))
+			}
+			s.size.Store(p)
+			break
+		}
+		b := record.Batch(hdr)
+		next = Offset(b.LastOffset()) + 1
+		if s.firstBatchTs < 0 && p == 0 {
+			s.firstBatchTs = b.MaxTimestamp()
+		}
+		if b.MaxTimestamp() > s.maxTs.Load() {
+			s.maxTs.Store(b.MaxTimestamp())
+			s.offsetOfMaxTs = Offset(b.LastOffset())
+		}
+		since += sc.pos - p
+	}
+	if s.firstBatchTs < 0 && s.size.Load() > 0 {
+		if first, err := readHeaderAt(h.file, 0); err == nil {
+			s.firstBatchTs = record.Batch(first).MaxTimestamp()
+		}
+	}
+	s.next.Store(int64(next))
+	s.bytesSinceIndex = int(since)
+	s.activate(h)
+	return nil
+}
+
+func readHeaderAt(f io.ReaderAt, pos int64) ([]byte, error) {
+	hdr := make([]byte, record.HeaderSize)
+	if _, err := f.ReadAt(hdr, pos); err != nil {
+		return nil, err
+	}
+	return hdr, nil
+}
+
+// loadProducers restores idempotent-producer state from the newest snapshot
+// and replays batch headers after it.
+func (l *Log) loadProducers(leo Offset) error {
+	p, at := loadProducerState(l.fs, l.dir, leo)
+	l.producers = p
+	from := at
+	if from < l.LogStartOffset() {
+		from = l.LogStartOffset()
+	}
+	if from >= leo {
+		return nil
+	}
+	return l.scanHeaders(from, leo, func(b record.Batch) {
+		if b.ProducerID() >= 0 {
+			p.update(b, b.MaxTimestamp())
+		}
+	})
+}
+
+// scanHeaders calls fn with the header of every batch holding offsets in
+// [from, to). The header slice is only valid during fn.
+func (l *Log) scanHeaders(from, to Offset, fn func(b record.Batch)) error {
+	for _, s := range l.segments() {
+		if Offset(s.next.Load()) >= 0 && Offset(s.next.Load()) <= from && !s.isActive() {
+			continue
+		}
+		if s.base >= to {
+			break
+		}
+		h, err := s.acquire()
+		if err != nil {
+			return err
+		}
+		_, pos := h.oidx.Lookup(int64(from))
+		sc := newBatchScanner(h.file, int64(pos), s.size.Load())
+		for {
+			_, hdr, err := sc.next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				h.release()
+				return l.errorf("scan", s.base, from, err)
+			}
+			b := record.Batch(hdr)
+			if Offset(b.LastOffset()) >= from && Offset(b.BaseOffset()) < to {
+				fn(b)
+			}
+		}
+		h.release()
+	}
+	return nil
+}
+
+// finishInterruptedSwaps applies Kafka's rules to files left by a cleaner
+// swap or an async delete (reference §5.6): *.deleted files are removed;
+// *.cleaned files are removed together with any .swap at or above the
+// smallest .cleaned offset; each remaining .swap replaces the ordinary
+// segment files in its offset range and is renamed to its final name.
+func (l *Log) finishInterruptedSwaps() error {
+	ents, err := l.fs.ReadDir(l.dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	minCleaned := Offset(-1)
+	var swaps []string
+	for _, e := range ents {
+		name := e.Name()
+		path := filepath.Join(l.dir, name)
+		switch {
+		case strings.HasSuffix(name, DeletedSuffix):
+			_ = l.fs.Remove(path)
+		case strings.HasSuffix(name, CleanedSuffix):
+			if base, _, ok := parseOffsetFileName(name); ok && (minCleaned < 0 || base < minCleaned) {
+				minCleaned = base
+			}
+			_ = l.fs.Remove(path)
+		case strings.HasSuffix(name, SwapSuffix):
+			swaps = append(swaps, name)
+		case strings.HasSuffix(name, ".tmp"):
+			_ = l.fs.Remove(path)
+		}
+	}
+	var logSwaps []Offset
+	for _, name := range swaps {
+		base, _, ok := parseOffsetFileName(name)
+		if !ok {
+			continue
+		}
+		if minCleaned >= 0 && base >= minCleaned {
+			_ = l.fs.Remove(filepath.Join(l.dir, name))
+			continue
+		}
+		if strings.HasSuffix(name, LogSuffix+SwapSuffix) {
+			logSwaps = append(logSwaps, base)
+		}
+	}
+	sort.Slice(logSwaps, func(i, j int) bool { return logSwaps[i] < logSwaps[j] })
+	for _, base := range logSwaps {
+		end, err := swapEndOffset(l.fs, LogFileName(l.dir, base)+SwapSuffix, base)
+		if err != nil {
+			return l.errorf("finish swap", base, -1, err)
+		}
+		// Delete ordinary segments whose base lies in [base, end).
+		cur, _ := l.fs.ReadDir(l.dir)
+		for _, e := range cur {
+			b, suffix, ok := parseOffsetFileName(e.Name())
+			if !ok || b < base || b >= end {
+				continue
+			}
+			if suffix == LogSuffix || suffix == IndexSuffix || suffix == TimeIndexSuffix || suffix == TxnIndexSuffix {
+				_ = l.fs.Remove(filepath.Join(l.dir, e.Name()))
+			}
+		}
+		for _, suf := range []string{LogSuffix, IndexSuffix, TimeIndexSuffix, TxnIndexSuffix} {
+			p := filepath.Join(l.dir, offsetFileName(base)+suf)
+			if _, err := l.fs.Stat(p + SwapSuffix); err == nil {
+				if err := l.fs.Rename(p+SwapSuffix, p); err != nil {
+					return l.errorf("finish swap", base, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+				}
+			}
+		}
+	}
+	// Index swaps without a log swap are stale.
+	cur, _ := l.fs.ReadDir(l.dir)
+	for _, e := range cur {
+		if strings.HasSuffix(e.Name(), SwapSuffix) {
+			_ = l.fs.Remove(filepath.Join(l.dir, e.Name()))
+		}
+	}
+	if len(logSwaps) > 0 {
+		return l.fs.SyncDir(l.dir)
+	}
+	return nil
+}
+
+// swapEndOffset reads a .swap log's batches and returns the offset after its
+// last valid batch (its base when empty).
+func swapEndOffset(fs vfs.FS, path string, base Offset) (Offset, error) {
+	data, err := readWholeFile(fs, path)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	end := base
+	for len(data) > 0 {
+		b, rest, err := record.ReadBatch(data)
+		if err != nil {
+			break
+		}
+		end = Offset(b.LastOffset()) + 1
+		data = rest
+	}
+	return end, nil
+}

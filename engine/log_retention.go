@@ -1,0 +1,97 @@
+package engine
+
+// EnforceRetention deletes the oldest whole segments that lie entirely below
+// the high watermark and below the log start offset, or (for logs with the
+// delete policy) past retention.ms by their largest timestamp, or beyond
+// retention.bytes. The active segment always stays. It returns how many
+// segments it deleted.
+func (l *Log) EnforceRetention() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return 0
+	}
+	cfg := l.Config()
+	segs := l.segments()
+	hw, start := l.HighWatermark(), l.LogStartOffset()
+	nowMs := l.clk.Now().UnixMilli()
+	total := l.Size()
+	n := 0
+	for ; n < len(segs)-1; n++ {
+		s, next := segs[n], segs[n+1]
+		if next.base > hw {
+			break
+		}
+		size := s.size.Load()
+		switch {
+		case next.base <= start:
+		case cfg.Delete && cfg.RetentionTime >= 0 && s.maxTs.Load() >= 0 && nowMs-s.maxTs.Load() > cfg.RetentionTime.Milliseconds():
+		case cfg.Delete && cfg.RetentionBytes >= 0 && total-size >= cfg.RetentionBytes:
+		default:
+			return l.dropOldest(segs, n)
+		}
+		total -= size
+	}
+	return l.dropOldest(segs, n)
+}
+
+// dropOldest removes segs[:n] and advances the log start. Caller holds l.mu.
+func (l *Log) dropOldest(segs []*segment, n int) int {
+	if n == 0 {
+		return 0
+	}
+	for _, s := range segs[:n] {
+		l.deleteSegmentFiles(s)
+	}
+	rest := append([]*segment(nil), segs[n:]...)
+	l.setSegments(rest)
+	if newStart := rest[0].base; newStart > l.LogStartOffset() {
+		l.logStart.Store(int64(newStart))
+		_ = l.epochs.TruncateFromStart(int64(newStart))
+	}
+	pruneSnapshots(l.fs, l.dir, l.LogStartOffset())
+	l.logger.Info("retention deleted segments", "partition", l.tp.String(), "count", n, "log_start", l.LogStartOffset())
+	return n
+}
+
+// Close flushes the log, writes a producer snapshot at the log end, trims the
+// active indexes and closes every file once readers release them.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Swap(true) {
+		return nil
+	}
+	l.wg.Wait()
+	l.syncMu.Lock()
+	err := l.flushTo(l.leo.Load())
+	l.syncMu.Unlock()
+	if perr := l.producers.snapshot(l.fs, l.dir, l.LogEndOffset()); perr != nil && err == nil {
+		err = perr
+	}
+	if serr := l.active().seal(); serr != nil && err == nil {
+		err = serr
+	}
+	l.closeSegments()
+	l.signal()
+	return err
+}
+
+func (l *Log) closeSegments() {
+	p := l.segs.Load()
+	if p == nil {
+		return
+	}
+	for _, s := range *p {
+		s.retire()
+	}
+}
+
+// Delete closes the log and removes its directory.
+func (l *Log) Delete() error {
+	_ = l.Close()
+	for _, d := range l.pending {
+		d.unlink(l)
+	}
+	return l.fs.RemoveAll(l.dir)
+}

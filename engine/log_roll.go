@@ -1,0 +1,181 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"os"
+
+	"github.com/kvlog/kvlog/engine/index"
+)
+
+// shouldRoll applies Kafka's roll rules before an append of size bytes whose
+// largest timestamp is maxTs and last offset is last. Caller holds l.mu.
+func (l *Log) shouldRoll(seg *segment, cfg Config, size int64, maxTs int64, last Offset) bool {
+	if seg.size.Load() == 0 {
+		return false
+	}
+	h := seg.h
+	switch {
+	case seg.size.Load() > cfg.SegmentBytes-size:
+		return true
+	case h.oidx.IsFull() || h.tidx.IsFull():
+		return true
+	case int64(last)-int64(seg.base) > math.MaxInt32:
+		return true
+	}
+	return l.timeToRoll(seg, cfg, maxTs)
+}
+
+// timeToRoll: the segment's age measured in record time (the first batch's
+// max timestamp to the incoming one), or in wall time since the segment was
+// created when it has no timestamps, exceeds segment.ms (capped by
+// max.compaction.lag.ms on compacted logs).
+func (l *Log) timeToRoll(seg *segment, cfg Config, incomingTs int64) bool {
+	limit := cfg.rollTime()
+	if limit <= 0 || seg.size.Load() == 0 {
+		return false
+	}
+	if seg.firstBatchTs >= 0 && incomingTs >= 0 {
+		return incomingTs-seg.firstBatchTs > limit.Milliseconds()
+	}
+	return l.clk.Now().Sub(seg.created) > limit
+}
+
+// RollIfIdle rolls a non-empty active segment that has been active longer
+// than its roll time in wall-clock terms, so an idle partition's last records
+// become cleanable and deletable (Kafka only rolls on append). It reports
+// whether it rolled.
+func (l *Log) RollIfIdle() (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return false, nil
+	}
+	seg := l.active()
+	cfg := l.Config()
+	if seg.size.Load() == 0 || l.clk.Now().Sub(seg.created) <= cfg.rollTime() {
+		return false, nil
+	}
+	_, err := l.roll(l.LogEndOffset())
+	return err == nil, err
+}
+
+// Roll closes the active segment and starts a new one at the log end, unless
+// the active segment is empty.
+func (l *Log) Roll() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return l.errorf("roll", -1, -1, ErrClosed)
+	}
+	if l.active().size.Load() == 0 {
+		return nil
+	}
+	_, err := l.roll(l.LogEndOffset())
+	return err
+}
+
+// roll seals the active segment (final time-index entry, indexes trimmed,
+// handle handed to the cache) and creates a new active segment at newBase.
+// The sealed segment is flushed in the background, advancing the recovery
+// point. Caller holds l.mu.
+func (l *Log) roll(newBase Offset) (*segment, error) {
+	old := l.active()
+	cfg := l.Config()
+	if err := old.seal(); err != nil {
+		return nil, l.errorf("roll", old.base, newBase, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	seg, err := l.newActiveSegment(newBase, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.producers.snapshot(l.fs, l.dir, newBase); err != nil {
+		l.logger.Warn("producer snapshot failed", "partition", l.tp.String(), "offset", newBase, "err", err)
+	}
+	segs := append(append([]*segment(nil), l.segments()...), seg)
+	l.setSegments(segs)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		l.syncMu.Lock()
+		defer l.syncMu.Unlock()
+		if err := l.flushTo(int64(newBase)); err != nil {
+			l.logger.Error("flush after roll failed", "partition", l.tp.String(), "err", err)
+		}
+	}()
+	return seg, nil
+}
+
+// seal finishes the active segment: the largest timestamp goes into the time
+// index, both indexes are trimmed to their entries, and the handle becomes an
+// ordinary cached handle. Readers keep using the same mappings (trimming does
+// not unmap). Caller holds Log.mu.
+func (s *segment) seal() error {
+	s.mu.Lock()
+	h := s.h
+	if h == nil || !s.active {
+		s.mu.Unlock()
+		return nil
+	}
+	s.active = false
+	s.mu.Unlock()
+	if ts := s.maxTs.Load(); ts >= 0 {
+		if err := h.tidx.MaybeAppend(ts, int64(s.offsetOfMaxTs), true); err != nil {
+			return err
+		}
+	}
+	if err := h.oidx.TrimToValidSize(); err != nil {
+		return err
+	}
+	if err := h.tidx.TrimToValidSize(); err != nil {
+		return err
+	}
+	s.log.handles.admit(s, h)
+	return nil
+}
+
+// newActiveSegment creates empty .log and index files at base (replacing any
+// stale files of that name) and returns the segment with a pinned handle.
+func (l *Log) newActiveSegment(base Offset, cfg Config) (*segment, error) {
+	for _, p := range []string{LogFileName(l.dir, base), IndexFileName(l.dir, base), TimeIndexFileName(l.dir, base)} {
+		if err := l.fs.Remove(p); err != nil && !os.IsNotExist(err) {
+			return nil, l.errorf("roll", base, base, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
+	}
+	f, err := l.fs.OpenFile(LogFileName(l.dir, base), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, l.errorf("roll", base, base, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	s := l.newSegment(base)
+	h := &handle{seg: s, file: f}
+	if h.oidx, err = index.OpenOffset(l.fs, IndexFileName(l.dir, base), int64(base), cfg.indexBytes(), true); err == nil {
+		h.tidx, err = index.OpenTime(l.fs, TimeIndexFileName(l.dir, base), int64(base), timeIndexBytes(cfg), true)
+	}
+	if err != nil {
+		h.close()
+		return nil, l.errorf("roll", base, base, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	s.activate(h)
+	return s, nil
+}
+
+func timeIndexBytes(cfg Config) int { return cfg.indexBytes() / 8 * 12 }
+
+func (l *Log) newSegment(base Offset) *segment {
+	s := &segment{dir: l.dir, base: base, id: newSegmentID(), fs: l.fs, log: l}
+	s.next.Store(int64(base))
+	s.maxTs.Store(-1)
+	s.firstBatchTs = -1
+	s.offsetOfMaxTs = base
+	s.created = l.clk.Now()
+	return s
+}
+
+// activate pins h as the segment's writer handle.
+func (s *segment) activate(h *handle) {
+	h.refs.Store(1)
+	s.mu.Lock()
+	s.h = h
+	s.active = true
+	s.mu.Unlock()
+}

@@ -1,0 +1,172 @@
+package engine
+
+import (
+	"fmt"
+)
+
+// TruncateTo removes every record at or above offset (a follower diverging
+// from its new leader). The batch containing offset is removed whole, so
+// offset should be a batch boundary. Readers holding ranges of the truncated
+// segment are waited for before its file shrinks.
+func (l *Log) TruncateTo(offset Offset) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return l.errorf("truncate", -1, offset, ErrClosed)
+	}
+	if offset >= l.LogEndOffset() {
+		return nil
+	}
+	if offset <= l.LogStartOffset() {
+		return l.truncateFullyLocked(offset)
+	}
+	segs := l.segments()
+	i, _ := floorSegment(segs, offset)
+	keep := segs[:i+1]
+	target := segs[i]
+	// Drop whole segments above the target.
+	for _, s := range segs[i+1:] {
+		l.deleteSegmentFiles(s)
+	}
+	if err := l.truncateSegment(target, offset); err != nil {
+		return err
+	}
+	l.setSegments(append([]*segment(nil), keep...))
+	l.afterTruncate(offset)
+	return nil
+}
+
+// truncateSegment cuts s at the first batch whose last offset >= offset and
+// makes it the active segment again.
+func (l *Log) truncateSegment(s *segment, offset Offset) error {
+	h, err := s.acquire()
+	if err != nil {
+		return l.errorf("truncate", s.base, offset, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	pos, found, err := s.translate(h, offset, s.size.Load())
+	h.release()
+	if err != nil {
+		return l.errorf("truncate", s.base, offset, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	if !found {
+		pos = s.size.Load()
+	}
+	// Detach and drain every reader before the file shrinks.
+	s.retire().Wait()
+	if err := s.truncateFile(pos); err != nil {
+		return l.errorf("truncate", s.base, offset, err)
+	}
+	s.mu.Lock()
+	s.gone = false
+	s.mu.Unlock()
+	s.next.Store(int64(s.base))
+	s.maxTs.Store(-1)
+	s.firstBatchTs = -1
+	s.offsetOfMaxTs = s.base
+	if err := l.reopenActive(s); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	h = s.h
+	s.mu.Unlock()
+	h.oidx.TruncateTo(int64(offset))
+	h.tidx.TruncateTo(int64(offset))
+	return nil
+}
+
+// TruncateFullyAndStartAt deletes every segment and starts an empty log at
+// offset (a follower too far behind its leader's log start).
+func (l *Log) TruncateFullyAndStartAt(offset Offset) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return l.errorf("truncate", -1, offset, ErrClosed)
+	}
+	return l.truncateFullyLocked(offset)
+}
+
+func (l *Log) truncateFullyLocked(offset Offset) error {
+	for _, s := range l.segments() {
+		l.deleteSegmentFiles(s)
+	}
+	s, err := l.newActiveSegment(offset, l.Config())
+	if err != nil {
+		return err
+	}
+	l.setSegments([]*segment{s})
+	l.logStart.Store(int64(offset))
+	l.afterTruncate(offset)
+	_ = l.epochs.TruncateFromStart(int64(offset))
+	return nil
+}
+
+func (l *Log) afterTruncate(offset Offset) {
+	leo := Offset(l.active().next.Load())
+	l.leo.Store(int64(leo))
+	if Offset(l.hw.Load()) > leo {
+		l.hw.Store(int64(leo))
+	}
+	if Offset(l.recoveryPoint.Load()) > leo {
+		l.recoveryPoint.Store(int64(leo))
+	}
+	_ = l.epochs.TruncateFromEnd(int64(leo))
+	l.producers.truncate(leo)
+	for _, o := range snapshotOffsets(l.fs, l.dir) {
+		if o > leo {
+			_ = l.fs.Remove(SnapshotFileName(l.dir, o))
+		}
+	}
+	l.signal()
+}
+
+// deleteSegmentFiles retires s and renames its files to .deleted; they are
+// unlinked by ProcessDeletes once file.delete.delay.ms has passed and no
+// reader holds them. Caller holds l.mu.
+func (l *Log) deleteSegmentFiles(s *segment) {
+	wg := s.retire()
+	for _, p := range []string{LogFileName(s.dir, s.base), IndexFileName(s.dir, s.base), TimeIndexFileName(s.dir, s.base)} {
+		if err := l.fs.Rename(p, p+DeletedSuffix); err != nil {
+			l.logger.Warn("rename to .deleted failed", "file", p, "err", err)
+		}
+	}
+	l.pending = append(l.pending, &deletedSegment{seg: s, at: l.clk.Now(), wg: wg})
+}
+
+// ProcessDeletes unlinks .deleted files whose delay has passed.
+func (l *Log) ProcessDeletes() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delay := l.Config().FileDeleteDelay
+	now := l.clk.Now()
+	kept := l.pending[:0]
+	for _, d := range l.pending {
+		if now.Sub(d.at) < delay {
+			kept = append(kept, d)
+			continue
+		}
+		d.unlink(l)
+	}
+	l.pending = kept
+}
+
+func (d *deletedSegment) unlink(l *Log) {
+	for _, p := range []string{LogFileName(d.seg.dir, d.seg.base), IndexFileName(d.seg.dir, d.seg.base), TimeIndexFileName(d.seg.dir, d.seg.base)} {
+		_ = l.fs.Remove(p + DeletedSuffix)
+	}
+}
+
+// DeleteRecordsBefore raises the log start offset to offset (DeleteRecords);
+// whole segments below it are deleted by the next retention pass.
+func (l *Log) DeleteRecordsBefore(offset Offset) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if offset > l.HighWatermark() {
+		return l.errorf("delete records", -1, offset, fmt.Errorf("%w: above high watermark %d", ErrOffsetOutOfRange, l.HighWatermark()))
+	}
+	if offset > l.LogStartOffset() {
+		l.logStart.Store(int64(offset))
+		_ = l.epochs.TruncateFromStart(int64(offset))
+	}
+	return nil
+}
+

@@ -1,0 +1,377 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kvlog/kvlog/engine/checkpoint"
+	"github.com/kvlog/kvlog/engine/vfs"
+	"github.com/kvlog/kvlog/internal/clock"
+)
+
+// ManagerOptions configure a Manager.
+type ManagerOptions struct {
+	Dirs   []string // log.dirs
+	FS     vfs.FS   // nil: the operating system
+	Clock  clock.Clock
+	Logger *slog.Logger
+	// MaxOpenSegments bounds how many inactive segments keep descriptors and
+	// mappings open (0: 1024).
+	MaxOpenSegments int
+	// ConfigFor returns the settings of a partition found on disk at start-up
+	// (nil: DefaultConfig).
+	ConfigFor func(tp TopicPartition) Config
+	// RecoveryThreads opens and recovers logs in parallel (0: 2).
+	RecoveryThreads int
+	// RetentionCheckInterval is log.retention.check.interval.ms (0: 5 min).
+	RetentionCheckInterval time.Duration
+	// CheckpointInterval is how often recovery points and log start offsets
+	// are checkpointed (0: 60 s, Kafka's log.flush.offset.checkpoint.interval.ms).
+	CheckpointInterval time.Duration
+}
+
+// Manager owns every partition log in a broker's log dirs, their log-dir
+// checkpoints and the clean-shutdown marker, and runs background retention,
+// flushing, idle rolls and delayed deletes.
+type Manager struct {
+	opts    ManagerOptions
+	handles *handleCache
+
+	mu   sync.Mutex
+	logs map[TopicPartition]*Log
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed bool
+}
+
+// OpenManager loads and (after an unclean stop) recovers every partition in
+// opts.Dirs.
+func OpenManager(opts ManagerOptions) (*Manager, error) {
+	if len(opts.Dirs) == 0 {
+		return nil, errors.New("engine: no log dirs")
+	}
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxOpenSegments == 0 {
+		opts.MaxOpenSegments = 1024
+	}
+	if opts.ConfigFor == nil {
+		opts.ConfigFor = func(TopicPartition) Config { return DefaultConfig() }
+	}
+	if opts.RecoveryThreads <= 0 {
+		opts.RecoveryThreads = 2
+	}
+	if opts.RetentionCheckInterval <= 0 {
+		opts.RetentionCheckInterval = 5 * time.Minute
+	}
+	if opts.CheckpointInterval <= 0 {
+		opts.CheckpointInterval = time.Minute
+	}
+	hc, err := newHandleCache(opts.MaxOpenSegments)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{opts: opts, handles: hc, logs: map[TopicPartition]*Log{}}
+	for _, dir := range opts.Dirs {
+		if err := m.loadDir(dir); err != nil {
+			m.closeLogs()
+			hc.close()
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+type loadJob struct {
+	dir string
+	tp  TopicPartition
+}
+
+func (m *Manager) loadDir(dir string) error {
+	fs := m.opts.FS
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("engine: log dir %s: %w: %w", dir, ErrStorage, err)
+	}
+	marker := filepath.Join(dir, CleanShutdownFile)
+	_, statErr := fs.Stat(marker)
+	clean := statErr == nil
+	rps, err := checkpoint.ReadOffsets(fs, filepath.Join(dir, RecoveryPointCheckpointFile))
+	if err != nil {
+		m.opts.Logger.Warn("recovery point checkpoint unreadable; recovering every segment", "dir", dir, "err", err)
+		rps, clean = nil, false
+	}
+	starts, err := checkpoint.ReadOffsets(fs, filepath.Join(dir, LogStartCheckpointFile))
+	if err != nil {
+		m.opts.Logger.Warn("log start checkpoint unreadable", "dir", dir, "err", err)
+		starts = nil
+	}
+	ents, err := fs.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("engine: log dir %s: %w: %w", dir, ErrStorage, err)
+	}
+	var jobs []loadJob
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		if strings.HasSuffix(e.Name(), DeleteDirSuffix) {
+			_ = fs.RemoveAll(filepath.Join(dir, e.Name()))
+			continue
+		}
+		if tp, ok := ParsePartitionDirName(e.Name()); ok {
+			jobs = append(jobs, loadJob{dir: filepath.Join(dir, e.Name()), tp: tp})
+		}
+	}
+	start := m.opts.Clock.Now()
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+		ch    = make(chan loadJob)
+	)
+	for range m.opts.RecoveryThreads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range ch {
+				rp, ls := Offset(-1), Offset(-1)
+				if v, ok := rps[j.tp]; ok {
+					rp = Offset(v)
+				}
+				if v, ok := starts[j.tp]; ok {
+					ls = Offset(v)
+				}
+				l, err := OpenLog(j.dir, j.tp, m.opts.ConfigFor(j.tp), LogOptions{
+					FS: fs, Clock: m.opts.Clock, Logger: m.opts.Logger,
+					CleanShutdown: clean, RecoveryPoint: rp, LogStartOffset: ls, handles: m.handles,
+				})
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+				} else if err == nil {
+					m.logs[j.tp] = l
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, j := range jobs {
+		ch <- j
+	}
+	close(ch)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	if clean {
+		// From here on a crash is unclean until Close writes the marker again.
+		if err := fs.Remove(marker); err != nil {
+			return fmt.Errorf("engine: remove %s: %w: %w", marker, ErrStorage, err)
+		}
+		_ = fs.SyncDir(dir)
+	}
+	m.opts.Logger.Info("log dir loaded", "dir", dir, "partitions", len(jobs), "clean_shutdown", clean, "took", m.opts.Clock.Now().Sub(start))
+	return nil
+}
+
+// Log returns the log of tp.
+func (m *Manager) Log(tp TopicPartition) (*Log, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.logs[tp]
+	return l, ok
+}
+
+// Logs returns every log, ordered by topic and partition.
+func (m *Manager) Logs() []*Log {
+	m.mu.Lock()
+	out := make([]*Log, 0, len(m.logs))
+	for _, l := range m.logs {
+		out = append(out, l)
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].tp, out[j].tp
+		return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
+	})
+	return out
+}
+
+// CreateLog returns tp's log, creating it in the log dir holding the fewest
+// partitions when it does not exist.
+func (m *Manager) CreateLog(tp TopicPartition, cfg Config) (*Log, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, fmt.Errorf("engine: create %s: %w", tp, ErrClosed)
+	}
+	if l, ok := m.logs[tp]; ok {
+		return l, nil
+	}
+	count := map[string]int{}
+	for _, l := range m.logs {
+		count[filepath.Dir(l.dir)]++
+	}
+	dir := m.opts.Dirs[0]
+	for _, d := range m.opts.Dirs[1:] {
+		if count[d] < count[dir] {
+			dir = d
+		}
+	}
+	l, err := OpenLog(filepath.Join(dir, PartitionDirName(tp)), tp, cfg, LogOptions{
+		FS: m.opts.FS, Clock: m.opts.Clock, Logger: m.opts.Logger,
+		CleanShutdown: true, RecoveryPoint: -1, LogStartOffset: -1, handles: m.handles,
+	})
+	if err != nil {
+		return nil, err
+	}
+	_ = m.opts.FS.SyncDir(dir)
+	m.logs[tp] = l
+	return l, nil
+}
+
+// DeleteLog closes tp's log and removes its directory.
+func (m *Manager) DeleteLog(tp TopicPartition) error {
+	m.mu.Lock()
+	l, ok := m.logs[tp]
+	delete(m.logs, tp)
+	m.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	return l.Delete()
+}
+
+// Start runs background maintenance until ctx ends or Close.
+func (m *Manager) Start(ctx context.Context) {
+	ctx, m.cancel = context.WithCancel(ctx)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		lastRetention, lastCheckpoint := m.opts.Clock.Now(), m.opts.Clock.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			now := m.opts.Clock.Now()
+			retention := now.Sub(lastRetention) >= m.opts.RetentionCheckInterval
+			if retention {
+				lastRetention = now
+			}
+			m.Maintain(retention)
+			if now.Sub(lastCheckpoint) >= m.opts.CheckpointInterval {
+				lastCheckpoint = now
+				if err := m.WriteCheckpoints(); err != nil {
+					m.opts.Logger.Error("checkpoint failed", "err", err)
+				}
+			}
+		}
+	}()
+}
+
+// Maintain runs one round of background work: due flushes, delayed deletes,
+// idle rolls and (when retention is set) retention.
+func (m *Manager) Maintain(retention bool) {
+	for _, l := range m.Logs() {
+		if err := l.FlushIfDue(); err != nil {
+			m.opts.Logger.Error("flush failed", "partition", l.tp.String(), "err", err)
+		}
+		l.ProcessDeletes()
+		if _, err := l.RollIfIdle(); err != nil {
+			m.opts.Logger.Error("idle roll failed", "partition", l.tp.String(), "err", err)
+		}
+		if retention {
+			l.EnforceRetention()
+		}
+	}
+}
+
+// WriteCheckpoints writes recovery-point-offset-checkpoint and
+// log-start-offset-checkpoint in every log dir.
+func (m *Manager) WriteCheckpoints() error {
+	rps := map[string]map[TopicPartition]int64{}
+	starts := map[string]map[TopicPartition]int64{}
+	for _, d := range m.opts.Dirs {
+		rps[d], starts[d] = map[TopicPartition]int64{}, map[TopicPartition]int64{}
+	}
+	for _, l := range m.Logs() {
+		d := filepath.Dir(l.dir)
+		if rps[d] == nil {
+			continue
+		}
+		rps[d][l.tp] = int64(l.RecoveryPoint())
+		starts[d][l.tp] = int64(l.LogStartOffset())
+	}
+	var first error
+	for _, d := range m.opts.Dirs {
+		if err := checkpoint.WriteOffsets(m.opts.FS, filepath.Join(d, RecoveryPointCheckpointFile), rps[d]); err != nil && first == nil {
+			first = err
+		}
+		if err := checkpoint.WriteOffsets(m.opts.FS, filepath.Join(d, LogStartCheckpointFile), starts[d]); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Close stops maintenance, closes (flushing) every log, writes the
+// checkpoints and, when all of that succeeded, the clean-shutdown marker.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	m.mu.Unlock()
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.wg.Wait()
+	err := m.closeLogs()
+	if cerr := m.WriteCheckpoints(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err == nil {
+		for _, d := range m.opts.Dirs {
+			if werr := checkpoint.WriteFileAtomic(m.opts.FS, filepath.Join(d, CleanShutdownFile), nil); werr != nil && err == nil {
+				err = werr
+			}
+		}
+	}
+	m.handles.close()
+	return err
+}
+
+func (m *Manager) closeLogs() error {
+	var first error
+	for _, l := range m.Logs() {
+		if err := l.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Dirs returns the log dirs.
+func (m *Manager) Dirs() []string { return m.opts.Dirs }
+

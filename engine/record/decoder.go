@@ -1,0 +1,327 @@
+package record
+
+import (
+	"fmt"
+)
+
+// Record is one record of a batch. Absolute values: offset = BaseOffset +
+// OffsetDelta, timestamp = BaseTimestamp + TimestampDelta (see
+// Batch.RecordOffset and Batch.RecordTimestamp).
+//
+// Records handed out by Decoder alias the batch or the decoder's buffer and
+// are valid only during the callback; Builder.Add copies.
+type Record struct {
+	// Attributes is the record attributes byte. Kafka defines no bits; it is
+	// carried through unchanged.
+	Attributes int8
+	// TimestampDelta is relative to the batch's BaseTimestamp.
+	TimestampDelta int64
+	// OffsetDelta is relative to the batch's BaseOffset.
+	OffsetDelta int32
+	// Key is nil for a null key (length -1); an empty key is a non-nil,
+	// zero-length slice.
+	Key []byte
+	// Value is nil for a null value (length -1): with a key, a tombstone.
+	// An empty value is a non-nil, zero-length slice.
+	Value []byte
+	// Headers is nil when the record has none.
+	Headers []Header
+}
+
+// Header is one record header. Kafka header keys are non-null strings; the
+// key is kept as bytes so that decoding does not allocate (a nil Key is
+// written as the empty string).
+type Header struct {
+	Key []byte
+	// Value is nil for a null value (length -1).
+	Value []byte
+}
+
+// IsTombstone reports a keyed record with a null value.
+func (r *Record) IsTombstone() bool { return r.Key != nil && r.Value == nil }
+
+// Mode selects the checks ValidateEach applies.
+type Mode uint8
+
+const (
+	// ModeProduce is what a leader requires of a batch a client produces
+	// (Kafka's LogValidator, as far as it can be checked without state):
+	// everything ModeStored checks, plus NumRecords > 0,
+	// LastOffsetDelta == NumRecords-1, record i has OffsetDelta == i (kvlog
+	// appends batches as they are and cannot reassign offsets inside them,
+	// so it rejects what Kafka would rewrite), no control flag (clients may
+	// not write control records), no delete-horizon flag (only the cleaner
+	// sets it), and BaseSequence >= 0 when ProducerID >= 0.
+	ModeProduce Mode = iota
+	// ModeStored is what every batch of a valid log satisfies, including
+	// batches the cleaner has emptied or thinned and control batches: the
+	// CRC matches, the codec is known, NumRecords >= 0, LastOffsetDelta >= 0,
+	// the records section decodes to exactly NumRecords records with nothing
+	// left over, within the decompression bound, and record OffsetDeltas
+	// strictly increase within [0, LastOffsetDelta]. Use it where batches are
+	// taken verbatim from a leader, a log or a test.
+	ModeStored
+	// modeRecords: Records iteration — framing and record decoding only.
+	modeRecords
+)
+
+// String names the mode.
+func (m Mode) String() string {
+	switch m {
+	case ModeProduce:
+		return "produce"
+	case ModeStored:
+		return "stored"
+	}
+	return "records"
+}
+
+// Decoder iterates and validates batches, reusing its buffers (the
+// decompressed records section and the headers slice) from one batch to the
+// next. The zero value is ready to use. A Decoder is not safe for concurrent
+// use, and its methods must not be called from within their own callback.
+//
+// A Decoder keeps the largest buffer it has needed (at most about
+// MaxDecompressed); drop it to release the memory.
+type Decoder struct {
+	// MaxDecompressed bounds the decompressed size of one batch's records
+	// section; 0 means DefaultMaxDecompressed (64 MiB). Larger batches fail
+	// with ErrTooLarge. Uncompressed batches are not limited by it.
+	MaxDecompressed int
+
+	buf  []byte
+	hdrs []Header
+	rec  Record
+}
+
+func (d *Decoder) limit() int {
+	if d.MaxDecompressed <= 0 {
+		return DefaultMaxDecompressed
+	}
+	return d.MaxDecompressed
+}
+
+// Records calls fn for each record of b, in order. It checks the framing
+// (b must be exactly one batch), the codec and that the records section
+// holds exactly NumRecords well-formed records, but not the CRC (use
+// VerifyCRC or a Validate method for that). Uncompressed batches are iterated
+// without allocating: the record's slices alias b. Compressed batches are
+// decompressed once into the decoder's buffer. r and everything it points to
+// are valid only until fn returns. An error from fn stops the iteration and
+// is returned as is; other errors wrap a package sentinel. Records already
+// passed to fn stay passed when a later record turns out malformed.
+func (d *Decoder) Records(b Batch, fn func(r *Record) error) error {
+	if err := b.checkFraming(); err != nil {
+		return err
+	}
+	return d.iterate(b, modeRecords, fn)
+}
+
+// Validate is ValidateEach(b, ModeProduce, nil): the check a leader applies
+// to a produced batch before appending it.
+func (d *Decoder) Validate(b Batch) error { return d.ValidateEach(b, ModeProduce, nil) }
+
+// ValidateStored is ValidateEach(b, ModeStored, nil): the deep check of a
+// batch read from a log or replicated from a leader.
+func (d *Decoder) ValidateStored(b Batch) error { return d.ValidateEach(b, ModeStored, nil) }
+
+// ValidateEach checks b as m says (framing, CRC, header policy, every
+// record) and, when fn is not nil, calls it for each record once that record
+// has passed its checks, so that a caller can add its own per-record policy
+// (e.g. keys required on compacted topics) without decoding twice. fn has
+// the same contract as in Records. The error wraps ErrTruncated, ErrCorrupt,
+// ErrInvalid, ErrTooLarge or ErrUnsupportedCodec, or is fn's.
+func (d *Decoder) ValidateEach(b Batch, m Mode, fn func(r *Record) error) error {
+	if err := b.checkFraming(); err != nil {
+		return err
+	}
+	if err := b.VerifyCRC(); err != nil {
+		return err
+	}
+	invalid := func(format string, args ...any) error {
+		return fmt.Errorf("%w: batch at base offset %d: "+format,
+			append([]any{ErrInvalid, b.BaseOffset()}, args...)...)
+	}
+	n, last := b.NumRecords(), b.LastOffsetDelta()
+	if n < 0 {
+		return invalid("negative record count %d", n)
+	}
+	if last < 0 {
+		return invalid("negative last offset delta %d", last)
+	}
+	if m == ModeProduce {
+		switch {
+		case n == 0:
+			return invalid("no records")
+		case last != n-1:
+			return invalid("last offset delta %d with %d records", last, n)
+		case b.IsControl():
+			return invalid("control batch from a client")
+		case b.HasDeleteHorizon():
+			return invalid("delete-horizon flag set by a client")
+		case b.ProducerID() >= 0 && b.BaseSequence() < 0:
+			return invalid("producer id %d with base sequence %d", b.ProducerID(), b.BaseSequence())
+		}
+	} else if n > 0 && int64(last) < int64(n)-1 {
+		return invalid("last offset delta %d with %d records", last, n)
+	}
+	return d.iterate(b, m, fn)
+}
+
+// iterate decodes the records section of b (framing already checked).
+func (d *Decoder) iterate(b Batch, m Mode, fn func(r *Record) error) error {
+	codec := b.Codec()
+	if !codec.Valid() {
+		return fmt.Errorf("%w: batch at base offset %d: attributes %#04x",
+			ErrUnsupportedCodec, b.BaseOffset(), uint16(b.Attributes()))
+	}
+	n := b.NumRecords()
+	if n < 0 {
+		return fmt.Errorf("%w: batch at base offset %d: negative record count %d",
+			ErrInvalid, b.BaseOffset(), n)
+	}
+	p := b[OffRecords:]
+	if len(p) == 0 {
+		if n == 0 {
+			return nil
+		}
+		return fmt.Errorf("%w: batch at base offset %d: %d records declared, records section empty",
+			ErrInvalid, b.BaseOffset(), n)
+	}
+	if codec != CodecNone {
+		buf, err := Decompress(codec, d.buf[:0], p, d.limit())
+		if cap(buf) > cap(d.buf) {
+			d.buf = buf[:0]
+		}
+		if err != nil {
+			return fmt.Errorf("batch at base offset %d: %w", b.BaseOffset(), err)
+		}
+		p = buf
+	}
+	last := b.LastOffsetDelta()
+	prev := int32(-1)
+	r := &d.rec
+	i := 0
+	for k := int32(0); k < n; k++ {
+		if i >= len(p) {
+			return fmt.Errorf("%w: batch at base offset %d: %d records declared, records section (%d bytes) holds %d",
+				ErrInvalid, b.BaseOffset(), n, len(p), k)
+		}
+		next, why := d.readRecord(p, i, r)
+		if why != "" {
+			return fmt.Errorf("%w: batch at base offset %d: record %d at byte %d of the %s records section: %s",
+				ErrInvalid, b.BaseOffset(), k, i, codec, why)
+		}
+		switch m {
+		case ModeProduce:
+			if r.OffsetDelta != k {
+				return fmt.Errorf("%w: batch at base offset %d: record %d has offset delta %d",
+					ErrInvalid, b.BaseOffset(), k, r.OffsetDelta)
+			}
+		case ModeStored:
+			if r.OffsetDelta <= prev || r.OffsetDelta > last {
+				return fmt.Errorf("%w: batch at base offset %d: record %d has offset delta %d after %d (last offset delta %d)",
+					ErrInvalid, b.BaseOffset(), k, r.OffsetDelta, prev, last)
+			}
+		}
+		prev = r.OffsetDelta
+		i = next
+		if fn != nil {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+	}
+	if i != len(p) {
+		return fmt.Errorf("%w: batch at base offset %d: %d bytes after the %d declared records (%s records section of %d bytes)",
+			ErrInvalid, b.BaseOffset(), len(p)-i, n, codec, len(p))
+	}
+	return nil
+}
+
+// readRecord decodes the record at p[i:] into r. It returns the index after
+// the record, or a non-empty reason when the record is malformed. It never
+// reads outside p and never allocates except to grow the reused headers
+// slice.
+func (d *Decoder) readRecord(p []byte, i int, r *Record) (next int, why string) {
+	length, j := readVarint(p, i)
+	if j < 0 {
+		return 0, "bad length varint"
+	}
+	if length < 0 {
+		return 0, fmt.Sprintf("negative length %d", length)
+	}
+	if int(length) > len(p)-j {
+		return 0, fmt.Sprintf("length %d runs %d bytes past the end", length, int(length)-(len(p)-j))
+	}
+	end := j + int(length)
+	body := p[:end]
+	if j >= end {
+		return 0, "empty record body"
+	}
+	r.Attributes = int8(body[j])
+	j++
+	if r.TimestampDelta, j = readVarlong(body, j); j < 0 {
+		return 0, "bad timestamp delta varlong"
+	}
+	if r.OffsetDelta, j = readVarint(body, j); j < 0 {
+		return 0, "bad offset delta varint"
+	}
+	if r.Key, j = readNullableBytes(body, j); j < 0 {
+		return 0, "bad key length"
+	}
+	if r.Value, j = readNullableBytes(body, j); j < 0 {
+		return 0, "bad value length"
+	}
+	count, j := readVarint(body, j)
+	if j < 0 {
+		return 0, "bad header count varint"
+	}
+	// Each header takes at least two bytes (two one-byte lengths).
+	if count < 0 || int(count) > (end-j)/2 {
+		return 0, fmt.Sprintf("header count %d with %d bytes left", count, end-j)
+	}
+	r.Headers = nil
+	if count > 0 {
+		hs := d.hdrs[:0]
+		for h := int32(0); h < count; h++ {
+			var kl int32
+			if kl, j = readVarint(body, j); j < 0 {
+				return 0, fmt.Sprintf("header %d: bad key length varint", h)
+			}
+			if kl < 0 || int(kl) > end-j {
+				return 0, fmt.Sprintf("header %d: key length %d with %d bytes left", h, kl, end-j)
+			}
+			key := body[j : j+int(kl) : j+int(kl)]
+			j += int(kl)
+			var val []byte
+			if val, j = readNullableBytes(body, j); j < 0 {
+				return 0, fmt.Sprintf("header %d: bad value length", h)
+			}
+			hs = append(hs, Header{Key: key, Value: val})
+		}
+		d.hdrs = hs
+		r.Headers = hs
+	}
+	if j != end {
+		return 0, fmt.Sprintf("%d bytes left over in a body of %d", end-j, length)
+	}
+	return end, ""
+}
+
+// readNullableBytes reads a varint length (-1 = null) and that many bytes.
+// The result aliases b (capacity limited to its length); next < 0 on a bad
+// varint, a length below -1 or one past the end of b.
+func readNullableBytes(b []byte, i int) (v []byte, next int) {
+	l, j := readVarint(b, i)
+	if j < 0 {
+		return nil, -1
+	}
+	if l == -1 {
+		return nil, j
+	}
+	if l < -1 || int(l) > len(b)-j {
+		return nil, -1
+	}
+	return b[j : j+int(l) : j+int(l)], j + int(l)
+}

@@ -1,0 +1,391 @@
+package engine
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kvlog/kvlog/engine/index"
+	"github.com/kvlog/kvlog/engine/record"
+	"github.com/kvlog/kvlog/engine/vfs"
+	"golang.org/x/sys/unix"
+)
+
+// segment is one .log file with its two indexes. Fields that readers use are
+// atomics published by the single writer (holding Log.mu) after the bytes and
+// index entries they describe are in place.
+type segment struct {
+	dir  string
+	base Offset
+	id   uint64 // key in the handle cache
+	fs   vfs.FS
+	log  *Log
+
+	size   atomic.Int64 // bytes of .log visible to readers
+	next   atomic.Int64 // offset after the last batch; the segment's end offset
+	maxTs  atomic.Int64 // largest batch MaxTimestamp, -1 if none
+	lastTs atomic.Int64 // largest timestamp per the time index, for retention
+
+	// Writer-only state (Log.mu held). Set while the segment is active.
+	offsetOfMaxTs   Offset
+	firstBatchTs    int64     // MaxTimestamp of the first batch (roll timing), -1 if empty
+	created         time.Time // when the segment became active (idle roll)
+	bytesSinceIndex int
+	flushed         atomic.Int64 // bytes known to be on stable storage
+
+	mu     sync.Mutex // guards h, active, gone
+	h      *handle
+	active bool // the handle is pinned (never evicted) while the segment is active
+	gone   bool // deleted: no new handles
+	drain  *sync.WaitGroup
+}
+
+// handle is the set of open resources for a segment: the .log file, both
+// indexes and, lazily, a read-only mapping of the .log. It is reference
+// counted; the segment itself holds one reference while the handle is cached
+// or active. Resources are released when the count reaches zero.
+type handle struct {
+	seg  *segment
+	refs atomic.Int32
+	file vfs.File
+	oidx *index.OffsetIndex
+	tidx *index.TimeIndex
+
+	mapMu sync.Mutex
+	data  []byte // read-only mmap of .log (for scans), nil until mapped
+	wg    *sync.WaitGroup
+}
+
+func (h *handle) release() {
+	if n := h.refs.Add(-1); n == 0 {
+		h.close()
+	} else if n < 0 {
+		panic("engine: handle released twice")
+	}
+}
+
+func (h *handle) close() {
+	h.mapMu.Lock()
+	if h.data != nil {
+		_ = unix.Munmap(h.data)
+		h.data = nil
+	}
+	h.mapMu.Unlock()
+	if h.oidx != nil {
+		_ = h.oidx.Close()
+	}
+	if h.tidx != nil {
+		_ = h.tidx.Close()
+	}
+	if h.file != nil {
+		_ = h.file.Close()
+	}
+	if h.wg != nil {
+		h.wg.Done()
+	}
+}
+
+// mapped returns a read-only mapping of the first n bytes of the .log. The
+// mapping lives as long as the handle; callers hold a reference.
+func (h *handle) mapped(n int64) ([]byte, error) {
+	h.mapMu.Lock()
+	defer h.mapMu.Unlock()
+	if n == 0 {
+		return nil, nil
+	}
+	if h.data != nil && int64(len(h.data)) >= n {
+		return h.data[:n], nil
+	}
+	if h.data != nil {
+		// Only inactive segments are mapped (they do not grow); scans of the
+		// active segment use pread.
+		return nil, fmt.Errorf("engine: %s grew after it was mapped", h.file.Name())
+	}
+	data, err := unix.Mmap(int(h.file.Fd()), 0, int(n), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("engine: mmap %s: %w", h.file.Name(), err)
+	}
+	_ = unix.Madvise(data, unix.MADV_SEQUENTIAL)
+	h.data = data
+	return data, nil
+}
+
+func newSegmentID() uint64 { return segmentIDs.Add(1) }
+
+var segmentIDs atomic.Uint64
+
+func (s *segment) String() string { return LogFileName(s.dir, s.base) }
+
+// acquire returns the segment's handle with a reference for the caller,
+// opening it (and admitting it to the log's handle cache) when needed.
+func (s *segment) acquire() (*handle, error) {
+	s.mu.Lock()
+	if s.h != nil {
+		h := s.h
+		h.refs.Add(1)
+		s.mu.Unlock()
+		return h, nil
+	}
+	if s.gone {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%s: %w", s, errSegmentGone)
+	}
+	h, err := s.openReadHandle()
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	h.refs.Store(2)
+	s.h = h
+	active := s.active
+	s.mu.Unlock()
+	if !active {
+		s.log.handles.admit(s, h)
+	}
+	return h, nil
+}
+
+var errSegmentGone = errors.New("segment deleted")
+
+// evictHandle drops the segment's own reference to h if h is still its
+// current, inactive handle.
+func (s *segment) evictHandle(h *handle) {
+	s.mu.Lock()
+	if s.h != h || s.active {
+		s.mu.Unlock()
+		return
+	}
+	s.h = nil
+	s.mu.Unlock()
+	h.release()
+}
+
+// retire detaches the handle and marks the segment gone; the resources close
+// when the last reader releases them. The returned WaitGroup completes then.
+func (s *segment) retire() *sync.WaitGroup {
+	s.mu.Lock()
+	h := s.h
+	s.h = nil
+	s.gone = true
+	s.active = false
+	var wg sync.WaitGroup
+	if h != nil {
+		wg.Add(1)
+		h.wg = &wg
+	}
+	s.mu.Unlock()
+	if h != nil {
+		h.release()
+	}
+	s.log.handles.forget(s)
+	return &wg
+}
+
+func (s *segment) openReadHandle() (*handle, error) {
+	f, err := s.fs.OpenFile(LogFileName(s.dir, s.base), os.O_RDONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("engine: open segment: %w", err)
+	}
+	h := &handle{seg: s, file: f}
+	cfg := s.log.Config()
+	if err := s.openIndexes(h, cfg, false); err != nil {
+		h.close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// openIndexes opens both indexes, rebuilding them from the .log when missing
+// or failing the sanity check (indexes are caches).
+func (s *segment) openIndexes(h *handle, cfg Config, writable bool) error {
+	oPath, tPath := IndexFileName(s.dir, s.base), TimeIndexFileName(s.dir, s.base)
+	_, oErr := s.fs.Stat(oPath)
+	_, tErr := s.fs.Stat(tPath)
+	if oErr == nil && tErr == nil {
+		oi, err1 := index.OpenOffset(s.fs, oPath, int64(s.base), cfg.indexBytes(), writable)
+		var ti *index.TimeIndex
+		var err2 error
+		if err1 == nil {
+			ti, err2 = index.OpenTime(s.fs, tPath, int64(s.base), timeIndexBytes(cfg), writable)
+		}
+		if err1 == nil && err2 == nil && oi.SanityCheck() == nil && ti.SanityCheck() == nil && s.indexWithinLog(oi) {
+			h.oidx, h.tidx = oi, ti
+			return nil
+		}
+		if oi != nil {
+			_ = oi.Close()
+		}
+		if ti != nil {
+			_ = ti.Close()
+		}
+		s.log.logger.Warn("rebuilding corrupt index", "segment", s.String())
+	}
+	return s.rebuildIndexes(h, cfg, writable)
+}
+
+// indexWithinLog checks the last offset index entry points inside the .log.
+func (s *segment) indexWithinLog(oi *index.OffsetIndex) bool {
+	n := oi.Entries()
+	if n == 0 {
+		return true
+	}
+	_, pos := oi.Entry(n - 1)
+	return int64(pos) < s.size.Load() || (int64(pos) == 0 && s.size.Load() == 0)
+}
+
+// rebuildIndexes recreates both index files by scanning the .log.
+func (s *segment) rebuildIndexes(h *handle, cfg Config, writable bool) error {
+	oPath, tPath := IndexFileName(s.dir, s.base), TimeIndexFileName(s.dir, s.base)
+	_ = s.fs.Remove(oPath)
+	_ = s.fs.Remove(tPath)
+	oi, err := index.OpenOffset(s.fs, oPath, int64(s.base), cfg.indexBytes(), true)
+	if err != nil {
+		return fmt.Errorf("engine: rebuild index %s: %w", oPath, err)
+	}
+	ti, err := index.OpenTime(s.fs, tPath, int64(s.base), timeIndexBytes(cfg), true)
+	if err != nil {
+		_ = oi.Close()
+		return fmt.Errorf("engine: rebuild index %s: %w", tPath, err)
+	}
+	var (
+		since         int
+		maxTs         int64 = -1
+		offsetOfMaxTs       = int64(s.base)
+	)
+	sc := newBatchScanner(h.file, 0, s.size.Load())
+	for {
+		pos, hdr, err := sc.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			_ = oi.Close()
+			_ = ti.Close()
+			return fmt.Errorf("engine: rebuild index of %s at %d: %w", s, pos, err)
+		}
+		b := record.Batch(hdr)
+		if b.MaxTimestamp() > maxTs {
+			maxTs, offsetOfMaxTs = b.MaxTimestamp(), b.LastOffset()
+		}
+		if since > cfg.IndexIntervalBytes {
+			_ = oi.Append(b.LastOffset(), uint32(pos))
+			_ = ti.MaybeAppend(maxTs, offsetOfMaxTs, false)
+			since = 0
+		}
+		since += int(b.Length()) + record.LogOverhead
+	}
+	if maxTs >= 0 {
+		_ = ti.MaybeAppend(maxTs, offsetOfMaxTs, true)
+	}
+	if !writable {
+		if err := oi.TrimToValidSize(); err == nil {
+			err = ti.TrimToValidSize()
+		}
+	}
+	_ = oi.Flush()
+	_ = ti.Flush()
+	h.oidx, h.tidx = oi, ti
+	return nil
+}
+
+// batchScanner walks batch headers of a .log through pread with a reused
+// buffer: one system call per chunk, never a copy of record bytes the caller
+// does not ask for.
+type batchScanner struct {
+	r        io.ReaderAt
+	pos, end int64
+	buf      []byte
+	bufStart int64
+	bufLen   int
+}
+
+const scanChunk = 16 << 10
+
+func newBatchScanner(r io.ReaderAt, pos, end int64) *batchScanner {
+	return &batchScanner{r: r, pos: pos, end: end, buf: make([]byte, scanChunk)}
+}
+
+// next returns the position and the 61-byte header of the next batch, and
+// advances past it. io.EOF at the end; a batch that runs past end or has an
+// invalid length is reported as an error wrapping record.ErrTruncated or
+// record.ErrInvalid.
+func (sc *batchScanner) next() (int64, []byte, error) {
+	pos := sc.pos
+	if pos >= sc.end {
+		return pos, nil, io.EOF
+	}
+	if sc.end-pos < record.HeaderSize {
+		if sc.end-pos < record.LogOverhead {
+			return pos, nil, fmt.Errorf("%w: %d bytes left at %d", record.ErrTruncated, sc.end-pos, pos)
+		}
+	}
+	hdr, err := sc.window(pos, record.HeaderSize)
+	if err != nil {
+		return pos, nil, err
+	}
+	length := int64(int32(binary.BigEndian.Uint32(hdr[8:12])))
+	if length < record.MinLengthField {
+		return pos, nil, fmt.Errorf("%w: batch length %d at %d", record.ErrInvalid, length, pos)
+	}
+	if len(hdr) < record.HeaderSize {
+		return pos, nil, fmt.Errorf("%w: header cut at %d", record.ErrTruncated, pos)
+	}
+	if hdr[record.OffMagic] != 2 {
+		return pos, nil, fmt.Errorf("%w: magic %d at %d", record.ErrInvalid, hdr[record.OffMagic], pos)
+	}
+	total := record.LogOverhead + length
+	if pos+total > sc.end {
+		return pos, nil, fmt.Errorf("%w: batch of %d bytes at %d runs past %d", record.ErrTruncated, total, pos, sc.end)
+	}
+	sc.pos = pos + total
+	return pos, hdr, nil
+}
+
+// window returns up to n bytes at pos (fewer only at end).
+func (sc *batchScanner) window(pos int64, n int) ([]byte, error) {
+	if pos >= sc.bufStart && pos+int64(n) <= sc.bufStart+int64(sc.bufLen) {
+		off := pos - sc.bufStart
+		return sc.buf[off : off+int64(n)], nil
+	}
+	want := int64(len(sc.buf))
+	if pos+want > sc.end {
+		want = sc.end - pos
+	}
+	m, err := sc.r.ReadAt(sc.buf[:want], pos)
+	if err != nil && !(err == io.EOF && int64(m) == want) {
+		if err == io.EOF {
+			return nil, fmt.Errorf("%w: read at %d", record.ErrTruncated, pos)
+		}
+		return nil, err
+	}
+	sc.bufStart, sc.bufLen = pos, m
+	if m < n {
+		return sc.buf[:m], nil
+	}
+	return sc.buf[:n], nil
+}
+
+// translate finds the first batch whose last offset is >= target, starting
+// from the index's hint. It returns the batch's position, or (size, false)
+// when no such batch exists in the segment's first `end` bytes.
+func (s *segment) translate(h *handle, target Offset, end int64) (int64, bool, error) {
+	_, startPos := h.oidx.Lookup(int64(target))
+	sc := newBatchScanner(h.file, int64(startPos), end)
+	for {
+		pos, hdr, err := sc.next()
+		if err == io.EOF {
+			return end, false, nil
+		}
+		if err != nil {
+			return 0, false, fmt.Errorf("%s: %w", s, err)
+		}
+		if Offset(record.Batch(hdr).LastOffset()) >= target {
+			return pos, true, nil
+		}
+	}
+}

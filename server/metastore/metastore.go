@@ -1,0 +1,65 @@
+// Package metastore keeps the cluster metadata the broker must not lose:
+// topics (id, partition count, replication factor, config overrides),
+// dynamic broker configs, producer-id allocation and the cluster id.
+//
+// Store is the seam between the broker and where that metadata lives. Local
+// is the embedded single-node implementation, one JSON file in the first
+// data directory; a ZooKeeper implementation (Kafka's ZooKeeper-era layout)
+// comes with multi-node mode. Every mutating call is durable when it
+// returns.
+package metastore
+
+import (
+	"errors"
+)
+
+// Errors returned by Store implementations.
+var (
+	ErrTopicExists  = errors.New("metastore: topic already exists")
+	ErrUnknownTopic = errors.New("metastore: unknown topic")
+	ErrClosed       = errors.New("metastore: closed")
+)
+
+// TopicID is a Kafka topic id (a UUID).
+type TopicID [16]byte
+
+// Topic is one topic's durable metadata. Configs holds only the topic's
+// overrides (DYNAMIC_TOPIC_CONFIG), never resolved defaults.
+type Topic struct {
+	Name              string            `json:"name"`
+	ID                TopicID           `json:"id"`
+	Partitions        int32             `json:"partitions"`
+	ReplicationFactor int16             `json:"replication_factor"`
+	Configs           map[string]string `json:"configs,omitempty"`
+}
+
+// Store is the metadata store. Implementations are safe for concurrent use.
+// Returned values are copies the caller may keep and modify.
+type Store interface {
+	// ClusterID is the cluster's id, fixed at first start.
+	ClusterID() string
+	// Topics lists every live topic.
+	Topics() []Topic
+	// CreateTopic records a new topic; ErrTopicExists if the name is taken
+	// or still pending deletion.
+	CreateTopic(t Topic) error
+	// DeleteTopic removes a live topic and records it as pending deletion
+	// until DeletionDone; ErrUnknownTopic if it does not exist.
+	DeleteTopic(name string) error
+	// PendingDeletions lists topics deleted whose logs may still exist.
+	PendingDeletions() []Topic
+	// DeletionDone forgets a pending deletion once its logs are gone.
+	DeletionDone(name string) error
+	// SetTopicConfigs replaces a topic's config overrides.
+	SetTopicConfigs(name string, configs map[string]string) error
+	// BrokerConfigs returns the dynamic broker configs of a resource:
+	// "" is the cluster-wide default, a broker id string one broker.
+	BrokerConfigs(resource string) map[string]string
+	// SetBrokerConfigs replaces the dynamic broker configs of a resource.
+	SetBrokerConfigs(resource string, configs map[string]string) error
+	// NextProducerID hands out a producer id never handed out before, even
+	// across restarts.
+	NextProducerID() (int64, error)
+	// Close releases the store.
+	Close() error
+}

@@ -1,0 +1,458 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kvlog/kvlog/engine"
+	"github.com/kvlog/kvlog/engine/vfs"
+	"github.com/kvlog/kvlog/internal/clock"
+	"github.com/kvlog/kvlog/server/metastore"
+)
+
+// Options are the broker's dependencies that are not configuration.
+type Options struct {
+	Logger *slog.Logger // nil: slog.Default()
+	Clock  clock.Clock  // nil: clock.Real
+	// Registry receives the broker's metrics; nil: a private registry
+	// (served by HTTPHandler either way).
+	Registry *prometheus.Registry
+	// FS is the engine's file system; nil: the OS.
+	FS vfs.FS
+}
+
+// Server is one kvlog broker: listeners, connections, protocol handlers,
+// the partition logs and the metadata store.
+type Server struct {
+	cfg    *Config
+	logger *slog.Logger
+	clock  clock.Clock
+	mgr    *engine.Manager
+	meta   metastore.Store
+
+	// layers is the current broker-level configuration (static file plus
+	// dynamic broker configs); replaced whole on change.
+	layers atomic.Pointer[configLayers]
+	// topics is the current topic snapshot; replaced whole (copy on write)
+	// under topicMu.
+	topics  atomic.Pointer[topicSnapshot]
+	topicMu sync.Mutex // serialises topic create/delete/alter and dynamic broker config changes
+
+	metrics  *metrics
+	registry *prometheus.Registry
+
+	lnMu      sync.Mutex
+	listeners []*listener
+	conns     map[*conn]struct{}
+	connWG    sync.WaitGroup
+	closing   atomic.Bool
+	stopBg    context.CancelFunc
+	bgDone    chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// listener is one bound listener with the endpoint advertised for it.
+type listener struct {
+	name    string
+	ln      net.Listener
+	advHost string
+	advPort int32
+}
+
+// topicSnapshot is an immutable view of every topic.
+type topicSnapshot struct {
+	byName map[string]*topic
+	byID   map[metastore.TopicID]*topic
+}
+
+// topic is an immutable view of one topic; a config change builds a new
+// topic sharing the same partitions.
+type topic struct {
+	name     string
+	id       metastore.TopicID
+	rf       int16
+	internal bool
+	parts    []*partition
+	configs  map[string]string // overrides only
+	settings topicSettings
+}
+
+// partition is one partition this broker leads.
+type partition struct {
+	tp  engine.TopicPartition
+	log *engine.Log
+
+	hwMu sync.Mutex // serialises high-watermark raises
+
+	waitMu sync.Mutex
+	waits  map[*fetchWait]struct{} // parked fetches watching this partition
+}
+
+// New opens the metadata store and the partition logs and loads every
+// topic. It does not listen yet (Start does).
+func New(cfg *Config, opts Options) (*Server, error) {
+	s := &Server{
+		cfg:    cfg,
+		logger: opts.Logger,
+		clock:  opts.Clock,
+		conns:  map[*conn]struct{}{},
+	}
+	if s.logger == nil {
+		s.logger = slog.Default()
+	}
+	if s.clock == nil {
+		s.clock = clock.Real
+	}
+	s.registry = opts.Registry
+	if s.registry == nil {
+		s.registry = prometheus.NewRegistry()
+	}
+	if cfg.ZooKeeperConnect != "" {
+		return nil, errors.New("zookeeper.connect is set but ZooKeeper mode is not implemented yet; remove it to run the embedded metadata store")
+	}
+	meta, err := metastore.OpenLocal(cfg.LogDirs[0], cfg.ClusterID)
+	if err != nil {
+		return nil, fmt.Errorf("metadata store: %w", err)
+	}
+	s.meta = meta
+	s.refreshLayers()
+
+	mgr, err := engine.OpenManager(engine.ManagerOptions{
+		Dirs:            cfg.LogDirs,
+		FS:              opts.FS,
+		Clock:           s.clock,
+		Logger:          s.logger.With("component", "engine"),
+		MaxOpenSegments: cfg.MaxOpenSegments,
+	})
+	if err != nil {
+		meta.Close()
+		return nil, fmt.Errorf("opening logs: %w", err)
+	}
+	s.mgr = mgr
+	if err := s.loadTopics(); err != nil {
+		mgr.Close()
+		meta.Close()
+		return nil, err
+	}
+	s.metrics = newMetrics(s)
+	if err := s.metrics.register(s.registry); err != nil {
+		mgr.Close()
+		meta.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// refreshLayers rebuilds the config layers from the static config and the
+// store's dynamic broker configs.
+func (s *Server) refreshLayers() {
+	s.layers.Store(&configLayers{
+		static:     s.cfg.Static,
+		dynBroker:  s.meta.BrokerConfigs(s.nodeIDString()),
+		dynDefault: s.meta.BrokerConfigs(""),
+	})
+}
+
+func (s *Server) nodeIDString() string { return strconv.Itoa(int(s.cfg.NodeID)) }
+
+// loadTopics finishes pending deletions, opens every topic's logs and
+// adopts logs the store does not know (e.g. a lost metadata file).
+func (s *Server) loadTopics() error {
+	for _, t := range s.meta.PendingDeletions() {
+		if err := s.deleteLogs(t.Name, t.Partitions); err != nil {
+			return fmt.Errorf("finishing deletion of topic %s: %w", t.Name, err)
+		}
+		if err := s.meta.DeletionDone(t.Name); err != nil {
+			return err
+		}
+	}
+	known := map[string]bool{}
+	for _, t := range s.meta.Topics() {
+		known[t.Name] = true
+	}
+	stray := map[string]int32{}
+	for _, l := range s.mgr.Logs() {
+		tp := l.TopicPartition()
+		if !known[tp.Topic] && tp.Partition+1 > stray[tp.Topic] {
+			stray[tp.Topic] = tp.Partition + 1
+		}
+	}
+	for name, n := range stray {
+		s.logger.Warn("adopting partition logs unknown to the metadata store", "topic", name, "partitions", n)
+		if err := s.meta.CreateTopic(metastore.Topic{Name: name, ID: metastore.NewTopicID(), Partitions: n, ReplicationFactor: 1}); err != nil {
+			return err
+		}
+	}
+	snap := &topicSnapshot{byName: map[string]*topic{}, byID: map[metastore.TopicID]*topic{}}
+	layers := s.layers.Load()
+	for _, mt := range s.meta.Topics() {
+		t, err := s.openTopic(mt, layers)
+		if err != nil {
+			return err
+		}
+		snap.byName[t.name] = t
+		snap.byID[t.id] = t
+	}
+	s.topics.Store(snap)
+	return nil
+}
+
+// openTopic opens (creating if missing) the logs of a stored topic.
+func (s *Server) openTopic(mt metastore.Topic, layers *configLayers) (*topic, error) {
+	t := &topic{
+		name:     mt.Name,
+		id:       mt.ID,
+		rf:       mt.ReplicationFactor,
+		internal: isInternalTopic(mt.Name),
+		configs:  maps.Clone(mt.Configs),
+	}
+	if t.configs == nil {
+		t.configs = map[string]string{}
+	}
+	t.settings = layers.topicSettings(t.configs)
+	ecfg := layers.engineConfig(t.configs)
+	for p := int32(0); p < mt.Partitions; p++ {
+		tp := engine.TopicPartition{Topic: mt.Name, Partition: p}
+		l, ok := s.mgr.Log(tp)
+		if ok {
+			l.SetConfig(ecfg)
+		} else {
+			var err error
+			if l, err = s.mgr.CreateLog(tp, ecfg); err != nil {
+				return nil, fmt.Errorf("creating log %s-%d: %w", tp.Topic, tp.Partition, err)
+			}
+		}
+		// Single node: every record in the log is committed.
+		if leo := l.LogEndOffset(); l.HighWatermark() < leo {
+			l.SetHighWatermark(leo)
+		}
+		t.parts = append(t.parts, &partition{tp: tp, log: l})
+	}
+	return t, nil
+}
+
+func (s *Server) deleteLogs(name string, partitions int32) error {
+	var errs []error
+	for p := int32(0); p < partitions; p++ {
+		tp := engine.TopicPartition{Topic: name, Partition: p}
+		if _, ok := s.mgr.Log(tp); !ok {
+			continue
+		}
+		if err := s.mgr.DeleteLog(tp); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// topic returns the named topic, or nil.
+func (s *Server) topic(name string) *topic { return s.topics.Load().byName[name] }
+
+// partition returns a topic's partition, or nil.
+func (s *Server) partition(name string, p int32) *partition {
+	t := s.topic(name)
+	if t == nil || p < 0 || int(p) >= len(t.parts) {
+		return nil
+	}
+	return t.parts[p]
+}
+
+// sortedTopics lists the current topics by name.
+func (s *Server) sortedTopics() []*topic {
+	snap := s.topics.Load()
+	out := make([]*topic, 0, len(snap.byName))
+	for _, t := range snap.byName {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// publishTopics installs a new snapshot built from the old one by fn.
+// Caller holds topicMu.
+func (s *Server) publishTopics(fn func(byName map[string]*topic)) {
+	old := s.topics.Load()
+	byName := maps.Clone(old.byName)
+	fn(byName)
+	byID := make(map[metastore.TopicID]*topic, len(byName))
+	for _, t := range byName {
+		byID[t.id] = t
+	}
+	s.topics.Store(&topicSnapshot{byName: byName, byID: byID})
+}
+
+// Start binds every listener and starts serving, plus the engine's
+// background work. Listener ports of 0 pick a free port, which Metadata
+// then advertises.
+func (s *Server) Start(ctx context.Context) error {
+	bg, cancel := context.WithCancel(context.Background())
+	s.stopBg = cancel
+	s.bgDone = make(chan struct{})
+	go func() {
+		defer close(s.bgDone)
+		s.mgr.Start(bg)
+	}()
+	var lc net.ListenConfig
+	for _, l := range s.cfg.Listeners {
+		ln, err := lc.Listen(ctx, "tcp", l.Addr())
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listener %s: %w", l, err)
+		}
+		sl := &listener{name: l.Name, ln: ln}
+		for _, a := range s.cfg.AdvertisedListeners {
+			if a.Name == l.Name {
+				sl.advHost, sl.advPort = a.Host, int32(a.Port)
+			}
+		}
+		if sl.advPort == 0 {
+			sl.advPort = int32(ln.Addr().(*net.TCPAddr).Port)
+		}
+		s.lnMu.Lock()
+		s.listeners = append(s.listeners, sl)
+		s.lnMu.Unlock()
+	}
+	s.lnMu.Lock()
+	for _, sl := range s.listeners {
+		s.connWG.Add(1)
+		go s.acceptLoop(sl)
+	}
+	s.lnMu.Unlock()
+	return nil
+}
+
+// ListenerAddrs returns the bound address of every listener, by name.
+func (s *Server) ListenerAddrs() map[string]net.Addr {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	out := map[string]net.Addr{}
+	for _, l := range s.listeners {
+		out[l.name] = l.ln.Addr()
+	}
+	return out
+}
+
+func (s *Server) acceptLoop(l *listener) {
+	defer s.connWG.Done()
+	var backoff time.Duration
+	for {
+		nc, err := l.ln.Accept()
+		if err != nil {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary failure (e.g. EMFILE): back off and retry.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.logger.Warn("accept failed", "listener", l.name, "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.lnMu.Lock()
+		if s.closing.Load() {
+			s.lnMu.Unlock()
+			nc.Close()
+			return
+		}
+		if len(s.conns) >= s.cfg.MaxConnections {
+			s.lnMu.Unlock()
+			s.logger.Warn("max.connections reached; closing new connection", "remote", nc.RemoteAddr().String())
+			nc.Close()
+			continue
+		}
+		c := newConn(s, l, nc)
+		s.conns[c] = struct{}{}
+		s.connWG.Add(1)
+		s.lnMu.Unlock()
+		s.metrics.connections.Inc()
+		go c.serve()
+	}
+}
+
+func (s *Server) removeConn(c *conn) {
+	s.lnMu.Lock()
+	delete(s.conns, c)
+	s.lnMu.Unlock()
+	s.metrics.connections.Dec()
+	s.connWG.Done()
+}
+
+func (s *Server) closeListeners() {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	for _, l := range s.listeners {
+		l.ln.Close()
+	}
+}
+
+// Shutdown stops the broker gracefully: stop accepting, stop reading new
+// requests, answer every request already read (parked fetches answer at
+// once), then close the logs (the engine writes its clean-shutdown marker)
+// and the metadata store. When ctx ends first, connections are cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	s.closeListeners()
+	s.lnMu.Lock()
+	for c := range s.conns {
+		c.stopReading()
+	}
+	s.lnMu.Unlock()
+	s.wakeAllFetches()
+
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.logger.Warn("shutdown deadline reached; closing connections with requests in flight")
+		s.lnMu.Lock()
+		for c := range s.conns {
+			c.nc.Close()
+		}
+		s.lnMu.Unlock()
+		<-done
+	}
+	return s.Close()
+}
+
+// Close releases the logs and the metadata store without draining
+// connections (Shutdown drains first). Safe to call more than once.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.closing.Store(true)
+		s.closeListeners()
+		if s.stopBg != nil {
+			s.stopBg()
+			<-s.bgDone
+		}
+		s.closeErr = errors.Join(s.mgr.Close(), s.meta.Close())
+	})
+	return s.closeErr
+}
+
+// wakeAllFetches completes every parked fetch now.
+func (s *Server) wakeAllFetches() {
+	for _, t := range s.topics.Load().byName {
+		for _, p := range t.parts {
+			p.wakeAll()
+		}
+	}
+}
+
+// ClusterID is the cluster id reported in Metadata.
+func (s *Server) ClusterID() string { return s.meta.ClusterID() }
