@@ -1,0 +1,224 @@
+package engine
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kvlog/kvlog/engine/record"
+)
+
+// fill appends n three-record batches and returns their encoded sizes.
+func fill(t *testing.T, e *testEnv, l *Log, n int) []int {
+	t.Helper()
+	ts := e.clk.Now().UnixMilli()
+	sizes := make([]int, n)
+	for i := 0; i < n; i++ {
+		b := makeBatch(t, record.Codec(i%5), []testRecord{kv(3*i, ts), kv(3*i+1, ts), kv(3*i+2, ts)})
+		sizes[i] = len(b)
+		if _, err := l.Append(b, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sizes
+}
+
+// crashClose abandons a log without a clean close (files stay as written).
+func crashClose(l *Log) {
+	l.closed.Store(true)
+	l.wg.Wait()
+	l.closeSegments()
+}
+
+func assertRecords(t *testing.T, l *Log, n int) {
+	t.Helper()
+	if l.LogEndOffset() != Offset(n) {
+		t.Fatalf("log end %d, want %d", l.LogEndOffset(), n)
+	}
+	got := readAll(t, l, 0)
+	if len(got) != n {
+		t.Fatalf("%d records survive, want %d", len(got), n)
+	}
+	for i, r := range got {
+		if r.offset != Offset(i) || string(r.key) != string(kv(i, 0).key) || string(r.value) != string(kv(i, 0).value) {
+			t.Fatalf("record %d corrupt: %+v", i, r)
+		}
+	}
+	// The log must accept appends at its end afterwards.
+	if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(n, 0)}), 0); err != nil {
+		t.Fatalf("append after recovery: %v", err)
+	}
+}
+
+func activeLogPath(l *Log) string { return LogFileName(l.dir, l.active().base) }
+
+func TestRecoverTornLastBatchAtEveryByte(t *testing.T) {
+	e := newTestEnv(t)
+	l := e.open(true, -1)
+	sizes := fill(t, e, l, 6)
+	path := activeLogPath(l)
+	crashClose(l)
+	full, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := sizes[len(sizes)-1]
+	for cut := 1; cut < last; cut++ {
+		if err := os.WriteFile(path, full[:len(full)-cut], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		l := e.open(false, 0)
+		assertRecords(t, l, 15)
+		crashClose(l)
+	}
+}
+
+func TestRecoverCorruptionTable(t *testing.T) {
+	cases := []struct {
+		name    string
+		poke    func(t *testing.T, e *testEnv, l *Log, sizes []int)
+		clean   bool
+		survive int
+	}{
+		{"bad_crc_mid_active", func(t *testing.T, e *testEnv, l *Log, sizes []int) {
+			// Flip a byte inside the records of the 4th batch.
+			pos := int64(sizes[0] + sizes[1] + sizes[2] + record.HeaderSize + 2)
+			flipByte(t, activeLogPath(l), pos)
+		}, false, 9},
+		{"bad_length_mid_active", func(t *testing.T, e *testEnv, l *Log, sizes []int) {
+			pos := int64(sizes[0] + sizes[1] + 8)
+			writeAt(t, activeLogPath(l), pos, []byte{0x7f, 0xff, 0xff, 0xff})
+		}, false, 6},
+		{"zeroed_tail", func(t *testing.T, e *testEnv, l *Log, sizes []int) {
+			appendBytes(t, activeLogPath(l), make([]byte, 8192))
+		}, false, 18},
+		{"garbage_tail", func(t *testing.T, e *testEnv, l *Log, sizes []int) {
+			appendBytes(t, activeLogPath(l), []byte("this is not a record batch, it is garbage left by a torn write"))
+		}, false, 18},
+		{"index_missing", func(t *testing.T, e *testEnv, l *Log, sizes []int) {
+			removeAll(t, l.dir, IndexSuffix)
+		}, true, 18},
+		{"timeindex_missing", func(t *testing.T, e *testEnv, l *Log, sizes []int) {
+			removeAll(t, l.dir, TimeIndexSuffix)
+		}, true, 18},
+		{"index_truncated", func(t *testing.T, e *testEnv, l *Log, sizes []int) {
+			truncateAll(t, l.dir, IndexSuffix, 3)
+		}, true, 18},
+		{"timeindex_truncated", func(t *testing.T, e *testEnv, l *Log, sizes []int) {
+			truncateAll(t, l.dir, TimeIndexSuffix, 5)
+		}, true, 18},
+		{"index_garbage", func(t *testing.T, e *testEnv, l *Log, sizes []int) {
+			garbageAll(t, l.dir, IndexSuffix)
+		}, true, 18},
+		{"timeindex_garbage", func(t *testing.T, e *testEnv, l *Log, sizes []int) {
+			garbageAll(t, l.dir, TimeIndexSuffix)
+		}, true, 18},
+		{"index_garbage_unclean", func(t *testing.T, e *testEnv, l *Log, sizes []int) {
+			garbageAll(t, l.dir, IndexSuffix)
+		}, false, 18},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.cfg.SegmentBytes = 1 << 20 // one segment: corruption lands in the active one
+			if tc.clean {
+				e.cfg.SegmentBytes = 700 // several segments: every index file is damaged
+			}
+			l := e.open(true, -1)
+			sizes := fill(t, e, l, 6)
+			if tc.clean {
+				if err := l.Close(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				crashClose(l)
+			}
+			tc.poke(t, e, l, sizes)
+			l = e.open(tc.clean, 0)
+			defer l.Close()
+			assertRecords(t, l, tc.survive)
+		})
+	}
+}
+
+func flipByte(t *testing.T, path string, pos int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, pos); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, pos); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeAt(t *testing.T, path string, pos int64, data []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(data, pos); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func appendBytes(t *testing.T, path string, data []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func matching(t *testing.T, dir, suffix string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "*"+suffix))
+	if err != nil || len(m) == 0 {
+		t.Fatalf("no %s files in %s", suffix, dir)
+	}
+	return m
+}
+
+func removeAll(t *testing.T, dir, suffix string) {
+	for _, p := range matching(t, dir, suffix) {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func truncateAll(t *testing.T, dir, suffix string, n int64) {
+	for _, p := range matching(t, dir, suffix) {
+		if err := os.Truncate(p, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func garbageAll(t *testing.T, dir, suffix string) {
+	for _, p := range matching(t, dir, suffix) {
+		g := make([]byte, 96)
+		for i := range g {
+			g[i] = byte(i*37 + 11)
+		}
+		if err := os.WriteFile(p, g, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func globDir(dir, suffix string) ([]string, error) {
+	return filepath.Glob(filepath.Join(dir, "*"+suffix))
+}
