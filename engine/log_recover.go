@@ -49,8 +49,15 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 	ch := make(chan struct{})
 	l.appended.Store(&ch)
 	l.lastFlushAt = l.clk.Now()
-	if err := l.fs.MkdirAll(dir, 0o755); err != nil {
-		return nil, l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+	if _, err := l.fs.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		// A new partition directory must itself be durable before anything
+		// synced inside it can be.
+		if err := l.fs.MkdirAll(dir, 0o755); err != nil {
+			return nil, l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
+		if err := l.fs.SyncDir(filepath.Dir(dir)); err != nil {
+			return nil, l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
 	}
 	if err := l.load(opts); err != nil {
 		l.closeSegments()

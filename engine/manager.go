@@ -240,7 +240,6 @@ func (m *Manager) CreateLog(tp TopicPartition, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	_ = m.opts.FS.SyncDir(dir)
 	m.logs[tp] = l
 	return l, nil
 }
