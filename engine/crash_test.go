@@ -128,4 +128,3 @@ func checkRecovered(t *testing.T, l *Log, history []testRecord, synced Offset) {
 		t.Fatalf("log [%d,%d) but %d records readable", l.LogStartOffset(), leo, len(got))
 	}
 }
-

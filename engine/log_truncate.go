@@ -169,4 +169,3 @@ func (l *Log) DeleteRecordsBefore(offset Offset) error {
 	}
 	return nil
 }
-

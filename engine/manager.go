@@ -373,4 +373,3 @@ func (m *Manager) closeLogs() error {
 
 // Dirs returns the log dirs.
 func (m *Manager) Dirs() []string { return m.opts.Dirs }
-
