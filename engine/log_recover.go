@@ -261,7 +261,9 @@ func (s *segment) removeFiles() {
 }
 
 func (s *segment) setTimesFromIndex(h *handle) {
-	if ts, off := h.tidx.LastEntry(); ts >= 0 {
+	// A lone (0, base) entry is the unwritten slot 0 of a preallocated
+	// file, not a timestamp.
+	if ts, off := h.tidx.LastEntry(); ts > 0 {
 		s.maxTs.Store(ts)
 		s.offsetOfMaxTs = Offset(off)
 	}

@@ -29,10 +29,13 @@
 //   - Writer operations (Append/MaybeAppend, TruncateTo, Reset, Flush, Resize,
 //     TrimToValidSize, Rename, Close, Delete) are serialised by a mutex, so a
 //     background Flush may run alongside appends.
-//   - Resize, TrimToValidSize, Close and Delete replace or remove the mapping:
-//     they require that no reader is using the index (the engine holds
-//     reference counts above this package). A mapping is never shrunk or
-//     unmapped under a reader by any other operation.
+//   - TrimToValidSize cuts the file to its entries but keeps the mapping, so
+//     it may run alongside readers (the engine seals the active segment while
+//     fetches read it); readers only touch published entries, all inside the
+//     file. Resize, Close and Delete replace or remove the mapping: they
+//     require that no reader is using the index (the engine holds reference
+//     counts above this package). A mapping is never shrunk or unmapped under
+//     a reader by any other operation.
 //   - TruncateTo and Reset may run alongside readers. A reader that loaded the
 //     old entry count may observe dropped slots being zeroed or rewritten by
 //     later appends; results for targets below the truncation point are

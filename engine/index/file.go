@@ -46,6 +46,10 @@ type mmapFile struct {
 
 	// n is the number of valid entries, published after their bytes are written.
 	n atomic.Int64
+	// sealed caps MaxEntries at the entry count after TrimToValidSize: the
+	// file is cut to its entries but the mapping stays, so concurrent readers
+	// are unaffected (they only touch published entries).
+	sealed bool
 }
 
 func (m *mmapFile) name() string { return *m.path.Load() }
@@ -89,7 +93,9 @@ func (m *mmapFile) open(fsys vfs.FS, path string, base int64, es int, maxIndexSi
 	}
 	m.f = f
 	if err := m.load(); err != nil {
-		m.data = nil
+		if uerr := m.unmap(); uerr != nil {
+			err = errors.Join(err, uerr)
+		}
 		if cerr := f.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("index: close %s: %w", path, cerr))
 		}
@@ -275,7 +281,12 @@ func (m *mmapFile) checkWritable() error {
 func (m *mmapFile) Entries() int { return m.published() }
 
 // MaxEntries returns the number of entries the current mapping can hold.
-func (m *mmapFile) MaxEntries() int { return len(m.data) / m.es }
+func (m *mmapFile) MaxEntries() int {
+	if m.sealed {
+		return m.published()
+	}
+	return len(m.data) / m.es
+}
 
 // SizeInBytes returns the number of bytes used by valid entries.
 func (m *mmapFile) SizeInBytes() int { return m.published() * m.es }
@@ -317,9 +328,10 @@ func (m *mmapFile) Flush() error {
 	return nil
 }
 
-// TrimToValidSize shrinks the file and its mapping to exactly the valid
-// entries (on roll and close). Afterwards appends fail with ErrIndexFull until
-// Resize. Requires that no reader uses the index.
+// TrimToValidSize cuts the file to exactly the valid entries (on roll and
+// close). The mapping is kept as it is, so readers running concurrently keep
+// working: they only touch published entries, which all lie inside the file.
+// Afterwards the index is full (appends fail with ErrIndexFull) until Resize.
 func (m *mmapFile) TrimToValidSize() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -330,11 +342,15 @@ func (m *mmapFile) TrimToValidSize() error {
 }
 
 func (m *mmapFile) trimLocked() error {
-	want := m.published() * m.es
-	if want == len(m.data) && int64(want) == m.fileSize {
-		return nil
+	want := int64(m.published() * m.es)
+	if want != m.fileSize {
+		if err := m.f.Truncate(want); err != nil {
+			return fmt.Errorf("index: trim %s to %d: %w", m.name(), want, err)
+		}
+		m.fileSize = want
 	}
-	return m.remap(want)
+	m.sealed = true
+	return nil
 }
 
 // Resize sets the file and mapping to maxIndexSize rounded down to a multiple
@@ -351,6 +367,7 @@ func (m *mmapFile) Resize(maxIndexSize int) error {
 		return fmt.Errorf("index: %s: invalid max index size %d", m.name(), maxIndexSize)
 	}
 	m.maxIndexSize = maxIndexSize / m.es * m.es
+	m.sealed = false
 	want := max(m.maxIndexSize, m.published()*m.es)
 	if want == len(m.data) && int64(want) == m.fileSize {
 		return nil

@@ -65,7 +65,7 @@ func (x *OffsetIndex) Append(offset int64, position uint32) error {
 		return err
 	}
 	n := x.published()
-	if n >= len(x.data)/OffsetEntrySize {
+	if n >= x.MaxEntries() {
 		return x.wrap(ErrIndexFull, "append offset %d: %d entries", offset, n)
 	}
 	if n > 0 {

@@ -71,7 +71,7 @@ func (x *TimeIndex) MaybeAppend(timestamp int64, offset int64, skipFullCheck boo
 		return err
 	}
 	n := x.published()
-	maxEntries := len(x.data) / TimeEntrySize
+	maxEntries := x.MaxEntries()
 	if n >= maxEntries || (!skipFullCheck && n >= maxEntries-1) {
 		return x.wrap(ErrIndexFull, "append timestamp %d offset %d: %d of %d entries", timestamp, offset, n, maxEntries)
 	}

@@ -203,7 +203,9 @@ func (b Batch) SetMaxTimestamp(ts int64) { binary.BigEndian.PutUint64(b[OffMaxTi
 
 // SetAttributes overwrites the attributes. The field is covered by the CRC:
 // call UpdateCRC afterwards. Changing the codec bits does not recompress.
-func (b Batch) SetAttributes(attrs int16) { binary.BigEndian.PutUint16(b[OffAttributes:], uint16(attrs)) }
+func (b Batch) SetAttributes(attrs int16) {
+	binary.BigEndian.PutUint16(b[OffAttributes:], uint16(attrs))
+}
 
 // SetBaseTimestamp overwrites BaseTimestamp. Covered by the CRC (call
 // UpdateCRC); records' timestamps move with it.

@@ -29,7 +29,8 @@ import (
 //     batch's value to keep LastOffset (and so the producer's last sequence)
 //     when it drops trailing records. With no records it is written as set.
 //   - MaxTimestamp: with AttrLogAppendTime, or with no records, written as
-//     set (the broker's append time survives compaction). Otherwise
+//     set (the broker's append time survives compaction; see HeaderFrom for
+//     emptied batches). Otherwise
 //     max(MaxTimestamp, BaseTimestamp + largest TimestampDelta added): so
 //     NoTimestamp (-1) or 0 derives it from the records, as Kafka recomputes
 //     it for CreateTime batches it rewrites.
@@ -50,16 +51,23 @@ type Builder struct {
 	maxOffset  int32  // largest OffsetDelta added
 	maxTSDelta int64  // largest TimestampDelta added
 	err        error  // sticky error from Add
+	// srcMaxTS is the MaxTimestamp of the batch HeaderFrom copied, used when
+	// the rebuilt batch ends up empty and MaxTimestamp is still NoTimestamp.
+	srcMaxTS    int64
+	hasSrcMaxTS bool
 }
 
 // HeaderFrom copies b's header into the builder's fields the way Kafka's
 // cleaner keeps them when it rewrites a batch: BaseOffset, leader epoch,
 // attributes, LastOffsetDelta (so LastOffset is kept), BaseTimestamp,
-// producer id/epoch and base sequence; MaxTimestamp is kept for
-// LogAppendTime batches and set to NoTimestamp (derive from the retained
-// records) for CreateTime batches. Records added afterwards use b's deltas
-// unchanged. It does not touch records already added.
+// producer id/epoch and base sequence. MaxTimestamp is kept for
+// LogAppendTime batches and set to NoTimestamp for CreateTime batches, so
+// that Build derives it from the retained records; if no record is added,
+// Build writes b's MaxTimestamp (an emptied batch keeps it, as in Kafka)
+// unless MaxTimestamp was changed from NoTimestamp. Records added afterwards
+// use b's deltas unchanged. It does not touch records already added.
 func (bl *Builder) HeaderFrom(b Batch) {
+	bl.srcMaxTS, bl.hasSrcMaxTS = b.MaxTimestamp(), true
 	bl.BaseOffset = b.BaseOffset()
 	bl.PartitionLeaderEpoch = b.PartitionLeaderEpoch()
 	bl.Attributes = b.Attributes()
@@ -168,6 +176,9 @@ func (bl *Builder) Build(dst []byte) ([]byte, error) {
 	}
 	lastDelta := bl.LastOffsetDelta
 	maxTS := bl.MaxTimestamp
+	if bl.n == 0 && bl.hasSrcMaxTS && maxTS == NoTimestamp {
+		maxTS = bl.srcMaxTS
+	}
 	if bl.n > 0 {
 		lastDelta = max(lastDelta, bl.maxOffset)
 		if attrs&AttrLogAppendTime == 0 {

@@ -115,8 +115,10 @@ func Compress(c Codec, dst, src []byte) ([]byte, error) {
 // Decompress appends the decompressed form of src to dst and returns the
 // extended slice. At most limit bytes are appended (limit <= 0 means
 // DefaultMaxDecompressed); beyond that it returns an error wrapping
-// ErrTooLarge, and memory use stays within about limit plus one compression
-// block. Snappy input may be a raw block or xerial-framed (Java's
+// ErrTooLarge. Memory use stays within about limit plus one compression
+// block, except that zstd may decode up to 8 MiB (zstdWindowFloor) before
+// noticing a smaller limit is exceeded; zstd frames whose window exceeds
+// max(limit, 8 MiB) are refused with ErrTooLarge. Snappy input may be a raw block or xerial-framed (Java's
 // snappy-java stream format), told apart by the xerial magic. Malformed
 // input returns an error wrapping ErrInvalid and the decompressor's error;
 // an unknown codec ErrUnsupportedCodec. CodecNone appends src unchanged
@@ -162,7 +164,7 @@ func Decompress(c Codec, dst, src []byte, limit int) ([]byte, error) {
 			}
 			return dst, fmt.Errorf("%w: zstd: %w", ErrInvalid, err)
 		}
-		if len(out)-start > limit { // belt and braces: DecodeAll enforces it
+		if len(out)-start > limit { // the decoder's own bound is at least zstdWindowFloor
 			return dst, tooLarge(c, len(out)-start, limit)
 		}
 		return out, nil
@@ -190,7 +192,7 @@ func readAllLimited(c Codec, r io.Reader, dst []byte, srcLen, limit int) ([]byte
 	// Guess 4x the compressed size for the first read, at least 4 KiB, never
 	// more than limit+1 (one byte past the limit proves the overflow).
 	want := min(max(4*srcLen, 4096), limit+1)
-	for {
+	for stalls := 0; ; {
 		if len(dst) == cap(dst) {
 			have := len(dst) - start
 			if have > limit {
@@ -210,6 +212,13 @@ func readAllLimited(c Codec, r io.Reader, dst []byte, srcLen, limit int) ([]byte
 		if err != nil {
 			return dst[:start], fmt.Errorf("%w: %v: %w", ErrInvalid, c, err)
 		}
+		if n == 0 {
+			if stalls++; stalls > 100 { // as bufio does: never spin on a reader that makes no progress
+				return dst[:start], fmt.Errorf("%w: %v: %w", ErrInvalid, c, io.ErrNoProgress)
+			}
+		} else {
+			stalls = 0
+		}
 	}
 }
 
@@ -219,6 +228,9 @@ func readAllLimited(c Codec, r io.Reader, dst []byte, srcLen, limit int) ([]byte
 var xerialMagic = []byte{0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0}
 
 const xerialHeaderLen = 16
+
+// noRoom is a non-nil empty destination; nothing is ever written to it.
+var noRoom = []byte{}
 
 // decodeSnappy sizes the output first (raw snappy blocks carry their
 // decoded length up front, xerial chunks are walked), so the limit is
@@ -260,6 +272,9 @@ func decodeSnappy(dst, src []byte, limit int) ([]byte, error) {
 	start := len(dst)
 	dst = grow(dst, total)
 	room := dst[start : start+total : start+total]
+	if total == 0 {
+		room = noRoom // DecodeCapped refuses a nil destination
+	}
 	out, err := xerial.DecodeCapped(room, src)
 	if err != nil {
 		return dst[:start], fmt.Errorf("%w: snappy: %w", ErrInvalid, err)
@@ -419,11 +434,22 @@ type zstdDecoder struct {
 
 var zstdDecoders sync.Pool
 
-// getZstdDecoder returns a pooled decoder bounded to limit decoded bytes
-// (WithDecoderMaxMemory, which also caps the window size). The decoder
-// checks a frame's declared content size against the bound before
-// allocating, and frames without one after every block (<= 128 KiB).
+// zstdWindowFloor is the smallest memory bound given to a zstd decoder.
+// klauspost/compress caps the accepted window size at the memory bound, and
+// a frame's window may exceed its content: Java's streaming compressor
+// declares 2 MiB windows at the default level and up to 8 MiB at level 19
+// whatever the batch size. So a small limit would reject ordinary batches;
+// the decoder is bounded at max(limit, zstdWindowFloor) and the caller's
+// limit is checked on the result. (DecodeAll uses the output as history, so
+// the window itself allocates nothing.)
+const zstdWindowFloor = 8 << 20
+
+// getZstdDecoder returns a pooled decoder bounded to max(limit,
+// zstdWindowFloor) decoded bytes (WithDecoderMaxMemory). The decoder checks
+// a frame's declared content size against the bound before allocating, and
+// frames without one after every block (<= 128 KiB).
 func getZstdDecoder(limit int) (*zstdDecoder, error) {
+	limit = max(limit, zstdWindowFloor)
 	d, _ := zstdDecoders.Get().(*zstdDecoder)
 	if d == nil {
 		dec, err := zstd.NewReader(nil,

@@ -3,6 +3,7 @@ package record
 import (
 	"bytes"
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/klauspost/compress/s2"
@@ -117,6 +118,17 @@ func TestDecompressionBombs(t *testing.T) {
 			t.Fatalf("%v (streamed): %v", c, err)
 		}
 	}
+	// A zstd frame may declare a window larger than its content (Java's
+	// streaming compressor does): a small limit must not refuse it.
+	small := bytes.Repeat([]byte("window "), 2000)
+	comp := compressIndependently(t, CodecZstd, small, false)
+	if out, err := Decompress(CodecZstd, nil, comp, 16<<10); err != nil || !bytes.Equal(out, small) {
+		t.Fatalf("zstd small content, large window: %v", err)
+	}
+	if _, err := Decompress(CodecZstd, nil, comp, 1<<10); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("zstd over small limit: %v", err)
+	}
+
 	// Through a batch: records whose values are large zero runs.
 	rs := []Record{{Key: []byte("k"), Value: zeros}}
 	for _, c := range allCodecs[1:] {
@@ -136,4 +148,37 @@ func TestDecompressionBombs(t *testing.T) {
 			t.Fatalf("%v: default limit: %v", c, err)
 		}
 	}
+}
+
+// TestCodecConcurrent exercises the pools from several goroutines (run with
+// -race).
+func TestCodecConcurrent(t *testing.T) {
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			src := bytes.Repeat([]byte{byte(g), 'x', 'y'}, 10000+g)
+			var d Decoder
+			for i := range 20 {
+				c := allCodecs[(g+i)%len(allCodecs)]
+				comp, err := Compress(c, nil, src)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				out, err := Decompress(c, nil, comp, len(src)+i) // varying limits re-option pooled zstd decoders
+				if err != nil || !bytes.Equal(out, src) {
+					t.Errorf("%v: %v", c, err)
+					return
+				}
+				b := buildBatch(t, int16(c), int64(i), sampleRecords(uint64(g), 20))
+				if err := d.Validate(b); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -194,7 +194,7 @@ func (d *Decoder) iterate(b Batch, m Mode, fn func(r *Record) error) error {
 			d.buf = buf[:0]
 		}
 		if err != nil {
-			return fmt.Errorf("batch at base offset %d: %w", b.BaseOffset(), err)
+			return fmt.Errorf("%w (batch at base offset %d, %d bytes compressed)", err, b.BaseOffset(), len(p))
 		}
 		p = buf
 	}

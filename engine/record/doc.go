@@ -28,11 +28,15 @@
 //
 // # Errors
 //
-// Every error returned wraps exactly one of the sentinels [ErrTruncated],
+// Every error returned by ReadBatch, PeekSize, VerifyCRC, Decompress and the
+// Decoder methods wraps exactly one of the sentinels [ErrTruncated],
 // [ErrCorrupt], [ErrInvalid], [ErrTooLarge] or [ErrUnsupportedCodec] (test
-// with errors.Is), with the batch's base offset and the byte or record
-// position in the message. Errors returned by a caller's callback are passed
-// through unwrapped.
+// with errors.Is); its message starts with the sentinel's ("record: ...")
+// and names the batch's base offset and the byte or record position. Errors
+// returned by a caller's callback are passed through unwrapped. Compress and
+// Builder.Build fail only on an unknown codec (ErrUnsupportedCodec), a
+// batch too large for its int32 fields (ErrInvalid), or an internal
+// compressor failure (no sentinel; not expected to happen).
 //
 // # Concurrency
 //

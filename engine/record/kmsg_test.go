@@ -78,9 +78,17 @@ func compressIndependently(t *testing.T, c Codec, src []byte, xerialFraming bool
 			t.Fatal(err)
 		}
 	case CodecZstd:
-		w, _ := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedBestCompression)) // streaming: no content size
-		w.Write(src)
+		// Like Java's streaming compressor: an 8 MiB window and no content
+		// size in the frame header (the flush forces a header before the
+		// size is known).
+		w, _ := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithWindowSize(8<<20))
+		w.Write(src[:len(src)/2])
+		w.Flush()
+		w.Write(src[len(src)/2:])
 		w.Close()
+		if len(src) > 0 && (buf.Bytes()[4]&0xc0 != 0 || buf.Bytes()[5] != 0x68) {
+			t.Fatalf("zstd frame header %x: want no content size, 8 MiB window", buf.Bytes()[4:6])
+		}
 	}
 	return buf.Bytes()
 }

@@ -3,6 +3,7 @@ package record
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"math"
 	"testing"
@@ -211,7 +212,7 @@ func TestCompactedBatch(t *testing.T) {
 	var d Decoder
 	var kept []Record
 	err := d.Records(src, func(r *Record) error {
-		if r.OffsetDelta%3 == 1 {
+		if r.OffsetDelta%3 == 2 { // drops the 1<<50 timestamp deltas at 4 and 9
 			bl.Add(*r)
 			kept = append(kept, owned(r))
 		}
@@ -235,6 +236,29 @@ func TestCompactedBatch(t *testing.T) {
 		t.Fatalf("Validate(compacted) = %v", err)
 	}
 	sameRecords(t, collect(t, b), kept)
+	var keptMax int64 = math.MinInt64
+	for _, r := range kept {
+		keptMax = max(keptMax, b.BaseTimestamp()+r.TimestampDelta)
+	}
+	if b.MaxTimestamp() != keptMax || keptMax >= src.MaxTimestamp() {
+		t.Fatalf("CreateTime MaxTimestamp %d, want %d derived from the retained records", b.MaxTimestamp(), keptMax)
+	}
+
+	// Emptied: a 61-byte header keeping LastOffset, sequence and MaxTimestamp.
+	bl.Reset()
+	bl.HeaderFrom(src)
+	out, err = bl.Build(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := Batch(out)
+	if len(e) != HeaderSize || e.Codec() != CodecNone || e.LastOffset() != src.LastOffset() ||
+		e.MaxTimestamp() != src.MaxTimestamp() || e.BaseSequence() != src.BaseSequence() || e.ProducerID() != src.ProducerID() {
+		t.Fatal("emptied batch header")
+	}
+	if err := d.ValidateStored(e); err != nil {
+		t.Fatal(err)
+	}
 
 	// Rebase onto a delete horizon: timestamps survive.
 	bl.Reset()
@@ -424,5 +448,24 @@ func TestRecordsAllocs(t *testing.T) {
 		if allocs > 20 {
 			t.Errorf("%v: %.1f allocs per batch", c, allocs)
 		}
+	}
+}
+
+// TestGoldenBatch pins the bytes of the example in FORMAT.md.
+func TestGoldenBatch(t *testing.T) {
+	const golden = "0000000000000000" + "00000046" + "00000000" + "02" + "3a629334" + "0000" + "00000001" +
+		"0000018bcfe56800" + "0000018bcfe56805" + "ffffffffffffffff" + "ffff" + "ffffffff" + "00000002" +
+		"10" + "00" + "00" + "00" + "026b" + "0276" + "00" +
+		"16" + "00" + "0a" + "02" + "026b" + "01" + "02" + "0268" + "0278"
+	bl := Builder{LastOffsetDelta: -1, BaseTimestamp: 1_700_000_000_000, MaxTimestamp: NoTimestamp,
+		ProducerID: NoProducerID, ProducerEpoch: NoProducerEpoch, BaseSequence: NoSequence}
+	bl.Add(Record{Key: []byte("k"), Value: []byte("v")})
+	bl.Add(Record{OffsetDelta: 1, TimestampDelta: 5, Key: []byte("k"), Headers: []Header{{Key: []byte("h"), Value: []byte("x")}}})
+	out, err := bl.Build(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(out); got != golden {
+		t.Fatalf("batch bytes changed:\n got %s\nwant %s", got, golden)
 	}
 }
