@@ -211,6 +211,9 @@ func (l *Log) appendBatches(b record.Batch, cfg Config, first, last Offset, maxT
 	seg.next.Store(int64(last) + 1)
 	l.leo.Store(int64(last) + 1)
 	l.unflushed += count
+	if invariants {
+		l.checkAppendInvariants()
+	}
 	l.signal()
 	if l.unflushed >= cfg.flushEvery() {
 		return l.flushLocked()

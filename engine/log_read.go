@@ -74,7 +74,8 @@ func (l *Log) Read(offset Offset, maxBytes int, maxOffset Offset) (*ReadResult, 
 	segs := l.segments()
 	i, ok := floorSegment(segs, offset)
 	if !ok {
-		i = 0
+		// Retention removed the segment after the log start was read.
+		return nil, l.errorf("read", -1, offset, fmt.Errorf("%w: below the first segment %d", ErrOffsetOutOfRange, segs[0].base))
 	}
 	for ; i < len(segs); i++ {
 		seg := segs[i]

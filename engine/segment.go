@@ -213,7 +213,14 @@ func (s *segment) openIndexes(h *handle, cfg Config, writable bool) error {
 		if err1 == nil {
 			ti, err2 = index.OpenTime(s.fs, tPath, int64(s.base), timeIndexBytes(cfg), writable)
 		}
-		if err1 == nil && err2 == nil && oi.SanityCheck() == nil && ti.SanityCheck() == nil && s.indexWithinLog(oi) {
+		// The active segment's indexes are appended to: check every entry
+		// (Verify). Inactive ones get Kafka's cheap sanity check on each lazy
+		// open; a wrong entry there only costs a longer scan.
+		check := func() bool { return oi.SanityCheck() == nil && ti.SanityCheck() == nil }
+		if writable {
+			check = func() bool { return oi.Verify() == nil && ti.Verify() == nil }
+		}
+		if err1 == nil && err2 == nil && check() && s.indexWithinLog(oi) {
 			h.oidx, h.tidx = oi, ti
 			return nil
 		}

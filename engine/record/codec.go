@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -88,7 +89,7 @@ func Compress(c Codec, dst, src []byte) ([]byte, error) {
 	case CodecSnappy:
 		n := s2.MaxEncodedLen(len(src))
 		if n < 0 {
-			return dst, fmt.Errorf("%w: snappy: %d bytes too large to compress", ErrTooLarge, len(src))
+			return dst, fmt.Errorf("%w: snappy: %d bytes too large to compress", ErrInvalid, len(src))
 		}
 		start := len(dst)
 		dst = grow(dst, n)
@@ -118,8 +119,9 @@ func Compress(c Codec, dst, src []byte) ([]byte, error) {
 // ErrTooLarge. Memory use stays within about limit plus one compression
 // block, except that zstd may decode up to 8 MiB (zstdWindowFloor) before
 // noticing a smaller limit is exceeded; zstd frames whose window exceeds
-// max(limit, 8 MiB) are refused with ErrTooLarge. Snappy input may be a raw block or xerial-framed (Java's
-// snappy-java stream format), told apart by the xerial magic. Malformed
+// max(limit, 8 MiB) are refused with ErrTooLarge. Snappy input may be a raw
+// block or xerial-framed (Java's snappy-java stream format), told apart by
+// the xerial magic. Malformed
 // input returns an error wrapping ErrInvalid and the decompressor's error;
 // an unknown codec ErrUnsupportedCodec. CodecNone appends src unchanged
 // (subject to limit). On error the returned slice is dst, possibly with
@@ -177,12 +179,7 @@ func tooLarge(c Codec, n, limit int) error {
 }
 
 // grow returns dst with room for n more bytes (len unchanged).
-func grow(dst []byte, n int) []byte {
-	if cap(dst)-len(dst) >= n {
-		return dst
-	}
-	return append(dst[:cap(dst)], make([]byte, len(dst)+n-cap(dst))...)[:len(dst)]
-}
+func grow(dst []byte, n int) []byte { return slices.Grow(dst, n) }
 
 // readAllLimited appends everything r yields to dst, failing with
 // ErrTooLarge once more than limit bytes were produced. srcLen sizes the
