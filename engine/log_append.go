@@ -85,39 +85,22 @@ func (l *Log) validate(batch []byte, cfg Config) (record.Batch, error) {
 	if int64(len(b)) > cfg.SegmentBytes {
 		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: %d > segment.bytes %d", ErrRecordListTooLarge, len(b), cfg.SegmentBytes))
 	}
-	if err := b.VerifyCRC(); err != nil {
-		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
-	}
-	switch {
-	case b.NumRecords() <= 0:
-		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: batch holds %d records", ErrInvalidRecord, b.NumRecords()))
-	case int64(b.LastOffsetDelta())+1 != int64(b.NumRecords()):
-		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: lastOffsetDelta %d with %d records", ErrInvalidRecord, b.LastOffsetDelta(), b.NumRecords()))
-	case b.IsControl():
-		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: control batch from a client", ErrInvalidRecord))
-	case b.ProducerID() >= 0 && b.BaseSequence() < 0:
-		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: producer id %d with base sequence %d", ErrInvalidRecord, b.ProducerID(), b.BaseSequence()))
-	case int64(leo)+int64(b.LastOffsetDelta()) >= math.MaxInt64:
+	if int64(leo)+int64(b.LastOffsetDelta()) >= math.MaxInt64 {
 		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: offset overflow", ErrInvalidRecord))
 	}
-	if c := b.Codec(); c > record.CodecZstd {
-		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: codec %d", ErrUnsupportedCompression, c))
-	}
-	var n int32
-	err = l.dec.Records(b, func(r *record.Record) error {
-		if cfg.Compact && r.Key == nil {
-			return fmt.Errorf("%w: record at offset delta %d has a null key on a compacted topic", ErrInvalidRecord, r.OffsetDelta)
+	// One pass: CRC, header rules (count > 0, lastOffsetDelta+1 == count,
+	// no control batch, sequence with producer id), every record decoded,
+	// and keys required on compacted topics.
+	var keyCheck func(r *record.Record) error
+	if cfg.Compact {
+		keyCheck = func(r *record.Record) error {
+			if r.Key == nil {
+				return fmt.Errorf("%w: record at offset delta %d has a null key on a compacted topic", ErrInvalidRecord, r.OffsetDelta)
+			}
+			return nil
 		}
-		if r.OffsetDelta != n {
-			return fmt.Errorf("%w: record %d has offset delta %d", ErrInvalidRecord, n, r.OffsetDelta)
-		}
-		n++
-		return nil
-	})
-	if err == nil && n != b.NumRecords() {
-		err = fmt.Errorf("%w: decoded %d records, header says %d", ErrInvalidRecord, n, b.NumRecords())
 	}
-	if err != nil {
+	if err := l.dec.ValidateEach(b, record.ModeProduce, keyCheck); err != nil {
 		switch {
 		case errors.Is(err, ErrInvalidRecord):
 		case errors.Is(err, record.ErrUnsupportedCodec):
