@@ -12,7 +12,8 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-run: build
+run:
+	$(GO) build -o $(BIN)/kvlogd ./cmd/kvlogd
 	./$(BIN)/kvlogd
 
 # Debian packages the integration suites drive (kcat, ZooKeeper, kafka-python);

@@ -66,6 +66,9 @@ var brokerConfigDefs = func() map[string]*configDef {
 		{name: "log.roll.jitter.ms", typ: kmsg.ConfigTypeLong, noDefault: true, check: atLeast(0), dynamic: true, doc: "Default segment.jitter.ms."},
 		{name: "log.roll.jitter.hours", typ: kmsg.ConfigTypeInt, def: "0", check: atLeast(0), doc: "Default segment jitter in hours."},
 		{name: "unclean.leader.election.enable", typ: kmsg.ConfigTypeBoolean, def: "false", dynamic: true, doc: "Default unclean.leader.election.enable."},
+		{name: "log.retention.check.interval.ms", typ: kmsg.ConfigTypeLong, def: "300000", check: atLeast(1), doc: "How often retention (time, size, log start offset) is enforced."},
+		{name: "log.flush.offset.checkpoint.interval.ms", typ: kmsg.ConfigTypeInt, def: "60000", check: atLeast(1), doc: "How often recovery points and log start offsets are checkpointed."},
+		{name: "num.recovery.threads.per.data.dir", typ: kmsg.ConfigTypeInt, def: "2", check: atLeast(1), doc: "Threads opening and recovering logs at start-up (kvlog: total, not per dir)."},
 		// Cleaner (stored and reported; used by the cleaner).
 		{name: "log.cleaner.enable", typ: kmsg.ConfigTypeBoolean, def: "true", doc: "Run the log cleaner for compacted topics."},
 		{name: "log.cleaner.threads", typ: kmsg.ConfigTypeInt, def: "1", check: atLeast(0), dynamic: true, doc: "Cleaner threads."},
@@ -135,6 +138,9 @@ type Config struct {
 	FsyncAcksAll             bool
 	HTTPListener             string
 	MaxOpenSegments          int
+	RetentionCheckInterval   time.Duration
+	CheckpointInterval       time.Duration
+	RecoveryThreads          int
 	ClusterID                string
 	// OffsetsTopicNumPartitions and friends are kept for the group coordinator.
 	OffsetsTopicNumPartitions int32
@@ -287,6 +293,9 @@ func ParseConfig(props []Property, logger *slog.Logger) (*Config, error) {
 	c.FsyncAcksAll = mustBool(get("kvlog.fsync.acks.all"))
 	c.HTTPListener = get("kvlog.http.listener")
 	c.MaxOpenSegments = int(mustInt(get("kvlog.max.open.segments")))
+	c.RetentionCheckInterval = msDuration(mustInt(get("log.retention.check.interval.ms")))
+	c.CheckpointInterval = msDuration(mustInt(get("log.flush.offset.checkpoint.interval.ms")))
+	c.RecoveryThreads = int(mustInt(get("num.recovery.threads.per.data.dir")))
 	c.ClusterID = get("kvlog.cluster.id")
 	c.OffsetsTopicNumPartitions = int32(mustInt(get("offsets.topic.num.partitions")))
 

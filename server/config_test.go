@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -197,5 +198,42 @@ func TestTopicConfigSynonyms(t *testing.T) {
 				t.Errorf("%s default %q: %v", name, d.def, err)
 			}
 		}
+	}
+}
+
+// TestSampleServerProperties: the sample file parses, and documents every
+// key kvlog reads with its default.
+func TestSampleServerProperties(t *testing.T) {
+	b, err := os.ReadFile("../config/server.properties")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseProperties(bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	// Uncommenting every "#key=value" line must give a valid config.
+	var lines []string
+	documented := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(line, "#"), "="); ok && strings.HasPrefix(line, "#") && !strings.Contains(k, " ") {
+			documented[k] = v
+			if v != "" && k != "advertised.listeners" {
+				lines = append(lines, k+"="+v)
+			}
+		}
+	}
+	for name, d := range brokerConfigDefs {
+		v, ok := documented[name]
+		if !ok {
+			t.Errorf("key %s is not documented in config/server.properties", name)
+			continue
+		}
+		if !d.noDefault && v != d.def && name != "log.dirs" {
+			t.Errorf("%s documented as %q, default is %q", name, v, d.def)
+		}
+	}
+	props, _ := ParseProperties(strings.NewReader(strings.Join(lines, "\n")))
+	if _, err := ParseConfig(props, nil); err != nil {
+		t.Errorf("documented defaults do not parse: %v", err)
 	}
 }

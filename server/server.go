@@ -48,9 +48,15 @@ type Server struct {
 	// under topicMu.
 	topics  atomic.Pointer[topicSnapshot]
 	topicMu sync.Mutex // serialises topic create/delete/alter and dynamic broker config changes
+	alterMu sync.Mutex // serialises config read-modify-write (IncrementalAlterConfigs); taken before topicMu
 
 	metrics  *metrics
 	registry *prometheus.Registry
+
+	// requestHook, when set (tests), sees every request before its handler
+	// and may complete it itself (returning true) to drop, delay or break
+	// requests, as kfake's ControlKey does.
+	requestHook atomic.Pointer[func(r *request) bool]
 
 	lnMu      sync.Mutex
 	listeners []*listener
@@ -129,12 +135,23 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	s.meta = meta
 	s.refreshLayers()
 
+	overrides := map[string]map[string]string{}
+	for _, t := range meta.Topics() {
+		overrides[t.Name] = t.Configs
+	}
+	layers := s.layers.Load()
 	mgr, err := engine.OpenManager(engine.ManagerOptions{
-		Dirs:            cfg.LogDirs,
-		FS:              opts.FS,
-		Clock:           s.clock,
-		Logger:          s.logger.With("component", "engine"),
-		MaxOpenSegments: cfg.MaxOpenSegments,
+		Dirs:                   cfg.LogDirs,
+		FS:                     opts.FS,
+		Clock:                  s.clock,
+		Logger:                 s.logger.With("component", "engine"),
+		MaxOpenSegments:        cfg.MaxOpenSegments,
+		RecoveryThreads:        cfg.RecoveryThreads,
+		RetentionCheckInterval: cfg.RetentionCheckInterval,
+		CheckpointInterval:     cfg.CheckpointInterval,
+		ConfigFor: func(tp engine.TopicPartition) engine.Config {
+			return layers.engineConfig(overrides[tp.Topic])
+		},
 	})
 	if err != nil {
 		meta.Close()

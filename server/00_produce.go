@@ -1,0 +1,216 @@
+package server
+
+import (
+	"encoding/binary"
+	"math"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/engine"
+)
+
+// Produce: v3-12
+//
+// Each partition's records must be exactly one magic-2 batch. The server
+// checks the framing, attributes and timestamps it owns (reference §5), the
+// engine validates the batch (CRC, counts, keys on compacted topics,
+// idempotent sequences) and appends it in place. Single node: after the
+// append the high watermark moves to the end of the batch; for acks=all
+// the log is fsynced first (group commit) unless kvlog.fsync.acks.all is
+// false. acks=0 gets no response; an error then closes the connection, as
+// Kafka does, so the client notices.
+//
+// Version notes:
+//   - v3: magic-2 batches only, TransactionalID.
+//   - v5: LogStartOffset in the response.
+//   - v7: zstd allowed (earlier versions: UNSUPPORTED_COMPRESSION_TYPE).
+//   - v8: ErrorMessage (RecordErrors left empty: the engine does not name the record).
+//   - v9: flexible.
+//   - v10-11: KIP-951 leader hints, only for NOT_LEADER errors (never sent).
+//   - v12: KIP-890 (transactions); no difference without transactions.
+func init() { regKey(kmsg.Produce, 3, 12, (*Server).handleProduce) }
+
+// Batch header layout (magic 2), offsets into the batch.
+const (
+	batchHeaderLen      = 61
+	batchLengthOff      = 8
+	batchMagicOff       = 16
+	batchAttributesOff  = 21
+	batchFirstTimestamp = 27
+	batchMaxTimestamp   = 35
+
+	attrCompressionMask = 0x07
+	attrTimestampType   = 0x08
+	attrTransactional   = 0x10
+	attrControl         = 0x20
+	compressionZstd     = 4
+)
+
+func (s *Server) handleProduce(r *request) {
+	req := r.kreq.(*kmsg.ProduceRequest)
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+
+	type appended struct {
+		p    *partition
+		sp   *kmsg.ProduceResponseTopicPartition
+		res  engine.AppendResult
+		size int
+	}
+	var (
+		done     []appended
+		firstErr error
+	)
+	acksErr := error(nil)
+	if req.Acks != -1 && req.Acks != 0 && req.Acks != 1 {
+		acksErr = topicErrf(kerr.InvalidRequiredAcks, "acks must be -1, 0 or 1, got %d", req.Acks)
+	} else if req.TransactionID != nil {
+		acksErr = topicErrf(kerr.TransactionalIDAuthorizationFailed, "transactions are not supported")
+	}
+	now := s.clock.Now().UnixMilli()
+
+	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
+	for ti := range req.Topics {
+		rt := &req.Topics[ti]
+		st := &resp.Topics[ti]
+		*st = kmsg.NewProduceResponseTopic()
+		st.Topic = rt.Topic
+		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
+		t := s.topic(rt.Topic)
+		for pi := range rt.Partitions {
+			rp := &rt.Partitions[pi]
+			sp := &st.Partitions[pi]
+			*sp = kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.BaseOffset = -1
+			sp.LogAppendTime = -1
+			sp.LogStartOffset = -1
+			err := acksErr
+			var p *partition
+			if err == nil {
+				if t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.parts) {
+					err = topicErrf(kerr.UnknownTopicOrPartition, "unknown topic or partition %s-%d", rt.Topic, rp.Partition)
+				} else {
+					p = t.parts[rp.Partition]
+					err = checkProduceBatch(req.Version, rp.Records, &t.settings, now)
+					if err == nil && req.Acks == -1 && t.settings.minInsync > 1 {
+						err = topicErrf(kerr.NotEnoughReplicas, "min.insync.replicas is %d but only 1 replica exists", t.settings.minInsync)
+					}
+				}
+			}
+			if err == nil {
+				var res engine.AppendResult
+				if res, err = p.log.Append(rp.Records, leaderEpoch); err == nil {
+					done = append(done, appended{p, sp, res, len(rp.Records)})
+				}
+			}
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				sp.ErrorCode = errCode(err)
+				if req.Version >= 8 {
+					sp.ErrorMessage = errMessage(err)
+				}
+				if sp.ErrorCode == kerr.UnknownServerError.Code || sp.ErrorCode == kerr.KafkaStorageError.Code {
+					r.log().Error("append failed", "topic", rt.Topic, "partition", rp.Partition, "err", err)
+				}
+			}
+		}
+	}
+
+	// Durability for acks=all, once per partition (group commit in the engine).
+	if req.Acks == -1 && s.cfg.FsyncAcksAll {
+		synced := map[*partition]error{}
+		for _, a := range done {
+			err, ok := synced[a.p]
+			if !ok {
+				err = a.p.log.Sync()
+				synced[a.p] = err
+			}
+			if err != nil {
+				r.log().Error("fsync failed", "topic", a.p.tp.Topic, "partition", a.p.tp.Partition, "err", err)
+				a.sp.ErrorCode = kerr.KafkaStorageError.Code
+				if firstErr == nil {
+					firstErr = err
+				}
+			}
+		}
+	}
+	for _, a := range done {
+		if a.sp.ErrorCode != noError {
+			continue
+		}
+		a.p.raiseHighWatermark(a.res.LastOffset + 1)
+		if !a.res.Duplicate {
+			a.p.appended(a.size)
+		}
+		a.sp.BaseOffset = int64(a.res.BaseOffset)
+		a.sp.LogAppendTime = a.res.LogAppendTime
+		a.sp.LogStartOffset = int64(a.res.LogStartOffset)
+	}
+
+	if req.Acks == 0 {
+		if firstErr != nil {
+			r.fail(firstErr)
+			return
+		}
+		r.noReply()
+		return
+	}
+	r.reply(resp)
+}
+
+// checkProduceBatch checks what the server owns of reference §5: exactly
+// one magic-2 batch, zstd only from v7, no control batches, no
+// transactional batches, CreateTime timestamps within the topic's bounds.
+func checkProduceBatch(version int16, b []byte, ts *topicSettings, now int64) error {
+	if len(b) == 0 {
+		return topicErrf(kerr.InvalidRecord, "produce v%d without a record batch", version)
+	}
+	if len(b) < batchHeaderLen {
+		return topicErrf(kerr.CorruptMessage, "record batch of %d bytes is shorter than its header", len(b))
+	}
+	if b[batchMagicOff] != 2 {
+		return topicErrf(kerr.InvalidRecord, "record batch magic %d; only magic 2 is accepted", b[batchMagicOff])
+	}
+	n := int64(int32(binary.BigEndian.Uint32(b[batchLengthOff:]))) + batchLengthOff + 4
+	switch {
+	case n < batchHeaderLen || n > int64(len(b)):
+		return topicErrf(kerr.CorruptMessage, "record batch length %d does not match the %d bytes sent", n, len(b))
+	case n < int64(len(b)):
+		return topicErrf(kerr.InvalidRecord, "more than one record batch for one partition")
+	}
+	attrs := binary.BigEndian.Uint16(b[batchAttributesOff:])
+	if attrs&attrCompressionMask == compressionZstd && version < 7 {
+		return topicErrf(kerr.UnsupportedCompressionType, "zstd needs produce v7+, got v%d", version)
+	}
+	if attrs&attrControl != 0 {
+		return topicErrf(kerr.InvalidRecord, "control batches may not be produced by clients")
+	}
+	if attrs&attrTransactional != 0 {
+		return topicErrf(kerr.InvalidTxnState, "transactional batches are not supported")
+	}
+	if !ts.logAppendTime && (ts.timestampBefore != math.MaxInt64 || ts.timestampAfter != math.MaxInt64) {
+		for _, off := range []int{batchFirstTimestamp, batchMaxTimestamp} {
+			t := int64(binary.BigEndian.Uint64(b[off:]))
+			if t < 0 {
+				continue // no timestamp
+			}
+			if ts.timestampBefore != math.MaxInt64 && t < now-ts.timestampBefore ||
+				ts.timestampAfter != math.MaxInt64 && t > now+ts.timestampAfter {
+				return topicErrf(kerr.InvalidTimestamp, "timestamp %d is outside [now-%d, now+%d] (message.timestamp.before/after.max.ms)", t, ts.timestampBefore, ts.timestampAfter)
+			}
+		}
+	}
+	return nil
+}
+
+// raiseHighWatermark moves the high watermark up to hw (never down).
+func (p *partition) raiseHighWatermark(hw engine.Offset) {
+	p.hwMu.Lock()
+	if hw > p.log.HighWatermark() {
+		p.log.SetHighWatermark(hw)
+	}
+	p.hwMu.Unlock()
+}

@@ -1,0 +1,277 @@
+package server
+
+import (
+	"fmt"
+	"math"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/engine"
+)
+
+// Fetch: v4-12
+//
+// Record batches are never copied: each partition's data is an engine read
+// (file ranges) spliced into the kmsg-encoded response and written with
+// sendfile (encodeFetch, conn.writeFetch).
+//
+// Behaviour:
+//   - Sessions (KIP-227) are declined: SessionID 0 and a full response
+//     every time; a request naming a session gets FETCH_SESSION_ID_NOT_FOUND.
+//   - No transactions: LastStableOffset = high watermark, aborted
+//     transactions an empty (never null) list; records never null.
+//   - Reads stop at the high watermark; OFFSET_OUT_OF_RANGE outside
+//     [log start, log end].
+//   - Byte limits: the first batch of the first partition with data is
+//     returned whole; after that a partition's data must fit both its own
+//     limit and what is left of MaxBytes.
+//   - MinBytes/MaxWaitMillis: a fetch short of MinBytes parks without a
+//     goroutine (a fetchWait registered on its partitions plus a timer)
+//     and is answered when appends bring enough bytes, at the deadline, on
+//     topic deletion or at shutdown. Any partition error answers at once.
+//
+// Version notes:
+//   - v4: isolation level, LastStableOffset, AbortedTransactions.
+//   - v5: LogStartOffset.
+//   - v7: sessions (declined).
+//   - v9: CurrentLeaderEpoch (KIP-320) checked against epoch 0.
+//   - v11: rack (ignored); PreferredReadReplica -1.
+//   - v12: flexible; LastFetchedEpoch (divergence is never reported: epoch 0 only).
+func init() { regKey(kmsg.Fetch, 4, 12, (*Server).handleFetch) }
+
+func (s *Server) handleFetch(r *request) {
+	req := r.kreq.(*kmsg.FetchRequest)
+	if req.Version >= 7 && req.SessionID != 0 {
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		r.reply(resp)
+		return
+	}
+	s.fetch(r, req, false)
+}
+
+// fetch builds the response; unless final, a fetch short of MinBytes parks.
+func (s *Server) fetch(r *request, req *kmsg.FetchRequest, final bool) {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	type partRead struct {
+		ti, pi int
+		read   *engine.ReadResult
+	}
+	var (
+		reads    []partRead
+		total    int64
+		anyError bool
+		watched  []*partition
+		seenHW   []engine.Offset
+	)
+	releaseAll := func() {
+		for _, pr := range reads {
+			pr.read.Release()
+		}
+	}
+	resp.Topics = make([]kmsg.FetchResponseTopic, len(req.Topics))
+	for ti := range req.Topics {
+		rt := &req.Topics[ti]
+		st := &resp.Topics[ti]
+		*st = kmsg.NewFetchResponseTopic()
+		st.Topic = rt.Topic
+		st.TopicID = rt.TopicID
+		st.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
+		for pi := range rt.Partitions {
+			rp := &rt.Partitions[pi]
+			sp := &st.Partitions[pi]
+			*sp = kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.RecordBatches = []byte{}
+			sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+			sp.PreferredReadReplica = -1
+
+			read, err := s.fetchPartition(rt.Topic, rp, sp, int32(req.MaxBytes)-int32(total), total > 0, &watched, &seenHW)
+			if err != nil {
+				sp.ErrorCode = errCode(err)
+				anyError = true
+				if sp.ErrorCode == kerr.UnknownServerError.Code || sp.ErrorCode == kerr.KafkaStorageError.Code {
+					r.log().Error("fetch read failed", "topic", rt.Topic, "partition", rp.Partition, "err", err)
+				}
+				continue
+			}
+			if read != nil {
+				reads = append(reads, partRead{ti, pi, read})
+				total += read.Size
+			}
+		}
+	}
+
+	if !final && !anyError && total < int64(req.MinBytes) && !s.closing.Load() {
+		deadline := r.start.Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
+		if wait := time.Until(deadline); wait > 0 && len(watched) > 0 {
+			releaseAll()
+			s.park(r, req, int64(req.MinBytes)-total, wait, watched, seenHW)
+			return
+		}
+	}
+
+	recs := make([]fetchRecords, len(reads))
+	for i, pr := range reads {
+		recs[i] = fetchRecords{part: &resp.Topics[pr.ti].Partitions[pr.pi], read: pr.read}
+	}
+	reply, err := encodeFetch(r.hdr.corr, resp, recs)
+	if err != nil {
+		releaseAll()
+		r.fail(err)
+		return
+	}
+	r.finish(result{fetch: reply})
+}
+
+// fetchPartition fills sp's offsets and error and reads the partition's
+// data. budget is what MaxBytes has left; haveData says an earlier
+// partition returned data (so the first-batch-whole rule no longer
+// applies). A partition that can wait for data is added to watched.
+func (s *Server) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition,
+	budget int32, haveData bool, watched *[]*partition, seenHW *[]engine.Offset) (*engine.ReadResult, error) {
+	p := s.partition(topic, rp.Partition)
+	if p == nil {
+		return nil, kerr.UnknownTopicOrPartition
+	}
+	if err := checkLeaderEpoch(rp.CurrentLeaderEpoch); err != nil {
+		return nil, err
+	}
+	hw := p.log.HighWatermark()
+	lso := p.log.LogStartOffset()
+	leo := p.log.LogEndOffset()
+	sp.HighWatermark = int64(hw)
+	sp.LastStableOffset = int64(hw)
+	sp.LogStartOffset = int64(lso)
+	off := engine.Offset(rp.FetchOffset)
+	if off < lso || off > leo {
+		return nil, kerr.OffsetOutOfRange
+	}
+	*watched = append(*watched, p)
+	*seenHW = append(*seenHW, hw)
+	if off >= hw {
+		return nil, nil
+	}
+	limit := rp.PartitionMaxBytes
+	if haveData {
+		limit = min(limit, budget)
+		if limit <= 0 {
+			return nil, nil
+		}
+	}
+	read, err := p.log.Read(off, int(max(limit, 1)), hw)
+	if err != nil {
+		return nil, err
+	}
+	if read.Size == 0 || (haveData && read.Size > int64(limit)) {
+		read.Release()
+		return nil, nil
+	}
+	return read, nil
+}
+
+// checkLeaderEpoch checks a client's current leader epoch (KIP-320): -1
+// skips the check; older is fenced, newer is unknown.
+func checkLeaderEpoch(epoch int32) error {
+	switch {
+	case epoch == -1 || epoch == leaderEpoch:
+		return nil
+	case epoch < leaderEpoch:
+		return kerr.FencedLeaderEpoch
+	default:
+		return kerr.UnknownLeaderEpoch
+	}
+}
+
+// fetchWait is a parked fetch: registered on its partitions, counting down
+// the bytes it still needs, with a timer for its deadline.
+type fetchWait struct {
+	need  atomic.Int64
+	fired atomic.Bool
+	parts []*partition
+	timer *time.Timer
+	run   func()
+}
+
+// park registers a fetch to be answered later.
+func (s *Server) park(r *request, req *kmsg.FetchRequest, need int64, wait time.Duration, parts []*partition, seenHW []engine.Offset) {
+	w := &fetchWait{parts: parts}
+	w.need.Store(need)
+	w.run = func() {
+		defer func() {
+			if v := recover(); v != nil {
+				r.log().Error("fetch completion panicked; closing connection", "panic", v, "stack", string(debug.Stack()))
+				s.metrics.panics.Inc()
+				r.fail(fmt.Errorf("fetch panic: %v", v))
+			}
+		}()
+		w.timer.Stop()
+		for _, p := range w.parts {
+			p.removeWait(w)
+		}
+		s.fetch(r, req, true)
+	}
+	// Arm the timer only once w.timer is set (run reads it).
+	w.timer = time.AfterFunc(time.Duration(math.MaxInt64), w.trigger)
+	w.timer.Reset(wait)
+	for _, p := range parts {
+		p.addWait(w)
+	}
+	// An append between our read and the registration would be missed:
+	// look again now that we are registered.
+	for i, p := range parts {
+		if p.log.HighWatermark() != seenHW[i] {
+			w.trigger()
+			break
+		}
+	}
+	if s.closing.Load() {
+		w.trigger()
+	}
+}
+
+// trigger completes the wait once, on its own goroutine.
+func (w *fetchWait) trigger() {
+	if w.fired.CompareAndSwap(false, true) {
+		go w.run()
+	}
+}
+
+func (p *partition) addWait(w *fetchWait) {
+	p.waitMu.Lock()
+	if p.waits == nil {
+		p.waits = map[*fetchWait]struct{}{}
+	}
+	p.waits[w] = struct{}{}
+	p.waitMu.Unlock()
+}
+
+func (p *partition) removeWait(w *fetchWait) {
+	p.waitMu.Lock()
+	delete(p.waits, w)
+	p.waitMu.Unlock()
+}
+
+// appended tells parked fetches that n bytes became readable.
+func (p *partition) appended(n int) {
+	p.waitMu.Lock()
+	for w := range p.waits {
+		if w.need.Add(-int64(n)) <= 0 {
+			w.trigger()
+		}
+	}
+	p.waitMu.Unlock()
+}
+
+// wakeAll completes every fetch parked on p (topic deleted, shutdown).
+func (p *partition) wakeAll() {
+	p.waitMu.Lock()
+	for w := range p.waits {
+		w.trigger()
+	}
+	p.waitMu.Unlock()
+}

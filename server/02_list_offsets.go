@@ -1,0 +1,122 @@
+package server
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/engine"
+)
+
+// ListOffsets: v0-7
+//
+// Timestamps: -1 latest (the high watermark; also the last stable offset
+// for read_committed, as there are no transactions), -2 earliest (log start
+// offset), -3 the batch with the largest timestamp (v7), otherwise the
+// first offset whose timestamp is at least the one given (offset -1 and
+// timestamp -1 when there is none).
+//
+// Version notes:
+//   - v0: OldStyleOffsets (one offset), MaxNumOffsets.
+//   - v1: a single offset and its timestamp; duplicate partitions are INVALID_REQUEST.
+//   - v2: isolation level.
+//   - v4: CurrentLeaderEpoch (KIP-320) and LeaderEpoch in the response.
+//   - v6: flexible.
+//   - v7: -3 max timestamp (KIP-734).
+func init() { regKey(kmsg.ListOffsets, 0, 7, (*Server).handleListOffsets) }
+
+const (
+	listLatest       = -1
+	listEarliest     = -2
+	listMaxTimestamp = -3
+)
+
+func (s *Server) handleListOffsets(r *request) {
+	req := r.kreq.(*kmsg.ListOffsetsRequest)
+	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+
+	type key struct {
+		t string
+		p int32
+	}
+	count := map[key]int{}
+	for _, rt := range req.Topics {
+		for _, rp := range rt.Partitions {
+			count[key{rt.Topic, rp.Partition}]++
+		}
+	}
+	for _, rt := range req.Topics {
+		st := kmsg.NewListOffsetsResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewListOffsetsResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.Timestamp = -1
+			sp.Offset = -1
+			var err error
+			if req.Version >= 1 && count[key{rt.Topic, rp.Partition}] > 1 {
+				err = kerr.InvalidRequest
+			} else {
+				err = s.listOffset(req.Version, rt.Topic, &rp, &sp)
+			}
+			sp.ErrorCode = errCode(err)
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	r.reply(resp)
+}
+
+func (s *Server) listOffset(version int16, topic string, rp *kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition) error {
+	p := s.partition(topic, rp.Partition)
+	if p == nil {
+		return kerr.UnknownTopicOrPartition
+	}
+	if version >= 4 {
+		if err := checkLeaderEpoch(rp.CurrentLeaderEpoch); err != nil {
+			return err
+		}
+		sp.LeaderEpoch = leaderEpoch
+	}
+	var (
+		off engine.Offset = -1
+		ts  int64         = -1
+	)
+	switch rp.Timestamp {
+	case listLatest:
+		off = p.log.HighWatermark()
+	case listEarliest:
+		off = p.log.LogStartOffset()
+	case listMaxTimestamp:
+		if version < 7 {
+			return kerr.UnsupportedVersion
+		}
+		var at engine.Offset
+		if ts, at = p.log.MaxTimestamp(); ts >= 0 && at < p.log.HighWatermark() && at >= p.log.LogStartOffset() {
+			off = at
+		} else {
+			ts = -1
+		}
+	default:
+		if rp.Timestamp < 0 {
+			return kerr.InvalidRequest
+		}
+		o, t, found, err := p.log.OffsetForTimestamp(rp.Timestamp)
+		if err != nil {
+			return err
+		}
+		if found && o < p.log.HighWatermark() {
+			off, ts = max(o, p.log.LogStartOffset()), t
+		}
+	}
+	if version == 0 {
+		if off >= 0 && rp.MaxNumOffsets > 0 {
+			sp.OldStyleOffsets = []int64{int64(off)}
+		} else {
+			sp.OldStyleOffsets = []int64{}
+		}
+		return nil
+	}
+	sp.Offset = int64(off)
+	sp.Timestamp = ts
+	return nil
+}

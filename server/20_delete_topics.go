@@ -1,0 +1,68 @@
+package server
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// DeleteTopics: v0-6
+//
+// Deletion is durable before the response: the topic leaves the metadata
+// store (recorded as a pending deletion until its logs are gone) and its
+// logs are deleted.
+//
+// Version notes:
+//   - v4: flexible.
+//   - v5: ErrorMessage.
+//   - v6: topics by name or by id (Topics array).
+func init() { regKey(kmsg.DeleteTopics, 0, 6, (*Server).handleDeleteTopics) }
+
+func (s *Server) handleDeleteTopics(r *request) {
+	req := r.kreq.(*kmsg.DeleteTopicsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
+
+	type target struct {
+		name *string
+		id   [16]byte
+	}
+	var targets []target
+	if req.Version >= 6 {
+		for _, t := range req.Topics {
+			targets = append(targets, target{t.Topic, t.TopicID})
+		}
+	} else {
+		for _, n := range req.TopicNames {
+			n := n
+			targets = append(targets, target{name: &n})
+		}
+	}
+	for _, tg := range targets {
+		st := kmsg.NewDeleteTopicsResponseTopic()
+		st.Topic = tg.name
+		st.TopicID = tg.id
+		var err error
+		switch {
+		case !s.cfg.DeleteTopicEnable:
+			err = topicErrf(kerr.TopicDeletionDisabled, "delete.topic.enable is false")
+		case tg.name == nil:
+			if t := s.topics.Load().byID[tg.id]; t == nil {
+				err = topicErrf(kerr.UnknownTopicID, "unknown topic id")
+			} else {
+				name := t.name
+				st.Topic = &name
+				err = s.deleteTopic(name)
+			}
+		default:
+			if t := s.topic(*tg.name); t != nil {
+				st.TopicID = t.id
+			}
+			err = s.deleteTopic(*tg.name)
+		}
+		st.ErrorCode = errCode(err)
+		if req.Version >= 5 {
+			st.ErrorMessage = errMessage(err)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	r.reply(resp)
+}

@@ -1,0 +1,89 @@
+package server
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// DescribeConfigs: v0-4
+//
+// TOPIC resources report every topic key of the config table (or the ones
+// named) with value, source and synonyms (topic override, dynamic broker,
+// dynamic default, static broker, default). BROKER resources report this
+// broker's keys (resource = node id) or the cluster-wide dynamic defaults
+// (resource ""). Nothing is sensitive; broker keys that are not dynamic are
+// read-only.
+//
+// Version notes:
+//   - v0: IsDefault instead of Source.
+//   - v1: IncludeSynonyms, Source.
+//   - v3: IncludeDocumentation, ConfigType.
+//   - v4: flexible.
+func init() { regKey(kmsg.DescribeConfigs, 0, 4, (*Server).handleDescribeConfigs) }
+
+func (s *Server) handleDescribeConfigs(r *request) {
+	req := r.kreq.(*kmsg.DescribeConfigsRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
+	for _, rr := range req.Resources {
+		sr := kmsg.NewDescribeConfigsResponseResource()
+		sr.ResourceType = rr.ResourceType
+		sr.ResourceName = rr.ResourceName
+		var (
+			cfgs []describedConfig
+			err  error
+		)
+		switch rr.ResourceType {
+		case kmsg.ConfigResourceTypeTopic:
+			if t := s.topic(rr.ResourceName); t == nil {
+				err = topicErrf(kerr.UnknownTopicOrPartition, "unknown topic %q", rr.ResourceName)
+			} else {
+				cfgs = s.describeTopicConfigs(t, rr.ConfigNames)
+			}
+		case kmsg.ConfigResourceTypeBroker:
+			if err = s.brokerResource(rr.ResourceName); err == nil {
+				cfgs = s.describeBrokerConfigs(rr.ResourceName, rr.ConfigNames)
+			}
+		default:
+			err = topicErrf(kerr.InvalidRequest, "config resource type %v is not supported", rr.ResourceType)
+		}
+		if err != nil {
+			sr.ErrorCode = errCode(err)
+			sr.ErrorMessage = errMessage(err)
+		}
+		for _, c := range cfgs {
+			sr.Configs = append(sr.Configs, describeEntry(req, c))
+		}
+		resp.Resources = append(resp.Resources, sr)
+	}
+	r.reply(resp)
+}
+
+func describeEntry(req *kmsg.DescribeConfigsRequest, c describedConfig) kmsg.DescribeConfigsResponseResourceConfig {
+	e := kmsg.NewDescribeConfigsResponseResourceConfig()
+	e.Name = c.entry.name
+	if !c.entry.null {
+		v := c.entry.value
+		e.Value = &v
+	}
+	e.ReadOnly = c.readOnly
+	e.IsDefault = c.entry.source == kmsg.ConfigSourceDefaultConfig
+	e.Source = c.entry.source
+	if req.IncludeSynonyms {
+		for _, syn := range c.synonyms {
+			se := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
+			se.Name = syn.name
+			if !syn.null {
+				v := syn.value
+				se.Value = &v
+			}
+			se.Source = syn.source
+			e.ConfigSynonyms = append(e.ConfigSynonyms, se)
+		}
+	}
+	e.ConfigType = c.typ
+	if req.IncludeDocumentation {
+		doc := c.doc
+		e.Documentation = &doc
+	}
+	return e
+}

@@ -1,0 +1,197 @@
+package server
+
+import (
+	"maps"
+	"sort"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Shared by DescribeConfigs, AlterConfigs and IncrementalAlterConfigs.
+
+// describedConfig is one config as DescribeConfigs reports it.
+type describedConfig struct {
+	entry    configEntry
+	synonyms []configEntry
+	typ      kmsg.ConfigType
+	doc      string
+	readOnly bool
+}
+
+// describeTopicConfigs reports a topic's configs (names nil: all).
+func (s *Server) describeTopicConfigs(t *topic, names []string) []describedConfig {
+	layers := s.layers.Load()
+	if names == nil {
+		names = topicConfigNames
+	}
+	var out []describedConfig
+	for _, n := range names {
+		d := topicConfigDefs[n]
+		if d == nil {
+			continue // Kafka omits unknown names
+		}
+		out = append(out, describedConfig{
+			entry:    layers.topicValue(n, t.configs),
+			synonyms: layers.topicSynonyms(n, t.configs),
+			typ:      d.typ,
+			doc:      d.doc,
+		})
+	}
+	return out
+}
+
+// describeBrokerConfigs reports this broker's configs (resource = node
+// id) or the cluster-wide dynamic defaults (resource "").
+func (s *Server) describeBrokerConfigs(resource string, names []string) []describedConfig {
+	layers := s.layers.Load()
+	if names == nil {
+		for n := range brokerConfigDefs {
+			names = append(names, n)
+		}
+		sortStrings(names)
+	}
+	var out []describedConfig
+	for _, n := range names {
+		d := brokerConfigDefs[n]
+		if d == nil {
+			continue
+		}
+		var e configEntry
+		if resource == "" {
+			v, ok := layers.dynDefault[n]
+			if !ok {
+				continue
+			}
+			e = configEntry{n, v, false, kmsg.ConfigSourceDynamicDefaultBrokerConfig}
+		} else {
+			e = layers.brokerValue(n)
+		}
+		out = append(out, describedConfig{
+			entry:    e,
+			synonyms: layers.brokerSynonyms(n),
+			typ:      d.typ,
+			doc:      d.doc,
+			readOnly: !d.dynamic,
+		})
+	}
+	return out
+}
+
+// brokerResource checks a BROKER resource name: "" (cluster default) or
+// this broker's id.
+func (s *Server) brokerResource(name string) error {
+	if name == "" || name == s.nodeIDString() {
+		return nil
+	}
+	if _, err := strconv.Atoi(name); err != nil {
+		return topicErrf(kerr.InvalidRequest, "broker resource name %q is not a broker id", name)
+	}
+	return topicErrf(kerr.InvalidRequest, "broker %s is not this broker (%s)", name, s.nodeIDString())
+}
+
+// checkBrokerConfigs validates a complete set of dynamic configs for a
+// broker resource.
+func (s *Server) checkBrokerConfigs(resource string, configs map[string]string) error {
+	for _, n := range sortedKeys(configs) {
+		d := brokerConfigDefs[n]
+		if d == nil {
+			return topicErrf(kerr.InvalidConfig, "unknown broker config %q", n)
+		}
+		if !d.dynamic {
+			return topicErrf(kerr.InvalidConfig, "broker config %s cannot be updated dynamically", n)
+		}
+		if err := d.validate(configs[n]); err != nil {
+			return topicErrf(kerr.InvalidConfig, "invalid value for broker config %s: %v", n, err)
+		}
+	}
+	cur := s.layers.Load()
+	next := &configLayers{static: cur.static, dynBroker: cur.dynBroker, dynDefault: cur.dynDefault}
+	if resource == "" {
+		next.dynDefault = configs
+	} else {
+		next.dynBroker = configs
+	}
+	if err := next.validateTopicConfigs(nil); err != nil {
+		return topicErrf(kerr.InvalidConfig, "%v", err)
+	}
+	return nil
+}
+
+// alterResource validates and (unless validateOnly) applies a complete set
+// of configs to a TOPIC or BROKER resource.
+func (s *Server) alterResource(typ kmsg.ConfigResourceType, name string, configs map[string]string, validateOnly bool) error {
+	switch typ {
+	case kmsg.ConfigResourceTypeTopic:
+		if s.topic(name) == nil {
+			return topicErrf(kerr.UnknownTopicOrPartition, "unknown topic %q", name)
+		}
+		if err := s.layers.Load().validateTopicConfigs(configs); err != nil {
+			return topicErrf(kerr.InvalidConfig, "%v", err)
+		}
+		if validateOnly {
+			return nil
+		}
+		return s.setTopicConfigs(name, configs)
+	case kmsg.ConfigResourceTypeBroker:
+		if err := s.brokerResource(name); err != nil {
+			return err
+		}
+		if err := s.checkBrokerConfigs(name, configs); err != nil {
+			return err
+		}
+		if validateOnly {
+			return nil
+		}
+		return s.setBrokerConfigs(name, configs)
+	default:
+		return topicErrf(kerr.InvalidRequest, "config resource type %v is not supported", typ)
+	}
+}
+
+// currentConfigs is a resource's current dynamic configs (the base for
+// IncrementalAlterConfigs).
+func (s *Server) currentConfigs(typ kmsg.ConfigResourceType, name string) (map[string]string, error) {
+	switch typ {
+	case kmsg.ConfigResourceTypeTopic:
+		t := s.topic(name)
+		if t == nil {
+			return nil, topicErrf(kerr.UnknownTopicOrPartition, "unknown topic %q", name)
+		}
+		return maps.Clone(t.configs), nil
+	case kmsg.ConfigResourceTypeBroker:
+		if err := s.brokerResource(name); err != nil {
+			return nil, err
+		}
+		l := s.layers.Load()
+		if name == "" {
+			return maps.Clone(l.dynDefault), nil
+		}
+		return maps.Clone(l.dynBroker), nil
+	default:
+		return nil, topicErrf(kerr.InvalidRequest, "config resource type %v is not supported", typ)
+	}
+}
+
+// configDefFor finds the definition of a key for a resource type.
+func configDefFor(typ kmsg.ConfigResourceType, name string) *configDef {
+	if typ == kmsg.ConfigResourceTypeTopic {
+		if d := topicConfigDefs[name]; d != nil {
+			return &d.configDef
+		}
+		return nil
+	}
+	return brokerConfigDefs[name]
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sortStrings(keys)
+	return keys
+}
+
+func sortStrings(s []string) { sort.Strings(s) }

@@ -1,0 +1,297 @@
+package server
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// A connection has two goroutines. The reader reads a frame, parses it,
+// queues a pending slot and runs the handler, which completes the slot now
+// or later (a parked fetch); the writer takes slots from the queue in
+// order, waits for each to complete and writes its response. So responses
+// leave strictly in request order while requests pipeline, and the queue's
+// capacity (queued.max.requests) bounds the requests read ahead.
+type conn struct {
+	s        *Server
+	l        *listener
+	nc       net.Conn
+	remote   string
+	queue    chan *request
+	stopping atomic.Bool
+}
+
+// result is how a request completes.
+type result struct {
+	resp  kmsg.Response // encoded with kmsg
+	fetch *fetchReply   // encoded as buffers + file ranges
+	skip  bool          // no response (acks=0 produce)
+	err   error         // close the connection after earlier responses
+}
+
+// request is one parsed request and its response slot.
+type request struct {
+	s     *Server
+	c     *conn
+	hdr   requestHeader
+	kreq  kmsg.Request
+	start time.Time
+	done  chan result // capacity 1; exactly one completion
+	fired atomic.Bool
+}
+
+// finish completes the request (first completion wins).
+func (r *request) finish(res result) {
+	if !r.fired.CompareAndSwap(false, true) {
+		if res.fetch != nil {
+			res.fetch.release()
+		}
+		return
+	}
+	r.s.metrics.observe(r.hdr.key, time.Since(r.start))
+	r.done <- res
+}
+
+// cancel completes the request with no response if it has not completed,
+// and otherwise drops its completion, releasing any file ranges.
+func (r *request) cancel() {
+	if r.fired.CompareAndSwap(false, true) {
+		return
+	}
+	if res := <-r.done; res.fetch != nil {
+		res.fetch.release()
+	}
+}
+
+func (r *request) reply(resp kmsg.Response) { r.finish(result{resp: resp}) }
+func (r *request) noReply()                 { r.finish(result{skip: true}) }
+func (r *request) fail(err error)           { r.finish(result{err: err}) }
+
+func (r *request) log() *slog.Logger {
+	return r.s.logger.With("remote", r.c.remote, "client_id", r.hdr.clientID, "api", apiName(r.hdr.key), "version", r.hdr.version)
+}
+
+func newConn(s *Server, l *listener, nc net.Conn) *conn {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		if n := s.cfg.SocketSendBufferBytes; n > 0 {
+			tc.SetWriteBuffer(n)
+		}
+		if n := s.cfg.SocketReceiveBufferBytes; n > 0 {
+			tc.SetReadBuffer(n)
+		}
+	}
+	return &conn{
+		s:      s,
+		l:      l,
+		nc:     nc,
+		remote: nc.RemoteAddr().String(),
+		queue:  make(chan *request, s.cfg.QueuedMaxRequests),
+	}
+}
+
+// stopReading makes the reader stop after the frame it is reading; queued
+// requests are still answered.
+func (c *conn) stopReading() {
+	c.stopping.Store(true)
+	c.nc.SetReadDeadline(time.Now())
+}
+
+func (c *conn) serve() {
+	defer c.s.removeConn(c)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writeLoop()
+	}()
+	c.readLoop()
+	close(c.queue)
+	<-writerDone
+	c.nc.Close()
+}
+
+// readLoop reads and dispatches requests until EOF, an error, a request
+// that closes the connection, or shutdown.
+func (c *conn) readLoop() {
+	var size [4]byte
+	for {
+		if c.stopping.Load() {
+			return
+		}
+		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.ConnectionsMaxIdle))
+		if c.stopping.Load() {
+			return
+		}
+		if _, err := io.ReadFull(c.nc, size[:]); err != nil {
+			c.logReadErr(err, "idle connection closed")
+			return
+		}
+		n := int32(binary.BigEndian.Uint32(size[:]))
+		if n < 0 || n > c.s.cfg.SocketRequestMaxBytes {
+			c.s.logger.Warn("request frame size out of range; closing connection",
+				"remote", c.remote, "size", n, "socket.request.max.bytes", c.s.cfg.SocketRequestMaxBytes)
+			c.s.metrics.badRequests.Inc()
+			return
+		}
+		// A slow sender of a large frame gets the idle timeout per frame.
+		frame, err := readFrameBody(c.nc, int(n))
+		if err != nil {
+			c.logReadErr(err, "connection closed mid-frame")
+			return
+		}
+		c.s.metrics.bytesIn.Add(float64(4 + n))
+		if !c.handleFrame(frame) {
+			return
+		}
+	}
+}
+
+// frameChunk is how much of a frame is allocated before its bytes arrive:
+// a size prefix alone never makes the broker allocate more than this.
+const frameChunk = 1 << 20
+
+// readFrameBody reads an n-byte frame, growing the buffer as bytes arrive
+// rather than trusting the size prefix up front.
+func readFrameBody(r io.Reader, n int) ([]byte, error) {
+	if n <= frameChunk {
+		b := make([]byte, n)
+		_, err := io.ReadFull(r, b)
+		return b, err
+	}
+	b := make([]byte, 0, frameChunk)
+	for len(b) < n {
+		if len(b) == cap(b) {
+			b = append(b[:cap(b)], make([]byte, min(cap(b), n-len(b)))...)[:len(b)]
+		}
+		m, err := io.ReadFull(r, b[len(b):min(cap(b), n)])
+		b = b[:len(b)+m]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func (c *conn) logReadErr(err error, idleMsg string) {
+	switch {
+	case c.stopping.Load(), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.s.logger.Debug(idleMsg, "remote", c.remote)
+	default:
+		c.s.logger.Debug("read failed", "remote", c.remote, "err", err)
+	}
+}
+
+// handleFrame parses and dispatches one frame; false stops reading.
+func (c *conn) handleFrame(frame []byte) bool {
+	hdr, kreq, err := parseRequest(frame, c.s.served)
+	if err != nil {
+		c.s.metrics.badRequests.Inc()
+		if errors.Is(err, errUnsupportedVersion) && hdr.key == kmsg.ApiVersions.Int16() {
+			// Clients probe with their newest ApiVersions; answer in v0
+			// with UNSUPPORTED_VERSION and our range so they retry lower.
+			r := c.newRequest(hdr, nil)
+			c.queue <- r
+			resp := kmsg.NewPtrApiVersionsResponse()
+			resp.Version = 0
+			resp.ErrorCode = kerr.UnsupportedVersion.Code
+			resp.ApiKeys = c.s.apiVersionKeys()
+			r.reply(resp)
+			return true
+		}
+		c.s.logger.Warn("bad request; closing connection", "remote", c.remote, "client_id", hdr.clientID,
+			"api_key", hdr.key, "version", hdr.version, "correlation_id", hdr.corr, "err", err)
+		return false
+	}
+	r := c.newRequest(hdr, kreq)
+	c.queue <- r
+	c.dispatch(r)
+	return true
+}
+
+func (c *conn) newRequest(hdr requestHeader, kreq kmsg.Request) *request {
+	return &request{s: c.s, c: c, hdr: hdr, kreq: kreq, start: time.Now(), done: make(chan result, 1)}
+}
+
+// dispatch runs the request's handler, containing panics to this
+// connection.
+func (c *conn) dispatch(r *request) {
+	defer func() {
+		if v := recover(); v != nil {
+			r.log().Error("handler panicked; closing connection", "panic", v, "stack", string(debug.Stack()))
+			c.s.metrics.panics.Inc()
+			r.fail(fmt.Errorf("handler panic: %v", v))
+		}
+	}()
+	if hook := c.s.requestHook.Load(); hook != nil && (*hook)(r) {
+		return
+	}
+	h := c.s.handler(r.hdr.key)
+	h.fn(c.s, r)
+}
+
+// writeLoop writes responses in request order until the queue closes. After
+// a write error or a failed request it only drains.
+func (c *conn) writeLoop() {
+	var (
+		buf      []byte
+		draining bool
+	)
+	for r := range c.queue {
+		if draining {
+			r.cancel()
+			continue
+		}
+		res := <-r.done
+		var err error
+		switch {
+		case res.err != nil:
+			r.log().Warn("closing connection", "err", res.err)
+			err = res.err
+		case res.skip:
+			continue
+		case res.fetch != nil:
+			err = c.writeFetch(r.hdr.corr, res.fetch)
+			res.fetch.release()
+		default:
+			buf, err = c.writeResponse(buf[:0], r.hdr, res.resp)
+			if cap(buf) > 1<<20 {
+				buf = nil
+			}
+		}
+		if err != nil {
+			draining = true
+			c.stopReading()
+			c.nc.Close()
+		}
+	}
+}
+
+// appendResponseHeader appends a size placeholder, the correlation id and,
+// for flexible responses other than ApiVersions, an empty tag section.
+func appendResponseHeader(buf []byte, corr int32, resp kmsg.Response) []byte {
+	buf = append(buf, 0, 0, 0, 0)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(corr))
+	if resp.IsFlexible() && resp.Key() != kmsg.ApiVersions.Int16() {
+		buf = append(buf, 0)
+	}
+	return buf
+}
+
+func (c *conn) writeResponse(buf []byte, hdr requestHeader, resp kmsg.Response) ([]byte, error) {
+	buf = appendResponseHeader(buf, hdr.corr, resp)
+	buf = resp.AppendTo(buf)
+	binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
+	_, err := c.nc.Write(buf)
+	c.s.metrics.bytesOut.Add(float64(len(buf)))
+	return buf, err
+}

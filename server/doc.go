@@ -1,0 +1,56 @@
+// Package server is the kvlog broker: listeners and connections, the Kafka
+// protocol handlers, broker and topic configuration, and the metadata store
+// seam (package metastore). It owns no bytes on disk except through the
+// engine and the metadata store.
+//
+// # Files
+//
+//   - properties.go, config.go: server.properties parsing and the broker
+//     key table (Apache Kafka's names and defaults).
+//   - configdefs.go, topic_config.go: config definitions, the topic config
+//     table with broker synonyms, value resolution (topic override, dynamic
+//     broker, dynamic default, static, default) and engine.Config conversion.
+//   - server.go: Server (New, Start, Shutdown), topic snapshots, listeners.
+//   - topics.go: topic create/delete/alter, shared by the handlers.
+//   - conn.go, frame.go: per-connection reader/writer, hand-parsed request
+//     headers, ordered pipelined responses.
+//   - fetch_encode.go, sendfile.go: Fetch responses as encoded buffers plus
+//     engine file ranges sent with sendfile(2).
+//   - errors.go: the one mapping from errors to Kafka error codes.
+//   - handlers.go: the registry; NN_name.go: one file per API key, each
+//     registering the versions it serves (ApiVersions advertises exactly
+//     those).
+//   - metrics.go: Prometheus metrics, /metrics and /healthz.
+//
+// # Concurrency
+//
+// Each connection has a reader goroutine (reads, parses, runs handlers) and
+// a writer goroutine (writes responses in request order). Handlers run on
+// the reader goroutine; a Fetch short of MinBytes parks as a fetchWait
+// (registered on its partitions, plus a timer) and is completed later on a
+// short-lived goroutine. Topic and configuration state are immutable
+// snapshots behind atomic pointers (Server.topics, Server.layers), replaced
+// whole by writers, so request paths take no server-wide lock.
+//
+// Lock order: Server.alterMu → Server.topicMu → Server.lnMu;
+// partition.hwMu and partition.waitMu are leaves (never held while taking
+// another lock). Engine locks are below all of these.
+//
+// # Non-obvious invariants
+//
+//   - A request completes exactly once (request.finish); the writer cancels
+//     requests it will not answer, releasing their file ranges.
+//   - The high watermark only rises (partition.raiseHighWatermark), after
+//     the fsync for acks=all, before parked fetches are woken.
+//   - A topic becomes visible only after it is durable in the metadata
+//     store and its logs exist; a deletion is durable (as pending) before
+//     the topic disappears, and start-up finishes pending deletions.
+//
+// # Known limitation
+//
+// kmsg (v1.15.0) loops over a flexible message's tag count even after the
+// input is exhausted, so a tiny malformed flexible request with a tag count
+// near 2^32 costs seconds of CPU before it is rejected (the connection is
+// then closed). The fix belongs in kmsg's tag readers (stop when the reader
+// has failed).
+package server

@@ -1,0 +1,290 @@
+package server
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func createTopic(t *testing.T, b *testBroker, name string, partitions int32, configs map[string]*string) {
+	t.Helper()
+	resp, err := b.admin(t).CreateTopic(ctxT(t), partitions, 1, configs, name)
+	if err != nil || resp.Err != nil {
+		t.Fatalf("create %s: %v %v", name, err, resp.Err)
+	}
+}
+
+func produceN(t *testing.T, b *testBroker, topic string, n int, opts ...kgo.Opt) {
+	produceTo(t, b, topic, 0, n, opts...)
+}
+
+func produceTo(t *testing.T, b *testBroker, topic string, partition int32, n int, opts ...kgo.Opt) {
+	t.Helper()
+	cl := b.client(t, append([]kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner())}, opts...)...)
+	var rs []*kgo.Record
+	for i := 0; i < n; i++ {
+		rs = append(rs, &kgo.Record{Partition: partition, Key: []byte{byte(i)}, Value: bytes.Repeat([]byte{byte(i)}, 100), Timestamp: time.UnixMilli(int64(1000 * (i + 1)))})
+	}
+	if err := cl.ProduceSync(ctxT(t), rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPipelining sends several requests back to back, including an acks=0
+// produce (no response), and checks the answers arrive in order.
+func TestPipelining(t *testing.T) {
+	b := startBroker(t)
+	createTopic(t, b, "pipe", 1, nil)
+	c := b.dial(t)
+	meta := kmsg.NewPtrMetadataRequest()
+	meta.Version = 1
+	av := kmsg.NewPtrApiVersionsRequest()
+	av.Version = 0
+	prod := kmsg.NewPtrProduceRequest()
+	prod.Version = 7
+	prod.Acks = 0
+	prod.TimeoutMillis = 1000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = "pipe"
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = testBatch(t, 3)
+	rt.Partitions = append(rt.Partitions, rp)
+	prod.Topics = append(prod.Topics, rt)
+
+	var all []byte
+	all = append(all, frame(meta, 1, "p")...)
+	all = append(all, frame(av, 2, "p")...)
+	all = append(all, frame(prod, 3, "p")...)
+	all = append(all, frame(meta, 4, "p")...)
+	c.write(all)
+	c.recv(meta, 1)
+	c.recv(av, 2)
+	m := c.recv(meta, 4).(*kmsg.MetadataResponse) // 3 has no response
+	if len(m.Topics) != 1 || *m.Topics[0].Topic != "pipe" {
+		t.Fatalf("metadata %+v", m.Topics)
+	}
+	lo := kmsg.NewPtrListOffsetsRequest()
+	lo.Version = 1
+	lt := kmsg.NewListOffsetsRequestTopic()
+	lt.Topic = "pipe"
+	lp := kmsg.NewListOffsetsRequestTopicPartition()
+	lp.Timestamp = -1
+	lt.Partitions = append(lt.Partitions, lp)
+	lo.Topics = append(lo.Topics, lt)
+	c.send(lo, 5)
+	if r := c.recv(lo, 5).(*kmsg.ListOffsetsResponse); r.Topics[0].Partitions[0].Offset != 3 {
+		t.Fatalf("acks=0 produce not applied: %+v", r.Topics[0].Partitions[0])
+	}
+}
+
+// testBatch builds an uncompressed magic-2 batch of n records with kmsg.
+func testBatch(t testing.TB, n int) []byte {
+	var recs []byte
+	for i := 0; i < n; i++ {
+		r := kmsg.NewRecord()
+		r.OffsetDelta = int32(i)
+		r.Key = []byte{byte('a' + i)}
+		r.Value = []byte("value")
+		r.Length = int32(len(r.AppendTo(nil)) - 1) // Length is a varint: 0 takes one byte
+		recs = append(recs, r.AppendTo(nil)...)
+	}
+	rb := kmsg.NewRecordBatch()
+	rb.Magic = 2
+	rb.LastOffsetDelta = int32(n - 1)
+	rb.FirstTimestamp = time.Now().UnixMilli()
+	rb.MaxTimestamp = rb.FirstTimestamp
+	rb.ProducerID = -1
+	rb.ProducerEpoch = -1
+	rb.FirstSequence = -1
+	rb.NumRecords = int32(n)
+	rb.Records = recs
+	raw := rb.AppendTo(nil)
+	rb.Length = int32(len(raw) - 12)
+	raw = rb.AppendTo(nil)
+	binary.BigEndian.PutUint32(raw[17:], crc32c(raw[21:]))
+	return raw
+}
+
+// TestMalformedFrames: every bad frame closes only its own connection.
+func TestMalformedFrames(t *testing.T) {
+	b := startBroker(t, "socket.request.max.bytes=1048576")
+	healthy := b.dial(t)
+	meta := kmsg.NewPtrMetadataRequest()
+	meta.Version = 4
+	u32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+	unknownKey := frame(meta, 1, "x")
+	unknownKey[4], unknownKey[5] = 0x03, 0xe7 // key 999
+	unservedVersion := frame(meta, 1, "x")
+	unservedVersion[6], unservedVersion[7] = 0, 13 // Metadata v13
+	findCoord := kmsg.NewPtrFindCoordinatorRequest()
+	findCoord.Version = 1
+	truncated := frame(meta, 1, "x")
+	truncated = append(u32(uint32(len(truncated)-4-3)), truncated[4:len(truncated)-3]...)
+	hugeArray := append(u32(14), 0, 3, 0, 4, 0, 0, 0, 1, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0, 0)
+	hugeArray = append(u32(uint32(len(hugeArray)-4)), hugeArray[4:]...)
+	for name, payload := range map[string][]byte{
+		"oversize":          u32(1<<20 + 1),
+		"max-int":           u32(1<<31 - 1),
+		"negative":          u32(0xffffffff),
+		"zero":              u32(0),
+		"short-header":      append(u32(3), 1, 2, 3),
+		"garbage":           append(u32(12), []byte("hello world!")...),
+		"unknown-key-999":   unknownKey,
+		"unserved-version":  unservedVersion,
+		"unserved-key":      frame(findCoord, 1, "x"),
+		"truncated-body":    truncated,
+		"huge-array-count":  hugeArray,
+		"client-id-overrun": append(u32(10), 0, 3, 0, 4, 0, 0, 0, 1, 0x7f, 0xff),
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := b.dial(t)
+			c.write(payload)
+			c.expectClosed()
+			healthy.send(meta, 7)
+			healthy.recv(meta, 7)
+		})
+	}
+}
+
+// TestFetchEncoding checks the spliced sendfile responses decode with kmsg
+// and are byte-identical to kmsg's own encoding of the decoded content, at
+// every served Fetch version.
+func TestFetchEncoding(t *testing.T) {
+	b := startBroker(t)
+	createTopic(t, b, "enc", 3, nil)
+	for p := int32(0); p < 2; p++ {
+		produceTo(t, b, "enc", p, 5)
+	}
+	c := b.dial(t)
+	vr, _ := b.s.served(kmsg.Fetch.Int16())
+	for v := vr.min; v <= vr.max; v++ {
+		req := kmsg.NewPtrFetchRequest()
+		req.Version = v
+		req.ReplicaID = -1
+		req.MaxBytes = 1 << 20
+		req.SessionEpoch = -1
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "enc"
+		for p := int32(0); p < 3; p++ {
+			rp := kmsg.NewFetchRequestTopicPartition()
+			rp.Partition = p
+			rp.PartitionMaxBytes = 1 << 20
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		missing := kmsg.NewFetchRequestTopic()
+		missing.Topic = "nope"
+		missing.Partitions = []kmsg.FetchRequestTopicPartition{kmsg.NewFetchRequestTopicPartition()}
+		req.Topics = append(req.Topics, rt, missing)
+		c.send(req, int32(v))
+		raw, err := c.readFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := kmsg.NewPtrFetchResponse()
+		resp.Version = v
+		body := raw[4:]
+		if resp.IsFlexible() {
+			body = body[1:]
+		}
+		if err := resp.ReadFrom(body); err != nil {
+			t.Fatalf("v%d: decode: %v", v, err)
+		}
+		if again := resp.AppendTo(nil); !bytes.Equal(again, body) {
+			t.Fatalf("v%d: kmsg re-encoding differs from the spliced response", v)
+		}
+		ps := resp.Topics[0].Partitions
+		if len(ps) != 3 || resp.Topics[1].Partitions[0].ErrorCode != kerr.UnknownTopicOrPartition.Code {
+			t.Fatalf("v%d: response %+v", v, resp.Topics)
+		}
+		total := 0
+		for _, p := range ps {
+			if p.RecordBatches == nil || p.Partition < 2 && p.HighWatermark != 5 {
+				t.Fatalf("v%d: partition %+v", v, p)
+			}
+			fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Topic: "enc", Partition: p.Partition}, &p, kgo.DefaultDecompressor(), nil)
+			if fp.Err != nil {
+				t.Fatalf("v%d: records: %v", v, fp.Err)
+			}
+			total += len(fp.Records)
+		}
+		if total != 10 {
+			t.Fatalf("v%d: %d records, want 10", v, total)
+		}
+	}
+}
+
+// TestLongPoll: a fetch at the end waits for data up to MaxWait.
+func TestLongPoll(t *testing.T) {
+	b := startBroker(t)
+	createTopic(t, b, "poll", 1, nil)
+	c := b.dial(t)
+	fetch := func(corr int32, wait int32) {
+		req := kmsg.NewPtrFetchRequest()
+		req.Version = 11
+		req.ReplicaID = -1
+		req.MinBytes = 1
+		req.MaxWaitMillis = wait
+		req.MaxBytes = 1 << 20
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "poll"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.PartitionMaxBytes = 1 << 20
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		c.send(req, corr)
+	}
+	// Nothing arrives: answered at the deadline, empty.
+	start := time.Now()
+	fetch(1, 300)
+	if _, err := c.readFrame(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("empty long poll took %v", d)
+	}
+	// Data arrives: answered well before the deadline.
+	start = time.Now()
+	fetch(2, 20000)
+	time.Sleep(100 * time.Millisecond)
+	produceN(t, b, "poll", 1)
+	raw, err := c.readFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("long poll not woken by produce: %v", d)
+	}
+	resp := kmsg.NewPtrFetchResponse()
+	resp.Version = 11
+	if err := resp.ReadFrom(raw[4:]); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Topics[0].Partitions[0].RecordBatches) == 0 {
+		t.Fatal("woken fetch returned no records")
+	}
+	// A parked fetch does not block shutdown.
+	fetch(3, 60000)
+	time.Sleep(50 * time.Millisecond)
+	done := make(chan struct{})
+	go func() { b.stop(t); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("shutdown blocked by a parked fetch")
+	}
+	if _, err := c.readFrame(); err != nil && !errors.Is(err, errShortHeader) {
+		// The parked fetch is answered (or the connection closed after it).
+		t.Logf("after shutdown: %v", err)
+	}
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }

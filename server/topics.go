@@ -1,0 +1,237 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/kvlog/kvlog/server/metastore"
+)
+
+// Topic lifecycle shared by CreateTopics, Metadata auto-creation,
+// DeleteTopics and the config APIs. All changes hold topicMu; readers use
+// the snapshot in Server.topics.
+
+const maxTopicNameLen = 249
+
+// internalTopics are Kafka's internal topics.
+var internalTopics = map[string]bool{"__consumer_offsets": true, "__transaction_state": true}
+
+func isInternalTopic(name string) bool { return internalTopics[name] }
+
+// validateTopicName applies Kafka's topic name rules.
+func validateTopicName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("topic name is empty")
+	case name == "." || name == "..":
+		return fmt.Errorf("topic name %q is not allowed", name)
+	case len(name) > maxTopicNameLen:
+		return fmt.Errorf("topic name is longer than %d characters", maxTopicNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("topic name %q contains %q; only ASCII alphanumerics, '.', '_' and '-' are allowed", name, c)
+		}
+	}
+	return nil
+}
+
+// collisionName maps '.' to '_': two topics whose names differ only there
+// collide in metric names, so Kafka refuses the second.
+func collisionName(name string) string { return strings.ReplaceAll(name, ".", "_") }
+
+// topicError is an error with its Kafka error (for per-topic results).
+type topicError struct {
+	kerr *kerr.Error
+	msg  string
+}
+
+func (e *topicError) Error() string { return e.msg }
+func (e *topicError) Unwrap() error { return e.kerr }
+
+func topicErrf(ke *kerr.Error, format string, args ...any) error {
+	return &topicError{kerr: ke, msg: fmt.Sprintf(format, args...)}
+}
+
+// newTopicSpec is a validated creation request.
+type newTopicSpec struct {
+	name       string
+	partitions int32
+	rf         int16
+	configs    map[string]string
+}
+
+// checkNewTopic validates a creation request against the current topics
+// and configuration, filling -1 defaults. Caller may or may not hold
+// topicMu (createTopic re-checks under it).
+func (s *Server) checkNewTopic(spec *newTopicSpec) error {
+	if err := validateTopicName(spec.name); err != nil {
+		return topicErrf(kerr.InvalidTopicException, "%v", err)
+	}
+	snap := s.topics.Load()
+	if _, ok := snap.byName[spec.name]; ok {
+		return topicErrf(kerr.TopicAlreadyExists, "topic %q already exists", spec.name)
+	}
+	cn := collisionName(spec.name)
+	for name := range snap.byName {
+		if collisionName(name) == cn {
+			return topicErrf(kerr.InvalidTopicException, "topic %q collides with existing topic %q ('.' and '_' are equivalent)", spec.name, name)
+		}
+	}
+	if spec.partitions == -1 {
+		spec.partitions = s.cfg.NumPartitions
+	}
+	if spec.partitions <= 0 {
+		return topicErrf(kerr.InvalidPartitions, "number of partitions must be positive, got %d", spec.partitions)
+	}
+	if spec.rf == -1 {
+		spec.rf = s.cfg.DefaultReplicationFactor
+	}
+	if spec.rf <= 0 {
+		return topicErrf(kerr.InvalidReplicationFactor, "replication factor must be positive, got %d", spec.rf)
+	}
+	if spec.rf > 1 {
+		return topicErrf(kerr.InvalidReplicationFactor, "replication factor %d is larger than the 1 available broker", spec.rf)
+	}
+	if err := s.layers.Load().validateTopicConfigs(spec.configs); err != nil {
+		return topicErrf(kerr.InvalidConfig, "%v", err)
+	}
+	return nil
+}
+
+// createTopic validates and creates a topic: durable in the metadata store
+// first, then the logs, then visible to requests.
+func (s *Server) createTopic(spec newTopicSpec) (*topic, error) {
+	s.topicMu.Lock()
+	defer s.topicMu.Unlock()
+	if s.closing.Load() {
+		return nil, topicErrf(kerr.NotController, "broker is shutting down")
+	}
+	if err := s.checkNewTopic(&spec); err != nil {
+		return nil, err
+	}
+	// A deletion of the same name that did not finish blocks re-creation
+	// until its logs are gone.
+	for _, pd := range s.meta.PendingDeletions() {
+		if pd.Name != spec.name {
+			continue
+		}
+		if err := s.deleteLogs(pd.Name, pd.Partitions); err != nil {
+			return nil, topicErrf(kerr.KafkaStorageError, "previous incarnation of %q not yet deleted: %v", spec.name, err)
+		}
+		if err := s.meta.DeletionDone(pd.Name); err != nil {
+			return nil, topicErrf(kerr.KafkaStorageError, "%v", err)
+		}
+	}
+	mt := metastore.Topic{
+		Name:              spec.name,
+		ID:                metastore.NewTopicID(),
+		Partitions:        spec.partitions,
+		ReplicationFactor: spec.rf,
+		Configs:           maps.Clone(spec.configs),
+	}
+	if err := s.meta.CreateTopic(mt); err != nil {
+		if errors.Is(err, metastore.ErrTopicExists) {
+			return nil, topicErrf(kerr.TopicAlreadyExists, "topic %q already exists", spec.name)
+		}
+		return nil, topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
+	}
+	t, err := s.openTopic(mt, s.layers.Load())
+	if err != nil {
+		// Roll back: the topic never became visible.
+		if derr := s.meta.DeleteTopic(spec.name); derr == nil {
+			if s.deleteLogs(spec.name, spec.partitions) == nil {
+				s.meta.DeletionDone(spec.name)
+			}
+		}
+		return nil, topicErrf(kerr.KafkaStorageError, "%v", err)
+	}
+	s.publishTopics(func(m map[string]*topic) { m[t.name] = t })
+	s.logger.Info("created topic", "topic", t.name, "partitions", spec.partitions, "configs", spec.configs)
+	return t, nil
+}
+
+// deleteTopic removes a topic: durable in the store (as pending deletion),
+// invisible to new requests, parked fetches woken, then its logs deleted.
+func (s *Server) deleteTopic(name string) error {
+	s.topicMu.Lock()
+	defer s.topicMu.Unlock()
+	t := s.topic(name)
+	if t == nil {
+		return topicErrf(kerr.UnknownTopicOrPartition, "unknown topic %q", name)
+	}
+	if err := s.meta.DeleteTopic(name); err != nil {
+		return topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
+	}
+	s.publishTopics(func(m map[string]*topic) { delete(m, name) })
+	for _, p := range t.parts {
+		p.wakeAll()
+	}
+	if err := s.deleteLogs(name, int32(len(t.parts))); err != nil {
+		// The store still lists it as pending; the next start finishes.
+		s.logger.Error("deleting topic logs failed; will retry at start-up", "topic", name, "err", err)
+		return nil
+	}
+	if err := s.meta.DeletionDone(name); err != nil {
+		s.logger.Error("recording topic deletion failed", "topic", name, "err", err)
+	}
+	s.logger.Info("deleted topic", "topic", name)
+	return nil
+}
+
+// setTopicConfigs replaces a topic's overrides (already validated) and
+// applies them to its logs.
+func (s *Server) setTopicConfigs(name string, configs map[string]string) error {
+	s.topicMu.Lock()
+	defer s.topicMu.Unlock()
+	t := s.topic(name)
+	if t == nil {
+		return topicErrf(kerr.UnknownTopicOrPartition, "unknown topic %q", name)
+	}
+	if err := s.meta.SetTopicConfigs(name, configs); err != nil {
+		return topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
+	}
+	nt := *t
+	nt.configs = maps.Clone(configs)
+	if nt.configs == nil {
+		nt.configs = map[string]string{}
+	}
+	s.applyTopicConfig(&nt, s.layers.Load())
+	s.publishTopics(func(m map[string]*topic) { m[name] = &nt })
+	s.logger.Info("altered topic configs", "topic", name, "configs", configs)
+	return nil
+}
+
+func (s *Server) applyTopicConfig(t *topic, layers *configLayers) {
+	t.settings = layers.topicSettings(t.configs)
+	ecfg := layers.engineConfig(t.configs)
+	for _, p := range t.parts {
+		p.log.SetConfig(ecfg)
+	}
+}
+
+// setBrokerConfigs replaces the dynamic configs of a broker resource ("" =
+// cluster default) and re-applies every topic's effective configuration.
+func (s *Server) setBrokerConfigs(resource string, configs map[string]string) error {
+	s.topicMu.Lock()
+	defer s.topicMu.Unlock()
+	if err := s.meta.SetBrokerConfigs(resource, configs); err != nil {
+		return topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
+	}
+	s.refreshLayers()
+	layers := s.layers.Load()
+	s.publishTopics(func(m map[string]*topic) {
+		for name, t := range m {
+			nt := *t
+			s.applyTopicConfig(&nt, layers)
+			m[name] = &nt
+		}
+	})
+	s.logger.Info("altered dynamic broker configs", "resource", resource, "configs", configs)
+	return nil
+}
