@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,18 +47,39 @@ func BenchmarkAppendVsFile(b *testing.B) {
 			const total = 256 << 20
 			count := total / len(batch)
 			var eng, file []float64
-			runEngine := func(dir string) float64 {
+			// runEngine appends count batches with writers goroutines as a
+			// leader does (full produce validation), or as a follower does
+			// (replicated: CRC only, offsets already in the batch).
+			runEngine := func(dir string, writers int, replicated bool) float64 {
 				l, err := OpenLog(filepath.Join(dir, "bench-0"), TopicPartition{Topic: "bench"}, DefaultConfig(), LogOptions{Logger: quietLogger})
 				if err != nil {
 					b.Fatal(err)
 				}
 				defer l.Close()
 				start := time.Now()
-				for i := 0; i < count; i++ {
-					if _, err := l.Append(batch, 0); err != nil {
-						b.Fatal(err)
-					}
+				var wg sync.WaitGroup
+				for w := 0; w < writers; w++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						mine := append([]byte(nil), batch...)
+						rb := record.Batch(mine)
+						for i := w; i < count; i += writers {
+							var err error
+							if replicated {
+								rb.SetBaseOffset(int64(l.LogEndOffset()))
+								_, err = l.AppendReplicated(mine)
+							} else {
+								_, err = l.Append(mine, 0)
+							}
+							if err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
 				}
+				wg.Wait()
 				return float64(count*len(batch)) / time.Since(start).Seconds() / 1e6
 			}
 			runFile := func(dir string) float64 {
@@ -74,20 +96,30 @@ func BenchmarkAppendVsFile(b *testing.B) {
 				}
 				return float64(count*len(batch)) / time.Since(start).Seconds() / 1e6
 			}
-			for rep := 0; rep < max(4, b.N); rep++ {
-				// Alternate which goes first, and start each run with no
-				// dirty pages so writeback of one run does not tax the other.
-				for k := 0; k < 2; k++ {
+			var eng2, repl []float64
+			for rep := 0; rep < max(3, b.N); rep++ {
+				// Rotate which run goes first, and start each with no dirty
+				// pages so writeback of one run does not tax the next.
+				for k := 0; k < 4; k++ {
 					dir := b.TempDir()
 					unix.Sync()
-					if (rep+k)%2 == 0 {
-						eng = append(eng, runEngine(dir))
-					} else {
+					switch (rep + k) % 4 {
+					case 0:
+						eng = append(eng, runEngine(dir, 1, false))
+					case 1:
 						file = append(file, runFile(dir))
+					case 2:
+						eng2 = append(eng2, runEngine(dir, 2, false))
+					case 3:
+						repl = append(repl, runEngine(dir, 1, true))
 					}
 					os.RemoveAll(dir)
 				}
 			}
+			b.ReportMetric(median(eng2), "engine-2writers-MB/s")
+			b.ReportMetric(median(repl), "replicated-MB/s")
+			b.ReportMetric(median(eng2)/median(file), "ratio-2writers")
+			b.ReportMetric(median(repl)/median(file), "ratio-replicated")
 			b.ReportMetric(median(eng), "engine-MB/s")
 			b.ReportMetric(median(file), "file-MB/s")
 			b.ReportMetric(median(eng)/median(file), "ratio")

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/kvlog/kvlog/engine/checkpoint"
-	"github.com/kvlog/kvlog/engine/record"
 	"github.com/kvlog/kvlog/engine/vfs"
 	"github.com/kvlog/kvlog/internal/clock"
 )
@@ -39,7 +38,6 @@ type Log struct {
 
 	producers *producerState // (mu)
 	epochs    *checkpoint.EpochCache
-	dec       record.Decoder // (mu)
 
 	appended atomic.Pointer[chan struct{}] // closed and replaced on every append
 	closed   atomic.Bool

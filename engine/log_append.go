@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/kvlog/kvlog/engine/record"
 )
@@ -23,16 +24,27 @@ type AppendResult struct {
 // offsets from the log end, stamps leaderEpoch, and writes it to the active
 // segment. batch is modified in place (BaseOffset, PartitionLeaderEpoch and,
 // for LogAppendTime logs, attributes, MaxTimestamp and CRC).
+//
+// Validation (CRC, structure, every record) runs before the log's lock is
+// taken, so producers appending to one partition from several goroutines
+// validate in parallel and serialise only on the write.
 func (l *Log) Append(batch []byte, leaderEpoch int32) (AppendResult, error) {
+	cfg := l.Config()
+	b, err := l.validate(batch, cfg)
+	if err != nil {
+		return AppendResult{}, err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed.Load() {
 		return AppendResult{}, l.errorf("append", -1, -1, ErrClosed)
 	}
-	cfg := l.Config()
-	b, err := l.validate(batch, cfg)
-	if err != nil {
-		return AppendResult{}, err
+	if c := l.Config(); c.Compact != cfg.Compact || c.MaxMessageBytes != cfg.MaxMessageBytes || c.SegmentBytes != cfg.SegmentBytes {
+		// The rules changed while validating (a config update): check again.
+		cfg = c
+		if b, err = l.validate(batch, cfg); err != nil {
+			return AppendResult{}, err
+		}
 	}
 	res := AppendResult{LogAppendTime: -1}
 	if dup, ok, err := l.producers.check(b); err != nil {
@@ -66,7 +78,12 @@ func (l *Log) Append(batch []byte, leaderEpoch int32) (AppendResult, error) {
 	return res, nil
 }
 
-// validate applies Kafka's LogValidator checks to a producer's batch.
+// decoders reuse record decoders (and their decompression buffers) across
+// appends running on different goroutines.
+var decoders = sync.Pool{New: func() any { return new(record.Decoder) }}
+
+// validate applies Kafka's LogValidator checks to a producer's batch. It
+// needs no lock: it reads only the batch and cfg.
 func (l *Log) validate(batch []byte, cfg Config) (record.Batch, error) {
 	leo := l.LogEndOffset()
 	b, rest, err := record.ReadBatch(batch)
@@ -100,7 +117,10 @@ func (l *Log) validate(batch []byte, cfg Config) (record.Batch, error) {
 			return nil
 		}
 	}
-	if err := l.dec.ValidateEach(b, record.ModeProduce, keyCheck); err != nil {
+	dec := decoders.Get().(*record.Decoder)
+	err = dec.ValidateEach(b, record.ModeProduce, keyCheck)
+	decoders.Put(dec)
+	if err != nil {
 		switch {
 		case errors.Is(err, ErrInvalidRecord):
 		case errors.Is(err, record.ErrUnsupportedCodec):
