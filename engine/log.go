@@ -16,12 +16,13 @@ import (
 // Log is one partition's log: an ordered list of segments, the last of which
 // is active (appended to). See the package comment for its concurrency rules.
 type Log struct {
-	dir     string
-	tp      TopicPartition
-	fs      vfs.FS
-	clk     clock.Clock
-	logger  *slog.Logger
-	handles *handleCache
+	dir        string
+	tp         TopicPartition
+	fs         vfs.FS
+	clk        clock.Clock
+	logger     *slog.Logger
+	handles    *handleCache
+	ownHandles bool // handles is private to this log (closed with it)
 
 	mu  sync.Mutex // writer: append, roll, truncate, retention, close
 	cfg atomic.Pointer[Config]
@@ -100,6 +101,10 @@ func (l *Log) signal() {
 
 // Epochs returns the leader-epoch cache.
 func (l *Log) Epochs() *checkpoint.EpochCache { return l.epochs }
+
+// privateHandles bounds the open inactive segments of a log opened without
+// a Manager.
+const privateHandles = 64
 
 func (l *Log) segments() []*segment { return *l.segs.Load() }
 

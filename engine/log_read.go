@@ -85,16 +85,21 @@ func (l *Log) Read(offset Offset, maxBytes int, maxOffset Offset) (*ReadResult, 
 			return nil, l.errorf("read", seg.base, offset, fmt.Errorf("%w: %w", ErrOffsetOutOfRange, err))
 		}
 		end := seg.size.Load()
-		pos, found, err := seg.translate(h, offset, end)
+		sc := newBatchScanner(h.file, 0, end)
+		pos, found, err := seg.translateWith(h, sc, offset)
 		if err != nil {
+			sc.close()
 			h.release()
 			return nil, l.errorf("read", seg.base, offset, fmt.Errorf("%w: %w", ErrStorage, err))
 		}
 		if !found {
+			sc.close()
 			h.release()
 			continue
 		}
-		length, err := seg.span(h, pos, end, maxBytes, maxOffset)
+		sc.seek(pos)
+		length, err := span(sc, maxBytes, maxOffset)
+		sc.close()
 		if err != nil {
 			h.release()
 			return nil, l.errorf("read", seg.base, offset, fmt.Errorf("%w: %w", ErrStorage, err))
@@ -111,10 +116,9 @@ func (l *Log) Read(offset Offset, maxBytes int, maxOffset Offset) (*ReadResult, 
 	return res, nil
 }
 
-// span measures whole batches from pos while they end below maxOffset and
-// fit maxBytes (the first always counts).
-func (s *segment) span(h *handle, pos, end int64, maxBytes int, maxOffset Offset) (int64, error) {
-	sc := newBatchScanner(h.file, pos, end)
+// span measures whole batches from the scanner's position while they end
+// below maxOffset and fit maxBytes (the first always counts).
+func span(sc *batchScanner, maxBytes int, maxOffset Offset) (int64, error) {
 	var n int64
 	for {
 		p, hdr, err := sc.next()
@@ -200,6 +204,7 @@ func (s *segment) offsetForTimestamp(h *handle, ts int64, logStart, hw Offset) (
 	_, pos := h.oidx.Lookup(hint)
 	end := s.size.Load()
 	sc := newBatchScanner(h.file, int64(pos), end)
+	defer sc.close()
 	for {
 		p, hdr, err := sc.next()
 		if err == io.EOF {

@@ -45,6 +45,15 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 		opts.Logger = slog.Default()
 	}
 	l := &Log{dir: dir, tp: tp, fs: opts.FS, clk: opts.Clock, logger: opts.Logger, handles: opts.handles}
+	if l.handles == nil {
+		// A log opened on its own (tools, tests) gets a private cache; logs
+		// of a Manager share the Manager's bound.
+		hc, err := newHandleCache(privateHandles)
+		if err != nil {
+			return nil, err
+		}
+		l.handles, l.ownHandles = hc, true
+	}
 	l.cfg.Store(&cfg)
 	ch := make(chan struct{})
 	l.appended.Store(&ch)
@@ -61,6 +70,9 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 	}
 	if err := l.load(opts); err != nil {
 		l.closeSegments()
+		if l.ownHandles {
+			l.handles.close()
+		}
 		return nil, err
 	}
 	return l, nil
@@ -285,6 +297,7 @@ func (l *Log) reopenActive(s *segment) error {
 	s.setTimesFromIndex(h)
 	_, pos := h.oidx.Lookup(int64(^uint64(0) >> 1))
 	sc := newBatchScanner(h.file, int64(pos), s.size.Load())
+	defer sc.close()
 	next := s.base
 	var since int64
 	for {
@@ -373,6 +386,7 @@ func (l *Log) scanHeaders(from, to Offset, fn func(b record.Batch)) error {
 				break
 			}
 			if err != nil {
+				sc.close()
 				h.release()
 				return l.errorf("scan", s.base, from, err)
 			}
@@ -381,6 +395,7 @@ func (l *Log) scanHeaders(from, to Offset, fn func(b record.Batch)) error {
 				fn(b)
 			}
 		}
+		sc.close()
 		h.release()
 	}
 	return nil

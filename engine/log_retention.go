@@ -73,6 +73,9 @@ func (l *Log) Close() error {
 		err = serr
 	}
 	l.closeSegments()
+	if l.ownHandles {
+		l.handles.close()
+	}
 	l.signal()
 	return err
 }

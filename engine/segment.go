@@ -265,6 +265,7 @@ func (s *segment) rebuildIndexes(h *handle, cfg Config, writable bool) error {
 		offsetOfMaxTs       = int64(s.base)
 	)
 	sc := newBatchScanner(h.file, 0, s.size.Load())
+	defer sc.close()
 	for {
 		pos, hdr, err := sc.next()
 		if err == io.EOF {
@@ -311,11 +312,28 @@ type batchScanner struct {
 	bufLen   int
 }
 
-const scanChunk = 16 << 10
+// scanChunk is how much one pread fetches: a few small batches' headers, or
+// the header of one large batch without reading much of its body.
+const scanChunk = 4 << 10
 
+var scanBufs = sync.Pool{New: func() any { b := make([]byte, scanChunk); return &b }}
+
+// newBatchScanner scans [pos, end) of r; call close when done.
 func newBatchScanner(r io.ReaderAt, pos, end int64) *batchScanner {
-	return &batchScanner{r: r, pos: pos, end: end, buf: make([]byte, scanChunk)}
+	return &batchScanner{r: r, pos: pos, end: end, buf: *scanBufs.Get().(*[]byte)}
 }
+
+// close returns the scanner's buffer to the pool.
+func (sc *batchScanner) close() {
+	if sc.buf != nil {
+		b := sc.buf
+		sc.buf = nil
+		scanBufs.Put(&b)
+	}
+}
+
+// seek moves the scanner to pos (buffered bytes stay usable).
+func (sc *batchScanner) seek(pos int64) { sc.pos = pos }
 
 // next returns the position and the 61-byte header of the next batch, and
 // advances past it. io.EOF at the end; a batch that runs past end or has an
@@ -378,15 +396,22 @@ func (sc *batchScanner) window(pos int64, n int) ([]byte, error) {
 }
 
 // translate finds the first batch whose last offset is >= target, starting
-// from the index's hint. It returns the batch's position, or (size, false)
+// from the index's hint. It returns the batch's position, or (end, false)
 // when no such batch exists in the segment's first `end` bytes.
 func (s *segment) translate(h *handle, target Offset, end int64) (int64, bool, error) {
+	sc := newBatchScanner(h.file, 0, end)
+	defer sc.close()
+	return s.translateWith(h, sc, target)
+}
+
+// translateWith is translate using (and advancing) the caller's scanner.
+func (s *segment) translateWith(h *handle, sc *batchScanner, target Offset) (int64, bool, error) {
 	_, startPos := h.oidx.Lookup(int64(target))
-	sc := newBatchScanner(h.file, int64(startPos), end)
+	sc.seek(int64(startPos))
 	for {
 		pos, hdr, err := sc.next()
 		if err == io.EOF {
-			return end, false, nil
+			return sc.end, false, nil
 		}
 		if err != nil {
 			return 0, false, fmt.Errorf("%s: %w", s, err)
