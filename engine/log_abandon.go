@@ -12,5 +12,8 @@ func (l *Log) Abandon() {
 	}
 	l.wg.Wait()
 	l.closeSegments()
+	if l.ownHandles {
+		l.handles.close()
+	}
 	l.signal()
 }

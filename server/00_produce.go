@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/binary"
 	"math"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -29,7 +30,15 @@ import (
 //   - v9: flexible.
 //   - v10-11: KIP-951 leader hints, only for NOT_LEADER errors (never sent).
 //   - v12: KIP-890 (transactions); no difference without transactions.
-func init() { regKey(kmsg.Produce, 3, 12, (*Server).handleProduce) }
+//
+// Advertised as v0-12 (advertiseFrom), as Apache Kafka 4.0 does: librdkafka
+// before 2.8 sends gzip, snappy and lz4 batches uncompressed to a broker
+// whose advertised Produce range lacks v0 (librdkafka#4956). A v0-2
+// request still closes the connection.
+func init() {
+	regKey(kmsg.Produce, 3, 12, (*Server).handleProduce)
+	advertiseFrom(kmsg.Produce, 0)
+}
 
 // Batch header layout (magic 2), offsets into the batch.
 const (
@@ -52,10 +61,11 @@ func (s *Server) handleProduce(r *request) {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 
 	type appended struct {
-		p    *partition
-		sp   *kmsg.ProduceResponseTopicPartition
-		res  engine.AppendResult
-		size int
+		p      *partition
+		sp     *kmsg.ProduceResponseTopicPartition
+		res    engine.AppendResult
+		size   int
+		minISR int
 	}
 	var (
 		done     []appended
@@ -93,15 +103,25 @@ func (s *Server) handleProduce(r *request) {
 				} else {
 					p = t.parts[rp.Partition]
 					err = checkProduceBatch(req.Version, rp.Records, &t.settings, now)
-					if err == nil && req.Acks == -1 && t.settings.minInsync > 1 {
+					if err == nil && p.log == nil {
+						err = s.missingPartition(rt.Topic, rp.Partition) // cluster mode: hosted elsewhere
+					}
+					if err == nil && p.rep == nil && req.Acks == -1 && t.settings.minInsync > 1 {
 						err = topicErrf(kerr.NotEnoughReplicas, "min.insync.replicas is %d but only 1 replica exists", t.settings.minInsync)
 					}
 				}
 			}
 			if err == nil {
 				var res engine.AppendResult
-				if res, err = p.log.Append(rp.Records, leaderEpoch); err == nil {
-					done = append(done, appended{p, sp, res, len(rp.Records)})
+				if p.rep != nil {
+					// Cluster mode: leader checks, min.insync.replicas, the
+					// leader epoch and the sole-ISR fsync are the replica's.
+					res, err = p.rep.AppendAsLeader(rp.Records, req.Acks == -1, int(t.settings.minInsync), s.cfg.FsyncAcksAll)
+				} else {
+					res, err = p.log.Append(rp.Records, leaderEpoch)
+				}
+				if err == nil {
+					done = append(done, appended{p, sp, res, len(rp.Records), int(t.settings.minInsync)})
 				}
 			}
 			if err != nil {
@@ -123,6 +143,9 @@ func (s *Server) handleProduce(r *request) {
 	if req.Acks == -1 && s.cfg.FsyncAcksAll {
 		synced := map[*partition]error{}
 		for _, a := range done {
+			if a.p.rep != nil {
+				continue // fsynced by the replica when it is the only ISR member
+			}
 			err, ok := synced[a.p]
 			if !ok {
 				err = a.p.log.Sync()
@@ -141,7 +164,9 @@ func (s *Server) handleProduce(r *request) {
 		if a.sp.ErrorCode != noError {
 			continue
 		}
-		a.p.raiseHighWatermark(a.res.LastOffset + 1)
+		if a.p.rep == nil {
+			a.p.raiseHighWatermark(a.res.LastOffset + 1) // cluster mode: the replica moves the HW
+		}
 		if !a.res.Duplicate {
 			a.p.appended(a.size)
 		}
@@ -156,6 +181,16 @@ func (s *Server) handleProduce(r *request) {
 			return
 		}
 		r.noReply()
+		return
+	}
+	if req.Acks == -1 && s.cluster != nil {
+		var waits []ackWait
+		for _, a := range done {
+			if a.sp.ErrorCode == noError && a.p.rep != nil {
+				waits = append(waits, ackWait{p: a.p, sp: a.sp, last: a.res.LastOffset, minISR: a.minISR})
+			}
+		}
+		s.awaitAcks(r, resp, waits, time.Duration(req.TimeoutMillis)*time.Millisecond)
 		return
 	}
 	r.reply(resp)

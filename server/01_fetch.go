@@ -90,7 +90,7 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, final bool) {
 			sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
 			sp.PreferredReadReplica = -1
 
-			read, err := s.fetchPartition(rt.Topic, rp, sp, int32(req.MaxBytes)-int32(total), total > 0, &watched, &seenHW)
+			read, err := s.fetchPartition(rt.Topic, req.ReplicaID, rp, sp, int32(req.MaxBytes)-int32(total), total > 0, &watched, &seenHW)
 			if err != nil {
 				sp.ErrorCode = errCode(err)
 				anyError = true
@@ -132,16 +132,22 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, final bool) {
 // data. budget is what MaxBytes has left; haveData says an earlier
 // partition returned data (so the first-batch-whole rule no longer
 // applies). A partition that can wait for data is added to watched.
-func (s *Server) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition,
+func (s *Server) fetchPartition(topic string, replicaID int32, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition,
 	budget int32, haveData bool, watched *[]*partition, seenHW *[]engine.Offset) (*engine.ReadResult, error) {
 	p := s.partition(topic, rp.Partition)
 	if p == nil {
-		return nil, kerr.UnknownTopicOrPartition
-	}
-	if err := checkLeaderEpoch(rp.CurrentLeaderEpoch); err != nil {
-		return nil, err
+		return nil, s.missingPartition(topic, rp.Partition)
 	}
 	hw := p.log.HighWatermark()
+	readTo := hw // consumers read below the HW; followers up to the LEO
+	if p.rep != nil && replicaID >= 0 {
+		var err error
+		if hw, readTo, err = s.followerFetch(p, replicaID, rp, sp); err != nil {
+			return nil, err
+		}
+	} else if err := s.checkPartitionEpoch(p, rp.CurrentLeaderEpoch); err != nil {
+		return nil, err
+	}
 	lso := p.log.LogStartOffset()
 	leo := p.log.LogEndOffset()
 	sp.HighWatermark = int64(hw)
@@ -153,7 +159,7 @@ func (s *Server) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartitio
 	}
 	*watched = append(*watched, p)
 	*seenHW = append(*seenHW, hw)
-	if off >= hw {
+	if off >= readTo {
 		return nil, nil
 	}
 	limit := rp.PartitionMaxBytes
@@ -163,7 +169,7 @@ func (s *Server) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartitio
 			return nil, nil
 		}
 	}
-	read, err := p.log.Read(off, int(max(limit, 1)), hw)
+	read, err := p.log.Read(off, int(max(limit, 1)), readTo)
 	if err != nil {
 		return nil, err
 	}

@@ -69,13 +69,15 @@ func (s *Server) handleListOffsets(r *request) {
 func (s *Server) listOffset(version int16, topic string, rp *kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition) error {
 	p := s.partition(topic, rp.Partition)
 	if p == nil {
-		return kerr.UnknownTopicOrPartition
+		return s.missingPartition(topic, rp.Partition)
 	}
+	epoch := int32(-1)
 	if version >= 4 {
-		if err := checkLeaderEpoch(rp.CurrentLeaderEpoch); err != nil {
-			return err
-		}
-		sp.LeaderEpoch = leaderEpoch
+		epoch = rp.CurrentLeaderEpoch
+		sp.LeaderEpoch = s.partitionLeaderEpoch(p)
+	}
+	if err := s.checkPartitionEpoch(p, epoch); err != nil {
+		return err
 	}
 	var (
 		off engine.Offset = -1

@@ -25,6 +25,10 @@ import (
 func init() { regKey(kmsg.Metadata, 0, 12, (*Server).handleMetadata) }
 
 func (s *Server) handleMetadata(r *request) {
+	if s.cluster != nil {
+		s.handleClusterMetadata(r) // from the controller-fed cache
+		return
+	}
 	req := r.kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 

@@ -42,7 +42,10 @@ func (s *Server) handleDeleteRecords(r *request) {
 func (s *Server) deleteRecords(topic string, partition int32, offset int64, sp *kmsg.DeleteRecordsResponseTopicPartition) error {
 	p := s.partition(topic, partition)
 	if p == nil {
-		return kerr.UnknownTopicOrPartition
+		return s.missingPartition(topic, partition)
+	}
+	if err := s.checkPartitionEpoch(p, -1); err != nil {
+		return err
 	}
 	hw := p.log.HighWatermark()
 	target := engine.Offset(offset)

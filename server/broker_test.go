@@ -86,15 +86,25 @@ func TestApiVersions(t *testing.T) {
 		got[k.ApiKey] = [2]int16{k.MinVersion, k.MaxVersion}
 	}
 	for k, h := range handlers {
-		if got[k] != [2]int16{h.versions.min, h.versions.max} {
-			t.Errorf("key %d advertised %v, registered %v", k, got[k], h.versions)
+		if got[k] != [2]int16{h.advMin, h.versions.max} {
+			t.Errorf("key %d advertised %v, registered %v (advertised from %d)", k, got[k], h.versions, h.advMin)
 		}
 	}
 	if len(got) != len(handlers) {
 		t.Errorf("advertised %d keys, registered %d", len(got), len(handlers))
 	}
-	if _, ok := got[kmsg.FindCoordinator.Int16()]; ok {
-		t.Error("FindCoordinator advertised before the coordinator exists")
+	if got[kmsg.Produce.Int16()] != [2]int16{0, 12} {
+		t.Errorf("Produce advertised %v, want 0-12 (KAFKA-18659)", got[kmsg.Produce.Int16()])
+	}
+	// The group coordinator's keys (flexible tier, no topic ids).
+	for key, want := range map[kmsg.Key][2]int16{
+		kmsg.OffsetCommit: {0, 9}, kmsg.OffsetFetch: {0, 7}, kmsg.FindCoordinator: {0, 4},
+		kmsg.JoinGroup: {0, 9}, kmsg.Heartbeat: {0, 4}, kmsg.LeaveGroup: {0, 5}, kmsg.SyncGroup: {0, 5},
+		kmsg.DescribeGroups: {0, 5}, kmsg.ListGroups: {0, 5}, kmsg.DeleteGroups: {0, 2}, kmsg.OffsetDelete: {0, 0},
+	} {
+		if got[key.Int16()] != want {
+			t.Errorf("%s advertised %v, want %v", kmsg.NameForKey(key.Int16()), got[key.Int16()], want)
+		}
 	}
 
 	// Too new: a v0 answer with UNSUPPORTED_VERSION, and the connection stays.

@@ -21,6 +21,18 @@
 //     registering the versions it serves (ApiVersions advertises exactly
 //     those).
 //   - metrics.go: Prometheus metrics, /metrics and /healthz.
+//   - cluster.go, cluster_requests.go, cluster_metrics.go: cluster mode
+//     (zookeeper.connect set; packages zkstore, controller and replica):
+//     the controller-fed metadata cache, local replicas created on
+//     LeaderAndIsr, follower fetchers, the ISR writer and shrink ticker,
+//     controlled shutdown; Metadata from the cache, acks=all waiting for the
+//     high watermark, follower fetches. Handlers 04-07 are the inter-broker
+//     APIs (LeaderAndIsr, StopReplica, UpdateMetadata, ControlledShutdown).
+//     Lock order: cluster.partMu → Server.topicMu.
+//   - groups.go: the group coordinator's wiring (package group): config,
+//     its store over __consumer_offsets, FindCoordinator's answer; handlers
+//     08-16, 42, 47. A JoinGroup or SyncGroup parks in the coordinator and
+//     is completed from there (its timers or another member's request).
 //
 // # Concurrency
 //
@@ -32,7 +44,9 @@
 // snapshots behind atomic pointers (Server.topics, Server.layers), replaced
 // whole by writers, so request paths take no server-wide lock.
 //
-// Lock order: Server.alterMu → Server.topicMu → Server.lnMu;
+// Lock order: Server.alterMu → Server.topicMu → Server.lnMu; a group
+// coordinator shard lock (package group) comes before topicMu (its store
+// creates __consumer_offsets on first write);
 // partition.hwMu and partition.waitMu are leaves (never held while taking
 // another lock). Engine locks are below all of these.
 //
@@ -46,11 +60,14 @@
 //     store and its logs exist; a deletion is durable (as pending) before
 //     the topic disappears, and start-up finishes pending deletions.
 //
-// # Known limitation
+// # kmsg is patched
 //
-// kmsg (v1.15.0) loops over a flexible message's tag count even after the
-// input is exhausted, so a tiny malformed flexible request with a tag count
-// near 2^32 costs seconds of CPU before it is rejected (the connection is
-// then closed). The fix belongs in kmsg's tag readers (stop when the reader
-// has failed).
+// kmsg (v1.15.0) looped over a flexible message's tag count even after the
+// input was exhausted, so a tiny malformed flexible request with a tag
+// count near 2^32 cost ~45 s of CPU before it was rejected. No check before
+// ReadFrom can bound that without knowing where each structure's tag
+// section lies (a per-message schema), so the module uses a copy of kmsg
+// whose tag loops stop once the reader has failed (third_party/kmsg,
+// PATCHES.md, wired in by go.mod's replace directive). frame_tags_test.go
+// fails fast if the build or a kmsg upgrade loses the patch.
 package server

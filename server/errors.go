@@ -6,6 +6,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kvlog/kvlog/engine"
+	"github.com/kvlog/kvlog/replica"
+	"github.com/kvlog/kvlog/server/group"
 )
 
 // Kafka error codes are decided here, at the server edge, and nowhere else:
@@ -28,10 +30,42 @@ var engineErrors = []struct {
 	{engine.ErrInvalidTimestamp, kerr.InvalidTimestamp},
 	{engine.ErrStorage, kerr.KafkaStorageError},
 	{engine.ErrClosed, kerr.NotLeaderForPartition}, // the log went away (deleted topic, shutdown): clients refresh metadata
+	// Replication (cluster mode).
+	{replica.ErrNotLeader, kerr.NotLeaderForPartition},
+	{replica.ErrNotReplica, kerr.NotLeaderForPartition},
+	{replica.ErrNotEnoughReplicas, kerr.NotEnoughReplicas},
+	{replica.ErrNotEnoughReplicasAfterAppend, kerr.NotEnoughReplicasAfterAppend},
+	{replica.ErrFencedLeaderEpoch, kerr.FencedLeaderEpoch},
+	{replica.ErrUnknownLeaderEpoch, kerr.UnknownLeaderEpoch},
+	{replica.ErrStaleState, kerr.StaleControllerEpoch},
+	{replica.ErrTimedOut, kerr.RequestTimedOut},
+}
+
+// groupErrors maps each group coordinator sentinel to its Kafka error.
+var groupErrors = []struct {
+	err  error
+	kerr *kerr.Error
+}{
+	{group.ErrInvalidGroupID, kerr.InvalidGroupID},
+	{group.ErrCoordinatorNotAvailable, kerr.CoordinatorNotAvailable},
+	{group.ErrNotCoordinator, kerr.NotCoordinator},
+	{group.ErrCoordinatorLoadInProgress, kerr.CoordinatorLoadInProgress},
+	{group.ErrInvalidSessionTimeout, kerr.InvalidSessionTimeout},
+	{group.ErrUnknownMemberID, kerr.UnknownMemberID},
+	{group.ErrMemberIDRequired, kerr.MemberIDRequired},
+	{group.ErrIllegalGeneration, kerr.IllegalGeneration},
+	{group.ErrRebalanceInProgress, kerr.RebalanceInProgress},
+	{group.ErrInconsistentGroupProtocol, kerr.InconsistentGroupProtocol},
+	{group.ErrFencedInstanceID, kerr.FencedInstanceID},
+	{group.ErrGroupMaxSizeReached, kerr.GroupMaxSizeReached},
+	{group.ErrGroupIDNotFound, kerr.GroupIDNotFound},
+	{group.ErrNonEmptyGroup, kerr.NonEmptyGroup},
+	{group.ErrGroupSubscribedToTopic, kerr.GroupSubscribedToTopic},
+	{group.ErrOffsetMetadataTooLarge, kerr.OffsetMetadataTooLarge},
 }
 
 // errCode returns the Kafka error code for err: 0 for nil, the code of a
-// *kerr.Error anywhere in the chain, the mapped code of an engine sentinel,
+// *kerr.Error anywhere in the chain, the mapped code of a group or engine sentinel,
 // and UNKNOWN_SERVER_ERROR otherwise.
 func errCode(err error) int16 {
 	return toKerr(err).Code
@@ -49,6 +83,11 @@ func toKerr(err error) *kerr.Error {
 	var ke *kerr.Error
 	if errors.As(err, &ke) {
 		return ke
+	}
+	for _, m := range groupErrors {
+		if errors.Is(err, m.err) {
+			return m.kerr
+		}
 	}
 	for _, m := range engineErrors {
 		if errors.Is(err, m.err) {

@@ -70,6 +70,8 @@ func parseRequest(frame []byte, served func(key int16) (versionRange, bool)) (re
 			return h, nil, err
 		}
 	}
+	// kmsg's reads are bounded by len(rest): arrays by kbin's length
+	// checks, tag sections by the patched kmsg (third_party/kmsg).
 	if err := req.ReadFrom(rest); err != nil {
 		return h, nil, fmt.Errorf("%w: key %d v%d: %v", errBadBody, h.key, h.version, err)
 	}

@@ -16,6 +16,10 @@ type handler struct {
 	key      int16
 	versions versionRange
 	fn       handlerFunc
+	// advMin, when below versions.min, is the minimum ApiVersions
+	// advertises (advertiseFrom); requests below versions.min are still
+	// refused.
+	advMin int16
 }
 
 // handlers is the registry: each NN_name.go file registers its key and
@@ -33,7 +37,22 @@ func regKey(key kmsg.Key, min, max int16, fn handlerFunc) {
 	if req := kmsg.RequestForKey(k); req == nil || max > req.MaxVersion() {
 		panic(fmt.Sprintf("key %d: kmsg cannot encode v%d", k, max))
 	}
-	handlers[k] = &handler{key: k, versions: versionRange{min, max}, fn: fn}
+	handlers[k] = &handler{key: k, versions: versionRange{min, max}, fn: fn, advMin: min}
+}
+
+// advertiseFrom makes ApiVersions advertise key from version min although
+// the broker serves it only from its registered minimum: requests below
+// that still close the connection. Apache Kafka 4.0 does this for Produce
+// v0-2 (KAFKA-18659) because librdkafka before 2.8 turns gzip, snappy and
+// lz4 compression off when a broker's Produce range does not include v0.
+// Clients send the highest common version, so no client sends the
+// unserved ones.
+func advertiseFrom(key kmsg.Key, min int16) {
+	h := handlers[key.Int16()]
+	if h == nil || min > h.versions.min {
+		panic(fmt.Sprintf("advertiseFrom(%v, %d): key not registered or minimum not lowered", key, min))
+	}
+	h.advMin = min
 }
 
 // served reports the version range the broker serves for key.
@@ -59,7 +78,7 @@ func (s *Server) apiVersionKeys() []kmsg.ApiVersionsResponseApiKey {
 		h := handlers[k]
 		ak := kmsg.NewApiVersionsResponseApiKey()
 		ak.ApiKey = k
-		ak.MinVersion = h.versions.min
+		ak.MinVersion = h.advMin
 		ak.MaxVersion = h.versions.max
 		out = append(out, ak)
 	}

@@ -109,6 +109,9 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(topicsDesc, prometheus.GaugeValue, float64(len(ts)))
 	for _, t := range ts {
 		for _, p := range t.parts {
+			if p.log == nil {
+				continue // cluster mode: not hosted here
+			}
 			lv := []string{t.name, strconv.Itoa(int(p.tp.Partition))}
 			ch <- prometheus.MustNewConstMetric(partSizeDesc, prometheus.GaugeValue, float64(p.log.Size()), lv...)
 			ch <- prometheus.MustNewConstMetric(partLEODesc, prometheus.GaugeValue, float64(p.log.LogEndOffset()), lv...)

@@ -123,8 +123,9 @@ func TestMalformedFrames(t *testing.T) {
 	unknownKey[4], unknownKey[5] = 0x03, 0xe7 // key 999
 	unservedVersion := frame(meta, 1, "x")
 	unservedVersion[6], unservedVersion[7] = 0, 13 // Metadata v13
-	findCoord := kmsg.NewPtrFindCoordinatorRequest()
-	findCoord.Version = 1
+	// A key kvlog does not serve (no ACLs).
+	unservedKey := kmsg.NewPtrDescribeACLsRequest()
+	unservedKey.Version = 1
 	truncated := frame(meta, 1, "x")
 	truncated = append(u32(uint32(len(truncated)-4-3)), truncated[4:len(truncated)-3]...)
 	hugeArray := append(u32(14), 0, 3, 0, 4, 0, 0, 0, 1, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0, 0)
@@ -138,7 +139,7 @@ func TestMalformedFrames(t *testing.T) {
 		"garbage":           append(u32(12), []byte("hello world!")...),
 		"unknown-key-999":   unknownKey,
 		"unserved-version":  unservedVersion,
-		"unserved-key":      frame(findCoord, 1, "x"),
+		"unserved-key":      frame(unservedKey, 1, "x"),
 		"truncated-body":    truncated,
 		"huge-array-count":  hugeArray,
 		"client-id-overrun": append(u32(10), 0, 3, 0, 4, 0, 0, 0, 1, 0x7f, 0xff),

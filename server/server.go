@@ -18,6 +18,8 @@ import (
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/engine/vfs"
 	"github.com/kvlog/kvlog/internal/clock"
+	"github.com/kvlog/kvlog/replica"
+	"github.com/kvlog/kvlog/server/group"
 	"github.com/kvlog/kvlog/server/metastore"
 )
 
@@ -49,6 +51,13 @@ type Server struct {
 	topics  atomic.Pointer[topicSnapshot]
 	topicMu sync.Mutex // serialises topic create/delete/alter and dynamic broker config changes
 	alterMu sync.Mutex // serialises config read-modify-write (IncrementalAlterConfigs); taken before topicMu
+
+	// groups is the group coordinator (groups.go).
+	groups *group.Coordinator
+
+	// cluster is cluster mode (zookeeper.connect set, cluster.go); nil on
+	// a single node.
+	cluster *cluster
 
 	metrics  *metrics
 	registry *prometheus.Registry
@@ -95,10 +104,13 @@ type topic struct {
 	settings topicSettings
 }
 
-// partition is one partition this broker leads.
+// partition is one partition this broker leads (single node) or one
+// partition of the cluster (cluster mode: log and rep are nil unless this
+// broker hosts a replica; Server.partition returns only hosted ones).
 type partition struct {
 	tp  engine.TopicPartition
 	log *engine.Log
+	rep *replica.Partition // cluster mode: role, ISR, HW (nil on a single node)
 
 	hwMu sync.Mutex // serialises high-watermark raises
 
@@ -125,12 +137,20 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()
 	}
+	var meta metastore.Store
 	if cfg.ZooKeeperConnect != "" {
-		return nil, errors.New("zookeeper.connect is set but ZooKeeper mode is not implemented yet; remove it to run the embedded metadata store")
-	}
-	meta, err := metastore.OpenLocal(cfg.LogDirs[0], cfg.ClusterID)
-	if err != nil {
-		return nil, fmt.Errorf("metadata store: %w", err)
+		zs, err := openZooKeeper(cfg, s.logger)
+		if err != nil {
+			return nil, fmt.Errorf("metadata store: %w", err)
+		}
+		meta = zs
+		s.cluster = newCluster(s, zs)
+	} else {
+		local, err := metastore.OpenLocal(cfg.LogDirs[0], cfg.ClusterID)
+		if err != nil {
+			return nil, fmt.Errorf("metadata store: %w", err)
+		}
+		meta = local
 	}
 	s.meta = meta
 	s.refreshLayers()
@@ -163,8 +183,14 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		meta.Close()
 		return nil, err
 	}
+	if err := s.startGroups(); err != nil {
+		mgr.Close()
+		meta.Close()
+		return nil, err
+	}
 	s.metrics = newMetrics(s)
 	if err := s.metrics.register(s.registry); err != nil {
+		s.groups.Close()
 		mgr.Close()
 		meta.Close()
 		return nil, err
@@ -187,6 +213,9 @@ func (s *Server) nodeIDString() string { return strconv.Itoa(int(s.cfg.NodeID)) 
 // loadTopics finishes pending deletions, opens every topic's logs and
 // adopts logs the store does not know (e.g. a lost metadata file).
 func (s *Server) loadTopics() error {
+	if s.cluster != nil {
+		return s.cluster.loadTopics()
+	}
 	for _, t := range s.meta.PendingDeletions() {
 		if err := s.deleteLogs(t.Name, t.Partitions); err != nil {
 			return fmt.Errorf("finishing deletion of topic %s: %w", t.Name, err)
@@ -280,7 +309,7 @@ func (s *Server) topic(name string) *topic { return s.topics.Load().byName[name]
 // partition returns a topic's partition, or nil.
 func (s *Server) partition(name string, p int32) *partition {
 	t := s.topic(name)
-	if t == nil || p < 0 || int(p) >= len(t.parts) {
+	if t == nil || p < 0 || int(p) >= len(t.parts) || t.parts[p].log == nil {
 		return nil
 	}
 	return t.parts[p]
@@ -347,6 +376,12 @@ func (s *Server) Start(ctx context.Context) error {
 		go s.acceptLoop(sl)
 	}
 	s.lnMu.Unlock()
+	if s.cluster != nil {
+		if err := s.cluster.start(); err != nil {
+			s.closeListeners()
+			return fmt.Errorf("joining the cluster: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -419,6 +454,9 @@ func (s *Server) closeListeners() {
 // once), then close the logs (the engine writes its clean-shutdown marker)
 // and the metadata store. When ctx ends first, connections are cut.
 func (s *Server) Shutdown(ctx context.Context) error {
+	if s.cluster != nil {
+		s.cluster.shutdown(ctx) // controlled shutdown while still serving
+	}
 	s.closing.Store(true)
 	s.closeListeners()
 	s.lnMu.Lock()
@@ -427,6 +465,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.lnMu.Unlock()
 	s.wakeAllFetches()
+	s.groups.Close() // answers parked JoinGroup/SyncGroup requests
 
 	done := make(chan struct{})
 	go func() {
@@ -456,6 +495,10 @@ func (s *Server) Close() error {
 		if s.stopBg != nil {
 			s.stopBg()
 			<-s.bgDone
+		}
+		s.groups.Close()
+		if s.cluster != nil {
+			s.cluster.stop()
 		}
 		s.closeErr = errors.Join(s.mgr.Close(), s.meta.Close())
 	})

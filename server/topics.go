@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/server/metastore"
 )
 
@@ -95,7 +97,7 @@ func (s *Server) checkNewTopic(spec *newTopicSpec) error {
 	if spec.rf <= 0 {
 		return topicErrf(kerr.InvalidReplicationFactor, "replication factor must be positive, got %d", spec.rf)
 	}
-	if spec.rf > 1 {
+	if spec.rf > 1 && s.cluster == nil { // cluster mode checks the live brokers
 		return topicErrf(kerr.InvalidReplicationFactor, "replication factor %d is larger than the 1 available broker", spec.rf)
 	}
 	if err := s.layers.Load().validateTopicConfigs(spec.configs); err != nil {
@@ -114,6 +116,9 @@ func (s *Server) createTopic(spec newTopicSpec) (*topic, error) {
 	}
 	if err := s.checkNewTopic(&spec); err != nil {
 		return nil, err
+	}
+	if s.cluster != nil {
+		return s.cluster.createTopic(spec)
 	}
 	// A deletion of the same name that did not finish blocks re-creation
 	// until its logs are gone.
@@ -165,6 +170,9 @@ func (s *Server) deleteTopic(name string) error {
 	if t == nil {
 		return topicErrf(kerr.UnknownTopicOrPartition, "unknown topic %q", name)
 	}
+	if s.cluster != nil {
+		return s.cluster.deleteTopic(name)
+	}
 	if err := s.meta.DeleteTopic(name); err != nil {
 		return topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
 	}
@@ -211,7 +219,9 @@ func (s *Server) applyTopicConfig(t *topic, layers *configLayers) {
 	t.settings = layers.topicSettings(t.configs)
 	ecfg := layers.engineConfig(t.configs)
 	for _, p := range t.parts {
-		p.log.SetConfig(ecfg)
+		if p.log != nil { // cluster mode: only hosted partitions have logs
+			p.log.SetConfig(ecfg)
+		}
 	}
 }
 
@@ -233,5 +243,96 @@ func (s *Server) setBrokerConfigs(resource string, configs map[string]string) er
 		}
 	})
 	s.logger.Info("altered dynamic broker configs", "resource", resource, "configs", configs)
+	return nil
+}
+
+// addPartitions raises a topic's partition count to count (CreatePartitions):
+// durable in the metadata store first, then the new logs, then visible.
+// assignment, if not nil, names the replicas of each new partition. With
+// validateOnly nothing changes.
+func (s *Server) addPartitions(name string, count int32, assignment [][]int32, validateOnly bool) error {
+	s.topicMu.Lock()
+	defer s.topicMu.Unlock()
+	if s.closing.Load() {
+		return topicErrf(kerr.NotController, "broker is shutting down")
+	}
+	t := s.topic(name)
+	if t == nil {
+		return topicErrf(kerr.UnknownTopicOrPartition, "unknown topic %q", name)
+	}
+	if t.internal {
+		// The group coordinator maps groups to partitions of
+		// __consumer_offsets by count: changing it would lose groups.
+		return topicErrf(kerr.InvalidRequest, "the partition count of internal topic %q cannot be changed", name)
+	}
+	cur := int32(len(t.parts))
+	switch {
+	case count < cur:
+		return topicErrf(kerr.InvalidPartitions, "topic %q currently has %d partitions, which is higher than the requested %d", name, cur, count)
+	case count == cur:
+		return topicErrf(kerr.InvalidPartitions, "topic %q already has %d partitions", name, cur)
+	}
+	if s.cluster != nil {
+		return s.cluster.addPartitions(name, count, validateOnly)
+	}
+	if assignment != nil {
+		if int32(len(assignment)) != count-cur {
+			return topicErrf(kerr.InvalidReplicaAssignment, "increasing the number of partitions by %d but %d assignments provided", count-cur, len(assignment))
+		}
+		for i, replicas := range assignment {
+			if err := s.checkReplicas(replicas, t.rf); err != nil {
+				return topicErrf(kerr.InvalidReplicaAssignment, "partition %d: %v", cur+int32(i), err)
+			}
+		}
+	}
+	if validateOnly {
+		return nil
+	}
+	if err := s.meta.SetPartitionCount(name, count); err != nil {
+		return topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
+	}
+	// The store holds the new count: if a log cannot be created now, the
+	// next start creates it (openTopic), and a retried request with the
+	// same count finishes the job.
+	ecfg := s.layers.Load().engineConfig(t.configs)
+	nt := *t
+	nt.parts = slices.Clone(t.parts)
+	for p := cur; p < count; p++ {
+		tp := engine.TopicPartition{Topic: name, Partition: p}
+		l, ok := s.mgr.Log(tp)
+		if ok {
+			l.SetConfig(ecfg)
+		} else {
+			var err error
+			if l, err = s.mgr.CreateLog(tp, ecfg); err != nil {
+				return topicErrf(kerr.KafkaStorageError, "creating log %s-%d: %v", name, p, err)
+			}
+		}
+		if leo := l.LogEndOffset(); l.HighWatermark() < leo {
+			l.SetHighWatermark(leo)
+		}
+		nt.parts = append(nt.parts, &partition{tp: tp, log: l})
+	}
+	s.publishTopics(func(m map[string]*topic) { m[name] = &nt })
+	s.logger.Info("added partitions", "topic", name, "from", cur, "to", count)
+	return nil
+}
+
+// checkReplicas validates a replica assignment for one partition of a
+// topic with replication factor rf: this single broker only, no duplicates.
+func (s *Server) checkReplicas(replicas []int32, rf int16) error {
+	if len(replicas) != int(rf) {
+		return fmt.Errorf("%d replicas given, the topic's replication factor is %d", len(replicas), rf)
+	}
+	seen := map[int32]bool{}
+	for _, id := range replicas {
+		if seen[id] {
+			return fmt.Errorf("duplicate broker %d in replica assignment", id)
+		}
+		seen[id] = true
+		if id != s.cfg.NodeID {
+			return fmt.Errorf("unknown broker %d in replica assignment", id)
+		}
+	}
 	return nil
 }

@@ -38,6 +38,7 @@ func run(args []string) error {
 		listeners  = fs.String("listeners", "", "listeners, e.g. PLAINTEXT://127.0.0.1:9092 (overrides the file)")
 		logDirs    = fs.String("log-dirs", "", "comma-separated data directories (overrides log.dirs)")
 		nodeID     = fs.Int("node-id", -1, "broker id (overrides node.id/broker.id)")
+		zkConnect  = fs.String("zookeeper", "", "ZooKeeper connect string host:port[/chroot] (overrides zookeeper.connect): cluster mode")
 		httpAddr   = fs.String("http", "", `HTTP listener for /metrics and /healthz (overrides kvlog.http.listener; "" disables)`)
 		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
 		shutdownTO = fs.Duration("shutdown-timeout", 30*time.Second, "how long graceful shutdown waits for in-flight requests")
@@ -64,6 +65,8 @@ func run(args []string) error {
 			overrides["broker.id"] = strconv.Itoa(*nodeID)
 		case "http":
 			overrides["kvlog.http.listener"] = *httpAddr
+		case "zookeeper":
+			overrides["zookeeper.connect"] = *zkConnect
 		}
 	})
 	cfg, err := server.LoadConfigFile(*configPath, overrides, logger)
@@ -101,7 +104,7 @@ func run(args []string) error {
 	logger.Info("kvlogd started",
 		"listeners", strings.Join(addrs, ","),
 		"log_dirs", strings.Join(cfg.LogDirs, ","),
-		"mode", "single-node, embedded metadata store",
+		"mode", mode(cfg),
 		"node_id", cfg.NodeID,
 		"cluster_id", srv.ClusterID(),
 		"http", cfg.HTTPListener,
@@ -124,4 +127,11 @@ func run(args []string) error {
 	}
 	logger.Info("shutdown complete")
 	return nil
+}
+
+func mode(cfg *server.Config) string {
+	if cfg.ZooKeeperConnect != "" {
+		return "cluster, ZooKeeper " + cfg.ZooKeeperConnect
+	}
+	return "single-node, embedded metadata store"
 }

@@ -249,6 +249,20 @@ func (l *Local) SetTopicConfigs(name string, configs map[string]string) error {
 	})
 }
 
+func (l *Local) SetPartitionCount(name string, partitions int32) error {
+	return l.mutate(func(s *localState) error {
+		t, ok := s.Topics[name]
+		if !ok {
+			return ErrUnknownTopic
+		}
+		if partitions < t.Partitions {
+			return fmt.Errorf("%w: topic %s has %d partitions, asked for %d", ErrPartitionCount, name, t.Partitions, partitions)
+		}
+		t.Partitions = partitions
+		return nil
+	})
+}
+
 func (l *Local) BrokerConfigs(resource string) map[string]string {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -79,3 +79,35 @@ func TestLocalPersists(t *testing.T) {
 		t.Fatalf("unknown topic: %v", err)
 	}
 }
+
+func TestLocalSetPartitionCount(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenLocal(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateTopic(Topic{Name: "a", ID: NewTopicID(), Partitions: 2, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPartitionCount("a", 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPartitionCount("a", 5); err != nil {
+		t.Fatalf("same count again: %v", err)
+	}
+	if err := s.SetPartitionCount("a", 4); !errors.Is(err, ErrPartitionCount) {
+		t.Fatalf("decrease: %v", err)
+	}
+	if err := s.SetPartitionCount("nope", 4); !errors.Is(err, ErrUnknownTopic) {
+		t.Fatalf("unknown topic: %v", err)
+	}
+	s.Close()
+	s, err = OpenLocal(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if ts := s.Topics(); len(ts) != 1 || ts[0].Partitions != 5 {
+		t.Fatalf("after reopen: %+v", ts)
+	}
+}

@@ -17,7 +17,9 @@ import (
 var (
 	ErrTopicExists  = errors.New("metastore: topic already exists")
 	ErrUnknownTopic = errors.New("metastore: unknown topic")
-	ErrClosed       = errors.New("metastore: closed")
+	// ErrPartitionCount: a topic's partition count can only grow.
+	ErrPartitionCount = errors.New("metastore: partition count cannot decrease")
+	ErrClosed         = errors.New("metastore: closed")
 )
 
 // TopicID is a Kafka topic id (a UUID).
@@ -31,6 +33,10 @@ type Topic struct {
 	Partitions        int32             `json:"partitions"`
 	ReplicationFactor int16             `json:"replication_factor"`
 	Configs           map[string]string `json:"configs,omitempty"`
+	// Assignment is each partition's replicas, preferred leader first
+	// (ZooKeeper mode; nil in the single-node store and, on creation,
+	// "assign round-robin over the live brokers").
+	Assignment [][]int32 `json:"assignment,omitempty"`
 }
 
 // Store is the metadata store. Implementations are safe for concurrent use.
@@ -52,6 +58,10 @@ type Store interface {
 	DeletionDone(name string) error
 	// SetTopicConfigs replaces a topic's config overrides.
 	SetTopicConfigs(name string, configs map[string]string) error
+	// SetPartitionCount raises a live topic's partition count
+	// (CreatePartitions). The same count again is a no-op; a lower one is
+	// ErrPartitionCount; ErrUnknownTopic if the topic does not exist.
+	SetPartitionCount(name string, partitions int32) error
 	// BrokerConfigs returns the dynamic broker configs of a resource:
 	// "" is the cluster-wide default, a broker id string one broker.
 	BrokerConfigs(resource string) map[string]string

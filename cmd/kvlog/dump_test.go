@@ -1,0 +1,225 @@
+package main
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const goldenDir = "../../engine/testdata/golden"
+
+// TestDumpGoldenFixture dumps the engine's golden log dir (every file kind)
+// and compares with testdata/dump-golden.txt.
+func TestDumpGoldenFixture(t *testing.T) {
+	r := runCLI(t, "", "dump", "--deep", "--values", "--verify-index",
+		filepath.Join(goldenDir, "golden-0"),
+		filepath.Join(goldenDir, "recovery-point-offset-checkpoint"),
+		filepath.Join(goldenDir, "log-start-offset-checkpoint"))
+	r.expect(t, exitOK)
+	if strings.Contains(r.stdout, "CORRUPTION") {
+		t.Fatalf("golden fixture reported corrupt:\n%s", r.stdout)
+	}
+	checkGolden(t, "dump-golden.txt", strings.ReplaceAll(r.stdout, goldenDir, "GOLDEN"))
+
+	// Headers only without --deep.
+	r = runCLI(t, "", "dump", filepath.Join(goldenDir, "golden-0", "00000000000000000000.log"))
+	r.expect(t, exitOK)
+	if strings.Contains(r.stdout, "| offset:") || strings.Count(r.stdout, "baseOffset:") != 5 {
+		t.Errorf("shallow dump:\n%s", r.stdout)
+	}
+	// --deep without --values prints records but not their bytes.
+	r = runCLI(t, "", "dump", "--deep", filepath.Join(goldenDir, "golden-0", "00000000000000000000.log"))
+	if strings.Count(r.stdout, "| offset:") != 10 || strings.Contains(r.stdout, "payload:") {
+		t.Errorf("deep dump:\n%s", r.stdout)
+	}
+}
+
+// copyGolden copies the golden partition dir to a temp dir.
+func copyGolden(t *testing.T) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "golden-0")
+	if err := os.CopyFS(dst, os.DirFS(filepath.Join(goldenDir, "golden-0"))); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func poke(t *testing.T, path string, fn func([]byte) []byte) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, fn(b), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDumpCorruption is a named corruption table: each case pokes bytes of a
+// copy of the golden fixture and checks that dump reports the problem with
+// its position and reason, keeps printing what it can, and exits 4.
+func TestDumpCorruption(t *testing.T) {
+	const seg0 = "00000000000000000000"
+	cases := []struct {
+		name  string
+		file  string // dumped file, relative to the copy
+		poke  func(dir string)
+		want  []string // substrings of stdout
+		count int      // batches still printed
+	}{
+		{
+			name: "bad_crc", file: seg0 + ".log",
+			poke: func(dir string) {
+				poke(t, filepath.Join(dir, seg0+".log"), func(b []byte) []byte { b[119+70] ^= 0xff; return b })
+			},
+			want:  []string{"isvalid: false", "CORRUPTION", "at position 119", "CRC mismatch"},
+			count: 5,
+		},
+		{
+			name: "torn_last_batch", file: seg0 + ".log",
+			poke: func(dir string) {
+				poke(t, filepath.Join(dir, seg0+".log"), func(b []byte) []byte { return b[:len(b)-30] })
+			},
+			want:  []string{"at position 476", "truncated", "89 byte(s) from here on not read"},
+			count: 4,
+		},
+		{
+			name: "zeroed_tail", file: seg0 + ".log",
+			poke: func(dir string) {
+				poke(t, filepath.Join(dir, seg0+".log"), func(b []byte) []byte { return append(b, make([]byte, 4096)...) })
+			},
+			want:  []string{"at position 595", "zeroed tail", "4096 byte(s)"},
+			count: 5,
+		},
+		{
+			name: "bad_length", file: seg0 + ".log",
+			poke: func(dir string) {
+				poke(t, filepath.Join(dir, seg0+".log"), func(b []byte) []byte {
+					binary.BigEndian.PutUint32(b[119+8:], 10)
+					return b
+				})
+			},
+			want:  []string{"at position 119", "invalid"},
+			count: 1,
+		},
+		{
+			name: "bad_magic", file: seg0 + ".log",
+			poke: func(dir string) {
+				poke(t, filepath.Join(dir, seg0+".log"), func(b []byte) []byte { b[238+16] = 1; return b })
+			},
+			want:  []string{"at position 238", "magic"},
+			count: 2,
+		},
+		{
+			name: "offsets_out_of_order", file: seg0 + ".log",
+			poke: func(dir string) {
+				// BaseOffset is outside the CRC: the batch stays "valid".
+				poke(t, filepath.Join(dir, seg0+".log"), func(b []byte) []byte {
+					binary.BigEndian.PutUint64(b[238:], 1)
+					return b
+				})
+			},
+			want:  []string{"at position 238", "not above the previous batch's last offset 3"},
+			count: 5,
+		},
+		{
+			name: "index_entry_wrong_position", file: seg0 + ".index",
+			poke: func(dir string) {
+				poke(t, filepath.Join(dir, seg0+".index"), func(b []byte) []byte {
+					binary.BigEndian.PutUint32(b[8+4:], 200)
+					return b
+				})
+			},
+			want: []string{"entry 1 (offset 5 → position 200): no batch starts at that position"},
+		},
+		{
+			name: "index_entry_wrong_offset", file: seg0 + ".log",
+			poke: func(dir string) {
+				poke(t, filepath.Join(dir, seg0+".index"), func(b []byte) []byte {
+					binary.BigEndian.PutUint32(b[16:], 6)
+					return b
+				})
+			},
+			want:  []string{"00000000000000000000.index", "entry 2 (offset 6 → position 357): the batch there ends at offset 7"},
+			count: 5,
+		},
+		{
+			name: "index_out_of_order", file: seg0 + ".index",
+			poke: func(dir string) {
+				poke(t, filepath.Join(dir, seg0+".index"), func(b []byte) []byte {
+					binary.BigEndian.PutUint32(b[24:], 1)
+					return b
+				})
+			},
+			want: []string{"corrupt index"},
+		},
+		{
+			name: "index_partial_entry", file: seg0 + ".index",
+			poke: func(dir string) {
+				poke(t, filepath.Join(dir, seg0+".index"), func(b []byte) []byte { return append(b, 1, 2, 3) })
+			},
+			want: []string{"CORRUPTION", "corrupt index"},
+		},
+		{
+			name: "timeindex_wrong_timestamp", file: seg0 + ".timeindex",
+			poke: func(dir string) {
+				poke(t, filepath.Join(dir, seg0+".timeindex"), func(b []byte) []byte {
+					binary.BigEndian.PutUint64(b[12:], 1700000001004)
+					return b
+				})
+			},
+			want: []string{"entry 1 (timestamp 1700000001004 → offset 3): the largest timestamp up to that batch is 1700000001005"},
+		},
+		{
+			name: "snapshot_bad_crc", file: "00000000000000000010.snapshot",
+			poke: func(dir string) {
+				poke(t, filepath.Join(dir, "00000000000000000010.snapshot"), func(b []byte) []byte { b[20] ^= 1; return b })
+			},
+			want: []string{"at position 2", "CRC-32C mismatch"},
+		},
+		{
+			name: "snapshot_short", file: "00000000000000000010.snapshot",
+			poke: func(dir string) {
+				poke(t, filepath.Join(dir, "00000000000000000010.snapshot"), func(b []byte) []byte { return b[:30] })
+			},
+			want: []string{"entry count 1 does not match the file size 30"},
+		},
+		{
+			name: "epoch_checkpoint_malformed", file: "leader-epoch-checkpoint",
+			poke: func(dir string) {
+				poke(t, filepath.Join(dir, "leader-epoch-checkpoint"), func(b []byte) []byte { return []byte("0\n2\n0 0\nx 8\n") })
+			},
+			want: []string{"CORRUPTION", "line 4"},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := copyGolden(t)
+			c.poke(dir)
+			r := runCLI(t, "", "dump", "--deep", "--verify-index", filepath.Join(dir, c.file))
+			r.expect(t, exitCorruption)
+			for _, w := range c.want {
+				if !strings.Contains(r.stdout, w) {
+					t.Errorf("output lacks %q:\n%s", w, r.stdout)
+				}
+			}
+			if c.count > 0 {
+				if n := strings.Count(r.stdout, "baseOffset:"); n != c.count {
+					t.Errorf("%d batches printed, want %d:\n%s", n, c.count, r.stdout)
+				}
+			}
+			if !strings.Contains(r.stderr, "problem(s) found") {
+				t.Errorf("stderr: %q", r.stderr)
+			}
+		})
+	}
+}
+
+func TestDumpUnknownFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "notes.txt")
+	os.WriteFile(p, []byte("hi"), 0o644)
+	runCLI(t, "", "dump", p).expect(t, exitUsage)
+	runCLI(t, "", "dump", filepath.Join(t.TempDir(), "missing.log")).expect(t, exitFailure)
+}

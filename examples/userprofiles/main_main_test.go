@@ -1,0 +1,10 @@
+package main
+
+import (
+	"os"
+	"testing"
+
+	"github.com/kvlog/kvlog/client/clienttest"
+)
+
+func TestMain(m *testing.M) { os.Exit(clienttest.Main(m)) }

@@ -1,0 +1,86 @@
+package testcluster
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestChaos is `make chaos`: a long randomized run (KVLOG_CHAOS_DURATION,
+// e.g. 5m) of kill -9, SIGSTOP/SIGCONT, clean bounces and controller kills
+// every few seconds under an acks=all keyed load, ending with the checker's
+// anomaly counts (all must be zero). Skipped unless the variable is set.
+func TestChaos(t *testing.T) {
+	d, err := time.ParseDuration(os.Getenv("KVLOG_CHAOS_DURATION"))
+	if err != nil || d <= 0 {
+		t.Skip("set KVLOG_CHAOS_DURATION (make chaos)")
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("KVLOG_CHAOS_SEED"); s != "" {
+		fmt.Sscan(s, &seed)
+	}
+	rng := rand.New(rand.NewPCG(seed, 1))
+	t.Logf("chaos for %v, seed %d", d, seed)
+	c := startCluster(t)
+	createTopic(t, c, "chaos", 6)
+	w := StartWorkload(c, "chaos", 200, 64)
+	ids := c.IDs()
+	counts := map[string]int{}
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		time.Sleep(time.Duration(2000+rng.IntN(4000)) * time.Millisecond)
+		id := ids[rng.IntN(len(ids))]
+		var action string
+		switch k := rng.IntN(10); {
+		case k < 3:
+			action = "kill -9 leader"
+			leader, _ := leaderOf(t, c, "chaos", int32(rng.IntN(6)))
+			id = leader
+			c.Kill(id)
+			time.Sleep(time.Duration(1000+rng.IntN(4000)) * time.Millisecond)
+			c.StartBroker(id)
+		case k < 5:
+			action = "kill -9 any"
+			c.Kill(id)
+			time.Sleep(time.Duration(500+rng.IntN(4000)) * time.Millisecond)
+			c.StartBroker(id)
+		case k < 7:
+			action = "SIGSTOP/SIGCONT"
+			c.Pause(id)
+			time.Sleep(time.Duration(500+rng.IntN(6000)) * time.Millisecond)
+			c.Resume(id)
+		case k < 8:
+			action = "clean bounce (SIGTERM)"
+			if err := c.Stop(id, 60*time.Second); err != nil {
+				t.Log(err)
+			}
+			c.StartBroker(id)
+		default:
+			action = "kill -9 controller"
+			id = controllerID(t, c)
+			c.Kill(id)
+			time.Sleep(time.Duration(500+rng.IntN(3000)) * time.Millisecond)
+			c.StartBroker(id)
+		}
+		counts[action]++
+		t.Logf("%s: %s broker %d; acked %d, failed %d", time.Now().Format("15:04:05.000"), action, id, w.Acked(), w.Failed())
+	}
+	waitFullISR(t, c, "chaos", 120*time.Second)
+	acked := w.Acked()
+	c.WaitFor(60*time.Second, "writes after the last fault", func() bool { return w.Acked() > acked+100 })
+	w.Stop()
+	rep := w.Check(ReadAll(t, c, "chaos"))
+	var faults []string
+	for a, n := range counts {
+		faults = append(faults, fmt.Sprintf("%s×%d", a, n))
+	}
+	summary := fmt.Sprintf("chaos %v seed %d faults [%s]\n%s", d, seed, strings.Join(faults, ", "), rep)
+	fmt.Println(summary)
+	t.Log(summary)
+	if !rep.OK() {
+		t.Errorf("anomalies:\n%s", strings.Join(rep.Examples, "\n"))
+	}
+}

@@ -1,0 +1,210 @@
+// Package testcluster starts real ZooKeeper servers and kvlogd processes for
+// tests: a ZooKeeper on a free loopback port with a temp data dir (the
+// Debian package's jars), and clusters of kvlogd brokers pointed at it, each
+// torn down when the test ends.
+package testcluster
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// zkJars are the jars ZooKeeperServerMain needs, from /usr/share/java.
+var zkJars = []string{
+	"zookeeper.jar", "zookeeper-jute.jar", "slf4j-api.jar", "slf4j-simple.jar",
+	"netty-handler.jar", "netty-common.jar", "netty-buffer.jar", "netty-transport.jar", "netty-codec.jar",
+	"netty-resolver.jar", "netty-transport-native-epoll.jar", "netty-transport-native-unix-common.jar",
+	"metrics-core.jar", "commons-cli.jar",
+}
+
+// ZooKeeper is a running standalone ZooKeeper server.
+type ZooKeeper struct {
+	Addr string // 127.0.0.1:port
+	Dir  string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan struct{}
+}
+
+// ZooKeeperAvailable reports why ZooKeeper cannot be started here ("" if it can).
+func ZooKeeperAvailable() string {
+	if _, err := exec.LookPath("java"); err != nil {
+		return "java not installed"
+	}
+	if _, err := os.Stat("/usr/share/java/zookeeper.jar"); err != nil {
+		return "Debian package zookeeper not installed (make tools)"
+	}
+	return ""
+}
+
+// StartZooKeeper starts a ZooKeeper (tickTime 500 ms, so sessions may be as
+// short as 1 s) and stops it when the test ends. It skips the test when
+// ZooKeeper is not installed.
+func StartZooKeeper(t testing.TB) *ZooKeeper {
+	t.Helper()
+	if why := ZooKeeperAvailable(); why != "" {
+		t.Skip("ZooKeeper unavailable: " + why)
+	}
+	dir := t.TempDir()
+	zk, err := startZooKeeper(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(zk.Stop)
+	return zk
+}
+
+// FreePort returns a free 127.0.0.1 port.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func startZooKeeper(dir string) (*ZooKeeper, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf(`tickTime=500
+initLimit=10
+syncLimit=5
+dataDir=%s
+clientPort=%d
+clientPortAddress=127.0.0.1
+maxClientCnxns=0
+minSessionTimeout=1000
+maxSessionTimeout=60000
+admin.enableServer=false
+4lw.commands.whitelist=ruok,srvr
+`, data, port)
+	cfgPath := filepath.Join(dir, "zoo.cfg")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	var cp []string
+	for _, j := range zkJars {
+		p := filepath.Join("/usr/share/java", j)
+		if _, err := os.Stat(p); err == nil {
+			cp = append(cp, p)
+		}
+	}
+	zk := &ZooKeeper{Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, done: make(chan struct{})}
+	zk.cmd = exec.Command("java", "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+		"-Dzookeeper.admin.enableServer=false", "-Dzookeeper.jmx.log4j.disable=true",
+		"-cp", strings.Join(cp, ":"), "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfgPath)
+	zk.cmd.Stdout = &lockedWriter{zk}
+	zk.cmd.Stderr = &lockedWriter{zk}
+	zk.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := zk.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		zk.cmd.Wait()
+		close(zk.done)
+	}()
+	deadline := time.Now().Add(120 * time.Second) // a loaded machine starts the JVM slowly
+	for {
+		if ruok(zk.Addr) && sessionOK(zk.Addr, 5*time.Second) {
+			return zk, nil
+		}
+		select {
+		case <-zk.done:
+			return nil, fmt.Errorf("zookeeper exited at start-up:\n%s", zk.Output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			zk.Stop()
+			return nil, fmt.Errorf("zookeeper did not start in 120s:\n%s", zk.Output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// sessionOK reports whether a client session can be established.
+func sessionOK(addr string, timeout time.Duration) bool {
+	c, events, err := zk.Connect([]string{addr}, 10*time.Second, zk.WithLogInfo(false), zk.WithLogger(nopLogger{}))
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	t := time.NewTimer(max(timeout, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case ev := <-events:
+			if ev.State == zk.StateHasSession {
+				return true
+			}
+		case <-t.C:
+			return false
+		}
+	}
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Printf(string, ...any) {}
+
+func ruok(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("ruok")); err != nil {
+		return false
+	}
+	b := make([]byte, 4)
+	n, _ := c.Read(b)
+	return string(b[:n]) == "imok"
+}
+
+type lockedWriter struct{ zk *ZooKeeper }
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.zk.mu.Lock()
+	defer w.zk.mu.Unlock()
+	if w.zk.out.Len() < 4<<20 {
+		w.zk.out.Write(p)
+	}
+	return len(p), nil
+}
+
+// Output is what the server printed so far.
+func (zk *ZooKeeper) Output() string {
+	zk.mu.Lock()
+	defer zk.mu.Unlock()
+	return zk.out.String()
+}
+
+// Stop kills the server and waits for it.
+func (zk *ZooKeeper) Stop() {
+	select {
+	case <-zk.done:
+		return
+	default:
+	}
+	zk.cmd.Process.Kill()
+	<-zk.done
+}

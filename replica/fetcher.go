@@ -1,0 +1,456 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/internal/kconn"
+)
+
+// FetcherConfig configures the follower fetchers (Kafka's replica.fetch.*
+// settings).
+type FetcherConfig struct {
+	ReplicaID int32 // this broker: the Fetch and OffsetsForLeaderEpoch replica id
+	// Resolve gives a broker's inter-broker address (host:port).
+	Resolve           func(broker int32) (string, bool)
+	MaxWait           time.Duration // replica.fetch.wait.max.ms (500 ms)
+	MinBytes          int32         // replica.fetch.min.bytes (1)
+	MaxBytes          int32         // replica.fetch.response.max.bytes (10 MiB)
+	PartitionMaxBytes int32         // replica.fetch.max.bytes (1 MiB)
+	Backoff           time.Duration // replica.fetch.backoff.ms (1 s)
+	RequestTimeout    time.Duration // on top of MaxWait (30 s)
+	Logger            *slog.Logger
+}
+
+func (c *FetcherConfig) defaults() {
+	if c.MaxWait <= 0 {
+		c.MaxWait = 500 * time.Millisecond
+	}
+	if c.MinBytes <= 0 {
+		c.MinBytes = 1
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = 10 << 20
+	}
+	if c.PartitionMaxBytes <= 0 {
+		c.PartitionMaxBytes = 1 << 20
+	}
+	if c.Backoff <= 0 {
+		c.Backoff = time.Second
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Fetchers runs one fetcher goroutine per source broker (a leader this
+// broker follows partitions of). Each fetcher loops: ask every partition it
+// serves for its next request (Partition.NextRequest), send the
+// OffsetsForLeaderEpoch queries and the fetches in one request each, and
+// hand the answers back to the partitions. Safe for concurrent use.
+type Fetchers struct {
+	cfg      FetcherConfig
+	mu       sync.Mutex
+	byLeader map[int32]*fetcher
+	leaderOf map[*Partition]int32
+	closed   bool
+}
+
+// NewFetchers returns an idle set of fetchers.
+func NewFetchers(cfg FetcherConfig) *Fetchers {
+	cfg.defaults()
+	return &Fetchers{cfg: cfg, byLeader: map[int32]*fetcher{}, leaderOf: map[*Partition]int32{}}
+}
+
+// Follow makes p fetched from leader, moving it off any other fetcher, and
+// wakes the fetcher (a new state means new requests).
+func (fs *Fetchers) Follow(p *Partition, leader int32) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.closed {
+		return
+	}
+	if old, ok := fs.leaderOf[p]; ok && old != leader {
+		fs.removeLocked(p, old)
+	}
+	fs.leaderOf[p] = leader
+	f := fs.byLeader[leader]
+	if f == nil {
+		f = newFetcher(fs, leader)
+		fs.byLeader[leader] = f
+		go f.run()
+	}
+	f.add(p)
+}
+
+// Unfollow stops fetching p.
+func (fs *Fetchers) Unfollow(p *Partition) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if old, ok := fs.leaderOf[p]; ok {
+		fs.removeLocked(p, old)
+		delete(fs.leaderOf, p)
+	}
+}
+
+func (fs *Fetchers) removeLocked(p *Partition, leader int32) {
+	f := fs.byLeader[leader]
+	if f == nil {
+		return
+	}
+	if f.remove(p) == 0 {
+		delete(fs.byLeader, leader)
+		f.close()
+	}
+}
+
+// Following reports how many partitions are fetched, per source broker.
+func (fs *Fetchers) Following() map[int32]int {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	out := map[int32]int{}
+	for _, l := range fs.leaderOf {
+		out[l]++
+	}
+	return out
+}
+
+// Close stops every fetcher and waits for them.
+func (fs *Fetchers) Close() {
+	fs.mu.Lock()
+	fs.closed = true
+	fetchers := fs.byLeader
+	fs.byLeader = map[int32]*fetcher{}
+	fs.leaderOf = map[*Partition]int32{}
+	fs.mu.Unlock()
+	for _, f := range fetchers {
+		f.close()
+	}
+	for _, f := range fetchers {
+		<-f.done
+	}
+}
+
+// fetcher fetches every partition this broker follows on one leader.
+type fetcher struct {
+	fs     *Fetchers
+	leader int32
+	log    *slog.Logger
+
+	mu    sync.Mutex
+	parts map[*Partition]time.Time // partition → not before (back-off)
+	wake  chan struct{}
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	conn   *kconn.Conn
+}
+
+func newFetcher(fs *Fetchers, leader int32) *fetcher {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &fetcher{
+		fs: fs, leader: leader, log: fs.cfg.Logger.With("component", "replica-fetcher", "source_broker", leader),
+		parts: map[*Partition]time.Time{}, wake: make(chan struct{}, 1),
+		ctx: ctx, cancel: cancel, done: make(chan struct{}),
+	}
+}
+
+func (f *fetcher) add(p *Partition) {
+	f.mu.Lock()
+	f.parts[p] = time.Time{}
+	f.mu.Unlock()
+	f.poke()
+}
+
+func (f *fetcher) remove(p *Partition) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.parts, p)
+	return len(f.parts)
+}
+
+func (f *fetcher) poke() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (f *fetcher) close() { f.cancel() }
+
+// pendingReq is one partition's request in a round.
+type pendingReq struct {
+	p   *Partition
+	req FollowerRequest
+}
+
+func (f *fetcher) run() {
+	defer close(f.done)
+	defer func() {
+		if f.conn != nil {
+			f.conn.Close()
+		}
+	}()
+	for f.ctx.Err() == nil {
+		queries, fetches, next := f.collect()
+		if len(queries) == 0 && len(fetches) == 0 {
+			wait := 250 * time.Millisecond
+			if !next.IsZero() {
+				wait = min(wait, max(time.Until(next), time.Millisecond))
+			}
+			f.sleep(wait, true)
+			continue
+		}
+		if err := f.ensureConn(); err != nil {
+			f.log.Debug("connecting to leader failed", "err", err)
+			f.sleep(f.fs.cfg.Backoff, false)
+			continue
+		}
+		if len(queries) > 0 {
+			if err := f.sendQueries(queries); err != nil {
+				f.transportError(err)
+				continue
+			}
+		}
+		if len(fetches) > 0 {
+			if err := f.sendFetch(fetches); err != nil {
+				f.transportError(err)
+			}
+		}
+	}
+}
+
+func (f *fetcher) transportError(err error) {
+	if f.ctx.Err() != nil {
+		return
+	}
+	f.log.Info("request to leader failed", "err", err)
+	if f.conn != nil {
+		f.conn.Close()
+		f.conn = nil
+	}
+	f.sleep(f.fs.cfg.Backoff, false)
+}
+
+// sleep waits d, or less when woken (if wakeable) or stopped.
+func (f *fetcher) sleep(d time.Duration, wakeable bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	if wakeable {
+		select {
+		case <-t.C:
+		case <-f.wake:
+		case <-f.ctx.Done():
+		}
+		return
+	}
+	select {
+	case <-t.C:
+	case <-f.ctx.Done():
+	}
+}
+
+// collect asks every partition for its next request; next is the earliest
+// back-off deadline among the skipped ones.
+func (f *fetcher) collect() (queries, fetches []pendingReq, next time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	for p, notBefore := range f.parts {
+		if now.Before(notBefore) {
+			if next.IsZero() || notBefore.Before(next) {
+				next = notBefore
+			}
+			continue
+		}
+		req := p.NextRequest()
+		if req.Leader != f.leader {
+			continue
+		}
+		switch req.Kind {
+		case RequestEpochQuery:
+			queries = append(queries, pendingReq{p, req})
+		case RequestFetch:
+			fetches = append(fetches, pendingReq{p, req})
+		}
+	}
+	return queries, fetches, next
+}
+
+func (f *fetcher) backoff(p *Partition) {
+	f.mu.Lock()
+	if _, ok := f.parts[p]; ok {
+		f.parts[p] = time.Now().Add(f.fs.cfg.Backoff)
+	}
+	f.mu.Unlock()
+}
+
+func (f *fetcher) ensureConn() error {
+	if f.conn != nil && !f.conn.Closed() {
+		return nil
+	}
+	addr, ok := f.fs.cfg.Resolve(f.leader)
+	if !ok {
+		return fmt.Errorf("no address for broker %d", f.leader)
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
+	defer cancel()
+	c, err := kconn.Dial(ctx, addr, fmt.Sprintf("kvlog-replica-fetcher-%d", f.fs.cfg.ReplicaID))
+	if err != nil {
+		return err
+	}
+	f.conn = c
+	return nil
+}
+
+func (f *fetcher) request(req kmsg.Request, wait time.Duration) (kmsg.Response, error) {
+	ctx, cancel := context.WithTimeout(f.ctx, wait+f.fs.cfg.RequestTimeout)
+	defer cancel()
+	return f.conn.Request(ctx, req)
+}
+
+type tpKey struct {
+	topic     string
+	partition int32
+}
+
+func keyOf(p *Partition) tpKey {
+	tp := p.Log().TopicPartition()
+	return tpKey{tp.Topic, tp.Partition}
+}
+
+func (f *fetcher) sendQueries(qs []pendingReq) error {
+	req := kmsg.NewPtrOffsetForLeaderEpochRequest()
+	req.Version = 3
+	req.ReplicaID = f.fs.cfg.ReplicaID
+	byKey := map[tpKey]pendingReq{}
+	topics := map[string]int{}
+	for _, q := range qs {
+		k := keyOf(q.p)
+		byKey[k] = q
+		i, ok := topics[k.topic]
+		if !ok {
+			i = len(req.Topics)
+			topics[k.topic] = i
+			t := kmsg.NewOffsetForLeaderEpochRequestTopic()
+			t.Topic = k.topic
+			req.Topics = append(req.Topics, t)
+		}
+		rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+		rp.Partition = k.partition
+		rp.CurrentLeaderEpoch = q.req.CurrentLeaderEpoch
+		rp.LeaderEpoch = q.req.Epoch
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
+	}
+	kresp, err := f.request(req, 0)
+	if err != nil {
+		return err
+	}
+	resp := kresp.(*kmsg.OffsetForLeaderEpochResponse)
+	for _, t := range resp.Topics {
+		for _, sp := range t.Partitions {
+			q, ok := byKey[tpKey{t.Topic, sp.Partition}]
+			if !ok {
+				continue
+			}
+			if err := kerr.ErrorForCode(sp.ErrorCode); err != nil {
+				f.partitionError(q, err, -1, -1)
+				continue
+			}
+			if err := q.p.HandleEpochAnswer(q.req, EpochEndOffset{Epoch: sp.LeaderEpoch, EndOffset: Offset(sp.EndOffset)}); err != nil {
+				f.log.Error("truncation failed", "partition", q.p.Log().TopicPartition(), "err", err)
+				f.backoff(q.p)
+			}
+		}
+	}
+	return nil
+}
+
+func (f *fetcher) sendFetch(fs []pendingReq) error {
+	cfg := &f.fs.cfg
+	req := kmsg.NewPtrFetchRequest()
+	req.Version = 12
+	req.ReplicaID = cfg.ReplicaID
+	req.MaxWaitMillis = int32(cfg.MaxWait / time.Millisecond)
+	req.MinBytes = cfg.MinBytes
+	req.MaxBytes = cfg.MaxBytes
+	req.SessionEpoch = -1
+	byKey := map[tpKey]pendingReq{}
+	topics := map[string]int{}
+	for _, q := range fs {
+		k := keyOf(q.p)
+		byKey[k] = q
+		i, ok := topics[k.topic]
+		if !ok {
+			i = len(req.Topics)
+			topics[k.topic] = i
+			t := kmsg.NewFetchRequestTopic()
+			t.Topic = k.topic
+			req.Topics = append(req.Topics, t)
+		}
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition = k.partition
+		rp.CurrentLeaderEpoch = q.req.CurrentLeaderEpoch
+		rp.FetchOffset = int64(q.req.FetchOffset)
+		rp.LastFetchedEpoch = -1
+		rp.LogStartOffset = int64(q.req.LogStart)
+		rp.PartitionMaxBytes = cfg.PartitionMaxBytes
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
+	}
+	kresp, err := f.request(req, cfg.MaxWait)
+	if err != nil {
+		return err
+	}
+	resp := kresp.(*kmsg.FetchResponse)
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	for _, t := range resp.Topics {
+		for _, sp := range t.Partitions {
+			q, ok := byKey[tpKey{t.Topic, sp.Partition}]
+			if !ok {
+				continue
+			}
+			if err := kerr.ErrorForCode(sp.ErrorCode); err != nil {
+				f.partitionError(q, err, Offset(sp.LogStartOffset), Offset(sp.HighWatermark))
+				continue
+			}
+			if err := q.p.HandleFetchAnswer(q.req, sp.RecordBatches, Offset(sp.HighWatermark), Offset(sp.LogStartOffset)); err != nil {
+				f.log.Error("appending fetched batches failed", "partition", q.p.Log().TopicPartition(), "err", err)
+				f.backoff(q.p)
+			}
+		}
+	}
+	return nil
+}
+
+// partitionError handles one partition's error from the leader.
+func (f *fetcher) partitionError(q pendingReq, err error, logStart, hw Offset) {
+	tp := q.p.Log().TopicPartition()
+	switch {
+	case errors.Is(err, kerr.FencedLeaderEpoch):
+		f.log.Info("leader fenced our leader epoch; waiting for a newer partition state", "partition", tp, "epoch", q.req.CurrentLeaderEpoch)
+		q.p.HandleFenced(q.req)
+	case errors.Is(err, kerr.OffsetOutOfRange) && hw >= 0 && logStart >= 0:
+		// The response carries the leader's log start and HW; the HW is a
+		// lower bound of its LEO, so truncating to it is safe.
+		if herr := q.p.HandleOutOfRange(q.req, logStart, hw); herr != nil {
+			f.log.Error("handling out-of-range fetch failed", "partition", tp, "err", herr)
+			f.backoff(q.p)
+		}
+	default:
+		f.log.Debug("partition error from leader", "partition", tp, "err", err)
+		f.backoff(q.p)
+	}
+}

@@ -1,0 +1,633 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/kvlog/kvlog/engine"
+	"github.com/kvlog/kvlog/engine/record"
+)
+
+// Role is a replica's role in its partition.
+type Role int
+
+const (
+	RoleNone     Role = iota // not serving (not yet told, or stopped)
+	RoleLeader               // accepts produce, serves fetches
+	RoleFollower             // copies the leader
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleLeader:
+		return "leader"
+	case RoleFollower:
+		return "follower"
+	default:
+		return "none"
+	}
+}
+
+// State is a partition's state as the controller decided it (LeaderAndIsr,
+// /brokers/topics/<t>/partitions/<p>/state).
+type State struct {
+	Leader          int32
+	LeaderEpoch     int32
+	ISR             []int32
+	Replicas        []int32
+	ZkVersion       int32
+	ControllerEpoch int32
+}
+
+// Options configure a Partition.
+type Options struct {
+	ID     int32         // this broker
+	LagMax time.Duration // replica.lag.time.max.ms
+	// OnHW is called (without Partition.mu held) after the high watermark
+	// moved, to wake waiting fetches. May be nil.
+	OnHW   func()
+	Logger *slog.Logger
+}
+
+// Partition is one replica of one partition. See the package doc for the
+// rules; every method is safe for concurrent use.
+type Partition struct {
+	mu     sync.Mutex
+	log    *engine.Log
+	opts   Options
+	role   Role
+	state  State
+	leader *Leader // when RoleLeader
+	// following
+	truncating bool   // OffsetsForLeaderEpoch needed before fetching
+	fenced     bool   // the leader fenced our epoch: wait for a new state
+	fetchPos   Offset // next fetch offset when not truncating
+	waiters    map[*ackWaiter]struct{}
+	closed     bool
+}
+
+type ackWaiter struct {
+	last   Offset
+	minISR int
+	done   func(error)
+}
+
+// New wraps log. The replica starts with RoleNone.
+func New(log *engine.Log, opts Options) *Partition {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Partition{log: log, opts: opts, waiters: map[*ackWaiter]struct{}{}, state: State{Leader: -1, LeaderEpoch: -1}}
+}
+
+// Log is the partition's log.
+func (p *Partition) Log() *engine.Log { return p.log }
+
+// Role is the current role.
+func (p *Partition) Role() Role {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.role
+}
+
+// State is the last applied partition state (with the leader's current
+// committed ISR when leading).
+func (p *Partition) State() State {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.state
+	st.ISR = slices.Clone(st.ISR)
+	st.Replicas = slices.Clone(st.Replicas)
+	if p.leader != nil {
+		st.ISR = p.leader.ISR()
+		st.ZkVersion = p.leader.ZkVersion()
+	}
+	return st
+}
+
+// LeaderEpoch is the current leader epoch (-1 before any state).
+func (p *Partition) LeaderEpoch() int32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state.LeaderEpoch
+}
+
+// completion is a callback to run once mu is released.
+type completion struct {
+	fn  func(error)
+	err error
+}
+
+func runCompletions(cs []completion) {
+	for _, c := range cs {
+		c.fn(c.err)
+	}
+}
+
+// failWaiters completes every acks=all waiter with err. Caller holds mu.
+func (p *Partition) failWaiters(err error) []completion {
+	var cs []completion
+	for w := range p.waiters {
+		cs = append(cs, completion{w.done, err})
+		delete(p.waiters, w)
+	}
+	return cs
+}
+
+// hwMoved publishes the leader's HW to the log and collects the acks=all
+// waiters it completes. Caller holds mu.
+func (p *Partition) hwMoved() []completion {
+	p.log.SetHighWatermark(p.leader.HW())
+	var cs []completion
+	for w := range p.waiters {
+		if ok, err := p.leader.AckStatus(w.last, w.minISR); ok {
+			cs = append(cs, completion{w.done, err})
+			delete(p.waiters, w)
+		}
+	}
+	if p.opts.OnHW != nil {
+		cs = append(cs, completion{func(error) { p.opts.OnHW() }, nil})
+	}
+	return cs
+}
+
+// checkState refuses a state older than the applied one. Caller holds mu.
+func (p *Partition) checkState(st State) error {
+	if st.LeaderEpoch < p.state.LeaderEpoch {
+		return fmt.Errorf("%w: leader epoch %d < %d", ErrStaleState, st.LeaderEpoch, p.state.LeaderEpoch)
+	}
+	return nil
+}
+
+// MakeLeader makes this replica the leader for st (st.Leader must be this
+// broker). The new epoch is assigned at the LEO in the epoch cache; when the
+// ISR is this replica alone the log is fsynced first (last replica
+// standing). A state with the current epoch only refreshes the ISR. It
+// reports whether the role or epoch changed.
+func (p *Partition) MakeLeader(st State, now time.Time) (bool, error) {
+	p.mu.Lock()
+	if err := p.checkState(st); err != nil {
+		p.mu.Unlock()
+		return false, err
+	}
+	if st.Leader != p.opts.ID {
+		p.mu.Unlock()
+		return false, fmt.Errorf("replica: MakeLeader for leader %d on broker %d", st.Leader, p.opts.ID)
+	}
+	if p.role == RoleLeader && st.LeaderEpoch == p.state.LeaderEpoch {
+		var cs []completion
+		if st.ZkVersion > p.leader.ZkVersion() {
+			if p.leader.SetCommittedISR(st.ISR, st.ZkVersion) {
+				cs = p.hwMoved()
+			}
+		}
+		p.state = cloneState(st)
+		p.mu.Unlock()
+		runCompletions(cs)
+		return false, nil
+	}
+	leo := p.log.LogEndOffset()
+	if err := p.log.Epochs().Assign(st.LeaderEpoch, int64(leo)); err != nil {
+		p.mu.Unlock()
+		return false, fmt.Errorf("replica: assigning leader epoch %d at %d: %w", st.LeaderEpoch, leo, err)
+	}
+	if len(st.ISR) == 1 && st.ISR[0] == p.opts.ID {
+		if err := p.log.Sync(); err != nil {
+			p.mu.Unlock()
+			return false, err
+		}
+	}
+	p.state = cloneState(st)
+	p.role = RoleLeader
+	p.truncating, p.fenced = false, false
+	p.leader = NewLeader(LeaderParams{
+		ID: p.opts.ID, Epoch: st.LeaderEpoch, Replicas: st.Replicas, ISR: st.ISR, ZkVersion: st.ZkVersion,
+		LEO: leo, HW: p.log.HighWatermark(), EpochStart: leo, LagMax: p.opts.LagMax,
+	}, now)
+	var cs []completion
+	if p.leader.HW() > p.log.HighWatermark() {
+		cs = p.hwMoved()
+	}
+	p.mu.Unlock()
+	runCompletions(cs)
+	return true, nil
+}
+
+// MakeFollower makes this replica a follower for st. acks=all waiters fail
+// with ErrNotLeader. It reports whether the leader or epoch changed (the
+// fetcher must then truncate and fetch anew).
+func (p *Partition) MakeFollower(st State) (bool, error) {
+	p.mu.Lock()
+	if err := p.checkState(st); err != nil {
+		p.mu.Unlock()
+		return false, err
+	}
+	if p.role == RoleFollower && st.Leader == p.state.Leader && st.LeaderEpoch == p.state.LeaderEpoch {
+		p.state = cloneState(st)
+		p.mu.Unlock()
+		return false, nil
+	}
+	p.state = cloneState(st)
+	p.role = RoleFollower
+	p.leader = nil
+	p.truncating, p.fenced = true, false
+	p.fetchPos = p.log.LogEndOffset()
+	cs := p.failWaiters(ErrNotLeader)
+	p.mu.Unlock()
+	runCompletions(cs)
+	return true, nil
+}
+
+// Stop takes the replica out of service (StopReplica, shutdown): acks=all
+// waiters fail with ErrNotLeader.
+func (p *Partition) Stop() {
+	p.mu.Lock()
+	p.role = RoleNone
+	p.leader = nil
+	p.closed = true
+	cs := p.failWaiters(ErrNotLeader)
+	p.mu.Unlock()
+	runCompletions(cs)
+}
+
+func cloneState(st State) State {
+	st.ISR = slices.Clone(st.ISR)
+	st.Replicas = slices.Clone(st.Replicas)
+	return st
+}
+
+// ---- leader side ----
+
+// AppendAsLeader appends a producer's batch at the current leader epoch.
+// acks=all is refused when the ISR is smaller than minISR. When the ISR is
+// this replica alone and syncAlone is set, an acks=all append is fsynced
+// before returning (last replica standing; the fsync runs outside mu so
+// concurrent appends group-commit).
+func (p *Partition) AppendAsLeader(batch []byte, acksAll bool, minISR int, syncAlone bool) (engine.AppendResult, error) {
+	p.mu.Lock()
+	if p.role != RoleLeader {
+		p.mu.Unlock()
+		return engine.AppendResult{}, ErrNotLeader
+	}
+	if acksAll {
+		if err := p.leader.CheckAcksAll(minISR); err != nil {
+			p.mu.Unlock()
+			return engine.AppendResult{}, err
+		}
+	}
+	res, err := p.log.Append(batch, p.leader.Epoch())
+	if err != nil {
+		p.mu.Unlock()
+		return res, err
+	}
+	alone := p.leader.AloneInISR()
+	var cs []completion
+	if !res.Duplicate && p.leader.Appended(p.log.LogEndOffset()) {
+		cs = p.hwMoved()
+	}
+	p.mu.Unlock()
+	runCompletions(cs)
+	if acksAll && alone && syncAlone {
+		if err := p.log.Sync(); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// AwaitAck calls done once an acks=all append whose last offset is last is
+// complete (nil or ErrNotEnoughReplicasAfterAppend) or can never complete
+// here (ErrNotLeader). done may run before AwaitAck returns, on the caller's
+// goroutine, or later on whichever goroutine moved the HW. cancel forgets
+// the waiter (done is then not called); it reports whether it did.
+func (p *Partition) AwaitAck(last Offset, minISR int, done func(error)) (cancel func() bool) {
+	p.mu.Lock()
+	if p.role != RoleLeader {
+		p.mu.Unlock()
+		done(ErrNotLeader)
+		return func() bool { return false }
+	}
+	if ok, err := p.leader.AckStatus(last, minISR); ok {
+		p.mu.Unlock()
+		done(err)
+		return func() bool { return false }
+	}
+	w := &ackWaiter{last: last, minISR: minISR, done: done}
+	p.waiters[w] = struct{}{}
+	p.mu.Unlock()
+	return func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		_, ok := p.waiters[w]
+		delete(p.waiters, w)
+		return ok
+	}
+}
+
+// FollowerView is what a follower fetch learns besides the records.
+type FollowerView struct {
+	HW, LEO, LogStart Offset
+	// Expand is an ISR expansion the caller must persist, or nil.
+	Expand *ISRChange
+}
+
+// FollowerFetch records a fetch from follower replicaID at fetchOffset with
+// its current leader epoch (KIP-320 checked), moving the HW and completing
+// acks=all waiters as needed. The caller then reads the log from
+// fetchOffset up to the LEO.
+func (p *Partition) FollowerFetch(replicaID int32, fetchOffset Offset, currentEpoch int32, now time.Time) (FollowerView, error) {
+	p.mu.Lock()
+	if p.role != RoleLeader {
+		p.mu.Unlock()
+		return FollowerView{}, ErrNotLeader
+	}
+	if err := CheckLeaderEpoch(p.leader.Epoch(), currentEpoch); err != nil {
+		p.mu.Unlock()
+		return FollowerView{}, err
+	}
+	v := FollowerView{HW: p.leader.HW(), LEO: p.log.LogEndOffset(), LogStart: p.log.LogStartOffset()}
+	if fetchOffset < v.LogStart || fetchOffset > v.LEO {
+		p.mu.Unlock()
+		return v, fmt.Errorf("%w: follower %d fetch offset %d outside [%d, %d]", engine.ErrOffsetOutOfRange, replicaID, fetchOffset, v.LogStart, v.LEO)
+	}
+	p.leader.Appended(v.LEO)
+	res, err := p.leader.FollowerFetch(replicaID, fetchOffset, now)
+	if err != nil {
+		p.mu.Unlock()
+		return v, err
+	}
+	v.Expand = res.Expand
+	var cs []completion
+	if res.HWChanged {
+		cs = p.hwMoved()
+	}
+	v.HW = p.leader.HW()
+	p.mu.Unlock()
+	runCompletions(cs)
+	return v, nil
+}
+
+// LastOffsetForEpoch answers OffsetsForLeaderEpoch as the leader.
+func (p *Partition) LastOffsetForEpoch(currentEpoch, epoch int32) (EpochEndOffset, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.role != RoleLeader {
+		return EpochEndOffset{}, ErrNotLeader
+	}
+	if err := CheckLeaderEpoch(p.leader.Epoch(), currentEpoch); err != nil {
+		return EpochEndOffset{}, err
+	}
+	ans, _ := EndOffsetForEpoch(p.log.Epochs(), epoch, p.log.LogEndOffset())
+	return ans, nil
+}
+
+// Tick proposes an ISR shrink when followers fell out of sync at now. A
+// shrink to the leader alone is preceded by an fsync of the log (and its
+// commit in ISRChangeDone by another), so the caller only persists it.
+func (p *Partition) Tick(now time.Time) *ISRChange {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.role != RoleLeader {
+		return nil
+	}
+	p.leader.Appended(p.log.LogEndOffset())
+	ch := p.leader.Tick(now)
+	if ch != nil && ch.SyncFirst {
+		// Last replica standing: everything committed so far must be on
+		// this disk before the ISR names this replica alone.
+		if err := p.log.Sync(); err != nil {
+			p.opts.Logger.Error("fsync before shrinking the ISR to the leader alone failed", "partition", p.log.TopicPartition(), "err", err)
+			p.leader.ISRChangeFailed()
+			return nil
+		}
+	}
+	return ch
+}
+
+// ISRChangeDone reports the outcome of persisting ch: err nil with the new
+// zkVersion, or the write's error. With current (non-nil) the caller re-read
+// the partition state after a version conflict: if it still names this
+// leader and epoch, its ISR and version are adopted.
+func (p *Partition) ISRChangeDone(ch *ISRChange, zkVersion int32, err error, current *State) {
+	p.mu.Lock()
+	if p.role != RoleLeader || p.leader.Pending() != ch {
+		p.mu.Unlock()
+		return
+	}
+	var cs []completion
+	switch {
+	case err == nil:
+		if ch.SyncFirst {
+			// Appends since Tick's fsync become committed now: make them
+			// durable first (last replica standing).
+			if serr := p.log.Sync(); serr != nil {
+				p.opts.Logger.Error("fsync after shrinking the ISR to the leader alone failed", "partition", p.log.TopicPartition(), "err", serr)
+			}
+		}
+		if p.leader.ISRCommitted(zkVersion) {
+			cs = p.hwMoved()
+		}
+		p.state.ISR = p.leader.ISR()
+		p.state.ZkVersion = zkVersion
+	case current != nil && current.Leader == p.opts.ID && current.LeaderEpoch == p.leader.Epoch():
+		if p.leader.SetCommittedISR(current.ISR, current.ZkVersion) {
+			cs = p.hwMoved()
+		}
+	default:
+		if p.leader.ISRChangeFailed() {
+			cs = p.hwMoved()
+		}
+	}
+	p.mu.Unlock()
+	runCompletions(cs)
+}
+
+// ---- follower side ----
+
+// RequestKind says what a follower must send next.
+type RequestKind int
+
+const (
+	RequestNone       RequestKind = iota // nothing (not following, or fenced)
+	RequestEpochQuery                    // OffsetsForLeaderEpoch
+	RequestFetch                         // Fetch
+	RequestOutOfRange                    // ask the leader's log start and end (ListOffsets)
+)
+
+// FollowerRequest is the follower's next request to its leader.
+type FollowerRequest struct {
+	Kind               RequestKind
+	Leader             int32
+	CurrentLeaderEpoch int32
+	Epoch              int32  // RequestEpochQuery: the follower's latest epoch
+	FetchOffset        Offset // RequestFetch
+	LogStart           Offset // RequestFetch: the follower's log start
+}
+
+// NextRequest is the follower's next request to its leader.
+func (p *Partition) NextRequest() FollowerRequest {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.role != RoleFollower || p.fenced {
+		return FollowerRequest{}
+	}
+	r := FollowerRequest{Leader: p.state.Leader, CurrentLeaderEpoch: p.state.LeaderEpoch}
+	if p.truncating {
+		epoch, ok := p.log.Epochs().LatestEpoch()
+		if !ok {
+			// No epochs: nothing to compare; keep what is committed.
+			if err := p.truncateLocked(p.log.HighWatermark()); err != nil {
+				p.opts.Logger.Error("truncating to the high watermark failed", "partition", p.log.TopicPartition(), "err", err)
+				return FollowerRequest{}
+			}
+			p.truncating = false
+			p.fetchPos = p.log.LogEndOffset()
+		} else {
+			r.Kind = RequestEpochQuery
+			r.Epoch = epoch
+			return r
+		}
+	}
+	r.Kind = RequestFetch
+	r.FetchOffset = p.fetchPos
+	r.LogStart = p.log.LogStartOffset()
+	return r
+}
+
+// current reports whether a response to req still applies. Caller holds mu.
+func (p *Partition) current(req FollowerRequest) bool {
+	return p.role == RoleFollower && !p.fenced && p.state.Leader == req.Leader && p.state.LeaderEpoch == req.CurrentLeaderEpoch
+}
+
+// truncateTo truncates the log and its epoch cache to off. Caller holds mu.
+func (p *Partition) truncateLocked(off Offset) error {
+	if off < p.log.LogEndOffset() {
+		if err := p.log.TruncateTo(off); err != nil {
+			return err
+		}
+	}
+	return p.log.Epochs().TruncateFromEnd(int64(p.log.LogEndOffset()))
+}
+
+// HandleEpochAnswer applies the leader's OffsetsForLeaderEpoch answer to
+// req: truncate to the divergence point; fetch from there once truncation
+// is complete (else ask again with the new latest epoch).
+func (p *Partition) HandleEpochAnswer(req FollowerRequest, ans EpochEndOffset) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.current(req) || !p.truncating {
+		return nil
+	}
+	leo := p.log.LogEndOffset()
+	off, done := TruncationOffset(ans, p.log.Epochs(), leo, p.log.HighWatermark())
+	if off < leo {
+		p.opts.Logger.Info("truncating follower log", "partition", p.log.TopicPartition(), "from", leo, "to", off,
+			"leader", req.Leader, "leader_epoch", req.CurrentLeaderEpoch, "asked_epoch", req.Epoch, "answer_epoch", ans.Epoch, "answer_offset", ans.EndOffset)
+	}
+	if err := p.truncateLocked(off); err != nil {
+		return err
+	}
+	if done {
+		p.truncating = false
+		p.fetchPos = p.log.LogEndOffset()
+	}
+	return nil
+}
+
+// HandleFetchAnswer appends the leader's batches (verbatim: offsets and
+// leader epochs as the leader wrote them) and learns the HW and log start.
+// A trailing partial batch is dropped (it is fetched again).
+func (p *Partition) HandleFetchAnswer(req FollowerRequest, batches []byte, leaderHW, leaderLogStart Offset) error {
+	p.mu.Lock()
+	if !p.current(req) || p.truncating || req.FetchOffset != p.fetchPos || p.fetchPos != p.log.LogEndOffset() {
+		p.mu.Unlock()
+		return nil
+	}
+	batches = wholeBatches(batches)
+	if len(batches) > 0 {
+		if _, err := p.log.AppendReplicated(batches); err != nil {
+			p.fetchPos = p.log.LogEndOffset()
+			p.mu.Unlock()
+			return err
+		}
+	}
+	leo := p.log.LogEndOffset()
+	p.fetchPos = leo
+	old := p.log.HighWatermark()
+	hw := min(leaderHW, leo)
+	if hw != old {
+		p.log.SetHighWatermark(hw)
+	}
+	if ls := min(leaderLogStart, p.log.HighWatermark()); ls > p.log.LogStartOffset() {
+		if err := p.log.DeleteRecordsBefore(ls); err != nil {
+			p.opts.Logger.Warn("following the leader's log start failed", "partition", p.log.TopicPartition(), "err", err)
+		}
+	}
+	onHW := p.opts.OnHW
+	p.mu.Unlock()
+	if (hw != old || len(batches) > 0) && onHW != nil {
+		onHW()
+	}
+	return nil
+}
+
+// HandleFenced records that the leader fenced req's epoch (ours is stale):
+// stop fetching until a newer state arrives.
+func (p *Partition) HandleFenced(req FollowerRequest) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.current(req) {
+		p.fenced = true
+	}
+}
+
+// HandleOutOfRange handles OFFSET_OUT_OF_RANGE from the leader given its log
+// start and end: a leader behind us (an unclean election) truncates us to
+// its end; a leader whose log starts after our end restarts us empty at its
+// start; otherwise we fetch again from our end.
+func (p *Partition) HandleOutOfRange(req FollowerRequest, leaderLogStart, leaderLEO Offset) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.current(req) || p.truncating {
+		return nil
+	}
+	leo := p.log.LogEndOffset()
+	switch {
+	case leaderLEO < leo:
+		p.opts.Logger.Warn("leader log ends before ours; truncating", "partition", p.log.TopicPartition(), "leader_end", leaderLEO, "end", leo)
+		if err := p.truncateLocked(leaderLEO); err != nil {
+			return err
+		}
+	case leaderLogStart > leo:
+		p.opts.Logger.Info("leader log starts after our end; starting over", "partition", p.log.TopicPartition(), "leader_start", leaderLogStart, "end", leo)
+		if err := p.log.TruncateFullyAndStartAt(leaderLogStart); err != nil {
+			return err
+		}
+	}
+	p.fetchPos = p.log.LogEndOffset()
+	return nil
+}
+
+// wholeBatches trims a trailing partial batch.
+func wholeBatches(b []byte) []byte {
+	n := 0
+	rest := b
+	for len(rest) > 0 {
+		batch, r, err := record.ReadBatch(rest)
+		if err != nil {
+			break
+		}
+		n += len(batch)
+		rest = r
+	}
+	return b[:n]
+}
+
+// ErrIsRetriable reports whether a follower error is worth retrying as is.
+func ErrIsRetriable(err error) bool {
+	return !errors.Is(err, ErrFencedLeaderEpoch)
+}

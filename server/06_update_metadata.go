@@ -1,0 +1,60 @@
+package server
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/zkstore"
+)
+
+// UpdateMetadata: v5-6 (inter-broker, from the controller; cluster mode only)
+//
+// The controller sends the full cluster state (live brokers, every
+// partition's leader, epoch, ISR, replicas, offline replicas); it replaces
+// the broker's metadata cache, which Metadata requests are answered from,
+// and new topics or partitions appear in the topic snapshot. Epoch checks as
+// LeaderAndIsr.
+//
+// Version notes:
+//   - v5: topic states nested by topic, offline replicas, BrokerEpoch.
+//   - v6: flexible.
+func init() { regKey(kmsg.UpdateMetadata, 5, 6, (*Server).handleUpdateMetadata) }
+
+func (s *Server) handleUpdateMetadata(r *request) {
+	req := r.kreq.(*kmsg.UpdateMetadataRequest)
+	resp := req.ResponseKind().(*kmsg.UpdateMetadataResponse)
+	c := s.cluster
+	switch {
+	case c == nil:
+		resp.ErrorCode = kerr.InvalidRequest.Code
+		r.reply(resp)
+		return
+	case c.checkControllerEpoch(req.ControllerEpoch) != nil:
+		resp.ErrorCode = kerr.StaleControllerEpoch.Code
+		r.reply(resp)
+		return
+	case c.checkBrokerEpoch(req.BrokerEpoch) != nil:
+		resp.ErrorCode = kerr.StaleBrokerEpoch.Code
+		r.reply(resp)
+		return
+	}
+	m := &clusterMeta{controllerID: req.ControllerID, brokers: map[int32][]zkstore.Endpoint{}, topics: map[string][]partMeta{}}
+	for _, b := range req.LiveBrokers {
+		for _, e := range b.Endpoints {
+			m.brokers[b.ID] = append(m.brokers[b.ID], zkstore.Endpoint{Name: e.ListenerName, Host: e.Host, Port: e.Port})
+		}
+	}
+	for _, ts := range req.TopicStates {
+		parts := make([]partMeta, len(ts.PartitionStates))
+		for _, ps := range ts.PartitionStates {
+			if ps.Partition < 0 || int(ps.Partition) >= len(parts) {
+				continue
+			}
+			parts[ps.Partition] = partMeta{leader: ps.Leader, leaderEpoch: ps.LeaderEpoch, isr: ps.ISR, replicas: ps.Replicas, offline: ps.OfflineReplicas}
+		}
+		m.topics[ts.Topic] = parts
+	}
+	c.meta.Store(m)
+	c.syncTopics(m)
+	r.reply(resp)
+}

@@ -1,0 +1,59 @@
+package server
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// FindCoordinator: v0-4
+//
+// Group keys: the broker leading the group's __consumer_offsets
+// partition (groupCoordinator: this broker on a single node). The topic is
+// created on the first lookup, as Kafka does. Transaction keys
+// get COORDINATOR_NOT_AVAILABLE: kvlog has no transaction coordinator.
+//
+// Version notes:
+//   - v1: CoordinatorType; ErrorMessage.
+//   - v2: same as v1.
+//   - v3: flexible.
+//   - v4: batched CoordinatorKeys, answered per key.
+func init() { regKey(kmsg.FindCoordinator, 0, 4, (*Server).handleFindCoordinator) }
+
+const (
+	coordinatorTypeGroup       int8 = 0
+	coordinatorTypeTransaction int8 = 1
+)
+
+func (s *Server) handleFindCoordinator(r *request) {
+	req := r.kreq.(*kmsg.FindCoordinatorRequest)
+	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+
+	find := func(key string) kmsg.FindCoordinatorResponseCoordinator {
+		c := kmsg.NewFindCoordinatorResponseCoordinator()
+		c.Key = key
+		c.NodeID, c.Port = -1, -1
+		var err error
+		switch req.CoordinatorType {
+		case coordinatorTypeGroup:
+			c.NodeID, c.Host, c.Port, err = s.groupCoordinator(r, key)
+		case coordinatorTypeTransaction:
+			err = topicErrf(kerr.CoordinatorNotAvailable, "kvlog has no transaction coordinator")
+		default:
+			err = topicErrf(kerr.InvalidRequest, "unknown coordinator type %d", req.CoordinatorType)
+		}
+		c.ErrorCode = errCode(err)
+		c.ErrorMessage = errMessage(err)
+		return c
+	}
+	if req.Version >= 4 {
+		for _, k := range req.CoordinatorKeys {
+			resp.Coordinators = append(resp.Coordinators, find(k))
+		}
+		r.reply(resp)
+		return
+	}
+	c := find(req.CoordinatorKey)
+	resp.ErrorCode, resp.ErrorMessage = c.ErrorCode, c.ErrorMessage
+	resp.NodeID, resp.Host, resp.Port = c.NodeID, c.Host, c.Port
+	r.reply(resp)
+}

@@ -1,0 +1,27 @@
+package server
+
+import "github.com/twmb/franz-go/pkg/kmsg"
+
+// DeleteGroups: v0-2
+//
+// Deletes empty groups with their committed offsets (tombstones in
+// __consumer_offsets); NON_EMPTY_GROUP for a group with members,
+// GROUP_ID_NOT_FOUND for an unknown one.
+//
+// Version notes:
+//   - v1: same as v0.
+//   - v2: flexible.
+func init() { regKey(kmsg.DeleteGroups, 0, 2, (*Server).handleDeleteGroups) }
+
+func (s *Server) handleDeleteGroups(r *request) {
+	req := r.kreq.(*kmsg.DeleteGroupsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
+	errs := s.groups.DeleteGroups(req.Groups)
+	for i, id := range req.Groups {
+		rg := kmsg.NewDeleteGroupsResponseGroup()
+		rg.Group = id
+		rg.ErrorCode = errCode(errs[i])
+		resp.Groups = append(resp.Groups, rg)
+	}
+	r.reply(resp)
+}

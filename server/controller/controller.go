@@ -1,0 +1,1017 @@
+// Package controller is the ZooKeeper-mode cluster controller: one broker,
+// elected through the ephemeral /controller znode, that watches broker
+// registrations and topics, elects partition leaders from the ISR, bumps
+// leader epochs, writes partition states fenced by the controller epoch and
+// tells brokers with LeaderAndIsr, UpdateMetadata and StopReplica (Kafka's
+// inter-broker APIs, sent with kmsg). It also serves controlled shutdown.
+//
+// The decisions are pure functions (decide.go); this file is the runner: a
+// single event loop goroutine owns all controller state, ZooKeeper watches
+// post events to it, and one sender goroutine per broker delivers requests
+// in order.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/internal/kconn"
+	"github.com/kvlog/kvlog/server/zkstore"
+)
+
+// Config configures a Controller.
+type Config struct {
+	BrokerID int32
+	Store    *zkstore.Store
+	// Unclean reports unclean.leader.election.enable for a topic.
+	Unclean func(topic string) bool
+	// AutoRebalance enables preferred leader election every
+	// RebalanceInterval (auto.leader.rebalance.enable).
+	AutoRebalance     bool
+	RebalanceInterval time.Duration
+	RequestTimeout    time.Duration
+	Logger            *slog.Logger
+}
+
+// Controller runs the election and, while elected, the controller duties.
+type Controller struct {
+	cfg    Config
+	log    *slog.Logger
+	events chan event
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// Owned by the loop goroutine.
+	active       bool
+	fence        zkstore.Fence
+	brokers      map[int32]zkstore.Broker
+	shuttingDown map[int32]bool
+	topics       map[string]*topicInfo
+	senders      map[int32]*sender
+
+	statusMu sync.Mutex
+	status   Status
+}
+
+// Status is what the controller reports (metrics, tests).
+type Status struct {
+	Active    bool
+	Epoch     int32
+	Elections int
+}
+
+type topicInfo struct {
+	assign   zkstore.TopicAssignment
+	deleting bool
+}
+
+type eventKind int
+
+const (
+	evController eventKind = iota
+	evBrokers
+	evTopics
+	evTopicAssignment
+	evISRChanges
+	evDeletions
+	evShutdown
+	evSession
+	evRebalance
+)
+
+type event struct {
+	kind  eventKind
+	topic string
+	// controlled shutdown
+	broker      int32
+	brokerEpoch int64
+	reply       chan shutdownResult
+}
+
+type shutdownResult struct {
+	remaining []zkstore.TopicPartition
+	err       error
+}
+
+// New returns a controller; Run starts it.
+func New(cfg Config) *Controller {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	if cfg.Unclean == nil {
+		cfg.Unclean = func(string) bool { return false }
+	}
+	if cfg.RebalanceInterval <= 0 {
+		cfg.RebalanceInterval = 5 * time.Minute
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Controller{cfg: cfg, log: cfg.Logger.With("component", "controller"), events: make(chan event, 256),
+		ctx: ctx, cancel: cancel, done: make(chan struct{})}
+}
+
+// Start runs the controller loop until Stop.
+func (c *Controller) Start() {
+	c.cfg.Store.OnNewSession(func() { c.post(event{kind: evSession}) })
+	go c.loop()
+	c.post(event{kind: evController})
+}
+
+// Stop resigns (if elected) and stops the loop.
+func (c *Controller) Stop() {
+	c.cancel()
+	<-c.done
+}
+
+// Status reports the controller's state.
+func (c *Controller) Status() Status {
+	c.statusMu.Lock()
+	defer c.statusMu.Unlock()
+	return c.status
+}
+
+func (c *Controller) setStatus(fn func(*Status)) {
+	c.statusMu.Lock()
+	fn(&c.status)
+	c.statusMu.Unlock()
+}
+
+func (c *Controller) post(ev event) {
+	select {
+	case c.events <- ev:
+	case <-c.ctx.Done():
+	}
+}
+
+// watch posts ev when the ZooKeeper watch ch fires.
+func (c *Controller) watch(ch <-chan zk.Event, ev event) {
+	if ch == nil {
+		return
+	}
+	go func() {
+		select {
+		case <-ch:
+			c.post(ev)
+		case <-c.ctx.Done():
+		}
+	}()
+}
+
+// ControlledShutdown moves leadership away from broker id (called by the
+// ControlledShutdown handler on the controller). It returns the partitions
+// id still leads (to retry later), or an error (not the controller, stale
+// broker epoch).
+func (c *Controller) ControlledShutdown(ctx context.Context, id int32, brokerEpoch int64) ([]zkstore.TopicPartition, error) {
+	reply := make(chan shutdownResult, 1)
+	select {
+	case c.events <- event{kind: evShutdown, broker: id, brokerEpoch: brokerEpoch, reply: reply}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.ctx.Done():
+		return nil, kerr.NotController
+	}
+	select {
+	case r := <-reply:
+		return r.remaining, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (c *Controller) loop() {
+	defer close(c.done)
+	rebalance := time.NewTicker(c.cfg.RebalanceInterval)
+	defer rebalance.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			c.resign()
+			return
+		case <-rebalance.C:
+			if c.active && c.cfg.AutoRebalance {
+				c.handle(event{kind: evRebalance})
+			}
+		case ev := <-c.events:
+			c.handle(ev)
+		}
+	}
+}
+
+func (c *Controller) handle(ev event) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.log.Error("controller event panicked; resigning", "event", ev.kind, "panic", v)
+			c.resign()
+			go func() { time.Sleep(time.Second); c.post(event{kind: evController}) }()
+		}
+	}()
+	var err error
+	switch ev.kind {
+	case evController, evSession:
+		err = c.elect()
+	case evShutdown:
+		if !c.active {
+			ev.reply <- shutdownResult{err: kerr.NotController}
+			return
+		}
+		rem, err2 := c.controlledShutdown(ev.broker, ev.brokerEpoch)
+		ev.reply <- shutdownResult{remaining: rem, err: err2}
+		err = err2
+	default:
+		if !c.active {
+			return
+		}
+		switch ev.kind {
+		case evBrokers:
+			err = c.onBrokersChanged()
+		case evTopics:
+			err = c.onTopicsChanged()
+		case evTopicAssignment:
+			err = c.onTopicAssignment(ev.topic)
+		case evISRChanges:
+			err = c.onISRChanges()
+		case evDeletions:
+			err = c.onDeletions()
+		case evRebalance:
+			err = c.preferredElection()
+		}
+	}
+	if errors.Is(err, zkstore.ErrFenced) {
+		c.log.Warn("controller epoch moved on: this controller is fenced; resigning")
+		c.resign()
+		c.post(event{kind: evController})
+		return
+	}
+	if err != nil && !errors.Is(err, kerr.NotController) && !errors.Is(err, kerr.StaleBrokerEpoch) {
+		c.log.Error("controller event failed", "event", ev.kind, "err", err)
+	}
+}
+
+// elect checks /controller and runs for it when it is free.
+func (c *Controller) elect() error {
+	id, ch, err := c.cfg.Store.ControllerID()
+	if err != nil {
+		go func() {
+			time.Sleep(time.Second)
+			c.post(event{kind: evController})
+		}()
+		return err
+	}
+	c.watch(ch, event{kind: evController})
+	switch {
+	case id == c.cfg.BrokerID && c.active:
+		return nil
+	case id == c.cfg.BrokerID && !c.active:
+		// Our old session's znode (or a race): wait for it to go.
+		return nil
+	case id >= 0:
+		if c.active {
+			c.log.Warn("another broker became the controller", "controller", id)
+			c.resign()
+		}
+		return nil
+	}
+	if c.active {
+		// Our /controller is gone (the session expired): start over.
+		c.log.Warn("controller znode gone while active; re-running the election")
+		c.resign()
+	}
+	fence, err := c.cfg.Store.Elect(c.cfg.BrokerID)
+	if errors.Is(err, zkstore.ErrNotElected) {
+		c.post(event{kind: evController})
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c.log.Info("elected controller", "epoch", fence.Epoch)
+	c.active = true
+	c.fence = fence
+	c.setStatus(func(s *Status) { s.Active, s.Epoch = true, fence.Epoch; s.Elections++ })
+	return c.failover()
+}
+
+// resign stops acting as controller.
+func (c *Controller) resign() {
+	if !c.active {
+		return
+	}
+	c.active = false
+	for _, s := range c.senders {
+		s.close()
+	}
+	c.senders = nil
+	c.brokers, c.topics, c.shuttingDown = nil, nil, nil
+	c.setStatus(func(s *Status) { s.Active = false })
+	_ = c.cfg.Store.Resign()
+}
+
+// failover is Kafka's onControllerFailover: read everything, initialise and
+// elect where needed, and tell every broker the full state.
+func (c *Controller) failover() error {
+	c.brokers = map[int32]zkstore.Broker{}
+	c.shuttingDown = map[int32]bool{}
+	c.topics = map[string]*topicInfo{}
+	c.senders = map[int32]*sender{}
+	bs, ch, err := c.cfg.Store.Brokers()
+	if err != nil {
+		return err
+	}
+	c.watch(ch, event{kind: evBrokers})
+	for _, b := range bs {
+		c.brokers[b.ID] = b
+		c.sender(b)
+	}
+	if err := c.loadTopics(); err != nil {
+		return err
+	}
+	if _, err := c.onISRChangesNoSend(); err != nil {
+		return err
+	}
+	changed, err := c.reconcileAll(nil)
+	if err != nil {
+		return err
+	}
+	_ = changed
+	for id := range c.brokers {
+		c.sendLeaderAndIsr(id, nil)
+	}
+	c.sendUpdateMetadataAll()
+	return c.onDeletions()
+}
+
+func (c *Controller) live(id int32) bool {
+	_, ok := c.brokers[id]
+	return ok
+}
+
+func (c *Controller) eligible(id int32) bool { return c.live(id) && !c.shuttingDown[id] }
+
+// loadTopics reads the topic list (watched) and each assignment (watched).
+func (c *Controller) loadTopics() error {
+	names, ch, err := c.cfg.Store.TopicNames()
+	if err != nil {
+		return err
+	}
+	c.watch(ch, event{kind: evTopics})
+	seen := map[string]bool{}
+	for _, n := range names {
+		seen[n] = true
+		if _, ok := c.topics[n]; ok {
+			continue
+		}
+		a, ach, err := c.cfg.Store.AssignmentW(n)
+		if err != nil {
+			c.log.Warn("reading topic assignment failed", "topic", n, "err", err)
+			continue
+		}
+		c.watch(ach, event{kind: evTopicAssignment, topic: n})
+		c.topics[n] = &topicInfo{assign: a}
+	}
+	for n := range c.topics {
+		if !seen[n] {
+			delete(c.topics, n)
+		}
+	}
+	return nil
+}
+
+// updateState applies fn to a partition's current state (read fresh) and
+// writes the result fenced; it retries on a version conflict (a leader's
+// ISR change in between). create handles partitions without a state.
+func (c *Controller) updateState(topic string, p int32, fn func(st zkstore.PartitionState, exists bool) (zkstore.PartitionState, bool)) (bool, error) {
+	for attempt := 0; attempt < 5; attempt++ {
+		st, exists, err := c.cfg.Store.PartitionState(topic, p)
+		if err != nil {
+			return false, err
+		}
+		next, changed := fn(st, exists)
+		if !changed {
+			return false, nil
+		}
+		if !exists {
+			_, err = c.cfg.Store.CreatePartitionState(c.fence, topic, p, next)
+		} else {
+			next.ZkVersion = st.ZkVersion
+			_, err = c.cfg.Store.SetPartitionState(c.fence, topic, p, next)
+		}
+		switch {
+		case err == nil:
+			c.log.Info("partition state changed", "topic", topic, "partition", p, "leader", next.Leader, "leader_epoch", next.LeaderEpoch, "isr", next.ISR)
+			return true, nil
+		case errors.Is(err, zkstore.ErrBadVersion), errors.Is(err, zk.ErrNodeExists):
+			continue
+		default:
+			return false, err
+		}
+	}
+	return false, fmt.Errorf("controller: partition %s-%d state kept changing", topic, p)
+}
+
+// reconcileAll initialises missing partition states and elects leaders for
+// partitions whose leader is gone (or dead for the given broker set). It
+// returns the partitions it changed.
+func (c *Controller) reconcileAll(dead map[int32]bool) ([]zkstore.TopicPartition, error) {
+	var changed []zkstore.TopicPartition
+	names := make([]string, 0, len(c.topics))
+	for n := range c.topics {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	isDead := func(id int32) bool { return dead[id] || !c.live(id) }
+	for _, n := range names {
+		ti := c.topics[n]
+		if ti.deleting {
+			continue
+		}
+		unclean := c.cfg.Unclean(n)
+		for p, replicas := range ti.assign.Replicas {
+			ok, err := c.updateState(n, int32(p), func(st zkstore.PartitionState, exists bool) (zkstore.PartitionState, bool) {
+				if !exists {
+					return InitialState(replicas, c.eligible, c.fence.Epoch)
+				}
+				if st.Leader == NoLeader {
+					return ElectOnline(st, replicas, c.eligible, unclean, c.fence.Epoch)
+				}
+				return AfterBrokerLoss(st, replicas, isDead, c.eligible, unclean, c.fence.Epoch)
+			})
+			if err != nil {
+				return changed, err
+			}
+			if ok {
+				changed = append(changed, zkstore.TopicPartition{Topic: n, Partition: int32(p)})
+			}
+		}
+	}
+	return changed, nil
+}
+
+func (c *Controller) onBrokersChanged() error {
+	bs, ch, err := c.cfg.Store.Brokers()
+	if err != nil {
+		return err
+	}
+	c.watch(ch, event{kind: evBrokers})
+	now := map[int32]zkstore.Broker{}
+	for _, b := range bs {
+		now[b.ID] = b
+	}
+	dead := map[int32]bool{}
+	var added []int32
+	for id, old := range c.brokers {
+		if b, ok := now[id]; !ok || b.Epoch != old.Epoch {
+			dead[id] = true
+		}
+	}
+	for id, b := range now {
+		if old, ok := c.brokers[id]; !ok || old.Epoch != b.Epoch {
+			added = append(added, id)
+		}
+	}
+	if len(dead) == 0 && len(added) == 0 {
+		return nil
+	}
+	c.log.Info("brokers changed", "dead", keys(dead), "new", added)
+	// First the failures (restarted brokers count as failed and back).
+	for id := range dead {
+		if s := c.senders[id]; s != nil {
+			s.close()
+			delete(c.senders, id)
+		}
+		delete(c.brokers, id)
+		delete(c.shuttingDown, id)
+	}
+	changed, err := c.reconcileAll(dead)
+	if err != nil {
+		return err
+	}
+	for _, id := range added {
+		c.brokers[id] = now[id]
+		c.sender(now[id])
+	}
+	// Offline partitions may have a candidate now.
+	more, err := c.reconcileAll(nil)
+	if err != nil {
+		return err
+	}
+	changed = append(changed, more...)
+	c.sendUpdateMetadataAll()
+	for _, id := range added {
+		c.sendLeaderAndIsr(id, nil) // everything it hosts
+	}
+	c.sendLeaderAndIsrFor(changed, added)
+	return nil
+}
+
+// sendLeaderAndIsrFor tells the live replicas of the changed partitions,
+// except the brokers in skip (already told everything).
+func (c *Controller) sendLeaderAndIsrFor(changed []zkstore.TopicPartition, skip []int32) {
+	if len(changed) == 0 {
+		return
+	}
+	byBroker := map[int32][]zkstore.TopicPartition{}
+	for _, tp := range changed {
+		ti := c.topics[tp.Topic]
+		if ti == nil || int(tp.Partition) >= len(ti.assign.Replicas) {
+			continue
+		}
+		for _, r := range ti.assign.Replicas[tp.Partition] {
+			if c.live(r) && !slices.Contains(skip, r) {
+				byBroker[r] = append(byBroker[r], tp)
+			}
+		}
+	}
+	for id, tps := range byBroker {
+		c.sendLeaderAndIsr(id, tps)
+	}
+}
+
+func (c *Controller) onTopicsChanged() error {
+	before := map[string]bool{}
+	for n := range c.topics {
+		before[n] = true
+	}
+	if err := c.loadTopics(); err != nil {
+		return err
+	}
+	var fresh []zkstore.TopicPartition
+	for n, ti := range c.topics {
+		if before[n] {
+			continue
+		}
+		c.log.Info("new topic", "topic", n, "partitions", len(ti.assign.Replicas))
+		for p := range ti.assign.Replicas {
+			fresh = append(fresh, zkstore.TopicPartition{Topic: n, Partition: int32(p)})
+		}
+	}
+	changed, err := c.reconcileAll(nil)
+	if err != nil {
+		return err
+	}
+	c.sendUpdateMetadataAll()
+	c.sendLeaderAndIsrFor(append(fresh, changed...), nil)
+	return nil
+}
+
+func (c *Controller) onTopicAssignment(name string) error {
+	ti := c.topics[name]
+	if ti == nil {
+		return nil
+	}
+	a, ch, err := c.cfg.Store.AssignmentW(name)
+	if err != nil {
+		return nil // deleted: the topics watch handles it
+	}
+	c.watch(ch, event{kind: evTopicAssignment, topic: name})
+	old := len(ti.assign.Replicas)
+	ti.assign = a
+	if len(a.Replicas) <= old {
+		return nil
+	}
+	var fresh []zkstore.TopicPartition
+	for p := old; p < len(a.Replicas); p++ {
+		fresh = append(fresh, zkstore.TopicPartition{Topic: name, Partition: int32(p)})
+	}
+	if _, err := c.reconcileAll(nil); err != nil {
+		return err
+	}
+	c.sendUpdateMetadataAll()
+	c.sendLeaderAndIsrFor(fresh, nil)
+	return nil
+}
+
+// onISRChangesNoSend consumes the ISR change notifications.
+func (c *Controller) onISRChangesNoSend() (bool, error) {
+	names, ch, err := c.cfg.Store.ISRChangesW()
+	if err != nil {
+		return false, err
+	}
+	c.watch(ch, event{kind: evISRChanges})
+	for _, n := range names {
+		if _, err := c.cfg.Store.TakeISRChange(n); err != nil {
+			return false, err
+		}
+	}
+	return len(names) > 0, nil
+}
+
+func (c *Controller) onISRChanges() error {
+	any, err := c.onISRChangesNoSend()
+	if err != nil || !any {
+		return err
+	}
+	c.sendUpdateMetadataAll()
+	return nil
+}
+
+// onDeletions deletes the topics marked under /admin/delete_topics: every
+// live replica gets StopReplica with delete, then the znodes go.
+func (c *Controller) onDeletions() error {
+	names, ch, err := c.cfg.Store.PendingDeletionsW()
+	if err != nil {
+		return err
+	}
+	c.watch(ch, event{kind: evDeletions})
+	if len(names) == 0 {
+		return nil
+	}
+	for _, n := range names {
+		ti := c.topics[n]
+		if ti != nil {
+			ti.deleting = true
+			byBroker := map[int32][]int32{}
+			for p, rs := range ti.assign.Replicas {
+				for _, r := range rs {
+					if c.live(r) {
+						byBroker[r] = append(byBroker[r], int32(p))
+					}
+				}
+			}
+			for id, ps := range byBroker {
+				c.sendStopReplica(id, n, ps, true)
+			}
+		}
+		if err := c.cfg.Store.DeletionDone(n); err != nil {
+			return err
+		}
+		delete(c.topics, n)
+		c.log.Info("deleted topic", "topic", n)
+	}
+	c.sendUpdateMetadataAll()
+	return nil
+}
+
+// controlledShutdown moves leadership off broker id and drops it from ISRs.
+func (c *Controller) controlledShutdown(id int32, epoch int64) ([]zkstore.TopicPartition, error) {
+	b, ok := c.brokers[id]
+	if !ok {
+		return nil, kerr.BrokerNotAvailable
+	}
+	if epoch >= 0 && epoch != b.Epoch {
+		return nil, kerr.StaleBrokerEpoch
+	}
+	c.shuttingDown[id] = true
+	var changed, stuck []zkstore.TopicPartition
+	var followed []zkstore.TopicPartition
+	for n, ti := range c.topics {
+		if ti.deleting {
+			continue
+		}
+		for p, replicas := range ti.assign.Replicas {
+			if !slices.Contains(replicas, id) {
+				continue
+			}
+			tp := zkstore.TopicPartition{Topic: n, Partition: int32(p)}
+			wasStuck := false
+			ok, err := c.updateState(n, int32(p), func(st zkstore.PartitionState, exists bool) (zkstore.PartitionState, bool) {
+				if !exists {
+					return st, false
+				}
+				next, ch, stk := MoveLeaderFrom(st, replicas, id, c.eligible, c.fence.Epoch)
+				wasStuck = stk
+				if st.Leader != id {
+					followed = append(followed, tp)
+				}
+				return next, ch
+			})
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				changed = append(changed, tp)
+			}
+			if wasStuck {
+				stuck = append(stuck, tp)
+			}
+		}
+	}
+	c.log.Info("controlled shutdown", "broker", id, "moved", len(changed), "remaining", len(stuck))
+	c.sendLeaderAndIsrFor(changed, []int32{id})
+	c.sendUpdateMetadataAll()
+	return stuck, nil
+}
+
+// preferredElection moves leadership back to preferred replicas.
+func (c *Controller) preferredElection() error {
+	var changed []zkstore.TopicPartition
+	for n, ti := range c.topics {
+		if ti.deleting {
+			continue
+		}
+		for p, replicas := range ti.assign.Replicas {
+			ok, err := c.updateState(n, int32(p), func(st zkstore.PartitionState, exists bool) (zkstore.PartitionState, bool) {
+				if !exists {
+					return st, false
+				}
+				return PreferredLeader(st, replicas, c.eligible, c.fence.Epoch)
+			})
+			if err != nil {
+				return err
+			}
+			if ok {
+				changed = append(changed, zkstore.TopicPartition{Topic: n, Partition: int32(p)})
+			}
+		}
+	}
+	if len(changed) > 0 {
+		c.sendLeaderAndIsrFor(changed, nil)
+		c.sendUpdateMetadataAll()
+	}
+	return nil
+}
+
+// ---- requests ----
+
+// sender returns (starting if needed) the request sender for b.
+func (c *Controller) sender(b zkstore.Broker) *sender {
+	if s := c.senders[b.ID]; s != nil {
+		return s
+	}
+	ep, _ := b.Endpoint("")
+	s := newSender(c, b.ID, ep.Host, ep.Port)
+	c.senders[b.ID] = s
+	return s
+}
+
+// partitionStates reads the current states of tps (nil: every partition
+// hosted by broker id).
+func (c *Controller) statesFor(id int32, tps []zkstore.TopicPartition) map[string][]kmsg.LeaderAndISRRequestTopicPartition {
+	out := map[string][]kmsg.LeaderAndISRRequestTopicPartition{}
+	add := func(n string, p int32, replicas []int32) {
+		st, ok, err := c.cfg.Store.PartitionState(n, p)
+		if err != nil || !ok {
+			return
+		}
+		ps := kmsg.NewLeaderAndISRRequestTopicPartition()
+		ps.Topic = n
+		ps.Partition = p
+		ps.ControllerEpoch = st.ControllerEpoch
+		ps.Leader = st.Leader
+		ps.LeaderEpoch = st.LeaderEpoch
+		ps.ISR = st.ISR
+		ps.ZKVersion = st.ZkVersion
+		ps.Replicas = replicas
+		out[n] = append(out[n], ps)
+	}
+	if tps == nil {
+		for n, ti := range c.topics {
+			if ti.deleting {
+				continue
+			}
+			for p, rs := range ti.assign.Replicas {
+				if slices.Contains(rs, id) {
+					add(n, int32(p), rs)
+				}
+			}
+		}
+		return out
+	}
+	for _, tp := range tps {
+		ti := c.topics[tp.Topic]
+		if ti == nil || int(tp.Partition) >= len(ti.assign.Replicas) {
+			continue
+		}
+		add(tp.Topic, tp.Partition, ti.assign.Replicas[tp.Partition])
+	}
+	return out
+}
+
+// sendLeaderAndIsr sends broker id the states of tps (nil: all it hosts).
+func (c *Controller) sendLeaderAndIsr(id int32, tps []zkstore.TopicPartition) {
+	b, ok := c.brokers[id]
+	if !ok {
+		return
+	}
+	states := c.statesFor(id, tps)
+	if len(states) == 0 && tps != nil {
+		return
+	}
+	req := kmsg.NewPtrLeaderAndISRRequest()
+	req.Version = 4
+	req.ControllerID = c.cfg.BrokerID
+	req.ControllerEpoch = c.fence.Epoch
+	req.BrokerEpoch = b.Epoch
+	leaders := map[int32]bool{}
+	names := make([]string, 0, len(states))
+	for n := range states {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		ts := kmsg.NewLeaderAndISRRequestTopicState()
+		ts.Topic = n
+		ts.PartitionStates = states[n]
+		for _, ps := range states[n] {
+			leaders[ps.Leader] = true
+		}
+		req.TopicStates = append(req.TopicStates, ts)
+	}
+	for l := range leaders {
+		if lb, ok := c.brokers[l]; ok {
+			ep, _ := lb.Endpoint("")
+			ll := kmsg.NewLeaderAndISRRequestLiveLeader()
+			ll.BrokerID, ll.Host, ll.Port = l, ep.Host, ep.Port
+			req.LiveLeaders = append(req.LiveLeaders, ll)
+		}
+	}
+	c.senders[id].send(req)
+}
+
+// sendUpdateMetadataAll sends every live broker the full metadata.
+func (c *Controller) sendUpdateMetadataAll() {
+	req := kmsg.NewPtrUpdateMetadataRequest()
+	req.Version = 6
+	req.ControllerID = c.cfg.BrokerID
+	req.ControllerEpoch = c.fence.Epoch
+	names := make([]string, 0, len(c.topics))
+	for n := range c.topics {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		ti := c.topics[n]
+		if ti.deleting {
+			continue
+		}
+		ts := kmsg.NewUpdateMetadataRequestTopicState()
+		ts.Topic = n
+		for p, rs := range ti.assign.Replicas {
+			ps := kmsg.NewUpdateMetadataRequestTopicPartition()
+			ps.Topic = n
+			ps.Partition = int32(p)
+			ps.Replicas = rs
+			ps.Leader = NoLeader
+			ps.ISR = []int32{}
+			ps.OfflineReplicas = []int32{}
+			if st, ok, err := c.cfg.Store.PartitionState(n, int32(p)); err == nil && ok {
+				ps.ControllerEpoch = st.ControllerEpoch
+				ps.Leader = st.Leader
+				ps.LeaderEpoch = st.LeaderEpoch
+				ps.ISR = st.ISR
+				ps.ZKVersion = st.ZkVersion
+			}
+			for _, r := range rs {
+				if !c.live(r) {
+					ps.OfflineReplicas = append(ps.OfflineReplicas, r)
+				}
+			}
+			ts.PartitionStates = append(ts.PartitionStates, ps)
+		}
+		req.TopicStates = append(req.TopicStates, ts)
+	}
+	ids := keys(c.brokers)
+	for _, id := range ids {
+		b := c.brokers[id]
+		lb := kmsg.NewUpdateMetadataRequestLiveBroker()
+		lb.ID = id
+		lb.Rack = b.Rack
+		for _, e := range b.Endpoints {
+			ep := kmsg.NewUpdateMetadataRequestLiveBrokerEndpoint()
+			ep.Host, ep.Port, ep.ListenerName, ep.SecurityProtocol = e.Host, e.Port, e.Name, 0
+			lb.Endpoints = append(lb.Endpoints, ep)
+		}
+		req.LiveBrokers = append(req.LiveBrokers, lb)
+	}
+	for _, id := range ids {
+		r := *req
+		r.BrokerEpoch = c.brokers[id].Epoch
+		c.senders[id].send(&r)
+	}
+}
+
+func (c *Controller) sendStopReplica(id int32, topic string, partitions []int32, del bool) {
+	b, ok := c.brokers[id]
+	if !ok {
+		return
+	}
+	req := kmsg.NewPtrStopReplicaRequest()
+	req.Version = 3
+	req.ControllerID = c.cfg.BrokerID
+	req.ControllerEpoch = c.fence.Epoch
+	req.BrokerEpoch = b.Epoch
+	ts := kmsg.NewStopReplicaRequestTopic()
+	ts.Topic = topic
+	for _, p := range partitions {
+		ps := kmsg.NewStopReplicaRequestTopicPartitionState()
+		ps.Partition = p
+		ps.LeaderEpoch = -2 // Kafka's EpochDuringDelete: delete whatever the epoch
+		ps.Delete = del
+		ts.PartitionStates = append(ts.PartitionStates, ps)
+	}
+	req.Topics = []kmsg.StopReplicaRequestTopic{ts}
+	c.senders[id].send(req)
+}
+
+func keys[V any](m map[int32]V) []int32 {
+	out := make([]int32, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// sender delivers requests to one broker in order, retrying on connection
+// errors until the broker is gone (the sender is closed).
+type sender struct {
+	c      *Controller
+	id     int32
+	addr   string
+	queue  chan kmsg.Request
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newSender(c *Controller, id int32, host string, port int32) *sender {
+	ctx, cancel := context.WithCancel(c.ctx)
+	s := &sender{c: c, id: id, addr: fmt.Sprintf("%s:%d", host, port), queue: make(chan kmsg.Request, 1024), ctx: ctx, cancel: cancel}
+	go s.run()
+	return s
+}
+
+func (s *sender) send(req kmsg.Request) {
+	select {
+	case s.queue <- req:
+	default:
+		s.c.log.Error("controller request queue full; dropping request", "broker", s.id, "api", kmsg.NameForKey(req.Key()))
+	}
+}
+
+func (s *sender) close() { s.cancel() }
+
+func (s *sender) run() {
+	var conn *kconn.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	for {
+		var req kmsg.Request
+		select {
+		case <-s.ctx.Done():
+			return
+		case req = <-s.queue:
+		}
+		for attempt := 0; ; attempt++ {
+			if s.ctx.Err() != nil {
+				return
+			}
+			if conn == nil || conn.Closed() {
+				dctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+				c, err := kconn.Dial(dctx, s.addr, fmt.Sprintf("kvlog-controller-%d", s.c.cfg.BrokerID))
+				cancel()
+				if err != nil {
+					s.backoff(attempt)
+					continue
+				}
+				conn = c
+			}
+			rctx, cancel := context.WithTimeout(s.ctx, s.c.cfg.RequestTimeout)
+			resp, err := conn.Request(rctx, req)
+			cancel()
+			if err != nil {
+				s.c.log.Debug("controller request failed; retrying", "broker", s.id, "api", kmsg.NameForKey(req.Key()), "err", err)
+				s.backoff(attempt)
+				continue
+			}
+			if code := topErrorCode(resp); code != 0 {
+				s.c.log.Warn("broker refused controller request", "broker", s.id, "api", kmsg.NameForKey(req.Key()), "err", kerr.ErrorForCode(code))
+			}
+			break
+		}
+	}
+}
+
+func (s *sender) backoff(attempt int) {
+	d := min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)
+	select {
+	case <-time.After(d):
+	case <-s.ctx.Done():
+	}
+}
+
+func topErrorCode(resp kmsg.Response) int16 {
+	switch r := resp.(type) {
+	case *kmsg.LeaderAndISRResponse:
+		return r.ErrorCode
+	case *kmsg.UpdateMetadataResponse:
+		return r.ErrorCode
+	case *kmsg.StopReplicaResponse:
+		return r.ErrorCode
+	}
+	return 0
+}

@@ -1,0 +1,120 @@
+package group
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Loading: a partition's groups and offsets are rebuilt by replaying its
+// records in offset order; the latest record per key wins and a tombstone
+// deletes the key (the same answer the log cleaner's compaction keeps).
+
+// loader accumulates a replay.
+type loader struct {
+	metas   map[string]*kmsg.GroupMetadataValue // nil value: deleted
+	offsets map[string]map[TopicPartition]*offsetEntry
+	skipped int
+}
+
+func newLoader() *loader {
+	return &loader{metas: map[string]*kmsg.GroupMetadataValue{}, offsets: map[string]map[TopicPartition]*offsetEntry{}}
+}
+
+// add applies one record. Records the coordinator cannot read are counted
+// and skipped: a broken record must not keep the broker from starting.
+func (l *loader) add(r Record) {
+	kind, groupID, tp, err := decodeKey(r.Key)
+	if err != nil || kind == kindUnknown {
+		l.skipped++
+		return
+	}
+	switch kind {
+	case kindOffset:
+		offs := l.offsets[groupID]
+		if r.Value == nil {
+			delete(offs, tp)
+			return
+		}
+		e, err := decodeOffsetValue(r.Value)
+		if err != nil {
+			l.skipped++
+			return
+		}
+		if offs == nil {
+			offs = map[TopicPartition]*offsetEntry{}
+			l.offsets[groupID] = offs
+		}
+		offs[tp] = e
+	case kindGroup:
+		if r.Value == nil {
+			l.metas[groupID] = nil
+			return
+		}
+		v, err := decodeGroupValue(r.Value)
+		if err != nil {
+			l.skipped++
+			return
+		}
+		l.metas[groupID] = v
+	}
+}
+
+// install builds the groups into c: a group with stored members is Stable
+// (its members get a fresh session), one without is Empty, and offsets
+// without group metadata form an Empty group that only stores offsets.
+func (l *loader) install(c *core, now time.Time) {
+	for id, v := range l.metas {
+		if v == nil {
+			continue
+		}
+		g := newGroup(id, now)
+		g.protocolType = v.ProtocolType
+		g.generation = v.Generation
+		if v.CurrentStateTimestamp > 0 {
+			g.stateSince = time.UnixMilli(v.CurrentStateTimestamp)
+		}
+		if v.Protocol != nil && len(v.Members) > 0 {
+			g.protocol = *v.Protocol
+			for _, vm := range v.Members {
+				rebalance := vm.RebalanceTimeoutMillis
+				if rebalance < 0 {
+					rebalance = vm.SessionTimeoutMillis
+				}
+				m := &member{
+					id:               vm.MemberID,
+					instanceID:       vm.InstanceID,
+					clientID:         vm.ClientID,
+					clientHost:       vm.ClientHost,
+					protocolType:     v.ProtocolType,
+					protocols:        []Protocol{{Name: g.protocol, Metadata: bytes.Clone(vm.Subscription)}},
+					sessionTimeout:   time.Duration(vm.SessionTimeoutMillis) * time.Millisecond,
+					rebalanceTimeout: time.Duration(rebalance) * time.Millisecond,
+					assignment:       bytes.Clone(vm.Assignment),
+				}
+				g.add(m)
+				c.resetSession(m, now)
+			}
+			if v.Leader != nil && g.byID[*v.Leader] != nil {
+				g.leader = *v.Leader
+			}
+			g.state = Stable
+			g.computeSubscribed()
+		}
+		c.groups[id] = g
+	}
+	for id, offs := range l.offsets {
+		if len(offs) == 0 {
+			continue
+		}
+		g := c.groups[id]
+		if g == nil {
+			g = newGroup(id, now)
+			c.groups[id] = g
+		}
+		g.offsets = offs
+	}
+	c.nextSweep = now.Add(c.cfg.OffsetsRetentionCheckInterval)
+	c.schedule(c.nextSweep)
+}

@@ -1,0 +1,199 @@
+package groupclients
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// member is one franz-go group member polling and committing in a loop.
+type member struct {
+	cl   *kgo.Client
+	stop chan struct{}
+	done chan struct{}
+}
+
+// consumption collects what the members read.
+type consumption struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (c *consumption) distinct() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.seen)
+}
+
+func startMember(t *testing.T, p *proc, group, topic string, into *consumption) *member {
+	t.Helper()
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(p.addr),
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.SessionTimeout(6*time.Second),
+		kgo.HeartbeatInterval(500*time.Millisecond),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &member{cl: cl, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		for {
+			select {
+			case <-m.stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			fs := cl.PollFetches(ctx)
+			cancel()
+			fs.EachRecord(func(r *kgo.Record) {
+				into.mu.Lock()
+				into.seen[string(r.Value)]++
+				into.mu.Unlock()
+			})
+			// Commit what was read; during a rebalance this may be refused
+			// (the next owner then reads those records again).
+			cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+			cl.CommitUncommittedOffsets(cctx)
+			ccancel()
+		}
+	}()
+	return m
+}
+
+// leave stops the member, which leaves the group.
+func (m *member) leave() {
+	close(m.stop)
+	<-m.done
+	m.cl.Close()
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// resume runs one new member until want records arrived and checks they
+// are exactly values [from, from+want): committed offsets are honoured.
+func resume(t *testing.T, p *proc, group, topic string, from, want int) {
+	t.Helper()
+	c := &consumption{seen: map[string]int{}}
+	m := startMember(t, p, group, topic, c)
+	waitFor(t, "the resumed member to read the new records", 60*time.Second, func() bool { return c.distinct() >= want })
+	time.Sleep(500 * time.Millisecond) // anything older would have come first
+	m.leave()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for v, n := range c.seen {
+		if i := valueIndex(t, v); i < from || i >= from+want || n != 1 {
+			t.Fatalf("resumed member read %s %d times (want only v%d..v%d, once)", v, n, from, from+want-1)
+		}
+	}
+	if len(c.seen) != want {
+		t.Fatalf("resumed member read %d records, want %d", len(c.seen), want)
+	}
+}
+
+// TestFranzGroupRebalanceAndRestarts: a group of three franz-go consumers
+// rebalancing while members join and leave reads everything; the
+// committed offsets are where a new member resumes, also after a SIGTERM
+// and after a SIGKILL restart of the broker (replayed from
+// __consumer_offsets).
+func TestFranzGroupRebalanceAndRestarts(t *testing.T) {
+	dir := t.TempDir()
+	p := startKvlogd(t, dir, "")
+	const topic, group = "orders", "order-processors"
+	createTopic(t, p, topic, 6)
+
+	c := &consumption{seen: map[string]int{}}
+	var members []*member
+	total := 0
+	for i := 0; i < 3; i++ {
+		members = append(members, startMember(t, p, group, topic, c))
+		produce(t, p, topic, total, 100)
+		total += 100
+		time.Sleep(500 * time.Millisecond)
+	}
+	// Churn: one member leaves, another joins, records keep coming.
+	members[1].leave()
+	produce(t, p, topic, total, 100)
+	total += 100
+	members[1] = startMember(t, p, group, topic, c)
+	produce(t, p, topic, total, 100)
+	total += 100
+	members[0].leave()
+	members[0] = startMember(t, p, group, topic, c)
+	produce(t, p, topic, total, 100)
+	total += 100
+
+	waitFor(t, "every record to be consumed", 90*time.Second, func() bool { return c.distinct() == total })
+	adm := p.admin(t)
+	waitFor(t, "a stable group of three", 60*time.Second, func() bool {
+		dg, err := adm.DescribeGroups(testCtx(t, 10*time.Second), group)
+		g := dg[group]
+		return err == nil && g.State == "Stable" && len(g.Members) == 3 && g.Protocol != ""
+	})
+	waitFor(t, "the group to commit up to the end", 60*time.Second, func() bool {
+		cm, e := committed(t, p, group, topic)
+		return len(cm) == len(e) && func() bool {
+			for part, off := range e {
+				if cm[part] != off {
+					return false
+				}
+			}
+			return true
+		}()
+	})
+	for _, m := range members {
+		m.leave()
+	}
+	waitFor(t, "the group to be empty", 30*time.Second, func() bool {
+		dg, err := adm.DescribeGroups(testCtx(t, 10*time.Second), group)
+		return err == nil && dg[group].State == "Empty"
+	})
+	before := requireCaughtUp(t, p, group, topic)
+
+	// Clean restart.
+	p.term()
+	p = startKvlogd(t, dir, p.addr)
+	if after := requireCaughtUp(t, p, group, topic); len(after) != len(before) {
+		t.Fatalf("after SIGTERM restart: %v, before %v", after, before)
+	}
+	dg, err := p.admin(t).DescribeGroups(testCtx(t, 10*time.Second), group)
+	if g := dg[group]; err != nil || g.State != "Empty" || g.ProtocolType != "consumer" {
+		t.Fatalf("group after restart: %+v %v", g, err)
+	}
+	produce(t, p, topic, total, 50)
+	resume(t, p, group, topic, total, 50)
+	total += 50
+	requireCaughtUp(t, p, group, topic)
+
+	// Crash: SIGKILL right after the commits; they were acknowledged, so
+	// they are replayed.
+	produce(t, p, topic, total, 50)
+	resume(t, p, group, topic, total, 50)
+	total += 50
+	before = requireCaughtUp(t, p, group, topic)
+	p.kill()
+	p = startKvlogd(t, dir, p.addr)
+	if after := requireCaughtUp(t, p, group, topic); len(after) != len(before) {
+		t.Fatalf("after SIGKILL restart: %v, before %v", after, before)
+	}
+	produce(t, p, topic, total, 30)
+	resume(t, p, group, topic, total, 30)
+	p.term()
+}

@@ -1,0 +1,307 @@
+package zkstore
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/kvlog/kvlog/internal/testcluster"
+	"github.com/kvlog/kvlog/server/metastore"
+)
+
+var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+
+func open(t *testing.T, connect string, broker int32, session time.Duration) *Store {
+	t.Helper()
+	s, err := Open(Options{Connect: connect, SessionTimeout: session, BrokerID: broker, Logger: quiet, ClusterID: "test-cluster"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// raw reads a znode's JSON as a generic map (to check Kafka's layout).
+func raw(t *testing.T, s *Store, rel string) map[string]any {
+	t.Helper()
+	data, _, err := s.conn.Get(s.p(rel))
+	if err != nil {
+		t.Fatalf("get %s: %v", rel, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatalf("%s: %v: %q", rel, err, data)
+	}
+	return m
+}
+
+// One ZooKeeper for every test in the package (each test uses its own chroot).
+func TestZKStore(t *testing.T) {
+	zkSrv := testcluster.StartZooKeeper(t)
+	t.Run("Layout", func(t *testing.T) { testLayout(t, zkSrv.Addr+"/layout") })
+	t.Run("Brokers", func(t *testing.T) { testBrokers(t, zkSrv.Addr+"/brokers") })
+	t.Run("ControllerFencing", func(t *testing.T) { testControllerFencing(t, zkSrv.Addr+"/ctl") })
+	t.Run("ProducerIDs", func(t *testing.T) { testProducerIDs(t, zkSrv.Addr+"/pids") })
+}
+
+func testLayout(t *testing.T, connect string) {
+	s := open(t, connect, 1, 5*time.Second)
+	if s.ClusterID() != "test-cluster" {
+		t.Fatalf("cluster id %q", s.ClusterID())
+	}
+	if m := raw(t, s, "/cluster/id"); m["id"] != "test-cluster" || m["version"] != "1" {
+		t.Fatalf("/cluster/id %v", m)
+	}
+	for _, id := range []int32{1, 2, 3} {
+		if _, err := s.RegisterBroker(Broker{ID: id, Endpoints: []Endpoint{{"PLAINTEXT", "127.0.0.1", 9090 + id}}}); err != nil && id == 1 {
+			t.Fatal(err)
+		} else if err != nil {
+			// other ids registered by this same session: fine
+			t.Fatal(err)
+		}
+	}
+	id := metastore.NewTopicID()
+	err := s.CreateTopic(metastore.Topic{Name: "users", ID: id, Partitions: 4, ReplicationFactor: 3, Configs: map[string]string{"cleanup.policy": "compact"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateTopic(metastore.Topic{Name: "users", Partitions: 1, ReplicationFactor: 1}); !errors.Is(err, metastore.ErrTopicExists) {
+		t.Fatalf("duplicate create: %v", err)
+	}
+	m := raw(t, s, "/brokers/topics/users")
+	parts := m["partitions"].(map[string]any)
+	if len(parts) != 4 || m["topic_id"] != encodeTopicID(id) {
+		t.Fatalf("assignment %v", m)
+	}
+	a, err := s.Assignment("users")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaders := map[int32]int{}
+	for p, rs := range a.Replicas {
+		if len(rs) != 3 || len(slices.Compact(slices.Sorted(slices.Values(rs)))) != 3 {
+			t.Fatalf("partition %d replicas %v", p, rs)
+		}
+		leaders[rs[0]]++
+	}
+	if len(leaders) != 3 {
+		t.Fatalf("preferred leaders not spread: %v", a.Replicas)
+	}
+	if c := raw(t, s, "/config/topics/users"); c["config"].(map[string]any)["cleanup.policy"] != "compact" {
+		t.Fatalf("topic config %v", c)
+	}
+	topics := s.Topics()
+	if len(topics) != 1 || topics[0].Partitions != 4 || topics[0].ReplicationFactor != 3 || topics[0].ID != id || topics[0].Configs["cleanup.policy"] != "compact" {
+		t.Fatalf("Topics() = %+v", topics)
+	}
+	// Config change with a notification.
+	if err := s.SetTopicConfigs("users", map[string]string{"cleanup.policy": "compact", "segment.ms": "1000"}); err != nil {
+		t.Fatal(err)
+	}
+	changes, _, err := s.ConfigChangesW()
+	if err != nil || len(changes) == 0 {
+		t.Fatalf("config changes %v %v", changes, err)
+	}
+	if ep, _ := s.TakeConfigChange(changes[len(changes)-1]); ep != "topics/users" {
+		t.Fatalf("entity path %q", ep)
+	}
+	// More partitions.
+	if err := s.SetPartitionCount("users", 6); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := s.Assignment("users"); len(a.Replicas) != 6 {
+		t.Fatalf("after adding partitions: %v", a.Replicas)
+	}
+	// Partition state JSON.
+	f, err := s.Elect(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreatePartitionState(f, "users", 0, PartitionState{Leader: 1, LeaderEpoch: 0, ISR: []int32{1, 2, 3}, ControllerEpoch: f.Epoch}); err != nil {
+		t.Fatal(err)
+	}
+	st := raw(t, s, "/brokers/topics/users/partitions/0/state")
+	if st["leader"] != 1.0 || st["leader_epoch"] != 0.0 || st["version"] != 1.0 || st["controller_epoch"] != float64(f.Epoch) || len(st["isr"].([]any)) != 3 {
+		t.Fatalf("state %v", st)
+	}
+	// Deletion: marked, still readable, then gone.
+	if err := s.DeleteTopic("users"); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Topics()) != 0 || len(s.PendingDeletions()) != 1 {
+		t.Fatalf("after delete: topics %v pending %v", s.Topics(), s.PendingDeletions())
+	}
+	if err := s.CreateTopic(metastore.Topic{Name: "users", Partitions: 1, ReplicationFactor: 1}); !errors.Is(err, metastore.ErrTopicExists) {
+		t.Fatalf("create while pending deletion: %v", err)
+	}
+	if err := s.DeletionDone("users"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, _ := s.conn.Exists(s.p("/brokers/topics/users")); ok {
+		t.Fatal("topic znode left after deletion")
+	}
+	if len(s.PendingDeletions()) != 0 {
+		t.Fatal("deletion mark left")
+	}
+	// Broker configs.
+	if err := s.SetBrokerConfigs("", map[string]string{"log.cleaner.threads": "2"}); err != nil {
+		t.Fatal(err)
+	}
+	if c := s.BrokerConfigs(""); c["log.cleaner.threads"] != "2" {
+		t.Fatalf("broker configs %v", c)
+	}
+	if _, _, err := s.conn.Get(s.p("/config/brokers/<default>")); err != nil {
+		t.Fatalf("default broker config znode: %v", err)
+	}
+}
+
+func testBrokers(t *testing.T, connect string) {
+	a := open(t, connect, 1, 2*time.Second)
+	ep1, err := a.RegisterBroker(Broker{ID: 1, Endpoints: []Endpoint{{"PLAINTEXT", "127.0.0.1", 9001}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := raw(t, a, "/brokers/ids/1")
+	if m["version"] != 5.0 || m["host"] != "127.0.0.1" || m["port"] != 9001.0 || m["endpoints"].([]any)[0] != "PLAINTEXT://127.0.0.1:9001" {
+		t.Fatalf("registration %v", m)
+	}
+	// A second live broker with the same id is refused (after waiting out a
+	// possible stale session).
+	b := open(t, connect, 1, 2*time.Second)
+	start := time.Now()
+	if _, err := b.RegisterBroker(Broker{ID: 1, Endpoints: []Endpoint{{"PLAINTEXT", "127.0.0.1", 9002}}}); !errors.Is(err, ErrBrokerIDTaken) {
+		t.Fatalf("duplicate id: %v", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatalf("refusal took %v", time.Since(start))
+	}
+	// Once the first goes away, the id can be taken, with a larger epoch.
+	a.Close()
+	ep2, err := b.RegisterBroker(Broker{ID: 1, Endpoints: []Endpoint{{"PLAINTEXT", "127.0.0.1", 9002}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep2 <= ep1 {
+		t.Fatalf("broker epoch %d after %d", ep2, ep1)
+	}
+	bs, _, err := b.Brokers()
+	if err != nil || len(bs) != 1 || bs[0].Epoch != ep2 || bs[0].Endpoints[0].Port != 9002 {
+		t.Fatalf("brokers %+v %v", bs, err)
+	}
+}
+
+func testControllerFencing(t *testing.T, connect string) {
+	a := open(t, connect, 1, 2*time.Second)
+	b := open(t, connect, 2, 2*time.Second)
+	fa, err := a.Elect(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Elect(2); !errors.Is(err, ErrNotElected) {
+		t.Fatalf("second election: %v", err)
+	}
+	if id, _, _ := b.ControllerID(); id != 1 {
+		t.Fatalf("controller %d", id)
+	}
+	if err := a.CreateTopic(metastore.Topic{Name: "t", Partitions: 1, ReplicationFactor: 2, Assignment: [][]int32{{1, 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.CreatePartitionState(fa, "t", 0, PartitionState{Leader: 1, ISR: []int32{1, 2}, ControllerEpoch: fa.Epoch}); err != nil {
+		t.Fatal(err)
+	}
+	// a's session ends (as a controller paused past its session would):
+	// b takes over with a higher epoch; a's writes are fenced.
+	a.conn.Close()
+	var fb Fence
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fb, err = b.Elect(2)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrNotElected) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if fb.Epoch != fa.Epoch+1 {
+		t.Fatalf("epoch %d after %d", fb.Epoch, fa.Epoch)
+	}
+	// The zombie's fence is stale: a write through any session with it fails.
+	st, _, _ := b.PartitionState("t", 0)
+	st.Leader, st.LeaderEpoch = 2, st.LeaderEpoch+1
+	if _, err := b.SetPartitionState(fa, "t", 0, st); !errors.Is(err, ErrFenced) {
+		t.Fatalf("zombie controller write: %v", err)
+	}
+	v, err := b.SetPartitionState(fb, "t", 0, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A leader's ISR update with a stale version fails; with the current one works.
+	st.ISR = []int32{2}
+	if _, err := b.UpdateISR("t", 0, st); !errors.Is(err, ErrBadVersion) {
+		t.Fatalf("stale ISR update: %v", err)
+	}
+	st.ZkVersion = v
+	if _, err := b.UpdateISR("t", 0, st); err != nil {
+		t.Fatal(err)
+	}
+	names, _, err := b.ISRChangesW()
+	if err != nil || len(names) != 1 {
+		t.Fatalf("isr change notifications %v %v", names, err)
+	}
+	tps, _ := b.TakeISRChange(names[0])
+	if len(tps) != 1 || tps[0] != (TopicPartition{"t", 0}) {
+		t.Fatalf("notification %v", tps)
+	}
+	if data, _, _ := b.conn.Get(b.p("/controller_epoch")); string(data) != "2" {
+		t.Fatalf("/controller_epoch %q", data)
+	}
+}
+
+func testProducerIDs(t *testing.T, connect string) {
+	a := open(t, connect, 1, 5*time.Second)
+	b := open(t, connect, 2, 5*time.Second)
+	seen := map[int64]bool{}
+	for i := 0; i < 1500; i++ {
+		for _, s := range []*Store{a, b} {
+			id, err := s.NextProducerID()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen[id] {
+				t.Fatalf("producer id %d handed out twice", id)
+			}
+			seen[id] = true
+		}
+	}
+	m := raw(t, a, "/latest_producer_id_block")
+	if m["block_end"] != "3999" || m["version"] != 1.0 {
+		t.Fatalf("block %v", m)
+	}
+}
+
+func TestAssignReplicas(t *testing.T) {
+	a, err := AssignReplicas([]int32{3, 1, 2}, 6, 3, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, rs := range a {
+		if rs[0] != int32(p%3+1) {
+			t.Fatalf("partition %d preferred leader %d: %v", p, rs[0], a)
+		}
+		if len(slices.Compact(slices.Sorted(slices.Values(rs)))) != 3 {
+			t.Fatalf("partition %d duplicate replicas %v", p, rs)
+		}
+	}
+	if _, err := AssignReplicas([]int32{1}, 1, 2, -1); !errors.Is(err, ErrNoBrokers) {
+		t.Fatalf("rf above brokers: %v", err)
+	}
+	_ = zk.ErrNoNode
+}
