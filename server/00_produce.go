@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/binary"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -139,61 +140,91 @@ func (s *Server) handleProduce(r *request) {
 		}
 	}
 
-	// Durability for acks=all, once per partition (group commit in the engine).
-	if req.Acks == -1 && s.cfg.FsyncAcksAll {
-		synced := map[*partition]error{}
+	// finish completes the request once the appends are durable as acks asks.
+	finish := func() {
 		for _, a := range done {
-			if a.p.rep != nil {
-				continue // fsynced by the replica when it is the only ISR member
+			if a.sp.ErrorCode != noError {
+				continue
 			}
-			err, ok := synced[a.p]
-			if !ok {
-				err = a.p.log.Sync()
-				synced[a.p] = err
+			if a.p.rep == nil {
+				a.p.raiseHighWatermark(a.res.LastOffset + 1) // cluster mode: the replica moves the HW
 			}
+			if !a.res.Duplicate {
+				a.p.appended(a.size)
+			}
+			a.sp.BaseOffset = int64(a.res.BaseOffset)
+			a.sp.LogAppendTime = a.res.LogAppendTime
+			a.sp.LogStartOffset = int64(a.res.LogStartOffset)
+		}
+
+		if req.Acks == 0 {
+			if firstErr != nil {
+				r.fail(firstErr)
+				return
+			}
+			r.noReply()
+			return
+		}
+		if req.Acks == -1 && s.cluster != nil {
+			var waits []ackWait
+			for _, a := range done {
+				if a.sp.ErrorCode == noError && a.p.rep != nil {
+					waits = append(waits, ackWait{p: a.p, sp: a.sp, last: a.res.LastOffset, minISR: a.minISR})
+				}
+			}
+			s.awaitAcks(r, resp, waits, time.Duration(req.TimeoutMillis)*time.Millisecond)
+			return
+		}
+		r.reply(resp)
+	}
+
+	// Durability for acks=all: one fsync per partition (group commit in the
+	// engine), partitions in parallel, off the connection's reader goroutine
+	// so the client's next pipelined produce is appended while this one
+	// syncs — and then shares its fsync. The response order is kept by the
+	// connection's queue.
+	var toSync []*partition
+	if req.Acks == -1 && s.cfg.FsyncAcksAll {
+		seen := map[*partition]bool{}
+		for _, a := range done {
+			if a.p.rep == nil && !seen[a.p] { // a replica fsyncs itself when it is the only ISR member
+				seen[a.p] = true
+				toSync = append(toSync, a.p)
+			}
+		}
+	}
+	if len(toSync) == 0 {
+		finish()
+		return
+	}
+	go func() {
+		errs := make([]error, len(toSync))
+		var wg sync.WaitGroup
+		for i, p := range toSync {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = p.log.Sync()
+			}()
+		}
+		wg.Wait()
+		failed := map[*partition]error{}
+		for i, err := range errs {
 			if err != nil {
-				r.log().Error("fsync failed", "topic", a.p.tp.Topic, "partition", a.p.tp.Partition, "err", err)
-				a.sp.ErrorCode = kerr.KafkaStorageError.Code
+				failed[toSync[i]] = err
+				r.log().Error("fsync failed", "topic", toSync[i].tp.Topic, "partition", toSync[i].tp.Partition, "err", err)
 				if firstErr == nil {
 					firstErr = err
 				}
 			}
 		}
-	}
-	for _, a := range done {
-		if a.sp.ErrorCode != noError {
-			continue
-		}
-		if a.p.rep == nil {
-			a.p.raiseHighWatermark(a.res.LastOffset + 1) // cluster mode: the replica moves the HW
-		}
-		if !a.res.Duplicate {
-			a.p.appended(a.size)
-		}
-		a.sp.BaseOffset = int64(a.res.BaseOffset)
-		a.sp.LogAppendTime = a.res.LogAppendTime
-		a.sp.LogStartOffset = int64(a.res.LogStartOffset)
-	}
-
-	if req.Acks == 0 {
-		if firstErr != nil {
-			r.fail(firstErr)
-			return
-		}
-		r.noReply()
-		return
-	}
-	if req.Acks == -1 && s.cluster != nil {
-		var waits []ackWait
 		for _, a := range done {
-			if a.sp.ErrorCode == noError && a.p.rep != nil {
-				waits = append(waits, ackWait{p: a.p, sp: a.sp, last: a.res.LastOffset, minISR: a.minISR})
+			if failed[a.p] != nil {
+				a.sp.ErrorCode = kerr.KafkaStorageError.Code
 			}
 		}
-		s.awaitAcks(r, resp, waits, time.Duration(req.TimeoutMillis)*time.Millisecond)
-		return
-	}
-	r.reply(resp)
+		finish()
+	}()
 }
 
 // checkProduceBatch checks what the server owns of reference §5: exactly
