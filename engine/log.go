@@ -33,9 +33,10 @@ type Log struct {
 	logStart      atomic.Int64               // log start offset
 	recoveryPoint atomic.Int64               // every offset below is on stable storage
 
-	syncMu      sync.Mutex // serialises flushes (group commit)
-	unflushed   int64      // messages appended since the last flush (mu)
-	lastFlushAt time.Time  // (mu)
+	syncMu      sync.Mutex  // serialises flushes (group commit)
+	dirDirty    atomic.Bool // directory entries changed since the last directory sync
+	unflushed   int64       // messages appended since the last flush (mu)
+	lastFlushAt time.Time   // (mu)
 
 	producers *producerState // (mu)
 	epochs    *checkpoint.EpochCache

@@ -61,8 +61,13 @@ func (l *Log) flushTo(upTo int64) error {
 		}
 		s.flushed.Store(size)
 	}
-	if err := l.fs.SyncDir(l.dir); err != nil {
-		return l.errorf("flush", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+	// The directory needs a sync only after entries changed (a segment was
+	// created, renamed or removed), not on every group commit.
+	if l.dirDirty.Swap(false) {
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			l.dirDirty.Store(true)
+			return l.errorf("flush", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
 	}
 	l.recoveryPoint.Store(upTo)
 	return nil

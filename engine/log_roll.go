@@ -142,6 +142,7 @@ func (l *Log) newActiveSegment(base Offset, cfg Config) (*segment, error) {
 			return nil, l.errorf("roll", base, base, fmt.Errorf("%w: %w", ErrStorage, err))
 		}
 	}
+	l.dirDirty.Store(true)
 	f, err := l.fs.OpenFile(LogFileName(l.dir, base), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, l.errorf("roll", base, base, fmt.Errorf("%w: %w", ErrStorage, err))

@@ -123,6 +123,7 @@ func (l *Log) afterTruncate(offset Offset) {
 // unlinked by ProcessDeletes once file.delete.delay.ms has passed and no
 // reader holds them. Caller holds l.mu.
 func (l *Log) deleteSegmentFiles(s *segment) {
+	l.dirDirty.Store(true)
 	wg := s.retire()
 	for _, p := range []string{LogFileName(s.dir, s.base), IndexFileName(s.dir, s.base), TimeIndexFileName(s.dir, s.base)} {
 		if err := l.fs.Rename(p, p+DeletedSuffix); err != nil {

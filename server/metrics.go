@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -121,10 +122,16 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// HTTPHandler serves /metrics (Prometheus) and /healthz (200 "ok" while the
-// broker is serving, 503 once it is shutting down).
+// HTTPHandler serves /metrics (Prometheus), /healthz (200 "ok" while the
+// broker is serving, 503 once it is shutting down) and Go's profiler under
+// /debug/pprof/ (the listener binds to loopback by default).
 func (s *Server) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if s.closing.Load() {
