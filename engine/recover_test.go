@@ -222,3 +222,47 @@ func garbageAll(t *testing.T, dir, suffix string) {
 func globDir(dir, suffix string) ([]string, error) {
 	return filepath.Glob(filepath.Join(dir, "*"+suffix))
 }
+
+// TestMisleadingIndexEntry damages an inactive segment's offset index so it
+// still passes the sanity check but points inside a batch: reads must still
+// return the right records.
+func TestMisleadingIndexEntry(t *testing.T) {
+	e := newTestEnv(t)
+	e.cfg.SegmentBytes = 700 // segment 0 is inactive: only the cheap sanity check runs on its index
+	e.cfg.IndexIntervalBytes = 1
+	l := e.open(true, -1)
+	fill(t, e, l, 12)
+	if len(l.Segments()) < 2 {
+		t.Fatal("want several segments")
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	idx := IndexFileName(l.dir, 0)
+	data := readFile(t, idx)
+	if len(data) < 16 {
+		t.Fatalf("index too small: %d bytes", len(data))
+	}
+	// Second entry: keep its offset, move its position 7 bytes into a batch.
+	pos := uint32(data[12])<<24 | uint32(data[13])<<16 | uint32(data[14])<<8 | uint32(data[15])
+	pos += 7
+	data[12], data[13], data[14], data[15] = byte(pos>>24), byte(pos>>16), byte(pos>>8), byte(pos)
+	writeFile(t, idx, data)
+	l = e.open(true, -1)
+	defer l.Close()
+	for o := Offset(0); o < l.LogEndOffset(); o++ {
+		r, err := l.Read(o, 1, l.LogEndOffset())
+		if err != nil {
+			t.Fatalf("read %d: %v", o, err)
+		}
+		data, err := r.Bytes()
+		r.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _, err := record.ReadBatch(data)
+		if err != nil || b.VerifyCRC() != nil || Offset(b.BaseOffset()) > o || Offset(b.LastOffset()) < o {
+			t.Fatalf("read %d: wrong batch (%v)", o, err)
+		}
+	}
+}

@@ -405,16 +405,35 @@ func (s *segment) translate(h *handle, target Offset, end int64) (int64, bool, e
 }
 
 // translateWith is translate using (and advancing) the caller's scanner.
+//
+// An index entry that does not point at a batch boundary (a damaged index
+// that passed the cheap sanity check) makes the scan fail; the scan is then
+// repeated from the start of the segment, so a bad index costs time, never a
+// wrong or failed read.
 func (s *segment) translateWith(h *handle, sc *batchScanner, target Offset) (int64, bool, error) {
 	_, startPos := h.oidx.Lookup(int64(target))
-	sc.seek(int64(startPos))
+	pos, found, err := scanTo(sc, int64(startPos), target)
+	if err != nil && startPos > 0 {
+		s.log.logger.Warn("offset index points inside a batch; scanning the segment from its start", "segment", s.String(), "target", target, "err", err)
+		pos, found, err = scanTo(sc, 0, target)
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("%s: %w", s, err)
+	}
+	return pos, found, nil
+}
+
+// scanTo scans batch headers from pos to the first batch whose last offset
+// is >= target.
+func scanTo(sc *batchScanner, pos int64, target Offset) (int64, bool, error) {
+	sc.seek(pos)
 	for {
 		pos, hdr, err := sc.next()
 		if err == io.EOF {
 			return sc.end, false, nil
 		}
 		if err != nil {
-			return 0, false, fmt.Errorf("%s: %w", s, err)
+			return 0, false, err
 		}
 		if Offset(record.Batch(hdr).LastOffset()) >= target {
 			return pos, true, nil
