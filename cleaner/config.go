@@ -1,0 +1,118 @@
+package cleaner
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/kvlog/kvlog/engine"
+)
+
+// Config is the broker-wide cleaner configuration, Apache Kafka's
+// log.cleaner.* settings. Every field can change at run time (UpdateConfig).
+type Config struct {
+	// Enable is log.cleaner.enable: when false, threads idle.
+	Enable bool `json:"enable"`
+	// Threads is log.cleaner.threads.
+	Threads int `json:"threads"`
+	// DedupeBufferSize is log.cleaner.dedupe.buffer.size: the total memory of
+	// the offset maps, split evenly across threads.
+	DedupeBufferSize int64 `json:"dedupe_buffer_size"`
+	// LoadFactor is log.cleaner.io.buffer.load.factor: how full an offset map
+	// may get before a pass stops mapping.
+	LoadFactor float64 `json:"load_factor"`
+	// IOMaxBytesPerSecond is log.cleaner.io.max.bytes.per.second: one throttle
+	// shared by all threads, counting bytes read and written. +Inf or <= 0:
+	// unlimited.
+	IOMaxBytesPerSecond float64 `json:"io_max_bytes_per_second"`
+	// Backoff is log.cleaner.backoff.ms: how long an idle thread sleeps.
+	Backoff time.Duration `json:"backoff"`
+	// MinCleanableRatio is log.cleaner.min.cleanable.ratio, the default of
+	// min.cleanable.dirty.ratio.
+	MinCleanableRatio float64 `json:"min_cleanable_ratio"`
+	// DeleteRetention is log.cleaner.delete.retention.ms, the default of
+	// delete.retention.ms.
+	DeleteRetention time.Duration `json:"delete_retention"`
+	// MinCompactionLag is log.cleaner.min.compaction.lag.ms, the default of
+	// min.compaction.lag.ms.
+	MinCompactionLag time.Duration `json:"min_compaction_lag"`
+	// BoundedTombstones is kvlog's answer to tombstones that Kafka keeps
+	// forever on quiet partitions: a partition is also cleaned (whatever its
+	// dirty ratio) when a tombstone it holds has passed its delete horizon,
+	// or when its cleanable dirty section holds records older than
+	// delete.retention.ms (so a tombstone gets its horizon stamped). With
+	// rolls of idle active segments (segment.ms, capped by
+	// max.compaction.lag.ms) a tombstone then lives at most about
+	// roll time + 2 × delete.retention.ms + backoff. False: Kafka's rules only.
+	BoundedTombstones bool `json:"bounded_tombstones"`
+}
+
+// DefaultConfig returns Kafka's defaults (and kvlog's bounded tombstones).
+func DefaultConfig() Config {
+	return Config{
+		Enable:              true,
+		Threads:             1,
+		DedupeBufferSize:    128 << 20,
+		LoadFactor:          0.9,
+		IOMaxBytesPerSecond: math.Inf(1),
+		Backoff:             15 * time.Second,
+		MinCleanableRatio:   0.5,
+		DeleteRetention:     24 * time.Hour,
+		MinCompactionLag:    0,
+		BoundedTombstones:   true,
+	}
+}
+
+// Validate reports settings the cleaner cannot run with.
+func (c Config) Validate() error {
+	switch {
+	case c.Threads < 1:
+		return fmt.Errorf("cleaner: log.cleaner.threads %d < 1", c.Threads)
+	case c.LoadFactor <= 0 || c.LoadFactor > 1:
+		return fmt.Errorf("cleaner: log.cleaner.io.buffer.load.factor %v not in (0, 1]", c.LoadFactor)
+	case float64(c.DedupeBufferSize/int64(c.Threads)/EntrySize)*c.LoadFactor < 1:
+		return fmt.Errorf("cleaner: log.cleaner.dedupe.buffer.size %d gives each of %d threads no room for a key", c.DedupeBufferSize, c.Threads)
+	case c.Backoff < 0:
+		return fmt.Errorf("cleaner: log.cleaner.backoff.ms %v < 0", c.Backoff)
+	case c.MinCleanableRatio < 0 || c.MinCleanableRatio > 1:
+		return fmt.Errorf("cleaner: log.cleaner.min.cleanable.ratio %v not in [0, 1]", c.MinCleanableRatio)
+	case c.DeleteRetention < 0 || c.MinCompactionLag < 0:
+		return fmt.Errorf("cleaner: negative retention or lag")
+	}
+	return nil
+}
+
+// mapBytes is each thread's offset map size.
+func (c Config) mapBytes() int64 { return c.DedupeBufferSize / int64(c.Threads) }
+
+// TopicConfig holds the per-topic settings the cleaner reads that
+// engine.Config does not carry. They belong in engine.Config next to
+// MaxCompactionLag (the server converts all topic configs in one place);
+// until they move, the cleaner takes them from Options.TopicConfig.
+type TopicConfig struct {
+	MinCleanableRatio float64       // min.cleanable.dirty.ratio
+	DeleteRetention   time.Duration // delete.retention.ms
+	MinCompactionLag  time.Duration // min.compaction.lag.ms
+}
+
+// TopicConfigFunc returns a partition's topic-level cleaner settings; cfg is
+// the log's current engine.Config. It is called at every planning round and
+// every pass, so a topic config change applies to the next pass.
+type TopicConfigFunc func(tp engine.TopicPartition, cfg engine.Config) TopicConfig
+
+// defaults returns the topic config made of the broker defaults.
+func (c Config) defaults() TopicConfig {
+	return TopicConfig{MinCleanableRatio: c.MinCleanableRatio, DeleteRetention: c.DeleteRetention, MinCompactionLag: c.MinCompactionLag}
+}
+
+// MarshalJSON writes an unlimited IOMaxBytesPerSecond (+Inf, which JSON
+// cannot hold) as -1.
+func (c Config) MarshalJSON() ([]byte, error) {
+	type plain Config
+	p := plain(c)
+	if unlimited(p.IOMaxBytesPerSecond) {
+		p.IOMaxBytesPerSecond = -1
+	}
+	return json.Marshal(p)
+}

@@ -1,0 +1,256 @@
+package cleaner
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/kvlog/kvlog/engine"
+	"github.com/kvlog/kvlog/engine/record"
+	"github.com/kvlog/kvlog/engine/vfs"
+)
+
+// TestCrashDuringClean kills the broker at every file operation of a clean
+// pass — writing .cleaned files, each rename of the swap, the directory sync,
+// the cleaner-offset-checkpoint — then power-fails the file system (keeping
+// all, none or a random share of what was not synced) and restarts engine
+// and cleaner. With one group per pass the recovered log must be exactly the
+// pre-clean or the post-clean log; with several groups, each group is old or
+// new, so the log lies between the two (new ⊆ recovered ⊆ old) and replays to
+// the same state. Either way no .cleaned/.swap file remains and the next
+// clean completes to the post-clean log.
+func TestCrashDuringClean(t *testing.T) {
+	for _, groups := range []string{"one", "several"} {
+		t.Run(groups, func(t *testing.T) { testCrashDuringClean(t, groups == "several") })
+	}
+}
+
+func testCrashDuringClean(t *testing.T, several bool) {
+	modes := []vfs.CrashOptions{{KeepUnsynced: vfs.KeepAll}, {KeepUnsynced: vfs.KeepNone}, {KeepUnsynced: vfs.KeepRandom, TornTail: true}}
+	setup := func(e *env, fs vfs.FS, codec record.Codec) *engine.Log {
+		t.Helper()
+		e.close()
+		e.fs = fs
+		e.ecfg.SegmentBytes = 2048
+		e.open()
+		l := e.log(testTP)
+		fillKeys(t, e, l, 200, 15, codec)
+		if err := l.Roll(); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if !several {
+			c := l.Config()
+			c.SegmentBytes = 1 << 20 // one group
+			l.SetConfig(c)
+		}
+		return l
+	}
+	// The reference outcome, without failures.
+	e := newEnv(t)
+	l := setup(e, vfs.Default, record.CodecNone)
+	oldRecs, _ := readLog(t, l)
+	e.cleanAll(20)
+	newRecs, _ := readLog(t, l)
+	e.close()
+	if len(newRecs) >= len(oldRecs) {
+		t.Fatal("nothing to compact")
+	}
+	sawOld, sawNew, sawMiddle := false, false, false
+	for step := 0; ; step++ {
+		completed := false
+		for mi, mode := range modes {
+			crashFS := vfs.NewCrashFS(int64(step*7 + mi))
+			ffs := &failFS{FS: crashFS, budget: -1}
+			e := newEnv(t)
+			l := setup(e, ffs, record.Codec(step%5))
+			ffs.setBudget(step)
+			res, ran := e.cm.RunOnce(t.Context())
+			if !ran {
+				t.Fatal("nothing to clean")
+			}
+			if res.Err == nil && !ffs.exhausted() {
+				completed = true
+			}
+			e.close() // every write fails from here on: no flush, no clean-shutdown marker
+			if err := crashFS.CrashWith(mode); err != nil {
+				t.Fatal(err)
+			}
+			e.fs = crashFS
+			e.ecfg.SegmentBytes = 2048
+			e.open()
+			l = e.log(testTP)
+			got, _ := readLog(t, l)
+			switch {
+			case sameRecs(got, oldRecs):
+				sawOld = true
+			case sameRecs(got, newRecs):
+				sawNew = true
+			case several && between(got, newRecs, oldRecs):
+				sawMiddle = true
+			default:
+				t.Fatalf("step %d mode %+v: recovered %d records: not a valid old/new combination", step, mode, len(got))
+			}
+			if d := diffState(state(got), state(oldRecs)); d != "" {
+				t.Fatalf("step %d: replay differs: %s", step, d)
+			}
+			for _, suffix := range []string{engine.CleanedSuffix, engine.SwapSuffix} {
+				if m, _ := filepath.Glob(filepath.Join(e.dir, "*", "*"+suffix)); len(m) != 0 {
+					t.Fatalf("step %d: leftover %v", step, m)
+				}
+			}
+			if !several {
+				c := l.Config()
+				c.SegmentBytes = 1 << 20
+				l.SetConfig(c)
+			}
+			e.cleanAll(20)
+			if got, _ := readLog(t, l); !sameRecs(got, newRecs) {
+				t.Fatalf("step %d: clean after recovery: %d records, want %d", step, len(got), len(newRecs))
+			}
+			e.close()
+		}
+		if completed {
+			t.Logf("a pass took %d file operations", step)
+			break
+		}
+		if step > 400 {
+			t.Fatal("the pass never completed")
+		}
+	}
+	if !sawOld || !sawNew || several && !sawMiddle {
+		t.Fatalf("outcomes covered: old %v new %v between %v", sawOld, sawNew, sawMiddle)
+	}
+}
+
+func sameRecs(a, b []rec) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !sameRec(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// between reports new ⊆ got ⊆ old (by offset, same content).
+func between(got, newRecs, oldRecs []rec) bool {
+	in := func(r rec, set []rec) bool {
+		for _, x := range set {
+			if x.offset == r.offset {
+				return sameRec(x, r)
+			}
+		}
+		return false
+	}
+	for _, r := range newRecs {
+		if !in(r, got) {
+			return false
+		}
+	}
+	for _, r := range got {
+		if !in(r, oldRecs) {
+			return false
+		}
+	}
+	return true
+}
+
+var errInjected = errors.New("injected failure: the process died")
+
+// failFS passes operations to FS until its budget of mutating operations is
+// spent; from then on every mutating operation fails, as if the process had
+// died just before it. budget < 0 is unlimited.
+type failFS struct {
+	vfs.FS
+	mu     sync.Mutex
+	budget int
+	dead   bool
+}
+
+func (f *failFS) setBudget(n int) {
+	f.mu.Lock()
+	f.budget, f.dead = n, false
+	f.mu.Unlock()
+}
+
+func (f *failFS) exhausted() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dead
+}
+
+func (f *failFS) op() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.budget < 0 {
+		return nil
+	}
+	if f.budget == 0 {
+		f.dead = true
+		return fmt.Errorf("%w", errInjected)
+	}
+	f.budget--
+	return nil
+}
+
+func (f *failFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
+	if flag&(os.O_WRONLY|os.O_RDWR|os.O_CREATE|os.O_TRUNC) != 0 {
+		if err := f.op(); err != nil {
+			return nil, err
+		}
+	}
+	file, err := f.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &failFile{File: file, fs: f}, nil
+}
+
+func (f *failFS) Rename(a, b string) error { return f.do(func() error { return f.FS.Rename(a, b) }) }
+func (f *failFS) Remove(name string) error { return f.do(func() error { return f.FS.Remove(name) }) }
+func (f *failFS) RemoveAll(name string) error {
+	return f.do(func() error { return f.FS.RemoveAll(name) })
+}
+func (f *failFS) MkdirAll(name string, perm os.FileMode) error {
+	return f.do(func() error { return f.FS.MkdirAll(name, perm) })
+}
+func (f *failFS) SyncDir(name string) error { return f.do(func() error { return f.FS.SyncDir(name) }) }
+
+func (f *failFS) do(op func() error) error {
+	if err := f.op(); err != nil {
+		return err
+	}
+	return op()
+}
+
+type failFile struct {
+	vfs.File
+	fs *failFS
+}
+
+func (f *failFile) Write(p []byte) (int, error) {
+	if err := f.fs.op(); err != nil {
+		return 0, err
+	}
+	return f.File.Write(p)
+}
+
+func (f *failFile) WriteAt(p []byte, off int64) (int, error) {
+	if err := f.fs.op(); err != nil {
+		return 0, err
+	}
+	return f.File.WriteAt(p, off)
+}
+
+func (f *failFile) Truncate(n int64) error {
+	return f.fs.do(func() error { return f.File.Truncate(n) })
+}
+func (f *failFile) Sync() error { return f.fs.do(func() error { return f.File.Sync() }) }

@@ -1,0 +1,5 @@
+//go:build !invariants
+
+package cleaner
+
+const invariants = false

@@ -1,0 +1,348 @@
+package cleaner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvlog/kvlog/engine"
+	"github.com/kvlog/kvlog/engine/record"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// eventually polls cond every few milliseconds until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func partStatus(m *Manager, tp engine.TopicPartition) PartitionStatus {
+	for _, p := range m.Status().Partitions {
+		if p.Topic == tp.Topic && p.Partition == tp.Partition {
+			return p
+		}
+	}
+	return PartitionStatus{}
+}
+
+// fillKeys appends n records over keys k0..k(keys-1), in batches of 10.
+func fillKeys(t testing.TB, e *env, l *engine.Log, n, keys int, codec record.Codec) {
+	t.Helper()
+	for i := 0; i < n; i += 10 {
+		recs := make([]rec, 0, 10)
+		for j := i; j < i+10 && j < n; j++ {
+			recs = append(recs, rec{key: []byte(fmt.Sprintf("k%d", j%keys)), value: []byte(fmt.Sprintf("value-%d-%s", j, strings.Repeat("x", 40))), ts: e.clk.Now().UnixMilli()})
+		}
+		appendRecs(t, l, codec, nil, recs)
+	}
+}
+
+// TestLiveTuning changes broker and topic cleaner settings while threads run
+// and checks each takes effect without a restart: thread count up and down,
+// dedupe buffer size, I/O throttle, log.cleaner.enable, and a topic's
+// min.cleanable.dirty.ratio.
+func TestLiveTuning(t *testing.T) {
+	e := newEnv(t)
+	var slept time.Duration
+	e.close()
+	e.sleep = func(ctx context.Context, d time.Duration) error { slept += d; return ctx.Err() }
+	e.open()
+	l := e.log(testTP)
+	fillKeys(t, e, l, 600, 50, record.CodecLZ4)
+	if err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	e.cm.Start(t.Context())
+	eventually(t, 5*time.Second, "first pass", func() bool { return partStatus(e.cm, testTP).Passes >= 1 })
+
+	// Threads: 1 → 3 → 1.
+	cfg := e.cm.Config()
+	cfg.Threads = 3
+	if err := e.cm.UpdateConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "3 threads", func() bool { return e.cm.Status().Threads == 3 })
+	cfg.Threads = 1
+	if err := e.cm.UpdateConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "1 thread", func() bool { return e.cm.Status().Threads == 1 })
+
+	// Topic ratio: a little dirt under a high threshold stays; lowering the
+	// threshold cleans it.
+	e.topics.set(testTP, TopicConfig{MinCleanableRatio: 0.99, DeleteRetention: time.Hour})
+	passes := partStatus(e.cm, testTP).Passes
+	fillKeys(t, e, l, 100, 50, record.CodecLZ4)
+	if err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if p := partStatus(e.cm, testTP); p.Passes != passes || p.CleanableBytes == 0 {
+		t.Fatalf("cleaned under a 0.99 ratio threshold: %+v", p)
+	}
+	e.topics.set(testTP, TopicConfig{MinCleanableRatio: 0.01, DeleteRetention: time.Hour})
+	e.cm.Wake()
+	eventually(t, 5*time.Second, "pass after lowering the topic ratio", func() bool { return partStatus(e.cm, testTP).Passes > passes })
+
+	// Dedupe buffer: a tiny map makes the next pass stop where it fills.
+	cfg.DedupeBufferSize = EntrySize * 20
+	if err := e.cm.UpdateConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	passes = partStatus(e.cm, testTP).Passes
+	fillKeys(t, e, l, 200, 100, record.CodecNone)
+	if err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	e.cm.Wake()
+	eventually(t, 5*time.Second, "a pass with the small map", func() bool {
+		p := partStatus(e.cm, testTP)
+		return p.Passes > passes && p.LastPass != nil && p.LastPass.MapFull
+	})
+
+	// Throttle: a rate makes passes wait.
+	cfg.DedupeBufferSize = 1 << 20
+	cfg.IOMaxBytesPerSecond = 1000
+	if err := e.cm.UpdateConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if e.cm.throttle.Rate() != 1000 {
+		t.Fatalf("throttle rate %v", e.cm.throttle.Rate())
+	}
+	eventually(t, 5*time.Second, "throttled I/O", func() bool { return e.cm.throttle.Throttled() > 0 })
+
+	// Disable: nothing is cleaned; enable: it is.
+	cfg.IOMaxBytesPerSecond = 0
+	cfg.Enable = false
+	if err := e.cm.UpdateConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the running pass to end", func() bool { return partStatus(e.cm, testTP).State != "in-progress" })
+	passes = partStatus(e.cm, testTP).Passes
+	fillKeys(t, e, l, 300, 50, record.CodecNone)
+	if err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if p := partStatus(e.cm, testTP).Passes; p != passes {
+		t.Fatalf("%d passes while disabled", p-passes)
+	}
+	cfg.Enable = true
+	if err := e.cm.UpdateConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "pass after enabling", func() bool { return partStatus(e.cm, testTP).Passes > passes })
+	if err := e.cm.UpdateConfig(Config{Threads: 0}); err == nil {
+		t.Fatal("invalid config accepted")
+	}
+}
+
+// corrupt flips a byte in the records of the first segment of l.
+func corrupt(t *testing.T, l *engine.Log) {
+	t.Helper()
+	p := l.Segments()[0].Path
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := []byte{0}
+	if _, err := f.ReadAt(b, 70); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, 70); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFailureIsolation: a partition whose pass fails (a corrupt batch) is
+// marked uncleanable — visible in Status and metrics — and skipped; the
+// threads keep cleaning the other partitions.
+func TestFailureIsolation(t *testing.T) {
+	e := newEnv(t)
+	bad, good := engine.TopicPartition{Topic: "bad", Partition: 0}, engine.TopicPartition{Topic: "good", Partition: 3}
+	lb, lg := e.log(bad), e.log(good)
+	for _, l := range []*engine.Log{lb, lg} {
+		fillKeys(t, e, l, 300, 20, record.CodecNone)
+		if err := l.Roll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	corrupt(t, lb)
+	e.cm.Start(t.Context())
+	eventually(t, 5*time.Second, "bad partition uncleanable, good one cleaned", func() bool {
+		return partStatus(e.cm, bad).Uncleanable && partStatus(e.cm, good).Passes >= 1
+	})
+	st := partStatus(e.cm, bad)
+	if st.State != "uncleanable" || !strings.Contains(st.Error, "corrupt") {
+		t.Fatalf("bad partition status %+v", st)
+	}
+	// Later dirt on the good partition is still cleaned.
+	n := partStatus(e.cm, good).Passes
+	fillKeys(t, e, lg, 300, 20, record.CodecNone)
+	if err := lg.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	e.cm.Wake()
+	eventually(t, 5*time.Second, "good partition cleaned again", func() bool { return partStatus(e.cm, good).Passes > n })
+	if v := gauge(t, e, "kvlog_cleaner_uncleanable_partitions"); v != 1 {
+		t.Fatalf("uncleanable_partitions %v", v)
+	}
+	if v := gauge(t, e, "kvlog_cleaner_dead_threads"); v != 0 {
+		t.Fatalf("dead threads %v", v)
+	}
+	if e.cm.Status().Threads != 1 {
+		t.Fatal("the thread died")
+	}
+}
+
+// gauge reads an unlabelled metric from the env's registry.
+func gauge(t *testing.T, e *env, name string) float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return value(mf.GetMetric()[0])
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
+
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.GetGauge() != nil:
+		return m.GetGauge().GetValue()
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue()
+	}
+	return 0
+}
+
+// TestAbortAndPause: a pass is aborted between I/O chunks, the partition
+// stays paused (not cleaned) until Resume, then cleans normally.
+func TestAbortAndPause(t *testing.T) {
+	e := newEnv(t)
+	block := make(chan struct{})
+	blocked := make(chan struct{}, 1)
+	e.close()
+	e.ccfg.IOMaxBytesPerSecond = 1 // every chunk waits
+	e.sleep = func(ctx context.Context, d time.Duration) error {
+		select {
+		case blocked <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-block:
+			return nil
+		}
+	}
+	e.open()
+	l := e.log(testTP)
+	fillKeys(t, e, l, 300, 20, record.CodecNone)
+	if err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := readLog(t, l)
+	done := make(chan Result)
+	go func() {
+		res, _ := e.cm.RunOnce(context.Background())
+		done <- res
+	}()
+	<-blocked
+	if s := partStatus(e.cm, testTP).State; s != "in-progress" {
+		t.Fatalf("state %q", s)
+	}
+	e.cm.AbortAndPause(testTP)
+	res := <-done
+	if !errors.Is(res.Err, context.Canceled) {
+		t.Fatalf("aborted pass returned %v", res.Err)
+	}
+	if s := partStatus(e.cm, testTP); s.State != "paused" || s.Uncleanable {
+		t.Fatalf("after abort: %+v", s)
+	}
+	if got, _ := readLog(t, l); len(got) != len(before) {
+		t.Fatal("an aborted pass changed the log")
+	}
+	close(block)
+	if _, ok := e.cm.RunOnce(context.Background()); ok {
+		t.Fatal("a paused partition was cleaned")
+	}
+	e.cm.Resume(testTP)
+	if res, ok := e.runOnce(); !ok || res.Err != nil {
+		t.Fatalf("after resume: %v %+v", ok, res)
+	}
+	if got, _ := readLog(t, l); len(got) != 20 {
+		t.Fatalf("%d records after the clean, want 20", len(got))
+	}
+}
+
+// TestStatusAndMetrics: the JSON status and the Prometheus metrics describe
+// a cleaned partition.
+func TestStatusAndMetrics(t *testing.T) {
+	e := newEnv(t)
+	l := e.log(testTP)
+	fillKeys(t, e, l, 300, 20, record.CodecSnappy)
+	if err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	e.runOnce()
+	rw := httptest.NewRecorder()
+	e.cm.Handler().ServeHTTP(rw, httptest.NewRequest("GET", "/cleaner", nil))
+	var st Status
+	if err := json.Unmarshal(rw.Body.Bytes(), &st); err != nil {
+		t.Fatalf("%v: %s", err, rw.Body.String())
+	}
+	if len(st.Partitions) != 1 || st.Partitions[0].Passes != 1 || st.Partitions[0].LastPass == nil || st.Partitions[0].LastCleanTime == nil || st.Partitions[0].FirstDirtyOffset != 0 {
+		t.Fatalf("status %s", rw.Body.String())
+	}
+	if off, ok := e.cm.Checkpoint(testTP); !ok || off != 300 {
+		t.Fatalf("checkpoint %d %v", off, ok)
+	}
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	for _, n := range []string{
+		"kvlog_cleaner_bytes_read_total", "kvlog_cleaner_bytes_written_total", "kvlog_cleaner_dirty_ratio",
+		"kvlog_cleaner_max_dirty_percent", "kvlog_cleaner_recopy_percent", "kvlog_cleaner_last_clean_duration_seconds",
+		"kvlog_cleaner_time_since_last_run_seconds", "kvlog_cleaner_buffer_utilization_percent",
+		"kvlog_cleaner_uncleanable_partitions", "kvlog_cleaner_uncleanable_bytes", "kvlog_cleaner_passes_total",
+	} {
+		if !names[n] {
+			t.Errorf("metric %s missing", n)
+		}
+	}
+	if v := gauge(t, e, "kvlog_cleaner_recopy_percent"); v <= 0 || v >= 100 {
+		t.Fatalf("recopy percent %v", v)
+	}
+	// The checkpoint survives a restart.
+	e.restart()
+	e.log(testTP)
+	e.cm.plan()
+	if off, ok := e.cm.Checkpoint(testTP); !ok || off != 300 {
+		t.Fatalf("checkpoint after restart %d %v", off, ok)
+	}
+}

@@ -1,0 +1,285 @@
+package cleaner
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/kvlog/kvlog/engine"
+	"github.com/kvlog/kvlog/engine/record"
+)
+
+// model is the naive reference: every record ever appended (index = offset),
+// the delete horizons observed on tombstones, and the producer's last offset.
+type model struct {
+	hist     []rec
+	horizon  map[engine.Offset]int64
+	prodLast engine.Offset
+	prod     *producer
+}
+
+// latestBelow maps each key to the offset of its last record below end.
+func (m *model) latestBelow(end engine.Offset) map[string]engine.Offset {
+	out := map[string]engine.Offset{}
+	for _, r := range m.hist[:min(int(end), len(m.hist))] {
+		out[string(r.key)] = r.offset
+	}
+	return out
+}
+
+// TestDifferential drives a compacted log with random puts and deletes over
+// small and large key spaces, idempotent and plain producers, all codecs,
+// random rolls, clock moves, lagging high watermarks, config changes (segment
+// size, delete retention, compaction lag, dirty ratio, a dedupe buffer too
+// small for the dirty section) and restarts, and checks every clean pass
+// against a model of the full history:
+//
+//   - every record read is the one written at its offset, offsets increase;
+//   - nothing at or above the pass's end offset changed, and the end is at
+//     most the first uncleanable offset, itself at most the high watermark;
+//   - below the end, each key appears at most once, as its latest record
+//     below the end; every such latest value is present;
+//   - a tombstone disappears only when redundant or after a pass at or past
+//     its horizon, and a horizon, once stamped (pass time +
+//     delete.retention.ms), never changes;
+//   - the producer's last batch survives (emptied if need be);
+//   - a consumer reading from the log start rebuilds exactly the model state.
+func TestDifferential(t *testing.T) {
+	seeds := 10
+	if testing.Short() {
+		seeds = 3
+	}
+	for seed := 1; seed <= seeds; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { runDifferential(t, uint64(seed)) })
+	}
+}
+
+func runDifferential(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 4))
+	e := newEnv(t)
+	e.ecfg.SegmentBytes = int64(1024 + rng.IntN(8192))
+	e.ccfg.DedupeBufferSize = int64([]int{EntrySize * 40, EntrySize * 300, 1 << 16, 8 << 20}[rng.IntN(4)])
+	if err := e.cm.UpdateConfig(e.ccfg); err != nil {
+		t.Fatal(err)
+	}
+	keys := 5 + rng.IntN(20)
+	if seed%2 == 0 {
+		keys = 300 + rng.IntN(6000)
+	}
+	l := e.log(testTP)
+	m := &model{horizon: map[engine.Offset]int64{}, prodLast: -1, prod: &producer{id: 7}}
+	topic := e.ccfg.defaults()
+	passes, overflows := 0, 0
+	var total PassStats
+	sum := func(s PassStats) {
+		total.TombstonesDropped += s.TombstonesDropped
+		total.HorizonsStamped += s.HorizonsStamped
+		total.BatchesEmptied += s.BatchesEmptied
+		total.BatchesRewritten += s.BatchesRewritten
+		total.BatchesCopied += s.BatchesCopied
+		total.GroupsSkipped += s.GroupsSkipped
+		total.Groups += s.Groups
+	}
+	for op := 0; op < 250; op++ {
+		switch k := rng.IntN(100); {
+		case k < 55:
+			n := 1 + rng.IntN(12)
+			recs := make([]rec, n)
+			for i := range recs {
+				recs[i] = rec{key: []byte(fmt.Sprintf("key-%d", rng.IntN(keys))), ts: e.clk.Now().UnixMilli() + int64(i)}
+				if rng.IntN(8) != 0 {
+					recs[i].value = []byte(fmt.Sprintf("v%d-%d-%s", op, i, make([]byte, rng.IntN(40))))
+				}
+				if rng.IntN(5) == 0 {
+					recs[i].headers = []record.Header{{Key: []byte("h"), Value: []byte(fmt.Sprint(op))}, {Key: []byte("n")}}
+				}
+			}
+			var p *producer
+			if rng.IntN(4) == 0 {
+				p = m.prod
+			}
+			recs = appendRecs(t, l, record.Codec(rng.IntN(5)), p, recs)
+			m.hist = append(m.hist, recs...)
+			if p != nil {
+				m.prodLast = recs[len(recs)-1].offset
+			}
+		case k < 63:
+			if err := l.Roll(); err != nil {
+				t.Fatal(err)
+			}
+		case k < 73:
+			e.clk.Advance(time.Duration(1+rng.IntN(7200)) * time.Second)
+		case k < 77:
+			if leo := l.LogEndOffset(); leo > 0 {
+				l.SetHighWatermark(leo - engine.Offset(rng.IntN(int(min(leo, 30)))))
+			}
+		case k < 92:
+			hw := l.HighWatermark()
+			before, _ := readLog(t, l)
+			res, ok := e.runOnce()
+			if !ok {
+				continue
+			}
+			passes++
+			sum(res.Stats)
+			if res.Stats.MapFull {
+				overflows++
+			}
+			if res.Stats.FirstUncleanable > hw {
+				t.Fatalf("op %d: first uncleanable %d above the high watermark %d", op, res.Stats.FirstUncleanable, hw)
+			}
+			checkPass(t, op, l, m, before, res, topic)
+		case k < 95:
+			e.restart()
+			l = e.log(testTP)
+			got, _ := readLog(t, l)
+			if d := diffState(state(got), state(m.hist)); d != "" {
+				t.Fatalf("op %d: after restart: %s", op, d)
+			}
+		default:
+			switch rng.IntN(4) {
+			case 0:
+				c := l.Config()
+				c.SegmentBytes = int64(1024 + rng.IntN(16384))
+				l.SetConfig(c)
+			case 1:
+				topic.DeleteRetention = time.Duration(1+rng.IntN(180)) * time.Minute
+			case 2:
+				topic.MinCompactionLag = time.Duration(rng.IntN(3)) * 10 * time.Minute
+				topic.MinCleanableRatio = rng.Float64() * 0.6
+			case 3:
+				c := e.cm.Config()
+				c.DedupeBufferSize = int64([]int{EntrySize * 40, EntrySize * 300, 1 << 16, 8 << 20}[rng.IntN(4)])
+				if err := e.cm.UpdateConfig(c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.topics.set(testTP, topic)
+		}
+	}
+	// Converge: with no lag and a ratio of 0, cleaning ends with every
+	// inactive segment clean.
+	l.SetHighWatermark(l.LogEndOffset())
+	if err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	topic.MinCompactionLag, topic.MinCleanableRatio = 0, 0
+	e.topics.set(testTP, topic)
+	for i := 0; i < 100; i++ {
+		before, _ := readLog(t, l)
+		res, ok := e.runOnce()
+		if !ok {
+			break
+		}
+		checkPass(t, -1, l, m, before, res, topic)
+		sum(res.Stats)
+		passes++
+		if res.Stats.MapFull {
+			overflows++
+		}
+	}
+	t.Logf("seed %d: %d keys, %d records, %d passes (%d with a full map); batches copied %d rewritten %d emptied %d; groups %d (%d skipped); horizons stamped %d, tombstones dropped %d",
+		seed, keys, len(m.hist), passes, overflows, total.BatchesCopied, total.BatchesRewritten, total.BatchesEmptied, total.Groups, total.GroupsSkipped, total.HorizonsStamped, total.TombstonesDropped)
+}
+
+func checkPass(t *testing.T, op int, l *engine.Log, m *model, before []rec, res Result, topic TopicConfig) {
+	t.Helper()
+	st := res.Stats
+	end := st.EndOffset
+	after, batches := readLog(t, l)
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf("op %d (pass from %d, %s, end %d, uncleanable %d): %s", op, st.FirstDirty, st.Reason, end, st.FirstUncleanable, fmt.Sprintf(format, args...))
+	}
+	if end > st.FirstUncleanable && end > st.FirstDirty {
+		fail("end beyond the first uncleanable offset")
+	}
+	prev := engine.Offset(-1)
+	for _, r := range after {
+		if r.offset <= prev {
+			fail("offset %d after %d", r.offset, prev)
+		}
+		prev = r.offset
+		if int(r.offset) >= len(m.hist) || !sameRec(r, m.hist[r.offset]) {
+			fail("record %v differs from what was written", r)
+		}
+	}
+	// At and above the end nothing changed.
+	var b1, a1 []rec
+	for _, r := range before {
+		if r.offset >= end {
+			b1 = append(b1, r)
+		}
+	}
+	for _, r := range after {
+		if r.offset >= end {
+			a1 = append(a1, r)
+		}
+	}
+	if len(a1) != len(b1) {
+		fail("%d records at or above the end, %d before", len(a1), len(b1))
+	}
+	for i := range a1 {
+		if !sameRec(a1[i], b1[i]) {
+			fail("record %v above the end changed to %v", b1[i], a1[i])
+		}
+	}
+	// Below the end: only latest records; every latest value kept.
+	latest := m.latestBelow(end)
+	inAfter := map[engine.Offset]bool{}
+	for _, r := range after {
+		inAfter[r.offset] = true
+		if r.offset < end && latest[string(r.key)] != r.offset {
+			fail("record %v below the end is not its key's latest (%d)", r, latest[string(r.key)])
+		}
+	}
+	for _, o := range latest {
+		if r := m.hist[o]; !r.tombstone() && !inAfter[o] {
+			fail("latest value %v lost", r)
+		}
+	}
+	// Tombstones: horizons stamped once, removed only when redundant or expired.
+	hs := horizons(batches)
+	for o, h := range hs {
+		old, seen := m.horizon[o]
+		switch {
+		case seen && h != old:
+			fail("tombstone %d horizon changed from %d to %d", o, old, h)
+		case !seen && h != -1<<63:
+			if want := st.Start.UnixMilli() + topic.DeleteRetention.Milliseconds(); h != want {
+				fail("tombstone %d stamped with horizon %d, want %d", o, h, want)
+			}
+			m.horizon[o] = h
+		case o < end && h == -1<<63:
+			fail("retained tombstone %d below the end has no horizon", o)
+		}
+	}
+	for _, r := range before {
+		if !r.tombstone() || inAfter[r.offset] {
+			continue
+		}
+		if latest[string(r.key)] != r.offset {
+			continue // redundant
+		}
+		h, ok := m.horizon[r.offset]
+		if !ok || st.Start.UnixMilli() < h {
+			fail("tombstone %v removed before its horizon (%d, known %v)", r, h, ok)
+		}
+	}
+	// The idempotent producer's last batch survives.
+	if m.prodLast >= 0 && m.prodLast >= l.LogStartOffset() {
+		found := false
+		for _, b := range batches {
+			if b.ProducerID() == m.prod.id && engine.Offset(b.LastOffset()) == m.prodLast {
+				found = true
+			}
+		}
+		if !found {
+			fail("producer's last batch (ending at %d) was removed", m.prodLast)
+		}
+	}
+	if d := diffState(state(after), state(m.hist)); d != "" {
+		fail("replay differs from the model: %s", d)
+	}
+}

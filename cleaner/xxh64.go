@@ -1,0 +1,61 @@
+package cleaner
+
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
+// sum64Seed is XXH64 of b with a seed, in one shot. github.com/cespare/xxhash/v2
+// offers a one-shot function only for seed 0 (Sum64, used for the digest's
+// first half); its seeded Digest streams through a buffer, which costs
+// more than the whole map lookup for short keys. TestSum64Seed checks this
+// function against that Digest.
+func sum64Seed(b []byte, seed uint64) uint64 {
+	const (
+		p1 uint64 = 11400714785074694791
+		p2 uint64 = 14029467366897019727
+		p3 uint64 = 1609587929392839161
+		p4 uint64 = 9650029242287828579
+		p5 uint64 = 2870177450012600261
+	)
+	le := binary.LittleEndian
+	round := func(acc, in uint64) uint64 { return bits.RotateLeft64(acc+in*p2, 31) * p1 }
+	n := uint64(len(b))
+	var h uint64
+	if len(b) >= 32 {
+		v1, v2, v3, v4 := seed+p1+p2, seed+p2, seed, seed-p1
+		for ; len(b) >= 32; b = b[32:] {
+			v1 = round(v1, le.Uint64(b[0:8]))
+			v2 = round(v2, le.Uint64(b[8:16]))
+			v3 = round(v3, le.Uint64(b[16:24]))
+			v4 = round(v4, le.Uint64(b[24:32]))
+		}
+		h = bits.RotateLeft64(v1, 1) + bits.RotateLeft64(v2, 7) + bits.RotateLeft64(v3, 12) + bits.RotateLeft64(v4, 18)
+		for _, v := range [4]uint64{v1, v2, v3, v4} {
+			h ^= round(0, v)
+			h = h*p1 + p4
+		}
+	} else {
+		h = seed + p5
+	}
+	h += n
+	for ; len(b) >= 8; b = b[8:] {
+		h ^= round(0, le.Uint64(b[:8]))
+		h = bits.RotateLeft64(h, 27)*p1 + p4
+	}
+	if len(b) >= 4 {
+		h ^= uint64(le.Uint32(b[:4])) * p1
+		h = bits.RotateLeft64(h, 23)*p2 + p3
+		b = b[4:]
+	}
+	for _, c := range b {
+		h ^= uint64(c) * p5
+		h = bits.RotateLeft64(h, 11) * p1
+	}
+	h ^= h >> 33
+	h *= p2
+	h ^= h >> 29
+	h *= p3
+	h ^= h >> 32
+	return h
+}
