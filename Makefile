@@ -5,7 +5,7 @@ PKGS      := ./...
 FUZZTIME  ?= 15s
 APT_PKGS  := kcat zookeeper python3-kafka python3-snappy python3-lz4 python3-zstandard
 
-.PHONY: all build run test unit integration deps tools bench bench-quick fuzz lint fmt clean chaos
+.PHONY: all build run test unit integration deps tools tools-bench bench bench-quick bench-engine fuzz lint fmt clean chaos
 
 all: build
 
@@ -46,8 +46,36 @@ CHAOS_DURATION ?= 5m
 chaos: deps tools
 	KVLOG_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -run '^TestChaos$$' -count=1 -v -timeout 90m ./internal/testcluster
 
-bench: deps
+# Side-by-side benchmark suite (issue 7; not part of `make test`): builds
+# kvlogd and kfaked, runs every scenario against kvlogd, kfake (memory and
+# DataDir), NATS JetStream and a 3-broker cluster in alternating rounds, and
+# writes bench/results/<date>/report.md with PNG charts (see bench/doc.go).
+# BENCH_FLAGS passes extra flags, e.g. BENCH_FLAGS='-scenarios produce -reps 2'.
+BENCH_FLAGS ?=
+bench: deps tools-bench
+	cd bench/kvbench && $(GO) build -o $(CURDIR)/$(BIN)/kvbench .
+	./$(BIN)/kvbench -root $(CURDIR) $(BENCH_FLAGS)
+
+bench-quick: deps tools-bench
+	cd bench/kvbench && $(GO) build -o $(CURDIR)/$(BIN)/kvbench .
+	./$(BIN)/kvbench -root $(CURDIR) -quick $(BENCH_FLAGS)
+
+# The engine's micro-benchmarks (append vs plain file, locate-read, recovery
+# scan), what `make bench` ran before the suite.
+bench-engine: deps
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./engine/...
+
+# What the suite needs beyond Go: nats-server (NATS JetStream peer) and
+# ZooKeeper (replicated scenario); installed only when missing.
+tools-bench:
+	@missing=""; \
+	command -v nats-server >/dev/null 2>&1 || missing="$$missing nats-server"; \
+	[ -f /usr/share/java/zookeeper.jar ] || missing="$$missing zookeeper"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
 
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \

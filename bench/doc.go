@@ -1,27 +1,80 @@
-// Package bench measures kvlogd side by side with franz-go's kfake (in
-// memory and with its DataDir) in one run, as the performance anchors ask:
-// absolute numbers on shared machines drift, so every figure is a median
-// over alternating rounds and every comparison a same-run ratio.
+// Package bench holds kvlog's side-by-side benchmarks: kvlog against its
+// peers and against the machine's own limits, measured in one run, because
+// absolute numbers on shared machines drift ±30% and only same-run ratios
+// mean anything (../shared/reference/performance-anchors.md).
 //
-// The workload is issue 3 §5: a franz-go producer (acks=all, idempotent,
-// no compression) writes keyed records (13-byte keys over 1,000 keys,
-// 100-byte values) to a fresh compacted topic of 1 or 4 partitions, then a
-// franz-go consumer reads the topic from offset 0 to the end. Each round
-// runs every broker once, in a rotating order. kvlogd runs as its own
-// process (built without -race), so its CPU time is read from
-// /proc/<pid>/stat (utime+stime) and reported per GB of record payload
-// (key + value) produced and fetched, summed over the rounds; the same
-// from the threads' schedstat run times (nanoseconds, where stat counts
-// 10 ms ticks) is reported beside it. kfake runs inside the benchmark
-// process. kvlogd runs twice: with its defaults (fsync before
-// acknowledging acks=all) and with kvlog.fsync.acks.all=false, kfake's
-// durability.
+// # make bench, make bench-quick
 //
-// Run:
+// The suite of issue 7 is the program in bench/kvbench, its own Go module
+// (github.com/kvlog/kvlog/bench/kvbench, replacing github.com/kvlog/kvlog
+// with this tree):
 //
-//	go test -run '^$' -bench . -benchtime 1x ./bench
+//	make bench-quick   # reduced sizes, 3 rounds: a few minutes
+//	make bench         # the full matrix, 5 rounds: an hour or more
+//	cd bench/kvbench && go run . -root ../.. -quick -scenarios produce,consume -reps 2
+//
+// It builds kvlogd (this tree, without -race) and kfaked (bench/kvbench/kfaked:
+// franz-go's kfake from the module proxy, in memory or with DataDir, wrapped
+// as its own process with a POST /compact control endpoint), finds Debian's
+// nats-server (make tools-bench installs it), and starts every system under
+// test as a separate process on 127.0.0.1 with a fresh temp data dir. Each
+// scenario starts its systems, runs its measurements in rounds whose order
+// rotates (A B C, B C A, C A B, …), and stops them. The machine's limits
+// (sequential write with and without fdatasync, fdatasync per write, page
+// cache and cold reads, loopback TCP and sendfile, CRC32C, memmove) are
+// measured by the same program at the start, in the middle and at the end.
+// Broker cost is read from /proc for every system alike: CPU seconds
+// (utime+stime) over each timed window per GB of key+value payload in or
+// out, and peak RSS (VmHWM). kvlogd's pprof endpoint is sampled during extra
+// runs of the produce, consume and rebuild workloads, and `go tool pprof -top`
+// of it goes into the report when a goal it bears on is missed.
+//
+// The scenarios, in the issue's order: produce throughput over the matrix
+// (partitions, value size, key count, acks, compression); consume from
+// offset 0, warm and cold (fadvise DONTNEED, residency checked with
+// mincore); end-to-end latency at 10/50/80% of kvlog's measured peak;
+// rebuild of the latest state of N keys (kvlog's client library and a raw
+// franz-go loop on a compacted topic, the library on the uncompacted
+// history, kfake, NATS KV watch-all); compaction (kvlog's cleaner vs kfake
+// Compact(), per core — run only when kvlogd links cleaner/); recovery after
+// kill -9 (time from exec to serving, rescanned bytes, scan rate; kvlog
+// unflushed/flushed, warm/cold, and NATS); scale with log size and with
+// partitions per broker; and a 3-broker RF 3 cluster (internal/testcluster
+// with a real ZooKeeper) against the single broker at acks=1 and acks=all.
+// A scenario that cannot run says so in the report with its reason; nothing
+// is estimated or carried over from another run.
+//
+// Output: bench/results/<date>/report.md (summary of the issue's goals with
+// verdicts, every parameter, tables of medians with min–max and ratios
+// kvlog/peer and kvlog/machine limit, the misses with their profiles, what
+// did not run) and PNG charts made with gonum.org/v1/plot beside it; raw data
+// (results.json, process logs, pprof files) under bench/results/<date>/raw/,
+// which git ignores.
+//
+// Why a program in its own module rather than `go test` in this package: the
+// suite runs for minutes to hours, manages processes, takes flags and writes
+// a report — none of which fits a test binary's timeouts, output buffering
+// and -run/-bench plumbing — and it needs dependencies the broker's module
+// should not carry (nats.go, gonum/plot, a kfake pinned for the benchmark),
+// as examples/replaybench already does for NATS. Its one `go test`-shaped
+// dependency, internal/testcluster's testing.TB, is met by a small adapter
+// (bench/kvbench/tb.go) that turns Fatal and Skip into errors. Keeping
+// `make test` free of all this: the nested module is outside `./...`.
+//
+// # This package
+//
+// What stays here runs with the main module's tests and must stay short:
+// TestHarnessKfake drives the in-process kfake harness with a few records,
+// and TestProcCPUSeconds checks the /proc reader. BenchmarkVsKfake is the
+// original in-module comparison (issue 3 §5) of a kvlogd process against
+// kfake in memory and with DataDir in this process, kept for quick checks
+// while working on the broker:
+//
+//	go test -run '^$' -bench VsKfake -benchtime 1x ./bench
 //
 // KVLOG_BENCH_RECORDS (default 300000) and KVLOG_BENCH_ROUNDS (default 7)
-// size the run. The plain tests of the package exercise the harness
-// against kfake only, with a few records.
+// size it. kvlogd runs twice there: with its defaults (fsync before
+// acknowledging acks=all) and with kvlog.fsync.acks.all=false, kfake's
+// durability; kfake's CPU is not measurable in-process, which is why the
+// suite runs it as kfaked.
 package bench

@@ -66,8 +66,8 @@ func loadBench(b *testing.B) *benchData {
 	benchOnce.Do(func() {
 		keys := envInt("KVLOG_BENCH_KEYS", 100_000)
 		updates := envInt("KVLOG_BENCH_UPDATES", 10*keys)
-		// The broker must outlive this sub-benchmark: use a long-lived TB.
-		br := clienttest.Start(benchTB{b})
+		// The broker must outlive this sub-benchmark: stopped by TestMain.
+		br := clienttest.Start(clienttest.Long(b))
 		bench = &benchData{b: br, keys: keys, sizes: map[string]int{}}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 		defer cancel()
@@ -123,23 +123,6 @@ func loadBench(b *testing.B) *benchData {
 		b.Fatal(benchErr)
 	}
 	return bench
-}
-
-// benchTB keeps the broker alive for the whole benchmark binary: its
-// Cleanup runs at process exit through clienttest.Main, not when the first
-// sub-benchmark ends.
-type benchTB struct{ *testing.B }
-
-var benchCleanups []func()
-
-func (benchTB) Cleanup(f func()) { benchCleanups = append(benchCleanups, f) }
-func (t benchTB) TempDir() string {
-	d, err := os.MkdirTemp("", "kvlog-bench-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	benchCleanups = append(benchCleanups, func() { os.RemoveAll(d) })
-	return d
 }
 
 func BenchmarkReplay(b *testing.B) {

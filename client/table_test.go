@@ -10,27 +10,10 @@ import (
 	"time"
 
 	"github.com/kvlog/kvlog/client/clienttest"
+	"github.com/kvlog/kvlog/internal/testbroker"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 )
-
-func testCtx(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func newAdmin(t *testing.T, b *clienttest.Broker) *kadm.Client {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return kadm.NewClient(cl)
-}
 
 // writeModel writes n random puts and deletes over keys keys and returns the
 // model: the latest value per live key.
@@ -73,7 +56,7 @@ func checkModel(t *testing.T, tbl *Table, model map[string]string) {
 
 func TestTableReplayMatchesModel(t *testing.T) {
 	b := clienttest.Start(t)
-	ctx := testCtx(t, 90*time.Second)
+	ctx := testbroker.Context(t, 90*time.Second)
 	w, err := NewWriter(ctx, b.Brokers(), "users", WithCreateTopic(TopicSpec{Partitions: 3}))
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +93,7 @@ func TestTableReplayMatchesModel(t *testing.T) {
 
 func TestTablePartitionPlacement(t *testing.T) {
 	b := clienttest.Start(t)
-	ctx := testCtx(t, 60*time.Second)
+	ctx := testbroker.Context(t, 60*time.Second)
 	w, err := NewWriter(ctx, b.Brokers(), "placed", WithCreateTopic(TopicSpec{Partitions: 12}))
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +112,7 @@ func TestTablePartitionPlacement(t *testing.T) {
 
 func TestTableTailReadYourWrites(t *testing.T) {
 	b := clienttest.Start(t)
-	ctx := testCtx(t, 60*time.Second)
+	ctx := testbroker.Context(t, 60*time.Second)
 	tbl, err := Open(ctx, b.Brokers(), "tail", WithCreateTopic(TopicSpec{Partitions: 2}))
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +164,7 @@ func TestTableTailReadYourWrites(t *testing.T) {
 
 func TestTableApplyCallback(t *testing.T) {
 	b := clienttest.Start(t)
-	ctx := testCtx(t, 60*time.Second)
+	ctx := testbroker.Context(t, 60*time.Second)
 	w, err := NewWriter(ctx, b.Brokers(), "cb", WithCreateTopic(TopicSpec{Partitions: 1}))
 	if err != nil {
 		t.Fatal(err)
@@ -225,14 +208,14 @@ func TestTableApplyCallback(t *testing.T) {
 
 func TestTableErrors(t *testing.T) {
 	b := clienttest.Start(t)
-	ctx := testCtx(t, 60*time.Second)
+	ctx := testbroker.Context(t, 60*time.Second)
 	if _, err := Open(ctx, b.Brokers(), "missing"); !errors.Is(err, ErrTopicNotFound) {
 		t.Errorf("missing topic: %v, want ErrTopicNotFound", err)
 	}
 	if _, err := NewWriter(ctx, b.Brokers(), "missing"); !errors.Is(err, ErrTopicNotFound) {
 		t.Errorf("writer on missing topic: %v, want ErrTopicNotFound", err)
 	}
-	adm := newAdmin(t, b)
+	adm := b.Admin(t)
 	if _, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": kadm.StringPtr("delete")}, "events"); err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +240,7 @@ func TestTableErrors(t *testing.T) {
 
 func TestTableCancelDuringReplay(t *testing.T) {
 	b := clienttest.Start(t)
-	ctx := testCtx(t, 60*time.Second)
+	ctx := testbroker.Context(t, 60*time.Second)
 	w, err := NewWriter(ctx, b.Brokers(), "slow", WithCreateTopic(TopicSpec{Partitions: 1}))
 	if err != nil {
 		t.Fatal(err)
@@ -284,7 +267,7 @@ func TestTableCancelDuringReplay(t *testing.T) {
 
 func TestTableTailAcrossBrokerRestart(t *testing.T) {
 	b := clienttest.Start(t)
-	ctx := testCtx(t, 120*time.Second)
+	ctx := testbroker.Context(t, 120*time.Second)
 	tbl, err := Open(ctx, b.Brokers(), "restart", WithCreateTopic(TopicSpec{Partitions: 2}))
 	if err != nil {
 		t.Fatal(err)
@@ -301,7 +284,7 @@ func TestTableTailAcrossBrokerRestart(t *testing.T) {
 	if err := tbl.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	b.Restart(false)
+	b.Restart()
 	writeModel(t, ctx, w, rng, 100, 40, model)
 	if err := tbl.Sync(ctx); err != nil {
 		t.Fatal(err)
@@ -313,7 +296,7 @@ func TestTableTailAcrossBrokerRestart(t *testing.T) {
 // of its franz-go clients behind.
 func TestTableCloseStopsGoroutines(t *testing.T) {
 	b := clienttest.Start(t)
-	ctx := testCtx(t, 60*time.Second)
+	ctx := testbroker.Context(t, 60*time.Second)
 	before := goleak.IgnoreCurrent()
 	tbl, err := Open(ctx, b.Brokers(), "leak", WithCreateTopic(TopicSpec{Partitions: 2}))
 	if err != nil {

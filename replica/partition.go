@@ -49,8 +49,15 @@ type Options struct {
 	LagMax time.Duration // replica.lag.time.max.ms
 	// OnHW is called (without Partition.mu held) after the high watermark
 	// moved, to wake waiting fetches. May be nil.
-	OnHW   func()
-	Logger *slog.Logger
+	OnHW func()
+	// AroundTruncate, when set, runs every truncation of the log (a
+	// follower diverging from its leader, or starting over at the
+	// leader's log start): it must call truncate once and return its
+	// error. The broker keeps its log cleaner away from the log meanwhile.
+	// Called with the Partition's lock held; it must not call back into
+	// the Partition.
+	AroundTruncate func(truncate func() error) error
+	Logger         *slog.Logger
 }
 
 // Partition is one replica of one partition. See the package doc for the
@@ -506,11 +513,20 @@ func (p *Partition) current(req FollowerRequest) bool {
 // truncateTo truncates the log and its epoch cache to off. Caller holds mu.
 func (p *Partition) truncateLocked(off Offset) error {
 	if off < p.log.LogEndOffset() {
-		if err := p.log.TruncateTo(off); err != nil {
+		if err := p.guardTruncate(func() error { return p.log.TruncateTo(off) }); err != nil {
 			return err
 		}
 	}
 	return p.log.Epochs().TruncateFromEnd(int64(p.log.LogEndOffset()))
+}
+
+// guardTruncate runs a truncation of the log through Options.AroundTruncate.
+// Caller holds mu.
+func (p *Partition) guardTruncate(truncate func() error) error {
+	if p.opts.AroundTruncate == nil {
+		return truncate()
+	}
+	return p.opts.AroundTruncate(truncate)
 }
 
 // HandleEpochAnswer applies the leader's OffsetsForLeaderEpoch answer to
@@ -604,7 +620,7 @@ func (p *Partition) HandleOutOfRange(req FollowerRequest, leaderLogStart, leader
 		}
 	case leaderLogStart > leo:
 		p.opts.Logger.Info("leader log starts after our end; starting over", "partition", p.log.TopicPartition(), "leader_start", leaderLogStart, "end", leo)
-		if err := p.log.TruncateFullyAndStartAt(leaderLogStart); err != nil {
+		if err := p.guardTruncate(func() error { return p.log.TruncateFullyAndStartAt(leaderLogStart) }); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/replica"
+	"github.com/kvlog/kvlog/server/group"
 )
 
 // LeaderAndIsr: v2-4 (inter-broker, from the controller; cluster mode only)
@@ -17,7 +18,9 @@ import (
 // an earlier incarnation of this broker STALE_BROKER_EPOCH (KIP-380); a
 // partition state older than the applied one gets STALE_CONTROLLER_EPOCH
 // for that partition. A broker in controlled shutdown does not start
-// following.
+// following. Leading a __consumer_offsets partition makes this broker its
+// group coordinator: the groups are loaded (and unloaded on becoming
+// follower) in the background (cluster_groups.go).
 //
 // Version notes:
 //   - v2: topic states nested by topic, BrokerEpoch.
@@ -28,18 +31,9 @@ func init() { regKey(kmsg.LeaderAndISR, 2, 4, (*Server).handleLeaderAndIsr) }
 func (s *Server) handleLeaderAndIsr(r *request) {
 	req := r.kreq.(*kmsg.LeaderAndISRRequest)
 	resp := req.ResponseKind().(*kmsg.LeaderAndISRResponse)
-	c := s.cluster
-	switch {
-	case c == nil:
-		resp.ErrorCode = kerr.InvalidRequest.Code // single node: no controller
-		r.reply(resp)
-		return
-	case c.checkControllerEpoch(req.ControllerEpoch) != nil:
-		resp.ErrorCode = kerr.StaleControllerEpoch.Code
-		r.reply(resp)
-		return
-	case c.checkBrokerEpoch(req.BrokerEpoch) != nil:
-		resp.ErrorCode = kerr.StaleBrokerEpoch.Code
+	c, refused := s.fromController(req.ControllerEpoch, req.BrokerEpoch)
+	if refused != nil {
+		resp.ErrorCode = refused.Code
 		r.reply(resp)
 		return
 	}
@@ -60,6 +54,24 @@ func (s *Server) handleLeaderAndIsr(r *request) {
 		}
 	}
 	r.reply(resp)
+}
+
+// fromController admits a request the controller sends to the brokers
+// (LeaderAndIsr, StopReplica, UpdateMetadata): it returns the cluster, or
+// the error to answer with: INVALID_REQUEST on a single node (no
+// controller), STALE_CONTROLLER_EPOCH from an older controller,
+// STALE_BROKER_EPOCH for an earlier incarnation of this broker (KIP-380).
+func (s *Server) fromController(controllerEpoch int32, brokerEpoch int64) (*cluster, *kerr.Error) {
+	c := s.cluster
+	switch {
+	case c == nil:
+		return nil, kerr.InvalidRequest
+	case c.checkControllerEpoch(controllerEpoch) != nil:
+		return nil, kerr.StaleControllerEpoch
+	case c.checkBrokerEpoch(brokerEpoch) != nil:
+		return nil, kerr.StaleBrokerEpoch
+	}
+	return c, nil
 }
 
 // applyLeaderAndIsr applies one partition state. Caller holds partMu.
@@ -87,6 +99,9 @@ func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTop
 		}
 		if changed {
 			c.log.Info("became leader", "topic", topic, "partition", ps.Partition, "leader_epoch", ps.LeaderEpoch, "isr", ps.ISR)
+			if topic == group.OffsetsTopic {
+				c.queueCoordinator(coordEvent{p: ps.Partition, epoch: ps.LeaderEpoch, load: true})
+			}
 		}
 		p.wakeAll()
 		return nil
@@ -97,6 +112,9 @@ func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTop
 	}
 	if changed {
 		c.log.Info("became follower", "topic", topic, "partition", ps.Partition, "leader", ps.Leader, "leader_epoch", ps.LeaderEpoch)
+		if topic == group.OffsetsTopic {
+			c.queueCoordinator(coordEvent{p: ps.Partition})
+		}
 	}
 	p.wakeAll()
 	if c.fetchers == nil {

@@ -1,8 +1,9 @@
 package server
 
 import (
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/group"
 )
 
 // StopReplica: v3 (inter-broker, from the controller; cluster mode only)
@@ -18,18 +19,9 @@ func init() { regKey(kmsg.StopReplica, 3, 3, (*Server).handleStopReplica) }
 func (s *Server) handleStopReplica(r *request) {
 	req := r.kreq.(*kmsg.StopReplicaRequest)
 	resp := req.ResponseKind().(*kmsg.StopReplicaResponse)
-	c := s.cluster
-	switch {
-	case c == nil:
-		resp.ErrorCode = kerr.InvalidRequest.Code
-		r.reply(resp)
-		return
-	case c.checkControllerEpoch(req.ControllerEpoch) != nil:
-		resp.ErrorCode = kerr.StaleControllerEpoch.Code
-		r.reply(resp)
-		return
-	case c.checkBrokerEpoch(req.BrokerEpoch) != nil:
-		resp.ErrorCode = kerr.StaleBrokerEpoch.Code
+	c, refused := s.fromController(req.ControllerEpoch, req.BrokerEpoch)
+	if refused != nil {
+		resp.ErrorCode = refused.Code
 		r.reply(resp)
 		return
 	}
@@ -64,6 +56,9 @@ func (c *cluster) stopReplica(name string, p int32, del bool) error {
 	}
 	part.rep.Stop()
 	part.wakeAll()
+	if name == group.OffsetsTopic {
+		c.queueCoordinator(coordEvent{p: p})
+	}
 	if !del {
 		return nil
 	}
@@ -72,7 +67,7 @@ func (c *cluster) stopReplica(name string, p int32, del bool) error {
 	nt.parts = append([]*partition(nil), t.parts...)
 	nt.parts[p] = np
 	s.publishTopics(func(m map[string]*topic) { m[name] = &nt })
-	if err := s.mgr.DeleteLog(part.tp); err != nil {
+	if err := s.deleteLog(part.tp); err != nil {
 		return err
 	}
 	c.log.Info("deleted replica", "topic", name, "partition", p)

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/server/zkstore"
@@ -23,18 +22,9 @@ func init() { regKey(kmsg.UpdateMetadata, 5, 6, (*Server).handleUpdateMetadata) 
 func (s *Server) handleUpdateMetadata(r *request) {
 	req := r.kreq.(*kmsg.UpdateMetadataRequest)
 	resp := req.ResponseKind().(*kmsg.UpdateMetadataResponse)
-	c := s.cluster
-	switch {
-	case c == nil:
-		resp.ErrorCode = kerr.InvalidRequest.Code
-		r.reply(resp)
-		return
-	case c.checkControllerEpoch(req.ControllerEpoch) != nil:
-		resp.ErrorCode = kerr.StaleControllerEpoch.Code
-		r.reply(resp)
-		return
-	case c.checkBrokerEpoch(req.BrokerEpoch) != nil:
-		resp.ErrorCode = kerr.StaleBrokerEpoch.Code
+	c, refused := s.fromController(req.ControllerEpoch, req.BrokerEpoch)
+	if refused != nil {
+		resp.ErrorCode = refused.Code
 		r.reply(resp)
 		return
 	}

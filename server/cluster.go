@@ -71,6 +71,8 @@ type cluster struct {
 
 	partMu sync.Mutex // serialises LeaderAndIsr / StopReplica partition changes
 
+	loads coordLoads // group coordinator loads and unloads (cluster_groups.go)
+
 	isrCh  chan isrWork
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -124,6 +126,7 @@ func newCluster(s *Server, zk *zkstore.Store) *cluster {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &cluster{s: s, zk: zk, log: s.logger.With("component", "cluster"), isrCh: make(chan isrWork, 4096), ctx: ctx, cancel: cancel,
 		lastConfigChange: -1}
+	c.loads.kick = make(chan struct{}, 1)
 	c.meta.Store(&clusterMeta{controllerID: -1, brokers: map[int32][]zkstore.Endpoint{}, topics: map[string][]partMeta{}})
 	c.metrics = newClusterMetrics(c)
 	return c
@@ -143,7 +146,7 @@ func (c *cluster) loadTopics() error {
 		tp := l.TopicPartition()
 		if !known[tp.Topic] {
 			c.log.Info("deleting log of a topic that no longer exists", "topic", tp.Topic, "partition", tp.Partition)
-			if err := s.mgr.DeleteLog(tp); err != nil {
+			if err := s.deleteLog(tp); err != nil {
 				c.log.Error("deleting stray log failed", "topic", tp.Topic, "partition", tp.Partition, "err", err)
 			}
 		}
@@ -186,7 +189,8 @@ func (c *cluster) buildTopic(mt metastore.Topic, layers *configLayers, prev *top
 // attach gives a partition its log and replica.
 func (c *cluster) attach(part *partition, l *engine.Log) {
 	part.log = l
-	part.rep = replica.New(l, replica.Options{ID: c.s.cfg.NodeID, LagMax: c.lagMax, Logger: c.log, OnHW: part.wakeAll})
+	part.rep = replica.New(l, replica.Options{ID: c.s.cfg.NodeID, LagMax: c.lagMax, Logger: c.log, OnHW: part.wakeAll,
+		AroundTruncate: c.s.aroundTruncate(l)})
 }
 
 // interBrokerListener is the listener other brokers use to reach this one.
@@ -244,10 +248,11 @@ func (c *cluster) start() error {
 		RequestTimeout:    msConfig(s, "replica.socket.timeout.ms"),
 		Logger:            s.logger,
 	})
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go c.isrWriter()
 	go c.shrinkTicker()
 	go c.configWatcher()
+	go c.coordinatorLoader()
 	c.ctrl = controller.New(controller.Config{
 		BrokerID: s.cfg.NodeID,
 		Store:    c.zk,

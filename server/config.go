@@ -85,11 +85,11 @@ var brokerConfigDefs = func() map[string]*configDef {
 		{name: "log.retention.check.interval.ms", typ: kmsg.ConfigTypeLong, def: "300000", check: atLeast(1), doc: "How often retention (time, size, log start offset) is enforced."},
 		{name: "log.flush.offset.checkpoint.interval.ms", typ: kmsg.ConfigTypeInt, def: "60000", check: atLeast(1), doc: "How often recovery points and log start offsets are checkpointed."},
 		{name: "num.recovery.threads.per.data.dir", typ: kmsg.ConfigTypeInt, def: "2", check: atLeast(1), doc: "Threads opening and recovering logs at start-up (kvlog: total, not per dir)."},
-		// Cleaner (stored and reported; used by the cleaner).
+		// Log cleaner (package cleaner, wired in cleaner.go); dynamic keys apply live.
 		{name: "log.cleaner.enable", typ: kmsg.ConfigTypeBoolean, def: "true", doc: "Run the log cleaner for compacted topics."},
-		{name: "log.cleaner.threads", typ: kmsg.ConfigTypeInt, def: "1", check: atLeast(0), dynamic: true, doc: "Cleaner threads."},
+		{name: "log.cleaner.threads", typ: kmsg.ConfigTypeInt, def: "1", check: atLeast(0), dynamic: true, doc: "Cleaner threads (0: no cleaning). A dynamic change may at most halve or double it."},
 		{name: "log.cleaner.dedupe.buffer.size", typ: kmsg.ConfigTypeLong, def: "134217728", check: atLeast(0), dynamic: true, doc: "Total offset-map memory across cleaner threads."},
-		{name: "log.cleaner.io.buffer.size", typ: kmsg.ConfigTypeInt, def: "524288", check: atLeast(0), dynamic: true, doc: "Cleaner I/O buffer memory across threads."},
+		{name: "log.cleaner.io.buffer.size", typ: kmsg.ConfigTypeInt, def: "524288", check: atLeast(0), dynamic: true, doc: "Cleaner I/O buffer memory across threads (accepted and reported; kvlog's cleaner reads segments through mappings)."},
 		{name: "log.cleaner.io.buffer.load.factor", typ: kmsg.ConfigTypeDouble, def: "0.9", check: betweenFloat(0.01, 1), dynamic: true, doc: "Offset map load factor."},
 		{name: "log.cleaner.io.max.bytes.per.second", typ: kmsg.ConfigTypeDouble, def: "1.7976931348623157E308", check: betweenFloat(0, math.MaxFloat64), dynamic: true, doc: "Cleaner I/O throttle (read + write)."},
 		{name: "log.cleaner.backoff.ms", typ: kmsg.ConfigTypeLong, def: "15000", check: atLeast(0), dynamic: true, doc: "Cleaner sleep when there is nothing to clean."},
@@ -99,7 +99,8 @@ var brokerConfigDefs = func() map[string]*configDef {
 		{name: "log.cleaner.max.compaction.lag.ms", typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(1), dynamic: true, doc: "Default max.compaction.lag.ms."},
 		// Group coordinator (stored now; used by the coordinator).
 		{name: "offsets.topic.num.partitions", typ: kmsg.ConfigTypeInt, def: "50", check: atLeast(1), doc: "Partitions of __consumer_offsets."},
-		{name: "offsets.topic.replication.factor", typ: kmsg.ConfigTypeShort, def: "1", check: atLeast(1), doc: "Replication factor of __consumer_offsets (Kafka's default is 3; a single node needs 1)."},
+		{name: "offsets.topic.replication.factor", typ: kmsg.ConfigTypeShort, def: "3", check: atLeast(1), doc: "Replication factor of __consumer_offsets in cluster mode; its creation fails (COORDINATOR_NOT_AVAILABLE) until this many brokers are alive, as in Kafka since KIP-115. A single node always uses 1."},
+		{name: "offsets.commit.timeout.ms", typ: kmsg.ConfigTypeInt, def: "5000", check: atLeast(1), doc: "Cluster mode: how long a write to __consumer_offsets (offset commit, group metadata) waits for every in-sync replica before failing."},
 		{name: "offsets.topic.segment.bytes", typ: kmsg.ConfigTypeInt, def: "104857600", check: atLeast(1), doc: "segment.bytes of __consumer_offsets."},
 		{name: "offsets.retention.minutes", typ: kmsg.ConfigTypeInt, def: "10080", check: atLeast(1), doc: "How long committed offsets of empty groups are kept."},
 		{name: "group.initial.rebalance.delay.ms", typ: kmsg.ConfigTypeInt, def: "3000", check: atLeast(0), doc: "Delay of the first rebalance of a new group."},
@@ -108,8 +109,9 @@ var brokerConfigDefs = func() map[string]*configDef {
 		{name: "group.max.size", typ: kmsg.ConfigTypeInt, def: maxInt, check: atLeast(1), doc: "Maximum members of one group."},
 		// kvlog's own keys.
 		{name: "kvlog.fsync.acks.all", typ: kmsg.ConfigTypeBoolean, def: "true", doc: "fsync (group commit) before acknowledging acks=all produce when no other replica holds the data."},
-		{name: "kvlog.http.listener", typ: kmsg.ConfigTypeString, def: "127.0.0.1:9644", doc: "host:port of the HTTP listener (/metrics, /healthz); empty disables it."},
+		{name: "kvlog.http.listener", typ: kmsg.ConfigTypeString, def: "127.0.0.1:9644", doc: "host:port of the HTTP listener (/metrics, /healthz, /cleaner, /debug/pprof); empty disables it."},
 		{name: "kvlog.max.open.segments", typ: kmsg.ConfigTypeInt, def: "0", check: atLeast(0), doc: "Bound on segments with open files and mappings; 0 is the engine default."},
+		{name: "kvlog.cleaner.bounded.tombstones", typ: kmsg.ConfigTypeBoolean, def: "true", dynamic: true, doc: "Also clean a compacted partition whose tombstones passed their delete horizon, or whose dirty records are older than delete.retention.ms, whatever its dirty ratio, so tombstones of quiet partitions do not live forever (false: Kafka's rules only)."},
 		{name: "kvlog.cluster.id", typ: kmsg.ConfigTypeString, noDefault: true, doc: "Cluster id reported in Metadata; default: generated once and kept in the metadata store."},
 	}
 	m := make(map[string]*configDef, len(defs))

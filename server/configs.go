@@ -116,6 +116,9 @@ func (s *Server) checkBrokerConfigs(resource string, configs map[string]string) 
 	if err := next.validateTopicConfigs(nil); err != nil {
 		return topicErrf(kerr.InvalidConfig, "%v", err)
 	}
+	if err := checkCleanerReconfig(cur, next); err != nil {
+		return topicErrf(kerr.InvalidConfig, "%v", err)
+	}
 	return nil
 }
 

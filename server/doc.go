@@ -20,7 +20,13 @@
 //   - handlers.go: the registry; NN_name.go: one file per API key, each
 //     registering the versions it serves (ApiVersions advertises exactly
 //     those).
-//   - metrics.go: Prometheus metrics, /metrics and /healthz.
+//   - metrics.go: Prometheus metrics, /metrics, /healthz, /cleaner and
+//     /debug/pprof on the HTTP listener.
+//   - cleaner.go: the log cleaner's wiring (package cleaner): created with
+//     the engine's logs, started and stopped with the broker, log.cleaner.*
+//     applied live on dynamic broker config changes, topic-level settings
+//     read from the topic snapshot at every planning round, cleaning paused
+//     around log deletion and follower truncation.
 //   - cluster.go, cluster_requests.go, cluster_metrics.go: cluster mode
 //     (zookeeper.connect set; packages zkstore, controller and replica):
 //     the controller-fed metadata cache, local replicas created on
@@ -33,6 +39,12 @@
 //     its store over __consumer_offsets, FindCoordinator's answer; handlers
 //     08-16, 42, 47. A JoinGroup or SyncGroup parks in the coordinator and
 //     is completed from there (its timers or another member's request).
+//   - cluster_groups.go: group coordination in cluster mode: a broker
+//     coordinates the __consumer_offsets partitions it leads (loaded and
+//     unloaded in LeaderAndIsr order by one goroutine), FindCoordinator
+//     answers the partition's leader from the metadata cache, and writes
+//     to __consumer_offsets are acks=all leader appends answered once the
+//     high watermark passed them (offsets.commit.timeout.ms).
 //
 // # Concurrency
 //
@@ -44,7 +56,9 @@
 // snapshots behind atomic pointers (Server.topics, Server.layers), replaced
 // whole by writers, so request paths take no server-wide lock.
 //
-// Lock order: Server.alterMu → Server.topicMu → Server.lnMu; a group
+// Lock order: Server.alterMu → Server.topicMu → Server.lnMu; topicMu →
+// the cleaner's lock (config changes and deletions under topicMu call into
+// it; it calls back only into lock-free snapshot reads); a group
 // coordinator shard lock (package group) comes before topicMu (its store
 // creates __consumer_offsets on first write);
 // partition.hwMu and partition.waitMu are leaves (never held while taking

@@ -20,21 +20,22 @@ import (
 // store creates __consumer_offsets on first write) and before engine
 // locks; nothing holding topicMu calls into the coordinator.
 
-// startGroups creates the coordinator and loads every group by replaying
-// __consumer_offsets: a single broker coordinates all of its partitions.
+// startGroups creates the coordinator and, on a single node, loads every
+// group by replaying __consumer_offsets: a single broker coordinates all of
+// its partitions.
 //
-// Cluster mode (the seam): a broker must coordinate exactly the partitions
-// it leads — s.groups.Load(p) when it becomes leader of
-// __consumer_offsets-p, s.groups.Unload(p) when it stops, and
-// groupCoordinator must answer with the partition's leader. Until that is
-// wired, nothing is loaded in cluster mode: FindCoordinator answers
-// COORDINATOR_NOT_AVAILABLE and the group APIs NOT_COORDINATOR.
+// Cluster mode: nothing is loaded here. A broker coordinates exactly the
+// __consumer_offsets partitions it leads: LeaderAndIsr queues Load(p) when
+// it becomes leader and Unload(p) when it stops (cluster_groups.go),
+// FindCoordinator answers with the partition's leader from the metadata
+// cache, and the group APIs of partitions not loaded here answer
+// NOT_COORDINATOR.
 func (s *Server) startGroups() error {
 	partitions := s.cfg.OffsetsTopicNumPartitions
 	if t := s.topic(group.OffsetsTopic); t != nil {
 		partitions = int32(len(t.parts)) // the existing topic decides, as in Kafka
 	}
-	st := &offsetsStore{s: s, unannounced: make([]atomic.Int64, partitions)}
+	st := &offsetsStore{s: s, unannounced: make([]atomic.Int64, partitions), last: make([]atomic.Int64, partitions)}
 	co, err := group.New(s.groupConfig(partitions), st, group.Options{
 		Clock:  s.clock,
 		Logger: s.logger.With("component", "group-coordinator"),
@@ -69,16 +70,23 @@ func (s *Server) groupConfig(partitions int32) group.Config {
 }
 
 // ensureOffsetsTopic creates __consumer_offsets if it does not exist:
-// compacted, with offsets.topic.segment.bytes segments.
+// compacted, with offsets.topic.segment.bytes segments, replicated
+// offsets.topic.replication.factor times in cluster mode (creation fails
+// while fewer brokers are alive, as in Kafka since KIP-115: a cluster
+// still starting must not get an under-replicated offsets topic forever).
 func (s *Server) ensureOffsetsTopic() (*topic, error) {
 	if t := s.topic(group.OffsetsTopic); t != nil {
 		return t, nil
 	}
 	l := s.layers.Load()
+	rf := int16(1)
+	if s.cluster != nil {
+		rf = int16(mustInt(l.brokerValue("offsets.topic.replication.factor").value))
+	}
 	t, err := s.createTopic(newTopicSpec{
 		name:       group.OffsetsTopic,
 		partitions: s.groups.Partitions(),
-		rf:         1,
+		rf:         rf,
 		configs: map[string]string{
 			"cleanup.policy":   "compact",
 			"segment.bytes":    l.brokerValue("offsets.topic.segment.bytes").value,
@@ -96,17 +104,16 @@ func (s *Server) ensureOffsetsTopic() (*topic, error) {
 
 // groupCoordinator is the broker coordinating a group: the leader of the
 // group's __consumer_offsets partition, which is created on the first
-// lookup (as Kafka does). On a single node, this broker.
+// lookup (as Kafka does). On a single node, this broker; in cluster mode
+// the partition's leader in the metadata cache (clusterGroupCoordinator).
 func (s *Server) groupCoordinator(r *request, groupID string) (nodeID int32, host string, port int32, err error) {
-	if s.cluster != nil {
-		// The seam: answer with the leader of
-		// __consumer_offsets-PartitionFor(groupID) once the cluster loads
-		// and unloads coordinator partitions (see startGroups).
-		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "group coordination is not available in cluster mode yet")
-	}
-	if _, err := s.ensureOffsetsTopic(); err != nil {
+	t, err := s.ensureOffsetsTopic()
+	if err != nil {
 		r.log().Warn("creating the offsets topic failed", "err", err)
 		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "creating %s: %v", group.OffsetsTopic, err)
+	}
+	if s.cluster != nil {
+		return s.cluster.groupCoordinator(r, t, groupID)
 	}
 	return s.cfg.NodeID, r.c.l.advHost, r.c.l.advPort, nil
 }
@@ -121,40 +128,51 @@ func clientHost(r *request) string {
 }
 
 // offsetsStore is group.Store over the __consumer_offsets partitions.
+//
+// In cluster mode a write goes through the replica as a leader append with
+// acks=all (Kafka's offsets.commit.required.acks=-1): Append refuses it
+// when the ISR is smaller than min.insync.replicas, and Sync returns only
+// once the high watermark passed it (every in-sync replica has it), or
+// fails after offsets.commit.timeout.ms.
 type offsetsStore struct {
 	s *Server
 	// unannounced counts bytes appended per partition that parked fetches
 	// have not been told about (they are, at Sync).
 	unannounced []atomic.Int64
+	// last is the last offset appended per partition (cluster mode: what
+	// Sync waits for).
+	last []atomic.Int64
 }
 
 func (st *offsetsStore) partition(p int32, create bool) (*partition, error) {
+	_, part, err := st.topicPartition(p, create)
+	return part, err
+}
+
+func (st *offsetsStore) topicPartition(p int32, create bool) (*topic, *partition, error) {
 	t := st.s.topic(group.OffsetsTopic)
 	if t == nil {
 		if !create {
-			return nil, nil
+			return nil, nil, nil
 		}
 		var err error
 		if t, err = st.s.ensureOffsetsTopic(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if int(p) >= len(t.parts) || int(p) >= len(st.unannounced) {
-		return nil, topicErrf(kerr.UnknownTopicOrPartition, "%s has %d partitions, the coordinator %d", group.OffsetsTopic, len(t.parts), len(st.unannounced))
+		return nil, nil, topicErrf(kerr.UnknownTopicOrPartition, "%s has %d partitions, the coordinator %d", group.OffsetsTopic, len(t.parts), len(st.unannounced))
 	}
 	if t.parts[p].log == nil {
 		// Cluster mode: this broker hosts no replica of the partition.
-		return nil, topicErrf(kerr.NotCoordinator, "%s-%d is not hosted by this broker", group.OffsetsTopic, p)
+		return nil, nil, topicErrf(kerr.NotCoordinator, "%s-%d is not hosted by this broker", group.OffsetsTopic, p)
 	}
-	if t.parts[p].log == nil {
-		return nil, topicErrf(kerr.NotLeaderForPartition, "%s-%d is not hosted here", group.OffsetsTopic, p)
-	}
-	return t.parts[p], nil
+	return t, t.parts[p], nil
 }
 
 // Append writes the records as one uncompressed batch.
 func (st *offsetsStore) Append(p int32, recs []group.Record) error {
-	part, err := st.partition(p, true)
+	t, part, err := st.topicPartition(p, true)
 	if err != nil {
 		return err
 	}
@@ -173,7 +191,13 @@ func (st *offsetsStore) Append(p int32, recs []group.Record) error {
 	if err != nil {
 		return err
 	}
-	if _, err := part.log.Append(batch, leaderEpoch); err != nil {
+	if part.rep != nil {
+		res, err := part.rep.AppendAsLeader(batch, true, int(t.settings.minInsync), st.s.cfg.FsyncAcksAll)
+		if err != nil {
+			return err
+		}
+		st.last[p].Store(int64(res.LastOffset))
+	} else if _, err := part.log.Append(batch, leaderEpoch); err != nil {
 		return err
 	}
 	st.unannounced[p].Add(int64(len(batch)))
@@ -182,11 +206,15 @@ func (st *offsetsStore) Append(p int32, recs []group.Record) error {
 
 // Sync makes the appended records durable (fsync, when acks=all produce
 // is fsynced too) and only then visible: the high watermark moves and
-// parked fetches wake.
+// parked fetches wake. In cluster mode it wakes the followers' fetches and
+// waits for the high watermark to pass the last append (awaitReplicated).
 func (st *offsetsStore) Sync(p int32) error {
-	part, err := st.partition(p, false)
+	t, part, err := st.topicPartition(p, false)
 	if err != nil || part == nil {
 		return err
+	}
+	if part.rep != nil {
+		return st.awaitReplicated(p, t, part)
 	}
 	leo := part.log.LogEndOffset()
 	if st.s.cfg.FsyncAcksAll {

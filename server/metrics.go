@@ -122,8 +122,11 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// HTTPHandler serves /metrics (Prometheus), /healthz (200 "ok" while the
-// broker is serving, 503 once it is shutting down) and Go's profiler under
+// HTTPHandler serves /metrics (Prometheus, the cleaner's metrics
+// included), /healthz (200 "ok" while the broker is serving, 503 once it is
+// shutting down), /cleaner (the log cleaner's status as JSON: every
+// compacted partition with its dirty ratio, first dirty offset, last clean
+// and state; `kvlog cleaner status` reads it) and Go's profiler under
 // /debug/pprof/ (the listener binds to loopback by default).
 func (s *Server) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -133,6 +136,7 @@ func (s *Server) HTTPHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
+	mux.Handle("/cleaner", s.cleaner.Handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if s.closing.Load() {
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)

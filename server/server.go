@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kvlog/kvlog/cleaner"
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/engine/vfs"
 	"github.com/kvlog/kvlog/internal/clock"
@@ -54,6 +55,9 @@ type Server struct {
 
 	// groups is the group coordinator (groups.go).
 	groups *group.Coordinator
+
+	// cleaner compacts the compacted topics' logs (cleaner.go).
+	cleaner *cleaner.Manager
 
 	// cluster is cluster mode (zookeeper.connect set, cluster.go); nil on
 	// a single node.
@@ -178,12 +182,21 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("opening logs: %w", err)
 	}
 	s.mgr = mgr
+	// The cleaner exists before the topics load: deleting logs (pending
+	// deletions, strays) goes through it.
+	if err := s.newCleaner(opts.FS); err != nil {
+		mgr.Close()
+		meta.Close()
+		return nil, err
+	}
 	if err := s.loadTopics(); err != nil {
+		s.cleaner.Close()
 		mgr.Close()
 		meta.Close()
 		return nil, err
 	}
 	if err := s.startGroups(); err != nil {
+		s.cleaner.Close()
 		mgr.Close()
 		meta.Close()
 		return nil, err
@@ -191,6 +204,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	s.metrics = newMetrics(s)
 	if err := s.metrics.register(s.registry); err != nil {
 		s.groups.Close()
+		s.cleaner.Close()
 		mgr.Close()
 		meta.Close()
 		return nil, err
@@ -206,6 +220,7 @@ func (s *Server) refreshLayers() {
 		dynBroker:  s.meta.BrokerConfigs(s.nodeIDString()),
 		dynDefault: s.meta.BrokerConfigs(""),
 	})
+	s.applyCleanerConfig() // log.cleaner.* changes apply live
 }
 
 func (s *Server) nodeIDString() string { return strconv.Itoa(int(s.cfg.NodeID)) }
@@ -296,7 +311,7 @@ func (s *Server) deleteLogs(name string, partitions int32) error {
 		if _, ok := s.mgr.Log(tp); !ok {
 			continue
 		}
-		if err := s.mgr.DeleteLog(tp); err != nil {
+		if err := s.deleteLog(tp); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -337,10 +352,15 @@ func (s *Server) publishTopics(fn func(byName map[string]*topic)) {
 		byID[t.id] = t
 	}
 	s.topics.Store(&topicSnapshot{byName: byName, byID: byID})
+	// A new topic or changed configs may make a partition due (or change
+	// what the status lists): the cleaner looks now, not after its backoff.
+	if s.cleaner != nil {
+		s.cleaner.Wake()
+	}
 }
 
 // Start binds every listener and starts serving, plus the engine's
-// background work. Listener ports of 0 pick a free port, which Metadata
+// background work and the log cleaner. Listener ports of 0 pick a free port, which Metadata
 // then advertises.
 func (s *Server) Start(ctx context.Context) error {
 	bg, cancel := context.WithCancel(context.Background())
@@ -350,6 +370,7 @@ func (s *Server) Start(ctx context.Context) error {
 		defer close(s.bgDone)
 		s.mgr.Start(bg)
 	}()
+	s.cleaner.Start(bg)
 	var lc net.ListenConfig
 	for _, l := range s.cfg.Listeners {
 		ln, err := lc.Listen(ctx, "tcp", l.Addr())
@@ -496,6 +517,7 @@ func (s *Server) Close() error {
 			s.stopBg()
 			<-s.bgDone
 		}
+		s.cleaner.Close() // aborts running passes; before the logs close
 		s.groups.Close()
 		if s.cluster != nil {
 			s.cluster.stop()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kvlog/kvlog/cleaner"
 	"github.com/kvlog/kvlog/engine"
 )
 
@@ -30,7 +31,6 @@ type topicConfigDef struct {
 // topicConfigDefs is THE table of topic configs: CreateTopics validation,
 // DescribeConfigs (value, source, synonyms), AlterConfigs and
 // IncrementalAlterConfigs, and the conversion to engine.Config all read it.
-// Cleaner keys are stored and reported before the cleaner uses them.
 var topicConfigDefs = func() map[string]*topicConfigDef {
 	defs := []*topicConfigDef{
 		{configDef{name: "cleanup.policy", typ: kmsg.ConfigTypeList, def: "delete", check: listOf("compact", "delete"),
@@ -313,13 +313,15 @@ func (l *configLayers) engineConfig(overrides map[string]string) engine.Config {
 }
 
 // topicSettings are the topic values the server itself enforces (not the
-// engine): produce-time timestamp bounds and min.insync.replicas.
+// engine): produce-time timestamp bounds and min.insync.replicas; plus the
+// cleaner's topic-level settings (cleaner.go).
 type topicSettings struct {
 	compact         bool
 	logAppendTime   bool
 	timestampBefore int64 // ms; MaxInt64 = unchecked
 	timestampAfter  int64
 	minInsync       int32
+	cleaner         cleaner.TopicConfig
 }
 
 func (l *configLayers) topicSettings(overrides map[string]string) topicSettings {
@@ -329,6 +331,7 @@ func (l *configLayers) topicSettings(overrides map[string]string) topicSettings 
 		timestampBefore: mustInt(get("message.timestamp.before.max.ms")),
 		timestampAfter:  mustInt(get("message.timestamp.after.max.ms")),
 		minInsync:       int32(mustInt(get("min.insync.replicas"))),
+		cleaner:         l.cleanerTopicConfig(overrides),
 	}
 	for _, p := range splitList(get("cleanup.policy")) {
 		if p == "compact" {

@@ -30,7 +30,11 @@ func (a *app) cleanerCmd() *cobra.Command {
 }
 
 // cleanerPartition is one compacted partition of the status, normalised from
-// the broker's JSON (snake_case or camelCase names).
+// the broker's JSON (snake_case or camelCase names). kvlogd serves
+// cleaner.Status at /cleaner: "partitions" with topic, partition, state,
+// dirty_ratio, first_dirty_offset, last_clean_time, error (the cause of an
+// uncleanable partition) and last_pass, whose bytes_read − bytes_written is
+// what the last clean reclaimed.
 type cleanerPartition struct {
 	Topic            string   `json:"topic"`
 	Partition        int64    `json:"partition"`
@@ -57,8 +61,8 @@ func (a *app) cleanerStatusCmd() *cobra.Command {
 		Short: "Every compacted partition with dirty ratio, first dirty offset, last clean, bytes reclaimed and state",
 		Long: `Read the cleaner's JSON status from the broker's HTTP listener (--http or
 $KVLOG_HTTP, default ` + defaultHTTP + `) and print every compacted partition
-with its dirty ratio, first dirty offset, last clean, bytes reclaimed and
-state; an uncleanable partition is shown with its cause. -o json prints the
+with its dirty ratio, first dirty offset, last clean, bytes reclaimed by
+that clean and state; an uncleanable partition is shown with its cause. -o json prints the
 normalised partitions.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -161,6 +165,16 @@ func normaliseCleaner(doc any) ([]cleanerPartition, error) {
 		if v := num(m, "partition"); v != nil {
 			p.Partition = int64(*v)
 		}
+		if p.BytesReclaimed == nil {
+			// kvlogd reports each partition's last pass: what it read less
+			// what it wrote back is what that clean reclaimed.
+			if lp, ok := m["last_pass"].(map[string]any); ok {
+				r, w := num(lp, "bytes_read"), num(lp, "bytes_written")
+				if r != nil && w != nil {
+					p.BytesReclaimed = intp(ptr(*r - *w))
+				}
+			}
+		}
 		if p.Topic == "" {
 			if tp := str(m, "topic_partition", "tp", "name"); tp != "" {
 				if i := strings.LastIndexByte(tp, '-'); i > 0 {
@@ -230,6 +244,8 @@ func num(m map[string]any, keys ...string) *float64 {
 	}
 	return nil
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func intp(f *float64) *int64 {
 	if f == nil {

@@ -182,10 +182,10 @@ func (d *dumper) dumpFile(path string) error {
 		return d.dumpLog(path, base)
 	case "index":
 		base, _, _ := segmentName(name)
-		return d.dumpOffsetIndex(path, base)
+		return dumpIndex(d, offsetIndexKind, path, base)
 	case "timeindex":
 		base, _, _ := segmentName(name)
-		return d.dumpTimeIndex(path, base)
+		return dumpIndex(d, timeIndexKind, path, base)
 	case "snapshot":
 		return d.dumpSnapshot(path)
 	case "epoch":
@@ -292,9 +292,9 @@ func (d *dumper) dumpLog(path string, base int64) error {
 				continue
 			}
 			if strings.HasSuffix(sib, ".index") {
-				d.verifyOffsetIndex(p, base, batches)
+				verifyIndex(d, offsetIndexKind, p, base, batches)
 			} else {
-				d.verifyTimeIndex(p, base, batches)
+				verifyIndex(d, timeIndexKind, p, base, batches)
 			}
 		}
 	}
@@ -370,79 +370,82 @@ func loadBatches(logPath string) ([]batchInfo, error) {
 	return out, nil
 }
 
-func (d *dumper) dumpOffsetIndex(path string, base int64) error {
-	x, err := index.OpenOffset(vfs.Default, path, base, 10<<20, false)
-	if err != nil {
-		d.problem(path, -1, "%v", err)
-		return nil
-	}
-	defer x.Close()
-	for i := 0; i < x.Entries(); i++ {
+// indexFile is what dump needs of both kinds of index.
+type indexFile interface {
+	Entries() int
+	SanityCheck() error
+	Verify() error
+	Close() error
+}
+
+// indexKind is what differs between dumping a .index and a .timeindex.
+type indexKind[X indexFile] struct {
+	open       func(fs vfs.FS, path string, base int64, maxSize int, writable bool) (X, error)
+	printEntry func(d *dumper, x X, i int)
+	// checkEntries reports the entries that disagree with the batches of
+	// the segment's .log.
+	checkEntries func(d *dumper, path string, x X, batches []batchInfo)
+}
+
+var offsetIndexKind = indexKind[*index.OffsetIndex]{
+	open: index.OpenOffset,
+	printEntry: func(d *dumper, x *index.OffsetIndex, i int) {
 		off, pos := x.Entry(i)
 		fmt.Fprintf(d.w, "offset: %d position: %d\n", off, pos)
-	}
-	if !d.verify {
-		if err := x.SanityCheck(); err != nil {
-			d.problem(path, -1, "%v", err)
+	},
+	checkEntries: func(d *dumper, path string, x *index.OffsetIndex, batches []batchInfo) {
+		byPos := make(map[int64]batchInfo, len(batches))
+		for _, b := range batches {
+			byPos[b.pos] = b
 		}
-	} else if d.firstVerify(path) {
-		logPath := strings.TrimSuffix(path, filepath.Ext(path)) + ".log"
-		batches, err := loadBatches(logPath)
-		if err != nil {
-			fmt.Fprintf(d.w, "Verify: no .log to check against (%v)\n", err)
-			return nil
+		for i := 0; i < x.Entries(); i++ {
+			off, pos := x.Entry(i)
+			b, ok := byPos[int64(pos)]
+			switch {
+			case !ok:
+				d.problem(path, int64(i)*index.OffsetEntrySize, "entry %d (offset %d → position %d): no batch starts at that position of the .log", i, off, pos)
+			case b.last != off:
+				d.problem(path, int64(i)*index.OffsetEntrySize, "entry %d (offset %d → position %d): the batch there ends at offset %d", i, off, pos, b.last)
+			}
 		}
-		d.checkOffsetIndex(path, x, batches)
-	}
-	return nil
+	},
 }
 
-func (d *dumper) verifyOffsetIndex(path string, base int64, batches []batchInfo) {
-	x, err := index.OpenOffset(vfs.Default, path, base, 10<<20, false)
-	if err != nil {
-		d.problem(path, -1, "%v", err)
-		return
-	}
-	defer x.Close()
-	d.checkOffsetIndex(path, x, batches)
-}
-
-func (d *dumper) checkOffsetIndex(path string, x *index.OffsetIndex, batches []batchInfo) {
-	before := d.problems
-	if err := x.SanityCheck(); err != nil {
-		d.problem(path, -1, "%v", err)
-	} else if err := x.Verify(); err != nil {
-		d.problem(path, -1, "%v", err)
-	}
-	byPos := make(map[int64]batchInfo, len(batches))
-	for _, b := range batches {
-		byPos[b.pos] = b
-	}
-	for i := 0; i < x.Entries(); i++ {
-		off, pos := x.Entry(i)
-		b, ok := byPos[int64(pos)]
-		switch {
-		case !ok:
-			d.problem(path, int64(i)*index.OffsetEntrySize, "entry %d (offset %d → position %d): no batch starts at that position of the .log", i, off, pos)
-		case b.last != off:
-			d.problem(path, int64(i)*index.OffsetEntrySize, "entry %d (offset %d → position %d): the batch there ends at offset %d", i, off, pos, b.last)
+var timeIndexKind = indexKind[*index.TimeIndex]{
+	open: index.OpenTime,
+	printEntry: func(d *dumper, x *index.TimeIndex, i int) {
+		ts, off := x.Entry(i)
+		fmt.Fprintf(d.w, "timestamp: %d offset: %d\n", ts, off)
+	},
+	checkEntries: func(d *dumper, path string, x *index.TimeIndex, batches []batchInfo) {
+		byLast := make(map[int64]batchInfo, len(batches))
+		for _, b := range batches {
+			byLast[b.last] = b
 		}
-	}
-	if d.problems == before {
-		fmt.Fprintf(d.w, "Verify %s: %d entries OK\n", filepath.Base(path), x.Entries())
-	}
+		for i := 0; i < x.Entries(); i++ {
+			ts, off := x.Entry(i)
+			b, ok := byLast[off]
+			switch {
+			case !ok:
+				d.problem(path, int64(i)*index.TimeEntrySize, "entry %d (timestamp %d → offset %d): no batch of the .log ends at that offset", i, ts, off)
+			case b.runningTS != ts:
+				d.problem(path, int64(i)*index.TimeEntrySize, "entry %d (timestamp %d → offset %d): the largest timestamp up to that batch is %d", i, ts, off, b.runningTS)
+			}
+		}
+	},
 }
 
-func (d *dumper) dumpTimeIndex(path string, base int64) error {
-	x, err := index.OpenTime(vfs.Default, path, base, 10<<20, false)
+// dumpIndex prints an index file's entries and checks it: on its own, or
+// with --verify against the batches of the .log next to it.
+func dumpIndex[X indexFile](d *dumper, k indexKind[X], path string, base int64) error {
+	x, err := k.open(vfs.Default, path, base, 10<<20, false)
 	if err != nil {
 		d.problem(path, -1, "%v", err)
 		return nil
 	}
 	defer x.Close()
 	for i := 0; i < x.Entries(); i++ {
-		ts, off := x.Entry(i)
-		fmt.Fprintf(d.w, "timestamp: %d offset: %d\n", ts, off)
+		k.printEntry(d, x, i)
 	}
 	if !d.verify {
 		if err := x.SanityCheck(); err != nil {
@@ -455,42 +458,30 @@ func (d *dumper) dumpTimeIndex(path string, base int64) error {
 			fmt.Fprintf(d.w, "Verify: no .log to check against (%v)\n", err)
 			return nil
 		}
-		d.checkTimeIndex(path, x, batches)
+		checkIndex(d, k, path, x, batches)
 	}
 	return nil
 }
 
-func (d *dumper) verifyTimeIndex(path string, base int64, batches []batchInfo) {
-	x, err := index.OpenTime(vfs.Default, path, base, 10<<20, false)
+// verifyIndex checks an index file against the batches of its .log.
+func verifyIndex[X indexFile](d *dumper, k indexKind[X], path string, base int64, batches []batchInfo) {
+	x, err := k.open(vfs.Default, path, base, 10<<20, false)
 	if err != nil {
 		d.problem(path, -1, "%v", err)
 		return
 	}
 	defer x.Close()
-	d.checkTimeIndex(path, x, batches)
+	checkIndex(d, k, path, x, batches)
 }
 
-func (d *dumper) checkTimeIndex(path string, x *index.TimeIndex, batches []batchInfo) {
+func checkIndex[X indexFile](d *dumper, k indexKind[X], path string, x X, batches []batchInfo) {
 	before := d.problems
 	if err := x.SanityCheck(); err != nil {
 		d.problem(path, -1, "%v", err)
 	} else if err := x.Verify(); err != nil {
 		d.problem(path, -1, "%v", err)
 	}
-	byLast := make(map[int64]batchInfo, len(batches))
-	for _, b := range batches {
-		byLast[b.last] = b
-	}
-	for i := 0; i < x.Entries(); i++ {
-		ts, off := x.Entry(i)
-		b, ok := byLast[off]
-		switch {
-		case !ok:
-			d.problem(path, int64(i)*index.TimeEntrySize, "entry %d (timestamp %d → offset %d): no batch of the .log ends at that offset", i, ts, off)
-		case b.runningTS != ts:
-			d.problem(path, int64(i)*index.TimeEntrySize, "entry %d (timestamp %d → offset %d): the largest timestamp up to that batch is %d", i, ts, off, b.runningTS)
-		}
-	}
+	k.checkEntries(d, path, x, batches)
 	if d.problems == before {
 		fmt.Fprintf(d.w, "Verify %s: %d entries OK\n", filepath.Base(path), x.Entries())
 	}

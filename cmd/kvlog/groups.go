@@ -41,13 +41,11 @@ func (a *app) groupsListCmd() *cobra.Command {
 			if err := out.check(); err != nil {
 				return err
 			}
-			cl, adm, err := a.connect()
+			ctx, adm, done, err := a.admin()
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := a.reqCtx()
-			defer cancel()
+			defer done()
 			groups, err := adm.ListGroups(ctx)
 			if err != nil {
 				return groupErr("list groups", err)
@@ -115,13 +113,11 @@ func (a *app) groupsDescribeCmd() *cobra.Command {
 			if err := out.check(); err != nil {
 				return err
 			}
-			cl, adm, err := a.connect()
+			ctx, adm, done, err := a.admin()
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := a.reqCtx()
-			defer cancel()
+			defer done()
 			lags, err := adm.Lag(ctx, args...)
 			if err != nil {
 				return groupErr("describe groups", err)
@@ -167,10 +163,7 @@ func (a *app) groupsDescribeCmd() *cobra.Command {
 				descs = append(descs, d)
 			}
 			if out.json() {
-				if len(descs) == 1 {
-					return writeJSON(a.stdout, descs[0])
-				}
-				return writeJSON(a.stdout, descs)
+				return writeJSONOneOrMany(a.stdout, descs)
 			}
 			for i, d := range descs {
 				if i > 0 {
@@ -235,13 +228,11 @@ must have no active members, as with Kafka's kafka-consumer-groups.`,
 				return usageErr("give at least one --topic")
 			}
 			group := args[0]
-			cl, adm, err := a.connect()
+			ctx, adm, done, err := a.admin()
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := a.reqCtx()
-			defer cancel()
+			defer done()
 			dgs, err := adm.DescribeGroups(ctx, group)
 			if err != nil {
 				return groupErr("describe group", err)

@@ -8,51 +8,25 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kvlog/kvlog/client/clienttest"
+	"github.com/kvlog/kvlog/internal/testbroker"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
-var (
-	binOnce sync.Once
-	binDir  string
-	binPath string
-	binErr  error
-)
-
-func TestMain(m *testing.M) {
-	code := clienttest.Main(m)
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(clienttest.Main(m)) }
 
 // kvlogBinary builds this command once per test binary.
 func kvlogBinary(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "kvlog-cli-test-")
-		if binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "kvlog")
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Run(); err != nil {
-			binErr = err
-			binPath = stderr.String()
-		}
-	})
-	if binErr != nil {
-		t.Fatalf("building kvlog: %v\n%s", binErr, binPath)
+	bin, err := testbroker.Command("kvlog")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return binPath
+	return bin
 }
 
 type result struct {

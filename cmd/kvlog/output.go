@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -35,6 +36,15 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// writeJSONOneOrMany writes the one item of items as an object, or else
+// the list (describe commands given one or several names).
+func writeJSONOneOrMany[T any](w io.Writer, items []T) error {
+	if len(items) == 1 {
+		return writeJSON(w, items[0])
+	}
+	return writeJSON(w, items)
 }
 
 // table writes aligned columns.
@@ -76,6 +86,17 @@ func (a *app) connect(opts ...kgo.Opt) (*kgo.Client, *kadm.Client, error) {
 		return nil, nil, err
 	}
 	return cl, kadm.NewClient(cl), nil
+}
+
+// admin connects (see connect) and returns the admin client with a context
+// bounded by --timeout for the command's requests; done releases both.
+func (a *app) admin() (ctx context.Context, adm *kadm.Client, done func(), err error) {
+	cl, adm, err := a.connect()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := a.reqCtx()
+	return ctx, adm, func() { cancel(); cl.Close() }, nil
 }
 
 // textOrBase64 renders bytes for JSON: the string itself when it is valid

@@ -62,13 +62,11 @@ func (a *app) topicsCreateCmd() *cobra.Command {
 					cfg["cleanup.policy"] = kadm.StringPtr("compact")
 				}
 			}
-			cl, adm, err := a.connect()
+			ctx, adm, done, err := a.admin()
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := a.reqCtx()
-			defer cancel()
+			defer done()
 			resp, err := adm.CreateTopic(ctx, partitions, rf, cfg, args[0])
 			if err == nil {
 				err = resp.Err
@@ -101,13 +99,11 @@ func (a *app) topicsListCmd() *cobra.Command {
 			if err := out.check(); err != nil {
 				return err
 			}
-			cl, adm, err := a.connect()
+			ctx, adm, done, err := a.admin()
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := a.reqCtx()
-			defer cancel()
+			defer done()
 			var tds kadm.TopicDetails
 			if internal {
 				tds, err = adm.ListTopicsWithInternal(ctx)
@@ -188,13 +184,11 @@ statically) are shown; --all-configs adds defaults.`,
 			if err := out.check(); err != nil {
 				return err
 			}
-			cl, adm, err := a.connect()
+			ctx, adm, done, err := a.admin()
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := a.reqCtx()
-			defer cancel()
+			defer done()
 			tds, err := adm.ListTopics(ctx, args...)
 			if err != nil {
 				return fmt.Errorf("describe topics: %w", err)
@@ -277,10 +271,7 @@ statically) are shown; --all-configs adds defaults.`,
 				descs = append(descs, d)
 			}
 			if out.json() {
-				if len(descs) == 1 {
-					return writeJSON(a.stdout, descs[0])
-				}
-				return writeJSON(a.stdout, descs)
+				return writeJSONOneOrMany(a.stdout, descs)
 			}
 			for i, d := range descs {
 				if i > 0 {
@@ -375,13 +366,11 @@ func (a *app) topicsDeleteCmd() *cobra.Command {
 		Short: "Delete topics",
 		Args:  minArgs(1, "topic"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, adm, err := a.connect()
+			ctx, adm, done, err := a.admin()
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := a.reqCtx()
-			defer cancel()
+			defer done()
 			resps, err := adm.DeleteTopics(ctx, args...)
 			if err != nil {
 				return fmt.Errorf("delete topics: %w", err)
@@ -427,13 +416,11 @@ func (a *app) topicsAlterConfigCmd() *cobra.Command {
 				alters = append(alters, kadm.AlterConfig{Op: kadm.DeleteConfig, Name: k})
 			}
 			sort.Slice(alters, func(i, j int) bool { return alters[i].Name < alters[j].Name })
-			cl, adm, err := a.connect()
+			ctx, adm, done, err := a.admin()
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := a.reqCtx()
-			defer cancel()
+			defer done()
 			resps, err := adm.AlterTopicConfigs(ctx, alters, args[0])
 			if err != nil {
 				return fmt.Errorf("alter configs: %w", err)

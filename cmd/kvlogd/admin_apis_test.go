@@ -12,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/internal/testbroker"
 )
 
 // kadm sessions against the real kvlogd for DescribeCluster,
@@ -19,21 +21,10 @@ import (
 // consumers that validate positions with OffsetForLeaderEpoch (KIP-320),
 // across a restart.
 
-// startKvlogdAt starts kvlogd listening on addr (a restart on the address
-// a live client knows): the later --listeners flag wins over the free
-// port startKvlogd picks.
-func startKvlogdAt(t *testing.T, dataDir, addr string, extraArgs ...string) *proc {
-	t.Helper()
-	p := startKvlogd(t, dataDir, append([]string{"--listeners", "PLAINTEXT://" + addr}, extraArgs...)...)
-	p.addr = addr
-	return p
-}
-
 func TestAdminAPIsKadm(t *testing.T) {
-	dir := t.TempDir()
-	p := startKvlogd(t, dir)
-	ctx := testCtx(t, 120*time.Second)
-	cl := p.client(t)
+	p := startKvlogd(t)
+	ctx := testbroker.Context(t, 120*time.Second)
+	cl := p.Client(t)
 	adm := kadm.NewClient(cl)
 
 	if _, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, "grow"); err != nil {
@@ -51,8 +42,8 @@ func TestAdminAPIsKadm(t *testing.T) {
 	if kresp.ErrorCode != 0 || len(kresp.Brokers) != 1 || kresp.ControllerID != 0 || kresp.ClusterID == "" {
 		t.Fatalf("DescribeCluster: %+v", kresp)
 	}
-	if b := kresp.Brokers[0]; fmt.Sprintf("%s:%d", b.Host, b.Port) != p.addr {
-		t.Fatalf("DescribeCluster broker %s:%d, listening on %s", b.Host, b.Port, p.addr)
+	if b := kresp.Brokers[0]; fmt.Sprintf("%s:%d", b.Host, b.Port) != p.Addr {
+		t.Fatalf("DescribeCluster broker %s:%d, listening on %s", b.Host, b.Port, p.Addr)
 	}
 	ops := kadm.DecodeACLOperations(kresp.ClusterAuthorizedOperations)
 	if len(ops) != 7 {
@@ -100,7 +91,7 @@ func TestAdminAPIsKadm(t *testing.T) {
 
 	// The new partitions take records (a fresh producer learns the count
 	// from Metadata) and are read back.
-	pc := p.client(t, kgo.DefaultProduceTopic("grow"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	pc := p.Client(t, kgo.DefaultProduceTopic("grow"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	for part := int32(1); part < 4; part++ {
 		if err := pc.ProduceSync(ctx, &kgo.Record{Partition: part, Key: []byte(fmt.Sprint("p", part)), Value: []byte("v")}).FirstErr(); err != nil {
 			t.Fatalf("produce to new partition %d: %v", part, err)
@@ -124,7 +115,7 @@ func TestAdminAPIsKadm(t *testing.T) {
 	if err := dirs.Error(); err != nil {
 		t.Fatal(err)
 	}
-	absDir, _ := filepath.Abs(dir)
+	absDir, _ := filepath.Abs(p.DataDir)
 	if len(dirs) != 1 || dirs[absDir].Dir != absDir {
 		t.Fatalf("log dirs %+v, want %s", dirs, absDir)
 	}
@@ -164,20 +155,20 @@ func TestAdminAPIsKadm(t *testing.T) {
 	}
 
 	// The partition count survives a restart.
-	p.term()
-	p = startKvlogd(t, dir)
-	if n := partitionCount(t, kadm.NewClient(p.client(t)), "grow"); n != 4 {
+	p.Term()
+	p.Restart()
+	if n := partitionCount(t, p.Admin(t), "grow"); n != 4 {
 		t.Fatalf("%d partitions after restart", n)
 	}
 	if n := len(consumeAll(t, p, "grow", 53)); n != 53 {
 		t.Fatalf("%d records after restart", n)
 	}
-	p.term()
+	p.Term()
 }
 
 func partitionCount(t *testing.T, adm *kadm.Client, topic string) int {
 	t.Helper()
-	td, err := adm.ListTopics(testCtx(t, 30*time.Second), topic)
+	td, err := adm.ListTopics(testbroker.Context(t, 30*time.Second), topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,16 +180,15 @@ func partitionCount(t *testing.T, adm *kadm.Client, topic string) int {
 // a position past the end, and keeps consuming across a clean restart
 // (no truncation: no loss reported, nothing skipped or repeated).
 func TestConsumerEpochValidation(t *testing.T) {
-	dir := t.TempDir()
-	p := startKvlogd(t, dir)
-	ctx := testCtx(t, 150*time.Second)
+	p := startKvlogd(t)
+	ctx := testbroker.Context(t, 150*time.Second)
 	produceKeyed(t, p, "epochs", 0, 100)
 
 	// A position with an epoch inside the log: validated, used as is.
 	at := func(offset int64) map[string]map[int32]kgo.Offset {
 		return map[string]map[int32]kgo.Offset{"epochs": {0: kgo.NewOffset().At(offset).WithEpoch(0)}}
 	}
-	cl := p.client(t, kgo.ConsumePartitions(at(60)))
+	cl := p.Client(t, kgo.ConsumePartitions(at(60)))
 	got := pollN(t, ctx, cl, 40)
 	if got[0].Offset != 60 || got[39].Offset != 99 || got[0].LeaderEpoch != 0 {
 		t.Fatalf("from 60: first %d (epoch %d), last %d", got[0].Offset, got[0].LeaderEpoch, got[39].Offset)
@@ -208,7 +198,7 @@ func TestConsumerEpochValidation(t *testing.T) {
 	// A position past the end with an epoch: OffsetForLeaderEpoch says
 	// epoch 0 ends at 100, so the client reports data loss and resumes at
 	// 100.
-	cl = p.client(t, kgo.ConsumePartitions(at(150)))
+	cl = p.Client(t, kgo.ConsumePartitions(at(150)))
 	var loss *kgo.ErrDataLoss
 	for loss == nil {
 		fs := cl.PollFetches(ctx)
@@ -234,12 +224,12 @@ func TestConsumerEpochValidation(t *testing.T) {
 	cl.Close()
 
 	// A long-lived consumer across a clean restart on the same address.
-	live := p.client(t, kgo.ConsumeTopics("epochs"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	live := p.Client(t, kgo.ConsumeTopics("epochs"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if got := pollN(t, ctx, live, 105); got[104].Offset != 104 {
 		t.Fatalf("before restart: last offset %d", got[104].Offset)
 	}
-	p.term()
-	p = startKvlogdAt(t, dir, p.addr)
+	p.Term()
+	p.Restart() // on the same address: the live consumer reconnects
 	produceKeyed(t, p, "epochs", 105, 20)
 	got = pollN(t, ctx, live, 20)
 	for i, r := range got {
@@ -249,11 +239,11 @@ func TestConsumerEpochValidation(t *testing.T) {
 	}
 
 	// A new consumer resuming from a position taken before the restart.
-	cl = p.client(t, kgo.ConsumePartitions(at(120)))
+	cl = p.Client(t, kgo.ConsumePartitions(at(120)))
 	if got := pollN(t, ctx, cl, 5); got[0].Offset != 120 || got[4].Offset != 124 {
 		t.Fatalf("resume at 120 after restart: %d..%d", got[0].Offset, got[4].Offset)
 	}
-	p.term()
+	p.Term()
 }
 
 // pollN polls until n records arrived, failing on any fetch error.

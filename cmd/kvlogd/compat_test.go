@@ -2,13 +2,9 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -17,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/internal/testbroker"
 )
 
 // Client compatibility suites: other Kafka clients, driven as processes
@@ -24,10 +22,6 @@ import (
 // python3-kafka) are installed by `make tools`; a suite skips, saying so,
 // only when its tool is missing. Consumer groups are covered with the
 // group coordinator, not here.
-
-// pythonWithKafka is the interpreter Debian's python3-kafka is installed
-// for (a pyenv python3 earlier on PATH does not have it).
-const pythonWithKafka = "/usr/bin/python3"
 
 // codecIDs are the record-batch attribute values of each codec.
 var codecIDs = map[string]int8{"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
@@ -42,34 +36,11 @@ type keyed struct {
 
 func strp(s string) *string { return &s }
 
-// runTool runs a command with a deadline and returns its stdout; a
-// failure or timeout fails the test with stderr.
-func runTool(t *testing.T, timeout time.Duration, stdin []byte, name string, args ...string) []byte {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.WaitDelay = 5 * time.Second
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("%s %s: timed out after %v\nstderr:\n%s", name, strings.Join(args, " "), timeout, stderr.String())
-	}
-	if err != nil {
-		t.Fatalf("%s %s: %v\nstderr:\n%s\nstdout:\n%s", name, strings.Join(args, " "), err, stderr.String(), stdout.String())
-	}
-	return stdout.Bytes()
-}
-
 // createCompacted creates a compacted topic with kadm.
-func createCompacted(t *testing.T, p *proc, name string, partitions int32) {
+func createCompacted(t *testing.T, p *testbroker.Broker, name string, partitions int32) {
 	t.Helper()
-	adm := kadm.NewClient(p.client(t))
-	resp, err := adm.CreateTopic(testCtx(t, 30*time.Second), partitions, 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, name)
+	adm := p.Admin(t)
+	resp, err := adm.CreateTopic(testbroker.Context(t, 30*time.Second), partitions, 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, name)
 	if err != nil || resp.Err != nil {
 		t.Fatalf("create %s: %v %v", name, err, resp.Err)
 	}
@@ -78,9 +49,9 @@ func createCompacted(t *testing.T, p *proc, name string, partitions int32) {
 // storedCodecs fetches a partition from offset 0 with a raw Fetch and
 // returns the codec of every record batch stored, in order: batches are
 // stored as the client sent them, so this is the client's compression.
-func storedCodecs(t *testing.T, p *proc, topic string, partition int32) []int8 {
+func storedCodecs(t *testing.T, p *testbroker.Broker, topic string, partition int32) []int8 {
 	t.Helper()
-	cl := p.client(t)
+	cl := p.Client(t)
 	req := kmsg.NewPtrFetchRequest()
 	req.Version = 11
 	req.MaxWaitMillis = 100
@@ -92,7 +63,7 @@ func storedCodecs(t *testing.T, p *proc, topic string, partition int32) []int8 {
 	rp.PartitionMaxBytes = 64 << 20
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(testCtx(t, 30*time.Second), cl)
+	resp, err := req.RequestWith(testbroker.Context(t, 30*time.Second), cl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +93,7 @@ func storedCodecs(t *testing.T, p *proc, topic string, partition int32) []int8 {
 // compressed with codec. (librdkafka 2.0.2 silently sends gzip, snappy and
 // lz4 uncompressed unless the broker advertises Produce v0: see
 // server/00_produce.go.)
-func checkCodecs(t *testing.T, p *proc, topic string, partitions int32, codec string) {
+func checkCodecs(t *testing.T, p *testbroker.Broker, topic string, partitions int32, codec string) {
 	t.Helper()
 	want := codecIDs[codec]
 	n := 0
@@ -188,7 +159,7 @@ func checkKeyed(t *testing.T, who string, got []keyed, produced []keyed) {
 }
 
 // consumeKeyed reads a whole topic with franz-go (the reference client).
-func consumeKeyed(t *testing.T, p *proc, topic string, n int) []keyed {
+func consumeKeyed(t *testing.T, p *testbroker.Broker, topic string, n int) []keyed {
 	t.Helper()
 	var out []keyed
 	for _, r := range consumeAll(t, p, topic, n) {
@@ -201,25 +172,16 @@ func consumeKeyed(t *testing.T, p *proc, topic string, n int) []keyed {
 	return out
 }
 
-func requireKcat(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("kcat")
-	if err != nil {
-		t.Skip("kcat is not installed (`make tools` installs Debian's kcat): skipping the librdkafka suite")
-	}
-	return path
-}
-
 func TestCompatKcat(t *testing.T) {
-	kcat := requireKcat(t)
-	p := startKvlogd(t, t.TempDir())
+	kcat := testbroker.RequireKcat(t, "the librdkafka suite")
+	p := startKvlogd(t)
 	codecs := []string{"snappy", "gzip", "lz4", "zstd"}
 	for _, c := range codecs {
 		createCompacted(t, p, "kcat-"+c, 3)
 	}
 
 	t.Run("metadata", func(t *testing.T) {
-		out := runTool(t, 30*time.Second, nil, kcat, "-b", p.addr, "-L", "-J")
+		out := testbroker.RunTool(t, 30*time.Second, nil, kcat, "-b", p.Addr, "-L", "-J")
 		var md struct {
 			Brokers []struct {
 				ID   int32  `json:"id"`
@@ -242,8 +204,8 @@ func TestCompatKcat(t *testing.T) {
 		if err := json.Unmarshal(out, &md); err != nil {
 			t.Fatalf("kcat -L -J: %v\n%s", err, out)
 		}
-		if len(md.Brokers) != 1 || md.Brokers[0].ID != 0 || md.Brokers[0].Name != p.addr {
-			t.Fatalf("brokers %+v, want node 0 at %s", md.Brokers, p.addr)
+		if len(md.Brokers) != 1 || md.Brokers[0].ID != 0 || md.Brokers[0].Name != p.Addr {
+			t.Fatalf("brokers %+v, want node 0 at %s", md.Brokers, p.Addr)
 		}
 		seen := map[string]bool{}
 		for _, tp := range md.Topics {
@@ -279,7 +241,7 @@ func TestCompatKcat(t *testing.T) {
 			}
 			// Idempotent, acks=all (librdkafka's default), keyed, compressed;
 			// keys partitioned as Java and franz-go do.
-			runTool(t, 60*time.Second, in.Bytes(), kcat, "-b", p.addr, "-P", "-t", topic, "-K", "\t", "-z", c,
+			testbroker.RunTool(t, 60*time.Second, in.Bytes(), kcat, "-b", p.Addr, "-P", "-t", topic, "-K", "\t", "-z", c,
 				"-X", "enable.idempotence=true", "-X", "linger.ms=20", "-X", "partitioner=murmur2_random")
 
 			got := kcatConsume(t, kcat, p, topic)
@@ -293,7 +255,7 @@ func TestCompatKcat(t *testing.T) {
 		// librdkafka reads idempotent zstd batches written by franz-go
 		// and null values (tombstones) written by kcat -Z.
 		createCompacted(t, p, "kcat-mixed", 2)
-		cl := p.client(t, kgo.DefaultProduceTopic("kcat-mixed"), kgo.ProducerBatchCompression(kgo.ZstdCompression()))
+		cl := p.Client(t, kgo.DefaultProduceTopic("kcat-mixed"), kgo.ProducerBatchCompression(kgo.ZstdCompression()))
 		var produced []keyed
 		var rs []*kgo.Record
 		for i := 0; i < 100; i++ {
@@ -301,10 +263,10 @@ func TestCompatKcat(t *testing.T) {
 			rs = append(rs, &kgo.Record{Key: []byte(k), Value: []byte(v)})
 			produced = append(produced, keyed{Key: k, Value: strp(v)})
 		}
-		if err := cl.ProduceSync(testCtx(t, 30*time.Second), rs...).FirstErr(); err != nil {
+		if err := cl.ProduceSync(testbroker.Context(t, 30*time.Second), rs...).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
-		runTool(t, 60*time.Second, []byte("k3\t\nk7\t\n"), kcat, "-b", p.addr, "-P", "-t", "kcat-mixed", "-K", "\t", "-Z",
+		testbroker.RunTool(t, 60*time.Second, []byte("k3\t\nk7\t\n"), kcat, "-b", p.Addr, "-P", "-t", "kcat-mixed", "-K", "\t", "-Z",
 			"-X", "partitioner=murmur2_random") // Java's (and franz-go's) key partitioning
 		produced = append(produced, keyed{Key: "k3"}, keyed{Key: "k7"})
 		checkKeyed(t, "kcat", kcatConsume(t, kcat, p, "kcat-mixed"), produced)
@@ -312,9 +274,9 @@ func TestCompatKcat(t *testing.T) {
 }
 
 // kcatConsume reads a topic from the beginning to its end with kcat -e.
-func kcatConsume(t *testing.T, kcat string, p *proc, topic string) []keyed {
+func kcatConsume(t *testing.T, kcat string, p *testbroker.Broker, topic string) []keyed {
 	t.Helper()
-	out := runTool(t, 60*time.Second, nil, kcat, "-b", p.addr, "-C", "-t", topic, "-o", "beginning", "-e", "-J", "-q")
+	out := testbroker.RunTool(t, 60*time.Second, nil, kcat, "-b", p.Addr, "-C", "-t", topic, "-o", "beginning", "-e", "-J", "-q")
 	var got []keyed
 	for _, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
 		if len(line) == 0 {
@@ -395,33 +357,18 @@ else:
     sys.exit("unknown mode " + mode)
 `
 
-func requireKafkaPython(t *testing.T) string {
-	t.Helper()
-	if _, err := os.Stat(pythonWithKafka); err != nil {
-		t.Skipf("%s not found: skipping the kafka-python suite", pythonWithKafka)
-	}
-	if err := exec.Command(pythonWithKafka, "-c", "import kafka").Run(); err != nil {
-		t.Skip("kafka-python is not installed for /usr/bin/python3 (`make tools` installs Debian's python3-kafka): skipping the kafka-python suite")
-	}
-	script := filepath.Join(t.TempDir(), "kafka_python_compat.py")
-	if err := os.WriteFile(script, []byte(kafkaPythonScript), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return script
-}
-
 func TestCompatKafkaPython(t *testing.T) {
-	script := requireKafkaPython(t)
+	script := testbroker.RequireKafkaPython(t, "the kafka-python suite", kafkaPythonScript)
 	py := func(t *testing.T, args ...string) []byte {
 		t.Helper()
-		return runTool(t, 90*time.Second, nil, pythonWithKafka, append([]string{script}, args...)...)
+		return testbroker.RunTool(t, 90*time.Second, nil, testbroker.PythonWithKafka, append([]string{script}, args...)...)
 	}
 	var have map[string]bool
 	if err := json.Unmarshal(py(t, "codecs", "-"), &have); err != nil {
 		t.Fatal(err)
 	}
 
-	p := startKvlogd(t, t.TempDir())
+	p := startKvlogd(t)
 	codecs := []string{"none", "gzip", "snappy", "lz4", "zstd"}
 	for _, c := range codecs {
 		createCompacted(t, p, "py-"+c, 3)
@@ -446,11 +393,11 @@ func TestCompatKafkaPython(t *testing.T) {
 			ConsumerPartitions []int32  `json:"consumer_partitions"`
 			ConsumerTopics     []string `json:"consumer_topics"`
 		}
-		out := py(t, "metadata", p.addr, "py-gzip")
+		out := py(t, "metadata", p.Addr, "py-gzip")
 		if err := json.Unmarshal(out, &md); err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
-		if len(md.Brokers) != 1 || md.Brokers[0].ID != 0 || fmt.Sprintf("%s:%d", md.Brokers[0].Host, md.Brokers[0].Port) != p.addr || md.Controller != 0 || md.ClusterID == "" {
+		if len(md.Brokers) != 1 || md.Brokers[0].ID != 0 || fmt.Sprintf("%s:%d", md.Brokers[0].Host, md.Brokers[0].Port) != p.Addr || md.Controller != 0 || md.ClusterID == "" {
 			t.Fatalf("cluster: %s", out)
 		}
 		if len(md.Described) != 1 || md.Described[0].Error != 0 || fmt.Sprint(md.Described[0].Partitions) != "[0 1 2]" || fmt.Sprint(md.Described[0].Leaders) != "[0]" {
@@ -476,7 +423,7 @@ func TestCompatKafkaPython(t *testing.T) {
 			var ack struct {
 				Acked int `json:"acked"`
 			}
-			if err := json.Unmarshal(py(t, "produce", p.addr, topic, c, fmt.Sprint(n)), &ack); err != nil || ack.Acked != n {
+			if err := json.Unmarshal(py(t, "produce", p.Addr, topic, c, fmt.Sprint(n)), &ack); err != nil || ack.Acked != n {
 				t.Fatalf("produce: %v %+v", err, ack)
 			}
 			var produced []keyed
@@ -484,7 +431,7 @@ func TestCompatKafkaPython(t *testing.T) {
 				produced = append(produced, keyed{Key: fmt.Sprintf("user-%d", i%40), Value: strp(fmt.Sprintf(`{"n": %d, "codec": "%s", "pad": "%s"}`, i, c, strings.Repeat("y", i%50)))})
 			}
 			var got []keyed
-			for _, line := range bytes.Split(bytes.TrimSpace(py(t, "consume", p.addr, topic)), []byte("\n")) {
+			for _, line := range bytes.Split(bytes.TrimSpace(py(t, "consume", p.Addr, topic)), []byte("\n")) {
 				var m struct {
 					Partition int32   `json:"partition"`
 					Offset    int64   `json:"offset"`

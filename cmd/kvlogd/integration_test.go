@@ -1,171 +1,42 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kvlog/kvlog/internal/testbroker"
 )
 
-// The tests here build the real kvlogd once and drive it as a process with
-// franz-go, as a user would.
+// The tests here drive the real kvlogd, built with -race, as a process
+// with franz-go, as a user would.
 
-var kvlogdBin string
+func TestMain(m *testing.M) { os.Exit(testbroker.Main(m)) }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "kvlogd-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	kvlogdBin = filepath.Join(dir, "kvlogd")
-	build := exec.Command("go", "build", "-race", "-o", kvlogdBin, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building kvlogd:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// proc is a running kvlogd.
-type proc struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	addr    string
-	http    string
-	dataDir string
-	logMu   sync.Mutex
-	log     bytes.Buffer
-	exited  chan struct{}
-}
-
-func freePort(t *testing.T) string {
+// startKvlogd starts kvlogd (info-level log, HTTP listener on) with a
+// fresh data directory and waits until it serves.
+func startKvlogd(t *testing.T) *testbroker.Broker {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// startKvlogd starts kvlogd on free ports with dataDir and waits until it
-// serves.
-func startKvlogd(t *testing.T, dataDir string, extraArgs ...string) *proc {
-	t.Helper()
-	p := &proc{t: t, addr: freePort(t), http: freePort(t), dataDir: dataDir, exited: make(chan struct{})}
-	args := append([]string{
-		"--listeners", "PLAINTEXT://" + p.addr,
-		"--log-dirs", dataDir,
-		"--http", p.http,
-	}, extraArgs...)
-	p.cmd = exec.Command(kvlogdBin, args...)
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := sync.Once{}
-		for sc.Scan() {
-			line := sc.Text()
-			p.logMu.Lock()
-			p.log.WriteString(line + "\n")
-			p.logMu.Unlock()
-			if strings.Contains(line, "kvlogd started") {
-				once.Do(func() { close(started) })
-			}
-		}
-	}()
-	go func() {
-		p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() { p.kill() })
-	select {
-	case <-started:
-	case <-p.exited:
-		t.Fatalf("kvlogd exited at start-up:\n%s", p.logs())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("kvlogd did not start:\n%s", p.logs())
-	}
-	return p
-}
-
-func (p *proc) logs() string {
-	p.logMu.Lock()
-	defer p.logMu.Unlock()
-	return p.log.String()
-}
-
-func (p *proc) kill() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	p.cmd.Process.Kill()
-	<-p.exited
-}
-
-// term sends SIGTERM and waits for a clean exit.
-func (p *proc) term() {
-	p.t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		p.t.Fatalf("kvlogd did not exit after SIGTERM:\n%s", p.logs())
-	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		p.t.Fatalf("kvlogd exit code %d:\n%s", code, p.logs())
-	}
-}
-
-func (p *proc) client(t *testing.T, opts ...kgo.Opt) *kgo.Client {
-	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(p.addr)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
-}
-
-func testCtx(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
+	return testbroker.Start(t, testbroker.Options{Race: true})
 }
 
 // consumeAll reads a topic from the start until want records arrived.
-func consumeAll(t *testing.T, p *proc, topic string, want int) []*kgo.Record {
+func consumeAll(t *testing.T, p *testbroker.Broker, topic string, want int) []*kgo.Record {
 	t.Helper()
-	ctx := testCtx(t, 60*time.Second)
-	cl := p.client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx := testbroker.Context(t, 60*time.Second)
+	cl := p.Client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	var out []*kgo.Record
 	for len(out) < want {
 		fs := cl.PollFetches(ctx)
@@ -179,9 +50,9 @@ func consumeAll(t *testing.T, p *proc, topic string, want int) []*kgo.Record {
 }
 
 func TestEndToEnd(t *testing.T) {
-	p := startKvlogd(t, t.TempDir())
-	ctx := testCtx(t, 120*time.Second)
-	adm := kadm.NewClient(p.client(t))
+	p := startKvlogd(t)
+	ctx := testbroker.Context(t, 120*time.Second)
+	adm := p.Admin(t)
 
 	// Create a compacted topic with configs.
 	resp, err := adm.CreateTopic(ctx, 3, 1, map[string]*string{
@@ -196,7 +67,7 @@ func TestEndToEnd(t *testing.T) {
 	// Idempotent acks=all produce with every codec.
 	total := 0
 	for _, codec := range []kgo.CompressionCodec{kgo.NoCompression(), kgo.GzipCompression(), kgo.SnappyCompression(), kgo.Lz4Compression(), kgo.ZstdCompression()} {
-		cl := p.client(t, kgo.DefaultProduceTopic("profiles"), kgo.ProducerBatchCompression(codec), kgo.RequiredAcks(kgo.AllISRAcks()))
+		cl := p.Client(t, kgo.DefaultProduceTopic("profiles"), kgo.ProducerBatchCompression(codec), kgo.RequiredAcks(kgo.AllISRAcks()))
 		var rs []*kgo.Record
 		for i := 0; i < 200; i++ {
 			rs = append(rs, &kgo.Record{Key: []byte(fmt.Sprintf("user-%d", i)), Value: bytes.Repeat([]byte("x"), 100)})
@@ -269,7 +140,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// Metrics and health.
 	for _, path := range []string{"/healthz", "/metrics"} {
-		r, err := http.Get("http://" + p.http + path)
+		r, err := http.Get("http://" + p.HTTP + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -298,14 +169,14 @@ func TestEndToEnd(t *testing.T) {
 	if td.Has("profiles") {
 		t.Fatal("topic still listed after delete")
 	}
-	p.term()
+	p.Term()
 }
 
 // produceKeyed produces n records and returns them once acknowledged.
-func produceKeyed(t *testing.T, p *proc, topic string, from, n int) {
+func produceKeyed(t *testing.T, p *testbroker.Broker, topic string, from, n int) {
 	t.Helper()
-	ctx := testCtx(t, 60*time.Second)
-	cl := p.client(t, kgo.DefaultProduceTopic(topic), kgo.AllowAutoTopicCreation())
+	ctx := testbroker.Context(t, 60*time.Second)
+	cl := p.Client(t, kgo.DefaultProduceTopic(topic), kgo.AllowAutoTopicCreation())
 	var rs []*kgo.Record
 	for i := from; i < from+n; i++ {
 		rs = append(rs, &kgo.Record{Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte(fmt.Sprintf("v%d", i))})
@@ -316,16 +187,15 @@ func produceKeyed(t *testing.T, p *proc, topic string, from, n int) {
 }
 
 func TestRestartRecovers(t *testing.T) {
-	dir := t.TempDir()
-	p := startKvlogd(t, dir)
+	p := startKvlogd(t)
 	produceKeyed(t, p, "durable", 0, 500)
 
 	// SIGKILL: everything acknowledged comes back.
-	p.kill()
-	if _, err := os.Stat(filepath.Join(dir, ".kafka_cleanshutdown")); err == nil {
+	p.Kill()
+	if _, err := os.Stat(filepath.Join(p.DataDir, ".kafka_cleanshutdown")); err == nil {
 		t.Fatal("clean-shutdown marker present after SIGKILL")
 	}
-	p = startKvlogd(t, dir)
+	p.Restart()
 	produceKeyed(t, p, "durable", 500, 100)
 	recs := consumeAll(t, p, "durable", 600)
 	seen := map[string]bool{}
@@ -339,22 +209,43 @@ func TestRestartRecovers(t *testing.T) {
 	}
 
 	// SIGTERM: a clean shutdown leaves the marker and the next start uses it.
-	p.term()
-	if _, err := os.Stat(filepath.Join(dir, ".kafka_cleanshutdown")); err != nil {
+	p.Term()
+	if _, err := os.Stat(filepath.Join(p.DataDir, ".kafka_cleanshutdown")); err != nil {
 		t.Fatalf("no clean-shutdown marker after SIGTERM: %v", err)
 	}
-	p = startKvlogd(t, dir)
-	if !strings.Contains(p.logs(), "clean_shutdown=true") {
-		t.Fatalf("restart did not see the clean shutdown:\n%s", p.logs())
+	p.Restart()
+	if !strings.Contains(p.Log(), "clean_shutdown=true") {
+		t.Fatalf("restart did not see the clean shutdown:\n%s", p.Log())
 	}
 	if n := len(consumeAll(t, p, "durable", 600)); n != 600 {
 		t.Fatalf("%d records after clean restart", n)
 	}
-	p.term()
+	p.Term()
+}
+
+// sendExpectingClose writes payload on a new connection to addr and
+// returns an error unless the broker closes the connection, without a
+// response, within wait.
+func sendExpectingClose(t *testing.T, addr string, payload []byte, wait time.Duration) error {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.Write(payload)
+	nc.SetReadDeadline(time.Now().Add(wait))
+	var b [1]byte
+	if _, err := nc.Read(b[:]); err == nil {
+		return errors.New("got a response: connection not closed")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return errors.New("connection not closed in time")
+	}
+	return nil
 }
 
 func TestMalformedFramesProcess(t *testing.T) {
-	p := startKvlogd(t, t.TempDir())
+	p := startKvlogd(t)
 	u32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 	unknownKey := append(u32(10), 0x03, 0xe7, 0, 0, 0, 0, 0, 1, 0xff, 0xff)
 	for name, payload := range map[string][]byte{
@@ -362,24 +253,14 @@ func TestMalformedFramesProcess(t *testing.T) {
 		"garbage":     append(u32(8), []byte("GET / HT")...),
 		"unknown-999": unknownKey,
 	} {
-		nc, err := net.DialTimeout("tcp", p.addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
+		if err := sendExpectingClose(t, p.Addr, payload, 10*time.Second); err != nil {
+			t.Errorf("%s: %v", name, err)
 		}
-		nc.Write(payload)
-		nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-		var b [1]byte
-		if _, err := nc.Read(b[:]); err == nil {
-			t.Errorf("%s: connection not closed", name)
-		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			t.Errorf("%s: connection not closed in time", name)
-		}
-		nc.Close()
 	}
 	// Still serving.
 	produceKeyed(t, p, "after-garbage", 0, 10)
 	if n := len(consumeAll(t, p, "after-garbage", 10)); n != 10 {
 		t.Fatalf("%d records", n)
 	}
-	p.term()
+	p.Term()
 }

@@ -39,7 +39,7 @@ func run(args []string) error {
 		logDirs    = fs.String("log-dirs", "", "comma-separated data directories (overrides log.dirs)")
 		nodeID     = fs.Int("node-id", -1, "broker id (overrides node.id/broker.id)")
 		zkConnect  = fs.String("zookeeper", "", "ZooKeeper connect string host:port[/chroot] (overrides zookeeper.connect): cluster mode")
-		httpAddr   = fs.String("http", "", `HTTP listener for /metrics and /healthz (overrides kvlog.http.listener; "" disables)`)
+		httpAddr   = fs.String("http", "", `HTTP listener for /metrics, /healthz, /cleaner and /debug/pprof (overrides kvlog.http.listener; "" disables)`)
 		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
 		shutdownTO = fs.Duration("shutdown-timeout", 30*time.Second, "how long graceful shutdown waits for in-flight requests")
 	)

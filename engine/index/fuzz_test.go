@@ -58,6 +58,71 @@ func fuzzDir(f *testing.F) string {
 	return f.TempDir()
 }
 
+// fuzzIndex is what the checks both index kinds' fuzz targets share use.
+type fuzzIndex interface {
+	Entries() int
+	MaxEntries() int
+	SanityCheck() error
+	TruncateTo(int64)
+	Close() error
+}
+
+// checkFuzzEntries checks the entry count open found in content (es-byte
+// entries) against the model and the capacity, and returns it.
+func checkFuzzEntries(t *testing.T, x fuzzIndex, content []byte, es int) int {
+	t.Helper()
+	n := x.Entries()
+	if want := modelEntries(content, es); n != want {
+		t.Fatalf("entries %d, want %d", n, want)
+	}
+	if n > x.MaxEntries() {
+		t.Fatalf("entries %d > max %d", n, x.MaxEntries())
+	}
+	return n
+}
+
+// checkFuzzSanity checks that SanityCheck fails, with ErrCorruptIndex
+// naming path, exactly when wantCorrupt.
+func checkFuzzSanity(t *testing.T, x fuzzIndex, path string, wantCorrupt bool) {
+	t.Helper()
+	err := x.SanityCheck()
+	if (err != nil) != wantCorrupt {
+		t.Fatalf("SanityCheck = %v, want corrupt %v", err, wantCorrupt)
+	}
+	if err != nil && (!errors.Is(err, ErrCorruptIndex) || !strings.Contains(err.Error(), path)) {
+		t.Fatalf("SanityCheck error %v", err)
+	}
+}
+
+// checkFuzzTruncate checks that TruncateTo never adds to the n entries.
+func checkFuzzTruncate(t *testing.T, x fuzzIndex, target int64, n int) {
+	t.Helper()
+	x.TruncateTo(target)
+	if x.Entries() > n {
+		t.Fatal("TruncateTo added entries")
+	}
+}
+
+// checkFuzzClosed closes a writable index and checks the file holds exactly
+// the first n entries of content (es bytes each), plus one if appended.
+func checkFuzzClosed(t *testing.T, x fuzzIndex, path string, content []byte, n, es int, appended bool) {
+	t.Helper()
+	if err := x.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLen := n * es
+	if appended {
+		wantLen += es
+	}
+	if len(got) != wantLen || !bytes.Equal(got[:n*es], content[:n*es]) {
+		t.Fatalf("closed file has %d bytes, want %d", len(got), wantLen)
+	}
+}
+
 // fuzzFile writes content as the index file in dir.
 func fuzzFile(t *testing.T, dir string, content []byte, ext string) string {
 	path := filepath.Join(dir, "00000000000000000000"+ext)
@@ -95,13 +160,7 @@ func FuzzOpenOffset(f *testing.F) {
 			t.Fatalf("open: %v", err)
 		}
 		defer x.Close()
-		n := x.Entries()
-		if want := modelEntries(content, OffsetEntrySize); n != want {
-			t.Fatalf("entries %d, want %d", n, want)
-		}
-		if n > x.MaxEntries() {
-			t.Fatalf("entries %d > max %d", n, x.MaxEntries())
-		}
+		n := checkFuzzEntries(t, x, content, OffsetEntrySize)
 		keys := make([]int64, n)
 		for i := range n {
 			keys[i] = base + int64(int32(binary.BigEndian.Uint32(content[i*8:])))
@@ -110,13 +169,7 @@ func FuzzOpenOffset(f *testing.F) {
 			}
 		}
 		wantCorrupt := len(content)%OffsetEntrySize != 0 || (n > 0 && keys[n-1] < base)
-		err = x.SanityCheck()
-		if (err != nil) != wantCorrupt {
-			t.Fatalf("SanityCheck = %v, want corrupt %v", err, wantCorrupt)
-		}
-		if err != nil && (!errors.Is(err, ErrCorruptIndex) || !strings.Contains(err.Error(), path)) {
-			t.Fatalf("SanityCheck error %v", err)
-		}
+		checkFuzzSanity(t, x, path, wantCorrupt)
 		verified := x.Verify() == nil
 		for _, tg := range []int64{target, base, base - 1, x.LastOffset(), target ^ base} {
 			off, pos := x.Lookup(tg)
@@ -141,10 +194,7 @@ func FuzzOpenOffset(f *testing.F) {
 			}
 		}
 		if !writable {
-			x.TruncateTo(target)
-			if x.Entries() > n {
-				t.Fatal("TruncateTo added entries")
-			}
+			checkFuzzTruncate(t, x, target, n)
 			return
 		}
 		next := x.LastOffset() + 1
@@ -159,20 +209,7 @@ func FuzzOpenOffset(f *testing.F) {
 		if !appended && !x.IsFull() && x.CanAppendOffset(next) && next > x.LastOffset() {
 			t.Fatalf("append refused: %v", err)
 		}
-		if err := x.Close(); err != nil {
-			t.Fatalf("close: %v", err)
-		}
-		got, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wantLen := n * OffsetEntrySize
-		if appended {
-			wantLen += OffsetEntrySize
-		}
-		if len(got) != wantLen || !bytes.Equal(got[:n*OffsetEntrySize], content[:n*OffsetEntrySize]) {
-			t.Fatalf("closed file has %d bytes, want %d", len(got), wantLen)
-		}
+		checkFuzzClosed(t, x, path, content, n, OffsetEntrySize, appended)
 	})
 }
 
@@ -206,13 +243,7 @@ func FuzzOpenTime(f *testing.F) {
 			t.Fatalf("open: %v", err)
 		}
 		defer x.Close()
-		n := x.Entries()
-		if want := modelEntries(content, TimeEntrySize); n != want {
-			t.Fatalf("entries %d, want %d", n, want)
-		}
-		if n > x.MaxEntries() {
-			t.Fatalf("entries %d > max %d", n, x.MaxEntries())
-		}
+		n := checkFuzzEntries(t, x, content, TimeEntrySize)
 		keys := make([]int64, n)
 		offs := make([]int64, n)
 		for i := range n {
@@ -223,13 +254,7 @@ func FuzzOpenTime(f *testing.F) {
 			}
 		}
 		wantCorrupt := len(content)%TimeEntrySize != 0 || (n > 0 && (keys[n-1] < keys[0] || offs[n-1] < base))
-		err = x.SanityCheck()
-		if (err != nil) != wantCorrupt {
-			t.Fatalf("SanityCheck = %v, want corrupt %v", err, wantCorrupt)
-		}
-		if err != nil && (!errors.Is(err, ErrCorruptIndex) || !strings.Contains(err.Error(), path)) {
-			t.Fatalf("SanityCheck error %v", err)
-		}
+		checkFuzzSanity(t, x, path, wantCorrupt)
 		verified := x.Verify() == nil
 		lastTs, lastOff := x.LastEntry()
 		for _, tg := range []int64{target, lastTs, lastTs - 1, 0, target ^ base} {
@@ -255,10 +280,7 @@ func FuzzOpenTime(f *testing.F) {
 			}
 		}
 		if !writable {
-			x.TruncateTo(target)
-			if x.Entries() > n {
-				t.Fatal("TruncateTo added entries")
-			}
+			checkFuzzTruncate(t, x, target, n)
 			return
 		}
 		err = x.MaybeAppend(lastTs+1, lastOff, true)
@@ -270,19 +292,6 @@ func FuzzOpenTime(f *testing.F) {
 		if err != nil && n < x.MaxEntries() && x.CanAppendOffset(lastOff) && lastTs+1 > lastTs {
 			t.Fatalf("append refused: %v", err)
 		}
-		if err := x.Close(); err != nil {
-			t.Fatalf("close: %v", err)
-		}
-		got, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wantLen := n * TimeEntrySize
-		if appended {
-			wantLen += TimeEntrySize
-		}
-		if len(got) != wantLen || !bytes.Equal(got[:n*TimeEntrySize], content[:n*TimeEntrySize]) {
-			t.Fatalf("closed file has %d bytes, want %d", len(got), wantLen)
-		}
+		checkFuzzClosed(t, x, path, content, n, TimeEntrySize, appended)
 	})
 }

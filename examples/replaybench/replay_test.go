@@ -21,28 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-var cleanups []func()
-
-func TestMain(m *testing.M) {
-	code := clienttest.Main(m)
-	for i := len(cleanups) - 1; i >= 0; i-- {
-		cleanups[i]()
-	}
-	os.Exit(code)
-}
-
-// longTB keeps what clienttest starts alive until TestMain ends.
-type longTB struct{ *testing.B }
-
-func (longTB) Cleanup(f func()) { cleanups = append(cleanups, f) }
-func (t longTB) TempDir() string {
-	d, err := os.MkdirTemp("", "replaybench-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cleanups = append(cleanups, func() { os.RemoveAll(d) })
-	return d
-}
+func TestMain(m *testing.M) { os.Exit(clienttest.Main(m)) }
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
@@ -93,8 +72,11 @@ func doLoad(b *testing.B) (*setup, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 
+	// What is started here outlives this benchmark: stopped by TestMain.
+	long := clienttest.Long(b)
+
 	// kvlog: a compacted topic, every key once.
-	s.kvlog = clienttest.Start(longTB{b})
+	s.kvlog = clienttest.Start(long)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(s.kvlog.Addr), kgo.RecordPartitioner(client.Partitioner()),
 		kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(200_000))
 	if err != nil {
@@ -129,12 +111,12 @@ func doLoad(b *testing.B) (*setup, error) {
 	}
 	addr := freeAddr()
 	host, port, _ := net.SplitHostPort(addr)
-	dir := longTB{b}.TempDir()
+	dir := long.TempDir()
 	srv := exec.Command(bin, "-js", "-a", host, "-p", port, "-sd", dir)
 	if err := srv.Start(); err != nil {
 		return nil, err
 	}
-	cleanups = append(cleanups, func() { srv.Process.Kill(); srv.Wait() })
+	long.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		s.nc, err = nats.Connect("nats://" + addr)
@@ -146,7 +128,7 @@ func doLoad(b *testing.B) (*setup, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	cleanups = append(cleanups, s.nc.Close)
+	long.Cleanup(s.nc.Close)
 	js, err := jetstream.New(s.nc, jetstream.WithDefaultTimeout(5*time.Minute))
 	if err != nil {
 		return nil, err

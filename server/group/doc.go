@@ -28,9 +28,9 @@
 //   - A group maps to partition abs(javaHashCode(group)) mod partitions.
 //     A shard serves its groups only once loaded (Load replays the
 //     partition); otherwise NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS
-//     while loading. On a single node every partition is loaded; a
-//     replicated broker would Load/Unload partitions as it gains or loses
-//     their leadership.
+//     while loading. On a single node every partition is loaded; in
+//     cluster mode a broker Loads/Unloads partitions as it gains or loses
+//     their leadership (package server, cluster_groups.go).
 //   - JoinGroup v4+ of a new dynamic member is the two-step join: the
 //     member gets MEMBER_ID_REQUIRED with its id and must come back with
 //     it within its session timeout.

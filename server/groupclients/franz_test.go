@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kvlog/kvlog/internal/testbroker"
 )
 
 // member is one franz-go group member polling and committing in a loop.
@@ -28,10 +30,10 @@ func (c *consumption) distinct() int {
 	return len(c.seen)
 }
 
-func startMember(t *testing.T, p *proc, group, topic string, into *consumption) *member {
+func startMember(t *testing.T, p *testbroker.Broker, group, topic string, into *consumption) *member {
 	t.Helper()
 	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(p.addr),
+		kgo.SeedBrokers(p.Addr),
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -89,7 +91,7 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 
 // resume runs one new member until want records arrived and checks they
 // are exactly values [from, from+want): committed offsets are honoured.
-func resume(t *testing.T, p *proc, group, topic string, from, want int) {
+func resume(t *testing.T, p *testbroker.Broker, group, topic string, from, want int) {
 	t.Helper()
 	c := &consumption{seen: map[string]int{}}
 	m := startMember(t, p, group, topic, c)
@@ -114,8 +116,7 @@ func resume(t *testing.T, p *proc, group, topic string, from, want int) {
 // and after a SIGKILL restart of the broker (replayed from
 // __consumer_offsets).
 func TestFranzGroupRebalanceAndRestarts(t *testing.T) {
-	dir := t.TempDir()
-	p := startKvlogd(t, dir, "")
+	p := startKvlogd(t)
 	const topic, group = "orders", "order-processors"
 	createTopic(t, p, topic, 6)
 
@@ -141,9 +142,9 @@ func TestFranzGroupRebalanceAndRestarts(t *testing.T) {
 	total += 100
 
 	waitFor(t, "every record to be consumed", 90*time.Second, func() bool { return c.distinct() == total })
-	adm := p.admin(t)
+	adm := p.Admin(t)
 	waitFor(t, "a stable group of three", 60*time.Second, func() bool {
-		dg, err := adm.DescribeGroups(testCtx(t, 10*time.Second), group)
+		dg, err := adm.DescribeGroups(testbroker.Context(t, 10*time.Second), group)
 		g := dg[group]
 		return err == nil && g.State == "Stable" && len(g.Members) == 3 && g.Protocol != ""
 	})
@@ -162,18 +163,18 @@ func TestFranzGroupRebalanceAndRestarts(t *testing.T) {
 		m.leave()
 	}
 	waitFor(t, "the group to be empty", 30*time.Second, func() bool {
-		dg, err := adm.DescribeGroups(testCtx(t, 10*time.Second), group)
+		dg, err := adm.DescribeGroups(testbroker.Context(t, 10*time.Second), group)
 		return err == nil && dg[group].State == "Empty"
 	})
 	before := requireCaughtUp(t, p, group, topic)
 
 	// Clean restart.
-	p.term()
-	p = startKvlogd(t, dir, p.addr)
+	p.Term()
+	p.Restart()
 	if after := requireCaughtUp(t, p, group, topic); len(after) != len(before) {
 		t.Fatalf("after SIGTERM restart: %v, before %v", after, before)
 	}
-	dg, err := p.admin(t).DescribeGroups(testCtx(t, 10*time.Second), group)
+	dg, err := p.Admin(t).DescribeGroups(testbroker.Context(t, 10*time.Second), group)
 	if g := dg[group]; err != nil || g.State != "Empty" || g.ProtocolType != "consumer" {
 		t.Fatalf("group after restart: %+v %v", g, err)
 	}
@@ -188,12 +189,12 @@ func TestFranzGroupRebalanceAndRestarts(t *testing.T) {
 	resume(t, p, group, topic, total, 50)
 	total += 50
 	before = requireCaughtUp(t, p, group, topic)
-	p.kill()
-	p = startKvlogd(t, dir, p.addr)
+	p.Kill()
+	p.Restart()
 	if after := requireCaughtUp(t, p, group, topic); len(after) != len(before) {
 		t.Fatalf("after SIGKILL restart: %v, before %v", after, before)
 	}
 	produce(t, p, topic, total, 30)
 	resume(t, p, group, topic, total, 30)
-	p.term()
+	p.Term()
 }

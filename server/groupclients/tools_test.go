@@ -2,44 +2,16 @@ package groupclients
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/kvlog/kvlog/internal/testbroker"
 )
 
-// kafka-python (Debian python3-kafka, for /usr/bin/python3) and kcat
-// (librdkafka) consumer groups. `make tools` installs both; a test skips,
-// saying so, only when its tool is missing.
-
-// pythonWithKafka is the interpreter Debian's python3-kafka is installed
-// for (a pyenv python3 earlier on PATH does not have it).
-const pythonWithKafka = "/usr/bin/python3"
-
-// runTool runs a command with a deadline and returns its stdout; a
-// failure or timeout fails the test with stderr.
-func runTool(t *testing.T, timeout time.Duration, name string, args ...string) []byte {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("%s %s: timed out after %v\nstderr:\n%s\nstdout:\n%s", name, strings.Join(args, " "), timeout, stderr.String(), stdout.String())
-	}
-	if err != nil {
-		t.Fatalf("%s %s: %v\nstderr:\n%s\nstdout:\n%s", name, strings.Join(args, " "), err, stderr.String(), stdout.String())
-	}
-	return stdout.Bytes()
-}
+// kafka-python and kcat consumer groups; a test skips, saying so, only
+// when its tool is missing.
 
 // kafkaPythonGroup consumes with a kafka-python group member until it has
 // n records, commits synchronously, leaves, and prints one JSON line per
@@ -71,21 +43,6 @@ consumer.close()
 for g in got:
     print(json.dumps(g))
 `
-
-func requireKafkaPython(t *testing.T) string {
-	t.Helper()
-	if _, err := os.Stat(pythonWithKafka); err != nil {
-		t.Skipf("%s not found: skipping the kafka-python group test", pythonWithKafka)
-	}
-	if err := exec.Command(pythonWithKafka, "-c", "import kafka").Run(); err != nil {
-		t.Skip("kafka-python is not installed for /usr/bin/python3 (`make tools` installs Debian's python3-kafka): skipping the kafka-python group test")
-	}
-	script := filepath.Join(t.TempDir(), "kafka_python_group.py")
-	if err := os.WriteFile(script, []byte(kafkaPythonGroup), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return script
-}
 
 // values extracts the "value" (kafka-python) or "payload" (kcat) field of
 // JSON lines, sorted.
@@ -127,56 +84,45 @@ func wantValues(t *testing.T, who string, got []string, from, n int) {
 }
 
 func TestKafkaPythonGroupCommitResume(t *testing.T) {
-	script := requireKafkaPython(t)
-	dir := t.TempDir()
-	p := startKvlogd(t, dir, "")
+	script := testbroker.RequireKafkaPython(t, "the kafka-python group test", kafkaPythonGroup)
+	p := startKvlogd(t)
 	const topic, group = "py-group", "py-consumers"
 	createTopic(t, p, topic, 3)
 	produce(t, p, topic, 0, 60)
 
-	out := runTool(t, 120*time.Second, pythonWithKafka, script, p.addr, topic, group, "60")
+	out := testbroker.RunTool(t, 120*time.Second, nil, testbroker.PythonWithKafka, script, p.Addr, topic, group, "60")
 	wantValues(t, "kafka-python", values(t, out, "value"), 0, 60)
 	requireCaughtUp(t, p, group, topic)
 
 	// Resume after new records: only those are read.
 	produce(t, p, topic, 60, 20)
-	out = runTool(t, 120*time.Second, pythonWithKafka, script, p.addr, topic, group, "20")
+	out = testbroker.RunTool(t, 120*time.Second, nil, testbroker.PythonWithKafka, script, p.Addr, topic, group, "20")
 	wantValues(t, "kafka-python (resumed)", values(t, out, "value"), 60, 20)
 	requireCaughtUp(t, p, group, topic)
 
 	// And after a broker restart, from __consumer_offsets.
-	p.term()
-	p = startKvlogd(t, dir, p.addr)
+	p.Term()
+	p.Restart()
 	produce(t, p, topic, 80, 10)
-	out = runTool(t, 120*time.Second, pythonWithKafka, script, p.addr, topic, group, "10")
+	out = testbroker.RunTool(t, 120*time.Second, nil, testbroker.PythonWithKafka, script, p.Addr, topic, group, "10")
 	wantValues(t, "kafka-python (after restart)", values(t, out, "value"), 80, 10)
 	requireCaughtUp(t, p, group, topic)
-	p.term()
-}
-
-func requireKcat(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("kcat")
-	if err != nil {
-		t.Skip("kcat is not installed (`make tools` installs Debian's kcat): skipping the kcat group test")
-	}
-	return path
+	p.Term()
 }
 
 // kcatGroup runs a kcat balanced consumer (-G) that exits once every
 // assigned partition is at its end; librdkafka commits on close.
-func kcatGroup(t *testing.T, kcat string, p *proc, group, topic string) []string {
+func kcatGroup(t *testing.T, kcat string, p *testbroker.Broker, group, topic string) []string {
 	t.Helper()
-	out := runTool(t, 120*time.Second, kcat, "-b", p.addr, "-G", group, "-e", "-J", "-q",
+	out := testbroker.RunTool(t, 120*time.Second, nil, kcat, "-b", p.Addr, "-G", group, "-e", "-J", "-q",
 		"-X", "auto.offset.reset=earliest", "-X", "session.timeout.ms=10000",
 		"-X", "enable.auto.commit=true", "-X", "auto.commit.interval.ms=200", topic)
 	return values(t, out, "payload")
 }
 
 func TestKcatGroupConsume(t *testing.T) {
-	kcat := requireKcat(t)
-	dir := t.TempDir()
-	p := startKvlogd(t, dir, "")
+	kcat := testbroker.RequireKcat(t, "the kcat group test")
+	p := startKvlogd(t)
 	const topic, group = "kcat-group", "kcat-consumers"
 	createTopic(t, p, topic, 3)
 	produce(t, p, topic, 0, 60)
@@ -188,10 +134,10 @@ func TestKcatGroupConsume(t *testing.T) {
 	wantValues(t, "kcat -G (resumed)", kcatGroup(t, kcat, p, group, topic), 60, 20)
 	requireCaughtUp(t, p, group, topic)
 
-	p.kill() // SIGKILL: the commits come back from the log
-	p = startKvlogd(t, dir, p.addr)
+	p.Kill() // SIGKILL: the commits come back from the log
+	p.Restart()
 	produce(t, p, topic, 80, 10)
 	wantValues(t, "kcat -G (after SIGKILL restart)", kcatGroup(t, kcat, p, group, topic), 80, 10)
 	requireCaughtUp(t, p, group, topic)
-	p.term()
+	p.Term()
 }

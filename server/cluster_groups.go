@@ -1,0 +1,188 @@
+package server
+
+import (
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/kvlog/kvlog/engine"
+	"github.com/kvlog/kvlog/replica"
+	"github.com/kvlog/kvlog/server/group"
+)
+
+// Group coordination in cluster mode, as Kafka does it with ZooKeeper:
+//
+//   - A broker coordinates the groups of the __consumer_offsets partitions
+//     it leads. LeaderAndIsr queues a load when it becomes leader of
+//     __consumer_offsets-p (the coordinator replays the partition, up to its
+//     log end offset: everything a new leader holds becomes committed) and an
+//     unload when it becomes follower or the replica stops. One goroutine
+//     (coordinatorLoader) applies them in order, off the controller's
+//     request; a load whose leader epoch is no longer current is skipped,
+//     since the change that superseded it queued its own event.
+//   - FindCoordinator answers with the leader of the group's partition from
+//     the metadata cache; until it is loaded there, group requests get
+//     COORDINATOR_LOAD_IN_PROGRESS (while replaying) or NOT_COORDINATOR.
+//   - Writes are leader appends with acks=all (offsetsStore.Append) and are
+//     answered once the high watermark passed them (awaitReplicated), or
+//     fail after offsets.commit.timeout.ms.
+
+// coordEvent is a load or unload of one coordinator partition.
+type coordEvent struct {
+	p     int32
+	epoch int32 // load: the leader epoch leadership was won at
+	load  bool
+}
+
+// coordLoads is the queue of coordinator events.
+type coordLoads struct {
+	mu    sync.Mutex
+	queue []coordEvent
+	kick  chan struct{}
+}
+
+// queueCoordinator queues a coordinator event (LeaderAndIsr and
+// StopReplica of __consumer_offsets partitions; caller holds partMu, which
+// keeps the queue in the order of the role changes).
+func (c *cluster) queueCoordinator(ev coordEvent) {
+	c.loads.mu.Lock()
+	c.loads.queue = append(c.loads.queue, ev)
+	c.loads.mu.Unlock()
+	select {
+	case c.loads.kick <- struct{}{}:
+	default:
+	}
+}
+
+// coordinatorLoader applies queued coordinator events one at a time.
+func (c *cluster) coordinatorLoader() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.loads.kick:
+		}
+		for c.ctx.Err() == nil {
+			c.loads.mu.Lock()
+			if len(c.loads.queue) == 0 {
+				c.loads.mu.Unlock()
+				break
+			}
+			ev := c.loads.queue[0]
+			c.loads.queue = c.loads.queue[1:]
+			c.loads.mu.Unlock()
+			c.applyCoordinatorEvent(ev)
+		}
+	}
+}
+
+// offsetsReplica is this broker's replica of __consumer_offsets-p, or nil.
+func (c *cluster) offsetsReplica(p int32) *replica.Partition {
+	t := c.s.topic(group.OffsetsTopic)
+	if t == nil || p < 0 || int(p) >= len(t.parts) {
+		return nil
+	}
+	return t.parts[p].rep
+}
+
+// leadsAt reports whether this broker still leads __consumer_offsets-p at
+// leader epoch epoch.
+func (c *cluster) leadsAt(p, epoch int32) bool {
+	rep := c.offsetsReplica(p)
+	return rep != nil && rep.Role() == replica.RoleLeader && rep.LeaderEpoch() == epoch
+}
+
+func (c *cluster) applyCoordinatorEvent(ev coordEvent) {
+	co := c.s.groups
+	if ev.p >= co.Partitions() {
+		// The topic has more partitions than the coordinator was started
+		// with (created elsewhere with another offsets.topic.num.partitions
+		// after this broker started): FindCoordinator refuses such groups.
+		c.log.Warn("no coordinator shard for partition", "topic", group.OffsetsTopic, "partition", ev.p, "coordinator_partitions", co.Partitions())
+		return
+	}
+	if !ev.load {
+		co.Unload(ev.p)
+		c.log.Info("stopped coordinating groups", "partition", ev.p)
+		return
+	}
+	if !c.leadsAt(ev.p, ev.epoch) {
+		return // superseded: a later event follows
+	}
+	start := time.Now()
+	if err := co.Load(ev.p); err != nil {
+		c.log.Error("loading groups failed; retrying", "partition", ev.p, "leader_epoch", ev.epoch, "err", err)
+		time.AfterFunc(time.Second, func() {
+			if c.ctx.Err() == nil && c.leadsAt(ev.p, ev.epoch) {
+				c.partMu.Lock()
+				c.queueCoordinator(ev)
+				c.partMu.Unlock()
+			}
+		})
+		return
+	}
+	c.log.Info("coordinating groups", "partition", ev.p, "leader_epoch", ev.epoch, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// groupCoordinator answers FindCoordinator for a group: the leader of its
+// __consumer_offsets partition in the metadata cache, at the endpoint of
+// the listener the request came in on.
+func (c *cluster) groupCoordinator(r *request, t *topic, groupID string) (int32, string, int32, error) {
+	co := c.s.groups
+	if int32(len(t.parts)) != co.Partitions() {
+		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "%s has %d partitions but this broker's coordinator maps groups over %d (restart it)",
+			group.OffsetsTopic, len(t.parts), co.Partitions())
+	}
+	p := co.PartitionFor(groupID)
+	m := c.meta.Load()
+	parts := m.topics[group.OffsetsTopic]
+	if int(p) >= len(parts) || parts[p].leader < 0 {
+		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "%s-%d has no leader yet", group.OffsetsTopic, p)
+	}
+	leader := parts[p].leader
+	eps := m.brokers[leader]
+	if len(eps) == 0 {
+		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "leader %d of %s-%d is not a live broker", leader, group.OffsetsTopic, p)
+	}
+	ep := eps[0]
+	for _, e := range eps {
+		if e.Name == r.c.l.name {
+			ep = e
+		}
+	}
+	return leader, ep.Host, ep.Port, nil
+}
+
+// awaitReplicated is Sync in cluster mode: wake the followers' parked
+// fetches for what was appended, then wait until the high watermark passed
+// the last append (every in-sync replica has it; NOT_ENOUGH_REPLICAS_AFTER_
+// APPEND when the ISR fell below min.insync.replicas meanwhile,
+// NOT_LEADER_OR_FOLLOWER when leadership was lost), at most
+// offsets.commit.timeout.ms.
+func (st *offsetsStore) awaitReplicated(p int32, t *topic, part *partition) error {
+	if n := st.unannounced[p].Swap(0); n > 0 {
+		part.appended(int(n))
+	}
+	last := engine.Offset(st.last[p].Load())
+	if leo := part.log.LogEndOffset(); last >= leo {
+		last = leo - 1 // appended under an earlier leadership, since truncated
+	}
+	if last < 0 {
+		return nil
+	}
+	done := make(chan error, 1)
+	cancel := part.rep.AwaitAck(last, int(t.settings.minInsync), func(err error) { done <- err })
+	timeout := time.NewTimer(msConfig(st.s, "offsets.commit.timeout.ms"))
+	defer timeout.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-timeout.C:
+		if cancel() {
+			return topicErrf(kerr.RequestTimedOut, "%s-%d: offset %d not replicated to the in-sync replicas within offsets.commit.timeout.ms", group.OffsetsTopic, p, last)
+		}
+		return <-done
+	}
+}
