@@ -128,14 +128,14 @@ func BenchmarkAppendVsFile(b *testing.B) {
 	}
 }
 
-// buildLog appends 1 MiB batches until the log holds size bytes.
-func buildLog(tb testing.TB, dir string, size int64) *Log {
+// buildLog appends batches of batchSize bytes until the log holds size bytes.
+func buildLog(tb testing.TB, dir string, size int64, batchSize int) *Log {
 	cfg := DefaultConfig()
 	l, err := OpenLog(dir, TopicPartition{Topic: "bench"}, cfg, LogOptions{Logger: quietLogger})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	batch := benchBatch(tb, 1<<20)
+	batch := benchBatch(tb, batchSize)
 	for l.Size() < size {
 		if _, err := l.Append(batch, 0); err != nil {
 			tb.Fatal(err)
@@ -146,34 +146,60 @@ func buildLog(tb testing.TB, dir string, size int64) *Log {
 
 // BenchmarkLocateRead measures locating and reading the first batch at a
 // random offset of a 1 GB and a 10 GB log (set KVLOG_BENCH_BIG_GB to change
-// the larger size). Latency should be flat in the log size.
+// the larger size), with the segment files' pages first dropped from the page
+// cache (cold: every read goes to the device, whatever the log size) and then
+// as they are after building the log (warm: depends on how much of the log
+// the machine's page cache holds). Latency should not grow with the log
+// size beyond what the page cache explains.
 func BenchmarkLocateRead(b *testing.B) {
 	big := int64(10)
 	if v, err := strconv.Atoi(os.Getenv("KVLOG_BENCH_BIG_GB")); err == nil {
 		big = int64(v)
 	}
 	for _, gb := range []int64{1, big} {
-		b.Run(fmt.Sprintf("log=%dGB", gb), func(b *testing.B) {
-			l := buildLog(b, filepath.Join(b.TempDir(), "bench-0"), gb<<30)
-			defer l.Close()
-			rng := rand.New(rand.NewPCG(1, 2))
-			leo := int64(l.LogEndOffset())
-			hdr := make([]byte, record.HeaderSize)
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				off := Offset(rng.Int64N(leo))
-				r, err := l.Read(off, 1<<20, l.LogEndOffset())
-				if err != nil {
-					b.Fatal(err)
+		dir := filepath.Join(b.TempDir(), "bench-0")
+		// 16 KiB batches: far more distinct batches than reads, so cold
+		// reads stay cold at both sizes.
+		l := buildLog(b, dir, gb<<30, 16<<10)
+		for _, mode := range []string{"cold", "warm"} {
+			b.Run(fmt.Sprintf("log=%dGB/%s", gb, mode), func(b *testing.B) {
+				if mode == "cold" {
+					dropCache(b, dir)
 				}
-				if _, err := r.Ranges[0].File.ReadAt(hdr, r.Ranges[0].Position); err != nil {
-					b.Fatal(err)
+				rng := rand.New(rand.NewPCG(1, 2))
+				leo := int64(l.LogEndOffset())
+				hdr := make([]byte, record.HeaderSize)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					off := Offset(rng.Int64N(leo))
+					r, err := l.Read(off, 1<<20, l.LogEndOffset())
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := r.Ranges[0].File.ReadAt(hdr, r.Ranges[0].Position); err != nil {
+						b.Fatal(err)
+					}
+					r.Release()
 				}
-				r.Release()
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(rss())/(1<<20), "rss-MiB")
-		})
+				b.StopTimer()
+				b.ReportMetric(float64(rss())/(1<<20), "rss-MiB")
+			})
+		}
+		l.Close()
+	}
+}
+
+// dropCache asks the kernel to drop dir's .log pages from the page cache.
+func dropCache(b *testing.B, dir string) {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, p := range files {
+		f, err := os.Open(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = f.Sync()
+		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+		f.Close()
 	}
 }
 
@@ -182,7 +208,7 @@ func BenchmarkLocateRead(b *testing.B) {
 // machine's CRC32C rate and page-cache read rate over the same bytes.
 func BenchmarkRecovery(b *testing.B) {
 	dir := filepath.Join(b.TempDir(), "bench-0")
-	l := buildLog(b, dir, 1<<30)
+	l := buildLog(b, dir, 1<<30, 1<<20)
 	size := l.Size()
 	crashClose(l)
 	buf := make([]byte, 1<<20)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 
 	"github.com/kvlog/kvlog/engine/record"
 )
@@ -97,8 +98,7 @@ func (l *Log) Read(offset Offset, maxBytes int, maxOffset Offset) (*ReadResult, 
 			h.release()
 			continue
 		}
-		sc.seek(pos)
-		length, err := span(sc, maxBytes, maxOffset)
+		length, err := seg.span(h, sc, pos, maxBytes, maxOffset)
 		sc.close()
 		if err != nil {
 			h.release()
@@ -116,27 +116,79 @@ func (l *Log) Read(offset Offset, maxBytes int, maxOffset Offset) (*ReadResult, 
 	return res, nil
 }
 
-// span measures whole batches from the scanner's position while they end
-// below maxOffset and fit maxBytes (the first always counts).
-func span(sc *batchScanner, maxBytes int, maxOffset Offset) (int64, error) {
-	var n int64
+// span measures whole batches from start while they end below maxOffset and
+// fit maxBytes (the first batch always counts). Both ends are found through
+// the offset index (whose entries are batch starts) plus a short header scan,
+// so a read costs a few small preads whatever the batch size, not one per
+// batch. A misleading index entry falls back to a scan from start.
+func (s *segment) span(h *handle, sc *batchScanner, start int64, maxBytes int, maxOffset Offset) (int64, error) {
+	limit := sc.end
+	if Offset(s.next.Load()) > maxOffset {
+		// The segment holds offsets at or above maxOffset (the high
+		// watermark): stop at the batch containing it.
+		p, found, err := s.translateWith(h, sc, maxOffset)
+		if err != nil {
+			return 0, err
+		}
+		if found && p < limit {
+			limit = p
+		}
+	}
+	if limit <= start {
+		return 0, nil
+	}
+	if limit-start <= int64(maxBytes) {
+		return limit - start, nil
+	}
+	sc.end = limit
+	target := start + int64(maxBytes)
+	from := max(start, indexedBoundaryAtOrBelow(h, target))
+	end, err := lastBoundaryWithin(sc, from, target)
+	if err != nil && from > start {
+		end, err = lastBoundaryWithin(sc, start, target)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if end == start { // the first batch alone exceeds maxBytes: send it whole
+		sc.seek(start)
+		if _, _, err := sc.next(); err != nil {
+			return 0, err
+		}
+		end = sc.pos
+	}
+	return end - start, nil
+}
+
+// indexedBoundaryAtOrBelow returns the largest batch start recorded in the
+// offset index at or below pos (0 when none).
+func indexedBoundaryAtOrBelow(h *handle, pos int64) int64 {
+	n := h.oidx.Entries()
+	i := sort.Search(n, func(i int) bool { _, p := h.oidx.Entry(i); return int64(p) > pos })
+	if i == 0 {
+		return 0
+	}
+	_, p := h.oidx.Entry(i - 1)
+	return int64(p)
+}
+
+// lastBoundaryWithin scans whole batches from the boundary from and returns
+// the end of the last one that ends at or before target (from if none).
+func lastBoundaryWithin(sc *batchScanner, from, target int64) (int64, error) {
+	sc.seek(from)
+	end := from
 	for {
-		p, hdr, err := sc.next()
+		_, _, err := sc.next()
 		if err == io.EOF {
-			return n, nil
+			return end, nil
 		}
 		if err != nil {
-			return n, err
+			return 0, err
 		}
-		b := record.Batch(hdr)
-		if Offset(b.LastOffset()) >= maxOffset {
-			return n, nil
+		if sc.pos > target {
+			return end, nil
 		}
-		size := sc.pos - p
-		if n > 0 && n+size > int64(maxBytes) {
-			return n, nil
-		}
-		n += size
+		end = sc.pos
 	}
 }
 
