@@ -9,9 +9,10 @@
 // (github.com/kvlog/kvlog/bench/kvbench, replacing github.com/kvlog/kvlog
 // with this tree):
 //
-//	make bench-quick   # reduced sizes, 3 rounds: a few minutes
+//	make bench-quick   # reduced sizes, 3 rounds: about 5 minutes
 //	make bench         # the full matrix, 5 rounds: an hour or more
-//	cd bench/kvbench && go run . -root ../.. -quick -scenarios produce,consume -reps 2
+//	make bench-quick BENCH_FLAGS='-scenarios produce,consume -reps 2'
+//	bin/kvbench -from bench/results/<date>   # rewrite report and charts from raw/
 //
 // It builds kvlogd (this tree, without -race) and kfaked (bench/kvbench/kfaked:
 // franz-go's kfake from the module proxy, in memory or with DataDir, wrapped
@@ -48,8 +49,13 @@
 // verdicts, every parameter, tables of medians with min–max and ratios
 // kvlog/peer and kvlog/machine limit, the misses with their profiles, what
 // did not run) and PNG charts made with gonum.org/v1/plot beside it; raw data
-// (results.json, process logs, pprof files) under bench/results/<date>/raw/,
-// which git ignores.
+// (results.json with every round's value, state.json, process logs, pprof
+// files) under bench/results/<date>/raw/, which git ignores. A later run on
+// the same day overwrites that day's report (-out picks another directory).
+//
+// Besides throughput, CPU and RSS, the produce runs record the round trip
+// of each Produce request as franz-go sees it (HookBrokerE2E) and its size,
+// which tells a broker that is slow to answer from one that is busy.
 //
 // Why a program in its own module rather than `go test` in this package: the
 // suite runs for minutes to hours, manages processes, takes flags and writes

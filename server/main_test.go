@@ -37,7 +37,9 @@ func startBroker(t testing.TB, extra ...string) *testBroker {
 
 func startBrokerIn(t testing.TB, dir string, extra ...string) *testBroker {
 	t.Helper()
-	props := "listeners=PLAINTEXT://127.0.0.1:0\nlog.dirs=" + dir + "\n" + strings.Join(extra, "\n")
+	// A 4 MiB offset map instead of Kafka's 128 MiB: the cleaner allocates
+	// it when its thread starts, and the tests run many brokers.
+	props := "listeners=PLAINTEXT://127.0.0.1:0\nlog.dirs=" + dir + "\nlog.cleaner.dedupe.buffer.size=4194304\n" + strings.Join(extra, "\n")
 	pp, err := ParseProperties(strings.NewReader(props))
 	if err != nil {
 		t.Fatal(err)

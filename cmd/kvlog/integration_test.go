@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kvlog/kvlog/client"
 	"github.com/kvlog/kvlog/client/clienttest"
@@ -237,28 +238,62 @@ func TestCLIGroups(t *testing.T) {
 	}
 }
 
-// TestCLICleanerStatus reads the broker's cleaner status; it is skipped while
-// the broker's HTTP listener publishes none.
+// TestCLICleanerStatus reads the broker's cleaner status (/cleaner on its
+// HTTP listener) after the cleaner compacted a topic: every compacted
+// partition is listed, a cleaned one with its last clean and the bytes that
+// clean reclaimed.
 func TestCLICleanerStatus(t *testing.T) {
-	b := clienttest.Start(t)
-	kv := func(args ...string) result { t.Helper(); return runBin(t, b.Addr, "", args...) }
-	kv("topics", "create", "profiles", "-p", "2", "--compact").expect(t, exitOK)
-	r := kv("cleaner", "status", "--http", b.HTTP, "-o", "json")
-	if r.code != exitOK && strings.Contains(r.stderr, "no cleaner status") {
-		t.Skipf("broker publishes no cleaner status yet: %s", strings.TrimSpace(r.stderr))
+	b := clienttest.Start(t, "log.cleaner.backoff.ms=100", "log.cleaner.dedupe.buffer.size=4194304")
+	kv := func(stdin string, args ...string) result { t.Helper(); return runBin(t, b.Addr, stdin, args...) }
+	kv("", "topics", "create", "profiles", "-p", "2", "--compact",
+		"-c", "segment.bytes=4096", "-c", "min.cleanable.dirty.ratio=0.01").expect(t, exitOK)
+	// Eight rounds of the same 20 keys, a produce (a batch per partition)
+	// each: the partitions roll segments full of superseded values.
+	for round := 0; round < 8; round++ {
+		var in strings.Builder
+		for k := 0; k < 20; k++ {
+			fmt.Fprintf(&in, "user-%02d:%s-%d\n", k, strings.Repeat("v", 100), round)
+		}
+		kv(in.String(), "produce", "profiles", "-K", ":").expect(t, exitOK)
 	}
-	r.expect(t, exitOK)
+
 	var ps []cleanerPartition
-	if err := json.Unmarshal([]byte(r.stdout), &ps); err != nil {
-		t.Fatal(err)
+	var r result
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r = kv("", "cleaner", "status", "--http", b.HTTP, "-o", "json")
+		r.expect(t, exitOK)
+		ps = nil
+		if err := json.Unmarshal([]byte(r.stdout), &ps); err != nil {
+			t.Fatalf("%v: %s", err, r.stdout)
+		}
+		listed, cleaned := 0, 0
+		for _, p := range ps {
+			if p.Topic != "profiles" {
+				continue
+			}
+			listed++
+			if p.LastClean != "" && p.BytesReclaimed != nil && *p.BytesReclaimed > 0 {
+				cleaned++
+			}
+		}
+		if listed == 2 && cleaned > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cleaner status after 60s lists %d partitions of profiles (want 2), %d cleaned (want > 0): %s", listed, cleaned, r.stdout)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	n := 0
 	for _, p := range ps {
-		if p.Topic == "profiles" {
-			n++
+		if p.Topic == "profiles" && (p.DirtyRatio == nil || p.FirstDirtyOffset == nil || p.State == "" || p.State == "uncleanable") {
+			t.Errorf("partition %d: %+v", p.Partition, p)
 		}
 	}
-	if n != 2 {
-		t.Errorf("cleaner status lists %d partitions of profiles, want 2: %s", n, r.stdout)
+	r = kv("", "cleaner", "status", "--http", b.HTTP)
+	r.expect(t, exitOK)
+	if !strings.HasPrefix(r.stdout, "TOPIC") || strings.Count(r.stdout, "profiles ") != 2 {
+		t.Errorf("cleaner status table:\n%s", r.stdout)
 	}
+	t.Logf("kvlog cleaner status:\n%s", r.stdout)
 }
