@@ -430,7 +430,7 @@ func (l *Log) ReplaceSegments(cleaned []*CleanedSegment, old []SegmentRef, next 
 		s.next.Store(int64(segEnd))
 		s.maxTs.Store(w.maxTs)
 		s.offsetOfMaxTs = w.offsetOfMaxTs
-		w.h.seg = s
+		s.track(w.h)
 		w.h.refs.Store(1)
 		s.mu.Lock()
 		s.h = w.h

@@ -289,7 +289,8 @@ func (l *Log) reopenActive(s *segment) error {
 	if err != nil {
 		return l.errorf("open", s.base, -1, fmt.Errorf("%w: %w", ErrStorage, err))
 	}
-	h := &handle{seg: s, file: f}
+	h := &handle{file: f}
+	s.track(h)
 	if err := s.openIndexes(h, l.Config(), true); err != nil {
 		h.close()
 		return err
@@ -486,21 +487,26 @@ func (l *Log) finishInterruptedSwaps() error {
 	return nil
 }
 
-// swapEndOffset reads a .swap log's batches and returns the offset after its
-// last valid batch (its base when empty).
+// swapEndOffset scans a .swap log's batch headers and returns the offset
+// after its last valid batch (its base when empty).
 func swapEndOffset(fs vfs.FS, path string, base Offset) (Offset, error) {
-	data, err := readWholeFile(fs, path)
+	f, err := fs.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
-	end := base
-	for len(data) > 0 {
-		b, rest, err := record.ReadBatch(data)
-		if err != nil {
-			break
-		}
-		end = Offset(b.LastOffset()) + 1
-		data = rest
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
-	return end, nil
+	sc := newBatchScanner(f, 0, fi.Size())
+	defer sc.close()
+	end := base
+	for {
+		_, hdr, err := sc.next()
+		if err != nil {
+			return end, nil // io.EOF, or a torn tail: the end is the last whole batch
+		}
+		end = Offset(record.Batch(hdr).LastOffset()) + 1
+	}
 }

@@ -148,7 +148,8 @@ func (l *Log) newActiveSegment(base Offset, cfg Config) (*segment, error) {
 		return nil, l.errorf("roll", base, base, fmt.Errorf("%w: %w", ErrStorage, err))
 	}
 	s := l.newSegment(base)
-	h := &handle{seg: s, file: f}
+	h := &handle{file: f}
+	s.track(h)
 	if h.oidx, err = index.OpenOffset(l.fs, IndexFileName(l.dir, base), int64(base), cfg.indexBytes(), true); err == nil {
 		h.tidx, err = index.OpenTime(l.fs, TimeIndexFileName(l.dir, base), int64(base), timeIndexBytes(cfg), true)
 	}

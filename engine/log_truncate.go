@@ -52,7 +52,11 @@ func (l *Log) truncateSegment(s *segment, offset Offset) error {
 		pos = s.size.Load()
 	}
 	// Detach and drain every reader before the file shrinks.
+	// Every handle of the segment — the current one and any the cache
+	// evicted while a reader (a sendfile range, a cleaner view) still holds
+	// it — must be closed before the file shrinks.
 	s.retire().Wait()
+	s.live.Wait()
 	if err := s.truncateFile(pos); err != nil {
 		return l.errorf("truncate", s.base, offset, err)
 	}

@@ -38,6 +38,10 @@ type segment struct {
 	bytesSinceIndex int
 	flushed         atomic.Int64 // bytes known to be on stable storage
 
+	// live counts this segment's open handles, cached or evicted but still
+	// held by a reader: truncation waits for it before shrinking the file.
+	live sync.WaitGroup
+
 	mu     sync.Mutex // guards h, active, gone
 	h      *handle
 	active bool // the handle is pinned (never evicted) while the segment is active
@@ -59,6 +63,15 @@ type handle struct {
 	mapMu sync.Mutex
 	data  []byte // read-only mmap of .log (for scans), nil until mapped
 	wg    *sync.WaitGroup
+	// tracked: counted in seg.live (every handle of a listed segment).
+	tracked bool
+}
+
+// track counts h among s's live handles.
+func (s *segment) track(h *handle) {
+	h.seg = s
+	h.tracked = true
+	s.live.Add(1)
 }
 
 func (h *handle) release() {
@@ -87,6 +100,9 @@ func (h *handle) close() {
 	}
 	if h.wg != nil {
 		h.wg.Done()
+	}
+	if h.tracked {
+		h.seg.live.Done()
 	}
 }
 
@@ -191,7 +207,8 @@ func (s *segment) openReadHandle() (*handle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: open segment: %w", err)
 	}
-	h := &handle{seg: s, file: f}
+	h := &handle{file: f}
+	s.track(h)
 	cfg := s.log.Config()
 	if err := s.openIndexes(h, cfg, false); err != nil {
 		h.close()
