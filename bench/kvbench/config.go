@@ -1,0 +1,153 @@
+package main
+
+import "time"
+
+// config is every parameter of a run; the report prints them.
+type config struct {
+	mode string
+	reps int
+
+	// produce: payload bytes (key+value) per run; NATS runs are capped at
+	// natsMaxRecords (its rate is 10-20x lower: the same byte count would
+	// take minutes per run).
+	produceBytes   int64
+	natsMaxRecords int
+	produceCells   []shape
+
+	// consume: bytes produced once per system and cell, read repeatedly.
+	consumeBytes int64
+	consumeCells []shape
+
+	latencyShape     shape
+	latencyFractions []float64
+	latencyWarm      time.Duration
+	latencyDur       time.Duration
+	latencyReps      int
+	latencySystems   []string
+
+	rebuildKeys    int
+	rebuildUpdates int // the uncompacted history holds keys × updates records
+
+	compactRecords, compactKeys int
+	compactSegment              int
+	compactFillKeys             int // keys of the map-fill cell
+	compactFillMapKeys          int // keys its dedupe buffer holds
+
+	recoverySizes []int64
+	recoveryReps  int
+
+	scaleSizes      []int64
+	scaleProbeBytes int64
+	scaleLatencyN   int
+	scalePartitions []int
+	scaleRecords    int
+
+	replicatedBytes int64
+	replicatedReps  int
+
+	machineBytes    int64
+	profileSeconds  int
+	scenarioTimeout time.Duration
+}
+
+const (
+	kb = 1 << 10
+	mb = 1 << 20
+	gb = 1 << 30
+)
+
+// produceMatrix is issue 7's produce matrix: 1 and 8 partitions, 100 B and
+// 1 KiB values, 1,000 and 1,000,000 keys, acks=1 and acks=all, no
+// compression, lz4, zstd.
+func produceMatrix() []shape {
+	var out []shape
+	for _, p := range []int32{1, 8} {
+		for _, v := range []int{100, 1024} {
+			for _, k := range []int{1000, 1_000_000} {
+				for _, a := range []string{"all", "1"} {
+					for _, c := range []string{"none", "lz4", "zstd"} {
+						out = append(out, shape{p, v, k, a, c})
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// anchorShape is the anchors' workload: one partition, 13-byte keys over
+// 1,000 keys, 100-byte values, acks=all (idempotent), no compression.
+var anchorShape = shape{partitions: 1, valueLen: 100, keys: 1000, acks: "all", comp: "none"}
+
+func fullConfig() *config {
+	return &config{
+		mode:             "full",
+		reps:             5,
+		produceBytes:     64 * mb,
+		natsMaxRecords:   200_000,
+		produceCells:     produceMatrix(),
+		consumeBytes:     256 * mb,
+		consumeCells:     []shape{anchorShape, {8, 1024, 1_000_000, "all", "none"}},
+		latencyShape:     anchorShape,
+		latencyFractions: []float64{0.1, 0.5, 0.8},
+		latencyWarm:      2 * time.Second,
+		latencyDur:       10 * time.Second,
+		latencyReps:      3,
+		latencySystems:   []string{"kvlog", "kvlog-nofsync", "kfake-mem", "kfake-disk", "nats-js"},
+		rebuildKeys:      1_000_000,
+		rebuildUpdates:   10,
+		compactRecords:   1_000_000, compactKeys: 1000, compactSegment: 16 * mb,
+		compactFillKeys: 200_000, compactFillMapKeys: 50_000,
+		recoverySizes:   []int64{1 * gb, 10 * gb},
+		recoveryReps:    3,
+		scaleSizes:      []int64{1 * gb, 2 * gb, 5 * gb, 10 * gb, 20 * gb},
+		scaleProbeBytes: 256 * mb,
+		scaleLatencyN:   500,
+		scalePartitions: []int{1, 10, 100, 1000},
+		scaleRecords:    1_000_000,
+		replicatedBytes: 64 * mb,
+		replicatedReps:  5,
+		machineBytes:    1 * gb,
+		profileSeconds:  10,
+		scenarioTimeout: 3 * time.Hour,
+	}
+}
+
+func quickConfig() *config {
+	return &config{
+		mode:           "quick",
+		reps:           3,
+		produceBytes:   32 * mb,
+		natsMaxRecords: 60_000,
+		produceCells: []shape{
+			anchorShape,
+			{8, 100, 1_000_000, "1", "lz4"},
+			{8, 1024, 1000, "all", "none"},
+			{1, 1024, 1_000_000, "all", "zstd"},
+		},
+		consumeBytes:     96 * mb,
+		consumeCells:     []shape{anchorShape},
+		latencyShape:     anchorShape,
+		latencyFractions: []float64{0.1, 0.5, 0.8},
+		latencyWarm:      500 * time.Millisecond,
+		latencyDur:       2 * time.Second,
+		latencyReps:      2,
+		latencySystems:   []string{"kvlog", "kvlog-nofsync", "kfake-mem", "nats-js"},
+		rebuildKeys:      100_000,
+		rebuildUpdates:   3,
+		compactRecords:   1_000_000, compactKeys: 1000, compactSegment: 8 * mb,
+		compactFillKeys: 200_000, compactFillMapKeys: 50_000,
+		recoverySizes:   []int64{256 * mb},
+		recoveryReps:    2,
+		scaleSizes:      []int64{256 * mb, 512 * mb, 1 * gb},
+		scaleProbeBytes: 64 * mb,
+		scaleLatencyN:   200,
+		scalePartitions: []int{1, 10, 100},
+		scaleRecords:    200_000,
+		replicatedBytes: 24 * mb,
+		replicatedReps:  2,
+		machineBytes:    256 * mb,
+		profileSeconds:  4,
+		scenarioTimeout: 30 * time.Minute,
+	}
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Unit tests of the harness's pure pieces (cd bench/kvbench && go test .);
+// the scenarios themselves run under make bench-quick.
+
+func TestStats(t *testing.T) {
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Fatalf("median %v", m)
+	}
+	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
+		t.Fatalf("median %v", m)
+	}
+	if m := median([]float64{math.NaN(), 5}); m != 5 {
+		t.Fatalf("median ignores NaN: %v", m)
+	}
+	if !math.IsNaN(median(nil)) {
+		t.Fatal("median of nothing")
+	}
+	// Paired: per-round ratios 2, 4, 1 → median 2 (the ratio of medians would be 1.5).
+	if r := pairedRatio([]float64{2, 8, 3}, []float64{1, 2, 3}); r != 2 {
+		t.Fatalf("paired ratio %v", r)
+	}
+	xs := []float64{}
+	for i := 1; i <= 1000; i++ {
+		xs = append(xs, float64(i))
+	}
+	p := percentiles(xs, 0.5, 0.99, 0.999, 1)
+	if p[0] != 500 || p[1] != 990 || p[2] != 999 || p[3] != 1000 {
+		t.Fatalf("percentiles %v", p)
+	}
+}
+
+func TestStore(t *testing.T) {
+	s := newStore()
+	s.add("a", "c1", "x", "m", "u", 1)
+	s.add("a", "c1", "y", "m", "u", 2)
+	s.add("a", "c2", "x", "m", "u", 3)
+	s.add("a", "c1", "x", "m", "u", 4)
+	if got := s.get("a", "c1", "x", "m"); len(got) != 2 || got[1] != 4 {
+		t.Fatalf("get %v", got)
+	}
+	if c := s.cells("a"); len(c) != 2 || c[0] != "c1" {
+		t.Fatalf("cells %v", c)
+	}
+	if sy := s.systems("a", "c1"); len(sy) != 2 || sy[1] != "y" {
+		t.Fatalf("systems %v", sy)
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	line := []byte("123 (kvl ogd) S 1 123 123 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 100 0 0")
+	v, err := parseStatCPU(line)
+	if err != nil || v != 3 {
+		t.Fatalf("%v %v", v, err)
+	}
+	if _, err := procCPUSeconds(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestKeyIndexCoversKeys(t *testing.T) {
+	for _, keys := range []int{1000, 7919 * 2, 100_000} {
+		seen := make([]bool, keys)
+		for i := 0; i < keys; i++ {
+			seen[keyIndex(i, keys)] = true
+		}
+		for k, ok := range seen {
+			if !ok {
+				t.Fatalf("keys=%d: key %d never written in the first cycle", keys, k)
+			}
+		}
+	}
+	if len(keyOf(99_999_999)) != keyLen || len(keySet(10)[9]) != keyLen {
+		t.Fatal("key length")
+	}
+	for _, n := range []int{100, 1024} {
+		for _, v := range valuePool(n) {
+			if len(v) != n {
+				t.Fatalf("value length %d, want %d", len(v), n)
+			}
+		}
+	}
+}
+
+func TestRescanBytes(t *testing.T) {
+	dir := t.TempDir()
+	pd := filepath.Join(dir, "rec-0")
+	os.MkdirAll(pd, 0o755)
+	for name, size := range map[string]int{"00000000000000000000.log": 100, "00000000000000000010.log": 200, "00000000000000000020.log": 50, "00000000000000000020.index": 999} {
+		os.WriteFile(filepath.Join(pd, name), make([]byte, size), 0o644)
+	}
+	if got := rescanBytes(dir, "rec-0"); got != 350 {
+		t.Fatalf("no checkpoint: %d", got)
+	}
+	os.WriteFile(filepath.Join(dir, "recovery-point-offset-checkpoint"), []byte("0\n2\nother 0 99\nrec 0 15\n"), 0o644)
+	if got := rescanBytes(dir, "rec-0"); got != 250 {
+		t.Fatalf("rp 15: %d", got)
+	}
+	os.WriteFile(filepath.Join(dir, "recovery-point-offset-checkpoint"), []byte("0\n1\nrec 0 25\n"), 0o644)
+	if got := rescanBytes(dir, "rec-0"); got != 50 {
+		t.Fatalf("rp 25: %d", got)
+	}
+}
+
+func TestFnum(t *testing.T) {
+	for v, want := range map[float64]string{1234567: "1,234,567", 123.4: "123", 12.34: "12.3", 1.234: "1.23", 0.1234: "0.123", 0: "0"} {
+		if got := fnum(v); got != want {
+			t.Errorf("fnum(%v) = %q, want %q", v, got, want)
+		}
+	}
+	if fnum(math.NaN()) != "–" {
+		t.Error("NaN")
+	}
+}
+
+func TestRunTB(t *testing.T) {
+	cleaned := false
+	skipped, err := runTB("x", t.TempDir(), t.Logf, func(tb *benchTB) {
+		tb.Cleanup(func() { cleaned = true })
+		tb.TempDir()
+		tb.Fatalf("boom %d", 1)
+	})
+	if skipped || err == nil || err.Error() != "boom 1" || !cleaned {
+		t.Fatalf("fatal: %v %v %v", skipped, err, cleaned)
+	}
+	skipped, err = runTB("x", t.TempDir(), t.Logf, func(tb *benchTB) { tb.Skip("no zk") })
+	if !skipped || err == nil {
+		t.Fatalf("skip: %v %v", skipped, err)
+	}
+	if _, err = runTB("x", t.TempDir(), t.Logf, func(tb *benchTB) {}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWriteJSONWithNaN(t *testing.T) {
+	s := newStore()
+	s.add("a", "c", "x", "m", "u", math.NaN())
+	s.add("a", "c", "x", "m", "u", 2)
+	p := filepath.Join(t.TempDir(), "r.json")
+	if err := s.writeJSON(p); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	if !strings.Contains(string(b), "null") || !strings.Contains(string(b), "2") {
+		t.Fatalf("%s", b)
+	}
+	back := newStore()
+	if err := back.readJSON(p); err != nil {
+		t.Fatal(err)
+	}
+	if v := back.get("a", "c", "x", "m"); len(v) != 2 || !math.IsNaN(v[0]) || v[1] != 2 {
+		t.Fatalf("read back %v", v)
+	}
+}
+
+func TestCPUMeter(t *testing.T) {
+	m := meterCPU(os.Getpid())
+	x := 0
+	for i := 0; i < 50_000_000; i++ {
+		x += i % 7
+	}
+	_ = x
+	if s := m.seconds(); s <= 0 || s > 10 {
+		t.Fatalf("cpu %v", s)
+	}
+	a := cpuSnap{stat: 1, tasks: map[int]float64{1: 1, 2: 2}}
+	if d := a.delta(cpuSnap{stat: 2, tasks: map[int]float64{1: 1.5, 2: 2.25, 3: 0.1}}); math.Abs(d-0.85) > 1e-9 {
+		t.Fatalf("delta %v", d)
+	}
+	if d := a.delta(cpuSnap{stat: 3, tasks: map[int]float64{1: 1.5}}); d != 2 {
+		t.Fatalf("exited thread: %v", d)
+	}
+}

@@ -1,0 +1,390 @@
+// Command kvbench is kvlog's side-by-side benchmark: it builds kvlogd and
+// kfaked, starts every system under test as its own process on loopback
+// with a fresh temp data dir (kvlogd, franz-go's kfake in memory and with
+// DataDir, nats-server -js with a file store, and a 3-broker kvlogd cluster
+// through internal/testcluster), runs the scenarios of issue 7 against each
+// in alternating rounds, measures the machine's limits in the same run, and
+// writes bench/results/<date>/report.md with PNG charts. See bench/doc.go.
+//
+//	make bench          # everything
+//	make bench-quick    # the reduced run, a few minutes
+//	go run . -root ../.. -quick -scenarios produce,consume
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+type runner struct {
+	cfg  *config
+	root string // repository root
+	out  string // results directory (report.md, PNGs)
+	raw  string // out/raw: logs, profiles, results.json (git-ignored)
+	tmp  string // temp root for data dirs and binaries
+	bins struct{ kvlogd, kfaked, nats string }
+
+	cleanerWired bool
+	cleanerWhy   string
+	natsVersion  string
+
+	st       *store
+	notes    map[string][]string // scenario → notes shown in its section
+	notRun   []notRun
+	profiles []profileTop
+	charts   map[string][]string // scenario → PNG file names
+	started  time.Time
+	elapsed  time.Duration
+	ranScen  []string
+	durs     map[string]time.Duration
+	env      map[string]string // machine and build facts for the report
+}
+
+type notRun struct{ Scenario, What, Why string }
+
+type profileTop struct {
+	Scenario, Name, File, Top string
+	Util                      string // "Total samples" share: CPU used / wall time
+}
+
+func (r *runner) note(scen, format string, args ...any) {
+	r.notes[scen] = append(r.notes[scen], fmt.Sprintf(format, args...))
+}
+
+func (r *runner) skip(scen, what, format string, args ...any) {
+	r.notRun = append(r.notRun, notRun{scen, what, fmt.Sprintf(format, args...)})
+	logf("%s: NOT RUN %s: %s", scen, what, fmt.Sprintf(format, args...))
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+type scenario struct {
+	id, title string
+	run       func(ctx context.Context, r *runner) error
+	report    func(r *runner, w *md)
+}
+
+// scenarios in the issue's order of value for kvlog's claims.
+var scenarios = []scenario{
+	{"produce", "1. Produce throughput", scenProduce, reportProduce},
+	{"consume", "2. Consume / replay from offset 0", scenConsume, reportConsume},
+	{"latency", "3. End-to-end latency at fixed rates", scenLatency, reportLatency},
+	{"rebuild", "4. State rebuild", scenRebuild, reportRebuild},
+	{"compaction", "5. Compaction", scenCompaction, reportCompaction},
+	{"recovery", "6. Recovery after kill -9", scenRecovery, reportRecovery},
+	{"scale", "7. Scale: log size and partition count", scenScale, reportScale},
+	{"replicated", "8. Replicated: 3 brokers, RF 3", scenReplicated, reportReplicated},
+}
+
+func main() {
+	var (
+		quick   = flag.Bool("quick", false, "the reduced run (make bench-quick)")
+		root    = flag.String("root", ".", "kvlog repository root")
+		out     = flag.String("out", "", "results directory (default <root>/bench/results/<date>)")
+		only    = flag.String("scenarios", "", "comma-separated scenario ids to run (default all): produce,consume,latency,rebuild,compaction,recovery,scale,replicated")
+		reps    = flag.Int("reps", 0, "repetitions per measurement (default 3 quick, 5 full)")
+		keepTmp = flag.Bool("keep", false, "keep the temp directory")
+		from    = flag.String("from", "", "only write the report and charts again from this results directory's raw data")
+	)
+	flag.Parse()
+	if *from != "" {
+		if err := regenerate(*from); err != nil {
+			fmt.Fprintln(os.Stderr, "kvbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(*quick, *root, *out, *only, *reps, *keepTmp); err != nil {
+		fmt.Fprintln(os.Stderr, "kvbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(quick bool, root, out, only string, reps int, keepTmp bool) error {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return err
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "go.mod")); err != nil || !strings.Contains(string(b), "module github.com/kvlog/kvlog\n") {
+		return fmt.Errorf("%s is not the kvlog repository root (-root)", root)
+	}
+	cfg := fullConfig()
+	if quick {
+		cfg = quickConfig()
+	}
+	if reps > 0 {
+		cfg.reps = reps
+	}
+	r := &runner{cfg: cfg, root: root, st: newStore(), notes: map[string][]string{}, charts: map[string][]string{}, started: time.Now(), durs: map[string]time.Duration{}}
+	if out == "" {
+		out = filepath.Join(root, "bench", "results", r.started.Format("2006-01-02"))
+	}
+	r.out, _ = filepath.Abs(out)
+	r.raw = filepath.Join(r.out, "raw")
+	for _, d := range []string{r.out, filepath.Join(r.raw, "logs"), filepath.Join(r.raw, "profiles")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	// Data dirs go under the system temp dir (same file system as the
+	// machine-limit files, which the report states).
+	if r.tmp, err = os.MkdirTemp("", "kvbench-"); err != nil {
+		return err
+	}
+	if !keepTmp {
+		defer os.RemoveAll(r.tmp)
+	}
+	logf("kvbench %s: results in %s, temp %s", cfg.mode, r.out, r.tmp)
+	if err := r.build(); err != nil {
+		return err
+	}
+	r.collectEnv()
+
+	want := map[string]bool{}
+	for _, s := range strings.Split(only, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			want[s] = true
+		}
+	}
+	ctx := context.Background()
+	machine := func(i int) {
+		logf("machine limits (%d of 5)", i)
+		if err := r.measureMachine(); err != nil {
+			r.note("machine", "measurement %d failed: %v", i, err)
+		}
+	}
+	machine(1)
+	for _, sc := range scenarios {
+		if len(want) > 0 && !want[sc.id] {
+			r.skip(sc.id, "whole scenario", "not selected (-scenarios %s)", only)
+			continue
+		}
+		switch sc.id {
+		case "latency":
+			machine(2)
+		case "compaction":
+			machine(3)
+		case "scale":
+			machine(4)
+		}
+		r.st.add("load", sc.id, "machine", "load1", "", loadAvg())
+		logf("=== scenario %s (load average %.1f)", sc.id, loadAvg())
+		start := time.Now()
+		sctx, cancel := context.WithTimeout(ctx, cfg.scenarioTimeout)
+		err := safeRun(func() error { return sc.run(sctx, r) })
+		cancel()
+		r.durs[sc.id] = time.Since(start)
+		r.ranScen = append(r.ranScen, sc.id)
+		if err != nil {
+			logf("scenario %s failed: %v", sc.id, err)
+			r.skip(sc.id, "remaining measurements", "failed: %v", err)
+		}
+		r.elapsed = time.Since(r.started)
+		r.st.writeJSON(filepath.Join(r.raw, "results.json"))
+		r.saveState()
+	}
+	machine(5)
+	r.st.add("load", "end", "machine", "load1", "", loadAvg())
+	r.elapsed = time.Since(r.started)
+	if err := r.st.writeJSON(filepath.Join(r.raw, "results.json")); err != nil {
+		logf("raw results: %v", err)
+	}
+	if err := r.saveState(); err != nil {
+		logf("raw state: %v", err)
+	}
+	path, err := r.writeReport()
+	if err != nil {
+		return err
+	}
+	logf("report: %s (%v)", path, time.Since(r.started).Round(time.Second))
+	return nil
+}
+
+// safeRun turns a panic in a scenario into its error.
+func safeRun(fn func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			buf := make([]byte, 8<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			err = fmt.Errorf("panic: %v\n%s", p, buf)
+		}
+	}()
+	return fn()
+}
+
+// build compiles kvlogd (the main module, without -race) and kfaked (this
+// module, kfake from the module proxy), finds nats-server and checks whether
+// kvlogd links the cleaner.
+func (r *runner) build() error {
+	bin := filepath.Join(r.tmp, "bin")
+	r.bins.kvlogd = filepath.Join(bin, "kvlogd")
+	r.bins.kfaked = filepath.Join(bin, "kfaked")
+	logf("building kvlogd and kfaked")
+	cmds := []*exec.Cmd{
+		exec.Command("go", "build", "-o", r.bins.kvlogd, "./cmd/kvlogd"),
+		exec.Command("go", "build", "-o", r.bins.kfaked, "./kfaked"),
+	}
+	cmds[0].Dir = r.root
+	cmds[1].Dir = filepath.Join(r.root, "bench", "kvbench")
+	for _, c := range cmds {
+		if out, err := c.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v\n%s", strings.Join(c.Args, " "), err, out)
+		}
+	}
+	c := exec.Command("go", "list", "-deps", "./cmd/kvlogd")
+	c.Dir = r.root
+	deps, err := c.Output()
+	if err != nil {
+		return fmt.Errorf("go list -deps ./cmd/kvlogd: %v", err)
+	}
+	r.cleanerWired = slices.Contains(strings.Fields(string(deps)), "github.com/kvlog/kvlog/cleaner")
+	if !r.cleanerWired {
+		if _, err := os.Stat(filepath.Join(r.root, "cleaner")); err != nil {
+			r.cleanerWhy = "the cleaner/ package is not in the tree"
+		} else {
+			r.cleanerWhy = "cleaner/ exists but kvlogd does not link it yet (`go list -deps ./cmd/kvlogd` has no github.com/kvlog/kvlog/cleaner): the broker never compacts"
+		}
+	}
+	if p, err := exec.LookPath("nats-server"); err == nil {
+		r.bins.nats = p
+		if v, err := exec.Command(p, "--version").Output(); err == nil {
+			r.natsVersion = strings.TrimSpace(string(v))
+		}
+	}
+	return nil
+}
+
+// available filters specs to the systems that can run here.
+func (r *runner) available(scen string, names ...string) []sysSpec {
+	var out []sysSpec
+	for _, n := range names {
+		s := specOf(n)
+		if s.impl == "nats" && r.bins.nats == "" {
+			r.skip(scen, n, "nats-server not installed (make tools-bench)")
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// rotate runs fn for every instance in every repetition, the order rotating
+// each round (A B C, B C A, C A B, …) so that drift hits all alike.
+func rotate[T any](reps int, items []T, fn func(rep int, it T) error) error {
+	for rep := 0; rep < reps; rep++ {
+		for i := range items {
+			if err := fn(rep, items[(i+rep)%len(items)]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// profile captures a CPU profile of a kvlogd instance over seconds while
+// work runs in a loop (work is called until the profile is done), and keeps
+// `go tool pprof -top` of it for the report.
+func (r *runner) profile(ctx context.Context, in *instance, scen, name string, seconds int, work func() error) {
+	if in.spec.impl != "kvlogd" {
+		return
+	}
+	file := filepath.Join(r.raw, "profiles", strings.NewReplacer(" ", "_", "=", "", "/", "_").Replace(fmt.Sprintf("%s-%s.pprof", scen, name)))
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", in.http, seconds))
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(file)
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = io.Copy(f, resp.Body)
+		f.Close()
+		done <- err
+	}()
+	var perr error
+loop:
+	for {
+		select {
+		case perr = <-done:
+			break loop
+		default:
+		}
+		if err := work(); err != nil {
+			perr = err
+			<-done
+			break
+		}
+		if ctx.Err() != nil {
+			perr = ctx.Err()
+			<-done
+			break
+		}
+	}
+	if perr != nil {
+		r.note(scen, "profile %s failed: %v", name, perr)
+		return
+	}
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=15", r.bins.kvlogd, file).CombinedOutput()
+	if err != nil {
+		r.note(scen, "go tool pprof %s failed: %v", name, err)
+		return
+	}
+	cum, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=25", r.bins.kvlogd, file).CombinedOutput()
+	if err == nil {
+		// The cumulative view without its repeated header.
+		lines := strings.Split(string(cum), "\n")
+		for i, l := range lines {
+			if strings.Contains(l, "flat%") {
+				out = append(append(out, "\n"...), strings.Join(lines[i:], "\n")...)
+				break
+			}
+		}
+	}
+	// Keep the header and the top lines.
+	var lines []string
+	util := ""
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, "File:") || strings.HasPrefix(l, "Build ID:") {
+			continue
+		}
+		if i := strings.Index(l, "Total samples = "); i >= 0 {
+			if j := strings.Index(l[i:], "("); j >= 0 {
+				util = strings.TrimSuffix(l[i+j+1:], ")")
+			}
+		}
+		lines = append(lines, l)
+	}
+	r.profiles = append(r.profiles, profileTop{Scenario: scen, Name: name, File: filepath.Base(file), Top: strings.Join(lines, "\n"), Util: util})
+}
+
+// loadAvg is the 1-minute load average (/proc/loadavg).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return math.NaN()
+	}
+	var v float64
+	fmt.Sscan(string(b), &v)
+	return v
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"fmt"
+)
+
+// Scenario 2: consume from offset 0. Per system and cell a topic (or NATS
+// stream) is written once (that produce is measured too: the CPU per GB in
+// vs out ratio compares the same bytes), then read from the start in
+// alternating rounds, warm (just written, in the page cache) and cold (the
+// data dir's files fdatasync'ed and dropped with fadvise DONTNEED before
+// each read; the report gives the share still resident). kfake serves
+// from memory whatever its DataDir, so it has no cold runs.
+
+func scenConsume(ctx context.Context, r *runner) error {
+	specs := r.available("consume", "kvlog", "kfake-mem", "kfake-disk", "nats-js")
+	ins, err := r.startAll(specs)
+	if err != nil {
+		return err
+	}
+	defer r.stopAll("consume", ins)
+	type loaded struct {
+		in    *instance
+		topic string
+		nt    natsTarget
+		nc    *natsConn
+		n     int
+	}
+	for ci, cell := range r.cfg.consumeCells {
+		logf("consume cell %d/%d: %s", ci+1, len(r.cfg.consumeCells), cell)
+		var ls []*loaded
+		for _, in := range ins {
+			if in.spec.kind == natsKind && !participates(in, cell) {
+				continue
+			}
+			l := &loaded{in: in, n: r.recordsFor(in, cell, r.cfg.consumeBytes)}
+			pids := []int{in.p.pid}
+			var st runStats
+			if in.spec.kind == natsKind {
+				if l.nc, err = natsDial(in.addr); err != nil {
+					return err
+				}
+				defer l.nc.close()
+				if l.nt, err = l.nc.create(ctx, nextName("consume"), false); err != nil {
+					return err
+				}
+				st, err = natsProduce(ctx, l.nc, l.nt, cell, 0, l.n, pids)
+			} else {
+				l.topic = nextName("consume-")
+				if err := createTopic(ctx, []string{in.addr}, l.topic, cell.partitions, 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
+					return err
+				}
+				st, err = kafkaProduce(ctx, []string{in.addr}, l.topic, cell, 0, l.n, pids)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: loading: %w", in.spec.name, err)
+			}
+			r.addRun("consume", cell.String(), in.spec.name, "produce ", st)
+			ls = append(ls, l)
+		}
+		read := func(l *loaded) (runStats, error) {
+			if l.in.spec.kind == natsKind {
+				return natsConsume(ctx, l.nc, l.nt, int64(l.n)+1, []int{l.in.p.pid})
+			}
+			return kafkaConsume(ctx, []string{l.in.addr}, l.topic, nil, nil, []int{l.in.p.pid})
+		}
+		err := rotate(r.cfg.reps, ls, func(rep int, l *loaded) error {
+			st, err := read(l)
+			if err != nil {
+				return fmt.Errorf("%s warm: %w", l.in.spec.name, err)
+			}
+			r.addRun("consume", cell.String(), l.in.spec.name, "warm ", st)
+			logf("  warm %-12s rep %d: %9.0f rec/s %7.1f MB/s cpu %.2f s/GB", l.in.spec.name, rep, st.recPerSec(), st.mbPerSec(), st.cpuPerGB())
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		var cold []*loaded
+		for _, l := range ls {
+			if l.in.spec.impl == "kfake" {
+				continue
+			}
+			cold = append(cold, l)
+		}
+		err = rotate(r.cfg.reps, cold, func(rep int, l *loaded) error {
+			dropCache(l.in.dir)
+			res := residentFraction(l.in.dir)
+			st, err := read(l)
+			if err != nil {
+				return fmt.Errorf("%s cold: %w", l.in.spec.name, err)
+			}
+			r.addRun("consume", cell.String(), l.in.spec.name, "cold ", st)
+			r.st.add("consume", cell.String(), l.in.spec.name, "cold resident", "fraction", res)
+			logf("  cold %-12s rep %d: %9.0f rec/s %7.1f MB/s cpu %.2f s/GB (resident before: %.0f%%)", l.in.spec.name, rep, st.recPerSec(), st.mbPerSec(), st.cpuPerGB(), 100*res)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if ci == 0 {
+			for _, l := range ls {
+				if l.in.spec.name == "kvlog" {
+					r.profile(ctx, l.in, "consume", "kvlog warm "+cell.String(), r.cfg.profileSeconds, func() error {
+						_, err := read(l)
+						return err
+					})
+				}
+			}
+		}
+		for _, l := range ls {
+			if l.in.spec.kind == natsKind {
+				l.nc.remove(ctx, l.nt)
+			} else {
+				deleteTopic(ctx, []string{l.in.addr}, l.topic)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+)
+
+// Scenario 1: produce throughput over the matrix. Every system gets a fresh
+// topic (compacted, RF 1) or stream per run, deleted afterwards. kvlog-nofsync
+// runs the acks=all cells only (acks=1 never fsyncs anyway); NATS runs the
+// one-partition, uncompressed, acks=all cells (JetStream acknowledges after
+// storing; nats-server 2.9 has no stream compression and no partitions).
+
+func participates(in *instance, s shape) bool {
+	switch {
+	case in.spec.name == "kvlog-nofsync":
+		return s.acks == "all"
+	case in.spec.kind == natsKind:
+		return s.partitions == 1 && s.comp == "none" && s.acks == "all"
+	}
+	return true
+}
+
+func (r *runner) recordsFor(in *instance, s shape, bytes int64) int {
+	n := int(bytes / int64(s.recordBytes()))
+	if in.spec.kind == natsKind {
+		n = min(n, r.cfg.natsMaxRecords)
+	}
+	return n
+}
+
+var topicSeq int
+
+func nextName(prefix string) string {
+	topicSeq++
+	return fmt.Sprintf("%s%d", prefix, topicSeq)
+}
+
+// produceOnce creates a fresh topic/stream on in, produces n records of s,
+// and removes it again.
+func produceOnce(ctx context.Context, in *instance, s shape, n int) (runStats, error) {
+	pids := []int{in.p.pid}
+	if in.spec.kind == natsKind {
+		c, err := natsDial(in.addr)
+		if err != nil {
+			return runStats{}, err
+		}
+		defer c.close()
+		t, err := c.create(ctx, nextName("bench"), in.spec.kv)
+		if err != nil {
+			return runStats{}, err
+		}
+		defer c.remove(ctx, t)
+		return natsProduce(ctx, c, t, s, 0, n, pids)
+	}
+	topic := nextName("produce-")
+	addr := []string{in.addr}
+	if err := createTopic(ctx, addr, topic, s.partitions, 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
+		return runStats{}, err
+	}
+	defer deleteTopic(ctx, addr, topic)
+	return kafkaProduce(ctx, addr, topic, s, 0, n, pids)
+}
+
+func scenProduce(ctx context.Context, r *runner) error {
+	specs := r.available("produce", "kvlog", "kvlog-nofsync", "kfake-mem", "kfake-disk", "nats-js", "nats-kv")
+	ins, err := r.startAll(specs)
+	if err != nil {
+		return err
+	}
+	defer r.stopAll("produce", ins)
+	for ci, cell := range r.cfg.produceCells {
+		var parts []*instance
+		for _, in := range ins {
+			if participates(in, cell) {
+				parts = append(parts, in)
+			}
+		}
+		logf("produce cell %d/%d: %s", ci+1, len(r.cfg.produceCells), cell)
+		err := rotate(r.cfg.reps, parts, func(rep int, in *instance) error {
+			n := r.recordsFor(in, cell, r.cfg.produceBytes)
+			st, err := produceOnce(ctx, in, cell, n)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", in.spec.name, cell, err)
+			}
+			r.addRun("produce", cell.String(), in.spec.name, "", st)
+			logf("  %-13s rep %d: %9.0f rec/s %7.1f MB/s  cpu %.2f s/GB", in.spec.name, rep, st.recPerSec(), st.mbPerSec(), st.cpuPerGB())
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if ci == 0 {
+			r.profileProduce(ctx, ins, cell)
+		}
+	}
+	// The cell where kvlog does worst against kfake in memory, profiled too.
+	worst, wr := shape{}, math.Inf(1)
+	for _, cell := range r.cfg.produceCells[1:] {
+		v := pairedRatio(r.st.get("produce", cell.String(), "kvlog", "rec/s"), r.st.get("produce", cell.String(), "kfake-mem", "rec/s"))
+		if v < wr {
+			worst, wr = cell, v
+		}
+	}
+	if wr < 1 {
+		r.profileProduce(ctx, ins, worst)
+	}
+	return nil
+}
+
+// profileProduce profiles kvlog producing cell's records again and again
+// to one topic (created before the profile, so that topic creation and
+// deletion stay out of it).
+func (r *runner) profileProduce(ctx context.Context, ins []*instance, cell shape) {
+	for _, in := range ins {
+		if in.spec.name != "kvlog" {
+			continue
+		}
+		addr := []string{in.addr}
+		topic := nextName("profile-")
+		if err := createTopic(ctx, addr, topic, cell.partitions, 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
+			r.note("produce", "profile: %v", err)
+			return
+		}
+		n := r.recordsFor(in, cell, r.cfg.produceBytes)
+		r.profile(ctx, in, "produce", "kvlog produce "+cell.String(), r.cfg.profileSeconds, func() error {
+			_, err := kafkaProduce(ctx, addr, topic, cell, 0, n, nil)
+			return err
+		})
+		deleteTopic(ctx, addr, topic)
+	}
+}
+
+// addRun records a run's rate, bandwidth and CPU per GB; prefix namespaces
+// the metrics (e.g. "cold ").
+func (r *runner) addRun(scen, cell, sys, prefix string, st runStats) {
+	r.st.add(scen, cell, sys, prefix+"rec/s", "records/s", st.recPerSec())
+	r.st.add(scen, cell, sys, prefix+"MB/s", "MB/s", st.mbPerSec())
+	r.st.add(scen, cell, sys, prefix+"cpu/GB", "CPU s/GB", st.cpuPerGB())
+	r.st.add(scen, cell, sys, prefix+"seconds", "s", st.elapsed.Seconds())
+	if st.reqMs > 0 {
+		r.st.add(scen, cell, sys, prefix+"req ms", "ms", st.reqMs)
+		r.st.add(scen, cell, sys, prefix+"req KiB", "KiB", st.reqKB)
+	}
+}
+
+// peakRate is the median produce rate of a system in a cell of the produce
+// scenario (0 when not measured).
+func (r *runner) peakRate(sys string, s shape) float64 {
+	v := median(r.st.get("produce", s.String(), sys, "rec/s"))
+	if v != v {
+		return 0
+	}
+	return v
+}

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Scenario 6: recovery after kill -9. Per data size, one partition (or NATS
+// stream) of 1 KiB values is written, the process is killed with SIGKILL,
+// restarted on the same data dir and port, and timed from exec to serving:
+// kvlog serves when ListOffsets returns the log end offset written and a
+// Fetch of the last record returns it; NATS when the stream's info reports
+// every message. Variants:
+//
+//   - kvlog unflushed: kvlog.fsync.acks.all=false, acks=1, and
+//     log.flush.offset.checkpoint.interval.ms=3600000, so the
+//     recovery-point checkpoint on disk lags the data (segments that rolled
+//     were fsync'ed but the checkpoint naming them was not written). The
+//     checkpoint files as left by the first kill are restored before every
+//     later restart, so every round recovers the same crash state. "cold":
+//     the data files are dropped from the page cache before the restart.
+//   - kvlog flushed: defaults (fsync before acks=all acknowledgements),
+//     checkpoint interval 1 s, killed 3 s after the last write.
+//   - kvlog empty: the same restart with an empty data dir (process start
+//     and listener cost, subtracted to get the scan rate).
+//   - nats-js: killed right after the last publish acknowledgement; later
+//     rounds kill the recovered server.
+//
+// The topics use segment.bytes = min(1 GiB, size/4). Rescanned bytes = the .log bytes from the segment holding the checkpointed
+// recovery point to the end (read from the data dir before the restart).
+
+type recVariant struct {
+	name  string
+	in    *instance
+	cold  bool
+	topic string
+	leo   int64
+	msgs  uint64
+	saved map[string][]byte // checkpoint files after the first kill
+}
+
+func scenRecovery(ctx context.Context, r *runner) error {
+	for _, size := range r.cfg.recoverySizes {
+		if err := recoverySize(ctx, r, size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sizeLabel(b int64) string {
+	if b >= gb && b%gb == 0 {
+		return fmt.Sprintf("%d GiB", b/gb)
+	}
+	return fmt.Sprintf("%d MiB", b/mb)
+}
+
+func recoverySize(ctx context.Context, r *runner, size int64) error {
+	cell := sizeLabel(size)
+	s := shape{partitions: 1, valueLen: 1024, keys: 1000, acks: "1", comp: "none"}
+	n := int(size / int64(s.recordBytes()))
+	var ins []*instance
+	defer func() { r.stopAll("recovery", ins) }()
+	start := func(name string, spec sysSpec, props ...string) (*instance, error) {
+		spec.name = name
+		in, err := r.start(spec, props...)
+		if err == nil {
+			ins = append(ins, in)
+		}
+		return in, err
+	}
+	var vs []*recVariant
+	logf("recovery %s: loading", cell)
+
+	// kvlog unflushed.
+	in, err := start("kvlog-unflushed", specOf("kvlog-nofsync"), "log.flush.offset.checkpoint.interval.ms=3600000")
+	if err != nil {
+		return err
+	}
+	leo, err := loadKafka(ctx, in, "rec", s, n, recoverySegment(size))
+	if err != nil {
+		return err
+	}
+	vs = append(vs, &recVariant{name: "kvlog unflushed", in: in, topic: "rec", leo: leo},
+		&recVariant{name: "kvlog unflushed (cold)", in: in, topic: "rec", leo: leo, cold: true})
+
+	// kvlog flushed.
+	sa := s
+	sa.acks = "all"
+	if in, err = start("kvlog-flushed", specOf("kvlog"), "log.flush.offset.checkpoint.interval.ms=1000"); err != nil {
+		return err
+	}
+	if leo, err = loadKafka(ctx, in, "rec", sa, n, recoverySegment(size)); err != nil {
+		return err
+	}
+	time.Sleep(3 * time.Second)
+	vs = append(vs, &recVariant{name: "kvlog flushed", in: in, topic: "rec", leo: leo})
+
+	// kvlog empty.
+	if in, err = start("kvlog-empty", specOf("kvlog")); err != nil {
+		return err
+	}
+	vs = append(vs, &recVariant{name: "kvlog empty", in: in})
+
+	// NATS.
+	if r.bins.nats == "" {
+		r.skip("recovery", "nats-js "+cell, "nats-server not installed")
+	} else {
+		if in, err = start("nats-js", specOf("nats-js")); err != nil {
+			return err
+		}
+		c, err := natsDial(in.addr)
+		if err != nil {
+			return err
+		}
+		t, err := c.create(ctx, "REC", false)
+		if err != nil {
+			c.close()
+			return err
+		}
+		st, err := natsProduce(ctx, c, t, s, 0, n, []int{in.p.pid})
+		c.close()
+		if err != nil {
+			return err
+		}
+		logf("  nats-js: wrote %s at %.0f MB/s", cell, st.mbPerSec())
+		vs = append(vs, &recVariant{name: "nats-js", in: in, topic: "REC", msgs: uint64(n) + 1},
+			&recVariant{name: "nats-js (cold)", in: in, topic: "REC", msgs: uint64(n) + 1, cold: true})
+	}
+
+	return rotate(r.cfg.recoveryReps, vs, func(rep int, v *recVariant) error {
+		v.in.p.kill()
+		var rescan int64 = -1
+		if v.in.spec.impl == "kvlogd" {
+			cps := filepath.Join(v.in.dir, "recovery-point-offset-checkpoint")
+			if v.saved == nil {
+				// The first kill of this data dir: keep its checkpoints
+				// (shared by the warm and cold variants of one instance).
+				for _, o := range vs {
+					if o.in == v.in && o.saved != nil {
+						v.saved = o.saved
+					}
+				}
+				if v.saved == nil {
+					v.saved = map[string][]byte{}
+					if b, err := os.ReadFile(cps); err == nil {
+						v.saved[cps] = b
+					}
+				}
+			}
+			if strings.HasPrefix(v.name, "kvlog unflushed") {
+				if b, ok := v.saved[cps]; ok {
+					os.WriteFile(cps, b, 0o644)
+				} else {
+					os.Remove(cps)
+				}
+			}
+			if v.topic != "" {
+				rescan = rescanBytes(v.in.dir, v.topic+"-0")
+			}
+		}
+		if v.cold {
+			dropCache(v.in.dir)
+		}
+		serve, cpu, err := restartTimed(ctx, v)
+		if err != nil {
+			return fmt.Errorf("%s: %w", v.name, err)
+		}
+		r.st.add("recovery", cell, v.name, "serve s", "s", serve.Seconds())
+		r.st.add("recovery", cell, v.name, "cpu s", "CPU s", cpu)
+		if rescan >= 0 {
+			r.st.add("recovery", cell, v.name, "rescan MB", "MB", float64(rescan)/1e6)
+		}
+		logf("  %-24s rep %d: serving after %.3f s (cpu %.2f s, rescanned %.0f MB)", v.name, rep, serve.Seconds(), cpu, float64(max(rescan, 0))/1e6)
+		return nil
+	})
+}
+
+// recoverySegment is the segment.bytes of the recovery topics: Kafka's 1 GiB,
+// or a quarter of the data when that is smaller (so that a flushed log has
+// segments behind its active one).
+func recoverySegment(size int64) int64 { return min(gb, size/4) }
+
+// loadKafka writes n records to a fresh one-partition topic (retention
+// off) and returns the log end offset.
+func loadKafka(ctx context.Context, in *instance, topic string, s shape, n int, segment int64) (int64, error) {
+	addr := []string{in.addr}
+	if err := createTopic(ctx, addr, topic, 1, 1, map[string]string{"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1", "segment.bytes": strconv.FormatInt(segment, 10)}); err != nil {
+		return 0, err
+	}
+	st, err := kafkaProduce(ctx, addr, topic, s, 0, n, []int{in.p.pid})
+	if err != nil {
+		return 0, fmt.Errorf("%s: loading: %w", in.spec.name, err)
+	}
+	logf("  %s: wrote %.0f MB at %.0f MB/s", in.spec.name, float64(st.bytes)/1e6, st.mbPerSec())
+	ends, err := endOffsets(ctx, addr, topic)
+	return ends[0], err
+}
+
+// rescanBytes is the size of the .log files a recovery rescans: from the
+// segment holding the checkpointed recovery point of the partition to the
+// last one (everything when there is no checkpoint entry).
+func rescanBytes(logDir, partDir string) int64 {
+	rp := int64(0)
+	if b, err := os.ReadFile(filepath.Join(logDir, "recovery-point-offset-checkpoint")); err == nil {
+		lines := strings.Split(string(b), "\n")
+		tp := strings.LastIndexByte(partDir, '-')
+		for _, l := range lines[min(2, len(lines)):] {
+			f := strings.Fields(l)
+			if len(f) == 3 && f[0] == partDir[:tp] && f[1] == partDir[tp+1:] {
+				rp, _ = strconv.ParseInt(f[2], 10, 64)
+			}
+		}
+	}
+	type seg struct{ base, size int64 }
+	var segs []seg
+	ents, _ := os.ReadDir(filepath.Join(logDir, partDir))
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".log") {
+			continue
+		}
+		b, err := strconv.ParseInt(strings.TrimSuffix(e.Name(), ".log"), 10, 64)
+		fi, err2 := e.Info()
+		if err == nil && err2 == nil {
+			segs = append(segs, seg{b, fi.Size()})
+		}
+	}
+	sort.Slice(segs, func(i, j int) bool { return segs[i].base < segs[j].base })
+	var total int64
+	for i, sg := range segs {
+		next := int64(1<<63 - 1)
+		if i+1 < len(segs) {
+			next = segs[i+1].base
+		}
+		if next > rp { // holds rp or later
+			total += sg.size
+		}
+	}
+	return total
+}
+
+// restartTimed restarts v's process and times exec → serving; cpu is the
+// new process's CPU time when it serves.
+func restartTimed(ctx context.Context, v *recVariant) (time.Duration, float64, error) {
+	in := v.in
+	p, err := startProc(in.spec.name, in.bin, in.args, filepath.Join(in.r.raw, "logs", in.spec.name+".log"))
+	if err != nil {
+		return 0, 0, err
+	}
+	in.p = p
+	deadline := time.Now().Add(30 * time.Minute)
+	for {
+		if servesNow(ctx, v) {
+			return time.Since(p.start), p.usage().cpu, nil
+		}
+		if !p.running() {
+			return 0, 0, fmt.Errorf("process exited during recovery:\n%s", p.tail.String())
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, 0, fmt.Errorf("not serving after 30 minutes")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func servesNow(ctx context.Context, v *recVariant) bool {
+	c, err := net.DialTimeout("tcp", v.in.addr, 100*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if v.in.spec.kind == natsKind {
+		nc, err := nats.Connect("nats://"+v.in.addr, nats.Timeout(time.Second), nats.NoReconnect())
+		if err != nil {
+			return false
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return false
+		}
+		st, err := js.Stream(qctx, v.topic)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(qctx)
+		return err == nil && info.State.Msgs == v.msgs
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(v.in.addr), kgo.RetryTimeout(500*time.Millisecond),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 5 * time.Millisecond }))
+	if err != nil {
+		return false
+	}
+	defer cl.Close()
+	if v.topic == "" {
+		_, err := kadm.NewClient(cl).BrokerMetadata(qctx)
+		return err == nil
+	}
+	ends, err := kadm.NewClient(cl).ListEndOffsets(qctx, v.topic)
+	if err != nil {
+		return false
+	}
+	o, ok := ends.Lookup(v.topic, 0)
+	if !ok || o.Err != nil || o.Offset != v.leo {
+		return false
+	}
+	st, err := kafkaConsume(qctx, []string{v.in.addr}, v.topic, map[int32]int64{0: v.leo - 1}, map[int32]int64{0: v.leo}, nil)
+	return err == nil && st.records == 1
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
+)
+
+// Scenario 7: scale.
+//
+// Log size (kvlog only: kfake holds everything in memory): one partition
+// (cleanup.policy=delete, no retention) of 1 KiB values grows to each size
+// in turn; at each size: the produce rate of the last probe bytes written
+// (acks=all, the default fsync), the fetch rate of probe bytes at the tail
+// and at the head (offset 0, as the page cache left it, resident share
+// reported), the latency of sequential single-record produces (acks=all,
+// linger 0) and of single-partition Fetch requests at uniformly random
+// offsets (64 KiB max). Fetch probes repeat 3 times per size.
+//
+// Partitions (kvlog, kfake-mem, kfake-disk, alternating): a fresh compacted
+// topic of P partitions receives scaleRecords 100-byte records over 100k
+// keys (acks=all), then is read from offset 0.
+
+func scenScale(ctx context.Context, r *runner) error {
+	if err := scaleLogSize(ctx, r); err != nil {
+		return err
+	}
+	return scalePartitions(ctx, r)
+}
+
+func scaleLogSize(ctx context.Context, r *runner) error {
+	in, err := r.start(specOf("kvlog"))
+	if err != nil {
+		return err
+	}
+	defer r.stopAll("scale", []*instance{in})
+	addr := []string{in.addr}
+	const topic = "grow"
+	s := shape{partitions: 1, valueLen: 1024, keys: 1000, acks: "all", comp: "none"}
+	if err := createTopic(ctx, addr, topic, 1, 1, map[string]string{"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}); err != nil {
+		return err
+	}
+	probeN := int(r.cfg.scaleProbeBytes / int64(s.recordBytes()))
+	var written int64
+	next := 0
+	pids := []int{in.p.pid}
+	for _, target := range r.cfg.scaleSizes {
+		cell := sizeLabel(target)
+		if fill := target - r.cfg.scaleProbeBytes - written; fill > 0 {
+			n := int(fill / int64(s.recordBytes()))
+			st, err := kafkaProduce(ctx, addr, topic, s, next, n, pids)
+			if err != nil {
+				return err
+			}
+			next += n
+			written += st.bytes
+			logf("  grow: filled to %.2f GB at %.0f MB/s", float64(written)/1e9, st.mbPerSec())
+		}
+		st, err := kafkaProduce(ctx, addr, topic, s, next, probeN, pids)
+		if err != nil {
+			return err
+		}
+		next += probeN
+		written = target
+		r.addRun("scale-size", cell, "kvlog", "produce ", st)
+		ends, err := endOffsets(ctx, addr, topic)
+		if err != nil {
+			return err
+		}
+		leo := ends[0]
+		segDir := filepath.Join(in.dir, topic+"-0")
+		for i := 0; i < 3; i++ {
+			tail, err := kafkaConsume(ctx, addr, topic, map[int32]int64{0: leo - int64(probeN)}, map[int32]int64{0: leo}, pids)
+			if err != nil {
+				return err
+			}
+			r.addRun("scale-size", cell, "kvlog", "fetch tail ", tail)
+			res := residentFraction(segDir)
+			head, err := kafkaConsume(ctx, addr, topic, map[int32]int64{0: 0}, map[int32]int64{0: int64(probeN)}, pids)
+			if err != nil {
+				return err
+			}
+			r.addRun("scale-size", cell, "kvlog", "fetch head ", head)
+			r.st.add("scale-size", cell, "kvlog", "resident", "fraction", res)
+		}
+		pl, err := produceLatencies(ctx, addr, topic, s, r.cfg.scaleLatencyN)
+		if err != nil {
+			return err
+		}
+		fl, err := fetchLatencies(ctx, addr, topic, leo, r.cfg.scaleLatencyN)
+		if err != nil {
+			return err
+		}
+		pp, fp := percentiles(pl, 0.5, 0.99), percentiles(fl, 0.5, 0.99)
+		r.st.add("scale-size", cell, "kvlog", "produce p50", "ms", pp[0])
+		r.st.add("scale-size", cell, "kvlog", "produce p99", "ms", pp[1])
+		r.st.add("scale-size", cell, "kvlog", "fetch p50", "ms", fp[0])
+		r.st.add("scale-size", cell, "kvlog", "fetch p99", "ms", fp[1])
+		logf("  log %s: produce %.0f MB/s, fetch tail %.0f head %.0f MB/s, produce p99 %.2f ms, random fetch p99 %.2f ms",
+			cell, st.mbPerSec(), median(r.st.get("scale-size", cell, "kvlog", "fetch tail MB/s")), median(r.st.get("scale-size", cell, "kvlog", "fetch head MB/s")), pp[1], fp[1])
+	}
+	return nil
+}
+
+// produceLatencies times n sequential one-record acks=all produces (ms).
+func produceLatencies(ctx context.Context, addr []string, topic string, s shape, n int) ([]float64, error) {
+	cl, err := kafkaClient(addr, append(producerOpts(s, 0), kgo.DefaultProduceTopic(topic))...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	keys, vals := keySet(s.keys), valuePool(s.valueLen)
+	if err := cl.ProduceSync(ctx, &kgo.Record{Key: keys[0], Value: vals[0]}).FirstErr(); err != nil {
+		return nil, err
+	}
+	out := make([]float64, 0, n)
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		if err := cl.ProduceSync(ctx, &kgo.Record{Key: keys[i%len(keys)], Value: vals[i%len(vals)]}).FirstErr(); err != nil {
+			return nil, err
+		}
+		out = append(out, float64(time.Since(start).Microseconds())/1000)
+	}
+	return out, nil
+}
+
+// fetchLatencies times n single-partition Fetch requests at uniformly random
+// offsets below leo (ms). Fetch is capped at v12 (topic by name).
+func fetchLatencies(ctx context.Context, addr []string, topic string, leo int64, n int) ([]float64, error) {
+	v := kversion.Stable()
+	v.SetMaxKeyVersion(1, 12)
+	cl, err := kafkaClient(addr, kgo.MaxVersions(v))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	rng := rand.New(rand.NewPCG(uint64(leo), 3))
+	out := make([]float64, 0, n)
+	for i := 0; i < n; i++ {
+		req := kmsg.NewPtrFetchRequest()
+		req.ReplicaID = -1
+		req.MaxWaitMillis = 0
+		req.MinBytes = 1
+		req.MaxBytes = 64 << 10
+		req.SessionEpoch = -1
+		t := kmsg.NewFetchRequestTopic()
+		t.Topic = topic
+		p := kmsg.NewFetchRequestTopicPartition()
+		p.Partition = 0
+		p.FetchOffset = rng.Int64N(leo)
+		p.PartitionMaxBytes = 64 << 10
+		t.Partitions = append(t.Partitions, p)
+		req.Topics = append(req.Topics, t)
+		start := time.Now()
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			return nil, err
+		}
+		el := time.Since(start)
+		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 || resp.Topics[0].Partitions[0].ErrorCode != 0 || len(resp.Topics[0].Partitions[0].RecordBatches) == 0 {
+			return nil, fmt.Errorf("fetch at %d: empty or error response", p.FetchOffset)
+		}
+		out = append(out, float64(el.Microseconds())/1000)
+	}
+	return out, nil
+}
+
+func scalePartitions(ctx context.Context, r *runner) error {
+	specs := r.available("scale", "kvlog", "kfake-mem", "kfake-disk")
+	ins, err := r.startAll(specs)
+	if err != nil {
+		return err
+	}
+	defer r.stopAll("scale", ins)
+	for _, np := range r.cfg.scalePartitions {
+		s := shape{partitions: int32(np), valueLen: 100, keys: 100_000, acks: "all", comp: "none"}
+		cell := fmt.Sprintf("P=%d", np)
+		err := rotate(r.cfg.reps, ins, func(rep int, in *instance) error {
+			addr := []string{in.addr}
+			topic := nextName("parts-")
+			if err := createTopic(ctx, addr, topic, int32(np), 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
+				return fmt.Errorf("%s: %w", in.spec.name, err)
+			}
+			defer deleteTopic(ctx, addr, topic)
+			pids := []int{in.p.pid}
+			st, err := kafkaProduce(ctx, addr, topic, s, 0, r.cfg.scaleRecords, pids)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", in.spec.name, cell, err)
+			}
+			r.addRun("scale-partitions", cell, in.spec.name, "produce ", st)
+			ct, err := kafkaConsume(ctx, addr, topic, nil, nil, pids)
+			if err != nil {
+				return fmt.Errorf("%s %s consume: %w", in.spec.name, cell, err)
+			}
+			r.addRun("scale-partitions", cell, in.spec.name, "consume ", ct)
+			logf("  %-11s %s rep %d: produce %8.0f rec/s consume %8.0f rec/s", in.spec.name, cell, rep, st.recPerSec(), ct.recPerSec())
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
