@@ -201,9 +201,9 @@ func (c *cluster) interBrokerListener() string {
 	return c.s.cfg.Listeners[0].Name
 }
 
-// start registers the broker (after the listeners are bound), then starts
-// the fetchers, the ISR writer, the shrink ticker, the config watcher and
-// the controller candidate.
+// start creates the fetchers, registers the broker (after the listeners
+// are bound), then starts the ISR writer, the shrink ticker, the config
+// watcher, the group coordinator loader and the controller candidate.
 func (c *cluster) start() error {
 	s := c.s
 	var eps []zkstore.Endpoint
@@ -219,6 +219,20 @@ func (c *cluster) start() error {
 		}
 		eps = append(eps, zkstore.Endpoint{Name: l.name, Host: host, Port: l.advPort})
 	}
+	// The fetchers exist before the registration: the controller sends
+	// LeaderAndIsr as soon as it sees it, and a partition made follower
+	// without fetchers would never fetch.
+	c.fetchers = replica.NewFetchers(replica.FetcherConfig{
+		ReplicaID:         s.cfg.NodeID,
+		Resolve:           c.resolve,
+		MaxWait:           msConfig(s, "replica.fetch.wait.max.ms"),
+		MinBytes:          int32(s.brokerInt("replica.fetch.min.bytes")),
+		MaxBytes:          int32(s.brokerInt("replica.fetch.response.max.bytes")),
+		PartitionMaxBytes: int32(s.brokerInt("replica.fetch.max.bytes")),
+		Backoff:           msConfig(s, "replica.fetch.backoff.ms"),
+		RequestTimeout:    msConfig(s, "replica.socket.timeout.ms"),
+		Logger:            s.logger,
+	})
 	epoch, err := c.zk.RegisterBroker(zkstore.Broker{ID: s.cfg.NodeID, Endpoints: eps})
 	if err != nil {
 		return err
@@ -236,17 +250,6 @@ func (c *cluster) start() error {
 		}
 		c.brokerEpoch.Store(epoch)
 		c.log.Info("re-registered broker after session expiry", "broker_epoch", epoch)
-	})
-	c.fetchers = replica.NewFetchers(replica.FetcherConfig{
-		ReplicaID:         s.cfg.NodeID,
-		Resolve:           c.resolve,
-		MaxWait:           msConfig(s, "replica.fetch.wait.max.ms"),
-		MinBytes:          int32(s.brokerInt("replica.fetch.min.bytes")),
-		MaxBytes:          int32(s.brokerInt("replica.fetch.response.max.bytes")),
-		PartitionMaxBytes: int32(s.brokerInt("replica.fetch.max.bytes")),
-		Backoff:           msConfig(s, "replica.fetch.backoff.ms"),
-		RequestTimeout:    msConfig(s, "replica.socket.timeout.ms"),
-		Logger:            s.logger,
 	})
 	c.wg.Add(4)
 	go c.isrWriter()
