@@ -330,29 +330,41 @@ func keyOf(p *Partition) tpKey {
 	return tpKey{tp.Topic, tp.Partition}
 }
 
-func (f *fetcher) sendQueries(qs []pendingReq) error {
-	req := kmsg.NewPtrOffsetForLeaderEpochRequest()
-	req.Version = 3
-	req.ReplicaID = f.fs.cfg.ReplicaID
-	byKey := map[tpKey]pendingReq{}
+// groupByTopic indexes requests by partition and adds them to a request
+// grouped by topic: addTopic appends a topic entry and returns its index,
+// addPartition appends a partition to the topic entry at index i.
+func groupByTopic(qs []pendingReq, addTopic func(topic string) int, addPartition func(i int, k tpKey, q pendingReq)) map[tpKey]pendingReq {
+	byKey := make(map[tpKey]pendingReq, len(qs))
 	topics := map[string]int{}
 	for _, q := range qs {
 		k := keyOf(q.p)
 		byKey[k] = q
 		i, ok := topics[k.topic]
 		if !ok {
-			i = len(req.Topics)
+			i = addTopic(k.topic)
 			topics[k.topic] = i
-			t := kmsg.NewOffsetForLeaderEpochRequestTopic()
-			t.Topic = k.topic
-			req.Topics = append(req.Topics, t)
 		}
+		addPartition(i, k, q)
+	}
+	return byKey
+}
+
+func (f *fetcher) sendQueries(qs []pendingReq) error {
+	req := kmsg.NewPtrOffsetForLeaderEpochRequest()
+	req.Version = 3
+	req.ReplicaID = f.fs.cfg.ReplicaID
+	byKey := groupByTopic(qs, func(topic string) int {
+		t := kmsg.NewOffsetForLeaderEpochRequestTopic()
+		t.Topic = topic
+		req.Topics = append(req.Topics, t)
+		return len(req.Topics) - 1
+	}, func(i int, k tpKey, q pendingReq) {
 		rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
 		rp.Partition = k.partition
 		rp.CurrentLeaderEpoch = q.req.CurrentLeaderEpoch
 		rp.LeaderEpoch = q.req.Epoch
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
-	}
+	})
 	kresp, err := f.request(req, 0)
 	if err != nil {
 		return err
@@ -386,19 +398,12 @@ func (f *fetcher) sendFetch(fs []pendingReq) error {
 	req.MinBytes = cfg.MinBytes
 	req.MaxBytes = cfg.MaxBytes
 	req.SessionEpoch = -1
-	byKey := map[tpKey]pendingReq{}
-	topics := map[string]int{}
-	for _, q := range fs {
-		k := keyOf(q.p)
-		byKey[k] = q
-		i, ok := topics[k.topic]
-		if !ok {
-			i = len(req.Topics)
-			topics[k.topic] = i
-			t := kmsg.NewFetchRequestTopic()
-			t.Topic = k.topic
-			req.Topics = append(req.Topics, t)
-		}
+	byKey := groupByTopic(fs, func(topic string) int {
+		t := kmsg.NewFetchRequestTopic()
+		t.Topic = topic
+		req.Topics = append(req.Topics, t)
+		return len(req.Topics) - 1
+	}, func(i int, k tpKey, q pendingReq) {
 		rp := kmsg.NewFetchRequestTopicPartition()
 		rp.Partition = k.partition
 		rp.CurrentLeaderEpoch = q.req.CurrentLeaderEpoch
@@ -407,7 +412,7 @@ func (f *fetcher) sendFetch(fs []pendingReq) error {
 		rp.LogStartOffset = int64(q.req.LogStart)
 		rp.PartitionMaxBytes = cfg.PartitionMaxBytes
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
-	}
+	})
 	kresp, err := f.request(req, cfg.MaxWait)
 	if err != nil {
 		return err
