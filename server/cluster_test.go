@@ -205,7 +205,11 @@ func TestClusterInProcess(t *testing.T) {
 		}
 		return true
 	})
-	// Controlled shutdown of a broker moves its leadership away.
+	// Controlled shutdown of a broker moves its leadership away. No wait:
+	// the controller answers ControlledShutdown only once the live brokers
+	// have applied the moves (LeaderAndIsr, UpdateMetadata), so when stop
+	// returns every remaining broker's metadata already names the new
+	// leaders, also when the stopped broker was the controller.
 	m, _ = adm.Metadata(ctx, "kv")
 	leaderOf := map[int32]int32{}
 	for _, p := range m.Topics["kv"].Partitions {

@@ -94,6 +94,7 @@ type event struct {
 	kind  eventKind
 	topic string
 	// controlled shutdown
+	ctx         context.Context // the caller's: how long it waits for the reply
 	broker      int32
 	brokerEpoch int64
 	reply       chan shutdownResult
@@ -174,10 +175,17 @@ func (c *Controller) watch(ch <-chan zk.Event, ev event) {
 // ControlledShutdown handler on the controller). It returns the partitions
 // id still leads (to retry later), or an error (not the controller, stale
 // broker epoch).
+//
+// It returns once the live brokers have answered the LeaderAndIsr and
+// UpdateMetadata requests carrying the moves (or when ctx ends or
+// RequestTimeout passes first): the new leaders lead and every broker's
+// metadata names them, so broker id may stop serving on this answer without
+// leaving its partitions leaderless or clients pointed at it. Brokers that
+// go away meanwhile are not waited for.
 func (c *Controller) ControlledShutdown(ctx context.Context, id int32, brokerEpoch int64) ([]zkstore.TopicPartition, error) {
 	reply := make(chan shutdownResult, 1)
 	select {
-	case c.events <- event{kind: evShutdown, broker: id, brokerEpoch: brokerEpoch, reply: reply}:
+	case c.events <- event{kind: evShutdown, ctx: ctx, broker: id, brokerEpoch: brokerEpoch, reply: reply}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-c.ctx.Done():
@@ -227,9 +235,18 @@ func (c *Controller) handle(ev event) {
 			ev.reply <- shutdownResult{err: kerr.NotController}
 			return
 		}
-		rem, err2 := c.controlledShutdown(ev.broker, ev.brokerEpoch)
-		ev.reply <- shutdownResult{remaining: rem, err: err2}
+		rem, sent, err2 := c.controlledShutdown(ev.broker, ev.brokerEpoch)
 		err = err2
+		if err2 != nil {
+			ev.reply <- shutdownResult{err: err2}
+			break
+		}
+		// Answer once the moves are applied and propagated, off the loop:
+		// the brokers' answers do not need it, and it keeps serving.
+		go func() {
+			c.awaitDelivered(ev.ctx, ev.broker, sent)
+			ev.reply <- shutdownResult{remaining: rem}
+		}()
 	default:
 		if !c.active {
 			return
@@ -518,9 +535,9 @@ func (c *Controller) onBrokersChanged() error {
 
 // sendLeaderAndIsrFor tells the live replicas of the changed partitions,
 // except the brokers in skip (already told everything).
-func (c *Controller) sendLeaderAndIsrFor(changed []zkstore.TopicPartition, skip []int32) {
+func (c *Controller) sendLeaderAndIsrFor(changed []zkstore.TopicPartition, skip []int32) []delivery {
 	if len(changed) == 0 {
-		return
+		return nil
 	}
 	byBroker := map[int32][]zkstore.TopicPartition{}
 	for _, tp := range changed {
@@ -534,9 +551,11 @@ func (c *Controller) sendLeaderAndIsrFor(changed []zkstore.TopicPartition, skip 
 			}
 		}
 	}
+	var sent []delivery
 	for id, tps := range byBroker {
-		c.sendLeaderAndIsr(id, tps)
+		sent = append(sent, c.sendLeaderAndIsr(id, tps)...)
 	}
+	return sent
 }
 
 func (c *Controller) onTopicsChanged() error {
@@ -655,13 +674,15 @@ func (c *Controller) onDeletions() error {
 }
 
 // controlledShutdown moves leadership off broker id and drops it from ISRs.
-func (c *Controller) controlledShutdown(id int32, epoch int64) ([]zkstore.TopicPartition, error) {
+// It returns the partitions id still leads and the requests telling the
+// brokers (see ControlledShutdown).
+func (c *Controller) controlledShutdown(id int32, epoch int64) ([]zkstore.TopicPartition, []delivery, error) {
 	b, ok := c.brokers[id]
 	if !ok {
-		return nil, kerr.BrokerNotAvailable
+		return nil, nil, kerr.BrokerNotAvailable
 	}
 	if epoch >= 0 && epoch != b.Epoch {
-		return nil, kerr.StaleBrokerEpoch
+		return nil, nil, kerr.StaleBrokerEpoch
 	}
 	c.shuttingDown[id] = true
 	var changed, stuck []zkstore.TopicPartition
@@ -688,7 +709,7 @@ func (c *Controller) controlledShutdown(id int32, epoch int64) ([]zkstore.TopicP
 				return next, ch
 			})
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if ok {
 				changed = append(changed, tp)
@@ -699,9 +720,44 @@ func (c *Controller) controlledShutdown(id int32, epoch int64) ([]zkstore.TopicP
 		}
 	}
 	c.log.Info("controlled shutdown", "broker", id, "moved", len(changed), "remaining", len(stuck))
-	c.sendLeaderAndIsrFor(changed, []int32{id})
-	c.sendUpdateMetadataAll()
-	return stuck, nil
+	sent := c.sendLeaderAndIsrFor(changed, []int32{id})
+	sent = append(sent, c.sendUpdateMetadataAll()...)
+	return stuck, sent, nil
+}
+
+// awaitDelivered waits until the brokers answered the requests sent (a
+// broker's sender closing, as when it dies or this controller resigns, ends
+// the wait for it), ctx ends or RequestTimeout passes.
+func (c *Controller) awaitDelivered(ctx context.Context, shuttingDown int32, sent []delivery) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	timeout := time.NewTimer(c.cfg.RequestTimeout)
+	defer timeout.Stop()
+	for i, d := range sent {
+		select {
+		case <-d.done:
+			continue
+		case <-d.s.ctx.Done():
+			continue
+		case <-ctx.Done():
+		case <-timeout.C:
+		}
+		var pending []int32
+		for _, d := range sent[i:] {
+			select {
+			case <-d.done:
+			case <-d.s.ctx.Done():
+			default:
+				pending = append(pending, d.s.id)
+			}
+		}
+		if len(pending) > 0 {
+			slices.Sort(pending)
+			c.log.Warn("answering controlled shutdown before every broker applied it", "broker", shuttingDown, "unanswered", slices.Compact(pending))
+		}
+		return
+	}
 }
 
 // preferredElection moves leadership back to preferred replicas.
@@ -790,14 +846,14 @@ func (c *Controller) statesFor(id int32, tps []zkstore.TopicPartition) map[strin
 }
 
 // sendLeaderAndIsr sends broker id the states of tps (nil: all it hosts).
-func (c *Controller) sendLeaderAndIsr(id int32, tps []zkstore.TopicPartition) {
+func (c *Controller) sendLeaderAndIsr(id int32, tps []zkstore.TopicPartition) []delivery {
 	b, ok := c.brokers[id]
 	if !ok {
-		return
+		return nil
 	}
 	states := c.statesFor(id, tps)
 	if len(states) == 0 && tps != nil {
-		return
+		return nil
 	}
 	req := kmsg.NewPtrLeaderAndISRRequest()
 	req.Version = 4
@@ -827,11 +883,11 @@ func (c *Controller) sendLeaderAndIsr(id int32, tps []zkstore.TopicPartition) {
 			req.LiveLeaders = append(req.LiveLeaders, ll)
 		}
 	}
-	c.senders[id].send(req)
+	return []delivery{c.senders[id].send(req)}
 }
 
 // sendUpdateMetadataAll sends every live broker the full metadata.
-func (c *Controller) sendUpdateMetadataAll() {
+func (c *Controller) sendUpdateMetadataAll() []delivery {
 	req := kmsg.NewPtrUpdateMetadataRequest()
 	req.Version = 6
 	req.ControllerID = c.cfg.BrokerID
@@ -885,11 +941,13 @@ func (c *Controller) sendUpdateMetadataAll() {
 		}
 		req.LiveBrokers = append(req.LiveBrokers, lb)
 	}
+	sent := make([]delivery, 0, len(ids))
 	for _, id := range ids {
 		r := *req
 		r.BrokerEpoch = c.brokers[id].Epoch
-		c.senders[id].send(&r)
+		sent = append(sent, c.senders[id].send(&r))
 	}
+	return sent
 }
 
 func (c *Controller) sendStopReplica(id int32, topic string, partitions []int32, del bool) {
@@ -930,24 +988,41 @@ type sender struct {
 	c      *Controller
 	id     int32
 	addr   string
-	queue  chan kmsg.Request
+	queue  chan outbound
 	ctx    context.Context
 	cancel context.CancelFunc
 }
 
+// outbound is a queued request; done is closed once the broker answered it.
+type outbound struct {
+	req  kmsg.Request
+	done chan struct{}
+}
+
+// delivery tracks a sent request: done is closed once the broker answered
+// it (whatever the answer: a refusal is final too); the sender's context
+// ends when it gives up on the broker.
+type delivery struct {
+	s    *sender
+	done <-chan struct{}
+}
+
 func newSender(c *Controller, id int32, host string, port int32) *sender {
 	ctx, cancel := context.WithCancel(c.ctx)
-	s := &sender{c: c, id: id, addr: fmt.Sprintf("%s:%d", host, port), queue: make(chan kmsg.Request, 1024), ctx: ctx, cancel: cancel}
+	s := &sender{c: c, id: id, addr: fmt.Sprintf("%s:%d", host, port), queue: make(chan outbound, 1024), ctx: ctx, cancel: cancel}
 	go s.run()
 	return s
 }
 
-func (s *sender) send(req kmsg.Request) {
+func (s *sender) send(req kmsg.Request) delivery {
+	done := make(chan struct{})
 	select {
-	case s.queue <- req:
+	case s.queue <- outbound{req: req, done: done}:
 	default:
 		s.c.log.Error("controller request queue full; dropping request", "broker", s.id, "api", kmsg.NameForKey(req.Key()))
+		close(done) // nothing to wait for
 	}
+	return delivery{s: s, done: done}
 }
 
 func (s *sender) close() { s.cancel() }
@@ -960,12 +1035,13 @@ func (s *sender) run() {
 		}
 	}()
 	for {
-		var req kmsg.Request
+		var out outbound
 		select {
 		case <-s.ctx.Done():
 			return
-		case req = <-s.queue:
+		case out = <-s.queue:
 		}
+		req := out.req
 		for attempt := 0; ; attempt++ {
 			if s.ctx.Err() != nil {
 				return
@@ -991,6 +1067,7 @@ func (s *sender) run() {
 			if code := topErrorCode(resp); code != 0 {
 				s.c.log.Warn("broker refused controller request", "broker", s.id, "api", kmsg.NameForKey(req.Key()), "err", kerr.ErrorForCode(code))
 			}
+			close(out.done)
 			break
 		}
 	}
