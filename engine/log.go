@@ -41,10 +41,9 @@ type Log struct {
 	producers *producerState // (mu)
 	epochs    *checkpoint.EpochCache
 
-	appended atomic.Pointer[chan struct{}] // closed and replaced on every append
-	closed   atomic.Bool
-	pending  []*deletedSegment // (mu) files renamed .deleted awaiting unlink
-	wg       sync.WaitGroup    // background flushes
+	closed  atomic.Bool
+	pending []*deletedSegment // (mu) files renamed .deleted awaiting unlink
+	wg      sync.WaitGroup    // background flushes
 }
 
 type deletedSegment struct {
@@ -87,17 +86,6 @@ func (l *Log) SetHighWatermark(o Offset) {
 		o = ls
 	}
 	l.hw.Store(int64(o))
-	l.signal()
-}
-
-// AppendSignal returns a channel closed at the next append or high-watermark
-// move; long-polling fetches wait on it.
-func (l *Log) AppendSignal() <-chan struct{} { return *l.appended.Load() }
-
-func (l *Log) signal() {
-	ch := make(chan struct{})
-	old := l.appended.Swap(&ch)
-	close(*old)
 }
 
 // Epochs returns the leader-epoch cache.

@@ -15,5 +15,4 @@ func (l *Log) Abandon() {
 	if l.ownHandles {
 		l.handles.close()
 	}
-	l.signal()
 }

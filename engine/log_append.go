@@ -217,7 +217,6 @@ func (l *Log) appendBatches(b record.Batch, cfg Config, first, last Offset, maxT
 	if invariants {
 		l.checkAppendInvariants()
 	}
-	l.signal()
 	if l.unflushed >= cfg.flushEvery() {
 		return l.flushLocked()
 	}

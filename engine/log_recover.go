@@ -55,8 +55,6 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 		l.handles, l.ownHandles = hc, true
 	}
 	l.cfg.Store(&cfg)
-	ch := make(chan struct{})
-	l.appended.Store(&ch)
 	l.lastFlushAt = l.clk.Now()
 	if _, err := l.fs.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		// A new partition directory must itself be durable before anything

@@ -76,7 +76,6 @@ func (l *Log) Close() error {
 	if l.ownHandles {
 		l.handles.close()
 	}
-	l.signal()
 	return err
 }
 

@@ -120,7 +120,6 @@ func (l *Log) afterTruncate(offset Offset) {
 			_ = l.fs.Remove(SnapshotFileName(l.dir, o))
 		}
 	}
-	l.signal()
 }
 
 // deleteSegmentFiles retires s and renames its files to .deleted; they are
