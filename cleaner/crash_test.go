@@ -1,11 +1,7 @@
 package cleaner
 
 import (
-	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/kvlog/kvlog/engine"
@@ -66,15 +62,15 @@ func testCrashDuringClean(t *testing.T, several bool) {
 		completed := false
 		for mi, mode := range modes {
 			crashFS := vfs.NewCrashFS(int64(step*7 + mi))
-			ffs := &failFS{FS: crashFS, budget: -1}
+			ffs := vfs.NewFailFS(crashFS)
 			e := newEnv(t)
 			l := setup(e, ffs, record.Codec(step%5))
-			ffs.setBudget(step)
+			ffs.SetBudget(step)
 			res, ran := e.cm.RunOnce(t.Context())
 			if !ran {
 				t.Fatal("nothing to clean")
 			}
-			if res.Err == nil && !ffs.exhausted() {
+			if res.Err == nil && !ffs.Exhausted() {
 				completed = true
 			}
 			e.close() // every write fails from here on: no flush, no clean-shutdown marker
@@ -162,95 +158,3 @@ func between(got, newRecs, oldRecs []rec) bool {
 	}
 	return true
 }
-
-var errInjected = errors.New("injected failure: the process died")
-
-// failFS passes operations to FS until its budget of mutating operations is
-// spent; from then on every mutating operation fails, as if the process had
-// died just before it. budget < 0 is unlimited.
-type failFS struct {
-	vfs.FS
-	mu     sync.Mutex
-	budget int
-	dead   bool
-}
-
-func (f *failFS) setBudget(n int) {
-	f.mu.Lock()
-	f.budget, f.dead = n, false
-	f.mu.Unlock()
-}
-
-func (f *failFS) exhausted() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.dead
-}
-
-func (f *failFS) op() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.budget < 0 {
-		return nil
-	}
-	if f.budget == 0 {
-		f.dead = true
-		return fmt.Errorf("%w", errInjected)
-	}
-	f.budget--
-	return nil
-}
-
-func (f *failFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
-	if flag&(os.O_WRONLY|os.O_RDWR|os.O_CREATE|os.O_TRUNC) != 0 {
-		if err := f.op(); err != nil {
-			return nil, err
-		}
-	}
-	file, err := f.FS.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
-	}
-	return &failFile{File: file, fs: f}, nil
-}
-
-func (f *failFS) Rename(a, b string) error { return f.do(func() error { return f.FS.Rename(a, b) }) }
-func (f *failFS) Remove(name string) error { return f.do(func() error { return f.FS.Remove(name) }) }
-func (f *failFS) RemoveAll(name string) error {
-	return f.do(func() error { return f.FS.RemoveAll(name) })
-}
-func (f *failFS) MkdirAll(name string, perm os.FileMode) error {
-	return f.do(func() error { return f.FS.MkdirAll(name, perm) })
-}
-func (f *failFS) SyncDir(name string) error { return f.do(func() error { return f.FS.SyncDir(name) }) }
-
-func (f *failFS) do(op func() error) error {
-	if err := f.op(); err != nil {
-		return err
-	}
-	return op()
-}
-
-type failFile struct {
-	vfs.File
-	fs *failFS
-}
-
-func (f *failFile) Write(p []byte) (int, error) {
-	if err := f.fs.op(); err != nil {
-		return 0, err
-	}
-	return f.File.Write(p)
-}
-
-func (f *failFile) WriteAt(p []byte, off int64) (int, error) {
-	if err := f.fs.op(); err != nil {
-		return 0, err
-	}
-	return f.File.WriteAt(p, off)
-}
-
-func (f *failFile) Truncate(n int64) error {
-	return f.fs.do(func() error { return f.File.Truncate(n) })
-}
-func (f *failFile) Sync() error { return f.fs.do(func() error { return f.File.Sync() }) }

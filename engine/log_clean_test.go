@@ -3,11 +3,9 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/kvlog/kvlog/engine/record"
@@ -419,7 +417,7 @@ func TestSwapCrashAtEveryStep(t *testing.T) {
 		for mi, mode := range modes {
 			seed := int64(step*10 + mi)
 			crashFS := vfs.NewCrashFS(seed)
-			ffs := &failFS{FS: crashFS, budget: -1}
+			ffs := vfs.NewFailFS(crashFS)
 			e := newTestEnv(t)
 			e.fs = ffs
 			e.cfg.SegmentBytes = 600
@@ -434,11 +432,11 @@ func TestSwapCrashAtEveryStep(t *testing.T) {
 			group, next := segs[0:3], segs[3]
 			newRecs := compactModel(oldRecs, latest, group[0].BaseOffset, next.BaseOffset)
 
-			ffs.setBudget(step)
+			ffs.SetBudget(step)
 			err := testCompact(t, l, group, next, latest)
-			if err == nil && !ffs.exhausted() {
+			if err == nil && !ffs.Exhausted() {
 				completed = true
-			} else if err != nil && !errors.Is(err, errInjected) {
+			} else if err != nil && !errors.Is(err, vfs.ErrInjected) {
 				t.Fatalf("step %d: unexpected error %v", step, err)
 			}
 			crashClose(l)
@@ -483,124 +481,4 @@ func TestSwapCrashAtEveryStep(t *testing.T) {
 	if !sawOld || !sawNew {
 		t.Fatalf("crash points covered old=%v new=%v", sawOld, sawNew)
 	}
-}
-
-var errInjected = errors.New("injected failure: the process died")
-
-// failFS passes operations to FS until its budget of mutating operations
-// (create/open for writing, write, truncate, sync, rename, remove, mkdir,
-// syncdir) is spent; from then on every mutating operation fails, as if the
-// process had died just before it. budget < 0 is unlimited.
-type failFS struct {
-	vfs.FS
-	mu     sync.Mutex
-	budget int
-	dead   bool
-}
-
-func (f *failFS) setBudget(n int) {
-	f.mu.Lock()
-	f.budget, f.dead = n, false
-	f.mu.Unlock()
-}
-
-func (f *failFS) exhausted() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.dead
-}
-
-func (f *failFS) op() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.budget < 0 {
-		return nil
-	}
-	if f.budget == 0 {
-		f.dead = true
-		return errInjected
-	}
-	f.budget--
-	return nil
-}
-
-func (f *failFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
-	if flag&(os.O_WRONLY|os.O_RDWR|os.O_CREATE|os.O_TRUNC) != 0 {
-		if err := f.op(); err != nil {
-			return nil, err
-		}
-	}
-	file, err := f.FS.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
-	}
-	return &failFile{File: file, fs: f}, nil
-}
-
-func (f *failFS) Rename(a, b string) error {
-	if err := f.op(); err != nil {
-		return err
-	}
-	return f.FS.Rename(a, b)
-}
-
-func (f *failFS) Remove(name string) error {
-	if err := f.op(); err != nil {
-		return err
-	}
-	return f.FS.Remove(name)
-}
-
-func (f *failFS) RemoveAll(name string) error {
-	if err := f.op(); err != nil {
-		return err
-	}
-	return f.FS.RemoveAll(name)
-}
-
-func (f *failFS) MkdirAll(name string, perm os.FileMode) error {
-	if err := f.op(); err != nil {
-		return err
-	}
-	return f.FS.MkdirAll(name, perm)
-}
-
-func (f *failFS) SyncDir(name string) error {
-	if err := f.op(); err != nil {
-		return err
-	}
-	return f.FS.SyncDir(name)
-}
-
-type failFile struct {
-	vfs.File
-	fs *failFS
-}
-
-func (f *failFile) Write(p []byte) (int, error) {
-	if err := f.fs.op(); err != nil {
-		return 0, err
-	}
-	return f.File.Write(p)
-}
-
-func (f *failFile) WriteAt(p []byte, off int64) (int, error) {
-	if err := f.fs.op(); err != nil {
-		return 0, err
-	}
-	return f.File.WriteAt(p, off)
-}
-
-func (f *failFile) Truncate(n int64) error {
-	if err := f.fs.op(); err != nil {
-		return err
-	}
-	return f.File.Truncate(n)
-}
-
-func (f *failFile) Sync() error {
-	if err := f.fs.op(); err != nil {
-		return err
-	}
-	return f.File.Sync()
 }
