@@ -42,6 +42,7 @@ func TestCrashConsistency(t *testing.T) {
 			opts := ManagerOptions{Dirs: []string{root}, FS: fs, Clock: clk, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }}
 			tp := TopicPartition{Topic: "crash", Partition: 0}
 			var history []testRecord // by offset
+			var epochOf []int32      // leader epoch each record was appended in
 			synced := Offset(0)
 			for round := 0; round < 4; round++ {
 				m, err := OpenManager(opts)
@@ -53,7 +54,10 @@ func TestCrashConsistency(t *testing.T) {
 					t.Fatal(err)
 				}
 				checkRecovered(t, l, history, synced)
+				checkRecoveredEpochs(t, l, epochOf)
 				history = history[:l.LogEndOffset()]
+				epochOf = epochOf[:l.LogEndOffset()]
+				epoch := int32(len(epochOf)) // epochs only grow: a new one per restart
 				if synced > l.LogEndOffset() {
 					synced = l.LogEndOffset()
 				}
@@ -61,13 +65,16 @@ func TestCrashConsistency(t *testing.T) {
 					clk.Advance(time.Second)
 					switch k := rng.IntN(20); {
 					case k < 14:
+						if rng.IntN(6) == 0 {
+							epoch++ // a leadership change: new epochs are assigned on the append path
+						}
 						recs := randomRecords(rng, clk.Now().UnixMilli())
 						for i := range recs {
 							if recs[i].key == nil {
 								recs[i].key = []byte("k")
 							}
 						}
-						res, err := l.Append(makeBatch(t, record.Codec(rng.IntN(5)), recs), 0)
+						res, err := l.Append(makeBatch(t, record.Codec(rng.IntN(5)), recs), epoch)
 						if err != nil {
 							t.Fatal(err)
 						}
@@ -75,6 +82,9 @@ func TestCrashConsistency(t *testing.T) {
 							t.Fatalf("base %d, history %d", res.BaseOffset, len(history))
 						}
 						history = append(history, recs...)
+						for range recs {
+							epochOf = append(epochOf, epoch)
+						}
 						l.SetHighWatermark(l.LogEndOffset())
 					case k < 17:
 						leo := l.LogEndOffset()
@@ -102,6 +112,19 @@ func TestCrashConsistency(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkRecoveredEpochs checks that the leader-epoch cache names, for every
+// recovered offset, the epoch its batch was appended in: epochs assigned
+// after the last flush are rebuilt from the batches by recovery.
+func checkRecoveredEpochs(t *testing.T, l *Log, epochOf []int32) {
+	t.Helper()
+	for o := l.LogStartOffset(); o < l.LogEndOffset(); o++ {
+		got, ok := l.Epochs().EpochForOffset(int64(o))
+		if !ok || got != epochOf[o] {
+			t.Fatalf("offset %d: epoch cache says %d (%v), appended in epoch %d; cache %v", o, got, ok, epochOf[o], l.Epochs().Entries())
+		}
 	}
 }
 

@@ -69,7 +69,7 @@ func (l *Log) Append(batch []byte, leaderEpoch int32) (AppendResult, error) {
 	}
 	if leaderEpoch >= 0 && l.epochs != nil {
 		if latest, ok := l.epochs.LatestEpoch(); !ok || leaderEpoch > latest {
-			_ = l.epochs.Assign(leaderEpoch, int64(base))
+			_ = l.epochs.AssignDeferred(leaderEpoch, int64(base))
 		}
 	}
 	l.producers.update(b, l.clk.Now().UnixMilli())
@@ -167,7 +167,7 @@ func (l *Log) AppendReplicated(batches []byte) (AppendResult, error) {
 		}
 		if e := b.PartitionLeaderEpoch(); e >= 0 && l.epochs != nil {
 			if latest, ok := l.epochs.LatestEpoch(); !ok || e > latest {
-				_ = l.epochs.Assign(e, b.BaseOffset())
+				_ = l.epochs.AssignDeferred(e, b.BaseOffset())
 			}
 		}
 		l.producers.update(b, l.clk.Now().UnixMilli())

@@ -61,6 +61,11 @@ func (l *Log) flushTo(upTo int64) error {
 		}
 		s.flushed.Store(size)
 	}
+	// Leader epochs assigned on the append path are written with the data
+	// they describe; past the recovery point, recovery rebuilds them.
+	if err := l.epochs.Flush(); err != nil {
+		return l.errorf("flush", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, err))
+	}
 	// The directory needs a sync only after entries changed (a segment was
 	// created, renamed or removed), not on every group commit.
 	if l.dirDirty.Swap(false) {

@@ -165,6 +165,9 @@ func (l *Log) load(opts LogOptions) error {
 	l.recoveryPoint.Store(int64(rp))
 	l.hw.Store(int64(leo))
 	_ = l.epochs.TruncateFromEnd(int64(leo))
+	if err := l.epochs.Flush(); err != nil { // epochs recovery rebuilt: the recovery point is now leo
+		return l.errorf("open", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, err))
+	}
 	return l.loadProducers(leo)
 }
 
@@ -227,6 +230,13 @@ func (s *segment) recoverSegment() (int64, error) {
 		}
 		valid += int64(len(b))
 		s.next.Store(b.LastOffset() + 1)
+		// Epochs assigned after the last flush were not written: rebuild
+		// them from the batches (Kafka's LogSegment.recover does the same).
+		if e := b.PartitionLeaderEpoch(); e >= 0 && s.log.epochs != nil {
+			if latest, ok := s.log.epochs.LatestEpoch(); !ok || e > latest {
+				_ = s.log.epochs.AssignDeferred(e, b.BaseOffset())
+			}
+		}
 		buf = rest
 	}
 	if valid == 0 {

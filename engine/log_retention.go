@@ -1,5 +1,7 @@
 package engine
 
+import "fmt"
+
 // EnforceRetention deletes the oldest whole segments that lie entirely below
 // the high watermark and below the log start offset, or (for logs with the
 // delete policy) past retention.ms by their largest timestamp, or beyond
@@ -66,6 +68,9 @@ func (l *Log) Close() error {
 	l.syncMu.Lock()
 	err := l.flushTo(l.leo.Load())
 	l.syncMu.Unlock()
+	if eerr := l.epochs.Flush(); eerr != nil && err == nil {
+		err = l.errorf("close", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, eerr))
+	}
 	if perr := l.producers.snapshot(l.fs, l.dir, l.LogEndOffset()); perr != nil && err == nil {
 		err = perr
 	}

@@ -21,9 +21,15 @@ import (
 // and at the head (offset 0, as the page cache left it, resident share
 // reported), the latency of sequential single-record produces (acks=all,
 // linger 0) and of single-partition Fetch requests at uniformly random
-// offsets (64 KiB max). Fetch probes repeat 3 times per size.
+// offsets (64 KiB max). Probes repeat (at least 3 rounds per size), and each
+// produce and tail-fetch probe is paired with the same probe on a fresh
+// one-partition topic of the same broker, run back to back in alternating
+// order: "vs fresh" is grown ÷ fresh, which cancels the drift of a shared
+// machine between sizes. Flat means that ratio stays within ±10%.
 //
-// Partitions (kvlog, kfake-mem, kfake-disk, alternating): a fresh compacted
+// Partitions (kvlog, kvlog-nofsync, kfake-mem, kfake-disk, alternating: one
+// fdatasync per partition per acks=all request is what kvlog adds, so the
+// fsync-off variant shows the rest of the cost): a fresh compacted
 // topic of P partitions receives scaleRecords 100-byte records over 100k
 // keys (acks=all), then is read from offset 0.
 
@@ -43,16 +49,19 @@ func scaleLogSize(ctx context.Context, r *runner) error {
 	addr := []string{in.addr}
 	const topic = "grow"
 	s := shape{partitions: 1, valueLen: 1024, keys: 1000, acks: "all", comp: "none"}
-	if err := createTopic(ctx, addr, topic, 1, 1, map[string]string{"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}); err != nil {
+	topicCfg := map[string]string{"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
+	if err := createTopic(ctx, addr, topic, 1, 1, topicCfg); err != nil {
 		return err
 	}
 	probeN := int(r.cfg.scaleProbeBytes / int64(s.recordBytes()))
+	reps := max(r.cfg.reps, 3)
 	var written int64
 	next := 0
 	pids := []int{in.p.pid}
 	for _, target := range r.cfg.scaleSizes {
 		cell := sizeLabel(target)
-		if fill := target - r.cfg.scaleProbeBytes - written; fill > 0 {
+		// Every paired round adds one probe to the grown log.
+		if fill := target - int64(reps)*r.cfg.scaleProbeBytes - written; fill > 0 {
 			n := int(fill / int64(s.recordBytes()))
 			st, err := kafkaProduce(ctx, addr, topic, s, next, n, pids)
 			if err != nil {
@@ -62,25 +71,63 @@ func scaleLogSize(ctx context.Context, r *runner) error {
 			written += st.bytes
 			logf("  grow: filled to %.2f GB at %.0f MB/s", float64(written)/1e9, st.mbPerSec())
 		}
-		st, err := kafkaProduce(ctx, addr, topic, s, next, probeN, pids)
-		if err != nil {
-			return err
-		}
-		next += probeN
-		written = target
-		r.addRun("scale-size", cell, "kvlog", "produce ", st)
-		ends, err := endOffsets(ctx, addr, topic)
-		if err != nil {
-			return err
-		}
-		leo := ends[0]
 		segDir := filepath.Join(in.dir, topic+"-0")
-		for i := 0; i < 3; i++ {
-			tail, err := kafkaConsume(ctx, addr, topic, map[int32]int64{0: leo - int64(probeN)}, map[int32]int64{0: leo}, pids)
+		for rep := 0; rep < reps; rep++ {
+			// Paired probe: the grown log and a fresh one-partition topic
+			// on the same broker, back to back in alternating order, so
+			// the ratio cancels the machine's drift.
+			ref := nextName("ref-")
+			if err := createTopic(ctx, addr, ref, 1, 1, topicCfg); err != nil {
+				return err
+			}
+			var grown, fresh runStats
+			probe := func(t string, first int) (runStats, error) { return kafkaProduce(ctx, addr, t, s, first, probeN, pids) }
+			if rep%2 == 0 {
+				if grown, err = probe(topic, next); err == nil {
+					fresh, err = probe(ref, 0)
+				}
+			} else {
+				if fresh, err = probe(ref, 0); err == nil {
+					grown, err = probe(topic, next)
+				}
+			}
+			if err != nil {
+				deleteTopic(ctx, addr, ref)
+				return err
+			}
+			next += probeN
+			written += grown.bytes
+			r.addRun("scale-size", cell, "kvlog", "produce ", grown)
+			r.addRun("scale-size", cell, "kvlog", "fresh produce ", fresh)
+			r.st.add("scale-size", cell, "kvlog", "produce vs fresh", "×", grown.mbPerSec()/fresh.mbPerSec())
+
+			ends, err := endOffsets(ctx, addr, topic)
+			if err != nil {
+				deleteTopic(ctx, addr, ref)
+				return err
+			}
+			leo := ends[0]
+			var tail, freshRead runStats
+			readTail := func() (runStats, error) {
+				return kafkaConsume(ctx, addr, topic, map[int32]int64{0: leo - int64(probeN)}, map[int32]int64{0: leo}, pids)
+			}
+			readFresh := func() (runStats, error) { return kafkaConsume(ctx, addr, ref, nil, nil, pids) }
+			if rep%2 == 0 {
+				if tail, err = readTail(); err == nil {
+					freshRead, err = readFresh()
+				}
+			} else {
+				if freshRead, err = readFresh(); err == nil {
+					tail, err = readTail()
+				}
+			}
+			deleteTopic(ctx, addr, ref)
 			if err != nil {
 				return err
 			}
 			r.addRun("scale-size", cell, "kvlog", "fetch tail ", tail)
+			r.addRun("scale-size", cell, "kvlog", "fresh fetch ", freshRead)
+			r.st.add("scale-size", cell, "kvlog", "fetch tail vs fresh", "×", tail.mbPerSec()/freshRead.mbPerSec())
 			res := residentFraction(segDir)
 			head, err := kafkaConsume(ctx, addr, topic, map[int32]int64{0: 0}, map[int32]int64{0: int64(probeN)}, pids)
 			if err != nil {
@@ -89,6 +136,11 @@ func scaleLogSize(ctx context.Context, r *runner) error {
 			r.addRun("scale-size", cell, "kvlog", "fetch head ", head)
 			r.st.add("scale-size", cell, "kvlog", "resident", "fraction", res)
 		}
+		ends, err := endOffsets(ctx, addr, topic)
+		if err != nil {
+			return err
+		}
+		leo := ends[0]
 		pl, err := produceLatencies(ctx, addr, topic, s, r.cfg.scaleLatencyN)
 		if err != nil {
 			return err
@@ -102,8 +154,9 @@ func scaleLogSize(ctx context.Context, r *runner) error {
 		r.st.add("scale-size", cell, "kvlog", "produce p99", "ms", pp[1])
 		r.st.add("scale-size", cell, "kvlog", "fetch p50", "ms", fp[0])
 		r.st.add("scale-size", cell, "kvlog", "fetch p99", "ms", fp[1])
-		logf("  log %s: produce %.0f MB/s, fetch tail %.0f head %.0f MB/s, produce p99 %.2f ms, random fetch p99 %.2f ms",
-			cell, st.mbPerSec(), median(r.st.get("scale-size", cell, "kvlog", "fetch tail MB/s")), median(r.st.get("scale-size", cell, "kvlog", "fetch head MB/s")), pp[1], fp[1])
+		g := func(m string) float64 { return median(r.st.get("scale-size", cell, "kvlog", m)) }
+		logf("  log %s: produce %.0f MB/s (%.2f× a fresh log), fetch tail %.0f MB/s (%.2f× fresh), head %.0f MB/s, produce p99 %.2f ms, random fetch p99 %.2f ms",
+			cell, g("produce MB/s"), g("produce vs fresh"), g("fetch tail MB/s"), g("fetch tail vs fresh"), g("fetch head MB/s"), pp[1], fp[1])
 	}
 	return nil
 }
@@ -172,7 +225,7 @@ func fetchLatencies(ctx context.Context, addr []string, topic string, leo int64,
 }
 
 func scalePartitions(ctx context.Context, r *runner) error {
-	specs := r.available("scale", "kvlog", "kfake-mem", "kfake-disk")
+	specs := r.available("scale", "kvlog", "kvlog-nofsync", "kfake-mem", "kfake-disk")
 	ins, err := r.startAll(specs)
 	if err != nil {
 		return err

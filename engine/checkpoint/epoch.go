@@ -29,18 +29,20 @@ type EpochEntry struct {
 //
 // Invariant: entries strictly increase in both Epoch and StartOffset.
 //
-// Every method is safe for concurrent use. Mutations hold the write lock
-// while they persist the file (Kafka flushes truncations asynchronously;
-// kvlog writes every change before returning), and change the in-memory
-// state only once the file is written: if persisting fails, the cache is
-// unchanged and the error is returned (the file then holds the old or, if
-// only the directory sync failed, the new entries).
+// Every method is safe for concurrent use. Mutations other than
+// AssignDeferred hold the write lock while they persist the file (Kafka
+// flushes truncations asynchronously; kvlog writes them before returning),
+// and change the in-memory state only once the file is written: if
+// persisting fails, the cache is unchanged and the error is returned (the
+// file then holds the old or, if only the directory sync failed, the new
+// entries).
 type EpochCache struct {
 	fs   vfs.FS
 	path string
 
 	mu      sync.RWMutex
 	entries []EpochEntry // never modified in place: mutations build a new slice
+	dirty   bool         // entries changed by AssignDeferred since the file was written
 }
 
 // OpenEpochCache loads the cache from path (a missing or empty file gives an
@@ -95,6 +97,37 @@ func (c *EpochCache) Assign(epoch int32, startOffset int64) error {
 	defer c.mu.Unlock()
 	es, changed := assignEntry(c.entries, EpochEntry{Epoch: epoch, StartOffset: startOffset})
 	return c.commit(es, changed)
+}
+
+// AssignDeferred is Assign without writing the file: the change is kept in
+// memory and written by the next Flush or persisting mutation. A log assigns
+// an epoch on the append path this way and flushes the cache with its data
+// (as Kafka does since KAFKA-15046): an fsync per new epoch on the produce
+// path stalled every first append to a partition behind the disk. Entries
+// lost to a crash before that flush cover only offsets past the recovery
+// point, which recovery rebuilds from the batches' leader epochs.
+func (c *EpochCache) AssignDeferred(epoch int32, startOffset int64) error {
+	if epoch < 0 || startOffset < 0 {
+		return fmt.Errorf("%w: leader epoch %d start offset %d", ErrInvalidEntry, epoch, startOffset)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if es, changed := assignEntry(c.entries, EpochEntry{Epoch: epoch, StartOffset: startOffset}); changed {
+		c.entries = es
+		c.dirty = true
+	}
+	return nil
+}
+
+// Flush writes the file if AssignDeferred changed the entries since it was
+// last written.
+func (c *EpochCache) Flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.dirty {
+		return nil
+	}
+	return c.commit(c.entries, true)
 }
 
 // LatestEpoch returns the newest epoch, if any.
@@ -172,6 +205,7 @@ func (c *EpochCache) commit(es []EpochEntry, changed bool) error {
 		return err
 	}
 	c.entries = es
+	c.dirty = false
 	return nil
 }
 

@@ -210,7 +210,17 @@ func mmapFd(f vfs.File, size int, writable bool) ([]byte, error) {
 	if writable {
 		prot |= unix.PROT_WRITE
 	}
-	return unix.Mmap(int(f.Fd()), 0, size, prot, unix.MAP_SHARED)
+	b, err := unix.Mmap(int(f.Fd()), 0, size, prot, unix.MAP_SHARED)
+	if err != nil {
+		return nil, err
+	}
+	// Index pages are touched one at a time (appends at the end, binary
+	// searches), never streamed: without MADV_RANDOM each first touch of
+	// a preallocated (sparse) index page faults in a whole readahead
+	// window of zero pages, which cost most of the broker's CPU when
+	// producing to many fresh partitions.
+	_ = unix.Madvise(b, unix.MADV_RANDOM)
+	return b, nil
 }
 
 func (m *mmapFile) unmap() error {
