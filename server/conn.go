@@ -155,32 +155,6 @@ func (c *conn) readLoop() {
 	}
 }
 
-// frameChunk is how much of a frame is allocated before its bytes arrive:
-// a size prefix alone never makes the broker allocate more than this.
-const frameChunk = 1 << 20
-
-// readFrameBody reads an n-byte frame, growing the buffer as bytes arrive
-// rather than trusting the size prefix up front.
-func readFrameBody(r io.Reader, n int) ([]byte, error) {
-	if n <= frameChunk {
-		b := make([]byte, n)
-		_, err := io.ReadFull(r, b)
-		return b, err
-	}
-	b := make([]byte, 0, frameChunk)
-	for len(b) < n {
-		if len(b) == cap(b) {
-			b = append(b[:cap(b)], make([]byte, min(cap(b), n-len(b)))...)[:len(b)]
-		}
-		m, err := io.ReadFull(r, b[len(b):min(cap(b), n)])
-		b = b[:len(b)+m]
-		if err != nil {
-			return nil, err
-		}
-	}
-	return b, nil
-}
-
 func (c *conn) logReadErr(err error, idleMsg string) {
 	switch {
 	case c.stopping.Load(), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
@@ -214,7 +188,9 @@ func (c *conn) handleFrame(frame []byte) bool {
 	}
 	r := c.newRequest(hdr, kreq)
 	c.queue <- r
-	c.dispatch(r)
+	if c.dispatch(r) && hdr.key == kmsg.Produce.Int16() {
+		putFrame(frame) // appended: nothing refers to the frame any more
+	}
 	return true
 }
 
@@ -223,20 +199,23 @@ func (c *conn) newRequest(hdr requestHeader, kreq kmsg.Request) *request {
 }
 
 // dispatch runs the request's handler, containing panics to this
-// connection.
-func (c *conn) dispatch(r *request) {
+// connection. It reports whether the handler ran and returned (a test hook
+// may take the request instead).
+func (c *conn) dispatch(r *request) (ran bool) {
 	defer func() {
 		if v := recover(); v != nil {
 			r.log().Error("handler panicked; closing connection", "panic", v, "stack", string(debug.Stack()))
 			c.s.metrics.panics.Inc()
 			r.fail(fmt.Errorf("handler panic: %v", v))
+			ran = false
 		}
 	}()
 	if hook := c.s.requestHook.Load(); hook != nil && (*hook)(r) {
-		return
+		return false
 	}
 	h := c.s.handler(r.hdr.key)
 	h.fn(c.s, r)
+	return true
 }
 
 // writeLoop writes responses in request order until the queue closes. After

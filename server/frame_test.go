@@ -126,3 +126,24 @@ func TestReadFrameBody(t *testing.T) {
 		t.Fatal("short frame accepted")
 	}
 }
+
+func TestFramePoolClasses(t *testing.T) {
+	for _, c := range []struct{ n, class int }{
+		{0, -1}, {minPooledFrame - 1, -1}, {minPooledFrame, 0}, {minPooledFrame + 1, 1},
+		{2 * minPooledFrame, 1}, {frameChunk, 4}, {frameChunk + 1, 5}, {16 << 20, 8}, {16<<20 + 1, -1},
+	} {
+		if got := frameClass(c.n); got != c.class {
+			t.Fatalf("frameClass(%d) = %d, want %d", c.n, got, c.class)
+		}
+		b := getFrame(c.n)
+		if len(b) != c.n || (c.class >= 0 && cap(b) != minPooledFrame<<c.class) {
+			t.Fatalf("getFrame(%d): len %d cap %d", c.n, len(b), cap(b))
+		}
+		putFrame(b)
+	}
+	// A buffer whose capacity is not a class size is never pooled.
+	putFrame(make([]byte, 3*minPooledFrame))
+	if b := getFrame(3 * minPooledFrame); cap(b) != 4*minPooledFrame {
+		t.Fatalf("odd-sized buffer came back from the pool: cap %d", cap(b))
+	}
+}
