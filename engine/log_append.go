@@ -106,23 +106,16 @@ func (l *Log) validate(batch []byte, cfg Config) (record.Batch, error) {
 		return nil, l.errorf("append", -1, leo, fmt.Errorf("%w: offset overflow", ErrInvalidRecord))
 	}
 	// One pass: CRC, header rules (count > 0, lastOffsetDelta+1 == count,
-	// no control batch, sequence with producer id), every record decoded,
-	// and keys required on compacted topics.
-	var keyCheck func(r *record.Record) error
-	if cfg.Compact {
-		keyCheck = func(r *record.Record) error {
-			if r.Key == nil {
-				return fmt.Errorf("%w: record at offset delta %d has a null key on a compacted topic", ErrInvalidRecord, r.OffsetDelta)
-			}
-			return nil
-		}
-	}
+	// no control batch, sequence with producer id), every record's
+	// structure, and keys required on compacted topics. ValidateProduce
+	// walks the records with a tight loop (no per-record decoding or
+	// callback) and re-walks the slow way only to explain a refusal; a null
+	// key on a compacted topic is an ErrInvalid naming the record.
 	dec := decoders.Get().(*record.Decoder)
-	err = dec.ValidateEach(b, record.ModeProduce, keyCheck)
+	err = dec.ValidateProduce(b, cfg.Compact)
 	decoders.Put(dec)
 	if err != nil {
 		switch {
-		case errors.Is(err, ErrInvalidRecord):
 		case errors.Is(err, record.ErrUnsupportedCodec):
 			err = fmt.Errorf("%w: %w", ErrUnsupportedCompression, err)
 		case errors.Is(err, record.ErrCorrupt), errors.Is(err, record.ErrTruncated):

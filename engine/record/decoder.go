@@ -1,6 +1,7 @@
 package record
 
 import (
+	"errors"
 	"fmt"
 )
 
@@ -117,13 +118,62 @@ func (d *Decoder) Records(b Batch, fn func(r *Record) error) error {
 	return d.iterate(b, modeRecords, fn)
 }
 
-// Validate is ValidateEach(b, ModeProduce, nil): the check a leader applies
-// to a produced batch before appending it.
-func (d *Decoder) Validate(b Batch) error { return d.ValidateEach(b, ModeProduce, nil) }
+// Validate is ValidateProduce(b, false): the check a leader applies to a
+// produced batch before appending it. It accepts and refuses exactly what
+// ValidateEach(b, ModeProduce, nil) does, with the same errors.
+func (d *Decoder) Validate(b Batch) error { return d.ValidateProduce(b, false) }
 
 // ValidateStored is ValidateEach(b, ModeStored, nil): the deep check of a
 // batch read from a log or replicated from a leader.
 func (d *Decoder) ValidateStored(b Batch) error { return d.ValidateEach(b, ModeStored, nil) }
+
+// ValidateProduce is the produce-path check: ValidateEach(b, ModeProduce,
+// fn) where fn, when requireKeys is set, refuses a record with a null key
+// (Kafka's rule for compacted topics). It accepts and refuses exactly the
+// same batches, but walks the records with a tight loop that only checks
+// their structure (see validProduceRecords) instead of decoding each into a
+// Record and calling back. When that loop refuses, the batch is walked
+// again the slow way, so that the error is the one ValidateEach returns
+// (for a null key: an ErrInvalid naming the record). It does not allocate
+// for uncompressed batches.
+func (d *Decoder) ValidateProduce(b Batch, requireKeys bool) error {
+	if err := b.checkHeader(ModeProduce); err != nil {
+		return err
+	}
+	p, err := d.section(b)
+	if err != nil {
+		return err
+	}
+	if validProduceRecords(p, b.NumRecords(), requireKeys) {
+		return nil
+	}
+	var fn func(r *Record) error
+	if requireKeys {
+		fn = requireKey
+	}
+	err = d.walk(b, p, ModeProduce, fn)
+	if err == errNullKey {
+		return fmt.Errorf("%w: batch at base offset %d: record %d has a null key where keys are required",
+			ErrInvalid, b.BaseOffset(), d.rec.OffsetDelta)
+	}
+	// err == nil would mean the fast loop refused a batch the slow walk
+	// accepts; the slow walk is the reference, so the batch is accepted.
+	// FuzzValidateProduce and TestValidateProduceMatches check that this
+	// does not happen.
+	return err
+}
+
+// errNullKey is requireKey's verdict; ValidateProduce replaces it with a
+// wrapped ErrInvalid, so it never reaches a caller.
+var errNullKey = errors.New("record: null key")
+
+// requireKey is ValidateProduce's per-record check for the slow walk.
+func requireKey(r *Record) error {
+	if r.Key == nil {
+		return errNullKey
+	}
+	return nil
+}
 
 // ValidateEach checks b as m says (framing, CRC, header policy, every
 // record) and, when fn is not nil, calls it for each record once that record
@@ -131,7 +181,20 @@ func (d *Decoder) ValidateStored(b Batch) error { return d.ValidateEach(b, ModeS
 // (e.g. keys required on compacted topics) without decoding twice. fn has
 // the same contract as in Records. The error wraps ErrTruncated, ErrCorrupt,
 // ErrInvalid, ErrTooLarge or ErrUnsupportedCodec, or is fn's.
+//
+// ValidateProduce is the faster equivalent for ModeProduce when the only
+// per-record policy is requiring keys.
 func (d *Decoder) ValidateEach(b Batch, m Mode, fn func(r *Record) error) error {
+	if err := b.checkHeader(m); err != nil {
+		return err
+	}
+	return d.iterate(b, m, fn)
+}
+
+// checkHeader is the part of ValidateEach that reads only the batch
+// header: framing, CRC, record counts and, for ModeProduce, the header
+// fields a client may not set.
+func (b Batch) checkHeader(m Mode) error {
 	if err := b.checkFraming(); err != nil {
 		return err
 	}
@@ -165,27 +228,39 @@ func (d *Decoder) ValidateEach(b Batch, m Mode, fn func(r *Record) error) error 
 	} else if n > 0 && int64(last) < int64(n)-1 {
 		return invalid("last offset delta %d with %d records", last, n)
 	}
-	return d.iterate(b, m, fn)
+	return nil
 }
 
 // iterate decodes the records section of b (framing already checked).
 func (d *Decoder) iterate(b Batch, m Mode, fn func(r *Record) error) error {
+	p, err := d.section(b)
+	if err != nil {
+		return err
+	}
+	return d.walk(b, p, m, fn)
+}
+
+// section checks b's codec and record count and returns its records
+// section, decompressed into the decoder's buffer when b is compressed
+// (framing already checked). An empty section is returned as is when b
+// declares no records.
+func (d *Decoder) section(b Batch) ([]byte, error) {
 	codec := b.Codec()
 	if !codec.Valid() {
-		return fmt.Errorf("%w: batch at base offset %d: attributes %#04x",
+		return nil, fmt.Errorf("%w: batch at base offset %d: attributes %#04x",
 			ErrUnsupportedCodec, b.BaseOffset(), uint16(b.Attributes()))
 	}
 	n := b.NumRecords()
 	if n < 0 {
-		return fmt.Errorf("%w: batch at base offset %d: negative record count %d",
+		return nil, fmt.Errorf("%w: batch at base offset %d: negative record count %d",
 			ErrInvalid, b.BaseOffset(), n)
 	}
 	p := b[OffRecords:]
 	if len(p) == 0 {
 		if n == 0 {
-			return nil
+			return p, nil
 		}
-		return fmt.Errorf("%w: batch at base offset %d: %d records declared, records section empty",
+		return nil, fmt.Errorf("%w: batch at base offset %d: %d records declared, records section empty",
 			ErrInvalid, b.BaseOffset(), n)
 	}
 	if codec != CodecNone {
@@ -194,10 +269,18 @@ func (d *Decoder) iterate(b Batch, m Mode, fn func(r *Record) error) error {
 			d.buf = buf[:0]
 		}
 		if err != nil {
-			return fmt.Errorf("%w (batch at base offset %d, %d bytes compressed)", err, b.BaseOffset(), len(p))
+			return nil, fmt.Errorf("%w (batch at base offset %d, %d bytes compressed)", err, b.BaseOffset(), len(p))
 		}
 		p = buf
 	}
+	return p, nil
+}
+
+// walk decodes the records section p of b (as returned by section), checks
+// each record as m says and calls fn, if not nil, for each.
+func (d *Decoder) walk(b Batch, p []byte, m Mode, fn func(r *Record) error) error {
+	codec := b.Codec()
+	n := b.NumRecords()
 	last := b.LastOffsetDelta()
 	prev := int32(-1)
 	r := &d.rec

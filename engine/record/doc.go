@@ -13,6 +13,8 @@
 //     setters, CRC), [ReadBatch] and [PeekSize];
 //   - decoder.go: [Decoder] — record iteration and validation with reusable
 //     buffers;
+//   - validate_fast.go: the record walk of [Decoder.ValidateProduce], a
+//     structure-only loop equivalent to the decoding walk;
 //   - builder.go: [Builder] — encoding batches;
 //   - codec.go: [Codec], [Compress] and [Decompress] with pooled
 //     compressors and decompressors;

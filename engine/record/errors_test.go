@@ -62,9 +62,18 @@ func goodRec(off int64) rawRec {
 	return rawRec{keyLen: 1, key: "k", valLen: 1, val: "v", offsetDelta: off}
 }
 
-// TestCorruptionTable: each named corruption pokes bytes and asserts the
-// sentinel every entry point reports.
-func TestCorruptionTable(t *testing.T) {
+// corruptionCase is a named corrupted (or valid) batch and the sentinels
+// ReadBatch and Decoder.Validate report for it (nil: accepted).
+type corruptionCase struct {
+	name  string
+	batch Batch
+	read  error // from ReadBatch (nil = splits fine)
+	valid error // from Decoder.Validate
+}
+
+// corruptionCases is the malformed-batch table shared by TestCorruptionTable
+// and TestValidateProduceCorruptionTable.
+func corruptionCases(t testing.TB) []corruptionCase {
 	valid := buildBatch(t, 0, 100, sampleRecords(21, 5))
 	twoRecs := append(goodRec(0).encode(), goodRec(1).encode()...)
 	mutate := func(f func(b Batch)) Batch {
@@ -74,12 +83,7 @@ func TestCorruptionTable(t *testing.T) {
 	}
 	with := func(r rawRec) Batch { return craftBatch(0, 1, 0, r.encode()) }
 
-	cases := []struct {
-		name  string
-		batch Batch
-		read  error // from ReadBatch (nil = splits fine)
-		valid error // from Decoder.Validate
-	}{
+	return []corruptionCase{
 		{"ok", valid, nil, nil},
 		{"bad_crc", mutate(func(b Batch) { b[len(b)-1] ^= 1 }), nil, ErrCorrupt},
 		{"bad_crc_in_header", mutate(func(b Batch) { b[OffProducerEpoch] ^= 0x80 }), nil, ErrCorrupt},
@@ -121,7 +125,12 @@ func TestCorruptionTable(t *testing.T) {
 			return b
 		}(), nil, ErrInvalid},
 	}
-	for _, tc := range cases {
+}
+
+// TestCorruptionTable: each named corruption pokes bytes and asserts the
+// sentinel every entry point reports.
+func TestCorruptionTable(t *testing.T) {
+	for _, tc := range corruptionCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			b, rest, err := ReadBatch(tc.batch)
 			if !errors.Is(err, tc.read) || (tc.read != nil) != (err != nil) {

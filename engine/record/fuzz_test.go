@@ -39,11 +39,13 @@ func seedBatches(t testing.TB) []Batch {
 }
 
 // checkBatch asserts the invariants of a batch that ReadBatch accepted:
-// no entry point panics; every error wraps a sentinel; if Records succeeds,
+// no entry point panics; every error wraps a sentinel; ValidateProduce and
+// its fast loop agree with ValidateEach (checkProduceAgrees); if Records succeeds,
 // decoding again gives the same records (stable re-decode), and a batch
 // rebuilt from those records with the same header re-parses to the same
 // records and is at least as valid (ValidateStored) as the original.
 func checkBatch(t *testing.T, b Batch) {
+	checkProduceAgrees(t, b)
 	var d Decoder
 	d.MaxDecompressed = fuzzLimit
 	verr := d.ValidateStored(b)
