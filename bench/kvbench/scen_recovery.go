@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,7 +39,8 @@ import (
 //   - nats-js: killed right after the last publish acknowledgement; later
 //     rounds kill the recovered server.
 //
-// The topics use segment.bytes = min(1 GiB, size/4). Rescanned bytes = the .log bytes from the segment holding the checkpointed
+// The topics use segment.bytes = min(1 GiB, smallest size/4) at every size.
+// Rescanned bytes = the .log bytes from the segment holding the checkpointed
 // recovery point to the end (read from the data dir before the restart).
 
 type recVariant struct {
@@ -89,7 +91,7 @@ func recoverySize(ctx context.Context, r *runner, size int64) error {
 	if err != nil {
 		return err
 	}
-	leo, err := loadKafka(ctx, in, "rec", s, n, recoverySegment(size))
+	leo, err := loadKafka(ctx, in, "rec", s, n, recoverySegment(r.cfg.recoverySizes))
 	if err != nil {
 		return err
 	}
@@ -102,7 +104,7 @@ func recoverySize(ctx context.Context, r *runner, size int64) error {
 	if in, err = start("kvlog-flushed", specOf("kvlog"), "log.flush.offset.checkpoint.interval.ms=1000"); err != nil {
 		return err
 	}
-	if leo, err = loadKafka(ctx, in, "rec", sa, n, recoverySegment(size)); err != nil {
+	if leo, err = loadKafka(ctx, in, "rec", sa, n, recoverySegment(r.cfg.recoverySizes)); err != nil {
 		return err
 	}
 	time.Sleep(3 * time.Second)
@@ -188,10 +190,14 @@ func recoverySize(ctx context.Context, r *runner, size int64) error {
 	})
 }
 
-// recoverySegment is the segment.bytes of the recovery topics: Kafka's 1 GiB,
-// or a quarter of the data when that is smaller (so that a flushed log has
-// segments behind its active one).
-func recoverySegment(size int64) int64 { return min(gb, size/4) }
+// recoverySegment is the segment.bytes of the recovery topics, the same at
+// every data size so that only the size varies: Kafka's 1 GiB, or a quarter
+// of the smallest size when that is smaller (so that even the smallest
+// flushed log has segments behind its active one). After kill -9 a log
+// rescans from the segment holding its checkpointed recovery point, so a
+// segment size that grew with the data would make the flushed restart grow
+// with it.
+func recoverySegment(sizes []int64) int64 { return min(gb, slices.Min(sizes)/4) }
 
 // loadKafka writes n records to a fresh one-partition topic (retention
 // off) and returns the log end offset.
