@@ -39,8 +39,11 @@
 // history, kfake, NATS KV watch-all); compaction (kvlog's cleaner vs kfake
 // Compact(), per core — run only when kvlogd links cleaner/); recovery after
 // kill -9 (time from exec to serving, rescanned bytes, scan rate; kvlog
-// unflushed/flushed, warm/cold, and NATS); scale with log size and with
-// partitions per broker; and a 3-broker RF 3 cluster (internal/testcluster
+// unflushed/flushed, warm/cold, and NATS; one segment.bytes at every data
+// size); scale with log size (each probe on the grown log paired with the
+// same probe on a fresh topic of the same broker, so grown/fresh cancels the
+// machine's drift) and with partitions per broker (kvlog with and without
+// its acks=all fsync); and a 3-broker RF 3 cluster (internal/testcluster
 // with a real ZooKeeper) against the single broker at acks=1 and acks=all.
 // A scenario that cannot run says so in the report with its reason; nothing
 // is estimated or carried over from another run.
