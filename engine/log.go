@@ -23,6 +23,7 @@ type Log struct {
 	logger     *slog.Logger
 	handles    *handleCache
 	ownHandles bool // handles is private to this log (closed with it)
+	rpLowered  func() error
 
 	mu  sync.Mutex // writer: append, roll, truncate, retention, close
 	cfg atomic.Pointer[Config]

@@ -28,7 +28,14 @@ type LogOptions struct {
 	// (-1 when absent).
 	RecoveryPoint  Offset
 	LogStartOffset Offset
-	handles        *handleCache
+	// RecoveryPointLowered, when set, persists the log dir's
+	// recovery-point checkpoint. A truncation below the checkpointed
+	// recovery point calls it before returning (Kafka's LogManager.truncateTo
+	// does the same): otherwise a crash after the truncated range was
+	// rewritten could make recovery trust unsynced bytes below the stale
+	// checkpoint. The log's lock is not held during the call.
+	RecoveryPointLowered func() error
+	handles              *handleCache
 }
 
 // OpenLog opens (creating if needed) the partition directory dir. Without a
@@ -44,7 +51,7 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	l := &Log{dir: dir, tp: tp, fs: opts.FS, clk: opts.Clock, logger: opts.Logger, handles: opts.handles}
+	l := &Log{dir: dir, tp: tp, fs: opts.FS, clk: opts.Clock, logger: opts.Logger, handles: opts.handles, rpLowered: opts.RecoveryPointLowered}
 	if l.handles == nil {
 		// A log opened on its own (tools, tests) gets a private cache; logs
 		// of a Manager share the Manager's bound.

@@ -9,6 +9,27 @@ import (
 // offset should be a batch boundary. Readers holding ranges of the truncated
 // segment are waited for before its file shrinks.
 func (l *Log) TruncateTo(offset Offset) error {
+	return l.persistLoweredRecoveryPoint(l.truncateTo, offset)
+}
+
+// persistLoweredRecoveryPoint runs a truncation and, when it lowered the
+// recovery point, has the owner persist the recovery-point checkpoint
+// before the caller can append again (LogOptions.RecoveryPointLowered).
+func (l *Log) persistLoweredRecoveryPoint(truncate func(Offset) error, offset Offset) error {
+	before := l.recoveryPoint.Load()
+	if err := truncate(offset); err != nil {
+		return err
+	}
+	if l.rpLowered == nil || l.recoveryPoint.Load() >= before {
+		return nil
+	}
+	if err := l.rpLowered(); err != nil {
+		return l.errorf("truncate", -1, offset, fmt.Errorf("%w: writing the lowered recovery point: %w", ErrStorage, err))
+	}
+	return nil
+}
+
+func (l *Log) truncateTo(offset Offset) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed.Load() {
@@ -81,6 +102,10 @@ func (l *Log) truncateSegment(s *segment, offset Offset) error {
 // TruncateFullyAndStartAt deletes every segment and starts an empty log at
 // offset (a follower too far behind its leader's log start).
 func (l *Log) TruncateFullyAndStartAt(offset Offset) error {
+	return l.persistLoweredRecoveryPoint(l.truncateFullyAndStartAt, offset)
+}
+
+func (l *Log) truncateFullyAndStartAt(offset Offset) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed.Load() {

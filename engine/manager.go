@@ -47,6 +47,8 @@ type Manager struct {
 	mu   sync.Mutex
 	logs map[TopicPartition]*Log
 
+	checkpointMu sync.Mutex // one checkpoint writer at a time (periodic, truncation, close)
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed bool
@@ -159,6 +161,7 @@ func (m *Manager) loadDir(dir string) error {
 				l, err := OpenLog(j.dir, j.tp, m.opts.ConfigFor(j.tp), LogOptions{
 					FS: fs, Clock: m.opts.Clock, Logger: m.opts.Logger,
 					CleanShutdown: clean, RecoveryPoint: rp, LogStartOffset: ls, handles: m.handles,
+					RecoveryPointLowered: m.WriteCheckpoints,
 				})
 				mu.Lock()
 				if err != nil && first == nil {
@@ -236,6 +239,7 @@ func (m *Manager) CreateLog(tp TopicPartition, cfg Config) (*Log, error) {
 	l, err := OpenLog(filepath.Join(dir, PartitionDirName(tp)), tp, cfg, LogOptions{
 		FS: m.opts.FS, Clock: m.opts.Clock, Logger: m.opts.Logger,
 		CleanShutdown: true, RecoveryPoint: -1, LogStartOffset: -1, handles: m.handles,
+		RecoveryPointLowered: m.WriteCheckpoints,
 	})
 	if err != nil {
 		return nil, err
@@ -307,6 +311,8 @@ func (m *Manager) Maintain(retention bool) {
 // WriteCheckpoints writes recovery-point-offset-checkpoint and
 // log-start-offset-checkpoint in every log dir.
 func (m *Manager) WriteCheckpoints() error {
+	m.checkpointMu.Lock()
+	defer m.checkpointMu.Unlock()
 	rps := map[string]map[TopicPartition]int64{}
 	starts := map[string]map[TopicPartition]int64{}
 	for _, d := range m.opts.Dirs {
