@@ -68,7 +68,12 @@ func benchKeySets() []int {
 // order and then 20% random updates. Values are 100 bytes of JSON-like text
 // (compressible like real changelog values).
 func genRecords(keys int, fn func(key, value []byte)) int {
-	n := benchRecords()
+	return genRecordsN(benchRecords(), keys, fn)
+}
+
+// genRecordsN is genRecords with a record budget of n.
+func genRecordsN(n, keys int, fn func(key, value []byte)) int {
+	budget := n
 	rng := rand.New(rand.NewPCG(uint64(keys), 42))
 	if keys >= n {
 		n = keys + keys/5
@@ -78,7 +83,7 @@ func genRecords(keys int, fn func(key, value []byte)) int {
 	const hex = "0123456789abcdef"
 	for i := 0; i < n; i++ {
 		k := rng.IntN(keys)
-		if keys >= benchRecords() && i < keys {
+		if keys >= budget && i < keys {
 			k = i
 		}
 		key = fmt.Appendf(key[:0], "key-%09d", k)
@@ -93,27 +98,39 @@ func genRecords(keys int, fn func(key, value []byte)) int {
 }
 
 type benchFixture struct {
-	dir     string // log dir holding the partition
-	bytes   int64  // size of the log before cleaning
-	records int
+	dir          string // log dir holding the partition
+	bytes        int64  // size of the log before cleaning
+	records      int
+	segmentBytes int64
 }
 
 // fixture writes (once) the data set as an engine log: 1 GiB segments, all
 // rolled, high watermark at the end.
 func fixture(b *testing.B, keys int, codec record.Codec) benchFixture {
+	return fixtureOf(b, benchRecords(), keys, codec, benchEngineConfig().SegmentBytes)
+}
+
+// fixtureOf is fixture for records records (when fewer than keys: every key
+// once plus 20%) and segments of segmentBytes.
+func fixtureOf(b *testing.B, records, keys int, codec record.Codec, segmentBytes int64) benchFixture {
 	b.Helper()
-	root := filepath.Join(os.TempDir(), "kvlog-cleaner-bench", fmt.Sprintf("v1-%d-%d-%s", benchRecords(), keys, codec))
+	name := fmt.Sprintf("v1-%d-%d-%s", records, keys, codec)
+	if segmentBytes != benchEngineConfig().SegmentBytes {
+		name = fmt.Sprintf("v1-%d-%d-%s-seg%d", records, keys, codec, segmentBytes)
+	}
+	root := filepath.Join(os.TempDir(), "kvlog-cleaner-bench", name)
 	meta := filepath.Join(root, "done")
 	if data, err := os.ReadFile(meta); err == nil {
 		var fx benchFixture
 		if _, err := fmt.Sscan(string(data), &fx.bytes, &fx.records); err == nil {
-			fx.dir = filepath.Join(root, "data")
+			fx.dir, fx.segmentBytes = filepath.Join(root, "data"), segmentBytes
 			return fx
 		}
 	}
 	_ = os.RemoveAll(root)
 	dir := filepath.Join(root, "data")
 	cfg := benchEngineConfig()
+	cfg.SegmentBytes = segmentBytes
 	em, err := engine.OpenManager(engine.ManagerOptions{Dirs: []string{dir}, Logger: quietLogger, ConfigFor: func(engine.TopicPartition) engine.Config { return cfg }})
 	if err != nil {
 		b.Fatal(err)
@@ -137,7 +154,7 @@ func fixture(b *testing.B, keys int, codec record.Codec) benchFixture {
 		}
 		bl.Reset()
 	}
-	n := genRecords(keys, func(k, v []byte) {
+	n := genRecordsN(records, keys, func(k, v []byte) {
 		if bl.Len() == 0 {
 			bl.Attributes = int16(codec)
 			bl.ProducerID, bl.ProducerEpoch, bl.BaseSequence = -1, -1, -1
@@ -160,7 +177,7 @@ func fixture(b *testing.B, keys int, codec record.Codec) benchFixture {
 	if err := os.WriteFile(meta, fmt.Appendf(nil, "%d %d", size, n), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	return benchFixture{dir: dir, bytes: size, records: n}
+	return benchFixture{dir: dir, bytes: size, records: n, segmentBytes: segmentBytes}
 }
 
 func benchEngineConfig() engine.Config {
@@ -209,10 +226,22 @@ func BenchmarkClean(b *testing.B) {
 		for _, codec := range codecs {
 			b.Run(fmt.Sprintf("keys=%d/%s", keys, codec), func(b *testing.B) {
 				fx := fixture(b, keys, codec)
-				b.Run("kvlog", func(b *testing.B) { benchKvlog(b, fx) })
+				b.Run("kvlog", func(b *testing.B) { benchKvlog(b, fx, DefaultConfig().DedupeBufferSize) })
 				b.Run("kfake", func(b *testing.B) { benchKfake(b, fx, keys, codec) })
 			})
 		}
+	}
+	// The broker scenario of a dedupe buffer too small for the dirty
+	// section: 1M records over 200k keys in 16 MiB segments, cleaned with a
+	// map of 50k entries (buffer 50k × 24 / 0.9 bytes) and with the default
+	// 128 MiB one. small-map/large-map records/s is the cost of the
+	// overflow.
+	for _, codec := range []record.Codec{record.CodecNone, record.CodecLZ4} {
+		b.Run(fmt.Sprintf("overflow/keys=200000/%s", codec), func(b *testing.B) {
+			fx := fixtureOf(b, 1_000_000, 200_000, codec, 16<<20)
+			b.Run("map=large", func(b *testing.B) { benchKvlog(b, fx, DefaultConfig().DedupeBufferSize) })
+			b.Run("map=50k", func(b *testing.B) { benchKvlog(b, fx, 50_000*EntrySize*10/9) })
+		})
 	}
 }
 
@@ -245,7 +274,7 @@ func benchBaseline(b *testing.B) {
 	})
 }
 
-func benchKvlog(b *testing.B, fx benchFixture) {
+func benchKvlog(b *testing.B, fx benchFixture, dedupeBytes int64) {
 	var passes, fullPasses int
 	var mapBytes int
 	var heapGrowth, heapMap uint64
@@ -255,11 +284,13 @@ func benchKvlog(b *testing.B, fx benchFixture) {
 		dir := b.TempDir()
 		copyTree(b, fx.dir, dir)
 		cfg := benchEngineConfig()
+		cfg.SegmentBytes = fx.segmentBytes
 		em, err := engine.OpenManager(engine.ManagerOptions{Dirs: []string{dir}, Logger: quietLogger, ConfigFor: func(engine.TopicPartition) engine.Config { return cfg }})
 		if err != nil {
 			b.Fatal(err)
 		}
 		ccfg := DefaultConfig() // 128 MiB dedupe buffer, 1 thread, load factor 0.9
+		ccfg.DedupeBufferSize = dedupeBytes
 		// A ratio of 0 cleans to the end even after a pass whose map
 		// filled: the time measured is that of a full compaction, like
 		// kfake's.

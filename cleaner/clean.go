@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"time"
 
 	"github.com/kvlog/kvlog/engine"
@@ -13,10 +14,11 @@ import (
 )
 
 // This file is one clean pass of one log by one thread (Kafka's
-// Cleaner.doClean): map the dirty section's keys to their latest offsets,
-// then recopy every segment from the log start to the pass's end offset in
-// groups, keeping a record iff it is the latest of its key (or beyond the
-// mapped range) and, for a tombstone, its delete horizon has not passed.
+// Cleaner.doClean): decide which records of the dirty section are the latest
+// of their key (scan.go), then recopy every segment from the log start to
+// the pass's end offset in groups, keeping a record iff it is the latest of
+// its key (or at or beyond the end) and, for a tombstone, its delete horizon
+// has not passed.
 
 // ErrCorrupt marks a pass that found a batch failing its CRC or framing.
 var ErrCorrupt = errors.New("cleaner: corrupt batch")
@@ -35,13 +37,19 @@ type PassStats struct {
 	FirstDirty       engine.Offset `json:"first_dirty_offset"`
 	FirstUncleanable engine.Offset `json:"first_uncleanable_offset"`
 	// EndOffset is the pass's end: everything below it is clean; it is the
-	// next first dirty offset. Below FirstUncleanable when the map filled.
+	// next first dirty offset. Below FirstUncleanable when the dirty section
+	// held more than maxScans map-fulls of keys, or more offsets than the
+	// pass's bitsets cover.
 	EndOffset engine.Offset `json:"end_offset"`
-	MapFull   bool          `json:"map_full"`
+	// MapFull: the dirty section held more keys than the offset map, so
+	// the pass mapped it one key range at a time (MapScans scans) and, when
+	// it held more than maxScans ranges' worth, ended early.
+	MapFull  bool `json:"map_full"`
+	MapScans int  `json:"map_scans"` // scans of the dirty section that built the map
 
-	MapBytesRead   int64   `json:"map_bytes_read"`
+	MapBytesRead   int64   `json:"map_bytes_read"` // all scans, the clean section's included
 	MapRecords     int64   `json:"map_records"`
-	MapUtilization float64 `json:"map_utilization"`
+	MapUtilization float64 `json:"map_utilization"` // the fullest scan's
 
 	BytesRead       int64 `json:"bytes_read"`    // bytes of the recopied segments
 	BytesWritten    int64 `json:"bytes_written"` // bytes of the cleaned segments swapped in
@@ -83,51 +91,53 @@ type passInput struct {
 }
 
 // worker holds one cleaner thread's reusable resources: the offset map,
-// record decoder and builder, scratch buffers. Nothing it owns is shared.
+// the pass's bitsets, scratch buffers. Nothing it owns is shared.
 type worker struct {
 	id       int
 	m        *OffsetMap
 	throttle *Throttle
 	elapsed  func() time.Duration // monotonic time since an arbitrary origin
 
-	dec   record.Decoder
-	bl    record.Builder
-	out   []byte
-	plain []byte    // a compressed batch, decompressed (header + records)
-	recs  []recInfo // the records of the batch being looked at
-	sink  uint64    // keeps prefetching loads alive
+	out    []byte    // a rebuilt batch
+	recBuf []byte    // the records section of a rebuilt batch, uncompressed
+	plain  []byte    // a compressed batch's records, decompressed
+	recs   []recInfo // the records of the batch being looked at
+	sink   uint64    // keeps prefetching loads alive
 
-	// Per-pass state read by the record callbacks (bound once, so iterating
-	// records does not allocate).
+	// keep and tomb hold, for each offset of the dirty section from
+	// firstDirty, whether its record is the latest of its key and whether it
+	// is a tombstone; cleanDrop, for each record of the clean section by
+	// ordinal, whether a dirty record supersedes it (key-range passes only).
+	keep, tomb, cleanDrop bitset
+	// maxSpan bounds the offsets of the dirty section one pass covers (the
+	// bitsets' size); 0: defaultMaxSpan.
+	maxSpan int64
+
+	// Per-pass state.
 	ctx        context.Context
+	log        *engine.Log
 	stats      *PassStats
 	firstDirty int64
-	digestUpTo int64 // records above it need no key digest (beyond the mapped range)
+	end        int64 // records at or above it are left as they are
 	nowMs      int64
-	cur        record.Batch
-	k          int
-
-	collectFn, rebuildFn func(r *record.Record) error
+	rng        keyRange   // the key range being mapped
+	last       keyRange   // the key range the map holds for the recopy
+	pending    []keyRange // key ranges still to map
+	target     float64    // keys a planned range should hold
+	maxKeys    float64    // keys a pass takes at most
+	cleanOrd   int64      // ordinal of the next clean-section record the recopy reads
 }
 
-// recInfo is what filtering needs of one record, gathered in a first walk
-// over a batch so that the map lookups of a whole batch can be issued
-// together (their cache misses then overlap instead of queueing).
-type recInfo struct {
-	h1, h2 uint64
-	off    int64
-	ts     int64 // absolute timestamp as stored (BaseTimestamp + delta)
-	keyed  bool
-	hashed bool // h1, h2 computed (keyed and at most digestUpTo)
-	tomb   bool
-	keep   bool
-}
+// defaultMaxSpan is the largest dirty section, in offsets, a pass covers
+// when the map is small: the bitsets take span/4 bytes, at most 2 MiB here,
+// or (spanPerMapByte) a quarter of the map's size for larger maps.
+const (
+	defaultMaxSpan = 8 << 20
+	spanPerMapByte = 1
+)
 
 func newWorker(id int, throttle *Throttle, elapsed func() time.Duration) *worker {
-	w := &worker{id: id, throttle: throttle, elapsed: elapsed}
-	w.collectFn = w.collectRecord
-	w.rebuildFn = w.rebuildRecord
-	return w
+	return &worker{id: id, throttle: throttle, elapsed: elapsed}
 }
 
 // ensureMap (re)allocates the offset map when the configured size or load
@@ -165,47 +175,31 @@ func (w *worker) clean(ctx context.Context, in passInput) (PassStats, error) {
 		EndOffset: in.firstDirty, TombstoneHorizon: math.MaxInt64,
 	}
 	t0 := w.elapsed()
-	w.ctx, w.stats = ctx, &st
-	defer func() { w.ctx, w.stats, w.cur = nil, nil, nil }()
+	l := in.log
+	w.ctx, w.stats, w.log = ctx, &st, l
+	defer func() { w.ctx, w.stats, w.log = nil, nil, nil }()
 	w.firstDirty = int64(in.firstDirty)
 	w.nowMs = in.now.UnixMilli()
-	l := in.log
+	w.cleanOrd = 0
+	w.cleanDrop = w.cleanDrop[:0]
 	segs := l.CleanerSegments()
 
-	// 1. The offset map over the dirty section [firstDirty, firstUncleanable).
-	m := w.m
-	m.Clear()
-	w.digestUpTo = math.MaxInt64
-	for again := true; again; {
-		again = false
-		m.SetLatest(int64(in.firstDirty) - 1)
-		for _, s := range segs {
-			if s.Active || s.BaseOffset >= in.firstUncleanable {
-				break
-			}
-			if s.NextOffset <= in.firstDirty {
-				continue
-			}
-			full, err := w.mapSegment(l, s)
-			if err != nil {
-				return st, err
-			}
-			if full {
-				// The table outgrew its cache-friendly sizes: use the whole
-				// buffer and map again, or, when it is the whole buffer
-				// already, end the pass where the map filled.
-				again = m.Expand()
-				st.MapFull = !again
-				break
-			}
-		}
+	// 1. Decide the dirty section [firstDirty, end): its keep and tomb bits,
+	// and the map for the clean section.
+	span := max(0, int64(in.firstUncleanable)-w.firstDirty)
+	maxSpan := w.maxSpan
+	if maxSpan <= 0 {
+		maxSpan = max(defaultMaxSpan, int64(w.m.Bytes())*spanPerMapByte)
 	}
-	st.MapUtilization = m.Utilization()
-	end := engine.Offset(m.Latest() + 1)
-	if end < in.firstDirty {
-		end = in.firstDirty
+	span = min(span, maxSpan)
+	w.end = w.firstDirty + span
+	w.keep = w.keep.resize(span)
+	w.tomb = w.tomb.resize(span)
+	w.m.Clear()
+	if err := w.mapDirty(segs); err != nil {
+		return st, err
 	}
-	w.digestUpTo = m.Latest()
+	end := engine.Offset(w.end)
 	st.EndOffset = end
 	st.MapDone = w.elapsed() - t0
 
@@ -222,7 +216,11 @@ func (w *worker) clean(ctx context.Context, in passInput) (PassStats, error) {
 	}
 	cfg := l.Config()
 	producers := l.ActiveProducerLastOffsets()
-	for _, g := range groupSegments(cands, cfg) {
+	out, err := w.estimateOutput(cands)
+	if err != nil {
+		return st, err
+	}
+	for _, g := range groupSegments(cands, out, cfg) {
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
@@ -238,116 +236,87 @@ func (w *worker) clean(ctx context.Context, in passInput) (PassStats, error) {
 	return st, nil
 }
 
+// groupReadFactor bounds the bytes a group reads, in segment.bytes: the
+// work an abort of the group throws away.
+const groupReadFactor = 4
+
 // groupSegments splits candidates into runs [i, j) that fit one cleaned
-// segment: total size within segment.bytes, index entries (at most one per
-// index.interval.bytes) within segment.index.bytes, and the offset span within
-// int32 (Kafka's groupSegmentsBySize).
-func groupSegments(cands []engine.SegmentRef, cfg engine.Config) [][2]int {
+// segment (Kafka's groupSegmentsBySize): its estimated size (out, see
+// estimateOutput) within segment.bytes, its index entries (at most one per
+// index.interval.bytes of it) within segment.index.bytes, and the offset span
+// within int32. Kafka bounds the segments' sizes before cleaning instead,
+// which leaves a log of mostly superseded records in as many cleaned segments
+// as it had (each one a file set to create, fsync and swap in) until later
+// passes merge them; a group here reads at most groupReadFactor ×
+// segment.bytes.
+func groupSegments(cands []engine.SegmentRef, out []int64, cfg engine.Config) [][2]int {
 	maxEntries := int64(max(cfg.SegmentIndexBytes, 32)) / 8
 	interval := int64(max(cfg.IndexIntervalBytes, 1))
-	var out [][2]int
+	var groups [][2]int
 	for i := 0; i < len(cands); {
 		j := i + 1
-		size := cands[i].Size
+		size, read := out[i], cands[i].Size
 		for j < len(cands) {
 			c := cands[j]
-			if size+c.Size > cfg.SegmentBytes ||
-				(size+c.Size)/interval+2 > maxEntries ||
+			if size+out[j] > cfg.SegmentBytes ||
+				(size+out[j])/interval+2 > maxEntries ||
+				read+c.Size > groupReadFactor*cfg.SegmentBytes ||
 				(c.Size > 0 && int64(c.NextOffset-1)-int64(cands[i].BaseOffset) > math.MaxInt32) {
 				break
 			}
-			size += c.Size
+			size += out[j]
+			read += c.Size
 			j++
 		}
-		out = append(out, [2]int{i, j})
+		groups = append(groups, [2]int{i, j})
 		i = j
 	}
-	return out
+	return groups
 }
 
-// mapSegment adds the keyed records of s at or above the first dirty offset
-// to the map. It reports whether the map filled (the pass then ends at the
-// last offset mapped).
-func (w *worker) mapSegment(l *engine.Log, s engine.SegmentRef) (bool, error) {
-	v, err := l.ViewSegment(s)
-	if err != nil {
-		return false, err
-	}
-	defer v.Release()
-	var n int64
-	defer func() { _ = w.throttle.Wait(w.ctx, n) }()
-	data := v.Data
-	for pos := 0; pos < len(data); {
-		b, _, err := record.ReadBatch(data[pos:])
+// estimateOutput returns, for each candidate segment, a bound on the size of
+// what the pass will write of it: for a segment wholly within the dirty
+// section, read from its batch headers and keep bits (a batch dropped
+// counts as an empty batch; one thinned or re-based as its size plus room
+// for larger timestamp deltas and compression); for any other, its size.
+func (w *worker) estimateOutput(cands []engine.SegmentRef) ([]int64, error) {
+	out := make([]int64, len(cands))
+	lo, hi := w.firstDirty, w.end
+	for k, s := range cands {
+		out[k] = s.Size
+		if int64(s.BaseOffset) < lo || int64(s.NextOffset) > hi || s.Size == 0 {
+			continue
+		}
+		v, err := w.log.ViewSegment(s)
 		if err != nil {
-			return false, fmt.Errorf("%w: segment %d position %d: %w", ErrCorrupt, s.BaseOffset, pos, err)
+			return nil, err
 		}
-		pos += len(b)
-		w.stats.MapBytesRead += int64(len(b))
-		if err := w.tick(&n, len(b)); err != nil {
-			return false, err
-		}
-		if b.LastOffset() < w.firstDirty {
-			continue
-		}
-		if b.IsControl() || b.NumRecords() == 0 {
-			w.m.UpdateLatest(b.LastOffset())
-			continue
-		}
-		if err := b.VerifyCRC(); err != nil {
-			return false, fmt.Errorf("%w: segment %d position %d: %w", ErrCorrupt, s.BaseOffset, pos-len(b), err)
-		}
-		if err := w.collect(b); err != nil {
-			return false, fmt.Errorf("%w: segment %d: %w", ErrCorrupt, s.BaseOffset, err)
-		}
-		for i := range w.recs {
-			r := &w.recs[i]
-			if !r.hashed || r.off < w.firstDirty {
+		var est int64
+		for pos := 0; pos < len(v.Data); {
+			b, _, err := record.ReadBatch(v.Data[pos:])
+			if err != nil {
+				v.Release()
+				return nil, w.corrupt(s, pos, err)
+			}
+			pos += len(b)
+			nrec := int(b.NumRecords())
+			if b.IsControl() || nrec <= 0 || b.BaseOffset() < lo || b.LastOffset() >= hi {
+				est += int64(len(b))
 				continue
 			}
-			if !w.m.putDigest(r.h1, r.h2, r.off) {
-				return true, nil
+			switch kept, tombs := w.keep.count(w.tomb, b.BaseOffset()-lo, b.LastOffset()-lo); {
+			case kept == 0:
+				est += record.HeaderSize
+			case kept == nrec && tombs == 0:
+				est += int64(len(b))
+			default:
+				est += int64(len(b)) + 10*int64(kept) + 64
 			}
-			w.stats.MapRecords++
 		}
-		w.m.UpdateLatest(b.LastOffset())
+		v.Release()
+		out[k] = est
 	}
-	return false, nil
-}
-
-// collect walks the records of view (a batch, or a compressed batch
-// decompressed) into w.recs with their key digests, then touches each
-// digest's probe lines so that the lookups that follow find them in cache.
-func (w *worker) collect(view record.Batch) error {
-	w.cur = view
-	w.recs = w.recs[:0]
-	if err := w.dec.Records(view, w.collectFn); err != nil {
-		return err
-	}
-	var x uint64
-	for i := range w.recs {
-		if w.recs[i].hashed {
-			x += w.m.touch(w.recs[i].h1)
-		}
-	}
-	w.sink += x
-	return nil
-}
-
-func (w *worker) collectRecord(r *record.Record) error {
-	b := w.cur
-	ri := recInfo{
-		off:   b.BaseOffset() + int64(r.OffsetDelta),
-		ts:    b.BaseTimestamp() + r.TimestampDelta,
-		keyed: r.Key != nil,
-		tomb:  r.Key != nil && r.Value == nil,
-	}
-	if ri.keyed && ri.off <= w.digestUpTo {
-		ri.h1, ri.h2 = w.m.Digest(r.Key)
-		ri.hashed = true
-	}
-	w.recs = append(w.recs, ri)
-	return nil
+	return out, nil
 }
 
 // cleanGroup writes the cleaned replacement of group and swaps it in. A
@@ -396,7 +365,7 @@ func (w *worker) cleanGroup(l *engine.Log, group []engine.SegmentRef, next engin
 			b, _, err := record.ReadBatch(data[pos:])
 			if err != nil {
 				v.Release()
-				return fmt.Errorf("%w: segment %d position %d: %w", ErrCorrupt, s.BaseOffset, pos, err)
+				return w.corrupt(s, pos, err)
 			}
 			if err := w.tick(&n, len(b)); err != nil {
 				v.Release()
@@ -410,7 +379,10 @@ func (w *worker) cleanGroup(l *engine.Log, group []engine.SegmentRef, next engin
 			out, keep, err := w.filterBatch(b, last, producers, deleteRetention)
 			if err != nil {
 				v.Release()
-				return fmt.Errorf("segment %d position %d: %w", s.BaseOffset, pos, err)
+				if errors.Is(err, errRecords) || errors.Is(err, record.ErrCorrupt) || errors.Is(err, record.ErrInvalid) || errors.Is(err, record.ErrTruncated) {
+					return w.corrupt(s, pos, err)
+				}
+				return fmt.Errorf("cleaner: %s segment %d position %d: %w", l.TopicPartition(), s.BaseOffset, pos, err)
 			}
 			if keep {
 				pos += len(b)
@@ -460,6 +432,13 @@ func (w *worker) cleanGroup(l *engine.Log, group []engine.SegmentRef, next engin
 // re-encoded or empty batch) or empty when the batch is dropped. last says b
 // is the group's last batch, which is always kept, emptied if need be, so
 // that the cleaned segment ends where the group does.
+//
+// A record is kept (Kafka's shouldRetainRecord, with KIP-534 horizons) when
+// it is at or beyond the pass's end, or else when it is keyed, no later
+// record of its key was mapped (dirty records: its keep bit; clean ones:
+// cleanDrop and the map), and it is not a tombstone past its batch's delete
+// horizon. A dirty batch whose records are all dropped, or all kept with no
+// tombstone to stamp or expire, is decided from the bits alone.
 func (w *worker) filterBatch(b record.Batch, last bool, producers map[int64]engine.Offset, deleteRetention time.Duration) (out []byte, keep bool, err error) {
 	st := w.stats
 	retainEmpty := last
@@ -472,9 +451,6 @@ func (w *worker) filterBatch(b record.Batch, last bool, producers map[int64]engi
 		st.BatchesCopied++
 		return nil, true, nil
 	}
-	if err := b.VerifyCRC(); err != nil {
-		return nil, false, fmt.Errorf("%w: %w", ErrCorrupt, err)
-	}
 	nrec := int(b.NumRecords())
 	if nrec == 0 {
 		if retainEmpty {
@@ -484,57 +460,77 @@ func (w *worker) filterBatch(b record.Batch, last bool, producers map[int64]engi
 		st.BatchesDropped++
 		return nil, false, nil
 	}
-	if b.BaseOffset() > w.m.Latest() {
-		// Wholly beyond the mapped range (the rest of a segment in which
-		// the map filled): kept as it is, without decoding. Its tombstones
-		// get their horizon when a later pass maps them.
+	base, lastOff := b.BaseOffset(), b.LastOffset()
+	lo, hi := w.firstDirty, w.end
+	if base >= hi {
+		// Wholly beyond the pass's end (the rest of a segment in which the
+		// pass ended): kept as it is, without decoding. Its tombstones get
+		// their horizon when a later pass maps them.
 		st.RecordsRead += int64(nrec)
 		st.RecordsRetained += int64(nrec)
 		st.BatchesCopied++
 		return nil, true, nil
 	}
-
-	// A compressed batch is decompressed once, into a plain copy that both
-	// walks (decide, then re-encode) iterate without decompressing again.
-	view := b
-	if b.Codec() != record.CodecNone {
-		w.plain = append(w.plain[:0], b[:record.HeaderSize]...)
-		w.plain, err = record.Decompress(b.Codec(), w.plain, b.Records(), record.DefaultMaxDecompressed)
-		if err != nil {
-			return nil, false, fmt.Errorf("%w: batch at %d: %w", ErrCorrupt, b.BaseOffset(), err)
-		}
-		view = record.Batch(w.plain)
-		binary.BigEndian.PutUint32(view[record.OffLength:], uint32(len(view)-record.LogOverhead))
-		view.SetAttributes(b.Attributes() &^ record.AttrCodecMask)
-	}
-	if err := w.collect(view); err != nil {
-		return nil, false, fmt.Errorf("%w: %w", ErrCorrupt, err)
-	}
-	if len(w.recs) != nrec {
-		return nil, false, fmt.Errorf("%w: batch at %d holds %d records, header says %d", ErrCorrupt, b.BaseOffset(), len(w.recs), nrec)
-	}
-
-	// Kafka's shouldRetainRecord, with KIP-534 horizons.
-	latest := w.m.Latest()
 	horizon, hasHorizon := b.DeleteHorizon()
 	expired := hasHorizon && w.nowMs >= horizon
+	if base >= lo && lastOff < hi {
+		kept, tombs := w.keep.count(w.tomb, base-lo, lastOff-lo)
+		switch {
+		case kept == 0:
+			st.RecordsRead += int64(nrec)
+			return w.emptied(b, retainEmpty)
+		case kept == nrec && (tombs == 0 || hasHorizon && !expired):
+			st.RecordsRead += int64(nrec)
+			st.RecordsRetained += int64(nrec)
+			st.BatchesCopied++
+			if tombs > 0 {
+				st.TombstoneHorizon = min(st.TombstoneHorizon, horizon)
+			}
+			return nil, true, nil
+		}
+	}
+	if lastOff < lo {
+		// Not read by the map's first scan: verify it before anything of it
+		// is rewritten under a new CRC.
+		if err := b.VerifyCRC(); err != nil {
+			return nil, false, err
+		}
+	}
+	m := w.m
+	p, err := w.section(b)
+	if err == nil {
+		// Clean records are looked up in the map when their key is in the
+		// range it holds.
+		err = w.walk(b, p, hashing{from: math.MinInt64, to: lo, rng: w.last, touch: m.prefetch()})
+	}
+	if err != nil {
+		return nil, false, err
+	}
 	retained, tombs := 0, 0
 	minTs := int64(math.MaxInt64)
 	for i := range w.recs {
 		r := &w.recs[i]
 		switch {
-		case r.off > latest:
-			r.keep = true // beyond the mapped range: untouched this pass
-		case !r.keyed:
-			r.keep = false
-			st.KeylessDropped++
-		case r.off < w.m.getDigest(r.h1, r.h2):
-			r.keep = false // a later record of the key exists
-		case r.tomb && expired:
+		case r.off >= hi:
+			r.keep = true // beyond the pass's end: untouched this pass
+		case r.off >= lo:
+			r.keep = w.keep.has(r.off - lo) // keyless records have no bit
+		default:
+			ord := w.cleanOrd
+			w.cleanOrd++
+			switch {
+			case r.keyLen < 0:
+				r.keep = false
+				st.KeylessDropped++
+			case w.cleanDrop.hasAt(ord), r.hashed && m.getDigest(r.h1, r.h2) >= 0:
+				r.keep = false // a later record of the key exists
+			default:
+				r.keep = true
+			}
+		}
+		if r.keep && r.tomb && expired && r.off < hi {
 			r.keep = false // tombstone past its delete horizon
 			st.TombstonesDropped++
-		default:
-			r.keep = true
 		}
 		if r.keep {
 			retained++
@@ -559,51 +555,104 @@ func (w *worker) filterBatch(b record.Batch, last bool, producers map[int64]engi
 		st.BatchesCopied++
 		return nil, true, nil
 	}
-	w.bl.Reset()
-	w.bl.HeaderFrom(b)
 	if retained == 0 {
-		if !retainEmpty {
-			st.BatchesDropped++
-			return nil, false, nil
-		}
-		w.bl.Attributes &^= record.AttrDeleteHorizon
-		w.bl.BaseTimestamp = record.NoTimestamp
-		w.bl.MaxTimestamp = b.MaxTimestamp()
-		st.BatchesEmptied++
-		w.out, err = w.bl.Build(w.out[:0])
-		return w.out, false, err
+		return w.emptied(b, retainEmpty)
 	}
+	attrs, baseTs := b.Attributes(), b.BaseTimestamp()
 	switch {
 	case needHorizon:
-		w.bl.Attributes |= record.AttrDeleteHorizon
-		w.bl.BaseTimestamp = w.nowMs + deleteRetention.Milliseconds()
+		attrs |= record.AttrDeleteHorizon
+		baseTs = w.nowMs + deleteRetention.Milliseconds()
 		st.HorizonsStamped++
 	case hasHorizon && tombs == 0:
 		// The batch's tombstones are all gone: so is its delete horizon
 		// (BaseTimestamp becomes a record timestamp again).
-		w.bl.Attributes &^= record.AttrDeleteHorizon
-		w.bl.BaseTimestamp = minTs
-	}
-	w.k = 0
-	w.cur = view
-	if err := w.dec.Records(view, w.rebuildFn); err != nil {
-		return nil, false, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		attrs &^= record.AttrDeleteHorizon
+		baseTs = minTs
 	}
 	st.BatchesRewritten++
-	w.out, err = w.bl.Build(w.out[:0])
+	w.out, err = w.rebuild(b, p, attrs, baseTs, retained)
 	return w.out, false, err
 }
 
-// rebuildRecord adds the retained records at their offsets and timestamps,
-// re-based on the builder's BaseTimestamp (which may have become a delete
-// horizon, or stopped being one).
-func (w *worker) rebuildRecord(r *record.Record) error {
-	k := w.k
-	w.k++
-	if k < len(w.recs) && w.recs[k].keep {
-		w.bl.AddAt(w.recs[k].off, w.recs[k].ts, *r)
+// emptied drops b, all of whose records are gone, or keeps it as an empty
+// batch when retainEmpty: header fields kept (base and last offset, producer
+// id/epoch/base sequence, leader epoch, MaxTimestamp, flags), no records,
+// no codec, no delete horizon, BaseTimestamp NoTimestamp — what Kafka's
+// writeEmptyHeader writes.
+func (w *worker) emptied(b record.Batch, retainEmpty bool) ([]byte, bool, error) {
+	st := w.stats
+	if !retainEmpty {
+		st.BatchesDropped++
+		return nil, false, nil
 	}
-	return nil
+	st.BatchesEmptied++
+	out := append(w.out[:0], b[:record.HeaderSize]...)
+	h := record.Batch(out)
+	be := binary.BigEndian
+	be.PutUint32(h[record.OffLength:], record.MinLengthField)
+	h.SetAttributes(b.Attributes() &^ (record.AttrCodecMask | record.AttrDeleteHorizon))
+	h.SetBaseTimestamp(record.NoTimestamp)
+	be.PutUint32(h[record.OffNumRecords:], 0)
+	h.UpdateCRC()
+	w.out = out
+	return out, false, nil
+}
+
+// rebuild encodes the retained records of b (w.recs, in section p) as a
+// batch with b's header but attrs and baseTs: base and last offset, leader
+// epoch, producer fields and codec kept; MaxTimestamp that of the retained
+// records (kept for LogAppendTime). A retained record's bytes are copied as
+// they are, or, when BaseTimestamp changes, with its timestamp delta
+// re-based so that its timestamp stays the same.
+func (w *worker) rebuild(b record.Batch, p []byte, attrs int16, baseTs int64, n int) ([]byte, error) {
+	oldBase := b.BaseTimestamp()
+	buf := w.recBuf[:0]
+	maxTs := int64(math.MinInt64)
+	for i := range w.recs {
+		r := &w.recs[i]
+		if !r.keep {
+			continue
+		}
+		maxTs = max(maxTs, r.ts)
+		if baseTs == oldBase {
+			buf = append(buf, p[r.start:r.end]...)
+			continue
+		}
+		// length, attributes, timestamp delta, then the rest unchanged.
+		delta := r.ts - baseTs
+		body := 1 + varintSize(delta) + int(r.end-r.tsEnd)
+		buf = binary.AppendVarint(buf, int64(body))
+		buf = append(buf, p[r.attrAt])
+		buf = binary.AppendVarint(buf, delta)
+		buf = append(buf, p[r.tsEnd:r.end]...)
+	}
+	w.recBuf = buf
+	out := append(w.out[:0], b[:record.HeaderSize]...)
+	out, err := record.Compress(b.Codec(), out, buf)
+	if err != nil {
+		return nil, fmt.Errorf("cleaner: re-encoding batch at %d: %w", b.BaseOffset(), err)
+	}
+	if len(out)-record.LogOverhead > math.MaxInt32 {
+		return nil, fmt.Errorf("cleaner: re-encoded batch at %d is %d bytes", b.BaseOffset(), len(out))
+	}
+	h := record.Batch(out)
+	be := binary.BigEndian
+	be.PutUint32(h[record.OffLength:], uint32(len(out)-record.LogOverhead))
+	h.SetAttributes(attrs)
+	h.SetBaseTimestamp(baseTs)
+	if attrs&record.AttrLogAppendTime == 0 {
+		h.SetMaxTimestamp(max(record.NoTimestamp, maxTs))
+	}
+	be.PutUint32(h[record.OffNumRecords:], uint32(n))
+	h.UpdateCRC()
+	return out, nil
+}
+
+// varintSize is the size of v as a zigzag varint.
+func varintSize(v int64) int {
+	u := uint64(v<<1) ^ uint64(v>>63)
+	return (bits.Len64(u|1) + 6) / 7
 }
 
 // scanHorizons reads the batch headers of the inactive segments below

@@ -20,7 +20,8 @@ type Config struct {
 	// the offset maps, split evenly across threads.
 	DedupeBufferSize int64 `json:"dedupe_buffer_size"`
 	// LoadFactor is log.cleaner.io.buffer.load.factor: how full an offset map
-	// may get before a pass stops mapping.
+	// may get. A dirty section with more keys is mapped one key range at a
+	// time (see doc.go, "A pass").
 	LoadFactor float64 `json:"load_factor"`
 	// IOMaxBytesPerSecond is log.cleaner.io.max.bytes.per.second: one throttle
 	// shared by all threads, counting bytes read and written. +Inf or <= 0:

@@ -17,23 +17,36 @@ import (
 // pre-clean or the post-clean log; with several groups, each group is old or
 // new, so the log lies between the two (new ⊆ recovered ⊆ old) and replays to
 // the same state. Either way no .cleaned/.swap file remains and the next
-// clean completes to the post-clean log.
+// clean completes to the post-clean log. "key-ranges" is "one" with more
+// keys than the offset map holds: the pass maps them in several scans, one
+// key range at a time, before it writes anything.
 func TestCrashDuringClean(t *testing.T) {
-	for _, groups := range []string{"one", "several"} {
-		t.Run(groups, func(t *testing.T) { testCrashDuringClean(t, groups == "several") })
+	for _, groups := range []string{"one", "several", "key-ranges"} {
+		t.Run(groups, func(t *testing.T) {
+			if groups == "key-ranges" {
+				testCrashDuringClean(t, false, 1000, 200, 100)
+				return
+			}
+			testCrashDuringClean(t, groups == "several", 200, 15, 0)
+		})
 	}
 }
 
-func testCrashDuringClean(t *testing.T, several bool) {
+// testCrashDuringClean writes records over keys keys and crashes the pass
+// cleaning them; mapKeys > 0 sizes the offset map for that many keys.
+func testCrashDuringClean(t *testing.T, several bool, records, keys, mapKeys int) {
 	modes := []vfs.CrashOptions{{KeepUnsynced: vfs.KeepAll}, {KeepUnsynced: vfs.KeepNone}, {KeepUnsynced: vfs.KeepRandom, TornTail: true}}
 	setup := func(e *env, fs vfs.FS, codec record.Codec) *engine.Log {
 		t.Helper()
 		e.close()
 		e.fs = fs
 		e.ecfg.SegmentBytes = 2048
+		if mapKeys > 0 {
+			e.ccfg.DedupeBufferSize = int64(mapKeys) * EntrySize * 10 / 9
+		}
 		e.open()
 		l := e.log(testTP)
-		fillKeys(t, e, l, 200, 15, codec)
+		fillKeys(t, e, l, records, keys, codec)
 		if err := l.Roll(); err != nil {
 			t.Fatal(err)
 		}
@@ -51,11 +64,14 @@ func testCrashDuringClean(t *testing.T, several bool) {
 	e := newEnv(t)
 	l := setup(e, vfs.Default, record.CodecNone)
 	oldRecs, _ := readLog(t, l)
-	e.cleanAll(20)
+	results := e.cleanAll(20)
 	newRecs, _ := readLog(t, l)
 	e.close()
 	if len(newRecs) >= len(oldRecs) {
 		t.Fatal("nothing to compact")
+	}
+	if mapKeys > 0 && (len(results) != 1 || results[0].Stats.MapScans < 2) {
+		t.Fatalf("want one pass in key ranges: %d passes", len(results))
 	}
 	sawOld, sawNew, sawMiddle := false, false, false
 	for step := 0; ; step++ {

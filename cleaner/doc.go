@@ -5,9 +5,12 @@
 // states (in progress, aborting, paused, uncleanable) and the
 // cleaner-offset-checkpoint of each log dir, the bounded offset map (24-byte
 // entries: a 16-byte digest of two differently seeded xxhash64 and an 8-byte
-// offset, one preallocated buffer per thread), the clean pass itself, the
-// cleaner threads with their shared I/O throttle and backoff, live tuning of
-// log.cleaner.* settings, Prometheus metrics and a JSON status.
+// offset, one preallocated buffer per thread), the clean pass itself (its
+// record walk, its per-offset keep/tombstone bits, the mapping of a dirty
+// section in key ranges when it holds more keys than the map, the
+// re-encoding of thinned batches), the cleaner threads with their shared I/O
+// throttle and backoff, live tuning of log.cleaner.* settings, Prometheus
+// metrics and a JSON status.
 //
 // It does not own files: the engine reads segments for it (SegmentView),
 // writes cleaned segments (CleanedSegment) and swaps them in crash-safely
@@ -17,23 +20,53 @@
 //
 // For a partition with first dirty offset D and first uncleanable offset U (a
 // segment boundary: the active segment, the segment holding the last stable
-// offset, or the first segment newer than min.compaction.lag.ms):
+// offset, or the first segment newer than min.compaction.lag.ms), a pass
+// cleans [log start, E), E = U unless noted below, in two halves (scan.go,
+// clean.go). Nothing is written in the first, so a pass abandoned or a
+// crash before the second leaves the log as it was.
 //
-//  1. map every keyed record in [D, U) to its offset; when the map fills, the
-//     pass ends at the last mapped offset E (otherwise E = U);
-//  2. recopy every segment below E, from the log start, in groups that fit
-//     one segment (segment.bytes, index size, int32 offset span). A record is
-//     kept iff its offset is past the mapped range or at least the map's
-//     offset for its key, and — for a tombstone — the batch's delete horizon
-//     (KIP-534) has not passed. Keyless records are dropped. Unchanged
-//     batches are copied byte for byte; changed ones are re-encoded with the
-//     same codec, keeping base and last offset, producer id/epoch/base
-//     sequence, leader epoch, attributes and timestamps. A batch that first
-//     retains a tombstone gets its horizon (pass time + delete.retention.ms)
-//     stamped. A batch emptied of records is kept as an empty batch when it
-//     holds an active producer's last sequence or ends the group (so a crash
-//     recovery of the swap knows the group's range). A single-segment group
-//     with nothing to change is not rewritten;
+//  1. Decide. Scan [D, E) and put every keyed record in the offset map. Each
+//     put sets the record's keep bit (one bit per offset of [D, E)) and
+//     clears that of the key's previous offset, which the map returns; a tomb
+//     bit marks tombstones. When the dirty section holds more distinct keys
+//     than the map, the pass maps it one key range at a time (an interval of
+//     a digest's low 32 bits): the first scan evicts the upper half of its
+//     range from the map (OffsetMap.retain) each time the map fills and goes
+//     on with the lower half; what it holds at the end tells how many keys
+//     there are, and the deferred ranges are cut to fit the map, one more
+//     scan of [D, E) each. Before each next range, a scan of the clean
+//     section marks the clean records whose key the map holds (superseded).
+//     A pass takes at most maxScans (8) ranges' worth of keys: beyond that
+//     (as seen from the first scan) it ends right after the record that
+//     crossed the limit, E < U, as a pass whose map filled always did in
+//     Kafka (the next pass goes on from E); and at most a span of offsets
+//     whose bits take a quarter of the map's size (2 MiB for small maps). The
+//     first scan verifies every dirty batch's CRC (Kafka's cleaner verifies
+//     none; kvlog reads each batch's bytes once per pass anyway).
+//  2. Recopy every segment below E, from the log start, in groups whose
+//     cleaned segment fits one segment (segment.bytes and index size, for
+//     dirty segments estimated from the batch headers and keep bits: a log
+//     of mostly superseded records becomes few segments, not as many as it
+//     had), spanning at most int32 offsets and reading at most 4 ×
+//     segment.bytes. A record is
+//     kept iff its offset is at or past E, or else it is keyed, no later
+//     record of its key was mapped (dirty records: the keep bit; clean ones:
+//     the clean-section marks and a lookup of the last range still in the
+//     map), and — for a tombstone — the batch's delete horizon (KIP-534) has
+//     not passed. Keyless records are dropped. A dirty batch all of whose
+//     records are dropped, or kept with no tombstone to stamp or expire, is
+//     decided from the bits alone, without reading (or decompressing) its
+//     records; clean batches are verified (CRC) and read. Unchanged batches
+//     are copied byte for byte; changed ones are re-encoded with the same
+//     codec, keeping base and last offset, producer id/epoch/base sequence,
+//     leader epoch, attributes and timestamps (retained records' bytes are
+//     copied as they are, their timestamp delta re-based when BaseTimestamp
+//     moves). A batch that first retains a tombstone gets its horizon (pass
+//     time + delete.retention.ms) stamped. A batch emptied of records is kept
+//     as an empty batch when it holds an active producer's last sequence or
+//     ends the group (so a crash recovery of the swap knows the group's
+//     range). A single-segment group with nothing to change is not
+//     rewritten;
 //  3. each group is swapped in by the engine; after the last, the checkpoint
 //     becomes E. Compacted logs then run retention.
 //
@@ -60,7 +93,7 @@
 // # Concurrency
 //
 // Manager methods are safe for concurrent use. Each thread owns a worker (its
-// offset map, decoder, builder and buffers); only the Throttle and the
+// offset map, bitsets and buffers); only the Throttle and the
 // Manager's state (Manager.mu) are shared. Lock order: Manager.mu, then engine
 // locks (only short in-memory engine accessors run under Manager.mu).
 package cleaner

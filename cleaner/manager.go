@@ -688,7 +688,7 @@ func (m *Manager) finishPass(w *worker, j job, res *Result) {
 	case err == nil:
 		_ = m.writeCheckpoint(p.dir)
 		m.logger.Info("cleaned", "partition", p.tp.String(), "reason", st.Reason,
-			"first_dirty", st.FirstDirty, "end", st.EndOffset, "map_full", st.MapFull,
+			"first_dirty", st.FirstDirty, "end", st.EndOffset, "map_full", st.MapFull, "map_scans", st.MapScans,
 			"read", st.BytesRead, "written", st.BytesWritten, "records", st.RecordsRead, "retained", st.RecordsRetained,
 			"tombstones_dropped", st.TombstonesDropped, "took", st.Duration)
 		// Compacted logs also run retention: segments below the log start

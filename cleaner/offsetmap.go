@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
-
-	"github.com/cespare/xxhash/v2"
 )
 
 // EntrySize is the size of one offset-map slot: a 16-byte key digest and an
@@ -34,8 +32,14 @@ const digestSeed = 0x6b766c6f67636c6e // "kvlogcln"
 // (cheaper than keeping room to rehash, and bounded: it repeats at most the
 // records that filled an eighth of the map).
 //
-// Put and Get do not allocate. An OffsetMap is not safe for concurrent use:
-// each cleaner thread owns one.
+// A pass mapping a dirty section with more keys than the map holds maps it
+// one key range at a time: retain evicts the keys outside a range in one
+// sweep (see scan.go).
+//
+// The buffer is faulted in when allocated and, from 4 MiB, asked to be backed
+// by transparent huge pages (probes land anywhere in it). Put and Get do not
+// allocate. An OffsetMap is not safe for concurrent use: each cleaner thread
+// owns one.
 type OffsetMap struct {
 	buf        []byte
 	capSlots   uint64 // slots the buffer holds
@@ -62,6 +66,12 @@ func NewOffsetMap(size int64, loadFactor float64) (*OffsetMap, error) {
 		return nil, fmt.Errorf("cleaner: offset map of %d bytes holds no key at load factor %v (raise log.cleaner.dedupe.buffer.size or lower log.cleaner.threads)", size, loadFactor)
 	}
 	m := &OffsetMap{buf: make([]byte, slots*EntrySize), capSlots: uint64(slots), loadFactor: loadFactor, latest: -1}
+	hugePages(m.buf)
+	// Fault the buffer in now, when the thread starts, rather than in its
+	// first pass (and fail here if the memory is not there).
+	for i := 0; i < len(m.buf); i += 4096 {
+		m.buf[i] = 0
+	}
 	m.resize(m.startSlots())
 	return m, nil
 }
@@ -157,7 +167,7 @@ func (m *OffsetMap) grow() bool {
 	le := binary.LittleEndian
 	for k := 0; k < n; k++ {
 		e := tmp[k*EntrySize : k*EntrySize+EntrySize]
-		m.put(le.Uint64(e[0:8]), le.Uint64(e[8:16]), int64(le.Uint64(e[16:24])))
+		_, _ = m.put(le.Uint64(e[0:8]), le.Uint64(e[8:16]), int64(le.Uint64(e[16:24])))
 	}
 	clear(tmp)
 	return true
@@ -165,10 +175,12 @@ func (m *OffsetMap) grow() bool {
 
 // Digest returns the 128-bit digest of key: xxhash64 with seed 0 and with
 // seed digestSeed. It never returns (0, 0), the empty-slot marker.
-func (m *OffsetMap) Digest(key []byte) (uint64, uint64) {
-	h1 := xxhash.Sum64(key)
-	h2 := sum64Seed(key, digestSeed)
-	if h1 == 0 && h2 == 0 {
+func (m *OffsetMap) Digest(key []byte) (uint64, uint64) { return keyDigest(key) }
+
+// keyDigest is Digest (see digest2).
+func keyDigest(key []byte) (uint64, uint64) {
+	h1, h2 := digest2(key)
+	if h1|h2 == 0 {
 		h2 = 1
 	}
 	return h1, h2
@@ -220,23 +232,40 @@ func (m *OffsetMap) touch(h1 uint64) uint64 {
 	return x
 }
 
+// prefetch reports whether the table is large enough for touch to pay: a
+// table that fits in a core's L2 cache is probed faster without it.
+func (m *OffsetMap) prefetch() bool { return m.slots*EntrySize > 1<<20 }
+
 // putDigest is Put for a digest computed earlier.
 func (m *OffsetMap) putDigest(h1, h2 uint64, offset int64) bool {
-	if !m.put(h1, h2, offset) {
-		if !m.grow() || !m.put(h1, h2, offset) {
-			return false
+	_, ok := m.putPrev(h1, h2, offset)
+	return ok
+}
+
+// putPrev is putDigest that also returns the offset the key had (-1 when it
+// is new): a pass clears that offset's keep bit.
+func (m *OffsetMap) putPrev(h1, h2 uint64, offset int64) (int64, bool) {
+	prev, ok := m.put(h1, h2, offset)
+	if !ok {
+		if !m.grow() {
+			return -1, false
+		}
+		if prev, ok = m.put(h1, h2, offset); !ok {
+			return -1, false
 		}
 	}
 	if offset > m.latest {
 		m.latest = offset
 	}
-	return true
+	return prev, true
 }
 
 // getDigest is Get for a digest computed earlier.
 func (m *OffsetMap) getDigest(h1, h2 uint64) int64 { return m.get(h1, h2) }
 
-func (m *OffsetMap) put(h1, h2 uint64, offset int64) bool {
+// put records offset for the digest and returns the offset it replaced (-1
+// for a new key); false when the key is new and the table is full.
+func (m *OffsetMap) put(h1, h2 uint64, offset int64) (int64, bool) {
 	le := binary.LittleEndian
 	i := m.home(h1)
 	var d uint64
@@ -245,23 +274,24 @@ func (m *OffsetMap) put(h1, h2 uint64, offset int64) bool {
 		e1, e2 := le.Uint64(s[0:8]), le.Uint64(s[8:16])
 		if e1 == 0 && e2 == 0 {
 			if m.entries >= m.maxEntries {
-				return false
+				return -1, false
 			}
 			le.PutUint64(s[0:8], h1)
 			le.PutUint64(s[8:16], h2)
 			le.PutUint64(s[16:24], uint64(offset))
 			m.entries++
-			return true
+			return -1, true
 		}
 		if e1 == h1 && e2 == h2 {
+			prev := int64(le.Uint64(s[16:24]))
 			le.PutUint64(s[16:24], uint64(offset))
-			return true
+			return prev, true
 		}
 		if ed := m.dist(i, m.home(e1)); ed < d {
 			// The key is absent (Robin Hood order): it takes this slot and
 			// the richer entry moves on.
 			if m.entries >= m.maxEntries {
-				return false
+				return -1, false
 			}
 			eo := le.Uint64(s[16:24])
 			le.PutUint64(s[0:8], h1)
@@ -269,7 +299,7 @@ func (m *OffsetMap) put(h1, h2 uint64, offset int64) bool {
 			le.PutUint64(s[16:24], uint64(offset))
 			m.entries++
 			m.displace(m.next(i), ed+1, e1, e2, eo)
-			return true
+			return -1, true
 		}
 		i = m.next(i)
 		d++
@@ -334,4 +364,92 @@ func (m *OffsetMap) get(h1, h2 uint64) int64 {
 		i = m.next(i)
 		d++
 	}
+}
+
+// ClearWhole empties the map like Clear but makes the table the whole buffer
+// at once: a pass that maps one key range after another already knows each
+// range fills most of the map.
+func (m *OffsetMap) ClearWhole() {
+	if m.entries > 0 {
+		clear(m.buf[:m.slots*EntrySize])
+	}
+	m.entries = 0
+	m.latest = -1
+	m.resize(m.capSlots)
+}
+
+// Whole reports whether the table is the whole buffer (a failed Put then
+// means the map is full; see Expand).
+func (m *OffsetMap) Whole() bool { return m.slots == m.capSlots }
+
+// retain removes every entry whose digest lies outside r and returns how
+// many it removed. Robin Hood order with a monotone home function keeps the
+// table sorted by home slot, so one sweep, starting after an empty slot (no
+// probe run crosses one), moves each survivor back as close to its home as
+// the survivors before it allow: the table the survivors alone make.
+func (m *OffsetMap) retain(r keyRange) int {
+	le := binary.LittleEndian
+	n := m.slots
+	empty := func(e []byte) bool { return le.Uint64(e[0:8]) == 0 && le.Uint64(e[8:16]) == 0 }
+	s := uint64(0)
+	for s < n && !empty(m.slot(s)) {
+		s++
+	}
+	if s == n {
+		return m.retainFull(r)
+	}
+	removed := 0
+	w := uint64(0) // position, relative to s, of the first slot not yet refilled
+	for k := uint64(1); k < n; k++ {
+		i := s + k
+		if i >= n {
+			i -= n
+		}
+		e := m.slot(i)
+		if empty(e) {
+			continue
+		}
+		h1 := le.Uint64(e[0:8])
+		if !r.has(h1) {
+			clear(e)
+			removed++
+			continue
+		}
+		rh := m.home(h1) + n - s
+		if rh >= n {
+			rh -= n
+		}
+		t := max(rh, w)
+		if t != k {
+			j := s + t
+			if j >= n {
+				j -= n
+			}
+			copy(m.slot(j), e)
+			clear(e)
+		}
+		w = t + 1
+	}
+	m.entries -= removed
+	return removed
+}
+
+// retainFull is retain for a table with no empty slot (load factor 1): the
+// survivors are copied out and put again.
+func (m *OffsetMap) retainFull(r keyRange) int {
+	le := binary.LittleEndian
+	keep := make([]byte, 0, m.entries*EntrySize)
+	for i := uint64(0); i < m.slots; i++ {
+		if e := m.slot(i); r.has(le.Uint64(e[0:8])) {
+			keep = append(keep, e...)
+		}
+	}
+	removed := m.entries - len(keep)/EntrySize
+	clear(m.buf[:m.slots*EntrySize])
+	m.entries = 0
+	for k := 0; k < len(keep); k += EntrySize {
+		e := keep[k : k+EntrySize]
+		_, _ = m.put(le.Uint64(e[0:8]), le.Uint64(e[8:16]), int64(le.Uint64(e[16:24])))
+	}
+	return removed
 }

@@ -267,3 +267,19 @@ func BenchmarkOffsetMap(b *testing.B) {
 		_ = sink
 	})
 }
+
+// TestDigest2 checks the fused two-seed XXH64 against xxhash.Sum64 and
+// sum64Seed at every length up to 300 bytes.
+func TestDigest2(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	buf := make([]byte, 300)
+	for i := range buf {
+		buf[i] = byte(rng.Uint32())
+	}
+	for n := 0; n <= len(buf); n++ {
+		h1, h2 := digest2(buf[:n])
+		if w1, w2 := xxhash.Sum64(buf[:n]), sum64Seed(buf[:n], digestSeed); h1 != w1 || h2 != w2 {
+			t.Fatalf("len %d: %#x %#x, want %#x %#x", n, h1, h2, w1, w2)
+		}
+	}
+}

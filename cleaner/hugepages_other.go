@@ -1,0 +1,5 @@
+//go:build !linux
+
+package cleaner
+
+func hugePages([]byte) {}
