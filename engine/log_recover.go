@@ -179,8 +179,9 @@ func (l *Log) load(opts LogOptions) error {
 }
 
 // recover rescans every segment from the one containing rp: batches are
-// CRC-checked and indexes rebuilt; at the first torn or corrupt batch the
-// segment is truncated and all later segments are deleted.
+// CRC-checked (except, in that first segment, the flushed ones below rp:
+// see recoverSegment) and indexes rebuilt; at the first torn or corrupt
+// batch the segment is truncated and all later segments are deleted.
 func (l *Log) recover(segs []*segment, rp Offset) ([]*segment, error) {
 	from, ok := floorSegment(segs, rp)
 	if !ok || rp < 0 {
@@ -188,7 +189,7 @@ func (l *Log) recover(segs []*segment, rp Offset) ([]*segment, error) {
 	}
 	for i := from; i < len(segs); i++ {
 		s := segs[i]
-		valid, err := s.recoverSegment()
+		valid, err := s.recoverSegment(rp)
 		if err != nil {
 			return nil, err
 		}
@@ -210,7 +211,15 @@ func (l *Log) recover(segs []*segment, rp Offset) ([]*segment, error) {
 // recoverSegment validates every batch of the segment (through a read-only
 // mapping), rebuilds both indexes, and returns the byte length of the valid
 // prefix. It sets the segment's end offset and largest timestamp.
-func (s *segment) recoverSegment() (int64, error) {
+//
+// Batches ending below trustedBelow (the checkpointed recovery point) were
+// fsynced before that checkpoint was written, and a truncation below it
+// rewrites the checkpoint before anything is appended again
+// (LogOptions.RecoveryPointLowered): their framing and offsets are checked
+// but not their CRCs, so a restart after a clean flush reads only the batch
+// headers of the segment holding the recovery point instead of all its
+// bytes. (Kafka rescans that segment whole.)
+func (s *segment) recoverSegment(trustedBelow Offset) (int64, error) {
 	f, err := s.fs.OpenFile(LogFileName(s.dir, s.base), os.O_RDONLY, 0)
 	if err != nil {
 		return 0, fmt.Errorf("engine: recover %s: %w: %w", s, ErrStorage, err)
@@ -222,32 +231,21 @@ func (s *segment) recoverSegment() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	valid := int64(0)
-	buf := data
-	for len(buf) > 0 {
-		b, rest, err := record.ReadBatch(buf)
-		if err != nil {
-			break
-		}
-		if b.VerifyCRC() != nil || Offset(b.BaseOffset()) < s.base || (valid > 0 && Offset(b.BaseOffset()) < Offset(s.next.Load())) {
-			break
-		}
-		if int64(b.LastOffset())-int64(s.base) > int64(^uint32(0)>>1) {
-			break
-		}
-		valid += int64(len(b))
-		s.next.Store(b.LastOffset() + 1)
-		// Epochs assigned after the last flush were not written: rebuild
-		// them from the batches (Kafka's LogSegment.recover does the same).
-		if e := b.PartitionLeaderEpoch(); e >= 0 && s.log.epochs != nil {
-			if latest, ok := s.log.epochs.LatestEpoch(); !ok || e > latest {
-				_ = s.log.epochs.AssignDeferred(e, b.BaseOffset())
-			}
-		}
-		buf = rest
+	valid, next, epochs, consistent := s.scanValid(data, trustedBelow)
+	if !consistent {
+		// The trusted prefix did not end exactly at the recovery point (a
+		// checkpoint beyond the data, or not at a batch boundary): trust
+		// nothing and check every batch.
+		s.log.logger.Warn("recovery point not at a batch boundary of its segment; checking every batch", "segment", s.String(), "recovery_point", int64(trustedBelow))
+		valid, next, epochs, _ = s.scanValid(data, -1)
 	}
-	if valid == 0 {
-		s.next.Store(int64(s.base))
+	s.next.Store(next)
+	// Epochs assigned after the last flush were not written: rebuild them
+	// from the batches (Kafka's LogSegment.recover does the same).
+	for _, e := range epochs {
+		if latest, ok := s.log.epochs.LatestEpoch(); !ok || e.Epoch > latest {
+			_ = s.log.epochs.AssignDeferred(e.Epoch, e.StartOffset)
+		}
 	}
 	s.size.Store(valid)
 	// Rebuild indexes over the valid prefix through the ordinary scanner.
@@ -260,6 +258,48 @@ func (s *segment) recoverSegment() (int64, error) {
 	h.oidx, h.tidx = nil, nil
 	s.size.Store(size) // the caller truncates to valid
 	return valid, nil
+}
+
+// scanValid walks data's batches and returns the byte length of the valid
+// prefix, the offset after it (the segment's base when nothing is valid),
+// the leader epochs its batches start, and whether the batches ending below
+// trustedBelow, which are not CRC-checked, ended exactly at trustedBelow.
+func (s *segment) scanValid(data []byte, trustedBelow Offset) (valid int64, next int64, epochs []checkpoint.EpochEntry, consistent bool) {
+	next = int64(s.base)
+	consistent = true
+	anyTrusted, reached := false, trustedBelow <= s.base
+	buf := data
+	for len(buf) > 0 {
+		b, rest, err := record.ReadBatch(buf)
+		if err != nil {
+			break
+		}
+		trusted := Offset(b.LastOffset()) < trustedBelow
+		if !trusted && !reached && Offset(b.BaseOffset()) < trustedBelow {
+			consistent = false // a batch straddles the recovery point
+			return
+		}
+		if (!trusted && b.VerifyCRC() != nil) || Offset(b.BaseOffset()) < s.base || (valid > 0 && b.BaseOffset() < next) {
+			break
+		}
+		if int64(b.LastOffset())-int64(s.base) > int64(^uint32(0)>>1) {
+			break
+		}
+		if trusted {
+			anyTrusted = true
+			reached = reached || Offset(b.LastOffset())+1 == trustedBelow
+		}
+		valid += int64(len(b))
+		next = b.LastOffset() + 1
+		if e := b.PartitionLeaderEpoch(); e >= 0 && (len(epochs) == 0 || e > epochs[len(epochs)-1].Epoch) {
+			epochs = append(epochs, checkpoint.EpochEntry{Epoch: e, StartOffset: b.BaseOffset()})
+		}
+		buf = rest
+	}
+	if anyTrusted && !reached {
+		consistent = false
+	}
+	return
 }
 
 // truncateFile shrinks the .log to n bytes (no handle may be open).
