@@ -333,71 +333,12 @@ func (w *worker) mapRecords(b record.Batch, p []byte, first bool) (stop, restart
 	}
 	i, prevDelta := 0, int64(-1)
 	for k := 0; k < n; k++ {
-		start := i
-		var length int64
-		j := i
-		if j+1 < len(p) && p[j] < 0x80 {
-			length = int64(p[j]>>1) ^ -int64(p[j]&1)
-			j++
-		} else if j+1 < len(p) && p[j+1] < 0x80 {
-			x := uint64(p[j]&0x7f) | uint64(p[j+1])<<7
-			length = int64(x>>1) ^ -int64(x&1)
-			j += 2
-		} else if length, j = varint(p, j); j < 0 {
-			return false, false, fmt.Errorf("%w: record %d at byte %d: bad length", errRecords, k, start)
+		var f recFields
+		if f, err = parseRecord(p, i, k, prevDelta, lastDelta); err != nil {
+			return false, false, err
 		}
-		if length <= 0 || length > int64(len(p)-j) {
-			return false, false, fmt.Errorf("%w: record %d at byte %d: bad length %d", errRecords, k, start, length)
-		}
-		end := j + int(length)
-		q := p[:end]
-		j++ // attributes
-		if j < len(q) && q[j] < 0x80 {
-			j++ // timestamp delta
-		} else if _, j = varint(q, j); j < 0 {
-			return false, false, fmt.Errorf("%w: record %d at byte %d: bad timestamp delta", errRecords, k, start)
-		}
-		var od int64
-		if j < len(q) && q[j] < 0x80 {
-			od = int64(q[j]>>1) ^ -int64(q[j]&1)
-			j++
-		} else if od, j = varint(q, j); j < 0 {
-			return false, false, fmt.Errorf("%w: record %d at byte %d: bad offset delta", errRecords, k, start)
-		}
-		if od <= prevDelta || od > lastDelta {
-			return false, false, fmt.Errorf("%w: record %d at byte %d: offset delta %d after %d (last %d)", errRecords, k, start, od, prevDelta, lastDelta)
-		}
-		prevDelta = od
-		var kl int64
-		if j < len(q) && q[j] < 0x80 {
-			kl = int64(q[j]>>1) ^ -int64(q[j]&1)
-			j++
-		} else if kl, j = varint(q, j); j < 0 {
-			return false, false, fmt.Errorf("%w: record %d at byte %d: bad key length", errRecords, k, start)
-		}
-		if kl < -1 || kl > int64(end-j) {
-			return false, false, fmt.Errorf("%w: record %d at byte %d: key length %d", errRecords, k, start, kl)
-		}
-		keyOff := j
-		if kl > 0 {
-			j += int(kl)
-		}
-		var vl int64
-		if j+1 < len(q) && q[j] < 0x80 {
-			vl = int64(q[j]>>1) ^ -int64(q[j]&1)
-			j++
-		} else if j+1 < len(q) && q[j+1] < 0x80 {
-			x := uint64(q[j]&0x7f) | uint64(q[j+1])<<7
-			vl = int64(x>>1) ^ -int64(x&1)
-			j += 2
-		} else if vl, j = varint(q, j); j < 0 {
-			return false, false, fmt.Errorf("%w: record %d at byte %d: bad value length", errRecords, k, start)
-		}
-		if vl < -1 || vl > int64(end-j) {
-			return false, false, fmt.Errorf("%w: record %d at byte %d: value length %d", errRecords, k, start, vl)
-		}
-		i = end
-
+		prevDelta, i = f.od, f.end
+		od, kl, vl, keyOff := f.od, f.kl, f.vl, f.keyOff
 		off := base + od
 		if off < lo || off >= hi {
 			continue
@@ -413,7 +354,7 @@ func (w *worker) mapRecords(b record.Batch, p []byte, first bool) (stop, restart
 		if kl < 0 {
 			continue
 		}
-		h1, h2 := keyDigest(q[keyOff : keyOff+int(kl)])
+		h1, h2 := keyDigest(p[keyOff : keyOff+int(kl)])
 		if !rng.has(h1) {
 			continue
 		}

@@ -68,6 +68,86 @@ func varint(p []byte, i int) (int64, int) {
 	return 0, -1
 }
 
+// recFields is one record as parseRecord finds it in a records section:
+// byte positions within the section and the decoded fields a pass needs.
+type recFields struct {
+	start, attrAt, tsEnd, end int // record's first byte, attributes, after the timestamp delta, after the record
+	keyOff                    int
+	tsDelta, od               int64
+	kl, vl                    int64 // -1: null
+}
+
+// parseRecord parses record k at p[i:] (the previous record's offset delta
+// was prevDelta): its length, timestamp and offset deltas (increasing,
+// within [0, lastDelta]), key and value lengths, within the record's length.
+// Varints of one byte (two for the record and value lengths) are read
+// inline. Header bytes are not looked at. The error wraps errRecords.
+func parseRecord(p []byte, i, k int, prevDelta, lastDelta int64) (r recFields, err error) {
+	r.start = i
+	var length int64
+	j := i
+	if j+1 < len(p) && p[j] < 0x80 {
+		length = int64(p[j]>>1) ^ -int64(p[j]&1)
+		j++
+	} else if j+1 < len(p) && p[j+1] < 0x80 {
+		x := uint64(p[j]&0x7f) | uint64(p[j+1])<<7
+		length = int64(x>>1) ^ -int64(x&1)
+		j += 2
+	} else if length, j = varint(p, j); j < 0 {
+		return r, fmt.Errorf("%w: record %d at byte %d: bad length", errRecords, k, i)
+	}
+	if length <= 0 || length > int64(len(p)-j) {
+		return r, fmt.Errorf("%w: record %d at byte %d: bad length %d", errRecords, k, i, length)
+	}
+	r.end = j + int(length)
+	q := p[:r.end]
+	r.attrAt = j
+	j++
+	if j < len(q) && q[j] < 0x80 {
+		r.tsDelta = int64(q[j]>>1) ^ -int64(q[j]&1)
+		j++
+	} else if r.tsDelta, j = varint(q, j); j < 0 {
+		return r, fmt.Errorf("%w: record %d at byte %d: bad timestamp delta", errRecords, k, i)
+	}
+	r.tsEnd = j
+	if j < len(q) && q[j] < 0x80 {
+		r.od = int64(q[j]>>1) ^ -int64(q[j]&1)
+		j++
+	} else if r.od, j = varint(q, j); j < 0 {
+		return r, fmt.Errorf("%w: record %d at byte %d: bad offset delta", errRecords, k, i)
+	}
+	if r.od <= prevDelta || r.od > lastDelta {
+		return r, fmt.Errorf("%w: record %d at byte %d: offset delta %d after %d (last %d)", errRecords, k, i, r.od, prevDelta, lastDelta)
+	}
+	if j < len(q) && q[j] < 0x80 {
+		r.kl = int64(q[j]>>1) ^ -int64(q[j]&1)
+		j++
+	} else if r.kl, j = varint(q, j); j < 0 {
+		return r, fmt.Errorf("%w: record %d at byte %d: bad key length", errRecords, k, i)
+	}
+	if r.kl < -1 || r.kl > int64(r.end-j) {
+		return r, fmt.Errorf("%w: record %d at byte %d: key length %d", errRecords, k, i, r.kl)
+	}
+	r.keyOff = j
+	if r.kl > 0 {
+		j += int(r.kl)
+	}
+	if j+1 < len(q) && q[j] < 0x80 {
+		r.vl = int64(q[j]>>1) ^ -int64(q[j]&1)
+		j++
+	} else if j+1 < len(q) && q[j+1] < 0x80 {
+		x := uint64(q[j]&0x7f) | uint64(q[j+1])<<7
+		r.vl = int64(x>>1) ^ -int64(x&1)
+		j += 2
+	} else if r.vl, j = varint(q, j); j < 0 {
+		return r, fmt.Errorf("%w: record %d at byte %d: bad value length", errRecords, k, i)
+	}
+	if r.vl < -1 || r.vl > int64(r.end-j) {
+		return r, fmt.Errorf("%w: record %d at byte %d: value length %d", errRecords, k, i, r.vl)
+	}
+	return r, nil
+}
+
 // walk parses the records section p of batch b (p is b's own section, or its
 // decompressed copy) into w.recs. It checks that p holds exactly the
 // NumRecords records the header declares, each within its length, with
@@ -93,86 +173,25 @@ func (w *worker) walk(b record.Batch, p []byte, h hashing) error {
 	i, prev := 0, int64(-1)
 	for k := range recs {
 		r := &recs[k]
-		start := i
-		var length int64
-		j := i
-		if j+1 < len(p) && p[j] < 0x80 {
-			length = int64(p[j]>>1) ^ -int64(p[j]&1)
-			j++
-		} else if j+1 < len(p) && p[j+1] < 0x80 {
-			x := uint64(p[j]&0x7f) | uint64(p[j+1])<<7
-			length = int64(x>>1) ^ -int64(x&1)
-			j += 2
-		} else if length, j = varint(p, j); j < 0 {
-			return fmt.Errorf("%w: record %d at byte %d: bad length", errRecords, k, start)
+		f, err := parseRecord(p, i, k, prev, lastDelta)
+		if err != nil {
+			return err
 		}
-		if length <= 0 || length > int64(len(p)-j) {
-			return fmt.Errorf("%w: record %d at byte %d: bad length %d", errRecords, k, start, length)
-		}
-		end := j + int(length)
-		q := p[:end]
-		attrAt := j
-		j++
-		var tsDelta int64
-		if j < len(q) && q[j] < 0x80 {
-			tsDelta = int64(q[j]>>1) ^ -int64(q[j]&1)
-			j++
-		} else if tsDelta, j = varint(q, j); j < 0 {
-			return fmt.Errorf("%w: record %d at byte %d: bad timestamp delta", errRecords, k, start)
-		}
-		tsEnd := j
-		var od int64
-		if j < len(q) && q[j] < 0x80 {
-			od = int64(q[j]>>1) ^ -int64(q[j]&1)
-			j++
-		} else if od, j = varint(q, j); j < 0 {
-			return fmt.Errorf("%w: record %d at byte %d: bad offset delta", errRecords, k, start)
-		}
-		if od <= prev || od > lastDelta {
-			return fmt.Errorf("%w: record %d at byte %d: offset delta %d after %d (last %d)", errRecords, k, start, od, prev, lastDelta)
-		}
-		prev = od
-		var kl int64
-		if j < len(q) && q[j] < 0x80 {
-			kl = int64(q[j]>>1) ^ -int64(q[j]&1)
-			j++
-		} else if kl, j = varint(q, j); j < 0 {
-			return fmt.Errorf("%w: record %d at byte %d: bad key length", errRecords, k, start)
-		}
-		if kl < -1 || kl > int64(end-j) {
-			return fmt.Errorf("%w: record %d at byte %d: key length %d", errRecords, k, start, kl)
-		}
-		keyOff := j
-		if kl > 0 {
-			j += int(kl)
-		}
-		var vl int64
-		if j+1 < len(q) && q[j] < 0x80 {
-			vl = int64(q[j]>>1) ^ -int64(q[j]&1)
-			j++
-		} else if j+1 < len(q) && q[j+1] < 0x80 {
-			x := uint64(q[j]&0x7f) | uint64(q[j+1])<<7
-			vl = int64(x>>1) ^ -int64(x&1)
-			j += 2
-		} else if vl, j = varint(q, j); j < 0 {
-			return fmt.Errorf("%w: record %d at byte %d: bad value length", errRecords, k, start)
-		}
-		if vl < -1 || vl > int64(end-j) {
-			return fmt.Errorf("%w: record %d at byte %d: value length %d", errRecords, k, start, vl)
-		}
+		prev = f.od
+		kl := f.kl
 		*r = recInfo{
-			off: base + od, ts: baseTs + tsDelta,
-			start: int32(start), attrAt: int32(attrAt), tsEnd: int32(tsEnd), end: int32(end),
-			keyOff: int32(keyOff), keyLen: int32(kl),
-			tomb: kl >= 0 && vl == -1,
+			off: base + f.od, ts: baseTs + f.tsDelta,
+			start: int32(f.start), attrAt: int32(f.attrAt), tsEnd: int32(f.tsEnd), end: int32(f.end),
+			keyOff: int32(f.keyOff), keyLen: int32(kl),
+			tomb: kl >= 0 && f.vl == -1,
 		}
 		if kl >= 0 && r.off >= h.from && r.off < h.to {
-			h1, h2 := keyDigest(q[keyOff : keyOff+int(kl)])
+			h1, h2 := keyDigest(p[f.keyOff : f.keyOff+int(kl)])
 			if h.rng.has(h1) {
 				r.h1, r.h2, r.hashed = h1, h2, true
 			}
 		}
-		i = end
+		i = f.end
 	}
 	if h.touch {
 		// A tight loop, so that the misses overlap (in the loop above, each
