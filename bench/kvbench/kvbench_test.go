@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -177,5 +178,19 @@ func TestCPUMeter(t *testing.T) {
 	}
 	if d := a.delta(cpuSnap{stat: 3, tasks: map[int]float64{1: 1.5}}); d != 2 {
 		t.Fatalf("exited thread: %v", d)
+	}
+}
+
+func TestPairedAlternatesOrder(t *testing.T) {
+	for rep, want := range []string{"ab", "ba", "ab"} {
+		got := ""
+		err := paired(rep, func() error { got += "a"; return nil }, func() error { got += "b"; return nil })
+		if err != nil || got != want {
+			t.Fatalf("rep %d: ran %q (%v), want %q", rep, got, err, want)
+		}
+	}
+	ran := false
+	if err := paired(1, func() error { ran = true; return nil }, func() error { return errors.New("first fails") }); err == nil || ran {
+		t.Fatalf("error %v, second ran %v", err, ran)
 	}
 }

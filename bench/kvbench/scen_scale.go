@@ -81,16 +81,13 @@ func scaleLogSize(ctx context.Context, r *runner) error {
 				return err
 			}
 			var grown, fresh runStats
-			probe := func(t string, first int) (runStats, error) { return kafkaProduce(ctx, addr, t, s, first, probeN, pids) }
-			if rep%2 == 0 {
-				if grown, err = probe(topic, next); err == nil {
-					fresh, err = probe(ref, 0)
-				}
-			} else {
-				if fresh, err = probe(ref, 0); err == nil {
-					grown, err = probe(topic, next)
-				}
-			}
+			err = paired(rep, func() (err error) {
+				grown, err = kafkaProduce(ctx, addr, topic, s, next, probeN, pids)
+				return err
+			}, func() (err error) {
+				fresh, err = kafkaProduce(ctx, addr, ref, s, 0, probeN, pids)
+				return err
+			})
 			if err != nil {
 				deleteTopic(ctx, addr, ref)
 				return err
@@ -108,19 +105,13 @@ func scaleLogSize(ctx context.Context, r *runner) error {
 			}
 			leo := ends[0]
 			var tail, freshRead runStats
-			readTail := func() (runStats, error) {
-				return kafkaConsume(ctx, addr, topic, map[int32]int64{0: leo - int64(probeN)}, map[int32]int64{0: leo}, pids)
-			}
-			readFresh := func() (runStats, error) { return kafkaConsume(ctx, addr, ref, nil, nil, pids) }
-			if rep%2 == 0 {
-				if tail, err = readTail(); err == nil {
-					freshRead, err = readFresh()
-				}
-			} else {
-				if freshRead, err = readFresh(); err == nil {
-					tail, err = readTail()
-				}
-			}
+			err = paired(rep, func() (err error) {
+				tail, err = kafkaConsume(ctx, addr, topic, map[int32]int64{0: leo - int64(probeN)}, map[int32]int64{0: leo}, pids)
+				return err
+			}, func() (err error) {
+				freshRead, err = kafkaConsume(ctx, addr, ref, nil, nil, pids)
+				return err
+			})
 			deleteTopic(ctx, addr, ref)
 			if err != nil {
 				return err
@@ -159,6 +150,18 @@ func scaleLogSize(ctx context.Context, r *runner) error {
 			cell, g("produce MB/s"), g("produce vs fresh"), g("fetch tail MB/s"), g("fetch tail vs fresh"), g("fetch head MB/s"), pp[1], fp[1])
 	}
 	return nil
+}
+
+// paired runs a then b on even rounds and b then a on odd ones, stopping
+// at the first error.
+func paired(rep int, a, b func() error) error {
+	if rep%2 == 1 {
+		a, b = b, a
+	}
+	if err := a(); err != nil {
+		return err
+	}
+	return b()
 }
 
 // produceLatencies times n sequential one-record acks=all produces (ms).
