@@ -46,7 +46,7 @@ CHAOS_DURATION ?= 5m
 chaos: deps tools
 	KVLOG_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -run '^TestChaos$$' -count=1 -v -timeout 90m ./internal/testcluster
 
-# Side-by-side benchmark suite (issue 7; not part of `make test`): builds
+# Side-by-side benchmark suite (not part of `make test`): builds
 # kvlogd and kfaked, runs every scenario against kvlogd, kfake (memory and
 # DataDir), NATS JetStream and a 3-broker cluster in alternating rounds, and
 # writes bench/results/<date>/report.md with PNG charts (see bench/doc.go).

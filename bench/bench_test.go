@@ -425,7 +425,7 @@ func compare(tb testing.TB, brokers []broker, partitions int32, n, rounds int) m
 	return out
 }
 
-// BenchmarkVsKfake is issue 3 §5: kvlogd against kfake in memory and with
+// BenchmarkVsKfake runs kvlogd against kfake in memory and with
 // DataDir, 1 and 4 partitions, alternating rounds, medians and same-run
 // ratios (per round, then the median), plus kvlogd's CPU per GB. kvlogd
 // runs twice: as configured by default (fsync before acknowledging

@@ -1,11 +1,11 @@
 // Package bench holds kvlog's side-by-side benchmarks: kvlog against its
 // peers and against the machine's own limits, measured in one run, because
 // absolute numbers on shared machines drift ±30% and only same-run ratios
-// mean anything (../shared/reference/performance-anchors.md).
+// mean anything.
 //
 // # make bench, make bench-quick
 //
-// The suite of issue 7 is the program in bench/kvbench, its own Go module
+// The full suite is the program in bench/kvbench, its own Go module
 // (github.com/kvlog/kvlog/bench/kvbench, replacing github.com/kvlog/kvlog
 // with this tree):
 //
@@ -75,7 +75,7 @@
 // What stays here runs with the main module's tests and must stay short:
 // TestHarnessKfake drives the in-process kfake harness with a few records,
 // and TestProcCPUSeconds checks the /proc reader. BenchmarkVsKfake is the
-// original in-module comparison (issue 3 §5) of a kvlogd process against
+// original in-module comparison of a kvlogd process against
 // kfake in memory and with DataDir in this process, kept for quick checks
 // while working on the broker:
 //

@@ -23,7 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Cleaner benchmarks (issue 4 §3): one clean to convergence of a compacted
+// Cleaner benchmarks: one clean to convergence of a compacted
 // partition holding 113-byte records (13-byte key, 100-byte value) in
 // 100-record batches, over 1,000 / 100,000 / 10,000,000 distinct keys,
 // uncompressed, lz4 and zstd; beside it, in the same run, franz-go's kfake

@@ -16,7 +16,7 @@ import (
 // and swap it in. The cleaner decides what to keep; the engine owns files,
 // indexes, segment lists and the crash-safe swap.
 //
-// Swap protocol (reference §5.6), all under Log.mu:
+// Swap protocol (docs/storage.md#cleaner-swap), all under Log.mu:
 //
 //  1. every cleaned segment was written as <base>.log.cleaned (+ .index.cleaned,
 //     .timeindex.cleaned) and fsynced by CleanedSegment.Finish;

@@ -458,7 +458,7 @@ func (l *Log) scanHeaders(from, to Offset, fn func(b record.Batch)) error {
 }
 
 // finishInterruptedSwaps applies Kafka's rules to files left by a cleaner
-// swap or an async delete (reference §5.6): *.deleted files are removed;
+// swap or an async delete (docs/storage.md#cleaner-swap): *.deleted files are removed;
 // *.cleaned files are removed together with any .swap at or above the
 // smallest .cleaned offset; each remaining .swap replaces the ordinary
 // segment files in its offset range and is renamed to its final name.

@@ -6,7 +6,7 @@ import (
 )
 
 // TestRecoverInterruptedSwap leaves the files of each step of a cleaner swap
-// (reference §5.6) and checks that reopening yields exactly the old segment
+// (docs/storage.md#cleaner-swap) and checks that reopening yields exactly the old segment
 // set (before every .cleaned reached .swap) or exactly the new one (after).
 func TestRecoverInterruptedSwap(t *testing.T) {
 	const (

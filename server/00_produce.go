@@ -15,7 +15,7 @@ import (
 // Produce: v3-12
 //
 // Each partition's records must be exactly one magic-2 batch. The server
-// checks the framing, attributes and timestamps it owns (reference §5), the
+// checks the framing, attributes and timestamps it owns (docs/protocol.md#produce-validation), the
 // engine validates the batch (CRC, counts, keys on compacted topics,
 // idempotent sequences) and appends it in place. Single node: after the
 // append the high watermark moves to the end of the batch; for acks=all
@@ -34,7 +34,7 @@ import (
 //
 // Advertised as v0-12 (advertiseFrom), as Apache Kafka 4.0 does: librdkafka
 // before 2.8 sends gzip, snappy and lz4 batches uncompressed to a broker
-// whose advertised Produce range lacks v0 (librdkafka#4956). A v0-2
+// whose advertised Produce range lacks v0 (docs/protocol.md#librdkafka-and-produce-v0). A v0-2
 // request still closes the connection.
 func init() {
 	regKey(kmsg.Produce, 3, 12, (*Server).handleProduce)
@@ -227,7 +227,8 @@ func (s *Server) handleProduce(r *request) {
 	}()
 }
 
-// checkProduceBatch checks what the server owns of reference §5: exactly
+// checkProduceBatch checks what the server owns of the produce validation
+// rules (docs/protocol.md#produce-validation): exactly
 // one magic-2 batch, zstd only from v7, no control batches, no
 // transactional batches, CreateTime timestamps within the topic's bounds.
 func checkProduceBatch(version int16, b []byte, ts *topicSettings, now int64) error {

@@ -315,7 +315,7 @@ func TestOffsetForLeaderEpochVersions(t *testing.T) {
 	}
 }
 
-// TestProduceAdvertisedFromV0 checks the KAFKA-18659 arrangement: Produce is
+// TestProduceAdvertisedFromV0 checks the arrangement of docs/protocol.md#librdkafka-and-produce-v0: Produce is
 // advertised from v0 so librdkafka compresses, but v0-2 requests are still
 // refused (connection closed), and v3 is served.
 func TestProduceAdvertisedFromV0(t *testing.T) {

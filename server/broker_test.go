@@ -94,7 +94,7 @@ func TestApiVersions(t *testing.T) {
 		t.Errorf("advertised %d keys, registered %d", len(got), len(handlers))
 	}
 	if got[kmsg.Produce.Int16()] != [2]int16{0, 12} {
-		t.Errorf("Produce advertised %v, want 0-12 (KAFKA-18659)", got[kmsg.Produce.Int16()])
+		t.Errorf("Produce advertised %v, want 0-12 (docs/protocol.md#librdkafka-and-produce-v0)", got[kmsg.Produce.Int16()])
 	}
 	// The group coordinator's keys (flexible tier, no topic ids).
 	for key, want := range map[kmsg.Key][2]int16{

@@ -43,7 +43,7 @@ func regKey(key kmsg.Key, min, max int16, fn handlerFunc) {
 // advertiseFrom makes ApiVersions advertise key from version min although
 // the broker serves it only from its registered minimum: requests below
 // that still close the connection. Apache Kafka 4.0 does this for Produce
-// v0-2 (KAFKA-18659) because librdkafka before 2.8 turns gzip, snappy and
+// v0-2 (docs/protocol.md#librdkafka-and-produce-v0) because librdkafka before 2.8 turns gzip, snappy and
 // lz4 compression off when a broker's Produce range does not include v0.
 // Clients send the highest common version, so no client sends the
 // unserved ones.

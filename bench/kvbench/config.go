@@ -56,7 +56,7 @@ const (
 	gb = 1 << 30
 )
 
-// produceMatrix is issue 7's produce matrix: 1 and 8 partitions, 100 B and
+// produceMatrix is the produce matrix: 1 and 8 partitions, 100 B and
 // 1 KiB values, 1,000 and 1,000,000 keys, acks=1 and acks=all, no
 // compression, lz4, zstd.
 func produceMatrix() []shape {

@@ -2,7 +2,7 @@
 // kfaked, starts every system under test as its own process on loopback
 // with a fresh temp data dir (kvlogd, franz-go's kfake in memory and with
 // DataDir, nats-server -js with a file store, and a 3-broker kvlogd cluster
-// through internal/testcluster), runs the scenarios of issue 7 against each
+// through internal/testcluster), runs every scenario against each
 // in alternating rounds, measures the machine's limits in the same run, and
 // writes bench/results/<date>/report.md with PNG charts. See bench/doc.go.
 //

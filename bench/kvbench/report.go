@@ -120,7 +120,7 @@ func (r *runner) writeReport() (string, error) {
 		}
 		rows = append(rows, []string{g.goal, g.target, m, g.verdict})
 	}
-	w.table([]string{"Goal (issue 7 §3)", "Target", "Measured (this run)", "Verdict"}, rows)
+	w.table([]string{"Goal", "Target", "Measured (this run)", "Verdict"}, rows)
 	w.p("Key figures, kvlog against its peers and the machine:")
 	w.table([]string{"Figure", "kvlog", "Ratio"}, r.keyFigures())
 

@@ -102,7 +102,7 @@ func (c *EpochCache) Assign(epoch int32, startOffset int64) error {
 // AssignDeferred is Assign without writing the file: the change is kept in
 // memory and written by the next Flush or persisting mutation. A log assigns
 // an epoch on the append path this way and flushes the cache with its data
-// (as Kafka does since KAFKA-15046): an fsync per new epoch on the produce
+// (as Kafka does; docs/storage.md#flushing-and-durability): an fsync per new epoch on the produce
 // path stalled every first append to a partition behind the disk. Entries
 // lost to a crash before that flush cover only offsets past the recovery
 // point, which recovery rebuilds from the batches' leader epochs.

@@ -22,7 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Issue 6 §4 benchmarks, on this machine (every broker, ZooKeeper and the
+// Cluster benchmarks, on this machine (every broker, ZooKeeper and the
 // client share its cores):
 //
 //   - BenchmarkProduce: produce throughput of one franz-go client against

@@ -23,7 +23,7 @@ import (
 )
 
 // Process-level cluster tests: a real ZooKeeper and three kvlogd processes,
-// faults injected with signals (issue 6 §3). Each test starts its own
+// faults injected with signals. Each test starts its own
 // cluster; the whole file runs in a few minutes.
 
 var kvlogdBin string
