@@ -200,12 +200,12 @@ func (p *Partition) MakeLeader(st State, now time.Time) (bool, error) {
 	leo := p.log.LogEndOffset()
 	if err := p.log.Epochs().Assign(st.LeaderEpoch, int64(leo)); err != nil {
 		p.mu.Unlock()
-		return false, fmt.Errorf("replica: assigning leader epoch %d at %d: %w", st.LeaderEpoch, leo, err)
+		return false, fmt.Errorf("replica: %s: assigning leader epoch %d at %d: %w", p.log.TopicPartition(), st.LeaderEpoch, leo, storageErr(err))
 	}
 	if len(st.ISR) == 1 && st.ISR[0] == p.opts.ID {
 		if err := p.log.Sync(); err != nil {
 			p.mu.Unlock()
-			return false, err
+			return false, fmt.Errorf("replica: %s: sync before leading alone: %w", p.log.TopicPartition(), storageErr(err))
 		}
 	}
 	p.state = cloneState(st)
@@ -646,4 +646,13 @@ func wholeBatches(b []byte) []byte {
 // ErrIsRetriable reports whether a follower error is worth retrying as is.
 func ErrIsRetriable(err error) bool {
 	return !errors.Is(err, ErrFencedLeaderEpoch)
+}
+
+// storageErr marks an I/O failure of the local log as engine.ErrStorage
+// (KAFKA_STORAGE_ERROR: the controller takes the replica offline).
+func storageErr(err error) error {
+	if errors.Is(err, engine.ErrStorage) || errors.Is(err, engine.ErrClosed) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", engine.ErrStorage, err)
 }

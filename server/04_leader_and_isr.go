@@ -1,6 +1,9 @@
 package server
 
 import (
+	"context"
+	"log/slog"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -13,11 +16,14 @@ import (
 // For every partition state naming this broker as a replica: create the
 // local log if needed, then become leader (new epoch assigned in the
 // leader-epoch cache; see replica.Partition.MakeLeader) or follower (the
-// fetcher truncates with OffsetsForLeaderEpoch, then fetches). Requests
-// from an older controller get STALE_CONTROLLER_EPOCH, requests meant for
-// an earlier incarnation of this broker STALE_BROKER_EPOCH (KIP-380); a
-// partition state older than the applied one gets STALE_CONTROLLER_EPOCH
-// for that partition. A broker in controlled shutdown does not start
+// fetcher truncates with OffsetsForLeaderEpoch, then fetches). Only the
+// current controller's requests are applied (cluster_fence.go:
+// STALE_CONTROLLER_EPOCH / STALE_BROKER_EPOCH otherwise); a partition state
+// older than the applied one gets STALE_CONTROLLER_EPOCH for that
+// partition. A partition whose log cannot be created or opened (a file in
+// place of its directory, EMFILE, EIO...) is answered KAFKA_STORAGE_ERROR
+// and logged at ERROR: the controller then treats this replica as offline
+// (elects another leader, drops it from the ISR; see package controller). A broker in controlled shutdown does not start
 // following. Leading a __consumer_offsets partition makes this broker its
 // group coordinator: the groups are loaded (and unloaded on becoming
 // follower) in the background (cluster_groups.go).
@@ -31,7 +37,7 @@ func init() { regKey(kmsg.LeaderAndISR, 2, 4, (*Server).handleLeaderAndIsr) }
 func (s *Server) handleLeaderAndIsr(r *request) {
 	req := r.kreq.(*kmsg.LeaderAndISRRequest)
 	resp := req.ResponseKind().(*kmsg.LeaderAndISRResponse)
-	c, refused := s.fromController(req.ControllerEpoch, req.BrokerEpoch)
+	c, refused := s.fromController(r, req.ControllerID, req.ControllerEpoch, req.BrokerEpoch)
 	if refused != nil {
 		resp.ErrorCode = refused.Code
 		r.reply(resp)
@@ -48,30 +54,17 @@ func (s *Server) handleLeaderAndIsr(r *request) {
 			err := c.applyLeaderAndIsr(ts.Topic, ps, me, now)
 			if err != nil {
 				rp.ErrorCode = errCode(err)
-				r.log().Info("partition state refused", "topic", ts.Topic, "partition", ps.Partition, "leader", ps.Leader, "leader_epoch", ps.LeaderEpoch, "err", err)
+				lvl := slog.LevelInfo // stale or foreign partition states: routine
+				if rp.ErrorCode == kerr.KafkaStorageError.Code || rp.ErrorCode == kerr.UnknownServerError.Code {
+					lvl = slog.LevelError
+				}
+				r.log().Log(context.Background(), lvl, "partition state refused", "topic", ts.Topic, "partition", ps.Partition,
+					"leader", ps.Leader, "leader_epoch", ps.LeaderEpoch, "code", kerr.ErrorForCode(rp.ErrorCode), "err", err)
 			}
 			resp.Partitions = append(resp.Partitions, rp)
 		}
 	}
 	r.reply(resp)
-}
-
-// fromController admits a request the controller sends to the brokers
-// (LeaderAndIsr, StopReplica, UpdateMetadata): it returns the cluster, or
-// the error to answer with: INVALID_REQUEST on a single node (no
-// controller), STALE_CONTROLLER_EPOCH from an older controller,
-// STALE_BROKER_EPOCH for an earlier incarnation of this broker (KIP-380).
-func (s *Server) fromController(controllerEpoch int32, brokerEpoch int64) (*cluster, *kerr.Error) {
-	c := s.cluster
-	switch {
-	case c == nil:
-		return nil, kerr.InvalidRequest
-	case c.checkControllerEpoch(controllerEpoch) != nil:
-		return nil, kerr.StaleControllerEpoch
-	case c.checkBrokerEpoch(brokerEpoch) != nil:
-		return nil, kerr.StaleBrokerEpoch
-	}
-	return c, nil
 }
 
 // applyLeaderAndIsr applies one partition state. Caller holds partMu.

@@ -10,7 +10,8 @@ import (
 //
 // Stops serving the listed partitions (fetchers stopped, acks=all waiters
 // answered NOT_LEADER_OR_FOLLOWER) and, with Delete, deletes their logs
-// (topic deletion). Epoch checks as LeaderAndIsr.
+// (topic deletion). Only the current controller's requests are applied
+// (cluster_fence.go).
 //
 // Version notes:
 //   - v3: per-partition leader epoch and delete flag (KIP-570).
@@ -19,7 +20,7 @@ func init() { regKey(kmsg.StopReplica, 3, 3, (*Server).handleStopReplica) }
 func (s *Server) handleStopReplica(r *request) {
 	req := r.kreq.(*kmsg.StopReplicaRequest)
 	resp := req.ResponseKind().(*kmsg.StopReplicaResponse)
-	c, refused := s.fromController(req.ControllerEpoch, req.BrokerEpoch)
+	c, refused := s.fromController(r, req.ControllerID, req.ControllerEpoch, req.BrokerEpoch)
 	if refused != nil {
 		resp.ErrorCode = refused.Code
 		r.reply(resp)

@@ -11,8 +11,8 @@ import (
 // The controller sends the full cluster state (live brokers, every
 // partition's leader, epoch, ISR, replicas, offline replicas); it replaces
 // the broker's metadata cache, which Metadata requests are answered from,
-// and new topics or partitions appear in the topic snapshot. Epoch checks as
-// LeaderAndIsr.
+// and new topics or partitions appear in the topic snapshot. Only the
+// current controller's requests are applied (cluster_fence.go).
 //
 // Version notes:
 //   - v5: topic states nested by topic, offline replicas, BrokerEpoch.
@@ -22,7 +22,7 @@ func init() { regKey(kmsg.UpdateMetadata, 5, 6, (*Server).handleUpdateMetadata) 
 func (s *Server) handleUpdateMetadata(r *request) {
 	req := r.kreq.(*kmsg.UpdateMetadataRequest)
 	resp := req.ResponseKind().(*kmsg.UpdateMetadataResponse)
-	c, refused := s.fromController(req.ControllerEpoch, req.BrokerEpoch)
+	c, refused := s.fromController(r, req.ControllerID, req.ControllerEpoch, req.BrokerEpoch)
 	if refused != nil {
 		resp.ErrorCode = refused.Code
 		r.reply(resp)

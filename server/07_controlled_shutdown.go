@@ -14,7 +14,10 @@ import (
 // partitions to other ISR members and drop it from the ISRs. The response
 // lists the partitions it still leads (sole ISR member); the broker retries
 // (controlled.shutdown.max.retries). A broker that is not the controller
-// answers NOT_CONTROLLER; a stale broker epoch gets STALE_BROKER_EPOCH.
+// answers NOT_CONTROLLER. The request must carry the named broker's current
+// broker epoch (the czxid of its registration in ZooKeeper): any other
+// epoch, or none (v1), gets STALE_BROKER_EPOCH and changes nothing, so a
+// client cannot drain a live broker by naming it.
 //
 // Version notes:
 //   - v2: BrokerEpoch (KIP-380).

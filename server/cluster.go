@@ -65,7 +65,8 @@ type cluster struct {
 	lagMax   time.Duration
 
 	brokerEpoch  atomic.Int64
-	ctrlEpoch    atomic.Int32 // highest controller epoch seen
+	ctrlView     atomic.Pointer[zkstore.ControllerView] // the controller as last read from ZooKeeper (cluster_fence.go)
+	ctrlEpoch    atomic.Int32                           // its epoch (metrics)
 	shuttingDown atomic.Bool
 	meta         atomic.Pointer[clusterMeta]
 
@@ -202,7 +203,7 @@ func (c *cluster) interBrokerListener() string {
 }
 
 // start creates the fetchers, registers the broker (after the listeners
-// are bound), then starts the ISR writer, the shrink ticker, the config
+// are bound), then starts the controller watcher, the ISR writer, the shrink ticker, the config
 // watcher, the group coordinator loader and the controller candidate.
 func (c *cluster) start() error {
 	s := c.s
@@ -251,7 +252,8 @@ func (c *cluster) start() error {
 		c.brokerEpoch.Store(epoch)
 		c.log.Info("re-registered broker after session expiry", "broker_epoch", epoch)
 	})
-	c.wg.Add(4)
+	c.wg.Add(5)
+	go c.controllerWatcher()
 	go c.isrWriter()
 	go c.shrinkTicker()
 	go c.configWatcher()
@@ -476,7 +478,12 @@ func (c *cluster) ensureLocal(name string, p int32) (*partition, error) {
 	}
 	l, err := s.mgr.CreateLog(part.tp, s.layers.Load().engineConfig(t.configs))
 	if err != nil {
-		return nil, err
+		if errors.Is(err, engine.ErrClosed) || errors.Is(err, engine.ErrStorage) {
+			return nil, fmt.Errorf("create log of %s: %w", part.tp, err)
+		}
+		// Whatever stopped the log from being created or opened is a
+		// storage failure of this replica (KAFKA_STORAGE_ERROR).
+		return nil, fmt.Errorf("create log of %s: %w: %w", part.tp, engine.ErrStorage, err)
 	}
 	np := &partition{tp: part.tp}
 	c.attach(np, l)
@@ -553,29 +560,6 @@ func (c *cluster) syncTopics(m *clusterMeta) {
 			delete(byName, n)
 		}
 	})
-}
-
-// checkControllerEpoch refuses requests from an older controller (and
-// remembers the newest epoch).
-func (c *cluster) checkControllerEpoch(epoch int32) error {
-	for {
-		cur := c.ctrlEpoch.Load()
-		if epoch < cur {
-			return kerr.StaleControllerEpoch
-		}
-		if c.ctrlEpoch.CompareAndSwap(cur, epoch) {
-			return nil
-		}
-	}
-}
-
-// checkBrokerEpoch refuses requests meant for an earlier incarnation of
-// this broker (KIP-380); -1 skips the check.
-func (c *cluster) checkBrokerEpoch(epoch int64) error {
-	if epoch >= 0 && epoch < c.brokerEpoch.Load() {
-		return kerr.StaleBrokerEpoch
-	}
-	return nil
 }
 
 // createTopic creates a topic in ZooKeeper; the controller then creates the

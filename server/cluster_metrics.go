@@ -57,7 +57,7 @@ func newClusterMetrics(c *cluster) *clusterMetrics {
 		return 0
 	})
 	epoch := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvlog", Name: "controller_epoch",
-		Help: "Newest controller epoch this broker has seen."}, func() float64 { return float64(c.ctrlEpoch.Load()) })
+		Help: "The controller epoch in ZooKeeper as this broker last read it."}, func() float64 { return float64(c.ctrlEpoch.Load()) })
 	m.collectors = []prometheus.Collector{m.isrShrinks, m.isrExpands, underReplicated, followerLag, active, epoch}
 	return m
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -297,5 +298,38 @@ func TestClusterStaleEpochsRefused(t *testing.T) {
 	sresp, err := sr.RequestWith(ctx, cl)
 	if err != nil || sresp.ErrorCode != kerr.StaleControllerEpoch.Code {
 		t.Fatalf("StopReplica from an older controller: %v %+v", err, sresp)
+	}
+
+	// Epochs ZooKeeper has not reached, another controller id or no broker
+	// epoch are refused too, and the bogus epoch is not adopted: the real
+	// controller's requests still apply.
+	for _, f := range []struct {
+		ctl, epoch int32
+		be         int64
+		want       *kerr.Error
+	}{
+		{1, math.MaxInt32, brokerEpoch, kerr.StaleControllerEpoch},
+		{1, epoch + 1, brokerEpoch, kerr.StaleControllerEpoch},
+		{2, epoch, brokerEpoch, kerr.StaleControllerEpoch},
+		{1, epoch, -1, kerr.StaleBrokerEpoch},
+		{1, epoch, brokerEpoch + 1, kerr.StaleBrokerEpoch},
+	} {
+		sr := kmsg.NewPtrStopReplicaRequest()
+		sr.Version = 3
+		sr.ControllerID, sr.ControllerEpoch, sr.BrokerEpoch = f.ctl, f.epoch, f.be
+		sresp, err := sr.RequestWith(ctx, cl)
+		if err != nil || sresp.ErrorCode != f.want.Code {
+			t.Fatalf("StopReplica from controller %d epoch %d broker epoch %d: %v %+v, want %v", f.ctl, f.epoch, f.be, err, sresp, f.want)
+		}
+	}
+	if got := b.s.cluster.ctrlEpoch.Load(); got != epoch {
+		t.Fatalf("controller epoch %d after forged requests, want %d", got, epoch)
+	}
+	um = kmsg.NewPtrUpdateMetadataRequest()
+	um.Version = 6
+	um.ControllerID, um.ControllerEpoch, um.BrokerEpoch = 1, epoch, brokerEpoch
+	resp, err = um.RequestWith(ctx, cl)
+	if err != nil || resp.ErrorCode != 0 {
+		t.Fatalf("UpdateMetadata from the controller: %v %+v", err, resp)
 	}
 }

@@ -33,7 +33,10 @@
 //     LeaderAndIsr, follower fetchers, the ISR writer and shrink ticker,
 //     controlled shutdown; Metadata from the cache, acks=all waiting for the
 //     high watermark, follower fetches. Handlers 04-07 are the inter-broker
-//     APIs (LeaderAndIsr, StopReplica, UpdateMetadata, ControlledShutdown).
+//     APIs (LeaderAndIsr, StopReplica, UpdateMetadata, ControlledShutdown);
+//     cluster_fence.go admits the controller's requests only when they carry
+//     this broker's registration epoch and the controller id and epoch
+//     ZooKeeper names (a watcher keeps that view current).
 //     Lock order: cluster.partMu → Server.topicMu.
 //   - groups.go: the group coordinator's wiring (package group): config,
 //     its store over __consumer_offsets, FindCoordinator's answer; handlers

@@ -9,6 +9,29 @@
 // single event loop goroutine owns all controller state, ZooKeeper watches
 // post events to it, and one sender goroutine per broker delivers requests
 // in order.
+//
+// # Replicas that cannot be opened
+//
+// A broker that cannot create or open a partition's log answers that
+// partition KAFKA_STORAGE_ERROR in its LeaderAndIsr response. As Kafka's
+// controller does, the controller then remembers that replica as offline
+// (a per-broker set, cleared when the broker dies or registers again, and
+// entry by entry when a later LeaderAndIsr response reports the partition
+// fine): if it led the partition another leader is elected from the rest of
+// the ISR (or none, when no other ISR member is live), it leaves the ISR
+// (unless it is the last member), it gets StopReplica (without delete), the
+// other replicas the new state, and every broker's metadata lists it among
+// the partition's offline replicas. An offline replica is not elected again
+// until it is back. A new controller learns the offline replicas afresh from
+// the LeaderAndIsr responses to its first requests.
+//
+// # Controlled shutdown
+//
+// ControlledShutdown must come from the broker it names: its BrokerEpoch
+// must be the czxid of that broker's registration, read from ZooKeeper
+// when the request is handled (and the one this controller knows); a
+// request without an epoch (v0-v1) or with another one is refused with
+// STALE_BROKER_EPOCH and changes nothing.
 package controller
 
 import (
@@ -59,6 +82,9 @@ type Controller struct {
 	shuttingDown map[int32]bool
 	topics       map[string]*topicInfo
 	senders      map[int32]*sender
+	// offlineDirs are the replicas each broker reported KAFKA_STORAGE_ERROR
+	// for (Kafka's replicasOnOfflineDirs).
+	offlineDirs map[int32]map[zkstore.TopicPartition]bool
 
 	statusMu sync.Mutex
 	status   Status
@@ -88,6 +114,7 @@ const (
 	evShutdown
 	evSession
 	evRebalance
+	evLeaderAndIsrResponse
 )
 
 type event struct {
@@ -98,6 +125,10 @@ type event struct {
 	broker      int32
 	brokerEpoch int64
 	reply       chan shutdownResult
+	// LeaderAndIsr response: the partitions the broker answered with
+	// KAFKA_STORAGE_ERROR and without error.
+	from            *sender
+	offline, online []zkstore.TopicPartition
 }
 
 type shutdownResult struct {
@@ -264,6 +295,8 @@ func (c *Controller) handle(ev event) {
 			err = c.onDeletions()
 		case evRebalance:
 			err = c.preferredElection()
+		case evLeaderAndIsrResponse:
+			err = c.onLeaderAndIsrResponse(ev.from, ev.offline, ev.online)
 		}
 	}
 	if errors.Is(err, zkstore.ErrFenced) {
@@ -331,7 +364,7 @@ func (c *Controller) resign() {
 		s.close()
 	}
 	c.senders = nil
-	c.brokers, c.topics, c.shuttingDown = nil, nil, nil
+	c.brokers, c.topics, c.shuttingDown, c.offlineDirs = nil, nil, nil, nil
 	c.setStatus(func(s *Status) { s.Active = false })
 	_ = c.cfg.Store.Resign()
 }
@@ -343,6 +376,7 @@ func (c *Controller) failover() error {
 	c.shuttingDown = map[int32]bool{}
 	c.topics = map[string]*topicInfo{}
 	c.senders = map[int32]*sender{}
+	c.offlineDirs = map[int32]map[zkstore.TopicPartition]bool{}
 	bs, ch, err := c.cfg.Store.Brokers()
 	if err != nil {
 		return err
@@ -376,6 +410,17 @@ func (c *Controller) live(id int32) bool {
 }
 
 func (c *Controller) eligible(id int32) bool { return c.live(id) && !c.shuttingDown[id] }
+
+// replicaOffline reports whether broker id reported its replica of tp
+// unusable (KAFKA_STORAGE_ERROR).
+func (c *Controller) replicaOffline(id int32, tp zkstore.TopicPartition) bool {
+	return c.offlineDirs[id][tp]
+}
+
+// eligibleFor is eligible for a leader or ISR member of tp: also not offline.
+func (c *Controller) eligibleFor(tp zkstore.TopicPartition) func(int32) bool {
+	return func(id int32) bool { return c.eligible(id) && !c.replicaOffline(id, tp) }
+}
 
 // loadTopics reads the topic list (watched) and each assignment (watched).
 func (c *Controller) loadTopics() error {
@@ -456,14 +501,17 @@ func (c *Controller) reconcileAll(dead map[int32]bool) ([]zkstore.TopicPartition
 		}
 		unclean := c.cfg.Unclean(n)
 		for p, replicas := range ti.assign.Replicas {
+			tp := zkstore.TopicPartition{Topic: n, Partition: int32(p)}
+			eligible := c.eligibleFor(tp)
+			down := func(id int32) bool { return isDead(id) || c.replicaOffline(id, tp) }
 			ok, err := c.updateState(n, int32(p), func(st zkstore.PartitionState, exists bool) (zkstore.PartitionState, bool) {
 				if !exists {
-					return InitialState(replicas, c.eligible, c.fence.Epoch)
+					return InitialState(replicas, eligible, c.fence.Epoch)
 				}
 				if st.Leader == NoLeader {
-					return ElectOnline(st, replicas, c.eligible, unclean, c.fence.Epoch)
+					return ElectOnline(st, replicas, eligible, unclean, c.fence.Epoch)
 				}
-				return AfterBrokerLoss(st, replicas, isDead, c.eligible, unclean, c.fence.Epoch)
+				return AfterBrokerLoss(st, replicas, down, eligible, unclean, c.fence.Epoch)
 			})
 			if err != nil {
 				return changed, err
@@ -510,6 +558,14 @@ func (c *Controller) onBrokersChanged() error {
 		}
 		delete(c.brokers, id)
 		delete(c.shuttingDown, id)
+	}
+	// A broker that died or registered again starts with no offline
+	// replicas: its next LeaderAndIsr responses tell.
+	for id := range dead {
+		delete(c.offlineDirs, id)
+	}
+	for _, id := range added {
+		delete(c.offlineDirs, id)
 	}
 	changed, err := c.reconcileAll(dead)
 	if err != nil {
@@ -667,6 +723,13 @@ func (c *Controller) onDeletions() error {
 			return err
 		}
 		delete(c.topics, n)
+		for _, set := range c.offlineDirs {
+			for tp := range set {
+				if tp.Topic == n {
+					delete(set, tp)
+				}
+			}
+		}
 		c.log.Info("deleted topic", "topic", n)
 	}
 	c.sendUpdateMetadataAll()
@@ -681,7 +744,16 @@ func (c *Controller) controlledShutdown(id int32, epoch int64) ([]zkstore.TopicP
 	if !ok {
 		return nil, nil, kerr.BrokerNotAvailable
 	}
-	if epoch >= 0 && epoch != b.Epoch {
+	if epoch != b.Epoch {
+		c.log.Warn("refused controlled shutdown: not the broker's registration", "broker", id, "broker_epoch", epoch, "registered_epoch", b.Epoch)
+		return nil, nil, kerr.StaleBrokerEpoch
+	}
+	reg, exists, _, err := c.cfg.Store.BrokerRegistration(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !exists || reg != epoch {
+		c.log.Warn("refused controlled shutdown: not the broker's registration in ZooKeeper", "broker", id, "broker_epoch", epoch, "registered", exists, "registered_epoch", reg)
 		return nil, nil, kerr.StaleBrokerEpoch
 	}
 	c.shuttingDown[id] = true
@@ -701,7 +773,7 @@ func (c *Controller) controlledShutdown(id int32, epoch int64) ([]zkstore.TopicP
 				if !exists {
 					return st, false
 				}
-				next, ch, stk := MoveLeaderFrom(st, replicas, id, c.eligible, c.fence.Epoch)
+				next, ch, stk := MoveLeaderFrom(st, replicas, id, c.eligibleFor(tp), c.fence.Epoch)
 				wasStuck = stk
 				if st.Leader != id {
 					followed = append(followed, tp)
@@ -760,6 +832,72 @@ func (c *Controller) awaitDelivered(ctx context.Context, shuttingDown int32, sen
 	}
 }
 
+// onLeaderAndIsrResponse is Kafka's handling of a LeaderAndIsr response
+// (package doc, "Replicas that cannot be opened"): the broker's offline
+// replicas are updated, and those newly offline are taken out of service.
+func (c *Controller) onLeaderAndIsrResponse(from *sender, offline, online []zkstore.TopicPartition) error {
+	id := from.id
+	if c.senders[id] != from {
+		return nil // the broker went away or registered again meanwhile
+	}
+	set := c.offlineDirs[id]
+	if set == nil {
+		set = map[zkstore.TopicPartition]bool{}
+		c.offlineDirs[id] = set
+	}
+	for _, tp := range online {
+		delete(set, tp)
+	}
+	var fresh []zkstore.TopicPartition
+	for _, tp := range offline {
+		if ti := c.topics[tp.Topic]; ti == nil || ti.deleting || int(tp.Partition) >= len(ti.assign.Replicas) {
+			continue
+		}
+		if !set[tp] {
+			set[tp] = true
+			fresh = append(fresh, tp)
+		}
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	c.log.Error("broker cannot serve its replicas (KAFKA_STORAGE_ERROR); marking them offline", "broker", id, "partitions", fresh)
+	return c.onReplicasOffline(id, fresh)
+}
+
+// onReplicasOffline takes broker id's replicas of tps out of service: a new
+// leader where it led, out of the ISR, StopReplica to it, the new states to
+// the other replicas and the metadata to every broker.
+func (c *Controller) onReplicasOffline(id int32, tps []zkstore.TopicPartition) error {
+	var changed []zkstore.TopicPartition
+	stop := map[string][]int32{}
+	for _, tp := range tps {
+		replicas := c.topics[tp.Topic].assign.Replicas[tp.Partition]
+		eligible := c.eligibleFor(tp)
+		down := func(r int32) bool { return !c.live(r) || c.replicaOffline(r, tp) }
+		unclean := c.cfg.Unclean(tp.Topic)
+		ok, err := c.updateState(tp.Topic, tp.Partition, func(st zkstore.PartitionState, exists bool) (zkstore.PartitionState, bool) {
+			if !exists {
+				return st, false
+			}
+			return AfterBrokerLoss(st, replicas, down, eligible, unclean, c.fence.Epoch)
+		})
+		if err != nil {
+			return err
+		}
+		if ok {
+			changed = append(changed, tp)
+		}
+		stop[tp.Topic] = append(stop[tp.Topic], tp.Partition)
+	}
+	for topic, ps := range stop {
+		c.sendStopReplica(id, topic, ps, false)
+	}
+	c.sendLeaderAndIsrFor(changed, []int32{id})
+	c.sendUpdateMetadataAll()
+	return nil
+}
+
 // preferredElection moves leadership back to preferred replicas.
 func (c *Controller) preferredElection() error {
 	var changed []zkstore.TopicPartition
@@ -768,11 +906,12 @@ func (c *Controller) preferredElection() error {
 			continue
 		}
 		for p, replicas := range ti.assign.Replicas {
+			eligible := c.eligibleFor(zkstore.TopicPartition{Topic: n, Partition: int32(p)})
 			ok, err := c.updateState(n, int32(p), func(st zkstore.PartitionState, exists bool) (zkstore.PartitionState, bool) {
 				if !exists {
 					return st, false
 				}
-				return PreferredLeader(st, replicas, c.eligible, c.fence.Epoch)
+				return PreferredLeader(st, replicas, eligible, c.fence.Epoch)
 			})
 			if err != nil {
 				return err
@@ -920,7 +1059,7 @@ func (c *Controller) sendUpdateMetadataAll() []delivery {
 				ps.ZKVersion = st.ZkVersion
 			}
 			for _, r := range rs {
-				if !c.live(r) {
+				if !c.live(r) || c.replicaOffline(r, zkstore.TopicPartition{Topic: n, Partition: int32(p)}) {
 					ps.OfflineReplicas = append(ps.OfflineReplicas, r)
 				}
 			}
@@ -1066,10 +1205,42 @@ func (s *sender) run() {
 			}
 			if code := topErrorCode(resp); code != 0 {
 				s.c.log.Warn("broker refused controller request", "broker", s.id, "api", kmsg.NameForKey(req.Key()), "err", kerr.ErrorForCode(code))
+			} else if lr, ok := resp.(*kmsg.LeaderAndISRResponse); ok {
+				s.leaderAndIsrAnswered(lr)
 			}
 			close(out.done)
 			break
 		}
+	}
+}
+
+// leaderAndIsrAnswered hands the loop the partitions the broker answered
+// with KAFKA_STORAGE_ERROR and without error.
+func (s *sender) leaderAndIsrAnswered(resp *kmsg.LeaderAndISRResponse) {
+	ev := event{kind: evLeaderAndIsrResponse, from: s}
+	add := func(p kmsg.LeaderAndISRResponseTopicPartition) {
+		tp := zkstore.TopicPartition{Topic: p.Topic, Partition: p.Partition}
+		switch p.ErrorCode {
+		case 0:
+			ev.online = append(ev.online, tp)
+		case kerr.KafkaStorageError.Code:
+			ev.offline = append(ev.offline, tp)
+		}
+	}
+	for _, p := range resp.Partitions {
+		add(p)
+	}
+	for _, t := range resp.Topics { // v5+ (kvlog sends v4)
+		for _, p := range t.Partitions {
+			add(p)
+		}
+	}
+	if len(ev.offline) == 0 && len(ev.online) == 0 {
+		return
+	}
+	select {
+	case s.c.events <- ev:
+	case <-s.ctx.Done():
 	}
 }
 

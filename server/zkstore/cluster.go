@@ -191,6 +191,65 @@ func (s *Store) Elect(brokerID int32) (Fence, error) {
 	return Fence{}, errors.New("zkstore: controller election kept conflicting")
 }
 
+// ControllerView is who the metadata store says the controller is: the
+// broker id in /controller (-1 when there is none) and /controller_epoch.
+type ControllerView struct {
+	ID    int32
+	Epoch int32
+}
+
+// CurrentController reads /controller and /controller_epoch after a sync
+// (so this session sees at least what any other session wrote before the
+// call). The two are read as a consistent pair: every election creates
+// /controller and bumps /controller_epoch in one multi, so when the epoch
+// is the same before and after reading /controller, that id belongs to that
+// epoch (or the controller has gone: -1).
+func (s *Store) CurrentController() (ControllerView, error) {
+	if _, err := s.conn.Sync(s.p(pathControllerEpoc)); err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return ControllerView{}, fmt.Errorf("zkstore: sync /controller_epoch: %w", err)
+	}
+	for attempt := 0; attempt < 10; attempt++ {
+		before, err := s.ControllerEpoch()
+		if err != nil {
+			return ControllerView{}, err
+		}
+		id := int32(-1)
+		data, _, err := s.conn.Get(s.p(pathController))
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+		case err != nil:
+			return ControllerView{}, fmt.Errorf("zkstore: read /controller: %w", err)
+		default:
+			var j controllerJSON
+			if err := json.Unmarshal(data, &j); err != nil {
+				return ControllerView{}, fmt.Errorf("zkstore: bad /controller %q", data)
+			}
+			id = j.BrokerID
+		}
+		after, err := s.ControllerEpoch()
+		if err != nil {
+			return ControllerView{}, err
+		}
+		if before == after {
+			return ControllerView{ID: id, Epoch: after.Epoch}, nil
+		}
+	}
+	return ControllerView{}, errors.New("zkstore: controller kept changing while being read")
+}
+
+// BrokerRegistration reads /brokers/ids/<id>: its broker epoch (czxid),
+// whether it exists, and whether this session owns it.
+func (s *Store) BrokerRegistration(id int32) (epoch int64, exists, own bool, err error) {
+	_, st, err := s.conn.Get(s.p(brokerPath(id)))
+	if errors.Is(err, zk.ErrNoNode) {
+		return 0, false, false, nil
+	}
+	if err != nil {
+		return 0, false, false, fmt.Errorf("zkstore: read registration of broker %d: %w", id, err)
+	}
+	return st.Czxid, true, st.EphemeralOwner == s.conn.SessionID(), nil
+}
+
 // Resign deletes /controller if this session holds it.
 func (s *Store) Resign() error {
 	_, st, err := s.conn.Get(s.p(pathController))
