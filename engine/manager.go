@@ -403,5 +403,5 @@ func (m *Manager) closeLogs() error {
 	return first
 }
 
-// Dirs returns the log dirs.
+// Dirs returns the log dirs, absolute and cleaned.
 func (m *Manager) Dirs() []string { return m.opts.Dirs }
