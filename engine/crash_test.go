@@ -19,6 +19,7 @@ func crashManager(m *Manager) {
 		crashClose(l)
 	}
 	m.handles.close()
+	m.locks.Release() // the process is gone: so is its flock
 }
 
 // TestCrashConsistency appends, syncs, rolls, runs retention and writes

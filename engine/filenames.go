@@ -26,6 +26,7 @@ const (
 	LogStartCheckpointFile      = "log-start-offset-checkpoint"
 	CleanerCheckpointFile       = "cleaner-offset-checkpoint"
 	CleanShutdownFile           = ".kafka_cleanshutdown"
+	LockFile                    = ".lock" // flock(2)ed by the process owning the log dir
 	MetaPropertiesFile          = "meta.properties"
 
 	// DeleteDirSuffix marks a partition directory scheduled for removal.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -67,6 +68,22 @@ func (e *testEnv) open(clean bool, rp Offset) *Log {
 		e.t.Fatal(err)
 	}
 	return l
+}
+
+// openManager opens a Manager on the log dir holding e.dir (whose
+// partition is topic-0) and returns it with that partition's log.
+func (e *testEnv) openManager() (*Manager, *Log) {
+	e.t.Helper()
+	m, err := OpenManager(ManagerOptions{Dirs: []string{filepath.Dir(e.dir)}, FS: e.fs, Clock: e.clk, Logger: quietLogger,
+		ConfigFor: func(TopicPartition) Config { return e.cfg }})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	l, err := m.CreateLog(TopicPartition{Topic: "topic", Partition: 0}, e.cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return m, l
 }
 
 // readAll returns every record from offset from to the log end, via Read.

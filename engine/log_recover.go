@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -180,8 +181,10 @@ func (l *Log) load(opts LogOptions) error {
 
 // recover rescans every segment from the one containing rp: batches are
 // CRC-checked (except, in that first segment, the flushed ones below rp:
-// see recoverSegment) and indexes rebuilt; at the first torn or corrupt
-// batch the segment is truncated and all later segments are deleted.
+// see recoverSegment), their offsets checked against each other and
+// against the next segment's base, and indexes rebuilt; at the first torn
+// or corrupt batch the segment is truncated and all later segments are
+// deleted.
 func (l *Log) recover(segs []*segment, rp Offset) ([]*segment, error) {
 	from, ok := floorSegment(segs, rp)
 	if !ok || rp < 0 {
@@ -189,7 +192,11 @@ func (l *Log) recover(segs []*segment, rp Offset) ([]*segment, error) {
 	}
 	for i := from; i < len(segs); i++ {
 		s := segs[i]
-		valid, err := s.recoverSegment(rp)
+		limit := Offset(math.MaxInt64)
+		if i+1 < len(segs) {
+			limit = segs[i+1].base
+		}
+		valid, err := s.recoverSegment(rp, limit)
 		if err != nil {
 			return nil, err
 		}
@@ -219,7 +226,9 @@ func (l *Log) recover(segs []*segment, rp Offset) ([]*segment, error) {
 // but not their CRCs, so a restart after a clean flush reads only the batch
 // headers of the segment holding the recovery point instead of all its
 // bytes. (Kafka rescans that segment whole.)
-func (s *segment) recoverSegment(trustedBelow Offset) (int64, error) {
+//
+// Every offset of the segment must be below limit, the next segment's base.
+func (s *segment) recoverSegment(trustedBelow, limit Offset) (int64, error) {
 	f, err := s.fs.OpenFile(LogFileName(s.dir, s.base), os.O_RDONLY, 0)
 	if err != nil {
 		return 0, fmt.Errorf("engine: recover %s: %w: %w", s, ErrStorage, err)
@@ -231,13 +240,13 @@ func (s *segment) recoverSegment(trustedBelow Offset) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	valid, next, epochs, consistent := s.scanValid(data, trustedBelow)
+	valid, next, epochs, consistent := s.scanValid(data, trustedBelow, limit)
 	if !consistent {
 		// The trusted prefix did not end exactly at the recovery point (a
 		// checkpoint beyond the data, or not at a batch boundary): trust
 		// nothing and check every batch.
 		s.log.logger.Warn("recovery point not at a batch boundary of its segment; checking every batch", "segment", s.String(), "recovery_point", int64(trustedBelow))
-		valid, next, epochs, _ = s.scanValid(data, -1)
+		valid, next, epochs, _ = s.scanValid(data, -1, limit)
 	}
 	s.next.Store(next)
 	// Epochs assigned after the last flush were not written: rebuild them
@@ -264,10 +273,30 @@ func (s *segment) recoverSegment(trustedBelow Offset) (int64, error) {
 // prefix, the offset after it (the segment's base when nothing is valid),
 // the leader epochs its batches start, and whether the batches ending below
 // trustedBelow, which are not CRC-checked, ended exactly at trustedBelow.
-func (s *segment) scanValid(data []byte, trustedBelow Offset) (valid int64, next int64, epochs []checkpoint.EpochEntry, consistent bool) {
+//
+// A batch is valid when it is framed, its CRC matches (unless trusted), it
+// starts at or above the segment's base and above the previous batch's last
+// offset, its relative offsets fit the indexes, and it ends below limit.
+// Offsets may jump forward (compaction leaves gaps), but the base offset is
+// outside the CRC: a corrupted one that jumps forward is caught by the next
+// batch, which then starts inside the jumped batch's range while continuing
+// from the batch before it (in a log without gaps it always does). The
+// jumped batch is then the corrupt one and the valid prefix ends before it,
+// so its bogus offsets never become the log end; a jump past the next
+// segment's base is caught by limit.
+func (s *segment) scanValid(data []byte, trustedBelow, limit Offset) (valid int64, next int64, epochs []checkpoint.EpochEntry, consistent bool) {
 	next = int64(s.base)
 	consistent = true
 	anyTrusted, reached := false, trustedBelow <= s.base
+	// The scan's state before the last accepted batch, and whether that
+	// batch started beyond the offset following its predecessor.
+	type scanState struct {
+		valid, next         int64
+		epochs              int
+		anyTrusted, reached bool
+	}
+	var before scanState
+	lastJumped := false
 	buf := data
 	for len(buf) > 0 {
 		b, rest, err := record.ReadBatch(buf)
@@ -279,12 +308,20 @@ func (s *segment) scanValid(data []byte, trustedBelow Offset) (valid int64, next
 			consistent = false // a batch straddles the recovery point
 			return
 		}
-		if (!trusted && b.VerifyCRC() != nil) || Offset(b.BaseOffset()) < s.base || (valid > 0 && b.BaseOffset() < next) {
+		if b.BaseOffset() < next && lastJumped && b.BaseOffset() >= before.next && (trusted || b.VerifyCRC() == nil) {
+			// This sound batch continues from the one before the jump.
+			valid, next, epochs = before.valid, before.next, epochs[:before.epochs]
+			anyTrusted, reached = before.anyTrusted, before.reached
 			break
 		}
-		if int64(b.LastOffset())-int64(s.base) > int64(^uint32(0)>>1) {
+		if (!trusted && b.VerifyCRC() != nil) || Offset(b.BaseOffset()) < s.base || b.BaseOffset() < next {
 			break
 		}
+		if int64(b.LastOffset())-int64(s.base) > int64(^uint32(0)>>1) || Offset(b.LastOffset()) >= limit {
+			break
+		}
+		before = scanState{valid: valid, next: next, epochs: len(epochs), anyTrusted: anyTrusted, reached: reached}
+		lastJumped = b.BaseOffset() > next
 		if trusted {
 			anyTrusted = true
 			reached = reached || Offset(b.LastOffset())+1 == trustedBelow

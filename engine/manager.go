@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -18,8 +17,13 @@ import (
 
 // ManagerOptions configure a Manager.
 type ManagerOptions struct {
-	Dirs   []string // log.dirs
-	FS     vfs.FS   // nil: the operating system
+	Dirs []string // log.dirs; made absolute and cleaned by OpenManager
+	// Locks, when set, are the dirs' locks already taken with LockDirs
+	// (its Dirs replace Dirs). OpenManager takes them over: they are
+	// released by Close, or at once when OpenManager fails. When nil,
+	// OpenManager takes the locks itself before reading anything.
+	Locks  *DirLocks
+	FS     vfs.FS // nil: the operating system
 	Clock  clock.Clock
 	Logger *slog.Logger
 	// MaxOpenSegments bounds how many inactive segments keep descriptors and
@@ -44,6 +48,8 @@ type Manager struct {
 	opts    ManagerOptions
 	handles *handleCache
 
+	locks *DirLocks // held from OpenManager until Close
+
 	mu   sync.Mutex
 	logs map[TopicPartition]*Log
 
@@ -54,15 +60,23 @@ type Manager struct {
 	closed bool
 }
 
-// OpenManager loads and (after an unclean stop) recovers every partition in
-// opts.Dirs.
+// OpenManager locks every dir of opts.Dirs (see LockDirs; a dir locked by
+// another process fails with ErrDirLocked before anything in it is read or
+// written), then loads and (after an unclean stop) recovers every
+// partition in them.
 func OpenManager(opts ManagerOptions) (*Manager, error) {
-	if len(opts.Dirs) == 0 {
-		return nil, errors.New("engine: no log dirs")
-	}
 	if opts.FS == nil {
 		opts.FS = vfs.Default
 	}
+	locks := opts.Locks
+	if locks == nil {
+		var err error
+		if locks, err = LockDirs(opts.FS, opts.Dirs); err != nil {
+			return nil, err
+		}
+	}
+	opts.Locks = nil
+	opts.Dirs = locks.Dirs()
 	if opts.Clock == nil {
 		opts.Clock = clock.Real
 	}
@@ -86,13 +100,17 @@ func OpenManager(opts ManagerOptions) (*Manager, error) {
 	}
 	hc, err := newHandleCache(opts.MaxOpenSegments)
 	if err != nil {
+		locks.Release()
 		return nil, err
 	}
-	m := &Manager{opts: opts, handles: hc, logs: map[TopicPartition]*Log{}}
+	m := &Manager{opts: opts, locks: locks, handles: hc, logs: map[TopicPartition]*Log{}}
 	for _, dir := range opts.Dirs {
 		if err := m.loadDir(dir); err != nil {
+			// No clean-shutdown marker is written: a dir that did not
+			// load completely keeps whatever state it was found in.
 			m.closeLogs()
 			hc.close()
+			locks.Release()
 			return nil, err
 		}
 	}
@@ -114,8 +132,15 @@ func (m *Manager) loadDir(dir string) error {
 	clean := statErr == nil
 	rps, err := checkpoint.ReadOffsets(fs, filepath.Join(dir, RecoveryPointCheckpointFile))
 	if err != nil {
-		m.opts.Logger.Warn("recovery point checkpoint unreadable; recovering every segment", "dir", dir, "err", err)
-		rps, clean = nil, false
+		// Treated as missing, as Kafka does. After a clean shutdown that
+		// changes nothing (every log was flushed: its recovery point is its
+		// end); after an unclean one every segment is rescanned.
+		if clean {
+			m.opts.Logger.Warn("recovery point checkpoint unreadable; clean shutdown, so every log is taken as flushed to its end", "dir", dir, "err", err)
+		} else {
+			m.opts.Logger.Warn("recovery point checkpoint unreadable; recovering every segment", "dir", dir, "err", err)
+		}
+		rps = nil
 	}
 	starts, err := checkpoint.ReadOffsets(fs, filepath.Join(dir, LogStartCheckpointFile))
 	if err != nil {
@@ -364,6 +389,7 @@ func (m *Manager) Close() error {
 		}
 	}
 	m.handles.close()
+	m.locks.Release()
 	return err
 }
 
@@ -377,5 +403,5 @@ func (m *Manager) closeLogs() error {
 	return first
 }
 
-// Dirs returns the log dirs.
+// Dirs returns the log dirs, absolute and cleaned.
 func (m *Manager) Dirs() []string { return m.opts.Dirs }

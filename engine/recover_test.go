@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
@@ -74,6 +75,39 @@ func TestRecoverTornLastBatchAtEveryByte(t *testing.T) {
 }
 
 func TestRecoverCorruptionTable(t *testing.T) {
+	// segmentSizes, set by a poke, is what the check of a case that must
+	// not truncate compares with.
+	var segmentSizes map[Offset]int64
+	type setup struct {
+		// manager: the log lives in a log dir opened by a Manager, so the
+		// clean-shutdown marker and the log-dir checkpoints take part.
+		manager bool
+		// segmentBytes, when set, overrides the case's segment size.
+		segmentBytes int64
+		// check, when set, replaces assertRecords(survive).
+		check func(t *testing.T, l *Log)
+	}
+	special := map[string]setup{
+		"base_offset_jump_past_next_segment": {segmentBytes: 700},
+		"recovery_checkpoint_unreadable_after_clean_shutdown": {manager: true, check: func(t *testing.T, l *Log) {
+			if got := l.LogEndOffset(); got != 18 {
+				t.Fatalf("log end %d, want 18", got)
+			}
+			segs := l.Segments()
+			if len(segs) != len(segmentSizes) {
+				t.Fatalf("%d segments after restart, %d before", len(segs), len(segmentSizes))
+			}
+			for _, s := range segs {
+				if s.Size != segmentSizes[s.BaseOffset] {
+					t.Fatalf("segment %d: %d bytes after restart, %d before", s.BaseOffset, s.Size, segmentSizes[s.BaseOffset])
+				}
+			}
+			res, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(18, 0)}), 0)
+			if err != nil || res.BaseOffset != 18 {
+				t.Fatalf("append after restart: offset %d, %v; want 18", res.BaseOffset, err)
+			}
+		}},
+	}
 	cases := []struct {
 		name    string
 		poke    func(t *testing.T, e *testEnv, l *Log, sizes []int)
@@ -116,29 +150,110 @@ func TestRecoverCorruptionTable(t *testing.T) {
 		{"index_garbage_unclean", func(t *testing.T, e *testEnv, l *Log, sizes []int) {
 			garbageAll(t, l.dir, IndexSuffix)
 		}, false, 18},
+		// A forward jump of a batch's base offset (outside the CRC) in the
+		// middle of a segment: the next batch starts inside the jumped
+		// range, continuing from the batch before it. The jumped batch is
+		// cut, not kept with offsets 609..611 as the log end.
+		{"base_offset_jump_mid_active", func(t *testing.T, e *testEnv, l *Log, sizes []int) {
+			setBaseOffset(t, activeLogPath(l), int64(sizes[0]+sizes[1]+sizes[2]), 9+600)
+		}, false, 9},
+		{"base_offset_jump_first_batch", func(t *testing.T, e *testEnv, l *Log, sizes []int) {
+			setBaseOffset(t, activeLogPath(l), 0, 600)
+		}, false, 0},
+		// The last batch of the first (inactive) segment jumps past the
+		// next segment's base: it is cut there and the later segments go,
+		// as for any corruption.
+		{"base_offset_jump_past_next_segment", func(t *testing.T, e *testEnv, l *Log, sizes []int) {
+			segs := l.Segments()
+			if len(segs) != 2 || segs[1].BaseOffset != 15 {
+				t.Fatalf("want segments at 0 and 15: %+v", segs)
+			}
+			last := int(segs[1].BaseOffset/3) - 1 // the last batch of segment 0
+			pos := 0
+			for _, n := range sizes[:last] {
+				pos += n
+			}
+			setBaseOffset(t, LogFileName(l.dir, 0), int64(pos), int64(segs[1].BaseOffset)+100)
+		}, false, 12},
+		// The clean-shutdown marker is present but the recovery-point
+		// checkpoint cannot be read, and an old segment holds a bad byte:
+		// the checkpoint counts as missing, the clean shutdown still means
+		// every log is flushed to its end, and nothing is rescanned or
+		// truncated; the next offset follows every acknowledged one.
+		{"recovery_checkpoint_unreadable_after_clean_shutdown", func(t *testing.T, e *testEnv, l *Log, sizes []int) {
+			root := filepath.Dir(l.dir)
+			if _, err := os.Stat(filepath.Join(root, CleanShutdownFile)); err != nil {
+				t.Fatalf("no clean-shutdown marker: %v", err)
+			}
+			writeFile(t, filepath.Join(root, RecoveryPointCheckpointFile), []byte("0\n1\ntopic 0 \x00garbage"))
+			flipByte(t, LogFileName(l.dir, 0), int64(sizes[0]+record.HeaderSize+2))
+			segmentSizes = map[Offset]int64{}
+			for _, s := range l.Segments() {
+				fi, err := os.Stat(s.Path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				segmentSizes[s.BaseOffset] = fi.Size()
+			}
+		}, true, 18},
 	}
 	for _, tc := range cases {
+		sp := special[tc.name]
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEnv(t)
 			e.cfg.SegmentBytes = 1 << 20 // one segment: corruption lands in the active one
 			if tc.clean {
 				e.cfg.SegmentBytes = 700 // several segments: every index file is damaged
 			}
-			l := e.open(true, -1)
+			if sp.segmentBytes > 0 {
+				e.cfg.SegmentBytes = sp.segmentBytes
+			}
+			var m *Manager
+			var l *Log
+			if sp.manager {
+				m, l = e.openManager()
+			} else {
+				l = e.open(true, -1)
+			}
 			sizes := fill(t, e, l, 6)
-			if tc.clean {
+			switch {
+			case sp.manager && tc.clean:
+				if err := m.Close(); err != nil {
+					t.Fatal(err)
+				}
+			case sp.manager:
+				crashManager(m)
+			case tc.clean:
 				if err := l.Close(); err != nil {
 					t.Fatal(err)
 				}
-			} else {
+			default:
 				crashClose(l)
 			}
 			tc.poke(t, e, l, sizes)
-			l = e.open(tc.clean, 0)
-			defer l.Close()
-			assertRecords(t, l, tc.survive)
+			if sp.manager {
+				m, l = e.openManager()
+				defer m.Close()
+			} else {
+				l = e.open(tc.clean, 0)
+				defer l.Close()
+			}
+			if sp.check != nil {
+				sp.check(t, l)
+			} else {
+				assertRecords(t, l, tc.survive)
+			}
 		})
 	}
+}
+
+// setBaseOffset rewrites the BaseOffset field (outside the CRC) of the
+// batch at pos.
+func setBaseOffset(t *testing.T, path string, pos, base int64) {
+	t.Helper()
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(base))
+	writeAt(t, path, pos, b[:])
 }
 
 func flipByte(t *testing.T, path string, pos int64) {

@@ -122,8 +122,13 @@ type partition struct {
 	waits  map[*fetchWait]struct{} // parked fetches watching this partition
 }
 
-// New opens the metadata store and the partition logs and loads every
-// topic. It does not listen yet (Start does).
+// New binds every listener, locks the log dirs, opens the metadata store
+// and the partition logs and loads every topic. It does not serve yet
+// (Start does). The order matters for a broker started twice on the same
+// data directory: a listener already in use or a log dir locked by another
+// process (engine.ErrDirLocked) fails here, before anything in the dirs is
+// read or written, and a failed New never marks a dir it did not load as
+// cleanly shut down.
 func New(cfg *Config, opts Options) (*Server, error) {
 	s := &Server{
 		cfg:    cfg,
@@ -141,18 +146,38 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()
 	}
+	if err := s.bindListeners(); err != nil {
+		return nil, err
+	}
+	locks, err := engine.LockDirs(opts.FS, cfg.LogDirs)
+	if err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	if err := s.open(cfg, opts, locks); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	return s, nil
+}
+
+// open opens the metadata store and the logs (taking over locks) and loads
+// every topic.
+func (s *Server) open(cfg *Config, opts Options, locks *engine.DirLocks) error {
 	var meta metastore.Store
 	if cfg.ZooKeeperConnect != "" {
 		zs, err := openZooKeeper(cfg, s.logger)
 		if err != nil {
-			return nil, fmt.Errorf("metadata store: %w", err)
+			locks.Release()
+			return fmt.Errorf("metadata store: %w", err)
 		}
 		meta = zs
 		s.cluster = newCluster(s, zs)
 	} else {
-		local, err := metastore.OpenLocal(cfg.LogDirs[0], cfg.ClusterID)
+		local, err := metastore.OpenLocal(locks.Dirs()[0], cfg.ClusterID)
 		if err != nil {
-			return nil, fmt.Errorf("metadata store: %w", err)
+			locks.Release()
+			return fmt.Errorf("metadata store: %w", err)
 		}
 		meta = local
 	}
@@ -165,7 +190,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	}
 	layers := s.layers.Load()
 	mgr, err := engine.OpenManager(engine.ManagerOptions{
-		Dirs:                   cfg.LogDirs,
+		Locks:                  locks, // released by mgr.Close, or by OpenManager on failure
 		FS:                     opts.FS,
 		Clock:                  s.clock,
 		Logger:                 s.logger.With("component", "engine"),
@@ -179,7 +204,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	})
 	if err != nil {
 		meta.Close()
-		return nil, fmt.Errorf("opening logs: %w", err)
+		return fmt.Errorf("opening logs: %w", err)
 	}
 	s.mgr = mgr
 	// The cleaner exists before the topics load: deleting logs (pending
@@ -187,19 +212,19 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	if err := s.newCleaner(opts.FS); err != nil {
 		mgr.Close()
 		meta.Close()
-		return nil, err
+		return err
 	}
 	if err := s.loadTopics(); err != nil {
 		s.cleaner.Close()
 		mgr.Close()
 		meta.Close()
-		return nil, err
+		return err
 	}
 	if err := s.startGroups(); err != nil {
 		s.cleaner.Close()
 		mgr.Close()
 		meta.Close()
-		return nil, err
+		return err
 	}
 	s.metrics = newMetrics(s)
 	if err := s.metrics.register(s.registry); err != nil {
@@ -207,9 +232,9 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		s.cleaner.Close()
 		mgr.Close()
 		meta.Close()
-		return nil, err
+		return err
 	}
-	return s, nil
+	return nil
 }
 
 // refreshLayers rebuilds the config layers from the static config and the
@@ -359,21 +384,12 @@ func (s *Server) publishTopics(fn func(byName map[string]*topic)) {
 	}
 }
 
-// Start binds every listener and starts serving, plus the engine's
-// background work and the log cleaner. Listener ports of 0 pick a free port, which Metadata
-// then advertises.
-func (s *Server) Start(ctx context.Context) error {
-	bg, cancel := context.WithCancel(context.Background())
-	s.stopBg = cancel
-	s.bgDone = make(chan struct{})
-	go func() {
-		defer close(s.bgDone)
-		s.mgr.Start(bg)
-	}()
-	s.cleaner.Start(bg)
+// bindListeners binds every configured listener (New calls it first).
+// Listener ports of 0 pick a free port, which Metadata then advertises.
+func (s *Server) bindListeners() error {
 	var lc net.ListenConfig
 	for _, l := range s.cfg.Listeners {
-		ln, err := lc.Listen(ctx, "tcp", l.Addr())
+		ln, err := lc.Listen(context.Background(), "tcp", l.Addr())
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("listener %s: %w", l, err)
@@ -391,6 +407,20 @@ func (s *Server) Start(ctx context.Context) error {
 		s.listeners = append(s.listeners, sl)
 		s.lnMu.Unlock()
 	}
+	return nil
+}
+
+// Start starts serving on the listeners New bound, plus the engine's
+// background work and the log cleaner.
+func (s *Server) Start(ctx context.Context) error {
+	bg, cancel := context.WithCancel(context.Background())
+	s.stopBg = cancel
+	s.bgDone = make(chan struct{})
+	go func() {
+		defer close(s.bgDone)
+		s.mgr.Start(bg)
+	}()
+	s.cleaner.Start(bg)
 	s.lnMu.Lock()
 	for _, sl := range s.listeners {
 		s.connWG.Add(1)

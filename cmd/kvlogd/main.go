@@ -3,7 +3,10 @@
 //
 // With no flags it runs one broker on 127.0.0.1:9092 with its data in
 // ./data and the embedded metadata store. --config reads a Kafka-style
-// server.properties; the flags override the file's common keys.
+// server.properties; the flags override the file's common keys. It takes
+// no positional arguments. Exit status: 0 after a clean shutdown, --help or
+// --version; 1 when the broker fails (e.g. its port is in use or its log
+// dir is locked by another kvlogd); 2 for a bad command line.
 package main
 
 import (
@@ -11,11 +14,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,77 +30,169 @@ import (
 	"github.com/kvlog/kvlog/server"
 )
 
+// version is the release version, set at build time with
+// -ldflags "-X main.version=v1.2.3"; when empty, versionString falls back to
+// the module version and VCS revision the Go toolchain stamps into the
+// binary.
+var version string
+
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "kvlogd:", err)
-		os.Exit(1)
-	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string) error {
+const usageText = `Usage: kvlogd [flags]
+
+Runs one kvlog broker. Without flags: listener 127.0.0.1:9092, data in ./data,
+HTTP (metrics, health) on 127.0.0.1:9644, single-node embedded metadata store.
+
+Flags:
+`
+
+// run is kvlogd; it returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("kvlogd", flag.ContinueOnError)
-	var (
-		configPath = fs.String("config", "", "server.properties file (Apache Kafka key names)")
-		listeners  = fs.String("listeners", "", "listeners, e.g. PLAINTEXT://127.0.0.1:9092 (overrides the file)")
-		logDirs    = fs.String("log-dirs", "", "comma-separated data directories (overrides log.dirs)")
-		nodeID     = fs.Int("node-id", -1, "broker id (overrides node.id/broker.id)")
-		zkConnect  = fs.String("zookeeper", "", "ZooKeeper connect string host:port[/chroot] (overrides zookeeper.connect): cluster mode")
-		httpAddr   = fs.String("http", "", `HTTP listener for /metrics, /healthz, /cleaner and /debug/pprof (overrides kvlog.http.listener; "" disables)`)
-		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
-		shutdownTO = fs.Duration("shutdown-timeout", 30*time.Second, "how long graceful shutdown waits for in-flight requests")
-	)
-	if err := fs.Parse(args); err != nil {
-		return err
+	fs.SetOutput(stderr)
+	fs.Usage = func() {} // printed below, to stdout for --help
+	var f flags
+	fs.StringVar(&f.configPath, "config", "", "server.properties file (Apache Kafka key names)")
+	fs.StringVar(&f.listeners, "listeners", "", "listeners, e.g. PLAINTEXT://127.0.0.1:9092 (overrides the file)")
+	fs.StringVar(&f.logDirs, "log-dirs", "", "comma-separated data directories (overrides log.dirs)")
+	fs.IntVar(&f.nodeID, "node-id", -1, "broker id (overrides node.id/broker.id)")
+	fs.StringVar(&f.zkConnect, "zookeeper", "", "ZooKeeper connect string host:port[/chroot] (overrides zookeeper.connect): cluster mode")
+	fs.StringVar(&f.httpAddr, "http", "", `HTTP listener for /metrics, /healthz, /cleaner and /debug/pprof (overrides kvlog.http.listener; "" disables)`)
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&f.shutdownTO, "shutdown-timeout", 30*time.Second, "how long graceful shutdown waits for in-flight requests")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	printUsage := func(w io.Writer) {
+		fmt.Fprint(w, usageText)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(stderr)
 	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout)
+			return 0
+		}
+		// The flag package printed the error.
+		printUsage(stderr)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "kvlogd: unexpected argument %q: kvlogd takes only flags (see kvlogd --help)\n", fs.Arg(0))
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "kvlogd", versionString())
+		return 0
+	}
+	if err := serve(fs, f, stderr); err != nil {
+		fmt.Fprintln(stderr, "kvlogd:", err)
+		return 1
+	}
+	return 0
+}
+
+// versionString is version, or what the build recorded: the module version
+// (a tag when built with go install), else the VCS revision.
+func versionString() string {
+	v := version
+	bi, ok := debug.ReadBuildInfo()
+	if v == "" && ok {
+		v = bi.Main.Version
+		if v == "" || v == "(devel)" {
+			v = "devel"
+			var rev, dirty string
+			for _, st := range bi.Settings {
+				switch st.Key {
+				case "vcs.revision":
+					rev = st.Value
+				case "vcs.modified":
+					if st.Value == "true" {
+						dirty = "+dirty"
+					}
+				}
+			}
+			if rev != "" {
+				v += " " + rev[:min(len(rev), 12)] + dirty
+			}
+		}
+	}
+	if v == "" {
+		v = "devel"
+	}
+	return v + " (" + runtime.Version() + ")"
+}
+
+// flags are kvlogd's command-line settings.
+type flags struct {
+	configPath, listeners, logDirs, zkConnect, httpAddr, logLevel string
+	nodeID                                                        int
+	shutdownTO                                                    time.Duration
+}
+
+// serve runs the broker until SIGTERM or SIGINT; fs says which flags were
+// given.
+func serve(fs *flag.FlagSet, f flags, stderr io.Writer) error {
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(logger)
 
 	overrides := map[string]string{}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
+	fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
 		case "listeners":
-			overrides["listeners"] = *listeners
+			overrides["listeners"] = f.listeners
 		case "log-dirs":
-			overrides["log.dirs"] = *logDirs
+			overrides["log.dirs"] = f.logDirs
 		case "node-id":
-			overrides["node.id"] = strconv.Itoa(*nodeID)
-			overrides["broker.id"] = strconv.Itoa(*nodeID)
+			overrides["node.id"] = strconv.Itoa(f.nodeID)
+			overrides["broker.id"] = strconv.Itoa(f.nodeID)
 		case "http":
-			overrides["kvlog.http.listener"] = *httpAddr
+			overrides["kvlog.http.listener"] = f.httpAddr
 		case "zookeeper":
-			overrides["zookeeper.connect"] = *zkConnect
+			overrides["zookeeper.connect"] = f.zkConnect
 		}
 	})
-	cfg, err := server.LoadConfigFile(*configPath, overrides, logger)
+	cfg, err := server.LoadConfigFile(f.configPath, overrides, logger)
 	if err != nil {
 		return err
 	}
 
+	// Every listener is bound before the data dirs are touched (server.New
+	// binds the Kafka f.listeners, then locks the dirs): a second kvlogd on
+	// the same ports or data fails without reading or writing them.
+	var httpLn net.Listener
+	if cfg.HTTPListener != "" {
+		if httpLn, err = net.Listen("tcp", cfg.HTTPListener); err != nil {
+			return fmt.Errorf("http listener: %w", err)
+		}
+	}
 	srv, err := server.New(cfg, server.Options{Logger: logger})
 	if err != nil {
+		if httpLn != nil {
+			httpLn.Close()
+		}
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := srv.Start(ctx); err != nil {
+		if httpLn != nil {
+			httpLn.Close()
+		}
 		srv.Close()
 		return err
 	}
 
 	var httpSrv *http.Server
 	httpErr := make(chan error, 1)
-	if cfg.HTTPListener != "" {
-		ln, err := net.Listen("tcp", cfg.HTTPListener)
-		if err != nil {
-			srv.Close()
-			return fmt.Errorf("http listener: %w", err)
-		}
+	if httpLn != nil {
 		httpSrv = &http.Server{Handler: srv.HTTPHandler(), ReadHeaderTimeout: 10 * time.Second}
-		go func() { httpErr <- httpSrv.Serve(ln) }()
+		go func() { httpErr <- httpSrv.Serve(httpLn) }()
 	}
 
 	var addrs []string
@@ -117,7 +215,7 @@ func run(args []string) error {
 	}
 	stop()
 	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTO)
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTO)
 	defer cancel()
 	if httpSrv != nil {
 		httpSrv.Shutdown(sctx)

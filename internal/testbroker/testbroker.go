@@ -47,8 +47,18 @@ type Options struct {
 	HTTP string
 	// NoHTTP runs without the HTTP listener.
 	NoHTTP bool
-	// DataDir is the log directory; "" makes a temporary one.
+	// DataDir is the log directory; "" makes a temporary one. With
+	// MakeRun it is WorkDir/data and cannot be set.
 	DataDir string
+	// MakeRun starts kvlogd as `make run` does: no --config and no
+	// --log-dirs, in WorkDir, so log.dirs keeps its default, the relative
+	// ./data. Only --listeners and --http are passed (free ports unless
+	// Addr and HTTP say otherwise: the default ports may be taken on a
+	// shared machine); Props is not allowed.
+	MakeRun bool
+	// WorkDir is the broker's working directory; "" makes a temporary one
+	// with MakeRun and keeps the test's otherwise.
+	WorkDir string
 	// Props are server.properties lines ("key=value"), written to a file
 	// passed with --config. The harness's flags override the file's
 	// listeners, log.dirs and kvlog.http.listener.
@@ -81,6 +91,7 @@ type Broker struct {
 	HTTP    string // HTTP listener host:port, "" if off
 	DataDir string
 	Config  string // server.properties path, "" if none
+	WorkDir string // working directory, "" for the test's own
 
 	t    testing.TB
 	opts Options
@@ -105,6 +116,16 @@ func Start(t testing.TB, opts Options) *Broker {
 	if opts.StopTimeout == 0 {
 		opts.StopTimeout = 30 * time.Second
 	}
+	b := prepare(t, opts)
+	t.Cleanup(b.cleanup)
+	b.start()
+	return b
+}
+
+// prepare resolves opts into a Broker (addresses, directories, arguments)
+// without starting it.
+func prepare(t testing.TB, opts Options) *Broker {
+	t.Helper()
 	if opts.Bin == "" {
 		bin, err := Binary(opts.Race)
 		if err != nil {
@@ -112,7 +133,7 @@ func Start(t testing.TB, opts Options) *Broker {
 		}
 		opts.Bin = bin
 	}
-	b := &Broker{t: t, opts: opts, Addr: opts.Addr, HTTP: opts.HTTP, DataDir: opts.DataDir}
+	b := &Broker{t: t, opts: opts, Addr: opts.Addr, HTTP: opts.HTTP, DataDir: opts.DataDir, WorkDir: opts.WorkDir}
 	if b.Addr == "" {
 		b.Addr = FreeAddr(t)
 	}
@@ -121,10 +142,21 @@ func Start(t testing.TB, opts Options) *Broker {
 	} else if b.HTTP == "" {
 		b.HTTP = FreeAddr(t)
 	}
-	if b.DataDir == "" {
-		b.DataDir = t.TempDir()
+	if opts.MakeRun {
+		if opts.DataDir != "" || len(opts.Props) > 0 {
+			t.Fatal("testbroker: MakeRun takes neither DataDir nor Props")
+		}
+		if b.WorkDir == "" {
+			b.WorkDir = t.TempDir()
+		}
+		b.DataDir = filepath.Join(b.WorkDir, "data") // kvlogd's default log.dirs, ./data
+		b.args = []string{"--listeners", "PLAINTEXT://" + b.Addr, "--http", b.HTTP}
+	} else {
+		if b.DataDir == "" {
+			b.DataDir = t.TempDir()
+		}
+		b.args = []string{"--listeners", "PLAINTEXT://" + b.Addr, "--log-dirs", b.DataDir, "--http", b.HTTP}
 	}
-	b.args = []string{"--listeners", "PLAINTEXT://" + b.Addr, "--log-dirs", b.DataDir, "--http", b.HTTP}
 	if opts.LogLevel != "" {
 		b.args = append(b.args, "--log-level", opts.LogLevel)
 	}
@@ -136,16 +168,59 @@ func Start(t testing.TB, opts Options) *Broker {
 		b.args = append(b.args, "--config", b.Config)
 	}
 	b.args = append(b.args, opts.Args...)
-	t.Cleanup(b.cleanup)
-	b.start()
 	return b
+}
+
+func (b *Broker) command() *exec.Cmd {
+	cmd := exec.Command(b.opts.Bin, b.args...)
+	cmd.Dir = b.WorkDir
+	cmd.SysProcAttr = sysProcAttr()
+	return cmd
+}
+
+// RunToExit runs a kvlogd with opts that is expected to exit by itself
+// (a refused start, --version, a bad flag) and returns its exit code and
+// everything it printed (stdout and stderr). If it is still running after
+// timeout, it is killed and the test fails.
+func RunToExit(t testing.TB, opts Options, timeout time.Duration) (int, string) {
+	t.Helper()
+	b := prepare(t, opts)
+	return b.runToExit(timeout)
+}
+
+// RunArgs runs the kvlogd binary opts names (Bin, Race) with exactly args,
+// in opts.WorkDir, and returns its exit code and output like RunToExit.
+func RunArgs(t testing.TB, opts Options, timeout time.Duration, args ...string) (int, string) {
+	t.Helper()
+	b := prepare(t, Options{Bin: opts.Bin, Race: opts.Race, WorkDir: opts.WorkDir, NoHTTP: true})
+	b.args = args
+	return b.runToExit(timeout)
+}
+
+func (b *Broker) runToExit(timeout time.Duration) (int, string) {
+	b.t.Helper()
+	cmd := b.command()
+	out := &output{tee: b.opts.Output}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		b.t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	select {
+	case <-exited:
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		<-exited
+		b.t.Fatalf("kvlogd %v still running after %v; it printed:\n%s", b.args, timeout, out.String())
+	}
+	return cmd.ProcessState.ExitCode(), out.String()
 }
 
 // start runs a new incarnation and waits until it serves.
 func (b *Broker) start() {
 	b.t.Helper()
-	cmd := exec.Command(b.opts.Bin, b.args...)
-	cmd.SysProcAttr = sysProcAttr()
+	cmd := b.command()
 	out := &output{tee: b.opts.Output}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
