@@ -166,11 +166,7 @@ func (c *conn) readLoop() {
 		// A slow sender of a large frame gets the idle timeout per frame.
 		var mem int64
 		frame, err := readFrameBody(c.nc, int(n), func() error {
-			ok, waited := c.s.reqMem.acquire(int64(n), c.stop, c.s.cfg.ConnectionsMaxIdle)
-			if waited {
-				c.s.metrics.requestMemoryWaits.Inc()
-			}
-			if !ok {
+			if !c.s.reqMem.acquire(int64(n), c.stop, c.s.cfg.ConnectionsMaxIdle, c.s.metrics.requestMemoryWaits.Inc) {
 				return errRequestMemory
 			}
 			mem = int64(n)

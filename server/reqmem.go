@@ -44,34 +44,33 @@ func (m *requestMemory) force(n int64) {
 	m.mu.Unlock()
 }
 
-// acquire reserves n bytes, waiting while none are left. It gives up (false)
-// when stop is closed or timeout passes. waited reports whether it had to
-// wait.
-func (m *requestMemory) acquire(n int64, stop <-chan struct{}, timeout time.Duration) (ok, waited bool) {
+// acquire reserves n bytes, waiting while none are left (calling onWait
+// once when it starts waiting). It gives up (false) when stop is closed or
+// timeout passes.
+func (m *requestMemory) acquire(n int64, stop <-chan struct{}, timeout time.Duration, onWait func()) bool {
 	var timer *time.Timer
 	for {
 		m.mu.Lock()
 		if m.limit <= 0 || m.used < m.limit {
 			m.used += n
 			m.mu.Unlock()
-			if timer != nil {
-				timer.Stop()
-			}
-			return true, waited
+			return true
 		}
 		freed := m.freed
 		m.mu.Unlock()
 		if timer == nil {
 			timer = time.NewTimer(timeout)
 			defer timer.Stop()
+			if onWait != nil {
+				onWait()
+			}
 		}
-		waited = true
 		select {
 		case <-freed:
 		case <-stop:
-			return false, true
+			return false
 		case <-timer.C:
-			return false, true
+			return false
 		}
 	}
 }
