@@ -304,7 +304,7 @@ func benchKvlog(b *testing.B, fx benchFixture, dedupeBytes int64) {
 		// The thread's map is allocated once when the thread starts, not
 		// per pass: do it before timing.
 		cm.syncW = newWorker(-1, cm.throttle, cm.elapsed)
-		if err := cm.syncW.ensureMap(ccfg.mapBytes(), ccfg.LoadFactor); err != nil {
+		if err := cm.syncW.ensureMap(ccfg.mapBytes(), ccfg.LoadFactor, nil); err != nil {
 			b.Fatal(err)
 		}
 		runtime.GC()

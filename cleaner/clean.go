@@ -142,12 +142,15 @@ func newWorker(id int, throttle *Throttle, elapsed func() time.Duration) *worker
 
 // ensureMap (re)allocates the offset map when the configured size or load
 // factor changed (live tuning takes effect at the next pass).
-func (w *worker) ensureMap(size int64, loadFactor float64) error {
+func (w *worker) ensureMap(size int64, loadFactor float64, alloc func(int64, float64) (*OffsetMap, error)) error {
 	if w.m != nil && int64(w.m.Bytes()) == size/EntrySize*EntrySize && w.m.MaxEntries() == int(float64(w.m.Slots())*loadFactor) {
 		return nil
 	}
 	w.m = nil // let the old buffer go before allocating the new one
-	m, err := NewOffsetMap(size, loadFactor)
+	if alloc == nil {
+		alloc = NewOffsetMap
+	}
+	m, err := alloc(size, loadFactor)
 	if err != nil {
 		return err
 	}

@@ -74,6 +74,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cleaner: log.cleaner.io.buffer.load.factor %v not in (0, 1]", c.LoadFactor)
 	case float64(c.DedupeBufferSize/int64(c.Threads)/EntrySize)*c.LoadFactor < 1:
 		return fmt.Errorf("cleaner: log.cleaner.dedupe.buffer.size %d gives each of %d threads no room for a key", c.DedupeBufferSize, c.Threads)
+	case c.mapBytes() > MaxMapBytes:
+		return fmt.Errorf("cleaner: log.cleaner.dedupe.buffer.size %d gives each of %d threads %d bytes; at most %d (2 GiB) per thread", c.DedupeBufferSize, c.Threads, c.mapBytes(), int64(MaxMapBytes))
 	case c.Backoff < 0:
 		return fmt.Errorf("cleaner: log.cleaner.backoff.ms %v < 0", c.Backoff)
 	case c.MinCleanableRatio < 0 || c.MinCleanableRatio > 1:
@@ -83,6 +85,10 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// MaxMapBytes bounds one thread's offset map: Kafka's is one Java buffer,
+// at most Integer.MAX_VALUE bytes.
+const MaxMapBytes = math.MaxInt32
 
 // mapBytes is each thread's offset map size.
 func (c Config) mapBytes() int64 { return c.DedupeBufferSize / int64(c.Threads) }

@@ -61,6 +61,7 @@ type env struct {
 	topics *topicConfigs
 	reg    *prometheus.Registry
 	sleep  func(ctx context.Context, d time.Duration) error
+	newMap func(size int64, loadFactor float64) (*OffsetMap, error)
 	em     *engine.Manager
 	cm     *Manager
 }
@@ -110,7 +111,7 @@ func (e *env) open() {
 	cfg := e.ccfg
 	cm, err := New(Options{
 		Engine: em, Config: &cfg, TopicConfig: e.topics.get, FS: e.fs, Clock: e.clk,
-		Logger: quietLogger, Registry: e.reg, Sleep: e.sleep,
+		Logger: quietLogger, Registry: e.reg, Sleep: e.sleep, NewMap: e.newMap,
 	})
 	if err != nil {
 		e.t.Fatal(err)

@@ -42,6 +42,9 @@ type Options struct {
 	Registry prometheus.Registerer
 	// Sleep waits for the throttle (nil: a timer). Tests inject one.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// NewMap allocates a thread's offset map (nil: NewOffsetMap). Tests
+	// inject failures.
+	NewMap func(size int64, loadFactor float64) (*OffsetMap, error)
 }
 
 // Manager runs log compaction for a broker: it tracks every compacted
@@ -69,9 +72,12 @@ type Manager struct {
 	firstTs map[uint64]int64                           // segment id → first batch MaxTimestamp
 	lastRun time.Time
 	workers map[int]bool // running thread indexes
-	syncW   *worker      // RunOnce's worker (syncMu)
-	syncMu  sync.Mutex   // serialises RunOnce and ScanHorizons
-	closed  bool
+	// threadErrs holds each thread's offset map allocation failure until
+	// an allocation succeeds (Status.ThreadErrors).
+	threadErrs map[int]ThreadError
+	syncW      *worker    // RunOnce's worker (syncMu)
+	syncMu     sync.Mutex // serialises RunOnce and ScanHorizons
+	closed     bool
 
 	ckptMu sync.Mutex // serialises checkpoint file writes
 	wake   chan struct{}
@@ -140,15 +146,19 @@ func New(opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.NewMap == nil {
+		opts.NewMap = NewOffsetMap
+	}
 	m := &Manager{
 		opts: opts, logger: opts.Logger.With("component", "cleaner"), clk: opts.Clock, fs: opts.FS,
-		parts:   map[engine.TopicPartition]*partition{},
-		ckpts:   map[string]map[engine.TopicPartition]int64{},
-		firstTs: map[uint64]int64{},
-		workers: map[int]bool{},
-		wake:    make(chan struct{}, 1),
-		lastRun: opts.Clock.Now(),
-		started: time.Now(),
+		parts:      map[engine.TopicPartition]*partition{},
+		ckpts:      map[string]map[engine.TopicPartition]int64{},
+		firstTs:    map[uint64]int64{},
+		workers:    map[int]bool{},
+		wake:       make(chan struct{}, 1),
+		threadErrs: map[int]ThreadError{},
+		lastRun:    opts.Clock.Now(),
+		started:    time.Now(),
 	}
 	m.cond = sync.NewCond(&m.mu)
 	m.cfg.Store(&cfg)
@@ -242,6 +252,7 @@ func (m *Manager) run(ctx context.Context, idx int) {
 			m.mu.Lock()
 			if idx >= m.Config().Threads {
 				delete(m.workers, idx)
+				delete(m.threadErrs, idx)
 				m.mu.Unlock()
 				return
 			}
@@ -249,8 +260,8 @@ func (m *Manager) run(ctx context.Context, idx int) {
 			continue
 		}
 		if cfg.Enable {
-			if err := w.ensureMap(cfg.mapBytes(), cfg.LoadFactor); err != nil {
-				m.logger.Error("offset map allocation failed", "thread", idx, "err", err)
+			if err := m.allocMap(w, idx, cfg); err != nil {
+				// Reported in Status and logged once; retried after the backoff.
 			} else if m.safely(func() bool { _, did := m.cleanOne(ctx, w, true); return did }) {
 				continue
 			} else if m.safely(func() bool { return m.scanOne(ctx, w) }) {
@@ -265,6 +276,33 @@ func (m *Manager) run(ctx context.Context, idx int) {
 		}
 		t.Stop()
 	}
+}
+
+// allocMap (re)allocates thread idx's offset map for cfg inside the
+// thread's failure isolation: an allocation that fails or panics (memory
+// not there) leaves the thread alive, without a map, with the error in
+// Status until an allocation succeeds.
+func (m *Manager) allocMap(w *worker, idx int, cfg Config) (err error) {
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				w.m = nil
+				err = fmt.Errorf("cleaner: allocating a %d-byte offset map: %v", cfg.mapBytes(), r)
+			}
+		}()
+		err = w.ensureMap(cfg.mapBytes(), cfg.LoadFactor, m.opts.NewMap)
+	}()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err == nil {
+		delete(m.threadErrs, idx)
+		return nil
+	}
+	if prev, ok := m.threadErrs[idx]; !ok || prev.Error != err.Error() {
+		m.threadErrs[idx] = ThreadError{Thread: idx, Error: err.Error(), Since: m.clk.Now()}
+		m.logger.Error("offset map allocation failed; the thread retries after log.cleaner.backoff.ms", "thread", idx, "err", err)
+	}
+	return err
 }
 
 // safely runs one unit of a thread's work, turning a panic outside a pass
@@ -282,6 +320,7 @@ func (m *Manager) safely(f func() bool) (did bool) {
 func (m *Manager) exitWorker(idx int) {
 	m.mu.Lock()
 	delete(m.workers, idx)
+	delete(m.threadErrs, idx)
 	m.mu.Unlock()
 }
 
@@ -333,7 +372,7 @@ func (m *Manager) RunOnce(ctx context.Context) (Result, bool) {
 	}
 	w := m.syncW
 	m.mu.Unlock()
-	if err := w.ensureMap(cfg.mapBytes(), cfg.LoadFactor); err != nil {
+	if err := w.ensureMap(cfg.mapBytes(), cfg.LoadFactor, m.opts.NewMap); err != nil {
 		return Result{Err: err}, false
 	}
 	prev := debug.SetPanicOnFault(true)

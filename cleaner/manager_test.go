@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -344,5 +346,67 @@ func TestStatusAndMetrics(t *testing.T) {
 	e.cm.plan()
 	if off, ok := e.cm.Checkpoint(testTP); !ok || off != 300 {
 		t.Fatalf("checkpoint after restart %d %v", off, ok)
+	}
+}
+
+// TestMapAllocationIsolated: a thread whose offset map allocation fails or
+// panics (e.g. makeslice: len out of range) stays alive, reports the error
+// in Status, and cleans once an allocation succeeds.
+func TestMapAllocationIsolated(t *testing.T) {
+	e := newEnv(t)
+	e.close()
+	var fail atomic.Int32 // 0: allocate, 1: panic, 2: error
+	fail.Store(1)
+	e.newMap = func(size int64, lf float64) (*OffsetMap, error) {
+		switch fail.Load() {
+		case 1:
+			panic("runtime error: makeslice: len out of range")
+		case 2:
+			return nil, errors.New("no memory")
+		}
+		return NewOffsetMap(size, lf)
+	}
+	e.open()
+	l := e.log(testTP)
+	fillKeys(t, e, l, 300, 20, record.CodecNone)
+	if err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	e.cm.Start(t.Context())
+	eventually(t, 5*time.Second, "the allocation panic in Status", func() bool {
+		st := e.cm.Status()
+		return len(st.ThreadErrors) == 1 && strings.Contains(st.ThreadErrors[0].Error, "makeslice")
+	})
+	fail.Store(2)
+	e.cm.Wake()
+	eventually(t, 5*time.Second, "the allocation error in Status", func() bool {
+		st := e.cm.Status()
+		return len(st.ThreadErrors) == 1 && strings.Contains(st.ThreadErrors[0].Error, "no memory")
+	})
+	if st := e.cm.Status(); st.Threads != 1 || partStatus(e.cm, testTP).Passes != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	fail.Store(0)
+	e.cm.Wake()
+	eventually(t, 5*time.Second, "a pass once the map is allocated", func() bool {
+		return partStatus(e.cm, testTP).Passes >= 1 && len(e.cm.Status().ThreadErrors) == 0
+	})
+}
+
+// TestMapBytesBound: at most 2 GiB of offset map per thread (Kafka's
+// buffer is one Java array), checked before any thread allocates.
+func TestMapBytesBound(t *testing.T) {
+	c := DefaultConfig()
+	c.DedupeBufferSize = math.MaxInt64
+	if err := c.Validate(); err == nil {
+		t.Fatal("a 2^63-byte dedupe buffer validated")
+	}
+	c.Threads, c.DedupeBufferSize = 2, 2*math.MaxInt32
+	if err := c.Validate(); err != nil {
+		t.Fatalf("2 GiB per thread: %v", err)
+	}
+	c.DedupeBufferSize += 2
+	if err := c.Validate(); err == nil {
+		t.Fatal("more than 2 GiB per thread validated")
 	}
 }

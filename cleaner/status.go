@@ -4,20 +4,31 @@ import (
 	"encoding/json"
 	"math"
 	"net/http"
+	"sort"
 	"time"
 )
 
 // Status is the cleaner's state for operators (the broker's HTTP status
 // endpoint, `kvlog cleaner status`). It marshals to JSON.
 type Status struct {
-	Enabled               bool              `json:"enabled"`
-	Threads               int               `json:"threads"`
-	Config                Config            `json:"config"`
-	LastRun               time.Time         `json:"last_run"`
-	TimeSinceLastRunMs    int64             `json:"time_since_last_run_ms"`
-	MaxDirtyRatio         float64           `json:"max_dirty_ratio"`
-	UncleanablePartitions int               `json:"uncleanable_partitions"`
-	Partitions            []PartitionStatus `json:"partitions"`
+	Enabled               bool      `json:"enabled"`
+	Threads               int       `json:"threads"`
+	Config                Config    `json:"config"`
+	LastRun               time.Time `json:"last_run"`
+	TimeSinceLastRunMs    int64     `json:"time_since_last_run_ms"`
+	MaxDirtyRatio         float64   `json:"max_dirty_ratio"`
+	UncleanablePartitions int       `json:"uncleanable_partitions"`
+	// ThreadErrors lists threads that could not allocate their offset map
+	// (they clean nothing until an allocation succeeds).
+	ThreadErrors []ThreadError     `json:"thread_errors,omitempty"`
+	Partitions   []PartitionStatus `json:"partitions"`
+}
+
+// ThreadError is a cleaner thread's failure to allocate its offset map.
+type ThreadError struct {
+	Thread int       `json:"thread"`
+	Error  string    `json:"error"`
+	Since  time.Time `json:"since"`
 }
 
 // PartitionStatus describes one compacted partition.
@@ -53,6 +64,10 @@ func (m *Manager) Status() Status {
 		MaxDirtyRatio: m.metrics.maxDirtyRatio.Load(),
 		Partitions:    []PartitionStatus{},
 	}
+	for _, e := range m.threadErrs {
+		st.ThreadErrors = append(st.ThreadErrors, e)
+	}
+	sort.Slice(st.ThreadErrors, func(i, j int) bool { return st.ThreadErrors[i].Thread < st.ThreadErrors[j].Thread })
 	for _, p := range m.sortedParts() {
 		ps := PartitionStatus{
 			Topic: p.tp.Topic, Partition: p.tp.Partition, State: p.state(),

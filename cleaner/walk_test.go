@@ -48,7 +48,7 @@ func benchBatches(tb testing.TB, n, keys int, codec record.Codec) []record.Batch
 func BenchmarkScanBatch(b *testing.B) {
 	batches := benchBatches(b, 200, 1000, record.CodecNone)
 	w := newWorker(0, NewThrottle(0, nil, nil), nil)
-	if err := w.ensureMap(128<<20, 0.9); err != nil {
+	if err := w.ensureMap(128<<20, 0.9, nil); err != nil {
 		b.Fatal(err)
 	}
 	w.stats = &PassStats{}
@@ -305,7 +305,7 @@ func TestHotLoopsNoAllocs(t *testing.T) {
 		batches = append(batches, b)
 	}
 	w := newWorker(0, NewThrottle(0, nil, nil), nil)
-	if err := w.ensureMap(1<<20, 0.9); err != nil {
+	if err := w.ensureMap(1<<20, 0.9, nil); err != nil {
 		t.Fatal(err)
 	}
 	w.stats = &PassStats{TombstoneHorizon: math.MaxInt64}

@@ -228,8 +228,8 @@ func (s *Server) handleProduce(r *request) {
 }
 
 // checkProduceBatch checks what the server owns of the produce validation
-// rules (docs/protocol.md#produce-validation): exactly
-// one magic-2 batch, zstd only from v7, no control batches, no
+// rules (docs/protocol.md#produce-validation): exactly one magic-2 batch
+// with base offset 0, zstd only from v7, no control batches, no
 // transactional batches, CreateTime timestamps within the topic's bounds.
 func checkProduceBatch(version int16, b []byte, ts *topicSettings, now int64) error {
 	if len(b) == 0 {
@@ -240,6 +240,11 @@ func checkProduceBatch(version int16, b []byte, ts *topicSettings, now int64) er
 	}
 	if b[batchMagicOff] != 2 {
 		return topicErrf(kerr.InvalidRecord, "record batch magic %d; only magic 2 is accepted", b[batchMagicOff])
+	}
+	// Kafka's UnifiedLog.analyzeAndValidateRecords: a client's magic-2
+	// batch starts at offset 0 (the broker assigns the offsets).
+	if base := int64(binary.BigEndian.Uint64(b)); base != 0 {
+		return topicErrf(kerr.InvalidRecord, "the baseOffset of the record batch should be 0, but it is %d", base)
 	}
 	n := int64(int32(binary.BigEndian.Uint32(b[batchLengthOff:]))) + batchLengthOff + 4
 	switch {

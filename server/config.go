@@ -56,8 +56,10 @@ var brokerConfigDefs = func() map[string]*configDef {
 		{name: "socket.send.buffer.bytes", typ: kmsg.ConfigTypeInt, def: "102400", doc: "SO_SNDBUF of client connections; -1 keeps the OS default."},
 		{name: "socket.receive.buffer.bytes", typ: kmsg.ConfigTypeInt, def: "102400", doc: "SO_RCVBUF of client connections; -1 keeps the OS default."},
 		{name: "connections.max.idle.ms", typ: kmsg.ConfigTypeLong, def: "600000", check: atLeast(1), doc: "Close connections idle this long."},
-		{name: "max.connections", typ: kmsg.ConfigTypeInt, def: maxInt, check: atLeast(0), doc: "Maximum concurrent client connections; further ones are closed at accept."},
+		{name: "max.connections", typ: kmsg.ConfigTypeInt, def: "10000", check: atLeast(0), doc: "Maximum concurrent client connections; further ones are closed at accept. Kafka's default is unlimited; kvlog's 10000 bounds the broker's memory for connections (about 30 KiB each when idle) and stays below common file descriptor limits."},
+		{name: "max.connections.per.ip", typ: kmsg.ConfigTypeInt, def: "1000", check: atLeast(1), doc: "Maximum concurrent connections from one IP address; further ones are closed at accept. Kafka's default is unlimited; kvlog's 1000 keeps one host from taking more than a tenth of max.connections."},
 		{name: "queued.max.requests", typ: kmsg.ConfigTypeInt, def: "500", check: atLeast(1), doc: "Pipelined requests read ahead per connection before reading pauses (bounded to 500)."},
+		{name: "queued.max.request.bytes", typ: kmsg.ConfigTypeLong, def: "536870912", doc: "Memory of requests read and not yet answered, across connections; a connection waits before reading a larger request once it is used up (-1 or 0: unbounded). Kafka's default is unbounded; kvlog's 512 MiB (five socket.request.max.bytes) holds hundreds of producers' pipelined batches while a flood of large requests cannot exhaust memory. Must be at least socket.request.max.bytes."},
 		// Topic defaults (synonyms of topic keys).
 		{name: "log.cleanup.policy", typ: kmsg.ConfigTypeList, def: "delete", check: listOf("compact", "delete"), dynamic: true, doc: "Default cleanup.policy."},
 		{name: "compression.type", typ: kmsg.ConfigTypeString, def: "producer", check: oneOf("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"), dynamic: true, doc: "Default compression.type."},
@@ -87,8 +89,8 @@ var brokerConfigDefs = func() map[string]*configDef {
 		{name: "num.recovery.threads.per.data.dir", typ: kmsg.ConfigTypeInt, def: "2", check: atLeast(1), doc: "Threads opening and recovering logs at start-up (kvlog: total, not per dir)."},
 		// Log cleaner (package cleaner, wired in cleaner.go); dynamic keys apply live.
 		{name: "log.cleaner.enable", typ: kmsg.ConfigTypeBoolean, def: "true", doc: "Run the log cleaner for compacted topics."},
-		{name: "log.cleaner.threads", typ: kmsg.ConfigTypeInt, def: "1", check: atLeast(0), dynamic: true, doc: "Cleaner threads (0: no cleaning). A dynamic change may at most halve or double it."},
-		{name: "log.cleaner.dedupe.buffer.size", typ: kmsg.ConfigTypeLong, def: "134217728", check: atLeast(0), dynamic: true, doc: "Total offset-map memory across cleaner threads."},
+		{name: "log.cleaner.threads", typ: kmsg.ConfigTypeInt, def: "1", check: between(0, maxCleanerThreads), dynamic: true, doc: "Cleaner threads (0: no cleaning; at most 1024). A dynamic change may at most halve or double it."},
+		{name: "log.cleaner.dedupe.buffer.size", typ: kmsg.ConfigTypeLong, def: "134217728", check: atLeast(0), dynamic: true, doc: "Total offset-map memory across cleaner threads, allocated when the threads start: at most 2 GiB per thread and half the machine's memory."},
 		{name: "log.cleaner.io.buffer.size", typ: kmsg.ConfigTypeInt, def: "524288", check: atLeast(0), dynamic: true, doc: "Cleaner I/O buffer memory across threads (accepted and reported; kvlog's cleaner reads segments through mappings)."},
 		{name: "log.cleaner.io.buffer.load.factor", typ: kmsg.ConfigTypeDouble, def: "0.9", check: betweenFloat(0.01, 1), dynamic: true, doc: "Offset map load factor."},
 		{name: "log.cleaner.io.max.bytes.per.second", typ: kmsg.ConfigTypeDouble, def: "1.7976931348623157E308", check: betweenFloat(0, math.MaxFloat64), dynamic: true, doc: "Cleaner I/O throttle (read + write)."},
@@ -152,7 +154,9 @@ type Config struct {
 	SocketReceiveBufferBytes int
 	ConnectionsMaxIdle       time.Duration
 	MaxConnections           int
+	MaxConnectionsPerIP      int
 	QueuedMaxRequests        int
+	QueuedMaxRequestBytes    int64 // <= 0: unbounded
 	FsyncAcksAll             bool
 	HTTPListener             string
 	MaxOpenSegments          int
@@ -208,7 +212,12 @@ func LoadConfigFile(path string, overrides map[string]string, logger *slog.Logge
 // logger (nil: silent); an invalid value is an error naming the key.
 func ParseConfig(props []Property, logger *slog.Logger) (*Config, error) {
 	static := make(map[string]string)
+	var security []string
 	for _, p := range props {
+		if securityKey(p.Key, p.Value) {
+			security = append(security, p.Key)
+			continue
+		}
 		d := brokerConfigDefs[p.Key]
 		if d == nil {
 			if _, isTopicKey := topicConfigDefs[p.Key]; isTopicKey {
@@ -246,6 +255,10 @@ func ParseConfig(props []Property, logger *slog.Logger) (*Config, error) {
 	protoMap, err := parseProtocolMap(get("listener.security.protocol.map"))
 	if err != nil {
 		return nil, fmt.Errorf("config listener.security.protocol.map: %w", err)
+	}
+	security = append(security, secureListeners(static, get("listeners"), protoMap)...)
+	if err := refuseSecurity(security); err != nil {
+		return nil, err
 	}
 	c.Listeners, err = parseListeners(get("listeners"), protoMap)
 	if err != nil {
@@ -307,6 +320,8 @@ func ParseConfig(props []Property, logger *slog.Logger) (*Config, error) {
 	c.SocketReceiveBufferBytes = int(mustInt(get("socket.receive.buffer.bytes")))
 	c.ConnectionsMaxIdle = msDuration(mustInt(get("connections.max.idle.ms")))
 	c.MaxConnections = int(mustInt(get("max.connections")))
+	c.MaxConnectionsPerIP = int(mustInt(get("max.connections.per.ip")))
+	c.QueuedMaxRequestBytes = mustInt(get("queued.max.request.bytes"))
 	c.QueuedMaxRequests = min(int(mustInt(get("queued.max.requests"))), 500)
 	c.FsyncAcksAll = mustBool(get("kvlog.fsync.acks.all"))
 	c.HTTPListener = get("kvlog.http.listener")
@@ -317,8 +332,8 @@ func ParseConfig(props []Property, logger *slog.Logger) (*Config, error) {
 	c.ClusterID = get("kvlog.cluster.id")
 	c.OffsetsTopicNumPartitions = int32(mustInt(get("offsets.topic.num.partitions")))
 
-	// Topic defaults must form a valid topic configuration.
-	if err := l.validateTopicConfigs(nil); err != nil {
+	// The rules across keys, shared with dynamic broker configs.
+	if err := l.validateBroker(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return c, nil

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"errors"
+	"log/slog"
 	"maps"
 	"sort"
 	"strconv"
@@ -113,7 +115,7 @@ func (s *Server) checkBrokerConfigs(resource string, configs map[string]string) 
 	} else {
 		next.dynBroker = configs
 	}
-	if err := next.validateTopicConfigs(nil); err != nil {
+	if err := next.validateBroker(); err != nil {
 		return topicErrf(kerr.InvalidConfig, "%v", err)
 	}
 	if err := checkCleanerReconfig(cur, next); err != nil {
@@ -198,3 +200,106 @@ func sortedKeys(m map[string]string) []string {
 }
 
 func sortStrings(s []string) { sort.Strings(s) }
+
+// dynamicLayers builds the config layers from the static config and the
+// dynamic broker configs kept in the metadata store. A stored value that
+// does not pass today's validation (stored before a bound existed, or by a
+// broker that did not check it) never stops the broker: it is logged and
+// left out, so the static or default value applies, and stays in the store
+// for the operator to correct (DescribeConfigs shows what applies).
+func dynamicLayers(static, dynBroker, dynDefault map[string]string, logger *slog.Logger) *configLayers {
+	l := &configLayers{static: static, dynBroker: maps.Clone(dynBroker), dynDefault: maps.Clone(dynDefault)}
+	drop := func(layer map[string]string, resource, name string, err error) {
+		logger.Error("ignoring an invalid dynamic broker config from the metadata store; the static or default value applies",
+			"resource", resource, "config", name, "value", layer[name], "err", err)
+		delete(layer, name)
+	}
+	layers := []struct {
+		resource string
+		m        map[string]string
+	}{{"default", l.dynDefault}, {"broker", l.dynBroker}}
+	for _, ly := range layers {
+		for _, n := range sortedKeys(ly.m) {
+			d := brokerConfigDefs[n]
+			switch {
+			case d == nil:
+				drop(ly.m, ly.resource, n, errUnknownDynamic)
+			case !d.dynamic:
+				drop(ly.m, ly.resource, n, errNotDynamic)
+			default:
+				if err := d.validate(ly.m[n]); err != nil {
+					drop(ly.m, ly.resource, n, err)
+				}
+			}
+		}
+	}
+	// Rules across keys: leave out the one key whose absence satisfies
+	// them, else every dynamic key.
+	for len(l.dynBroker)+len(l.dynDefault) > 0 {
+		err := l.validateBroker()
+		if err == nil {
+			break
+		}
+		fixed := false
+		for _, ly := range layers {
+			for _, n := range sortedKeys(ly.m) {
+				v := ly.m[n]
+				delete(ly.m, n)
+				if l.validateBroker() == nil {
+					ly.m[n] = v
+					drop(ly.m, ly.resource, n, err)
+					fixed = true
+					break
+				}
+				ly.m[n] = v
+			}
+			if fixed {
+				break
+			}
+		}
+		if !fixed {
+			for _, ly := range layers {
+				for _, n := range sortedKeys(ly.m) {
+					drop(ly.m, ly.resource, n, err)
+				}
+			}
+		}
+	}
+	return l
+}
+
+var (
+	errUnknownDynamic = errors.New("unknown broker config")
+	errNotDynamic     = errors.New("not a dynamic broker config")
+)
+
+// dropInvalidTopicConfigs removes from a stored topic's overrides the
+// values that do not pass today's validation (logged; the broker default
+// applies), so a bad stored value never stops the broker or reaches the
+// engine.
+func dropInvalidTopicConfigs(topic string, overrides map[string]string, l *configLayers, logger *slog.Logger) {
+	for _, n := range sortedKeys(overrides) {
+		d := topicConfigDefs[n]
+		var err error
+		if d == nil {
+			err = errors.New("unknown topic config")
+		} else {
+			err = d.validate(overrides[n])
+		}
+		if err != nil {
+			logger.Error("ignoring an invalid topic config from the metadata store; the broker default applies",
+				"topic", topic, "config", n, "value", overrides[n], "err", err)
+			delete(overrides, n)
+		}
+	}
+	if err := l.validateTopicConfigs(overrides); err != nil {
+		for _, n := range sortedKeys(overrides) {
+			logger.Error("ignoring a topic config from the metadata store that conflicts with another; the broker default applies",
+				"topic", topic, "config", n, "value", overrides[n], "err", err)
+			delete(overrides, n)
+			if l.validateTopicConfigs(overrides) == nil {
+				return
+			}
+		}
+	}
+}

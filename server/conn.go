@@ -9,10 +9,10 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -29,6 +29,9 @@ type conn struct {
 	remote   string
 	queue    chan *request
 	stopping atomic.Bool
+	stopOnce sync.Once
+	stop     chan struct{} // closed by stopReading
+	ip       string        // remote IP, for max.connections.per.ip
 }
 
 // result is how a request completes.
@@ -48,6 +51,7 @@ type request struct {
 	start time.Time
 	done  chan result // capacity 1; exactly one completion
 	fired atomic.Bool
+	mem   int64 // request memory held until completion (requestMemory)
 }
 
 // finish completes the request (first completion wins).
@@ -58,6 +62,7 @@ func (r *request) finish(res result) {
 		}
 		return
 	}
+	r.s.reqMem.release(r.mem)
 	r.s.metrics.observe(r.hdr.key, time.Since(r.start))
 	r.done <- res
 }
@@ -66,6 +71,7 @@ func (r *request) finish(res result) {
 // and otherwise drops its completion, releasing any file ranges.
 func (r *request) cancel() {
 	if r.fired.CompareAndSwap(false, true) {
+		r.s.reqMem.release(r.mem)
 		return
 	}
 	if res := <-r.done; res.fetch != nil {
@@ -95,14 +101,29 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 		l:      l,
 		nc:     nc,
 		remote: nc.RemoteAddr().String(),
+		ip:     remoteIP(nc),
 		queue:  make(chan *request, s.cfg.QueuedMaxRequests),
+		stop:   make(chan struct{}),
 	}
 }
 
-// stopReading makes the reader stop after the frame it is reading; queued
-// requests are still answered.
+// remoteIP is the connection's peer address without the port.
+func remoteIP(nc net.Conn) string {
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	host, _, err := net.SplitHostPort(nc.RemoteAddr().String())
+	if err != nil {
+		return nc.RemoteAddr().String()
+	}
+	return host
+}
+
+// stopReading makes the reader stop after the frame it is reading (or
+// while it waits for request memory); queued requests are still answered.
 func (c *conn) stopReading() {
 	c.stopping.Store(true)
+	c.stopOnce.Do(func() { close(c.stop) })
 	c.nc.SetReadDeadline(time.Now())
 }
 
@@ -143,50 +164,69 @@ func (c *conn) readLoop() {
 			return
 		}
 		// A slow sender of a large frame gets the idle timeout per frame.
-		frame, err := readFrameBody(c.nc, int(n))
+		var mem int64
+		frame, err := readFrameBody(c.nc, int(n), func() error {
+			if !c.s.reqMem.acquire(int64(n), c.stop, c.s.cfg.ConnectionsMaxIdle, c.s.metrics.requestMemoryWaits.Inc) {
+				return errRequestMemory
+			}
+			mem = int64(n)
+			return nil
+		})
 		if err != nil {
+			c.s.reqMem.release(mem)
 			c.logReadErr(err, "connection closed mid-frame")
 			return
 		}
+		if mem == 0 {
+			mem = int64(n)
+			c.s.reqMem.force(mem)
+		}
 		c.s.metrics.bytesIn.Add(float64(4 + n))
-		if !c.handleFrame(frame) {
+		if !c.handleFrame(frame, mem) {
 			return
 		}
 	}
 }
+
+// errRequestMemory: a reader gave up waiting for request memory
+// (shutdown, or connections.max.idle.ms passed).
+var errRequestMemory = errors.New("no request memory within connections.max.idle.ms (queued.max.request.bytes)")
 
 func (c *conn) logReadErr(err error, idleMsg string) {
 	switch {
 	case c.stopping.Load(), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.s.logger.Debug(idleMsg, "remote", c.remote)
+	case errors.Is(err, errRequestMemory):
+		c.s.logger.Warn("closing connection", "remote", c.remote, "err", err)
 	default:
 		c.s.logger.Debug("read failed", "remote", c.remote, "err", err)
 	}
 }
 
-// handleFrame parses and dispatches one frame; false stops reading.
-func (c *conn) handleFrame(frame []byte) bool {
+// handleFrame parses and dispatches one frame holding mem bytes of request
+// memory (released when its request completes); false stops reading.
+func (c *conn) handleFrame(frame []byte, mem int64) bool {
 	hdr, kreq, err := parseRequest(frame, c.s.served)
 	if err != nil {
-		c.s.metrics.badRequests.Inc()
-		if errors.Is(err, errUnsupportedVersion) && hdr.key == kmsg.ApiVersions.Int16() {
-			// Clients probe with their newest ApiVersions; answer in v0
-			// with UNSUPPORTED_VERSION and our range so they retry lower.
+		if errors.Is(err, errUnsupportedVersion) && hdr.key == kmsg.ApiVersions.Int16() && hdr.version > c.s.apiVersionsMax() {
+			// Clients probe with their newest ApiVersions: the normal
+			// start of a connection, not a bad request.
+			c.s.metrics.apiVersionsDowngrades.Inc()
 			r := c.newRequest(hdr, nil)
+			r.mem = mem
 			c.queue <- r
-			resp := kmsg.NewPtrApiVersionsResponse()
-			resp.Version = 0
-			resp.ErrorCode = kerr.UnsupportedVersion.Code
-			resp.ApiKeys = c.s.apiVersionKeys()
-			r.reply(resp)
+			r.reply(unsupportedApiVersionsResponse(c.s.apiVersionsMax()))
 			return true
 		}
+		c.s.metrics.badRequests.Inc()
 		c.s.logger.Warn("bad request; closing connection", "remote", c.remote, "client_id", hdr.clientID,
 			"api_key", hdr.key, "version", hdr.version, "correlation_id", hdr.corr, "err", err)
+		c.s.reqMem.release(mem)
 		return false
 	}
 	r := c.newRequest(hdr, kreq)
+	r.mem = mem
 	c.queue <- r
 	if c.dispatch(r) && hdr.key == kmsg.Produce.Int16() {
 		putFrame(frame) // appended: nothing refers to the frame any more

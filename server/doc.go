@@ -17,6 +17,12 @@
 //   - fetch_encode.go, sendfile.go: Fetch responses as encoded buffers plus
 //     engine file ranges sent with sendfile(2).
 //   - errors.go: the one mapping from errors to Kafka error codes.
+//   - config_validate.go, config_security.go: the rules across broker keys
+//     shared by the static file, dynamic changes and stored configs; the
+//     refusal of security settings kvlog does not implement.
+//   - framepool.go, reqmem.go: frame buffers sized to what arrived, and the
+//     request memory budget (queued.max.request.bytes). Limits and their
+//     Kafka counterparts: docs/limits-and-hostile-clients.md.
 //   - handlers.go: the registry; NN_name.go: one file per API key, each
 //     registering the versions it serves (ApiVersions advertises exactly
 //     those).

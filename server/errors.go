@@ -62,6 +62,8 @@ var groupErrors = []struct {
 	{group.ErrNonEmptyGroup, kerr.NonEmptyGroup},
 	{group.ErrGroupSubscribedToTopic, kerr.GroupSubscribedToTopic},
 	{group.ErrOffsetMetadataTooLarge, kerr.OffsetMetadataTooLarge},
+	{group.ErrInvalidCommitOffsetSize, kerr.InvalidCommitOffsetSize},
+	{group.ErrRecordTooLarge, kerr.UnknownServerError},
 }
 
 // errCode returns the Kafka error code for err: 0 for nil, the code of a

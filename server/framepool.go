@@ -57,25 +57,40 @@ func putFrame(b []byte) {
 	framePools[c].Put(&b)
 }
 
-// frameChunk is how much of a frame is allocated before its bytes arrive:
-// a size prefix alone never makes the broker allocate more than this.
-const frameChunk = 1 << 20
+// Reading a frame. The size prefix is the client's claim, not bytes that
+// arrived: a connection that sends only a prefix must not make the broker
+// allocate the size it names. The first min(n, smallFrame) bytes are read
+// into a buffer of that size; only then does a larger frame reserve its size
+// from the request memory budget (queued.max.request.bytes) and grow its
+// buffer as bytes arrive, by frameGrowth at a time from minPooledFrame, so
+// a buffer is never larger than max(64 KiB, frameGrowth × the bytes
+// received) and an idle connection holds at most smallFrame bytes.
+const (
+	smallFrame  = 4 << 10
+	frameGrowth = 4
+)
 
-// readFrameBody reads an n-byte frame, growing the buffer as bytes arrive
-// rather than trusting the size prefix up front.
-func readFrameBody(r io.Reader, n int) ([]byte, error) {
-	if n <= frameChunk {
-		b := getFrame(n)
-		if _, err := io.ReadFull(r, b); err != nil {
-			putFrame(b)
+// readFrameBody reads an n-byte frame. For n > smallFrame it calls reserve
+// once the first smallFrame bytes have arrived, and fails with reserve's
+// error.
+func readFrameBody(r io.Reader, n int, reserve func() error) ([]byte, error) {
+	first := make([]byte, min(n, smallFrame))
+	if _, err := io.ReadFull(r, first); err != nil {
+		return nil, err
+	}
+	if n <= smallFrame {
+		return first, nil
+	}
+	if reserve != nil {
+		if err := reserve(); err != nil {
 			return nil, err
 		}
-		return b, nil
 	}
-	b := getFrame(frameChunk)[:0]
+	b := getFrame(min(n, minPooledFrame))[:len(first)]
+	copy(b, first)
 	for len(b) < n {
 		if len(b) == cap(b) {
-			nb := getFrame(min(2*cap(b), n))[:len(b)]
+			nb := getFrame(min(frameGrowth*cap(b), n))[:len(b)]
 			copy(nb, b)
 			putFrame(b)
 			b = nb

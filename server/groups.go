@@ -1,12 +1,15 @@
 package server
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/engine/record"
 	"github.com/kvlog/kvlog/server/group"
 )
@@ -194,11 +197,11 @@ func (st *offsetsStore) Append(p int32, recs []group.Record) error {
 	if part.rep != nil {
 		res, err := part.rep.AppendAsLeader(batch, true, int(t.settings.minInsync), st.s.cfg.FsyncAcksAll)
 		if err != nil {
-			return err
+			return tooLargeForGroups(err)
 		}
 		st.last[p].Store(int64(res.LastOffset))
 	} else if _, err := part.log.Append(batch, leaderEpoch); err != nil {
-		return err
+		return tooLargeForGroups(err)
 	}
 	st.unannounced[p].Add(int64(len(batch)))
 	return nil
@@ -262,3 +265,13 @@ func groupTP(topic string, partition int32) group.TopicPartition {
 }
 
 func msDur(ms int32) time.Duration { return time.Duration(ms) * time.Millisecond }
+
+// tooLargeForGroups marks the engine's refusals of a batch for its size as
+// group.ErrRecordTooLarge, which the coordinator answers as Kafka does
+// instead of with a retriable error.
+func tooLargeForGroups(err error) error {
+	if errors.Is(err, engine.ErrMessageTooLarge) || errors.Is(err, engine.ErrRecordListTooLarge) {
+		return fmt.Errorf("%w: %w", group.ErrRecordTooLarge, err)
+	}
+	return err
+}

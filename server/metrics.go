@@ -22,6 +22,19 @@ type metrics struct {
 	connections prometheus.Gauge
 	badRequests prometheus.Counter
 	panics      prometheus.Counter
+	// apiVersionsDowngrades counts ApiVersions requests newer than served
+	// (a client's normal first probe; not a bad request).
+	apiVersionsDowngrades prometheus.Counter
+	// acceptErrors counts failed accepts (e.g. EMFILE: no file descriptor
+	// left), by listener.
+	acceptErrors *prometheus.CounterVec
+	// connectionsRefused counts connections closed at accept, by reason
+	// (max.connections, max.connections.per.ip).
+	connectionsRefused *prometheus.CounterVec
+	// requestMemory is the request memory in use (queued.max.request.bytes
+	// bounds it); requestMemoryWaits counts reads that waited for it.
+	requestMemory      prometheus.GaugeFunc
+	requestMemoryWaits prometheus.Counter
 	// per-key children, looked up without the vec's hashing on the hot path
 	reqByKey map[int16]prometheus.Counter
 	latByKey map[int16]prometheus.Observer
@@ -52,6 +65,21 @@ func newMetrics(s *Server) *metrics {
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "kvlog", Name: "handler_panics_total", Help: "Handler panics contained to their connection.",
 		}),
+		apiVersionsDowngrades: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvlog", Name: "api_versions_unsupported_total", Help: "ApiVersions requests newer than served, answered with UNSUPPORTED_VERSION so the client retries lower (normal client start-up).",
+		}),
+		acceptErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kvlog", Name: "accept_errors_total", Help: "Failed accepts (e.g. EMFILE, out of file descriptors), by listener; the listener backs off and retries.",
+		}, []string{"listener"}),
+		connectionsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kvlog", Name: "connections_refused_total", Help: "Connections closed at accept, by the limit they hit.",
+		}, []string{"reason"}),
+		requestMemory: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "kvlog", Name: "request_memory_bytes", Help: "Memory held by requests read and not yet answered (bounded by queued.max.request.bytes).",
+		}, func() float64 { return float64(s.reqMem.inUse()) }),
+		requestMemoryWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "kvlog", Name: "request_memory_waits_total", Help: "Request reads that waited for queued.max.request.bytes to free up.",
+		}),
 		reqByKey: map[int16]prometheus.Counter{},
 		latByKey: map[int16]prometheus.Observer{},
 	}
@@ -66,6 +94,7 @@ func newMetrics(s *Server) *metrics {
 func (m *metrics) register(r *prometheus.Registry) error {
 	for _, c := range []prometheus.Collector{
 		m.requests, m.latency, m.bytesIn, m.bytesOut, m.connections, m.badRequests, m.panics,
+		m.apiVersionsDowngrades, m.acceptErrors, m.connectionsRefused, m.requestMemory, m.requestMemoryWaits,
 		&partitionCollector{s: m.s},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -71,9 +71,14 @@ type Server struct {
 	// requests, as kfake's ControlKey does.
 	requestHook atomic.Pointer[func(r *request) bool]
 
+	// reqMem bounds the memory of requests read and not yet answered
+	// (queued.max.request.bytes).
+	reqMem *requestMemory
+
 	lnMu      sync.Mutex
 	listeners []*listener
 	conns     map[*conn]struct{}
+	connsByIP map[string]int // open connections per remote IP (max.connections.per.ip)
 	connWG    sync.WaitGroup
 	closing   atomic.Bool
 	stopBg    context.CancelFunc
@@ -135,7 +140,9 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		logger: opts.Logger,
 		clock:  opts.Clock,
 		conns:  map[*conn]struct{}{},
+		reqMem: newRequestMemory(cfg.QueuedMaxRequestBytes),
 	}
+	s.connsByIP = map[string]int{}
 	if s.logger == nil {
 		s.logger = slog.Default()
 	}
@@ -240,11 +247,7 @@ func (s *Server) open(cfg *Config, opts Options, locks *engine.DirLocks) error {
 // refreshLayers rebuilds the config layers from the static config and the
 // store's dynamic broker configs.
 func (s *Server) refreshLayers() {
-	s.layers.Store(&configLayers{
-		static:     s.cfg.Static,
-		dynBroker:  s.meta.BrokerConfigs(s.nodeIDString()),
-		dynDefault: s.meta.BrokerConfigs(""),
-	})
+	s.layers.Store(dynamicLayers(s.cfg.Static, s.meta.BrokerConfigs(s.nodeIDString()), s.meta.BrokerConfigs(""), s.logger))
 	s.applyCleanerConfig() // log.cleaner.* changes apply live
 }
 
@@ -307,6 +310,7 @@ func (s *Server) openTopic(mt metastore.Topic, layers *configLayers) (*topic, er
 	if t.configs == nil {
 		t.configs = map[string]string{}
 	}
+	dropInvalidTopicConfigs(mt.Name, t.configs, layers, s.logger)
 	t.settings = layers.topicSettings(t.configs)
 	ecfg := layers.engineConfig(t.configs)
 	for p := int32(0); p < mt.Partitions; p++ {
@@ -447,36 +451,57 @@ func (s *Server) ListenerAddrs() map[string]net.Addr {
 	return out
 }
 
+// acceptLoop accepts connections until the listener closes. A failed accept
+// (EMFILE/ENFILE when the process is out of file descriptors, ENOBUFS, …)
+// is retried with a back-off doubling from 5 ms to 1 s, as net/http's
+// server does, so the loop does not spin while descriptors are short; it is
+// logged at ERROR at most once per acceptLogEvery and counted in
+// kvlog_accept_errors_total. Connections beyond max.connections or
+// max.connections.per.ip are closed at once (counted in
+// kvlog_connections_refused_total).
 func (s *Server) acceptLoop(l *listener) {
 	defer s.connWG.Done()
-	var backoff time.Duration
+	var (
+		backoff    time.Duration
+		lastLog    time.Time
+		suppressed int
+	)
 	for {
 		nc, err := l.ln.Accept()
 		if err != nil {
 			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// Temporary failure (e.g. EMFILE): back off and retry.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.logger.Warn("accept failed", "listener", l.name, "err", err, "retry_in", backoff)
+			s.metrics.acceptErrors.WithLabelValues(l.name).Inc()
+			if now := time.Now(); now.Sub(lastLog) >= acceptLogEvery {
+				s.logger.Error("accept failed; retrying with back-off", "listener", l.name, "err", err,
+					"retry_in", backoff, "suppressed_since_last_log", suppressed)
+				lastLog, suppressed = now, 0
+			} else {
+				suppressed++
+			}
 			time.Sleep(backoff)
 			continue
 		}
 		backoff = 0
+		ip := remoteIP(nc)
 		s.lnMu.Lock()
 		if s.closing.Load() {
 			s.lnMu.Unlock()
 			nc.Close()
 			return
 		}
-		if len(s.conns) >= s.cfg.MaxConnections {
+		if reason := s.refuseLocked(ip); reason != "" {
 			s.lnMu.Unlock()
-			s.logger.Warn("max.connections reached; closing new connection", "remote", nc.RemoteAddr().String())
+			s.metrics.connectionsRefused.WithLabelValues(reason).Inc()
+			s.logger.Debug("connection limit reached; closing new connection", "limit", reason, "remote", nc.RemoteAddr().String())
 			nc.Close()
 			continue
 		}
 		c := newConn(s, l, nc)
 		s.conns[c] = struct{}{}
+		s.connsByIP[c.ip]++
 		s.connWG.Add(1)
 		s.lnMu.Unlock()
 		s.metrics.connections.Inc()
@@ -484,9 +509,27 @@ func (s *Server) acceptLoop(l *listener) {
 	}
 }
 
+// acceptLogEvery rate-limits the accept error log.
+const acceptLogEvery = 10 * time.Second
+
+// refuseLocked names the connection limit a new connection from ip would
+// pass, or "". Caller holds lnMu.
+func (s *Server) refuseLocked(ip string) string {
+	switch {
+	case len(s.conns) >= s.cfg.MaxConnections:
+		return "max.connections"
+	case s.connsByIP[ip] >= s.cfg.MaxConnectionsPerIP:
+		return "max.connections.per.ip"
+	}
+	return ""
+}
+
 func (s *Server) removeConn(c *conn) {
 	s.lnMu.Lock()
 	delete(s.conns, c)
+	if s.connsByIP[c.ip]--; s.connsByIP[c.ip] <= 0 {
+		delete(s.connsByIP, c.ip)
+	}
 	s.lnMu.Unlock()
 	s.metrics.connections.Dec()
 	s.connWG.Done()

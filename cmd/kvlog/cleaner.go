@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // statusPaths are where kvlogd's HTTP listener may publish the cleaner's JSON
@@ -53,23 +56,31 @@ func (a *app) cleanerStatusCmd() *cobra.Command {
 		out      output
 	)
 	def := os.Getenv("KVLOG_HTTP")
-	if def == "" {
-		def = defaultHTTP
-	}
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Every compacted partition with dirty ratio, first dirty offset, last clean, bytes reclaimed and state",
-		Long: `Read the cleaner's JSON status from the broker's HTTP listener (--http or
-$KVLOG_HTTP, default ` + defaultHTTP + `) and print every compacted partition
-with its dirty ratio, first dirty offset, last clean, bytes reclaimed by
-that clean and state; an uncleanable partition is shown with its cause. -o json prints the
-normalised partitions.`,
+		Long: `Read the cleaner's JSON status from the HTTP listener of the broker given by
+--bootstrap and print every compacted partition with its dirty ratio, first
+dirty offset, last clean, bytes reclaimed by that clean and state; an
+uncleanable partition is shown with its cause. -o json prints the
+normalised partitions.
+
+The HTTP listener is --http (or $KVLOG_HTTP) when given; otherwise kvlog
+asks the first bootstrap broker for its kvlog.http.listener setting
+(DescribeConfigs), using the bootstrap address's host when the listener is
+bound to a wildcard address (0.0.0.0, ::).`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := out.check(); err != nil {
 				return err
 			}
 			base := httpAddr
+			if base == "" {
+				var err error
+				if base, err = a.brokerHTTP(); err != nil {
+					return err
+				}
+			}
 			if !strings.Contains(base, "://") {
 				base = "http://" + base
 			}
@@ -101,7 +112,7 @@ normalised partitions.`,
 			return t.flush()
 		},
 	}
-	cmd.Flags().StringVar(&httpAddr, "http", def, "broker HTTP listener host:port (env KVLOG_HTTP)")
+	cmd.Flags().StringVar(&httpAddr, "http", def, "broker HTTP listener host:port (env KVLOG_HTTP; default: asked from the --bootstrap broker)")
 	cmd.Flags().StringVar(&path, "path", "", "status path on the HTTP listener (default: try "+strings.Join(statusPaths, ", ")+")")
 	out.register(cmd)
 	return cmd
@@ -274,4 +285,86 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// brokerHTTP finds the HTTP listener of the first bootstrap broker: its
+// kvlog.http.listener config (DescribeConfigs on the broker resource of the
+// broker advertising that address, or of the only broker), with a wildcard
+// or empty host replaced by the bootstrap address's host.
+func (a *app) brokerHTTP() (string, error) {
+	boot := a.brokers()
+	if len(boot) == 0 {
+		return "", usageErr("no broker given (--bootstrap)")
+	}
+	cl, adm, err := a.connect(kgo.SeedBrokers(boot[0]))
+	if err != nil {
+		return "", err
+	}
+	defer cl.Close()
+	ctx, cancel := a.reqCtx()
+	defer cancel()
+	md, err := adm.BrokerMetadata(ctx)
+	if err != nil {
+		return "", fmt.Errorf("broker metadata from %s: %w", boot[0], err)
+	}
+	bootHost, bootPort, err := net.SplitHostPort(boot[0])
+	if err != nil {
+		return "", usageErr("--bootstrap %q: %v", boot[0], err)
+	}
+	id, found := int32(-1), false
+	for _, b := range md.Brokers {
+		if strconv.Itoa(int(b.Port)) == bootPort && (b.Host == bootHost || sameHost(b.Host, bootHost)) {
+			id, found = b.NodeID, true
+		}
+	}
+	if !found && len(md.Brokers) == 1 {
+		id, found = md.Brokers[0].NodeID, true
+	}
+	if !found {
+		return "", fmt.Errorf("no broker in the cluster's metadata advertises %s; give its HTTP listener with --http", boot[0])
+	}
+	rcs, err := adm.DescribeBrokerConfigs(ctx, id)
+	if err == nil && len(rcs) == 1 {
+		err = rcs[0].Err
+	}
+	if err != nil {
+		return "", fmt.Errorf("describe the configs of broker %d: %w", id, err)
+	}
+	for _, c := range rcs[0].Configs {
+		if c.Key != "kvlog.http.listener" {
+			continue
+		}
+		if c.Value == nil || *c.Value == "" {
+			return "", fmt.Errorf("broker %d (%s) runs without an HTTP listener (kvlog.http.listener is empty)", id, boot[0])
+		}
+		host, port, err := net.SplitHostPort(*c.Value)
+		if err != nil {
+			return "", fmt.Errorf("broker %d: kvlog.http.listener %q: %w", id, *c.Value, err)
+		}
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			host = bootHost
+		}
+		return net.JoinHostPort(host, port), nil
+	}
+	return "", fmt.Errorf("broker %d (%s) has no kvlog.http.listener config (not a kvlog broker?); give its HTTP listener with --http", id, boot[0])
+}
+
+// sameHost reports whether two host names resolve to a common address.
+func sameHost(a, b string) bool {
+	as, err := net.LookupHost(a)
+	if err != nil {
+		return false
+	}
+	bs, err := net.LookupHost(b)
+	if err != nil {
+		return false
+	}
+	for _, x := range as {
+		for _, y := range bs {
+			if x == y {
+				return true
+			}
+		}
+	}
+	return false
 }

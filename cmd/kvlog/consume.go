@@ -119,6 +119,7 @@ func (a *app) consumeCmd() *cobra.Command {
 		max           int64
 		exitAtEnd     bool
 		idle          time.Duration
+		commitEvery   time.Duration
 		out           output
 	)
 	cmd := &cobra.Command{
@@ -126,8 +127,11 @@ func (a *app) consumeCmd() *cobra.Command {
 		Short: "Print records of TOPIC",
 		Long: `Print the records of TOPIC, from the end (new records only) or with
 --from-beginning from each partition's log start. With --group the records
-are consumed as a member of that consumer group and offsets are committed;
-the group's committed offsets take precedence over --from-beginning.
+are consumed as a member of that consumer group and the offsets of printed
+records are committed every --commit-interval (5s, as Kafka's console
+consumer auto-commits) and on exit, so a killed consume loses at most that
+interval of progress; the group's committed offsets take precedence over
+--from-beginning.
 
 --format takes kcat-style placeholders:
   ` + formatHelp + `
@@ -152,6 +156,9 @@ whose tail was compacted away).`,
 			}
 			if max < 0 {
 				return usageErr("--max must be >= 0")
+			}
+			if commitEvery < 0 {
+				return usageErr("--commit-interval must be >= 0")
 			}
 			topic := args[0]
 			reset := kgo.NewOffset().AtEnd()
@@ -190,8 +197,30 @@ whose tail was compacted away).`,
 			defer w.Flush()
 			enc := json.NewEncoder(w)
 			var n int64
-			last := map[int32]*kgo.Record{} // per partition, to commit
+			last := map[int32]*kgo.Record{} // per partition, printed and not yet committed
 			lastRecord := time.Now()
+			// commit commits the offsets after the records printed so far.
+			// Not a.ctx: an interrupt ends the loop, and the final commit
+			// must still happen.
+			lastCommit := time.Now()
+			commit := func() error {
+				lastCommit = time.Now()
+				if group == "" || len(last) == 0 {
+					return nil
+				}
+				recs := make([]*kgo.Record, 0, len(last))
+				for _, r := range last {
+					recs = append(recs, r)
+				}
+				cctx, cancel := context.WithTimeout(context.Background(), a.timeout)
+				err := cl.CommitRecords(cctx, recs...)
+				cancel()
+				if err != nil {
+					return fmt.Errorf("commit offsets for group %s: %w", group, err)
+				}
+				clear(last)
+				return nil
+			}
 			done := func() bool {
 				if max > 0 && n >= max {
 					return true
@@ -237,20 +266,16 @@ whose tail was compacted away).`,
 					}
 				})
 				w.Flush()
+				// Periodically, after the records are printed: at least
+				// once, as Kafka's console consumer.
+				if commitEvery > 0 && time.Since(lastCommit) >= commitEvery {
+					if err := commit(); err != nil {
+						return err
+					}
+				}
 			}
-			if group != "" && len(last) > 0 {
-				recs := make([]*kgo.Record, 0, len(last))
-				for _, r := range last {
-					recs = append(recs, r)
-				}
-				// Not a.ctx: an interrupt ends the loop, and the commit must
-				// still happen.
-				cctx, cancel := context.WithTimeout(context.Background(), a.timeout)
-				err := cl.CommitRecords(cctx, recs...)
-				cancel()
-				if err != nil {
-					return fmt.Errorf("commit offsets for group %s: %w", group, err)
-				}
+			if err := commit(); err != nil {
+				return err
 			}
 			return nil // an interrupt (Ctrl-C) ends consume normally
 		},
@@ -261,6 +286,7 @@ whose tail was compacted away).`,
 	cmd.Flags().Int64VarP(&max, "max", "n", 0, "stop after this many records (0: no limit)")
 	cmd.Flags().BoolVarP(&exitAtEnd, "exit", "e", false, "exit at the end of the topic as of start")
 	cmd.Flags().DurationVar(&idle, "idle-timeout", 5*time.Second, "with --exit, also stop after this long without records")
+	cmd.Flags().DurationVar(&commitEvery, "commit-interval", 5*time.Second, "with --group, commit the printed records' offsets this often (0: only on exit)")
 	cmd.Flags().StringVarP(&out.format, "output", "o", "text", "output: text (--format) or json")
 	return cmd
 }

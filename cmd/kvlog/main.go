@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -32,7 +33,6 @@ const (
 )
 
 const defaultBootstrap = "127.0.0.1:9092"
-const defaultHTTP = "127.0.0.1:9644"
 
 // exitError carries an exit code; its message (if any) is printed.
 type exitError struct {
@@ -119,7 +119,9 @@ Exit codes: 0 success, 1 failure, 2 usage error, 3 key not found (get),
 4 corruption found (dump).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version(),
 	}
+	root.SetVersionTemplate("kvlog {{.Version}}\n")
 	bootstrap := os.Getenv("KVLOG_BOOTSTRAP")
 	if bootstrap == "" {
 		bootstrap = defaultBootstrap
@@ -175,4 +177,35 @@ func minArgs(n int, what string) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// version describes the build: the module version (or "(devel)"), the VCS
+// revision and whether the tree was modified, and the Go version.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown build)"
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	var rev, modified string
+	for _, st := range bi.Settings {
+		switch st.Key {
+		case "vcs.revision":
+			rev = st.Value
+		case "vcs.modified":
+			if st.Value == "true" {
+				modified = ", modified"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" {
+		v += " (" + rev + modified + ")"
+	}
+	return v + " " + bi.GoVersion
 }

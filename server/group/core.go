@@ -1,6 +1,7 @@
 package group
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -64,12 +65,16 @@ func (c *core) takeEffects() ([]func(error), bool) {
 }
 
 // store appends records, wrapping a failure in ErrCoordinatorNotAvailable
-// (as Kafka reports most failed writes to the offsets topic).
+// (as Kafka reports most failed writes to the offsets topic), or in
+// ErrRecordTooLarge when the store says the records are too large.
 func (c *core) store(recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	if err := c.write(recs); err != nil {
+		if errors.Is(err, ErrRecordTooLarge) {
+			return fmt.Errorf("%w: writing to %s-%d: %v", ErrRecordTooLarge, OffsetsTopic, c.partition, err)
+		}
 		return fmt.Errorf("%w: writing to %s-%d: %v", ErrCoordinatorNotAvailable, OffsetsTopic, c.partition, err)
 	}
 	c.wrote = true

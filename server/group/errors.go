@@ -24,4 +24,11 @@ var (
 	ErrNonEmptyGroup             = errors.New("group: group is not empty")
 	ErrGroupSubscribedToTopic    = errors.New("group: group is subscribed to the topic")
 	ErrOffsetMetadataTooLarge    = errors.New("group: offset metadata too large")
+	// ErrRecordTooLarge: the store refused a write as larger than the
+	// offsets topic accepts (max.message.bytes, segment.bytes). Kafka
+	// answers a group metadata write (JoinGroup, SyncGroup) that fails so
+	// with UNKNOWN_SERVER_ERROR, not a retriable error, since retrying
+	// sends the same bytes; an offset commit with ErrInvalidCommitOffsetSize.
+	ErrRecordTooLarge          = errors.New("group: record too large for the offsets topic")
+	ErrInvalidCommitOffsetSize = errors.New("group: offset commit too large for the offsets topic")
 )

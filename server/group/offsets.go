@@ -1,6 +1,8 @@
 package group
 
 import (
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -58,6 +60,9 @@ func (c *core) commit(now time.Time, req CommitRequest) []error {
 		recs = append(recs, Record{Key: offsetKey(g.id, o.TopicPartition), Value: offsetValue(e)})
 	}
 	if err := c.store(recs); err != nil {
+		if errors.Is(err, ErrRecordTooLarge) {
+			err = fmt.Errorf("%w: %v", ErrInvalidCommitOffsetSize, err)
+		}
 		for i := range errs {
 			if errs[i] == nil {
 				errs[i] = err

@@ -1,0 +1,61 @@
+package server
+
+import "fmt"
+
+// validateBroker checks the rules across broker keys. The static file
+// (ParseConfig), dynamic broker configs (AlterConfigs and
+// IncrementalAlterConfigs, checkBrokerConfigs) and dynamic configs read back
+// from the metadata store at start-up (sanitizeDynamic) all go through it,
+// after each value passed its key's own check (configDef.validate). The
+// bounds are Apache Kafka's (ZooKeeper-era, 3.x) where Kafka has them, plus
+// those that keep one setting from exhausting the machine:
+//
+//   - topic defaults form a valid topic configuration;
+//   - the log cleaner can run with its keys: at least room for one key per
+//     thread's offset map, and at most 2 GiB per thread (Kafka's offset map
+//     is one Java buffer, at most Integer.MAX_VALUE bytes);
+//   - log.cleaner.dedupe.buffer.size at most half the machine's memory
+//     (kvlog's: the offset maps are allocated and touched when the cleaner
+//     threads start, as Kafka does, so a larger value can only end with the
+//     process killed for lack of memory);
+//   - the effective log retention is unlimited (negative) or at least 1 ms;
+//   - replica.fetch.wait.max.ms at most replica.socket.timeout.ms and
+//     replica.lag.time.max.ms;
+//   - queued.max.request.bytes unbounded (<= 0) or at least
+//     socket.request.max.bytes.
+//
+// Unlike Kafka, kvlog does not require 1 MiB of offset map per cleaner
+// thread: its cleaner maps a dirty section one key range at a time, so a
+// small map is slow, not wrong.
+func (l *configLayers) validateBroker() error {
+	if err := l.validateTopicConfigs(nil); err != nil {
+		return err
+	}
+	get := func(name string) int64 { return mustInt(l.brokerValue(name).value) }
+	cc := l.cleanerConfig()
+	if err := cc.Validate(); err != nil {
+		return err
+	}
+	if limit := machineMemory() / 2; limit > 0 && cc.DedupeBufferSize > limit {
+		return fmt.Errorf("log.cleaner.dedupe.buffer.size %d is more than half of this machine's memory (%d bytes)", cc.DedupeBufferSize, limit)
+	}
+	if ms := mustInt(l.topicValue("retention.ms", nil).value); ms == 0 {
+		return fmt.Errorf("log.retention.ms must be unlimited (-1) or, greater than or equal to 1")
+	}
+	wait := get("replica.fetch.wait.max.ms")
+	if wait > get("replica.socket.timeout.ms") {
+		return fmt.Errorf("replica.socket.timeout.ms should always be at least replica.fetch.wait.max.ms to prevent unnecessary socket timeouts")
+	}
+	if wait > get("replica.lag.time.max.ms") {
+		return fmt.Errorf("replica.fetch.wait.max.ms should always be less than or equal to replica.lag.time.max.ms to prevent frequent changes in ISR")
+	}
+	if q := get("queued.max.request.bytes"); q > 0 && q < get("socket.request.max.bytes") {
+		return fmt.Errorf("queued.max.request.bytes must be larger or equal to socket.request.max.bytes")
+	}
+	return nil
+}
+
+// maxCleanerThreads bounds log.cleaner.threads (kvlog's bound; Kafka has
+// none): each thread is a goroutine with its own offset map, and a few per
+// core already keep the disks busy.
+const maxCleanerThreads = 1024

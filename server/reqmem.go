@@ -1,0 +1,88 @@
+package server
+
+import (
+	"sync"
+	"time"
+)
+
+// requestMemory bounds the memory of requests read and not yet answered:
+// Apache Kafka's queued.max.request.bytes. Each request holds its frame's
+// size from the moment its body starts arriving (frames larger than
+// smallFrame: after their first smallFrame bytes) until it completes
+// (request.finish or request.cancel).
+//
+// Like Kafka's memory pool, a reservation goes through whenever some memory
+// is left, even if it is larger than what is left (so one request larger
+// than the whole budget still makes progress, and the total overshoots the
+// limit by at most one frame); otherwise the reader waits, which stops it
+// reading its connection, until requests complete. Frames of at most
+// smallFrame bytes never wait: they are counted but let through, so
+// metadata, heartbeats and other small requests keep flowing while large
+// produce requests are held back.
+type requestMemory struct {
+	limit int64 // <= 0: unbounded
+
+	mu    sync.Mutex
+	used  int64
+	freed chan struct{} // closed and replaced when memory is released
+}
+
+func newRequestMemory(limit int64) *requestMemory {
+	return &requestMemory{limit: limit, freed: make(chan struct{})}
+}
+
+func (m *requestMemory) inUse() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.used
+}
+
+// force counts n bytes without waiting.
+func (m *requestMemory) force(n int64) {
+	m.mu.Lock()
+	m.used += n
+	m.mu.Unlock()
+}
+
+// acquire reserves n bytes, waiting while none are left (calling onWait
+// once when it starts waiting). It gives up (false) when stop is closed or
+// timeout passes.
+func (m *requestMemory) acquire(n int64, stop <-chan struct{}, timeout time.Duration, onWait func()) bool {
+	var timer *time.Timer
+	for {
+		m.mu.Lock()
+		if m.limit <= 0 || m.used < m.limit {
+			m.used += n
+			m.mu.Unlock()
+			return true
+		}
+		freed := m.freed
+		m.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(timeout)
+			defer timer.Stop()
+			if onWait != nil {
+				onWait()
+			}
+		}
+		select {
+		case <-freed:
+		case <-stop:
+			return false
+		case <-timer.C:
+			return false
+		}
+	}
+}
+
+// release returns n bytes and wakes the waiters.
+func (m *requestMemory) release(n int64) {
+	if n == 0 {
+		return
+	}
+	m.mu.Lock()
+	m.used -= n
+	close(m.freed)
+	m.freed = make(chan struct{})
+	m.mu.Unlock()
+}
