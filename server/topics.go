@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -182,29 +183,41 @@ func (s *Server) createLogs(name string, from, to int32, ecfg engine.Config) ([]
 	logs := make([]*engine.Log, 0, to-from)
 	for p := from; p < to; p++ {
 		tp := engine.TopicPartition{Topic: name, Partition: p}
-		var err error
+		var (
+			err     error
+			partial []string // what the failed CreateLog left behind
+		)
 		if l, ok := s.mgr.Log(tp); ok {
 			err = fmt.Errorf("a log of %s already exists (%s)", tp, l.Dir())
-		} else if l, err = s.mgr.CreateLog(tp, ecfg); err == nil {
-			// Single node: every record in the log is committed.
-			if leo := l.LogEndOffset(); l.HighWatermark() < leo {
-				l.SetHighWatermark(leo)
+		} else {
+			before := s.partitionDirsOnDisk(tp)
+			if l, err = s.mgr.CreateLog(tp, ecfg); err == nil {
+				// Single node: every record in the log is committed.
+				if leo := l.LogEndOffset(); l.HighWatermark() < leo {
+					l.SetHighWatermark(leo)
+				}
+				logs = append(logs, l)
+				continue
 			}
-			logs = append(logs, l)
-			continue
+			for _, d := range s.partitionDirsOnDisk(tp) {
+				if !slices.Contains(before, d) {
+					partial = append(partial, d)
+				}
+			}
 		}
-		s.dropLogs(logs)
+		s.dropLogs(logs, partial...)
 		return nil, fmt.Errorf("creating log %s (%d of %d): %w", tp, p-from+1, to-from, err)
 	}
 	return logs, nil
 }
 
-// dropLogs removes logs created by a request that failed. Each log is
-// closed before its directory goes, which returns descriptors to a process
-// that may have run out; removals that failed are retried once after all
-// were closed. Directories that still remain are strays the next start
-// removes (they hold no records).
-func (s *Server) dropLogs(logs []*engine.Log) {
+// dropLogs removes logs created by a request that failed, and the
+// directories of dirs (what a failed creation left). Each log is closed
+// before its directory goes, which returns descriptors to a process that
+// may have run out; removals that failed are retried once after all were
+// closed. Directories that still remain are strays the next start removes
+// (they hold no records).
+func (s *Server) dropLogs(logs []*engine.Log, dirs ...string) {
 	var failed []string
 	for _, l := range logs {
 		dir := l.Dir()
@@ -212,11 +225,24 @@ func (s *Server) dropLogs(logs []*engine.Log) {
 			failed = append(failed, dir)
 		}
 	}
-	for _, dir := range failed {
+	for _, dir := range append(failed, dirs...) {
 		if err := s.fs.RemoveAll(dir); err != nil {
 			s.logger.Error("removing the log of a failed creation failed; the next start removes it", "dir", dir, "err", err)
 		}
 	}
+}
+
+// partitionDirsOnDisk lists the directories of tp that exist in the log
+// dirs.
+func (s *Server) partitionDirsOnDisk(tp engine.TopicPartition) []string {
+	var out []string
+	for _, d := range s.mgr.Dirs() {
+		path := filepath.Join(d, engine.PartitionDirName(tp))
+		if _, err := s.fs.Stat(path); err == nil {
+			out = append(out, path)
+		}
+	}
+	return out
 }
 
 // deleteTopic removes a topic: durable in the store (as pending deletion),
