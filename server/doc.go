@@ -74,7 +74,8 @@
 //     store takes it, and removed again if that fails: the store never
 //     names a topic whose logs were not all created. Partition directories
 //     the store does not name are strays: never adopted, removed when empty,
-//     otherwise set aside as -stray at start-up. A named partition whose log
+//     otherwise set aside as -stray at start-up (a store created by this
+//     start adopts every log found instead: a Kafka log dir, lost metadata). A named partition whose log
 //     cannot be opened is offline; the broker still starts.
 //   - A deletion is durable (as pending, or on a full disk as a marker
 //     file) before the topic disappears; its logs go, then the groups'

@@ -55,6 +55,10 @@ type Server struct {
 	// deletedAtStart are the pending deletions whose logs loadTopics
 	// removed; startGroups removes their offsets and records them done.
 	deletedAtStart []string
+	// adoptLogs: the metadata store was created by this start, so the
+	// partition logs found are taken over as topics (a Kafka log dir, or
+	// one whose metadata was lost); otherwise they are strays.
+	adoptLogs bool
 
 	// layers is the current broker-level configuration (static file plus
 	// dynamic broker configs); replaced whole on change.
@@ -173,6 +177,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("metadata store: %w", err)
 		}
 		meta = local
+		s.adoptLogs = local.Created()
 	}
 	s.meta = meta
 	s.refreshLayers()
@@ -182,7 +187,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		overrides[t.Name] = t.Configs
 	}
 	layers := s.layers.Load()
-	if s.cluster == nil {
+	if s.cluster == nil && !s.adoptLogs {
 		s.setAsideStrayLogs()
 	}
 	mgr, err := engine.OpenManager(engine.ManagerOptions{
@@ -247,8 +252,8 @@ func (s *Server) refreshLayers() {
 func (s *Server) nodeIDString() string { return strconv.Itoa(int(s.cfg.NodeID)) }
 
 // loadTopics removes the logs of pending deletions (startGroups then
-// removes their offsets and records them done) and opens every topic's
-// logs. A partition whose log cannot be opened or created is offline: the
+// removes their offsets and records them done), adopts the logs found when
+// the metadata store is new, and opens every topic's logs. A partition whose log cannot be opened or created is offline: the
 // broker starts and serves the others.
 func (s *Server) loadTopics() error {
 	if s.cluster != nil {
@@ -260,6 +265,9 @@ func (s *Server) loadTopics() error {
 			continue
 		}
 		s.deletedAtStart = append(s.deletedAtStart, t.Name)
+	}
+	if s.adoptLogs {
+		s.adoptUnknownLogs()
 	}
 	snap := &topicSnapshot{byName: map[string]*topic{}, byID: map[metastore.TopicID]*topic{}}
 	layers := s.layers.Load()
@@ -273,6 +281,25 @@ func (s *Server) loadTopics() error {
 	}
 	s.topics.Store(snap)
 	return nil
+}
+
+// adoptUnknownLogs records, in a metadata store this start created, a
+// topic for every topic whose partition logs were found: how a Kafka
+// broker's log directory (or one whose metadata files were lost) is taken
+// over. With a store that existed, such logs are strays instead
+// (setAsideStrayLogs).
+func (s *Server) adoptUnknownLogs() {
+	count := map[string]int32{}
+	for _, l := range s.mgr.Logs() {
+		tp := l.TopicPartition()
+		count[tp.Topic] = max(count[tp.Topic], tp.Partition+1)
+	}
+	for name, n := range count {
+		s.logger.Warn("new metadata store: adopting the partition logs found as a topic", "topic", name, "partitions", n)
+		if err := s.meta.CreateTopic(metastore.Topic{Name: name, ID: metastore.NewTopicID(), Partitions: n, ReplicationFactor: 1}); err != nil {
+			s.logger.Error("adopting partition logs failed; they are not served", "topic", name, "err", err)
+		}
+	}
 }
 
 // newTopic is a stored topic's view without partitions.
@@ -328,7 +355,7 @@ func (s *Server) openTopic(mt metastore.Topic, layers *configLayers) (*topic, er
 // behind, and are never adopted as topics. A stray that holds no records
 // is removed; one with records is renamed to <topic>-<partition>.<id>-stray
 // and left for the operator, as Kafka does with stray logs. Both are
-// logged at WARN.
+// logged at WARN (the removals as one count per log dir).
 func (s *Server) setAsideStrayLogs() {
 	known := map[string]int32{}
 	for _, ts := range [][]metastore.Topic{s.meta.Topics(), s.meta.PendingDeletions()} {
@@ -353,7 +380,6 @@ func (s *Server) setAsideStrayLogs() {
 			path := filepath.Join(dir, e.Name())
 			if holdsRecords, err := s.holdsRecords(path); err == nil && !holdsRecords {
 				if err := s.fs.RemoveAll(path); err == nil {
-					s.logger.Warn("removed an empty partition log the metadata does not list", "dir", path)
 					removed++
 					continue
 				}
@@ -365,6 +391,9 @@ func (s *Server) setAsideStrayLogs() {
 			}
 			s.logger.Warn("partition log the metadata does not list set aside (not served)", "dir", path, "now", to)
 			aside++
+		}
+		if removed > 0 {
+			s.logger.Warn("removed empty partition logs the metadata does not list (a topic creation that did not finish)", "dir", dir, "count", removed)
 		}
 		if removed+aside > 0 {
 			if err := s.fs.SyncDir(dir); err != nil {

@@ -314,6 +314,23 @@ func TestCorruptMetadataFallsBack(t *testing.T) {
 	if len(dirs) != 1 || !strings.HasSuffix(dirs[0], "-stray") {
 		t.Fatalf("latest's log: %v, want it set aside as a -stray dir", dirs)
 	}
+
+	// With no metadata at all (both generations lost, or a Kafka log dir)
+	// the logs found are adopted as topics.
+	p.Term()
+	for _, f := range []string{"kvlog-metadata.json", "kvlog-metadata.json.prev"} {
+		if err := os.Remove(filepath.Join(p.DataDir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Restart()
+	adm = p.Admin(t)
+	if !listed(t, adm, "kept") || listed(t, adm, "latest") {
+		t.Fatal("with no metadata, kept should be adopted and the -stray dir left alone")
+	}
+	if recs := consumeAll(t, p, "kept", 5); len(recs) != 5 {
+		t.Fatalf("adopted kept: %d records", len(recs))
+	}
 }
 
 // Kafka's controller bounds one request to 10,000 partitions (and 10,000

@@ -95,6 +95,7 @@ type Local struct {
 	markers []string
 	nextPID int64 // next producer id to hand out; < state.ProducerIDBlock
 	closed  bool
+	created bool // no generation existed: this open created the store
 }
 
 var _ Store = (*Local)(nil)
@@ -149,6 +150,7 @@ func OpenLocalWith(dir, clusterID string, opts LocalOptions) (*Local, error) {
 			clusterID = newClusterID()
 		}
 		l.state = localState{ClusterID: clusterID, Topics: map[string]*Topic{}}
+		l.created = true
 		if err := l.persist(); err != nil {
 			return nil, err
 		}
@@ -260,6 +262,10 @@ func encode(st *localState, gen uint64) ([]byte, error) {
 	b.WriteString("}\n")
 	return b.Bytes(), nil
 }
+
+// Created reports whether opening created the store: no generation of it
+// existed in the directory.
+func (l *Local) Created() bool { return l.created }
 
 // newClusterID returns a Kafka-style cluster id: a random UUID in
 // unpadded URL-safe base64.
