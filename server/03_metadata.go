@@ -106,6 +106,13 @@ func (s *Server) metadataTopic(t *topic) kmsg.MetadataResponseTopic {
 		mp.Replicas = []int32{s.cfg.NodeID}
 		mp.ISR = []int32{s.cfg.NodeID}
 		mp.OfflineReplicas = []int32{}
+		if p.log == nil {
+			// Offline: its log could not be opened at start-up. No
+			// leader, as Kafka reports a partition whose only replica
+			// is on a failed log dir.
+			mp.ErrorCode = kerr.LeaderNotAvailable.Code
+			mp.Leader, mp.ISR, mp.OfflineReplicas = -1, []int32{}, []int32{s.cfg.NodeID}
+		}
 		mt.Partitions = append(mt.Partitions, mp)
 	}
 	return mt

@@ -44,6 +44,7 @@ func (s *Server) handleUpdateMetadata(r *request) {
 		}
 		m.topics[ts.Topic] = parts
 	}
+	c.noteRemovedTopics(m) // deleted topics' offsets go (cluster_groups.go)
 	c.meta.Store(m)
 	c.syncTopics(m)
 	r.reply(resp)

@@ -7,9 +7,13 @@ import (
 
 // CreateTopics: v0-7
 //
-// Topics are created durably (metadata store, then logs) before the
-// response; ValidateOnly runs every check and creates nothing. Manual
-// replica assignments are accepted only when they name this broker alone.
+// Topics are created durably before the response: the logs, then the
+// metadata store (so a failure or a crash never leaves the store naming a
+// topic whose logs were not all created); ValidateOnly runs every check and
+// creates nothing. Manual replica assignments are accepted only when they
+// name this broker alone. A request asking for more than 10,000 partitions
+// (or metadata records) in all fails as a whole with POLICY_VIOLATION, as
+// Kafka's controller does (checkCreateTopicsBounds).
 //
 // Version notes:
 //   - v1: ValidateOnly, ErrorMessage.
@@ -27,34 +31,42 @@ func (s *Server) handleCreateTopics(r *request) {
 	for _, rt := range req.Topics {
 		seen[rt.Topic]++
 	}
-	for _, rt := range req.Topics {
+	// Validate every topic first: the request-wide bounds need the
+	// resolved partition counts.
+	specs := make([]newTopicSpec, len(req.Topics))
+	errs := make([]error, len(req.Topics))
+	for i := range req.Topics {
+		rt := &req.Topics[i]
+		if seen[rt.Topic] > 1 {
+			errs[i] = topicErrf(kerr.InvalidRequest, "topic %q appears more than once in the request", rt.Topic)
+			continue
+		}
+		specs[i], errs[i] = s.createTopicSpec(req.Version, rt)
+		if errs[i] == nil {
+			errs[i] = s.checkNewTopic(&specs[i])
+		}
+	}
+	if err := s.checkCreateTopicsBounds(req, specs, errs); err != nil {
+		for i := range errs {
+			errs[i] = err // the whole request fails, as in Kafka
+		}
+	}
+	for i, rt := range req.Topics {
 		st := kmsg.NewCreateTopicsResponseTopic()
 		st.Topic = rt.Topic
-		setErr := func(err error) {
+		spec, err := specs[i], errs[i]
+		if err == nil && !req.ValidateOnly {
+			var t *topic
+			if t, err = s.createTopic(spec); err == nil {
+				st.TopicID = t.id
+				spec.partitions, spec.rf = int32(len(t.parts)), t.rf
+			}
+		}
+		if err != nil {
 			st.ErrorCode = errCode(err)
 			if req.Version >= 1 {
 				st.ErrorMessage = errMessage(err)
 			}
-		}
-		if seen[rt.Topic] > 1 {
-			setErr(topicErrf(kerr.InvalidRequest, "topic %q appears more than once in the request", rt.Topic))
-			resp.Topics = append(resp.Topics, st)
-			continue
-		}
-		spec, err := s.createTopicSpec(req.Version, &rt)
-		if err == nil {
-			if req.ValidateOnly {
-				err = s.checkNewTopic(&spec)
-			} else {
-				var t *topic
-				if t, err = s.createTopic(spec); err == nil {
-					st.TopicID = t.id
-					spec.partitions, spec.rf = int32(len(t.parts)), t.rf
-				}
-			}
-		}
-		if err != nil {
-			setErr(err)
 		} else if req.Version >= 5 {
 			st.NumPartitions = spec.partitions
 			st.ReplicationFactor = spec.rf
@@ -74,6 +86,39 @@ func (s *Server) handleCreateTopics(r *request) {
 		resp.Topics = append(resp.Topics, st)
 	}
 	r.reply(resp)
+}
+
+// checkCreateTopicsBounds applies Kafka's controller limits to a whole
+// CreateTopics request (validate-only too); exceeding one fails every
+// topic with POLICY_VIOLATION:
+//   - the partitions asked for (NumPartitions, the broker default for -1,
+//     or the assignment's length; invalid counts aside), summed over the
+//     request, at most 10,000;
+//   - the metadata records the valid topics would write (one per topic,
+//     one per partition, one per config given), at most 10,000 — so one
+//     topic of 10,000 partitions is already too many.
+func (s *Server) checkCreateTopicsBounds(req *kmsg.CreateTopicsRequest, specs []newTopicSpec, errs []error) error {
+	partitions, records := 0, 0
+	for i, rt := range req.Topics {
+		switch {
+		case len(rt.ReplicaAssignment) > 0:
+			partitions += len(rt.ReplicaAssignment)
+		case rt.NumPartitions == -1:
+			partitions += int(s.cfg.NumPartitions)
+		case rt.NumPartitions > 0:
+			partitions += int(rt.NumPartitions)
+		}
+		if errs[i] == nil {
+			records += 1 + int(specs[i].partitions) + len(specs[i].configs)
+		}
+	}
+	if partitions > maxPartitionsPerRequest {
+		return topicErrf(kerr.PolicyViolation, "Excessively large number of partitions per request.")
+	}
+	if records > maxPartitionsPerRequest {
+		return topicErrf(kerr.PolicyViolation, "Unable to perform excessively large batch operation.")
+	}
+	return nil
 }
 
 // createTopicSpec turns a request topic into a spec, checking the fields

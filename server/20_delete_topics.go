@@ -8,8 +8,12 @@ import (
 // DeleteTopics: v0-6
 //
 // Deletion is durable before the response: the topic leaves the metadata
-// store (recorded as a pending deletion until its logs are gone) and its
-// logs are deleted.
+// store (recorded as a pending deletion until its logs are gone; on a full
+// disk in a marker file that needs no space), its logs are deleted, and
+// every group's committed offsets of its partitions are removed (Kafka's
+// GroupCoordinator.onPartitionsDeleted), so a topic re-created under the
+// same name starts with none. Internal topics (__consumer_offsets) cannot
+// be deleted: INVALID_TOPIC_EXCEPTION (docs/topics.md).
 //
 // Version notes:
 //   - v4: flexible.

@@ -14,6 +14,15 @@ import (
 // OFFSET_OUT_OF_RANGE. The response's low watermark is the new log start
 // offset; whole segments below it go at the next retention pass.
 //
+// As in Kafka (ReplicaManager and Partition.deleteRecordsOnLeader), in this
+// order:
+//   - a partition of an internal topic (__consumer_offsets) is
+//     INVALID_TOPIC_EXCEPTION: its records are the groups' state;
+//   - a partition this broker does not lead, the usual errors;
+//   - a topic whose cleanup.policy does not include delete (compact alone)
+//     is POLICY_VIOLATION: deleting a prefix of a compacted log would remove
+//     keys from every future replay. compact,delete topics are accepted.
+//
 // Version notes:
 //   - v2: flexible.
 func init() { regKey(kmsg.DeleteRecords, 0, 2, (*Server).handleDeleteRecords) }
@@ -40,12 +49,18 @@ func (s *Server) handleDeleteRecords(r *request) {
 }
 
 func (s *Server) deleteRecords(topic string, partition int32, offset int64, sp *kmsg.DeleteRecordsResponseTopicPartition) error {
+	if isInternalTopic(topic) {
+		return topicErrf(kerr.InvalidTopicException, "cannot delete records of internal topic %s", topic)
+	}
 	p := s.partition(topic, partition)
 	if p == nil {
 		return s.missingPartition(topic, partition)
 	}
 	if err := s.checkPartitionEpoch(p, -1); err != nil {
 		return err
+	}
+	if !p.log.Config().Delete {
+		return topicErrf(kerr.PolicyViolation, "records of partition %s-%d cannot be deleted: its cleanup.policy does not include delete", topic, partition)
 	}
 	hw := p.log.HighWatermark()
 	target := engine.Offset(offset)

@@ -22,6 +22,11 @@ import (
 //   - Internal topics (__consumer_offsets) keep their count:
 //     INVALID_REQUEST, since the group coordinator maps groups to its
 //     partitions by count.
+//   - At most 10,000 new partitions per request (Kafka's controller bound
+//     on the metadata records of one request): a topic whose new
+//     partitions would pass that total gets POLICY_VIOLATION and nothing
+//     of it is created (Kafka fails that topic with an unexpected-error
+//     code; the message is its controller's).
 //   - ValidateOnly checks everything and changes nothing. TimeoutMillis is
 //     not needed: the work is done before the response.
 //
@@ -38,12 +43,15 @@ func (s *Server) handleCreatePartitions(r *request) {
 	for _, rt := range req.Topics {
 		mentions[rt.Topic]++
 	}
+	budget := int32(maxPartitionsPerRequest) // new partitions this request may still create
 	for _, rt := range req.Topics {
 		st := kmsg.NewCreatePartitionsResponseTopic()
 		st.Topic = rt.Topic
 		var err error
 		if mentions[rt.Topic] > 1 {
 			err = topicErrf(kerr.InvalidRequest, "duplicate topic %q in request", rt.Topic)
+		} else if t := s.topic(rt.Topic); t != nil && rt.Count-int32(len(t.parts)) > budget {
+			err = topicErrf(kerr.PolicyViolation, "Unable to perform excessively large batch operation.")
 		} else {
 			var assignment [][]int32
 			if rt.Assignment != nil {
@@ -53,6 +61,9 @@ func (s *Server) handleCreatePartitions(r *request) {
 				}
 			}
 			err = s.addPartitions(rt.Topic, rt.Count, assignment, req.ValidateOnly)
+			if err == nil && t != nil {
+				budget -= rt.Count - int32(len(t.parts))
+			}
 		}
 		st.ErrorCode = errCode(err)
 		st.ErrorMessage = errMessage(err)

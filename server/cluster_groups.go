@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/group"
+	"github.com/kvlog/kvlog/server/metastore"
 )
 
 // Group coordination in cluster mode, as Kafka does it with ZooKeeper:
@@ -28,11 +30,15 @@ import (
 //     answered once the high watermark passed them (awaitReplicated), or
 //     fail after offsets.commit.timeout.ms.
 
-// coordEvent is a load or unload of one coordinator partition.
+// coordEvent is a load or unload of one coordinator partition, or (when
+// deleted is set) the removal of deleted topics' committed offsets.
 type coordEvent struct {
 	p     int32
 	epoch int32 // load: the leader epoch leadership was won at
 	load  bool
+	// deleted are topics the controller's metadata stopped listing, with
+	// the id this broker knew them by.
+	deleted map[string]metastore.TopicID
 }
 
 // coordLoads is the queue of coordinator events.
@@ -96,6 +102,10 @@ func (c *cluster) leadsAt(p, epoch int32) bool {
 
 func (c *cluster) applyCoordinatorEvent(ev coordEvent) {
 	co := c.s.groups
+	if ev.deleted != nil {
+		c.removeDeletedOffsets(ev.deleted)
+		return
+	}
 	if ev.p >= co.Partitions() {
 		// The topic has more partitions than the coordinator was started
 		// with (created elsewhere with another offsets.topic.num.partitions
@@ -124,6 +134,57 @@ func (c *cluster) applyCoordinatorEvent(ev coordEvent) {
 		return
 	}
 	c.log.Info("coordinating groups", "partition", ev.p, "leader_epoch", ev.epoch, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// noteRemovedTopics is called with each new metadata cache before it
+// replaces the current one (UpdateMetadata): topics it no longer lists may
+// have been deleted, and then the groups this broker coordinates must lose
+// their committed offsets (Kafka's ZooKeeper-mode brokers do this on the
+// UpdateMetadata that removes a topic). The check against ZooKeeper and the
+// tombstones happen on the coordinator loader, off the controller's
+// request.
+func (c *cluster) noteRemovedTopics(next *clusterMeta) {
+	cur := c.meta.Load()
+	snap := c.s.topics.Load()
+	gone := map[string]metastore.TopicID{}
+	for name := range cur.topics {
+		if _, ok := next.topics[name]; ok {
+			continue
+		}
+		if t := snap.byName[name]; t != nil {
+			gone[name] = t.id
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	c.loads.mu.Lock()
+	c.loads.queue = append(c.loads.queue, coordEvent{deleted: gone})
+	c.loads.mu.Unlock()
+	select {
+	case c.loads.kick <- struct{}{}:
+	default:
+	}
+}
+
+// removeDeletedOffsets removes the committed offsets of topics ZooKeeper
+// confirms deleted: no assignment znode, or one with another id (deleted
+// and created again). A topic still there under the same id was only
+// missing from one metadata update, and keeps its offsets.
+func (c *cluster) removeDeletedOffsets(candidates map[string]metastore.TopicID) {
+	var deleted []string
+	for name, id := range candidates {
+		a, err := c.zk.Assignment(name)
+		switch {
+		case errors.Is(err, metastore.ErrUnknownTopic), err == nil && a.ID != id:
+			deleted = append(deleted, name)
+		case err != nil:
+			c.log.Warn("cannot tell whether a topic was deleted; its groups keep their offsets", "topic", name, "err", err)
+		}
+	}
+	if len(deleted) > 0 {
+		c.s.removeDeletedOffsets(deleted)
+	}
 }
 
 // groupCoordinator answers FindCoordinator for a group: the leader of its

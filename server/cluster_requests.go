@@ -17,13 +17,17 @@ import (
 
 // missingPartition is the error for a partition this broker does not serve:
 // in cluster mode a partition of a known topic hosted elsewhere is
-// NOT_LEADER_OR_FOLLOWER (clients refresh metadata), otherwise
-// UNKNOWN_TOPIC_OR_PARTITION.
+// NOT_LEADER_OR_FOLLOWER (clients refresh metadata); on a single node a
+// partition of a known topic is offline (its log could not be opened),
+// KAFKA_STORAGE_ERROR; otherwise UNKNOWN_TOPIC_OR_PARTITION.
 func (s *Server) missingPartition(topic string, p int32) error {
-	if s.cluster != nil {
-		if t := s.topic(topic); t != nil && p >= 0 && int(p) < len(t.parts) {
-			return kerr.NotLeaderForPartition
+	if t := s.topic(topic); t != nil && p >= 0 && int(p) < len(t.parts) {
+		if s.cluster == nil {
+			// Single node: the partition is offline (its log could not
+			// be opened), as a partition on a failed log dir in Kafka.
+			return topicErrf(kerr.KafkaStorageError, "partition %s-%d is offline: its log could not be opened", topic, p)
 		}
+		return kerr.NotLeaderForPartition
 	}
 	return kerr.UnknownTopicOrPartition
 }

@@ -79,9 +79,18 @@
 //     requests it will not answer, releasing their file ranges.
 //   - The high watermark only rises (partition.raiseHighWatermark), after
 //     the fsync for acks=all, before parked fetches are woken.
-//   - A topic becomes visible only after it is durable in the metadata
-//     store and its logs exist; a deletion is durable (as pending) before
-//     the topic disappears, and start-up finishes pending deletions.
+//   - A topic's (or new partitions') logs are created before the metadata
+//     store takes it, and removed again if that fails: the store never
+//     names a topic whose logs were not all created. Partition directories
+//     the store does not name are strays: never adopted, removed when empty,
+//     otherwise set aside as -stray at start-up (a store created by this
+//     start adopts every log found instead: a Kafka log dir, lost metadata). A named partition whose log
+//     cannot be opened is offline; the broker still starts.
+//   - A deletion is durable (as pending, or on a full disk as a marker
+//     file) before the topic disappears; its logs go, then the groups'
+//     offsets of it, then it is recorded done; start-up finishes pending
+//     deletions in the same order. Internal topics cannot be deleted.
+//     docs/topics.md has the Kafka behaviour these follow.
 //
 // # kmsg is patched
 //

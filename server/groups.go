@@ -54,7 +54,35 @@ func (s *Server) startGroups() error {
 		co.Close()
 		return err
 	}
+	// Topic deletions finished by loadTopics: their offsets go before the
+	// deletion is recorded done, so a crash in between redoes both.
+	if names := s.deletedAtStart; len(names) > 0 {
+		s.deletedAtStart = nil
+		s.removeDeletedOffsets(names)
+		for _, name := range names {
+			if err := s.meta.DeletionDone(name); err != nil {
+				s.logger.Error("recording topic deletion failed; the next start retries", "topic", name, "err", err)
+			}
+		}
+	}
 	return nil
+}
+
+// removeDeletedOffsets removes the committed offsets of deleted topics
+// from every group this broker coordinates. A failure is logged: the
+// offsets then stay (as in Kafka, where the tombstones are written once).
+// Caller must not hold topicMu.
+func (s *Server) removeDeletedOffsets(topics []string) {
+	if s.groups == nil {
+		return
+	}
+	n, err := s.groups.OnTopicsDeleted(topics)
+	if err != nil {
+		s.logger.Error("removing committed offsets of deleted topics failed", "topics", topics, "err", err)
+	}
+	if n > 0 {
+		s.logger.Info("removed committed offsets of deleted topics", "topics", topics, "offsets", n)
+	}
 }
 
 // groupConfig reads the coordinator's keys (they are static).

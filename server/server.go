@@ -2,13 +2,17 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net"
+	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +47,18 @@ type Server struct {
 	clock  clock.Clock
 	mgr    *engine.Manager
 	meta   metastore.Store
+	fs     vfs.FS // the engine's file system
+
+	// deleting names topics whose deletion is past the metadata store but
+	// not finished (their groups' offsets are being removed); under topicMu.
+	deleting map[string]bool
+	// deletedAtStart are the pending deletions whose logs loadTopics
+	// removed; startGroups removes their offsets and records them done.
+	deletedAtStart []string
+	// adoptLogs: the metadata store was created by this start, so the
+	// partition logs found are taken over as topics (a Kafka log dir, or
+	// one whose metadata was lost); otherwise they are strays.
+	adoptLogs bool
 
 	// layers is the current broker-level configuration (static file plus
 	// dynamic broker configs); replaced whole on change.
@@ -141,6 +157,12 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		clock:  opts.Clock,
 		conns:  map[*conn]struct{}{},
 		reqMem: newRequestMemory(cfg.QueuedMaxRequestBytes),
+		fs:     opts.FS,
+
+		deleting: map[string]bool{},
+	}
+	if s.fs == nil {
+		s.fs = vfs.Default
 	}
 	s.connsByIP = map[string]int{}
 	if s.logger == nil {
@@ -181,12 +203,13 @@ func (s *Server) open(cfg *Config, opts Options, locks *engine.DirLocks) error {
 		meta = zs
 		s.cluster = newCluster(s, zs)
 	} else {
-		local, err := metastore.OpenLocal(locks.Dirs()[0], cfg.ClusterID)
+		local, err := metastore.OpenLocalWith(locks.Dirs()[0], cfg.ClusterID, metastore.LocalOptions{FS: s.fs, Logger: s.logger.With("component", "metastore")})
 		if err != nil {
 			locks.Release()
 			return fmt.Errorf("metadata store: %w", err)
 		}
 		meta = local
+		s.adoptLogs = local.Created()
 	}
 	s.meta = meta
 	s.refreshLayers()
@@ -196,6 +219,9 @@ func (s *Server) open(cfg *Config, opts Options, locks *engine.DirLocks) error {
 		overrides[t.Name] = t.Configs
 	}
 	layers := s.layers.Load()
+	if s.cluster == nil && !s.adoptLogs {
+		s.setAsideStrayLogs()
+	}
 	mgr, err := engine.OpenManager(engine.ManagerOptions{
 		Locks:                  locks, // released by mgr.Close, or by OpenManager on failure
 		FS:                     opts.FS,
@@ -253,43 +279,30 @@ func (s *Server) refreshLayers() {
 
 func (s *Server) nodeIDString() string { return strconv.Itoa(int(s.cfg.NodeID)) }
 
-// loadTopics finishes pending deletions, opens every topic's logs and
-// adopts logs the store does not know (e.g. a lost metadata file).
+// loadTopics removes the logs of pending deletions (startGroups then
+// removes their offsets and records them done), adopts the logs found when
+// the metadata store is new, and opens every topic's logs. A partition whose log cannot be opened or created is offline: the
+// broker starts and serves the others.
 func (s *Server) loadTopics() error {
 	if s.cluster != nil {
 		return s.cluster.loadTopics()
 	}
 	for _, t := range s.meta.PendingDeletions() {
 		if err := s.deleteLogs(t.Name, t.Partitions); err != nil {
-			return fmt.Errorf("finishing deletion of topic %s: %w", t.Name, err)
+			s.logger.Error("finishing the deletion of a topic failed; the next start retries", "topic", t.Name, "err", err)
+			continue
 		}
-		if err := s.meta.DeletionDone(t.Name); err != nil {
-			return err
-		}
+		s.deletedAtStart = append(s.deletedAtStart, t.Name)
 	}
-	known := map[string]bool{}
-	for _, t := range s.meta.Topics() {
-		known[t.Name] = true
-	}
-	stray := map[string]int32{}
-	for _, l := range s.mgr.Logs() {
-		tp := l.TopicPartition()
-		if !known[tp.Topic] && tp.Partition+1 > stray[tp.Topic] {
-			stray[tp.Topic] = tp.Partition + 1
-		}
-	}
-	for name, n := range stray {
-		s.logger.Warn("adopting partition logs unknown to the metadata store", "topic", name, "partitions", n)
-		if err := s.meta.CreateTopic(metastore.Topic{Name: name, ID: metastore.NewTopicID(), Partitions: n, ReplicationFactor: 1}); err != nil {
-			return err
-		}
+	if s.adoptLogs {
+		s.adoptUnknownLogs()
 	}
 	snap := &topicSnapshot{byName: map[string]*topic{}, byID: map[metastore.TopicID]*topic{}}
 	layers := s.layers.Load()
 	for _, mt := range s.meta.Topics() {
 		t, err := s.openTopic(mt, layers)
 		if err != nil {
-			return err
+			s.logger.Error("partitions offline: their logs cannot be opened", "topic", mt.Name, "err", err)
 		}
 		snap.byName[t.name] = t
 		snap.byID[t.id] = t
@@ -298,8 +311,27 @@ func (s *Server) loadTopics() error {
 	return nil
 }
 
-// openTopic opens (creating if missing) the logs of a stored topic.
-func (s *Server) openTopic(mt metastore.Topic, layers *configLayers) (*topic, error) {
+// adoptUnknownLogs records, in a metadata store this start created, a
+// topic for every topic whose partition logs were found: how a Kafka
+// broker's log directory (or one whose metadata files were lost) is taken
+// over. With a store that existed, such logs are strays instead
+// (setAsideStrayLogs).
+func (s *Server) adoptUnknownLogs() {
+	count := map[string]int32{}
+	for _, l := range s.mgr.Logs() {
+		tp := l.TopicPartition()
+		count[tp.Topic] = max(count[tp.Topic], tp.Partition+1)
+	}
+	for name, n := range count {
+		s.logger.Warn("new metadata store: adopting the partition logs found as a topic", "topic", name, "partitions", n)
+		if err := s.meta.CreateTopic(metastore.Topic{Name: name, ID: metastore.NewTopicID(), Partitions: n, ReplicationFactor: 1}); err != nil {
+			s.logger.Error("adopting partition logs failed; they are not served", "topic", name, "err", err)
+		}
+	}
+}
+
+// newTopic is a stored topic's view without partitions.
+func (s *Server) newTopic(mt metastore.Topic, layers *configLayers) *topic {
 	t := &topic{
 		name:     mt.Name,
 		id:       mt.ID,
@@ -312,7 +344,17 @@ func (s *Server) openTopic(mt metastore.Topic, layers *configLayers) (*topic, er
 	}
 	dropInvalidTopicConfigs(mt.Name, t.configs, layers, s.logger)
 	t.settings = layers.topicSettings(t.configs)
+	return t
+}
+
+// openTopic builds a stored topic's view over its logs, creating missing
+// ones (partitions added by a CreatePartitions that the store took but
+// whose logs a crash lost). A partition whose log cannot be had is
+// offline (no log); the topic is returned with every such error joined.
+func (s *Server) openTopic(mt metastore.Topic, layers *configLayers) (*topic, error) {
+	t := s.newTopic(mt, layers)
 	ecfg := layers.engineConfig(t.configs)
+	var errs []error
 	for p := int32(0); p < mt.Partitions; p++ {
 		tp := engine.TopicPartition{Topic: mt.Name, Partition: p}
 		l, ok := s.mgr.Log(tp)
@@ -321,7 +363,9 @@ func (s *Server) openTopic(mt metastore.Topic, layers *configLayers) (*topic, er
 		} else {
 			var err error
 			if l, err = s.mgr.CreateLog(tp, ecfg); err != nil {
-				return nil, fmt.Errorf("creating log %s-%d: %w", tp.Topic, tp.Partition, err)
+				errs = append(errs, fmt.Errorf("creating log %s: %w", tp, err))
+				t.parts = append(t.parts, &partition{tp: tp})
+				continue
 			}
 		}
 		// Single node: every record in the log is committed.
@@ -330,8 +374,97 @@ func (s *Server) openTopic(mt metastore.Topic, layers *configLayers) (*topic, er
 		}
 		t.parts = append(t.parts, &partition{tp: tp, log: l})
 	}
-	return t, nil
+	return t, errors.Join(errs...)
 }
+
+// setAsideStrayLogs handles, before the engine loads the log dirs,
+// partition directories the metadata store does not list: of a topic it
+// does not know, or beyond a known topic's partition count. They are what
+// a topic creation (or CreatePartitions) that did not reach the store left
+// behind, and are never adopted as topics. A stray that holds no records
+// is removed; one with records is renamed to <topic>-<partition>.<id>-stray
+// and left for the operator, as Kafka does with stray logs. Both are
+// logged at WARN (the removals as one count per log dir).
+func (s *Server) setAsideStrayLogs() {
+	known := map[string]int32{}
+	for _, ts := range [][]metastore.Topic{s.meta.Topics(), s.meta.PendingDeletions()} {
+		for _, t := range ts {
+			known[t.Name] = max(known[t.Name], t.Partitions)
+		}
+	}
+	for _, dir := range s.cfg.LogDirs {
+		ents, err := s.fs.ReadDir(dir)
+		if err != nil {
+			continue // a new dir: the engine creates it
+		}
+		removed, aside := 0, 0
+		for _, e := range ents {
+			tp, ok := engine.ParsePartitionDirName(e.Name())
+			if !e.IsDir() || !ok {
+				continue
+			}
+			if n, ok := known[tp.Topic]; ok && tp.Partition < n {
+				continue
+			}
+			path := filepath.Join(dir, e.Name())
+			if holdsRecords, err := s.holdsRecords(path); err == nil && !holdsRecords {
+				if err := s.fs.RemoveAll(path); err == nil {
+					removed++
+					continue
+				}
+			}
+			to := filepath.Join(dir, strayDirName(e.Name()))
+			if err := s.fs.Rename(path, to); err != nil {
+				s.logger.Error("setting aside a partition log the metadata does not list failed", "dir", path, "err", err)
+				continue
+			}
+			s.logger.Warn("partition log the metadata does not list set aside (not served)", "dir", path, "now", to)
+			aside++
+		}
+		if removed > 0 {
+			s.logger.Warn("removed empty partition logs the metadata does not list (a topic creation that did not finish)", "dir", dir, "count", removed)
+		}
+		if removed+aside > 0 {
+			if err := s.fs.SyncDir(dir); err != nil {
+				s.logger.Warn("syncing a log dir failed", "dir", dir, "err", err)
+			}
+		}
+	}
+}
+
+// holdsRecords reports whether a partition directory has a non-empty
+// segment (or cleaner output) file.
+func (s *Server) holdsRecords(dir string) (bool, error) {
+	ents, err := s.fs.ReadDir(dir)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range ents {
+		if e.IsDir() || !strings.Contains(e.Name(), engine.LogSuffix) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return false, err
+		}
+		if fi.Size() > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// strayDirName is Kafka's name for a stray log: the partition directory's
+// name, a random id and "-stray", shortened to fit a file name.
+func strayDirName(name string) string {
+	var id [16]byte
+	rand.Read(id[:])
+	suffix := "." + hex.EncodeToString(id[:]) + strayDirSuffix
+	return name[:min(len(name), 255-len(suffix))] + suffix
+}
+
+// strayDirSuffix marks a partition directory set aside (never loaded).
+const strayDirSuffix = "-stray"
 
 func (s *Server) deleteLogs(name string, partitions int32) error {
 	var errs []error

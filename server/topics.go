@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -106,8 +107,16 @@ func (s *Server) checkNewTopic(spec *newTopicSpec) error {
 	return nil
 }
 
-// createTopic validates and creates a topic: durable in the metadata store
-// first, then the logs, then visible to requests.
+// maxPartitionsPerRequest bounds the partitions one CreateTopics or
+// CreatePartitions request may create, as Kafka's controller does
+// (docs/topics.md).
+const maxPartitionsPerRequest = 10_000
+
+// createTopic validates and creates a topic: its logs first, then the
+// metadata store (the commit point), then visible to requests. A failure
+// before the store took it removes the logs again, so the metadata never
+// names a topic whose logs were not all created, and logs of a creation
+// that did not finish are strays the next start sets aside.
 func (s *Server) createTopic(spec newTopicSpec) (*topic, error) {
 	s.topicMu.Lock()
 	defer s.topicMu.Unlock()
@@ -119,6 +128,9 @@ func (s *Server) createTopic(spec newTopicSpec) (*topic, error) {
 	}
 	if s.cluster != nil {
 		return s.cluster.createTopic(spec)
+	}
+	if s.deleting[spec.name] {
+		return nil, topicErrf(kerr.TopicAlreadyExists, "topic %q is marked for deletion", spec.name)
 	}
 	// A deletion of the same name that did not finish blocks re-creation
 	// until its logs are gone.
@@ -140,49 +152,139 @@ func (s *Server) createTopic(spec newTopicSpec) (*topic, error) {
 		ReplicationFactor: spec.rf,
 		Configs:           maps.Clone(spec.configs),
 	}
+	layers := s.layers.Load()
+	ecfg := layers.engineConfig(mt.Configs)
+	logs, err := s.createLogs(spec.name, 0, spec.partitions, ecfg)
+	if err != nil {
+		return nil, topicErrf(kerr.KafkaStorageError, "creating topic %q: %v", spec.name, err)
+	}
 	if err := s.meta.CreateTopic(mt); err != nil {
+		s.dropLogs(logs)
 		if errors.Is(err, metastore.ErrTopicExists) {
 			return nil, topicErrf(kerr.TopicAlreadyExists, "topic %q already exists", spec.name)
 		}
 		return nil, topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
 	}
-	t, err := s.openTopic(mt, s.layers.Load())
-	if err != nil {
-		// Roll back: the topic never became visible.
-		if derr := s.meta.DeleteTopic(spec.name); derr == nil {
-			if s.deleteLogs(spec.name, spec.partitions) == nil {
-				s.meta.DeletionDone(spec.name)
-			}
-		}
-		return nil, topicErrf(kerr.KafkaStorageError, "%v", err)
+	t := s.newTopic(mt, layers)
+	for p, l := range logs {
+		t.parts = append(t.parts, &partition{tp: engine.TopicPartition{Topic: spec.name, Partition: int32(p)}, log: l})
 	}
 	s.publishTopics(func(m map[string]*topic) { m[t.name] = t })
 	s.logger.Info("created topic", "topic", t.name, "partitions", spec.partitions, "configs", spec.configs)
 	return t, nil
 }
 
+// createLogs creates the logs of partitions [from, to) of a topic. If one
+// cannot be created, the ones created are removed again and the error
+// returned. A log that already exists is an error too: only a stray the
+// start-up could not set aside can be there, and its records must not
+// become the new partition's.
+func (s *Server) createLogs(name string, from, to int32, ecfg engine.Config) ([]*engine.Log, error) {
+	logs := make([]*engine.Log, 0, to-from)
+	for p := from; p < to; p++ {
+		tp := engine.TopicPartition{Topic: name, Partition: p}
+		var (
+			err     error
+			partial []string // what the failed CreateLog left behind
+		)
+		if l, ok := s.mgr.Log(tp); ok {
+			err = fmt.Errorf("a log of %s already exists (%s)", tp, l.Dir())
+		} else {
+			before := s.partitionDirsOnDisk(tp)
+			if l, err = s.mgr.CreateLog(tp, ecfg); err == nil {
+				// Single node: every record in the log is committed.
+				if leo := l.LogEndOffset(); l.HighWatermark() < leo {
+					l.SetHighWatermark(leo)
+				}
+				logs = append(logs, l)
+				continue
+			}
+			for _, d := range s.partitionDirsOnDisk(tp) {
+				if !slices.Contains(before, d) {
+					partial = append(partial, d)
+				}
+			}
+		}
+		s.dropLogs(logs, partial...)
+		return nil, fmt.Errorf("creating log %s (%d of %d): %w", tp, p-from+1, to-from, err)
+	}
+	return logs, nil
+}
+
+// dropLogs removes logs created by a request that failed, and the
+// directories of dirs (what a failed creation left). Each log is closed
+// before its directory goes, which returns descriptors to a process that
+// may have run out; removals that failed are retried once after all were
+// closed. Directories that still remain are strays the next start removes
+// (they hold no records).
+func (s *Server) dropLogs(logs []*engine.Log, dirs ...string) {
+	var failed []string
+	for _, l := range logs {
+		dir := l.Dir()
+		if err := s.deleteLog(l.TopicPartition()); err != nil {
+			failed = append(failed, dir)
+		}
+	}
+	for _, dir := range append(failed, dirs...) {
+		if err := s.fs.RemoveAll(dir); err != nil {
+			s.logger.Error("removing the log of a failed creation failed; the next start removes it", "dir", dir, "err", err)
+		}
+	}
+}
+
+// partitionDirsOnDisk lists the directories of tp that exist in the log
+// dirs.
+func (s *Server) partitionDirsOnDisk(tp engine.TopicPartition) []string {
+	var out []string
+	for _, d := range s.mgr.Dirs() {
+		path := filepath.Join(d, engine.PartitionDirName(tp))
+		if _, err := s.fs.Stat(path); err == nil {
+			out = append(out, path)
+		}
+	}
+	return out
+}
+
 // deleteTopic removes a topic: durable in the store (as pending deletion),
-// invisible to new requests, parked fetches woken, then its logs deleted.
+// invisible to new requests, parked fetches woken, its logs deleted, then
+// the committed offsets of its partitions removed from every group (as
+// Kafka's GroupCoordinator.onPartitionsDeleted does), and the deletion
+// recorded as done. Internal topics cannot be deleted (docs/topics.md).
 func (s *Server) deleteTopic(name string) error {
 	s.topicMu.Lock()
-	defer s.topicMu.Unlock()
 	t := s.topic(name)
 	if t == nil {
+		s.topicMu.Unlock()
 		return topicErrf(kerr.UnknownTopicOrPartition, "unknown topic %q", name)
 	}
+	if t.internal {
+		s.topicMu.Unlock()
+		return topicErrf(kerr.InvalidTopicException, "topic %q is an internal topic and cannot be deleted", name)
+	}
 	if s.cluster != nil {
+		defer s.topicMu.Unlock()
 		return s.cluster.deleteTopic(name)
 	}
 	if err := s.meta.DeleteTopic(name); err != nil {
+		s.topicMu.Unlock()
 		return topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
 	}
 	s.publishTopics(func(m map[string]*topic) { delete(m, name) })
 	for _, p := range t.parts {
 		p.wakeAll()
 	}
-	if err := s.deleteLogs(name, int32(len(t.parts))); err != nil {
+	logsErr := s.deleteLogs(name, int32(len(t.parts)))
+	s.deleting[name] = true // until the offsets are gone: no re-creation
+	s.topicMu.Unlock()
+
+	s.removeDeletedOffsets([]string{name}) // outside topicMu (lock order)
+
+	s.topicMu.Lock()
+	defer s.topicMu.Unlock()
+	delete(s.deleting, name)
+	if logsErr != nil {
 		// The store still lists it as pending; the next start finishes.
-		s.logger.Error("deleting topic logs failed; will retry at start-up", "topic", name, "err", err)
+		s.logger.Error("deleting topic logs failed; will retry at start-up", "topic", name, "err", logsErr)
 		return nil
 	}
 	if err := s.meta.DeletionDone(name); err != nil {
@@ -288,30 +390,20 @@ func (s *Server) addPartitions(name string, count int32, assignment [][]int32, v
 	if validateOnly {
 		return nil
 	}
+	// Logs first, then the store (the commit point), as for creation.
+	ecfg := s.layers.Load().engineConfig(t.configs)
+	logs, err := s.createLogs(name, cur, count, ecfg)
+	if err != nil {
+		return topicErrf(kerr.KafkaStorageError, "adding partitions to %q: %v", name, err)
+	}
 	if err := s.meta.SetPartitionCount(name, count); err != nil {
+		s.dropLogs(logs)
 		return topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
 	}
-	// The store holds the new count: if a log cannot be created now, the
-	// next start creates it (openTopic), and a retried request with the
-	// same count finishes the job.
-	ecfg := s.layers.Load().engineConfig(t.configs)
 	nt := *t
 	nt.parts = slices.Clone(t.parts)
-	for p := cur; p < count; p++ {
-		tp := engine.TopicPartition{Topic: name, Partition: p}
-		l, ok := s.mgr.Log(tp)
-		if ok {
-			l.SetConfig(ecfg)
-		} else {
-			var err error
-			if l, err = s.mgr.CreateLog(tp, ecfg); err != nil {
-				return topicErrf(kerr.KafkaStorageError, "creating log %s-%d: %v", name, p, err)
-			}
-		}
-		if leo := l.LogEndOffset(); l.HighWatermark() < leo {
-			l.SetHighWatermark(leo)
-		}
-		nt.parts = append(nt.parts, &partition{tp: tp, log: l})
+	for i, l := range logs {
+		nt.parts = append(nt.parts, &partition{tp: engine.TopicPartition{Topic: name, Partition: cur + int32(i)}, log: l})
 	}
 	s.publishTopics(func(m map[string]*topic) { m[name] = &nt })
 	s.logger.Info("added partitions", "topic", name, "from", cur, "to", count)

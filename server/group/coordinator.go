@@ -397,6 +397,39 @@ func (co *Coordinator) List() ([]Listing, error) {
 	return out, listErr
 }
 
+// OnTopicsDeleted removes the committed offsets of deleted topics from
+// the groups of every partition served here (Kafka's
+// GroupCoordinator.onPartitionsDeleted). Partitions not served here are
+// skipped: their coordinator does the same. It returns how many offsets
+// went, and the write errors.
+func (co *Coordinator) OnTopicsDeleted(topics []string) (int, error) {
+	set := map[string]bool{}
+	for _, t := range topics {
+		set[t] = true
+	}
+	total := 0
+	var errs []error
+	for _, s := range co.shards {
+		var (
+			n   int
+			err error
+		)
+		notServed, syncErr := s.run(func(c *core, now time.Time) { n, err = c.topicsDeleted(now, set) })
+		if notServed != nil {
+			continue
+		}
+		if err == nil {
+			err = syncErr
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("group: removing offsets of deleted topics from %s-%d: %w", OffsetsTopic, s.partition, err))
+			continue
+		}
+		total += n
+	}
+	return total, errors.Join(errs...)
+}
+
 // DeleteGroups handles DeleteGroups; one error per group.
 func (co *Coordinator) DeleteGroups(groups []string) []error {
 	errs := make([]error, len(groups))

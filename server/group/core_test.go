@@ -719,3 +719,41 @@ func TestPartitionFor(t *testing.T) {
 		}
 	}
 }
+
+// Deleting a topic removes every group's offsets of it (tombstones, so a
+// restart agrees); a group that only stored offsets and has none left is
+// removed, a live group stays.
+func TestTopicsDeletedRemovesOffsets(t *testing.T) {
+	h := newHarness(t, testConfig())
+	gone, kept := TopicPartition{"gone", 0}, TopicPartition{"kept", 0}
+	if errs := h.commit(CommitRequest{Group: "simple", Generation: -1, Offsets: []OffsetCommit{{TopicPartition: gone, Offset: 20}, {TopicPartition: TopicPartition{"gone", 1}, Offset: 3}}}); errs[0] != nil {
+		t.Fatal(errs)
+	}
+	if errs := h.commit(CommitRequest{Group: "mixed", Generation: -1, Offsets: []OffsetCommit{{TopicPartition: gone, Offset: 5}, {TopicPartition: kept, Offset: 6}}}); errs[0] != nil {
+		t.Fatal(errs)
+	}
+	ids, gen := h.stableGroup(1)
+	h.commit(CommitRequest{Group: "g", Generation: gen, MemberID: ids[0], Offsets: []OffsetCommit{{TopicPartition: gone, Offset: 9}}})
+
+	var n int
+	var err error
+	h.do(func(now time.Time) { n, err = h.c.topicsDeleted(now, map[string]bool{"gone": true}) })
+	if err != nil || n != 4 {
+		t.Fatalf("removed %d offsets, %v; want 4", n, err)
+	}
+	check := func() {
+		t.Helper()
+		if h.c.groups["simple"] != nil {
+			t.Fatal("offsets-only group without offsets not removed")
+		}
+		if got := h.c.fetchOffsets("mixed", nil); len(got) != 1 || got[0].TopicPartition != kept || got[0].Offset != 6 {
+			t.Fatalf("mixed: %+v", got)
+		}
+		if h.c.groups["g"] == nil || len(h.c.fetchOffsets("g", nil)) != 0 {
+			t.Fatalf("live group g: %v %+v", h.c.groups["g"] != nil, h.c.fetchOffsets("g", nil))
+		}
+	}
+	check()
+	h.restart()
+	check()
+}

@@ -207,6 +207,47 @@ func (c *core) deleteOffsets(now time.Time, groupID string, tps []TopicPartition
 	return errs, nil
 }
 
+// topicsDeleted removes every group's committed offsets of the deleted
+// topics (tombstones), as Kafka's GroupCoordinator.onPartitionsDeleted: a
+// topic re-created under the same name starts with no committed offsets.
+// A group left Empty with no offsets is removed too (a metadata
+// tombstone). It returns how many offsets were removed.
+func (c *core) topicsDeleted(now time.Time, topics map[string]bool) (int, error) {
+	var (
+		recs    []Record
+		removed = map[*group][]TopicPartition{}
+		dead    []*group
+	)
+	for _, id := range sortedKeys(c.groups) {
+		g := c.groups[id]
+		for _, tp := range g.sortedOffsets() {
+			if topics[tp.Topic] {
+				removed[g] = append(removed[g], tp)
+				recs = append(recs, Record{Key: offsetKey(g.id, tp)})
+			}
+		}
+		if len(removed[g]) > 0 && g.state == Empty && len(g.offsets) == len(removed[g]) && len(g.pending) == 0 {
+			dead = append(dead, g)
+			recs = append(recs, Record{Key: groupKey(g.id)})
+		}
+	}
+	if err := c.store(recs); err != nil {
+		return 0, err
+	}
+	n := 0
+	for g, tps := range removed {
+		for _, tp := range tps {
+			delete(g.offsets, tp)
+			n++
+		}
+	}
+	for _, g := range dead {
+		g.transition(Dead, now)
+		delete(c.groups, g.id)
+	}
+	return n, nil
+}
+
 // expireOffsets is the retention sweep (offsets.retention.minutes):
 //   - an empty group that used group management loses all its offsets
 //     once it has been empty that long;

@@ -1,20 +1,51 @@
 package metastore
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
+	"syscall"
+
+	"github.com/kvlog/kvlog/engine/vfs"
 )
 
-// LocalFileName is the file Local keeps its state in, inside its directory.
-const LocalFileName = "kvlog-metadata.json"
+// The files of the embedded store, in its directory (the format is
+// described in FORMAT.md beside this file).
+const (
+	// LocalFileName holds the current generation of the metadata.
+	LocalFileName = "kvlog-metadata.json"
+	// PrevSuffix names the previous generation (LocalFileName+PrevSuffix),
+	// the fallback when the current one is missing or corrupt.
+	PrevSuffix = ".prev"
+	// tmpSuffix names a generation being written.
+	tmpSuffix = ".tmp"
+	// corruptSuffix names a current generation found corrupt, kept aside
+	// for inspection when the store fell back to the previous one.
+	corruptSuffix = ".corrupt"
+	// deleteMarkerInfix, followed by a topic id in hex, names an empty file
+	// recording a topic deletion the store could not write for lack of
+	// space.
+	deleteMarkerInfix = ".deleted-"
+)
+
+// formatVersion is the version of the envelope Local writes. Version 1 is
+// the bare state document of earlier releases (no generation, no
+// checksum), still read.
+const formatVersion = 2
 
 // producerIDBlock is how many producer ids Local reserves per durable write.
 // A restart skips the rest of the current block, as Kafka's
@@ -23,7 +54,6 @@ const producerIDBlock = 1000
 
 // localState is the persisted document.
 type localState struct {
-	Version          int                          `json:"version"`
 	ClusterID        string                       `json:"cluster_id"`
 	Topics           map[string]*Topic            `json:"topics"`
 	PendingDeletions map[string]*Topic            `json:"pending_deletions,omitempty"`
@@ -31,51 +61,211 @@ type localState struct {
 	ProducerIDBlock  int64                        `json:"producer_id_block_end"`
 }
 
-// Local is the embedded metadata store: a JSON document rewritten
-// atomically (temp file, fsync, rename, directory fsync) on every change.
+// envelope is the file: the state with its generation and checksum.
+type envelope struct {
+	Version    int             `json:"version"`
+	Generation uint64          `json:"generation"`
+	CRC32C     uint32          `json:"crc32c"`
+	State      json.RawMessage `json:"state"`
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// LocalOptions are Local's dependencies.
+type LocalOptions struct {
+	FS     vfs.FS       // nil: the operating system
+	Logger *slog.Logger // nil: slog.Default()
+}
+
+// Local is the embedded metadata store: a JSON document rewritten on every
+// change as a new generation (temporary file, fsync, the current file
+// renamed to the previous one, the temporary file renamed to the current
+// one, directory fsync). Opening loads the newest generation whose
+// checksum holds, so a corrupt or missing current file falls back to the
+// previous generation.
 type Local struct {
 	mu      sync.Mutex
+	fs      vfs.FS
+	log     *slog.Logger
+	dir     string
 	path    string
 	state   localState
+	gen     uint64 // generation of the state last written (or loaded)
+	curOK   bool   // path holds a valid generation: the next write keeps it as the previous one
+	markers []string
 	nextPID int64 // next producer id to hand out; < state.ProducerIDBlock
 	closed  bool
+	created bool // no generation existed: this open created the store
 }
 
 var _ Store = (*Local)(nil)
 
-// OpenLocal opens (or creates) the store in dir. clusterID, if not empty,
-// is used for a new store; an existing store keeps its own.
+// OpenLocal opens (or creates) the store in dir on the operating system's
+// file system. clusterID, if not empty, is used for a new store; an
+// existing store keeps its own.
 func OpenLocal(dir, clusterID string) (*Local, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	return OpenLocalWith(dir, clusterID, LocalOptions{})
+}
+
+// loaded is one generation read from a file.
+type loaded struct {
+	file   string
+	exists bool
+	gen    uint64
+	state  localState
+	err    error // not nil: missing (exists false) or unusable
+}
+
+// OpenLocalWith opens (or creates) the store in dir. It loads the newest
+// valid generation of the current and previous files, saying at WARN when
+// that is the previous one (the current one is then kept aside as
+// kvlog-metadata.json.corrupt and rewritten), and fails only when neither
+// holds a valid generation or a file has a version this build cannot read.
+// Topic deletions recorded by marker files (see DeleteTopic) are applied.
+func OpenLocalWith(dir, clusterID string, opts LocalOptions) (*Local, error) {
+	l := &Local{fs: opts.FS, log: opts.Logger, dir: dir, path: filepath.Join(dir, LocalFileName)}
+	if l.fs == nil {
+		l.fs = vfs.Default
+	}
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	if err := l.fs.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("metastore: %s: %w", dir, err)
+	}
+	cur := l.read(l.path)
+	prev := l.read(l.path + PrevSuffix)
+	for _, c := range []loaded{cur, prev} {
+		if errors.Is(c.err, errUnsupportedVersion) {
+			return nil, c.err
+		}
+	}
+	markers, err := l.listMarkers()
+	if err != nil {
 		return nil, err
 	}
-	l := &Local{path: filepath.Join(dir, LocalFileName)}
-	b, err := os.ReadFile(l.path)
 	switch {
-	case errors.Is(err, os.ErrNotExist):
+	case !cur.exists && !prev.exists:
 		if clusterID == "" {
 			clusterID = newClusterID()
 		}
-		l.state = localState{Version: 1, ClusterID: clusterID, Topics: map[string]*Topic{}}
+		l.state = localState{ClusterID: clusterID, Topics: map[string]*Topic{}}
+		l.created = true
 		if err := l.persist(); err != nil {
 			return nil, err
 		}
-	case err != nil:
-		return nil, err
+		for _, m := range markers { // of a store that no longer exists
+			_ = l.fs.Remove(filepath.Join(dir, m))
+		}
+		markers = nil
+	case cur.err == nil && (prev.err != nil || cur.gen >= prev.gen):
+		l.state, l.gen, l.curOK = cur.state, cur.gen, true
+		if prev.exists && prev.err != nil {
+			l.log.Warn("previous generation of the metadata is unusable; the current one is fine", "file", prev.file, "err", prev.err)
+		}
+	case prev.err == nil:
+		curErr := "missing"
+		if cur.exists {
+			curErr = cur.err.Error()
+		}
+		l.log.Warn("current metadata file unusable; using the previous generation",
+			"file", cur.file, "err", curErr, "using", prev.file, "generation", prev.gen)
+		l.state, l.gen = prev.state, prev.gen
+		if cur.exists && cur.err != nil {
+			if err := l.fs.Rename(l.path, l.path+corruptSuffix); err != nil {
+				l.log.Warn("keeping the corrupt metadata file aside failed", "file", cur.file, "err", err)
+			}
+		}
+		// Rewrite the current file from the previous generation, keeping
+		// that one as the fallback (curOK is false: no rotation).
+		if err := l.persist(); err != nil {
+			l.log.Warn("rewriting the metadata file failed; the next change retries", "file", cur.file, "err", err)
+		}
 	default:
-		if err := json.Unmarshal(b, &l.state); err != nil {
-			return nil, fmt.Errorf("metastore: %s: %w", l.path, err)
-		}
-		if l.state.Version != 1 {
-			return nil, fmt.Errorf("metastore: %s: unsupported version %d", l.path, l.state.Version)
-		}
-		if l.state.Topics == nil {
-			l.state.Topics = map[string]*Topic{}
-		}
+		return nil, fmt.Errorf("metastore: no usable generation of the metadata: %w", errors.Join(cur.err, prev.err))
+	}
+	if l.state.Topics == nil {
+		l.state.Topics = map[string]*Topic{}
 	}
 	l.nextPID = l.state.ProducerIDBlock
+	if len(markers) > 0 {
+		l.applyMarkers(markers)
+	}
 	return l, nil
 }
+
+var errUnsupportedVersion = errors.New("metastore: unsupported metadata format version")
+
+// read loads one file.
+func (l *Local) read(path string) loaded {
+	c := loaded{file: path}
+	f, err := l.fs.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			c.err = err
+			return c
+		}
+		c.exists = true
+		c.err = fmt.Errorf("metastore: %s: %w", path, err)
+		return c
+	}
+	c.exists = true
+	b, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		c.err = fmt.Errorf("metastore: %s: %w", path, err)
+		return c
+	}
+	c.state, c.gen, c.err = decode(path, b)
+	return c
+}
+
+// decode parses a file's content.
+func decode(path string, b []byte) (localState, uint64, error) {
+	var st localState
+	var env envelope
+	if err := json.Unmarshal(b, &env); err != nil {
+		return st, 0, fmt.Errorf("metastore: %s: corrupt: %w", path, err)
+	}
+	switch env.Version {
+	case 1: // the bare state of earlier releases
+		if err := json.Unmarshal(b, &st); err != nil {
+			return st, 0, fmt.Errorf("metastore: %s: corrupt: %w", path, err)
+		}
+		return st, 0, nil
+	case formatVersion:
+	default:
+		return st, 0, fmt.Errorf("%w %d in %s", errUnsupportedVersion, env.Version, path)
+	}
+	if len(env.State) == 0 {
+		return st, 0, fmt.Errorf("metastore: %s: corrupt: no state", path)
+	}
+	if sum := crc32.Checksum(env.State, castagnoli); sum != env.CRC32C {
+		return st, 0, fmt.Errorf("metastore: %s: corrupt: generation %d has checksum %08x, its state hashes to %08x", path, env.Generation, env.CRC32C, sum)
+	}
+	if err := json.Unmarshal(env.State, &st); err != nil {
+		return st, 0, fmt.Errorf("metastore: %s: corrupt: %w", path, err)
+	}
+	return st, env.Generation, nil
+}
+
+// encode renders a generation. The state is indented for people; the
+// checksum covers its bytes exactly as written.
+func encode(st *localState, gen uint64) ([]byte, error) {
+	body, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "{\"version\": %d, \"generation\": %d, \"crc32c\": %d,\n\"state\": ", formatVersion, gen, crc32.Checksum(body, castagnoli))
+	b.Write(body)
+	b.WriteString("}\n")
+	return b.Bytes(), nil
+}
+
+// Created reports whether opening created the store: no generation of it
+// existed in the directory.
+func (l *Local) Created() bool { return l.created }
 
 // newClusterID returns a Kafka-style cluster id: a random UUID in
 // unpadded URL-safe base64.
@@ -94,37 +284,123 @@ func NewTopicID() TopicID {
 	return id
 }
 
-// persist writes the state durably. Caller holds mu (or owns l).
+// persist writes the state durably as the next generation, keeping the
+// current file (when valid) as the previous generation. Caller holds mu
+// (or owns l). On failure the files hold the last good generation (the
+// current file, or only the previous one when the failure came between
+// the two renames).
 func (l *Local) persist() error {
-	b, err := json.MarshalIndent(&l.state, "", "  ")
+	gen := l.gen + 1
+	b, err := encode(&l.state, gen)
 	if err != nil {
 		return err
 	}
-	tmp := l.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	tmp := l.path + tmpSuffix
+	f, err := l.fs.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
-		return err
+		return fmt.Errorf("metastore: write %s: %w", tmp, err)
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && l.curOK {
+		err = l.fs.Rename(l.path, l.path+PrevSuffix)
+	}
+	if err != nil {
+		_ = l.fs.Remove(tmp)
+		return fmt.Errorf("metastore: write generation %d to %s: %w", gen, tmp, err)
+	}
+	if err := l.fs.Rename(tmp, l.path); err != nil {
+		l.curOK = false // rotated away: only the previous generation is on disk
+		_ = l.fs.Remove(tmp)
+		return fmt.Errorf("metastore: install generation %d as %s: %w", gen, l.path, err)
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		l.curOK = false
+		return fmt.Errorf("metastore: sync %s: %w", l.dir, err)
+	}
+	l.gen, l.curOK = gen, true
+	if len(l.markers) > 0 { // the state written includes their deletions
+		for _, m := range l.markers {
+			_ = l.fs.Remove(filepath.Join(l.dir, m))
+		}
+		l.markers = nil
+	}
+	return nil
+}
+
+// isNoSpace reports a write that failed for lack of space or quota.
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// markerName is the name of the deletion marker of a topic.
+func markerName(id TopicID) string {
+	return LocalFileName + deleteMarkerInfix + hex.EncodeToString(id[:])
+}
+
+// listMarkers lists the deletion markers in the store's directory.
+func (l *Local) listMarkers() ([]string, error) {
+	ents, err := l.fs.ReadDir(l.dir)
+	if err != nil {
+		return nil, fmt.Errorf("metastore: %s: %w", l.dir, err)
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), LocalFileName+deleteMarkerInfix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// writeMarker records the deletion of the topic with id in an empty file:
+// a directory entry and an inode, no data blocks, so it can be made on a
+// file system with no free space left. Caller holds mu.
+func (l *Local) writeMarker(id TopicID) error {
+	name := markerName(id)
+	f, err := l.fs.OpenFile(filepath.Join(l.dir, name), os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("metastore: deletion marker %s: %w", name, err)
 	}
 	if err := f.Close(); err != nil {
-		return err
+		return fmt.Errorf("metastore: deletion marker %s: %w", name, err)
 	}
-	if err := os.Rename(tmp, l.path); err != nil {
-		return err
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return fmt.Errorf("metastore: deletion marker %s: %w", name, err)
 	}
-	d, err := os.Open(filepath.Dir(l.path))
-	if err != nil {
-		return err
+	l.markers = append(l.markers, name)
+	return nil
+}
+
+// applyMarkers applies the deletions recorded by marker files at open:
+// the topic with the marker's id, if still live, becomes a pending
+// deletion. The markers go once a generation holding that is written.
+func (l *Local) applyMarkers(markers []string) {
+	for _, m := range markers {
+		idHex := strings.TrimPrefix(m, LocalFileName+deleteMarkerInfix)
+		var id TopicID
+		if b, err := hex.DecodeString(idHex); err != nil || len(b) != len(id) {
+			l.log.Warn("ignoring a malformed deletion marker", "file", filepath.Join(l.dir, m))
+			continue
+		} else {
+			copy(id[:], b)
+		}
+		l.markers = append(l.markers, m)
+		for name, t := range l.state.Topics {
+			if t.ID == id {
+				l.log.Warn("finishing a topic deletion recorded while the metadata could not be written", "topic", name, "marker", m)
+				deleteTopicIn(&l.state, name)
+			}
+		}
 	}
-	defer d.Close()
-	return d.Sync()
+	if err := l.persist(); err != nil {
+		l.log.Warn("writing the metadata after applying deletion markers failed; the next change retries", "err", err)
+	}
 }
 
 // mutate applies fn to the state and persists it, restoring the previous
@@ -210,19 +486,50 @@ func (l *Local) CreateTopic(t Topic) error {
 	})
 }
 
+// DeleteTopic moves a live topic to the pending deletions. When the new
+// generation cannot be written for lack of space (a full disk is when
+// deleting a topic matters most), the deletion is recorded instead in an
+// empty marker file, which needs no data blocks, and applied by the next
+// open; the next generation written includes it and removes the marker.
 func (l *Local) DeleteTopic(name string) error {
-	return l.mutate(func(s *localState) error {
-		t, ok := s.Topics[name]
-		if !ok {
-			return ErrUnknownTopic
-		}
-		delete(s.Topics, name)
-		if s.PendingDeletions == nil {
-			s.PendingDeletions = map[string]*Topic{}
-		}
-		s.PendingDeletions[name] = t
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	t, ok := l.state.Topics[name]
+	if !ok {
+		return ErrUnknownTopic
+	}
+	prev := cloneState(&l.state)
+	deleteTopicIn(&l.state, name)
+	err := l.persist()
+	if err == nil {
 		return nil
-	})
+	}
+	if !isNoSpace(err) {
+		l.state = prev
+		return err
+	}
+	if merr := l.writeMarker(t.ID); merr != nil {
+		l.state = prev
+		return errors.Join(err, merr)
+	}
+	l.log.Warn("no space to write the metadata; topic deletion recorded in a marker file", "topic", name, "err", err)
+	return nil
+}
+
+// deleteTopicIn moves a live topic to the pending deletions.
+func deleteTopicIn(s *localState, name string) {
+	t := s.Topics[name]
+	delete(s.Topics, name)
+	if s.PendingDeletions == nil {
+		s.PendingDeletions = map[string]*Topic{}
+	}
+	if p := s.PendingDeletions[name]; p != nil && p.Partitions > t.Partitions {
+		t.Partitions = p.Partitions // an older incarnation's logs may reach further
+	}
+	s.PendingDeletions[name] = t
 }
 
 func (l *Local) PendingDeletions() []Topic {

@@ -3,10 +3,11 @@
 // dynamic broker configs, producer-id allocation and the cluster id.
 //
 // Store is the seam between the broker and where that metadata lives. Local
-// is the embedded single-node implementation, one JSON file in the first
-// data directory; a ZooKeeper implementation (Kafka's ZooKeeper-era layout)
-// comes with multi-node mode. Every mutating call is durable when it
-// returns.
+// is the embedded single-node implementation: a JSON file in the first data
+// directory, written as checksummed generations with the previous one kept
+// as a fallback (FORMAT.md in this directory describes the files); the
+// ZooKeeper implementation (Kafka's ZooKeeper-era layout) is package
+// zkstore. Every mutating call is durable when it returns.
 package metastore
 
 import (
@@ -50,7 +51,9 @@ type Store interface {
 	// or still pending deletion.
 	CreateTopic(t Topic) error
 	// DeleteTopic removes a live topic and records it as pending deletion
-	// until DeletionDone; ErrUnknownTopic if it does not exist.
+	// until DeletionDone; ErrUnknownTopic if it does not exist. It must
+	// succeed on a full disk when at all possible: deleting a topic is how
+	// an operator frees space.
 	DeleteTopic(name string) error
 	// PendingDeletions lists topics deleted whose logs may still exist.
 	PendingDeletions() []Topic
