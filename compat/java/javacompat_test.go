@@ -2,7 +2,6 @@ package javacompat
 
 import (
 	"bufio"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,10 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/internal/testbroker"
 )
@@ -34,41 +29,6 @@ func modelValue(tag string, i int) *string {
 	return &s
 }
 
-// readTopic reads every partition of topic from its start offsets to its
-// end offsets with franz-go.
-func readTopic(t testing.TB, b *testbroker.Broker, topic string) []*kgo.Record {
-	t.Helper()
-	ctx := testbroker.Context(t, 60*time.Second)
-	adm := b.Admin(t)
-	starts, err := adm.ListStartOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := int64(0)
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
-			t.Fatalf("end offset of %s-%d: %v", topic, o.Partition, o.Err)
-		}
-		s, _ := starts.Lookup(topic, o.Partition)
-		want += o.Offset - s.Offset
-	})
-	cl := b.Client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(64<<20))
-	var out []*kgo.Record
-	for int64(len(out)) < want {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("franz-go read %d of %d records of %s", len(out), want, topic)
-		}
-		fs.EachError(func(tp string, p int32, err error) { t.Fatalf("franz-go fetching %s-%d: %v", tp, p, err) })
-		out = append(out, fs.Records()...)
-	}
-	return out
-}
-
 // checkModel reads a produce-codecs/acks1 topic back with franz-go: per
 // key the values and seq headers in production order, the tag header.
 func checkModel(t *testing.T, b *testbroker.Broker, topic, tag string) {
@@ -81,7 +41,7 @@ func checkModel(t *testing.T, b *testbroker.Broker, topic, tag string) {
 		}
 		want[modelKey(i)] = append(want[modelKey(i)], fmt.Sprintf("%d:%s", i, v))
 	}
-	rs := readTopic(t, b, topic)
+	rs := b.ReadTopic(t, topic)
 	sort.SliceStable(rs, func(i, j int) bool {
 		if rs[i].Partition != rs[j].Partition {
 			return rs[i].Partition < rs[j].Partition
@@ -111,37 +71,6 @@ func checkModel(t *testing.T, b *testbroker.Broker, topic, tag string) {
 			t.Fatalf("%s: key %s read back as %q, produced %q", topic, k, got[k], vs)
 		}
 	}
-}
-
-// storedCodecs returns the codec of every batch stored in a partition
-// (batches are stored as the producer compressed them).
-func storedCodecs(t *testing.T, b *testbroker.Broker, topic string, partition int32) []int8 {
-	t.Helper()
-	req := kmsg.NewPtrFetchRequest()
-	req.Version = 11
-	req.MaxWaitMillis = 100
-	req.MaxBytes = 64 << 20
-	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.Partition = partition
-	rp.PartitionMaxBytes = 64 << 20
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(testbroker.Context(t, 30*time.Second), b.Client(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var codecs []int8
-	for raw := resp.Topics[0].Partitions[0].RecordBatches; len(raw) >= 61; {
-		n := 12 + int(int32(binary.BigEndian.Uint32(raw[8:])))
-		if n > len(raw) {
-			break
-		}
-		codecs = append(codecs, int8(raw[22]&0x07)) // attributes' low byte
-		raw = raw[n:]
-	}
-	return codecs
 }
 
 var codecIDs = map[string]int8{"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
@@ -205,7 +134,7 @@ func TestJavaClients(t *testing.T) {
 					case "produce-codecs":
 						checkModel(t, b, v.prefix+"-codec-"+arg, arg)
 						for p := int32(0); p < 3; p++ {
-							for _, id := range storedCodecs(t, b, v.prefix+"-codec-"+arg, p) {
+							for _, id := range b.StoredCodecs(t, v.prefix+"-codec-"+arg, p) {
 								if id != codecIDs[arg] {
 									t.Fatalf("%s-codec-%s-%d stores a batch with codec %d, want %d", v.prefix, arg, p, id, codecIDs[arg])
 								}
@@ -292,7 +221,7 @@ func testProduceKill(t *testing.T, b *testbroker.Broker, cp string) {
 		t.Fatal(err)
 	}
 	got := map[string][]int64{}
-	for _, rec := range readTopic(t, b, d.Topic) {
+	for _, rec := range b.ReadTopic(t, d.Topic) {
 		k, s, ok := strings.Cut(string(rec.Value), ":")
 		seq, err := strconv.ParseInt(s, 10, 64)
 		if !ok || err != nil || k != string(rec.Key) {
