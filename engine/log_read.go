@@ -304,16 +304,35 @@ func (s *segment) offsetForTimestamp(h *handle, ts int64, logStart, hw Offset) (
 }
 
 // MaxTimestamp returns the largest timestamp in the log and the offset of
-// the batch carrying it (ListOffsets -3); (-1, -1) when the log is empty.
-func (l *Log) MaxTimestamp() (int64, Offset) {
+// the first record carrying it (ListOffsets -3), as Apache Kafka answers
+// since 3.8: the record's own offset, found by decoding the batch the
+// segment's time bookkeeping points at, not that batch's last offset.
+// (-1, -1) when the log is empty; (ts, -1) when that record is below the
+// log start offset or not below the high watermark.
+func (l *Log) MaxTimestamp() (int64, Offset, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	best, at := int64(-1), Offset(-1)
+	var seg *segment
+	best := int64(-1)
 	for _, s := range l.segments() {
 		if ts := s.maxTs.Load(); ts > best {
-			best = ts
-			at = s.offsetOfMaxTs
+			best, seg = ts, s
 		}
 	}
-	return best, at
+	l.mu.Unlock()
+	if seg == nil {
+		return -1, -1, nil
+	}
+	h, err := seg.acquire()
+	if err != nil {
+		return best, -1, nil // deleted meanwhile (retention, a clean swapped in)
+	}
+	defer h.release()
+	off, _, found, err := seg.offsetForTimestamp(h, best, l.LogStartOffset(), l.HighWatermark())
+	if err != nil {
+		return -1, -1, l.errorf("max timestamp", seg.base, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	if !found {
+		return best, -1, nil
+	}
+	return best, off, nil
 }

@@ -11,9 +11,10 @@ import (
 //
 // Timestamps: -1 latest (the high watermark; also the last stable offset
 // for read_committed, as there are no transactions), -2 earliest (log start
-// offset), -3 the batch with the largest timestamp (v7), otherwise the
-// first offset whose timestamp is at least the one given (offset -1 and
-// timestamp -1 when there is none).
+// offset), -3 the first record with the largest timestamp (v7; the
+// record's own offset, not its batch's last, as Kafka answers since 3.8),
+// otherwise the first offset whose timestamp is at least the one given
+// (offset -1 and timestamp -1 when there is none).
 //
 // Version notes:
 //   - v0: OldStyleOffsets (one offset), MaxNumOffsets.
@@ -92,11 +93,12 @@ func (s *Server) listOffset(version int16, topic string, rp *kmsg.ListOffsetsReq
 		if version < 7 {
 			return kerr.UnsupportedVersion
 		}
-		var at engine.Offset
-		if ts, at = p.log.MaxTimestamp(); ts >= 0 && at < p.log.HighWatermark() && at >= p.log.LogStartOffset() {
-			off = at
-		} else {
-			ts = -1
+		mts, at, err := p.log.MaxTimestamp()
+		if err != nil {
+			return err
+		}
+		if mts >= 0 && at >= 0 {
+			off, ts = at, mts
 		}
 	default:
 		if rp.Timestamp < 0 {
