@@ -165,12 +165,14 @@ func TestJavaClients(t *testing.T) {
 
 	// Kafka 4 clients open with ApiVersions v4; kvlog answers it as Kafka
 	// does for a version it does not serve (v0 body, UNSUPPORTED_VERSION,
-	// its key table) and the client retries at v3. That answer is no bad
-	// request.
+	// ApiVersions' own range) and the client retries at v3. That answer is
+	// negotiation, not a bad request.
 	t.Run("apiversions-v4-probe-not-a-bad-request", func(t *testing.T) {
 		if n := metric(t, b, "kvlog_bad_requests_total"); n != 0 {
-			t.Skipf("kvlog_bad_requests_total = %v after the Java clients: the ApiVersions v4 probe is still counted as a bad request "+
-				"(server/conn.go handleFrame; its fix is handed to the ApiVersions work, remove this skip once merged)", n)
+			t.Fatalf("Java client: kvlog_bad_requests_total = %v after the Java clients; the ApiVersions v4 probe must not count as a bad request", n)
+		}
+		if n := metric(t, b, "kvlog_api_versions_unsupported_total"); n == 0 {
+			t.Fatalf("Java client: kvlog_api_versions_unsupported_total = 0; the v4 probe was expected to be answered with UNSUPPORTED_VERSION")
 		}
 	})
 
