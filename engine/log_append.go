@@ -192,7 +192,7 @@ func (l *Log) appendBatches(b record.Batch, cfg Config, first, last Offset, maxT
 	}
 	if seg.bytesSinceIndex > cfg.IndexIntervalBytes {
 		_ = h.oidx.Append(int64(last), uint32(pos))
-		_ = h.tidx.MaybeAppend(seg.maxTs.Load(), int64(seg.offsetOfMaxTs), false)
+		_ = h.tidx.MaybeAppend(seg.maxTs.Load(), seg.offsetOfMaxTs.Load(), false)
 		seg.bytesSinceIndex = 0
 	}
 	seg.bytesSinceIndex += len(b)
@@ -200,8 +200,7 @@ func (l *Log) appendBatches(b record.Batch, cfg Config, first, last Offset, maxT
 		seg.firstBatchTs = maxTs
 	}
 	if maxTs > seg.maxTs.Load() {
-		seg.maxTs.Store(maxTs)
-		seg.offsetOfMaxTs = last
+		seg.setMaxTs(maxTs, last)
 	}
 	seg.size.Store(pos + int64(len(b)))
 	seg.next.Store(int64(last) + 1)

@@ -229,7 +229,11 @@ func (l *Log) ReadBatches(offset, maxOffset Offset, fn func(b record.Batch) erro
 func (l *Log) OffsetForTimestamp(ts int64) (Offset, int64, bool, error) {
 	hw := l.HighWatermark()
 	for _, seg := range l.segments() {
-		if seg.maxTs.Load() < ts {
+		maxTs, _, err := seg.largestTimestamp()
+		if err != nil {
+			return -1, -1, false, l.errorf("offset for timestamp", seg.base, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
+		if maxTs < ts {
 			continue
 		}
 		h, err := seg.acquire()
@@ -304,15 +308,20 @@ func (s *segment) offsetForTimestamp(h *handle, ts int64, logStart, hw Offset) (
 }
 
 // MaxTimestamp returns the largest timestamp in the log and the offset of
-// the batch carrying it (ListOffsets -3); (-1, -1) when the log is empty.
+// the batch carrying it (ListOffsets -3); (-1, -1) when the log is empty. A
+// segment whose largest timestamp cannot be read is skipped (and logged).
 func (l *Log) MaxTimestamp() (int64, Offset) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	best, at := int64(-1), Offset(-1)
 	for _, s := range l.segments() {
-		if ts := s.maxTs.Load(); ts > best {
-			best = ts
-			at = s.offsetOfMaxTs
+		ts, off, err := s.largestTimestamp()
+		if err != nil {
+			l.logger.Warn("largest timestamp unreadable", "segment", s.String(), "err", err)
+			continue
+		}
+		if ts > best {
+			best, at = ts, off
 		}
 	}
 	return best, at

@@ -26,13 +26,17 @@ type segment struct {
 	fs   vfs.FS
 	log  *Log
 
-	size   atomic.Int64 // bytes of .log visible to readers
-	next   atomic.Int64 // offset after the last batch; the segment's end offset
-	maxTs  atomic.Int64 // largest batch MaxTimestamp, -1 if none
-	lastTs atomic.Int64 // largest timestamp per the time index, for retention
+	size atomic.Int64 // bytes of .log visible to readers
+	next atomic.Int64 // offset after the last batch; the segment's end offset
+	// maxTs is the largest batch MaxTimestamp (-1 if none), or tsUnknown for
+	// a segment loaded from disk whose time index was not read yet; read it
+	// through largestTimestamp. offsetOfMaxTs is the last offset of the
+	// first batch carrying it. Writers store offsetOfMaxTs before maxTs.
+	maxTs         atomic.Int64
+	offsetOfMaxTs atomic.Int64
+	tsLoad        sync.Mutex // one lazy load of maxTs at a time
 
 	// Writer-only state (Log.mu held). Set while the segment is active.
-	offsetOfMaxTs   Offset
 	firstBatchTs    int64     // MaxTimestamp of the first batch (roll timing), -1 if empty
 	created         time.Time // when the segment became active (idle roll)
 	bytesSinceIndex int
@@ -129,6 +133,91 @@ func (h *handle) mapped(n int64) ([]byte, error) {
 	_ = unix.Madvise(data, unix.MADV_SEQUENTIAL)
 	h.data = data
 	return data, nil
+}
+
+// tsUnknown marks a segment's largest timestamp as not loaded yet.
+const tsUnknown = -2
+
+// setMaxTs records the segment's largest timestamp and the offset of the
+// batch carrying it. Caller holds Log.mu (or owns the segment alone).
+func (s *segment) setMaxTs(ts int64, off Offset) {
+	s.offsetOfMaxTs.Store(int64(off))
+	s.maxTs.Store(ts)
+}
+
+// largestTimestamp returns the segment's largest record timestamp (-1 when
+// its batches carry none) and the offset of the batch carrying it. A segment
+// loaded from disk learns it on first use, as Kafka's LogSegment does: from
+// the last time-index entry, which the roll that sealed the segment wrote
+// for exactly this (FORMAT.md §3); when the time index has no entry with a
+// positive timestamp (no timestamps, only timestamp 0, or an index lost and
+// rebuilt empty) from a scan of the segment's batch headers. An I/O error
+// leaves it unknown (the error is returned, the next call tries again).
+func (s *segment) largestTimestamp() (int64, Offset, error) {
+	if ts := s.maxTs.Load(); ts != tsUnknown {
+		return ts, Offset(s.offsetOfMaxTs.Load()), nil
+	}
+	s.tsLoad.Lock()
+	defer s.tsLoad.Unlock()
+	if ts := s.maxTs.Load(); ts != tsUnknown {
+		return ts, Offset(s.offsetOfMaxTs.Load()), nil
+	}
+	h, err := s.acquire()
+	if err != nil {
+		return -1, s.base, err
+	}
+	defer h.release()
+	ts, off, err := s.readLargestTimestamp(h)
+	if err != nil {
+		return -1, s.base, err
+	}
+	// Only an unknown value is replaced: a concurrent writer's is newer.
+	// (Truncation, the only writer of an inactive segment's value, first
+	// waits until this handle is released.)
+	s.offsetOfMaxTs.Store(int64(off))
+	if !s.maxTs.CompareAndSwap(tsUnknown, ts) {
+		return s.maxTs.Load(), Offset(s.offsetOfMaxTs.Load()), nil
+	}
+	return ts, off, nil
+}
+
+// readLargestTimestamp computes what largestTimestamp caches.
+func (s *segment) readLargestTimestamp(h *handle) (int64, Offset, error) {
+	if h.tidx.Entries() > 0 {
+		// An entry (0, base) may be the never-written slot 0 of an
+		// untrimmed file: only a positive timestamp is taken on trust.
+		ts, off := h.tidx.LastEntry()
+		if ts > 0 && Offset(off) >= s.base && (s.next.Load() < 0 || off < s.next.Load()) {
+			return ts, Offset(off), nil
+		}
+	}
+	ts, off, err := scanLargestTimestamp(h.file, s.base, s.size.Load())
+	if err != nil {
+		return -1, s.base, fmt.Errorf("%s: largest timestamp: %w", s, err)
+	}
+	return ts, off, nil
+}
+
+// scanLargestTimestamp walks the batch headers of the first size bytes of a
+// .log and returns the largest MaxTimestamp (-1 if none) and the last offset
+// of the first batch carrying it (base when none does).
+func scanLargestTimestamp(r io.ReaderAt, base Offset, size int64) (int64, Offset, error) {
+	sc := newBatchScanner(r, 0, size)
+	defer sc.close()
+	ts, off := int64(-1), base
+	for {
+		pos, hdr, err := sc.next()
+		if err == io.EOF {
+			return ts, off, nil
+		}
+		if err != nil {
+			return -1, base, fmt.Errorf("batch at position %d: %w", pos, err)
+		}
+		b := record.Batch(hdr)
+		if b.MaxTimestamp() > ts {
+			ts, off = b.MaxTimestamp(), Offset(b.LastOffset())
+		}
+	}
 }
 
 func newSegmentID() uint64 { return segmentIDs.Add(1) }
@@ -276,6 +365,10 @@ func (s *segment) rebuildIndexes(h *handle, cfg Config, writable bool) error {
 		_ = oi.Close()
 		return fmt.Errorf("engine: rebuild index %s: %w", tPath, err)
 	}
+	// Nobody reads the new files before h is returned: write their entries
+	// in one pwrite each instead of one per entry.
+	oi.BeginBulk()
+	ti.BeginBulk()
 	var (
 		since         int
 		maxTs         int64 = -1
@@ -306,6 +399,11 @@ func (s *segment) rebuildIndexes(h *handle, cfg Config, writable bool) error {
 	}
 	if maxTs >= 0 {
 		_ = ti.MaybeAppend(maxTs, offsetOfMaxTs, true)
+	}
+	// A failed write (a full file system) leaves an index sparser or empty,
+	// which costs longer scans, never a wrong read.
+	if err := errors.Join(oi.EndBulk(), ti.EndBulk()); err != nil {
+		s.log.logger.Warn("rebuilt index incomplete", "segment", s.String(), "err", err)
 	}
 	if !writable {
 		if err := oi.TrimToValidSize(); err == nil {
