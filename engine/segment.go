@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -425,6 +426,9 @@ type batchScanner struct {
 	buf      []byte
 	bufStart int64
 	bufLen   int
+	// data, when set, is a mapping of the file: headers are sliced from it
+	// instead of read (newMappedScanner).
+	data []byte
 }
 
 // scanChunk is how much one pread fetches: a few small batches' headers, or
@@ -436,6 +440,11 @@ var scanBufs = sync.Pool{New: func() any { b := make([]byte, scanChunk); return 
 // newBatchScanner scans [pos, end) of r; call close when done.
 func newBatchScanner(r io.ReaderAt, pos, end int64) *batchScanner {
 	return &batchScanner{r: r, pos: pos, end: end, buf: *scanBufs.Get().(*[]byte)}
+}
+
+// newMappedScanner scans [0, end) of a read-only mapping of a .log.
+func newMappedScanner(data []byte, end int64) *batchScanner {
+	return &batchScanner{pos: 0, end: end, data: data[:end]}
 }
 
 // close returns the scanner's buffer to the pool.
@@ -488,6 +497,9 @@ func (sc *batchScanner) next() (int64, []byte, error) {
 
 // window returns up to n bytes at pos (fewer only at end).
 func (sc *batchScanner) window(pos int64, n int) ([]byte, error) {
+	if sc.data != nil {
+		return sc.data[pos:min(pos+int64(n), sc.end)], nil
+	}
 	if pos >= sc.bufStart && pos+int64(n) <= sc.bufStart+int64(sc.bufLen) {
 		off := pos - sc.bufStart
 		return sc.buf[off : off+int64(n)], nil
@@ -508,6 +520,80 @@ func (sc *batchScanner) window(pos int64, n int) ([]byte, error) {
 		return sc.buf[:m], nil
 	}
 	return sc.buf[:n], nil
+}
+
+// CorruptBatchError reports a batch in a segment whose framing or offsets
+// cannot be right: the bytes Kafka's CRC does not cover (base offset,
+// length) or the batch's place among its neighbours are damaged. Such a
+// batch is never served; the error unwraps to ErrCorruptRecord, which the
+// server answers as CORRUPT_MESSAGE (as Kafka answers a fetch that meets a
+// corrupt batch).
+type CorruptBatchError struct {
+	Segment  string // the .log file
+	Position int64  // byte position of the batch
+	Reason   string
+}
+
+func (e *CorruptBatchError) Error() string {
+	return fmt.Sprintf("corrupt batch in %s at position %d: %s", e.Segment, e.Position, e.Reason)
+}
+
+// Unwrap makes the error an ErrCorruptRecord.
+func (e *CorruptBatchError) Unwrap() error { return ErrCorruptRecord }
+
+// batchHeaderProblem says why a batch header found at pos of a segment
+// cannot be right, or returns "" when it can. hdr holds at least the
+// batch's first 61 bytes when they exist (fewer only at the end of the
+// file); fileEnd is the end of the segment's valid bytes; segBase the
+// segment's base offset; prevLast the last offset of the batch before it
+// (segBase-1 for the first batch of the segment); limit the offset every
+// batch of the segment lies below (the next segment's base, or the log end
+// for the active segment; -1 when unknown).
+//
+// The checks: the length field is at least 49 (a whole header) and the
+// batch ends inside the file; the magic is 2; the last offset delta is not
+// negative; the base offset is at or above the segment's base and above the
+// previous batch's last offset; the last offset is below limit and within
+// 2³¹−1 of the segment's base. Together they catch a damaged base offset
+// (backwards, or forward past its successor or past the segment's end) and
+// a damaged length (past the end, too small, or landing inside a batch,
+// which makes the next "header" fail them), none of which the batch CRC
+// covers. Recovery and the read path share them.
+func batchHeaderProblem(hdr []byte, pos, fileEnd int64, segBase, prevLast, limit Offset) string {
+	if fileEnd-pos < record.LogOverhead || len(hdr) < record.LogOverhead {
+		return fmt.Sprintf("%d bytes left, less than a batch's offset and length", fileEnd-pos)
+	}
+	length := int64(int32(binary.BigEndian.Uint32(hdr[8:12])))
+	switch {
+	case length < record.MinLengthField:
+		return fmt.Sprintf("length %d is below the smallest batch (%d)", length, record.MinLengthField)
+	case pos+record.LogOverhead+length > fileEnd:
+		return fmt.Sprintf("length %d runs past the end of the segment's %d bytes", length, fileEnd)
+	case len(hdr) < record.HeaderSize:
+		return fmt.Sprintf("header cut after %d bytes", len(hdr))
+	case hdr[record.OffMagic] != 2:
+		return fmt.Sprintf("magic %d", hdr[record.OffMagic])
+	}
+	b := record.Batch(hdr)
+	base, delta := Offset(b.BaseOffset()), b.LastOffsetDelta()
+	if delta < 0 {
+		return fmt.Sprintf("last offset delta %d is negative", delta)
+	}
+	if int64(base) > math.MaxInt64-int64(delta) {
+		return fmt.Sprintf("base offset %d overflows with last offset delta %d", base, delta)
+	}
+	last := base + Offset(delta)
+	switch {
+	case base < segBase:
+		return fmt.Sprintf("base offset %d is below the segment's base offset %d", base, segBase)
+	case base <= prevLast:
+		return fmt.Sprintf("base offset %d is not above the previous batch's last offset %d", base, prevLast)
+	case int64(last)-int64(segBase) > int64(^uint32(0)>>1):
+		return fmt.Sprintf("last offset %d is beyond what the segment (base %d) can hold", last, segBase)
+	case limit >= 0 && last >= limit:
+		return fmt.Sprintf("last offset %d is at or past the segment's end offset %d", last, limit)
+	}
+	return ""
 }
 
 // translate finds the first batch whose last offset is >= target, starting
