@@ -202,8 +202,11 @@ func (l *Log) appendBatches(b record.Batch, cfg Config, first, last Offset, maxT
 	if maxTs > seg.maxTs.Load() {
 		seg.setMaxTs(maxTs, last)
 	}
-	seg.size.Store(pos + int64(len(b)))
+	// next before size: a reader that sees the new bytes (size) must see an
+	// end offset covering them, or it would take the new batch for one
+	// running past the segment's end (readRange's header checks).
 	seg.next.Store(int64(last) + 1)
+	seg.size.Store(pos + int64(len(b)))
 	l.leo.Store(int64(last) + 1)
 	l.unflushed += count
 	if invariants {

@@ -128,7 +128,7 @@ func (l *Log) Read(offset Offset, maxBytes int, maxOffset Offset) (*ReadResult, 
 // read-only mapping, the active one with pread.
 func (s *segment) readRange(h *handle, target Offset, maxBytes int, maxOffset Offset) (pos, length int64, found bool, err error) {
 	end := s.size.Load()
-	limit := Offset(s.next.Load()) // every offset of the bytes up to end is below it
+	limit := Offset(s.next.Load()) // every offset of the bytes up to end is below it (the writer stores next first)
 	var sc *batchScanner
 	if !s.isActive() {
 		if data, merr := h.mapped(end); merr == nil && int64(len(data)) >= end {

@@ -28,7 +28,7 @@ type segment struct {
 	log  *Log
 
 	size atomic.Int64 // bytes of .log visible to readers
-	next atomic.Int64 // offset after the last batch; the segment's end offset
+	next atomic.Int64 // offset after the last batch; the segment's end offset (stored before size)
 	// maxTs is the largest batch MaxTimestamp (-1 if none), or tsUnknown for
 	// a segment loaded from disk whose time index was not read yet; read it
 	// through largestTimestamp. offsetOfMaxTs is the last offset of the
