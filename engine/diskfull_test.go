@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"testing"
 
@@ -70,6 +71,10 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("want rolls before and while the disk is full, have %d segments", len(l.Segments()))
 	}
 	check(l, "disk full")
+	// A batch the full disk cut short is not left behind the last whole one.
+	if fi, err := os.Stat(activeLogPath(l)); err != nil || fi.Size() != l.active().size.Load() {
+		t.Fatalf("active .log is %v bytes (%v), the log holds %d", fi.Size(), err, l.active().size.Load())
+	}
 
 	full.SetSpace(-1)
 	for j := 0; j < 20; j++ {

@@ -187,7 +187,16 @@ func (l *Log) appendBatches(b record.Batch, cfg Config, first, last Offset, maxT
 	}
 	h := seg.h // the active handle is pinned
 	pos := seg.size.Load()
-	if _, err := h.file.WriteAt(b, pos); err != nil {
+	if n, err := h.file.WriteAt(b, pos); err != nil {
+		// A full file system may have taken part of the batch: cut it off
+		// (shrinking needs no space) so the file ends at the last whole
+		// batch again. Nothing was published; the producer sees
+		// KAFKA_STORAGE_ERROR and may retry.
+		if n > 0 {
+			if terr := h.file.Truncate(pos); terr != nil {
+				err = errors.Join(err, terr)
+			}
+		}
 		return l.errorf("append", seg.base, first, fmt.Errorf("%w: %w", ErrStorage, err))
 	}
 	if seg.bytesSinceIndex > cfg.IndexIntervalBytes {
