@@ -48,14 +48,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/kvlog/kvlog/internal/kconn"
 	"github.com/kvlog/kvlog/server/zkstore"
 )
 
 // Config configures a Controller.
 type Config struct {
 	BrokerID int32
-	Store    *zkstore.Store
+	// Store is the metadata store (*zkstore.Store in production).
+	Store Store
+	// Dialer connects to the brokers (nil: KafkaDialer).
+	Dialer Dialer
 	// Unclean reports unclean.leader.election.enable for a topic.
 	Unclean func(topic string) bool
 	// AutoRebalance enables preferred leader election every
@@ -149,6 +151,9 @@ func New(cfg Config) *Controller {
 	}
 	if cfg.RebalanceInterval <= 0 {
 		cfg.RebalanceInterval = 5 * time.Minute
+	}
+	if cfg.Dialer == nil {
+		cfg.Dialer = KafkaDialer{ClientID: fmt.Sprintf("kvlog-controller-%d", cfg.BrokerID)}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Controller{cfg: cfg, log: cfg.Logger.With("component", "controller"), events: make(chan event, 256),
@@ -935,8 +940,7 @@ func (c *Controller) sender(b zkstore.Broker) *sender {
 	if s := c.senders[b.ID]; s != nil {
 		return s
 	}
-	ep, _ := b.Endpoint("")
-	s := newSender(c, b.ID, ep.Host, ep.Port)
+	s := newSender(c, b)
 	c.senders[b.ID] = s
 	return s
 }
@@ -1119,147 +1123,4 @@ func keys[V any](m map[int32]V) []int32 {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// sender delivers requests to one broker in order, retrying on connection
-// errors until the broker is gone (the sender is closed).
-type sender struct {
-	c      *Controller
-	id     int32
-	addr   string
-	queue  chan outbound
-	ctx    context.Context
-	cancel context.CancelFunc
-}
-
-// outbound is a queued request; done is closed once the broker answered it.
-type outbound struct {
-	req  kmsg.Request
-	done chan struct{}
-}
-
-// delivery tracks a sent request: done is closed once the broker answered
-// it (whatever the answer: a refusal is final too); the sender's context
-// ends when it gives up on the broker.
-type delivery struct {
-	s    *sender
-	done <-chan struct{}
-}
-
-func newSender(c *Controller, id int32, host string, port int32) *sender {
-	ctx, cancel := context.WithCancel(c.ctx)
-	s := &sender{c: c, id: id, addr: fmt.Sprintf("%s:%d", host, port), queue: make(chan outbound, 1024), ctx: ctx, cancel: cancel}
-	go s.run()
-	return s
-}
-
-func (s *sender) send(req kmsg.Request) delivery {
-	done := make(chan struct{})
-	select {
-	case s.queue <- outbound{req: req, done: done}:
-	default:
-		s.c.log.Error("controller request queue full; dropping request", "broker", s.id, "api", kmsg.NameForKey(req.Key()))
-		close(done) // nothing to wait for
-	}
-	return delivery{s: s, done: done}
-}
-
-func (s *sender) close() { s.cancel() }
-
-func (s *sender) run() {
-	var conn *kconn.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close()
-		}
-	}()
-	for {
-		var out outbound
-		select {
-		case <-s.ctx.Done():
-			return
-		case out = <-s.queue:
-		}
-		req := out.req
-		for attempt := 0; ; attempt++ {
-			if s.ctx.Err() != nil {
-				return
-			}
-			if conn == nil || conn.Closed() {
-				dctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-				c, err := kconn.Dial(dctx, s.addr, fmt.Sprintf("kvlog-controller-%d", s.c.cfg.BrokerID))
-				cancel()
-				if err != nil {
-					s.backoff(attempt)
-					continue
-				}
-				conn = c
-			}
-			rctx, cancel := context.WithTimeout(s.ctx, s.c.cfg.RequestTimeout)
-			resp, err := conn.Request(rctx, req)
-			cancel()
-			if err != nil {
-				s.c.log.Debug("controller request failed; retrying", "broker", s.id, "api", kmsg.NameForKey(req.Key()), "err", err)
-				s.backoff(attempt)
-				continue
-			}
-			if code := topErrorCode(resp); code != 0 {
-				s.c.log.Warn("broker refused controller request", "broker", s.id, "api", kmsg.NameForKey(req.Key()), "err", kerr.ErrorForCode(code))
-			} else if lr, ok := resp.(*kmsg.LeaderAndISRResponse); ok {
-				s.leaderAndIsrAnswered(lr)
-			}
-			close(out.done)
-			break
-		}
-	}
-}
-
-// leaderAndIsrAnswered hands the loop the partitions the broker answered
-// with KAFKA_STORAGE_ERROR and without error.
-func (s *sender) leaderAndIsrAnswered(resp *kmsg.LeaderAndISRResponse) {
-	ev := event{kind: evLeaderAndIsrResponse, from: s}
-	add := func(p kmsg.LeaderAndISRResponseTopicPartition) {
-		tp := zkstore.TopicPartition{Topic: p.Topic, Partition: p.Partition}
-		switch p.ErrorCode {
-		case 0:
-			ev.online = append(ev.online, tp)
-		case kerr.KafkaStorageError.Code:
-			ev.offline = append(ev.offline, tp)
-		}
-	}
-	for _, p := range resp.Partitions {
-		add(p)
-	}
-	for _, t := range resp.Topics { // v5+ (kvlog sends v4)
-		for _, p := range t.Partitions {
-			add(p)
-		}
-	}
-	if len(ev.offline) == 0 && len(ev.online) == 0 {
-		return
-	}
-	select {
-	case s.c.events <- ev:
-	case <-s.ctx.Done():
-	}
-}
-
-func (s *sender) backoff(attempt int) {
-	d := min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)
-	select {
-	case <-time.After(d):
-	case <-s.ctx.Done():
-	}
-}
-
-func topErrorCode(resp kmsg.Response) int16 {
-	switch r := resp.(type) {
-	case *kmsg.LeaderAndISRResponse:
-		return r.ErrorCode
-	case *kmsg.UpdateMetadataResponse:
-		return r.ErrorCode
-	case *kmsg.StopReplicaResponse:
-		return r.ErrorCode
-	}
-	return 0
 }
