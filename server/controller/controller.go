@@ -39,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -87,6 +88,10 @@ type Controller struct {
 	// offlineDirs are the replicas each broker reported KAFKA_STORAGE_ERROR
 	// for (Kafka's replicasOnOfflineDirs).
 	offlineDirs map[int32]map[zkstore.TopicPartition]bool
+	// watchSeq numbers the watches set; watches is the newest one set on
+	// each znode (see supersededWatch).
+	watchSeq uint64
+	watches  map[watchKey]uint64
 
 	statusMu sync.Mutex
 	status   Status
@@ -122,6 +127,8 @@ const (
 type event struct {
 	kind  eventKind
 	topic string
+	// watch is the id of the watch that posted the event (0: not a watch).
+	watch uint64
 	// controlled shutdown
 	ctx         context.Context // the caller's: how long it waits for the reply
 	broker      int32
@@ -157,7 +164,7 @@ func New(cfg Config) *Controller {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Controller{cfg: cfg, log: cfg.Logger.With("component", "controller"), events: make(chan event, 256),
-		ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		ctx: ctx, cancel: cancel, done: make(chan struct{}), watches: map[watchKey]uint64{}}
 }
 
 // Start runs the controller loop until Stop.
@@ -193,11 +200,23 @@ func (c *Controller) post(ev event) {
 	}
 }
 
-// watch posts ev when the ZooKeeper watch ch fires.
+// watchKey names what a watch is on: the znode behind an event kind (and
+// topic).
+type watchKey struct {
+	kind  eventKind
+	topic string
+}
+
+// watch posts ev when the ZooKeeper watch ch fires. The watch becomes the
+// current one of its znode: an older watch still set on it is superseded
+// (see supersededWatch).
 func (c *Controller) watch(ch <-chan zk.Event, ev event) {
 	if ch == nil {
 		return
 	}
+	c.watchSeq++
+	ev.watch = c.watchSeq
+	c.watches[watchKey{ev.kind, ev.topic}] = ev.watch
 	go func() {
 		select {
 		case <-ch:
@@ -219,9 +238,18 @@ func (c *Controller) watch(ch <-chan zk.Event, ev event) {
 // leaving its partitions leaderless or clients pointed at it. Brokers that
 // go away meanwhile are not waited for.
 func (c *Controller) ControlledShutdown(ctx context.Context, id int32, brokerEpoch int64) ([]zkstore.TopicPartition, error) {
+	// The wait for the brokers' answers ends a little before ctx does, so
+	// that the caller gets the answer (the partitions id still leads)
+	// rather than its own deadline.
+	wait := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		wait, cancel = context.WithDeadline(ctx, dl.Add(-time.Until(dl)/10))
+		defer cancel()
+	}
 	reply := make(chan shutdownResult, 1)
 	select {
-	case c.events <- event{kind: evShutdown, ctx: ctx, broker: id, brokerEpoch: brokerEpoch, reply: reply}:
+	case c.events <- event{kind: evShutdown, ctx: wait, broker: id, brokerEpoch: brokerEpoch, reply: reply}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-c.ctx.Done():
@@ -254,7 +282,29 @@ func (c *Controller) loop() {
 	}
 }
 
+// supersededWatch reports whether ev comes from a watch that a newer one
+// on the same znode replaced. ZooKeeper watches cannot be removed and each
+// fires once, so every read that sets one (an election run, a fail-over,
+// an event handled) leaves the older ones set; acting on them too would set
+// yet more, one more per run of the election, each firing for every later
+// change. The newest watch was set by a read made after the older ones'
+// and fires for every change since, so the older ones' events add nothing.
+func (c *Controller) supersededWatch(ev event) bool {
+	if ev.watch == 0 {
+		return false
+	}
+	key := watchKey{ev.kind, ev.topic}
+	if c.watches[key] != ev.watch {
+		return true
+	}
+	delete(c.watches, key)
+	return false
+}
+
 func (c *Controller) handle(ev event) {
+	if c.supersededWatch(ev) {
+		return
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			c.log.Error("controller event panicked; resigning", "event", ev.kind, "panic", v)
@@ -273,6 +323,11 @@ func (c *Controller) handle(ev event) {
 		}
 		rem, sent, err2 := c.controlledShutdown(ev.broker, ev.brokerEpoch)
 		err = err2
+		if errors.Is(err2, zkstore.ErrFenced) {
+			// Another controller was elected: the broker asks it.
+			ev.reply <- shutdownResult{err: kerr.NotController}
+			break
+		}
 		if err2 != nil {
 			ev.reply <- shutdownResult{err: err2}
 			break
@@ -451,6 +506,7 @@ func (c *Controller) loadTopics() error {
 	for n := range c.topics {
 		if !seen[n] {
 			delete(c.topics, n)
+			delete(c.watches, watchKey{evTopicAssignment, n})
 		}
 	}
 	return nil
@@ -728,6 +784,7 @@ func (c *Controller) onDeletions() error {
 			return err
 		}
 		delete(c.topics, n)
+		delete(c.watches, watchKey{evTopicAssignment, n})
 		for _, set := range c.offlineDirs {
 			for tp := range set {
 				if tp.Topic == n {
@@ -895,8 +952,8 @@ func (c *Controller) onReplicasOffline(id int32, tps []zkstore.TopicPartition) e
 		}
 		stop[tp.Topic] = append(stop[tp.Topic], tp.Partition)
 	}
-	for topic, ps := range stop {
-		c.sendStopReplica(id, topic, ps, false)
+	for _, topic := range slices.Sorted(maps.Keys(stop)) {
+		c.sendStopReplica(id, topic, stop[topic], false)
 	}
 	c.sendLeaderAndIsrFor(changed, []int32{id})
 	c.sendUpdateMetadataAll()
@@ -945,11 +1002,17 @@ func (c *Controller) sender(b zkstore.Broker) *sender {
 	return s
 }
 
-// partitionStates reads the current states of tps (nil: every partition
-// hosted by broker id).
+// statesFor reads the current states of tps (nil: every partition hosted
+// by broker id), each partition once, in partition order.
 func (c *Controller) statesFor(id int32, tps []zkstore.TopicPartition) map[string][]kmsg.LeaderAndISRRequestTopicPartition {
 	out := map[string][]kmsg.LeaderAndISRRequestTopicPartition{}
+	seen := map[zkstore.TopicPartition]bool{}
 	add := func(n string, p int32, replicas []int32) {
+		tp := zkstore.TopicPartition{Topic: n, Partition: p}
+		if seen[tp] {
+			return
+		}
+		seen[tp] = true
 		st, ok, err := c.cfg.Store.PartitionState(n, p)
 		if err != nil || !ok {
 			return
@@ -985,6 +1048,9 @@ func (c *Controller) statesFor(id int32, tps []zkstore.TopicPartition) map[strin
 		}
 		add(tp.Topic, tp.Partition, ti.assign.Replicas[tp.Partition])
 	}
+	for _, ps := range out {
+		slices.SortFunc(ps, func(a, b kmsg.LeaderAndISRRequestTopicPartition) int { return int(a.Partition - b.Partition) })
+	}
 	return out
 }
 
@@ -1018,7 +1084,7 @@ func (c *Controller) sendLeaderAndIsr(id int32, tps []zkstore.TopicPartition) []
 		}
 		req.TopicStates = append(req.TopicStates, ts)
 	}
-	for l := range leaders {
+	for _, l := range keys(leaders) {
 		if lb, ok := c.brokers[l]; ok {
 			ep, _ := lb.Endpoint("")
 			ll := kmsg.NewLeaderAndISRRequestLiveLeader()

@@ -269,18 +269,26 @@ func (h *harness) do(cmd string) []string {
 	f := strings.Fields(cmd)
 	var res []string
 	switch f[0] {
+	case "brokers", "topic", "partitions", "delete", "crash", "restart", "expire", "release", "isr":
+		// The store changes of one step reach the controllers together.
+		h.zk.batch(func() { res = h.mutate(f) })
+	default:
+		res = h.command(cmd, f)
+	}
+	synctest.Wait()
+	return append(res, h.observe()...)
+}
+
+// mutate runs a command that changes the store.
+func (h *harness) mutate(f []string) []string {
+	var res []string
+	switch f[0] {
 	case "brokers":
-		h.zk.batch(func() {
-			for _, s := range f[1:] {
-				id := h.id(s)
-				b := &hbroker{id: id, sess: h.zk.newSession()}
-				h.brokers[id] = b
-				h.register(b)
-			}
-		})
-	case "controller":
 		for _, s := range f[1:] {
-			h.startController(h.broker(s))
+			id := h.id(s)
+			b := &hbroker{id: id, sess: h.zk.newSession()}
+			h.brokers[id] = b
+			h.register(b)
 		}
 	case "topic":
 		var reps [][]int32
@@ -298,15 +306,13 @@ func (h *harness) do(cmd string) []string {
 		h.zk.markDeletion(f[1])
 	case "crash":
 		b := h.broker(f[1])
-		h.zk.batch(func() {
-			if c := h.ctrls[b.id]; c != nil {
-				c.Stop()
-				delete(h.ctrls, b.id)
-				delete(h.status, b.id)
-			}
-			b.sess.close()
-			b.up = false
-		})
+		if c := h.ctrls[b.id]; c != nil {
+			c.Stop()
+			delete(h.ctrls, b.id)
+			delete(h.status, b.id)
+		}
+		b.sess.close()
+		b.up = false
 	case "restart":
 		b := h.broker(f[1])
 		if b.up {
@@ -317,23 +323,19 @@ func (h *harness) do(cmd string) []string {
 	case "expire":
 		b := h.broker(f[1])
 		hold := len(f) > 2 && f[2] == "hold"
-		h.zk.batch(func() {
-			b.sess.expire(hold)
-			if hold {
-				b.reregister = true
-				return
-			}
+		b.sess.expire(hold)
+		if hold {
+			b.reregister = true
+		} else {
 			h.register(b) // the broker's own session listener, in the server
-		})
+		}
 	case "release":
 		b := h.broker(f[1])
-		h.zk.batch(func() {
-			b.sess.release()
-			if b.reregister {
-				b.reregister = false
-				h.register(b)
-			}
-		})
+		b.sess.release()
+		if b.reregister {
+			b.reregister = false
+			h.register(b)
+		}
 	case "isr":
 		tp := h.parseTP(f[1])
 		st, ok := h.zk.state(tp.Topic, tp.Partition)
@@ -344,10 +346,37 @@ func (h *harness) do(cmd string) []string {
 		if err := h.zk.updateISR(tp.Topic, tp.Partition, st); err != nil {
 			res = append(res, fmt.Sprintf("isr %s: %v", f[1], err))
 		}
+	}
+	return res
+}
+
+// command runs a command that does not change the store itself.
+func (h *harness) command(cmd string, f []string) []string {
+	var res []string
+	switch f[0] {
+	case "isr-race":
+		// The leader's ISR change lands between the controller's next
+		// read of the state and its write.
+		tp := h.parseTP(f[1])
+		isr := parseReplicas(f[2])
+		h.zk.beforeSet(statePath(tp.Topic, tp.Partition), func() {
+			st, _ := h.zk.stateLocked(tp.Topic, tp.Partition)
+			st.ISR = isr
+			if err := h.zk.updateISRLocked(tp.Topic, tp.Partition, st); err != nil {
+				h.t.Errorf("isr-race %s: %v", f[1], err)
+			}
+		})
+	case "controller":
+		for _, s := range f[1:] {
+			h.startController(h.broker(s))
+		}
 	case "shutdown":
-		b := h.broker(f[1])
-		call := &shutdownCall{broker: b.id, via: h.zk.controllerID(), done: make(chan struct{})}
-		epoch := b.epoch()
+		id := h.id(f[1])
+		call := &shutdownCall{broker: id, via: h.zk.controllerID(), done: make(chan struct{})}
+		var epoch int64
+		if b := h.brokers[id]; b != nil {
+			epoch = b.epoch()
+		}
 		for _, a := range f[2:] {
 			k, v, _ := strings.Cut(a, "=")
 			n, _ := strconv.Atoi(v)
@@ -368,7 +397,7 @@ func (h *harness) do(cmd string) []string {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			call.rem, call.err = c.ControlledShutdown(ctx, b.id, epoch)
+			call.rem, call.err = c.ControlledShutdown(ctx, id, epoch)
 			close(call.done)
 		}()
 	case "respond":
@@ -427,8 +456,7 @@ func (h *harness) do(cmd string) []string {
 	default:
 		h.t.Fatalf("unknown command %q", cmd)
 	}
-	synctest.Wait()
-	return append(res, h.observe()...)
+	return res
 }
 
 func apiKey(t *testing.T, name string) int16 {

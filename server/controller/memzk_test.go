@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing/synctest"
 
 	"github.com/go-zookeeper/zk"
 
@@ -31,6 +32,7 @@ type memZK struct {
 	nextID   int64
 	holdAll  bool
 	heldAll  []heldNote
+	hooks    map[string]func() // see beforeSet
 }
 
 type znode struct {
@@ -77,7 +79,7 @@ const (
 )
 
 func newMemZK() *memZK {
-	z := &memZK{nodes: map[string]*znode{}}
+	z := &memZK{nodes: map[string]*znode{}, hooks: map[string]func(){}}
 	for _, p := range []string{"/brokers", pathBrokerIDs, pathTopics, pathISRChanges, "/admin", pathDeleteTopics} {
 		z.nodes[p] = &znode{}
 	}
@@ -155,20 +157,43 @@ type heldNote struct {
 }
 
 // batch runs fn with every notification held back until it returns: the
-// controllers see its changes at once, as one step.
+// controllers see its changes at once, as one step. The notifications are
+// then delivered one at a time, session by session (in the order the
+// sessions were opened, each session's in the order they fired), each once
+// the reaction to the previous one is over (every goroutine of the
+// synctest bubble waits): one of the interleavings ZooKeeper allows, the
+// same every run.
 func (z *memZK) batch(fn func()) {
 	z.mu.Lock()
 	z.holdAll = true
 	z.mu.Unlock()
 	fn()
 	z.mu.Lock()
-	defer z.mu.Unlock()
 	z.holdAll = false
 	held := z.heldAll
 	z.heldAll = nil
-	for _, h := range held {
-		h.s.notify(h.fn)
+	sessions := slices.Clone(z.sessions)
+	z.mu.Unlock()
+	for _, s := range sessions {
+		for _, h := range held {
+			if h.s != s {
+				continue
+			}
+			z.mu.Lock()
+			s.notify(h.fn)
+			z.mu.Unlock()
+			synctest.Wait()
+		}
 	}
+}
+
+// beforeSet arms fn to run (under the lock, as another client's write) just
+// before the next controller write of path: a write that lands between the
+// controller's read and its conditional write.
+func (z *memZK) beforeSet(path string, fn func()) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	z.hooks[path] = fn
 }
 
 func (z *memZK) create(path string, data any, owner, czxid int64) error {
@@ -220,19 +245,21 @@ func (s *memSession) watch(path string, kind watchKind) <-chan zk.Event {
 }
 
 // expire ends the session as ZooKeeper does when the client is away too
-// long: its ephemerals are deleted (others' watches fire), then the
-// client gets a new session: every watch it had fires EventNotWatching
-// and the OnNewSession callbacks run. With hold, the session's
+// long: every watch it had fires EventNotWatching (in the order they were
+// set), its ephemerals are deleted (others' watches fire), the client gets
+// a new session and the OnNewSession callbacks run. With hold, the session's
 // notifications wait for release.
 func (s *memSession) expire(hold bool) {
 	z := s.zk
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	s.hold = s.hold || hold
+	// The client hears of the expiry only as its watches being dropped
+	// (not of the deletions of its ephemerals); the others see them go.
+	s.invalidateWatches(zk.ErrSessionExpired)
 	s.dropEphemerals()
 	z.nextID++
 	s.id = z.nextID
-	s.invalidateWatches(zk.ErrSessionExpired)
 	for _, fn := range s.listeners {
 		s.notify(func() { go fn() })
 	}
@@ -246,8 +273,8 @@ func (s *memSession) close() {
 	s.hold = false
 	s.held = nil
 	s.closed = true
-	s.dropEphemerals()
 	s.invalidateWatches(zk.ErrClosing)
+	s.dropEphemerals()
 }
 
 // release delivers the held notifications, in order.
@@ -343,6 +370,10 @@ func (z *memZK) markDeletion(name string) {
 func (z *memZK) updateISR(topic string, p int32, st zkstore.PartitionState) error {
 	z.mu.Lock()
 	defer z.mu.Unlock()
+	return z.updateISRLocked(topic, p, st)
+}
+
+func (z *memZK) updateISRLocked(topic string, p int32, st zkstore.PartitionState) error {
 	v, err := z.set(statePath(topic, p), st, st.ZkVersion)
 	if err != nil {
 		return err
@@ -568,6 +599,10 @@ func (s *memSession) SetPartitionState(f zkstore.Fence, topic string, p int32, s
 	defer z.mu.Unlock()
 	if s.closed {
 		return 0, zk.ErrClosing
+	}
+	if hook := z.hooks[statePath(topic, p)]; hook != nil {
+		delete(z.hooks, statePath(topic, p))
+		hook()
 	}
 	if err := z.fenced(f); err != nil {
 		return 0, err
