@@ -8,7 +8,11 @@
 // The decisions are pure functions (decide.go); this file is the runner: a
 // single event loop goroutine owns all controller state, ZooKeeper watches
 // post events to it, and one sender goroutine per broker delivers requests
-// in order.
+// in order (sender.go). The controller reaches ZooKeeper only through the
+// Store interface (store.go: its contract) and the brokers only through a
+// Dialer, so the tests run it against an in-memory twin of the store and
+// scripted brokers, in a synctest bubble (testdata/*.txt: scenarios of
+// events and the exact partition states and requests that follow).
 //
 // # Replicas that cannot be opened
 //
