@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kvlog/kvlog/internal/testbroker"
+	"github.com/kvlog/kvlog/internal/testcluster"
 )
 
 // toolBroker starts the kvlogd the tool cases share: no initial rebalance
@@ -546,4 +547,70 @@ func waitAssigned(t *testing.T, cl *kgo.Client, n int) {
 			}
 		}
 	}
+}
+
+// TestKafkaToolsCluster: kafka-topics against a two-broker kvlog cluster
+// (ZooKeeper mode): replicas and ISR as described, then, with one broker
+// stopped, --under-replicated-partitions lists exactly the partitions that
+// lost a replica, and --unavailable-partitions none (every partition still
+// has a leader).
+func TestKafkaToolsCluster(t *testing.T) {
+	classpath(t)
+	if why := testcluster.ZooKeeperAvailable(); why != "" {
+		t.Skip("ZooKeeper unavailable: " + why)
+	}
+	bin, err := testbroker.Binary(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testcluster.Start(t, testcluster.Options{Brokers: 2, Bin: bin, Props: []string{"replica.lag.time.max.ms=2000", "log.cleaner.dedupe.buffer.size=4194304"}})
+	bs := []string{"--bootstrap-server", strings.Join(c.Seeds(), ",")}
+	args := func(more ...string) []string { return append(append([]string(nil), bs...), more...) }
+	topics := func(api string, more ...string) string { return ok(t, kafkaTopics, api, "", args(more...)...) }
+
+	topics("CreateTopics", "--create", "--topic", "replicated", "--partitions", "2", "--replication-factor", "2")
+	topics("CreateTopics", "--create", "--topic", "single", "--replica-assignment", "1")
+	c.WaitFor(30*time.Second, "both replicas of replicated in sync", func() bool { return isrSizes(c, "replicated") == "2,2" })
+	out := topics("Metadata", "--describe", "--topic", "replicated")
+	expect(t, kafkaTopics, "Metadata", out,
+		`^Topic: replicated\tTopicId: \S+\tPartitionCount: 2\tReplicationFactor: 2\t`,
+		`^\tTopic: replicated\tPartition: 0\tLeader: [12]\tReplicas: (1,2|2,1)\tIsr: (1,2|2,1)`,
+		`^\tTopic: replicated\tPartition: 1\tLeader: [12]\tReplicas: (1,2|2,1)\tIsr: (1,2|2,1)`)
+	if out = topics("Metadata", "--describe", "--under-replicated-partitions"); strings.TrimSpace(out) != "" {
+		t.Errorf("kafka-topics --describe --under-replicated-partitions (Metadata) with every replica in sync printed:\n%s", out)
+	}
+
+	if err := c.Stop(2, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitFor(30*time.Second, "broker 2 out of the ISR of replicated", func() bool { return isrSizes(c, "replicated") == "1,1" })
+	out = topics("Metadata", "--describe", "--under-replicated-partitions")
+	want := []string{
+		"\tTopic: replicated\tPartition: 0\tLeader: 1\tReplicas: (1,2|2,1)\tIsr: 1",
+		"\tTopic: replicated\tPartition: 1\tLeader: 1\tReplicas: (1,2|2,1)\tIsr: 1",
+	}
+	got := lines(out)
+	if len(got) != 2 {
+		t.Errorf("kafka-topics --describe --under-replicated-partitions (Metadata) with broker 2 stopped printed %d lines, want the 2 partitions of replicated:\n%s", len(got), out)
+	}
+	expect(t, kafkaTopics, "Metadata", out, "^"+want[0], "^"+want[1])
+	if out = topics("Metadata", "--describe", "--unavailable-partitions"); strings.TrimSpace(out) != "" {
+		t.Errorf("kafka-topics --describe --unavailable-partitions (Metadata) printed:\n%s", out)
+	}
+}
+
+// isrSizes is "n0,n1": the ISR sizes of topic's partitions 0 and 1 as
+// broker metadata reports them ("" on an error).
+func isrSizes(c *testcluster.Cluster, topic string) string {
+	m, err := c.Metadata(topic)
+	if err != nil || len(m.Topics) != 1 {
+		return ""
+	}
+	sizes := make([]string, len(m.Topics[0].Partitions))
+	for _, p := range m.Topics[0].Partitions {
+		if int(p.Partition) < len(sizes) {
+			sizes[p.Partition] = fmt.Sprint(len(p.ISR))
+		}
+	}
+	return strings.Join(sizes, ",")
 }
