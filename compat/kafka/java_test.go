@@ -95,6 +95,9 @@ func toolJVM() []string {
 	return []string{
 		"-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto",
 		"-Djava.awt.headless=true",
+		// The JVM's own warnings (a class-data-sharing one while the archive
+		// is dumped) would land in the tools' stdout; errors go to stderr.
+		"-Xlog:disable", "-Xlog:all=error:stderr",
 		"-Dlog4j2.configurationFile=" + filepath.Join(moduleDir(), "log4j2.properties"),
 	}
 }
