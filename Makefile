@@ -5,7 +5,7 @@ PKGS      := ./...
 FUZZTIME  ?= 15s
 APT_PKGS  := kcat zookeeper python3-kafka python3-snappy python3-lz4 python3-zstandard
 
-.PHONY: all build run test unit integration deps tools tools-java tools-python tools-bench bench bench-quick bench-engine fuzz lint fmt clean chaos
+.PHONY: all build run test unit integration deps tools tools-java tools-python tools-kafka kafka-golden tools-bench bench bench-quick bench-engine fuzz lint fmt clean chaos
 
 all: build
 
@@ -66,7 +66,26 @@ $(VENV_COMPAT)/.installed: compat/python/requirements.txt
 deps:
 	$(GO) mod download
 
-test: deps tools tools-java tools-python lint
+# Apache Kafka's own tools and broker (compat/kafka): a JDK (17+) and Maven from
+# Debian when missing, then the Maven jars of kafka_2.13 and kafka-tools,
+# whose classpath the tests of compat/kafka read from target/classpath.txt.
+tools-kafka:
+	@missing=""; \
+	command -v javac >/dev/null 2>&1 || missing="$$missing default-jdk-headless"; \
+	command -v mvn >/dev/null 2>&1 || missing="$$missing maven"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	cd compat/kafka && mvn -B -q dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
+
+# Regenerates engine/testdata/kafka-golden with a real Apache Kafka broker
+# (KRaft, from the Maven jars): a compacted topic written with every codec.
+kafka-golden: deps tools-kafka
+	$(GO) test -run '^TestKafkaWrittenGolden$$' -count=1 -v -timeout 10m ./compat/kafka -update
+
+test: deps tools tools-java tools-python tools-kafka lint
 	$(GO) test -race -tags invariants -timeout 12m $(PKGS)
 
 # Long randomized fault run of a 3-broker ZooKeeper cluster (not in CI):
