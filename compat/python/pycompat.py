@@ -162,12 +162,12 @@ class Confluent:
         from confluent_kafka import TopicPartition, ConsumerGroupTopicPartitions
         a = self.admin(ctx)
         topic = ctx.topic("admin")
-        self.create_topic(ctx, topic, 2, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"})
+        self.create_topic(ctx, topic, 2, {"cleanup.policy": "compact,delete", "min.cleanable.dirty.ratio": "0.1"})  # delete_records needs "delete"
         ctx.step("AdminClient.describe_configs")
         res = ConfigResource(ResourceType.TOPIC, topic)
         cfg = a.describe_configs([res])[res].result(30)
         cp = cfg["cleanup.policy"]
-        ctx.check(cp.value == "compact" and cp.source == 1, "cleanup.policy %s source %s", cp.value, cp.source)
+        ctx.check(cp.value == "compact,delete" and cp.source == 1, "cleanup.policy %s source %s", cp.value, cp.source)
         rt = cfg["retention.ms"]
         ctx.check(rt.value == "604800000" and rt.source == 5, "retention.ms %s source %s", rt.value, rt.source)
         p = self.ck.Producer({"bootstrap.servers": ctx.bootstrap})
@@ -316,7 +316,7 @@ class KafkaPython:
         from kafka.admin import ConfigResource, ConfigResourceType
         from kafka.admin import OffsetSpec
         topic = ctx.topic("admin")
-        self.create_topic(ctx, topic, 2, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"})
+        self.create_topic(ctx, topic, 2, {"cleanup.policy": "compact,delete", "min.cleanable.dirty.ratio": "0.1"})  # delete_records needs "delete"
         a = self.admin(ctx)
         ctx.step("KafkaAdminClient.describe_configs")
         res = a.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
