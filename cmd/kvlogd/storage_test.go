@@ -45,6 +45,9 @@ func TestTimestampsAfterRestartProcess(t *testing.T) {
 	resp, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{
 		"segment.bytes":        kadm.StringPtr("4096"),
 		"file.delete.delay.ms": kadm.StringPtr("0"),
+		// Records from 1970 are older than the default retention: keep
+		// them until the test turns retention on after the restart.
+		"retention.ms": kadm.StringPtr("-1"),
 	}, topic)
 	if err != nil || resp.Err != nil {
 		t.Fatalf("create: %v %v", err, resp.Err)
