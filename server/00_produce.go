@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/engine"
+	"github.com/kvlog/kvlog/engine/record"
 )
 
 // Produce: v3-12
@@ -40,22 +41,6 @@ func init() {
 	regKey(kmsg.Produce, 3, 12, (*Server).handleProduce)
 	advertiseFrom(kmsg.Produce, 0)
 }
-
-// Batch header layout (magic 2), offsets into the batch.
-const (
-	batchHeaderLen      = 61
-	batchLengthOff      = 8
-	batchMagicOff       = 16
-	batchAttributesOff  = 21
-	batchFirstTimestamp = 27
-	batchMaxTimestamp   = 35
-
-	attrCompressionMask = 0x07
-	attrTimestampType   = 0x08
-	attrTransactional   = 0x10
-	attrControl         = 0x20
-	compressionZstd     = 4
-)
 
 func (s *Server) handleProduce(r *request) {
 	req := r.kreq.(*kmsg.ProduceRequest)
@@ -235,36 +220,36 @@ func checkProduceBatch(version int16, b []byte, ts *topicSettings, now int64) er
 	if len(b) == 0 {
 		return topicErrf(kerr.InvalidRecord, "produce v%d without a record batch", version)
 	}
-	if len(b) < batchHeaderLen {
+	if len(b) < record.HeaderSize {
 		return topicErrf(kerr.CorruptMessage, "record batch of %d bytes is shorter than its header", len(b))
 	}
-	if b[batchMagicOff] != 2 {
-		return topicErrf(kerr.InvalidRecord, "record batch magic %d; only magic 2 is accepted", b[batchMagicOff])
+	if b[record.OffMagic] != record.Magic {
+		return topicErrf(kerr.InvalidRecord, "record batch magic %d; only magic 2 is accepted", b[record.OffMagic])
 	}
 	// Kafka's UnifiedLog.analyzeAndValidateRecords: a client's magic-2
 	// batch starts at offset 0 (the broker assigns the offsets).
 	if base := int64(binary.BigEndian.Uint64(b)); base != 0 {
 		return topicErrf(kerr.InvalidRecord, "the baseOffset of the record batch should be 0, but it is %d", base)
 	}
-	n := int64(int32(binary.BigEndian.Uint32(b[batchLengthOff:]))) + batchLengthOff + 4
+	n := int64(int32(binary.BigEndian.Uint32(b[record.OffLength:]))) + record.LogOverhead
 	switch {
-	case n < batchHeaderLen || n > int64(len(b)):
+	case n < record.HeaderSize || n > int64(len(b)):
 		return topicErrf(kerr.CorruptMessage, "record batch length %d does not match the %d bytes sent", n, len(b))
 	case n < int64(len(b)):
 		return topicErrf(kerr.InvalidRecord, "more than one record batch for one partition")
 	}
-	attrs := binary.BigEndian.Uint16(b[batchAttributesOff:])
-	if attrs&attrCompressionMask == compressionZstd && version < 7 {
+	attrs := int16(binary.BigEndian.Uint16(b[record.OffAttributes:]))
+	if record.Codec(attrs&record.AttrCodecMask) == record.CodecZstd && version < 7 {
 		return topicErrf(kerr.UnsupportedCompressionType, "zstd needs produce v7+, got v%d", version)
 	}
-	if attrs&attrControl != 0 {
+	if attrs&record.AttrControl != 0 {
 		return topicErrf(kerr.InvalidRecord, "control batches may not be produced by clients")
 	}
-	if attrs&attrTransactional != 0 {
+	if attrs&record.AttrTransactional != 0 {
 		return topicErrf(kerr.InvalidTxnState, "transactional batches are not supported")
 	}
 	if !ts.logAppendTime && (ts.timestampBefore != math.MaxInt64 || ts.timestampAfter != math.MaxInt64) {
-		for _, off := range []int{batchFirstTimestamp, batchMaxTimestamp} {
+		for _, off := range []int{record.OffBaseTimestamp, record.OffMaxTimestamp} {
 			t := int64(binary.BigEndian.Uint64(b[off:]))
 			if t < 0 {
 				continue // no timestamp
