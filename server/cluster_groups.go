@@ -7,7 +7,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
-	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/group"
 	"github.com/kvlog/kvlog/server/metastore"
@@ -27,7 +26,7 @@ import (
 //     the metadata cache; until it is loaded there, group requests get
 //     COORDINATOR_LOAD_IN_PROGRESS (while replaying) or NOT_COORDINATOR.
 //   - Writes are leader appends with acks=all (offsetsStore.Append) and are
-//     answered once the high watermark passed them (awaitReplicated), or
+//     answered once the high watermark passed them (offsetsStore.Sync), or
 //     fail after offsets.commit.timeout.ms.
 
 // coordEvent is a load or unload of one coordinator partition, or (when
@@ -214,36 +213,4 @@ func (c *cluster) groupCoordinator(r *request, t *topic, groupID string) (int32,
 		}
 	}
 	return leader, ep.Host, ep.Port, nil
-}
-
-// awaitReplicated is Sync in cluster mode: wake the followers' parked
-// fetches for what was appended, then wait until the high watermark passed
-// the last append (every in-sync replica has it; NOT_ENOUGH_REPLICAS_AFTER_
-// APPEND when the ISR fell below min.insync.replicas meanwhile,
-// NOT_LEADER_OR_FOLLOWER when leadership was lost), at most
-// offsets.commit.timeout.ms.
-func (st *offsetsStore) awaitReplicated(p int32, t *topic, part *partition) error {
-	if n := st.unannounced[p].Swap(0); n > 0 {
-		part.appended(int(n))
-	}
-	last := engine.Offset(st.last[p].Load())
-	if leo := part.log.LogEndOffset(); last >= leo {
-		last = leo - 1 // appended under an earlier leadership, since truncated
-	}
-	if last < 0 {
-		return nil
-	}
-	done := make(chan error, 1)
-	cancel := part.rep.AwaitAck(last, int(t.settings.minInsync), func(err error) { done <- err })
-	timeout := time.NewTimer(msConfig(st.s, "offsets.commit.timeout.ms"))
-	defer timeout.Stop()
-	select {
-	case err := <-done:
-		return err
-	case <-timeout.C:
-		if cancel() {
-			return topicErrf(kerr.RequestTimedOut, "%s-%d: offset %d not replicated to the in-sync replicas within offsets.commit.timeout.ms", group.OffsetsTopic, p, last)
-		}
-		return <-done
-	}
 }

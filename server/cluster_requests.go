@@ -3,8 +3,6 @@ package server
 import (
 	"net"
 	"slices"
-	"sync"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -35,9 +33,6 @@ func (s *Server) missingPartition(topic string, p int32) error {
 // checkPartitionEpoch checks that this broker leads p and the client's
 // current leader epoch (KIP-320; -1 skips the epoch check).
 func (s *Server) checkPartitionEpoch(p *partition, epoch int32) error {
-	if p.rep == nil {
-		return checkLeaderEpoch(epoch)
-	}
 	if p.rep.Role() != replica.RoleLeader {
 		return replica.ErrNotLeader
 	}
@@ -45,12 +40,7 @@ func (s *Server) checkPartitionEpoch(p *partition, epoch int32) error {
 }
 
 // partitionLeaderEpoch is p's current leader epoch.
-func (s *Server) partitionLeaderEpoch(p *partition) int32 {
-	if p.rep == nil {
-		return leaderEpoch
-	}
-	return p.rep.LeaderEpoch()
-}
+func (s *Server) partitionLeaderEpoch(p *partition) int32 { return p.rep.LeaderEpoch() }
 
 // followerFetch records a follower's fetch on the leader (moving the HW and
 // the ISR) and returns the HW to report and the offset reads stop at (the
@@ -60,90 +50,11 @@ func (s *Server) followerFetch(p *partition, replicaID int32, rp *kmsg.FetchRequ
 	sp.HighWatermark = int64(p.log.HighWatermark())
 	sp.LogStartOffset = int64(p.log.LogStartOffset())
 	sp.LastStableOffset = sp.HighWatermark
-	v, err := p.rep.FollowerFetch(replicaID, engine.Offset(rp.FetchOffset), rp.CurrentLeaderEpoch, s.clock.Now())
+	v, err := s.replicas.FollowerFetch(p.rep, replicaID, engine.Offset(rp.FetchOffset), rp.CurrentLeaderEpoch)
 	if err != nil {
 		return 0, 0, err
 	}
-	s.cluster.proposeISR(p, v.Expand)
 	return v.HW, v.LEO, nil
-}
-
-// ackWait is one partition of an acks=all produce waiting for the HW.
-type ackWait struct {
-	p      *partition
-	sp     *kmsg.ProduceResponseTopicPartition
-	last   engine.Offset
-	minISR int
-}
-
-// awaitAcks answers an acks=all produce once every partition's HW passed
-// its batch (or failed, or the request timeout ran out: REQUEST_TIMED_OUT).
-func (s *Server) awaitAcks(r *request, resp kmsg.Response, waits []ackWait, timeout time.Duration) {
-	if len(waits) == 0 {
-		r.reply(resp)
-		return
-	}
-	var (
-		mu       sync.Mutex
-		pending  = len(waits)
-		finished bool
-		done     = make([]bool, len(waits))
-		cancels  = make([]func() bool, len(waits))
-		timer    *time.Timer
-	)
-	fail := func(sp *kmsg.ProduceResponseTopicPartition, err error) {
-		sp.ErrorCode = errCode(err)
-		sp.BaseOffset = -1
-		sp.LogAppendTime = -1
-	}
-	complete := func(i int, err error) {
-		mu.Lock()
-		if finished || done[i] {
-			mu.Unlock()
-			return
-		}
-		done[i] = true
-		if err != nil {
-			fail(waits[i].sp, err)
-		}
-		pending--
-		if pending > 0 {
-			mu.Unlock()
-			return
-		}
-		finished = true
-		mu.Unlock()
-		if timer != nil {
-			timer.Stop()
-		}
-		r.reply(resp)
-	}
-	mu.Lock()
-	timer = time.AfterFunc(timeout, func() {
-		mu.Lock()
-		if finished {
-			mu.Unlock()
-			return
-		}
-		finished = true
-		for i, w := range waits {
-			if !done[i] {
-				if cancels[i] != nil {
-					cancels[i]()
-				}
-				fail(w.sp, kerr.RequestTimedOut)
-			}
-		}
-		mu.Unlock()
-		r.reply(resp)
-	})
-	mu.Unlock()
-	for i, w := range waits {
-		cancel := w.p.rep.AwaitAck(w.last, w.minISR, func(err error) { complete(i, err) })
-		mu.Lock()
-		cancels[i] = cancel
-		mu.Unlock()
-	}
 }
 
 // handleClusterMetadata answers Metadata from the controller-fed cache.

@@ -59,9 +59,9 @@
 //
 // Each connection has a reader goroutine (reads, parses, runs handlers) and
 // a writer goroutine (writes responses in request order). Handlers run on
-// the reader goroutine; a Fetch short of MinBytes parks as a fetchWait
-// (registered on its partitions, plus a timer) and is completed later on a
-// short-lived goroutine. Topic and configuration state are immutable
+// the reader goroutine; a Fetch short of MinBytes parks in the partition
+// manager (registered on its partitions, plus a timer) and is completed
+// later on a short-lived goroutine, as is an acks=all Produce. Topic and configuration state are immutable
 // snapshots behind atomic pointers (Server.topics, Server.layers), replaced
 // whole by writers, so request paths take no server-wide lock.
 //
@@ -70,15 +70,19 @@
 // it; it calls back only into lock-free snapshot reads); a group
 // coordinator shard lock (package group) comes before topicMu (its store
 // creates __consumer_offsets on first write);
-// partition.hwMu and partition.waitMu are leaves (never held while taking
-// another lock). Engine locks are below all of these.
+// the partition manager's locks (package replica) are below all of these
+// and engine locks below those.
 //
 // # Non-obvious invariants
 //
 //   - A request completes exactly once (request.finish); the writer cancels
 //     requests it will not answer, releasing their file ranges.
-//   - The high watermark only rises (partition.raiseHighWatermark), after
-//     the fsync for acks=all, before parked fetches are woken.
+//   - Every hosted partition is a replica.Partition in one
+//     replica.Manager (Server.replicas): a single node is a cluster of one
+//     whose partitions lead with ISR = {this broker} at leader epoch 0.
+//     Appends, the high watermark (it only rises, and only past data as
+//     durable as configured), acks=all and parked fetches go through it
+//     in both modes.
 //   - A topic's (or new partitions') logs are created before the metadata
 //     store takes it, and removed again if that fails: the store never
 //     names a topic whose logs were not all created. Partition directories

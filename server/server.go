@@ -47,7 +47,11 @@ type Server struct {
 	clock  clock.Clock
 	mgr    *engine.Manager
 	meta   metastore.Store
-	fs     vfs.FS // the engine's file system
+	// replicas is the partition manager: every hosted partition is a
+	// replica.Partition, leading alone on a single node. Appends, the high
+	// watermark, acks=all and parked fetches go through it.
+	replicas *replica.Manager
+	fs       vfs.FS // the engine's file system
 
 	// deleting names topics whose deletion is past the metadata store but
 	// not finished (their groups' offsets are being removed); under topicMu.
@@ -129,18 +133,14 @@ type topic struct {
 	settings topicSettings
 }
 
-// partition is one partition this broker leads (single node) or one
-// partition of the cluster (cluster mode: log and rep are nil unless this
-// broker hosts a replica; Server.partition returns only hosted ones).
+// partition is one partition of a topic. log and rep are set together
+// when this broker hosts a replica of it (a single node hosts every
+// partition whose log could be opened, as its leader); otherwise both are
+// nil and Server.partition does not return it.
 type partition struct {
 	tp  engine.TopicPartition
 	log *engine.Log
-	rep *replica.Partition // cluster mode: role, ISR, HW (nil on a single node)
-
-	hwMu sync.Mutex // serialises high-watermark raises
-
-	waitMu sync.Mutex
-	waits  map[*fetchWait]struct{} // parked fetches watching this partition
+	rep *replica.Partition // role, leader epoch, ISR, HW (replica.Manager)
 }
 
 // New binds every listener, locks the log dirs, opens the metadata store
@@ -213,6 +213,7 @@ func (s *Server) open(cfg *Config, opts Options, locks *engine.DirLocks) error {
 	}
 	s.meta = meta
 	s.refreshLayers()
+	s.replicas = replica.NewManager(s.replicaConfig())
 
 	overrides := map[string]map[string]string{}
 	for _, t := range meta.Topics() {
@@ -330,6 +331,33 @@ func (s *Server) adoptUnknownLogs() {
 	}
 }
 
+// replicaConfig configures the partition manager.
+func (s *Server) replicaConfig() replica.ManagerConfig {
+	cfg := replica.ManagerConfig{
+		ID:             s.cfg.NodeID,
+		LagMax:         msConfig(s, "replica.lag.time.max.ms"),
+		SyncAlone:      s.cfg.FsyncAcksAll,
+		Now:            s.clock.Now,
+		Logger:         s.logger.With("component", "replica"),
+		AroundTruncate: s.aroundTruncate,
+	}
+	if s.cluster != nil {
+		cfg.OnISRChange = s.cluster.proposeISR // written to ZooKeeper
+	}
+	return cfg
+}
+
+// leadAlone hosts l as the leader of a partition whose only replica is
+// this broker (a single node: every record in the log is committed once
+// it is as durable as configured).
+func (s *Server) leadAlone(l *engine.Log) (*partition, error) {
+	rep, err := s.replicas.LeadAlone(l, leaderEpoch)
+	if err != nil {
+		return nil, fmt.Errorf("leading %s: %w", l.TopicPartition(), err)
+	}
+	return &partition{tp: l.TopicPartition(), log: l, rep: rep}, nil
+}
+
 // newTopic is a stored topic's view without partitions.
 func (s *Server) newTopic(mt metastore.Topic, layers *configLayers) *topic {
 	t := &topic{
@@ -368,11 +396,12 @@ func (s *Server) openTopic(mt metastore.Topic, layers *configLayers) (*topic, er
 				continue
 			}
 		}
-		// Single node: every record in the log is committed.
-		if leo := l.LogEndOffset(); l.HighWatermark() < leo {
-			l.SetHighWatermark(leo)
+		part, err := s.leadAlone(l)
+		if err != nil {
+			errs = append(errs, err)
+			part = &partition{tp: tp}
 		}
-		t.parts = append(t.parts, &partition{tp: tp, log: l})
+		t.parts = append(t.parts, part)
 	}
 	return t, errors.Join(errs...)
 }
@@ -691,8 +720,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.stopReading()
 	}
 	s.lnMu.Unlock()
-	s.wakeAllFetches()
-	s.groups.Close() // answers parked JoinGroup/SyncGroup requests
+	s.replicas.Shutdown() // parked fetches answer now
+	s.groups.Close()      // answers parked JoinGroup/SyncGroup requests
 
 	done := make(chan struct{})
 	go func() {
@@ -728,18 +757,10 @@ func (s *Server) Close() error {
 		if s.cluster != nil {
 			s.cluster.stop()
 		}
+		s.replicas.Close() // waits for the fsyncs in flight
 		s.closeErr = errors.Join(s.mgr.Close(), s.meta.Close())
 	})
 	return s.closeErr
-}
-
-// wakeAllFetches completes every parked fetch now.
-func (s *Server) wakeAllFetches() {
-	for _, t := range s.topics.Load().byName {
-		for _, p := range t.parts {
-			p.wakeAll()
-		}
-	}
 }
 
 // ClusterID is the cluster id reported in Metadata.
