@@ -140,8 +140,8 @@ func (s *Server) produceTo(t *topic, name string, rp *kmsg.ProduceRequestTopicPa
 	if err := checkProduceBatch(req.Version, rp.Records, &t.settings, now); err != nil {
 		return engine.AppendResult{}, err
 	}
-	p := t.parts[rp.Partition]
-	if p.rep == nil {
+	p := s.partition(name, rp.Partition)
+	if p == nil {
 		return engine.AppendResult{}, s.missingPartition(name, rp.Partition)
 	}
 	return s.replicas.Append(p.rep, rp.Records, req.Acks == -1, int(t.settings.minInsync))

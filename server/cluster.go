@@ -43,7 +43,8 @@ import (
 //
 // Lock order: cluster.partMu → Server.topicMu.
 
-// clusterMeta is the controller-fed metadata cache (immutable).
+// clusterMeta is the controller-fed metadata cache (immutable), the
+// cluster's metadataView.
 type clusterMeta struct {
 	controllerID int32
 	brokers      map[int32][]zkstore.Endpoint
@@ -54,6 +55,13 @@ type partMeta struct {
 	leader, leaderEpoch int32
 	isr, replicas       []int32
 	offline             []int32
+}
+
+func (m *clusterMeta) controller() int32                             { return m.controllerID }
+func (m *clusterMeta) brokerEndpoints() map[int32][]zkstore.Endpoint { return m.brokers }
+func (m *clusterMeta) partitions(topic string) ([]partMeta, bool) {
+	parts, ok := m.topics[topic]
+	return parts, ok
 }
 
 type cluster struct {

@@ -82,6 +82,8 @@ type Server struct {
 	// cluster is cluster mode (zookeeper.connect set, cluster.go); nil on
 	// a single node.
 	cluster *cluster
+	// view gives the current metadata view (Metadata, partition errors).
+	view func() metadataView
 
 	metrics  *metrics
 	registry *prometheus.Registry
@@ -201,7 +203,9 @@ func (s *Server) open(cfg *Config, opts Options, locks *engine.DirLocks) error {
 			return fmt.Errorf("metadata store: %w", err)
 		}
 		meta = zs
-		s.cluster = newCluster(s, zs)
+		c := newCluster(s, zs)
+		s.cluster = c
+		s.view = func() metadataView { return c.meta.Load() }
 	} else {
 		local, err := metastore.OpenLocalWith(locks.Dirs()[0], cfg.ClusterID, metastore.LocalOptions{FS: s.fs, Logger: s.logger.With("component", "metastore")})
 		if err != nil {
@@ -210,6 +214,7 @@ func (s *Server) open(cfg *Config, opts Options, locks *engine.DirLocks) error {
 		}
 		meta = local
 		s.adoptLogs = local.Created()
+		s.view = func() metadataView { return localView{s} }
 	}
 	s.meta = meta
 	s.refreshLayers()
