@@ -88,7 +88,7 @@ func (s *Server) handleProduce(r *request) {
 			sp := &st.Partitions[pi]
 			*sp = kmsg.NewProduceResponseTopicPartition()
 			sp.Partition = rp.Partition
-			res, err := s.produceTo(t, rt.Topic, rp, req, now, acksErr)
+			p, res, err := s.produceTo(t, rt.Topic, rp, req, now, acksErr)
 			if err != nil {
 				fail(sp, rt.Topic, err)
 				continue
@@ -97,7 +97,6 @@ func (s *Server) handleProduce(r *request) {
 			sp.LogAppendTime = res.LogAppendTime
 			sp.LogStartOffset = int64(res.LogStartOffset)
 			if req.Acks == -1 {
-				p := t.parts[rp.Partition]
 				waits = append(waits, replica.AckWait{P: p.rep, Last: res.LastOffset, MinISR: int(t.settings.minInsync)})
 				acked = append(acked, sp)
 			}
@@ -130,21 +129,23 @@ func (s *Server) handleProduce(r *request) {
 }
 
 // produceTo validates one partition's batch and appends it as its leader.
-func (s *Server) produceTo(t *topic, name string, rp *kmsg.ProduceRequestTopicPartition, req *kmsg.ProduceRequest, now int64, err error) (engine.AppendResult, error) {
-	if err != nil {
-		return engine.AppendResult{}, err
-	}
-	if t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.parts) {
-		return engine.AppendResult{}, topicErrf(kerr.UnknownTopicOrPartition, "unknown topic or partition %s-%d", name, rp.Partition)
+func (s *Server) produceTo(t *topic, name string, rp *kmsg.ProduceRequestTopicPartition, req *kmsg.ProduceRequest, now int64, err error) (*partition, engine.AppendResult, error) {
+	var res engine.AppendResult
+	switch {
+	case err != nil:
+		return nil, res, err
+	case t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.parts):
+		return nil, res, topicErrf(kerr.UnknownTopicOrPartition, "unknown topic or partition %s-%d", name, rp.Partition)
 	}
 	if err := checkProduceBatch(req.Version, rp.Records, &t.settings, now); err != nil {
-		return engine.AppendResult{}, err
+		return nil, res, err
 	}
-	p := s.partition(name, rp.Partition)
-	if p == nil {
-		return engine.AppendResult{}, s.missingPartition(name, rp.Partition)
+	p := t.parts[rp.Partition]
+	if p.log == nil { // not hosted here
+		return nil, res, s.missingPartition(name, rp.Partition)
 	}
-	return s.replicas.Append(p.rep, rp.Records, req.Acks == -1, int(t.settings.minInsync))
+	res, err = s.replicas.Append(p.rep, rp.Records, req.Acks == -1, int(t.settings.minInsync))
+	return p, res, err
 }
 
 // checkProduceBatch checks what the server owns of the produce validation

@@ -5,8 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
-
 	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/group"
 	"github.com/kvlog/kvlog/server/metastore"
@@ -184,33 +182,4 @@ func (c *cluster) removeDeletedOffsets(candidates map[string]metastore.TopicID) 
 	if len(deleted) > 0 {
 		c.s.removeDeletedOffsets(deleted)
 	}
-}
-
-// groupCoordinator answers FindCoordinator for a group: the leader of its
-// __consumer_offsets partition in the metadata cache, at the endpoint of
-// the listener the request came in on.
-func (c *cluster) groupCoordinator(r *request, t *topic, groupID string) (int32, string, int32, error) {
-	co := c.s.groups
-	if int32(len(t.parts)) != co.Partitions() {
-		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "%s has %d partitions but this broker's coordinator maps groups over %d (restart it)",
-			group.OffsetsTopic, len(t.parts), co.Partitions())
-	}
-	p := co.PartitionFor(groupID)
-	m := c.meta.Load()
-	parts := m.topics[group.OffsetsTopic]
-	if int(p) >= len(parts) || parts[p].leader < 0 {
-		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "%s-%d has no leader yet", group.OffsetsTopic, p)
-	}
-	leader := parts[p].leader
-	eps := m.brokers[leader]
-	if len(eps) == 0 {
-		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "leader %d of %s-%d is not a live broker", leader, group.OffsetsTopic, p)
-	}
-	ep := eps[0]
-	for _, e := range eps {
-		if e.Name == r.c.l.name {
-			ep = e
-		}
-	}
-	return leader, ep.Host, ep.Port, nil
 }

@@ -135,19 +135,38 @@ func (s *Server) ensureOffsetsTopic() (*topic, error) {
 }
 
 // groupCoordinator is the broker coordinating a group: the leader of the
-// group's __consumer_offsets partition, which is created on the first
-// lookup (as Kafka does). On a single node, this broker; in cluster mode
-// the partition's leader in the metadata cache (clusterGroupCoordinator).
+// group's __consumer_offsets partition in the metadata view (on a single
+// node, this broker), at the endpoint of the listener the request came in
+// on. The topic is created on the first lookup (as Kafka does).
 func (s *Server) groupCoordinator(r *request, groupID string) (nodeID int32, host string, port int32, err error) {
 	t, err := s.ensureOffsetsTopic()
 	if err != nil {
 		r.log().Warn("creating the offsets topic failed", "err", err)
 		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "creating %s: %v", group.OffsetsTopic, err)
 	}
-	if s.cluster != nil {
-		return s.cluster.groupCoordinator(r, t, groupID)
+	co := s.groups
+	if int32(len(t.parts)) != co.Partitions() {
+		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "%s has %d partitions but this broker's coordinator maps groups over %d (restart it)",
+			group.OffsetsTopic, len(t.parts), co.Partitions())
 	}
-	return s.cfg.NodeID, r.c.l.advHost, r.c.l.advPort, nil
+	p := co.PartitionFor(groupID)
+	view := s.view()
+	parts, _ := view.partitions(group.OffsetsTopic)
+	if int(p) >= len(parts) || parts[p].leader < 0 {
+		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "%s-%d has no leader yet", group.OffsetsTopic, p)
+	}
+	leader := parts[p].leader
+	eps := view.brokerEndpoints()[leader]
+	if len(eps) == 0 {
+		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "leader %d of %s-%d is not a live broker", leader, group.OffsetsTopic, p)
+	}
+	ep := eps[0]
+	for _, e := range eps {
+		if e.Name == r.c.l.name {
+			ep = e
+		}
+	}
+	return leader, ep.Host, ep.Port, nil
 }
 
 // clientHost is the member's host as Kafka reports it ("/ip").
