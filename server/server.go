@@ -152,7 +152,7 @@ type partition struct {
 // process (engine.ErrDirLocked) fails here, before anything in the dirs is
 // read or written, and a failed New never marks a dir it did not load as
 // cleanly shut down.
-func New(cfg *Config, opts Options) (*Server, error) {
+func New(cfg *Config, opts Options) (_ *Server, err error) {
 	s := &Server{
 		cfg:    cfg,
 		logger: opts.Logger,
@@ -177,59 +177,54 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()
 	}
+	var undo cleanups // what New has set up, undone if it fails
+	defer undo.runIf(&err)
 	if err := s.bindListeners(); err != nil {
 		return nil, err
 	}
+	undo.push(s.closeListeners)
 	locks, err := engine.LockDirs(opts.FS, cfg.LogDirs)
 	if err != nil {
-		s.closeListeners()
 		return nil, err
 	}
-	if err := s.open(cfg, opts, locks); err != nil {
-		s.closeListeners()
-		return nil, err
-	}
-	return s, nil
-}
-
-// open opens the metadata store and the logs (taking over locks) and loads
-// every topic.
-func (s *Server) open(cfg *Config, opts Options, locks *engine.DirLocks) error {
-	var meta metastore.Store
+	ownLocks := true // until the engine takes them
+	undo.push(func() {
+		if ownLocks {
+			locks.Release()
+		}
+	})
 	if cfg.ZooKeeperConnect != "" {
 		zs, err := openZooKeeper(cfg, s.logger)
 		if err != nil {
-			locks.Release()
-			return fmt.Errorf("metadata store: %w", err)
+			return nil, fmt.Errorf("metadata store: %w", err)
 		}
-		meta = zs
+		s.meta = zs
 		c := newCluster(s, zs)
 		s.cluster = c
 		s.view = func() metadataView { return c.meta.Load() }
 	} else {
 		local, err := metastore.OpenLocalWith(locks.Dirs()[0], cfg.ClusterID, metastore.LocalOptions{FS: s.fs, Logger: s.logger.With("component", "metastore")})
 		if err != nil {
-			locks.Release()
-			return fmt.Errorf("metadata store: %w", err)
+			return nil, fmt.Errorf("metadata store: %w", err)
 		}
-		meta = local
+		s.meta = local
 		s.adoptLogs = local.Created()
 		s.view = func() metadataView { return localView{s} }
 	}
-	s.meta = meta
+	undo.push(func() { s.meta.Close() })
 	s.refreshLayers()
-	s.replicas = replica.NewManager(s.replicaConfig())
 
 	overrides := map[string]map[string]string{}
-	for _, t := range meta.Topics() {
+	for _, t := range s.meta.Topics() {
 		overrides[t.Name] = t.Configs
 	}
 	layers := s.layers.Load()
 	if s.cluster == nil && !s.adoptLogs {
 		s.setAsideStrayLogs()
 	}
-	mgr, err := engine.OpenManager(engine.ManagerOptions{
-		Locks:                  locks, // released by mgr.Close, or by OpenManager on failure
+	ownLocks = false // released by mgr.Close, or by OpenManager on failure
+	s.mgr, err = engine.OpenManager(engine.ManagerOptions{
+		Locks:                  locks,
 		FS:                     opts.FS,
 		Clock:                  s.clock,
 		Logger:                 s.logger.With("component", "engine"),
@@ -242,38 +237,45 @@ func (s *Server) open(cfg *Config, opts Options, locks *engine.DirLocks) error {
 		},
 	})
 	if err != nil {
-		meta.Close()
-		return fmt.Errorf("opening logs: %w", err)
+		return nil, fmt.Errorf("opening logs: %w", err)
 	}
-	s.mgr = mgr
+	undo.push(func() { s.mgr.Close() })
+	s.replicas = replica.NewManager(s.replicaConfig())
+	undo.push(s.replicas.Close)
 	// The cleaner exists before the topics load: deleting logs (pending
 	// deletions, strays) goes through it.
 	if err := s.newCleaner(opts.FS); err != nil {
-		mgr.Close()
-		meta.Close()
-		return err
+		return nil, err
 	}
+	undo.push(func() { s.cleaner.Close() })
 	if err := s.loadTopics(); err != nil {
-		s.cleaner.Close()
-		mgr.Close()
-		meta.Close()
-		return err
+		return nil, err
 	}
 	if err := s.startGroups(); err != nil {
-		s.cleaner.Close()
-		mgr.Close()
-		meta.Close()
-		return err
+		return nil, err
 	}
+	undo.push(s.groups.Close)
 	s.metrics = newMetrics(s)
 	if err := s.metrics.register(s.registry); err != nil {
-		s.groups.Close()
-		s.cleaner.Close()
-		mgr.Close()
-		meta.Close()
-		return err
+		return nil, err
 	}
-	return nil
+	return s, nil
+}
+
+// cleanups is a stack of undo steps: a constructor that fails part way
+// undoes what it set up, newest first.
+type cleanups []func()
+
+func (c *cleanups) push(f func()) { *c = append(*c, f) }
+
+// runIf runs the steps when *err is set (deferred by the constructor).
+func (c cleanups) runIf(err *error) {
+	if *err == nil {
+		return
+	}
+	for i := len(c) - 1; i >= 0; i-- {
+		c[i]()
+	}
 }
 
 // refreshLayers rebuilds the config layers from the static config and the
