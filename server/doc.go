@@ -33,12 +33,18 @@
 //     applied live on dynamic broker config changes, topic-level settings
 //     read from the topic snapshot at every planning round, cleaning paused
 //     around log deletion and follower truncation.
-//   - cluster.go, cluster_requests.go, cluster_metrics.go: cluster mode
-//     (zookeeper.connect set; packages zkstore, controller and replica):
-//     the controller-fed metadata cache, local replicas created on
-//     LeaderAndIsr, follower fetchers, the ISR writer and shrink ticker,
-//     controlled shutdown; Metadata from the cache, acks=all waiting for the
-//     high watermark, follower fetches. Handlers 04-07 are the inter-broker
+//   - partitions.go: request-path pieces over the partition manager
+//     (replica.Manager, Server.replicas), the same in both modes: the
+//     error for a partition not served here (from the metadata view), the
+//     leader and leader-epoch check, follower fetches.
+//   - 03_metadata.go: the metadata view (metadataView) Metadata and
+//     FindCoordinator answer from: a single node's topics (localView) or
+//     the cluster's controller-fed cache (clusterMeta).
+//   - cluster.go, cluster_metrics.go: cluster mode (zookeeper.connect set;
+//     packages zkstore, controller and replica): the controller-fed
+//     metadata cache, local replicas created on LeaderAndIsr, follower
+//     fetchers, the ISR writer (the partition manager's OnISRChange) and
+//     shrink ticker, controlled shutdown. Handlers 04-07 are the inter-broker
 //     APIs (LeaderAndIsr, StopReplica, UpdateMetadata, ControlledShutdown);
 //     cluster_fence.go admits the controller's requests only when they carry
 //     this broker's registration epoch and the controller id and epoch
