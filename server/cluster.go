@@ -416,7 +416,7 @@ func (c *cluster) applyConfigChange(entity string) {
 		if t := s.topic(name); t != nil && !maps.Equal(t.configs, cfgs) {
 			nt := *t
 			nt.configs = cfgs
-			c.applyTopicConfig(&nt, s.layers.Load())
+			s.applyTopicConfig(&nt, s.layers.Load())
 			s.publishTopics(func(m map[string]*topic) { m[name] = &nt })
 			c.log.Info("applied topic config change", "topic", name, "configs", cfgs)
 		}
@@ -428,23 +428,11 @@ func (c *cluster) applyConfigChange(entity string) {
 		s.publishTopics(func(m map[string]*topic) {
 			for name, t := range m {
 				nt := *t
-				c.applyTopicConfig(&nt, layers)
+				s.applyTopicConfig(&nt, layers)
 				m[name] = &nt
 			}
 		})
 		s.topicMu.Unlock()
-	}
-}
-
-// applyTopicConfig is Server.applyTopicConfig for partitions that may have
-// no local log.
-func (c *cluster) applyTopicConfig(t *topic, layers *configLayers) {
-	t.settings = layers.topicSettings(t.configs)
-	ecfg := layers.engineConfig(t.configs)
-	for _, p := range t.parts {
-		if p.log != nil {
-			p.log.SetConfig(ecfg)
-		}
 	}
 }
 
