@@ -247,7 +247,15 @@ func (p *Partition) MakeLeader(st State, now time.Time) (bool, error) {
 		return false, nil
 	}
 	leo := p.log.LogEndOffset()
-	if err := p.log.Epochs().Assign(st.LeaderEpoch, int64(leo)); err != nil {
+	assign := p.log.Epochs().Assign
+	if leo == 0 {
+		// An empty log: the entry is written with the first records'
+		// flush. A crash before that loses nothing it describes, and the
+		// next leadership assigns its epoch again. (Writing it now would
+		// cost every new partition an fsynced file.)
+		assign = p.log.Epochs().AssignDeferred
+	}
+	if err := assign(st.LeaderEpoch, int64(leo)); err != nil {
 		p.mu.Unlock()
 		return false, fmt.Errorf("replica: %s: assigning leader epoch %d at %d: %w", p.log.TopicPartition(), st.LeaderEpoch, leo, storageErr(err))
 	}
