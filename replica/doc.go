@@ -1,8 +1,11 @@
-// Package replica owns partition replication: the leader's view of its
-// followers (log end offsets, last caught-up times, the in-sync replica set
-// and the high watermark), acks=all completion, and the follower's side
-// (truncation on leader change, verbatim appends, fetch sessions against the
-// leader). It sits on the engine and knows nothing of the network protocol
+// Package replica owns the partitions a broker hosts and their
+// replication: the partition manager (every leader append, the high
+// watermark and its durability rule, acks=all completion, parked fetches),
+// the leader's view of its followers (log end offsets, last caught-up
+// times, the in-sync replica set and the high watermark), and the
+// follower's side (truncation on leader change, verbatim appends, fetch
+// sessions against the leader). A single node is a cluster of one: its
+// partitions are leaders whose ISR is the broker alone. It sits on the engine and knows nothing of the network protocol
 // beyond the Fetcher's use of kmsg, nor of ZooKeeper: ISR changes leave this
 // package as ISRChange proposals that the caller persists (conditionally on
 // the partition state's version) and reports back.
@@ -20,13 +23,20 @@
 //     leading and the fetch state when following. It does log I/O but runs
 //     no goroutines and takes now as an argument, so tests drive whole
 //     clusters of real logs step by step.
+//   - manager.go: Manager, the partition manager (Kafka's ReplicaManager):
+//     hosts the Partitions, runs the fsyncs the HW waits for (one goroutine
+//     per partition while there is something to sync, so appends arriving
+//     meanwhile share the next fsync), completes acks=all produces with
+//     their timeout, and parks fetches short of their minimum bytes until
+//     a partition moves, their deadline or shutdown.
 //   - fetcher.go: the runner: one goroutine per source broker sending
 //     OffsetsForLeaderEpoch and Fetch (replica id and current leader epoch
 //     set) over the Kafka protocol, feeding the answers to Partitions.
 //
 // # Rules (Kafka's, ZooKeeper era)
 //
-//   - HW = min LEO over the maximal ISR (the committed ISR plus members
+//   - HW = min LEO over the maximal ISR (the leader's own term is its
+//     fsynced offset while it is alone and kvlog.fsync.acks.all is on) (the committed ISR plus members
 //     being added; members being removed still count until the removal is
 //     committed). It never moves down while leading.
 //   - A follower is out of sync when its LEO differs from the leader's and
@@ -62,9 +72,12 @@
 //     the only replica that counts.
 //  2. A replica that becomes leader with an ISR of only itself fsyncs its log
 //     before serving (Partition.MakeLeader).
-//  3. While the ISR is the leader alone, acks=all produce requests are
-//     fsynced (group commit) before they are acknowledged (the single-node
-//     kvlog.fsync.acks.all behaviour).
+//  3. While the ISR is the leader alone (a single node always), the high
+//     watermark passes only fsynced offsets (kvlog.fsync.acks.all): every
+//     append, acks=1 too, schedules an fsync that group-commits whatever
+//     arrived meanwhile; acks=all is answered when the HW passed its
+//     batch, acks=1 at once. So no consumer ever reads past what a power
+//     loss would keep. With the setting off the HW follows the LEO.
 //
 // So whenever a replica is the sole ISR member, everything it acknowledged is
 // durable on it, and electing it after any crash loses nothing acknowledged.
@@ -79,7 +92,8 @@
 //
 // Partition methods are safe for concurrent use; each holds Partition.mu
 // for its whole body, including the engine calls it makes (engine locks are
-// below it). Callbacks (acks=all completions, HW listeners) are invoked
-// after mu is released. Leader is not safe for concurrent use: Partition
-// owns it under mu.
+// below it), except Flush, whose fsync runs outside it. acks=all
+// completions are invoked after mu is released; parked fetches are woken
+// under it (Partition.watchMu, a leaf) but run on their own goroutines.
+// Leader is not safe for concurrent use: Partition owns it under mu.
 package replica

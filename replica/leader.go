@@ -61,6 +61,10 @@ type LeaderParams struct {
 	HW         Offset  // leader log high watermark now
 	EpochStart Offset  // start offset of this leader epoch (the LEO when elected)
 	LagMax     time.Duration
+	// SyncAlone: while the maximal ISR is the leader alone, the HW passes
+	// only offsets below Durable (kvlog.fsync.acks.all; see the package doc).
+	SyncAlone bool
+	Durable   Offset // the log is fsynced below this offset
 }
 
 // Leader is the deterministic leader-side state of one partition. It is not
@@ -77,6 +81,8 @@ type Leader struct {
 	leo        Offset
 	hw         Offset
 	lagMax     time.Duration
+	syncAlone  bool
+	durable    Offset
 }
 
 // NewLeader starts leading at now. Followers in the ISR count as caught up
@@ -93,6 +99,8 @@ func NewLeader(p LeaderParams, now time.Time) *Leader {
 		leo:        p.LEO,
 		hw:         p.HW,
 		lagMax:     p.LagMax,
+		syncAlone:  p.SyncAlone,
+		durable:    p.Durable,
 	}
 	if !slices.Contains(l.isr, l.id) {
 		l.isr = append([]int32{l.id}, l.isr...)
@@ -153,9 +161,14 @@ func (l *Leader) maximalISR() []int32 {
 }
 
 // maybeRaiseHW recomputes HW = min LEO over the maximal ISR and raises it
-// (never lowers). It reports whether the HW moved.
+// (never lowers). When the maximal ISR is the leader alone and SyncAlone is
+// set, the leader's own term is its durable offset instead of its LEO. It
+// reports whether the HW moved.
 func (l *Leader) maybeRaiseHW() bool {
 	hw := l.leo
+	if l.syncAlone && l.aloneMaximal() {
+		hw = min(hw, l.durable)
+	}
 	for _, r := range l.maximalISR() {
 		if r == l.id {
 			continue
@@ -329,3 +342,24 @@ func (l *Leader) AckStatus(lastOffset Offset, minISR int) (bool, error) {
 
 // AloneInISR reports whether the committed ISR is the leader alone.
 func (l *Leader) AloneInISR() bool { return len(l.isr) == 1 && l.isr[0] == l.id }
+
+// aloneMaximal reports whether the maximal ISR is the leader alone.
+func (l *Leader) aloneMaximal() bool {
+	isr := l.maximalISR()
+	return len(isr) == 1 && isr[0] == l.id
+}
+
+// Flushed records that the log is fsynced below durable. It reports
+// whether the HW moved.
+func (l *Leader) Flushed(durable Offset) bool {
+	if durable > l.durable {
+		l.durable = durable
+	}
+	return l.maybeRaiseHW()
+}
+
+// NeedsFlush reports whether the HW waits for an fsync: SyncAlone, the
+// maximal ISR is the leader alone and the log is not durable up to its LEO.
+func (l *Leader) NeedsFlush() bool {
+	return l.syncAlone && l.aloneMaximal() && l.durable < l.leo
+}

@@ -47,9 +47,9 @@ type State struct {
 type Options struct {
 	ID     int32         // this broker
 	LagMax time.Duration // replica.lag.time.max.ms
-	// OnHW is called (without Partition.mu held) after the high watermark
-	// moved, to wake waiting fetches. May be nil.
-	OnHW func()
+	// SyncAlone (kvlog.fsync.acks.all): while the leader is alone in the
+	// ISR, the HW passes only what is fsynced (Flush).
+	SyncAlone bool
 	// AroundTruncate, when set, runs every truncation of the log (a
 	// follower diverging from its leader, or starting over at the
 	// leader's log start): it must call truncate once and return its
@@ -75,6 +75,10 @@ type Partition struct {
 	fetchPos   Offset // next fetch offset when not truncating
 	waiters    map[*ackWaiter]struct{}
 	closed     bool
+	flushing   bool // a Flush is due or running (AppendAsLeader asked for it)
+
+	watchMu sync.Mutex       // a leaf: guards parked
+	parked  map[*parked]bool // parked fetches watching this partition (true: a follower's)
 }
 
 type ackWaiter struct {
@@ -145,8 +149,8 @@ func (p *Partition) failWaiters(err error) []completion {
 	return cs
 }
 
-// hwMoved publishes the leader's HW to the log and collects the acks=all
-// waiters it completes. Caller holds mu.
+// hwMoved publishes the leader's HW to the log, wakes the parked fetches
+// and collects the acks=all waiters it completes. Caller holds mu.
 func (p *Partition) hwMoved() []completion {
 	p.log.SetHighWatermark(p.leader.HW())
 	var cs []completion
@@ -156,10 +160,54 @@ func (p *Partition) hwMoved() []completion {
 			delete(p.waiters, w)
 		}
 	}
-	if p.opts.OnHW != nil {
-		cs = append(cs, completion{func(error) { p.opts.OnHW() }, nil})
-	}
+	p.wakeParked(true)
 	return cs
+}
+
+// settleLocked fsyncs the log when the HW waits for it and no Flush is due
+// (an ISR change left the leader alone), and returns the completions of
+// the HW move. Caller holds mu.
+func (p *Partition) settleLocked() []completion {
+	if p.leader == nil || p.flushing || !p.leader.NeedsFlush() {
+		return nil
+	}
+	if err := p.log.Sync(); err != nil {
+		p.opts.Logger.Error("fsync of a leader left alone in the ISR failed", "partition", p.log.TopicPartition(), "err", err)
+		return p.failWaiters(storageErr(err))
+	}
+	if p.leader.Flushed(p.log.RecoveryPoint()) {
+		return p.hwMoved()
+	}
+	return nil
+}
+
+// watch registers a parked fetch (follower: a follower's, woken by appends
+// as well as by HW moves).
+func (p *Partition) watch(w *parked, follower bool) {
+	p.watchMu.Lock()
+	if p.parked == nil {
+		p.parked = map[*parked]bool{}
+	}
+	p.parked[w] = follower
+	p.watchMu.Unlock()
+}
+
+func (p *Partition) unwatch(w *parked) {
+	p.watchMu.Lock()
+	delete(p.parked, w)
+	p.watchMu.Unlock()
+}
+
+// wakeParked wakes the parked fetches: every one when all (the HW moved,
+// the role changed), else the followers' (the LEO moved).
+func (p *Partition) wakeParked(all bool) {
+	p.watchMu.Lock()
+	for w, follower := range p.parked {
+		if all || follower {
+			w.fire(false)
+		}
+	}
+	p.watchMu.Unlock()
 }
 
 // checkState refuses a state older than the applied one. Caller holds mu.
@@ -191,6 +239,7 @@ func (p *Partition) MakeLeader(st State, now time.Time) (bool, error) {
 			if p.leader.SetCommittedISR(st.ISR, st.ZkVersion) {
 				cs = p.hwMoved()
 			}
+			cs = append(cs, p.settleLocked()...)
 		}
 		p.state = cloneState(st)
 		p.mu.Unlock()
@@ -198,7 +247,15 @@ func (p *Partition) MakeLeader(st State, now time.Time) (bool, error) {
 		return false, nil
 	}
 	leo := p.log.LogEndOffset()
-	if err := p.log.Epochs().Assign(st.LeaderEpoch, int64(leo)); err != nil {
+	assign := p.log.Epochs().Assign
+	if leo == 0 {
+		// An empty log: the entry is written with the first records'
+		// flush. A crash before that loses nothing it describes, and the
+		// next leadership assigns its epoch again. (Writing it now would
+		// cost every new partition an fsynced file.)
+		assign = p.log.Epochs().AssignDeferred
+	}
+	if err := assign(st.LeaderEpoch, int64(leo)); err != nil {
 		p.mu.Unlock()
 		return false, fmt.Errorf("replica: %s: assigning leader epoch %d at %d: %w", p.log.TopicPartition(), st.LeaderEpoch, leo, storageErr(err))
 	}
@@ -214,11 +271,13 @@ func (p *Partition) MakeLeader(st State, now time.Time) (bool, error) {
 	p.leader = NewLeader(LeaderParams{
 		ID: p.opts.ID, Epoch: st.LeaderEpoch, Replicas: st.Replicas, ISR: st.ISR, ZkVersion: st.ZkVersion,
 		LEO: leo, HW: p.log.HighWatermark(), EpochStart: leo, LagMax: p.opts.LagMax,
+		SyncAlone: p.opts.SyncAlone, Durable: p.log.RecoveryPoint(),
 	}, now)
 	var cs []completion
 	if p.leader.HW() > p.log.HighWatermark() {
 		cs = p.hwMoved()
 	}
+	p.wakeParked(true)
 	p.mu.Unlock()
 	runCompletions(cs)
 	return true, nil
@@ -244,6 +303,7 @@ func (p *Partition) MakeFollower(st State) (bool, error) {
 	p.truncating, p.fenced = true, false
 	p.fetchPos = p.log.LogEndOffset()
 	cs := p.failWaiters(ErrNotLeader)
+	p.wakeParked(true)
 	p.mu.Unlock()
 	runCompletions(cs)
 	return true, nil
@@ -257,6 +317,7 @@ func (p *Partition) Stop() {
 	p.leader = nil
 	p.closed = true
 	cs := p.failWaiters(ErrNotLeader)
+	p.wakeParked(true)
 	p.mu.Unlock()
 	runCompletions(cs)
 }
@@ -270,40 +331,70 @@ func cloneState(st State) State {
 // ---- leader side ----
 
 // AppendAsLeader appends a producer's batch at the current leader epoch.
-// acks=all is refused when the ISR is smaller than minISR. When the ISR is
-// this replica alone and syncAlone is set, an acks=all append is fsynced
-// before returning (last replica standing; the fsync runs outside mu so
-// concurrent appends group-commit).
-func (p *Partition) AppendAsLeader(batch []byte, acksAll bool, minISR int, syncAlone bool) (engine.AppendResult, error) {
+// acks=all is refused when the ISR is smaller than minISR. flush says the
+// HW now waits for an fsync that the caller must run (Flush): the leader is
+// alone in the ISR with SyncAlone set and no Flush was due yet. Appends
+// made while a Flush is due or running are covered by it (group commit).
+func (p *Partition) AppendAsLeader(batch []byte, acksAll bool, minISR int) (res engine.AppendResult, flush bool, err error) {
 	p.mu.Lock()
 	if p.role != RoleLeader {
 		p.mu.Unlock()
-		return engine.AppendResult{}, ErrNotLeader
+		return engine.AppendResult{}, false, ErrNotLeader
 	}
 	if acksAll {
 		if err := p.leader.CheckAcksAll(minISR); err != nil {
 			p.mu.Unlock()
-			return engine.AppendResult{}, err
+			return engine.AppendResult{}, false, err
 		}
 	}
-	res, err := p.log.Append(batch, p.leader.Epoch())
+	res, err = p.log.Append(batch, p.leader.Epoch())
 	if err != nil {
 		p.mu.Unlock()
-		return res, err
+		return res, false, err
 	}
-	alone := p.leader.AloneInISR()
 	var cs []completion
-	if !res.Duplicate && p.leader.Appended(p.log.LogEndOffset()) {
-		cs = p.hwMoved()
+	if !res.Duplicate {
+		if p.leader.Appended(p.log.LogEndOffset()) {
+			cs = p.hwMoved()
+		} else {
+			p.wakeParked(false) // followers read up to the LEO
+		}
+	}
+	if !p.flushing && p.leader.NeedsFlush() {
+		p.flushing, flush = true, true
 	}
 	p.mu.Unlock()
 	runCompletions(cs)
-	if acksAll && alone && syncAlone {
-		if err := p.log.Sync(); err != nil {
-			return res, err
+	return res, flush, nil
+}
+
+// Flush fsyncs the log for AppendAsLeader (outside mu, so appends go on
+// meanwhile) and lets the HW pass what it made durable. It reports whether
+// the caller must call it again: appends arrived during the fsync and the
+// HW waits for them. A failed fsync fails the acks=all waiters.
+func (p *Partition) Flush() bool {
+	err := p.log.Sync()
+	p.mu.Lock()
+	var (
+		cs   []completion
+		more bool
+	)
+	switch {
+	case err != nil:
+		if !errors.Is(err, engine.ErrClosed) {
+			p.opts.Logger.Error("fsync failed", "partition", p.log.TopicPartition(), "err", err)
 		}
+		cs = p.failWaiters(storageErr(err))
+	case p.role == RoleLeader:
+		if p.leader.Flushed(p.log.RecoveryPoint()) {
+			cs = p.hwMoved()
+		}
+		more = p.leader.NeedsFlush()
 	}
-	return res, nil
+	p.flushing = more
+	p.mu.Unlock()
+	runCompletions(cs)
+	return more
 }
 
 // AwaitAck calls done once an acks=all append whose last offset is last is
@@ -411,6 +502,7 @@ func (p *Partition) Tick(now time.Time) *ISRChange {
 			p.leader.ISRChangeFailed()
 			return nil
 		}
+		p.leader.Flushed(p.log.RecoveryPoint())
 	}
 	return ch
 }
@@ -433,6 +525,8 @@ func (p *Partition) ISRChangeDone(ch *ISRChange, zkVersion int32, err error, cur
 			// durable first (last replica standing).
 			if serr := p.log.Sync(); serr != nil {
 				p.opts.Logger.Error("fsync after shrinking the ISR to the leader alone failed", "partition", p.log.TopicPartition(), "err", serr)
+			} else {
+				p.leader.Flushed(p.log.RecoveryPoint())
 			}
 		}
 		if p.leader.ISRCommitted(zkVersion) {
@@ -449,6 +543,7 @@ func (p *Partition) ISRChangeDone(ch *ISRChange, zkVersion int32, err error, cur
 			cs = p.hwMoved()
 		}
 	}
+	cs = append(cs, p.settleLocked()...)
 	p.mu.Unlock()
 	runCompletions(cs)
 }
@@ -583,11 +678,10 @@ func (p *Partition) HandleFetchAnswer(req FollowerRequest, batches []byte, leade
 			p.opts.Logger.Warn("following the leader's log start failed", "partition", p.log.TopicPartition(), "err", err)
 		}
 	}
-	onHW := p.opts.OnHW
-	p.mu.Unlock()
-	if (hw != old || len(batches) > 0) && onHW != nil {
-		onHW()
+	if hw != old || len(batches) > 0 {
+		p.wakeParked(true)
 	}
+	p.mu.Unlock()
 	return nil
 }
 

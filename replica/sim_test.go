@@ -87,7 +87,7 @@ func (s *sim) open(n *simNode, clean bool) {
 		s.t.Fatalf("open log of %d: %v", n.id, err)
 	}
 	n.log = l
-	n.p = New(l, Options{ID: n.id, LagMax: s.lagMax, Logger: quiet})
+	n.p = New(l, Options{ID: n.id, LagMax: s.lagMax, SyncAlone: true, Logger: quiet})
 	n.down = false
 }
 
@@ -160,7 +160,12 @@ func batch(t testing.TB, prefix string, n int) []byte {
 
 // produce appends a batch to node id as leader (acks=1 unless acksAll).
 func (s *sim) produce(id int32, prefix string, n int, acksAll bool, minISR int) (engine.AppendResult, error) {
-	return s.nodes[id].p.AppendAsLeader(batch(s.t, prefix, n), acksAll, minISR, true)
+	p := s.nodes[id].p
+	res, flush, err := p.AppendAsLeader(batch(s.t, prefix, n), acksAll, minISR)
+	for flush {
+		flush = p.Flush() // the Manager runs this on its own goroutine
+	}
+	return res, err
 }
 
 func (s *sim) mustProduce(id int32, prefix string, n int) engine.AppendResult {
@@ -328,7 +333,12 @@ func (s *sim) batches(id int32) []batchInfo {
 // keys returns every record key in node id's log, in offset order.
 func (s *sim) keys(id int32) []string {
 	s.t.Helper()
-	l := s.nodes[id].log
+	return keysOf(s.t, s.nodes[id].log)
+}
+
+// keysOf lists the record keys of l in offset order.
+func keysOf(t *testing.T, l *engine.Log) []string {
+	t.Helper()
 	var out []string
 	var dec record.Decoder
 	err := l.ReadBatches(l.LogStartOffset(), l.LogEndOffset(), func(b record.Batch) error {
@@ -338,7 +348,7 @@ func (s *sim) keys(id int32) []string {
 		})
 	})
 	if err != nil {
-		s.t.Fatalf("reading %d: %v", id, err)
+		t.Fatalf("reading %s: %v", l.TopicPartition(), err)
 	}
 	return out
 }

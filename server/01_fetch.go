@@ -2,15 +2,14 @@ package server
 
 import (
 	"fmt"
-	"math"
 	"runtime/debug"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/engine"
+	"github.com/kvlog/kvlog/replica"
 )
 
 // Fetch: v4-12
@@ -30,15 +29,18 @@ import (
 //     returned whole; after that a partition's data must fit both its own
 //     limit and what is left of MaxBytes.
 //   - MinBytes/MaxWaitMillis: a fetch short of MinBytes parks without a
-//     goroutine (a fetchWait registered on its partitions plus a timer)
-//     and is answered when appends bring enough bytes, at the deadline, on
-//     topic deletion or at shutdown. Any partition error answers at once.
+//     goroutine in the partition manager (replica.Manager.Park: registered
+//     on its partitions plus a timer). It is evaluated again when one of
+//     them moves (its high watermark; a follower's, its log end), changes
+//     role or is deleted, and answered once it has enough bytes, at the
+//     deadline or at shutdown. Any partition error answers at once.
 //
 // Version notes:
 //   - v4: isolation level, LastStableOffset, AbortedTransactions.
 //   - v5: LogStartOffset.
 //   - v7: sessions (declined).
-//   - v9: CurrentLeaderEpoch (KIP-320) checked against epoch 0.
+//   - v9: CurrentLeaderEpoch (KIP-320) checked against the leader epoch
+//     (0 on a single node).
 //   - v11: rack (ignored); PreferredReadReplica -1.
 //   - v12: flexible; LastFetchedEpoch (divergence is never reported: epoch 0 only).
 func init() { regKey(kmsg.Fetch, 4, 12, (*Server).handleFetch) }
@@ -65,8 +67,7 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, final bool) {
 		reads    []partRead
 		total    int64
 		anyError bool
-		watched  []*partition
-		seenHW   []engine.Offset
+		watched  []replica.Watched
 	)
 	releaseAll := func() {
 		for _, pr := range reads {
@@ -90,7 +91,7 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, final bool) {
 			sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
 			sp.PreferredReadReplica = -1
 
-			read, err := s.fetchPartition(rt.Topic, req.ReplicaID, rp, sp, int32(req.MaxBytes)-int32(total), total > 0, &watched, &seenHW)
+			read, err := s.fetchPartition(rt.Topic, req.ReplicaID, rp, sp, int32(req.MaxBytes)-int32(total), total > 0, &watched)
 			if err != nil {
 				sp.ErrorCode = errCode(err)
 				anyError = true
@@ -110,7 +111,7 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, final bool) {
 		deadline := r.start.Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 		if wait := time.Until(deadline); wait > 0 && len(watched) > 0 {
 			releaseAll()
-			s.park(r, req, int64(req.MinBytes)-total, wait, watched, seenHW)
+			s.replicas.Park(watched, wait, func(final bool) { s.fetchAgain(r, req, final) })
 			return
 		}
 	}
@@ -133,14 +134,14 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, final bool) {
 // partition returned data (so the first-batch-whole rule no longer
 // applies). A partition that can wait for data is added to watched.
 func (s *Server) fetchPartition(topic string, replicaID int32, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition,
-	budget int32, haveData bool, watched *[]*partition, seenHW *[]engine.Offset) (*engine.ReadResult, error) {
+	budget int32, haveData bool, watched *[]replica.Watched) (*engine.ReadResult, error) {
 	p := s.partition(topic, rp.Partition)
 	if p == nil {
 		return nil, s.missingPartition(topic, rp.Partition)
 	}
 	hw := p.log.HighWatermark()
 	readTo := hw // consumers read below the HW; followers up to the LEO
-	if p.rep != nil && replicaID >= 0 {
+	if replicaID >= 0 {
 		var err error
 		if hw, readTo, err = s.followerFetch(p, replicaID, rp, sp); err != nil {
 			return nil, err
@@ -157,8 +158,7 @@ func (s *Server) fetchPartition(topic string, replicaID int32, rp *kmsg.FetchReq
 	if off < lso || off > leo {
 		return nil, kerr.OffsetOutOfRange
 	}
-	*watched = append(*watched, p)
-	*seenHW = append(*seenHW, hw)
+	*watched = append(*watched, replica.Watched{P: p.rep, Follower: replicaID >= 0, Seen: readTo})
 	if off >= readTo {
 		return nil, nil
 	}
@@ -180,104 +180,15 @@ func (s *Server) fetchPartition(topic string, replicaID int32, rp *kmsg.FetchReq
 	return read, nil
 }
 
-// checkLeaderEpoch checks a client's current leader epoch (KIP-320): -1
-// skips the check; older is fenced, newer is unknown.
-func checkLeaderEpoch(epoch int32) error {
-	switch {
-	case epoch == -1 || epoch == leaderEpoch:
-		return nil
-	case epoch < leaderEpoch:
-		return kerr.FencedLeaderEpoch
-	default:
-		return kerr.UnknownLeaderEpoch
-	}
-}
-
-// fetchWait is a parked fetch: registered on its partitions, counting down
-// the bytes it still needs, with a timer for its deadline.
-type fetchWait struct {
-	need  atomic.Int64
-	fired atomic.Bool
-	parts []*partition
-	timer *time.Timer
-	run   func()
-}
-
-// park registers a fetch to be answered later.
-func (s *Server) park(r *request, req *kmsg.FetchRequest, need int64, wait time.Duration, parts []*partition, seenHW []engine.Offset) {
-	w := &fetchWait{parts: parts}
-	w.need.Store(need)
-	w.run = func() {
-		defer func() {
-			if v := recover(); v != nil {
-				r.log().Error("fetch completion panicked; closing connection", "panic", v, "stack", string(debug.Stack()))
-				s.metrics.panics.Inc()
-				r.fail(fmt.Errorf("fetch panic: %v", v))
-			}
-		}()
-		w.timer.Stop()
-		for _, p := range w.parts {
-			p.removeWait(w)
+// fetchAgain answers a parked fetch (final: at its deadline or shutdown),
+// or parks it again while it is still short of MinBytes.
+func (s *Server) fetchAgain(r *request, req *kmsg.FetchRequest, final bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			r.log().Error("fetch completion panicked; closing connection", "panic", v, "stack", string(debug.Stack()))
+			s.metrics.panics.Inc()
+			r.fail(fmt.Errorf("fetch panic: %v", v))
 		}
-		s.fetch(r, req, true)
-	}
-	// Arm the timer only once w.timer is set (run reads it).
-	w.timer = time.AfterFunc(time.Duration(math.MaxInt64), w.trigger)
-	w.timer.Reset(wait)
-	for _, p := range parts {
-		p.addWait(w)
-	}
-	// An append between our read and the registration would be missed:
-	// look again now that we are registered.
-	for i, p := range parts {
-		if p.log.HighWatermark() != seenHW[i] {
-			w.trigger()
-			break
-		}
-	}
-	if s.closing.Load() {
-		w.trigger()
-	}
-}
-
-// trigger completes the wait once, on its own goroutine.
-func (w *fetchWait) trigger() {
-	if w.fired.CompareAndSwap(false, true) {
-		go w.run()
-	}
-}
-
-func (p *partition) addWait(w *fetchWait) {
-	p.waitMu.Lock()
-	if p.waits == nil {
-		p.waits = map[*fetchWait]struct{}{}
-	}
-	p.waits[w] = struct{}{}
-	p.waitMu.Unlock()
-}
-
-func (p *partition) removeWait(w *fetchWait) {
-	p.waitMu.Lock()
-	delete(p.waits, w)
-	p.waitMu.Unlock()
-}
-
-// appended tells parked fetches that n bytes became readable.
-func (p *partition) appended(n int) {
-	p.waitMu.Lock()
-	for w := range p.waits {
-		if w.need.Add(-int64(n)) <= 0 {
-			w.trigger()
-		}
-	}
-	p.waitMu.Unlock()
-}
-
-// wakeAll completes every fetch parked on p (topic deleted, shutdown).
-func (p *partition) wakeAll() {
-	p.waitMu.Lock()
-	for w := range p.waits {
-		w.trigger()
-	}
-	p.waitMu.Unlock()
+	}()
+	s.fetch(r, req, final)
 }

@@ -1,15 +1,24 @@
 package server
 
 import (
+	"net"
+	"slices"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/zkstore"
 )
 
 // Metadata: v0-12
 //
-// One broker (this one) leads every partition with leader epoch 0; it is
-// also the controller. The broker endpoint returned is the advertised
-// address of the listener the request arrived on.
+// Answered from a metadata view (metadataView): on a single node the
+// topics and partitions it hosts (this broker leads every partition with
+// leader epoch 0 and is the controller), in a cluster the controller-fed
+// cache (UpdateMetadata). Each broker's endpoint is the one of the
+// listener the request arrived on. A topic auto-created here appears with
+// its partitions once the view has them (at once on a single node; in a
+// cluster LEADER_NOT_AVAILABLE until the controller elected leaders).
 //
 // Version notes:
 //   - v0: an empty topic list means all topics.
@@ -24,27 +33,92 @@ import (
 //   - v12: topics may be requested by id (null name).
 func init() { regKey(kmsg.Metadata, 0, 12, (*Server).handleMetadata) }
 
-func (s *Server) handleMetadata(r *request) {
-	if s.cluster != nil {
-		s.handleClusterMetadata(r) // from the controller-fed cache
-		return
+// metadataView is what Metadata and the partition errors answer from: the
+// live brokers, the controller and every partition's leader, leader epoch,
+// ISR, replicas and offline replicas. The cluster's view is its
+// controller-fed cache (clusterMeta); a single node's is localView.
+type metadataView interface {
+	controller() int32
+	brokerEndpoints() map[int32][]zkstore.Endpoint
+	partitions(topic string) ([]partMeta, bool)
+}
+
+// localView is a single node's metadata view, from its topics and
+// listeners: this broker is the controller, the only replica and the
+// leader (epoch 0) of every partition whose log is open; the others are
+// offline.
+type localView struct{ s *Server }
+
+func (v localView) controller() int32 { return v.s.cfg.NodeID }
+
+func (v localView) brokerEndpoints() map[int32][]zkstore.Endpoint {
+	v.s.lnMu.Lock()
+	defer v.s.lnMu.Unlock()
+	eps := make([]zkstore.Endpoint, 0, len(v.s.listeners))
+	for _, l := range v.s.listeners {
+		eps = append(eps, zkstore.Endpoint{Name: l.name, Host: l.advHost, Port: l.advPort})
 	}
+	return map[int32][]zkstore.Endpoint{v.s.cfg.NodeID: eps}
+}
+
+func (v localView) partitions(topic string) ([]partMeta, bool) {
+	t := v.s.topic(topic)
+	if t == nil {
+		return nil, false
+	}
+	me := []int32{v.s.cfg.NodeID}
+	out := make([]partMeta, len(t.parts))
+	for i, p := range t.parts {
+		out[i] = partMeta{leader: v.s.cfg.NodeID, leaderEpoch: leaderEpoch, isr: me, replicas: me}
+		if p.log == nil {
+			// Offline: its log could not be opened. No leader, as Kafka
+			// reports a partition whose only replica is on a failed log dir.
+			out[i].leader, out[i].isr, out[i].offline = -1, nil, me
+		}
+	}
+	return out, true
+}
+
+// leaderEpoch is every partition's leader epoch on a single node.
+const leaderEpoch int32 = 0
+
+func (s *Server) handleMetadata(r *request) {
 	req := r.kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-
-	b := kmsg.NewMetadataResponseBroker()
-	b.NodeID = s.cfg.NodeID
-	b.Host = r.c.l.advHost
-	b.Port = r.c.l.advPort
-	resp.Brokers = []kmsg.MetadataResponseBroker{b}
+	view := s.view()
+	brokers := view.brokerEndpoints()
+	for _, id := range sortedIDs(brokers) {
+		eps := brokers[id]
+		b := kmsg.NewMetadataResponseBroker()
+		b.NodeID = id
+		ep := eps[0]
+		for _, e := range eps {
+			if e.Name == r.c.l.name {
+				ep = e
+			}
+		}
+		b.Host, b.Port = ep.Host, ep.Port
+		resp.Brokers = append(resp.Brokers, b)
+	}
+	if _, ok := brokers[s.cfg.NodeID]; !ok {
+		// Before the controller's first UpdateMetadata (or after losing
+		// our registration) list at least this broker: clients that get an
+		// empty broker list have nowhere to send their next request.
+		b := kmsg.NewMetadataResponseBroker()
+		b.NodeID, b.Host, b.Port = s.cfg.NodeID, r.c.l.advHost, r.c.l.advPort
+		if b.Host == "" {
+			b.Host, _, _ = net.SplitHostPort(r.c.l.ln.Addr().String())
+		}
+		resp.Brokers = append(resp.Brokers, b)
+	}
 	cid := s.ClusterID()
 	resp.ClusterID = &cid
-	resp.ControllerID = s.cfg.NodeID
+	resp.ControllerID = view.controller()
 
 	allTopics := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
 	if allTopics {
 		for _, t := range s.sortedTopics() {
-			resp.Topics = append(resp.Topics, s.metadataTopic(t))
+			resp.Topics = append(resp.Topics, metadataTopic(view, t))
 		}
 		r.reply(resp)
 		return
@@ -54,8 +128,7 @@ func (s *Server) handleMetadata(r *request) {
 		var t *topic
 		if rt.Topic == nil {
 			// v12: by id.
-			t = s.topics.Load().byID[rt.TopicID]
-			if t == nil {
+			if t = s.topics.Load().byID[rt.TopicID]; t == nil {
 				mt := kmsg.NewMetadataResponseTopic()
 				mt.TopicID = rt.TopicID
 				mt.ErrorCode = kerr.UnknownTopicID.Code
@@ -66,57 +139,70 @@ func (s *Server) handleMetadata(r *request) {
 			name := *rt.Topic
 			mt := kmsg.NewMetadataResponseTopic()
 			mt.Topic = &name
-			if err := validateTopicName(name); err != nil {
+			switch err := validateTopicName(name); {
+			case err != nil:
 				mt.ErrorCode = kerr.InvalidTopicException.Code
-				resp.Topics = append(resp.Topics, mt)
-				continue
-			}
-			if !autoCreate {
+			case !autoCreate:
 				mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
-				resp.Topics = append(resp.Topics, mt)
-				continue
-			}
-			var err error
-			t, err = s.createTopic(newTopicSpec{name: name, partitions: -1, rf: -1})
-			if err != nil {
-				if t = s.topic(name); t == nil { // lost a race with another creator: fine
+			default:
+				_, err := s.createTopic(newTopicSpec{name: name, partitions: -1, rf: -1})
+				if t = s.topic(name); t == nil { // else created, here or concurrently
 					r.log().Warn("auto-creating topic failed", "topic", name, "err", err)
 					mt.ErrorCode = errCode(err)
-					resp.Topics = append(resp.Topics, mt)
+				} else if view := s.view(); hasTopic(view, name) {
+					resp.Topics = append(resp.Topics, metadataTopic(view, t))
 					continue
+				} else {
+					mt.ErrorCode = kerr.LeaderNotAvailable.Code // the controller is electing leaders
 				}
 			}
+			resp.Topics = append(resp.Topics, mt)
+			continue
 		}
-		resp.Topics = append(resp.Topics, s.metadataTopic(t))
+		resp.Topics = append(resp.Topics, metadataTopic(view, t))
 	}
 	r.reply(resp)
 }
 
-func (s *Server) metadataTopic(t *topic) kmsg.MetadataResponseTopic {
+// metadataTopic is t as view describes it (LEADER_NOT_AVAILABLE for a
+// topic the view does not list yet, and for partitions without a leader).
+func metadataTopic(view metadataView, t *topic) kmsg.MetadataResponseTopic {
 	mt := kmsg.NewMetadataResponseTopic()
 	name := t.name
 	mt.Topic = &name
 	mt.TopicID = t.id
 	mt.IsInternal = t.internal
-	for _, p := range t.parts {
+	parts, ok := view.partitions(t.name)
+	if !ok {
+		mt.ErrorCode = kerr.LeaderNotAvailable.Code
+		return mt
+	}
+	for i, pm := range parts {
 		mp := kmsg.NewMetadataResponseTopicPartition()
-		mp.Partition = p.tp.Partition
-		mp.Leader = s.cfg.NodeID
-		mp.LeaderEpoch = leaderEpoch
-		mp.Replicas = []int32{s.cfg.NodeID}
-		mp.ISR = []int32{s.cfg.NodeID}
-		mp.OfflineReplicas = []int32{}
-		if p.log == nil {
-			// Offline: its log could not be opened at start-up. No
-			// leader, as Kafka reports a partition whose only replica
-			// is on a failed log dir.
+		mp.Partition = int32(i)
+		mp.Leader = pm.leader
+		mp.LeaderEpoch = pm.leaderEpoch
+		mp.Replicas = append([]int32{}, pm.replicas...)
+		mp.ISR = append([]int32{}, pm.isr...)
+		mp.OfflineReplicas = append([]int32{}, pm.offline...)
+		if pm.leader < 0 {
 			mp.ErrorCode = kerr.LeaderNotAvailable.Code
-			mp.Leader, mp.ISR, mp.OfflineReplicas = -1, []int32{}, []int32{s.cfg.NodeID}
 		}
 		mt.Partitions = append(mt.Partitions, mp)
 	}
 	return mt
 }
 
-// leaderEpoch is every partition's leader epoch on a single node.
-const leaderEpoch int32 = 0
+func hasTopic(view metadataView, name string) bool {
+	_, ok := view.partitions(name)
+	return ok
+}
+
+func sortedIDs[V any](m map[int32]V) []int32 {
+	out := make([]int32, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

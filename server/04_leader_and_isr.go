@@ -96,7 +96,6 @@ func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTop
 				c.queueCoordinator(coordEvent{p: ps.Partition, epoch: ps.LeaderEpoch, load: true})
 			}
 		}
-		p.wakeAll()
 		return nil
 	}
 	changed, err := p.rep.MakeFollower(st)
@@ -109,7 +108,6 @@ func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTop
 			c.queueCoordinator(coordEvent{p: ps.Partition})
 		}
 	}
-	p.wakeAll()
 	if c.fetchers == nil {
 		return nil
 	}

@@ -55,8 +55,11 @@ func (c *cluster) stopReplica(name string, p int32, del bool) error {
 	if c.fetchers != nil {
 		c.fetchers.Unfollow(part.rep)
 	}
-	part.rep.Stop()
-	part.wakeAll()
+	if del {
+		s.replicas.Remove(part.rep)
+	} else {
+		part.rep.Stop()
+	}
 	if name == group.OffsetsTopic {
 		c.queueCoordinator(coordEvent{p: p})
 	}

@@ -7,59 +7,11 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/kvlog/kvlog/engine/checkpoint"
-	"github.com/kvlog/kvlog/engine/vfs"
 )
 
 // Wire-level tests of DescribeCluster, DescribeLogDirs, CreatePartitions
 // and OffsetForLeaderEpoch at every served version; kadm sessions against
 // the real binary are in cmd/kvlogd/admin_apis_test.go.
-
-func TestEpochEndOffset(t *testing.T) {
-	const u, uo = checkpoint.UndefinedEpoch, checkpoint.UndefinedEpochOffset
-	cache := func(t *testing.T, es ...[2]int64) *checkpoint.EpochCache {
-		c, err := checkpoint.OpenEpochCache(vfs.Default, filepath.Join(t.TempDir(), "leader-epoch-checkpoint"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range es {
-			if err := c.Assign(int32(e[0]), e[1]); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return c
-	}
-	for _, tc := range []struct {
-		name      string
-		entries   [][2]int64
-		current   int32
-		requested int32
-		leo       int64
-		epoch     int32
-		end       int64
-	}{
-		{"empty cache, current epoch", nil, 0, 0, 0, 0, 0},
-		{"empty cache, current epoch, data", nil, 0, 0, 7, 0, 7},
-		{"empty cache, newer epoch", nil, 0, 1, 7, u, uo},
-		{"undefined epoch", [][2]int64{{0, 0}}, 0, -1, 7, u, uo},
-		{"current epoch", [][2]int64{{0, 0}}, 0, 0, 120, 0, 120},
-		{"newer than current", [][2]int64{{0, 0}}, 0, 3, 120, u, uo},
-		{"older epoch ends where next starts", [][2]int64{{0, 0}, {2, 50}}, 2, 1, 120, 0, 50},
-		{"older epoch below the first", [][2]int64{{3, 10}, {5, 50}}, 5, 1, 120, 1, 10},
-		{"current not yet written", [][2]int64{{0, 0}, {2, 50}}, 4, 4, 120, 4, 120},
-		{"between last written and current", [][2]int64{{0, 0}, {2, 50}}, 4, 3, 120, 2, 120},
-		{"below last written, current not written", [][2]int64{{0, 0}, {2, 50}}, 4, 1, 120, 0, 50},
-		{"older than current, empty cache", nil, 4, 2, 120, 2, 120},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e, o := epochEndOffset(cache(t, tc.entries...), tc.current, tc.requested, tc.leo)
-			if e != tc.epoch || o != tc.end {
-				t.Fatalf("got (%d, %d), want (%d, %d)", e, o, tc.epoch, tc.end)
-			}
-		})
-	}
-}
 
 func TestDescribeClusterVersions(t *testing.T) {
 	b := startBroker(t)

@@ -43,7 +43,8 @@ import (
 //
 // Lock order: cluster.partMu → Server.topicMu.
 
-// clusterMeta is the controller-fed metadata cache (immutable).
+// clusterMeta is the controller-fed metadata cache (immutable), the
+// cluster's metadataView.
 type clusterMeta struct {
 	controllerID int32
 	brokers      map[int32][]zkstore.Endpoint
@@ -56,13 +57,19 @@ type partMeta struct {
 	offline             []int32
 }
 
+func (m *clusterMeta) controller() int32                             { return m.controllerID }
+func (m *clusterMeta) brokerEndpoints() map[int32][]zkstore.Endpoint { return m.brokers }
+func (m *clusterMeta) partitions(topic string) ([]partMeta, bool) {
+	parts, ok := m.topics[topic]
+	return parts, ok
+}
+
 type cluster struct {
 	s        *Server
 	zk       *zkstore.Store
 	ctrl     *controller.Controller
 	fetchers *replica.Fetchers
 	log      *slog.Logger
-	lagMax   time.Duration
 
 	brokerEpoch  atomic.Int64
 	ctrlView     atomic.Pointer[zkstore.ControllerView] // the controller as last read from ZooKeeper (cluster_fence.go)
@@ -86,7 +93,7 @@ type cluster struct {
 }
 
 type isrWork struct {
-	p  *partition
+	p  *replica.Partition
 	ch *replica.ISRChange
 }
 
@@ -137,7 +144,6 @@ func newCluster(s *Server, zk *zkstore.Store) *cluster {
 // of topics that no longer exist (deleted while this broker was away).
 func (c *cluster) loadTopics() error {
 	s := c.s
-	c.lagMax = msConfig(s, "replica.lag.time.max.ms")
 	topics := c.zk.Topics()
 	known := map[string]bool{}
 	for _, t := range topics {
@@ -187,11 +193,11 @@ func (c *cluster) buildTopic(mt metastore.Topic, layers *configLayers, prev *top
 	return t
 }
 
-// attach gives a partition its log and replica.
+// attach gives a partition its log and replica (its role comes with
+// LeaderAndIsr).
 func (c *cluster) attach(part *partition, l *engine.Log) {
 	part.log = l
-	part.rep = replica.New(l, replica.Options{ID: c.s.cfg.NodeID, LagMax: c.lagMax, Logger: c.log, OnHW: part.wakeAll,
-		AroundTruncate: c.s.aroundTruncate(l)})
+	part.rep = c.s.replicas.Add(l)
 }
 
 // interBrokerListener is the listener other brokers use to reach this one.
@@ -306,8 +312,8 @@ func (c *cluster) isrWriter() {
 }
 
 func (c *cluster) writeISR(w isrWork) {
-	tp := w.p.tp
-	st := w.p.rep.State()
+	tp := w.p.Log().TopicPartition()
+	st := w.p.State()
 	ps := zkstore.PartitionState{Leader: c.s.cfg.NodeID, LeaderEpoch: w.ch.LeaderEpoch, ISR: w.ch.ISR,
 		ControllerEpoch: st.ControllerEpoch, ZkVersion: w.ch.ZkVersion}
 	v, err := c.zk.UpdateISR(tp.Topic, tp.Partition, ps)
@@ -320,7 +326,7 @@ func (c *cluster) writeISR(w isrWork) {
 			c.metrics.isrExpands.Inc()
 		}
 		c.log.Info("ISR changed", "topic", tp.Topic, "partition", tp.Partition, "change", kind, "isr", w.ch.ISR, "leader_epoch", w.ch.LeaderEpoch)
-		w.p.rep.ISRChangeDone(w.ch, v, nil, nil)
+		w.p.ISRChangeDone(w.ch, v, nil, nil)
 		return
 	}
 	var cur *replica.State
@@ -332,25 +338,22 @@ func (c *cluster) writeISR(w isrWork) {
 	} else {
 		c.log.Warn("ISR change failed", "topic", tp.Topic, "partition", tp.Partition, "err", err)
 	}
-	w.p.rep.ISRChangeDone(w.ch, 0, err, cur)
+	w.p.ISRChangeDone(w.ch, 0, err, cur)
 }
 
-// proposeISR queues a leader's ISR change.
-func (c *cluster) proposeISR(p *partition, ch *replica.ISRChange) {
-	if ch == nil {
-		return
-	}
+// proposeISR queues a leader's ISR change (replica.ManagerConfig.OnISRChange).
+func (c *cluster) proposeISR(p *replica.Partition, ch *replica.ISRChange) {
 	select {
 	case c.isrCh <- isrWork{p, ch}:
 	default:
-		p.rep.ISRChangeDone(ch, 0, errors.New("ISR writer queue full"), nil)
+		p.ISRChangeDone(ch, 0, errors.New("ISR writer queue full"), nil)
 	}
 }
 
 // shrinkTicker checks every led partition for out-of-sync followers.
 func (c *cluster) shrinkTicker() {
 	defer c.wg.Done()
-	every := max(c.lagMax/4, 50*time.Millisecond)
+	every := max(msConfig(c.s, "replica.lag.time.max.ms")/4, 50*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -359,14 +362,7 @@ func (c *cluster) shrinkTicker() {
 			return
 		case <-t.C:
 		}
-		now := c.s.clock.Now()
-		for _, tp := range c.s.topics.Load().byName {
-			for _, p := range tp.parts {
-				if p.rep != nil {
-					c.proposeISR(p, p.rep.Tick(now))
-				}
-			}
-		}
+		c.s.replicas.Tick()
 	}
 }
 
@@ -420,7 +416,7 @@ func (c *cluster) applyConfigChange(entity string) {
 		if t := s.topic(name); t != nil && !maps.Equal(t.configs, cfgs) {
 			nt := *t
 			nt.configs = cfgs
-			c.applyTopicConfig(&nt, s.layers.Load())
+			s.applyTopicConfig(&nt, s.layers.Load())
 			s.publishTopics(func(m map[string]*topic) { m[name] = &nt })
 			c.log.Info("applied topic config change", "topic", name, "configs", cfgs)
 		}
@@ -432,23 +428,11 @@ func (c *cluster) applyConfigChange(entity string) {
 		s.publishTopics(func(m map[string]*topic) {
 			for name, t := range m {
 				nt := *t
-				c.applyTopicConfig(&nt, layers)
+				s.applyTopicConfig(&nt, layers)
 				m[name] = &nt
 			}
 		})
 		s.topicMu.Unlock()
-	}
-}
-
-// applyTopicConfig is Server.applyTopicConfig for partitions that may have
-// no local log.
-func (c *cluster) applyTopicConfig(t *topic, layers *configLayers) {
-	t.settings = layers.topicSettings(t.configs)
-	ecfg := layers.engineConfig(t.configs)
-	for _, p := range t.parts {
-		if p.log != nil {
-			p.log.SetConfig(ecfg)
-		}
 	}
 }
 
@@ -552,12 +536,7 @@ func (c *cluster) syncTopics(m *clusterMeta) {
 			byName[mt.Name] = c.buildTopic(mt, layers, byName[mt.Name])
 		}
 		for _, n := range drop {
-			if t := byName[n]; t != nil {
-				for _, p := range t.parts {
-					p.wakeAll()
-				}
-			}
-			delete(byName, n)
+			delete(byName, n) // no local logs: nothing parked on them
 		}
 	})
 }
@@ -648,13 +627,7 @@ func (c *cluster) stopNow() {
 	}
 	c.cancel()
 	c.wg.Wait()
-	for _, t := range c.s.topics.Load().byName {
-		for _, p := range t.parts {
-			if p.rep != nil {
-				p.rep.Stop()
-			}
-		}
-	}
+	c.s.replicas.StopAll()
 	_ = c.zk.UnregisterBroker(c.s.cfg.NodeID)
 }
 

@@ -5,9 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
-
-	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/group"
 	"github.com/kvlog/kvlog/server/metastore"
@@ -27,7 +24,7 @@ import (
 //     the metadata cache; until it is loaded there, group requests get
 //     COORDINATOR_LOAD_IN_PROGRESS (while replaying) or NOT_COORDINATOR.
 //   - Writes are leader appends with acks=all (offsetsStore.Append) and are
-//     answered once the high watermark passed them (awaitReplicated), or
+//     answered once the high watermark passed them (offsetsStore.Sync), or
 //     fail after offsets.commit.timeout.ms.
 
 // coordEvent is a load or unload of one coordinator partition, or (when
@@ -184,66 +181,5 @@ func (c *cluster) removeDeletedOffsets(candidates map[string]metastore.TopicID) 
 	}
 	if len(deleted) > 0 {
 		c.s.removeDeletedOffsets(deleted)
-	}
-}
-
-// groupCoordinator answers FindCoordinator for a group: the leader of its
-// __consumer_offsets partition in the metadata cache, at the endpoint of
-// the listener the request came in on.
-func (c *cluster) groupCoordinator(r *request, t *topic, groupID string) (int32, string, int32, error) {
-	co := c.s.groups
-	if int32(len(t.parts)) != co.Partitions() {
-		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "%s has %d partitions but this broker's coordinator maps groups over %d (restart it)",
-			group.OffsetsTopic, len(t.parts), co.Partitions())
-	}
-	p := co.PartitionFor(groupID)
-	m := c.meta.Load()
-	parts := m.topics[group.OffsetsTopic]
-	if int(p) >= len(parts) || parts[p].leader < 0 {
-		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "%s-%d has no leader yet", group.OffsetsTopic, p)
-	}
-	leader := parts[p].leader
-	eps := m.brokers[leader]
-	if len(eps) == 0 {
-		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "leader %d of %s-%d is not a live broker", leader, group.OffsetsTopic, p)
-	}
-	ep := eps[0]
-	for _, e := range eps {
-		if e.Name == r.c.l.name {
-			ep = e
-		}
-	}
-	return leader, ep.Host, ep.Port, nil
-}
-
-// awaitReplicated is Sync in cluster mode: wake the followers' parked
-// fetches for what was appended, then wait until the high watermark passed
-// the last append (every in-sync replica has it; NOT_ENOUGH_REPLICAS_AFTER_
-// APPEND when the ISR fell below min.insync.replicas meanwhile,
-// NOT_LEADER_OR_FOLLOWER when leadership was lost), at most
-// offsets.commit.timeout.ms.
-func (st *offsetsStore) awaitReplicated(p int32, t *topic, part *partition) error {
-	if n := st.unannounced[p].Swap(0); n > 0 {
-		part.appended(int(n))
-	}
-	last := engine.Offset(st.last[p].Load())
-	if leo := part.log.LogEndOffset(); last >= leo {
-		last = leo - 1 // appended under an earlier leadership, since truncated
-	}
-	if last < 0 {
-		return nil
-	}
-	done := make(chan error, 1)
-	cancel := part.rep.AwaitAck(last, int(t.settings.minInsync), func(err error) { done <- err })
-	timeout := time.NewTimer(msConfig(st.s, "offsets.commit.timeout.ms"))
-	defer timeout.Stop()
-	select {
-	case err := <-done:
-		return err
-	case <-timeout.C:
-		if cancel() {
-			return topicErrf(kerr.RequestTimedOut, "%s-%d: offset %d not replicated to the in-sync replicas within offsets.commit.timeout.ms", group.OffsetsTopic, p, last)
-		}
-		return <-done
 	}
 }

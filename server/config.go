@@ -110,7 +110,7 @@ var brokerConfigDefs = func() map[string]*configDef {
 		{name: "group.max.session.timeout.ms", typ: kmsg.ConfigTypeInt, def: "1800000", check: atLeast(0), doc: "Largest session timeout a member may ask for."},
 		{name: "group.max.size", typ: kmsg.ConfigTypeInt, def: maxInt, check: atLeast(1), doc: "Maximum members of one group."},
 		// kvlog's own keys.
-		{name: "kvlog.fsync.acks.all", typ: kmsg.ConfigTypeBoolean, def: "true", doc: "fsync (group commit) before acknowledging acks=all produce when no other replica holds the data."},
+		{name: "kvlog.fsync.acks.all", typ: kmsg.ConfigTypeBoolean, def: "true", doc: "while no other replica holds the data, the high watermark passes only fsynced records (group commit after every append), so acks=all is acknowledged after the fsync."},
 		{name: "kvlog.http.listener", typ: kmsg.ConfigTypeString, def: "127.0.0.1:9644", doc: "host:port of the HTTP listener (/metrics, /healthz, /cleaner, /debug/pprof); empty disables it."},
 		{name: "kvlog.max.open.segments", typ: kmsg.ConfigTypeInt, def: "0", check: atLeast(0), doc: "Bound on segments with open files and mappings; 0 is the engine default."},
 		{name: "kvlog.cleaner.bounded.tombstones", typ: kmsg.ConfigTypeBoolean, def: "true", dynamic: true, doc: "Also clean a compacted partition whose tombstones passed their delete horizon, or whose dirty records are older than delete.retention.ms, whatever its dirty ratio, so tombstones of quiet partitions do not live forever (false: Kafka's rules only)."},

@@ -33,12 +33,18 @@
 //     applied live on dynamic broker config changes, topic-level settings
 //     read from the topic snapshot at every planning round, cleaning paused
 //     around log deletion and follower truncation.
-//   - cluster.go, cluster_requests.go, cluster_metrics.go: cluster mode
-//     (zookeeper.connect set; packages zkstore, controller and replica):
-//     the controller-fed metadata cache, local replicas created on
-//     LeaderAndIsr, follower fetchers, the ISR writer and shrink ticker,
-//     controlled shutdown; Metadata from the cache, acks=all waiting for the
-//     high watermark, follower fetches. Handlers 04-07 are the inter-broker
+//   - partitions.go: request-path pieces over the partition manager
+//     (replica.Manager, Server.replicas), the same in both modes: the
+//     error for a partition not served here (from the metadata view), the
+//     leader and leader-epoch check, follower fetches.
+//   - 03_metadata.go: the metadata view (metadataView) Metadata and
+//     FindCoordinator answer from: a single node's topics (localView) or
+//     the cluster's controller-fed cache (clusterMeta).
+//   - cluster.go, cluster_metrics.go: cluster mode (zookeeper.connect set;
+//     packages zkstore, controller and replica): the controller-fed
+//     metadata cache, local replicas created on LeaderAndIsr, follower
+//     fetchers, the ISR writer (the partition manager's OnISRChange) and
+//     shrink ticker, controlled shutdown. Handlers 04-07 are the inter-broker
 //     APIs (LeaderAndIsr, StopReplica, UpdateMetadata, ControlledShutdown);
 //     cluster_fence.go admits the controller's requests only when they carry
 //     this broker's registration epoch and the controller id and epoch
@@ -59,9 +65,9 @@
 //
 // Each connection has a reader goroutine (reads, parses, runs handlers) and
 // a writer goroutine (writes responses in request order). Handlers run on
-// the reader goroutine; a Fetch short of MinBytes parks as a fetchWait
-// (registered on its partitions, plus a timer) and is completed later on a
-// short-lived goroutine. Topic and configuration state are immutable
+// the reader goroutine; a Fetch short of MinBytes parks in the partition
+// manager (registered on its partitions, plus a timer) and is completed
+// later on a short-lived goroutine, as is an acks=all Produce. Topic and configuration state are immutable
 // snapshots behind atomic pointers (Server.topics, Server.layers), replaced
 // whole by writers, so request paths take no server-wide lock.
 //
@@ -70,15 +76,19 @@
 // it; it calls back only into lock-free snapshot reads); a group
 // coordinator shard lock (package group) comes before topicMu (its store
 // creates __consumer_offsets on first write);
-// partition.hwMu and partition.waitMu are leaves (never held while taking
-// another lock). Engine locks are below all of these.
+// the partition manager's locks (package replica) are below all of these
+// and engine locks below those.
 //
 // # Non-obvious invariants
 //
 //   - A request completes exactly once (request.finish); the writer cancels
 //     requests it will not answer, releasing their file ranges.
-//   - The high watermark only rises (partition.raiseHighWatermark), after
-//     the fsync for acks=all, before parked fetches are woken.
+//   - Every hosted partition is a replica.Partition in one
+//     replica.Manager (Server.replicas): a single node is a cluster of one
+//     whose partitions lead with ISR = {this broker} at leader epoch 0.
+//     Appends, the high watermark (it only rises, and only past data as
+//     durable as configured), acks=all and parked fetches go through it
+//     in both modes.
 //   - A topic's (or new partitions') logs are created before the metadata
 //     store takes it, and removed again if that fails: the store never
 //     names a topic whose logs were not all created. Partition directories

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/engine/record"
+	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/group"
 )
 
@@ -38,7 +39,7 @@ func (s *Server) startGroups() error {
 	if t := s.topic(group.OffsetsTopic); t != nil {
 		partitions = int32(len(t.parts)) // the existing topic decides, as in Kafka
 	}
-	st := &offsetsStore{s: s, unannounced: make([]atomic.Int64, partitions), last: make([]atomic.Int64, partitions)}
+	st := &offsetsStore{s: s, last: make([]atomic.Int64, partitions)}
 	co, err := group.New(s.groupConfig(partitions), st, group.Options{
 		Clock:  s.clock,
 		Logger: s.logger.With("component", "group-coordinator"),
@@ -134,19 +135,38 @@ func (s *Server) ensureOffsetsTopic() (*topic, error) {
 }
 
 // groupCoordinator is the broker coordinating a group: the leader of the
-// group's __consumer_offsets partition, which is created on the first
-// lookup (as Kafka does). On a single node, this broker; in cluster mode
-// the partition's leader in the metadata cache (clusterGroupCoordinator).
+// group's __consumer_offsets partition in the metadata view (on a single
+// node, this broker), at the endpoint of the listener the request came in
+// on. The topic is created on the first lookup (as Kafka does).
 func (s *Server) groupCoordinator(r *request, groupID string) (nodeID int32, host string, port int32, err error) {
 	t, err := s.ensureOffsetsTopic()
 	if err != nil {
 		r.log().Warn("creating the offsets topic failed", "err", err)
 		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "creating %s: %v", group.OffsetsTopic, err)
 	}
-	if s.cluster != nil {
-		return s.cluster.groupCoordinator(r, t, groupID)
+	co := s.groups
+	if int32(len(t.parts)) != co.Partitions() {
+		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "%s has %d partitions but this broker's coordinator maps groups over %d (restart it)",
+			group.OffsetsTopic, len(t.parts), co.Partitions())
 	}
-	return s.cfg.NodeID, r.c.l.advHost, r.c.l.advPort, nil
+	p := co.PartitionFor(groupID)
+	view := s.view()
+	parts, _ := view.partitions(group.OffsetsTopic)
+	if int(p) >= len(parts) || parts[p].leader < 0 {
+		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "%s-%d has no leader yet", group.OffsetsTopic, p)
+	}
+	leader := parts[p].leader
+	eps := view.brokerEndpoints()[leader]
+	if len(eps) == 0 {
+		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "leader %d of %s-%d is not a live broker", leader, group.OffsetsTopic, p)
+	}
+	ep := eps[0]
+	for _, e := range eps {
+		if e.Name == r.c.l.name {
+			ep = e
+		}
+	}
+	return leader, ep.Host, ep.Port, nil
 }
 
 // clientHost is the member's host as Kafka reports it ("/ip").
@@ -160,18 +180,15 @@ func clientHost(r *request) string {
 
 // offsetsStore is group.Store over the __consumer_offsets partitions.
 //
-// In cluster mode a write goes through the replica as a leader append with
-// acks=all (Kafka's offsets.commit.required.acks=-1): Append refuses it
-// when the ISR is smaller than min.insync.replicas, and Sync returns only
-// once the high watermark passed it (every in-sync replica has it), or
-// fails after offsets.commit.timeout.ms.
+// A write is a leader append with acks=all through the partition manager
+// (Kafka's offsets.commit.required.acks=-1), on a single node as in a
+// cluster: Append refuses it when the ISR is smaller than
+// min.insync.replicas, and Sync returns once the high watermark passed it
+// (fsynced or replicated as configured, as for a produce), or fails after
+// offsets.commit.timeout.ms.
 type offsetsStore struct {
 	s *Server
-	// unannounced counts bytes appended per partition that parked fetches
-	// have not been told about (they are, at Sync).
-	unannounced []atomic.Int64
-	// last is the last offset appended per partition (cluster mode: what
-	// Sync waits for).
+	// last is the last offset appended per partition: what Sync waits for.
 	last []atomic.Int64
 }
 
@@ -191,8 +208,8 @@ func (st *offsetsStore) topicPartition(p int32, create bool) (*topic, *partition
 			return nil, nil, err
 		}
 	}
-	if int(p) >= len(t.parts) || int(p) >= len(st.unannounced) {
-		return nil, nil, topicErrf(kerr.UnknownTopicOrPartition, "%s has %d partitions, the coordinator %d", group.OffsetsTopic, len(t.parts), len(st.unannounced))
+	if int(p) >= len(t.parts) || int(p) >= len(st.last) {
+		return nil, nil, topicErrf(kerr.UnknownTopicOrPartition, "%s has %d partitions, the coordinator %d", group.OffsetsTopic, len(t.parts), len(st.last))
 	}
 	if t.parts[p].log == nil {
 		// Cluster mode: this broker hosts no replica of the partition.
@@ -222,42 +239,38 @@ func (st *offsetsStore) Append(p int32, recs []group.Record) error {
 	if err != nil {
 		return err
 	}
-	if part.rep != nil {
-		res, err := part.rep.AppendAsLeader(batch, true, int(t.settings.minInsync), st.s.cfg.FsyncAcksAll)
-		if err != nil {
-			return tooLargeForGroups(err)
-		}
-		st.last[p].Store(int64(res.LastOffset))
-	} else if _, err := part.log.Append(batch, leaderEpoch); err != nil {
+	res, err := st.s.replicas.Append(part.rep, batch, true, int(t.settings.minInsync))
+	if err != nil {
 		return tooLargeForGroups(err)
 	}
-	st.unannounced[p].Add(int64(len(batch)))
+	st.last[p].Store(int64(res.LastOffset))
 	return nil
 }
 
-// Sync makes the appended records durable (fsync, when acks=all produce
-// is fsynced too) and only then visible: the high watermark moves and
-// parked fetches wake. In cluster mode it wakes the followers' fetches and
-// waits for the high watermark to pass the last append (awaitReplicated).
+// Sync waits until the high watermark passed the last append (NOT_ENOUGH_
+// REPLICAS_AFTER_APPEND when the ISR fell below min.insync.replicas
+// meanwhile, NOT_LEADER_OR_FOLLOWER when leadership was lost), at most
+// offsets.commit.timeout.ms.
 func (st *offsetsStore) Sync(p int32) error {
 	t, part, err := st.topicPartition(p, false)
 	if err != nil || part == nil {
 		return err
 	}
-	if part.rep != nil {
-		return st.awaitReplicated(p, t, part)
+	last := engine.Offset(st.last[p].Load())
+	if leo := part.log.LogEndOffset(); last >= leo {
+		last = leo - 1 // appended under an earlier leadership, since truncated
 	}
-	leo := part.log.LogEndOffset()
-	if st.s.cfg.FsyncAcksAll {
-		if err := part.log.Sync(); err != nil {
-			return err
-		}
+	if last < 0 {
+		return nil
 	}
-	part.raiseHighWatermark(leo)
-	if n := st.unannounced[p].Swap(0); n > 0 {
-		part.appended(int(n))
+	waits := []replica.AckWait{{P: part.rep, Last: last, MinISR: int(t.settings.minInsync)}}
+	done := make(chan struct{})
+	st.s.replicas.AwaitAcks(waits, msConfig(st.s, "offsets.commit.timeout.ms"), func() { close(done) })
+	<-done
+	if errors.Is(waits[0].Err, replica.ErrTimedOut) {
+		return topicErrf(kerr.RequestTimedOut, "%s-%d: offset %d not past the high watermark within offsets.commit.timeout.ms", group.OffsetsTopic, p, last)
 	}
-	return nil
+	return waits[0].Err
 }
 
 // Replay reads the partition from its start to its end. A batch that

@@ -10,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/kvlog/kvlog/engine/record"
 )
 
 func produceReq(version int16, acks int16, topic string, partition int32, records []byte) *kmsg.ProduceRequest {
@@ -37,12 +39,12 @@ func TestProduceValidation(t *testing.T) {
 
 	good := testBatch(t, 2)
 	zstd := testBatch(t, 1)
-	zstd[22] |= compressionZstd // attributes low byte (CRC now wrong too; the server checks first)
+	zstd[record.OffAttributes+1] |= byte(record.CodecZstd) // attributes low byte (CRC now wrong too; the server checks first)
 	control := testBatch(t, 1)
-	control[22] |= attrControl
+	control[record.OffAttributes+1] |= byte(record.AttrControl)
 	old := testBatch(t, 1)
 	oldTs := time.Now().Add(-time.Hour).UnixMilli()
-	for _, off := range []int{batchFirstTimestamp, batchMaxTimestamp} {
+	for _, off := range []int{record.OffBaseTimestamp, record.OffMaxTimestamp} {
 		for i := 0; i < 8; i++ {
 			old[off+i] = byte(oldTs >> (56 - 8*i))
 		}

@@ -78,9 +78,18 @@ func TestPipelining(t *testing.T) {
 	lp.Timestamp = -1
 	lt.Partitions = append(lt.Partitions, lp)
 	lo.Topics = append(lo.Topics, lt)
-	c.send(lo, 5)
-	if r := c.recv(lo, 5).(*kmsg.ListOffsetsResponse); r.Topics[0].Partitions[0].Offset != 3 {
-		t.Fatalf("acks=0 produce not applied: %+v", r.Topics[0].Partitions[0])
+	// The high watermark passes the records once they are fsynced (the
+	// fsync runs after the append, off the connection): poll for it.
+	deadline := time.Now().Add(10 * time.Second)
+	for corr := int32(5); ; corr++ {
+		c.send(lo, corr)
+		r := c.recv(lo, corr).(*kmsg.ListOffsetsResponse)
+		if r.Topics[0].Partitions[0].Offset == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("acks=0 produce not applied: %+v", r.Topics[0].Partitions[0])
+		}
 	}
 }
 

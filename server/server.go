@@ -47,7 +47,11 @@ type Server struct {
 	clock  clock.Clock
 	mgr    *engine.Manager
 	meta   metastore.Store
-	fs     vfs.FS // the engine's file system
+	// replicas is the partition manager: every hosted partition is a
+	// replica.Partition, leading alone on a single node. Appends, the high
+	// watermark, acks=all and parked fetches go through it.
+	replicas *replica.Manager
+	fs       vfs.FS // the engine's file system
 
 	// deleting names topics whose deletion is past the metadata store but
 	// not finished (their groups' offsets are being removed); under topicMu.
@@ -78,6 +82,8 @@ type Server struct {
 	// cluster is cluster mode (zookeeper.connect set, cluster.go); nil on
 	// a single node.
 	cluster *cluster
+	// view gives the current metadata view (Metadata, partition errors).
+	view func() metadataView
 
 	metrics  *metrics
 	registry *prometheus.Registry
@@ -129,18 +135,14 @@ type topic struct {
 	settings topicSettings
 }
 
-// partition is one partition this broker leads (single node) or one
-// partition of the cluster (cluster mode: log and rep are nil unless this
-// broker hosts a replica; Server.partition returns only hosted ones).
+// partition is one partition of a topic. log and rep are set together
+// when this broker hosts a replica of it (a single node hosts every
+// partition whose log could be opened, as its leader); otherwise both are
+// nil and Server.partition does not return it.
 type partition struct {
 	tp  engine.TopicPartition
 	log *engine.Log
-	rep *replica.Partition // cluster mode: role, ISR, HW (nil on a single node)
-
-	hwMu sync.Mutex // serialises high-watermark raises
-
-	waitMu sync.Mutex
-	waits  map[*fetchWait]struct{} // parked fetches watching this partition
+	rep *replica.Partition // role, leader epoch, ISR, HW (replica.Manager)
 }
 
 // New binds every listener, locks the log dirs, opens the metadata store
@@ -150,7 +152,7 @@ type partition struct {
 // process (engine.ErrDirLocked) fails here, before anything in the dirs is
 // read or written, and a failed New never marks a dir it did not load as
 // cleanly shut down.
-func New(cfg *Config, opts Options) (*Server, error) {
+func New(cfg *Config, opts Options) (_ *Server, err error) {
 	s := &Server{
 		cfg:    cfg,
 		logger: opts.Logger,
@@ -175,55 +177,54 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()
 	}
+	var undo cleanups // what New has set up, undone if it fails
+	defer undo.runIf(&err)
 	if err := s.bindListeners(); err != nil {
 		return nil, err
 	}
+	undo.push(s.closeListeners)
 	locks, err := engine.LockDirs(opts.FS, cfg.LogDirs)
 	if err != nil {
-		s.closeListeners()
 		return nil, err
 	}
-	if err := s.open(cfg, opts, locks); err != nil {
-		s.closeListeners()
-		return nil, err
-	}
-	return s, nil
-}
-
-// open opens the metadata store and the logs (taking over locks) and loads
-// every topic.
-func (s *Server) open(cfg *Config, opts Options, locks *engine.DirLocks) error {
-	var meta metastore.Store
+	ownLocks := true // until the engine takes them
+	undo.push(func() {
+		if ownLocks {
+			locks.Release()
+		}
+	})
 	if cfg.ZooKeeperConnect != "" {
 		zs, err := openZooKeeper(cfg, s.logger)
 		if err != nil {
-			locks.Release()
-			return fmt.Errorf("metadata store: %w", err)
+			return nil, fmt.Errorf("metadata store: %w", err)
 		}
-		meta = zs
-		s.cluster = newCluster(s, zs)
+		s.meta = zs
+		c := newCluster(s, zs)
+		s.cluster = c
+		s.view = func() metadataView { return c.meta.Load() }
 	} else {
 		local, err := metastore.OpenLocalWith(locks.Dirs()[0], cfg.ClusterID, metastore.LocalOptions{FS: s.fs, Logger: s.logger.With("component", "metastore")})
 		if err != nil {
-			locks.Release()
-			return fmt.Errorf("metadata store: %w", err)
+			return nil, fmt.Errorf("metadata store: %w", err)
 		}
-		meta = local
+		s.meta = local
 		s.adoptLogs = local.Created()
+		s.view = func() metadataView { return localView{s} }
 	}
-	s.meta = meta
+	undo.push(func() { s.meta.Close() })
 	s.refreshLayers()
 
 	overrides := map[string]map[string]string{}
-	for _, t := range meta.Topics() {
+	for _, t := range s.meta.Topics() {
 		overrides[t.Name] = t.Configs
 	}
 	layers := s.layers.Load()
 	if s.cluster == nil && !s.adoptLogs {
 		s.setAsideStrayLogs()
 	}
-	mgr, err := engine.OpenManager(engine.ManagerOptions{
-		Locks:                  locks, // released by mgr.Close, or by OpenManager on failure
+	ownLocks = false // released by mgr.Close, or by OpenManager on failure
+	s.mgr, err = engine.OpenManager(engine.ManagerOptions{
+		Locks:                  locks,
 		FS:                     opts.FS,
 		Clock:                  s.clock,
 		Logger:                 s.logger.With("component", "engine"),
@@ -236,38 +237,45 @@ func (s *Server) open(cfg *Config, opts Options, locks *engine.DirLocks) error {
 		},
 	})
 	if err != nil {
-		meta.Close()
-		return fmt.Errorf("opening logs: %w", err)
+		return nil, fmt.Errorf("opening logs: %w", err)
 	}
-	s.mgr = mgr
+	undo.push(func() { s.mgr.Close() })
+	s.replicas = replica.NewManager(s.replicaConfig())
+	undo.push(s.replicas.Close)
 	// The cleaner exists before the topics load: deleting logs (pending
 	// deletions, strays) goes through it.
 	if err := s.newCleaner(opts.FS); err != nil {
-		mgr.Close()
-		meta.Close()
-		return err
+		return nil, err
 	}
+	undo.push(func() { s.cleaner.Close() })
 	if err := s.loadTopics(); err != nil {
-		s.cleaner.Close()
-		mgr.Close()
-		meta.Close()
-		return err
+		return nil, err
 	}
 	if err := s.startGroups(); err != nil {
-		s.cleaner.Close()
-		mgr.Close()
-		meta.Close()
-		return err
+		return nil, err
 	}
+	undo.push(s.groups.Close)
 	s.metrics = newMetrics(s)
 	if err := s.metrics.register(s.registry); err != nil {
-		s.groups.Close()
-		s.cleaner.Close()
-		mgr.Close()
-		meta.Close()
-		return err
+		return nil, err
 	}
-	return nil
+	return s, nil
+}
+
+// cleanups is a stack of undo steps: a constructor that fails part way
+// undoes what it set up, newest first.
+type cleanups []func()
+
+func (c *cleanups) push(f func()) { *c = append(*c, f) }
+
+// runIf runs the steps when *err is set (deferred by the constructor).
+func (c cleanups) runIf(err *error) {
+	if *err == nil {
+		return
+	}
+	for i := len(c) - 1; i >= 0; i-- {
+		c[i]()
+	}
 }
 
 // refreshLayers rebuilds the config layers from the static config and the
@@ -330,6 +338,33 @@ func (s *Server) adoptUnknownLogs() {
 	}
 }
 
+// replicaConfig configures the partition manager.
+func (s *Server) replicaConfig() replica.ManagerConfig {
+	cfg := replica.ManagerConfig{
+		ID:             s.cfg.NodeID,
+		LagMax:         msConfig(s, "replica.lag.time.max.ms"),
+		SyncAlone:      s.cfg.FsyncAcksAll,
+		Now:            s.clock.Now,
+		Logger:         s.logger.With("component", "replica"),
+		AroundTruncate: s.aroundTruncate,
+	}
+	if s.cluster != nil {
+		cfg.OnISRChange = s.cluster.proposeISR // written to ZooKeeper
+	}
+	return cfg
+}
+
+// leadAlone hosts l as the leader of a partition whose only replica is
+// this broker (a single node: every record in the log is committed once
+// it is as durable as configured).
+func (s *Server) leadAlone(l *engine.Log) (*partition, error) {
+	rep, err := s.replicas.LeadAlone(l, leaderEpoch)
+	if err != nil {
+		return nil, fmt.Errorf("leading %s: %w", l.TopicPartition(), err)
+	}
+	return &partition{tp: l.TopicPartition(), log: l, rep: rep}, nil
+}
+
 // newTopic is a stored topic's view without partitions.
 func (s *Server) newTopic(mt metastore.Topic, layers *configLayers) *topic {
 	t := &topic{
@@ -368,11 +403,12 @@ func (s *Server) openTopic(mt metastore.Topic, layers *configLayers) (*topic, er
 				continue
 			}
 		}
-		// Single node: every record in the log is committed.
-		if leo := l.LogEndOffset(); l.HighWatermark() < leo {
-			l.SetHighWatermark(leo)
+		part, err := s.leadAlone(l)
+		if err != nil {
+			errs = append(errs, err)
+			part = &partition{tp: tp}
 		}
-		t.parts = append(t.parts, &partition{tp: tp, log: l})
+		t.parts = append(t.parts, part)
 	}
 	return t, errors.Join(errs...)
 }
@@ -692,8 +728,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.stopReading()
 	}
 	s.lnMu.Unlock()
-	s.wakeAllFetches()
-	s.groups.Close() // answers parked JoinGroup/SyncGroup requests
+	s.replicas.Shutdown() // parked fetches answer now
+	s.groups.Close()      // answers parked JoinGroup/SyncGroup requests
 
 	done := make(chan struct{})
 	go func() {
@@ -729,18 +765,10 @@ func (s *Server) Close() error {
 		if s.cluster != nil {
 			s.cluster.stop()
 		}
+		s.replicas.Close() // waits for the fsyncs in flight
 		s.closeErr = errors.Join(s.mgr.Close(), s.meta.Close())
 	})
 	return s.closeErr
-}
-
-// wakeAllFetches completes every parked fetch now.
-func (s *Server) wakeAllFetches() {
-	for _, t := range s.topics.Load().byName {
-		for _, p := range t.parts {
-			p.wakeAll()
-		}
-	}
 }
 
 // ClusterID is the cluster id reported in Metadata.

@@ -154,33 +154,31 @@ func (s *Server) createTopic(spec newTopicSpec) (*topic, error) {
 	}
 	layers := s.layers.Load()
 	ecfg := layers.engineConfig(mt.Configs)
-	logs, err := s.createLogs(spec.name, 0, spec.partitions, ecfg)
+	parts, err := s.createLogs(spec.name, 0, spec.partitions, ecfg)
 	if err != nil {
 		return nil, topicErrf(kerr.KafkaStorageError, "creating topic %q: %v", spec.name, err)
 	}
 	if err := s.meta.CreateTopic(mt); err != nil {
-		s.dropLogs(logs)
+		s.dropLogs(parts)
 		if errors.Is(err, metastore.ErrTopicExists) {
 			return nil, topicErrf(kerr.TopicAlreadyExists, "topic %q already exists", spec.name)
 		}
 		return nil, topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
 	}
 	t := s.newTopic(mt, layers)
-	for p, l := range logs {
-		t.parts = append(t.parts, &partition{tp: engine.TopicPartition{Topic: spec.name, Partition: int32(p)}, log: l})
-	}
+	t.parts = parts
 	s.publishTopics(func(m map[string]*topic) { m[t.name] = t })
 	s.logger.Info("created topic", "topic", t.name, "partitions", spec.partitions, "configs", spec.configs)
 	return t, nil
 }
 
-// createLogs creates the logs of partitions [from, to) of a topic. If one
-// cannot be created, the ones created are removed again and the error
-// returned. A log that already exists is an error too: only a stray the
-// start-up could not set aside can be there, and its records must not
-// become the new partition's.
-func (s *Server) createLogs(name string, from, to int32, ecfg engine.Config) ([]*engine.Log, error) {
-	logs := make([]*engine.Log, 0, to-from)
+// createLogs creates the logs of partitions [from, to) of a topic, each
+// led by this broker alone. If one cannot be created, the ones created are
+// removed again and the error returned. A log that already exists is an
+// error too: only a stray the start-up could not set aside can be there,
+// and its records must not become the new partition's.
+func (s *Server) createLogs(name string, from, to int32, ecfg engine.Config) ([]*partition, error) {
+	parts := make([]*partition, 0, to-from)
 	for p := from; p < to; p++ {
 		tp := engine.TopicPartition{Topic: name, Partition: p}
 		var (
@@ -192,12 +190,12 @@ func (s *Server) createLogs(name string, from, to int32, ecfg engine.Config) ([]
 		} else {
 			before := s.partitionDirsOnDisk(tp)
 			if l, err = s.mgr.CreateLog(tp, ecfg); err == nil {
-				// Single node: every record in the log is committed.
-				if leo := l.LogEndOffset(); l.HighWatermark() < leo {
-					l.SetHighWatermark(leo)
+				var part *partition
+				if part, err = s.leadAlone(l); err == nil {
+					parts = append(parts, part)
+					continue
 				}
-				logs = append(logs, l)
-				continue
+				parts = append(parts, &partition{tp: tp, log: l})
 			}
 			for _, d := range s.partitionDirsOnDisk(tp) {
 				if !slices.Contains(before, d) {
@@ -205,23 +203,26 @@ func (s *Server) createLogs(name string, from, to int32, ecfg engine.Config) ([]
 				}
 			}
 		}
-		s.dropLogs(logs, partial...)
+		s.dropLogs(parts, partial...)
 		return nil, fmt.Errorf("creating log %s (%d of %d): %w", tp, p-from+1, to-from, err)
 	}
-	return logs, nil
+	return parts, nil
 }
 
-// dropLogs removes logs created by a request that failed, and the
-// directories of dirs (what a failed creation left). Each log is closed
-// before its directory goes, which returns descriptors to a process that
-// may have run out; removals that failed are retried once after all were
-// closed. Directories that still remain are strays the next start removes
-// (they hold no records).
-func (s *Server) dropLogs(logs []*engine.Log, dirs ...string) {
+// dropLogs removes the logs of partitions created by a request that
+// failed, and the directories of dirs (what a failed creation left). Each
+// log is closed before its directory goes, which returns descriptors to a
+// process that may have run out; removals that failed are retried once
+// after all were closed. Directories that still remain are strays the next
+// start removes (they hold no records).
+func (s *Server) dropLogs(parts []*partition, dirs ...string) {
 	var failed []string
-	for _, l := range logs {
-		dir := l.Dir()
-		if err := s.deleteLog(l.TopicPartition()); err != nil {
+	for _, p := range parts {
+		if p.rep != nil {
+			s.replicas.Remove(p.rep)
+		}
+		dir := p.log.Dir()
+		if err := s.deleteLog(p.tp); err != nil {
 			failed = append(failed, dir)
 		}
 	}
@@ -271,7 +272,9 @@ func (s *Server) deleteTopic(name string) error {
 	}
 	s.publishTopics(func(m map[string]*topic) { delete(m, name) })
 	for _, p := range t.parts {
-		p.wakeAll()
+		if p.rep != nil {
+			s.replicas.Remove(p.rep) // parked fetches wake
+		}
 	}
 	logsErr := s.deleteLogs(name, int32(len(t.parts)))
 	s.deleting[name] = true // until the offsets are gone: no re-creation
@@ -392,19 +395,16 @@ func (s *Server) addPartitions(name string, count int32, assignment [][]int32, v
 	}
 	// Logs first, then the store (the commit point), as for creation.
 	ecfg := s.layers.Load().engineConfig(t.configs)
-	logs, err := s.createLogs(name, cur, count, ecfg)
+	parts, err := s.createLogs(name, cur, count, ecfg)
 	if err != nil {
 		return topicErrf(kerr.KafkaStorageError, "adding partitions to %q: %v", name, err)
 	}
 	if err := s.meta.SetPartitionCount(name, count); err != nil {
-		s.dropLogs(logs)
+		s.dropLogs(parts)
 		return topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
 	}
 	nt := *t
-	nt.parts = slices.Clone(t.parts)
-	for i, l := range logs {
-		nt.parts = append(nt.parts, &partition{tp: engine.TopicPartition{Topic: name, Partition: cur + int32(i)}, log: l})
-	}
+	nt.parts = append(slices.Clone(t.parts), parts...)
 	s.publishTopics(func(m map[string]*topic) { m[name] = &nt })
 	s.logger.Info("added partitions", "topic", name, "from", cur, "to", count)
 	return nil

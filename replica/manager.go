@@ -1,0 +1,317 @@
+package replica
+
+import (
+	"errors"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kvlog/kvlog/engine"
+)
+
+// ManagerConfig configures a Manager.
+type ManagerConfig struct {
+	ID     int32         // this broker
+	LagMax time.Duration // replica.lag.time.max.ms
+	// SyncAlone is kvlog.fsync.acks.all: while a leader is alone in its
+	// ISR, its HW passes only fsynced offsets.
+	SyncAlone bool
+	Now       func() time.Time // nil: time.Now
+	Logger    *slog.Logger
+	// AroundTruncate, when set, gives each log's Options.AroundTruncate.
+	AroundTruncate func(l *engine.Log) func(truncate func() error) error
+	// OnISRChange receives the ISR changes leaders propose (follower
+	// fetches, Tick): the caller persists them and reports back with
+	// Partition.ISRChangeDone. Nil when no partition has followers.
+	OnISRChange func(p *Partition, ch *ISRChange)
+}
+
+// Manager owns the partitions this broker hosts, as leaders or followers
+// (a single node is a cluster of one: its partitions lead with ISR = this
+// broker). It is the one path for leader appends and their durability
+// (fsyncs scheduled off the caller's goroutine, partitions in parallel,
+// group-committed), acks=all completion with its timeout, follower fetches
+// with their ISR proposals, and parked fetches and their wake-ups. Safe
+// for concurrent use.
+type Manager struct {
+	cfg     ManagerConfig
+	mu      sync.Mutex
+	parts   map[*Partition]struct{}
+	closing atomic.Bool
+	flushes sync.WaitGroup
+}
+
+// NewManager returns a Manager with no partitions.
+func NewManager(cfg ManagerConfig) *Manager {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Manager{cfg: cfg, parts: map[*Partition]struct{}{}}
+}
+
+// Add hosts l as a replica with RoleNone (cluster mode: LeaderAndIsr then
+// gives it its role).
+func (m *Manager) Add(l *engine.Log) *Partition {
+	opts := Options{ID: m.cfg.ID, LagMax: m.cfg.LagMax, SyncAlone: m.cfg.SyncAlone, Logger: m.cfg.Logger}
+	if m.cfg.AroundTruncate != nil {
+		opts.AroundTruncate = m.cfg.AroundTruncate(l)
+	}
+	p := New(l, opts)
+	m.mu.Lock()
+	m.parts[p] = struct{}{}
+	m.mu.Unlock()
+	return p
+}
+
+// LeadAlone hosts l as the leader of a partition whose only replica is
+// this broker (a single node), at leader epoch epoch.
+func (m *Manager) LeadAlone(l *engine.Log, epoch int32) (*Partition, error) {
+	p := m.Add(l)
+	me := []int32{m.cfg.ID}
+	if _, err := p.MakeLeader(State{Leader: m.cfg.ID, LeaderEpoch: epoch, ISR: me, Replicas: me}, m.cfg.Now()); err != nil {
+		m.Remove(p)
+		return nil, err
+	}
+	return p, nil
+}
+
+// Remove stops p (acks=all waiters fail, parked fetches wake) and forgets
+// it (its log is being deleted).
+func (m *Manager) Remove(p *Partition) {
+	p.Stop()
+	m.mu.Lock()
+	delete(m.parts, p)
+	m.mu.Unlock()
+}
+
+func (m *Manager) partitions() []*Partition {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Partition, 0, len(m.parts))
+	for p := range m.parts {
+		out = append(out, p)
+	}
+	return out
+}
+
+// Append appends a producer's batch to p as its leader (acksAll: refused
+// below minISR in-sync replicas). When the HW now waits for an fsync, one
+// is started on its own goroutine; appends arriving meanwhile share it.
+// The caller answers acks=1 at once and acks=all with AwaitAcks.
+func (m *Manager) Append(p *Partition, batch []byte, acksAll bool, minISR int) (engine.AppendResult, error) {
+	res, flush, err := p.AppendAsLeader(batch, acksAll, minISR)
+	if flush {
+		m.flushes.Add(1)
+		go func() {
+			defer m.flushes.Done()
+			for p.Flush() {
+			}
+		}()
+	}
+	return res, err
+}
+
+// AckWait is one partition of an acks=all produce: complete when the HW
+// passed Last. AwaitAcks sets Err (nil on success).
+type AckWait struct {
+	P      *Partition
+	Last   Offset
+	MinISR int
+	Err    error
+}
+
+// AwaitAcks calls done once every wait is complete (Err nil or
+// ErrNotEnoughReplicasAfterAppend), can never complete here (ErrNotLeader,
+// a storage error), or timeout passed (ErrTimedOut for the rest). done runs
+// once, on the caller's goroutine or later on another.
+func (m *Manager) AwaitAcks(waits []AckWait, timeout time.Duration, done func()) {
+	if len(waits) == 0 {
+		done()
+		return
+	}
+	var (
+		mu       sync.Mutex
+		pending  = len(waits)
+		finished bool
+		complete = make([]bool, len(waits))
+		cancels  = make([]func() bool, len(waits))
+		timer    *time.Timer
+	)
+	finish := func(i int, err error) {
+		mu.Lock()
+		if finished || complete[i] {
+			mu.Unlock()
+			return
+		}
+		complete[i] = true
+		waits[i].Err = err
+		if pending--; pending > 0 {
+			mu.Unlock()
+			return
+		}
+		finished = true
+		t := timer
+		mu.Unlock()
+		if t != nil {
+			t.Stop()
+		}
+		done()
+	}
+	mu.Lock()
+	timer = time.AfterFunc(timeout, func() {
+		mu.Lock()
+		if finished {
+			mu.Unlock()
+			return
+		}
+		finished = true
+		for i := range waits {
+			if !complete[i] {
+				if cancels[i] != nil {
+					cancels[i]()
+				}
+				waits[i].Err = ErrTimedOut
+			}
+		}
+		mu.Unlock()
+		done()
+	})
+	mu.Unlock()
+	for i, w := range waits {
+		cancel := w.P.AwaitAck(w.Last, w.MinISR, func(err error) { finish(i, err) })
+		mu.Lock()
+		cancels[i] = cancel
+		mu.Unlock()
+	}
+}
+
+// FollowerFetch records a follower's fetch on p (Partition.FollowerFetch)
+// and hands an ISR expansion to OnISRChange.
+func (m *Manager) FollowerFetch(p *Partition, replicaID int32, fetchOffset Offset, currentEpoch int32) (FollowerView, error) {
+	v, err := p.FollowerFetch(replicaID, fetchOffset, currentEpoch, m.cfg.Now())
+	if err == nil && v.Expand != nil {
+		m.proposeISR(p, v.Expand)
+	}
+	return v, err
+}
+
+// Tick checks every led partition for out-of-sync followers (ISR shrinks
+// go to OnISRChange).
+func (m *Manager) Tick() {
+	now := m.cfg.Now()
+	for _, p := range m.partitions() {
+		if ch := p.Tick(now); ch != nil {
+			m.proposeISR(p, ch)
+		}
+	}
+}
+
+func (m *Manager) proposeISR(p *Partition, ch *ISRChange) {
+	if m.cfg.OnISRChange == nil {
+		p.ISRChangeDone(ch, 0, errNoISRWriter, nil)
+		return
+	}
+	m.cfg.OnISRChange(p, ch)
+}
+
+var errNoISRWriter = errors.New("replica: no ISR writer")
+
+// Watched is one partition a parked fetch waits on, with the end it read
+// up to: the HW (a consumer), or the LEO (Follower).
+type Watched struct {
+	P        *Partition
+	Follower bool
+	Seen     Offset
+}
+
+// parked is a fetch short of its minimum bytes, registered on its
+// partitions with a timer for its deadline.
+type parked struct {
+	fired atomic.Bool
+	parts []*Partition
+	timer *time.Timer
+	done  func(final bool)
+}
+
+// fire completes the wait once, on its own goroutine: final at the
+// deadline or shutdown, otherwise because a partition moved (the fetch is
+// evaluated again and may park again until its deadline).
+func (w *parked) fire(final bool) {
+	if !w.fired.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		w.timer.Stop()
+		for _, p := range w.parts {
+			p.unwatch(w)
+		}
+		w.done(final)
+	}()
+}
+
+// Park waits for any of parts to move past what the fetch saw (its HW, or
+// its LEO for a follower), a role change or removal of one of them, the
+// Manager's shutdown, or wait to pass; then done runs once on its own
+// goroutine (final at the deadline and on shutdown).
+func (m *Manager) Park(parts []Watched, wait time.Duration, done func(final bool)) {
+	w := &parked{done: done, parts: make([]*Partition, len(parts))}
+	for i, pw := range parts {
+		w.parts[i] = pw.P
+	}
+	// Arm the timer only once w.timer is set (fire reads it).
+	w.timer = time.AfterFunc(time.Duration(math.MaxInt64), func() { w.fire(true) })
+	w.timer.Reset(wait)
+	for _, pw := range parts {
+		pw.P.watch(w, pw.Follower)
+	}
+	// A move between the fetch's read and the registration would be
+	// missed: look again now that it is registered.
+	for _, pw := range parts {
+		end := pw.P.log.HighWatermark()
+		if pw.Follower {
+			end = pw.P.log.LogEndOffset()
+		}
+		if end != pw.Seen {
+			w.fire(false)
+			break
+		}
+	}
+	if m.closing.Load() {
+		w.fire(true)
+	}
+}
+
+// Shutdown answers every parked fetch now, and every later one at once.
+func (m *Manager) Shutdown() {
+	m.closing.Store(true)
+	for _, p := range m.partitions() {
+		p.watchMu.Lock()
+		for w := range p.parked {
+			w.fire(true)
+		}
+		p.watchMu.Unlock()
+	}
+}
+
+// Closing reports whether Shutdown was called.
+func (m *Manager) Closing() bool { return m.closing.Load() }
+
+// StopAll stops every partition (acks=all waiters fail with ErrNotLeader).
+func (m *Manager) StopAll() {
+	for _, p := range m.partitions() {
+		p.Stop()
+	}
+}
+
+// Close shuts down, stops every partition and waits for the fsyncs in
+// flight; the logs may be closed after it returns.
+func (m *Manager) Close() {
+	m.Shutdown()
+	m.StopAll()
+	m.flushes.Wait()
+}
