@@ -91,6 +91,9 @@ type Server struct {
 	// (queued.max.request.bytes).
 	reqMem *requestMemory
 
+	// scramSecret keys the made-up SCRAM credentials of unknown users.
+	scramSecret []byte
+
 	lnMu      sync.Mutex
 	listeners []*listener
 	conns     map[*conn]struct{}
@@ -109,6 +112,7 @@ type listener struct {
 	ln      net.Listener
 	advHost string
 	advPort int32
+	sec     *listenerSecurity // protocol, TLS and SASL settings (security_listener.go)
 }
 
 // topicSnapshot is an immutable view of every topic.
@@ -185,6 +189,11 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	}
 	if err := s.open(cfg, opts, locks); err != nil {
 		s.closeListeners()
+		return nil, err
+	}
+	if err := s.initSecurity(); err != nil {
+		s.closeListeners()
+		s.Close()
 		return nil, err
 	}
 	return s, nil

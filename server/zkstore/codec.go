@@ -23,6 +23,7 @@ const (
 	pathConfig         = "/config"
 	pathConfigTopics   = "/config/topics"
 	pathConfigBrokers  = "/config/brokers"
+	pathConfigUsers    = "/config/users"
 	pathConfigChanges  = "/config/changes"
 	pathAdmin          = "/admin"
 	pathDeleteTopics   = "/admin/delete_topics"
