@@ -64,6 +64,9 @@ type Config struct {
 	RebalanceInterval time.Duration
 	RequestTimeout    time.Duration
 	Logger            *slog.Logger
+	// Dialer secures connections to brokers (the inter-broker listener's
+	// TLS and SASL); nil dials plaintext.
+	Dialer *kconn.Dialer
 }
 
 // Controller runs the election and, while elected, the controller duties.
@@ -1187,9 +1190,12 @@ func (s *sender) run() {
 			}
 			if conn == nil || conn.Closed() {
 				dctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-				c, err := kconn.Dial(dctx, s.addr, fmt.Sprintf("kvlog-controller-%d", s.c.cfg.BrokerID))
+				c, err := s.c.cfg.Dialer.Dial(dctx, s.addr, fmt.Sprintf("kvlog-controller-%d", s.c.cfg.BrokerID))
 				cancel()
 				if err != nil {
+					if errors.Is(err, kconn.ErrAuthentication) {
+						s.c.log.Error("controller: authenticating to a broker failed", "broker", s.id, "err", err)
+					}
 					s.backoff(attempt)
 					continue
 				}
