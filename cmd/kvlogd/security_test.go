@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -455,4 +456,230 @@ func metricsText(t *testing.T, b *testbroker.Broker) string {
 		t.Fatal(err)
 	}
 	return string(body)
+}
+
+// TestSecurityKcat: kcat (librdkafka) produces and consumes over SASL_SSL
+// with SCRAM-SHA-512 and over SSL with a client certificate; a wrong
+// password fails with librdkafka's authentication error.
+func TestSecurityKcat(t *testing.T) {
+	kcat := testbroker.RequireKcat(t, "the kcat security suite")
+	sb := startSecureBroker(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")
+	os.WriteFile(certFile, sb.clientCert.CertPEM, 0o600)
+	os.WriteFile(keyFile, sb.clientCert.KeyPEM, 0o600)
+	scram := func(pw string) []string {
+		return []string{"-b", sb.saslSSL, "-X", "security.protocol=SASL_SSL", "-X", "sasl.mechanisms=SCRAM-SHA-512",
+			"-X", "sasl.username=" + sb.scramUser, "-X", "sasl.password=" + pw, "-X", "ssl.ca.location=" + sb.ca.File}
+	}
+	mtls := []string{"-b", sb.ssl, "-X", "security.protocol=SSL", "-X", "ssl.ca.location=" + sb.ca.File,
+		"-X", "ssl.certificate.location=" + certFile, "-X", "ssl.key.location=" + keyFile}
+	for name, args := range map[string][]string{"SASL_SSL SCRAM-SHA-512": scram(sb.scramPassword), "SSL mTLS": mtls} {
+		t.Run(name, func(t *testing.T) {
+			topic := strings.NewReplacer(" ", "-", "_", "-").Replace(name)
+			var in strings.Builder
+			for i := range 50 {
+				fmt.Fprintf(&in, "k%d:v%d\n", i, i)
+			}
+			testbroker.RunTool(t, 60*time.Second, []byte(in.String()), kcat, append(args, "-P", "-t", topic, "-K", ":")...)
+			out := testbroker.RunTool(t, 60*time.Second, nil, kcat, append(args, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k=%s\n")...)
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if len(lines) != 50 || lines[0] != "k0=v0" || lines[49] != "k49=v49" {
+				t.Fatalf("consumed %d lines: %q", len(lines), out)
+			}
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, kcat, append(scram("wrong"), "-L", "-m", "10")...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Authentication failed") {
+		t.Fatalf("kcat with a wrong password: %v\n%s", err, out)
+	}
+	if err := ping(sb.Addr); err != nil {
+		t.Fatalf("broker unhealthy after the failures: %v", err)
+	}
+}
+
+const kafkaPythonSecurityScript = `
+import sys, kafka
+mode, addr, topic, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+opts = dict(bootstrap_servers=[addr], request_timeout_ms=20000, api_version_auto_timeout_ms=20000)
+if mode == "scram":
+    opts.update(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_plain_username=sys.argv[5], sasl_plain_password=sys.argv[6], ssl_cafile=sys.argv[7])
+elif mode == "plain":
+    opts.update(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_plain_username=sys.argv[5], sasl_plain_password=sys.argv[6])
+elif mode == "ssl":
+    opts.update(security_protocol="SSL", ssl_cafile=sys.argv[5], ssl_certfile=sys.argv[6], ssl_keyfile=sys.argv[7])
+try:
+    p = kafka.KafkaProducer(**opts)
+except Exception as e:
+    print("ERROR", type(e).__name__, e)
+    sys.exit(3)
+for i in range(n):
+    p.send(topic, key=b"k%d" % i, value=b"v%d" % i)
+p.flush(30)
+p.close()
+c = kafka.KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=30000, **opts)
+got = []
+for m in c:
+    got.append(m.value.decode())
+    if len(got) >= n:
+        break
+c.close()
+print("CONSUMED", len(got), got[0] if got else "", got[-1] if got else "")
+`
+
+// TestSecurityKafkaPython: Debian's kafka-python (2.0.x: SaslHandshake v0,
+// tokens as bare frames) over SASL_SSL with SCRAM-SHA-512, SASL_PLAINTEXT
+// with PLAIN and SSL with a client certificate; a wrong password fails.
+func TestSecurityKafkaPython(t *testing.T) {
+	script := testbroker.RequireKafkaPython(t, "the kafka-python security suite", kafkaPythonSecurityScript)
+	sb := startSecureBroker(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")
+	os.WriteFile(certFile, sb.clientCert.CertPEM, 0o600)
+	os.WriteFile(keyFile, sb.clientCert.KeyPEM, 0o600)
+	for name, args := range map[string][]string{
+		"scram": {"scram", sb.saslSSL, "py-scram", "30", sb.scramUser, sb.scramPassword, sb.ca.File},
+		"plain": {"plain", sb.saslPlain, "py-plain", "30", sb.plainUser, sb.plainPassword},
+		"ssl":   {"ssl", sb.ssl, "py-ssl", "30", sb.ca.File, certFile, keyFile},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out := testbroker.RunTool(t, 120*time.Second, nil, testbroker.PythonWithKafka, append([]string{script}, args...)...)
+			if !strings.Contains(string(out), "CONSUMED 30 v0 v29") {
+				t.Fatalf("kafka-python %s: %s", name, out)
+			}
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, testbroker.PythonWithKafka, script, "scram", sb.saslSSL, "py-bad", "1", sb.scramUser, "wrong", sb.ca.File).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "ERROR") {
+		t.Fatalf("kafka-python with a wrong password: %v\n%s", err, out)
+	}
+	if err := ping(sb.Addr); err != nil {
+		t.Fatalf("broker unhealthy after the failures: %v", err)
+	}
+}
+
+// ping asks the broker for metadata on its PLAINTEXT listener.
+func ping(addr string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return cl.Ping(ctx)
+}
+
+// saslPlainRaw authenticates nc with SaslHandshake v1 and one
+// SaslAuthenticate v1 PLAIN token, returning the response.
+func saslPlainRaw(t *testing.T, nc net.Conn, user, pass string, corr int32) (*kmsg.SASLAuthenticateResponse, error) {
+	t.Helper()
+	hs := kmsg.NewPtrSASLHandshakeRequest()
+	hs.Version = 1
+	hs.Mechanism = "PLAIN"
+	resp, err := rawRequest(nc, hs, corr)
+	if err != nil {
+		return nil, err
+	}
+	if code := resp.(*kmsg.SASLHandshakeResponse).ErrorCode; code != 0 {
+		return nil, kerr.ErrorForCode(code)
+	}
+	au := kmsg.NewPtrSASLAuthenticateRequest()
+	au.Version = 1
+	au.SASLAuthBytes = []byte("\x00" + user + "\x00" + pass)
+	resp, err = rawRequest(nc, au, corr+1)
+	if err != nil {
+		return nil, err
+	}
+	return resp.(*kmsg.SASLAuthenticateResponse), nil
+}
+
+// TestSaslReauthentication (KIP-368): with connections.max.reauth.ms the
+// session lifetime is announced; a connection that does not
+// re-authenticate is closed at its first request after expiry; one that
+// re-authenticates (same principal) keeps serving, and re-authenticating
+// as another user closes it; franz-go re-authenticates by itself and keeps
+// producing.
+func TestSaslReauthentication(t *testing.T) {
+	sb := startSecureBroker(t, "listener.name.sasl_plaintext.connections.max.reauth.ms=1500",
+		`listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret" user_carol="carol-secret";`)
+	dial := func() net.Conn {
+		nc, err := net.DialTimeout("tcp", sb.saslPlain, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		nc.SetDeadline(time.Now().Add(30 * time.Second))
+		return nc
+	}
+	// Without re-authentication: closed after expiry.
+	nc := dial()
+	ar, err := saslPlainRaw(t, nc, sb.plainUser, sb.plainPassword, 1)
+	if err != nil || ar.ErrorCode != 0 {
+		t.Fatalf("authenticate: %v %+v", err, ar)
+	}
+	if ar.SessionLifetimeMillis <= 0 || ar.SessionLifetimeMillis > 1500 {
+		t.Fatalf("session lifetime %d ms, want (0, 1500]", ar.SessionLifetimeMillis)
+	}
+	served := 0
+	for corr := int32(10); ; corr++ {
+		if _, err := rawRequest(nc, kmsg.NewPtrApiVersionsRequest(), corr); err != nil {
+			break
+		}
+		served++
+		if corr > 10+300 {
+			t.Fatal("the connection outlived its session")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if served == 0 {
+		t.Fatal("nothing served before the session expired")
+	}
+	// Re-authenticating keeps the connection; as another user closes it.
+	nc = dial()
+	if ar, err := saslPlainRaw(t, nc, sb.plainUser, sb.plainPassword, 1); err != nil || ar.ErrorCode != 0 {
+		t.Fatalf("authenticate: %v %+v", err, ar)
+	}
+	if ar, err := saslPlainRaw(t, nc, sb.plainUser, sb.plainPassword, 3); err != nil || ar.ErrorCode != 0 || ar.SessionLifetimeMillis <= 0 {
+		t.Fatalf("re-authenticate: %v %+v", err, ar)
+	}
+	if _, err := rawRequest(nc, kmsg.NewPtrMetadataRequest(), 5); err != nil {
+		t.Fatalf("after re-authentication: %v", err)
+	}
+	ar, err = saslPlainRaw(t, nc, "carol", "carol-secret", 6)
+	if err == nil && ar.ErrorCode != kerr.SaslAuthenticationFailed.Code {
+		t.Fatalf("re-authentication as another user: %+v", ar)
+	}
+	if _, err := rawRequest(nc, kmsg.NewPtrMetadataRequest(), 8); err == nil {
+		t.Fatal("served after a re-authentication that changed the principal")
+	}
+	// franz-go re-authenticates on its own: produce across several
+	// session lifetimes until the broker counted a re-authentication.
+	cl := sb.client(t, sb.saslPlain, kgo.SASL(plain.Auth{User: sb.plainUser, Pass: sb.plainPassword}.AsMechanism()))
+	ctx := testbroker.Context(t, 60*time.Second)
+	success := func() string {
+		for _, line := range strings.Split(metricsText(t, sb.Broker), "\n") {
+			if v, ok := strings.CutPrefix(line, `kvlog_sasl_authentications_total{listener="SASL_PLAINTEXT",mechanism="PLAIN",result="success"} `); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "reauth", Value: []byte("0")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	start := success()
+	for i := 1; success() == start; i++ {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "reauth", Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+			t.Fatalf("produce %d across re-authentications: %v", i, err)
+		}
+		if i > 400 {
+			t.Fatal("franz-go never re-authenticated")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
 }

@@ -292,7 +292,10 @@ func (s *ScramServer) final(msg string) ([]byte, error) {
 	if err != nil || string(cb) != s.gs2 {
 		return nil, fail(s.user, "SCRAM: channel binding does not match the GS2 header")
 	}
-	if subtle.ConstantTimeCompare([]byte(attrs[1][2:]), []byte(s.nonce)) != 1 {
+	// The nonce must end with the one the server sent, as Kafka checks it:
+	// librdkafka sends its client nonce followed by the whole combined
+	// nonce (client nonce twice); the proof covers what the client sent.
+	if !strings.HasSuffix(attrs[1][2:], s.nonce) {
 		return nil, fail(s.user, "SCRAM: nonce mismatch")
 	}
 	proof, err := base64.StdEncoding.DecodeString(proofB64)
