@@ -6,10 +6,15 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -182,12 +187,41 @@ func TestEncryptedPKCS8(t *testing.T) {
 	if err != nil || string(got) != string(der) {
 		t.Fatalf("decrypt: %v", err)
 	}
-	if _, err := decryptPKCS8(enc, []byte("nope")); err == nil {
-		if _, perr := x509.ParsePKCS8PrivateKey(got); perr == nil {
+	// A wrong password fails the padding check, or (1 in ~256) passes it
+	// and yields bytes that are not a key.
+	if bad, err := decryptPKCS8(enc, []byte("nope")); err == nil {
+		if _, perr := x509.ParsePKCS8PrivateKey(bad); perr == nil {
 			t.Fatal("wrong password decrypted to a key")
 		}
 	}
-	_ = pem.EncodeToMemory
+	// Through a key store: the encrypted key with its certificate.
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "b"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	certDER, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := append(pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: enc}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER})...)
+	path := filepath.Join(t.TempDir(), "ks.pem")
+	os.WriteFile(path, store, 0o600)
+	lookup := func(pw string) Lookup {
+		return func(key string) (string, bool) {
+			switch key {
+			case "ssl.keystore.location":
+				return path, true
+			case "ssl.key.password":
+				return pw, pw != ""
+			}
+			return "", false
+		}
+	}
+	if _, err := ServerTLS(lookup("pw")); err != nil {
+		t.Fatalf("encrypted key store: %v", err)
+	}
+	for _, pw := range []string{"", "nope"} {
+		if _, err := ServerTLS(lookup(pw)); err == nil {
+			t.Fatalf("key store opened with password %q", pw)
+		}
+	}
 }
 
 func TestProtocolsAndSuites(t *testing.T) {
