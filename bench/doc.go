@@ -82,7 +82,9 @@
 //	go test -run '^$' -bench VsKfake -benchtime 1x ./bench
 //
 // KVLOG_BENCH_RECORDS (default 300000) and KVLOG_BENCH_ROUNDS (default 7)
-// size it. kvlogd runs twice there: with its defaults (fsync before
+// size it (and BenchmarkSecurity: the same workload on one kvlogd's
+// PLAINTEXT and SASL_SSL listeners, alternating, with the broker's CPU per
+// GB; figures in docs/security.md). kvlogd runs twice there: with its defaults (fsync before
 // acknowledging acks=all) and with kvlog.fsync.acks.all=false, kfake's
 // durability; kfake's CPU is not measurable in-process, which is why the
 // suite runs it as kfaked.

@@ -26,14 +26,14 @@ var brokerConfigDefs = func() map[string]*configDef {
 		{name: "node.id", typ: kmsg.ConfigTypeInt, def: "0", check: atLeast(0), doc: "This broker's id (alias of broker.id)."},
 		{name: "listeners", typ: kmsg.ConfigTypeString, def: "PLAINTEXT://127.0.0.1:9092", check: nonEmpty, doc: "Comma-separated NAME://host:port addresses to listen on."},
 		{name: "advertised.listeners", typ: kmsg.ConfigTypeString, noDefault: true, doc: "Addresses given to clients in Metadata, per listener name; default: listeners."},
-		{name: "listener.security.protocol.map", typ: kmsg.ConfigTypeString, def: "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL", doc: "Listener name to security protocol; kvlog serves PLAINTEXT only."},
+		{name: "listener.security.protocol.map", typ: kmsg.ConfigTypeString, def: "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL", doc: "Listener name to security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL); docs/security.md."},
 		{name: "log.dirs", typ: kmsg.ConfigTypeString, noDefault: true, doc: "Comma-separated data directories; default: log.dir."},
 		{name: "log.dir", typ: kmsg.ConfigTypeString, def: "./data", doc: "Data directory used when log.dirs is not set."},
 		{name: "zookeeper.connect", typ: kmsg.ConfigTypeString, noDefault: true, doc: "ZooKeeper connect string; empty runs the embedded local metadata store."},
 		// Cluster mode (zookeeper.connect set): ZooKeeper, replication, controller.
 		{name: "zookeeper.session.timeout.ms", typ: kmsg.ConfigTypeInt, def: "18000", check: atLeast(1), doc: "ZooKeeper session timeout."},
 		{name: "zookeeper.connection.timeout.ms", typ: kmsg.ConfigTypeInt, noDefault: true, check: atLeast(1), doc: "How long to wait for a ZooKeeper session at start-up; default: the session timeout."},
-		{name: "inter.broker.listener.name", typ: kmsg.ConfigTypeString, noDefault: true, doc: "Listener brokers use to reach each other; default: the first listener."},
+		{name: "inter.broker.listener.name", typ: kmsg.ConfigTypeString, noDefault: true, doc: "Listener brokers use to reach each other (exclusive with security.inter.broker.protocol); default: the first listener."},
 		{name: "replica.lag.time.max.ms", typ: kmsg.ConfigTypeLong, def: "30000", check: atLeast(1), doc: "A follower not caught up for this long leaves the ISR."},
 		{name: "replica.fetch.wait.max.ms", typ: kmsg.ConfigTypeInt, def: "500", check: atLeast(0), doc: "Follower fetch long-poll time."},
 		{name: "replica.fetch.min.bytes", typ: kmsg.ConfigTypeInt, def: "1", check: atLeast(1), doc: "Follower fetch minimum bytes."},
@@ -123,11 +123,13 @@ var brokerConfigDefs = func() map[string]*configDef {
 	return m
 }()
 
-// Listener is one listener address: NAME://host:port.
+// Listener is one listener address: NAME://host:port, with the security
+// protocol listener.security.protocol.map gives its name.
 type Listener struct {
-	Name string
-	Host string
-	Port int
+	Name     string
+	Host     string
+	Port     int
+	Protocol string // PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
 }
 
 func (l Listener) String() string {
@@ -166,6 +168,13 @@ type Config struct {
 	ClusterID                string
 	// OffsetsTopicNumPartitions and friends are kept for the group coordinator.
 	OffsetsTopicNumPartitions int32
+	// InterBrokerListener is the listener other brokers reach this one on
+	// (inter.broker.listener.name, security.inter.broker.protocol, or the
+	// first listener), with its protocol and, for SASL, the mechanism
+	// (sasl.mechanism.inter.broker.protocol).
+	InterBrokerListener  string
+	InterBrokerProtocol  string
+	InterBrokerMechanism string
 
 	// Static holds every known key set in the file (after validation): the
 	// STATIC_BROKER_CONFIG layer of DescribeConfigs and topic defaults.
@@ -214,11 +223,11 @@ func ParseConfig(props []Property, logger *slog.Logger) (*Config, error) {
 	static := make(map[string]string)
 	var security []string
 	for _, p := range props {
-		if securityKey(p.Key, p.Value) {
-			security = append(security, p.Key)
+		if why := refusedSecurity(p.Key, p.Value); why != "" {
+			security = append(security, p.Key+" ("+why+")")
 			continue
 		}
-		d := brokerConfigDefs[p.Key]
+		d := brokerDef(p.Key)
 		if d == nil {
 			if _, isTopicKey := topicConfigDefs[p.Key]; isTopicKey {
 				if logger != nil {
@@ -256,7 +265,6 @@ func ParseConfig(props []Property, logger *slog.Logger) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config listener.security.protocol.map: %w", err)
 	}
-	security = append(security, secureListeners(static, get("listeners"), protoMap)...)
 	if err := refuseSecurity(security); err != nil {
 		return nil, err
 	}
@@ -331,6 +339,9 @@ func ParseConfig(props []Property, logger *slog.Logger) (*Config, error) {
 	c.RecoveryThreads = int(mustInt(get("num.recovery.threads.per.data.dir")))
 	c.ClusterID = get("kvlog.cluster.id")
 	c.OffsetsTopicNumPartitions = int32(mustInt(get("offsets.topic.num.partitions")))
+	if err := parseSecurity(c, static, get); err != nil {
+		return nil, err
+	}
 
 	// The rules across keys, shared with dynamic broker configs.
 	if err := l.validateBroker(); err != nil {
@@ -363,7 +374,7 @@ func parseProtocolMap(v string) (map[string]string, error) {
 }
 
 // parseListeners parses "NAME://host:port,..." (host may be empty or a
-// bracketed IPv6 address). Only PLAINTEXT listeners are served.
+// bracketed IPv6 address); each name needs an entry in protoMap.
 func parseListeners(v string, protoMap map[string]string) ([]Listener, error) {
 	var out []Listener
 	seenPort := map[int]string{}
@@ -385,8 +396,10 @@ func parseListeners(v string, protoMap map[string]string) ([]Listener, error) {
 		if !ok {
 			return nil, fmt.Errorf("listener %s has no entry in listener.security.protocol.map", name)
 		}
-		if proto != "PLAINTEXT" {
-			return nil, fmt.Errorf("listener %s uses security protocol %s; kvlog serves PLAINTEXT only", name, proto)
+		switch proto {
+		case "PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL":
+		default:
+			return nil, fmt.Errorf("listener %s: unknown security protocol %s", name, proto)
 		}
 		if hasListener(out, name) {
 			return nil, fmt.Errorf("listener name %s appears twice", name)
@@ -395,7 +408,7 @@ func parseListeners(v string, protoMap map[string]string) ([]Listener, error) {
 			return nil, fmt.Errorf("listeners %s and %s use the same port %d", other, name, port)
 		}
 		seenPort[port] = name
-		out = append(out, Listener{Name: name, Host: host, Port: port})
+		out = append(out, Listener{Name: name, Host: host, Port: port, Protocol: proto})
 	}
 	if len(out) == 0 {
 		return nil, errors.New("no listener given")

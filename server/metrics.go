@@ -35,6 +35,13 @@ type metrics struct {
 	// bounds it); requestMemoryWaits counts reads that waited for it.
 	requestMemory      prometheus.GaugeFunc
 	requestMemoryWaits prometheus.Counter
+	// authentications counts SASL authentications by listener, mechanism
+	// and result (success, failure, refused: a request other than the
+	// SASL ones before authentication); tlsHandshakeFailures failed TLS
+	// handshakes (untrusted or missing client certificates, protocol
+	// mismatches, plaintext clients on a TLS listener), by listener.
+	authentications      *prometheus.CounterVec
+	tlsHandshakeFailures *prometheus.CounterVec
 	// per-key children, looked up without the vec's hashing on the hot path
 	reqByKey map[int16]prometheus.Counter
 	latByKey map[int16]prometheus.Observer
@@ -80,6 +87,12 @@ func newMetrics(s *Server) *metrics {
 		requestMemoryWaits: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "kvlog", Name: "request_memory_waits_total", Help: "Request reads that waited for queued.max.request.bytes to free up.",
 		}),
+		authentications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kvlog", Name: "sasl_authentications_total", Help: "SASL authentications by listener, mechanism and result (success, failure, refused).",
+		}, []string{"listener", "mechanism", "result"}),
+		tlsHandshakeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kvlog", Name: "tls_handshake_failures_total", Help: "Failed TLS handshakes, by listener.",
+		}, []string{"listener"}),
 		reqByKey: map[int16]prometheus.Counter{},
 		latByKey: map[int16]prometheus.Observer{},
 	}
@@ -95,6 +108,7 @@ func (m *metrics) register(r *prometheus.Registry) error {
 	for _, c := range []prometheus.Collector{
 		m.requests, m.latency, m.bytesIn, m.bytesOut, m.connections, m.badRequests, m.panics,
 		m.apiVersionsDowngrades, m.acceptErrors, m.connectionsRefused, m.requestMemory, m.requestMemoryWaits,
+		m.authentications, m.tlsHandshakeFailures,
 		&partitionCollector{s: m.s},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -97,6 +97,9 @@ type Server struct {
 	// (queued.max.request.bytes).
 	reqMem *requestMemory
 
+	// scramSecret keys the made-up SCRAM credentials of unknown users.
+	scramSecret []byte
+
 	lnMu      sync.Mutex
 	listeners []*listener
 	conns     map[*conn]struct{}
@@ -115,6 +118,7 @@ type listener struct {
 	ln      net.Listener
 	advHost string
 	advPort int32
+	sec     *listenerSecurity // protocol, TLS and SASL settings (security_listener.go)
 }
 
 // topicSnapshot is an immutable view of every topic.
@@ -257,6 +261,9 @@ func New(cfg *Config, opts Options) (_ *Server, err error) {
 	undo.push(s.groups.Close)
 	s.metrics = newMetrics(s)
 	if err := s.metrics.register(s.registry); err != nil {
+		return nil, err
+	}
+	if err := s.initSecurity(); err != nil {
 		return nil, err
 	}
 	return s, nil
