@@ -5,7 +5,7 @@ PKGS      := ./...
 FUZZTIME  ?= 15s
 APT_PKGS  := kcat zookeeper python3-kafka python3-snappy python3-lz4 python3-zstandard
 
-.PHONY: all build run tools deps test chaos bench bench-quick bench-engine tools-bench fuzz lint fmt clean
+.PHONY: all build run tools tools-java tools-python deps tools-kafka kafka-golden test chaos bench bench-quick bench-engine tools-bench fuzz lint fmt clean
 
 all: build
 
@@ -33,10 +33,59 @@ tools:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
+# Apache Kafka's Java clients and Kafka Streams (compat/java): a JDK and
+# Maven from Debian when missing, then the module's pinned dependencies
+# into ~/.m2 (Maven's own cache; nothing is fetched once it is warm).
+tools-java:
+	@missing=""; \
+	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jdk-headless"; \
+	command -v mvn >/dev/null 2>&1 || missing="$$missing maven"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@cd compat/java && { mvn -o -q -B compile dependency:build-classpath >/dev/null 2>&1 || mvn -q -B compile dependency:build-classpath; } \
+		&& { mvn -o -q -B -P clients3 dependency:build-classpath >/dev/null 2>&1 || mvn -q -B -P clients3 dependency:build-classpath; }
+
+# Newer Python clients (compat/python): confluent-kafka and kafka-python
+# 3.x at the versions compat/python/requirements.txt pins, in a venv of
+# Debian's python3 (.venv-compat/, pip's own cache between runs), rebuilt
+# when the requirements change.
+VENV_COMPAT := .venv-compat
+tools-python: $(VENV_COMPAT)/.installed
+
+$(VENV_COMPAT)/.installed: compat/python/requirements.txt
+	@/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || { \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv; }
+	@[ -x $(VENV_COMPAT)/bin/python ] || /usr/bin/python3 -m venv $(VENV_COMPAT)
+	$(VENV_COMPAT)/bin/python -m pip install -q --disable-pip-version-check -r compat/python/requirements.txt
+	@cp compat/python/requirements.txt $@
+
 deps:
 	$(GO) mod download
 
-test: deps tools lint
+# Apache Kafka's own tools and broker (compat/kafka): a JDK (17+) and Maven from
+# Debian when missing, then the Maven jars of kafka_2.13 and kafka-tools,
+# whose classpath the tests of compat/kafka read from target/classpath.txt.
+tools-kafka:
+	@missing=""; \
+	command -v javac >/dev/null 2>&1 || missing="$$missing default-jdk-headless"; \
+	command -v mvn >/dev/null 2>&1 || missing="$$missing maven"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	cd compat/kafka && mvn -B -q dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
+
+# Regenerates engine/testdata/kafka-golden with a real Apache Kafka broker
+# (KRaft, from the Maven jars): a compacted topic written with every codec.
+kafka-golden: deps tools-kafka
+	$(GO) test -run '^TestKafkaWrittenGolden$$' -count=1 -v -timeout 10m ./compat/kafka -update
+
+test: deps tools tools-java tools-python tools-kafka lint
 	$(GO) test -race -tags invariants -timeout 12m $(PKGS)
 
 # Long randomized fault run of a 3-broker ZooKeeper cluster (not in CI):

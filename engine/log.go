@@ -138,11 +138,12 @@ func (l *Log) Segments() []SegmentInfo {
 	segs := l.segments()
 	out := make([]SegmentInfo, len(segs))
 	for i, s := range segs {
+		ts, _, _ := s.largestTimestamp() // -1 when unreadable
 		out[i] = SegmentInfo{
 			BaseOffset:       s.base,
 			NextOffset:       Offset(s.next.Load()),
 			Size:             s.size.Load(),
-			LargestTimestamp: s.maxTs.Load(),
+			LargestTimestamp: ts,
 			Active:           i == len(segs)-1,
 			Path:             LogFileName(s.dir, s.base),
 		}

@@ -187,12 +187,21 @@ func (l *Log) appendBatches(b record.Batch, cfg Config, first, last Offset, maxT
 	}
 	h := seg.h // the active handle is pinned
 	pos := seg.size.Load()
-	if _, err := h.file.WriteAt(b, pos); err != nil {
+	if n, err := h.file.WriteAt(b, pos); err != nil {
+		// A full file system may have taken part of the batch: cut it off
+		// (shrinking needs no space) so the file ends at the last whole
+		// batch again. Nothing was published; the producer sees
+		// KAFKA_STORAGE_ERROR and may retry.
+		if n > 0 {
+			if terr := h.file.Truncate(pos); terr != nil {
+				err = errors.Join(err, terr)
+			}
+		}
 		return l.errorf("append", seg.base, first, fmt.Errorf("%w: %w", ErrStorage, err))
 	}
 	if seg.bytesSinceIndex > cfg.IndexIntervalBytes {
 		_ = h.oidx.Append(int64(last), uint32(pos))
-		_ = h.tidx.MaybeAppend(seg.maxTs.Load(), int64(seg.offsetOfMaxTs), false)
+		_ = h.tidx.MaybeAppend(seg.maxTs.Load(), seg.offsetOfMaxTs.Load(), false)
 		seg.bytesSinceIndex = 0
 	}
 	seg.bytesSinceIndex += len(b)
@@ -200,11 +209,13 @@ func (l *Log) appendBatches(b record.Batch, cfg Config, first, last Offset, maxT
 		seg.firstBatchTs = maxTs
 	}
 	if maxTs > seg.maxTs.Load() {
-		seg.maxTs.Store(maxTs)
-		seg.offsetOfMaxTs = last
+		seg.setMaxTs(maxTs, last)
 	}
-	seg.size.Store(pos + int64(len(b)))
+	// next before size: a reader that sees the new bytes (size) must see an
+	// end offset covering them, or it would take the new batch for one
+	// running past the segment's end (readRange's header checks).
 	seg.next.Store(int64(last) + 1)
+	seg.size.Store(pos + int64(len(b)))
 	l.leo.Store(int64(last) + 1)
 	l.unflushed += count
 	if invariants {

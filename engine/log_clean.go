@@ -61,12 +61,13 @@ func (l *Log) CleanerSegments() []SegmentRef {
 	segs := l.segments()
 	out := make([]SegmentRef, len(segs))
 	for i, s := range segs {
+		ts, _, _ := s.largestTimestamp() // -1 when unreadable
 		out[i] = SegmentRef{
 			ID:               s.id,
 			BaseOffset:       s.base,
 			NextOffset:       Offset(s.next.Load()),
 			Size:             s.size.Load(),
-			LargestTimestamp: s.maxTs.Load(),
+			LargestTimestamp: ts,
 			Active:           i == len(segs)-1,
 		}
 	}
@@ -195,6 +196,10 @@ func (l *Log) NewCleanedSegment(base Offset) (*CleanedSegment, error) {
 		}
 		return nil, l.errorf("clean", base, -1, fmt.Errorf("%w: %w", ErrStorage, err))
 	}
+	// No reader sees a .cleaned index: its entries are written in one go
+	// when Finish trims it, not one system call each.
+	h.oidx.BeginBulk()
+	h.tidx.BeginBulk()
 	return &CleanedSegment{
 		l: l, base: base, cfg: cfg, h: h,
 		lastOffset: base - 1, maxTs: -1, offsetOfMaxTs: base,
@@ -428,8 +433,7 @@ func (l *Log) ReplaceSegments(cleaned []*CleanedSegment, old []SegmentRef, next 
 			segEnd = cleaned[k+1].base
 		}
 		s.next.Store(int64(segEnd))
-		s.maxTs.Store(w.maxTs)
-		s.offsetOfMaxTs = w.offsetOfMaxTs
+		s.setMaxTs(w.maxTs, w.offsetOfMaxTs)
 		s.track(w.h)
 		w.h.refs.Store(1)
 		s.mu.Lock()

@@ -1,10 +1,11 @@
 package engine
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"sort"
 
 	"github.com/kvlog/kvlog/engine/record"
 )
@@ -85,24 +86,18 @@ func (l *Log) Read(offset Offset, maxBytes int, maxOffset Offset) (*ReadResult, 
 			// Deleted under us by retention: the offset is gone.
 			return nil, l.errorf("read", seg.base, offset, fmt.Errorf("%w: %w", ErrOffsetOutOfRange, err))
 		}
-		end := seg.size.Load()
-		sc := newBatchScanner(h.file, 0, end)
-		pos, found, err := seg.translateWith(h, sc, offset)
+		pos, length, found, err := seg.readRange(h, offset, maxBytes, maxOffset)
 		if err != nil {
-			sc.close()
 			h.release()
-			return nil, l.errorf("read", seg.base, offset, fmt.Errorf("%w: %w", ErrStorage, err))
+			var cb *CorruptBatchError
+			if errors.As(err, &cb) {
+				l.logger.Error("corrupt batch not served", "partition", l.tp.String(), "offset", int64(offset), "err", err)
+			}
+			return nil, l.errorf("read", seg.base, offset, err)
 		}
 		if !found {
-			sc.close()
 			h.release()
 			continue
-		}
-		length, err := seg.span(h, sc, pos, maxBytes, maxOffset)
-		sc.close()
-		if err != nil {
-			h.release()
-			return nil, l.errorf("read", seg.base, offset, fmt.Errorf("%w: %w", ErrStorage, err))
 		}
 		if length == 0 {
 			h.release()
@@ -116,80 +111,116 @@ func (l *Log) Read(offset Offset, maxBytes int, maxOffset Offset) (*ReadResult, 
 	return res, nil
 }
 
-// span measures whole batches from start while they end below maxOffset and
-// fit maxBytes (the first batch always counts). Both ends are found through
-// the offset index (whose entries are batch starts) plus a short header scan,
-// so a read costs a few small preads whatever the batch size, not one per
-// batch. A misleading index entry falls back to a scan from start.
-func (s *segment) span(h *handle, sc *batchScanner, start int64, maxBytes int, maxOffset Offset) (int64, error) {
-	limit := sc.end
-	if Offset(s.next.Load()) > maxOffset {
-		// The segment holds offsets at or above maxOffset (the high
-		// watermark): stop at the batch containing it.
-		p, found, err := s.translateWith(h, sc, maxOffset)
-		if err != nil {
-			return 0, err
+// readRange finds the batch holding target (the first whose last offset is
+// >= target) and measures the whole batches from it that end below
+// maxOffset and fit maxBytes (the first always counts). found is false when
+// no batch of the segment reaches target.
+//
+// Every batch header it passes is checked (batchHeaderProblem): the one
+// found, those served, and the one after the last served, so a base offset
+// damaged forwards is caught by its successor. The walk to target starts
+// one offset-index entry before the entry for target (or at the segment's
+// start), so the batch before the first one served is always seen too and
+// a base offset damaged backwards is caught. A damaged batch is reported as
+// a *CorruptBatchError and nothing is served. An index entry that leads
+// the walk into the middle of a batch costs a rescan from the segment's
+// start, never a wrong answer. Inactive segments are walked through their
+// read-only mapping, the active one with pread.
+func (s *segment) readRange(h *handle, target Offset, maxBytes int, maxOffset Offset) (pos, length int64, found bool, err error) {
+	end := s.size.Load()
+	limit := Offset(s.next.Load()) // every offset of the bytes up to end is below it (the writer stores next first)
+	var sc *batchScanner
+	if !s.isActive() {
+		if data, merr := h.mapped(end); merr == nil && int64(len(data)) >= end {
+			sc = newMappedScanner(data, end)
 		}
-		if found && p < limit {
-			limit = p
-		}
 	}
-	if limit <= start {
-		return 0, nil
+	if sc == nil {
+		sc = newBatchScanner(h.file, 0, end)
 	}
-	if limit-start <= int64(maxBytes) {
-		return limit - start, nil
-	}
-	sc.end = limit
-	target := start + int64(maxBytes)
-	from := max(start, indexedBoundaryAtOrBelow(h, target))
-	end, err := lastBoundaryWithin(sc, from, target)
-	if err != nil && from > start {
-		end, err = lastBoundaryWithin(sc, start, target)
-	}
-	if err != nil {
-		return 0, err
-	}
-	if end == start { // the first batch alone exceeds maxBytes: send it whole
-		sc.seek(start)
-		if _, _, err := sc.next(); err != nil {
-			return 0, err
-		}
-		end = sc.pos
-	}
-	return end - start, nil
-}
+	defer sc.close()
 
-// indexedBoundaryAtOrBelow returns the largest batch start recorded in the
-// offset index at or below pos (0 when none).
-func indexedBoundaryAtOrBelow(h *handle, pos int64) int64 {
-	n := h.oidx.Entries()
-	i := sort.Search(n, func(i int) bool { _, p := h.oidx.Entry(i); return int64(p) > pos })
-	if i == 0 {
-		return 0
+	from := int64(0)
+	if eo, p := h.oidx.Lookup(int64(target)); p > 0 {
+		if _, pp := h.oidx.Lookup(eo - 1); pp < p {
+			from = int64(pp)
+		}
 	}
-	_, p := h.oidx.Entry(i - 1)
-	return int64(p)
-}
+	var prevLast Offset
+	pos, prevLast, found, err = s.walkTo(sc, from, target, limit)
+	if err != nil && from > 0 {
+		s.log.logger.Warn("offset index leads into a batch; scanning the segment from its start", "segment", s.String(), "target", target, "err", err)
+		pos, prevLast, found, err = s.walkTo(sc, 0, target, limit)
+	}
+	if err != nil || !found {
+		return 0, 0, found, err
+	}
 
-// lastBoundaryWithin scans whole batches from the boundary from and returns
-// the end of the last one that ends at or before target (from if none).
-func lastBoundaryWithin(sc *batchScanner, from, target int64) (int64, error) {
-	sc.seek(from)
-	end := from
+	sc.seek(pos)
+	stop, before := pos, pos // ends of the last and of the second-to-last batch taken
 	for {
-		_, _, err := sc.next()
+		_, hdr, err := s.checkedNext(sc, prevLast, limit)
 		if err == io.EOF {
-			return end, nil
+			break
 		}
 		if err != nil {
-			return 0, err
+			// The damage may be in the batch before this one (a base offset
+			// moved forwards, a length that led here): serve neither.
+			var cb *CorruptBatchError
+			if errors.As(err, &cb) && before > pos {
+				return pos, before - pos, true, nil
+			}
+			return 0, 0, false, err
 		}
-		if sc.pos > target {
-			return end, nil
+		b := record.Batch(hdr)
+		if Offset(b.LastOffset()) >= maxOffset || (stop > pos && sc.pos-pos > int64(maxBytes)) {
+			break // not served; checked as the successor of the last served batch
 		}
-		end = sc.pos
+		prevLast = Offset(b.LastOffset())
+		before, stop = stop, sc.pos
 	}
+	return pos, stop - pos, true, nil
+}
+
+// walkTo checks batch headers from the batch boundary from up to the first
+// batch whose last offset is >= target, returning its position and the last
+// offset of the batch before it.
+func (s *segment) walkTo(sc *batchScanner, from int64, target, limit Offset) (int64, Offset, bool, error) {
+	sc.seek(from)
+	prevLast := s.base - 1
+	for {
+		p, hdr, err := s.checkedNext(sc, prevLast, limit)
+		if err == io.EOF {
+			return sc.end, prevLast, false, nil
+		}
+		if err != nil {
+			return 0, 0, false, err
+		}
+		last := Offset(record.Batch(hdr).LastOffset())
+		if last >= target {
+			return p, prevLast, true, nil
+		}
+		prevLast = last
+	}
+}
+
+// checkedNext is sc.next with batchHeaderProblem applied. Framing problems
+// and offsets that cannot be right are *CorruptBatchError; a failed read is
+// ErrStorage.
+func (s *segment) checkedNext(sc *batchScanner, prevLast, limit Offset) (int64, []byte, error) {
+	pos := sc.pos
+	if pos >= sc.end {
+		return pos, nil, io.EOF
+	}
+	hdr, err := sc.window(pos, record.HeaderSize)
+	if err != nil && !errors.Is(err, record.ErrTruncated) {
+		return pos, nil, fmt.Errorf("%w: %s at position %d: %w", ErrStorage, s, pos, err)
+	}
+	if problem := batchHeaderProblem(hdr, pos, sc.end, s.base, prevLast, limit); problem != "" {
+		return pos, nil, &CorruptBatchError{Segment: s.String(), Position: pos, Reason: problem}
+	}
+	sc.pos = pos + record.LogOverhead + int64(int32(binary.BigEndian.Uint32(hdr[8:12])))
+	return pos, hdr, nil
 }
 
 // ReadBatches calls fn with each whole batch (copied into a reused buffer)
@@ -229,7 +260,11 @@ func (l *Log) ReadBatches(offset, maxOffset Offset, fn func(b record.Batch) erro
 func (l *Log) OffsetForTimestamp(ts int64) (Offset, int64, bool, error) {
 	hw := l.HighWatermark()
 	for _, seg := range l.segments() {
-		if seg.maxTs.Load() < ts {
+		maxTs, _, err := seg.largestTimestamp()
+		if err != nil {
+			return -1, -1, false, l.errorf("offset for timestamp", seg.base, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
+		if maxTs < ts {
 			continue
 		}
 		h, err := seg.acquire()
@@ -304,16 +339,41 @@ func (s *segment) offsetForTimestamp(h *handle, ts int64, logStart, hw Offset) (
 }
 
 // MaxTimestamp returns the largest timestamp in the log and the offset of
-// the batch carrying it (ListOffsets -3); (-1, -1) when the log is empty.
-func (l *Log) MaxTimestamp() (int64, Offset) {
+// the first record carrying it (ListOffsets -3), as Apache Kafka answers
+// since 3.8: the record's own offset, found by decoding the batch the
+// segment's time bookkeeping points at, not that batch's last offset.
+// (-1, -1) when the log is empty; (ts, -1) when that record is below the
+// log start offset or not below the high watermark. A segment whose
+// largest timestamp cannot be read is skipped (and logged).
+func (l *Log) MaxTimestamp() (int64, Offset, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	best, at := int64(-1), Offset(-1)
+	var seg *segment
+	best := int64(-1)
 	for _, s := range l.segments() {
-		if ts := s.maxTs.Load(); ts > best {
-			best = ts
-			at = s.offsetOfMaxTs
+		ts, _, err := s.largestTimestamp()
+		if err != nil {
+			l.logger.Warn("largest timestamp unreadable", "segment", s.String(), "err", err)
+			continue
+		}
+		if ts > best {
+			best, seg = ts, s
 		}
 	}
-	return best, at
+	l.mu.Unlock()
+	if seg == nil {
+		return -1, -1, nil
+	}
+	h, err := seg.acquire()
+	if err != nil {
+		return best, -1, nil // deleted meanwhile (retention, a clean swapped in)
+	}
+	defer h.release()
+	off, _, found, err := seg.offsetForTimestamp(h, best, l.LogStartOffset(), l.HighWatermark())
+	if err != nil {
+		return -1, -1, l.errorf("max timestamp", seg.base, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	if !found {
+		return best, -1, nil
+	}
+	return best, off, nil
 }

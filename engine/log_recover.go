@@ -368,8 +368,7 @@ func (s *segment) setTimesFromIndex(h *handle) {
 	// A lone (0, base) entry is the unwritten slot 0 of a preallocated
 	// file, not a timestamp.
 	if ts, off := h.tidx.LastEntry(); ts > 0 {
-		s.maxTs.Store(ts)
-		s.offsetOfMaxTs = Offset(off)
+		s.setMaxTs(ts, Offset(off))
 	}
 }
 
@@ -414,8 +413,7 @@ func (l *Log) reopenActive(s *segment) error {
 			s.firstBatchTs = b.MaxTimestamp()
 		}
 		if b.MaxTimestamp() > s.maxTs.Load() {
-			s.maxTs.Store(b.MaxTimestamp())
-			s.offsetOfMaxTs = Offset(b.LastOffset())
+			s.setMaxTs(b.MaxTimestamp(), Offset(b.LastOffset()))
 		}
 		since += sc.pos - p
 	}

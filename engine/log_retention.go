@@ -1,6 +1,9 @@
 package engine
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // EnforceRetention deletes the oldest whole segments that lie entirely below
 // the high watermark and below the log start offset, or (for logs with the
@@ -27,7 +30,7 @@ func (l *Log) EnforceRetention() int {
 		size := s.size.Load()
 		switch {
 		case next.base <= start:
-		case cfg.Delete && cfg.RetentionTime >= 0 && s.maxTs.Load() >= 0 && nowMs-s.maxTs.Load() > cfg.RetentionTime.Milliseconds():
+		case cfg.Delete && cfg.RetentionTime >= 0 && nowMs-l.retentionTimestamp(s) > cfg.RetentionTime.Milliseconds():
 		case cfg.Delete && cfg.RetentionBytes >= 0 && total-size >= cfg.RetentionBytes:
 		default:
 			return l.dropOldest(segs, n)
@@ -35,6 +38,28 @@ func (l *Log) EnforceRetention() int {
 		total -= size
 	}
 	return l.dropOldest(segs, n)
+}
+
+// retentionTimestamp is the time retention.ms is measured from, Kafka's
+// LogSegment.largestTimestamp: the segment's largest record timestamp, or,
+// when its batches carry none, the .log file's modification time. A segment
+// whose timestamp cannot be read is kept (nowMs minus MaxInt64 never exceeds
+// a retention time). Caller holds l.mu.
+func (l *Log) retentionTimestamp(s *segment) int64 {
+	ts, _, err := s.largestTimestamp()
+	if err != nil {
+		l.logger.Warn("retention: largest timestamp unreadable, segment kept", "segment", s.String(), "err", err)
+		return math.MaxInt64
+	}
+	if ts >= 0 {
+		return ts
+	}
+	fi, err := l.fs.Stat(LogFileName(s.dir, s.base))
+	if err != nil {
+		l.logger.Warn("retention: segment without timestamps cannot be dated, kept", "segment", s.String(), "err", err)
+		return math.MaxInt64
+	}
+	return fi.ModTime().UnixMilli()
 }
 
 // dropOldest removes segs[:n] and advances the log start. Caller holds l.mu.

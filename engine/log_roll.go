@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -75,19 +76,24 @@ func (l *Log) Roll() error {
 	return err
 }
 
-// roll seals the active segment (final time-index entry, indexes trimmed,
-// handle handed to the cache) and creates a new active segment at newBase.
+// roll creates a new active segment at newBase and seals the old one
+// (final time-index entry, indexes trimmed, handle handed to the cache).
 // The sealed segment is flushed in the background, advancing the recovery
 // point. Caller holds l.mu.
+//
+// A failure (a full file system) changes nothing: the new segment's files
+// are removed and the old segment stays active, so the append that wanted
+// the roll fails with ErrStorage and a later one tries again.
 func (l *Log) roll(newBase Offset) (*segment, error) {
 	old := l.active()
 	cfg := l.Config()
-	if err := old.seal(); err != nil {
-		return nil, l.errorf("roll", old.base, newBase, fmt.Errorf("%w: %w", ErrStorage, err))
-	}
 	seg, err := l.newActiveSegment(newBase, cfg)
 	if err != nil {
 		return nil, err
+	}
+	if err := old.seal(); err != nil {
+		seg.discard()
+		return nil, l.errorf("roll", old.base, newBase, fmt.Errorf("%w: %w", ErrStorage, err))
 	}
 	if err := l.producers.snapshot(l.fs, l.dir, newBase); err != nil {
 		l.logger.Warn("producer snapshot failed", "partition", l.tp.String(), "offset", newBase, "err", err)
@@ -107,20 +113,20 @@ func (l *Log) roll(newBase Offset) (*segment, error) {
 }
 
 // seal finishes the active segment: the largest timestamp goes into the time
-// index, both indexes are trimmed to their entries, and the handle becomes an
-// ordinary cached handle. Readers keep using the same mappings (trimming does
-// not unmap). Caller holds Log.mu.
+// index (where a restart finds it: largestTimestamp), both indexes are
+// trimmed to their entries, and the handle becomes an ordinary cached
+// handle. Readers keep using the same mappings (trimming does not unmap).
+// On an error the segment stays active and sealing may be repeated (each
+// step is idempotent). Caller holds Log.mu.
 func (s *segment) seal() error {
 	s.mu.Lock()
-	h := s.h
-	if h == nil || !s.active {
-		s.mu.Unlock()
+	h, active := s.h, s.active
+	s.mu.Unlock()
+	if h == nil || !active {
 		return nil
 	}
-	s.active = false
-	s.mu.Unlock()
 	if ts := s.maxTs.Load(); ts >= 0 {
-		if err := h.tidx.MaybeAppend(ts, int64(s.offsetOfMaxTs), true); err != nil {
+		if err := h.tidx.MaybeAppend(ts, s.offsetOfMaxTs.Load(), true); err != nil && !errors.Is(err, index.ErrIndexFull) {
 			return err
 		}
 	}
@@ -130,8 +136,22 @@ func (s *segment) seal() error {
 	if err := h.tidx.TrimToValidSize(); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	s.active = false
+	s.mu.Unlock()
 	s.log.handles.admit(s, h)
 	return nil
+}
+
+// discard undoes newActiveSegment for a segment that was never published:
+// its handle is closed and its files removed. Caller holds Log.mu.
+func (s *segment) discard() {
+	s.retire().Wait()
+	for _, p := range []string{LogFileName(s.dir, s.base), IndexFileName(s.dir, s.base), TimeIndexFileName(s.dir, s.base)} {
+		if err := s.fs.Remove(p); err != nil && !os.IsNotExist(err) {
+			s.log.logger.Warn("removing an unused segment file failed", "file", p, "err", err)
+		}
+	}
 }
 
 // newActiveSegment creates empty .log and index files at base (replacing any
@@ -148,6 +168,7 @@ func (l *Log) newActiveSegment(base Offset, cfg Config) (*segment, error) {
 		return nil, l.errorf("roll", base, base, fmt.Errorf("%w: %w", ErrStorage, err))
 	}
 	s := l.newSegment(base)
+	s.setMaxTs(-1, base)
 	h := &handle{file: f}
 	s.track(h)
 	if h.oidx, err = index.OpenOffset(l.fs, IndexFileName(l.dir, base), int64(base), cfg.indexBytes(), true); err == nil {
@@ -166,15 +187,25 @@ func timeIndexBytes(cfg Config) int { return cfg.indexBytes() / 8 * 12 }
 func (l *Log) newSegment(base Offset) *segment {
 	s := &segment{dir: l.dir, base: base, id: newSegmentID(), fs: l.fs, log: l}
 	s.next.Store(int64(base))
-	s.maxTs.Store(-1)
+	// A segment found on disk learns its largest timestamp lazily
+	// (largestTimestamp); callers creating an empty one set it to -1.
+	s.setMaxTs(tsUnknown, base)
 	s.firstBatchTs = -1
-	s.offsetOfMaxTs = base
 	s.created = l.clk.Now()
 	return s
 }
 
 // activate pins h as the segment's writer handle.
 func (s *segment) activate(h *handle) {
+	if s.maxTs.Load() == tsUnknown {
+		// Reopened with nothing learnt from its time index or its tail:
+		// the writer keeps maxTs current from here on, so settle it now.
+		ts, off, err := scanLargestTimestamp(h.file, s.base, s.size.Load())
+		if err != nil {
+			ts, off = -1, s.base // the caller already cut an unreadable tail
+		}
+		s.setMaxTs(ts, off)
+	}
 	h.refs.Store(1)
 	s.mu.Lock()
 	s.h = h

@@ -85,9 +85,8 @@ func (l *Log) truncateSegment(s *segment, offset Offset) error {
 	s.gone = false
 	s.mu.Unlock()
 	s.next.Store(int64(s.base))
-	s.maxTs.Store(-1)
+	s.setMaxTs(-1, s.base)
 	s.firstBatchTs = -1
-	s.offsetOfMaxTs = s.base
 	if err := l.reopenActive(s); err != nil {
 		return err
 	}

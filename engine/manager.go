@@ -52,6 +52,13 @@ type Manager struct {
 
 	mu   sync.Mutex
 	logs map[TopicPartition]*Log
+	// failed are the partitions whose logs could not be opened at start-up
+	// (an I/O error, a file where a directory belongs, no descriptors
+	// left): the broker serves every other partition and reports these
+	// offline. Their directories are left exactly as found, CreateLog
+	// refuses them (an empty log in their place would hide the data), and
+	// their checkpoint entries are carried over unchanged.
+	failed map[TopicPartition]failedLog
 
 	checkpointMu sync.Mutex // one checkpoint writer at a time (periodic, truncation, close)
 
@@ -103,7 +110,7 @@ func OpenManager(opts ManagerOptions) (*Manager, error) {
 		locks.Release()
 		return nil, err
 	}
-	m := &Manager{opts: opts, locks: locks, handles: hc, logs: map[TopicPartition]*Log{}}
+	m := &Manager{opts: opts, locks: locks, handles: hc, logs: map[TopicPartition]*Log{}, failed: map[TopicPartition]failedLog{}}
 	for _, dir := range opts.Dirs {
 		if err := m.loadDir(dir); err != nil {
 			// No clean-shutdown marker is written: a dir that did not
@@ -120,6 +127,14 @@ func OpenManager(opts ManagerOptions) (*Manager, error) {
 type loadJob struct {
 	dir string
 	tp  TopicPartition
+}
+
+// failedLog is a partition that did not open at start-up.
+type failedLog struct {
+	dir           string // its log dir
+	err           error
+	recoveryPoint int64 // checkpointed values, -1 when none
+	logStart      int64
 }
 
 func (m *Manager) loadDir(dir string) error {
@@ -166,10 +181,9 @@ func (m *Manager) loadDir(dir string) error {
 	}
 	start := m.opts.Clock.Now()
 	var (
-		mu    sync.Mutex
-		first error
-		wg    sync.WaitGroup
-		ch    = make(chan loadJob)
+		mu sync.Mutex
+		wg sync.WaitGroup
+		ch = make(chan loadJob)
 	)
 	for range m.opts.RecoveryThreads {
 		wg.Add(1)
@@ -189,9 +203,10 @@ func (m *Manager) loadDir(dir string) error {
 					RecoveryPointLowered: m.WriteCheckpoints,
 				})
 				mu.Lock()
-				if err != nil && first == nil {
-					first = err
-				} else if err == nil {
+				if err != nil {
+					m.opts.Logger.Error("partition log failed to open; serving the others, this one is offline", "partition", j.tp.String(), "dir", j.dir, "err", err)
+					m.failed[j.tp] = failedLog{dir: dir, err: err, recoveryPoint: int64(rp), logStart: int64(ls)}
+				} else {
 					m.logs[j.tp] = l
 				}
 				mu.Unlock()
@@ -203,9 +218,6 @@ func (m *Manager) loadDir(dir string) error {
 	}
 	close(ch)
 	wg.Wait()
-	if first != nil {
-		return first
-	}
 	if clean {
 		// From here on a crash is unclean until Close writes the marker again.
 		if err := fs.Remove(marker); err != nil {
@@ -251,6 +263,9 @@ func (m *Manager) CreateLog(tp TopicPartition, cfg Config) (*Log, error) {
 	if l, ok := m.logs[tp]; ok {
 		return l, nil
 	}
+	if f, ok := m.failed[tp]; ok {
+		return nil, fmt.Errorf("engine: create %s: the partition's log failed to open at start-up and is left as found: %w: %w", tp, ErrStorage, f.err)
+	}
 	count := map[string]int{}
 	for _, l := range m.logs {
 		count[filepath.Dir(l.dir)]++
@@ -273,16 +288,37 @@ func (m *Manager) CreateLog(tp TopicPartition, cfg Config) (*Log, error) {
 	return l, nil
 }
 
-// DeleteLog closes tp's log and removes its directory.
+// DeleteLog closes tp's log and removes its directory. A partition that
+// failed to open at start-up has its directory removed as found.
 func (m *Manager) DeleteLog(tp TopicPartition) error {
 	m.mu.Lock()
 	l, ok := m.logs[tp]
 	delete(m.logs, tp)
+	f, failed := m.failed[tp]
+	delete(m.failed, tp)
 	m.mu.Unlock()
+	if failed {
+		if err := m.opts.FS.RemoveAll(filepath.Join(f.dir, PartitionDirName(tp))); err != nil {
+			return fmt.Errorf("engine: delete %s: %w: %w", tp, ErrStorage, err)
+		}
+		return nil
+	}
 	if !ok {
 		return nil
 	}
 	return l.Delete()
+}
+
+// Failed reports the partitions whose logs failed to open at start-up,
+// with the error each one gave.
+func (m *Manager) Failed() map[TopicPartition]error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[TopicPartition]error, len(m.failed))
+	for tp, f := range m.failed {
+		out[tp] = f.err
+	}
+	return out
 }
 
 // Start runs background maintenance until ctx ends or Close.
@@ -351,6 +387,19 @@ func (m *Manager) WriteCheckpoints() error {
 		rps[d][l.tp] = int64(l.RecoveryPoint())
 		starts[d][l.tp] = int64(l.LogStartOffset())
 	}
+	m.mu.Lock()
+	for tp, f := range m.failed {
+		if rps[f.dir] == nil {
+			continue
+		}
+		if f.recoveryPoint >= 0 {
+			rps[f.dir][tp] = f.recoveryPoint
+		}
+		if f.logStart >= 0 {
+			starts[f.dir][tp] = f.logStart
+		}
+	}
+	m.mu.Unlock()
 	var first error
 	for _, d := range m.opts.Dirs {
 		if err := checkpoint.WriteOffsets(m.opts.FS, filepath.Join(d, RecoveryPointCheckpointFile), rps[d]); err != nil && first == nil {

@@ -183,3 +183,80 @@ func TestRelativeLogDirCheckpoints(t *testing.T) {
 		t.Fatalf("readable after restart: %d records from %v", len(got), got)
 	}
 }
+
+// TestUnopenableLogLeftAsFound: a partition whose log cannot be opened at
+// start-up does not stop the others from loading; its directory is left
+// exactly as found, CreateLog refuses it (an empty log would hide its
+// data), its checkpoint entries survive the next checkpoint write, and
+// deleting it removes its directory.
+func TestUnopenableLogLeftAsFound(t *testing.T) {
+	root := t.TempDir()
+	cfg := DefaultConfig()
+	clk := clock.NewManual(time.UnixMilli(1_700_000_000_000))
+	opts := ManagerOptions{Dirs: []string{root}, Clock: clk, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }}
+	m, err := OpenManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, bad := TopicPartition{Topic: "t", Partition: 0}, TopicPartition{Topic: "t", Partition: 1}
+	for _, tp := range []TopicPartition{good, bad} {
+		l, err := m.CreateLog(tp, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		appendRecords(t, l, 10)
+		l.SetHighWatermark(l.LogEndOffset())
+		if err := l.DeleteRecordsBefore(3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Damage bad: its segment becomes a directory, which no open can read.
+	badDir := filepath.Join(root, PartitionDirName(bad))
+	seg := filepath.Join(badDir, fmt.Sprintf("%020d%s", 0, LogSuffix))
+	if err := os.Remove(seg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(seg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := hashTree(t, badDir)
+
+	m, err = OpenManager(opts)
+	if err != nil {
+		t.Fatalf("one unopenable partition stopped the start: %v", err)
+	}
+	if _, ok := m.Log(good); !ok {
+		t.Fatal("the healthy partition was not loaded")
+	}
+	if err := m.Failed()[bad]; err == nil {
+		t.Fatalf("failed partitions %v, want %s", m.Failed(), bad)
+	}
+	if _, err := m.CreateLog(bad, cfg); !errors.Is(err, ErrStorage) {
+		t.Fatalf("CreateLog of the failed partition: %v, want ErrStorage", err)
+	}
+	if err := m.WriteCheckpoints(); err != nil {
+		t.Fatal(err)
+	}
+	starts, err := checkpoint.ReadOffsets(vfs.Default, filepath.Join(root, LogStartCheckpointFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if starts[bad] != 3 || starts[good] != 3 {
+		t.Fatalf("log start checkpoint %v: want 3 for both partitions", starts)
+	}
+	if d := diffTrees(before, hashTree(t, badDir)); d != "" {
+		t.Fatalf("the failed partition's directory changed:\n%s", d)
+	}
+	if err := m.DeleteLog(bad); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(badDir); !os.IsNotExist(err) {
+		t.Fatalf("deleted failed partition still on disk: %v", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

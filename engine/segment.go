@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -26,13 +27,17 @@ type segment struct {
 	fs   vfs.FS
 	log  *Log
 
-	size   atomic.Int64 // bytes of .log visible to readers
-	next   atomic.Int64 // offset after the last batch; the segment's end offset
-	maxTs  atomic.Int64 // largest batch MaxTimestamp, -1 if none
-	lastTs atomic.Int64 // largest timestamp per the time index, for retention
+	size atomic.Int64 // bytes of .log visible to readers
+	next atomic.Int64 // offset after the last batch; the segment's end offset (stored before size)
+	// maxTs is the largest batch MaxTimestamp (-1 if none), or tsUnknown for
+	// a segment loaded from disk whose time index was not read yet; read it
+	// through largestTimestamp. offsetOfMaxTs is the last offset of the
+	// first batch carrying it. Writers store offsetOfMaxTs before maxTs.
+	maxTs         atomic.Int64
+	offsetOfMaxTs atomic.Int64
+	tsLoad        sync.Mutex // one lazy load of maxTs at a time
 
 	// Writer-only state (Log.mu held). Set while the segment is active.
-	offsetOfMaxTs   Offset
 	firstBatchTs    int64     // MaxTimestamp of the first batch (roll timing), -1 if empty
 	created         time.Time // when the segment became active (idle roll)
 	bytesSinceIndex int
@@ -129,6 +134,91 @@ func (h *handle) mapped(n int64) ([]byte, error) {
 	_ = unix.Madvise(data, unix.MADV_SEQUENTIAL)
 	h.data = data
 	return data, nil
+}
+
+// tsUnknown marks a segment's largest timestamp as not loaded yet.
+const tsUnknown = -2
+
+// setMaxTs records the segment's largest timestamp and the offset of the
+// batch carrying it. Caller holds Log.mu (or owns the segment alone).
+func (s *segment) setMaxTs(ts int64, off Offset) {
+	s.offsetOfMaxTs.Store(int64(off))
+	s.maxTs.Store(ts)
+}
+
+// largestTimestamp returns the segment's largest record timestamp (-1 when
+// its batches carry none) and the offset of the batch carrying it. A segment
+// loaded from disk learns it on first use, as Kafka's LogSegment does: from
+// the last time-index entry, which the roll that sealed the segment wrote
+// for exactly this (FORMAT.md §3); when the time index has no entry with a
+// positive timestamp (no timestamps, only timestamp 0, or an index lost and
+// rebuilt empty) from a scan of the segment's batch headers. An I/O error
+// leaves it unknown (the error is returned, the next call tries again).
+func (s *segment) largestTimestamp() (int64, Offset, error) {
+	if ts := s.maxTs.Load(); ts != tsUnknown {
+		return ts, Offset(s.offsetOfMaxTs.Load()), nil
+	}
+	s.tsLoad.Lock()
+	defer s.tsLoad.Unlock()
+	if ts := s.maxTs.Load(); ts != tsUnknown {
+		return ts, Offset(s.offsetOfMaxTs.Load()), nil
+	}
+	h, err := s.acquire()
+	if err != nil {
+		return -1, s.base, err
+	}
+	defer h.release()
+	ts, off, err := s.readLargestTimestamp(h)
+	if err != nil {
+		return -1, s.base, err
+	}
+	// Only an unknown value is replaced: a concurrent writer's is newer.
+	// (Truncation, the only writer of an inactive segment's value, first
+	// waits until this handle is released.)
+	s.offsetOfMaxTs.Store(int64(off))
+	if !s.maxTs.CompareAndSwap(tsUnknown, ts) {
+		return s.maxTs.Load(), Offset(s.offsetOfMaxTs.Load()), nil
+	}
+	return ts, off, nil
+}
+
+// readLargestTimestamp computes what largestTimestamp caches.
+func (s *segment) readLargestTimestamp(h *handle) (int64, Offset, error) {
+	if h.tidx.Entries() > 0 {
+		// An entry (0, base) may be the never-written slot 0 of an
+		// untrimmed file: only a positive timestamp is taken on trust.
+		ts, off := h.tidx.LastEntry()
+		if ts > 0 && Offset(off) >= s.base && (s.next.Load() < 0 || off < s.next.Load()) {
+			return ts, Offset(off), nil
+		}
+	}
+	ts, off, err := scanLargestTimestamp(h.file, s.base, s.size.Load())
+	if err != nil {
+		return -1, s.base, fmt.Errorf("%s: largest timestamp: %w", s, err)
+	}
+	return ts, off, nil
+}
+
+// scanLargestTimestamp walks the batch headers of the first size bytes of a
+// .log and returns the largest MaxTimestamp (-1 if none) and the last offset
+// of the first batch carrying it (base when none does).
+func scanLargestTimestamp(r io.ReaderAt, base Offset, size int64) (int64, Offset, error) {
+	sc := newBatchScanner(r, 0, size)
+	defer sc.close()
+	ts, off := int64(-1), base
+	for {
+		pos, hdr, err := sc.next()
+		if err == io.EOF {
+			return ts, off, nil
+		}
+		if err != nil {
+			return -1, base, fmt.Errorf("batch at position %d: %w", pos, err)
+		}
+		b := record.Batch(hdr)
+		if b.MaxTimestamp() > ts {
+			ts, off = b.MaxTimestamp(), Offset(b.LastOffset())
+		}
+	}
 }
 
 func newSegmentID() uint64 { return segmentIDs.Add(1) }
@@ -276,6 +366,10 @@ func (s *segment) rebuildIndexes(h *handle, cfg Config, writable bool) error {
 		_ = oi.Close()
 		return fmt.Errorf("engine: rebuild index %s: %w", tPath, err)
 	}
+	// Nobody reads the new files before h is returned: write their entries
+	// in one pwrite each instead of one per entry.
+	oi.BeginBulk()
+	ti.BeginBulk()
 	var (
 		since         int
 		maxTs         int64 = -1
@@ -307,6 +401,11 @@ func (s *segment) rebuildIndexes(h *handle, cfg Config, writable bool) error {
 	if maxTs >= 0 {
 		_ = ti.MaybeAppend(maxTs, offsetOfMaxTs, true)
 	}
+	// A failed write (a full file system) leaves an index sparser or empty,
+	// which costs longer scans, never a wrong read.
+	if err := errors.Join(oi.EndBulk(), ti.EndBulk()); err != nil {
+		s.log.logger.Warn("rebuilt index incomplete", "segment", s.String(), "err", err)
+	}
 	if !writable {
 		if err := oi.TrimToValidSize(); err == nil {
 			err = ti.TrimToValidSize()
@@ -327,6 +426,9 @@ type batchScanner struct {
 	buf      []byte
 	bufStart int64
 	bufLen   int
+	// data, when set, is a mapping of the file: headers are sliced from it
+	// instead of read (newMappedScanner).
+	data []byte
 }
 
 // scanChunk is how much one pread fetches: a few small batches' headers, or
@@ -338,6 +440,11 @@ var scanBufs = sync.Pool{New: func() any { b := make([]byte, scanChunk); return 
 // newBatchScanner scans [pos, end) of r; call close when done.
 func newBatchScanner(r io.ReaderAt, pos, end int64) *batchScanner {
 	return &batchScanner{r: r, pos: pos, end: end, buf: *scanBufs.Get().(*[]byte)}
+}
+
+// newMappedScanner scans [0, end) of a read-only mapping of a .log.
+func newMappedScanner(data []byte, end int64) *batchScanner {
+	return &batchScanner{pos: 0, end: end, data: data[:end]}
 }
 
 // close returns the scanner's buffer to the pool.
@@ -390,6 +497,9 @@ func (sc *batchScanner) next() (int64, []byte, error) {
 
 // window returns up to n bytes at pos (fewer only at end).
 func (sc *batchScanner) window(pos int64, n int) ([]byte, error) {
+	if sc.data != nil {
+		return sc.data[pos:min(pos+int64(n), sc.end)], nil
+	}
 	if pos >= sc.bufStart && pos+int64(n) <= sc.bufStart+int64(sc.bufLen) {
 		off := pos - sc.bufStart
 		return sc.buf[off : off+int64(n)], nil
@@ -410,6 +520,80 @@ func (sc *batchScanner) window(pos int64, n int) ([]byte, error) {
 		return sc.buf[:m], nil
 	}
 	return sc.buf[:n], nil
+}
+
+// CorruptBatchError reports a batch in a segment whose framing or offsets
+// cannot be right: the bytes Kafka's CRC does not cover (base offset,
+// length) or the batch's place among its neighbours are damaged. Such a
+// batch is never served; the error unwraps to ErrCorruptRecord, which the
+// server answers as CORRUPT_MESSAGE (as Kafka answers a fetch that meets a
+// corrupt batch).
+type CorruptBatchError struct {
+	Segment  string // the .log file
+	Position int64  // byte position of the batch
+	Reason   string
+}
+
+func (e *CorruptBatchError) Error() string {
+	return fmt.Sprintf("corrupt batch in %s at position %d: %s", e.Segment, e.Position, e.Reason)
+}
+
+// Unwrap makes the error an ErrCorruptRecord.
+func (e *CorruptBatchError) Unwrap() error { return ErrCorruptRecord }
+
+// batchHeaderProblem says why a batch header found at pos of a segment
+// cannot be right, or returns "" when it can. hdr holds at least the
+// batch's first 61 bytes when they exist (fewer only at the end of the
+// file); fileEnd is the end of the segment's valid bytes; segBase the
+// segment's base offset; prevLast the last offset of the batch before it
+// (segBase-1 for the first batch of the segment); limit the offset every
+// batch of the segment lies below (the next segment's base, or the log end
+// for the active segment; -1 when unknown).
+//
+// The checks: the length field is at least 49 (a whole header) and the
+// batch ends inside the file; the magic is 2; the last offset delta is not
+// negative; the base offset is at or above the segment's base and above the
+// previous batch's last offset; the last offset is below limit and within
+// 2³¹−1 of the segment's base. Together they catch a damaged base offset
+// (backwards, or forward past its successor or past the segment's end) and
+// a damaged length (past the end, too small, or landing inside a batch,
+// which makes the next "header" fail them), none of which the batch CRC
+// covers. Recovery and the read path share them.
+func batchHeaderProblem(hdr []byte, pos, fileEnd int64, segBase, prevLast, limit Offset) string {
+	if fileEnd-pos < record.LogOverhead || len(hdr) < record.LogOverhead {
+		return fmt.Sprintf("%d bytes left, less than a batch's offset and length", fileEnd-pos)
+	}
+	length := int64(int32(binary.BigEndian.Uint32(hdr[8:12])))
+	switch {
+	case length < record.MinLengthField:
+		return fmt.Sprintf("length %d is below the smallest batch (%d)", length, record.MinLengthField)
+	case pos+record.LogOverhead+length > fileEnd:
+		return fmt.Sprintf("length %d runs past the end of the segment's %d bytes", length, fileEnd)
+	case len(hdr) < record.HeaderSize:
+		return fmt.Sprintf("header cut after %d bytes", len(hdr))
+	case hdr[record.OffMagic] != 2:
+		return fmt.Sprintf("magic %d", hdr[record.OffMagic])
+	}
+	b := record.Batch(hdr)
+	base, delta := Offset(b.BaseOffset()), b.LastOffsetDelta()
+	if delta < 0 {
+		return fmt.Sprintf("last offset delta %d is negative", delta)
+	}
+	if int64(base) > math.MaxInt64-int64(delta) {
+		return fmt.Sprintf("base offset %d overflows with last offset delta %d", base, delta)
+	}
+	last := base + Offset(delta)
+	switch {
+	case base < segBase:
+		return fmt.Sprintf("base offset %d is below the segment's base offset %d", base, segBase)
+	case base <= prevLast:
+		return fmt.Sprintf("base offset %d is not above the previous batch's last offset %d", base, prevLast)
+	case int64(last)-int64(segBase) > int64(^uint32(0)>>1):
+		return fmt.Sprintf("last offset %d is beyond what the segment (base %d) can hold", last, segBase)
+	case limit >= 0 && last >= limit:
+		return fmt.Sprintf("last offset %d is at or past the segment's end offset %d", last, limit)
+	}
+	return ""
 }
 
 // translate finds the first batch whose last offset is >= target, starting

@@ -7,13 +7,22 @@ import (
 	"github.com/kvlog/kvlog/engine"
 )
 
-// ListOffsets: v0-7
+// ListOffsets: v0-11
 //
 // Timestamps: -1 latest (the high watermark; also the last stable offset
 // for read_committed, as there are no transactions), -2 earliest (log start
-// offset), -3 the batch with the largest timestamp (v7), otherwise the
-// first offset whose timestamp is at least the one given (offset -1 and
-// timestamp -1 when there is none).
+// offset), -3 the first record with the largest timestamp (v7; the
+// record's own offset, not its batch's last, as Kafka answers since 3.8),
+// otherwise the first offset whose timestamp is at least the one given
+// (offset -1 and timestamp -1 when there is none).
+//
+// The tiered-storage timestamps are answered as Apache Kafka answers them
+// for a topic without remote storage, which is every kvlog topic: -4
+// earliest local (v8) is the log start offset, as every segment is local;
+// -5 latest tiered (v9) and -6 earliest pending upload (v11) are offset -1,
+// timestamp -1 and leader epoch -1, "nothing in remote storage". Kafka's
+// kafka-get-offsets --time -4/-5 needs them (it printed nothing for the
+// partition on a broker stopping at v7).
 //
 // Version notes:
 //   - v0: OldStyleOffsets (one offset), MaxNumOffsets.
@@ -22,12 +31,22 @@ import (
 //   - v4: CurrentLeaderEpoch (KIP-320) and LeaderEpoch in the response.
 //   - v6: flexible.
 //   - v7: -3 max timestamp (KIP-734).
-func init() { regKey(kmsg.ListOffsets, 0, 7, (*Server).handleListOffsets) }
+//   - v8: -4 earliest local (KIP-405).
+//   - v9: -5 latest tiered (KIP-1005).
+//   - v10: TimeoutMillis, for remote lookups; there are none, so it is ignored.
+//   - v11: -6 earliest pending upload (KIP-1023).
+//
+// A tiered timestamp in a version older than the one that introduced it is
+// UNSUPPORTED_VERSION, as -3 below v7 is.
+func init() { regKey(kmsg.ListOffsets, 0, 11, (*Server).handleListOffsets) }
 
 const (
-	listLatest       = -1
-	listEarliest     = -2
-	listMaxTimestamp = -3
+	listLatest        = -1
+	listEarliest      = -2
+	listMaxTimestamp  = -3
+	listEarliestLocal = -4
+	listLatestTiered  = -5
+	listPendingUpload = -6
 )
 
 func (s *Server) handleListOffsets(r *request) {
@@ -88,15 +107,27 @@ func (s *Server) listOffset(version int16, topic string, rp *kmsg.ListOffsetsReq
 		off = p.log.HighWatermark()
 	case listEarliest:
 		off = p.log.LogStartOffset()
+	case listEarliestLocal:
+		if version < 8 {
+			return kerr.UnsupportedVersion
+		}
+		off = p.log.LogStartOffset()
+	case listLatestTiered, listPendingUpload:
+		if (rp.Timestamp == listLatestTiered && version < 9) || version < 11 && rp.Timestamp == listPendingUpload {
+			return kerr.UnsupportedVersion
+		}
+		sp.LeaderEpoch = -1 // no remote offset, so no epoch for it
+		return nil
 	case listMaxTimestamp:
 		if version < 7 {
 			return kerr.UnsupportedVersion
 		}
-		var at engine.Offset
-		if ts, at = p.log.MaxTimestamp(); ts >= 0 && at < p.log.HighWatermark() && at >= p.log.LogStartOffset() {
-			off = at
-		} else {
-			ts = -1
+		mts, at, err := p.log.MaxTimestamp()
+		if err != nil {
+			return err
+		}
+		if mts >= 0 && at >= 0 {
+			off, ts = at, mts
 		}
 	default:
 		if rp.Timestamp < 0 {

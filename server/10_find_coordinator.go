@@ -9,8 +9,12 @@ import (
 //
 // Group keys: the broker leading the group's __consumer_offsets
 // partition (groupCoordinator: this broker on a single node). The topic is
-// created on the first lookup, as Kafka does. Transaction keys
-// get COORDINATOR_NOT_AVAILABLE: kvlog has no transaction coordinator.
+// created on the first lookup, as Kafka does. Transaction keys get
+// UNSUPPORTED_VERSION with a message saying kvlog has no transaction
+// coordinator: a non-retriable error, so a transactional producer fails at
+// once (Java's initTransactions throws a KafkaException carrying the
+// message) instead of retrying a COORDINATOR_NOT_AVAILABLE until its
+// max.block.ms.
 //
 // Version notes:
 //   - v1: CoordinatorType; ErrorMessage.
@@ -37,7 +41,7 @@ func (s *Server) handleFindCoordinator(r *request) {
 		case coordinatorTypeGroup:
 			c.NodeID, c.Host, c.Port, err = s.groupCoordinator(r, key)
 		case coordinatorTypeTransaction:
-			err = topicErrf(kerr.CoordinatorNotAvailable, "kvlog has no transaction coordinator")
+			err = topicErrf(kerr.UnsupportedVersion, "kvlog does not support transactions yet: it has no transaction coordinator")
 		default:
 			err = topicErrf(kerr.InvalidRequest, "unknown coordinator type %d", req.CoordinatorType)
 		}

@@ -468,9 +468,10 @@ const strayDirSuffix = "-stray"
 
 func (s *Server) deleteLogs(name string, partitions int32) error {
 	var errs []error
+	failed := s.mgr.Failed() // logs that did not open at start-up: their directories go too
 	for p := int32(0); p < partitions; p++ {
 		tp := engine.TopicPartition{Topic: name, Partition: p}
-		if _, ok := s.mgr.Log(tp); !ok {
+		if _, ok := s.mgr.Log(tp); !ok && failed[tp] == nil {
 			continue
 		}
 		if err := s.deleteLog(tp); err != nil {

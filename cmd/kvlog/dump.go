@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/engine/checkpoint"
 	"github.com/kvlog/kvlog/engine/index"
 	"github.com/kvlog/kvlog/engine/record"
@@ -59,14 +60,21 @@ func (a *app) dumpCmd() *cobra.Command {
   .snapshot     producer-state snapshot entries (CRC checked)
   *-checkpoint  offset checkpoints and the leader-epoch checkpoint
 
-A directory argument dumps every such file in it. --verify-index checks the
-.index and .timeindex of each segment against its .log: every entry must
-name a batch that exists, at the position it says, with the timestamp the
-.log implies. Corruption (a torn or zeroed tail, a CRC mismatch, a bad length,
-offsets out of order, a wrong index entry) is reported with its file, byte
-position and reason; the exit code is then 4.`,
+A directory argument dumps every such file in it; a log directory's
+partition directories (<topic>-<partition>) are dumped too. Files of a
+segment pending deletion (.deleted) or of a clean pass not yet installed
+(.cleaned, .swap) are listed as skipped when found in a directory (name one
+to dump it; it is not verified). --verify-index checks the .index and
+.timeindex of each segment against its .log: every entry must name a batch
+that exists, at the position it says, with the timestamp the .log implies.
+The never-written slot 0 of a preallocated index (an active segment's, or
+one left by an unclean stop) is not an entry. Corruption (a torn or zeroed
+tail, a CRC mismatch, a bad length, offsets out of order, a wrong index
+entry) is reported with its file, byte position and reason; the exit code
+is then 4.`,
 		Example: `  kvlog dump data/user-profiles-0/00000000000000000000.log --deep --values
-  kvlog dump data/user-profiles-0 --verify-index`,
+  kvlog dump data/user-profiles-0 --verify-index
+  kvlog dump data --verify-index`,
 		Args: minArgs(1, "file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d.w = bufio.NewWriterSize(a.stdout, 64<<10)
@@ -79,7 +87,11 @@ position and reason; the exit code is then 4.`,
 				if i > 0 {
 					d.w.WriteByte('\n')
 				}
-				if err := d.dumpFile(f); err != nil {
+				if f.skip != "" {
+					fmt.Fprintf(d.w, "Skipping %s: %s\n", f.path, f.skip)
+					continue
+				}
+				if err := d.dumpFile(f.path); err != nil {
 					d.w.Flush()
 					return err
 				}
@@ -98,34 +110,103 @@ position and reason; the exit code is then 4.`,
 	return cmd
 }
 
-// expandDumpArgs replaces directories by the data files in them.
-func expandDumpArgs(args []string) ([]string, error) {
-	var out []string
+// dumpTarget is a file to dump, or to list as skipped with the reason.
+type dumpTarget struct {
+	path string
+	skip string
+}
+
+// expandDumpArgs replaces directories by the data files in them: a
+// partition directory's files, or a log directory's own files followed by
+// those of each partition directory in it.
+func expandDumpArgs(args []string) ([]dumpTarget, error) {
+	var out []dumpTarget
 	for _, a := range args {
 		st, err := os.Stat(a)
 		if err != nil {
 			return nil, fmt.Errorf("dump: %w", err)
 		}
 		if !st.IsDir() {
-			out = append(out, a)
+			out = append(out, dumpTarget{path: a})
 			continue
 		}
-		ents, err := os.ReadDir(a)
+		found, err := dirTargets(a, true)
 		if err != nil {
-			return nil, fmt.Errorf("dump: %w", err)
+			return nil, err
 		}
-		var names []string
-		for _, e := range ents {
-			if !e.IsDir() && fileKind(e.Name()) != "" {
-				names = append(names, e.Name())
-			}
+		if len(found) == 0 {
+			return nil, usageErr("dump: %s: no segment, index, snapshot or checkpoint files in it or in partition directories under it", a)
 		}
-		sort.Strings(names)
-		for _, n := range names {
-			out = append(out, filepath.Join(a, n))
-		}
+		out = append(out, found...)
 	}
 	return out, nil
+}
+
+// dirTargets lists dir's data files (sorted, transient ones as skipped) and,
+// when descend is set, then those of its partition directories.
+func dirTargets(dir string, descend bool) ([]dumpTarget, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("dump: %w", err)
+	}
+	var out []dumpTarget
+	var subdirs []string
+	for _, e := range ents { // os.ReadDir sorts by name
+		name := e.Name()
+		if e.IsDir() {
+			if descend && isPartitionDir(name) {
+				subdirs = append(subdirs, name)
+			}
+			continue
+		}
+		if fileKind(name) == "" {
+			continue
+		}
+		t := dumpTarget{path: filepath.Join(dir, name)}
+		t.skip = transientReason(name)
+		out = append(out, t)
+	}
+	for _, sd := range subdirs {
+		p := filepath.Join(dir, sd)
+		if strings.HasSuffix(sd, engine.DeleteDirSuffix) {
+			out = append(out, dumpTarget{path: p, skip: "partition directory of a deleted topic, pending removal"})
+			continue
+		}
+		sub, err := dirTargets(p, false)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sub...)
+	}
+	return out, nil
+}
+
+// isPartitionDir reports whether name looks like <topic>-<partition>
+// (possibly scheduled for deletion).
+func isPartitionDir(name string) bool {
+	name = strings.TrimSuffix(name, engine.DeleteDirSuffix)
+	i := strings.LastIndexByte(name, '-')
+	if i <= 0 || i == len(name)-1 {
+		return false
+	}
+	_, err := strconv.ParseUint(name[i+1:], 10, 31)
+	return err == nil
+}
+
+// transientReason says why a file is not part of the live log ("" when it
+// is): a segment renamed for deletion, or the output of a clean pass not yet
+// installed. Such files are not verified against their neighbours, which
+// may belong to another segment by now.
+func transientReason(name string) string {
+	switch {
+	case strings.HasSuffix(name, engine.DeletedSuffix):
+		return "pending deletion (" + engine.DeletedSuffix + ")"
+	case strings.HasSuffix(name, engine.CleanedSuffix):
+		return "output of a log-cleaner pass not yet installed (" + engine.CleanedSuffix + ")"
+	case strings.HasSuffix(name, engine.SwapSuffix):
+		return "log-cleaner output being installed (" + engine.SwapSuffix + ")"
+	}
+	return ""
 }
 
 // fileKind classifies a data file by name: "log", "index", "timeindex",
@@ -279,7 +360,9 @@ func (d *dumper) dumpLog(path string, base int64) error {
 		d.problem(path, end, "%s; %d byte(s) from here on not read", reason, int64(len(buf))-end)
 	}
 	fmt.Fprintf(d.w, "Batches: %d, valid bytes: %d of %d\n", len(batches), end, len(buf))
-	if d.verify {
+	if why := transientReason(filepath.Base(path)); d.verify && why != "" {
+		fmt.Fprintf(d.w, "Verify: skipped, the file is %s\n", why)
+	} else if d.verify {
 		dir := filepath.Dir(path)
 		stem := fmt.Sprintf("%020d", base)
 		for _, sib := range []string{stem + ".index", stem + ".timeindex"} {
@@ -381,24 +464,50 @@ type indexFile interface {
 // indexKind is what differs between dumping a .index and a .timeindex.
 type indexKind[X indexFile] struct {
 	open       func(fs vfs.FS, path string, base int64, maxSize int, writable bool) (X, error)
+	entrySize  int
 	printEntry func(d *dumper, x X, i int)
-	// checkEntries reports the entries that disagree with the batches of
-	// the segment's .log.
-	checkEntries func(d *dumper, path string, x X, batches []batchInfo)
+	// zeroEntry reports whether entry i is all zero bytes.
+	zeroEntry func(x X, i int) bool
+	// checkEntries reports the first n entries that disagree with the
+	// batches of the segment's .log.
+	checkEntries func(d *dumper, path string, x X, n int, batches []batchInfo)
+}
+
+// entries is the number of entries of an index file: its entry count, less
+// the never-written slot 0 of a preallocated file (longer than its entries:
+// an active segment's index, or one an unclean stop left untrimmed) whose
+// only "entry" is all zeros. The index package counts that slot, because an
+// all-zero entry can be genuine; kvlog and Kafka never write one there
+// (the first entry comes after index.interval.bytes) except for records
+// with timestamp 0, whose time-index entry checks out either way.
+func (k indexKind[X]) entries(path string, x X) int {
+	n := x.Entries()
+	if n != 1 || !k.zeroEntry(x, 0) {
+		return n
+	}
+	if st, err := os.Stat(path); err == nil && st.Size() > int64(k.entrySize) {
+		return 0
+	}
+	return n
 }
 
 var offsetIndexKind = indexKind[*index.OffsetIndex]{
-	open: index.OpenOffset,
+	open:      index.OpenOffset,
+	entrySize: index.OffsetEntrySize,
 	printEntry: func(d *dumper, x *index.OffsetIndex, i int) {
 		off, pos := x.Entry(i)
 		fmt.Fprintf(d.w, "offset: %d position: %d\n", off, pos)
 	},
-	checkEntries: func(d *dumper, path string, x *index.OffsetIndex, batches []batchInfo) {
+	zeroEntry: func(x *index.OffsetIndex, i int) bool {
+		off, pos := x.Entry(i)
+		return off == x.BaseOffset() && pos == 0
+	},
+	checkEntries: func(d *dumper, path string, x *index.OffsetIndex, n int, batches []batchInfo) {
 		byPos := make(map[int64]batchInfo, len(batches))
 		for _, b := range batches {
 			byPos[b.pos] = b
 		}
-		for i := 0; i < x.Entries(); i++ {
+		for i := 0; i < n; i++ {
 			off, pos := x.Entry(i)
 			b, ok := byPos[int64(pos)]
 			switch {
@@ -412,17 +521,22 @@ var offsetIndexKind = indexKind[*index.OffsetIndex]{
 }
 
 var timeIndexKind = indexKind[*index.TimeIndex]{
-	open: index.OpenTime,
+	open:      index.OpenTime,
+	entrySize: index.TimeEntrySize,
 	printEntry: func(d *dumper, x *index.TimeIndex, i int) {
 		ts, off := x.Entry(i)
 		fmt.Fprintf(d.w, "timestamp: %d offset: %d\n", ts, off)
 	},
-	checkEntries: func(d *dumper, path string, x *index.TimeIndex, batches []batchInfo) {
+	zeroEntry: func(x *index.TimeIndex, i int) bool {
+		ts, off := x.Entry(i)
+		return ts == 0 && off == x.BaseOffset()
+	},
+	checkEntries: func(d *dumper, path string, x *index.TimeIndex, n int, batches []batchInfo) {
 		byLast := make(map[int64]batchInfo, len(batches))
 		for _, b := range batches {
 			byLast[b.last] = b
 		}
-		for i := 0; i < x.Entries(); i++ {
+		for i := 0; i < n; i++ {
 			ts, off := x.Entry(i)
 			b, ok := byLast[off]
 			switch {
@@ -444,10 +558,19 @@ func dumpIndex[X indexFile](d *dumper, k indexKind[X], path string, base int64) 
 		return nil
 	}
 	defer x.Close()
-	for i := 0; i < x.Entries(); i++ {
+	n := k.entries(path, x)
+	for i := 0; i < n; i++ {
 		k.printEntry(d, x, i)
 	}
+	if n < x.Entries() {
+		fmt.Fprintf(d.w, "(preallocated, no entries written)\n")
+	}
 	if !d.verify {
+		if err := x.SanityCheck(); err != nil {
+			d.problem(path, -1, "%v", err)
+		}
+	} else if why := transientReason(filepath.Base(path)); why != "" {
+		fmt.Fprintf(d.w, "Verify: skipped, the file is %s\n", why)
 		if err := x.SanityCheck(); err != nil {
 			d.problem(path, -1, "%v", err)
 		}
@@ -481,9 +604,10 @@ func checkIndex[X indexFile](d *dumper, k indexKind[X], path string, x X, batche
 	} else if err := x.Verify(); err != nil {
 		d.problem(path, -1, "%v", err)
 	}
-	k.checkEntries(d, path, x, batches)
+	n := k.entries(path, x)
+	k.checkEntries(d, path, x, n, batches)
 	if d.problems == before {
-		fmt.Fprintf(d.w, "Verify %s: %d entries OK\n", filepath.Base(path), x.Entries())
+		fmt.Fprintf(d.w, "Verify %s: %d entries OK\n", filepath.Base(path), n)
 	}
 }
 

@@ -1,11 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kvlog/kvlog/client/clienttest"
+	"github.com/kvlog/kvlog/internal/testbroker"
 )
 
 const goldenDir = "../../engine/testdata/golden"
@@ -222,4 +231,80 @@ func TestDumpUnknownFile(t *testing.T) {
 	os.WriteFile(p, []byte("hi"), 0o644)
 	runCLI(t, "", "dump", p).expect(t, exitUsage)
 	runCLI(t, "", "dump", filepath.Join(t.TempDir(), "missing.log")).expect(t, exitFailure)
+}
+
+// TestDumpVerifyLogDirAfterKill runs `kvlog dump --verify-index` on the log
+// directory of a real kvlogd killed with SIGKILL (its active segments'
+// indexes preallocated and untrimmed): healthy data must verify with no
+// CORRUPTION and exit 0, every partition directory must be looked into,
+// files pending deletion or swap are listed as skipped, and damage in one
+// partition makes the log-dir dump exit 4.
+func TestDumpVerifyLogDirAfterKill(t *testing.T) {
+	b := clienttest.Start(t)
+	ctx := testbroker.Context(t, 60*time.Second)
+	cl := b.Client(t, kgo.ProducerLinger(0), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(ctx, 3, 1, map[string]*string{"segment.bytes": kadm.StringPtr("4096")}, "dumped"); err != nil {
+		t.Fatal(err)
+	}
+	// An empty partition too: its only index files are preallocated.
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "empty"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 120; i++ {
+		r := &kgo.Record{Topic: "dumped", Partition: int32(i % 2), Key: []byte(fmt.Sprintf("k%d", i)), Value: bytes.Repeat([]byte("v"), 80)}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Kill()
+
+	for _, part := range []string{"dumped-0", "dumped-2", "empty-0"} {
+		r := runCLI(t, "", "dump", "--verify-index", filepath.Join(b.DataDir, part))
+		if r.code != exitOK || strings.Contains(r.stdout, "CORRUPTION") {
+			t.Errorf("healthy partition %s after kill -9: exit %d:\n%s", part, r.code, r.stdout)
+		}
+	}
+	r := runCLI(t, "", "dump", "--verify-index", b.DataDir)
+	if r.code != exitOK || strings.Contains(r.stdout, "CORRUPTION") {
+		t.Fatalf("healthy log dir after kill -9: exit %d, stderr %q:\n%s", r.code, r.stderr, r.stdout)
+	}
+	for _, part := range []string{"dumped-0", "dumped-1", "dumped-2", "empty-0"} {
+		if !strings.Contains(r.stdout, "Dumping "+filepath.Join(b.DataDir, part, "00000000000000000000.log")) {
+			t.Errorf("partition directory %s not looked into:\n%s", part, r.stdout)
+		}
+	}
+	if n := strings.Count(r.stdout, "entries OK"); n < 8 {
+		t.Errorf("only %d indexes verified:\n%s", n, r.stdout)
+	}
+
+	// Files of a segment pending deletion and of a swap in progress (here
+	// garbage that would not verify) are skipped and said so.
+	p0 := filepath.Join(b.DataDir, "dumped-0")
+	for _, name := range []string{"00000000000000000000.log.deleted", "00000000000000000000.index.deleted", "00000000000000000000.timeindex.swap"} {
+		if err := os.WriteFile(filepath.Join(p0, name), bytes.Repeat([]byte{7}, 100), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r = runCLI(t, "", "dump", "--verify-index", b.DataDir)
+	if r.code != exitOK || strings.Contains(r.stdout, "CORRUPTION") {
+		t.Fatalf("log dir with pending deletes: exit %d:\n%s", r.code, r.stdout)
+	}
+	for _, w := range []string{"00000000000000000000.log.deleted: pending deletion", "00000000000000000000.timeindex.swap: log-cleaner output being installed"} {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("output lacks %q:\n%s", w, r.stdout)
+		}
+	}
+
+	// Real damage in one partition: the log-dir dump exits 4.
+	seg := filepath.Join(b.DataDir, "dumped-1", "00000000000000000000.log")
+	poke(t, seg, func(b []byte) []byte { b[100] ^= 0xff; return b })
+	r = runCLI(t, "", "dump", "--verify-index", b.DataDir)
+	r.expect(t, exitCorruption)
+	if !strings.Contains(r.stdout, "CORRUPTION "+seg) {
+		t.Errorf("damage in %s not reported:\n%s", seg, r.stdout)
+	}
+
+	// A directory with nothing to dump is a usage error, not a silent success.
+	runCLI(t, "", "dump", t.TempDir()).expect(t, exitUsage)
 }

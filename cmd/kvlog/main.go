@@ -15,12 +15,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/kvlog/kvlog/internal/buildinfo"
 )
 
 // Exit codes.
@@ -179,33 +180,5 @@ func minArgs(n int, what string) cobra.PositionalArgs {
 	}
 }
 
-// version describes the build: the module version (or "(devel)"), the VCS
-// revision and whether the tree was modified, and the Go version.
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "(unknown build)"
-	}
-	v := bi.Main.Version
-	if v == "" {
-		v = "(devel)"
-	}
-	var rev, modified string
-	for _, st := range bi.Settings {
-		switch st.Key {
-		case "vcs.revision":
-			rev = st.Value
-		case "vcs.modified":
-			if st.Value == "true" {
-				modified = ", modified"
-			}
-		}
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if rev != "" {
-		v += " (" + rev + modified + ")"
-	}
-	return v + " " + bi.GoVersion
-}
+// version describes the build (internal/buildinfo).
+func version() string { return buildinfo.Version("") }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/internal/testbroker"
 )
@@ -46,49 +44,6 @@ func createCompacted(t *testing.T, p *testbroker.Broker, name string, partitions
 	}
 }
 
-// storedCodecs fetches a partition from offset 0 with a raw Fetch and
-// returns the codec of every record batch stored, in order: batches are
-// stored as the client sent them, so this is the client's compression.
-func storedCodecs(t *testing.T, p *testbroker.Broker, topic string, partition int32) []int8 {
-	t.Helper()
-	cl := p.Client(t)
-	req := kmsg.NewPtrFetchRequest()
-	req.Version = 11
-	req.MaxWaitMillis = 100
-	req.MaxBytes = 64 << 20
-	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.Partition = partition
-	rp.PartitionMaxBytes = 64 << 20
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(testbroker.Context(t, 30*time.Second), cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
-		t.Fatalf("raw fetch %s-%d: %+v", topic, partition, resp)
-	}
-	var codecs []int8
-	for b := resp.Topics[0].Partitions[0].RecordBatches; len(b) > 0; {
-		if len(b) < 61 {
-			t.Fatalf("short batch header: %d bytes", len(b))
-		}
-		n := 12 + int(int32(binary.BigEndian.Uint32(b[8:])))
-		if n > len(b) {
-			break // a partial batch at the end of the response
-		}
-		var rb kmsg.RecordBatch
-		if err := rb.ReadFrom(b[:n]); err != nil {
-			t.Fatal(err)
-		}
-		codecs = append(codecs, int8(rb.Attributes&0x07))
-		b = b[n:]
-	}
-	return codecs
-}
-
 // checkCodecs checks that every batch stored in a topic's partitions is
 // compressed with codec. (librdkafka 2.0.2 silently sends gzip, snappy and
 // lz4 uncompressed unless the broker advertises Produce v0: see
@@ -98,7 +53,7 @@ func checkCodecs(t *testing.T, p *testbroker.Broker, topic string, partitions in
 	want := codecIDs[codec]
 	n := 0
 	for part := int32(0); part < partitions; part++ {
-		ids := storedCodecs(t, p, topic, part)
+		ids := p.StoredCodecs(t, topic, part)
 		for _, id := range ids {
 			if id != want {
 				t.Fatalf("%s-%d stores batches with codecs %v, want %s (%d)", topic, part, ids, codec, want)

@@ -20,13 +20,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/kvlog/kvlog/internal/buildinfo"
 	"github.com/kvlog/kvlog/server"
 )
 
@@ -93,36 +92,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// versionString is version, or what the build recorded: the module version
-// (a tag when built with go install), else the VCS revision.
-func versionString() string {
-	v := version
-	bi, ok := debug.ReadBuildInfo()
-	if v == "" && ok {
-		v = bi.Main.Version
-		if v == "" || v == "(devel)" {
-			v = "devel"
-			var rev, dirty string
-			for _, st := range bi.Settings {
-				switch st.Key {
-				case "vcs.revision":
-					rev = st.Value
-				case "vcs.modified":
-					if st.Value == "true" {
-						dirty = "+dirty"
-					}
-				}
-			}
-			if rev != "" {
-				v += " " + rev[:min(len(rev), 12)] + dirty
-			}
-		}
-	}
-	if v == "" {
-		v = "devel"
-	}
-	return v + " (" + runtime.Version() + ")"
-}
+// versionString is version, or what the build recorded.
+func versionString() string { return buildinfo.Version(version) }
 
 // flags are kvlogd's command-line settings.
 type flags struct {

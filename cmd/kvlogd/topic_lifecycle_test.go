@@ -502,3 +502,72 @@ func TestStartWithStrayAndUnopenableLogs(t *testing.T) {
 		t.Fatalf("x-0: %d records", len(recs))
 	}
 }
+
+// TestStartWithUnloadablePartition: a partition directory the engine finds
+// but cannot load (its segment replaced by a directory) leaves the broker
+// serving every other partition; that partition is reported offline, its
+// directory is left as found (no empty log created over it), and deleting
+// the topic removes it.
+func TestStartWithUnloadablePartition(t *testing.T) {
+	p := startKvlogd(t)
+	ctx := testbroker.Context(t, 120*time.Second)
+	adm := p.Admin(t)
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "y"); err != nil {
+		t.Fatal(err)
+	}
+	cl := p.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RecordRetries(3))
+	for part := int32(0); part < 2; part++ {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "y", Partition: part, Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Term()
+	seg := filepath.Join(p.DataDir, "y-1", "00000000000000000000.log")
+	if err := os.Remove(seg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(seg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadDir(filepath.Join(p.DataDir, "y-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	p.Restart()
+	adm = p.Admin(t)
+	md, err := adm.Metadata(ctx, "y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	py := md.Topics["y"].Partitions
+	if len(py) != 2 || py[0].Err != nil || !errors.Is(py[1].Err, kerr.LeaderNotAvailable) {
+		t.Fatalf("y partitions %+v: want 0 served, 1 offline", py)
+	}
+	if recs := consumeAll(t, p, "y", 1); len(recs) != 1 {
+		t.Fatalf("y-0: %d records", len(recs))
+	}
+	after, err := os.ReadDir(filepath.Join(p.DataDir, "y-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Fatalf("the unloadable partition's directory changed: %d entries before, %d after", len(before), len(after))
+	}
+	if !strings.Contains(p.Log(), "partition log failed to open") {
+		t.Fatalf("no error logged for the unloadable partition")
+	}
+	if _, err := adm.DeleteTopic(ctx, "y"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(p.DataDir, "y-1")); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("y-1 still on disk after the topic was deleted")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -15,7 +15,10 @@
 // rebuild an index from the log (recovery does, through Reset and Append):
 // indexes are caches, never checksummed, always rebuildable.
 //
-// Files are opened through a vfs.FS; the mapping is made from File.Fd().
+// Files are opened through a vfs.FS; the mapping is made from File.Fd() and
+// is read-only: entries are written with File.WriteAt (pwrite), so a full
+// file system is an error from Append, never a SIGBUS from a store into a
+// mapped hole.
 //
 // # Concurrency
 //

@@ -50,6 +50,10 @@ type mmapFile struct {
 	// file is cut to its entries but the mapping stays, so concurrent readers
 	// are unaffected (they only touch published entries).
 	sealed bool
+	// bulk collects appended entries in pending instead of writing each
+	// (BeginBulk); pending follows the published entries. Writer-only (mu).
+	bulk    bool
+	pending []byte
 }
 
 func (m *mmapFile) name() string { return *m.path.Load() }
@@ -65,6 +69,100 @@ func (m *mmapFile) published() int {
 
 func (m *mmapFile) corrupt(format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrCorruptIndex, m.name(), fmt.Sprintf(format, args...))
+}
+
+// count is the writer's entry count: the published entries and the pending
+// ones. Caller holds mu.
+func (m *mmapFile) count() int { return m.published() + len(m.pending)/m.es }
+
+// writerSlot returns slot i's bytes as the writer sees them (pending or
+// written). Caller holds mu; i < count().
+func (m *mmapFile) writerSlot(i int) []byte {
+	if p := m.published(); i >= p {
+		off := (i - p) * m.es
+		return m.pending[off : off+m.es]
+	}
+	return m.data[i*m.es : (i+1)*m.es]
+}
+
+// put appends one encoded entry at slot count(): in bulk mode it is kept in
+// pending; otherwise it is written with pwrite, then published. The mapping
+// is read-only: a write that finds the file system full fails here with an
+// ordinary error (ENOSPC) instead of faulting on a mapped page. Caller holds mu.
+func (m *mmapFile) put(e []byte) error {
+	if m.bulk {
+		m.pending = append(m.pending, e...)
+		return nil
+	}
+	n := m.published()
+	if err := m.writeAt(e, int64(n*m.es)); err != nil {
+		return err
+	}
+	m.n.Store(int64(n + 1))
+	return nil
+}
+
+// writePending writes the pending entries with one pwrite and publishes
+// them; on failure they are dropped (the index stays a valid, sparser
+// prefix). Caller holds mu.
+func (m *mmapFile) writePending() error {
+	if len(m.pending) == 0 {
+		return nil
+	}
+	n := m.published()
+	k := len(m.pending) / m.es
+	err := m.writeAt(m.pending, int64(n*m.es))
+	m.pending = m.pending[:0]
+	if err != nil {
+		return err
+	}
+	m.n.Store(int64(n + k))
+	return nil
+}
+
+func (m *mmapFile) writeAt(b []byte, off int64) error {
+	if _, err := m.f.WriteAt(b, off); err != nil {
+		return fmt.Errorf("index: write %s at %d: %w", m.name(), off, err)
+	}
+	return nil
+}
+
+// zeros is a source of zero bytes for clearing slots with pwrite.
+var zeros [64 << 10]byte
+
+// writeZeros clears [from, to) of the file. Caller holds mu.
+func (m *mmapFile) writeZeros(from, to int64) error {
+	for from < to {
+		n := min(to-from, int64(len(zeros)))
+		if err := m.writeAt(zeros[:n], from); err != nil {
+			return err
+		}
+		from += n
+	}
+	return nil
+}
+
+// BeginBulk makes later appends collect in memory until EndBulk (or Flush,
+// TrimToValidSize, Resize, TruncateTo, Reset, Close), which writes them with
+// one pwrite: for rebuilding an index from its .log, where an entry per
+// system call would dominate. Until then the entries are not visible to
+// readers; the caller must not let readers use the index meanwhile.
+func (m *mmapFile) BeginBulk() {
+	m.mu.Lock()
+	m.bulk = true
+	m.mu.Unlock()
+}
+
+// EndBulk writes and publishes the entries appended since BeginBulk and
+// returns to writing each append at once.
+func (m *mmapFile) EndBulk() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.bulk = false
+	if m.closed {
+		return nil
+	}
+	return m.writePending()
 }
 
 func (m *mmapFile) wrap(sentinel error, format string, args ...any) error {
@@ -123,13 +221,17 @@ func (m *mmapFile) load() error {
 	mapSize := int(size)
 	if m.writable && m.maxIndexSize > mapSize {
 		// Extend first (never shrink before the existing entries are counted).
+		// The extension is a hole: it takes no space until entries are
+		// written into it with pwrite, which reports a full file system as
+		// an error. Nothing is ever written through the mapping, so no page
+		// fault can need space (a fault that cannot get it is a SIGBUS).
 		if err := m.f.Truncate(int64(m.maxIndexSize)); err != nil {
 			return fmt.Errorf("index: extend %s: %w", m.name(), err)
 		}
 		mapSize = m.maxIndexSize
 		m.fileSize = int64(mapSize)
 	}
-	if m.data, err = mmapFd(m.f, mapSize, m.writable); err != nil {
+	if m.data, err = mmapFd(m.f, mapSize); err != nil {
 		return fmt.Errorf("index: mmap %s: %w", m.name(), err)
 	}
 
@@ -142,7 +244,9 @@ func (m *mmapFile) load() error {
 	// later unclean shutdown leaves a detectable tail: clear the partial entry
 	// a size that is not a multiple of es left behind.
 	if end := min(int(size), len(m.data)); slots*m.es < end {
-		clear(m.data[slots*m.es : end])
+		if err := m.writeZeros(int64(slots*m.es), int64(end)); err != nil {
+			return err
+		}
 	}
 	if want := max(m.maxIndexSize, n*m.es); want != len(m.data) || int64(want) != m.fileSize {
 		return m.remap(want)
@@ -202,15 +306,13 @@ func dataEnd(f vfs.File, size int64) int64 {
 	return min(end, size)
 }
 
-func mmapFd(f vfs.File, size int, writable bool) ([]byte, error) {
+// mmapFd maps the first size bytes of f read-only. Writers use pwrite; the
+// shared mapping shows what they wrote (both are the file's page cache).
+func mmapFd(f vfs.File, size int) ([]byte, error) {
 	if size == 0 {
 		return nil, nil
 	}
-	prot := unix.PROT_READ
-	if writable {
-		prot |= unix.PROT_WRITE
-	}
-	b, err := unix.Mmap(int(f.Fd()), 0, size, prot, unix.MAP_SHARED)
+	b, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +354,7 @@ func (m *mmapFile) remap(size int) error {
 		size = int(min(fi.Size(), math.MaxInt32))
 	}
 	m.fileSize = int64(size)
-	data, merr := mmapFd(m.f, size, true)
+	data, merr := mmapFd(m.f, size)
 	if merr != nil {
 		return errors.Join(err, fmt.Errorf("index: mmap %s: %w", m.name(), merr))
 	}
@@ -265,6 +367,7 @@ func (m *mmapFile) remap(size int) error {
 
 // setEntries drops the entries at and after slot k. Caller holds mu.
 func (m *mmapFile) setEntries(k int) {
+	_ = m.writePending()
 	old := m.published()
 	if k >= old {
 		return
@@ -272,8 +375,10 @@ func (m *mmapFile) setEntries(k int) {
 	m.n.Store(int64(k))
 	if m.writable {
 		// Zero the dropped slots: they must read as the unwritten tail if the
-		// process dies before they are rewritten.
-		clear(m.data[k*m.es : old*m.es])
+		// process dies before they are rewritten. Best effort: should the
+		// write fail, a clean close trims them off, and after an unclean
+		// stop recovery rebuilds every index it cannot trust.
+		_ = m.writeZeros(int64(k*m.es), int64(old*m.es))
 	}
 }
 
@@ -291,6 +396,7 @@ func (m *mmapFile) checkWritable() error {
 func (m *mmapFile) Entries() int { return m.published() }
 
 // MaxEntries returns the number of entries the current mapping can hold.
+// Writers compare it with count(), readers with Entries().
 func (m *mmapFile) MaxEntries() int {
 	if m.sealed {
 		return m.published()
@@ -332,6 +438,9 @@ func (m *mmapFile) Flush() error {
 	if !m.writable {
 		return nil
 	}
+	if err := m.writePending(); err != nil {
+		return err
+	}
 	if err := m.f.Sync(); err != nil {
 		return fmt.Errorf("index: flush %s: %w", m.name(), err)
 	}
@@ -352,6 +461,9 @@ func (m *mmapFile) TrimToValidSize() error {
 }
 
 func (m *mmapFile) trimLocked() error {
+	if err := m.writePending(); err != nil {
+		return err
+	}
 	want := int64(m.published() * m.es)
 	if want != m.fileSize {
 		if err := m.f.Truncate(want); err != nil {
@@ -375,6 +487,9 @@ func (m *mmapFile) Resize(maxIndexSize int) error {
 	}
 	if maxIndexSize < 0 || maxIndexSize > math.MaxInt32 {
 		return fmt.Errorf("index: %s: invalid max index size %d", m.name(), maxIndexSize)
+	}
+	if err := m.writePending(); err != nil {
+		return err
 	}
 	m.maxIndexSize = maxIndexSize / m.es * m.es
 	m.sealed = false
@@ -413,6 +528,7 @@ func (m *mmapFile) Close() error {
 }
 
 func (m *mmapFile) closeLocked() error {
+	m.pending = nil
 	err := m.unmap()
 	m.n.Store(0)
 	m.closed = true

@@ -57,19 +57,21 @@ func (x *OffsetIndex) entryAt(data []byte, i int) (int64, uint32) {
 // Append adds the entry (offset, position). offset must be larger than the
 // last entry's offset (ErrInvalidOffset), offset-base must be in
 // [0, math.MaxInt32] (ErrOffsetOverflow), and the index must not be full
-// (ErrIndexFull). The entry is visible to readers when Append returns.
+// (ErrIndexFull). The entry is written with pwrite (a failed write, e.g. a
+// full file system, is returned and nothing is appended) and is visible to
+// readers when Append returns, unless the index is in bulk mode (BeginBulk).
 func (x *OffsetIndex) Append(offset int64, position uint32) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if err := x.checkWritable(); err != nil {
 		return err
 	}
-	n := x.published()
+	n := x.count()
 	if n >= x.MaxEntries() {
 		return x.wrap(ErrIndexFull, "append offset %d: %d entries", offset, n)
 	}
 	if n > 0 {
-		if last := x.offsetAt(x.data, n-1); offset <= last {
+		if last := x.offsetAt(x.writerSlot(n-1), 0); offset <= last {
 			return x.wrap(ErrInvalidOffset, "append offset %d at slot %d: not larger than the last offset %d", offset, n, last)
 		}
 	}
@@ -77,11 +79,10 @@ func (x *OffsetIndex) Append(offset int64, position uint32) error {
 	if offset < x.base || rel > math.MaxInt32 {
 		return x.wrap(ErrOffsetOverflow, "append offset %d: base offset %d", offset, x.base)
 	}
-	p := x.data[n*OffsetEntrySize : n*OffsetEntrySize+OffsetEntrySize]
-	binary.BigEndian.PutUint32(p, uint32(rel))
-	binary.BigEndian.PutUint32(p[4:], position)
-	x.n.Store(int64(n + 1))
-	return nil
+	var e [OffsetEntrySize]byte
+	binary.BigEndian.PutUint32(e[:], uint32(rel))
+	binary.BigEndian.PutUint32(e[4:], position)
+	return x.put(e[:])
 }
 
 // Lookup returns the entry with the largest offset <= target, or

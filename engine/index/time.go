@@ -70,14 +70,14 @@ func (x *TimeIndex) MaybeAppend(timestamp int64, offset int64, skipFullCheck boo
 	if err := x.checkWritable(); err != nil {
 		return err
 	}
-	n := x.published()
+	n := x.count()
 	maxEntries := x.MaxEntries()
 	if n >= maxEntries || (!skipFullCheck && n >= maxEntries-1) {
 		return x.wrap(ErrIndexFull, "append timestamp %d offset %d: %d of %d entries", timestamp, offset, n, maxEntries)
 	}
 	lastTs := NoTimestamp
 	if n > 0 {
-		ts, off := x.entryAt(x.data, n-1)
+		ts, off := x.entryAt(x.writerSlot(n-1), 0)
 		if offset < off {
 			return x.wrap(ErrInvalidOffset, "append offset %d at slot %d: smaller than the last offset %d", offset, n, off)
 		}
@@ -93,11 +93,10 @@ func (x *TimeIndex) MaybeAppend(timestamp int64, offset int64, skipFullCheck boo
 	if offset < x.base || rel > math.MaxInt32 {
 		return x.wrap(ErrOffsetOverflow, "append offset %d: base offset %d", offset, x.base)
 	}
-	p := x.data[n*TimeEntrySize : n*TimeEntrySize+TimeEntrySize]
-	binary.BigEndian.PutUint64(p, uint64(timestamp))
-	binary.BigEndian.PutUint32(p[8:], uint32(rel))
-	x.n.Store(int64(n + 1))
-	return nil
+	var e [TimeEntrySize]byte
+	binary.BigEndian.PutUint64(e[:], uint64(timestamp))
+	binary.BigEndian.PutUint32(e[8:], uint32(rel))
+	return x.put(e[:])
 }
 
 // Lookup returns the entry with the largest timestamp <= targetTimestamp, or

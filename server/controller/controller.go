@@ -8,7 +8,11 @@
 // The decisions are pure functions (decide.go); this file is the runner: a
 // single event loop goroutine owns all controller state, ZooKeeper watches
 // post events to it, and one sender goroutine per broker delivers requests
-// in order.
+// in order (sender.go). The controller reaches ZooKeeper only through the
+// Store interface (store.go: its contract) and the brokers only through a
+// Dialer, so the tests run it against an in-memory twin of the store and
+// scripted brokers, in a synctest bubble (testdata/*.txt: scenarios of
+// events and the exact partition states and requests that follow).
 //
 // # Replicas that cannot be opened
 //
@@ -39,6 +43,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -48,14 +53,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/kvlog/kvlog/internal/kconn"
 	"github.com/kvlog/kvlog/server/zkstore"
 )
 
 // Config configures a Controller.
 type Config struct {
 	BrokerID int32
-	Store    *zkstore.Store
+	// Store is the metadata store (*zkstore.Store in production).
+	Store Store
+	// Dialer connects to the brokers (nil: KafkaDialer).
+	Dialer Dialer
 	// Unclean reports unclean.leader.election.enable for a topic.
 	Unclean func(topic string) bool
 	// AutoRebalance enables preferred leader election every
@@ -85,6 +92,10 @@ type Controller struct {
 	// offlineDirs are the replicas each broker reported KAFKA_STORAGE_ERROR
 	// for (Kafka's replicasOnOfflineDirs).
 	offlineDirs map[int32]map[zkstore.TopicPartition]bool
+	// watchSeq numbers the watches set; watches is the newest one set on
+	// each znode (see supersededWatch).
+	watchSeq uint64
+	watches  map[watchKey]uint64
 
 	statusMu sync.Mutex
 	status   Status
@@ -120,6 +131,8 @@ const (
 type event struct {
 	kind  eventKind
 	topic string
+	// watch is the id of the watch that posted the event (0: not a watch).
+	watch uint64
 	// controlled shutdown
 	ctx         context.Context // the caller's: how long it waits for the reply
 	broker      int32
@@ -150,9 +163,12 @@ func New(cfg Config) *Controller {
 	if cfg.RebalanceInterval <= 0 {
 		cfg.RebalanceInterval = 5 * time.Minute
 	}
+	if cfg.Dialer == nil {
+		cfg.Dialer = KafkaDialer{ClientID: fmt.Sprintf("kvlog-controller-%d", cfg.BrokerID)}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Controller{cfg: cfg, log: cfg.Logger.With("component", "controller"), events: make(chan event, 256),
-		ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		ctx: ctx, cancel: cancel, done: make(chan struct{}), watches: map[watchKey]uint64{}}
 }
 
 // Start runs the controller loop until Stop.
@@ -188,11 +204,23 @@ func (c *Controller) post(ev event) {
 	}
 }
 
-// watch posts ev when the ZooKeeper watch ch fires.
+// watchKey names what a watch is on: the znode behind an event kind (and
+// topic).
+type watchKey struct {
+	kind  eventKind
+	topic string
+}
+
+// watch posts ev when the ZooKeeper watch ch fires. The watch becomes the
+// current one of its znode: an older watch still set on it is superseded
+// (see supersededWatch).
 func (c *Controller) watch(ch <-chan zk.Event, ev event) {
 	if ch == nil {
 		return
 	}
+	c.watchSeq++
+	ev.watch = c.watchSeq
+	c.watches[watchKey{ev.kind, ev.topic}] = ev.watch
 	go func() {
 		select {
 		case <-ch:
@@ -214,9 +242,18 @@ func (c *Controller) watch(ch <-chan zk.Event, ev event) {
 // leaving its partitions leaderless or clients pointed at it. Brokers that
 // go away meanwhile are not waited for.
 func (c *Controller) ControlledShutdown(ctx context.Context, id int32, brokerEpoch int64) ([]zkstore.TopicPartition, error) {
+	// The wait for the brokers' answers ends a little before ctx does, so
+	// that the caller gets the answer (the partitions id still leads)
+	// rather than its own deadline.
+	wait := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		wait, cancel = context.WithDeadline(ctx, dl.Add(-time.Until(dl)/10))
+		defer cancel()
+	}
 	reply := make(chan shutdownResult, 1)
 	select {
-	case c.events <- event{kind: evShutdown, ctx: ctx, broker: id, brokerEpoch: brokerEpoch, reply: reply}:
+	case c.events <- event{kind: evShutdown, ctx: wait, broker: id, brokerEpoch: brokerEpoch, reply: reply}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-c.ctx.Done():
@@ -249,7 +286,29 @@ func (c *Controller) loop() {
 	}
 }
 
+// supersededWatch reports whether ev comes from a watch that a newer one
+// on the same znode replaced. ZooKeeper watches cannot be removed and each
+// fires once, so every read that sets one (an election run, a fail-over,
+// an event handled) leaves the older ones set; acting on them too would set
+// yet more, one more per run of the election, each firing for every later
+// change. The newest watch was set by a read made after the older ones'
+// and fires for every change since, so the older ones' events add nothing.
+func (c *Controller) supersededWatch(ev event) bool {
+	if ev.watch == 0 {
+		return false
+	}
+	key := watchKey{ev.kind, ev.topic}
+	if c.watches[key] != ev.watch {
+		return true
+	}
+	delete(c.watches, key)
+	return false
+}
+
 func (c *Controller) handle(ev event) {
+	if c.supersededWatch(ev) {
+		return
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			c.log.Error("controller event panicked; resigning", "event", ev.kind, "panic", v)
@@ -268,6 +327,11 @@ func (c *Controller) handle(ev event) {
 		}
 		rem, sent, err2 := c.controlledShutdown(ev.broker, ev.brokerEpoch)
 		err = err2
+		if errors.Is(err2, zkstore.ErrFenced) {
+			// Another controller was elected: the broker asks it.
+			ev.reply <- shutdownResult{err: kerr.NotController}
+			break
+		}
 		if err2 != nil {
 			ev.reply <- shutdownResult{err: err2}
 			break
@@ -446,6 +510,7 @@ func (c *Controller) loadTopics() error {
 	for n := range c.topics {
 		if !seen[n] {
 			delete(c.topics, n)
+			delete(c.watches, watchKey{evTopicAssignment, n})
 		}
 	}
 	return nil
@@ -723,6 +788,7 @@ func (c *Controller) onDeletions() error {
 			return err
 		}
 		delete(c.topics, n)
+		delete(c.watches, watchKey{evTopicAssignment, n})
 		for _, set := range c.offlineDirs {
 			for tp := range set {
 				if tp.Topic == n {
@@ -890,8 +956,8 @@ func (c *Controller) onReplicasOffline(id int32, tps []zkstore.TopicPartition) e
 		}
 		stop[tp.Topic] = append(stop[tp.Topic], tp.Partition)
 	}
-	for topic, ps := range stop {
-		c.sendStopReplica(id, topic, ps, false)
+	for _, topic := range slices.Sorted(maps.Keys(stop)) {
+		c.sendStopReplica(id, topic, stop[topic], false)
 	}
 	c.sendLeaderAndIsrFor(changed, []int32{id})
 	c.sendUpdateMetadataAll()
@@ -935,17 +1001,22 @@ func (c *Controller) sender(b zkstore.Broker) *sender {
 	if s := c.senders[b.ID]; s != nil {
 		return s
 	}
-	ep, _ := b.Endpoint("")
-	s := newSender(c, b.ID, ep.Host, ep.Port)
+	s := newSender(c, b)
 	c.senders[b.ID] = s
 	return s
 }
 
-// partitionStates reads the current states of tps (nil: every partition
-// hosted by broker id).
+// statesFor reads the current states of tps (nil: every partition hosted
+// by broker id), each partition once, in partition order.
 func (c *Controller) statesFor(id int32, tps []zkstore.TopicPartition) map[string][]kmsg.LeaderAndISRRequestTopicPartition {
 	out := map[string][]kmsg.LeaderAndISRRequestTopicPartition{}
+	seen := map[zkstore.TopicPartition]bool{}
 	add := func(n string, p int32, replicas []int32) {
+		tp := zkstore.TopicPartition{Topic: n, Partition: p}
+		if seen[tp] {
+			return
+		}
+		seen[tp] = true
 		st, ok, err := c.cfg.Store.PartitionState(n, p)
 		if err != nil || !ok {
 			return
@@ -981,6 +1052,9 @@ func (c *Controller) statesFor(id int32, tps []zkstore.TopicPartition) map[strin
 		}
 		add(tp.Topic, tp.Partition, ti.assign.Replicas[tp.Partition])
 	}
+	for _, ps := range out {
+		slices.SortFunc(ps, func(a, b kmsg.LeaderAndISRRequestTopicPartition) int { return int(a.Partition - b.Partition) })
+	}
 	return out
 }
 
@@ -1014,7 +1088,7 @@ func (c *Controller) sendLeaderAndIsr(id int32, tps []zkstore.TopicPartition) []
 		}
 		req.TopicStates = append(req.TopicStates, ts)
 	}
-	for l := range leaders {
+	for _, l := range keys(leaders) {
 		if lb, ok := c.brokers[l]; ok {
 			ep, _ := lb.Endpoint("")
 			ll := kmsg.NewLeaderAndISRRequestLiveLeader()
@@ -1119,147 +1193,4 @@ func keys[V any](m map[int32]V) []int32 {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// sender delivers requests to one broker in order, retrying on connection
-// errors until the broker is gone (the sender is closed).
-type sender struct {
-	c      *Controller
-	id     int32
-	addr   string
-	queue  chan outbound
-	ctx    context.Context
-	cancel context.CancelFunc
-}
-
-// outbound is a queued request; done is closed once the broker answered it.
-type outbound struct {
-	req  kmsg.Request
-	done chan struct{}
-}
-
-// delivery tracks a sent request: done is closed once the broker answered
-// it (whatever the answer: a refusal is final too); the sender's context
-// ends when it gives up on the broker.
-type delivery struct {
-	s    *sender
-	done <-chan struct{}
-}
-
-func newSender(c *Controller, id int32, host string, port int32) *sender {
-	ctx, cancel := context.WithCancel(c.ctx)
-	s := &sender{c: c, id: id, addr: fmt.Sprintf("%s:%d", host, port), queue: make(chan outbound, 1024), ctx: ctx, cancel: cancel}
-	go s.run()
-	return s
-}
-
-func (s *sender) send(req kmsg.Request) delivery {
-	done := make(chan struct{})
-	select {
-	case s.queue <- outbound{req: req, done: done}:
-	default:
-		s.c.log.Error("controller request queue full; dropping request", "broker", s.id, "api", kmsg.NameForKey(req.Key()))
-		close(done) // nothing to wait for
-	}
-	return delivery{s: s, done: done}
-}
-
-func (s *sender) close() { s.cancel() }
-
-func (s *sender) run() {
-	var conn *kconn.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close()
-		}
-	}()
-	for {
-		var out outbound
-		select {
-		case <-s.ctx.Done():
-			return
-		case out = <-s.queue:
-		}
-		req := out.req
-		for attempt := 0; ; attempt++ {
-			if s.ctx.Err() != nil {
-				return
-			}
-			if conn == nil || conn.Closed() {
-				dctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-				c, err := kconn.Dial(dctx, s.addr, fmt.Sprintf("kvlog-controller-%d", s.c.cfg.BrokerID))
-				cancel()
-				if err != nil {
-					s.backoff(attempt)
-					continue
-				}
-				conn = c
-			}
-			rctx, cancel := context.WithTimeout(s.ctx, s.c.cfg.RequestTimeout)
-			resp, err := conn.Request(rctx, req)
-			cancel()
-			if err != nil {
-				s.c.log.Debug("controller request failed; retrying", "broker", s.id, "api", kmsg.NameForKey(req.Key()), "err", err)
-				s.backoff(attempt)
-				continue
-			}
-			if code := topErrorCode(resp); code != 0 {
-				s.c.log.Warn("broker refused controller request", "broker", s.id, "api", kmsg.NameForKey(req.Key()), "err", kerr.ErrorForCode(code))
-			} else if lr, ok := resp.(*kmsg.LeaderAndISRResponse); ok {
-				s.leaderAndIsrAnswered(lr)
-			}
-			close(out.done)
-			break
-		}
-	}
-}
-
-// leaderAndIsrAnswered hands the loop the partitions the broker answered
-// with KAFKA_STORAGE_ERROR and without error.
-func (s *sender) leaderAndIsrAnswered(resp *kmsg.LeaderAndISRResponse) {
-	ev := event{kind: evLeaderAndIsrResponse, from: s}
-	add := func(p kmsg.LeaderAndISRResponseTopicPartition) {
-		tp := zkstore.TopicPartition{Topic: p.Topic, Partition: p.Partition}
-		switch p.ErrorCode {
-		case 0:
-			ev.online = append(ev.online, tp)
-		case kerr.KafkaStorageError.Code:
-			ev.offline = append(ev.offline, tp)
-		}
-	}
-	for _, p := range resp.Partitions {
-		add(p)
-	}
-	for _, t := range resp.Topics { // v5+ (kvlog sends v4)
-		for _, p := range t.Partitions {
-			add(p)
-		}
-	}
-	if len(ev.offline) == 0 && len(ev.online) == 0 {
-		return
-	}
-	select {
-	case s.c.events <- ev:
-	case <-s.ctx.Done():
-	}
-}
-
-func (s *sender) backoff(attempt int) {
-	d := min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)
-	select {
-	case <-time.After(d):
-	case <-s.ctx.Done():
-	}
-}
-
-func topErrorCode(resp kmsg.Response) int16 {
-	switch r := resp.(type) {
-	case *kmsg.LeaderAndISRResponse:
-		return r.ErrorCode
-	case *kmsg.UpdateMetadataResponse:
-		return r.ErrorCode
-	case *kmsg.StopReplicaResponse:
-		return r.ErrorCode
-	}
-	return 0
 }

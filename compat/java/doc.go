@@ -1,0 +1,14 @@
+// Package javacompat runs Apache Kafka's own Java clients against the real
+// kvlogd: kafka-clients 4.x and 3.x (producer, consumer groups with the
+// classic protocol, AdminClient, the APIs kvlog does not serve yet) and a
+// Kafka Streams application. The Java side is the Maven module beside this
+// file (pom.xml, src/main/java/kvlog/compat); its cases print one RESULT
+// line of JSON each, and the tests here start the broker through
+// internal/testbroker, SIGKILL and restart it (or the Streams app) where a
+// case needs it, and check what the Java client did against a model
+// computed in Go, reading the topics back with franz-go.
+//
+// `make tools-java` fills ~/.m2 with the pinned versions; the tests build
+// the module with Maven (offline when ~/.m2 has everything) and skip,
+// saying so, only when java or mvn is missing.
+package javacompat

@@ -1,0 +1,145 @@
+package kvlog.compat;
+
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Properties;
+import java.util.Set;
+import java.util.concurrent.ExecutionException;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.NewPartitionReassignment;
+import org.apache.kafka.clients.admin.ScramCredentialInfo;
+import org.apache.kafka.clients.admin.ScramMechanism;
+import org.apache.kafka.clients.admin.UserScramCredentialUpsertion;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.common.ElectionType;
+import org.apache.kafka.common.KafkaFuture;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.acl.AccessControlEntry;
+import org.apache.kafka.common.acl.AclBinding;
+import org.apache.kafka.common.acl.AclBindingFilter;
+import org.apache.kafka.common.acl.AclOperation;
+import org.apache.kafka.common.acl.AclPermissionType;
+import org.apache.kafka.common.errors.UnsupportedVersionException;
+import org.apache.kafka.common.quota.ClientQuotaAlteration;
+import org.apache.kafka.common.quota.ClientQuotaEntity;
+import org.apache.kafka.common.quota.ClientQuotaFilter;
+import org.apache.kafka.common.resource.PatternType;
+import org.apache.kafka.common.resource.ResourcePattern;
+import org.apache.kafka.common.resource.ResourceType;
+
+/**
+ * What kvlog does not serve yet fails in the client with the ordinary
+ * UnsupportedVersionException, promptly: each case pins one API.
+ */
+final class UnsupportedCases {
+    private UnsupportedCases() {}
+
+    interface Call {
+        void run() throws Exception;
+    }
+
+    static void register(Map<String, Main.Case> m) {
+        m.put("unsupported-transactions", UnsupportedCases::transactions);
+        m.put("unsupported-consumer-protocol", UnsupportedCases::consumerProtocol);
+        m.put("unsupported-acls", ctx -> admin(ctx, "Admin.describeAcls/createAcls", a -> {
+            expect(ctx, "Admin.describeAcls", () -> a.describeAcls(AclBindingFilter.ANY).values().get());
+            expect(ctx, "Admin.createAcls", () -> a.createAcls(List.of(new AclBinding(
+                    new ResourcePattern(ResourceType.TOPIC, "t", PatternType.LITERAL),
+                    new AccessControlEntry("User:alice", "*", AclOperation.READ, AclPermissionType.ALLOW)))).all().get());
+        }));
+        m.put("unsupported-quotas", ctx -> admin(ctx, "Admin.describeClientQuotas/alterClientQuotas", a -> {
+            expect(ctx, "Admin.describeClientQuotas", () -> a.describeClientQuotas(ClientQuotaFilter.all()).entities().get());
+            expect(ctx, "Admin.alterClientQuotas", () -> a.alterClientQuotas(List.of(new ClientQuotaAlteration(
+                    new ClientQuotaEntity(Map.of(ClientQuotaEntity.CLIENT_ID, "c")),
+                    List.of(new ClientQuotaAlteration.Op("producer_byte_rate", 1024.0))))).all().get());
+        }));
+        m.put("unsupported-scram", ctx -> admin(ctx, "Admin.describeUserScramCredentials/alterUserScramCredentials", a -> {
+            expect(ctx, "Admin.describeUserScramCredentials", () -> a.describeUserScramCredentials().all().get());
+            expect(ctx, "Admin.alterUserScramCredentials", () -> a.alterUserScramCredentials(List.of(new UserScramCredentialUpsertion(
+                    "alice", new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), "secret"))).all().get());
+        }));
+        m.put("unsupported-reassignment", ctx -> admin(ctx, "Admin.listPartitionReassignments/alterPartitionReassignments", a -> {
+            expect(ctx, "Admin.listPartitionReassignments", () -> a.listPartitionReassignments().reassignments().get());
+            expect(ctx, "Admin.alterPartitionReassignments", () -> a.alterPartitionReassignments(Map.of(
+                    new TopicPartition(ctx.topic("reassign"), 0), Optional.of(new NewPartitionReassignment(List.of(0))))).all().get());
+        }));
+        m.put("unsupported-elect-leaders", ctx -> admin(ctx, "Admin.electLeaders", a ->
+                expect(ctx, "Admin.electLeaders", () -> a.electLeaders(ElectionType.PREFERRED, Set.of(new TopicPartition(ctx.topic("elect"), 0))).partitions().get())));
+    }
+
+    interface AdminCall {
+        void run(Admin a) throws Exception;
+    }
+
+    static void admin(Ctx ctx, String what, AdminCall call) throws Exception {
+        try (Admin a = ctx.admin()) {
+            call.run(a);
+        }
+    }
+
+    /** Runs call and requires an UnsupportedVersionException, within the case's timeout. */
+    static void expect(Ctx ctx, String api, Call call) {
+        ctx.step(api);
+        long t0 = System.nanoTime();
+        Throwable got = null;
+        try {
+            call.run();
+        } catch (ExecutionException e) {
+            got = e.getCause();
+        } catch (Exception e) {
+            got = e;
+        }
+        long ms = (System.nanoTime() - t0) / 1_000_000;
+        ctx.check(got instanceof UnsupportedVersionException, "%s: want UnsupportedVersionException, got %s", api, got == null ? "success" : got.toString());
+        ctx.data.with(api, ms + " ms: " + got.getMessage());
+    }
+
+    /** A transactional producer: initTransactions. */
+    static void transactions(Ctx ctx) throws Exception {
+        Properties p = ctx.producerProps();
+        p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, ctx.prefix + "-txn");
+        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "30000");
+        try (KafkaProducer<String, String> prod = ctx.producer(p)) {
+            // No transaction coordinator: the lookup's non-retriable
+            // UNSUPPORTED_VERSION is fatal to the producer at once. Java
+            // wraps it in a KafkaException carrying kvlog's message (an
+            // UnsupportedVersionException itself only comes from an API
+            // version mismatch, and FindCoordinator is served for groups).
+            ctx.step("KafkaProducer.initTransactions");
+            long t0 = System.nanoTime();
+            Throwable got = null;
+            try {
+                prod.initTransactions();
+            } catch (Exception e) {
+                got = e;
+            }
+            long ms = (System.nanoTime() - t0) / 1_000_000;
+            ctx.check(got != null && !(got instanceof org.apache.kafka.common.errors.TimeoutException)
+                    && (got instanceof UnsupportedVersionException || String.valueOf(got.getMessage()).contains("does not support transactions")),
+                    "KafkaProducer.initTransactions: want a prompt UnsupportedVersionException or a KafkaException saying transactions are unsupported, got %s after %d ms", got, ms);
+            ctx.data.with("KafkaProducer.initTransactions", ms + " ms: " + got);
+        }
+    }
+
+    /** KIP-848: group.protocol=consumer. */
+    static void consumerProtocol(Ctx ctx) throws Exception {
+        Properties p = ctx.consumerProps(ctx.group("kip848"));
+        p.put("group.protocol", "consumer");
+        try (KafkaConsumer<String, String> c = ctx.consumer(p)) {
+            c.subscribe(List.of(ctx.topic("kip848")));
+            expect(ctx, "KafkaConsumer.poll (group.protocol=consumer)", () -> {
+                long deadline = System.currentTimeMillis() + 30_000;
+                while (System.currentTimeMillis() < deadline) {
+                    c.poll(Ctx.ms(200));
+                }
+            });
+        }
+    }
+
+    static <T> T unused(KafkaFuture<T> f) {
+        return null;
+    }
+}

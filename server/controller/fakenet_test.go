@@ -1,0 +1,212 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/zkstore"
+)
+
+// fakeNet is the controller's Dialer in the tests: it records every
+// request each broker receives (every attempt, in order) and answers as the
+// test scripted (success by default).
+type fakeNet struct {
+	mu          sync.Mutex
+	log         map[int32][]string // formatted requests by broker, since the last take
+	scripts     map[int32][]reply
+	unreachable map[int32]bool
+}
+
+// reply is one scripted answer: to the next request of api (-1: any) to a
+// broker.
+type reply struct {
+	api  int16
+	what string // "storage-error", "timeout", "conn-error", "error"
+	tps  []zkstore.TopicPartition
+	code int16
+}
+
+var errConnLost = errors.New("fakenet: connection lost")
+
+func newFakeNet() *fakeNet {
+	return &fakeNet{log: map[int32][]string{}, scripts: map[int32][]reply{}, unreachable: map[int32]bool{}}
+}
+
+func (n *fakeNet) script(id int32, r reply) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.scripts[id] = append(n.scripts[id], r)
+}
+
+func (n *fakeNet) setUnreachable(id int32, v bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.unreachable[id] = v
+}
+
+// take returns the recorded requests, by broker id ascending, and forgets
+// them.
+func (n *fakeNet) take() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ids := keys(n.log)
+	var out []string
+	for _, id := range ids {
+		for _, l := range n.log[id] {
+			out = append(out, fmt.Sprintf("b%d <- %s", id, l))
+		}
+	}
+	n.log = map[int32][]string{}
+	return out
+}
+
+func (n *fakeNet) Dial(ctx context.Context, b zkstore.Broker) (Conn, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.unreachable[b.ID] {
+		n.log[b.ID] = append(n.log[b.ID], "(connection refused)")
+		return nil, fmt.Errorf("fakenet: broker %d unreachable", b.ID)
+	}
+	return &fakeConn{n: n, id: b.ID}, nil
+}
+
+type fakeConn struct {
+	n      *fakeNet
+	id     int32
+	closed bool
+}
+
+func (c *fakeConn) Closed() bool { return c.closed }
+func (c *fakeConn) Close() error { c.closed = true; return nil }
+
+func (c *fakeConn) Request(ctx context.Context, req kmsg.Request) (kmsg.Response, error) {
+	n := c.n
+	n.mu.Lock()
+	r := reply{what: "ok"}
+	if i := slices.IndexFunc(n.scripts[c.id], func(r reply) bool { return r.api < 0 || r.api == req.Key() }); i >= 0 {
+		r = n.scripts[c.id][i]
+		n.scripts[c.id] = slices.Delete(n.scripts[c.id], i, i+1)
+	}
+	line := formatRequest(req)
+	switch r.what {
+	case "timeout", "conn-error":
+		line += " (" + r.what + ")"
+	case "storage-error":
+		line += " (storage error " + formatTPs(r.tps) + ")"
+	case "error":
+		line += " (" + kerr.ErrorForCode(r.code).Error() + ")"
+	}
+	n.log[c.id] = append(n.log[c.id], line)
+	n.mu.Unlock()
+
+	switch r.what {
+	case "timeout":
+		<-ctx.Done()
+		c.closed = true
+		return nil, ctx.Err()
+	case "conn-error":
+		c.closed = true
+		return nil, errConnLost
+	}
+	resp := req.ResponseKind()
+	switch req := req.(type) {
+	case *kmsg.LeaderAndISRRequest:
+		resp := resp.(*kmsg.LeaderAndISRResponse)
+		resp.ErrorCode = r.code
+		if r.code != 0 {
+			break
+		}
+		for _, t := range req.TopicStates {
+			for _, ps := range t.PartitionStates {
+				p := kmsg.NewLeaderAndISRResponseTopicPartition()
+				p.Topic, p.Partition = t.Topic, ps.Partition
+				if r.what == "storage-error" && slices.Contains(r.tps, zkstore.TopicPartition{Topic: t.Topic, Partition: ps.Partition}) {
+					p.ErrorCode = kerr.KafkaStorageError.Code
+				}
+				resp.Partitions = append(resp.Partitions, p)
+			}
+		}
+	case *kmsg.UpdateMetadataRequest:
+		resp.(*kmsg.UpdateMetadataResponse).ErrorCode = r.code
+	case *kmsg.StopReplicaRequest:
+		resp.(*kmsg.StopReplicaResponse).ErrorCode = r.code
+	}
+	return resp, nil
+}
+
+func formatInts(v []int32) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprint(x)
+	}
+	return "[" + strings.Join(s, " ") + "]"
+}
+
+func formatTPs(tps []zkstore.TopicPartition) string {
+	s := make([]string, len(tps))
+	for i, tp := range tps {
+		s[i] = fmt.Sprintf("%s-%d", tp.Topic, tp.Partition)
+	}
+	return strings.Join(s, ",")
+}
+
+// formatRequest prints a controller request with every field the brokers
+// act on.
+func formatRequest(req kmsg.Request) string {
+	var b strings.Builder
+	switch r := req.(type) {
+	case *kmsg.LeaderAndISRRequest:
+		fmt.Fprintf(&b, "LeaderAndIsr v%d c%d ce%d be%d", r.Version, r.ControllerID, r.ControllerEpoch, r.BrokerEpoch)
+		for _, t := range r.TopicStates {
+			for _, p := range t.PartitionStates {
+				fmt.Fprintf(&b, " [%s-%d L%d le%d isr%s r%s ce%d zkv%d]", t.Topic, p.Partition, p.Leader, p.LeaderEpoch,
+					formatInts(p.ISR), formatInts(p.Replicas), p.ControllerEpoch, p.ZKVersion)
+			}
+		}
+		var live []int32
+		for _, l := range r.LiveLeaders {
+			live = append(live, l.BrokerID)
+		}
+		fmt.Fprintf(&b, " leaders%s", formatInts(live))
+	case *kmsg.UpdateMetadataRequest:
+		fmt.Fprintf(&b, "UpdateMetadata v%d c%d ce%d be%d", r.Version, r.ControllerID, r.ControllerEpoch, r.BrokerEpoch)
+		for _, t := range r.TopicStates {
+			for _, p := range t.PartitionStates {
+				fmt.Fprintf(&b, " [%s-%d L%d le%d isr%s", t.Topic, p.Partition, p.Leader, p.LeaderEpoch, formatInts(p.ISR))
+				if len(p.OfflineReplicas) > 0 {
+					fmt.Fprintf(&b, " offline%s", formatInts(p.OfflineReplicas))
+				}
+				b.WriteString("]")
+			}
+		}
+		var live []int32
+		for _, l := range r.LiveBrokers {
+			live = append(live, l.ID)
+		}
+		fmt.Fprintf(&b, " live%s", formatInts(live))
+	case *kmsg.StopReplicaRequest:
+		fmt.Fprintf(&b, "StopReplica v%d c%d ce%d be%d", r.Version, r.ControllerID, r.ControllerEpoch, r.BrokerEpoch)
+		for _, t := range r.Topics {
+			var ps []int32
+			del := false
+			for _, p := range t.PartitionStates {
+				ps = append(ps, p.Partition)
+				del = del || p.Delete
+			}
+			fmt.Fprintf(&b, " %s%s", t.Topic, formatInts(ps))
+			if del {
+				b.WriteString(" delete")
+			}
+		}
+	default:
+		fmt.Fprintf(&b, "%s", kmsg.NameForKey(req.Key()))
+	}
+	return b.String()
+}
