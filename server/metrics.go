@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kvlog/kvlog/cleaner/cleanerstatus"
 )
 
 // metrics are the broker's Prometheus metrics. Per-API series exist for
@@ -179,7 +181,7 @@ func (s *Server) HTTPHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
-	mux.Handle("/cleaner", s.cleaner.Handler())
+	mux.Handle(cleanerstatus.Path, s.cleaner.Handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if s.closing.Load() {
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
