@@ -132,6 +132,21 @@ func (c *core) tick(now time.Time) {
 		delete(c.retries, m)
 		c.resume(now, m)
 	}
+	c.armChecks(now)
+}
+
+// armChecks schedules the periodic checks while the partition has
+// transactional ids (an idle shard has no timer).
+func (c *core) armChecks(now time.Time) {
+	if len(c.txns) == 0 {
+		return
+	}
+	if c.nextAbortCheck.IsZero() {
+		c.nextAbortCheck = now.Add(c.cfg.AbortTimedOutInterval)
+	}
+	if c.nextExpireCheck.IsZero() {
+		c.nextExpireCheck = now.Add(c.cfg.RemoveExpiredInterval)
+	}
 	c.schedule(c.nextAbortCheck)
 	c.schedule(c.nextExpireCheck)
 }
@@ -224,6 +239,7 @@ func (c *core) initProducerID(now time.Time, req InitRequest, cb func(InitResult
 			partitions: map[TopicPartition]struct{}{}, startMs: -1, lastUpdateMs: nowMs,
 		}
 		c.txns[m.id] = m
+		c.armChecks(now)
 	}
 	if m.hasPending {
 		fail(fmt.Errorf("%w: %s is changing to %s", ErrConcurrentTransactions, m.id, m.pending))
@@ -593,8 +609,5 @@ func (c *core) install(now time.Time, snaps map[string]*snapshot) {
 			c.resume(now, m)
 		}
 	}
-	c.nextAbortCheck = now.Add(c.cfg.AbortTimedOutInterval)
-	c.nextExpireCheck = now.Add(c.cfg.RemoveExpiredInterval)
-	c.schedule(c.nextAbortCheck)
-	c.schedule(c.nextExpireCheck)
+	c.armChecks(now)
 }
