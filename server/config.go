@@ -109,6 +109,16 @@ var brokerConfigDefs = func() map[string]*configDef {
 		{name: "group.min.session.timeout.ms", typ: kmsg.ConfigTypeInt, def: "6000", check: atLeast(0), doc: "Smallest session timeout a member may ask for."},
 		{name: "group.max.session.timeout.ms", typ: kmsg.ConfigTypeInt, def: "1800000", check: atLeast(0), doc: "Largest session timeout a member may ask for."},
 		{name: "group.max.size", typ: kmsg.ConfigTypeInt, def: maxInt, check: atLeast(1), doc: "Maximum members of one group."},
+		// Transaction coordinator (package txn, wired in txns.go).
+		{name: "transaction.state.log.num.partitions", typ: kmsg.ConfigTypeInt, def: "50", check: atLeast(1), doc: "Partitions of __transaction_state."},
+		{name: "transaction.state.log.replication.factor", typ: kmsg.ConfigTypeShort, def: "3", check: atLeast(1), doc: "Replication factor of __transaction_state in cluster mode; its creation fails until this many brokers are alive. A single node always uses 1."},
+		{name: "transaction.state.log.min.isr", typ: kmsg.ConfigTypeInt, def: "2", check: atLeast(1), doc: "min.insync.replicas of __transaction_state in cluster mode (a single node uses 1)."},
+		{name: "transaction.state.log.segment.bytes", typ: kmsg.ConfigTypeInt, def: "104857600", check: atLeast(1), doc: "segment.bytes of __transaction_state."},
+		{name: "request.timeout.ms", typ: kmsg.ConfigTypeInt, def: "30000", check: atLeast(1), doc: "How long a write to __transaction_state waits for the high watermark (every in-sync replica; a single node's fsync) before the transaction coordinator fails it."},
+		{name: "transaction.max.timeout.ms", typ: kmsg.ConfigTypeInt, def: "900000", check: atLeast(1), doc: "Largest transaction timeout a producer may ask for (INVALID_TRANSACTION_TIMEOUT above)."},
+		{name: "transactional.id.expiration.ms", typ: kmsg.ConfigTypeInt, def: "604800000", check: atLeast(1), doc: "How long a transactional id without a transaction in progress is kept after its last use."},
+		{name: "transaction.abort.timed.out.transaction.cleanup.interval.ms", typ: kmsg.ConfigTypeInt, def: "10000", check: atLeast(1), doc: "How often transactions past their timeout are aborted."},
+		{name: "transaction.remove.expired.transaction.cleanup.interval.ms", typ: kmsg.ConfigTypeInt, def: "3600000", check: atLeast(1), doc: "How often expired transactional ids are removed."},
 		// kvlog's own keys.
 		{name: "kvlog.fsync.acks.all", typ: kmsg.ConfigTypeBoolean, def: "true", doc: "while no other replica holds the data, the high watermark passes only fsynced records (group commit after every append), so acks=all is acknowledged after the fsync."},
 		{name: "kvlog.http.listener", typ: kmsg.ConfigTypeString, def: "127.0.0.1:9644", doc: "host:port of the HTTP listener (/metrics, /healthz, /cleaner, /debug/pprof); empty disables it."},

@@ -63,6 +63,13 @@
 //     its store over __consumer_offsets, FindCoordinator's answer; handlers
 //     08-16, 42, 47. A JoinGroup or SyncGroup parks in the coordinator and
 //     is completed from there (its timers or another member's request).
+//   - coordlog.go: a coordinator's internal compacted topic
+//     (__consumer_offsets, __transaction_state): acks=all leader appends
+//     through the partition manager, waits on the high watermark, replay.
+//   - txns.go: the transaction coordinator's wiring (package txn): config,
+//     its store over __transaction_state, its marker writer. Not reachable
+//     by clients yet (no transaction API is registered) until partitions
+//     take transaction markers.
 //   - cluster_groups.go: group coordination in cluster mode: a broker
 //     coordinates the __consumer_offsets partitions it leads (loaded and
 //     unloaded in LeaderAndIsr order by one goroutine), FindCoordinator
@@ -86,8 +93,8 @@
 // Lock order: Server.alterMu → Server.topicMu → Server.lnMu; topicMu →
 // the cleaner's lock (config changes and deletions under topicMu call into
 // it; it calls back only into lock-free snapshot reads); a group
-// coordinator shard lock (package group) comes before topicMu (its store
-// creates __consumer_offsets on first write);
+// coordinator shard lock (package group, and package txn's) comes before
+// topicMu (its store creates the topic on first write);
 // the partition manager's locks (package replica) are below all of these
 // and engine locks below those.
 //

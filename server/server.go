@@ -26,6 +26,7 @@ import (
 	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/group"
 	"github.com/kvlog/kvlog/server/metastore"
+	"github.com/kvlog/kvlog/server/txn"
 )
 
 // Options are the broker's dependencies that are not configuration.
@@ -75,6 +76,8 @@ type Server struct {
 
 	// groups is the group coordinator (groups.go).
 	groups *group.Coordinator
+	// txns is the transaction coordinator (txns.go).
+	txns *txn.Coordinator
 
 	// cleaner compacts the compacted topics' logs (cleaner.go).
 	cleaner *cleaner.Manager
@@ -259,6 +262,10 @@ func New(cfg *Config, opts Options) (_ *Server, err error) {
 		return nil, err
 	}
 	undo.push(s.groups.Close)
+	if err := s.startTxns(); err != nil {
+		return nil, err
+	}
+	undo.push(s.txns.Close)
 	s.metrics = newMetrics(s)
 	if err := s.metrics.register(s.registry); err != nil {
 		return nil, err
@@ -769,6 +776,7 @@ func (s *Server) Close() error {
 		}
 		s.cleaner.Close() // aborts running passes; before the logs close
 		s.groups.Close()
+		s.txns.Close()
 		if s.cluster != nil {
 			s.cluster.stop()
 		}
