@@ -83,8 +83,9 @@ func (l *Log) Read(offset Offset, maxBytes int, maxOffset Offset) (*ReadResult, 
 		seg := segs[i]
 		h, err := seg.acquire()
 		if err != nil {
-			// Deleted under us by retention: the offset is gone.
-			return nil, l.errorf("read", seg.base, offset, fmt.Errorf("%w: %w", ErrOffsetOutOfRange, err))
+			// Deleted under us by retention: the offset is gone. A
+			// budget refusal or an I/O error is a storage error.
+			return nil, l.errorf("read", seg.base, offset, acquireErr(err))
 		}
 		pos, length, found, err := seg.readRange(h, offset, maxBytes, maxOffset)
 		if err != nil {
@@ -268,8 +269,11 @@ func (l *Log) OffsetForTimestamp(ts int64) (Offset, int64, bool, error) {
 			continue
 		}
 		h, err := seg.acquire()
-		if err != nil {
+		if errors.Is(err, errSegmentGone) {
 			continue
+		}
+		if err != nil {
+			return -1, -1, false, l.errorf("offset for timestamp", seg.base, -1, storageErr(err))
 		}
 		off, rts, found, err := seg.offsetForTimestamp(h, ts, l.LogStartOffset(), hw)
 		h.release()
@@ -364,8 +368,11 @@ func (l *Log) MaxTimestamp() (int64, Offset, error) {
 		return -1, -1, nil
 	}
 	h, err := seg.acquire()
-	if err != nil {
+	if errors.Is(err, errSegmentGone) {
 		return best, -1, nil // deleted meanwhile (retention, a clean swapped in)
+	}
+	if err != nil {
+		return -1, -1, l.errorf("max timestamp", seg.base, -1, storageErr(err))
 	}
 	defer h.release()
 	off, _, found, err := seg.offsetForTimestamp(h, best, l.LogStartOffset(), l.HighWatermark())

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kvlog/kvlog/engine/checkpoint"
@@ -29,6 +30,20 @@ type ManagerOptions struct {
 	// MaxOpenSegments bounds how many inactive segments keep descriptors and
 	// mappings open (0: 1024).
 	MaxOpenSegments int
+	// MaxOpenFiles bounds the file descriptors the engine holds open at
+	// once (0: RLIMIT_NOFILE less ReservedFiles, re-read while running).
+	// Segments closed to stay under it reopen on demand; an operation that
+	// needs a descriptor when every open one is in use fails with
+	// ErrResourceLimit.
+	MaxOpenFiles int
+	// ReservedFiles is what a derived MaxOpenFiles leaves to the rest of
+	// the process: sockets, the metadata store (0: 1024; at most half the
+	// limit).
+	ReservedFiles int
+	// MaxMappings bounds the engine's memory mappings, as MaxOpenFiles
+	// does descriptors (0: vm.max_map_count less a reserve for the Go
+	// runtime, re-read while running).
+	MaxMappings int
 	// ConfigFor returns the settings of a partition found on disk at start-up
 	// (nil: DefaultConfig).
 	ConfigFor func(tp TopicPartition) Config
@@ -50,8 +65,9 @@ type Manager struct {
 
 	locks *DirLocks // held from OpenManager until Close
 
-	mu   sync.Mutex
-	logs map[TopicPartition]*Log
+	mu     sync.Mutex
+	logs   map[TopicPartition]*Log
+	perDir map[string]int // logs per log dir (CreateLog's placement)
 
 	checkpointMu sync.Mutex // one checkpoint writer at a time (periodic, truncation, close)
 
@@ -98,12 +114,9 @@ func OpenManager(opts ManagerOptions) (*Manager, error) {
 	if opts.CheckpointInterval <= 0 {
 		opts.CheckpointInterval = time.Minute
 	}
-	hc, err := newHandleCache(opts.MaxOpenSegments)
-	if err != nil {
-		locks.Release()
-		return nil, err
-	}
-	m := &Manager{opts: opts, locks: locks, handles: hc, logs: map[TopicPartition]*Log{}}
+	hc := newHandleCache(deriveLimits(opts.MaxOpenFiles, opts.MaxMappings, opts.ReservedFiles), opts.MaxOpenSegments)
+	opts.FS = hc.wrapFS(opts.FS)
+	m := &Manager{opts: opts, locks: locks, handles: hc, logs: map[TopicPartition]*Log{}, perDir: map[string]int{}}
 	for _, dir := range opts.Dirs {
 		if err := m.loadDir(dir); err != nil {
 			// No clean-shutdown marker is written: a dir that did not
@@ -192,7 +205,10 @@ func (m *Manager) loadDir(dir string) error {
 				if err != nil && first == nil {
 					first = err
 				} else if err == nil {
+					m.mu.Lock()
 					m.logs[j.tp] = l
+					m.perDir[dir]++
+					m.mu.Unlock()
 				}
 				mu.Unlock()
 			}
@@ -251,13 +267,9 @@ func (m *Manager) CreateLog(tp TopicPartition, cfg Config) (*Log, error) {
 	if l, ok := m.logs[tp]; ok {
 		return l, nil
 	}
-	count := map[string]int{}
-	for _, l := range m.logs {
-		count[filepath.Dir(l.dir)]++
-	}
 	dir := m.opts.Dirs[0]
 	for _, d := range m.opts.Dirs[1:] {
-		if count[d] < count[dir] {
+		if m.perDir[d] < m.perDir[dir] {
 			dir = d
 		}
 	}
@@ -270,6 +282,7 @@ func (m *Manager) CreateLog(tp TopicPartition, cfg Config) (*Log, error) {
 		return nil, err
 	}
 	m.logs[tp] = l
+	m.perDir[dir]++
 	return l, nil
 }
 
@@ -277,7 +290,10 @@ func (m *Manager) CreateLog(tp TopicPartition, cfg Config) (*Log, error) {
 func (m *Manager) DeleteLog(tp TopicPartition) error {
 	m.mu.Lock()
 	l, ok := m.logs[tp]
-	delete(m.logs, tp)
+	if ok {
+		delete(m.logs, tp)
+		m.perDir[filepath.Dir(l.dir)]--
+	}
 	m.mu.Unlock()
 	if !ok {
 		return nil
@@ -319,6 +335,7 @@ func (m *Manager) Start(ctx context.Context) {
 // Maintain runs one round of background work: due flushes, delayed deletes,
 // idle rolls and (when retention is set) retention.
 func (m *Manager) Maintain(retention bool) {
+	m.handles.refresh(m.opts.ReservedFiles)
 	for _, l := range m.Logs() {
 		if err := l.FlushIfDue(); err != nil {
 			m.opts.Logger.Error("flush failed", "partition", l.tp.String(), "err", err)
@@ -393,15 +410,41 @@ func (m *Manager) Close() error {
 	return err
 }
 
+// closeLogs closes every log, RecoveryThreads (at least 4) at a time: a
+// close waits on fsyncs, which overlap across logs.
 func (m *Manager) closeLogs() error {
-	var first error
-	for _, l := range m.Logs() {
-		if err := l.Close(); err != nil && first == nil {
-			first = err
-		}
+	logs := m.Logs()
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+		next  atomic.Int64
+	)
+	for range min(max(m.opts.RecoveryThreads, 4), max(len(logs), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(logs) {
+					return
+				}
+				if err := logs[i].Close(); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
 	}
+	wg.Wait()
 	return first
 }
+
+// Budget reports the engine's use of its open-file and mapping budget.
+func (m *Manager) Budget() BudgetStats { return m.handles.stats() }
 
 // Dirs returns the log dirs, absolute and cleaned.
 func (m *Manager) Dirs() []string { return m.opts.Dirs }
