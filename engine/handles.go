@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/kvlog/kvlog/engine/index"
 	"github.com/kvlog/kvlog/engine/vfs"
@@ -58,9 +59,49 @@ type handleCache struct {
 	hand     *handle // CLOCK hand; the ring is circular through next/prev
 	n        int     // handles in the ring
 
+	// waiters counts charges waiting for a handle to become free; wake is
+	// closed (and replaced) when one may have (mu).
+	waiters atomic.Int32
+	wake    chan struct{}
+	wait    time.Duration // chargeWait (tests shorten it)
+
+	// readPins counts handles held by read results (file ranges not yet
+	// released, e.g. a fetch response being sent).
+	readPins atomic.Int64
+
 	refusals  atomic.Int64
 	evictions atomic.Int64
 	reopens   atomic.Int64
+	copies    atomic.Int64
+}
+
+// pinsHeavy reports that read results hold handles worth half the file
+// budget (an active segment's handle holds three descriptors), so a read
+// should copy its bytes rather than hold one more.
+func (hc *handleCache) pinsHeavy() bool {
+	if 3*(hc.readPins.Load()+1) <= hc.maxFiles.Load()/2 && 2*(hc.readPins.Load()+1) <= hc.maxMaps.Load()/2 {
+		return false
+	}
+	hc.copies.Add(1)
+	return true
+}
+
+// chargeWait bounds how long a charge waits for handles in use (appends
+// and fsyncs in flight, readers) to be released before it is refused: a
+// burst of work on more partitions than the budget holds queues instead of
+// failing, while a budget held for long (readers that never let go) is
+// refused promptly enough for clients to retry.
+const chargeWait = 2 * time.Second
+
+// notify wakes charges waiting for a handle to become free.
+func (hc *handleCache) notify() {
+	if hc.waiters.Load() == 0 {
+		return
+	}
+	hc.mu.Lock()
+	close(hc.wake)
+	hc.wake = make(chan struct{})
+	hc.mu.Unlock()
 }
 
 // budgetLimits are the budget's bounds: open files and memory mappings.
@@ -141,7 +182,7 @@ func derivedMaps() int64 {
 // maxInactive cached handles of inactive segments (<= 0: bounded by the
 // budget only).
 func newHandleCache(lim budgetLimits, maxInactive int) *handleCache {
-	hc := &handleCache{maxInactive: maxInactive, derived: lim.derived}
+	hc := &handleCache{maxInactive: maxInactive, derived: lim.derived, wake: make(chan struct{}), wait: chargeWait}
 	hc.setLimits(lim)
 	return hc
 }
@@ -171,6 +212,7 @@ type BudgetStats struct {
 	Evictions               int64 // handles closed to make room, in total
 	Reopens                 int64 // handles of active segments reopened after an eviction
 	Refusals                int64 // operations refused with ErrResourceLimit
+	CopiedReads             int64 // reads served from memory instead of file ranges
 }
 
 func (hc *handleCache) stats() BudgetStats {
@@ -181,12 +223,15 @@ func (hc *handleCache) stats() BudgetStats {
 		Mappings: hc.maps, MaxMappings: hc.maxMaps.Load(),
 		CachedHandles: hc.n,
 		Evictions:     hc.evictions.Load(), Reopens: hc.reopens.Load(), Refusals: hc.refusals.Load(),
+		CopiedReads:   hc.copies.Load(),
 	}
 }
 
 // charge reserves files descriptors and maps mappings, closing cold handles
-// as needed; ErrResourceLimit when they do not fit.
+// as needed. When every handle is in use it waits up to chargeWait for one
+// to be released, then refuses with ErrResourceLimit.
 func (hc *handleCache) charge(files, maps int64) error {
+	var deadline time.Time
 	// Each failed attempt moves the hand; two full turns (every used bit
 	// cleared once) without a fit means everything is in use.
 	for attempts := 0; ; attempts++ {
@@ -201,12 +246,35 @@ func (hc *handleCache) charge(files, maps int64) error {
 		if attempts <= 2*hc.n+2 {
 			cand = hc.candidateLocked(false)
 		}
-		hc.mu.Unlock()
-		if cand == nil {
+		if cand != nil {
+			hc.mu.Unlock()
+			cand.tryEvict()
+			continue
+		}
+		if files == 0 && maps == 0 {
+			hc.mu.Unlock()
+			return nil // a refresh: nothing wanted
+		}
+		now := time.Now()
+		if deadline.IsZero() {
+			deadline = now.Add(hc.wait)
+		}
+		if !now.Before(deadline) {
+			hc.mu.Unlock()
 			hc.refusals.Add(1)
 			return ErrResourceLimit
 		}
-		cand.tryEvict()
+		wake := hc.wake
+		hc.waiters.Add(1)
+		hc.mu.Unlock()
+		t := time.NewTimer(deadline.Sub(now))
+		select {
+		case <-wake:
+		case <-t.C:
+		}
+		t.Stop()
+		hc.waiters.Add(-1)
+		attempts = 0
 	}
 }
 
@@ -219,6 +287,7 @@ func (hc *handleCache) uncharge(files, maps int64) {
 	hc.files -= files
 	hc.maps -= maps
 	hc.mu.Unlock()
+	hc.notify()
 }
 
 // candidateLocked advances the hand to the next handle that may be closed:
@@ -365,6 +434,24 @@ func (h *handle) tryEvict() bool {
 	h.refs.Store(0)
 	h.close()
 	return true
+}
+
+// evictCold closes every handle nobody but its segment holds, whatever its
+// use (tests: every later access reopens).
+func (hc *handleCache) evictCold() int {
+	hc.mu.Lock()
+	var cands []*handle
+	for i, h := 0, hc.hand; i < hc.n; i, h = i+1, h.next {
+		cands = append(cands, h)
+	}
+	hc.mu.Unlock()
+	n := 0
+	for _, h := range cands {
+		if h.tryEvict() {
+			n++
+		}
+	}
+	return n
 }
 
 func (hc *handleCache) close() {}

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"errors"
 	"math/rand/v2"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/kvlog/kvlog/engine/record"
 )
@@ -54,4 +56,139 @@ func openFDs(t *testing.T) int {
 		t.Skip("no /proc/self/fd")
 	}
 	return len(ents)
+}
+
+// budgetManager opens a Manager on a fresh dir with the given budget and n
+// partitions of topic "p", one record appended to each.
+func budgetManager(t *testing.T, files, maps, n int) (*Manager, []*Log) {
+	t.Helper()
+	e := newTestEnv(t)
+	m, err := OpenManager(ManagerOptions{Dirs: []string{t.TempDir()}, Clock: e.clk, Logger: quietLogger,
+		MaxOpenFiles: files, MaxMappings: maps, ConfigFor: func(TopicPartition) Config { return e.cfg }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	ts := e.clk.Now().UnixMilli()
+	logs := make([]*Log, n)
+	for i := range logs {
+		if logs[i], err = m.CreateLog(TopicPartition{Topic: "p", Partition: int32(i)}, e.cfg); err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+		if _, err := logs[i].Append(makeBatch(t, record.CodecNone, []testRecord{kv(i, ts)}), 0); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	return m, logs
+}
+
+// TestBudgetClosesColdActiveSegments: 120 partitions under a budget of 60
+// descriptors (an active segment holds 3) keep every partition writable and
+// readable: cold active segments are closed and reopened on demand, and
+// the process never holds more descriptors than the budget.
+func TestBudgetClosesColdActiveSegments(t *testing.T) {
+	const n, files = 120, 60
+	base := openFDs(t)
+	m, logs := budgetManager(t, files, 1<<20, n)
+	ts := time.Now().UnixMilli()
+	for round := 0; round < 3; round++ {
+		for i, l := range logs {
+			if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(i, ts)}), 0); err != nil {
+				t.Fatalf("round %d append %d: %v", round, i, err)
+			}
+			if got := len(readAll(t, l, 0)); got != round+2 {
+				t.Fatalf("round %d partition %d: %d records", round, i, got)
+			}
+			if st := m.Budget(); st.OpenFiles > files {
+				t.Fatalf("%d files open, budget %d", st.OpenFiles, files)
+			}
+		}
+		if got := openFDs(t) - base; got > files+4 {
+			t.Fatalf("round %d: %d descriptors open beyond the start, budget %d", round, got, files)
+		}
+	}
+	st := m.Budget()
+	if st.Evictions == 0 || st.Reopens == 0 || st.Refusals != 0 {
+		t.Fatalf("budget stats %+v", st)
+	}
+	// Close seals every segment, reopened or not, and a restart reads all.
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := OpenManager(ManagerOptions{Dirs: m.Dirs(), Logger: quietLogger, MaxOpenFiles: files, ConfigFor: func(TopicPartition) Config { return logs[0].Config() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	for i := range logs {
+		l, ok := m2.Log(TopicPartition{Topic: "p", Partition: int32(i)})
+		if !ok || l.LogEndOffset() != 4 || len(readAll(t, l, 0)) != 4 {
+			t.Fatalf("partition %d after restart: %v", i, ok)
+		}
+	}
+}
+
+// TestBudgetBoundsMappings: the mapping budget evicts as the file budget
+// does (each active segment maps its two indexes).
+func TestBudgetBoundsMappings(t *testing.T) {
+	const n, maps = 100, 40
+	m, logs := budgetManager(t, 1<<20, maps, n)
+	for i, l := range logs {
+		if got := len(readAll(t, l, 0)); got != 1 {
+			t.Fatalf("partition %d: %d records", i, got)
+		}
+		if st := m.Budget(); st.Mappings > maps {
+			t.Fatalf("%d mappings, budget %d", st.Mappings, maps)
+		}
+	}
+	if st := m.Budget(); st.Evictions == 0 {
+		t.Fatalf("budget stats %+v", st)
+	}
+}
+
+// TestBudgetRefusesWhenAllInUse: when every open handle is held by a
+// reader, an operation needing another descriptor is refused with
+// ErrResourceLimit (a storage error) and counted, while the held reads
+// keep working; once they are released the operation succeeds.
+func TestBudgetRefusesWhenAllInUse(t *testing.T) {
+	const files = 18 // six active segments
+	m, logs := budgetManager(t, files, 1<<20, 7)
+	m.handles.wait = 50 * time.Millisecond
+	var held []*ReadResult
+	defer func() {
+		for _, r := range held {
+			r.Release()
+		}
+	}()
+	for _, l := range logs[:6] {
+		r, err := l.Read(0, 1<<20, l.LogEndOffset())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, r)
+	}
+	ts := time.Now().UnixMilli()
+	_, err := logs[6].Append(makeBatch(t, record.CodecNone, []testRecord{kv(6, ts)}), 0)
+	if !errors.Is(err, ErrResourceLimit) || !errors.Is(err, ErrStorage) {
+		t.Fatalf("append with every descriptor in use: %v", err)
+	}
+	if _, err := m.CreateLog(TopicPartition{Topic: "p", Partition: 99}, logs[0].Config()); !errors.Is(err, ErrResourceLimit) {
+		t.Fatalf("create with every descriptor in use: %v", err)
+	}
+	if st := m.Budget(); st.Refusals < 2 {
+		t.Fatalf("refusals not counted: %+v", st)
+	}
+	for _, r := range held {
+		if b, err := r.Bytes(); err != nil || len(b) == 0 {
+			t.Fatalf("held read: %d bytes, %v", len(b), err)
+		}
+		r.Release()
+	}
+	held = nil
+	if _, err := logs[6].Append(makeBatch(t, record.CodecNone, []testRecord{kv(6, ts)}), 0); err != nil {
+		t.Fatalf("append after the readers left: %v", err)
+	}
+	if len(readAll(t, logs[6], 0)) != 2 {
+		t.Fatal("partition 6 lost a record")
+	}
 }

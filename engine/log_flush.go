@@ -62,12 +62,31 @@ func (l *Log) flushTo(upTo int64) error {
 		if s.flushed.Load() >= size {
 			continue
 		}
-		h, err := s.acquire()
+		h, err := s.acquireOpen()
 		if errors.Is(err, errSegmentGone) {
 			continue // deleted meanwhile: nothing to flush
 		}
 		if err != nil {
 			return l.errorf("flush", s.base, -1, storageErr(err))
+		}
+		if h == nil {
+			// Closed for the budget: its files were closed as they are
+			// (sealed if it was active); sync them by name rather than
+			// reopen the segment.
+			err = syncFile(l.fs, LogFileName(s.dir, s.base))
+			if err == nil && !s.isActive() {
+				if err = syncFile(l.fs, IndexFileName(s.dir, s.base)); err == nil {
+					err = syncFile(l.fs, TimeIndexFileName(s.dir, s.base))
+				}
+			}
+			if errors.Is(err, os.ErrNotExist) {
+				continue // deleted meanwhile (renamed .deleted)
+			}
+			if err != nil {
+				return l.errorf("flush", s.base, -1, storageErr(err))
+			}
+			s.flushed.Store(size)
+			continue
 		}
 		err = h.file.Sync()
 		if err == nil && !s.isActive() {

@@ -93,6 +93,7 @@ type handle struct {
 // track counts h among s's live handles.
 func (s *segment) track(h *handle) {
 	h.seg = s
+	h.hc = s.log.handles
 	h.tracked = true
 	s.live.Add(1)
 }
@@ -100,6 +101,8 @@ func (s *segment) track(h *handle) {
 func (h *handle) release() {
 	if n := h.refs.Add(-1); n == 0 {
 		h.close()
+	} else if n == 1 && h.hc != nil {
+		h.hc.notify() // held by its segment alone: it may be closed now
 	} else if n < 0 {
 		panic("engine: handle released twice")
 	}
@@ -302,6 +305,21 @@ func (s *segment) acquire() (*handle, error) {
 }
 
 var errSegmentGone = errors.New("segment deleted")
+
+// acquireOpen is acquire when the segment has an open handle; nil when it
+// has none (nothing is opened).
+func (s *segment) acquireOpen() (*handle, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gone {
+		return nil, fmt.Errorf("%s: %w", s, errSegmentGone)
+	}
+	h := s.h
+	if h != nil {
+		h.refs.Add(1)
+	}
+	return h, nil
+}
 
 // acquireErr is the error of a failed acquire as a read sees it: a segment
 // deleted under the reader is an offset out of range; anything else

@@ -228,6 +228,8 @@ func (s *Server) open(cfg *Config, opts Options, locks *engine.DirLocks) error {
 		Clock:                  s.clock,
 		Logger:                 s.logger.With("component", "engine"),
 		MaxOpenSegments:        cfg.MaxOpenSegments,
+		MaxOpenFiles:           cfg.MaxOpenFiles,
+		ReservedFiles:          cfg.MaxConnections + 512,
 		RecoveryThreads:        cfg.RecoveryThreads,
 		RetentionCheckInterval: cfg.RetentionCheckInterval,
 		CheckpointInterval:     cfg.CheckpointInterval,
