@@ -223,7 +223,7 @@ func (hc *handleCache) stats() BudgetStats {
 		Mappings: hc.maps, MaxMappings: hc.maxMaps.Load(),
 		CachedHandles: hc.n,
 		Evictions:     hc.evictions.Load(), Reopens: hc.reopens.Load(), Refusals: hc.refusals.Load(),
-		CopiedReads:   hc.copies.Load(),
+		CopiedReads: hc.copies.Load(),
 	}
 }
 
