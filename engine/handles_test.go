@@ -90,7 +90,7 @@ func TestBudgetClosesColdActiveSegments(t *testing.T) {
 	const n, files = 120, 60
 	base := openFDs(t)
 	m, logs := budgetManager(t, files, 1<<20, n)
-	ts := time.Now().UnixMilli()
+	ts := int64(1_700_000_000_000) // the test clock's time: no time-based roll
 	for round := 0; round < 3; round++ {
 		for i, l := range logs {
 			if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(i, ts)}), 0); err != nil {
@@ -146,49 +146,90 @@ func TestBudgetBoundsMappings(t *testing.T) {
 	}
 }
 
-// TestBudgetRefusesWhenAllInUse: when every open handle is held by a
-// reader, an operation needing another descriptor is refused with
-// ErrResourceLimit (a storage error) and counted, while the held reads
-// keep working; once they are released the operation succeeds.
+// TestBudgetRefusesWhenAllInUse: when every open handle is held (appends,
+// fsyncs or readers in flight), an operation needing another descriptor
+// waits for one, then is refused with ErrResourceLimit (a storage error)
+// and counted, while the held partitions keep serving; once they are
+// released the operation succeeds.
 func TestBudgetRefusesWhenAllInUse(t *testing.T) {
 	const files = 18 // six active segments
 	m, logs := budgetManager(t, files, 1<<20, 7)
 	m.handles.wait = 50 * time.Millisecond
+	var held []*handle
+	defer func() {
+		for _, h := range held {
+			h.release()
+		}
+	}()
+	for _, l := range logs[:6] {
+		h, err := l.active().acquire()
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, h)
+	}
+	ts := int64(1_700_000_000_000) // the test clock's time: no time-based roll
+	_, err := logs[6].Append(makeBatch(t, record.CodecNone, []testRecord{kv(6, ts)}), 0)
+	if !errors.Is(err, ErrResourceLimit) || !errors.Is(err, ErrStorage) {
+		t.Fatalf("append with every descriptor in use: %v", err)
+	}
+	if _, err := logs[6].Read(0, 1<<20, logs[6].LogEndOffset()); !errors.Is(err, ErrResourceLimit) {
+		t.Fatalf("read with every descriptor in use: %v", err)
+	}
+	if _, err := m.CreateLog(TopicPartition{Topic: "p", Partition: 99}, logs[0].Config()); !errors.Is(err, ErrResourceLimit) {
+		t.Fatalf("create with every descriptor in use: %v", err)
+	}
+	if st := m.Budget(); st.Refusals < 3 {
+		t.Fatalf("refusals not counted: %+v", st)
+	}
+	for _, l := range logs[:6] {
+		if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(0, ts)}), 0); err != nil {
+			t.Fatalf("append to a held partition: %v", err)
+		}
+		if got := len(readAll(t, l, 0)); got != 2 {
+			t.Fatalf("held partition: %d records", got)
+		}
+	}
+	for _, h := range held {
+		h.release()
+	}
+	held = nil
+	if _, err := logs[6].Append(makeBatch(t, record.CodecNone, []testRecord{kv(6, ts)}), 0); err != nil {
+		t.Fatalf("append after the holders left: %v", err)
+	}
+	if len(readAll(t, logs[6], 0)) != 2 {
+		t.Fatal("partition 6 lost a record")
+	}
+}
+
+// TestReadsCopyWhenPinsHeavy: read results held open (a fetch response
+// over many partitions being sent) stop pinning files once they hold half
+// the budget: later reads come back as bytes, and every read is served.
+func TestReadsCopyWhenPinsHeavy(t *testing.T) {
+	const files = 60
+	m, logs := budgetManager(t, files, 1<<20, 40)
 	var held []*ReadResult
 	defer func() {
 		for _, r := range held {
 			r.Release()
 		}
 	}()
-	for _, l := range logs[:6] {
+	copied := 0
+	for i, l := range logs {
 		r, err := l.Read(0, 1<<20, l.LogEndOffset())
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("read %d with %d held: %v", i, len(held), err)
 		}
 		held = append(held, r)
-	}
-	ts := time.Now().UnixMilli()
-	_, err := logs[6].Append(makeBatch(t, record.CodecNone, []testRecord{kv(6, ts)}), 0)
-	if !errors.Is(err, ErrResourceLimit) || !errors.Is(err, ErrStorage) {
-		t.Fatalf("append with every descriptor in use: %v", err)
-	}
-	if _, err := m.CreateLog(TopicPartition{Topic: "p", Partition: 99}, logs[0].Config()); !errors.Is(err, ErrResourceLimit) {
-		t.Fatalf("create with every descriptor in use: %v", err)
-	}
-	if st := m.Budget(); st.Refusals < 2 {
-		t.Fatalf("refusals not counted: %+v", st)
-	}
-	for _, r := range held {
-		if b, err := r.Bytes(); err != nil || len(b) == 0 {
-			t.Fatalf("held read: %d bytes, %v", len(b), err)
+		b, err := r.Bytes()
+		if err != nil || int64(len(b)) != r.Size || r.Size == 0 {
+			t.Fatalf("read %d: %d bytes of %d, %v", i, len(b), r.Size, err)
 		}
-		r.Release()
+		if r.Data != nil {
+			copied++
+		}
 	}
-	held = nil
-	if _, err := logs[6].Append(makeBatch(t, record.CodecNone, []testRecord{kv(6, ts)}), 0); err != nil {
-		t.Fatalf("append after the readers left: %v", err)
-	}
-	if len(readAll(t, logs[6], 0)) != 2 {
-		t.Fatal("partition 6 lost a record")
+	if copied == 0 || copied == len(logs) || m.Budget().CopiedReads != int64(copied) {
+		t.Fatalf("%d of %d reads copied, stats %+v", copied, len(logs), m.Budget())
 	}
 }

@@ -38,6 +38,7 @@ type LogOptions struct {
 	// checkpoint. The log's lock is not held during the call.
 	RecoveryPointLowered func() error
 	handles              *handleCache
+	listed               bool // the directory exists (the manager just listed it)
 }
 
 // OpenLog opens (creating if needed) the partition directory dir. Without a
@@ -62,14 +63,16 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 	l.fs = l.handles.wrapFS(opts.FS)
 	l.cfg.Store(&cfg)
 	l.lastFlushAt = l.clk.Now()
-	if _, err := l.fs.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		// A new partition directory must itself be durable before anything
-		// synced inside it can be.
-		if err := l.fs.MkdirAll(dir, 0o755); err != nil {
-			return nil, l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
-		}
-		if err := l.fs.SyncDir(filepath.Dir(dir)); err != nil {
-			return nil, l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+	if !opts.listed {
+		if _, err := l.fs.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			// A new partition directory must itself be durable before
+			// anything synced inside it can be.
+			if err := l.fs.MkdirAll(dir, 0o755); err != nil {
+				return nil, l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+			}
+			if err := l.fs.SyncDir(filepath.Dir(dir)); err != nil {
+				return nil, l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+			}
 		}
 	}
 	if err := l.load(opts); err != nil {

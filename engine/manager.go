@@ -47,7 +47,8 @@ type ManagerOptions struct {
 	// ConfigFor returns the settings of a partition found on disk at start-up
 	// (nil: DefaultConfig).
 	ConfigFor func(tp TopicPartition) Config
-	// RecoveryThreads opens and recovers logs in parallel (0: 2).
+	// RecoveryThreads opens and recovers logs in parallel (0: 2; loading
+	// and closing use at least 4).
 	RecoveryThreads int
 	// RetentionCheckInterval is log.retention.check.interval.ms (0: 5 min).
 	RetentionCheckInterval time.Duration
@@ -184,7 +185,9 @@ func (m *Manager) loadDir(dir string) error {
 		wg    sync.WaitGroup
 		ch    = make(chan loadJob)
 	)
-	for range m.opts.RecoveryThreads {
+	// At least 4 loaders: a log opened lazily costs a few system calls,
+	// which overlap (and wait on the disk when its metadata is not cached).
+	for range max(m.opts.RecoveryThreads, 4) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -199,7 +202,7 @@ func (m *Manager) loadDir(dir string) error {
 				l, err := OpenLog(j.dir, j.tp, m.opts.ConfigFor(j.tp), LogOptions{
 					FS: fs, Clock: m.opts.Clock, Logger: m.opts.Logger,
 					CleanShutdown: clean, RecoveryPoint: rp, LogStartOffset: ls, handles: m.handles,
-					RecoveryPointLowered: m.WriteCheckpoints,
+					RecoveryPointLowered: m.WriteCheckpoints, listed: true,
 				})
 				mu.Lock()
 				if err != nil && first == nil {
@@ -410,8 +413,13 @@ func (m *Manager) Close() error {
 	return err
 }
 
-// closeLogs closes every log, RecoveryThreads (at least 4) at a time: a
-// close waits on fsyncs, which overlap across logs.
+// closeThreads is how many logs close at once at least: a close waits on
+// fsyncs (data, leader epochs, producer snapshot, directory), which the
+// file system overlaps across files.
+const closeThreads = 32
+
+// closeLogs closes every log, RecoveryThreads (at least closeThreads) at a
+// time.
 func (m *Manager) closeLogs() error {
 	logs := m.Logs()
 	var (
@@ -420,7 +428,7 @@ func (m *Manager) closeLogs() error {
 		wg    sync.WaitGroup
 		next  atomic.Int64
 	)
-	for range min(max(m.opts.RecoveryThreads, 4), max(len(logs), 1)) {
+	for range min(max(m.opts.RecoveryThreads, closeThreads), max(len(logs), 1)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -135,7 +137,7 @@ func manyPartitions(ctx context.Context, r *runner, cell, name, bin string, np i
 	for created := 0; created < np; created += perTopic {
 		n := min(perTopic, np-created)
 		topic := nextName("many-")
-		if err := createTopic(ctx, []string{in.addr}, topic, int32(n), 1, nil); err != nil {
+		if err := createMany(ctx, in.addr, topic, n); err != nil {
 			fds, _, _ := procCounts(in.p.pid)
 			return fmt.Errorf("creating partitions %d-%d (%d descriptors open): %w", created, created+n, fds, err)
 		}
@@ -193,6 +195,35 @@ func manyPartitions(ctx context.Context, r *runner, cell, name, bin string, np i
 	}
 	r.st.add("partitions", cell, name, "unclean restart s", "s", userv.Seconds())
 	logf("  %-12s %s: clean restart %.2f s, unclean %.2f s", name, cell, serve.Seconds(), userv.Seconds())
+	return nil
+}
+
+// createMany creates a topic of n partitions, waiting as long as the broker
+// takes: a client-side timeout and retry would find the topic created by
+// the first attempt (TOPIC_ALREADY_EXISTS), which counts as created when
+// every partition is there.
+func createMany(ctx context.Context, addr, topic string, n int) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestTimeoutOverhead(10*time.Minute))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	adm.SetTimeoutMillis(int32((10 * time.Minute).Milliseconds()))
+	resp, err := adm.CreateTopic(ctx, int32(n), 1, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	md, err := adm.Metadata(ctx, topic)
+	if err != nil {
+		return err
+	}
+	if td, ok := md.Topics[topic]; !ok || len(td.Partitions) != n {
+		return fmt.Errorf("topic %s: %d partitions after creation, want %d", topic, len(td.Partitions), n)
+	}
 	return nil
 }
 
