@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -28,7 +29,8 @@ import (
 //     mappings (/proc/<pid>/maps lines) and RSS;
 //   - stops it (SIGTERM, shutdown timed) and restarts it: clean restart,
 //     exec → serving, serving meaning a ListOffsets of every partition
-//     answers each partition's end offset;
+//     answers each partition's end offset (the file systems are synced
+//     before each restart, so the disk's write-back backlog is not timed);
 //   - waits for a recovery-point checkpoint (interval 1 s), kills it
 //     (SIGKILL) and restarts it: unclean restart, timed the same way.
 //
@@ -172,10 +174,12 @@ func manyPartitions(ctx context.Context, r *runner, cell, name, bin string, np i
 	r.st.add("partitions", cell, name, "read s", "s", time.Since(start).Seconds())
 	logf("  %-12s %s: written and read; %d fds, %d maps, %.0f MB RSS", name, cell, fds, maps, rss)
 
-	// Clean restart.
+	// Clean restart. The disk's write-back of the shutdown is waited for
+	// (sync) before the restart is timed, for both builds alike.
 	start = time.Now()
 	in.p.stop(10 * time.Minute)
 	r.st.add("partitions", cell, name, "shutdown s", "s", time.Since(start).Seconds())
+	syscall.Sync()
 	serve, err := restartUntil(ctx, in, topics, 1)
 	if err != nil {
 		return fmt.Errorf("clean restart: %w", err)
@@ -189,6 +193,7 @@ func manyPartitions(ctx context.Context, r *runner, cell, name, bin string, np i
 	// Unclean restart: after a checkpoint, kill -9.
 	time.Sleep(2500 * time.Millisecond)
 	in.p.kill()
+	syscall.Sync()
 	userv, err := restartUntil(ctx, in, topics, 1)
 	if err != nil {
 		return fmt.Errorf("unclean restart: %w", err)
