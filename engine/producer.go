@@ -309,9 +309,13 @@ func snapshotOffsets(fs vfs.FS, dir string) []Offset {
 }
 
 // loadProducerState reads the newest valid snapshot at or below end and
-// returns it with its offset; snapshots above end are deleted.
-func loadProducerState(fs vfs.FS, dir string, end Offset) (*producerState, Offset) {
-	offs := snapshotOffsets(fs, dir)
+// returns it with its offset; snapshots above end are deleted. listed, when
+// not nil, are the snapshot offsets found in dir (ascending).
+func loadProducerState(fs vfs.FS, dir string, end Offset, listed []Offset) (*producerState, Offset) {
+	offs := listed
+	if offs == nil {
+		offs = snapshotOffsets(fs, dir)
+	}
 	for i := len(offs) - 1; i >= 0; i-- {
 		path := SnapshotFileName(dir, offs[i])
 		if offs[i] > end {

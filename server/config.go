@@ -122,7 +122,8 @@ var brokerConfigDefs = func() map[string]*configDef {
 		// kvlog's own keys.
 		{name: "kvlog.fsync.acks.all", typ: kmsg.ConfigTypeBoolean, def: "true", doc: "while no other replica holds the data, the high watermark passes only fsynced records (group commit after every append), so acks=all is acknowledged after the fsync."},
 		{name: "kvlog.http.listener", typ: kmsg.ConfigTypeString, def: "127.0.0.1:9644", doc: "host:port of the HTTP listener (/metrics, /healthz, /cleaner, /debug/pprof); empty disables it."},
-		{name: "kvlog.max.open.segments", typ: kmsg.ConfigTypeInt, def: "0", check: atLeast(0), doc: "Bound on segments with open files and mappings; 0 is the engine default."},
+		{name: "kvlog.max.open.segments", typ: kmsg.ConfigTypeInt, def: "0", check: atLeast(0), doc: "Bound on inactive segments with open files and mappings; 0 is the engine default."},
+		{name: "kvlog.max.open.files", typ: kmsg.ConfigTypeInt, def: "0", check: between(0, maxOpenFilesBound), doc: "Budget of file descriptors the storage engine holds open (segments, indexes, checkpoints); cold segments, active ones too, are closed to stay under it and reopened on demand. 0: the process's open file limit (RLIMIT_NOFILE) less max.connections plus 512 for sockets and the rest, at most half the limit. At most the open file limit."},
 		{name: "kvlog.cleaner.bounded.tombstones", typ: kmsg.ConfigTypeBoolean, def: "true", dynamic: true, doc: "Also clean a compacted partition whose tombstones passed their delete horizon, or whose dirty records are older than delete.retention.ms, whatever its dirty ratio, so tombstones of quiet partitions do not live forever (false: Kafka's rules only)."},
 		{name: "kvlog.cluster.id", typ: kmsg.ConfigTypeString, noDefault: true, doc: "Cluster id reported in Metadata; default: generated once and kept in the metadata store."},
 	}
@@ -172,6 +173,7 @@ type Config struct {
 	FsyncAcksAll             bool
 	HTTPListener             string
 	MaxOpenSegments          int
+	MaxOpenFiles             int
 	RetentionCheckInterval   time.Duration
 	CheckpointInterval       time.Duration
 	RecoveryThreads          int
@@ -344,6 +346,7 @@ func ParseConfig(props []Property, logger *slog.Logger) (*Config, error) {
 	c.FsyncAcksAll = mustBool(get("kvlog.fsync.acks.all"))
 	c.HTTPListener = get("kvlog.http.listener")
 	c.MaxOpenSegments = int(mustInt(get("kvlog.max.open.segments")))
+	c.MaxOpenFiles = int(mustInt(get("kvlog.max.open.files")))
 	c.RetentionCheckInterval = msDuration(mustInt(get("log.retention.check.interval.ms")))
 	c.CheckpointInterval = msDuration(mustInt(get("log.flush.offset.checkpoint.interval.ms")))
 	c.RecoveryThreads = int(mustInt(get("num.recovery.threads.per.data.dir")))

@@ -100,6 +100,9 @@ func encodeFetch(corr int32, resp *kmsg.FetchResponse, recs []fetchRecords) (*fe
 			piece = binary.BigEndian.AppendUint32(piece[:len(piece):len(piece)], uint32(size))
 		}
 		out.add(fetchPiece{buf: piece})
+		if len(rc.read.Data) > 0 { // copied by the engine when short of open files
+			out.add(fetchPiece{buf: rc.read.Data})
+		}
 		for _, fr := range rc.read.Ranges {
 			out.add(fetchPiece{fr: fr})
 		}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"github.com/kvlog/kvlog/engine"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
@@ -112,6 +113,7 @@ func (m *metrics) register(r *prometheus.Registry) error {
 		m.apiVersionsDowngrades, m.acceptErrors, m.connectionsRefused, m.requestMemory, m.requestMemoryWaits,
 		m.authentications, m.tlsHandshakeFailures,
 		&partitionCollector{s: m.s},
+		engineBudgetMetrics(m.s),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -190,4 +192,46 @@ func (s *Server) HTTPHandler() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	return mux
+}
+
+// engineBudgetMetrics exports the storage engine's budget of open files and
+// memory mappings (kvlog.max.open.files, vm.max_map_count): use, bounds,
+// cold segments closed to make room, active segments reopened, and
+// operations refused (KAFKA_STORAGE_ERROR) because everything open was in use.
+func engineBudgetMetrics(s *Server) prometheus.Collector {
+	return budgetCollector{s: s}
+}
+
+type budgetCollector struct{ s *Server }
+
+var budgetDescs = []struct {
+	desc    *prometheus.Desc
+	counter bool
+	value   func(engine.BudgetStats) int64
+}{
+	{prometheus.NewDesc("kvlog_engine_open_files", "File descriptors the storage engine holds open.", nil, nil), false, func(b engine.BudgetStats) int64 { return b.OpenFiles }},
+	{prometheus.NewDesc("kvlog_engine_open_files_limit", "The engine's budget of open files (kvlog.max.open.files or derived from RLIMIT_NOFILE).", nil, nil), false, func(b engine.BudgetStats) int64 { return b.MaxOpenFiles }},
+	{prometheus.NewDesc("kvlog_engine_mappings", "Memory mappings the storage engine holds (index files, mapped segments).", nil, nil), false, func(b engine.BudgetStats) int64 { return b.Mappings }},
+	{prometheus.NewDesc("kvlog_engine_mappings_limit", "The engine's budget of memory mappings (derived from vm.max_map_count).", nil, nil), false, func(b engine.BudgetStats) int64 { return b.MaxMappings }},
+	{prometheus.NewDesc("kvlog_engine_segment_evictions_total", "Cold segment handles closed to stay within the budget.", nil, nil), true, func(b engine.BudgetStats) int64 { return b.Evictions }},
+	{prometheus.NewDesc("kvlog_engine_active_segment_reopens_total", "Active segments reopened on demand after being closed for the budget.", nil, nil), true, func(b engine.BudgetStats) int64 { return b.Reopens }},
+	{prometheus.NewDesc("kvlog_engine_copied_reads_total", "Reads served from memory instead of file ranges because responses in flight held half the open-file budget.", nil, nil), true, func(b engine.BudgetStats) int64 { return b.CopiedReads }},
+	{prometheus.NewDesc("kvlog_engine_budget_refusals_total", "Operations refused (KAFKA_STORAGE_ERROR) because every open file or mapping of the budget was in use.", nil, nil), true, func(b engine.BudgetStats) int64 { return b.Refusals }},
+}
+
+func (c budgetCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range budgetDescs {
+		ch <- d.desc
+	}
+}
+
+func (c budgetCollector) Collect(ch chan<- prometheus.Metric) {
+	b := c.s.mgr.Budget()
+	for _, d := range budgetDescs {
+		t := prometheus.GaugeValue
+		if d.counter {
+			t = prometheus.CounterValue
+		}
+		ch <- prometheus.MustNewConstMetric(d.desc, t, float64(d.value(b)))
+	}
 }

@@ -236,6 +236,8 @@ func New(cfg *Config, opts Options) (_ *Server, err error) {
 		Clock:                  s.clock,
 		Logger:                 s.logger.With("component", "engine"),
 		MaxOpenSegments:        cfg.MaxOpenSegments,
+		MaxOpenFiles:           cfg.MaxOpenFiles,
+		ReservedFiles:          cfg.MaxConnections + 512,
 		RecoveryThreads:        cfg.RecoveryThreads,
 		RetentionCheckInterval: cfg.RetentionCheckInterval,
 		CheckpointInterval:     cfg.CheckpointInterval,
