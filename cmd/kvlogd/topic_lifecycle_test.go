@@ -390,10 +390,12 @@ func TestCreateTopicsPartitionBound(t *testing.T) {
 	}
 }
 
-// A creation that runs out of file descriptors part-way leaves nothing:
-// no topic in the metadata, no partition directory, and a broker that
-// restarts. The broker runs with a low descriptor limit.
-func TestCreateTopicOutOfDescriptorsLeavesNothing(t *testing.T) {
+// A creation that fails part-way leaves nothing: no topic in the metadata,
+// no partition directory it made, and a broker that restarts. The failure
+// is a file where the topic's partition 1,000 directory must go, so the
+// first 1,000 partitions are created before it; the broker also runs with
+// a low descriptor limit (400), which the engine's file budget absorbs.
+func TestCreateTopicFailurePartWayLeavesNothing(t *testing.T) {
 	bin, err := testbroker.Binary(true)
 	if err != nil {
 		t.Fatal(err)
@@ -404,6 +406,10 @@ func TestCreateTopicOutOfDescriptorsLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := testbroker.Start(t, testbroker.Options{Bin: wrapper})
+	blocker := filepath.Join(p.DataDir, "wide-1000")
+	if err := os.WriteFile(blocker, []byte("not a log"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ctx := testbroker.Context(t, 120*time.Second)
 	adm := p.Admin(t)
 	rs, err := adm.CreateTopics(ctx, 2000, 1, nil, "wide")
@@ -412,7 +418,7 @@ func TestCreateTopicOutOfDescriptorsLeavesNothing(t *testing.T) {
 	}
 	r, _ := rs.On("wide", nil)
 	if !errors.Is(r.Err, kerr.KafkaStorageError) {
-		t.Fatalf("creating 2000 partitions with 400 descriptors: %v (want KAFKA_STORAGE_ERROR)", r.Err)
+		t.Fatalf("creating 2000 partitions with partition 1000 blocked: %v (want KAFKA_STORAGE_ERROR)", r.Err)
 	}
 	if listed(t, adm, "wide") {
 		t.Fatal("the failed topic is listed")
@@ -420,7 +426,17 @@ func TestCreateTopicOutOfDescriptorsLeavesNothing(t *testing.T) {
 	if dirs := partitionDirs(t, p.DataDir, "wide"); len(dirs) > 0 {
 		t.Fatalf("the failed creation left %d partition dirs", len(dirs))
 	}
-	// The broker still serves.
+	if b, err := os.ReadFile(blocker); err != nil || string(b) != "not a log" {
+		t.Fatalf("the creation's rollback touched a file it did not make: %q %v", b, err)
+	}
+	// The broker still serves, within its descriptor limit: a topic of
+	// 600 partitions (more than the limit) is created.
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.CreateTopic(ctx, 600, 1, nil, "many"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "small"); err != nil {
 		t.Fatal(err)
 	}
