@@ -53,6 +53,15 @@ func (s *Server) handleFetch(r *request) {
 		r.reply(resp)
 		return
 	}
+	// Consumers need READ on each topic; followers CLUSTER_ACTION, else
+	// every partition is TOPIC_AUTHORIZATION_FAILED (authz_apis.go).
+	if req.ReplicaID >= 0 {
+		if !r.authorizeCluster(opClusterAction) {
+			r.topicsAllowed = authzSet{}
+		}
+	} else {
+		r.topicsAllowed = r.authorizedNames(opRead, resTopic, topicNames(req.Topics, func(t *kmsg.FetchRequestTopic) string { return t.Topic }))
+	}
 	s.fetch(r, req, false)
 }
 
@@ -90,6 +99,11 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, final bool) {
 			sp.RecordBatches = []byte{}
 			sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
 			sp.PreferredReadReplica = -1
+			if !r.topicsAllowed.ok(rt.Topic) {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				anyError = true
+				continue
+			}
 
 			read, err := s.fetchPartition(rt.Topic, req.ReplicaID, rp, sp, int32(req.MaxBytes)-int32(total), total > 0, &watched)
 			if err != nil {

@@ -266,6 +266,11 @@ func (c *cluster) start() error {
 	go c.shrinkTicker()
 	go c.configWatcher()
 	go c.coordinatorLoader()
+	if s.authz != nil {
+		c.wg.Add(2)
+		go c.aclWatcher(false)
+		go c.aclWatcher(true)
+	}
 	c.ctrl = controller.New(controller.Config{
 		BrokerID: s.cfg.NodeID,
 		Store:    c.zk,

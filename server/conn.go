@@ -62,6 +62,9 @@ type request struct {
 	done  chan result // capacity 1; exactly one completion
 	fired atomic.Bool
 	mem   int64 // request memory held until completion (requestMemory)
+	// topicsAllowed are the topics a Fetch may read (authorized once, kept
+	// for its completion after parking); nil: all.
+	topicsAllowed authzSet
 }
 
 // finish completes the request (first completion wins).
@@ -291,6 +294,9 @@ func (c *conn) dispatch(r *request) (ran bool) {
 	}()
 	if hook := c.s.requestHook.Load(); hook != nil && (*hook)(r) {
 		return false
+	}
+	if !c.s.authorizeAPI(r) {
+		return true // refused and answered (authz_apis.go)
 	}
 	h := c.s.handler(r.hdr.key)
 	h.fn(c.s, r)

@@ -100,6 +100,10 @@ type Server struct {
 	// scramSecret keys the made-up SCRAM credentials of unknown users.
 	scramSecret []byte
 
+	// authz is the authorizer (authz.go); nil when none is configured
+	// (every request allowed).
+	authz *authorizer
+
 	lnMu      sync.Mutex
 	listeners []*listener
 	conns     map[*conn]struct{}
@@ -264,6 +268,9 @@ func New(cfg *Config, opts Options) (_ *Server, err error) {
 		return nil, err
 	}
 	if err := s.initSecurity(); err != nil {
+		return nil, err
+	}
+	if err := s.initAuthorizer(); err != nil {
 		return nil, err
 	}
 	return s, nil
