@@ -23,7 +23,6 @@ import (
 //   - v6 (GROUP_ID_NOT_FOUND for unknown groups) is not served.
 func init() { regKey(kmsg.DescribeGroups, 0, 5, (*Server).handleDescribeGroups) }
 
-
 func (s *Server) handleDescribeGroups(r *request) {
 	req := r.kreq.(*kmsg.DescribeGroupsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)

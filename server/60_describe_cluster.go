@@ -29,7 +29,6 @@ import (
 //   - v2: IncludeFencedBrokers (no broker is ever fenced), IsFenced.
 func init() { regKey(kmsg.DescribeCluster, 0, 2, (*Server).handleDescribeCluster) }
 
-
 func (s *Server) handleDescribeCluster(r *request) {
 	req := r.kreq.(*kmsg.DescribeClusterRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)

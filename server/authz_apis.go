@@ -114,9 +114,9 @@ func topLevel(req kmsg.Request, code int16) kmsg.Response {
 var apiAuthzTable = map[kmsg.Key]apiAuthz{
 	kmsg.Produce: {check: produceTxnCheck, deny: denyProduce,
 		doc: "WRITE on TRANSACTIONAL_ID when the batches are transactional (else every partition TRANSACTIONAL_ID_AUTHORIZATION_FAILED); WRITE on each TOPIC (TOPIC_AUTHORIZATION_FAILED per partition, before the topic's existence is checked)"},
-	kmsg.Fetch: {doc: "consumers: READ on each TOPIC (TOPIC_AUTHORIZATION_FAILED per partition); followers (replica id >= 0): CLUSTER_ACTION on CLUSTER, else every partition TOPIC_AUTHORIZATION_FAILED"},
+	kmsg.Fetch:       {doc: "consumers: READ on each TOPIC (TOPIC_AUTHORIZATION_FAILED per partition); followers (replica id >= 0): CLUSTER_ACTION on CLUSTER, else every partition TOPIC_AUTHORIZATION_FAILED"},
 	kmsg.ListOffsets: {doc: "DESCRIBE on each TOPIC (TOPIC_AUTHORIZATION_FAILED per partition)"},
-	kmsg.Metadata: {doc: "DESCRIBE on each TOPIC: named topics TOPIC_AUTHORIZATION_FAILED (by id: the id with the error), all topics filtered; auto-creation needs CREATE on CLUSTER or on the TOPIC (else TOPIC_AUTHORIZATION_FAILED); authorized operations computed"},
+	kmsg.Metadata:    {doc: "DESCRIBE on each TOPIC: named topics TOPIC_AUTHORIZATION_FAILED (by id: the id with the error), all topics filtered; auto-creation needs CREATE on CLUSTER or on the TOPIC (else TOPIC_AUTHORIZATION_FAILED); authorized operations computed"},
 	kmsg.LeaderAndISR: {check: onCluster(opClusterAction), deny: func(req kmsg.Request, code int16) kmsg.Response {
 		q := req.(*kmsg.LeaderAndISRRequest)
 		resp := q.ResponseKind().(*kmsg.LeaderAndISRResponse)
@@ -204,14 +204,14 @@ var apiAuthzTable = map[kmsg.Key]apiAuthz{
 			resp.ErrorCode, resp.MemberAssignment = code, []byte{}
 			return resp
 		}, doc: "READ on GROUP (GROUP_AUTHORIZATION_FAILED)"},
-	kmsg.DescribeGroups:  {doc: "DESCRIBE on each GROUP (GROUP_AUTHORIZATION_FAILED per group); authorized operations computed"},
-	kmsg.ListGroups:      {doc: "DESCRIBE on CLUSTER lists every group; otherwise the groups with DESCRIBE on GROUP"},
-	kmsg.SASLHandshake:   {doc: "none (authentication)"},
-	kmsg.ApiVersions:     {doc: "none"},
-	kmsg.CreateTopics:    {doc: "CREATE on CLUSTER, or CREATE on each TOPIC (TOPIC_AUTHORIZATION_FAILED per topic); the configs returned need DESCRIBE_CONFIGS on the TOPIC"},
-	kmsg.DeleteTopics:    {doc: "DELETE on each TOPIC (TOPIC_AUTHORIZATION_FAILED per topic; by id: DESCRIBE too, else the name is not returned); internal topics are never deleted"},
-	kmsg.DeleteRecords:   {doc: "DELETE on each TOPIC (TOPIC_AUTHORIZATION_FAILED per partition)"},
-	kmsg.InitProducerID:  {check: initProducerIDCheck, deny: denyInitProducerID, doc: "transactional: WRITE on TRANSACTIONAL_ID (TRANSACTIONAL_ID_AUTHORIZATION_FAILED); idempotent: IDEMPOTENT_WRITE on CLUSTER or WRITE on any TOPIC (CLUSTER_AUTHORIZATION_FAILED)"},
+	kmsg.DescribeGroups:       {doc: "DESCRIBE on each GROUP (GROUP_AUTHORIZATION_FAILED per group); authorized operations computed"},
+	kmsg.ListGroups:           {doc: "DESCRIBE on CLUSTER lists every group; otherwise the groups with DESCRIBE on GROUP"},
+	kmsg.SASLHandshake:        {doc: "none (authentication)"},
+	kmsg.ApiVersions:          {doc: "none"},
+	kmsg.CreateTopics:         {doc: "CREATE on CLUSTER, or CREATE on each TOPIC (TOPIC_AUTHORIZATION_FAILED per topic); the configs returned need DESCRIBE_CONFIGS on the TOPIC"},
+	kmsg.DeleteTopics:         {doc: "DELETE on each TOPIC (TOPIC_AUTHORIZATION_FAILED per topic; by id: DESCRIBE too, else the name is not returned); internal topics are never deleted"},
+	kmsg.DeleteRecords:        {doc: "DELETE on each TOPIC (TOPIC_AUTHORIZATION_FAILED per partition)"},
+	kmsg.InitProducerID:       {check: initProducerIDCheck, deny: denyInitProducerID, doc: "transactional: WRITE on TRANSACTIONAL_ID (TRANSACTIONAL_ID_AUTHORIZATION_FAILED); idempotent: IDEMPOTENT_WRITE on CLUSTER or WRITE on any TOPIC (CLUSTER_AUTHORIZATION_FAILED)"},
 	kmsg.OffsetForLeaderEpoch: {doc: "CLUSTER_ACTION on CLUSTER, or DESCRIBE on each TOPIC (TOPIC_AUTHORIZATION_FAILED per partition)"},
 	kmsg.AddPartitionsToTxn: {check: func(r *request) *kerr.Error {
 		q := r.kreq.(*kmsg.AddPartitionsToTxnRequest)

@@ -376,7 +376,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			},
 			code: func(r kmsg.Response) int16 { return r.(*kmsg.DescribeConfigsResponse).Resources[0].ErrorCode }},
 		{name: "AlterConfigs (topic)", needs: topicN(kmsg.ACLOperationAlterConfigs), allowed: 0, denied: TAF,
-			req:  func(string) kmsg.Request { return alterConfigsReq(kmsg.ConfigResourceTypeTopic, "mx-topic", "retention.ms") },
+			req: func(string) kmsg.Request {
+				return alterConfigsReq(kmsg.ConfigResourceTypeTopic, "mx-topic", "retention.ms")
+			},
 			code: func(r kmsg.Response) int16 { return r.(*kmsg.AlterConfigsResponse).Resources[0].ErrorCode }},
 		{name: "AlterConfigs (broker)", needs: clusterN(kmsg.ACLOperationAlterConfigs), allowed: 0, denied: CAF,
 			req: func(string) kmsg.Request {
