@@ -49,6 +49,7 @@ func (s *Server) handleDescribeClientQuotas(r *request) {
 			return
 		}
 	}
+	resp.Entries = []kmsg.DescribeClientQuotasResponseEntry{} // null only on errors (the Java client requires it)
 	cfg := *s.quotas.cfg.Load()
 	paths := make([]string, 0, len(cfg))
 	for p := range cfg {

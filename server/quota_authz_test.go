@@ -121,6 +121,13 @@ func TestClientQuotaAPIs(t *testing.T) {
 		c.EntityType, c.MatchType, c.Match = typ, mt, match
 		return c
 	}
+	// No match: an empty list, not null (null is for errors; the Java
+	// client fails on it).
+	none := kmsg.NewPtrDescribeClientQuotasRequest()
+	none.Components = []kmsg.DescribeClientQuotasRequestComponent{comp("client-id", kmsg.QuotasMatchTypeExact, s("nobody"))}
+	if resp, err := none.RequestWith(ctx, cl); err != nil || resp.Entries == nil {
+		t.Errorf("describe matching nothing: %v, entries %#v", err, resp.Entries)
+	}
 	if got := describe(false); len(got) != 5 {
 		t.Errorf("all: %v", got)
 	}
