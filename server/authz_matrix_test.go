@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -809,5 +811,78 @@ func TestAnonymousOnPlaintext(t *testing.T) {
 	resp = direct(ctx, t, anon, b.s.cfg.NodeID, metadataReq(false, "closed")).(*kmsg.MetadataResponse)
 	if resp.Topics[0].ErrorCode != 0 {
 		t.Errorf("ANONYMOUS from 127.0.0.1 with DESCRIBE: %v", codeName(resp.Topics[0].ErrorCode))
+	}
+}
+
+// lockedBuffer is a log sink safe for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestAuditLog: a denied request, an ACL creation and deletion, a SCRAM
+// credential change and a client quota change each write an audit line
+// naming the principal.
+func TestAuditLog(t *testing.T) {
+	var logs lockedBuffer
+	jaas := `org.apache.kafka.common.security.plain.PlainLoginModule required user_admin="admin-pw" user_alice="alice-pw";`
+	props := "listeners=PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0\nlog.dirs=" + t.TempDir() +
+		"\nlog.cleaner.dedupe.buffer.size=4194304\nsasl.enabled.mechanisms=PLAIN\nlistener.name.sasl_plaintext.plain.sasl.jaas.config=" + jaas +
+		"\nauthorizer.class.name=kafka.security.authorizer.AclAuthorizer\nsuper.users=User:admin\n"
+	pp, err := ParseProperties(strings.NewReader(props))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	cfg, err := ParseConfig(pp, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, Options{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b := &aclBroker{testBroker: &testBroker{s: s, addr: s.ListenerAddrs()["PLAINTEXT"].String()}, sasl: s.ListenerAddrs()["SASL_PLAINTEXT"].String()}
+	t.Cleanup(func() { b.stop(t) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, alice := b.as(t, "admin"), b.as(t, "alice")
+	direct(ctx, t, alice, s.cfg.NodeID, metadataReq(false, "secret-topic"))
+	setACLs(ctx, t, admin, []acl.Binding{{Pattern: acl.Pattern{Type: kmsg.ACLResourceTypeTopic, Name: "t", PatternType: kmsg.ACLResourcePatternTypeLiteral},
+		Entry: acl.Entry{Principal: "User:alice", Host: "*", Operation: kmsg.ACLOperationRead, Permission: kmsg.ACLPermissionTypeAllow}}})
+	setACLs(ctx, t, admin, nil)
+	if _, err := kadm.NewClient(admin).AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{{User: "carol", Mechanism: kadm.ScramSha256, Iterations: 4096, Password: "pw"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alterQuotaReq(false, "user", kmsg.StringPtr("carol"), "producer_byte_rate", 1024, false).RequestWith(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	for _, want := range []string{
+		`msg="authorization denied" component=audit principal=User:alice`,
+		`operation=Describe resource=Topic:LITERAL:secret-topic api=Metadata`,
+		`msg="ACL created" component=audit principal=User:admin`,
+		`msg="ACL deleted" component=audit principal=User:admin`,
+		`msg="SCRAM credentials altered" component=audit principal=User:admin`,
+		`msg="client quotas altered" component=audit principal=User:admin`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no audit line with %s", want)
+		}
 	}
 }
