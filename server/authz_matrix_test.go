@@ -577,6 +577,19 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 		}
 	}
+	internalUndeletable(ctx, t, admin, node)
+}
+
+// internalUndeletable: even a super user cannot delete an internal topic
+// (INVALID_TOPIC_EXCEPTION, as Kafka's ZooKeeper mode).
+func internalUndeletable(ctx context.Context, t *testing.T, admin *kgo.Client, node int32) {
+	q := kmsg.NewPtrDeleteTopicsRequest()
+	dt := kmsg.NewDeleteTopicsRequestTopic()
+	dt.Topic = kmsg.StringPtr("__consumer_offsets")
+	q.Topics = append(q.Topics, dt)
+	if got := direct(ctx, t, admin, node, q).(*kmsg.DeleteTopicsResponse).Topics[0].ErrorCode; got != kerr.InvalidTopicException.Code {
+		t.Errorf("super user deleting __consumer_offsets: %v, want INVALID_TOPIC_EXCEPTION", codeName(got))
+	}
 }
 
 func codeName(c int16) string {

@@ -130,7 +130,11 @@ func (r *request) quotaUser() string {
 // record records v on r's sensor for key and returns the throttle time
 // (0 without a quota).
 func (q *quotaManager) record(key string, r *request, v float64) time.Duration {
-	res, ok := (*q.cfg.Load()).Resolve(key, r.quotaUser(), r.hdr.clientID)
+	cfg := *q.cfg.Load()
+	if len(cfg) == 0 {
+		return 0 // no quota at all: the common case costs one load
+	}
+	res, ok := cfg.Resolve(key, r.quotaUser(), r.hdr.clientID)
 	if !ok {
 		return 0
 	}
@@ -150,7 +154,11 @@ func (q *quotaManager) unrecord(key string, r *request, v float64) {
 // measured window (Kafka's getMaxValueInQuotaWindow): a larger fetch
 // would be throttled, answered empty and retried forever.
 func (q *quotaManager) maxFetchBytes(r *request) (int32, bool) {
-	res, ok := (*q.cfg.Load()).Resolve(quota.ConsumerByteRate, r.quotaUser(), r.hdr.clientID)
+	cfg := *q.cfg.Load()
+	if len(cfg) == 0 {
+		return 0, false
+	}
+	res, ok := cfg.Resolve(quota.ConsumerByteRate, r.quotaUser(), r.hdr.clientID)
 	if !ok {
 		return 0, false
 	}
