@@ -61,6 +61,8 @@ func (s *Server) handleProduce(r *request) {
 		acksErr = topicErrf(kerr.TransactionalIDAuthorizationFailed, "transactions are not supported")
 	}
 	now := s.clock.Now().UnixMilli()
+	// WRITE on each topic, before anything else about it (authz_apis.go).
+	allowed := r.authorizedNames(opWrite, resTopic, topicNames(req.Topics, func(t *kmsg.ProduceRequestTopic) string { return t.Topic }))
 	fail := func(sp *kmsg.ProduceResponseTopicPartition, topic string, err error) {
 		if firstErr == nil {
 			firstErr = err
@@ -88,6 +90,10 @@ func (s *Server) handleProduce(r *request) {
 			sp := &st.Partitions[pi]
 			*sp = kmsg.NewProduceResponseTopicPartition()
 			sp.Partition = rp.Partition
+			if !allowed.ok(rt.Topic) {
+				fail(sp, rt.Topic, topicErrf(kerr.TopicAuthorizationFailed, "not authorized to write to topic %s", rt.Topic))
+				continue
+			}
 			p, res, err := s.produceTo(t, rt.Topic, rp, req, now, acksErr)
 			if err != nil {
 				fail(sp, rt.Topic, err)

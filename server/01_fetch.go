@@ -10,6 +10,7 @@ import (
 
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/replica"
+	"github.com/kvlog/kvlog/server/quota"
 )
 
 // Fetch: v4-12
@@ -53,6 +54,26 @@ func (s *Server) handleFetch(r *request) {
 		r.reply(resp)
 		return
 	}
+	// Consumers need READ on each topic; followers CLUSTER_ACTION, else
+	// every partition is TOPIC_AUTHORIZATION_FAILED (authz_apis.go).
+	if req.ReplicaID >= 0 {
+		if !r.authorizeCluster(opClusterAction) {
+			r.topicsAllowed = authzSet{}
+		}
+	} else {
+		r.topicsAllowed = r.authorizedNames(opRead, resTopic, topicNames(req.Topics, func(t *kmsg.FetchRequestTopic) string { return t.Topic }))
+	}
+	if req.ReplicaID < 0 {
+		if capBytes, ok := s.quotas.maxFetchBytes(r); ok { // consumer_byte_rate (quotas.go)
+			req.MaxBytes = min(req.MaxBytes, capBytes)
+			for ti := range req.Topics {
+				for pi := range req.Topics[ti].Partitions {
+					p := &req.Topics[ti].Partitions[pi]
+					p.PartitionMaxBytes = min(p.PartitionMaxBytes, capBytes)
+				}
+			}
+		}
+	}
 	s.fetch(r, req, false)
 }
 
@@ -90,6 +111,11 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, final bool) {
 			sp.RecordBatches = []byte{}
 			sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
 			sp.PreferredReadReplica = -1
+			if !r.topicsAllowed.ok(rt.Topic) {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				anyError = true
+				continue
+			}
 
 			read, err := s.fetchPartition(rt.Topic, req.ReplicaID, rp, sp, int32(req.MaxBytes)-int32(total), total > 0, &watched)
 			if err != nil {
@@ -116,6 +142,21 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, final bool) {
 		}
 	}
 
+	if req.ReplicaID < 0 && total > 0 {
+		// consumer_byte_rate (quotas.go): over the quota, the fetch is
+		// answered empty with the throttle time, its bytes not counted.
+		if d := s.quotas.record(quota.ConsumerByteRate, r, float64(total)); d > 0 {
+			s.quotas.unrecord(quota.ConsumerByteRate, r, float64(total))
+			releaseAll()
+			reads = nil
+			r.throttle(d)
+			resp.Topics = []kmsg.FetchResponseTopic{}
+			resp.ThrottleMillis = r.throttleMs.Load()
+		}
+	}
+	if ms := r.throttleMs.Load(); ms > resp.ThrottleMillis {
+		resp.ThrottleMillis = ms
+	}
 	recs := make([]fetchRecords, len(reads))
 	for i, pr := range reads {
 		recs[i] = fetchRecords{part: &resp.Topics[pr.ti].Partitions[pr.pi], read: pr.read}

@@ -63,6 +63,7 @@ func (s *Server) handleListOffsets(r *request) {
 			count[key{rt.Topic, rp.Partition}]++
 		}
 	}
+	allowed := r.authorizedNames(opDescribe, resTopic, topicNames(req.Topics, func(t *kmsg.ListOffsetsRequestTopic) string { return t.Topic }))
 	for _, rt := range req.Topics {
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
@@ -72,7 +73,9 @@ func (s *Server) handleListOffsets(r *request) {
 			sp.Timestamp = -1
 			sp.Offset = -1
 			var err error
-			if req.Version >= 1 && count[key{rt.Topic, rp.Partition}] > 1 {
+			if !allowed.ok(rt.Topic) {
+				err = kerr.TopicAuthorizationFailed
+			} else if req.Version >= 1 && count[key{rt.Topic, rp.Partition}] > 1 {
 				err = kerr.InvalidRequest
 			} else {
 				err = s.listOffset(req.Version, rt.Topic, &rp, &sp)

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kvlog/kvlog/server/acl"
 	"github.com/kvlog/kvlog/server/zkstore"
 )
 
@@ -27,7 +28,8 @@ import (
 //   - v4: AllowAutoTopicCreation (earlier versions always allow).
 //   - v5: OfflineReplicas.
 //   - v7: LeaderEpoch.
-//   - v8: authorized operations (not computed: INT32_MIN, "not requested").
+//   - v8: authorized operations of topics and (v8-10) the cluster, when
+//     requested (INT32_MIN otherwise).
 //   - v9: flexible.
 //   - v10: TopicID in the response.
 //   - v12: topics may be requested by id (null name).
@@ -115,15 +117,37 @@ func (s *Server) handleMetadata(r *request) {
 	resp.ClusterID = &cid
 	resp.ControllerID = view.controller()
 
-	allTopics := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
-	if allTopics {
-		for _, t := range s.sortedTopics() {
-			resp.Topics = append(resp.Topics, metadataTopic(view, t))
+	if req.Version >= 8 && req.Version <= 10 && req.IncludeClusterAuthorizedOperations {
+		resp.AuthorizedOperations = 0
+		if r.authorizeCluster(opDescribe) {
+			resp.AuthorizedOperations = r.authorizedOperations(resCluster, acl.ClusterName)
+		}
+	}
+	reply := func() {
+		if req.Version >= 8 && req.IncludeTopicAuthorizedOperations {
+			for i := range resp.Topics {
+				if mt := &resp.Topics[i]; mt.ErrorCode == 0 && mt.Topic != nil {
+					mt.AuthorizedOperations = r.authorizedOperations(resTopic, *mt.Topic)
+				}
+			}
 		}
 		r.reply(resp)
+	}
+	allTopics := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
+	if allTopics {
+		// Only the topics the principal may describe (authz_apis.go).
+		for _, t := range s.sortedTopics() {
+			if r.authorizeLog(opDescribe, resTopic, t.name, false) {
+				resp.Topics = append(resp.Topics, metadataTopic(view, t))
+			}
+		}
+		reply()
 		return
 	}
 	autoCreate := s.cfg.AutoCreateTopics && (req.Version < 4 || req.AllowAutoTopicCreation)
+	canCreate := func(name string) bool { // CREATE on the cluster, else on the topic
+		return r.authorizeLog(opCreate, resCluster, acl.ClusterName, false) || r.authorize(opCreate, resTopic, name)
+	}
 	for _, rt := range req.Topics {
 		var t *topic
 		if rt.Topic == nil {
@@ -135,11 +159,30 @@ func (s *Server) handleMetadata(r *request) {
 				resp.Topics = append(resp.Topics, mt)
 				continue
 			}
+			if !r.authorize(opDescribe, resTopic, t.name) {
+				// Ids are not secret: the id, without the name.
+				mt := kmsg.NewMetadataResponseTopic()
+				mt.TopicID = rt.TopicID
+				mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				resp.Topics = append(resp.Topics, mt)
+				continue
+			}
+		} else if !r.authorize(opDescribe, resTopic, *rt.Topic) {
+			// Whether it exists is not disclosed.
+			name := *rt.Topic
+			mt := kmsg.NewMetadataResponseTopic()
+			mt.Topic = &name
+			mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, mt)
+			continue
 		} else if t = s.topic(*rt.Topic); t == nil {
 			name := *rt.Topic
 			mt := kmsg.NewMetadataResponseTopic()
 			mt.Topic = &name
 			switch err := validateTopicName(name); {
+			case autoCreate && !canCreate(name):
+				mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				mt.IsInternal = isInternalTopic(name)
 			case err != nil:
 				mt.ErrorCode = kerr.InvalidTopicException.Code
 			case !autoCreate:
@@ -161,7 +204,7 @@ func (s *Server) handleMetadata(r *request) {
 		}
 		resp.Topics = append(resp.Topics, metadataTopic(view, t))
 	}
-	r.reply(resp)
+	reply()
 }
 
 // metadataTopic is t as view describes it (LEADER_NOT_AVAILABLE for a

@@ -37,6 +37,7 @@ func (s *Server) handleOffsetCommit(r *request) {
 	}
 	type slot struct{ ti, pi, idx int }
 	var slots []slot
+	allowed := r.authorizedNames(opRead, resTopic, topicNames(req.Topics, func(t *kmsg.OffsetCommitRequestTopic) string { return t.Topic }))
 	resp.Topics = make([]kmsg.OffsetCommitResponseTopic, len(req.Topics))
 	for ti, rt := range req.Topics {
 		st := &resp.Topics[ti]
@@ -48,6 +49,10 @@ func (s *Server) handleOffsetCommit(r *request) {
 			sp := &st.Partitions[pi]
 			*sp = kmsg.NewOffsetCommitResponseTopicPartition()
 			sp.Partition = rp.Partition
+			if !allowed.ok(rt.Topic) {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				continue
+			}
 			if t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.parts) {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				continue

@@ -1,6 +1,9 @@
 package server
 
 import (
+	"slices"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/server/group"
@@ -27,16 +30,33 @@ func (s *Server) handleOffsetFetch(r *request) {
 	req := r.kreq.(*kmsg.OffsetFetchRequest)
 	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
 
-	var tps []group.TopicPartition
+	// DESCRIBE on each topic (the group's DESCRIBE is checked by the
+	// dispatcher): unauthorized partitions answer TOPIC_AUTHORIZATION_FAILED,
+	// and an all-topics fetch leaves their topics out.
+	var tps, asked, denied []group.TopicPartition
 	if req.Topics != nil || req.Version < 2 {
-		tps = []group.TopicPartition{}
+		tps, asked = []group.TopicPartition{}, []group.TopicPartition{}
+		allowed := r.authorizedNames(opDescribe, resTopic, topicNames(req.Topics, func(t *kmsg.OffsetFetchRequestTopic) string { return t.Topic }))
 		for _, rt := range req.Topics {
 			for _, p := range rt.Partitions {
 				tps = append(tps, groupTP(rt.Topic, p))
+				if allowed.ok(rt.Topic) {
+					asked = append(asked, groupTP(rt.Topic, p))
+				} else {
+					denied = append(denied, groupTP(rt.Topic, p))
+				}
 			}
 		}
 	}
-	offsets, err := s.groups.FetchOffsets(req.Group, tps)
+	offsets, err := s.groups.FetchOffsets(req.Group, asked)
+	if err == nil && tps == nil && s.authz != nil {
+		var names []string
+		for _, o := range offsets {
+			names = append(names, o.Topic)
+		}
+		allowed := r.authorizedNames(opDescribe, resTopic, names)
+		offsets = slices.DeleteFunc(offsets, func(o group.CommittedOffset) bool { return !allowed.ok(o.Topic) })
+	}
 	if err != nil {
 		if req.Version >= 2 {
 			resp.ErrorCode = errCode(err)
@@ -50,8 +70,17 @@ func (s *Server) handleOffsetFetch(r *request) {
 		}
 	}
 	code := errCode(err)
+	deniedAt := len(offsets)
+	if err == nil {
+		for _, tp := range denied {
+			offsets = append(offsets, group.CommittedOffset{TopicPartition: tp, Offset: -1, LeaderEpoch: -1})
+		}
+	}
 	index := map[string]int{}
-	for _, o := range offsets {
+	for i, o := range offsets {
+		if i >= deniedAt {
+			code = kerr.TopicAuthorizationFailed.Code
+		}
 		ti, ok := index[o.Topic]
 		if !ok {
 			ti = len(resp.Topics)

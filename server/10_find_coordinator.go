@@ -37,6 +37,17 @@ func (s *Server) handleFindCoordinator(r *request) {
 		c.Key = key
 		c.NodeID, c.Port = -1, -1
 		var err error
+		// DESCRIBE on the group or transactional id (authz_apis.go).
+		switch {
+		case req.CoordinatorType == coordinatorTypeGroup && !r.authorize(opDescribe, resGroup, key):
+			err = kerr.GroupAuthorizationFailed
+		case req.CoordinatorType == coordinatorTypeTransaction && !r.authorize(opDescribe, resTxnID, key):
+			err = kerr.TransactionalIDAuthorizationFailed
+		}
+		if err != nil {
+			c.ErrorCode, c.ErrorMessage = errCode(err), errMessage(err)
+			return c
+		}
 		switch req.CoordinatorType {
 		case coordinatorTypeGroup:
 			c.NodeID, c.Host, c.Port, err = s.groupCoordinator(r, key)

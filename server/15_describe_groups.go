@@ -3,6 +3,7 @@ package server
 import (
 	"math"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -14,16 +15,13 @@ import (
 //
 // Version notes:
 //   - v1: ThrottleMillis.
-//   - v3: AuthorizedOperations when asked for (no ACLs: READ, DELETE,
-//     DESCRIBE); INT32_MIN otherwise.
+//   - v3: AuthorizedOperations when asked for (the operations the
+//     principal may perform on the group; without an authorizer READ,
+//     DELETE, DESCRIBE); INT32_MIN otherwise.
 //   - v4: member InstanceID.
 //   - v5: flexible.
 //   - v6 (GROUP_ID_NOT_FOUND for unknown groups) is not served.
 func init() { regKey(kmsg.DescribeGroups, 0, 5, (*Server).handleDescribeGroups) }
-
-// groupOperations is Kafka's bit set of the operations allowed on a
-// group: READ (3), DELETE (6), DESCRIBE (8).
-const groupOperations int32 = 1<<3 | 1<<6 | 1<<8
 
 func (s *Server) handleDescribeGroups(r *request) {
 	req := r.kreq.(*kmsg.DescribeGroupsRequest)
@@ -32,10 +30,15 @@ func (s *Server) handleDescribeGroups(r *request) {
 		rg := kmsg.NewDescribeGroupsResponseGroup()
 		rg.Group = id
 		rg.AuthorizedOperations = math.MinInt32
-		if req.IncludeAuthorizedOperations {
-			rg.AuthorizedOperations = groupOperations
+		if !r.authorize(opDescribe, resGroup, id) {
+			rg.ErrorCode = kerr.GroupAuthorizationFailed.Code
+			resp.Groups = append(resp.Groups, rg)
+			continue
 		}
 		d, err := s.groups.Describe(id)
+		if req.IncludeAuthorizedOperations && err == nil {
+			rg.AuthorizedOperations = r.authorizedOperations(resGroup, id)
+		}
 		rg.ErrorCode = errCode(err)
 		if err == nil {
 			rg.State = d.State.String()

@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/acl"
 )
 
 // ListGroups: v0-5
@@ -39,8 +41,14 @@ func (s *Server) handleListGroups(r *request) {
 		classic = classic || strings.EqualFold(t, "classic")
 	}
 	resp.Groups = []kmsg.ListGroupsResponseGroup{}
+	// DESCRIBE on the cluster lists every group, else those with
+	// DESCRIBE on the group (authz_apis.go).
+	everyGroup := r.authorizeLog(opDescribe, resCluster, acl.ClusterName, false)
 	for _, g := range groups {
 		if !classic || !wantState(g.State.String()) {
+			continue
+		}
+		if !everyGroup && !r.authorizeLog(opDescribe, resGroup, g.Group, false) {
 			continue
 		}
 		rg := kmsg.NewListGroupsResponseGroup()

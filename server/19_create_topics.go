@@ -3,6 +3,8 @@ package server
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/acl"
 )
 
 // CreateTopics: v0-7
@@ -35,10 +37,22 @@ func (s *Server) handleCreateTopics(r *request) {
 	// resolved partition counts.
 	specs := make([]newTopicSpec, len(req.Topics))
 	errs := make([]error, len(req.Topics))
+	// CREATE on the cluster, else on each topic; the configs returned need
+	// DESCRIBE_CONFIGS on the topic (authz_apis.go).
+	names := topicNames(req.Topics, func(t *kmsg.CreateTopicsRequestTopic) string { return t.Topic })
+	var mayCreate authzSet
+	if !r.authorizeLog(opCreate, resCluster, acl.ClusterName, false) {
+		mayCreate = r.authorizedNames(opCreate, resTopic, names)
+	}
+	mayDescribeConfigs := r.authorizedNamesLog(opDescribeConfigs, resTopic, names, false)
 	for i := range req.Topics {
 		rt := &req.Topics[i]
 		if seen[rt.Topic] > 1 {
 			errs[i] = topicErrf(kerr.InvalidRequest, "topic %q appears more than once in the request", rt.Topic)
+			continue
+		}
+		if !mayCreate.ok(rt.Topic) {
+			errs[i] = topicErrf(kerr.TopicAuthorizationFailed, "Authorization failed.")
 			continue
 		}
 		specs[i], errs[i] = s.createTopicSpec(req.Version, rt)
@@ -67,6 +81,8 @@ func (s *Server) handleCreateTopics(r *request) {
 			if req.Version >= 1 {
 				st.ErrorMessage = errMessage(err)
 			}
+		} else if req.Version >= 5 && !mayDescribeConfigs.ok(rt.Topic) {
+			st.ConfigErrorCode = kerr.TopicAuthorizationFailed.Code
 		} else if req.Version >= 5 {
 			st.NumPartitions = spec.partitions
 			st.ReplicationFactor = spec.rf

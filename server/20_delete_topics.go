@@ -51,11 +51,18 @@ func (s *Server) handleDeleteTopics(r *request) {
 		case tg.name == nil:
 			if t := s.topics.Load().byID[tg.id]; t == nil {
 				err = topicErrf(kerr.UnknownTopicID, "unknown topic id")
+			} else if !r.authorize(opDescribe, resTopic, t.name) {
+				err = topicErrf(kerr.TopicAuthorizationFailed, "not authorized to describe the topic") // the name is not returned
+			} else if !r.authorize(opDelete, resTopic, t.name) {
+				err = topicErrf(kerr.TopicAuthorizationFailed, "not authorized to delete topic %s", t.name)
+				st.Topic = kmsg.StringPtr(t.name)
 			} else {
 				name := t.name
 				st.Topic = &name
 				err = s.deleteTopic(name)
 			}
+		case !r.authorize(opDelete, resTopic, *tg.name):
+			err = topicErrf(kerr.TopicAuthorizationFailed, "not authorized to delete topic %s", *tg.name)
 		default:
 			if t := s.topic(*tg.name); t != nil {
 				st.TopicID = t.id

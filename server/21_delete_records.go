@@ -30,6 +30,7 @@ func init() { regKey(kmsg.DeleteRecords, 0, 2, (*Server).handleDeleteRecords) }
 func (s *Server) handleDeleteRecords(r *request) {
 	req := r.kreq.(*kmsg.DeleteRecordsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
+	allowed := r.authorizedNames(opDelete, resTopic, topicNames(req.Topics, func(t *kmsg.DeleteRecordsRequestTopic) string { return t.Topic }))
 	for _, rt := range req.Topics {
 		st := kmsg.NewDeleteRecordsResponseTopic()
 		st.Topic = rt.Topic
@@ -37,7 +38,10 @@ func (s *Server) handleDeleteRecords(r *request) {
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.LowWatermark = -1
-			err := s.deleteRecords(rt.Topic, rp.Partition, rp.Offset, &sp)
+			err := error(kerr.TopicAuthorizationFailed)
+			if allowed.ok(rt.Topic) {
+				err = s.deleteRecords(rt.Topic, rp.Partition, rp.Offset, &sp)
+			}
 			if err != nil {
 				sp.ErrorCode = errCode(err)
 			}

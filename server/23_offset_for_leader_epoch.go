@@ -1,7 +1,10 @@
 package server
 
 import (
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/acl"
 )
 
 // OffsetForLeaderEpoch: v0-4
@@ -34,6 +37,11 @@ func init() { regKey(kmsg.OffsetForLeaderEpoch, 0, 4, (*Server).handleOffsetForL
 func (s *Server) handleOffsetForLeaderEpoch(r *request) {
 	req := r.kreq.(*kmsg.OffsetForLeaderEpochRequest)
 	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+	// CLUSTER_ACTION on the cluster, else DESCRIBE on each topic.
+	var allowed authzSet
+	if !r.authorizeLog(opClusterAction, resCluster, acl.ClusterName, false) {
+		allowed = r.authorizedNames(opDescribe, resTopic, topicNames(req.Topics, func(t *kmsg.OffsetForLeaderEpochRequestTopic) string { return t.Topic }))
+	}
 	for _, rt := range req.Topics {
 		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
 		st.Topic = rt.Topic
@@ -44,7 +52,9 @@ func (s *Server) handleOffsetForLeaderEpoch(r *request) {
 			if req.Version >= 2 {
 				current = rp.CurrentLeaderEpoch
 			}
-			if p := s.partition(rt.Topic, rp.Partition); p == nil {
+			if !allowed.ok(rt.Topic) {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			} else if p := s.partition(rt.Topic, rp.Partition); p == nil {
 				sp.ErrorCode = errCode(s.missingPartition(rt.Topic, rp.Partition))
 			} else if ans, err := p.rep.LastOffsetForEpoch(current, rp.LeaderEpoch); err != nil {
 				sp.ErrorCode = errCode(err)

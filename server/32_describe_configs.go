@@ -33,14 +33,16 @@ func (s *Server) handleDescribeConfigs(r *request) {
 			cfgs []describedConfig
 			err  error
 		)
-		switch rr.ResourceType {
-		case kmsg.ConfigResourceTypeTopic:
+		err = r.authorizeConfigResource(opDescribeConfigs, rr.ResourceType, rr.ResourceName)
+		switch {
+		case err != nil:
+		case rr.ResourceType == kmsg.ConfigResourceTypeTopic:
 			if t := s.topic(rr.ResourceName); t == nil {
 				err = topicErrf(kerr.UnknownTopicOrPartition, "unknown topic %q", rr.ResourceName)
 			} else {
 				cfgs = s.describeTopicConfigs(t, rr.ConfigNames)
 			}
-		case kmsg.ConfigResourceTypeBroker:
+		case rr.ResourceType == kmsg.ConfigResourceTypeBroker:
 			if err = s.brokerResource(rr.ResourceName); err == nil {
 				cfgs = s.describeBrokerConfigs(rr.ResourceName, rr.ConfigNames)
 			}

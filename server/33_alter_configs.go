@@ -24,8 +24,11 @@ func (s *Server) handleAlterConfigs(r *request) {
 		sr.ResourceType = rr.ResourceType
 		sr.ResourceName = rr.ResourceName
 		configs := map[string]string{}
-		var err error
+		err := r.authorizeConfigResource(opAlterConfigs, rr.ResourceType, rr.ResourceName)
 		for _, c := range rr.Configs {
+			if err != nil {
+				break
+			}
 			if _, dup := configs[c.Name]; dup {
 				err = topicErrf(kerr.InvalidRequest, "config %q appears more than once", c.Name)
 				break

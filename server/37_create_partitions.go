@@ -50,6 +50,8 @@ func (s *Server) handleCreatePartitions(r *request) {
 		var err error
 		if mentions[rt.Topic] > 1 {
 			err = topicErrf(kerr.InvalidRequest, "duplicate topic %q in request", rt.Topic)
+		} else if !r.authorize(opAlter, resTopic, rt.Topic) {
+			err = topicErrf(kerr.TopicAuthorizationFailed, "The topic authorization is failed.")
 		} else if t := s.topic(rt.Topic); t != nil && rt.Count-int32(len(t.parts)) > budget {
 			err = topicErrf(kerr.PolicyViolation, "Unable to perform excessively large batch operation.")
 		} else {

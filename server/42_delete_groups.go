@@ -1,6 +1,9 @@
 package server
 
-import "github.com/twmb/franz-go/pkg/kmsg"
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
 
 // DeleteGroups: v0-2
 //
@@ -16,11 +19,26 @@ func init() { regKey(kmsg.DeleteGroups, 0, 2, (*Server).handleDeleteGroups) }
 func (s *Server) handleDeleteGroups(r *request) {
 	req := r.kreq.(*kmsg.DeleteGroupsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
-	errs := s.groups.DeleteGroups(req.Groups)
-	for i, id := range req.Groups {
+	// DELETE on each group (authz_apis.go); only those reach the
+	// coordinator.
+	allowed := r.authorizedNames(opDelete, resGroup, req.Groups)
+	var ids []string
+	for _, id := range req.Groups {
+		if allowed.ok(id) {
+			ids = append(ids, id)
+		}
+	}
+	errs := s.groups.DeleteGroups(ids)
+	next := 0
+	for _, id := range req.Groups {
 		rg := kmsg.NewDeleteGroupsResponseGroup()
 		rg.Group = id
-		rg.ErrorCode = errCode(errs[i])
+		if !allowed.ok(id) {
+			rg.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		} else {
+			rg.ErrorCode = errCode(errs[next])
+			next++
+		}
 		resp.Groups = append(resp.Groups, rg)
 	}
 	r.reply(resp)

@@ -25,7 +25,10 @@ func (s *Server) handleIncrementalAlterConfigs(r *request) {
 		sr := kmsg.NewIncrementalAlterConfigsResponseResource()
 		sr.ResourceType = rr.ResourceType
 		sr.ResourceName = rr.ResourceName
-		err := s.incrementalAlter(&rr, req.ValidateOnly)
+		err := r.authorizeConfigResource(opAlterConfigs, rr.ResourceType, rr.ResourceName)
+		if err == nil {
+			err = s.incrementalAlter(&rr, req.ValidateOnly)
+		}
 		if err != nil {
 			sr.ErrorCode = errCode(err)
 			sr.ErrorMessage = errMessage(err)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/server/group"
@@ -17,10 +18,15 @@ func init() { regKey(kmsg.OffsetDelete, 0, 0, (*Server).handleOffsetDelete) }
 func (s *Server) handleOffsetDelete(r *request) {
 	req := r.kreq.(*kmsg.OffsetDeleteRequest)
 	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
+	// READ on each topic (the group's DELETE is checked by the
+	// dispatcher): only authorized partitions reach the coordinator.
+	allowed := r.authorizedNames(opRead, resTopic, topicNames(req.Topics, func(t *kmsg.OffsetDeleteRequestTopic) string { return t.Topic }))
 	var tps []group.TopicPartition
 	for _, rt := range req.Topics {
 		for _, rp := range rt.Partitions {
-			tps = append(tps, groupTP(rt.Topic, rp.Partition))
+			if allowed.ok(rt.Topic) {
+				tps = append(tps, groupTP(rt.Topic, rp.Partition))
+			}
 		}
 	}
 	errs, gerr := s.groups.DeleteOffsets(req.Group, tps)
@@ -33,8 +39,12 @@ func (s *Server) handleOffsetDelete(r *request) {
 			for _, rp := range rt.Partitions {
 				sp := kmsg.NewOffsetDeleteResponseTopicPartition()
 				sp.Partition = rp.Partition
-				sp.ErrorCode = errCode(errs[i])
-				i++
+				if !allowed.ok(rt.Topic) {
+					sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				} else {
+					sp.ErrorCode = errCode(errs[i])
+					i++
+				}
 				st.Partitions = append(st.Partitions, sp)
 			}
 			resp.Topics = append(resp.Topics, st)

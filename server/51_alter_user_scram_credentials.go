@@ -136,7 +136,7 @@ func (s *Server) handleAlterUserScramCredentials(r *request) {
 			fail(user, errCode(err), "storing the credentials failed: "+err.Error())
 			continue
 		}
-		r.log().Info("SCRAM credentials altered", "user", user, "mechanisms", len(creds))
+		r.auditChange("SCRAM credentials altered", "user", user, "mechanisms", len(creds))
 		res := kmsg.NewAlterUserSCRAMCredentialsResponseResult()
 		res.User = user
 		resp.Results = append(resp.Results, res)

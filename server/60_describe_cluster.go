@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/acl"
 )
 
 // DescribeCluster: v0-2
@@ -15,8 +17,9 @@ import (
 //
 // Behaviour:
 //   - ClusterAuthorizedOperations: INT32_MIN unless requested; when
-//     requested, every operation Kafka supports on the CLUSTER resource,
-//     as Kafka answers without an authorizer.
+//     requested, the operations the principal may perform on the CLUSTER
+//     resource if it may DESCRIBE it (else 0), as Kafka; without an
+//     authorizer every operation Kafka supports on it.
 //   - EndpointType 2 (controllers) is UNSUPPORTED_ENDPOINT_TYPE, as from a
 //     Kafka broker: kvlog has no separate controller quorum.
 //
@@ -25,24 +28,6 @@ import (
 //   - v1: EndpointType.
 //   - v2: IncludeFencedBrokers (no broker is ever fenced), IsFenced.
 func init() { regKey(kmsg.DescribeCluster, 0, 2, (*Server).handleDescribeCluster) }
-
-// clusterOperations is Kafka's supported operations on the CLUSTER
-// resource, as a bit field of ACL operation codes.
-var clusterOperations = func() int32 {
-	var ops int32
-	for _, op := range []kmsg.ACLOperation{
-		kmsg.ACLOperationCreate,
-		kmsg.ACLOperationClusterAction,
-		kmsg.ACLOperationDescribeConfigs,
-		kmsg.ACLOperationAlterConfigs,
-		kmsg.ACLOperationIdempotentWrite,
-		kmsg.ACLOperationAlter,
-		kmsg.ACLOperationDescribe,
-	} {
-		ops |= 1 << int8(op)
-	}
-	return ops
-}()
 
 func (s *Server) handleDescribeCluster(r *request) {
 	req := r.kreq.(*kmsg.DescribeClusterRequest)
@@ -64,7 +49,10 @@ func (s *Server) handleDescribeCluster(r *request) {
 	resp.Brokers = []kmsg.DescribeClusterResponseBroker{b}
 	resp.ClusterAuthorizedOperations = math.MinInt32
 	if req.IncludeClusterAuthorizedOperations {
-		resp.ClusterAuthorizedOperations = clusterOperations
+		resp.ClusterAuthorizedOperations = 0
+		if r.authorizeCluster(opDescribe) {
+			resp.ClusterAuthorizedOperations = r.authorizedOperations(resCluster, acl.ClusterName)
+		}
 	}
 	r.reply(resp)
 }

@@ -266,6 +266,11 @@ func (c *cluster) start() error {
 	go c.shrinkTicker()
 	go c.configWatcher()
 	go c.coordinatorLoader()
+	if s.authz != nil {
+		c.wg.Add(2)
+		go c.aclWatcher(false)
+		go c.aclWatcher(true)
+	}
 	c.ctrl = controller.New(controller.Config{
 		BrokerID: s.cfg.NodeID,
 		Store:    c.zk,
@@ -424,6 +429,13 @@ func (c *cluster) applyConfigChange(entity string) {
 			c.log.Info("applied topic config change", "topic", name, "configs", cfgs)
 		}
 		s.topicMu.Unlock()
+	case strings.HasPrefix(entity, "users/"), strings.HasPrefix(entity, "clients/"), strings.HasPrefix(entity, "ips/"):
+		// Client quotas (SCRAM credentials are read at each authentication).
+		if s.quotas.store != nil {
+			if err := s.quotas.reload(); err != nil {
+				c.log.Warn("reloading client quotas failed", "entity", entity, "err", err)
+			}
+		}
 	case strings.HasPrefix(entity, "brokers/"):
 		s.topicMu.Lock()
 		s.refreshLayers()

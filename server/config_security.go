@@ -111,8 +111,12 @@ func refusedSecurity(key, value string) string {
 	}
 	k := strings.ToLower(key)
 	switch k {
-	case "authorizer.class.name", "super.users", "allow.everyone.if.no.acl.found":
-		return "authorization (ACLs) is not implemented yet"
+	case "authorizer.class.name":
+		if !authorizerClassNames[v] {
+			return "kvlog implements Kafka's ACL authorizer only (kafka.security.authorizer.AclAuthorizer, org.apache.kafka.metadata.authorizer.StandardAuthorizer)"
+		}
+	case "client.quota.callback.class":
+		return "custom quota callbacks are Java classes"
 	case "principal.builder.class":
 		return "custom principal builders are Java classes"
 	case "zookeeper.set.acl", "zookeeper.ssl.client.enable":

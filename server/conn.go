@@ -62,6 +62,12 @@ type request struct {
 	done  chan result // capacity 1; exactly one completion
 	fired atomic.Bool
 	mem   int64 // request memory held until completion (requestMemory)
+	// topicsAllowed are the topics a Fetch may read (authorized once, kept
+	// for its completion after parking); nil: all.
+	topicsAllowed authzSet
+	// throttleMs is the client quota throttle (quotas.go): reported in
+	// the response, the connection muted for it.
+	throttleMs atomic.Int32
 }
 
 // finish completes the request (first completion wins).
@@ -270,6 +276,9 @@ func (c *conn) handleFrame(frame []byte, mem int64) bool {
 	if c.dispatch(r) && hdr.key == kmsg.Produce.Int16() {
 		putFrame(frame) // appended: nothing refers to the frame any more
 	}
+	if ms := r.throttleMs.Load(); ms > 0 {
+		c.mute(time.Duration(ms) * time.Millisecond) // KIP-219: read nothing more meanwhile
+	}
 	return true
 }
 
@@ -292,8 +301,19 @@ func (c *conn) dispatch(r *request) (ran bool) {
 	if hook := c.s.requestHook.Load(); hook != nil && (*hook)(r) {
 		return false
 	}
+	if !c.s.authorizeAPI(r) {
+		return true // refused and answered (authz_apis.go)
+	}
+	exempt := quotaExempt(r)
+	if !exempt {
+		r.throttle(c.s.quotas.beforeHandle(r))
+	}
 	h := c.s.handler(r.hdr.key)
+	start := time.Now()
 	h.fn(c.s, r)
+	if !exempt {
+		r.throttle(c.s.quotas.afterHandle(r, time.Since(start)))
+	}
 	return true
 }
 
@@ -310,6 +330,19 @@ func (c *conn) writeLoop() {
 			continue
 		}
 		res := <-r.done
+		if ms := r.throttleMs.Load(); ms > 0 && !clientThrottles(r) && res.err == nil && !res.skip {
+			// A client from before KIP-219 does not back off by itself:
+			// its response waits out the throttle.
+			if wait := time.Until(r.start.Add(time.Duration(ms) * time.Millisecond)); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-c.stop:
+				}
+			}
+		}
+		if res.resp != nil {
+			setThrottle(r, res.resp)
+		}
 		var err error
 		switch {
 		case res.err != nil:

@@ -29,6 +29,22 @@
 //     dialer. Handlers 17, 36, 50, 51 are SaslHandshake, SaslAuthenticate
 //     and the SCRAM credential APIs; the mechanisms themselves are package
 //     security. docs/security.md describes the model.
+//   - authz.go, authz_apis.go: authorization (package acl has the
+//     authorizer): authorizer.class.name, super.users and
+//     allow.everyone.if.no.acl.found, the ACLs loaded from the metadata
+//     store and kept current by ZooKeeper's ACL change notifications, the
+//     audit log; apiAuthzTable declares every API's checks — the dispatcher
+//     (conn.dispatch) makes the whole-request ones (an operation on the
+//     cluster, the group or the transactional id) before the handler,
+//     handlers carrying many topics or groups filter them through
+//     request.authorizedNames. Handlers 29-31 are DescribeAcls, CreateAcls
+//     and DeleteAcls. docs/security.md has the table of checks.
+//   - quotas.go: client quotas (package quota has the model): byte rates
+//     and request percentages recorded around the handler (Produce) and in
+//     Fetch, KIP-219 throttling (throttle_time_ms, the connection muted;
+//     old versions' responses delayed), connection creation rates at
+//     accept. Handlers 48-49 are DescribeClientQuotas and
+//     AlterClientQuotas.
 //   - framepool.go, reqmem.go: frame buffers sized to what arrived, and the
 //     request memory budget (queued.max.request.bytes). Limits and their
 //     Kafka counterparts: docs/limits-and-hostile-clients.md.

@@ -29,7 +29,8 @@ func TestConfigBoundsStatic(t *testing.T) {
 		{"max.connections.per.ip=0", "max.connections.per.ip"},
 		{"ssl.client.auth=always", "ssl.client.auth"},
 		{"sasl.kerberos.service.name=kafka", "sasl.kerberos.service.name"},
-		{"super.users=User:a", "super.users"},
+		{"authorizer.class.name=com.example.MyAuthorizer", "authorizer.class.name"},
+		{"client.quota.callback.class=com.example.Quotas", "client.quota.callback.class"},
 		{"security.inter.broker.protocol=SSL", "security.inter.broker.protocol"},
 	} {
 		props, err := ParseProperties(strings.NewReader(tc.in))
@@ -46,6 +47,8 @@ func TestConfigBoundsStatic(t *testing.T) {
 		"log.retention.hours=-1",
 		"queued.max.request.bytes=-1",
 		"authorizer.class.name=",
+		"authorizer.class.name=kafka.security.authorizer.AclAuthorizer\nsuper.users=User:admin;User:broker",
+		"authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\nallow.everyone.if.no.acl.found=true",
 		"listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL",
 	} {
 		props, _ := ParseProperties(strings.NewReader(ok))

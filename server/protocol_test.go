@@ -132,7 +132,7 @@ func TestMalformedFrames(t *testing.T) {
 	unservedVersion := frame(meta, 1, "x")
 	unservedVersion[6], unservedVersion[7] = 0, 13 // Metadata v13
 	// A key kvlog does not serve (no ACLs).
-	unservedKey := kmsg.NewPtrDescribeACLsRequest()
+	unservedKey := kmsg.NewPtrElectLeadersRequest()
 	unservedKey.Version = 1
 	truncated := frame(meta, 1, "x")
 	truncated = append(u32(uint32(len(truncated)-4-3)), truncated[4:len(truncated)-3]...)

@@ -103,6 +103,13 @@ type Server struct {
 	// scramSecret keys the made-up SCRAM credentials of unknown users.
 	scramSecret []byte
 
+	// authz is the authorizer (authz.go); nil when none is configured
+	// (every request allowed).
+	authz *authorizer
+	// quotas are the client quotas and connection creation rates
+	// (quotas.go).
+	quotas *quotaManager
+
 	lnMu      sync.Mutex
 	listeners []*listener
 	conns     map[*conn]struct{}
@@ -273,6 +280,12 @@ func New(cfg *Config, opts Options) (_ *Server, err error) {
 		return nil, err
 	}
 	if err := s.initSecurity(); err != nil {
+		return nil, err
+	}
+	if err := s.initAuthorizer(); err != nil {
+		return nil, err
+	}
+	if err := s.initQuotas(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -685,6 +698,14 @@ func (s *Server) acceptLoop(l *listener) {
 			nc.Close()
 			continue
 		}
+		pause, refuse := s.quotas.acceptThrottle(ip)
+		if refuse {
+			s.lnMu.Unlock()
+			s.metrics.connectionsRefused.WithLabelValues("connection_creation_rate").Inc()
+			s.logger.Debug("connection creation rate of the address exceeded; closing new connection", "remote", nc.RemoteAddr().String())
+			nc.Close()
+			continue
+		}
 		c := newConn(s, l, nc)
 		s.conns[c] = struct{}{}
 		s.connsByIP[c.ip]++
@@ -692,6 +713,11 @@ func (s *Server) acceptLoop(l *listener) {
 		s.lnMu.Unlock()
 		s.metrics.connections.Inc()
 		go c.serve()
+		// max.connection.creation.rate: accept the next one later (in
+		// steps, so shutdown does not wait for it).
+		for end := time.Now().Add(pause); time.Now().Before(end) && !s.closing.Load(); {
+			time.Sleep(min(time.Until(end), 50*time.Millisecond))
+		}
 	}
 }
 

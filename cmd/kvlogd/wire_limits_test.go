@@ -217,7 +217,7 @@ func runKvlogd(t *testing.T, props ...string) (error, string) {
 }
 
 // TestSecurityConfigRefused: a server.properties asking for security kvlog
-// does not implement (authorization, Kerberos, JKS key stores, ZooKeeper
+// does not implement (a custom authorizer class, Kerberos, JKS key stores, ZooKeeper
 // TLS, delegation tokens) does not start a broker less protected than
 // configured; the error names the setting and why.
 func TestSecurityConfigRefused(t *testing.T) {
@@ -225,8 +225,8 @@ func TestSecurityConfigRefused(t *testing.T) {
 		props []string
 		names []string
 	}{
-		"authorizer": {[]string{"authorizer.class.name=kafka.security.authorizer.AclAuthorizer", "super.users=User:admin"},
-			[]string{"authorizer.class.name", "super.users", "authorization (ACLs) is not implemented yet"}},
+		"authorizer": {[]string{"authorizer.class.name=com.example.CustomAuthorizer", "super.users=User:admin"},
+			[]string{"authorizer.class.name", "kvlog implements Kafka's ACL authorizer only"}},
 		"kerberos":       {[]string{"sasl.kerberos.service.name=kafka"}, []string{"sasl.kerberos.service.name", "not implemented"}},
 		"gssapi":         {[]string{"listeners=SASL_PLAINTEXT://127.0.0.1:0"}, []string{"SASL_PLAINTEXT", "GSSAPI", "sasl.enabled.mechanisms"}},
 		"oauth jaas":     {[]string{"listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=x required;"}, []string{"OAUTHBEARER is not implemented"}},

@@ -102,11 +102,11 @@ var (
 	casesBoth = []string{
 		"produce-codecs=none", "produce-codecs=gzip", "produce-codecs=snappy", "produce-codecs=lz4", "produce-codecs=zstd",
 		"produce-acks1", "group-assignors=range", "state-rebuild", "admin-topics", "admin-offsets", "admin-groups",
-		"unsupported-transactions", "unsupported-acls",
+		"unsupported-transactions",
 	}
 	cases4 = []string{
 		"produce-large", "group-assignors=cooperative-sticky", "state-rebuild=read_committed", "offsets-for-times",
-		"admin-configs", "admin-cluster", "unsupported-consumer-protocol", "unsupported-quotas", "admin-scram",
+		"admin-configs", "admin-cluster", "unsupported-consumer-protocol", "admin-scram",
 		"unsupported-reassignment", "unsupported-elect-leaders",
 	}
 )
@@ -188,6 +188,28 @@ func TestJavaClients(t *testing.T) {
 	t.Run("sigkill-broker-idempotent-produce", func(t *testing.T) {
 		testProduceKill(t, b, cp4)
 	})
+}
+
+// TestJavaSecurityAdmin: the AdminClient's ACL and client-quota APIs
+// (createAcls, describeAcls with ANY, MATCH and PREFIXED filters,
+// deleteAcls, an invalid cluster ACL; alterClientQuotas on a client id, a
+// user and the default user, describeClientQuotas with containsOnly and
+// default filters, an unknown key, removal) with kafka-clients 4.x and
+// 3.x, against a broker running the ACL authorizer whose PLAINTEXT
+// principal, User:ANONYMOUS, is a super user.
+func TestJavaSecurityAdmin(t *testing.T) {
+	cp4, cp3 := requireJava(t)
+	b := testbroker.Start(t, testbroker.Options{Race: true, Props: []string{
+		"authorizer.class.name=kafka.security.authorizer.AclAuthorizer", "super.users=User:ANONYMOUS"}})
+	cases := []string{"admin-acls", "admin-quotas"}
+	for _, v := range []struct{ name, cp, prefix string }{{"kafka-clients-4", cp4, "j4"}, {"kafka-clients-3", cp3, "j3"}} {
+		t.Run(v.name, func(t *testing.T) {
+			res := runCases(t, v.cp, b.Addr, v.prefix, 3*time.Minute, cases...)
+			for _, c := range cases {
+				t.Run(c, func(t *testing.T) { check(t, res, c) })
+			}
+		})
+	}
 }
 
 // testProduceKill: an idempotent producer with five requests in flight

@@ -15,12 +15,16 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"syscall"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/kvlog/kvlog/engine/vfs"
+	"github.com/kvlog/kvlog/server/acl"
 )
 
 // The files of the embedded store, in its directory (the format is
@@ -61,6 +65,26 @@ type localState struct {
 	ProducerIDBlock  int64                        `json:"producer_id_block_end"`
 	// ScramUsers are SCRAM credentials: user → mechanism → stored form.
 	ScramUsers map[string]map[string]string `json:"scram_users,omitempty"`
+	// Acls are the authorizer's ACLs, one element per resource pattern.
+	Acls []storedACLs `json:"acls,omitempty"`
+	// ClientQuotas are client quotas: entity path → quota key → value.
+	ClientQuotas map[string]map[string]float64 `json:"client_quotas,omitempty"`
+}
+
+// storedACLs are one resource pattern's ACLs, with Kafka's names for
+// resource types, operations and permissions.
+type storedACLs struct {
+	ResourceType string      `json:"resource_type"`
+	Name         string      `json:"name"`
+	PatternType  string      `json:"pattern_type"`
+	Acls         []storedACL `json:"acls"`
+}
+
+type storedACL struct {
+	Principal      string `json:"principal"`
+	Host           string `json:"host"`
+	Operation      string `json:"operation"`
+	PermissionType string `json:"permission_type"`
 }
 
 // envelope is the file: the state with its generation and checksum.
@@ -450,6 +474,13 @@ func cloneState(s *localState) localState {
 			c.BrokerConfigs[k] = maps.Clone(m)
 		}
 	}
+	c.Acls = slices.Clone(s.Acls)
+	if s.ClientQuotas != nil {
+		c.ClientQuotas = make(map[string]map[string]float64, len(s.ClientQuotas))
+		for k, m := range s.ClientQuotas {
+			c.ClientQuotas[k] = maps.Clone(m)
+		}
+	}
 	if s.ScramUsers != nil {
 		c.ScramUsers = make(map[string]map[string]string, len(s.ScramUsers))
 		for k, m := range s.ScramUsers {
@@ -666,6 +697,111 @@ func (l *Local) SetScramCredentials(user string, creds map[string]string) error 
 			s.ScramUsers = map[string]map[string]string{}
 		}
 		s.ScramUsers[user] = maps.Clone(creds)
+		return nil
+	})
+}
+
+// Acls implements AclStore.
+func (l *Local) Acls() (map[acl.Pattern][]acl.Entry, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return decodeACLs(l.state.Acls)
+}
+
+// UpdateAcls implements AclStore.
+func (l *Local) UpdateAcls(patterns []acl.Pattern, fn func(p acl.Pattern, cur []acl.Entry) []acl.Entry) (map[acl.Pattern][]acl.Entry, error) {
+	out := map[acl.Pattern][]acl.Entry{}
+	err := l.mutate(func(s *localState) error {
+		all, err := decodeACLs(s.Acls)
+		if err != nil {
+			return err
+		}
+		for _, p := range patterns {
+			es := fn(p, slices.Clone(all[p]))
+			out[p] = es
+			if len(es) == 0 {
+				delete(all, p)
+			} else {
+				all[p] = es
+			}
+		}
+		s.Acls = encodeACLs(all)
+		return nil
+	})
+	return out, err
+}
+
+func decodeACLs(stored []storedACLs) (map[acl.Pattern][]acl.Entry, error) {
+	out := make(map[acl.Pattern][]acl.Entry, len(stored))
+	for _, sa := range stored {
+		rt, ok := acl.ParseResourceType(sa.ResourceType)
+		if !ok {
+			return nil, fmt.Errorf("metastore: ACLs of unknown resource type %q", sa.ResourceType)
+		}
+		pt := kmsg.ACLResourcePatternTypeLiteral
+		if strings.EqualFold(sa.PatternType, "PREFIXED") {
+			pt = kmsg.ACLResourcePatternTypePrefixed
+		}
+		p := acl.Pattern{Type: rt, Name: sa.Name, PatternType: pt}
+		for _, a := range sa.Acls {
+			op, ok1 := acl.ParseOperation(a.Operation)
+			perm, ok2 := acl.ParsePermission(a.PermissionType)
+			if !ok1 || !ok2 {
+				return nil, fmt.Errorf("metastore: ACL of %s: unknown operation %q or permission %q", p, a.Operation, a.PermissionType)
+			}
+			out[p] = append(out[p], acl.Entry{Principal: a.Principal, Host: a.Host, Operation: op, Permission: perm})
+		}
+	}
+	return out, nil
+}
+
+func encodeACLs(all map[acl.Pattern][]acl.Entry) []storedACLs {
+	var out []storedACLs
+	for p, es := range all {
+		sa := storedACLs{ResourceType: acl.ResourceTypeName(p.Type), Name: p.Name, PatternType: acl.PatternTypeName(p.PatternType)}
+		for _, e := range es {
+			sa.Acls = append(sa.Acls, storedACL{Principal: e.Principal, Host: e.Host,
+				Operation: acl.OperationName(e.Operation), PermissionType: acl.PermissionName(e.Permission)})
+		}
+		out = append(out, sa)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.ResourceType != b.ResourceType {
+			return a.ResourceType < b.ResourceType
+		}
+		if a.PatternType != b.PatternType {
+			return a.PatternType < b.PatternType
+		}
+		return a.Name < b.Name
+	})
+	return out
+}
+
+// ClientQuotas implements QuotaStore.
+func (l *Local) ClientQuotas() (map[string]map[string]float64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]map[string]float64, len(l.state.ClientQuotas))
+	for k, m := range l.state.ClientQuotas {
+		out[k] = maps.Clone(m)
+	}
+	return out, nil
+}
+
+// SetClientQuotas implements QuotaStore.
+func (l *Local) SetClientQuotas(changes map[string]map[string]float64) error {
+	return l.mutate(func(s *localState) error {
+		for entity, vals := range changes {
+			if len(vals) == 0 {
+				delete(s.ClientQuotas, entity)
+				continue
+			}
+			if s.ClientQuotas == nil {
+				s.ClientQuotas = map[string]map[string]float64{}
+			}
+			s.ClientQuotas[entity] = maps.Clone(vals)
+		}
 		return nil
 	})
 }

@@ -12,6 +12,8 @@ package metastore
 
 import (
 	"errors"
+
+	"github.com/kvlog/kvlog/server/acl"
 )
 
 // Errors returned by Store implementations.
@@ -92,4 +94,30 @@ type ScramStore interface {
 	// SetScramCredentials replaces one user's credentials by mechanism;
 	// an empty map removes them all.
 	SetScramCredentials(user string, creds map[string]string) error
+}
+
+// AclStore keeps the ACLs (the authorizer's bindings) by resource pattern.
+// Local and the ZooKeeper store (/kafka-acl and /kafka-acl-extended, as
+// Kafka's ZooKeeper mode) implement it.
+type AclStore interface {
+	// Acls returns every stored ACL by resource pattern.
+	Acls() (map[acl.Pattern][]acl.Entry, error)
+	// UpdateAcls rewrites the ACLs of each pattern with fn (the current
+	// entries in, the new ones out; none removes the pattern), durably,
+	// and returns the new entries by pattern. Each pattern is changed
+	// atomically (in ZooKeeper with a conditional write and a change
+	// notification per pattern, retried on conflicts).
+	UpdateAcls(patterns []acl.Pattern, fn func(p acl.Pattern, cur []acl.Entry) []acl.Entry) (map[acl.Pattern][]acl.Entry, error)
+}
+
+// QuotaStore keeps the client quotas (AlterClientQuotas) by entity, the
+// entity named by its path as in Kafka's ZooKeeper layout ("users/alice",
+// "users/alice/clients/app", "users/<default>", "clients/app",
+// "clients/<default>", "ips/10.0.0.1"; names sanitized as user znodes).
+type QuotaStore interface {
+	// ClientQuotas returns every entity's quota values (key → value).
+	ClientQuotas() (map[string]map[string]float64, error)
+	// SetClientQuotas replaces the quotas of the entities given; an empty
+	// map removes an entity's quotas.
+	SetClientQuotas(changes map[string]map[string]float64) error
 }

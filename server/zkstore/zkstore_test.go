@@ -3,6 +3,7 @@ package zkstore
 import (
 	"encoding/json"
 	"errors"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"log/slog"
 	"os"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/kvlog/kvlog/internal/testcluster"
+	"github.com/kvlog/kvlog/server/acl"
 	"github.com/kvlog/kvlog/server/metastore"
 )
 
@@ -49,6 +51,102 @@ func TestZKStore(t *testing.T) {
 	t.Run("ControllerFencing", func(t *testing.T) { testControllerFencing(t, zkSrv.Addr+"/ctl") })
 	t.Run("ProducerIDs", func(t *testing.T) { testProducerIDs(t, zkSrv.Addr+"/pids") })
 	t.Run("ScramCredentials", func(t *testing.T) { testScramCredentials(t, zkSrv.Addr+"/scram") })
+	t.Run("ACLs", func(t *testing.T) { testACLs(t, zkSrv.Addr+"/acls") })
+	t.Run("ClientQuotas", func(t *testing.T) { testClientQuotas(t, zkSrv.Addr+"/quotas") })
+}
+
+// testACLs: Kafka's ZooKeeper ACL layout — LITERAL under /kafka-acl,
+// PREFIXED under /kafka-acl-extended/prefixed, Kafka's JSON, a change
+// notification per write in the path of its pattern type (readable back
+// as the pattern) — and an emptied pattern's znode removed.
+func testACLs(t *testing.T, connect string) {
+	s := open(t, connect, 1, 5*time.Second)
+	lit := acl.Pattern{Type: kmsg.ACLResourceTypeTopic, Name: "orders", PatternType: kmsg.ACLResourcePatternTypeLiteral}
+	pre := acl.Pattern{Type: kmsg.ACLResourceTypeGroup, Name: "app-", PatternType: kmsg.ACLResourcePatternTypePrefixed}
+	read := acl.Entry{Principal: "User:alice", Host: "*", Operation: kmsg.ACLOperationRead, Permission: kmsg.ACLPermissionTypeAllow}
+	deny := acl.Entry{Principal: "User:*", Host: "10.0.0.1", Operation: kmsg.ACLOperationDescribeConfigs, Permission: kmsg.ACLPermissionTypeDeny}
+	add := func(p acl.Pattern, cur []acl.Entry) []acl.Entry {
+		if p == lit {
+			return append(cur, read)
+		}
+		return append(cur, deny)
+	}
+	if _, err := s.UpdateAcls([]acl.Pattern{lit, pre}, add); err != nil {
+		t.Fatal(err)
+	}
+	m := raw(t, s, "/kafka-acl/Topic/orders")
+	acls, _ := m["acls"].([]any)
+	if m["version"] != 1.0 || len(acls) != 1 {
+		t.Fatalf("/kafka-acl/Topic/orders: %v", m)
+	}
+	if e := acls[0].(map[string]any); e["principal"] != "User:alice" || e["permissionType"] != "Allow" || e["operation"] != "Read" || e["host"] != "*" {
+		t.Fatalf("entry %v", e)
+	}
+	if e := raw(t, s, "/kafka-acl-extended/prefixed/Group/app-")["acls"].([]any)[0].(map[string]any); e["operation"] != "DescribeConfigs" || e["permissionType"] != "Deny" {
+		t.Fatalf("prefixed entry %v", e)
+	}
+	all, err := s.Acls()
+	if err != nil || len(all) != 2 || len(all[lit]) != 1 || all[pre][0] != deny {
+		t.Fatalf("Acls: %v %v", all, err)
+	}
+	for _, ext := range []bool{false, true} {
+		names, _, err := s.AclChangesW(ext)
+		if err != nil || len(names) != 1 {
+			t.Fatalf("changes (extended %v): %v %v", ext, names, err)
+		}
+		want := lit
+		if ext {
+			want = pre
+		}
+		if p, ok := s.AclChange(ext, names[0]); !ok || p != want {
+			t.Fatalf("change (extended %v): %v %v", ext, p, ok)
+		}
+	}
+	data, _, err := s.conn.Get(s.p("/kafka-acl-changes/" + func() string { n, _, _ := s.AclChangesW(false); return n[0] }()))
+	if err != nil || string(data) != "Topic:orders" {
+		t.Fatalf("literal change notification %q %v", data, err)
+	}
+	if _, err := s.UpdateAcls([]acl.Pattern{lit}, func(acl.Pattern, []acl.Entry) []acl.Entry { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, _ := s.conn.Exists(s.p("/kafka-acl/Topic/orders")); ok {
+		t.Fatal("an emptied pattern's znode is left")
+	}
+}
+
+// testClientQuotas: quotas are entity configs under /config/users,
+// /config/users/<u>/clients, /config/clients and /config/ips, values as
+// Java writes doubles, beside SCRAM credentials, with change
+// notifications.
+func testClientQuotas(t *testing.T, connect string) {
+	s := open(t, connect, 1, 5*time.Second)
+	creds := map[string]string{"SCRAM-SHA-256": "salt=YQ==,stored_key=Yg==,server_key=Yw==,iterations=4096"}
+	if err := s.SetScramCredentials("alice", creds); err != nil {
+		t.Fatal(err)
+	}
+	err := s.SetClientQuotas(map[string]map[string]float64{
+		"users/alice":                 {"producer_byte_rate": 1024},
+		"users/alice/clients/app":     {"request_percentage": 12.5},
+		"clients/<default>":           {"consumer_byte_rate": 2048},
+		"ips/10.0.0.1":                {"connection_creation_rate": 5},
+		"users/<default>/clients/app": {"producer_byte_rate": 1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := raw(t, s, "/config/users/alice")["config"].(map[string]any); cfg["producer_byte_rate"] != "1024.0" || cfg["SCRAM-SHA-256"] != creds["SCRAM-SHA-256"] {
+		t.Fatalf("/config/users/alice %v", cfg)
+	}
+	if cfg := raw(t, s, "/config/users/alice/clients/app")["config"].(map[string]any); cfg["request_percentage"] != "12.5" {
+		t.Fatalf("/config/users/alice/clients/app %v", cfg)
+	}
+	got, err := s.ClientQuotas()
+	if err != nil || len(got) != 5 || got["clients/<default>"]["consumer_byte_rate"] != 2048 || got["ips/10.0.0.1"]["connection_creation_rate"] != 5 {
+		t.Fatalf("ClientQuotas %v %v", got, err)
+	}
+	if c, err := s.ScramCredentials("alice"); err != nil || len(c) != 1 {
+		t.Fatalf("credentials beside quotas: %v %v", c, err)
+	}
 }
 
 // testScramCredentials: credentials live in /config/users/<sanitized user>

@@ -17,18 +17,7 @@ import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.common.ElectionType;
 import org.apache.kafka.common.KafkaFuture;
 import org.apache.kafka.common.TopicPartition;
-import org.apache.kafka.common.acl.AccessControlEntry;
-import org.apache.kafka.common.acl.AclBinding;
-import org.apache.kafka.common.acl.AclBindingFilter;
-import org.apache.kafka.common.acl.AclOperation;
-import org.apache.kafka.common.acl.AclPermissionType;
 import org.apache.kafka.common.errors.UnsupportedVersionException;
-import org.apache.kafka.common.quota.ClientQuotaAlteration;
-import org.apache.kafka.common.quota.ClientQuotaEntity;
-import org.apache.kafka.common.quota.ClientQuotaFilter;
-import org.apache.kafka.common.resource.PatternType;
-import org.apache.kafka.common.resource.ResourcePattern;
-import org.apache.kafka.common.resource.ResourceType;
 
 /**
  * What kvlog does not serve yet fails in the client with the ordinary
@@ -44,18 +33,6 @@ final class UnsupportedCases {
     static void register(Map<String, Main.Case> m) {
         m.put("unsupported-transactions", UnsupportedCases::transactions);
         m.put("unsupported-consumer-protocol", UnsupportedCases::consumerProtocol);
-        m.put("unsupported-acls", ctx -> admin(ctx, "Admin.describeAcls/createAcls", a -> {
-            expect(ctx, "Admin.describeAcls", () -> a.describeAcls(AclBindingFilter.ANY).values().get());
-            expect(ctx, "Admin.createAcls", () -> a.createAcls(List.of(new AclBinding(
-                    new ResourcePattern(ResourceType.TOPIC, "t", PatternType.LITERAL),
-                    new AccessControlEntry("User:alice", "*", AclOperation.READ, AclPermissionType.ALLOW)))).all().get());
-        }));
-        m.put("unsupported-quotas", ctx -> admin(ctx, "Admin.describeClientQuotas/alterClientQuotas", a -> {
-            expect(ctx, "Admin.describeClientQuotas", () -> a.describeClientQuotas(ClientQuotaFilter.all()).entities().get());
-            expect(ctx, "Admin.alterClientQuotas", () -> a.alterClientQuotas(List.of(new ClientQuotaAlteration(
-                    new ClientQuotaEntity(Map.of(ClientQuotaEntity.CLIENT_ID, "c")),
-                    List.of(new ClientQuotaAlteration.Op("producer_byte_rate", 1024.0))))).all().get());
-        }));
         m.put("admin-scram", UnsupportedCases::scram);
         m.put("unsupported-reassignment", ctx -> admin(ctx, "Admin.listPartitionReassignments/alterPartitionReassignments", a -> {
             expect(ctx, "Admin.listPartitionReassignments", () -> a.listPartitionReassignments().reassignments().get());

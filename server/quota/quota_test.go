@@ -1,0 +1,71 @@
+package quota
+
+import (
+	"testing"
+	"time"
+)
+
+// TestResolve: Kafka's precedence, and which requests share a sensor.
+func TestResolve(t *testing.T) {
+	c := Config{
+		"users/alice/clients/app":       {ProducerByteRate: 1},
+		"users/alice/clients/<default>": {ProducerByteRate: 2},
+		"users/alice":                   {ProducerByteRate: 3, ConsumerByteRate: 30},
+		"users/<default>/clients/app":   {ProducerByteRate: 4},
+		"users/<default>":               {ProducerByteRate: 6},
+		"clients/tool":                  {ProducerByteRate: 7},
+		"clients/<default>":             {ProducerByteRate: 8, RequestPercentage: 50},
+	}
+	for _, tc := range []struct {
+		key, user, client string
+		limit             float64
+		sensor            string
+	}{
+		{ProducerByteRate, "alice", "app", 1, "producer_byte_rate:user=alice,client=app"},
+		{ProducerByteRate, "alice", "other", 2, "producer_byte_rate:user=alice,client=other"},
+		{ConsumerByteRate, "alice", "other", 30, "consumer_byte_rate:user=alice"},
+		{ProducerByteRate, "bob", "app", 4, "producer_byte_rate:user=bob,client=app"},
+		{ProducerByteRate, "bob", "x", 6, "producer_byte_rate:user=bob"},
+		{RequestPercentage, "bob", "x", 50, "request_percentage:,client=x"},
+	} {
+		r, ok := c.Resolve(tc.key, tc.user, tc.client)
+		if !ok || r.Limit != tc.limit || r.Sensor != tc.sensor {
+			t.Errorf("%s %s/%s: %+v %v, want %v %s", tc.key, tc.user, tc.client, r, ok, tc.limit, tc.sensor)
+		}
+	}
+	delete(c, "users/<default>")
+	if r, ok := c.Resolve(ProducerByteRate, "bob", "tool"); !ok || r.Limit != 7 {
+		t.Errorf("client quota: %+v", r)
+	}
+	if _, ok := (Config{}).Resolve(ProducerByteRate, "a", "b"); ok {
+		t.Error("no quota resolved to one")
+	}
+	for _, p := range []string{"users/alice", "users/<default>/clients/app", "clients/a%20b", "ips/10.0.0.1", "users/a%2Ab"} {
+		e, ok := ParsePath(p)
+		if !ok || e.Path() != p {
+			t.Errorf("%s: %+v %v -> %s", p, e, ok, e.Path())
+		}
+	}
+}
+
+// TestRateThrottle: a client that waits out every throttle it is given
+// sends at the quota once the first full window (which lets a burst of
+// (samples-1) windows' worth through, as Kafka) has passed.
+func TestRateThrottle(t *testing.T) {
+	r := NewRate(11, time.Second)
+	now := time.Unix(1000, 0)
+	const limit = 1000.0 // bytes/s
+	sent := 0.0
+	warm := now.Add(11 * time.Second)
+	for now.Sub(warm) < 60*time.Second {
+		d := r.RecordAndThrottle(now, 100, limit)
+		if now.After(warm) {
+			sent += 100
+		}
+		now = now.Add(d + time.Millisecond)
+	}
+	got := sent / now.Sub(warm).Seconds()
+	if got < 0.9*limit || got > 1.1*limit {
+		t.Errorf("rate %.0f/s, quota %.0f/s", got, limit)
+	}
+}
