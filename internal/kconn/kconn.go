@@ -45,6 +45,10 @@ func Dial(ctx context.Context, addr, clientID string) (*Conn, error) {
 	return &Conn{nc: nc, clientID: clientID}, nil
 }
 
+// NewConn wraps an open connection (one dialed in a particular network
+// namespace, say).
+func NewConn(nc net.Conn, clientID string) *Conn { return &Conn{nc: nc, clientID: clientID} }
+
 // Addr is the remote address.
 func (c *Conn) Addr() string { return c.nc.RemoteAddr().String() }
 
