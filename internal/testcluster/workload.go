@@ -198,7 +198,6 @@ func (w *Workload) noteAt(r *Report, a Anomaly) {
 	r.note(a)
 }
 
-
 func (r Report) String() string {
 	return fmt.Sprintf("acked=%d failed=%d read=%d lost=%d duplicated=%d reordered-within-key=%d inconsistent-offsets=%d unacked-but-read=%d",
 		r.Acked, r.Failed, r.Read, r.Lost, r.Duplicated, r.ReorderedWithinKey, r.InconsistentOffsets, r.UnackedButRead)
