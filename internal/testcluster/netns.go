@@ -1,5 +1,3 @@
-//go:build linux
-
 package testcluster
 
 import (
@@ -85,9 +83,6 @@ var netSeq struct {
 // ("" if they can): the tests need root, iproute2 and nftables, and a
 // kernel that permits creating namespaces.
 func NetAvailable() string {
-	if runtime.GOOS != "linux" {
-		return "network namespaces need Linux"
-	}
 	if os.Geteuid() != 0 {
 		return "network namespaces need root"
 	}
@@ -270,32 +265,52 @@ func (n *Net) Command(node, bin string, args ...string) *exec.Cmd {
 }
 
 // DialContext opens a connection from the bridge namespace (where the
-// test's clients live): the socket is created on an OS thread switched into
-// that namespace and keeps it after the thread switches back.
+// test's clients live).
 func (n *Net) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := n.inNS(n.brFD, func() error {
+		var d net.Dialer
+		var err error
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// Do runs f on an OS thread switched into node's namespace: sockets f
+// creates (net.Listen, net.Dial) belong to that namespace for good.
+func (n *Net) Do(node string, f func() error) error {
+	fd, err := os.Open(filepath.Join(netNSDir, n.nodes[node].NS))
+	if err != nil {
+		return err
+	}
+	defer fd.Close()
+	return n.inNS(fd, f)
+}
+
+// inNS runs f with the calling goroutine locked to a thread in namespace
+// ns, then switches the thread back. f must not start goroutines that
+// create sockets (they would run on other threads).
+func (n *Net) inNS(ns *os.File, f func() error) error {
 	runtime.LockOSThread()
 	orig, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
 		runtime.UnlockOSThread()
-		return nil, err
+		return err
 	}
 	defer orig.Close()
-	if err := unix.Setns(int(n.brFD.Fd()), unix.CLONE_NEWNET); err != nil {
+	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
 		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("entering the bridge namespace: %w", err)
+		return fmt.Errorf("entering network namespace %s: %w", ns.Name(), err)
 	}
-	var d net.Dialer
-	c, dialErr := d.DialContext(ctx, network, addr)
+	ferr := f()
 	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
 		// The thread stays locked and is discarded when this goroutine
 		// ends, so no other goroutine runs in the wrong namespace.
-		if c != nil {
-			return c, nil
-		}
-		return nil, dialErr
+		return ferr
 	}
 	runtime.UnlockOSThread()
-	return c, dialErr
+	return ferr
 }
 
 // Dial is DialContext with a timeout (ZooKeeper's client dialer).
