@@ -86,10 +86,9 @@ func runPartitions(t *testing.T, d time.Duration, brokers int, seed uint64) {
 	wOne := StartWorkloadAcks(c, npTopicOne, 30, 16, false, 150)
 	grp := StartGroupReader(c, wAll, npGroup, 2)
 
-	nem := &nemesis{t: t, c: c, n: nw, rng: rand.New(rand.NewPCG(seed, 2)), start: time.Now(), counts: map[string]int{},
+	nem := &nemesis{t: t, c: c, n: nw, wAll: wAll, wOne: wOne, rng: rand.New(rand.NewPCG(seed, 2)), start: time.Now(), counts: map[string]int{},
 		paused: map[int32]bool{}, killed: map[int32]bool{}}
 	nem.run(time.Now().Add(d))
-	nem.healAll()
 
 	npWaitISR(t, c, 180*time.Second, npTopicAll, npTopicOne, "__consumer_offsets")
 	acked, ackedOne := wAll.Acked(), wOne.Acked()
@@ -154,11 +153,12 @@ func npWaitISR(t *testing.T, c *Cluster, timeout time.Duration, topics ...string
 // nemesis applies one fault at a time (sometimes with a process fault
 // mixed in), holds it for a few seconds, heals it, and rests.
 type nemesis struct {
-	t     *testing.T
-	c     *Cluster
-	n     *Net
-	rng   *rand.Rand
-	start time.Time
+	t          *testing.T
+	c          *Cluster
+	n          *Net
+	wAll, wOne *Workload
+	rng        *rand.Rand
+	start      time.Time
 
 	mu     sync.Mutex
 	events []nemEvent
@@ -297,7 +297,8 @@ func (m *nemesis) netFault() partitionFault {
 		return partitionFault{"slow link", func() { m.n.Slow(b) }, b}
 	default:
 		b := m.pick(bs)
-		return partitionFault{"one-way: broker → one peer dropped", func() { m.n.Drop(b, m.pick(without(all, b))) }, b}
+		peer := m.pick(without(all, b))
+		return partitionFault{"one-way: broker → one peer dropped", func() { m.n.Drop(b, peer) }, b + " → " + peer}
 	}
 }
 
@@ -391,7 +392,7 @@ func (m *nemesis) healAll() {
 	}
 	clear(m.paused)
 	clear(m.killed)
-	m.log("healed")
+	m.log("healed; acks=all acked %d failed %d, acks=1 acked %d failed %d", m.wAll.Acked(), m.wAll.Failed(), m.wOne.Acked(), m.wOne.Failed())
 }
 
 // table is the run's summary: the faults, the anomaly counts per class and
