@@ -133,7 +133,6 @@ func npCreate(t *testing.T, c *Cluster, name string, partitions int32) {
 
 func npWaitISR(t *testing.T, c *Cluster, timeout time.Duration, topics ...string) {
 	t.Helper()
-	n := len(c.IDs())
 	c.WaitFor(timeout, fmt.Sprintf("leaders and full ISRs of %v", topics), func() bool {
 		for _, topic := range topics {
 			ps, err := partitions(c, topic)
@@ -141,7 +140,7 @@ func npWaitISR(t *testing.T, c *Cluster, timeout time.Duration, topics ...string
 				return false
 			}
 			for _, p := range ps {
-				if p.Leader < 0 || len(p.ISR) != n {
+				if p.Leader < 0 || len(p.ISR) != len(p.Replicas) {
 					return false
 				}
 			}
