@@ -97,7 +97,7 @@ CHAOS_DURATION ?= 5m
 chaos: deps tools
 	KVLOG_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -run '^TestChaos$$' -count=1 -v -timeout 90m ./internal/testcluster
 
-# Network partitions (not in CI; a one-minute version runs in `make test`):
+# Network partitions (not in CI; a 45-second version runs in `make test`):
 # ZooKeeper and each broker in their own network namespace, a nemesis that
 # cuts, one-way drops, flaps, loses and slows links and pauses or kills
 # brokers, under acks=all and acks=1 keyed loads and a consumer group; prints

@@ -26,7 +26,7 @@ import (
 //
 // TestPartitions is `make partitions` (KVLOG_PARTITIONS_DURATION, default
 // there 10m; KVLOG_PARTITIONS_SEED, KVLOG_PARTITIONS_BROKERS 3 or 5).
-// TestPartitionsShort is a one-minute run inside `make test`.
+// TestPartitionsShort is a 45-second run inside `make test`.
 
 func TestPartitions(t *testing.T) {
 	d, err := time.ParseDuration(os.Getenv("KVLOG_PARTITIONS_DURATION"))
@@ -44,7 +44,7 @@ func TestPartitionsShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("process cluster tests are not short")
 	}
-	runPartitions(t, 60*time.Second, 3, envSeed())
+	runPartitions(t, 45*time.Second, 3, envSeed())
 }
 
 func envSeed() uint64 {
