@@ -145,6 +145,10 @@ func (c *Conn) authenticate(ctx context.Context, addr string, m sasl.Mechanism) 
 	return fmt.Errorf("%w: the exchange did not finish", ErrAuthentication)
 }
 
+// NewConn wraps an open connection (one dialed in a particular network
+// namespace, say).
+func NewConn(nc net.Conn, clientID string) *Conn { return &Conn{nc: nc, clientID: clientID} }
+
 // Addr is the remote address.
 func (c *Conn) Addr() string { return c.nc.RemoteAddr().String() }
 

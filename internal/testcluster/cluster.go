@@ -63,6 +63,9 @@ type Options struct {
 	// to write the inter-broker SCRAM credentials, as kafka-configs
 	// --zookeeper does).
 	Setup func(c *Cluster)
+	// Net, when set, runs ZooKeeper in its node "zk" and broker i in node
+	// "b<i>" (netns.go), and the test's clients in its bridge namespace.
+	Net *Net
 }
 
 // Cluster is a real ZooKeeper plus kvlogd processes.
@@ -100,7 +103,12 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.Brokers == 0 {
 		opts.Brokers = 3
 	}
-	zkSrv := StartZooKeeper(t)
+	var zkSrv *ZooKeeper
+	if opts.Net != nil {
+		zkSrv = StartZooKeeperIn(t, opts.Net, "zk")
+	} else {
+		zkSrv = StartZooKeeper(t)
+	}
 	c := &Cluster{t: t, ZK: zkSrv, Connect: zkSrv.Addr + "/kvlog", opts: opts, root: t.TempDir(), brokers: map[int32]*Broker{}}
 	t.Cleanup(c.stopAll)
 	if opts.Setup != nil {
@@ -116,16 +124,21 @@ func Start(t testing.TB, opts Options) *Cluster {
 // AddBroker creates and starts broker id.
 func (c *Cluster) AddBroker(id int32) *Broker {
 	c.t.Helper()
-	port, err := FreePort()
-	if err != nil {
-		c.t.Fatal(err)
+	b := &Broker{ID: id, Dir: filepath.Join(c.root, fmt.Sprintf("broker-%d", id))}
+	if c.opts.Net != nil {
+		ip := c.opts.Net.Node(NodeName(id)).IP
+		b.Addr, b.HTTP = ip+":9092", ip+":9644"
+	} else {
+		port, err := FreePort()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		hport, err := FreePort()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		b.Addr, b.HTTP = fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.1:%d", hport)
 	}
-	hport, err := FreePort()
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	b := &Broker{ID: id, Addr: fmt.Sprintf("127.0.0.1:%d", port), HTTP: fmt.Sprintf("127.0.0.1:%d", hport),
-		Dir: filepath.Join(c.root, fmt.Sprintf("broker-%d", id))}
 	if err := os.MkdirAll(b.Dir, 0o755); err != nil {
 		c.t.Fatal(err)
 	}
@@ -158,6 +171,9 @@ func (c *Cluster) AddBroker(id int32) *Broker {
 	return b
 }
 
+// NodeName is broker id's node in a Net.
+func NodeName(id int32) string { return fmt.Sprintf("b%d", id) }
+
 // Broker returns broker id.
 func (c *Cluster) Broker(id int32) *Broker {
 	c.mu.Lock()
@@ -182,7 +198,11 @@ func (c *Cluster) StartBroker(id int32) {
 	c.t.Helper()
 	b := c.Broker(id)
 	b.mu.Lock()
-	b.cmd = exec.Command(c.opts.Bin, "--config", b.cfgPath, "--log-level", "info")
+	if c.opts.Net != nil {
+		b.cmd = c.opts.Net.Command(NodeName(id), c.opts.Bin, "--config", b.cfgPath, "--log-level", "info")
+	} else {
+		b.cmd = exec.Command(c.opts.Bin, "--config", b.cfgPath, "--log-level", "info")
+	}
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := b.cmd.StderrPipe()
 	if err != nil {
@@ -344,8 +364,12 @@ func (c *Cluster) AllSeeds() []string {
 // Client returns a franz-go client on every broker, closed at test end.
 func (c *Cluster) Client(opts ...kgo.Opt) *kgo.Client {
 	c.t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.AllSeeds()...), kgo.MetadataMinAge(100 * time.Millisecond),
-		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond })}, opts...)...)
+	base := []kgo.Opt{kgo.SeedBrokers(c.AllSeeds()...), kgo.MetadataMinAge(100 * time.Millisecond),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond })}
+	if c.opts.Net != nil {
+		base = append(base, kgo.Dialer(c.opts.Net.DialContext))
+	}
+	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -392,7 +416,7 @@ func (c *Cluster) WaitFor(timeout time.Duration, what string, cond func() bool) 
 // paths: prefix /kvlog).
 func (c *Cluster) ZKConn() *zk.Conn {
 	c.t.Helper()
-	conn, events, err := zk.Connect([]string{c.ZK.Addr}, 10*time.Second, zk.WithLogInfo(false), zk.WithLogger(nopLogger{}))
+	conn, events, err := zk.Connect([]string{c.ZK.Addr}, 10*time.Second, zk.WithLogInfo(false), zk.WithLogger(nopLogger{}), zk.WithDialer(c.ZK.Dial))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -446,9 +470,18 @@ func (c *Cluster) Metadata(topics ...string) (*kmsg.MetadataResponse, error) {
 func (c *Cluster) RequestTo(id int32, req kmsg.Request, timeout time.Duration) (kmsg.Response, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	conn, err := kconn.Dial(ctx, c.Broker(id).Addr, "kvlog-testcluster")
-	if err != nil {
-		return nil, err
+	var conn *kconn.Conn
+	if c.opts.Net != nil {
+		nc, err := c.opts.Net.DialContext(ctx, "tcp", c.Broker(id).Addr)
+		if err != nil {
+			return nil, err
+		}
+		conn = kconn.NewConn(nc, "kvlog-testcluster")
+	} else {
+		var err error
+		if conn, err = kconn.Dial(ctx, c.Broker(id).Addr, "kvlog-testcluster"); err != nil {
+			return nil, err
+		}
 	}
 	defer conn.Close()
 	return conn.Request(ctx, req)

@@ -40,14 +40,26 @@ type ackInfo struct {
 	seq       int
 	partition int32
 	offset    int64
+	sent, at  time.Time // produced, acknowledged
 }
 
 // StartWorkload starts producing to topic over keys keys, at most inflight
 // records outstanding.
 func StartWorkload(c *Cluster, topic string, keys, inflight int) *Workload {
-	cl := c.Client(kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(2*time.Millisecond), kgo.RequestTimeoutOverhead(5*time.Second),
-		kgo.ProduceRequestTimeout(10*time.Second))
+	return StartWorkloadAcks(c, topic, keys, inflight, true, 0)
+}
+
+// StartWorkloadAcks is StartWorkload with acks=all (idempotent) or, when
+// acksAll is false, acks=1 (not idempotent: franz-go needs acks=all for
+// it), producing at most rate records a second (0: as fast as acks come).
+func StartWorkloadAcks(c *Cluster, topic string, keys, inflight int, acksAll bool, rate int) *Workload {
+	opts := []kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(2 * time.Millisecond), kgo.RequestTimeoutOverhead(5 * time.Second),
+		kgo.ProduceRequestTimeout(10 * time.Second)}
+	if !acksAll {
+		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	}
+	cl := c.Client(opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	workloadSeq.Add(1)
 	w := &Workload{topic: topic, keys: keys, id: fmt.Sprintf("w%d-", workloadSeq.Load()), cl: cl, acked: map[string]ackInfo{}, ackTimes: map[int32][]time.Time{}, cancel: cancel, done: make(chan struct{})}
@@ -55,7 +67,17 @@ func StartWorkload(c *Cluster, topic string, keys, inflight int) *Workload {
 	go func() {
 		defer close(w.done)
 		var wg sync.WaitGroup
+		began := time.Now()
 		for seq := 0; ctx.Err() == nil; seq++ {
+			if rate > 0 {
+				if d := time.Until(began.Add(time.Duration(seq) * time.Second / time.Duration(rate))); d > 0 {
+					select {
+					case <-time.After(d):
+					case <-ctx.Done():
+						continue
+					}
+				}
+			}
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -67,6 +89,7 @@ func StartWorkload(c *Cluster, topic string, keys, inflight int) *Workload {
 			w.sent++
 			w.mu.Unlock()
 			wg.Add(1)
+			sent := time.Now()
 			cl.Produce(context.Background(), &kgo.Record{Key: []byte(key), Value: []byte(val)}, func(r *kgo.Record, err error) {
 				defer wg.Done()
 				defer func() { <-sem }()
@@ -76,8 +99,9 @@ func StartWorkload(c *Cluster, topic string, keys, inflight int) *Workload {
 					w.failed++
 					return
 				}
-				w.acked[val] = ackInfo{key: key, seq: seqOf(val), partition: r.Partition, offset: r.Offset}
-				w.ackTimes[r.Partition] = append(w.ackTimes[r.Partition], time.Now())
+				now := time.Now()
+				w.acked[val] = ackInfo{key: key, seq: seqOf(val), partition: r.Partition, offset: r.Offset, sent: sent, at: now}
+				w.ackTimes[r.Partition] = append(w.ackTimes[r.Partition], now)
 			})
 		}
 		cl.Flush(context.Background())
@@ -140,6 +164,38 @@ type Report struct {
 	InconsistentOffsets int // an acknowledged offset holding another value (or two reads disagreeing)
 	UnackedButRead      int // sent, outcome failed/unknown, present (allowed)
 	Examples            []string
+	// First is the first anomaly found of each class ("lost",
+	// "duplicated", "reordered-within-key", "inconsistent-offset").
+	First map[string]Anomaly
+}
+
+// Anomaly is one instance of an anomaly class: the value concerned and the
+// partition and offset it was acknowledged or read at.
+type Anomaly struct {
+	Class     string
+	Value     string
+	Partition int32
+	Offset    int64
+	What      string
+	At        time.Time // when it was acknowledged, or read (zero: unknown)
+}
+
+func (r *Report) note(a Anomaly) {
+	if r.First == nil {
+		r.First = map[string]Anomaly{}
+	}
+	if _, ok := r.First[a.Class]; !ok {
+		r.First[a.Class] = a
+	}
+}
+
+// noteAt is note with the acknowledgement time of the value, when acked.
+func (w *Workload) noteAt(r *Report, a Anomaly) {
+	if ack, ok := w.acked[a.Value]; ok {
+		a.At = ack.at
+		a.What += fmt.Sprintf(" (sent %s, acknowledged %s at %d/%d)", ack.sent.Format("15:04:05.000"), ack.at.Format("15:04:05.000"), ack.partition, ack.offset)
+	}
+	r.note(a)
 }
 
 func (r Report) String() string {
@@ -236,33 +292,45 @@ func (w *Workload) Check(read []readRec) Report {
 		if prev, ok := at[rr.partition][rr.offset]; ok && prev != rr.value {
 			r.InconsistentOffsets++
 			example("offset %d/%d read as %q and %q", rr.partition, rr.offset, prev, rr.value)
+			w.noteAt(&r, Anomaly{"inconsistent-offset", rr.value, rr.partition, rr.offset, fmt.Sprintf("offset read as %q and %q", prev, rr.value), time.Time{}})
 		}
 		at[rr.partition][rr.offset] = rr.value
 		count[rr.value]++
 		if count[rr.value] == 2 {
 			r.Duplicated++
 			example("duplicate %q (again at %d/%d)", rr.value, rr.partition, rr.offset)
+			w.noteAt(&r, Anomaly{"duplicated", rr.value, rr.partition, rr.offset, "read a second time", time.Time{}})
 		}
 		key, _, _ := strings.Cut(rr.value, "/")
 		seq := seqOf(rr.value)
 		if last, ok := lastSeq[key]; ok && seq < last {
 			r.ReorderedWithinKey++
 			example("key %s: %d after %d at %d/%d", key, seq, last, rr.partition, rr.offset)
+			w.noteAt(&r, Anomaly{"reordered-within-key", rr.value, rr.partition, rr.offset, fmt.Sprintf("seq %d after seq %d", seq, last), time.Time{}})
 		}
 		lastSeq[key] = max(lastSeq[key], seq)
 		if _, ok := w.acked[rr.value]; !ok {
 			r.UnackedButRead++
 		}
 	}
-	for val, a := range w.acked {
+	vals := make([]string, 0, len(w.acked))
+	for val := range w.acked {
+		vals = append(vals, val)
+	}
+	// In acknowledgement order, so that "first" is the earliest.
+	sort.Slice(vals, func(i, j int) bool { return w.acked[vals[i]].at.Before(w.acked[vals[j]].at) })
+	for _, val := range vals {
+		a := w.acked[val]
 		if count[val] == 0 {
 			r.Lost++
 			example("lost %q (acknowledged at %d/%d)", val, a.partition, a.offset)
+			w.noteAt(&r, Anomaly{"lost", val, a.partition, a.offset, "acknowledged, absent from the final read", time.Time{}})
 			continue
 		}
 		if got, ok := at[a.partition][a.offset]; !ok || got != val {
 			r.InconsistentOffsets++
 			example("acknowledged %q at %d/%d, read %q there", val, a.partition, a.offset, got)
+			w.noteAt(&r, Anomaly{"inconsistent-offset", val, a.partition, a.offset, fmt.Sprintf("acknowledged at this offset, final read has %q there", got), time.Time{}})
 		}
 	}
 	return r

@@ -30,8 +30,9 @@ var zkJars = []string{
 
 // ZooKeeper is a running standalone ZooKeeper server.
 type ZooKeeper struct {
-	Addr string // 127.0.0.1:port
+	Addr string // 127.0.0.1:port, or the node's address in a Net
 	Dir  string
+	dial func(network, addr string, timeout time.Duration) (net.Conn, error)
 	cmd  *exec.Cmd
 	mu   sync.Mutex
 	out  bytes.Buffer
@@ -58,12 +59,36 @@ func StartZooKeeper(t testing.TB) *ZooKeeper {
 		t.Skip("ZooKeeper unavailable: " + why)
 	}
 	dir := t.TempDir()
-	zk, err := startZooKeeper(dir)
+	zk, err := startZooKeeper(dir, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(zk.Stop)
 	return zk
+}
+
+// StartZooKeeperIn starts a ZooKeeper in node of n, listening on the
+// node's address, port 2181.
+func StartZooKeeperIn(t testing.TB, n *Net, node string) *ZooKeeper {
+	t.Helper()
+	if why := ZooKeeperAvailable(); why != "" {
+		t.Skip("ZooKeeper unavailable: " + why)
+	}
+	zk, err := startZooKeeper(t.TempDir(), n, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(zk.Stop)
+	return zk
+}
+
+// Dial opens a connection to the server's network (a Net's bridge, or
+// loopback).
+func (zk *ZooKeeper) Dial(network, addr string, timeout time.Duration) (net.Conn, error) {
+	if zk.dial != nil {
+		return zk.dial(network, addr, timeout)
+	}
+	return net.DialTimeout(network, addr, timeout)
 }
 
 // FreePort returns a free 127.0.0.1 port.
@@ -76,10 +101,15 @@ func FreePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startZooKeeper(dir string) (*ZooKeeper, error) {
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
+func startZooKeeper(dir string, n *Net, node string) (*ZooKeeper, error) {
+	host, port := "127.0.0.1", 2181
+	if n == nil {
+		var err error
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
+	} else {
+		host = n.Node(node).IP
 	}
 	data := filepath.Join(dir, "data")
 	if err := os.MkdirAll(data, 0o755); err != nil {
@@ -90,13 +120,13 @@ initLimit=10
 syncLimit=5
 dataDir=%s
 clientPort=%d
-clientPortAddress=127.0.0.1
+clientPortAddress=%s
 maxClientCnxns=0
 minSessionTimeout=1000
 maxSessionTimeout=60000
 admin.enableServer=false
 4lw.commands.whitelist=ruok,srvr
-`, data, port)
+`, data, port, host)
 	cfgPath := filepath.Join(dir, "zoo.cfg")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, err
@@ -108,10 +138,16 @@ admin.enableServer=false
 			cp = append(cp, p)
 		}
 	}
-	zk := &ZooKeeper{Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, done: make(chan struct{})}
-	zk.cmd = exec.Command("java", "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+	zk := &ZooKeeper{Addr: net.JoinHostPort(host, fmt.Sprint(port)), Dir: dir, done: make(chan struct{})}
+	args := []string{"-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
 		"-Dzookeeper.admin.enableServer=false", "-Dzookeeper.jmx.log4j.disable=true",
-		"-cp", strings.Join(cp, ":"), "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfgPath)
+		"-cp", strings.Join(cp, ":"), "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfgPath}
+	if n != nil {
+		zk.dial = n.Dial
+		zk.cmd = n.Command(node, "java", args...)
+	} else {
+		zk.cmd = exec.Command("java", args...)
+	}
 	zk.cmd.Stdout = &lockedWriter{zk}
 	zk.cmd.Stderr = &lockedWriter{zk}
 	zk.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -124,7 +160,7 @@ admin.enableServer=false
 	}()
 	deadline := time.Now().Add(120 * time.Second) // a loaded machine starts the JVM slowly
 	for {
-		if ruok(zk.Addr) && sessionOK(zk.Addr, 5*time.Second) {
+		if ruok(zk) && sessionOK(zk, 5*time.Second) {
 			return zk, nil
 		}
 		select {
@@ -141,8 +177,8 @@ admin.enableServer=false
 }
 
 // sessionOK reports whether a client session can be established.
-func sessionOK(addr string, timeout time.Duration) bool {
-	c, events, err := zk.Connect([]string{addr}, 10*time.Second, zk.WithLogInfo(false), zk.WithLogger(nopLogger{}))
+func sessionOK(srv *ZooKeeper, timeout time.Duration) bool {
+	c, events, err := zk.Connect([]string{srv.Addr}, 10*time.Second, zk.WithLogInfo(false), zk.WithLogger(nopLogger{}), zk.WithDialer(srv.Dial))
 	if err != nil {
 		return false
 	}
@@ -165,8 +201,8 @@ type nopLogger struct{}
 
 func (nopLogger) Printf(string, ...any) {}
 
-func ruok(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+func ruok(srv *ZooKeeper) bool {
+	c, err := srv.Dial("tcp", srv.Addr, time.Second)
 	if err != nil {
 		return false
 	}

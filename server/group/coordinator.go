@@ -234,6 +234,7 @@ func (s *shard) run(fn func(c *core, now time.Time)) (notServed, syncErr error) 
 	fn(c, now)
 	c.tick(now)
 	effects, wrote := c.takeEffects()
+	commits := c.takeCommits()
 	s.arm(now)
 	s.mu.Unlock()
 
@@ -246,6 +247,15 @@ func (s *shard) run(fn func(c *core, now time.Time)) (notServed, syncErr error) 
 				syncErr = err
 			}
 		}
+	}
+	if len(commits) > 0 {
+		// Before anyone is answered: an OffsetFetch sent after a commit's
+		// answer sees it.
+		s.mu.Lock()
+		if s.core == c {
+			c.installCommits(commits, syncErr == nil)
+		}
+		s.mu.Unlock()
 	}
 	for _, e := range before {
 		e(beforeErr)

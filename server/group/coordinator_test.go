@@ -250,3 +250,84 @@ func TestCoordinatorConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An offset commit whose records were appended but could not be made
+// durable (the offsets partition's leader is cut off from its followers, so
+// Sync fails: the high watermark never passes the commit) is answered with
+// an error and never served by OffsetFetch: the next leader of the
+// partition may not have it, and serving it first would make the group's
+// committed offset go back when leadership moves (found by the network
+// partition test).
+func TestCommitNotFetchableUntilSynced(t *testing.T) {
+	store := newMemStore()
+	cfg := DefaultConfig()
+	cfg.Partitions = 1
+	co, err := New(cfg, store, Options{Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := co.LoadAll(); err != nil {
+		t.Fatal(err)
+	}
+	defer co.Close()
+	tp := TopicPartition{"t", 0}
+	commit := func(offset int64) error {
+		return co.Commit(CommitRequest{Group: "g", Generation: -1, Offsets: []OffsetCommit{{TopicPartition: tp, Offset: offset, LeaderEpoch: -1}}})[0]
+	}
+	fetched := func() int64 {
+		t.Helper()
+		out, err := co.FetchOffsets("g", []TopicPartition{tp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out[0].Offset
+	}
+	if err := commit(5); err != nil {
+		t.Fatal(err)
+	}
+	store.mu.Lock()
+	store.syncErr = errors.New("not replicated: cut off from the followers")
+	store.mu.Unlock()
+	if err := commit(9); !errors.Is(err, ErrCoordinatorNotAvailable) {
+		t.Fatalf("commit that could not be synced: %v", err)
+	}
+	if got := fetched(); got != 5 {
+		t.Fatalf("OffsetFetch after a failed commit of 9 returned %d, want the last durable commit 5", got)
+	}
+	// A group first seen in a commit that fails is not left behind either.
+	if err := co.Commit(CommitRequest{Group: "new", Generation: -1, Offsets: []OffsetCommit{{TopicPartition: tp, Offset: 1, LeaderEpoch: -1}}})[0]; err == nil {
+		t.Fatal("commit of a new group succeeded without Sync")
+	}
+	if out, _ := co.FetchOffsets("new", []TopicPartition{tp}); out[0].Offset != -1 {
+		t.Fatalf("new group's failed commit visible: %+v", out)
+	}
+	store.mu.Lock()
+	store.syncErr = nil
+	store.mu.Unlock()
+	if err := commit(12); err != nil {
+		t.Fatal(err)
+	}
+	if got := fetched(); got != 12 {
+		t.Fatalf("OffsetFetch after a synced commit of 12 returned %d", got)
+	}
+}
+
+// Commits become visible in log order whatever order their Syncs finish
+// in: an earlier commit installed late never replaces a later one.
+func TestCommitsInstalledInLogOrder(t *testing.T) {
+	h := newHarness(t, testConfig())
+	tp := TopicPartition{"t", 0}
+	now := h.clk.Now()
+	h.c.commit(now, CommitRequest{Group: "s", Generation: -1, Offsets: []OffsetCommit{{TopicPartition: tp, Offset: 10}}})
+	first := h.c.takeCommits()
+	h.c.commit(now, CommitRequest{Group: "s", Generation: -1, Offsets: []OffsetCommit{{TopicPartition: tp, Offset: 20}}})
+	second := h.c.takeCommits()
+	if o := h.c.fetchOffsets("s", []TopicPartition{tp}); o[0].Offset != -1 {
+		t.Fatalf("pending commit visible: %+v", o)
+	}
+	h.c.installCommits(second, true)
+	h.c.installCommits(first, true)
+	if o := h.c.fetchOffsets("s", []TopicPartition{tp}); o[0].Offset != 20 {
+		t.Fatalf("after installing out of order: %+v, want 20", o)
+	}
+}

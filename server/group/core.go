@@ -33,6 +33,47 @@ type core struct {
 
 	effects []func(syncErr error)
 	wrote   bool
+
+	// Offset commits appended but not yet made durable: OffsetFetch does
+	// not see them until the runner's Sync succeeds (installCommits), as
+	// Kafka keeps pending offset commits apart from committed ones. A
+	// leader cut off from its followers would otherwise serve commits that
+	// the next leader never had: committed offsets would go back.
+	pendingCommits []pendingCommit
+	commitSeq      uint64
+}
+
+// pendingCommit is one offset of a commit waiting for its Sync.
+type pendingCommit struct {
+	g     *group
+	tp    TopicPartition
+	entry *offsetEntry
+}
+
+// takeCommits returns the commits appended since the last call.
+func (c *core) takeCommits() []pendingCommit {
+	p := c.pendingCommits
+	c.pendingCommits = nil
+	return p
+}
+
+// installCommits makes commits visible once their records are durable
+// (synced: the Sync that followed their append succeeded), or forgets
+// them (the commit failed; the record may still surface at the next load,
+// as in Kafka). A commit never replaces a later one of the same partition.
+func (c *core) installCommits(commits []pendingCommit, synced bool) {
+	for _, pc := range commits {
+		g := pc.g
+		g.pendingCommits--
+		if synced && c.groups[g.id] == g {
+			if cur := g.offsets[pc.tp]; cur == nil || cur.seq < pc.entry.seq {
+				g.offsets[pc.tp] = pc.entry
+			}
+		}
+		if c.groups[g.id] == g {
+			c.forgetIfVacant(g)
+		}
+	}
 }
 
 func newCore(cfg *Config, partition int32, log *slog.Logger, newID func(string) string, write func([]Record) error) *core {
@@ -173,7 +214,7 @@ func (c *core) join(now time.Time, req JoinRequest, cb func(JoinResult)) {
 // through a generation (so never written), with no members, pending ids or
 // offsets.
 func (c *core) forgetIfVacant(g *group) {
-	if g.state == Empty && g.generation == 0 && len(g.members) == 0 && len(g.pending) == 0 && len(g.offsets) == 0 {
+	if g.state == Empty && g.generation == 0 && len(g.members) == 0 && len(g.pending) == 0 && len(g.offsets) == 0 && g.pendingCommits == 0 {
 		delete(c.groups, g.id)
 	}
 }

@@ -544,7 +544,7 @@ func TestCommitFetchDelete(t *testing.T) {
 	h := newHarness(t, testConfig())
 	tp := func(p int32) TopicPartition { return TopicPartition{"t", p} }
 	// A group that only stores offsets (generation -1, no member).
-	errs := h.c.commit(h.clk.Now(), CommitRequest{Group: "simple", Generation: -1, Offsets: []OffsetCommit{
+	errs := h.commit(CommitRequest{Group: "simple", Generation: -1, Offsets: []OffsetCommit{
 		{TopicPartition: tp(0), Offset: 10, LeaderEpoch: 3, Metadata: "m"},
 		{TopicPartition: tp(1), Offset: 20, LeaderEpoch: -1, Metadata: string(make([]byte, 5000))},
 	}})
@@ -632,7 +632,7 @@ func TestOffsetsRetention(t *testing.T) {
 	cfg.OffsetsRetention = time.Hour
 	cfg.OffsetsRetentionCheckInterval = time.Minute
 	h := newHarness(t, cfg)
-	h.c.commit(h.clk.Now(), CommitRequest{Group: "simple", Generation: -1, Offsets: []OffsetCommit{{TopicPartition: TopicPartition{"t", 0}, Offset: 1}}})
+	h.commit(CommitRequest{Group: "simple", Generation: -1, Offsets: []OffsetCommit{{TopicPartition: TopicPartition{"t", 0}, Offset: 1}}})
 	ids, gen := h.stableGroup(1)
 	h.commit(CommitRequest{Group: "g", Generation: gen, MemberID: ids[0], Offsets: []OffsetCommit{{TopicPartition: TopicPartition{"t", 0}, Offset: 7}}})
 	h.advance(30 * time.Minute)

@@ -58,6 +58,12 @@
 //     to an empty group or creates an offsets-only group. Retention:
 //     offsets.retention.minutes after a group became empty (or after the
 //     commit for offsets-only groups and unsubscribed topics).
+//   - A commit is visible to OffsetFetch only once its records are durable
+//     (the runner's Store.Sync after the append succeeded), and before its
+//     answer is delivered; a commit whose Sync fails is never served (its
+//     record may surface at the next load). In cluster mode Sync waits for
+//     the high watermark, so a coordinator cut off from its followers never
+//     serves a commit the next coordinator may not have.
 //
 // # Concurrency
 //

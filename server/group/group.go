@@ -13,9 +13,12 @@ const ConsumerProtocolType = "consumer"
 
 // group is one group's membership, generation and committed offsets.
 type group struct {
-	id         string
-	state      State
-	stateSince time.Time // Kafka's currentStateTimestamp
+	// pendingCommits counts offsets appended but not yet installed
+	// (core.installCommits), so the group is not forgotten meanwhile.
+	pendingCommits int
+	id             string
+	state          State
+	stateSince     time.Time // Kafka's currentStateTimestamp
 
 	protocolType string // "" until a member joins: a group that only stores offsets
 	protocol     string // the selected protocol; "" when none
@@ -55,6 +58,10 @@ type offsetEntry struct {
 	metadata    string
 	commitTime  time.Time
 	expireTime  time.Time // zero: none (set only by old OffsetCommitValue v1 records)
+	// seq orders commits in log order (core.commitSeq when written; 0 when
+	// loaded by replay), so a commit made visible late never replaces a
+	// later one.
+	seq uint64
 }
 
 func newGroup(id string, now time.Time) *group {

@@ -30,6 +30,7 @@ type memStore struct {
 	parts   map[int32][]Record
 	syncs   int
 	failErr error // Append fails with it when set
+	syncErr error // Sync fails with it when set
 }
 
 func newMemStore() *memStore { return &memStore{parts: map[int32][]Record{}} }
@@ -56,8 +57,9 @@ func cloneNil(b []byte) []byte {
 func (s *memStore) Sync(int32) error {
 	s.mu.Lock()
 	s.syncs++
+	err := s.syncErr
 	s.mu.Unlock()
-	return nil
+	return err
 }
 
 func (s *memStore) Replay(p int32, fn func(Record)) error {
@@ -90,6 +92,8 @@ type harness struct {
 	store *memStore
 	c     *core
 	ids   int
+	// syncErr is what the runner's Sync returns in do (nil: success).
+	syncErr error
 }
 
 func newHarness(t *testing.T, cfg Config) *harness {
@@ -125,8 +129,9 @@ func (h *harness) do(fn func(now time.Time)) {
 	}
 	h.c.tick(now)
 	effects, _ := h.c.takeEffects()
+	h.c.installCommits(h.c.takeCommits(), h.syncErr == nil)
 	for _, e := range effects {
-		e(nil)
+		e(h.syncErr)
 	}
 }
 

@@ -70,9 +70,12 @@ func (c *core) commit(now time.Time, req CommitRequest) []error {
 		}
 		return errs
 	}
+	c.commitSeq++
 	for i, e := range entries {
 		if e != nil {
-			g.offsets[req.Offsets[i].TopicPartition] = e
+			e.seq = c.commitSeq
+			g.pendingCommits++
+			c.pendingCommits = append(c.pendingCommits, pendingCommit{g, req.Offsets[i].TopicPartition, e})
 		}
 	}
 	return errs
