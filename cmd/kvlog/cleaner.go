@@ -76,6 +76,9 @@ bound to a wildcard address (0.0.0.0, ::).`,
 			}
 			base := httpAddr
 			if base == "" {
+				base = a.profileHTTP
+			}
+			if base == "" {
 				var err error
 				if base, err = a.brokerHTTP(); err != nil {
 					return err
