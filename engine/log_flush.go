@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"time"
 )
 
 // Sync makes everything appended so far durable and advances the recovery
@@ -37,6 +38,8 @@ func (l *Log) flushTo(upTo int64) error {
 	if upTo <= rp {
 		return nil
 	}
+	start := time.Now()
+	defer observeFlush(start)
 	for _, s := range l.segments() {
 		if int64(s.base) >= upTo {
 			break
