@@ -5,7 +5,7 @@ PKGS      := ./...
 FUZZTIME  ?= 15s
 APT_PKGS  := kcat zookeeper python3-kafka python3-snappy python3-lz4 python3-zstandard
 
-.PHONY: all build run test unit integration deps tools tools-java tools-python tools-kafka kafka-golden tools-bench bench bench-quick bench-engine fuzz lint fmt clean chaos
+.PHONY: all build run tools tools-java tools-python deps tools-kafka kafka-golden test chaos bench bench-quick bench-engine tools-bench fuzz lint fmt clean
 
 all: build
 

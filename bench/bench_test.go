@@ -105,13 +105,20 @@ func freeAddr(tb testing.TB) string {
 // startKvlogd starts kvlogd with extra server.properties lines.
 func startKvlogd(tb testing.TB, label string, props ...string) *kvlogd {
 	tb.Helper()
+	return startKvlogdListeners(tb, label, "", props...)
+}
+
+// startKvlogdListeners starts kvlogd with more listeners (",NAME://addr"
+// after its PLAINTEXT one) and server.properties lines.
+func startKvlogdListeners(tb testing.TB, label, more string, props ...string) *kvlogd {
+	tb.Helper()
 	k := &kvlogd{label: label, listen: freeAddr(tb), exited: make(chan struct{})}
 	dir := tb.TempDir()
 	cfg := filepath.Join(dir, "server.properties")
 	if err := os.WriteFile(cfg, []byte(strings.Join(props, "\n")+"\n"), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	args := []string{"--config", cfg, "--listeners", "PLAINTEXT://" + k.listen, "--log-dirs", filepath.Join(dir, "data"), "--http", "", "--log-level", "warn"}
+	args := []string{"--config", cfg, "--listeners", "PLAINTEXT://" + k.listen + more, "--log-dirs", filepath.Join(dir, "data"), "--http", "", "--log-level", "warn"}
 	k.cmd = exec.Command(kvlogdBinary(tb), args...)
 	stderr, err := k.cmd.StderrPipe()
 	if err != nil {
@@ -276,6 +283,9 @@ func runRound(tb testing.TB, b broker, w *workload, topic string, partitions int
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	seed := []kgo.Opt{kgo.SeedBrokers(b.addr())}
+	if s, ok := b.(interface{ clientOpts() []kgo.Opt }); ok {
+		seed = append(seed, s.clientOpts()...)
+	}
 
 	adm, err := kgo.NewClient(seed...)
 	if err != nil {
@@ -398,7 +408,7 @@ func compare(tb testing.TB, brokers []broker, partitions int32, n, rounds int) m
 	tb.Helper()
 	w := newWorkload()
 	for _, b := range brokers {
-		runRound(tb, b, w, fmt.Sprintf("warmup-p%d", partitions), partitions, min(n, 20_000))
+		runRound(tb, b, w, fmt.Sprintf("warmup-%s-p%d", b.name(), partitions), partitions, min(n, 20_000))
 	}
 	out := map[string]*results{}
 	for _, b := range brokers {
@@ -407,7 +417,7 @@ func compare(tb testing.TB, brokers []broker, partitions int32, n, rounds int) m
 	for r := 0; r < rounds; r++ {
 		for i := range brokers {
 			b := brokers[(i+r)%len(brokers)]
-			topic := fmt.Sprintf("bench-p%d-r%d", partitions, r)
+			topic := fmt.Sprintf("bench-%s-p%d-r%d", b.name(), partitions, r)
 			res := runRound(tb, b, w, topic, partitions, n)
 			o := out[b.name()]
 			o.rounds = append(o.rounds, res)

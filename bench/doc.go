@@ -44,7 +44,12 @@
 // same probe on a fresh topic of the same broker, so grown/fresh cancels the
 // machine's drift) and with partitions per broker (kvlog with and without
 // its acks=all fsync); and a 3-broker RF 3 cluster (internal/testcluster
-// with a real ZooKeeper) against the single broker at acks=1 and acks=all.
+// with a real ZooKeeper) against the single broker at acks=1 and acks=all;
+// and many partitions per broker (5,000, 10,000 and 30,000 under the
+// process's own RLIMIT_NOFILE: create time, descriptors, mappings, RSS,
+// shutdown, clean and unclean restart to every partition served), beside
+// the kvlogd of the git revision given with -baseline when there is one
+// (BENCH_FLAGS='-scenarios partitions -baseline <rev>').
 // A scenario that cannot run says so in the report with its reason; nothing
 // is estimated or carried over from another run.
 //
@@ -82,7 +87,9 @@
 //	go test -run '^$' -bench VsKfake -benchtime 1x ./bench
 //
 // KVLOG_BENCH_RECORDS (default 300000) and KVLOG_BENCH_ROUNDS (default 7)
-// size it. kvlogd runs twice there: with its defaults (fsync before
+// size it (and BenchmarkSecurity: the same workload on one kvlogd's
+// PLAINTEXT and SASL_SSL listeners, alternating, with the broker's CPU per
+// GB; figures in docs/security.md). kvlogd runs twice there: with its defaults (fsync before
 // acknowledging acks=all) and with kvlog.fsync.acks.all=false, kfake's
 // durability; kfake's CPU is not measurable in-process, which is why the
 // suite runs it as kfaked.

@@ -9,6 +9,7 @@ import (
 	"math/bits"
 	"time"
 
+	"github.com/kvlog/kvlog/cleaner/cleanerstatus"
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/engine/record"
 )
@@ -27,49 +28,65 @@ var ErrCorrupt = errors.New("cleaner: corrupt batch")
 // and abort checks.
 const ioChunk = 1 << 20
 
-// PassStats describes one clean pass.
+// PassStats describes one clean pass. The status document shows it as a
+// cleanerstatus.Pass.
 type PassStats struct {
-	Start    time.Time     `json:"start"`
-	Duration time.Duration `json:"duration_ns"`
-	MapDone  time.Duration `json:"map_duration_ns"` // time spent building the offset map
-	Reason   Reason        `json:"reason"`
+	Start    time.Time
+	Duration time.Duration
+	MapDone  time.Duration // time spent building the offset map
+	Reason   Reason
 
-	FirstDirty       engine.Offset `json:"first_dirty_offset"`
-	FirstUncleanable engine.Offset `json:"first_uncleanable_offset"`
+	FirstDirty       engine.Offset
+	FirstUncleanable engine.Offset
 	// EndOffset is the pass's end: everything below it is clean; it is the
 	// next first dirty offset. Below FirstUncleanable when the dirty section
 	// held more than maxScans map-fulls of keys, or more offsets than the
 	// pass's bitsets cover.
-	EndOffset engine.Offset `json:"end_offset"`
+	EndOffset engine.Offset
 	// MapFull: the dirty section held more keys than the offset map, so
 	// the pass mapped it one key range at a time (MapScans scans) and, when
 	// it held more than maxScans ranges' worth, ended early.
-	MapFull  bool `json:"map_full"`
-	MapScans int  `json:"map_scans"` // scans of the dirty section that built the map
+	MapFull  bool
+	MapScans int // scans of the dirty section that built the map
 
-	MapBytesRead   int64   `json:"map_bytes_read"` // all scans, the clean section's included
-	MapRecords     int64   `json:"map_records"`
-	MapUtilization float64 `json:"map_utilization"` // the fullest scan's
+	MapBytesRead   int64 // all scans, the clean section's included
+	MapRecords     int64
+	MapUtilization float64 // the fullest scan's
 
-	BytesRead       int64 `json:"bytes_read"`    // bytes of the recopied segments
-	BytesWritten    int64 `json:"bytes_written"` // bytes of the cleaned segments swapped in
-	RecordsRead     int64 `json:"records_read"`
-	RecordsRetained int64 `json:"records_retained"`
+	BytesRead       int64 // bytes of the recopied segments
+	BytesWritten    int64 // bytes of the cleaned segments swapped in
+	RecordsRead     int64
+	RecordsRetained int64
 
-	BatchesCopied     int64 `json:"batches_copied"`    // unchanged, copied byte for byte
-	BatchesRewritten  int64 `json:"batches_rewritten"` // re-encoded with their codec
-	BatchesEmptied    int64 `json:"batches_emptied"`   // kept as empty batches (producer state, group end)
-	BatchesDropped    int64 `json:"batches_dropped"`
-	TombstonesDropped int64 `json:"tombstones_dropped"`
-	HorizonsStamped   int64 `json:"horizons_stamped"`
-	KeylessDropped    int64 `json:"keyless_dropped"`
+	BatchesCopied     int64 // unchanged, copied byte for byte
+	BatchesRewritten  int64 // re-encoded with their codec
+	BatchesEmptied    int64 // kept as empty batches (producer state, group end)
+	BatchesDropped    int64
+	TombstonesDropped int64
+	HorizonsStamped   int64
+	KeylessDropped    int64
 
-	Groups        int `json:"groups"`
-	GroupsSkipped int `json:"groups_skipped"` // single segments with nothing to change: not rewritten
+	Groups        int
+	GroupsSkipped int // single segments with nothing to change: not rewritten
 
 	// TombstoneHorizon is the earliest delete horizon (Unix ms) among the
 	// retained batches holding tombstones below EndOffset, MaxInt64 if none.
-	TombstoneHorizon int64 `json:"tombstone_horizon_ms"`
+	TombstoneHorizon int64
+}
+
+// status is s as the status document shows it.
+func (s PassStats) status() *cleanerstatus.Pass {
+	return &cleanerstatus.Pass{
+		Start: s.Start, Duration: s.Duration, MapDone: s.MapDone, Reason: string(s.Reason),
+		FirstDirty: int64(s.FirstDirty), FirstUncleanable: int64(s.FirstUncleanable), EndOffset: int64(s.EndOffset),
+		MapFull: s.MapFull, MapScans: s.MapScans,
+		MapBytesRead: s.MapBytesRead, MapRecords: s.MapRecords, MapUtilization: s.MapUtilization,
+		BytesRead: s.BytesRead, BytesWritten: s.BytesWritten, RecordsRead: s.RecordsRead, RecordsRetained: s.RecordsRetained,
+		BatchesCopied: s.BatchesCopied, BatchesRewritten: s.BatchesRewritten, BatchesEmptied: s.BatchesEmptied,
+		BatchesDropped: s.BatchesDropped, TombstonesDropped: s.TombstonesDropped, HorizonsStamped: s.HorizonsStamped,
+		KeylessDropped: s.KeylessDropped, Groups: s.Groups, GroupsSkipped: s.GroupsSkipped,
+		TombstoneHorizon: s.TombstoneHorizon,
+	}
 }
 
 // RecopyRatio is BytesWritten / BytesRead (Kafka's cleaner-recopy-percent / 100).

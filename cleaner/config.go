@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/kvlog/kvlog/cleaner/cleanerstatus"
 	"github.com/kvlog/kvlog/engine"
 )
 
@@ -13,31 +14,31 @@ import (
 // log.cleaner.* settings. Every field can change at run time (UpdateConfig).
 type Config struct {
 	// Enable is log.cleaner.enable: when false, threads idle.
-	Enable bool `json:"enable"`
+	Enable bool
 	// Threads is log.cleaner.threads.
-	Threads int `json:"threads"`
+	Threads int
 	// DedupeBufferSize is log.cleaner.dedupe.buffer.size: the total memory of
 	// the offset maps, split evenly across threads.
-	DedupeBufferSize int64 `json:"dedupe_buffer_size"`
+	DedupeBufferSize int64
 	// LoadFactor is log.cleaner.io.buffer.load.factor: how full an offset map
 	// may get. A dirty section with more keys is mapped one key range at a
 	// time (see doc.go, "A pass").
-	LoadFactor float64 `json:"load_factor"`
+	LoadFactor float64
 	// IOMaxBytesPerSecond is log.cleaner.io.max.bytes.per.second: one throttle
 	// shared by all threads, counting bytes read and written. +Inf or <= 0:
 	// unlimited.
-	IOMaxBytesPerSecond float64 `json:"io_max_bytes_per_second"`
+	IOMaxBytesPerSecond float64
 	// Backoff is log.cleaner.backoff.ms: how long an idle thread sleeps.
-	Backoff time.Duration `json:"backoff"`
+	Backoff time.Duration
 	// MinCleanableRatio is log.cleaner.min.cleanable.ratio, the default of
 	// min.cleanable.dirty.ratio.
-	MinCleanableRatio float64 `json:"min_cleanable_ratio"`
+	MinCleanableRatio float64
 	// DeleteRetention is log.cleaner.delete.retention.ms, the default of
 	// delete.retention.ms.
-	DeleteRetention time.Duration `json:"delete_retention"`
+	DeleteRetention time.Duration
 	// MinCompactionLag is log.cleaner.min.compaction.lag.ms, the default of
 	// min.compaction.lag.ms.
-	MinCompactionLag time.Duration `json:"min_compaction_lag"`
+	MinCompactionLag time.Duration
 	// BoundedTombstones is kvlog's answer to tombstones that Kafka keeps
 	// forever on quiet partitions: a partition is also cleaned (whatever its
 	// dirty ratio) when a tombstone it holds has passed its delete horizon,
@@ -46,7 +47,7 @@ type Config struct {
 	// rolls of idle active segments (segment.ms, capped by
 	// max.compaction.lag.ms) a tombstone then lives at most about
 	// roll time + 2 × delete.retention.ms + backoff. False: Kafka's rules only.
-	BoundedTombstones bool `json:"bounded_tombstones"`
+	BoundedTombstones bool
 }
 
 // DefaultConfig returns Kafka's defaults (and kvlog's bounded tombstones).
@@ -113,13 +114,16 @@ func (c Config) defaults() TopicConfig {
 	return TopicConfig{MinCleanableRatio: c.MinCleanableRatio, DeleteRetention: c.DeleteRetention, MinCompactionLag: c.MinCompactionLag}
 }
 
-// MarshalJSON writes an unlimited IOMaxBytesPerSecond (+Inf, which JSON
-// cannot hold) as -1.
-func (c Config) MarshalJSON() ([]byte, error) {
-	type plain Config
-	p := plain(c)
-	if unlimited(p.IOMaxBytesPerSecond) {
-		p.IOMaxBytesPerSecond = -1
+// status is c as the status document shows it (an unlimited
+// IOMaxBytesPerSecond, +Inf, which JSON cannot hold, as -1).
+func (c Config) status() cleanerstatus.Config {
+	return cleanerstatus.Config{
+		Enable: c.Enable, Threads: c.Threads, DedupeBufferSize: c.DedupeBufferSize, LoadFactor: c.LoadFactor,
+		IOMaxBytesPerSecond: cleanerstatus.IORate(c.IOMaxBytesPerSecond), Backoff: c.Backoff,
+		MinCleanableRatio: c.MinCleanableRatio, DeleteRetention: c.DeleteRetention, MinCompactionLag: c.MinCompactionLag,
+		BoundedTombstones: c.BoundedTombstones,
 	}
-	return json.Marshal(p)
 }
+
+// MarshalJSON writes c as the status document's config.
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.status()) }

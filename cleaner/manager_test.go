@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/kvlog/kvlog/engine"
@@ -54,8 +55,23 @@ func fillKeys(t testing.TB, e *env, l *engine.Log, n, keys int, codec record.Cod
 // TestLiveTuning changes broker and topic cleaner settings while threads run
 // and checks each takes effect without a restart: thread count up and down,
 // dedupe buffer size, I/O throttle, log.cleaner.enable, and a topic's
-// min.cleanable.dirty.ratio.
+// min.cleanable.dirty.ratio. It runs in a synctest bubble: the threads'
+// backoff timers run on the bubble's clock, and synctest.Wait tells when a
+// woken thread has finished looking for work (so "nothing was cleaned" is
+// checked after the thread decided, not after a guessed delay).
 func TestLiveTuning(t *testing.T) {
+	synctest.Test(t, testLiveTuning)
+}
+
+// settle wakes the cleaner threads and waits until every goroutine of the
+// bubble is blocked again: each thread has planned at least once since the
+// call and gone back to its backoff wait.
+func settle(e *env) {
+	e.cm.Wake()
+	synctest.Wait()
+}
+
+func testLiveTuning(t *testing.T) {
 	e := newEnv(t)
 	var slept time.Duration
 	e.close()
@@ -90,7 +106,7 @@ func TestLiveTuning(t *testing.T) {
 	if err := l.Roll(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	settle(e)
 	if p := partStatus(e.cm, testTP); p.Passes != passes || p.CleanableBytes == 0 {
 		t.Fatalf("cleaned under a 0.99 ratio threshold: %+v", p)
 	}
@@ -123,6 +139,13 @@ func TestLiveTuning(t *testing.T) {
 	if e.cm.throttle.Rate() != 1000 {
 		t.Fatalf("throttle rate %v", e.cm.throttle.Rate())
 	}
+	passes = partStatus(e.cm, testTP).Passes
+	fillKeys(t, e, l, 200, 50, record.CodecNone)
+	if err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	e.cm.Wake()
+	eventually(t, 5*time.Second, "a throttled pass", func() bool { return partStatus(e.cm, testTP).Passes > passes })
 	eventually(t, 5*time.Second, "throttled I/O", func() bool { return e.cm.throttle.Throttled() > 0 })
 
 	// Disable: nothing is cleaned; enable: it is.
@@ -137,7 +160,7 @@ func TestLiveTuning(t *testing.T) {
 	if err := l.Roll(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	settle(e)
 	if p := partStatus(e.cm, testTP).Passes; p != passes {
 		t.Fatalf("%d passes while disabled", p-passes)
 	}

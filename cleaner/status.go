@@ -6,50 +6,20 @@ import (
 	"net/http"
 	"sort"
 	"time"
+
+	"github.com/kvlog/kvlog/cleaner/cleanerstatus"
 )
 
 // Status is the cleaner's state for operators (the broker's HTTP status
-// endpoint, `kvlog cleaner status`). It marshals to JSON.
-type Status struct {
-	Enabled               bool      `json:"enabled"`
-	Threads               int       `json:"threads"`
-	Config                Config    `json:"config"`
-	LastRun               time.Time `json:"last_run"`
-	TimeSinceLastRunMs    int64     `json:"time_since_last_run_ms"`
-	MaxDirtyRatio         float64   `json:"max_dirty_ratio"`
-	UncleanablePartitions int       `json:"uncleanable_partitions"`
-	// ThreadErrors lists threads that could not allocate their offset map
-	// (they clean nothing until an allocation succeeds).
-	ThreadErrors []ThreadError     `json:"thread_errors,omitempty"`
-	Partitions   []PartitionStatus `json:"partitions"`
-}
+// endpoint, `kvlog cleaner status`): the status document, defined by
+// package cleanerstatus.
+type Status = cleanerstatus.Status
 
 // ThreadError is a cleaner thread's failure to allocate its offset map.
-type ThreadError struct {
-	Thread int       `json:"thread"`
-	Error  string    `json:"error"`
-	Since  time.Time `json:"since"`
-}
+type ThreadError = cleanerstatus.ThreadError
 
 // PartitionStatus describes one compacted partition.
-type PartitionStatus struct {
-	Topic     string `json:"topic"`
-	Partition int32  `json:"partition"`
-	// State is idle, in-progress, aborting, paused or uncleanable.
-	State                  string     `json:"state"`
-	DirtyRatio             float64    `json:"dirty_ratio"`
-	FirstDirtyOffset       int64      `json:"first_dirty_offset"`
-	FirstUncleanableOffset int64      `json:"first_uncleanable_offset"`
-	CleanBytes             int64      `json:"clean_bytes"`
-	CleanableBytes         int64      `json:"cleanable_bytes"`
-	Due                    string     `json:"due,omitempty"` // why it would be cleaned now
-	Passes                 int        `json:"passes"`
-	LastCleanTime          *time.Time `json:"last_clean_time,omitempty"`
-	LastPass               *PassStats `json:"last_pass,omitempty"`
-	TombstoneHorizon       *time.Time `json:"tombstone_horizon,omitempty"` // earliest known tombstone expiry
-	Uncleanable            bool       `json:"uncleanable"`
-	Error                  string     `json:"error,omitempty"`
-}
+type PartitionStatus = cleanerstatus.PartitionStatus
 
 // Status returns a snapshot of the cleaner's state, partitions ordered by
 // topic and partition. Ratios and offsets are from the last planning round.
@@ -59,7 +29,7 @@ func (m *Manager) Status() Status {
 	defer m.mu.Unlock()
 	now := m.clk.Now()
 	st := Status{
-		Enabled: cfg.Enable, Threads: len(m.workers), Config: cfg,
+		Enabled: cfg.Enable, Threads: len(m.workers), Config: cfg.status(),
 		LastRun: m.lastRun, TimeSinceLastRunMs: now.Sub(m.lastRun).Milliseconds(),
 		MaxDirtyRatio: m.metrics.maxDirtyRatio.Load(),
 		Partitions:    []PartitionStatus{},
@@ -74,8 +44,11 @@ func (m *Manager) Status() Status {
 			DirtyRatio: p.assess.Ratio, FirstDirtyOffset: int64(p.assess.FirstDirty),
 			FirstUncleanableOffset: int64(p.assess.FirstUncleanable),
 			CleanBytes:             p.assess.CleanBytes, CleanableBytes: p.assess.CleanableBytes,
-			Due: string(p.assess.Reason), Passes: p.passes, LastPass: p.last,
+			Due: string(p.assess.Reason), Passes: p.passes,
 			Uncleanable: p.uncleanable, Error: p.lastErr,
+		}
+		if p.last != nil {
+			ps.LastPass = p.last.status()
 		}
 		if !p.lastClean.IsZero() {
 			t := p.lastClean
@@ -93,7 +66,8 @@ func (m *Manager) Status() Status {
 	return st
 }
 
-// Handler serves Status as JSON (GET).
+// Handler serves Status as JSON (GET), at cleanerstatus.Path on the
+// broker's HTTP listener.
 func (m *Manager) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {

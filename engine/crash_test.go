@@ -23,7 +23,8 @@ func crashManager(m *Manager) {
 }
 
 // TestCrashConsistency appends, syncs, rolls, runs retention and writes
-// checkpoints at random over a file system that loses unsynced bytes and
+// checkpoints at random, closing every cold segment handle now and then
+// (reopen on demand), over a file system that loses unsynced bytes and
 // unsynced directory operations at a crash; after each crash the recovered
 // log must be a contiguous run of what was appended (a prefix from its log
 // start) that contains every record covered by a completed Sync.
@@ -64,6 +65,11 @@ func TestCrashConsistency(t *testing.T) {
 				}
 				for op := 0; op < 80; op++ {
 					clk.Advance(time.Second)
+					if op%5 == 4 {
+						// Every segment, the active one too, reopens on
+						// its next use (as under a small budget).
+						m.handles.evictCold()
+					}
 					switch k := rng.IntN(20); {
 					case k < 14:
 						if rng.IntN(6) == 0 {

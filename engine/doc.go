@@ -14,7 +14,15 @@
 // published. Segments referenced by a reader are reference counted so that
 // deletion and truncation never close, unmap or shrink a file under it.
 //
-// Lock order: Manager.mu → Log.mu → Log.syncMu → segment.mu.
+// Open files and memory mappings are budgeted (handles.go): every file the
+// engine opens is charged while open, and segment handles nobody holds —
+// active segments' too — are closed to make room and reopened on demand.
+// When everything open is in use, work needing more is refused with
+// ErrResourceLimit (a storage error). Logs load lazily: the active
+// segment's tail and the producer state are read on first use.
+//
+// Lock order: Manager.mu → Log.mu → Log.syncMu → segment.mu → the budget's
+// mutex (the budget only TryLocks a segment it wants to close).
 package engine
 
 // Offset is a Kafka offset: the permanent position of a record in a partition.

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"errors"
 	"math/rand/v2"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/kvlog/kvlog/engine/record"
 )
@@ -14,11 +16,7 @@ import (
 func TestOpenHandlesBounded(t *testing.T) {
 	e := newTestEnv(t)
 	e.cfg.SegmentBytes = 1024
-	hc, err := newHandleCache(8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hc.close()
+	hc := newHandleCache(budgetLimits{files: 1 << 20, maps: 1 << 20}, 8)
 	l, err := OpenLog(e.dir, TopicPartition{Topic: "topic"}, e.cfg, LogOptions{Clock: e.clk, Logger: quietLogger, CleanShutdown: true, RecoveryPoint: -1, LogStartOffset: -1, handles: hc})
 	if err != nil {
 		t.Fatal(err)
@@ -43,11 +41,9 @@ func TestOpenHandlesBounded(t *testing.T) {
 		}
 		r.Release()
 		if i%100 == 0 {
-			hc.c.Wait()
 			peak = max(peak, openFDs(t)-base)
 		}
 	}
-	hc.c.Wait()
 	if n := openFDs(t) - base; n > 8+2 || peak > 8+64+2 {
 		t.Fatalf("open descriptors grew by %d (peak %d) with a cache of 8 over %d segments", n, peak, len(l.Segments()))
 	}
@@ -60,4 +56,180 @@ func openFDs(t *testing.T) int {
 		t.Skip("no /proc/self/fd")
 	}
 	return len(ents)
+}
+
+// budgetManager opens a Manager on a fresh dir with the given budget and n
+// partitions of topic "p", one record appended to each.
+func budgetManager(t *testing.T, files, maps, n int) (*Manager, []*Log) {
+	t.Helper()
+	e := newTestEnv(t)
+	m, err := OpenManager(ManagerOptions{Dirs: []string{t.TempDir()}, Clock: e.clk, Logger: quietLogger,
+		MaxOpenFiles: files, MaxMappings: maps, ConfigFor: func(TopicPartition) Config { return e.cfg }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	ts := e.clk.Now().UnixMilli()
+	logs := make([]*Log, n)
+	for i := range logs {
+		if logs[i], err = m.CreateLog(TopicPartition{Topic: "p", Partition: int32(i)}, e.cfg); err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+		if _, err := logs[i].Append(makeBatch(t, record.CodecNone, []testRecord{kv(i, ts)}), 0); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	return m, logs
+}
+
+// TestBudgetClosesColdActiveSegments: 120 partitions under a budget of 60
+// descriptors (an active segment holds 3) keep every partition writable and
+// readable: cold active segments are closed and reopened on demand, and
+// the process never holds more descriptors than the budget.
+func TestBudgetClosesColdActiveSegments(t *testing.T) {
+	const n, files = 120, 60
+	base := openFDs(t)
+	m, logs := budgetManager(t, files, 1<<20, n)
+	ts := int64(1_700_000_000_000) // the test clock's time: no time-based roll
+	for round := 0; round < 3; round++ {
+		for i, l := range logs {
+			if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(i, ts)}), 0); err != nil {
+				t.Fatalf("round %d append %d: %v", round, i, err)
+			}
+			if got := len(readAll(t, l, 0)); got != round+2 {
+				t.Fatalf("round %d partition %d: %d records", round, i, got)
+			}
+			if st := m.Budget(); st.OpenFiles > files {
+				t.Fatalf("%d files open, budget %d", st.OpenFiles, files)
+			}
+		}
+		if got := openFDs(t) - base; got > files+4 {
+			t.Fatalf("round %d: %d descriptors open beyond the start, budget %d", round, got, files)
+		}
+	}
+	st := m.Budget()
+	if st.Evictions == 0 || st.Reopens == 0 || st.Refusals != 0 {
+		t.Fatalf("budget stats %+v", st)
+	}
+	// Close seals every segment, reopened or not, and a restart reads all.
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := OpenManager(ManagerOptions{Dirs: m.Dirs(), Logger: quietLogger, MaxOpenFiles: files, ConfigFor: func(TopicPartition) Config { return logs[0].Config() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	for i := range logs {
+		l, ok := m2.Log(TopicPartition{Topic: "p", Partition: int32(i)})
+		if !ok || l.LogEndOffset() != 4 || len(readAll(t, l, 0)) != 4 {
+			t.Fatalf("partition %d after restart: %v", i, ok)
+		}
+	}
+}
+
+// TestBudgetBoundsMappings: the mapping budget evicts as the file budget
+// does (each active segment maps its two indexes).
+func TestBudgetBoundsMappings(t *testing.T) {
+	const n, maps = 100, 40
+	m, logs := budgetManager(t, 1<<20, maps, n)
+	for i, l := range logs {
+		if got := len(readAll(t, l, 0)); got != 1 {
+			t.Fatalf("partition %d: %d records", i, got)
+		}
+		if st := m.Budget(); st.Mappings > maps {
+			t.Fatalf("%d mappings, budget %d", st.Mappings, maps)
+		}
+	}
+	if st := m.Budget(); st.Evictions == 0 {
+		t.Fatalf("budget stats %+v", st)
+	}
+}
+
+// TestBudgetRefusesWhenAllInUse: when every open handle is held (appends,
+// fsyncs or readers in flight), an operation needing another descriptor
+// waits for one, then is refused with ErrResourceLimit (a storage error)
+// and counted, while the held partitions keep serving; once they are
+// released the operation succeeds.
+func TestBudgetRefusesWhenAllInUse(t *testing.T) {
+	const files = 18 // six active segments
+	m, logs := budgetManager(t, files, 1<<20, 7)
+	m.handles.wait = 50 * time.Millisecond
+	var held []*handle
+	defer func() {
+		for _, h := range held {
+			h.release()
+		}
+	}()
+	for _, l := range logs[:6] {
+		h, err := l.active().acquire()
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, h)
+	}
+	ts := int64(1_700_000_000_000) // the test clock's time: no time-based roll
+	_, err := logs[6].Append(makeBatch(t, record.CodecNone, []testRecord{kv(6, ts)}), 0)
+	if !errors.Is(err, ErrResourceLimit) || !errors.Is(err, ErrStorage) {
+		t.Fatalf("append with every descriptor in use: %v", err)
+	}
+	if _, err := logs[6].Read(0, 1<<20, logs[6].LogEndOffset()); !errors.Is(err, ErrResourceLimit) {
+		t.Fatalf("read with every descriptor in use: %v", err)
+	}
+	if _, err := m.CreateLog(TopicPartition{Topic: "p", Partition: 99}, logs[0].Config()); !errors.Is(err, ErrResourceLimit) {
+		t.Fatalf("create with every descriptor in use: %v", err)
+	}
+	if st := m.Budget(); st.Refusals < 3 {
+		t.Fatalf("refusals not counted: %+v", st)
+	}
+	for _, l := range logs[:6] {
+		if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(0, ts)}), 0); err != nil {
+			t.Fatalf("append to a held partition: %v", err)
+		}
+		if got := len(readAll(t, l, 0)); got != 2 {
+			t.Fatalf("held partition: %d records", got)
+		}
+	}
+	for _, h := range held {
+		h.release()
+	}
+	held = nil
+	if _, err := logs[6].Append(makeBatch(t, record.CodecNone, []testRecord{kv(6, ts)}), 0); err != nil {
+		t.Fatalf("append after the holders left: %v", err)
+	}
+	if len(readAll(t, logs[6], 0)) != 2 {
+		t.Fatal("partition 6 lost a record")
+	}
+}
+
+// TestReadsCopyWhenPinsHeavy: read results held open (a fetch response
+// over many partitions being sent) stop pinning files once they hold half
+// the budget: later reads come back as bytes, and every read is served.
+func TestReadsCopyWhenPinsHeavy(t *testing.T) {
+	const files = 60
+	m, logs := budgetManager(t, files, 1<<20, 40)
+	var held []*ReadResult
+	defer func() {
+		for _, r := range held {
+			r.Release()
+		}
+	}()
+	copied := 0
+	for i, l := range logs {
+		r, err := l.Read(0, 1<<20, l.LogEndOffset())
+		if err != nil {
+			t.Fatalf("read %d with %d held: %v", i, len(held), err)
+		}
+		held = append(held, r)
+		b, err := r.Bytes()
+		if err != nil || int64(len(b)) != r.Size || r.Size == 0 {
+			t.Fatalf("read %d: %d bytes of %d, %v", i, len(b), r.Size, err)
+		}
+		if r.Data != nil {
+			copied++
+		}
+	}
+	if copied == 0 || copied == len(logs) || m.Budget().CopiedReads != int64(copied) {
+		t.Fatalf("%d of %d reads copied, stats %+v", copied, len(logs), m.Budget())
+	}
 }

@@ -5,7 +5,7 @@ import "fmt"
 // checkAppendInvariants verifies, after an append, that the segment list is
 // ordered, that offsets and index entries strictly increase and that the
 // published ends agree. Only with -tags invariants; caller holds l.mu.
-func (l *Log) checkAppendInvariants() {
+func (l *Log) checkAppendInvariants(h *handle) {
 	segs := l.segments()
 	for i := max(1, len(segs)-2); i < len(segs); i++ {
 		if segs[i].base <= segs[i-1].base {
@@ -20,7 +20,6 @@ func (l *Log) checkAppendInvariants() {
 		panic(fmt.Sprintf("engine invariant: %s active segment ends at %d, log end %d", l.tp, a.next.Load(), l.LogEndOffset()))
 	}
 	// The newest index entries (older ones were checked when appended).
-	h := a.h
 	prev := int64(a.base) - 1
 	var prevPos uint32
 	for i := max(0, h.oidx.Entries()-2); i < h.oidx.Entries(); i++ {

@@ -39,7 +39,13 @@ type Log struct {
 	unflushed   int64       // messages appended since the last flush (mu)
 	lastFlushAt time.Time   // (mu)
 
-	producers *producerState // (mu)
+	// producers is the idempotent-producer state (mu); nil until loaded
+	// (ensureLoaded). snapshots lists the snapshot files found at open, for
+	// that load; snapAt is the offset of a snapshot on disk equal to the
+	// current state (-1: none).
+	producers *producerState
+	snapshots []Offset
+	snapAt    Offset
 	epochs    *checkpoint.EpochCache
 
 	closed  atomic.Bool

@@ -39,6 +39,9 @@ func (l *Log) Append(batch []byte, leaderEpoch int32) (AppendResult, error) {
 	if l.closed.Load() {
 		return AppendResult{}, l.errorf("append", -1, -1, ErrClosed)
 	}
+	if err := l.ensureLoaded(); err != nil {
+		return AppendResult{}, err
+	}
 	if c := l.Config(); c.Compact != cfg.Compact || c.MaxMessageBytes != cfg.MaxMessageBytes || c.SegmentBytes != cfg.SegmentBytes {
 		// The rules changed while validating (a config update): check again.
 		cfg = c
@@ -73,6 +76,7 @@ func (l *Log) Append(batch []byte, leaderEpoch int32) (AppendResult, error) {
 		}
 	}
 	l.producers.update(b, l.clk.Now().UnixMilli())
+	l.snapAt = -1
 	res.BaseOffset, res.LastOffset = base, Offset(b.LastOffset())
 	res.LogStartOffset = l.LogStartOffset()
 	return res, nil
@@ -137,6 +141,9 @@ func (l *Log) AppendReplicated(batches []byte) (AppendResult, error) {
 	if l.closed.Load() {
 		return AppendResult{}, l.errorf("append replicated", -1, -1, ErrClosed)
 	}
+	if err := l.ensureLoaded(); err != nil {
+		return AppendResult{}, err
+	}
 	cfg := l.Config()
 	res := AppendResult{LogAppendTime: -1, BaseOffset: -1, LastOffset: -1}
 	buf := batches
@@ -164,6 +171,7 @@ func (l *Log) AppendReplicated(batches []byte) (AppendResult, error) {
 			}
 		}
 		l.producers.update(b, l.clk.Now().UnixMilli())
+		l.snapAt = -1
 		if res.BaseOffset < 0 {
 			res.BaseOffset = Offset(b.BaseOffset())
 		}
@@ -179,13 +187,20 @@ func (l *Log) AppendReplicated(batches []byte) (AppendResult, error) {
 // Caller holds l.mu.
 func (l *Log) appendBatches(b record.Batch, cfg Config, first, last Offset, maxTs int64, count int64) error {
 	seg := l.active()
-	if l.shouldRoll(seg, cfg, int64(len(b)), maxTs, last) {
-		var err error
+	h, err := seg.acquire()
+	if err != nil {
+		return l.errorf("append", seg.base, first, storageErr(err))
+	}
+	if l.shouldRoll(seg, h, cfg, int64(len(b)), maxTs, last) {
+		h.release()
 		if seg, err = l.roll(first); err != nil {
 			return err
 		}
+		if h, err = seg.acquire(); err != nil {
+			return l.errorf("append", seg.base, first, storageErr(err))
+		}
 	}
-	h := seg.h // the active handle is pinned
+	defer h.release()
 	pos := seg.size.Load()
 	if n, err := h.file.WriteAt(b, pos); err != nil {
 		// A full file system may have taken part of the batch: cut it off
@@ -219,7 +234,7 @@ func (l *Log) appendBatches(b record.Batch, cfg Config, first, last Offset, maxT
 	l.leo.Store(int64(last) + 1)
 	l.unflushed += count
 	if invariants {
-		l.checkAppendInvariants()
+		l.checkAppendInvariants(h)
 	}
 	if l.unflushed >= cfg.flushEvery() {
 		return l.flushLocked()

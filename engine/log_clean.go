@@ -84,6 +84,13 @@ func (l *Log) LastStableOffset() Offset { return l.HighWatermark() }
 func (l *Log) ActiveProducerLastOffsets() map[int64]Offset {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return nil
+	}
+	if err := l.ensureLoaded(); err != nil {
+		l.logger.Error("producer state unavailable", "partition", l.tp.String(), "err", err)
+		return nil
+	}
 	out := make(map[int64]Offset, len(l.producers.m))
 	for pid, e := range l.producers.m {
 		if n := len(e.batches); n > 0 {
@@ -126,8 +133,11 @@ func (l *Log) ViewSegment(ref SegmentRef) (*SegmentView, error) {
 	}
 	s := segs[i]
 	h, err := s.acquire()
-	if err != nil {
+	if errors.Is(err, errSegmentGone) {
 		return nil, l.errorf("view segment", s.base, -1, fmt.Errorf("%w: %w", ErrSegmentsChanged, err))
+	}
+	if err != nil {
+		return nil, l.errorf("view segment", s.base, -1, storageErr(err))
 	}
 	size := s.size.Load()
 	if size != ref.Size || s.isActive() {
@@ -185,8 +195,11 @@ func (l *Log) NewCleanedSegment(base Offset) (*CleanedSegment, error) {
 	if err != nil {
 		return nil, l.errorf("clean", base, -1, fmt.Errorf("%w: %w", ErrStorage, err))
 	}
-	h := &handle{file: f}
-	if h.oidx, err = index.OpenOffset(l.fs, paths[1], int64(base), cfg.indexBytes(), true); err == nil {
+	h := &handle{file: f, hc: l.handles}
+	if err = h.chargeIndexMaps(); err == nil {
+		h.oidx, err = index.OpenOffset(l.fs, paths[1], int64(base), cfg.indexBytes(), true)
+	}
+	if err == nil {
 		h.tidx, err = index.OpenTime(l.fs, paths[2], int64(base), timeIndexBytes(cfg), true)
 	}
 	if err != nil {
@@ -469,7 +482,11 @@ func (l *Log) ReplaceSegments(cleaned []*CleanedSegment, old []SegmentRef, next 
 		return l.errorf("replace segments", old[0].BaseOffset, -1, fmt.Errorf("%w: %w", ErrStorage, firstErr))
 	}
 	for _, s := range news {
-		l.handles.admit(s, s.h)
+		s.mu.Lock()
+		if s.h != nil {
+			l.handles.admit(s.h)
+		}
+		s.mu.Unlock()
 	}
 	if invariants {
 		l.checkCleanInvariants()

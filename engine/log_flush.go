@@ -1,9 +1,26 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"time"
+
+	"github.com/kvlog/kvlog/engine/vfs"
 )
+
+// syncFile fsyncs the file at path through a descriptor of its own.
+func syncFile(fs vfs.FS, path string) error {
+	f, err := fs.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 // Sync makes everything appended so far durable and advances the recovery
 // point. Concurrent callers share fsyncs (group commit): a caller whose
@@ -48,14 +65,44 @@ func (l *Log) flushTo(upTo int64) error {
 		if s.flushed.Load() >= size {
 			continue
 		}
-		h, err := s.acquire()
-		if err != nil {
+		h, err := s.acquireOpen()
+		if errors.Is(err, errSegmentGone) {
 			continue // deleted meanwhile: nothing to flush
+		}
+		if err != nil {
+			return l.errorf("flush", s.base, -1, storageErr(err))
+		}
+		if h == nil {
+			// Closed for the budget: its files were closed as they are
+			// (sealed if it was active); sync them by name rather than
+			// reopen the segment.
+			err = syncFile(l.fs, LogFileName(s.dir, s.base))
+			if err == nil && !s.isActive() {
+				if err = syncFile(l.fs, IndexFileName(s.dir, s.base)); err == nil {
+					err = syncFile(l.fs, TimeIndexFileName(s.dir, s.base))
+				}
+			}
+			if errors.Is(err, os.ErrNotExist) {
+				continue // deleted meanwhile (renamed .deleted)
+			}
+			if err != nil {
+				return l.errorf("flush", s.base, -1, storageErr(err))
+			}
+			s.flushed.Store(size)
+			continue
 		}
 		err = h.file.Sync()
 		if err == nil && !s.isActive() {
-			if err = h.oidx.Flush(); err == nil {
-				err = h.tidx.Flush()
+			if h.oidx.Writable() {
+				if err = h.oidx.Flush(); err == nil {
+					err = h.tidx.Flush()
+				}
+			} else {
+				// Reopened read-only after an eviction: the indexes the
+				// roll sealed may not be synced yet; sync them by name.
+				if err = syncFile(l.fs, IndexFileName(s.dir, s.base)); err == nil {
+					err = syncFile(l.fs, TimeIndexFileName(s.dir, s.base))
+				}
 			}
 		}
 		h.release()

@@ -19,11 +19,16 @@ type FileRange struct {
 	Length   int64
 }
 
-// ReadResult is what Read found. Its ranges stay valid until Release.
+// ReadResult is what Read found: whole batches, Size bytes, either as file
+// ranges (Ranges, valid until Release) or, when holding files open until
+// the response is sent would take too much of the open-file budget, copied
+// into memory (Data). Exactly one of them holds the bytes.
 type ReadResult struct {
 	Ranges []FileRange
+	Data   []byte
 	Size   int64
 	hs     []*handle
+	hc     *handleCache
 }
 
 // Release lets the engine close or delete the files behind the ranges. It is
@@ -34,6 +39,7 @@ func (r *ReadResult) Release() {
 	}
 	for _, h := range r.hs {
 		h.release()
+		r.hc.readPins.Add(-1)
 	}
 	r.hs = nil
 }
@@ -41,6 +47,9 @@ func (r *ReadResult) Release() {
 // Bytes copies the ranges into memory (tools, tests, replication over a
 // non-sendfile path). The hot fetch path uses the ranges directly.
 func (r *ReadResult) Bytes() ([]byte, error) {
+	if r.Data != nil {
+		return append([]byte(nil), r.Data...), nil
+	}
 	out := make([]byte, 0, r.Size)
 	for _, fr := range r.Ranges {
 		n := len(out)
@@ -83,8 +92,9 @@ func (l *Log) Read(offset Offset, maxBytes int, maxOffset Offset) (*ReadResult, 
 		seg := segs[i]
 		h, err := seg.acquire()
 		if err != nil {
-			// Deleted under us by retention: the offset is gone.
-			return nil, l.errorf("read", seg.base, offset, fmt.Errorf("%w: %w", ErrOffsetOutOfRange, err))
+			// Deleted under us by retention: the offset is gone. A
+			// budget refusal or an I/O error is a storage error.
+			return nil, l.errorf("read", seg.base, offset, acquireErr(err))
 		}
 		pos, length, found, err := seg.readRange(h, offset, maxBytes, maxOffset)
 		if err != nil {
@@ -103,9 +113,24 @@ func (l *Log) Read(offset Offset, maxBytes int, maxOffset Offset) (*ReadResult, 
 			h.release()
 			return res, nil
 		}
+		if l.handles.pinsHeavy() {
+			// Readers already hold half the budget until their responses
+			// are sent (a fetch over many partitions): copy instead of
+			// holding this segment open too.
+			data := make([]byte, length)
+			_, err := h.file.ReadAt(data, pos)
+			h.release()
+			if err != nil {
+				return nil, l.errorf("read", seg.base, offset, fmt.Errorf("%w: %w", ErrStorage, err))
+			}
+			res.Data, res.Size = data, length
+			return res, nil
+		}
 		res.Ranges = append(res.Ranges, FileRange{File: h.file.OSFile(), Position: pos, Length: length})
 		res.Size = length
 		res.hs = append(res.hs, h)
+		res.hc = l.handles
+		l.handles.readPins.Add(1)
 		return res, nil
 	}
 	return res, nil
@@ -268,8 +293,11 @@ func (l *Log) OffsetForTimestamp(ts int64) (Offset, int64, bool, error) {
 			continue
 		}
 		h, err := seg.acquire()
-		if err != nil {
+		if errors.Is(err, errSegmentGone) {
 			continue
+		}
+		if err != nil {
+			return -1, -1, false, l.errorf("offset for timestamp", seg.base, -1, storageErr(err))
 		}
 		off, rts, found, err := seg.offsetForTimestamp(h, ts, l.LogStartOffset(), hw)
 		h.release()
@@ -364,8 +392,11 @@ func (l *Log) MaxTimestamp() (int64, Offset, error) {
 		return -1, -1, nil
 	}
 	h, err := seg.acquire()
-	if err != nil {
+	if errors.Is(err, errSegmentGone) {
 		return best, -1, nil // deleted meanwhile (retention, a clean swapped in)
+	}
+	if err != nil {
+		return -1, -1, l.errorf("max timestamp", seg.base, -1, storageErr(err))
 	}
 	defer h.release()
 	off, _, found, err := seg.offsetForTimestamp(h, best, l.LogStartOffset(), l.HighWatermark())

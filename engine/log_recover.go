@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/kvlog/kvlog/engine/checkpoint"
+	"github.com/kvlog/kvlog/engine/index"
 	"github.com/kvlog/kvlog/engine/record"
 	"github.com/kvlog/kvlog/engine/vfs"
 	"github.com/kvlog/kvlog/internal/clock"
@@ -37,6 +38,7 @@ type LogOptions struct {
 	// checkpoint. The log's lock is not held during the call.
 	RecoveryPointLowered func() error
 	handles              *handleCache
+	listed               bool // the directory exists (the manager just listed it)
 }
 
 // OpenLog opens (creating if needed) the partition directory dir. Without a
@@ -52,26 +54,25 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	l := &Log{dir: dir, tp: tp, fs: opts.FS, clk: opts.Clock, logger: opts.Logger, handles: opts.handles, rpLowered: opts.RecoveryPointLowered}
+	l := &Log{dir: dir, tp: tp, clk: opts.Clock, logger: opts.Logger, handles: opts.handles, rpLowered: opts.RecoveryPointLowered, snapAt: -1}
 	if l.handles == nil {
-		// A log opened on its own (tools, tests) gets a private cache; logs
-		// of a Manager share the Manager's bound.
-		hc, err := newHandleCache(privateHandles)
-		if err != nil {
-			return nil, err
-		}
-		l.handles, l.ownHandles = hc, true
+		// A log opened on its own (tools, tests) gets a private budget;
+		// logs of a Manager share the Manager's.
+		l.handles, l.ownHandles = newHandleCache(deriveLimits(0, 0, 0), privateHandles), true
 	}
+	l.fs = l.handles.wrapFS(opts.FS)
 	l.cfg.Store(&cfg)
 	l.lastFlushAt = l.clk.Now()
-	if _, err := l.fs.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		// A new partition directory must itself be durable before anything
-		// synced inside it can be.
-		if err := l.fs.MkdirAll(dir, 0o755); err != nil {
-			return nil, l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
-		}
-		if err := l.fs.SyncDir(filepath.Dir(dir)); err != nil {
-			return nil, l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+	if !opts.listed {
+		if _, err := l.fs.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			// A new partition directory must itself be durable before
+			// anything synced inside it can be.
+			if err := l.fs.MkdirAll(dir, 0o755); err != nil {
+				return nil, l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+			}
+			if err := l.fs.SyncDir(filepath.Dir(dir)); err != nil {
+				return nil, l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+			}
 		}
 	}
 	if err := l.load(opts); err != nil {
@@ -87,14 +88,21 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 // load lists the directory, completes or rolls back interrupted swaps,
 // opens segments and recovers the unflushed tail.
 func (l *Log) load(opts LogOptions) error {
-	if err := l.finishInterruptedSwaps(); err != nil {
-		return err
-	}
 	ents, err := l.fs.ReadDir(l.dir)
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
 	}
+	if needsSwapCompletion(ents) {
+		if err := l.finishInterruptedSwaps(); err != nil {
+			return err
+		}
+		if ents, err = l.fs.ReadDir(l.dir); err != nil {
+			return l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
+	}
 	var segs []*segment
+	logs := map[Offset]bool{}
+	snapshots := []Offset{}
 	for _, e := range ents {
 		base, suffix, ok := parseOffsetFileName(e.Name())
 		if !ok {
@@ -111,13 +119,18 @@ func (l *Log) load(opts LogOptions) error {
 			s.flushed.Store(fi.Size())
 			s.next.Store(-1) // unknown until read
 			segs = append(segs, s)
-		case IndexSuffix, TimeIndexSuffix:
-			if _, err := l.fs.Stat(LogFileName(l.dir, base)); os.IsNotExist(err) {
-				_ = l.fs.Remove(filepath.Join(l.dir, e.Name())) // orphan index
-			}
+			logs[base] = true
+		case SnapshotSuffix:
+			snapshots = append(snapshots, base)
+		}
+	}
+	for _, e := range ents {
+		if base, suffix, ok := parseOffsetFileName(e.Name()); ok && (suffix == IndexSuffix || suffix == TimeIndexSuffix) && !logs[base] {
+			_ = l.fs.Remove(filepath.Join(l.dir, e.Name())) // orphan index
 		}
 	}
 	sort.Slice(segs, func(i, j int) bool { return segs[i].base < segs[j].base })
+	sort.Slice(snapshots, func(i, j int) bool { return snapshots[i] < snapshots[j] })
 	epochs, err := checkpoint.OpenEpochCache(l.fs, filepath.Join(l.dir, LeaderEpochCheckpointFile))
 	if err != nil {
 		l.logger.Warn("leader-epoch-checkpoint unreadable, starting empty", "partition", l.tp.String(), "err", err)
@@ -129,10 +142,25 @@ func (l *Log) load(opts LogOptions) error {
 	l.epochs = epochs
 
 	rp := opts.RecoveryPoint
-	if !opts.CleanShutdown && len(segs) > 0 {
-		segs, err = l.recover(segs, rp)
-		if err != nil {
-			return err
+	// lazy: the active segment is not opened now; its end is the
+	// checkpointed recovery point, and its tail is read on its first open
+	// (loadTail). After a clean shutdown the recovery point is the log end
+	// and the files are sealed; after an unclean one only when the
+	// segment is found to end exactly at it (nothing unflushed).
+	lazy := false
+	if len(segs) > 0 {
+		last := segs[len(segs)-1]
+		switch {
+		case opts.CleanShutdown:
+			lazy = rp >= last.base && (rp == last.base) == (last.size.Load() == 0)
+		default:
+			empty := last.size.Load() == 0
+			lazy = rp >= last.base && (rp == last.base) == empty && (empty || last.endsAt(rp))
+			if !lazy {
+				if segs, err = l.recover(segs, rp); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	if len(segs) == 0 {
@@ -145,11 +173,13 @@ func (l *Log) load(opts LogOptions) error {
 			return err
 		}
 		segs = []*segment{s}
-	} else {
-		last := segs[len(segs)-1]
-		if err := l.reopenActive(last); err != nil {
-			return err
-		}
+	} else if last := segs[len(segs)-1]; lazy {
+		last.next.Store(int64(rp))
+		last.loaded = false
+		last.active = true
+		last.sealedOnDisk = opts.CleanShutdown
+	} else if err := l.reopenActive(last); err != nil {
+		return err
 	}
 	// An inactive segment's end offset is taken as the next segment's base
 	// (exact unless compaction emptied its tail; only used as an upper bound).
@@ -176,7 +206,64 @@ func (l *Log) load(opts LogOptions) error {
 	if err := l.epochs.Flush(); err != nil { // epochs recovery rebuilt: the recovery point is now leo
 		return l.errorf("open", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, err))
 	}
-	return l.loadProducers(leo)
+	// Producer state is loaded on first use (ensureLoaded).
+	l.snapshots = snapshots
+	return nil
+}
+
+// needsSwapCompletion reports files an interrupted swap or delete left.
+func needsSwapCompletion(ents []os.DirEntry) bool {
+	for _, e := range ents {
+		n := e.Name()
+		if strings.HasSuffix(n, DeletedSuffix) || strings.HasSuffix(n, CleanedSuffix) || strings.HasSuffix(n, SwapSuffix) || strings.HasSuffix(n, ".tmp") {
+			return true
+		}
+	}
+	return false
+}
+
+// endsAt reports whether the segment's batches end exactly at offset end,
+// the end of its last batch being the end of the file: read from the last
+// offset-index entry on, framing and offsets checked. After an unclean stop
+// with the recovery point at end, nothing was appended past the last flush,
+// so the segment needs no recovery (everything below the recovery point
+// was synced). Any doubt (an index entry past the file, a framing error)
+// answers false: the segment is recovered.
+func (s *segment) endsAt(end Offset) bool {
+	f, err := s.fs.OpenFile(LogFileName(s.dir, s.base), os.O_RDONLY, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	size := s.size.Load()
+	pos := int64(0)
+	if oi, err := index.OpenOffset(s.fs, IndexFileName(s.dir, s.base), int64(s.base), s.log.Config().indexBytes(), false); err == nil {
+		if n := oi.Entries(); n > 0 {
+			_, p := oi.Entry(n - 1)
+			pos = int64(p)
+		}
+		_ = oi.Close()
+	}
+	if pos > size {
+		return false
+	}
+	sc := newBatchScanner(f, pos, size)
+	defer sc.close()
+	next := s.base
+	for {
+		_, hdr, err := sc.next()
+		if err == io.EOF {
+			return next == end
+		}
+		if err != nil {
+			return false
+		}
+		b := record.Batch(hdr)
+		if Offset(b.BaseOffset()) < s.base || Offset(b.LastOffset()) >= end || (next > s.base && Offset(b.BaseOffset()) < next) {
+			return false
+		}
+		next = Offset(b.LastOffset()) + 1
+	}
 }
 
 // recover rescans every segment from the one containing rp: batches are
@@ -373,25 +460,37 @@ func (s *segment) setTimesFromIndex(h *handle) {
 }
 
 // reopenActive opens the last segment for appending: the .log read-write and
-// both indexes writable (preallocated again), and learns its end offset and
-// largest timestamp by scanning from the last index entry.
+// both indexes writable (checked, preallocated again), and learns its end
+// offset and largest timestamp by scanning from the last index entry.
 func (l *Log) reopenActive(s *segment) error {
-	f, err := l.fs.OpenFile(LogFileName(l.dir, s.base), os.O_RDWR, 0)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, err := s.openWritable(true)
 	if err != nil {
-		return l.errorf("open", s.base, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+		return l.errorf("open", s.base, -1, err)
 	}
-	h := &handle{file: f}
-	s.track(h)
-	if err := s.openIndexes(h, l.Config(), true); err != nil {
+	if err := s.loadTail(h); err != nil {
 		h.close()
 		return err
 	}
+	s.loaded = true
+	s.activateLocked(h)
+	return nil
+}
+
+// loadTail learns what the writer keeps about the active segment from its
+// files: the largest timestamp (time index, then the batches after the last
+// offset-index entry), the end offset, the first batch's timestamp and the
+// bytes since the last index entry. An unreadable tail is cut off.
+func (s *segment) loadTail(h *handle) error {
+	l := s.log
 	s.setTimesFromIndex(h)
 	_, pos := h.oidx.Lookup(int64(^uint64(0) >> 1))
 	sc := newBatchScanner(h.file, int64(pos), s.size.Load())
 	defer sc.close()
 	next := s.base
 	var since int64
+	s.firstBatchTs = -1
 	for {
 		p, hdr, err := sc.next()
 		if err == io.EOF {
@@ -401,10 +500,12 @@ func (l *Log) reopenActive(s *segment) error {
 			// A clean-shutdown log with a bad tail: treat as the end.
 			l.logger.Warn("unreadable tail in active segment, truncating", "segment", s.String(), "position", p, "err", err)
 			if terr := h.file.Truncate(p); terr != nil {
-				h.close()
 				return l.errorf("open", s.base, -1, fmt.Errorf("%w: %w", ErrStorage, terr))
 			}
 			s.size.Store(p)
+			if s.flushed.Load() > p {
+				s.flushed.Store(p)
+			}
 			break
 		}
 		b := record.Batch(hdr)
@@ -424,7 +525,15 @@ func (l *Log) reopenActive(s *segment) error {
 	}
 	s.next.Store(int64(next))
 	s.bytesSinceIndex = int(since)
-	s.activate(h)
+	if s.maxTs.Load() == tsUnknown {
+		// Nothing learnt from the time index or the tail: the writer keeps
+		// maxTs current from here on, so settle it now.
+		ts, off, err := scanLargestTimestamp(h.file, s.base, s.size.Load())
+		if err != nil {
+			ts, off = -1, s.base // the tail was cut above
+		}
+		s.setMaxTs(ts, off)
+	}
 	return nil
 }
 
@@ -436,23 +545,53 @@ func readHeaderAt(f io.ReaderAt, pos int64) ([]byte, error) {
 	return hdr, nil
 }
 
+// ensureLoaded completes a log loaded lazily, before its first append,
+// truncation or roll: the active segment's tail (its end offset is what
+// appends assign from) and the idempotent-producer state. Caller holds l.mu.
+func (l *Log) ensureLoaded() error {
+	s := l.active()
+	s.mu.Lock()
+	loaded := s.loaded
+	s.mu.Unlock()
+	if !loaded {
+		h, err := s.acquire()
+		if err != nil {
+			return l.errorf("open", s.base, l.LogEndOffset(), storageErr(err))
+		}
+		h.release()
+	}
+	if l.producers == nil {
+		return l.loadProducers()
+	}
+	return nil
+}
+
 // loadProducers restores idempotent-producer state from the newest snapshot
 // and replays batch headers after it.
-func (l *Log) loadProducers(leo Offset) error {
-	p, at := loadProducerState(l.fs, l.dir, leo)
-	l.producers = p
+func (l *Log) loadProducers() error {
+	leo := l.LogEndOffset()
+	p, at := loadProducerState(l.fs, l.dir, leo, l.snapshots)
 	from := at
 	if from < l.LogStartOffset() {
 		from = l.LogStartOffset()
 	}
-	if from >= leo {
-		return nil
-	}
-	return l.scanHeaders(from, leo, func(b record.Batch) {
-		if b.ProducerID() >= 0 {
-			p.update(b, b.MaxTimestamp())
+	if from < leo {
+		err := l.scanHeaders(from, leo, func(b record.Batch) {
+			if b.ProducerID() >= 0 {
+				p.update(b, b.MaxTimestamp())
+			}
+		})
+		if err != nil {
+			return err
 		}
-	})
+	}
+	l.snapshots = nil
+	l.producers = p
+	l.snapAt = -1
+	if at == leo {
+		l.snapAt = leo // Close need not write it again
+	}
+	return nil
 }
 
 // scanHeaders calls fn with the header of every batch holding offsets in
@@ -467,7 +606,7 @@ func (l *Log) scanHeaders(from, to Offset, fn func(b record.Batch)) error {
 		}
 		h, err := s.acquire()
 		if err != nil {
-			return err
+			return l.errorf("scan", s.base, from, storageErr(err))
 		}
 		_, pos := h.oidx.Lookup(int64(from))
 		sc := newBatchScanner(h.file, int64(pos), s.size.Load())

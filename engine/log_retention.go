@@ -96,8 +96,12 @@ func (l *Log) Close() error {
 	if eerr := l.epochs.Flush(); eerr != nil && err == nil {
 		err = l.errorf("close", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, eerr))
 	}
-	if perr := l.producers.snapshot(l.fs, l.dir, l.LogEndOffset()); perr != nil && err == nil {
-		err = perr
+	// A snapshot at the log end already on disk (or state never loaded
+	// since the last one) is not written again: a restart finds the same.
+	if l.producers != nil && l.snapAt != l.LogEndOffset() {
+		if perr := l.producers.snapshot(l.fs, l.dir, l.LogEndOffset()); perr != nil && err == nil {
+			err = perr
+		}
 	}
 	if serr := l.active().seal(); serr != nil && err == nil {
 		err = serr

@@ -11,11 +11,10 @@ import (
 
 // shouldRoll applies Kafka's roll rules before an append of size bytes whose
 // largest timestamp is maxTs and last offset is last. Caller holds l.mu.
-func (l *Log) shouldRoll(seg *segment, cfg Config, size int64, maxTs int64, last Offset) bool {
+func (l *Log) shouldRoll(seg *segment, h *handle, cfg Config, size int64, maxTs int64, last Offset) bool {
 	if seg.size.Load() == 0 {
 		return false
 	}
-	h := seg.h
 	switch {
 	case seg.size.Load() > cfg.SegmentBytes-size:
 		return true
@@ -57,6 +56,9 @@ func (l *Log) RollIfIdle() (bool, error) {
 	if seg.size.Load() == 0 || l.clk.Now().Sub(seg.created) <= cfg.rollTime() {
 		return false, nil
 	}
+	if err := l.ensureLoaded(); err != nil {
+		return false, err
+	}
 	_, err := l.roll(l.LogEndOffset())
 	return err == nil, err
 }
@@ -71,6 +73,9 @@ func (l *Log) Roll() error {
 	}
 	if l.active().size.Load() == 0 {
 		return nil
+	}
+	if err := l.ensureLoaded(); err != nil {
+		return err
 	}
 	_, err := l.roll(l.LogEndOffset())
 	return err
@@ -95,8 +100,12 @@ func (l *Log) roll(newBase Offset) (*segment, error) {
 		seg.discard()
 		return nil, l.errorf("roll", old.base, newBase, fmt.Errorf("%w: %w", ErrStorage, err))
 	}
-	if err := l.producers.snapshot(l.fs, l.dir, newBase); err != nil {
-		l.logger.Warn("producer snapshot failed", "partition", l.tp.String(), "offset", newBase, "err", err)
+	if l.producers != nil { // not loaded yet: a later load replays from an older snapshot
+		if err := l.producers.snapshot(l.fs, l.dir, newBase); err != nil {
+			l.logger.Warn("producer snapshot failed", "partition", l.tp.String(), "offset", newBase, "err", err)
+		} else if newBase == l.LogEndOffset() {
+			l.snapAt = newBase
+		}
 	}
 	segs := append(append([]*segment(nil), l.segments()...), seg)
 	l.setSegments(segs)
@@ -116,15 +125,26 @@ func (l *Log) roll(newBase Offset) (*segment, error) {
 // index (where a restart finds it: largestTimestamp), both indexes are
 // trimmed to their entries, and the handle becomes an ordinary cached
 // handle. Readers keep using the same mappings (trimming does not unmap).
-// On an error the segment stays active and sealing may be repeated (each
-// step is idempotent). Caller holds Log.mu.
+// A segment whose handle was evicted was left sealed on disk by the
+// eviction and is not reopened. On an error the segment stays active and
+// sealing may be repeated (each step is idempotent). Caller holds Log.mu.
 func (s *segment) seal() error {
 	s.mu.Lock()
-	h, active := s.h, s.active
-	s.mu.Unlock()
-	if h == nil || !active {
+	if !s.active {
+		s.mu.Unlock()
 		return nil
 	}
+	if s.h == nil && s.sealedOnDisk {
+		s.active = false
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	h, err := s.acquire()
+	if err != nil {
+		return err
+	}
+	defer h.release()
 	if ts := s.maxTs.Load(); ts >= 0 {
 		if err := h.tidx.MaybeAppend(ts, s.offsetOfMaxTs.Load(), true); err != nil && !errors.Is(err, index.ErrIndexFull) {
 			return err
@@ -138,8 +158,10 @@ func (s *segment) seal() error {
 	}
 	s.mu.Lock()
 	s.active = false
+	if s.h == h {
+		s.log.handles.deactivated(h)
+	}
 	s.mu.Unlock()
-	s.log.handles.admit(s, h)
 	return nil
 }
 
@@ -171,21 +193,27 @@ func (l *Log) newActiveSegment(base Offset, cfg Config) (*segment, error) {
 	s.setMaxTs(-1, base)
 	h := &handle{file: f}
 	s.track(h)
-	if h.oidx, err = index.OpenOffset(l.fs, IndexFileName(l.dir, base), int64(base), cfg.indexBytes(), true); err == nil {
+	if err = h.chargeIndexMaps(); err == nil {
+		h.oidx, err = index.OpenOffset(l.fs, IndexFileName(l.dir, base), int64(base), cfg.indexBytes(), true)
+	}
+	if err == nil {
 		h.tidx, err = index.OpenTime(l.fs, TimeIndexFileName(l.dir, base), int64(base), timeIndexBytes(cfg), true)
 	}
 	if err != nil {
 		h.close()
 		return nil, l.errorf("roll", base, base, fmt.Errorf("%w: %w", ErrStorage, err))
 	}
-	s.activate(h)
+	s.loaded = true
+	s.mu.Lock()
+	s.activateLocked(h)
+	s.mu.Unlock()
 	return s, nil
 }
 
 func timeIndexBytes(cfg Config) int { return cfg.indexBytes() / 8 * 12 }
 
 func (l *Log) newSegment(base Offset) *segment {
-	s := &segment{dir: l.dir, base: base, id: newSegmentID(), fs: l.fs, log: l}
+	s := &segment{dir: l.dir, base: base, id: newSegmentID(), fs: l.fs, log: l, loaded: true}
 	s.next.Store(int64(base))
 	// A segment found on disk learns its largest timestamp lazily
 	// (largestTimestamp); callers creating an empty one set it to -1.
@@ -195,20 +223,13 @@ func (l *Log) newSegment(base Offset) *segment {
 	return s
 }
 
-// activate pins h as the segment's writer handle.
-func (s *segment) activate(h *handle) {
-	if s.maxTs.Load() == tsUnknown {
-		// Reopened with nothing learnt from its time index or its tail:
-		// the writer keeps maxTs current from here on, so settle it now.
-		ts, off, err := scanLargestTimestamp(h.file, s.base, s.size.Load())
-		if err != nil {
-			ts, off = -1, s.base // the caller already cut an unreadable tail
-		}
-		s.setMaxTs(ts, off)
-	}
+// activateLocked makes h the active segment's current handle and admits it
+// to the budget's ring. Caller holds s.mu.
+func (s *segment) activateLocked(h *handle) {
 	h.refs.Store(1)
-	s.mu.Lock()
+	h.used.Store(true)
 	s.h = h
 	s.active = true
-	s.mu.Unlock()
+	s.sealedOnDisk = false
+	s.log.handles.admit(h)
 }

@@ -35,6 +35,9 @@ func (l *Log) truncateTo(offset Offset) error {
 	if l.closed.Load() {
 		return l.errorf("truncate", -1, offset, ErrClosed)
 	}
+	if err := l.ensureLoaded(); err != nil {
+		return err
+	}
 	if offset >= l.LogEndOffset() {
 		return nil
 	}
@@ -90,11 +93,12 @@ func (l *Log) truncateSegment(s *segment, offset Offset) error {
 	if err := l.reopenActive(s); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	h = s.h
-	s.mu.Unlock()
+	if h, err = s.acquire(); err != nil {
+		return l.errorf("truncate", s.base, offset, storageErr(err))
+	}
 	h.oidx.TruncateTo(int64(offset))
 	h.tidx.TruncateTo(int64(offset))
+	h.release()
 	return nil
 }
 
@@ -109,6 +113,9 @@ func (l *Log) truncateFullyAndStartAt(offset Offset) error {
 	defer l.mu.Unlock()
 	if l.closed.Load() {
 		return l.errorf("truncate", -1, offset, ErrClosed)
+	}
+	if err := l.ensureLoaded(); err != nil {
+		return err
 	}
 	return l.truncateFullyLocked(offset)
 }
@@ -138,7 +145,10 @@ func (l *Log) afterTruncate(offset Offset) {
 		l.recoveryPoint.Store(int64(leo))
 	}
 	_ = l.epochs.TruncateFromEnd(int64(leo))
-	l.producers.truncate(leo)
+	if l.producers != nil { // not loaded yet: the load replays up to the new end
+		l.producers.truncate(leo)
+	}
+	l.snapAt = -1
 	for _, o := range snapshotOffsets(l.fs, l.dir) {
 		if o > leo {
 			_ = l.fs.Remove(SnapshotFileName(l.dir, o))

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kvlog/kvlog/engine/checkpoint"
@@ -29,10 +30,25 @@ type ManagerOptions struct {
 	// MaxOpenSegments bounds how many inactive segments keep descriptors and
 	// mappings open (0: 1024).
 	MaxOpenSegments int
+	// MaxOpenFiles bounds the file descriptors the engine holds open at
+	// once (0: RLIMIT_NOFILE less ReservedFiles, re-read while running).
+	// Segments closed to stay under it reopen on demand; an operation that
+	// needs a descriptor when every open one is in use fails with
+	// ErrResourceLimit.
+	MaxOpenFiles int
+	// ReservedFiles is what a derived MaxOpenFiles leaves to the rest of
+	// the process: sockets, the metadata store (0: 1024; at most half the
+	// limit).
+	ReservedFiles int
+	// MaxMappings bounds the engine's memory mappings, as MaxOpenFiles
+	// does descriptors (0: vm.max_map_count less a reserve for the Go
+	// runtime, re-read while running).
+	MaxMappings int
 	// ConfigFor returns the settings of a partition found on disk at start-up
 	// (nil: DefaultConfig).
 	ConfigFor func(tp TopicPartition) Config
-	// RecoveryThreads opens and recovers logs in parallel (0: 2).
+	// RecoveryThreads opens and recovers logs in parallel (0: 2; loading
+	// and closing use at least 4).
 	RecoveryThreads int
 	// RetentionCheckInterval is log.retention.check.interval.ms (0: 5 min).
 	RetentionCheckInterval time.Duration
@@ -50,8 +66,9 @@ type Manager struct {
 
 	locks *DirLocks // held from OpenManager until Close
 
-	mu   sync.Mutex
-	logs map[TopicPartition]*Log
+	mu     sync.Mutex
+	logs   map[TopicPartition]*Log
+	perDir map[string]int // logs per log dir (CreateLog's placement)
 	// failed are the partitions whose logs could not be opened at start-up
 	// (an I/O error, a file where a directory belongs, no descriptors
 	// left): the broker serves every other partition and reports these
@@ -105,12 +122,9 @@ func OpenManager(opts ManagerOptions) (*Manager, error) {
 	if opts.CheckpointInterval <= 0 {
 		opts.CheckpointInterval = time.Minute
 	}
-	hc, err := newHandleCache(opts.MaxOpenSegments)
-	if err != nil {
-		locks.Release()
-		return nil, err
-	}
-	m := &Manager{opts: opts, locks: locks, handles: hc, logs: map[TopicPartition]*Log{}, failed: map[TopicPartition]failedLog{}}
+	hc := newHandleCache(deriveLimits(opts.MaxOpenFiles, opts.MaxMappings, opts.ReservedFiles), opts.MaxOpenSegments)
+	opts.FS = hc.wrapFS(opts.FS)
+	m := &Manager{opts: opts, locks: locks, handles: hc, logs: map[TopicPartition]*Log{}, perDir: map[string]int{}, failed: map[TopicPartition]failedLog{}}
 	for _, dir := range opts.Dirs {
 		if err := m.loadDir(dir); err != nil {
 			// No clean-shutdown marker is written: a dir that did not
@@ -185,7 +199,9 @@ func (m *Manager) loadDir(dir string) error {
 		wg sync.WaitGroup
 		ch = make(chan loadJob)
 	)
-	for range m.opts.RecoveryThreads {
+	// At least 4 loaders: a log opened lazily costs a few system calls,
+	// which overlap (and wait on the disk when its metadata is not cached).
+	for range max(m.opts.RecoveryThreads, 4) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -200,14 +216,19 @@ func (m *Manager) loadDir(dir string) error {
 				l, err := OpenLog(j.dir, j.tp, m.opts.ConfigFor(j.tp), LogOptions{
 					FS: fs, Clock: m.opts.Clock, Logger: m.opts.Logger,
 					CleanShutdown: clean, RecoveryPoint: rp, LogStartOffset: ls, handles: m.handles,
-					RecoveryPointLowered: m.WriteCheckpoints,
+					RecoveryPointLowered: m.WriteCheckpoints, listed: true,
 				})
 				mu.Lock()
 				if err != nil {
 					m.opts.Logger.Error("partition log failed to open; serving the others, this one is offline", "partition", j.tp.String(), "dir", j.dir, "err", err)
+					m.mu.Lock()
 					m.failed[j.tp] = failedLog{dir: dir, err: err, recoveryPoint: int64(rp), logStart: int64(ls)}
+					m.mu.Unlock()
 				} else {
+					m.mu.Lock()
 					m.logs[j.tp] = l
+					m.perDir[dir]++
+					m.mu.Unlock()
 				}
 				mu.Unlock()
 			}
@@ -266,13 +287,9 @@ func (m *Manager) CreateLog(tp TopicPartition, cfg Config) (*Log, error) {
 	if f, ok := m.failed[tp]; ok {
 		return nil, fmt.Errorf("engine: create %s: the partition's log failed to open at start-up and is left as found: %w: %w", tp, ErrStorage, f.err)
 	}
-	count := map[string]int{}
-	for _, l := range m.logs {
-		count[filepath.Dir(l.dir)]++
-	}
 	dir := m.opts.Dirs[0]
 	for _, d := range m.opts.Dirs[1:] {
-		if count[d] < count[dir] {
+		if m.perDir[d] < m.perDir[dir] {
 			dir = d
 		}
 	}
@@ -285,6 +302,7 @@ func (m *Manager) CreateLog(tp TopicPartition, cfg Config) (*Log, error) {
 		return nil, err
 	}
 	m.logs[tp] = l
+	m.perDir[dir]++
 	return l, nil
 }
 
@@ -293,7 +311,10 @@ func (m *Manager) CreateLog(tp TopicPartition, cfg Config) (*Log, error) {
 func (m *Manager) DeleteLog(tp TopicPartition) error {
 	m.mu.Lock()
 	l, ok := m.logs[tp]
-	delete(m.logs, tp)
+	if ok {
+		delete(m.logs, tp)
+		m.perDir[filepath.Dir(l.dir)]--
+	}
 	f, failed := m.failed[tp]
 	delete(m.failed, tp)
 	m.mu.Unlock()
@@ -355,6 +376,7 @@ func (m *Manager) Start(ctx context.Context) {
 // Maintain runs one round of background work: due flushes, delayed deletes,
 // idle rolls and (when retention is set) retention.
 func (m *Manager) Maintain(retention bool) {
+	m.handles.refresh(m.opts.ReservedFiles)
 	for _, l := range m.Logs() {
 		if err := l.FlushIfDue(); err != nil {
 			m.opts.Logger.Error("flush failed", "partition", l.tp.String(), "err", err)
@@ -442,15 +464,46 @@ func (m *Manager) Close() error {
 	return err
 }
 
+// closeThreads is how many logs close at once at least: a close waits on
+// fsyncs (data, leader epochs, producer snapshot, directory), which the
+// file system overlaps across files.
+const closeThreads = 32
+
+// closeLogs closes every log, RecoveryThreads (at least closeThreads) at a
+// time.
 func (m *Manager) closeLogs() error {
-	var first error
-	for _, l := range m.Logs() {
-		if err := l.Close(); err != nil && first == nil {
-			first = err
-		}
+	logs := m.Logs()
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+		next  atomic.Int64
+	)
+	for range min(max(m.opts.RecoveryThreads, closeThreads), max(len(logs), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(logs) {
+					return
+				}
+				if err := logs[i].Close(); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
 	}
+	wg.Wait()
 	return first
 }
+
+// Budget reports the engine's use of its open-file and mapping budget.
+func (m *Manager) Budget() BudgetStats { return m.handles.stats() }
 
 // Dirs returns the log dirs, absolute and cleaned.
 func (m *Manager) Dirs() []string { return m.opts.Dirs }

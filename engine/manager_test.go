@@ -222,6 +222,13 @@ func TestUnopenableLogLeftAsFound(t *testing.T) {
 	if err := os.Mkdir(seg, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// An unclean stop with no recovery point: the load recovers (opens)
+	// every segment, so the damage is met at start-up.
+	for _, name := range []string{CleanShutdownFile, RecoveryPointCheckpointFile} {
+		if err := os.Remove(filepath.Join(root, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	before := hashTree(t, badDir)
 
 	m, err = OpenManager(opts)

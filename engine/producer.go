@@ -125,16 +125,124 @@ func (p *producerState) truncate(end Offset) {
 	}
 }
 
-// Producer snapshot: Kafka's layout (version 1): Version int16, CRC32C uint32
-// over everything after it, then an int32 count of 46-byte entries:
-// ProducerId int64, ProducerEpoch int16, LastSequence int32, LastOffset int64,
-// OffsetDelta int32, Timestamp int64, CoordinatorEpoch int32,
-// CurrentTxnFirstOffset int64. Only each producer's last batch is kept.
+// Producer snapshot: Kafka's layout (version 1), engine/FORMAT.md §4:
+// Version int16, CRC32C uint32 over everything after it, then an int32
+// count of 46-byte entries (ProducerSnapshotEntry). kvlog keeps only each
+// producer's last batch. This codec is the format's one definition: the
+// engine loads and writes snapshots with it, `kvlog dump` prints them with
+// it.
 const (
-	snapshotVersion   = 1
-	snapshotEntrySize = 46
-	snapshotHeader    = 2 + 4 + 4
+	// ProducerSnapshotVersion is the only version written and read.
+	ProducerSnapshotVersion = 1
+	// ProducerSnapshotHeaderSize is the bytes before the first entry.
+	ProducerSnapshotHeaderSize = 2 + 4 + 4
+	// ProducerSnapshotEntrySize is the size of one entry.
+	ProducerSnapshotEntrySize = 46
 )
+
+// ProducerSnapshotEntry is one producer of a snapshot: the producer's epoch
+// and its last batch (last sequence and offset, and the offset span back to
+// the batch's first offset). kvlog writes CoordinatorEpoch and
+// CurrentTxnFirstOffset as -1 (no transactions).
+type ProducerSnapshotEntry struct {
+	ProducerID            int64
+	ProducerEpoch         int16
+	LastSequence          int32
+	LastOffset            int64
+	OffsetDelta           int32
+	Timestamp             int64 // broker time (ms) of the producer's last append
+	CoordinatorEpoch      int32
+	CurrentTxnFirstOffset int64
+}
+
+// ProducerSnapshot is a decoded producer-state snapshot file.
+type ProducerSnapshot struct {
+	Version int16
+	CRC     uint32 // as stored
+	Count   int32  // entry count as stored
+	Entries []ProducerSnapshotEntry
+}
+
+// SnapshotDefect is one way a snapshot file breaks its format: what is
+// wrong and at which byte of the file.
+type SnapshotDefect struct {
+	Pos    int64
+	Reason string
+}
+
+func (d SnapshotDefect) Error() string {
+	return fmt.Sprintf("%v at byte %d: %s", errBadSnapshot, d.Pos, d.Reason)
+}
+
+func (d SnapshotDefect) Unwrap() error { return errBadSnapshot }
+
+// EncodeProducerSnapshot encodes entries (in the order given: ascending
+// producer id) as a version-1 snapshot.
+func EncodeProducerSnapshot(entries []ProducerSnapshotEntry) []byte {
+	buf := make([]byte, ProducerSnapshotHeaderSize, ProducerSnapshotHeaderSize+len(entries)*ProducerSnapshotEntrySize)
+	binary.BigEndian.PutUint16(buf[0:], ProducerSnapshotVersion)
+	binary.BigEndian.PutUint32(buf[6:], uint32(len(entries)))
+	for _, e := range entries {
+		buf = binary.BigEndian.AppendUint64(buf, uint64(e.ProducerID))
+		buf = binary.BigEndian.AppendUint16(buf, uint16(e.ProducerEpoch))
+		buf = binary.BigEndian.AppendUint32(buf, uint32(e.LastSequence))
+		buf = binary.BigEndian.AppendUint64(buf, uint64(e.LastOffset))
+		buf = binary.BigEndian.AppendUint32(buf, uint32(e.OffsetDelta))
+		buf = binary.BigEndian.AppendUint64(buf, uint64(e.Timestamp))
+		buf = binary.BigEndian.AppendUint32(buf, uint32(e.CoordinatorEpoch))
+		buf = binary.BigEndian.AppendUint64(buf, uint64(e.CurrentTxnFirstOffset))
+	}
+	binary.BigEndian.PutUint32(buf[2:], crc32.Checksum(buf[6:], crcTable))
+	return buf
+}
+
+// ParseProducerSnapshot decodes buf as far as it goes: the header when buf
+// holds one, then every whole entry (as many as the bytes hold when the
+// stored count disagrees with the size). It returns each defect found: a
+// buffer shorter than the header, another version, a CRC mismatch, a count
+// that does not match the size, a negative offset delta. A snapshot is
+// valid only without defects.
+func ParseProducerSnapshot(buf []byte) (ProducerSnapshot, []SnapshotDefect) {
+	var s ProducerSnapshot
+	if len(buf) < ProducerSnapshotHeaderSize {
+		return s, []SnapshotDefect{{0, fmt.Sprintf("%d bytes: shorter than the %d-byte header", len(buf), ProducerSnapshotHeaderSize)}}
+	}
+	var defects []SnapshotDefect
+	s.Version = int16(binary.BigEndian.Uint16(buf[0:]))
+	s.CRC = binary.BigEndian.Uint32(buf[2:])
+	s.Count = int32(binary.BigEndian.Uint32(buf[6:]))
+	if s.Version != ProducerSnapshotVersion {
+		defects = append(defects, SnapshotDefect{0, fmt.Sprintf("version %d, want %d", s.Version, ProducerSnapshotVersion)})
+	}
+	if got := crc32.Checksum(buf[6:], crcTable); got != s.CRC {
+		defects = append(defects, SnapshotDefect{2, fmt.Sprintf("CRC-32C mismatch: stored %d, computed %d", s.CRC, got)})
+	}
+	n := int64(s.Count)
+	if n < 0 || int64(len(buf)-ProducerSnapshotHeaderSize) != n*ProducerSnapshotEntrySize {
+		defects = append(defects, SnapshotDefect{6, fmt.Sprintf("entry count %d does not match the file size %d", s.Count, len(buf))})
+		n = int64((len(buf) - ProducerSnapshotHeaderSize) / ProducerSnapshotEntrySize)
+	}
+	s.Entries = make([]ProducerSnapshotEntry, 0, n)
+	for i := int64(0); i < n; i++ {
+		pos := ProducerSnapshotHeaderSize + i*ProducerSnapshotEntrySize
+		e := buf[pos:]
+		ent := ProducerSnapshotEntry{
+			ProducerID:            int64(binary.BigEndian.Uint64(e[0:])),
+			ProducerEpoch:         int16(binary.BigEndian.Uint16(e[8:])),
+			LastSequence:          int32(binary.BigEndian.Uint32(e[10:])),
+			LastOffset:            int64(binary.BigEndian.Uint64(e[14:])),
+			OffsetDelta:           int32(binary.BigEndian.Uint32(e[22:])),
+			Timestamp:             int64(binary.BigEndian.Uint64(e[26:])),
+			CoordinatorEpoch:      int32(binary.BigEndian.Uint32(e[34:])),
+			CurrentTxnFirstOffset: int64(binary.BigEndian.Uint64(e[38:])),
+		}
+		if ent.OffsetDelta < 0 {
+			defects = append(defects, SnapshotDefect{pos + 22, fmt.Sprintf("entry %d (producer %d): negative offset delta %d", i, ent.ProducerID, ent.OffsetDelta)})
+		}
+		s.Entries = append(s.Entries, ent)
+	}
+	return s, defects
+}
 
 var errBadSnapshot = errors.New("engine: corrupt producer snapshot")
 
@@ -146,56 +254,34 @@ func (p *producerState) encodeSnapshot() []byte {
 		}
 	}
 	sort.Slice(pids, func(i, j int) bool { return pids[i] < pids[j] })
-	buf := make([]byte, snapshotHeader, snapshotHeader+len(pids)*snapshotEntrySize)
-	binary.BigEndian.PutUint16(buf[0:], snapshotVersion)
-	binary.BigEndian.PutUint32(buf[6:], uint32(len(pids)))
+	entries := make([]ProducerSnapshotEntry, 0, len(pids))
 	for _, pid := range pids {
 		e := p.m[pid]
 		b := e.batches[len(e.batches)-1]
-		buf = binary.BigEndian.AppendUint64(buf, uint64(pid))
-		buf = binary.BigEndian.AppendUint16(buf, uint16(e.epoch))
-		buf = binary.BigEndian.AppendUint32(buf, uint32(b.lastSeq))
-		buf = binary.BigEndian.AppendUint64(buf, uint64(b.lastOffset))
-		buf = binary.BigEndian.AppendUint32(buf, uint32(b.lastOffset-b.firstOffset))
-		buf = binary.BigEndian.AppendUint64(buf, uint64(e.timestamp))
-		buf = binary.BigEndian.AppendUint32(buf, math.MaxUint32) // coordinator epoch -1
-		buf = binary.BigEndian.AppendUint64(buf, math.MaxUint64) // no open transaction (-1)
+		entries = append(entries, ProducerSnapshotEntry{
+			ProducerID: pid, ProducerEpoch: e.epoch, LastSequence: b.lastSeq,
+			LastOffset: int64(b.lastOffset), OffsetDelta: int32(b.lastOffset - b.firstOffset), Timestamp: e.timestamp,
+			CoordinatorEpoch: -1, CurrentTxnFirstOffset: -1, // no transactions
+		})
 	}
-	binary.BigEndian.PutUint32(buf[2:], crc32.Checksum(buf[6:], crcTable))
-	return buf
+	return EncodeProducerSnapshot(entries)
 }
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 func decodeSnapshot(buf []byte) (*producerState, error) {
-	if len(buf) < snapshotHeader {
-		return nil, fmt.Errorf("%w: %d bytes", errBadSnapshot, len(buf))
-	}
-	if v := binary.BigEndian.Uint16(buf); v != snapshotVersion {
-		return nil, fmt.Errorf("%w: version %d", errBadSnapshot, v)
-	}
-	if crc := binary.BigEndian.Uint32(buf[2:]); crc != crc32.Checksum(buf[6:], crcTable) {
-		return nil, fmt.Errorf("%w: crc mismatch", errBadSnapshot)
-	}
-	n := int64(int32(binary.BigEndian.Uint32(buf[6:])))
-	if n < 0 || int64(len(buf)-snapshotHeader) != n*snapshotEntrySize {
-		return nil, fmt.Errorf("%w: %d entries in %d bytes", errBadSnapshot, n, len(buf))
+	s, defects := ParseProducerSnapshot(buf)
+	if len(defects) > 0 {
+		return nil, defects[0]
 	}
 	p := newProducerState()
-	for e := buf[snapshotHeader:]; len(e) > 0; e = e[snapshotEntrySize:] {
-		pid := int64(binary.BigEndian.Uint64(e))
-		lastSeq := int32(binary.BigEndian.Uint32(e[10:]))
-		lastOff := Offset(binary.BigEndian.Uint64(e[14:]))
-		delta := int32(binary.BigEndian.Uint32(e[22:]))
-		if delta < 0 {
-			return nil, fmt.Errorf("%w: negative offset delta", errBadSnapshot)
-		}
-		p.m[pid] = &producerEntry{
-			epoch:     int16(binary.BigEndian.Uint16(e[8:])),
-			timestamp: int64(binary.BigEndian.Uint64(e[26:])),
+	for _, e := range s.Entries {
+		p.m[e.ProducerID] = &producerEntry{
+			epoch:     e.ProducerEpoch,
+			timestamp: e.Timestamp,
 			batches: []producerBatch{{
-				firstSeq: seqAdd(lastSeq, -delta), lastSeq: lastSeq,
-				firstOffset: lastOff - Offset(delta), lastOffset: lastOff,
+				firstSeq: seqAdd(e.LastSequence, -e.OffsetDelta), lastSeq: e.LastSequence,
+				firstOffset: Offset(e.LastOffset) - Offset(e.OffsetDelta), lastOffset: Offset(e.LastOffset),
 			}},
 		}
 	}
@@ -223,9 +309,13 @@ func snapshotOffsets(fs vfs.FS, dir string) []Offset {
 }
 
 // loadProducerState reads the newest valid snapshot at or below end and
-// returns it with its offset; snapshots above end are deleted.
-func loadProducerState(fs vfs.FS, dir string, end Offset) (*producerState, Offset) {
-	offs := snapshotOffsets(fs, dir)
+// returns it with its offset; snapshots above end are deleted. listed, when
+// not nil, are the snapshot offsets found in dir (ascending).
+func loadProducerState(fs vfs.FS, dir string, end Offset, listed []Offset) (*producerState, Offset) {
+	offs := listed
+	if offs == nil {
+		offs = snapshotOffsets(fs, dir)
+	}
 	for i := len(offs) - 1; i >= 0; i-- {
 		path := SnapshotFileName(dir, offs[i])
 		if offs[i] > end {

@@ -43,21 +43,29 @@ type segment struct {
 	bytesSinceIndex int
 	flushed         atomic.Int64 // bytes known to be on stable storage
 
-	// live counts this segment's open handles, cached or evicted but still
-	// held by a reader: truncation waits for it before shrinking the file.
+	// live counts this segment's open handles, current or detached but
+	// still held by a reader: truncation waits for it before shrinking the
+	// file.
 	live sync.WaitGroup
 
-	mu     sync.Mutex // guards h, active, gone
+	mu     sync.Mutex // guards h, active, gone, sealedOnDisk, loaded
 	h      *handle
-	active bool // the handle is pinned (never evicted) while the segment is active
+	active bool // appended to: its handle is writable (reopened so after an eviction)
 	gone   bool // deleted: no new handles
-	drain  *sync.WaitGroup
+	// sealedOnDisk: the segment has no open handle and its index files are
+	// as a seal leaves them (trimmed, the largest timestamp last in the time
+	// index), so sealing it needs no reopen.
+	sealedOnDisk bool
+	// loaded is false for an active segment found on disk whose tail was
+	// not read yet (lazy open): its index-interval count, first timestamp
+	// and largest timestamp are learnt on its first open (loadTail).
+	loaded bool
 }
 
 // handle is the set of open resources for a segment: the .log file, both
 // indexes and, lazily, a read-only mapping of the .log. It is reference
-// counted; the segment itself holds one reference while the handle is cached
-// or active. Resources are released when the count reaches zero.
+// counted; the segment itself holds one reference while the handle is its
+// current one. Resources are released when the count reaches zero.
 type handle struct {
 	seg  *segment
 	refs atomic.Int32
@@ -70,11 +78,22 @@ type handle struct {
 	wg    *sync.WaitGroup
 	// tracked: counted in seg.live (every handle of a listed segment).
 	tracked bool
+
+	// hc is the budget the handle's mappings are charged to; maps how many.
+	hc         *handleCache
+	maps       atomic.Int64
+	idxCharged bool // the two index mappings are charged (set while opening)
+	// CLOCK ring membership (guarded by hc.mu).
+	next, prev *handle
+	inRing     bool
+	inactive   bool
+	used       atomic.Bool // referenced since the hand last passed it
 }
 
 // track counts h among s's live handles.
 func (s *segment) track(h *handle) {
 	h.seg = s
+	h.hc = s.log.handles
 	h.tracked = true
 	s.live.Add(1)
 }
@@ -82,6 +101,8 @@ func (s *segment) track(h *handle) {
 func (h *handle) release() {
 	if n := h.refs.Add(-1); n == 0 {
 		h.close()
+	} else if n == 1 && h.hc != nil {
+		h.hc.notify() // held by its segment alone: it may be closed now
 	} else if n < 0 {
 		panic("engine: handle released twice")
 	}
@@ -103,12 +124,32 @@ func (h *handle) close() {
 	if h.file != nil {
 		_ = h.file.Close()
 	}
+	if n := h.maps.Swap(0); n > 0 {
+		h.hc.uncharge(0, n)
+	}
 	if h.wg != nil {
 		h.wg.Done()
 	}
 	if h.tracked {
 		h.seg.live.Done()
 	}
+}
+
+// chargeMaps charges n mappings of h to its segment's budget.
+func (h *handle) chargeMaps(n int64) error {
+	if h.hc == nil {
+		h.hc = h.seg.log.handles
+	}
+	if err := h.hc.charge(0, n); err != nil {
+		return err
+	}
+	h.maps.Add(n)
+	return nil
+}
+
+func (h *handle) uncharge(n int64) {
+	h.maps.Add(-n)
+	h.hc.uncharge(0, n)
 }
 
 // mapped returns a read-only mapping of the first n bytes of the .log. The
@@ -127,9 +168,13 @@ func (h *handle) mapped(n int64) ([]byte, error) {
 		// active segment use pread.
 		return nil, fmt.Errorf("engine: %s grew after it was mapped", h.file.Name())
 	}
+	if err := h.chargeMaps(1); err != nil {
+		return nil, fmt.Errorf("engine: mmap %s: %w", h.file.Name(), err)
+	}
 	data, err := unix.Mmap(int(h.file.Fd()), 0, int(n), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
-		return nil, fmt.Errorf("engine: mmap %s: %w", h.file.Name(), err)
+		h.uncharge(1)
+		return nil, fmt.Errorf("engine: mmap %s: %w: %w", h.file.Name(), ErrStorage, err)
 	}
 	_ = unix.Madvise(data, unix.MADV_SEQUENTIAL)
 	h.data = data
@@ -228,47 +273,127 @@ var segmentIDs atomic.Uint64
 func (s *segment) String() string { return LogFileName(s.dir, s.base) }
 
 // acquire returns the segment's handle with a reference for the caller,
-// opening it (and admitting it to the log's handle cache) when needed.
+// opening it (and admitting it to the budget's ring) when needed: read-only
+// for an inactive segment, writable for the active one (after an eviction,
+// or for the first time since the log was loaded).
 func (s *segment) acquire() (*handle, error) {
 	s.mu.Lock()
-	if s.h != nil {
-		h := s.h
+	defer s.mu.Unlock()
+	if h := s.h; h != nil {
 		h.refs.Add(1)
-		s.mu.Unlock()
+		h.used.Store(true)
 		return h, nil
 	}
 	if s.gone {
-		s.mu.Unlock()
 		return nil, fmt.Errorf("%s: %w", s, errSegmentGone)
 	}
-	h, err := s.openReadHandle()
+	var h *handle
+	var err error
+	if s.active {
+		h, err = s.openActive()
+	} else {
+		h, err = s.openReadHandle()
+	}
 	if err != nil {
-		s.mu.Unlock()
 		return nil, err
 	}
 	h.refs.Store(2)
 	s.h = h
-	active := s.active
-	s.mu.Unlock()
-	if !active {
-		s.log.handles.admit(s, h)
-	}
+	h.used.Store(true)
+	s.log.handles.admit(h)
 	return h, nil
 }
 
 var errSegmentGone = errors.New("segment deleted")
 
-// evictHandle drops the segment's own reference to h if h is still its
-// current, inactive handle.
-func (s *segment) evictHandle(h *handle) {
+// acquireOpen is acquire when the segment has an open handle; nil when it
+// has none (nothing is opened).
+func (s *segment) acquireOpen() (*handle, error) {
 	s.mu.Lock()
-	if s.h != h || s.active {
-		s.mu.Unlock()
-		return
+	defer s.mu.Unlock()
+	if s.gone {
+		return nil, fmt.Errorf("%s: %w", s, errSegmentGone)
 	}
-	s.h = nil
-	s.mu.Unlock()
-	h.release()
+	h := s.h
+	if h != nil {
+		h.refs.Add(1)
+	}
+	return h, nil
+}
+
+// acquireErr is the error of a failed acquire as a read sees it: a segment
+// deleted under the reader is an offset out of range; anything else
+// (ErrResourceLimit, an I/O error) is a storage error.
+func acquireErr(err error) error {
+	if errors.Is(err, errSegmentGone) {
+		return fmt.Errorf("%w: %w", ErrOffsetOutOfRange, err)
+	}
+	if errors.Is(err, ErrStorage) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrStorage, err)
+}
+
+// openActive opens the active segment's handle: the .log read-write and
+// both indexes writable. The first open after the log was loaded checks the
+// indexes and reads the tail (loadTail); a reopen after an eviction trusts
+// the files the eviction left. Caller holds s.mu.
+func (s *segment) openActive() (*handle, error) {
+	first := !s.loaded
+	h, err := s.openWritable(first)
+	if err != nil {
+		return nil, err
+	}
+	if first {
+		if err := s.loadTail(h); err != nil {
+			h.close()
+			return nil, err
+		}
+		s.loaded = true
+		l := s.log
+		if segs := l.segments(); len(segs) > 0 && segs[len(segs)-1] == s && l.leo.Load() != s.next.Load() {
+			// The checkpoint the lazy load took the end from disagrees
+			// with the segment (possible only if it was damaged): the
+			// segment wins, before any append or read uses the end.
+			l.logger.Warn("log end offset from the checkpoint differs from the active segment; using the segment's", "partition", l.tp.String(), "checkpoint", l.leo.Load(), "segment_end", s.next.Load())
+			l.leo.Store(s.next.Load())
+			if l.hw.Load() > s.next.Load() {
+				l.hw.Store(s.next.Load())
+			}
+			if l.recoveryPoint.Load() > s.next.Load() {
+				l.recoveryPoint.Store(s.next.Load())
+			}
+		}
+	} else {
+		s.log.handles.reopens.Add(1)
+	}
+	s.sealedOnDisk = false
+	return h, nil
+}
+
+// openWritable opens the .log read-write and both indexes writable
+// (preallocated again). verify checks every index entry (rebuilding a bad
+// index); otherwise the files are trusted (the engine trimmed them itself).
+func (s *segment) openWritable(verify bool) (*handle, error) {
+	f, err := s.fs.OpenFile(LogFileName(s.dir, s.base), os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("engine: open segment %s: %w", s, storageErr(err))
+	}
+	h := &handle{file: f}
+	s.track(h)
+	if err := s.openIndexes(h, s.log.Config(), true, !verify); err != nil {
+		h.close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// storageErr wraps err in ErrStorage unless it already is one.
+func storageErr(err error) error {
+	if errors.Is(err, ErrStorage) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrStorage, err)
 }
 
 // retire detaches the handle and marks the segment gone; the resources close
@@ -283,33 +408,49 @@ func (s *segment) retire() *sync.WaitGroup {
 	if h != nil {
 		wg.Add(1)
 		h.wg = &wg
+		s.log.handles.forget(h)
 	}
 	s.mu.Unlock()
 	if h != nil {
 		h.release()
 	}
-	s.log.handles.forget(s)
 	return &wg
 }
 
 func (s *segment) openReadHandle() (*handle, error) {
 	f, err := s.fs.OpenFile(LogFileName(s.dir, s.base), os.O_RDONLY, 0)
 	if err != nil {
-		return nil, fmt.Errorf("engine: open segment: %w", err)
+		return nil, fmt.Errorf("engine: open segment %s: %w", s, storageErr(err))
 	}
 	h := &handle{file: f}
 	s.track(h)
 	cfg := s.log.Config()
-	if err := s.openIndexes(h, cfg, false); err != nil {
+	if err := s.openIndexes(h, cfg, false, false); err != nil {
 		h.close()
 		return nil, err
 	}
 	return h, nil
 }
 
+// chargeIndexMaps charges the two index mappings of h once.
+func (h *handle) chargeIndexMaps() error {
+	if h.idxCharged {
+		return nil
+	}
+	if err := h.chargeMaps(2); err != nil {
+		return err
+	}
+	h.idxCharged = true
+	return nil
+}
+
 // openIndexes opens both indexes, rebuilding them from the .log when missing
-// or failing the sanity check (indexes are caches).
-func (s *segment) openIndexes(h *handle, cfg Config, writable bool) error {
+// or failing the sanity check (indexes are caches). trusted (writable only)
+// skips the check of every entry: for files the engine itself left trimmed.
+func (s *segment) openIndexes(h *handle, cfg Config, writable, trusted bool) error {
+	if err := h.chargeIndexMaps(); err != nil {
+		return fmt.Errorf("engine: open indexes of %s: %w", s, err)
+	}
 	oPath, tPath := IndexFileName(s.dir, s.base), TimeIndexFileName(s.dir, s.base)
 	_, oErr := s.fs.Stat(oPath)
 	_, tErr := s.fs.Stat(tPath)
@@ -324,7 +465,9 @@ func (s *segment) openIndexes(h *handle, cfg Config, writable bool) error {
 		// (Verify). Inactive ones get Kafka's cheap sanity check on each lazy
 		// open; a wrong entry there only costs a longer scan.
 		check := func() bool { return oi.SanityCheck() == nil && ti.SanityCheck() == nil }
-		if writable {
+		if writable && trusted {
+			check = func() bool { return true }
+		} else if writable {
 			check = func() bool { return oi.Verify() == nil && ti.Verify() == nil }
 		}
 		if err1 == nil && err2 == nil && check() && s.indexWithinLog(oi) {
@@ -354,6 +497,9 @@ func (s *segment) indexWithinLog(oi *index.OffsetIndex) bool {
 
 // rebuildIndexes recreates both index files by scanning the .log.
 func (s *segment) rebuildIndexes(h *handle, cfg Config, writable bool) error {
+	if err := h.chargeIndexMaps(); err != nil {
+		return fmt.Errorf("engine: rebuild indexes of %s: %w", s, err)
+	}
 	oPath, tPath := IndexFileName(s.dir, s.base), TimeIndexFileName(s.dir, s.base)
 	_ = s.fs.Remove(oPath)
 	_ = s.fs.Remove(tPath)

@@ -27,6 +27,9 @@ type FetcherConfig struct {
 	Backoff           time.Duration // replica.fetch.backoff.ms (1 s)
 	RequestTimeout    time.Duration // on top of MaxWait (30 s)
 	Logger            *slog.Logger
+	// Dialer secures connections to leaders (the inter-broker listener's
+	// TLS and SASL); nil dials plaintext.
+	Dialer *kconn.Dialer
 }
 
 func (c *FetcherConfig) defaults() {
@@ -213,7 +216,11 @@ func (f *fetcher) run() {
 			continue
 		}
 		if err := f.ensureConn(); err != nil {
-			f.log.Debug("connecting to leader failed", "err", err)
+			if errors.Is(err, kconn.ErrAuthentication) {
+				f.log.Error("authenticating to the leader failed (inter-broker listener security)", "err", err)
+			} else {
+				f.log.Debug("connecting to leader failed", "err", err)
+			}
 			f.sleep(f.fs.cfg.Backoff, false)
 			continue
 		}
@@ -306,7 +313,7 @@ func (f *fetcher) ensureConn() error {
 	}
 	ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
 	defer cancel()
-	c, err := kconn.Dial(ctx, addr, fmt.Sprintf("kvlog-replica-fetcher-%d", f.fs.cfg.ReplicaID))
+	c, err := f.fs.cfg.Dialer.Dial(ctx, addr, fmt.Sprintf("kvlog-replica-fetcher-%d", f.fs.cfg.ReplicaID))
 	if err != nil {
 		return err
 	}

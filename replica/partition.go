@@ -198,6 +198,13 @@ func (p *Partition) unwatch(w *parked) {
 	p.watchMu.Unlock()
 }
 
+// Parked is the number of fetches parked on the partition.
+func (p *Partition) Parked() int {
+	p.watchMu.Lock()
+	defer p.watchMu.Unlock()
+	return len(p.parked)
+}
+
 // wakeParked wakes the parked fetches: every one when all (the HW moved,
 // the role changed), else the followers' (the LEO moved).
 func (p *Partition) wakeParked(all bool) {

@@ -11,8 +11,9 @@ import (
 // named) with value, source and synonyms (topic override, dynamic broker,
 // dynamic default, static broker, default). BROKER resources report this
 // broker's keys (resource = node id) or the cluster-wide dynamic defaults
-// (resource ""). Nothing is sensitive; broker keys that are not dynamic are
-// read-only.
+// (resource ""). Broker keys that are not dynamic are read-only; sensitive
+// ones (passwords, private keys, JAAS text) are reported with a null value
+// and IsSensitive, their synonyms too, as Kafka does.
 //
 // Version notes:
 //   - v0: IsDefault instead of Source.
@@ -61,7 +62,8 @@ func (s *Server) handleDescribeConfigs(r *request) {
 func describeEntry(req *kmsg.DescribeConfigsRequest, c describedConfig) kmsg.DescribeConfigsResponseResourceConfig {
 	e := kmsg.NewDescribeConfigsResponseResourceConfig()
 	e.Name = c.entry.name
-	if !c.entry.null {
+	e.IsSensitive = c.sensitive
+	if !c.entry.null && !c.sensitive {
 		v := c.entry.value
 		e.Value = &v
 	}
@@ -72,7 +74,7 @@ func describeEntry(req *kmsg.DescribeConfigsRequest, c describedConfig) kmsg.Des
 		for _, syn := range c.synonyms {
 			se := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
 			se.Name = syn.name
-			if !syn.null {
+			if !syn.null && !c.sensitive {
 				v := syn.value
 				se.Value = &v
 			}

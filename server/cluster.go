@@ -69,6 +69,7 @@ type cluster struct {
 	zk       *zkstore.Store
 	ctrl     *controller.Controller
 	fetchers *replica.Fetchers
+	dialer   *kconn.Dialer // the inter-broker listener's TLS and SASL (security_interbroker.go)
 	log      *slog.Logger
 
 	brokerEpoch  atomic.Int64
@@ -201,12 +202,7 @@ func (c *cluster) attach(part *partition, l *engine.Log) {
 }
 
 // interBrokerListener is the listener other brokers use to reach this one.
-func (c *cluster) interBrokerListener() string {
-	if v, ok := c.s.cfg.Static["inter.broker.listener.name"]; ok && v != "" {
-		return v
-	}
-	return c.s.cfg.Listeners[0].Name
-}
+func (c *cluster) interBrokerListener() string { return c.s.cfg.InterBrokerListener }
 
 // start creates the fetchers, registers the broker (after the listeners
 // are bound), then starts the controller watcher, the ISR writer, the shrink ticker, the config
@@ -219,6 +215,11 @@ func (c *cluster) start() error {
 	s.lnMu.Unlock()
 	ibl := c.interBrokerListener()
 	sort.SliceStable(ln, func(i, j int) bool { return ln[i].name == ibl && ln[j].name != ibl })
+	dialer, err := s.interBrokerDialer()
+	if err != nil {
+		return err
+	}
+	c.dialer = dialer
 	for _, l := range ln {
 		host := l.advHost
 		if host == "" {
@@ -239,8 +240,9 @@ func (c *cluster) start() error {
 		Backoff:           msConfig(s, "replica.fetch.backoff.ms"),
 		RequestTimeout:    msConfig(s, "replica.socket.timeout.ms"),
 		Logger:            s.logger,
+		Dialer:            dialer,
 	})
-	epoch, err := c.zk.RegisterBroker(zkstore.Broker{ID: s.cfg.NodeID, Endpoints: eps})
+	epoch, err := c.zk.RegisterBroker(zkstore.Broker{ID: s.cfg.NodeID, Endpoints: eps, Protocols: s.listenerProtocols()})
 	if err != nil {
 		return err
 	}
@@ -250,7 +252,7 @@ func (c *cluster) start() error {
 	c.brokerEpoch.Store(epoch)
 	c.log.Info("registered broker", "broker", s.cfg.NodeID, "broker_epoch", epoch, "endpoints", eps)
 	c.zk.OnNewSession(func() {
-		epoch, err := c.zk.RegisterBroker(zkstore.Broker{ID: s.cfg.NodeID, Endpoints: eps})
+		epoch, err := c.zk.RegisterBroker(zkstore.Broker{ID: s.cfg.NodeID, Endpoints: eps, Protocols: s.listenerProtocols()})
 		if err != nil {
 			c.log.Error("re-registering after session expiry failed", "err", err)
 			return
@@ -277,6 +279,7 @@ func (c *cluster) start() error {
 		RebalanceInterval: time.Duration(s.brokerInt("leader.imbalance.check.interval.seconds")) * time.Second,
 		RequestTimeout:    msConfig(s, "replica.socket.timeout.ms"),
 		Logger:            s.logger,
+		Dialer:            controller.KafkaDialer{ClientID: fmt.Sprintf("kvlog-controller-%d", s.cfg.NodeID), Secure: dialer},
 	})
 	c.ctrl.Start()
 	return nil
@@ -672,7 +675,7 @@ func (c *cluster) controlledShutdownOnce(ctx context.Context) (int, error) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, err := kconn.Dial(rctx, addr, "kvlog-controlled-shutdown")
+	conn, err := c.dialer.Dial(rctx, addr, "kvlog-controlled-shutdown")
 	if err != nil {
 		return -1, err
 	}

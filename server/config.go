@@ -26,14 +26,14 @@ var brokerConfigDefs = func() map[string]*configDef {
 		{name: "node.id", typ: kmsg.ConfigTypeInt, def: "0", check: atLeast(0), doc: "This broker's id (alias of broker.id)."},
 		{name: "listeners", typ: kmsg.ConfigTypeString, def: "PLAINTEXT://127.0.0.1:9092", check: nonEmpty, doc: "Comma-separated NAME://host:port addresses to listen on."},
 		{name: "advertised.listeners", typ: kmsg.ConfigTypeString, noDefault: true, doc: "Addresses given to clients in Metadata, per listener name; default: listeners."},
-		{name: "listener.security.protocol.map", typ: kmsg.ConfigTypeString, def: "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL", doc: "Listener name to security protocol; kvlog serves PLAINTEXT only."},
+		{name: "listener.security.protocol.map", typ: kmsg.ConfigTypeString, def: "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL", doc: "Listener name to security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL); docs/security.md."},
 		{name: "log.dirs", typ: kmsg.ConfigTypeString, noDefault: true, doc: "Comma-separated data directories; default: log.dir."},
 		{name: "log.dir", typ: kmsg.ConfigTypeString, def: "./data", doc: "Data directory used when log.dirs is not set."},
 		{name: "zookeeper.connect", typ: kmsg.ConfigTypeString, noDefault: true, doc: "ZooKeeper connect string; empty runs the embedded local metadata store."},
 		// Cluster mode (zookeeper.connect set): ZooKeeper, replication, controller.
 		{name: "zookeeper.session.timeout.ms", typ: kmsg.ConfigTypeInt, def: "18000", check: atLeast(1), doc: "ZooKeeper session timeout."},
 		{name: "zookeeper.connection.timeout.ms", typ: kmsg.ConfigTypeInt, noDefault: true, check: atLeast(1), doc: "How long to wait for a ZooKeeper session at start-up; default: the session timeout."},
-		{name: "inter.broker.listener.name", typ: kmsg.ConfigTypeString, noDefault: true, doc: "Listener brokers use to reach each other; default: the first listener."},
+		{name: "inter.broker.listener.name", typ: kmsg.ConfigTypeString, noDefault: true, doc: "Listener brokers use to reach each other (exclusive with security.inter.broker.protocol); default: the first listener."},
 		{name: "replica.lag.time.max.ms", typ: kmsg.ConfigTypeLong, def: "30000", check: atLeast(1), doc: "A follower not caught up for this long leaves the ISR."},
 		{name: "replica.fetch.wait.max.ms", typ: kmsg.ConfigTypeInt, def: "500", check: atLeast(0), doc: "Follower fetch long-poll time."},
 		{name: "replica.fetch.min.bytes", typ: kmsg.ConfigTypeInt, def: "1", check: atLeast(1), doc: "Follower fetch minimum bytes."},
@@ -109,10 +109,21 @@ var brokerConfigDefs = func() map[string]*configDef {
 		{name: "group.min.session.timeout.ms", typ: kmsg.ConfigTypeInt, def: "6000", check: atLeast(0), doc: "Smallest session timeout a member may ask for."},
 		{name: "group.max.session.timeout.ms", typ: kmsg.ConfigTypeInt, def: "1800000", check: atLeast(0), doc: "Largest session timeout a member may ask for."},
 		{name: "group.max.size", typ: kmsg.ConfigTypeInt, def: maxInt, check: atLeast(1), doc: "Maximum members of one group."},
+		// Transaction coordinator (package txn, wired in txns.go).
+		{name: "transaction.state.log.num.partitions", typ: kmsg.ConfigTypeInt, def: "50", check: atLeast(1), doc: "Partitions of __transaction_state."},
+		{name: "transaction.state.log.replication.factor", typ: kmsg.ConfigTypeShort, def: "3", check: atLeast(1), doc: "Replication factor of __transaction_state in cluster mode; its creation fails until this many brokers are alive. A single node always uses 1."},
+		{name: "transaction.state.log.min.isr", typ: kmsg.ConfigTypeInt, def: "2", check: atLeast(1), doc: "min.insync.replicas of __transaction_state in cluster mode (a single node uses 1)."},
+		{name: "transaction.state.log.segment.bytes", typ: kmsg.ConfigTypeInt, def: "104857600", check: atLeast(1), doc: "segment.bytes of __transaction_state."},
+		{name: "request.timeout.ms", typ: kmsg.ConfigTypeInt, def: "30000", check: atLeast(1), doc: "How long a write to __transaction_state waits for the high watermark (every in-sync replica; a single node's fsync) before the transaction coordinator fails it."},
+		{name: "transaction.max.timeout.ms", typ: kmsg.ConfigTypeInt, def: "900000", check: atLeast(1), doc: "Largest transaction timeout a producer may ask for (INVALID_TRANSACTION_TIMEOUT above)."},
+		{name: "transactional.id.expiration.ms", typ: kmsg.ConfigTypeInt, def: "604800000", check: atLeast(1), doc: "How long a transactional id without a transaction in progress is kept after its last use."},
+		{name: "transaction.abort.timed.out.transaction.cleanup.interval.ms", typ: kmsg.ConfigTypeInt, def: "10000", check: atLeast(1), doc: "How often transactions past their timeout are aborted."},
+		{name: "transaction.remove.expired.transaction.cleanup.interval.ms", typ: kmsg.ConfigTypeInt, def: "3600000", check: atLeast(1), doc: "How often expired transactional ids are removed."},
 		// kvlog's own keys.
 		{name: "kvlog.fsync.acks.all", typ: kmsg.ConfigTypeBoolean, def: "true", doc: "while no other replica holds the data, the high watermark passes only fsynced records (group commit after every append), so acks=all is acknowledged after the fsync."},
 		{name: "kvlog.http.listener", typ: kmsg.ConfigTypeString, def: "127.0.0.1:9644", doc: "host:port of the HTTP listener (/metrics, /healthz, /cleaner, /debug/pprof); empty disables it."},
-		{name: "kvlog.max.open.segments", typ: kmsg.ConfigTypeInt, def: "0", check: atLeast(0), doc: "Bound on segments with open files and mappings; 0 is the engine default."},
+		{name: "kvlog.max.open.segments", typ: kmsg.ConfigTypeInt, def: "0", check: atLeast(0), doc: "Bound on inactive segments with open files and mappings; 0 is the engine default."},
+		{name: "kvlog.max.open.files", typ: kmsg.ConfigTypeInt, def: "0", check: between(0, maxOpenFilesBound), doc: "Budget of file descriptors the storage engine holds open (segments, indexes, checkpoints); cold segments, active ones too, are closed to stay under it and reopened on demand. 0: the process's open file limit (RLIMIT_NOFILE) less max.connections plus 512 for sockets and the rest, at most half the limit. At most the open file limit."},
 		{name: "kvlog.cleaner.bounded.tombstones", typ: kmsg.ConfigTypeBoolean, def: "true", dynamic: true, doc: "Also clean a compacted partition whose tombstones passed their delete horizon, or whose dirty records are older than delete.retention.ms, whatever its dirty ratio, so tombstones of quiet partitions do not live forever (false: Kafka's rules only)."},
 		{name: "kvlog.cluster.id", typ: kmsg.ConfigTypeString, noDefault: true, doc: "Cluster id reported in Metadata; default: generated once and kept in the metadata store."},
 	}
@@ -123,11 +134,13 @@ var brokerConfigDefs = func() map[string]*configDef {
 	return m
 }()
 
-// Listener is one listener address: NAME://host:port.
+// Listener is one listener address: NAME://host:port, with the security
+// protocol listener.security.protocol.map gives its name.
 type Listener struct {
-	Name string
-	Host string
-	Port int
+	Name     string
+	Host     string
+	Port     int
+	Protocol string // PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
 }
 
 func (l Listener) String() string {
@@ -160,12 +173,20 @@ type Config struct {
 	FsyncAcksAll             bool
 	HTTPListener             string
 	MaxOpenSegments          int
+	MaxOpenFiles             int
 	RetentionCheckInterval   time.Duration
 	CheckpointInterval       time.Duration
 	RecoveryThreads          int
 	ClusterID                string
 	// OffsetsTopicNumPartitions and friends are kept for the group coordinator.
 	OffsetsTopicNumPartitions int32
+	// InterBrokerListener is the listener other brokers reach this one on
+	// (inter.broker.listener.name, security.inter.broker.protocol, or the
+	// first listener), with its protocol and, for SASL, the mechanism
+	// (sasl.mechanism.inter.broker.protocol).
+	InterBrokerListener  string
+	InterBrokerProtocol  string
+	InterBrokerMechanism string
 
 	// Static holds every known key set in the file (after validation): the
 	// STATIC_BROKER_CONFIG layer of DescribeConfigs and topic defaults.
@@ -214,11 +235,11 @@ func ParseConfig(props []Property, logger *slog.Logger) (*Config, error) {
 	static := make(map[string]string)
 	var security []string
 	for _, p := range props {
-		if securityKey(p.Key, p.Value) {
-			security = append(security, p.Key)
+		if why := refusedSecurity(p.Key, p.Value); why != "" {
+			security = append(security, p.Key+" ("+why+")")
 			continue
 		}
-		d := brokerConfigDefs[p.Key]
+		d := brokerDef(p.Key)
 		if d == nil {
 			if _, isTopicKey := topicConfigDefs[p.Key]; isTopicKey {
 				if logger != nil {
@@ -256,7 +277,6 @@ func ParseConfig(props []Property, logger *slog.Logger) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config listener.security.protocol.map: %w", err)
 	}
-	security = append(security, secureListeners(static, get("listeners"), protoMap)...)
 	if err := refuseSecurity(security); err != nil {
 		return nil, err
 	}
@@ -326,11 +346,15 @@ func ParseConfig(props []Property, logger *slog.Logger) (*Config, error) {
 	c.FsyncAcksAll = mustBool(get("kvlog.fsync.acks.all"))
 	c.HTTPListener = get("kvlog.http.listener")
 	c.MaxOpenSegments = int(mustInt(get("kvlog.max.open.segments")))
+	c.MaxOpenFiles = int(mustInt(get("kvlog.max.open.files")))
 	c.RetentionCheckInterval = msDuration(mustInt(get("log.retention.check.interval.ms")))
 	c.CheckpointInterval = msDuration(mustInt(get("log.flush.offset.checkpoint.interval.ms")))
 	c.RecoveryThreads = int(mustInt(get("num.recovery.threads.per.data.dir")))
 	c.ClusterID = get("kvlog.cluster.id")
 	c.OffsetsTopicNumPartitions = int32(mustInt(get("offsets.topic.num.partitions")))
+	if err := parseSecurity(c, static, get); err != nil {
+		return nil, err
+	}
 
 	// The rules across keys, shared with dynamic broker configs.
 	if err := l.validateBroker(); err != nil {
@@ -363,7 +387,7 @@ func parseProtocolMap(v string) (map[string]string, error) {
 }
 
 // parseListeners parses "NAME://host:port,..." (host may be empty or a
-// bracketed IPv6 address). Only PLAINTEXT listeners are served.
+// bracketed IPv6 address); each name needs an entry in protoMap.
 func parseListeners(v string, protoMap map[string]string) ([]Listener, error) {
 	var out []Listener
 	seenPort := map[int]string{}
@@ -385,8 +409,10 @@ func parseListeners(v string, protoMap map[string]string) ([]Listener, error) {
 		if !ok {
 			return nil, fmt.Errorf("listener %s has no entry in listener.security.protocol.map", name)
 		}
-		if proto != "PLAINTEXT" {
-			return nil, fmt.Errorf("listener %s uses security protocol %s; kvlog serves PLAINTEXT only", name, proto)
+		switch proto {
+		case "PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL":
+		default:
+			return nil, fmt.Errorf("listener %s: unknown security protocol %s", name, proto)
 		}
 		if hasListener(out, name) {
 			return nil, fmt.Errorf("listener name %s appears twice", name)
@@ -395,7 +421,7 @@ func parseListeners(v string, protoMap map[string]string) ([]Listener, error) {
 			return nil, fmt.Errorf("listeners %s and %s use the same port %d", other, name, port)
 		}
 		seenPort[port] = name
-		out = append(out, Listener{Name: name, Host: host, Port: port})
+		out = append(out, Listener{Name: name, Host: host, Port: port, Protocol: proto})
 	}
 	if len(out) == 0 {
 		return nil, errors.New("no listener given")

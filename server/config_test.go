@@ -128,7 +128,7 @@ func TestConfigInvalid(t *testing.T) {
 		{"num.partitions=0", "num.partitions"},
 		{"auto.create.topics.enable=yes", "auto.create.topics.enable"},
 		{"listeners=127.0.0.1:9092", "listeners"},
-		{"listeners=SSL://127.0.0.1:9092", "listeners"},
+		{"listeners=FOO://127.0.0.1:9092", "listeners"},
 		{"listeners=PLAINTEXT://127.0.0.1:99999", "listeners"},
 		{"listeners=PLAINTEXT://0.0.0.0:9092", "advertised.listeners"},
 		{"log.cleanup.policy=shred", "log.cleanup.policy"},

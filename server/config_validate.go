@@ -1,6 +1,10 @@
 package server
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/kvlog/kvlog/engine"
+)
 
 // validateBroker checks the rules across broker keys. The static file
 // (ParseConfig), dynamic broker configs (AlterConfigs and
@@ -22,7 +26,10 @@ import "fmt"
 //   - replica.fetch.wait.max.ms at most replica.socket.timeout.ms and
 //     replica.lag.time.max.ms;
 //   - queued.max.request.bytes unbounded (<= 0) or at least
-//     socket.request.max.bytes.
+//     socket.request.max.bytes;
+//   - kvlog.max.open.files derived (0) or between 64 and the process's
+//     open file limit (RLIMIT_NOFILE): a budget above the limit would let
+//     the engine run into EMFILE instead of closing cold segments.
 //
 // Unlike Kafka, kvlog does not require 1 MiB of offset map per cleaner
 // thread: its cleaner maps a dirty section one key range at a time, so a
@@ -52,8 +59,23 @@ func (l *configLayers) validateBroker() error {
 	if q := get("queued.max.request.bytes"); q > 0 && q < get("socket.request.max.bytes") {
 		return fmt.Errorf("queued.max.request.bytes must be larger or equal to socket.request.max.bytes")
 	}
+	if f := get("kvlog.max.open.files"); f > 0 {
+		if f < minOpenFiles {
+			return fmt.Errorf("kvlog.max.open.files %d is below %d (0 derives it from the open file limit)", f, minOpenFiles)
+		}
+		if limit := engine.RlimitNofile(); limit > 0 && f > limit {
+			return fmt.Errorf("kvlog.max.open.files %d is above this process's open file limit (RLIMIT_NOFILE) %d", f, limit)
+		}
+	}
 	return nil
 }
+
+// Bounds of kvlog.max.open.files: a few segments' worth at least, and no
+// more than a process could ever open.
+const (
+	minOpenFiles      = 64
+	maxOpenFilesBound = 1 << 30
+)
 
 // maxCleanerThreads bounds log.cleaner.threads (kvlog's bound; Kafka has
 // none): each thread is a goroutine with its own offset map, and a few per

@@ -23,7 +23,10 @@ type configDef struct {
 	// dynamic keys may be changed at runtime through AlterConfigs /
 	// IncrementalAlterConfigs (broker resources only; every topic key is).
 	dynamic bool
-	doc     string
+	// sensitive values (passwords, keys) are never returned by
+	// DescribeConfigs: it reports them as null with IsSensitive.
+	sensitive bool
+	doc       string
 }
 
 // validate parses v as d's type and runs d's extra check.

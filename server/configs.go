@@ -15,11 +15,12 @@ import (
 
 // describedConfig is one config as DescribeConfigs reports it.
 type describedConfig struct {
-	entry    configEntry
-	synonyms []configEntry
-	typ      kmsg.ConfigType
-	doc      string
-	readOnly bool
+	entry     configEntry
+	synonyms  []configEntry
+	typ       kmsg.ConfigType
+	doc       string
+	readOnly  bool
+	sensitive bool
 }
 
 // describeTopicConfigs reports a topic's configs (names nil: all).
@@ -52,11 +53,12 @@ func (s *Server) describeBrokerConfigs(resource string, names []string) []descri
 		for n := range brokerConfigDefs {
 			names = append(names, n)
 		}
+		names = append(names, listenerKeysSet(layers)...)
 		sortStrings(names)
 	}
 	var out []describedConfig
 	for _, n := range names {
-		d := brokerConfigDefs[n]
+		d := brokerDef(n)
 		if d == nil {
 			continue
 		}
@@ -71,11 +73,12 @@ func (s *Server) describeBrokerConfigs(resource string, names []string) []descri
 			e = layers.brokerValue(n)
 		}
 		out = append(out, describedConfig{
-			entry:    e,
-			synonyms: layers.brokerSynonyms(n),
-			typ:      d.typ,
-			doc:      d.doc,
-			readOnly: !d.dynamic,
+			entry:     e,
+			synonyms:  layers.brokerSynonyms(n),
+			typ:       d.typ,
+			doc:       d.doc,
+			readOnly:  !d.dynamic,
+			sensitive: d.sensitive,
 		})
 	}
 	return out
@@ -97,7 +100,7 @@ func (s *Server) brokerResource(name string) error {
 // broker resource.
 func (s *Server) checkBrokerConfigs(resource string, configs map[string]string) error {
 	for _, n := range sortedKeys(configs) {
-		d := brokerConfigDefs[n]
+		d := brokerDef(n)
 		if d == nil {
 			return topicErrf(kerr.InvalidConfig, "unknown broker config %q", n)
 		}
@@ -119,6 +122,9 @@ func (s *Server) checkBrokerConfigs(resource string, configs map[string]string) 
 		return topicErrf(kerr.InvalidConfig, "%v", err)
 	}
 	if err := checkCleanerReconfig(cur, next); err != nil {
+		return topicErrf(kerr.InvalidConfig, "%v", err)
+	}
+	if err := s.checkListenerSecurity(next); err != nil {
 		return topicErrf(kerr.InvalidConfig, "%v", err)
 	}
 	return nil
@@ -187,7 +193,7 @@ func configDefFor(typ kmsg.ConfigResourceType, name string) *configDef {
 		}
 		return nil
 	}
-	return brokerConfigDefs[name]
+	return brokerDef(name)
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -220,7 +226,7 @@ func dynamicLayers(static, dynBroker, dynDefault map[string]string, logger *slog
 	}{{"default", l.dynDefault}, {"broker", l.dynBroker}}
 	for _, ly := range layers {
 		for _, n := range sortedKeys(ly.m) {
-			d := brokerConfigDefs[n]
+			d := brokerDef(n)
 			switch {
 			case d == nil:
 				drop(ly.m, ly.resource, n, errUnknownDynamic)

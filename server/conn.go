@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -32,14 +33,23 @@ type conn struct {
 	stopOnce sync.Once
 	stop     chan struct{} // closed by stopReading
 	ip       string        // remote IP, for max.connections.per.ip
+
+	// auth is the SASL state on SASL listeners, nil elsewhere
+	// (sasl_conn.go); princ the principal once known (nil: ANONYMOUS).
+	auth  *connAuth
+	princ atomic.Pointer[string]
 }
 
 // result is how a request completes.
 type result struct {
 	resp  kmsg.Response // encoded with kmsg
 	fetch *fetchReply   // encoded as buffers + file ranges
+	raw   []byte        // a bare size-prefixed SASL token (after SaslHandshake v0)
 	skip  bool          // no response (acks=0 produce)
 	err   error         // close the connection after earlier responses
+	// closeAfter closes the connection once this response (if any) is
+	// written: a failed authentication.
+	closeAfter bool
 }
 
 // request is one parsed request and its response slot.
@@ -96,7 +106,7 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 			tc.SetReadBuffer(n)
 		}
 	}
-	return &conn{
+	c := &conn{
 		s:      s,
 		l:      l,
 		nc:     nc,
@@ -105,6 +115,15 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 		queue:  make(chan *request, s.cfg.QueuedMaxRequests),
 		stop:   make(chan struct{}),
 	}
+	if sec := l.sec; sec != nil {
+		if sec.useTLS {
+			c.nc = tls.Server(nc, sec.tlsConfig()) // the handshake runs in serve
+		}
+		if sec.useSASL {
+			c.auth = &connAuth{settings: sec.settings()}
+		}
+	}
+	return c
 }
 
 // remoteIP is the connection's peer address without the port.
@@ -129,6 +148,16 @@ func (c *conn) stopReading() {
 
 func (c *conn) serve() {
 	defer c.s.removeConn(c)
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		if err := c.tlsHandshake(tc); err != nil {
+			c.s.metrics.tlsHandshakeFailures.WithLabelValues(c.l.name).Inc()
+			if !c.stopping.Load() {
+				c.s.logger.Info("TLS handshake failed; closing connection", "listener", c.l.name, "remote", c.remote, "err", err)
+			}
+			c.nc.Close()
+			return
+		}
+	}
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -157,9 +186,9 @@ func (c *conn) readLoop() {
 			return
 		}
 		n := int32(binary.BigEndian.Uint32(size[:]))
-		if n < 0 || n > c.s.cfg.SocketRequestMaxBytes {
+		if limit := c.maxFrame(); n < 0 || n > limit {
 			c.s.logger.Warn("request frame size out of range; closing connection",
-				"remote", c.remote, "size", n, "socket.request.max.bytes", c.s.cfg.SocketRequestMaxBytes)
+				"remote", c.remote, "size", n, "limit", limit, "authenticated", c.authenticated())
 			c.s.metrics.badRequests.Inc()
 			return
 		}
@@ -207,6 +236,9 @@ func (c *conn) logReadErr(err error, idleMsg string) {
 // handleFrame parses and dispatches one frame holding mem bytes of request
 // memory (released when its request completes); false stops reading.
 func (c *conn) handleFrame(frame []byte, mem int64) bool {
+	if c.auth != nil && c.auth.raw && c.auth.state == authInProgress {
+		return c.handleRawToken(frame, mem)
+	}
 	hdr, kreq, err := parseRequest(frame, c.s.served)
 	if err != nil {
 		if errors.Is(err, errUnsupportedVersion) && hdr.key == kmsg.ApiVersions.Int16() && hdr.version > c.s.apiVersionsMax() {
@@ -222,6 +254,13 @@ func (c *conn) handleFrame(frame []byte, mem int64) bool {
 		c.s.metrics.badRequests.Inc()
 		c.s.logger.Warn("bad request; closing connection", "remote", c.remote, "client_id", hdr.clientID,
 			"api_key", hdr.key, "version", hdr.version, "correlation_id", hdr.corr, "err", err)
+		c.s.reqMem.release(mem)
+		return false
+	}
+	if why := c.admit(hdr.key); why != "" {
+		c.s.metrics.authentications.WithLabelValues(c.l.name, "", "refused").Inc()
+		c.s.logger.Info("request refused on an unauthenticated connection; closing it", "listener", c.l.name,
+			"remote", c.remote, "client_id", hdr.clientID, "reason", why)
 		c.s.reqMem.release(mem)
 		return false
 	}
@@ -277,7 +316,10 @@ func (c *conn) writeLoop() {
 			r.log().Warn("closing connection", "err", res.err)
 			err = res.err
 		case res.skip:
-			continue
+		case res.raw != nil:
+			buf = binary.BigEndian.AppendUint32(buf[:0], uint32(len(res.raw)))
+			buf = append(buf, res.raw...)
+			_, err = c.nc.Write(buf)
 		case res.fetch != nil:
 			err = c.writeFetch(r.hdr.corr, res.fetch)
 			res.fetch.release()
@@ -287,7 +329,7 @@ func (c *conn) writeLoop() {
 				buf = nil
 			}
 		}
-		if err != nil {
+		if err != nil || res.closeAfter {
 			draining = true
 			c.stopReading()
 			c.nc.Close()

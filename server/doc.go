@@ -15,11 +15,20 @@
 //   - conn.go, frame.go: per-connection reader/writer, hand-parsed request
 //     headers, ordered pipelined responses.
 //   - fetch_encode.go, sendfile.go: Fetch responses as encoded buffers plus
-//     engine file ranges sent with sendfile(2).
+//     engine file ranges sent with sendfile(2), or on TLS gathered into a
+//     pooled buffer and encrypted.
 //   - errors.go: the one mapping from errors to Kafka error codes.
-//   - config_validate.go, config_security.go: the rules across broker keys
-//     shared by the static file, dynamic changes and stored configs; the
-//     refusal of security settings kvlog does not implement.
+//   - config_validate.go: the rules across broker keys shared by the
+//     static file, dynamic changes and stored configs.
+//   - config_security.go, security_listener.go, security_interbroker.go,
+//     sasl_conn.go: the ssl.* and sasl.* keys (also per listener) and the
+//     refusal of security kvlog does not implement; each listener's
+//     protocol, TLS configuration (rebuilt when the configuration changes:
+//     certificate reload) and SASL mechanisms; a connection's TLS
+//     handshake, SASL state machine and principal; the inter-broker
+//     dialer. Handlers 17, 36, 50, 51 are SaslHandshake, SaslAuthenticate
+//     and the SCRAM credential APIs; the mechanisms themselves are package
+//     security. docs/security.md describes the model.
 //   - framepool.go, reqmem.go: frame buffers sized to what arrived, and the
 //     request memory budget (queued.max.request.bytes). Limits and their
 //     Kafka counterparts: docs/limits-and-hostile-clients.md.
@@ -54,6 +63,13 @@
 //     its store over __consumer_offsets, FindCoordinator's answer; handlers
 //     08-16, 42, 47. A JoinGroup or SyncGroup parks in the coordinator and
 //     is completed from there (its timers or another member's request).
+//   - coordlog.go: a coordinator's internal compacted topic
+//     (__consumer_offsets, __transaction_state): acks=all leader appends
+//     through the partition manager, waits on the high watermark, replay.
+//   - txns.go: the transaction coordinator's wiring (package txn): config,
+//     its store over __transaction_state, its marker writer. Not reachable
+//     by clients yet (no transaction API is registered) until partitions
+//     take transaction markers.
 //   - cluster_groups.go: group coordination in cluster mode: a broker
 //     coordinates the __consumer_offsets partitions it leads (loaded and
 //     unloaded in LeaderAndIsr order by one goroutine), FindCoordinator
@@ -64,18 +80,21 @@
 // # Concurrency
 //
 // Each connection has a reader goroutine (reads, parses, runs handlers) and
-// a writer goroutine (writes responses in request order). Handlers run on
-// the reader goroutine; a Fetch short of MinBytes parks in the partition
+// a writer goroutine (writes responses in request order). On TLS
+// listeners the handshake runs first, on the connection's goroutine; SASL
+// state is owned by the reader (the SASL handlers run there). Handlers run
+// on the reader goroutine; a Fetch short of MinBytes parks in the partition
 // manager (registered on its partitions, plus a timer) and is completed
-// later on a short-lived goroutine, as is an acks=all Produce. Topic and configuration state are immutable
+// later on a short-lived goroutine, as is an acks=all Produce. Topic and
+// configuration state are immutable
 // snapshots behind atomic pointers (Server.topics, Server.layers), replaced
 // whole by writers, so request paths take no server-wide lock.
 //
 // Lock order: Server.alterMu → Server.topicMu → Server.lnMu; topicMu →
 // the cleaner's lock (config changes and deletions under topicMu call into
 // it; it calls back only into lock-free snapshot reads); a group
-// coordinator shard lock (package group) comes before topicMu (its store
-// creates __consumer_offsets on first write);
+// coordinator shard lock (package group, and package txn's) comes before
+// topicMu (its store creates the topic on first write);
 // the partition manager's locks (package replica) are below all of these
 // and engine locks below those.
 //

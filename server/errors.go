@@ -8,6 +8,7 @@ import (
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/group"
+	"github.com/kvlog/kvlog/server/txn"
 )
 
 // Kafka error codes are decided here, at the server edge, and nowhere else:
@@ -66,8 +67,26 @@ var groupErrors = []struct {
 	{group.ErrRecordTooLarge, kerr.UnknownServerError},
 }
 
+// txnErrors maps each transaction coordinator sentinel to its Kafka error.
+var txnErrors = []struct {
+	err  error
+	kerr *kerr.Error
+}{
+	{txn.ErrInvalidRequest, kerr.InvalidRequest},
+	{txn.ErrCoordinatorNotAvailable, kerr.CoordinatorNotAvailable},
+	{txn.ErrNotCoordinator, kerr.NotCoordinator},
+	{txn.ErrCoordinatorLoadInProgress, kerr.CoordinatorLoadInProgress},
+	{txn.ErrInvalidTransactionTimeout, kerr.InvalidTransactionTimeout},
+	{txn.ErrConcurrentTransactions, kerr.ConcurrentTransactions},
+	{txn.ErrProducerFenced, kerr.ProducerFenced},
+	{txn.ErrInvalidProducerIDMapping, kerr.InvalidProducerIDMapping},
+	{txn.ErrInvalidTxnState, kerr.InvalidTxnState},
+	{txn.ErrTransactionalIDNotFound, kerr.TransactionalIDNotFound},
+	{txn.ErrUnknownServerError, kerr.UnknownServerError},
+}
+
 // errCode returns the Kafka error code for err: 0 for nil, the code of a
-// *kerr.Error anywhere in the chain, the mapped code of a group or engine sentinel,
+// *kerr.Error anywhere in the chain, the mapped code of a group, transaction or engine sentinel,
 // and UNKNOWN_SERVER_ERROR otherwise.
 func errCode(err error) int16 {
 	return toKerr(err).Code
@@ -87,6 +106,11 @@ func toKerr(err error) *kerr.Error {
 		return ke
 	}
 	for _, m := range groupErrors {
+		if errors.Is(err, m.err) {
+			return m.kerr
+		}
+	}
+	for _, m := range txnErrors {
 		if errors.Is(err, m.err) {
 			return m.kerr
 		}

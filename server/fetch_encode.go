@@ -13,8 +13,10 @@ import (
 )
 
 // fetchReply is a Fetch response as a sequence of pieces: encoded bytes
-// and file ranges of record batches. The batches go from the page cache to
-// the socket with sendfile; they never enter user space.
+// and file ranges of record batches. On plaintext listeners the batches go
+// from the page cache to the socket with sendfile and never enter user
+// space; on TLS listeners they are read into a buffer and encrypted
+// (vectorWriter).
 type fetchReply struct {
 	pieces []fetchPiece
 	size   int64 // total bytes after the 4-byte size prefix
@@ -102,6 +104,9 @@ func encodeFetch(corr int32, resp *kmsg.FetchResponse, recs []fetchRecords) (*fe
 			piece = binary.BigEndian.AppendUint32(piece[:len(piece):len(piece)], uint32(size))
 		}
 		out.add(fetchPiece{buf: piece})
+		if len(rc.read.Data) > 0 { // copied by the engine when short of open files
+			out.add(fetchPiece{buf: rc.read.Data})
+		}
 		for _, fr := range rc.read.Ranges {
 			out.add(fetchPiece{fr: fr})
 		}
@@ -154,20 +159,22 @@ func (c *conn) writeFetch(corr int32, f *fetchReply) error {
 	var size [4]byte
 	binary.BigEndian.PutUint32(size[:], uint32(f.size))
 	w := newVectorWriter(c.nc)
-	defer w.done()
-	if err := w.write(size[:]); err != nil {
-		return err
-	}
+	err := w.write(size[:])
 	for _, p := range f.pieces {
-		var err error
+		if err != nil {
+			break
+		}
 		if p.buf != nil {
 			err = w.write(p.buf)
 		} else {
 			err = w.sendFile(p.fr)
 		}
-		if err != nil {
-			return err
-		}
+	}
+	if derr := w.done(); err == nil {
+		err = derr
+	}
+	if err != nil {
+		return err
 	}
 	c.s.metrics.bytesOut.Add(float64(4 + f.size))
 	return nil

@@ -4,14 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kvlog/kvlog/engine"
-	"github.com/kvlog/kvlog/engine/record"
-	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/group"
 )
 
@@ -39,7 +36,7 @@ func (s *Server) startGroups() error {
 	if t := s.topic(group.OffsetsTopic); t != nil {
 		partitions = int32(len(t.parts)) // the existing topic decides, as in Kafka
 	}
-	st := &offsetsStore{s: s, last: make([]atomic.Int64, partitions)}
+	st := &offsetsStore{log: newCoordLog(s, group.OffsetsTopic, "offsets.commit.timeout.ms", partitions, kerr.NotCoordinator, s.ensureOffsetsTopic)}
 	co, err := group.New(s.groupConfig(partitions), st, group.Options{
 		Clock:  s.clock,
 		Logger: s.logger.With("component", "group-coordinator"),
@@ -178,124 +175,26 @@ func clientHost(r *request) string {
 	return "/" + host
 }
 
-// offsetsStore is group.Store over the __consumer_offsets partitions.
-//
-// A write is a leader append with acks=all through the partition manager
-// (Kafka's offsets.commit.required.acks=-1), on a single node as in a
-// cluster: Append refuses it when the ISR is smaller than
-// min.insync.replicas, and Sync returns once the high watermark passed it
-// (fsynced or replicated as configured, as for a produce), or fails after
-// offsets.commit.timeout.ms.
-type offsetsStore struct {
-	s *Server
-	// last is the last offset appended per partition: what Sync waits for.
-	last []atomic.Int64
-}
-
-func (st *offsetsStore) partition(p int32, create bool) (*partition, error) {
-	_, part, err := st.topicPartition(p, create)
-	return part, err
-}
-
-func (st *offsetsStore) topicPartition(p int32, create bool) (*topic, *partition, error) {
-	t := st.s.topic(group.OffsetsTopic)
-	if t == nil {
-		if !create {
-			return nil, nil, nil
-		}
-		var err error
-		if t, err = st.s.ensureOffsetsTopic(); err != nil {
-			return nil, nil, err
-		}
-	}
-	if int(p) >= len(t.parts) || int(p) >= len(st.last) {
-		return nil, nil, topicErrf(kerr.UnknownTopicOrPartition, "%s has %d partitions, the coordinator %d", group.OffsetsTopic, len(t.parts), len(st.last))
-	}
-	if t.parts[p].log == nil {
-		// Cluster mode: this broker hosts no replica of the partition.
-		return nil, nil, topicErrf(kerr.NotCoordinator, "%s-%d is not hosted by this broker", group.OffsetsTopic, p)
-	}
-	return t, t.parts[p], nil
-}
+// offsetsStore is group.Store over the __consumer_offsets partitions
+// (coordlog.go has how writes become durable; offsets.commit.timeout.ms
+// bounds the wait).
+type offsetsStore struct{ log *coordLog }
 
 // Append writes the records as one uncompressed batch.
 func (st *offsetsStore) Append(p int32, recs []group.Record) error {
-	t, part, err := st.topicPartition(p, true)
-	if err != nil {
-		return err
-	}
-	bl := record.Builder{
-		BaseTimestamp:   st.s.clock.Now().UnixMilli(),
-		MaxTimestamp:    record.NoTimestamp,
-		LastOffsetDelta: -1,
-		ProducerID:      -1,
-		ProducerEpoch:   -1,
-		BaseSequence:    -1,
-	}
+	kvs := make([]kv, len(recs))
 	for i, r := range recs {
-		bl.Add(record.Record{OffsetDelta: int32(i), Key: r.Key, Value: r.Value})
+		kvs[i] = kv{r.Key, r.Value}
 	}
-	batch, err := bl.Build(nil)
-	if err != nil {
-		return err
-	}
-	res, err := st.s.replicas.Append(part.rep, batch, true, int(t.settings.minInsync))
-	if err != nil {
-		return tooLargeForGroups(err)
-	}
-	st.last[p].Store(int64(res.LastOffset))
-	return nil
+	return tooLargeForGroups(st.log.append(p, kvs))
 }
 
-// Sync waits until the high watermark passed the last append (NOT_ENOUGH_
-// REPLICAS_AFTER_APPEND when the ISR fell below min.insync.replicas
-// meanwhile, NOT_LEADER_OR_FOLLOWER when leadership was lost), at most
-// offsets.commit.timeout.ms.
-func (st *offsetsStore) Sync(p int32) error {
-	t, part, err := st.topicPartition(p, false)
-	if err != nil || part == nil {
-		return err
-	}
-	last := engine.Offset(st.last[p].Load())
-	if leo := part.log.LogEndOffset(); last >= leo {
-		last = leo - 1 // appended under an earlier leadership, since truncated
-	}
-	if last < 0 {
-		return nil
-	}
-	waits := []replica.AckWait{{P: part.rep, Last: last, MinISR: int(t.settings.minInsync)}}
-	done := make(chan struct{})
-	st.s.replicas.AwaitAcks(waits, msConfig(st.s, "offsets.commit.timeout.ms"), func() { close(done) })
-	<-done
-	if errors.Is(waits[0].Err, replica.ErrTimedOut) {
-		return topicErrf(kerr.RequestTimedOut, "%s-%d: offset %d not past the high watermark within offsets.commit.timeout.ms", group.OffsetsTopic, p, last)
-	}
-	return waits[0].Err
-}
+// Sync waits until the high watermark passed the last append.
+func (st *offsetsStore) Sync(p int32) error { return st.log.sync(p) }
 
-// Replay reads the partition from its start to its end. A batch that
-// cannot be decoded is skipped with a warning (recovery already dropped
-// torn and corrupt batches; this only guards against foreign writes).
+// Replay reads the partition from its start to its end.
 func (st *offsetsStore) Replay(p int32, fn func(group.Record)) error {
-	part, err := st.partition(p, false)
-	if err != nil || part == nil {
-		return err
-	}
-	l := part.log
-	var dec record.Decoder
-	return l.ReadBatches(l.LogStartOffset(), l.LogEndOffset(), func(b record.Batch) error {
-		if b.IsControl() {
-			return nil
-		}
-		err := dec.Records(b, func(r *record.Record) error {
-			fn(group.Record{Key: r.Key, Value: r.Value})
-			return nil
-		})
-		if err != nil {
-			st.s.logger.Warn("skipping undecodable batch while loading groups", "partition", p, "offset", b.BaseOffset(), "err", err)
-		}
-		return nil
-	})
+	return st.log.replay(p, func(k, v []byte) { fn(group.Record{Key: k, Value: v}) })
 }
 
 var _ group.Store = (*offsetsStore)(nil)

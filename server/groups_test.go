@@ -157,7 +157,9 @@ func TestGroupRebalanceChurn(t *testing.T) {
 		stops[i] = make(chan struct{})
 		dones[i] = member(stops[i])
 		produceKeys(t, b, "churn", i*40, 40)
-		time.Sleep(300 * time.Millisecond)
+		// Each join is a rebalance of its own: the next member starts once
+		// this one is in a stable generation.
+		waitStableGroup(t, b, ctx, "churn", i+1)
 	}
 	// One leaves, another joins in its place.
 	close(stops[0])
@@ -178,22 +180,8 @@ func TestGroupRebalanceChurn(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	waitStableGroup(t, b, ctx, "churn", 3)
 	adm := b.admin(t)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		dg, err := adm.DescribeGroups(ctx, "churn")
-		if err != nil {
-			t.Fatal(err)
-		}
-		g := dg["churn"]
-		if g.State == "Stable" && len(g.Members) == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("group %s with %d members", g.State, len(g.Members))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 	for i := range stops {
 		close(stops[i])
 		<-dones[i]
@@ -201,6 +189,28 @@ func TestGroupRebalanceChurn(t *testing.T) {
 	dg, _ := adm.DescribeGroups(ctx, "churn")
 	if g := dg["churn"]; g.State != "Empty" {
 		t.Fatalf("after everyone left: %s", g.State)
+	}
+}
+
+// waitStableGroup polls DescribeGroups until group is Stable with members
+// members (for up to 30 s).
+func waitStableGroup(t *testing.T, b *testBroker, ctx context.Context, group string, members int) {
+	t.Helper()
+	adm := b.admin(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		dg, err := adm.DescribeGroups(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := dg[group]
+		if g.State == "Stable" && len(g.Members) == members {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group %s: %s with %d members, want Stable with %d", group, g.State, len(g.Members), members)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -386,7 +396,7 @@ func TestGroupOldVersions(t *testing.T) {
 	c2 := b.dial(t)
 	jg4.MemberID = j4.MemberID
 	c2.send(jg4, 1)
-	time.Sleep(100 * time.Millisecond)
+	waitGroupState(t, b, "old-group", "PreparingRebalance") // the rejoin is parked
 	jg.MemberID = member
 	jr = call(jg).(*kmsg.JoinGroupResponse)
 	j4b := c2.recv(jg4, 1).(*kmsg.JoinGroupResponse)
@@ -409,6 +419,17 @@ func TestGroupOldVersions(t *testing.T) {
 	if r := call(fc).(*kmsg.FindCoordinatorResponse); r.ErrorCode != kerr.UnsupportedVersion.Code {
 		t.Fatalf("transaction coordinator: %+v", r)
 	}
+}
+
+// waitGroupState polls DescribeGroups until group is in state (for up to
+// 10 s).
+func waitGroupState(t *testing.T, b *testBroker, group, state string) {
+	t.Helper()
+	adm, ctx := b.admin(t), ctxT(t)
+	waitUntil(t, "group "+group+" "+state, func() bool {
+		dg, err := adm.DescribeGroups(ctx, group)
+		return err == nil && dg[group].State == state
+	})
 }
 
 // Mixed assignors: a member sharing no protocol with the group is refused.
@@ -442,12 +463,11 @@ func TestGroupShutdownAnswersParkedJoin(t *testing.T) {
 	jg.ProtocolType = "consumer"
 	jg.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}}
 	c.send(jg, 1)
-	time.Sleep(200 * time.Millisecond)
-	start := time.Now()
+	waitGroupState(t, b, "parked", "PreparingRebalance") // the join is parked for 60 s
+	// Shutdown answers it; a join still parked at the end of b.stop's 10 s
+	// shutdown context would have its connection closed unanswered, and
+	// recv fails.
 	b.stop(t)
-	if took := time.Since(start); took > 5*time.Second {
-		t.Fatalf("shutdown took %v", took)
-	}
 	if r := c.recv(jg, 1).(*kmsg.JoinGroupResponse); r.ErrorCode != kerr.NotCoordinator.Code {
 		t.Fatalf("parked join at shutdown: %v", kerr.ErrorForCode(r.ErrorCode))
 	}

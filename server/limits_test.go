@@ -27,7 +27,8 @@ func TestConfigBoundsStatic(t *testing.T) {
 		{"replica.lag.time.max.ms=100", "replica.lag.time.max.ms"},
 		{"queued.max.request.bytes=1000", "queued.max.request.bytes"},
 		{"max.connections.per.ip=0", "max.connections.per.ip"},
-		{"ssl.keystore.location=/x", "ssl.keystore.location"},
+		{"ssl.client.auth=always", "ssl.client.auth"},
+		{"sasl.kerberos.service.name=kafka", "sasl.kerberos.service.name"},
 		{"super.users=User:a", "super.users"},
 		{"security.inter.broker.protocol=SSL", "security.inter.broker.protocol"},
 	} {

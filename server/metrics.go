@@ -1,6 +1,7 @@
 package server
 
 import (
+	"github.com/kvlog/kvlog/engine"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
@@ -9,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kvlog/kvlog/cleaner/cleanerstatus"
 )
 
 // metrics are the broker's Prometheus metrics. Per-API series exist for
@@ -35,6 +38,13 @@ type metrics struct {
 	// bounds it); requestMemoryWaits counts reads that waited for it.
 	requestMemory      prometheus.GaugeFunc
 	requestMemoryWaits prometheus.Counter
+	// authentications counts SASL authentications by listener, mechanism
+	// and result (success, failure, refused: a request other than the
+	// SASL ones before authentication); tlsHandshakeFailures failed TLS
+	// handshakes (untrusted or missing client certificates, protocol
+	// mismatches, plaintext clients on a TLS listener), by listener.
+	authentications      *prometheus.CounterVec
+	tlsHandshakeFailures *prometheus.CounterVec
 	// per-key children, looked up without the vec's hashing on the hot path
 	reqByKey map[int16]prometheus.Counter
 	latByKey map[int16]prometheus.Observer
@@ -83,6 +93,12 @@ func newMetrics(s *Server) *metrics {
 		requestMemoryWaits: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "kvlog", Name: "request_memory_waits_total", Help: "Request reads that waited for queued.max.request.bytes to free up.",
 		}),
+		authentications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kvlog", Name: "sasl_authentications_total", Help: "SASL authentications by listener, mechanism and result (success, failure, refused).",
+		}, []string{"listener", "mechanism", "result"}),
+		tlsHandshakeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kvlog", Name: "tls_handshake_failures_total", Help: "Failed TLS handshakes, by listener.",
+		}, []string{"listener"}),
 		reqByKey: map[int16]prometheus.Counter{},
 		latByKey: map[int16]prometheus.Observer{},
 		op:       newOpMetrics(s),
@@ -100,7 +116,9 @@ func (m *metrics) register(r *prometheus.Registry) error {
 	for _, c := range append([]prometheus.Collector{
 		m.requests, m.latency, m.bytesIn, m.bytesOut, m.connections, m.badRequests, m.panics,
 		m.apiVersionsDowngrades, m.acceptErrors, m.connectionsRefused, m.requestMemory, m.requestMemoryWaits,
+		m.authentications, m.tlsHandshakeFailures,
 		&partitionCollector{s: m.s},
+		engineBudgetMetrics(m.s),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}, m.op.collectors()...) {
@@ -179,8 +197,50 @@ func (s *Server) HTTPHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
-	mux.Handle("/cleaner", s.cleaner.Handler())
+	mux.Handle(cleanerstatus.Path, s.cleaner.Handler())
 	mux.HandleFunc("/healthz", s.serveHealthz)
 	mux.HandleFunc("/readyz", s.serveReadyz)
 	return mux
+}
+
+// engineBudgetMetrics exports the storage engine's budget of open files and
+// memory mappings (kvlog.max.open.files, vm.max_map_count): use, bounds,
+// cold segments closed to make room, active segments reopened, and
+// operations refused (KAFKA_STORAGE_ERROR) because everything open was in use.
+func engineBudgetMetrics(s *Server) prometheus.Collector {
+	return budgetCollector{s: s}
+}
+
+type budgetCollector struct{ s *Server }
+
+var budgetDescs = []struct {
+	desc    *prometheus.Desc
+	counter bool
+	value   func(engine.BudgetStats) int64
+}{
+	{prometheus.NewDesc("kvlog_engine_open_files", "File descriptors the storage engine holds open.", nil, nil), false, func(b engine.BudgetStats) int64 { return b.OpenFiles }},
+	{prometheus.NewDesc("kvlog_engine_open_files_limit", "The engine's budget of open files (kvlog.max.open.files or derived from RLIMIT_NOFILE).", nil, nil), false, func(b engine.BudgetStats) int64 { return b.MaxOpenFiles }},
+	{prometheus.NewDesc("kvlog_engine_mappings", "Memory mappings the storage engine holds (index files, mapped segments).", nil, nil), false, func(b engine.BudgetStats) int64 { return b.Mappings }},
+	{prometheus.NewDesc("kvlog_engine_mappings_limit", "The engine's budget of memory mappings (derived from vm.max_map_count).", nil, nil), false, func(b engine.BudgetStats) int64 { return b.MaxMappings }},
+	{prometheus.NewDesc("kvlog_engine_segment_evictions_total", "Cold segment handles closed to stay within the budget.", nil, nil), true, func(b engine.BudgetStats) int64 { return b.Evictions }},
+	{prometheus.NewDesc("kvlog_engine_active_segment_reopens_total", "Active segments reopened on demand after being closed for the budget.", nil, nil), true, func(b engine.BudgetStats) int64 { return b.Reopens }},
+	{prometheus.NewDesc("kvlog_engine_copied_reads_total", "Reads served from memory instead of file ranges because responses in flight held half the open-file budget.", nil, nil), true, func(b engine.BudgetStats) int64 { return b.CopiedReads }},
+	{prometheus.NewDesc("kvlog_engine_budget_refusals_total", "Operations refused (KAFKA_STORAGE_ERROR) because every open file or mapping of the budget was in use.", nil, nil), true, func(b engine.BudgetStats) int64 { return b.Refusals }},
+}
+
+func (c budgetCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range budgetDescs {
+		ch <- d.desc
+	}
+}
+
+func (c budgetCollector) Collect(ch chan<- prometheus.Metric) {
+	b := c.s.mgr.Budget()
+	for _, d := range budgetDescs {
+		t := prometheus.GaugeValue
+		if d.counter {
+			t = prometheus.CounterValue
+		}
+		ch <- prometheus.MustNewConstMetric(d.desc, t, float64(d.value(b)))
+	}
 }

@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"hash/crc32"
 	"testing"
 	"time"
@@ -230,12 +229,15 @@ func TestFetchEncoding(t *testing.T) {
 	}
 }
 
-// TestLongPoll: a fetch at the end waits for data up to MaxWait.
+// TestLongPoll: a fetch at the end parks until data arrives or its MaxWait
+// deadline passes. Each step waits on the parked fetch itself (registered
+// on the partition), not on a guessed delay; the connection's deadline
+// (dial) is only a hang guard.
 func TestLongPoll(t *testing.T) {
 	b := startBroker(t)
 	createTopic(t, b, "poll", 1, nil)
 	c := b.dial(t)
-	fetch := func(corr int32, wait int32) {
+	fetch := func(corr int32, offset int64, wait int32) {
 		req := kmsg.NewPtrFetchRequest()
 		req.Version = 11
 		req.ReplicaID = -1
@@ -246,52 +248,80 @@ func TestLongPoll(t *testing.T) {
 		rt.Topic = "poll"
 		rp := kmsg.NewFetchRequestTopicPartition()
 		rp.PartitionMaxBytes = 1 << 20
+		rp.FetchOffset = offset
 		rt.Partitions = append(rt.Partitions, rp)
 		req.Topics = append(req.Topics, rt)
 		c.send(req, corr)
 	}
-	// Nothing arrives: answered at the deadline, empty.
-	start := time.Now()
-	fetch(1, 300)
-	if _, err := c.readFrame(); err != nil {
-		t.Fatal(err)
+	read := func(corr int32) *kmsg.FetchResponse {
+		t.Helper()
+		raw, err := c.readFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := int32(binary.BigEndian.Uint32(raw)); got != corr {
+			t.Fatalf("correlation id %d, want %d", got, corr)
+		}
+		resp := kmsg.NewPtrFetchResponse()
+		resp.Version = 11
+		if err := resp.ReadFrom(raw[4:]); err != nil {
+			t.Fatal(err)
+		}
+		return resp
 	}
-	if d := time.Since(start); d < 250*time.Millisecond || d > 5*time.Second {
-		t.Fatalf("empty long poll took %v", d)
+	const forever = 10 * 60 * 1000 // MaxWait no test step outlasts: only an event answers
+	// Nothing arrives: the fetch parks; when its deadline fires it is
+	// answered, empty.
+	fetch(1, 0, 300)
+	if resp := read(1); len(resp.Topics[0].Partitions[0].RecordBatches) != 0 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("expired long poll: %+v", resp.Topics[0].Partitions[0])
 	}
-	// Data arrives: answered well before the deadline.
-	start = time.Now()
-	fetch(2, 20000)
-	time.Sleep(100 * time.Millisecond)
+	if n := parkedFetches(b, "poll", 0); n != 0 {
+		t.Fatalf("%d fetches still registered after the answer", n)
+	}
+	// A short MaxWait is answered by its own timer, empty.
+	fetch(2, 0, 10)
+	if resp := read(2); len(resp.Topics[0].Partitions[0].RecordBatches) != 0 {
+		t.Fatal("records in an empty partition")
+	}
+	// Data arrives: the produce wakes the parked fetch (its deadline is
+	// far beyond the connection's hang guard).
+	fetch(3, 0, forever)
+	waitParked(t, b, "poll", 0)
 	produceN(t, b, "poll", 1)
-	raw, err := c.readFrame()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Fatalf("long poll not woken by produce: %v", d)
-	}
-	resp := kmsg.NewPtrFetchResponse()
-	resp.Version = 11
-	if err := resp.ReadFrom(raw[4:]); err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Topics[0].Partitions[0].RecordBatches) == 0 {
+	if resp := read(3); len(resp.Topics[0].Partitions[0].RecordBatches) == 0 {
 		t.Fatal("woken fetch returned no records")
 	}
-	// A parked fetch does not block shutdown.
-	fetch(3, 60000)
-	time.Sleep(50 * time.Millisecond)
+	// Shutdown answers a parked fetch (empty) instead of waiting for it; a
+	// fetch still parked at the end of b.stop's 10 s shutdown context would
+	// have its connection closed unanswered, and read fails.
+	fetch(4, 1, forever) // at the log end
+	waitParked(t, b, "poll", 0)
 	done := make(chan struct{})
 	go func() { b.stop(t); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("shutdown blocked by a parked fetch")
+	if resp := read(4); len(resp.Topics[0].Partitions[0].RecordBatches) != 0 {
+		t.Fatal("records past the log end")
 	}
-	if _, err := c.readFrame(); err != nil && !errors.Is(err, errShortHeader) {
-		// The parked fetch is answered (or the connection closed after it).
-		t.Logf("after shutdown: %v", err)
+	<-done
+}
+
+// parkedFetches counts the fetches parked on a partition.
+func parkedFetches(b *testBroker, topic string, partition int32) int {
+	p := b.s.partition(topic, partition)
+	if p == nil || p.rep == nil {
+		return 0
+	}
+	return p.rep.Parked()
+}
+
+// waitParked waits until exactly one fetch is parked on a partition.
+func waitParked(t *testing.T, b *testBroker, topic string, partition int32) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); parkedFetches(b, topic, partition) != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no fetch parked on %s-%d", topic, partition)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/group"
 	"github.com/kvlog/kvlog/server/metastore"
+	"github.com/kvlog/kvlog/server/txn"
 )
 
 // Options are the broker's dependencies that are not configuration.
@@ -75,6 +76,8 @@ type Server struct {
 
 	// groups is the group coordinator (groups.go).
 	groups *group.Coordinator
+	// txns is the transaction coordinator (txns.go).
+	txns *txn.Coordinator
 
 	// cleaner compacts the compacted topics' logs (cleaner.go).
 	cleaner *cleaner.Manager
@@ -97,6 +100,9 @@ type Server struct {
 	// (queued.max.request.bytes).
 	reqMem *requestMemory
 
+	// scramSecret keys the made-up SCRAM credentials of unknown users.
+	scramSecret []byte
+
 	lnMu      sync.Mutex
 	listeners []*listener
 	conns     map[*conn]struct{}
@@ -116,6 +122,7 @@ type listener struct {
 	ln      net.Listener
 	advHost string
 	advPort int32
+	sec     *listenerSecurity // protocol, TLS and SASL settings (security_listener.go)
 }
 
 // topicSnapshot is an immutable view of every topic.
@@ -230,6 +237,8 @@ func New(cfg *Config, opts Options) (_ *Server, err error) {
 		Clock:                  s.clock,
 		Logger:                 s.logger.With("component", "engine"),
 		MaxOpenSegments:        cfg.MaxOpenSegments,
+		MaxOpenFiles:           cfg.MaxOpenFiles,
+		ReservedFiles:          cfg.MaxConnections + 512,
 		RecoveryThreads:        cfg.RecoveryThreads,
 		RetentionCheckInterval: cfg.RetentionCheckInterval,
 		CheckpointInterval:     cfg.CheckpointInterval,
@@ -256,8 +265,15 @@ func New(cfg *Config, opts Options) (_ *Server, err error) {
 		return nil, err
 	}
 	undo.push(s.groups.Close)
+	if err := s.startTxns(); err != nil {
+		return nil, err
+	}
+	undo.push(s.txns.Close)
 	s.metrics = newMetrics(s)
 	if err := s.metrics.register(s.registry); err != nil {
+		return nil, err
+	}
+	if err := s.initSecurity(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -764,6 +780,7 @@ func (s *Server) Close() error {
 		}
 		s.cleaner.Close() // aborts running passes; before the logs close
 		s.groups.Close()
+		s.txns.Close()
 		if s.cluster != nil {
 			s.cluster.stop()
 		}

@@ -148,7 +148,7 @@ func (l *configLayers) brokerValue(name string) configEntry {
 	if v, ok := l.static[name]; ok {
 		return configEntry{name, v, false, kmsg.ConfigSourceStaticBrokerConfig}
 	}
-	d := brokerConfigDefs[name]
+	d := brokerDef(name)
 	if d == nil || d.noDefault {
 		return configEntry{name: name, null: true, source: kmsg.ConfigSourceDefaultConfig}
 	}
@@ -175,7 +175,7 @@ func (l *configLayers) brokerSynonyms(names ...string) []configEntry {
 		}
 	}
 	for _, n := range names {
-		if d := brokerConfigDefs[n]; d != nil && !d.noDefault {
+		if d := brokerDef(n); d != nil && !d.noDefault {
 			out = append(out, configEntry{n, d.def, false, kmsg.ConfigSourceDefaultConfig})
 		}
 	}

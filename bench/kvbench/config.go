@@ -40,6 +40,7 @@ type config struct {
 	scaleProbeBytes int64
 	scaleLatencyN   int
 	scalePartitions []int
+	manyPartitions  []int // partitions scenario: partitions per broker
 	scaleRecords    int
 
 	replicatedBytes int64
@@ -104,6 +105,7 @@ func fullConfig() *config {
 		scaleProbeBytes: 256 * mb,
 		scaleLatencyN:   500,
 		scalePartitions: []int{1, 10, 100, 1000},
+		manyPartitions:  []int{5000, 10000, 30000},
 		scaleRecords:    1_000_000,
 		replicatedBytes: 64 * mb,
 		replicatedReps:  5,
@@ -143,6 +145,7 @@ func quickConfig() *config {
 		scaleProbeBytes: 64 * mb,
 		scaleLatencyN:   200,
 		scalePartitions: []int{1, 10, 100},
+		manyPartitions:  []int{5000, 10000, 30000},
 		scaleRecords:    200_000,
 		replicatedBytes: 24 * mb,
 		replicatedReps:  2,

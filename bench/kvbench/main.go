@@ -36,6 +36,8 @@ type runner struct {
 	tmp  string // temp root for data dirs and binaries
 	bins struct{ kvlogd, kfaked, nats string }
 
+	baseline string // git revision of the partitions scenario's kvlog-before
+
 	cleanerWired bool
 	cleanerWhy   string
 	natsVersion  string
@@ -88,6 +90,7 @@ var scenarios = []scenario{
 	{"recovery", "6. Recovery after kill -9", scenRecovery, reportRecovery},
 	{"scale", "7. Scale: log size and partition count", scenScale, reportScale},
 	{"replicated", "8. Replicated: 3 brokers, RF 3", scenReplicated, reportReplicated},
+	{"partitions", "9. Many partitions per broker", scenPartitions, reportPartitions},
 }
 
 func main() {
@@ -95,7 +98,8 @@ func main() {
 		quick   = flag.Bool("quick", false, "the reduced run (make bench-quick)")
 		root    = flag.String("root", ".", "kvlog repository root")
 		out     = flag.String("out", "", "results directory (default <root>/bench/results/<date>)")
-		only    = flag.String("scenarios", "", "comma-separated scenario ids to run (default all): produce,consume,latency,rebuild,compaction,recovery,scale,replicated")
+		only    = flag.String("scenarios", "", "comma-separated scenario ids to run (default all): produce,consume,latency,rebuild,compaction,recovery,scale,replicated,partitions")
+		base    = flag.String("baseline", "", "git revision whose kvlogd the partitions scenario runs beside this tree's (kvlog-before)")
 		reps    = flag.Int("reps", 0, "repetitions per measurement (default 3 quick, 5 full)")
 		keepTmp = flag.Bool("keep", false, "keep the temp directory")
 		from    = flag.String("from", "", "only write the report and charts again from this results directory's raw data")
@@ -108,13 +112,13 @@ func main() {
 		}
 		return
 	}
-	if err := run(*quick, *root, *out, *only, *reps, *keepTmp); err != nil {
+	if err := run(*quick, *root, *out, *only, *reps, *keepTmp, *base); err != nil {
 		fmt.Fprintln(os.Stderr, "kvbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(quick bool, root, out, only string, reps int, keepTmp bool) error {
+func run(quick bool, root, out, only string, reps int, keepTmp bool, baseline string) error {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return err
@@ -129,7 +133,7 @@ func run(quick bool, root, out, only string, reps int, keepTmp bool) error {
 	if reps > 0 {
 		cfg.reps = reps
 	}
-	r := &runner{cfg: cfg, root: root, st: newStore(), notes: map[string][]string{}, charts: map[string][]string{}, started: time.Now(), durs: map[string]time.Duration{}}
+	r := &runner{cfg: cfg, root: root, baseline: baseline, st: newStore(), notes: map[string][]string{}, charts: map[string][]string{}, started: time.Now(), durs: map[string]time.Duration{}}
 	if out == "" {
 		out = filepath.Join(root, "bench", "results", r.started.Format("2006-01-02"))
 	}

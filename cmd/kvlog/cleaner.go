@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,14 +11,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
-)
 
-// statusPaths are where kvlogd's HTTP listener may publish the cleaner's JSON
-// status, tried in order (the first that answers 200 with JSON wins).
-var statusPaths = []string{"/cleaner", "/status/cleaner", "/v1/cleaner", "/status"}
+	"github.com/kvlog/kvlog/cleaner/cleanerstatus"
+)
 
 func (a *app) cleanerCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -32,12 +30,9 @@ func (a *app) cleanerCmd() *cobra.Command {
 	return cmd
 }
 
-// cleanerPartition is one compacted partition of the status, normalised from
-// the broker's JSON (snake_case or camelCase names). kvlogd serves
-// cleaner.Status at /cleaner: "partitions" with topic, partition, state,
-// dirty_ratio, first_dirty_offset, last_clean_time, error (the cause of an
-// uncleanable partition) and last_pass, whose bytes_read − bytes_written is
-// what the last clean reclaimed.
+// cleanerPartition is one row of `kvlog cleaner status` (and, with -o json,
+// its JSON output): a compacted partition of the broker's status document
+// (package cleanerstatus) with what its last clean reclaimed.
 type cleanerPartition struct {
 	Topic            string   `json:"topic"`
 	Partition        int64    `json:"partition"`
@@ -52,18 +47,17 @@ type cleanerPartition struct {
 func (a *app) cleanerStatusCmd() *cobra.Command {
 	var (
 		httpAddr string
-		path     string
 		out      output
 	)
 	def := os.Getenv("KVLOG_HTTP")
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Every compacted partition with dirty ratio, first dirty offset, last clean, bytes reclaimed and state",
-		Long: `Read the cleaner's JSON status from the HTTP listener of the broker given by
---bootstrap and print every compacted partition with its dirty ratio, first
-dirty offset, last clean, bytes reclaimed by that clean and state; an
-uncleanable partition is shown with its cause. -o json prints the
-normalised partitions.
+		Long: `Read the cleaner's JSON status (` + cleanerstatus.Path + `) from the HTTP listener of the
+broker given by --bootstrap and print every compacted partition with its
+dirty ratio, first dirty offset, last clean, bytes reclaimed by that clean
+and state; an uncleanable partition is shown with its cause. -o json prints
+these rows as JSON.
 
 The HTTP listener is --http (or $KVLOG_HTTP) when given; otherwise kvlog
 asks the first bootstrap broker for its kvlog.http.listener setting
@@ -87,20 +81,13 @@ bound to a wildcard address (0.0.0.0, ::).`,
 			if !strings.Contains(base, "://") {
 				base = "http://" + base
 			}
-			paths := statusPaths
-			if path != "" {
-				paths = []string{path}
-			}
 			ctx, cancel := a.reqCtx()
 			defer cancel()
-			doc, used, err := fetchStatus(ctx, base, paths)
+			st, err := fetchCleanerStatus(ctx, base)
 			if err != nil {
 				return err
 			}
-			parts, err := normaliseCleaner(doc)
-			if err != nil {
-				return fmt.Errorf("cleaner status at %s%s: %w", base, used, err)
-			}
+			parts := cleanerRows(st)
 			if out.json() {
 				return writeJSON(a.stdout, parts)
 			}
@@ -116,86 +103,52 @@ bound to a wildcard address (0.0.0.0, ::).`,
 		},
 	}
 	cmd.Flags().StringVar(&httpAddr, "http", def, "broker HTTP listener host:port (env KVLOG_HTTP; default: asked from the --bootstrap broker)")
-	cmd.Flags().StringVar(&path, "path", "", "status path on the HTTP listener (default: try "+strings.Join(statusPaths, ", ")+")")
 	out.register(cmd)
 	return cmd
 }
 
-func fetchStatus(ctx context.Context, base string, paths []string) (any, string, error) {
-	var errs []error
-	for _, p := range paths {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+p, nil)
-		if err != nil {
-			return nil, "", usageErr("--http %q: %v", base, err)
-		}
-		req.Header.Set("Accept", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return nil, "", fmt.Errorf("broker HTTP listener unreachable at %s: %w", base, err)
-		}
-		body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-		resp.Body.Close()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", p, err))
-			continue
-		}
-		if resp.StatusCode != http.StatusOK {
-			errs = append(errs, fmt.Errorf("%s: %s", p, resp.Status))
-			continue
-		}
-		var doc any
-		if err := json.Unmarshal(body, &doc); err != nil {
-			errs = append(errs, fmt.Errorf("%s: not JSON", p))
-			continue
-		}
-		return doc, p, nil
+// fetchCleanerStatus reads the status document at base + cleanerstatus.Path.
+func fetchCleanerStatus(ctx context.Context, base string) (cleanerstatus.Status, error) {
+	var st cleanerstatus.Status
+	url := base + cleanerstatus.Path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return st, usageErr("--http %q: %v", base, err)
 	}
-	return nil, "", fmt.Errorf("no cleaner status on %s: %w", base, errors.Join(errs...))
+	req.Header.Set("Accept", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, fmt.Errorf("broker HTTP listener unreachable at %s: %w", base, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return st, fmt.Errorf("cleaner status at %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("cleaner status at %s: %s", url, resp.Status)
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		return st, fmt.Errorf("cleaner status at %s: not a kvlog cleaner status document: %w", url, err)
+	}
+	return st, nil
 }
 
-// normaliseCleaner finds the partition list in the status document: a
-// top-level array, or an array under "partitions", "logs" or
-// "cleaner"."partitions".
-func normaliseCleaner(doc any) ([]cleanerPartition, error) {
-	list, ok := findPartitions(doc, 0)
-	if !ok {
-		return nil, errors.New("no partition list in the status document")
-	}
-	out := []cleanerPartition{}
-	for _, item := range list {
-		m, ok := item.(map[string]any)
-		if !ok {
-			continue
-		}
+// cleanerRows turns the status document's partitions into the command's
+// rows, ordered by topic and partition.
+func cleanerRows(st cleanerstatus.Status) []cleanerPartition {
+	out := make([]cleanerPartition, 0, len(st.Partitions))
+	for _, ps := range st.Partitions {
 		p := cleanerPartition{
-			Topic:            str(m, "topic"),
-			DirtyRatio:       num(m, "dirty_ratio", "dirtyRatio", "ratio"),
-			FirstDirtyOffset: intp(num(m, "first_dirty_offset", "firstDirtyOffset", "first_dirty")),
-			LastClean:        anyStr(m, "last_clean", "lastClean", "last_clean_time", "lastCleanTime", "last_cleaned"),
-			BytesReclaimed:   intp(num(m, "bytes_reclaimed", "bytesReclaimed", "reclaimed_bytes")),
-			State:            anyStr(m, "state", "status"),
-			Cause:            anyStr(m, "cause", "error", "reason", "uncleanable_cause"),
+			Topic: ps.Topic, Partition: int64(ps.Partition),
+			DirtyRatio: ptr(ps.DirtyRatio), FirstDirtyOffset: ptr(ps.FirstDirtyOffset),
+			State: ps.State, Cause: ps.Error,
 		}
-		if v := num(m, "partition"); v != nil {
-			p.Partition = int64(*v)
+		if ps.LastCleanTime != nil {
+			p.LastClean = ps.LastCleanTime.Format(time.RFC3339Nano)
 		}
-		if p.BytesReclaimed == nil {
-			// kvlogd reports each partition's last pass: what it read less
-			// what it wrote back is what that clean reclaimed.
-			if lp, ok := m["last_pass"].(map[string]any); ok {
-				r, w := num(lp, "bytes_read"), num(lp, "bytes_written")
-				if r != nil && w != nil {
-					p.BytesReclaimed = intp(ptr(*r - *w))
-				}
-			}
-		}
-		if p.Topic == "" {
-			if tp := str(m, "topic_partition", "tp", "name"); tp != "" {
-				if i := strings.LastIndexByte(tp, '-'); i > 0 {
-					p.Topic = tp[:i]
-					fmt.Sscan(tp[i+1:], &p.Partition)
-				}
-			}
+		if ps.LastPass != nil {
+			p.BytesReclaimed = ptr(ps.LastPass.Reclaimed())
 		}
 		out = append(out, p)
 	}
@@ -205,69 +158,10 @@ func normaliseCleaner(doc any) ([]cleanerPartition, error) {
 		}
 		return out[i].Partition < out[j].Partition
 	})
-	return out, nil
-}
-
-func findPartitions(doc any, depth int) ([]any, bool) {
-	switch v := doc.(type) {
-	case []any:
-		return v, true
-	case map[string]any:
-		if depth > 2 {
-			return nil, false
-		}
-		for _, k := range []string{"partitions", "logs", "cleaner"} {
-			if sub, ok := v[k]; ok {
-				if l, ok := findPartitions(sub, depth+1); ok {
-					return l, true
-				}
-			}
-		}
-	}
-	return nil, false
-}
-
-func str(m map[string]any, keys ...string) string {
-	for _, k := range keys {
-		if s, ok := m[k].(string); ok {
-			return s
-		}
-	}
-	return ""
-}
-
-func anyStr(m map[string]any, keys ...string) string {
-	for _, k := range keys {
-		switch v := m[k].(type) {
-		case string:
-			return v
-		case float64:
-			return fmt.Sprint(int64(v))
-		case bool:
-			return fmt.Sprint(v)
-		}
-	}
-	return ""
-}
-
-func num(m map[string]any, keys ...string) *float64 {
-	for _, k := range keys {
-		if f, ok := m[k].(float64); ok {
-			return &f
-		}
-	}
-	return nil
+	return out
 }
 
 func ptr[T any](v T) *T { return &v }
-
-func intp(f *float64) *int64 {
-	if f == nil {
-		return nil
-	}
-	i := int64(*f)
-	return &i
-}
 
 func fmtF(f *float64) string {
 	if f == nil {

@@ -119,21 +119,3 @@ func TestParseFormat(t *testing.T) {
 		t.Errorf("unescape: %q", unescape(`a\tb\\n`))
 	}
 }
-
-func TestNormaliseCleanerStatus(t *testing.T) {
-	doc := map[string]any{"cleaner": map[string]any{"partitions": []any{
-		map[string]any{"topic": "b", "partition": 1.0, "dirtyRatio": 0.25, "firstDirtyOffset": 10.0, "state": "idle"},
-		map[string]any{"topic_partition": "a-x-0", "dirty_ratio": 0.9, "state": "uncleanable", "cause": "corrupt batch at 4096"},
-	}}}
-	ps, err := normaliseCleaner(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ps) != 2 || ps[0].Topic != "a-x" || ps[0].Partition != 0 || ps[0].Cause != "corrupt batch at 4096" ||
-		ps[1].Topic != "b" || *ps[1].DirtyRatio != 0.25 || *ps[1].FirstDirtyOffset != 10 {
-		t.Errorf("normalised: %+v", ps)
-	}
-	if _, err := normaliseCleaner(map[string]any{"x": 1.0}); err == nil {
-		t.Error("a document without partitions was accepted")
-	}
-}

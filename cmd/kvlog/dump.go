@@ -2,10 +2,8 @@ package main
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"sort"
@@ -611,37 +609,23 @@ func checkIndex[X indexFile](d *dumper, k indexKind[X], path string, x X, batche
 	}
 }
 
-// dumpSnapshot prints a producer-state snapshot (engine/FORMAT.md §4).
+// dumpSnapshot prints a producer-state snapshot (engine/FORMAT.md §4),
+// decoded by the engine's codec, with every defect it reports.
 func (d *dumper) dumpSnapshot(path string) error {
 	buf, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
-	if len(buf) < 10 {
-		d.problem(path, 0, "%d bytes: shorter than the 10-byte header", len(buf))
-		return nil
+	s, defects := engine.ParseProducerSnapshot(buf)
+	if len(buf) >= engine.ProducerSnapshotHeaderSize {
+		fmt.Fprintf(d.w, "version: %d crc: %d entries: %d\n", s.Version, s.CRC, s.Count)
 	}
-	version := int16(binary.BigEndian.Uint16(buf[0:]))
-	crc := binary.BigEndian.Uint32(buf[2:])
-	n := int32(binary.BigEndian.Uint32(buf[6:]))
-	fmt.Fprintf(d.w, "version: %d crc: %d entries: %d\n", version, crc, n)
-	if version != 1 {
-		d.problem(path, 0, "version %d, want 1", version)
+	for _, def := range defects {
+		d.problem(path, def.Pos, "%s", def.Reason)
 	}
-	if got := crc32.Checksum(buf[6:], crc32.MakeTable(crc32.Castagnoli)); got != crc {
-		d.problem(path, 2, "CRC-32C mismatch: stored %d, computed %d", crc, got)
-	}
-	const entrySize = 46
-	if n < 0 || int64(len(buf)-10) != int64(n)*entrySize {
-		d.problem(path, 6, "entry count %d does not match the file size %d", n, len(buf))
-		n = int32((len(buf) - 10) / entrySize)
-	}
-	for i := int32(0); i < n; i++ {
-		e := buf[10+int(i)*entrySize:]
+	for _, e := range s.Entries {
 		fmt.Fprintf(d.w, "producerId: %d producerEpoch: %d lastSequence: %d lastOffset: %d offsetDelta: %d timestamp: %d coordinatorEpoch: %d currentTxnFirstOffset: %d\n",
-			int64(binary.BigEndian.Uint64(e[0:])), int16(binary.BigEndian.Uint16(e[8:])), int32(binary.BigEndian.Uint32(e[10:])),
-			int64(binary.BigEndian.Uint64(e[14:])), int32(binary.BigEndian.Uint32(e[22:])), int64(binary.BigEndian.Uint64(e[26:])),
-			int32(binary.BigEndian.Uint32(e[34:])), int64(binary.BigEndian.Uint64(e[38:])))
+			e.ProducerID, e.ProducerEpoch, e.LastSequence, e.LastOffset, e.OffsetDelta, e.Timestamp, e.CoordinatorEpoch, e.CurrentTxnFirstOffset)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -194,6 +195,19 @@ func TestDumpCorruption(t *testing.T) {
 				poke(t, filepath.Join(dir, "00000000000000000010.snapshot"), func(b []byte) []byte { return b[:30] })
 			},
 			want: []string{"entry count 1 does not match the file size 30"},
+		},
+		{
+			// A negative offset delta with a valid CRC: the engine refuses
+			// such a snapshot, so dump (the same codec) reports it.
+			name: "snapshot_negative_delta", file: "00000000000000000010.snapshot",
+			poke: func(dir string) {
+				poke(t, filepath.Join(dir, "00000000000000000010.snapshot"), func(b []byte) []byte {
+					binary.BigEndian.PutUint32(b[10+22:], 0xffffffff)
+					binary.BigEndian.PutUint32(b[2:], crc32.Checksum(b[6:], crc32.MakeTable(crc32.Castagnoli)))
+					return b
+				})
+			},
+			want: []string{"at position 32", "negative offset delta -1"},
 		},
 		{
 			name: "epoch_checkpoint_malformed", file: "leader-epoch-checkpoint",

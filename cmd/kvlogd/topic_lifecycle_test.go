@@ -521,7 +521,14 @@ func TestStartWithUnloadablePartition(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p.Term()
+	// An unclean stop without a recovery point: the restart recovers, so
+	// it opens every segment and meets the damage while loading. (After a
+	// clean stop logs load lazily: the damage then surfaces as
+	// KAFKA_STORAGE_ERROR on the partition's first read or write.)
+	p.Kill()
+	if err := os.Remove(filepath.Join(p.DataDir, "recovery-point-offset-checkpoint")); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
 	seg := filepath.Join(p.DataDir, "y-1", "00000000000000000000.log")
 	if err := os.Remove(seg); err != nil {
 		t.Fatal(err)

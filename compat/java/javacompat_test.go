@@ -106,7 +106,7 @@ var (
 	}
 	cases4 = []string{
 		"produce-large", "group-assignors=cooperative-sticky", "state-rebuild=read_committed", "offsets-for-times",
-		"admin-configs", "admin-cluster", "unsupported-consumer-protocol", "unsupported-quotas", "unsupported-scram",
+		"admin-configs", "admin-cluster", "unsupported-consumer-protocol", "unsupported-quotas", "admin-scram",
 		"unsupported-reassignment", "unsupported-elect-leaders",
 	}
 )

@@ -18,7 +18,9 @@
 // Files are opened through a vfs.FS; the mapping is made from File.Fd() and
 // is read-only: entries are written with File.WriteAt (pwrite), so a full
 // file system is an error from Append, never a SIGBUS from a store into a
-// mapped hole.
+// mapped hole. A read-only index closes its file once it is mapped: it holds
+// a mapping and no descriptor. A writable one keeps its descriptor for the
+// writes.
 //
 // # Concurrency
 //

@@ -34,6 +34,7 @@ type mmapFile struct {
 	writable bool
 
 	// Changed only with mu held and no concurrent readers (remap, close).
+	// f is nil for a read-only index once it is mapped.
 	f            vfs.File
 	data         []byte // the mapping; nil when the file is empty or closed
 	fileSize     int64  // current size of the file
@@ -200,6 +201,18 @@ func (m *mmapFile) open(fsys vfs.FS, path string, base int64, es int, maxIndexSi
 		m.f = nil
 		m.closed = true
 		return err
+	}
+	if !writable {
+		// A read-only index needs its descriptor no more: the mapping
+		// stays valid after close, and nothing is written. Kafka closes
+		// index files once mapped too, so a segment costs one descriptor.
+		err := f.Close()
+		m.f = nil
+		if err != nil {
+			_ = m.unmap()
+			m.closed = true
+			return fmt.Errorf("index: close %s: %w", path, err)
+		}
 	}
 	return nil
 }

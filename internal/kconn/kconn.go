@@ -3,10 +3,17 @@
 // LeaderAndIsr/UpdateMetadata/StopReplica, controlled shutdown): one TCP
 // connection, one request in flight, versions chosen by the caller, no
 // metadata and no retries. Clients outside the broker use franz-go's kgo.
+//
+// A Dialer secures the connection as the inter-broker listener requires:
+// TLS (SSL, SASL_SSL) and SASL authentication (SASL_PLAINTEXT, SASL_SSL)
+// with SaslHandshake v1 and SaslAuthenticate v1, using franz-go's client
+// mechanisms (PLAIN, SCRAM). A failed authentication is an error of Dial
+// wrapping ErrAuthentication.
 package kconn
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,7 +23,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl"
 )
 
 // MaxResponseBytes bounds a response frame.
@@ -35,14 +44,105 @@ type Conn struct {
 	closed   bool
 }
 
-// Dial connects to addr (host:port).
+// Dial connects to addr (host:port) in plaintext.
 func Dial(ctx context.Context, addr, clientID string) (*Conn, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	return (*Dialer)(nil).Dial(ctx, addr, clientID)
+}
+
+// ErrAuthentication: the peer refused this broker's SASL authentication
+// or the TLS handshake failed.
+var ErrAuthentication = errors.New("kconn: authentication failed")
+
+// Dialer says how to secure connections; the nil Dialer dials plaintext.
+type Dialer struct {
+	// TLS, when set, wraps the connection (its ServerName is set from the
+	// address's host when empty).
+	TLS *tls.Config
+	// SASL, when set, authenticates the connection.
+	SASL sasl.Mechanism
+}
+
+// Dial connects to addr and secures the connection as d says.
+func (d *Dialer) Dial(ctx context.Context, addr, clientID string) (*Conn, error) {
+	var nd net.Dialer
+	nc, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{nc: nc, clientID: clientID}, nil
+	if d == nil {
+		return &Conn{nc: nc, clientID: clientID}, nil
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		nc.SetDeadline(dl)
+	}
+	if d.TLS != nil {
+		cfg := d.TLS.Clone()
+		if cfg.ServerName == "" {
+			host, _, _ := net.SplitHostPort(addr)
+			cfg.ServerName = host
+		}
+		tc := tls.Client(nc, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("kconn %s: TLS: %w: %w", addr, ErrAuthentication, err)
+		}
+		nc = tc
+	}
+	c := &Conn{nc: nc, clientID: clientID}
+	if d.SASL != nil {
+		if err := c.authenticate(ctx, addr, d.SASL); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("kconn %s: SASL %s: %w", addr, d.SASL.Name(), err)
+		}
+	}
+	nc.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// authenticate runs SaslHandshake v1 and the mechanism's exchange in
+// SaslAuthenticate v1 requests.
+func (c *Conn) authenticate(ctx context.Context, addr string, m sasl.Mechanism) error {
+	hs := kmsg.NewPtrSASLHandshakeRequest()
+	hs.Version = 1
+	hs.Mechanism = m.Name()
+	resp, err := c.roundTrip(hs)
+	if err != nil {
+		return err
+	}
+	if err := kerr.ErrorForCode(resp.(*kmsg.SASLHandshakeResponse).ErrorCode); err != nil {
+		return fmt.Errorf("%w: %w (enabled: %v)", ErrAuthentication, err, resp.(*kmsg.SASLHandshakeResponse).SupportedMechanisms)
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	sess, tok, err := m.Authenticate(ctx, host)
+	if err != nil {
+		return err
+	}
+	for range 8 {
+		req := kmsg.NewPtrSASLAuthenticateRequest()
+		req.Version = 1
+		req.SASLAuthBytes = tok
+		r, err := c.roundTrip(req)
+		if err != nil {
+			return err
+		}
+		ar := r.(*kmsg.SASLAuthenticateResponse)
+		if err := kerr.ErrorForCode(ar.ErrorCode); err != nil {
+			msg := ""
+			if ar.ErrorMessage != nil {
+				msg = *ar.ErrorMessage
+			}
+			return fmt.Errorf("%w: %w: %s", ErrAuthentication, err, msg)
+		}
+		done, next, err := sess.Challenge(ar.SASLAuthBytes)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrAuthentication, err)
+		}
+		if done {
+			return nil
+		}
+		tok = next
+	}
+	return fmt.Errorf("%w: the exchange did not finish", ErrAuthentication)
 }
 
 // Addr is the remote address.

@@ -43,6 +43,11 @@ type Options struct {
 	Bin string
 	// Addr is the Kafka listener host:port; "" picks a free port.
 	Addr string
+	// Listeners, when set, is the --listeners value instead of
+	// PLAINTEXT://Addr (several listeners with their security protocols
+	// in Props); Addr must still be one of them, a PLAINTEXT one, which
+	// the harness uses. Not with MakeRun.
+	Listeners string
 	// HTTP is the /metrics and /healthz listener; "" picks a free port.
 	HTTP string
 	// NoHTTP runs without the HTTP listener.
@@ -155,7 +160,11 @@ func prepare(t testing.TB, opts Options) *Broker {
 		if b.DataDir == "" {
 			b.DataDir = t.TempDir()
 		}
-		b.args = []string{"--listeners", "PLAINTEXT://" + b.Addr, "--log-dirs", b.DataDir, "--http", b.HTTP}
+		listeners := "PLAINTEXT://" + b.Addr
+		if opts.Listeners != "" {
+			listeners = opts.Listeners
+		}
+		b.args = []string{"--listeners", listeners, "--log-dirs", b.DataDir, "--http", b.HTTP}
 	}
 	if opts.LogLevel != "" {
 		b.args = append(b.args, "--log-level", opts.LogLevel)

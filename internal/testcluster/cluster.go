@@ -51,6 +51,18 @@ type Options struct {
 	Bin     string // kvlogd binary
 	// Props are extra server.properties lines for every broker.
 	Props []string
+	// BrokerProps are extra lines for one broker, after Props (later lines
+	// win).
+	BrokerProps map[int32][]string
+	// SecureListener, when set, gives every broker a second listener of
+	// that name on its own port (Broker.SecureAddr); Props say its
+	// protocol and make it the inter-broker listener. The PLAINTEXT
+	// listener stays the harness's.
+	SecureListener string
+	// Setup runs once ZooKeeper serves and before any broker starts (e.g.
+	// to write the inter-broker SCRAM credentials, as kafka-configs
+	// --zookeeper does).
+	Setup func(c *Cluster)
 }
 
 // Cluster is a real ZooKeeper plus kvlogd processes.
@@ -67,11 +79,12 @@ type Cluster struct {
 
 // Broker is one kvlogd process (its address and data survive restarts).
 type Broker struct {
-	ID      int32
-	Addr    string
-	HTTP    string
-	Dir     string
-	cfgPath string
+	ID         int32
+	Addr       string
+	SecureAddr string // Options.SecureListener's address, "" without
+	HTTP       string
+	Dir        string
+	cfgPath    string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -90,6 +103,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 	zkSrv := StartZooKeeper(t)
 	c := &Cluster{t: t, ZK: zkSrv, Connect: zkSrv.Addr + "/kvlog", opts: opts, root: t.TempDir(), brokers: map[int32]*Broker{}}
 	t.Cleanup(c.stopAll)
+	if opts.Setup != nil {
+		opts.Setup(c)
+	}
 	for id := int32(1); id <= int32(opts.Brokers); id++ {
 		c.AddBroker(id)
 	}
@@ -113,14 +129,24 @@ func (c *Cluster) AddBroker(id int32) *Broker {
 	if err := os.MkdirAll(b.Dir, 0o755); err != nil {
 		c.t.Fatal(err)
 	}
+	listeners := "PLAINTEXT://" + b.Addr
+	if c.opts.SecureListener != "" {
+		sport, err := FreePort()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		b.SecureAddr = fmt.Sprintf("127.0.0.1:%d", sport)
+		listeners += "," + c.opts.SecureListener + "://" + b.SecureAddr
+	}
 	props := append([]string{
 		fmt.Sprintf("broker.id=%d", id),
-		"listeners=PLAINTEXT://" + b.Addr,
+		"listeners=" + listeners,
 		"log.dirs=" + filepath.Join(b.Dir, "data"),
 		"zookeeper.connect=" + c.Connect,
 		"zookeeper.connection.timeout.ms=60000",
 		"kvlog.http.listener=" + b.HTTP,
 	}, c.opts.Props...)
+	props = append(props, c.opts.BrokerProps[id]...)
 	b.cfgPath = filepath.Join(b.Dir, "server.properties")
 	if err := os.WriteFile(b.cfgPath, []byte(strings.Join(props, "\n")+"\n"), 0o644); err != nil {
 		c.t.Fatal(err)

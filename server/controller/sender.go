@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -44,6 +45,9 @@ type KafkaDialer struct {
 	ClientID string
 	// Timeout bounds connecting (5 s when zero).
 	Timeout time.Duration
+	// Secure secures the connections (the inter-broker listener's TLS
+	// and SASL); nil dials plaintext.
+	Secure *kconn.Dialer
 }
 
 // Dial implements Dialer.
@@ -55,7 +59,7 @@ func (d KafkaDialer) Dial(ctx context.Context, b zkstore.Broker) (Conn, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	c, err := kconn.Dial(dctx, fmt.Sprintf("%s:%d", ep.Host, ep.Port), d.ClientID)
+	c, err := d.Secure.Dial(dctx, fmt.Sprintf("%s:%d", ep.Host, ep.Port), d.ClientID)
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +133,9 @@ func (s *sender) run() {
 			if conn == nil || conn.Closed() {
 				c, err := s.c.cfg.Dialer.Dial(s.ctx, s.broker)
 				if err != nil {
+					if errors.Is(err, kconn.ErrAuthentication) {
+						s.c.log.Error("controller: authenticating to a broker failed", "broker", s.id, "err", err)
+					}
 					s.backoff(attempt)
 					continue
 				}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -12,9 +13,15 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// The runner with real timers: join phases end and sessions expire without
-// any request arriving; a restart rebuilds the groups from the store.
+// The runner with its timers: join phases end and sessions expire without
+// any request arriving; a restart rebuilds the groups from the store. It
+// runs in a synctest bubble: the shards' timers run on the bubble's clock,
+// so the session expiry is checked at its deadline, not polled for.
 func TestCoordinatorTimersAndRestart(t *testing.T) {
+	synctest.Test(t, testCoordinatorTimersAndRestart)
+}
+
+func testCoordinatorTimersAndRestart(t *testing.T) {
 	store := newMemStore()
 	cfg := DefaultConfig()
 	cfg.Partitions = 4
@@ -46,10 +53,11 @@ func TestCoordinatorTimersAndRestart(t *testing.T) {
 	}
 	// Three members join at once; the initial delay puts them in one
 	// generation, ended by the timer.
+	const sessionTimeout = 300 * time.Millisecond
 	var chans []chan JoinResult
 	for i := 0; i < 3; i++ {
 		req := joinReq("")
-		req.SessionTimeout = 300 * time.Millisecond
+		req.SessionTimeout = sessionTimeout
 		req.RebalanceTimeout = 2 * time.Second
 		chans = append(chans, join(req))
 	}
@@ -104,18 +112,17 @@ func TestCoordinatorTimersAndRestart(t *testing.T) {
 	if errs[0] != nil {
 		t.Fatal(errs[0])
 	}
-	// Nobody heartbeats: the sessions end on the timer and the group
-	// empties.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		d, _ := co.Describe("g")
-		if d.State == Empty {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("group still %s", d.State)
-		}
-		time.Sleep(20 * time.Millisecond)
+	// Nobody heartbeats: the sessions end on the timer, a session timeout
+	// after the generation completed, and the group empties.
+	time.Sleep(sessionTimeout - time.Millisecond)
+	synctest.Wait()
+	if d, _ := co.Describe("g"); d.State != Stable || len(d.Members) != 3 {
+		t.Fatalf("1 ms before the sessions end: %s with %d members", d.State, len(d.Members))
+	}
+	time.Sleep(time.Millisecond)
+	synctest.Wait()
+	if d, _ := co.Describe("g"); d.State != Empty {
+		t.Fatalf("at the end of the sessions: %s with %d members", d.State, len(d.Members))
 	}
 
 	// Restart from the store.

@@ -2,10 +2,12 @@ package groupclients
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kvlog/kvlog/internal/testbroker"
@@ -89,6 +91,29 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
+// stableGroup reports whether group is Stable with members members and a
+// chosen protocol.
+func stableGroup(t *testing.T, adm *kadm.Client, group string, members int) bool {
+	dg, err := adm.DescribeGroups(testbroker.Context(t, 10*time.Second), group)
+	g := dg[group]
+	return err == nil && g.State == "Stable" && len(g.Members) == members && g.Protocol != ""
+}
+
+// caughtUp reports whether the group's committed offset of every partition
+// of topic is the partition's end offset.
+func caughtUp(t *testing.T, p *testbroker.Broker, group, topic string) bool {
+	cm, e := committed(t, p, group, topic)
+	if len(cm) != len(e) {
+		return false
+	}
+	for part, off := range e {
+		if cm[part] != off {
+			return false
+		}
+	}
+	return true
+}
+
 // resume runs one new member until want records arrived and checks they
 // are exactly values [from, from+want): committed offsets are honoured.
 func resume(t *testing.T, p *testbroker.Broker, group, topic string, from, want int) {
@@ -96,7 +121,10 @@ func resume(t *testing.T, p *testbroker.Broker, group, topic string, from, want 
 	c := &consumption{seen: map[string]int{}}
 	m := startMember(t, p, group, topic, c)
 	waitFor(t, "the resumed member to read the new records", 60*time.Second, func() bool { return c.distinct() >= want })
-	time.Sleep(500 * time.Millisecond) // anything older would have come first
+	// The member commits what it read after each poll: once the group's
+	// commits reach every partition's end it has read all it was going to
+	// (older records, had the committed offsets been behind, included).
+	waitFor(t, "the resumed member to commit up to the end", 60*time.Second, func() bool { return caughtUp(t, p, group, topic) })
 	m.leave()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -121,13 +149,16 @@ func TestFranzGroupRebalanceAndRestarts(t *testing.T) {
 	createTopic(t, p, topic, 6)
 
 	c := &consumption{seen: map[string]int{}}
+	adm := p.Admin(t)
 	var members []*member
 	total := 0
 	for i := 0; i < 3; i++ {
 		members = append(members, startMember(t, p, group, topic, c))
 		produce(t, p, topic, total, 100)
 		total += 100
-		time.Sleep(500 * time.Millisecond)
+		// Each join is a rebalance of its own: the next member starts
+		// once this one is in a stable generation.
+		waitFor(t, fmt.Sprintf("a stable group of %d", i+1), 60*time.Second, func() bool { return stableGroup(t, adm, group, i+1) })
 	}
 	// Churn: one member leaves, another joins, records keep coming.
 	members[1].leave()
@@ -142,23 +173,8 @@ func TestFranzGroupRebalanceAndRestarts(t *testing.T) {
 	total += 100
 
 	waitFor(t, "every record to be consumed", 90*time.Second, func() bool { return c.distinct() == total })
-	adm := p.Admin(t)
-	waitFor(t, "a stable group of three", 60*time.Second, func() bool {
-		dg, err := adm.DescribeGroups(testbroker.Context(t, 10*time.Second), group)
-		g := dg[group]
-		return err == nil && g.State == "Stable" && len(g.Members) == 3 && g.Protocol != ""
-	})
-	waitFor(t, "the group to commit up to the end", 60*time.Second, func() bool {
-		cm, e := committed(t, p, group, topic)
-		return len(cm) == len(e) && func() bool {
-			for part, off := range e {
-				if cm[part] != off {
-					return false
-				}
-			}
-			return true
-		}()
-	})
+	waitFor(t, "a stable group of three", 60*time.Second, func() bool { return stableGroup(t, adm, group, 3) })
+	waitFor(t, "the group to commit up to the end", 60*time.Second, func() bool { return caughtUp(t, p, group, topic) })
 	for _, m := range members {
 		m.leave()
 	}

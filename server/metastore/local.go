@@ -59,6 +59,8 @@ type localState struct {
 	PendingDeletions map[string]*Topic            `json:"pending_deletions,omitempty"`
 	BrokerConfigs    map[string]map[string]string `json:"broker_configs,omitempty"`
 	ProducerIDBlock  int64                        `json:"producer_id_block_end"`
+	// ScramUsers are SCRAM credentials: user → mechanism → stored form.
+	ScramUsers map[string]map[string]string `json:"scram_users,omitempty"`
 }
 
 // envelope is the file: the state with its generation and checksum.
@@ -448,6 +450,12 @@ func cloneState(s *localState) localState {
 			c.BrokerConfigs[k] = maps.Clone(m)
 		}
 	}
+	if s.ScramUsers != nil {
+		c.ScramUsers = make(map[string]map[string]string, len(s.ScramUsers))
+		for k, m := range s.ScramUsers {
+			c.ScramUsers[k] = maps.Clone(m)
+		}
+	}
 	return c
 }
 
@@ -614,4 +622,50 @@ func (l *Local) Close() error {
 	defer l.mu.Unlock()
 	l.closed = true
 	return nil
+}
+
+// ScramCredential implements ScramStore.
+func (l *Local) ScramCredential(user, mechanism string) (string, bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v, ok := l.state.ScramUsers[user][mechanism]
+	return v, ok, nil
+}
+
+// ScramCredentials implements ScramStore.
+func (l *Local) ScramCredentials(user string) (map[string]string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := maps.Clone(l.state.ScramUsers[user])
+	if out == nil {
+		out = map[string]string{}
+	}
+	return out, nil
+}
+
+// ScramUsers implements ScramStore.
+func (l *Local) ScramUsers() ([]string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]string, 0, len(l.state.ScramUsers))
+	for u := range l.state.ScramUsers {
+		out = append(out, u)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// SetScramCredentials implements ScramStore.
+func (l *Local) SetScramCredentials(user string, creds map[string]string) error {
+	return l.mutate(func(s *localState) error {
+		if len(creds) == 0 {
+			delete(s.ScramUsers, user)
+			return nil
+		}
+		if s.ScramUsers == nil {
+			s.ScramUsers = map[string]map[string]string{}
+		}
+		s.ScramUsers[user] = maps.Clone(creds)
+		return nil
+	})
 }

@@ -111,3 +111,36 @@ func TestLocalSetPartitionCount(t *testing.T) {
 		t.Fatalf("after reopen: %+v", ts)
 	}
 }
+
+// TestLocalScramCredentials: credentials are kept per user and mechanism,
+// survive a reopen, and removing them all forgets the user.
+func TestLocalScramCredentials(t *testing.T) {
+	dir := t.TempDir()
+	l, err := OpenLocal(dir, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := map[string]string{"SCRAM-SHA-256": "salt=YQ==,stored_key=Yg==,server_key=Yw==,iterations=4096"}
+	if err := l.SetScramCredentials("bob", creds); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l, err = OpenLocal(dir, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if v, ok, _ := l.ScramCredential("bob", "SCRAM-SHA-256"); !ok || v != creds["SCRAM-SHA-256"] {
+		t.Fatalf("after reopen: %q %v", v, ok)
+	}
+	if users, _ := l.ScramUsers(); len(users) != 1 || users[0] != "bob" {
+		t.Fatalf("users %v", users)
+	}
+	if err := l.SetScramCredentials("bob", nil); err != nil {
+		t.Fatal(err)
+	}
+	if users, _ := l.ScramUsers(); len(users) != 0 {
+		t.Fatalf("users after removal %v", users)
+	}
+	var _ ScramStore = l
+}

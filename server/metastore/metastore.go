@@ -76,3 +76,20 @@ type Store interface {
 	// Close releases the store.
 	Close() error
 }
+
+// ScramStore keeps users' SCRAM credentials, one per user and mechanism
+// (SCRAM-SHA-256, SCRAM-SHA-512), each in Kafka's stored form
+// (salt=…,stored_key=…,server_key=…,iterations=…). Local and the ZooKeeper
+// store (/config/users/<user>, as Kafka's ZooKeeper mode) implement it.
+type ScramStore interface {
+	// ScramCredential is one user's credential for a mechanism.
+	ScramCredential(user, mechanism string) (cred string, ok bool, err error)
+	// ScramCredentials are one user's credentials by mechanism (empty if
+	// none).
+	ScramCredentials(user string) (map[string]string, error)
+	// ScramUsers lists the users with at least one credential, sorted.
+	ScramUsers() ([]string, error)
+	// SetScramCredentials replaces one user's credentials by mechanism;
+	// an empty map removes them all.
+	SetScramCredentials(user string, creds map[string]string) error
+}

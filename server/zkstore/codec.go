@@ -23,6 +23,7 @@ const (
 	pathConfig         = "/config"
 	pathConfigTopics   = "/config/topics"
 	pathConfigBrokers  = "/config/brokers"
+	pathConfigUsers    = "/config/users"
 	pathConfigChanges  = "/config/changes"
 	pathAdmin          = "/admin"
 	pathDeleteTopics   = "/admin/delete_topics"
@@ -63,6 +64,9 @@ func (e Endpoint) String() string {
 type Broker struct {
 	ID        int32
 	Endpoints []Endpoint
+	// Protocols maps listener names to security protocols
+	// (listener_security_protocol_map); a name missing is PLAINTEXT.
+	Protocols map[string]string
 	Rack      *string
 	// Epoch is the czxid of the registration znode (KIP-380): a restarted
 	// broker registers again and gets a larger one.
@@ -103,6 +107,9 @@ func encodeBroker(b Broker, nowMs int64) ([]byte, error) {
 	for _, e := range b.Endpoints {
 		j.Endpoints = append(j.Endpoints, e.String())
 		j.ProtocolMap[e.Name] = "PLAINTEXT"
+		if p := b.Protocols[e.Name]; p != "" {
+			j.ProtocolMap[e.Name] = p
+		}
 		if j.Port == -1 {
 			j.Host, j.Port = e.Host, e.Port
 		}
@@ -115,7 +122,7 @@ func decodeBroker(id int32, data []byte) (Broker, error) {
 	if err := json.Unmarshal(data, &j); err != nil {
 		return Broker{}, fmt.Errorf("zkstore: broker %d registration: %w", id, err)
 	}
-	b := Broker{ID: id, Rack: j.Rack}
+	b := Broker{ID: id, Rack: j.Rack, Protocols: j.ProtocolMap}
 	for _, s := range j.Endpoints {
 		name, hostport, ok := strings.Cut(s, "://")
 		if !ok {

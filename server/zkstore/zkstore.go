@@ -13,6 +13,7 @@
 //	/controller                               ephemeral {"version":1,"brokerid":..,"timestamp":".."}
 //	/controller_epoch                         "N"
 //	/config/topics/<t>, /config/brokers/<id>  {"version":1,"config":{..}}
+//	/config/users/<user>                      {"version":1,"config":{"SCRAM-SHA-512":"salt=..,stored_key=..,server_key=..,iterations=.."}}
 //	/config/changes/config_change_<seq>       {"version":2,"entity_path":"topics/<t>"}
 //	/admin/delete_topics/<t>                  marks a topic for deletion
 //	/isr_change_notification/isr_change_<seq> {"version":1,"partitions":[{"topic":..,"partition":..}]}
@@ -35,6 +36,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/url"
 	"path"
 	"slices"
 	"sort"
@@ -745,4 +747,101 @@ func AssignReplicas(brokers []int32, partitions int32, rf int16, firstPartition 
 		out[i] = rs
 	}
 	return out, nil
+}
+
+// SCRAM credentials live in /config/users/<user> as Kafka's ZooKeeper mode
+// keeps them: the entity config's keys SCRAM-SHA-256 and SCRAM-SHA-512
+// hold the stored credentials (other keys, such as quotas, are kept), the
+// user name sanitized as Kafka's Sanitizer does (URL encoding, with %20
+// for a space, %2A for '*' and %7E for '~'), and a change notification
+// under /config/changes names users/<user>.
+
+// SanitizeUser encodes a user name for its znode.
+func SanitizeUser(user string) string {
+	e := url.QueryEscape(user)
+	e = strings.ReplaceAll(e, "+", "%20")
+	e = strings.ReplaceAll(e, "*", "%2A")
+	return strings.ReplaceAll(e, "~", "%7E")
+}
+
+func userConfigPath(user string) string { return pathConfigUsers + "/" + SanitizeUser(user) }
+
+func isScramKey(k string) bool { return strings.HasPrefix(k, "SCRAM-SHA-") }
+
+func (s *Store) userConfig(user string) (map[string]string, error) {
+	data, _, err := s.conn.Get(s.p(userConfigPath(user)))
+	if errors.Is(err, zk.ErrNoNode) {
+		return map[string]string{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("zkstore: read user %s: %w", user, err)
+	}
+	return decodeConfig(data)
+}
+
+// ScramCredential implements metastore.ScramStore.
+func (s *Store) ScramCredential(user, mechanism string) (string, bool, error) {
+	c, err := s.userConfig(user)
+	if err != nil {
+		return "", false, err
+	}
+	v, ok := c[mechanism]
+	return v, ok, nil
+}
+
+// ScramCredentials implements metastore.ScramStore.
+func (s *Store) ScramCredentials(user string) (map[string]string, error) {
+	c, err := s.userConfig(user)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for k, v := range c {
+		if isScramKey(k) {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+// ScramUsers implements metastore.ScramStore.
+func (s *Store) ScramUsers() ([]string, error) {
+	names, _, err := s.conn.Children(s.p(pathConfigUsers))
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("zkstore: list users: %w", err)
+	}
+	var out []string
+	for _, n := range names {
+		user, err := url.PathUnescape(n)
+		if err != nil {
+			continue
+		}
+		creds, err := s.ScramCredentials(user)
+		if err != nil {
+			return nil, err
+		}
+		if len(creds) > 0 {
+			out = append(out, user)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// SetScramCredentials implements metastore.ScramStore.
+func (s *Store) SetScramCredentials(user string, creds map[string]string) error {
+	c, err := s.userConfig(user)
+	if err != nil {
+		return err
+	}
+	for k := range c {
+		if isScramKey(k) {
+			delete(c, k)
+		}
+	}
+	maps.Copy(c, creds)
+	return s.setConfig(userConfigPath(user), "users/"+SanitizeUser(user), c)
 }

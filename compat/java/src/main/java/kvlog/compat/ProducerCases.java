@@ -90,7 +90,7 @@ final class ProducerCases {
             want.computeIfAbsent(Model.key(i), k -> new ArrayList<>()).add(i + ":" + Model.value(tag, i));
         }
         Map<String, List<String>> got = new HashMap<>();
-        for (ConsumerRecord<String, String> r : readAll(ctx, topic, null)) {
+        for (ConsumerRecord<String, String> r : readAll(ctx, topic, null, Model.N)) {
             Header seq = r.headers().lastHeader("seq");
             ctx.check(seq != null, "%s-%d@%d: no seq header", r.topic(), r.partition(), r.offset());
             Header tg = r.headers().lastHeader("tag");
@@ -103,6 +103,17 @@ final class ProducerCases {
 
     /** Reads every partition of topic from its start to its end offsets. */
     static List<ConsumerRecord<String, String>> readAll(Ctx ctx, String topic, String isolation) {
+        return readAll(ctx, topic, isolation, 0);
+    }
+
+    /**
+     * Reads every partition of topic from its start to its end offsets, once
+     * the end offsets add up to at least minEnd. A record acknowledged with
+     * acks=1 becomes readable (below the high watermark) only once it is as
+     * durable as the broker promises — on kvlog's default single node, after
+     * its fsync — so a read right after an acks=1 send waits for that.
+     */
+    static List<ConsumerRecord<String, String>> readAll(Ctx ctx, String topic, String isolation, long minEnd) {
         Properties cp = ctx.consumerProps(null);
         cp.put("max.partition.fetch.bytes", Integer.toString(4 << 20));
         if (isolation != null) cp.put("isolation.level", isolation);
@@ -116,6 +127,16 @@ final class ProducerCases {
             c.seekToBeginning(tps);
             ctx.step("KafkaConsumer.endOffsets");
             Map<TopicPartition, Long> end = c.endOffsets(tps);
+            long endBy = System.currentTimeMillis() + 30_000;
+            while (end.values().stream().mapToLong(Long::longValue).sum() < minEnd) {
+                ctx.check(System.currentTimeMillis() < endBy, "%s: end offsets %s never reached %d records", topic, end, minEnd);
+                try {
+                    Thread.sleep(20);
+                } catch (InterruptedException e) {
+                    throw new RuntimeException(e);
+                }
+                end = c.endOffsets(tps);
+            }
             ctx.step("KafkaConsumer.poll");
             long deadline = System.currentTimeMillis() + 60_000;
             while (!caughtUp(c, end)) {

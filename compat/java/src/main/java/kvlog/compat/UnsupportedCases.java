@@ -56,11 +56,7 @@ final class UnsupportedCases {
                     new ClientQuotaEntity(Map.of(ClientQuotaEntity.CLIENT_ID, "c")),
                     List.of(new ClientQuotaAlteration.Op("producer_byte_rate", 1024.0))))).all().get());
         }));
-        m.put("unsupported-scram", ctx -> admin(ctx, "Admin.describeUserScramCredentials/alterUserScramCredentials", a -> {
-            expect(ctx, "Admin.describeUserScramCredentials", () -> a.describeUserScramCredentials().all().get());
-            expect(ctx, "Admin.alterUserScramCredentials", () -> a.alterUserScramCredentials(List.of(new UserScramCredentialUpsertion(
-                    "alice", new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), "secret"))).all().get());
-        }));
+        m.put("admin-scram", UnsupportedCases::scram);
         m.put("unsupported-reassignment", ctx -> admin(ctx, "Admin.listPartitionReassignments/alterPartitionReassignments", a -> {
             expect(ctx, "Admin.listPartitionReassignments", () -> a.listPartitionReassignments().reassignments().get());
             expect(ctx, "Admin.alterPartitionReassignments", () -> a.alterPartitionReassignments(Map.of(
@@ -68,6 +64,34 @@ final class UnsupportedCases {
         }));
         m.put("unsupported-elect-leaders", ctx -> admin(ctx, "Admin.electLeaders", a ->
                 expect(ctx, "Admin.electLeaders", () -> a.electLeaders(ElectionType.PREFERRED, Set.of(new TopicPartition(ctx.topic("elect"), 0))).partitions().get())));
+    }
+
+    /** SCRAM credentials: upsert, describe (mechanism and iterations only), delete, describe a missing user. */
+    static void scram(Ctx ctx) throws Exception {
+        String user = ctx.prefix + "-alice";
+        try (Admin a = ctx.admin()) {
+            ctx.step("Admin.alterUserScramCredentials upsert");
+            a.alterUserScramCredentials(List.of(
+                    new UserScramCredentialUpsertion(user, new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), "secret"),
+                    new UserScramCredentialUpsertion(user, new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), "secret"))).all().get();
+            var desc = ctx.get("Admin.describeUserScramCredentials", a.describeUserScramCredentials(List.of(user)).description(user));
+            var infos = desc.credentialInfos();
+            ctx.check(infos.size() == 2 && infos.contains(new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096))
+                    && infos.contains(new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)), "described %s", infos);
+            ctx.step("Admin.alterUserScramCredentials delete");
+            a.alterUserScramCredentials(List.of(
+                    new org.apache.kafka.clients.admin.UserScramCredentialDeletion(user, ScramMechanism.SCRAM_SHA_256),
+                    new org.apache.kafka.clients.admin.UserScramCredentialDeletion(user, ScramMechanism.SCRAM_SHA_512))).all().get();
+            ctx.step("Admin.describeUserScramCredentials missing user");
+            Throwable got = null;
+            try {
+                a.describeUserScramCredentials(List.of(user)).description(user).get();
+            } catch (ExecutionException e) {
+                got = e.getCause();
+            }
+            ctx.check(got instanceof org.apache.kafka.common.errors.ResourceNotFoundException, "describe a deleted user: %s", got);
+            ctx.data.with("describe", infos.toString());
+        }
     }
 
     interface AdminCall {
