@@ -276,6 +276,24 @@ func TestCLIGroups(t *testing.T) {
 		t.Errorf("groups delete: %q", r.stdout)
 	}
 	kv("", "groups", "describe", "audit").expect(t, exitFailure)
+
+	// The cleaner's status hides the internal __consumer_offsets unless
+	// asked; --watch prints it again.
+	r = kv("", "cleaner", "status", "--http", b.HTTP)
+	r.expect(t, exitOK)
+	if strings.Contains(r.stdout, "__consumer_offsets") {
+		t.Errorf("cleaner status shows an internal topic:\n%s", r.stdout)
+	}
+	r = kv("", "cleaner", "status", "--http", b.HTTP, "--internal", "-o", "json")
+	r.expect(t, exitOK)
+	if strings.Count(r.stdout, `"__consumer_offsets"`) != 50 {
+		t.Errorf("cleaner status --internal: %d partitions of __consumer_offsets", strings.Count(r.stdout, `"__consumer_offsets"`))
+	}
+	r = kv("", "cleaner", "status", "--http", b.HTTP, "--topic", "__consumer_offsets", "--watch", "10ms", "--count", "2")
+	r.expect(t, exitOK)
+	if strings.Count(r.stdout, "TOPIC") != 2 || strings.Count(r.stdout, "__consumer_offsets ") != 100 {
+		t.Errorf("cleaner status --watch --count 2:\n%s", r.stdout)
+	}
 	r = kv("", "groups", "delete", "audit")
 	r.expect(t, exitFailure)
 	if !strings.Contains(r.stderr, "does not exist") {
