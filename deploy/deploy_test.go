@@ -193,3 +193,14 @@ func scrape(t *testing.T, url string) map[string]bool {
 	}
 	return have
 }
+
+// TestProductionConfigStarts starts kvlogd with the example production
+// configuration (addresses and log dir overridden by the harness): every
+// key is one kvlogd knows, with a valid value.
+func TestProductionConfigStarts(t *testing.T) {
+	b := testbroker.Start(t, testbroker.Options{Args: []string{"--config", "config/server.properties"}})
+	b.Stop()
+	if log := b.Log(); strings.Contains(log, "ignored") || strings.Contains(log, "level=WARN") || strings.Contains(log, "level=ERROR") {
+		t.Errorf("kvlogd warned about the production config:\n%s", log)
+	}
+}
