@@ -9,11 +9,16 @@ APT_PKGS  := kcat zookeeper python3-kafka python3-snappy python3-lz4 python3-zst
 
 all: build
 
+# The version both binaries report (--version, the kvlog_build_info
+# metric): `git describe` of the checkout, or "devel" outside git.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS   := -X github.com/kvlog/kvlog/internal/buildinfo.Stamped=$(VERSION)
+
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 run:
-	$(GO) build -o $(BIN)/kvlogd ./cmd/kvlogd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kvlogd ./cmd/kvlogd
 	./$(BIN)/kvlogd
 
 # Debian packages the integration suites drive (kcat, ZooKeeper, kafka-python
@@ -89,6 +94,7 @@ kafka-golden: deps tools-kafka
 
 test: deps tools tools-java tools-python tools-kafka lint
 	$(GO) test -race -tags invariants -timeout 12m $(PKGS)
+	cd deploy && $(GO) test -timeout 5m ./...
 
 # Long randomized fault run of a 3-broker ZooKeeper cluster (not in CI):
 # kill -9, SIGSTOP, clean bounces and controller kills under an acks=all

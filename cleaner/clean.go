@@ -77,7 +77,7 @@ type PassStats struct {
 // status is s as the status document shows it.
 func (s PassStats) status() *cleanerstatus.Pass {
 	return &cleanerstatus.Pass{
-		Start: s.Start, Duration: s.Duration, MapDone: s.MapDone, Reason: string(s.Reason),
+		Start: s.Start, DurationMs: cleanerstatus.Millis(s.Duration), MapDurationMs: cleanerstatus.Millis(s.MapDone), Reason: string(s.Reason),
 		FirstDirty: int64(s.FirstDirty), FirstUncleanable: int64(s.FirstUncleanable), EndOffset: int64(s.EndOffset),
 		MapFull: s.MapFull, MapScans: s.MapScans,
 		MapBytesRead: s.MapBytesRead, MapRecords: s.MapRecords, MapUtilization: s.MapUtilization,

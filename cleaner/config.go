@@ -119,8 +119,8 @@ func (c Config) defaults() TopicConfig {
 func (c Config) status() cleanerstatus.Config {
 	return cleanerstatus.Config{
 		Enable: c.Enable, Threads: c.Threads, DedupeBufferSize: c.DedupeBufferSize, LoadFactor: c.LoadFactor,
-		IOMaxBytesPerSecond: cleanerstatus.IORate(c.IOMaxBytesPerSecond), Backoff: c.Backoff,
-		MinCleanableRatio: c.MinCleanableRatio, DeleteRetention: c.DeleteRetention, MinCompactionLag: c.MinCompactionLag,
+		IOMaxBytesPerSecond: cleanerstatus.IORate(c.IOMaxBytesPerSecond), BackoffMs: c.Backoff.Milliseconds(),
+		MinCleanableRatio: c.MinCleanableRatio, DeleteRetentionMs: c.DeleteRetention.Milliseconds(), MinCompactionLagMs: c.MinCompactionLag.Milliseconds(),
 		BoundedTombstones: c.BoundedTombstones,
 	}
 }

@@ -193,7 +193,9 @@ func (m *Manager) UpdateConfig(cfg Config) error {
 	}
 	m.mu.Unlock()
 	m.signal()
-	m.logger.Info("cleaner config updated", "old", *old, "new", cfg)
+	if changes := configChanges(*old, cfg); len(changes) > 0 {
+		m.logger.Info("cleaner config updated", changes...)
+	}
 	return nil
 }
 

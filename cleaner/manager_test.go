@@ -226,8 +226,8 @@ func TestFailureIsolation(t *testing.T) {
 	if v := gauge(t, e, "kvlog_cleaner_uncleanable_partitions"); v != 1 {
 		t.Fatalf("uncleanable_partitions %v", v)
 	}
-	if v := gauge(t, e, "kvlog_cleaner_dead_threads"); v != 0 {
-		t.Fatalf("dead threads %v", v)
+	if v := gauge(t, e, "kvlog_cleaner_failed_threads"); v != 0 {
+		t.Fatalf("failed threads %v", v)
 	}
 	if e.cm.Status().Threads != 1 {
 		t.Fatal("the thread died")
@@ -352,16 +352,22 @@ func TestStatusAndMetrics(t *testing.T) {
 	}
 	for _, n := range []string{
 		"kvlog_cleaner_bytes_read_total", "kvlog_cleaner_bytes_written_total", "kvlog_cleaner_dirty_ratio",
-		"kvlog_cleaner_max_dirty_percent", "kvlog_cleaner_recopy_percent", "kvlog_cleaner_last_clean_duration_seconds",
-		"kvlog_cleaner_time_since_last_run_seconds", "kvlog_cleaner_buffer_utilization_percent",
+		"kvlog_cleaner_max_dirty_ratio", "kvlog_cleaner_recopy_ratio", "kvlog_cleaner_last_clean_duration_seconds",
+		"kvlog_cleaner_last_run_timestamp_seconds", "kvlog_cleaner_buffer_utilization_ratio",
 		"kvlog_cleaner_uncleanable_partitions", "kvlog_cleaner_uncleanable_bytes", "kvlog_cleaner_passes_total",
 	} {
 		if !names[n] {
 			t.Errorf("metric %s missing", n)
 		}
 	}
-	if v := gauge(t, e, "kvlog_cleaner_recopy_percent"); v <= 0 || v >= 100 {
-		t.Fatalf("recopy percent %v", v)
+	if v := gauge(t, e, "kvlog_cleaner_recopy_ratio"); v <= 0 || v >= 1 {
+		t.Fatalf("recopy ratio %v (a 0-1 ratio)", v)
+	}
+	if v := gauge(t, e, "kvlog_cleaner_max_dirty_ratio"); v < 0 || v > 1 {
+		t.Fatalf("max dirty ratio %v (a 0-1 ratio)", v)
+	}
+	if v := gauge(t, e, "kvlog_cleaner_last_run_timestamp_seconds"); v < 1e9 {
+		t.Fatalf("last run timestamp %v (Unix seconds)", v)
 	}
 	// The checkpoint survives a restart.
 	e.restart()

@@ -3,6 +3,7 @@ package cleaner
 import (
 	"math"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -55,13 +56,13 @@ func newMetrics(m *Manager) *metrics {
 		uncleanable:       prometheus.NewDesc(ns+"partition_uncleanable", "1 when the partition is marked uncleanable.", part, nil),
 		uncleanableCount:  prometheus.NewDesc(ns+"uncleanable_partitions", "Partitions marked uncleanable (Kafka uncleanable-partitions-count).", nil, nil),
 		uncBytes:          prometheus.NewDesc(ns+"uncleanable_bytes", "Cleanable bytes of uncleanable partitions (Kafka uncleanable-bytes).", nil, nil),
-		maxDirty:          prometheus.NewDesc(ns+"max_dirty_percent", "Highest dirty ratio of any compacted partition, percent (Kafka max-dirty-percent).", nil, nil),
-		recopy:            prometheus.NewDesc(ns+"recopy_percent", "Bytes written / bytes read of the last pass, percent (Kafka cleaner-recopy-percent).", nil, nil),
+		maxDirty:          prometheus.NewDesc(ns+"max_dirty_ratio", "Highest dirty ratio of any compacted partition, 0-1 (Kafka max-dirty-percent / 100).", nil, nil),
+		recopy:            prometheus.NewDesc(ns+"recopy_ratio", "Bytes written / bytes read of the last pass, 0-1 (Kafka cleaner-recopy-percent / 100).", nil, nil),
 		cleanTime:         prometheus.NewDesc(ns+"last_clean_duration_seconds", "Duration of the last pass (Kafka max-clean-time-secs).", nil, nil),
-		bufferUtil:        prometheus.NewDesc(ns+"buffer_utilization_percent", "Offset map fill of the last pass, percent (Kafka max-buffer-utilization-percent).", nil, nil),
-		sinceLastRun:      prometheus.NewDesc(ns+"time_since_last_run_seconds", "Time since the cleaner last planned (Kafka time-since-last-run-ms).", nil, nil),
+		bufferUtil:        prometheus.NewDesc(ns+"buffer_utilization_ratio", "Offset map fill of the last pass, 0-1 (Kafka max-buffer-utilization-percent / 100).", nil, nil),
+		sinceLastRun:      prometheus.NewDesc(ns+"last_run_timestamp_seconds", "Unix time the cleaner last planned (Kafka time-since-last-run-ms is time() minus this).", nil, nil),
 		compactionDelay:   prometheus.NewDesc(ns+"max_compaction_delay_seconds", "How far past max.compaction.lag.ms the most overdue partition is (Kafka max-compaction-delay-secs).", nil, nil),
-		deadThread:        prometheus.NewDesc(ns+"dead_threads", "Cleaner threads that died (Kafka DeadThreadCount); always 0, failures are isolated per partition.", nil, nil),
+		deadThread:        prometheus.NewDesc(ns+"failed_threads", "Cleaner threads that clean nothing because their offset map could not be allocated (the closest to Kafka's DeadThreadCount: a failing partition is marked uncleanable instead of killing its thread).", nil, nil),
 		throttled:         prometheus.NewDesc(ns+"throttled_seconds_total", "Time threads waited on log.cleaner.io.max.bytes.per.second.", nil, nil),
 	}
 }
@@ -99,8 +100,8 @@ func (x *metrics) pass(st PassStats, err error, aborted bool) {
 	case err == nil:
 		x.passes.WithLabelValues("ok").Inc()
 		x.lastDuration.Store(st.Duration.Seconds())
-		x.lastRecopy.Store(100 * st.RecopyRatio())
-		x.lastUtilization.Store(100 * st.MapUtilization)
+		x.lastRecopy.Store(st.RecopyRatio())
+		x.lastUtilization.Store(st.MapUtilization)
 	case aborted:
 		x.passes.WithLabelValues("aborted").Inc()
 	default:
@@ -120,28 +121,47 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	m := x.m
 	m.mu.Lock()
 	var unc, uncBytes float64
+	// Internal topics (__consumer_offsets: 50 partitions) are one series
+	// per topic, partition "all", with the highest value of any of its
+	// partitions.
+	internal := map[string][2]float64{}
+	var internalOrder []string
 	for _, p := range m.sortedParts() {
-		lv := []string{p.tp.Topic, strconv.Itoa(int(p.tp.Partition))}
-		ch <- prometheus.MustNewConstMetric(x.dirtyRatio, prometheus.GaugeValue, p.assess.Ratio, lv...)
 		u := 0.0
 		if p.uncleanable {
 			u = 1
 			unc++
 			uncBytes += float64(p.assess.CleanableBytes)
 		}
+		if strings.HasPrefix(p.tp.Topic, "__") {
+			agg, seen := internal[p.tp.Topic]
+			if !seen {
+				internalOrder = append(internalOrder, p.tp.Topic)
+			}
+			internal[p.tp.Topic] = [2]float64{max(agg[0], p.assess.Ratio), max(agg[1], u)}
+			continue
+		}
+		lv := []string{p.tp.Topic, strconv.Itoa(int(p.tp.Partition))}
+		ch <- prometheus.MustNewConstMetric(x.dirtyRatio, prometheus.GaugeValue, p.assess.Ratio, lv...)
 		ch <- prometheus.MustNewConstMetric(x.uncleanable, prometheus.GaugeValue, u, lv...)
 	}
-	since := m.clk.Now().Sub(m.lastRun)
+	for _, t := range internalOrder {
+		agg := internal[t]
+		ch <- prometheus.MustNewConstMetric(x.dirtyRatio, prometheus.GaugeValue, agg[0], t, "all")
+		ch <- prometheus.MustNewConstMetric(x.uncleanable, prometheus.GaugeValue, agg[1], t, "all")
+	}
+	lastRun := m.lastRun
+	failed := len(m.threadErrs)
 	m.mu.Unlock()
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
 	gauge(x.uncleanableCount, unc)
 	gauge(x.uncBytes, uncBytes)
-	gauge(x.maxDirty, 100*x.maxDirtyRatio.Load())
+	gauge(x.maxDirty, x.maxDirtyRatio.Load())
 	gauge(x.recopy, x.lastRecopy.Load())
 	gauge(x.cleanTime, x.lastDuration.Load())
 	gauge(x.bufferUtil, x.lastUtilization.Load())
-	gauge(x.sinceLastRun, since.Seconds())
+	gauge(x.sinceLastRun, float64(lastRun.UnixNano())/1e9)
 	gauge(x.compactionDelay, time.Duration(x.maxCompactionDelay.Load()).Seconds())
-	gauge(x.deadThread, 0)
+	gauge(x.deadThread, float64(failed))
 	ch <- prometheus.MustNewConstMetric(x.throttled, prometheus.CounterValue, m.throttle.Throttled().Seconds())
 }

@@ -51,6 +51,9 @@ type Log struct {
 	closed  atomic.Bool
 	pending []*deletedSegment // (mu) files renamed .deleted awaiting unlink
 	wg      sync.WaitGroup    // background flushes
+	// recovered is what OpenLog's recovery did; set before the log is
+	// shared, read-only after.
+	recovered RecoveryStats
 }
 
 type deletedSegment struct {

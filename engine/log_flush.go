@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/kvlog/kvlog/engine/vfs"
 )
@@ -54,6 +55,8 @@ func (l *Log) flushTo(upTo int64) error {
 	if upTo <= rp {
 		return nil
 	}
+	start := time.Now()
+	defer observeFlush(start)
 	for _, s := range l.segments() {
 		if int64(s.base) >= upTo {
 			break

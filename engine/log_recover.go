@@ -287,7 +287,10 @@ func (l *Log) recover(segs []*segment, rp Offset) ([]*segment, error) {
 		if err != nil {
 			return nil, err
 		}
+		l.recovered.Segments++
 		if valid < s.size.Load() || (valid == 0 && i < len(segs)-1 && s.size.Load() > 0) {
+			l.recovered.BytesTruncated += s.size.Load() - valid
+			l.recovered.SegmentsDeleted += len(segs) - i - 1
 			l.logger.Warn("truncating corrupt or torn tail", "segment", s.String(), "valid_bytes", valid, "size", s.size.Load())
 			if err := s.truncateFile(valid); err != nil {
 				return nil, err

@@ -198,6 +198,11 @@ func (m *Manager) loadDir(dir string) error {
 		mu sync.Mutex
 		wg sync.WaitGroup
 		ch = make(chan loadJob)
+		// recovered sums the logs' recovery (under mu).
+		recovered struct {
+			partitions, segments, deleted int
+			bytes                         int64
+		}
 	)
 	// At least 4 loaders: a log opened lazily costs a few system calls,
 	// which overlap (and wait on the disk when its metadata is not cached).
@@ -225,6 +230,12 @@ func (m *Manager) loadDir(dir string) error {
 					m.failed[j.tp] = failedLog{dir: dir, err: err, recoveryPoint: int64(rp), logStart: int64(ls)}
 					m.mu.Unlock()
 				} else {
+					if r := l.Recovered(); r.Segments > 0 {
+						recovered.partitions++
+						recovered.segments += r.Segments
+						recovered.bytes += r.BytesTruncated
+						recovered.deleted += r.SegmentsDeleted
+					}
 					m.mu.Lock()
 					m.logs[j.tp] = l
 					m.perDir[dir]++
@@ -246,7 +257,17 @@ func (m *Manager) loadDir(dir string) error {
 		}
 		_ = fs.SyncDir(dir)
 	}
-	m.opts.Logger.Info("log dir loaded", "dir", dir, "partitions", len(jobs), "clean_shutdown", clean, "took", m.opts.Clock.Now().Sub(start))
+	if clean {
+		m.opts.Logger.Info("log dir loaded", "dir", dir, "partitions", len(jobs), "clean_shutdown", true, "took", m.opts.Clock.Now().Sub(start))
+	} else {
+		// What an unclean start cost: the partitions whose tail was
+		// rescanned (the others were trusted up to their recovery
+		// point), and what was cut off.
+		m.opts.Logger.Info("log dir loaded", "dir", dir, "partitions", len(jobs), "clean_shutdown", false,
+			"recovered_partitions", recovered.partitions, "rescanned_segments", recovered.segments,
+			"truncated_bytes", recovered.bytes, "deleted_segments", recovered.deleted,
+			"took", m.opts.Clock.Now().Sub(start))
+	}
 	return nil
 }
 

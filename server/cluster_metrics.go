@@ -6,7 +6,8 @@ import (
 	"github.com/kvlog/kvlog/replica"
 )
 
-// clusterMetrics are the replication and controller metrics (cluster mode).
+// clusterMetrics are the replication and controller metrics (cluster mode;
+// the partition-health gauges are in opMetrics, exported in both modes).
 type clusterMetrics struct {
 	isrShrinks prometheus.Counter
 	isrExpands prometheus.Counter
@@ -18,22 +19,6 @@ func newClusterMetrics(c *cluster) *clusterMetrics {
 		isrShrinks: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "kvlog", Name: "isr_shrinks_total", Help: "ISR shrinks written by this broker as leader."}),
 		isrExpands: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "kvlog", Name: "isr_expands_total", Help: "ISR expansions written by this broker as leader."}),
 	}
-	underReplicated := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvlog", Name: "under_replicated_partitions",
-		Help: "Partitions this broker leads whose ISR is smaller than their replica set."}, func() float64 {
-		n := 0
-		for _, t := range c.s.topics.Load().byName {
-			for _, p := range t.parts {
-				if p.rep == nil || p.rep.Role() != replica.RoleLeader {
-					continue
-				}
-				st := p.rep.State()
-				if len(st.ISR) < len(st.Replicas) {
-					n++
-				}
-			}
-		}
-		return float64(n)
-	})
 	followerLag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvlog", Name: "follower_lag_messages",
 		Help: "Sum over partitions this broker follows of (leader high watermark seen - local log end)."}, func() float64 {
 		var lag int64
@@ -58,7 +43,7 @@ func newClusterMetrics(c *cluster) *clusterMetrics {
 	})
 	epoch := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kvlog", Name: "controller_epoch",
 		Help: "The controller epoch in ZooKeeper as this broker last read it."}, func() float64 { return float64(c.ctrlEpoch.Load()) })
-	m.collectors = []prometheus.Collector{m.isrShrinks, m.isrExpands, underReplicated, followerLag, active, epoch}
+	m.collectors = []prometheus.Collector{m.isrShrinks, m.isrExpands, followerLag, active, epoch}
 	return m
 }
 

@@ -79,7 +79,7 @@ func (r *request) finish(res result) {
 		return
 	}
 	r.s.reqMem.release(r.mem)
-	r.s.metrics.observe(r.hdr.key, time.Since(r.start))
+	r.s.metrics.observe(r, res, time.Since(r.start))
 	r.done <- res
 }
 

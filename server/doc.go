@@ -51,8 +51,12 @@
 //   - handlers.go: the registry; NN_name.go: one file per API key, each
 //     registering the versions it serves (ApiVersions advertises exactly
 //     those).
-//   - metrics.go: Prometheus metrics, /metrics, /healthz, /cleaner and
-//     /debug/pprof on the HTTP listener.
+//   - metrics.go: Prometheus metrics, /metrics, /cleaner and /debug/pprof
+//     on the HTTP listener; operator_metrics.go: per-topic traffic, errors
+//     per API and code (counted as each request completes), fsync latency
+//     (an engine hook), disk space, partition health, groups and lag (read
+//     at scrape time); health.go: /healthz (liveness) and /readyz
+//     (readiness). docs/operations.md lists them.
 //   - cleaner.go: the log cleaner's wiring (package cleaner): created with
 //     the engine's logs, started and stopped with the broker, log.cleaner.*
 //     applied live on dynamic broker config changes, topic-level settings

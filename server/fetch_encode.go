@@ -21,6 +21,10 @@ type fetchReply struct {
 	pieces []fetchPiece
 	size   int64 // total bytes after the 4-byte size prefix
 	reads  []*engine.ReadResult
+	// resp and topicBytes (record batch bytes per topic) are for the
+	// metrics (metrics.observe).
+	resp       *kmsg.FetchResponse
+	topicBytes map[string]int64
 }
 
 // fetchPiece is either bytes or a file range.
@@ -112,6 +116,22 @@ func encodeFetch(corr int32, resp *kmsg.FetchResponse, recs []fetchRecords) (*fe
 	out.reads = make([]*engine.ReadResult, len(recs))
 	for i, rc := range recs {
 		out.reads[i] = rc.read
+	}
+	out.resp = resp
+	if len(recs) > 0 {
+		sizes := make(map[*kmsg.FetchResponseTopicPartition]int64, len(recs))
+		for _, rc := range recs {
+			sizes[rc.part] = rc.read.Size
+		}
+		out.topicBytes = map[string]int64{}
+		for ti := range resp.Topics {
+			t := &resp.Topics[ti]
+			for pi := range t.Partitions {
+				if n, ok := sizes[&t.Partitions[pi]]; ok {
+					out.topicBytes[t.Topic] += n
+				}
+			}
+		}
 	}
 	return out, nil
 }

@@ -48,6 +48,9 @@ type metrics struct {
 	// per-key children, looked up without the vec's hashing on the hot path
 	reqByKey map[int16]prometheus.Counter
 	latByKey map[int16]prometheus.Observer
+	// op are the per-topic, error, disk, partition-health and group
+	// metrics (operator_metrics.go).
+	op *opMetrics
 }
 
 func newMetrics(s *Server) *metrics {
@@ -98,6 +101,7 @@ func newMetrics(s *Server) *metrics {
 		}, []string{"listener"}),
 		reqByKey: map[int16]prometheus.Counter{},
 		latByKey: map[int16]prometheus.Observer{},
+		op:       newOpMetrics(s),
 	}
 	for k := range handlers {
 		name := apiName(k)
@@ -108,7 +112,8 @@ func newMetrics(s *Server) *metrics {
 }
 
 func (m *metrics) register(r *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{
+	m.op.start()
+	for _, c := range append([]prometheus.Collector{
 		m.requests, m.latency, m.bytesIn, m.bytesOut, m.connections, m.badRequests, m.panics,
 		m.apiVersionsDowngrades, m.acceptErrors, m.connectionsRefused, m.requestMemory, m.requestMemoryWaits,
 		m.authentications, m.tlsHandshakeFailures,
@@ -116,7 +121,7 @@ func (m *metrics) register(r *prometheus.Registry) error {
 		engineBudgetMetrics(m.s),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
+	}, m.op.collectors()...) {
 		if err := r.Register(c); err != nil {
 			if _, dup := err.(prometheus.AlreadyRegisteredError); !dup {
 				return err
@@ -126,10 +131,14 @@ func (m *metrics) register(r *prometheus.Registry) error {
 	return nil
 }
 
-func (m *metrics) observe(key int16, d time.Duration) {
+// observe accounts a completed request: its API's count and latency, and
+// (opMetrics) its topics' traffic and its error codes.
+func (m *metrics) observe(r *request, res result, d time.Duration) {
+	key := r.hdr.key
 	if c, ok := m.reqByKey[key]; ok {
 		c.Inc()
 		m.latByKey[key].Observe(d.Seconds())
+		m.op.observe(r, res)
 	}
 }
 
@@ -141,7 +150,9 @@ var (
 	topicsDesc   = prometheus.NewDesc("kvlog_topics", "Topics.", nil, nil)
 )
 
-// partitionCollector reports per-partition gauges at scrape time.
+// partitionCollector reports per-partition gauges at scrape time, for
+// every topic but the internal ones (__consumer_offsets' 50 partitions):
+// kvlog_topic_size_bytes covers those.
 type partitionCollector struct{ s *Server }
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -156,6 +167,9 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 	ts := c.s.sortedTopics()
 	ch <- prometheus.MustNewConstMetric(topicsDesc, prometheus.GaugeValue, float64(len(ts)))
 	for _, t := range ts {
+		if t.internal {
+			continue
+		}
 		for _, p := range t.parts {
 			if p.log == nil {
 				continue // cluster mode: not hosted here
@@ -170,8 +184,8 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // HTTPHandler serves /metrics (Prometheus, the cleaner's metrics
-// included), /healthz (200 "ok" while the broker is serving, 503 once it is
-// shutting down), /cleaner (the log cleaner's status as JSON: every
+// included), /healthz (liveness) and /readyz (readiness, see health.go),
+// /cleaner (the log cleaner's status as JSON: every
 // compacted partition with its dirty ratio, first dirty offset, last clean
 // and state; `kvlog cleaner status` reads it) and Go's profiler under
 // /debug/pprof/ (the listener binds to loopback by default).
@@ -184,13 +198,8 @@ func (s *Server) HTTPHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
 	mux.Handle(cleanerstatus.Path, s.cleaner.Handler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if s.closing.Load() {
-			http.Error(w, "shutting down", http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("/healthz", s.serveHealthz)
+	mux.HandleFunc("/readyz", s.serveReadyz)
 	return mux
 }
 

@@ -116,6 +116,7 @@ type Server struct {
 	connsByIP map[string]int // open connections per remote IP (max.connections.per.ip)
 	connWG    sync.WaitGroup
 	closing   atomic.Bool
+	started   atomic.Bool // Start returned: listeners accept (readiness)
 	stopBg    context.CancelFunc
 	bgDone    chan struct{}
 	closeOnce sync.Once
@@ -636,6 +637,7 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("joining the cluster: %w", err)
 		}
 	}
+	s.started.Store(true)
 	return nil
 }
 

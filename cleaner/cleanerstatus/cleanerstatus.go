@@ -37,12 +37,13 @@ type Config struct {
 	DedupeBufferSize int64   `json:"dedupe_buffer_size"`
 	LoadFactor       float64 `json:"load_factor"`
 	// IOMaxBytesPerSecond is -1 when unlimited (JSON has no +Inf).
-	IOMaxBytesPerSecond float64       `json:"io_max_bytes_per_second"`
-	Backoff             time.Duration `json:"backoff"` // nanoseconds
-	MinCleanableRatio   float64       `json:"min_cleanable_ratio"`
-	DeleteRetention     time.Duration `json:"delete_retention"`   // nanoseconds
-	MinCompactionLag    time.Duration `json:"min_compaction_lag"` // nanoseconds
-	BoundedTombstones   bool          `json:"bounded_tombstones"`
+	IOMaxBytesPerSecond float64 `json:"io_max_bytes_per_second"`
+	// Durations are whole milliseconds, as Kafka's *.ms settings.
+	BackoffMs          int64   `json:"backoff_ms"`
+	MinCleanableRatio  float64 `json:"min_cleanable_ratio"`
+	DeleteRetentionMs  int64   `json:"delete_retention_ms"`
+	MinCompactionLagMs int64   `json:"min_compaction_lag_ms"`
+	BoundedTombstones  bool    `json:"bounded_tombstones"`
 }
 
 // Unlimited is IOMaxBytesPerSecond's value for no throttle.
@@ -92,9 +93,12 @@ type PartitionStatus struct {
 
 // Pass describes one clean pass (see cleaner.PassStats).
 type Pass struct {
-	Start    time.Time     `json:"start"`
-	Duration time.Duration `json:"duration_ns"`
-	MapDone  time.Duration `json:"map_duration_ns"` // time spent building the offset map
+	Start time.Time `json:"start"`
+	// DurationMs and MapDurationMs (the time spent building the offset
+	// map) are milliseconds, with a fraction: a small pass takes less
+	// than one.
+	DurationMs    float64 `json:"duration_ms"`
+	MapDurationMs float64 `json:"map_duration_ms"`
 	// Reason is why the partition was cleaned: dirty-ratio,
 	// max-compaction-lag, tombstones or stale-dirty.
 	Reason string `json:"reason"`
@@ -134,3 +138,6 @@ type Pass struct {
 // Reclaimed is what the pass freed: the bytes of the segments it recopied
 // less those of the cleaned segments swapped in.
 func (p *Pass) Reclaimed() int64 { return p.BytesRead - p.BytesWritten }
+
+// Millis is d in milliseconds with a fraction (DurationMs).
+func Millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

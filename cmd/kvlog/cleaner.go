@@ -20,12 +20,7 @@ import (
 )
 
 func (a *app) cleanerCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "cleaner",
-		Short: "The log cleaner's status",
-		Args:  exactArgs(),
-		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
+	cmd := groupCmd("cleaner", "The log cleaner's status")
 	cmd.AddCommand(a.cleanerStatusCmd())
 	return cmd
 }
@@ -48,6 +43,10 @@ func (a *app) cleanerStatusCmd() *cobra.Command {
 	var (
 		httpAddr string
 		out      output
+		topics   []string
+		internal bool
+		watch    time.Duration
+		count    int
 	)
 	def := os.Getenv("KVLOG_HTTP")
 	cmd := &cobra.Command{
@@ -57,7 +56,9 @@ func (a *app) cleanerStatusCmd() *cobra.Command {
 broker given by --bootstrap and print every compacted partition with its
 dirty ratio, first dirty offset, last clean, bytes reclaimed by that clean
 and state; an uncleanable partition is shown with its cause. -o json prints
-these rows as JSON.
+these rows as JSON. --topic shows only those topics; internal topics
+(__consumer_offsets) are left out unless --internal. --watch 2s prints the
+status again every 2s until interrupted (or --count times).
 
 The HTTP listener is --http (or $KVLOG_HTTP) when given; otherwise kvlog
 asks the first bootstrap broker for its kvlog.http.listener setting
@@ -70,6 +71,9 @@ bound to a wildcard address (0.0.0.0, ::).`,
 			}
 			base := httpAddr
 			if base == "" {
+				base = a.profileHTTP
+			}
+			if base == "" {
 				var err error
 				if base, err = a.brokerHTTP(); err != nil {
 					return err
@@ -78,30 +82,71 @@ bound to a wildcard address (0.0.0.0, ::).`,
 			if !strings.Contains(base, "://") {
 				base = "http://" + base
 			}
-			ctx, cancel := a.reqCtx()
-			defer cancel()
-			st, err := fetchCleanerStatus(ctx, base)
-			if err != nil {
-				return err
+			if watch < 0 || count < 0 {
+				return usageErr("--watch and --count must be >= 0")
 			}
-			parts := cleanerRows(st)
-			if out.json() {
-				return writeJSON(a.stdout, parts)
+			want := map[string]bool{}
+			for _, t := range topics {
+				want[t] = true
 			}
-			t := newTable(a.stdout, "TOPIC", "PARTITION", "DIRTY-RATIO", "FIRST-DIRTY", "LAST-CLEAN", "RECLAIMED", "STATE")
-			for _, p := range parts {
-				state := p.State
-				if p.Cause != "" {
-					state += " (" + p.Cause + ")"
+			for n := 1; ; n++ {
+				if watch > 0 && out.format != "json" {
+					fmt.Fprintf(a.stdout, "%s\n", time.Now().UTC().Format(time.RFC3339))
 				}
-				t.row(p.Topic, p.Partition, fmtF(p.DirtyRatio), fmtI(p.FirstDirtyOffset), orDash(p.LastClean), fmtI(p.BytesReclaimed), orDash(state))
+				if err := a.printCleaner(base, &out, want, internal); err != nil {
+					return err
+				}
+				if watch == 0 || (count > 0 && n >= count) {
+					return nil
+				}
+				select {
+				case <-a.ctx.Done():
+					return nil // interrupted: the normal end of --watch
+				case <-time.After(watch):
+				}
+				fmt.Fprintln(a.stdout)
 			}
-			return t.flush()
 		},
 	}
+	cmd.Flags().StringArrayVarP(&topics, "topic", "t", nil, "only this topic (repeatable)")
+	cmd.Flags().BoolVar(&internal, "internal", false, "include internal topics (__consumer_offsets)")
+	cmd.Flags().DurationVarP(&watch, "watch", "w", 0, "print the status again at this interval until interrupted")
+	cmd.Flags().IntVar(&count, "count", 0, "with --watch, stop after this many prints (0: until interrupted)")
 	cmd.Flags().StringVar(&httpAddr, "http", def, "broker HTTP listener host:port (env KVLOG_HTTP; default: asked from the --bootstrap broker)")
 	out.register(cmd)
 	return cmd
+}
+
+// printCleaner fetches and prints the status once.
+func (a *app) printCleaner(base string, out *output, topics map[string]bool, internal bool) error {
+	ctx, cancel := a.reqCtx()
+	defer cancel()
+	st, err := fetchCleanerStatus(ctx, base)
+	if err != nil {
+		return err
+	}
+	parts := []cleanerPartition{}
+	for _, p := range cleanerRows(st) {
+		if len(topics) > 0 && !topics[p.Topic] {
+			continue
+		}
+		if len(topics) == 0 && !internal && strings.HasPrefix(p.Topic, "__") {
+			continue
+		}
+		parts = append(parts, p)
+	}
+	if out.json() {
+		return writeJSON(a.stdout, parts)
+	}
+	t := newTable(a.stdout, "TOPIC", "PARTITION", "DIRTY-RATIO", "FIRST-DIRTY", "LAST-CLEAN", "RECLAIMED", "STATE")
+	for _, p := range parts {
+		state := p.State
+		if p.Cause != "" {
+			state += " (" + p.Cause + ")"
+		}
+		t.row(p.Topic, p.Partition, fmtF(p.DirtyRatio), fmtI(p.FirstDirtyOffset), orDash(p.LastClean), fmtI(p.BytesReclaimed), orDash(state))
+	}
+	return t.flush()
 }
 
 // fetchCleanerStatus reads the status document at base + cleanerstatus.Path.

@@ -236,6 +236,69 @@ func TestCLIGroups(t *testing.T) {
 	if gd.TotalLag != 4 {
 		t.Errorf("after reset to earliest: lag %d, want 4", gd.TotalLag)
 	}
+
+	// An unknown group is said to be one, with a failure exit.
+	r = kv("", "groups", "describe", "nope")
+	r.expect(t, exitFailure)
+	if r.stderr != "kvlog: group \"nope\" does not exist\n" {
+		t.Errorf("describe of an unknown group: %q", r.stderr)
+	}
+	// --shift-by from the current commit, --all-topics; --to-datetime.
+	kv("", "groups", "reset-offsets", "audit", "--all-topics", "--to-latest", "--execute").expect(t, exitOK)
+	r = kv("", "groups", "reset-offsets", "audit", "--all-topics", "--shift-by", "-1", "--execute")
+	r.expect(t, exitOK)
+	checkGolden(t, "groups-shift-by.txt", r.stdout)
+	r = kv("", "groups", "reset-offsets", "audit", "--topic", "orders", "--to-datetime", "-1h")
+	r.expect(t, exitOK)
+	checkGolden(t, "groups-to-datetime.txt", r.stdout)
+	r = kv("", "groups", "reset-offsets", "audit", "--topic", "orders", "--to-datetime", "now", "-o", "json")
+	r.expect(t, exitOK)
+	if !strings.Contains(r.stdout, `"new_offset": 3`) && !strings.Contains(r.stdout, `"new_offset": 1`) {
+		t.Errorf("--to-datetime now: %s", r.stdout)
+	}
+	// delete-offsets of one partition: it is listed without a commit,
+	// lagging by the whole partition.
+	r = kv("", "groups", "delete-offsets", "audit", "--topic", "orders", "-p", "0")
+	r.expect(t, exitOK)
+	if r.stdout != "audit: deleted the committed offset of orders/0\n" {
+		t.Errorf("delete-offsets: %q", r.stdout)
+	}
+	r = kv("", "groups", "describe", "audit", "-o", "json")
+	r.expect(t, exitOK)
+	gd = groupDesc{}
+	json.Unmarshal([]byte(r.stdout), &gd)
+	if len(gd.Offsets) != 2 || gd.Offsets[0].Committed != -1 || gd.Offsets[0].Lag != gd.Offsets[0].End || gd.Offsets[1].Lag != 1 {
+		t.Errorf("after delete-offsets of orders/0: %+v", gd.Offsets)
+	}
+	r = kv("", "groups", "delete", "audit")
+	r.expect(t, exitOK)
+	if r.stdout != "deleted group audit\n" {
+		t.Errorf("groups delete: %q", r.stdout)
+	}
+	kv("", "groups", "describe", "audit").expect(t, exitFailure)
+
+	// The cleaner's status hides the internal __consumer_offsets unless
+	// asked; --watch prints it again.
+	r = kv("", "cleaner", "status", "--http", b.HTTP)
+	r.expect(t, exitOK)
+	if strings.Contains(r.stdout, "__consumer_offsets") {
+		t.Errorf("cleaner status shows an internal topic:\n%s", r.stdout)
+	}
+	r = kv("", "cleaner", "status", "--http", b.HTTP, "--internal", "-o", "json")
+	r.expect(t, exitOK)
+	if strings.Count(r.stdout, `"__consumer_offsets"`) != 50 {
+		t.Errorf("cleaner status --internal: %d partitions of __consumer_offsets", strings.Count(r.stdout, `"__consumer_offsets"`))
+	}
+	r = kv("", "cleaner", "status", "--http", b.HTTP, "--topic", "__consumer_offsets", "--watch", "10ms", "--count", "2")
+	r.expect(t, exitOK)
+	if strings.Count(r.stdout, "TOPIC") != 2 || strings.Count(r.stdout, "__consumer_offsets ") != 100 {
+		t.Errorf("cleaner status --watch --count 2:\n%s", r.stdout)
+	}
+	r = kv("", "groups", "delete", "audit")
+	r.expect(t, exitFailure)
+	if !strings.Contains(r.stderr, "does not exist") {
+		t.Errorf("delete of a deleted group: %q", r.stderr)
+	}
 }
 
 // TestCLICleanerStatus reads the broker's cleaner status (/cleaner on its

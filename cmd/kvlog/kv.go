@@ -57,7 +57,10 @@ func (a *app) deleteCmd() *cobra.Command {
 func (a *app) write(topic string, key, value []byte) error {
 	ctx, cancel := a.reqCtx()
 	defer cancel()
-	w, err := client.NewWriter(ctx, a.brokers(), topic, client.WithDialTimeout(a.timeout))
+	if err := a.checkBroker(ctx); err != nil {
+		return err
+	}
+	w, err := client.NewWriter(ctx, a.brokers(), topic, a.clientOpts()...)
 	if err != nil {
 		return err
 	}
@@ -88,7 +91,10 @@ deleted).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := a.ctxFor(replayTimeout)
 			defer cancel()
-			tbl, err := client.Open(ctx, a.brokers(), args[0], client.ReplayOnly(), client.AllowUncompacted(), client.WithDialTimeout(a.timeout))
+			if err := a.checkBroker(ctx); err != nil {
+				return err
+			}
+			tbl, err := client.Open(ctx, a.brokers(), args[0], a.clientOpts(client.ReplayOnly(), client.AllowUncompacted())...)
 			if err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -61,6 +62,11 @@ type app struct {
 	bootstrap      string
 	timeout        time.Duration
 	ctx            context.Context
+	// profileName is --profile; profileHTTP and tls come from the
+	// profile applied (applyProfile).
+	profileName string
+	profileHTTP string
+	tls         *tls.Config
 }
 
 func main() {
@@ -90,7 +96,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		code = exitUsage
 	}
 	if msg := err.Error(); msg != "" {
-		fmt.Fprintln(stderr, "kvlog:", msg)
+		fmt.Fprintln(stderr, "kvlog:", concise(msg))
 	}
 	if code == exitUsage {
 		fmt.Fprintln(stderr, "Run 'kvlog --help' or 'kvlog COMMAND --help' for usage.")
@@ -129,6 +135,13 @@ Exit codes: 0 success, 1 failure, 2 usage error, 3 key not found (get),
 	}
 	root.PersistentFlags().StringVarP(&a.bootstrap, "bootstrap", "b", bootstrap, "comma-separated broker addresses (env KVLOG_BOOTSTRAP)")
 	root.PersistentFlags().DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to wait for the broker on each request")
+	root.PersistentFlags().StringVar(&a.profileName, "profile", "", "connection profile to use (env KVLOG_PROFILE; default: the current one, see kvlog profile)")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if cmd.Parent() != nil && cmd.Parent().Name() == "profile" {
+			return nil
+		}
+		return a.applyProfile(cmd)
+	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: exitUsage, err: err}
 	})
@@ -138,6 +151,8 @@ Exit codes: 0 success, 1 failure, 2 usage error, 3 key not found (get),
 		a.produceCmd(), a.consumeCmd(),
 		a.replayCmd(),
 		a.groupsCmd(),
+		a.clusterCmd(),
+		a.profileCmd(),
 		a.cleanerCmd(),
 		a.dumpCmd(),
 	)
@@ -182,3 +197,24 @@ func minArgs(n int, what string) cobra.PositionalArgs {
 
 // version describes the build (internal/buildinfo).
 func version() string { return buildinfo.Version("") }
+
+// groupCmd is a command that only holds subcommands: without one it prints
+// its help; an unknown one is a usage error with cobra's suggestions.
+func groupCmd(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:                        use,
+		Short:                      short,
+		SuggestionsMinimumDistance: 2,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+			}
+			return usageErr("%s", msg)
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+}

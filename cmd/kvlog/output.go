@@ -81,6 +81,12 @@ func (t *table) flush() error { return t.tw.Flush() }
 func (a *app) connect(opts ...kgo.Opt) (*kgo.Client, *kadm.Client, error) {
 	ctx, cancel := a.reqCtx()
 	defer cancel()
+	if err := a.checkBroker(ctx); err != nil {
+		return nil, nil, err
+	}
+	if a.tls != nil {
+		opts = append(opts, kgo.DialTLSConfig(a.tls))
+	}
 	cl, err := client.Connect(ctx, a.brokers(), client.WithDialTimeout(a.timeout), client.WithKgoOptions(opts...))
 	if err != nil {
 		return nil, nil, err
@@ -137,4 +143,13 @@ func makeKV(key, value []byte) kvJSON {
 		kv.ValueBase64 = value
 	}
 	return kv
+}
+
+// checkBroker fails fast, with the reason, when no bootstrap address speaks
+// Kafka (see checkKafka); over TLS it leaves the check to the client.
+func (a *app) checkBroker(ctx context.Context) error {
+	if a.tls != nil {
+		return nil
+	}
+	return checkKafka(ctx, a.brokers())
 }

@@ -48,6 +48,8 @@ func (a *app) produceCmd() *cobra.Command {
 		acks        string
 		nullValue   string
 		maxLine     int
+		headers     []string
+		partition   int32
 	)
 	cmd := &cobra.Command{
 		Use:   "produce TOPIC",
@@ -56,9 +58,12 @@ func (a *app) produceCmd() *cobra.Command {
 line is KEY<sep>VALUE (split at the first separator; a line without it is an
 error); otherwise lines are values with a null key. Keyed records are placed
 with Kafka's default partitioner. With --null-value, a value equal to it is
-written as a tombstone (null).`,
+written as a tombstone (null). -H key:value adds a header to every record
+(repeatable); -p writes every record to that partition instead of the
+partitioner's choice.`,
 		Example: `  printf 'alice\t{"age":30}\nbob\t{"age":41}\n' | kvlog produce user-profiles --key-separator '\t'
-  kvlog produce user-profiles --key-separator : --null-value NULL < changes.txt`,
+  kvlog produce user-profiles --key-separator : --null-value NULL < changes.txt
+  echo '{"total":12}' | kvlog produce orders -p 2 -H source:import -H trace-id:abc`,
 		Args: exactArgs("TOPIC"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			codec, err := parseCompression(compression)
@@ -73,13 +78,35 @@ written as a tombstone (null).`,
 			if keySep != "" && sep == "" {
 				return usageErr("--key-separator is empty")
 			}
+			var hdrs []kgo.RecordHeader
+			for _, h := range headers {
+				k, v, ok := strings.Cut(h, ":")
+				if !ok || k == "" {
+					return usageErr("--header %q: want key:value", h)
+				}
+				hdrs = append(hdrs, kgo.RecordHeader{Key: k, Value: []byte(v)})
+			}
 			topic := args[0]
 			opts := append([]kgo.Opt{kgo.ProducerBatchCompression(codec), kgo.DefaultProduceTopic(topic), kgo.AllowAutoTopicCreation()}, ackOpts...)
-			cl, _, err := a.connect(opts...)
+			if partition >= 0 {
+				opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+			}
+			cl, adm, err := a.connect(opts...)
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
+			if partition >= 0 {
+				rctx, cancel := a.reqCtx()
+				td, err := describeOne(rctx, adm, topic)
+				cancel()
+				if err != nil {
+					return err
+				}
+				if _, ok := td.Partitions[partition]; !ok {
+					return fmt.Errorf("topic %q has no partition %d (%d partitions)", topic, partition, len(td.Partitions))
+				}
+			}
 
 			var (
 				sent     atomic.Int64
@@ -95,7 +122,7 @@ written as a tombstone (null).`,
 			for sc.Scan() {
 				line++
 				text := sc.Bytes()
-				r := &kgo.Record{Topic: topic}
+				r := &kgo.Record{Topic: topic, Partition: partition, Headers: hdrs}
 				if sep != "" {
 					k, v, ok := bytes.Cut(text, []byte(sep))
 					if !ok {
@@ -135,6 +162,8 @@ written as a tombstone (null).`,
 	cmd.Flags().StringVarP(&compression, "compression", "z", "none", "batch compression: none, gzip, snappy, lz4, zstd")
 	cmd.Flags().StringVar(&acks, "acks", "all", "required acks: all (-1), 1 or 0")
 	cmd.Flags().StringVar(&nullValue, "null-value", "", "write a value equal to this string as a tombstone (null)")
+	cmd.Flags().StringArrayVarP(&headers, "header", "H", nil, "header key:value added to every record (repeatable)")
+	cmd.Flags().Int32VarP(&partition, "partition", "p", -1, "write to this partition (default: Kafka's partitioner by key)")
 	cmd.Flags().IntVar(&maxLine, "max-line-bytes", 16<<20, "longest accepted input line")
 	return cmd
 }

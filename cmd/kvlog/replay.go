@@ -101,8 +101,11 @@ not UTF-8).`,
 			}
 			ctx, cancel := a.ctxFor(timeout)
 			defer cancel()
-			tbl, err := client.Open(ctx, a.brokers(), topic, client.ReplayOnly(), client.AllowUncompacted(),
-				client.WithDialTimeout(a.timeout), client.WithProgress(100*time.Millisecond, onProgress))
+			if err := a.checkBroker(ctx); err != nil {
+				return err
+			}
+			tbl, err := client.Open(ctx, a.brokers(), topic, a.clientOpts(client.ReplayOnly(), client.AllowUncompacted(),
+				client.WithProgress(100*time.Millisecond, onProgress))...)
 			if err != nil {
 				return err
 			}

@@ -6,20 +6,15 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/kvlog/kvlog/client"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 func (a *app) topicsCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "topics",
-		Short: "Create, list, describe, delete topics and change their configs",
-		Args:  exactArgs(),
-		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
-	cmd.AddCommand(a.topicsCreateCmd(), a.topicsListCmd(), a.topicsDescribeCmd(), a.topicsDeleteCmd(), a.topicsAlterConfigCmd())
+	cmd := groupCmd("topics", "Create, list, describe, delete topics and change their configs")
+	cmd.AddCommand(a.topicsCreateCmd(), a.topicsListCmd(), a.topicsDescribeCmd(), a.topicsDeleteCmd(), a.topicsAlterConfigCmd(),
+		a.topicsAddPartitionsCmd(), a.topicsDeleteRecordsCmd(), a.topicsOffsetsCmd())
 	return cmd
 }
 
@@ -38,10 +33,11 @@ func parseConfigs(flag string, kvs []string) (map[string]*string, error) {
 
 func (a *app) topicsCreateCmd() *cobra.Command {
 	var (
-		partitions int32
-		rf         int16
-		configs    []string
-		compact    bool
+		partitions  int32
+		rf          int16
+		configs     []string
+		compact     bool
+		ifNotExists bool
 	)
 	cmd := &cobra.Command{
 		Use:   "create TOPIC",
@@ -71,11 +67,12 @@ func (a *app) topicsCreateCmd() *cobra.Command {
 			if err == nil {
 				err = resp.Err
 			}
+			if ifNotExists && errors.Is(err, kerr.TopicAlreadyExists) {
+				fmt.Fprintf(a.stdout, "topic %s already exists\n", args[0])
+				return nil
+			}
 			if err != nil {
-				if resp.ErrMessage != "" {
-					return fmt.Errorf("create topic %q: %w: %s", args[0], err, resp.ErrMessage)
-				}
-				return fmt.Errorf("create topic %q: %w", args[0], err)
+				return fmt.Errorf("create topic %q: %w", args[0], kafkaErr(err, resp.ErrMessage))
 			}
 			fmt.Fprintf(a.stdout, "created topic %s (%d partitions, replication factor %d)\n", resp.Topic, resp.NumPartitions, resp.ReplicationFactor)
 			return nil
@@ -85,6 +82,7 @@ func (a *app) topicsCreateCmd() *cobra.Command {
 	cmd.Flags().Int16VarP(&rf, "replication-factor", "r", -1, "replication factor (-1: the broker's default.replication.factor)")
 	cmd.Flags().StringArrayVarP(&configs, "config", "c", nil, "topic config key=value (repeatable)")
 	cmd.Flags().BoolVar(&compact, "compact", false, "set cleanup.policy=compact (a changelog table)")
+	cmd.Flags().BoolVar(&ifNotExists, "if-not-exists", false, "succeed without change when the topic exists")
 	return cmd
 }
 
@@ -196,7 +194,7 @@ statically) are shown; --all-configs adds defaults.`,
 			for _, t := range args {
 				td, ok := tds[t]
 				if !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
-					return fmt.Errorf("topic %q: %w", t, client.ErrTopicNotFound)
+					return topicNotFound(t)
 				}
 				if td.Err != nil {
 					return fmt.Errorf("topic %q: %w", t, td.Err)
@@ -381,8 +379,10 @@ func (a *app) topicsDeleteCmd() *cobra.Command {
 				switch {
 				case !ok:
 					failed = append(failed, fmt.Errorf("topic %q: no answer", t))
+				case errors.Is(r.Err, kerr.UnknownTopicOrPartition):
+					failed = append(failed, topicNotFound(t))
 				case r.Err != nil:
-					failed = append(failed, fmt.Errorf("delete topic %q: %w", t, r.Err))
+					failed = append(failed, fmt.Errorf("delete topic %q: %w", t, kafkaErr(r.Err, r.ErrMessage)))
 				default:
 					fmt.Fprintf(a.stdout, "deleted topic %s\n", t)
 				}
@@ -430,10 +430,7 @@ func (a *app) topicsAlterConfigCmd() *cobra.Command {
 				return fmt.Errorf("alter configs of %q: %w", args[0], err)
 			}
 			if r.Err != nil {
-				if r.ErrMessage != "" {
-					return fmt.Errorf("alter configs of %q: %w: %s", args[0], r.Err, r.ErrMessage)
-				}
-				return fmt.Errorf("alter configs of %q: %w", args[0], r.Err)
+				return fmt.Errorf("alter configs of %q: %w", args[0], kafkaErr(r.Err, r.ErrMessage))
 			}
 			for _, c := range alters {
 				if c.Op == kadm.DeleteConfig {

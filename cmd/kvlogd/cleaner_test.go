@@ -325,8 +325,8 @@ func runCleanerE2E(t *testing.T, c cleanerE2E) {
 	writtenTotal, _ := cleanerMetric(t, b, "kvlog_cleaner_bytes_written_total")
 	passes, _ := cleanerMetric(t, b, "kvlog_cleaner_passes_total", `result="ok"`)
 	if lp := ps.LastPass; lp != nil {
-		t.Logf("last pass: %s, %v, read %d B (+%d mapping), wrote %d B, %d → %d records, %d tombstones dropped",
-			lp.Reason, lp.Duration.Round(time.Microsecond), lp.BytesRead, lp.MapBytesRead, lp.BytesWritten, lp.RecordsRead, lp.RecordsRetained, lp.TombstonesDropped)
+		t.Logf("last pass: %s, %.3f ms, read %d B (+%d mapping), wrote %d B, %d → %d records, %d tombstones dropped",
+			lp.Reason, lp.DurationMs, lp.BytesRead, lp.MapBytesRead, lp.BytesWritten, lp.RecordsRead, lp.RecordsRetained, lp.TombstonesDropped)
 	}
 
 	// Replay from offset 0, through the client library as an application

@@ -60,6 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.zkConnect, "zookeeper", "", "ZooKeeper connect string host:port[/chroot] (overrides zookeeper.connect): cluster mode")
 	fs.StringVar(&f.httpAddr, "http", "", `HTTP listener for /metrics, /healthz, /cleaner and /debug/pprof (overrides kvlog.http.listener; "" disables)`)
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text (key=value) or json (one object per line)")
 	fs.DurationVar(&f.shutdownTO, "shutdown-timeout", 30*time.Second, "how long graceful shutdown waits for in-flight requests")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	printUsage := func(w io.Writer) {
@@ -97,9 +98,9 @@ func versionString() string { return buildinfo.Version(version) }
 
 // flags are kvlogd's command-line settings.
 type flags struct {
-	configPath, listeners, logDirs, zkConnect, httpAddr, logLevel string
-	nodeID                                                        int
-	shutdownTO                                                    time.Duration
+	configPath, listeners, logDirs, zkConnect, httpAddr, logLevel, logFormat string
+	nodeID                                                                   int
+	shutdownTO                                                               time.Duration
 }
 
 // serve runs the broker until SIGTERM or SIGINT; fs says which flags were
@@ -109,7 +110,24 @@ func serve(fs *flag.FlagSet, f flags, stderr io.Writer) error {
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Durations print as "1.5s" in both formats (JSON would give
+	// nanoseconds).
+	hopts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Value.Kind() == slog.KindDuration {
+			return slog.String(a.Key, a.Value.Duration().String())
+		}
+		return a
+	}}
+	var handler slog.Handler
+	switch f.logFormat {
+	case "text":
+		handler = slog.NewTextHandler(stderr, hopts)
+	case "json":
+		handler = slog.NewJSONHandler(stderr, hopts)
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", f.logFormat)
+	}
+	logger := slog.New(handler)
 	slog.SetDefault(logger)
 
 	overrides := map[string]string{}

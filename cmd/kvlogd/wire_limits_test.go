@@ -312,7 +312,7 @@ func TestDedupeBufferBounds(t *testing.T) {
 		t.Fatalf("no log of the ignored config:\n%s", p.Log())
 	}
 	st := cleanerStatusOf(t, p)
-	if st.Config.DedupeBufferSize != 4194304 || st.Config.Backoff != time.Second {
+	if st.Config.DedupeBufferSize != 4194304 || st.Config.BackoffMs != 1000 {
 		t.Fatalf("after restart the cleaner runs with %+v; want the static dedupe buffer and the stored backoff", st.Config)
 	}
 	produceKeyed(t, p, "alive", 5, 5)

@@ -9,10 +9,20 @@ import (
 	"runtime/debug"
 )
 
+// Stamped is the release version the Makefile stamps at link time
+// (-ldflags "-X github.com/kvlog/kvlog/internal/buildinfo.Stamped=$(git
+// describe)"), for every package of the binary (the broker's build-info
+// metric too).
+var Stamped string
+
 // Version describes the build. set is the version given at link time
-// (-ldflags "-X main.version=…"); "" falls back to the build info.
+// (-ldflags "-X main.version=…"); "" falls back to Stamped, then to the
+// build info.
 func Version(set string) string {
 	v := set
+	if v == "" {
+		v = Stamped
+	}
 	if bi, ok := debug.ReadBuildInfo(); v == "" && ok {
 		v = bi.Main.Version
 		if v == "" || v == "(devel)" {
@@ -37,4 +47,16 @@ func Version(set string) string {
 		v = "devel"
 	}
 	return v + " (" + runtime.Version() + ")"
+}
+
+// Release is the version alone, without the Go version: Stamped, else the
+// module version or "devel" (the build-info metric's label).
+func Release() string {
+	if Stamped != "" {
+		return Stamped
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
 }

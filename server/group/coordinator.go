@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf16"
 
@@ -49,7 +50,14 @@ type Coordinator struct {
 	log    *slog.Logger
 	newID  func(string) string
 	shards []*shard
+	// rebalances counts the rebalances completed here (a generation
+	// started), for the broker's metrics.
+	rebalances atomic.Int64
 }
+
+// Rebalances is how many rebalances completed on this coordinator since
+// it started: a new generation of some group, members or not.
+func (co *Coordinator) Rebalances() int64 { return co.rebalances.Load() }
 
 // shard runs the core of one partition. A shard is served only once
 // loaded: before that requests for its groups fail with NOT_COORDINATOR
@@ -159,9 +167,10 @@ func (co *Coordinator) Load(p int32) error {
 		return nil
 	}
 	now := co.clock.Now()
-	c := newCore(&co.cfg, p, co.log.With("component", "group-coordinator"), co.newID, func(recs []Record) error {
+	c := newCore(&co.cfg, p, co.log, co.newID, func(recs []Record) error {
 		return co.store.Append(p, recs)
 	})
+	c.onRebalance = func() { co.rebalances.Add(1) }
 	l.install(c, now)
 	s.core = c
 	s.arm(now)

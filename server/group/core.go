@@ -24,6 +24,8 @@ type core struct {
 	write func([]Record) error
 
 	groups map[string]*group
+	// onRebalance, when set, is called for every new generation.
+	onRebalance func()
 
 	// wake is a lower bound on every pending deadline (zero: none); tick
 	// scans only once now reaches it, so heartbeats cost O(1).
@@ -504,6 +506,9 @@ func (c *core) completeJoin(now time.Time, g *group) {
 		return
 	}
 	g.generation++
+	if c.onRebalance != nil {
+		c.onRebalance()
+	}
 	g.initialJoin = false
 	g.joinDeadline = time.Time{}
 	g.pendingSync = nil

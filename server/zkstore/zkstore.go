@@ -218,6 +218,10 @@ func (s *Store) OnNewSession(fn func()) {
 // SessionID is the current session id.
 func (s *Store) SessionID() int64 { return s.conn.SessionID() }
 
+// HasSession reports whether the connection to ZooKeeper currently holds
+// a session (the broker's readiness in cluster mode).
+func (s *Store) HasSession() bool { return s.conn.State() == zk.StateHasSession }
+
 // p prefixes the chroot.
 func (s *Store) p(rel string) string {
 	if rel == "" {

@@ -1,0 +1,302 @@
+package server
+
+import (
+	"encoding/binary"
+	"reflect"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sys/unix"
+
+	"github.com/kvlog/kvlog/engine"
+	"github.com/kvlog/kvlog/internal/buildinfo"
+	"github.com/kvlog/kvlog/replica"
+	"github.com/kvlog/kvlog/server/group"
+)
+
+// opMetrics are the metrics an operator alerts on: traffic and errors per
+// topic and API, fsync latency, disk space, partition health (exported as
+// 0 on a single node rather than absent), consumer groups and their lag,
+// and the build. Request-path counters are updated in observe (every
+// completed request); the rest is read at scrape time.
+type opMetrics struct {
+	s        *Server
+	bytesIn  *prometheus.CounterVec
+	records  *prometheus.CounterVec
+	bytesOut *prometheus.CounterVec
+	errors   *prometheus.CounterVec
+	flush    prometheus.Histogram
+}
+
+func newOpMetrics(s *Server) *opMetrics {
+	return &opMetrics{
+		s: s,
+		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "kvlog", Name: "topic_bytes_in_total",
+			Help: "Record batch bytes appended by produce requests, by topic (Kafka BytesInPerSec)."}, []string{"topic"}),
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "kvlog", Name: "topic_records_in_total",
+			Help: "Records appended by produce requests, by topic (Kafka MessagesInPerSec)."}, []string{"topic"}),
+		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "kvlog", Name: "topic_bytes_out_total",
+			Help: "Record batch bytes returned to consumers' fetches (not followers'), by topic (Kafka BytesOutPerSec)."}, []string{"topic"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "kvlog", Name: "request_errors_total",
+			Help: "Error codes in responses, by API and Kafka error name: one per partition, group or resource that failed (Kafka ErrorsPerSec)."}, []string{"api", "error"}),
+		flush: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "kvlog", Name: "log_flush_duration_seconds",
+			Help:    "Time of each log flush that synced data (segment, indexes, directory) to disk (Kafka LogFlushRateAndTimeMs).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+	}
+}
+
+func (m *opMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.bytesIn, m.records, m.bytesOut, m.errors, m.flush, m}
+}
+
+// start hooks the engine's flushes into the histogram (one broker per
+// process serves metrics).
+func (m *opMetrics) start() {
+	engine.SetFlushObserver(func(d time.Duration) { m.flush.Observe(d.Seconds()) })
+}
+
+// observe accounts a completed request.
+func (m *opMetrics) observe(r *request, res result) {
+	key := r.hdr.key
+	switch {
+	case res.fetch != nil:
+		req, _ := r.kreq.(*kmsg.FetchRequest)
+		if req != nil && req.ReplicaID < 0 && req.ReplicaState.ID < 0 {
+			for t, n := range res.fetch.topicBytes {
+				m.bytesOut.WithLabelValues(t).Add(float64(n))
+			}
+		}
+		if res.fetch.resp != nil {
+			m.countErrors(key, res.fetch.resp)
+		}
+	case res.resp != nil:
+		if req, ok := r.kreq.(*kmsg.ProduceRequest); ok {
+			if resp, ok := res.resp.(*kmsg.ProduceResponse); ok {
+				m.produced(req, resp)
+			}
+		}
+		m.countErrors(key, res.resp)
+	case res.skip:
+		// acks=0 produce: appended unless refused; no answer to check.
+		if req, ok := r.kreq.(*kmsg.ProduceRequest); ok {
+			m.produced(req, nil)
+		}
+	}
+}
+
+// produced counts the bytes and records of the partitions a produce
+// appended (every partition when resp is nil: acks=0).
+func (m *opMetrics) produced(req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse) {
+	var failed map[string]map[int32]bool
+	if resp != nil {
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode != 0 {
+					if failed == nil {
+						failed = map[string]map[int32]bool{}
+					}
+					if failed[t.Topic] == nil {
+						failed[t.Topic] = map[int32]bool{}
+					}
+					failed[t.Topic][p.Partition] = true
+				}
+			}
+		}
+	}
+	for _, t := range req.Topics {
+		var bytes, records int64
+		for _, p := range t.Partitions {
+			if failed[t.Topic][p.Partition] {
+				continue
+			}
+			bytes += int64(len(p.Records))
+			records += batchRecords(p.Records)
+		}
+		if bytes > 0 {
+			m.bytesIn.WithLabelValues(t.Topic).Add(float64(bytes))
+			m.records.WithLabelValues(t.Topic).Add(float64(records))
+		}
+	}
+}
+
+// batchRecords sums the record counts of the v2 batch headers in b.
+func batchRecords(b []byte) int64 {
+	const (
+		lengthAt  = 8  // after baseOffset
+		countAt   = 57 // numRecords
+		headerLen = 61
+	)
+	var n int64
+	for len(b) >= headerLen {
+		size := 12 + int64(int32(binary.BigEndian.Uint32(b[lengthAt:])))
+		if size < headerLen || size > int64(len(b)) {
+			break
+		}
+		n += int64(int32(binary.BigEndian.Uint32(b[countAt:])))
+		b = b[size:]
+	}
+	return n
+}
+
+var errorCodeType = reflect.TypeOf(int16(0))
+
+// countErrors counts every non-zero ErrorCode field in resp (top level,
+// per topic, per partition, per group, per resource).
+func (m *opMetrics) countErrors(key int16, resp kmsg.Response) {
+	api := apiName(key)
+	walkErrorCodes(reflect.ValueOf(resp), func(code int16) {
+		// Steps of the protocol, not failures: a client's first
+		// ApiVersions probe above the served version
+		// (kvlog_api_versions_unsupported_total counts those), and the
+		// JoinGroup that hands a new member its id.
+		if (key == kmsg.ApiVersions.Int16() && code == kerr.UnsupportedVersion.Code) ||
+			(key == kmsg.JoinGroup.Int16() && code == kerr.MemberIDRequired.Code) {
+			return
+		}
+		name := strconv.Itoa(int(code))
+		if e := kerr.ErrorForCode(code); e != nil {
+			if ke, ok := e.(*kerr.Error); ok {
+				name = ke.Message
+			}
+		}
+		m.errors.WithLabelValues(api, name).Inc()
+	}, 0)
+}
+
+func walkErrorCodes(v reflect.Value, fn func(int16), depth int) {
+	if depth > 6 {
+		return
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			walkErrorCodes(v.Elem(), fn, depth+1)
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := 0; i < v.NumField(); i++ {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			fv := v.Field(i)
+			if f.Name == "ErrorCode" && f.Type == errorCodeType {
+				if c := int16(fv.Int()); c != 0 {
+					fn(c)
+				}
+				continue
+			}
+			switch fv.Kind() {
+			case reflect.Slice, reflect.Struct, reflect.Pointer:
+				if fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Uint8 {
+					continue // bytes (record batches, metadata)
+				}
+				walkErrorCodes(fv, fn, depth+1)
+			}
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			walkErrorCodes(v.Index(i), fn, depth+1)
+		}
+	}
+}
+
+var (
+	buildInfoDesc   = prometheus.NewDesc("kvlog_build_info", "Always 1; the labels say which build runs.", []string{"version", "goversion"}, nil)
+	dirFreeDesc     = prometheus.NewDesc("kvlog_log_dir_free_bytes", "Bytes available to the broker on a log dir's volume.", []string{"dir"}, nil)
+	dirTotalDesc    = prometheus.NewDesc("kvlog_log_dir_total_bytes", "Size of a log dir's volume in bytes.", []string{"dir"}, nil)
+	offlineDesc     = prometheus.NewDesc("kvlog_offline_partitions", "Partitions without a leader: on a single node, those whose log could not be opened; in a cluster, as the metadata this broker holds says (every broker reports the cluster's count: alert on max).", nil, nil)
+	underRepDesc    = prometheus.NewDesc("kvlog_under_replicated_partitions", "Partitions this broker leads whose ISR is smaller than their replica set (0 on a single node).", nil, nil)
+	underMinISRDesc = prometheus.NewDesc("kvlog_under_min_isr_partitions", "Partitions this broker leads whose ISR is smaller than their min.insync.replicas (acks=all produce fails).", nil, nil)
+	groupsDesc      = prometheus.NewDesc("kvlog_groups", "Consumer groups this broker coordinates, by state.", []string{"state"}, nil)
+	rebalancesDesc  = prometheus.NewDesc("kvlog_group_rebalances_total", "Rebalances (new generations) completed by this broker's group coordinator since it started.", nil, nil)
+	groupLagDesc    = prometheus.NewDesc("kvlog_group_lag", "High watermark minus the group's committed offset, per partition this broker leads (committed offsets only: a group's uncommitted progress is not seen).", []string{"group", "topic", "partition"}, nil)
+	topicSizeDesc   = prometheus.NewDesc("kvlog_topic_size_bytes", "Bytes of a topic's partitions hosted here (internal topics included).", []string{"topic"}, nil)
+)
+
+func (m *opMetrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{buildInfoDesc, dirFreeDesc, dirTotalDesc, offlineDesc, underRepDesc, underMinISRDesc, groupsDesc, rebalancesDesc, groupLagDesc, topicSizeDesc} {
+		ch <- d
+	}
+}
+
+func (m *opMetrics) Collect(ch chan<- prometheus.Metric) {
+	s := m.s
+	gauge := func(d *prometheus.Desc, v float64, lv ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, lv...)
+	}
+	gauge(buildInfoDesc, 1, buildinfo.Release(), runtime.Version())
+	for _, dir := range s.cfg.LogDirs {
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err == nil {
+			gauge(dirFreeDesc, float64(st.Bavail)*float64(st.Bsize), dir)
+			gauge(dirTotalDesc, float64(st.Blocks)*float64(st.Bsize), dir)
+		}
+	}
+
+	var offline, underRep, underMinISR int
+	view := s.view()
+	for _, t := range s.sortedTopics() {
+		var size int64
+		hosted := false
+		parts, _ := view.partitions(t.name)
+		for i, p := range t.parts {
+			if i < len(parts) && parts[i].leader < 0 {
+				offline++
+			}
+			if p.log == nil {
+				continue
+			}
+			hosted = true
+			size += p.log.Size()
+			if p.rep == nil || p.rep.Role() != replica.RoleLeader {
+				continue
+			}
+			st := p.rep.State()
+			if len(st.ISR) < len(st.Replicas) {
+				underRep++
+			}
+			if len(st.ISR) < int(t.settings.minInsync) {
+				underMinISR++
+			}
+		}
+		if hosted {
+			gauge(topicSizeDesc, float64(size), t.name)
+		}
+	}
+	gauge(offlineDesc, float64(offline))
+	gauge(underRepDesc, float64(underRep))
+	gauge(underMinISRDesc, float64(underMinISR))
+
+	if s.groups == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(rebalancesDesc, prometheus.CounterValue, float64(s.groups.Rebalances()))
+	listing, _ := s.groups.List() // partial while a partition loads
+	byState := map[string]int{}
+	for _, st := range []group.State{group.Empty, group.PreparingRebalance, group.CompletingRebalance, group.Stable} {
+		byState[st.String()] = 0
+	}
+	for _, g := range listing {
+		byState[g.State.String()]++
+		offsets, err := s.groups.FetchOffsets(g.Group, nil)
+		if err != nil {
+			continue
+		}
+		for _, o := range offsets {
+			p := s.partition(o.Topic, o.Partition)
+			if p == nil || (p.rep != nil && p.rep.Role() != replica.RoleLeader) || o.Offset < 0 {
+				continue
+			}
+			lag := max(int64(p.log.HighWatermark())-o.Offset, 0)
+			gauge(groupLagDesc, float64(lag), g.Group, o.Topic, strconv.Itoa(int(o.Partition)))
+		}
+	}
+	for st, n := range byState {
+		gauge(groupsDesc, float64(n), st)
+	}
+}
