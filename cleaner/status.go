@@ -18,6 +18,9 @@ type Status struct {
 	TimeSinceLastRunMs    int64     `json:"time_since_last_run_ms"`
 	MaxDirtyRatio         float64   `json:"max_dirty_ratio"`
 	UncleanablePartitions int       `json:"uncleanable_partitions"`
+	// MapBytes is the offset map memory held now: allocated at a thread's
+	// first pass, let go after Options.MapIdle without one.
+	MapBytes int64 `json:"map_bytes"`
 	// ThreadErrors lists threads that could not allocate their offset map
 	// (they clean nothing until an allocation succeeds).
 	ThreadErrors []ThreadError     `json:"thread_errors,omitempty"`
@@ -62,6 +65,7 @@ func (m *Manager) Status() Status {
 		Enabled: cfg.Enable, Threads: len(m.workers), Config: cfg,
 		LastRun: m.lastRun, TimeSinceLastRunMs: now.Sub(m.lastRun).Milliseconds(),
 		MaxDirtyRatio: m.metrics.maxDirtyRatio.Load(),
+		MapBytes:      m.mapBytes.Load(),
 		Partitions:    []PartitionStatus{},
 	}
 	for _, e := range m.threadErrs {
