@@ -99,7 +99,7 @@ func fullConfig() *config {
 		latencyShape:     anchorShape,
 		latencyFractions: []float64{0.1, 0.5, 0.8},
 		latencyWarm:      2 * time.Second,
-		latencyDur:       10 * time.Second,
+		latencyDur:       6 * time.Second,
 		latencyReps:      3,
 		latencySystems:   []string{"kvlog", "kvlog-nofsync", "kafka", "kafka-fsync", "kfake-mem", "kfake-disk", "nats-js"},
 		rebuildKeys:      1_000_000,
