@@ -118,7 +118,8 @@ partitions: deps tools
 
 # Side-by-side benchmark suite (not part of `make test`): builds
 # kvlogd and kfaked, runs every scenario against kvlogd, kfake (memory and
-# DataDir), NATS JetStream and a 3-broker cluster in alternating rounds, and
+# DataDir), NATS JetStream, Apache Kafka (its default and flush.messages=1)
+# and 3-broker clusters of kvlog and Kafka in alternating rounds, and
 # writes bench/results/<date>/report.md with PNG charts (see bench/doc.go).
 # BENCH_FLAGS passes extra flags, e.g. BENCH_FLAGS='-scenarios produce -reps 2'.
 BENCH_FLAGS ?=
@@ -135,9 +136,12 @@ bench-quick: deps tools-bench
 bench-engine: deps
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./engine/...
 
-# What the suite needs beyond Go: nats-server (NATS JetStream peer) and
-# ZooKeeper (replicated scenario); installed only when missing.
-tools-bench:
+# What the suite needs beyond Go: nats-server (NATS JetStream peer),
+# ZooKeeper (replicated scenario), and Apache Kafka's Maven jars: 4.x from
+# compat/kafka (tools-kafka, the single-node peer) and 3.9 in ZooKeeper mode
+# from bench/kafka39 (the replicated peer); installed only when missing.
+tools-bench: tools-kafka
+	cd bench/kafka39 && mvn -B -q dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
 	@missing=""; \
 	command -v nats-server >/dev/null 2>&1 || missing="$$missing nats-server"; \
 	[ -f /usr/share/java/zookeeper.jar ] || missing="$$missing zookeeper"; \

@@ -17,8 +17,34 @@
 // It builds kvlogd (this tree, without -race) and kfaked (bench/kvbench/kfaked:
 // franz-go's kfake from the module proxy, in memory or with DataDir, wrapped
 // as its own process with a POST /compact control endpoint), finds Debian's
-// nats-server (make tools-bench installs it), and starts every system under
-// test as a separate process on 127.0.0.1 with a fresh temp data dir. Each
+// nats-server (make tools-bench installs it) and Apache Kafka's Maven jars
+// (make tools-bench resolves them: Kafka 4.x from compat/kafka/pom.xml,
+// Kafka 3.9 from bench/kafka39/pom.xml), and starts every system under
+// test as a separate process on 127.0.0.1 with a fresh temp data dir.
+//
+// Apache Kafka is the system a user would pick instead, so it runs in every
+// scenario (the quick run: produce, consume and latency only) with two
+// durability settings, labelled in every table: "kafka" is its default
+// (page cache, no fsync — acknowledged data can be lost on power failure)
+// and "kafka-fsync" sets flush.messages=1 (log.flush.interval.messages=1:
+// fsync after every append, kvlog's default promise). kvlog runs with its
+// default (fsync before acknowledging acks=all) and, as "kvlog-nofsync",
+// with kvlog.fsync.acks.all=false; the like-for-like pairs are
+// kvlog/kafka-fsync and kvlog-nofsync/kafka. Kafka 4.x runs as one KRaft
+// node (broker and controller; storage formatted by kafka.tools.StorageTool)
+// with kafka-server-start.sh's JVM flags and 1 GiB heap
+// (internal/kafkaproc, shared with compat/kafka's tests); every node first
+// pushes a few hundred thousand records through, unmeasured, so that the
+// rounds see a JIT-warmed JVM. Its log cleaner's per-pass statistics go to
+// log-cleaner.log in its directory (bench/kvbench/kafka-log4j2.properties).
+// The replicated scenario runs Kafka 3.9 in ZooKeeper mode — three brokers
+// on the ZooKeeper of kvlog's cluster — like for like with kvlog's
+// ZooKeeper cluster. The first fresh starts of each Kafka-protocol system
+// are timed from exec to the first acknowledged acks=all produce, and their
+// RSS is read after a few idle seconds; the recovery scenario times the
+// same first produce after clean restarts and kill -9 on its data sizes.
+// The report's "Goals against Apache Kafka" table gives each goal's
+// measured ratio and verdict. Each
 // scenario starts its systems, runs its measurements in rounds whose order
 // rotates (A B C, B C A, C A B, …), and stops them. The machine's limits
 // (sequential write with and without fdatasync, fdatasync per write, page
@@ -30,7 +56,7 @@
 // runs of the produce, consume and rebuild workloads, and `go tool pprof -top`
 // of it goes into the report when a goal it bears on is missed.
 //
-// The scenarios, in the issue's order: produce throughput over the matrix
+// The scenarios: produce throughput over the matrix
 // (partitions, value size, key count, acks, compression); consume from
 // offset 0, warm and cold (fadvise DONTNEED, residency checked with
 // mincore); end-to-end latency at 10/50/80% of kvlog's measured peak;

@@ -112,6 +112,7 @@ type passInput struct {
 type worker struct {
 	id       int
 	m        *OffsetMap
+	used     time.Time // when m was last allocated or a pass with it ended (Manager clock)
 	throttle *Throttle
 	elapsed  func() time.Duration // monotonic time since an arbitrary origin
 
@@ -173,6 +174,22 @@ func (w *worker) ensureMap(size int64, loadFactor float64, alloc func(int64, flo
 	}
 	w.m = m
 	return nil
+}
+
+// mapBytes is the size of w's offset map, 0 without one.
+func (w *worker) mapBytes() int64 {
+	if w.m == nil {
+		return 0
+	}
+	return int64(w.m.Bytes())
+}
+
+// release drops the offset map and the pass's bitsets and scratch buffers
+// (the next pass allocates them again).
+func (w *worker) release() {
+	w.m = nil
+	w.keep, w.tomb, w.cleanDrop = nil, nil, nil
+	w.out, w.recBuf, w.plain, w.recs = nil, nil, nil, nil
 }
 
 // tick accounts processed bytes with the throttle and checks for an abort.

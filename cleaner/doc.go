@@ -5,7 +5,8 @@
 // states (in progress, aborting, paused, uncleanable) and the
 // cleaner-offset-checkpoint of each log dir, the bounded offset map (24-byte
 // entries: a 16-byte digest of two differently seeded xxhash64 and an 8-byte
-// offset, one preallocated buffer per thread), the clean pass itself (its
+// offset, one buffer per thread, allocated at the thread's first pass and
+// released after Options.MapIdle without one), the clean pass itself (its
 // record walk, its per-offset keep/tombstone bits, the mapping of a dirty
 // section in key ranges when it holds more keys than the map, the
 // re-encoding of thinned batches), the cleaner threads with their shared I/O

@@ -62,8 +62,10 @@ type env struct {
 	reg    *prometheus.Registry
 	sleep  func(ctx context.Context, d time.Duration) error
 	newMap func(size int64, loadFactor float64) (*OffsetMap, error)
-	em     *engine.Manager
-	cm     *Manager
+	// mapIdle is Options.MapIdle (0: the default).
+	mapIdle time.Duration
+	em      *engine.Manager
+	cm      *Manager
 }
 
 func testEngineConfig() engine.Config {
@@ -112,6 +114,7 @@ func (e *env) open() {
 	cm, err := New(Options{
 		Engine: em, Config: &cfg, TopicConfig: e.topics.get, FS: e.fs, Clock: e.clk,
 		Logger: quietLogger, Registry: e.reg, Sleep: e.sleep, NewMap: e.newMap,
+		MapIdle: e.mapIdle,
 	})
 	if err != nil {
 		e.t.Fatal(err)

@@ -45,7 +45,17 @@ type Options struct {
 	// NewMap allocates a thread's offset map (nil: NewOffsetMap). Tests
 	// inject failures.
 	NewMap func(size int64, loadFactor float64) (*OffsetMap, error)
+	// MapIdle is how long a thread keeps its offset map (and its pass
+	// buffers) after its last pass before it lets them go (0:
+	// DefaultMapIdle; negative: never). A thread allocates its map at the
+	// first pass that needs it, not when it starts.
+	MapIdle time.Duration
 }
+
+// DefaultMapIdle is Options.MapIdle's default: a partition cleaned every
+// few backoffs keeps its thread's map; a broker whose compacted topics are
+// quiet holds none.
+const DefaultMapIdle = time.Minute
 
 // Manager runs log compaction for a broker: it tracks every compacted
 // partition's dirty section (cleaner-offset-checkpoint), picks the dirtiest
@@ -75,9 +85,12 @@ type Manager struct {
 	// threadErrs holds each thread's offset map allocation failure until
 	// an allocation succeeds (Status.ThreadErrors).
 	threadErrs map[int]ThreadError
-	syncW      *worker    // RunOnce's worker (syncMu)
-	syncMu     sync.Mutex // serialises RunOnce and ScanHorizons
-	closed     bool
+	syncW      *worker // RunOnce's worker (syncMu)
+	// mapBytes is the offset map memory the threads and RunOnce's worker
+	// hold now (Status.MapBytes).
+	mapBytes atomic.Int64
+	syncMu   sync.Mutex // serialises RunOnce and ScanHorizons
+	closed   bool
 
 	ckptMu sync.Mutex // serialises checkpoint file writes
 	wake   chan struct{}
@@ -148,6 +161,9 @@ func New(opts Options) (*Manager, error) {
 	}
 	if opts.NewMap == nil {
 		opts.NewMap = NewOffsetMap
+	}
+	if opts.MapIdle == 0 {
+		opts.MapIdle = DefaultMapIdle
 	}
 	m := &Manager{
 		opts: opts, logger: opts.Logger.With("component", "cleaner"), clk: opts.Clock, fs: opts.FS,
@@ -242,6 +258,7 @@ func (m *Manager) run(ctx context.Context, idx int) {
 	// mapping) panics instead of killing the process; runPass recovers it.
 	debug.SetPanicOnFault(true)
 	w := newWorker(idx, m.throttle, m.elapsed)
+	defer m.releaseMap(w)
 	m.metrics.threads.Inc()
 	defer m.metrics.threads.Dec()
 	for {
@@ -262,14 +279,17 @@ func (m *Manager) run(ctx context.Context, idx int) {
 			continue
 		}
 		if cfg.Enable {
-			if err := m.allocMap(w, idx, cfg); err != nil {
-				// Reported in Status and logged once; retried after the backoff.
-			} else if m.safely(func() bool { _, did := m.cleanOne(ctx, w, true); return did }) {
+			// The map is allocated once a pass is planned (an allocation
+			// failure is reported in Status, logged once, and retried after
+			// the backoff); the horizon scan needs none.
+			alloc := func() error { return m.allocMap(w, idx, m.Config()) }
+			if m.safely(func() bool { _, did := m.cleanOne(ctx, w, true, alloc); return did }) {
 				continue
 			} else if m.safely(func() bool { return m.scanOne(ctx, w) }) {
 				continue
 			}
 		}
+		m.releaseIdle(w)
 		t := time.NewTimer(max(cfg.Backoff, time.Millisecond))
 		select {
 		case <-ctx.Done():
@@ -292,7 +312,7 @@ func (m *Manager) allocMap(w *worker, idx int, cfg Config) (err error) {
 				err = fmt.Errorf("cleaner: allocating a %d-byte offset map: %v", cfg.mapBytes(), r)
 			}
 		}()
-		err = w.ensureMap(cfg.mapBytes(), cfg.LoadFactor, m.opts.NewMap)
+		err = m.ensureMap(w, cfg)
 	}()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -305,6 +325,38 @@ func (m *Manager) allocMap(w *worker, idx int, cfg Config) (err error) {
 		m.logger.Error("offset map allocation failed; the thread retries after log.cleaner.backoff.ms", "thread", idx, "err", err)
 	}
 	return err
+}
+
+// ensureMap gives w an offset map of cfg's size, keeping the memory
+// account (Status.MapBytes) and the time of use (releaseIdle) up to date.
+func (m *Manager) ensureMap(w *worker, cfg Config) error {
+	before := w.mapBytes()
+	err := w.ensureMap(cfg.mapBytes(), cfg.LoadFactor, m.opts.NewMap)
+	m.mapBytes.Add(w.mapBytes() - before)
+	w.used = m.clk.Now()
+	return err
+}
+
+// releaseIdle lets w's offset map and pass buffers go when its last pass
+// ended Options.MapIdle ago or more.
+func (m *Manager) releaseIdle(w *worker) {
+	if m.opts.MapIdle < 0 || w.m == nil || m.clk.Now().Sub(w.used) < m.opts.MapIdle {
+		return
+	}
+	n := m.releaseMap(w)
+	m.logger.Debug("offset map released after an idle period", "thread", w.id, "bytes", n, "idle", m.opts.MapIdle)
+	// A map is one large allocation: hand its pages back to the operating
+	// system now rather than at the runtime's scavenging pace.
+	debug.FreeOSMemory()
+}
+
+// releaseMap drops w's offset map and pass buffers and returns the map's
+// size.
+func (m *Manager) releaseMap(w *worker) int64 {
+	n := w.mapBytes()
+	w.release()
+	m.mapBytes.Add(-n)
+	return n
 }
 
 // safely runs one unit of a thread's work, turning a panic outside a pass
@@ -346,6 +398,11 @@ func (m *Manager) Close() error {
 	}
 	m.mu.Unlock()
 	m.wg.Wait()
+	m.syncMu.Lock()
+	if m.syncW != nil {
+		m.releaseMap(m.syncW)
+	}
+	m.syncMu.Unlock()
 	if m.opts.Registry != nil {
 		m.metrics.unregister(m.opts.Registry)
 	}
@@ -374,12 +431,17 @@ func (m *Manager) RunOnce(ctx context.Context) (Result, bool) {
 	}
 	w := m.syncW
 	m.mu.Unlock()
-	if err := w.ensureMap(cfg.mapBytes(), cfg.LoadFactor, m.opts.NewMap); err != nil {
-		return Result{Err: err}, false
-	}
+	var allocErr error
 	prev := debug.SetPanicOnFault(true)
 	defer debug.SetPanicOnFault(prev)
-	return m.cleanOne(ctx, w, false)
+	res, ok := m.cleanOne(ctx, w, false, func() error {
+		allocErr = m.ensureMap(w, cfg)
+		return allocErr
+	})
+	if allocErr != nil {
+		return Result{TP: res.TP, Err: allocErr}, false
+	}
+	return res, ok
 }
 
 // ScanHorizons runs, on the calling goroutine, the header scan that finds
@@ -671,12 +733,26 @@ func (m *Manager) grab(ctx context.Context, thread bool) (job, bool) {
 
 // cleanOne plans and runs at most one pass with w. Threads (thread set)
 // honour log.cleaner.enable; RunOnce does not.
-func (m *Manager) cleanOne(ctx context.Context, w *worker, thread bool) (Result, bool) {
+//
+// The offset map is allocated (alloc) only once a pass is planned: a
+// broker whose compacted partitions are all clean holds none. When alloc
+// fails, the planned pass is dropped and cleanOne reports none ran.
+func (m *Manager) cleanOne(ctx context.Context, w *worker, thread bool, alloc func() error) (Result, bool) {
 	j, ok := m.grab(ctx, thread)
 	if !ok {
 		return Result{}, false
 	}
-	return m.runPass(w, j), true
+	if err := alloc(); err != nil {
+		m.mu.Lock()
+		j.p.cancel()
+		j.p.running, j.p.aborting, j.p.cancel = false, false, nil
+		m.cond.Broadcast()
+		m.mu.Unlock()
+		return Result{TP: j.p.tp, Reason: j.a.Reason}, false
+	}
+	res := m.runPass(w, j)
+	w.used = m.clk.Now()
+	return res, true
 }
 
 // runPass runs a planned pass and records its outcome. Any error other than

@@ -439,3 +439,97 @@ func TestMapBytesBound(t *testing.T) {
 		t.Fatal("more than 2 GiB per thread validated")
 	}
 }
+
+// TestMapAllocatedLazilyAndReleasedWhenIdle: a cleaner thread holds no
+// offset map until a pass is due (planning rounds that find nothing due
+// allocate none), allocates it for the pass, lets it go once it has been
+// idle for Options.MapIdle, and allocates it again for the next pass.
+func TestMapAllocatedLazilyAndReleasedWhenIdle(t *testing.T) {
+	e := newEnv(t)
+	e.close()
+	var allocs atomic.Int32
+	e.newMap = func(size int64, lf float64) (*OffsetMap, error) {
+		allocs.Add(1)
+		return NewOffsetMap(size, lf)
+	}
+	e.mapIdle = 10 * time.Minute
+	e.open()
+	l := e.log(testTP)
+	// Ratio 1: never due (a ratio must exceed it).
+	e.topics.set(testTP, TopicConfig{MinCleanableRatio: 1, DeleteRetention: time.Hour})
+	fillKeys(t, e, l, 300, 20, record.CodecNone)
+	if err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	e.cm.Start(t.Context())
+	// A planning round saw the dirty bytes and found nothing due.
+	eventually(t, 5*time.Second, "a planning round", func() bool { return partStatus(e.cm, testTP).CleanableBytes > 0 })
+	if n, b := allocs.Load(), e.cm.Status().MapBytes; n != 0 || b != 0 {
+		t.Fatalf("with nothing due: %d offset map allocations, %d bytes held; want none", n, b)
+	}
+
+	e.topics.set(testTP, TopicConfig{MinCleanableRatio: 0.01, DeleteRetention: time.Hour})
+	e.cm.Wake()
+	eventually(t, 5*time.Second, "the first pass", func() bool { return partStatus(e.cm, testTP).Passes >= 1 })
+	want := e.ccfg.DedupeBufferSize / EntrySize * EntrySize
+	if n, b := allocs.Load(), e.cm.Status().MapBytes; n != 1 || b != want {
+		t.Fatalf("after the first pass: %d allocations, %d bytes held; want 1 and %d", n, b, want)
+	}
+	if v := gauge(t, e, "kvlog_cleaner_offset_map_bytes"); v != float64(want) {
+		t.Fatalf("kvlog_cleaner_offset_map_bytes %v, want %d", v, want)
+	}
+
+	// Idle, but not for long enough: the map stays.
+	e.clk.Advance(e.mapIdle / 2)
+	e.cm.Wake()
+	time.Sleep(20 * time.Millisecond) // a few backoffs: nothing must change
+	if b := e.cm.Status().MapBytes; b != want {
+		t.Fatalf("released after half the idle period: %d bytes held", b)
+	}
+	e.clk.Advance(e.mapIdle)
+	e.cm.Wake()
+	eventually(t, 5*time.Second, "the idle map released", func() bool { return e.cm.Status().MapBytes == 0 })
+	if v := gauge(t, e, "kvlog_cleaner_offset_map_bytes"); v != 0 {
+		t.Fatalf("kvlog_cleaner_offset_map_bytes %v after the release", v)
+	}
+
+	// The next pass allocates it again.
+	passes := partStatus(e.cm, testTP).Passes
+	fillKeys(t, e, l, 300, 20, record.CodecNone)
+	if err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	e.cm.Wake()
+	eventually(t, 5*time.Second, "a pass after the release", func() bool { return partStatus(e.cm, testTP).Passes > passes })
+	if n, b := allocs.Load(), e.cm.Status().MapBytes; n != 2 || b != want {
+		t.Fatalf("after the pass following the release: %d allocations, %d bytes; want 2 and %d", n, b, want)
+	}
+	e.close()
+}
+
+// TestRunOnceAllocatesOnlyWhenDue: RunOnce with nothing due allocates no
+// offset map; the first due pass does, within the configured bound.
+func TestRunOnceAllocatesOnlyWhenDue(t *testing.T) {
+	e := newEnv(t)
+	e.close()
+	var allocs atomic.Int32
+	e.newMap = func(size int64, lf float64) (*OffsetMap, error) {
+		allocs.Add(1)
+		return NewOffsetMap(size, lf)
+	}
+	e.open()
+	l := e.log(testTP)
+	if _, ran := e.cm.RunOnce(t.Context()); ran || allocs.Load() != 0 || e.cm.Status().MapBytes != 0 {
+		t.Fatalf("RunOnce on a clean log: ran %v, %d allocations, %d bytes", ran, allocs.Load(), e.cm.Status().MapBytes)
+	}
+	fillKeys(t, e, l, 300, 20, record.CodecNone)
+	if err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	if res, ran := e.cm.RunOnce(t.Context()); !ran || res.Err != nil {
+		t.Fatalf("RunOnce on a dirty log: ran %v, %v", ran, res.Err)
+	}
+	if n, b := allocs.Load(), e.cm.Status().MapBytes; n != 1 || b <= 0 || b > e.ccfg.DedupeBufferSize {
+		t.Fatalf("after a pass: %d allocations, %d bytes (bound %d)", n, b, e.ccfg.DedupeBufferSize)
+	}
+}

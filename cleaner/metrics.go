@@ -31,7 +31,7 @@ type metrics struct {
 	maxDirty, recopy, cleanTime *prometheus.Desc
 	bufferUtil, sinceLastRun    *prometheus.Desc
 	compactionDelay, deadThread *prometheus.Desc
-	throttled                   *prometheus.Desc
+	throttled, mapBytes         *prometheus.Desc
 }
 
 type atomicFloat struct{ v atomic.Uint64 }
@@ -63,6 +63,7 @@ func newMetrics(m *Manager) *metrics {
 		sinceLastRun:      prometheus.NewDesc(ns+"last_run_timestamp_seconds", "Unix time the cleaner last planned (Kafka time-since-last-run-ms is time() minus this).", nil, nil),
 		compactionDelay:   prometheus.NewDesc(ns+"max_compaction_delay_seconds", "How far past max.compaction.lag.ms the most overdue partition is (Kafka max-compaction-delay-secs).", nil, nil),
 		deadThread:        prometheus.NewDesc(ns+"failed_threads", "Cleaner threads that clean nothing because their offset map could not be allocated (the closest to Kafka's DeadThreadCount: a failing partition is marked uncleanable instead of killing its thread).", nil, nil),
+		mapBytes:          prometheus.NewDesc(ns+"offset_map_bytes", "Offset map memory the cleaner holds now (allocated at a thread's first pass, released when it has been idle).", nil, nil),
 		throttled:         prometheus.NewDesc(ns+"throttled_seconds_total", "Time threads waited on log.cleaner.io.max.bytes.per.second.", nil, nil),
 	}
 }
@@ -111,7 +112,7 @@ func (x *metrics) pass(st PassStats, err error, aborted bool) {
 
 // Describe implements prometheus.Collector for the state-derived gauges.
 func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{x.dirtyRatio, x.uncleanable, x.uncleanableCount, x.uncBytes, x.maxDirty, x.recopy, x.cleanTime, x.bufferUtil, x.sinceLastRun, x.compactionDelay, x.deadThread, x.throttled} {
+	for _, d := range []*prometheus.Desc{x.dirtyRatio, x.uncleanable, x.uncleanableCount, x.uncBytes, x.maxDirty, x.recopy, x.cleanTime, x.bufferUtil, x.sinceLastRun, x.compactionDelay, x.deadThread, x.throttled, x.mapBytes} {
 		ch <- d
 	}
 }
@@ -163,5 +164,6 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(x.sinceLastRun, float64(lastRun.UnixNano())/1e9)
 	gauge(x.compactionDelay, time.Duration(x.maxCompactionDelay.Load()).Seconds())
 	gauge(x.deadThread, float64(failed))
+	gauge(x.mapBytes, float64(m.mapBytes.Load()))
 	ch <- prometheus.MustNewConstMetric(x.throttled, prometheus.CounterValue, m.throttle.Throttled().Seconds())
 }

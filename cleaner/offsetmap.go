@@ -36,8 +36,8 @@ const digestSeed = 0x6b766c6f67636c6e // "kvlogcln"
 // one key range at a time: retain evicts the keys outside a range in one
 // sweep (see scan.go).
 //
-// The buffer is faulted in when allocated and, from 4 MiB, asked to be backed
-// by transparent huge pages (probes land anywhere in it). Put and Get do not
+// The buffer is faulted in as the table grows into it and, from 4 MiB, asked
+// to be backed by transparent huge pages (probes land anywhere in it). Put and Get do not
 // allocate. An OffsetMap is not safe for concurrent use: each cleaner thread
 // owns one.
 type OffsetMap struct {
@@ -67,11 +67,8 @@ func NewOffsetMap(size int64, loadFactor float64) (*OffsetMap, error) {
 	}
 	m := &OffsetMap{buf: make([]byte, slots*EntrySize), capSlots: uint64(slots), loadFactor: loadFactor, latest: -1}
 	hugePages(m.buf)
-	// Fault the buffer in now, when the thread starts, rather than in its
-	// first pass (and fail here if the memory is not there).
-	for i := 0; i < len(m.buf); i += 4096 {
-		m.buf[i] = 0
-	}
+	// Pages are faulted in as the table grows into them: a pass over few
+	// keys touches a few megabytes of the buffer, not all of it.
 	m.resize(m.startSlots())
 	return m, nil
 }

@@ -32,6 +32,7 @@ func (m *Manager) Status() Status {
 		Enabled: cfg.Enable, Threads: len(m.workers), Config: cfg.status(),
 		LastRun: m.lastRun, TimeSinceLastRunMs: now.Sub(m.lastRun).Milliseconds(),
 		MaxDirtyRatio: m.metrics.maxDirtyRatio.Load(),
+		MapBytes:      m.mapBytes.Load(),
 		Partitions:    []PartitionStatus{},
 	}
 	for _, e := range m.threadErrs {

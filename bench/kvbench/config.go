@@ -6,6 +6,12 @@ import "time"
 type config struct {
 	mode string
 	reps int
+	// kafkaEverywhere: Apache Kafka runs in every scenario (full run);
+	// otherwise in produce, consume and latency only (quick run).
+	kafkaEverywhere bool
+	// startupSamples: how many fresh starts of each Kafka-protocol system
+	// are timed to the first produce (and their idle RSS read).
+	startupSamples int
 
 	// produce: payload bytes (key+value) per run; NATS runs are capped at
 	// natsMaxRecords (its rate is 10-20x lower: the same byte count would
@@ -84,6 +90,8 @@ func fullConfig() *config {
 	return &config{
 		mode:             "full",
 		reps:             5,
+		kafkaEverywhere:  true,
+		startupSamples:   3,
 		produceBytes:     64 * mb,
 		natsMaxRecords:   200_000,
 		produceCells:     produceMatrix(),
@@ -92,9 +100,9 @@ func fullConfig() *config {
 		latencyShape:     anchorShape,
 		latencyFractions: []float64{0.1, 0.5, 0.8},
 		latencyWarm:      2 * time.Second,
-		latencyDur:       10 * time.Second,
+		latencyDur:       6 * time.Second,
 		latencyReps:      3,
-		latencySystems:   []string{"kvlog", "kvlog-nofsync", "kfake-mem", "kfake-disk", "nats-js"},
+		latencySystems:   []string{"kvlog", "kvlog-nofsync", "kafka", "kafka-fsync", "kfake-mem", "kfake-disk", "nats-js"},
 		rebuildKeys:      1_000_000,
 		rebuildUpdates:   10,
 		compactRecords:   1_000_000, compactKeys: 1000, compactSegment: 16 * mb,
@@ -104,7 +112,7 @@ func fullConfig() *config {
 		scaleSizes:      []int64{1 * gb, 2 * gb, 5 * gb, 10 * gb, 20 * gb},
 		scaleProbeBytes: 256 * mb,
 		scaleLatencyN:   500,
-		scalePartitions: []int{1, 10, 100, 1000},
+		scalePartitions: []int{1, 10, 100, 1000, 10_000},
 		manyPartitions:  []int{5000, 10000, 30000},
 		scaleRecords:    1_000_000,
 		replicatedBytes: 64 * mb,
@@ -119,6 +127,7 @@ func quickConfig() *config {
 	return &config{
 		mode:           "quick",
 		reps:           3,
+		startupSamples: 1,
 		produceBytes:   32 * mb,
 		natsMaxRecords: 60_000,
 		produceCells: []shape{
@@ -130,11 +139,11 @@ func quickConfig() *config {
 		consumeBytes:     96 * mb,
 		consumeCells:     []shape{anchorShape},
 		latencyShape:     anchorShape,
-		latencyFractions: []float64{0.1, 0.5, 0.8},
+		latencyFractions: []float64{0.5},
 		latencyWarm:      500 * time.Millisecond,
 		latencyDur:       2 * time.Second,
 		latencyReps:      2,
-		latencySystems:   []string{"kvlog", "kvlog-nofsync", "kfake-mem", "nats-js"},
+		latencySystems:   []string{"kvlog", "kvlog-nofsync", "kafka", "kafka-fsync", "kfake-mem", "nats-js"},
 		rebuildKeys:      100_000,
 		rebuildUpdates:   3,
 		compactRecords:   1_000_000, compactKeys: 1000, compactSegment: 8 * mb,

@@ -194,3 +194,49 @@ func TestPairedAlternatesOrder(t *testing.T) {
 		t.Fatalf("error %v, second ran %v", err, ran)
 	}
 }
+
+// TestKafkaCleanerStats: the passes of one topic and the seconds Kafka's
+// LogCleaner reported for them are read from log-cleaner.log after a byte
+// offset; other topics' passes and grouping commas are handled.
+func TestKafkaCleanerStats(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "log-cleaner.log")
+	old := "[2026-01-01 00:00:00,000] INFO [kafka-log-cleaner-thread-0]: Log cleaner thread 0 cleaned log t-0 (dirty section = [0, 10])\n\t1.0 MB of log processed in 9.0 seconds (0.1 MB/sec).\n"
+	body := "[2026-01-01 00:00:01,000] INFO [kafka-log-cleaner-thread-0]: Log cleaner thread 0 cleaned log t-0 (dirty section = [10, 20])\n" +
+		"\t1,200.0 MB of log processed in 1,234.5 seconds (1.0 MB/sec).\n\tBuffer utilization: 0.1%\n" +
+		"[2026-01-01 00:00:02,000] INFO [kafka-log-cleaner-thread-0]: Log cleaner thread 0 cleaned log t2-0 (dirty section = [0, 5])\n" +
+		"\t1.0 MB of log processed in 7.0 seconds (0.1 MB/sec).\n" +
+		"[2026-01-01 00:00:03,000] INFO [kafka-log-cleaner-thread-0]: Log cleaner thread 0 cleaned log t-0 (dirty section = [20, 30])\n" +
+		"\t0.5 MB of log processed in 0.5 seconds (1.0 MB/sec).\n"
+	if err := os.WriteFile(file, []byte(old+body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	passes, secs, end := kafkaCleanerStats(file, "t", int64(len(old)))
+	if passes != 2 || secs != 1235 || end != int64(len(old)+len(body)) {
+		t.Fatalf("passes %d seconds %v end %d", passes, secs, end)
+	}
+	if p, _, _ := kafkaCleanerStats(filepath.Join(t.TempDir(), "none"), "t", 0); p != 0 {
+		t.Fatal("passes in a missing file")
+	}
+}
+
+// TestKafkaPropsAndCheckpoint: kvlog-only settings are not given to
+// Kafka; the cleaner checkpoint of a partition is read from Kafka's file.
+func TestKafkaPropsAndCheckpoint(t *testing.T) {
+	got := kafkaProps([]string{"kvlog.fsync.acks.all=false", "log.cleaner.backoff.ms=100"})
+	if len(got) != 1 || got[0] != "log.cleaner.backoff.ms=100" {
+		t.Fatalf("kafkaProps %v", got)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "cleaner-offset-checkpoint"), []byte("0\n2\ncompact-1 0 974673\nother 0 5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if v := kafkaCleanerCheckpoint(dir, "compact-1", 0); v != 974673 {
+		t.Fatalf("checkpoint %d", v)
+	}
+	if v := kafkaCleanerCheckpoint(dir, "compact-2", 0); v != -1 {
+		t.Fatalf("absent partition %d", v)
+	}
+	if v := jarVersion("/m/a.jar:/m/kafka_2.13-4.4.0.jar:/m/b.jar", "kafka_2.13-"); v != "4.4.0" {
+		t.Fatalf("jarVersion %q", v)
+	}
+}

@@ -42,6 +42,13 @@ type runner struct {
 	cleanerWhy   string
 	natsVersion  string
 
+	// Apache Kafka: the 4.x and 3.9 classpaths ("" when missing, with why).
+	kafkaCP, kafka39CP           string
+	kafkaWhy, kafka39Why         string
+	kafkaVersion, kafka39Version string
+	javaVersion                  string
+	startups                     map[string]int // startup samples taken per system
+
 	st       *store
 	notes    map[string][]string // scenario → notes shown in its section
 	notRun   []notRun
@@ -95,14 +102,15 @@ var scenarios = []scenario{
 
 func main() {
 	var (
-		quick   = flag.Bool("quick", false, "the reduced run (make bench-quick)")
-		root    = flag.String("root", ".", "kvlog repository root")
-		out     = flag.String("out", "", "results directory (default <root>/bench/results/<date>)")
-		only    = flag.String("scenarios", "", "comma-separated scenario ids to run (default all): produce,consume,latency,rebuild,compaction,recovery,scale,replicated,partitions")
-		base    = flag.String("baseline", "", "git revision whose kvlogd the partitions scenario runs beside this tree's (kvlog-before)")
-		reps    = flag.Int("reps", 0, "repetitions per measurement (default 3 quick, 5 full)")
-		keepTmp = flag.Bool("keep", false, "keep the temp directory")
-		from    = flag.String("from", "", "only write the report and charts again from this results directory's raw data")
+		quick    = flag.Bool("quick", false, "the reduced run (make bench-quick)")
+		root     = flag.String("root", ".", "kvlog repository root")
+		out      = flag.String("out", "", "results directory (default <root>/bench/results/<date>)")
+		only     = flag.String("scenarios", "", "comma-separated scenario ids to run (default all): produce,consume,latency,rebuild,compaction,recovery,scale,replicated,partitions")
+		base     = flag.String("baseline", "", "git revision whose kvlogd the partitions scenario runs beside this tree's (kvlog-before)")
+		reps     = flag.Int("reps", 0, "repetitions per measurement (default 3 quick, 5 full)")
+		keepTmp  = flag.Bool("keep", false, "keep the temp directory")
+		from     = flag.String("from", "", "only write the report and charts again from this results directory's raw data")
+		kafkaAll = flag.Bool("kafka-everywhere", false, "quick run: Apache Kafka in every scenario, as in the full run")
 	)
 	flag.Parse()
 	if *from != "" {
@@ -112,13 +120,13 @@ func main() {
 		}
 		return
 	}
-	if err := run(*quick, *root, *out, *only, *reps, *keepTmp, *base); err != nil {
+	if err := run(*quick, *root, *out, *only, *reps, *keepTmp, *kafkaAll, *base); err != nil {
 		fmt.Fprintln(os.Stderr, "kvbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(quick bool, root, out, only string, reps int, keepTmp bool, baseline string) error {
+func run(quick bool, root, out, only string, reps int, keepTmp, kafkaAll bool, baseline string) error {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return err
@@ -133,7 +141,10 @@ func run(quick bool, root, out, only string, reps int, keepTmp bool, baseline st
 	if reps > 0 {
 		cfg.reps = reps
 	}
-	r := &runner{cfg: cfg, root: root, baseline: baseline, st: newStore(), notes: map[string][]string{}, charts: map[string][]string{}, started: time.Now(), durs: map[string]time.Duration{}}
+	if kafkaAll {
+		cfg.kafkaEverywhere = true
+	}
+	r := &runner{cfg: cfg, root: root, baseline: baseline, st: newStore(), notes: map[string][]string{}, charts: map[string][]string{}, started: time.Now(), durs: map[string]time.Duration{}, startups: map[string]int{}}
 	if out == "" {
 		out = filepath.Join(root, "bench", "results", r.started.Format("2006-01-02"))
 	}
@@ -263,6 +274,7 @@ func (r *runner) build() error {
 			r.cleanerWhy = "cleaner/ exists but kvlogd does not link it yet (`go list -deps ./cmd/kvlogd` has no github.com/kvlog/kvlog/cleaner): the broker never compacts"
 		}
 	}
+	r.findKafka()
 	if p, err := exec.LookPath("nats-server"); err == nil {
 		r.bins.nats = p
 		if v, err := exec.Command(p, "--version").Output(); err == nil {
@@ -279,6 +291,14 @@ func (r *runner) available(scen string, names ...string) []sysSpec {
 		s := specOf(n)
 		if s.impl == "nats" && r.bins.nats == "" {
 			r.skip(scen, n, "nats-server not installed (make tools-bench)")
+			continue
+		}
+		if s.impl == "kafka" && r.kafkaCP == "" {
+			r.skip(scen, n, "Apache Kafka unavailable: %s", r.kafkaWhy)
+			continue
+		}
+		if s.impl == "kafka" && !r.cfg.kafkaEverywhere && !slices.Contains([]string{"produce", "consume", "latency"}, scen) {
+			r.skip(scen, n, "the quick run has Apache Kafka in its produce, consume and latency cells only")
 			continue
 		}
 		out = append(out, s)

@@ -123,6 +123,7 @@ func (r *runner) writeReport() (string, error) {
 	w.table([]string{"Goal", "Target", "Measured (this run)", "Verdict"}, rows)
 	w.p("Key figures, kvlog against its peers and the machine:")
 	w.table([]string{"Figure", "kvlog", "Ratio"}, r.keyFigures())
+	r.writeKafkaGoals(&w)
 
 	r.writeEnvironment(&w)
 	r.writeMachine(&w)
@@ -144,7 +145,7 @@ func (r *runner) writeReport() (string, error) {
 
 	w.h(2, "Misses and what limits them")
 	var missed []goal
-	for _, g := range goals {
+	for _, g := range append(goals, r.kafkaGoals()...) {
 		if strings.HasPrefix(g.verdict, "missed") || strings.HasPrefix(g.verdict, "**missed") {
 			missed = append(missed, g)
 		}
@@ -330,10 +331,10 @@ func (r *runner) systemTable(w *md, scen, cell string, metrics []string, heads [
 }
 
 func reportProduce(r *runner, w *md) {
-	w.p("Rates are records/s and MB/s of key+value payload acknowledged by the broker; CPU s/GB is the broker's CPU per GB produced. kvlog-nofsync runs the acks=all cells; NATS the p=1, uncompressed, acks=all cells.")
+	w.p("Rates are records/s and MB/s of key+value payload acknowledged by the broker; CPU s/GB is the broker's CPU per GB produced. kvlog-nofsync and kafka-fsync run the acks=all cells; NATS the p=1, uncompressed, acks=all cells. kvlog/kafka compares kvlog's fsync with Kafka's page cache; kvlog/kafka-fsync is equal durability.")
 	cells := r.st.cells("produce")
 	cells = slices.DeleteFunc(cells, func(c string) bool { return c == "peak RSS" })
-	peers := []string{"kvlog-nofsync", "kfake-mem", "kfake-disk", "nats-js", "nats-kv"}
+	peers := []string{"kafka", "kafka-fsync", "kvlog-nofsync", "kfake-mem", "kfake-disk", "nats-js", "nats-kv"}
 	head := []string{"Cell", "kvlog rec/s", "kvlog MB/s", "kvlog CPU s/GB"}
 	for _, p := range peers {
 		head = append(head, "kvlog/"+p)
@@ -497,11 +498,12 @@ func reportRebuild(r *runner, w *md) {
 		var vals []float64
 		for _, v := range r.st.systems("rebuild", c) {
 			s := r.st.get("rebuild", c, v, "seconds")
-			rows = append(rows, []string{v, mr(s), fnum(median(r.st.get("rebuild", c, v, "keys/s"))), fnum(median(r.st.get("rebuild", c, v, "records"))), fnum(median(r.st.get("rebuild", c, v, "broker cpu"))), fx(pairedRatio(s, nats))})
+			rows = append(rows, []string{v, mr(s), fnum(median(r.st.get("rebuild", c, v, "keys/s"))), fnum(median(r.st.get("rebuild", c, v, "records"))), fnum(median(r.st.get("rebuild", c, v, "broker cpu"))), fx(pairedRatio(s, nats)),
+				fx(pairedRatio(s, r.st.get("rebuild", c, "kafka raw+map", "seconds")))})
 			names = append(names, v)
 			vals = append(vals, median(s))
 		}
-		w.table([]string{"Variant", "seconds", "keys/s", "records read", "broker CPU s", "time / NATS KV watch-all"}, rows)
+		w.table([]string{"Variant", "seconds", "keys/s", "records read", "broker CPU s", "time / NATS KV watch-all", "time / kafka raw+map"}, rows)
 		var series [][]float64
 		for _, v := range vals {
 			series = append(series, []float64{v})
@@ -523,9 +525,9 @@ func reportCompaction(r *runner, w *md) {
 			g := func(m string) []float64 { return r.st.get("compaction", c, sys, m) }
 			rows = append(rows, []string{sys, mr(g("records/cpu-s")), fnum(median(g("MB/cpu-s"))), mr(g("wall s")), fnum(median(g("cpu s"))),
 				fnum(median(g("bytes before"))) + " → " + fnum(median(g("bytes after"))), fnum(median(g("disk before"))) + " → " + fnum(median(g("disk after"))), fnum(median(g("passes"))),
-				ratioOrOne(sys, pairedRatio(r.st.get("compaction", c, "kvlog", "records/cpu-s"), g("records/cpu-s")))})
+				ratioOrOne(sys, pairedRatio(r.st.get("compaction", c, "kvlog", "records/cpu-s"), g("records/cpu-s"))), fnum(median(g("records/cleaner-s")))})
 		}
-		w.table([]string{"System", "records / CPU s", "MB / CPU s", "wall s", "CPU s", "log MB before → after", "disk MB before → after", "passes", "kvlog / system (per core)"}, rows)
+		w.table([]string{"System", "records / CPU s", "MB / CPU s", "wall s", "CPU s", "log MB before → after", "disk MB before → after", "passes", "kvlog / system (per core)", "Kafka: records / s of its LogCleaner's own timing (log-cleaner.log)"}, rows)
 	}
 	r.rssTable(w, "compaction")
 }
@@ -549,13 +551,16 @@ func reportRecovery(r *runner, w *md) {
 			if resc > 0 && strings.HasPrefix(v, "kvlog unflushed") {
 				rate = resc / 1e3 / (median(serve) - empty)
 			}
-			rows = append(rows, []string{v, mr(serve), fnum(resc), fnum(rate), fnum(median(r.st.get("recovery", c, v, "cpu s")))})
+			if resc > 0 && strings.HasPrefix(v, "kafka unflushed") {
+				rate = resc / 1e3 / (median(serve) - median(r.st.get("recovery", c, "kafka empty", "serve s")))
+			}
+			rows = append(rows, []string{v, mr(serve), mr(r.st.get("recovery", c, v, "first produce s")), fnum(resc), fnum(rate), fnum(median(r.st.get("recovery", c, v, "cpu s")))})
 			if !slices.Contains(names, v) {
 				names = append(names, v)
 			}
 			vals[v] = append(vals[v], median(serve))
 		}
-		w.table([]string{"Variant", "start → serving, s", "rescanned MB", "scan GB/s (rescanned / (serve − empty serve))", "CPU s to serve"}, rows)
+		w.table([]string{"Variant", "start → serving, s", "start → first produce, s", "rescanned MB", "scan GB/s (rescanned / (serve − empty serve of the same system))", "CPU s to serve"}, rows)
 		groups = append(groups, c)
 		w.p("Scan rate against the machine: kvlog unflushed (warm) %s of CRC32C 64 KiB (%s MB/s) and %s of a page-cache read (%s MB/s).",
 			fx(recScan(r, c, "kvlog unflushed")*1e3/crc), fnum(crc), fx(recScan(r, c, "kvlog unflushed")*1e3/rd), fnum(rd))
@@ -580,12 +585,12 @@ func recScan(r *runner, cell, v string) float64 {
 
 func reportScale(r *runner, w *md) {
 	cells := r.st.cells("scale-size")
-	if len(cells) > 0 {
-		w.h(3, "Log size (kvlog, one partition)")
+	for _, sys := range r.st.systems("scale-size", "") {
+		w.h(3, "Log size ("+sys+", one partition)")
 		var rows [][]string
 		var xs, prod, tail, head []float64
 		for _, c := range cells {
-			g := func(m string) []float64 { return r.st.get("scale-size", c, "kvlog", m) }
+			g := func(m string) []float64 { return r.st.get("scale-size", c, sys, m) }
 			rows = append(rows, []string{c, mr(g("produce MB/s")), mr(g("fresh produce MB/s")), fx(median(g("produce vs fresh"))), mr(g("fetch tail MB/s")), mr(g("fresh fetch MB/s")), fx(median(g("fetch tail vs fresh"))), mr(g("fetch head MB/s")), pct(median(g("resident"))),
 				fnum(median(g("produce p50"))) + " / " + fnum(median(g("produce p99"))), fnum(median(g("fetch p50"))) + " / " + fnum(median(g("fetch p99")))})
 			for _, s := range r.cfg.scaleSizes {
@@ -602,9 +607,13 @@ func reportScale(r *runner, w *md) {
 		if len(prod) > 1 {
 			w.p("Raw flatness (largest / smallest size): produce %s, fetch tail %s, fetch head %s.", fx(prod[len(prod)-1]/prod[0]), fx(tail[len(tail)-1]/tail[0]), fx(head[len(head)-1]/head[0]))
 		}
-		r.lineChart("scale", "scale-size.png", "Throughput as the log grows (kvlog)", "log size, GB", "MB/s (median)", false, false,
+		file := "scale-size.png"
+		if sys != "kvlog" {
+			file = "scale-size-" + sys + ".png"
+		}
+		r.lineChart("scale", file, "Throughput as the log grows ("+sys+")", "log size, GB", "MB/s (median)", false, false,
 			[]curve{{"produce", xs, prod}, {"fetch tail", xs, tail}, {"fetch head", xs, head}})
-		w.img("scale-size.png", "scale with log size")
+		w.img(file, "scale with log size, "+sys)
 	}
 	cells = r.st.cells("scale-partitions")
 	if len(cells) > 0 {
@@ -650,7 +659,9 @@ func reportReplicated(r *runner, w *md) {
 		for _, sys := range r.st.systems("replicated", c) {
 			g := func(m string) []float64 { return r.st.get("replicated", c, sys, m) }
 			rows = append(rows, []string{c, sys, mr(g("produce rec/s")), fnum(median(g("produce MB/s"))), fnum(median(g("produce cpu/GB"))), mr(g("consume rec/s")),
-				fx(pairedRatio(g("produce rec/s"), r.st.get("replicated", c, "single broker", "produce rec/s")))})
+				fx(pairedRatio(g("produce rec/s"), r.st.get("replicated", c, "single broker", "produce rec/s"))),
+				fx(pairedRatio(g("produce rec/s"), r.st.get("replicated", c, "kafka 3 brokers RF 3", "produce rec/s"))),
+				fx(pairedRatio(g("consume rec/s"), r.st.get("replicated", c, "kafka 3 brokers RF 3", "consume rec/s")))})
 		}
 	}
 	w.table([]string{"acks", "Target", "produce records/s", "MB/s", "CPU s/GB in (all brokers)", "consume records/s", "produce / single broker"}, rows)

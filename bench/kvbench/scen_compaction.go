@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +29,10 @@ import (
 //     for 2 s. Cleaned records = the base offset of the active segment (the
 //     cleaner never touches the active segment).
 //   - kfake: Cluster.Compact() through kfaked's control endpoint.
+//   - Apache Kafka: the same topic settings and alter as kvlog; Kafka's
+//     LogCleaner (log.cleaner.backoff.ms=100) runs until its
+//     cleaner-offset-checkpoint reaches the active segment's base offset.
+//     Its passes and its own timing are read from its log-cleaner.log.
 //
 // Rate per core = records cleaned / CPU seconds of the broker process over
 // the clean (kvlog: from the alter to the last change; kfake: the call), as
@@ -48,8 +53,8 @@ func scenCompaction(ctx context.Context, r *runner) error {
 		sys  []string
 	}
 	cells := []cellDef{
-		{fmt.Sprintf("%s records / %s keys", countName(cfg.compactRecords), countName(cfg.compactKeys)), cfg.compactKeys, []string{"kvlog", "kfake-mem", "kfake-disk"}},
-		{fmt.Sprintf("%s records / %s keys, map holds %s", countName(cfg.compactRecords), countName(cfg.compactFillKeys), countName(cfg.compactFillMapKeys)), cfg.compactFillKeys, []string{"kvlog", "kvlog-smallmap", "kfake-mem"}},
+		{fmt.Sprintf("%s records / %s keys", countName(cfg.compactRecords), countName(cfg.compactKeys)), cfg.compactKeys, []string{"kvlog", "kfake-mem", "kfake-disk", "kafka"}},
+		{fmt.Sprintf("%s records / %s keys, map holds %s", countName(cfg.compactRecords), countName(cfg.compactFillKeys), countName(cfg.compactFillMapKeys)), cfg.compactFillKeys, []string{"kvlog", "kvlog-smallmap", "kfake-mem", "kafka", "kafka-smallmap"}},
 	}
 	// Replaced segments are unlinked at once (file.delete.delay.ms 0), so
 	// the disk bytes after the clean are what stays.
@@ -57,11 +62,18 @@ func scenCompaction(ctx context.Context, r *runner) error {
 	var ins []*instance
 	defer func() { r.stopAll("compaction", ins) }()
 	byName := map[string]*instance{}
-	for _, name := range []string{"kvlog", "kvlog-smallmap", "kfake-mem", "kfake-disk"} {
+	names := []string{"kvlog", "kvlog-smallmap", "kfake-mem", "kfake-disk"}
+	for _, s := range r.available("compaction", "kafka") {
+		names = append(names, s.name, s.name+"-smallmap")
+	}
+	for i := range cells {
+		cells[i].sys = slices.DeleteFunc(cells[i].sys, func(n string) bool { return !slices.Contains(names, n) })
+	}
+	for _, name := range names {
 		spec := sysSpec{}
 		extra := props
-		if name == "kvlog-smallmap" {
-			spec = specOf("kvlog")
+		if base, ok := strings.CutSuffix(name, "-smallmap"); ok {
+			spec = specOf(base)
 			spec.name = name
 			extra = append(append([]string{}, props...), fmt.Sprintf("log.cleaner.dedupe.buffer.size=%d", fillBuf))
 		} else {
@@ -74,7 +86,7 @@ func scenCompaction(ctx context.Context, r *runner) error {
 		ins = append(ins, in)
 		byName[name] = in
 	}
-	r.note("compaction", "kvlog-smallmap: log.cleaner.dedupe.buffer.size=%d bytes (%s keys at load factor 0.9)", fillBuf, countName(cfg.compactFillMapKeys))
+	r.note("compaction", "kvlog-smallmap and kafka-smallmap: log.cleaner.dedupe.buffer.size=%d bytes (%s keys at load factor 0.9, 24-byte entries in both)", fillBuf, countName(cfg.compactFillMapKeys))
 	for _, c := range cells {
 		s := shape{partitions: 1, valueLen: 100, keys: c.keys, acks: "all", comp: "none"}
 		var parts []*instance
@@ -103,6 +115,9 @@ func scenCompaction(ctx context.Context, r *runner) error {
 			add("disk before", "MB", mbOrNaN(res.diskBefore))
 			add("disk after", "MB", mbOrNaN(res.diskAfter))
 			add("passes", "passes", float64(res.passes))
+			if res.selfSeconds > 0 {
+				add("records/cleaner-s", "records/s", float64(res.records)/res.selfSeconds)
+			}
 			logf("  %-14s rep %d: %d records in %.2f s wall, %.2f CPU s; %.1f → %.1f MB (%d passes)", in.spec.name, rep, res.records, res.wall, res.cpu, float64(res.before)/1e6, float64(res.after)/1e6, res.passes)
 			return nil
 		})
@@ -118,6 +133,7 @@ type compactResult struct {
 	wall, cpu                            float64
 	before, after, diskBefore, diskAfter int64
 	passes                               int
+	selfSeconds                          float64 // Kafka: the LogCleaner's own timing of its passes
 }
 
 func compactOnce(ctx context.Context, r *runner, in *instance, s shape, n int) (compactResult, error) {
@@ -125,7 +141,7 @@ func compactOnce(ctx context.Context, r *runner, in *instance, s shape, n int) (
 	addr := []string{in.addr}
 	topic := nextName("compact-")
 	configs := map[string]string{"cleanup.policy": "compact"}
-	if in.spec.impl == "kvlogd" {
+	if in.spec.impl == "kvlogd" || in.spec.impl == "kafka" {
 		configs["segment.bytes"] = strconv.Itoa(r.cfg.compactSegment)
 		configs["min.cleanable.dirty.ratio"] = "1"
 	}
@@ -185,6 +201,9 @@ func compactOnce(ctx context.Context, r *runner, in *instance, s shape, n int) (
 	res.before, active = logBytes()
 	res.diskBefore = dirDiskBytes(pdir)
 	res.records = active
+	if in.spec.impl == "kafka" {
+		return compactKafka(ctx, in, topic, res, active, pdir, logBytes)
+	}
 	passes0 := cleanerPasses(in.http)
 	cl, err := kafkaClient(addr)
 	if err != nil {
@@ -250,4 +269,54 @@ func cleanerPasses(httpAddr string) int {
 		}
 	}
 	return -1
+}
+
+// alterRatio sets a topic's min.cleanable.dirty.ratio.
+func alterRatio(ctx context.Context, addr []string, topic, v string) error {
+	cl, err := kafkaClient(addr)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	alter, err := kadm.NewClient(cl).AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "min.cleanable.dirty.ratio", Value: kadm.StringPtr(v)}}, topic)
+	if err == nil {
+		for _, a := range alter {
+			if a.Err != nil {
+				err = a.Err
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("alter min.cleanable.dirty.ratio: %w", err)
+	}
+	return nil
+}
+
+// compactKafka times Apache Kafka's LogCleaner over topic's partition 0
+// from the alter of its ratio until the cleaner's checkpoint reaches the
+// active segment (every record below it cleaned).
+func compactKafka(ctx context.Context, in *instance, topic string, res compactResult, active int64, pdir string, logBytes func() (int64, int64)) (compactResult, error) {
+	res.diskBefore = dirDiskBytes(pdir)
+	res.records = active
+	logFile := filepath.Join(in.root, "log-cleaner.log")
+	_, _, from := kafkaCleanerStats(logFile, topic, 0)
+	m := meterCPU(in.p.pid)
+	start := time.Now()
+	if err := alterRatio(ctx, []string{in.addr}, topic, "0.01"); err != nil {
+		return res, err
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for kafkaCleanerCheckpoint(in.dir, topic, 0) < active {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return res, fmt.Errorf("Kafka's cleaner did not reach offset %d in 10 minutes (checkpoint %d)", active, kafkaCleanerCheckpoint(in.dir, topic, 0))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	res.wall = time.Since(start).Seconds()
+	res.cpu = m.seconds()
+	time.Sleep(1500 * time.Millisecond) // file.delete.delay.ms 0: replaced segments go at once
+	res.after, _ = logBytes()
+	res.diskAfter = dirDiskBytes(pdir)
+	res.passes, res.selfSeconds, _ = kafkaCleanerStats(logFile, topic, from)
+	return res, nil
 }

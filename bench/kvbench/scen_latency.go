@@ -10,9 +10,14 @@ import (
 // at the same absolute rates: the fractions of kvlog's median peak in the
 // produce scenario (same shape), so their latencies compare at equal load;
 // NATS runs at the same fractions of its own peak (it cannot approach
-// kvlog's). Producer linger 0; a consumer tails the topic from its end.
+// kvlog's). One more cell runs the Kafka-protocol systems at 50% of Apache
+// Kafka's peak (its default durability), the rate of the goal against
+// Kafka. Producer linger 0; a consumer tails the topic from its end.
 
 func latencyCell(frac float64) string { return fmt.Sprintf("%.0f%% of peak", 100*frac) }
+
+// kafkaLatencyCell is the cell at half of Apache Kafka's peak.
+const kafkaLatencyCell = "50% of Kafka's peak"
 
 func scenLatency(ctx context.Context, r *runner) error {
 	s := r.cfg.latencyShape
@@ -25,7 +30,7 @@ func scenLatency(ctx context.Context, r *runner) error {
 
 	// Peaks: from the produce scenario, else measured here (2 runs).
 	peak := map[string]float64{}
-	for _, name := range []string{"kvlog", "nats-js"} {
+	for _, name := range []string{"kvlog", "nats-js", "kafka"} {
 		if p := r.peakRate(name, s); p > 0 {
 			peak[name] = p
 			continue
@@ -66,9 +71,30 @@ func scenLatency(ctx context.Context, r *runner) error {
 		}
 		ts = append(ts, t)
 	}
+	type cellDef struct {
+		name string
+		frac float64
+		base string // the peak the rate is a fraction of ("": kvlog's, NATS its own)
+	}
+	var cells []cellDef
 	for _, frac := range r.cfg.latencyFractions {
-		cell := latencyCell(frac)
-		err := rotate(r.cfg.latencyReps, ts, func(rep int, t *target) error {
+		cells = append(cells, cellDef{latencyCell(frac), frac, ""})
+	}
+	if peak["kafka"] > 0 {
+		cells = append(cells, cellDef{kafkaLatencyCell, 0.5, "kafka"})
+	}
+	for _, cd := range cells {
+		cell, frac := cd.name, cd.frac
+		cts := ts
+		if cd.base != "" {
+			cts = nil
+			for _, t := range ts {
+				if t.in.spec.kind == kafkaKind {
+					cts = append(cts, t)
+				}
+			}
+		}
+		err := rotate(r.cfg.latencyReps, cts, func(rep int, t *target) error {
 			pids := []int{t.in.p.pid}
 			var res latencyRun
 			var err error
@@ -83,6 +109,9 @@ func scenLatency(ctx context.Context, r *runner) error {
 				r.st.add("latency", cell, t.in.spec.name, "target", "records/s", rate)
 			} else {
 				rate := frac * peak["kvlog"]
+				if cd.base != "" {
+					rate = frac * peak[cd.base]
+				}
 				addr := []string{t.in.addr}
 				topic := nextName("latency-")
 				if err := createTopic(ctx, addr, topic, s.partitions, 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
@@ -109,6 +138,9 @@ func scenLatency(ctx context.Context, r *runner) error {
 		if err != nil {
 			return err
 		}
+	}
+	if peak["kafka"] > 0 {
+		r.note("latency", "%s: every Kafka-protocol system at 50%% of Apache Kafka's (default durability) peak %s records/s", kafkaLatencyCell, fnum(peak["kafka"]))
 	}
 	r.note("latency", "rates: Kafka-protocol systems at %s of kvlog's peak %s records/s; NATS at the same fractions of nats-js's peak %s records/s. The load generator (producer and consumer) runs on the same 2 cores: where \"achieved\" falls short of the target, the machine, not only the broker, was saturated, and the latencies say so",
 		fracList(r.cfg.latencyFractions), fnum(peak["kvlog"]), fnum(peak["nats-js"]))

@@ -18,6 +18,8 @@ import (
 //   - kvlog raw+map: a hand-written franz-go loop filling a map;
 //   - kvlog history: the library over the uncompacted history;
 //   - kfake-mem raw+map: the same loop against kfake in memory;
+//   - kafka raw+map: the same loop against Apache Kafka (default settings)
+//     holding the same compacted data;
 //   - nats-kv watch-all: KeyValue.WatchAll into a map, to the nil marker.
 
 type rebuildVariant struct {
@@ -29,7 +31,7 @@ type rebuildVariant struct {
 func scenRebuild(ctx context.Context, r *runner) error {
 	keys := r.cfg.rebuildKeys
 	s := shape{partitions: 3, valueLen: 100, keys: keys, acks: "all", comp: "none"}
-	specs := r.available("rebuild", "kvlog", "kfake-mem", "nats-kv")
+	specs := r.available("rebuild", "kvlog", "kfake-mem", "nats-kv", "kafka")
 	ins, err := r.startAll(specs)
 	if err != nil {
 		return err
@@ -41,7 +43,7 @@ func scenRebuild(ctx context.Context, r *runner) error {
 		in := in
 		pids := []int{in.p.pid}
 		switch in.spec.impl {
-		case "kvlogd", "kfake":
+		case "kvlogd", "kfake", "kafka":
 			addr := []string{in.addr}
 			if err := createTopic(ctx, addr, "live", 3, 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
 				return err
@@ -51,8 +53,8 @@ func scenRebuild(ctx context.Context, r *runner) error {
 				return fmt.Errorf("%s: loading: %w", in.spec.name, err)
 			}
 			logf("  %s: loaded %d keys at %.0f rec/s", in.spec.name, keys, st.recPerSec())
-			if in.spec.impl == "kfake" {
-				vs = append(vs, rebuildVariant{"kfake-mem raw+map", in, func() (int, runStats, error) { return rawReplayMap(ctx, addr, "live", pids) }})
+			if in.spec.impl != "kvlogd" {
+				vs = append(vs, rebuildVariant{in.spec.name + " raw+map", in, func() (int, runStats, error) { return rawReplayMap(ctx, addr, "live", pids) }})
 				continue
 			}
 			vs = append(vs,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -38,6 +39,18 @@ import (
 //     and listener cost, subtracted to get the scan rate).
 //   - nats-js: killed right after the last publish acknowledgement; later
 //     rounds kill the recovered server.
+//   - kafka unflushed (and cold): Apache Kafka with its defaults (no fsync
+//     but at segment roll) and log.flush.offset.checkpoint.interval.ms=
+//     3600000, loaded and killed like kvlog unflushed, its
+//     recovery-point-offset-checkpoint restored the same way: Kafka's own
+//     recovery of an unflushed log. kafka empty: Kafka's restart on an
+//     empty log (JVM start, KRaft quorum, listeners).
+//   - clean restarts: kvlog (on kvlog flushed's data) and Kafka (on kafka
+//     unflushed's data) stopped with SIGTERM and started again.
+//
+// Every Kafka-protocol variant also times exec → the first acknowledged
+// acks=all produce to a one-partition topic "first" made at load time (the
+// goal's "start to first produce" with data, from the clean restarts).
 //
 // The topics use segment.bytes = min(1 GiB, smallest size/4) at every size.
 // Rescanned bytes = the .log bytes from the segment holding the checkpointed
@@ -47,6 +60,7 @@ type recVariant struct {
 	name  string
 	in    *instance
 	cold  bool
+	clean bool // SIGTERM, not kill -9
 	topic string
 	leo   int64
 	msgs  uint64
@@ -95,8 +109,9 @@ func recoverySize(ctx context.Context, r *runner, size int64) error {
 	if err != nil {
 		return err
 	}
-	vs = append(vs, &recVariant{name: "kvlog unflushed", in: in, topic: "rec", leo: leo},
-		&recVariant{name: "kvlog unflushed (cold)", in: in, topic: "rec", leo: leo, cold: true})
+	saved := saveCheckpoints(in)
+	vs = append(vs, &recVariant{name: "kvlog unflushed", in: in, topic: "rec", leo: leo, saved: saved},
+		&recVariant{name: "kvlog unflushed (cold)", in: in, topic: "rec", leo: leo, cold: true, saved: saved})
 
 	// kvlog flushed.
 	sa := s
@@ -108,13 +123,38 @@ func recoverySize(ctx context.Context, r *runner, size int64) error {
 		return err
 	}
 	time.Sleep(3 * time.Second)
-	vs = append(vs, &recVariant{name: "kvlog flushed", in: in, topic: "rec", leo: leo})
+	vs = append(vs, &recVariant{name: "kvlog flushed", in: in, topic: "rec", leo: leo},
+		&recVariant{name: "kvlog clean restart", in: in, topic: "rec", leo: leo, clean: true})
 
 	// kvlog empty.
 	if in, err = start("kvlog-empty", specOf("kvlog")); err != nil {
 		return err
 	}
+	if err := createTopic(ctx, []string{in.addr}, "first", 1, 1, nil); err != nil {
+		return err
+	}
 	vs = append(vs, &recVariant{name: "kvlog empty", in: in})
+
+	// Apache Kafka.
+	if len(r.available("recovery", "kafka")) > 0 {
+		if in, err = start("kafka-unflushed", specOf("kafka"), "log.flush.offset.checkpoint.interval.ms=3600000"); err != nil {
+			return err
+		}
+		if leo, err = loadKafka(ctx, in, "rec", s, n, recoverySegment(r.cfg.recoverySizes)); err != nil {
+			return err
+		}
+		saved := saveCheckpoints(in)
+		vs = append(vs, &recVariant{name: "kafka unflushed", in: in, topic: "rec", leo: leo, saved: saved},
+			&recVariant{name: "kafka unflushed (cold)", in: in, topic: "rec", leo: leo, cold: true, saved: saved},
+			&recVariant{name: "kafka clean restart", in: in, topic: "rec", leo: leo, clean: true})
+		if in, err = start("kafka-empty", specOf("kafka")); err != nil {
+			return err
+		}
+		if err := createTopic(ctx, []string{in.addr}, "first", 1, 1, nil); err != nil {
+			return err
+		}
+		vs = append(vs, &recVariant{name: "kafka empty", in: in})
+	}
 
 	// NATS.
 	if r.bins.nats == "" {
@@ -143,49 +183,43 @@ func recoverySize(ctx context.Context, r *runner, size int64) error {
 	}
 
 	return rotate(r.cfg.recoveryReps, vs, func(rep int, v *recVariant) error {
-		v.in.p.kill()
+		if v.clean {
+			v.in.p.stop(5 * time.Minute)
+		} else {
+			v.in.p.kill()
+		}
 		var rescan int64 = -1
-		if v.in.spec.impl == "kvlogd" {
-			cps := filepath.Join(v.in.dir, "recovery-point-offset-checkpoint")
-			if v.saved == nil {
-				// The first kill of this data dir: keep its checkpoints
-				// (shared by the warm and cold variants of one instance).
-				for _, o := range vs {
-					if o.in == v.in && o.saved != nil {
-						v.saved = o.saved
-					}
-				}
-				if v.saved == nil {
-					v.saved = map[string][]byte{}
-					if b, err := os.ReadFile(cps); err == nil {
-						v.saved[cps] = b
+		if v.in.spec.kind == kafkaKind {
+			if v.saved != nil {
+				// Every round recovers the crash state the load left.
+				for f, b := range v.saved {
+					if b == nil {
+						os.Remove(f)
+					} else {
+						os.WriteFile(f, b, 0o644)
 					}
 				}
 			}
-			if strings.HasPrefix(v.name, "kvlog unflushed") {
-				if b, ok := v.saved[cps]; ok {
-					os.WriteFile(cps, b, 0o644)
-				} else {
-					os.Remove(cps)
-				}
-			}
-			if v.topic != "" {
+			if v.topic != "" && !v.clean {
 				rescan = rescanBytes(v.in.dir, v.topic+"-0")
 			}
 		}
 		if v.cold {
 			dropCache(v.in.dir)
 		}
-		serve, cpu, err := restartTimed(ctx, v)
+		serve, first, cpu, err := restartTimed(ctx, v)
 		if err != nil {
 			return fmt.Errorf("%s: %w", v.name, err)
 		}
 		r.st.add("recovery", cell, v.name, "serve s", "s", serve.Seconds())
+		if first > 0 {
+			r.st.add("recovery", cell, v.name, "first produce s", "s", first.Seconds())
+		}
 		r.st.add("recovery", cell, v.name, "cpu s", "CPU s", cpu)
 		if rescan >= 0 {
 			r.st.add("recovery", cell, v.name, "rescan MB", "MB", float64(rescan)/1e6)
 		}
-		logf("  %-24s rep %d: serving after %.3f s (cpu %.2f s, rescanned %.0f MB)", v.name, rep, serve.Seconds(), cpu, float64(max(rescan, 0))/1e6)
+		logf("  %-24s rep %d: first produce after %.3f s, serving after %.3f s (cpu %.2f s, rescanned %.0f MB)", v.name, rep, first.Seconds(), serve.Seconds(), cpu, float64(max(rescan, 0))/1e6)
 		return nil
 	})
 }
@@ -199,10 +233,25 @@ func recoverySize(ctx context.Context, r *runner, size int64) error {
 // with it.
 func recoverySegment(sizes []int64) int64 { return min(gb, slices.Min(sizes)/4) }
 
+// saveCheckpoints keeps the log dir's recovery-point checkpoint as it is
+// on disk now (nil: absent), what a kill -9 would leave.
+func saveCheckpoints(in *instance) map[string][]byte {
+	cps := filepath.Join(in.dir, "recovery-point-offset-checkpoint")
+	b, err := os.ReadFile(cps)
+	if err != nil {
+		b = nil
+	}
+	return map[string][]byte{cps: b}
+}
+
 // loadKafka writes n records to a fresh one-partition topic (retention
-// off) and returns the log end offset.
+// off) and returns the log end offset; it also creates the one-partition
+// topic "first" that restarts produce to.
 func loadKafka(ctx context.Context, in *instance, topic string, s shape, n int, segment int64) (int64, error) {
 	addr := []string{in.addr}
+	if err := createTopic(ctx, addr, "first", 1, 1, nil); err != nil {
+		return 0, err
+	}
 	if err := createTopic(ctx, addr, topic, 1, 1, map[string]string{"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1", "segment.bytes": strconv.FormatInt(segment, 10)}); err != nil {
 		return 0, err
 	}
@@ -257,25 +306,41 @@ func rescanBytes(logDir, partDir string) int64 {
 	return total
 }
 
-// restartTimed restarts v's process and times exec → serving; cpu is the
-// new process's CPU time when it serves.
-func restartTimed(ctx context.Context, v *recVariant) (time.Duration, float64, error) {
+// restartTimed restarts v's process and times exec → serving and, for a
+// Kafka-protocol system, exec → the first acknowledged produce to topic
+// "first" (tried first); cpu is the new process's CPU time when it serves.
+func restartTimed(ctx context.Context, v *recVariant) (serve, first time.Duration, cpu float64, err error) {
 	in := v.in
 	p, err := startProc(in.spec.name, in.bin, in.args, filepath.Join(in.r.raw, "logs", in.spec.name+".log"))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	in.p = p
 	deadline := time.Now().Add(30 * time.Minute)
+	if in.spec.kind == kafkaKind {
+		fctx, cancel := context.WithDeadline(ctx, deadline)
+		done := make(chan error, 1)
+		go func() { done <- firstProduce(fctx, in.addr, "first", false) }()
+		select {
+		case err = <-done:
+		case <-p.exited:
+			err = errors.New("process exited")
+		}
+		cancel()
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("first produce after the restart: %w\n%s", err, p.tail.String())
+		}
+		first = time.Since(p.start)
+	}
 	for {
 		if servesNow(ctx, v) {
-			return time.Since(p.start), p.usage().cpu, nil
+			return time.Since(p.start), first, p.usage().cpu, nil
 		}
 		if !p.running() {
-			return 0, 0, fmt.Errorf("process exited during recovery:\n%s", p.tail.String())
+			return 0, 0, 0, fmt.Errorf("process exited during recovery:\n%s", p.tail.String())
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return 0, 0, fmt.Errorf("not serving after 30 minutes")
+			return 0, 0, 0, fmt.Errorf("not serving after 30 minutes")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

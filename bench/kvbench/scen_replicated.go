@@ -15,7 +15,9 @@ import (
 // the single broker) receives the produce-scenario records (100-byte values,
 // 1,000 keys, no compression) with acks=1 and acks=all, then is read from
 // offset 0. The cluster's CPU is the sum over its three kvlogd processes
-// (ZooKeeper excluded).
+// (ZooKeeper excluded). Apache Kafka 3.9 in ZooKeeper mode runs as a third
+// target: three brokers on the same ZooKeeper (their own chroot), the same
+// topics and load (full run only).
 
 type replTarget struct {
 	name string
@@ -55,6 +57,37 @@ func scenReplicated(ctx context.Context, r *runner) error {
 		targets := []replTarget{
 			{"3 brokers RF 3", c.Seeds(), 3, cpids},
 			{"single broker", []string{single.addr}, 1, func() []int { return []int{single.p.pid} }},
+		}
+		var kafka []*instance
+		switch {
+		case !r.cfg.kafkaEverywhere:
+			r.skip("replicated", "kafka 3 brokers RF 3", "the quick run has Apache Kafka in its produce, consume and latency cells only")
+		case r.kafka39CP == "":
+			r.skip("replicated", "kafka 3 brokers RF 3", "Apache Kafka 3.9 unavailable: %s", r.kafka39Why)
+		default:
+			var err error
+			if kafka, err = r.startKafkaZK(ctx, c.ZK.Addr, 3); err != nil {
+				runErr = err
+				return
+			}
+			defer func() {
+				for _, in := range kafka {
+					r.st.add("replicated", "peak RSS", in.spec.name, "peak_rss", "MB", in.peakMB())
+					in.stop()
+				}
+			}()
+			var seeds []string
+			for _, in := range kafka {
+				seeds = append(seeds, in.addr)
+			}
+			targets = append(targets, replTarget{"kafka 3 brokers RF 3", seeds, 3, func() []int {
+				var out []int
+				for _, in := range kafka {
+					out = append(out, in.p.pid)
+				}
+				return out
+			}})
+			r.note("replicated", "kafka 3 brokers RF 3: Apache Kafka %s in ZooKeeper mode (like for like with kvlog's ZooKeeper cluster), three kafka.Kafka processes on the same ZooKeeper (chroot /kafka39), min.insync.replicas=2, Kafka's defaults otherwise (no fsync); its CPU is the sum over the three JVMs", r.kafka39Version)
 		}
 		for _, acks := range []string{"1", "all"} {
 			s := shape{partitions: 8, valueLen: 100, keys: 1000, acks: acks, comp: "none"}

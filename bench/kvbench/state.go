@@ -25,11 +25,15 @@ type state struct {
 	CleanerWhy  string
 	NatsVersion string
 	Env         map[string]string
+	// Apache Kafka.
+	KafkaVersion, Kafka39Version, JavaVersion, KafkaWhy string
+	KafkaEverywhere                                     bool
 }
 
 func (r *runner) saveState() error {
 	st := state{Mode: r.cfg.mode, Reps: r.cfg.reps, Started: r.started, Elapsed: r.elapsed, Notes: r.notes, NotRun: r.notRun,
-		Profiles: r.profiles, RanScen: r.ranScen, Durs: r.durs, CleanerWhy: r.cleanerWhy, NatsVersion: r.natsVersion, Env: r.env}
+		Profiles: r.profiles, RanScen: r.ranScen, Durs: r.durs, CleanerWhy: r.cleanerWhy, NatsVersion: r.natsVersion, Env: r.env,
+		KafkaVersion: r.kafkaVersion, Kafka39Version: r.kafka39Version, JavaVersion: r.javaVersion, KafkaWhy: r.kafkaWhy, KafkaEverywhere: r.cfg.kafkaEverywhere}
 	b, err := json.MarshalIndent(st, "", " ")
 	if err != nil {
 		return err
@@ -55,7 +59,9 @@ func regenerate(dir string) error {
 	cfg.reps = st.Reps
 	r := &runner{cfg: cfg, out: dir, raw: filepath.Join(dir, "raw"), st: newStore(), notes: st.Notes, notRun: st.NotRun, profiles: st.Profiles,
 		ranScen: st.RanScen, durs: st.Durs, cleanerWhy: st.CleanerWhy, natsVersion: st.NatsVersion, env: st.Env,
-		started: st.Started, elapsed: st.Elapsed, charts: map[string][]string{}}
+		started: st.Started, elapsed: st.Elapsed, charts: map[string][]string{},
+		kafkaVersion: st.KafkaVersion, kafka39Version: st.Kafka39Version, javaVersion: st.JavaVersion, kafkaWhy: st.KafkaWhy, kafkaCP: "from raw data"}
+	cfg.kafkaEverywhere = st.KafkaEverywhere
 	if r.notes == nil {
 		r.notes = map[string][]string{}
 	}

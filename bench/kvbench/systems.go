@@ -26,10 +26,10 @@ const (
 type sysSpec struct {
 	name  string
 	kind  kind
-	impl  string   // "kvlogd", "kfake", "nats"
+	impl  string   // "kvlogd", "kfake", "nats", "kafka"
 	disk  bool     // kfake with DataDir
 	kv    bool     // NATS: the KV bucket (history 1) rather than a plain stream
-	props []string // kvlogd: extra server.properties lines
+	props []string // kvlogd, kafka: extra server.properties lines
 	desc  string
 }
 
@@ -40,7 +40,14 @@ var systemSpecs = []sysSpec{
 	{name: "kfake-disk", kind: kafkaKind, impl: "kfake", disk: true, desc: "franz-go kfake with DataDir (segment files, no per-batch fsync), own process"},
 	{name: "nats-js", kind: natsKind, impl: "nats", desc: "nats-server -js, file store, a plain stream (subject per key, all messages kept)"},
 	{name: "nats-kv", kind: natsKind, impl: "nats", kv: true, desc: "nats-server -js, file store, a KV bucket with history 1 (latest value per key)"},
+	{name: "kafka", kind: kafkaKind, impl: "kafka", desc: "Apache Kafka (Maven jars), one KRaft node (broker and controller), kafka-server-start.sh's JVM flags and 1 GiB heap, Kafka's defaults: page cache, no fsync — acknowledged data can be lost on power failure"},
+	{name: "kafka-fsync", kind: kafkaKind, impl: "kafka", props: []string{"log.flush.interval.messages=1"}, desc: "the same Apache Kafka node with flush.messages=1 (broker default log.flush.interval.messages=1): fsync after every append, kvlog's default promise"},
 }
+
+// durabilityPair names the like-for-like Kafka peer of a kvlog system: kvlog
+// (fsync before acks=all) against Kafka with flush.messages=1, kvlog-nofsync
+// against Kafka's default.
+var durabilityPair = map[string]string{"kvlog": "kafka-fsync", "kvlog-nofsync": "kafka"}
 
 func specOf(name string) sysSpec {
 	for _, s := range systemSpecs {
@@ -97,6 +104,10 @@ func (r *runner) start(spec sysSpec, extraProps ...string) (*instance, error) {
 		if spec.disk {
 			in.args = append(in.args, "-data-dir", in.dir)
 		}
+	case "kafka":
+		if err := r.prepareKafka(in, extraProps); err != nil {
+			return nil, err
+		}
 	case "nats":
 		host, port, _ := net.SplitHostPort(in.addr)
 		in.dir = filepath.Join(root, "store")
@@ -106,6 +117,8 @@ func (r *runner) start(spec sysSpec, extraProps ...string) (*instance, error) {
 	if err := in.launch(); err != nil {
 		return nil, err
 	}
+	r.sampleStartup(in)
+	r.warmKafka(in)
 	return in, nil
 }
 
@@ -189,7 +202,7 @@ func (r *runner) startAll(specs []sysSpec, extraProps ...string) ([]*instance, e
 	var out []*instance
 	for _, s := range specs {
 		var props []string
-		if s.impl == "kvlogd" {
+		if s.impl == "kvlogd" || s.impl == "kafka" {
 			props = extraProps
 		}
 		in, err := r.start(s, props...)

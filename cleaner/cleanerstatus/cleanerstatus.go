@@ -22,6 +22,9 @@ type Status struct {
 	TimeSinceLastRunMs    int64     `json:"time_since_last_run_ms"`
 	MaxDirtyRatio         float64   `json:"max_dirty_ratio"`
 	UncleanablePartitions int       `json:"uncleanable_partitions"`
+	// MapBytes is the offset map memory held now: allocated at a thread's
+	// first pass, let go after the cleaner has been idle.
+	MapBytes int64 `json:"map_bytes"`
 	// ThreadErrors lists threads that could not allocate their offset map
 	// (they clean nothing until an allocation succeeds).
 	ThreadErrors []ThreadError `json:"thread_errors,omitempty"`

@@ -26,6 +26,7 @@ import (
 
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/engine/record"
+	"github.com/kvlog/kvlog/internal/kafkaproc"
 	"github.com/kvlog/kvlog/internal/testbroker"
 )
 
@@ -126,52 +127,34 @@ func startKafka(t *testing.T, root string) *kafkaBroker {
 	t.Helper()
 	cp := classpath(t)
 	addr, ctrl := freeAddr(t), freeAddr(t)
-	k := &kafkaBroker{addr: addr, dataDir: filepath.Join(root, "data"), exited: make(chan struct{})}
-	props := []string{
-		"process.roles=broker,controller",
-		"node.id=1",
-		"controller.quorum.voters=1@" + ctrl,
-		"listeners=PLAINTEXT://" + addr + ",CONTROLLER://" + ctrl,
-		"advertised.listeners=PLAINTEXT://" + addr,
-		"controller.listener.names=CONTROLLER",
-		"inter.broker.listener.name=PLAINTEXT",
-		"listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-		"log.dirs=" + k.dataDir,
-		"metadata.log.dir=" + filepath.Join(root, "metadata"),
-		"num.partitions=1",
-		"auto.create.topics.enable=false",
-		"offsets.topic.replication.factor=1",
-		"offsets.topic.num.partitions=1",
-		"transaction.state.log.replication.factor=1",
-		"transaction.state.log.min.isr=1",
-		"share.coordinator.state.topic.replication.factor=1",
-		"share.coordinator.state.topic.min.isr=1",
-		"group.initial.rebalance.delay.ms=0",
-		"num.network.threads=2",
-		"num.io.threads=2",
-		"background.threads=2",
-		"num.recovery.threads.per.data.dir=1",
-		"log.cleaner.threads=1",
-		"log.cleaner.backoff.ms=100",
-		"log.cleaner.dedupe.buffer.size=8388608",
+	node := kafkaproc.Node{
+		Dir: root, Addr: addr, Controller: ctrl,
+		// Small thread pools and a fast cleaner: a test on a shared machine.
+		Props: []string{
+			"num.partitions=1",
+			"offsets.topic.num.partitions=1",
+			"num.network.threads=2",
+			"num.io.threads=2",
+			"background.threads=2",
+			"num.recovery.threads.per.data.dir=1",
+			"log.cleaner.threads=1",
+			"log.cleaner.backoff.ms=100",
+			"log.cleaner.dedupe.buffer.size=8388608",
+		},
 	}
-	cfg := filepath.Join(root, "server.properties")
-	if err := os.WriteFile(cfg, []byte(strings.Join(props, "\n")+"\n"), 0o644); err != nil {
+	k := &kafkaBroker{addr: addr, dataDir: node.DataDir(), exited: make(chan struct{})}
+	if err := node.WriteConfig(); err != nil {
 		t.Fatal(err)
 	}
+	cfg := node.ConfigPath()
 	out := ok(t, storageTool, "format", "", "format", "--cluster-id", goldenCluster, "--config", cfg, "--ignore-formatted")
 	expect(t, storageTool, "format", out, `^Formatting (metadata directory|dynamic metadata voter directory|data directory) `)
 
-	// kafka-server-start.sh's JVM flags (kafka-run-class.sh's performance
-	// options), with a 512 MiB heap instead of its 1 GiB: the tests share
-	// a two-core machine.
-	argv := []string{
-		"-Xmx512m", "-Xms512m", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-		"-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
-		"-Djava.awt.headless=true", "-Dkvlog.kafka.level=INFO",
-		"-Dlog4j2.configurationFile=" + filepath.Join(moduleDir(), "log4j2.properties"),
-		"-cp", cp, "kafka.Kafka", cfg,
-	}
+	// kafka-server-start.sh's JVM flags with a 512 MiB heap instead of its
+	// 1 GiB: the tests share a two-core machine.
+	argv := append(node.ServerJVMFlags("512m"), "-Dkvlog.kafka.level=INFO",
+		kafkaproc.Log4j2Flag(filepath.Join(moduleDir(), "log4j2.properties")))
+	argv = append(argv, node.ServerArgs(cp)...)
 	k.cmd = exec.Command("java", argv...)
 	k.cmd.Stdout, k.cmd.Stderr = k, k
 	k.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
