@@ -2,10 +2,12 @@ package server
 
 import (
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/engine/record"
 	"github.com/kvlog/kvlog/server/txn"
 )
@@ -23,6 +25,9 @@ func TestTxnCoordinatorStateSurvivesRestart(t *testing.T) {
 		b.s.txns.InitProducerID(txn.InitRequest{TransactionalID: "app", TimeoutMs: 60000}, func(r txn.InitResult) { ch <- r })
 		return <-ch
 	}
+	if _, err := b.admin(t).CreateTopic(ctxT(t), 2, 1, nil, "out"); err != nil {
+		t.Fatal(err)
+	}
 	first := init(b)
 	if first.Err != nil || first.Epoch != 0 {
 		t.Fatalf("InitProducerID: %+v", first)
@@ -30,6 +35,21 @@ func TestTxnCoordinatorStateSurvivesRestart(t *testing.T) {
 	added := make(chan error, 1)
 	b.s.txns.AddPartitions("app", first.ProducerID, first.Epoch, []txn.TopicPartition{{Topic: "out", Partition: 1}}, func(err error) { added <- err })
 	if err := <-added; err != nil {
+		t.Fatal(err)
+	}
+	// The producer's transactional data in out-1 (written to the log
+	// directly: Produce does not take transactional batches yet).
+	var bl record.Builder
+	bl.Attributes = record.AttrTransactional
+	bl.ProducerID, bl.ProducerEpoch, bl.BaseSequence = first.ProducerID, first.Epoch, 0
+	bl.MaxTimestamp, bl.LastOffsetDelta = -1, -1
+	bl.Add(record.Record{Key: []byte("k"), Value: []byte("aborted")})
+	data, err := bl.Build(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out1 := b.s.topic("out").parts[1]
+	if _, err := b.s.replicas.Append(out1.rep, data, true, 1); err != nil {
 		t.Fatal(err)
 	}
 	tp := b.s.topic(txn.StateTopic)
@@ -67,12 +87,32 @@ func TestTxnCoordinatorStateSurvivesRestart(t *testing.T) {
 	if err != nil || d.State != txn.Ongoing || d.ProducerID != first.ProducerID || len(d.Partitions) != 1 {
 		t.Fatalf("after restart: %+v %v", d, err)
 	}
-	// A new instance fences the ongoing transaction; its markers cannot be
-	// written yet, so the id stays in PrepareAbort and the retry waits.
+	// A new instance fences the ongoing transaction: its abort marker goes
+	// to out-1, whose last stable offset then passes the aborted data, and
+	// the instance's retry gets the next epoch.
 	if r := init(b); errCode(r.Err) != kerr.ConcurrentTransactions.Code {
 		t.Fatalf("fencing init: %+v", r)
 	}
-	if d, _ := b.s.txns.Describe("app"); d.State != txn.PrepareAbort || d.ProducerEpoch != 1 {
-		t.Fatalf("after the fence: %+v", d)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d, _ := b.s.txns.Describe("app")
+		if d.State == txn.CompleteAbort && d.ProducerEpoch == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the fenced transaction did not complete its abort: %+v", d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	l = b.s.topic("out").parts[1].log
+	if l.LogEndOffset() != 2 || l.LastStableOffset() != 2 {
+		t.Fatalf("out-1: log end %d, LSO %d; want the data and its marker, stable", l.LogEndOffset(), l.LastStableOffset())
+	}
+	aborted, err := l.AbortedTxns(0, 2)
+	if err != nil || len(aborted) != 1 || aborted[0] != (engine.AbortedTxn{ProducerID: first.ProducerID, FirstOffset: 0, LastOffset: 1, LastStableOffset: 2}) {
+		t.Fatalf("out-1 aborted transactions %+v, %v", aborted, err)
+	}
+	if r := init(b); r.Err != nil || r.ProducerID != first.ProducerID || r.Epoch != 2 {
+		t.Fatalf("init after the abort: %+v", r)
 	}
 }
