@@ -310,6 +310,17 @@ func (l *Log) LastStableOffset() Offset {
 	return lso
 }
 
+// LoadedLastStableOffset is LastStableOffset when the log's producer
+// state is loaded, else the high watermark, never loading it: what a
+// read_uncommitted fetch reports, for which the field is informational,
+// without loading a lazily opened log.
+func (l *Log) LoadedLastStableOffset() Offset {
+	if !l.txnReady.Load() {
+		return l.HighWatermark()
+	}
+	return l.LastStableOffset()
+}
+
 // AbortedTxns returns the aborted transactions overlapping [from, to):
 // those whose marker is at or above from and whose first offset is below
 // to, in marker order.

@@ -5,10 +5,12 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/engine/record"
+	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/txn"
 )
 
@@ -114,5 +116,118 @@ func TestTxnCoordinatorStateSurvivesRestart(t *testing.T) {
 	}
 	if r := init(b); r.Err != nil || r.ProducerID != first.ProducerID || r.Epoch != 2 {
 		t.Fatalf("init after the abort: %+v", r)
+	}
+}
+
+// A read_committed consumer reads only below the last stable offset and
+// gets the aborted transactions of the range it reads; ListOffsets latest
+// under read_committed is the last stable offset. The transactional data
+// is written to the log directly and ended by the coordinator's marker
+// writer (transactional Produce is not served yet); a franz-go
+// read_committed consumer then sees the committed and plain records only.
+func TestReadCommittedFetchAndListOffsets(t *testing.T) {
+	b := startBroker(t)
+	if _, err := b.admin(t).CreateTopic(ctxT(t), 1, 1, nil, "rc"); err != nil {
+		t.Fatal(err)
+	}
+	part := b.s.topic("rc").parts[0]
+	seq := map[int64]int32{}
+	appendTxn := func(pid int64, value string) {
+		t.Helper()
+		var bl record.Builder
+		bl.Attributes = record.AttrTransactional
+		bl.ProducerID, bl.ProducerEpoch, bl.BaseSequence = pid, 0, seq[pid]
+		bl.MaxTimestamp, bl.LastOffsetDelta = -1, -1
+		bl.Add(record.Record{Key: []byte("k"), Value: []byte(value)})
+		data, err := bl.Build(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := b.s.replicas.Append(part.rep, data, true, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits := []replica.AckWait{{P: part.rep, Last: res.LastOffset, MinISR: 1}}
+		done := make(chan struct{})
+		b.s.replicas.AwaitAcks(waits, 10*time.Second, func() { close(done) })
+		<-done
+		if waits[0].Err != nil {
+			t.Fatal(waits[0].Err)
+		}
+		seq[pid]++
+	}
+	marker := func(pid int64, commit bool) {
+		t.Helper()
+		ch := make(chan []error, 1)
+		txnMarkers{s: b.s}.WriteMarkers(&txn.MarkerRequest{ProducerID: pid, Commit: commit, Partitions: []txn.TopicPartition{{Topic: "rc", Partition: 0}}}, func(errs []error) { ch <- errs })
+		if errs := <-ch; errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+	}
+	c := b.dial(t)
+	corr := int32(0)
+	fetch := func(level int8) *kmsg.FetchResponseTopicPartition {
+		t.Helper()
+		req := kmsg.NewPtrFetchRequest()
+		req.Version, req.ReplicaID, req.MaxBytes, req.IsolationLevel = 11, -1, 1<<20, level
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "rc"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.PartitionMaxBytes = 1 << 20
+		rp.CurrentLeaderEpoch = -1
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		corr++
+		c.send(req, corr)
+		resp := c.recv(req, corr).(*kmsg.FetchResponse)
+		return &resp.Topics[0].Partitions[0]
+	}
+	latest := func(level int8) int64 {
+		t.Helper()
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.Version, req.ReplicaID, req.IsolationLevel = 5, -1, level
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = "rc"
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Timestamp, rp.CurrentLeaderEpoch = -1, -1
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		corr++
+		c.send(req, corr)
+		return c.recv(req, corr).(*kmsg.ListOffsetsResponse).Topics[0].Partitions[0].Offset
+	}
+
+	appendTxn(7, "aborted-0") // 0
+	appendTxn(8, "committed") // 1
+	appendTxn(7, "aborted-1") // 2
+	if p := fetch(1); p.ErrorCode != 0 || p.LastStableOffset != 0 || p.HighWatermark != 3 || len(p.RecordBatches) != 0 {
+		t.Fatalf("read_committed over an open transaction: error %d, LSO %d, HW %d, %d bytes", p.ErrorCode, p.LastStableOffset, p.HighWatermark, len(p.RecordBatches))
+	}
+	if p := fetch(0); p.LastStableOffset != 0 || len(p.RecordBatches) == 0 {
+		t.Fatalf("read_uncommitted: LSO %d, %d bytes", p.LastStableOffset, len(p.RecordBatches))
+	}
+	if got, unc := latest(1), latest(0); got != 0 || unc != 3 {
+		t.Fatalf("ListOffsets latest: read_committed %d, read_uncommitted %d; want 0, 3", got, unc)
+	}
+	marker(7, false) // 3
+	if p := fetch(1); p.LastStableOffset != 1 || len(p.RecordBatches) == 0 || len(p.AbortedTransactions) != 1 ||
+		p.AbortedTransactions[0].ProducerID != 7 || p.AbortedTransactions[0].FirstOffset != 0 {
+		t.Fatalf("after the abort: LSO %d, %d bytes, aborted %+v", p.LastStableOffset, len(p.RecordBatches), p.AbortedTransactions)
+	}
+	marker(8, true) // 4
+	if got := latest(1); got != 5 {
+		t.Fatalf("ListOffsets latest read_committed %d, want 5", got)
+	}
+	cl := b.client(t, kgo.ConsumeTopics("rc"), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var got []string
+	for len(got) < 1 {
+		fs := cl.PollFetches(ctxT(t))
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	}
+	if len(got) != 1 || got[0] != "committed" {
+		t.Fatalf("read_committed consumer got %q, want only the committed record", got)
 	}
 }
