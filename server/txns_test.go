@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -229,5 +230,97 @@ func TestReadCommittedFetchAndListOffsets(t *testing.T) {
 	}
 	if len(got) != 1 || got[0] != "committed" {
 		t.Fatalf("read_committed consumer got %q, want only the committed record", got)
+	}
+}
+
+// Produce takes transactional batches for partitions added to the
+// transactional id's ongoing transaction (driven through the coordinator:
+// its APIs are not served yet), and the coordinator's commit makes them
+// visible to a read_committed franz-go consumer.
+func TestTransactionalProduceCommit(t *testing.T) {
+	b := startBroker(t)
+	if _, err := b.admin(t).CreateTopic(ctxT(t), 1, 1, nil, "tx"); err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan txn.InitResult, 1)
+	b.s.txns.InitProducerID(txn.InitRequest{TransactionalID: "app", TimeoutMs: 60000}, func(r txn.InitResult) { ch <- r })
+	ir := <-ch
+	if ir.Err != nil {
+		t.Fatal(ir.Err)
+	}
+	c := b.dial(t)
+	corr := int32(0)
+	produce := func(txnID *string, transactional bool, epoch int16, seq int32) int16 {
+		t.Helper()
+		var bl record.Builder
+		if transactional {
+			bl.Attributes = record.AttrTransactional
+		}
+		bl.ProducerID, bl.ProducerEpoch, bl.BaseSequence = ir.ProducerID, epoch, seq
+		bl.MaxTimestamp, bl.LastOffsetDelta = -1, -1
+		bl.Add(record.Record{Key: []byte("k"), Value: []byte(fmt.Sprintf("v%d", seq))})
+		data, err := bl.Build(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := kmsg.NewPtrProduceRequest()
+		req.Version, req.Acks, req.TimeoutMillis, req.TransactionID = 9, -1, 10000, txnID
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = "tx"
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = data
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		corr++
+		c.send(req, corr)
+		return c.recv(req, corr).(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
+	}
+	id := "app"
+	if code := produce(&id, true, ir.Epoch, 0); code != kerr.TransactionalIDAuthorizationFailed.Code {
+		t.Fatalf("produce before AddPartitionsToTxn: error %d", code)
+	}
+	added := make(chan error, 1)
+	b.s.txns.AddPartitions("app", ir.ProducerID, ir.Epoch, []txn.TopicPartition{{Topic: "tx", Partition: 0}}, func(err error) { added <- err })
+	if err := <-added; err != nil {
+		t.Fatal(err)
+	}
+	if code := produce(nil, true, ir.Epoch, 0); code != kerr.InvalidTxnState.Code {
+		t.Fatalf("transactional batch without a transactional id: error %d", code)
+	}
+	if code := produce(&id, true, ir.Epoch+1, 0); code != kerr.InvalidTxnState.Code {
+		t.Fatalf("batch of another epoch: error %d", code)
+	}
+	for seq := int32(0); seq < 2; seq++ {
+		if code := produce(&id, true, ir.Epoch, seq); code != 0 {
+			t.Fatalf("transactional produce %d: error %d", seq, code)
+		}
+	}
+	l := b.s.topic("tx").parts[0].log
+	if lso := l.LastStableOffset(); lso != 0 {
+		t.Fatalf("LSO %d with the transaction open, want 0", lso)
+	}
+	ended := make(chan error, 1)
+	b.s.txns.EndTxn("app", ir.ProducerID, ir.Epoch, true, func(err error) { ended <- err })
+	if err := <-ended; err != nil {
+		t.Fatal(err)
+	}
+	cl := b.client(t, kgo.ConsumeTopics("tx"), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var got []string
+	for len(got) < 2 {
+		fs := cl.PollFetches(ctxT(t))
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	}
+	if len(got) != 2 || got[0] != "v0" || got[1] != "v1" {
+		t.Fatalf("read_committed consumer got %q", got)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for d, _ := b.s.txns.Describe("app"); d.State != txn.CompleteCommit; d, _ = b.s.txns.Describe("app") {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the commit: %+v", d)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
