@@ -18,6 +18,8 @@ var (
 	ErrInvalidTimestamp       = errors.New("engine: invalid timestamp")                   // INVALID_TIMESTAMP
 	ErrStorage                = errors.New("engine: storage error")                       // KAFKA_STORAGE_ERROR
 	ErrClosed                 = errors.New("engine: log closed")                          // KAFKA_STORAGE_ERROR / NOT_LEADER
+	ErrInvalidTxnState        = errors.New("engine: invalid transaction state")           // INVALID_TXN_STATE
+	ErrCoordinatorFenced      = errors.New("engine: transaction coordinator fenced")      // TRANSACTION_COORDINATOR_FENCED
 )
 
 // LogError says which partition (and where) an operation failed. It wraps the cause.

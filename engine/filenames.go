@@ -54,6 +54,11 @@ func TimeIndexFileName(dir string, base Offset) string {
 	return filepath.Join(dir, offsetFileName(base)+TimeIndexSuffix)
 }
 
+// TxnIndexFileName returns the path of a segment's aborted-transaction index.
+func TxnIndexFileName(dir string, base Offset) string {
+	return filepath.Join(dir, offsetFileName(base)+TxnIndexSuffix)
+}
+
 // SnapshotFileName returns the path of a producer-state snapshot taken at offset.
 func SnapshotFileName(dir string, offset Offset) string {
 	return filepath.Join(dir, offsetFileName(offset)+SnapshotSuffix)

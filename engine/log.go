@@ -48,6 +48,17 @@ type Log struct {
 	snapAt    Offset
 	epochs    *checkpoint.EpochCache
 
+	// Transaction state for readers (txn.go), guarded by txnMu (taken
+	// after mu by writers): the first offset of the earliest ongoing
+	// transaction (-1: none), transactions ended by a marker not yet below
+	// the high watermark, and every aborted transaction of the log in
+	// marker order. txnReady is set once loaded with the producer state.
+	txnMu        sync.Mutex
+	firstOngoing Offset
+	unreplicated []completedTxn
+	aborted      []AbortedTxn
+	txnReady     atomic.Bool
+
 	closed  atomic.Bool
 	pending []*deletedSegment // (mu) files renamed .deleted awaiting unlink
 	wg      sync.WaitGroup    // background flushes

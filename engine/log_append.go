@@ -77,6 +77,9 @@ func (l *Log) Append(batch []byte, leaderEpoch int32) (AppendResult, error) {
 	}
 	l.producers.update(b, l.clk.Now().UnixMilli())
 	l.snapAt = -1
+	if b.IsTransactional() {
+		l.publishOngoing()
+	}
 	res.BaseOffset, res.LastOffset = base, Offset(b.LastOffset())
 	res.LogStartOffset = l.LogStartOffset()
 	return res, nil
@@ -170,7 +173,22 @@ func (l *Log) AppendReplicated(batches []byte) (AppendResult, error) {
 				_ = l.epochs.AssignDeferred(e, b.BaseOffset())
 			}
 		}
-		l.producers.update(b, l.clk.Now().UnixMilli())
+		switch {
+		case b.IsControl() && b.ProducerID() >= 0:
+			typ, err := ControlType(b)
+			if err != nil {
+				return res, l.errorf("append replicated", -1, Offset(b.BaseOffset()), err)
+			}
+			if err := l.applyMarker(b, typ == ControlAbort, true, l.clk.Now().UnixMilli()); err != nil {
+				return res, err
+			}
+		case b.IsControl():
+		default:
+			l.producers.update(b, l.clk.Now().UnixMilli())
+			if b.IsTransactional() {
+				l.publishOngoing()
+			}
+		}
 		l.snapAt = -1
 		if res.BaseOffset < 0 {
 			res.BaseOffset = Offset(b.BaseOffset())

@@ -74,10 +74,6 @@ func (l *Log) CleanerSegments() []SegmentRef {
 	return out
 }
 
-// LastStableOffset is the offset below which every record is committed and
-// decided. kvlog has no transactions yet, so it is the high watermark.
-func (l *Log) LastStableOffset() Offset { return l.HighWatermark() }
-
 // ActiveProducerLastOffsets returns, for every producer id the log tracks,
 // the last offset of its newest batch. The cleaner keeps that batch (emptied
 // if need be) so the producer's last sequence survives compaction.

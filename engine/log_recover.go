@@ -54,7 +54,7 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	l := &Log{dir: dir, tp: tp, clk: opts.Clock, logger: opts.Logger, handles: opts.handles, rpLowered: opts.RecoveryPointLowered, snapAt: -1}
+	l := &Log{dir: dir, tp: tp, clk: opts.Clock, logger: opts.Logger, handles: opts.handles, rpLowered: opts.RecoveryPointLowered, snapAt: -1, firstOngoing: -1}
 	if l.handles == nil {
 		// A log opened on its own (tools, tests) gets a private budget;
 		// logs of a Manager share the Manager's.
@@ -570,36 +570,79 @@ func (l *Log) ensureLoaded() error {
 }
 
 // loadProducers restores idempotent-producer state from the newest snapshot
-// and replays batch headers after it.
+// and replays batches after it (data batch headers; control batches whole,
+// for their type), together with the transaction state: the .txnindex
+// entries below the log end, and those of abort markers replayed that the
+// indexes lack (recovery rebuilds them). A corrupt .txnindex makes the
+// load start from the log start with no snapshot, rebuilding every index.
 func (l *Log) loadProducers() error {
 	leo := l.LogEndOffset()
-	p, at := loadProducerState(l.fs, l.dir, leo, l.snapshots)
+	aborted, ok := l.loadTxnIndexes(leo)
+	var p *producerState
+	var at Offset
+	if ok {
+		p, at = loadProducerState(l.fs, l.dir, leo, l.snapshots)
+	} else {
+		l.removeTxnIndexes()
+		aborted = nil
+		p, at = newProducerState(), -1
+	}
 	from := at
 	if from < l.LogStartOffset() {
 		from = l.LogStartOffset()
 	}
+	indexedTo := Offset(-1) // markers at or below are in the indexes
+	if n := len(aborted); n > 0 {
+		indexedTo = aborted[n-1].LastOffset
+	}
+	l.producers = p
+	l.txnMu.Lock()
+	l.firstOngoing, l.unreplicated, l.aborted = p.firstOngoing(), nil, aborted
+	l.txnMu.Unlock()
 	if from < leo {
-		err := l.scanHeaders(from, leo, func(b record.Batch) {
-			if b.ProducerID() >= 0 {
+		err := l.scanHeaders(from, leo, func(b record.Batch, body func() (record.Batch, error)) error {
+			switch {
+			case b.ProducerID() < 0:
+			case !b.IsControl():
 				p.update(b, b.MaxTimestamp())
+			default:
+				full, err := body()
+				if err != nil {
+					return err
+				}
+				typ, err := ControlType(full)
+				if err != nil {
+					return err
+				}
+				known := Offset(full.BaseOffset()) <= indexedTo
+				if known && typ == ControlAbort {
+					// Already in the aborted list: end the transaction only.
+					p.endTxn(full.ProducerID(), full.ProducerEpoch(), markerCoordEpoch(full), Offset(full.BaseOffset()), true, full.MaxTimestamp())
+					return nil
+				}
+				return l.applyMarker(full, typ == ControlAbort, true, full.MaxTimestamp())
 			}
+			return nil
 		})
 		if err != nil {
+			l.resetTxnState()
 			return err
 		}
 	}
+	l.publishOngoing()
 	l.snapshots = nil
-	l.producers = p
 	l.snapAt = -1
 	if at == leo {
 		l.snapAt = leo // Close need not write it again
 	}
+	l.txnReady.Store(true)
 	return nil
 }
 
 // scanHeaders calls fn with the header of every batch holding offsets in
-// [from, to). The header slice is only valid during fn.
-func (l *Log) scanHeaders(from, to Offset, fn func(b record.Batch)) error {
+// [from, to), and a function reading the whole batch. The header slice is
+// only valid during fn.
+func (l *Log) scanHeaders(from, to Offset, fn func(b record.Batch, body func() (record.Batch, error)) error) error {
 	for _, s := range l.segments() {
 		if Offset(s.next.Load()) >= 0 && Offset(s.next.Load()) <= from && !s.isActive() {
 			continue
@@ -614,18 +657,20 @@ func (l *Log) scanHeaders(from, to Offset, fn func(b record.Batch)) error {
 		_, pos := h.oidx.Lookup(int64(from))
 		sc := newBatchScanner(h.file, int64(pos), s.size.Load())
 		for {
-			_, hdr, err := sc.next()
+			at, hdr, err := sc.next()
 			if err == io.EOF {
 				break
+			}
+			if err == nil {
+				b := record.Batch(hdr)
+				if Offset(b.LastOffset()) >= from && Offset(b.BaseOffset()) < to {
+					err = fn(b, func() (record.Batch, error) { return readBatchAt(h.file, at, hdr) })
+				}
 			}
 			if err != nil {
 				sc.close()
 				h.release()
 				return l.errorf("scan", s.base, from, err)
-			}
-			b := record.Batch(hdr)
-			if Offset(b.LastOffset()) >= from && Offset(b.BaseOffset()) < to {
-				fn(b)
 			}
 		}
 		sc.close()

@@ -145,15 +145,17 @@ func (l *Log) afterTruncate(offset Offset) {
 		l.recoveryPoint.Store(int64(leo))
 	}
 	_ = l.epochs.TruncateFromEnd(int64(leo))
-	if l.producers != nil { // not loaded yet: the load replays up to the new end
-		l.producers.truncate(leo)
-	}
 	l.snapAt = -1
 	for _, o := range snapshotOffsets(l.fs, l.dir) {
 		if o > leo {
 			_ = l.fs.Remove(SnapshotFileName(l.dir, o))
 		}
 	}
+	// Producer and transaction state are rebuilt from the newest snapshot
+	// at or below the new end, the .txnindex files (cut to the new end)
+	// and the log, as Kafka does after a truncation: transactions whose
+	// markers were cut off are ongoing again.
+	l.resetTxnState()
 }
 
 // deleteSegmentFiles retires s and renames its files to .deleted; they are
@@ -166,6 +168,9 @@ func (l *Log) deleteSegmentFiles(s *segment) {
 		if err := l.fs.Rename(p, p+DeletedSuffix); err != nil {
 			l.logger.Warn("rename to .deleted failed", "file", p, "err", err)
 		}
+	}
+	if p := TxnIndexFileName(s.dir, s.base); l.fs.Rename(p, p+DeletedSuffix) != nil {
+		_ = l.fs.Remove(p) // most segments have none
 	}
 	l.pending = append(l.pending, &deletedSegment{seg: s, at: l.clk.Now(), wg: wg})
 }
@@ -188,7 +193,7 @@ func (l *Log) ProcessDeletes() {
 }
 
 func (d *deletedSegment) unlink(l *Log) {
-	for _, p := range []string{LogFileName(d.seg.dir, d.seg.base), IndexFileName(d.seg.dir, d.seg.base), TimeIndexFileName(d.seg.dir, d.seg.base)} {
+	for _, p := range []string{LogFileName(d.seg.dir, d.seg.base), IndexFileName(d.seg.dir, d.seg.base), TimeIndexFileName(d.seg.dir, d.seg.base), TxnIndexFileName(d.seg.dir, d.seg.base)} {
 		_ = l.fs.Remove(p + DeletedSuffix)
 	}
 }

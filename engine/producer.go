@@ -27,6 +27,26 @@ type producerEntry struct {
 	epoch     int16
 	batches   []producerBatch
 	timestamp int64
+	// txnFirst is the first offset of the producer's ongoing transaction
+	// (inTxn); coordEpoch the coordinator epoch of its last marker
+	// (hasCoord).
+	txnFirst   Offset
+	inTxn      bool
+	coordEpoch int32
+	hasCoord   bool
+}
+
+// snapshotTxnFields are the entry's CurrentTxnFirstOffset and
+// CoordinatorEpoch as a snapshot stores them (-1: none).
+func (e *producerEntry) snapshotTxnFields() (int64, int32) {
+	first, coord := int64(-1), int32(-1)
+	if e.inTxn {
+		first = int64(e.txnFirst)
+	}
+	if e.hasCoord {
+		coord = e.coordEpoch
+	}
+	return first, coord
 }
 
 const producerBatchesKept = 5
@@ -34,9 +54,75 @@ const producerBatchesKept = 5
 // producerState tracks idempotent producers for one log (caller holds Log.mu).
 type producerState struct {
 	m map[int64]*producerEntry
+	// ongoing maps each producer with an ongoing transaction to the
+	// transaction's first offset (entries with txnFirst >= 0).
+	ongoing map[int64]Offset
 }
 
-func newProducerState() *producerState { return &producerState{m: map[int64]*producerEntry{}} }
+func newProducerState() *producerState {
+	return &producerState{m: map[int64]*producerEntry{}, ongoing: map[int64]Offset{}}
+}
+
+// firstOngoing is the smallest first offset of an ongoing transaction, -1
+// when none is ongoing.
+func (p *producerState) firstOngoing() Offset {
+	first := Offset(-1)
+	for _, o := range p.ongoing {
+		if first < 0 || o < first {
+			first = o
+		}
+	}
+	return first
+}
+
+// completedTxn is a transaction ended by a marker at Marker.
+type completedTxn struct {
+	pid           int64
+	first, marker Offset
+	abort         bool
+}
+
+// endTxn applies a marker (control batch) at offset marker from pid at
+// epoch: the epoch is taken (a newer one forgets the cached batches, as a
+// bump does), and the producer's ongoing transaction, if any, ends. It
+// returns the transaction ended; one with no data still ends at the
+// marker (first == marker), as in Kafka.
+func (p *producerState) endTxn(pid int64, epoch int16, coordEpoch int32, marker Offset, abort bool, now int64) completedTxn {
+	e := p.m[pid]
+	if e == nil {
+		e = &producerEntry{epoch: epoch}
+		p.m[pid] = e
+	}
+	if epoch != e.epoch {
+		e.epoch = epoch
+		e.batches = e.batches[:0]
+	}
+	e.coordEpoch, e.hasCoord = coordEpoch, true
+	e.timestamp = now
+	c := completedTxn{pid: pid, first: marker, marker: marker, abort: abort}
+	if e.inTxn {
+		c.first = e.txnFirst
+		e.inTxn = false
+		delete(p.ongoing, pid)
+	}
+	return c
+}
+
+// checkMarker applies Kafka's checks to a marker: an older producer epoch
+// is fenced, as is an older coordinator epoch.
+func (p *producerState) checkMarker(pid int64, epoch int16, coordEpoch int32) error {
+	e := p.m[pid]
+	if e == nil {
+		return nil
+	}
+	if epoch < e.epoch {
+		return fmt.Errorf("%w: marker for producer %d epoch %d older than %d", ErrInvalidProducerEpoch, pid, epoch, e.epoch)
+	}
+	if e.hasCoord && coordEpoch < e.coordEpoch {
+		return fmt.Errorf("%w: marker for producer %d from coordinator epoch %d older than %d", ErrCoordinatorFenced, pid, coordEpoch, e.coordEpoch)
+	}
+	return nil
+}
 
 // check validates b's producer epoch and sequence (Kafka's rules). It returns
 // the original batch and true when b is a retry of a cached batch.
@@ -48,6 +134,9 @@ func (p *producerState) check(b record.Batch) (producerBatch, bool, error) {
 	e := p.m[pid]
 	if e == nil {
 		return producerBatch{}, false, nil
+	}
+	if e.inTxn && !b.IsTransactional() && b.ProducerEpoch() == e.epoch {
+		return producerBatch{}, false, fmt.Errorf("%w: producer %d has an ongoing transaction", ErrInvalidTxnState, pid)
 	}
 	epoch, first := b.ProducerEpoch(), b.BaseSequence()
 	last := seqAdd(first, b.LastOffsetDelta())
@@ -81,7 +170,9 @@ func seqAdd(s, d int32) int32 {
 	return s + d
 }
 
-// update records an appended batch.
+// update records an appended data batch (not a control batch: endTxn).
+// A transactional batch starts the producer's transaction when none is
+// ongoing.
 func (p *producerState) update(b record.Batch, now int64) {
 	pid := b.ProducerID()
 	if pid < 0 {
@@ -91,6 +182,10 @@ func (p *producerState) update(b record.Batch, now int64) {
 	if e == nil {
 		e = &producerEntry{epoch: b.ProducerEpoch()}
 		p.m[pid] = e
+	}
+	if b.IsTransactional() && !e.inTxn {
+		e.txnFirst, e.inTxn = Offset(b.BaseOffset()), true
+		p.ongoing[pid] = e.txnFirst
 	}
 	if b.ProducerEpoch() != e.epoch {
 		e.epoch = b.ProducerEpoch()
@@ -106,23 +201,6 @@ func (p *producerState) update(b record.Batch, now int64) {
 	}
 	e.batches = append(e.batches, pb)
 	e.timestamp = now
-}
-
-// truncate forgets batches at or above end (log truncation); producers left
-// with no batch are dropped.
-func (p *producerState) truncate(end Offset) {
-	for pid, e := range p.m {
-		kept := e.batches[:0]
-		for _, b := range e.batches {
-			if b.lastOffset < end {
-				kept = append(kept, b)
-			}
-		}
-		e.batches = kept
-		if len(kept) == 0 {
-			delete(p.m, pid)
-		}
-	}
 }
 
 // Producer snapshot: Kafka's layout (version 1), engine/FORMAT.md §4:
@@ -142,8 +220,8 @@ const (
 
 // ProducerSnapshotEntry is one producer of a snapshot: the producer's epoch
 // and its last batch (last sequence and offset, and the offset span back to
-// the batch's first offset). kvlog writes CoordinatorEpoch and
-// CurrentTxnFirstOffset as -1 (no transactions).
+// the batch's first offset), the coordinator epoch of its last marker (-1:
+// none) and the first offset of its ongoing transaction (-1: none).
 type ProducerSnapshotEntry struct {
 	ProducerID            int64
 	ProducerEpoch         int16
@@ -258,10 +336,11 @@ func (p *producerState) encodeSnapshot() []byte {
 	for _, pid := range pids {
 		e := p.m[pid]
 		b := e.batches[len(e.batches)-1]
+		txnFirst, coordEpoch := e.snapshotTxnFields()
 		entries = append(entries, ProducerSnapshotEntry{
 			ProducerID: pid, ProducerEpoch: e.epoch, LastSequence: b.lastSeq,
 			LastOffset: int64(b.lastOffset), OffsetDelta: int32(b.lastOffset - b.firstOffset), Timestamp: e.timestamp,
-			CoordinatorEpoch: -1, CurrentTxnFirstOffset: -1, // no transactions
+			CoordinatorEpoch: coordEpoch, CurrentTxnFirstOffset: txnFirst,
 		})
 	}
 	return EncodeProducerSnapshot(entries)
@@ -276,7 +355,10 @@ func decodeSnapshot(buf []byte) (*producerState, error) {
 	}
 	p := newProducerState()
 	for _, e := range s.Entries {
-		p.m[e.ProducerID] = &producerEntry{
+		if e.CurrentTxnFirstOffset >= 0 {
+			p.ongoing[e.ProducerID] = Offset(e.CurrentTxnFirstOffset)
+		}
+		pe := &producerEntry{
 			epoch:     e.ProducerEpoch,
 			timestamp: e.Timestamp,
 			batches: []producerBatch{{
@@ -284,6 +366,13 @@ func decodeSnapshot(buf []byte) (*producerState, error) {
 				firstOffset: Offset(e.LastOffset) - Offset(e.OffsetDelta), lastOffset: Offset(e.LastOffset),
 			}},
 		}
+		if e.CurrentTxnFirstOffset >= 0 {
+			pe.txnFirst, pe.inTxn = Offset(e.CurrentTxnFirstOffset), true
+		}
+		if e.CoordinatorEpoch >= 0 {
+			pe.coordEpoch, pe.hasCoord = e.CoordinatorEpoch, true
+		}
+		p.m[e.ProducerID] = pe
 	}
 	return p, nil
 }

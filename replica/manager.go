@@ -116,6 +116,21 @@ func (m *Manager) Append(p *Partition, batch []byte, acksAll bool, minISR int) (
 	return res, err
 }
 
+// AppendMarker appends a transaction marker to p as its leader (refused
+// below minISR in-sync replicas); the caller waits for it with AwaitAcks.
+func (m *Manager) AppendMarker(p *Partition, mk engine.Marker, minISR int) (engine.AppendResult, error) {
+	res, flush, err := p.AppendMarkerAsLeader(mk, minISR)
+	if flush {
+		m.flushes.Add(1)
+		go func() {
+			defer m.flushes.Done()
+			for p.Flush() {
+			}
+		}()
+	}
+	return res, err
+}
+
 // AckWait is one partition of an acks=all produce: complete when the HW
 // passed Last. AwaitAcks sets Err (nil on success).
 type AckWait struct {

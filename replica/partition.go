@@ -375,6 +375,38 @@ func (p *Partition) AppendAsLeader(batch []byte, acksAll bool, minISR int) (res 
 	return res, flush, nil
 }
 
+// AppendMarkerAsLeader appends a transaction marker (WriteTxnMarkers) at
+// the current leader epoch, as AppendAsLeader does a producer's batch
+// with acks=all.
+func (p *Partition) AppendMarkerAsLeader(m engine.Marker, minISR int) (res engine.AppendResult, flush bool, err error) {
+	p.mu.Lock()
+	if p.role != RoleLeader {
+		p.mu.Unlock()
+		return engine.AppendResult{}, false, ErrNotLeader
+	}
+	if err := p.leader.CheckAcksAll(minISR); err != nil {
+		p.mu.Unlock()
+		return engine.AppendResult{}, false, err
+	}
+	res, err = p.log.AppendMarker(m, p.leader.Epoch())
+	if err != nil {
+		p.mu.Unlock()
+		return res, false, err
+	}
+	var cs []completion
+	if p.leader.Appended(p.log.LogEndOffset()) {
+		cs = p.hwMoved()
+	} else {
+		p.wakeParked(false)
+	}
+	if !p.flushing && p.leader.NeedsFlush() {
+		p.flushing, flush = true, true
+	}
+	p.mu.Unlock()
+	runCompletions(cs)
+	return res, flush, nil
+}
+
 // Flush fsyncs the log for AppendAsLeader (outside mu, so appends go on
 // meanwhile) and lets the HW pass what it made durable. It reports whether
 // the caller must call it again: appends arrived during the fsync and the

@@ -11,6 +11,7 @@ import (
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/engine/record"
 	"github.com/kvlog/kvlog/replica"
+	"github.com/kvlog/kvlog/server/txn"
 )
 
 // Produce: v3-12
@@ -26,6 +27,15 @@ import (
 // acks=all once the high watermark passed the batch (REQUEST_TIMED_OUT
 // after the request's timeout). acks=0 gets no response; an error then
 // closes the connection, as Kafka does, so the client notices.
+//
+// Transactions: a request with a TransactionalID is served only while the
+// local transaction coordinator has an ongoing transaction for it (else
+// TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition, as before
+// transactions); its transactional batches must carry that transaction's
+// producer id and epoch and go to partitions added to it (checkTxnBatch).
+// A transactional batch without a TransactionalID is INVALID_TXN_STATE.
+// The engine then tracks the partition's open transaction until the
+// coordinator's marker ends it.
 //
 // Version notes:
 //   - v3: magic-2 batches only, TransactionalID.
@@ -57,8 +67,17 @@ func (s *Server) handleProduce(r *request) {
 	acksErr := error(nil)
 	if req.Acks != -1 && req.Acks != 0 && req.Acks != 1 {
 		acksErr = topicErrf(kerr.InvalidRequiredAcks, "acks must be -1, 0 or 1, got %d", req.Acks)
-	} else if req.TransactionID != nil {
-		acksErr = topicErrf(kerr.TransactionalIDAuthorizationFailed, "transactions are not supported")
+	}
+	var txnDesc *txn.Description // the transaction of req.TransactionID
+	if acksErr == nil && req.TransactionID != nil {
+		d, err := s.txns.Describe(*req.TransactionID)
+		if err != nil || d.State != txn.Ongoing {
+			// No transaction of this id here (the transaction APIs are not
+			// served yet): refused as before transactions existed.
+			acksErr = topicErrf(kerr.TransactionalIDAuthorizationFailed, "transactional id %q has no ongoing transaction on this broker", *req.TransactionID)
+		} else {
+			txnDesc = &d
+		}
 	}
 	now := s.clock.Now().UnixMilli()
 	// WRITE on each topic, before anything else about it (authz_apis.go).
@@ -94,7 +113,7 @@ func (s *Server) handleProduce(r *request) {
 				fail(sp, rt.Topic, topicErrf(kerr.TopicAuthorizationFailed, "not authorized to write to topic %s", rt.Topic))
 				continue
 			}
-			p, res, err := s.produceTo(t, rt.Topic, rp, req, now, acksErr)
+			p, res, err := s.produceTo(t, rt.Topic, rp, req, txnDesc, now, acksErr)
 			if err != nil {
 				fail(sp, rt.Topic, err)
 				continue
@@ -135,7 +154,7 @@ func (s *Server) handleProduce(r *request) {
 }
 
 // produceTo validates one partition's batch and appends it as its leader.
-func (s *Server) produceTo(t *topic, name string, rp *kmsg.ProduceRequestTopicPartition, req *kmsg.ProduceRequest, now int64, err error) (*partition, engine.AppendResult, error) {
+func (s *Server) produceTo(t *topic, name string, rp *kmsg.ProduceRequestTopicPartition, req *kmsg.ProduceRequest, td *txn.Description, now int64, err error) (*partition, engine.AppendResult, error) {
 	var res engine.AppendResult
 	switch {
 	case err != nil:
@@ -144,6 +163,9 @@ func (s *Server) produceTo(t *topic, name string, rp *kmsg.ProduceRequestTopicPa
 		return nil, res, topicErrf(kerr.UnknownTopicOrPartition, "unknown topic or partition %s-%d", name, rp.Partition)
 	}
 	if err := checkProduceBatch(req.Version, rp.Records, &t.settings, now); err != nil {
+		return nil, res, err
+	}
+	if err := checkTxnBatch(rp.Records, td, name, rp.Partition); err != nil {
 		return nil, res, err
 	}
 	p := t.parts[rp.Partition]
@@ -157,7 +179,8 @@ func (s *Server) produceTo(t *topic, name string, rp *kmsg.ProduceRequestTopicPa
 // checkProduceBatch checks what the server owns of the produce validation
 // rules (docs/protocol.md#produce-validation): exactly one magic-2 batch
 // with base offset 0, zstd only from v7, no control batches, no
-// transactional batches, CreateTime timestamps within the topic's bounds.
+// transactional batches unless checkTxnBatch accepts them, CreateTime
+// timestamps within the topic's bounds.
 func checkProduceBatch(version int16, b []byte, ts *topicSettings, now int64) error {
 	if len(b) == 0 {
 		return topicErrf(kerr.InvalidRecord, "produce v%d without a record batch", version)
@@ -187,9 +210,6 @@ func checkProduceBatch(version int16, b []byte, ts *topicSettings, now int64) er
 	if attrs&record.AttrControl != 0 {
 		return topicErrf(kerr.InvalidRecord, "control batches may not be produced by clients")
 	}
-	if attrs&record.AttrTransactional != 0 {
-		return topicErrf(kerr.InvalidTxnState, "transactional batches are not supported")
-	}
 	if !ts.logAppendTime && (ts.timestampBefore != math.MaxInt64 || ts.timestampAfter != math.MaxInt64) {
 		for _, off := range []int{record.OffBaseTimestamp, record.OffMaxTimestamp} {
 			t := int64(binary.BigEndian.Uint64(b[off:]))
@@ -203,4 +223,32 @@ func checkProduceBatch(version int16, b []byte, ts *topicSettings, now int64) er
 		}
 	}
 	return nil
+}
+
+// checkTxnBatch accepts a transactional batch only in a produce request
+// naming its transactional id, whose ongoing transaction (td) is the
+// batch's producer id and epoch and includes the partition (the
+// coordinator's AddPartitionsToTxn came first, as the client must ensure):
+// an older epoch is PRODUCER_FENCED, anything else INVALID_TXN_STATE.
+// b passed checkProduceBatch.
+func checkTxnBatch(b []byte, td *txn.Description, topic string, partition int32) error {
+	bt := record.Batch(b)
+	if !bt.IsTransactional() {
+		return nil
+	}
+	if td == nil {
+		return topicErrf(kerr.InvalidTxnState, "transactional batch for %s-%d without a transactional id", topic, partition)
+	}
+	if bt.ProducerID() != td.ProducerID || bt.ProducerEpoch() != td.ProducerEpoch {
+		if bt.ProducerID() == td.ProducerID && bt.ProducerEpoch() < td.ProducerEpoch {
+			return topicErrf(kerr.ProducerFenced, "%s-%d: producer %d epoch %d fenced by epoch %d", topic, partition, bt.ProducerID(), bt.ProducerEpoch(), td.ProducerEpoch)
+		}
+		return topicErrf(kerr.InvalidTxnState, "%s-%d: batch of producer %d epoch %d, transaction %q is producer %d epoch %d", topic, partition, bt.ProducerID(), bt.ProducerEpoch(), td.TransactionalID, td.ProducerID, td.ProducerEpoch)
+	}
+	for _, tp := range td.Partitions {
+		if tp.Topic == topic && tp.Partition == partition {
+			return nil
+		}
+	}
+	return topicErrf(kerr.InvalidTxnState, "%s-%d was not added to transaction %q", topic, partition, td.TransactionalID)
 }

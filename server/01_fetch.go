@@ -22,10 +22,16 @@ import (
 // Behaviour:
 //   - Sessions (KIP-227) are declined: SessionID 0 and a full response
 //     every time; a request naming a session gets FETCH_SESSION_ID_NOT_FOUND.
-//   - No transactions: LastStableOffset = high watermark, aborted
-//     transactions an empty (never null) list; records never null.
-//   - Reads stop at the high watermark; OFFSET_OUT_OF_RANGE outside
-//     [log start, log end].
+//   - read_uncommitted reads stop at the high watermark, read_committed
+//     ones at the last stable offset (the first offset of the earliest
+//     undecided transaction), with the aborted transactions overlapping
+//     [fetch offset, last stable offset) so the consumer drops their
+//     records; the data itself is the same zero-copy file range. Aborted
+//     transactions are an empty (never null) list under read_uncommitted,
+//     and LastStableOffset is reported only for a log whose producer state
+//     is loaded (else the high watermark), so such fetches never load it.
+//     Records never null. OFFSET_OUT_OF_RANGE outside [log start, log
+//     end].
 //   - Byte limits: the first batch of the first partition with data is
 //     returned whole; after that a partition's data must fit both its own
 //     limit and what is left of MaxBytes.
@@ -117,7 +123,7 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, final bool) {
 				continue
 			}
 
-			read, err := s.fetchPartition(rt.Topic, req.ReplicaID, rp, sp, int32(req.MaxBytes)-int32(total), total > 0, &watched)
+			read, err := s.fetchPartition(rt.Topic, req.ReplicaID, req.IsolationLevel == 1, rp, sp, int32(req.MaxBytes)-int32(total), total > 0, &watched)
 			if err != nil {
 				sp.ErrorCode = errCode(err)
 				anyError = true
@@ -174,7 +180,7 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, final bool) {
 // data. budget is what MaxBytes has left; haveData says an earlier
 // partition returned data (so the first-batch-whole rule no longer
 // applies). A partition that can wait for data is added to watched.
-func (s *Server) fetchPartition(topic string, replicaID int32, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition,
+func (s *Server) fetchPartition(topic string, replicaID int32, committed bool, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition,
 	budget int32, haveData bool, watched *[]replica.Watched) (*engine.ReadResult, error) {
 	p := s.partition(topic, rp.Partition)
 	if p == nil {
@@ -198,6 +204,24 @@ func (s *Server) fetchPartition(topic string, replicaID int32, rp *kmsg.FetchReq
 	off := engine.Offset(rp.FetchOffset)
 	if off < lso || off > leo {
 		return nil, kerr.OffsetOutOfRange
+	}
+	if replicaID < 0 {
+		if committed {
+			stable := min(p.log.LastStableOffset(), hw)
+			sp.LastStableOffset = int64(stable)
+			readTo = stable
+			if off < readTo {
+				aborted, err := p.log.AbortedTxns(off, readTo)
+				if err != nil {
+					return nil, err
+				}
+				for _, a := range aborted {
+					sp.AbortedTransactions = append(sp.AbortedTransactions, kmsg.FetchResponseTopicPartitionAbortedTransaction{ProducerID: a.ProducerID, FirstOffset: int64(a.FirstOffset)})
+				}
+			}
+		} else {
+			sp.LastStableOffset = int64(min(p.log.LoadedLastStableOffset(), hw))
+		}
 	}
 	*watched = append(*watched, replica.Watched{P: p.rep, Follower: replicaID >= 0, Seen: readTo})
 	if off >= readTo {

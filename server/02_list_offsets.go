@@ -27,7 +27,9 @@ import (
 // Version notes:
 //   - v0: OldStyleOffsets (one offset), MaxNumOffsets.
 //   - v1: a single offset and its timestamp; duplicate partitions are INVALID_REQUEST.
-//   - v2: isolation level.
+//   - v2: isolation level: read_committed's latest offset (and the
+//     offsets a timestamp lookup may return) stop at the last stable
+//     offset.
 //   - v4: CurrentLeaderEpoch (KIP-320) and LeaderEpoch in the response.
 //   - v6: flexible.
 //   - v7: -3 max timestamp (KIP-734).
@@ -78,7 +80,7 @@ func (s *Server) handleListOffsets(r *request) {
 			} else if req.Version >= 1 && count[key{rt.Topic, rp.Partition}] > 1 {
 				err = kerr.InvalidRequest
 			} else {
-				err = s.listOffset(req.Version, rt.Topic, &rp, &sp)
+				err = s.listOffset(req.Version, req.IsolationLevel == 1, rt.Topic, &rp, &sp)
 			}
 			sp.ErrorCode = errCode(err)
 			st.Partitions = append(st.Partitions, sp)
@@ -88,7 +90,7 @@ func (s *Server) handleListOffsets(r *request) {
 	r.reply(resp)
 }
 
-func (s *Server) listOffset(version int16, topic string, rp *kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition) error {
+func (s *Server) listOffset(version int16, committed bool, topic string, rp *kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition) error {
 	p := s.partition(topic, rp.Partition)
 	if p == nil {
 		return s.missingPartition(topic, rp.Partition)
@@ -105,9 +107,13 @@ func (s *Server) listOffset(version int16, topic string, rp *kmsg.ListOffsetsReq
 		off engine.Offset = -1
 		ts  int64         = -1
 	)
+	visible := p.log.HighWatermark // read_committed sees up to the last stable offset
+	if committed {
+		visible = func() engine.Offset { return min(p.log.LastStableOffset(), p.log.HighWatermark()) }
+	}
 	switch rp.Timestamp {
 	case listLatest:
-		off = p.log.HighWatermark()
+		off = visible()
 	case listEarliest:
 		off = p.log.LogStartOffset()
 	case listEarliestLocal:
@@ -140,7 +146,7 @@ func (s *Server) listOffset(version int16, topic string, rp *kmsg.ListOffsetsReq
 		if err != nil {
 			return err
 		}
-		if found && o < p.log.HighWatermark() {
+		if found && o < visible() {
 			off, ts = max(o, p.log.LogStartOffset()), t
 		}
 	}

@@ -21,9 +21,10 @@ import (
 // Not reachable by clients yet: FindCoordinator TRANSACTION answers
 // UNSUPPORTED_VERSION, InitProducerId with a transactional id
 // TRANSACTIONAL_ID_AUTHORIZATION_FAILED and the transaction APIs are not
-// registered, until partitions take transaction markers (control
-// batches, the last stable offset, read_committed fetches). Until then
-// the marker writer refuses every marker, retriably.
+// registered, until the broker serves transactional produce, the
+// transaction APIs and read_committed fetches end to end. Partitions do
+// take markers (txnMarkers), so transactions the coordinator resumes from
+// its log complete.
 //
 // Lock order: a transaction shard's lock is taken before Server.topicMu
 // (the store creates __transaction_state on first write) and before
@@ -46,7 +47,7 @@ func (s *Server) startTxns() error {
 		OffsetsPartition: func(g string) txn.TopicPartition {
 			return txn.TopicPartition{Topic: group.OffsetsTopic, Partition: s.groups.PartitionFor(g)}
 		},
-		Markers: txnMarkers{},
+		Markers: txnMarkers{s: s},
 	})
 	if err != nil {
 		return err
@@ -149,18 +150,56 @@ func txnStoreErr(err error) error {
 
 var _ txn.Store = (*txnStore)(nil)
 
-// txnMarkers is the coordinator's marker writer. Partitions cannot take
-// transaction markers yet (see the top of this file): every marker fails
-// retriably, so a transaction stays in PrepareCommit/PrepareAbort and is
-// resumed once they can.
-type txnMarkers struct{}
+// txnMarkers is the coordinator's marker writer: it appends each marker
+// to the partition as its leader (replica.Manager.AppendMarker, with the
+// acks=all rules of the partition's min.insync.replicas) and reports once
+// every marker is past the high watermark (request.timeout.ms at most). A
+// partition whose topic is gone is ErrMarkerPartitionGone; a marker the
+// partition refuses for an older producer or coordinator epoch is
+// ErrMarkerFenced (Kafka drops such a marker too); anything else (not
+// leader, not enough replicas, a storage error, a timeout) is retried by
+// the coordinator. Markers for partitions led by other brokers are not
+// forwarded yet (cluster mode loads no transaction shard).
+type txnMarkers struct{ s *Server }
 
-var errNoMarkers = errors.New("server: partitions do not take transaction markers yet")
-
-func (txnMarkers) WriteMarkers(req *txn.MarkerRequest, done func([]error)) {
+func (w txnMarkers) WriteMarkers(req *txn.MarkerRequest, done func([]error)) {
 	errs := make([]error, len(req.Partitions))
+	var waits []replica.AckWait
+	var idx []int
+	mk := engine.Marker{ProducerID: req.ProducerID, ProducerEpoch: req.ProducerEpoch, CoordinatorEpoch: req.CoordinatorEpoch, Commit: req.Commit}
 	for i, tp := range req.Partitions {
-		errs[i] = fmt.Errorf("%w: %s", errNoMarkers, tp)
+		t := w.s.topic(tp.Topic)
+		if t == nil || tp.Partition < 0 || int(tp.Partition) >= len(t.parts) {
+			errs[i] = fmt.Errorf("%w: %s-%d", txn.ErrMarkerPartitionGone, tp.Topic, tp.Partition)
+			continue
+		}
+		part := t.parts[tp.Partition]
+		if part.rep == nil {
+			errs[i] = fmt.Errorf("%w: %s-%d is not hosted by this broker", replica.ErrNotLeader, tp.Topic, tp.Partition)
+			continue
+		}
+		res, err := w.s.replicas.AppendMarker(part.rep, mk, int(t.settings.minInsync))
+		if err != nil {
+			errs[i] = markerErr(err, tp)
+			continue
+		}
+		waits = append(waits, replica.AckWait{P: part.rep, Last: res.LastOffset, MinISR: int(t.settings.minInsync)})
+		idx = append(idx, i)
 	}
-	done(errs)
+	w.s.replicas.AwaitAcks(waits, msConfig(w.s, "request.timeout.ms"), func() {
+		for j, wt := range waits {
+			if wt.Err != nil {
+				errs[idx[j]] = fmt.Errorf("%s-%d: marker not replicated: %w", req.Partitions[idx[j]].Topic, req.Partitions[idx[j]].Partition, wt.Err)
+			}
+		}
+		done(errs)
+	})
+}
+
+// markerErr classifies a partition's refusal of a marker.
+func markerErr(err error, tp txn.TopicPartition) error {
+	if errors.Is(err, engine.ErrInvalidProducerEpoch) || errors.Is(err, engine.ErrCoordinatorFenced) {
+		return fmt.Errorf("%w: %s-%d: %v", txn.ErrMarkerFenced, tp.Topic, tp.Partition, err)
+	}
+	return fmt.Errorf("%s-%d: writing the marker: %w", tp.Topic, tp.Partition, err)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kvlog/kvlog/client/clienttest"
+	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/internal/testbroker"
 )
 
@@ -208,6 +209,17 @@ func TestDumpCorruption(t *testing.T) {
 				})
 			},
 			want: []string{"at position 32", "negative offset delta -1"},
+		},
+		{
+			// A torn entry: the broker would rebuild the log's indexes.
+			name: "txnindex_torn", file: seg0 + ".txnindex",
+			poke: func(dir string) {
+				buf := engine.EncodeTxnIndexEntry(nil, engine.AbortedTxn{ProducerID: 4, FirstOffset: 1, LastOffset: 3, LastStableOffset: 4})
+				if err := os.WriteFile(filepath.Join(dir, seg0+".txnindex"), append(buf, 0, 0, 0), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: []string{"CORRUPTION", "not a whole number of 34-byte entries"},
 		},
 		{
 			name: "epoch_checkpoint_malformed", file: "leader-epoch-checkpoint",
