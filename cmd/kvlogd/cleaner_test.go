@@ -457,8 +457,15 @@ func TestCleanerCompactsConsumerOffsets(t *testing.T) {
 	// holds): less than two 8 KiB segments.
 	ps := waitCleaner(t, b, offsets, 0, 2*time.Minute, "a clean pass", func(ps *cleaner.PartitionStatus) bool { return ps.Passes > 0 })
 	for deadline := time.Now().Add(time.Minute); ; {
-		size, _ := cleanerMetric(t, b, "kvlog_partition_size_bytes", `topic="__consumer_offsets"`)
-		leo, _ := cleanerMetric(t, b, "kvlog_partition_log_end_offset", `topic="__consumer_offsets"`)
+		// Internal topics are reported per topic, not per partition (its
+		// one partition here).
+		size, _ := cleanerMetric(t, b, "kvlog_topic_size_bytes", `topic="__consumer_offsets"`)
+		ends, err := adm.ListEndOffsets(ctx, offsets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		end, _ := ends.Lookup(offsets, 0)
+		leo := float64(end.Offset)
 		if size > 0 && size < 16384 {
 			read, _ := cleanerMetric(t, b, "kvlog_cleaner_bytes_read_total")
 			t.Logf("__consumer_offsets-0: %.0f records written by %d commits, %.0f B of segments once cleaned (%d passes, %.0f B read by the cleaner)",
