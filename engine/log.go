@@ -96,7 +96,9 @@ func (l *Log) LogStartOffset() Offset { return Offset(l.logStart.Load()) }
 func (l *Log) HighWatermark() Offset { return Offset(l.hw.Load()) }
 
 // RecoveryPoint is the offset below which everything is flushed.
-func (l *Log) RecoveryPoint() Offset { return Offset(l.recoveryPoint.Load()) }
+func (l *Log) RecoveryPoint() Offset {
+	return Offset(min(l.recoveryPoint.Load(), l.leo.Load()))
+}
 
 // SetHighWatermark moves the high watermark, clamped to [log start, LEO].
 func (l *Log) SetHighWatermark(o Offset) {

@@ -51,6 +51,10 @@ func (l *Log) flushLocked() error {
 // bytes (the .log, then its indexes), then raises the recovery point to upTo.
 // Caller holds syncMu.
 func (l *Log) flushTo(upTo int64) error {
+	// A truncation since the caller chose upTo (a flush scheduled by a roll
+	// runs later) lowered the log end: never flush, nor record a recovery
+	// point, past it.
+	upTo = min(upTo, l.leo.Load())
 	rp := l.recoveryPoint.Load()
 	if upTo <= rp {
 		return nil
@@ -124,7 +128,7 @@ func (l *Log) flushTo(upTo int64) error {
 			return l.errorf("flush", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
 		}
 	}
-	l.recoveryPoint.Store(upTo)
+	l.recoveryPoint.Store(min(upTo, l.leo.Load()))
 	return nil
 }
 

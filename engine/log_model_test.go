@@ -79,9 +79,12 @@ func TestLogMatchesModel(t *testing.T) {
 			l := e.open(true, -1)
 			defer func() { l.Close() }()
 			m := &model{}
+			lastOp := -1
 			for step := 0; step < 600; step++ {
 				e.clk.Advance(1000)
-				switch op := rng.IntN(100); {
+				op := rng.IntN(100)
+				lastOp = op
+				switch {
 				case op < 55:
 					recs := randomRecords(rng, e.clk.Now().UnixMilli())
 					res, err := l.Append(makeBatch(t, record.Codec(rng.IntN(5)), recs), 1)
@@ -99,6 +102,7 @@ func TestLogMatchesModel(t *testing.T) {
 					off := m.logStart + Offset(rng.Int64N(int64(m.leo-m.logStart)))
 					checkRead(t, l, m, off, 1+rng.IntN(4096))
 				case op < 84:
+					t.Logf("step %d roll", step)
 					if err := l.Roll(); err != nil {
 						t.Fatal(err)
 					}
@@ -110,6 +114,7 @@ func TestLogMatchesModel(t *testing.T) {
 					if to <= m.logStart {
 						continue
 					}
+					t.Logf("step %d truncate to %d (leo %d)", step, to, m.leo)
 					if err := l.TruncateTo(to); err != nil {
 						t.Fatal(err)
 					}
@@ -135,12 +140,13 @@ func TestLogMatchesModel(t *testing.T) {
 					if !clean {
 						rp = Offset(rng.Int64N(int64(rp) + 1))
 					}
+					t.Logf("step %d reopen clean=%v rp=%d leo=%d", step, clean, rp, m.leo)
 					l = openAt(t, e, clean, rp, m.logStart)
 				default:
 					checkRead(t, l, m, m.logStart, 1<<20)
 				}
 				if l.LogEndOffset() != m.leo || l.LogStartOffset() != m.logStart {
-					t.Fatalf("step %d: log [%d,%d) model [%d,%d)", step, l.LogStartOffset(), l.LogEndOffset(), m.logStart, m.leo)
+					t.Fatalf("op %d step %d: log [%d,%d) model [%d,%d)", lastOp, step, l.LogStartOffset(), l.LogEndOffset(), m.logStart, m.leo)
 				}
 			}
 			// Final full scan.
