@@ -459,7 +459,7 @@ func (l *Log) ReplaceSegments(cleaned []*CleanedSegment, old []SegmentRef, next 
 
 	// 5. Retire the old segments; their files become .deleted.
 	for _, s := range segs[i:j] {
-		l.deleteSegmentFiles(s)
+		l.retireSegmentFiles(s, false)
 	}
 
 	// 6. .swap → final names.

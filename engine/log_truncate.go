@@ -161,7 +161,13 @@ func (l *Log) afterTruncate(offset Offset) {
 // deleteSegmentFiles retires s and renames its files to .deleted; they are
 // unlinked by ProcessDeletes once file.delete.delay.ms has passed and no
 // reader holds them. Caller holds l.mu.
-func (l *Log) deleteSegmentFiles(s *segment) {
+func (l *Log) deleteSegmentFiles(s *segment) { l.retireSegmentFiles(s, true) }
+
+// retireSegmentFiles is deleteSegmentFiles; with withTxn false (the
+// cleaner's swap, whose output segments cover the same offsets) the
+// segment's .txnindex and its aborted transactions stay: the loader
+// attaches a .txnindex to the segment now holding its base offset.
+func (l *Log) retireSegmentFiles(s *segment, withTxn bool) {
 	l.dirDirty.Store(true)
 	wg := s.retire()
 	for _, p := range []string{LogFileName(s.dir, s.base), IndexFileName(s.dir, s.base), TimeIndexFileName(s.dir, s.base)} {
@@ -169,8 +175,11 @@ func (l *Log) deleteSegmentFiles(s *segment) {
 			l.logger.Warn("rename to .deleted failed", "file", p, "err", err)
 		}
 	}
-	if p := TxnIndexFileName(s.dir, s.base); l.fs.Rename(p, p+DeletedSuffix) != nil {
-		_ = l.fs.Remove(p) // most segments have none
+	if withTxn {
+		if p := TxnIndexFileName(s.dir, s.base); l.fs.Rename(p, p+DeletedSuffix) != nil {
+			_ = l.fs.Remove(p) // most segments have none
+		}
+		l.forgetAborted(s.base, Offset(s.next.Load()))
 	}
 	l.pending = append(l.pending, &deletedSegment{seg: s, at: l.clk.Now(), wg: wg})
 }

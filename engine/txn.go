@@ -233,6 +233,21 @@ func (l *Log) resetTxnState() {
 	l.txnMu.Unlock()
 }
 
+// forgetAborted drops the aborted transactions whose marker lies in the
+// deleted segment [base, next). Caller holds l.mu.
+func (l *Log) forgetAborted(base, next Offset) {
+	l.txnMu.Lock()
+	defer l.txnMu.Unlock()
+	kept := l.aborted[:0]
+	for _, a := range l.aborted {
+		if a.LastOffset < base || a.LastOffset >= next {
+			kept = append(kept, a)
+		}
+	}
+	clear(l.aborted[len(kept):])
+	l.aborted = kept
+}
+
 // markerCoordEpoch reads the coordinator epoch from a marker's value
 // (version int16, coordinator epoch int32); -1 when unreadable.
 func markerCoordEpoch(b record.Batch) int32 {
@@ -370,10 +385,12 @@ func (l *Log) loadTxnIndexes(end Offset) (out []AbortedTxn, ok bool) {
 			continue
 		}
 		i, found := floorSegment(segs, o)
-		if !found || segs[i].base != o {
+		if !found {
 			_ = l.fs.Remove(TxnIndexFileName(l.dir, o)) // its segment is gone
 			continue
 		}
+		// After a cleaner pass merged segments, a .txnindex may be named
+		// after a base that is now inside a segment: it belongs to that one.
 		next := Offset(-1)
 		if i+1 < len(segs) {
 			next = segs[i+1].base
@@ -395,7 +412,7 @@ func (l *Log) loadTxnIndexes(end Offset) (out []AbortedTxn, ok bool) {
 			}
 			data = data[:keep]
 		}
-		as, err := ParseTxnIndex(data, o, next)
+		as, err := ParseTxnIndex(data, segs[i].base, next)
 		if err != nil {
 			l.logger.Warn("transaction index corrupt, rebuilding", "partition", l.tp.String(), "file", path, "err", err)
 			return nil, false
@@ -403,6 +420,12 @@ func (l *Log) loadTxnIndexes(end Offset) (out []AbortedTxn, ok bool) {
 		out = append(out, as...)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].LastOffset < out[j].LastOffset })
+	for k := 1; k < len(out); k++ {
+		if out[k].LastOffset == out[k-1].LastOffset {
+			l.logger.Warn("transaction indexes overlap, rebuilding", "partition", l.tp.String(), "offset", int64(out[k].LastOffset))
+			return nil, false
+		}
+	}
 	return out, true
 }
 

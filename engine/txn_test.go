@@ -430,3 +430,77 @@ func editTxnIndexes(t *testing.T, dir string, edit func([]byte) []byte) {
 		t.Fatal("no .txnindex to damage")
 	}
 }
+
+// TestTxnReplicatedAndRetention: a follower copying the leader's batches
+// (AppendReplicated) ends up with the same last stable offset and aborted
+// transactions, .txnindex files included; retention deleting the oldest
+// segments drops their aborted transactions with their files.
+func TestTxnReplicatedAndRetention(t *testing.T) {
+	e := newTestEnv(t)
+	e.cfg.SegmentBytes = 500
+	e.cfg.FileDeleteDelay = 0
+	l := e.open(true, -1)
+	defer l.Close()
+	var m txnModel
+	seq := map[int64]int32{}
+	for i := 0; i < 6; i++ {
+		for _, pid := range []int64{1, 2} {
+			res, err := l.Append(txnBatch(t, pid, seq[pid], true, 2, 1), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.events = append(m.events, txnEvent{base: res.BaseOffset, last: res.LastOffset, pid: pid, seqLast: seq[pid] + 1, kind: 'd'})
+			seq[pid] += 2
+		}
+		res, err := l.AppendMarker(Marker{ProducerID: 1, Commit: i%2 == 0}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.events = append(m.events, txnEvent{base: res.BaseOffset, last: res.LastOffset, pid: 1, kind: map[bool]byte{true: 'c', false: 'a'}[i%2 == 0]})
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	m.check(t, l, rng, "leader")
+
+	f := &testEnv{t: t, dir: t.TempDir() + "/topic-0", fs: e.fs, clk: e.clk, cfg: e.cfg}
+	fl := f.open(true, -1)
+	var all []byte
+	if err := l.ReadBatches(0, l.LogEndOffset(), func(b record.Batch) error { all = append(all, b...); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fl.AppendReplicated(all); err != nil {
+		t.Fatal(err)
+	}
+	m.check(t, fl, rng, "follower")
+	if err := fl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fl = f.open(true, 0)
+	m.check(t, fl, rng, "follower reopened")
+	fl.Close()
+
+	// Retention: the log start moves past the first segments, which go.
+	segs := l.Segments()
+	start := segs[2].BaseOffset
+	l.SetHighWatermark(l.LogEndOffset())
+	if err := l.DeleteRecordsBefore(start); err != nil {
+		t.Fatal(err)
+	}
+	l.EnforceRetention()
+	l.ProcessDeletes()
+	if got := l.Segments()[0].BaseOffset; got != start {
+		t.Fatalf("first segment %d after retention, want %d", got, start)
+	}
+	_, aborted, _ := m.state()
+	var want []AbortedTxn
+	for _, a := range aborted {
+		if a.LastOffset >= start {
+			want = append(want, a)
+		}
+	}
+	l.txnMu.Lock()
+	got := append([]AbortedTxn(nil), l.aborted...)
+	l.txnMu.Unlock()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("aborted after retention %+v, want %+v", got, want)
+	}
+}
