@@ -2,15 +2,18 @@ package testcluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/go-zookeeper/zk"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/group"
 )
 
 // GroupReader is a consumer group reading one workload's topic while it is
@@ -19,12 +22,22 @@ import (
 // rebalances and new members resume from committed offsets. It records
 // every record a member reads, every commit acknowledged to a member, and
 // (a monitor) the group's committed offsets as OffsetFetch returns them.
+//
+// The monitor asks the group's coordinator as ZooKeeper names it: the
+// leader of the group's __consumer_offsets partition, unchanged (same
+// leader and leader epoch) from before the request was sent to after it
+// was answered. A deposed coordinator that has not yet learned of its
+// successor (paused or cut off meanwhile) may answer stale offsets, as a
+// cut-off leader serves stale reads; those answers are not the group's
+// committed offsets and are not recorded.
 type GroupReader struct {
 	c      *Cluster
 	group  string
 	topic  string
 	prefix string // the workload's value prefix
 	start  time.Time
+	zkc    *zk.Conn
+	state  string // the state znode of the group's __consumer_offsets partition
 
 	mu sync.Mutex
 	// reads[p][o] is 1 + the sequence number of the value a member read at
@@ -51,10 +64,12 @@ type groupObs struct {
 	start, end time.Time
 }
 
-// StartGroupReader starts members consumers of w's topic in group.
-func StartGroupReader(c *Cluster, w *Workload, group string, members int) *GroupReader {
+// StartGroupReader starts members consumers of w's topic in groupID, whose
+// __consumer_offsets topic has offsetsPartitions partitions.
+func StartGroupReader(c *Cluster, w *Workload, groupID string, members int, offsetsPartitions int32) *GroupReader {
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &GroupReader{c: c, group: group, topic: w.topic, prefix: w.id, start: time.Now(),
+	g := &GroupReader{c: c, group: groupID, topic: w.topic, prefix: w.id, start: time.Now(), zkc: c.ZKConn(),
+		state: fmt.Sprintf("/kvlog/brokers/topics/__consumer_offsets/partitions/%d/state", group.PartitionFor(groupID, offsetsPartitions)),
 		reads: map[int32][]int32{}, readAt: map[int32][]int32{}, commits: map[int32][]groupObs{}, fetches: map[int32][]groupObs{},
 		cancel: cancel, done: make(chan struct{})}
 	for i := 0; i < members; i++ {
@@ -159,9 +174,8 @@ func (g *GroupReader) record(fs kgo.Fetches) {
 
 // monitor fetches the group's committed offsets every 300 ms.
 func (g *GroupReader) monitor(ctx context.Context) {
-	adm := kadm.NewClient(g.c.Client())
 	for ctx.Err() == nil {
-		g.fetchOnce(ctx, adm)
+		g.fetchOnce()
 		select {
 		case <-ctx.Done():
 		case <-time.After(300 * time.Millisecond):
@@ -169,22 +183,57 @@ func (g *GroupReader) monitor(ctx context.Context) {
 	}
 }
 
-func (g *GroupReader) fetchOnce(ctx context.Context, adm *kadm.Client) bool {
+// coordinator reads the leader and leader epoch of the group's partition.
+func (g *GroupReader) coordinator() (leader, epoch int32, ok bool) {
+	data, _, err := g.zkc.Get(g.state)
+	if err != nil {
+		return -1, -1, false
+	}
+	var st struct {
+		Leader      int32 `json:"leader"`
+		LeaderEpoch int32 `json:"leader_epoch"`
+	}
+	if json.Unmarshal(data, &st) != nil || st.Leader < 0 {
+		return -1, -1, false
+	}
+	return st.Leader, st.LeaderEpoch, true
+}
+
+// fetchOnce sends one OffsetFetch to the coordinator ZooKeeper names, and
+// records its answer if that coordinator did not change meanwhile.
+func (g *GroupReader) fetchOnce() bool {
 	start := time.Now()
-	fctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	res, err := adm.FetchOffsets(fctx, g.group)
-	cancel()
+	leader, epoch, ok := g.coordinator()
+	if !ok {
+		return false
+	}
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Version = 5
+	req.Group = g.group
+	resp, err := g.c.RequestTo(leader, req, 3*time.Second)
+	if err != nil {
+		return false
+	}
 	end := time.Now()
-	if err != nil || res.Error() != nil {
+	if l, e, ok := g.coordinator(); !ok || l != leader || e != epoch {
+		return false
+	}
+	r := resp.(*kmsg.OffsetFetchResponse)
+	if r.ErrorCode != 0 {
 		return false
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	res.Each(func(o kadm.OffsetResponse) {
-		if o.Topic == g.topic && o.Err == nil && o.At >= 0 {
-			g.fetches[o.Partition] = append(g.fetches[o.Partition], groupObs{o.At, start, end})
+	for _, t := range r.Topics {
+		if t.Topic != g.topic {
+			continue
 		}
-	})
+		for _, p := range t.Partitions {
+			if p.ErrorCode == 0 && p.Offset >= 0 {
+				g.fetches[p.Partition] = append(g.fetches[p.Partition], groupObs{p.Offset, start, end})
+			}
+		}
+	}
 	return true
 }
 
@@ -233,7 +282,9 @@ func (g *GroupReader) Stop() {
 	g.cancel()
 	<-g.done
 	// One last look at the committed offsets before members leave.
-	g.fetchOnce(context.Background(), kadm.NewClient(g.c.Client()))
+	for i := 0; i < 50 && !g.fetchOnce(); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
 	g.mu.Lock()
 	ms := g.members
 	g.mu.Unlock()

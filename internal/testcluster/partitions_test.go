@@ -84,7 +84,7 @@ func runPartitions(t *testing.T, d time.Duration, brokers int, seed uint64) {
 
 	wAll := StartWorkloadAcks(c, npTopicAll, 60, 32, true, 600)
 	wOne := StartWorkloadAcks(c, npTopicOne, 30, 16, false, 150)
-	grp := StartGroupReader(c, wAll, npGroup, 2)
+	grp := StartGroupReader(c, wAll, npGroup, 2, 6)
 
 	nem := &nemesis{t: t, c: c, n: nw, wAll: wAll, wOne: wOne, rng: rand.New(rand.NewPCG(seed, 2)), start: time.Now(), counts: map[string]int{},
 		paused: map[int32]bool{}, killed: map[int32]bool{}}
