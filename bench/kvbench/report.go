@@ -256,7 +256,7 @@ func (r *runner) writeEnvironment(w *md) {
 		{"Rebuild", fmt.Sprintf("%s live keys (issue: 1M%s), history %d× the keys", countName(r.cfg.rebuildKeys), reducedNote(r.cfg.rebuildKeys < 1_000_000), r.cfg.rebuildUpdates)},
 		{"Compaction", fmt.Sprintf("%s records over %s keys (map-fill cell: %s keys, map holding %s), kvlog segment.bytes %s", countName(r.cfg.compactRecords), countName(r.cfg.compactKeys), countName(r.cfg.compactFillKeys), countName(r.cfg.compactFillMapKeys), sizeLabel(int64(r.cfg.compactSegment)))},
 		{"Recovery", fmt.Sprintf("sizes %s (issue: 1 GB and 10 GB%s), 1 KiB values, one partition, segment.bytes %s at every size", sizesList(r.cfg.recoverySizes), reducedNote(len(r.cfg.recoverySizes) < 2 || r.cfg.recoverySizes[len(r.cfg.recoverySizes)-1] < 10*gb), sizeLabel(recoverySegment(r.cfg.recoverySizes)))},
-		{"Scale", fmt.Sprintf("log sizes %s (issue: 1 to 20 GB%s), probes of %s; partitions %v (issue: 1 to 1,000%s), %s records each", sizesList(r.cfg.scaleSizes), reducedNote(r.cfg.scaleSizes[len(r.cfg.scaleSizes)-1] < 20*gb), sizeLabel(r.cfg.scaleProbeBytes), r.cfg.scalePartitions, reducedNote(slices.Max(r.cfg.scalePartitions) < 1000), countName(r.cfg.scaleRecords))},
+		{"Scale", fmt.Sprintf("log sizes %s (issue: 1 to 20 GB%s), probes of %s; partitions %v (issue: 1 to 10,000%s), %s records each", sizesList(r.cfg.scaleSizes), reducedNote(r.cfg.scaleSizes[len(r.cfg.scaleSizes)-1] < 20*gb), sizeLabel(r.cfg.scaleProbeBytes), r.cfg.scalePartitions, reducedNote(slices.Max(r.cfg.scalePartitions) < 10_000), countName(r.cfg.scaleRecords))},
 		{"Replicated", fmt.Sprintf("%s per run, 8 partitions, 100 B values, 1k keys", sizeLabel(r.cfg.replicatedBytes))},
 	}
 	w.table([]string{"", ""}, rows)

@@ -156,7 +156,7 @@ func scaleLogSize(ctx context.Context, r *runner, sys string) error {
 		r.st.add("scale-size", cell, sys, "fetch p50", "ms", fp[0])
 		r.st.add("scale-size", cell, sys, "fetch p99", "ms", fp[1])
 		g := func(m string) float64 { return median(r.st.get("scale-size", cell, sys, m)) }
-		logf("  log %s: produce %.0f MB/s (%.2f× a fresh log), fetch tail %.0f MB/s (%.2f× fresh), head %.0f MB/s, produce p99 %.2f ms, random fetch p99 %.2f ms",
+		logf("  %s log %s: produce %.0f MB/s (%.2f× a fresh log), fetch tail %.0f MB/s (%.2f× fresh), head %.0f MB/s, produce p99 %.2f ms, random fetch p99 %.2f ms",
 			sys, cell, g("produce MB/s"), g("produce vs fresh"), g("fetch tail MB/s"), g("fetch tail vs fresh"), g("fetch head MB/s"), pp[1], fp[1])
 	}
 	return nil
