@@ -2,7 +2,9 @@ package server
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -172,7 +174,13 @@ func (s *Server) produceTo(t *topic, name string, rp *kmsg.ProduceRequestTopicPa
 	if p.log == nil { // not hosted here
 		return nil, res, s.missingPartition(name, rp.Partition)
 	}
-	res, err = s.replicas.Append(p.rep, rp.Records, req.Acks == -1, int(t.settings.minInsync))
+	b := rp.Records
+	if t.settings.recompress && record.Batch(b).Codec() != t.settings.codec {
+		if b, err = recompressBatch(b, t.settings.codec, name, rp.Partition); err != nil {
+			return nil, res, err
+		}
+	}
+	res, err = s.replicas.Append(p.rep, b, req.Acks == -1, int(t.settings.minInsync))
 	return p, res, err
 }
 
@@ -251,4 +259,30 @@ func checkTxnBatch(b []byte, td *txn.Description, topic string, partition int32)
 		}
 	}
 	return topicErrf(kerr.InvalidTxnState, "%s-%d was not added to transaction %q", topic, partition, td.TransactionalID)
+}
+
+// recoders are the decoders and builders recompressBatch reuses.
+var recoders = sync.Pool{New: func() any { return new(recoder) }}
+
+type recoder struct {
+	d  record.Decoder
+	bl record.Builder
+}
+
+// recompressBatch rewrites a produced batch in the topic's compression.type
+// codec, as Kafka's leader does (docs/protocol.md#produce-validation). The
+// result is a new slice: the request's buffer is left as it was.
+func recompressBatch(b []byte, c record.Codec, topic string, partition int32) ([]byte, error) {
+	rc := recoders.Get().(*recoder)
+	defer recoders.Put(rc)
+	out, err := record.Recompress(make([]byte, 0, len(b)), record.Batch(b), c, &rc.d, &rc.bl)
+	switch {
+	case errors.Is(err, record.ErrUnsupportedCodec):
+		return nil, topicErrf(kerr.UnsupportedCompressionType, "%s-%d: %v", topic, partition, err)
+	case errors.Is(err, record.ErrCorrupt):
+		return nil, topicErrf(kerr.CorruptMessage, "%s-%d: recompressing to %v: %v", topic, partition, c, err)
+	case err != nil:
+		return nil, topicErrf(kerr.InvalidRecord, "%s-%d: recompressing to %v: %v", topic, partition, c, err)
+	}
+	return out, nil
 }

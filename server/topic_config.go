@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"github.com/kvlog/kvlog/engine/record"
 	"math"
 	"sort"
 	"strconv"
@@ -322,6 +323,10 @@ type topicSettings struct {
 	timestampAfter  int64
 	minInsync       int32
 	cleaner         cleaner.TopicConfig
+	// recompress is set when compression.type names a codec (not
+	// "producer"): produced batches in another codec are rewritten in codec.
+	recompress bool
+	codec      record.Codec
 }
 
 func (l *configLayers) topicSettings(overrides map[string]string) topicSettings {
@@ -333,10 +338,29 @@ func (l *configLayers) topicSettings(overrides map[string]string) topicSettings 
 		minInsync:       int32(mustInt(get("min.insync.replicas"))),
 		cleaner:         l.cleanerTopicConfig(overrides),
 	}
+	s.codec, s.recompress = compressionCodec(get("compression.type"))
 	for _, p := range splitList(get("cleanup.policy")) {
 		if p == "compact" {
 			s.compact = true
 		}
 	}
 	return s
+}
+
+// compressionCodec maps a compression.type value to the codec batches are
+// stored in; ok is false for "producer" (the producer's codec is kept).
+func compressionCodec(v string) (c record.Codec, ok bool) {
+	switch v {
+	case "uncompressed":
+		return record.CodecNone, true
+	case "gzip":
+		return record.CodecGzip, true
+	case "snappy":
+		return record.CodecSnappy, true
+	case "lz4":
+		return record.CodecLZ4, true
+	case "zstd":
+		return record.CodecZstd, true
+	}
+	return record.CodecNone, false
 }

@@ -823,9 +823,6 @@ func writeTruncatedLog(t *testing.T, dir string) map[int64]produced {
 // used, as Apache Kafka recompresses them on append (compression.type
 // "producer", the default, keeps the producer's codec).
 func TestDumpLogSegmentsBrokerCompression(t *testing.T) {
-	if os.Getenv("KVLOG_TEST_BROKER_COMPRESSION") == "" {
-		t.Skip("kvlog accepts compression.type but does not recompress on append yet (the produce path keeps the producer's codec); set KVLOG_TEST_BROKER_COMPRESSION=1 to run")
-	}
 	classpath(t)
 	b := testbroker.Start(t, testbroker.Options{LogLevel: "warn"})
 	adm := b.Admin(t)
