@@ -24,23 +24,28 @@ type Config struct {
 	FlushInterval      time.Duration // flush.ms; <= 0 = never
 	FileDeleteDelay    time.Duration // file.delete.delay.ms
 	Preallocate        bool          // preallocate (accepted; segments are not preallocated)
+	// ProducerIDExpiration is the broker's producer.id.expiration.ms: an
+	// idempotent producer idle this long (and not in a transaction) is
+	// forgotten; <= 0 = never.
+	ProducerIDExpiration time.Duration
 }
 
 // DefaultConfig returns Kafka's defaults.
 func DefaultConfig() Config {
 	return Config{
-		SegmentBytes:       1 << 30,
-		SegmentTime:        7 * 24 * time.Hour,
-		SegmentIndexBytes:  10 << 20,
-		IndexIntervalBytes: 4096,
-		MaxMessageBytes:    1048588,
-		RetentionTime:      7 * 24 * time.Hour,
-		RetentionBytes:     -1,
-		Delete:             true,
-		MaxCompactionLag:   time.Duration(math.MaxInt64),
-		FlushMessages:      math.MaxInt64,
-		FlushInterval:      time.Duration(math.MaxInt64),
-		FileDeleteDelay:    time.Minute,
+		SegmentBytes:         1 << 30,
+		SegmentTime:          7 * 24 * time.Hour,
+		SegmentIndexBytes:    10 << 20,
+		IndexIntervalBytes:   4096,
+		MaxMessageBytes:      1048588,
+		RetentionTime:        7 * 24 * time.Hour,
+		RetentionBytes:       -1,
+		Delete:               true,
+		MaxCompactionLag:     time.Duration(math.MaxInt64),
+		FlushMessages:        math.MaxInt64,
+		FlushInterval:        time.Duration(math.MaxInt64),
+		FileDeleteDelay:      time.Minute,
+		ProducerIDExpiration: 24 * time.Hour,
 	}
 }
 

@@ -629,10 +629,11 @@ func (l *Log) loadProducers() error {
 			return err
 		}
 	}
+	expired := p.expire(l.clk.Now().UnixMilli(), l.Config().ProducerIDExpiration)
 	l.publishOngoing()
 	l.snapshots = nil
 	l.snapAt = -1
-	if at == leo {
+	if at == leo && expired == 0 {
 		l.snapAt = leo // Close need not write it again
 	}
 	l.txnReady.Store(true)

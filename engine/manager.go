@@ -408,6 +408,7 @@ func (m *Manager) Maintain(retention bool) {
 		}
 		if retention {
 			l.EnforceRetention()
+			l.ExpireProducers()
 		}
 	}
 }

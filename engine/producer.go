@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"sort"
+	"time"
 
 	"github.com/kvlog/kvlog/engine/checkpoint"
 	"github.com/kvlog/kvlog/engine/record"
@@ -201,6 +202,24 @@ func (p *producerState) update(b record.Batch, now int64) {
 	}
 	e.batches = append(e.batches, pb)
 	e.timestamp = now
+}
+
+// expire forgets producers without an ongoing transaction whose last
+// append is at least after old (Kafka's producer.id.expiration.ms; 0 or
+// less: never), and returns how many. A retry from a forgotten producer is
+// no longer recognised as a duplicate, as in Kafka.
+func (p *producerState) expire(now int64, after time.Duration) int {
+	if after <= 0 {
+		return 0
+	}
+	n := 0
+	for pid, e := range p.m {
+		if !e.inTxn && now-e.timestamp >= after.Milliseconds() {
+			delete(p.m, pid)
+			n++
+		}
+	}
+	return n
 }
 
 // Producer snapshot: Kafka's layout (version 1), engine/FORMAT.md §4:
@@ -439,4 +458,22 @@ func readWholeFile(fs vfs.FS, path string) ([]byte, error) {
 	}
 	defer f.Close()
 	return io.ReadAll(f)
+}
+
+// ExpireProducers forgets the idempotent producers idle for longer than
+// the log's ProducerIDExpiration and not in a transaction, as Kafka's
+// periodic producer expiration does; the manager runs it with retention.
+// A log whose producer state is not loaded yet is skipped (the load
+// expires them). It returns how many producers were forgotten.
+func (l *Log) ExpireProducers() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() || l.producers == nil {
+		return 0
+	}
+	n := l.producers.expire(l.clk.Now().UnixMilli(), l.Config().ProducerIDExpiration)
+	if n > 0 {
+		l.snapAt = -1 // the next snapshot leaves them out
+	}
+	return n
 }

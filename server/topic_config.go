@@ -310,6 +310,7 @@ func (l *configLayers) engineConfig(overrides map[string]string) engine.Config {
 	c.FlushInterval = msDuration(mustInt(get("flush.ms")))
 	c.FileDeleteDelay = msDuration(mustInt(get("file.delete.delay.ms")))
 	c.Preallocate = mustBool(get("preallocate"))
+	c.ProducerIDExpiration = msDuration(mustInt(l.brokerValue("producer.id.expiration.ms").value))
 	return c
 }
 
