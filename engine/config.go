@@ -20,10 +20,16 @@ type Config struct {
 	Delete             bool          // cleanup.policy contains delete
 	MaxCompactionLag   time.Duration // max.compaction.lag.ms
 	LogAppendTime      bool          // message.timestamp.type=LogAppendTime
-	FlushMessages      int64         // flush.messages; <= 0 or MaxInt64 = never
-	FlushInterval      time.Duration // flush.ms; <= 0 = never
-	FileDeleteDelay    time.Duration // file.delete.delay.ms
-	Preallocate        bool          // preallocate (accepted; segments are not preallocated)
+	// TimestampBeforeMaxMs and TimestampAfterMaxMs are
+	// message.timestamp.before.max.ms and message.timestamp.after.max.ms:
+	// how far a CreateTime record's timestamp may lie before or after the
+	// broker's time (math.MaxInt64 = unchecked).
+	TimestampBeforeMaxMs int64
+	TimestampAfterMaxMs  int64
+	FlushMessages        int64         // flush.messages; <= 0 or MaxInt64 = never
+	FlushInterval        time.Duration // flush.ms; <= 0 = never
+	FileDeleteDelay      time.Duration // file.delete.delay.ms
+	Preallocate          bool          // preallocate (accepted; segments are not preallocated)
 	// ProducerIDExpiration is the broker's producer.id.expiration.ms: an
 	// idempotent producer idle this long (and not in a transaction) is
 	// forgotten; <= 0 = never.
@@ -43,6 +49,8 @@ func DefaultConfig() Config {
 		Delete:               true,
 		MaxCompactionLag:     time.Duration(math.MaxInt64),
 		FlushMessages:        math.MaxInt64,
+		TimestampBeforeMaxMs: math.MaxInt64,
+		TimestampAfterMaxMs:  math.MaxInt64,
 		FlushInterval:        time.Duration(math.MaxInt64),
 		FileDeleteDelay:      time.Minute,
 		ProducerIDExpiration: 24 * time.Hour,

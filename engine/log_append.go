@@ -117,9 +117,10 @@ func (l *Log) validate(batch []byte, cfg Config) (record.Batch, error) {
 	// structure, and keys required on compacted topics. ValidateProduce
 	// walks the records with a tight loop (no per-record decoding or
 	// callback) and re-walks the slow way only to explain a refusal; a null
-	// key on a compacted topic is an ErrInvalid naming the record.
+	// key on a compacted topic is an ErrInvalid naming the record. The same
+	// walk gathers the records' timestamp range.
 	dec := decoders.Get().(*record.Decoder)
-	err = dec.ValidateProduce(b, cfg.Compact)
+	span, err := dec.ValidateProduceSpan(b, cfg.Compact)
 	decoders.Put(dec)
 	if err != nil {
 		switch {
@@ -132,7 +133,34 @@ func (l *Log) validate(batch []byte, cfg Config) (record.Batch, error) {
 		}
 		return nil, l.errorf("append", -1, leo, err)
 	}
+	if !cfg.LogAppendTime {
+		if err := checkTimestamps(span, cfg, l.clk.Now().UnixMilli()); err != nil {
+			return nil, l.errorf("append", -1, leo, err)
+		}
+		if b.MaxTimestamp() != span.Max {
+			// Kafka's leader stores the MaxTimestamp the records give,
+			// whatever the producer wrote: the time index, time-based
+			// retention and ListOffsets by time rely on it.
+			b.SetMaxTimestamp(span.Max)
+			b.UpdateCRC()
+		}
+	}
 	return b, nil
+}
+
+// checkTimestamps applies message.timestamp.before.max.ms and
+// message.timestamp.after.max.ms to every record of a CreateTime batch
+// (through the batch's smallest and largest record timestamps; records
+// without a timestamp are not checked), as Kafka's leader does.
+func checkTimestamps(span record.TimeSpan, cfg Config, now int64) error {
+	before, after := cfg.TimestampBeforeMaxMs, cfg.TimestampAfterMaxMs
+	if before >= 0 && before != math.MaxInt64 && span.Min != record.NoTimestamp && span.Min < now-before {
+		return fmt.Errorf("%w: record timestamp %d is more than message.timestamp.before.max.ms=%d before the broker's time %d", ErrInvalidTimestamp, span.Min, before, now)
+	}
+	if after >= 0 && after != math.MaxInt64 && span.Max != record.NoTimestamp && span.Max > now+after {
+		return fmt.Errorf("%w: record timestamp %d is more than message.timestamp.after.max.ms=%d after the broker's time %d", ErrInvalidTimestamp, span.Max, after, now)
+	}
+	return nil
 }
 
 // AppendReplicated appends batches that already carry their offsets (a

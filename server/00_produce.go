@@ -3,7 +3,6 @@ package server
 import (
 	"encoding/binary"
 	"errors"
-	"math"
 	"sync"
 	"time"
 
@@ -164,7 +163,7 @@ func (s *Server) produceTo(t *topic, name string, rp *kmsg.ProduceRequestTopicPa
 	case t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.parts):
 		return nil, res, topicErrf(kerr.UnknownTopicOrPartition, "unknown topic or partition %s-%d", name, rp.Partition)
 	}
-	if err := checkProduceBatch(req.Version, rp.Records, &t.settings, now); err != nil {
+	if err := checkProduceBatch(req.Version, rp.Records); err != nil {
 		return nil, res, err
 	}
 	if err := checkTxnBatch(rp.Records, td, name, rp.Partition); err != nil {
@@ -187,9 +186,9 @@ func (s *Server) produceTo(t *topic, name string, rp *kmsg.ProduceRequestTopicPa
 // checkProduceBatch checks what the server owns of the produce validation
 // rules (docs/protocol.md#produce-validation): exactly one magic-2 batch
 // with base offset 0, zstd only from v7, no control batches, no
-// transactional batches unless checkTxnBatch accepts them, CreateTime
-// timestamps within the topic's bounds.
-func checkProduceBatch(version int16, b []byte, ts *topicSettings, now int64) error {
+// transactional batches unless checkTxnBatch accepts them. The engine
+// checks the rest, record timestamps included.
+func checkProduceBatch(version int16, b []byte) error {
 	if len(b) == 0 {
 		return topicErrf(kerr.InvalidRecord, "produce v%d without a record batch", version)
 	}
@@ -217,18 +216,6 @@ func checkProduceBatch(version int16, b []byte, ts *topicSettings, now int64) er
 	}
 	if attrs&record.AttrControl != 0 {
 		return topicErrf(kerr.InvalidRecord, "control batches may not be produced by clients")
-	}
-	if !ts.logAppendTime && (ts.timestampBefore != math.MaxInt64 || ts.timestampAfter != math.MaxInt64) {
-		for _, off := range []int{record.OffBaseTimestamp, record.OffMaxTimestamp} {
-			t := int64(binary.BigEndian.Uint64(b[off:]))
-			if t < 0 {
-				continue // no timestamp
-			}
-			if ts.timestampBefore != math.MaxInt64 && t < now-ts.timestampBefore ||
-				ts.timestampAfter != math.MaxInt64 && t > now+ts.timestampAfter {
-				return topicErrf(kerr.InvalidTimestamp, "timestamp %d is outside [now-%d, now+%d] (message.timestamp.before/after.max.ms)", t, ts.timestampBefore, ts.timestampAfter)
-			}
-		}
 	}
 	return nil
 }

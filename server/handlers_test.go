@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -49,6 +50,10 @@ func TestProduceValidation(t *testing.T) {
 			old[off+i] = byte(oldTs >> (56 - 8*i))
 		}
 	}
+	record.Batch(old).UpdateCRC()
+	// An honest header over a record an hour old: every record is checked,
+	// not only the header's timestamps.
+	oldRecord := timedBatch(t, time.Now().UnixMilli(), 0, -time.Hour.Milliseconds())
 	badCRC := testBatch(t, 1)
 	badCRC[len(badCRC)-1] ^= 0xff
 	nullKey := func() []byte {
@@ -87,6 +92,7 @@ func TestProduceValidation(t *testing.T) {
 		{"bad-crc", 8, 1, "plain", badCRC, kerr.CorruptMessage},
 		{"null-key-compacted", 8, 1, "compacted", nullKey, kerr.InvalidRecord},
 		{"old-timestamp", 8, 1, "strict-time", old, kerr.InvalidTimestamp},
+		{"old-record-timestamp", 8, 1, "strict-time", oldRecord, kerr.InvalidTimestamp},
 		{"min-insync", 8, -1, "two-replicas", testBatch(t, 1), kerr.NotEnoughReplicas},
 		{"min-insync-acks1", 8, 1, "two-replicas", testBatch(t, 1), nil},
 	}
@@ -397,4 +403,69 @@ func testutilCount(c interface{ Write(*dto.Metric) error }) float64 {
 	var m dto.Metric
 	c.Write(&m)
 	return m.GetCounter().GetValue()
+}
+
+// timedBatch is a CreateTime batch of len(deltas) records whose timestamps
+// are base+deltas[i], with an honest header.
+func timedBatch(t *testing.T, base int64, deltas ...int64) []byte {
+	t.Helper()
+	bl := record.Builder{BaseTimestamp: base, MaxTimestamp: record.NoTimestamp, LastOffsetDelta: -1, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}
+	for i, d := range deltas {
+		bl.Add(record.Record{OffsetDelta: int32(i), TimestampDelta: d, Key: []byte{byte('a' + i)}, Value: []byte("v")})
+	}
+	b, err := bl.Build(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestProduceMaxTimestampFromRecords: a batch whose header MaxTimestamp
+// does not match its records is stored with the records' largest
+// timestamp, as Kafka's leader rewrites it; the time index and ListOffsets
+// by time then answer from real record timestamps.
+func TestProduceMaxTimestampFromRecords(t *testing.T) {
+	b := startBroker(t)
+	createTopic(t, b, "lying", 1, nil)
+	c := b.dial(t)
+	now := time.Now().UnixMilli()
+	for i, lie := range []int64{now + 100*365*24*3600*1000, now - 3600*1000} {
+		batch := timedBatch(t, now, 0, 5, 10)
+		record.Batch(batch).SetMaxTimestamp(lie)
+		record.Batch(batch).UpdateCRC()
+		req := produceReq(8, -1, "lying", 0, batch)
+		c.send(req, int32(i))
+		if p := c.recv(req, int32(i)).(*kmsg.ProduceResponse).Topics[0].Partitions[0]; p.ErrorCode != 0 {
+			t.Fatalf("produce with MaxTimestamp %d: %v %v", lie, kerr.ErrorForCode(p.ErrorCode), p.ErrorMessage)
+		}
+	}
+	lo := kmsg.NewListOffsetsRequest()
+	lo.Version = 7
+	lo.ReplicaID = -1
+	lt := kmsg.NewListOffsetsRequestTopic()
+	lt.Topic = "lying"
+	lp := kmsg.NewListOffsetsRequestTopicPartition()
+	lp.Timestamp = -3 // the record with the largest timestamp
+	lt.Partitions = append(lt.Partitions, lp)
+	lo.Topics = append(lo.Topics, lt)
+	c.send(&lo, 9)
+	p := c.recv(&lo, 9).(*kmsg.ListOffsetsResponse).Topics[0].Partitions[0]
+	if p.ErrorCode != 0 || p.Timestamp != now+10 || p.Offset != 2 {
+		t.Fatalf("ListOffsets max timestamp: offset %d timestamp %d error %d; want offset 2 timestamp %d (the first batch's last record)", p.Offset, p.Timestamp, p.ErrorCode, now+10)
+	}
+	cl := b.client(t, kgo.ConsumeTopics("lying"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var got int
+	for got < 6 && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			if want := time.UnixMilli(now + int64(r.Offset%3)*5); !r.Timestamp.Equal(want) {
+				t.Errorf("offset %d: timestamp %v, want %v", r.Offset, r.Timestamp, want)
+			}
+			got++
+		})
+	}
+	if got != 6 {
+		t.Fatalf("consumed %d of 6 records", got)
+	}
 }

@@ -310,6 +310,8 @@ func (l *configLayers) engineConfig(overrides map[string]string) engine.Config {
 	c.FlushInterval = msDuration(mustInt(get("flush.ms")))
 	c.FileDeleteDelay = msDuration(mustInt(get("file.delete.delay.ms")))
 	c.Preallocate = mustBool(get("preallocate"))
+	c.TimestampBeforeMaxMs = mustInt(get("message.timestamp.before.max.ms"))
+	c.TimestampAfterMaxMs = mustInt(get("message.timestamp.after.max.ms"))
 	c.ProducerIDExpiration = msDuration(mustInt(l.brokerValue("producer.id.expiration.ms").value))
 	return c
 }
@@ -318,12 +320,10 @@ func (l *configLayers) engineConfig(overrides map[string]string) engine.Config {
 // engine): produce-time timestamp bounds and min.insync.replicas; plus the
 // cleaner's topic-level settings (cleaner.go).
 type topicSettings struct {
-	compact         bool
-	logAppendTime   bool
-	timestampBefore int64 // ms; MaxInt64 = unchecked
-	timestampAfter  int64
-	minInsync       int32
-	cleaner         cleaner.TopicConfig
+	compact       bool
+	logAppendTime bool
+	minInsync     int32
+	cleaner       cleaner.TopicConfig
 	// recompress is set when compression.type names a codec (not
 	// "producer"): produced batches in another codec are rewritten in codec.
 	recompress bool
@@ -333,11 +333,9 @@ type topicSettings struct {
 func (l *configLayers) topicSettings(overrides map[string]string) topicSettings {
 	get := func(name string) string { return l.topicValue(name, overrides).value }
 	s := topicSettings{
-		logAppendTime:   get("message.timestamp.type") == "LogAppendTime",
-		timestampBefore: mustInt(get("message.timestamp.before.max.ms")),
-		timestampAfter:  mustInt(get("message.timestamp.after.max.ms")),
-		minInsync:       int32(mustInt(get("min.insync.replicas"))),
-		cleaner:         l.cleanerTopicConfig(overrides),
+		logAppendTime: get("message.timestamp.type") == "LogAppendTime",
+		minInsync:     int32(mustInt(get("min.insync.replicas"))),
+		cleaner:       l.cleanerTopicConfig(overrides),
 	}
 	s.codec, s.recompress = compressionCodec(get("compression.type"))
 	for _, p := range splitList(get("cleanup.policy")) {

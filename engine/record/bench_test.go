@@ -197,7 +197,7 @@ func BenchmarkValidateProduce(b *testing.B) {
 		run("new", func() error { return d.ValidateProduce(batch, true) })
 		run("walk-old", func() error { return d.walk(batch, p, ModeProduce, keyCheck) })
 		run("walk-new", func() error {
-			if !validProduceRecords(p, batch.NumRecords(), true) {
+			if _, ok := validProduceRecords(p, batch.NumRecords(), true, newDeltaSpan(batch.BaseTimestamp())); !ok {
 				return errors.New("refused")
 			}
 			return nil

@@ -137,43 +137,53 @@ func (d *Decoder) ValidateStored(b Batch) error { return d.ValidateEach(b, ModeS
 // (for a null key: an ErrInvalid naming the record). It does not allocate
 // for uncompressed batches.
 func (d *Decoder) ValidateProduce(b Batch, requireKeys bool) error {
-	if err := b.checkHeader(ModeProduce); err != nil {
-		return err
-	}
-	p, err := d.section(b)
-	if err != nil {
-		return err
-	}
-	if validProduceRecords(p, b.NumRecords(), requireKeys) {
-		return nil
-	}
-	var fn func(r *Record) error
-	if requireKeys {
-		fn = requireKey
-	}
-	err = d.walk(b, p, ModeProduce, fn)
-	if err == errNullKey {
-		return fmt.Errorf("%w: batch at base offset %d: record %d has a null key where keys are required",
-			ErrInvalid, b.BaseOffset(), d.rec.OffsetDelta)
-	}
-	// err == nil would mean the fast loop refused a batch the slow walk
-	// accepts; the slow walk is the reference, so the batch is accepted.
-	// FuzzValidateProduce and TestValidateProduceMatches check that this
-	// does not happen.
+	_, err := d.ValidateProduceSpan(b, requireKeys)
 	return err
 }
 
-// errNullKey is requireKey's verdict; ValidateProduce replaces it with a
-// wrapped ErrInvalid, so it never reaches a caller.
-var errNullKey = errors.New("record: null key")
-
-// requireKey is ValidateProduce's per-record check for the slow walk.
-func requireKey(r *Record) error {
-	if r.Key == nil {
-		return errNullKey
+// ValidateProduceSpan is ValidateProduce that also returns the range of
+// the batch's record timestamps, read on the same walk: what a leader
+// needs to check Kafka's timestamp bounds on every record and to correct
+// a MaxTimestamp that does not match the records.
+func (d *Decoder) ValidateProduceSpan(b Batch, requireKeys bool) (TimeSpan, error) {
+	none := TimeSpan{Min: NoTimestamp, Max: NoTimestamp}
+	if err := b.checkHeader(ModeProduce); err != nil {
+		return none, err
 	}
-	return nil
+	p, err := d.section(b)
+	if err != nil {
+		return none, err
+	}
+	base := b.BaseTimestamp()
+	if s, ok := validProduceRecords(p, b.NumRecords(), requireKeys, newDeltaSpan(base)); ok {
+		return s.span(), nil
+	}
+	s := newDeltaSpan(base)
+	fn := func(r *Record) error {
+		if requireKeys && r.Key == nil {
+			return errNullKey
+		}
+		s = s.add(r.TimestampDelta)
+		return nil
+	}
+	err = d.walk(b, p, ModeProduce, fn)
+	if err == errNullKey {
+		return none, fmt.Errorf("%w: batch at base offset %d: record %d has a null key where keys are required",
+			ErrInvalid, b.BaseOffset(), d.rec.OffsetDelta)
+	}
+	if err != nil {
+		return none, err
+	}
+	// Reaching here means the fast loop refused a batch the slow walk
+	// accepts; the slow walk is the reference, so the batch is accepted.
+	// FuzzValidateProduce and TestValidateProduceMatches check that this
+	// does not happen.
+	return s.span(), nil
 }
+
+// errNullKey is the slow walk's verdict on a null key; ValidateProduceSpan
+// replaces it with a wrapped ErrInvalid, so it never reaches a caller.
+var errNullKey = errors.New("record: null key")
 
 // ValidateEach checks b as m says (framing, CRC, header policy, every
 // record) and, when fn is not nil, calls it for each record once that record

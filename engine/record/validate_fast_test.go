@@ -34,14 +34,14 @@ func keyCallback(requireKeys bool) func(r *Record) error {
 
 // generalProduceRecords is validProduceRecords with every record checked by
 // produceRecordEnd, the path it takes for records with long varints.
-func generalProduceRecords(p []byte, n int32, requireKeys bool) bool {
+func generalProduceRecords(p []byte, n int32, requireKeys bool, s deltaSpan) (deltaSpan, bool) {
 	i := 0
 	for k := int32(0); k < n; k++ {
-		if i = produceRecordEnd(p, i, k, requireKeys); i < 0 {
-			return false
+		if i, s = produceRecordEnd(p, i, k, requireKeys, s); i < 0 {
+			return s, false
 		}
 	}
-	return i == len(p)
+	return s, i == len(p)
 }
 
 // checkProduceAgrees asserts, for requireKeys false and true, that
@@ -97,11 +97,39 @@ func checkProduceAgrees(t testing.TB, b Batch) bool {
 		}
 		n := b.NumRecords()
 		walkErr := slow.walk(b, p, ModeProduce, keyCallback(rk))
-		if ok := validProduceRecords(p, n, rk); ok != (walkErr == nil) {
+		fastSpan, ok := validProduceRecords(p, n, rk, newDeltaSpan(b.BaseTimestamp()))
+		if ok != (walkErr == nil) {
 			t.Fatalf("requireKeys=%v: validProduceRecords = %v, slow walk: %v\nsection % x", rk, ok, walkErr, head(p))
 		}
-		if ok := generalProduceRecords(p, n, rk); ok != (walkErr == nil) {
+		generalSpan, ok := generalProduceRecords(p, n, rk, newDeltaSpan(b.BaseTimestamp()))
+		if ok != (walkErr == nil) {
 			t.Fatalf("requireKeys=%v: general path = %v, slow walk: %v\nsection % x", rk, ok, walkErr, head(p))
+		}
+		if walkErr != nil {
+			continue
+		}
+		// The timestamp span: both loops against the records as decoded.
+		wantSpan := TimeSpan{Min: NoTimestamp, Max: NoTimestamp}
+		if err := slow.walk(b, p, ModeProduce, func(r *Record) error {
+			ts := b.BaseTimestamp() + r.TimestampDelta
+			wantSpan.Max = max(wantSpan.Max, ts)
+			// A record at math.MaxInt64 counts as no Min (deltaSpan's
+			// sentinel): no lower bound can refuse it.
+			if ts != NoTimestamp && ts != math.MaxInt64 && (wantSpan.Min == NoTimestamp || ts < wantSpan.Min) {
+				wantSpan.Min = ts
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got := fastSpan.span(); got != wantSpan {
+			t.Fatalf("requireKeys=%v: fast loop timestamp span %+v, records say %+v\nsection % x", rk, got, wantSpan, head(p))
+		}
+		if got := generalSpan.span(); got != wantSpan {
+			t.Fatalf("requireKeys=%v: general path timestamp span %+v, records say %+v", rk, got, wantSpan)
+		}
+		if got, err := fast.ValidateProduceSpan(b, rk); err == nil && got != wantSpan {
+			t.Fatalf("requireKeys=%v: ValidateProduceSpan = %+v, records say %+v", rk, got, wantSpan)
 		}
 	}
 	return accepted
