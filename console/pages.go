@@ -42,9 +42,12 @@ func (c *Console) page(fn func(ctx context.Context, r *http.Request) (*view, err
 		if err != nil {
 			c.o.Logger.Warn("console page failed", "path", r.URL.Path, "err", err)
 			v = &view{Name: "error", Title: "Error", Status: http.StatusBadGateway, Data: err.Error()}
-			var nf notFound
-			if errors.As(err, &nf) {
-				v.Status = http.StatusNotFound
+			var pe pageError
+			switch {
+			case errors.As(err, &pe):
+				v.Status = pe.status
+			case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.GroupAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):
+				v.Status = http.StatusForbidden
 			}
 		}
 		if v.Name == "redirect" {
@@ -65,9 +68,15 @@ func (c *Console) page(fn func(ctx context.Context, r *http.Request) (*view, err
 	}
 }
 
-type notFound string
+// pageError is an error page with its HTTP status.
+type pageError struct {
+	status int
+	msg    string
+}
 
-func (n notFound) Error() string { return string(n) }
+func (e pageError) Error() string { return e.msg }
+
+func notFound(msg string) error { return pageError{http.StatusNotFound, msg} }
 
 var funcs = template.FuncMap{
 	"bytes":   humanBytes,

@@ -50,7 +50,9 @@ func (s *Server) consoleHandler() http.Handler {
 		CleanerStatus:  func() cleanerstatus.Status { return s.cleaner.Status() },
 		Segments:       s.segmentCount,
 		SampleInterval: interval,
-		Logger:         s.logger.With("component", "console"),
+		// Pages refresh as often as the samples change, within 0.5 to 3 s.
+		RefreshInterval: min(3*time.Second, max(500*time.Millisecond, interval)),
+		Logger:          s.logger.With("component", "console"),
 	})
 	if err != nil {
 		s.logger.Error("web console disabled", "err", err)

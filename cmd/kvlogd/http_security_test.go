@@ -1,0 +1,213 @@
+package main
+
+import (
+	"crypto/tls"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/kvlog/kvlog/internal/testbroker"
+)
+
+// basicGet sends a request (with basic credentials when user is set) and
+// returns the status and body.
+func basicGet(t *testing.T, hc *http.Client, method, u, user, pass string, form url.Values) (int, string) {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, u, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+	}
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	return resp.StatusCode, string(b)
+}
+
+// TestHTTPListenerSecurity: with kvlog.http.ssl.keystore.location and
+// kvlog.http.auth=basic the HTTP listener serves HTTPS only, answers 401
+// without a broker user's password (SCRAM or PLAIN; a wrong password and
+// an unknown user alike), keeps /healthz and /readyz open, checks cluster
+// ACLs (DESCRIBE for /metrics and /cleaner, ALTER for /debug/pprof), and
+// its console acts as the logged-in user: Metadata filtered by that
+// user's ACLs, a config change refused by the broker's authorizer.
+func TestHTTPListenerSecurity(t *testing.T) {
+	sb := startSecureBrokerWith(t, func(sb *secureBroker) []string {
+		return []string{
+			"kvlog.http.ssl.keystore.location=" + sb.server.File,
+			"kvlog.http.auth=basic",
+			"authorizer.class.name=kafka.security.authorizer.AclAuthorizer",
+			"super.users=User:ANONYMOUS",
+		}
+	})
+	ctx := testbroker.Context(t, 60*time.Second)
+	adm := sb.Admin(t)
+	for _, topic := range []string{"open", "secret"} {
+		if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+			t.Fatalf("create %s: %v", topic, err)
+		}
+	}
+	acls := kadm.NewACLs().Allow("User:"+sb.scramUser).Clusters().Operations(kadm.OpDescribe).
+		ResourcePatternType(kadm.ACLPatternLiteral)
+	topicACL := kadm.NewACLs().Allow("User:"+sb.plainUser).Topics("open").Operations(kadm.OpDescribe, kadm.OpDescribeConfigs).
+		ResourcePatternType(kadm.ACLPatternLiteral)
+	for _, a := range []*kadm.ACLBuilder{acls, topicACL} {
+		res, err := adm.CreateACLs(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if r.Err != nil {
+				t.Fatalf("create ACL: %v", r.Err)
+			}
+		}
+	}
+
+	base := "https://" + sb.HTTP
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: sb.ca.TLS(t, nil)},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+	// Plain HTTP is not served.
+	if code, _ := basicGet(t, &http.Client{Timeout: 5 * time.Second}, "GET", "http://"+sb.HTTP+"/healthz", "", "", nil); code == http.StatusOK {
+		t.Errorf("plain HTTP /healthz answered 200 on an HTTPS listener")
+	}
+	// A client not trusting the CA fails the handshake.
+	if _, err := (&http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{}}}).Get(base + "/healthz"); err == nil {
+		t.Errorf("a client without the CA reached the HTTPS listener")
+	}
+
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if code, body := basicGet(t, hc, "GET", base+p, "", "", nil); code != http.StatusOK {
+			t.Errorf("%s without credentials: %d %s", p, code, body)
+		}
+	}
+	for _, c := range []struct{ path, user, pass string }{
+		{"/metrics", "", ""},
+		{"/cleaner", "", ""},
+		{"/ui/", "", ""},
+		{"/metrics", sb.scramUser, "wrong"},
+		{"/metrics", "nobody", sb.scramPassword},
+		{"/metrics", sb.plainUser, sb.scramPassword},
+	} {
+		req, _ := http.NewRequest("GET", base+c.path, nil)
+		if c.user != "" {
+			req.SetBasicAuth(c.user, c.pass)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic ") {
+			t.Errorf("%s as %q/%q: %d (WWW-Authenticate %q), want 401 with a Basic challenge", c.path, c.user, c.pass, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+
+	// The SCRAM user has DESCRIBE on the cluster: metrics and the cleaner
+	// status, not the profiler (ALTER).
+	if code, body := basicGet(t, hc, "GET", base+"/metrics", sb.scramUser, sb.scramPassword, nil); code != http.StatusOK || !strings.Contains(body, "kvlog_") {
+		t.Errorf("/metrics as %s: %d", sb.scramUser, code)
+	}
+	if code, _ := basicGet(t, hc, "GET", base+"/cleaner", sb.scramUser, sb.scramPassword, nil); code != http.StatusOK {
+		t.Errorf("/cleaner as %s: %d", sb.scramUser, code)
+	}
+	if code, _ := basicGet(t, hc, "GET", base+"/debug/pprof/", sb.scramUser, sb.scramPassword, nil); code != http.StatusForbidden {
+		t.Errorf("/debug/pprof/ as %s (no ALTER on the cluster): %d, want 403", sb.scramUser, code)
+	}
+	// The PLAIN user has no cluster ACL.
+	if code, _ := basicGet(t, hc, "GET", base+"/metrics", sb.plainUser, sb.plainPassword, nil); code != http.StatusForbidden {
+		t.Errorf("/metrics as %s (no DESCRIBE on the cluster): %d, want 403", sb.plainUser, code)
+	}
+
+	// The console acts as the user: alice may describe "open" only.
+	code, body := basicGet(t, hc, "GET", base+"/ui/topics", sb.plainUser, sb.plainPassword, nil)
+	if code != http.StatusOK || !strings.Contains(body, `href="/ui/topics/open"`) || strings.Contains(body, "secret") {
+		t.Errorf("console topics as %s: %d, want open listed and secret hidden:\n%s", sb.plainUser, code, body)
+	}
+	if !strings.Contains(body, "Signed in as <strong>"+sb.plainUser) {
+		t.Errorf("console does not name the user")
+	}
+	code, body = basicGet(t, hc, "GET", base+"/ui/topics/secret", sb.plainUser, sb.plainPassword, nil)
+	if code != http.StatusForbidden || !strings.Contains(body, "TOPIC_AUTHORIZATION_FAILED") {
+		t.Errorf("console topic secret as %s: %d, want 403 naming TOPIC_AUTHORIZATION_FAILED", sb.plainUser, code)
+	}
+	// The SCRAM user (no topic ACL) sees no topic at all.
+	code, body = basicGet(t, hc, "GET", base+"/ui/topics", sb.scramUser, sb.scramPassword, nil)
+	if code != http.StatusOK || strings.Contains(body, `href="/ui/topics/open"`) {
+		t.Errorf("console topics as %s: %d, want no topic:\n%s", sb.scramUser, code, body)
+	}
+	// alice may not alter configs: the broker refuses, the form says so
+	// and nothing changes.
+	form := url.Values{"cfg.retention.ms": {"1234"}, "orig.retention.ms": {"604800000"}}
+	code, body = basicGet(t, hc, "POST", base+"/ui/topics/open/configs", sb.plainUser, sb.plainPassword, form)
+	if code != http.StatusBadRequest || !strings.Contains(body, "TOPIC_AUTHORIZATION_FAILED") {
+		t.Errorf("config change as %s: %d, want 400 naming TOPIC_AUTHORIZATION_FAILED:\n%s", sb.plainUser, code, body)
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, "open")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc, err := rcs.On("open", nil); err == nil {
+		for _, c := range rc.Configs {
+			if c.Key == "retention.ms" && c.Value != nil && *c.Value == "1234" {
+				t.Errorf("retention.ms changed by a user without ALTER_CONFIGS")
+			}
+		}
+	}
+	// A form posted from another site is refused before reaching the
+	// broker (the browser would send the credentials with it).
+	req, _ := http.NewRequest("POST", base+"/ui/topics/open/configs", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	req.SetBasicAuth(sb.plainUser, sb.plainPassword)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site POST: %d, want 403", resp.StatusCode)
+	}
+}
+
+// TestHTTPPprofSetting: /debug/pprof is served on a loopback HTTP listener
+// by default (auto) and not when kvlog.http.pprof.enable=false; the
+// console can be turned off.
+func TestHTTPPprofSetting(t *testing.T) {
+	on := testbroker.Start(t, testbroker.Options{Race: true})
+	off := testbroker.Start(t, testbroker.Options{Race: true, Props: []string{"kvlog.http.pprof.enable=false", "kvlog.console.enable=false"}})
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if code, _ := basicGet(t, hc, "GET", "http://"+on.HTTP+"/debug/pprof/", "", "", nil); code != http.StatusOK {
+		t.Errorf("pprof on a loopback listener by default: %d, want 200", code)
+	}
+	if code, _ := basicGet(t, hc, "GET", "http://"+on.HTTP+"/ui/", "", "", nil); code != http.StatusOK {
+		t.Errorf("console by default: %d, want 200", code)
+	}
+	if code, _ := basicGet(t, hc, "GET", "http://"+off.HTTP+"/debug/pprof/", "", "", nil); code != http.StatusNotFound {
+		t.Errorf("pprof with kvlog.http.pprof.enable=false: %d, want 404", code)
+	}
+	if code, _ := basicGet(t, hc, "GET", "http://"+off.HTTP+"/ui/", "", "", nil); code != http.StatusNotFound {
+		t.Errorf("console with kvlog.console.enable=false: %d, want 404", code)
+	}
+	if code, _ := basicGet(t, hc, "GET", "http://"+off.HTTP+"/metrics", "", "", nil); code != http.StatusOK {
+		t.Errorf("/metrics: %d", code)
+	}
+}
