@@ -29,6 +29,9 @@ type view struct {
 	// Refresh is the live refresh interval in ms (set by page).
 	Refresh int64
 	User    string
+	// Self is the page's address for the live refresh (a GET); a form's
+	// answer sets it to the page the form is on.
+	Self string
 }
 
 // requestTimeout bounds the Kafka requests of one page.
@@ -55,6 +58,9 @@ func (c *Console) page(fn func(ctx context.Context, r *http.Request) (*view, err
 			return
 		}
 		v.Refresh = c.o.RefreshInterval.Milliseconds()
+		if v.Self == "" {
+			v.Self = r.URL.RequestURI()
+		}
 		v.User = credentials(r.Context()).User
 		t := c.tmpl[v.Name]
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -134,6 +140,9 @@ func ago(t *time.Time) string {
 		return "never"
 	}
 	d := time.Since(*t).Round(time.Second)
+	if d < 0 {
+		return t.UTC().Format("2006-01-02 15:04:05") + " UTC (in " + (-d).String() + ")"
+	}
 	return t.UTC().Format("15:04:05") + " UTC (" + d.String() + " ago)"
 }
 
@@ -380,7 +389,7 @@ func (c *Console) topicView(ctx context.Context, r *http.Request, name string, f
 		}
 		sort.Slice(d.Configs, func(i, j int) bool { return d.Configs[i].Key < d.Configs[j].Key })
 	}
-	v := &view{Name: "topic", Title: "Topic " + name, Data: d}
+	v := &view{Name: "topic", Title: "Topic " + name, Data: d, Self: Prefix + "topics/" + url.PathEscape(name)}
 	if len(failed) > 0 || formErr != "" {
 		v.Status = http.StatusBadRequest
 	}

@@ -58,24 +58,20 @@ func (s *Server) consoleHandler() http.Handler {
 		s.logger.Error("web console disabled", "err", err)
 		return nil
 	}
-	// The sampler runs while the broker's background work does (from
-	// Start to Close).
-	if done := s.bgDone; done != nil {
-		go func() {
-			t := time.NewTicker(interval)
-			defer t.Stop()
-			defer c.Close()
-			c.Sample(time.Now())
-			for {
-				select {
-				case <-done:
-					return
-				case now := <-t.C:
-					c.Sample(now)
-				}
+	// The sampler runs until the broker closes; it looks every 100 ms
+	// (the broker has no channel closed at Close, and a stopped broker's
+	// goroutines must end promptly).
+	go func() {
+		defer c.Close()
+		next := time.Now()
+		for !s.closing.Load() {
+			if now := time.Now(); !now.Before(next) {
+				c.Sample(now)
+				next = now.Add(interval)
 			}
-		}()
-	}
+			time.Sleep(min(interval, 100*time.Millisecond))
+		}
+	}()
 	return c
 }
 

@@ -5,6 +5,12 @@
 (function () {
   "use strict";
   var ms = parseInt(document.body.getAttribute("data-refresh-ms"), 10) || 3000;
+  var self = document.body.getAttribute("data-self") || location.pathname + location.search;
+  // A form's answer (its address is the form's target) shows the page
+  // the form is on: reloading it must not post again.
+  if (self !== location.pathname + location.search && history.replaceState) {
+    history.replaceState(null, "", self);
+  }
   var box = document.getElementById("live");
   var busy = false;
   function refresh() {
@@ -12,7 +18,7 @@
     var active = document.activeElement;
     if (active && active.closest && active.closest("[data-live]")) return;
     busy = true;
-    fetch(location.href, { headers: { "X-Console-Refresh": "1" }, credentials: "same-origin", cache: "no-store" })
+    fetch(self, { headers: { "X-Console-Refresh": "1" }, credentials: "same-origin", cache: "no-store" })
       .then(function (r) { return r.ok ? r.text() : null; })
       .then(function (html) {
         if (!html) return;
