@@ -65,7 +65,7 @@ func TestHTTPListenerSecurity(t *testing.T) {
 			t.Fatalf("create %s: %v", topic, err)
 		}
 	}
-	acls := kadm.NewACLs().Allow("User:"+sb.scramUser).Clusters().Operations(kadm.OpDescribe).
+	acls := kadm.NewACLs().Allow("User:" + sb.scramUser).Clusters().Operations(kadm.OpDescribe).
 		ResourcePatternType(kadm.ACLPatternLiteral)
 	topicACL := kadm.NewACLs().Allow("User:"+sb.plainUser).Topics("open").Operations(kadm.OpDescribe, kadm.OpDescribeConfigs).
 		ResourcePatternType(kadm.ACLPatternLiteral)
