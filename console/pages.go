@@ -345,8 +345,12 @@ func (c *Console) topicView(ctx context.Context, r *http.Request, name string, f
 	starts, _ := adm.ListStartOffsets(ctx, name)
 	ends, _ := adm.ListEndOffsets(ctx, name)
 	lsos, _ := adm.ListCommittedOffsets(ctx, name)
+	want := kadm.TopicsSet{}
+	for p := range t.Partitions {
+		want.Add(name, p)
+	}
 	var sizes map[int32]int64
-	if dirs, err := adm.DescribeAllLogDirs(ctx, kadm.TopicsSet{name: {}}); err == nil {
+	if dirs, err := adm.DescribeAllLogDirs(ctx, want); err == nil {
 		sizes = partitionSizes(dirs)[name]
 	}
 	for _, p := range t.Partitions.Sorted() {

@@ -46,9 +46,13 @@ func (s *Server) consoleHandler() http.Handler {
 	}
 	interval := msDuration(mustInt(l.brokerValue("kvlog.console.sample.interval.ms").value))
 	c, err := console.New(console.Options{
-		Connect:        s.consoleConnect,
-		CleanerStatus:  func() cleanerstatus.Status { return s.cleaner.Status() },
-		Segments:       s.segmentCount,
+		Connect:       s.consoleConnect,
+		CleanerStatus: func() cleanerstatus.Status { return s.cleaner.Status() },
+		Segments:      s.segmentCount,
+		// Key lookup hook: when the HTTP listener serves a key's latest
+		// value at GET /v1/topics/{t}/keys/{k}, set KeyLookup to build
+		// that address and the records page links every key to it.
+		KeyLookup:      nil,
 		SampleInterval: interval,
 		// Pages refresh as often as the samples change, within 0.5 to 3 s.
 		RefreshInterval: min(3*time.Second, max(500*time.Millisecond, interval)),

@@ -126,7 +126,11 @@ async function main() {
     await page.getByRole("heading", { name: "Partitions" }).waitFor();
     const hw = parseInt(await page.locator('tr[data-partition="0"] td.hw').textContent(), 10);
     check(hw > 0, "high watermark of " + tp + " is " + hw);
+    const cells = await page.locator('tr[data-partition="0"] td').allTextContents();
+    check(cells[7].trim() !== "0 B", "size of " + tp + " is " + cells[7]);
+    check(parseInt(cells[8], 10) > 1, "segments of " + tp + ": " + cells[8]);
     await a11y(page, "topic");
+    await screenshot(page, "topic");
 
     // Compaction: the first pass is done; the dirty ratio rises once the
     // test writes updates.
