@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -144,17 +145,34 @@ func (s *Server) CheckPassword(user, password string) (string, bool) {
 			return security.Plain, true
 		}
 	}
+	checked := false
 	for _, mech := range []string{security.ScramSHA512, security.ScramSHA256} {
 		c, found, err := s.scramCredential(user, mech)
 		if err != nil || !found {
 			continue
 		}
+		checked = true
 		if security.CheckScramPassword(mech, c, password) {
 			return mech, true
 		}
 	}
+	if !checked {
+		// An unknown user costs what a wrong password costs, so the time
+		// of a refusal does not tell which users exist (as SCRAM's fake
+		// credential does).
+		security.CheckScramPassword(security.ScramSHA512, httpFakeCredential(), password)
+	}
 	return "", false
 }
+
+// httpFakeCredential is salted and checked for users without credentials.
+var httpFakeCredential = sync.OnceValue(func() *security.ScramCredential {
+	c, err := security.NewScramCredentialFromPassword(security.ScramSHA512, "", 4096)
+	if err != nil {
+		panic(err)
+	}
+	return c
+})
 
 // httpAuthFailDelay is connection.failed.authentication.delay.ms.
 func (s *Server) httpAuthFailDelay() time.Duration {
