@@ -112,21 +112,28 @@ func (s *Server) consoleConnect(cred console.Credentials) ([]kgo.Opt, error) {
 			}
 			local := dialAddr(l.ln.Addr())
 			adv := net.JoinHostPort(l.advHost, strconv.Itoa(int(l.advPort)))
-			var tlsCfg *tls.Config
+			var selfTLS, otherTLS *tls.Config
 			if set.tls != nil {
-				tlsCfg = pinnedTLS(l.sec)
+				selfTLS = pinnedTLS(l.sec)
+				// Other brokers (cluster mode) are verified with the
+				// listener's trust store, as inter-broker connections are.
+				var err error
+				if otherTLS, err = security.ClientTLS(listenerLookup(s.layers.Load(), l.name)); err != nil {
+					return nil, fmt.Errorf("console: listener %s: %w", l.name, err)
+				}
 			}
 			// This broker's advertised address (which Metadata returns) is
 			// dialled on the listener's local address: the advertised name
 			// may not resolve here, or lead through a proxy. Other brokers'
 			// addresses are dialled as advertised.
 			dial := func(ctx context.Context, network, host string) (net.Conn, error) {
-				if host == adv {
-					host = local
+				cfg := otherTLS
+				if host == adv || host == local {
+					host, cfg = local, selfTLS
 				}
 				nd := &net.Dialer{Timeout: 5 * time.Second}
-				if tlsCfg != nil {
-					return (&tls.Dialer{NetDialer: nd, Config: tlsCfg}).DialContext(ctx, network, host)
+				if cfg != nil {
+					return (&tls.Dialer{NetDialer: nd, Config: cfg}).DialContext(ctx, network, host)
 				}
 				return nd.DialContext(ctx, network, host)
 			}

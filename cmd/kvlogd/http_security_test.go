@@ -2,6 +2,8 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509/pkix"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -209,5 +211,48 @@ func TestHTTPPprofSetting(t *testing.T) {
 	}
 	if code, _ := basicGet(t, hc, "GET", "http://"+off.HTTP+"/metrics", "", "", nil); code != http.StatusOK {
 		t.Errorf("/metrics: %d", code)
+	}
+}
+
+// TestConsoleOverSASLSSL: with only a SASL_SSL listener to act as the
+// user, the console reaches its own broker over TLS (the listener's
+// certificate pinned, no trust store configured) with the SCRAM mechanism
+// the user has credentials for.
+func TestConsoleOverSASLSSL(t *testing.T) {
+	ca := testbroker.NewCA(t, "kvlog console test CA")
+	server := ca.Issue(t, pkix.Name{CommonName: "localhost"})
+	addr, saslSSL := testbroker.FreeAddr(t), testbroker.FreeAddr(t)
+	b := testbroker.Start(t, testbroker.Options{Race: true, Addr: addr,
+		Listeners: fmt.Sprintf("PLAINTEXT://%s,SASL_SSL://%s", addr, saslSSL),
+		Props: []string{
+			"ssl.keystore.location=" + server.File,
+			"listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-256",
+			"kvlog.http.auth=basic",
+		}})
+	ctx := testbroker.Context(t, 60*time.Second)
+	adm := b.Admin(t)
+	if _, err := adm.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{{User: "carol", Mechanism: kadm.ScramSha256, Iterations: 4096, Password: "carol-secret"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 20 * time.Second}
+	code, body := basicGet(t, hc, "GET", "http://"+b.HTTP+"/ui/topics/orders", "carol", "carol-secret", nil)
+	if code != http.StatusOK || !strings.Contains(body, `data-partition="1"`) {
+		t.Fatalf("console topic page over SASL_SSL: %d\n%s", code, body)
+	}
+	if !strings.Contains(body, "Signed in as <strong>carol") {
+		t.Errorf("the console page does not name carol")
+	}
+	// A user whose password is right but who has no credentials for a
+	// mechanism any SASL listener enables cannot be acted as: the page
+	// says why instead of falling back to PLAINTEXT.
+	if _, err := adm.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{{User: "dave", Mechanism: kadm.ScramSha512, Iterations: 4096, Password: "dave-secret"}}); err != nil {
+		t.Fatal(err)
+	}
+	code, body = basicGet(t, hc, "GET", "http://"+b.HTTP+"/ui/topics", "dave", "dave-secret", nil)
+	if code != http.StatusBadGateway || !strings.Contains(body, "no SASL listener") {
+		t.Errorf("console as a SCRAM-SHA-512-only user with only SCRAM-SHA-256 enabled: %d\n%s", code, body)
 	}
 }
