@@ -85,7 +85,7 @@ func (s *Server) segmentCount(topic string, partition int32) (int, bool) {
 	if p == nil || p.log == nil {
 		return 0, false
 	}
-	return len(p.log.Segments()), true
+	return p.log.SegmentCount(), true
 }
 
 // consoleConnect returns the client options that reach this broker as
