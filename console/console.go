@@ -56,6 +56,9 @@ type Options struct {
 	// topic and key (already path-escaped), e.g. the broker's
 	// /v1/topics/{t}/keys/{k}; the records page links each key to it.
 	KeyLookup func(topic, key string) string
+	// Broker describes the broker serving the console (the cluster page's
+	// "This broker"); nil: not shown.
+	Broker func() BrokerInfo
 	// SampleInterval is how often Sample is expected to run (shown on the
 	// compaction page).
 	SampleInterval time.Duration
@@ -63,6 +66,19 @@ type Options struct {
 	// (default 3s).
 	RefreshInterval time.Duration
 	Logger          *slog.Logger
+}
+
+// BrokerInfo is what the serving broker says of itself, beyond the Kafka
+// APIs.
+type BrokerInfo struct {
+	NodeID  int32
+	Version string
+	Started time.Time
+	// Mode is "single node" or "cluster"; ZooKeeper, in cluster mode, the
+	// connect string and whether the session is up.
+	Mode             string
+	ZooKeeper        string
+	ZooKeeperSession bool
 }
 
 // Console serves the pages; it is an http.Handler for Prefix.

@@ -165,6 +165,8 @@ func sourceName(s kmsg.ConfigSource) string {
 // --- cluster ---
 
 type clusterData struct {
+	Self       *BrokerInfo
+	Uptime     string
 	ClusterID  string
 	Controller int32
 	Brokers    []kadm.BrokerDetail
@@ -189,6 +191,11 @@ func (c *Console) cluster(ctx context.Context, r *http.Request) (*view, error) {
 		return nil, fmt.Errorf("metadata: %w", err)
 	}
 	d := clusterData{ClusterID: md.Cluster, Controller: md.Controller, Brokers: md.Brokers}
+	if c.o.Broker != nil {
+		bi := c.o.Broker()
+		d.Self = &bi
+		d.Uptime = time.Since(bi.Started).Round(time.Second).String()
+	}
 	dirs, err := adm.DescribeAllLogDirs(ctx, nil)
 	if err == nil {
 		for broker, ds := range dirs {

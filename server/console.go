@@ -18,6 +18,7 @@ import (
 
 	"github.com/kvlog/kvlog/cleaner/cleanerstatus"
 	"github.com/kvlog/kvlog/console"
+	"github.com/kvlog/kvlog/internal/buildinfo"
 	"github.com/kvlog/kvlog/server/security"
 )
 
@@ -45,7 +46,15 @@ func (s *Server) consoleHandler() http.Handler {
 		return nil
 	}
 	interval := msDuration(mustInt(l.brokerValue("kvlog.console.sample.interval.ms").value))
+	started := time.Now()
 	c, err := console.New(console.Options{
+		Broker: func() console.BrokerInfo {
+			bi := console.BrokerInfo{NodeID: s.cfg.NodeID, Version: buildinfo.Version(""), Started: started, Mode: "single node"}
+			if s.cluster != nil {
+				bi.Mode, bi.ZooKeeper, bi.ZooKeeperSession = "cluster", s.cfg.ZooKeeperConnect, s.cluster.zk.HasSession()
+			}
+			return bi
+		},
 		Connect:       s.consoleConnect,
 		CleanerStatus: func() cleanerstatus.Status { return s.cleaner.Status() },
 		Segments:      s.segmentCount,

@@ -99,6 +99,7 @@ async function main() {
     // Cluster.
     await page.goto(base + "/ui/");
     await page.getByRole("heading", { name: "Brokers" }).waitFor();
+    await page.getByRole("heading", { name: "This broker" }).waitFor();
     check((await page.locator("#brokers td").first().textContent()).trim() === "0", "broker 0 not listed");
     await a11y(page, "cluster");
     await screenshot(page, "cluster");
