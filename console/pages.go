@@ -105,6 +105,7 @@ var funcs = template.FuncMap{
 	"source":  sourceName,
 	"ptrTime": func(t time.Time) *time.Time { return &t },
 	"sum":     func(a, b int64) int64 { return a + b },
+	"utc":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 }
 
 func (c *Console) parseTemplates() error {
