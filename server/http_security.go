@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -77,7 +78,10 @@ func (s *Server) httpLookup() security.Lookup {
 }
 
 // HTTPTLSConfig is the HTTP listener's TLS configuration, nil when no
-// key store is configured (plain HTTP).
+// key store is configured (plain HTTP). The key store and trust store
+// files are read again when they change (a certificate renewed in place
+// is served from the next handshake on); a file that no longer builds a
+// configuration keeps the previous one, and the reason is logged.
 func (s *Server) HTTPTLSConfig() (*tls.Config, error) {
 	get := s.httpLookup()
 	_, file := get("ssl.keystore.location")
@@ -90,6 +94,49 @@ func (s *Server) HTTPTLSConfig() (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("HTTP listener (kvlog.http.ssl.*): %w", err)
 	}
+	r := &httpTLSReloader{s: s, get: get, cur: cfg, stamp: httpTLSStamp(get)}
+	return &tls.Config{GetConfigForClient: r.config}, nil
+}
+
+// httpTLSReloader rebuilds the HTTP listener's TLS configuration when its
+// files change.
+type httpTLSReloader struct {
+	s   *Server
+	get security.Lookup
+
+	mu    sync.Mutex
+	cur   *tls.Config
+	stamp string
+}
+
+// httpTLSStamp identifies the versions of the key and trust store files.
+func httpTLSStamp(get security.Lookup) string {
+	var b strings.Builder
+	for _, key := range []string{"ssl.keystore.location", "ssl.truststore.location"} {
+		if path, ok := get(key); ok && path != "" {
+			if fi, err := os.Stat(path); err == nil {
+				fmt.Fprintf(&b, "%s:%d:%d;", path, fi.ModTime().UnixNano(), fi.Size())
+			}
+		}
+	}
+	return b.String()
+}
+
+func (r *httpTLSReloader) config(*tls.ClientHelloInfo) (*tls.Config, error) {
+	stamp := httpTLSStamp(r.get)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if stamp == r.stamp {
+		return r.cur, nil
+	}
+	r.stamp = stamp
+	cfg, err := security.ServerTLS(r.get)
+	if err != nil {
+		r.s.logger.Error("HTTP listener TLS files changed but cannot be used; the previous configuration stays", "err", err)
+		return r.cur, nil
+	}
+	r.s.logger.Info("HTTP listener TLS configuration reloaded")
+	r.cur = cfg
 	return cfg, nil
 }
 

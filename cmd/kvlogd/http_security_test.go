@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -254,5 +256,64 @@ func TestConsoleOverSASLSSL(t *testing.T) {
 	code, body = basicGet(t, hc, "GET", "http://"+b.HTTP+"/ui/topics", "dave", "dave-secret", nil)
 	if code != http.StatusBadGateway || !strings.Contains(body, "no SASL listener") {
 		t.Errorf("console as a SCRAM-SHA-512-only user with only SCRAM-SHA-256 enabled: %d\n%s", code, body)
+	}
+}
+
+// TestHTTPCertificateReload: a key store file replaced in place is served
+// from the next handshake on, without a restart; a broken replacement
+// keeps the previous certificate.
+func TestHTTPCertificateReload(t *testing.T) {
+	ca := testbroker.NewCA(t, "kvlog http reload CA")
+	first := ca.Issue(t, pkix.Name{CommonName: "localhost", SerialNumber: "first"})
+	second := ca.Issue(t, pkix.Name{CommonName: "localhost", SerialNumber: "second"})
+	store := filepath.Join(t.TempDir(), "http.pem")
+	replace := func(from string) {
+		t.Helper()
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := store + ".tmp"
+		if err := os.WriteFile(tmp, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, store); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace(first.File)
+	b := testbroker.Start(t, testbroker.Options{Race: true, Props: []string{"kvlog.http.ssl.keystore.location=" + store}})
+	served := func() string {
+		t.Helper()
+		conn, err := tls.Dial("tcp", b.HTTP, ca.TLS(t, nil))
+		if err != nil {
+			t.Fatalf("TLS to the HTTP listener: %v", err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Subject.SerialNumber
+	}
+	if got := served(); got != "first" {
+		t.Fatalf("served %q, want the first certificate", got)
+	}
+	replace(second.File)
+	deadline := time.Now().Add(20 * time.Second)
+	for served() != "second" {
+		if time.Now().After(deadline) {
+			t.Fatal("the replaced certificate is not served within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A broken file: the second certificate stays.
+	if err := os.WriteFile(store, []byte("not a PEM file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := served(); got != "second" {
+		t.Fatalf("after a broken key store: served %q, want the previous (second) certificate", got)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(b.Log(), "cannot be used"); {
+		if time.Now().After(deadline) {
+			t.Fatal("the broken key store is not logged")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
