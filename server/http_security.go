@@ -32,7 +32,8 @@ import (
 //     the stored salt and compared with the stored key). /healthz and
 //     /readyz stay open (probes carry no credentials). With an authorizer,
 //     /metrics and /cleaner need DESCRIBE on the cluster, /debug/pprof
-//     needs ALTER on the cluster; the console (/ui/) acts as the user on a
+//     needs ALTER on the cluster, /v1/topics/{topic}/... READ on the
+//     topic (httpPathACL); the console (/ui/) acts as the user on a
 //     SASL listener, so the broker checks its ACLs request by request. A
 //     failure waits connection.failed.authentication.delay.ms, as a
 //     failed SASL authentication does, and says nothing of why.
@@ -259,15 +260,16 @@ func (s *Server) httpSecure(next http.Handler) http.Handler {
 			http.Error(w, "authentication required: a user of the broker (SASL PLAIN or SCRAM) and its password", http.StatusUnauthorized)
 			return
 		}
-		if op, need := httpPathOperation(r.URL.Path); need && s.authz != nil {
+		if need, ok := httpPathACL(r.URL.Path); ok && s.authz != nil {
 			host, _, _ := net.SplitHostPort(r.RemoteAddr)
 			principal := security.UserType + ":" + user
-			d := s.authz.a.Authorize(acl.Request{Principal: principal, Host: host}, op, kmsg.ACLResourceTypeCluster, acl.ClusterName)
+			d := s.authz.a.Authorize(acl.Request{Principal: principal, Host: host}, need.op, need.typ, need.name)
 			if !d.Allowed {
+				resource := acl.ResourceTypeName(need.typ) + ":LITERAL:" + need.name
 				s.authz.audit.Info("authorization denied", "principal", principal, "host", host,
-					"operation", acl.OperationName(op), "resource", "CLUSTER:LITERAL:"+acl.ClusterName,
+					"operation", acl.OperationName(need.op), "resource", resource,
 					"http_path", r.URL.Path, "rule", d.Rule())
-				http.Error(w, fmt.Sprintf("%s is not allowed %s on the cluster", principal, acl.OperationName(op)), http.StatusForbidden)
+				http.Error(w, fmt.Sprintf("%s is not allowed %s on %s", principal, acl.OperationName(need.op), resource), http.StatusForbidden)
 				return
 			}
 		}
@@ -276,14 +278,27 @@ func (s *Server) httpSecure(next http.Handler) http.Handler {
 	})
 }
 
-// httpPathOperation is the cluster operation a path needs with an
-// authorizer (need false: none, the console is checked by the broker).
-func httpPathOperation(path string) (acl.Operation, bool) {
+// httpACL is the operation on a resource a path needs.
+type httpACL struct {
+	op   acl.Operation
+	typ  acl.ResourceType
+	name string
+}
+
+// httpPathACL is what a path needs with an authorizer (ok false: no check
+// here; the console's requests are checked by the broker as it sends
+// them). A route under /v1/topics/{topic}/ (reading a topic's data over
+// HTTP) needs READ on that topic; the profiler ALTER on the cluster;
+// anything else (metrics, the cleaner status) DESCRIBE on the cluster.
+func httpPathACL(path string) (httpACL, bool) {
 	switch {
 	case strings.HasPrefix(path, "/debug/pprof"):
-		return kmsg.ACLOperationAlter, true
+		return httpACL{kmsg.ACLOperationAlter, kmsg.ACLResourceTypeCluster, acl.ClusterName}, true
 	case strings.HasPrefix(path, "/ui/") || path == "/ui":
-		return 0, false
+		return httpACL{}, false
+	case strings.HasPrefix(path, "/v1/topics/"):
+		topic, _, _ := strings.Cut(strings.TrimPrefix(path, "/v1/topics/"), "/") // the path is decoded already
+		return httpACL{kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, topic}, true
 	}
-	return kmsg.ACLOperationDescribe, true
+	return httpACL{kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeCluster, acl.ClusterName}, true
 }

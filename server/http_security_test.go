@@ -1,6 +1,12 @@
 package server
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/acl"
+)
 
 // TestLoopbackAddr: kvlog.http.pprof.enable=auto serves the profiler only
 // on listeners bound to loopback; wildcard and other addresses are not.
@@ -20,6 +26,30 @@ func TestLoopbackAddr(t *testing.T) {
 	} {
 		if got := loopbackAddr(addr); got != want {
 			t.Errorf("loopbackAddr(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+// TestHTTPPathACL: what each path of the HTTP listener needs with an
+// authorizer.
+func TestHTTPPathACL(t *testing.T) {
+	cluster := func(op acl.Operation) httpACL { return httpACL{op, kmsg.ACLResourceTypeCluster, acl.ClusterName} }
+	for path, want := range map[string]httpACL{
+		"/metrics":                   cluster(kmsg.ACLOperationDescribe),
+		"/cleaner":                   cluster(kmsg.ACLOperationDescribe),
+		"/debug/pprof/":              cluster(kmsg.ACLOperationAlter),
+		"/debug/pprof/profile":       cluster(kmsg.ACLOperationAlter),
+		"/v1/topics/users/keys/k1":   {kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, "users"},
+		"/v1/topics/a.b-c_d/keys/x/": {kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, "a.b-c_d"},
+	} {
+		got, ok := httpPathACL(path)
+		if !ok || got != want {
+			t.Errorf("%s: %+v %v, want %+v", path, got, ok, want)
+		}
+	}
+	for _, path := range []string{"/ui/", "/ui", "/ui/topics/x"} {
+		if _, ok := httpPathACL(path); ok {
+			t.Errorf("%s: checked at the HTTP level; the broker checks the console's requests", path)
 		}
 	}
 }
