@@ -317,3 +317,14 @@ func TestHTTPCertificateReload(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestHTTPBadKeyStore: a key store the HTTP listener cannot load stops
+// kvlogd at start-up, naming the setting, rather than serving plain HTTP.
+func TestHTTPBadKeyStore(t *testing.T) {
+	code, out := testbroker.RunToExit(t, testbroker.Options{Race: true, Props: []string{
+		"kvlog.http.ssl.keystore.location=" + filepath.Join(t.TempDir(), "missing.pem"),
+	}}, 60*time.Second)
+	if code != 1 || !strings.Contains(out, "kvlog.http.ssl") {
+		t.Fatalf("exit %d, output:\n%s", code, out)
+	}
+}
