@@ -3,9 +3,9 @@ GO        ?= go
 BIN       := bin
 PKGS      := ./...
 FUZZTIME  ?= 15s
-APT_PKGS  := kcat zookeeper python3-kafka python3-snappy python3-lz4 python3-zstandard nftables
+APT_PKGS  := kcat chromium zookeeper python3-kafka python3-snappy python3-lz4 python3-zstandard nftables
 
-.PHONY: all build run tools tools-java tools-python deps tools-kafka kafka-golden test chaos partitions bench bench-quick bench-engine tools-bench fuzz lint fmt clean
+.PHONY: all build run tools tools-java tools-python tools-console deps tools-kafka kafka-golden test chaos partitions bench bench-quick bench-engine tools-bench fuzz lint fmt clean
 
 all: build
 
@@ -23,11 +23,12 @@ run:
 
 # Debian packages the integration suites drive (kcat, ZooKeeper, kafka-python
 # with its snappy/lz4/zstd codec libraries, all for Debian's /usr/bin/python3,
-# and nftables, which cuts links in the network-partition tests); installed
-# only when missing.
+# nftables, which cuts links in the network-partition tests, and chromium,
+# which the console's browser test drives); installed only when missing.
 tools:
 	@missing=""; \
 	command -v kcat >/dev/null 2>&1 || missing="$$missing kcat"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing="$$missing nftables"; \
 	[ -x /usr/share/zookeeper/bin/zkServer.sh ] || missing="$$missing zookeeper"; \
 	/usr/bin/python3 -c 'import kafka' >/dev/null 2>&1 || missing="$$missing python3-kafka"; \
@@ -70,6 +71,27 @@ $(VENV_COMPAT)/.installed: compat/python/requirements.txt
 	$(VENV_COMPAT)/bin/python -m pip install -q --disable-pip-version-check -r compat/python/requirements.txt
 	@cp compat/python/requirements.txt $@
 
+# The console's browser test (console/browser_test.go): Debian's chromium
+# and Node.js when missing, then playwright-core at the version
+# console/e2e/package-lock.json pins, into console/e2e/node_modules
+# (npm ci; again when the lock file changes). Playwright downloads no
+# browser: the test drives /usr/bin/chromium.
+E2E := console/e2e
+tools-console: $(E2E)/node_modules/.installed
+
+$(E2E)/node_modules/.installed: $(E2E)/package-lock.json
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	cd $(E2E) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent
+	@touch $@
+
 deps:
 	$(GO) mod download
 
@@ -92,7 +114,7 @@ tools-kafka:
 kafka-golden: deps tools-kafka
 	$(GO) test -run '^TestKafkaWrittenGolden$$' -count=1 -v -timeout 10m ./compat/kafka -update
 
-test: deps tools tools-java tools-python tools-kafka lint
+test: deps tools tools-java tools-python tools-kafka tools-console lint
 	$(GO) test -race -tags invariants -timeout 12m $(PKGS)
 	cd deploy && $(GO) test -timeout 5m ./...
 

@@ -28,8 +28,8 @@ func TestOpenHandlesBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(l.Segments()); n < 100 {
-		t.Fatalf("want many segments, got %d", n)
+	if n := len(l.Segments()); n < 100 || l.SegmentCount() != n {
+		t.Fatalf("want many segments, got %d (SegmentCount %d)", n, l.SegmentCount())
 	}
 	base := openFDs(t)
 	rng := rand.New(rand.NewPCG(3, 4))

@@ -155,6 +155,10 @@ type SegmentInfo struct {
 	Path             string
 }
 
+// SegmentCount is the number of segments, without opening any (Segments
+// reads each segment's largest timestamp).
+func (l *Log) SegmentCount() int { return len(l.segments()) }
+
 // Segments describes every segment, oldest first.
 func (l *Log) Segments() []SegmentInfo {
 	segs := l.segments()

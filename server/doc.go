@@ -56,7 +56,11 @@
 //     per API and code (counted as each request completes), fsync latency
 //     (an engine hook), disk space, partition health, groups and lag (read
 //     at scrape time); health.go: /healthz (liveness) and /readyz
-//     (readiness). docs/operations.md lists them.
+//     (readiness). docs/operations.md lists them. http_security.go: the
+//     HTTP listener's TLS, basic authentication against the SASL users,
+//     cluster ACLs per path and the profiler's switch; console.go: the web
+//     console (package console) mounted under /ui/, a Kafka client of one
+//     of this broker's listeners (docs/console.md).
 //   - cleaner.go: the log cleaner's wiring (package cleaner): created with
 //     the engine's logs, started and stopped with the broker, log.cleaner.*
 //     applied live on dynamic broker config changes, topic-level settings

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kvlog/kvlog/cleaner/cleanerstatus"
+	"github.com/kvlog/kvlog/console"
 )
 
 // metrics are the broker's Prometheus metrics. Per-API series exist for
@@ -188,19 +189,28 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 // /cleaner (the log cleaner's status as JSON: every
 // compacted partition with its dirty ratio, first dirty offset, last clean
 // and state; `kvlog cleaner status` reads it) and Go's profiler under
-// /debug/pprof/ (the listener binds to loopback by default).
+// /debug/pprof/ (only on a loopback listener unless
+// kvlog.http.pprof.enable says otherwise), and the web console under /ui/
+// (console.go); with kvlog.http.auth=basic every path but the health
+// checks needs a user's password (http_security.go).
 func (s *Server) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if s.httpPprof() {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	if ui := s.consoleHandler(); ui != nil {
+		mux.Handle(console.Prefix, ui)
+		mux.Handle("/ui", http.RedirectHandler(console.Prefix, http.StatusMovedPermanently))
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
 	mux.Handle(cleanerstatus.Path, s.cleaner.Handler())
 	mux.HandleFunc("/healthz", s.serveHealthz)
 	mux.HandleFunc("/readyz", s.serveReadyz)
-	return mux
+	return s.httpSecure(mux)
 }
 
 // engineBudgetMetrics exports the storage engine's budget of open files and

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -63,7 +64,10 @@ status again every 2s until interrupted (or --count times).
 The HTTP listener is --http (or $KVLOG_HTTP) when given; otherwise kvlog
 asks the first bootstrap broker for its kvlog.http.listener setting
 (DescribeConfigs), using the bootstrap address's host when the listener is
-bound to a wildcard address (0.0.0.0, ::).`,
+bound to a wildcard address (0.0.0.0, ::). An HTTPS listener is given as
+https://host:port (the profile's TLS settings apply); one with
+kvlog.http.auth=basic wants a broker user: $KVLOG_HTTP_USER and
+$KVLOG_HTTP_PASSWORD.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := out.check(); err != nil {
@@ -121,7 +125,7 @@ bound to a wildcard address (0.0.0.0, ::).`,
 func (a *app) printCleaner(base string, out *output, topics map[string]bool, internal bool) error {
 	ctx, cancel := a.reqCtx()
 	defer cancel()
-	st, err := fetchCleanerStatus(ctx, base)
+	st, err := fetchCleanerStatusWith(ctx, a.httpClient(), base)
 	if err != nil {
 		return err
 	}
@@ -151,14 +155,51 @@ func (a *app) printCleaner(base string, out *output, topics map[string]bool, int
 
 // fetchCleanerStatus reads the status document at base + cleanerstatus.Path.
 func fetchCleanerStatus(ctx context.Context, base string) (cleanerstatus.Status, error) {
+	return fetchCleanerStatusWith(ctx, http.DefaultClient, base)
+}
+
+// httpClient is the client of the broker's HTTP listener: the profile's
+// TLS settings for https, and basic authentication (a broker user, for
+// kvlog.http.auth=basic) from $KVLOG_HTTP_USER and $KVLOG_HTTP_PASSWORD
+// unless the --http URL carries user:password@.
+func (a *app) httpClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if a.tls != nil {
+		tr.TLSClientConfig = a.tls.Clone()
+	}
+	var rt http.RoundTripper = tr
+	if u := os.Getenv("KVLOG_HTTP_USER"); u != "" {
+		rt = basicAuth{user: u, pass: os.Getenv("KVLOG_HTTP_PASSWORD"), next: tr}
+	}
+	return &http.Client{Transport: rt}
+}
+
+type basicAuth struct {
+	user, pass string
+	next       http.RoundTripper
+}
+
+func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
+	if _, _, ok := r.BasicAuth(); !ok {
+		r = r.Clone(r.Context())
+		r.SetBasicAuth(b.user, b.pass)
+	}
+	return b.next.RoundTrip(r)
+}
+
+// fetchCleanerStatusWith reads the status document with hc; a password in
+// base never appears in errors.
+func fetchCleanerStatusWith(ctx context.Context, hc *http.Client, base string) (cleanerstatus.Status, error) {
 	var st cleanerstatus.Status
 	url := base + cleanerstatus.Path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return st, usageErr("--http %q: %v", base, err)
+		return st, usageErr("--http: %v", redactErr(err, base))
 	}
+	url = req.URL.Redacted()
+	base = strings.TrimSuffix(url, cleanerstatus.Path)
 	req.Header.Set("Accept", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return st, fmt.Errorf("broker HTTP listener unreachable at %s: %w", base, err)
 	}
@@ -166,6 +207,9 @@ func fetchCleanerStatus(ctx context.Context, base string) (cleanerstatus.Status,
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return st, fmt.Errorf("cleaner status at %s: %w", url, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return st, fmt.Errorf("cleaner status at %s: %s: the HTTP listener wants a broker user (kvlog.http.auth=basic): set $KVLOG_HTTP_USER and $KVLOG_HTTP_PASSWORD", url, resp.Status)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return st, fmt.Errorf("cleaner status at %s: %s", url, resp.Status)
@@ -306,4 +350,19 @@ func sameHost(a, b string) bool {
 		}
 	}
 	return false
+}
+
+// redactErr is err with the password of base, if any, masked.
+func redactErr(err error, base string) error {
+	if i := strings.Index(base, "://"); i >= 0 {
+		if at := strings.LastIndex(base, "@"); at > i {
+			if c := strings.Index(base[i+3:at], ":"); c >= 0 {
+				pw := base[i+3+c+1 : at]
+				if pw != "" {
+					return errors.New(strings.ReplaceAll(err.Error(), pw, "xxxxx"))
+				}
+			}
+		}
+	}
+	return err
 }

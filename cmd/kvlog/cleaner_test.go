@@ -94,3 +94,40 @@ func TestCleanerStatusOnePath(t *testing.T) {
 		t.Fatalf("a JSON array as the status: %v", err)
 	}
 }
+
+// TestCleanerStatusBasicAuth: against an HTTP listener with
+// kvlog.http.auth=basic, `kvlog cleaner status` sends the broker user from
+// $KVLOG_HTTP_USER/$KVLOG_HTTP_PASSWORD (or the --http URL), says what to
+// set on a 401, and never prints the password.
+func TestCleanerStatusBasicAuth(t *testing.T) {
+	body, _ := json.Marshal(cleanerstatus.Status{Partitions: []cleanerstatus.PartitionStatus{{Topic: "t", State: "idle"}}})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "ops" || p != "s3cret" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="kvlog"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+		w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv("KVLOG_HTTP_USER", "")
+	r := runCLI(t, "", "cleaner", "status", "--http", srv.URL, "-o", "json")
+	if r.code == exitOK || !strings.Contains(r.stderr, "KVLOG_HTTP_USER") {
+		t.Fatalf("without credentials: exit %d, stderr %q", r.code, r.stderr)
+	}
+	t.Setenv("KVLOG_HTTP_USER", "ops")
+	t.Setenv("KVLOG_HTTP_PASSWORD", "s3cret")
+	r = runCLI(t, "", "cleaner", "status", "--http", srv.URL, "-o", "json")
+	r.expect(t, exitOK, "cleaner", "status")
+	if !strings.Contains(r.stdout, `"t"`) {
+		t.Fatalf("status: %q", r.stdout)
+	}
+	t.Setenv("KVLOG_HTTP_USER", "")
+	withUser := strings.Replace(srv.URL, "http://", "http://ops:wrongpass@", 1)
+	r = runCLI(t, "", "cleaner", "status", "--http", withUser, "-o", "json")
+	if r.code == exitOK || strings.Contains(r.stderr, "wrongpass") {
+		t.Fatalf("wrong password in the URL: exit %d, stderr %q", r.code, r.stderr)
+	}
+	withUser = strings.Replace(srv.URL, "http://", "http://ops:s3cret@", 1)
+	runCLI(t, "", "cleaner", "status", "--http", withUser, "-o", "json").expect(t, exitOK, "cleaner", "status", "(user in URL)")
+}

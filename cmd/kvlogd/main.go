@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -58,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.logDirs, "log-dirs", "", "comma-separated data directories (overrides log.dirs)")
 	fs.IntVar(&f.nodeID, "node-id", -1, "broker id (overrides node.id/broker.id)")
 	fs.StringVar(&f.zkConnect, "zookeeper", "", "ZooKeeper connect string host:port[/chroot] (overrides zookeeper.connect): cluster mode")
-	fs.StringVar(&f.httpAddr, "http", "", `HTTP listener for /metrics, /healthz, /cleaner and /debug/pprof (overrides kvlog.http.listener; "" disables)`)
+	fs.StringVar(&f.httpAddr, "http", "", `HTTP listener for /metrics, /healthz, /cleaner, the console /ui/ and /debug/pprof (overrides kvlog.http.listener; "" disables)`)
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text (key=value) or json (one object per line)")
 	fs.DurationVar(&f.shutdownTO, "shutdown-timeout", 30*time.Second, "how long graceful shutdown waits for in-flight requests")
@@ -180,6 +181,15 @@ func serve(fs *flag.FlagSet, f flags, stderr io.Writer) error {
 	var httpSrv *http.Server
 	httpErr := make(chan error, 1)
 	if httpLn != nil {
+		tlsCfg, err := srv.HTTPTLSConfig()
+		if err != nil {
+			httpLn.Close()
+			srv.Close()
+			return err
+		}
+		if tlsCfg != nil {
+			httpLn = tls.NewListener(httpLn, tlsCfg)
+		}
 		httpSrv = &http.Server{Handler: srv.HTTPHandler(), ReadHeaderTimeout: 10 * time.Second}
 		go func() { httpErr <- httpSrv.Serve(httpLn) }()
 	}

@@ -45,6 +45,13 @@ type secureBroker struct {
 
 func startSecureBroker(t *testing.T, extra ...string) *secureBroker {
 	t.Helper()
+	return startSecureBrokerWith(t, func(*secureBroker) []string { return extra })
+}
+
+// startSecureBrokerWith is startSecureBroker with more properties made
+// from the broker's certificates.
+func startSecureBrokerWith(t *testing.T, more func(sb *secureBroker) []string) *secureBroker {
+	t.Helper()
 	ca := testbroker.NewCA(t, "kvlog test CA")
 	sb := &secureBroker{
 		ca:         ca,
@@ -69,7 +76,7 @@ func startSecureBroker(t *testing.T, extra ...string) *secureBroker {
 		"listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN",
 		"listener.name.sasl_plaintext.plain.sasl.jaas.config=" + jaas,
 		"connection.failed.authentication.delay.ms=50",
-	}, extra...)
+	}, more(sb)...)
 	sb.Broker = testbroker.Start(t, testbroker.Options{Race: true, Addr: addr,
 		Listeners: fmt.Sprintf("PLAINTEXT://%s,SSL://%s,SASL_SSL://%s,SASL_PLAINTEXT://%s", addr, sb.ssl, sb.saslSSL, sb.saslPlain),
 		Props:     props})

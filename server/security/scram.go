@@ -355,3 +355,23 @@ func printableNoComma(s string) bool {
 	}
 	return true
 }
+
+// CheckScramPassword reports whether password is the one c was derived
+// from (c stored for mech): the password is salted with c's salt and
+// iteration count and the resulting StoredKey compared in constant time.
+// It is how a service that holds only the stored credential (the HTTP
+// listener's basic authentication) checks a plain password.
+func CheckScramPassword(mech string, c *ScramCredential, password string) bool {
+	if c == nil {
+		return false
+	}
+	sp, err := SaltPassword(mech, password, c.Salt, c.Iterations)
+	if err != nil {
+		return false
+	}
+	derived, err := NewScramCredential(mech, c.Salt, sp, c.Iterations)
+	if err != nil {
+		return false
+	}
+	return hmac.Equal(derived.StoredKey, c.StoredKey)
+}

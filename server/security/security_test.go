@@ -238,3 +238,25 @@ func TestProtocolsAndSuites(t *testing.T) {
 		t.Fatal(s, err)
 	}
 }
+
+// TestCheckScramPassword: the stored credential accepts its password and
+// nothing else, for both mechanisms.
+func TestCheckScramPassword(t *testing.T) {
+	for _, mech := range []string{ScramSHA256, ScramSHA512} {
+		c, err := NewScramCredentialFromPassword(mech, "s3cret", 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !CheckScramPassword(mech, c, "s3cret") {
+			t.Errorf("%s: the right password is refused", mech)
+		}
+		for _, wrong := range []string{"", "s3cre", "s3cret ", "S3cret"} {
+			if CheckScramPassword(mech, c, wrong) {
+				t.Errorf("%s: password %q accepted", mech, wrong)
+			}
+		}
+	}
+	if CheckScramPassword(ScramSHA256, nil, "x") {
+		t.Error("a missing credential accepted a password")
+	}
+}
