@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/wire"
 )
 
 // A connection has two goroutines. The reader reads a frame, parses it,
@@ -40,13 +42,21 @@ type conn struct {
 	princ atomic.Pointer[string]
 }
 
+// requestHeader is a request's header as handlers see it (wire.Header).
+type requestHeader struct {
+	key      int16
+	version  int16
+	corr     int32
+	clientID string // a null client id reads as ""
+}
+
 // result is how a request completes.
 type result struct {
-	resp  kmsg.Response // encoded with kmsg
-	fetch *fetchReply   // encoded as buffers + file ranges
-	raw   []byte        // a bare size-prefixed SASL token (after SaslHandshake v0)
-	skip  bool          // no response (acks=0 produce)
-	err   error         // close the connection after earlier responses
+	resp  kmsg.Response    // encoded with kmsg
+	fetch *wire.FetchReply // encoded as buffers + file ranges
+	raw   []byte           // a bare size-prefixed SASL token (after SaslHandshake v0)
+	skip  bool             // no response (acks=0 produce)
+	err   error            // close the connection after earlier responses
 	// closeAfter closes the connection once this response (if any) is
 	// written: a failed authentication.
 	closeAfter bool
@@ -61,7 +71,7 @@ type request struct {
 	start time.Time
 	done  chan result // capacity 1; exactly one completion
 	fired atomic.Bool
-	mem   int64 // request memory held until completion (requestMemory)
+	mem   int64 // request memory held until completion (wire.Memory)
 	// topicsAllowed are the topics a Fetch may read (authorized once, kept
 	// for its completion after parking); nil: all.
 	topicsAllowed authzSet
@@ -74,11 +84,11 @@ type request struct {
 func (r *request) finish(res result) {
 	if !r.fired.CompareAndSwap(false, true) {
 		if res.fetch != nil {
-			res.fetch.release()
+			res.fetch.Release()
 		}
 		return
 	}
-	r.s.reqMem.release(r.mem)
+	r.s.reqMem.Release(r.mem)
 	r.s.metrics.observe(r, res, time.Since(r.start))
 	r.done <- res
 }
@@ -87,11 +97,11 @@ func (r *request) finish(res result) {
 // and otherwise drops its completion, releasing any file ranges.
 func (r *request) cancel() {
 	if r.fired.CompareAndSwap(false, true) {
-		r.s.reqMem.release(r.mem)
+		r.s.reqMem.Release(r.mem)
 		return
 	}
 	if res := <-r.done; res.fetch != nil {
-		res.fetch.release()
+		res.fetch.Release()
 	}
 }
 
@@ -200,21 +210,21 @@ func (c *conn) readLoop() {
 		}
 		// A slow sender of a large frame gets the idle timeout per frame.
 		var mem int64
-		frame, err := readFrameBody(c.nc, int(n), func() error {
-			if !c.s.reqMem.acquire(int64(n), c.stop, c.s.cfg.ConnectionsMaxIdle, c.s.metrics.requestMemoryWaits.Inc) {
+		frame, err := wire.ReadFrameBody(c.nc, int(n), func() error {
+			if !c.s.reqMem.Acquire(int64(n), c.stop, c.s.cfg.ConnectionsMaxIdle, c.s.metrics.requestMemoryWaits.Inc) {
 				return errRequestMemory
 			}
 			mem = int64(n)
 			return nil
 		})
 		if err != nil {
-			c.s.reqMem.release(mem)
+			c.s.reqMem.Release(mem)
 			c.logReadErr(err, "connection closed mid-frame")
 			return
 		}
 		if mem == 0 {
 			mem = int64(n)
-			c.s.reqMem.force(mem)
+			c.s.reqMem.Force(mem)
 		}
 		c.s.metrics.bytesIn.Add(float64(4 + n))
 		if !c.handleFrame(frame, mem) {
@@ -245,9 +255,10 @@ func (c *conn) handleFrame(frame []byte, mem int64) bool {
 	if c.auth != nil && c.auth.raw && c.auth.state == authInProgress {
 		return c.handleRawToken(frame, mem)
 	}
-	hdr, kreq, err := parseRequest(frame, c.s.served)
+	wh, kreq, err := wire.ParseRequest(frame, c.s.served)
+	hdr := requestHeader{key: wh.Key, version: wh.Version, corr: wh.Corr, clientID: wh.ClientID}
 	if err != nil {
-		if errors.Is(err, errUnsupportedVersion) && hdr.key == kmsg.ApiVersions.Int16() && hdr.version > c.s.apiVersionsMax() {
+		if errors.Is(err, wire.ErrUnsupportedVersion) && hdr.key == kmsg.ApiVersions.Int16() && hdr.version > c.s.apiVersionsMax() {
 			// Clients probe with their newest ApiVersions: the normal
 			// start of a connection, not a bad request.
 			c.s.metrics.apiVersionsDowngrades.Inc()
@@ -260,21 +271,21 @@ func (c *conn) handleFrame(frame []byte, mem int64) bool {
 		c.s.metrics.badRequests.Inc()
 		c.s.logger.Warn("bad request; closing connection", "remote", c.remote, "client_id", hdr.clientID,
 			"api_key", hdr.key, "version", hdr.version, "correlation_id", hdr.corr, "err", err)
-		c.s.reqMem.release(mem)
+		c.s.reqMem.Release(mem)
 		return false
 	}
 	if why := c.admit(hdr.key); why != "" {
 		c.s.metrics.authentications.WithLabelValues(c.l.name, "", "refused").Inc()
 		c.s.logger.Info("request refused on an unauthenticated connection; closing it", "listener", c.l.name,
 			"remote", c.remote, "client_id", hdr.clientID, "reason", why)
-		c.s.reqMem.release(mem)
+		c.s.reqMem.Release(mem)
 		return false
 	}
 	r := c.newRequest(hdr, kreq)
 	r.mem = mem
 	c.queue <- r
 	if c.dispatch(r) && hdr.key == kmsg.Produce.Int16() {
-		putFrame(frame) // appended: nothing refers to the frame any more
+		wire.PutFrame(frame) // appended: nothing refers to the frame any more
 	}
 	if ms := r.throttleMs.Load(); ms > 0 {
 		c.mute(time.Duration(ms) * time.Millisecond) // KIP-219: read nothing more meanwhile
@@ -354,8 +365,10 @@ func (c *conn) writeLoop() {
 			buf = append(buf, res.raw...)
 			_, err = c.nc.Write(buf)
 		case res.fetch != nil:
-			err = c.writeFetch(r.hdr.corr, res.fetch)
-			res.fetch.release()
+			if err = wire.WriteFetch(c.nc, res.fetch); err == nil {
+				c.s.metrics.bytesOut.Add(float64(res.fetch.Size()))
+			}
+			res.fetch.Release()
 		default:
 			buf, err = c.writeResponse(buf[:0], r.hdr, res.resp)
 			if cap(buf) > 1<<20 {
@@ -370,21 +383,8 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// appendResponseHeader appends a size placeholder, the correlation id and,
-// for flexible responses other than ApiVersions, an empty tag section.
-func appendResponseHeader(buf []byte, corr int32, resp kmsg.Response) []byte {
-	buf = append(buf, 0, 0, 0, 0)
-	buf = binary.BigEndian.AppendUint32(buf, uint32(corr))
-	if resp.IsFlexible() && resp.Key() != kmsg.ApiVersions.Int16() {
-		buf = append(buf, 0)
-	}
-	return buf
-}
-
 func (c *conn) writeResponse(buf []byte, hdr requestHeader, resp kmsg.Response) ([]byte, error) {
-	buf = appendResponseHeader(buf, hdr.corr, resp)
-	buf = resp.AppendTo(buf)
-	binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
+	buf = wire.AppendResponse(buf, hdr.corr, resp)
 	_, err := c.nc.Write(buf)
 	c.s.metrics.bytesOut.Add(float64(len(buf)))
 	return buf, err

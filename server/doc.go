@@ -12,11 +12,9 @@
 //     broker, dynamic default, static, default) and engine.Config conversion.
 //   - server.go: Server (New, Start, Shutdown), topic snapshots, listeners.
 //   - topics.go: topic create/delete/alter, shared by the handlers.
-//   - conn.go, frame.go: per-connection reader/writer, hand-parsed request
-//     headers, ordered pipelined responses.
-//   - fetch_encode.go, sendfile.go: Fetch responses as encoded buffers plus
-//     engine file ranges sent with sendfile(2), or on TLS gathered into a
-//     pooled buffer and encrypted.
+//   - conn.go: per-connection reader/writer over package wire (frames,
+//     request memory, Fetch responses with sendfile): ordered pipelined
+//     responses, the SASL state, quota muting, dispatch to the handlers.
 //   - errors.go: the one mapping from errors to Kafka error codes.
 //   - config_validate.go: the rules across broker keys shared by the
 //     static file, dynamic changes and stored configs.
@@ -45,9 +43,6 @@
 //     old versions' responses delayed), connection creation rates at
 //     accept. Handlers 48-49 are DescribeClientQuotas and
 //     AlterClientQuotas.
-//   - framepool.go, reqmem.go: frame buffers sized to what arrived, and the
-//     request memory budget (queued.max.request.bytes). Limits and their
-//     Kafka counterparts: docs/limits-and-hostile-clients.md.
 //   - handlers.go: the registry; NN_name.go: one file per API key, each
 //     registering the versions it serves (ApiVersions advertises exactly
 //     those).

@@ -137,10 +137,10 @@ func TestRequestMemoryBudget(t *testing.T) {
 		return c
 	}
 	a := partial(1 << 20)
-	waitUntil(t, "the first request to hold its memory", func() bool { return b.s.reqMem.inUse() >= 1<<20 })
+	waitUntil(t, "the first request to hold its memory", func() bool { return b.s.reqMem.InUse() >= 1<<20 })
 	partial(512 << 10)
 	waitUntil(t, "the second request to wait", func() bool { return counterValue(t, b.s.metrics.requestMemoryWaits) == 1 })
-	if got := b.s.reqMem.inUse(); got != 1<<20 {
+	if got := b.s.reqMem.InUse(); got != 1<<20 {
 		t.Fatalf("in use %d while the second request waits", got)
 	}
 	// Small requests are not held back.
@@ -150,7 +150,7 @@ func TestRequestMemoryBudget(t *testing.T) {
 	c.recv(req, 1)
 	// The first connection goes away: its memory frees, the second goes on.
 	a.nc.Close()
-	waitUntil(t, "the second request to get its memory", func() bool { return b.s.reqMem.inUse() == 512<<10 })
+	waitUntil(t, "the second request to get its memory", func() bool { return b.s.reqMem.InUse() == 512<<10 })
 }
 
 // waitUntil polls cond for up to 10 s.

@@ -27,6 +27,8 @@ import (
 	"github.com/kvlog/kvlog/server/group"
 	"github.com/kvlog/kvlog/server/metastore"
 	"github.com/kvlog/kvlog/server/txn"
+
+	"github.com/kvlog/kvlog/server/wire"
 )
 
 // Options are the broker's dependencies that are not configuration.
@@ -98,7 +100,7 @@ type Server struct {
 
 	// reqMem bounds the memory of requests read and not yet answered
 	// (queued.max.request.bytes).
-	reqMem *requestMemory
+	reqMem *wire.Memory
 
 	// scramSecret keys the made-up SCRAM credentials of unknown users.
 	scramSecret []byte
@@ -173,7 +175,7 @@ func New(cfg *Config, opts Options) (_ *Server, err error) {
 		logger: opts.Logger,
 		clock:  opts.Clock,
 		conns:  map[*conn]struct{}{},
-		reqMem: newRequestMemory(cfg.QueuedMaxRequestBytes),
+		reqMem: wire.NewMemory(cfg.QueuedMaxRequestBytes),
 		fs:     opts.FS,
 
 		deleting: map[string]bool{},

@@ -1,4 +1,4 @@
-package server
+package wire
 
 import (
 	"io"
@@ -15,7 +15,7 @@ import (
 // saves the zeroing and the collection of a fresh megabyte per produce
 // request.
 const (
-	minPooledFrame   = 64 << 10
+	MinPooledFrame   = 64 << 10
 	pooledFrameClass = 9 // 64 KiB << 0 … 64 KiB << 8 = 16 MiB
 )
 
@@ -24,18 +24,18 @@ var framePools [pooledFrameClass]sync.Pool
 // frameClass is the smallest pool class holding n bytes, or -1 when n is
 // outside the pooled range.
 func frameClass(n int) int {
-	if n < minPooledFrame {
+	if n < MinPooledFrame {
 		return -1
 	}
-	c := bits.Len(uint((n - 1) / minPooledFrame))
+	c := bits.Len(uint((n - 1) / MinPooledFrame))
 	if c >= pooledFrameClass {
 		return -1
 	}
 	return c
 }
 
-// getFrame returns a buffer of length n, pooled when n is in range.
-func getFrame(n int) []byte {
+// GetFrame returns a buffer of length n, pooled when n is in range.
+func GetFrame(n int) []byte {
 	c := frameClass(n)
 	if c < 0 {
 		return make([]byte, n)
@@ -43,14 +43,14 @@ func getFrame(n int) []byte {
 	if p, ok := framePools[c].Get().(*[]byte); ok {
 		return (*p)[:n]
 	}
-	return make([]byte, n, minPooledFrame<<c)
+	return make([]byte, n, MinPooledFrame<<c)
 }
 
-// putFrame returns b to its pool when its capacity is exactly a class
+// PutFrame returns b to its pool when its capacity is exactly a class
 // size. The caller must not use b afterwards.
-func putFrame(b []byte) {
+func PutFrame(b []byte) {
 	c := frameClass(cap(b))
-	if c < 0 || cap(b) != minPooledFrame<<c {
+	if c < 0 || cap(b) != MinPooledFrame<<c {
 		return
 	}
 	b = b[:0]
@@ -59,26 +59,26 @@ func putFrame(b []byte) {
 
 // Reading a frame. The size prefix is the client's claim, not bytes that
 // arrived: a connection that sends only a prefix must not make the broker
-// allocate the size it names. The first min(n, smallFrame) bytes are read
+// allocate the size it names. The first min(n, SmallFrame) bytes are read
 // into a buffer of that size; only then does a larger frame reserve its size
 // from the request memory budget (queued.max.request.bytes) and grow its
-// buffer as bytes arrive, by frameGrowth at a time from minPooledFrame, so
+// buffer as bytes arrive, by frameGrowth at a time from MinPooledFrame, so
 // a buffer is never larger than max(64 KiB, frameGrowth × the bytes
-// received) and an idle connection holds at most smallFrame bytes.
+// received) and an idle connection holds at most SmallFrame bytes.
 const (
-	smallFrame  = 4 << 10
+	SmallFrame  = 4 << 10
 	frameGrowth = 4
 )
 
-// readFrameBody reads an n-byte frame. For n > smallFrame it calls reserve
-// once the first smallFrame bytes have arrived, and fails with reserve's
+// ReadFrameBody reads an n-byte frame. For n > SmallFrame it calls reserve
+// once the first SmallFrame bytes have arrived, and fails with reserve's
 // error.
-func readFrameBody(r io.Reader, n int, reserve func() error) ([]byte, error) {
-	first := make([]byte, min(n, smallFrame))
+func ReadFrameBody(r io.Reader, n int, reserve func() error) ([]byte, error) {
+	first := make([]byte, min(n, SmallFrame))
 	if _, err := io.ReadFull(r, first); err != nil {
 		return nil, err
 	}
-	if n <= smallFrame {
+	if n <= SmallFrame {
 		return first, nil
 	}
 	if reserve != nil {
@@ -86,19 +86,19 @@ func readFrameBody(r io.Reader, n int, reserve func() error) ([]byte, error) {
 			return nil, err
 		}
 	}
-	b := getFrame(min(n, minPooledFrame))[:len(first)]
+	b := GetFrame(min(n, MinPooledFrame))[:len(first)]
 	copy(b, first)
 	for len(b) < n {
 		if len(b) == cap(b) {
-			nb := getFrame(min(frameGrowth*cap(b), n))[:len(b)]
+			nb := GetFrame(min(frameGrowth*cap(b), n))[:len(b)]
 			copy(nb, b)
-			putFrame(b)
+			PutFrame(b)
 			b = nb
 		}
 		m, err := io.ReadFull(r, b[len(b):min(cap(b), n)])
 		b = b[:len(b)+m]
 		if err != nil {
-			putFrame(b)
+			PutFrame(b)
 			return nil, err
 		}
 	}
