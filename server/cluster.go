@@ -21,6 +21,7 @@ import (
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/internal/kconn"
 	"github.com/kvlog/kvlog/replica"
+	"github.com/kvlog/kvlog/server/config"
 	"github.com/kvlog/kvlog/server/controller"
 	"github.com/kvlog/kvlog/server/metastore"
 	"github.com/kvlog/kvlog/server/zkstore"
@@ -98,35 +99,10 @@ type isrWork struct {
 	ch *replica.ISRChange
 }
 
-// brokerInt reads an integer broker config.
-func (s *Server) brokerInt(name string) int64 {
-	v := s.layers.Load().brokerValue(name).value
-	if v == "" {
-		return 0
-	}
-	return mustInt(v)
-}
-
-func (s *Server) brokerBool(name string) bool {
-	return mustBool(s.layers.Load().brokerValue(name).value)
-}
-
-func msConfig(s *Server, name string) time.Duration {
-	return time.Duration(s.brokerInt(name)) * time.Millisecond
-}
-
 // openZooKeeper opens the ZooKeeper metadata store for cfg.
-func openZooKeeper(cfg *Config, logger *slog.Logger) (*zkstore.Store, error) {
-	session := 18 * time.Second
-	if v, ok := cfg.Static["zookeeper.session.timeout.ms"]; ok {
-		session = time.Duration(mustInt(v)) * time.Millisecond
-	}
-	connTO := session
-	if v, ok := cfg.Static["zookeeper.connection.timeout.ms"]; ok {
-		connTO = time.Duration(mustInt(v)) * time.Millisecond
-	}
+func openZooKeeper(cfg *config.Broker, logger *slog.Logger) (*zkstore.Store, error) {
 	return zkstore.Open(zkstore.Options{
-		Connect: cfg.ZooKeeperConnect, SessionTimeout: session, ConnectionTimeout: connTO,
+		Connect: cfg.ZooKeeperConnect, SessionTimeout: cfg.ZooKeeperSessionTimeout, ConnectionTimeout: cfg.ZooKeeperConnectionTimeout,
 		ClusterID: cfg.ClusterID, BrokerID: cfg.NodeID, Logger: logger,
 	})
 }
@@ -172,12 +148,12 @@ func (c *cluster) loadTopics() error {
 
 // buildTopic makes a topic value from stored metadata, reusing prev's
 // partitions; partitions with an existing local log get their replica.
-func (c *cluster) buildTopic(mt metastore.Topic, layers *configLayers, prev *topic) *topic {
+func (c *cluster) buildTopic(mt metastore.Topic, layers *config.Layers, prev *topic) *topic {
 	t := &topic{name: mt.Name, id: mt.ID, rf: mt.ReplicationFactor, internal: isInternalTopic(mt.Name), configs: maps.Clone(mt.Configs)}
 	if t.configs == nil {
 		t.configs = map[string]string{}
 	}
-	t.settings = layers.topicSettings(t.configs)
+	t.settings = newTopicSettings(layers, t.configs)
 	for p := int32(0); p < mt.Partitions; p++ {
 		if prev != nil && int(p) < len(prev.parts) {
 			t.parts = append(t.parts, prev.parts[p])
@@ -186,7 +162,7 @@ func (c *cluster) buildTopic(mt metastore.Topic, layers *configLayers, prev *top
 		tp := engine.TopicPartition{Topic: mt.Name, Partition: p}
 		part := &partition{tp: tp}
 		if l, ok := c.s.mgr.Log(tp); ok {
-			l.SetConfig(layers.engineConfig(t.configs))
+			l.SetConfig(layers.EngineConfig(t.configs))
 			c.attach(part, l)
 		}
 		t.parts = append(t.parts, part)
@@ -276,12 +252,12 @@ func (c *cluster) start() error {
 		Store:    c.zk,
 		Unclean: func(topic string) bool {
 			if t := s.topic(topic); t != nil {
-				return mustBool(s.layers.Load().topicValue("unclean.leader.election.enable", t.configs).value)
+				return s.layers.Load().TopicBool("unclean.leader.election.enable", t.configs)
 			}
 			return s.brokerBool("unclean.leader.election.enable")
 		},
 		AutoRebalance:     s.brokerBool("auto.leader.rebalance.enable"),
-		RebalanceInterval: time.Duration(s.brokerInt("leader.imbalance.check.interval.seconds")) * time.Second,
+		RebalanceInterval: s.layers.Load().Duration("leader.imbalance.check.interval.seconds"),
 		RequestTimeout:    msConfig(s, "replica.socket.timeout.ms"),
 		Logger:            s.logger,
 		Dialer:            controller.KafkaDialer{ClientID: fmt.Sprintf("kvlog-controller-%d", s.cfg.NodeID), Secure: dialer},
@@ -475,7 +451,7 @@ func (c *cluster) ensureLocal(name string, p int32) (*partition, error) {
 	if part.log != nil {
 		return part, nil
 	}
-	l, err := s.mgr.CreateLog(part.tp, s.layers.Load().engineConfig(t.configs))
+	l, err := s.mgr.CreateLog(part.tp, s.layers.Load().EngineConfig(t.configs))
 	if err != nil {
 		if errors.Is(err, engine.ErrClosed) || errors.Is(err, engine.ErrStorage) {
 			return nil, fmt.Errorf("create log of %s: %w", part.tp, err)

@@ -1,28 +1,35 @@
 // Package server is the kvlog broker: listeners and connections, the Kafka
-// protocol handlers, broker and topic configuration, and the metadata store
-// seam (package metastore). It owns no bytes on disk except through the
-// engine and the metadata store.
+// protocol handlers, and the wiring of its parts. It owns no bytes on disk
+// except through the engine and the metadata store.
+//
+// # Where code goes
+//
+// The server root holds what needs the *Server: one handler file per API
+// key (NN_name.go) and the files that wire a part into the broker, named
+// by that part. A piece of the broker that can work without the *Server
+// is a subpackage of server/, handed what it needs through its API:
+// package wire (frames, request memory, Fetch encoding and sendfile),
+// config (key tables, parsing, validation, typed settings), metastore and
+// zkstore (the metadata stores), controller, group and txn (coordinators),
+// acl, quota and security. Top-level packages (engine, cleaner, replica,
+// client) are the storage and replication core and the client library,
+// usable without a broker.
 //
 // # Files
 //
-//   - properties.go, config.go: server.properties parsing and the broker
-//     key table (Apache Kafka's names and defaults).
-//   - configdefs.go, topic_config.go: config definitions, the topic config
-//     table with broker synonyms, value resolution (topic override, dynamic
-//     broker, dynamic default, static, default) and engine.Config conversion.
+//   - configs.go: the broker's side of package config: the current config
+//     layers (Server.layers, replaced whole on a change and read typed),
+//     DescribeConfigs and AlterConfigs resources.
 //   - server.go: Server (New, Start, Shutdown), topic snapshots, listeners.
 //   - topics.go: topic create/delete/alter, shared by the handlers.
 //   - conn.go: per-connection reader/writer over package wire (frames,
 //     request memory, Fetch responses with sendfile): ordered pipelined
 //     responses, the SASL state, quota muting, dispatch to the handlers.
 //   - errors.go: the one mapping from errors to Kafka error codes.
-//   - config_validate.go: the rules across broker keys shared by the
-//     static file, dynamic changes and stored configs.
-//   - config_security.go, security_listener.go, security_interbroker.go,
-//     sasl_conn.go: the ssl.* and sasl.* keys (also per listener) and the
-//     refusal of security kvlog does not implement; each listener's
-//     protocol, TLS configuration (rebuilt when the configuration changes:
-//     certificate reload) and SASL mechanisms; a connection's TLS
+//   - security_listener.go, security_interbroker.go, sasl_conn.go: each
+//     listener's protocol, TLS configuration (rebuilt when the
+//     configuration changes: certificate reload) and SASL mechanisms, from
+//     the ssl.* and sasl.* keys package config defines; a connection's TLS
 //     handshake, SASL state machine and principal; the inter-broker
 //     dialer. Handlers 17, 36, 50, 51 are SaslHandshake, SaslAuthenticate
 //     and the SCRAM credential APIs; the mechanisms themselves are package

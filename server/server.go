@@ -28,6 +28,7 @@ import (
 	"github.com/kvlog/kvlog/server/metastore"
 	"github.com/kvlog/kvlog/server/txn"
 
+	"github.com/kvlog/kvlog/server/config"
 	"github.com/kvlog/kvlog/server/wire"
 )
 
@@ -45,7 +46,7 @@ type Options struct {
 // Server is one kvlog broker: listeners, connections, protocol handlers,
 // the partition logs and the metadata store.
 type Server struct {
-	cfg    *Config
+	cfg    *config.Broker
 	logger *slog.Logger
 	clock  clock.Clock
 	mgr    *engine.Manager
@@ -69,7 +70,7 @@ type Server struct {
 
 	// layers is the current broker-level configuration (static file plus
 	// dynamic broker configs); replaced whole on change.
-	layers atomic.Pointer[configLayers]
+	layers atomic.Pointer[config.Layers]
 	// topics is the current topic snapshot; replaced whole (copy on write)
 	// under topicMu.
 	topics  atomic.Pointer[topicSnapshot]
@@ -169,7 +170,7 @@ type partition struct {
 // process (engine.ErrDirLocked) fails here, before anything in the dirs is
 // read or written, and a failed New never marks a dir it did not load as
 // cleanly shut down.
-func New(cfg *Config, opts Options) (_ *Server, err error) {
+func New(cfg *config.Broker, opts Options) (_ *Server, err error) {
 	s := &Server{
 		cfg:    cfg,
 		logger: opts.Logger,
@@ -252,7 +253,7 @@ func New(cfg *Config, opts Options) (_ *Server, err error) {
 		RetentionCheckInterval: cfg.RetentionCheckInterval,
 		CheckpointInterval:     cfg.CheckpointInterval,
 		ConfigFor: func(tp engine.TopicPartition) engine.Config {
-			return layers.engineConfig(overrides[tp.Topic])
+			return layers.EngineConfig(overrides[tp.Topic])
 		},
 	})
 	if err != nil {
@@ -313,7 +314,7 @@ func (c cleanups) runIf(err *error) {
 // refreshLayers rebuilds the config layers from the static config and the
 // store's dynamic broker configs.
 func (s *Server) refreshLayers() {
-	s.layers.Store(dynamicLayers(s.cfg.Static, s.meta.BrokerConfigs(s.nodeIDString()), s.meta.BrokerConfigs(""), s.logger))
+	s.layers.Store(config.Sanitize(s.cfg.Static, s.meta.BrokerConfigs(s.nodeIDString()), s.meta.BrokerConfigs(""), s.logger))
 	s.applyCleanerConfig() // log.cleaner.* changes apply live
 }
 
@@ -398,7 +399,7 @@ func (s *Server) leadAlone(l *engine.Log) (*partition, error) {
 }
 
 // newTopic is a stored topic's view without partitions.
-func (s *Server) newTopic(mt metastore.Topic, layers *configLayers) *topic {
+func (s *Server) newTopic(mt metastore.Topic, layers *config.Layers) *topic {
 	t := &topic{
 		name:     mt.Name,
 		id:       mt.ID,
@@ -409,8 +410,8 @@ func (s *Server) newTopic(mt metastore.Topic, layers *configLayers) *topic {
 	if t.configs == nil {
 		t.configs = map[string]string{}
 	}
-	dropInvalidTopicConfigs(mt.Name, t.configs, layers, s.logger)
-	t.settings = layers.topicSettings(t.configs)
+	config.SanitizeTopicConfigs(mt.Name, t.configs, layers, s.logger)
+	t.settings = newTopicSettings(layers, t.configs)
 	return t
 }
 
@@ -418,9 +419,9 @@ func (s *Server) newTopic(mt metastore.Topic, layers *configLayers) *topic {
 // ones (partitions added by a CreatePartitions that the store took but
 // whose logs a crash lost). A partition whose log cannot be had is
 // offline (no log); the topic is returned with every such error joined.
-func (s *Server) openTopic(mt metastore.Topic, layers *configLayers) (*topic, error) {
+func (s *Server) openTopic(mt metastore.Topic, layers *config.Layers) (*topic, error) {
 	t := s.newTopic(mt, layers)
-	ecfg := layers.engineConfig(t.configs)
+	ecfg := layers.EngineConfig(t.configs)
 	var errs []error
 	for p := int32(0); p < mt.Partitions; p++ {
 		tp := engine.TopicPartition{Topic: mt.Name, Partition: p}

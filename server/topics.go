@@ -10,7 +10,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/kvlog/kvlog/cleaner"
 	"github.com/kvlog/kvlog/engine"
+	"github.com/kvlog/kvlog/server/config"
 	"github.com/kvlog/kvlog/server/metastore"
 )
 
@@ -101,7 +103,7 @@ func (s *Server) checkNewTopic(spec *newTopicSpec) error {
 	if spec.rf > 1 && s.cluster == nil { // cluster mode checks the live brokers
 		return topicErrf(kerr.InvalidReplicationFactor, "replication factor %d is larger than the 1 available broker", spec.rf)
 	}
-	if err := s.layers.Load().validateTopicConfigs(spec.configs); err != nil {
+	if err := s.layers.Load().ValidateTopicConfigs(spec.configs); err != nil {
 		return topicErrf(kerr.InvalidConfig, "%v", err)
 	}
 	return nil
@@ -153,7 +155,7 @@ func (s *Server) createTopic(spec newTopicSpec) (*topic, error) {
 		Configs:           maps.Clone(spec.configs),
 	}
 	layers := s.layers.Load()
-	ecfg := layers.engineConfig(mt.Configs)
+	ecfg := layers.EngineConfig(mt.Configs)
 	parts, err := s.createLogs(spec.name, 0, spec.partitions, ecfg)
 	if err != nil {
 		return nil, topicErrf(kerr.KafkaStorageError, "creating topic %q: %v", spec.name, err)
@@ -320,9 +322,9 @@ func (s *Server) setTopicConfigs(name string, configs map[string]string) error {
 	return nil
 }
 
-func (s *Server) applyTopicConfig(t *topic, layers *configLayers) {
-	t.settings = layers.topicSettings(t.configs)
-	ecfg := layers.engineConfig(t.configs)
+func (s *Server) applyTopicConfig(t *topic, layers *config.Layers) {
+	t.settings = newTopicSettings(layers, t.configs)
+	ecfg := layers.EngineConfig(t.configs)
 	for _, p := range t.parts {
 		if p.log != nil { // cluster mode: only hosted partitions have logs
 			p.log.SetConfig(ecfg)
@@ -394,7 +396,7 @@ func (s *Server) addPartitions(name string, count int32, assignment [][]int32, v
 		return nil
 	}
 	// Logs first, then the store (the commit point), as for creation.
-	ecfg := s.layers.Load().engineConfig(t.configs)
+	ecfg := s.layers.Load().EngineConfig(t.configs)
 	parts, err := s.createLogs(name, cur, count, ecfg)
 	if err != nil {
 		return topicErrf(kerr.KafkaStorageError, "adding partitions to %q: %v", name, err)
@@ -427,4 +429,29 @@ func (s *Server) checkReplicas(replicas []int32, rf int16) error {
 		}
 	}
 	return nil
+}
+
+// topicSettings are the topic values the server itself enforces (not the
+// engine): produce-time timestamp bounds and min.insync.replicas; plus the
+// cleaner's topic-level settings (cleaner.go). Resolved once per topic
+// and configuration change.
+type topicSettings struct {
+	compact         bool
+	logAppendTime   bool
+	timestampBefore int64 // ms; MaxInt64 = unchecked
+	timestampAfter  int64
+	minInsync       int32
+	cleaner         cleaner.TopicConfig
+}
+
+func newTopicSettings(l *config.Layers, overrides map[string]string) topicSettings {
+	s := topicSettings{
+		logAppendTime:   l.TopicString("message.timestamp.type", overrides) == "LogAppendTime",
+		timestampBefore: l.TopicInt("message.timestamp.before.max.ms", overrides),
+		timestampAfter:  l.TopicInt("message.timestamp.after.max.ms", overrides),
+		minInsync:       int32(l.TopicInt("min.insync.replicas", overrides)),
+		cleaner:         l.CleanerTopic(overrides),
+	}
+	s.compact, _ = l.TopicPolicy(overrides)
+	return s
 }
