@@ -562,11 +562,13 @@ func (c *cluster) createTopic(spec newTopicSpec) (*topic, error) {
 }
 
 // deleteTopic marks a topic for deletion; the controller deletes the
-// replicas (StopReplica) and the znodes.
-func (c *cluster) deleteTopic(name string) error {
-	if err := c.zk.DeleteTopic(name); err != nil {
+// replicas (StopReplica) and the znodes. Called with topicMu held, which
+// it releases.
+func (c *cluster) deleteTopic(t *topic) error {
+	defer c.s.topicMu.Unlock()
+	if err := c.zk.DeleteTopic(t.name); err != nil {
 		if errors.Is(err, metastore.ErrUnknownTopic) {
-			return topicErrf(kerr.UnknownTopicOrPartition, "unknown topic %q", name)
+			return topicErrf(kerr.UnknownTopicOrPartition, "unknown topic %q", t.name)
 		}
 		return topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
 	}
@@ -574,12 +576,12 @@ func (c *cluster) deleteTopic(name string) error {
 }
 
 // addPartitions adds partitions in ZooKeeper (assigned round-robin over the
-// live brokers); the controller starts them.
-func (c *cluster) addPartitions(name string, count int32, validateOnly bool) error {
+// live brokers, whatever assignment asks); the controller starts them.
+func (c *cluster) addPartitions(t *topic, count int32, _ [][]int32, validateOnly bool) error {
 	if validateOnly {
 		return nil
 	}
-	if err := c.zk.SetPartitionCount(name, count); err != nil {
+	if err := c.zk.SetPartitionCount(t.name, count); err != nil {
 		if errors.Is(err, metastore.ErrPartitionCount) {
 			return topicErrf(kerr.InvalidPartitions, "%v", err)
 		}
@@ -607,6 +609,11 @@ func (c *cluster) shutdown(ctx context.Context) {
 func (c *cluster) stop() {
 	c.stopOnce.Do(c.stopNow)
 }
+
+// onISRChange writes the partition manager's ISR changes to ZooKeeper.
+func (c *cluster) onISRChange() func(*replica.Partition, *replica.ISRChange) { return c.proposeISR }
+
+func (c *cluster) replicated() bool { return true }
 
 func (c *cluster) stopNow() {
 	c.stopped.Store(true)

@@ -21,7 +21,15 @@
 //     layers (Server.layers, replaced whole on a change and read typed),
 //     DescribeConfigs and AlterConfigs resources.
 //   - server.go: Server (New, Start, Shutdown), topic snapshots, listeners.
-//   - topics.go: topic create/delete/alter, shared by the handlers.
+//   - topics.go: topic create/delete/alter, shared by the handlers: the
+//     checks, then the membership's part.
+//   - membership.go: the one place the two modes differ (membership): a
+//     single node (standalone: the embedded metadata store, a cluster of
+//     one) or a ZooKeeper cluster (cluster.go) loads topics, creates,
+//     deletes and grows them, joins and leaves, and writes ISR changes.
+//     Request paths ask the membership, the metadata view or the partition
+//     manager, never which mode runs; only the inter-broker handlers
+//     (04-07) and readiness reach the cluster itself.
 //   - conn.go: per-connection reader/writer over package wire (frames,
 //     request memory, Fetch responses with sendfile): ordered pipelined
 //     responses, the SASL state, quota muting, dispatch to the handlers.
@@ -72,7 +80,8 @@
 //     FindCoordinator answer from: a single node's topics (localView) or
 //     the cluster's controller-fed cache (clusterMeta).
 //   - cluster.go, cluster_metrics.go: cluster mode (zookeeper.connect set;
-//     packages zkstore, controller and replica): the controller-fed
+//     packages zkstore, controller and replica), the cluster membership:
+//     the controller-fed
 //     metadata cache, local replicas created on LeaderAndIsr, follower
 //     fetchers, the ISR writer (the partition manager's OnISRChange) and
 //     shrink ticker, controlled shutdown. Handlers 04-07 are the inter-broker

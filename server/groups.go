@@ -45,8 +45,8 @@ func (s *Server) startGroups() error {
 		return err
 	}
 	s.groups = co
-	if s.cluster != nil {
-		return nil
+	if s.mode.replicated() {
+		return nil // partitions load as their leadership arrives
 	}
 	if err := co.LoadAll(); err != nil {
 		co.Close()
@@ -108,7 +108,7 @@ func (s *Server) ensureOffsetsTopic() (*topic, error) {
 	}
 	l := s.layers.Load()
 	rf := int16(1)
-	if s.cluster != nil {
+	if s.mode.replicated() {
 		rf = int16(l.Int("offsets.topic.replication.factor"))
 	}
 	t, err := s.createTopic(newTopicSpec{

@@ -88,6 +88,9 @@ type Server struct {
 	// cluster is cluster mode (zookeeper.connect set, cluster.go); nil on
 	// a single node.
 	cluster *cluster
+	// mode is how this broker belongs to a cluster (membership.go): the
+	// cluster, or standalone.
+	mode membership
 	// view gives the current metadata view (Metadata, partition errors).
 	view func() metadataView
 
@@ -218,7 +221,7 @@ func New(cfg *config.Broker, opts Options) (_ *Server, err error) {
 		}
 		s.meta = zs
 		c := newCluster(s, zs)
-		s.cluster = c
+		s.cluster, s.mode = c, c
 		s.view = func() metadataView { return c.meta.Load() }
 	} else {
 		local, err := metastore.OpenLocalWith(locks.Dirs()[0], cfg.ClusterID, metastore.LocalOptions{FS: s.fs, Logger: s.logger.With("component", "metastore")})
@@ -227,6 +230,7 @@ func New(cfg *config.Broker, opts Options) (_ *Server, err error) {
 		}
 		s.meta = local
 		s.adoptLogs = local.Created()
+		s.mode = standalone{s}
 		s.view = func() metadataView { return localView{s} }
 	}
 	undo.push(func() { s.meta.Close() })
@@ -237,7 +241,7 @@ func New(cfg *config.Broker, opts Options) (_ *Server, err error) {
 		overrides[t.Name] = t.Configs
 	}
 	layers := s.layers.Load()
-	if s.cluster == nil && !s.adoptLogs {
+	if !s.mode.replicated() && !s.adoptLogs {
 		s.setAsideStrayLogs()
 	}
 	ownLocks = false // released by mgr.Close, or by OpenManager on failure
@@ -324,33 +328,7 @@ func (s *Server) nodeIDString() string { return strconv.Itoa(int(s.cfg.NodeID)) 
 // removes their offsets and records them done), adopts the logs found when
 // the metadata store is new, and opens every topic's logs. A partition whose log cannot be opened or created is offline: the
 // broker starts and serves the others.
-func (s *Server) loadTopics() error {
-	if s.cluster != nil {
-		return s.cluster.loadTopics()
-	}
-	for _, t := range s.meta.PendingDeletions() {
-		if err := s.deleteLogs(t.Name, t.Partitions); err != nil {
-			s.logger.Error("finishing the deletion of a topic failed; the next start retries", "topic", t.Name, "err", err)
-			continue
-		}
-		s.deletedAtStart = append(s.deletedAtStart, t.Name)
-	}
-	if s.adoptLogs {
-		s.adoptUnknownLogs()
-	}
-	snap := &topicSnapshot{byName: map[string]*topic{}, byID: map[metastore.TopicID]*topic{}}
-	layers := s.layers.Load()
-	for _, mt := range s.meta.Topics() {
-		t, err := s.openTopic(mt, layers)
-		if err != nil {
-			s.logger.Error("partitions offline: their logs cannot be opened", "topic", mt.Name, "err", err)
-		}
-		snap.byName[t.name] = t
-		snap.byID[t.id] = t
-	}
-	s.topics.Store(snap)
-	return nil
-}
+func (s *Server) loadTopics() error { return s.mode.loadTopics() }
 
 // adoptUnknownLogs records, in a metadata store this start created, a
 // topic for every topic whose partition logs were found: how a Kafka
@@ -381,9 +359,7 @@ func (s *Server) replicaConfig() replica.ManagerConfig {
 		Logger:         s.logger.With("component", "replica"),
 		AroundTruncate: s.aroundTruncate,
 	}
-	if s.cluster != nil {
-		cfg.OnISRChange = s.cluster.proposeISR // written to ZooKeeper
-	}
+	cfg.OnISRChange = s.mode.onISRChange()
 	return cfg
 }
 
@@ -634,11 +610,9 @@ func (s *Server) Start(ctx context.Context) error {
 		go s.acceptLoop(sl)
 	}
 	s.lnMu.Unlock()
-	if s.cluster != nil {
-		if err := s.cluster.start(); err != nil {
-			s.closeListeners()
-			return fmt.Errorf("joining the cluster: %w", err)
-		}
+	if err := s.mode.start(); err != nil {
+		s.closeListeners()
+		return fmt.Errorf("joining the cluster: %w", err)
 	}
 	s.started.Store(true)
 	return nil
@@ -765,9 +739,7 @@ func (s *Server) closeListeners() {
 // once), then close the logs (the engine writes its clean-shutdown marker)
 // and the metadata store. When ctx ends first, connections are cut.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if s.cluster != nil {
-		s.cluster.shutdown(ctx) // controlled shutdown while still serving
-	}
+	s.mode.shutdown(ctx) // a cluster's controlled shutdown while still serving
 	s.closing.Store(true)
 	s.closeListeners()
 	s.lnMu.Lock()
@@ -810,9 +782,7 @@ func (s *Server) Close() error {
 		s.cleaner.Close() // aborts running passes; before the logs close
 		s.groups.Close()
 		s.txns.Close()
-		if s.cluster != nil {
-			s.cluster.stop()
-		}
+		s.mode.stop()
 		s.replicas.Close() // waits for the fsyncs in flight
 		s.closeErr = errors.Join(s.mgr.Close(), s.meta.Close())
 	})

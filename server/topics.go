@@ -13,7 +13,6 @@ import (
 	"github.com/kvlog/kvlog/cleaner"
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/server/config"
-	"github.com/kvlog/kvlog/server/metastore"
 )
 
 // Topic lifecycle shared by CreateTopics, Metadata auto-creation,
@@ -100,7 +99,7 @@ func (s *Server) checkNewTopic(spec *newTopicSpec) error {
 	if spec.rf <= 0 {
 		return topicErrf(kerr.InvalidReplicationFactor, "replication factor must be positive, got %d", spec.rf)
 	}
-	if spec.rf > 1 && s.cluster == nil { // cluster mode checks the live brokers
+	if spec.rf > 1 && !s.mode.replicated() { // a cluster checks its live brokers
 		return topicErrf(kerr.InvalidReplicationFactor, "replication factor %d is larger than the 1 available broker", spec.rf)
 	}
 	if err := s.layers.Load().ValidateTopicConfigs(spec.configs); err != nil {
@@ -128,50 +127,7 @@ func (s *Server) createTopic(spec newTopicSpec) (*topic, error) {
 	if err := s.checkNewTopic(&spec); err != nil {
 		return nil, err
 	}
-	if s.cluster != nil {
-		return s.cluster.createTopic(spec)
-	}
-	if s.deleting[spec.name] {
-		return nil, topicErrf(kerr.TopicAlreadyExists, "topic %q is marked for deletion", spec.name)
-	}
-	// A deletion of the same name that did not finish blocks re-creation
-	// until its logs are gone.
-	for _, pd := range s.meta.PendingDeletions() {
-		if pd.Name != spec.name {
-			continue
-		}
-		if err := s.deleteLogs(pd.Name, pd.Partitions); err != nil {
-			return nil, topicErrf(kerr.KafkaStorageError, "previous incarnation of %q not yet deleted: %v", spec.name, err)
-		}
-		if err := s.meta.DeletionDone(pd.Name); err != nil {
-			return nil, topicErrf(kerr.KafkaStorageError, "%v", err)
-		}
-	}
-	mt := metastore.Topic{
-		Name:              spec.name,
-		ID:                metastore.NewTopicID(),
-		Partitions:        spec.partitions,
-		ReplicationFactor: spec.rf,
-		Configs:           maps.Clone(spec.configs),
-	}
-	layers := s.layers.Load()
-	ecfg := layers.EngineConfig(mt.Configs)
-	parts, err := s.createLogs(spec.name, 0, spec.partitions, ecfg)
-	if err != nil {
-		return nil, topicErrf(kerr.KafkaStorageError, "creating topic %q: %v", spec.name, err)
-	}
-	if err := s.meta.CreateTopic(mt); err != nil {
-		s.dropLogs(parts)
-		if errors.Is(err, metastore.ErrTopicExists) {
-			return nil, topicErrf(kerr.TopicAlreadyExists, "topic %q already exists", spec.name)
-		}
-		return nil, topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
-	}
-	t := s.newTopic(mt, layers)
-	t.parts = parts
-	s.publishTopics(func(m map[string]*topic) { m[t.name] = t })
-	s.logger.Info("created topic", "topic", t.name, "partitions", spec.partitions, "configs", spec.configs)
-	return t, nil
+	return s.mode.createTopic(spec)
 }
 
 // createLogs creates the logs of partitions [from, to) of a topic, each
@@ -264,39 +220,7 @@ func (s *Server) deleteTopic(name string) error {
 		s.topicMu.Unlock()
 		return topicErrf(kerr.InvalidTopicException, "topic %q is an internal topic and cannot be deleted", name)
 	}
-	if s.cluster != nil {
-		defer s.topicMu.Unlock()
-		return s.cluster.deleteTopic(name)
-	}
-	if err := s.meta.DeleteTopic(name); err != nil {
-		s.topicMu.Unlock()
-		return topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
-	}
-	s.publishTopics(func(m map[string]*topic) { delete(m, name) })
-	for _, p := range t.parts {
-		if p.rep != nil {
-			s.replicas.Remove(p.rep) // parked fetches wake
-		}
-	}
-	logsErr := s.deleteLogs(name, int32(len(t.parts)))
-	s.deleting[name] = true // until the offsets are gone: no re-creation
-	s.topicMu.Unlock()
-
-	s.removeDeletedOffsets([]string{name}) // outside topicMu (lock order)
-
-	s.topicMu.Lock()
-	defer s.topicMu.Unlock()
-	delete(s.deleting, name)
-	if logsErr != nil {
-		// The store still lists it as pending; the next start finishes.
-		s.logger.Error("deleting topic logs failed; will retry at start-up", "topic", name, "err", logsErr)
-		return nil
-	}
-	if err := s.meta.DeletionDone(name); err != nil {
-		s.logger.Error("recording topic deletion failed", "topic", name, "err", err)
-	}
-	s.logger.Info("deleted topic", "topic", name)
-	return nil
+	return s.mode.deleteTopic(t) // releases topicMu
 }
 
 // setTopicConfigs replaces a topic's overrides (already validated) and
@@ -379,37 +303,7 @@ func (s *Server) addPartitions(name string, count int32, assignment [][]int32, v
 	case count == cur:
 		return topicErrf(kerr.InvalidPartitions, "topic %q already has %d partitions", name, cur)
 	}
-	if s.cluster != nil {
-		return s.cluster.addPartitions(name, count, validateOnly)
-	}
-	if assignment != nil {
-		if int32(len(assignment)) != count-cur {
-			return topicErrf(kerr.InvalidReplicaAssignment, "increasing the number of partitions by %d but %d assignments provided", count-cur, len(assignment))
-		}
-		for i, replicas := range assignment {
-			if err := s.checkReplicas(replicas, t.rf); err != nil {
-				return topicErrf(kerr.InvalidReplicaAssignment, "partition %d: %v", cur+int32(i), err)
-			}
-		}
-	}
-	if validateOnly {
-		return nil
-	}
-	// Logs first, then the store (the commit point), as for creation.
-	ecfg := s.layers.Load().EngineConfig(t.configs)
-	parts, err := s.createLogs(name, cur, count, ecfg)
-	if err != nil {
-		return topicErrf(kerr.KafkaStorageError, "adding partitions to %q: %v", name, err)
-	}
-	if err := s.meta.SetPartitionCount(name, count); err != nil {
-		s.dropLogs(parts)
-		return topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
-	}
-	nt := *t
-	nt.parts = append(slices.Clone(t.parts), parts...)
-	s.publishTopics(func(m map[string]*topic) { m[name] = &nt })
-	s.logger.Info("added partitions", "topic", name, "from", cur, "to", count)
-	return nil
+	return s.mode.addPartitions(t, count, assignment, validateOnly)
 }
 
 // checkReplicas validates a replica assignment for one partition of a

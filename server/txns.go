@@ -53,8 +53,8 @@ func (s *Server) startTxns() error {
 		return err
 	}
 	s.txns = co
-	if s.cluster != nil {
-		return nil
+	if s.mode.replicated() {
+		return nil // partitions load as their leadership arrives
 	}
 	if err := co.LoadAll(); err != nil {
 		co.Close()
@@ -86,7 +86,7 @@ func (s *Server) ensureTxnTopic() (*topic, error) {
 	}
 	l := s.layers.Load()
 	rf, minISR := int16(1), "1"
-	if s.cluster != nil {
+	if s.mode.replicated() {
 		rf = int16(l.Int("transaction.state.log.replication.factor"))
 		minISR = l.Broker("transaction.state.log.min.isr").Value
 	}
