@@ -188,61 +188,43 @@ func (c *conn) serve() {
 // readLoop reads and dispatches requests until EOF, an error, a request
 // that closes the connection, or shutdown.
 func (c *conn) readLoop() {
-	var size [4]byte
 	for {
 		if c.stopping.Load() {
 			return
 		}
+		// A slow sender of a large frame gets the idle timeout per frame.
 		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.ConnectionsMaxIdle))
 		if c.stopping.Load() {
 			return
 		}
-		if _, err := io.ReadFull(c.nc, size[:]); err != nil {
-			c.logReadErr(err, "idle connection closed")
-			return
-		}
-		n := int32(binary.BigEndian.Uint32(size[:]))
-		if limit := c.maxFrame(); n < 0 || n > limit {
+		frame, mem, err := wire.ReadFrame(c.nc, c.maxFrame(), c.s.reqMem, c.stop, c.s.cfg.ConnectionsMaxIdle, c.s.metrics.requestMemoryWaits.Inc)
+		var sizeErr *wire.FrameSizeError
+		switch {
+		case errors.As(err, &sizeErr):
 			c.s.logger.Warn("request frame size out of range; closing connection",
-				"remote", c.remote, "size", n, "limit", limit, "authenticated", c.authenticated())
+				"remote", c.remote, "size", sizeErr.Size, "limit", sizeErr.Limit, "authenticated", c.authenticated())
 			c.s.metrics.badRequests.Inc()
 			return
-		}
-		// A slow sender of a large frame gets the idle timeout per frame.
-		var mem int64
-		frame, err := wire.ReadFrameBody(c.nc, int(n), func() error {
-			if !c.s.reqMem.Acquire(int64(n), c.stop, c.s.cfg.ConnectionsMaxIdle, c.s.metrics.requestMemoryWaits.Inc) {
-				return errRequestMemory
-			}
-			mem = int64(n)
-			return nil
-		})
-		if err != nil {
-			c.s.reqMem.Release(mem)
+		case errors.Is(err, wire.ErrNoFrame):
+			c.logReadErr(err, "idle connection closed")
+			return
+		case err != nil:
 			c.logReadErr(err, "connection closed mid-frame")
 			return
 		}
-		if mem == 0 {
-			mem = int64(n)
-			c.s.reqMem.Force(mem)
-		}
-		c.s.metrics.bytesIn.Add(float64(4 + n))
+		c.s.metrics.bytesIn.Add(float64(4 + len(frame)))
 		if !c.handleFrame(frame, mem) {
 			return
 		}
 	}
 }
 
-// errRequestMemory: a reader gave up waiting for request memory
-// (shutdown, or connections.max.idle.ms passed).
-var errRequestMemory = errors.New("no request memory within connections.max.idle.ms (queued.max.request.bytes)")
-
 func (c *conn) logReadErr(err error, idleMsg string) {
 	switch {
 	case c.stopping.Load(), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.s.logger.Debug(idleMsg, "remote", c.remote)
-	case errors.Is(err, errRequestMemory):
+	case errors.Is(err, wire.ErrRequestMemory):
 		c.s.logger.Warn("closing connection", "remote", c.remote, "err", err)
 	default:
 		c.s.logger.Debug("read failed", "remote", c.remote, "err", err)

@@ -122,6 +122,8 @@ type Server struct {
 	connsByIP map[string]int // open connections per remote IP (max.connections.per.ip)
 	connWG    sync.WaitGroup
 	closing   atomic.Bool
+	closingCh chan struct{} // closed once closing is set (setClosing)
+	closeCh   sync.Once
 	started   atomic.Bool // Start returned: listeners accept (readiness)
 	stopBg    context.CancelFunc
 	bgDone    chan struct{}
@@ -175,12 +177,13 @@ type partition struct {
 // cleanly shut down.
 func New(cfg *config.Broker, opts Options) (_ *Server, err error) {
 	s := &Server{
-		cfg:    cfg,
-		logger: opts.Logger,
-		clock:  opts.Clock,
-		conns:  map[*conn]struct{}{},
-		reqMem: wire.NewMemory(cfg.QueuedMaxRequestBytes),
-		fs:     opts.FS,
+		cfg:       cfg,
+		logger:    opts.Logger,
+		clock:     opts.Clock,
+		conns:     map[*conn]struct{}{},
+		reqMem:    wire.NewMemory(cfg.QueuedMaxRequestBytes),
+		fs:        opts.FS,
+		closingCh: make(chan struct{}),
 
 		deleting: map[string]bool{},
 	}
@@ -659,7 +662,7 @@ func (s *Server) acceptLoop(l *listener) {
 			} else {
 				suppressed++
 			}
-			time.Sleep(backoff)
+			s.pauseAccepting(backoff)
 			continue
 		}
 		backoff = 0
@@ -692,12 +695,28 @@ func (s *Server) acceptLoop(l *listener) {
 		s.lnMu.Unlock()
 		s.metrics.connections.Inc()
 		go c.serve()
-		// max.connection.creation.rate: accept the next one later (in
-		// steps, so shutdown does not wait for it).
-		for end := time.Now().Add(pause); time.Now().Before(end) && !s.closing.Load(); {
-			time.Sleep(min(time.Until(end), 50*time.Millisecond))
+		// max.connection.creation.rate: accept the next one later.
+		if pause > 0 {
+			s.pauseAccepting(pause)
 		}
 	}
+}
+
+// pauseAccepting waits d, or less when the broker starts closing.
+func (s *Server) pauseAccepting(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.closingCh:
+	}
+}
+
+// setClosing marks the broker as closing: request paths and the accept
+// loops see it (closing, closingCh).
+func (s *Server) setClosing() {
+	s.closing.Store(true)
+	s.closeCh.Do(func() { close(s.closingCh) })
 }
 
 // acceptLogEvery rate-limits the accept error log.
@@ -740,7 +759,7 @@ func (s *Server) closeListeners() {
 // and the metadata store. When ctx ends first, connections are cut.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mode.shutdown(ctx) // a cluster's controlled shutdown while still serving
-	s.closing.Store(true)
+	s.setClosing()
 	s.closeListeners()
 	s.lnMu.Lock()
 	for c := range s.conns {
@@ -773,7 +792,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // connections (Shutdown drains first). Safe to call more than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
-		s.closing.Store(true)
+		s.setClosing()
 		s.closeListeners()
 		if s.stopBg != nil {
 			s.stopBg()

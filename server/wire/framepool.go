@@ -1,9 +1,13 @@
 package wire
 
 import (
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
 	"math/bits"
 	"sync"
+	"time"
 )
 
 // Frame buffers. A produce request's frame is dead once its handler has
@@ -103,4 +107,54 @@ func ReadFrameBody(r io.Reader, n int, reserve func() error) ([]byte, error) {
 		}
 	}
 	return b, nil
+}
+
+// FrameSizeError is a size prefix outside [0, limit]: the connection is
+// closed without reading the frame.
+type FrameSizeError struct{ Size, Limit int32 }
+
+func (e *FrameSizeError) Error() string {
+	return fmt.Sprintf("request frame size %d out of range (limit %d)", e.Size, e.Limit)
+}
+
+// ErrNoFrame wraps an error reading a frame's size prefix: no frame had
+// started (an idle connection closed or timed out).
+var ErrNoFrame = errors.New("no request frame")
+
+// ErrRequestMemory: a reader gave up waiting for request memory (stop was
+// closed, or wait passed).
+var ErrRequestMemory = errors.New("no request memory within connections.max.idle.ms (queued.max.request.bytes)")
+
+// ReadFrame reads one size-prefixed request frame from r: the size prefix,
+// checked against limit, then the body (ReadFrameBody), whose size is
+// reserved from mem once its first SmallFrame bytes arrived (waiting at
+// most wait, or until stop closes; onWait is called when it starts
+// waiting) and counted without waiting for smaller frames. held is the
+// memory the frame holds in mem, to Release when its request completes;
+// on an error nothing is held.
+func ReadFrame(r io.Reader, limit int32, mem *Memory, stop <-chan struct{}, wait time.Duration, onWait func()) (frame []byte, held int64, err error) {
+	var size [4]byte
+	if _, err := io.ReadFull(r, size[:]); err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrNoFrame, err)
+	}
+	n := int32(binary.BigEndian.Uint32(size[:]))
+	if n < 0 || n > limit {
+		return nil, 0, &FrameSizeError{Size: n, Limit: limit}
+	}
+	frame, err = ReadFrameBody(r, int(n), func() error {
+		if !mem.Acquire(int64(n), stop, wait, onWait) {
+			return ErrRequestMemory
+		}
+		held = int64(n)
+		return nil
+	})
+	if err != nil {
+		mem.Release(held)
+		return nil, 0, err
+	}
+	if held == 0 {
+		held = int64(n)
+		mem.Force(held)
+	}
+	return frame, held, nil
 }
