@@ -2,7 +2,6 @@ package server
 
 import (
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,22 +17,19 @@ import (
 	"github.com/kvlog/kvlog/server/wire"
 )
 
-// A connection has two goroutines. The reader reads a frame, parses it,
-// queues a pending slot and runs the handler, which completes the slot now
-// or later (a parked fetch); the writer takes slots from the queue in
-// order, waits for each to complete and writes its response. So responses
-// leave strictly in request order while requests pipeline, and the queue's
-// capacity (queued.max.requests) bounds the requests read ahead.
+// conn is a client connection: package wire's frame loop (the reader
+// reads a frame and hands it here; the writer answers the queued requests
+// in order) with what the broker decides per connection: parsing against
+// the served versions, SASL (sasl_conn.go), authorization and quotas
+// before the handler, the handler itself with its panics contained.
 type conn struct {
-	s        *Server
-	l        *listener
-	nc       net.Conn
-	remote   string
-	queue    chan *request
-	stopping atomic.Bool
-	stopOnce sync.Once
-	stop     chan struct{} // closed by stopReading
-	ip       string        // remote IP, for max.connections.per.ip
+	s      *Server
+	l      *listener
+	w      *wire.Conn[*request]
+	nc     net.Conn // after the TLS wrap on SSL and SASL_SSL listeners
+	remote string
+	stop   <-chan struct{} // closed once the connection stops reading
+	ip     string          // remote IP, for max.connections.per.ip
 
 	// auth is the SASL state on SASL listeners, nil elsewhere
 	// (sasl_conn.go); princ the principal once known (nil: ANONYMOUS).
@@ -62,16 +57,14 @@ type result struct {
 	closeAfter bool
 }
 
-// request is one parsed request and its response slot.
+// request is one parsed request and its place in the response order.
 type request struct {
-	s     *Server
-	c     *conn
-	hdr   requestHeader
-	kreq  kmsg.Request
-	start time.Time
-	done  chan result // capacity 1; exactly one completion
-	fired atomic.Bool
-	mem   int64 // request memory held until completion (wire.Memory)
+	s       *Server
+	c       *conn
+	hdr     requestHeader
+	kreq    kmsg.Request
+	start   time.Time
+	pending wire.Pending // completion and request memory
 	// topicsAllowed are the topics a Fetch may read (authorized once, kept
 	// for its completion after parking); nil: all.
 	topicsAllowed authzSet
@@ -80,29 +73,13 @@ type request struct {
 	throttleMs atomic.Int32
 }
 
+// Pending is the request's place in its connection (wire.Request).
+func (r *request) Pending() *wire.Pending { return &r.pending }
+
 // finish completes the request (first completion wins).
 func (r *request) finish(res result) {
-	if !r.fired.CompareAndSwap(false, true) {
-		if res.fetch != nil {
-			res.fetch.Release()
-		}
-		return
-	}
-	r.s.reqMem.Release(r.mem)
-	r.s.metrics.observe(r, res, time.Since(r.start))
-	r.done <- res
-}
-
-// cancel completes the request with no response if it has not completed,
-// and otherwise drops its completion, releasing any file ranges.
-func (r *request) cancel() {
-	if r.fired.CompareAndSwap(false, true) {
-		r.s.reqMem.Release(r.mem)
-		return
-	}
-	if res := <-r.done; res.fetch != nil {
-		res.fetch.Release()
-	}
+	r.pending.Complete(wire.Result{Resp: res.resp, Fetch: res.fetch, Raw: res.raw, Skip: res.skip, Err: res.err, CloseAfter: res.closeAfter},
+		func() { r.s.metrics.observe(r, res, time.Since(r.start)) })
 }
 
 func (r *request) reply(resp kmsg.Response) { r.finish(result{resp: resp}) }
@@ -128,8 +105,6 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 		nc:     nc,
 		remote: nc.RemoteAddr().String(),
 		ip:     remoteIP(nc),
-		queue:  make(chan *request, s.cfg.QueuedMaxRequests),
-		stop:   make(chan struct{}),
 	}
 	if sec := l.sec; sec != nil {
 		if sec.useTLS {
@@ -139,6 +114,8 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 			c.auth = &connAuth{settings: sec.settings()}
 		}
 	}
+	c.w = wire.NewConn[*request](c.nc, s.cfg.QueuedMaxRequests, s.reqMem, s.cfg.ConnectionsMaxIdle, s.metrics.requestMemoryWaits.Inc)
+	c.stop = c.w.Stop()
 	return c
 }
 
@@ -156,72 +133,78 @@ func remoteIP(nc net.Conn) string {
 
 // stopReading makes the reader stop after the frame it is reading (or
 // while it waits for request memory); queued requests are still answered.
-func (c *conn) stopReading() {
-	c.stopping.Store(true)
-	c.stopOnce.Do(func() { close(c.stop) })
-	c.nc.SetReadDeadline(time.Now())
-}
+func (c *conn) stopReading() { c.w.StopReading() }
 
 func (c *conn) serve() {
 	defer c.s.removeConn(c)
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		if err := c.tlsHandshake(tc); err != nil {
 			c.s.metrics.tlsHandshakeFailures.WithLabelValues(c.l.name).Inc()
-			if !c.stopping.Load() {
+			if !c.w.Stopping() {
 				c.s.logger.Info("TLS handshake failed; closing connection", "listener", c.l.name, "remote", c.remote, "err", err)
 			}
 			c.nc.Close()
 			return
 		}
 	}
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writeLoop()
-	}()
-	c.readLoop()
-	close(c.queue)
-	<-writerDone
+	c.w.Serve(c)
 	c.nc.Close()
 }
 
-// readLoop reads and dispatches requests until EOF, an error, a request
-// that closes the connection, or shutdown.
-func (c *conn) readLoop() {
-	for {
-		if c.stopping.Load() {
-			return
-		}
-		// A slow sender of a large frame gets the idle timeout per frame.
-		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.ConnectionsMaxIdle))
-		if c.stopping.Load() {
-			return
-		}
-		frame, mem, err := wire.ReadFrame(c.nc, c.maxFrame(), c.s.reqMem, c.stop, c.s.cfg.ConnectionsMaxIdle, c.s.metrics.requestMemoryWaits.Inc)
-		var sizeErr *wire.FrameSizeError
-		switch {
-		case errors.As(err, &sizeErr):
-			c.s.logger.Warn("request frame size out of range; closing connection",
-				"remote", c.remote, "size", sizeErr.Size, "limit", sizeErr.Limit, "authenticated", c.authenticated())
-			c.s.metrics.badRequests.Inc()
-			return
-		case errors.Is(err, wire.ErrNoFrame):
-			c.logReadErr(err, "idle connection closed")
-			return
-		case err != nil:
-			c.logReadErr(err, "connection closed mid-frame")
-			return
-		}
-		c.s.metrics.bytesIn.Add(float64(4 + len(frame)))
-		if !c.handleFrame(frame, mem) {
-			return
-		}
+// MaxFrame, Frame, ReadStopped, BeforeWrite, Closing and Wrote make conn
+// the connection's wire.Handler.
+
+// Frame counts and handles one frame (handleFrame).
+func (c *conn) Frame(frame []byte, mem int64) bool {
+	c.s.metrics.bytesIn.Add(float64(4 + len(frame)))
+	return c.handleFrame(frame, mem)
+}
+
+// MaxFrame is the largest frame the connection reads now (sasl_conn.go).
+func (c *conn) MaxFrame() int32 { return c.maxFrame() }
+
+// ReadStopped logs why the connection stopped reading.
+func (c *conn) ReadStopped(err error) {
+	var sizeErr *wire.FrameSizeError
+	switch {
+	case errors.As(err, &sizeErr):
+		c.s.logger.Warn("request frame size out of range; closing connection",
+			"remote", c.remote, "size", sizeErr.Size, "limit", sizeErr.Limit, "authenticated", c.authenticated())
+		c.s.metrics.badRequests.Inc()
+	case errors.Is(err, wire.ErrNoFrame):
+		c.logReadErr(err, "idle connection closed")
+	default:
+		c.logReadErr(err, "connection closed mid-frame")
 	}
 }
 
+// BeforeWrite holds back the answer of a throttled client from before
+// KIP-219 (it does not back off by itself) and reports the throttle.
+func (c *conn) BeforeWrite(r *request, res *wire.Result) {
+	if ms := r.throttleMs.Load(); ms > 0 && !clientThrottles(r) && res.Err == nil && !res.Skip {
+		if wait := time.Until(r.start.Add(time.Duration(ms) * time.Millisecond)); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-c.stop:
+			}
+			t.Stop()
+		}
+	}
+	if res.Resp != nil {
+		setThrottle(r, res.Resp)
+	}
+}
+
+// Closing logs a request that closes the connection.
+func (c *conn) Closing(r *request, err error) { r.log().Warn("closing connection", "err", err) }
+
+// Wrote counts response bytes.
+func (c *conn) Wrote(n int64) { c.s.metrics.bytesOut.Add(float64(n)) }
+
 func (c *conn) logReadErr(err error, idleMsg string) {
 	switch {
-	case c.stopping.Load(), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case c.w.Stopping(), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.s.logger.Debug(idleMsg, "remote", c.remote)
 	case errors.Is(err, wire.ErrRequestMemory):
@@ -244,9 +227,8 @@ func (c *conn) handleFrame(frame []byte, mem int64) bool {
 			// Clients probe with their newest ApiVersions: the normal
 			// start of a connection, not a bad request.
 			c.s.metrics.apiVersionsDowngrades.Inc()
-			r := c.newRequest(hdr, nil)
-			r.mem = mem
-			c.queue <- r
+			r := c.newRequest(hdr, nil, mem)
+			c.w.Queue(r)
 			r.reply(unsupportedApiVersionsResponse(c.s.apiVersionsMax()))
 			return true
 		}
@@ -263,9 +245,8 @@ func (c *conn) handleFrame(frame []byte, mem int64) bool {
 		c.s.reqMem.Release(mem)
 		return false
 	}
-	r := c.newRequest(hdr, kreq)
-	r.mem = mem
-	c.queue <- r
+	r := c.newRequest(hdr, kreq, mem)
+	c.w.Queue(r)
 	if c.dispatch(r) && hdr.key == kmsg.Produce.Int16() {
 		wire.PutFrame(frame) // appended: nothing refers to the frame any more
 	}
@@ -275,8 +256,11 @@ func (c *conn) handleFrame(frame []byte, mem int64) bool {
 	return true
 }
 
-func (c *conn) newRequest(hdr requestHeader, kreq kmsg.Request) *request {
-	return &request{s: c.s, c: c, hdr: hdr, kreq: kreq, start: time.Now(), done: make(chan result, 1)}
+// newRequest is a parsed request holding mem bytes of request memory.
+func (c *conn) newRequest(hdr requestHeader, kreq kmsg.Request, mem int64) *request {
+	r := &request{s: c.s, c: c, hdr: hdr, kreq: kreq, start: time.Now()}
+	r.pending.Init(hdr.corr, c.s.reqMem, mem)
+	return r
 }
 
 // dispatch runs the request's handler, containing panics to this
@@ -308,66 +292,4 @@ func (c *conn) dispatch(r *request) (ran bool) {
 		r.throttle(c.s.quotas.afterHandle(r, time.Since(start)))
 	}
 	return true
-}
-
-// writeLoop writes responses in request order until the queue closes. After
-// a write error or a failed request it only drains.
-func (c *conn) writeLoop() {
-	var (
-		buf      []byte
-		draining bool
-	)
-	for r := range c.queue {
-		if draining {
-			r.cancel()
-			continue
-		}
-		res := <-r.done
-		if ms := r.throttleMs.Load(); ms > 0 && !clientThrottles(r) && res.err == nil && !res.skip {
-			// A client from before KIP-219 does not back off by itself:
-			// its response waits out the throttle.
-			if wait := time.Until(r.start.Add(time.Duration(ms) * time.Millisecond)); wait > 0 {
-				select {
-				case <-time.After(wait):
-				case <-c.stop:
-				}
-			}
-		}
-		if res.resp != nil {
-			setThrottle(r, res.resp)
-		}
-		var err error
-		switch {
-		case res.err != nil:
-			r.log().Warn("closing connection", "err", res.err)
-			err = res.err
-		case res.skip:
-		case res.raw != nil:
-			buf = binary.BigEndian.AppendUint32(buf[:0], uint32(len(res.raw)))
-			buf = append(buf, res.raw...)
-			_, err = c.nc.Write(buf)
-		case res.fetch != nil:
-			if err = wire.WriteFetch(c.nc, res.fetch); err == nil {
-				c.s.metrics.bytesOut.Add(float64(res.fetch.Size()))
-			}
-			res.fetch.Release()
-		default:
-			buf, err = c.writeResponse(buf[:0], r.hdr, res.resp)
-			if cap(buf) > 1<<20 {
-				buf = nil
-			}
-		}
-		if err != nil || res.closeAfter {
-			draining = true
-			c.stopReading()
-			c.nc.Close()
-		}
-	}
-}
-
-func (c *conn) writeResponse(buf []byte, hdr requestHeader, resp kmsg.Response) ([]byte, error) {
-	buf = wire.AppendResponse(buf, hdr.corr, resp)
-	_, err := c.nc.Write(buf)
-	c.s.metrics.bytesOut.Add(float64(len(buf)))
-	return buf, err
 }

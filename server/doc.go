@@ -30,9 +30,11 @@
 //     Request paths ask the membership, the metadata view or the partition
 //     manager, never which mode runs; only the inter-broker handlers
 //     (04-07) and readiness reach the cluster itself.
-//   - conn.go: per-connection reader/writer over package wire (frames,
-//     request memory, Fetch responses with sendfile): ordered pipelined
-//     responses, the SASL state, quota muting, dispatch to the handlers.
+//   - conn.go: a connection as package wire's frame loop sees it (its
+//     wire.Handler): parsing against the served versions, the SASL state,
+//     quota muting and delayed answers, dispatch to the handlers with
+//     their panics contained. Package wire reads the frames, holds the
+//     request memory and writes the responses in order.
 //   - errors.go: the one mapping from errors to Kafka error codes.
 //   - security_listener.go, security_interbroker.go, sasl_conn.go: each
 //     listener's protocol, TLS configuration (rebuilt when the

@@ -167,7 +167,7 @@ func (q *quotaManager) beforeHandle(r *request) time.Duration {
 	if r.hdr.key != kmsg.Produce.Int16() {
 		return 0
 	}
-	return q.record(quota.ProducerByteRate, r, float64(r.mem))
+	return q.record(quota.ProducerByteRate, r, float64(r.pending.Held()))
 }
 
 // afterHandle records the handler's time (request_percentage).
