@@ -209,12 +209,12 @@ func (c *cluster) start() error {
 	c.fetchers = replica.NewFetchers(replica.FetcherConfig{
 		ReplicaID:         s.cfg.NodeID,
 		Resolve:           c.resolve,
-		MaxWait:           msConfig(s, "replica.fetch.wait.max.ms"),
-		MinBytes:          int32(s.brokerInt("replica.fetch.min.bytes")),
-		MaxBytes:          int32(s.brokerInt("replica.fetch.response.max.bytes")),
-		PartitionMaxBytes: int32(s.brokerInt("replica.fetch.max.bytes")),
-		Backoff:           msConfig(s, "replica.fetch.backoff.ms"),
-		RequestTimeout:    msConfig(s, "replica.socket.timeout.ms"),
+		MaxWait:           s.cfg.ReplicaFetchWaitMax,
+		MinBytes:          s.cfg.ReplicaFetchMinBytes,
+		MaxBytes:          s.cfg.ReplicaFetchResponseMaxBytes,
+		PartitionMaxBytes: s.cfg.ReplicaFetchMaxBytes,
+		Backoff:           s.cfg.ReplicaFetchBackoff,
+		RequestTimeout:    s.cfg.ReplicaSocketTimeout,
 		Logger:            s.logger,
 		Dialer:            dialer,
 	})
@@ -256,9 +256,9 @@ func (c *cluster) start() error {
 			}
 			return s.brokerBool("unclean.leader.election.enable")
 		},
-		AutoRebalance:     s.brokerBool("auto.leader.rebalance.enable"),
-		RebalanceInterval: s.layers.Load().Duration("leader.imbalance.check.interval.seconds"),
-		RequestTimeout:    msConfig(s, "replica.socket.timeout.ms"),
+		AutoRebalance:     s.cfg.AutoLeaderRebalance,
+		RebalanceInterval: s.cfg.LeaderImbalanceCheckInterval,
+		RequestTimeout:    s.cfg.ReplicaSocketTimeout,
 		Logger:            s.logger,
 		Dialer:            controller.KafkaDialer{ClientID: fmt.Sprintf("kvlog-controller-%d", s.cfg.NodeID), Secure: dialer},
 	})
@@ -337,7 +337,7 @@ func (c *cluster) proposeISR(p *replica.Partition, ch *replica.ISRChange) {
 // shrinkTicker checks every led partition for out-of-sync followers.
 func (c *cluster) shrinkTicker() {
 	defer c.wg.Done()
-	every := max(msConfig(c.s, "replica.lag.time.max.ms")/4, 50*time.Millisecond)
+	every := max(c.s.cfg.ReplicaLagTimeMax/4, 50*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -600,7 +600,7 @@ func (c *cluster) shutdown(ctx context.Context) {
 	if c.fetchers != nil {
 		c.fetchers.Close()
 	}
-	if c.s.brokerBool("controlled.shutdown.enable") && c.ctrl != nil {
+	if c.s.cfg.ControlledShutdownEnable && c.ctrl != nil {
 		c.controlledShutdown(ctx)
 	}
 	c.stop()
@@ -632,8 +632,8 @@ func (c *cluster) stopNow() {
 // controlledShutdown sends ControlledShutdown to the controller until it
 // reports no partitions left or the retries run out.
 func (c *cluster) controlledShutdown(ctx context.Context) {
-	retries := int(c.s.brokerInt("controlled.shutdown.max.retries"))
-	backoff := msConfig(c.s, "controlled.shutdown.retry.backoff.ms")
+	retries := c.s.cfg.ControlledShutdownMaxRetries
+	backoff := c.s.cfg.ControlledShutdownRetryBackoff
 	for attempt := 0; attempt <= retries; attempt++ {
 		remaining, err := c.controlledShutdownOnce(ctx)
 		if err == nil && remaining == 0 {

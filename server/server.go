@@ -356,7 +356,7 @@ func (s *Server) adoptUnknownLogs() {
 func (s *Server) replicaConfig() replica.ManagerConfig {
 	cfg := replica.ManagerConfig{
 		ID:             s.cfg.NodeID,
-		LagMax:         msConfig(s, "replica.lag.time.max.ms"),
+		LagMax:         s.cfg.ReplicaLagTimeMax,
 		SyncAlone:      s.cfg.FsyncAcksAll,
 		Now:            s.clock.Now,
 		Logger:         s.logger.With("component", "replica"),

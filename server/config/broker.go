@@ -193,6 +193,21 @@ type Broker struct {
 	// session timeout) are cluster mode's ZooKeeper session settings.
 	ZooKeeperSessionTimeout    time.Duration
 	ZooKeeperConnectionTimeout time.Duration
+	// Replication (replica.*; ReplicaLagTimeMax also bounds a single
+	// node's partition manager) and the controller (controlled.shutdown.*,
+	// auto.leader.rebalance.enable, leader.imbalance.check.interval.seconds).
+	ReplicaLagTimeMax              time.Duration
+	ReplicaFetchWaitMax            time.Duration
+	ReplicaFetchMinBytes           int32
+	ReplicaFetchMaxBytes           int32 // per partition
+	ReplicaFetchResponseMaxBytes   int32
+	ReplicaFetchBackoff            time.Duration
+	ReplicaSocketTimeout           time.Duration
+	ControlledShutdownEnable       bool
+	ControlledShutdownMaxRetries   int
+	ControlledShutdownRetryBackoff time.Duration
+	AutoLeaderRebalance            bool
+	LeaderImbalanceCheckInterval   time.Duration
 
 	// Static holds every known key set in the file (after validation): the
 	// STATIC_BROKER_CONFIG layer of DescribeConfigs and topic defaults.
@@ -363,6 +378,18 @@ func Parse(props []Property, logger *slog.Logger) (*Broker, error) {
 	if !l.Broker("zookeeper.connection.timeout.ms").Null {
 		c.ZooKeeperConnectionTimeout = l.Duration("zookeeper.connection.timeout.ms")
 	}
+	c.ReplicaLagTimeMax = l.Duration("replica.lag.time.max.ms")
+	c.ReplicaFetchWaitMax = l.Duration("replica.fetch.wait.max.ms")
+	c.ReplicaFetchMinBytes = int32(l.Int("replica.fetch.min.bytes"))
+	c.ReplicaFetchMaxBytes = int32(l.Int("replica.fetch.max.bytes"))
+	c.ReplicaFetchResponseMaxBytes = int32(l.Int("replica.fetch.response.max.bytes"))
+	c.ReplicaFetchBackoff = l.Duration("replica.fetch.backoff.ms")
+	c.ReplicaSocketTimeout = l.Duration("replica.socket.timeout.ms")
+	c.ControlledShutdownEnable = l.Bool("controlled.shutdown.enable")
+	c.ControlledShutdownMaxRetries = int(l.Int("controlled.shutdown.max.retries"))
+	c.ControlledShutdownRetryBackoff = l.Duration("controlled.shutdown.retry.backoff.ms")
+	c.AutoLeaderRebalance = l.Bool("auto.leader.rebalance.enable")
+	c.LeaderImbalanceCheckInterval = l.Duration("leader.imbalance.check.interval.seconds")
 	if err := parseSecurity(c, l); err != nil {
 		return nil, err
 	}

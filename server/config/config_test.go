@@ -72,6 +72,13 @@ func TestConfigDefaults(t *testing.T) {
 	if c.HTTPListener != "127.0.0.1:9644" || c.ConnectionsMaxIdle != 10*time.Minute {
 		t.Fatalf("defaults: %+v", c)
 	}
+	if c.ReplicaLagTimeMax != 30*time.Second || c.ReplicaFetchWaitMax != 500*time.Millisecond || c.ReplicaFetchMaxBytes != 1048576 ||
+		c.ReplicaFetchResponseMaxBytes != 10485760 || c.ReplicaFetchMinBytes != 1 || c.ReplicaFetchBackoff != time.Second ||
+		c.ReplicaSocketTimeout != 30*time.Second || !c.ControlledShutdownEnable || c.ControlledShutdownMaxRetries != 3 ||
+		c.ControlledShutdownRetryBackoff != 5*time.Second || !c.AutoLeaderRebalance || c.LeaderImbalanceCheckInterval != 5*time.Minute ||
+		c.ZooKeeperSessionTimeout != 18*time.Second || c.ZooKeeperConnectionTimeout != 18*time.Second {
+		t.Fatalf("replication defaults: %+v", c)
+	}
 	ec := c.Layers().EngineConfig(nil)
 	if ec.SegmentBytes != 1<<30 || ec.RetentionTime != 168*time.Hour || !ec.Delete || ec.Compact || ec.MaxMessageBytes != 1048588 {
 		t.Fatalf("engine config %+v", ec)

@@ -121,3 +121,16 @@ func TestLayersNextValidates(t *testing.T) {
 		t.Errorf("dynamic defaults %v", got)
 	}
 }
+
+// TestZooKeeperTimeouts: the connection timeout defaults to the session
+// timeout.
+func TestZooKeeperTimeouts(t *testing.T) {
+	c := parseTestConfig(t, "zookeeper.session.timeout.ms=6000")
+	if c.ZooKeeperSessionTimeout != 6*time.Second || c.ZooKeeperConnectionTimeout != 6*time.Second {
+		t.Fatalf("session %v connection %v", c.ZooKeeperSessionTimeout, c.ZooKeeperConnectionTimeout)
+	}
+	c = parseTestConfig(t, "zookeeper.session.timeout.ms=6000", "zookeeper.connection.timeout.ms=1000")
+	if c.ZooKeeperConnectionTimeout != time.Second {
+		t.Fatalf("connection %v", c.ZooKeeperConnectionTimeout)
+	}
+}
