@@ -92,6 +92,9 @@ func listenerValue(l *config.Layers, listener, key string) string {
 // <listener>.KafkaServer then KafkaServer section of kvlog.sasl.jaas.file.
 func jaasFor(l *config.Layers, listener, mechanism string) ([]security.LoginModule, error) {
 	key := "listener.name." + strings.ToLower(listener) + "." + strings.ToLower(mechanism) + ".sasl.jaas.config"
+	if config.BrokerDef(key) == nil {
+		return nil, fmt.Errorf("SASL mechanism %s is not implemented", mechanism)
+	}
 	if e := l.Broker(key); !e.Null && e.Source != kmsg.ConfigSourceDefaultConfig {
 		return security.ParseJAASEntry(e.Value)
 	}
