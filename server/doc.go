@@ -118,7 +118,10 @@
 // state is owned by the reader (the SASL handlers run there). Handlers run
 // on the reader goroutine; a Fetch short of MinBytes parks in the partition
 // manager (registered on its partitions, plus a timer) and is completed
-// later on a short-lived goroutine, as is an acks=all Produce. Topic and
+// later on a short-lived goroutine, as is an acks=all Produce. The waits
+// of a connection (quota muting, a pre-KIP-219 client's delayed answer)
+// and of the accept loop end on a timer or on a stop channel, never by
+// polling, so tests drive them on a testing/synctest bubble's clock. Topic and
 // configuration state are immutable
 // snapshots behind atomic pointers (Server.topics, Server.layers), replaced
 // whole by writers, so request paths take no server-wide lock.
