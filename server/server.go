@@ -327,10 +327,8 @@ func (s *Server) refreshLayers() {
 
 func (s *Server) nodeIDString() string { return strconv.Itoa(int(s.cfg.NodeID)) }
 
-// loadTopics removes the logs of pending deletions (startGroups then
-// removes their offsets and records them done), adopts the logs found when
-// the metadata store is new, and opens every topic's logs. A partition whose log cannot be opened or created is offline: the
-// broker starts and serves the others.
+// loadTopics opens the logs of the topics this broker hosts (the
+// membership decides which: membership.go, cluster.go).
 func (s *Server) loadTopics() error { return s.mode.loadTopics() }
 
 // adoptUnknownLogs records, in a metadata store this start created, a

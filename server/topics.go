@@ -113,11 +113,13 @@ func (s *Server) checkNewTopic(spec *newTopicSpec) error {
 // (docs/topics.md).
 const maxPartitionsPerRequest = 10_000
 
-// createTopic validates and creates a topic: its logs first, then the
-// metadata store (the commit point), then visible to requests. A failure
-// before the store took it removes the logs again, so the metadata never
-// names a topic whose logs were not all created, and logs of a creation
-// that did not finish are strays the next start sets aside.
+// createTopic validates a topic and has the membership create it. A
+// single node creates its logs first, then the metadata store (the commit
+// point), then makes it visible to requests: a failure before the store
+// took it removes the logs again, so the metadata never names a topic
+// whose logs were not all created, and logs of a creation that did not
+// finish are strays the next start sets aside. A cluster writes it to
+// ZooKeeper; the controller does the rest.
 func (s *Server) createTopic(spec newTopicSpec) (*topic, error) {
 	s.topicMu.Lock()
 	defer s.topicMu.Unlock()
@@ -204,11 +206,13 @@ func (s *Server) partitionDirsOnDisk(tp engine.TopicPartition) []string {
 	return out
 }
 
-// deleteTopic removes a topic: durable in the store (as pending deletion),
-// invisible to new requests, parked fetches woken, its logs deleted, then
-// the committed offsets of its partitions removed from every group (as
-// Kafka's GroupCoordinator.onPartitionsDeleted does), and the deletion
-// recorded as done. Internal topics cannot be deleted (docs/topics.md).
+// deleteTopic removes a topic through the membership. On a single node:
+// durable in the store (as pending deletion), invisible to new requests,
+// parked fetches woken, its logs deleted, then the committed offsets of
+// its partitions removed from every group (as Kafka's
+// GroupCoordinator.onPartitionsDeleted does), and the deletion recorded as
+// done; a cluster marks it for deletion in ZooKeeper. Internal topics
+// cannot be deleted (docs/topics.md).
 func (s *Server) deleteTopic(name string) error {
 	s.topicMu.Lock()
 	t := s.topic(name)
@@ -277,10 +281,12 @@ func (s *Server) setBrokerConfigs(resource string, configs map[string]string) er
 	return nil
 }
 
-// addPartitions raises a topic's partition count to count (CreatePartitions):
-// durable in the metadata store first, then the new logs, then visible.
-// assignment, if not nil, names the replicas of each new partition. With
-// validateOnly nothing changes.
+// addPartitions raises a topic's partition count to count
+// (CreatePartitions) through the membership: on a single node the new
+// logs first, then the count in the metadata store, then visible; in a
+// cluster the count in ZooKeeper. assignment, if not nil, names the
+// replicas of each new partition (a single node checks it; a cluster
+// assigns round-robin). With validateOnly nothing changes.
 func (s *Server) addPartitions(name string, count int32, assignment [][]int32, validateOnly bool) error {
 	s.topicMu.Lock()
 	defer s.topicMu.Unlock()
