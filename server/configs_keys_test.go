@@ -14,7 +14,8 @@ import (
 	"github.com/kvlog/kvlog/server/config"
 )
 
-// TestConfigReadsNameKnownKeys reads the broker's sources: every typed
+// TestConfigReadsNameKnownKeys reads the broker's sources (and package
+// config's): every typed
 // config read with a literal key (config.Layers' Int, Duration, Bool,
 // Float, String, List, Broker, their Topic forms, and the server's
 // brokerInt, brokerBool, msConfig) names a key the config tables define,
@@ -36,6 +37,11 @@ func TestConfigReadsNameKnownKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfgFiles, err := filepath.Glob("config/*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, cfgFiles...)
 	fset := token.NewFileSet()
 	checked := 0
 	for _, f := range files {
