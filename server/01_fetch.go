@@ -11,13 +11,15 @@ import (
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/quota"
+
+	"github.com/kvlog/kvlog/server/wire"
 )
 
 // Fetch: v4-12
 //
 // Record batches are never copied: each partition's data is an engine read
 // (file ranges) spliced into the kmsg-encoded response and written with
-// sendfile (encodeFetch, conn.writeFetch).
+// sendfile (package wire).
 //
 // Behaviour:
 //   - Sessions (KIP-227) are declined: SessionID 0 and a full response
@@ -163,11 +165,11 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, final bool) {
 	if ms := r.throttleMs.Load(); ms > resp.ThrottleMillis {
 		resp.ThrottleMillis = ms
 	}
-	recs := make([]fetchRecords, len(reads))
+	recs := make([]wire.FetchRecords, len(reads))
 	for i, pr := range reads {
-		recs[i] = fetchRecords{part: &resp.Topics[pr.ti].Partitions[pr.pi], read: pr.read}
+		recs[i] = wire.FetchRecords{Part: &resp.Topics[pr.ti].Partitions[pr.pi], Read: pr.read}
 	}
-	reply, err := encodeFetch(r.hdr.corr, resp, recs)
+	reply, err := wire.EncodeFetch(r.hdr.corr, resp, recs)
 	if err != nil {
 		releaseAll()
 		r.fail(err)

@@ -13,7 +13,7 @@ import (
 //   - v1: ThrottleMillis
 //   - v3: flexible body (KIP-482) with client software name and version;
 //     the response header stays v0 (no tag byte), handled in
-//     appendResponseHeader.
+//     wire.AppendResponseHeader.
 //   - A version above 3 never reaches here: the connection answers it
 //     with unsupportedApiVersionsResponse (conn.handleFrame), as Kafka
 //     does, and it is not counted as a bad request.
@@ -22,7 +22,7 @@ func init() { regKey(kmsg.ApiVersions, 0, 3, (*Server).handleApiVersions) }
 // apiVersionsMax is the newest ApiVersions version served.
 func (s *Server) apiVersionsMax() int16 {
 	vr, _ := s.served(kmsg.ApiVersions.Int16())
-	return vr.max
+	return vr.Max
 }
 
 // unsupportedApiVersionsResponse is Apache Kafka's answer to an

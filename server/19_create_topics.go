@@ -5,6 +5,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/server/acl"
+	"github.com/kvlog/kvlog/server/config"
 )
 
 // CreateTopics: v0-7
@@ -87,15 +88,15 @@ func (s *Server) handleCreateTopics(r *request) {
 			st.NumPartitions = spec.partitions
 			st.ReplicationFactor = spec.rf
 			layers := s.layers.Load()
-			for _, name := range topicConfigNames {
-				e := layers.topicValue(name, spec.configs)
+			for _, name := range config.TopicNames() {
+				e := layers.Topic(name, spec.configs)
 				c := kmsg.NewCreateTopicsResponseTopicConfig()
 				c.Name = name
-				if !e.null {
-					v := e.value
+				if !e.Null {
+					v := e.Value
 					c.Value = &v
 				}
-				c.Source = int8(e.source)
+				c.Source = int8(e.Source)
 				st.Configs = append(st.Configs, c)
 			}
 		}

@@ -63,24 +63,24 @@ func (s *Server) handleDescribeConfigs(r *request) {
 
 func describeEntry(req *kmsg.DescribeConfigsRequest, c describedConfig) kmsg.DescribeConfigsResponseResourceConfig {
 	e := kmsg.NewDescribeConfigsResponseResourceConfig()
-	e.Name = c.entry.name
+	e.Name = c.entry.Name
 	e.IsSensitive = c.sensitive
-	if !c.entry.null && !c.sensitive {
-		v := c.entry.value
+	if !c.entry.Null && !c.sensitive {
+		v := c.entry.Value
 		e.Value = &v
 	}
 	e.ReadOnly = c.readOnly
-	e.IsDefault = c.entry.source == kmsg.ConfigSourceDefaultConfig
-	e.Source = c.entry.source
+	e.IsDefault = c.entry.Source == kmsg.ConfigSourceDefaultConfig
+	e.Source = c.entry.Source
 	if req.IncludeSynonyms {
 		for _, syn := range c.synonyms {
 			se := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
-			se.Name = syn.name
-			if !syn.null && !c.sensitive {
-				v := syn.value
+			se.Name = syn.Name
+			if !syn.Null && !c.sensitive {
+				v := syn.Value
 				se.Value = &v
 			}
-			se.Source = syn.source
+			se.Source = syn.Source
 			e.ConfigSynonyms = append(e.ConfigSynonyms, se)
 		}
 	}

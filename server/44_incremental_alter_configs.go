@@ -6,6 +6,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/config"
 )
 
 // IncrementalAlterConfigs: v0-1
@@ -57,7 +59,7 @@ func (s *Server) incrementalAlter(rr *kmsg.IncrementalAlterConfigsRequestResourc
 			return topicErrf(kerr.InvalidRequest, "config %q appears more than once", c.Name)
 		}
 		seen[c.Name] = true
-		d := configDefFor(rr.ResourceType, c.Name)
+		d := config.DefFor(rr.ResourceType, c.Name)
 		if d == nil {
 			return topicErrf(kerr.InvalidConfig, "unknown config %q", c.Name)
 		}
@@ -70,7 +72,7 @@ func (s *Server) incrementalAlter(rr *kmsg.IncrementalAlterConfigsRequestResourc
 		case kmsg.IncrementalAlterConfigOpDelete:
 			delete(configs, c.Name)
 		case kmsg.IncrementalAlterConfigOpAppend, kmsg.IncrementalAlterConfigOpSubtract:
-			if d.typ != kmsg.ConfigTypeList {
+			if d.Type != kmsg.ConfigTypeList {
 				return topicErrf(kerr.InvalidConfig, "config %q is not a list; APPEND and SUBTRACT need one", c.Name)
 			}
 			if c.Value == nil {
@@ -80,8 +82,8 @@ func (s *Server) incrementalAlter(rr *kmsg.IncrementalAlterConfigsRequestResourc
 			if !ok {
 				cur = s.effectiveValue(rr.ResourceType, rr.ResourceName, c.Name)
 			}
-			items := splitList(cur)
-			for _, v := range splitList(*c.Value) {
+			items := config.SplitList(cur)
+			for _, v := range config.SplitList(*c.Value) {
 				if c.Op == kmsg.IncrementalAlterConfigOpAppend {
 					if !slices.Contains(items, v) {
 						items = append(items, v)
@@ -104,9 +106,12 @@ func (s *Server) effectiveValue(typ kmsg.ConfigResourceType, resource, name stri
 	l := s.layers.Load()
 	if typ == kmsg.ConfigResourceTypeTopic {
 		if t := s.topic(resource); t != nil {
-			return l.topicValue(name, t.configs).value
+			return l.Topic(name, t.configs).Value
 		}
 		return ""
 	}
-	return l.brokerValue(name).value
+	if config.BrokerDef(name) == nil {
+		return ""
+	}
+	return l.Broker(name).Value
 }

@@ -22,31 +22,6 @@ import (
 // authorizer configured every request is allowed, as in Kafka.
 // docs/security.md describes the model and each API's checks.
 
-// authorizerClassNames are the authorizer.class.name values kvlog
-// implements: Kafka's ACL authorizers (ZooKeeper and KRaft) and the
-// pre-2.4 name of the ZooKeeper one.
-var authorizerClassNames = map[string]bool{
-	"kafka.security.authorizer.AclAuthorizer":                 true,
-	"kafka.security.auth.SimpleAclAuthorizer":                 true,
-	"org.apache.kafka.metadata.authorizer.StandardAuthorizer": true,
-}
-
-// authzConfigDefs are added to brokerConfigDefs.
-var authzConfigDefs = []*configDef{
-	{name: "authorizer.class.name", typ: kmsg.ConfigTypeString, def: "", doc: "The authorizer: empty (none: every request is allowed), or Kafka's ACL authorizer, kafka.security.authorizer.AclAuthorizer or org.apache.kafka.metadata.authorizer.StandardAuthorizer (the same ACL semantics; kvlog implements both names). Any other class is refused at start-up."},
-	{name: "super.users", typ: kmsg.ConfigTypeString, noDefault: true, doc: "Principals allowed everything, separated by semicolons: User:admin;User:broker."},
-	{name: "allow.everyone.if.no.acl.found", typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Whether a resource with no ACL at all is open to everyone (true) or to super users only (false)."},
-}
-
-func init() {
-	for _, d := range authzConfigDefs {
-		if brokerConfigDefs[d.name] != nil {
-			panic("authorization config " + d.name + " defined twice")
-		}
-		brokerConfigDefs[d.name] = d
-	}
-}
-
 // authorizer is the broker's authorizer and its ACL store.
 type authorizer struct {
 	a     *acl.Authorizer
@@ -58,7 +33,7 @@ type authorizer struct {
 // the ACLs.
 func (s *Server) initAuthorizer() error {
 	l := s.layers.Load()
-	class := strings.TrimSpace(l.brokerValue("authorizer.class.name").value)
+	class := strings.TrimSpace(l.String("authorizer.class.name"))
 	if class == "" {
 		return nil
 	}
@@ -68,8 +43,8 @@ func (s *Server) initAuthorizer() error {
 	}
 	az := &authorizer{
 		a: acl.New(acl.Config{
-			SuperUsers:   acl.ParseSuperUsers(l.brokerValue("super.users").value),
-			AllowIfNoACL: mustBool(l.brokerValue("allow.everyone.if.no.acl.found").value),
+			SuperUsers:   acl.ParseSuperUsers(l.String("super.users")),
+			AllowIfNoACL: l.Bool("allow.everyone.if.no.acl.found"),
 		}),
 		store: st,
 		audit: s.logger.With("component", "audit"),
@@ -80,7 +55,7 @@ func (s *Server) initAuthorizer() error {
 	}
 	az.a.Replace(all)
 	s.authz = az
-	s.logger.Info("authorizer enabled", "class", class, "acls", az.a.Count(), "super_users", acl.ParseSuperUsers(l.brokerValue("super.users").value))
+	s.logger.Info("authorizer enabled", "class", class, "acls", az.a.Count(), "super_users", acl.ParseSuperUsers(l.String("super.users")))
 	return nil
 }
 

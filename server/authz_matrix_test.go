@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	"github.com/kvlog/kvlog/server/acl"
+	"github.com/kvlog/kvlog/server/config"
 )
 
 // aclBroker is a broker with the ACL authorizer: a PLAINTEXT listener
@@ -854,12 +855,12 @@ func TestAuditLog(t *testing.T) {
 	props := "listeners=PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0\nlog.dirs=" + t.TempDir() +
 		"\nlog.cleaner.dedupe.buffer.size=4194304\nsasl.enabled.mechanisms=PLAIN\nlistener.name.sasl_plaintext.plain.sasl.jaas.config=" + jaas +
 		"\nauthorizer.class.name=kafka.security.authorizer.AclAuthorizer\nsuper.users=User:admin\n"
-	pp, err := ParseProperties(strings.NewReader(props))
+	pp, err := config.ParseProperties(strings.NewReader(props))
 	if err != nil {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
-	cfg, err := ParseConfig(pp, logger)
+	cfg, err := config.Parse(pp, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

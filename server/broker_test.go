@@ -86,7 +86,7 @@ func TestApiVersions(t *testing.T) {
 		got[k.ApiKey] = [2]int16{k.MinVersion, k.MaxVersion}
 	}
 	for k, h := range handlers {
-		if got[k] != [2]int16{h.advMin, h.versions.max} {
+		if got[k] != [2]int16{h.advMin, h.versions.Max} {
 			t.Errorf("key %d advertised %v, registered %v (advertised from %d)", k, got[k], h.versions, h.advMin)
 		}
 	}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/kvlog/kvlog/cleaner"
 	"github.com/kvlog/kvlog/engine"
@@ -11,8 +10,8 @@ import (
 
 // The log cleaner's wiring (package cleaner does the compaction): one
 // cleaner.Manager per broker over the engine's logs, configured from the
-// log.cleaner.* keys (static and dynamic broker configs: refreshLayers
-// applies a change live), reading each partition's topic-level settings
+// log.cleaner.* keys (config.Layers.Cleaner; static and dynamic broker
+// configs: refreshLayers applies a change live), reading each partition's topic-level settings
 // (min.cleanable.dirty.ratio, delete.retention.ms, min.compaction.lag.ms)
 // from the topic snapshot at every planning round; cleanup.policy,
 // segment.ms, segment.bytes and max.compaction.lag.ms reach it through the
@@ -27,65 +26,9 @@ import (
 // for cleanerTopicConfig, which reads the atomic snapshots and takes no
 // lock.
 
-// cleanerConfig resolves the broker-wide cleaner configuration.
-// log.cleaner.threads=0 (Kafka: no cleaner threads) disables cleaning.
-func (l *configLayers) cleanerConfig() cleaner.Config {
-	get := func(name string) string { return l.brokerValue(name).value }
-	c := cleaner.DefaultConfig()
-	c.Enable = mustBool(get("log.cleaner.enable"))
-	c.Threads = int(mustInt(get("log.cleaner.threads")))
-	if c.Threads < 1 {
-		c.Enable, c.Threads = false, 1
-	}
-	c.DedupeBufferSize = mustInt(get("log.cleaner.dedupe.buffer.size"))
-	c.LoadFactor = mustFloat(get("log.cleaner.io.buffer.load.factor"))
-	c.IOMaxBytesPerSecond = mustFloat(get("log.cleaner.io.max.bytes.per.second"))
-	if c.IOMaxBytesPerSecond >= math.MaxFloat64 { // Kafka's "unlimited"
-		c.IOMaxBytesPerSecond = math.Inf(1)
-	}
-	c.Backoff = msDuration(mustInt(get("log.cleaner.backoff.ms")))
-	c.MinCleanableRatio = mustFloat(get("log.cleaner.min.cleanable.ratio"))
-	c.DeleteRetention = msDuration(mustInt(get("log.cleaner.delete.retention.ms")))
-	c.MinCompactionLag = msDuration(mustInt(get("log.cleaner.min.compaction.lag.ms")))
-	c.BoundedTombstones = mustBool(get("kvlog.cleaner.bounded.tombstones"))
-	return c
-}
-
-// cleanerTopicConfig resolves the topic-level settings the cleaner reads
-// beside engine.Config.
-func (l *configLayers) cleanerTopicConfig(overrides map[string]string) cleaner.TopicConfig {
-	get := func(name string) string { return l.topicValue(name, overrides).value }
-	return cleaner.TopicConfig{
-		MinCleanableRatio: mustFloat(get("min.cleanable.dirty.ratio")),
-		DeleteRetention:   msDuration(mustInt(get("delete.retention.ms"))),
-		MinCompactionLag:  msDuration(mustInt(get("min.compaction.lag.ms"))),
-	}
-}
-
-// checkCleanerReconfig validates a dynamic change of the cleaner's keys
-// (next replacing cur) as Kafka's LogCleaner.validateReconfiguration does:
-// at least one thread, and the thread count at most halved or doubled at a
-// time; plus what the cleaner itself cannot run with (a dedupe buffer with
-// no room for a key per thread).
-func checkCleanerReconfig(cur, next *configLayers) error {
-	curThreads := mustInt(cur.brokerValue("log.cleaner.threads").value)
-	threads := mustInt(next.brokerValue("log.cleaner.threads").value)
-	if threads != curThreads {
-		switch {
-		case threads < 1:
-			return fmt.Errorf("log.cleaner.threads should be at least 1")
-		case threads < curThreads/2:
-			return fmt.Errorf("log.cleaner.threads cannot be reduced to less than half the current value %d", curThreads)
-		case threads > curThreads*2:
-			return fmt.Errorf("log.cleaner.threads cannot be increased to more than double the current value %d", curThreads)
-		}
-	}
-	return next.cleanerConfig().Validate()
-}
-
 // newCleaner creates the broker's cleaner (not started: Start does).
 func (s *Server) newCleaner(fs vfs.FS) error {
-	cfg := s.layers.Load().cleanerConfig()
+	cfg := s.layers.Load().Cleaner()
 	c, err := cleaner.New(cleaner.Options{
 		Engine:      s.mgr,
 		Config:      &cfg,
@@ -112,7 +55,7 @@ func (s *Server) cleanerTopicConfig(tp engine.TopicPartition, _ engine.Config) c
 			return t.settings.cleaner
 		}
 	}
-	return s.layers.Load().cleanerTopicConfig(nil)
+	return s.layers.Load().CleanerTopic(nil)
 }
 
 // applyCleanerConfig hands a changed log.cleaner.* configuration to the
@@ -122,7 +65,7 @@ func (s *Server) applyCleanerConfig() {
 	if s.cleaner == nil {
 		return
 	}
-	next := s.layers.Load().cleanerConfig()
+	next := s.layers.Load().Cleaner()
 	if next == s.cleaner.Config() {
 		return
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -21,70 +20,28 @@ import (
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/engine/checkpoint"
 	"github.com/kvlog/kvlog/engine/vfs"
+	"github.com/kvlog/kvlog/server/config"
 )
 
-func parseTestConfig(t *testing.T, lines ...string) *Config {
+func parseTestConfig(t *testing.T, lines ...string) *config.Broker {
 	t.Helper()
-	pp, err := ParseProperties(strings.NewReader(strings.Join(lines, "\n")))
+	pp, err := config.ParseProperties(strings.NewReader(strings.Join(lines, "\n")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := ParseConfig(pp, nil)
+	c, err := config.Parse(pp, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-// TestCleanerConfigMapping: the log.cleaner.* keys (Kafka's defaults) and
-// the topic keys become the cleaner's configuration.
-func TestCleanerConfigMapping(t *testing.T) {
-	def := parseTestConfig(t).layers()
-	if got, want := def.cleanerConfig(), cleaner.DefaultConfig(); got != want {
-		t.Errorf("defaults: %+v, want %+v", got, want)
-	}
-	l := parseTestConfig(t, "log.cleaner.threads=0", "log.cleaner.io.max.bytes.per.second=1e6", "log.cleaner.backoff.ms=250",
-		"kvlog.cleaner.bounded.tombstones=false", "log.cleaner.delete.retention.ms=1000", "log.cleaner.min.cleanable.ratio=0.2").layers()
-	c := l.cleanerConfig()
-	if c.Enable || c.Threads != 1 || c.IOMaxBytesPerSecond != 1e6 || c.Backoff != 250*time.Millisecond || c.BoundedTombstones ||
-		c.DeleteRetention != time.Second || c.MinCleanableRatio != 0.2 {
-		t.Errorf("configured: %+v", c)
-	}
-	if err := c.Validate(); err != nil {
-		t.Error(err)
-	}
-	// Topic settings: broker synonyms, then topic overrides.
-	if tc := l.cleanerTopicConfig(nil); tc.DeleteRetention != time.Second || tc.MinCleanableRatio != 0.2 || tc.MinCompactionLag != 0 {
-		t.Errorf("topic defaults: %+v", tc)
-	}
-	tc := l.cleanerTopicConfig(map[string]string{"delete.retention.ms": "5", "min.cleanable.dirty.ratio": "0.01", "min.compaction.lag.ms": "60000"})
-	if tc.DeleteRetention != 5*time.Millisecond || tc.MinCleanableRatio != 0.01 || tc.MinCompactionLag != time.Minute {
-		t.Errorf("topic overrides: %+v", tc)
-	}
-	if s := l.topicSettings(map[string]string{"delete.retention.ms": "5"}); s.cleaner.DeleteRetention != 5*time.Millisecond {
+// TestTopicSettingsCarryCleaner: a topic's settings carry the cleaner's
+// topic-level configuration (config.Layers.CleanerTopic).
+func TestTopicSettingsCarryCleaner(t *testing.T) {
+	l := parseTestConfig(t).Layers()
+	if s := newTopicSettings(l, map[string]string{"delete.retention.ms": "5"}); s.cleaner.DeleteRetention != 5*time.Millisecond {
 		t.Errorf("topicSettings carry the cleaner's settings: %+v", s.cleaner)
-	}
-
-	// Dynamic changes: Kafka's thread rules, and what the cleaner can run.
-	cur := &configLayers{static: map[string]string{"log.cleaner.threads": "2"}}
-	for _, tc := range []struct {
-		set map[string]string
-		ok  bool
-	}{
-		{map[string]string{"log.cleaner.threads": "1"}, true},
-		{map[string]string{"log.cleaner.threads": "4"}, true},
-		{map[string]string{"log.cleaner.threads": "5"}, false},
-		{map[string]string{"log.cleaner.threads": "0"}, false},
-		{map[string]string{"log.cleaner.dedupe.buffer.size": "30"}, false}, // no room for a key per thread
-		{map[string]string{"log.cleaner.io.max.bytes.per.second": "100"}, true},
-	} {
-		next := &configLayers{static: cur.static, dynBroker: tc.set}
-		if err := checkCleanerReconfig(cur, next); (err == nil) != tc.ok {
-			t.Errorf("%v: %v, want ok=%v", tc.set, err, tc.ok)
-		}
-	}
-	if c := (&configLayers{}).cleanerConfig(); !math.IsInf(c.IOMaxBytesPerSecond, 1) {
-		t.Errorf("Kafka's unlimited throttle (Double.MAX_VALUE) is %v, want +Inf", c.IOMaxBytesPerSecond)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/internal/kconn"
 	"github.com/kvlog/kvlog/replica"
+	"github.com/kvlog/kvlog/server/config"
 	"github.com/kvlog/kvlog/server/controller"
 	"github.com/kvlog/kvlog/server/metastore"
 	"github.com/kvlog/kvlog/server/zkstore"
@@ -98,35 +99,10 @@ type isrWork struct {
 	ch *replica.ISRChange
 }
 
-// brokerInt reads an integer broker config.
-func (s *Server) brokerInt(name string) int64 {
-	v := s.layers.Load().brokerValue(name).value
-	if v == "" {
-		return 0
-	}
-	return mustInt(v)
-}
-
-func (s *Server) brokerBool(name string) bool {
-	return mustBool(s.layers.Load().brokerValue(name).value)
-}
-
-func msConfig(s *Server, name string) time.Duration {
-	return time.Duration(s.brokerInt(name)) * time.Millisecond
-}
-
 // openZooKeeper opens the ZooKeeper metadata store for cfg.
-func openZooKeeper(cfg *Config, logger *slog.Logger) (*zkstore.Store, error) {
-	session := 18 * time.Second
-	if v, ok := cfg.Static["zookeeper.session.timeout.ms"]; ok {
-		session = time.Duration(mustInt(v)) * time.Millisecond
-	}
-	connTO := session
-	if v, ok := cfg.Static["zookeeper.connection.timeout.ms"]; ok {
-		connTO = time.Duration(mustInt(v)) * time.Millisecond
-	}
+func openZooKeeper(cfg *config.Broker, logger *slog.Logger) (*zkstore.Store, error) {
 	return zkstore.Open(zkstore.Options{
-		Connect: cfg.ZooKeeperConnect, SessionTimeout: session, ConnectionTimeout: connTO,
+		Connect: cfg.ZooKeeperConnect, SessionTimeout: cfg.ZooKeeperSessionTimeout, ConnectionTimeout: cfg.ZooKeeperConnectionTimeout,
 		ClusterID: cfg.ClusterID, BrokerID: cfg.NodeID, Logger: logger,
 	})
 }
@@ -172,12 +148,12 @@ func (c *cluster) loadTopics() error {
 
 // buildTopic makes a topic value from stored metadata, reusing prev's
 // partitions; partitions with an existing local log get their replica.
-func (c *cluster) buildTopic(mt metastore.Topic, layers *configLayers, prev *topic) *topic {
+func (c *cluster) buildTopic(mt metastore.Topic, layers *config.Layers, prev *topic) *topic {
 	t := &topic{name: mt.Name, id: mt.ID, rf: mt.ReplicationFactor, internal: isInternalTopic(mt.Name), configs: maps.Clone(mt.Configs)}
 	if t.configs == nil {
 		t.configs = map[string]string{}
 	}
-	t.settings = layers.topicSettings(t.configs)
+	t.settings = newTopicSettings(layers, t.configs)
 	for p := int32(0); p < mt.Partitions; p++ {
 		if prev != nil && int(p) < len(prev.parts) {
 			t.parts = append(t.parts, prev.parts[p])
@@ -186,7 +162,7 @@ func (c *cluster) buildTopic(mt metastore.Topic, layers *configLayers, prev *top
 		tp := engine.TopicPartition{Topic: mt.Name, Partition: p}
 		part := &partition{tp: tp}
 		if l, ok := c.s.mgr.Log(tp); ok {
-			l.SetConfig(layers.engineConfig(t.configs))
+			l.SetConfig(layers.EngineConfig(t.configs))
 			c.attach(part, l)
 		}
 		t.parts = append(t.parts, part)
@@ -233,12 +209,12 @@ func (c *cluster) start() error {
 	c.fetchers = replica.NewFetchers(replica.FetcherConfig{
 		ReplicaID:         s.cfg.NodeID,
 		Resolve:           c.resolve,
-		MaxWait:           msConfig(s, "replica.fetch.wait.max.ms"),
-		MinBytes:          int32(s.brokerInt("replica.fetch.min.bytes")),
-		MaxBytes:          int32(s.brokerInt("replica.fetch.response.max.bytes")),
-		PartitionMaxBytes: int32(s.brokerInt("replica.fetch.max.bytes")),
-		Backoff:           msConfig(s, "replica.fetch.backoff.ms"),
-		RequestTimeout:    msConfig(s, "replica.socket.timeout.ms"),
+		MaxWait:           s.cfg.ReplicaFetchWaitMax,
+		MinBytes:          s.cfg.ReplicaFetchMinBytes,
+		MaxBytes:          s.cfg.ReplicaFetchResponseMaxBytes,
+		PartitionMaxBytes: s.cfg.ReplicaFetchMaxBytes,
+		Backoff:           s.cfg.ReplicaFetchBackoff,
+		RequestTimeout:    s.cfg.ReplicaSocketTimeout,
 		Logger:            s.logger,
 		Dialer:            dialer,
 	})
@@ -276,13 +252,13 @@ func (c *cluster) start() error {
 		Store:    c.zk,
 		Unclean: func(topic string) bool {
 			if t := s.topic(topic); t != nil {
-				return mustBool(s.layers.Load().topicValue("unclean.leader.election.enable", t.configs).value)
+				return s.layers.Load().TopicBool("unclean.leader.election.enable", t.configs)
 			}
 			return s.brokerBool("unclean.leader.election.enable")
 		},
-		AutoRebalance:     s.brokerBool("auto.leader.rebalance.enable"),
-		RebalanceInterval: time.Duration(s.brokerInt("leader.imbalance.check.interval.seconds")) * time.Second,
-		RequestTimeout:    msConfig(s, "replica.socket.timeout.ms"),
+		AutoRebalance:     s.cfg.AutoLeaderRebalance,
+		RebalanceInterval: s.cfg.LeaderImbalanceCheckInterval,
+		RequestTimeout:    s.cfg.ReplicaSocketTimeout,
 		Logger:            s.logger,
 		Dialer:            controller.KafkaDialer{ClientID: fmt.Sprintf("kvlog-controller-%d", s.cfg.NodeID), Secure: dialer},
 	})
@@ -361,7 +337,7 @@ func (c *cluster) proposeISR(p *replica.Partition, ch *replica.ISRChange) {
 // shrinkTicker checks every led partition for out-of-sync followers.
 func (c *cluster) shrinkTicker() {
 	defer c.wg.Done()
-	every := max(msConfig(c.s, "replica.lag.time.max.ms")/4, 50*time.Millisecond)
+	every := max(c.s.cfg.ReplicaLagTimeMax/4, 50*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -475,7 +451,7 @@ func (c *cluster) ensureLocal(name string, p int32) (*partition, error) {
 	if part.log != nil {
 		return part, nil
 	}
-	l, err := s.mgr.CreateLog(part.tp, s.layers.Load().engineConfig(t.configs))
+	l, err := s.mgr.CreateLog(part.tp, s.layers.Load().EngineConfig(t.configs))
 	if err != nil {
 		if errors.Is(err, engine.ErrClosed) || errors.Is(err, engine.ErrStorage) {
 			return nil, fmt.Errorf("create log of %s: %w", part.tp, err)
@@ -586,11 +562,13 @@ func (c *cluster) createTopic(spec newTopicSpec) (*topic, error) {
 }
 
 // deleteTopic marks a topic for deletion; the controller deletes the
-// replicas (StopReplica) and the znodes.
-func (c *cluster) deleteTopic(name string) error {
-	if err := c.zk.DeleteTopic(name); err != nil {
+// replicas (StopReplica) and the znodes. Called with topicMu held, which
+// it releases.
+func (c *cluster) deleteTopic(t *topic) error {
+	defer c.s.topicMu.Unlock()
+	if err := c.zk.DeleteTopic(t.name); err != nil {
 		if errors.Is(err, metastore.ErrUnknownTopic) {
-			return topicErrf(kerr.UnknownTopicOrPartition, "unknown topic %q", name)
+			return topicErrf(kerr.UnknownTopicOrPartition, "unknown topic %q", t.name)
 		}
 		return topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
 	}
@@ -598,12 +576,12 @@ func (c *cluster) deleteTopic(name string) error {
 }
 
 // addPartitions adds partitions in ZooKeeper (assigned round-robin over the
-// live brokers); the controller starts them.
-func (c *cluster) addPartitions(name string, count int32, validateOnly bool) error {
+// live brokers, whatever assignment asks); the controller starts them.
+func (c *cluster) addPartitions(t *topic, count int32, _ [][]int32, validateOnly bool) error {
 	if validateOnly {
 		return nil
 	}
-	if err := c.zk.SetPartitionCount(name, count); err != nil {
+	if err := c.zk.SetPartitionCount(t.name, count); err != nil {
 		if errors.Is(err, metastore.ErrPartitionCount) {
 			return topicErrf(kerr.InvalidPartitions, "%v", err)
 		}
@@ -622,7 +600,7 @@ func (c *cluster) shutdown(ctx context.Context) {
 	if c.fetchers != nil {
 		c.fetchers.Close()
 	}
-	if c.s.brokerBool("controlled.shutdown.enable") && c.ctrl != nil {
+	if c.s.cfg.ControlledShutdownEnable && c.ctrl != nil {
 		c.controlledShutdown(ctx)
 	}
 	c.stop()
@@ -631,6 +609,11 @@ func (c *cluster) shutdown(ctx context.Context) {
 func (c *cluster) stop() {
 	c.stopOnce.Do(c.stopNow)
 }
+
+// onISRChange writes the partition manager's ISR changes to ZooKeeper.
+func (c *cluster) onISRChange() func(*replica.Partition, *replica.ISRChange) { return c.proposeISR }
+
+func (c *cluster) replicated() bool { return true }
 
 func (c *cluster) stopNow() {
 	c.stopped.Store(true)
@@ -649,8 +632,8 @@ func (c *cluster) stopNow() {
 // controlledShutdown sends ControlledShutdown to the controller until it
 // reports no partitions left or the retries run out.
 func (c *cluster) controlledShutdown(ctx context.Context) {
-	retries := int(c.s.brokerInt("controlled.shutdown.max.retries"))
-	backoff := msConfig(c.s, "controlled.shutdown.retry.backoff.ms")
+	retries := c.s.cfg.ControlledShutdownMaxRetries
+	backoff := c.s.cfg.ControlledShutdownRetryBackoff
 	for attempt := 0; attempt <= retries; attempt++ {
 		remaining, err := c.controlledShutdownOnce(ctx)
 		if err == nil && remaining == 0 {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -10,29 +9,27 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/wire"
 )
 
-// A connection has two goroutines. The reader reads a frame, parses it,
-// queues a pending slot and runs the handler, which completes the slot now
-// or later (a parked fetch); the writer takes slots from the queue in
-// order, waits for each to complete and writes its response. So responses
-// leave strictly in request order while requests pipeline, and the queue's
-// capacity (queued.max.requests) bounds the requests read ahead.
+// conn is a client connection: package wire's frame loop (the reader
+// reads a frame and hands it here; the writer answers the queued requests
+// in order) with what the broker decides per connection: parsing against
+// the served versions, SASL (sasl_conn.go), authorization and quotas
+// before the handler, the handler itself with its panics contained.
 type conn struct {
-	s        *Server
-	l        *listener
-	nc       net.Conn
-	remote   string
-	queue    chan *request
-	stopping atomic.Bool
-	stopOnce sync.Once
-	stop     chan struct{} // closed by stopReading
-	ip       string        // remote IP, for max.connections.per.ip
+	s      *Server
+	l      *listener
+	w      *wire.Conn[*request]
+	nc     net.Conn // after the TLS wrap on SSL and SASL_SSL listeners
+	remote string
+	stop   <-chan struct{} // closed once the connection stops reading
+	ip     string          // remote IP, for max.connections.per.ip
 
 	// auth is the SASL state on SASL listeners, nil elsewhere
 	// (sasl_conn.go); princ the principal once known (nil: ANONYMOUS).
@@ -40,28 +37,34 @@ type conn struct {
 	princ atomic.Pointer[string]
 }
 
+// requestHeader is a request's header as handlers see it (wire.Header).
+type requestHeader struct {
+	key      int16
+	version  int16
+	corr     int32
+	clientID string // a null client id reads as ""
+}
+
 // result is how a request completes.
 type result struct {
-	resp  kmsg.Response // encoded with kmsg
-	fetch *fetchReply   // encoded as buffers + file ranges
-	raw   []byte        // a bare size-prefixed SASL token (after SaslHandshake v0)
-	skip  bool          // no response (acks=0 produce)
-	err   error         // close the connection after earlier responses
+	resp  kmsg.Response    // encoded with kmsg
+	fetch *wire.FetchReply // encoded as buffers + file ranges
+	raw   []byte           // a bare size-prefixed SASL token (after SaslHandshake v0)
+	skip  bool             // no response (acks=0 produce)
+	err   error            // close the connection after earlier responses
 	// closeAfter closes the connection once this response (if any) is
 	// written: a failed authentication.
 	closeAfter bool
 }
 
-// request is one parsed request and its response slot.
+// request is one parsed request and its place in the response order.
 type request struct {
-	s     *Server
-	c     *conn
-	hdr   requestHeader
-	kreq  kmsg.Request
-	start time.Time
-	done  chan result // capacity 1; exactly one completion
-	fired atomic.Bool
-	mem   int64 // request memory held until completion (requestMemory)
+	s       *Server
+	c       *conn
+	hdr     requestHeader
+	kreq    kmsg.Request
+	start   time.Time
+	pending wire.Pending // completion and request memory
 	// topicsAllowed are the topics a Fetch may read (authorized once, kept
 	// for its completion after parking); nil: all.
 	topicsAllowed authzSet
@@ -70,29 +73,13 @@ type request struct {
 	throttleMs atomic.Int32
 }
 
+// Pending is the request's place in its connection (wire.Request).
+func (r *request) Pending() *wire.Pending { return &r.pending }
+
 // finish completes the request (first completion wins).
 func (r *request) finish(res result) {
-	if !r.fired.CompareAndSwap(false, true) {
-		if res.fetch != nil {
-			res.fetch.release()
-		}
-		return
-	}
-	r.s.reqMem.release(r.mem)
-	r.s.metrics.observe(r, res, time.Since(r.start))
-	r.done <- res
-}
-
-// cancel completes the request with no response if it has not completed,
-// and otherwise drops its completion, releasing any file ranges.
-func (r *request) cancel() {
-	if r.fired.CompareAndSwap(false, true) {
-		r.s.reqMem.release(r.mem)
-		return
-	}
-	if res := <-r.done; res.fetch != nil {
-		res.fetch.release()
-	}
+	r.pending.Complete(wire.Result{Resp: res.resp, Fetch: res.fetch, Raw: res.raw, Skip: res.skip, Err: res.err, CloseAfter: res.closeAfter},
+		func() { r.s.metrics.observe(r, res, time.Since(r.start)) })
 }
 
 func (r *request) reply(resp kmsg.Response) { r.finish(result{resp: resp}) }
@@ -118,8 +105,6 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 		nc:     nc,
 		remote: nc.RemoteAddr().String(),
 		ip:     remoteIP(nc),
-		queue:  make(chan *request, s.cfg.QueuedMaxRequests),
-		stop:   make(chan struct{}),
 	}
 	if sec := l.sec; sec != nil {
 		if sec.useTLS {
@@ -129,6 +114,8 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 			c.auth = &connAuth{settings: sec.settings()}
 		}
 	}
+	c.w = wire.NewConn[*request](c.nc, s.cfg.QueuedMaxRequests, s.reqMem, s.cfg.ConnectionsMaxIdle, s.metrics.requestMemoryWaits.Inc)
+	c.stop = c.w.Stop()
 	return c
 }
 
@@ -146,93 +133,81 @@ func remoteIP(nc net.Conn) string {
 
 // stopReading makes the reader stop after the frame it is reading (or
 // while it waits for request memory); queued requests are still answered.
-func (c *conn) stopReading() {
-	c.stopping.Store(true)
-	c.stopOnce.Do(func() { close(c.stop) })
-	c.nc.SetReadDeadline(time.Now())
-}
+func (c *conn) stopReading() { c.w.StopReading() }
 
 func (c *conn) serve() {
 	defer c.s.removeConn(c)
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		if err := c.tlsHandshake(tc); err != nil {
 			c.s.metrics.tlsHandshakeFailures.WithLabelValues(c.l.name).Inc()
-			if !c.stopping.Load() {
+			if !c.w.Stopping() {
 				c.s.logger.Info("TLS handshake failed; closing connection", "listener", c.l.name, "remote", c.remote, "err", err)
 			}
 			c.nc.Close()
 			return
 		}
 	}
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writeLoop()
-	}()
-	c.readLoop()
-	close(c.queue)
-	<-writerDone
+	c.w.Serve(c)
 	c.nc.Close()
 }
 
-// readLoop reads and dispatches requests until EOF, an error, a request
-// that closes the connection, or shutdown.
-func (c *conn) readLoop() {
-	var size [4]byte
-	for {
-		if c.stopping.Load() {
-			return
-		}
-		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.ConnectionsMaxIdle))
-		if c.stopping.Load() {
-			return
-		}
-		if _, err := io.ReadFull(c.nc, size[:]); err != nil {
-			c.logReadErr(err, "idle connection closed")
-			return
-		}
-		n := int32(binary.BigEndian.Uint32(size[:]))
-		if limit := c.maxFrame(); n < 0 || n > limit {
-			c.s.logger.Warn("request frame size out of range; closing connection",
-				"remote", c.remote, "size", n, "limit", limit, "authenticated", c.authenticated())
-			c.s.metrics.badRequests.Inc()
-			return
-		}
-		// A slow sender of a large frame gets the idle timeout per frame.
-		var mem int64
-		frame, err := readFrameBody(c.nc, int(n), func() error {
-			if !c.s.reqMem.acquire(int64(n), c.stop, c.s.cfg.ConnectionsMaxIdle, c.s.metrics.requestMemoryWaits.Inc) {
-				return errRequestMemory
-			}
-			mem = int64(n)
-			return nil
-		})
-		if err != nil {
-			c.s.reqMem.release(mem)
-			c.logReadErr(err, "connection closed mid-frame")
-			return
-		}
-		if mem == 0 {
-			mem = int64(n)
-			c.s.reqMem.force(mem)
-		}
-		c.s.metrics.bytesIn.Add(float64(4 + n))
-		if !c.handleFrame(frame, mem) {
-			return
-		}
+// MaxFrame, Frame, ReadStopped, BeforeWrite, Closing and Wrote make conn
+// the connection's wire.Handler.
+
+// Frame counts and handles one frame (handleFrame).
+func (c *conn) Frame(frame []byte, mem int64) bool {
+	c.s.metrics.bytesIn.Add(float64(4 + len(frame)))
+	return c.handleFrame(frame, mem)
+}
+
+// MaxFrame is the largest frame the connection reads now (sasl_conn.go).
+func (c *conn) MaxFrame() int32 { return c.maxFrame() }
+
+// ReadStopped logs why the connection stopped reading.
+func (c *conn) ReadStopped(err error) {
+	var sizeErr *wire.FrameSizeError
+	switch {
+	case errors.As(err, &sizeErr):
+		c.s.logger.Warn("request frame size out of range; closing connection",
+			"remote", c.remote, "size", sizeErr.Size, "limit", sizeErr.Limit, "authenticated", c.authenticated())
+		c.s.metrics.badRequests.Inc()
+	case errors.Is(err, wire.ErrNoFrame):
+		c.logReadErr(err, "idle connection closed")
+	default:
+		c.logReadErr(err, "connection closed mid-frame")
 	}
 }
 
-// errRequestMemory: a reader gave up waiting for request memory
-// (shutdown, or connections.max.idle.ms passed).
-var errRequestMemory = errors.New("no request memory within connections.max.idle.ms (queued.max.request.bytes)")
+// BeforeWrite holds back the answer of a throttled client from before
+// KIP-219 (it does not back off by itself) and reports the throttle.
+func (c *conn) BeforeWrite(r *request, res *wire.Result) {
+	if ms := r.throttleMs.Load(); ms > 0 && !clientThrottles(r) && res.Err == nil && !res.Skip {
+		if wait := time.Until(r.start.Add(time.Duration(ms) * time.Millisecond)); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-c.stop:
+			}
+			t.Stop()
+		}
+	}
+	if res.Resp != nil {
+		setThrottle(r, res.Resp)
+	}
+}
+
+// Closing logs a request that closes the connection.
+func (c *conn) Closing(r *request, err error) { r.log().Warn("closing connection", "err", err) }
+
+// Wrote counts response bytes.
+func (c *conn) Wrote(n int64) { c.s.metrics.bytesOut.Add(float64(n)) }
 
 func (c *conn) logReadErr(err error, idleMsg string) {
 	switch {
-	case c.stopping.Load(), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case c.w.Stopping(), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.s.logger.Debug(idleMsg, "remote", c.remote)
-	case errors.Is(err, errRequestMemory):
+	case errors.Is(err, wire.ErrRequestMemory):
 		c.s.logger.Warn("closing connection", "remote", c.remote, "err", err)
 	default:
 		c.s.logger.Debug("read failed", "remote", c.remote, "err", err)
@@ -245,36 +220,35 @@ func (c *conn) handleFrame(frame []byte, mem int64) bool {
 	if c.auth != nil && c.auth.raw && c.auth.state == authInProgress {
 		return c.handleRawToken(frame, mem)
 	}
-	hdr, kreq, err := parseRequest(frame, c.s.served)
+	wh, kreq, err := wire.ParseRequest(frame, c.s.served)
+	hdr := requestHeader{key: wh.Key, version: wh.Version, corr: wh.Corr, clientID: wh.ClientID}
 	if err != nil {
-		if errors.Is(err, errUnsupportedVersion) && hdr.key == kmsg.ApiVersions.Int16() && hdr.version > c.s.apiVersionsMax() {
+		if errors.Is(err, wire.ErrUnsupportedVersion) && hdr.key == kmsg.ApiVersions.Int16() && hdr.version > c.s.apiVersionsMax() {
 			// Clients probe with their newest ApiVersions: the normal
 			// start of a connection, not a bad request.
 			c.s.metrics.apiVersionsDowngrades.Inc()
-			r := c.newRequest(hdr, nil)
-			r.mem = mem
-			c.queue <- r
+			r := c.newRequest(hdr, nil, mem)
+			c.w.Queue(r)
 			r.reply(unsupportedApiVersionsResponse(c.s.apiVersionsMax()))
 			return true
 		}
 		c.s.metrics.badRequests.Inc()
 		c.s.logger.Warn("bad request; closing connection", "remote", c.remote, "client_id", hdr.clientID,
 			"api_key", hdr.key, "version", hdr.version, "correlation_id", hdr.corr, "err", err)
-		c.s.reqMem.release(mem)
+		c.s.reqMem.Release(mem)
 		return false
 	}
 	if why := c.admit(hdr.key); why != "" {
 		c.s.metrics.authentications.WithLabelValues(c.l.name, "", "refused").Inc()
 		c.s.logger.Info("request refused on an unauthenticated connection; closing it", "listener", c.l.name,
 			"remote", c.remote, "client_id", hdr.clientID, "reason", why)
-		c.s.reqMem.release(mem)
+		c.s.reqMem.Release(mem)
 		return false
 	}
-	r := c.newRequest(hdr, kreq)
-	r.mem = mem
-	c.queue <- r
+	r := c.newRequest(hdr, kreq, mem)
+	c.w.Queue(r)
 	if c.dispatch(r) && hdr.key == kmsg.Produce.Int16() {
-		putFrame(frame) // appended: nothing refers to the frame any more
+		wire.PutFrame(frame) // appended: nothing refers to the frame any more
 	}
 	if ms := r.throttleMs.Load(); ms > 0 {
 		c.mute(time.Duration(ms) * time.Millisecond) // KIP-219: read nothing more meanwhile
@@ -282,8 +256,11 @@ func (c *conn) handleFrame(frame []byte, mem int64) bool {
 	return true
 }
 
-func (c *conn) newRequest(hdr requestHeader, kreq kmsg.Request) *request {
-	return &request{s: c.s, c: c, hdr: hdr, kreq: kreq, start: time.Now(), done: make(chan result, 1)}
+// newRequest is a parsed request holding mem bytes of request memory.
+func (c *conn) newRequest(hdr requestHeader, kreq kmsg.Request, mem int64) *request {
+	r := &request{s: c.s, c: c, hdr: hdr, kreq: kreq, start: time.Now()}
+	r.pending.Init(hdr.corr, c.s.reqMem, mem)
+	return r
 }
 
 // dispatch runs the request's handler, containing panics to this
@@ -315,77 +292,4 @@ func (c *conn) dispatch(r *request) (ran bool) {
 		r.throttle(c.s.quotas.afterHandle(r, time.Since(start)))
 	}
 	return true
-}
-
-// writeLoop writes responses in request order until the queue closes. After
-// a write error or a failed request it only drains.
-func (c *conn) writeLoop() {
-	var (
-		buf      []byte
-		draining bool
-	)
-	for r := range c.queue {
-		if draining {
-			r.cancel()
-			continue
-		}
-		res := <-r.done
-		if ms := r.throttleMs.Load(); ms > 0 && !clientThrottles(r) && res.err == nil && !res.skip {
-			// A client from before KIP-219 does not back off by itself:
-			// its response waits out the throttle.
-			if wait := time.Until(r.start.Add(time.Duration(ms) * time.Millisecond)); wait > 0 {
-				select {
-				case <-time.After(wait):
-				case <-c.stop:
-				}
-			}
-		}
-		if res.resp != nil {
-			setThrottle(r, res.resp)
-		}
-		var err error
-		switch {
-		case res.err != nil:
-			r.log().Warn("closing connection", "err", res.err)
-			err = res.err
-		case res.skip:
-		case res.raw != nil:
-			buf = binary.BigEndian.AppendUint32(buf[:0], uint32(len(res.raw)))
-			buf = append(buf, res.raw...)
-			_, err = c.nc.Write(buf)
-		case res.fetch != nil:
-			err = c.writeFetch(r.hdr.corr, res.fetch)
-			res.fetch.release()
-		default:
-			buf, err = c.writeResponse(buf[:0], r.hdr, res.resp)
-			if cap(buf) > 1<<20 {
-				buf = nil
-			}
-		}
-		if err != nil || res.closeAfter {
-			draining = true
-			c.stopReading()
-			c.nc.Close()
-		}
-	}
-}
-
-// appendResponseHeader appends a size placeholder, the correlation id and,
-// for flexible responses other than ApiVersions, an empty tag section.
-func appendResponseHeader(buf []byte, corr int32, resp kmsg.Response) []byte {
-	buf = append(buf, 0, 0, 0, 0)
-	buf = binary.BigEndian.AppendUint32(buf, uint32(corr))
-	if resp.IsFlexible() && resp.Key() != kmsg.ApiVersions.Int16() {
-		buf = append(buf, 0)
-	}
-	return buf
-}
-
-func (c *conn) writeResponse(buf []byte, hdr requestHeader, resp kmsg.Response) ([]byte, error) {
-	buf = appendResponseHeader(buf, hdr.corr, resp)
-	buf = resp.AppendTo(buf)
-	binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
-	_, err := c.nc.Write(buf)
-	c.s.metrics.bytesOut.Add(float64(len(buf)))
-	return buf, err
 }

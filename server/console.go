@@ -42,10 +42,10 @@ import (
 // kvlog.console.enable=false.
 func (s *Server) consoleHandler() http.Handler {
 	l := s.layers.Load()
-	if !mustBool(l.brokerValue("kvlog.console.enable").value) {
+	if !l.Bool("kvlog.console.enable") {
 		return nil
 	}
-	interval := msDuration(mustInt(l.brokerValue("kvlog.console.sample.interval.ms").value))
+	interval := l.Duration("kvlog.console.sample.interval.ms")
 	started := time.Now()
 	c, err := console.New(console.Options{
 		Broker: func() console.BrokerInfo {

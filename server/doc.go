@@ -1,30 +1,45 @@
 // Package server is the kvlog broker: listeners and connections, the Kafka
-// protocol handlers, broker and topic configuration, and the metadata store
-// seam (package metastore). It owns no bytes on disk except through the
-// engine and the metadata store.
+// protocol handlers, and the wiring of its parts. It owns no bytes on disk
+// except through the engine and the metadata store.
+//
+// # Where code goes
+//
+// The server root holds what needs the *Server: one handler file per API
+// key (NN_name.go) and the files that wire a part into the broker, named
+// by that part. A piece of the broker that can work without the *Server
+// is a subpackage of server/, handed what it needs through its API:
+// package wire (frames, request memory, Fetch encoding and sendfile),
+// config (key tables, parsing, validation, typed settings), metastore and
+// zkstore (the metadata stores), controller, group and txn (coordinators),
+// acl, quota and security. Top-level packages (engine, cleaner, replica,
+// client) are the storage and replication core and the client library,
+// usable without a broker.
 //
 // # Files
 //
-//   - properties.go, config.go: server.properties parsing and the broker
-//     key table (Apache Kafka's names and defaults).
-//   - configdefs.go, topic_config.go: config definitions, the topic config
-//     table with broker synonyms, value resolution (topic override, dynamic
-//     broker, dynamic default, static, default) and engine.Config conversion.
+//   - configs.go: the broker's side of package config: the current config
+//     layers (Server.layers, replaced whole on a change and read typed),
+//     DescribeConfigs and AlterConfigs resources.
 //   - server.go: Server (New, Start, Shutdown), topic snapshots, listeners.
-//   - topics.go: topic create/delete/alter, shared by the handlers.
-//   - conn.go, frame.go: per-connection reader/writer, hand-parsed request
-//     headers, ordered pipelined responses.
-//   - fetch_encode.go, sendfile.go: Fetch responses as encoded buffers plus
-//     engine file ranges sent with sendfile(2), or on TLS gathered into a
-//     pooled buffer and encrypted.
+//   - topics.go: topic create/delete/alter, shared by the handlers: the
+//     checks, then the membership's part.
+//   - membership.go: the one place the two modes differ (membership): a
+//     single node (standalone: the embedded metadata store, a cluster of
+//     one) or a ZooKeeper cluster (cluster.go) loads topics, creates,
+//     deletes and grows them, joins and leaves, and writes ISR changes.
+//     Request paths ask the membership, the metadata view or the partition
+//     manager, never which mode runs; only the inter-broker handlers
+//     (04-07) and readiness reach the cluster itself.
+//   - conn.go: a connection as package wire's frame loop sees it (its
+//     wire.Handler): parsing against the served versions, the SASL state,
+//     quota muting and delayed answers, dispatch to the handlers with
+//     their panics contained. Package wire reads the frames, holds the
+//     request memory and writes the responses in order.
 //   - errors.go: the one mapping from errors to Kafka error codes.
-//   - config_validate.go: the rules across broker keys shared by the
-//     static file, dynamic changes and stored configs.
-//   - config_security.go, security_listener.go, security_interbroker.go,
-//     sasl_conn.go: the ssl.* and sasl.* keys (also per listener) and the
-//     refusal of security kvlog does not implement; each listener's
-//     protocol, TLS configuration (rebuilt when the configuration changes:
-//     certificate reload) and SASL mechanisms; a connection's TLS
+//   - security_listener.go, security_interbroker.go, sasl_conn.go: each
+//     listener's protocol, TLS configuration (rebuilt when the
+//     configuration changes: certificate reload) and SASL mechanisms, from
+//     the ssl.* and sasl.* keys package config defines; a connection's TLS
 //     handshake, SASL state machine and principal; the inter-broker
 //     dialer. Handlers 17, 36, 50, 51 are SaslHandshake, SaslAuthenticate
 //     and the SCRAM credential APIs; the mechanisms themselves are package
@@ -45,9 +60,6 @@
 //     old versions' responses delayed), connection creation rates at
 //     accept. Handlers 48-49 are DescribeClientQuotas and
 //     AlterClientQuotas.
-//   - framepool.go, reqmem.go: frame buffers sized to what arrived, and the
-//     request memory budget (queued.max.request.bytes). Limits and their
-//     Kafka counterparts: docs/limits-and-hostile-clients.md.
 //   - handlers.go: the registry; NN_name.go: one file per API key, each
 //     registering the versions it serves (ApiVersions advertises exactly
 //     those).
@@ -74,7 +86,8 @@
 //     FindCoordinator answer from: a single node's topics (localView) or
 //     the cluster's controller-fed cache (clusterMeta).
 //   - cluster.go, cluster_metrics.go: cluster mode (zookeeper.connect set;
-//     packages zkstore, controller and replica): the controller-fed
+//     packages zkstore, controller and replica), the cluster membership:
+//     the controller-fed
 //     metadata cache, local replicas created on LeaderAndIsr, follower
 //     fetchers, the ISR writer (the partition manager's OnISRChange) and
 //     shrink ticker, controlled shutdown. Handlers 04-07 are the inter-broker
@@ -109,7 +122,10 @@
 // state is owned by the reader (the SASL handlers run there). Handlers run
 // on the reader goroutine; a Fetch short of MinBytes parks in the partition
 // manager (registered on its partitions, plus a timer) and is completed
-// later on a short-lived goroutine, as is an acks=all Produce. Topic and
+// later on a short-lived goroutine, as is an acks=all Produce. The waits
+// of a connection (quota muting, a pre-KIP-219 client's delayed answer)
+// and of the accept loop end on a timer or on a stop channel, never by
+// polling, so tests drive them on a testing/synctest bubble's clock. Topic and
 // configuration state are immutable
 // snapshots behind atomic pointers (Server.topics, Server.layers), replaced
 // whole by writers, so request paths take no server-wide lock.

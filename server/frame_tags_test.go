@@ -13,6 +13,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/wire"
 )
 
 // The kmsg tagged-field loop (third_party/kmsg/PATCHES.md): a flexible
@@ -132,7 +134,7 @@ func TestHugeTagCountRejected(t *testing.T) {
 	}
 	n := 0
 	for key, h := range handlers {
-		for v := h.versions.min; v <= h.versions.max; v++ {
+		for v := h.versions.Min; v <= h.versions.Max; v++ {
 			req := kmsg.RequestForKey(key)
 			req.SetVersion(v)
 			if !req.IsFlexible() {
@@ -148,11 +150,11 @@ func TestHugeTagCountRejected(t *testing.T) {
 			frame := append(append(hdr, body[:len(body)-1]...), hugeTags...)
 
 			// Well formed except for the count: the body without it parses.
-			if _, _, err := parseRequest(append(append([]byte{}, hdr...), body...), servedByRegistry); err != nil {
+			if _, _, err := wire.ParseRequest(append(append([]byte{}, hdr...), body...), servedByRegistry); err != nil {
 				t.Fatalf("%s v%d: the valid request: %v", apiName(key), v, err)
 			}
-			gotHdr, _, err := parseRequest(frame, servedByRegistry)
-			if !errors.Is(err, errBadBody) || gotHdr.key != key || gotHdr.version != v {
+			gotHdr, _, err := wire.ParseRequest(frame, servedByRegistry)
+			if !errors.Is(err, wire.ErrBadBody) || gotHdr.Key != key || gotHdr.Version != v {
 				t.Fatalf("%s v%d: got %v (header %+v), want errBadBody", apiName(key), v, err, gotHdr)
 			}
 			n++
@@ -168,7 +170,7 @@ func TestHugeTagCountRejected(t *testing.T) {
 	req.Version = 9
 	frame := []byte{0, 3, 0, 9, 0, 0, 0, 1, 0, 1, 'c'}
 	frame = append(append(frame, hugeTags...), req.AppendTo(nil)...)
-	if _, _, err := parseRequest(frame, servedByRegistry); !errors.Is(err, errShortHeader) {
+	if _, _, err := wire.ParseRequest(frame, servedByRegistry); !errors.Is(err, wire.ErrShortHeader) {
 		t.Fatalf("huge header tag count: %v", err)
 	}
 }

@@ -45,8 +45,8 @@ func (s *Server) startGroups() error {
 		return err
 	}
 	s.groups = co
-	if s.cluster != nil {
-		return nil
+	if s.mode.replicated() {
+		return nil // partitions load as their leadership arrives
 	}
 	if err := co.LoadAll(); err != nil {
 		co.Close()
@@ -86,15 +86,14 @@ func (s *Server) removeDeletedOffsets(topics []string) {
 // groupConfig reads the coordinator's keys (they are static).
 func (s *Server) groupConfig(partitions int32) group.Config {
 	l := s.layers.Load()
-	get := func(name string) int64 { return mustInt(l.brokerValue(name).value) }
-	ms := func(name string) time.Duration { return time.Duration(get(name)) * time.Millisecond }
+	get, ms := l.Int, l.Duration
 	cfg := group.DefaultConfig()
 	cfg.Partitions = partitions
 	cfg.MinSessionTimeout = ms("group.min.session.timeout.ms")
 	cfg.MaxSessionTimeout = ms("group.max.session.timeout.ms")
 	cfg.InitialRebalanceDelay = ms("group.initial.rebalance.delay.ms")
 	cfg.MaxSize = int(min(get("group.max.size"), 1<<31-1))
-	cfg.OffsetsRetention = time.Duration(get("offsets.retention.minutes")) * time.Minute
+	cfg.OffsetsRetention = ms("offsets.retention.minutes")
 	return cfg
 }
 
@@ -109,8 +108,8 @@ func (s *Server) ensureOffsetsTopic() (*topic, error) {
 	}
 	l := s.layers.Load()
 	rf := int16(1)
-	if s.cluster != nil {
-		rf = int16(mustInt(l.brokerValue("offsets.topic.replication.factor").value))
+	if s.mode.replicated() {
+		rf = int16(l.Int("offsets.topic.replication.factor"))
 	}
 	t, err := s.createTopic(newTopicSpec{
 		name:       group.OffsetsTopic,
@@ -118,7 +117,7 @@ func (s *Server) ensureOffsetsTopic() (*topic, error) {
 		rf:         rf,
 		configs: map[string]string{
 			"cleanup.policy":   "compact",
-			"segment.bytes":    l.brokerValue("offsets.topic.segment.bytes").value,
+			"segment.bytes":    l.Broker("offsets.topic.segment.bytes").Value,
 			"compression.type": "producer",
 		},
 	})

@@ -5,6 +5,8 @@ import (
 	"sort"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/wire"
 )
 
 // handlerFunc serves one request. It must complete r exactly once, now or
@@ -14,10 +16,10 @@ type handlerFunc func(s *Server, r *request)
 
 type handler struct {
 	key      int16
-	versions versionRange
+	versions wire.VersionRange
 	fn       handlerFunc
-	// advMin, when below versions.min, is the minimum ApiVersions
-	// advertises (advertiseFrom); requests below versions.min are still
+	// advMin, when below versions.Min, is the minimum ApiVersions
+	// advertises (advertiseFrom); requests below versions.Min are still
 	// refused.
 	advMin int16
 }
@@ -37,7 +39,7 @@ func regKey(key kmsg.Key, min, max int16, fn handlerFunc) {
 	if req := kmsg.RequestForKey(k); req == nil || max > req.MaxVersion() {
 		panic(fmt.Sprintf("key %d: kmsg cannot encode v%d", k, max))
 	}
-	handlers[k] = &handler{key: k, versions: versionRange{min, max}, fn: fn, advMin: min}
+	handlers[k] = &handler{key: k, versions: wire.VersionRange{Min: min, Max: max}, fn: fn, advMin: min}
 }
 
 // advertiseFrom makes ApiVersions advertise key from version min although
@@ -49,17 +51,17 @@ func regKey(key kmsg.Key, min, max int16, fn handlerFunc) {
 // unserved ones.
 func advertiseFrom(key kmsg.Key, min int16) {
 	h := handlers[key.Int16()]
-	if h == nil || min > h.versions.min {
+	if h == nil || min > h.versions.Min {
 		panic(fmt.Sprintf("advertiseFrom(%v, %d): key not registered or minimum not lowered", key, min))
 	}
 	h.advMin = min
 }
 
 // served reports the version range the broker serves for key.
-func (s *Server) served(key int16) (versionRange, bool) {
+func (s *Server) served(key int16) (wire.VersionRange, bool) {
 	h, ok := handlers[key]
 	if !ok {
-		return versionRange{}, false
+		return wire.VersionRange{}, false
 	}
 	return h.versions, true
 }
@@ -79,7 +81,7 @@ func (s *Server) apiVersionKeys() []kmsg.ApiVersionsResponseApiKey {
 		ak := kmsg.NewApiVersionsResponseApiKey()
 		ak.ApiKey = k
 		ak.MinVersion = h.advMin
-		ak.MaxVersion = h.versions.max
+		ak.MaxVersion = h.versions.Max
 		out = append(out, ak)
 	}
 	return out

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kvlog/kvlog/console"
 	"github.com/kvlog/kvlog/server/acl"
+	"github.com/kvlog/kvlog/server/config"
 	"github.com/kvlog/kvlog/server/security"
 )
 
@@ -40,41 +41,19 @@ import (
 //   - kvlog.http.pprof.enable=auto (the default) serves /debug/pprof only
 //     when the listener binds a loopback address.
 
-var httpConfigDefs = []*configDef{
-	{name: "kvlog.http.ssl.keystore.location", typ: kmsg.ConfigTypeString, noDefault: true, doc: "PEM file with the HTTP listener's private key and certificate chain: the listener serves HTTPS. Unset: plain HTTP."},
-	{name: "kvlog.http.ssl.keystore.key", typ: kmsg.ConfigTypePassword, noDefault: true, sensitive: true, doc: "The HTTP listener's private key in PEM, inline (instead of kvlog.http.ssl.keystore.location)."},
-	{name: "kvlog.http.ssl.keystore.certificate.chain", typ: kmsg.ConfigTypePassword, noDefault: true, sensitive: true, doc: "The HTTP listener's certificate chain in PEM, inline."},
-	{name: "kvlog.http.ssl.key.password", typ: kmsg.ConfigTypePassword, noDefault: true, sensitive: true, doc: "Password of the HTTP key store's encrypted PKCS#8 private key."},
-	{name: "kvlog.http.ssl.keystore.password", typ: kmsg.ConfigTypePassword, noDefault: true, sensitive: true, doc: "Password of an encrypted private key when kvlog.http.ssl.key.password is not set."},
-	{name: "kvlog.http.ssl.truststore.location", typ: kmsg.ConfigTypeString, noDefault: true, doc: "PEM file of the CAs trusted to sign HTTP client certificates (with kvlog.http.ssl.client.auth)."},
-	{name: "kvlog.http.ssl.client.auth", typ: kmsg.ConfigTypeString, def: security.DefaultClientAuth, check: oneOf("none", "requested", "required"), doc: "HTTP client certificates: none, requested (verified if sent) or required."},
-	{name: "kvlog.http.ssl.enabled.protocols", typ: kmsg.ConfigTypeList, def: security.DefaultEnabledProtocols, check: checkWith(func(v string) error { _, _, err := security.ProtocolRange(v); return err }), doc: "TLS versions the HTTP listener serves."},
-	{name: "kvlog.http.ssl.cipher.suites", typ: kmsg.ConfigTypeList, def: "", check: checkWith(func(v string) error { _, err := security.CipherSuites(v); return err }), doc: "TLS 1.2 cipher suites of the HTTP listener (empty: Go's secure defaults)."},
-	{name: "kvlog.http.auth", typ: kmsg.ConfigTypeString, def: "none", check: oneOf("none", "basic"), doc: "none, or basic: HTTP basic authentication with the broker's SASL users (PLAIN users of the SASL listeners, SCRAM credentials); /healthz and /readyz stay open."},
-	{name: "kvlog.http.pprof.enable", typ: kmsg.ConfigTypeString, def: "auto", check: oneOf("auto", "true", "false"), doc: "Serve Go's profiler under /debug/pprof: auto serves it only when kvlog.http.listener is a loopback address."},
-	{name: "kvlog.console.enable", typ: kmsg.ConfigTypeBoolean, def: "true", doc: "Serve the web console under /ui/ on the HTTP listener."},
-	{name: "kvlog.console.sample.interval.ms", typ: kmsg.ConfigTypeLong, def: "10000", check: atLeast(50), doc: "How often the console samples every compacted partition's dirty ratio and size for its charts (the last 360 samples are kept in memory)."},
-}
-
-func init() {
-	for _, d := range httpConfigDefs {
-		if brokerConfigDefs[d.name] != nil {
-			panic("HTTP config " + d.name + " defined twice")
-		}
-		brokerConfigDefs[d.name] = d
-	}
-}
-
 // httpLookup reads the kvlog.http.ssl.* keys as the ssl.* keys the
 // security package knows.
 func (s *Server) httpLookup() security.Lookup {
 	l := s.layers.Load()
 	return func(key string) (string, bool) {
-		e := l.brokerValue("kvlog.http." + key)
-		if e.null || e.source == kmsg.ConfigSourceDefaultConfig {
+		if config.BrokerDef("kvlog.http."+key) == nil {
+			return "", false // an ssl.* key the HTTP listener has no form of
+		}
+		e := l.Broker("kvlog.http." + key)
+		if e.Null || e.Source == kmsg.ConfigSourceDefaultConfig {
 			return "", false
 		}
-		return e.value, true
+		return e.Value, true
 	}
 }
 
@@ -143,7 +122,7 @@ func (r *httpTLSReloader) config(*tls.ClientHelloInfo) (*tls.Config, error) {
 
 // httpPprof reports whether /debug/pprof is served.
 func (s *Server) httpPprof() bool {
-	switch s.layers.Load().brokerValue("kvlog.http.pprof.enable").value {
+	switch s.layers.Load().String("kvlog.http.pprof.enable") {
 	case "true":
 		return true
 	case "false":
@@ -167,7 +146,7 @@ func loopbackAddr(hostport string) bool {
 
 // httpBasicAuth reports whether kvlog.http.auth=basic.
 func (s *Server) httpBasicAuth() bool {
-	return s.layers.Load().brokerValue("kvlog.http.auth").value == "basic"
+	return s.layers.Load().String("kvlog.http.auth") == "basic"
 }
 
 // CheckPassword checks a user's password against the broker's SASL users:
@@ -224,7 +203,7 @@ var httpFakeCredential = sync.OnceValue(func() *security.ScramCredential {
 
 // httpAuthFailDelay is connection.failed.authentication.delay.ms.
 func (s *Server) httpAuthFailDelay() time.Duration {
-	return msDuration(mustInt(s.layers.Load().brokerValue("connection.failed.authentication.delay.ms").value))
+	return s.layers.Load().Duration("connection.failed.authentication.delay.ms")
 }
 
 // httpSecure wraps the HTTP listener's handler with basic authentication

@@ -12,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kvlog/kvlog/server/config"
 	"github.com/kvlog/kvlog/server/metastore"
 )
 
@@ -33,11 +34,11 @@ func TestConfigBoundsStatic(t *testing.T) {
 		{"client.quota.callback.class=com.example.Quotas", "client.quota.callback.class"},
 		{"security.inter.broker.protocol=SSL", "security.inter.broker.protocol"},
 	} {
-		props, err := ParseProperties(strings.NewReader(tc.in))
+		props, err := config.ParseProperties(strings.NewReader(tc.in))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ParseConfig(props, nil); err == nil || !strings.Contains(err.Error(), tc.key) {
+		if _, err := config.Parse(props, nil); err == nil || !strings.Contains(err.Error(), tc.key) {
 			t.Errorf("%q: error %v does not name %s", tc.in, err, tc.key)
 		}
 	}
@@ -51,8 +52,8 @@ func TestConfigBoundsStatic(t *testing.T) {
 		"authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\nallow.everyone.if.no.acl.found=true",
 		"listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL",
 	} {
-		props, _ := ParseProperties(strings.NewReader(ok))
-		if _, err := ParseConfig(props, nil); err != nil {
+		props, _ := config.ParseProperties(strings.NewReader(ok))
+		if _, err := config.Parse(props, nil); err != nil {
 			t.Errorf("%q: %v", ok, err)
 		}
 	}
@@ -64,23 +65,23 @@ func TestConfigBoundsStatic(t *testing.T) {
 func TestStoredConfigsSanitized(t *testing.T) {
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
-	l := dynamicLayers(map[string]string{"log.cleaner.threads": "2"},
+	l := config.Sanitize(map[string]string{"log.cleaner.threads": "2"},
 		map[string]string{
-			"log.cleaner.dedupe.buffer.size": maxLong, // per-thread bound
-			"log.cleaner.backoff.ms":         "1000",  // fine
-			"num.partitions":                 "3",     // not dynamic
+			"log.cleaner.dedupe.buffer.size": "9223372036854775807", // per-thread bound
+			"log.cleaner.backoff.ms":         "1000",                // fine
+			"num.partitions":                 "3",                   // not dynamic
 			"no.such.key":                    "1",
 		},
 		map[string]string{"log.cleaner.min.cleanable.ratio": "7"}, logger)
-	if len(l.dynBroker) != 1 || l.dynBroker["log.cleaner.backoff.ms"] != "1000" || len(l.dynDefault) != 0 {
-		t.Fatalf("kept %v / %v", l.dynBroker, l.dynDefault)
+	if b, d := l.DynamicBroker(), l.DynamicDefault(); len(b) != 1 || b["log.cleaner.backoff.ms"] != "1000" || len(d) != 0 {
+		t.Fatalf("kept %v / %v", b, d)
 	}
 	for _, k := range []string{"log.cleaner.dedupe.buffer.size", "num.partitions", "no.such.key", "log.cleaner.min.cleanable.ratio"} {
 		if !strings.Contains(logs.String(), "config="+k) {
 			t.Errorf("dropping %s not logged:\n%s", k, logs.String())
 		}
 	}
-	if err := l.validateBroker(); err != nil {
+	if err := l.ValidateBroker(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -90,7 +91,7 @@ func TestStoredConfigsSanitized(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ms.SetBrokerConfigs("0", map[string]string{"log.cleaner.dedupe.buffer.size": maxLong}); err != nil {
+	if err := ms.SetBrokerConfigs("0", map[string]string{"log.cleaner.dedupe.buffer.size": "9223372036854775807"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := ms.CreateTopic(metastore.Topic{Name: "old", ID: metastore.NewTopicID(), Partitions: 1, ReplicationFactor: 1,
@@ -137,10 +138,10 @@ func TestRequestMemoryBudget(t *testing.T) {
 		return c
 	}
 	a := partial(1 << 20)
-	waitUntil(t, "the first request to hold its memory", func() bool { return b.s.reqMem.inUse() >= 1<<20 })
+	waitUntil(t, "the first request to hold its memory", func() bool { return b.s.reqMem.InUse() >= 1<<20 })
 	partial(512 << 10)
 	waitUntil(t, "the second request to wait", func() bool { return counterValue(t, b.s.metrics.requestMemoryWaits) == 1 })
-	if got := b.s.reqMem.inUse(); got != 1<<20 {
+	if got := b.s.reqMem.InUse(); got != 1<<20 {
 		t.Fatalf("in use %d while the second request waits", got)
 	}
 	// Small requests are not held back.
@@ -150,7 +151,7 @@ func TestRequestMemoryBudget(t *testing.T) {
 	c.recv(req, 1)
 	// The first connection goes away: its memory frees, the second goes on.
 	a.nc.Close()
-	waitUntil(t, "the second request to get its memory", func() bool { return b.s.reqMem.inUse() == 512<<10 })
+	waitUntil(t, "the second request to get its memory", func() bool { return b.s.reqMem.InUse() == 512<<10 })
 }
 
 // waitUntil polls cond for up to 10 s.

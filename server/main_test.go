@@ -15,6 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
+
+	"github.com/kvlog/kvlog/server/config"
 )
 
 func TestMain(m *testing.M) {
@@ -40,7 +42,7 @@ func startBrokerIn(t testing.TB, dir string, extra ...string) *testBroker {
 	// A 4 MiB offset map instead of Kafka's 128 MiB: the cleaner allocates
 	// it when its thread starts, and the tests run many brokers.
 	props := "listeners=PLAINTEXT://127.0.0.1:0\nlog.dirs=" + dir + "\nlog.cleaner.dedupe.buffer.size=4194304\n" + strings.Join(extra, "\n")
-	pp, err := ParseProperties(strings.NewReader(props))
+	pp, err := config.ParseProperties(strings.NewReader(props))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +50,7 @@ func startBrokerIn(t testing.TB, dir string, extra ...string) *testBroker {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	cfg, err := ParseConfig(pp, logger)
+	cfg, err := config.Parse(pp, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

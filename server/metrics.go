@@ -90,7 +90,7 @@ func newMetrics(s *Server) *metrics {
 		}, []string{"reason"}),
 		requestMemory: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "kvlog", Name: "request_memory_bytes", Help: "Memory held by requests read and not yet answered (bounded by queued.max.request.bytes).",
-		}, func() float64 { return float64(s.reqMem.inUse()) }),
+		}, func() float64 { return float64(s.reqMem.InUse()) }),
 		requestMemoryWaits: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "kvlog", Name: "request_memory_waits_total", Help: "Request reads that waited for queued.max.request.bytes to free up.",
 		}),

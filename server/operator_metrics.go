@@ -66,12 +66,12 @@ func (m *opMetrics) observe(r *request, res result) {
 	case res.fetch != nil:
 		req, _ := r.kreq.(*kmsg.FetchRequest)
 		if req != nil && req.ReplicaID < 0 && req.ReplicaState.ID < 0 {
-			for t, n := range res.fetch.topicBytes {
+			for t, n := range res.fetch.TopicBytes {
 				m.bytesOut.WithLabelValues(t).Add(float64(n))
 			}
 		}
-		if res.fetch.resp != nil {
-			m.countErrors(key, res.fetch.resp)
+		if res.fetch.Resp != nil {
+			m.countErrors(key, res.fetch.Resp)
 		}
 	case res.resp != nil:
 		if req, ok := r.kreq.(*kmsg.ProduceRequest); ok {

@@ -173,7 +173,7 @@ func TestFetchEncoding(t *testing.T) {
 	}
 	c := b.dial(t)
 	vr, _ := b.s.served(kmsg.Fetch.Int16())
-	for v := vr.min; v <= vr.max; v++ {
+	for v := vr.Min; v <= vr.Max; v++ {
 		req := kmsg.NewPtrFetchRequest()
 		req.Version = v
 		req.ReplicaID = -1

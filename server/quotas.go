@@ -32,22 +32,6 @@ import (
 // percentage of one thread. Inter-broker requests, follower fetches,
 // ApiVersions and SASL are exempt; so is the request quota for acks=0.
 
-// quotaConfigDefs are added to brokerConfigDefs.
-var quotaConfigDefs = []*configDef{
-	{name: "quota.window.num", typ: kmsg.ConfigTypeInt, def: "11", check: atLeast(2), doc: "Samples a client quota's rate is measured over."},
-	{name: "quota.window.size.seconds", typ: kmsg.ConfigTypeInt, def: "1", check: atLeast(1), doc: "Length of each sample of a client quota's rate."},
-	{name: "max.connection.creation.rate", typ: kmsg.ConfigTypeInt, def: "2147483647", check: atLeast(0), dynamic: true, doc: "New connections per second the broker accepts (all listeners): above it, accepting waits. Per IP address: the connection_creation_rate client quota (AlterClientQuotas, entity ip), whose excess connections are closed."},
-}
-
-func init() {
-	for _, d := range quotaConfigDefs {
-		if brokerConfigDefs[d.name] != nil {
-			panic("quota config " + d.name + " defined twice")
-		}
-		brokerConfigDefs[d.name] = d
-	}
-}
-
 // quotaManager holds the quota configuration and the sensors.
 type quotaManager struct {
 	s       *Server
@@ -69,8 +53,8 @@ func (s *Server) initQuotas() error {
 	l := s.layers.Load()
 	q := &quotaManager{
 		s:       s,
-		samples: int(mustInt(l.brokerValue("quota.window.num").value)),
-		window:  time.Duration(mustInt(l.brokerValue("quota.window.size.seconds").value)) * time.Second,
+		samples: int(l.Int("quota.window.num")),
+		window:  l.Duration("quota.window.size.seconds"),
 		sensors: map[string]*quota.Rate{},
 	}
 	q.conns = quota.NewRate(q.samples, q.window)
@@ -183,7 +167,7 @@ func (q *quotaManager) beforeHandle(r *request) time.Duration {
 	if r.hdr.key != kmsg.Produce.Int16() {
 		return 0
 	}
-	return q.record(quota.ProducerByteRate, r, float64(r.mem))
+	return q.record(quota.ProducerByteRate, r, float64(r.pending.Held()))
 }
 
 // afterHandle records the handler's time (request_percentage).

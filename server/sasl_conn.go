@@ -218,9 +218,8 @@ func authFailedMessage(mechanism string) string {
 // answer is a bare size-prefixed frame; a failure closes the connection
 // without an answer (after the delay).
 func (c *conn) handleRawToken(frame []byte, mem int64) bool {
-	r := c.newRequest(requestHeader{key: kmsg.SASLAuthenticate.Int16()}, nil)
-	r.mem = mem
-	c.queue <- r
+	r := c.newRequest(requestHeader{key: kmsg.SASLAuthenticate.Int16()}, nil, mem)
+	c.w.Queue(r)
 	resp, _, err := c.authToken(frame)
 	if err != nil {
 		c.authFailed(r, result{skip: true}, err)

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kvlog/kvlog/server/config"
 	"github.com/kvlog/kvlog/server/metastore"
 	"github.com/kvlog/kvlog/server/security"
 )
@@ -31,7 +31,7 @@ type listenerSecurity struct {
 	useSASL  bool
 
 	mu   sync.Mutex
-	from *configLayers // the layers cur was built from
+	from *config.Layers // the layers cur was built from
 	cur  *listenerSettings
 	// jaasMod is the JAAS file's modification time cur was built with.
 	jaasMod time.Time
@@ -57,39 +57,52 @@ func newListenerSecurity(s *Server, name, protocol string) *listenerSecurity {
 // listenerLookup reads a listener-scoped key from layers:
 // listener.name.<l>.<key> first, then <key>; set only when some layer
 // sets it (defaults are the security package's).
-func listenerLookup(l *configLayers, listener string) security.Lookup {
+func listenerLookup(l *config.Layers, listener string) security.Lookup {
 	prefix := "listener.name." + strings.ToLower(listener) + "."
 	return func(key string) (string, bool) {
 		for _, k := range []string{prefix + key, key} {
-			if e := l.brokerValue(k); !e.null && e.source != kmsg.ConfigSourceDefaultConfig {
-				return e.value, true
+			if e := l.Broker(k); !e.Null && e.Source != kmsg.ConfigSourceDefaultConfig {
+				return e.Value, true
 			}
 		}
 		return "", false
 	}
 }
 
-// value is a listener-scoped key's effective value (default included).
-func listenerValue(l *configLayers, listener, key string) string {
+// listenerKey is the key a listener-scoped setting comes from:
+// listener.name.<l>.<key> when some layer sets it, else <key>.
+func listenerKey(l *config.Layers, listener, key string) string {
+	k := "listener.name." + strings.ToLower(listener) + "." + key
+	if e := l.Broker(k); !e.Null && e.Source != kmsg.ConfigSourceDefaultConfig {
+		return k
+	}
+	return key
+}
+
+// listenerValue is a listener-scoped key's effective value (default included).
+func listenerValue(l *config.Layers, listener, key string) string {
 	if v, ok := listenerLookup(l, listener)(key); ok {
 		return v
 	}
-	return l.brokerValue(key).value
+	return l.Broker(key).Value
 }
 
 // jaasFor is the JAAS text for a listener and mechanism:
 // listener.name.<l>.<mechanism>.sasl.jaas.config, else the
 // <listener>.KafkaServer then KafkaServer section of kvlog.sasl.jaas.file.
-func jaasFor(l *configLayers, listener, mechanism string) ([]security.LoginModule, error) {
+func jaasFor(l *config.Layers, listener, mechanism string) ([]security.LoginModule, error) {
 	key := "listener.name." + strings.ToLower(listener) + "." + strings.ToLower(mechanism) + ".sasl.jaas.config"
-	if e := l.brokerValue(key); !e.null && e.source != kmsg.ConfigSourceDefaultConfig {
-		return security.ParseJAASEntry(e.value)
+	if config.BrokerDef(key) == nil {
+		return nil, fmt.Errorf("SASL mechanism %s is not implemented", mechanism)
 	}
-	if e := l.brokerValue("sasl.jaas.config"); !e.null && e.source != kmsg.ConfigSourceDefaultConfig {
-		return security.ParseJAASEntry(e.value)
+	if e := l.Broker(key); !e.Null && e.Source != kmsg.ConfigSourceDefaultConfig {
+		return security.ParseJAASEntry(e.Value)
 	}
-	if e := l.brokerValue("kvlog.sasl.jaas.file"); !e.null && e.value != "" {
-		secs, err := security.ReadJAASFile(e.value)
+	if e := l.Broker("sasl.jaas.config"); !e.Null && e.Source != kmsg.ConfigSourceDefaultConfig {
+		return security.ParseJAASEntry(e.Value)
+	}
+	if f := l.String("kvlog.sasl.jaas.file"); f != "" {
+		secs, err := security.ReadJAASFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("kvlog.sasl.jaas.file: %w", err)
 		}
@@ -102,12 +115,12 @@ func jaasFor(l *configLayers, listener, mechanism string) ([]security.LoginModul
 }
 
 // build makes the listener's settings from layers.
-func (ls *listenerSecurity) build(l *configLayers) (*listenerSettings, error) {
+func (ls *listenerSecurity) build(l *config.Layers) (*listenerSettings, error) {
 	get := listenerLookup(l, ls.name)
 	out := &listenerSettings{
 		reauth:     map[string]time.Duration{},
-		maxReceive: int32(mustInt(listenerValue(l, ls.name, "sasl.server.max.receive.size"))),
-		failDelay:  msDuration(mustInt(l.brokerValue("connection.failed.authentication.delay.ms").value)),
+		maxReceive: int32(l.Int(listenerKey(l, ls.name, "sasl.server.max.receive.size"))),
+		failDelay:  l.Duration("connection.failed.authentication.delay.ms"),
 	}
 	rules, err := security.ParsePrincipalRules(listenerValue(l, ls.name, "ssl.principal.mapping.rules"))
 	if err != nil {
@@ -122,17 +135,17 @@ func (ls *listenerSecurity) build(l *configLayers) (*listenerSettings, error) {
 		out.tls = cfg
 	}
 	if ls.useSASL {
-		out.mechanisms = splitList(listenerValue(l, ls.name, "sasl.enabled.mechanisms"))
+		out.mechanisms = config.SplitList(listenerValue(l, ls.name, "sasl.enabled.mechanisms"))
 		out.plainUsers = map[string]string{}
 		for _, m := range out.mechanisms {
 			if !security.KnownMechanism(m) {
 				return nil, fmt.Errorf("listener %s: SASL mechanism %s is not implemented", ls.name, m)
 			}
-			reauth := listenerValue(l, ls.name, "connections.max.reauth.ms")
-			if e := l.brokerValue("listener.name." + strings.ToLower(ls.name) + "." + strings.ToLower(m) + ".connections.max.reauth.ms"); !e.null && e.source != kmsg.ConfigSourceDefaultConfig {
-				reauth = e.value
+			reauth := listenerKey(l, ls.name, "connections.max.reauth.ms")
+			if k := "listener.name." + strings.ToLower(ls.name) + "." + strings.ToLower(m) + ".connections.max.reauth.ms"; l.Broker(k).Source != kmsg.ConfigSourceDefaultConfig {
+				reauth = k
 			}
-			out.reauth[m] = msDuration(mustInt(reauth))
+			out.reauth[m] = l.Duration(reauth)
 			if m != security.Plain {
 				continue
 			}
@@ -152,12 +165,12 @@ func (ls *listenerSecurity) build(l *configLayers) (*listenerSettings, error) {
 
 // jaasFileMod is the modification time of kvlog.sasl.jaas.file (zero if
 // unset or unreadable).
-func jaasFileMod(l *configLayers) time.Time {
-	e := l.brokerValue("kvlog.sasl.jaas.file")
-	if e.null || e.value == "" {
+func jaasFileMod(l *config.Layers) time.Time {
+	f := l.String("kvlog.sasl.jaas.file")
+	if f == "" {
 		return time.Time{}
 	}
-	fi, err := os.Stat(e.value)
+	fi, err := os.Stat(f)
 	if err != nil {
 		return time.Time{}
 	}
@@ -234,7 +247,7 @@ func (s *Server) initSecurity() error {
 // checkListenerSecurity builds every listener's settings from next (a
 // dynamic config change being validated), so a key store that cannot be
 // read or a key password that does not fit is refused before it is stored.
-func (s *Server) checkListenerSecurity(next *configLayers) error {
+func (s *Server) checkListenerSecurity(next *config.Layers) error {
 	s.lnMu.Lock()
 	ls := make([]*listenerSecurity, 0, len(s.listeners))
 	for _, l := range s.listeners {
@@ -249,25 +262,6 @@ func (s *Server) checkListenerSecurity(next *configLayers) error {
 		}
 	}
 	return nil
-}
-
-// listenerKeysSet lists the per-listener keys some layer sets (DescribeConfigs
-// of every broker key includes them).
-func listenerKeysSet(l *configLayers) []string {
-	seen := map[string]bool{}
-	for _, m := range []map[string]string{l.static, l.dynBroker, l.dynDefault} {
-		for k := range m {
-			if strings.HasPrefix(k, "listener.name.") && brokerConfigDefs[k] == nil {
-				seen[k] = true
-			}
-		}
-	}
-	out := make([]string, 0, len(seen))
-	for k := range seen {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // scramCredential looks up a user's stored SCRAM credential.

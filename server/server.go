@@ -27,6 +27,9 @@ import (
 	"github.com/kvlog/kvlog/server/group"
 	"github.com/kvlog/kvlog/server/metastore"
 	"github.com/kvlog/kvlog/server/txn"
+
+	"github.com/kvlog/kvlog/server/config"
+	"github.com/kvlog/kvlog/server/wire"
 )
 
 // Options are the broker's dependencies that are not configuration.
@@ -43,7 +46,7 @@ type Options struct {
 // Server is one kvlog broker: listeners, connections, protocol handlers,
 // the partition logs and the metadata store.
 type Server struct {
-	cfg    *Config
+	cfg    *config.Broker
 	logger *slog.Logger
 	clock  clock.Clock
 	mgr    *engine.Manager
@@ -67,7 +70,7 @@ type Server struct {
 
 	// layers is the current broker-level configuration (static file plus
 	// dynamic broker configs); replaced whole on change.
-	layers atomic.Pointer[configLayers]
+	layers atomic.Pointer[config.Layers]
 	// topics is the current topic snapshot; replaced whole (copy on write)
 	// under topicMu.
 	topics  atomic.Pointer[topicSnapshot]
@@ -85,6 +88,9 @@ type Server struct {
 	// cluster is cluster mode (zookeeper.connect set, cluster.go); nil on
 	// a single node.
 	cluster *cluster
+	// mode is how this broker belongs to a cluster (membership.go): the
+	// cluster, or standalone.
+	mode membership
 	// view gives the current metadata view (Metadata, partition errors).
 	view func() metadataView
 
@@ -98,7 +104,7 @@ type Server struct {
 
 	// reqMem bounds the memory of requests read and not yet answered
 	// (queued.max.request.bytes).
-	reqMem *requestMemory
+	reqMem *wire.Memory
 
 	// scramSecret keys the made-up SCRAM credentials of unknown users.
 	scramSecret []byte
@@ -116,6 +122,8 @@ type Server struct {
 	connsByIP map[string]int // open connections per remote IP (max.connections.per.ip)
 	connWG    sync.WaitGroup
 	closing   atomic.Bool
+	closingCh chan struct{} // closed once closing is set (setClosing)
+	closeCh   sync.Once
 	started   atomic.Bool // Start returned: listeners accept (readiness)
 	stopBg    context.CancelFunc
 	bgDone    chan struct{}
@@ -167,14 +175,15 @@ type partition struct {
 // process (engine.ErrDirLocked) fails here, before anything in the dirs is
 // read or written, and a failed New never marks a dir it did not load as
 // cleanly shut down.
-func New(cfg *Config, opts Options) (_ *Server, err error) {
+func New(cfg *config.Broker, opts Options) (_ *Server, err error) {
 	s := &Server{
-		cfg:    cfg,
-		logger: opts.Logger,
-		clock:  opts.Clock,
-		conns:  map[*conn]struct{}{},
-		reqMem: newRequestMemory(cfg.QueuedMaxRequestBytes),
-		fs:     opts.FS,
+		cfg:       cfg,
+		logger:    opts.Logger,
+		clock:     opts.Clock,
+		conns:     map[*conn]struct{}{},
+		reqMem:    wire.NewMemory(cfg.QueuedMaxRequestBytes),
+		fs:        opts.FS,
+		closingCh: make(chan struct{}),
 
 		deleting: map[string]bool{},
 	}
@@ -215,7 +224,7 @@ func New(cfg *Config, opts Options) (_ *Server, err error) {
 		}
 		s.meta = zs
 		c := newCluster(s, zs)
-		s.cluster = c
+		s.cluster, s.mode = c, c
 		s.view = func() metadataView { return c.meta.Load() }
 	} else {
 		local, err := metastore.OpenLocalWith(locks.Dirs()[0], cfg.ClusterID, metastore.LocalOptions{FS: s.fs, Logger: s.logger.With("component", "metastore")})
@@ -224,6 +233,7 @@ func New(cfg *Config, opts Options) (_ *Server, err error) {
 		}
 		s.meta = local
 		s.adoptLogs = local.Created()
+		s.mode = standalone{s}
 		s.view = func() metadataView { return localView{s} }
 	}
 	undo.push(func() { s.meta.Close() })
@@ -234,7 +244,7 @@ func New(cfg *Config, opts Options) (_ *Server, err error) {
 		overrides[t.Name] = t.Configs
 	}
 	layers := s.layers.Load()
-	if s.cluster == nil && !s.adoptLogs {
+	if !s.mode.replicated() && !s.adoptLogs {
 		s.setAsideStrayLogs()
 	}
 	ownLocks = false // released by mgr.Close, or by OpenManager on failure
@@ -250,7 +260,7 @@ func New(cfg *Config, opts Options) (_ *Server, err error) {
 		RetentionCheckInterval: cfg.RetentionCheckInterval,
 		CheckpointInterval:     cfg.CheckpointInterval,
 		ConfigFor: func(tp engine.TopicPartition) engine.Config {
-			return layers.engineConfig(overrides[tp.Topic])
+			return layers.EngineConfig(overrides[tp.Topic])
 		},
 	})
 	if err != nil {
@@ -311,43 +321,15 @@ func (c cleanups) runIf(err *error) {
 // refreshLayers rebuilds the config layers from the static config and the
 // store's dynamic broker configs.
 func (s *Server) refreshLayers() {
-	s.layers.Store(dynamicLayers(s.cfg.Static, s.meta.BrokerConfigs(s.nodeIDString()), s.meta.BrokerConfigs(""), s.logger))
+	s.layers.Store(config.Sanitize(s.cfg.Static, s.meta.BrokerConfigs(s.nodeIDString()), s.meta.BrokerConfigs(""), s.logger))
 	s.applyCleanerConfig() // log.cleaner.* changes apply live
 }
 
 func (s *Server) nodeIDString() string { return strconv.Itoa(int(s.cfg.NodeID)) }
 
-// loadTopics removes the logs of pending deletions (startGroups then
-// removes their offsets and records them done), adopts the logs found when
-// the metadata store is new, and opens every topic's logs. A partition whose log cannot be opened or created is offline: the
-// broker starts and serves the others.
-func (s *Server) loadTopics() error {
-	if s.cluster != nil {
-		return s.cluster.loadTopics()
-	}
-	for _, t := range s.meta.PendingDeletions() {
-		if err := s.deleteLogs(t.Name, t.Partitions); err != nil {
-			s.logger.Error("finishing the deletion of a topic failed; the next start retries", "topic", t.Name, "err", err)
-			continue
-		}
-		s.deletedAtStart = append(s.deletedAtStart, t.Name)
-	}
-	if s.adoptLogs {
-		s.adoptUnknownLogs()
-	}
-	snap := &topicSnapshot{byName: map[string]*topic{}, byID: map[metastore.TopicID]*topic{}}
-	layers := s.layers.Load()
-	for _, mt := range s.meta.Topics() {
-		t, err := s.openTopic(mt, layers)
-		if err != nil {
-			s.logger.Error("partitions offline: their logs cannot be opened", "topic", mt.Name, "err", err)
-		}
-		snap.byName[t.name] = t
-		snap.byID[t.id] = t
-	}
-	s.topics.Store(snap)
-	return nil
-}
+// loadTopics opens the logs of the topics this broker hosts (the
+// membership decides which: membership.go, cluster.go).
+func (s *Server) loadTopics() error { return s.mode.loadTopics() }
 
 // adoptUnknownLogs records, in a metadata store this start created, a
 // topic for every topic whose partition logs were found: how a Kafka
@@ -372,15 +354,13 @@ func (s *Server) adoptUnknownLogs() {
 func (s *Server) replicaConfig() replica.ManagerConfig {
 	cfg := replica.ManagerConfig{
 		ID:             s.cfg.NodeID,
-		LagMax:         msConfig(s, "replica.lag.time.max.ms"),
+		LagMax:         s.cfg.ReplicaLagTimeMax,
 		SyncAlone:      s.cfg.FsyncAcksAll,
 		Now:            s.clock.Now,
 		Logger:         s.logger.With("component", "replica"),
 		AroundTruncate: s.aroundTruncate,
 	}
-	if s.cluster != nil {
-		cfg.OnISRChange = s.cluster.proposeISR // written to ZooKeeper
-	}
+	cfg.OnISRChange = s.mode.onISRChange()
 	return cfg
 }
 
@@ -396,7 +376,7 @@ func (s *Server) leadAlone(l *engine.Log) (*partition, error) {
 }
 
 // newTopic is a stored topic's view without partitions.
-func (s *Server) newTopic(mt metastore.Topic, layers *configLayers) *topic {
+func (s *Server) newTopic(mt metastore.Topic, layers *config.Layers) *topic {
 	t := &topic{
 		name:     mt.Name,
 		id:       mt.ID,
@@ -407,8 +387,8 @@ func (s *Server) newTopic(mt metastore.Topic, layers *configLayers) *topic {
 	if t.configs == nil {
 		t.configs = map[string]string{}
 	}
-	dropInvalidTopicConfigs(mt.Name, t.configs, layers, s.logger)
-	t.settings = layers.topicSettings(t.configs)
+	config.SanitizeTopicConfigs(mt.Name, t.configs, layers, s.logger)
+	t.settings = newTopicSettings(layers, t.configs)
 	return t
 }
 
@@ -416,9 +396,9 @@ func (s *Server) newTopic(mt metastore.Topic, layers *configLayers) *topic {
 // ones (partitions added by a CreatePartitions that the store took but
 // whose logs a crash lost). A partition whose log cannot be had is
 // offline (no log); the topic is returned with every such error joined.
-func (s *Server) openTopic(mt metastore.Topic, layers *configLayers) (*topic, error) {
+func (s *Server) openTopic(mt metastore.Topic, layers *config.Layers) (*topic, error) {
 	t := s.newTopic(mt, layers)
-	ecfg := layers.engineConfig(t.configs)
+	ecfg := layers.EngineConfig(t.configs)
 	var errs []error
 	for p := int32(0); p < mt.Partitions; p++ {
 		tp := engine.TopicPartition{Topic: mt.Name, Partition: p}
@@ -631,11 +611,9 @@ func (s *Server) Start(ctx context.Context) error {
 		go s.acceptLoop(sl)
 	}
 	s.lnMu.Unlock()
-	if s.cluster != nil {
-		if err := s.cluster.start(); err != nil {
-			s.closeListeners()
-			return fmt.Errorf("joining the cluster: %w", err)
-		}
+	if err := s.mode.start(); err != nil {
+		s.closeListeners()
+		return fmt.Errorf("joining the cluster: %w", err)
 	}
 	s.started.Store(true)
 	return nil
@@ -682,7 +660,7 @@ func (s *Server) acceptLoop(l *listener) {
 			} else {
 				suppressed++
 			}
-			time.Sleep(backoff)
+			s.pauseAccepting(backoff)
 			continue
 		}
 		backoff = 0
@@ -715,12 +693,28 @@ func (s *Server) acceptLoop(l *listener) {
 		s.lnMu.Unlock()
 		s.metrics.connections.Inc()
 		go c.serve()
-		// max.connection.creation.rate: accept the next one later (in
-		// steps, so shutdown does not wait for it).
-		for end := time.Now().Add(pause); time.Now().Before(end) && !s.closing.Load(); {
-			time.Sleep(min(time.Until(end), 50*time.Millisecond))
+		// max.connection.creation.rate: accept the next one later.
+		if pause > 0 {
+			s.pauseAccepting(pause)
 		}
 	}
+}
+
+// pauseAccepting waits d, or less when the broker starts closing.
+func (s *Server) pauseAccepting(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.closingCh:
+	}
+}
+
+// setClosing marks the broker as closing: request paths and the accept
+// loops see it (closing, closingCh).
+func (s *Server) setClosing() {
+	s.closing.Store(true)
+	s.closeCh.Do(func() { close(s.closingCh) })
 }
 
 // acceptLogEvery rate-limits the accept error log.
@@ -762,10 +756,8 @@ func (s *Server) closeListeners() {
 // once), then close the logs (the engine writes its clean-shutdown marker)
 // and the metadata store. When ctx ends first, connections are cut.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if s.cluster != nil {
-		s.cluster.shutdown(ctx) // controlled shutdown while still serving
-	}
-	s.closing.Store(true)
+	s.mode.shutdown(ctx) // a cluster's controlled shutdown while still serving
+	s.setClosing()
 	s.closeListeners()
 	s.lnMu.Lock()
 	for c := range s.conns {
@@ -798,7 +790,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // connections (Shutdown drains first). Safe to call more than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
-		s.closing.Store(true)
+		s.setClosing()
 		s.closeListeners()
 		if s.stopBg != nil {
 			s.stopBg()
@@ -807,9 +799,7 @@ func (s *Server) Close() error {
 		s.cleaner.Close() // aborts running passes; before the logs close
 		s.groups.Close()
 		s.txns.Close()
-		if s.cluster != nil {
-			s.cluster.stop()
-		}
+		s.mode.stop()
 		s.replicas.Close() // waits for the fsyncs in flight
 		s.closeErr = errors.Join(s.mgr.Close(), s.meta.Close())
 	})

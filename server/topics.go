@@ -10,8 +10,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/kvlog/kvlog/cleaner"
 	"github.com/kvlog/kvlog/engine"
-	"github.com/kvlog/kvlog/server/metastore"
+	"github.com/kvlog/kvlog/engine/record"
+	"github.com/kvlog/kvlog/server/config"
 )
 
 // Topic lifecycle shared by CreateTopics, Metadata auto-creation,
@@ -98,10 +100,10 @@ func (s *Server) checkNewTopic(spec *newTopicSpec) error {
 	if spec.rf <= 0 {
 		return topicErrf(kerr.InvalidReplicationFactor, "replication factor must be positive, got %d", spec.rf)
 	}
-	if spec.rf > 1 && s.cluster == nil { // cluster mode checks the live brokers
+	if spec.rf > 1 && !s.mode.replicated() { // a cluster checks its live brokers
 		return topicErrf(kerr.InvalidReplicationFactor, "replication factor %d is larger than the 1 available broker", spec.rf)
 	}
-	if err := s.layers.Load().validateTopicConfigs(spec.configs); err != nil {
+	if err := s.layers.Load().ValidateTopicConfigs(spec.configs); err != nil {
 		return topicErrf(kerr.InvalidConfig, "%v", err)
 	}
 	return nil
@@ -112,11 +114,13 @@ func (s *Server) checkNewTopic(spec *newTopicSpec) error {
 // (docs/topics.md).
 const maxPartitionsPerRequest = 10_000
 
-// createTopic validates and creates a topic: its logs first, then the
-// metadata store (the commit point), then visible to requests. A failure
-// before the store took it removes the logs again, so the metadata never
-// names a topic whose logs were not all created, and logs of a creation
-// that did not finish are strays the next start sets aside.
+// createTopic validates a topic and has the membership create it. A
+// single node creates its logs first, then the metadata store (the commit
+// point), then makes it visible to requests: a failure before the store
+// took it removes the logs again, so the metadata never names a topic
+// whose logs were not all created, and logs of a creation that did not
+// finish are strays the next start sets aside. A cluster writes it to
+// ZooKeeper; the controller does the rest.
 func (s *Server) createTopic(spec newTopicSpec) (*topic, error) {
 	s.topicMu.Lock()
 	defer s.topicMu.Unlock()
@@ -126,50 +130,7 @@ func (s *Server) createTopic(spec newTopicSpec) (*topic, error) {
 	if err := s.checkNewTopic(&spec); err != nil {
 		return nil, err
 	}
-	if s.cluster != nil {
-		return s.cluster.createTopic(spec)
-	}
-	if s.deleting[spec.name] {
-		return nil, topicErrf(kerr.TopicAlreadyExists, "topic %q is marked for deletion", spec.name)
-	}
-	// A deletion of the same name that did not finish blocks re-creation
-	// until its logs are gone.
-	for _, pd := range s.meta.PendingDeletions() {
-		if pd.Name != spec.name {
-			continue
-		}
-		if err := s.deleteLogs(pd.Name, pd.Partitions); err != nil {
-			return nil, topicErrf(kerr.KafkaStorageError, "previous incarnation of %q not yet deleted: %v", spec.name, err)
-		}
-		if err := s.meta.DeletionDone(pd.Name); err != nil {
-			return nil, topicErrf(kerr.KafkaStorageError, "%v", err)
-		}
-	}
-	mt := metastore.Topic{
-		Name:              spec.name,
-		ID:                metastore.NewTopicID(),
-		Partitions:        spec.partitions,
-		ReplicationFactor: spec.rf,
-		Configs:           maps.Clone(spec.configs),
-	}
-	layers := s.layers.Load()
-	ecfg := layers.engineConfig(mt.Configs)
-	parts, err := s.createLogs(spec.name, 0, spec.partitions, ecfg)
-	if err != nil {
-		return nil, topicErrf(kerr.KafkaStorageError, "creating topic %q: %v", spec.name, err)
-	}
-	if err := s.meta.CreateTopic(mt); err != nil {
-		s.dropLogs(parts)
-		if errors.Is(err, metastore.ErrTopicExists) {
-			return nil, topicErrf(kerr.TopicAlreadyExists, "topic %q already exists", spec.name)
-		}
-		return nil, topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
-	}
-	t := s.newTopic(mt, layers)
-	t.parts = parts
-	s.publishTopics(func(m map[string]*topic) { m[t.name] = t })
-	s.logger.Info("created topic", "topic", t.name, "partitions", spec.partitions, "configs", spec.configs)
-	return t, nil
+	return s.mode.createTopic(spec)
 }
 
 // createLogs creates the logs of partitions [from, to) of a topic, each
@@ -246,11 +207,13 @@ func (s *Server) partitionDirsOnDisk(tp engine.TopicPartition) []string {
 	return out
 }
 
-// deleteTopic removes a topic: durable in the store (as pending deletion),
-// invisible to new requests, parked fetches woken, its logs deleted, then
-// the committed offsets of its partitions removed from every group (as
-// Kafka's GroupCoordinator.onPartitionsDeleted does), and the deletion
-// recorded as done. Internal topics cannot be deleted (docs/topics.md).
+// deleteTopic removes a topic through the membership. On a single node:
+// durable in the store (as pending deletion), invisible to new requests,
+// parked fetches woken, its logs deleted, then the committed offsets of
+// its partitions removed from every group (as Kafka's
+// GroupCoordinator.onPartitionsDeleted does), and the deletion recorded as
+// done; a cluster marks it for deletion in ZooKeeper. Internal topics
+// cannot be deleted (docs/topics.md).
 func (s *Server) deleteTopic(name string) error {
 	s.topicMu.Lock()
 	t := s.topic(name)
@@ -262,39 +225,7 @@ func (s *Server) deleteTopic(name string) error {
 		s.topicMu.Unlock()
 		return topicErrf(kerr.InvalidTopicException, "topic %q is an internal topic and cannot be deleted", name)
 	}
-	if s.cluster != nil {
-		defer s.topicMu.Unlock()
-		return s.cluster.deleteTopic(name)
-	}
-	if err := s.meta.DeleteTopic(name); err != nil {
-		s.topicMu.Unlock()
-		return topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
-	}
-	s.publishTopics(func(m map[string]*topic) { delete(m, name) })
-	for _, p := range t.parts {
-		if p.rep != nil {
-			s.replicas.Remove(p.rep) // parked fetches wake
-		}
-	}
-	logsErr := s.deleteLogs(name, int32(len(t.parts)))
-	s.deleting[name] = true // until the offsets are gone: no re-creation
-	s.topicMu.Unlock()
-
-	s.removeDeletedOffsets([]string{name}) // outside topicMu (lock order)
-
-	s.topicMu.Lock()
-	defer s.topicMu.Unlock()
-	delete(s.deleting, name)
-	if logsErr != nil {
-		// The store still lists it as pending; the next start finishes.
-		s.logger.Error("deleting topic logs failed; will retry at start-up", "topic", name, "err", logsErr)
-		return nil
-	}
-	if err := s.meta.DeletionDone(name); err != nil {
-		s.logger.Error("recording topic deletion failed", "topic", name, "err", err)
-	}
-	s.logger.Info("deleted topic", "topic", name)
-	return nil
+	return s.mode.deleteTopic(t) // releases topicMu
 }
 
 // setTopicConfigs replaces a topic's overrides (already validated) and
@@ -320,9 +251,9 @@ func (s *Server) setTopicConfigs(name string, configs map[string]string) error {
 	return nil
 }
 
-func (s *Server) applyTopicConfig(t *topic, layers *configLayers) {
-	t.settings = layers.topicSettings(t.configs)
-	ecfg := layers.engineConfig(t.configs)
+func (s *Server) applyTopicConfig(t *topic, layers *config.Layers) {
+	t.settings = newTopicSettings(layers, t.configs)
+	ecfg := layers.EngineConfig(t.configs)
 	for _, p := range t.parts {
 		if p.log != nil { // cluster mode: only hosted partitions have logs
 			p.log.SetConfig(ecfg)
@@ -351,10 +282,12 @@ func (s *Server) setBrokerConfigs(resource string, configs map[string]string) er
 	return nil
 }
 
-// addPartitions raises a topic's partition count to count (CreatePartitions):
-// durable in the metadata store first, then the new logs, then visible.
-// assignment, if not nil, names the replicas of each new partition. With
-// validateOnly nothing changes.
+// addPartitions raises a topic's partition count to count
+// (CreatePartitions) through the membership: on a single node the new
+// logs first, then the count in the metadata store, then visible; in a
+// cluster the count in ZooKeeper. assignment, if not nil, names the
+// replicas of each new partition (a single node checks it; a cluster
+// assigns round-robin). With validateOnly nothing changes.
 func (s *Server) addPartitions(name string, count int32, assignment [][]int32, validateOnly bool) error {
 	s.topicMu.Lock()
 	defer s.topicMu.Unlock()
@@ -377,37 +310,7 @@ func (s *Server) addPartitions(name string, count int32, assignment [][]int32, v
 	case count == cur:
 		return topicErrf(kerr.InvalidPartitions, "topic %q already has %d partitions", name, cur)
 	}
-	if s.cluster != nil {
-		return s.cluster.addPartitions(name, count, validateOnly)
-	}
-	if assignment != nil {
-		if int32(len(assignment)) != count-cur {
-			return topicErrf(kerr.InvalidReplicaAssignment, "increasing the number of partitions by %d but %d assignments provided", count-cur, len(assignment))
-		}
-		for i, replicas := range assignment {
-			if err := s.checkReplicas(replicas, t.rf); err != nil {
-				return topicErrf(kerr.InvalidReplicaAssignment, "partition %d: %v", cur+int32(i), err)
-			}
-		}
-	}
-	if validateOnly {
-		return nil
-	}
-	// Logs first, then the store (the commit point), as for creation.
-	ecfg := s.layers.Load().engineConfig(t.configs)
-	parts, err := s.createLogs(name, cur, count, ecfg)
-	if err != nil {
-		return topicErrf(kerr.KafkaStorageError, "adding partitions to %q: %v", name, err)
-	}
-	if err := s.meta.SetPartitionCount(name, count); err != nil {
-		s.dropLogs(parts)
-		return topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
-	}
-	nt := *t
-	nt.parts = append(slices.Clone(t.parts), parts...)
-	s.publishTopics(func(m map[string]*topic) { m[name] = &nt })
-	s.logger.Info("added partitions", "topic", name, "from", cur, "to", count)
-	return nil
+	return s.mode.addPartitions(t, count, assignment, validateOnly)
 }
 
 // checkReplicas validates a replica assignment for one partition of a
@@ -427,4 +330,48 @@ func (s *Server) checkReplicas(replicas []int32, rf int16) error {
 		}
 	}
 	return nil
+}
+
+// topicSettings are the topic values the server itself enforces (not the
+// engine): min.insync.replicas and the codec produced batches are stored
+// in; plus the cleaner's topic-level settings (cleaner.go). Resolved once
+// per topic and configuration change.
+type topicSettings struct {
+	compact       bool
+	logAppendTime bool
+	minInsync     int32
+	cleaner       cleaner.TopicConfig
+	// recompress is set when compression.type names a codec (not
+	// "producer"): produced batches in another codec are rewritten in codec.
+	recompress bool
+	codec      record.Codec
+}
+
+func newTopicSettings(l *config.Layers, overrides map[string]string) topicSettings {
+	s := topicSettings{
+		logAppendTime: l.TopicString("message.timestamp.type", overrides) == "LogAppendTime",
+		minInsync:     int32(l.TopicInt("min.insync.replicas", overrides)),
+		cleaner:       l.CleanerTopic(overrides),
+	}
+	s.codec, s.recompress = compressionCodec(l.TopicString("compression.type", overrides))
+	s.compact, _ = l.TopicPolicy(overrides)
+	return s
+}
+
+// compressionCodec maps a compression.type value to the codec batches are
+// stored in; ok is false for "producer" (the producer's codec is kept).
+func compressionCodec(v string) (c record.Codec, ok bool) {
+	switch v {
+	case "uncompressed":
+		return record.CodecNone, true
+	case "gzip":
+		return record.CodecGzip, true
+	case "snappy":
+		return record.CodecSnappy, true
+	case "lz4":
+		return record.CodecLZ4, true
+	case "zstd":
+		return record.CodecZstd, true
+	}
+	return record.CodecNone, false
 }

@@ -53,8 +53,8 @@ func (s *Server) startTxns() error {
 		return err
 	}
 	s.txns = co
-	if s.cluster != nil {
-		return nil
+	if s.mode.replicated() {
+		return nil // partitions load as their leadership arrives
 	}
 	if err := co.LoadAll(); err != nil {
 		co.Close()
@@ -86,9 +86,9 @@ func (s *Server) ensureTxnTopic() (*topic, error) {
 	}
 	l := s.layers.Load()
 	rf, minISR := int16(1), "1"
-	if s.cluster != nil {
-		rf = int16(mustInt(l.brokerValue("transaction.state.log.replication.factor").value))
-		minISR = l.brokerValue("transaction.state.log.min.isr").value
+	if s.mode.replicated() {
+		rf = int16(l.Int("transaction.state.log.replication.factor"))
+		minISR = l.Broker("transaction.state.log.min.isr").Value
 	}
 	t, err := s.createTopic(newTopicSpec{
 		name:       txn.StateTopic,
@@ -96,7 +96,7 @@ func (s *Server) ensureTxnTopic() (*topic, error) {
 		rf:         rf,
 		configs: map[string]string{
 			"cleanup.policy":                 "compact",
-			"segment.bytes":                  l.brokerValue("transaction.state.log.segment.bytes").value,
+			"segment.bytes":                  l.Broker("transaction.state.log.segment.bytes").Value,
 			"compression.type":               "uncompressed",
 			"min.insync.replicas":            minISR,
 			"unclean.leader.election.enable": "false",

@@ -28,6 +28,7 @@ import (
 
 	"github.com/kvlog/kvlog/internal/buildinfo"
 	"github.com/kvlog/kvlog/server"
+	"github.com/kvlog/kvlog/server/config"
 )
 
 // version is the release version, set at build time with
@@ -147,7 +148,7 @@ func serve(fs *flag.FlagSet, f flags, stderr io.Writer) error {
 			overrides["zookeeper.connect"] = f.zkConnect
 		}
 	})
-	cfg, err := server.LoadConfigFile(f.configPath, overrides, logger)
+	cfg, err := config.Load(f.configPath, overrides, logger)
 	if err != nil {
 		return err
 	}
@@ -226,7 +227,7 @@ func serve(fs *flag.FlagSet, f flags, stderr io.Writer) error {
 	return nil
 }
 
-func mode(cfg *server.Config) string {
+func mode(cfg *config.Broker) string {
 	if cfg.ZooKeeperConnect != "" {
 		return "cluster, ZooKeeper " + cfg.ZooKeeperConnect
 	}

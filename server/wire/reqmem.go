@@ -1,14 +1,14 @@
-package server
+package wire
 
 import (
 	"sync"
 	"time"
 )
 
-// requestMemory bounds the memory of requests read and not yet answered:
+// Memory bounds the memory of requests read and not yet answered:
 // Apache Kafka's queued.max.request.bytes. Each request holds its frame's
 // size from the moment its body starts arriving (frames larger than
-// smallFrame: after their first smallFrame bytes) until it completes
+// SmallFrame: after their first SmallFrame bytes) until it completes
 // (request.finish or request.cancel).
 //
 // Like Kafka's memory pool, a reservation goes through whenever some memory
@@ -16,10 +16,10 @@ import (
 // than the whole budget still makes progress, and the total overshoots the
 // limit by at most one frame); otherwise the reader waits, which stops it
 // reading its connection, until requests complete. Frames of at most
-// smallFrame bytes never wait: they are counted but let through, so
+// SmallFrame bytes never wait: they are counted but let through, so
 // metadata, heartbeats and other small requests keep flowing while large
 // produce requests are held back.
-type requestMemory struct {
+type Memory struct {
 	limit int64 // <= 0: unbounded
 
 	mu    sync.Mutex
@@ -27,27 +27,29 @@ type requestMemory struct {
 	freed chan struct{} // closed and replaced when memory is released
 }
 
-func newRequestMemory(limit int64) *requestMemory {
-	return &requestMemory{limit: limit, freed: make(chan struct{})}
+// NewMemory is a budget of limit bytes (<= 0: unbounded).
+func NewMemory(limit int64) *Memory {
+	return &Memory{limit: limit, freed: make(chan struct{})}
 }
 
-func (m *requestMemory) inUse() int64 {
+// InUse is the memory held now.
+func (m *Memory) InUse() int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.used
 }
 
-// force counts n bytes without waiting.
-func (m *requestMemory) force(n int64) {
+// Force counts n bytes without waiting.
+func (m *Memory) Force(n int64) {
 	m.mu.Lock()
 	m.used += n
 	m.mu.Unlock()
 }
 
-// acquire reserves n bytes, waiting while none are left (calling onWait
+// Acquire reserves n bytes, waiting while none are left (calling onWait
 // once when it starts waiting). It gives up (false) when stop is closed or
 // timeout passes.
-func (m *requestMemory) acquire(n int64, stop <-chan struct{}, timeout time.Duration, onWait func()) bool {
+func (m *Memory) Acquire(n int64, stop <-chan struct{}, timeout time.Duration, onWait func()) bool {
 	var timer *time.Timer
 	for {
 		m.mu.Lock()
@@ -75,8 +77,8 @@ func (m *requestMemory) acquire(n int64, stop <-chan struct{}, timeout time.Dura
 	}
 }
 
-// release returns n bytes and wakes the waiters.
-func (m *requestMemory) release(n int64) {
+// Release returns n bytes and wakes the waiters.
+func (m *Memory) Release(n int64) {
 	if n == 0 {
 		return
 	}

@@ -1,4 +1,4 @@
-package server
+package config
 
 import (
 	"fmt"
@@ -6,11 +6,11 @@ import (
 	"github.com/kvlog/kvlog/engine"
 )
 
-// validateBroker checks the rules across broker keys. The static file
-// (ParseConfig), dynamic broker configs (AlterConfigs and
-// IncrementalAlterConfigs, checkBrokerConfigs) and dynamic configs read back
-// from the metadata store at start-up (sanitizeDynamic) all go through it,
-// after each value passed its key's own check (configDef.validate). The
+// ValidateBroker checks the rules across broker keys. The static file
+// (Parse), dynamic broker configs (AlterConfigs and
+// IncrementalAlterConfigs, the server's checkBrokerConfigs) and dynamic configs read back
+// from the metadata store at start-up (Sanitize) all go through it,
+// after each value passed its key's own check (Def.Validate). The
 // bounds are Apache Kafka's (ZooKeeper-era, 3.x) where Kafka has them, plus
 // those that keep one setting from exhausting the machine:
 //
@@ -34,19 +34,19 @@ import (
 // Unlike Kafka, kvlog does not require 1 MiB of offset map per cleaner
 // thread: its cleaner maps a dirty section one key range at a time, so a
 // small map is slow, not wrong.
-func (l *configLayers) validateBroker() error {
-	if err := l.validateTopicConfigs(nil); err != nil {
+func (l *Layers) ValidateBroker() error {
+	if err := l.ValidateTopicConfigs(nil); err != nil {
 		return err
 	}
-	get := func(name string) int64 { return mustInt(l.brokerValue(name).value) }
-	cc := l.cleanerConfig()
+	get := l.Int
+	cc := l.Cleaner()
 	if err := cc.Validate(); err != nil {
 		return err
 	}
 	if limit := machineMemory() / 2; limit > 0 && cc.DedupeBufferSize > limit {
 		return fmt.Errorf("log.cleaner.dedupe.buffer.size %d is more than half of this machine's memory (%d bytes)", cc.DedupeBufferSize, limit)
 	}
-	if ms := mustInt(l.topicValue("retention.ms", nil).value); ms == 0 {
+	if ms := l.TopicInt("retention.ms", nil); ms == 0 {
 		return fmt.Errorf("log.retention.ms must be unlimited (-1) or, greater than or equal to 1")
 	}
 	wait := get("replica.fetch.wait.max.ms")

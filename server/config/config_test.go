@@ -1,4 +1,4 @@
-package server
+package config
 
 import (
 	"bytes"
@@ -59,7 +59,7 @@ func TestParseProperties(t *testing.T) {
 }
 
 func TestConfigDefaults(t *testing.T) {
-	c := DefaultConfig()
+	c := Default()
 	if c.NodeID != 0 || len(c.Listeners) != 1 || c.Listeners[0].String() != "PLAINTEXT://127.0.0.1:9092" {
 		t.Fatalf("listeners %v node %d", c.Listeners, c.NodeID)
 	}
@@ -72,7 +72,14 @@ func TestConfigDefaults(t *testing.T) {
 	if c.HTTPListener != "127.0.0.1:9644" || c.ConnectionsMaxIdle != 10*time.Minute {
 		t.Fatalf("defaults: %+v", c)
 	}
-	ec := c.layers().engineConfig(nil)
+	if c.ReplicaLagTimeMax != 30*time.Second || c.ReplicaFetchWaitMax != 500*time.Millisecond || c.ReplicaFetchMaxBytes != 1048576 ||
+		c.ReplicaFetchResponseMaxBytes != 10485760 || c.ReplicaFetchMinBytes != 1 || c.ReplicaFetchBackoff != time.Second ||
+		c.ReplicaSocketTimeout != 30*time.Second || !c.ControlledShutdownEnable || c.ControlledShutdownMaxRetries != 3 ||
+		c.ControlledShutdownRetryBackoff != 5*time.Second || !c.AutoLeaderRebalance || c.LeaderImbalanceCheckInterval != 5*time.Minute ||
+		c.ZooKeeperSessionTimeout != 18*time.Second || c.ZooKeeperConnectionTimeout != 18*time.Second {
+		t.Fatalf("replication defaults: %+v", c)
+	}
+	ec := c.Layers().EngineConfig(nil)
 	if ec.SegmentBytes != 1<<30 || ec.RetentionTime != 168*time.Hour || !ec.Delete || ec.Compact || ec.MaxMessageBytes != 1048588 {
 		t.Fatalf("engine config %+v", ec)
 	}
@@ -96,7 +103,7 @@ log.cleanup.policy=compact
 num.partitions=3
 no.such.key=1
 `))
-	c, err := ParseConfig(props, logger)
+	c, err := Parse(props, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,15 +116,15 @@ no.such.key=1
 	if !strings.Contains(logs.String(), "no.such.key") {
 		t.Errorf("unknown key not warned: %s", logs.String())
 	}
-	l := c.layers()
-	if e := l.topicValue("retention.ms", nil); e.value != "3600000" || e.source != kmsg.ConfigSourceStaticBrokerConfig {
+	l := c.Layers()
+	if e := l.Topic("retention.ms", nil); e.Value != "3600000" || e.Source != kmsg.ConfigSourceStaticBrokerConfig {
 		t.Errorf("retention.ms = %+v", e)
 	}
-	ec := l.engineConfig(map[string]string{"cleanup.policy": "compact,delete"})
+	ec := l.EngineConfig(map[string]string{"cleanup.policy": "compact,delete"})
 	if ec.SegmentBytes != 1<<20 || ec.RetentionTime != time.Hour || !ec.Compact || !ec.Delete {
 		t.Errorf("engine config %+v", ec)
 	}
-	if ec := l.engineConfig(nil); !ec.Compact || ec.Delete {
+	if ec := l.EngineConfig(nil); !ec.Compact || ec.Delete {
 		t.Errorf("broker default policy not applied: %+v", ec)
 	}
 }
@@ -141,7 +148,7 @@ func TestConfigInvalid(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = ParseConfig(props, nil)
+		_, err = Parse(props, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.key) {
 			t.Errorf("%q: error %v does not name %s", tc.in, err, tc.key)
 		}
@@ -149,12 +156,9 @@ func TestConfigInvalid(t *testing.T) {
 }
 
 func TestTopicConfigSynonyms(t *testing.T) {
-	l := &configLayers{
-		static:     map[string]string{"log.retention.hours": "2", "log.retention.minutes": "30"},
-		dynDefault: map[string]string{"log.retention.ms": "1000"},
-	}
-	syn := l.topicSynonyms("retention.ms", map[string]string{"retention.ms": "5"})
-	want := []configEntry{
+	l := NewLayers(map[string]string{"log.retention.hours": "2", "log.retention.minutes": "30"}, nil, map[string]string{"log.retention.ms": "1000"})
+	syn := l.TopicSynonyms("retention.ms", map[string]string{"retention.ms": "5"})
+	want := []Entry{
 		{"retention.ms", "5", false, kmsg.ConfigSourceDynamicTopicConfig},
 		{"log.retention.ms", "1000", false, kmsg.ConfigSourceDynamicDefaultBrokerConfig},
 		{"log.retention.minutes", "1800000", false, kmsg.ConfigSourceStaticBrokerConfig},
@@ -169,33 +173,33 @@ func TestTopicConfigSynonyms(t *testing.T) {
 			t.Errorf("synonym %d = %+v, want %+v", i, syn[i], want[i])
 		}
 	}
-	if e := l.topicValue("retention.ms", nil); e.value != "1000" || e.name != "retention.ms" {
+	if e := l.Topic("retention.ms", nil); e.Value != "1000" || e.Name != "retention.ms" {
 		t.Errorf("value %+v", e)
 	}
-	if err := l.validateTopicConfigs(map[string]string{"segment.bytes": "abc"}); err == nil || !strings.Contains(err.Error(), "segment.bytes") {
+	if err := l.ValidateTopicConfigs(map[string]string{"segment.bytes": "abc"}); err == nil || !strings.Contains(err.Error(), "segment.bytes") {
 		t.Errorf("bad segment.bytes: %v", err)
 	}
-	if err := l.validateTopicConfigs(map[string]string{"nope": "1"}); err == nil {
+	if err := l.ValidateTopicConfigs(map[string]string{"nope": "1"}); err == nil {
 		t.Error("unknown key accepted")
 	}
-	if err := l.validateTopicConfigs(map[string]string{"min.cleanable.dirty.ratio": "0.1", "cleanup.policy": "compact", "delete.retention.ms": "100"}); err != nil {
+	if err := l.ValidateTopicConfigs(map[string]string{"min.cleanable.dirty.ratio": "0.1", "cleanup.policy": "compact", "delete.retention.ms": "100"}); err != nil {
 		t.Error(err)
 	}
 	// Every topic key's default validates, and every synonym is a broker key.
-	for name, d := range topicConfigDefs {
-		if err := d.validate(d.def); err != nil {
-			t.Errorf("%s default %q: %v", name, d.def, err)
+	for name, d := range topicDefs {
+		if err := d.Validate(d.Default); err != nil {
+			t.Errorf("%s default %q: %v", name, d.Default, err)
 		}
-		for _, s := range d.synonyms {
-			if brokerConfigDefs[s.name] == nil {
-				t.Errorf("%s synonym %s is not a broker key", name, s.name)
+		for _, s := range d.Synonyms {
+			if brokerDefs[s.Name] == nil {
+				t.Errorf("%s synonym %s is not a broker key", name, s.Name)
 			}
 		}
 	}
-	for name, d := range brokerConfigDefs {
-		if !d.noDefault {
-			if err := d.validate(d.def); err != nil {
-				t.Errorf("%s default %q: %v", name, d.def, err)
+	for name, d := range brokerDefs {
+		if !d.NoDefault {
+			if err := d.Validate(d.Default); err != nil {
+				t.Errorf("%s default %q: %v", name, d.Default, err)
 			}
 		}
 	}
@@ -204,7 +208,7 @@ func TestTopicConfigSynonyms(t *testing.T) {
 // TestSampleServerProperties: the sample file parses, and documents every
 // key kvlog reads with its default.
 func TestSampleServerProperties(t *testing.T) {
-	b, err := os.ReadFile("../config/server.properties")
+	b, err := os.ReadFile("../../config/server.properties")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,18 +226,18 @@ func TestSampleServerProperties(t *testing.T) {
 			}
 		}
 	}
-	for name, d := range brokerConfigDefs {
+	for name, d := range brokerDefs {
 		v, ok := documented[name]
 		if !ok {
 			t.Errorf("key %s is not documented in config/server.properties", name)
 			continue
 		}
-		if !d.noDefault && v != d.def && name != "log.dirs" {
-			t.Errorf("%s documented as %q, default is %q", name, v, d.def)
+		if !d.NoDefault && v != d.Default && name != "log.dirs" {
+			t.Errorf("%s documented as %q, default is %q", name, v, d.Default)
 		}
 	}
 	props, _ := ParseProperties(strings.NewReader(strings.Join(lines, "\n")))
-	if _, err := ParseConfig(props, nil); err != nil {
+	if _, err := Parse(props, nil); err != nil {
 		t.Errorf("documented defaults do not parse: %v", err)
 	}
 }

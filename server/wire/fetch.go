@@ -1,4 +1,4 @@
-package server
+package wire
 
 import (
 	"bytes"
@@ -6,25 +6,26 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/engine"
 )
 
-// fetchReply is a Fetch response as a sequence of pieces: encoded bytes
+// FetchReply is a Fetch response as a sequence of pieces: encoded bytes
 // and file ranges of record batches. On plaintext listeners the batches go
 // from the page cache to the socket with sendfile and never enter user
 // space; on TLS listeners they are read into a buffer and encrypted
 // (vectorWriter).
-type fetchReply struct {
+type FetchReply struct {
 	pieces []fetchPiece
 	size   int64 // total bytes after the 4-byte size prefix
 	reads  []*engine.ReadResult
-	// resp and topicBytes (record batch bytes per topic) are for the
-	// metrics (metrics.observe).
-	resp       *kmsg.FetchResponse
-	topicBytes map[string]int64
+	// Resp and TopicBytes (record batch bytes per topic) are for the
+	// broker's metrics.
+	Resp       *kmsg.FetchResponse
+	TopicBytes map[string]int64
 }
 
 // fetchPiece is either bytes or a file range.
@@ -33,31 +34,33 @@ type fetchPiece struct {
 	fr  engine.FileRange
 }
 
-func (f *fetchReply) release() {
+// Release releases the reads the reply holds (after sending it, or when
+// it will not be sent).
+func (f *FetchReply) Release() {
 	for _, r := range f.reads {
 		r.Release()
 	}
 	f.reads = nil
 }
 
-// fetchRecords pairs a response partition with the engine read whose
+// FetchRecords pairs a response partition with the engine read whose
 // ranges become its record batches.
-type fetchRecords struct {
-	part *kmsg.FetchResponseTopicPartition
-	read *engine.ReadResult
+type FetchRecords struct {
+	Part *kmsg.FetchResponseTopicPartition
+	Read *engine.ReadResult
 }
 
 const markerLen = 16
 
-// encodeFetch encodes resp with its header, splicing each partition's read
+// EncodeFetch encodes resp with its header, splicing each partition's read
 // in as file ranges. Every partition in recs must have empty (non-nil)
-// RecordBatches in resp; encodeFetch sets each to a random marker, encodes
+// RecordBatches in resp; EncodeFetch sets each to a random marker, encodes
 // with kmsg, then cuts the output at each marker (in encoding order) and
 // replaces marker and length prefix with the real length and the ranges.
 // On return resp's RecordBatches are restored to empty and the reply owns
 // the reads (release them after sending); on error the caller still owns
 // them.
-func encodeFetch(corr int32, resp *kmsg.FetchResponse, recs []fetchRecords) (*fetchReply, error) {
+func EncodeFetch(corr int32, resp *kmsg.FetchResponse, recs []FetchRecords) (*FetchReply, error) {
 	var prefix [8]byte
 	rand.Read(prefix[:])
 	markers := make([][]byte, len(recs))
@@ -66,16 +69,16 @@ func encodeFetch(corr int32, resp *kmsg.FetchResponse, recs []fetchRecords) (*fe
 		copy(m, prefix[:])
 		binary.BigEndian.PutUint64(m[8:], uint64(i))
 		markers[i] = m
-		rc.part.RecordBatches = m
+		rc.Part.RecordBatches = m
 	}
-	buf := appendResponseHeader(nil, corr, resp)
+	buf := AppendResponseHeader(nil, corr, resp)
 	buf = resp.AppendTo(buf)
 	for _, rc := range recs {
-		rc.part.RecordBatches = []byte{}
+		rc.Part.RecordBatches = []byte{}
 	}
 
 	flexible := resp.IsFlexible()
-	out := &fetchReply{}
+	out := &FetchReply{}
 	from := 4 // the size prefix is written separately
 	for i, rc := range recs {
 		at := bytes.Index(buf[from:], markers[i])
@@ -97,17 +100,17 @@ func encodeFetch(corr int32, resp *kmsg.FetchResponse, recs []fetchRecords) (*fe
 			}
 		}
 		piece := buf[from : at-plen]
-		size := rc.read.Size
+		size := rc.Read.Size
 		if flexible {
 			piece = binary.AppendUvarint(piece[:len(piece):len(piece)], uint64(size)+1)
 		} else {
 			piece = binary.BigEndian.AppendUint32(piece[:len(piece):len(piece)], uint32(size))
 		}
 		out.add(fetchPiece{buf: piece})
-		if len(rc.read.Data) > 0 { // copied by the engine when short of open files
-			out.add(fetchPiece{buf: rc.read.Data})
+		if len(rc.Read.Data) > 0 { // copied by the engine when short of open files
+			out.add(fetchPiece{buf: rc.Read.Data})
 		}
-		for _, fr := range rc.read.Ranges {
+		for _, fr := range rc.Read.Ranges {
 			out.add(fetchPiece{fr: fr})
 		}
 		from = at + markerLen
@@ -115,20 +118,20 @@ func encodeFetch(corr int32, resp *kmsg.FetchResponse, recs []fetchRecords) (*fe
 	out.add(fetchPiece{buf: buf[from:]})
 	out.reads = make([]*engine.ReadResult, len(recs))
 	for i, rc := range recs {
-		out.reads[i] = rc.read
+		out.reads[i] = rc.Read
 	}
-	out.resp = resp
+	out.Resp = resp
 	if len(recs) > 0 {
 		sizes := make(map[*kmsg.FetchResponseTopicPartition]int64, len(recs))
 		for _, rc := range recs {
-			sizes[rc.part] = rc.read.Size
+			sizes[rc.Part] = rc.Read.Size
 		}
-		out.topicBytes = map[string]int64{}
+		out.TopicBytes = map[string]int64{}
 		for ti := range resp.Topics {
 			t := &resp.Topics[ti]
 			for pi := range t.Partitions {
 				if n, ok := sizes[&t.Partitions[pi]]; ok {
-					out.topicBytes[t.Topic] += n
+					out.TopicBytes[t.Topic] += n
 				}
 			}
 		}
@@ -136,7 +139,7 @@ func encodeFetch(corr int32, resp *kmsg.FetchResponse, recs []fetchRecords) (*fe
 	return out, nil
 }
 
-func (f *fetchReply) add(p fetchPiece) {
+func (f *FetchReply) add(p fetchPiece) {
 	if p.buf != nil {
 		if len(p.buf) == 0 {
 			return
@@ -151,14 +154,18 @@ func (f *fetchReply) add(p fetchPiece) {
 	f.pieces = append(f.pieces, p)
 }
 
-// writeFetch writes the size prefix and every piece.
-func (c *conn) writeFetch(corr int32, f *fetchReply) error {
+// Size is the reply's length on the wire, its 4-byte size prefix included.
+func (f *FetchReply) Size() int64 { return 4 + f.size }
+
+// WriteFetch writes the reply to nc: the size prefix and every piece (its
+// correlation id is in the first piece, encoded by EncodeFetch).
+func WriteFetch(nc net.Conn, f *FetchReply) error {
 	if f.size > int64(^uint32(0)>>1) {
 		return fmt.Errorf("fetch response of %d bytes is too large", f.size)
 	}
 	var size [4]byte
 	binary.BigEndian.PutUint32(size[:], uint32(f.size))
-	w := newVectorWriter(c.nc)
+	w := newVectorWriter(nc)
 	err := w.write(size[:])
 	for _, p := range f.pieces {
 		if err != nil {
@@ -173,9 +180,5 @@ func (c *conn) writeFetch(corr int32, f *fetchReply) error {
 	if derr := w.done(); err == nil {
 		err = derr
 	}
-	if err != nil {
-		return err
-	}
-	c.s.metrics.bytesOut.Add(float64(4 + f.size))
-	return nil
+	return err
 }

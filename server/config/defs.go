@@ -1,4 +1,4 @@
-package server
+package config
 
 import (
 	"fmt"
@@ -9,33 +9,33 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// configDef describes one configuration key: its Kafka type, default and
+// Def describes one configuration key: its Kafka type, default and
 // validation. Broker keys (server.properties) and topic keys share it.
-type configDef struct {
-	name string
-	typ  kmsg.ConfigType
-	// def is the default as Kafka prints it; noDefault marks keys whose
-	// default is null (DescribeConfigs reports a null value).
-	def       string
-	noDefault bool
-	// check validates a value that already parsed as typ.
-	check func(string) error
-	// dynamic keys may be changed at runtime through AlterConfigs /
+type Def struct {
+	Name string
+	Type kmsg.ConfigType
+	// Default is the default as Kafka prints it; NoDefault marks keys
+	// whose default is null (DescribeConfigs reports a null value).
+	Default   string
+	NoDefault bool
+	// Check validates a value that already parsed as Type.
+	Check func(string) error
+	// Dynamic keys may be changed at runtime through AlterConfigs /
 	// IncrementalAlterConfigs (broker resources only; every topic key is).
-	dynamic bool
-	// sensitive values (passwords, keys) are never returned by
+	Dynamic bool
+	// Sensitive values (passwords, keys) are never returned by
 	// DescribeConfigs: it reports them as null with IsSensitive.
-	sensitive bool
-	doc       string
+	Sensitive bool
+	Doc       string
 }
 
-// validate parses v as d's type and runs d's extra check.
-func (d *configDef) validate(v string) error {
-	if err := checkType(d.typ, v); err != nil {
+// Validate parses v as d's type and runs d's extra check.
+func (d *Def) Validate(v string) error {
+	if err := checkType(d.Type, v); err != nil {
 		return err
 	}
-	if d.check != nil {
-		return d.check(v)
+	if d.Check != nil {
+		return d.Check(v)
 	}
 	return nil
 }
@@ -77,24 +77,21 @@ func parseBool(v string) (bool, error) {
 	return false, fmt.Errorf("expected true or false, got %q", v)
 }
 
-func mustInt(v string) int64 {
+// intOf is the integer a validator sees: checkType has parsed v already.
+func intOf(v string) int64 {
 	n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 	return n
 }
 
-func mustFloat(v string) float64 {
+// floatOf is the number a validator sees: checkType has parsed v already.
+func floatOf(v string) float64 {
 	f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
 	return f
 }
 
-func mustBool(v string) bool {
-	b, _ := parseBool(v)
-	return b
-}
-
-// splitList splits a Kafka LIST value: comma separated, blanks trimmed,
+// SplitList splits a Kafka LIST value: comma separated, blanks trimmed,
 // empty items dropped.
-func splitList(v string) []string {
+func SplitList(v string) []string {
 	var out []string
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -108,7 +105,7 @@ func splitList(v string) []string {
 
 func atLeast(min int64) func(string) error {
 	return func(v string) error {
-		if n := mustInt(v); n < min {
+		if n := intOf(v); n < min {
 			return fmt.Errorf("value %d must be at least %d", n, min)
 		}
 		return nil
@@ -117,7 +114,7 @@ func atLeast(min int64) func(string) error {
 
 func between(min, max int64) func(string) error {
 	return func(v string) error {
-		if n := mustInt(v); n < min || n > max {
+		if n := intOf(v); n < min || n > max {
 			return fmt.Errorf("value %d must be between %d and %d", n, min, max)
 		}
 		return nil
@@ -126,7 +123,7 @@ func between(min, max int64) func(string) error {
 
 func betweenFloat(min, max float64) func(string) error {
 	return func(v string) error {
-		if f := mustFloat(v); f < min || f > max {
+		if f := floatOf(v); f < min || f > max {
 			return fmt.Errorf("value %v must be between %v and %v", f, min, max)
 		}
 		return nil
@@ -147,7 +144,7 @@ func oneOf(allowed ...string) func(string) error {
 // listOf accepts a comma-separated list whose items are all in allowed.
 func listOf(allowed ...string) func(string) error {
 	return func(v string) error {
-		for _, item := range splitList(v) {
+		for _, item := range SplitList(v) {
 			if err := oneOf(allowed...)(item); err != nil {
 				return err
 			}

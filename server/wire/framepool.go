@@ -1,0 +1,160 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+	"sync"
+	"time"
+)
+
+// Frame buffers. A produce request's frame is dead once its handler has
+// run: the engine copies the batches into the page cache (pwrite) before
+// Append returns and keeps no slice of them. Frames from 64 KiB to 16 MiB
+// are therefore read into pooled buffers, and the reader hands a produce
+// frame back once the handler returns; other frames (whose decoded request
+// may be parked, e.g. a fetch waiting for data) are left to the GC. This
+// saves the zeroing and the collection of a fresh megabyte per produce
+// request.
+const (
+	MinPooledFrame   = 64 << 10
+	pooledFrameClass = 9 // 64 KiB << 0 … 64 KiB << 8 = 16 MiB
+)
+
+var framePools [pooledFrameClass]sync.Pool
+
+// frameClass is the smallest pool class holding n bytes, or -1 when n is
+// outside the pooled range.
+func frameClass(n int) int {
+	if n < MinPooledFrame {
+		return -1
+	}
+	c := bits.Len(uint((n - 1) / MinPooledFrame))
+	if c >= pooledFrameClass {
+		return -1
+	}
+	return c
+}
+
+// GetFrame returns a buffer of length n, pooled when n is in range.
+func GetFrame(n int) []byte {
+	c := frameClass(n)
+	if c < 0 {
+		return make([]byte, n)
+	}
+	if p, ok := framePools[c].Get().(*[]byte); ok {
+		return (*p)[:n]
+	}
+	return make([]byte, n, MinPooledFrame<<c)
+}
+
+// PutFrame returns b to its pool when its capacity is exactly a class
+// size. The caller must not use b afterwards.
+func PutFrame(b []byte) {
+	c := frameClass(cap(b))
+	if c < 0 || cap(b) != MinPooledFrame<<c {
+		return
+	}
+	b = b[:0]
+	framePools[c].Put(&b)
+}
+
+// Reading a frame. The size prefix is the client's claim, not bytes that
+// arrived: a connection that sends only a prefix must not make the broker
+// allocate the size it names. The first min(n, SmallFrame) bytes are read
+// into a buffer of that size; only then does a larger frame reserve its size
+// from the request memory budget (queued.max.request.bytes) and grow its
+// buffer as bytes arrive, by frameGrowth at a time from MinPooledFrame, so
+// a buffer is never larger than max(64 KiB, frameGrowth × the bytes
+// received) and an idle connection holds at most SmallFrame bytes.
+const (
+	SmallFrame  = 4 << 10
+	frameGrowth = 4
+)
+
+// ReadFrameBody reads an n-byte frame. For n > SmallFrame it calls reserve
+// once the first SmallFrame bytes have arrived, and fails with reserve's
+// error.
+func ReadFrameBody(r io.Reader, n int, reserve func() error) ([]byte, error) {
+	first := make([]byte, min(n, SmallFrame))
+	if _, err := io.ReadFull(r, first); err != nil {
+		return nil, err
+	}
+	if n <= SmallFrame {
+		return first, nil
+	}
+	if reserve != nil {
+		if err := reserve(); err != nil {
+			return nil, err
+		}
+	}
+	b := GetFrame(min(n, MinPooledFrame))[:len(first)]
+	copy(b, first)
+	for len(b) < n {
+		if len(b) == cap(b) {
+			nb := GetFrame(min(frameGrowth*cap(b), n))[:len(b)]
+			copy(nb, b)
+			PutFrame(b)
+			b = nb
+		}
+		m, err := io.ReadFull(r, b[len(b):min(cap(b), n)])
+		b = b[:len(b)+m]
+		if err != nil {
+			PutFrame(b)
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// FrameSizeError is a size prefix outside [0, limit]: the connection is
+// closed without reading the frame.
+type FrameSizeError struct{ Size, Limit int32 }
+
+func (e *FrameSizeError) Error() string {
+	return fmt.Sprintf("request frame size %d out of range (limit %d)", e.Size, e.Limit)
+}
+
+// ErrNoFrame wraps an error reading a frame's size prefix: no frame had
+// started (an idle connection closed or timed out).
+var ErrNoFrame = errors.New("no request frame")
+
+// ErrRequestMemory: a reader gave up waiting for request memory (stop was
+// closed, or wait passed).
+var ErrRequestMemory = errors.New("no request memory within connections.max.idle.ms (queued.max.request.bytes)")
+
+// ReadFrame reads one size-prefixed request frame from r: the size prefix,
+// checked against limit, then the body (ReadFrameBody), whose size is
+// reserved from mem once its first SmallFrame bytes arrived (waiting at
+// most wait, or until stop closes; onWait is called when it starts
+// waiting) and counted without waiting for smaller frames. held is the
+// memory the frame holds in mem, to Release when its request completes;
+// on an error nothing is held.
+func ReadFrame(r io.Reader, limit int32, mem *Memory, stop <-chan struct{}, wait time.Duration, onWait func()) (frame []byte, held int64, err error) {
+	var size [4]byte
+	if _, err := io.ReadFull(r, size[:]); err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrNoFrame, err)
+	}
+	n := int32(binary.BigEndian.Uint32(size[:]))
+	if n < 0 || n > limit {
+		return nil, 0, &FrameSizeError{Size: n, Limit: limit}
+	}
+	frame, err = ReadFrameBody(r, int(n), func() error {
+		if !mem.Acquire(int64(n), stop, wait, onWait) {
+			return ErrRequestMemory
+		}
+		held = int64(n)
+		return nil
+	})
+	if err != nil {
+		mem.Release(held)
+		return nil, 0, err
+	}
+	if held == 0 {
+		held = int64(n)
+		mem.Force(held)
+	}
+	return frame, held, nil
+}
