@@ -75,7 +75,7 @@ func (c *core) commit(now time.Time, req CommitRequest) []error {
 		if e != nil {
 			e.seq = c.commitSeq
 			g.pendingCommits++
-			c.pendingCommits = append(c.pendingCommits, pendingCommit{g, req.Offsets[i].TopicPartition, e})
+			c.pendingCommits = append(c.pendingCommits, pendingCommit{g: g, tp: req.Offsets[i].TopicPartition, entry: e})
 		}
 	}
 	return errs
@@ -294,7 +294,7 @@ func (c *core) expireOffsets(now time.Time) {
 				}
 			}
 		}
-		if g.state == Empty && len(g.offsets) == len(expired[g]) && len(g.pending) == 0 {
+		if g.state == Empty && len(g.offsets) == len(expired[g]) && len(g.pending) == 0 && len(g.txnOffsets) == 0 && g.pendingCommits == 0 {
 			dead = append(dead, g)
 			recs = append(recs, Record{Key: groupKey(g.id)})
 		}
