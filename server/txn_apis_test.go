@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -146,4 +147,148 @@ func TestGroupTransactSessionInProcess(t *testing.T) {
 		t.Fatalf("DescribeProducers: none on out")
 	}
 
+}
+
+// TestInitProducerIDIdempotentNoBump: InitProducerId v3+ without a
+// transactional id never bumps the epoch of the id it names (that would
+// let any client fence another idempotent producer): it hands out a new
+// id at epoch 0, as Kafka does; an id without an epoch is INVALID_REQUEST.
+func TestInitProducerIDIdempotentNoBump(t *testing.T) {
+	b := startBroker(t)
+	c := b.dial(t)
+	init := func(corr int32, pid int64, epoch int16) *kmsg.InitProducerIDResponse {
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.Version, req.ProducerID, req.ProducerEpoch = 4, pid, epoch
+		c.send(req, corr)
+		return c.recv(req, corr).(*kmsg.InitProducerIDResponse)
+	}
+	victim := init(1, -1, -1)
+	if victim.ErrorCode != 0 || victim.ProducerEpoch != 0 {
+		t.Fatalf("first InitProducerId: %+v", victim)
+	}
+	other := init(2, victim.ProducerID, victim.ProducerEpoch)
+	if other.ErrorCode != 0 || other.ProducerID == victim.ProducerID || other.ProducerEpoch != 0 {
+		t.Fatalf("InitProducerId naming another producer's id: id %d epoch %d error %d, want a new id at epoch 0",
+			other.ProducerID, other.ProducerEpoch, other.ErrorCode)
+	}
+	if r := init(3, victim.ProducerID, -1); r.ErrorCode != kerr.InvalidRequest.Code {
+		t.Fatalf("an id without an epoch: error %d, want INVALID_REQUEST", r.ErrorCode)
+	}
+}
+
+// TestTxnOffsetCommitAppliedAtMarker drives the transaction APIs with raw
+// requests: a TxnOffsetCommit is invisible to OffsetFetch (and
+// UNSTABLE_OFFSET_COMMIT under require_stable) until EndTxn's marker
+// reaches __consumer_offsets; an abort drops it; a commit applies it, also
+// when the broker restarted in between (the pending commit is replayed
+// from the log).
+func TestTxnOffsetCommitAppliedAtMarker(t *testing.T) {
+	dir := t.TempDir()
+	props := []string{"transaction.state.log.num.partitions=2", "offsets.topic.num.partitions=2"}
+	b := startBrokerIn(t, dir, props...)
+	ctx := ctxT(t)
+	if _, err := b.admin(t).CreateTopic(ctx, 1, 1, nil, "in"); err != nil {
+		t.Fatal(err)
+	}
+	do := func(b *testBroker, req kmsg.Request) kmsg.Response {
+		t.Helper()
+		for i := 0; ; i++ {
+			resp, err := b.client(t).Request(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Retry while the coordinator finishes the previous step.
+			if e, ok := resp.(*kmsg.AddOffsetsToTxnResponse); ok && e.ErrorCode == kerr.ConcurrentTransactions.Code && i < 200 {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return resp
+		}
+	}
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.TransactionalID, init.TransactionTimeoutMillis = kmsg.StringPtr("offsets-app"), 30000
+	ir := do(b, init).(*kmsg.InitProducerIDResponse)
+	if ir.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %v", kerr.ErrorForCode(ir.ErrorCode))
+	}
+	step := func(b *testBroker, offset int64, commit, restart bool) *testBroker {
+		t.Helper()
+		ao := kmsg.NewPtrAddOffsetsToTxnRequest()
+		ao.TransactionalID, ao.ProducerID, ao.ProducerEpoch, ao.Group = "offsets-app", ir.ProducerID, ir.ProducerEpoch, "g"
+		if code := do(b, ao).(*kmsg.AddOffsetsToTxnResponse).ErrorCode; code != 0 {
+			t.Fatalf("AddOffsetsToTxn: %v", kerr.ErrorForCode(code))
+		}
+		tc := kmsg.NewPtrTxnOffsetCommitRequest()
+		tc.TransactionalID, tc.Group, tc.ProducerID, tc.ProducerEpoch = "offsets-app", "g", ir.ProducerID, ir.ProducerEpoch
+		tc.Generation = -1
+		rt := kmsg.NewTxnOffsetCommitRequestTopic()
+		rt.Topic = "in"
+		rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+		rp.Offset, rp.LeaderEpoch = offset, -1
+		rt.Partitions = append(rt.Partitions, rp)
+		tc.Topics = append(tc.Topics, rt)
+		if code := do(b, tc).(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode; code != 0 {
+			t.Fatalf("TxnOffsetCommit: %v", kerr.ErrorForCode(code))
+		}
+		if got, code := fetchOffset(t, b, true); code != kerr.UnstableOffsetCommit.Code || got != -1 {
+			t.Fatalf("require_stable fetch while pending: offset %d error %v", got, kerr.ErrorForCode(code))
+		}
+		if restart {
+			b.stop(t)
+			b = startBrokerIn(t, dir, props...)
+			if got, code := fetchOffset(t, b, true); code != kerr.UnstableOffsetCommit.Code {
+				t.Fatalf("require_stable fetch while pending, after a restart: offset %d error %v", got, kerr.ErrorForCode(code))
+			}
+		}
+		et := kmsg.NewPtrEndTxnRequest()
+		et.TransactionalID, et.ProducerID, et.ProducerEpoch, et.Commit = "offsets-app", ir.ProducerID, ir.ProducerEpoch, commit
+		if code := do(b, et).(*kmsg.EndTxnResponse).ErrorCode; code != 0 {
+			t.Fatalf("EndTxn: %v", kerr.ErrorForCode(code))
+		}
+		return b
+	}
+	waitOffset := func(b *testBroker, want int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got, code := fetchOffset(t, b, true)
+			if code == 0 && got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("committed offset %d (error %v), want %d", got, kerr.ErrorForCode(code), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	b = step(b, 10, false, false)
+	waitOffset(b, -1) // aborted: dropped
+	b = step(b, 20, true, false)
+	waitOffset(b, 20)
+	b = step(b, 30, false, true)
+	waitOffset(b, 20)
+	b = step(b, 40, true, true)
+	waitOffset(b, 40)
+	b.stop(t)
+	b = startBrokerIn(t, dir, props...)
+	waitOffset(b, 40)
+}
+
+// fetchOffset is OffsetFetch v7 of group g, partition in-0.
+func fetchOffset(t *testing.T, b *testBroker, requireStable bool) (int64, int16) {
+	t.Helper()
+	of := kmsg.NewPtrOffsetFetchRequest()
+	of.Version, of.Group, of.RequireStable = 7, "g", requireStable
+	ft := kmsg.NewOffsetFetchRequestTopic()
+	ft.Topic, ft.Partitions = "in", []int32{0}
+	of.Topics = append(of.Topics, ft)
+	r, err := of.RequestWith(ctxT(t), b.client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ErrorCode != 0 {
+		return -1, r.ErrorCode
+	}
+	p := r.Topics[0].Partitions[0]
+	return p.Offset, p.ErrorCode
 }
