@@ -424,3 +424,50 @@ func offsetsOf(read map[int32][]*kgo.Record) map[string]string {
 	}
 	return out
 }
+
+// TestTransactionsZombieFencing: a second producer instance with the same
+// transactional id fences the first (a zombie, e.g. a paused process):
+// the zombie's open transaction is aborted, its later writes and its
+// commit are refused (PRODUCER_FENCED or INVALID_PRODUCER_EPOCH), and a
+// read_committed consumer sees only the new instance's committed writes.
+func TestTransactionsZombieFencing(t *testing.T) {
+	p := startTxnKvlogd(t)
+	ctx := testbroker.Context(t, 60*time.Second)
+	if _, err := p.Admin(t).CreateTopic(ctx, 2, 1, nil, "fenced"); err != nil {
+		t.Fatal(err)
+	}
+	opts := []kgo.Opt{kgo.TransactionalID("zombie-app"), kgo.DefaultProduceTopic("fenced"), kgo.TransactionTimeout(30 * time.Second), kgo.RecordRetries(3)}
+	zombie := p.Client(t, opts...)
+	if err := zombie.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zombie.ProduceSync(ctx, &kgo.Record{Key: []byte("z"), Value: []byte("zombie-1"), Partition: 0}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	live := p.Client(t, opts...)
+	if err := live.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := live.ProduceSync(ctx, &kgo.Record{Key: []byte("l"), Value: []byte("live-1"), Partition: 0}).FirstErr(); err != nil {
+		t.Fatalf("the new instance's produce: %v", err)
+	}
+	fencedErr := func(err error) bool {
+		return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch)
+	}
+	zerr := zombie.ProduceSync(ctx, &kgo.Record{Key: []byte("z"), Value: []byte("zombie-2"), Partition: 1}).FirstErr()
+	if err := zombie.EndTransaction(ctx, kgo.TryCommit); !fencedErr(zerr) && !fencedErr(err) {
+		t.Fatalf("the zombie's produce (%v) and commit (%v) were not fenced", zerr, err)
+	}
+	if err := live.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatalf("the new instance's commit: %v", err)
+	}
+	var got []string
+	for _, rs := range readCommitted(t, p, "fenced") {
+		for _, r := range rs {
+			got = append(got, string(r.Value))
+		}
+	}
+	if len(got) != 1 || got[0] != "live-1" {
+		t.Fatalf("read_committed: %q, want only live-1", got)
+	}
+}
