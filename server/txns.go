@@ -153,13 +153,17 @@ var _ txn.Store = (*txnStore)(nil)
 // refuses for an older producer or coordinator epoch is ErrMarkerFenced
 // (Kafka drops such a marker too); anything else (not leader, not enough
 // replicas, a storage error, a timeout) is retried by the coordinator.
-// Markers for partitions led by other brokers are not forwarded yet
-// (cluster mode loads no transaction shard).
+// In cluster mode the markers of partitions led by other brokers go to
+// their leaders in WriteTxnMarkers requests (cluster_txns.go).
 type txnMarkers struct{ s *Server }
 
 func (w txnMarkers) WriteMarkers(req *txn.MarkerRequest, done func([]error)) {
 	mk := engine.Marker{ProducerID: req.ProducerID, ProducerEpoch: req.ProducerEpoch, CoordinatorEpoch: req.CoordinatorEpoch, Commit: req.Commit}
-	w.s.writeMarkers(mk, req.Partitions, done)
+	if w.s.cluster == nil {
+		w.s.writeMarkers(mk, req.Partitions, done)
+		return
+	}
+	w.s.cluster.writeMarkers(mk, req.Partitions, done)
 }
 
 // writeMarkers appends mk to each partition as its leader

@@ -276,7 +276,7 @@ func TestTransactionalProduceCommit(t *testing.T) {
 		return c.recv(req, corr).(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
 	}
 	id := "app"
-	if code := produce(&id, true, ir.Epoch, 0); code != kerr.TransactionalIDAuthorizationFailed.Code {
+	if code := produce(&id, true, ir.Epoch, 0); code != kerr.InvalidTxnState.Code {
 		t.Fatalf("produce before AddPartitionsToTxn: error %d", code)
 	}
 	added := make(chan error, 1)
