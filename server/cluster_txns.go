@@ -183,4 +183,3 @@ func (c *cluster) applyTxnCoordinatorEvent(ev coordEvent) {
 	}
 	c.log.Info("coordinating transactions", "partition", ev.p, "coordinator_epoch", ev.epoch, "took", time.Since(start).Round(time.Millisecond))
 }
-
