@@ -292,3 +292,66 @@ func fetchOffset(t *testing.T, b *testBroker, requireStable bool) (int64, int16)
 	p := r.Topics[0].Partitions[0]
 	return p.Offset, p.ErrorCode
 }
+
+// TestTxnTimeoutAndExpiration: a transaction left open past its
+// transaction.timeout.ms is aborted by the coordinator (the epoch bumped,
+// the partition's last stable offset released, nothing visible under
+// read_committed), and an idle transactional id is forgotten after
+// transactional.id.expiration.ms.
+func TestTxnTimeoutAndExpiration(t *testing.T) {
+	b := startBroker(t, "transaction.state.log.num.partitions=2",
+		"transaction.abort.timed.out.transaction.cleanup.interval.ms=100",
+		"transaction.remove.expired.transaction.cleanup.interval.ms=100",
+		"transactional.id.expiration.ms=1500")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := b.admin(t).CreateTopic(ctx, 1, 1, nil, "slow"); err != nil {
+		t.Fatal(err)
+	}
+	prod := b.client(t, kgo.TransactionalID("slow-app"), kgo.DefaultProduceTopic("slow"), kgo.TransactionTimeout(500*time.Millisecond))
+	if err := prod.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("never committed")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	first, err := b.s.txns.Describe("slow-app")
+	if err != nil || first.State.String() != "Ongoing" {
+		t.Fatalf("after the produce: %+v %v", first, err)
+	}
+	// Aborted by the coordinator: CompleteAbort at a bumped epoch.
+	l := b.s.topic("slow").parts[0].log
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		d, err := b.s.txns.Describe("slow-app")
+		if err == nil && d.State.String() == "CompleteAbort" && d.ProducerEpoch > first.ProducerEpoch && l.LastStableOffset() == l.LogEndOffset() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the timed-out transaction was not aborted: %+v %v, LSO %d LEO %d", d, err, l.LastStableOffset(), l.LogEndOffset())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The client's commit fails: its transaction is gone.
+	if err := prod.EndTransaction(ctx, kgo.TryCommit); err == nil {
+		t.Fatal("committing a transaction the coordinator aborted succeeded")
+	}
+	cons := b.client(t, kgo.ConsumeTopics("slow"), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	pctx, pcancel := context.WithTimeout(ctx, time.Second)
+	if fs := cons.PollFetches(pctx); fs.NumRecords() != 0 {
+		t.Fatalf("read_committed read %d records of an aborted transaction", fs.NumRecords())
+	}
+	pcancel()
+	// Idle, the id expires.
+	prod.Close()
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		if _, err := b.s.txns.Describe("slow-app"); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the idle transactional id did not expire")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
