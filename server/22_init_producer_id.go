@@ -49,7 +49,7 @@ func (s *Server) handleInitProducerID(r *request) {
 			expected = &txn.ProducerIDEpoch{ProducerID: req.ProducerID, Epoch: req.ProducerEpoch}
 		}
 	}
-	if req.TransactionalID != nil && *req.TransactionalID != "" {
+	if req.TransactionalID != nil { // "" is INVALID_REQUEST, as in Kafka
 		s.txns.InitProducerID(txn.InitRequest{TransactionalID: *req.TransactionalID, TimeoutMs: req.TransactionTimeoutMillis, Expected: expected}, func(res txn.InitResult) {
 			resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 			resp.ProducerID, resp.ProducerEpoch = res.ProducerID, res.Epoch
