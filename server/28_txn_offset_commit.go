@@ -1,10 +1,13 @@
 package server
 
 import (
+	"errors"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/server/group"
+	"github.com/kvlog/kvlog/server/txn"
 )
 
 // TxnOffsetCommit: v0-4
@@ -16,7 +19,14 @@ import (
 // under require_stable) until the transaction's marker applies (commit)
 // or drops (abort) them (group/txn_offsets.go). READ on each topic is
 // required (TOPIC_AUTHORIZATION_FAILED per partition); a partition of an
-// unknown topic is UNKNOWN_TOPIC_OR_PARTITION.
+// unknown topic is UNKNOWN_TOPIC_OR_PARTITION. When this broker also
+// coordinates the transactional id, the commit must belong to the id's
+// ongoing transaction with the group's offsets partition added
+// (AddOffsetsToTxn): an older epoch is PRODUCER_FENCED, another producer
+// id INVALID_PRODUCER_ID_MAPPING, anything else INVALID_TXN_STATE — so no
+// offset is left pending without a transaction to end it (Kafka 3.9
+// verifies the same with the coordinator; another broker's id is taken
+// unverified, as before KIP-890).
 //
 // Version notes:
 //   - v2: LeaderEpoch.
@@ -67,10 +77,45 @@ func (s *Server) handleTxnOffsetCommit(r *request) {
 		}
 	}
 	if len(cr.Offsets) > 0 {
+		if err := s.verifyTxnOffsetCommit(req); err != nil {
+			code := txnClientCode(err, req.Version, 3)
+			for _, sl := range slots {
+				resp.Topics[sl.ti].Partitions[sl.pi].ErrorCode = code
+			}
+			r.reply(resp)
+			return
+		}
 		errs := s.groups.TxnCommit(cr)
 		for _, sl := range slots {
 			resp.Topics[sl.ti].Partitions[sl.pi].ErrorCode = txnClientCode(errs[sl.idx], req.Version, 3)
 		}
 	}
 	r.reply(resp)
+}
+
+// verifyTxnOffsetCommit checks the commit against the transaction when
+// this broker coordinates its transactional id.
+func (s *Server) verifyTxnOffsetCommit(req *kmsg.TxnOffsetCommitRequest) error {
+	d, err := s.txns.Describe(req.TransactionalID)
+	switch {
+	case errors.Is(err, txn.ErrNotCoordinator):
+		return nil // another broker's: unverified
+	case errors.Is(err, txn.ErrTransactionalIDNotFound):
+		return topicErrf(kerr.InvalidProducerIDMapping, "transactional id %q is unknown", req.TransactionalID)
+	case err != nil:
+		return err
+	case d.ProducerID != req.ProducerID:
+		return topicErrf(kerr.InvalidProducerIDMapping, "transactional id %q is producer %d, not %d", req.TransactionalID, d.ProducerID, req.ProducerID)
+	case req.ProducerEpoch < d.ProducerEpoch:
+		return topicErrf(kerr.ProducerFenced, "producer %d epoch %d fenced by epoch %d", req.ProducerID, req.ProducerEpoch, d.ProducerEpoch)
+	case req.ProducerEpoch != d.ProducerEpoch || d.State != txn.Ongoing:
+		return topicErrf(kerr.InvalidTxnState, "transactional id %q is %s at epoch %d", req.TransactionalID, d.State, d.ProducerEpoch)
+	}
+	want := txn.TopicPartition{Topic: group.OffsetsTopic, Partition: s.groups.PartitionFor(req.Group)}
+	for _, tp := range d.Partitions {
+		if tp == want {
+			return nil
+		}
+	}
+	return topicErrf(kerr.InvalidTxnState, "group %q's offsets were not added to transaction %q (AddOffsetsToTxn)", req.Group, req.TransactionalID)
 }

@@ -355,3 +355,50 @@ func TestTxnTimeoutAndExpiration(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestTxnOffsetCommitOutsideTransaction: a TxnOffsetCommit whose
+// transaction did not add the group's offsets (no AddOffsetsToTxn), or
+// from an unknown producer, is refused (INVALID_TXN_STATE,
+// INVALID_PRODUCER_ID_MAPPING) and leaves nothing pending: before, it was
+// accepted and its offsets stayed pending forever (no marker would ever
+// end them), so OffsetFetch with require_stable answered
+// UNSTABLE_OFFSET_COMMIT for the partition indefinitely.
+func TestTxnOffsetCommitOutsideTransaction(t *testing.T) {
+	b := startBroker(t, "transaction.state.log.num.partitions=2", "offsets.topic.num.partitions=2")
+	ctx := ctxT(t)
+	if _, err := b.admin(t).CreateTopic(ctx, 1, 1, nil, "in"); err != nil {
+		t.Fatal(err)
+	}
+	cl := b.client(t)
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.TransactionalID, init.TransactionTimeoutMillis = kmsg.StringPtr("lonely"), 30000
+	ir, err := init.RequestWith(ctx, cl)
+	if err != nil || ir.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %v %v", err, kerr.ErrorForCode(ir.ErrorCode))
+	}
+	commit := func(pid int64) int16 {
+		tc := kmsg.NewPtrTxnOffsetCommitRequest()
+		tc.Version = 3
+		tc.TransactionalID, tc.Group, tc.ProducerID, tc.ProducerEpoch, tc.Generation = "lonely", "g", pid, ir.ProducerEpoch, -1
+		rt := kmsg.NewTxnOffsetCommitRequestTopic()
+		rt.Topic = "in"
+		rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+		rp.Offset, rp.LeaderEpoch = 5, -1
+		rt.Partitions = append(rt.Partitions, rp)
+		tc.Topics = append(tc.Topics, rt)
+		resp, err := tc.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0].Partitions[0].ErrorCode
+	}
+	if code := commit(ir.ProducerID); code != kerr.InvalidTxnState.Code {
+		t.Fatalf("TxnOffsetCommit without AddOffsetsToTxn: %v, want INVALID_TXN_STATE", kerr.ErrorForCode(code))
+	}
+	if code := commit(ir.ProducerID + 1000); code != kerr.InvalidProducerIDMapping.Code {
+		t.Fatalf("TxnOffsetCommit of another producer id: %v, want INVALID_PRODUCER_ID_MAPPING", kerr.ErrorForCode(code))
+	}
+	if got, code := fetchOffset(t, b, true); code != 0 || got != -1 {
+		t.Fatalf("require_stable fetch after the refused commits: offset %d error %v, want -1 and no error", got, kerr.ErrorForCode(code))
+	}
+}
