@@ -65,6 +65,7 @@ type PassStats struct {
 	TombstonesDropped int64
 	HorizonsStamped   int64
 	KeylessDropped    int64
+	AbortedRecords    int64 // records of aborted transactions removed
 
 	Groups        int
 	GroupsSkipped int // single segments with nothing to change: not rewritten
@@ -144,6 +145,7 @@ type worker struct {
 	target     float64    // keys a planned range should hold
 	maxKeys    float64    // keys a pass takes at most
 	cleanOrd   int64      // ordinal of the next clean-section record the recopy reads
+	aborted    abortedTxns
 }
 
 // defaultMaxSpan is the largest dirty section, in offsets, a pass covers
@@ -214,7 +216,7 @@ func (w *worker) clean(ctx context.Context, in passInput) (PassStats, error) {
 	t0 := w.elapsed()
 	l := in.log
 	w.ctx, w.stats, w.log = ctx, &st, l
-	defer func() { w.ctx, w.stats, w.log = nil, nil, nil }()
+	defer func() { w.ctx, w.stats, w.log, w.aborted = nil, nil, nil, nil }()
 	w.firstDirty = int64(in.firstDirty)
 	w.nowMs = in.now.UnixMilli()
 	w.cleanOrd = 0
@@ -233,6 +235,12 @@ func (w *worker) clean(ctx context.Context, in passInput) (PassStats, error) {
 	w.keep = w.keep.resize(span)
 	w.tomb = w.tomb.resize(span)
 	w.m.Clear()
+	// The aborted transactions below the pass's end (txn.go).
+	ab, err := l.AbortedTxns(l.LogStartOffset(), engine.Offset(w.end))
+	if err != nil {
+		return st, err
+	}
+	w.aborted = newAbortedTxns(ab)
 	if err := w.mapDirty(segs); err != nil {
 		return st, err
 	}
@@ -507,6 +515,12 @@ func (w *worker) filterBatch(b record.Batch, last bool, producers map[int64]engi
 		st.RecordsRetained += int64(nrec)
 		st.BatchesCopied++
 		return nil, true, nil
+	}
+	if w.aborted.aborted(b) {
+		// An aborted transaction's records are removed (txn.go).
+		st.RecordsRead += int64(nrec)
+		st.AbortedRecords += int64(nrec)
+		return w.emptied(b, retainEmpty)
 	}
 	horizon, hasHorizon := b.DeleteHorizon()
 	expired := hasHorizon && w.nowMs >= horizon

@@ -71,6 +71,10 @@
 //  3. each group is swapped in by the engine; after the last, the checkpoint
 //     becomes E. Compacted logs then run retention.
 //
+// Aborted transactions (txn.go): their records are never mapped and are
+// removed by the recopy (from the partition's .txnindex); control batches
+// are always kept.
+//
 // # Scheduling
 //
 // Kafka's rules pick the due partition with the highest dirty ratio

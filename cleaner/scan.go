@@ -186,8 +186,8 @@ func (w *worker) scanDirtySegment(s engine.SegmentRef, data []byte, first bool, 
 		if err := w.tick(n, len(b)); err != nil {
 			return false, false, err
 		}
-		if b.LastOffset() < w.firstDirty || b.IsControl() || b.NumRecords() == 0 {
-			continue
+		if b.LastOffset() < w.firstDirty || b.IsControl() || b.NumRecords() == 0 || w.aborted.aborted(b) {
+			continue // aborted records never enter the map (txn.go)
 		}
 		if b.BaseOffset() >= w.end {
 			return true, false, nil
@@ -417,7 +417,7 @@ func (w *worker) scanClean(segs []engine.SegmentRef) error {
 			if b.BaseOffset() >= lo {
 				break
 			}
-			if b.IsControl() || b.NumRecords() == 0 {
+			if b.IsControl() || b.NumRecords() == 0 || w.aborted.aborted(b) {
 				continue
 			}
 			p, err := w.section(b)

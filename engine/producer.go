@@ -477,3 +477,43 @@ func (l *Log) ExpireProducers() int {
 	}
 	return n
 }
+
+// ProducerInfo is one producer a partition tracks, as Kafka's
+// DescribeProducers reports it.
+type ProducerInfo struct {
+	ProducerID    int64
+	ProducerEpoch int16
+	// LastSequence is the last sequence of the producer's newest batch
+	// (-1: none kept).
+	LastSequence  int32
+	LastTimestamp int64
+	// CoordinatorEpoch is the coordinator epoch of the producer's last
+	// marker (-1: none).
+	CoordinatorEpoch int32
+	// TxnStartOffset is the first offset of its ongoing transaction (-1:
+	// none).
+	TxnStartOffset Offset
+}
+
+// Producers returns every producer the log tracks, by producer id.
+func (l *Log) Producers() ([]ProducerInfo, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return nil, l.errorf("producers", -1, -1, ErrClosed)
+	}
+	if err := l.ensureLoaded(); err != nil {
+		return nil, err
+	}
+	out := make([]ProducerInfo, 0, len(l.producers.m))
+	for pid, e := range l.producers.m {
+		first, coord := e.snapshotTxnFields()
+		pi := ProducerInfo{ProducerID: pid, ProducerEpoch: e.epoch, LastSequence: -1, LastTimestamp: e.timestamp, CoordinatorEpoch: coord, TxnStartOffset: Offset(first)}
+		if n := len(e.batches); n > 0 {
+			pi.LastSequence = e.batches[n-1].lastSeq
+		}
+		out = append(out, pi)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ProducerID < out[j].ProducerID })
+	return out, nil
+}

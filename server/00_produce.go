@@ -29,13 +29,16 @@ import (
 // after the request's timeout). acks=0 gets no response; an error then
 // closes the connection, as Kafka does, so the client notices.
 //
-// Transactions: a request with a TransactionalID is served only while the
-// local transaction coordinator has an ongoing transaction for it (else
-// TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition, as before
-// transactions); its transactional batches must carry that transaction's
-// producer id and epoch and go to partitions added to it (checkTxnBatch).
-// A transactional batch without a TransactionalID is INVALID_TXN_STATE.
-// The engine then tracks the partition's open transaction until the
+// Transactions: when this broker coordinates the request's
+// TransactionalID, its transactional batches must belong to the id's
+// ongoing transaction: that transaction's producer id and epoch, a
+// partition added to it (checkTxnBatch; an older epoch is PRODUCER_FENCED,
+// anything else INVALID_TXN_STATE, as Kafka 3.9's verification answers
+// clients before Produce v11). When another broker coordinates it
+// (cluster mode), the batches are taken unverified, as Kafka did before
+// KIP-890: the partition's producer state still refuses older epochs. A
+// transactional batch without a TransactionalID is INVALID_TXN_STATE. The
+// engine then tracks the partition's open transaction until the
 // coordinator's marker ends it.
 //
 // Version notes:
@@ -69,15 +72,18 @@ func (s *Server) handleProduce(r *request) {
 	if req.Acks != -1 && req.Acks != 0 && req.Acks != 1 {
 		acksErr = topicErrf(kerr.InvalidRequiredAcks, "acks must be -1, 0 or 1, got %d", req.Acks)
 	}
-	var txnDesc *txn.Description // the transaction of req.TransactionID
+	var tc txnCheck // the transaction of req.TransactionID
 	if acksErr == nil && req.TransactionID != nil {
 		d, err := s.txns.Describe(*req.TransactionID)
-		if err != nil || d.State != txn.Ongoing {
-			// No transaction of this id here (the transaction APIs are not
-			// served yet): refused as before transactions existed.
-			acksErr = topicErrf(kerr.TransactionalIDAuthorizationFailed, "transactional id %q has no ongoing transaction on this broker", *req.TransactionID)
-		} else {
-			txnDesc = &d
+		switch {
+		case err == nil:
+			tc.desc = &d
+		case errors.Is(err, txn.ErrNotCoordinator):
+			tc.unverified = true // another broker coordinates it
+		case errors.Is(err, txn.ErrTransactionalIDNotFound):
+			tc.unknownID = *req.TransactionID
+		default:
+			acksErr = err // loading, shutting down: retriable
 		}
 	}
 	now := s.clock.Now().UnixMilli()
@@ -114,7 +120,7 @@ func (s *Server) handleProduce(r *request) {
 				fail(sp, rt.Topic, topicErrf(kerr.TopicAuthorizationFailed, "not authorized to write to topic %s", rt.Topic))
 				continue
 			}
-			p, res, err := s.produceTo(t, rt.Topic, rp, req, txnDesc, now, acksErr)
+			p, res, err := s.produceTo(t, rt.Topic, rp, req, tc, now, acksErr)
 			if err != nil {
 				fail(sp, rt.Topic, err)
 				continue
@@ -155,7 +161,7 @@ func (s *Server) handleProduce(r *request) {
 }
 
 // produceTo validates one partition's batch and appends it as its leader.
-func (s *Server) produceTo(t *topic, name string, rp *kmsg.ProduceRequestTopicPartition, req *kmsg.ProduceRequest, td *txn.Description, now int64, err error) (*partition, engine.AppendResult, error) {
+func (s *Server) produceTo(t *topic, name string, rp *kmsg.ProduceRequestTopicPartition, req *kmsg.ProduceRequest, tc txnCheck, now int64, err error) (*partition, engine.AppendResult, error) {
 	var res engine.AppendResult
 	switch {
 	case err != nil:
@@ -166,7 +172,7 @@ func (s *Server) produceTo(t *topic, name string, rp *kmsg.ProduceRequestTopicPa
 	if err := checkProduceBatch(req.Version, rp.Records); err != nil {
 		return nil, res, err
 	}
-	if err := checkTxnBatch(rp.Records, td, name, rp.Partition); err != nil {
+	if err := checkTxnBatch(rp.Records, tc, req.TransactionID != nil, name, rp.Partition); err != nil {
 		return nil, res, err
 	}
 	p := t.parts[rp.Partition]
@@ -220,25 +226,44 @@ func checkProduceBatch(version int16, b []byte) error {
 	return nil
 }
 
+// txnCheck is what the local coordinator knows of a produce request's
+// transactional id: its description (desc), that another broker
+// coordinates it (unverified), or that it is unknown here (unknownID).
+type txnCheck struct {
+	desc       *txn.Description
+	unverified bool
+	unknownID  string
+}
+
 // checkTxnBatch accepts a transactional batch only in a produce request
-// naming its transactional id, whose ongoing transaction (td) is the
-// batch's producer id and epoch and includes the partition (the
-// coordinator's AddPartitionsToTxn came first, as the client must ensure):
-// an older epoch is PRODUCER_FENCED, anything else INVALID_TXN_STATE.
-// b passed checkProduceBatch.
-func checkTxnBatch(b []byte, td *txn.Description, topic string, partition int32) error {
+// naming a transactional id (hasID), and, when this broker coordinates
+// it, only for its ongoing transaction: the batch's producer id and epoch
+// and a partition added to it (AddPartitionsToTxn came first, as the
+// client must ensure). An older epoch is PRODUCER_FENCED, anything else
+// INVALID_TXN_STATE. b passed checkProduceBatch.
+func checkTxnBatch(b []byte, tc txnCheck, hasID bool, topic string, partition int32) error {
 	bt := record.Batch(b)
 	if !bt.IsTransactional() {
 		return nil
 	}
-	if td == nil {
+	if !hasID {
 		return topicErrf(kerr.InvalidTxnState, "transactional batch for %s-%d without a transactional id", topic, partition)
+	}
+	if tc.unverified {
+		return nil
+	}
+	td := tc.desc
+	if td == nil {
+		return topicErrf(kerr.InvalidTxnState, "%s-%d: transactional id %q is unknown to its coordinator", topic, partition, tc.unknownID)
 	}
 	if bt.ProducerID() != td.ProducerID || bt.ProducerEpoch() != td.ProducerEpoch {
 		if bt.ProducerID() == td.ProducerID && bt.ProducerEpoch() < td.ProducerEpoch {
 			return topicErrf(kerr.ProducerFenced, "%s-%d: producer %d epoch %d fenced by epoch %d", topic, partition, bt.ProducerID(), bt.ProducerEpoch(), td.ProducerEpoch)
 		}
 		return topicErrf(kerr.InvalidTxnState, "%s-%d: batch of producer %d epoch %d, transaction %q is producer %d epoch %d", topic, partition, bt.ProducerID(), bt.ProducerEpoch(), td.TransactionalID, td.ProducerID, td.ProducerEpoch)
+	}
+	if td.State != txn.Ongoing {
+		return topicErrf(kerr.InvalidTxnState, "%s-%d: transaction %q is %s, not ongoing", topic, partition, td.TransactionalID, td.State)
 	}
 	for _, tp := range td.Partitions {
 		if tp.Topic == topic && tp.Partition == partition {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/group"
+	"github.com/kvlog/kvlog/server/txn"
 )
 
 // LeaderAndIsr: v2-4 (inter-broker, from the controller; cluster mode only)
@@ -92,8 +93,8 @@ func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTop
 		}
 		if changed {
 			c.log.Info("became leader", "topic", topic, "partition", ps.Partition, "leader_epoch", ps.LeaderEpoch, "isr", ps.ISR)
-			if topic == group.OffsetsTopic {
-				c.queueCoordinator(coordEvent{p: ps.Partition, epoch: ps.LeaderEpoch, load: true})
+			if topic == group.OffsetsTopic || topic == txn.StateTopic {
+				c.queueCoordinator(coordEvent{topic: topic, p: ps.Partition, epoch: ps.LeaderEpoch, load: true})
 			}
 		}
 		return nil
@@ -104,8 +105,8 @@ func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTop
 	}
 	if changed {
 		c.log.Info("became follower", "topic", topic, "partition", ps.Partition, "leader", ps.Leader, "leader_epoch", ps.LeaderEpoch)
-		if topic == group.OffsetsTopic {
-			c.queueCoordinator(coordEvent{p: ps.Partition})
+		if topic == group.OffsetsTopic || topic == txn.StateTopic {
+			c.queueCoordinator(coordEvent{topic: topic, p: ps.Partition})
 		}
 	}
 	if c.fetchers == nil {

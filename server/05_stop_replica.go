@@ -4,6 +4,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/server/group"
+	"github.com/kvlog/kvlog/server/txn"
 )
 
 // StopReplica: v3 (inter-broker, from the controller; cluster mode only)
@@ -60,8 +61,8 @@ func (c *cluster) stopReplica(name string, p int32, del bool) error {
 	} else {
 		part.rep.Stop()
 	}
-	if name == group.OffsetsTopic {
-		c.queueCoordinator(coordEvent{p: p})
+	if name == group.OffsetsTopic || name == txn.StateTopic {
+		c.queueCoordinator(coordEvent{topic: name, p: p})
 	}
 	if !del {
 		return nil

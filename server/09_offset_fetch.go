@@ -22,7 +22,9 @@ import (
 //   - v3: ThrottleMillis.
 //   - v5: LeaderEpoch (-1 when unknown).
 //   - v6: flexible.
-//   - v7: RequireStable (no transactions: offsets are always stable).
+//   - v7: RequireStable: a partition with a pending transactional offset
+//     commit (TxnOffsetCommit before its marker) answers
+//     UNSTABLE_OFFSET_COMMIT, which clients retry.
 //   - v8+ (batched groups) and v10+ (topic ids) are not served.
 func init() { regKey(kmsg.OffsetFetch, 0, 7, (*Server).handleOffsetFetch) }
 
@@ -48,7 +50,7 @@ func (s *Server) handleOffsetFetch(r *request) {
 			}
 		}
 	}
-	offsets, err := s.groups.FetchOffsets(req.Group, asked)
+	offsets, err := s.groups.FetchOffsetsStable(req.Group, asked, req.Version >= 7 && req.RequireStable)
 	if err == nil && tps == nil && s.authz != nil {
 		var names []string
 		for _, o := range offsets {
@@ -96,6 +98,9 @@ func (s *Server) handleOffsetFetch(r *request) {
 		md := o.Metadata
 		rp.Metadata = &md
 		rp.ErrorCode = code
+		if o.Err != nil {
+			rp.ErrorCode = errCode(o.Err)
+		}
 		resp.Topics[ti].Partitions = append(resp.Topics[ti].Partitions, rp)
 	}
 	if resp.Topics == nil {

@@ -8,13 +8,10 @@ import (
 // FindCoordinator: v0-4
 //
 // Group keys: the broker leading the group's __consumer_offsets
-// partition (groupCoordinator: this broker on a single node). The topic is
-// created on the first lookup, as Kafka does. Transaction keys get
-// UNSUPPORTED_VERSION with a message saying kvlog has no transaction
-// coordinator: a non-retriable error, so a transactional producer fails at
-// once (Java's initTransactions throws a KafkaException carrying the
-// message) instead of retrying a COORDINATOR_NOT_AVAILABLE until its
-// max.block.ms.
+// partition (groupCoordinator: this broker on a single node). Transaction
+// keys: the broker leading the transactional id's __transaction_state
+// partition (txnCoordinator). Each topic is created on the first lookup,
+// as Kafka does.
 //
 // Version notes:
 //   - v1: CoordinatorType; ErrorMessage.
@@ -52,7 +49,7 @@ func (s *Server) handleFindCoordinator(r *request) {
 		case coordinatorTypeGroup:
 			c.NodeID, c.Host, c.Port, err = s.groupCoordinator(r, key)
 		case coordinatorTypeTransaction:
-			err = topicErrf(kerr.UnsupportedVersion, "kvlog does not support transactions yet: it has no transaction coordinator")
+			c.NodeID, c.Host, c.Port, err = s.txnCoordinator(r, key)
 		default:
 			err = topicErrf(kerr.InvalidRequest, "unknown coordinator type %d", req.CoordinatorType)
 		}

@@ -169,6 +169,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 		t.Fatalf("commit: %v", kerr.ErrorForCode(resp.Topics[0].Partitions[0].ErrorCode))
 	}
 
+	// A transactional id the coordinator knows (DescribeTransactions,
+	// ListTransactions).
+	ip := kmsg.NewPtrInitProducerIDRequest()
+	ip.TransactionalID, ip.TransactionTimeoutMillis = kmsg.StringPtr("mx-txn"), 10000
+	if resp := direct(ctx, t, admin, node, ip).(*kmsg.InitProducerIDResponse); resp.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %v", kerr.ErrorForCode(resp.ErrorCode))
+	}
+
 	topicN := func(op acl.Operation) need { return need{kmsg.ACLResourceTypeTopic, "mx-topic", op} }
 	groupN := func(op acl.Operation) need { return need{kmsg.ACLResourceTypeGroup, "mx-group", op} }
 	txnN := func(op acl.Operation) need { return need{kmsg.ACLResourceTypeTransactionalId, "mx-txn", op} }
@@ -355,6 +363,74 @@ func TestAuthorizationMatrix(t *testing.T) {
 				return q
 			},
 			code: func(r kmsg.Response) int16 { return r.(*kmsg.InitProducerIDResponse).ErrorCode }},
+		{name: "AddPartitionsToTxn (transactional id)", needs: txnN(kmsg.ACLOperationWrite), base: []need{topicN(kmsg.ACLOperationWrite)}, allowed: notAuth, denied: XAF,
+			req:  func(string) kmsg.Request { return addPartitionsReq() },
+			code: func(r kmsg.Response) int16 { return r.(*kmsg.AddPartitionsToTxnResponse).Topics[0].Partitions[0].ErrorCode }},
+		{name: "AddPartitionsToTxn (topic)", needs: topicN(kmsg.ACLOperationWrite), base: []need{txnN(kmsg.ACLOperationWrite)}, allowed: notAuth, denied: TAF,
+			req:  func(string) kmsg.Request { return addPartitionsReq() },
+			code: func(r kmsg.Response) int16 { return r.(*kmsg.AddPartitionsToTxnResponse).Topics[0].Partitions[0].ErrorCode }},
+		{name: "AddOffsetsToTxn (transactional id)", needs: txnN(kmsg.ACLOperationWrite), base: []need{groupN(kmsg.ACLOperationRead)}, allowed: notAuth, denied: XAF,
+			req:  func(string) kmsg.Request { return addOffsetsReq() },
+			code: func(r kmsg.Response) int16 { return r.(*kmsg.AddOffsetsToTxnResponse).ErrorCode }},
+		{name: "AddOffsetsToTxn (group)", needs: groupN(kmsg.ACLOperationRead), base: []need{txnN(kmsg.ACLOperationWrite)}, allowed: notAuth, denied: GAF,
+			req:  func(string) kmsg.Request { return addOffsetsReq() },
+			code: func(r kmsg.Response) int16 { return r.(*kmsg.AddOffsetsToTxnResponse).ErrorCode }},
+		{name: "EndTxn", needs: txnN(kmsg.ACLOperationWrite), allowed: notAuth, denied: XAF,
+			req: func(string) kmsg.Request {
+				q := kmsg.NewPtrEndTxnRequest()
+				q.TransactionalID, q.ProducerID, q.ProducerEpoch = "mx-txn", 1<<40, 0
+				return q
+			},
+			code: func(r kmsg.Response) int16 { return r.(*kmsg.EndTxnResponse).ErrorCode }},
+		{name: "TxnOffsetCommit (transactional id)", needs: txnN(kmsg.ACLOperationWrite), base: []need{groupN(kmsg.ACLOperationRead), topicN(kmsg.ACLOperationRead)}, allowed: notAuth, denied: XAF,
+			req:  func(string) kmsg.Request { return txnOffsetCommitReq() },
+			code: func(r kmsg.Response) int16 { return r.(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode }},
+		{name: "TxnOffsetCommit (group)", needs: groupN(kmsg.ACLOperationRead), base: []need{txnN(kmsg.ACLOperationWrite), topicN(kmsg.ACLOperationRead)}, allowed: notAuth, denied: GAF,
+			req:  func(string) kmsg.Request { return txnOffsetCommitReq() },
+			code: func(r kmsg.Response) int16 { return r.(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode }},
+		{name: "TxnOffsetCommit (topic)", needs: topicN(kmsg.ACLOperationRead), base: []need{txnN(kmsg.ACLOperationWrite), groupN(kmsg.ACLOperationRead)}, allowed: notAuth, denied: TAF,
+			req:  func(string) kmsg.Request { return txnOffsetCommitReq() },
+			code: func(r kmsg.Response) int16 { return r.(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode }},
+		{name: "WriteTxnMarkers", needs: clusterN(kmsg.ACLOperationClusterAction), allowed: 0, denied: CAF,
+			req: func(string) kmsg.Request {
+				q := kmsg.NewPtrWriteTxnMarkersRequest()
+				m := kmsg.NewWriteTxnMarkersRequestMarker()
+				m.ProducerID, m.ProducerEpoch, m.Committed = 1<<40, 0, false
+				mt := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
+				mt.Topic, mt.Partitions = "mx-topic", []int32{0}
+				m.Topics = append(m.Topics, mt)
+				q.Markers = append(q.Markers, m)
+				return q
+			},
+			code: func(r kmsg.Response) int16 {
+				return r.(*kmsg.WriteTxnMarkersResponse).Markers[0].Topics[0].Partitions[0].ErrorCode
+			}},
+		{name: "DescribeTransactions", needs: txnN(kmsg.ACLOperationDescribe), allowed: 0, denied: XAF,
+			req: func(string) kmsg.Request {
+				q := kmsg.NewPtrDescribeTransactionsRequest()
+				q.TransactionalIDs = []string{"mx-txn"}
+				return q
+			},
+			code: func(r kmsg.Response) int16 { return r.(*kmsg.DescribeTransactionsResponse).TransactionStates[0].ErrorCode }},
+		{name: "ListTransactions (filtered)", needs: txnN(kmsg.ACLOperationDescribe), allowed: 0, denied: absent,
+			req: func(string) kmsg.Request { return kmsg.NewPtrListTransactionsRequest() },
+			code: func(r kmsg.Response) int16 {
+				for _, ts := range r.(*kmsg.ListTransactionsResponse).TransactionStates {
+					if ts.TransactionalID == "mx-txn" {
+						return 0
+					}
+				}
+				return absent
+			}},
+		{name: "DescribeProducers", needs: topicN(kmsg.ACLOperationRead), allowed: 0, denied: TAF,
+			req: func(string) kmsg.Request {
+				q := kmsg.NewPtrDescribeProducersRequest()
+				rt := kmsg.NewDescribeProducersRequestTopic()
+				rt.Topic, rt.Partitions = "mx-topic", []int32{0}
+				q.Topics = append(q.Topics, rt)
+				return q
+			},
+			code: func(r kmsg.Response) int16 { return r.(*kmsg.DescribeProducersResponse).Topics[0].Partitions[0].ErrorCode }},
 		{name: "OffsetForLeaderEpoch", needs: topicN(kmsg.ACLOperationDescribe), allowed: 0, denied: TAF,
 			req: func(string) kmsg.Request {
 				q := kmsg.NewPtrOffsetForLeaderEpochRequest()
@@ -899,4 +975,31 @@ func TestAuditLog(t *testing.T) {
 			t.Errorf("no audit line with %s", want)
 		}
 	}
+}
+
+func addPartitionsReq() kmsg.Request {
+	q := kmsg.NewPtrAddPartitionsToTxnRequest()
+	q.TransactionalID, q.ProducerID, q.ProducerEpoch = "mx-txn", 1<<40, 0
+	rt := kmsg.NewAddPartitionsToTxnRequestTopic()
+	rt.Topic, rt.Partitions = "mx-topic", []int32{0}
+	q.Topics = append(q.Topics, rt)
+	return q
+}
+
+func addOffsetsReq() kmsg.Request {
+	q := kmsg.NewPtrAddOffsetsToTxnRequest()
+	q.TransactionalID, q.ProducerID, q.ProducerEpoch, q.Group = "mx-txn", 1<<40, 0, "mx-group"
+	return q
+}
+
+func txnOffsetCommitReq() kmsg.Request {
+	q := kmsg.NewPtrTxnOffsetCommitRequest()
+	q.TransactionalID, q.Group, q.ProducerID, q.ProducerEpoch, q.Generation = "mx-txn", "mx-group", 1<<40, 0, -1
+	rt := kmsg.NewTxnOffsetCommitRequestTopic()
+	rt.Topic = "mx-topic"
+	rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+	rp.Offset, rp.LeaderEpoch = 0, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	q.Topics = append(q.Topics, rt)
+	return q
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/group"
 	"github.com/kvlog/kvlog/server/metastore"
+	"github.com/kvlog/kvlog/server/txn"
 )
 
 // Group coordination in cluster mode, as Kafka does it with ZooKeeper:
@@ -30,6 +31,9 @@ import (
 // coordEvent is a load or unload of one coordinator partition, or (when
 // deleted is set) the removal of deleted topics' committed offsets.
 type coordEvent struct {
+	// topic is the coordinator's topic: __consumer_offsets (or "") or
+	// __transaction_state.
+	topic string
 	p     int32
 	epoch int32 // load: the leader epoch leadership was won at
 	load  bool
@@ -81,19 +85,20 @@ func (c *cluster) coordinatorLoader() {
 	}
 }
 
-// offsetsReplica is this broker's replica of __consumer_offsets-p, or nil.
-func (c *cluster) offsetsReplica(p int32) *replica.Partition {
-	t := c.s.topic(group.OffsetsTopic)
+// coordReplica is this broker's replica of partition p of a coordinator's
+// topic, or nil.
+func (c *cluster) coordReplica(name string, p int32) *replica.Partition {
+	t := c.s.topic(name)
 	if t == nil || p < 0 || int(p) >= len(t.parts) {
 		return nil
 	}
 	return t.parts[p].rep
 }
 
-// leadsAt reports whether this broker still leads __consumer_offsets-p at
-// leader epoch epoch.
-func (c *cluster) leadsAt(p, epoch int32) bool {
-	rep := c.offsetsReplica(p)
+// leadsAt reports whether this broker still leads partition p of a
+// coordinator's topic at leader epoch epoch.
+func (c *cluster) leadsAt(name string, p, epoch int32) bool {
+	rep := c.coordReplica(name, p)
 	return rep != nil && rep.Role() == replica.RoleLeader && rep.LeaderEpoch() == epoch
 }
 
@@ -101,6 +106,10 @@ func (c *cluster) applyCoordinatorEvent(ev coordEvent) {
 	co := c.s.groups
 	if ev.deleted != nil {
 		c.removeDeletedOffsets(ev.deleted)
+		return
+	}
+	if ev.topic == txn.StateTopic {
+		c.applyTxnCoordinatorEvent(ev)
 		return
 	}
 	if ev.p >= co.Partitions() {
@@ -115,14 +124,14 @@ func (c *cluster) applyCoordinatorEvent(ev coordEvent) {
 		c.log.Info("stopped coordinating groups", "partition", ev.p)
 		return
 	}
-	if !c.leadsAt(ev.p, ev.epoch) {
+	if !c.leadsAt(group.OffsetsTopic, ev.p, ev.epoch) {
 		return // superseded: a later event follows
 	}
 	start := time.Now()
 	if err := co.Load(ev.p); err != nil {
 		c.log.Error("loading groups failed; retrying", "partition", ev.p, "leader_epoch", ev.epoch, "err", err)
 		time.AfterFunc(time.Second, func() {
-			if c.ctx.Err() == nil && c.leadsAt(ev.p, ev.epoch) {
+			if c.ctx.Err() == nil && c.leadsAt(group.OffsetsTopic, ev.p, ev.epoch) {
 				c.partMu.Lock()
 				c.queueCoordinator(ev)
 				c.partMu.Unlock()

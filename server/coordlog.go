@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"math"
 	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -63,6 +64,15 @@ type kv struct{ key, value []byte }
 
 // append writes the records as one uncompressed batch.
 func (cl *coordLog) append(p int32, recs []kv) error {
+	return cl.appendAs(p, -1, -1, recs)
+}
+
+// appendAs writes the records as one uncompressed batch; with pid >= 0 a
+// transactional batch of that producer and epoch (a TxnOffsetCommit), at
+// the sequence following the producer's last batch in the partition (0
+// at a new epoch). The coordinator serialises the appends of a partition,
+// and only it writes there, so the sequence read is the one to follow.
+func (cl *coordLog) appendAs(p int32, pid int64, epoch int16, recs []kv) error {
 	t, part, err := cl.topicPartition(p, true)
 	if err != nil {
 		return err
@@ -74,6 +84,14 @@ func (cl *coordLog) append(p int32, recs []kv) error {
 		ProducerID:      -1,
 		ProducerEpoch:   -1,
 		BaseSequence:    -1,
+	}
+	if pid >= 0 {
+		seq, err := nextSequence(part.log, pid, epoch)
+		if err != nil {
+			return err
+		}
+		bl.Attributes = record.AttrTransactional
+		bl.ProducerID, bl.ProducerEpoch, bl.BaseSequence = pid, epoch, seq
 	}
 	for i, r := range recs {
 		bl.Add(record.Record{OffsetDelta: int32(i), Key: r.key, Value: r.value})
@@ -114,6 +132,67 @@ func (cl *coordLog) sync(p int32) error {
 		return topicErrf(kerr.RequestTimedOut, "%s-%d: offset %d not past the high watermark within %s", cl.name, p, last, cl.timeout)
 	}
 	return waits[0].Err
+}
+
+// nextSequence is the sequence of producer pid's next batch at epoch in
+// l.
+func nextSequence(l *engine.Log, pid int64, epoch int16) (int32, error) {
+	ps, err := l.Producers()
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range ps {
+		if p.ProducerID == pid && p.ProducerEpoch == epoch && p.LastSequence >= 0 {
+			if p.LastSequence == math.MaxInt32 {
+				return 0, nil
+			}
+			return p.LastSequence + 1, nil
+		}
+	}
+	return 0, nil
+}
+
+// coordRecord is one record of a coordinator's partition in replay, with
+// its batch's transaction fields; a marker (commit or abort, marker > 0)
+// has no key or value.
+type coordRecord struct {
+	key, value    []byte
+	pid           int64
+	transactional bool
+	marker        int8 // 0: a data record; 1: commit marker; 2: abort marker
+}
+
+// replayTxn is replay with the transaction fields and the markers.
+func (cl *coordLog) replayTxn(p int32, fn func(coordRecord)) error {
+	_, part, err := cl.topicPartition(p, false)
+	if err != nil || part == nil {
+		return err
+	}
+	l := part.log
+	var dec record.Decoder
+	return l.ReadBatches(l.LogStartOffset(), l.LogEndOffset(), func(b record.Batch) error {
+		if b.IsControl() {
+			typ, err := engine.ControlType(b)
+			if err != nil || !b.IsTransactional() {
+				return nil
+			}
+			m := int8(2)
+			if typ == engine.ControlCommit {
+				m = 1
+			}
+			fn(coordRecord{pid: b.ProducerID(), marker: m})
+			return nil
+		}
+		txn := b.IsTransactional()
+		err := dec.Records(b, func(r *record.Record) error {
+			fn(coordRecord{key: r.Key, value: r.Value, pid: b.ProducerID(), transactional: txn})
+			return nil
+		})
+		if err != nil {
+			cl.s.logger.Warn("skipping undecodable batch while loading a coordinator", "topic", cl.name, "partition", p, "offset", b.BaseOffset(), "err", err)
+		}
+		return nil
+	})
 }
 
 // replay reads the partition from its start to its end, skipping control

@@ -104,9 +104,14 @@
 //     (__consumer_offsets, __transaction_state): acks=all leader appends
 //     through the partition manager, waits on the high watermark, replay.
 //   - txns.go: the transaction coordinator's wiring (package txn): config,
-//     its store over __transaction_state, its marker writer. Not reachable
-//     by clients yet (no transaction API is registered) until partitions
-//     take transaction markers.
+//     its store over __transaction_state, FindCoordinator's answer, the
+//     marker writer (a marker on __consumer_offsets completes the group
+//     coordinator's transactional offset commits); handlers 22, 24-28,
+//     61, 65, 66 (docs/transactions.md).
+//   - cluster_txns.go: transaction coordination in cluster mode: loaded
+//     and unloaded with the leadership of __transaction_state partitions
+//     (through cluster_groups.go's loader), markers forwarded to the other
+//     partition leaders with WriteTxnMarkers.
 //   - cluster_groups.go: group coordination in cluster mode: a broker
 //     coordinates the __consumer_offsets partitions it leads (loaded and
 //     unloaded in LeaderAndIsr order by one goroutine), FindCoordinator

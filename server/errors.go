@@ -27,6 +27,8 @@ var engineErrors = []struct {
 	{engine.ErrOffsetOutOfRange, kerr.OffsetOutOfRange},
 	{engine.ErrOutOfOrderSequence, kerr.OutOfOrderSequenceNumber},
 	{engine.ErrInvalidProducerEpoch, kerr.InvalidProducerEpoch},
+	{engine.ErrCoordinatorFenced, kerr.TransactionCoordinatorFenced},
+	{engine.ErrInvalidTxnState, kerr.InvalidTxnState},
 	{engine.ErrUnsupportedCompression, kerr.UnsupportedCompressionType},
 	{engine.ErrInvalidTimestamp, kerr.InvalidTimestamp},
 	{engine.ErrStorage, kerr.KafkaStorageError},
@@ -65,6 +67,7 @@ var groupErrors = []struct {
 	{group.ErrOffsetMetadataTooLarge, kerr.OffsetMetadataTooLarge},
 	{group.ErrInvalidCommitOffsetSize, kerr.InvalidCommitOffsetSize},
 	{group.ErrRecordTooLarge, kerr.UnknownServerError},
+	{group.ErrUnstableOffsetCommit, kerr.UnstableOffsetCommit},
 }
 
 // txnErrors maps each transaction coordinator sentinel to its Kafka error.
@@ -83,6 +86,7 @@ var txnErrors = []struct {
 	{txn.ErrInvalidTxnState, kerr.InvalidTxnState},
 	{txn.ErrTransactionalIDNotFound, kerr.TransactionalIDNotFound},
 	{txn.ErrUnknownServerError, kerr.UnknownServerError},
+	{txn.ErrMarkerPartitionGone, kerr.UnknownTopicOrPartition},
 }
 
 // errCode returns the Kafka error code for err: 0 for nil, the code of a

@@ -1,20 +1,17 @@
 package server
 
 import (
-	"strings"
 	"testing"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// TestFindCoordinatorTransactionUnsupported: a transaction coordinator
-// lookup gets a non-retriable UNSUPPORTED_VERSION with a message, in the
-// single-key (v1-3) and batched (v4) forms, so transactional producers
-// fail at once rather than retry COORDINATOR_NOT_AVAILABLE until they time
-// out (Java's initTransactions did, for max.block.ms).
-func TestFindCoordinatorTransactionUnsupported(t *testing.T) {
-	b := startBroker(t)
+// TestFindCoordinatorTransaction: a transaction coordinator lookup
+// answers the leader of the id's __transaction_state partition (this
+// broker on a single node), creating the topic on first use, in the
+// single-key (v1-3) and batched (v4) forms.
+func TestFindCoordinatorTransaction(t *testing.T) {
+	b := startBroker(t, "transaction.state.log.num.partitions=4")
 	c := b.dial(t)
 	for corr, v := range []int16{1, 3, 4} {
 		req := kmsg.NewPtrFindCoordinatorRequest()
@@ -26,25 +23,27 @@ func TestFindCoordinatorTransactionUnsupported(t *testing.T) {
 		resp := c.recv(req, int32(corr)).(*kmsg.FindCoordinatorResponse)
 		type answer struct {
 			code int16
-			msg  *string
 			node int32
+			port int32
 		}
 		var got []answer
 		if v >= 4 {
 			for _, co := range resp.Coordinators {
-				got = append(got, answer{co.ErrorCode, co.ErrorMessage, co.NodeID})
+				got = append(got, answer{co.ErrorCode, co.NodeID, co.Port})
 			}
 		} else {
-			got = append(got, answer{resp.ErrorCode, resp.ErrorMessage, resp.NodeID})
+			got = append(got, answer{resp.ErrorCode, resp.NodeID, resp.Port})
 		}
 		if want := map[bool]int{true: 2, false: 1}[v >= 4]; len(got) != want {
 			t.Fatalf("v%d: %d answers, want %d", v, len(got), want)
 		}
 		for _, a := range got {
-			if a.code != kerr.UnsupportedVersion.Code || a.node != -1 || a.msg == nil || !strings.Contains(*a.msg, "transactions") {
-				t.Fatalf("v%d: error %d node %d message %v, want UNSUPPORTED_VERSION (%d), node -1 and a message about transactions",
-					v, a.code, a.node, a.msg, kerr.UnsupportedVersion.Code)
+			if a.code != 0 || a.node != b.s.cfg.NodeID || a.port <= 0 {
+				t.Fatalf("v%d: error %d node %d port %d, want this broker (%d)", v, a.code, a.node, a.port, b.s.cfg.NodeID)
 			}
 		}
+	}
+	if tp := b.s.topic("__transaction_state"); tp == nil || len(tp.parts) != 4 {
+		t.Fatalf("__transaction_state not created with 4 partitions: %+v", tp)
 	}
 }

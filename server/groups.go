@@ -145,16 +145,22 @@ func (s *Server) groupCoordinator(r *request, groupID string) (nodeID int32, hos
 		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "%s has %d partitions but this broker's coordinator maps groups over %d (restart it)",
 			group.OffsetsTopic, len(t.parts), co.Partitions())
 	}
-	p := co.PartitionFor(groupID)
+	return s.coordinatorEndpoint(r, group.OffsetsTopic, co.PartitionFor(groupID))
+}
+
+// coordinatorEndpoint is the leader of partition p of a coordinator's
+// topic in the metadata view, at the endpoint of the listener r came in
+// on.
+func (s *Server) coordinatorEndpoint(r *request, name string, p int32) (nodeID int32, host string, port int32, err error) {
 	view := s.view()
-	parts, _ := view.partitions(group.OffsetsTopic)
+	parts, _ := view.partitions(name)
 	if int(p) >= len(parts) || parts[p].leader < 0 {
-		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "%s-%d has no leader yet", group.OffsetsTopic, p)
+		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "%s-%d has no leader yet", name, p)
 	}
 	leader := parts[p].leader
 	eps := view.brokerEndpoints()[leader]
 	if len(eps) == 0 {
-		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "leader %d of %s-%d is not a live broker", leader, group.OffsetsTopic, p)
+		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "leader %d of %s-%d is not a live broker", leader, name, p)
 	}
 	ep := eps[0]
 	for _, e := range eps {
@@ -191,9 +197,34 @@ func (st *offsetsStore) Append(p int32, recs []group.Record) error {
 // Sync waits until the high watermark passed the last append.
 func (st *offsetsStore) Sync(p int32) error { return st.log.sync(p) }
 
-// Replay reads the partition from its start to its end.
+// AppendTxn writes a TxnOffsetCommit's records as one transactional batch
+// of the producer. A producer epoch the partition refuses passes through
+// (INVALID_PRODUCER_EPOCH, as Kafka answers it).
+func (st *offsetsStore) AppendTxn(p int32, pid int64, epoch int16, recs []group.Record) error {
+	kvs := make([]kv, len(recs))
+	for i, r := range recs {
+		kvs[i] = kv{r.Key, r.Value}
+	}
+	err := st.log.appendAs(p, pid, epoch, kvs)
+	if errors.Is(err, engine.ErrInvalidProducerEpoch) || errors.Is(err, engine.ErrOutOfOrderSequence) {
+		return fmt.Errorf("%w: %w", group.ErrPassThrough, err)
+	}
+	return tooLargeForGroups(err)
+}
+
+// Replay reads the partition from its start to its end, with the
+// transaction fields of each record and the transaction markers.
 func (st *offsetsStore) Replay(p int32, fn func(group.Record)) error {
-	return st.log.replay(p, func(k, v []byte) { fn(group.Record{Key: k, Value: v}) })
+	return st.log.replayTxn(p, func(r coordRecord) {
+		gr := group.Record{Key: r.key, Value: r.value, ProducerID: r.pid, Transactional: r.transactional}
+		switch r.marker {
+		case 1:
+			gr.Marker = group.CommitMarker
+		case 2:
+			gr.Marker = group.AbortMarker
+		}
+		fn(gr)
+	})
 }
 
 var _ group.Store = (*offsetsStore)(nil)

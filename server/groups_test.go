@@ -414,9 +414,9 @@ func TestGroupOldVersions(t *testing.T) {
 	if lr := call(lg).(*kmsg.LeaveGroupResponse); lr.ErrorCode != kerr.UnknownMemberID.Code {
 		t.Fatalf("leave v0 of a stranger: %v", kerr.ErrorForCode(lr.ErrorCode))
 	}
-	// Transaction coordinators do not exist: a non-retriable answer.
+	// A transaction coordinator lookup (v2) answers this broker.
 	fc.Version, fc.CoordinatorType = 2, 1
-	if r := call(fc).(*kmsg.FindCoordinatorResponse); r.ErrorCode != kerr.UnsupportedVersion.Code {
+	if r := call(fc).(*kmsg.FindCoordinatorResponse); r.ErrorCode != 0 || r.NodeID != b.s.cfg.NodeID {
 		t.Fatalf("transaction coordinator: %+v", r)
 	}
 }

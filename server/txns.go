@@ -18,13 +18,9 @@ import (
 // like the group coordinator's) and its marker writer. The coordinator
 // itself is package txn.
 //
-// Not reachable by clients yet: FindCoordinator TRANSACTION answers
-// UNSUPPORTED_VERSION, InitProducerId with a transactional id
-// TRANSACTIONAL_ID_AUTHORIZATION_FAILED and the transaction APIs are not
-// registered, until the broker serves transactional produce, the
-// transaction APIs and read_committed fetches end to end. Partitions do
-// take markers (txnMarkers), so transactions the coordinator resumes from
-// its log complete.
+// The handlers are 10 (FindCoordinator TRANSACTION), 22, 24-28, 61, 65
+// and 66; 00_produce.go serves transactional batches of an ongoing
+// transaction.
 //
 // Lock order: a transaction shard's lock is taken before Server.topicMu
 // (the store creates __transaction_state on first write) and before
@@ -150,25 +146,40 @@ func txnStoreErr(err error) error {
 
 var _ txn.Store = (*txnStore)(nil)
 
-// txnMarkers is the coordinator's marker writer: it appends each marker
-// to the partition as its leader (replica.Manager.AppendMarker, with the
-// acks=all rules of the partition's min.insync.replicas) and reports once
-// every marker is past the high watermark (request.timeout.ms at most). A
-// partition whose topic is gone is ErrMarkerPartitionGone; a marker the
-// partition refuses for an older producer or coordinator epoch is
-// ErrMarkerFenced (Kafka drops such a marker too); anything else (not
-// leader, not enough replicas, a storage error, a timeout) is retried by
-// the coordinator. Markers for partitions led by other brokers are not
-// forwarded yet (cluster mode loads no transaction shard).
+// txnMarkers is the coordinator's marker writer: it writes each marker
+// as the partition's leader (writeMarkers) and reports once every marker
+// is past the high watermark (request.timeout.ms at most). A partition
+// whose topic is gone is ErrMarkerPartitionGone; a marker the partition
+// refuses for an older producer or coordinator epoch is ErrMarkerFenced
+// (Kafka drops such a marker too); anything else (not leader, not enough
+// replicas, a storage error, a timeout) is retried by the coordinator.
+// In cluster mode the markers of partitions led by other brokers go to
+// their leaders in WriteTxnMarkers requests (cluster_txns.go).
 type txnMarkers struct{ s *Server }
 
 func (w txnMarkers) WriteMarkers(req *txn.MarkerRequest, done func([]error)) {
-	errs := make([]error, len(req.Partitions))
+	mk := engine.Marker{ProducerID: req.ProducerID, ProducerEpoch: req.ProducerEpoch, CoordinatorEpoch: req.CoordinatorEpoch, Commit: req.Commit}
+	if w.s.cluster == nil {
+		w.s.writeMarkers(mk, req.Partitions, done)
+		return
+	}
+	w.s.cluster.writeMarkers(mk, req.Partitions, done)
+}
+
+// writeMarkers appends mk to each partition as its leader
+// (replica.Manager.AppendMarker, with the acks=all rules of the
+// partition's min.insync.replicas) and calls done with one error per
+// partition once every marker is past the high watermark or failed. A
+// marker that reached a __consumer_offsets partition completes the
+// producer's transactional offset commits there (applied at a commit,
+// dropped at an abort) before done, as Kafka's handler does after the
+// append.
+func (s *Server) writeMarkers(mk engine.Marker, tps []txn.TopicPartition, done func([]error)) {
+	errs := make([]error, len(tps))
 	var waits []replica.AckWait
 	var idx []int
-	mk := engine.Marker{ProducerID: req.ProducerID, ProducerEpoch: req.ProducerEpoch, CoordinatorEpoch: req.CoordinatorEpoch, Commit: req.Commit}
-	for i, tp := range req.Partitions {
-		t := w.s.topic(tp.Topic)
+	for i, tp := range tps {
+		t := s.topic(tp.Topic)
 		if t == nil || tp.Partition < 0 || int(tp.Partition) >= len(t.parts) {
 			errs[i] = fmt.Errorf("%w: %s-%d", txn.ErrMarkerPartitionGone, tp.Topic, tp.Partition)
 			continue
@@ -178,7 +189,7 @@ func (w txnMarkers) WriteMarkers(req *txn.MarkerRequest, done func([]error)) {
 			errs[i] = fmt.Errorf("%w: %s-%d is not hosted by this broker", replica.ErrNotLeader, tp.Topic, tp.Partition)
 			continue
 		}
-		res, err := w.s.replicas.AppendMarker(part.rep, mk, int(t.settings.minInsync))
+		res, err := s.replicas.AppendMarker(part.rep, mk, int(t.settings.minInsync))
 		if err != nil {
 			errs[i] = markerErr(err, tp)
 			continue
@@ -186,20 +197,47 @@ func (w txnMarkers) WriteMarkers(req *txn.MarkerRequest, done func([]error)) {
 		waits = append(waits, replica.AckWait{P: part.rep, Last: res.LastOffset, MinISR: int(t.settings.minInsync)})
 		idx = append(idx, i)
 	}
-	w.s.replicas.AwaitAcks(waits, msConfig(w.s, "request.timeout.ms"), func() {
-		for j, wt := range waits {
-			if wt.Err != nil {
-				errs[idx[j]] = fmt.Errorf("%s-%d: marker not replicated: %w", req.Partitions[idx[j]].Topic, req.Partitions[idx[j]].Partition, wt.Err)
+	s.replicas.AwaitAcks(waits, msConfig(s, "request.timeout.ms"), func() {
+		// The acks may complete on a goroutine that holds a coordinator's
+		// lock (its own append moved the high watermark): the group
+		// coordinator is called on a goroutine of its own.
+		go func() {
+			for j, wt := range waits {
+				tp := tps[idx[j]]
+				if wt.Err != nil {
+					errs[idx[j]] = fmt.Errorf("%s-%d: marker not replicated: %w", tp.Topic, tp.Partition, wt.Err)
+					continue
+				}
+				if tp.Topic == group.OffsetsTopic {
+					s.groups.CompleteTxn(tp.Partition, mk.ProducerID, mk.Commit)
+				}
 			}
-		}
-		done(errs)
+			done(errs)
+		}()
 	})
 }
 
 // markerErr classifies a partition's refusal of a marker.
 func markerErr(err error, tp txn.TopicPartition) error {
 	if errors.Is(err, engine.ErrInvalidProducerEpoch) || errors.Is(err, engine.ErrCoordinatorFenced) {
-		return fmt.Errorf("%w: %s-%d: %v", txn.ErrMarkerFenced, tp.Topic, tp.Partition, err)
+		return fmt.Errorf("%w: %s-%d: %w", txn.ErrMarkerFenced, tp.Topic, tp.Partition, err)
 	}
 	return fmt.Errorf("%s-%d: writing the marker: %w", tp.Topic, tp.Partition, err)
+}
+
+// txnCoordinator is the broker coordinating a transactional id: the
+// leader of its __transaction_state partition, at the endpoint of the
+// listener the request came in on; the topic is created on the first
+// lookup, as Kafka does.
+func (s *Server) txnCoordinator(r *request, id string) (nodeID int32, host string, port int32, err error) {
+	t, err := s.ensureTxnTopic()
+	if err != nil {
+		r.log().Warn("creating the transaction state topic failed", "err", err)
+		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "creating %s: %v", txn.StateTopic, err)
+	}
+	if int32(len(t.parts)) != s.txns.Partitions() {
+		return -1, "", -1, topicErrf(kerr.CoordinatorNotAvailable, "%s has %d partitions but this broker's coordinator maps transactional ids over %d (restart it)",
+			txn.StateTopic, len(t.parts), s.txns.Partitions())
+	}
+	return s.coordinatorEndpoint(r, txn.StateTopic, s.txns.PartitionFor(id))
 }

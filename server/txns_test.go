@@ -17,8 +17,8 @@ import (
 
 // The transaction coordinator writes __transaction_state through the
 // partition manager (compacted, created on first use) in Kafka's record
-// format, and a restarted broker resumes from it. The coordinator is not
-// reachable by clients yet, so the test drives it directly.
+// format, and a restarted broker resumes from it. The test drives the
+// coordinator directly.
 func TestTxnCoordinatorStateSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	b := startBrokerIn(t, dir, "transaction.state.log.num.partitions=3")
@@ -124,7 +124,7 @@ func TestTxnCoordinatorStateSurvivesRestart(t *testing.T) {
 // gets the aborted transactions of the range it reads; ListOffsets latest
 // under read_committed is the last stable offset. The transactional data
 // is written to the log directly and ended by the coordinator's marker
-// writer (transactional Produce is not served yet); a franz-go
+// writer; a franz-go
 // read_committed consumer then sees the committed and plain records only.
 func TestReadCommittedFetchAndListOffsets(t *testing.T) {
 	b := startBroker(t)
@@ -234,8 +234,8 @@ func TestReadCommittedFetchAndListOffsets(t *testing.T) {
 }
 
 // Produce takes transactional batches for partitions added to the
-// transactional id's ongoing transaction (driven through the coordinator:
-// its APIs are not served yet), and the coordinator's commit makes them
+// transactional id's ongoing transaction (driven through the coordinator
+// directly), and the coordinator's commit makes them
 // visible to a read_committed franz-go consumer.
 func TestTransactionalProduceCommit(t *testing.T) {
 	b := startBroker(t)
@@ -276,7 +276,7 @@ func TestTransactionalProduceCommit(t *testing.T) {
 		return c.recv(req, corr).(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
 	}
 	id := "app"
-	if code := produce(&id, true, ir.Epoch, 0); code != kerr.TransactionalIDAuthorizationFailed.Code {
+	if code := produce(&id, true, ir.Epoch, 0); code != kerr.InvalidTxnState.Code {
 		t.Fatalf("produce before AddPartitionsToTxn: error %d", code)
 	}
 	added := make(chan error, 1)

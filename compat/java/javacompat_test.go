@@ -102,7 +102,7 @@ var (
 	casesBoth = []string{
 		"produce-codecs=none", "produce-codecs=gzip", "produce-codecs=snappy", "produce-codecs=lz4", "produce-codecs=zstd",
 		"produce-acks1", "group-assignors=range", "state-rebuild", "admin-topics", "admin-offsets", "admin-groups",
-		"unsupported-transactions",
+		"transactions",
 	}
 	cases4 = []string{
 		"produce-large", "group-assignors=cooperative-sticky", "state-rebuild=read_committed", "offsets-for-times",

@@ -157,6 +157,106 @@ class Confluent:
         c.close()
         ctx.data.update(committed=want, first=first)
 
+    def transactions(self, ctx):
+        """Consume-transform-produce with send_offsets_to_transaction, every
+        third transaction aborted; then the output under read_committed
+        (each input once, nothing aborted), the group's offsets, and a
+        zombie fenced by a second instance of the transactional id."""
+        tin, tout, group = ctx.topic("txn-in"), ctx.topic("txn-out"), ctx.topic("g-txn")
+        n = 300
+        self.create_topic(ctx, tin, 3, {})
+        self.create_topic(ctx, tout, 3, {"cleanup.policy": "compact"})
+        p = self.ck.Producer({"bootstrap.servers": ctx.bootstrap, "partitioner": "murmur2_random"})
+        ctx.step("Producer.produce")
+        for i in range(n):
+            p.produce(tin, key="k%d" % (i % 97), value=str(i))
+        p.flush(60)
+        pconf = {"bootstrap.servers": ctx.bootstrap, "transactional.id": ctx.topic("txn"), "transaction.timeout.ms": 30000}
+        prod = self.ck.Producer(pconf)
+        ctx.step("Producer.init_transactions")
+        prod.init_transactions(30)
+        c = self.ck.Consumer({"bootstrap.servers": ctx.bootstrap, "group.id": group, "enable.auto.commit": False,
+                              "auto.offset.reset": "earliest", "isolation.level": "read_committed", "session.timeout.ms": 6000})
+        c.subscribe([tin])
+        done, rounds, commits, aborts = set(), 0, 0, 0
+        for _ in deadline_loop(ctx, 90, "transform %d records" % n):
+            if len(done) >= n:
+                break
+            ctx.step("Consumer.consume")
+            msgs = c.consume(40, 0.5)
+            if not msgs:
+                continue
+            for m in msgs:
+                ctx.check(m.error() is None, "consume: %s", m.error())
+            rounds += 1
+            abort = rounds % 3 == 2
+            ctx.step("Producer.begin_transaction")
+            prod.begin_transaction()
+            for m in msgs:
+                prod.produce(tout, key=m.key(), value=(b"aborted-" if abort else b"") + m.value())
+            ctx.step("Producer.send_offsets_to_transaction")
+            prod.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata(), 30)
+            if abort:
+                ctx.step("Producer.abort_transaction")
+                prod.abort_transaction(30)
+                aborts += 1
+                ctx.step("Consumer.committed/seek")
+                for tp in c.committed(c.assignment(), timeout=30):
+                    c.seek(self.ck.TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else self.ck.OFFSET_BEGINNING))
+                continue
+            ctx.step("Producer.commit_transaction")
+            prod.commit_transaction(30)
+            commits += 1
+            done.update(m.value() for m in msgs)
+        ctx.step("Consumer.committed")
+        committed = c.committed([self.ck.TopicPartition(tin, p_) for p_ in range(3)], timeout=30)
+        total = sum(max(tp.offset, 0) for tp in committed)
+        ctx.check(total == n, "the group's committed offsets sum to %d, want %d", total, n)
+        c.close()
+        # The output under read_committed.
+        r = self.ck.Consumer({"bootstrap.servers": ctx.bootstrap, "group.id": ctx.topic("g-txn-read"), "enable.auto.commit": False,
+                              "auto.offset.reset": "earliest", "isolation.level": "read_committed", "enable.partition.eof": True})
+        r.subscribe([tout])
+        seen, eof = {}, set()
+        ctx.step("Consumer.consume(read_committed)")
+        for _ in deadline_loop(ctx, 60, "read the output"):
+            if len(eof) == 3:
+                break
+            m = r.poll(0.5)
+            if m is None:
+                continue
+            if m.error() is not None:
+                if m.error().code() == self.ck.KafkaError._PARTITION_EOF:
+                    eof.add(m.partition())
+                    continue
+                ctx.check(False, "read: %s", m.error())
+            v = m.value()
+            ctx.check(not v.startswith(b"aborted-"), "read_committed returned aborted %r", v)
+            seen[v] = seen.get(v, 0) + 1
+        r.close()
+        ctx.check(len(seen) == n, "read_committed returned %d distinct inputs, want %d", len(seen), n)
+        dup = [v for v, k in seen.items() if k != 1]
+        ctx.check(not dup, "inputs read more than once: %s", dup[:5])
+        # Fencing: a second instance of the transactional id.
+        prod.begin_transaction()
+        prod.produce(tout, key="zombie", value="zombie")
+        prod.flush(30)
+        fresh = self.ck.Producer(pconf)
+        ctx.step("Producer.init_transactions(new instance)")
+        fresh.init_transactions(30)
+        fenced = None
+        try:
+            ctx.step("Producer.commit_transaction(zombie)")
+            prod.produce(tout, key="zombie", value="zombie-2")
+            prod.commit_transaction(30)
+        except self.ck.KafkaException as e:
+            fenced = e.args[0]
+        ctx.check(fenced is not None and (fenced.fatal() or "fenced" in str(fenced).lower()), "the zombie was not fenced: %s", fenced)
+        fresh.begin_transaction()
+        fresh.produce(tout, key="fresh", value="fresh")
+        fresh.commit_transaction(30)
+        ctx.data.update(commits=commits, aborts=aborts, fenced=str(fenced))
+
     def admin_case(self, ctx):
         from confluent_kafka.admin import ConfigResource, ResourceType, OffsetSpec
         from confluent_kafka import TopicPartition, ConsumerGroupTopicPartitions
@@ -365,7 +465,7 @@ class KafkaPython:
         ctx.data.update(offsets=got)
 
 
-CASES = {"produce-codecs": "produce_codecs", "group-resume": "group_resume", "admin": "admin_case"}
+CASES = {"produce-codecs": "produce_codecs", "group-resume": "group_resume", "admin": "admin_case", "transactions": "transactions"}
 
 
 def main():

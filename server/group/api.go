@@ -123,6 +123,9 @@ type CommittedOffset struct {
 	Offset      int64
 	LeaderEpoch int32
 	Metadata    string
+	// Err is ErrUnstableOffsetCommit for a partition with a pending
+	// transactional commit when the fetch requires stable offsets.
+	Err error
 }
 
 // Description is a group as DescribeGroups reports it.

@@ -24,9 +24,14 @@ type Store interface {
 	// coordinator calls it, outside its locks, before answering requests
 	// whose records were appended).
 	Sync(partition int32) error
+	// AppendTxn writes records as one transactional batch of producer
+	// pid at epoch (a TxnOffsetCommit); its marker comes later from the
+	// transaction coordinator.
+	AppendTxn(partition int32, pid int64, epoch int16, recs []Record) error
 	// Replay calls fn with every record of the partition, oldest first
-	// (nothing when the topic does not exist). Record bytes are valid only
-	// during the call.
+	// (nothing when the topic does not exist), with the transaction
+	// fields of Record set, and for every transaction marker. Record
+	// bytes are valid only during the call.
 	Replay(partition int32, fn func(Record)) error
 }
 
@@ -170,6 +175,7 @@ func (co *Coordinator) Load(p int32) error {
 	c := newCore(&co.cfg, p, co.log, co.newID, func(recs []Record) error {
 		return co.store.Append(p, recs)
 	})
+	c.writeTxn = func(pid int64, epoch int16, recs []Record) error { return co.store.AppendTxn(p, pid, epoch, recs) }
 	c.onRebalance = func() { co.rebalances.Add(1) }
 	l.install(c, now)
 	s.core = c
@@ -382,8 +388,24 @@ func (co *Coordinator) Commit(req CommitRequest) []error {
 // FetchOffsets handles an OffsetFetch for one group (tps nil: every
 // partition the group has an offset for).
 func (co *Coordinator) FetchOffsets(group string, tps []TopicPartition) ([]CommittedOffset, error) {
+	return co.FetchOffsetsStable(group, tps, false)
+}
+
+// FetchOffsetsStable is FetchOffsets; with requireStable (OffsetFetch v7+
+// require_stable) a partition with a pending transactional commit gets
+// ErrUnstableOffsetCommit and offset -1, as in Kafka.
+func (co *Coordinator) FetchOffsetsStable(group string, tps []TopicPartition, requireStable bool) ([]CommittedOffset, error) {
 	var out []CommittedOffset
-	if notServed, _ := co.shardFor(group).run(func(c *core, now time.Time) { out = c.fetchOffsets(group, tps) }); notServed != nil {
+	if notServed, _ := co.shardFor(group).run(func(c *core, now time.Time) {
+		out = c.fetchOffsets(group, tps)
+		if g := c.groups[group]; requireStable && g != nil {
+			for i := range out {
+				if c.hasPendingOffset(g, out[i].TopicPartition) {
+					out[i] = CommittedOffset{TopicPartition: out[i].TopicPartition, Offset: -1, LeaderEpoch: -1, Err: ErrUnstableOffsetCommit}
+				}
+			}
+		}
+	}); notServed != nil {
 		return nil, notServed
 	}
 	return out, nil

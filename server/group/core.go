@@ -22,6 +22,8 @@ type core struct {
 	// write appends records to the partition (synchronously; made durable
 	// by the runner before effects are delivered).
 	write func([]Record) error
+	// writeTxn appends records as one transactional batch of a producer.
+	writeTxn func(pid int64, epoch int16, recs []Record) error
 
 	groups map[string]*group
 	// onRebalance, when set, is called for every new generation.
@@ -50,6 +52,10 @@ type pendingCommit struct {
 	g     *group
 	tp    TopicPartition
 	entry *offsetEntry
+	// txn: a transactional commit of producer pid, installed as pending
+	// (group.txnOffsets) rather than committed.
+	txn bool
+	pid int64
 }
 
 // takeCommits returns the commits appended since the last call.
@@ -67,7 +73,9 @@ func (c *core) installCommits(commits []pendingCommit, synced bool) {
 	for _, pc := range commits {
 		g := pc.g
 		g.pendingCommits--
-		if synced && c.groups[g.id] == g {
+		if synced && c.groups[g.id] == g && pc.txn {
+			g.addTxnOffset(pc.pid, pc.tp, pc.entry)
+		} else if synced && c.groups[g.id] == g {
 			if cur := g.offsets[pc.tp]; cur == nil || cur.seq < pc.entry.seq {
 				g.offsets[pc.tp] = pc.entry
 			}
@@ -216,7 +224,7 @@ func (c *core) join(now time.Time, req JoinRequest, cb func(JoinResult)) {
 // through a generation (so never written), with no members, pending ids or
 // offsets.
 func (c *core) forgetIfVacant(g *group) {
-	if g.state == Empty && g.generation == 0 && len(g.members) == 0 && len(g.pending) == 0 && len(g.offsets) == 0 && g.pendingCommits == 0 {
+	if g.state == Empty && g.generation == 0 && len(g.members) == 0 && len(g.pending) == 0 && len(g.offsets) == 0 && g.pendingCommits == 0 && len(g.txnOffsets) == 0 {
 		delete(c.groups, g.id)
 	}
 }

@@ -31,4 +31,8 @@ var (
 	// sends the same bytes; an offset commit with ErrInvalidCommitOffsetSize.
 	ErrRecordTooLarge          = errors.New("group: record too large for the offsets topic")
 	ErrInvalidCommitOffsetSize = errors.New("group: offset commit too large for the offsets topic")
+	// ErrUnstableOffsetCommit: OffsetFetch with require_stable for a
+	// partition with a transactional offset commit not yet committed or
+	// aborted.
+	ErrUnstableOffsetCommit = errors.New("group: a transactional offset commit of the partition is pending")
 )

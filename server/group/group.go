@@ -45,6 +45,10 @@ type group struct {
 	syncGeneration int32
 
 	offsets map[TopicPartition]*offsetEntry
+	// txnOffsets are transactional offset commits (TxnOffsetCommit) by
+	// producer id, durable but pending until the producer's marker:
+	// applied to offsets at a commit, dropped at an abort.
+	txnOffsets map[int64]map[TopicPartition]*offsetEntry
 
 	// subscribed is the union of the members' subscribed topics for a
 	// consumer group (nil: unknown).
@@ -58,9 +62,10 @@ type offsetEntry struct {
 	metadata    string
 	commitTime  time.Time
 	expireTime  time.Time // zero: none (set only by old OffsetCommitValue v1 records)
-	// seq orders commits in log order (core.commitSeq when written; 0 when
-	// loaded by replay), so a commit made visible late never replaces a
-	// later one.
+	// seq orders commits in log order (core.commitSeq when written; the
+	// record's position when loaded by replay), so a commit made visible
+	// late (a commit, or a transactional one at its marker) never
+	// replaces a later one.
 	seq uint64
 }
 

@@ -47,6 +47,30 @@ func (s *memStore) Append(p int32, recs []Record) error {
 	return nil
 }
 
+func (s *memStore) AppendTxn(p int32, pid int64, epoch int16, recs []Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failErr != nil {
+		return s.failErr
+	}
+	for _, r := range recs {
+		s.parts[p] = append(s.parts[p], Record{Key: append([]byte(nil), r.Key...), Value: cloneNil(r.Value), ProducerID: pid, Transactional: true})
+	}
+	return nil
+}
+
+// marker appends a transaction marker of pid, as the transaction
+// coordinator's WriteTxnMarkers does.
+func (s *memStore) marker(p int32, pid int64, commit bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := AbortMarker
+	if commit {
+		m = CommitMarker
+	}
+	s.parts[p] = append(s.parts[p], Record{ProducerID: pid, Marker: m})
+}
+
 func cloneNil(b []byte) []byte {
 	if b == nil {
 		return nil
@@ -104,10 +128,12 @@ func newHarness(t *testing.T, cfg Config) *harness {
 }
 
 func (h *harness) newCore() *core {
-	return newCore(&h.cfg, 0, testLogger(), func(prefix string) string {
+	c := newCore(&h.cfg, 0, testLogger(), func(prefix string) string {
 		h.ids++
 		return fmt.Sprintf("%s-%d", prefix, h.ids)
 	}, func(recs []Record) error { return h.store.Append(0, recs) })
+	c.writeTxn = func(pid int64, epoch int16, recs []Record) error { return h.store.AppendTxn(0, pid, epoch, recs) }
+	return c
 }
 
 // restart builds a new core from the store's records, as a broker restart

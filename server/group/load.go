@@ -15,16 +15,48 @@ import (
 type loader struct {
 	metas   map[string]*kmsg.GroupMetadataValue // nil value: deleted
 	offsets map[string]map[TopicPartition]*offsetEntry
+	// txn are transactional offset commits by producer id, waiting for
+	// the producer's marker (what is left at the end stays pending).
+	txn     map[int64]map[string]map[TopicPartition]*offsetEntry
+	seq     uint64 // records seen: the log order of offsetEntry.seq
 	skipped int
 }
 
 func newLoader() *loader {
-	return &loader{metas: map[string]*kmsg.GroupMetadataValue{}, offsets: map[string]map[TopicPartition]*offsetEntry{}}
+	return &loader{metas: map[string]*kmsg.GroupMetadataValue{}, offsets: map[string]map[TopicPartition]*offsetEntry{},
+		txn: map[int64]map[string]map[TopicPartition]*offsetEntry{}}
+}
+
+// marker applies a transaction marker: the producer's pending offsets are
+// committed (unless a later commit of the partition was read) or dropped.
+func (l *loader) marker(pid int64, commit bool) {
+	pending := l.txn[pid]
+	delete(l.txn, pid)
+	if !commit {
+		return
+	}
+	for groupID, offs := range pending {
+		cur := l.offsets[groupID]
+		if cur == nil {
+			cur = map[TopicPartition]*offsetEntry{}
+			l.offsets[groupID] = cur
+		}
+		for tp, e := range offs {
+			if c := cur[tp]; c == nil || c.seq < e.seq {
+				cur[tp] = e
+			}
+		}
+	}
 }
 
 // add applies one record. Records the coordinator cannot read are counted
 // and skipped: a broken record must not keep the broker from starting.
 func (l *loader) add(r Record) {
+	l.seq++
+	if r.Marker != NoMarker {
+		l.marker(r.ProducerID, r.Marker == CommitMarker)
+		return
+	}
 	kind, groupID, tp, err := decodeKey(r.Key)
 	if err != nil || kind == kindUnknown {
 		l.skipped++
@@ -40,6 +72,19 @@ func (l *loader) add(r Record) {
 		e, err := decodeOffsetValue(r.Value)
 		if err != nil {
 			l.skipped++
+			return
+		}
+		e.seq = l.seq
+		if r.Transactional {
+			byGroup := l.txn[r.ProducerID]
+			if byGroup == nil {
+				byGroup = map[string]map[TopicPartition]*offsetEntry{}
+				l.txn[r.ProducerID] = byGroup
+			}
+			if byGroup[groupID] == nil {
+				byGroup[groupID] = map[TopicPartition]*offsetEntry{}
+			}
+			byGroup[groupID][tp] = e
 			return
 		}
 		if offs == nil {
@@ -115,6 +160,19 @@ func (l *loader) install(c *core, now time.Time) {
 		}
 		g.offsets = offs
 	}
+	for pid, byGroup := range l.txn {
+		for id, offs := range byGroup {
+			g := c.groups[id]
+			if g == nil {
+				g = newGroup(id, now)
+				c.groups[id] = g
+			}
+			for tp, e := range offs {
+				g.addTxnOffset(pid, tp, e)
+			}
+		}
+	}
+	c.commitSeq = l.seq
 	c.nextSweep = now.Add(c.cfg.OffsetsRetentionCheckInterval)
 	c.schedule(c.nextSweep)
 }

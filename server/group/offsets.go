@@ -75,7 +75,7 @@ func (c *core) commit(now time.Time, req CommitRequest) []error {
 		if e != nil {
 			e.seq = c.commitSeq
 			g.pendingCommits++
-			c.pendingCommits = append(c.pendingCommits, pendingCommit{g, req.Offsets[i].TopicPartition, e})
+			c.pendingCommits = append(c.pendingCommits, pendingCommit{g: g, tp: req.Offsets[i].TopicPartition, entry: e})
 		}
 	}
 	return errs
@@ -229,7 +229,7 @@ func (c *core) topicsDeleted(now time.Time, topics map[string]bool) (int, error)
 				recs = append(recs, Record{Key: offsetKey(g.id, tp)})
 			}
 		}
-		if len(removed[g]) > 0 && g.state == Empty && len(g.offsets) == len(removed[g]) && len(g.pending) == 0 {
+		if len(removed[g]) > 0 && g.state == Empty && len(g.offsets) == len(removed[g]) && len(g.pending) == 0 && len(g.txnOffsets) == 0 {
 			dead = append(dead, g)
 			recs = append(recs, Record{Key: groupKey(g.id)})
 		}
@@ -242,6 +242,20 @@ func (c *core) topicsDeleted(now time.Time, topics map[string]bool) (int, error)
 		for _, tp := range tps {
 			delete(g.offsets, tp)
 			n++
+		}
+	}
+	// Pending transactional offsets of the deleted topics are dropped
+	// too: their commit must not bring the offsets back.
+	for _, g := range c.groups {
+		for pid, m := range g.txnOffsets {
+			for tp := range m {
+				if topics[tp.Topic] {
+					delete(m, tp)
+				}
+			}
+			if len(m) == 0 {
+				delete(g.txnOffsets, pid)
+			}
 		}
 	}
 	for _, g := range dead {
@@ -294,7 +308,7 @@ func (c *core) expireOffsets(now time.Time) {
 				}
 			}
 		}
-		if g.state == Empty && len(g.offsets) == len(expired[g]) && len(g.pending) == 0 {
+		if g.state == Empty && len(g.offsets) == len(expired[g]) && len(g.pending) == 0 && len(g.txnOffsets) == 0 && g.pendingCommits == 0 {
 			dead = append(dead, g)
 			recs = append(recs, Record{Key: groupKey(g.id)})
 		}

@@ -26,7 +26,23 @@ const OffsetsTopic = "__consumer_offsets"
 type Record struct {
 	Key   []byte
 	Value []byte
+	// Set by Replay only. Transactional: the record is a transactional
+	// offset commit (TxnOffsetCommit) of ProducerID, pending until that
+	// producer's marker. Marker (Key and Value nil): a commit or abort
+	// marker of ProducerID's transaction.
+	ProducerID    int64
+	Transactional bool
+	Marker        Marker
 }
+
+// Marker is the kind of a transaction marker met in replay.
+type Marker int8
+
+const (
+	NoMarker Marker = iota
+	CommitMarker
+	AbortMarker
+)
 
 const (
 	offsetKeyVersion   = 1

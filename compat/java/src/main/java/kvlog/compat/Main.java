@@ -32,6 +32,7 @@ public final class Main {
         ConsumerCases.register(CASES);
         AdminCases.register(CASES);
         UnsupportedCases.register(CASES);
+        TransactionCases.register(CASES);
         SecurityAdminCases.register(CASES);
     }
 

@@ -136,13 +136,10 @@ public final class StreamsApp {
                         .with("restored", total).with("us", us));
             }
         });
-        boolean eos = !guarantee.equals("at_least_once");
         streams.setUncaughtExceptionHandler(e -> {
             Ctx.progress("uncaught " + Json.obj().with("error", Main.describe(e).split("\n")[0]));
-            // Retried by a new thread under at_least_once (e.g. the broker
-            // went away); an exactly-once failure is fatal to the app.
-            return eos ? StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.SHUTDOWN_CLIENT
-                    : StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.REPLACE_THREAD;
+            // Retried by a new thread (e.g. the broker went away).
+            return StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.REPLACE_THREAD;
         });
         streams.setStateListener((now, before) -> {
             Ctx.progress("state " + now);

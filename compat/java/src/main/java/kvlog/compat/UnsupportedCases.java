@@ -12,8 +12,6 @@ import org.apache.kafka.clients.admin.ScramCredentialInfo;
 import org.apache.kafka.clients.admin.ScramMechanism;
 import org.apache.kafka.clients.admin.UserScramCredentialUpsertion;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
-import org.apache.kafka.clients.producer.KafkaProducer;
-import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.common.ElectionType;
 import org.apache.kafka.common.KafkaFuture;
 import org.apache.kafka.common.TopicPartition;
@@ -31,7 +29,6 @@ final class UnsupportedCases {
     }
 
     static void register(Map<String, Main.Case> m) {
-        m.put("unsupported-transactions", UnsupportedCases::transactions);
         m.put("unsupported-consumer-protocol", UnsupportedCases::consumerProtocol);
         m.put("admin-scram", UnsupportedCases::scram);
         m.put("unsupported-reassignment", ctx -> admin(ctx, "Admin.listPartitionReassignments/alterPartitionReassignments", a -> {
@@ -96,33 +93,6 @@ final class UnsupportedCases {
         long ms = (System.nanoTime() - t0) / 1_000_000;
         ctx.check(got instanceof UnsupportedVersionException, "%s: want UnsupportedVersionException, got %s", api, got == null ? "success" : got.toString());
         ctx.data.with(api, ms + " ms: " + got.getMessage());
-    }
-
-    /** A transactional producer: initTransactions. */
-    static void transactions(Ctx ctx) throws Exception {
-        Properties p = ctx.producerProps();
-        p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, ctx.prefix + "-txn");
-        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "30000");
-        try (KafkaProducer<String, String> prod = ctx.producer(p)) {
-            // No transaction coordinator: the lookup's non-retriable
-            // UNSUPPORTED_VERSION is fatal to the producer at once. Java
-            // wraps it in a KafkaException carrying kvlog's message (an
-            // UnsupportedVersionException itself only comes from an API
-            // version mismatch, and FindCoordinator is served for groups).
-            ctx.step("KafkaProducer.initTransactions");
-            long t0 = System.nanoTime();
-            Throwable got = null;
-            try {
-                prod.initTransactions();
-            } catch (Exception e) {
-                got = e;
-            }
-            long ms = (System.nanoTime() - t0) / 1_000_000;
-            ctx.check(got != null && !(got instanceof org.apache.kafka.common.errors.TimeoutException)
-                    && (got instanceof UnsupportedVersionException || String.valueOf(got.getMessage()).contains("does not support transactions")),
-                    "KafkaProducer.initTransactions: want a prompt UnsupportedVersionException or a KafkaException saying transactions are unsupported, got %s after %d ms", got, ms);
-            ctx.data.with("KafkaProducer.initTransactions", ms + " ms: " + got);
-        }
     }
 
     /** KIP-848: group.protocol=consumer. */

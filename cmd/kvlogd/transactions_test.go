@@ -1,0 +1,473 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kvlog/kvlog/internal/testbroker"
+)
+
+// txnBrokerProps keep the transaction machinery small and quick for the
+// tests: few coordinator partitions, transactions left open by a killed
+// client aborted within seconds.
+var txnBrokerProps = []string{
+	"transaction.state.log.num.partitions=3",
+	"offsets.topic.num.partitions=3",
+	"transaction.abort.timed.out.transaction.cleanup.interval.ms=1000",
+	"group.initial.rebalance.delay.ms=0",
+}
+
+func startTxnKvlogd(t *testing.T) *testbroker.Broker {
+	t.Helper()
+	return testbroker.Start(t, testbroker.Options{Race: true, LogLevel: "warn", Props: txnBrokerProps})
+}
+
+// readCommitted waits until no transaction is open (ListTransactions),
+// then reads every partition of topic from the start under
+// read_committed until a poll brings nothing for two seconds.
+func readCommitted(t *testing.T, p *testbroker.Broker, topic string) map[int32][]*kgo.Record {
+	t.Helper()
+	ctx := testbroker.Context(t, 60*time.Second)
+	adm := p.Admin(t)
+	for {
+		lt, err := adm.ListTransactions(ctx, nil, []string{"Ongoing", "PrepareCommit", "PrepareAbort"})
+		if err == nil && len(lt.TransactionalIDs()) == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("transactions still open: %v %v", lt, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out := map[int32][]*kgo.Record{}
+	cl := p.Client(t, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if fs.NumRecords() == 0 {
+			return out
+		}
+		fs.EachRecord(func(r *kgo.Record) { out[r.Partition] = append(out[r.Partition], r) })
+	}
+	t.Fatalf("reading %s under read_committed: %v", topic, ctx.Err())
+	return nil
+}
+
+// TestTransactionsExactlyOnceAcrossKills: franz-go's GroupTransactSession
+// consumes an input topic and writes one output record per input record
+// to a compacted output topic, committing the group's offsets in the same
+// transaction (every seventh transaction is aborted on purpose), while the
+// broker is SIGKILLed and restarted three times.
+// A read_committed consumer of the output then sees every input record's
+// effect exactly once, in input order per key. Meanwhile a second
+// transactional producer commits and aborts random transactions on a
+// checker topic; a Jepsen-style check over its history: no aborted write
+// is read, no acknowledged commit is lost, no write is read twice, a
+// transaction whose outcome the client never learnt is all or nothing,
+// and the offsets of committed writes never change across restarts.
+func TestTransactionsExactlyOnceAcrossKills(t *testing.T) {
+	p := startTxnKvlogd(t)
+	ctx := testbroker.Context(t, 240*time.Second)
+	adm := p.Admin(t)
+	for _, tc := range []struct {
+		name    string
+		configs map[string]*string
+	}{
+		{"in", nil},
+		{"out", map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}},
+		{"chk", nil},
+	} {
+		if _, err := adm.CreateTopic(ctx, 3, 1, tc.configs, tc.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const (
+		n    = 600
+		keys = 20
+	)
+	// Input: per key, the values 0, 1, 2, ... in order, in small batches
+	// so the session's fetches (FetchMaxBytes) make many transactions.
+	prod := p.Client(t, kgo.DefaultProduceTopic("in"))
+	for i := 0; i < n; i += 4 {
+		var recs []*kgo.Record
+		for j := i; j < i+4 && j < n; j++ {
+			recs = append(recs, &kgo.Record{Key: []byte("k" + strconv.Itoa(j%keys)), Value: []byte(strconv.Itoa(j / keys))})
+		}
+		if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prod.Close()
+
+	var (
+		rounds   atomic.Int64 // transactions the session ended
+		stop     = make(chan struct{})
+		finished = make(chan struct{})
+		history  = &txnHistory{done: make(chan struct{})}
+		kills    int
+	)
+	go func() {
+		defer close(finished)
+		transform(t, p, ctx, n, &rounds)
+	}()
+	go history.run(p, stop)
+
+	// Three SIGKILLs, each after the session made some progress (while it
+	// still runs).
+	for kills < 3 {
+		want := rounds.Load() + 5
+		for rounds.Load() < want {
+			select {
+			case <-finished:
+				want = 0
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		if want == 0 {
+			break
+		}
+		p.Kill()
+		p.Restart()
+		kills++
+	}
+	<-finished
+	close(stop)
+	history.wait()
+	if kills < 3 {
+		t.Errorf("the session finished after %d kills, %d rounds: make its transactions smaller", kills, rounds.Load())
+	}
+	if t.Failed() {
+		return
+	}
+
+	// Exactly once, in order per key.
+	out := readCommitted(t, p, "out")
+	perKey := map[string][]int{}
+	total := 0
+	for _, rs := range out {
+		for _, r := range rs {
+			v, err := strconv.Atoi(string(r.Value))
+			if err != nil {
+				t.Fatalf("output record %s=%q at %d-%d", r.Key, r.Value, r.Partition, r.Offset)
+			}
+			perKey[string(r.Key)] = append(perKey[string(r.Key)], v)
+			total++
+		}
+	}
+	for k := 0; k < keys; k++ {
+		vs := perKey["k"+strconv.Itoa(k)]
+		if len(vs) != n/keys {
+			t.Errorf("key k%d: %d output records, want %d (each input exactly once): %v", k, len(vs), n/keys, vs)
+			continue
+		}
+		for i, v := range vs {
+			if v != i {
+				t.Errorf("key k%d: output %v, want 0..%d in order", k, vs, n/keys-1)
+				break
+			}
+		}
+	}
+	if total != n {
+		t.Errorf("%d output records, want %d", total, n)
+	}
+
+	// The checker topic's history, read before and after one more restart.
+	before := readCommitted(t, p, "chk")
+	history.check(t, before)
+	p.Kill()
+	p.Restart()
+	after := offsetsOf(readCommitted(t, p, "chk"))
+	for v, at := range offsetsOf(before) {
+		if after[v] != at {
+			t.Errorf("committed write %s moved across a restart: %s, then %q", v, at, after[v])
+		}
+	}
+	t.Logf("checker: %d transactions committed, %d aborted, %d of unknown outcome (%d of them visible); %d session rounds, %d kills",
+		history.counts[outcomeCommitted], history.counts[outcomeAborted], history.counts[outcomeUnknown], history.unknownVisible, rounds.Load(), kills)
+}
+
+// transform is the consume-transform-produce loop: input key/value go to
+// the output unchanged, in transactions that also commit the offsets. It
+// returns once the group's committed offsets reach the input's end.
+func transform(t *testing.T, p *testbroker.Broker, ctx context.Context, n int, rounds *atomic.Int64) {
+	sess, err := kgo.NewGroupTransactSession(
+		kgo.SeedBrokers(p.Addr),
+		kgo.TransactionalID("eos-app"),
+		kgo.TransactionTimeout(10*time.Second),
+		kgo.ConsumerGroup("eos-group"),
+		kgo.ConsumeTopics("in"),
+		kgo.DefaultProduceTopic("out"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxBytes(300), // small rounds: the kills land mid-stream
+		kgo.SessionTimeout(10*time.Second),
+		kgo.RetryTimeout(60*time.Second),
+	)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer sess.Close()
+	adm := p.Admin(t)
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		fs := sess.PollFetches(pctx)
+		cancel()
+		if fs.NumRecords() == 0 {
+			if caughtUp(ctx, adm, n) {
+				return
+			}
+			continue
+		}
+		if err := sess.Begin(); err != nil {
+			t.Errorf("Begin: %v", err)
+			return
+		}
+		var (
+			mu      sync.Mutex
+			failed  error
+			pending sync.WaitGroup
+		)
+		fs.EachRecord(func(r *kgo.Record) {
+			pending.Add(1)
+			sess.Produce(ctx, &kgo.Record{Key: r.Key, Value: r.Value}, func(_ *kgo.Record, err error) {
+				if err != nil {
+					mu.Lock()
+					failed = err
+					mu.Unlock()
+				}
+				pending.Done()
+			})
+		})
+		pending.Wait()
+		// A failed produce (the broker died) aborts, and so does every
+		// seventh round on purpose; so does any error while ending. The
+		// session then rewinds to the committed offsets.
+		abort := failed != nil || rounds.Load()%7 == 3
+		_, err := sess.End(ctx, kgo.TransactionEndTry(!abort))
+		if err != nil && isFatalTxnErr(err) {
+			t.Errorf("End: %v", err)
+			return
+		}
+		rounds.Add(1)
+	}
+	t.Errorf("the transform did not finish: %v", ctx.Err())
+}
+
+func isFatalTxnErr(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed) || errors.Is(err, kerr.InvalidProducerIDMapping)
+}
+
+// caughtUp reports whether the group's committed offsets of "in" add up
+// to n.
+func caughtUp(ctx context.Context, adm *kadm.Client, n int) bool {
+	offs, err := adm.FetchOffsets(ctx, "eos-group")
+	if err != nil {
+		return false
+	}
+	var sum int64
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == "in" && o.Err == nil {
+			sum += o.At
+		}
+	})
+	return sum == int64(n)
+}
+
+type outcome int
+
+const (
+	outcomeCommitted outcome = iota
+	outcomeAborted
+	outcomeUnknown
+)
+
+// txnHistory is the checker producer's history: each transaction's
+// values and what the client learnt of its outcome.
+type txnHistory struct {
+	done           chan struct{}
+	txns           []txnRecord
+	counts         [3]int
+	unknownVisible int
+}
+
+type txnRecord struct {
+	values  []string
+	outcome outcome
+}
+
+// run writes transactions of 1-5 records to "chk", committing about
+// two thirds and aborting the rest, until stop.
+func (h *txnHistory) run(p *testbroker.Broker, stop chan struct{}) {
+	defer close(h.done)
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(p.Addr), kgo.TransactionalID("checker"), kgo.DefaultProduceTopic("chk"),
+		kgo.TransactionTimeout(10*time.Second), kgo.RetryTimeout(30*time.Second))
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	for i := 0; i < 10000; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		tr := txnRecord{outcome: outcomeUnknown}
+		if err := cl.BeginTransaction(); err != nil {
+			cancel()
+			return
+		}
+		var produceErr error
+		for j := 0; j < 1+rng.Intn(5); j++ {
+			v := fmt.Sprintf("t%d-%d", i, j)
+			tr.values = append(tr.values, v)
+			if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(v), Value: []byte(v)}).FirstErr(); err != nil {
+				produceErr = err
+				break
+			}
+		}
+		commit := produceErr == nil && rng.Intn(3) > 0
+		err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit))
+		switch {
+		case err == nil && commit:
+			tr.outcome = outcomeCommitted
+		case err == nil:
+			tr.outcome = outcomeAborted
+		default:
+			// The outcome is unknown to the client: recover with an
+			// abort attempt (a no-op once the coordinator decided).
+			cl.AbortBufferedRecords(ctx)
+			cl.EndTransaction(ctx, kgo.TryAbort)
+		}
+		cancel()
+		h.txns = append(h.txns, tr)
+	}
+}
+
+func (h *txnHistory) wait() { <-h.done }
+
+// check compares what read_committed returned with the history.
+func (h *txnHistory) check(t *testing.T, read map[int32][]*kgo.Record) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, rs := range read {
+		for _, r := range rs {
+			seen[string(r.Value)]++
+		}
+	}
+	known := map[string]bool{}
+	for _, tr := range h.txns {
+		h.counts[tr.outcome]++
+		visible := 0
+		for _, v := range tr.values {
+			known[v] = true
+			if seen[v] > 1 {
+				t.Errorf("duplicate write: %s read %d times", v, seen[v])
+			}
+			if seen[v] > 0 {
+				visible++
+			}
+		}
+		switch tr.outcome {
+		case outcomeCommitted:
+			if visible != len(tr.values) {
+				t.Errorf("lost committed write: transaction %v, %d of its records read", tr.values, visible)
+			}
+		case outcomeAborted:
+			if visible != 0 {
+				t.Errorf("aborted read: transaction %v, %d of its records read", tr.values, visible)
+			}
+		case outcomeUnknown:
+			// A transaction cut short by a produce error has fewer values
+			// than it wrote at most; it is atomic all the same.
+			if visible != 0 && visible != len(tr.values) {
+				t.Errorf("non-atomic transaction %v: %d of its records read", tr.values, visible)
+			}
+			if visible > 0 {
+				h.unknownVisible++
+			}
+		}
+	}
+	for v := range seen {
+		if !known[v] && !strings.HasPrefix(v, "t") {
+			t.Errorf("read a value never written: %q", v)
+		}
+	}
+	if h.counts[outcomeCommitted] == 0 || h.counts[outcomeAborted] == 0 {
+		t.Errorf("the checker's history has %d commits and %d aborts: not a test", h.counts[outcomeCommitted], h.counts[outcomeAborted])
+	}
+}
+
+// offsetsOf maps each record's value to its partition and offset.
+func offsetsOf(read map[int32][]*kgo.Record) map[string]string {
+	out := map[string]string{}
+	for p, rs := range read {
+		for _, r := range rs {
+			out[string(r.Value)] = fmt.Sprintf("%d@%d", p, r.Offset)
+		}
+	}
+	return out
+}
+
+// TestTransactionsZombieFencing: a second producer instance with the same
+// transactional id fences the first (a zombie, e.g. a paused process):
+// the zombie's open transaction is aborted, its later writes and its
+// commit are refused (PRODUCER_FENCED or INVALID_PRODUCER_EPOCH), and a
+// read_committed consumer sees only the new instance's committed writes.
+func TestTransactionsZombieFencing(t *testing.T) {
+	p := startTxnKvlogd(t)
+	ctx := testbroker.Context(t, 60*time.Second)
+	if _, err := p.Admin(t).CreateTopic(ctx, 2, 1, nil, "fenced"); err != nil {
+		t.Fatal(err)
+	}
+	opts := []kgo.Opt{kgo.TransactionalID("zombie-app"), kgo.DefaultProduceTopic("fenced"), kgo.TransactionTimeout(30 * time.Second), kgo.RecordRetries(3)}
+	zombie := p.Client(t, opts...)
+	if err := zombie.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zombie.ProduceSync(ctx, &kgo.Record{Key: []byte("z"), Value: []byte("zombie-1"), Partition: 0}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	live := p.Client(t, opts...)
+	if err := live.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := live.ProduceSync(ctx, &kgo.Record{Key: []byte("l"), Value: []byte("live-1"), Partition: 0}).FirstErr(); err != nil {
+		t.Fatalf("the new instance's produce: %v", err)
+	}
+	fencedErr := func(err error) bool {
+		return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch)
+	}
+	zerr := zombie.ProduceSync(ctx, &kgo.Record{Key: []byte("z"), Value: []byte("zombie-2"), Partition: 1}).FirstErr()
+	if err := zombie.EndTransaction(ctx, kgo.TryCommit); !fencedErr(zerr) && !fencedErr(err) {
+		t.Fatalf("the zombie's produce (%v) and commit (%v) were not fenced", zerr, err)
+	}
+	if err := live.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatalf("the new instance's commit: %v", err)
+	}
+	var got []string
+	for _, rs := range readCommitted(t, p, "fenced") {
+		for _, r := range rs {
+			got = append(got, string(r.Value))
+		}
+	}
+	if len(got) != 1 || got[0] != "live-1" {
+		t.Fatalf("read_committed: %q, want only live-1", got)
+	}
+}
