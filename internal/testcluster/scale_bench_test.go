@@ -1,0 +1,311 @@
+package testcluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/engine/record"
+)
+
+// BenchmarkClusterPartitions: the controller and the brokers at scale, on
+// three brokers (RF 3) sharing this machine with ZooKeeper and the client.
+// For each partition count P (KVLOG_BENCH_PARTITIONS, a comma-separated
+// list, default 3000; `make bench-cluster-partitions`):
+//
+//   - create: CreateTopics of P partitions (topics of at most 5,000
+//     partitions, sent together), timed until every partition accepted a
+//     produce (acks=1, one record, sent to the leader Metadata names).
+//     "premature" counts the partitions Metadata named a leader for that
+//     refused the produce (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION):
+//     Metadata must never report a partition led before its leader
+//     accepts writes, so this is 0.
+//   - idle CPU: the brokers' CPU (utime+stime of the processes) over 10 s
+//     with the followers fetching and nothing produced, then with one
+//     franz-go consumer of every partition long-polling at the ends.
+//   - fail-over: SIGKILL of the controller; from its ZooKeeper session's
+//     expiry (the ephemeral /controller znode deleted) until every
+//     partition accepted a produce again.
+//
+// Each count runs on a fresh cluster and reports its figures as metrics
+// and a table row.
+func BenchmarkClusterPartitions(b *testing.B) {
+	counts := []int{3000}
+	if s := os.Getenv("KVLOG_BENCH_PARTITIONS"); s != "" {
+		counts = nil
+		for _, f := range strings.Split(s, ",") {
+			if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+				counts = append(counts, n)
+			}
+		}
+	}
+	var rows []string
+	for _, np := range counts {
+		b.Run(strconv.Itoa(np), func(b *testing.B) {
+			rows = append(rows, scalePartitions(b, np))
+		})
+	}
+	fmt.Printf("\n| partitions (RF 3, 3 brokers) | create → all accept produce | premature leads | idle CPU, followers (%% of a core, 3 brokers) | idle CPU, + consumer of all | fail-over: session expiry → all accept produce |\n|---|---|---|---|---|---|\n%s\n", strings.Join(rows, "\n"))
+}
+
+func scalePartitions(b *testing.B, np int) string {
+	c := benchCluster(b,
+		"zookeeper.session.timeout.ms=4000",
+		"default.replication.factor=3",
+		"min.insync.replicas=1",
+		"auto.leader.rebalance.enable=false",
+		"auto.create.topics.enable=false",
+		"offsets.topic.num.partitions=3",
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+
+	// Topics of at most 5,000 partitions.
+	var topics []string
+	var sizes []int32
+	for left, i := np, 0; left > 0; i++ {
+		n := min(left, 5000)
+		topics = append(topics, fmt.Sprintf("many-%d", i))
+		sizes = append(sizes, int32(n))
+		left -= n
+	}
+	req := kmsg.NewPtrCreateTopicsRequest()
+	req.Version = 4
+	req.TimeoutMillis = 600_000
+	for i, t := range topics {
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic = t
+		rt.NumPartitions = sizes[i]
+		rt.ReplicationFactor = 3
+		req.Topics = append(req.Topics, rt)
+	}
+	ctl := controllerIDNow(c)
+	start := time.Now()
+	resp, err := c.RequestTo(c.IDs()[0], req, 10*time.Minute)
+	if err != nil {
+		b.Fatalf("create: %v", err)
+	}
+	for _, t := range resp.(*kmsg.CreateTopicsResponse).Topics {
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			b.Fatalf("create %s: %v", t.Topic, err)
+		}
+	}
+	premature, err := allAcceptProduce(ctx, c, topics, -1, 10*time.Minute)
+	if err != nil {
+		b.Fatal(err)
+	}
+	create := time.Since(start)
+	b.Logf("%d partitions: created, every partition accepts produce after %v (%d premature leads; controller %d)", np, create.Round(time.Millisecond), premature, ctl)
+	b.ReportMetric(create.Seconds(), "create-s")
+	b.ReportMetric(float64(premature), "premature")
+
+	// Idle: followers only (wait for full ISRs first, so catching up is
+	// not counted), then with a consumer of every partition.
+	c.WaitFor(5*time.Minute, "full ISRs", func() bool { return fullISRs(c, topics) })
+	idle := brokersCPU(c, 10*time.Second)
+	cl := c.Client(kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(5*time.Second))
+	pctx, pcancel := context.WithCancel(ctx)
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for pctx.Err() == nil {
+			cl.PollFetches(pctx)
+		}
+	}()
+	// Let the consumer list offsets and settle on long polls.
+	time.Sleep(5 * time.Second)
+	idleConsumer := brokersCPU(c, 10*time.Second)
+	pcancel()
+	<-polled
+	cl.Close()
+	b.Logf("%d partitions: idle CPU %.2f%% of a core (followers), %.2f%% with a consumer of every partition", np, idle, idleConsumer)
+	b.ReportMetric(idle, "idle-cpu-%")
+	b.ReportMetric(idleConsumer, "idle-consumer-cpu-%")
+
+	// Fail-over: kill the controller, wait for its session to expire.
+	ctl = controllerIDNow(c)
+	if ctl < 0 {
+		b.Fatal("no controller")
+	}
+	zkc := c.ZKConn()
+	c.Kill(ctl)
+	expired := waitDeleted(b, zkc, "/kvlog/controller", 60*time.Second)
+	if _, err := allAcceptProduce(ctx, c, topics, ctl, 10*time.Minute); err != nil {
+		b.Fatal(err)
+	}
+	failover := time.Since(expired)
+	b.Logf("%d partitions: fail-over, every partition accepts produce %v after the controller's session expired", np, failover.Round(time.Millisecond))
+	b.ReportMetric(failover.Seconds(), "failover-s")
+	return fmt.Sprintf("| %d | %.1f s | %d | %.2f | %.2f | %.1f s |", np, create.Seconds(), premature, idle, idleConsumer, failover.Seconds())
+}
+
+// waitDeleted waits for path to be deleted and returns when it was seen.
+func waitDeleted(b *testing.B, zkc *zk.Conn, path string, timeout time.Duration) time.Time {
+	deadline := time.After(timeout)
+	for {
+		ok, _, ch, err := zkc.ExistsW(path)
+		if err != nil {
+			b.Fatalf("watching %s: %v", path, err)
+		}
+		if !ok {
+			return time.Now()
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			b.Fatalf("%s not deleted within %v", path, timeout)
+		}
+	}
+}
+
+// fullISRs reports whether every partition of topics has a leader and
+// three in-sync replicas.
+func fullISRs(c *Cluster, topics []string) bool {
+	m, err := c.Metadata(topics...)
+	if err != nil {
+		return false
+	}
+	for _, t := range m.Topics {
+		if t.ErrorCode != 0 {
+			return false
+		}
+		for _, p := range t.Partitions {
+			if p.Leader < 0 || len(p.ISR) != 3 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// brokersCPU is the running brokers' CPU over d, in percent of one core.
+func brokersCPU(c *Cluster, d time.Duration) float64 {
+	ticks := func() (n int64) {
+		for _, id := range c.IDs() {
+			b := c.Broker(id)
+			if !b.Running() {
+				continue
+			}
+			b.mu.Lock()
+			pid := b.cmd.Process.Pid
+			b.mu.Unlock()
+			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil {
+				continue
+			}
+			s := string(data)
+			f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			st, _ := strconv.ParseInt(f[12], 10, 64)
+			n += u + st
+		}
+		return n
+	}
+	t0, w0 := ticks(), time.Now()
+	time.Sleep(d)
+	t1, w1 := ticks(), time.Now()
+	return float64(t1-t0) / 100 / w1.Sub(w0).Seconds() * 100 // USER_HZ 100
+}
+
+// allAcceptProduce produces one record to every partition of topics, to
+// the leader Metadata names, until each was accepted. It returns how many
+// partitions a named leader (other than skip, a broker known dead) refused as
+// not leading or not knowing the partition.
+func allAcceptProduce(ctx context.Context, c *Cluster, topics []string, skip int32, timeout time.Duration) (int, error) {
+	type tp struct {
+		t string
+		p int32
+	}
+	pending := map[tp]bool{}
+	deadline := time.Now().Add(timeout)
+	premature := 0
+	refused := map[tp]bool{}
+	var bl record.Builder
+	bl.ProducerID, bl.ProducerEpoch, bl.BaseSequence = -1, -1, -1
+	bl.BaseTimestamp = time.Now().UnixMilli()
+	bl.LastOffsetDelta, bl.MaxTimestamp = -1, -1
+	bl.Add(record.Record{Key: []byte("k"), Value: []byte("v")})
+	batch, err := bl.Build(nil)
+	if err != nil {
+		return 0, err
+	}
+	first := true
+	for {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return premature, fmt.Errorf("%d partitions still refuse produce after %v", len(pending), timeout)
+		}
+		m, err := c.Metadata(topics...)
+		if err != nil {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		byLeader := map[int32][]tp{}
+		for _, t := range m.Topics {
+			for _, p := range t.Partitions {
+				k := tp{*t.Topic, p.Partition}
+				if first {
+					pending[k] = true
+				}
+				if pending[k] && p.Leader >= 0 && p.Leader != skip {
+					byLeader[p.Leader] = append(byLeader[p.Leader], k)
+				}
+			}
+		}
+		if first && len(pending) == 0 {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		first = false
+		for leader, tps := range byLeader {
+			req := kmsg.NewPtrProduceRequest()
+			req.Version = 8
+			req.Acks = 1
+			req.TimeoutMillis = 10_000
+			idx := map[string]int{}
+			for _, k := range tps {
+				i, ok := idx[k.t]
+				if !ok {
+					i = len(req.Topics)
+					idx[k.t] = i
+					rt := kmsg.NewProduceRequestTopic()
+					rt.Topic = k.t
+					req.Topics = append(req.Topics, rt)
+				}
+				rp := kmsg.NewProduceRequestTopicPartition()
+				rp.Partition = k.p
+				rp.Records = batch
+				req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
+			}
+			resp, err := c.RequestTo(leader, req, 30*time.Second)
+			if err != nil {
+				continue
+			}
+			for _, t := range resp.(*kmsg.ProduceResponse).Topics {
+				for _, p := range t.Partitions {
+					switch p.ErrorCode {
+					case 0:
+						delete(pending, tp{t.Topic, p.Partition})
+					case kerr.NotLeaderForPartition.Code, kerr.UnknownTopicOrPartition.Code:
+						if !refused[tp{t.Topic, p.Partition}] {
+							refused[tp{t.Topic, p.Partition}] = true
+							premature++
+						}
+					}
+				}
+			}
+		}
+		if len(pending) == 0 {
+			return premature, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
