@@ -482,10 +482,11 @@ func (c *Controller) failover() error {
 	if _, err := c.reconcile(all); err != nil {
 		return err
 	}
-	for id := range c.brokers {
-		c.sendLeaderAndIsr(id, nil)
+	var sent []delivery
+	for _, id := range keys(c.brokers) {
+		sent = append(sent, c.sendLeaderAndIsr(id, nil)...)
 	}
-	c.sendUpdateMetadataAll()
+	c.publishAfter(sent)
 	return c.onDeletions()
 }
 
@@ -619,11 +620,11 @@ func (c *Controller) onBrokersChanged() error {
 		return err
 	}
 	changed = append(changed, more...)
-	c.sendUpdateMetadataAll()
+	var sent []delivery
 	for _, id := range added {
-		c.sendLeaderAndIsr(id, nil) // everything it hosts
+		sent = append(sent, c.sendLeaderAndIsr(id, nil)...) // everything it hosts
 	}
-	c.sendLeaderAndIsrFor(changed, added)
+	c.publishAfter(append(sent, c.sendLeaderAndIsrFor(changed, added)...))
 	return nil
 }
 
