@@ -3,7 +3,10 @@ package testcluster
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -89,6 +92,7 @@ func scalePartitions(b *testing.B, np int) string {
 		req.Topics = append(req.Topics, rt)
 	}
 	ctl := controllerIDNow(c)
+	profile(b, c, "create", 15*time.Second)
 	start := time.Now()
 	resp, err := c.RequestTo(c.IDs()[0], req, 10*time.Minute)
 	if err != nil {
@@ -104,6 +108,12 @@ func scalePartitions(b *testing.B, np int) string {
 		b.Fatal(err)
 	}
 	create := time.Since(start)
+	if dir := os.Getenv("KVLOG_BENCH_PROFILE"); dir != "" {
+		for _, id := range c.IDs() {
+			os.WriteFile(filepath.Join(dir, fmt.Sprintf("create-%d.log", id)), []byte(c.Broker(id).Logs()), 0o644)
+		}
+		b.Logf("create started at %s", start.Format(time.RFC3339Nano))
+	}
 	b.Logf("%d partitions: created, every partition accepts produce after %v (%d premature leads; controller %d)", np, create.Round(time.Millisecond), premature, ctl)
 	b.ReportMetric(create.Seconds(), "create-s")
 	b.ReportMetric(float64(premature), "premature")
@@ -138,6 +148,7 @@ func scalePartitions(b *testing.B, np int) string {
 	}
 	zkc := c.ZKConn()
 	c.Kill(ctl)
+	profile(b, c, "failover", 12*time.Second)
 	expired := waitDeleted(b, zkc, "/kvlog/controller", 60*time.Second)
 	if _, err := allAcceptProduce(ctx, c, topics, ctl, 10*time.Minute); err != nil {
 		b.Fatal(err)
@@ -146,6 +157,46 @@ func scalePartitions(b *testing.B, np int) string {
 	b.Logf("%d partitions: fail-over, every partition accepts produce %v after the controller's session expired", np, failover.Round(time.Millisecond))
 	b.ReportMetric(failover.Seconds(), "failover-s")
 	return fmt.Sprintf("| %d | %.1f s | %d | %.2f | %.2f | %.1f s |", np, create.Seconds(), premature, idle, idleConsumer, failover.Seconds())
+}
+
+// profile, with KVLOG_BENCH_PROFILE set to a directory, takes a CPU
+// profile of every running broker for d in the background, written to
+// <dir>/<what>-<broker id>.pprof.
+func profile(b *testing.B, c *Cluster, what string, d time.Duration) {
+	dir := os.Getenv("KVLOG_BENCH_PROFILE")
+	if dir == "" {
+		return
+	}
+	for _, id := range c.IDs() {
+		br := c.Broker(id)
+		if !br.Running() {
+			continue
+		}
+		go func() {
+			for i := 1; i <= 3; i++ {
+				time.Sleep(d / 4)
+				cl := http.Client{Timeout: 10 * time.Second}
+				resp, err := cl.Get(fmt.Sprintf("http://%s/debug/pprof/goroutine?debug=2", br.HTTP))
+				if err != nil {
+					return
+				}
+				data, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d-goroutines-%d.txt", what, id, i)), data, 0o644)
+			}
+		}()
+		go func() {
+			cl := http.Client{Timeout: d + 10*time.Second}
+			resp, err := cl.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", br.HTTP, int(d.Seconds())))
+			if err != nil {
+				b.Logf("profile of broker %d: %v", id, err)
+				return
+			}
+			defer resp.Body.Close()
+			data, _ := io.ReadAll(resp.Body)
+			os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", what, id)), data, 0o644)
+		}()
+	}
 }
 
 // waitDeleted waits for path to be deleted and returns when it was seen.
