@@ -49,22 +49,27 @@ func (s *Server) handleLeaderAndIsr(r *request) {
 	// Every local log the request needs, in one batch
 	// (leader_and_isr_batch.go).
 	locals := c.ensureLocals(replicaKeys(req, me))
+	// The partition states, several at once (applyAll).
+	var items []lairItem
 	for _, ts := range req.TopicStates {
 		for _, ps := range ts.PartitionStates {
-			rp := kmsg.NewLeaderAndISRResponseTopicPartition()
-			rp.Topic, rp.Partition = ts.Topic, ps.Partition
-			err := c.applyLeaderAndIsr(ts.Topic, ps, me, locals)
-			if err != nil {
-				rp.ErrorCode = errCode(err)
-				lvl := slog.LevelInfo // stale or foreign partition states: routine
-				if rp.ErrorCode == kerr.KafkaStorageError.Code || rp.ErrorCode == kerr.UnknownServerError.Code {
-					lvl = slog.LevelError
-				}
-				r.log().Log(context.Background(), lvl, "partition state refused", "topic", ts.Topic, "partition", ps.Partition,
-					"leader", ps.Leader, "leader_epoch", ps.LeaderEpoch, "code", kerr.ErrorForCode(rp.ErrorCode), "err", err)
-			}
-			resp.Partitions = append(resp.Partitions, rp)
+			items = append(items, lairItem{topic: ts.Topic, ps: ps})
 		}
+	}
+	errs := c.applyAll(items, me, locals)
+	for i, it := range items {
+		rp := kmsg.NewLeaderAndISRResponseTopicPartition()
+		rp.Topic, rp.Partition = it.topic, it.ps.Partition
+		if err := errs[i]; err != nil {
+			rp.ErrorCode = errCode(err)
+			lvl := slog.LevelInfo // stale or foreign partition states: routine
+			if rp.ErrorCode == kerr.KafkaStorageError.Code || rp.ErrorCode == kerr.UnknownServerError.Code {
+				lvl = slog.LevelError
+			}
+			r.log().Log(context.Background(), lvl, "partition state refused", "topic", it.topic, "partition", it.ps.Partition,
+				"leader", it.ps.Leader, "leader_epoch", it.ps.LeaderEpoch, "code", kerr.ErrorForCode(rp.ErrorCode), "err", err)
+		}
+		resp.Partitions = append(resp.Partitions, rp)
 	}
 	r.reply(resp)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -134,4 +135,55 @@ func (c *cluster) ensureLocals(keys []localKey) *localLogs {
 		})
 	}
 	return out
+}
+
+// applyThreads bounds the partition states applyAll applies at once.
+const applyThreads = 16
+
+// lairItem is one partition state of a LeaderAndIsr request.
+type lairItem struct {
+	topic string
+	ps    kmsg.LeaderAndISRRequestTopicPartition
+}
+
+// applyAll applies the partition states of a request, up to applyThreads
+// at once, and returns each one's error. Becoming leader of a log that
+// holds records makes its leader-epoch checkpoint durable (a file written
+// and fsynced): applied one after the other, a fail-over moving thousands
+// of leaders to a broker waited for thousands of fsyncs in a row, while
+// concurrent ones share the file system's journal commits. Each partition
+// is applied by one goroutine under its own lock; a request naming a
+// partition twice is applied in order. Caller holds partMu.
+func (c *cluster) applyAll(items []lairItem, me int32, locals *localLogs) []error {
+	errs := make([]error, len(items))
+	seen := make(map[localKey]bool, len(items))
+	dup := false
+	for _, it := range items {
+		k := localKey{it.topic, it.ps.Partition}
+		dup = dup || seen[k]
+		seen[k] = true
+	}
+	if dup || len(items) < 2 {
+		for i, it := range items {
+			errs[i] = c.applyLeaderAndIsr(it.topic, it.ps, me, locals)
+		}
+		return errs
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(applyThreads, len(items)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				errs[i] = c.applyLeaderAndIsr(items[i].topic, items[i].ps, me, locals)
+			}
+		}()
+	}
+	for i := range items {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return errs
 }

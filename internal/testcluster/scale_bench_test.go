@@ -154,6 +154,12 @@ func scalePartitions(b *testing.B, np int) string {
 		b.Fatal(err)
 	}
 	failover := time.Since(expired)
+	if dir := os.Getenv("KVLOG_BENCH_PROFILE"); dir != "" {
+		for _, id := range c.IDs() {
+			os.WriteFile(filepath.Join(dir, fmt.Sprintf("failover-%d.log", id)), []byte(c.Broker(id).Logs()), 0o644)
+		}
+		b.Logf("session expired at %s", expired.Format(time.RFC3339Nano))
+	}
 	b.Logf("%d partitions: fail-over, every partition accepts produce %v after the controller's session expired", np, failover.Round(time.Millisecond))
 	b.ReportMetric(failover.Seconds(), "failover-s")
 	return fmt.Sprintf("| %d | %.1f s | %d | %.2f | %.2f | %.1f s |", np, create.Seconds(), premature, idle, idleConsumer, failover.Seconds())
