@@ -95,6 +95,10 @@ type Controller struct {
 	states     map[zkstore.TopicPartition]zkstore.PartitionState
 	leaderless map[zkstore.TopicPartition]bool
 	hosted     map[int32]map[zkstore.TopicPartition]struct{}
+	// unpublished are the partitions whose new leader publishAfter waits
+	// for (by publishSeq): metadata lists them without a leader meanwhile.
+	unpublished map[zkstore.TopicPartition]uint64
+	publishSeq  uint64
 	// offlineDirs are the replicas each broker reported KAFKA_STORAGE_ERROR
 	// for (Kafka's replicasOnOfflineDirs).
 	offlineDirs map[int32]map[zkstore.TopicPartition]bool
@@ -149,8 +153,11 @@ type event struct {
 	// KAFKA_STORAGE_ERROR and without error.
 	from            *sender
 	offline, online []zkstore.TopicPartition
-	// publish: the term (controller epoch) that asked for it
+	// publish: the term (controller epoch) that asked for it, its number
+	// and the partitions it waited for
 	epoch int32
+	seq   uint64
+	tps   []zkstore.TopicPartition
 }
 
 type shutdownResult struct {
@@ -371,9 +378,7 @@ func (c *Controller) handle(ev event) {
 		case evLeaderAndIsrResponse:
 			err = c.onLeaderAndIsrResponse(ev.from, ev.offline, ev.online)
 		case evPublish:
-			if ev.epoch == c.fence.Epoch {
-				c.sendUpdateMetadataAll()
-			}
+			c.published(ev)
 		}
 	}
 	if errors.Is(err, zkstore.ErrFenced) {
@@ -442,7 +447,7 @@ func (c *Controller) resign() {
 	}
 	c.senders = nil
 	c.brokers, c.topics, c.shuttingDown, c.offlineDirs = nil, nil, nil, nil
-	c.states, c.leaderless, c.hosted = nil, nil, nil
+	c.states, c.leaderless, c.hosted, c.unpublished = nil, nil, nil, nil
 	c.setStatus(func(s *Status) { s.Active = false })
 	_ = c.cfg.Store.Resign()
 }
@@ -458,6 +463,7 @@ func (c *Controller) failover() error {
 	c.states = map[zkstore.TopicPartition]zkstore.PartitionState{}
 	c.leaderless = map[zkstore.TopicPartition]bool{}
 	c.hosted = map[int32]map[zkstore.TopicPartition]struct{}{}
+	c.unpublished = map[zkstore.TopicPartition]uint64{}
 	bs, ch, err := c.cfg.Store.Brokers()
 	if err != nil {
 		return err
@@ -479,14 +485,15 @@ func (c *Controller) failover() error {
 	if _, err := c.onISRChangesNoSend(); err != nil {
 		return err
 	}
-	if _, err := c.reconcile(all); err != nil {
+	changed, err := c.reconcile(all)
+	if err != nil {
 		return err
 	}
 	var sent []delivery
 	for _, id := range keys(c.brokers) {
 		sent = append(sent, c.sendLeaderAndIsr(id, nil)...)
 	}
-	c.publishAfter(sent)
+	c.publishAfter(sent, changed)
 	return c.onDeletions()
 }
 
@@ -624,7 +631,7 @@ func (c *Controller) onBrokersChanged() error {
 	for _, id := range added {
 		sent = append(sent, c.sendLeaderAndIsr(id, nil)...) // everything it hosts
 	}
-	c.publishAfter(append(sent, c.sendLeaderAndIsrFor(changed, added)...))
+	c.publishAfter(append(sent, c.sendLeaderAndIsrFor(changed, added)...), changed)
 	return nil
 }
 
@@ -682,7 +689,7 @@ func (c *Controller) onNewPartitions(fresh []zkstore.TopicPartition) error {
 	if _, err := c.reconcile(fresh); err != nil {
 		return err
 	}
-	c.publishAfter(c.sendLeaderAndIsrFor(fresh, nil))
+	c.publishAfter(c.sendLeaderAndIsrFor(fresh, nil), fresh)
 	return nil
 }
 
@@ -1047,15 +1054,22 @@ func (c *Controller) sendLeaderAndIsr(id int32, tps []zkstore.TopicPartition) []
 // publishWait bounds how long publishAfter waits for the leaders.
 const publishWait = 5 * time.Second
 
-// publishAfter sends every live broker the full metadata once the brokers
-// that lead partitions in the LeaderAndIsr requests sent have answered them
-// (or went away, or publishWait passed): a broker's metadata then never
-// names a leader that does not know it leads yet (a client would be
-// refused). The metadata is built when it is sent, from the states then.
-func (c *Controller) publishAfter(sent []delivery) {
+// publishAfter sends every live broker the full metadata once the new
+// leaders of the partitions changed have answered the LeaderAndIsr
+// requests sent (or went away, or publishWait passed): a broker's metadata
+// then never names a leader that does not know it leads yet (a client
+// would be refused). Until then, metadata sent for another reason lists
+// those partitions without a leader (see sendUpdateMetadataAll).
+func (c *Controller) publishAfter(sent []delivery, changed []zkstore.TopicPartition) {
+	leaders := map[int32]bool{}
+	for _, tp := range changed {
+		if st, ok := c.cachedState(tp); ok && st.Leader != NoLeader {
+			leaders[st.Leader] = true
+		}
+	}
 	var wait []delivery
 	for _, d := range sent {
-		if d.leads {
+		if d.leads && leaders[d.s.id] {
 			wait = append(wait, d)
 		}
 	}
@@ -1063,7 +1077,14 @@ func (c *Controller) publishAfter(sent []delivery) {
 		c.sendUpdateMetadataAll()
 		return
 	}
-	ev := event{kind: evPublish, epoch: c.fence.Epoch}
+	c.publishSeq++
+	ev := event{kind: evPublish, epoch: c.fence.Epoch, seq: c.publishSeq}
+	for _, tp := range changed {
+		if st, ok := c.cachedState(tp); ok && st.Leader != NoLeader {
+			c.unpublished[tp] = ev.seq
+			ev.tps = append(ev.tps, tp)
+		}
+	}
 	go func() {
 		timeout := time.NewTimer(min(publishWait, c.cfg.RequestTimeout))
 		defer timeout.Stop()
@@ -1080,6 +1101,20 @@ func (c *Controller) publishAfter(sent []delivery) {
 		}
 		c.post(ev)
 	}()
+}
+
+// published is the evPublish of publishAfter: the partitions it waited for
+// are published.
+func (c *Controller) published(ev event) {
+	if ev.epoch != c.fence.Epoch {
+		return // an earlier term's
+	}
+	for _, tp := range ev.tps {
+		if c.unpublished[tp] == ev.seq {
+			delete(c.unpublished, tp)
+		}
+	}
+	c.sendUpdateMetadataAll()
 }
 
 // sendUpdateMetadataAll sends every live broker the full metadata.
@@ -1108,9 +1143,13 @@ func (c *Controller) sendUpdateMetadataAll() []delivery {
 			ps.Leader = NoLeader
 			ps.ISR = []int32{}
 			ps.OfflineReplicas = []int32{}
-			if st, ok := c.cachedState(zkstore.TopicPartition{Topic: n, Partition: int32(p)}); ok {
+			tp := zkstore.TopicPartition{Topic: n, Partition: int32(p)}
+			if st, ok := c.cachedState(tp); ok {
 				ps.ControllerEpoch = st.ControllerEpoch
 				ps.Leader = st.Leader
+				if _, wait := c.unpublished[tp]; wait {
+					ps.Leader = NoLeader // its leader does not know yet
+				}
 				ps.LeaderEpoch = st.LeaderEpoch
 				ps.ISR = st.ISR
 				ps.ZKVersion = st.ZkVersion
