@@ -25,7 +25,7 @@ import (
 // For each partition count P (KVLOG_BENCH_PARTITIONS, a comma-separated
 // list, default 3000; `make bench-cluster-partitions`):
 //
-//   - create: CreateTopics of P partitions (topics of at most 5,000
+//   - create: CreateTopics of P partitions (topics of at most 3,000
 //     partitions, sent together), timed until every partition accepted a
 //     produce (acks=1, one record, sent to the leader Metadata names).
 //     "premature" counts the partitions Metadata named a leader for that
@@ -72,35 +72,44 @@ func scalePartitions(b *testing.B, np int) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 
-	// Topics of at most 5,000 partitions.
+	// Topics of at most 3,000 partitions, one CreateTopics request each
+	// (a request may hold 10,000 partitions times replicas), sent
+	// together.
 	var topics []string
 	var sizes []int32
 	for left, i := np, 0; left > 0; i++ {
-		n := min(left, 5000)
+		n := min(left, 3000)
 		topics = append(topics, fmt.Sprintf("many-%d", i))
 		sizes = append(sizes, int32(n))
 		left -= n
 	}
-	req := kmsg.NewPtrCreateTopicsRequest()
-	req.Version = 4
-	req.TimeoutMillis = 600_000
-	for i, t := range topics {
-		rt := kmsg.NewCreateTopicsRequestTopic()
-		rt.Topic = t
-		rt.NumPartitions = sizes[i]
-		rt.ReplicationFactor = 3
-		req.Topics = append(req.Topics, rt)
-	}
 	ctl := controllerIDNow(c)
 	profile(b, c, "create", 15*time.Second)
 	start := time.Now()
-	resp, err := c.RequestTo(c.IDs()[0], req, 10*time.Minute)
-	if err != nil {
-		b.Fatalf("create: %v", err)
+	errs := make(chan error, len(topics))
+	for i, t := range topics {
+		go func() {
+			req := kmsg.NewPtrCreateTopicsRequest()
+			req.Version = 4
+			req.TimeoutMillis = 600_000
+			rt := kmsg.NewCreateTopicsRequestTopic()
+			rt.Topic = t
+			rt.NumPartitions = sizes[i]
+			rt.ReplicationFactor = 3
+			req.Topics = append(req.Topics, rt)
+			resp, err := c.RequestTo(c.IDs()[0], req, 10*time.Minute)
+			if err == nil {
+				err = kerr.ErrorForCode(resp.(*kmsg.CreateTopicsResponse).Topics[0].ErrorCode)
+			}
+			if err != nil {
+				err = fmt.Errorf("create %s: %w", t, err)
+			}
+			errs <- err
+		}()
 	}
-	for _, t := range resp.(*kmsg.CreateTopicsResponse).Topics {
-		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
-			b.Fatalf("create %s: %v", t.Topic, err)
+	for range topics {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
 		}
 	}
 	premature, err := allAcceptProduce(ctx, c, topics, -1, 10*time.Minute)
