@@ -40,7 +40,9 @@ import (
 //     partition accepted a produce again.
 //
 // Each count runs on a fresh cluster and reports its figures as metrics
-// and a table row.
+// and a table row. With KVLOG_BENCH_PROFILE set to a directory, the
+// brokers' CPU profiles, goroutine dumps and logs of the create and
+// fail-over phases are written there.
 func BenchmarkClusterPartitions(b *testing.B) {
 	counts := []int{3000}
 	if s := os.Getenv("KVLOG_BENCH_PARTITIONS"); s != "" {

@@ -13,6 +13,9 @@
 // Dialer, so the tests run it against an in-memory twin of the store and
 // scripted brokers, in a synctest bubble (testdata/*.txt: scenarios of
 // events and the exact partition states and requests that follow).
+// states.go holds the controller's copy of the partition states: read and
+// written in batches, each event touching only the partitions it can
+// change.
 //
 // # Replicas that cannot be opened
 //
