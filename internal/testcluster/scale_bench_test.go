@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -132,6 +133,7 @@ func scalePartitions(b *testing.B, np int) string {
 	// Idle: followers only (wait for full ISRs first, so catching up is
 	// not counted), then with a consumer of every partition.
 	c.WaitFor(5*time.Minute, "full ISRs", func() bool { return fullISRs(c, topics) })
+	profile(b, c, "idle", 10*time.Second)
 	idle := brokersCPU(c, 10*time.Second)
 	cl := c.Client(kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(5*time.Second))
 	pctx, pcancel := context.WithCancel(ctx)
@@ -176,6 +178,8 @@ func scalePartitions(b *testing.B, np int) string {
 	return fmt.Sprintf("| %d | %.1f s | %d | %.2f | %.2f | %.1f s |", np, create.Seconds(), premature, idle, idleConsumer, failover.Seconds())
 }
 
+var profiling sync.WaitGroup
+
 // profile, with KVLOG_BENCH_PROFILE set to a directory, takes a CPU
 // profile of every running broker for d in the background, written to
 // <dir>/<what>-<broker id>.pprof.
@@ -184,6 +188,7 @@ func profile(b *testing.B, c *Cluster, what string, d time.Duration) {
 	if dir == "" {
 		return
 	}
+	profiling.Wait() // one CPU profile at a time
 	for _, id := range c.IDs() {
 		br := c.Broker(id)
 		if !br.Running() {
@@ -202,7 +207,9 @@ func profile(b *testing.B, c *Cluster, what string, d time.Duration) {
 				os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d-goroutines-%d.txt", what, id, i)), data, 0o644)
 			}
 		}()
+		profiling.Add(1)
 		go func() {
+			defer profiling.Done()
 			cl := http.Client{Timeout: d + 10*time.Second}
 			resp, err := cl.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", br.HTTP, int(d.Seconds())))
 			if err != nil {
@@ -228,7 +235,10 @@ func waitDeleted(b *testing.B, zkc *zk.Conn, path string, timeout time.Duration)
 			return time.Now()
 		}
 		select {
-		case <-ch:
+		case ev := <-ch:
+			if ev.Type == zk.EventNodeDeleted {
+				return time.Now() // (a new controller may be elected at once)
+			}
 		case <-deadline:
 			b.Fatalf("%s not deleted within %v", path, timeout)
 		}
