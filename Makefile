@@ -5,7 +5,7 @@ PKGS      := ./...
 FUZZTIME  ?= 15s
 APT_PKGS  := kcat chromium zookeeper python3-kafka python3-snappy python3-lz4 python3-zstandard nftables
 
-.PHONY: all build run tools tools-java tools-python tools-console deps tools-kafka kafka-golden test chaos partitions bench bench-quick bench-engine tools-bench fuzz lint fmt clean
+.PHONY: all build run tools tools-java tools-python tools-console deps tools-kafka kafka-golden test chaos partitions bench bench-quick bench-cluster-partitions bench-engine tools-bench fuzz lint fmt clean
 
 all: build
 
@@ -152,6 +152,16 @@ bench: deps tools-bench
 bench-quick: deps tools-bench
 	cd bench/kvbench && $(GO) build -o $(CURDIR)/$(BIN)/kvbench .
 	./$(BIN)/kvbench -root $(CURDIR) -quick $(BENCH_FLAGS)
+
+# The controller and brokers at many partitions (not part of `make test`):
+# three kvlogd and a ZooKeeper, CLUSTER_PARTITIONS RF-3 partitions each
+# (comma-separated counts); prints the table of create time (until every
+# partition accepts a produce), premature leads in Metadata, idle CPU with
+# followers alone and with a consumer of every partition, and controller
+# fail-over time (session expiry until every partition accepts a produce).
+CLUSTER_PARTITIONS ?= 3000,10000
+bench-cluster-partitions: deps tools
+	KVLOG_BENCH_PARTITIONS=$(CLUSTER_PARTITIONS) $(GO) test -run '^$$' -bench '^BenchmarkClusterPartitions$$' -benchtime 1x -timeout 90m ./internal/testcluster
 
 # The engine's micro-benchmarks (append vs plain file, locate-read, recovery
 # scan), what `make bench` ran before the suite.

@@ -66,6 +66,10 @@ type Manager struct {
 
 	locks *DirLocks // held from OpenManager until Close
 
+	// createMu serializes the creation and deletion of logs (CreateLog,
+	// CreateLogs, DeleteLog), so that CreateLogs can open logs without mu.
+	createMu sync.Mutex
+
 	mu     sync.Mutex
 	logs   map[TopicPartition]*Log
 	perDir map[string]int // logs per log dir (CreateLog's placement)
@@ -297,6 +301,8 @@ func (m *Manager) Logs() []*Log {
 // CreateLog returns tp's log, creating it in the log dir holding the fewest
 // partitions when it does not exist.
 func (m *Manager) CreateLog(tp TopicPartition, cfg Config) (*Log, error) {
+	m.createMu.Lock()
+	defer m.createMu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -330,6 +336,8 @@ func (m *Manager) CreateLog(tp TopicPartition, cfg Config) (*Log, error) {
 // DeleteLog closes tp's log and removes its directory. A partition that
 // failed to open at start-up has its directory removed as found.
 func (m *Manager) DeleteLog(tp TopicPartition) error {
+	m.createMu.Lock()
+	defer m.createMu.Unlock()
 	m.mu.Lock()
 	l, ok := m.logs[tp]
 	if ok {

@@ -31,7 +31,9 @@
 //     a partition moves, their deadline or shutdown.
 //   - fetcher.go: the runner: one goroutine per source broker sending
 //     OffsetsForLeaderEpoch and Fetch (replica id and current leader epoch
-//     set) over the Kafka protocol, feeding the answers to Partitions.
+//     set) over the Kafka protocol, feeding the answers to Partitions;
+//     fetch_session.go: its fetches go through an incremental fetch
+//     session (KIP-227), naming only the partitions whose position moved.
 //
 // # Rules (Kafka's, ZooKeeper era)
 //

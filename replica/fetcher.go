@@ -158,6 +158,7 @@ type fetcher struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	conn   *kconn.Conn
+	sess   fetchSession // the fetch session with the leader (fetch_session.go)
 }
 
 func newFetcher(fs *Fetchers, leader int32) *fetcher {
@@ -243,6 +244,7 @@ func (f *fetcher) transportError(err error) {
 		return
 	}
 	f.log.Info("request to leader failed", "err", err)
+	f.sess.reset()
 	if f.conn != nil {
 		f.conn.Close()
 		f.conn = nil
@@ -404,28 +406,22 @@ func (f *fetcher) sendFetch(fs []pendingReq) error {
 	req.MaxWaitMillis = int32(cfg.MaxWait / time.Millisecond)
 	req.MinBytes = cfg.MinBytes
 	req.MaxBytes = cfg.MaxBytes
-	req.SessionEpoch = -1
-	byKey := groupByTopic(fs, func(topic string) int {
-		t := kmsg.NewFetchRequestTopic()
-		t.Topic = topic
-		req.Topics = append(req.Topics, t)
-		return len(req.Topics) - 1
-	}, func(i int, k tpKey, q pendingReq) {
-		rp := kmsg.NewFetchRequestTopicPartition()
-		rp.Partition = k.partition
-		rp.CurrentLeaderEpoch = q.req.CurrentLeaderEpoch
-		rp.FetchOffset = int64(q.req.FetchOffset)
-		rp.LastFetchedEpoch = -1
-		rp.LogStartOffset = int64(q.req.LogStart)
-		rp.PartitionMaxBytes = cfg.PartitionMaxBytes
-		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
-	})
+	byKey := make(map[tpKey]pendingReq, len(fs))
+	for _, q := range fs {
+		byKey[keyOf(q.p)] = q
+	}
+	next := f.sess.build(req, fs, cfg.PartitionMaxBytes)
 	kresp, err := f.request(req, cfg.MaxWait)
 	if err != nil {
 		return err
 	}
 	resp := kresp.(*kmsg.FetchResponse)
+	f.sess.answered(resp, next)
 	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		if sessionError(err) {
+			f.log.Debug("fetch session lost; starting a new one", "err", err)
+			return nil // the next fetch is full
+		}
 		return fmt.Errorf("fetch: %w", err)
 	}
 	for _, t := range resp.Topics {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/replica"
+	"github.com/kvlog/kvlog/server/fetchsession"
 	"github.com/kvlog/kvlog/server/quota"
 
 	"github.com/kvlog/kvlog/server/wire"
@@ -22,8 +23,12 @@ import (
 // sendfile (package wire).
 //
 // Behaviour:
-//   - Sessions (KIP-227) are declined: SessionID 0 and a full response
-//     every time; a request naming a session gets FETCH_SESSION_ID_NOT_FOUND.
+//   - Sessions (KIP-227, fetch_sessions.go and package fetchsession): a
+//     full fetch with epoch 0 opens one (up to 1,000 at once, Kafka's
+//     max.incremental.fetch.session.cache.slots default), an incremental
+//     fetch reads every partition of its session and the answer lists only
+//     those with records, an error or new offsets; an unknown session is
+//     FETCH_SESSION_ID_NOT_FOUND, a wrong epoch INVALID_FETCH_SESSION_EPOCH.
 //   - read_uncommitted reads stop at the high watermark, read_committed
 //     ones at the last stable offset (the first offset of the earliest
 //     undecided transaction), with the aborted transactions overlapping
@@ -47,7 +52,7 @@ import (
 // Version notes:
 //   - v4: isolation level, LastStableOffset, AbortedTransactions.
 //   - v5: LogStartOffset.
-//   - v7: sessions (declined).
+//   - v7: sessions.
 //   - v9: CurrentLeaderEpoch (KIP-320) checked against the leader epoch
 //     (0 on a single node).
 //   - v11: rack (ignored); PreferredReadReplica -1.
@@ -56,9 +61,11 @@ func init() { regKey(kmsg.Fetch, 4, 12, (*Server).handleFetch) }
 
 func (s *Server) handleFetch(r *request) {
 	req := r.kreq.(*kmsg.FetchRequest)
-	if req.Version >= 7 && req.SessionID != 0 {
+	sess, err := s.beginFetchSession(req)
+	if err != nil {
 		resp := req.ResponseKind().(*kmsg.FetchResponse)
-		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		resp.ErrorCode = errCode(err)
+		resp.Topics = []kmsg.FetchResponseTopic{}
 		r.reply(resp)
 		return
 	}
@@ -82,11 +89,12 @@ func (s *Server) handleFetch(r *request) {
 			}
 		}
 	}
-	s.fetch(r, req, false)
+	s.fetch(r, req, sess, false)
 }
 
 // fetch builds the response; unless final, a fetch short of MinBytes parks.
-func (s *Server) fetch(r *request, req *kmsg.FetchRequest, final bool) {
+// sess is the fetch's session (nil: none).
+func (s *Server) fetch(r *request, req *kmsg.FetchRequest, sess *fetchsession.Fetch, final bool) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	type partRead struct {
 		ti, pi int
@@ -145,7 +153,7 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, final bool) {
 		deadline := r.start.Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 		if wait := time.Until(deadline); wait > 0 && len(watched) > 0 {
 			releaseAll()
-			s.replicas.Park(watched, wait, func(final bool) { s.fetchAgain(r, req, final) })
+			s.replicas.Park(watched, wait, func(final bool) { s.fetchAgain(r, req, sess, final) })
 			return
 		}
 	}
@@ -164,6 +172,16 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, final bool) {
 	}
 	if ms := r.throttleMs.Load(); ms > resp.ThrottleMillis {
 		resp.ThrottleMillis = ms
+	}
+	if sess != nil {
+		data := map[[2]int]bool{}
+		for _, pr := range reads {
+			data[[2]int{pr.ti, pr.pi}] = true
+		}
+		moved := sessionAnswer(sess, resp, func(ti, pi int) bool { return data[[2]int{ti, pi}] })
+		for i := range reads {
+			reads[i].ti, reads[i].pi = moved(reads[i].ti, reads[i].pi)
+		}
 	}
 	recs := make([]wire.FetchRecords, len(reads))
 	for i, pr := range reads {
@@ -249,7 +267,7 @@ func (s *Server) fetchPartition(topic string, replicaID int32, committed bool, r
 
 // fetchAgain answers a parked fetch (final: at its deadline or shutdown),
 // or parks it again while it is still short of MinBytes.
-func (s *Server) fetchAgain(r *request, req *kmsg.FetchRequest, final bool) {
+func (s *Server) fetchAgain(r *request, req *kmsg.FetchRequest, sess *fetchsession.Fetch, final bool) {
 	defer func() {
 		if v := recover(); v != nil {
 			r.log().Error("fetch completion panicked; closing connection", "panic", v, "stack", string(debug.Stack()))
@@ -257,5 +275,5 @@ func (s *Server) fetchAgain(r *request, req *kmsg.FetchRequest, final bool) {
 			r.fail(fmt.Errorf("fetch panic: %v", v))
 		}
 	}()
-	s.fetch(r, req, final)
+	s.fetch(r, req, sess, final)
 }

@@ -46,30 +46,37 @@ func (s *Server) handleLeaderAndIsr(r *request) {
 	}
 	c.partMu.Lock()
 	defer c.partMu.Unlock()
-	now := s.clock.Now()
 	me := s.cfg.NodeID
+	// Every local log the request needs, in one batch
+	// (leader_and_isr_batch.go).
+	locals := c.ensureLocals(replicaKeys(req, me))
+	// The partition states, several at once (applyAll).
+	var items []lairItem
 	for _, ts := range req.TopicStates {
 		for _, ps := range ts.PartitionStates {
-			rp := kmsg.NewLeaderAndISRResponseTopicPartition()
-			rp.Topic, rp.Partition = ts.Topic, ps.Partition
-			err := c.applyLeaderAndIsr(ts.Topic, ps, me, now)
-			if err != nil {
-				rp.ErrorCode = errCode(err)
-				lvl := slog.LevelInfo // stale or foreign partition states: routine
-				if rp.ErrorCode == kerr.KafkaStorageError.Code || rp.ErrorCode == kerr.UnknownServerError.Code {
-					lvl = slog.LevelError
-				}
-				r.log().Log(context.Background(), lvl, "partition state refused", "topic", ts.Topic, "partition", ps.Partition,
-					"leader", ps.Leader, "leader_epoch", ps.LeaderEpoch, "code", kerr.ErrorForCode(rp.ErrorCode), "err", err)
-			}
-			resp.Partitions = append(resp.Partitions, rp)
+			items = append(items, lairItem{topic: ts.Topic, ps: ps})
 		}
+	}
+	errs := c.applyAll(items, me, locals)
+	for i, it := range items {
+		rp := kmsg.NewLeaderAndISRResponseTopicPartition()
+		rp.Topic, rp.Partition = it.topic, it.ps.Partition
+		if err := errs[i]; err != nil {
+			rp.ErrorCode = errCode(err)
+			lvl := slog.LevelInfo // stale or foreign partition states: routine
+			if rp.ErrorCode == kerr.KafkaStorageError.Code || rp.ErrorCode == kerr.UnknownServerError.Code {
+				lvl = slog.LevelError
+			}
+			r.log().Log(context.Background(), lvl, "partition state refused", "topic", it.topic, "partition", it.ps.Partition,
+				"leader", it.ps.Leader, "leader_epoch", it.ps.LeaderEpoch, "code", kerr.ErrorForCode(rp.ErrorCode), "err", err)
+		}
+		resp.Partitions = append(resp.Partitions, rp)
 	}
 	r.reply(resp)
 }
 
 // applyLeaderAndIsr applies one partition state. Caller holds partMu.
-func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTopicPartition, me int32, _ any) error {
+func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTopicPartition, me int32, locals *localLogs) error {
 	isReplica := false
 	for _, r := range ps.Replicas {
 		isReplica = isReplica || r == me
@@ -77,9 +84,16 @@ func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTop
 	if !isReplica {
 		return kerr.UnknownTopicOrPartition
 	}
-	p, err := c.ensureLocal(topic, ps.Partition)
-	if err != nil {
+	k := localKey{topic, ps.Partition}
+	if err := locals.errs[k]; err != nil {
 		return err
+	}
+	p := locals.parts[k]
+	if p == nil {
+		var err error
+		if p, err = c.ensureLocal(topic, ps.Partition); err != nil {
+			return err
+		}
 	}
 	st := replica.State{Leader: ps.Leader, LeaderEpoch: ps.LeaderEpoch, ISR: ps.ISR, Replicas: ps.Replicas,
 		ZkVersion: ps.ZKVersion, ControllerEpoch: ps.ControllerEpoch}

@@ -24,6 +24,7 @@ import (
 	"github.com/kvlog/kvlog/engine/vfs"
 	"github.com/kvlog/kvlog/internal/clock"
 	"github.com/kvlog/kvlog/replica"
+	"github.com/kvlog/kvlog/server/fetchsession"
 	"github.com/kvlog/kvlog/server/group"
 	"github.com/kvlog/kvlog/server/metastore"
 	"github.com/kvlog/kvlog/server/txn"
@@ -46,11 +47,13 @@ type Options struct {
 // Server is one kvlog broker: listeners, connections, protocol handlers,
 // the partition logs and the metadata store.
 type Server struct {
-	cfg    *config.Broker
-	logger *slog.Logger
-	clock  clock.Clock
-	mgr    *engine.Manager
-	meta   metastore.Store
+	cfg *config.Broker
+	// fetchSessions are the incremental fetch sessions (fetch_sessions.go).
+	fetchSessions fetchsession.Cache
+	logger        *slog.Logger
+	clock         clock.Clock
+	mgr           *engine.Manager
+	meta          metastore.Store
 	// replicas is the partition manager: every hosted partition is a
 	// replica.Partition, leading alone on a single node. Appends, the high
 	// watermark, acks=all and parked fetches go through it.

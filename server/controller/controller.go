@@ -13,6 +13,9 @@
 // Dialer, so the tests run it against an in-memory twin of the store and
 // scripted brokers, in a synctest bubble (testdata/*.txt: scenarios of
 // events and the exact partition states and requests that follow).
+// states.go holds the controller's copy of the partition states: read and
+// written in batches, each event touching only the partitions it can
+// change.
 //
 // # Replicas that cannot be opened
 //
@@ -89,6 +92,16 @@ type Controller struct {
 	shuttingDown map[int32]bool
 	topics       map[string]*topicInfo
 	senders      map[int32]*sender
+	// states is the copy of the partition states (states.go); leaderless
+	// the partitions without a leader or a state; hosted the partitions
+	// each broker has a replica of.
+	states     map[zkstore.TopicPartition]zkstore.PartitionState
+	leaderless map[zkstore.TopicPartition]bool
+	hosted     map[int32]map[zkstore.TopicPartition]struct{}
+	// unpublished are the partitions whose new leader publishAfter waits
+	// for (by publishSeq): metadata lists them without a leader meanwhile.
+	unpublished map[zkstore.TopicPartition]uint64
+	publishSeq  uint64
 	// offlineDirs are the replicas each broker reported KAFKA_STORAGE_ERROR
 	// for (Kafka's replicasOnOfflineDirs).
 	offlineDirs map[int32]map[zkstore.TopicPartition]bool
@@ -126,6 +139,7 @@ const (
 	evSession
 	evRebalance
 	evLeaderAndIsrResponse
+	evPublish
 )
 
 type event struct {
@@ -142,6 +156,11 @@ type event struct {
 	// KAFKA_STORAGE_ERROR and without error.
 	from            *sender
 	offline, online []zkstore.TopicPartition
+	// publish: the term (controller epoch) that asked for it, its number
+	// and the partitions it waited for
+	epoch int32
+	seq   uint64
+	tps   []zkstore.TopicPartition
 }
 
 type shutdownResult struct {
@@ -361,6 +380,8 @@ func (c *Controller) handle(ev event) {
 			err = c.preferredElection()
 		case evLeaderAndIsrResponse:
 			err = c.onLeaderAndIsrResponse(ev.from, ev.offline, ev.online)
+		case evPublish:
+			c.published(ev)
 		}
 	}
 	if errors.Is(err, zkstore.ErrFenced) {
@@ -429,6 +450,7 @@ func (c *Controller) resign() {
 	}
 	c.senders = nil
 	c.brokers, c.topics, c.shuttingDown, c.offlineDirs = nil, nil, nil, nil
+	c.states, c.leaderless, c.hosted, c.unpublished = nil, nil, nil, nil
 	c.setStatus(func(s *Status) { s.Active = false })
 	_ = c.cfg.Store.Resign()
 }
@@ -441,6 +463,10 @@ func (c *Controller) failover() error {
 	c.topics = map[string]*topicInfo{}
 	c.senders = map[int32]*sender{}
 	c.offlineDirs = map[int32]map[zkstore.TopicPartition]bool{}
+	c.states = map[zkstore.TopicPartition]zkstore.PartitionState{}
+	c.leaderless = map[zkstore.TopicPartition]bool{}
+	c.hosted = map[int32]map[zkstore.TopicPartition]struct{}{}
+	c.unpublished = map[zkstore.TopicPartition]uint64{}
 	bs, ch, err := c.cfg.Store.Brokers()
 	if err != nil {
 		return err
@@ -450,21 +476,27 @@ func (c *Controller) failover() error {
 		c.brokers[b.ID] = b
 		c.sender(b)
 	}
-	if err := c.loadTopics(); err != nil {
+	if _, err := c.loadTopics(); err != nil {
+		return err
+	}
+	// Every state in one batch; the notifications pending now are about
+	// changes already read.
+	all := c.allPartitions()
+	if err := c.loadStates(all); err != nil {
 		return err
 	}
 	if _, err := c.onISRChangesNoSend(); err != nil {
 		return err
 	}
-	changed, err := c.reconcileAll(nil)
+	changed, err := c.reconcile(all)
 	if err != nil {
 		return err
 	}
-	_ = changed
-	for id := range c.brokers {
-		c.sendLeaderAndIsr(id, nil)
+	var sent []delivery
+	for _, id := range keys(c.brokers) {
+		sent = append(sent, c.sendLeaderAndIsr(id, nil)...)
 	}
-	c.sendUpdateMetadataAll()
+	c.publishAfter(sent, changed)
 	return c.onDeletions()
 }
 
@@ -486,12 +518,15 @@ func (c *Controller) eligibleFor(tp zkstore.TopicPartition) func(int32) bool {
 	return func(id int32) bool { return c.eligible(id) && !c.replicaOffline(id, tp) }
 }
 
-// loadTopics reads the topic list (watched) and each assignment (watched).
-func (c *Controller) loadTopics() error {
+// loadTopics reads the topic list (watched) and each new topic's
+// assignment (watched), and returns the new topics' partitions (their
+// states are not read).
+func (c *Controller) loadTopics() ([]zkstore.TopicPartition, error) {
 	names, ch, err := c.cfg.Store.TopicNames()
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var fresh []zkstore.TopicPartition
 	c.watch(ch, event{kind: evTopics})
 	seen := map[string]bool{}
 	for _, n := range names {
@@ -506,87 +541,27 @@ func (c *Controller) loadTopics() error {
 		}
 		c.watch(ach, event{kind: evTopicAssignment, topic: n})
 		c.topics[n] = &topicInfo{assign: a}
+		c.indexTopic(n, a, 0)
+		fresh = append(fresh, topicPartitions(n, a, 0)...)
 	}
-	for n := range c.topics {
+	for n, ti := range c.topics {
 		if !seen[n] {
+			c.forgetTopic(n, ti.assign)
 			delete(c.topics, n)
 			delete(c.watches, watchKey{evTopicAssignment, n})
 		}
 	}
-	return nil
+	return fresh, nil
 }
 
-// updateState applies fn to a partition's current state (read fresh) and
-// writes the result fenced; it retries on a version conflict (a leader's
-// ISR change in between). create handles partitions without a state.
-func (c *Controller) updateState(topic string, p int32, fn func(st zkstore.PartitionState, exists bool) (zkstore.PartitionState, bool)) (bool, error) {
-	for attempt := 0; attempt < 5; attempt++ {
-		st, exists, err := c.cfg.Store.PartitionState(topic, p)
-		if err != nil {
-			return false, err
-		}
-		next, changed := fn(st, exists)
-		if !changed {
-			return false, nil
-		}
-		if !exists {
-			_, err = c.cfg.Store.CreatePartitionState(c.fence, topic, p, next)
-		} else {
-			next.ZkVersion = st.ZkVersion
-			_, err = c.cfg.Store.SetPartitionState(c.fence, topic, p, next)
-		}
-		switch {
-		case err == nil:
-			c.log.Info("partition state changed", "topic", topic, "partition", p, "leader", next.Leader, "leader_epoch", next.LeaderEpoch, "isr", next.ISR)
-			return true, nil
-		case errors.Is(err, zkstore.ErrBadVersion), errors.Is(err, zk.ErrNodeExists):
-			continue
-		default:
-			return false, err
-		}
-	}
-	return false, fmt.Errorf("controller: partition %s-%d state kept changing", topic, p)
-}
-
-// reconcileAll initialises missing partition states and elects leaders for
-// partitions whose leader is gone (or dead for the given broker set). It
-// returns the partitions it changed.
-func (c *Controller) reconcileAll(dead map[int32]bool) ([]zkstore.TopicPartition, error) {
-	var changed []zkstore.TopicPartition
+// topicNames lists the known topics, sorted.
+func (c *Controller) topicNames() []string {
 	names := make([]string, 0, len(c.topics))
 	for n := range c.topics {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	isDead := func(id int32) bool { return dead[id] || !c.live(id) }
-	for _, n := range names {
-		ti := c.topics[n]
-		if ti.deleting {
-			continue
-		}
-		unclean := c.cfg.Unclean(n)
-		for p, replicas := range ti.assign.Replicas {
-			tp := zkstore.TopicPartition{Topic: n, Partition: int32(p)}
-			eligible := c.eligibleFor(tp)
-			down := func(id int32) bool { return isDead(id) || c.replicaOffline(id, tp) }
-			ok, err := c.updateState(n, int32(p), func(st zkstore.PartitionState, exists bool) (zkstore.PartitionState, bool) {
-				if !exists {
-					return InitialState(replicas, eligible, c.fence.Epoch)
-				}
-				if st.Leader == NoLeader {
-					return ElectOnline(st, replicas, eligible, unclean, c.fence.Epoch)
-				}
-				return AfterBrokerLoss(st, replicas, down, eligible, unclean, c.fence.Epoch)
-			})
-			if err != nil {
-				return changed, err
-			}
-			if ok {
-				changed = append(changed, zkstore.TopicPartition{Topic: n, Partition: int32(p)})
-			}
-		}
-	}
-	return changed, nil
+	return names
 }
 
 func (c *Controller) onBrokersChanged() error {
@@ -632,7 +607,16 @@ func (c *Controller) onBrokersChanged() error {
 	for _, id := range added {
 		delete(c.offlineDirs, id)
 	}
-	changed, err := c.reconcileAll(dead)
+	// The partitions the dead brokers host, and those without a leader.
+	changed, err := c.reconcile(c.hostedBy(keys(dead)...))
+	if err != nil {
+		return err
+	}
+	more, err := c.reconcile(c.leaderlessPartitions())
+	if err != nil {
+		return err
+	}
+	changed = append(changed, more...)
 	if err != nil {
 		return err
 	}
@@ -640,17 +624,17 @@ func (c *Controller) onBrokersChanged() error {
 		c.brokers[id] = now[id]
 		c.sender(now[id])
 	}
-	// Offline partitions may have a candidate now.
-	more, err := c.reconcileAll(nil)
+	// Partitions without a leader may have a candidate now.
+	more, err = c.reconcile(c.leaderlessPartitions())
 	if err != nil {
 		return err
 	}
 	changed = append(changed, more...)
-	c.sendUpdateMetadataAll()
+	var sent []delivery
 	for _, id := range added {
-		c.sendLeaderAndIsr(id, nil) // everything it hosts
+		sent = append(sent, c.sendLeaderAndIsr(id, nil)...) // everything it hosts
 	}
-	c.sendLeaderAndIsrFor(changed, added)
+	c.publishAfter(append(sent, c.sendLeaderAndIsrFor(changed, added)...), changed)
 	return nil
 }
 
@@ -680,29 +664,35 @@ func (c *Controller) sendLeaderAndIsrFor(changed []zkstore.TopicPartition, skip 
 }
 
 func (c *Controller) onTopicsChanged() error {
-	before := map[string]bool{}
-	for n := range c.topics {
-		before[n] = true
-	}
-	if err := c.loadTopics(); err != nil {
-		return err
-	}
-	var fresh []zkstore.TopicPartition
-	for n, ti := range c.topics {
-		if before[n] {
-			continue
-		}
-		c.log.Info("new topic", "topic", n, "partitions", len(ti.assign.Replicas))
-		for p := range ti.assign.Replicas {
-			fresh = append(fresh, zkstore.TopicPartition{Topic: n, Partition: int32(p)})
-		}
-	}
-	changed, err := c.reconcileAll(nil)
+	fresh, err := c.loadTopics()
 	if err != nil {
 		return err
 	}
-	c.sendUpdateMetadataAll()
-	c.sendLeaderAndIsrFor(append(fresh, changed...), nil)
+	if len(fresh) == 0 {
+		c.sendUpdateMetadataAll()
+		return nil
+	}
+	counts := map[string]int{}
+	for _, tp := range fresh {
+		counts[tp.Topic]++
+	}
+	for _, n := range slices.Sorted(maps.Keys(counts)) {
+		c.log.Info("new topic", "topic", n, "partitions", counts[n])
+	}
+	return c.onNewPartitions(fresh)
+}
+
+// onNewPartitions initialises new partitions (states that exist already,
+// written by an earlier controller, are read first) and tells their
+// replicas, then the metadata once the leaders have them.
+func (c *Controller) onNewPartitions(fresh []zkstore.TopicPartition) error {
+	if err := c.loadStates(fresh); err != nil {
+		return err
+	}
+	if _, err := c.reconcile(fresh); err != nil {
+		return err
+	}
+	c.publishAfter(c.sendLeaderAndIsrFor(fresh, nil), fresh)
 	return nil
 }
 
@@ -717,20 +707,13 @@ func (c *Controller) onTopicAssignment(name string) error {
 	}
 	c.watch(ch, event{kind: evTopicAssignment, topic: name})
 	old := len(ti.assign.Replicas)
-	ti.assign = a
 	if len(a.Replicas) <= old {
+		ti.assign = a
 		return nil
 	}
-	var fresh []zkstore.TopicPartition
-	for p := old; p < len(a.Replicas); p++ {
-		fresh = append(fresh, zkstore.TopicPartition{Topic: name, Partition: int32(p)})
-	}
-	if _, err := c.reconcileAll(nil); err != nil {
-		return err
-	}
-	c.sendUpdateMetadataAll()
-	c.sendLeaderAndIsrFor(fresh, nil)
-	return nil
+	ti.assign = a
+	c.indexTopic(name, a, old)
+	return c.onNewPartitions(topicPartitions(name, a, old))
 }
 
 // onISRChangesNoSend consumes the ISR change notifications.
@@ -740,10 +723,23 @@ func (c *Controller) onISRChangesNoSend() (bool, error) {
 		return false, err
 	}
 	c.watch(ch, event{kind: evISRChanges})
+	seen := map[zkstore.TopicPartition]bool{}
+	var tps []zkstore.TopicPartition
 	for _, n := range names {
-		if _, err := c.cfg.Store.TakeISRChange(n); err != nil {
+		got, err := c.cfg.Store.TakeISRChange(n)
+		if err != nil {
 			return false, err
 		}
+		for _, tp := range got {
+			if _, ok := c.replicasOf(tp); ok && !seen[tp] {
+				seen[tp] = true
+				tps = append(tps, tp)
+			}
+		}
+	}
+	// The leaders changed these states: read them again.
+	if err := c.loadStates(tps); err != nil {
+		return false, err
 	}
 	return len(names) > 0, nil
 }
@@ -787,6 +783,9 @@ func (c *Controller) onDeletions() error {
 		if err := c.cfg.Store.DeletionDone(n); err != nil {
 			return err
 		}
+		if ti != nil {
+			c.forgetTopic(n, ti.assign)
+		}
 		delete(c.topics, n)
 		delete(c.watches, watchKey{evTopicAssignment, n})
 		for _, set := range c.offlineDirs {
@@ -823,39 +822,19 @@ func (c *Controller) controlledShutdown(id int32, epoch int64) ([]zkstore.TopicP
 		return nil, nil, kerr.StaleBrokerEpoch
 	}
 	c.shuttingDown[id] = true
-	var changed, stuck []zkstore.TopicPartition
-	var followed []zkstore.TopicPartition
-	for n, ti := range c.topics {
-		if ti.deleting {
-			continue
+	var stuck []zkstore.TopicPartition
+	changed, err := c.updateStates(c.hostedBy(id), func(tp zkstore.TopicPartition, replicas []int32, st zkstore.PartitionState, exists bool) (zkstore.PartitionState, bool) {
+		if !exists {
+			return st, false
 		}
-		for p, replicas := range ti.assign.Replicas {
-			if !slices.Contains(replicas, id) {
-				continue
-			}
-			tp := zkstore.TopicPartition{Topic: n, Partition: int32(p)}
-			wasStuck := false
-			ok, err := c.updateState(n, int32(p), func(st zkstore.PartitionState, exists bool) (zkstore.PartitionState, bool) {
-				if !exists {
-					return st, false
-				}
-				next, ch, stk := MoveLeaderFrom(st, replicas, id, c.eligibleFor(tp), c.fence.Epoch)
-				wasStuck = stk
-				if st.Leader != id {
-					followed = append(followed, tp)
-				}
-				return next, ch
-			})
-			if err != nil {
-				return nil, nil, err
-			}
-			if ok {
-				changed = append(changed, tp)
-			}
-			if wasStuck {
-				stuck = append(stuck, tp)
-			}
+		next, ch, stk := MoveLeaderFrom(st, replicas, id, c.eligibleFor(tp), c.fence.Epoch)
+		if stk && !slices.Contains(stuck, tp) {
+			stuck = append(stuck, tp)
 		}
+		return next, ch
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	c.log.Info("controlled shutdown", "broker", id, "moved", len(changed), "remaining", len(stuck))
 	sent := c.sendLeaderAndIsrFor(changed, []int32{id})
@@ -935,26 +914,19 @@ func (c *Controller) onLeaderAndIsrResponse(from *sender, offline, online []zkst
 // leader where it led, out of the ISR, StopReplica to it, the new states to
 // the other replicas and the metadata to every broker.
 func (c *Controller) onReplicasOffline(id int32, tps []zkstore.TopicPartition) error {
-	var changed []zkstore.TopicPartition
 	stop := map[string][]int32{}
 	for _, tp := range tps {
-		replicas := c.topics[tp.Topic].assign.Replicas[tp.Partition]
-		eligible := c.eligibleFor(tp)
-		down := func(r int32) bool { return !c.live(r) || c.replicaOffline(r, tp) }
-		unclean := c.cfg.Unclean(tp.Topic)
-		ok, err := c.updateState(tp.Topic, tp.Partition, func(st zkstore.PartitionState, exists bool) (zkstore.PartitionState, bool) {
-			if !exists {
-				return st, false
-			}
-			return AfterBrokerLoss(st, replicas, down, eligible, unclean, c.fence.Epoch)
-		})
-		if err != nil {
-			return err
-		}
-		if ok {
-			changed = append(changed, tp)
-		}
 		stop[tp.Topic] = append(stop[tp.Topic], tp.Partition)
+	}
+	changed, err := c.updateStates(tps, func(tp zkstore.TopicPartition, replicas []int32, st zkstore.PartitionState, exists bool) (zkstore.PartitionState, bool) {
+		if !exists {
+			return st, false
+		}
+		down := func(r int32) bool { return !c.live(r) || c.replicaOffline(r, tp) }
+		return AfterBrokerLoss(st, replicas, down, c.eligibleFor(tp), c.cfg.Unclean(tp.Topic), c.fence.Epoch)
+	})
+	if err != nil {
+		return err
 	}
 	for _, topic := range slices.Sorted(maps.Keys(stop)) {
 		c.sendStopReplica(id, topic, stop[topic], false)
@@ -966,26 +938,14 @@ func (c *Controller) onReplicasOffline(id int32, tps []zkstore.TopicPartition) e
 
 // preferredElection moves leadership back to preferred replicas.
 func (c *Controller) preferredElection() error {
-	var changed []zkstore.TopicPartition
-	for n, ti := range c.topics {
-		if ti.deleting {
-			continue
+	changed, err := c.updateStates(c.allPartitions(), func(tp zkstore.TopicPartition, replicas []int32, st zkstore.PartitionState, exists bool) (zkstore.PartitionState, bool) {
+		if !exists {
+			return st, false
 		}
-		for p, replicas := range ti.assign.Replicas {
-			eligible := c.eligibleFor(zkstore.TopicPartition{Topic: n, Partition: int32(p)})
-			ok, err := c.updateState(n, int32(p), func(st zkstore.PartitionState, exists bool) (zkstore.PartitionState, bool) {
-				if !exists {
-					return st, false
-				}
-				return PreferredLeader(st, replicas, eligible, c.fence.Epoch)
-			})
-			if err != nil {
-				return err
-			}
-			if ok {
-				changed = append(changed, zkstore.TopicPartition{Topic: n, Partition: int32(p)})
-			}
-		}
+		return PreferredLeader(st, replicas, c.eligibleFor(tp), c.fence.Epoch)
+	})
+	if err != nil {
+		return err
 	}
 	if len(changed) > 0 {
 		c.sendLeaderAndIsrFor(changed, nil)
@@ -1017,8 +977,8 @@ func (c *Controller) statesFor(id int32, tps []zkstore.TopicPartition) map[strin
 			return
 		}
 		seen[tp] = true
-		st, ok, err := c.cfg.Store.PartitionState(n, p)
-		if err != nil || !ok {
+		st, ok := c.cachedState(tp)
+		if !ok {
 			return
 		}
 		ps := kmsg.NewLeaderAndISRRequestTopicPartition()
@@ -1033,17 +993,10 @@ func (c *Controller) statesFor(id int32, tps []zkstore.TopicPartition) map[strin
 		out[n] = append(out[n], ps)
 	}
 	if tps == nil {
-		for n, ti := range c.topics {
-			if ti.deleting {
-				continue
-			}
-			for p, rs := range ti.assign.Replicas {
-				if slices.Contains(rs, id) {
-					add(n, int32(p), rs)
-				}
-			}
-		}
-		return out
+		tps = slices.DeleteFunc(c.hostedBy(id), func(tp zkstore.TopicPartition) bool {
+			_, ok := c.replicasOf(tp)
+			return !ok
+		})
 	}
 	for _, tp := range tps {
 		ti := c.topics[tp.Topic]
@@ -1096,7 +1049,75 @@ func (c *Controller) sendLeaderAndIsr(id int32, tps []zkstore.TopicPartition) []
 			req.LiveLeaders = append(req.LiveLeaders, ll)
 		}
 	}
-	return []delivery{c.senders[id].send(req)}
+	d := c.senders[id].send(req)
+	d.leads = leaders[id]
+	return []delivery{d}
+}
+
+// publishWait bounds how long publishAfter waits for the leaders.
+const publishWait = 5 * time.Second
+
+// publishAfter sends every live broker the full metadata once the new
+// leaders of the partitions changed have answered the LeaderAndIsr
+// requests sent (or went away, or publishWait passed): a broker's metadata
+// then never names a leader that does not know it leads yet (a client
+// would be refused). Until then, metadata sent for another reason lists
+// those partitions without a leader (see sendUpdateMetadataAll).
+func (c *Controller) publishAfter(sent []delivery, changed []zkstore.TopicPartition) {
+	leaders := map[int32]bool{}
+	for _, tp := range changed {
+		if st, ok := c.cachedState(tp); ok && st.Leader != NoLeader {
+			leaders[st.Leader] = true
+		}
+	}
+	var wait []delivery
+	for _, d := range sent {
+		if d.leads && leaders[d.s.id] {
+			wait = append(wait, d)
+		}
+	}
+	if len(wait) == 0 {
+		c.sendUpdateMetadataAll()
+		return
+	}
+	c.publishSeq++
+	ev := event{kind: evPublish, epoch: c.fence.Epoch, seq: c.publishSeq}
+	for _, tp := range changed {
+		if st, ok := c.cachedState(tp); ok && st.Leader != NoLeader {
+			c.unpublished[tp] = ev.seq
+			ev.tps = append(ev.tps, tp)
+		}
+	}
+	go func() {
+		timeout := time.NewTimer(min(publishWait, c.cfg.RequestTimeout))
+		defer timeout.Stop()
+		for _, d := range wait {
+			select {
+			case <-d.done:
+			case <-d.s.ctx.Done():
+			case <-timeout.C:
+				c.post(ev)
+				return
+			case <-c.ctx.Done():
+				return
+			}
+		}
+		c.post(ev)
+	}()
+}
+
+// published is the evPublish of publishAfter: the partitions it waited for
+// are published.
+func (c *Controller) published(ev event) {
+	if ev.epoch != c.fence.Epoch {
+		return // an earlier term's
+	}
+	for _, tp := range ev.tps {
+		if c.unpublished[tp] == ev.seq {
+			delete(c.unpublished, tp)
+		}
+	}
+	c.sendUpdateMetadataAll()
 }
 
 // sendUpdateMetadataAll sends every live broker the full metadata.
@@ -1125,9 +1146,13 @@ func (c *Controller) sendUpdateMetadataAll() []delivery {
 			ps.Leader = NoLeader
 			ps.ISR = []int32{}
 			ps.OfflineReplicas = []int32{}
-			if st, ok, err := c.cfg.Store.PartitionState(n, int32(p)); err == nil && ok {
+			tp := zkstore.TopicPartition{Topic: n, Partition: int32(p)}
+			if st, ok := c.cachedState(tp); ok {
 				ps.ControllerEpoch = st.ControllerEpoch
 				ps.Leader = st.Leader
+				if _, wait := c.unpublished[tp]; wait {
+					ps.Leader = NoLeader // its leader does not know yet
+				}
 				ps.LeaderEpoch = st.LeaderEpoch
 				ps.ISR = st.ISR
 				ps.ZKVersion = st.ZkVersion

@@ -246,6 +246,8 @@ func parseReplicas(s string) []int32 {
 //	brokers 1 2 3               brokers register (each with a new session)
 //	controller 1                broker 1 starts a controller candidate
 //	topic t 1,2,3 2,3,1         a topic is created with these replicas per partition
+//	topic-rr t 400 2            a topic of 400 partitions, 2 replicas each, placed
+//	                            round-robin over the registered brokers
 //	partitions t 3,1,2          partitions are added to t
 //	delete t                    t is marked for deletion
 //	crash 2                     broker 2 dies: its controller stops, its session ends
@@ -265,11 +267,14 @@ func parseReplicas(s string) []int32 {
 //	advance 5m                  fake time moves
 //	watches 1                   broker 1's outstanding watches by path
 //	states                      every partition state
+//	store                       the partition-state batches the controllers read
+//	                            and wrote since the last "store" (and how many
+//	                            partitions they held)
 func (h *harness) do(cmd string) []string {
 	f := strings.Fields(cmd)
 	var res []string
 	switch f[0] {
-	case "brokers", "topic", "partitions", "delete", "crash", "restart", "expire", "release", "isr":
+	case "brokers", "topic", "topic-rr", "partitions", "delete", "crash", "restart", "expire", "release", "isr":
 		// The store changes of one step reach the controllers together.
 		h.zk.batch(func() { res = h.mutate(f) })
 	default:
@@ -294,6 +299,19 @@ func (h *harness) mutate(f []string) []string {
 		var reps [][]int32
 		for _, r := range f[2:] {
 			reps = append(reps, parseReplicas(r))
+		}
+		h.zk.createTopic(f[1], reps)
+	case "topic-rr":
+		n, _ := strconv.Atoi(f[2])
+		rf, _ := strconv.Atoi(f[3])
+		ids := keys(h.brokers)
+		var reps [][]int32
+		for p := range n {
+			var rs []int32
+			for i := range rf {
+				rs = append(rs, ids[(p+i)%len(ids)])
+			}
+			reps = append(reps, rs)
 		}
 		h.zk.createTopic(f[1], reps)
 	case "partitions":
@@ -448,6 +466,12 @@ func (h *harness) command(cmd string, f []string) []string {
 		}) {
 			res = append(res, fmt.Sprintf("watch %s x%d", p, w[p]))
 		}
+	case "store":
+		h.zk.mu.Lock()
+		st := h.zk.stats
+		h.zk.stats = storeStats{}
+		h.zk.mu.Unlock()
+		res = append(res, fmt.Sprintf("store: %d read batches (%d partitions), %d write batches (%d partitions)", st.readBatches, st.reads, st.writeBatches, st.writes))
 	case "states":
 		for _, tp := range h.zk.partitions() {
 			st, _ := h.zk.state(tp.Topic, tp.Partition)

@@ -33,6 +33,14 @@ type memZK struct {
 	holdAll  bool
 	heldAll  []heldNote
 	hooks    map[string]func() // see beforeSet
+	stats    storeStats
+}
+
+// storeStats counts the controller's partition-state batches (the
+// harness's "store" command reports them and resets them).
+type storeStats struct {
+	readBatches, reads   int
+	writeBatches, writes int
 }
 
 type znode struct {
@@ -554,14 +562,21 @@ func (s *memSession) AssignmentW(name string) (zkstore.TopicAssignment, <-chan z
 	return a, s.watch(pathTopics+"/"+name, watchData), nil
 }
 
-func (s *memSession) PartitionState(topic string, p int32) (zkstore.PartitionState, bool, error) {
+// PartitionStates reads many states at once (one batch in the stats).
+func (s *memSession) PartitionStates(tps []zkstore.TopicPartition) ([]zkstore.PartitionState, []bool, error) {
 	s.zk.mu.Lock()
 	defer s.zk.mu.Unlock()
 	if s.closed {
-		return zkstore.PartitionState{}, false, zk.ErrClosing
+		return nil, nil, zk.ErrClosing
 	}
-	st, ok := s.zk.stateLocked(topic, p)
-	return st, ok, nil
+	s.zk.stats.readBatches++
+	s.zk.stats.reads += len(tps)
+	states := make([]zkstore.PartitionState, len(tps))
+	ok := make([]bool, len(tps))
+	for i, tp := range tps {
+		states[i], ok[i] = s.zk.stateLocked(tp.Topic, tp.Partition)
+	}
+	return states, ok, nil
 }
 
 // fenced is the version check on /controller_epoch every controller write
@@ -573,46 +588,46 @@ func (z *memZK) fenced(f zkstore.Fence) error {
 	return nil
 }
 
-func (s *memSession) CreatePartitionState(f zkstore.Fence, topic string, p int32, st zkstore.PartitionState) (int32, error) {
+// WritePartitionStates applies the writes in order, each fenced (one
+// batch in the stats).
+func (s *memSession) WritePartitionStates(f zkstore.Fence, ws []zkstore.StateWrite) ([]int32, []error, error) {
 	z := s.zk
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	if s.closed {
-		return 0, zk.ErrClosing
+		return nil, nil, zk.ErrClosing
 	}
-	if err := z.fenced(f); err != nil {
-		return 0, err
-	}
-	st.ISR = slices.Clone(st.ISR)
-	st.ZkVersion = 0
-	for _, dir := range []string{fmt.Sprintf("%s/%s/partitions", pathTopics, topic), parentOf(statePath(topic, p))} {
-		if _, ok := z.nodes[dir]; !ok {
-			_ = z.create(dir, nil, 0, 0)
+	z.stats.writeBatches++
+	z.stats.writes += len(ws)
+	versions := make([]int32, len(ws))
+	errs := make([]error, len(ws))
+	for i, w := range ws {
+		topic, p, st := w.TP.Topic, w.TP.Partition, w.State
+		if hook := z.hooks[statePath(topic, p)]; hook != nil {
+			delete(z.hooks, statePath(topic, p))
+			hook()
 		}
+		if err := z.fenced(f); err != nil {
+			return nil, nil, err
+		}
+		st.ISR = slices.Clone(st.ISR)
+		if w.Create {
+			st.ZkVersion = 0
+			for _, dir := range []string{fmt.Sprintf("%s/%s/partitions", pathTopics, topic), parentOf(statePath(topic, p))} {
+				if _, ok := z.nodes[dir]; !ok {
+					_ = z.create(dir, nil, 0, 0)
+				}
+			}
+			errs[i] = z.create(statePath(topic, p), st, 0, 0)
+			continue
+		}
+		v, err := z.set(statePath(topic, p), st, st.ZkVersion)
+		if errors.Is(err, zk.ErrBadVersion) {
+			err = zkstore.ErrBadVersion
+		}
+		versions[i], errs[i] = v, err
 	}
-	return 0, z.create(statePath(topic, p), st, 0, 0)
-}
-
-func (s *memSession) SetPartitionState(f zkstore.Fence, topic string, p int32, st zkstore.PartitionState) (int32, error) {
-	z := s.zk
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	if s.closed {
-		return 0, zk.ErrClosing
-	}
-	if hook := z.hooks[statePath(topic, p)]; hook != nil {
-		delete(z.hooks, statePath(topic, p))
-		hook()
-	}
-	if err := z.fenced(f); err != nil {
-		return 0, err
-	}
-	st.ISR = slices.Clone(st.ISR)
-	v, err := z.set(statePath(topic, p), st, st.ZkVersion)
-	if errors.Is(err, zk.ErrBadVersion) {
-		return 0, zkstore.ErrBadVersion
-	}
-	return v, err
+	return versions, errs, nil
 }
 
 func (s *memSession) ISRChangesW() ([]string, <-chan zk.Event, error) {

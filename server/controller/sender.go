@@ -89,6 +89,8 @@ type outbound struct {
 type delivery struct {
 	s    *sender
 	done <-chan struct{}
+	// leads: a LeaderAndIsr naming the broker leader of a partition.
+	leads bool
 }
 
 func newSender(c *Controller, b zkstore.Broker) *sender {

@@ -30,7 +30,7 @@ import (
 //
 // # Fencing
 //
-// Controller writes (CreatePartitionState, SetPartitionState) carry the
+// Controller writes (WritePartitionStates) carry the
 // Fence returned by Elect: they fail with an error wrapping
 // zkstore.ErrFenced once /controller_epoch has moved past it (another
 // controller was elected), whatever else is wrong with them.
@@ -66,17 +66,19 @@ type Store interface {
 	// an error when the topic does not exist.
 	AssignmentW(name string) (zkstore.TopicAssignment, <-chan zk.Event, error)
 
-	// PartitionState reads a partition's state with its znode version in
-	// ZkVersion (ok false when it has none yet).
-	PartitionState(topic string, p int32) (st zkstore.PartitionState, ok bool, err error)
-	// CreatePartitionState creates a partition's first state (fenced); an
-	// error wrapping zk.ErrNodeExists when it exists already. The new
-	// state's znode version is 0.
-	CreatePartitionState(f zkstore.Fence, topic string, p int32, st zkstore.PartitionState) (int32, error)
-	// SetPartitionState replaces a partition's state (fenced) if its znode
-	// version is still st.ZkVersion, returning the new version (one more);
-	// zkstore.ErrBadVersion when it moved (a leader changed the ISR).
-	SetPartitionState(f zkstore.Fence, topic string, p int32, st zkstore.PartitionState) (int32, error)
+	// PartitionStates reads the states of tps (states[i], ok[i] are
+	// tps[i]'s; ok false when it has none yet), each with its znode version
+	// in ZkVersion. The reads may be pipelined.
+	PartitionStates(tps []zkstore.TopicPartition) (states []zkstore.PartitionState, ok []bool, err error)
+	// WritePartitionStates applies many fenced writes at once: a
+	// partition's first state (Create: its znode version is then 0) or a
+	// replacement if its znode version is still State.ZkVersion. versions[i]
+	// and errs[i] answer ws[i]: the new version, or zkstore.ErrBadVersion
+	// (the version moved: a leader changed the ISR), an error wrapping
+	// zk.ErrNodeExists (the state exists already) or another error. err
+	// wraps zkstore.ErrFenced once /controller_epoch moved past f (then
+	// some writes may be done, none after the fence moved).
+	WritePartitionStates(f zkstore.Fence, ws []zkstore.StateWrite) (versions []int32, errs []error, err error)
 
 	// ISRChangesW lists the pending ISR change notifications (sorted, so
 	// oldest first) with a watch on the list.

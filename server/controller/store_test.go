@@ -149,27 +149,70 @@ func testStoreContract(t *testing.T, env contractEnv) {
 		t.Fatal("assignment of an unknown topic: no error")
 	}
 
-	// Partition states: created at version 0, conditional sets.
-	if _, ok, err := a.PartitionState("t", 0); ok || err != nil {
+	// Partition states: created at version 0, conditional sets, in
+	// batches (a batch of many: several multis on ZooKeeper).
+	if _, ok, err := readState(a, "t", 0); ok || err != nil {
 		t.Fatalf("state before creation: %v %v", ok, err)
 	}
 	st := zkstore.PartitionState{Leader: 1, ISR: []int32{1, 2}, ControllerEpoch: fa.Epoch}
-	if _, err := a.CreatePartitionState(fa, "t", 0, st); err != nil {
+	if _, err := writeState(a, fa, "t", 0, st, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.CreatePartitionState(fa, "t", 0, st); !errors.Is(err, zk.ErrNodeExists) {
+	if _, err := writeState(a, fa, "t", 0, st, true); !errors.Is(err, zk.ErrNodeExists) {
 		t.Fatalf("second creation: %v", err)
 	}
-	got, ok, err := a.PartitionState("t", 0)
+	got, ok, err := readState(a, "t", 0)
 	if err != nil || !ok || got.ZkVersion != 0 || got.Leader != 1 || !slices.Equal(got.ISR, []int32{1, 2}) {
 		t.Fatalf("state %+v %v %v", got, ok, err)
 	}
 	got.LeaderEpoch = 1
-	if v, err := a.SetPartitionState(fa, "t", 0, got); err != nil || v != 1 {
+	if v, err := writeState(a, fa, "t", 0, got, false); err != nil || v != 1 {
 		t.Fatalf("set: %d %v", v, err)
 	}
-	if _, err := a.SetPartitionState(fa, "t", 0, got); !errors.Is(err, zkstore.ErrBadVersion) {
+	if _, err := writeState(a, fa, "t", 0, got, false); !errors.Is(err, zkstore.ErrBadVersion) {
 		t.Fatalf("set on a stale version: %v", err)
+	}
+	var many [][]int32
+	for range 600 {
+		many = append(many, []int32{1, 2})
+	}
+	env.topic(t, b, "many", many)
+	var ws []zkstore.StateWrite
+	var tps []zkstore.TopicPartition
+	for p := range int32(600) {
+		tp := zkstore.TopicPartition{Topic: "many", Partition: p}
+		tps = append(tps, tp)
+		ws = append(ws, zkstore.StateWrite{TP: tp, State: zkstore.PartitionState{Leader: 1 + p%2, ISR: []int32{1, 2}, ControllerEpoch: fa.Epoch}, Create: true})
+	}
+	if _, errs, err := a.WritePartitionStates(fa, ws); err != nil || slices.ContainsFunc(errs, func(e error) bool { return e != nil }) {
+		t.Fatalf("creating 600 states: %v %v", err, errs)
+	}
+	sts, oks, err := a.PartitionStates(tps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range tps {
+		if !oks[i] || sts[i].Leader != ws[i].State.Leader || sts[i].ZkVersion != 0 {
+			t.Fatalf("state %d after the batch: %+v %v", i, sts[i], oks[i])
+		}
+	}
+	// One stale version among many: only that write fails.
+	for i := range ws {
+		ws[i].Create = false
+		ws[i].State.LeaderEpoch = 1
+	}
+	ws[450].State.ZkVersion = 7
+	versions, errs, err := a.WritePartitionStates(fa, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ws {
+		switch {
+		case i == 450 && !errors.Is(errs[i], zkstore.ErrBadVersion):
+			t.Fatalf("stale write in a batch: %v", errs[i])
+		case i != 450 && (errs[i] != nil || versions[i] != 1):
+			t.Fatalf("write %d in a batch with a stale one: %d %v", i, versions[i], errs[i])
+		}
 	}
 
 	// A leader's ISR change and its notification.
@@ -177,7 +220,7 @@ func testStoreContract(t *testing.T, env contractEnv) {
 	if err != nil || len(isrNames) != 0 {
 		t.Fatalf("ISR changes %v, %v", isrNames, err)
 	}
-	got, _, _ = b.PartitionState("t", 0)
+	got, _, _ = readState(b, "t", 0)
 	got.ISR = []int32{1}
 	if err := env.updateISR(t, b, "t", 0, got); err != nil {
 		t.Fatal(err)
@@ -192,7 +235,7 @@ func testStoreContract(t *testing.T, env contractEnv) {
 	if len(isrNames) != 1 {
 		t.Fatalf("ISR changes %v", isrNames)
 	}
-	tps, err := a.TakeISRChange(isrNames[0])
+	tps, err = a.TakeISRChange(isrNames[0])
 	if err != nil || len(tps) != 1 || tps[0] != (zkstore.TopicPartition{Topic: "t", Partition: 0}) {
 		t.Fatalf("ISR change %v, %v", tps, err)
 	}
@@ -209,16 +252,19 @@ func testStoreContract(t *testing.T, env contractEnv) {
 	if err != nil || fb.Epoch != fa.Epoch+1 {
 		t.Fatalf("re-election: %+v, %v", fb, err)
 	}
-	got, _, _ = a.PartitionState("t", 0)
-	if _, err := a.SetPartitionState(fa, "t", 0, got); !errors.Is(err, zkstore.ErrFenced) {
+	got, _, _ = readState(a, "t", 0)
+	if _, err := writeState(a, fa, "t", 0, got, false); !errors.Is(err, zkstore.ErrFenced) {
 		t.Fatalf("write of the deposed controller: %v", err)
 	}
 	got.ZkVersion = 99
-	if _, err := a.SetPartitionState(fa, "t", 0, got); !errors.Is(err, zkstore.ErrFenced) {
+	if _, err := writeState(a, fa, "t", 0, got, false); !errors.Is(err, zkstore.ErrFenced) {
 		t.Fatalf("write of the deposed controller on a stale version: %v", err)
 	}
-	if _, err := a.CreatePartitionState(fa, "t", 1, got); !errors.Is(err, zkstore.ErrFenced) {
+	if _, err := writeState(a, fa, "t", 1, got, true); !errors.Is(err, zkstore.ErrFenced) {
 		t.Fatalf("creation by the deposed controller: %v", err)
+	}
+	if _, _, err := a.WritePartitionStates(fa, ws); !errors.Is(err, zkstore.ErrFenced) {
+		t.Fatalf("batch of the deposed controller: %v", err)
 	}
 	if err := a.Resign(); err != nil { // not its /controller: nothing
 		t.Fatal(err)
@@ -245,13 +291,31 @@ func testStoreContract(t *testing.T, env contractEnv) {
 	if err := b.DeletionDone("t"); err != nil {
 		t.Fatal(err)
 	}
-	if names, _, _ := b.TopicNames(); len(names) != 0 {
+	if names, _, _ := b.TopicNames(); !slices.Equal(names, []string{"many"}) {
 		t.Fatalf("topics after deletion: %v", names)
 	}
 	if dels, _, _ := b.PendingDeletionsW(); len(dels) != 0 {
 		t.Fatalf("deletions after deletion: %v", dels)
 	}
-	if _, ok, _ := b.PartitionState("t", 0); ok {
+	if _, ok, _ := readState(b, "t", 0); ok {
 		t.Fatal("state after deletion")
 	}
+}
+
+// readState reads one partition state through the batch API.
+func readState(s Store, topic string, p int32) (zkstore.PartitionState, bool, error) {
+	sts, oks, err := s.PartitionStates([]zkstore.TopicPartition{{Topic: topic, Partition: p}})
+	if err != nil {
+		return zkstore.PartitionState{}, false, err
+	}
+	return sts[0], oks[0], nil
+}
+
+// writeState writes one partition state through the batch API.
+func writeState(s Store, f zkstore.Fence, topic string, p int32, st zkstore.PartitionState, create bool) (int32, error) {
+	versions, errs, err := s.WritePartitionStates(f, []zkstore.StateWrite{{TP: zkstore.TopicPartition{Topic: topic, Partition: p}, State: st, Create: create}})
+	if err != nil {
+		return 0, err
+	}
+	return versions[0], errs[0]
 }

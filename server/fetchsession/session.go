@@ -1,0 +1,304 @@
+// Package fetchsession is the broker's cache of incremental fetch sessions
+// (Kafka's KIP-227). A client that fetches many partitions again and again
+// (a consumer's long polls, a follower's replica fetches) opens a session
+// with a full fetch; the broker remembers the partitions and each one's
+// fetch position, and the client's next fetches name only the partitions
+// whose position changed (and those it adds or forgets). The broker's
+// answer to such an incremental fetch lists only the partitions with
+// something new: records, an error, or a high watermark, last stable
+// offset or log start offset other than the last one it answered. An idle
+// client of thousands of partitions then sends and receives a few bytes
+// per fetch instead of every partition every time.
+//
+// # Protocol
+//
+// The request's SessionID and SessionEpoch say what the client wants:
+//
+//   - 0 and -1 (the final epoch): a full fetch without a session (what
+//     clients without sessions send);
+//   - 0 and 0: a full fetch that opens a session: the answer carries the
+//     new session's id (or 0 when the cache has no room: the client goes
+//     on without one);
+//   - id and 0: the session is closed and a new one opened (full fetch);
+//   - id and -1: the session is closed; a full fetch without a session;
+//   - id and epoch > 0: an incremental fetch. An unknown id is answered
+//     FETCH_SESSION_ID_NOT_FOUND, an epoch other than the one expected
+//     (one more than the last, the first incremental fetch's being 1)
+//     INVALID_FETCH_SESSION_EPOCH; either way the client starts over with
+//     a full fetch.
+//
+// # Bounds
+//
+// The cache holds at most Slots sessions (Kafka's
+// max.incremental.fetch.session.cache.slots, 1,000). When it is full a new
+// session takes the place of the least recently used one that has been
+// idle for EvictAfter (Kafka's min.incremental.fetch.session.eviction.ms,
+// 2 minutes) or, failing that, of the least recently used consumer session
+// with fewer partitions than the new one when the new one is a follower's
+// or larger; otherwise the fetch goes on without a session.
+package fetchsession
+
+import (
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// FinalEpoch is the epoch of a fetch without (or closing) a session;
+// InitialEpoch that of a full fetch opening one.
+const (
+	FinalEpoch   int32 = -1
+	InitialEpoch int32 = 0
+)
+
+// Errors of Begin (the fetch's top-level error).
+var (
+	ErrSessionNotFound = errors.New("fetch session id not found")
+	ErrInvalidEpoch    = errors.New("invalid fetch session epoch")
+)
+
+// Key names a partition.
+type Key struct {
+	Topic     string
+	Partition int32
+}
+
+// Partition is a partition of a fetch: what the client asks (its fetch
+// position), and for a session's partition what the broker last answered.
+type Partition struct {
+	Key
+	FetchOffset        int64
+	LogStartOffset     int64 // a follower's
+	MaxBytes           int32
+	CurrentLeaderEpoch int32
+	LastFetchedEpoch   int32
+
+	answered                 bool
+	hw, lastStable, logStart int64
+}
+
+// Session is one client's set of partitions.
+type Session struct {
+	id       int32
+	epoch    int32 // the next incremental fetch's
+	follower bool
+	parts    []*Partition
+	index    map[Key]int
+	lastUsed time.Time
+}
+
+// ID is the session's id.
+func (s *Session) ID() int32 { return s.id }
+
+// Len is how many partitions the session holds.
+func (s *Session) Len() int { return len(s.parts) }
+
+func (s *Session) set(p Partition) {
+	if i, ok := s.index[p.Key]; ok {
+		old := s.parts[i]
+		old.FetchOffset, old.LogStartOffset, old.MaxBytes = p.FetchOffset, p.LogStartOffset, p.MaxBytes
+		old.CurrentLeaderEpoch, old.LastFetchedEpoch = p.CurrentLeaderEpoch, p.LastFetchedEpoch
+		return
+	}
+	np := p
+	np.answered = false
+	s.index[p.Key] = len(s.parts)
+	s.parts = append(s.parts, &np)
+}
+
+func (s *Session) forget(k Key) {
+	i, ok := s.index[k]
+	if !ok {
+		return
+	}
+	delete(s.index, k)
+	copy(s.parts[i:], s.parts[i+1:])
+	s.parts = s.parts[:len(s.parts)-1]
+	for j := i; j < len(s.parts); j++ {
+		s.index[s.parts[j].Key] = j
+	}
+}
+
+// Cache holds the sessions of a broker. It is safe for concurrent use.
+type Cache struct {
+	// Slots bounds the sessions (0: 1,000).
+	Slots int
+	// EvictAfter is how long a session must be idle before a new one may
+	// take its place (0: 2 minutes).
+	EvictAfter time.Duration
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+
+	mu       sync.Mutex
+	sessions map[int32]*Session
+	rng      *rand.Rand
+}
+
+func (c *Cache) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// Len is how many sessions the cache holds.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.sessions)
+}
+
+// Fetch is one fetch request resolved against the cache: the partitions to
+// read, and whether the answer lists them all (Full) or only those with
+// something new.
+type Fetch struct {
+	c     *Cache
+	sess  *Session // nil: no session
+	full  bool
+	parts []Partition // copies: a later fetch of the session may move them
+}
+
+// SessionID is the id the answer carries (0: none).
+func (f *Fetch) SessionID() int32 {
+	if f.sess == nil {
+		return 0
+	}
+	return f.sess.id
+}
+
+// Full reports whether the answer lists every partition.
+func (f *Fetch) Full() bool { return f.full }
+
+// Partitions lists the partitions to read, in a stable order: the
+// request's for a full fetch, the session's for an incremental one.
+func (f *Fetch) Partitions() []Partition { return f.parts }
+
+func copies(ps []*Partition) []Partition {
+	out := make([]Partition, len(ps))
+	for i, p := range ps {
+		out[i] = *p
+	}
+	return out
+}
+
+// Begin resolves a fetch: sessionID and epoch from the request, follower
+// for a replica's fetch, the partitions it names (with their positions)
+// and those it forgets (incremental fetches only).
+func (c *Cache) Begin(sessionID, epoch int32, follower bool, parts []Partition, forgotten []Key) (*Fetch, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sessions == nil {
+		c.sessions = map[int32]*Session{}
+		c.rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x6b766c6f67))
+	}
+	now := c.now()
+	if epoch > 0 {
+		s := c.sessions[sessionID]
+		if sessionID == 0 || s == nil {
+			return nil, ErrSessionNotFound
+		}
+		if epoch != s.epoch {
+			return nil, ErrInvalidEpoch
+		}
+		for _, p := range parts {
+			s.set(p)
+		}
+		for _, k := range forgotten {
+			s.forget(k)
+		}
+		s.epoch = nextEpoch(s.epoch)
+		s.lastUsed = now
+		return &Fetch{c: c, sess: s, parts: copies(s.parts)}, nil
+	}
+	if sessionID != 0 {
+		delete(c.sessions, sessionID) // closed (epoch 0: replaced below)
+	}
+	f := &Fetch{c: c, full: true}
+	if epoch == InitialEpoch {
+		if s := c.open(follower, len(parts), now); s != nil {
+			for _, p := range parts {
+				s.set(p)
+			}
+			f.sess = s
+			f.parts = copies(s.parts)
+			return f, nil
+		}
+	}
+	f.parts = parts
+	return f, nil
+}
+
+// nextEpoch is the epoch after e (wrapping past the largest to 1).
+func nextEpoch(e int32) int32 {
+	if e == 1<<31-1 {
+		return 1
+	}
+	return e + 1
+}
+
+// open makes room (see the package doc) and opens a session, or returns
+// nil. Caller holds mu.
+func (c *Cache) open(follower bool, n int, now time.Time) *Session {
+	slots := c.Slots
+	if slots <= 0 {
+		slots = 1000
+	}
+	evictAfter := c.EvictAfter
+	if evictAfter <= 0 {
+		evictAfter = 2 * time.Minute
+	}
+	if len(c.sessions) >= slots {
+		var victim *Session
+		for _, s := range c.sessions { // the least recently used stale one
+			if now.Sub(s.lastUsed) >= evictAfter && (victim == nil || s.lastUsed.Before(victim.lastUsed)) {
+				victim = s
+			}
+		}
+		if victim == nil {
+			for _, s := range c.sessions { // a less privileged one
+				if !s.follower && len(s.parts) < n || !s.follower && follower {
+					if victim == nil || s.lastUsed.Before(victim.lastUsed) {
+						victim = s
+					}
+				}
+			}
+		}
+		if victim == nil {
+			return nil
+		}
+		delete(c.sessions, victim.id)
+	}
+	id := int32(0)
+	for id == 0 || c.sessions[id] != nil {
+		id = c.rng.Int32()
+	}
+	s := &Session{id: id, epoch: 1, follower: follower, index: map[Key]int{}, lastUsed: now}
+	c.sessions[id] = s
+	return s
+}
+
+// Answer records what the answer says of partition i of Partitions (its
+// high watermark, last stable offset and log start offset; whether it
+// carries records or an error) and reports whether the answer lists it:
+// always in a full answer, in an incremental one when something is new.
+func (f *Fetch) Answer(i int, hw, lastStable, logStart int64, data bool, errCode int16) bool {
+	if f.sess == nil {
+		return true
+	}
+	f.c.mu.Lock()
+	defer f.c.mu.Unlock()
+	j, ok := f.sess.index[f.parts[i].Key]
+	if !ok {
+		return f.full || data || errCode != 0 // forgotten meanwhile
+	}
+	p := f.sess.parts[j]
+	changed := !p.answered || p.hw != hw || p.lastStable != lastStable || p.logStart != logStart
+	p.answered, p.hw, p.lastStable, p.logStart = true, hw, lastStable, logStart
+	if errCode != 0 {
+		// Answered again next time: the client may still be waiting for
+		// the partition to come back.
+		p.answered = false
+	}
+	return f.full || changed || data || errCode != 0
+}
