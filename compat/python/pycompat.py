@@ -10,6 +10,7 @@ checks. The keyed records follow the model javacompat_test.go and
 pycompat_test.go compute too.
 """
 import json
+import os
 import sys
 import time
 import traceback
@@ -34,6 +35,11 @@ class Failed(Exception):
 class Ctx:
     def __init__(self, bootstrap, prefix, arg):
         self.bootstrap, self.prefix, self.arg = bootstrap, prefix, arg
+        # The client's own security settings (librdkafka keys for
+        # confluent-kafka, keyword arguments for kafka-python), a JSON
+        # object in $KVLOG_CLIENT_CONFIG, given to every client the case
+        # makes.
+        self.extra = json.loads(os.environ.get("KVLOG_CLIENT_CONFIG") or "{}")
         self.api = ""
         self.data = {}
 
@@ -68,7 +74,7 @@ class Confluent:
 
     def admin(self, ctx):
         from confluent_kafka.admin import AdminClient
-        return AdminClient({"bootstrap.servers": ctx.bootstrap})
+        return AdminClient({**ctx.extra, "bootstrap.servers": ctx.bootstrap})
 
     def create_topic(self, ctx, name, partitions, configs):
         from confluent_kafka.admin import NewTopic
@@ -85,7 +91,7 @@ class Confluent:
         codec = ctx.arg
         topic = ctx.topic("codec-" + codec)
         self.create_topic(ctx, topic, 3, {"cleanup.policy": "compact"})
-        p = self.ck.Producer({"bootstrap.servers": ctx.bootstrap, "enable.idempotence": True, "compression.type": codec,
+        p = self.ck.Producer({**ctx.extra, "bootstrap.servers": ctx.bootstrap, "enable.idempotence": True, "compression.type": codec,
                               "linger.ms": 20, "partitioner": "murmur2_random"})
         errs = []
 
@@ -106,12 +112,12 @@ class Confluent:
     def group_resume(self, ctx):
         topic, group = ctx.topic("resume"), ctx.topic("g-resume")
         self.create_topic(ctx, topic, 3, {})
-        p = self.ck.Producer({"bootstrap.servers": ctx.bootstrap, "partitioner": "murmur2_random"})
+        p = self.ck.Producer({**ctx.extra, "bootstrap.servers": ctx.bootstrap, "partitioner": "murmur2_random"})
         ctx.step("Producer.produce")
         for i in range(900):
             p.produce(topic, key="k%d" % (i % 97), value=str(i))
         p.flush(60)
-        conf = {"bootstrap.servers": ctx.bootstrap, "group.id": group, "enable.auto.commit": False,
+        conf = {**ctx.extra, "bootstrap.servers": ctx.bootstrap, "group.id": group, "enable.auto.commit": False,
                 "auto.offset.reset": "earliest", "session.timeout.ms": 6000}
         c = self.ck.Consumer(conf)
         c.subscribe([topic])
@@ -170,7 +176,7 @@ class Confluent:
         ctx.check(cp.value == "compact,delete" and cp.source == 1, "cleanup.policy %s source %s", cp.value, cp.source)
         rt = cfg["retention.ms"]
         ctx.check(rt.value == "604800000" and rt.source == 5, "retention.ms %s source %s", rt.value, rt.source)
-        p = self.ck.Producer({"bootstrap.servers": ctx.bootstrap})
+        p = self.ck.Producer({**ctx.extra, "bootstrap.servers": ctx.bootstrap})
         base = 1700000000000
         for i in range(100):
             ts = base + 1000000 if i == 70 else base + i * 1000  # the maximum in the middle
@@ -193,7 +199,7 @@ class Confluent:
         ctx.check(r.offset == 40, "earliest after delete_records %d", r.offset)
         # A group with committed offsets, then listed and described.
         group = ctx.topic("g-admin")
-        c = self.ck.Consumer({"bootstrap.servers": ctx.bootstrap, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c = self.ck.Consumer({**ctx.extra, "bootstrap.servers": ctx.bootstrap, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False})
         c.subscribe([topic])
         ctx.step("Consumer.poll")
         for _ in deadline_loop(ctx, 60, "a record"):
@@ -217,6 +223,22 @@ class Confluent:
         ctx.check(any(x.offset > 0 for x in o.topic_partitions), "committed offsets %s", o.topic_partitions)
         ctx.data.update(offsets=got, state=str(d.state))
 
+    def auth_refused(self, ctx):
+        """The client configuration is refused: librdkafka reports
+        _AUTHENTICATION (its error for a failed SASL exchange or TLS
+        handshake) through error_cb, and the request fails."""
+        seen = []
+        a = self.ck.admin.AdminClient({**ctx.extra, "bootstrap.servers": ctx.bootstrap, "error_cb": seen.append})
+        ctx.step("AdminClient.list_topics")
+        try:
+            a.list_topics(timeout=15)
+            ctx.check(False, "list_topics succeeded with refused credentials")
+        except self.ck.KafkaException:
+            pass
+        codes = [e.code() for e in seen]
+        ctx.check(self.ck.KafkaError._AUTHENTICATION in codes, "errors %s, want _AUTHENTICATION", [str(e) for e in seen])
+        ctx.data["error"] = str(seen[codes.index(self.ck.KafkaError._AUTHENTICATION)])
+
 
 # ------------------------------------------------------------- kafka-python
 
@@ -229,7 +251,7 @@ class KafkaPython:
         self.version = kafka.__version__
 
     def admin(self, ctx):
-        return self.k.KafkaAdminClient(bootstrap_servers=ctx.bootstrap, request_timeout_ms=30000)
+        return self.k.KafkaAdminClient(bootstrap_servers=ctx.bootstrap, **ctx.extra, request_timeout_ms=30000)
 
     def create_topic(self, ctx, name, partitions, configs):
         from kafka.errors import TopicAlreadyExistsError
@@ -246,7 +268,7 @@ class KafkaPython:
         codec = ctx.arg
         topic = ctx.topic("codec-" + codec)
         self.create_topic(ctx, topic, 3, {"cleanup.policy": "compact"})
-        p = self.k.KafkaProducer(bootstrap_servers=ctx.bootstrap, enable_idempotence=True, acks="all",
+        p = self.k.KafkaProducer(bootstrap_servers=ctx.bootstrap, **ctx.extra, enable_idempotence=True, acks="all",
                                  compression_type=None if codec == "none" else codec, linger_ms=20)
         ctx.step("KafkaProducer.send")
         fs = []
@@ -267,13 +289,13 @@ class KafkaPython:
         from kafka.structs import OffsetAndMetadata
         topic, group = ctx.topic("resume"), ctx.topic("g-resume")
         self.create_topic(ctx, topic, 3, {})
-        p = self.k.KafkaProducer(bootstrap_servers=ctx.bootstrap)
+        p = self.k.KafkaProducer(bootstrap_servers=ctx.bootstrap, **ctx.extra)
         ctx.step("KafkaProducer.send")
         for i in range(900):
             p.send(topic, key=("k%d" % (i % 97)).encode(), value=str(i).encode())
         p.flush(60)
         p.close()
-        kw = dict(bootstrap_servers=ctx.bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
+        kw = dict(bootstrap_servers=ctx.bootstrap, **ctx.extra, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
                   session_timeout_ms=6000, heartbeat_interval_ms=1000)
         c = self.k.KafkaConsumer(topic, **kw)
         ctx.step("KafkaConsumer.poll")
@@ -323,7 +345,7 @@ class KafkaPython:
         ctx.data["describe_configs"] = repr(res)[:800]
         text = repr(res)
         ctx.check("cleanup.policy" in text and "compact" in text, "describe_configs: %s", text[:400])
-        p = self.k.KafkaProducer(bootstrap_servers=ctx.bootstrap, linger_ms=20)
+        p = self.k.KafkaProducer(bootstrap_servers=ctx.bootstrap, **ctx.extra, linger_ms=20)
         base = 1700000000000
         for i in range(100):
             ts = base + 1000000 if i == 70 else base + i * 1000  # the maximum in the middle
@@ -345,7 +367,7 @@ class KafkaPython:
         e = a.list_partition_offsets({tp: OffsetSpec.EARLIEST})[tp].offset
         ctx.check(e == 40, "earliest after delete_records %d", e)
         group = ctx.topic("g-admin")
-        c = self.k.KafkaConsumer(topic, bootstrap_servers=ctx.bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest")
+        c = self.k.KafkaConsumer(topic, bootstrap_servers=ctx.bootstrap, **ctx.extra, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest")
         ctx.step("KafkaConsumer.poll")
         for _ in deadline_loop(ctx, 60, "a record"):
             if c.poll(timeout_ms=500):
@@ -364,8 +386,24 @@ class KafkaPython:
         a.close()
         ctx.data.update(offsets=got)
 
+    def auth_refused(self, ctx):
+        """The client configuration is refused: kafka-python raises its
+        SASL authentication error, or (TLS) finds no broker it can use."""
+        want = {"sasl": ("SaslAuthenticationFailedError",), "ssl": ("NoBrokersAvailable", "KafkaConnectionError")}[ctx.arg]
+        ctx.step("KafkaAdminClient")
+        try:
+            a = self.k.KafkaAdminClient(bootstrap_servers=ctx.bootstrap, **ctx.extra, request_timeout_ms=15000,
+                                        api_version_auto_timeout_ms=15000)
+            ctx.step("KafkaAdminClient.list_topics")
+            a.list_topics()
+            ctx.check(False, "list_topics succeeded with refused credentials")
+        except Failed:
+            raise
+        except Exception as e:  # noqa: BLE001 - the exception's type is what is checked
+            ctx.check(type(e).__name__ in want, "%s: %s, want one of %s", type(e).__name__, e, want)
+            ctx.data["error"] = "%s: %s" % (type(e).__name__, e)
 
-CASES = {"produce-codecs": "produce_codecs", "group-resume": "group_resume", "admin": "admin_case"}
+CASES = {"produce-codecs": "produce_codecs", "group-resume": "group_resume", "admin": "admin_case", "auth-refused": "auth_refused"}
 
 
 def main():

@@ -30,6 +30,33 @@ final class SecurityAdminCases {
     static void register(Map<String, Main.Case> m) {
         m.put("admin-acls", SecurityAdminCases::acls);
         m.put("admin-quotas", SecurityAdminCases::quotas);
+        m.put("auth-refused", SecurityAdminCases::authRefused);
+    }
+
+    /**
+     * The run's client configuration (kvlog.client.config) is refused by the
+     * broker: Admin.describeCluster fails with the exception the argument
+     * names ("sasl": SaslAuthenticationException, "ssl":
+     * SslAuthenticationException), as against Apache Kafka, not with a
+     * timeout.
+     */
+    static void authRefused(Ctx ctx) throws Exception {
+        Class<?> want = switch (ctx.arg == null ? "" : ctx.arg) {
+            case "sasl" -> org.apache.kafka.common.errors.SaslAuthenticationException.class;
+            case "ssl" -> org.apache.kafka.common.errors.SslAuthenticationException.class;
+            default -> throw new IllegalArgumentException("auth-refused=sasl|ssl, not " + ctx.arg);
+        };
+        try (Admin a = ctx.admin()) {
+            ctx.step("Admin.describeCluster");
+            Throwable got = null;
+            try {
+                a.describeCluster().clusterId().get(30, java.util.concurrent.TimeUnit.SECONDS);
+            } catch (java.util.concurrent.ExecutionException e) {
+                got = e.getCause();
+            }
+            ctx.check(want.isInstance(got), "describeCluster with refused credentials: %s, want %s", got, want.getSimpleName());
+            ctx.data.with("error", got.getClass().getSimpleName() + ": " + got.getMessage());
+        }
     }
 
     /** Create literal and prefixed ACLs, describe with filters (MATCH included), delete by filter. */
