@@ -23,7 +23,9 @@ var kafkaAcls = tool{"kafka-acls", "org.apache.kafka.tools.AclCommand"}
 // without ACLs, gets what Apache Kafka gives him: TopicAuthorizationException
 // ("Authorization failed.") for CreateTopics and DeleteTopics, a topic he
 // may not describe reported as not existing, and ClusterAuthorizationException
-// for CreateAcls; once admin grants him DESCRIBE, he sees the topic.
+// for CreateAcls and DescribeAcls; with DESCRIBE alone kafka-topics
+// --describe fails at DescribeConfigs ("Topic authorization failed.");
+// with DESCRIBE_CONFIGS too, he sees the topic.
 func TestKafkaToolsSecure(t *testing.T) {
 	classpath(t)
 	ca := testbroker.NewCA(t, "kvlog tools CA")
@@ -91,6 +93,11 @@ func TestKafkaToolsSecure(t *testing.T) {
 	out = ok(t, kafkaAcls, "DescribeAcls", "", as(admin, "--list", "--topic", "secured")...)
 	expect(t, kafkaAcls, "DescribeAcls", out, `\(principal=User:bob, host=\*, operation=DESCRIBE, permissionType=ALLOW\)`)
 
+	// kafka-topics --describe reads the topic's configs too: DESCRIBE alone
+	// is refused there with Kafka's own message.
+	denied(kafkaTopics, "DescribeConfigs", "TopicAuthorizationException", "Topic authorization failed.",
+		as(bob, "--describe", "--topic", "secured")...)
+	ok(t, kafkaAcls, "CreateAcls", "", as(admin, "--add", "--allow-principal", "User:bob", "--operation", "DescribeConfigs", "--topic", "secured")...)
 	out = ok(t, kafkaTopics, "Metadata", "", as(bob, "--describe", "--topic", "secured")...)
 	expect(t, kafkaTopics, "Metadata", out, `^Topic: secured\tTopicId: \S+\tPartitionCount: 2\t`)
 	denied(kafkaTopics, "DeleteTopics", "TopicAuthorizationException", "", as(bob, "--delete", "--topic", "secured")...)
