@@ -125,9 +125,14 @@ func openZooKeeper(cfg *Config, logger *slog.Logger) (*zkstore.Store, error) {
 	if v, ok := cfg.Static["zookeeper.connection.timeout.ms"]; ok {
 		connTO = time.Duration(mustInt(v)) * time.Millisecond
 	}
+	scheme, auth, setACL, err := zooKeeperAuth(cfg.Static)
+	if err != nil {
+		return nil, err
+	}
 	return zkstore.Open(zkstore.Options{
 		Connect: cfg.ZooKeeperConnect, SessionTimeout: session, ConnectionTimeout: connTO,
 		ClusterID: cfg.ClusterID, BrokerID: cfg.NodeID, Logger: logger,
+		AuthScheme: scheme, Auth: auth, SetACL: setACL,
 	})
 }
 

@@ -48,6 +48,9 @@ var securityConfigDefs = []*configDef{
 	{name: "connections.max.reauth.ms", typ: kmsg.ConfigTypeLong, def: "0", check: atLeast(0), doc: "SASL session lifetime (KIP-368): clients must re-authenticate within it (SaslAuthenticate v1+ tells them) or the connection is closed at their next request. 0: sessions do not expire."},
 	{name: "connection.failed.authentication.delay.ms", typ: kmsg.ConfigTypeInt, def: "100", check: atLeast(0), doc: "Delay before the failure answer of a failed authentication and the close of its connection; must be below connections.max.idle.ms."},
 	{name: "security.inter.broker.protocol", typ: kmsg.ConfigTypeString, def: "PLAINTEXT", check: oneOf("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"), doc: "The inter-broker listener by protocol (the listener of that name); exclusive with inter.broker.listener.name."},
+	{name: "zookeeper.set.acl", typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Create every znode with Kafka's ACLs: all permissions for the brokers' ZooKeeper identity, read for everyone else (nothing under /config/users and /config/brokers). Needs ZooKeeper credentials: the Client section of kvlog.sasl.jaas.file."},
+	{name: "zookeeper.sasl.client", typ: kmsg.ConfigTypeBoolean, def: "true", doc: "Present the credentials of the zookeeper.sasl.clientconfig section of kvlog.sasl.jaas.file to ZooKeeper (when the section exists); false presents none."},
+	{name: "zookeeper.sasl.clientconfig", typ: kmsg.ConfigTypeString, def: "Client", doc: "The JAAS section with the ZooKeeper credentials: DigestLoginModule's username and password, presented with ZooKeeper's digest scheme."},
 	{name: "kvlog.sasl.jaas.file", typ: kmsg.ConfigTypeString, noDefault: true, doc: "A JAAS file as a Kafka broker reads with -Djava.security.auth.login.config: its KafkaServer section (or <listener>.KafkaServer) supplies what listener.name.<l>.<mechanism>.sasl.jaas.config does not. Read again at each authentication whose file changed."},
 }
 
@@ -119,17 +122,19 @@ func refusedSecurity(key, value string) string {
 		return "custom quota callbacks are Java classes"
 	case "principal.builder.class":
 		return "custom principal builders are Java classes"
-	case "zookeeper.set.acl", "zookeeper.ssl.client.enable":
+	case "zookeeper.ssl.client.enable":
 		if strings.EqualFold(v, "false") {
 			return ""
 		}
-		return "ZooKeeper ACLs and TLS to ZooKeeper are not implemented"
+		return "TLS to ZooKeeper is not implemented"
+	case "zookeeper.sasl.client", "zookeeper.sasl.clientconfig":
+		return ""
 	}
 	if strings.HasPrefix(k, "delegation.token.") {
 		return "delegation tokens are not implemented"
 	}
 	if strings.HasPrefix(k, "zookeeper.ssl.") || strings.HasPrefix(k, "zookeeper.sasl.") {
-		return "ZooKeeper ACLs and TLS to ZooKeeper are not implemented"
+		return "TLS to ZooKeeper and ZooKeeper SASL settings other than zookeeper.sasl.client and zookeeper.sasl.clientconfig are not implemented"
 	}
 	base := k
 	if rest, ok := strings.CutPrefix(k, "listener.name."); ok {
