@@ -59,7 +59,7 @@ type quotaManager struct {
 	mu      sync.Mutex
 	sensors map[string]*quota.Rate
 	buckets map[string]*quota.Bucket // controller mutations (quota_mutations.go)
-	conns   *quota.Rate // broker-wide connection creations
+	conns   *quota.Rate              // broker-wide connection creations
 	pruned  time.Time
 }
 
