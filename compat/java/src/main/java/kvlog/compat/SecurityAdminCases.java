@@ -31,6 +31,47 @@ final class SecurityAdminCases {
         m.put("admin-acls", SecurityAdminCases::acls);
         m.put("admin-quotas", SecurityAdminCases::quotas);
         m.put("auth-refused", SecurityAdminCases::authRefused);
+        m.put("admin-mutation-quota", SecurityAdminCases::mutationQuota);
+    }
+
+    /**
+     * controller_mutation_rate (KIP-599) on this case's client id, 1
+     * partition/s (a burst of quota.window.num x 1 s): a topic taking the
+     * bucket below zero is created; the next createTopics, told not to
+     * retry on quota violations, fails with ThrottlingQuotaExceededException
+     * and a throttle time, as against Kafka; then the quota is removed.
+     */
+    static void mutationQuota(Ctx ctx) throws Exception {
+        String client = ctx.prefix + "-mutations";
+        ClientQuotaEntity entity = new ClientQuotaEntity(Map.of(ClientQuotaEntity.CLIENT_ID, client));
+        try (Admin a = ctx.admin()) {
+            ctx.get("Admin.alterClientQuotas", a.alterClientQuotas(List.of(new ClientQuotaAlteration(entity,
+                    List.of(new ClientQuotaAlteration.Op("controller_mutation_rate", 1.0))))).all());
+            java.util.Properties p = new java.util.Properties();
+            p.put(org.apache.kafka.clients.admin.AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, ctx.bootstrap);
+            p.put(org.apache.kafka.clients.admin.AdminClientConfig.CLIENT_ID_CONFIG, client);
+            p.putAll(Ctx.CLIENT_CONFIG);
+            try (Admin m = Admin.create(p)) {
+                ctx.get("Admin.createTopics (50 partitions)", m.createTopics(List.of(
+                        new org.apache.kafka.clients.admin.NewTopic(ctx.topic("mutations-big"), 50, (short) 1))).all());
+                ctx.step("Admin.createTopics over the quota");
+                Throwable got = null;
+                try {
+                    m.createTopics(List.of(new org.apache.kafka.clients.admin.NewTopic(ctx.topic("mutations-next"), 1, (short) 1)),
+                            new org.apache.kafka.clients.admin.CreateTopicsOptions().retryOnQuotaViolation(false)).all().get();
+                } catch (java.util.concurrent.ExecutionException e) {
+                    got = e.getCause();
+                }
+                ctx.check(got instanceof org.apache.kafka.common.errors.ThrottlingQuotaExceededException
+                        && ((org.apache.kafka.common.errors.ThrottlingQuotaExceededException) got).throttleTimeMs() > 0,
+                        "createTopics over controller_mutation_rate: %s", got);
+                ctx.data.with("error", got.getClass().getSimpleName() + ": " + got.getMessage() + " (throttle "
+                        + ((org.apache.kafka.common.errors.ThrottlingQuotaExceededException) got).throttleTimeMs() + " ms)");
+            } finally {
+                ctx.get("Admin.alterClientQuotas remove", a.alterClientQuotas(List.of(new ClientQuotaAlteration(entity,
+                        List.of(new ClientQuotaAlteration.Op("controller_mutation_rate", null))))).all());
+            }
+        }
     }
 
     /**
