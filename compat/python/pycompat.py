@@ -234,7 +234,7 @@ class Confluent:
         a = AdminClient({**ctx.extra, "bootstrap.servers": ctx.bootstrap, "error_cb": seen.append})
         ctx.step("AdminClient.list_topics")
         try:
-            a.list_topics(timeout=5)
+            a.list_topics(timeout=3)
             ctx.check(False, "list_topics succeeded with refused credentials")
         except self.ck.KafkaException as e:
             seen.append(e.args[0])
@@ -409,7 +409,7 @@ class KafkaPython:
         logging.getLogger("kafka").addHandler(Collect())
         ctx.step("KafkaAdminClient")
         try:
-            self.k.KafkaAdminClient(bootstrap_servers=ctx.bootstrap, **ctx.extra, bootstrap_timeout_ms=5000)
+            self.k.KafkaAdminClient(bootstrap_servers=ctx.bootstrap, **ctx.extra, bootstrap_timeout_ms=3000)
             ctx.check(False, "KafkaAdminClient bootstrapped with refused credentials")
         except self.k.errors.KafkaTimeoutError as e:
             hits = [r for r in reasons if want in r]
