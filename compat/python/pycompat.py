@@ -397,9 +397,13 @@ class KafkaPython:
         """The client configuration is refused: kafka-python gives up
         bootstrapping (KafkaTimeoutError) after logging each failed
         bootstrap connection with the reason, its SASL authentication
-        error or the TLS alert."""
+        error or the TLS alert. The broker answers a failed SASL exchange
+        and then closes the connection, as Kafka does; kafka-python's
+        transport drops what it read in the same pass as the close, so an
+        attempt may report only "socket disconnected" (the Go side checks
+        the broker's log for the refusal)."""
         import logging
-        want = {"sasl": "SaslAuthenticationFailedError", "ssl": "SSL"}[ctx.arg]
+        want = {"sasl": ("SaslAuthenticationFailedError", "socket disconnected"), "ssl": ("SSL",)}[ctx.arg]
         reasons = []
 
         class Collect(logging.Handler):
@@ -412,7 +416,7 @@ class KafkaPython:
             self.k.KafkaAdminClient(bootstrap_servers=ctx.bootstrap, **ctx.extra, bootstrap_timeout_ms=3000)
             ctx.check(False, "KafkaAdminClient bootstrapped with refused credentials")
         except self.k.errors.KafkaTimeoutError as e:
-            hits = [r for r in reasons if want in r]
+            hits = sorted((r for r in reasons if any(w in r for w in want)), key=lambda r: want[0] not in r)
             ctx.check(hits, "%s; failed bootstrap connections %s, want one naming %s", e, reasons[:5], want)
             ctx.data["error"] = hits[0]
 

@@ -82,6 +82,8 @@ func TestPythonClientsSecure(t *testing.T) {
 		} {
 			t.Run(client+" "+run.name, func(t *testing.T) {
 				prefix := "pys-" + client + "-" + strings.ToLower(strings.Fields(run.name)[0])
+				const refusal = "SASL authentication failed; closing connection"
+				refusedBefore := strings.Count(b.Log(), refusal)
 				got := runCasesWith(t, run.config, py, client, run.bootstrap, prefix, run.cases...)
 				for _, c := range run.cases {
 					t.Run(c, func(t *testing.T) {
@@ -95,6 +97,9 @@ func TestPythonClientsSecure(t *testing.T) {
 						t.Logf("%s, case %s: ok in %d ms; %.400s", r.Client, c, r.Ms, r.Data)
 						if c == "produce-codecs=lz4" {
 							checkModel(t, b, prefix+"-codec-lz4", "lz4")
+						}
+						if c == "auth-refused=sasl" && strings.Count(b.Log(), refusal) == refusedBefore {
+							t.Fatalf("%s: the broker logged no failed SASL authentication", client)
 						}
 					})
 				}
