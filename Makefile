@@ -121,9 +121,12 @@ test: deps tools tools-java tools-python tools-kafka tools-console lint
 # Long randomized fault run of a 3-broker ZooKeeper cluster (not in CI):
 # kill -9, SIGSTOP, clean bounces and controller kills under an acks=all
 # keyed load; prints lost/duplicated/reordered/inconsistent-offset counts.
+# CHAOS_SECURITY=SASL_SSL runs it secured end to end: SASL_SSL (SCRAM-SHA-512)
+# between brokers and for the load, ZooKeeper authentication and znode ACLs.
 CHAOS_DURATION ?= 5m
+CHAOS_SECURITY ?= PLAINTEXT
 chaos: deps tools
-	KVLOG_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -run '^TestChaos$$' -count=1 -v -timeout 90m ./internal/testcluster
+	KVLOG_CHAOS_DURATION=$(CHAOS_DURATION) KVLOG_CHAOS_SECURITY=$(CHAOS_SECURITY) $(GO) test -run '^TestChaos$$' -count=1 -v -timeout 90m ./internal/testcluster
 
 # Network partitions (not in CI; a 45-second version runs in `make test`):
 # ZooKeeper and each broker in their own network namespace, a nemesis that

@@ -66,10 +66,18 @@ func (s *Server) handleCreateTopics(r *request) {
 			errs[i] = err // the whole request fails, as in Kafka
 		}
 	}
+	mutations := s.quotas.mutations(r)
 	for i, rt := range req.Topics {
 		st := kmsg.NewCreateTopicsResponseTopic()
 		st.Topic = rt.Topic
 		spec, err := specs[i], errs[i]
+		if err == nil && !req.ValidateOnly {
+			n := spec.partitions
+			if n == -1 {
+				n = s.cfg.NumPartitions
+			}
+			err = mutations.record(n)
+		}
 		if err == nil && !req.ValidateOnly {
 			var t *topic
 			if t, err = s.createTopic(spec); err == nil {
@@ -102,6 +110,7 @@ func (s *Server) handleCreateTopics(r *request) {
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
+	mutations.done(r)
 	r.reply(resp)
 }
 

@@ -40,6 +40,7 @@ func (s *Server) handleDeleteTopics(r *request) {
 			targets = append(targets, target{name: &n})
 		}
 	}
+	mutations := s.quotas.mutations(r)
 	for _, tg := range targets {
 		st := kmsg.NewDeleteTopicsResponseTopic()
 		st.Topic = tg.name
@@ -59,15 +60,20 @@ func (s *Server) handleDeleteTopics(r *request) {
 			} else {
 				name := t.name
 				st.Topic = &name
-				err = s.deleteTopic(name)
+				if err = mutations.record(int32(len(t.parts))); err == nil {
+					err = s.deleteTopic(name)
+				}
 			}
 		case !r.authorize(opDelete, resTopic, *tg.name):
 			err = topicErrf(kerr.TopicAuthorizationFailed, "not authorized to delete topic %s", *tg.name)
 		default:
 			if t := s.topic(*tg.name); t != nil {
 				st.TopicID = t.id
+				err = mutations.record(int32(len(t.parts)))
 			}
-			err = s.deleteTopic(*tg.name)
+			if err == nil {
+				err = s.deleteTopic(*tg.name)
+			}
 		}
 		st.ErrorCode = errCode(err)
 		if req.Version >= 5 {
@@ -75,5 +81,6 @@ func (s *Server) handleDeleteTopics(r *request) {
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
+	mutations.done(r)
 	r.reply(resp)
 }

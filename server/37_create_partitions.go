@@ -44,6 +44,7 @@ func (s *Server) handleCreatePartitions(r *request) {
 		mentions[rt.Topic]++
 	}
 	budget := int32(maxPartitionsPerRequest) // new partitions this request may still create
+	mutations := s.quotas.mutations(r)
 	for _, rt := range req.Topics {
 		st := kmsg.NewCreatePartitionsResponseTopic()
 		st.Topic = rt.Topic
@@ -62,7 +63,12 @@ func (s *Server) handleCreatePartitions(r *request) {
 					assignment = append(assignment, a.Replicas)
 				}
 			}
-			err = s.addPartitions(rt.Topic, rt.Count, assignment, req.ValidateOnly)
+			if t != nil && rt.Count > int32(len(t.parts)) && !req.ValidateOnly {
+				err = mutations.record(rt.Count - int32(len(t.parts)))
+			}
+			if err == nil {
+				err = s.addPartitions(rt.Topic, rt.Count, assignment, req.ValidateOnly)
+			}
 			if err == nil && t != nil {
 				budget -= rt.Count - int32(len(t.parts))
 			}
@@ -71,5 +77,6 @@ func (s *Server) handleCreatePartitions(r *request) {
 		st.ErrorMessage = errMessage(err)
 		resp.Topics = append(resp.Topics, st)
 	}
+	mutations.done(r)
 	r.reply(resp)
 }

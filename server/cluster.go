@@ -101,9 +101,14 @@ type isrWork struct {
 
 // openZooKeeper opens the ZooKeeper metadata store for cfg.
 func openZooKeeper(cfg *config.Broker, logger *slog.Logger) (*zkstore.Store, error) {
+	scheme, auth, setACL, err := zooKeeperAuth(cfg.Layers())
+	if err != nil {
+		return nil, err
+	}
 	return zkstore.Open(zkstore.Options{
 		Connect: cfg.ZooKeeperConnect, SessionTimeout: cfg.ZooKeeperSessionTimeout, ConnectionTimeout: cfg.ZooKeeperConnectionTimeout,
 		ClusterID: cfg.ClusterID, BrokerID: cfg.NodeID, Logger: logger,
+		AuthScheme: scheme, Auth: auth, SetACL: setACL,
 	})
 }
 

@@ -42,7 +42,8 @@ type quotaManager struct {
 
 	mu      sync.Mutex
 	sensors map[string]*quota.Rate
-	conns   *quota.Rate // broker-wide connection creations
+	buckets map[string]*quota.Bucket // controller mutations (quota_mutations.go)
+	conns   *quota.Rate              // broker-wide connection creations
 	pruned  time.Time
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/kvlog/kvlog/internal/testbroker"
 )
@@ -689,4 +691,60 @@ func TestSaslReauthentication(t *testing.T) {
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
+}
+
+// TestSecurityJavaKeyStores: key and trust stores made by Java's keytool,
+// as a Kafka operator has them, serve TLS unchanged: an SSL listener with
+// a PKCS12 key store and, for client certificates, a JKS trust store
+// (ssl.*.type set), and one with a JKS key store whose type is not set
+// (Kafka's default type is JKS; kvlog recognises the file) and whose key
+// has its own ssl.key.password. franz-go, trusting keytool's CA, produces
+// and consumes through both, presenting the PKCS12 store's certificate
+// where client certificates are required.
+func TestSecurityJavaKeyStores(t *testing.T) {
+	ks, ts := testbroker.KeytoolStores(t)
+	caPEM, err := os.ReadFile(filepath.Join(filepath.Dir(ks["PKCS12"]), "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p12, err := os.ReadFile(ks["PKCS12"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, leaf, cas, err := pkcs12.DecodeChain(p12, "store-pass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCert := tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key}
+	for _, c := range cas {
+		clientCert.Certificate = append(clientCert.Certificate, c.Raw)
+	}
+	addr, p12Addr, jksAddr := testbroker.FreeAddr(t), testbroker.FreeAddr(t), testbroker.FreeAddr(t)
+	b := testbroker.Start(t, testbroker.Options{Race: true, Addr: addr,
+		Listeners: fmt.Sprintf("PLAINTEXT://%s,P12://%s,JKS://%s", addr, p12Addr, jksAddr),
+		Props: []string{
+			"listener.security.protocol.map=PLAINTEXT:PLAINTEXT,P12:SSL,JKS:SSL",
+			"listener.name.p12.ssl.keystore.type=PKCS12",
+			"listener.name.p12.ssl.keystore.location=" + ks["PKCS12"],
+			"listener.name.p12.ssl.keystore.password=store-pass",
+			"listener.name.p12.ssl.truststore.type=JKS",
+			"listener.name.p12.ssl.truststore.location=" + ts["JKS"],
+			"listener.name.p12.ssl.truststore.password=trust-pass",
+			"listener.name.p12.ssl.client.auth=required",
+			"listener.name.jks.ssl.keystore.location=" + ks["JKS"],
+			"listener.name.jks.ssl.keystore.password=store-pass",
+			"listener.name.jks.ssl.key.password=key-pass",
+		}})
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		t.Fatal("keytool's ca.crt holds no certificate")
+	}
+	sb := &secureBroker{Broker: b}
+	t.Run("PKCS12 key store, JKS trust store, mTLS", func(t *testing.T) {
+		cfg := &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{clientCert}, MinVersion: tls.VersionTLS12}
+		roundTrip(t, sb.client(t, p12Addr, kgo.DialTLSConfig(cfg)), "p12", 50)
+	})
+	t.Run("JKS key store, type unset", func(t *testing.T) {
+		roundTrip(t, sb.client(t, jksAddr, kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})), "jks", 50)
+	})
 }

@@ -217,7 +217,7 @@ func runKvlogd(t *testing.T, props ...string) (error, string) {
 }
 
 // TestSecurityConfigRefused: a server.properties asking for security kvlog
-// does not implement (a custom authorizer class, Kerberos, JKS key stores, ZooKeeper
+// does not implement (a custom authorizer class, Kerberos, a BCFKS key store, ZooKeeper
 // TLS, delegation tokens) does not start a broker less protected than
 // configured; the error names the setting and why.
 func TestSecurityConfigRefused(t *testing.T) {
@@ -230,7 +230,7 @@ func TestSecurityConfigRefused(t *testing.T) {
 		"kerberos":       {[]string{"sasl.kerberos.service.name=kafka"}, []string{"sasl.kerberos.service.name", "not implemented"}},
 		"gssapi":         {[]string{"listeners=SASL_PLAINTEXT://127.0.0.1:0"}, []string{"SASL_PLAINTEXT", "GSSAPI", "sasl.enabled.mechanisms"}},
 		"oauth jaas":     {[]string{"listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=x required;"}, []string{"OAUTHBEARER is not implemented"}},
-		"jks":            {[]string{"listeners=CLIENT://127.0.0.1:0", "listener.security.protocol.map=CLIENT:SSL", "ssl.keystore.type=JKS", "ssl.keystore.location=/etc/kafka/ks.jks"}, []string{"JKS is not supported"}},
+		"keystore type":  {[]string{"listeners=CLIENT://127.0.0.1:0", "listener.security.protocol.map=CLIENT:SSL", "ssl.keystore.type=BCFKS", "ssl.keystore.location=/etc/kafka/ks.bcfks"}, []string{"ssl.keystore.type", "BCFKS"}},
 		"no keystore":    {[]string{"listeners=CLIENT://127.0.0.1:0", "listener.security.protocol.map=CLIENT:SSL"}, []string{"CLIENT", "no key store"}},
 		"zk tls":         {[]string{"zookeeper.ssl.client.enable=true"}, []string{"zookeeper.ssl.client.enable", "ZooKeeper"}},
 		"tokens":         {[]string{"delegation.token.secret.key=x"}, []string{"delegation.token.secret.key"}},

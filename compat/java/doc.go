@@ -8,6 +8,11 @@
 // case needs it, and check what the Java client did against a model
 // computed in Go, reading the topics back with franz-go.
 //
+// The same cases run over SASL_SSL (SCRAM-SHA-512) and SSL (mTLS) in
+// security_test.go: the client configuration file named by the JVM's
+// kvlog.client.config system property (security.protocol, sasl.*, ssl.*,
+// as an application gives Kafka) is added to every client a case makes.
+//
 // `make tools-java` fills ~/.m2 with the pinned versions; the tests build
 // the module with Maven (offline when ~/.m2 has everything) and skip,
 // saying so, only when java or mvn is missing.

@@ -122,8 +122,16 @@ type javaRun struct {
 // reads them).
 func startJava(t testing.TB, cp, main string, args ...string) *javaRun {
 	t.Helper()
-	jargs := []string{"-Xss1m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-		"-Dorg.slf4j.simpleLogger.showDateTime=true", "-cp", cp, main}
+	return startJavaWith(t, nil, cp, main, args...)
+}
+
+// startJavaWith is startJava with more JVM flags (system properties such
+// as -Dkvlog.client.config) before the main class.
+func startJavaWith(t testing.TB, jvm []string, cp, main string, args ...string) *javaRun {
+	t.Helper()
+	jargs := append([]string{"-Xss1m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+		"-Dorg.slf4j.simpleLogger.showDateTime=true"}, jvm...)
+	jargs = append(jargs, "-cp", cp, main)
 	cmd := exec.Command("java", append(jargs, args...)...)
 	r := &javaRun{t: t, cmd: cmd, lines: make(chan string, 1024), done: make(chan struct{})}
 	var err error
@@ -243,7 +251,13 @@ func (r *javaRun) waitLine(d time.Duration, match func(string) bool) (string, bo
 // ("case=arg" names are kept whole).
 func runCases(t testing.TB, cp, bootstrap, prefix string, timeout time.Duration, cases ...string) map[string]result {
 	t.Helper()
-	r := startJava(t, cp, "kvlog.compat.Main", append([]string{bootstrap, prefix}, cases...)...)
+	return runCasesWith(t, nil, cp, bootstrap, prefix, timeout, cases...)
+}
+
+// runCasesWith is runCases with more JVM flags.
+func runCasesWith(t testing.TB, jvm []string, cp, bootstrap, prefix string, timeout time.Duration, cases ...string) map[string]result {
+	t.Helper()
+	r := startJavaWith(t, jvm, cp, "kvlog.compat.Main", append([]string{bootstrap, prefix}, cases...)...)
 	r.stdin.Close()
 	res := r.wait(timeout)
 	out := map[string]result{}

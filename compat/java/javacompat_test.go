@@ -194,14 +194,15 @@ func TestJavaClients(t *testing.T) {
 // (createAcls, describeAcls with ANY, MATCH and PREFIXED filters,
 // deleteAcls, an invalid cluster ACL; alterClientQuotas on a client id, a
 // user and the default user, describeClientQuotas with containsOnly and
-// default filters, an unknown key, removal) with kafka-clients 4.x and
-// 3.x, against a broker running the ACL authorizer whose PLAINTEXT
-// principal, User:ANONYMOUS, is a super user.
+// default filters, an unknown key, removal; a controller_mutation_rate
+// quota refusing a createTopics with ThrottlingQuotaExceededException)
+// with kafka-clients 4.x and 3.x, against a broker running the ACL
+// authorizer whose PLAINTEXT principal, User:ANONYMOUS, is a super user.
 func TestJavaSecurityAdmin(t *testing.T) {
 	cp4, cp3 := requireJava(t)
 	b := testbroker.Start(t, testbroker.Options{Race: true, Props: []string{
 		"authorizer.class.name=kafka.security.authorizer.AclAuthorizer", "super.users=User:ANONYMOUS"}})
-	cases := []string{"admin-acls", "admin-quotas"}
+	cases := []string{"admin-acls", "admin-quotas", "admin-mutation-quota"}
 	for _, v := range []struct{ name, cp, prefix string }{{"kafka-clients-4", cp4, "j4"}, {"kafka-clients-3", cp3, "j3"}} {
 		t.Run(v.name, func(t *testing.T) {
 			res := runCases(t, v.cp, b.Addr, v.prefix, 3*time.Minute, cases...)

@@ -18,6 +18,14 @@
 //     cluster from internal/testcluster). Every case checks the tool's exit
 //     code and output; a failure names the tool, the Kafka API it drove and
 //     what the tool printed.
+//   - security_test.go: kafka-topics and kafka-acls with --command-config
+//     files (SASL_SSL, SCRAM-SHA-512, a PEM trust store) against a kvlogd
+//     running the ACL authorizer: a super user creates topics and ACLs, a
+//     user without ACLs gets the exceptions Kafka's KafkaApis gives him
+//     (TopicAuthorizationException "Authorization failed." for
+//     CreateTopics, "Topic authorization failed." for DescribeConfigs,
+//     ClusterAuthorizationException for the ACL APIs), and topics he may
+//     not describe are reported missing.
 //   - dumplog_test.go: Kafka's DumpLogSegments reads every file kvlogd
 //     writes (segments plain and with every codec, compacted segments with
 //     tombstone horizons, segments after truncation and after retention,

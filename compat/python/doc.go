@@ -5,5 +5,7 @@
 // older suite in cmd/kvlogd uses. pycompat.py runs named cases and prints
 // one RESULT line of JSON per case; the tests here check what it produced
 // against the same keyed model the Java suite uses, reading it back with
-// franz-go.
+// franz-go. security_test.go runs them over SASL_SSL (SCRAM-SHA-512) and
+// SSL (mTLS), each client configured with its own settings, passed as JSON
+// in $KVLOG_CLIENT_CONFIG.
 package pycompat

@@ -10,6 +10,7 @@ checks. The keyed records follow the model javacompat_test.go and
 pycompat_test.go compute too.
 """
 import json
+import os
 import sys
 import time
 import traceback
@@ -34,6 +35,11 @@ class Failed(Exception):
 class Ctx:
     def __init__(self, bootstrap, prefix, arg):
         self.bootstrap, self.prefix, self.arg = bootstrap, prefix, arg
+        # The client's own security settings (librdkafka keys for
+        # confluent-kafka, keyword arguments for kafka-python), a JSON
+        # object in $KVLOG_CLIENT_CONFIG, given to every client the case
+        # makes.
+        self.extra = json.loads(os.environ.get("KVLOG_CLIENT_CONFIG") or "{}")
         self.api = ""
         self.data = {}
 
@@ -68,7 +74,7 @@ class Confluent:
 
     def admin(self, ctx):
         from confluent_kafka.admin import AdminClient
-        return AdminClient({"bootstrap.servers": ctx.bootstrap})
+        return AdminClient({**ctx.extra, "bootstrap.servers": ctx.bootstrap})
 
     def create_topic(self, ctx, name, partitions, configs):
         from confluent_kafka.admin import NewTopic
@@ -85,7 +91,7 @@ class Confluent:
         codec = ctx.arg
         topic = ctx.topic("codec-" + codec)
         self.create_topic(ctx, topic, 3, {"cleanup.policy": "compact"})
-        p = self.ck.Producer({"bootstrap.servers": ctx.bootstrap, "enable.idempotence": True, "compression.type": codec,
+        p = self.ck.Producer({**ctx.extra, "bootstrap.servers": ctx.bootstrap, "enable.idempotence": True, "compression.type": codec,
                               "linger.ms": 20, "partitioner": "murmur2_random"})
         errs = []
 
@@ -106,12 +112,12 @@ class Confluent:
     def group_resume(self, ctx):
         topic, group = ctx.topic("resume"), ctx.topic("g-resume")
         self.create_topic(ctx, topic, 3, {})
-        p = self.ck.Producer({"bootstrap.servers": ctx.bootstrap, "partitioner": "murmur2_random"})
+        p = self.ck.Producer({**ctx.extra, "bootstrap.servers": ctx.bootstrap, "partitioner": "murmur2_random"})
         ctx.step("Producer.produce")
         for i in range(900):
             p.produce(topic, key="k%d" % (i % 97), value=str(i))
         p.flush(60)
-        conf = {"bootstrap.servers": ctx.bootstrap, "group.id": group, "enable.auto.commit": False,
+        conf = {**ctx.extra, "bootstrap.servers": ctx.bootstrap, "group.id": group, "enable.auto.commit": False,
                 "auto.offset.reset": "earliest", "session.timeout.ms": 6000}
         c = self.ck.Consumer(conf)
         c.subscribe([topic])
@@ -270,7 +276,7 @@ class Confluent:
         ctx.check(cp.value == "compact,delete" and cp.source == 1, "cleanup.policy %s source %s", cp.value, cp.source)
         rt = cfg["retention.ms"]
         ctx.check(rt.value == "604800000" and rt.source == 5, "retention.ms %s source %s", rt.value, rt.source)
-        p = self.ck.Producer({"bootstrap.servers": ctx.bootstrap})
+        p = self.ck.Producer({**ctx.extra, "bootstrap.servers": ctx.bootstrap})
         base = 1700000000000
         for i in range(100):
             ts = base + 1000000 if i == 70 else base + i * 1000  # the maximum in the middle
@@ -293,7 +299,7 @@ class Confluent:
         ctx.check(r.offset == 40, "earliest after delete_records %d", r.offset)
         # A group with committed offsets, then listed and described.
         group = ctx.topic("g-admin")
-        c = self.ck.Consumer({"bootstrap.servers": ctx.bootstrap, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c = self.ck.Consumer({**ctx.extra, "bootstrap.servers": ctx.bootstrap, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False})
         c.subscribe([topic])
         ctx.step("Consumer.poll")
         for _ in deadline_loop(ctx, 60, "a record"):
@@ -317,6 +323,29 @@ class Confluent:
         ctx.check(any(x.offset > 0 for x in o.topic_partitions), "committed offsets %s", o.topic_partitions)
         ctx.data.update(offsets=got, state=str(d.state))
 
+    def auth_refused(self, ctx):
+        """The client configuration is refused: librdkafka reports it
+        through error_cb, as against Apache Kafka: _AUTHENTICATION for a
+        failed SASL exchange; for a missing client certificate the TLS 1.3
+        alert "certificate required" (a transport error: under TLS 1.3 the
+        server's verdict arrives after the client finished its handshake)."""
+        from confluent_kafka.admin import AdminClient
+        seen = []
+        a = AdminClient({**ctx.extra, "bootstrap.servers": ctx.bootstrap, "error_cb": seen.append})
+        ctx.step("AdminClient.list_topics")
+        try:
+            a.list_topics(timeout=3)
+            ctx.check(False, "list_topics succeeded with refused credentials")
+        except self.ck.KafkaException as e:
+            seen.append(e.args[0])
+        a.poll(1)  # serves error_cb
+        if ctx.arg == "sasl":
+            hits = [e for e in seen if e.code() == self.ck.KafkaError._AUTHENTICATION]
+        else:
+            hits = [e for e in seen if "certificate required" in e.str()]
+        ctx.check(hits, "errors %s, want %s", sorted(set(str(e) for e in seen))[:5],
+                  "_AUTHENTICATION" if ctx.arg == "sasl" else "the TLS alert certificate required")
+        ctx.data["error"] = str(hits[0])
 
 # ------------------------------------------------------------- kafka-python
 
@@ -329,7 +358,7 @@ class KafkaPython:
         self.version = kafka.__version__
 
     def admin(self, ctx):
-        return self.k.KafkaAdminClient(bootstrap_servers=ctx.bootstrap, request_timeout_ms=30000)
+        return self.k.KafkaAdminClient(bootstrap_servers=ctx.bootstrap, **ctx.extra, request_timeout_ms=30000)
 
     def create_topic(self, ctx, name, partitions, configs):
         from kafka.errors import TopicAlreadyExistsError
@@ -346,7 +375,7 @@ class KafkaPython:
         codec = ctx.arg
         topic = ctx.topic("codec-" + codec)
         self.create_topic(ctx, topic, 3, {"cleanup.policy": "compact"})
-        p = self.k.KafkaProducer(bootstrap_servers=ctx.bootstrap, enable_idempotence=True, acks="all",
+        p = self.k.KafkaProducer(bootstrap_servers=ctx.bootstrap, **ctx.extra, enable_idempotence=True, acks="all",
                                  compression_type=None if codec == "none" else codec, linger_ms=20)
         ctx.step("KafkaProducer.send")
         fs = []
@@ -367,13 +396,13 @@ class KafkaPython:
         from kafka.structs import OffsetAndMetadata
         topic, group = ctx.topic("resume"), ctx.topic("g-resume")
         self.create_topic(ctx, topic, 3, {})
-        p = self.k.KafkaProducer(bootstrap_servers=ctx.bootstrap)
+        p = self.k.KafkaProducer(bootstrap_servers=ctx.bootstrap, **ctx.extra)
         ctx.step("KafkaProducer.send")
         for i in range(900):
             p.send(topic, key=("k%d" % (i % 97)).encode(), value=str(i).encode())
         p.flush(60)
         p.close()
-        kw = dict(bootstrap_servers=ctx.bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
+        kw = dict(bootstrap_servers=ctx.bootstrap, **ctx.extra, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
                   session_timeout_ms=6000, heartbeat_interval_ms=1000)
         c = self.k.KafkaConsumer(topic, **kw)
         ctx.step("KafkaConsumer.poll")
@@ -423,7 +452,7 @@ class KafkaPython:
         ctx.data["describe_configs"] = repr(res)[:800]
         text = repr(res)
         ctx.check("cleanup.policy" in text and "compact" in text, "describe_configs: %s", text[:400])
-        p = self.k.KafkaProducer(bootstrap_servers=ctx.bootstrap, linger_ms=20)
+        p = self.k.KafkaProducer(bootstrap_servers=ctx.bootstrap, **ctx.extra, linger_ms=20)
         base = 1700000000000
         for i in range(100):
             ts = base + 1000000 if i == 70 else base + i * 1000  # the maximum in the middle
@@ -445,7 +474,7 @@ class KafkaPython:
         e = a.list_partition_offsets({tp: OffsetSpec.EARLIEST})[tp].offset
         ctx.check(e == 40, "earliest after delete_records %d", e)
         group = ctx.topic("g-admin")
-        c = self.k.KafkaConsumer(topic, bootstrap_servers=ctx.bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest")
+        c = self.k.KafkaConsumer(topic, bootstrap_servers=ctx.bootstrap, **ctx.extra, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest")
         ctx.step("KafkaConsumer.poll")
         for _ in deadline_loop(ctx, 60, "a record"):
             if c.poll(timeout_ms=500):
@@ -464,8 +493,34 @@ class KafkaPython:
         a.close()
         ctx.data.update(offsets=got)
 
+    def auth_refused(self, ctx):
+        """The client configuration is refused: kafka-python gives up
+        bootstrapping (KafkaTimeoutError) after logging each failed
+        bootstrap connection with the reason, its SASL authentication
+        error or the TLS alert. The broker answers a failed SASL exchange
+        and then closes the connection, as Kafka does; kafka-python's
+        transport drops what it read in the same pass as the close, so an
+        attempt may report only "socket disconnected" (the Go side checks
+        the broker's log for the refusal)."""
+        import logging
+        want = {"sasl": ("SaslAuthenticationFailedError", "socket disconnected"), "ssl": ("SSL",)}[ctx.arg]
+        reasons = []
 
-CASES = {"produce-codecs": "produce_codecs", "group-resume": "group_resume", "admin": "admin_case", "transactions": "transactions"}
+        class Collect(logging.Handler):
+            def emit(self, record):
+                if record.getMessage().startswith("Bootstrap connection to"):
+                    reasons.append(record.getMessage())
+        logging.getLogger("kafka").addHandler(Collect())
+        ctx.step("KafkaAdminClient")
+        try:
+            self.k.KafkaAdminClient(bootstrap_servers=ctx.bootstrap, **ctx.extra, bootstrap_timeout_ms=3000)
+            ctx.check(False, "KafkaAdminClient bootstrapped with refused credentials")
+        except self.k.errors.KafkaTimeoutError as e:
+            hits = sorted((r for r in reasons if any(w in r for w in want)), key=lambda r: want[0] not in r)
+            ctx.check(hits, "%s; failed bootstrap connections %s, want one naming %s", e, reasons[:5], want)
+            ctx.data["error"] = hits[0]
+
+CASES = {"produce-codecs": "produce_codecs", "group-resume": "group_resume", "admin": "admin_case", "auth-refused": "auth_refused", "transactions": "transactions"}
 
 
 def main():

@@ -52,9 +52,24 @@ type result struct {
 // runCases runs pycompat.py for one client and returns the results by case.
 func runCases(t *testing.T, py, client, bootstrap, prefix string, cases ...string) map[string]result {
 	t.Helper()
+	return runCasesWith(t, nil, py, client, bootstrap, prefix, cases...)
+}
+
+// runCasesWith is runCases with the client's own configuration (librdkafka
+// keys for confluent, keyword arguments for kafka-python) given to every
+// client the cases make; nil for none.
+func runCasesWith(t *testing.T, config map[string]any, py, client, bootstrap, prefix string, cases ...string) map[string]result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, py, append([]string{filepath.Join(here(), "pycompat.py"), client, bootstrap, prefix}, cases...)...)
+	if config != nil {
+		js, err := json.Marshal(config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Env = append(os.Environ(), "KVLOG_CLIENT_CONFIG="+string(js))
+	}
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -13,6 +13,9 @@ import (
 // e.g. 5m) of kill -9, SIGSTOP/SIGCONT, clean bounces and controller kills
 // every few seconds under an acks=all keyed load, ending with the checker's
 // anomaly counts (all must be zero). Skipped unless the variable is set.
+// KVLOG_CHAOS_SECURITY=SASL_SSL runs it on a cluster secured end to end
+// (secureClusterOptions: SASL_SSL between brokers and for the clients,
+// ZooKeeper authentication and ACLs).
 func TestChaos(t *testing.T) {
 	d, err := time.ParseDuration(os.Getenv("KVLOG_CHAOS_DURATION"))
 	if err != nil || d <= 0 {
@@ -23,8 +26,9 @@ func TestChaos(t *testing.T) {
 		fmt.Sscan(s, &seed)
 	}
 	rng := rand.New(rand.NewPCG(seed, 1))
-	t.Logf("chaos for %v, seed %d", d, seed)
-	c := startCluster(t)
+	sec := os.Getenv("KVLOG_CHAOS_SECURITY")
+	t.Logf("chaos for %v, seed %d, security %q", d, seed, sec)
+	c := startChaosCluster(t, sec)
 	createTopic(t, c, "chaos", 6)
 	w := StartWorkload(c, "chaos", 200, 64)
 	ids := c.IDs()
@@ -77,7 +81,10 @@ func TestChaos(t *testing.T) {
 	for a, n := range counts {
 		faults = append(faults, fmt.Sprintf("%s×%d", a, n))
 	}
-	summary := fmt.Sprintf("chaos %v seed %d faults [%s]\n%s", d, seed, strings.Join(faults, ", "), rep)
+	if sec == "" {
+		sec = "PLAINTEXT"
+	}
+	summary := fmt.Sprintf("chaos %v seed %d security %s faults [%s]\n%s", d, seed, sec, strings.Join(faults, ", "), rep)
 	fmt.Println(summary)
 	t.Log(summary)
 	if !rep.OK() {

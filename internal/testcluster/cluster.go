@@ -63,6 +63,11 @@ type Options struct {
 	// to write the inter-broker SCRAM credentials, as kafka-configs
 	// --zookeeper does).
 	Setup func(c *Cluster)
+	// SecureClients makes Client connect to the SecureListener addresses,
+	// with ClientOpts (its TLS and SASL settings) after the harness's own
+	// options; Metadata and RequestTo stay on the PLAINTEXT listener.
+	SecureClients bool
+	ClientOpts    []kgo.Opt
 	// Net, when set, runs ZooKeeper in its node "zk" and broker i in node
 	// "b<i>" (netns.go), and the test's clients in its bridge namespace.
 	Net *Net
@@ -352,6 +357,15 @@ func (c *Cluster) Seeds() []string {
 	return out
 }
 
+// SecureSeeds are the SecureListener addresses of every broker.
+func (c *Cluster) SecureSeeds() []string {
+	var out []string
+	for _, id := range c.IDs() {
+		out = append(out, c.Broker(id).SecureAddr)
+	}
+	return out
+}
+
 // AllSeeds are the addresses of every broker, running or not.
 func (c *Cluster) AllSeeds() []string {
 	var out []string
@@ -364,11 +378,16 @@ func (c *Cluster) AllSeeds() []string {
 // Client returns a franz-go client on every broker, closed at test end.
 func (c *Cluster) Client(opts ...kgo.Opt) *kgo.Client {
 	c.t.Helper()
-	base := []kgo.Opt{kgo.SeedBrokers(c.AllSeeds()...), kgo.MetadataMinAge(100 * time.Millisecond),
+	seeds := c.AllSeeds()
+	if c.opts.SecureClients {
+		seeds = c.SecureSeeds()
+	}
+	base := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.MetadataMinAge(100 * time.Millisecond),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond })}
 	if c.opts.Net != nil {
 		base = append(base, kgo.Dialer(c.opts.Net.DialContext))
 	}
+	base = append(base, c.opts.ClientOpts...)
 	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		c.t.Fatal(err)

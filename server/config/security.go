@@ -22,15 +22,15 @@ import (
 // rebuilt, which is how certificates are reloaded without a restart, as in
 // Kafka).
 var securityConfigDefs = []*Def{
-	{Name: "ssl.keystore.type", Type: kmsg.ConfigTypeString, Default: "PEM", Check: oneOf("PEM", "JKS", "PKCS12"), Dynamic: true, Doc: "Key store format. kvlog reads PEM only (Kafka's default is JKS): a JKS or PKCS12 store refuses to start; convert it to PEM."},
-	{Name: "ssl.keystore.location", Type: kmsg.ConfigTypeString, NoDefault: true, Dynamic: true, Doc: "PEM file with the listener's private key and certificate chain. Setting it again with AlterConfigs (same path) reloads the file."},
-	{Name: "ssl.keystore.password", Type: kmsg.ConfigTypePassword, NoDefault: true, Dynamic: true, Sensitive: true, Doc: "Password of an encrypted private key in the key store when ssl.key.password is not set."},
-	{Name: "ssl.key.password", Type: kmsg.ConfigTypePassword, NoDefault: true, Dynamic: true, Sensitive: true, Doc: "Password of the key store's encrypted PKCS#8 private key."},
+	{Name: "ssl.keystore.type", Type: kmsg.ConfigTypeString, Default: "PEM", Check: oneOf("PEM", "JKS", "PKCS12"), Dynamic: true, Doc: "Key store format: PEM, PKCS12 or JKS (Kafka's default, JKS, differs: when this is not set, kvlog recognises a PKCS12 or JKS file by its content). PKCS12 and JKS stores need ssl.keystore.password and exactly one private key."},
+	{Name: "ssl.keystore.location", Type: kmsg.ConfigTypeString, NoDefault: true, Dynamic: true, Doc: "The listener's private key and certificate chain: a PEM file, or a PKCS12 or JKS key store (ssl.keystore.type). Setting it again with AlterConfigs (same path) reloads the file."},
+	{Name: "ssl.keystore.password", Type: kmsg.ConfigTypePassword, NoDefault: true, Dynamic: true, Sensitive: true, Doc: "Password of a PKCS12 or JKS key store (required for them); for PEM, of an encrypted private key when ssl.key.password is not set."},
+	{Name: "ssl.key.password", Type: kmsg.ConfigTypePassword, NoDefault: true, Dynamic: true, Sensitive: true, Doc: "Password of the key store's encrypted PKCS#8 private key (PEM), or of the key entry of a JKS store (default: ssl.keystore.password)."},
 	{Name: "ssl.keystore.certificate.chain", Type: kmsg.ConfigTypePassword, NoDefault: true, Dynamic: true, Sensitive: true, Doc: "The certificate chain in PEM, inline (instead of ssl.keystore.location)."},
 	{Name: "ssl.keystore.key", Type: kmsg.ConfigTypePassword, NoDefault: true, Dynamic: true, Sensitive: true, Doc: "The private key in PEM (PKCS#8, encrypted with ssl.key.password or not), inline (instead of ssl.keystore.location)."},
-	{Name: "ssl.truststore.type", Type: kmsg.ConfigTypeString, Default: "PEM", Check: oneOf("PEM", "JKS", "PKCS12"), Dynamic: true, Doc: "Trust store format: PEM only (see ssl.keystore.type)."},
-	{Name: "ssl.truststore.location", Type: kmsg.ConfigTypeString, NoDefault: true, Dynamic: true, Doc: "PEM file of the certificates (CAs) trusted to sign client certificates and, for inter-broker connections, other brokers' certificates."},
-	{Name: "ssl.truststore.password", Type: kmsg.ConfigTypePassword, NoDefault: true, Dynamic: true, Sensitive: true, Doc: "Accepted and unused: PEM trust stores have no password."},
+	{Name: "ssl.truststore.type", Type: kmsg.ConfigTypeString, Default: "PEM", Check: oneOf("PEM", "JKS", "PKCS12"), Dynamic: true, Doc: "Trust store format: PEM, PKCS12 or JKS (recognised by content when not set, see ssl.keystore.type)."},
+	{Name: "ssl.truststore.location", Type: kmsg.ConfigTypeString, NoDefault: true, Dynamic: true, Doc: "The certificates (CAs) trusted to sign client certificates and, for inter-broker connections, other brokers' certificates: a PEM file, or a PKCS12 or JKS trust store."},
+	{Name: "ssl.truststore.password", Type: kmsg.ConfigTypePassword, NoDefault: true, Dynamic: true, Sensitive: true, Doc: "Password of a PKCS12 or JKS trust store (required for them: kvlog checks the store's integrity); unused for PEM."},
 	{Name: "ssl.truststore.certificates", Type: kmsg.ConfigTypePassword, NoDefault: true, Dynamic: true, Sensitive: true, Doc: "Trusted certificates in PEM, inline (instead of ssl.truststore.location)."},
 	{Name: "ssl.client.auth", Type: kmsg.ConfigTypeString, Default: security.DefaultClientAuth, Check: oneOf("none", "requested", "required"), Dynamic: true, Doc: "Client certificates (mutual TLS): none, requested (verified if sent) or required. A verified certificate's subject, mapped by ssl.principal.mapping.rules, is the principal of an SSL connection."},
 	{Name: "ssl.enabled.protocols", Type: kmsg.ConfigTypeList, Default: security.DefaultEnabledProtocols, Check: checkWith(func(v string) error { _, _, err := security.ProtocolRange(v); return err }), Dynamic: true, Doc: "TLS versions served (TLSv1.2, TLSv1.3; TLSv1 and TLSv1.1 are possible); a contiguous range."},
@@ -48,6 +48,9 @@ var securityConfigDefs = []*Def{
 	{Name: "connections.max.reauth.ms", Type: kmsg.ConfigTypeLong, Default: "0", Check: atLeast(0), Doc: "SASL session lifetime (KIP-368): clients must re-authenticate within it (SaslAuthenticate v1+ tells them) or the connection is closed at their next request. 0: sessions do not expire."},
 	{Name: "connection.failed.authentication.delay.ms", Type: kmsg.ConfigTypeInt, Default: "100", Check: atLeast(0), Doc: "Delay before the failure answer of a failed authentication and the close of its connection; must be below connections.max.idle.ms."},
 	{Name: "security.inter.broker.protocol", Type: kmsg.ConfigTypeString, Default: "PLAINTEXT", Check: oneOf("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"), Doc: "The inter-broker listener by protocol (the listener of that name); exclusive with inter.broker.listener.name."},
+	{Name: "zookeeper.set.acl", Type: kmsg.ConfigTypeBoolean, Default: "false", Doc: "Create every znode with Kafka's ACLs: all permissions for the brokers' ZooKeeper identity, read for everyone else (nothing under /config/users and /config/brokers). Needs ZooKeeper credentials: the Client section of kvlog.sasl.jaas.file."},
+	{Name: "zookeeper.sasl.client", Type: kmsg.ConfigTypeBoolean, Default: "true", Doc: "Present the credentials of the zookeeper.sasl.clientconfig section of kvlog.sasl.jaas.file to ZooKeeper (when the section exists); false presents none."},
+	{Name: "zookeeper.sasl.clientconfig", Type: kmsg.ConfigTypeString, Default: "Client", Doc: "The JAAS section with the ZooKeeper credentials: DigestLoginModule's username and password, presented with ZooKeeper's digest scheme."},
 	{Name: "kvlog.sasl.jaas.file", Type: kmsg.ConfigTypeString, NoDefault: true, Doc: "A JAAS file as a Kafka broker reads with -Djava.security.auth.login.config: its KafkaServer section (or <listener>.KafkaServer) supplies what listener.name.<l>.<mechanism>.sasl.jaas.config does not. Read again at each authentication whose file changed."},
 }
 
@@ -119,17 +122,19 @@ func refusedSecurity(key, value string) string {
 		return "custom quota callbacks are Java classes"
 	case "principal.builder.class":
 		return "custom principal builders are Java classes"
-	case "zookeeper.set.acl", "zookeeper.ssl.client.enable":
+	case "zookeeper.ssl.client.enable":
 		if strings.EqualFold(v, "false") {
 			return ""
 		}
-		return "ZooKeeper ACLs and TLS to ZooKeeper are not implemented"
+		return "TLS to ZooKeeper is not implemented"
+	case "zookeeper.sasl.client", "zookeeper.sasl.clientconfig":
+		return ""
 	}
 	if strings.HasPrefix(k, "delegation.token.") {
 		return "delegation tokens are not implemented"
 	}
 	if strings.HasPrefix(k, "zookeeper.ssl.") || strings.HasPrefix(k, "zookeeper.sasl.") {
-		return "ZooKeeper ACLs and TLS to ZooKeeper are not implemented"
+		return "TLS to ZooKeeper and ZooKeeper SASL settings other than zookeeper.sasl.client and zookeeper.sasl.clientconfig are not implemented"
 	}
 	base := k
 	if rest, ok := strings.CutPrefix(k, "listener.name."); ok {

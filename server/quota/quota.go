@@ -37,6 +37,9 @@
 // recorded value takes the rate above the quota Q, the client is
 // throttled for (rate-Q)/Q × window time: the time until the rate would
 // fall back to Q with nothing more sent.
+//
+// The controller mutation quota (controller_mutation_rate, KIP-599) is
+// measured differently, with a token bucket (Bucket), as Kafka does.
 package quota
 
 import (
@@ -297,4 +300,62 @@ func (r *Rate) Idle(cutoff time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.lastUse.Before(cutoff)
+}
+
+// Bucket is a token bucket, as Kafka's TokenBucket measures the
+// controller mutation quota (controller_mutation_rate, KIP-599): it holds
+// at most burst tokens (limit × samples × window), starts full, refills
+// at limit per second, and each mutation (a partition created or deleted)
+// takes one. It may go below zero — the request that empties it is not
+// cut short — and while it is below zero the quota is exceeded: the
+// client is throttled for the time the refill takes to bring it back to
+// zero, -tokens/limit seconds.
+type Bucket struct {
+	mu      sync.Mutex
+	tokens  float64
+	last    time.Time // last refill; zero: never used (full)
+	lastUse time.Time
+}
+
+// refill adds what the time since the last refill earned. Caller holds mu.
+func (b *Bucket) refill(now time.Time, limit, burst float64) {
+	if b.last.IsZero() {
+		b.tokens = burst
+	} else if d := now.Sub(b.last); d > 0 {
+		b.tokens = min(burst, b.tokens+limit*d.Seconds())
+	}
+	b.last = now
+}
+
+// Throttle refills the bucket and returns how long the client must wait
+// before it is within its quota again (0 when it is).
+func (b *Bucket) Throttle(now time.Time, limit, burst float64) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now, limit, burst)
+	return b.throttle(limit)
+}
+
+func (b *Bucket) throttle(limit float64) time.Duration {
+	if b.tokens >= 0 || limit <= 0 {
+		return 0
+	}
+	return time.Duration(-b.tokens / limit * float64(time.Second)).Round(time.Millisecond)
+}
+
+// Record takes v tokens at now and returns the throttle time after it.
+func (b *Bucket) Record(now time.Time, v, limit, burst float64) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now, limit, burst)
+	b.tokens = min(burst, b.tokens-v)
+	b.lastUse = now
+	return b.throttle(limit)
+}
+
+// Idle reports whether nothing was recorded since before cutoff.
+func (b *Bucket) Idle(cutoff time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lastUse.Before(cutoff)
 }

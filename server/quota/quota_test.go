@@ -69,3 +69,35 @@ func TestRateThrottle(t *testing.T) {
 		t.Errorf("rate %.0f/s, quota %.0f/s", got, limit)
 	}
 }
+
+// TestBucket: a full bucket lets a burst of limit × samples × window
+// through, goes negative with the mutation that empties it, throttles for
+// the refill time back to zero, and refills at the limit.
+func TestBucket(t *testing.T) {
+	var b Bucket
+	now := time.Unix(1000, 0)
+	const limit, burst = 2.0, 2.0 * 11 // 2 mutations/s over 11 windows of 1 s
+	if d := b.Throttle(now, limit, burst); d != 0 {
+		t.Fatalf("a new bucket throttles %v", d)
+	}
+	if d := b.Record(now, 20, limit, burst); d != 0 {
+		t.Fatalf("20 of a 22-token burst: throttled %v", d)
+	}
+	if d := b.Record(now, 8, limit, burst); d != 3*time.Second {
+		t.Fatalf("6 tokens below zero at 2/s: throttle %v, want 3s", d)
+	}
+	if d := b.Throttle(now.Add(2*time.Second), limit, burst); d != time.Second {
+		t.Fatalf("2 s later: throttle %v, want 1s", d)
+	}
+	if d := b.Throttle(now.Add(3*time.Second), limit, burst); d != 0 {
+		t.Fatalf("3 s later: throttle %v, want 0", d)
+	}
+	// Refilling stops at the burst.
+	later := now.Add(time.Hour)
+	if d := b.Record(later, burst, limit, burst); d != 0 {
+		t.Fatalf("a full burst after an hour: throttled %v", d)
+	}
+	if d := b.Record(later, 1, limit, burst); d != 500*time.Millisecond {
+		t.Fatalf("one past the burst: throttle %v, want 500ms", d)
+	}
+}

@@ -1,8 +1,8 @@
 // Package security is the broker's transport security and authentication
 // logic with no dependency on the rest of the broker: TLS configurations
-// built from Apache Kafka's ssl.* settings (PEM key stores and trust
-// stores, encrypted PKCS#8 keys, client authentication, protocol versions
-// and cipher suites), the mapping of certificate subjects to principals
+// built from Apache Kafka's ssl.* settings (PEM, PKCS12 and JKS key stores
+// and trust stores, encrypted PKCS#8 keys, client authentication, protocol
+// versions and cipher suites), the mapping of certificate subjects to principals
 // (ssl.principal.mapping.rules), JAAS configuration text as Kafka reads it
 // (sasl.jaas.config and JAAS files), and the server side of the SASL
 // mechanisms PLAIN (RFC 4616) and SCRAM-SHA-256/512 (RFC 5802, RFC 7677)

@@ -22,7 +22,7 @@ func (get Lookup) str(key, def string) string {
 }
 
 // Defaults of the ssl.* keys kvlog reads (Apache Kafka's, except the key
-// store types: kvlog reads PEM only).
+// store types: PEM, where Kafka defaults to JKS).
 const (
 	DefaultEnabledProtocols = "TLSv1.2,TLSv1.3"
 	DefaultClientAuth       = "none"
@@ -130,20 +130,23 @@ func CipherSuites(v string) ([]uint16, error) {
 
 // KeyPair loads the broker's certificate chain and private key: from
 // ssl.keystore.location (one PEM file with the key and the chain, as
-// Kafka's PEM key store), or inline from ssl.keystore.key and
-// ssl.keystore.certificate.chain. ssl.key.password (or, failing it,
-// ssl.keystore.password) decrypts an encrypted PKCS#8 key. It returns nil
-// when no key store is configured.
+// Kafka's PEM key store; or a PKCS12 or JKS key store, see
+// ssl.keystore.type), or inline from ssl.keystore.key and
+// ssl.keystore.certificate.chain. For PEM, ssl.key.password (or, failing
+// it, ssl.keystore.password) decrypts an encrypted PKCS#8 key. It returns
+// nil when no key store is configured.
 func KeyPair(get Lookup) (*tls.Certificate, error) {
-	typ := strings.ToUpper(get.str("ssl.keystore.type", "PEM"))
+	typCfg, typSet := get("ssl.keystore.type")
+	typSet = typSet && strings.TrimSpace(typCfg) != ""
+	typ := strings.ToUpper(strings.TrimSpace(typCfg))
 	loc := get.str("ssl.keystore.location", "")
 	inlineKey := get.str("ssl.keystore.key", "")
 	inlineChain := get.str("ssl.keystore.certificate.chain", "")
 	if loc == "" && inlineKey == "" && inlineChain == "" {
 		return nil, nil
 	}
-	if typ != "PEM" {
-		return nil, fmt.Errorf("ssl.keystore.type %s is not supported: kvlog reads PEM key stores (convert with `openssl pkcs12 -in store.p12 -nodes` or keytool -importkeystore to PKCS12 first)", typ)
+	if typSet && typ != "PEM" && typ != "PKCS12" && typ != "JKS" {
+		return nil, fmt.Errorf("ssl.keystore.type %s is not supported (PEM, PKCS12 and JKS are)", typ)
 	}
 	var data []byte
 	switch {
@@ -159,7 +162,17 @@ func KeyPair(get Lookup) (*tls.Certificate, error) {
 		if inlineKey == "" || inlineChain == "" {
 			return nil, errors.New("ssl.keystore.key and ssl.keystore.certificate.chain must be set together")
 		}
+		if typSet && typ != "PEM" {
+			return nil, fmt.Errorf("ssl.keystore.type %s: %w", typ, errNotJava)
+		}
 		data = []byte(inlineKey + "\n" + inlineChain + "\n")
+	}
+	if typ = storeType(typ, typSet, data); typ != "PEM" {
+		pemData, err := javaKeyStore(typ, data, get.str("ssl.keystore.password", ""), get.str("ssl.key.password", ""))
+		if err != nil {
+			return nil, fmt.Errorf("ssl.keystore.location %s: %w", loc, err)
+		}
+		return parseKeyStore(pemData, "")
 	}
 	password := get.str("ssl.key.password", "")
 	if password == "" {
@@ -255,17 +268,20 @@ func pemKey(k any) []byte {
 }
 
 // TrustPool loads the trusted certificates: ssl.truststore.location (a PEM
-// file of certificates) or inline ssl.truststore.certificates. It returns
+// file of certificates, or a PKCS12 or JKS trust store, see
+// ssl.truststore.type) or inline ssl.truststore.certificates. It returns
 // nil when neither is set (the system's roots then apply to a client).
 func TrustPool(get Lookup) (*x509.CertPool, error) {
-	typ := strings.ToUpper(get.str("ssl.truststore.type", "PEM"))
+	typCfg, typSet := get("ssl.truststore.type")
+	typSet = typSet && strings.TrimSpace(typCfg) != ""
+	typ := strings.ToUpper(strings.TrimSpace(typCfg))
 	loc := get.str("ssl.truststore.location", "")
 	inline := get.str("ssl.truststore.certificates", "")
 	if loc == "" && inline == "" {
 		return nil, nil
 	}
-	if typ != "PEM" {
-		return nil, fmt.Errorf("ssl.truststore.type %s is not supported: kvlog reads PEM trust stores", typ)
+	if typSet && typ != "PEM" && typ != "PKCS12" && typ != "JKS" {
+		return nil, fmt.Errorf("ssl.truststore.type %s is not supported (PEM, PKCS12 and JKS are)", typ)
 	}
 	data := []byte(inline)
 	if loc != "" {
@@ -277,8 +293,23 @@ func TrustPool(get Lookup) (*x509.CertPool, error) {
 			return nil, fmt.Errorf("ssl.truststore.location: %w", err)
 		}
 		data = b
+	} else if typSet && typ != "PEM" {
+		return nil, fmt.Errorf("ssl.truststore.type %s: %w", typ, errNotJava)
 	}
 	pool := x509.NewCertPool()
+	if typ = storeType(typ, typSet, data); typ != "PEM" {
+		certs, err := javaTrustStore(typ, data, get.str("ssl.truststore.password", ""))
+		if err != nil {
+			return nil, fmt.Errorf("ssl.truststore.location %s: %w", loc, err)
+		}
+		if len(certs) == 0 {
+			return nil, fmt.Errorf("ssl.truststore.location %s: trust store (%s): no trusted certificate entry", loc, typ)
+		}
+		for _, c := range certs {
+			pool.AddCert(c)
+		}
+		return pool, nil
+	}
 	n := 0
 	for {
 		var b *pem.Block

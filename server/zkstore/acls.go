@@ -174,10 +174,10 @@ func (s *Store) resourceAcls(p acl.Pattern) ([]acl.Entry, int32, error) {
 func (s *Store) aclChangeOp(p acl.Pattern) *zk.CreateRequest {
 	if p.PatternType == kmsg.ACLResourcePatternTypeLiteral {
 		return &zk.CreateRequest{Path: s.p(pathACLChanges + "/" + aclChangePrefix),
-			Data: []byte(acl.ResourceTypeName(p.Type) + ":" + p.Name), Acl: openACL, Flags: zk.FlagSequence}
+			Data: []byte(acl.ResourceTypeName(p.Type) + ":" + p.Name), Acl: s.acl(pathACLChanges), Flags: zk.FlagSequence}
 	}
 	b, _ := json.Marshal(aclChangeJSON{Version: 1, ResourceType: acl.ResourceTypeName(p.Type), Name: p.Name, PatternType: "PREFIXED"})
-	return &zk.CreateRequest{Path: s.p(pathACLExtChanges + "/" + aclChangePrefix), Data: b, Acl: openACL, Flags: zk.FlagSequence}
+	return &zk.CreateRequest{Path: s.p(pathACLExtChanges + "/" + aclChangePrefix), Data: b, Acl: s.acl(pathACLExtChanges), Flags: zk.FlagSequence}
 }
 
 // UpdateAcls implements metastore.AclStore: per pattern, a read, then a
@@ -208,7 +208,7 @@ func (s *Store) UpdateAcls(patterns []acl.Pattern, fn func(p acl.Pattern, cur []
 			case len(next) == 0:
 				op = &zk.DeleteRequest{Path: full, Version: version}
 			case version < 0:
-				op = &zk.CreateRequest{Path: full, Data: encodeACLEntries(next), Acl: openACL}
+				op = &zk.CreateRequest{Path: full, Data: encodeACLEntries(next), Acl: s.acl(aclPath(p))}
 			default:
 				op = &zk.SetDataRequest{Path: full, Data: encodeACLEntries(next), Version: version}
 			}

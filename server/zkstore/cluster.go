@@ -28,7 +28,7 @@ func (s *Store) RegisterBroker(b Broker) (int64, error) {
 	full := s.p(brokerPath(b.ID))
 	deadline := time.Now().Add(2 * s.opts.SessionTimeout)
 	for {
-		_, err := s.conn.Create(full, data, zk.FlagEphemeral, openACL)
+		_, err := s.conn.Create(full, data, zk.FlagEphemeral, s.acl(brokerPath(b.ID)))
 		if err == nil {
 			_, st, err := s.conn.Get(full)
 			if err != nil {
@@ -165,7 +165,7 @@ func (s *Store) Elect(brokerID int32) (Fence, error) {
 			return Fence{}, err
 		}
 		if cur.ZkVersion < 0 {
-			_, err := s.conn.Create(s.p(pathControllerEpoc), []byte("0"), 0, openACL)
+			_, err := s.conn.Create(s.p(pathControllerEpoc), []byte("0"), 0, s.acl(pathControllerEpoc))
 			if err != nil && !errors.Is(err, zk.ErrNodeExists) {
 				return Fence{}, err
 			}
@@ -174,7 +174,7 @@ func (s *Store) Elect(brokerID int32) (Fence, error) {
 		b, _ := json.Marshal(controllerJSON{Version: 1, BrokerID: brokerID, Timestamp: strconv.FormatInt(s.opts.Now().UnixMilli(), 10)})
 		next := cur.Epoch + 1
 		res, err := s.conn.Multi(
-			&zk.CreateRequest{Path: s.p(pathController), Data: b, Acl: openACL, Flags: zk.FlagEphemeral},
+			&zk.CreateRequest{Path: s.p(pathController), Data: b, Acl: s.acl(pathController), Flags: zk.FlagEphemeral},
 			&zk.SetDataRequest{Path: s.p(pathControllerEpoc), Data: []byte(strconv.Itoa(int(next))), Version: cur.ZkVersion},
 		)
 		switch {
@@ -301,7 +301,7 @@ func (s *Store) PartitionState(topic string, p int32) (PartitionState, bool, err
 // CreatePartitionState creates a new partition's state (controller, fenced).
 func (s *Store) CreatePartitionState(f Fence, topic string, p int32, st PartitionState) (int32, error) {
 	for _, dir := range []string{partitionsPath(topic), partitionPath(topic, p)} {
-		if _, err := s.conn.Create(s.p(dir), nil, 0, openACL); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		if _, err := s.conn.Create(s.p(dir), nil, 0, s.acl(dir)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			return 0, fmt.Errorf("zkstore: create %s: %w", dir, err)
 		}
 	}
@@ -309,7 +309,7 @@ func (s *Store) CreatePartitionState(f Fence, topic string, p int32, st Partitio
 	if err != nil {
 		return 0, err
 	}
-	if _, err := s.fenced(f, &zk.CreateRequest{Path: s.p(statePath(topic, p)), Data: data, Acl: openACL}); err != nil {
+	if _, err := s.fenced(f, &zk.CreateRequest{Path: s.p(statePath(topic, p)), Data: data, Acl: s.acl(statePath(topic, p))}); err != nil {
 		if errors.Is(err, zk.ErrNodeExists) {
 			return 0, err
 		}
@@ -346,7 +346,7 @@ func (s *Store) UpdateISR(topic string, p int32, st PartitionState) (int32, erro
 	note, _ := json.Marshal(isrChangeJSON{Version: 1, Partitions: []tpJSON{{Topic: topic, Partition: p}}})
 	res, err := s.conn.Multi(
 		&zk.SetDataRequest{Path: s.p(statePath(topic, p)), Data: data, Version: st.ZkVersion},
-		&zk.CreateRequest{Path: s.p(pathISRChanges + "/" + isrChangePrefix), Data: note, Acl: openACL, Flags: zk.FlagSequence},
+		&zk.CreateRequest{Path: s.p(pathISRChanges + "/" + isrChangePrefix), Data: note, Acl: s.acl(pathISRChanges), Flags: zk.FlagSequence},
 	)
 	if err != nil {
 		if errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNoNode) {

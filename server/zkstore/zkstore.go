@@ -20,6 +20,14 @@
 //	/latest_producer_id_block                 {"version":1,"broker":..,"block_start":"..","block_end":".."}
 //	/cluster/id                               {"version":"1","id":".."}
 //
+// # ACLs
+//
+// Options.SetACL (zookeeper.set.acl) creates every znode with Kafka's
+// ZooKeeper-mode ACLs: all permissions for the session's authenticated
+// identities (Options.AuthScheme/Auth, e.g. digest user:password), read
+// for everyone except below /config/users and /config/brokers. Without
+// it, znodes are open to everyone, as Kafka's default.
+//
 // # Fencing
 //
 // The controller is elected by creating /controller and bumping
@@ -71,6 +79,14 @@ type Options struct {
 	Logger    *slog.Logger
 	// Now is the time source for timestamps in znodes (nil: time.Now).
 	Now func() time.Time
+	// AuthScheme and Auth are the credentials the session presents
+	// (ZooKeeper's addauth), e.g. "digest" and "user:password"; none when
+	// AuthScheme is empty. They are presented again after a reconnect.
+	AuthScheme string
+	Auth       []byte
+	// SetACL is zookeeper.set.acl: every znode the store creates gets
+	// Kafka's ACLs (see Store.acl); it needs credentials.
+	SetACL bool
 }
 
 // Store is the ZooKeeper metadata store. Safe for concurrent use.
@@ -136,6 +152,9 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.SetACL && opts.AuthScheme == "" {
+		return nil, fmt.Errorf("zkstore: zookeeper.set.acl needs credentials for ZooKeeper (the znodes' ACLs name the identity that creates them)")
+	}
 	s := &Store{opts: opts, root: chroot, log: opts.Logger.With("component", "zkstore"), done: make(chan struct{})}
 	conn, events, err := zk.Connect(servers, opts.SessionTimeout, zk.WithLogger(slogZK{s.log}))
 	if err != nil {
@@ -145,6 +164,14 @@ func Open(opts Options) (*Store, error) {
 	if err := waitSession(events, opts.ConnectionTimeout); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("zkstore: connect %s: %w", opts.Connect, err)
+	}
+	if opts.AuthScheme != "" {
+		// The client keeps the credentials and sends them again on every
+		// new connection, before any other request.
+		if err := conn.AddAuth(opts.AuthScheme, opts.Auth); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("zkstore: authenticate to %s with scheme %s: %w", opts.Connect, opts.AuthScheme, err)
+		}
 	}
 	go s.watchSession(events)
 	if err := s.ensurePath(""); err != nil { // the chroot
@@ -235,6 +262,32 @@ func (s *Store) p(rel string) string {
 
 var openACL = zk.WorldACL(zk.PermAll)
 
+// acl is the ACL of a znode the store creates at rel (relative to the
+// chroot; the chroot's own parts are not sensitive). Without SetACL:
+// anyone may do anything, as Kafka without zookeeper.set.acl. With it,
+// Kafka's ZooKeeper-mode defaults: every permission for the identities
+// the creating session authenticated as (ZooKeeper's "auth" scheme, which
+// it expands to them), plus read for everyone — except under /config/users
+// (SCRAM credentials) and /config/brokers (broker configs, which may hold
+// passwords), which only the brokers' identity may read.
+func (s *Store) acl(rel string) []zk.ACL {
+	if !s.opts.SetACL {
+		return openACL
+	}
+	acls := zk.AuthACL(zk.PermAll)
+	if !SensitivePath(rel) {
+		acls = append(acls, zk.WorldACL(zk.PermRead)...)
+	}
+	return acls
+}
+
+// SensitivePath reports whether a znode (relative to the chroot) is
+// readable only by the brokers under zookeeper.set.acl, as Kafka's
+// ZooKeeper mode keeps /config/users and /config/brokers.
+func SensitivePath(rel string) bool {
+	return strings.HasPrefix(rel, "/config/users") || strings.HasPrefix(rel, pathConfigBrokers)
+}
+
 // ensurePath creates rel and its parents (persistent, empty) if missing.
 func (s *Store) ensurePath(rel string) error {
 	full := s.p(rel)
@@ -245,7 +298,7 @@ func (s *Store) ensurePath(rel string) error {
 	cur := ""
 	for _, part := range parts {
 		cur += "/" + part
-		_, err := s.conn.Create(cur, nil, 0, openACL)
+		_, err := s.conn.Create(cur, nil, 0, s.acl(strings.TrimPrefix(cur, s.root)))
 		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			return fmt.Errorf("zkstore: create %s: %w", cur, err)
 		}
@@ -262,7 +315,7 @@ func (s *Store) initClusterID() error {
 			id = encodeTopicID(tid)
 		}
 		b, _ := json.Marshal(clusterIDJSON{Version: "1", ID: id})
-		if _, err := s.conn.Create(s.p(pathClusterID), b, 0, openACL); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		if _, err := s.conn.Create(s.p(pathClusterID), b, 0, s.acl(pathClusterID)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			return fmt.Errorf("zkstore: create cluster id: %w", err)
 		}
 		data, _, err = s.conn.Get(s.p(pathClusterID))
@@ -438,9 +491,9 @@ func (s *Store) CreateTopic(t metastore.Topic) error {
 	if exists {
 		ops = append(ops, &zk.SetDataRequest{Path: s.p(topicConfigPath(t.Name)), Data: cfg, Version: -1})
 	} else {
-		ops = append(ops, &zk.CreateRequest{Path: s.p(topicConfigPath(t.Name)), Data: cfg, Acl: openACL})
+		ops = append(ops, &zk.CreateRequest{Path: s.p(topicConfigPath(t.Name)), Data: cfg, Acl: s.acl(topicConfigPath(t.Name))})
 	}
-	ops = append(ops, &zk.CreateRequest{Path: s.p(topicPath(t.Name)), Data: data, Acl: openACL})
+	ops = append(ops, &zk.CreateRequest{Path: s.p(topicPath(t.Name)), Data: data, Acl: s.acl(topicPath(t.Name))})
 	if _, err := s.conn.Multi(ops...); err != nil {
 		if errors.Is(err, zk.ErrNodeExists) {
 			return metastore.ErrTopicExists
@@ -460,7 +513,7 @@ func (s *Store) DeleteTopic(name string) error {
 	if !exists {
 		return metastore.ErrUnknownTopic
 	}
-	if _, err := s.conn.Create(s.p(deleteTopicPath(name)), nil, 0, openACL); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+	if _, err := s.conn.Create(s.p(deleteTopicPath(name)), nil, 0, s.acl(deleteTopicPath(name))); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 		return fmt.Errorf("zkstore: delete topic %s: %w", name, err)
 	}
 	return nil
@@ -529,7 +582,7 @@ func (s *Store) deleteRecursive(full string) error {
 // notifyConfigChange is the multi op announcing a config change.
 func (s *Store) configChangeOp(entityPath string) *zk.CreateRequest {
 	b, _ := json.Marshal(configChangeJSON{Version: 2, EntityPath: entityPath})
-	return &zk.CreateRequest{Path: s.p(pathConfigChanges + "/" + configChangePrefix), Data: b, Acl: openACL, Flags: zk.FlagSequence}
+	return &zk.CreateRequest{Path: s.p(pathConfigChanges + "/" + configChangePrefix), Data: b, Acl: s.acl(pathConfigChanges), Flags: zk.FlagSequence}
 }
 
 // SetTopicConfigs replaces /config/topics/<t> and announces the change
@@ -559,7 +612,7 @@ func (s *Store) setConfig(rel, entity string, configs map[string]string) error {
 	}
 	var op any = &zk.SetDataRequest{Path: s.p(rel), Data: data, Version: -1}
 	if !ok {
-		op = &zk.CreateRequest{Path: s.p(rel), Data: data, Acl: openACL}
+		op = &zk.CreateRequest{Path: s.p(rel), Data: data, Acl: s.acl(rel)}
 	}
 	if _, err := s.conn.Multi(op, s.configChangeOp(entity)); err != nil {
 		return fmt.Errorf("zkstore: write %s: %w", rel, err)
@@ -685,7 +738,7 @@ func (s *Store) reservePIDBlock() (int64, error) {
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
 			b := s.pidBlock(0)
-			if _, err := s.conn.Create(full, b, 0, openACL); err == nil {
+			if _, err := s.conn.Create(full, b, 0, s.acl(pathProducerIDs)); err == nil {
 				return 0, nil
 			} else if !errors.Is(err, zk.ErrNodeExists) {
 				return 0, err

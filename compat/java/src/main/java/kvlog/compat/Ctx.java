@@ -1,6 +1,8 @@
 package kvlog.compat;
 
 import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Properties;
 import java.util.concurrent.ExecutionException;
@@ -44,6 +46,27 @@ final class Ctx {
         }
     }
 
+    /**
+     * Client settings every producer, consumer and admin client of the run
+     * gets on top of the case's own: the Kafka client configuration file
+     * named by the system property kvlog.client.config (security.protocol,
+     * sasl.*, ssl.*, exactly as an application would set them), or none.
+     */
+    static final Properties CLIENT_CONFIG = loadClientConfig();
+
+    private static Properties loadClientConfig() {
+        Properties p = new Properties();
+        String file = System.getProperty("kvlog.client.config");
+        if (file != null && !file.isEmpty()) {
+            try (InputStream in = Files.newInputStream(Path.of(file))) {
+                p.load(in);
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException("reading kvlog.client.config " + file, e);
+            }
+        }
+        return p;
+    }
+
     /** A failed expectation of a case. */
     static final class CheckFailed extends RuntimeException {
         CheckFailed(String msg) {
@@ -83,6 +106,7 @@ final class Ctx {
         p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         p.put(ProducerConfig.CLIENT_ID_CONFIG, prefix + "-producer");
+        p.putAll(CLIENT_CONFIG);
         return p;
     }
 
@@ -103,6 +127,7 @@ final class Ctx {
             p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
             p.put("group.protocol", "classic");
         }
+        p.putAll(CLIENT_CONFIG);
         return p;
     }
 
@@ -117,6 +142,7 @@ final class Ctx {
         p.put(AdminClientConfig.CLIENT_ID_CONFIG, prefix + "-admin");
         p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "30000");
         p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "15000");
+        p.putAll(CLIENT_CONFIG);
         step("Admin.create");
         return Admin.create(p);
     }

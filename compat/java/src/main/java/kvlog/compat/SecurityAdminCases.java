@@ -30,6 +30,74 @@ final class SecurityAdminCases {
     static void register(Map<String, Main.Case> m) {
         m.put("admin-acls", SecurityAdminCases::acls);
         m.put("admin-quotas", SecurityAdminCases::quotas);
+        m.put("auth-refused", SecurityAdminCases::authRefused);
+        m.put("admin-mutation-quota", SecurityAdminCases::mutationQuota);
+    }
+
+    /**
+     * controller_mutation_rate (KIP-599) on this case's client id, 1
+     * partition/s (a burst of quota.window.num x 1 s): a topic taking the
+     * bucket below zero is created; the next createTopics, told not to
+     * retry on quota violations, fails with ThrottlingQuotaExceededException
+     * and a throttle time, as against Kafka; then the quota is removed.
+     */
+    static void mutationQuota(Ctx ctx) throws Exception {
+        String client = ctx.prefix + "-mutations";
+        ClientQuotaEntity entity = new ClientQuotaEntity(Map.of(ClientQuotaEntity.CLIENT_ID, client));
+        try (Admin a = ctx.admin()) {
+            ctx.get("Admin.alterClientQuotas", a.alterClientQuotas(List.of(new ClientQuotaAlteration(entity,
+                    List.of(new ClientQuotaAlteration.Op("controller_mutation_rate", 1.0))))).all());
+            java.util.Properties p = new java.util.Properties();
+            p.put(org.apache.kafka.clients.admin.AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, ctx.bootstrap);
+            p.put(org.apache.kafka.clients.admin.AdminClientConfig.CLIENT_ID_CONFIG, client);
+            p.putAll(Ctx.CLIENT_CONFIG);
+            try (Admin m = Admin.create(p)) {
+                ctx.get("Admin.createTopics (50 partitions)", m.createTopics(List.of(
+                        new org.apache.kafka.clients.admin.NewTopic(ctx.topic("mutations-big"), 50, (short) 1))).all());
+                ctx.step("Admin.createTopics over the quota");
+                Throwable got = null;
+                try {
+                    m.createTopics(List.of(new org.apache.kafka.clients.admin.NewTopic(ctx.topic("mutations-next"), 1, (short) 1)),
+                            new org.apache.kafka.clients.admin.CreateTopicsOptions().retryOnQuotaViolation(false)).all().get();
+                } catch (java.util.concurrent.ExecutionException e) {
+                    got = e.getCause();
+                }
+                ctx.check(got instanceof org.apache.kafka.common.errors.ThrottlingQuotaExceededException
+                        && ((org.apache.kafka.common.errors.ThrottlingQuotaExceededException) got).throttleTimeMs() > 0,
+                        "createTopics over controller_mutation_rate: %s", got);
+                ctx.data.with("error", got.getClass().getSimpleName() + ": " + got.getMessage() + " (throttle "
+                        + ((org.apache.kafka.common.errors.ThrottlingQuotaExceededException) got).throttleTimeMs() + " ms)");
+            } finally {
+                ctx.get("Admin.alterClientQuotas remove", a.alterClientQuotas(List.of(new ClientQuotaAlteration(entity,
+                        List.of(new ClientQuotaAlteration.Op("controller_mutation_rate", null))))).all());
+            }
+        }
+    }
+
+    /**
+     * The run's client configuration (kvlog.client.config) is refused by the
+     * broker: Admin.describeCluster fails with the exception the argument
+     * names ("sasl": SaslAuthenticationException, "ssl":
+     * SslAuthenticationException), as against Apache Kafka, not with a
+     * timeout.
+     */
+    static void authRefused(Ctx ctx) throws Exception {
+        Class<?> want = switch (ctx.arg == null ? "" : ctx.arg) {
+            case "sasl" -> org.apache.kafka.common.errors.SaslAuthenticationException.class;
+            case "ssl" -> org.apache.kafka.common.errors.SslAuthenticationException.class;
+            default -> throw new IllegalArgumentException("auth-refused=sasl|ssl, not " + ctx.arg);
+        };
+        try (Admin a = ctx.admin()) {
+            ctx.step("Admin.describeCluster");
+            Throwable got = null;
+            try {
+                a.describeCluster().clusterId().get(30, java.util.concurrent.TimeUnit.SECONDS);
+            } catch (java.util.concurrent.ExecutionException e) {
+                got = e.getCause();
+            }
+            ctx.check(want.isInstance(got), "describeCluster with refused credentials: %s, want %s", got, want.getSimpleName());
+            ctx.data.with("error", got.getClass().getSimpleName() + ": " + got.getMessage());
+        }
     }
 
     /** Create literal and prefixed ACLs, describe with filters (MATCH included), delete by filter. */
