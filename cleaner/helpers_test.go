@@ -179,6 +179,35 @@ type rec struct {
 	key, value []byte // nil = null
 	ts         int64
 	headers    []record.Header
+	// txn is the record's transaction status in a model's history
+	// (model_test.go); marker marks the offset of a transaction marker.
+	txn    txnStatus
+	marker bool
+}
+
+type txnStatus int8
+
+const (
+	txnNone txnStatus = iota
+	txnOpen
+	txnCommitted
+	txnAborted
+)
+
+// committedView keeps the records a read_committed consumer sees: not
+// markers, not of an open or aborted transaction (statuses from hist, by
+// offset).
+func committedView(recs []rec, hist []rec) []rec {
+	var out []rec
+	for _, r := range recs {
+		if int(r.offset) < len(hist) {
+			if h := hist[r.offset]; h.marker || h.txn == txnOpen || h.txn == txnAborted {
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 func (r rec) tombstone() bool { return r.key != nil && r.value == nil }
@@ -240,8 +269,8 @@ func appendRecs(t testing.TB, l *engine.Log, codec record.Codec, p *producer, re
 	return recs
 }
 
-// readLog returns every record from the log start, as a consumer sees them,
-// and the batches' headers.
+// readLog returns every data record from the log start, as a consumer sees
+// them, and the batches' headers (control batches included).
 func readLog(t testing.TB, l *engine.Log) ([]rec, []record.Batch) {
 	t.Helper()
 	var out []rec
@@ -252,6 +281,9 @@ func readLog(t testing.TB, l *engine.Log) ([]rec, []record.Batch) {
 			return err
 		}
 		batches = append(batches, append(record.Batch(nil), b...))
+		if b.IsControl() {
+			return nil
+		}
 		return dec.Records(b, func(r *record.Record) error {
 			x := rec{offset: engine.Offset(b.RecordOffset(r)), key: clone(r.Key), value: clone(r.Value), ts: b.RecordTimestamp(r)}
 			for _, h := range r.Headers {

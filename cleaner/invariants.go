@@ -9,7 +9,8 @@ import (
 
 // checkCleanSection verifies what a pass promises about [log start, end):
 // batches and offsets strictly increase, every batch passes its CRC, and no
-// key appears twice. Only with -tags invariants (it reads the whole clean
+// key appears twice (control batches, the transaction markers, hold no
+// keyed data). Only with -tags invariants (it reads the whole clean
 // section again); it panics on a violation.
 func checkCleanSection(l *engine.Log, end engine.Offset) {
 	var dec record.Decoder
@@ -34,13 +35,14 @@ func checkCleanSection(l *engine.Log, end engine.Offset) {
 				panic(fmt.Sprintf("cleaner invariant: %s batch at %d after offset %d", l.TopicPartition(), b.BaseOffset(), prev))
 			}
 			base := b.BaseOffset()
+			control := b.IsControl()
 			err = dec.Records(b, func(rec *record.Record) error {
 				o := base + int64(rec.OffsetDelta)
 				if o <= prev {
 					return fmt.Errorf("offset %d after %d", o, prev)
 				}
 				prev = o
-				if o >= int64(end) || rec.Key == nil {
+				if o >= int64(end) || rec.Key == nil || control {
 					return nil
 				}
 				h1, h2 := m.Digest(rec.Key)

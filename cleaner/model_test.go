@@ -17,15 +17,46 @@ type model struct {
 	horizon  map[engine.Offset]int64
 	prodLast engine.Offset
 	prod     *producer
+	// The transactional producer and the offsets of its open transaction.
+	txnProd *producer
+	open    []engine.Offset
+	markers int
+	// abortedRemoved counts the aborted records the passes removed.
+	abortedRemoved int64
 }
 
-// latestBelow maps each key to the offset of its last record below end.
+// latestBelow maps each key to the offset of its last record below end,
+// records of aborted transactions (which the cleaner removes) and markers
+// left out.
 func (m *model) latestBelow(end engine.Offset) map[string]engine.Offset {
 	out := map[string]engine.Offset{}
 	for _, r := range m.hist[:min(int(end), len(m.hist))] {
+		if r.marker || r.txn == txnAborted {
+			continue
+		}
 		out[string(r.key)] = r.offset
 	}
 	return out
+}
+
+// endTxn ends the open transaction with a marker.
+func (m *model) endTxn(t *testing.T, l *engine.Log, commit bool) {
+	t.Helper()
+	st := txnAborted
+	if commit {
+		st = txnCommitted
+	}
+	for _, o := range m.open {
+		m.hist[o].txn = st
+	}
+	m.open = nil
+	res, err := l.AppendMarker(engine.Marker{ProducerID: m.txnProd.id, ProducerEpoch: m.txnProd.epoch, Commit: commit}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.hist = append(m.hist, rec{offset: res.BaseOffset, marker: true})
+	m.markers++
+	l.SetHighWatermark(l.LogEndOffset())
 }
 
 // TestDifferential drives a compacted log with random puts and deletes over
@@ -44,7 +75,12 @@ func (m *model) latestBelow(end engine.Offset) map[string]engine.Offset {
 //     its horizon, and a horizon, once stamped (pass time +
 //     delete.retention.ms), never changes;
 //   - the producer's last batch survives (emptied if need be);
-//   - a consumer reading from the log start rebuilds exactly the model state.
+//   - transactions (a transactional producer's batches, committed or
+//     aborted by markers, left open across passes and restarts): records of
+//     aborted transactions below the end are gone and never count as their
+//     key's latest; every marker survives;
+//   - a consumer reading from the log start rebuilds exactly the model state
+//     (read_committed: without open or aborted transactions' records).
 func TestDifferential(t *testing.T) {
 	seeds := 10
 	if testing.Short() {
@@ -68,7 +104,7 @@ func runDifferential(t *testing.T, seed uint64) {
 		keys = 300 + rng.IntN(6000)
 	}
 	l := e.log(testTP)
-	m := &model{horizon: map[engine.Offset]int64{}, prodLast: -1, prod: &producer{id: 7}}
+	m := &model{horizon: map[engine.Offset]int64{}, prodLast: -1, prod: &producer{id: 7}, txnProd: &producer{id: 9}}
 	topic := e.ccfg.defaults()
 	passes, overflows := 0, 0
 	var total PassStats
@@ -83,7 +119,7 @@ func runDifferential(t *testing.T, seed uint64) {
 	}
 	for op := 0; op < 250; op++ {
 		switch k := rng.IntN(100); {
-		case k < 55:
+		case k < 54:
 			n := 1 + rng.IntN(12)
 			recs := make([]rec, n)
 			for i := range recs {
@@ -96,13 +132,35 @@ func runDifferential(t *testing.T, seed uint64) {
 				}
 			}
 			var p *producer
-			if rng.IntN(4) == 0 {
+			switch rng.IntN(8) {
+			case 0, 1:
 				p = m.prod
+			case 2:
+				// Transactional: the producer's open transaction.
+				b := batch(t, record.Codec(rng.IntN(5)), m.txnProd, recs)
+				rb := record.Batch(b)
+				rb.SetAttributes(rb.Attributes() | record.AttrTransactional)
+				rb.UpdateCRC()
+				res, err := l.Append(b, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range recs {
+					recs[i].offset, recs[i].txn = res.BaseOffset+engine.Offset(i), txnOpen
+					m.open = append(m.open, recs[i].offset)
+				}
+				l.SetHighWatermark(l.LogEndOffset())
+				m.hist = append(m.hist, recs...)
+				continue
 			}
 			recs = appendRecs(t, l, record.Codec(rng.IntN(5)), p, recs)
 			m.hist = append(m.hist, recs...)
 			if p != nil {
 				m.prodLast = recs[len(recs)-1].offset
+			}
+		case k < 58:
+			if len(m.open) > 0 {
+				m.endTxn(t, l, rng.IntN(2) == 0)
 			}
 		case k < 63:
 			if err := l.Roll(); err != nil {
@@ -134,7 +192,7 @@ func runDifferential(t *testing.T, seed uint64) {
 			e.restart()
 			l = e.log(testTP)
 			got, _ := readLog(t, l)
-			if d := diffState(state(got), state(m.hist)); d != "" {
+			if d := diffState(state(committedView(got, m.hist)), state(committedView(m.hist, m.hist))); d != "" {
 				t.Fatalf("op %d: after restart: %s", op, d)
 			}
 		default:
@@ -160,6 +218,9 @@ func runDifferential(t *testing.T, seed uint64) {
 	}
 	// Converge: with no lag and a ratio of 0, cleaning ends with every
 	// inactive segment clean.
+	if len(m.open) > 0 {
+		m.endTxn(t, l, rng.IntN(2) == 0)
+	}
 	l.SetHighWatermark(l.LogEndOffset())
 	if err := l.Roll(); err != nil {
 		t.Fatal(err)
@@ -179,8 +240,8 @@ func runDifferential(t *testing.T, seed uint64) {
 			overflows++
 		}
 	}
-	t.Logf("seed %d: %d keys, %d records, %d passes (%d with a full map); batches copied %d rewritten %d emptied %d; groups %d (%d skipped); horizons stamped %d, tombstones dropped %d",
-		seed, keys, len(m.hist), passes, overflows, total.BatchesCopied, total.BatchesRewritten, total.BatchesEmptied, total.Groups, total.GroupsSkipped, total.HorizonsStamped, total.TombstonesDropped)
+	t.Logf("seed %d: %d keys, %d records, %d passes (%d with a full map); batches copied %d rewritten %d emptied %d; groups %d (%d skipped); horizons stamped %d, tombstones dropped %d; %d markers, %d aborted records removed",
+		seed, keys, len(m.hist), passes, overflows, total.BatchesCopied, total.BatchesRewritten, total.BatchesEmptied, total.Groups, total.GroupsSkipped, total.HorizonsStamped, total.TombstonesDropped, m.markers, m.abortedRemoved)
 }
 
 func checkPass(t *testing.T, op int, l *engine.Log, m *model, before []rec, res Result, topic TopicConfig) {
@@ -201,9 +262,21 @@ func checkPass(t *testing.T, op int, l *engine.Log, m *model, before []rec, res 
 			fail("offset %d after %d", r.offset, prev)
 		}
 		prev = r.offset
-		if int(r.offset) >= len(m.hist) || !sameRec(r, m.hist[r.offset]) {
+		if int(r.offset) >= len(m.hist) || m.hist[r.offset].marker || !sameRec(r, m.hist[r.offset]) {
 			fail("record %v differs from what was written", r)
 		}
+		if r.offset < end && m.hist[r.offset].txn == txnAborted {
+			fail("record %v of an aborted transaction below the end survived", r)
+		}
+	}
+	markers := 0
+	for _, b := range batches {
+		if b.IsControl() {
+			markers++
+		}
+	}
+	if markers != m.markers {
+		fail("%d markers in the log, %d written", markers, m.markers)
 	}
 	// At and above the end nothing changed.
 	var b1, a1 []rec
@@ -239,6 +312,9 @@ func checkPass(t *testing.T, op int, l *engine.Log, m *model, before []rec, res 
 			fail("latest value %v lost", r)
 		}
 	}
+	if st.AbortedRecords > 0 {
+		m.abortedRemoved += st.AbortedRecords
+	}
 	// Tombstones: horizons stamped once, removed only when redundant or expired.
 	hs := horizons(batches)
 	for o, h := range hs {
@@ -256,7 +332,7 @@ func checkPass(t *testing.T, op int, l *engine.Log, m *model, before []rec, res 
 		}
 	}
 	for _, r := range before {
-		if !r.tombstone() || inAfter[r.offset] {
+		if !r.tombstone() || inAfter[r.offset] || m.hist[r.offset].txn == txnAborted {
 			continue
 		}
 		if latest[string(r.key)] != r.offset {
@@ -279,7 +355,7 @@ func checkPass(t *testing.T, op int, l *engine.Log, m *model, before []rec, res 
 			fail("producer's last batch (ending at %d) was removed", m.prodLast)
 		}
 	}
-	if d := diffState(state(after), state(m.hist)); d != "" {
-		fail("replay differs from the model: %s", d)
+	if d := diffState(state(committedView(after, m.hist)), state(committedView(m.hist, m.hist))); d != "" {
+		fail("read_committed replay differs from the model: %s", d)
 	}
 }

@@ -364,11 +364,15 @@ func TestAuthorizationMatrix(t *testing.T) {
 			},
 			code: func(r kmsg.Response) int16 { return r.(*kmsg.InitProducerIDResponse).ErrorCode }},
 		{name: "AddPartitionsToTxn (transactional id)", needs: txnN(kmsg.ACLOperationWrite), base: []need{topicN(kmsg.ACLOperationWrite)}, allowed: notAuth, denied: XAF,
-			req:  func(string) kmsg.Request { return addPartitionsReq() },
-			code: func(r kmsg.Response) int16 { return r.(*kmsg.AddPartitionsToTxnResponse).Topics[0].Partitions[0].ErrorCode }},
+			req: func(string) kmsg.Request { return addPartitionsReq() },
+			code: func(r kmsg.Response) int16 {
+				return r.(*kmsg.AddPartitionsToTxnResponse).Topics[0].Partitions[0].ErrorCode
+			}},
 		{name: "AddPartitionsToTxn (topic)", needs: topicN(kmsg.ACLOperationWrite), base: []need{txnN(kmsg.ACLOperationWrite)}, allowed: notAuth, denied: TAF,
-			req:  func(string) kmsg.Request { return addPartitionsReq() },
-			code: func(r kmsg.Response) int16 { return r.(*kmsg.AddPartitionsToTxnResponse).Topics[0].Partitions[0].ErrorCode }},
+			req: func(string) kmsg.Request { return addPartitionsReq() },
+			code: func(r kmsg.Response) int16 {
+				return r.(*kmsg.AddPartitionsToTxnResponse).Topics[0].Partitions[0].ErrorCode
+			}},
 		{name: "AddOffsetsToTxn (transactional id)", needs: txnN(kmsg.ACLOperationWrite), base: []need{groupN(kmsg.ACLOperationRead)}, allowed: notAuth, denied: XAF,
 			req:  func(string) kmsg.Request { return addOffsetsReq() },
 			code: func(r kmsg.Response) int16 { return r.(*kmsg.AddOffsetsToTxnResponse).ErrorCode }},
@@ -383,14 +387,20 @@ func TestAuthorizationMatrix(t *testing.T) {
 			},
 			code: func(r kmsg.Response) int16 { return r.(*kmsg.EndTxnResponse).ErrorCode }},
 		{name: "TxnOffsetCommit (transactional id)", needs: txnN(kmsg.ACLOperationWrite), base: []need{groupN(kmsg.ACLOperationRead), topicN(kmsg.ACLOperationRead)}, allowed: notAuth, denied: XAF,
-			req:  func(string) kmsg.Request { return txnOffsetCommitReq() },
-			code: func(r kmsg.Response) int16 { return r.(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode }},
+			req: func(string) kmsg.Request { return txnOffsetCommitReq() },
+			code: func(r kmsg.Response) int16 {
+				return r.(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
+			}},
 		{name: "TxnOffsetCommit (group)", needs: groupN(kmsg.ACLOperationRead), base: []need{txnN(kmsg.ACLOperationWrite), topicN(kmsg.ACLOperationRead)}, allowed: notAuth, denied: GAF,
-			req:  func(string) kmsg.Request { return txnOffsetCommitReq() },
-			code: func(r kmsg.Response) int16 { return r.(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode }},
+			req: func(string) kmsg.Request { return txnOffsetCommitReq() },
+			code: func(r kmsg.Response) int16 {
+				return r.(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
+			}},
 		{name: "TxnOffsetCommit (topic)", needs: topicN(kmsg.ACLOperationRead), base: []need{txnN(kmsg.ACLOperationWrite), groupN(kmsg.ACLOperationRead)}, allowed: notAuth, denied: TAF,
-			req:  func(string) kmsg.Request { return txnOffsetCommitReq() },
-			code: func(r kmsg.Response) int16 { return r.(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode }},
+			req: func(string) kmsg.Request { return txnOffsetCommitReq() },
+			code: func(r kmsg.Response) int16 {
+				return r.(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
+			}},
 		{name: "WriteTxnMarkers", needs: clusterN(kmsg.ACLOperationClusterAction), allowed: 0, denied: CAF,
 			req: func(string) kmsg.Request {
 				q := kmsg.NewPtrWriteTxnMarkersRequest()
@@ -411,7 +421,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 				q.TransactionalIDs = []string{"mx-txn"}
 				return q
 			},
-			code: func(r kmsg.Response) int16 { return r.(*kmsg.DescribeTransactionsResponse).TransactionStates[0].ErrorCode }},
+			code: func(r kmsg.Response) int16 {
+				return r.(*kmsg.DescribeTransactionsResponse).TransactionStates[0].ErrorCode
+			}},
 		{name: "ListTransactions (filtered)", needs: txnN(kmsg.ACLOperationDescribe), allowed: 0, denied: absent,
 			req: func(string) kmsg.Request { return kmsg.NewPtrListTransactionsRequest() },
 			code: func(r kmsg.Response) int16 {
@@ -430,7 +442,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 				q.Topics = append(q.Topics, rt)
 				return q
 			},
-			code: func(r kmsg.Response) int16 { return r.(*kmsg.DescribeProducersResponse).Topics[0].Partitions[0].ErrorCode }},
+			code: func(r kmsg.Response) int16 {
+				return r.(*kmsg.DescribeProducersResponse).Topics[0].Partitions[0].ErrorCode
+			}},
 		{name: "OffsetForLeaderEpoch", needs: topicN(kmsg.ACLOperationDescribe), allowed: 0, denied: TAF,
 			req: func(string) kmsg.Request {
 				q := kmsg.NewPtrOffsetForLeaderEpochRequest()

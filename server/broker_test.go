@@ -101,6 +101,11 @@ func TestApiVersions(t *testing.T) {
 		kmsg.OffsetCommit: {0, 9}, kmsg.OffsetFetch: {0, 7}, kmsg.FindCoordinator: {0, 4},
 		kmsg.JoinGroup: {0, 9}, kmsg.Heartbeat: {0, 4}, kmsg.LeaveGroup: {0, 5}, kmsg.SyncGroup: {0, 5},
 		kmsg.DescribeGroups: {0, 5}, kmsg.ListGroups: {0, 5}, kmsg.DeleteGroups: {0, 2}, kmsg.OffsetDelete: {0, 0},
+		// The transaction keys (docs/transactions.md): Kafka 3.9's, but
+		// AddPartitionsToTxn's client form only.
+		kmsg.InitProducerID: {0, 5}, kmsg.AddPartitionsToTxn: {0, 3}, kmsg.AddOffsetsToTxn: {0, 4}, kmsg.EndTxn: {0, 4},
+		kmsg.WriteTxnMarkers: {0, 1}, kmsg.TxnOffsetCommit: {0, 4}, kmsg.DescribeProducers: {0, 0},
+		kmsg.DescribeTransactions: {0, 0}, kmsg.ListTransactions: {0, 1},
 	} {
 		if got[key.Int16()] != want {
 			t.Errorf("%s advertised %v, want %v", kmsg.NameForKey(key.Int16()), got[key.Int16()], want)

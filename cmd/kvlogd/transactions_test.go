@@ -201,12 +201,27 @@ func TestTransactionsExactlyOnceAcrossKills(t *testing.T) {
 
 // transform is the consume-transform-produce loop: input key/value go to
 // the output unchanged, in transactions that also commit the offsets. It
-// returns once the group's committed offsets reach the input's end.
+// returns once the group's committed offsets reach the input's end. An
+// instance whose End fails (no End error is retryable in franz-go: e.g. its
+// transaction outlived its timeout while the broker was down and was
+// aborted, fencing it) is replaced by a new one, as an application
+// restarts its producer.
 func transform(t *testing.T, p *testbroker.Broker, ctx context.Context, n int, rounds *atomic.Int64) {
+	for restarts := 0; restarts < 5 && ctx.Err() == nil; restarts++ {
+		done, err := transformSession(t, p, ctx, n, rounds)
+		if done {
+			return
+		}
+		t.Logf("session ended (%v); starting a new instance", err)
+	}
+	t.Errorf("the transform did not finish: %v", ctx.Err())
+}
+
+func transformSession(t *testing.T, p *testbroker.Broker, ctx context.Context, n int, rounds *atomic.Int64) (bool, error) {
 	sess, err := kgo.NewGroupTransactSession(
 		kgo.SeedBrokers(p.Addr),
 		kgo.TransactionalID("eos-app"),
-		kgo.TransactionTimeout(10*time.Second),
+		kgo.TransactionTimeout(30*time.Second),
 		kgo.ConsumerGroup("eos-group"),
 		kgo.ConsumeTopics("in"),
 		kgo.DefaultProduceTopic("out"),
@@ -218,8 +233,7 @@ func transform(t *testing.T, p *testbroker.Broker, ctx context.Context, n int, r
 		kgo.RetryTimeout(60*time.Second),
 	)
 	if err != nil {
-		t.Error(err)
-		return
+		return false, err
 	}
 	defer sess.Close()
 	adm := p.Admin(t)
@@ -229,13 +243,12 @@ func transform(t *testing.T, p *testbroker.Broker, ctx context.Context, n int, r
 		cancel()
 		if fs.NumRecords() == 0 {
 			if caughtUp(ctx, adm, n) {
-				return
+				return true, nil
 			}
 			continue
 		}
 		if err := sess.Begin(); err != nil {
-			t.Errorf("Begin: %v", err)
-			return
+			return false, err
 		}
 		var (
 			mu      sync.Mutex
@@ -255,21 +268,15 @@ func transform(t *testing.T, p *testbroker.Broker, ctx context.Context, n int, r
 		})
 		pending.Wait()
 		// A failed produce (the broker died) aborts, and so does every
-		// seventh round on purpose; so does any error while ending. The
-		// session then rewinds to the committed offsets.
+		// seventh round on purpose. The session then rewinds to the
+		// committed offsets.
 		abort := failed != nil || rounds.Load()%7 == 3
-		_, err := sess.End(ctx, kgo.TransactionEndTry(!abort))
-		if err != nil && isFatalTxnErr(err) {
-			t.Errorf("End: %v", err)
-			return
+		if _, err := sess.End(ctx, kgo.TransactionEndTry(!abort)); err != nil {
+			return false, err
 		}
 		rounds.Add(1)
 	}
-	t.Errorf("the transform did not finish: %v", ctx.Err())
-}
-
-func isFatalTxnErr(err error) bool {
-	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed) || errors.Is(err, kerr.InvalidProducerIDMapping)
+	return false, ctx.Err()
 }
 
 // caughtUp reports whether the group's committed offsets of "in" add up
