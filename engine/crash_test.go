@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,5 +157,195 @@ func checkRecovered(t *testing.T, l *Log, history []testRecord, synced Offset) {
 	}
 	if int(leo-l.LogStartOffset()) != len(got) {
 		t.Fatalf("log [%d,%d) but %d records readable", l.LogStartOffset(), leo, len(got))
+	}
+}
+
+// TestCrashGroupCommit: several partitions of one log dir are made durable
+// together by group commits (SyncLogs with at least GroupSyncMin logs: one
+// file-system sync for all of them), with segments rolling, leader epochs
+// changing and cold segment handles closed now and then. Each round ends
+// with a power loss inside a group commit of every partition: the process
+// dies after a random number of file operations of it (possibly none,
+// possibly all), then the unsynced state is lost at random. After each
+// restart every partition must hold a contiguous run of what was appended
+// to it, including everything a SyncLogs call reported durable for it.
+func TestCrashGroupCommit(t *testing.T) {
+	const parts = 6
+	for seed := int64(1); seed <= 16; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(seed), 7))
+			crash := vfs.NewCrashFS(seed)
+			fsys := vfs.NewFailFS(crash)
+			root := t.TempDir()
+			clk := clock.NewManual(time.UnixMilli(1_700_000_000_000))
+			cfg := DefaultConfig()
+			cfg.SegmentBytes = int64(4096 + rng.IntN(4096))
+			cfg.IndexIntervalBytes = 128
+			cfg.SegmentIndexBytes = 1024
+			cfg.RetentionBytes = -1
+			opts := ManagerOptions{Dirs: []string{root}, FS: fsys, Clock: clk, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }}
+			var (
+				history [parts][]testRecord
+				epochOf [parts][]int32
+				synced  [parts]Offset
+			)
+			epoch := int32(0)
+			for round := 0; round < 4; round++ {
+				fsys.SetBudget(-1)
+				m, err := OpenManager(opts)
+				if err != nil {
+					t.Fatalf("round %d: open: %v", round, err)
+				}
+				logs := make([]*Log, parts)
+				for i := range logs {
+					if logs[i], err = m.CreateLog(TopicPartition{Topic: "group", Partition: int32(i)}, cfg); err != nil {
+						t.Fatal(err)
+					}
+					l := logs[i]
+					checkRecovered(t, l, history[i], synced[i])
+					checkRecoveredEpochs(t, l, epochOf[i])
+					history[i] = history[i][:l.LogEndOffset()]
+					epochOf[i] = epochOf[i][:l.LogEndOffset()]
+				}
+				epoch++ // a new epoch per restart: the epoch checkpoints are written in group commits
+				appendTo := func(i int) {
+					l := logs[i]
+					recs := randomRecords(rng, clk.Now().UnixMilli())
+					for k := range recs {
+						if recs[k].key == nil {
+							recs[k].key = []byte("k")
+						}
+					}
+					if _, err := l.Append(makeBatch(t, record.Codec(rng.IntN(3)), recs), epoch); err != nil {
+						t.Fatal(err)
+					}
+					history[i] = append(history[i], recs...)
+					for range recs {
+						epochOf[i] = append(epochOf[i], epoch)
+					}
+				}
+				// groupSync syncs a random group of at least GroupSyncMin
+				// partitions and records what it made durable.
+				groupSync := func(idx []int) {
+					group := make([]*Log, len(idx))
+					leos := make([]Offset, len(idx))
+					for k, i := range idx {
+						group[k], leos[k] = logs[i], logs[i].LogEndOffset()
+					}
+					for k, err := range SyncLogs(group) {
+						if err == nil {
+							synced[idx[k]] = max(synced[idx[k]], leos[k])
+						}
+					}
+				}
+				for op := 0; op < 60; op++ {
+					clk.Advance(time.Second)
+					if op%7 == 6 {
+						m.handles.evictCold()
+					}
+					if rng.IntN(5) == 0 {
+						epoch++
+					}
+					if rng.IntN(4) != 0 {
+						appendTo(rng.IntN(parts))
+						continue
+					}
+					idx := rng.Perm(parts)[:GroupSyncMin+rng.IntN(parts-GroupSyncMin+1)]
+					groupSync(idx)
+				}
+				// The power loss, inside a group commit of every partition.
+				for i := range logs {
+					appendTo(i)
+				}
+				fsys.SetBudget(rng.IntN(12))
+				groupSync(rng.Perm(parts))
+				crashManager(m)
+				mode := vfs.CrashOptions{KeepUnsynced: vfs.KeepMode(rng.IntN(3)), TornTail: rng.IntN(2) == 0}
+				if err := crash.CrashWith(mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestSyncLogsOneFileSystemSync: a group commit of GroupSyncMin or more
+// partitions of a log dir costs one file-system sync and no fdatasync of
+// any segment, whatever the number of partitions; a smaller group syncs
+// each log's own files.
+func TestSyncLogsOneFileSystemSync(t *testing.T) {
+	crash := vfs.NewCrashFS(1)
+	root := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.SegmentIndexBytes = 1024
+	m, err := OpenManager(ManagerOptions{Dirs: []string{root}, FS: crash, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var logs []*Log
+	for i := 0; i < 40; i++ {
+		l, err := m.CreateLog(TopicPartition{Topic: "many", Partition: int32(i)}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The first append adds the leader epoch, whose checkpoint is an
+		// atomic file write of its own; then everything is synced.
+		if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(0, 1)}), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		logs = append(logs, l)
+	}
+	count := func(trace []string) (syncs, syncfs int) {
+		for _, line := range trace {
+			switch {
+			case strings.HasPrefix(line, "syncfs "):
+				syncfs++
+			case strings.HasPrefix(line, "sync "), strings.HasPrefix(line, "syncdir "):
+				syncs++
+			}
+		}
+		return syncs, syncfs
+	}
+	for _, n := range []int{GroupSyncMin, 40} {
+		for _, l := range logs[:n] {
+			if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(1, 1)}), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		crash.StartTrace(root)
+		for i, err := range SyncLogs(logs[:n]) {
+			if err != nil {
+				t.Fatalf("log %d: %v", i, err)
+			}
+		}
+		syncs, syncfs := count(crash.StopTrace())
+		if syncs != 0 || syncfs != 1 {
+			t.Fatalf("group of %d: %d file syncs and %d file-system syncs, want 0 and 1", n, syncs, syncfs)
+		}
+		for _, l := range logs[:n] {
+			if rp := l.RecoveryPoint(); rp != l.LogEndOffset() {
+				t.Fatalf("%s: recovery point %d after the group commit, log end %d", l, rp, l.LogEndOffset())
+			}
+		}
+	}
+	// Below GroupSyncMin: each log's own fdatasync.
+	small := logs[:GroupSyncMin-1]
+	for _, l := range small {
+		if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(2, 2)}), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crash.StartTrace(root)
+	for _, err := range SyncLogs(small) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if syncs, syncfs := count(crash.StopTrace()); syncs != len(small) || syncfs != 0 {
+		t.Fatalf("group of %d: %d file syncs and %d file-system syncs, want %d and 0", len(small), syncs, syncfs, len(small))
 	}
 }

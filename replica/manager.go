@@ -31,8 +31,9 @@ type ManagerConfig struct {
 // Manager owns the partitions this broker hosts, as leaders or followers
 // (a single node is a cluster of one: its partitions lead with ISR = this
 // broker). It is the one path for leader appends and their durability
-// (fsyncs scheduled off the caller's goroutine, partitions in parallel,
-// group-committed), acks=all completion with its timeout, follower fetches
+// (fsyncs scheduled off the caller's goroutine and group-committed across
+// partitions: one committer syncs every partition waiting at once, see
+// requestFlush), acks=all completion with its timeout, follower fetches
 // with their ISR proposals, and parked fetches and their wake-ups. Safe
 // for concurrent use.
 type Manager struct {
@@ -41,6 +42,12 @@ type Manager struct {
 	parts   map[*Partition]struct{}
 	closing atomic.Bool
 	flushes sync.WaitGroup
+
+	// The group commit: partitions whose HW waits for an fsync, and
+	// whether the committer goroutine runs (flushMu).
+	flushMu   sync.Mutex
+	toFlush   []*Partition
+	committer bool
 }
 
 // NewManager returns a Manager with no partitions.
@@ -106,14 +113,61 @@ func (m *Manager) partitions() []*Partition {
 func (m *Manager) Append(p *Partition, batch []byte, acksAll bool, minISR int) (engine.AppendResult, error) {
 	res, flush, err := p.AppendAsLeader(batch, acksAll, minISR)
 	if flush {
-		m.flushes.Add(1)
-		go func() {
-			defer m.flushes.Done()
-			for p.Flush() {
-			}
-		}()
+		m.requestFlush(p)
 	}
 	return res, err
+}
+
+// requestFlush hands p, whose HW now waits for an fsync, to the group
+// commit: one committer goroutine takes every partition waiting, makes
+// them durable together (engine.SyncLogs: one file-system sync per log dir
+// for a large group), lets their HWs pass, and goes on with the partitions
+// that waited meanwhile, until none is left. So the number of syncs
+// follows the time a sync takes, not the number of partitions or requests.
+func (m *Manager) requestFlush(p *Partition) {
+	m.flushMu.Lock()
+	m.toFlush = append(m.toFlush, p)
+	start := !m.committer
+	if start {
+		m.committer = true
+		m.flushes.Add(1)
+	}
+	m.flushMu.Unlock()
+	if start {
+		go m.commit()
+	}
+}
+
+// commit is the committer goroutine.
+func (m *Manager) commit() {
+	defer m.flushes.Done()
+	for {
+		m.flushMu.Lock()
+		group := m.toFlush
+		m.toFlush = nil
+		if len(group) == 0 {
+			m.committer = false
+			m.flushMu.Unlock()
+			return
+		}
+		m.flushMu.Unlock()
+		logs := make([]*engine.Log, len(group))
+		for i, p := range group {
+			logs[i] = p.log
+		}
+		errs := engine.SyncLogs(logs)
+		var again []*Partition
+		for i, p := range group {
+			if p.flushed(errs[i]) {
+				again = append(again, p)
+			}
+		}
+		if len(again) > 0 {
+			m.flushMu.Lock()
+			m.toFlush = append(m.toFlush, again...)
+			m.flushMu.Unlock()
+		}
+	}
 }
 
 // AppendMarker appends a transaction marker to p as its leader (refused
@@ -121,12 +175,7 @@ func (m *Manager) Append(p *Partition, batch []byte, acksAll bool, minISR int) (
 func (m *Manager) AppendMarker(p *Partition, mk engine.Marker, minISR int) (engine.AppendResult, error) {
 	res, flush, err := p.AppendMarkerAsLeader(mk, minISR)
 	if flush {
-		m.flushes.Add(1)
-		go func() {
-			defer m.flushes.Done()
-			for p.Flush() {
-			}
-		}()
+		m.requestFlush(p)
 	}
 	return res, err
 }

@@ -412,7 +412,12 @@ func (p *Partition) AppendMarkerAsLeader(m engine.Marker, minISR int) (res engin
 // the caller must call it again: appends arrived during the fsync and the
 // HW waits for them. A failed fsync fails the acks=all waiters.
 func (p *Partition) Flush() bool {
-	err := p.log.Sync()
+	return p.flushed(p.log.Sync())
+}
+
+// flushed completes a Flush whose fsync (the log's own, or a group sync
+// covering it) returned err.
+func (p *Partition) flushed(err error) bool {
 	p.mu.Lock()
 	var (
 		cs   []completion
