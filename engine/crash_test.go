@@ -349,3 +349,154 @@ func TestSyncLogsOneFileSystemSync(t *testing.T) {
 		t.Fatalf("group of %d: %d file syncs and %d file-system syncs, want %d and 0", len(small), syncs, syncfs, len(small))
 	}
 }
+
+// TestCrashDuringClose: a shutdown closes every log without fsyncs of its
+// own and syncs the file system once before the checkpoints and the
+// clean-shutdown marker. The process dies after every possible number of
+// file operations of Manager.Close, then the power goes (unsynced state
+// lost at random): after the restart every partition holds a contiguous
+// run of what was appended, with everything synced before the shutdown;
+// when Close completed, nothing appended is lost and the producer state
+// is the one at the log end.
+func TestCrashDuringClose(t *testing.T) {
+	const parts = 5
+	for steps := 0; ; steps++ {
+		crash := vfs.NewCrashFS(int64(steps))
+		fsys := vfs.NewFailFS(crash)
+		root := t.TempDir()
+		rng := rand.New(rand.NewPCG(uint64(steps), 3))
+		clk := clock.NewManual(time.UnixMilli(1_700_000_000_000))
+		cfg := DefaultConfig()
+		cfg.SegmentBytes = 4096
+		cfg.IndexIntervalBytes = 128
+		cfg.SegmentIndexBytes = 1024
+		opts := ManagerOptions{Dirs: []string{root}, FS: fsys, Clock: clk, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }}
+		m, err := OpenManager(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			history [parts][]testRecord
+			synced  [parts]Offset
+			seqs    [parts]int32
+		)
+		logs := make([]*Log, parts)
+		for i := range logs {
+			if logs[i], err = m.CreateLog(TopicPartition{Topic: "close", Partition: int32(i)}, cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for op := 0; op < 30; op++ {
+			i := rng.IntN(parts)
+			// An idempotent producer per partition: the close writes a
+			// producer snapshot.
+			recs := []testRecord{{key: []byte("k"), value: []byte("v0")}, {key: []byte("k"), value: []byte("v1")}}
+			b := txnBatch(t, 42+int64(i), seqs[i], false, len(recs), clk.Now().UnixMilli())
+			seqs[i] += int32(len(recs))
+			if _, err := logs[i].Append(b, 0); err != nil {
+				t.Fatal(err)
+			}
+			history[i] = append(history[i], recs...)
+			if rng.IntN(6) == 0 {
+				leo := logs[i].LogEndOffset()
+				if err := logs[i].Sync(); err != nil {
+					t.Fatal(err)
+				}
+				synced[i] = leo
+			}
+		}
+		fsys.SetBudget(steps)
+		closeErr := m.Close()
+		died := fsys.Exhausted()
+		if !died && closeErr != nil {
+			t.Fatalf("close with no failure injected: %v", closeErr)
+		}
+		if died {
+			crashManager(m)
+		}
+		fsys.SetBudget(-1)
+		if err := crash.CrashWith(vfs.CrashOptions{KeepUnsynced: vfs.KeepMode(rng.IntN(3)), TornTail: rng.IntN(2) == 0}); err != nil {
+			t.Fatal(err)
+		}
+		m, err = OpenManager(opts)
+		if err != nil {
+			t.Fatalf("after dying at step %d of close: %v", steps, err)
+		}
+		for i := range logs {
+			l, err := m.CreateLog(TopicPartition{Topic: "close", Partition: int32(i)}, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := synced[i]
+			if !died {
+				want = Offset(len(history[i]))
+			}
+			checkRecovered(t, l, history[i], want)
+			checkRecoveredEpochs(t, l, make([]int32, l.LogEndOffset())) // every batch in epoch 0
+			if !died && seqs[i] > 0 {
+				if leo := l.LogEndOffset(); int(leo) != len(history[i]) {
+					t.Fatalf("closed cleanly: %s ends at %d, %d records appended", l, leo, len(history[i]))
+				}
+				// The producer state came back at the log end: the next
+				// sequence is accepted, a replay of the last is a duplicate.
+				if res, err := l.Append(txnBatch(t, 42+int64(i), seqs[i]-2, false, 2, 1), 0); err != nil || !res.Duplicate {
+					t.Fatalf("%s: the last batch again after the clean close: %+v, %v (want a duplicate)", l, res, err)
+				}
+				if res, err := l.Append(txnBatch(t, 42+int64(i), seqs[i], false, 1, 1), 0); err != nil || res.Duplicate {
+					t.Fatalf("%s: next sequence after the clean close: %+v, %v", l, res, err)
+				}
+			}
+		}
+		crashManager(m)
+		if !died {
+			if steps < 3 {
+				t.Fatalf("close completed within %d file operations", steps)
+			}
+			return // every step of Close was cut once
+		}
+	}
+}
+
+// TestCloseOneFileSystemSync: closing a manager costs one file-system sync
+// per log dir plus the checkpoint files' own syncs, not a sync of every
+// partition's segment, snapshot and directory.
+func TestCloseOneFileSystemSync(t *testing.T) {
+	crash := vfs.NewCrashFS(1)
+	root := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.SegmentIndexBytes = 1024
+	m, err := OpenManager(ManagerOptions{Dirs: []string{root}, FS: crash, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const parts = 30
+	for i := 0; i < parts; i++ {
+		l, err := m.CreateLog(TopicPartition{Topic: "shut", Partition: int32(i)}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Append(txnBatch(t, 9, 0, false, 3, 1), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crash.StartTrace(root)
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var syncs, syncfs int
+	for _, line := range crash.StopTrace() {
+		switch {
+		case strings.HasPrefix(line, "syncfs "):
+			syncfs++
+		case strings.HasPrefix(line, "sync "), strings.HasPrefix(line, "syncdir "):
+			syncs++
+		}
+	}
+	// Two file-system syncs (before and after the staged leader-epoch
+	// checkpoints and producer snapshots are renamed into place), then
+	// two checkpoint files and the marker, each a file sync and a
+	// directory sync.
+	if syncfs != 2 || syncs > 6 {
+		t.Fatalf("closing %d partitions: %d file and directory syncs, %d file-system syncs; want at most 6 and 2", parts, syncs, syncfs)
+	}
+}

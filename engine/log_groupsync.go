@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,6 +15,10 @@ import (
 // sync would also write back what unrelated writers left dirty for little
 // gain.
 const GroupSyncMin = 4
+
+// epochFlushThreads bounds the leader-epoch checkpoint writes a group
+// commit runs at once.
+const epochFlushThreads = 64
 
 // SyncLogs makes everything appended so far to each of logs durable and
 // advances their recovery points, as Sync does for one log, at the cost of
@@ -108,15 +113,41 @@ func syncGroup(root string, logs []*Log) []error {
 				p.segs = append(p.segs, pending{s, size})
 			}
 		}
-		// The leader-epoch checkpoint is an atomic file write of its own
-		// (only when an epoch was added since the last one).
-		if err := l.epochs.Flush(); err != nil {
-			errs[i] = l.errorf("flush", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, err))
-			continue
-		}
 		p.dirty = l.dirDirty.Swap(false)
 		preps[i] = p
 	}
+	// The leader-epoch checkpoints are atomic file writes of their own,
+	// only for logs that gained an epoch since their last one (the first
+	// appends after a leadership change): written in parallel, so the
+	// file system overlaps their syncs.
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range min(epochFlushThreads, len(logs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(logs) {
+					return
+				}
+				if preps[i] == nil {
+					continue
+				}
+				if err := logs[i].epochs.Flush(); err != nil {
+					l := logs[i]
+					errs[i] = l.errorf("flush", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, err))
+					if preps[i].dirty {
+						l.dirDirty.Store(true)
+					}
+					preps[i] = nil
+				}
+			}
+		}()
+	}
+	wg.Wait()
 	start := time.Now()
 	err := fsys.SyncFS(root)
 	observeFlush(start)

@@ -485,21 +485,35 @@ func (m *Manager) Close() error {
 	return err
 }
 
-// closeThreads is how many logs close at once at least: a close waits on
-// fsyncs (data, leader epochs, producer snapshot, directory), which the
-// file system overlaps across files.
+// closeThreads is how many logs close at once at least: a close writes a
+// producer snapshot and trims the active segment's indexes.
 const closeThreads = 32
 
 // closeLogs closes every log, RecoveryThreads (at least closeThreads) at a
-// time.
+// time, without an fsync of its own: the leader-epoch checkpoints and
+// producer snapshots are staged (checkpoint.WriteFileStaged), one
+// file-system sync per log dir makes the data, the trimmed indexes and the
+// staged files durable, the staged files are renamed into place and a
+// second sync makes the renames durable. A shutdown costs a few syncs, not
+// several per partition; the clean-shutdown marker is written only after
+// all of it succeeded (Close).
 func (m *Manager) closeLogs() error {
 	logs := m.Logs()
 	var (
-		mu    sync.Mutex
-		first error
-		wg    sync.WaitGroup
-		next  atomic.Int64
+		mu     sync.Mutex
+		first  error
+		wg     sync.WaitGroup
+		next   atomic.Int64
+		closed = make([]bool, len(logs))
+		staged = make([][]string, len(logs))
 	)
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+		}
+		mu.Unlock()
+	}
 	for range min(max(m.opts.RecoveryThreads, closeThreads), max(len(logs), 1)) {
 		wg.Add(1)
 		go func() {
@@ -509,17 +523,50 @@ func (m *Manager) closeLogs() error {
 				if i >= len(logs) {
 					return
 				}
-				if err := logs[i].Close(); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
+				ok, files, err := logs[i].close(false)
+				closed[i], staged[i] = ok, files
+				if err != nil {
+					fail(err)
 				}
 			}
 		}()
 	}
 	wg.Wait()
+	syncAll := func() error {
+		for _, d := range m.opts.Dirs {
+			if err := m.opts.FS.SyncFS(d); err != nil {
+				return fmt.Errorf("engine: close: syncing the file system of %s: %w", d, err)
+			}
+		}
+		return nil
+	}
+	if err := syncAll(); err != nil {
+		fail(err)
+		return first
+	}
+	installed := false
+	for i := range logs {
+		for _, path := range staged[i] {
+			if err := checkpoint.InstallStaged(m.opts.FS, path); err != nil {
+				fail(fmt.Errorf("engine: close %s: %w", logs[i].tp, err))
+				staged[i] = nil
+				closed[i] = false
+				break
+			}
+			installed = true
+		}
+	}
+	if installed {
+		if err := syncAll(); err != nil {
+			fail(err)
+			return first
+		}
+	}
+	for i, l := range logs {
+		if closed[i] {
+			l.markSynced()
+		}
+	}
 	return first
 }
 

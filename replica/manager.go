@@ -48,6 +48,7 @@ type Manager struct {
 	flushMu   sync.Mutex
 	toFlush   []*Partition
 	committer bool
+	holds     atomic.Int32 // HoldCommits callers not yet released
 }
 
 // NewManager returns a Manager with no partitions.
@@ -124,10 +125,13 @@ func (m *Manager) Append(p *Partition, batch []byte, acksAll bool, minISR int) (
 // for a large group), lets their HWs pass, and goes on with the partitions
 // that waited meanwhile, until none is left. So the number of syncs
 // follows the time a sync takes, not the number of partitions or requests.
+//
+// While a caller holds commits (HoldCommits), p waits for the release (or
+// for a commit another caller starts) instead of starting one.
 func (m *Manager) requestFlush(p *Partition) {
 	m.flushMu.Lock()
 	m.toFlush = append(m.toFlush, p)
-	start := !m.committer
+	start := !m.committer && m.holds.Load() == 0
 	if start {
 		m.committer = true
 		m.flushes.Add(1)
@@ -135,6 +139,34 @@ func (m *Manager) requestFlush(p *Partition) {
 	m.flushMu.Unlock()
 	if start {
 		go m.commit()
+	}
+}
+
+// HoldCommits delays the group commits that appends from now on would
+// start until release is called: a produce request appends to every one of
+// its partitions, then releases, and one file-system sync covers them all
+// instead of a sync starting with its first partition and more during its
+// other appends. A commit already running, or started by another caller's
+// release, still takes every partition waiting; holds of concurrent
+// requests overlap without starving anyone, since each release starts the
+// commit of whatever waits. release must be called exactly once.
+func (m *Manager) HoldCommits() (release func()) {
+	m.holds.Add(1)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			m.holds.Add(-1)
+			m.flushMu.Lock()
+			start := !m.committer && len(m.toFlush) > 0
+			if start {
+				m.committer = true
+				m.flushes.Add(1)
+			}
+			m.flushMu.Unlock()
+			if start {
+				go m.commit()
+			}
+		})
 	}
 }
 

@@ -120,7 +120,7 @@ func spreadProduce(ctx context.Context, r *runner) error {
 		cell := fmt.Sprintf("P=%d", np)
 		topic := nextName("spread-")
 		for _, in := range ins {
-			if err := createMany(ctx, in.addr, topic, np); err != nil {
+			if err := createGrown(ctx, in.addr, topic, np); err != nil {
 				return fmt.Errorf("%s %s: %w", in.spec.name, cell, err)
 			}
 		}
@@ -138,6 +138,35 @@ func spreadProduce(ctx context.Context, r *runner) error {
 		}
 		if err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// createGrown creates topic with n partitions: 5,000 at creation (the
+// most one CreateTopics request may hold), the rest added 5,000 at a time.
+func createGrown(ctx context.Context, addr, topic string, n int) error {
+	const step = 5000
+	if err := createMany(ctx, addr, topic, min(n, step)); err != nil {
+		return err
+	}
+	if n <= step {
+		return nil
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestTimeoutOverhead(10*time.Minute))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	adm.SetTimeoutMillis(int32((10 * time.Minute).Milliseconds()))
+	for have := step; have < n; have += step {
+		resp, err := adm.UpdatePartitions(ctx, min(n, have+step), topic)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			return fmt.Errorf("growing %s to %d partitions: %w", topic, min(n, have+step), err)
 		}
 	}
 	return nil
