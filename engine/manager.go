@@ -45,10 +45,12 @@ type ManagerOptions struct {
 	// runtime, re-read while running).
 	MaxMappings int
 	// ConfigFor returns the settings of a partition found on disk at start-up
-	// (nil: DefaultConfig).
+	// (nil: DefaultConfig). Settings are a topic's, as in Kafka: it is
+	// called once per topic and log dir, with the topic's first partition
+	// found there.
 	ConfigFor func(tp TopicPartition) Config
 	// RecoveryThreads opens and recovers logs in parallel (0: 2; loading
-	// and closing use at least 4).
+	// uses at least 16, closing at least 32).
 	RecoveryThreads int
 	// RetentionCheckInterval is log.retention.check.interval.ms (0: 5 min).
 	RetentionCheckInterval time.Duration
@@ -138,6 +140,9 @@ func OpenManager(opts ManagerOptions) (*Manager, error) {
 	return m, nil
 }
 
+// loadThreads is how many logs open at once at least at start-up.
+const loadThreads = 16
+
 type loadJob struct {
 	dir string
 	tp  TopicPartition
@@ -204,9 +209,17 @@ func (m *Manager) loadDir(dir string) error {
 			bytes                         int64
 		}
 	)
-	// At least 4 loaders: a log opened lazily costs a few system calls,
-	// which overlap (and wait on the disk when its metadata is not cached).
-	for range max(m.opts.RecoveryThreads, 4) {
+	// The settings of each topic, computed once (ConfigFor).
+	configs := map[string]Config{}
+	for _, j := range jobs {
+		if _, ok := configs[j.tp.Topic]; !ok {
+			configs[j.tp.Topic] = m.opts.ConfigFor(j.tp)
+		}
+	}
+	// At least loadThreads loaders: a log opened lazily costs a few system
+	// calls, which overlap (and wait on the disk when its metadata is not
+	// cached).
+	for range max(m.opts.RecoveryThreads, loadThreads) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -218,7 +231,7 @@ func (m *Manager) loadDir(dir string) error {
 				if v, ok := starts[j.tp]; ok {
 					ls = Offset(v)
 				}
-				l, err := OpenLog(j.dir, j.tp, m.opts.ConfigFor(j.tp), LogOptions{
+				l, err := OpenLog(j.dir, j.tp, configs[j.tp.Topic], LogOptions{
 					FS: fs, Clock: m.opts.Clock, Logger: m.opts.Logger,
 					CleanShutdown: clean, RecoveryPoint: rp, LogStartOffset: ls, handles: m.handles,
 					RecoveryPointLowered: m.WriteCheckpoints, listed: true,
