@@ -171,7 +171,7 @@ func checkRecovered(t *testing.T, l *Log, history []testRecord, synced Offset) {
 // to it, including everything a SyncLogs call reported durable for it.
 func TestCrashGroupCommit(t *testing.T) {
 	const parts = 6
-	for seed := int64(1); seed <= 16; seed++ {
+	for seed := int64(1); seed <= 12; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(seed), 7))
 			crash := vfs.NewCrashFS(seed)
