@@ -377,3 +377,60 @@ func TestGroupCommitAcrossPartitions(t *testing.T) {
 		l.Close()
 	}
 }
+
+// TestAckCompletionMayWaitForAnotherCommit: an acks=all completion that
+// appends to another partition and waits for that append's own commit
+// (as the transaction coordinator records a commit once its markers are
+// acknowledged) completes: completions do not run on the goroutine that
+// performs the commits.
+func TestAckCompletionMayWaitForAnotherCommit(t *testing.T) {
+	root := t.TempDir()
+	cfg := engine.DefaultConfig()
+	cfg.SegmentIndexBytes = 1024
+	m := NewManager(ManagerConfig{ID: 1, SyncAlone: true, Logger: silent})
+	defer m.Close()
+	var ps []*Partition
+	for i := 0; i < 2; i++ {
+		tp := engine.TopicPartition{Topic: "c", Partition: int32(i)}
+		l, err := engine.OpenLog(filepath.Join(root, engine.PartitionDirName(tp)), tp, cfg, engine.LogOptions{Logger: quiet, CleanShutdown: true, RecoveryPoint: -1, LogStartOffset: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		p, err := m.LeadAlone(l, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	await := func(p *Partition, last Offset) error {
+		done := make(chan struct{})
+		waits := []AckWait{{P: p, Last: last, MinISR: 1}}
+		m.AwaitAcks(waits, time.Minute, func() { close(done) })
+		<-done
+		return waits[0].Err
+	}
+	res, err := m.Append(ps[0], batch(t, "marker", 1), true, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished := make(chan error, 1)
+	waits := []AckWait{{P: ps[0], Last: res.LastOffset, MinISR: 1}}
+	m.AwaitAcks(waits, time.Minute, func() {
+		// Inside the completion: record the outcome in the other
+		// partition and wait until it is durable.
+		res, err := m.Append(ps[1], batch(t, "state", 1), true, 1)
+		if err == nil {
+			err = await(ps[1], res.LastOffset)
+		}
+		finished <- err
+	})
+	select {
+	case err := <-finished:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a completion waiting for another partition's commit never finished")
+	}
+}

@@ -126,8 +126,8 @@ func (m *Manager) Append(p *Partition, batch []byte, acksAll bool, minISR int) (
 // that waited meanwhile, until none is left. So the number of syncs
 // follows the time a sync takes, not the number of partitions or requests.
 //
-// While a caller holds commits (HoldCommits), p waits for the release (or
-// for a commit another caller starts) instead of starting one.
+// While a caller holds commits (HoldCommits), p waits for a release, an
+// AwaitAcks or a commit already running instead of starting one.
 func (m *Manager) requestFlush(p *Partition) {
 	m.flushMu.Lock()
 	m.toFlush = append(m.toFlush, p)
@@ -156,17 +156,24 @@ func (m *Manager) HoldCommits() (release func()) {
 	return func() {
 		once.Do(func() {
 			m.holds.Add(-1)
-			m.flushMu.Lock()
-			start := !m.committer && len(m.toFlush) > 0
-			if start {
-				m.committer = true
-				m.flushes.Add(1)
-			}
-			m.flushMu.Unlock()
-			if start {
-				go m.commit()
-			}
+			m.kickCommit()
 		})
+	}
+}
+
+// kickCommit starts the committer when partitions wait and it is not
+// running: at a HoldCommits release, and whenever someone waits for acks
+// (AwaitAcks), so that a wait never depends on a hold being released.
+func (m *Manager) kickCommit() {
+	m.flushMu.Lock()
+	start := !m.committer && len(m.toFlush) > 0
+	if start {
+		m.committer = true
+		m.flushes.Add(1)
+	}
+	m.flushMu.Unlock()
+	if start {
+		go m.commit()
 	}
 }
 
@@ -188,10 +195,19 @@ func (m *Manager) commit() {
 			logs[i] = p.log
 		}
 		errs := engine.SyncLogs(logs)
+		// Every HW moves first, then the acks=all completions run, each
+		// partition's on a goroutine of its own as with a flush of its
+		// own: a completion may append and wait for the next commit
+		// (a transaction coordinator recording a commit once its markers
+		// are in), which this goroutine must stay free to run.
 		var again []*Partition
 		for i, p := range group {
-			if p.flushed(errs[i]) {
+			more, cs := p.flushed(errs[i])
+			if more {
 				again = append(again, p)
+			}
+			if len(cs) > 0 {
+				go runCompletions(cs)
 			}
 		}
 		if len(again) > 0 {
@@ -230,6 +246,7 @@ func (m *Manager) AwaitAcks(waits []AckWait, timeout time.Duration, done func())
 		done()
 		return
 	}
+	m.kickCommit()
 	var (
 		mu       sync.Mutex
 		pending  = len(waits)
