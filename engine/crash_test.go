@@ -3,7 +3,9 @@ package engine
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -498,5 +500,61 @@ func TestCloseOneFileSystemSync(t *testing.T) {
 	// directory sync.
 	if syncfs != 2 || syncs > 6 {
 		t.Fatalf("closing %d partitions: %d file and directory syncs, %d file-system syncs; want at most 6 and 2", parts, syncs, syncfs)
+	}
+}
+
+// noSyncFS is a file system without syncfs(2) (ENOSYS).
+type noSyncFS struct{ vfs.FS }
+
+func (noSyncFS) SyncFS(name string) error {
+	return &os.PathError{Op: "syncfs", Path: name, Err: syscall.ENOSYS}
+}
+
+// TestSyncLogsWithoutSyncFS: where the file system has no syncfs, a group
+// commit syncs each log's own files, and what it reported durable
+// survives a power loss.
+func TestSyncLogsWithoutSyncFS(t *testing.T) {
+	crash := vfs.NewCrashFS(5)
+	root := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.SegmentIndexBytes = 1024
+	opts := ManagerOptions{Dirs: []string{root}, FS: noSyncFS{crash}, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }}
+	m, err := OpenManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs []*Log
+	for i := 0; i < 2*GroupSyncMin; i++ {
+		l, err := m.CreateLog(TopicPartition{Topic: "nosyncfs", Partition: int32(i)}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(i, 1), kv(i+1, 1)}), 0); err != nil {
+			t.Fatal(err)
+		}
+		logs = append(logs, l)
+	}
+	for i, err := range SyncLogs(logs) {
+		if err != nil {
+			t.Fatalf("log %d: %v", i, err)
+		}
+	}
+	crashManager(m)
+	if err := crash.CrashWith(vfs.CrashOptions{KeepUnsynced: vfs.KeepNone}); err != nil {
+		t.Fatal(err)
+	}
+	m, err = OpenManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer crashManager(m)
+	for i := range logs {
+		l, err := m.CreateLog(TopicPartition{Topic: "nosyncfs", Partition: int32(i)}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if leo := l.LogEndOffset(); leo != 2 {
+			t.Fatalf("partition %d: log end %d after the power loss, 2 records were synced", i, leo)
+		}
 	}
 }

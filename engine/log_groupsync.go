@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -151,6 +153,25 @@ func syncGroup(root string, logs []*Log) []error {
 	start := time.Now()
 	err := fsys.SyncFS(root)
 	observeFlush(start)
+	if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EOPNOTSUPP) {
+		// No syncfs here: each log syncs its own files.
+		var wg sync.WaitGroup
+		for i, p := range preps {
+			if p == nil {
+				continue
+			}
+			if p.dirty {
+				logs[i].dirDirty.Store(true)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = logs[i].flushTo(p.upTo) // syncMu is held
+			}()
+		}
+		wg.Wait()
+		return errs
+	}
 	for i, p := range preps {
 		if p == nil {
 			continue
