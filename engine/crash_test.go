@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -459,9 +460,9 @@ func TestCrashDuringClose(t *testing.T) {
 	}
 }
 
-// TestCloseOneFileSystemSync: closing a manager costs one file-system sync
-// per log dir plus the checkpoint files' own syncs, not a sync of every
-// partition's segment, snapshot and directory.
+// TestCloseOneFileSystemSync: closing a manager costs a few file-system
+// syncs per log dir plus the checkpoint files' own syncs, not a sync of
+// every partition's segment, snapshot and directory.
 func TestCloseOneFileSystemSync(t *testing.T) {
 	crash := vfs.NewCrashFS(1)
 	root := t.TempDir()
@@ -494,12 +495,12 @@ func TestCloseOneFileSystemSync(t *testing.T) {
 			syncs++
 		}
 	}
-	// Two file-system syncs (before and after the staged leader-epoch
-	// checkpoints and producer snapshots are renamed into place), then
-	// two checkpoint files and the marker, each a file sync and a
-	// directory sync.
-	if syncfs != 2 || syncs > 6 {
-		t.Fatalf("closing %d partitions: %d file and directory syncs, %d file-system syncs; want at most 6 and 2", parts, syncs, syncfs)
+	// Three file-system syncs (before the logs close, before and after
+	// the staged leader-epoch checkpoints and producer snapshots are
+	// renamed into place), then two checkpoint files and the marker, each
+	// a file sync and a directory sync.
+	if syncfs != 3 || syncs > 6 {
+		t.Fatalf("closing %d partitions: %d file and directory syncs, %d file-system syncs; want at most 6 and 3", parts, syncs, syncfs)
 	}
 }
 
@@ -555,6 +556,56 @@ func TestSyncLogsWithoutSyncFS(t *testing.T) {
 		}
 		if leo := l.LogEndOffset(); leo != 2 {
 			t.Fatalf("partition %d: log end %d after the power loss, 2 records were synced", i, leo)
+		}
+	}
+}
+
+// TestCloseWithoutSyncFS: on a file system without syncfs a shutdown
+// syncs each log's files itself, and after a power loss right after it
+// everything is there and the stop counts as clean.
+func TestCloseWithoutSyncFS(t *testing.T) {
+	crash := vfs.NewCrashFS(6)
+	root := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.SegmentIndexBytes = 1024
+	opts := ManagerOptions{Dirs: []string{root}, FS: noSyncFS{crash}, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }}
+	m, err := OpenManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		l, err := m.CreateLog(TopicPartition{Topic: "nosyncfs", Partition: int32(i)}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Append(txnBatch(t, 7, 0, false, 2, 1), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := crash.CrashWith(vfs.CrashOptions{KeepUnsynced: vfs.KeepNone}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, CleanShutdownFile)); err != nil {
+		t.Fatalf("clean-shutdown marker after the close: %v", err)
+	}
+	m, err = OpenManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for i := 0; i < 3; i++ {
+		l, err := m.CreateLog(TopicPartition{Topic: "nosyncfs", Partition: int32(i)}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if leo := l.LogEndOffset(); leo != 2 {
+			t.Fatalf("partition %d: log end %d after the power loss, 2 records closed", i, leo)
+		}
+		if res, err := l.Append(txnBatch(t, 7, 0, false, 2, 1), 0); err != nil || !res.Duplicate {
+			t.Fatalf("partition %d: the producer's last batch again: %+v, %v (want a duplicate)", i, res, err)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/kvlog/kvlog/engine/checkpoint"
@@ -507,11 +509,20 @@ const closeThreads = 32
 // producer snapshots are staged (checkpoint.WriteFileStaged), one
 // file-system sync per log dir makes the data, the trimmed indexes and the
 // staged files durable, the staged files are renamed into place and a
-// second sync makes the renames durable. A shutdown costs a few syncs, not
-// several per partition; the clean-shutdown marker is written only after
-// all of it succeeded (Close).
+// second sync makes the renames durable. A first sync, before the logs
+// close, writes back most of the data meanwhile and tells whether the file
+// system has syncfs at all (if not, each log closes with syncs of its
+// own). A shutdown costs a few syncs, not several per partition; the
+// clean-shutdown marker is written only after all of it succeeded (Close).
 func (m *Manager) closeLogs() error {
 	logs := m.Logs()
+	// A file system without syncfs: every log closes with syncs of its own.
+	synced := true
+	for _, d := range m.opts.Dirs {
+		if err := m.opts.FS.SyncFS(d); errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EOPNOTSUPP) {
+			synced = false
+		}
+	}
 	var (
 		mu     sync.Mutex
 		first  error
@@ -536,7 +547,7 @@ func (m *Manager) closeLogs() error {
 				if i >= len(logs) {
 					return
 				}
-				ok, files, err := logs[i].close(false)
+				ok, files, err := logs[i].close(!synced)
 				closed[i], staged[i] = ok, files
 				if err != nil {
 					fail(err)
@@ -545,6 +556,9 @@ func (m *Manager) closeLogs() error {
 		}()
 	}
 	wg.Wait()
+	if !synced {
+		return first
+	}
 	syncAll := func() error {
 		for _, d := range m.opts.Dirs {
 			if err := m.opts.FS.SyncFS(d); err != nil {
