@@ -207,7 +207,11 @@ func (m *Manager) commit() {
 				again = append(again, p)
 			}
 			if len(cs) > 0 {
-				go runCompletions(cs)
+				m.flushes.Add(1) // Close waits for them too
+				go func() {
+					defer m.flushes.Done()
+					runCompletions(cs)
+				}()
 			}
 		}
 		if len(again) > 0 {
