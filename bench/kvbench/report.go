@@ -878,13 +878,14 @@ func (r *runner) goals() []goal {
 		cell   string
 		target float64
 	}{{"P=1000", 0.8}, {"P=10000", 0.5}} {
-		name := fmt.Sprintf("acks=all over %s partitions with fsync ≥ %s× the fsync-off rate", strings.TrimPrefix(g.cell, "P="), fnum(g.target))
+		target := fmt.Sprintf("≥ %.1f×", g.target)
+		name := fmt.Sprintf("acks=all over %s partitions with fsync %s the fsync-off rate", strings.TrimPrefix(g.cell, "P="), target)
 		v := r.spreadRatio(g.cell)
 		if math.IsNaN(v) {
-			gs = append(gs, goal{name, fmt.Sprintf("≥ %s×", fnum(g.target)), "–", "not run", nil})
+			gs = append(gs, goal{name, target, "–", "not run", nil})
 			continue
 		}
-		gs = append(gs, goal{name, fmt.Sprintf("≥ %s×", fnum(g.target)),
+		gs = append(gs, goal{name, target,
 			fmt.Sprintf("%s (%s rec/s with fsync, %s without)", fx(v), fnum(median(r.st.get("partitions-spread", g.cell, "kvlog", "rec/s"))), fnum(median(r.st.get("partitions-spread", g.cell, "kvlog-nofsync", "rec/s")))),
 			verdict(v >= g.target, true), []string{"partitions"}})
 	}
