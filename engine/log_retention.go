@@ -1,8 +1,13 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/kvlog/kvlog/engine/checkpoint"
 )
 
 // EnforceRetention deletes the oldest whole segments that lie entirely below
@@ -136,6 +141,39 @@ func (l *Log) close(sync bool) (closed bool, staged []string, err error) {
 		l.handles.close()
 	}
 	return true, staged, err
+}
+
+// syncClosedFiles makes a log closed by close(false) durable where the
+// file system has no syncfs: every file of its directory is fsynced by
+// name, the staged files are renamed into place and the directory is
+// fsynced, before and after the renames.
+func (l *Log) syncClosedFiles(staged []string) error {
+	ents, err := l.fs.ReadDir(l.dir)
+	if err != nil {
+		return l.errorf("close", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			continue
+		}
+		if err := syncFile(l.fs, filepath.Join(l.dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return l.errorf("close", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return l.errorf("close", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	for _, path := range staged {
+		if err := checkpoint.InstallStaged(l.fs, path); err != nil {
+			return l.errorf("close", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
+	}
+	if len(staged) > 0 {
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return l.errorf("close", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
+	}
+	return nil
 }
 
 // markSynced records, after close(false), the installation of its staged

@@ -509,20 +509,12 @@ const closeThreads = 32
 // producer snapshots are staged (checkpoint.WriteFileStaged), one
 // file-system sync per log dir makes the data, the trimmed indexes and the
 // staged files durable, the staged files are renamed into place and a
-// second sync makes the renames durable. A first sync, before the logs
-// close, writes back most of the data meanwhile and tells whether the file
-// system has syncfs at all (if not, each log closes with syncs of its
-// own). A shutdown costs a few syncs, not several per partition; the
-// clean-shutdown marker is written only after all of it succeeded (Close).
+// second sync makes the renames durable (on a file system without syncfs,
+// each closed log's files are synced one by one instead). A shutdown
+// costs two syncs, not several per partition; the clean-shutdown marker
+// is written only after all of it succeeded (Close).
 func (m *Manager) closeLogs() error {
 	logs := m.Logs()
-	// A file system without syncfs: every log closes with syncs of its own.
-	synced := true
-	for _, d := range m.opts.Dirs {
-		if err := m.opts.FS.SyncFS(d); errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EOPNOTSUPP) {
-			synced = false
-		}
-	}
 	var (
 		mu     sync.Mutex
 		first  error
@@ -547,7 +539,7 @@ func (m *Manager) closeLogs() error {
 				if i >= len(logs) {
 					return
 				}
-				ok, files, err := logs[i].close(!synced)
+				ok, files, err := logs[i].close(false)
 				closed[i], staged[i] = ok, files
 				if err != nil {
 					fail(err)
@@ -556,9 +548,6 @@ func (m *Manager) closeLogs() error {
 		}()
 	}
 	wg.Wait()
-	if !synced {
-		return first
-	}
 	syncAll := func() error {
 		for _, d := range m.opts.Dirs {
 			if err := m.opts.FS.SyncFS(d); err != nil {
@@ -567,7 +556,23 @@ func (m *Manager) closeLogs() error {
 		}
 		return nil
 	}
-	if err := syncAll(); err != nil {
+	if err := syncAll(); errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EOPNOTSUPP) {
+		// No syncfs here: every closed log's files are synced one by one.
+		for i, l := range logs {
+			if closed[i] {
+				if err := l.syncClosedFiles(staged[i]); err != nil {
+					fail(err)
+					closed[i] = false
+				}
+			}
+		}
+		for i, l := range logs {
+			if closed[i] {
+				l.markSynced()
+			}
+		}
+		return first
+	} else if err != nil {
 		fail(err)
 		return first
 	}
