@@ -18,9 +18,32 @@ import (
 // gain.
 const GroupSyncMin = 4
 
-// epochFlushThreads bounds the leader-epoch checkpoint writes a group
-// commit runs at once.
-const epochFlushThreads = 64
+// groupSyncThreads bounds the file writes and syncs of single logs a
+// group commit runs at once (leader-epoch checkpoints; each log's files
+// where there is no syncfs).
+const groupSyncThreads = 64
+
+// parallel runs fn(0) … fn(n-1) on at most groupSyncThreads goroutines.
+func parallel(n int, fn func(i int)) {
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range min(groupSyncThreads, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
 
 // SyncLogs makes everything appended so far to each of logs durable and
 // advances their recovery points, as Sync does for one log, at the cost of
@@ -122,54 +145,32 @@ func syncGroup(root string, logs []*Log) []error {
 	// only for logs that gained an epoch since their last one (the first
 	// appends after a leadership change): written in parallel, so the
 	// file system overlaps their syncs.
-	var (
-		wg   sync.WaitGroup
-		next atomic.Int64
-	)
-	for range min(epochFlushThreads, len(logs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(logs) {
-					return
-				}
-				if preps[i] == nil {
-					continue
-				}
-				if err := logs[i].epochs.Flush(); err != nil {
-					l := logs[i]
-					errs[i] = l.errorf("flush", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, err))
-					if preps[i].dirty {
-						l.dirDirty.Store(true)
-					}
-					preps[i] = nil
-				}
+	parallel(len(logs), func(i int) {
+		if preps[i] == nil {
+			return
+		}
+		if err := logs[i].epochs.Flush(); err != nil {
+			l := logs[i]
+			errs[i] = l.errorf("flush", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, err))
+			if preps[i].dirty {
+				l.dirDirty.Store(true)
 			}
-		}()
-	}
-	wg.Wait()
+			preps[i] = nil
+		}
+	})
 	start := time.Now()
 	err := fsys.SyncFS(root)
 	observeFlush(start)
 	if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EOPNOTSUPP) {
 		// No syncfs here: each log syncs its own files.
-		var wg sync.WaitGroup
-		for i, p := range preps {
-			if p == nil {
-				continue
-			}
-			if p.dirty {
-				logs[i].dirDirty.Store(true)
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+		parallel(len(logs), func(i int) {
+			if p := preps[i]; p != nil {
+				if p.dirty {
+					logs[i].dirDirty.Store(true)
+				}
 				errs[i] = logs[i].flushTo(p.upTo) // syncMu is held
-			}()
-		}
-		wg.Wait()
+			}
+		})
 		return errs
 	}
 	for i, p := range preps {
