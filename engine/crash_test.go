@@ -3,6 +3,10 @@ package engine
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -156,5 +160,452 @@ func checkRecovered(t *testing.T, l *Log, history []testRecord, synced Offset) {
 	}
 	if int(leo-l.LogStartOffset()) != len(got) {
 		t.Fatalf("log [%d,%d) but %d records readable", l.LogStartOffset(), leo, len(got))
+	}
+}
+
+// TestCrashGroupCommit: several partitions of one log dir are made durable
+// together by group commits (SyncLogs with at least GroupSyncMin logs: one
+// file-system sync for all of them), with segments rolling, leader epochs
+// changing and cold segment handles closed now and then. Each round ends
+// with a power loss inside a group commit of every partition: the process
+// dies after a random number of file operations of it (possibly none,
+// possibly all), then the unsynced state is lost at random. After each
+// restart every partition must hold a contiguous run of what was appended
+// to it, including everything a SyncLogs call reported durable for it.
+func TestCrashGroupCommit(t *testing.T) {
+	const parts = 6
+	for seed := int64(1); seed <= 12; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(seed), 7))
+			crash := vfs.NewCrashFS(seed)
+			fsys := vfs.NewFailFS(crash)
+			root := t.TempDir()
+			clk := clock.NewManual(time.UnixMilli(1_700_000_000_000))
+			cfg := DefaultConfig()
+			cfg.SegmentBytes = int64(4096 + rng.IntN(4096))
+			cfg.IndexIntervalBytes = 128
+			cfg.SegmentIndexBytes = 1024
+			cfg.RetentionBytes = -1
+			opts := ManagerOptions{Dirs: []string{root}, FS: fsys, Clock: clk, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }}
+			var (
+				history [parts][]testRecord
+				epochOf [parts][]int32
+				synced  [parts]Offset
+			)
+			epoch := int32(0)
+			for round := 0; round < 4; round++ {
+				fsys.SetBudget(-1)
+				m, err := OpenManager(opts)
+				if err != nil {
+					t.Fatalf("round %d: open: %v", round, err)
+				}
+				logs := make([]*Log, parts)
+				for i := range logs {
+					if logs[i], err = m.CreateLog(TopicPartition{Topic: "group", Partition: int32(i)}, cfg); err != nil {
+						t.Fatal(err)
+					}
+					l := logs[i]
+					checkRecovered(t, l, history[i], synced[i])
+					checkRecoveredEpochs(t, l, epochOf[i])
+					history[i] = history[i][:l.LogEndOffset()]
+					epochOf[i] = epochOf[i][:l.LogEndOffset()]
+				}
+				epoch++ // a new epoch per restart: the epoch checkpoints are written in group commits
+				appendTo := func(i int) {
+					l := logs[i]
+					recs := randomRecords(rng, clk.Now().UnixMilli())
+					for k := range recs {
+						if recs[k].key == nil {
+							recs[k].key = []byte("k")
+						}
+					}
+					if _, err := l.Append(makeBatch(t, record.Codec(rng.IntN(3)), recs), epoch); err != nil {
+						t.Fatal(err)
+					}
+					history[i] = append(history[i], recs...)
+					for range recs {
+						epochOf[i] = append(epochOf[i], epoch)
+					}
+				}
+				// groupSync syncs a random group of at least GroupSyncMin
+				// partitions and records what it made durable.
+				groupSync := func(idx []int) {
+					group := make([]*Log, len(idx))
+					leos := make([]Offset, len(idx))
+					for k, i := range idx {
+						group[k], leos[k] = logs[i], logs[i].LogEndOffset()
+					}
+					for k, err := range SyncLogs(group) {
+						if err == nil {
+							synced[idx[k]] = max(synced[idx[k]], leos[k])
+						}
+					}
+				}
+				for op := 0; op < 60; op++ {
+					clk.Advance(time.Second)
+					if op%7 == 6 {
+						m.handles.evictCold()
+					}
+					if rng.IntN(5) == 0 {
+						epoch++
+					}
+					if rng.IntN(4) != 0 {
+						appendTo(rng.IntN(parts))
+						continue
+					}
+					idx := rng.Perm(parts)[:GroupSyncMin+rng.IntN(parts-GroupSyncMin+1)]
+					groupSync(idx)
+				}
+				// The power loss, inside a group commit of every partition.
+				for i := range logs {
+					appendTo(i)
+				}
+				fsys.SetBudget(rng.IntN(12))
+				groupSync(rng.Perm(parts))
+				crashManager(m)
+				mode := vfs.CrashOptions{KeepUnsynced: vfs.KeepMode(rng.IntN(3)), TornTail: rng.IntN(2) == 0}
+				if err := crash.CrashWith(mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestSyncLogsOneFileSystemSync: a group commit of GroupSyncMin or more
+// partitions of a log dir costs one file-system sync and no fdatasync of
+// any segment, whatever the number of partitions; a smaller group syncs
+// each log's own files.
+func TestSyncLogsOneFileSystemSync(t *testing.T) {
+	crash := vfs.NewCrashFS(1)
+	root := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.SegmentIndexBytes = 1024
+	m, err := OpenManager(ManagerOptions{Dirs: []string{root}, FS: crash, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var logs []*Log
+	for i := 0; i < 40; i++ {
+		l, err := m.CreateLog(TopicPartition{Topic: "many", Partition: int32(i)}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The first append adds the leader epoch, whose checkpoint is an
+		// atomic file write of its own; then everything is synced.
+		if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(0, 1)}), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		logs = append(logs, l)
+	}
+	count := func(trace []string) (syncs, syncfs int) {
+		for _, line := range trace {
+			switch {
+			case strings.HasPrefix(line, "syncfs "):
+				syncfs++
+			case strings.HasPrefix(line, "sync "), strings.HasPrefix(line, "syncdir "):
+				syncs++
+			}
+		}
+		return syncs, syncfs
+	}
+	for _, n := range []int{GroupSyncMin, 40} {
+		for _, l := range logs[:n] {
+			if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(1, 1)}), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		crash.StartTrace(root)
+		for i, err := range SyncLogs(logs[:n]) {
+			if err != nil {
+				t.Fatalf("log %d: %v", i, err)
+			}
+		}
+		syncs, syncfs := count(crash.StopTrace())
+		if syncs != 0 || syncfs != 1 {
+			t.Fatalf("group of %d: %d file syncs and %d file-system syncs, want 0 and 1", n, syncs, syncfs)
+		}
+		for _, l := range logs[:n] {
+			if rp := l.RecoveryPoint(); rp != l.LogEndOffset() {
+				t.Fatalf("%s: recovery point %d after the group commit, log end %d", l, rp, l.LogEndOffset())
+			}
+		}
+	}
+	// Below GroupSyncMin: each log's own fdatasync.
+	small := logs[:GroupSyncMin-1]
+	for _, l := range small {
+		if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(2, 2)}), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crash.StartTrace(root)
+	for _, err := range SyncLogs(small) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if syncs, syncfs := count(crash.StopTrace()); syncs != len(small) || syncfs != 0 {
+		t.Fatalf("group of %d: %d file syncs and %d file-system syncs, want %d and 0", len(small), syncs, syncfs, len(small))
+	}
+}
+
+// TestCrashDuringClose: a shutdown closes every log without fsyncs of its
+// own and syncs the file system once before the checkpoints and the
+// clean-shutdown marker. The process dies after every possible number of
+// file operations of Manager.Close, then the power goes (unsynced state
+// lost at random): after the restart every partition holds a contiguous
+// run of what was appended, with everything synced before the shutdown;
+// when Close completed, nothing appended is lost and the producer state
+// is the one at the log end.
+func TestCrashDuringClose(t *testing.T) {
+	const parts = 5
+	for steps := 0; ; steps++ {
+		crash := vfs.NewCrashFS(int64(steps))
+		fsys := vfs.NewFailFS(crash)
+		root := t.TempDir()
+		rng := rand.New(rand.NewPCG(uint64(steps), 3))
+		clk := clock.NewManual(time.UnixMilli(1_700_000_000_000))
+		cfg := DefaultConfig()
+		cfg.SegmentBytes = 4096
+		cfg.IndexIntervalBytes = 128
+		cfg.SegmentIndexBytes = 1024
+		opts := ManagerOptions{Dirs: []string{root}, FS: fsys, Clock: clk, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }}
+		m, err := OpenManager(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			history [parts][]testRecord
+			synced  [parts]Offset
+			seqs    [parts]int32
+		)
+		logs := make([]*Log, parts)
+		for i := range logs {
+			if logs[i], err = m.CreateLog(TopicPartition{Topic: "close", Partition: int32(i)}, cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for op := 0; op < 30; op++ {
+			i := rng.IntN(parts)
+			// An idempotent producer per partition: the close writes a
+			// producer snapshot.
+			recs := []testRecord{{key: []byte("k"), value: []byte("v0")}, {key: []byte("k"), value: []byte("v1")}}
+			b := txnBatch(t, 42+int64(i), seqs[i], false, len(recs), clk.Now().UnixMilli())
+			seqs[i] += int32(len(recs))
+			if _, err := logs[i].Append(b, 0); err != nil {
+				t.Fatal(err)
+			}
+			history[i] = append(history[i], recs...)
+			if rng.IntN(6) == 0 {
+				leo := logs[i].LogEndOffset()
+				if err := logs[i].Sync(); err != nil {
+					t.Fatal(err)
+				}
+				synced[i] = leo
+			}
+		}
+		fsys.SetBudget(steps)
+		closeErr := m.Close()
+		died := fsys.Exhausted()
+		if !died && closeErr != nil {
+			t.Fatalf("close with no failure injected: %v", closeErr)
+		}
+		if died {
+			crashManager(m)
+		}
+		fsys.SetBudget(-1)
+		if err := crash.CrashWith(vfs.CrashOptions{KeepUnsynced: vfs.KeepMode(rng.IntN(3)), TornTail: rng.IntN(2) == 0}); err != nil {
+			t.Fatal(err)
+		}
+		m, err = OpenManager(opts)
+		if err != nil {
+			t.Fatalf("after dying at step %d of close: %v", steps, err)
+		}
+		for i := range logs {
+			l, err := m.CreateLog(TopicPartition{Topic: "close", Partition: int32(i)}, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := synced[i]
+			if !died {
+				want = Offset(len(history[i]))
+			}
+			checkRecovered(t, l, history[i], want)
+			checkRecoveredEpochs(t, l, make([]int32, l.LogEndOffset())) // every batch in epoch 0
+			if !died && seqs[i] > 0 {
+				if leo := l.LogEndOffset(); int(leo) != len(history[i]) {
+					t.Fatalf("closed cleanly: %s ends at %d, %d records appended", l, leo, len(history[i]))
+				}
+				// The producer state came back at the log end: the next
+				// sequence is accepted, a replay of the last is a duplicate.
+				if res, err := l.Append(txnBatch(t, 42+int64(i), seqs[i]-2, false, 2, 1), 0); err != nil || !res.Duplicate {
+					t.Fatalf("%s: the last batch again after the clean close: %+v, %v (want a duplicate)", l, res, err)
+				}
+				if res, err := l.Append(txnBatch(t, 42+int64(i), seqs[i], false, 1, 1), 0); err != nil || res.Duplicate {
+					t.Fatalf("%s: next sequence after the clean close: %+v, %v", l, res, err)
+				}
+			}
+		}
+		crashManager(m)
+		if !died {
+			if steps < 3 {
+				t.Fatalf("close completed within %d file operations", steps)
+			}
+			return // every step of Close was cut once
+		}
+	}
+}
+
+// TestCloseOneFileSystemSync: closing a manager costs a few file-system
+// syncs per log dir plus the checkpoint files' own syncs, not a sync of
+// every partition's segment, snapshot and directory.
+func TestCloseOneFileSystemSync(t *testing.T) {
+	crash := vfs.NewCrashFS(1)
+	root := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.SegmentIndexBytes = 1024
+	m, err := OpenManager(ManagerOptions{Dirs: []string{root}, FS: crash, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const parts = 30
+	for i := 0; i < parts; i++ {
+		l, err := m.CreateLog(TopicPartition{Topic: "shut", Partition: int32(i)}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Append(txnBatch(t, 9, 0, false, 3, 1), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crash.StartTrace(root)
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var syncs, syncfs int
+	for _, line := range crash.StopTrace() {
+		switch {
+		case strings.HasPrefix(line, "syncfs "):
+			syncfs++
+		case strings.HasPrefix(line, "sync "), strings.HasPrefix(line, "syncdir "):
+			syncs++
+		}
+	}
+	// Two file-system syncs (before and after the staged leader-epoch
+	// checkpoints and producer snapshots are renamed into place), then
+	// two checkpoint files and the marker, each a file sync and a
+	// directory sync.
+	if syncfs != 2 || syncs > 6 {
+		t.Fatalf("closing %d partitions: %d file and directory syncs, %d file-system syncs; want at most 6 and 2", parts, syncs, syncfs)
+	}
+}
+
+// noSyncFS is a file system without syncfs(2) (ENOSYS).
+type noSyncFS struct{ vfs.FS }
+
+func (noSyncFS) SyncFS(name string) error {
+	return &os.PathError{Op: "syncfs", Path: name, Err: syscall.ENOSYS}
+}
+
+// TestSyncLogsWithoutSyncFS: where the file system has no syncfs, a group
+// commit syncs each log's own files, and what it reported durable
+// survives a power loss.
+func TestSyncLogsWithoutSyncFS(t *testing.T) {
+	crash := vfs.NewCrashFS(5)
+	root := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.SegmentIndexBytes = 1024
+	opts := ManagerOptions{Dirs: []string{root}, FS: noSyncFS{crash}, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }}
+	m, err := OpenManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs []*Log
+	for i := 0; i < 2*GroupSyncMin; i++ {
+		l, err := m.CreateLog(TopicPartition{Topic: "nosyncfs", Partition: int32(i)}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(i, 1), kv(i+1, 1)}), 0); err != nil {
+			t.Fatal(err)
+		}
+		logs = append(logs, l)
+	}
+	for i, err := range SyncLogs(logs) {
+		if err != nil {
+			t.Fatalf("log %d: %v", i, err)
+		}
+	}
+	crashManager(m)
+	if err := crash.CrashWith(vfs.CrashOptions{KeepUnsynced: vfs.KeepNone}); err != nil {
+		t.Fatal(err)
+	}
+	m, err = OpenManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer crashManager(m)
+	for i := range logs {
+		l, err := m.CreateLog(TopicPartition{Topic: "nosyncfs", Partition: int32(i)}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if leo := l.LogEndOffset(); leo != 2 {
+			t.Fatalf("partition %d: log end %d after the power loss, 2 records were synced", i, leo)
+		}
+	}
+}
+
+// TestCloseWithoutSyncFS: on a file system without syncfs a shutdown
+// syncs each log's files itself, and after a power loss right after it
+// everything is there and the stop counts as clean.
+func TestCloseWithoutSyncFS(t *testing.T) {
+	crash := vfs.NewCrashFS(6)
+	root := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.SegmentIndexBytes = 1024
+	opts := ManagerOptions{Dirs: []string{root}, FS: noSyncFS{crash}, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }}
+	m, err := OpenManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		l, err := m.CreateLog(TopicPartition{Topic: "nosyncfs", Partition: int32(i)}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Append(txnBatch(t, 7, 0, false, 2, 1), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := crash.CrashWith(vfs.CrashOptions{KeepUnsynced: vfs.KeepNone}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, CleanShutdownFile)); err != nil {
+		t.Fatalf("clean-shutdown marker after the close: %v", err)
+	}
+	m, err = OpenManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for i := 0; i < 3; i++ {
+		l, err := m.CreateLog(TopicPartition{Topic: "nosyncfs", Partition: int32(i)}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if leo := l.LogEndOffset(); leo != 2 {
+			t.Fatalf("partition %d: log end %d after the power loss, 2 records closed", i, leo)
+		}
+		if res, err := l.Append(txnBatch(t, 7, 0, false, 2, 1), 0); err != nil || !res.Duplicate {
+			t.Fatalf("partition %d: the producer's last batch again: %+v, %v (want a duplicate)", i, res, err)
+		}
 	}
 }

@@ -538,6 +538,10 @@ func (b budgetFS) SyncDir(name string) error {
 	return b.withFD(name, false, func() error { return b.FS.SyncDir(name) })
 }
 
+func (b budgetFS) SyncFS(name string) error {
+	return b.withFD(name, false, func() error { return b.FS.SyncFS(name) })
+}
+
 func (b budgetFS) RemoveAll(name string) error {
 	return b.withFD(name, false, func() error { return b.FS.RemoveAll(name) })
 }

@@ -1,8 +1,13 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/kvlog/kvlog/engine/checkpoint"
 )
 
 // EnforceRetention deletes the oldest whole segments that lie entirely below
@@ -84,23 +89,48 @@ func (l *Log) dropOldest(segs []*segment, n int) int {
 // Close flushes the log, writes a producer snapshot at the log end, trims the
 // active indexes and closes every file once readers release them.
 func (l *Log) Close() error {
+	_, _, err := l.close(true)
+	return err
+}
+
+// close is Close. With sync false nothing is fsynced and the leader-epoch
+// checkpoint and producer snapshot are only staged
+// (checkpoint.WriteFileStaged): the caller syncs the file system, installs
+// the staged files (their paths are returned), syncs again and calls
+// markSynced (Manager.closeLogs). closed is false when the log was closed
+// already.
+func (l *Log) close(sync bool) (closed bool, staged []string, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed.Swap(true) {
-		return nil
+		return false, nil, nil
 	}
 	l.wg.Wait()
-	l.syncMu.Lock()
-	err := l.flushTo(l.leo.Load())
-	l.syncMu.Unlock()
-	if eerr := l.epochs.Flush(); eerr != nil && err == nil {
+	if sync {
+		l.syncMu.Lock()
+		err = l.flushTo(l.leo.Load())
+		l.syncMu.Unlock()
+		if eerr := l.epochs.Flush(); eerr != nil && err == nil {
+			err = l.errorf("close", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, eerr))
+		}
+	} else if path, eerr := l.epochs.Stage(); eerr != nil {
 		err = l.errorf("close", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, eerr))
+	} else if path != "" {
+		staged = append(staged, path)
 	}
 	// A snapshot at the log end already on disk (or state never loaded
 	// since the last one) is not written again: a restart finds the same.
 	if l.producers != nil && l.snapAt != l.LogEndOffset() {
-		if perr := l.producers.snapshot(l.fs, l.dir, l.LogEndOffset()); perr != nil && err == nil {
-			err = perr
+		if sync {
+			if perr := l.producers.snapshot(l.fs, l.dir, l.LogEndOffset()); perr != nil && err == nil {
+				err = perr
+			}
+		} else if path, perr := l.producers.stageSnapshot(l.fs, l.dir, l.LogEndOffset()); perr != nil {
+			if err == nil {
+				err = perr
+			}
+		} else {
+			staged = append(staged, path)
 		}
 	}
 	if serr := l.active().seal(); serr != nil && err == nil {
@@ -110,7 +140,54 @@ func (l *Log) Close() error {
 	if l.ownHandles {
 		l.handles.close()
 	}
-	return err
+	return true, staged, err
+}
+
+// syncClosedFiles makes a log closed by close(false) durable where the
+// file system has no syncfs: every file of its directory is fsynced by
+// name, the staged files are renamed into place and the directory is
+// fsynced, before and after the renames.
+func (l *Log) syncClosedFiles(staged []string) error {
+	ents, err := l.fs.ReadDir(l.dir)
+	if err != nil {
+		return l.errorf("close", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			continue
+		}
+		if err := syncFile(l.fs, filepath.Join(l.dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return l.errorf("close", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return l.errorf("close", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	for _, path := range staged {
+		if err := checkpoint.InstallStaged(l.fs, path); err != nil {
+			return l.errorf("close", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
+	}
+	if len(staged) > 0 {
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return l.errorf("close", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
+	}
+	return nil
+}
+
+// markSynced records, after close(false), the installation of its staged
+// files and the file-system sync after it, that everything the closed log
+// holds is on stable storage.
+func (l *Log) markSynced() {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	for _, s := range l.segments() {
+		s.flushed.Store(s.size.Load())
+	}
+	l.dirDirty.Store(false)
+	l.epochs.Installed()
+	l.recoveryPoint.Store(l.leo.Load())
 }
 
 func (l *Log) closeSegments() {

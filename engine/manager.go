@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/kvlog/kvlog/engine/checkpoint"
@@ -45,10 +47,12 @@ type ManagerOptions struct {
 	// runtime, re-read while running).
 	MaxMappings int
 	// ConfigFor returns the settings of a partition found on disk at start-up
-	// (nil: DefaultConfig).
+	// (nil: DefaultConfig). Settings are a topic's, as in Kafka: it is
+	// called once per topic and log dir, with the topic's first partition
+	// found there.
 	ConfigFor func(tp TopicPartition) Config
 	// RecoveryThreads opens and recovers logs in parallel (0: 2; loading
-	// and closing use at least 4).
+	// uses at least 16, closing at least 32).
 	RecoveryThreads int
 	// RetentionCheckInterval is log.retention.check.interval.ms (0: 5 min).
 	RetentionCheckInterval time.Duration
@@ -142,6 +146,9 @@ func OpenManager(opts ManagerOptions) (*Manager, error) {
 	return m, nil
 }
 
+// loadThreads is how many logs open at once at least at start-up.
+const loadThreads = 16
+
 type loadJob struct {
 	dir string
 	tp  TopicPartition
@@ -208,9 +215,17 @@ func (m *Manager) loadDir(dir string) error {
 			bytes                         int64
 		}
 	)
-	// At least 4 loaders: a log opened lazily costs a few system calls,
-	// which overlap (and wait on the disk when its metadata is not cached).
-	for range max(m.opts.RecoveryThreads, 4) {
+	// The settings of each topic, computed once (ConfigFor).
+	configs := map[string]Config{}
+	for _, j := range jobs {
+		if _, ok := configs[j.tp.Topic]; !ok {
+			configs[j.tp.Topic] = m.opts.ConfigFor(j.tp)
+		}
+	}
+	// At least loadThreads loaders: a log opened lazily costs a few system
+	// calls, which overlap (and wait on the disk when its metadata is not
+	// cached).
+	for range max(m.opts.RecoveryThreads, loadThreads) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -222,7 +237,7 @@ func (m *Manager) loadDir(dir string) error {
 				if v, ok := starts[j.tp]; ok {
 					ls = Offset(v)
 				}
-				l, err := OpenLog(j.dir, j.tp, m.opts.ConfigFor(j.tp), LogOptions{
+				l, err := OpenLog(j.dir, j.tp, configs[j.tp.Topic], LogOptions{
 					FS: fs, Clock: m.opts.Clock, Logger: m.opts.Logger,
 					CleanShutdown: clean, RecoveryPoint: rp, LogStartOffset: ls, handles: m.handles,
 					RecoveryPointLowered: m.WriteCheckpoints, listed: true,
@@ -494,21 +509,36 @@ func (m *Manager) Close() error {
 	return err
 }
 
-// closeThreads is how many logs close at once at least: a close waits on
-// fsyncs (data, leader epochs, producer snapshot, directory), which the
-// file system overlaps across files.
+// closeThreads is how many logs close at once at least: a close writes a
+// producer snapshot and trims the active segment's indexes.
 const closeThreads = 32
 
 // closeLogs closes every log, RecoveryThreads (at least closeThreads) at a
-// time.
+// time, without an fsync of its own: the leader-epoch checkpoints and
+// producer snapshots are staged (checkpoint.WriteFileStaged), one
+// file-system sync per log dir makes the data, the trimmed indexes and the
+// staged files durable, the staged files are renamed into place and a
+// second sync makes the renames durable (on a file system without syncfs,
+// each closed log's files are synced one by one instead). A shutdown
+// costs two syncs, not several per partition; the clean-shutdown marker
+// is written only after all of it succeeded (Close).
 func (m *Manager) closeLogs() error {
 	logs := m.Logs()
 	var (
-		mu    sync.Mutex
-		first error
-		wg    sync.WaitGroup
-		next  atomic.Int64
+		mu     sync.Mutex
+		first  error
+		wg     sync.WaitGroup
+		next   atomic.Int64
+		closed = make([]bool, len(logs))
+		staged = make([][]string, len(logs))
 	)
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+		}
+		mu.Unlock()
+	}
 	for range min(max(m.opts.RecoveryThreads, closeThreads), max(len(logs), 1)) {
 		wg.Add(1)
 		go func() {
@@ -518,17 +548,66 @@ func (m *Manager) closeLogs() error {
 				if i >= len(logs) {
 					return
 				}
-				if err := logs[i].Close(); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
+				ok, files, err := logs[i].close(false)
+				closed[i], staged[i] = ok, files
+				if err != nil {
+					fail(err)
 				}
 			}
 		}()
 	}
 	wg.Wait()
+	syncAll := func() error {
+		for _, d := range m.opts.Dirs {
+			if err := m.opts.FS.SyncFS(d); err != nil {
+				return fmt.Errorf("engine: close: syncing the file system of %s: %w", d, err)
+			}
+		}
+		return nil
+	}
+	if err := syncAll(); errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EOPNOTSUPP) {
+		// No syncfs here: every closed log's files are synced one by one.
+		for i, l := range logs {
+			if closed[i] {
+				if err := l.syncClosedFiles(staged[i]); err != nil {
+					fail(err)
+					closed[i] = false
+				}
+			}
+		}
+		for i, l := range logs {
+			if closed[i] {
+				l.markSynced()
+			}
+		}
+		return first
+	} else if err != nil {
+		fail(err)
+		return first
+	}
+	installed := false
+	for i := range logs {
+		for _, path := range staged[i] {
+			if err := checkpoint.InstallStaged(m.opts.FS, path); err != nil {
+				fail(fmt.Errorf("engine: close %s: %w", logs[i].tp, err))
+				staged[i] = nil
+				closed[i] = false
+				break
+			}
+			installed = true
+		}
+	}
+	if installed {
+		if err := syncAll(); err != nil {
+			fail(err)
+			return first
+		}
+	}
+	for i, l := range logs {
+		if closed[i] {
+			l.markSynced()
+		}
+	}
 	return first
 }
 

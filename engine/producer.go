@@ -401,6 +401,13 @@ func (p *producerState) snapshot(fs vfs.FS, dir string, at Offset) error {
 	return checkpoint.WriteFileAtomic(fs, SnapshotFileName(dir, at), p.encodeSnapshot())
 }
 
+// stageSnapshot writes <offset>.snapshot's temporary file, unsynced, for
+// checkpoint.InstallStaged (a shutdown: checkpoint.WriteFileStaged).
+func (p *producerState) stageSnapshot(fs vfs.FS, dir string, at Offset) (string, error) {
+	path := SnapshotFileName(dir, at)
+	return path, checkpoint.WriteFileStaged(fs, path, p.encodeSnapshot())
+}
+
 // snapshotOffsets lists the snapshot files in dir, ascending.
 func snapshotOffsets(fs vfs.FS, dir string) []Offset {
 	ents, err := fs.ReadDir(dir)

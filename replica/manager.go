@@ -31,8 +31,9 @@ type ManagerConfig struct {
 // Manager owns the partitions this broker hosts, as leaders or followers
 // (a single node is a cluster of one: its partitions lead with ISR = this
 // broker). It is the one path for leader appends and their durability
-// (fsyncs scheduled off the caller's goroutine, partitions in parallel,
-// group-committed), acks=all completion with its timeout, follower fetches
+// (fsyncs scheduled off the caller's goroutine and group-committed across
+// partitions: one committer syncs every partition waiting at once, see
+// requestFlush), acks=all completion with its timeout, follower fetches
 // with their ISR proposals, and parked fetches and their wake-ups. Safe
 // for concurrent use.
 type Manager struct {
@@ -41,6 +42,13 @@ type Manager struct {
 	parts   map[*Partition]struct{}
 	closing atomic.Bool
 	flushes sync.WaitGroup
+
+	// The group commit: partitions whose HW waits for an fsync, and
+	// whether the committer goroutine runs (flushMu).
+	flushMu   sync.Mutex
+	toFlush   []*Partition
+	committer bool
+	holds     atomic.Int32 // HoldCommits callers not yet released
 }
 
 // NewManager returns a Manager with no partitions.
@@ -106,14 +114,112 @@ func (m *Manager) partitions() []*Partition {
 func (m *Manager) Append(p *Partition, batch []byte, acksAll bool, minISR int) (engine.AppendResult, error) {
 	res, flush, err := p.AppendAsLeader(batch, acksAll, minISR)
 	if flush {
-		m.flushes.Add(1)
-		go func() {
-			defer m.flushes.Done()
-			for p.Flush() {
-			}
-		}()
+		m.requestFlush(p)
 	}
 	return res, err
+}
+
+// requestFlush hands p, whose HW now waits for an fsync, to the group
+// commit: one committer goroutine takes every partition waiting, makes
+// them durable together (engine.SyncLogs: one file-system sync per log dir
+// for a large group), lets their HWs pass, and goes on with the partitions
+// that waited meanwhile, until none is left. So the number of syncs
+// follows the time a sync takes, not the number of partitions or requests.
+//
+// While a caller holds commits (HoldCommits), p waits for a release, an
+// AwaitAcks or a commit already running instead of starting one.
+func (m *Manager) requestFlush(p *Partition) {
+	m.flushMu.Lock()
+	m.toFlush = append(m.toFlush, p)
+	start := !m.committer && m.holds.Load() == 0
+	if start {
+		m.committer = true
+		m.flushes.Add(1)
+	}
+	m.flushMu.Unlock()
+	if start {
+		go m.commit()
+	}
+}
+
+// HoldCommits delays the group commits that appends from now on would
+// start until release is called: a produce request appends to every one of
+// its partitions, then releases, and one file-system sync covers them all
+// instead of a sync starting with its first partition and more during its
+// other appends. A commit already running, or started by another caller's
+// release, still takes every partition waiting; holds of concurrent
+// requests overlap without starving anyone, since each release starts the
+// commit of whatever waits. release must be called exactly once.
+func (m *Manager) HoldCommits() (release func()) {
+	m.holds.Add(1)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			m.holds.Add(-1)
+			m.kickCommit()
+		})
+	}
+}
+
+// kickCommit starts the committer when partitions wait and it is not
+// running: at a HoldCommits release, and whenever someone waits for acks
+// (AwaitAcks), so that a wait never depends on a hold being released.
+func (m *Manager) kickCommit() {
+	m.flushMu.Lock()
+	start := !m.committer && len(m.toFlush) > 0
+	if start {
+		m.committer = true
+		m.flushes.Add(1)
+	}
+	m.flushMu.Unlock()
+	if start {
+		go m.commit()
+	}
+}
+
+// commit is the committer goroutine.
+func (m *Manager) commit() {
+	defer m.flushes.Done()
+	for {
+		m.flushMu.Lock()
+		group := m.toFlush
+		m.toFlush = nil
+		if len(group) == 0 {
+			m.committer = false
+			m.flushMu.Unlock()
+			return
+		}
+		m.flushMu.Unlock()
+		logs := make([]*engine.Log, len(group))
+		for i, p := range group {
+			logs[i] = p.log
+		}
+		errs := engine.SyncLogs(logs)
+		// Every HW moves first, then the acks=all completions run, each
+		// partition's on a goroutine of its own as with a flush of its
+		// own: a completion may append and wait for the next commit
+		// (a transaction coordinator recording a commit once its markers
+		// are in), which this goroutine must stay free to run.
+		var again []*Partition
+		for i, p := range group {
+			more, cs := p.flushed(errs[i])
+			if more {
+				again = append(again, p)
+			}
+			if len(cs) > 0 {
+				m.flushes.Add(1) // Close waits for them too
+				go func() {
+					defer m.flushes.Done()
+					runCompletions(cs)
+				}()
+			}
+		}
+		if len(again) > 0 {
+			m.flushMu.Lock()
+			m.toFlush = append(m.toFlush, again...)
+			m.flushMu.Unlock()
+		}
+	}
 }
 
 // AppendMarker appends a transaction marker to p as its leader (refused
@@ -121,12 +227,7 @@ func (m *Manager) Append(p *Partition, batch []byte, acksAll bool, minISR int) (
 func (m *Manager) AppendMarker(p *Partition, mk engine.Marker, minISR int) (engine.AppendResult, error) {
 	res, flush, err := p.AppendMarkerAsLeader(mk, minISR)
 	if flush {
-		m.flushes.Add(1)
-		go func() {
-			defer m.flushes.Done()
-			for p.Flush() {
-			}
-		}()
+		m.requestFlush(p)
 	}
 	return res, err
 }
@@ -149,6 +250,7 @@ func (m *Manager) AwaitAcks(waits []AckWait, timeout time.Duration, done func())
 		done()
 		return
 	}
+	m.kickCommit()
 	var (
 		mu       sync.Mutex
 		pending  = len(waits)

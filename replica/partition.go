@@ -412,12 +412,17 @@ func (p *Partition) AppendMarkerAsLeader(m engine.Marker, minISR int) (res engin
 // the caller must call it again: appends arrived during the fsync and the
 // HW waits for them. A failed fsync fails the acks=all waiters.
 func (p *Partition) Flush() bool {
-	err := p.log.Sync()
+	more, cs := p.flushed(p.log.Sync())
+	runCompletions(cs)
+	return more
+}
+
+// flushed completes a Flush whose fsync (the log's own, or a group sync
+// covering it) returned err, and returns the acks=all completions for the
+// caller to run (outside mu: a completion may append and wait for another
+// commit).
+func (p *Partition) flushed(err error) (more bool, cs []completion) {
 	p.mu.Lock()
-	var (
-		cs   []completion
-		more bool
-	)
 	switch {
 	case err != nil:
 		if !errors.Is(err, engine.ErrClosed) {
@@ -432,8 +437,7 @@ func (p *Partition) Flush() bool {
 	}
 	p.flushing = more
 	p.mu.Unlock()
-	runCompletions(cs)
-	return more
+	return more, cs
 }
 
 // AwaitAck calls done once an acks=all append whose last offset is last is

@@ -103,6 +103,7 @@ func (s *Server) handleProduce(r *request) {
 		}
 	}
 
+	defer s.replicas.HoldCommits()() // one group commit for the request's partitions (replica.Manager.HoldCommits)
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
 	for ti := range req.Topics {
 		rt := &req.Topics[ti]

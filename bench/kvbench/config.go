@@ -47,7 +47,12 @@ type config struct {
 	scaleLatencyN   int
 	scalePartitions []int
 	manyPartitions  []int // partitions scenario: partitions per broker
-	scaleRecords    int
+	// spreadPartitions: partitions scenario, acks=all produce spread over
+	// this many partitions with fsync on and off (kvlog, kvlog-nofsync);
+	// spreadRecords records per run.
+	spreadPartitions []int
+	spreadRecords    int
+	scaleRecords     int
 
 	replicatedBytes int64
 	replicatedReps  int
@@ -107,19 +112,21 @@ func fullConfig() *config {
 		rebuildUpdates:   10,
 		compactRecords:   1_000_000, compactKeys: 1000, compactSegment: 16 * mb,
 		compactFillKeys: 200_000, compactFillMapKeys: 50_000,
-		recoverySizes:   []int64{1 * gb, 10 * gb},
-		recoveryReps:    3,
-		scaleSizes:      []int64{1 * gb, 2 * gb, 5 * gb, 10 * gb, 20 * gb},
-		scaleProbeBytes: 256 * mb,
-		scaleLatencyN:   500,
-		scalePartitions: []int{1, 10, 100, 1000, 10_000},
-		manyPartitions:  []int{5000, 10000, 30000},
-		scaleRecords:    1_000_000,
-		replicatedBytes: 64 * mb,
-		replicatedReps:  5,
-		machineBytes:    1 * gb,
-		profileSeconds:  10,
-		scenarioTimeout: 3 * time.Hour,
+		recoverySizes:    []int64{1 * gb, 10 * gb},
+		recoveryReps:     3,
+		scaleSizes:       []int64{1 * gb, 2 * gb, 5 * gb, 10 * gb, 20 * gb},
+		scaleProbeBytes:  256 * mb,
+		scaleLatencyN:    500,
+		scalePartitions:  []int{1, 10, 100, 1000, 10_000},
+		manyPartitions:   []int{5000, 10000, 30000},
+		spreadPartitions: []int{1, 1000, 10_000},
+		spreadRecords:    200_000,
+		scaleRecords:     1_000_000,
+		replicatedBytes:  64 * mb,
+		replicatedReps:   5,
+		machineBytes:     1 * gb,
+		profileSeconds:   10,
+		scenarioTimeout:  3 * time.Hour,
 	}
 }
 
@@ -148,18 +155,20 @@ func quickConfig() *config {
 		rebuildUpdates:   3,
 		compactRecords:   1_000_000, compactKeys: 1000, compactSegment: 8 * mb,
 		compactFillKeys: 200_000, compactFillMapKeys: 50_000,
-		recoverySizes:   []int64{256 * mb},
-		recoveryReps:    2,
-		scaleSizes:      []int64{256 * mb, 512 * mb, 1 * gb},
-		scaleProbeBytes: 64 * mb,
-		scaleLatencyN:   200,
-		scalePartitions: []int{1, 10, 100},
-		manyPartitions:  []int{5000, 10000, 30000},
-		scaleRecords:    200_000,
-		replicatedBytes: 24 * mb,
-		replicatedReps:  2,
-		machineBytes:    256 * mb,
-		profileSeconds:  4,
-		scenarioTimeout: 30 * time.Minute,
+		recoverySizes:    []int64{256 * mb},
+		recoveryReps:     2,
+		scaleSizes:       []int64{256 * mb, 512 * mb, 1 * gb},
+		scaleProbeBytes:  64 * mb,
+		scaleLatencyN:    200,
+		scalePartitions:  []int{1, 10, 100},
+		manyPartitions:   []int{5000, 10000, 30000},
+		spreadPartitions: []int{1, 1000, 10_000},
+		spreadRecords:    200_000,
+		scaleRecords:     200_000,
+		replicatedBytes:  24 * mb,
+		replicatedReps:   2,
+		machineBytes:     256 * mb,
+		profileSeconds:   4,
+		scenarioTimeout:  30 * time.Minute,
 	}
 }

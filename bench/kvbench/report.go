@@ -873,6 +873,22 @@ func (r *runner) goals() []goal {
 			gs = append(gs, goal{"Throughput flat (±10%) from 1 GB to 20 GB of log", "0.90–1.10×", "–", "not run", nil})
 		}
 	}
+	// acks=all spread over many partitions, fsync on against off.
+	for _, g := range []struct {
+		cell   string
+		target float64
+	}{{"P=1000", 0.8}, {"P=10000", 0.5}} {
+		target := fmt.Sprintf("≥ %.1f×", g.target)
+		name := fmt.Sprintf("acks=all over %s partitions with fsync %s the fsync-off rate", strings.TrimPrefix(g.cell, "P="), target)
+		v := r.spreadRatio(g.cell)
+		if math.IsNaN(v) {
+			gs = append(gs, goal{name, target, "–", "not run", nil})
+			continue
+		}
+		gs = append(gs, goal{name, target,
+			fmt.Sprintf("%s (%s rec/s with fsync, %s without)", fx(v), fnum(median(r.st.get("partitions-spread", g.cell, "kvlog", "rec/s"))), fnum(median(r.st.get("partitions-spread", g.cell, "kvlog-nofsync", "rec/s")))),
+			verdict(v >= g.target, true), []string{"partitions"}})
+	}
 	return gs
 }
 

@@ -34,6 +34,12 @@ import (
 //   - waits for a recovery-point checkpoint (interval 1 s), kills it
 //     (SIGKILL) and restarts it: unclean restart, timed the same way.
 //
+// Before that, acks=all produce spread over P partitions (1, 1,000 and
+// 10,000): kvlog (fsync before acknowledging, one group commit for every
+// partition waiting) and kvlog-nofsync, each its own kvlogd, one topic of
+// P partitions per system and count, the same records produced to it in
+// alternating rounds; the ratio is the median of the per-round ratios.
+//
 // "kvlog" is this tree; "kvlog-before" is kvlogd built from the git
 // revision given with -baseline (the behaviour before the open-file
 // budget), run the same way in the same run. A count the previous build
@@ -85,6 +91,9 @@ func scenPartitions(ctx context.Context, r *runner) error {
 		nofile = strings.TrimSpace(string(b))
 	}
 	mapCount, _ := os.ReadFile("/proc/sys/vm/max_map_count")
+	if err := spreadProduce(ctx, r); err != nil {
+		r.note("partitions", "spread produce failed: %s", firstLine(err.Error()))
+	}
 	r.note("partitions", "Process limits: RLIMIT_NOFILE %s, vm.max_map_count %s; kvlogd defaults otherwise (kvlog.max.open.files derived), log.flush.offset.checkpoint.interval.ms=1000.", nofile, strings.TrimSpace(string(mapCount)))
 	for _, np := range r.cfg.manyPartitions {
 		cell := fmt.Sprintf("P=%d", np)
@@ -96,6 +105,76 @@ func scenPartitions(ctx context.Context, r *runner) error {
 		}
 	}
 	return nil
+}
+
+// spreadProduce measures acks=all produce rates over many partitions with
+// fsync on and off (scenario comment).
+func spreadProduce(ctx context.Context, r *runner) error {
+	ins, err := r.startAll([]sysSpec{specOf("kvlog"), specOf("kvlog-nofsync")})
+	if err != nil {
+		return err
+	}
+	defer r.stopAll("partitions-spread", ins)
+	for _, np := range r.cfg.spreadPartitions {
+		s := shape{partitions: int32(np), valueLen: 100, keys: 100_000, acks: "all", comp: "none"}
+		cell := fmt.Sprintf("P=%d", np)
+		topic := nextName("spread-")
+		for _, in := range ins {
+			if err := createGrown(ctx, in.addr, topic, np); err != nil {
+				return fmt.Errorf("%s %s: %w", in.spec.name, cell, err)
+			}
+		}
+		err := rotate(r.cfg.reps, ins, func(rep int, in *instance) error {
+			st, err := kafkaProduce(ctx, []string{in.addr}, topic, s, 0, r.cfg.spreadRecords, []int{in.p.pid})
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", in.spec.name, cell, err)
+			}
+			r.st.add("partitions-spread", cell, in.spec.name, "rec/s", "rec/s", st.recPerSec())
+			logf("  %-13s spread %s rep %d: %8.0f rec/s", in.spec.name, cell, rep, st.recPerSec())
+			return nil
+		})
+		for _, in := range ins {
+			deleteTopic(ctx, []string{in.addr}, topic)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// createGrown creates topic with n partitions: 5,000 at creation (the
+// most one CreateTopics request may hold), the rest added 5,000 at a time.
+func createGrown(ctx context.Context, addr, topic string, n int) error {
+	const step = 5000
+	if err := createMany(ctx, addr, topic, min(n, step)); err != nil {
+		return err
+	}
+	if n <= step {
+		return nil
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestTimeoutOverhead(10*time.Minute))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	adm.SetTimeoutMillis(int32((10 * time.Minute).Milliseconds()))
+	for have := step; have < n; have += step {
+		resp, err := adm.UpdatePartitions(ctx, min(n, have+step), topic)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			return fmt.Errorf("growing %s to %d partitions: %w", topic, min(n, have+step), err)
+		}
+	}
+	return nil
+}
+
+// spreadRatio is the fsync-on/off ratio of cell (NaN when not measured).
+func (r *runner) spreadRatio(cell string) float64 {
+	return pairedRatio(r.st.get("partitions-spread", cell, "kvlog", "rec/s"), r.st.get("partitions-spread", cell, "kvlog-nofsync", "rec/s"))
 }
 
 func firstLine(s string) string {
@@ -307,6 +386,18 @@ func restartUntil(ctx context.Context, in *instance, topics []string, end int64)
 }
 
 func reportPartitions(r *runner, w *md) {
+	if cells := r.st.cells("partitions-spread"); len(cells) > 0 {
+		w.p("acks=all produce of %d records (100-byte values, 100k keys, franz-go defaults) spread over P partitions: kvlog with fsync (one group commit for every partition waiting) against kvlog-nofsync, alternating rounds in this run; rec/s medians, ratio the median of per-round ratios (goal: ≥ 0.8 at 1,000 partitions, ≥ 0.5 at 10,000).", r.cfg.spreadRecords)
+		var rows [][]string
+		for _, c := range cells {
+			if c == "peak RSS" {
+				continue
+			}
+			rows = append(rows, []string{c, fnum(median(r.st.get("partitions-spread", c, "kvlog", "rec/s"))),
+				fnum(median(r.st.get("partitions-spread", c, "kvlog-nofsync", "rec/s"))), fx(r.spreadRatio(c))})
+		}
+		w.table([]string{"Partitions", "kvlog rec/s (fsync)", "kvlog-nofsync rec/s", "fsync on / off"}, rows)
+	}
 	w.p("Fresh kvlogd per count and build; one record written to and read from every partition. Restart: exec → every partition's end offset listed.")
 	var rows [][]string
 	for _, c := range r.st.cells("partitions") {

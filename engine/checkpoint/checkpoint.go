@@ -98,6 +98,39 @@ func WriteFileAtomic(fsys vfs.FS, path string, data []byte) error {
 	return nil
 }
 
+// WriteFileStaged writes data to path's temporary file (path + TmpSuffix)
+// without syncing it; InstallStaged then renames it over path. A batch of
+// files is replaced atomically, as WriteFileAtomic replaces one, at the
+// cost of two file-system syncs for the whole batch: stage every file,
+// sync the file system (the new contents are durable), install every
+// file, sync the file system again (the renames are durable). A crash
+// before the installs leaves the old files and temporary files that
+// start-up removes.
+func WriteFileStaged(fsys vfs.FS, path string, data []byte) error {
+	tmp := path + TmpSuffix
+	f, err := fsys.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("checkpoint: stage %s: %w", path, err)
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		fsys.Remove(tmp)
+		return fmt.Errorf("checkpoint: stage %s: %w", path, err)
+	}
+	return nil
+}
+
+// InstallStaged renames the file WriteFileStaged wrote over path.
+func InstallStaged(fsys vfs.FS, path string) error {
+	if err := fsys.Rename(path+TmpSuffix, path); err != nil {
+		return fmt.Errorf("checkpoint: install %s: %w", path, err)
+	}
+	return nil
+}
+
 // readFile returns the content of path; a missing file reads as nil.
 func readFile(fsys vfs.FS, path string) ([]byte, error) {
 	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)

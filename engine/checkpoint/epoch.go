@@ -130,6 +130,30 @@ func (c *EpochCache) Flush() error {
 	return c.commit(c.entries, true)
 }
 
+// Stage writes the file's new content with WriteFileStaged when
+// AssignDeferred changed the entries since it was last written, and
+// returns its path ("" when nothing changed); after InstallStaged and the
+// file-system sync that follows, Installed records it as written.
+func (c *EpochCache) Stage() (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.dirty {
+		return "", nil
+	}
+	if err := WriteFileStaged(c.fs, c.path, formatEpochs(c.entries)); err != nil {
+		return "", err
+	}
+	return c.path, nil
+}
+
+// Installed records that the content Stage wrote is installed and durable
+// (no later change: the caller keeps the cache unchanged meanwhile).
+func (c *EpochCache) Installed() {
+	c.mu.Lock()
+	c.dirty = false
+	c.mu.Unlock()
+}
+
 // LatestEpoch returns the newest epoch, if any.
 func (c *EpochCache) LatestEpoch() (int32, bool) {
 	c.mu.RLock()

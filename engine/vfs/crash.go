@@ -61,8 +61,9 @@ import (
 //     (they do get overwritten if a crash restores older bytes in the same
 //     range). kvlog only writes indexes through mmap, and indexes are
 //     caches rebuilt on recovery.
-//   - Sync and SyncDir do not call fsync; durability is simulated, never
-//     real.
+//   - Sync, SyncDir and SyncFS do not call fsync; durability is simulated,
+//     never real. SyncFS makes everything durable: a CrashFS is one file
+//     system.
 //   - The lost writes of a file are always a suffix of its unsynced
 //     operations (plus, with TornTail, one torn write). Real write-back may
 //     persist pages out of order; a test that needs holes in the middle of
@@ -194,7 +195,7 @@ func (c *CrashFS) StartTrace(root string) {
 
 // StopTrace stops recording and returns the trace: one line per operation,
 // "create p", "mkdir p", "write p off n", "truncate p size", "sync p",
-// "rename a b", "remove p", "removeall p", "syncdir p", "crash".
+// "rename a b", "remove p", "removeall p", "syncdir p", "syncfs p", "crash".
 func (c *CrashFS) StopTrace() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -542,6 +543,29 @@ func (c *CrashFS) SyncDir(name string) error {
 	clear(c.dirOps[len(kept):])
 	c.dirOps = kept
 	c.tracef("syncdir %s", c.rel(abs))
+	return nil
+}
+
+// SyncFS makes every unsynced change durable: the contents of every file
+// and every directory operation (a CrashFS models one file system, as
+// syncfs(2) syncs the one holding name). It does not call syncfs.
+func (c *CrashFS) SyncFS(name string) error {
+	if _, err := os.Stat(name); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.nodes {
+		n.ops = nil
+	}
+	for _, op := range c.dirOps {
+		c.releaseDirOp(op)
+	}
+	c.dirOps = nil
+	for _, n := range c.nodes {
+		c.forget(n)
+	}
+	c.tracef("syncfs %s", c.rel(absPath(name)))
 	return nil
 }
 

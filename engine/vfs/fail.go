@@ -93,6 +93,9 @@ func (f *FailFS) MkdirAll(name string, perm os.FileMode) error {
 // SyncDir counts as a mutating operation.
 func (f *FailFS) SyncDir(name string) error { return f.do(func() error { return f.FS.SyncDir(name) }) }
 
+// SyncFS counts as a mutating operation.
+func (f *FailFS) SyncFS(name string) error { return f.do(func() error { return f.FS.SyncFS(name) }) }
+
 type failFile struct {
 	File
 	fs *FailFS

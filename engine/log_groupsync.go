@@ -1,0 +1,200 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// GroupSyncMin is the fewest logs of one log dir with something to flush
+// for which SyncLogs syncs the whole file system once (syncfs(2)) rather
+// than each log's files (fdatasync, in parallel): below it the file-system
+// sync would also write back what unrelated writers left dirty for little
+// gain.
+const GroupSyncMin = 4
+
+// groupSyncThreads bounds the file writes and syncs of single logs a
+// group commit runs at once (leader-epoch checkpoints; each log's files
+// where there is no syncfs).
+const groupSyncThreads = 64
+
+// parallel runs fn(0) … fn(n-1) on at most groupSyncThreads goroutines.
+func parallel(n int, fn func(i int)) {
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range min(groupSyncThreads, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// SyncLogs makes everything appended so far to each of logs durable and
+// advances their recovery points, as Sync does for one log, at the cost of
+// one file-system sync per log dir when at least GroupSyncMin of the logs
+// have unflushed data there (a group commit across partitions: one
+// journal commit of the file system instead of one fdatasync, and its
+// journal commit, per partition). It returns one error per log (nil: the
+// log is durable up to the log end it had when SyncLogs was called). A
+// failed file-system sync fails every log of its dir: which file lost its
+// write-back is not known. Safe for concurrent use with every other Log
+// method and other SyncLogs calls.
+func SyncLogs(logs []*Log) []error {
+	errs := make([]error, len(logs))
+	type member struct {
+		i int
+		l *Log
+	}
+	byDir := map[string][]member{}
+	for i, l := range logs {
+		if l.recoveryPoint.Load() >= l.leo.Load() {
+			continue // nothing to flush (a racing append is the caller's next round)
+		}
+		root := filepath.Dir(l.dir)
+		byDir[root] = append(byDir[root], member{i, l})
+	}
+	var wg sync.WaitGroup
+	for root, ms := range byDir {
+		if len(ms) >= GroupSyncMin {
+			group := make([]*Log, len(ms))
+			for k, m := range ms {
+				group[k] = m.l
+			}
+			gerrs := syncGroup(root, group)
+			for k, m := range ms {
+				errs[m.i] = gerrs[k]
+			}
+			continue
+		}
+		for _, m := range ms {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[m.i] = m.l.Sync()
+			}()
+		}
+	}
+	wg.Wait()
+	return errs
+}
+
+// syncGroup flushes logs, all in the log dir root, with one SyncFS of root.
+// Each log's syncMu is held from the capture of its log end to the
+// publication of its recovery point, as a single log's flush holds it;
+// the mutexes are taken in the order of the logs' directories, so
+// concurrent groups cannot deadlock.
+func syncGroup(root string, logs []*Log) []error {
+	errs := make([]error, len(logs))
+	order := make([]int, len(logs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool { return logs[order[a]].dir < logs[order[b]].dir })
+	type pending struct {
+		s    *segment
+		size int64
+	}
+	type prepared struct {
+		upTo  int64
+		segs  []pending
+		dirty bool // took the directory-dirty flag
+	}
+	preps := make([]*prepared, len(logs))
+	fsys := logs[0].fs
+	for _, i := range order {
+		l := logs[i]
+		l.syncMu.Lock()
+		defer l.syncMu.Unlock()
+		if l.closed.Load() {
+			errs[i] = l.errorf("flush", -1, -1, ErrClosed)
+			continue
+		}
+		upTo := l.leo.Load()
+		if upTo <= l.recoveryPoint.Load() {
+			continue
+		}
+		p := &prepared{upTo: upTo}
+		for _, s := range l.segments() {
+			if int64(s.base) >= upTo {
+				break
+			}
+			if size := s.size.Load(); s.flushed.Load() < size {
+				p.segs = append(p.segs, pending{s, size})
+			}
+		}
+		p.dirty = l.dirDirty.Swap(false)
+		preps[i] = p
+	}
+	// The leader-epoch checkpoints are atomic file writes of their own,
+	// only for logs that gained an epoch since their last one (the first
+	// appends after a leadership change): written in parallel, so the
+	// file system overlaps their syncs.
+	parallel(len(logs), func(i int) {
+		if preps[i] == nil {
+			return
+		}
+		if err := logs[i].epochs.Flush(); err != nil {
+			l := logs[i]
+			errs[i] = l.errorf("flush", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, err))
+			if preps[i].dirty {
+				l.dirDirty.Store(true)
+			}
+			preps[i] = nil
+		}
+	})
+	start := time.Now()
+	err := fsys.SyncFS(root)
+	observeFlush(start)
+	if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EOPNOTSUPP) {
+		// No syncfs here: each log syncs its own files.
+		parallel(len(logs), func(i int) {
+			if p := preps[i]; p != nil {
+				if p.dirty {
+					logs[i].dirDirty.Store(true)
+				}
+				errs[i] = logs[i].flushTo(p.upTo) // syncMu is held
+			}
+		})
+		return errs
+	}
+	for i, p := range preps {
+		if p == nil {
+			continue
+		}
+		l := logs[i]
+		if err != nil {
+			if p.dirty {
+				l.dirDirty.Store(true)
+			}
+			errs[i] = l.errorf("flush", -1, -1, fmt.Errorf("%w: group sync of %s: %w", ErrStorage, root, err))
+			continue
+		}
+		leo := l.leo.Load()
+		if leo >= p.upTo {
+			for _, ps := range p.segs {
+				ps.s.flushed.Store(ps.size)
+			}
+		}
+		// A truncation since upTo was captured lowered the log end: never
+		// record a recovery point past it (nor mark its segments flushed:
+		// the next flush syncs them again).
+		l.recoveryPoint.Store(min(p.upTo, leo))
+	}
+	return errs
+}
