@@ -24,6 +24,7 @@ type Config struct {
 	FlushInterval      time.Duration // flush.ms; <= 0 = never
 	FileDeleteDelay    time.Duration // file.delete.delay.ms
 	Preallocate        bool          // preallocate (accepted; segments are not preallocated)
+	KeyIndex           bool          // kvlog.key.index.enable: keep a key index when Compact
 }
 
 // DefaultConfig returns Kafka's defaults.
@@ -41,6 +42,7 @@ func DefaultConfig() Config {
 		FlushMessages:      math.MaxInt64,
 		FlushInterval:      time.Duration(math.MaxInt64),
 		FileDeleteDelay:    time.Minute,
+		KeyIndex:           true,
 	}
 }
 

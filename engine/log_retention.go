@@ -75,6 +75,7 @@ func (l *Log) dropOldest(segs []*segment, n int) int {
 	if newStart := rest[0].base; newStart > l.LogStartOffset() {
 		l.logStart.Store(int64(newStart))
 		_ = l.epochs.TruncateFromStart(int64(newStart))
+		l.keyIndexStartMoved(newStart)
 	}
 	pruneSnapshots(l.fs, l.dir, l.LogStartOffset())
 	l.logger.Info("retention deleted segments", "partition", l.tp.String(), "count", n, "log_start", l.LogStartOffset())
@@ -106,6 +107,18 @@ func (l *Log) Close() error {
 	if serr := l.active().seal(); serr != nil && err == nil {
 		err = serr
 	}
+	if ki := l.kidx.Load(); ki != nil {
+		if l.txnReady.Load() {
+			lso := l.LastStableOffset()
+			ki.mu.Lock()
+			ki.drain(l, lso)
+			ki.mu.Unlock()
+		}
+		if kerr := l.checkpointKeyIndex(ki, 0); kerr != nil && err == nil {
+			err = kerr
+		}
+		l.keyIndexOff()
+	}
 	l.closeSegments()
 	if l.ownHandles {
 		l.handles.close()
@@ -125,6 +138,7 @@ func (l *Log) closeSegments() {
 
 // Delete closes the log and removes its directory.
 func (l *Log) Delete() error {
+	l.keyIndexOff() // no checkpoint: the directory goes
 	_ = l.Close()
 	for _, d := range l.pending {
 		d.unlink(l)

@@ -1,0 +1,562 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/kvlog/kvlog/engine/record"
+)
+
+// The key index (docs in FORMAT.md §8): for a log with Config.Compact and
+// Config.KeyIndex, a digest → offset table giving the newest record of
+// every key digest, so that Lookup answers a key's latest value without
+// replaying the log.
+//
+// Records enter the table in offset order, only once they are below the
+// last stable offset (LSO, the high watermark when there is no ongoing
+// transaction): an append adds its records to a pending queue, and the
+// queue is drained up to the LSO by lookups and later appends. Records of
+// aborted transactions are skipped on the way. So the table is exactly the
+// read_committed state as of `applied`, and a truncation that cuts only
+// pending records (a follower's uncommitted tail) drops them from the
+// queue; one cutting applied records drops the table, which is reloaded
+// from its checkpoint or rebuilt from the log.
+//
+// Invariant: for every key K whose newest record below `applied` is a
+// value (not a tombstone), the entry of digest(K) is at or above that
+// record's offset, and the record an entry points at is the newest of its
+// own key. A lookup reads the record the entry points at and compares the
+// key: equal keys answer directly; a different key (a digest collision), a
+// missing record (the cleaner removed an expired tombstone) or an entry at
+// or above the LSO (a new leader whose high watermark is below what this
+// replica applied) make the lookup scan the log for the digest, exactly,
+// and repair the entry.
+
+// keyDigest is the index's key digest: XXH64 with seed 0. Tests replace it
+// (with keyDigestID) to force collisions.
+var (
+	keyDigest   = xxhash.Sum64
+	keyDigestID = int16(1)
+)
+
+// ErrKeyIndexDisabled: the log has no key index (not compacted, or
+// kvlog.key.index.enable=false).
+var ErrKeyIndexDisabled = errors.New("engine: no key index on this log (cleanup.policy without compact, or kvlog.key.index.enable=false)")
+
+type pendingRec struct {
+	digest uint64
+	off    Offset
+	pid    int64 // producer id of a transactional batch's record, else -1
+	tomb   bool
+}
+
+type keyIndex struct {
+	mu       sync.Mutex
+	tab      digestTable
+	applied  Offset // every record below is in tab (or skipped: aborted)
+	pending  []pendingRec
+	head     int // pending[head:] are queued
+	digest   func([]byte) uint64
+	digestID int16
+	ckptAt   Offset // what the checkpoint on disk covers (-1: none)
+
+	replayed  int64 // records read from the log by the load
+	slowScans atomic.Int64
+}
+
+func newKeyIndex() *keyIndex {
+	return &keyIndex{digest: keyDigest, digestID: keyDigestID, ckptAt: -1}
+}
+
+// KeyIndexStats describes a log's key index.
+type KeyIndexStats struct {
+	Loaded    bool
+	Entries   int
+	Bytes     int64  // RAM of the table
+	Applied   Offset // records below are in the table
+	Pending   int    // records appended, not yet below the LSO
+	SlowScans int64  // lookups that scanned the log (collisions, repairs)
+	Replayed  int64  // records the load read from the log (after the checkpoint)
+}
+
+// KeyIndexStats reports the key index's size; Loaded is false when it was
+// not loaded yet (it loads on first Lookup or LoadKeyIndex).
+func (l *Log) KeyIndexStats() KeyIndexStats {
+	ki := l.kidx.Load()
+	if ki == nil {
+		return KeyIndexStats{}
+	}
+	ki.mu.Lock()
+	defer ki.mu.Unlock()
+	return KeyIndexStats{Loaded: true, Entries: ki.tab.len(), Bytes: ki.tab.bytes(), Applied: ki.applied, Pending: len(ki.pending) - ki.head, SlowScans: ki.slowScans.Load(), Replayed: ki.replayed}
+}
+
+func (c Config) keyIndexed() bool { return c.Compact && c.KeyIndex }
+
+// batchKeys returns the keyed records of a data batch, offsets relative
+// to its base offset (nil when the log keeps no key index).
+func batchKeys(b record.Batch, digest func([]byte) uint64) ([]pendingRec, error) {
+	if b.IsControl() {
+		return nil, nil
+	}
+	pid := int64(-1)
+	if b.IsTransactional() {
+		pid = b.ProducerID()
+	}
+	out := make([]pendingRec, 0, b.NumRecords())
+	dec := decoders.Get().(*record.Decoder)
+	err := dec.Records(b, func(r *record.Record) error {
+		if r.Key != nil {
+			out = append(out, pendingRec{digest: digest(r.Key), off: Offset(r.OffsetDelta), pid: pid, tomb: r.Value == nil})
+		}
+		return nil
+	})
+	decoders.Put(dec)
+	return out, err
+}
+
+// indexAppended queues the records of a batch appended at base. Caller
+// holds l.mu.
+func (l *Log) indexAppended(recs []pendingRec, base Offset) {
+	ki := l.kidx.Load()
+	if ki == nil || len(recs) == 0 {
+		return
+	}
+	ki.mu.Lock()
+	for _, r := range recs {
+		r.off += base
+		ki.pending = append(ki.pending, r)
+	}
+	queued := len(ki.pending) - ki.head
+	ki.mu.Unlock()
+	if queued >= 512 && l.txnReady.Load() {
+		lso := l.LastStableOffset()
+		ki.mu.Lock()
+		ki.drain(l, lso)
+		ki.mu.Unlock()
+	}
+}
+
+// drain moves the queued records below limit into the table, skipping
+// those of aborted transactions. Caller holds ki.mu (never txnMu).
+func (ki *keyIndex) drain(l *Log, limit Offset) {
+	if limit <= ki.applied {
+		return
+	}
+	q := ki.pending[ki.head:]
+	n := sort.Search(len(q), func(i int) bool { return q[i].off >= limit })
+	var aborted []AbortedTxn
+	loaded := true
+	for i, r := range q[:n] {
+		if r.pid >= 0 {
+			if aborted == nil {
+				aborted, loaded = l.abortedIfLoaded(r.off, limit)
+				if !loaded {
+					// The transaction state is being reloaded (a
+					// truncation): stop before this record.
+					n, limit = i, r.off
+					break
+				}
+			}
+			if isAborted(aborted, r.pid, r.off) {
+				continue
+			}
+		}
+		ki.tab.put(r.digest, encodeEntry(r.off, r.tomb))
+	}
+	ki.head += n
+	if ki.head == len(ki.pending) {
+		ki.pending, ki.head = ki.pending[:0], 0
+	} else if ki.head > 4096 && ki.head > len(ki.pending)/2 {
+		ki.pending = append(ki.pending[:0], ki.pending[ki.head:]...)
+		ki.head = 0
+	}
+	ki.applied = limit
+}
+
+// abortedIfLoaded is AbortedTxns without loading the transaction state
+// (its caller may hold locks a load takes): ok is false when it is not
+// loaded.
+func (l *Log) abortedIfLoaded(from, to Offset) ([]AbortedTxn, bool) {
+	if !l.txnReady.Load() {
+		return nil, false
+	}
+	l.txnMu.Lock()
+	defer l.txnMu.Unlock()
+	i := sort.Search(len(l.aborted), func(i int) bool { return l.aborted[i].LastOffset >= from })
+	out := []AbortedTxn{}
+	for _, a := range l.aborted[i:] {
+		if a.FirstOffset < to {
+			out = append(out, a)
+		}
+	}
+	return out, true
+}
+
+// isAborted reports whether the record at off of producer pid belongs to
+// one of aborted (sorted by marker offset).
+func isAborted(aborted []AbortedTxn, pid int64, off Offset) bool {
+	i := sort.Search(len(aborted), func(i int) bool { return aborted[i].LastOffset >= off })
+	for _, a := range aborted[i:] {
+		if a.ProducerID == pid {
+			return a.FirstOffset <= off
+		}
+	}
+	return false
+}
+
+// dropPendingFrom forgets queued records at or above off. Caller holds ki.mu.
+func (ki *keyIndex) dropPendingFrom(off Offset) {
+	q := ki.pending[ki.head:]
+	n := sort.Search(len(q), func(i int) bool { return q[i].off >= off })
+	ki.pending = ki.pending[:ki.head+n]
+}
+
+// LoadKeyIndex loads the key index now (from its checkpoint and the log
+// after it, or by scanning the log) instead of on the first Lookup.
+func (l *Log) LoadKeyIndex() error {
+	_, err := l.keyIndexLoaded()
+	return err
+}
+
+func (l *Log) keyIndexLoaded() (*keyIndex, error) {
+	if !l.Config().keyIndexed() {
+		return nil, l.errorf("lookup", -1, -1, ErrKeyIndexDisabled)
+	}
+	if ki := l.kidx.Load(); ki != nil {
+		return ki, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return nil, l.errorf("lookup", -1, -1, ErrClosed)
+	}
+	if err := l.ensureLoaded(); err != nil {
+		return nil, err
+	}
+	return l.loadKeyIndexLocked()
+}
+
+// loadKeyIndexLocked builds the key index: the checkpoint when it is valid
+// and covers no more than the log, then the records after it. Caller holds
+// l.mu, log loaded.
+func (l *Log) loadKeyIndexLocked() (*keyIndex, error) {
+	if ki := l.kidx.Load(); ki != nil {
+		return ki, nil
+	}
+	ki := newKeyIndex()
+	leo, start := l.LogEndOffset(), l.LogStartOffset()
+	from := start
+	path := KeyIndexFileName(l.dir)
+	covers, err := readKeyIndexCheckpoint(l.fs, path, ki.digestID, leo, &ki.tab)
+	switch {
+	case err == nil:
+		ki.ckptAt = covers
+		if covers > from {
+			from = covers
+		}
+		ki.tab.deleteIf(func(_, v uint64) bool { o, _ := decodeEntry(v); return o < start })
+	case errors.Is(err, errNoKeyIndexCheckpoint):
+		ki.tab = digestTable{}
+	default:
+		l.logger.Warn("key index checkpoint not used; rebuilding the index from the log", "partition", l.tp.String(), "file", path, "err", err)
+		ki.tab = digestTable{}
+		_ = l.fs.Remove(path)
+	}
+	ki.applied = from
+	lso := l.LastStableOffset()
+	if from < leo {
+		dec := new(record.Decoder)
+		err := l.scanHeaders(from, leo, func(h record.Batch, body func() (record.Batch, error)) error {
+			if h.IsControl() {
+				return nil
+			}
+			b, err := body()
+			if err != nil {
+				return err
+			}
+			pid := int64(-1)
+			if b.IsTransactional() {
+				pid = b.ProducerID()
+			}
+			base := Offset(b.BaseOffset())
+			err = dec.Records(b, func(r *record.Record) error {
+				if o := base + Offset(r.OffsetDelta); r.Key != nil && o >= from {
+					ki.replayed++
+					ki.pending = append(ki.pending, pendingRec{digest: ki.digest(r.Key), off: o, pid: pid, tomb: r.Value == nil})
+				}
+				return nil
+			})
+			if len(ki.pending) >= 1<<16 {
+				ki.drain(l, min(lso, ki.pending[len(ki.pending)-1].off))
+			}
+			return err
+		})
+		if err != nil {
+			return nil, l.errorf("load key index", -1, from, err)
+		}
+	}
+	ki.drain(l, lso)
+	l.kidx.Store(ki)
+	return ki, nil
+}
+
+// keyIndexTruncated adjusts the index to a log cut at leo (truncation).
+// Caller holds l.mu.
+func (l *Log) keyIndexTruncated(leo Offset, full bool) {
+	if ki := l.kidx.Load(); ki != nil {
+		ki.mu.Lock()
+		if !full && leo >= ki.applied {
+			ki.dropPendingFrom(leo)
+		} else {
+			l.kidx.Store(nil)
+		}
+		ki.mu.Unlock()
+	}
+	l.kidxFileMu.Lock()
+	defer l.kidxFileMu.Unlock()
+	path := KeyIndexFileName(l.dir)
+	if c, err := readKeyIndexCovers(l.fs, path); err == nil && (full || c > leo) {
+		if err := l.fs.Remove(path); err == nil {
+			l.dirDirty.Store(true)
+			_ = l.fs.SyncDir(l.dir)
+		}
+	}
+}
+
+// keyIndexStartMoved drops the entries below the new log start (retention,
+// DeleteRecords): every key whose newest record is below it is gone.
+// Caller holds l.mu.
+func (l *Log) keyIndexStartMoved(start Offset) {
+	ki := l.kidx.Load()
+	if ki == nil {
+		return
+	}
+	ki.mu.Lock()
+	defer ki.mu.Unlock()
+	ki.tab.deleteIf(func(_, v uint64) bool { o, _ := decodeEntry(v); return o < start })
+	q := ki.pending[ki.head:]
+	n := sort.Search(len(q), func(i int) bool { return q[i].off >= start })
+	ki.head += n
+	if ki.applied < start {
+		ki.applied = start
+	}
+}
+
+// keyIndexOff drops the in-memory index (config change or close).
+func (l *Log) keyIndexOff() { l.kidx.Store(nil) }
+
+// KeyLookup is a key's latest record as Lookup found it.
+type KeyLookup struct {
+	// Found is false for a key never written, deleted (its latest record
+	// is a tombstone) or whose records are all gone.
+	Found       bool
+	Offset      Offset
+	Timestamp   int64
+	LeaderEpoch int32
+	Key         []byte
+	Value       []byte
+	Headers     []record.Header
+	// Limit is the offset the answer is taken at: the last stable offset
+	// (the high watermark without transactions). Records at or above it
+	// were not considered.
+	Limit Offset
+}
+
+// Lookup returns the latest committed record of key: the newest record
+// with that key below the last stable offset, not in an aborted
+// transaction. The log must be compacted with its key index enabled
+// (ErrKeyIndexDisabled). Values are copies.
+func (l *Log) Lookup(key []byte) (KeyLookup, error) {
+	if key == nil {
+		return KeyLookup{}, l.errorf("lookup", -1, -1, fmt.Errorf("%w: null key", ErrInvalidRecord))
+	}
+	if l.closed.Load() {
+		return KeyLookup{}, l.errorf("lookup", -1, -1, ErrClosed)
+	}
+	ki, err := l.keyIndexLoaded()
+	if err != nil {
+		return KeyLookup{}, err
+	}
+	lso := l.LastStableOffset()
+	d := ki.digest(key)
+	ki.mu.Lock()
+	ki.drain(l, lso)
+	v, ok := ki.tab.get(d)
+	ki.mu.Unlock()
+	res := KeyLookup{Limit: lso}
+	if !ok {
+		return res, nil
+	}
+	off, tomb := decodeEntry(v)
+	if off < l.LogStartOffset() && off < lso {
+		return res, nil
+	}
+	if off < lso {
+		rec, found, err := l.readRecord(off, lso)
+		if err != nil {
+			return res, err
+		}
+		if found && bytes.Equal(rec.Key, key) {
+			if tomb || rec.Value == nil {
+				return res, nil
+			}
+			rec.Limit = lso
+			return rec, nil
+		}
+	}
+	return l.lookupByScan(ki, key, d, v, lso)
+}
+
+type scanned struct {
+	off  Offset
+	tomb bool
+}
+
+// lookupByScan answers key by reading every record of the log below lso
+// whose key has digest d, and repairs d's entry when the table has not
+// moved since: the newest offset among the live keys with that digest, or
+// no entry when there are none.
+func (l *Log) lookupByScan(ki *keyIndex, key []byte, d, v uint64, lso Offset) (KeyLookup, error) {
+	ki.slowScans.Add(1)
+	latest, err := l.scanDigest(ki, d, lso)
+	if err != nil {
+		return KeyLookup{Limit: lso}, err
+	}
+	ki.mu.Lock()
+	if cur, ok := ki.tab.get(d); ok && cur == v && l.kidx.Load() == ki && ki.applied == lso {
+		best := Offset(-1)
+		for _, s := range latest {
+			if !s.tomb && s.off > best {
+				best = s.off
+			}
+		}
+		if best < 0 {
+			ki.tab.del(d)
+		} else {
+			ki.tab.put(d, encodeEntry(best, false))
+		}
+	}
+	ki.mu.Unlock()
+	s, ok := latest[string(key)]
+	if !ok || s.tomb {
+		return KeyLookup{Limit: lso}, nil
+	}
+	rec, found, err := l.readRecord(s.off, lso)
+	if err != nil || !found || !bytes.Equal(rec.Key, key) || rec.Value == nil {
+		if err == nil {
+			err = l.errorf("lookup", -1, s.off, fmt.Errorf("%w: record vanished during the lookup", ErrOffsetOutOfRange))
+		}
+		return KeyLookup{Limit: lso}, err
+	}
+	rec.Limit = lso
+	return rec, nil
+}
+
+// scanDigest returns the newest record below limit of each key with
+// digest d (aborted transactions skipped).
+func (l *Log) scanDigest(ki *keyIndex, d uint64, limit Offset) (map[string]scanned, error) {
+	start := l.LogStartOffset()
+	out := map[string]scanned{}
+	if start >= limit {
+		return out, nil
+	}
+	aborted, err := l.AbortedTxns(start, limit)
+	if err != nil {
+		return nil, err
+	}
+	dec := new(record.Decoder)
+	err = l.scanHeaders(start, limit, func(h record.Batch, body func() (record.Batch, error)) error {
+		if h.IsControl() {
+			return nil
+		}
+		b, err := body()
+		if err != nil {
+			return err
+		}
+		base := Offset(b.BaseOffset())
+		return dec.Records(b, func(r *record.Record) error {
+			o := base + Offset(r.OffsetDelta)
+			if r.Key == nil || o < start || o >= limit || ki.digest(r.Key) != d {
+				return nil
+			}
+			if b.IsTransactional() && isAborted(aborted, b.ProducerID(), o) {
+				return nil
+			}
+			out[string(r.Key)] = scanned{off: o, tomb: r.Value == nil}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, l.errorf("lookup scan", -1, start, err)
+	}
+	return out, nil
+}
+
+// readRecord reads the record at offset off (below limit). found is false
+// when no record has that offset any more.
+func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
+	r, err := l.Read(off, 1, limit)
+	if err != nil {
+		if errors.Is(err, ErrOffsetOutOfRange) {
+			return KeyLookup{}, false, nil
+		}
+		return KeyLookup{}, false, err
+	}
+	buf, err := r.Bytes()
+	r.Release()
+	if err != nil {
+		return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	var out KeyLookup
+	found := false
+	dec := decoders.Get().(*record.Decoder)
+	defer decoders.Put(dec)
+	for len(buf) > 0 && !found {
+		b, rest, err := record.ReadBatch(buf)
+		if err != nil {
+			return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
+		}
+		buf = rest
+		if b.IsControl() || Offset(b.BaseOffset()) > off || Offset(b.LastOffset()) < off {
+			if Offset(b.BaseOffset()) > off {
+				break
+			}
+			continue
+		}
+		err = dec.Records(b, func(r *record.Record) error {
+			if Offset(b.RecordOffset(r)) != off {
+				return nil
+			}
+			found = true
+			out = KeyLookup{
+				Found:       r.Value != nil,
+				Offset:      off,
+				Timestamp:   b.RecordTimestamp(r),
+				LeaderEpoch: b.PartitionLeaderEpoch(),
+				Key:         bytes.Clone(r.Key),
+			}
+			if r.Value != nil {
+				out.Value = append([]byte{}, r.Value...)
+			}
+			for _, h := range r.Headers {
+				hv := h.Value
+				if hv != nil {
+					hv = append([]byte{}, hv...)
+				}
+				out.Headers = append(out.Headers, record.Header{Key: bytes.Clone(h.Key), Value: hv})
+			}
+			return nil
+		})
+		if err != nil {
+			return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
+		}
+	}
+	return out, found, nil
+}

@@ -1,0 +1,313 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/kvlog/kvlog/engine/record"
+)
+
+// forceCollisions makes every key digest one of n values for the test.
+func forceCollisions(t *testing.T, n uint64) {
+	t.Helper()
+	old, oldID := keyDigest, keyDigestID
+	keyDigest = func(b []byte) uint64 { return xxhash.Sum64(b) % n }
+	keyDigestID = 99
+	t.Cleanup(func() { keyDigest, keyDigestID = old, oldID })
+}
+
+func compactEnv(t *testing.T) *testEnv {
+	e := newTestEnv(t)
+	e.cfg.Compact = true
+	e.cfg.Delete = false
+	e.cfg.KeyIndex = true
+	return e
+}
+
+func put(t *testing.T, l *Log, key, value string) Offset {
+	t.Helper()
+	var v []byte
+	if value != "\x00" {
+		v = []byte(value)
+	}
+	res, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{{key: []byte(key), value: v, ts: 1000}}), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.BaseOffset
+}
+
+func expectLookup(t *testing.T, l *Log, key, want string) {
+	t.Helper()
+	got, err := l.Lookup([]byte(key))
+	if err != nil {
+		t.Fatalf("lookup %q: %v", key, err)
+	}
+	switch {
+	case want == "" && got.Found:
+		t.Fatalf("lookup %q: found %q at %d, want not found", key, got.Value, got.Offset)
+	case want != "" && !got.Found:
+		t.Fatalf("lookup %q: not found, want %q", key, want)
+	case want != "" && (string(got.Value) != want || string(got.Key) != key):
+		t.Fatalf("lookup %q: got key %q value %q, want %q", key, got.Key, got.Value, want)
+	}
+}
+
+func TestKeyIndexLookup(t *testing.T) {
+	e := compactEnv(t)
+	l := e.open(true, -1)
+	defer l.Close()
+	put(t, l, "a", "1")
+	put(t, l, "b", "1")
+	l.SetHighWatermark(l.LogEndOffset())
+	expectLookup(t, l, "a", "1")
+	put(t, l, "a", "2")
+	put(t, l, "b", "\x00")
+	// Not committed yet: the old values.
+	expectLookup(t, l, "a", "1")
+	expectLookup(t, l, "b", "1")
+	l.SetHighWatermark(l.LogEndOffset())
+	expectLookup(t, l, "a", "2")
+	expectLookup(t, l, "b", "")
+	expectLookup(t, l, "nope", "")
+	// Headers and timestamps come back.
+	var bl record.Builder
+	bl.ProducerID, bl.ProducerEpoch, bl.BaseSequence = -1, -1, -1
+	bl.BaseTimestamp, bl.LastOffsetDelta, bl.MaxTimestamp = 5000, -1, -1
+	bl.Add(record.Record{Key: []byte("h"), Value: []byte("v"), Headers: []record.Header{{Key: []byte("x"), Value: []byte("y")}}})
+	b, _ := bl.Build(nil)
+	if _, err := l.Append(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	l.SetHighWatermark(l.LogEndOffset())
+	got, err := l.Lookup([]byte("h"))
+	if err != nil || !got.Found || got.Timestamp != 5000 || len(got.Headers) != 1 || string(got.Headers[0].Value) != "y" || got.Offset != 4 {
+		t.Fatalf("lookup h: %+v, %v", got, err)
+	}
+	// A log without compaction has no index.
+	e2 := newTestEnv(t)
+	l2 := e2.open(true, -1)
+	defer l2.Close()
+	if _, err := l2.Lookup([]byte("a")); !errors.Is(err, ErrKeyIndexDisabled) {
+		t.Fatalf("lookup on a delete-policy log: %v", err)
+	}
+}
+
+// TestKeyIndexCollisions forces digest collisions: a lookup never returns
+// another key's value, and still finds the right one.
+func TestKeyIndexCollisions(t *testing.T) {
+	forceCollisions(t, 1) // every key has the same digest
+	e := compactEnv(t)
+	l := e.open(true, -1)
+	defer l.Close()
+	put(t, l, "a", "A1")
+	put(t, l, "b", "B1")
+	l.SetHighWatermark(l.LogEndOffset())
+	expectLookup(t, l, "a", "A1")
+	expectLookup(t, l, "b", "B1")
+	put(t, l, "b", "\x00")
+	l.SetHighWatermark(l.LogEndOffset())
+	expectLookup(t, l, "b", "")
+	expectLookup(t, l, "a", "A1")
+	expectLookup(t, l, "c", "")
+	if s := l.KeyIndexStats(); s.SlowScans == 0 || s.Entries != 1 {
+		t.Fatalf("stats %+v: want slow scans and one entry", s)
+	}
+}
+
+func TestKeyIndexTruncation(t *testing.T) {
+	e := compactEnv(t)
+	l := e.open(true, -1)
+	defer l.Close()
+	for i := 0; i < 10; i++ {
+		put(t, l, fmt.Sprintf("k%d", i%3), fmt.Sprint(i))
+	}
+	l.SetHighWatermark(6)
+	expectLookup(t, l, "k0", "3") // k0 at 0, 3, 6, 9
+	// Cut the uncommitted tail: pending records go, the table stays.
+	if err := l.TruncateTo(8); err != nil {
+		t.Fatal(err)
+	}
+	l.SetHighWatermark(l.LogEndOffset())
+	expectLookup(t, l, "k0", "6")
+	expectLookup(t, l, "k1", "7")
+	expectLookup(t, l, "k2", "5")
+	// Cut below what the table applied: it is rebuilt.
+	if err := l.TruncateTo(4); err != nil {
+		t.Fatal(err)
+	}
+	expectLookup(t, l, "k0", "3")
+	expectLookup(t, l, "k1", "1")
+	put(t, l, "k1", "x")
+	l.SetHighWatermark(l.LogEndOffset())
+	expectLookup(t, l, "k1", "x")
+	if err := l.TruncateFullyAndStartAt(20); err != nil {
+		t.Fatal(err)
+	}
+	expectLookup(t, l, "k1", "")
+}
+
+func TestKeyIndexLogStart(t *testing.T) {
+	e := compactEnv(t)
+	l := e.open(true, -1)
+	defer l.Close()
+	for i := 0; i < 6; i++ {
+		put(t, l, fmt.Sprintf("k%d", i%3), fmt.Sprint(i))
+	}
+	put(t, l, "k0", "6")
+	l.SetHighWatermark(l.LogEndOffset())
+	expectLookup(t, l, "k1", "4")
+	if err := l.DeleteRecordsBefore(5); err != nil {
+		t.Fatal(err)
+	}
+	expectLookup(t, l, "k1", "")
+	expectLookup(t, l, "k2", "5")
+	expectLookup(t, l, "k0", "6")
+	if n := l.KeyIndexStats().Entries; n != 2 {
+		t.Fatalf("%d entries after DeleteRecords, want 2", n)
+	}
+}
+
+// TestKeyIndexRestart: a clean close checkpoints the index; the reopen
+// reads only the records after it; a damaged checkpoint is rebuilt.
+func TestKeyIndexRestart(t *testing.T) {
+	e := compactEnv(t)
+	l := e.open(true, -1)
+	for i := 0; i < 50; i++ {
+		put(t, l, fmt.Sprintf("k%d", i%7), fmt.Sprint(i))
+	}
+	l.SetHighWatermark(l.LogEndOffset())
+	expectLookup(t, l, "k0", "49")
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	buf, err := os.ReadFile(KeyIndexFileName(e.dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseKeyIndexCheckpoint(buf)
+	if err != nil || c.Covers != 50 || len(c.Entries) != 7 {
+		t.Fatalf("checkpoint %+v, %v", c, err)
+	}
+	l = e.open(true, 50)
+	put(t, l, "k0", "tail")
+	l.SetHighWatermark(l.LogEndOffset())
+	expectLookup(t, l, "k0", "tail")
+	expectLookup(t, l, "k3", "45")
+	// The index was loaded by the lookup after the append: it read from
+	// the checkpoint on, i.e. one record.
+	if s := l.KeyIndexStats(); s.Replayed != 1 {
+		t.Fatalf("replayed %d records after a clean restart, want 1", s.Replayed)
+	}
+	crashClose(l)
+	// Unclean: the checkpoint (covering 50) is still used; the tail is
+	// recovered and replayed.
+	l = e.open(false, 0)
+	expectLookup(t, l, "k0", "tail")
+	if s := l.KeyIndexStats(); s.Replayed != 1 {
+		t.Fatalf("replayed %d records after an unclean restart, want 1", s.Replayed)
+	}
+	crashClose(l)
+	// Damage: flip a byte of an entry; the index is rebuilt from the log.
+	buf[keyIndexHeaderSize+3] ^= 0xff
+	if err := os.WriteFile(KeyIndexFileName(e.dir), buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l = e.open(false, 0)
+	defer l.Close()
+	expectLookup(t, l, "k0", "tail")
+	expectLookup(t, l, "k6", "48")
+	if s := l.KeyIndexStats(); s.Replayed != 51 {
+		t.Fatalf("replayed %d records with a damaged checkpoint, want all 51", s.Replayed)
+	}
+}
+
+// TestKeyIndexCheckpointBeyondTruncation: a checkpoint covering offsets a
+// truncation removed is deleted, so a restart after the log grew again
+// does not trust it.
+func TestKeyIndexCheckpointBeyondTruncation(t *testing.T) {
+	e := compactEnv(t)
+	l := e.open(true, -1)
+	for i := 0; i < 10; i++ {
+		put(t, l, "k", fmt.Sprint(i))
+	}
+	l.SetHighWatermark(l.LogEndOffset())
+	expectLookup(t, l, "k", "9")
+	if err := l.CheckpointKeyIndex(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.TruncateTo(5); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		put(t, l, "j", fmt.Sprint(i))
+	}
+	crashClose(l)
+	l = e.open(false, 0)
+	defer l.Close()
+	expectLookup(t, l, "k", "4")
+	expectLookup(t, l, "j", "9")
+}
+
+func TestDigestTable(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var tab digestTable
+	model := map[uint64]uint64{}
+	for i := 0; i < 20000; i++ {
+		d := rng.Uint64N(3000)
+		if rng.IntN(3) == 0 {
+			if tab.del(d) != (model[d] != 0) {
+				t.Fatalf("del %d", d)
+			}
+			delete(model, d)
+		} else {
+			v := rng.Uint64N(1<<40) + 1
+			tab.put(d, v)
+			model[d] = v
+		}
+		if i%997 == 0 {
+			cut := rng.Uint64N(1 << 40)
+			tab.deleteIf(func(_, v uint64) bool { return v < cut })
+			for k, v := range model {
+				if v < cut {
+					delete(model, k)
+				}
+			}
+		}
+	}
+	if tab.len() != len(model) {
+		t.Fatalf("len %d, model %d", tab.len(), len(model))
+	}
+	for d, v := range model {
+		if got, ok := tab.get(d); !ok || got != v {
+			t.Fatalf("get %d = %d %v, want %d", d, got, ok, v)
+		}
+	}
+	if per := float64(tab.bytes()) / float64(tab.len()); per > 32 {
+		t.Fatalf("%.1f bytes per entry", per)
+	}
+}
+
+func FuzzParseKeyIndexCheckpoint(f *testing.F) {
+	f.Add(EncodeKeyIndexCheckpoint(KeyIndexCheckpoint{DigestID: 1, Covers: 10, Entries: []KeyIndexEntry{{Digest: 7, Offset: 3}, {Digest: 9, Offset: 9, Tombstone: true}}}))
+	f.Add(EncodeKeyIndexCheckpoint(KeyIndexCheckpoint{DigestID: 1}))
+	f.Add([]byte("KVKI"))
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		c, err := ParseKeyIndexCheckpoint(buf)
+		if err != nil {
+			if !errors.Is(err, ErrKeyIndexCorrupt) {
+				t.Fatalf("error %v does not wrap ErrKeyIndexCorrupt", err)
+			}
+			return
+		}
+		if again := EncodeKeyIndexCheckpoint(c); !bytes.Equal(again, buf) {
+			t.Fatalf("re-encoding differs")
+		}
+	})
+}
