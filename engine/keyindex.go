@@ -499,10 +499,14 @@ func (l *Log) scanDigest(ki *keyIndex, d uint64, limit Offset) (map[string]scann
 	return out, nil
 }
 
-// readRecord reads the record at offset off (below limit). found is false
-// when no record has that offset any more.
+// readRecord reads the record at offset off (below limit; its batch may
+// hold records above: only off's record is used). found is false when no
+// record has that offset any more.
 func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
-	r, err := l.Read(off, 1, limit)
+	if off >= limit {
+		return KeyLookup{}, false, nil
+	}
+	r, err := l.Read(off, 1, l.LogEndOffset())
 	if err != nil {
 		if errors.Is(err, ErrOffsetOutOfRange) {
 			return KeyLookup{}, false, nil
