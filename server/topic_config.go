@@ -54,6 +54,9 @@ var topicConfigDefs = func() map[string]*topicConfigDef {
 		{configDef{name: "index.interval.bytes", typ: kmsg.ConfigTypeInt, def: "4096", check: atLeast(0),
 			doc: "Bytes of log between offset index entries."},
 			[]synonym{{"log.index.interval.bytes", 1}}},
+		{configDef{name: "kvlog.key.index.enable", typ: kmsg.ConfigTypeBoolean, def: "true",
+			doc: "kvlog: keep a key index on each partition when cleanup.policy contains compact, for key lookups (GET /v1/topics/{topic}/keys/{key} on the HTTP listener)."},
+			[]synonym{{"kvlog.key.index.enable", 1}}},
 		{configDef{name: "max.compaction.lag.ms", typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(1),
 			doc: "Maximum time a record stays ineligible for compaction."},
 			[]synonym{{"log.cleaner.max.compaction.lag.ms", 1}}},
@@ -309,6 +312,7 @@ func (l *configLayers) engineConfig(overrides map[string]string) engine.Config {
 	c.FlushInterval = msDuration(mustInt(get("flush.ms")))
 	c.FileDeleteDelay = msDuration(mustInt(get("file.delete.delay.ms")))
 	c.Preallocate = mustBool(get("preallocate"))
+	c.KeyIndex = mustBool(get("kvlog.key.index.enable"))
 	return c
 }
 
