@@ -109,13 +109,10 @@ func batchKeys(b record.Batch, digest func([]byte) uint64) ([]pendingRec, error)
 	if b.IsTransactional() {
 		pid = b.ProducerID()
 	}
-	out := make([]pendingRec, 0, b.NumRecords())
+	out := make([]pendingRec, 0, max(b.NumRecords(), 0))
 	dec := decoders.Get().(*record.Decoder)
-	err := dec.Records(b, func(r *record.Record) error {
-		if r.Key != nil {
-			out = append(out, pendingRec{digest: digest(r.Key), off: Offset(r.OffsetDelta), pid: pid, tomb: r.Value == nil})
-		}
-		return nil
+	err := dec.Keys(b, func(delta int32, key []byte, tomb bool) {
+		out = append(out, pendingRec{digest: digest(key), off: Offset(delta), pid: pid, tomb: tomb})
 	})
 	decoders.Put(dec)
 	return out, err
