@@ -29,6 +29,8 @@ import (
 //     record's metadata in X-Kvlog-* headers (?format=json: everything as
 //     JSON), 404 when the key has no live value.
 //   - POST /v1/topics/{topic}/keys:batchGet: many keys in one request.
+//   - GET /v1/topics/{topic}/keys:stats: each hosted partition's index
+//     (entries, RAM, applied offset; ?load=true loads them).
 //
 // The partition is the key's under Kafka's default partitioner (murmur2,
 // as producers place keyed records) unless ?partition= names one. Only
@@ -49,6 +51,45 @@ func (s *Server) registerKeyRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/topics/{topic}/keys/{key}", s.serveKeyGet)
 	mux.HandleFunc("GET /v1/topics/{topic}/keys", s.serveKeyGet)
 	mux.HandleFunc("POST /v1/topics/{topic}/keys:batchGet", s.serveKeyBatchGet)
+	mux.HandleFunc("GET /v1/topics/{topic}/keys:stats", s.serveKeyStats)
+}
+
+// keyIndexStats is one partition's key index in GET …/keys:stats.
+type keyIndexStats struct {
+	Partition int32 `json:"partition"`
+	Loaded    bool  `json:"loaded"`
+	Entries   int   `json:"entries"`
+	Bytes     int64 `json:"bytes"`
+	Applied   int64 `json:"applied_offset"`
+	Pending   int   `json:"pending_records"`
+	SlowScans int64 `json:"slow_scans"`
+	Replayed  int64 `json:"replayed_records"`
+}
+
+// serveKeyStats reports the key index of each partition this broker
+// hosts (loaded on first lookup; ?load=true loads them now).
+func (s *Server) serveKeyStats(w http.ResponseWriter, r *http.Request) {
+	t := s.topic(r.PathValue("topic"))
+	if t == nil {
+		writeKeyError(w, keyErrorf(http.StatusNotFound, kerr.UnknownTopicOrPartition, "topic %q does not exist", r.PathValue("topic")))
+		return
+	}
+	out := []keyIndexStats{}
+	for i, p := range t.parts {
+		if p.log == nil {
+			continue
+		}
+		if r.URL.Query().Get("load") == "true" {
+			if err := p.log.LoadKeyIndex(); err != nil {
+				writeKeyError(w, engineKeyError(err))
+				return
+			}
+		}
+		st := p.log.KeyIndexStats()
+		out = append(out, keyIndexStats{Partition: int32(i), Loaded: st.Loaded, Entries: st.Entries, Bytes: st.Bytes, Applied: int64(st.Applied), Pending: st.Pending, SlowScans: st.SlowScans, Replayed: st.Replayed})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(out)
 }
 
 // keyError is an HTTP error answer: status and Kafka error.
