@@ -447,3 +447,51 @@ func TestKeyIndexCheckpointCrash(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyIndexFollower: a follower's index follows AppendReplicated and
+// answers at its high watermark; truncating its uncommitted tail (a new
+// leader's shorter log) drops those records.
+func TestKeyIndexFollower(t *testing.T) {
+	le := compactEnv(t)
+	leader := le.open(true, -1)
+	defer leader.Close()
+	fe := compactEnv(t)
+	follower := fe.open(true, -1)
+	defer follower.Close()
+	expectLookup(t, follower, "a", "") // loads the (empty) index
+	copyFrom := func(from Offset) {
+		t.Helper()
+		r, err := leader.Read(from, 1<<20, leader.LogEndOffset())
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf, err := r.Bytes()
+		r.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := follower.AppendReplicated(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(t, leader, "a", "1")
+	put(t, leader, "b", "1")
+	copyFrom(0)
+	follower.SetHighWatermark(1)
+	expectLookup(t, follower, "a", "1")
+	expectLookup(t, follower, "b", "")
+	put(t, leader, "a", "2")
+	copyFrom(2)
+	follower.SetHighWatermark(2)
+	expectLookup(t, follower, "a", "1")
+	expectLookup(t, follower, "b", "1")
+	if err := follower.TruncateTo(2); err != nil { // the uncommitted a=2 is cut
+		t.Fatal(err)
+	}
+	put(t, follower, "a", "3")
+	follower.SetHighWatermark(follower.LogEndOffset())
+	expectLookup(t, follower, "a", "3")
+	if s := follower.KeyIndexStats(); s.Replayed != 0 {
+		t.Fatalf("the follower's index was rebuilt (%d records read): the truncation cut only its pending tail", s.Replayed)
+	}
+}
