@@ -92,6 +92,10 @@ func (s *Server) serveKeyStats(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(out)
 }
 
+// errNotLeaderOrFollower is error code 6 under its current Kafka name
+// (kerr still calls it NOT_LEADER_FOR_PARTITION).
+var errNotLeaderOrFollower = &kerr.Error{Message: "NOT_LEADER_OR_FOLLOWER", Code: kerr.NotLeaderForPartition.Code, Retriable: true, Description: kerr.NotLeaderForPartition.Description}
+
 // keyError is an HTTP error answer: status and Kafka error.
 type keyError struct {
 	status int
@@ -130,7 +134,7 @@ func engineKeyError(err error) *keyError {
 	case errors.Is(err, engine.ErrKeyIndexDisabled), errors.Is(err, engine.ErrInvalidRecord):
 		status = http.StatusBadRequest
 	case errors.Is(err, engine.ErrClosed):
-		status, ke = http.StatusServiceUnavailable, kerr.NotLeaderForPartition
+		status, ke = http.StatusServiceUnavailable, errNotLeaderOrFollower
 	}
 	return &keyError{status: status, kerr: ke, msg: err.Error(), leader: -1}
 }
@@ -191,7 +195,7 @@ func (s *Server) keyTarget(topic string, key []byte, explicit int32) (*partition
 	}
 	part := t.parts[p]
 	if part.log == nil || part.rep == nil || part.rep.Role() != replica.RoleLeader {
-		e := keyErrorf(http.StatusServiceUnavailable, kerr.NotLeaderForPartition, "this broker does not lead %s-%d", topic, p)
+		e := keyErrorf(http.StatusServiceUnavailable, errNotLeaderOrFollower, "this broker does not lead %s-%d", topic, p)
 		if parts, ok := s.view().partitions(topic); ok && int(p) < len(parts) && parts[p].leader >= 0 && parts[p].leader != s.cfg.NodeID {
 			e.leader = parts[p].leader
 		}
@@ -201,7 +205,9 @@ func (s *Server) keyTarget(topic string, key []byte, explicit int32) (*partition
 }
 
 // leaderURL is where a follower redirects a request: the leader's
-// advertised host, on this HTTP listener's port.
+// advertised host, on this HTTP listener's port (brokers do not publish
+// their HTTP listeners; a deployment gives them all the same port). No
+// URL when that would be this listener itself.
 func (s *Server) leaderURL(r *http.Request, leader int32) (string, bool) {
 	eps := s.view().brokerEndpoints()[leader]
 	if len(eps) == 0 {
@@ -211,8 +217,14 @@ func (s *Server) leaderURL(r *http.Request, leader int32) (string, bool) {
 	if err != nil || port == "" {
 		return "", false
 	}
+	host := net.JoinHostPort(eps[0].Host, port)
+	if host == r.Host || host == s.cfg.HTTPListener {
+		// Brokers on one host with different HTTP ports: the guess
+		// would point back here.
+		return "", false
+	}
 	u := *r.URL
-	u.Scheme, u.Host = "http", net.JoinHostPort(eps[0].Host, port)
+	u.Scheme, u.Host = "http", host
 	if r.TLS != nil {
 		u.Scheme = "https"
 	}
@@ -228,7 +240,7 @@ func awaitStable(ctx context.Context, part *partition, min engine.Offset) *keyEr
 			return nil
 		}
 		if part.rep.Role() != replica.RoleLeader {
-			return keyErrorf(http.StatusServiceUnavailable, kerr.NotLeaderForPartition, "%s: no longer the leader", part.tp)
+			return keyErrorf(http.StatusServiceUnavailable, errNotLeaderOrFollower, "%s: no longer the leader", part.tp)
 		}
 		t := time.NewTimer(delay)
 		select {
