@@ -307,6 +307,7 @@ func (l *Log) loadKeyIndexLocked() (*keyIndex, error) {
 // keyIndexTruncated adjusts the index to a log cut at leo (truncation).
 // Caller holds l.mu.
 func (l *Log) keyIndexTruncated(leo Offset, full bool) {
+	l.kcache.clear()
 	if ki := l.kidx.Load(); ki != nil {
 		ki.mu.Lock()
 		if !full && leo >= ki.applied {
@@ -347,7 +348,10 @@ func (l *Log) keyIndexStartMoved(start Offset) {
 }
 
 // keyIndexOff drops the in-memory index (config change or close).
-func (l *Log) keyIndexOff() { l.kidx.Store(nil) }
+func (l *Log) keyIndexOff() {
+	l.kidx.Store(nil)
+	l.kcache.clear()
+}
 
 // KeyLookup is a key's latest record as Lookup found it.
 type KeyLookup struct {
@@ -498,66 +502,160 @@ func (l *Log) scanDigest(ki *keyIndex, d uint64, limit Offset) (map[string]scann
 
 // readRecord reads the record at offset off (below limit; its batch may
 // hold records above: only off's record is used). found is false when no
-// record has that offset any more.
+// record has that offset any more. The batch read (decompressed) is kept
+// in the log's lookup cache for the next lookups of its records.
 func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 	if off >= limit {
 		return KeyLookup{}, false, nil
 	}
-	r, err := l.Read(off, 1, l.LogEndOffset())
-	if err != nil {
-		if errors.Is(err, ErrOffsetOutOfRange) {
-			return KeyLookup{}, false, nil
-		}
-		return KeyLookup{}, false, err
-	}
-	buf, err := r.Bytes()
-	r.Release()
-	if err != nil {
-		return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrStorage, err))
-	}
-	var out KeyLookup
-	found := false
 	dec := decoders.Get().(*record.Decoder)
 	defer decoders.Put(dec)
-	for len(buf) > 0 && !found {
-		b, rest, err := record.ReadBatch(buf)
+	hdr, section, gen, ok := l.kcache.get(off)
+	if !ok {
+		r, err := l.Read(off, 1, l.LogEndOffset())
 		if err != nil {
-			return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
+			if errors.Is(err, ErrOffsetOutOfRange) {
+				return KeyLookup{}, false, nil
+			}
+			return KeyLookup{}, false, err
 		}
-		buf = rest
-		if b.IsControl() || Offset(b.BaseOffset()) > off || Offset(b.LastOffset()) < off {
-			if Offset(b.BaseOffset()) > off {
+		buf, err := r.Bytes()
+		r.Release()
+		if err != nil {
+			return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
+		var b record.Batch
+		for len(buf) > 0 {
+			if b, buf, err = record.ReadBatch(buf); err != nil {
+				return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
+			}
+			if Offset(b.LastOffset()) >= off {
 				break
 			}
-			continue
 		}
-		err = dec.Records(b, func(r *record.Record) error {
-			if Offset(b.RecordOffset(r)) != off {
-				return nil
-			}
-			found = true
-			out = KeyLookup{
-				Found:       r.Value != nil,
-				Offset:      off,
-				Timestamp:   b.RecordTimestamp(r),
-				LeaderEpoch: b.PartitionLeaderEpoch(),
-				Key:         bytes.Clone(r.Key),
-			}
-			if r.Value != nil {
-				out.Value = append([]byte{}, r.Value...)
-			}
-			for _, h := range r.Headers {
-				hv := h.Value
-				if hv != nil {
-					hv = append([]byte{}, hv...)
-				}
-				out.Headers = append(out.Headers, record.Header{Key: bytes.Clone(h.Key), Value: hv})
-			}
-			return nil
-		})
-		if err != nil {
+		if b == nil || b.IsControl() || Offset(b.BaseOffset()) > off || Offset(b.LastOffset()) < off {
+			return KeyLookup{}, false, nil
+		}
+		if section, err = dec.Section(b); err != nil {
 			return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
 		}
+		hdr = b[:record.HeaderSize:record.HeaderSize]
+		if b.Codec() != record.CodecNone {
+			section = bytes.Clone(section) // the decoder's buffer is reused
+		}
+		l.kcache.put(gen, hdr, section)
 	}
-	return out, found, nil
+	var r record.Record
+	found, err := dec.RecordAt(section, hdr.NumRecords(), int32(off-Offset(hdr.BaseOffset())), &r)
+	if err != nil {
+		return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
+	}
+	if !found {
+		return KeyLookup{}, false, nil
+	}
+	out := KeyLookup{
+		Found:       r.Value != nil,
+		Offset:      off,
+		Timestamp:   hdr.RecordTimestamp(&r),
+		LeaderEpoch: hdr.PartitionLeaderEpoch(),
+		Key:         bytes.Clone(r.Key),
+	}
+	if r.Value != nil {
+		out.Value = append([]byte{}, r.Value...)
+	}
+	for _, h := range r.Headers {
+		hv := h.Value
+		if hv != nil {
+			hv = append([]byte{}, hv...)
+		}
+		out.Headers = append(out.Headers, record.Header{Key: bytes.Clone(h.Key), Value: hv})
+	}
+	return out, true, nil
+}
+
+// lookupCache keeps a log's most recently read batches for lookups: the
+// batch header and its records section, decompressed, so that lookups of
+// records in one batch read and decompress it once. At most
+// lookupCachePerLog batches and a quarter of lookupCacheBudget per log,
+// lookupCacheBudget bytes over all logs. Batches never change once written, except by a truncation or a
+// cleaner swap, which clear the cache (a generation guards against a
+// reader inserting what it read before).
+type lookupCache struct {
+	mu      sync.Mutex
+	gen     uint64
+	tick    uint64
+	bytes   int64
+	batches []cachedBatch
+}
+
+type cachedBatch struct {
+	hdr        record.Batch
+	section    []byte
+	base, last Offset
+	used       uint64
+}
+
+const (
+	lookupCachePerLog = 64
+	lookupCacheBudget = 64 << 20
+)
+
+var lookupCacheBytes atomic.Int64
+
+func (c *lookupCache) get(off Offset) (record.Batch, []byte, uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.batches {
+		b := &c.batches[i]
+		if b.base <= off && off <= b.last {
+			c.tick++
+			b.used = c.tick
+			return b.hdr, b.section, c.gen, true
+		}
+	}
+	return nil, nil, c.gen, false
+}
+
+func (c *lookupCache) put(gen uint64, hdr record.Batch, section []byte) {
+	size := int64(len(section) + len(hdr))
+	if size > lookupCacheBudget/4 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	for len(c.batches) > 0 && (len(c.batches) >= lookupCachePerLog || c.bytes+size > lookupCacheBudget/4 || lookupCacheBytes.Load()+size > lookupCacheBudget) {
+		lru := 0
+		for i := range c.batches {
+			if c.batches[i].used < c.batches[lru].used {
+				lru = i
+			}
+		}
+		c.drop(lru)
+	}
+	if lookupCacheBytes.Load()+size > lookupCacheBudget {
+		return // other logs hold the budget
+	}
+	c.tick++
+	c.batches = append(c.batches, cachedBatch{hdr: bytes.Clone(hdr), section: section, base: Offset(hdr.BaseOffset()), last: Offset(hdr.LastOffset()), used: c.tick})
+	c.bytes += size
+	lookupCacheBytes.Add(size)
+}
+
+func (c *lookupCache) drop(i int) {
+	size := int64(len(c.batches[i].section) + len(c.batches[i].hdr))
+	c.bytes -= size
+	lookupCacheBytes.Add(-size)
+	c.batches = append(c.batches[:i], c.batches[i+1:]...)
+}
+
+// clear empties the cache (the log's batches changed).
+func (c *lookupCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	lookupCacheBytes.Add(-c.bytes)
+	c.bytes, c.batches = 0, nil
 }

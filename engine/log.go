@@ -64,6 +64,7 @@ type Log struct {
 	// checkpoint writes against truncations removing the file (after mu).
 	kidx       atomic.Pointer[keyIndex]
 	kidxFileMu sync.Mutex
+	kcache     lookupCache // batches lookups read (keyindex.go)
 
 	closed  atomic.Bool
 	pending []*deletedSegment // (mu) files renamed .deleted awaiting unlink

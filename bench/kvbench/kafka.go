@@ -141,6 +141,9 @@ func producerOpts(s shape, linger time.Duration) []kgo.Opt {
 	if linger >= 0 {
 		opts = append(opts, kgo.ProducerLinger(linger))
 	}
+	if s.batchBytes > 0 {
+		opts = append(opts, kgo.ProducerBatchMaxBytes(s.batchBytes))
+	}
 	return opts
 }
 

@@ -479,3 +479,50 @@ func recordKey(p []byte, i int) (delta int32, key []byte, tomb bool, end int) {
 	}
 	return delta, key, vl == -1, end
 }
+
+// Section returns b's records section, decompressed into the decoder's
+// buffer when b is compressed (valid until the decoder's next use); the
+// codec and record count are checked, as for Records.
+func (d *Decoder) Section(b Batch) ([]byte, error) {
+	if err := b.checkFraming(); err != nil {
+		return nil, err
+	}
+	return d.section(b)
+}
+
+// RecordAt finds the record with offset delta delta in p, the records
+// section of a batch of n records (from Section), skipping the others by
+// their lengths without decoding them, and decodes it into r (aliasing p
+// and the decoder's buffers). found is false when no record has it.
+func (d *Decoder) RecordAt(p []byte, n int32, delta int32, r *Record) (found bool, err error) {
+	i := 0
+	for k := int32(0); k < n; k++ {
+		length, j := varint(p, i)
+		if j < 0 || length <= 0 || int(length) > len(p)-j {
+			return false, fmt.Errorf("%w: record %d at byte %d: bad length", ErrInvalid, k, i)
+		}
+		end := j + int(length)
+		body := p[:end]
+		j++ // attributes
+		if _, k := uvarint12(body, j); k >= 0 {
+			j = k
+		} else if _, j = readVarlong(body, j); j < 0 {
+			return false, fmt.Errorf("%w: record %d: bad timestamp delta", ErrInvalid, k)
+		}
+		od, j := varint(body, j)
+		if j < 0 {
+			return false, fmt.Errorf("%w: record %d: bad offset delta", ErrInvalid, k)
+		}
+		switch {
+		case od == delta:
+			if _, why := d.readRecord(p, i, r); why != "" {
+				return false, fmt.Errorf("%w: record %d: %s", ErrInvalid, k, why)
+			}
+			return true, nil
+		case od > delta:
+			return false, nil
+		}
+		i = end
+	}
+	return false, nil
+}
