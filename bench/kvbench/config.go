@@ -76,7 +76,7 @@ func produceMatrix() []shape {
 			for _, k := range []int{1000, 1_000_000} {
 				for _, a := range []string{"all", "1"} {
 					for _, c := range []string{"none", "lz4", "zstd"} {
-						out = append(out, shape{partitions: p, valueLen: v, keys: k, acks: a, comp: c})
+						out = append(out, shape{p, v, k, a, c})
 					}
 				}
 			}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/kvlog/kvlog/client"
 )
 
@@ -118,7 +120,7 @@ func scenLookup(ctx context.Context, r *runner) error {
 	// lookup reads (and decompresses) the whole batch holding the record,
 	// so its cost grows with the producer's batches (franz-go's default
 	// allows 1 MB; the report notes it).
-	s := shape{partitions: 1, valueLen: 100, keys: keys, acks: "all", comp: "none", batchBytes: 16 << 10}
+	s := shape{partitions: 1, valueLen: 100, keys: keys, acks: "all", comp: "none"}
 	specs := r.available("lookup", "kvlog", "nats-kv")
 	r.note("lookup", "kvlog's data is produced in batches of at most 16 KiB (the Java producer's default batch.size, franz-go's default is 1 MB), uncompressed: a lookup reads and decompresses the whole batch holding the key's record, so its latency grows with the producer's batch size and codec.")
 	ins, err := r.startAll(specs)
@@ -143,7 +145,7 @@ func scenLookup(ctx context.Context, r *runner) error {
 					return err
 				}
 				s.partitions = parts
-				st, err := kafkaProduce(ctx, addr, topic, s, 0, keys, pids)
+				st, err := kafkaProduceWith(ctx, addr, topic, s, 0, keys, pids, kgo.ProducerBatchMaxBytes(16<<10))
 				if err != nil {
 					return fmt.Errorf("kvlog: loading %s: %w", topic, err)
 				}

@@ -23,7 +23,6 @@ type shape struct {
 	keys       int
 	acks       string // "1" or "all"
 	comp       string // "none", "lz4", "zstd"
-	batchBytes int32  // producer batch limit; 0: franz-go's default (1 MB)
 }
 
 func (s shape) String() string {
