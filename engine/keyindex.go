@@ -301,6 +301,12 @@ func (l *Log) loadKeyIndexLocked() (*keyIndex, error) {
 	}
 	ki.drain(l, lso)
 	l.kidx.Store(ki)
+	if !l.Config().keyIndexed() {
+		// Disabled meanwhile (SetConfig stores the config, then drops the
+		// index; this stores the index, then reads the config).
+		l.kidx.Store(nil)
+		return nil, l.errorf("lookup", -1, -1, ErrKeyIndexDisabled)
+	}
 	return ki, nil
 }
 

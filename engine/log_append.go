@@ -35,7 +35,7 @@ func (l *Log) Append(batch []byte, leaderEpoch int32) (AppendResult, error) {
 		return AppendResult{}, err
 	}
 	var keys []pendingRec
-	if cfg.keyIndexed() && l.kidx.Load() != nil {
+	if l.kidx.Load() != nil {
 		// Digests are computed before the lock; offsets are relative.
 		if keys, err = batchKeys(b, keyDigest); err != nil {
 			return AppendResult{}, l.errorf("append", -1, -1, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
@@ -77,7 +77,7 @@ func (l *Log) Append(batch []byte, leaderEpoch int32) (AppendResult, error) {
 	if err := l.appendBatches(b, cfg, base, Offset(b.LastOffset()), b.MaxTimestamp(), 1); err != nil {
 		return AppendResult{}, err
 	}
-	if keys == nil && l.kidx.Load() != nil && l.Config().keyIndexed() {
+	if keys == nil && l.kidx.Load() != nil {
 		keys, _ = batchKeys(b, keyDigest) // the index was loaded meanwhile
 	}
 	l.indexAppended(keys, base)
@@ -179,7 +179,7 @@ func (l *Log) AppendReplicated(batches []byte) (AppendResult, error) {
 		if err := l.appendBatches(b, cfg, Offset(b.BaseOffset()), Offset(b.LastOffset()), b.MaxTimestamp(), int64(b.NumRecords())); err != nil {
 			return res, err
 		}
-		if cfg.keyIndexed() && l.kidx.Load() != nil {
+		if l.kidx.Load() != nil {
 			keys, err := batchKeys(b, keyDigest)
 			if err != nil {
 				// The batch is in the log but its records cannot be read:
