@@ -518,37 +518,26 @@ func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 	defer decoders.Put(dec)
 	hdr, section, gen, ok := l.kcache.get(off)
 	if !ok {
-		r, err := l.Read(off, 1, l.LogEndOffset())
-		if err != nil {
-			if errors.Is(err, ErrOffsetOutOfRange) {
-				return KeyLookup{}, false, nil
-			}
-			return KeyLookup{}, false, err
-		}
-		buf, err := r.Bytes()
-		r.Release()
-		if err != nil {
-			return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrStorage, err))
-		}
-		var b record.Batch
-		for len(buf) > 0 {
-			if b, buf, err = record.ReadBatch(buf); err != nil {
-				return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
-			}
-			if Offset(b.LastOffset()) >= off {
-				break
+		win := lookupWindows.Get().(*[]byte)
+		defer lookupWindows.Put(win)
+		b, found := l.readBatchFast(off, *win)
+		if !found {
+			var err error
+			if b, err = l.readBatchSlow(off); err != nil || b == nil {
+				return KeyLookup{}, false, err
 			}
 		}
-		if b == nil || b.IsControl() || Offset(b.BaseOffset()) > off || Offset(b.LastOffset()) < off {
+		if b.IsControl() || Offset(b.BaseOffset()) > off || Offset(b.LastOffset()) < off {
 			return KeyLookup{}, false, nil
 		}
+		var err error
 		if section, err = dec.Section(b); err != nil {
 			return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
 		}
 		hdr = b[:record.HeaderSize:record.HeaderSize]
-		if b.Codec() != record.CodecNone {
-			section = bytes.Clone(section) // the decoder's buffer is reused
-		}
+		// A copy: the decoder's buffer is reused, and an uncompressed
+		// section aliases a read window larger than the batch.
+		section = bytes.Clone(section)
 		l.kcache.put(gen, hdr, section)
 	}
 	var r record.Record
@@ -577,6 +566,103 @@ func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 		out.Headers = append(out.Headers, record.Header{Key: bytes.Clone(h.Key), Value: hv})
 	}
 	return out, true, nil
+}
+
+// readBatchSlow reads the batch holding off through Read (every header
+// passed is checked); nil when none holds it.
+func (l *Log) readBatchSlow(off Offset) (record.Batch, error) {
+	r, err := l.Read(off, 1, l.LogEndOffset())
+	if err != nil {
+		if errors.Is(err, ErrOffsetOutOfRange) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	buf, err := r.Bytes()
+	r.Release()
+	if err != nil {
+		return nil, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	for len(buf) > 0 {
+		var b record.Batch
+		if b, buf, err = record.ReadBatch(buf); err != nil {
+			return nil, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
+		}
+		if Offset(b.LastOffset()) >= off {
+			return b, nil
+		}
+	}
+	return nil, nil
+}
+
+// lookupWindow is how much readBatchFast reads at once: the batch holding
+// an offset starts at most index.interval.bytes (4 KiB by default) plus a
+// batch after the index position.
+const lookupWindow = 16 << 10
+
+var lookupWindows = sync.Pool{New: func() any { b := make([]byte, lookupWindow); return &b }}
+
+// readBatchFast reads the batch holding off with positioned reads of
+// win's size from the offset index's position for off (one more of the
+// batch's size when it runs past the window), walking the batch lengths
+// in memory. The batch may alias win. ok is false whenever it cannot be
+// sure (a framing it does not like, a segment gone, a read error): the
+// caller then uses readBatchSlow.
+func (l *Log) readBatchFast(off Offset, win []byte) (record.Batch, bool) {
+	segs := l.segments()
+	i, ok := floorSegment(segs, off)
+	if !ok {
+		return nil, false
+	}
+	s := segs[i]
+	h, err := s.acquire()
+	if err != nil {
+		return nil, false
+	}
+	defer h.release()
+	_, p := h.oidx.Lookup(int64(off))
+	pos, end := int64(p), s.size.Load()
+	var buf []byte
+	at := pos // file position of buf[0]
+	for pos < end {
+		if pos+record.HeaderSize > at+int64(len(buf)) {
+			n := min(int64(len(win)), end-pos)
+			if n < record.HeaderSize {
+				return nil, false
+			}
+			buf = win[:n]
+			if _, err := h.file.ReadAt(buf, pos); err != nil {
+				return nil, false
+			}
+			at = pos
+		}
+		hdr := record.Batch(buf[pos-at:])
+		size := hdr.Size()
+		if size < record.HeaderSize || pos+size > end || hdr.LastOffsetDelta() < 0 || Offset(hdr.BaseOffset()) < s.base {
+			return nil, false
+		}
+		if Offset(hdr.LastOffset()) < off {
+			pos += size
+			continue
+		}
+		if Offset(hdr.BaseOffset()) > off {
+			return nil, false // not there: let the checked read say why
+		}
+		var b []byte
+		if pos+size <= at+int64(len(buf)) {
+			b = buf[pos-at : pos-at+size : pos-at+size]
+		} else {
+			b = make([]byte, size)
+			if _, err := h.file.ReadAt(b, pos); err != nil {
+				return nil, false
+			}
+		}
+		if _, rest, err := record.ReadBatch(b); err != nil || len(rest) != 0 {
+			return nil, false
+		}
+		return b, true
+	}
+	return nil, false
 }
 
 // lookupCache keeps a log's most recently read batches for lookups: the

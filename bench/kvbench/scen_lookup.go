@@ -283,6 +283,7 @@ func scenLookup(ctx context.Context, r *runner) error {
 	if _, _, err := keyIndexBytes(kv.http, "prod-on"); err != nil {
 		return err
 	}
+	pids = []int{kv.p.pid} // restarted above
 	ps := shape{partitions: 1, valueLen: 100, keys: keys, acks: "all", comp: "none"}
 	n := r.cfg.lookupProduce
 	type pv struct{ name, topic string }
