@@ -2,6 +2,7 @@ package client
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -66,5 +67,40 @@ func TestLookup(t *testing.T) {
 	}
 	if _, err := Lookup(ctx, "profiles", nil, opts); !errors.Is(err, ErrNilKey) {
 		t.Fatalf("nil key: %v", err)
+	}
+}
+
+// TestRemoteTable: writes and reads with no replay, reading one's own
+// writes with GetAfter.
+func TestRemoteTable(t *testing.T) {
+	b := clienttest.Start(t)
+	ctx := testbroker.Context(t, time.Minute)
+	tbl, err := OpenRemote(ctx, b.Brokers(), "remote", LookupOptions{HTTP: b.HTTP}, WithCreateTopic(TopicSpec{Partitions: 2}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tbl.Close()
+	for i := 0; i < 5; i++ {
+		key := []byte(fmt.Sprintf("k%d", i))
+		pos, err := tbl.Put(ctx, key, []byte(fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, ok, err := tbl.GetAfter(ctx, key, pos); err != nil || !ok || string(v) != fmt.Sprint(i) {
+			t.Fatalf("GetAfter %s: %q %v %v", key, v, ok, err)
+		}
+	}
+	pos, err := tbl.Delete(ctx, []byte("k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := tbl.GetAfter(ctx, []byte("k1"), pos); err != nil || ok {
+		t.Fatalf("deleted key: %v %v", ok, err)
+	}
+	if v, ok, err := tbl.Get(ctx, []byte("k3")); err != nil || !ok || string(v) != "3" {
+		t.Fatalf("Get k3: %q %v %v", v, ok, err)
+	}
+	if _, err := OpenRemote(ctx, b.Brokers(), "remote", LookupOptions{}); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("no HTTP address: %v", err)
 	}
 }
