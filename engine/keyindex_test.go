@@ -495,3 +495,51 @@ func TestKeyIndexFollower(t *testing.T) {
 		t.Fatalf("the follower's index was rebuilt (%d records read): the truncation cut only its pending tail", s.Replayed)
 	}
 }
+
+// TestKeyIndexCheckpointBeyondRecovery: a checkpoint covering records a
+// power loss took away is removed when the log opens, so records appended
+// at those offsets afterwards are not hidden behind it. (Its entry for k
+// names offset 10; after the crash offset 10 holds k again, but k's newest
+// record is at 15, below what the stale checkpoint claims to cover.)
+func TestKeyIndexCheckpointBeyondRecovery(t *testing.T) {
+	cfs := vfs.NewCrashFS(7)
+	e := compactEnv(t)
+	e.fs = cfs
+	l := e.open(true, -1)
+	for i := 0; i < 10; i++ {
+		put(t, l, "k", fmt.Sprint(i))
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	put(t, l, "k", "lost") // 10, never synced
+	for i := 11; i < 20; i++ {
+		put(t, l, "other", fmt.Sprint(i))
+	}
+	l.SetHighWatermark(l.LogEndOffset())
+	expectLookup(t, l, "k", "lost")
+	if err := l.CheckpointKeyIndex(0); err != nil { // covers 20, synced
+		t.Fatal(err)
+	}
+	crashClose(l)
+	if err := cfs.CrashWith(vfs.CrashOptions{KeepUnsynced: vfs.KeepNone}); err != nil {
+		t.Fatal(err)
+	}
+	l = e.open(false, 0)
+	defer func() { l.Close() }()
+	if l.LogEndOffset() != 10 {
+		t.Fatalf("log end %d after the crash, want 10", l.LogEndOffset())
+	}
+	put(t, l, "k", "again") // 10
+	for i := 11; i < 25; i++ {
+		v := fmt.Sprint(i)
+		key := "j"
+		if i == 15 {
+			key, v = "k", "newest"
+		}
+		put(t, l, key, v)
+	}
+	l.SetHighWatermark(l.LogEndOffset())
+	expectLookup(t, l, "k", "newest")
+	expectLookup(t, l, "j", "24")
+}
