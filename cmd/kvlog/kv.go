@@ -114,7 +114,7 @@ deleted).`,
 			if base == "" {
 				var err error
 				if base, err = a.brokerHTTP(); err != nil {
-					return err
+					return fmt.Errorf("%w (get --replay reads the key by replaying the topic instead)", err)
 				}
 			}
 			ctx, cancel := a.reqCtx()
