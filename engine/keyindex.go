@@ -535,10 +535,13 @@ func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 			return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
 		}
 		hdr = b[:record.HeaderSize:record.HeaderSize]
-		// A copy: the decoder's buffer is reused, and an uncompressed
-		// section aliases a read window larger than the batch.
-		section = bytes.Clone(section)
-		l.kcache.put(gen, hdr, section)
+		if b.Codec() != record.CodecNone {
+			// Compressed batches only: reading an uncompressed one again
+			// costs less than keeping it. A copy: the decoder's buffer
+			// is reused.
+			section = bytes.Clone(section)
+			l.kcache.put(gen, hdr, section)
+		}
 	}
 	var r record.Record
 	found, err := dec.RecordAt(section, hdr.NumRecords(), int32(off-Offset(hdr.BaseOffset())), &r)
@@ -665,9 +668,9 @@ func (l *Log) readBatchFast(off Offset, win []byte) (record.Batch, bool) {
 	return nil, false
 }
 
-// lookupCache keeps a log's most recently read batches for lookups: the
-// batch header and its records section, decompressed, so that lookups of
-// records in one batch read and decompress it once. At most
+// lookupCache keeps a log's most recently read compressed batches for
+// lookups: the batch header and its records section, decompressed, so
+// that lookups of records in one batch read and decompress it once. At most
 // lookupCachePerLog batches and a quarter of lookupCacheBudget per log,
 // lookupCacheBudget bytes over all logs. Batches never change once written, except by a truncation or a
 // cleaner swap, which clear the cache (a generation guards against a
