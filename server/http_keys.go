@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -260,8 +261,8 @@ func min2(a, b time.Duration) time.Duration {
 	return b
 }
 
-func queryInt(r *http.Request, name string, def int64) (int64, *keyError) {
-	v := r.URL.Query().Get(name)
+func queryInt(q url.Values, name string, def int64) (int64, *keyError) {
+	v := q.Get(name)
 	if v == "" {
 		return def, nil
 	}
@@ -274,10 +275,14 @@ func queryInt(r *http.Request, name string, def int64) (int64, *keyError) {
 
 func (s *Server) serveKeyGet(w http.ResponseWriter, r *http.Request) {
 	topic := r.PathValue("topic")
+	var q url.Values
+	if r.URL.RawQuery != "" {
+		q = r.URL.Query()
+	}
 	var key []byte
 	if k := r.PathValue("key"); k != "" {
 		key = []byte(k)
-	} else if kb := r.URL.Query().Get("key_b64"); kb != "" {
+	} else if kb := q.Get("key_b64"); kb != "" {
 		var err error
 		if key, err = decodeB64(kb); err != nil {
 			writeKeyError(w, keyErrorf(http.StatusBadRequest, kerr.InvalidRequest, "key_b64: %v", err))
@@ -287,12 +292,12 @@ func (s *Server) serveKeyGet(w http.ResponseWriter, r *http.Request) {
 		writeKeyError(w, keyErrorf(http.StatusBadRequest, kerr.InvalidRequest, "no key: use /v1/topics/{topic}/keys/{key} or ?key_b64="))
 		return
 	}
-	explicit, kerrv := queryInt(r, "partition", -1)
+	explicit, kerrv := queryInt(q, "partition", -1)
 	if kerrv == nil && explicit > 1<<31-1 {
 		kerrv = keyErrorf(http.StatusBadRequest, kerr.InvalidRequest, "partition %d", explicit)
 	}
-	minOffset, kerr2 := queryInt(r, "min_offset", -1)
-	timeoutMs, kerr3 := queryInt(r, "timeout_ms", keyLookupDefaultTimeout.Milliseconds())
+	minOffset, kerr2 := queryInt(q, "min_offset", -1)
+	timeoutMs, kerr3 := queryInt(q, "timeout_ms", keyLookupDefaultTimeout.Milliseconds())
 	for _, e := range []*keyError{kerrv, kerr2, kerr3} {
 		if e != nil {
 			writeKeyError(w, e)
@@ -329,7 +334,7 @@ func (s *Server) serveKeyGet(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("X-Kvlog-Partition", strconv.Itoa(int(p)))
 	h.Set("X-Kvlog-Stable-Offset", strconv.FormatInt(int64(res.Limit), 10))
-	if r.URL.Query().Get("format") == "json" {
+	if q.Get("format") == "json" {
 		h.Set("Content-Type", "application/json")
 		if !res.Found {
 			w.WriteHeader(http.StatusNotFound)
