@@ -18,15 +18,14 @@ import (
 // every key digest, so that Lookup answers a key's latest value without
 // replaying the log.
 //
-// Records enter the table in offset order, only once they are below the
-// last stable offset (LSO, the high watermark when there is no ongoing
-// transaction): an append adds its records to a pending queue, and the
-// queue is drained up to the LSO by lookups and later appends. Records of
-// aborted transactions are skipped on the way. So the table is exactly the
-// read_committed state as of `applied`, and a truncation that cuts only
-// pending records (a follower's uncommitted tail) drops them from the
-// queue; one cutting applied records drops the table, which is reloaded
-// from its checkpoint or rebuilt from the log.
+// Appends do nothing for the index: produce throughput is untouched. The
+// table reflects every record below `applied`; a lookup first catches it
+// up, reading the records from `applied` to the last stable offset (LSO,
+// the high watermark when there is no ongoing transaction) from the log,
+// in offset order, skipping those of aborted transactions. So the table is
+// exactly the read_committed state as of `applied`; a truncation above it
+// (a follower's uncommitted tail) changes nothing, one below drops the
+// table, which is reloaded from its checkpoint or rebuilt from the log.
 //
 // Invariant: for every key K whose newest record below `applied` is a
 // value (not a tombstone), the entry of digest(K) is at or above that
@@ -49,24 +48,15 @@ var (
 // kvlog.key.index.enable=false).
 var ErrKeyIndexDisabled = errors.New("engine: no key index on this log (cleanup.policy without compact, or kvlog.key.index.enable=false)")
 
-type pendingRec struct {
-	digest uint64
-	off    Offset
-	pid    int64 // producer id of a transactional batch's record, else -1
-	tomb   bool
-}
-
 type keyIndex struct {
 	mu       sync.Mutex
 	tab      digestTable
 	applied  Offset // every record below is in tab (or skipped: aborted)
-	pending  []pendingRec
-	head     int // pending[head:] are queued
 	digest   func([]byte) uint64
 	digestID int16
 	ckptAt   Offset // what the checkpoint on disk covers (-1: none)
 
-	replayed  int64 // records read from the log by the load
+	replayed  int64 // records read from the log (load and catch-ups)
 	slowScans atomic.Int64
 }
 
@@ -80,9 +70,9 @@ type KeyIndexStats struct {
 	Entries   int
 	Bytes     int64  // RAM of the table
 	Applied   Offset // records below are in the table
-	Pending   int    // records appended, not yet below the LSO
 	SlowScans int64  // lookups that scanned the log (collisions, repairs)
-	Replayed  int64  // records the load read from the log (after the checkpoint)
+	Replayed  int64  // records this index read from the log (after its checkpoint)
+	Loads     int64  // times the log loaded an index (a truncation below it reloads)
 }
 
 // KeyIndexStats reports the key index's size; Loaded is false when it was
@@ -94,87 +84,65 @@ func (l *Log) KeyIndexStats() KeyIndexStats {
 	}
 	ki.mu.Lock()
 	defer ki.mu.Unlock()
-	return KeyIndexStats{Loaded: true, Entries: ki.tab.len(), Bytes: ki.tab.bytes(), Applied: ki.applied, Pending: len(ki.pending) - ki.head, SlowScans: ki.slowScans.Load(), Replayed: ki.replayed}
+	return KeyIndexStats{Loaded: true, Entries: ki.tab.len(), Bytes: ki.tab.bytes(), Applied: ki.applied, SlowScans: ki.slowScans.Load(), Replayed: ki.replayed, Loads: l.kidxLoads.Load()}
 }
 
 func (c Config) keyIndexed() bool { return c.Compact && c.KeyIndex }
 
-// batchKeys returns the keyed records of a data batch, offsets relative
-// to its base offset (nil when the log keeps no key index).
-func batchKeys(b record.Batch, digest func([]byte) uint64) ([]pendingRec, error) {
-	if b.IsControl() {
-		return nil, nil
-	}
-	pid := int64(-1)
-	if b.IsTransactional() {
-		pid = b.ProducerID()
-	}
-	out := make([]pendingRec, 0, max(b.NumRecords(), 0))
-	dec := decoders.Get().(*record.Decoder)
-	err := dec.Keys(b, func(delta int32, key []byte, tomb bool) {
-		out = append(out, pendingRec{digest: digest(key), off: Offset(delta), pid: pid, tomb: tomb})
-	})
-	decoders.Put(dec)
-	return out, err
-}
+// errCatchUpStop stops a catch-up early (transaction state reloading).
+var errCatchUpStop = errors.New("catch-up stopped")
 
-// indexAppended queues the records of a batch appended at base. Caller
-// holds l.mu.
-func (l *Log) indexAppended(recs []pendingRec, base Offset) {
-	ki := l.kidx.Load()
-	if ki == nil || len(recs) == 0 {
-		return
+// catchUp reads the records from applied to limit from the log into the
+// table, skipping those of aborted transactions, and advances applied.
+// Caller holds ki.mu (never l.mu nor txnMu: it reads the aborted list
+// without loading it, and stops before a transactional record when that
+// list is being reloaded).
+func (l *Log) catchUp(ki *keyIndex, limit Offset) error {
+	from := max(ki.applied, l.LogStartOffset())
+	if from >= limit {
+		ki.applied = max(ki.applied, min(limit, from))
+		return nil
 	}
-	ki.mu.Lock()
-	for _, r := range recs {
-		r.off += base
-		ki.pending = append(ki.pending, r)
-	}
-	queued := len(ki.pending) - ki.head
-	ki.mu.Unlock()
-	if queued >= 512 && l.txnReady.Load() {
-		lso := l.LastStableOffset()
-		ki.mu.Lock()
-		ki.drain(l, lso)
-		ki.mu.Unlock()
-	}
-}
-
-// drain moves the queued records below limit into the table, skipping
-// those of aborted transactions. Caller holds ki.mu (never txnMu).
-func (ki *keyIndex) drain(l *Log, limit Offset) {
-	if limit <= ki.applied {
-		return
-	}
-	q := ki.pending[ki.head:]
-	n := sort.Search(len(q), func(i int) bool { return q[i].off >= limit })
+	stop := limit
 	var aborted []AbortedTxn
-	loaded := true
-	for i, r := range q[:n] {
-		if r.pid >= 0 {
-			if aborted == nil {
-				aborted, loaded = l.abortedIfLoaded(r.off, limit)
-				if !loaded {
-					// The transaction state is being reloaded (a
-					// truncation): stop before this record.
-					n, limit = i, r.off
-					break
-				}
-			}
-			if isAborted(aborted, r.pid, r.off) {
-				continue
-			}
+	abortedRead := false
+	dec := decoders.Get().(*record.Decoder)
+	defer decoders.Put(dec)
+	err := l.scanHeaders(from, limit, func(h record.Batch, body func() (record.Batch, error)) error {
+		if h.IsControl() {
+			return nil
 		}
-		ki.tab.put(r.digest, encodeEntry(r.off, r.tomb))
+		pid := int64(-1)
+		if h.IsTransactional() {
+			if !abortedRead {
+				var ok bool
+				if aborted, ok = l.abortedIfLoaded(from, limit); !ok {
+					stop = max(from, Offset(h.BaseOffset()))
+					return errCatchUpStop
+				}
+				abortedRead = true
+			}
+			pid = h.ProducerID()
+		}
+		b, err := body()
+		if err != nil {
+			return err
+		}
+		base := Offset(b.BaseOffset())
+		return dec.Keys(b, func(delta int32, key []byte, tomb bool) {
+			o := base + Offset(delta)
+			if o < from || o >= limit || (pid >= 0 && isAborted(aborted, pid, o)) {
+				return
+			}
+			ki.tab.put(ki.digest(key), encodeEntry(o, tomb))
+			ki.replayed++
+		})
+	})
+	if err != nil && !errors.Is(err, errCatchUpStop) {
+		return l.errorf("key index catch-up", -1, from, err)
 	}
-	ki.head += n
-	if ki.head == len(ki.pending) {
-		ki.pending, ki.head = ki.pending[:0], 0
-	} else if ki.head > 4096 && ki.head > len(ki.pending)/2 {
-		ki.pending = append(ki.pending[:0], ki.pending[ki.head:]...)
-		ki.head = 0
-	}
-	ki.applied = limit
+	ki.applied = stop
+	return nil
 }
 
 // abortedIfLoaded is AbortedTxns without loading the transaction state
@@ -208,13 +176,6 @@ func isAborted(aborted []AbortedTxn, pid int64, off Offset) bool {
 	return false
 }
 
-// dropPendingFrom forgets queued records at or above off. Caller holds ki.mu.
-func (ki *keyIndex) dropPendingFrom(off Offset) {
-	q := ki.pending[ki.head:]
-	n := sort.Search(len(q), func(i int) bool { return q[i].off >= off })
-	ki.pending = ki.pending[:ki.head+n]
-}
-
 // LoadKeyIndex loads the key index now (from its checkpoint and the log
 // after it, or by scanning the log) instead of on the first Lookup.
 func (l *Log) LoadKeyIndex() error {
@@ -241,8 +202,8 @@ func (l *Log) keyIndexLoaded() (*keyIndex, error) {
 }
 
 // loadKeyIndexLocked builds the key index: the checkpoint when it is valid
-// and covers no more than the log, then the records after it. Caller holds
-// l.mu, log loaded.
+// and covers no more than the log, then the records after it up to the
+// last stable offset. Caller holds l.mu, log loaded.
 func (l *Log) loadKeyIndexLocked() (*keyIndex, error) {
 	if ki := l.kidx.Load(); ki != nil {
 		return ki, nil
@@ -267,39 +228,16 @@ func (l *Log) loadKeyIndexLocked() (*keyIndex, error) {
 		_ = l.fs.Remove(path)
 	}
 	ki.applied = from
+	// The records after the checkpoint are read now, while appends wait
+	// (l.mu): the first lookup finds the index current.
 	lso := l.LastStableOffset()
-	if from < leo {
-		dec := new(record.Decoder)
-		err := l.scanHeaders(from, leo, func(h record.Batch, body func() (record.Batch, error)) error {
-			if h.IsControl() {
-				return nil
-			}
-			b, err := body()
-			if err != nil {
-				return err
-			}
-			pid := int64(-1)
-			if b.IsTransactional() {
-				pid = b.ProducerID()
-			}
-			base := Offset(b.BaseOffset())
-			err = dec.Records(b, func(r *record.Record) error {
-				if o := base + Offset(r.OffsetDelta); r.Key != nil && o >= from {
-					ki.replayed++
-					ki.pending = append(ki.pending, pendingRec{digest: ki.digest(r.Key), off: o, pid: pid, tomb: r.Value == nil})
-				}
-				return nil
-			})
-			if len(ki.pending) >= 1<<16 {
-				ki.drain(l, min(lso, ki.pending[len(ki.pending)-1].off))
-			}
-			return err
-		})
-		if err != nil {
-			return nil, l.errorf("load key index", -1, from, err)
-		}
+	ki.mu.Lock()
+	err = l.catchUp(ki, lso)
+	ki.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
-	ki.drain(l, lso)
+	l.kidxLoads.Add(1)
 	l.kidx.Store(ki)
 	if !l.Config().keyIndexed() {
 		// Disabled meanwhile (SetConfig stores the config, then drops the
@@ -316,9 +254,7 @@ func (l *Log) keyIndexTruncated(leo Offset, full bool) {
 	l.kcache.clear()
 	if ki := l.kidx.Load(); ki != nil {
 		ki.mu.Lock()
-		if !full && leo >= ki.applied {
-			ki.dropPendingFrom(leo)
-		} else {
+		if full || leo < ki.applied {
 			l.kidx.Store(nil)
 		}
 		ki.mu.Unlock()
@@ -345,9 +281,6 @@ func (l *Log) keyIndexStartMoved(start Offset) {
 	ki.mu.Lock()
 	defer ki.mu.Unlock()
 	ki.tab.deleteIf(func(_, v uint64) bool { o, _ := decodeEntry(v); return o < start })
-	q := ki.pending[ki.head:]
-	n := sort.Search(len(q), func(i int) bool { return q[i].off >= start })
-	ki.head += n
 	if ki.applied < start {
 		ki.applied = start
 	}
@@ -394,7 +327,12 @@ func (l *Log) Lookup(key []byte) (KeyLookup, error) {
 	lso := l.LastStableOffset()
 	d := ki.digest(key)
 	ki.mu.Lock()
-	ki.drain(l, lso)
+	if lso > ki.applied {
+		if err := l.catchUp(ki, lso); err != nil {
+			ki.mu.Unlock()
+			return KeyLookup{}, err
+		}
+	}
 	v, ok := ki.tab.get(d)
 	ki.mu.Unlock()
 	res := KeyLookup{Limit: lso}

@@ -65,6 +65,7 @@ type Log struct {
 	kidx       atomic.Pointer[keyIndex]
 	kidxFileMu sync.Mutex
 	kcache     lookupCache // batches lookups read (keyindex.go)
+	kidxLoads  atomic.Int64
 
 	closed  atomic.Bool
 	pending []*deletedSegment // (mu) files renamed .deleted awaiting unlink

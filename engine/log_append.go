@@ -34,13 +34,6 @@ func (l *Log) Append(batch []byte, leaderEpoch int32) (AppendResult, error) {
 	if err != nil {
 		return AppendResult{}, err
 	}
-	var keys []pendingRec
-	if l.kidx.Load() != nil {
-		// Digests are computed before the lock; offsets are relative.
-		if keys, err = batchKeys(b, keyDigest); err != nil {
-			return AppendResult{}, l.errorf("append", -1, -1, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
-		}
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed.Load() {
@@ -77,10 +70,6 @@ func (l *Log) Append(batch []byte, leaderEpoch int32) (AppendResult, error) {
 	if err := l.appendBatches(b, cfg, base, Offset(b.LastOffset()), b.MaxTimestamp(), 1); err != nil {
 		return AppendResult{}, err
 	}
-	if keys == nil && l.kidx.Load() != nil {
-		keys, _ = batchKeys(b, keyDigest) // the index was loaded meanwhile
-	}
-	l.indexAppended(keys, base)
 	if leaderEpoch >= 0 && l.epochs != nil {
 		if latest, ok := l.epochs.LatestEpoch(); !ok || leaderEpoch > latest {
 			_ = l.epochs.AssignDeferred(leaderEpoch, int64(base))
@@ -178,16 +167,6 @@ func (l *Log) AppendReplicated(batches []byte) (AppendResult, error) {
 		}
 		if err := l.appendBatches(b, cfg, Offset(b.BaseOffset()), Offset(b.LastOffset()), b.MaxTimestamp(), int64(b.NumRecords())); err != nil {
 			return res, err
-		}
-		if l.kidx.Load() != nil {
-			keys, err := batchKeys(b, keyDigest)
-			if err != nil {
-				// The batch is in the log but its records cannot be read:
-				// the index cannot follow it; it is rebuilt on next use.
-				l.kidx.Store(nil)
-			} else {
-				l.indexAppended(keys, Offset(b.BaseOffset()))
-			}
 		}
 		if e := b.PartitionLeaderEpoch(); e >= 0 && l.epochs != nil {
 			if latest, ok := l.epochs.LatestEpoch(); !ok || e > latest {

@@ -62,7 +62,7 @@ type keyIndexStats struct {
 	Entries   int   `json:"entries"`
 	Bytes     int64 `json:"bytes"`
 	Applied   int64 `json:"applied_offset"`
-	Pending   int   `json:"pending_records"`
+	Loads     int64 `json:"loads"`
 	SlowScans int64 `json:"slow_scans"`
 	Replayed  int64 `json:"replayed_records"`
 }
@@ -87,7 +87,7 @@ func (s *Server) serveKeyStats(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		st := p.log.KeyIndexStats()
-		out = append(out, keyIndexStats{Partition: int32(i), Loaded: st.Loaded, Entries: st.Entries, Bytes: st.Bytes, Applied: int64(st.Applied), Pending: st.Pending, SlowScans: st.SlowScans, Replayed: st.Replayed})
+		out = append(out, keyIndexStats{Partition: int32(i), Loaded: st.Loaded, Entries: st.Entries, Bytes: st.Bytes, Applied: int64(st.Applied), Loads: st.Loads, SlowScans: st.SlowScans, Replayed: st.Replayed})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(out)
