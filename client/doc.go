@@ -11,6 +11,12 @@
 // [Table.Delete]; [Table.WaitFor] gives read-your-writes. A [Writer] writes
 // without replaying.
 //
+// [Lookup] and [LookupMany] read keys without replaying: a kvlog broker
+// keeps a key index on each partition of a compacted topic and serves a
+// key's latest committed value on its HTTP listener. A [RemoteTable]
+// ([OpenRemote]) is a table in that remote-read mode, for services that do
+// not want the whole state in memory (kvlog brokers only).
+//
 // Keys are placed with Kafka's default partitioner ([PartitionFor]:
 // murmur2 of the key bytes, sign bit masked, modulo the partition count), so
 // Java, librdkafka (murmur2_random) and Go producers agree on placement.

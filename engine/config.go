@@ -34,6 +34,7 @@ type Config struct {
 	// idempotent producer idle this long (and not in a transaction) is
 	// forgotten; <= 0 = never.
 	ProducerIDExpiration time.Duration
+	KeyIndex             bool // kvlog.key.index.enable: keep a key index when Compact
 }
 
 // DefaultConfig returns Kafka's defaults.
@@ -54,6 +55,7 @@ func DefaultConfig() Config {
 		FlushInterval:        time.Duration(math.MaxInt64),
 		FileDeleteDelay:      time.Minute,
 		ProducerIDExpiration: 24 * time.Hour,
+		KeyIndex:             true,
 	}
 }
 

@@ -3,7 +3,9 @@
 // zero-copy reads as file ranges, rolling, time- and size-based retention,
 // truncation for replication, flushing and group commit, crash recovery,
 // idempotent-producer state, the leader-epoch cache and the log-dir level
-// checkpoints. It knows nothing of the cleaner, replication or the network.
+// checkpoints, and for compacted logs a key index answering a key's latest
+// committed value (keyindex.go, FORMAT.md §8). It knows nothing of the
+// cleaner, replication or the network.
 //
 // The byte layout of every file the engine writes is in FORMAT.md.
 //
@@ -22,7 +24,8 @@
 // segment's tail and the producer state are read on first use.
 //
 // Lock order: Manager.mu → Log.mu → Log.syncMu → segment.mu → the budget's
-// mutex (the budget only TryLocks a segment it wants to close).
+// mutex (the budget only TryLocks a segment it wants to close); and
+// Log.mu → Log.kidxFileMu, Log.mu → keyIndex.mu → Log.txnMu.
 package engine
 
 // Offset is a Kafka offset: the permanent position of a record in a partition.

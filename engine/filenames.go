@@ -28,6 +28,7 @@ const (
 	CleanShutdownFile           = ".kafka_cleanshutdown"
 	LockFile                    = ".lock" // flock(2)ed by the process owning the log dir
 	MetaPropertiesFile          = "meta.properties"
+	KeyIndexFile                = "kvlog-key-index.checkpoint" // per partition, FORMAT.md §8
 
 	// DeleteDirSuffix marks a partition directory scheduled for removal.
 	DeleteDirSuffix = "-delete"
@@ -53,6 +54,9 @@ func IndexFileName(dir string, base Offset) string {
 func TimeIndexFileName(dir string, base Offset) string {
 	return filepath.Join(dir, offsetFileName(base)+TimeIndexSuffix)
 }
+
+// KeyIndexFileName returns the path of a partition's key-index checkpoint.
+func KeyIndexFileName(dir string) string { return filepath.Join(dir, KeyIndexFile) }
 
 // TxnIndexFileName returns the path of a segment's aborted-transaction index.
 func TxnIndexFileName(dir string, base Offset) string {

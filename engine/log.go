@@ -59,6 +59,14 @@ type Log struct {
 	aborted      []AbortedTxn
 	txnReady     atomic.Bool
 
+	// kidx is the key index (keyindex.go) once loaded, nil before and
+	// when the log keeps none; replaced under mu. kidxFileMu orders its
+	// checkpoint writes against truncations removing the file (after mu).
+	kidx       atomic.Pointer[keyIndex]
+	kidxFileMu sync.Mutex
+	kcache     lookupCache // batches lookups read (keyindex.go)
+	kidxLoads  atomic.Int64
+
 	closed  atomic.Bool
 	pending []*deletedSegment // (mu) files renamed .deleted awaiting unlink
 	wg      sync.WaitGroup    // background flushes
@@ -84,7 +92,12 @@ func (l *Log) Config() Config { return *l.cfg.Load() }
 
 // SetConfig replaces the log's settings; later appends, rolls and retention
 // passes use them.
-func (l *Log) SetConfig(cfg Config) { l.cfg.Store(&cfg) }
+func (l *Log) SetConfig(cfg Config) {
+	l.cfg.Store(&cfg)
+	if !cfg.keyIndexed() {
+		l.keyIndexOff()
+	}
+}
 
 // LogEndOffset is the offset the next appended record will get.
 func (l *Log) LogEndOffset() Offset { return Offset(l.leo.Load()) }

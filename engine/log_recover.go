@@ -202,6 +202,16 @@ func (l *Log) load(opts LogOptions) error {
 	}
 	l.recoveryPoint.Store(int64(rp))
 	l.hw.Store(int64(leo))
+	// A key-index checkpoint covering records recovery cut off must go
+	// before anything is appended at those offsets again (FORMAT.md §8).
+	if c, err := readKeyIndexCovers(l.fs, KeyIndexFileName(l.dir)); err == nil && c > leo {
+		if err := l.fs.Remove(KeyIndexFileName(l.dir)); err != nil {
+			return l.errorf("open", -1, leo, fmt.Errorf("%w: removing a key-index checkpoint beyond the log end: %w", ErrStorage, err))
+		}
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return l.errorf("open", -1, leo, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
+	}
 	_ = l.epochs.TruncateFromEnd(int64(leo))
 	if err := l.epochs.Flush(); err != nil { // epochs recovery rebuilt: the recovery point is now leo
 		return l.errorf("open", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, err))

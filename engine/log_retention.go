@@ -80,6 +80,7 @@ func (l *Log) dropOldest(segs []*segment, n int) int {
 	if newStart := rest[0].base; newStart > l.LogStartOffset() {
 		l.logStart.Store(int64(newStart))
 		_ = l.epochs.TruncateFromStart(int64(newStart))
+		l.keyIndexStartMoved(newStart)
 	}
 	pruneSnapshots(l.fs, l.dir, l.LogStartOffset())
 	l.logger.Info("retention deleted segments", "partition", l.tp.String(), "count", n, "log_start", l.LogStartOffset())
@@ -135,6 +136,19 @@ func (l *Log) close(sync bool) (closed bool, staged []string, err error) {
 	}
 	if serr := l.active().seal(); serr != nil && err == nil {
 		err = serr
+	}
+	if ki := l.kidx.Load(); ki != nil {
+		if l.txnReady.Load() {
+			// Checkpoint what is committed, so the restart reads less.
+			lso := l.LastStableOffset()
+			ki.mu.Lock()
+			_ = l.catchUp(ki, lso)
+			ki.mu.Unlock()
+		}
+		if kerr := l.checkpointKeyIndex(ki, 0); kerr != nil && err == nil {
+			err = kerr
+		}
+		l.keyIndexOff()
 	}
 	l.closeSegments()
 	if l.ownHandles {
@@ -202,6 +216,7 @@ func (l *Log) closeSegments() {
 
 // Delete closes the log and removes its directory.
 func (l *Log) Delete() error {
+	l.keyIndexOff() // no checkpoint: the directory goes
 	_ = l.Close()
 	for _, d := range l.pending {
 		d.unlink(l)

@@ -57,6 +57,7 @@ func (l *Log) truncateTo(offset Offset) error {
 	}
 	l.setSegments(append([]*segment(nil), keep...))
 	l.afterTruncate(offset)
+	l.keyIndexTruncated(l.LogEndOffset(), false)
 	return nil
 }
 
@@ -131,6 +132,7 @@ func (l *Log) truncateFullyLocked(offset Offset) error {
 	l.setSegments([]*segment{s})
 	l.logStart.Store(int64(offset))
 	l.afterTruncate(offset)
+	l.keyIndexTruncated(offset, true)
 	_ = l.epochs.TruncateFromStart(int64(offset))
 	return nil
 }
@@ -218,6 +220,7 @@ func (l *Log) DeleteRecordsBefore(offset Offset) error {
 	if offset > l.LogStartOffset() {
 		l.logStart.Store(int64(offset))
 		_ = l.epochs.TruncateFromStart(int64(offset))
+		l.keyIndexStartMoved(offset)
 	}
 	return nil
 }

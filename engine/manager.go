@@ -453,6 +453,9 @@ func (m *Manager) WriteCheckpoints() error {
 		}
 		rps[d][l.tp] = int64(l.RecoveryPoint())
 		starts[d][l.tp] = int64(l.LogStartOffset())
+		if err := l.CheckpointKeyIndex(keyIndexCheckpointEvery); err != nil {
+			m.opts.Logger.Error("key index checkpoint failed", "partition", l.tp.String(), "err", err)
+		}
 	}
 	m.mu.Lock()
 	for tp, f := range m.failed {
@@ -478,6 +481,11 @@ func (m *Manager) WriteCheckpoints() error {
 	}
 	return first
 }
+
+// keyIndexCheckpointEvery is how many offsets a key index must have
+// applied since its last checkpoint for the periodic checkpoint to write
+// it again (a clean close always does).
+const keyIndexCheckpointEvery = 1 << 16
 
 // Close stops maintenance, closes (flushing) every log, writes the
 // checkpoints and, when all of that succeeded, the clean-shutdown marker.

@@ -21,6 +21,7 @@ var engineErrors = []struct {
 	kerr *kerr.Error
 }{
 	{engine.ErrCorruptRecord, kerr.CorruptMessage},
+	{engine.ErrKeyIndexDisabled, kerr.InvalidRequest},
 	{engine.ErrInvalidRecord, kerr.InvalidRecord},
 	{engine.ErrMessageTooLarge, kerr.MessageTooLarge},
 	{engine.ErrRecordListTooLarge, kerr.RecordListTooLarge},

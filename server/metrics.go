@@ -210,6 +210,7 @@ func (s *Server) HTTPHandler() http.Handler {
 	mux.Handle(cleanerstatus.Path, s.cleaner.Handler())
 	mux.HandleFunc("/healthz", s.serveHealthz)
 	mux.HandleFunc("/readyz", s.serveReadyz)
+	s.registerKeyRoutes(mux) // key lookups (http_keys.go)
 	return s.httpSecure(mux)
 }
 

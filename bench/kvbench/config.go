@@ -31,7 +31,10 @@ type config struct {
 	latencyReps      int
 	latencySystems   []string
 
-	rebuildKeys    int
+	rebuildKeys int
+	// lookup: live keys loaded, records produced per index on/off run
+	lookupKeys     int
+	lookupProduce  int
 	rebuildUpdates int // the uncompacted history holds keys × updates records
 
 	compactRecords, compactKeys int
@@ -109,6 +112,8 @@ func fullConfig() *config {
 		latencyReps:      3,
 		latencySystems:   []string{"kvlog", "kvlog-nofsync", "kafka", "kafka-fsync", "kfake-mem", "kfake-disk", "nats-js"},
 		rebuildKeys:      1_000_000,
+		lookupKeys:       1_000_000,
+		lookupProduce:    1_000_000,
 		rebuildUpdates:   10,
 		compactRecords:   1_000_000, compactKeys: 1000, compactSegment: 16 * mb,
 		compactFillKeys: 200_000, compactFillMapKeys: 50_000,
@@ -152,6 +157,8 @@ func quickConfig() *config {
 		latencyReps:      2,
 		latencySystems:   []string{"kvlog", "kvlog-nofsync", "kafka", "kafka-fsync", "kfake-mem", "nats-js"},
 		rebuildKeys:      100_000,
+		lookupKeys:       200_000,
+		lookupProduce:    300_000,
 		rebuildUpdates:   3,
 		compactRecords:   1_000_000, compactKeys: 1000, compactSegment: 8 * mb,
 		compactFillKeys: 200_000, compactFillMapKeys: 50_000,

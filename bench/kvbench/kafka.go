@@ -149,8 +149,13 @@ func producerOpts(s shape, linger time.Duration) []kgo.Opt {
 // produced synchronously before the clock starts, sets up connections,
 // metadata and the producer id; it is not counted.
 func kafkaProduce(ctx context.Context, addr []string, topic string, s shape, first, n int, pids []int) (runStats, error) {
+	return kafkaProduceWith(ctx, addr, topic, s, first, n, pids)
+}
+
+// kafkaProduceWith is kafkaProduce with more producer options.
+func kafkaProduceWith(ctx context.Context, addr []string, topic string, s shape, first, n int, pids []int, extra ...kgo.Opt) (runStats, error) {
 	hook := &reqHook{}
-	cl, err := kafkaClient(addr, append(producerOpts(s, -1), kgo.DefaultProduceTopic(topic), kgo.WithHooks(hook))...)
+	cl, err := kafkaClient(addr, append(append(producerOpts(s, -1), kgo.DefaultProduceTopic(topic), kgo.WithHooks(hook)), extra...)...)
 	if err != nil {
 		return runStats{}, err
 	}

@@ -98,6 +98,7 @@ var scenarios = []scenario{
 	{"scale", "7. Scale: log size and partition count", scenScale, reportScale},
 	{"replicated", "8. Replicated: 3 brokers, RF 3", scenReplicated, reportReplicated},
 	{"partitions", "9. Many partitions per broker", scenPartitions, reportPartitions},
+	{"lookup", "10. Key lookups without replay", scenLookup, reportLookup},
 }
 
 func main() {
@@ -105,7 +106,7 @@ func main() {
 		quick    = flag.Bool("quick", false, "the reduced run (make bench-quick)")
 		root     = flag.String("root", ".", "kvlog repository root")
 		out      = flag.String("out", "", "results directory (default <root>/bench/results/<date>)")
-		only     = flag.String("scenarios", "", "comma-separated scenario ids to run (default all): produce,consume,latency,rebuild,compaction,recovery,scale,replicated,partitions")
+		only     = flag.String("scenarios", "", "comma-separated scenario ids to run (default all): produce,consume,latency,rebuild,compaction,recovery,scale,replicated,partitions,lookup")
 		base     = flag.String("baseline", "", "git revision whose kvlogd the partitions scenario runs beside this tree's (kvlog-before)")
 		reps     = flag.Int("reps", 0, "repetitions per measurement (default 3 quick, 5 full)")
 		keepTmp  = flag.Bool("keep", false, "keep the temp directory")

@@ -222,6 +222,29 @@ func TestDumpCorruption(t *testing.T) {
 			want: []string{"CORRUPTION", "not a whole number of 34-byte entries"},
 		},
 		{
+			// A key-index checkpoint with a flipped entry byte: the broker
+			// rebuilds the index from the log.
+			name: "key_index_bad_crc", file: engine.KeyIndexFile,
+			poke: func(dir string) {
+				buf := engine.EncodeKeyIndexCheckpoint(engine.KeyIndexCheckpoint{DigestID: 1, Covers: 10, Entries: []engine.KeyIndexEntry{{Digest: 5, Offset: 3}}})
+				buf[24+2] ^= 0x40
+				if err := os.WriteFile(filepath.Join(dir, engine.KeyIndexFile), buf, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: []string{"CORRUPTION", "corrupt key index checkpoint: CRC", "rebuilds the index"},
+		},
+		{
+			name: "key_index_entry_beyond_covers", file: engine.KeyIndexFile,
+			poke: func(dir string) {
+				buf := engine.EncodeKeyIndexCheckpoint(engine.KeyIndexCheckpoint{DigestID: 1, Covers: 3, Entries: []engine.KeyIndexEntry{{Digest: 5, Offset: 3}}})
+				if err := os.WriteFile(filepath.Join(dir, engine.KeyIndexFile), buf, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: []string{"CORRUPTION", "entry 0: offset 3 not below the covered offset 3"},
+		},
+		{
 			name: "epoch_checkpoint_malformed", file: "leader-epoch-checkpoint",
 			poke: func(dir string) {
 				poke(t, filepath.Join(dir, "leader-epoch-checkpoint"), func(b []byte) []byte { return []byte("0\n2\n0 0\nx 8\n") })
@@ -249,6 +272,23 @@ func TestDumpCorruption(t *testing.T) {
 				t.Errorf("stderr: %q", r.stderr)
 			}
 		})
+	}
+}
+
+// TestDumpKeyIndex dumps a valid key-index checkpoint, found in its
+// partition directory.
+func TestDumpKeyIndex(t *testing.T) {
+	dir := copyGolden(t)
+	buf := engine.EncodeKeyIndexCheckpoint(engine.KeyIndexCheckpoint{DigestID: 1, Covers: 10, Entries: []engine.KeyIndexEntry{{Digest: 0xabc, Offset: 7, Tombstone: true}, {Digest: 5, Offset: 3}}})
+	if err := os.WriteFile(filepath.Join(dir, engine.KeyIndexFile), buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, "", "dump", dir)
+	r.expect(t, exitOK)
+	for _, w := range []string{"Dumping " + filepath.Join(dir, engine.KeyIndexFile), "version: 1 digest: 1 covers: 10 entries: 2\noffset: 3 digest: 0000000000000005 tombstone: false\noffset: 7 digest: 0000000000000abc tombstone: true\n"} {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("output lacks %q:\n%s", w, r.stdout)
+		}
 	}
 }
 

@@ -68,6 +68,21 @@ func TestCLIAgainstBroker(t *testing.T) {
 	if r.stdout != "{\"age\":30}\n" {
 		t.Errorf("get alice: %q", r.stdout)
 	}
+	// get asks the broker's key index (a dead --http fails it), --replay
+	// replays, --at-offset waits for the put's offset.
+	for _, args := range [][]string{{"--replay"}, {"--at-offset", "0", "--wait", "2s"}} {
+		r = kv("", append([]string{"get", "users", "alice"}, args...)...)
+		r.expect(t, exitOK, args...)
+		if r.stdout != "{\"age\":30}\n" {
+			t.Errorf("get alice %v: %q", args, r.stdout)
+		}
+	}
+	kv("", "get", "users", "alice", "--http", "127.0.0.1:1").expect(t, exitFailure)
+	r = kv("", "get", "users", "alice", "--at-offset", "99", "--wait", "100ms")
+	r.expect(t, exitFailure)
+	if !strings.Contains(r.stderr, "REQUEST_TIMED_OUT") {
+		t.Errorf("get --at-offset 99: %q", r.stderr)
+	}
 	r = kv("", "get", "users", "frank")
 	r.expect(t, exitOK)
 	if r.stdout != "\n" {

@@ -78,7 +78,8 @@ func tourBlocks(t *testing.T, path string) [][]tourCommand {
 // (data in ./data of the working directory), in order, with bash: each must
 // succeed, and print what its "# →" comment says ("\n" for a line break).
 // make and go lines are skipped (the test provides bin/kvlog and the
-// broker); the broker's address replaces 127.0.0.1:9092.
+// broker); the broker's address replaces 127.0.0.1:9092, its HTTP
+// listener's 127.0.0.1:9644.
 func TestReadmeTour(t *testing.T) {
 	if os.Getenv("KVLOG_SKIP_BROKER") != "" {
 		t.Skip("KVLOG_SKIP_BROKER set")
@@ -106,7 +107,14 @@ func TestReadmeTour(t *testing.T) {
 							continue
 						}
 					}
+					if first == "curl" {
+						if _, err := exec.LookPath("curl"); err != nil {
+							t.Logf("curl not installed: skipping %s", c.line)
+							continue
+						}
+					}
 					line := strings.ReplaceAll(c.line, "127.0.0.1:9092", b.Addr)
+					line = strings.ReplaceAll(line, "127.0.0.1:9644", b.HTTP)
 					ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 					cmd := exec.CommandContext(ctx, "bash", "-o", "pipefail", "-c", line)
 					cmd.Dir = work

@@ -418,3 +418,121 @@ func readNullableBytes(b []byte, i int) (v []byte, next int) {
 	}
 	return b[j : j+int(l) : j+int(l)], j + int(l)
 }
+
+// Keys calls fn with the offset delta, key and tombstone flag (null value)
+// of each record of b, in order, reading only what it needs of each record
+// (not its headers): the key index's walk over a batch already validated
+// (Records and the Validate methods check everything). It still never
+// reads outside the records section: a malformed record is an ErrInvalid.
+// key aliases b or the decoder's buffer and is valid only during fn.
+func (d *Decoder) Keys(b Batch, fn func(offsetDelta int32, key []byte, tombstone bool)) error {
+	if err := b.checkFraming(); err != nil {
+		return err
+	}
+	p, err := d.section(b)
+	if err != nil {
+		return err
+	}
+	n := b.NumRecords()
+	i := 0
+	for k := int32(0); k < n; k++ {
+		delta, key, tomb, end := recordKey(p, i)
+		if end < 0 {
+			return fmt.Errorf("%w: batch at base offset %d: record %d at byte %d of the records section is malformed", ErrInvalid, b.BaseOffset(), k, i)
+		}
+		if key != nil {
+			fn(delta, key, tomb)
+		}
+		i = end
+	}
+	return nil
+}
+
+// varint decodes the zigzag varint at b[i:], one- and two-byte ones
+// inline (uvarint12).
+func varint(b []byte, i int) (int32, int) {
+	if x, j := uvarint12(b, i); j >= 0 {
+		return int32(x>>1) ^ -int32(x&1), j
+	}
+	return readVarint(b, i)
+}
+
+// recordKey reads the offset delta, key and null-value flag of the record
+// at p[i:] and returns the index after it (end < 0: malformed).
+func recordKey(p []byte, i int) (delta int32, key []byte, tomb bool, end int) {
+	length, j := varint(p, i)
+	if j < 0 || length <= 0 || int(length) > len(p)-j {
+		return 0, nil, false, -1
+	}
+	end = j + int(length)
+	body := p[:end]
+	j++ // attributes
+	if _, k := uvarint12(body, j); k >= 0 {
+		j = k
+	} else if _, j = readVarlong(body, j); j < 0 {
+		return 0, nil, false, -1
+	}
+	if delta, j = varint(body, j); j < 0 {
+		return 0, nil, false, -1
+	}
+	kl, j := varint(body, j)
+	switch {
+	case j < 0 || kl < -1 || int(kl) > len(body)-j:
+		return 0, nil, false, -1
+	case kl >= 0:
+		key = body[j : j+int(kl) : j+int(kl)]
+		j += int(kl)
+	}
+	vl, j := varint(body, j)
+	if j < 0 {
+		return 0, nil, false, -1
+	}
+	return delta, key, vl == -1, end
+}
+
+// Section returns b's records section, decompressed into the decoder's
+// buffer when b is compressed (valid until the decoder's next use); the
+// codec and record count are checked, as for Records.
+func (d *Decoder) Section(b Batch) ([]byte, error) {
+	if err := b.checkFraming(); err != nil {
+		return nil, err
+	}
+	return d.section(b)
+}
+
+// RecordAt finds the record with offset delta delta in p, the records
+// section of a batch of n records (from Section), skipping the others by
+// their lengths without decoding them, and decodes it into r (aliasing p
+// and the decoder's buffers). found is false when no record has it.
+func (d *Decoder) RecordAt(p []byte, n int32, delta int32, r *Record) (found bool, err error) {
+	i := 0
+	for k := int32(0); k < n; k++ {
+		length, j := varint(p, i)
+		if j < 0 || length <= 0 || int(length) > len(p)-j {
+			return false, fmt.Errorf("%w: record %d at byte %d: bad length", ErrInvalid, k, i)
+		}
+		end := j + int(length)
+		body := p[:end]
+		j++ // attributes
+		if _, k := uvarint12(body, j); k >= 0 {
+			j = k
+		} else if _, j = readVarlong(body, j); j < 0 {
+			return false, fmt.Errorf("%w: record %d: bad timestamp delta", ErrInvalid, k)
+		}
+		od, j := varint(body, j)
+		if j < 0 {
+			return false, fmt.Errorf("%w: record %d: bad offset delta", ErrInvalid, k)
+		}
+		switch {
+		case od == delta:
+			if _, why := d.readRecord(p, i, r); why != "" {
+				return false, fmt.Errorf("%w: record %d: %s", ErrInvalid, k, why)
+			}
+			return true, nil
+		case od > delta:
+			return false, nil
+		}
+		i = end
+	}
+	return false, nil
+}

@@ -53,6 +53,9 @@ var topicDefs = func() map[string]*TopicDef {
 		{Def{Name: "index.interval.bytes", Type: kmsg.ConfigTypeInt, Default: "4096", Check: atLeast(0),
 			Doc: "Bytes of log between offset index entries."},
 			[]Synonym{{"log.index.interval.bytes", 1}}},
+		{Def{Name: "kvlog.key.index.enable", Type: kmsg.ConfigTypeBoolean, Default: "true",
+			Doc: "kvlog: keep a key index on each partition when cleanup.policy contains compact, for key lookups (GET /v1/topics/{topic}/keys/{key} on the HTTP listener)."},
+			[]Synonym{{"kvlog.key.index.enable", 1}}},
 		{Def{Name: "max.compaction.lag.ms", Type: kmsg.ConfigTypeLong, Default: maxLong, Check: atLeast(1),
 			Doc: "Maximum time a record stays ineligible for compaction."},
 			[]Synonym{{"log.cleaner.max.compaction.lag.ms", 1}}},
@@ -292,6 +295,7 @@ func (l *Layers) EngineConfig(overrides map[string]string) engine.Config {
 	c.FlushInterval = ms("flush.ms")
 	c.FileDeleteDelay = ms("file.delete.delay.ms")
 	c.Preallocate = l.TopicBool("preallocate", overrides)
+	c.KeyIndex = l.TopicBool("kvlog.key.index.enable", overrides)
 	c.TimestampBeforeMaxMs = n("message.timestamp.before.max.ms")
 	c.TimestampAfterMaxMs = n("message.timestamp.after.max.ms")
 	c.ProducerIDExpiration = l.Duration("producer.id.expiration.ms")

@@ -1,0 +1,399 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kvlog/kvlog/client"
+)
+
+// Scenario 10: key lookups — a key's latest value without replay. Data,
+// written once: `lookupKeys` keys (13-byte keys, 100-byte values) in a
+// compacted kvlog topic of 1 partition and one of 8, and in a NATS KV
+// bucket (history 1). Measured, alternating between variants:
+//
+// kvlog's data is produced in batches of at most 16 KiB (Java's default
+// batch.size). Measured:
+//
+//   - single-key latency (p50/p99/p99.9), one client issuing lookups of
+//     random keys back to back (warm page cache): kvlog GET
+//     /v1/topics/{t}/keys/{k} over HTTP keep-alive, NATS KeyValue.Get;
+//   - throughput with 16 concurrent clients doing single lookups, and
+//     kvlog batchGet (100 keys per request);
+//   - kvlog's replay-based get (client.Open + Get, what `kvlog get
+//     --replay` does) for one key;
+//   - RAM of the key index per key (GET …/keys:stats);
+//   - restart to the first lookup answered, after SIGTERM and after
+//     kill -9;
+//   - produce throughput into a compacted topic with the key index on
+//     (loaded) and off (kvlog.key.index.enable=false), same run,
+//     alternating.
+
+const (
+	lookupSingleN    = 20_000
+	lookupConcurrent = 16
+	lookupBatch      = 100
+)
+
+type lookupVariant struct {
+	name string
+	get  func(ctx context.Context, key []byte) (bool, error)
+	many func(ctx context.Context, keys [][]byte) (int, error) // nil: no batch form
+}
+
+var lookupHTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+func kvlogGet(base, topic string) func(ctx context.Context, key []byte) (bool, error) {
+	prefix := "http://" + base + "/v1/topics/" + topic + "/keys/"
+	return func(ctx context.Context, key []byte) (bool, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, prefix+url.PathEscape(string(key)), nil)
+		resp, err := lookupHTTP.Do(req)
+		if err != nil {
+			return false, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			return true, nil
+		case http.StatusNotFound:
+			return false, nil
+		}
+		return false, fmt.Errorf("GET %s: %s", key, resp.Status)
+	}
+}
+
+func kvlogMany(base, topic string) func(ctx context.Context, keys [][]byte) (int, error) {
+	return func(ctx context.Context, keys [][]byte) (int, error) {
+		res, errs, err := client.LookupMany(ctx, topic, keys, client.LookupOptions{HTTP: base, Client: lookupHTTP})
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for i := range res {
+			if errs[i] != nil {
+				return n, errs[i]
+			}
+			if res[i].Found {
+				n++
+			}
+		}
+		return n, nil
+	}
+}
+
+func keyIndexBytes(base, topic string) (entries, bytes int64, err error) {
+	resp, err := lookupHTTP.Get("http://" + base + "/v1/topics/" + topic + "/keys:stats?load=true")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	var st []struct {
+		Entries int64 `json:"entries"`
+		Bytes   int64 `json:"bytes"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return 0, 0, err
+	}
+	for _, p := range st {
+		entries += p.Entries
+		bytes += p.Bytes
+	}
+	return entries, bytes, nil
+}
+
+func scenLookup(ctx context.Context, r *runner) error {
+	keys := r.cfg.lookupKeys
+	// Batches of at most 16 KiB, the Java producer's default batch.size: a
+	// lookup reads (and decompresses) the whole batch holding the record,
+	// so its cost grows with the producer's batches (franz-go's default
+	// allows 1 MB; the report notes it).
+	s := shape{partitions: 1, valueLen: 100, keys: keys, acks: "all", comp: "none"}
+	specs := r.available("lookup", "kvlog", "nats-kv")
+	r.note("lookup", "kvlog's data is produced in batches of at most 16 KiB (the Java producer's default batch.size, franz-go's default is 1 MB), uncompressed: a lookup reads and decompresses the whole batch holding the key's record, so its latency grows with the producer's batch size and codec.")
+	ins, err := r.startAll(specs)
+	if err != nil {
+		return err
+	}
+	defer r.stopAll("lookup", ins)
+	cell := fmt.Sprintf("%s keys", countName(keys))
+	all := keySet(keys)
+	var vs []lookupVariant
+	var kv *instance
+	for _, in := range ins {
+		in := in
+		pids := []int{in.p.pid}
+		switch in.spec.impl {
+		case "kvlogd":
+			kv = in
+			addr := []string{in.addr}
+			for _, parts := range []int32{1, 8} {
+				topic := fmt.Sprintf("look-p%d", parts)
+				if err := createTopic(ctx, addr, topic, parts, 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
+					return err
+				}
+				s.partitions = parts
+				st, err := kafkaProduceWith(ctx, addr, topic, s, 0, keys, pids, kgo.ProducerBatchMaxBytes(16<<10))
+				if err != nil {
+					return fmt.Errorf("kvlog: loading %s: %w", topic, err)
+				}
+				logf("  kvlog: loaded %d keys into %d partition(s) at %.0f rec/s", keys, parts, st.recPerSec())
+				start := time.Now()
+				entries, bytes, err := keyIndexBytes(in.http, topic)
+				if err != nil {
+					return fmt.Errorf("kvlog: key index stats: %w", err)
+				}
+				if entries != int64(keys) {
+					return fmt.Errorf("kvlog: key index of %s holds %d keys, want %d", topic, entries, keys)
+				}
+				pc := fmt.Sprintf("kvlog %d partition(s)", parts)
+				r.st.add("lookup", cell, pc, "index load s", "s", time.Since(start).Seconds())
+				r.st.add("lookup", cell, pc, "RAM bytes/key", "B", float64(bytes)/float64(entries))
+				vs = append(vs, lookupVariant{name: fmt.Sprintf("kvlog GET (%d partition(s))", parts), get: kvlogGet(in.http, topic), many: kvlogMany(in.http, topic)})
+			}
+		case "nats":
+			c, err := natsDial(in.addr)
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			t, err := c.create(ctx, "LOOK", true)
+			if err != nil {
+				return err
+			}
+			if _, err := natsProduce(ctx, c, t, s, 0, keys, pids); err != nil {
+				return fmt.Errorf("nats: loading: %w", err)
+			}
+			logf("  nats-kv: loaded %d keys", keys)
+			vs = append(vs, lookupVariant{name: "nats-kv Get", get: func(ctx context.Context, key []byte) (bool, error) {
+				e, err := t.kv.Get(ctx, string(key))
+				if err != nil {
+					return false, err
+				}
+				return e.Value() != nil, nil
+			}})
+		}
+	}
+	if len(vs) == 0 {
+		return fmt.Errorf("no system to look keys up in")
+	}
+	err = rotate(r.cfg.reps, vs, func(rep int, v lookupVariant) error {
+		runtime.GC()
+		rng := rand.New(rand.NewPCG(uint64(rep), 10))
+		lat := make([]float64, lookupSingleN)
+		for i := range lat {
+			k := all[rng.IntN(keys)]
+			start := time.Now()
+			found, err := v.get(ctx, k)
+			lat[i] = float64(time.Since(start).Microseconds())
+			if err != nil || !found {
+				return fmt.Errorf("%s: lookup %s: found %v, %v", v.name, k, found, err)
+			}
+		}
+		sort.Float64s(lat)
+		p := percentiles(lat, 0.5, 0.99, 0.999)
+		r.st.add("lookup", cell, v.name, "p50 µs", "µs", p[0])
+		r.st.add("lookup", cell, v.name, "p99 µs", "µs", p[1])
+		r.st.add("lookup", cell, v.name, "p99.9 µs", "µs", p[2])
+		ops, err := lookupThroughput(ctx, v, all, rep, false)
+		if err != nil {
+			return err
+		}
+		r.st.add("lookup", cell, v.name, "lookups/s (16 clients)", "lookups/s", ops)
+		logf("  %-28s rep %d: p50 %.0f µs p99 %.0f µs p99.9 %.0f µs, %.0f lookups/s with %d clients", v.name, rep, p[0], p[1], p[2], ops, lookupConcurrent)
+		if v.many != nil {
+			ops, err := lookupThroughput(ctx, v, all, rep, true)
+			if err != nil {
+				return err
+			}
+			r.st.add("lookup", cell, v.name, "keys/s batchGet", "keys/s", ops)
+			logf("  %-28s rep %d: batchGet %.0f keys/s", v.name, rep, ops)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if kv == nil {
+		return nil
+	}
+	addr := []string{kv.addr}
+	pids := []int{kv.p.pid}
+	// The replay-based get: open the table (replay), read one key.
+	for rep := 0; rep < r.cfg.reps; rep++ {
+		n, st, err := libraryReplay(ctx, addr, "look-p1", false, pids)
+		if err != nil || n != keys {
+			return fmt.Errorf("replay get: %d keys, %v", n, err)
+		}
+		r.st.add("lookup", cell, "kvlog replay get", "seconds", "s", st.elapsed.Seconds())
+		logf("  kvlog replay get rep %d: %.3f s", rep, st.elapsed.Seconds())
+	}
+	// Restart to the first lookup answered.
+	get := kvlogGet(kv.http, "look-p1")
+	for rep := 0; rep < r.cfg.reps; rep++ {
+		for _, clean := range []bool{true, false} {
+			if clean {
+				kv.p.stop(5 * time.Minute)
+			} else {
+				kv.p.kill()
+			}
+			start := time.Now()
+			if err := kv.launch(); err != nil {
+				return err
+			}
+			for {
+				found, err := get(ctx, all[rep])
+				if err == nil && found {
+					break
+				}
+				if time.Since(start) > 5*time.Minute {
+					return fmt.Errorf("no lookup answered within 5 minutes of the restart: %v", err)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			name := "kvlog restart after kill -9"
+			if clean {
+				name = "kvlog restart after SIGTERM"
+			}
+			r.st.add("lookup", cell, name, "restart to lookup s", "s", time.Since(start).Seconds())
+			logf("  %s rep %d: first lookup after %.3f s", name, rep, time.Since(start).Seconds())
+		}
+	}
+	// Produce with the index on and off.
+	for _, t := range []struct {
+		name string
+		cfg  map[string]string
+	}{{"prod-on", map[string]string{"cleanup.policy": "compact"}}, {"prod-off", map[string]string{"cleanup.policy": "compact", "kvlog.key.index.enable": "false"}}} {
+		if err := createTopic(ctx, addr, t.name, 1, 1, t.cfg); err != nil {
+			return err
+		}
+	}
+	if _, _, err := keyIndexBytes(kv.http, "prod-on"); err != nil {
+		return err
+	}
+	pids = []int{kv.p.pid} // restarted above
+	ps := shape{partitions: 1, valueLen: 100, keys: keys, acks: "all", comp: "none"}
+	n := r.cfg.lookupProduce
+	type pv struct{ name, topic string }
+	err = rotate(r.cfg.reps, []pv{{"index on", "prod-on"}, {"index off", "prod-off"}}, func(rep int, v pv) error {
+		runtime.GC()
+		st, err := kafkaProduce(ctx, addr, v.topic, ps, rep*n, n, pids)
+		if err != nil {
+			return err
+		}
+		r.st.add("lookup", "produce", "kvlog "+v.name, "records/s", "records/s", st.recPerSec())
+		r.st.add("lookup", "produce", "kvlog "+v.name, "broker cpu s", "CPU s", st.cpu)
+		logf("  produce, key index %s, rep %d: %.0f rec/s", v.name, rep, st.recPerSec())
+		return nil
+	})
+	return err
+}
+
+// lookupThroughput runs lookupConcurrent clients doing single lookups
+// (or batchGets of lookupBatch keys) of random keys for 2 seconds and
+// returns keys looked up per second.
+func lookupThroughput(ctx context.Context, v lookupVariant, all [][]byte, rep int, batch bool) (float64, error) {
+	var (
+		done     atomic.Int64
+		firstErr atomic.Pointer[error]
+		wg       sync.WaitGroup
+	)
+	stop := time.Now().Add(2 * time.Second)
+	start := time.Now()
+	for c := 0; c < lookupConcurrent; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(rep), uint64(c)))
+			ks := make([][]byte, lookupBatch)
+			for time.Now().Before(stop) {
+				var err error
+				if batch {
+					for i := range ks {
+						ks[i] = all[rng.IntN(len(all))]
+					}
+					var n int
+					if n, err = v.many(ctx, ks); err == nil && n != len(ks) {
+						err = fmt.Errorf("batchGet found %d of %d keys", n, len(ks))
+					}
+					done.Add(int64(len(ks)))
+				} else {
+					var found bool
+					if found, err = v.get(ctx, all[rng.IntN(len(all))]); err == nil && !found {
+						err = fmt.Errorf("a live key not found")
+					}
+					done.Add(1)
+				}
+				if err != nil {
+					firstErr.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		}(c)
+	}
+	wg.Wait()
+	if p := firstErr.Load(); p != nil {
+		return 0, fmt.Errorf("%s: %w", v.name, *p)
+	}
+	return float64(done.Load()) / time.Since(start).Seconds(), nil
+}
+
+func reportLookup(r *runner, w *md) {
+	for _, c := range r.st.cells("lookup") {
+		if c == "peak RSS" || c == "produce" {
+			continue
+		}
+		w.h(3, "Lookups of "+c)
+		var rows [][]string
+		nats := r.st.get("lookup", c, "nats-kv Get", "lookups/s (16 clients)")
+		for _, sys := range r.st.systems("lookup", c) {
+			g := func(m string) []float64 { return r.st.get("lookup", c, sys, m) }
+			if len(g("p50 µs")) == 0 {
+				continue
+			}
+			rows = append(rows, []string{sys, mr(g("p50 µs")), mr(g("p99 µs")), mr(g("p99.9 µs")), mr(g("lookups/s (16 clients)")), fx(pairedRatio(g("lookups/s (16 clients)"), nats)), orDashF(g("keys/s batchGet"))})
+		}
+		w.table([]string{"Variant", "p50 µs", "p99 µs", "p99.9 µs", "lookups/s, 16 clients", "/ NATS KV Get", "keys/s, batchGet of 100"}, rows)
+		rows = nil
+		for _, sys := range r.st.systems("lookup", c) {
+			g := func(m string) []float64 { return r.st.get("lookup", c, sys, m) }
+			switch {
+			case len(g("RAM bytes/key")) > 0:
+				rows = append(rows, []string{sys, "key index RAM per key", fnum(median(g("RAM bytes/key"))) + " B"}, []string{sys, "index load (first lookup after the load)", mr(g("index load s")) + " s"})
+			case len(g("seconds")) > 0:
+				rows = append(rows, []string{sys, "time to the first answer (replay)", mr(g("seconds")) + " s"})
+			case len(g("restart to lookup s")) > 0:
+				rows = append(rows, []string{sys, "restart to the first lookup answered", mr(g("restart to lookup s")) + " s"})
+			}
+		}
+		w.table([]string{"System", "What", "Median (min–max)"}, rows)
+	}
+	on, off := r.st.get("lookup", "produce", "kvlog index on", "records/s"), r.st.get("lookup", "produce", "kvlog index off", "records/s")
+	if len(on) > 0 && len(off) > 0 {
+		w.h(3, "Produce with the key index on and off (1 partition, acks=all, 100-byte values)")
+		w.table([]string{"Variant", "records/s", "broker CPU s", "on / off"}, [][]string{
+			{"kvlog index on", mr(on), fnum(median(r.st.get("lookup", "produce", "kvlog index on", "broker cpu s"))), fx(pairedRatio(on, off))},
+			{"kvlog index off", mr(off), fnum(median(r.st.get("lookup", "produce", "kvlog index off", "broker cpu s"))), "1.00x"},
+		})
+	}
+	r.rssTable(w, "lookup")
+}
+
+func orDashF(xs []float64) string {
+	if len(xs) == 0 {
+		return "–"
+	}
+	return mr(xs)
+}

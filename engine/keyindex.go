@@ -1,0 +1,694 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/kvlog/kvlog/engine/record"
+)
+
+// The key index (docs in FORMAT.md §8): for a log with Config.Compact and
+// Config.KeyIndex, a digest → offset table giving the newest record of
+// every key digest, so that Lookup answers a key's latest value without
+// replaying the log.
+//
+// Appends do nothing for the index: produce throughput is untouched. The
+// table reflects every record below `applied`; a lookup first catches it
+// up, reading the records from `applied` to the last stable offset (LSO,
+// the high watermark when there is no ongoing transaction) from the log,
+// in offset order, skipping those of aborted transactions. So the table is
+// exactly the read_committed state as of `applied`; a truncation above it
+// (a follower's uncommitted tail) changes nothing, one below drops the
+// table, which is reloaded from its checkpoint or rebuilt from the log.
+//
+// Invariant: for every key K whose newest record below `applied` is a
+// value (not a tombstone), the entry of digest(K) is at or above that
+// record's offset, and the record an entry points at is the newest of its
+// own key. A lookup reads the record the entry points at and compares the
+// key: equal keys answer directly; a different key (a digest collision), a
+// missing record (the cleaner removed an expired tombstone) or an entry at
+// or above the LSO (a new leader whose high watermark is below what this
+// replica applied) make the lookup scan the log for the digest, exactly,
+// and repair the entry.
+
+// keyDigest is the index's key digest: XXH64 with seed 0. Tests replace it
+// (with keyDigestID) to force collisions.
+var (
+	keyDigest   = xxhash.Sum64
+	keyDigestID = int16(1)
+)
+
+// ErrKeyIndexDisabled: the log has no key index (not compacted, or
+// kvlog.key.index.enable=false).
+var ErrKeyIndexDisabled = errors.New("engine: no key index on this log (cleanup.policy without compact, or kvlog.key.index.enable=false)")
+
+type keyIndex struct {
+	mu       sync.Mutex
+	tab      digestTable
+	applied  Offset // every record below is in tab (or skipped: aborted)
+	digest   func([]byte) uint64
+	digestID int16
+	ckptAt   Offset // what the checkpoint on disk covers (-1: none)
+
+	replayed  int64 // records read from the log (load and catch-ups)
+	slowScans atomic.Int64
+}
+
+func newKeyIndex() *keyIndex {
+	return &keyIndex{digest: keyDigest, digestID: keyDigestID, ckptAt: -1}
+}
+
+// KeyIndexStats describes a log's key index.
+type KeyIndexStats struct {
+	Loaded    bool
+	Entries   int
+	Bytes     int64  // RAM of the table
+	Applied   Offset // records below are in the table
+	SlowScans int64  // lookups that scanned the log (collisions, repairs)
+	Replayed  int64  // records this index read from the log (after its checkpoint)
+	Loads     int64  // times the log loaded an index (a truncation below it reloads)
+}
+
+// KeyIndexStats reports the key index's size; Loaded is false when it was
+// not loaded yet (it loads on first Lookup or LoadKeyIndex).
+func (l *Log) KeyIndexStats() KeyIndexStats {
+	ki := l.kidx.Load()
+	if ki == nil {
+		return KeyIndexStats{}
+	}
+	ki.mu.Lock()
+	defer ki.mu.Unlock()
+	return KeyIndexStats{Loaded: true, Entries: ki.tab.len(), Bytes: ki.tab.bytes(), Applied: ki.applied, SlowScans: ki.slowScans.Load(), Replayed: ki.replayed, Loads: l.kidxLoads.Load()}
+}
+
+func (c Config) keyIndexed() bool { return c.Compact && c.KeyIndex }
+
+// errCatchUpStop stops a catch-up early (transaction state reloading).
+var errCatchUpStop = errors.New("catch-up stopped")
+
+// catchUp reads the records from applied to limit from the log into the
+// table, skipping those of aborted transactions, and advances applied.
+// Caller holds ki.mu (never l.mu nor txnMu: it reads the aborted list
+// without loading it, and stops before a transactional record when that
+// list is being reloaded).
+func (l *Log) catchUp(ki *keyIndex, limit Offset) error {
+	from := max(ki.applied, l.LogStartOffset())
+	if from >= limit {
+		ki.applied = max(ki.applied, min(limit, from))
+		return nil
+	}
+	stop := limit
+	var aborted []AbortedTxn
+	abortedRead := false
+	dec := decoders.Get().(*record.Decoder)
+	defer decoders.Put(dec)
+	err := l.scanHeaders(from, limit, func(h record.Batch, body func() (record.Batch, error)) error {
+		if h.IsControl() {
+			return nil
+		}
+		pid := int64(-1)
+		if h.IsTransactional() {
+			if !abortedRead {
+				var ok bool
+				if aborted, ok = l.abortedIfLoaded(from, limit); !ok {
+					stop = max(from, Offset(h.BaseOffset()))
+					return errCatchUpStop
+				}
+				abortedRead = true
+			}
+			pid = h.ProducerID()
+		}
+		b, err := body()
+		if err != nil {
+			return err
+		}
+		base := Offset(b.BaseOffset())
+		return dec.Keys(b, func(delta int32, key []byte, tomb bool) {
+			o := base + Offset(delta)
+			if o < from || o >= limit || (pid >= 0 && isAborted(aborted, pid, o)) {
+				return
+			}
+			ki.tab.put(ki.digest(key), encodeEntry(o, tomb))
+			ki.replayed++
+		})
+	})
+	if err != nil && !errors.Is(err, errCatchUpStop) {
+		return l.errorf("key index catch-up", -1, from, err)
+	}
+	ki.applied = stop
+	return nil
+}
+
+// abortedIfLoaded is AbortedTxns without loading the transaction state
+// (its caller may hold locks a load takes): ok is false when it is not
+// loaded.
+func (l *Log) abortedIfLoaded(from, to Offset) ([]AbortedTxn, bool) {
+	if !l.txnReady.Load() {
+		return nil, false
+	}
+	l.txnMu.Lock()
+	defer l.txnMu.Unlock()
+	i := sort.Search(len(l.aborted), func(i int) bool { return l.aborted[i].LastOffset >= from })
+	out := []AbortedTxn{}
+	for _, a := range l.aborted[i:] {
+		if a.FirstOffset < to {
+			out = append(out, a)
+		}
+	}
+	return out, true
+}
+
+// isAborted reports whether the record at off of producer pid belongs to
+// one of aborted (sorted by marker offset).
+func isAborted(aborted []AbortedTxn, pid int64, off Offset) bool {
+	i := sort.Search(len(aborted), func(i int) bool { return aborted[i].LastOffset >= off })
+	for _, a := range aborted[i:] {
+		if a.ProducerID == pid {
+			return a.FirstOffset <= off
+		}
+	}
+	return false
+}
+
+// LoadKeyIndex loads the key index now (from its checkpoint and the log
+// after it, or by scanning the log) instead of on the first Lookup.
+func (l *Log) LoadKeyIndex() error {
+	_, err := l.keyIndexLoaded()
+	return err
+}
+
+func (l *Log) keyIndexLoaded() (*keyIndex, error) {
+	if !l.Config().keyIndexed() {
+		return nil, l.errorf("lookup", -1, -1, ErrKeyIndexDisabled)
+	}
+	if ki := l.kidx.Load(); ki != nil {
+		return ki, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return nil, l.errorf("lookup", -1, -1, ErrClosed)
+	}
+	if err := l.ensureLoaded(); err != nil {
+		return nil, err
+	}
+	return l.loadKeyIndexLocked()
+}
+
+// loadKeyIndexLocked builds the key index: the checkpoint when it is valid
+// and covers no more than the log, then the records after it up to the
+// last stable offset. Caller holds l.mu, log loaded.
+func (l *Log) loadKeyIndexLocked() (*keyIndex, error) {
+	if ki := l.kidx.Load(); ki != nil {
+		return ki, nil
+	}
+	ki := newKeyIndex()
+	leo, start := l.LogEndOffset(), l.LogStartOffset()
+	from := start
+	path := KeyIndexFileName(l.dir)
+	covers, err := readKeyIndexCheckpoint(l.fs, path, ki.digestID, leo, &ki.tab)
+	switch {
+	case err == nil:
+		ki.ckptAt = covers
+		if covers > from {
+			from = covers
+		}
+		ki.tab.deleteIf(func(_, v uint64) bool { o, _ := decodeEntry(v); return o < start })
+	case errors.Is(err, errNoKeyIndexCheckpoint):
+		ki.tab = digestTable{}
+	default:
+		l.logger.Warn("key index checkpoint not used; rebuilding the index from the log", "partition", l.tp.String(), "file", path, "err", err)
+		ki.tab = digestTable{}
+		_ = l.fs.Remove(path)
+	}
+	ki.applied = from
+	// The records after the checkpoint are read now, while appends wait
+	// (l.mu): the first lookup finds the index current.
+	lso := l.LastStableOffset()
+	ki.mu.Lock()
+	err = l.catchUp(ki, lso)
+	ki.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	l.kidxLoads.Add(1)
+	l.kidx.Store(ki)
+	if !l.Config().keyIndexed() {
+		// Disabled meanwhile (SetConfig stores the config, then drops the
+		// index; this stores the index, then reads the config).
+		l.kidx.Store(nil)
+		return nil, l.errorf("lookup", -1, -1, ErrKeyIndexDisabled)
+	}
+	return ki, nil
+}
+
+// keyIndexTruncated adjusts the index to a log cut at leo (truncation).
+// Caller holds l.mu.
+func (l *Log) keyIndexTruncated(leo Offset, full bool) {
+	l.kcache.clear()
+	if ki := l.kidx.Load(); ki != nil {
+		ki.mu.Lock()
+		if full || leo < ki.applied {
+			l.kidx.Store(nil)
+		}
+		ki.mu.Unlock()
+	}
+	l.kidxFileMu.Lock()
+	defer l.kidxFileMu.Unlock()
+	path := KeyIndexFileName(l.dir)
+	if c, err := readKeyIndexCovers(l.fs, path); err == nil && (full || c > leo) {
+		if err := l.fs.Remove(path); err == nil {
+			l.dirDirty.Store(true)
+			_ = l.fs.SyncDir(l.dir)
+		}
+	}
+}
+
+// keyIndexStartMoved drops the entries below the new log start (retention,
+// DeleteRecords): every key whose newest record is below it is gone.
+// Caller holds l.mu.
+func (l *Log) keyIndexStartMoved(start Offset) {
+	ki := l.kidx.Load()
+	if ki == nil {
+		return
+	}
+	ki.mu.Lock()
+	defer ki.mu.Unlock()
+	ki.tab.deleteIf(func(_, v uint64) bool { o, _ := decodeEntry(v); return o < start })
+	if ki.applied < start {
+		ki.applied = start
+	}
+}
+
+// keyIndexOff drops the in-memory index (config change or close).
+func (l *Log) keyIndexOff() {
+	l.kidx.Store(nil)
+	l.kcache.clear()
+}
+
+// KeyLookup is a key's latest record as Lookup found it.
+type KeyLookup struct {
+	// Found is false for a key never written, deleted (its latest record
+	// is a tombstone) or whose records are all gone.
+	Found       bool
+	Offset      Offset
+	Timestamp   int64
+	LeaderEpoch int32
+	Key         []byte
+	Value       []byte
+	Headers     []record.Header
+	// Limit is the offset the answer is taken at: the last stable offset
+	// (the high watermark without transactions). Records at or above it
+	// were not considered.
+	Limit Offset
+}
+
+// Lookup returns the latest committed record of key: the newest record
+// with that key below the last stable offset, not in an aborted
+// transaction. The log must be compacted with its key index enabled
+// (ErrKeyIndexDisabled). Values are copies.
+func (l *Log) Lookup(key []byte) (KeyLookup, error) {
+	if key == nil {
+		return KeyLookup{}, l.errorf("lookup", -1, -1, fmt.Errorf("%w: null key", ErrInvalidRecord))
+	}
+	if l.closed.Load() {
+		return KeyLookup{}, l.errorf("lookup", -1, -1, ErrClosed)
+	}
+	ki, err := l.keyIndexLoaded()
+	if err != nil {
+		return KeyLookup{}, err
+	}
+	lso := l.LastStableOffset()
+	d := ki.digest(key)
+	ki.mu.Lock()
+	if lso > ki.applied {
+		if err := l.catchUp(ki, lso); err != nil {
+			ki.mu.Unlock()
+			return KeyLookup{}, err
+		}
+	}
+	v, ok := ki.tab.get(d)
+	ki.mu.Unlock()
+	res := KeyLookup{Limit: lso}
+	if !ok {
+		return res, nil
+	}
+	off, tomb := decodeEntry(v)
+	if off < l.LogStartOffset() && off < lso {
+		return res, nil
+	}
+	if off < lso {
+		rec, found, err := l.readRecord(off, lso)
+		if err != nil {
+			return res, err
+		}
+		if found && bytes.Equal(rec.Key, key) {
+			if tomb || rec.Value == nil {
+				return res, nil
+			}
+			rec.Limit = lso
+			return rec, nil
+		}
+	}
+	return l.lookupByScan(ki, key, d, v, lso)
+}
+
+type scanned struct {
+	off  Offset
+	tomb bool
+}
+
+// lookupByScan answers key by reading every record of the log below lso
+// whose key has digest d, and repairs d's entry when the table has not
+// moved since: the newest offset among the live keys with that digest, or
+// no entry when there are none.
+func (l *Log) lookupByScan(ki *keyIndex, key []byte, d, v uint64, lso Offset) (KeyLookup, error) {
+	ki.slowScans.Add(1)
+	latest, err := l.scanDigest(ki, d, lso)
+	if err != nil {
+		return KeyLookup{Limit: lso}, err
+	}
+	ki.mu.Lock()
+	if cur, ok := ki.tab.get(d); ok && cur == v && l.kidx.Load() == ki && ki.applied == lso {
+		best := Offset(-1)
+		for _, s := range latest {
+			if !s.tomb && s.off > best {
+				best = s.off
+			}
+		}
+		if best < 0 {
+			ki.tab.del(d)
+		} else {
+			ki.tab.put(d, encodeEntry(best, false))
+		}
+	}
+	ki.mu.Unlock()
+	s, ok := latest[string(key)]
+	if !ok || s.tomb {
+		return KeyLookup{Limit: lso}, nil
+	}
+	rec, found, err := l.readRecord(s.off, lso)
+	if err != nil || !found || !bytes.Equal(rec.Key, key) || rec.Value == nil {
+		if err == nil {
+			err = l.errorf("lookup", -1, s.off, fmt.Errorf("%w: record vanished during the lookup", ErrOffsetOutOfRange))
+		}
+		return KeyLookup{Limit: lso}, err
+	}
+	rec.Limit = lso
+	return rec, nil
+}
+
+// scanDigest returns the newest record below limit of each key with
+// digest d (aborted transactions skipped).
+func (l *Log) scanDigest(ki *keyIndex, d uint64, limit Offset) (map[string]scanned, error) {
+	start := l.LogStartOffset()
+	out := map[string]scanned{}
+	if start >= limit {
+		return out, nil
+	}
+	aborted, err := l.AbortedTxns(start, limit)
+	if err != nil {
+		return nil, err
+	}
+	dec := new(record.Decoder)
+	err = l.scanHeaders(start, limit, func(h record.Batch, body func() (record.Batch, error)) error {
+		if h.IsControl() {
+			return nil
+		}
+		b, err := body()
+		if err != nil {
+			return err
+		}
+		base := Offset(b.BaseOffset())
+		return dec.Records(b, func(r *record.Record) error {
+			o := base + Offset(r.OffsetDelta)
+			if r.Key == nil || o < start || o >= limit || ki.digest(r.Key) != d {
+				return nil
+			}
+			if b.IsTransactional() && isAborted(aborted, b.ProducerID(), o) {
+				return nil
+			}
+			out[string(r.Key)] = scanned{off: o, tomb: r.Value == nil}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, l.errorf("lookup scan", -1, start, err)
+	}
+	return out, nil
+}
+
+// readRecord reads the record at offset off (below limit; its batch may
+// hold records above: only off's record is used). found is false when no
+// record has that offset any more. The batch read (decompressed) is kept
+// in the log's lookup cache for the next lookups of its records.
+func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
+	if off >= limit {
+		return KeyLookup{}, false, nil
+	}
+	dec := decoders.Get().(*record.Decoder)
+	defer decoders.Put(dec)
+	hdr, section, gen, ok := l.kcache.get(off)
+	if !ok {
+		win := lookupWindows.Get().(*[]byte)
+		defer lookupWindows.Put(win)
+		b, found := l.readBatchFast(off, *win)
+		if !found {
+			var err error
+			if b, err = l.readBatchSlow(off); err != nil || b == nil {
+				return KeyLookup{}, false, err
+			}
+		}
+		if b.IsControl() || Offset(b.BaseOffset()) > off || Offset(b.LastOffset()) < off {
+			return KeyLookup{}, false, nil
+		}
+		var err error
+		if section, err = dec.Section(b); err != nil {
+			return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
+		}
+		hdr = b[:record.HeaderSize:record.HeaderSize]
+		if b.Codec() != record.CodecNone {
+			// Compressed batches only: reading an uncompressed one again
+			// costs less than keeping it. A copy: the decoder's buffer
+			// is reused.
+			section = bytes.Clone(section)
+			l.kcache.put(gen, hdr, section)
+		}
+	}
+	var r record.Record
+	found, err := dec.RecordAt(section, hdr.NumRecords(), int32(off-Offset(hdr.BaseOffset())), &r)
+	if err != nil {
+		return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
+	}
+	if !found {
+		return KeyLookup{}, false, nil
+	}
+	out := KeyLookup{
+		Found:       r.Value != nil,
+		Offset:      off,
+		Timestamp:   hdr.RecordTimestamp(&r),
+		LeaderEpoch: hdr.PartitionLeaderEpoch(),
+		Key:         bytes.Clone(r.Key),
+	}
+	if r.Value != nil {
+		out.Value = append([]byte{}, r.Value...)
+	}
+	for _, h := range r.Headers {
+		hv := h.Value
+		if hv != nil {
+			hv = append([]byte{}, hv...)
+		}
+		out.Headers = append(out.Headers, record.Header{Key: bytes.Clone(h.Key), Value: hv})
+	}
+	return out, true, nil
+}
+
+// readBatchSlow reads the batch holding off through Read (every header
+// passed is checked); nil when none holds it.
+func (l *Log) readBatchSlow(off Offset) (record.Batch, error) {
+	r, err := l.Read(off, 1, l.LogEndOffset())
+	if err != nil {
+		if errors.Is(err, ErrOffsetOutOfRange) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	buf, err := r.Bytes()
+	r.Release()
+	if err != nil {
+		return nil, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	for len(buf) > 0 {
+		var b record.Batch
+		if b, buf, err = record.ReadBatch(buf); err != nil {
+			return nil, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
+		}
+		if Offset(b.LastOffset()) >= off {
+			return b, nil
+		}
+	}
+	return nil, nil
+}
+
+// lookupWindow is how much readBatchFast reads at once: the batch holding
+// an offset starts at most index.interval.bytes (4 KiB by default) plus a
+// batch after the index position.
+const lookupWindow = 16 << 10
+
+var lookupWindows = sync.Pool{New: func() any { b := make([]byte, lookupWindow); return &b }}
+
+// readBatchFast reads the batch holding off with positioned reads of
+// win's size from the offset index's position for off (one more of the
+// batch's size when it runs past the window), walking the batch lengths
+// in memory. The batch may alias win. ok is false whenever it cannot be
+// sure (a framing it does not like, a segment gone, a read error): the
+// caller then uses readBatchSlow.
+func (l *Log) readBatchFast(off Offset, win []byte) (record.Batch, bool) {
+	segs := l.segments()
+	i, ok := floorSegment(segs, off)
+	if !ok {
+		return nil, false
+	}
+	s := segs[i]
+	h, err := s.acquire()
+	if err != nil {
+		return nil, false
+	}
+	defer h.release()
+	_, p := h.oidx.Lookup(int64(off))
+	pos, end := int64(p), s.size.Load()
+	var buf []byte
+	at := pos // file position of buf[0]
+	for pos < end {
+		if pos+record.HeaderSize > at+int64(len(buf)) {
+			n := min(int64(len(win)), end-pos)
+			if n < record.HeaderSize {
+				return nil, false
+			}
+			buf = win[:n]
+			if _, err := h.file.ReadAt(buf, pos); err != nil {
+				return nil, false
+			}
+			at = pos
+		}
+		hdr := record.Batch(buf[pos-at:])
+		size := hdr.Size()
+		if size < record.HeaderSize || pos+size > end || hdr.LastOffsetDelta() < 0 || Offset(hdr.BaseOffset()) < s.base {
+			return nil, false
+		}
+		if Offset(hdr.LastOffset()) < off {
+			pos += size
+			continue
+		}
+		if Offset(hdr.BaseOffset()) > off {
+			return nil, false // not there: let the checked read say why
+		}
+		var b []byte
+		if pos+size <= at+int64(len(buf)) {
+			b = buf[pos-at : pos-at+size : pos-at+size]
+		} else {
+			b = make([]byte, size)
+			if _, err := h.file.ReadAt(b, pos); err != nil {
+				return nil, false
+			}
+		}
+		if _, rest, err := record.ReadBatch(b); err != nil || len(rest) != 0 {
+			return nil, false
+		}
+		return b, true
+	}
+	return nil, false
+}
+
+// lookupCache keeps a log's most recently read compressed batches for
+// lookups: the batch header and its records section, decompressed, so
+// that lookups of records in one batch read and decompress it once. At most
+// lookupCachePerLog batches and a quarter of lookupCacheBudget per log,
+// lookupCacheBudget bytes over all logs. Batches never change once written, except by a truncation or a
+// cleaner swap, which clear the cache (a generation guards against a
+// reader inserting what it read before).
+type lookupCache struct {
+	mu      sync.Mutex
+	gen     uint64
+	tick    uint64
+	bytes   int64
+	batches []cachedBatch
+}
+
+type cachedBatch struct {
+	hdr        record.Batch
+	section    []byte
+	base, last Offset
+	used       uint64
+}
+
+const (
+	lookupCachePerLog = 64
+	lookupCacheBudget = 64 << 20
+)
+
+var lookupCacheBytes atomic.Int64
+
+func (c *lookupCache) get(off Offset) (record.Batch, []byte, uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.batches {
+		b := &c.batches[i]
+		if b.base <= off && off <= b.last {
+			c.tick++
+			b.used = c.tick
+			return b.hdr, b.section, c.gen, true
+		}
+	}
+	return nil, nil, c.gen, false
+}
+
+func (c *lookupCache) put(gen uint64, hdr record.Batch, section []byte) {
+	size := int64(len(section) + len(hdr))
+	if size > lookupCacheBudget/4 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	for len(c.batches) > 0 && (len(c.batches) >= lookupCachePerLog || c.bytes+size > lookupCacheBudget/4 || lookupCacheBytes.Load()+size > lookupCacheBudget) {
+		lru := 0
+		for i := range c.batches {
+			if c.batches[i].used < c.batches[lru].used {
+				lru = i
+			}
+		}
+		c.drop(lru)
+	}
+	if lookupCacheBytes.Load()+size > lookupCacheBudget {
+		return // other logs hold the budget
+	}
+	c.tick++
+	c.batches = append(c.batches, cachedBatch{hdr: bytes.Clone(hdr), section: section, base: Offset(hdr.BaseOffset()), last: Offset(hdr.LastOffset()), used: c.tick})
+	c.bytes += size
+	lookupCacheBytes.Add(size)
+}
+
+func (c *lookupCache) drop(i int) {
+	size := int64(len(c.batches[i].section) + len(c.batches[i].hdr))
+	c.bytes -= size
+	lookupCacheBytes.Add(-size)
+	c.batches = append(c.batches[:i], c.batches[i+1:]...)
+}
+
+// clear empties the cache (the log's batches changed).
+func (c *lookupCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	lookupCacheBytes.Add(-c.bytes)
+	c.bytes, c.batches = 0, nil
+}
