@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -58,10 +59,11 @@ func (s *Server) consoleHandler() http.Handler {
 		Connect:       s.consoleConnect,
 		CleanerStatus: func() cleanerstatus.Status { return s.cleaner.Status() },
 		Segments:      s.segmentCount,
-		// Key lookup hook: when the HTTP listener serves a key's latest
-		// value at GET /v1/topics/{t}/keys/{k}, set KeyLookup to build
-		// that address and the records page links every key to it.
-		KeyLookup:      nil,
+		// The records page links every key to its latest value, served by
+		// the key lookup route of this listener (http_keys.go).
+		KeyLookup: func(topic, key string) string {
+			return "/v1/topics/" + url.PathEscape(topic) + "/keys/" + key + "?format=json"
+		},
 		SampleInterval: interval,
 		// Pages refresh as often as the samples change, within 0.5 to 3 s.
 		RefreshInterval: min(3*time.Second, max(500*time.Millisecond, interval)),

@@ -18,6 +18,7 @@ package testbroker
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -121,10 +122,22 @@ func Start(t testing.TB, opts Options) *Broker {
 	if opts.StopTimeout == 0 {
 		opts.StopTimeout = 30 * time.Second
 	}
-	b := prepare(t, opts)
-	t.Cleanup(b.cleanup)
-	b.start()
-	return b
+	// The addresses prepare picks were free a moment ago; another process
+	// (a client's ephemeral port) may take one before kvlogd binds it. Such
+	// a start is retried on new addresses, when they were not given.
+	pick := opts.Addr == "" && opts.HTTP == "" && opts.Listeners == ""
+	for attempt := 1; ; attempt++ {
+		b := prepare(t, opts)
+		t.Cleanup(b.cleanup)
+		err := b.tryStart()
+		if err == nil {
+			return b
+		}
+		if !pick || attempt == 3 || !strings.Contains(b.Log(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("kvlogd could not bind %s or %s (taken since it was picked); starting again on new addresses", b.Addr, b.HTTP)
+	}
 }
 
 // prepare resolves opts into a Broker (addresses, directories, arguments)
@@ -229,11 +242,19 @@ func (b *Broker) runToExit(timeout time.Duration) (int, string) {
 // start runs a new incarnation and waits until it serves.
 func (b *Broker) start() {
 	b.t.Helper()
+	if err := b.tryStart(); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// tryStart is start returning its failure instead of failing the test.
+func (b *Broker) tryStart() error {
+	b.t.Helper()
 	cmd := b.command()
 	out := &output{tee: b.opts.Output}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		b.t.Fatal(err)
+		return err
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
@@ -249,14 +270,14 @@ func (b *Broker) start() {
 	for {
 		select {
 		case <-exited:
-			b.t.Fatalf("kvlogd exited at start-up (%v); its output is logged at the end of the test", cmd.ProcessState)
+			return fmt.Errorf("kvlogd exited at start-up (%v); its output is logged at the end of the test", cmd.ProcessState)
 		default:
 		}
 		if out.started() || (quiet && ping(b.Addr) == nil) {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			b.t.Fatalf("kvlogd did not serve on %s within %v; its output is logged at the end of the test", b.Addr, b.opts.StartTimeout)
+			return fmt.Errorf("kvlogd did not serve on %s within %v; its output is logged at the end of the test", b.Addr, b.opts.StartTimeout)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

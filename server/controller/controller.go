@@ -608,7 +608,14 @@ func (c *Controller) onBrokersChanged() error {
 		delete(c.offlineDirs, id)
 	}
 	// The partitions the dead brokers host, and those without a leader.
-	changed, err := c.reconcile(c.hostedBy(keys(dead)...))
+	hosted := c.hostedBy(keys(dead)...)
+	before := map[zkstore.TopicPartition]int32{}
+	for _, tp := range hosted {
+		if st, ok := c.cachedState(tp); ok {
+			before[tp] = st.Leader
+		}
+	}
+	changed, err := c.reconcile(hosted)
 	if err != nil {
 		return err
 	}
@@ -634,7 +641,19 @@ func (c *Controller) onBrokersChanged() error {
 	for _, id := range added {
 		sent = append(sent, c.sendLeaderAndIsr(id, nil)...) // everything it hosts
 	}
-	c.publishAfter(append(sent, c.sendLeaderAndIsrFor(changed, added)...), changed)
+	sent = append(sent, c.sendLeaderAndIsrFor(changed, added)...)
+	// A partition whose leader stayed (only its ISR or epoch changed) is
+	// led by a broker that serves it already: its metadata need not wait.
+	var moved []zkstore.TopicPartition
+	for _, tp := range changed {
+		if st, ok := c.cachedState(tp); ok {
+			if prev, known := before[tp]; known && prev == st.Leader {
+				continue
+			}
+		}
+		moved = append(moved, tp)
+	}
+	c.publishAfter(sent, moved)
 	return nil
 }
 
