@@ -173,4 +173,3 @@ func kafkaGoConsumeGroup(t *testing.T, addr string, dialer *kafka.Dialer, group,
 	})
 	return got
 }
-
