@@ -2,6 +2,7 @@ package goclients
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509/pkix"
 	"fmt"
 	"os"
@@ -65,6 +66,24 @@ func startSecureBroker(t *testing.T) *secureBroker {
 		t.Fatalf("creating the SCRAM user %s: %v %v", scramUser, err, res.Error())
 	}
 	return sb
+}
+
+// untrustedClientTLS is a client TLS configuration that trusts the
+// broker but presents a certificate from another CA. It presents it
+// whatever CAs the broker names: Go's client on its own sends no
+// certificate whose issuer the broker does not list, which would only
+// repeat the missing-certificate case.
+func (sb *secureBroker) untrustedClientTLS(t *testing.T) *tls.Config {
+	t.Helper()
+	other := testbroker.NewCA(t, "another CA")
+	is := other.Issue(t, pkix.Name{CommonName: "intruder"})
+	pair, err := tls.X509KeyPair(is.CertPEM, is.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := sb.ca.TLS(t, nil)
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
+	return cfg
 }
 
 // record is what a client produced or read, independent of the client.

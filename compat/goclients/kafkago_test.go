@@ -48,15 +48,14 @@ func TestKafkaGoSecure(t *testing.T) {
 		password string
 	}
 	for _, run := range []struct {
-		name, addr string
-		conf       conf
+		name, prefix, addr string
+		conf               conf
 	}{
-		{"SASL_SSL SCRAM-SHA-512", sb.saslSSL, conf{sb.ca.TLS(t, nil), scramPassword}},
-		{"SSL mTLS", sb.ssl, conf{sb.ca.TLS(t, sb.clientCert), ""}},
+		{"SASL_SSL SCRAM-SHA-512", "kafka-go-sasl", sb.saslSSL, conf{sb.ca.TLS(t, nil), scramPassword}},
+		{"SSL mTLS", "kafka-go-ssl", sb.ssl, conf{sb.ca.TLS(t, sb.clientCert), ""}},
 	} {
 		t.Run(run.name, func(t *testing.T) {
-			prefix := "kafka-go-" + strings.ToLower(strings.Fields(run.name)[0])
-			topic, group := prefix+"-keyed", prefix+"-group"
+			topic, group := run.prefix+"-keyed", run.prefix+"-group"
 			tr := kafkaGoTransport(t, run.conf.tls, run.conf.password)
 			kafkaGoAdmin(t, run.addr, tr, topic)
 			want := keyedBatch(50)
@@ -83,8 +82,28 @@ func TestKafkaGoSecure(t *testing.T) {
 		}
 		t.Logf("kafka-go: %v", err)
 	})
+	t.Run("mechanism not enabled", func(t *testing.T) {
+		m, err := scram.Mechanism(scram.SHA256, scramUser, scramPassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := kafkaGoTransport(t, sb.ca.TLS(t, nil), "")
+		tr.SASL = m
+		err = metadata(sb.saslSSL, tr)
+		if !errors.Is(err, kafka.UnsupportedSASLMechanism) {
+			t.Fatalf("got %v (%T), want kafka.UnsupportedSASLMechanism", err, err)
+		}
+		t.Logf("kafka-go: %v", err)
+	})
 	t.Run("SSL without a client certificate", func(t *testing.T) {
 		err := metadata(sb.ssl, kafkaGoTransport(t, sb.ca.TLS(t, nil), ""))
+		if err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Fatalf("got %v (%T), want a TLS certificate error", err, err)
+		}
+		t.Logf("kafka-go: %v", err)
+	})
+	t.Run("SSL with a certificate from another CA", func(t *testing.T) {
+		err := metadata(sb.ssl, kafkaGoTransport(t, sb.untrustedClientTLS(t), ""))
 		if err == nil || !strings.Contains(err.Error(), "certificate") {
 			t.Fatalf("got %v (%T), want a TLS certificate error", err, err)
 		}

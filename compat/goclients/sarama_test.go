@@ -34,7 +34,8 @@ func (c *saramaSCRAM) Step(challenge string) (string, error) { return c.conv.Ste
 func (c *saramaSCRAM) Done() bool                            { return c.conv.Done() }
 
 // saramaConfig is sarama's configuration for SASL_SSL with SCRAM-SHA-512
-// (password non-empty) or SSL with tlsCfg's client certificate.
+// (password non-empty) or SSL with tlsCfg's client certificate, speaking
+// Kafka 3.6's protocol versions.
 func saramaConfig(tlsCfg *tls.Config, password string) *sarama.Config {
 	cfg := sarama.NewConfig()
 	cfg.Version = sarama.V3_6_0_0
@@ -73,15 +74,21 @@ func saramaConfig(tlsCfg *tls.Config, password string) *sarama.Config {
 func TestSaramaSecure(t *testing.T) {
 	sb := startSecureBroker(t)
 	for _, run := range []struct {
-		name, addr string
-		cfg        func() *sarama.Config
+		name, prefix, addr string
+		cfg                func() *sarama.Config
 	}{
-		{"SASL_SSL SCRAM-SHA-512", sb.saslSSL, func() *sarama.Config { return saramaConfig(sb.ca.TLS(t, nil), scramPassword) }},
-		{"SSL mTLS", sb.ssl, func() *sarama.Config { return saramaConfig(sb.ca.TLS(t, sb.clientCert), "") }},
+		{"SASL_SSL SCRAM-SHA-512", "sarama-sasl", sb.saslSSL, func() *sarama.Config { return saramaConfig(sb.ca.TLS(t, nil), scramPassword) }},
+		{"SSL mTLS", "sarama-ssl", sb.ssl, func() *sarama.Config { return saramaConfig(sb.ca.TLS(t, sb.clientCert), "") }},
+		// What an application that sets no Version speaks (older
+		// request versions throughout).
+		{"SASL_SSL SCRAM-SHA-512 default version", "sarama-sasl-default", sb.saslSSL, func() *sarama.Config {
+			cfg := saramaConfig(sb.ca.TLS(t, nil), scramPassword)
+			cfg.Version = sarama.NewConfig().Version
+			return cfg
+		}},
 	} {
 		t.Run(run.name, func(t *testing.T) {
-			prefix := "sarama-" + strings.ToLower(strings.Fields(run.name)[0])
-			topic, group := prefix+"-keyed", prefix+"-group"
+			topic, group := run.prefix+"-keyed", run.prefix+"-group"
 			saramaAdmin(t, run.addr, run.cfg(), topic)
 			want := keyedBatch(50)
 			saramaProduce(t, run.addr, run.cfg(), topic, want)
@@ -99,8 +106,36 @@ func TestSaramaSecure(t *testing.T) {
 		}
 		t.Logf("sarama: %v", err)
 	})
+	t.Run("mechanism not enabled", func(t *testing.T) {
+		cfg := saramaConfig(sb.ca.TLS(t, nil), scramPassword)
+		cfg.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA256
+		// sarama's Client reports only ErrOutOfBrokers for it (it passes
+		// on the cause for ErrSASLAuthenticationFailed alone); a Broker
+		// shows the handshake's error code.
+		_, err := sarama.NewClient([]string{sb.saslSSL}, cfg)
+		if !errors.Is(err, sarama.ErrOutOfBrokers) {
+			t.Fatalf("client: got %v (%T), want sarama.ErrOutOfBrokers", err, err)
+		}
+		br := sarama.NewBroker(sb.saslSSL)
+		if err := br.Open(cfg); err != nil {
+			t.Fatal(err)
+		}
+		defer br.Close()
+		_, err = br.GetMetadata(&sarama.MetadataRequest{Version: 7})
+		if !errors.Is(err, sarama.ErrUnsupportedSASLMechanism) {
+			t.Fatalf("broker: got %v (%T), want sarama.ErrUnsupportedSASLMechanism", err, err)
+		}
+		t.Logf("sarama: %v", err)
+	})
 	t.Run("SSL without a client certificate", func(t *testing.T) {
 		_, err := sarama.NewClient([]string{sb.ssl}, saramaConfig(sb.ca.TLS(t, nil), ""))
+		if err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Fatalf("got %v (%T), want a TLS certificate error", err, err)
+		}
+		t.Logf("sarama: %v", err)
+	})
+	t.Run("SSL with a certificate from another CA", func(t *testing.T) {
+		_, err := sarama.NewClient([]string{sb.ssl}, saramaConfig(sb.untrustedClientTLS(t), ""))
 		if err == nil || !strings.Contains(err.Error(), "certificate") {
 			t.Fatalf("got %v (%T), want a TLS certificate error", err, err)
 		}
