@@ -15,7 +15,8 @@
 // certificate's mapped principal as super users. Each client, configured
 // with its own ordinary settings, then: creates and lists topics, produces
 // a keyed batch with a tombstone at acks=all and reads it back in a
-// consumer group that commits its offsets; and a wrong password (and,
-// for mTLS, a missing client certificate) fails with the client's own
-// authentication error, after which the broker still serves.
+// consumer group that commits its offsets; and a wrong password, a SASL
+// mechanism the listener does not enable and, for mTLS, a missing client
+// certificate (for the Go clients also one from another CA) fail with the
+// client's own errors, after which the broker still serves.
 package goclients

@@ -39,8 +39,9 @@ func kafkaGoTransport(t *testing.T, tlsCfg *tls.Config, password string) *kafka.
 // with a client certificate creates and lists topics (Client), produces a
 // keyed batch with a tombstone (Writer, Hash balancer, RequireAll), reads
 // it back with a group Reader and commits; a wrong password gives
-// kafka.SASLAuthenticationFailed, no client certificate a TLS certificate
-// error, and the broker keeps serving.
+// kafka.SASLAuthenticationFailed, a mechanism the listener does not enable
+// kafka.UnsupportedSASLMechanism, no client certificate or one from
+// another CA a TLS certificate error, and the broker keeps serving.
 func TestKafkaGoSecure(t *testing.T) {
 	sb := startSecureBroker(t)
 	type conf struct {

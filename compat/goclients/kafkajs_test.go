@@ -30,6 +30,7 @@ type kafkajsResult struct {
 	OK           bool   `json:"ok"`
 	Step         string `json:"step"`
 	Error        string `json:"error"`
+	Type         string `json:"type"` // a KafkaJSProtocolError's error name
 	Message      string `json:"message"`
 	Created      bool   `json:"created"`
 	CreatedAgain bool   `json:"createdAgain"`
@@ -81,8 +82,9 @@ func runKafkajs(t *testing.T, node string, cfg map[string]any) kafkajsResult {
 // with a client certificate creates and lists topics (admin), produces a
 // keyed batch with a tombstone (idempotent, acks -1), reads it back in a
 // consumer group committing each offset; a wrong password gives
-// KafkaJSSASLAuthenticationError, no client certificate a connection
-// error, and the broker keeps serving.
+// KafkaJSSASLAuthenticationError, a mechanism the listener does not enable
+// a KafkaJSProtocolError UNSUPPORTED_SASL_MECHANISM, no client certificate
+// a connection error, and the broker keeps serving.
 func TestKafkajsSecure(t *testing.T) {
 	node := requireKafkajs(t)
 	sb := startSecureBroker(t)
@@ -137,6 +139,15 @@ func TestKafkajsSecure(t *testing.T) {
 			t.Fatalf("got %+v, want KafkaJSSASLAuthenticationError", r)
 		}
 		t.Logf("kafkajs: %s: %s", r.Error, r.Message)
+	})
+	t.Run("mechanism not enabled", func(t *testing.T) {
+		m := sasl(scramPassword)
+		m["mechanism"] = "scram-sha-256"
+		r := runKafkajs(t, node, map[string]any{"brokers": []string{sb.saslSSL}, "ssl": map[string]any{"ca": []string{ca}}, "sasl": m, "case": "auth-refused"})
+		if r.OK || r.Error != "KafkaJSProtocolError" || r.Type != "UNSUPPORTED_SASL_MECHANISM" {
+			t.Fatalf("got %+v, want KafkaJSProtocolError UNSUPPORTED_SASL_MECHANISM", r)
+		}
+		t.Logf("kafkajs: %s %s: %s", r.Error, r.Type, r.Message)
 	})
 	t.Run("SSL without a client certificate", func(t *testing.T) {
 		r := runKafkajs(t, node, map[string]any{"brokers": []string{sb.ssl}, "ssl": map[string]any{"ca": []string{ca}}, "case": "auth-refused"})

@@ -68,9 +68,11 @@ func saramaConfig(tlsCfg *tls.Config, password string) *sarama.Config {
 // TestSaramaSecure: sarama over SASL_SSL (SCRAM-SHA-512) and over SSL with
 // a client certificate creates and lists topics, produces a keyed batch
 // with a tombstone (idempotent, acks=all), reads it back in a consumer
-// group and commits; a wrong password gives ErrSASLAuthenticationFailed,
-// no client certificate a TLS certificate error, and the broker keeps
-// serving.
+// group and commits, at Kafka 3.6's protocol versions and at sarama's
+// default; a wrong password gives ErrSASLAuthenticationFailed, a mechanism
+// the listener does not enable ErrUnsupportedSASLMechanism, no client
+// certificate or one from another CA a TLS certificate error, and the
+// broker keeps serving.
 func TestSaramaSecure(t *testing.T) {
 	sb := startSecureBroker(t)
 	for _, run := range []struct {

@@ -101,7 +101,7 @@ async function authRefused() {
     await admin.listTopics();
     result({ ok: true });
   } catch (e) {
-    result({ ok: false, error: e.name, message: e.message });
+    result({ ok: false, error: e.name, type: e.type, message: e.message });
   } finally {
     await admin.disconnect().catch(() => {});
   }
