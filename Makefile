@@ -5,7 +5,7 @@ PKGS      := ./...
 FUZZTIME  ?= 15s
 APT_PKGS  := kcat chromium zookeeper python3-kafka python3-snappy python3-lz4 python3-zstandard nftables
 
-.PHONY: all build run tools tools-java tools-python tools-console deps tools-kafka kafka-golden test chaos partitions bench bench-quick bench-cluster-partitions bench-engine tools-bench fuzz lint fmt clean
+.PHONY: all build run tools tools-java tools-python tools-console tools-kafkajs deps tools-kafka kafka-golden test chaos partitions bench bench-quick bench-cluster-partitions bench-engine tools-bench fuzz lint fmt clean
 
 all: build
 
@@ -92,8 +92,28 @@ $(E2E)/node_modules/.installed: $(E2E)/package-lock.json
 	cd $(E2E) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent
 	@touch $@
 
+# kafkajs for compat/goclients (TestKafkajsSecure): Debian's Node.js when
+# missing, then kafkajs at the version compat/goclients/kafkajs/package-lock.json
+# pins, into compat/goclients/kafkajs/node_modules (npm ci; again when the
+# lock file changes).
+KAFKAJS := compat/goclients/kafkajs
+tools-kafkajs: $(KAFKAJS)/node_modules/.installed
+
+$(KAFKAJS)/node_modules/.installed: $(KAFKAJS)/package-lock.json
+	@missing=""; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	cd $(KAFKAJS) && npm ci --no-audit --no-fund --silent
+	@touch $@
+
 deps:
 	$(GO) mod download
+	cd compat/goclients && $(GO) mod download
 
 # Apache Kafka's own tools and broker (compat/kafka): a JDK (17+) and Maven from
 # Debian when missing, then the Maven jars of kafka_2.13 and kafka-tools,
@@ -114,9 +134,10 @@ tools-kafka:
 kafka-golden: deps tools-kafka
 	$(GO) test -run '^TestKafkaWrittenGolden$$' -count=1 -v -timeout 10m ./compat/kafka -update
 
-test: deps tools tools-java tools-python tools-kafka tools-console lint
+test: deps tools tools-java tools-python tools-kafka tools-console tools-kafkajs lint
 	$(GO) test -race -tags invariants -timeout 12m $(PKGS)
 	cd deploy && $(GO) test -timeout 5m ./...
+	cd compat/goclients && $(GO) test -race -tags invariants -timeout 5m ./...
 
 # Long randomized fault run of a 3-broker ZooKeeper cluster (not in CI):
 # kill -9, SIGSTOP, clean bounces and controller kills under an acks=all
@@ -198,6 +219,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	cd compat/goclients && $(GO) vet ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
