@@ -36,7 +36,10 @@ type runner struct {
 	tmp  string // temp root for data dirs and binaries
 	bins struct{ kvlogd, kfaked, nats string }
 
-	baseline string // git revision of the partitions scenario's kvlog-before
+	baseline string // git revision of kvlog-before (produce, consume, partitions)
+	// baselineBin is kvlog-before's kvlogd once built (baselineBinary),
+	// baselineErr why it could not be.
+	baselineBin, baselineErr string
 
 	cleanerWired bool
 	cleanerWhy   string
@@ -107,7 +110,7 @@ func main() {
 		root     = flag.String("root", ".", "kvlog repository root")
 		out      = flag.String("out", "", "results directory (default <root>/bench/results/<date>)")
 		only     = flag.String("scenarios", "", "comma-separated scenario ids to run (default all): produce,consume,latency,rebuild,compaction,recovery,scale,replicated,partitions,lookup")
-		base     = flag.String("baseline", "", "git revision whose kvlogd the partitions scenario runs beside this tree's (kvlog-before)")
+		base     = flag.String("baseline", "", "git revision whose kvlogd the produce, consume and partitions scenarios run beside this tree's (kvlog-before)")
 		reps     = flag.Int("reps", 0, "repetitions per measurement (default 3 quick, 5 full)")
 		keepTmp  = flag.Bool("keep", false, "keep the temp directory")
 		from     = flag.String("from", "", "only write the report and charts again from this results directory's raw data")
@@ -293,6 +296,12 @@ func (r *runner) available(scen string, names ...string) []sysSpec {
 		if s.impl == "nats" && r.bins.nats == "" {
 			r.skip(scen, n, "nats-server not installed (make tools-bench)")
 			continue
+		}
+		if s.name == "kvlog-before" {
+			if _, why := r.baselineBinary(); why != "" {
+				r.skip(scen, n, "%s", why)
+				continue
+			}
 		}
 		if s.impl == "kafka" && r.kafkaCP == "" {
 			r.skip(scen, n, "Apache Kafka unavailable: %s", r.kafkaWhy)

@@ -14,7 +14,7 @@ import (
 // from memory whatever its DataDir, so it has no cold runs.
 
 func scenConsume(ctx context.Context, r *runner) error {
-	specs := r.available("consume", "kvlog", "kfake-mem", "kfake-disk", "nats-js", "kafka")
+	specs := r.available("consume", "kvlog", "kvlog-before", "kfake-mem", "kfake-disk", "nats-js", "kafka")
 	ins, err := r.startAll(specs)
 	if err != nil {
 		return err

@@ -45,6 +45,22 @@ import (
 // budget), run the same way in the same run. A count the previous build
 // cannot reach (EMFILE) is reported as failed, with the error.
 
+// baselineBinary builds kvlog-before's kvlogd from the -baseline revision
+// once, and returns it, or why there is none.
+func (r *runner) baselineBinary() (bin, why string) {
+	if r.baseline == "" {
+		return "", "no -baseline revision given"
+	}
+	if r.baselineBin == "" && r.baselineErr == "" {
+		if b, err := r.baselineBuild(r.baseline); err != nil {
+			r.baselineErr = err.Error()
+		} else {
+			r.baselineBin = b
+		}
+	}
+	return r.baselineBin, r.baselineErr
+}
+
 // baselineBuild builds kvlogd from git revision rev of the repository.
 func (r *runner) baselineBuild(rev string) (string, error) {
 	src := filepath.Join(r.tmp, "baseline-src")
@@ -76,15 +92,10 @@ func scenPartitions(ctx context.Context, r *runner) error {
 		name, bin string
 	}
 	vs := []variant{{"kvlog", r.bins.kvlogd}}
-	if r.baseline != "" {
-		bin, err := r.baselineBuild(r.baseline)
-		if err != nil {
-			r.skip("partitions", "kvlog-before", "%v", err)
-		} else {
-			vs = append(vs, variant{"kvlog-before", bin})
-		}
+	if bin, why := r.baselineBinary(); why != "" {
+		r.skip("partitions", "kvlog-before", "%s", why)
 	} else {
-		r.skip("partitions", "kvlog-before", "no -baseline revision given")
+		vs = append(vs, variant{"kvlog-before", bin})
 	}
 	var nofile string
 	if b, err := exec.Command("sh", "-c", "ulimit -n").Output(); err == nil {

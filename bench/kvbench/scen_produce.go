@@ -66,7 +66,7 @@ func produceOnce(ctx context.Context, in *instance, s shape, n int) (runStats, e
 }
 
 func scenProduce(ctx context.Context, r *runner) error {
-	specs := r.available("produce", "kvlog", "kvlog-nofsync", "kfake-mem", "kfake-disk", "nats-js", "nats-kv", "kafka", "kafka-fsync")
+	specs := r.available("produce", "kvlog", "kvlog-before", "kvlog-nofsync", "kfake-mem", "kfake-disk", "nats-js", "nats-kv", "kafka", "kafka-fsync")
 	ins, err := r.startAll(specs)
 	if err != nil {
 		return err

@@ -35,6 +35,7 @@ type sysSpec struct {
 
 var systemSpecs = []sysSpec{
 	{name: "kvlog", kind: kafkaKind, impl: "kvlogd", desc: "kvlogd single node, defaults (group commit before acknowledging acks=all: one syncfs of the log dir for every partition waiting, fdatasync below 4 partitions)"},
+	{name: "kvlog-before", kind: kafkaKind, impl: "kvlogd", desc: "kvlogd built from the -baseline git revision, defaults: the same broker before the changes being measured"},
 	{name: "kvlog-nofsync", kind: kafkaKind, impl: "kvlogd", props: []string{"kvlog.fsync.acks.all=false"}, desc: "kvlogd with kvlog.fsync.acks.all=false (page-cache durability, like kfake and NATS defaults)"},
 	{name: "kfake-mem", kind: kafkaKind, impl: "kfake", desc: "franz-go kfake, in memory, as its own process (bench/kvbench/kfaked)"},
 	{name: "kfake-disk", kind: kafkaKind, impl: "kfake", disk: true, desc: "franz-go kfake with DataDir (segment files, no per-batch fsync), own process"},
@@ -96,6 +97,9 @@ func (r *runner) start(spec sysSpec, extraProps ...string) (*instance, error) {
 			return nil, err
 		}
 		in.bin = r.bins.kvlogd
+		if spec.name == "kvlog-before" {
+			in.bin = r.baselineBin
+		}
 		in.args = []string{"--config", cfg, "--listeners", "PLAINTEXT://" + in.addr, "--log-dirs", in.dir, "--http", in.http, "--log-level", "warn"}
 	case "kfake":
 		in.http = freeAddr()
