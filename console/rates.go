@@ -3,6 +3,7 @@ package console
 import (
 	"fmt"
 	"html/template"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,16 +103,13 @@ func sparkline(values []float64, label, unit string) template.HTML {
 	const w, h = 120.0, 24.0
 	last := "no samples yet"
 	if n := len(values); n > 0 {
-		last = fmt.Sprintf("%d samples, latest %s %s", n, formatRate(values[n-1]), unit)
+		last = fmt.Sprintf("%d samples, latest %s %s, peak %s", n, formatRate(values[n-1]), unit, formatRate(slices.Max(values)))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="spark" viewBox="0 0 %.0f %.0f" width="%.0f" height="%.0f" role="img" aria-label="%s: %s">`,
 		w, h, w, h, template.HTMLEscapeString(label), template.HTMLEscapeString(last))
 	if len(values) > 0 {
-		top := 0.0
-		for _, v := range values {
-			top = max(top, v)
-		}
+		top := slices.Max(values)
 		step := w
 		if len(values) > 1 {
 			step = w / float64(len(values)-1)

@@ -51,7 +51,7 @@ func TestCountersForgetNamesNoLongerReported(t *testing.T) {
 // with the latest value, and no path before the first sample.
 func TestSparkline(t *testing.T) {
 	svg := string(sparkline([]float64{0, 5, 10}, "records per second into t", "records/s"))
-	for _, want := range []string{`role="img"`, `aria-label="records per second into t: 3 samples, latest 10.0 records/s"`, `<path d="M0.0 23.0 L60.0 12.0 L120.0 1.0"/>`} {
+	for _, want := range []string{`role="img"`, `aria-label="records per second into t: 3 samples, latest 10.0 records/s, peak 10.0"`, `<path d="M0.0 23.0 L60.0 12.0 L120.0 1.0"/>`} {
 		if !strings.Contains(svg, want) {
 			t.Errorf("sparkline lacks %s:\n%s", want, svg)
 		}
