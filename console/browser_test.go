@@ -71,7 +71,8 @@ func artifactsDir(t *testing.T) string {
 // config change made through the console's form allowed (an invalid value
 // first, refused inline; DescribeConfigs confirms the valid one),
 // tombstones marked among the records, a consumer group's lag dropping as
-// it consumes, accessibility basics on every page and keyboard
+// it consumes (and its chart following), records/s in and bytes/s out
+// drawn on the topics list, accessibility basics on every page and keyboard
 // navigation. Screenshots of each page are kept (see artifactsDir).
 func TestConsoleInBrowser(t *testing.T) {
 	node := requireBrowser(t)
@@ -157,6 +158,8 @@ func TestConsoleInBrowser(t *testing.T) {
 				t.Fatalf("commit: %v %v", err, r.Error())
 			}
 		},
+		// More records for the topics list's rates.
+		"write-more": func() { write(10, 0) },
 		// A member of the group consumes to the end and commits.
 		"group-consume": func() {
 			consumer := b.Client(t, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic), kgo.DisableAutoCommit())

@@ -59,6 +59,13 @@ type Options struct {
 	// Broker describes the broker serving the console (the cluster page's
 	// "This broker"); nil: not shown.
 	Broker func() BrokerInfo
+	// Traffic is every topic's traffic on this broker (see TopicTraffic),
+	// sampled for the topics list's rates; nil: no rates shown.
+	Traffic func() []TopicTraffic
+	// GroupLags is the total lag of every group this broker coordinates
+	// (high watermark minus committed offset, summed over the partitions
+	// it leads), sampled for the group page's chart; nil: not shown.
+	GroupLags func() map[string]int64
 	// SampleInterval is how often Sample is expected to run (shown on the
 	// compaction page).
 	SampleInterval time.Duration
@@ -88,6 +95,8 @@ type Console struct {
 	static  http.Handler
 	mux     *http.ServeMux
 	history *history
+	traffic *counters[trafficSample]
+	lags    *counters[lagSample]
 
 	mu      sync.Mutex
 	clients map[[32]byte]*cachedClient
@@ -116,7 +125,8 @@ func New(o Options) (*Console, error) {
 	if o.RefreshInterval <= 0 {
 		o.RefreshInterval = 3 * time.Second
 	}
-	c := &Console{o: o, clients: map[[32]byte]*cachedClient{}, history: newHistory(historySamples)}
+	c := &Console{o: o, clients: map[[32]byte]*cachedClient{}, history: newHistory(historySamples),
+		traffic: newCounters[trafficSample](historySamples), lags: newCounters[lagSample](historySamples)}
 	if err := c.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -148,10 +158,27 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 var crossOrigin = http.NewCrossOriginProtection()
 
-// Sample records every compacted partition's dirty ratio and size for the
-// charts; the broker calls it every SampleInterval.
+// Sample records every compacted partition's dirty ratio and size, every
+// topic's high watermark and bytes fetched, and every group's total lag
+// for the charts; the broker calls it every SampleInterval.
 func (c *Console) Sample(now time.Time) {
 	c.history.add(now, c.o.CleanerStatus())
+	if c.o.Traffic != nil {
+		tt := c.o.Traffic()
+		m := make(map[string]trafficSample, len(tt))
+		for _, t := range tt {
+			m[t.Topic] = trafficSample{at: now, hw: t.HighWatermark, out: t.BytesOut}
+		}
+		c.traffic.add(m)
+	}
+	if c.o.GroupLags != nil {
+		gl := c.o.GroupLags()
+		m := make(map[string]lagSample, len(gl))
+		for g, lag := range gl {
+			m[g] = lagSample{at: now, lag: lag}
+		}
+		c.lags.add(m)
+	}
 }
 
 // Close closes the console's Kafka clients.

@@ -16,7 +16,7 @@ import (
 // TestRingKeepsTheLastSamples: the ring returns its samples oldest first,
 // keeping only the last size of them.
 func TestRingKeepsTheLastSamples(t *testing.T) {
-	r := &ring{buf: make([]sample, 3)}
+	r := &ring[sample]{buf: make([]sample, 3)}
 	if got := r.all(); len(got) != 0 {
 		t.Fatalf("empty ring: %v", got)
 	}

@@ -22,13 +22,13 @@ type sample struct {
 }
 
 // ring is a fixed-size circular buffer of samples.
-type ring struct {
-	buf  []sample
+type ring[T any] struct {
+	buf  []T
 	next int
 	full bool
 }
 
-func (r *ring) add(s sample) {
+func (r *ring[T]) add(s T) {
 	r.buf[r.next] = s
 	r.next = (r.next + 1) % len(r.buf)
 	if r.next == 0 {
@@ -37,11 +37,11 @@ func (r *ring) add(s sample) {
 }
 
 // all returns the samples oldest first.
-func (r *ring) all() []sample {
+func (r *ring[T]) all() []T {
 	if !r.full {
-		return append([]sample(nil), r.buf[:r.next]...)
+		return append([]T(nil), r.buf[:r.next]...)
 	}
-	return append(append([]sample(nil), r.buf[r.next:]...), r.buf[:r.next]...)
+	return append(append([]T(nil), r.buf[r.next:]...), r.buf[:r.next]...)
 }
 
 type tp struct {
@@ -54,10 +54,10 @@ type tp struct {
 type history struct {
 	size int
 	mu   sync.Mutex
-	by   map[tp]*ring
+	by   map[tp]*ring[sample]
 }
 
-func newHistory(size int) *history { return &history{size: size, by: map[tp]*ring{}} }
+func newHistory(size int) *history { return &history{size: size, by: map[tp]*ring[sample]{}} }
 
 func (h *history) add(now time.Time, st cleanerstatus.Status) {
 	h.mu.Lock()
@@ -68,7 +68,7 @@ func (h *history) add(now time.Time, st cleanerstatus.Status) {
 		seen[k] = true
 		r := h.by[k]
 		if r == nil {
-			r = &ring{buf: make([]sample, h.size)}
+			r = &ring[sample]{buf: make([]sample, h.size)}
 			h.by[k] = r
 		}
 		r.add(sample{at: now, ratio: p.DirtyRatio, bytes: p.CleanBytes + p.CleanableBytes})

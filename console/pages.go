@@ -252,6 +252,11 @@ type topicRow struct {
 	Size              int64
 	Internal          bool
 	Err               string
+	// Rates: the latest records/s in and bytes/s out with their
+	// sparklines (HasRates false when Options.Traffic is nil).
+	HasRates    bool
+	In, Out     string
+	InSp, OutSp template.HTML
 }
 
 func (c *Console) topics(ctx context.Context, r *http.Request) (*view, error) {
@@ -288,9 +293,33 @@ func (c *Console) topics(ctx context.Context, r *http.Request) (*view, error) {
 		if t.Err != nil {
 			row.Err = t.Err.Error()
 		}
+		if c.o.Traffic != nil {
+			c.topicRates(&row)
+		}
 		rows = append(rows, row)
 	}
-	return &view{Name: "topics", Title: "Topics", Data: rows}, nil
+	return &view{Name: "topics", Title: "Topics", Data: topicsData{Rows: rows, Rates: c.o.Traffic != nil}}, nil
+}
+
+type topicsData struct {
+	Rows  []topicRow
+	Rates bool
+}
+
+// topicRates fills a row's rates from the sampled traffic.
+func (c *Console) topicRates(row *topicRow) {
+	rs := rates(c.traffic.get(row.Name))
+	in, out := make([]float64, len(rs)), make([]float64, len(rs))
+	for i, r := range rs {
+		in[i], out[i] = r.in, r.out
+	}
+	row.HasRates = true
+	row.In, row.Out = "–", "–"
+	if n := len(rs); n > 0 {
+		row.In, row.Out = formatRate(in[n-1]), humanBytes(int64(out[n-1]+0.5))+"/s"
+	}
+	row.InSp = sparkline(in, "records per second into "+row.Name, "records/s")
+	row.OutSp = sparkline(out, "bytes per second fetched from "+row.Name, "bytes/s")
 }
 
 type partitionRow struct {
@@ -591,6 +620,9 @@ type groupData struct {
 	Total   int64
 	Members []memberRow
 	Err     string
+	// LagChart is the total lag over the last samples (empty when
+	// Options.GroupLags is nil).
+	LagChart template.HTML
 }
 
 type memberRow struct {
@@ -613,6 +645,13 @@ func (c *Console) group(ctx context.Context, r *http.Request) (*view, error) {
 		return nil, notFound(fmt.Sprintf("group %s does not exist (or you may not describe it)", name))
 	}
 	d := groupData{Group: g, Lags: g.Lag.Sorted(), Total: g.Lag.Total()}
+	if c.o.GroupLags != nil {
+		var vs []float64
+		for _, s := range c.lags.get(name) {
+			vs = append(vs, float64(s.lag))
+		}
+		d.LagChart = sparkline(vs, "total lag of "+name, "records")
+	}
 	if err := g.Error(); err != nil {
 		d.Err = err.Error()
 	}

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -20,6 +22,7 @@ import (
 	"github.com/kvlog/kvlog/cleaner/cleanerstatus"
 	"github.com/kvlog/kvlog/console"
 	"github.com/kvlog/kvlog/internal/buildinfo"
+	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/security"
 )
 
@@ -59,6 +62,8 @@ func (s *Server) consoleHandler() http.Handler {
 		Connect:       s.consoleConnect,
 		CleanerStatus: func() cleanerstatus.Status { return s.cleaner.Status() },
 		Segments:      s.segmentCount,
+		Traffic:       s.consoleTraffic,
+		GroupLags:     s.consoleGroupLags,
 		// The records page links every key to its latest value, served by
 		// the key lookup route of this listener (http_keys.go).
 		KeyLookup: func(topic, key string) string {
@@ -97,6 +102,70 @@ func (s *Server) segmentCount(topic string, partition int32) (int, bool) {
 		return 0, false
 	}
 	return p.log.SegmentCount(), true
+}
+
+// leads says whether this broker serves p's writes: every hosted
+// partition on a single node, the partitions it leads in a cluster.
+func leads(p *partition) bool {
+	return p != nil && p.log != nil && (p.rep == nil || p.rep.Role() == replica.RoleLeader)
+}
+
+// consoleTraffic is every topic's high watermark summed over the
+// partitions this broker leads, and the bytes consumers fetched from it
+// (the kvlog_topic_bytes_out_total counter), for the console's rates.
+func (s *Server) consoleTraffic() []console.TopicTraffic {
+	out := map[string]int64{}
+	if s.metrics != nil {
+		ch := make(chan prometheus.Metric, 64)
+		go func() { s.metrics.op.bytesOut.Collect(ch); close(ch) }()
+		for m := range ch {
+			var d dto.Metric
+			if m.Write(&d) != nil || d.Counter == nil {
+				continue
+			}
+			for _, l := range d.Label {
+				if l.GetName() == "topic" {
+					out[l.GetValue()] = int64(d.Counter.GetValue())
+				}
+			}
+		}
+	}
+	var tt []console.TopicTraffic
+	for _, t := range s.sortedTopics() {
+		tr := console.TopicTraffic{Topic: t.name, BytesOut: out[t.name]}
+		for _, p := range t.parts {
+			if leads(p) {
+				tr.HighWatermark += int64(p.log.HighWatermark())
+			}
+		}
+		tt = append(tt, tr)
+	}
+	return tt
+}
+
+// consoleGroupLags is the total lag of every group this broker
+// coordinates, computed as kvlog_group_lag is (committed offsets against
+// the high watermarks of the partitions this broker leads).
+func (s *Server) consoleGroupLags() map[string]int64 {
+	if s.groups == nil {
+		return nil
+	}
+	listing, _ := s.groups.List() // partial while a partition loads
+	lags := make(map[string]int64, len(listing))
+	for _, g := range listing {
+		offsets, err := s.groups.FetchOffsets(g.Group, nil)
+		if err != nil {
+			continue
+		}
+		var total int64
+		for _, o := range offsets {
+			if p := s.partition(o.Topic, o.Partition); leads(p) && o.Offset >= 0 {
+				total += max(int64(p.log.HighWatermark())-o.Offset, 0)
+			}
+		}
+		lags[g.Group] = total
+	}
+	return lags
 }
 
 // consoleConnect returns the client options that reach this broker as

@@ -76,6 +76,33 @@ async function waitText(page, selector, fn, what, timeout = 20000) {
   throw new Error(what + ": still " + JSON.stringify(last) + " after " + timeout + "ms");
 }
 
+// waitSpark polls (the page refreshes itself) until the sparkline at
+// selector is drawn (an SVG with a path) and fn({latest, peak}) holds:
+// latest is the value its text alternative names, peak whether any point
+// is above the baseline (a value > 0 among the samples).
+async function waitSpark(page, selector, fn, what, timeout = 20000) {
+  const deadline = Date.now() + timeout;
+  let last = "(absent)";
+  while (Date.now() < deadline) {
+    const s = await page.evaluate((sel) => {
+      const svg = document.querySelector(sel);
+      if (!svg) return null;
+      const path = svg.querySelector("path");
+      const label = svg.getAttribute("aria-label") || "";
+      const m = /latest ([0-9.]+)/.exec(label);
+      const base = svg.viewBox.baseVal.height - 1;
+      const ys = path ? (path.getAttribute("d").match(/-?[0-9.]+/g) || []).filter((_, i) => i % 2 === 1).map(Number) : [];
+      return { label, drawn: !!path, latest: m ? parseFloat(m[1]) : NaN, peak: ys.some((y) => y < base) };
+    }, selector);
+    if (s) {
+      last = JSON.stringify(s);
+      if (s.drawn && fn(s)) return s;
+    }
+    await page.waitForTimeout(150);
+  }
+  throw new Error(what + ": sparkline still " + last + " after " + timeout + "ms");
+}
+
 async function main() {
   const browser = await chromium.launch({
     executablePath: cfg.chromium,
@@ -198,12 +225,29 @@ async function main() {
     log("group lag " + lag);
     await a11y(page, "groups");
     await screenshot(page, "groups-lagging");
-    await step("group-consume");
-    await waitText(page, grow, (t) => t === "0", "group lag dropping to 0");
+    // The group page charts the total lag as the console samples it:
+    // above 0 now, then 0 once a member has consumed and committed.
     await page.getByRole("link", { name: cfg.group, exact: true }).click();
     await page.getByRole("heading", { name: "Members" }).waitFor();
+    const spark = "p.lag-history svg";
+    await waitSpark(page, spark, (s) => s.latest > 0, "group lag chart above 0");
+    await step("group-consume");
+    await waitText(page, "#group-state .lag", (t) => t === "0", "group lag dropping to 0");
+    const lagged = await waitSpark(page, spark, (s) => s.latest === 0 && s.peak, "group lag chart dropping to 0");
+    log("group lag chart: " + lagged.label);
     await a11y(page, "group");
     await screenshot(page, "group");
+
+    // Topics: records/s in and bytes/s out, sampled from the high
+    // watermarks and the consumers' fetches, drawn as sparklines.
+    await step("write-more");
+    await page.goto(base + "/ui/topics");
+    const trow = 'tr[data-topic="' + cfg.topic + '"]';
+    const rin = await waitSpark(page, trow + " td.rate-in svg", (s) => s.peak, "records/s in of " + cfg.topic);
+    const rout = await waitSpark(page, trow + " td.rate-out svg", (s) => s.peak, "bytes/s out of " + cfg.topic);
+    log("rates: " + rin.label + "; " + rout.label);
+    await a11y(page, "topics with rates");
+    await screenshot(page, "topics-rates");
 
     check(errors.length === 0, "browser errors: " + errors.join("; "));
   } finally {
