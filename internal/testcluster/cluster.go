@@ -126,8 +126,27 @@ func Start(t testing.TB, opts Options) *Cluster {
 	return c
 }
 
-// AddBroker creates and starts broker id.
+// AddBroker creates and starts broker id. The ports it picks were free a
+// moment ago; another process (a client's ephemeral port) may take one
+// before kvlogd binds it, so such a start is retried on new ports.
 func (c *Cluster) AddBroker(id int32) *Broker {
+	c.t.Helper()
+	for attempt := 1; ; attempt++ {
+		b := c.configureBroker(id)
+		err := c.startBroker(id)
+		if err == nil {
+			return b
+		}
+		if c.opts.Net != nil || attempt == 3 || !strings.Contains(b.Logs(), "address already in use") {
+			c.t.Fatal(err)
+		}
+		c.t.Logf("broker %d could not bind a port picked for it (taken since); starting again on new ports", id)
+	}
+}
+
+// configureBroker picks broker id's addresses and writes its
+// server.properties; it does not start it.
+func (c *Cluster) configureBroker(id int32) *Broker {
 	c.t.Helper()
 	b := &Broker{ID: id, Dir: filepath.Join(c.root, fmt.Sprintf("broker-%d", id))}
 	if c.opts.Net != nil {
@@ -172,7 +191,6 @@ func (c *Cluster) AddBroker(id int32) *Broker {
 	c.mu.Lock()
 	c.brokers[id] = b
 	c.mu.Unlock()
-	c.StartBroker(id)
 	return b
 }
 
@@ -201,6 +219,14 @@ func (c *Cluster) IDs() []int32 {
 // StartBroker (re)starts broker id's process and waits until it serves.
 func (c *Cluster) StartBroker(id int32) {
 	c.t.Helper()
+	if err := c.startBroker(id); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// startBroker starts broker id's process and waits until it serves; the
+// error carries the tail of what it printed.
+func (c *Cluster) startBroker(id int32) error {
 	b := c.Broker(id)
 	b.mu.Lock()
 	if c.opts.Net != nil {
@@ -212,11 +238,11 @@ func (c *Cluster) StartBroker(id int32) {
 	stderr, err := b.cmd.StderrPipe()
 	if err != nil {
 		b.mu.Unlock()
-		c.t.Fatal(err)
+		return err
 	}
 	if err := b.cmd.Start(); err != nil {
 		b.mu.Unlock()
-		c.t.Fatal(err)
+		return err
 	}
 	b.exited = make(chan struct{})
 	b.paused = false
@@ -248,10 +274,11 @@ func (c *Cluster) StartBroker(id int32) {
 	}()
 	select {
 	case <-started:
+		return nil
 	case <-exited:
-		c.t.Fatalf("broker %d exited at start-up:\n%s", id, tail(b.Logs(), 4000))
+		return fmt.Errorf("broker %d exited at start-up:\n%s", id, tail(b.Logs(), 4000))
 	case <-time.After(90 * time.Second):
-		c.t.Fatalf("broker %d did not start:\n%s", id, tail(b.Logs(), 4000))
+		return fmt.Errorf("broker %d did not start:\n%s", id, tail(b.Logs(), 4000))
 	}
 }
 
