@@ -133,12 +133,12 @@ func decodeBroker(id int32, data []byte) (Broker, error) {
 			continue
 		}
 		p, err := strconv.Atoi(port)
-		if err != nil {
-			continue
+		if err != nil || p < 0 || p > 65535 {
+			continue // not an endpoint a client could dial
 		}
 		b.Endpoints = append(b.Endpoints, Endpoint{Name: name, Host: host, Port: int32(p)})
 	}
-	if len(b.Endpoints) == 0 && j.Host != "" {
+	if len(b.Endpoints) == 0 && j.Host != "" && j.Port >= 0 && j.Port <= 65535 {
 		b.Endpoints = []Endpoint{{Name: "PLAINTEXT", Host: j.Host, Port: j.Port}}
 	}
 	return b, nil
