@@ -258,6 +258,9 @@ func decode(path string, b []byte) (localState, uint64, error) {
 		if err := json.Unmarshal(b, &st); err != nil {
 			return st, 0, fmt.Errorf("metastore: %s: corrupt: %w", path, err)
 		}
+		if err := st.check(); err != nil {
+			return st, 0, fmt.Errorf("metastore: %s: corrupt: %w", path, err)
+		}
 		return st, 0, nil
 	case formatVersion:
 	default:
@@ -272,7 +275,30 @@ func decode(path string, b []byte) (localState, uint64, error) {
 	if err := json.Unmarshal(env.State, &st); err != nil {
 		return st, 0, fmt.Errorf("metastore: %s: corrupt: %w", path, err)
 	}
+	if err := st.check(); err != nil {
+		return st, 0, fmt.Errorf("metastore: %s: corrupt: generation %d: %w", path, env.Generation, err)
+	}
 	return st, env.Generation, nil
+}
+
+// check rejects a decoded state the store could not serve: a topic entry
+// that is null, filed under another name than its own, or without
+// partitions. JSON that parses is not yet a state (a hand edit, or damage
+// in a file of the first format, which has no checksum).
+func (st *localState) check() error {
+	for _, m := range []map[string]*Topic{st.Topics, st.PendingDeletions} {
+		for name, t := range m {
+			switch {
+			case t == nil:
+				return fmt.Errorf("topic %q: null", name)
+			case t.Name != name:
+				return fmt.Errorf("topic %q: filed under %q", t.Name, name)
+			case t.Partitions < 1:
+				return fmt.Errorf("topic %q: %d partitions", name, t.Partitions)
+			}
+		}
+	}
+	return nil
 }
 
 // encode renders a generation. The state is indented for people; the
