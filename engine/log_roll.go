@@ -132,9 +132,9 @@ func (l *Log) roll(newBase Offset) (*segment, error) {
 // segment's tail is lost: recovery would find the segment ending short of
 // the next one's base, a hole it cannot tell from the gaps compaction and
 // a follower of a compacted leader leave there (FORMAT.md §7, Roll and
-// Recovery). With acks=all flushing the active segment before every
-// acknowledgement there is nothing or one batch to sync; with no flush
-// policy the roll's append waits for the segment's dirty pages.
+// Recovery). Where every append is flushed by a group commit there is
+// nothing or one batch to sync; otherwise the append that rolls waits for
+// the segment's dirty pages.
 //
 // flushed is left as it was: the flush after the roll syncs the sealed
 // indexes of a segment with unsynced bytes. Caller holds Log.mu.
