@@ -704,3 +704,77 @@ func TestCrashRolledSegmentLosesTail(t *testing.T) {
 		})
 	}
 }
+
+// TestCrashAfterRecoveryCut: recovery cuts a segment at a corrupt batch
+// and deletes the segments after it; a power loss right after must not
+// bring those segments back next to the shortened one, which a second
+// recovery would take for a gap compaction left (the records after the
+// cut would reappear after a hole).
+func TestCrashAfterRecoveryCut(t *testing.T) {
+	e := newTestEnv(t)
+	e.cfg.SegmentBytes = 700
+	l := e.open(false, -1)
+	sizes := fill(t, e, l, 12)
+	if len(l.segments()) < 3 {
+		t.Fatalf("%d segments, want at least 3", len(l.segments()))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Corrupt the records of the first segment's second batch.
+	flipByte(t, LogFileName(e.dir, 0), int64(sizes[0]+record.HeaderSize+2))
+
+	crash := vfs.NewCrashFS(1)
+	e.fs = crash
+	l = e.open(false, -1) // the cut: offsets from 3 on are gone
+	if leo := l.LogEndOffset(); leo != 3 {
+		t.Fatalf("log end %d after the cut, want 3", leo)
+	}
+	crashClose(l)
+	if err := crash.CrashWith(vfs.CrashOptions{KeepUnsynced: vfs.KeepNone}); err != nil {
+		t.Fatal(err)
+	}
+	l = e.open(false, -1)
+	defer l.Close()
+	if leo := l.LogEndOffset(); leo != 3 {
+		t.Fatalf("log end %d after a power loss following the cut, want 3 (segments %v)", leo, l.Segments())
+	}
+	if got := readAll(t, l, 0); len(got) != 3 {
+		t.Fatalf("%d records readable, want 3", len(got))
+	}
+}
+
+// TestCrashAfterTruncation: a follower's truncation deletes the segments
+// above the truncation point and cuts the one holding it; a power loss
+// right after must not bring the deleted segments back next to the cut
+// one: recovery would take the gap for one compaction left and the
+// diverging records the truncation removed would be back after it.
+func TestCrashAfterTruncation(t *testing.T) {
+	e := newTestEnv(t)
+	e.cfg.SegmentBytes = 700
+	crash := vfs.NewCrashFS(1)
+	e.fs = crash
+	l := e.open(false, -1)
+	fill(t, e, l, 12)
+	if len(l.segments()) < 3 {
+		t.Fatalf("%d segments, want at least 3", len(l.segments()))
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.TruncateTo(3); err != nil {
+		t.Fatal(err)
+	}
+	crashClose(l)
+	if err := crash.CrashWith(vfs.CrashOptions{KeepUnsynced: vfs.KeepNone}); err != nil {
+		t.Fatal(err)
+	}
+	l = e.open(false, 3) // the lowered recovery point was persisted
+	defer l.Close()
+	if leo := l.LogEndOffset(); leo != 3 {
+		t.Fatalf("log end %d after a power loss following the truncation to 3 (segments %v)", leo, l.Segments())
+	}
+	if got := readAll(t, l, 0); len(got) != 3 {
+		t.Fatalf("%d records readable, want 3", len(got))
+	}
+}
