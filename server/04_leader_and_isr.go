@@ -102,8 +102,8 @@ func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTop
 		if err != nil {
 			return err
 		}
-		if c.fetchers != nil {
-			c.fetchers.Unfollow(p.rep)
+		if f := c.m.Fetchers(); f != nil {
+			f.Unfollow(p.rep)
 		}
 		if changed {
 			c.log.Info("became leader", "topic", topic, "partition", ps.Partition, "leader_epoch", ps.LeaderEpoch, "isr", ps.ISR)
@@ -123,13 +123,14 @@ func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTop
 			c.queueCoordinator(coordEvent{topic: topic, p: ps.Partition})
 		}
 	}
-	if c.fetchers == nil {
+	f := c.m.Fetchers()
+	if f == nil {
 		return nil
 	}
-	if ps.Leader < 0 || c.shuttingDown.Load() {
-		c.fetchers.Unfollow(p.rep)
+	if ps.Leader < 0 || c.m.ShuttingDown() {
+		f.Unfollow(p.rep)
 		return nil
 	}
-	c.fetchers.Follow(p.rep, ps.Leader)
+	f.Follow(p.rep, ps.Leader)
 	return nil
 }

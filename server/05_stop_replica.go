@@ -53,8 +53,8 @@ func (c *cluster) stopReplica(name string, p int32, del bool) error {
 		return nil
 	}
 	part := t.parts[p]
-	if c.fetchers != nil {
-		c.fetchers.Unfollow(part.rep)
+	if f := c.m.Fetchers(); f != nil {
+		f.Unfollow(part.rep)
 	}
 	if del {
 		s.replicas.Remove(part.rep)

@@ -6,6 +6,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/controller"
 )
 
 // ControlledShutdown: v1-3 (inter-broker, to the controller; cluster mode only)
@@ -27,8 +29,11 @@ func init() { regKey(kmsg.ControlledShutdown, 1, 3, (*Server).handleControlledSh
 func (s *Server) handleControlledShutdown(r *request) {
 	req := r.kreq.(*kmsg.ControlledShutdownRequest)
 	resp := req.ResponseKind().(*kmsg.ControlledShutdownResponse)
-	c := s.cluster
-	if c == nil || c.ctrl == nil {
+	var ctrl *controller.Controller
+	if s.cluster != nil {
+		ctrl = s.cluster.m.Controller()
+	}
+	if ctrl == nil {
 		resp.ErrorCode = kerr.NotController.Code
 		r.reply(resp)
 		return
@@ -42,7 +47,7 @@ func (s *Server) handleControlledShutdown(r *request) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		remaining, err := c.ctrl.ControlledShutdown(ctx, req.BrokerID, epoch)
+		remaining, err := ctrl.ControlledShutdown(ctx, req.BrokerID, epoch)
 		if err != nil {
 			resp.ErrorCode = errCode(err)
 		}

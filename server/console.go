@@ -55,7 +55,7 @@ func (s *Server) consoleHandler() http.Handler {
 		Broker: func() console.BrokerInfo {
 			bi := console.BrokerInfo{NodeID: s.cfg.NodeID, Version: buildinfo.Version(""), Started: started, Mode: "single node"}
 			if s.cluster != nil {
-				bi.Mode, bi.ZooKeeper, bi.ZooKeeperSession = "cluster", s.cfg.ZooKeeperConnect, s.cluster.zk.HasSession()
+				bi.Mode, bi.ZooKeeper, bi.ZooKeeperSession = "cluster", s.cfg.ZooKeeperConnect, s.cluster.m.HasSession()
 			}
 			return bi
 		},

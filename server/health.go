@@ -28,7 +28,7 @@ func (s *Server) Readiness() (bool, []string) {
 	if s.closing.Load() {
 		reasons = append(reasons, "shutting down")
 	}
-	if s.cluster != nil && !s.cluster.zk.HasSession() {
+	if s.cluster != nil && !s.cluster.m.HasSession() {
 		reasons = append(reasons, "no ZooKeeper session")
 	}
 	return len(reasons) == 0, reasons
