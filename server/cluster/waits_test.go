@@ -124,12 +124,15 @@ func expectRetryAfter(t *testing.T, f *fakeStore, clk *clock.Manual, wait time.D
 	if !clk.AwaitWaiters(1, 10*time.Second) {
 		select {
 		case got := <-f.calls:
-			t.Fatalf("no wait after the failed read: %s called at once", got)
+			t.Fatalf("no wait on the clock after the failed read: %s called again without one", got)
 		default:
-			t.Fatal("no wait after the failed read")
+			t.Fatal("no wait on the clock after the failed read")
 		}
 	}
 	clk.Advance(wait - time.Nanosecond)
+	if clk.Waiters() != 1 {
+		t.Fatalf("the wait ended before %v", wait)
+	}
 	select {
 	case got := <-f.calls:
 		t.Fatalf("%s called before the %v wait ended", got, wait)
