@@ -18,7 +18,7 @@ import (
 // local log if needed, then become leader (new epoch assigned in the
 // leader-epoch cache; see replica.Partition.MakeLeader) or follower (the
 // fetcher truncates with OffsetsForLeaderEpoch, then fetches). Only the
-// current controller's requests are applied (cluster_fence.go:
+// current controller's requests are applied (package cluster, Member.Admit:
 // STALE_CONTROLLER_EPOCH / STALE_BROKER_EPOCH otherwise); a partition state
 // older than the applied one gets STALE_CONTROLLER_EPOCH for that
 // partition. A partition whose log cannot be created or opened (a file in

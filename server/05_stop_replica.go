@@ -12,7 +12,7 @@ import (
 // Stops serving the listed partitions (fetchers stopped, acks=all waiters
 // answered NOT_LEADER_OR_FOLLOWER) and, with Delete, deletes their logs
 // (topic deletion). Only the current controller's requests are applied
-// (cluster_fence.go).
+// (package cluster, Member.Admit).
 //
 // Version notes:
 //   - v3: per-partition leader epoch and delete flag (KIP-570).

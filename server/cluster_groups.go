@@ -16,9 +16,9 @@ import (
 //     it leads. LeaderAndIsr queues a load when it becomes leader of
 //     __consumer_offsets-p (the coordinator replays the partition, up to its
 //     log end offset: everything a new leader holds becomes committed) and an
-//     unload when it becomes follower or the replica stops. One goroutine
-//     (the membership's serial queue) applies them in order, off the controller's
-//     request; a load whose leader epoch is no longer current is skipped,
+//     unload when it becomes follower or the replica stops. The
+//     membership's serial queue applies them in order, off the
+//     controller's request; a load whose leader epoch is no longer current is skipped,
 //     since the change that superseded it queued its own event.
 //   - FindCoordinator answers with the leader of the group's partition from
 //     the metadata cache; until it is loaded there, group requests get

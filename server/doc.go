@@ -10,10 +10,11 @@
 // is a subpackage of server/, handed what it needs through its API:
 // package wire (frames, request memory, Fetch encoding and sendfile),
 // config (key tables, parsing, validation, typed settings), metastore and
-// zkstore (the metadata stores), controller, group and txn (coordinators),
-// acl, quota and security. Top-level packages (engine, cleaner, replica,
-// client) are the storage and replication core and the client library,
-// usable without a broker.
+// zkstore (the metadata stores), cluster (the ZooKeeper-mode
+// membership), controller, group and txn (coordinators), acl, quota and
+// security. Top-level packages (engine, cleaner, replica, client) are the
+// storage and replication core and the client library, usable without a
+// broker.
 //
 // # Files
 //
@@ -25,8 +26,9 @@
 //     checks, then the membership's part.
 //   - membership.go: the one place the two modes differ (membership): a
 //     single node (standalone: the embedded metadata store, a cluster of
-//     one) or a ZooKeeper cluster (cluster.go) loads topics, creates,
-//     deletes and grows them, joins and leaves, and writes ISR changes.
+//     one) or a ZooKeeper cluster (cluster.go over package cluster) loads
+//     topics, creates, deletes and grows them, joins and leaves, and
+//     writes ISR changes.
 //     Request paths ask the membership, the metadata view or the partition
 //     manager, never which mode runs; only the inter-broker handlers
 //     (04-07) and readiness reach the cluster itself.
@@ -85,17 +87,19 @@
 //   - 03_metadata.go: the metadata view (metadataView) Metadata and
 //     FindCoordinator answer from: a single node's topics (localView) or
 //     the cluster's controller-fed cache (clusterMeta).
-//   - cluster.go, cluster_metrics.go: cluster mode (zookeeper.connect set;
-//     packages zkstore, controller and replica), the cluster membership:
-//     the controller-fed
-//     metadata cache, local replicas created on LeaderAndIsr, follower
-//     fetchers, the ISR writer (the partition manager's OnISRChange) and
-//     shrink ticker, controlled shutdown. Handlers 04-07 are the inter-broker
-//     APIs (LeaderAndIsr, StopReplica, UpdateMetadata, ControlledShutdown);
-//     cluster_fence.go admits the controller's requests only when they carry
-//     this broker's registration epoch and the controller id and epoch
-//     ZooKeeper names (a watcher keeps that view current).
-//     Lock order: cluster.partMu → Server.topicMu.
+//   - cluster.go: cluster mode (zookeeper.connect set) wired into the
+//     broker. Package cluster is the membership itself (ZooKeeper
+//     credentials, registration, the controller candidate, the fencing
+//     of the controller's requests, follower fetchers, the ISR writer and
+//     shrink check, the config and ACL change watchers, the coordinators'
+//     serial load queue, controlled shutdown, replication metrics);
+//     cluster.go holds what needs the *Server: the controller-fed
+//     metadata cache (clusterMeta), the topic snapshot following
+//     ZooKeeper, local replicas created on LeaderAndIsr, config changes
+//     applied, topic create/delete/grow mapped to Kafka errors. Handlers
+//     04-07 are the inter-broker APIs (LeaderAndIsr, StopReplica,
+//     UpdateMetadata, ControlledShutdown), admitted through
+//     Server.fromController. Lock order: cluster.partMu → Server.topicMu.
 //   - groups.go: the group coordinator's wiring (package group): config,
 //     its store over __consumer_offsets, FindCoordinator's answer; handlers
 //     08-16, 42, 47. A JoinGroup or SyncGroup parks in the coordinator and
@@ -110,13 +114,13 @@
 //     61, 65, 66 (docs/transactions.md).
 //   - cluster_txns.go: transaction coordination in cluster mode: loaded
 //     and unloaded with the leadership of __transaction_state partitions
-//     (through cluster_groups.go's loader), markers forwarded to the other
+//     (through cluster_groups.go's queue), markers forwarded to the other
 //     partition leaders with WriteTxnMarkers.
 //   - cluster_groups.go: group coordination in cluster mode: a broker
 //     coordinates the __consumer_offsets partitions it leads (loaded and
-//     unloaded in LeaderAndIsr order by one goroutine), FindCoordinator
-//     answers the partition's leader from the metadata cache, and writes
-//     to __consumer_offsets are acks=all leader appends answered once the
+//     unloaded in LeaderAndIsr order on the membership's serial queue),
+//     FindCoordinator answers the partition's leader from the metadata
+//     cache, and writes to __consumer_offsets are acks=all leader appends answered once the
 //     high watermark passed them (offsets.commit.timeout.ms).
 //
 // # Concurrency
