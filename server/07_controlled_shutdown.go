@@ -6,8 +6,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/kvlog/kvlog/server/controller"
 )
 
 // ControlledShutdown: v1-3 (inter-broker, to the controller; cluster mode only)
@@ -29,10 +27,7 @@ func init() { regKey(kmsg.ControlledShutdown, 1, 3, (*Server).handleControlledSh
 func (s *Server) handleControlledShutdown(r *request) {
 	req := r.kreq.(*kmsg.ControlledShutdownRequest)
 	resp := req.ResponseKind().(*kmsg.ControlledShutdownResponse)
-	var ctrl *controller.Controller
-	if s.cluster != nil {
-		ctrl = s.cluster.m.Controller()
-	}
+	ctrl := s.mode.controllerCandidate()
 	if ctrl == nil {
 		resp.ErrorCode = kerr.NotController.Code
 		r.reply(resp)

@@ -15,11 +15,13 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/kvlog/kvlog/console"
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/internal/kconn"
 	"github.com/kvlog/kvlog/replica"
 	zkcluster "github.com/kvlog/kvlog/server/cluster"
 	"github.com/kvlog/kvlog/server/config"
+	"github.com/kvlog/kvlog/server/controller"
 	"github.com/kvlog/kvlog/server/metastore"
 	"github.com/kvlog/kvlog/server/zkstore"
 )
@@ -100,19 +102,23 @@ func newCluster(s *Server, zk *zkstore.Store) *cluster {
 }
 
 // fromController admits a request the controller sends to the brokers
-// (package cluster's Member.Admit has the rules): it returns the cluster,
-// or the error to answer with: INVALID_REQUEST on a single node (no
-// controller), STALE_BROKER_EPOCH or STALE_CONTROLLER_EPOCH. A refusal is
-// logged at WARN.
+// (the membership's admit; package cluster's Member.Admit has the rules):
+// it returns the cluster, or the error to answer with: INVALID_REQUEST on
+// a single node (no controller), STALE_BROKER_EPOCH or
+// STALE_CONTROLLER_EPOCH. A refusal is logged at WARN.
 func (s *Server) fromController(r *request, controllerID, controllerEpoch int32, brokerEpoch int64) (*cluster, *kerr.Error) {
-	c := s.cluster
-	if c == nil {
-		return nil, kerr.InvalidRequest
+	c, ref := s.mode.admit(controllerID, controllerEpoch, brokerEpoch)
+	if ref == nil {
+		return c, nil
 	}
+	r.log().Warn("refused inter-broker request: "+ref.Reason, append([]any{"controller", controllerID,
+		"controller_epoch", controllerEpoch, "broker_epoch", brokerEpoch, "err", ref.Err}, ref.Attrs...)...)
+	return nil, ref.Err
+}
+
+func (c *cluster) admit(controllerID, controllerEpoch int32, brokerEpoch int64) (*cluster, *zkcluster.Refusal) {
 	if ref := c.m.Admit(controllerID, controllerEpoch, brokerEpoch); ref != nil {
-		r.log().Warn("refused inter-broker request: "+ref.Reason, append([]any{"controller", controllerID,
-			"controller_epoch", controllerEpoch, "broker_epoch", brokerEpoch, "err", ref.Err}, ref.Attrs...)...)
-		return nil, ref.Err
+		return nil, ref
 	}
 	return c, nil
 }
@@ -428,3 +434,16 @@ func (c *cluster) stop() { c.m.Stop() }
 func (c *cluster) onISRChange() func(*replica.Partition, *replica.ISRChange) { return c.m.ProposeISR }
 
 func (c *cluster) replicated() bool { return true }
+
+func (c *cluster) notReady() string {
+	if !c.m.HasSession() {
+		return "no ZooKeeper session"
+	}
+	return ""
+}
+
+func (c *cluster) describe(bi *console.BrokerInfo) {
+	bi.Mode, bi.ZooKeeper, bi.ZooKeeperSession = "cluster", c.s.cfg.ZooKeeperConnect, c.m.HasSession()
+}
+
+func (c *cluster) controllerCandidate() *controller.Controller { return c.m.Controller() }

@@ -31,7 +31,8 @@
 //     writes ISR changes.
 //     Request paths ask the membership, the metadata view or the partition
 //     manager, never which mode runs; only the inter-broker handlers
-//     (04-07) and readiness reach the cluster itself.
+//     04-06 (once the membership admitted the request: fromController)
+//     and the transaction marker writer reach the cluster itself.
 //   - conn.go: a connection as package wire's frame loop sees it (its
 //     wire.Handler): parsing against the served versions, the SASL state,
 //     quota muting and delayed answers, dispatch to the handlers with
