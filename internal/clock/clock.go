@@ -63,12 +63,18 @@ func AfterFunc(c Clock, d time.Duration, f func()) (stop func() bool) {
 }
 
 // Sleep waits until d has passed on c or ctx is done, and reports whether
-// the whole wait passed (false: ctx ended it).
+// the whole wait passed (false: ctx ended it, and its timer is stopped).
 func Sleep(ctx context.Context, c Clock, d time.Duration) bool {
+	done := make(chan struct{})
+	stop := AfterFunc(c, d, func() { close(done) })
 	select {
-	case <-After(c, d):
+	case <-done:
 		return true
 	case <-ctx.Done():
+		if !stop() {
+			<-done // fired meanwhile: the whole wait passed
+			return true
+		}
 		return false
 	}
 }

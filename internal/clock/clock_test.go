@@ -68,6 +68,9 @@ func TestSleepOnManualClock(t *testing.T) {
 	if <-done {
 		t.Fatal("Sleep reported the whole wait after cancel")
 	}
+	if n := m.Waiters(); n != 0 {
+		t.Fatalf("%d timers left by a cancelled Sleep", n)
+	}
 }
 
 func TestRealClockTimers(t *testing.T) {
