@@ -1,6 +1,8 @@
 package server
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -120,5 +122,57 @@ func TestFailedAuthenticationDelayOnTheClock(t *testing.T) {
 	c.expectClosed()
 	if n := clk.Waiters(); n != 0 {
 		t.Fatalf("%d timers left after the answer", n)
+	}
+}
+
+// TestHTTPAuthenticationDelayOnTheClock: a failed HTTP basic
+// authentication is answered connection.failed.authentication.delay.ms
+// later on the broker's clock, as a failed SASL authentication is.
+func TestHTTPAuthenticationDelayOnTheClock(t *testing.T) {
+	clk := clock.NewManual(time.Now())
+	const delay = 5 * time.Second
+	b := startBrokerOpts(t, t.TempDir(), Options{Clock: clk},
+		"listeners=PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+		"sasl.enabled.mechanisms=PLAIN",
+		`listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-pw";`,
+		"kvlog.http.listener=",
+		"kvlog.http.auth=basic",
+		"connection.failed.authentication.delay.ms=5000")
+	t.Cleanup(func() { clk.Advance(time.Hour) }) // before the broker stops
+	h := b.s.httpSecure(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }))
+
+	serve := func(password string) chan *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, "/cleaner", nil)
+		req.SetBasicAuth("alice", password)
+		out := make(chan *httptest.ResponseRecorder, 1)
+		go func() {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			out <- rec
+		}()
+		return out
+	}
+	if rec := <-serve("alice-pw"); rec.Code != http.StatusOK {
+		t.Fatalf("right password: HTTP %d", rec.Code)
+	}
+	if n := clk.Waiters(); n != 0 {
+		t.Fatalf("%d timers on the clock after a successful authentication", n)
+	}
+	res := serve("wrong")
+	if !clk.AwaitWaiters(1, 10*time.Second) {
+		t.Fatal("the failed authentication set no timer on the broker's clock")
+	}
+	clk.Advance(delay - time.Nanosecond)
+	if n := clk.Waiters(); n != 1 {
+		t.Fatalf("%d timers pending just before the delay ends, want 1", n)
+	}
+	clk.Advance(time.Nanosecond)
+	select {
+	case rec := <-res:
+		if rec.Code != http.StatusUnauthorized {
+			t.Fatalf("wrong password: HTTP %d, want 401", rec.Code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer once the delay passed")
 	}
 }
