@@ -135,10 +135,14 @@
 // later on a short-lived goroutine, as is an acks=all Produce. The waits
 // of a connection (quota muting, a pre-KIP-219 client's delayed answer)
 // and of the accept loop end on a timer or on a stop channel, never by
-// polling, so tests drive them on a testing/synctest bubble's clock. Topic and
-// configuration state are immutable
-// snapshots behind atomic pointers (Server.topics, Server.layers), replaced
-// whole by writers, so request paths take no server-wide lock.
+// polling, so tests drive them on a testing/synctest bubble's clock. The
+// failed-authentication delays (SASL and the HTTP listener's basic
+// authentication), the retry of a failed coordinator load and every wait
+// of package cluster's membership run on the broker's clock
+// (Options.Clock, package clock's timers), so tests drive them with a
+// manual clock. Topic and configuration state are immutable snapshots
+// behind atomic pointers (Server.topics, Server.layers), replaced whole by
+// writers, so request paths take no server-wide lock.
 //
 // Lock order: Server.alterMu → Server.topicMu → Server.lnMu; topicMu →
 // the cleaner's lock (config changes and deletions under topicMu call into
