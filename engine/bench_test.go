@@ -267,3 +267,62 @@ func rss() int64 {
 	}
 	return -1
 }
+
+// BenchmarkRollStall measures what rolling costs the append that rolls:
+// 64 KiB batches into 32 MiB segments, with a Sync after every append (as
+// fsync before acknowledging acks=all does) and with none (no flush
+// policy: the rolled segment is all dirty page cache). Reported per mode:
+// the median latency of the appends that rolled and of the others, and the
+// append rate; the modes alternate run by run, each starting with no
+// dirty pages.
+func BenchmarkRollStall(b *testing.B) {
+	batch := benchBatch(b, 64<<10)
+	const total = 128 << 20
+	cfg := DefaultConfig()
+	cfg.SegmentBytes = 32 << 20
+	run := func(dir string, fsync bool) (rolls, others []float64, mbps float64) {
+		l, err := OpenLog(filepath.Join(dir, "bench-0"), TopicPartition{Topic: "bench"}, cfg, LogOptions{Logger: quietLogger})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer l.Close()
+		start := time.Now()
+		for n := 0; n < total/len(batch); n++ {
+			segs := len(l.segments())
+			t0 := time.Now()
+			if _, err := l.Append(batch, 0); err != nil {
+				b.Fatal(err)
+			}
+			d := float64(time.Since(t0).Microseconds())
+			if len(l.segments()) != segs {
+				rolls = append(rolls, d)
+			} else {
+				others = append(others, d)
+			}
+			if fsync {
+				if err := l.Sync(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		return rolls, others, float64(total) / time.Since(start).Seconds() / 1e6
+	}
+	var rolls, others, rate [2][]float64 // [0] fsync on, [1] off
+	for rep := 0; rep < max(3, b.N); rep++ {
+		for k := 0; k < 2; k++ {
+			mode := (rep + k) % 2
+			dir := b.TempDir()
+			unix.Sync()
+			r, o, mbps := run(dir, mode == 0)
+			rolls[mode] = append(rolls[mode], r...)
+			others[mode] = append(others[mode], o...)
+			rate[mode] = append(rate[mode], mbps)
+			os.RemoveAll(dir)
+		}
+	}
+	for mode, name := range []string{"fsync", "nofsync"} {
+		b.ReportMetric(median(rolls[mode])/1e3, name+"-roll-append-ms")
+		b.ReportMetric(median(others[mode]), name+"-append-us")
+		b.ReportMetric(median(rate[mode]), name+"-MB/s")
+	}
+}

@@ -280,8 +280,8 @@ func (s *segment) endsAt(end Offset) bool {
 // CRC-checked (except, in that first segment, the flushed ones below rp:
 // see recoverSegment), their offsets checked against each other and
 // against the next segment's base, and indexes rebuilt; at the first torn
-// or corrupt batch the segment is truncated and all later segments are
-// deleted.
+// or corrupt batch all later segments are deleted (durably) and the
+// segment is truncated.
 func (l *Log) recover(segs []*segment, rp Offset) ([]*segment, error) {
 	from, ok := floorSegment(segs, rp)
 	if !ok || rp < 0 {
@@ -302,12 +302,21 @@ func (l *Log) recover(segs []*segment, rp Offset) ([]*segment, error) {
 			l.recovered.BytesTruncated += s.size.Load() - valid
 			l.recovered.SegmentsDeleted += len(segs) - i - 1
 			l.logger.Warn("truncating corrupt or torn tail", "segment", s.String(), "valid_bytes", valid, "size", s.size.Load())
-			if err := s.truncateFile(valid); err != nil {
-				return nil, err
-			}
+			// The later segments go for good before the cut is made: a
+			// power loss bringing them back next to the shortened
+			// segment would leave a gap the next recovery accepts
+			// (FORMAT.md §7, Recovery).
 			for _, later := range segs[i+1:] {
 				l.logger.Warn("deleting segment after the recovered tail", "segment", later.String())
 				later.removeFiles()
+			}
+			if i+1 < len(segs) {
+				if err := l.fs.SyncDir(l.dir); err != nil {
+					return nil, l.errorf("recover", s.base, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+				}
+			}
+			if err := s.truncateFile(valid); err != nil {
+				return nil, err
 			}
 			return segs[:i+1], nil
 		}

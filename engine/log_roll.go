@@ -83,8 +83,9 @@ func (l *Log) Roll() error {
 
 // roll creates a new active segment at newBase and seals the old one
 // (final time-index entry, indexes trimmed, handle handed to the cache).
-// The sealed segment is flushed in the background, advancing the recovery
-// point. Caller holds l.mu.
+// The old segment's .log is made durable first (syncBeforeRoll); its
+// indexes and the directory are flushed in the background, advancing the
+// recovery point. Caller holds l.mu.
 //
 // A failure (a full file system) changes nothing: the new segment's files
 // are removed and the old segment stays active, so the append that wanted
@@ -92,6 +93,9 @@ func (l *Log) Roll() error {
 func (l *Log) roll(newBase Offset) (*segment, error) {
 	old := l.active()
 	cfg := l.Config()
+	if err := old.syncBeforeRoll(); err != nil {
+		return nil, l.errorf("roll", old.base, newBase, fmt.Errorf("%w: %w", ErrStorage, err))
+	}
 	seg, err := l.newActiveSegment(newBase, cfg)
 	if err != nil {
 		return nil, err
@@ -119,6 +123,31 @@ func (l *Log) roll(newBase Offset) (*segment, error) {
 		}
 	}()
 	return seg, nil
+}
+
+// syncBeforeRoll fdatasyncs the active segment's .log when it holds
+// unsynced bytes, before a roll lets the next segment receive any. A
+// power loss keeps or loses each file's unsynced writes on its own, so
+// without it the new segment's first batches could survive while this
+// segment's tail is lost: recovery would find the segment ending short of
+// the next one's base, a hole it cannot tell from the gaps compaction and
+// a follower of a compacted leader leave there (FORMAT.md §7, Roll and
+// Recovery). Where every append is flushed by a group commit there is
+// nothing or one batch to sync; otherwise the append that rolls waits for
+// the segment's dirty pages.
+//
+// flushed is left as it was: the flush after the roll syncs the sealed
+// indexes of a segment with unsynced bytes. Caller holds Log.mu.
+func (s *segment) syncBeforeRoll() error {
+	if s.flushed.Load() >= s.size.Load() {
+		return nil
+	}
+	h, err := s.acquire()
+	if err != nil {
+		return err
+	}
+	defer h.release()
+	return h.file.Sync()
 }
 
 // seal finishes the active segment: the largest timestamp goes into the time

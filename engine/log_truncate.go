@@ -48,9 +48,17 @@ func (l *Log) truncateTo(offset Offset) error {
 	i, _ := floorSegment(segs, offset)
 	keep := segs[:i+1]
 	target := segs[i]
-	// Drop whole segments above the target.
+	// Drop whole segments above the target, durably before the target is
+	// cut: a power loss bringing them back next to the shortened target
+	// would leave a gap recovery accepts, with the removed records after
+	// it (FORMAT.md §7, Recovery).
 	for _, s := range segs[i+1:] {
 		l.deleteSegmentFiles(s)
+	}
+	if len(segs) > i+1 {
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return l.errorf("truncate", target.base, offset, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
 	}
 	if err := l.truncateSegment(target, offset); err != nil {
 		return err

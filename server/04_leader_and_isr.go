@@ -18,7 +18,7 @@ import (
 // local log if needed, then become leader (new epoch assigned in the
 // leader-epoch cache; see replica.Partition.MakeLeader) or follower (the
 // fetcher truncates with OffsetsForLeaderEpoch, then fetches). Only the
-// current controller's requests are applied (cluster_fence.go:
+// current controller's requests are applied (package cluster, Member.Admit:
 // STALE_CONTROLLER_EPOCH / STALE_BROKER_EPOCH otherwise); a partition state
 // older than the applied one gets STALE_CONTROLLER_EPOCH for that
 // partition. A partition whose log cannot be created or opened (a file in
@@ -102,8 +102,8 @@ func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTop
 		if err != nil {
 			return err
 		}
-		if c.fetchers != nil {
-			c.fetchers.Unfollow(p.rep)
+		if f := c.m.Fetchers(); f != nil {
+			f.Unfollow(p.rep)
 		}
 		if changed {
 			c.log.Info("became leader", "topic", topic, "partition", ps.Partition, "leader_epoch", ps.LeaderEpoch, "isr", ps.ISR)
@@ -123,13 +123,14 @@ func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTop
 			c.queueCoordinator(coordEvent{topic: topic, p: ps.Partition})
 		}
 	}
-	if c.fetchers == nil {
+	f := c.m.Fetchers()
+	if f == nil {
 		return nil
 	}
-	if ps.Leader < 0 || c.shuttingDown.Load() {
-		c.fetchers.Unfollow(p.rep)
+	if ps.Leader < 0 || c.m.ShuttingDown() {
+		f.Unfollow(p.rep)
 		return nil
 	}
-	c.fetchers.Follow(p.rep, ps.Leader)
+	f.Follow(p.rep, ps.Leader)
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 // Stops serving the listed partitions (fetchers stopped, acks=all waiters
 // answered NOT_LEADER_OR_FOLLOWER) and, with Delete, deletes their logs
 // (topic deletion). Only the current controller's requests are applied
-// (cluster_fence.go).
+// (package cluster, Member.Admit).
 //
 // Version notes:
 //   - v3: per-partition leader epoch and delete flag (KIP-570).
@@ -53,8 +53,8 @@ func (c *cluster) stopReplica(name string, p int32, del bool) error {
 		return nil
 	}
 	part := t.parts[p]
-	if c.fetchers != nil {
-		c.fetchers.Unfollow(part.rep)
+	if f := c.m.Fetchers(); f != nil {
+		f.Unfollow(part.rep)
 	}
 	if del {
 		s.replicas.Remove(part.rep)

@@ -12,7 +12,7 @@ import (
 // partition's leader, epoch, ISR, replicas, offline replicas); it replaces
 // the broker's metadata cache, which Metadata requests are answered from,
 // and new topics or partitions appear in the topic snapshot. Only the
-// current controller's requests are applied (cluster_fence.go).
+// current controller's requests are applied (package cluster, Member.Admit).
 //
 // Version notes:
 //   - v5: topic states nested by topic, offline replicas, BrokerEpoch.

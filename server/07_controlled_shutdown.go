@@ -27,8 +27,8 @@ func init() { regKey(kmsg.ControlledShutdown, 1, 3, (*Server).handleControlledSh
 func (s *Server) handleControlledShutdown(r *request) {
 	req := r.kreq.(*kmsg.ControlledShutdownRequest)
 	resp := req.ResponseKind().(*kmsg.ControlledShutdownResponse)
-	c := s.cluster
-	if c == nil || c.ctrl == nil {
+	ctrl := s.mode.controllerCandidate()
+	if ctrl == nil {
 		resp.ErrorCode = kerr.NotController.Code
 		r.reply(resp)
 		return
@@ -42,7 +42,7 @@ func (s *Server) handleControlledShutdown(r *request) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		remaining, err := c.ctrl.ControlledShutdown(ctx, req.BrokerID, epoch)
+		remaining, err := ctrl.ControlledShutdown(ctx, req.BrokerID, epoch)
 		if err != nil {
 			resp.ErrorCode = errCode(err)
 		}

@@ -3,9 +3,7 @@ package server
 import (
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -178,80 +176,4 @@ func (r *request) auditChange(msg string, args ...any) {
 		l = r.s.authz.audit
 	}
 	l.Info(msg, append([]any{"principal", r.c.principal(), "host", r.c.ip, "api", apiName(r.hdr.key), "client_id", r.hdr.clientID}, args...)...)
-}
-
-// ACL change notifications older than aclChangeMaxAge are deleted once
-// more than aclChangesKept exist (Kafka purges them after 15 minutes).
-const (
-	aclChangeMaxAge = 15 * time.Minute
-	aclChangesKept  = 100
-)
-
-// aclWatcher applies the ACL change notifications other brokers (or
-// Kafka's tools) write in ZooKeeper: each names a resource pattern, whose
-// ACLs are read again. Both notification paths are watched.
-func (c *cluster) aclWatcher(extended bool) {
-	defer c.wg.Done()
-	az := c.s.authz
-	var last int64 = -1
-	first := true
-	for c.ctx.Err() == nil {
-		names, ch, err := c.zk.AclChangesW(extended)
-		if err != nil {
-			select {
-			case <-time.After(time.Second):
-			case <-c.ctx.Done():
-			}
-			continue
-		}
-		changed := map[acl.Pattern][]acl.Entry{}
-		for _, n := range names {
-			seq, err := strconv.ParseInt(strings.TrimPrefix(n, "acl_changes_"), 10, 64)
-			if err != nil || seq <= last {
-				continue
-			}
-			last = seq
-			if first {
-				continue // read below, with everything else
-			}
-			p, ok := c.zk.AclChange(extended, n)
-			if !ok {
-				continue
-			}
-			es, err := c.zk.ResourceAcls(p)
-			if err != nil {
-				c.log.Warn("reading changed ACLs failed; reloading all", "pattern", p.String(), "err", err)
-				if all, err := c.zk.Acls(); err == nil {
-					az.a.Replace(all)
-				}
-				continue
-			}
-			changed[p] = es
-		}
-		if first {
-			// The listing set the watch: reading everything now covers
-			// the changes made since the authorizer loaded at start-up.
-			all, err := c.zk.Acls()
-			if err != nil {
-				c.log.Warn("reading the ACLs failed; retrying", "err", err)
-				select {
-				case <-time.After(time.Second):
-				case <-c.ctx.Done():
-				}
-				continue
-			}
-			az.a.Replace(all)
-		} else if len(changed) > 0 {
-			az.a.Set(changed)
-			c.log.Info("applied ACL changes", "patterns", len(changed), "acls", az.a.Count())
-		}
-		first = false
-		if len(names) > aclChangesKept {
-			c.zk.PurgeAclChanges(extended, aclChangeMaxAge)
-		}
-		select {
-		case <-ch:
-		case <-c.ctx.Done():
-		}
-	}
 }

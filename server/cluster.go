@@ -9,18 +9,17 @@ import (
 	"net"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kvlog/kvlog/console"
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/internal/kconn"
 	"github.com/kvlog/kvlog/replica"
+	zkcluster "github.com/kvlog/kvlog/server/cluster"
 	"github.com/kvlog/kvlog/server/config"
 	"github.com/kvlog/kvlog/server/controller"
 	"github.com/kvlog/kvlog/server/metastore"
@@ -29,7 +28,10 @@ import (
 
 // Cluster mode (zookeeper.connect set): the metadata store is ZooKeeper,
 // one broker is the controller, every partition has a leader and followers
-// (package replica). The broker keeps:
+// (package replica). Package cluster's Member is the membership itself
+// (registration, the controller candidate and the fencing of its
+// requests, fetchers, the ISR writer, ZooKeeper's change notifications,
+// controlled shutdown); this file wires it to what the broker owns:
 //
 //   - a metadata cache (clusterMeta) replaced whole by each UpdateMetadata
 //     from the controller: live brokers, and every partition's leader,
@@ -38,9 +40,6 @@ import (
 //     log and a replica.Partition only when this broker hosts it (created on
 //     the first LeaderAndIsr naming it), otherwise log is nil and
 //     Server.partition returns nil.
-//   - follower fetchers (replica.Fetchers), the ISR writer (leaders' ISR
-//     changes written to ZooKeeper conditionally) and the shrink ticker.
-//   - a controller candidate (package controller).
 //
 // Lock order: cluster.partMu → Server.topicMu.
 
@@ -65,61 +64,63 @@ func (m *clusterMeta) partitions(topic string) ([]partMeta, bool) {
 	return parts, ok
 }
 
+// cluster is the broker's side of cluster mode, its membership.
 type cluster struct {
-	s        *Server
-	zk       *zkstore.Store
-	ctrl     *controller.Controller
-	fetchers *replica.Fetchers
-	dialer   *kconn.Dialer // the inter-broker listener's TLS and SASL (security_interbroker.go)
-	log      *slog.Logger
+	s      *Server
+	zk     *zkstore.Store
+	m      *zkcluster.Member
+	ctx    context.Context // ends when the membership stops
+	dialer *kconn.Dialer   // the inter-broker listener's TLS and SASL (security_interbroker.go)
+	log    *slog.Logger
 
-	brokerEpoch  atomic.Int64
-	ctrlView     atomic.Pointer[zkstore.ControllerView] // the controller as last read from ZooKeeper (cluster_fence.go)
-	ctrlEpoch    atomic.Int32                           // its epoch (metrics)
-	shuttingDown atomic.Bool
-	meta         atomic.Pointer[clusterMeta]
+	meta atomic.Pointer[clusterMeta]
 
 	partMu sync.Mutex // serialises LeaderAndIsr / StopReplica partition changes
-
-	loads coordLoads // group coordinator loads and unloads (cluster_groups.go)
-
-	isrCh  chan isrWork
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	lastConfigChange int64 // sequence number of the last config change applied
-	metrics          *clusterMetrics
-	stopOnce         sync.Once
-	stopped          atomic.Bool
-}
-
-type isrWork struct {
-	p  *replica.Partition
-	ch *replica.ISRChange
-}
-
-// openZooKeeper opens the ZooKeeper metadata store for cfg.
-func openZooKeeper(cfg *config.Broker, logger *slog.Logger) (*zkstore.Store, error) {
-	scheme, auth, setACL, err := zooKeeperAuth(cfg.Layers())
-	if err != nil {
-		return nil, err
-	}
-	return zkstore.Open(zkstore.Options{
-		Connect: cfg.ZooKeeperConnect, SessionTimeout: cfg.ZooKeeperSessionTimeout, ConnectionTimeout: cfg.ZooKeeperConnectionTimeout,
-		ClusterID: cfg.ClusterID, BrokerID: cfg.NodeID, Logger: logger,
-		AuthScheme: scheme, Auth: auth, SetACL: setACL,
-	})
 }
 
 func newCluster(s *Server, zk *zkstore.Store) *cluster {
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &cluster{s: s, zk: zk, log: s.logger.With("component", "cluster"), isrCh: make(chan isrWork, 4096), ctx: ctx, cancel: cancel,
-		lastConfigChange: -1}
-	c.loads.kick = make(chan struct{}, 1)
+	c := &cluster{s: s, zk: zk, log: s.logger.With("component", "cluster")}
 	c.meta.Store(&clusterMeta{controllerID: -1, brokers: map[int32][]zkstore.Endpoint{}, topics: map[string][]partMeta{}})
-	c.metrics = newClusterMetrics(c)
+	c.m = zkcluster.New(zkcluster.Config{
+		Broker:   s.cfg,
+		Store:    zk,
+		Clock:    s.clock,
+		Logger:   s.logger,
+		Registry: s.registry,
+		Brokers:  func() map[int32][]zkstore.Endpoint { return c.meta.Load().brokers },
+		Unclean: func(topic string) bool {
+			if t := s.topic(topic); t != nil {
+				return s.layers.Load().TopicBool("unclean.leader.election.enable", t.configs)
+			}
+			return s.brokerBool("unclean.leader.election.enable")
+		},
+		OnConfigChange: c.applyConfigChange,
+		FollowerLag:    c.followerLag,
+	})
+	c.ctx = c.m.Context()
 	return c
+}
+
+// fromController admits a request the controller sends to the brokers
+// (the membership's admit; package cluster's Member.Admit has the rules):
+// it returns the cluster, or the error to answer with: INVALID_REQUEST on
+// a single node (no controller), STALE_BROKER_EPOCH or
+// STALE_CONTROLLER_EPOCH. A refusal is logged at WARN.
+func (s *Server) fromController(r *request, controllerID, controllerEpoch int32, brokerEpoch int64) (*cluster, *kerr.Error) {
+	c, ref := s.mode.admit(controllerID, controllerEpoch, brokerEpoch)
+	if ref == nil {
+		return c, nil
+	}
+	r.log().Warn("refused inter-broker request: "+ref.Reason, append([]any{"controller", controllerID,
+		"controller_epoch", controllerEpoch, "broker_epoch", brokerEpoch, "err", ref.Err}, ref.Attrs...)...)
+	return nil, ref.Err
+}
+
+func (c *cluster) admit(controllerID, controllerEpoch int32, brokerEpoch int64) (*cluster, *zkcluster.Refusal) {
+	if ref := c.m.Admit(controllerID, controllerEpoch, brokerEpoch); ref != nil {
+		return nil, ref
+	}
+	return c, nil
 }
 
 // loadTopics builds the topic snapshot from ZooKeeper and deletes local logs
@@ -182,25 +183,21 @@ func (c *cluster) attach(part *partition, l *engine.Log) {
 	part.rep = c.s.replicas.Add(l)
 }
 
-// interBrokerListener is the listener other brokers use to reach this one.
-func (c *cluster) interBrokerListener() string { return c.s.cfg.InterBrokerListener }
-
-// start creates the fetchers, registers the broker (after the listeners
-// are bound), then starts the controller watcher, the ISR writer, the shrink ticker, the config
-// watcher, the group coordinator loader and the controller candidate.
+// start registers the broker with its advertised listeners, the
+// inter-broker listener first, once they are bound.
 func (c *cluster) start() error {
 	s := c.s
-	var eps []zkstore.Endpoint
 	s.lnMu.Lock()
 	ln := slices.Clone(s.listeners)
 	s.lnMu.Unlock()
-	ibl := c.interBrokerListener()
+	ibl := s.cfg.InterBrokerListener
 	sort.SliceStable(ln, func(i, j int) bool { return ln[i].name == ibl && ln[j].name != ibl })
 	dialer, err := s.interBrokerDialer()
 	if err != nil {
 		return err
 	}
 	c.dialer = dialer
+	var eps []zkstore.Endpoint
 	for _, l := range ln {
 		host := l.advHost
 		if host == "" {
@@ -208,190 +205,36 @@ func (c *cluster) start() error {
 		}
 		eps = append(eps, zkstore.Endpoint{Name: l.name, Host: host, Port: l.advPort})
 	}
-	// The fetchers exist before the registration: the controller sends
-	// LeaderAndIsr as soon as it sees it, and a partition made follower
-	// without fetchers would never fetch.
-	c.fetchers = replica.NewFetchers(replica.FetcherConfig{
-		ReplicaID:         s.cfg.NodeID,
-		Resolve:           c.resolve,
-		MaxWait:           s.cfg.ReplicaFetchWaitMax,
-		MinBytes:          s.cfg.ReplicaFetchMinBytes,
-		MaxBytes:          s.cfg.ReplicaFetchResponseMaxBytes,
-		PartitionMaxBytes: s.cfg.ReplicaFetchMaxBytes,
-		Backoff:           s.cfg.ReplicaFetchBackoff,
-		RequestTimeout:    s.cfg.ReplicaSocketTimeout,
-		Logger:            s.logger,
-		Dialer:            dialer,
-	})
-	epoch, err := c.zk.RegisterBroker(zkstore.Broker{ID: s.cfg.NodeID, Endpoints: eps, Protocols: s.listenerProtocols()})
-	if err != nil {
-		return err
-	}
-	if err := c.metrics.register(s.registry); err != nil {
-		return err
-	}
-	c.brokerEpoch.Store(epoch)
-	c.log.Info("registered broker", "broker", s.cfg.NodeID, "broker_epoch", epoch, "endpoints", eps)
-	c.zk.OnNewSession(func() {
-		epoch, err := c.zk.RegisterBroker(zkstore.Broker{ID: s.cfg.NodeID, Endpoints: eps, Protocols: s.listenerProtocols()})
-		if err != nil {
-			c.log.Error("re-registering after session expiry failed", "err", err)
-			return
-		}
-		c.brokerEpoch.Store(epoch)
-		c.log.Info("re-registered broker after session expiry", "broker_epoch", epoch)
-	})
-	c.wg.Add(5)
-	go c.controllerWatcher()
-	go c.isrWriter()
-	go c.shrinkTicker()
-	go c.configWatcher()
-	go c.coordinatorLoader()
+	a := zkcluster.StartArgs{Endpoints: eps, Protocols: s.listenerProtocols(), Dialer: dialer, Replicas: s.replicas}
 	if s.authz != nil {
-		c.wg.Add(2)
-		go c.aclWatcher(false)
-		go c.aclWatcher(true)
+		a.Authorizer = s.authz.a
 	}
-	c.ctrl = controller.New(controller.Config{
-		BrokerID: s.cfg.NodeID,
-		Store:    c.zk,
-		Unclean: func(topic string) bool {
-			if t := s.topic(topic); t != nil {
-				return s.layers.Load().TopicBool("unclean.leader.election.enable", t.configs)
-			}
-			return s.brokerBool("unclean.leader.election.enable")
-		},
-		AutoRebalance:     s.cfg.AutoLeaderRebalance,
-		RebalanceInterval: s.cfg.LeaderImbalanceCheckInterval,
-		RequestTimeout:    s.cfg.ReplicaSocketTimeout,
-		Logger:            s.logger,
-		Dialer:            controller.KafkaDialer{ClientID: fmt.Sprintf("kvlog-controller-%d", s.cfg.NodeID), Secure: dialer},
-	})
-	c.ctrl.Start()
-	return nil
+	return c.m.Start(a)
 }
 
 // resolve gives a broker's inter-broker address from the metadata cache.
-func (c *cluster) resolve(id int32) (string, bool) {
-	m := c.meta.Load()
-	eps, ok := m.brokers[id]
-	if !ok || len(eps) == 0 {
-		return "", false
-	}
-	ep := eps[0]
-	for _, e := range eps {
-		if e.Name == c.interBrokerListener() {
-			ep = e
-		}
-	}
-	return net.JoinHostPort(ep.Host, strconv.Itoa(int(ep.Port))), true
-}
+func (c *cluster) resolve(id int32) (string, bool) { return c.m.Resolve(id) }
 
-// isrWriter persists leaders' ISR changes one at a time.
-func (c *cluster) isrWriter() {
-	defer c.wg.Done()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case w := <-c.isrCh:
-			c.writeISR(w)
-		}
-	}
-}
-
-func (c *cluster) writeISR(w isrWork) {
-	tp := w.p.Log().TopicPartition()
-	st := w.p.State()
-	ps := zkstore.PartitionState{Leader: c.s.cfg.NodeID, LeaderEpoch: w.ch.LeaderEpoch, ISR: w.ch.ISR,
-		ControllerEpoch: st.ControllerEpoch, ZkVersion: w.ch.ZkVersion}
-	v, err := c.zk.UpdateISR(tp.Topic, tp.Partition, ps)
-	if err == nil {
-		kind := "expand"
-		if w.ch.Shrink {
-			kind = "shrink"
-			c.metrics.isrShrinks.Inc()
-		} else {
-			c.metrics.isrExpands.Inc()
-		}
-		c.log.Info("ISR changed", "topic", tp.Topic, "partition", tp.Partition, "change", kind, "isr", w.ch.ISR, "leader_epoch", w.ch.LeaderEpoch)
-		w.p.ISRChangeDone(w.ch, v, nil, nil)
-		return
-	}
-	var cur *replica.State
-	if errors.Is(err, zkstore.ErrBadVersion) {
-		if zs, ok, rerr := c.zk.PartitionState(tp.Topic, tp.Partition); rerr == nil && ok {
-			cur = &replica.State{Leader: zs.Leader, LeaderEpoch: zs.LeaderEpoch, ISR: zs.ISR, ZkVersion: zs.ZkVersion, ControllerEpoch: zs.ControllerEpoch}
-		}
-		c.log.Info("ISR change conflicted with a newer partition state", "topic", tp.Topic, "partition", tp.Partition, "proposed", w.ch.ISR)
-	} else {
-		c.log.Warn("ISR change failed", "topic", tp.Topic, "partition", tp.Partition, "err", err)
-	}
-	w.p.ISRChangeDone(w.ch, 0, err, cur)
-}
-
-// proposeISR queues a leader's ISR change (replica.ManagerConfig.OnISRChange).
-func (c *cluster) proposeISR(p *replica.Partition, ch *replica.ISRChange) {
-	select {
-	case c.isrCh <- isrWork{p, ch}:
-	default:
-		p.ISRChangeDone(ch, 0, errors.New("ISR writer queue full"), nil)
-	}
-}
-
-// shrinkTicker checks every led partition for out-of-sync followers.
-func (c *cluster) shrinkTicker() {
-	defer c.wg.Done()
-	every := max(c.s.cfg.ReplicaLagTimeMax/4, 50*time.Millisecond)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-t.C:
-		}
-		c.s.replicas.Tick()
-	}
-}
-
-// configWatcher applies /config/changes notifications (topic and broker
-// configs changed through any broker).
-func (c *cluster) configWatcher() {
-	defer c.wg.Done()
-	first := true
-	for c.ctx.Err() == nil {
-		names, ch, err := c.zk.ConfigChangesW()
-		if err != nil {
-			select {
-			case <-time.After(time.Second):
-			case <-c.ctx.Done():
-			}
-			continue
-		}
-		for _, n := range names {
-			seq, err := strconv.ParseInt(strings.TrimPrefix(n, "config_change_"), 10, 64)
-			if err != nil || seq <= c.lastConfigChange {
+// followerLag sums, over the partitions this broker follows, how far the
+// local log end is behind the leader's high watermark as last seen.
+func (c *cluster) followerLag() int64 {
+	var lag int64
+	for _, t := range c.s.topics.Load().byName {
+		for _, p := range t.parts {
+			if p.rep == nil || p.rep.Role() != replica.RoleFollower {
 				continue
 			}
-			c.lastConfigChange = seq
-			if first {
-				continue // the snapshot was read after these
+			if d := int64(p.log.HighWatermark()) - int64(p.log.LogEndOffset()); d > 0 {
+				lag += d
 			}
-			entity, err := c.zk.TakeConfigChange(n)
-			if err != nil {
-				continue
-			}
-			c.applyConfigChange(entity)
-		}
-		first = false
-		select {
-		case <-ch:
-		case <-c.ctx.Done():
 		}
 	}
+	return lag
 }
 
+// applyConfigChange applies a /config/changes notification (the config
+// watcher of package cluster hands them over): a topic's configs, client
+// quotas, or the dynamic broker configs.
 func (c *cluster) applyConfigChange(entity string) {
 	s := c.s
 	switch {
@@ -474,21 +317,8 @@ func (c *cluster) ensureLocal(name string, p int32) (*partition, error) {
 	return np, nil
 }
 
-func (c *cluster) readTopic(name string) (metastore.Topic, error) {
-	a, err := c.zk.Assignment(name)
-	if err != nil {
-		return metastore.Topic{}, err
-	}
-	cfgs, err := c.zk.TopicConfigs(name)
-	if err != nil {
-		return metastore.Topic{}, err
-	}
-	mt := metastore.Topic{Name: name, ID: a.ID, Partitions: int32(len(a.Replicas)), Configs: cfgs, Assignment: a.Replicas}
-	if len(a.Replicas) > 0 {
-		mt.ReplicationFactor = int16(len(a.Replicas[0]))
-	}
-	return mt, nil
-}
+// readTopic reads a topic's assignment and configs from ZooKeeper.
+func (c *cluster) readTopic(name string) (metastore.Topic, error) { return c.m.ReadTopic(name) }
 
 // syncTopics makes the topic snapshot follow the metadata cache: new topics
 // and partitions appear, deleted topics without local logs go.
@@ -537,24 +367,24 @@ func (c *cluster) syncTopics(m *clusterMeta) {
 	})
 }
 
+// storeErr is the topic error for a failed metadata store operation.
+func storeErr(err error) error {
+	return topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
+}
+
 // createTopic creates a topic in ZooKeeper; the controller then creates the
 // partition states and tells the replicas.
 func (c *cluster) createTopic(spec newTopicSpec) (*topic, error) {
-	ids, err := c.zk.LiveBrokerIDs()
-	if err != nil {
-		return nil, topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
+	mt, err := c.m.CreateTopic(spec.name, spec.partitions, spec.rf, spec.configs)
+	var few *zkcluster.NotEnoughBrokersError
+	switch {
+	case errors.As(err, &few):
+		return nil, topicErrf(kerr.InvalidReplicationFactor, "%v", few)
+	case errors.Is(err, metastore.ErrTopicExists):
+		return nil, topicErrf(kerr.TopicAlreadyExists, "topic %q already exists", spec.name)
+	case err != nil:
+		return nil, storeErr(err)
 	}
-	if int(spec.rf) > len(ids) {
-		return nil, topicErrf(kerr.InvalidReplicationFactor, "replication factor %d is larger than the %d available brokers", spec.rf, len(ids))
-	}
-	mt := metastore.Topic{Name: spec.name, ID: metastore.NewTopicID(), Partitions: spec.partitions, ReplicationFactor: spec.rf, Configs: maps.Clone(spec.configs)}
-	if err := c.zk.CreateTopic(mt); err != nil {
-		if errors.Is(err, metastore.ErrTopicExists) {
-			return nil, topicErrf(kerr.TopicAlreadyExists, "topic %q already exists", spec.name)
-		}
-		return nil, topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
-	}
-	mt.Assignment = nil
 	s := c.s
 	t := c.buildTopic(mt, s.layers.Load(), nil)
 	s.publishTopics(func(m map[string]*topic) {
@@ -562,7 +392,6 @@ func (c *cluster) createTopic(spec newTopicSpec) (*topic, error) {
 			m[t.name] = t
 		}
 	})
-	c.log.Info("created topic", "topic", t.name, "partitions", spec.partitions, "replication_factor", spec.rf, "configs", spec.configs)
 	return s.topic(t.name), nil
 }
 
@@ -571,11 +400,11 @@ func (c *cluster) createTopic(spec newTopicSpec) (*topic, error) {
 // it releases.
 func (c *cluster) deleteTopic(t *topic) error {
 	defer c.s.topicMu.Unlock()
-	if err := c.zk.DeleteTopic(t.name); err != nil {
+	if err := c.m.DeleteTopic(t.name); err != nil {
 		if errors.Is(err, metastore.ErrUnknownTopic) {
 			return topicErrf(kerr.UnknownTopicOrPartition, "unknown topic %q", t.name)
 		}
-		return topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
+		return storeErr(err)
 	}
 	return nil
 }
@@ -586,119 +415,35 @@ func (c *cluster) addPartitions(t *topic, count int32, _ [][]int32, validateOnly
 	if validateOnly {
 		return nil
 	}
-	if err := c.zk.SetPartitionCount(t.name, count); err != nil {
+	if err := c.m.AddPartitions(t.name, count); err != nil {
 		if errors.Is(err, metastore.ErrPartitionCount) {
 			return topicErrf(kerr.InvalidPartitions, "%v", err)
 		}
-		return topicErrf(kerr.KafkaStorageError, "metadata store: %v", err)
+		return storeErr(err)
 	}
 	return nil
 }
 
-// shutdown is the cluster part of a graceful stop: stop following (leave
-// the ISRs), ask the controller to move leadership away (controlled
-// shutdown), then stop the controller candidate and the background work.
-func (c *cluster) shutdown(ctx context.Context) {
-	if c.stopped.Load() || !c.shuttingDown.CompareAndSwap(false, true) {
-		return
-	}
-	if c.fetchers != nil {
-		c.fetchers.Close()
-	}
-	if c.s.cfg.ControlledShutdownEnable && c.ctrl != nil {
-		c.controlledShutdown(ctx)
-	}
-	c.stop()
-}
+// shutdown is the cluster part of a graceful stop: stop following, a
+// controlled shutdown, then stop (package cluster's Member.Shutdown).
+func (c *cluster) shutdown(ctx context.Context) { c.m.Shutdown(ctx) }
 
-func (c *cluster) stop() {
-	c.stopOnce.Do(c.stopNow)
-}
+func (c *cluster) stop() { c.m.Stop() }
 
 // onISRChange writes the partition manager's ISR changes to ZooKeeper.
-func (c *cluster) onISRChange() func(*replica.Partition, *replica.ISRChange) { return c.proposeISR }
+func (c *cluster) onISRChange() func(*replica.Partition, *replica.ISRChange) { return c.m.ProposeISR }
 
 func (c *cluster) replicated() bool { return true }
 
-func (c *cluster) stopNow() {
-	c.stopped.Store(true)
-	if c.ctrl != nil {
-		c.ctrl.Stop()
+func (c *cluster) notReady() string {
+	if !c.m.HasSession() {
+		return "no ZooKeeper session"
 	}
-	if c.fetchers != nil {
-		c.fetchers.Close()
-	}
-	c.cancel()
-	c.wg.Wait()
-	c.s.replicas.StopAll()
-	_ = c.zk.UnregisterBroker(c.s.cfg.NodeID)
+	return ""
 }
 
-// controlledShutdown sends ControlledShutdown to the controller until it
-// reports no partitions left or the retries run out.
-func (c *cluster) controlledShutdown(ctx context.Context) {
-	retries := c.s.cfg.ControlledShutdownMaxRetries
-	backoff := c.s.cfg.ControlledShutdownRetryBackoff
-	for attempt := 0; attempt <= retries; attempt++ {
-		remaining, err := c.controlledShutdownOnce(ctx)
-		if err == nil && remaining == 0 {
-			c.log.Info("controlled shutdown complete")
-			return
-		}
-		c.log.Warn("controlled shutdown incomplete", "attempt", attempt+1, "remaining", remaining, "err", err)
-		if attempt < retries {
-			select {
-			case <-time.After(min(backoff, 2*time.Second)):
-			case <-ctx.Done():
-				return
-			}
-		}
-	}
+func (c *cluster) describe(bi *console.BrokerInfo) {
+	bi.Mode, bi.ZooKeeper, bi.ZooKeeperSession = "cluster", c.s.cfg.ZooKeeperConnect, c.m.HasSession()
 }
 
-func (c *cluster) controlledShutdownOnce(ctx context.Context) (int, error) {
-	id := c.s.cfg.NodeID
-	ctl, _, err := c.zk.ControllerID()
-	if err != nil {
-		return -1, err
-	}
-	if ctl < 0 {
-		return -1, errors.New("no controller")
-	}
-	if ctl == id {
-		rem, err := c.ctrl.ControlledShutdown(ctx, id, c.brokerEpoch.Load())
-		return len(rem), err
-	}
-	addr, ok := c.resolve(ctl)
-	if !ok {
-		return -1, fmt.Errorf("no address for controller %d", ctl)
-	}
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	conn, err := c.dialer.Dial(rctx, addr, "kvlog-controlled-shutdown")
-	if err != nil {
-		return -1, err
-	}
-	defer conn.Close()
-	req := kmsg.NewPtrControlledShutdownRequest()
-	req.Version = 3
-	req.BrokerID = id
-	req.BrokerEpoch = c.brokerEpoch.Load()
-	kresp, err := conn.Request(rctx, req)
-	if err != nil {
-		return -1, err
-	}
-	resp := kresp.(*kmsg.ControlledShutdownResponse)
-	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
-		return -1, err
-	}
-	return len(resp.PartitionsRemaining), nil
-}
-
-// controllerStatus reports the local controller candidate's state.
-func (c *cluster) controllerStatus() controller.Status {
-	if c.ctrl == nil {
-		return controller.Status{}
-	}
-	return c.ctrl.Status()
-}
+func (c *cluster) controllerCandidate() *controller.Controller { return c.m.Controller() }

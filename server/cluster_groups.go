@@ -1,10 +1,9 @@
 package server
 
 import (
-	"errors"
-	"sync"
 	"time"
 
+	"github.com/kvlog/kvlog/internal/clock"
 	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/group"
 	"github.com/kvlog/kvlog/server/metastore"
@@ -17,9 +16,9 @@ import (
 //     it leads. LeaderAndIsr queues a load when it becomes leader of
 //     __consumer_offsets-p (the coordinator replays the partition, up to its
 //     log end offset: everything a new leader holds becomes committed) and an
-//     unload when it becomes follower or the replica stops. One goroutine
-//     (coordinatorLoader) applies them in order, off the controller's
-//     request; a load whose leader epoch is no longer current is skipped,
+//     unload when it becomes follower or the replica stops. The
+//     membership's serial queue applies them in order, off the
+//     controller's request; a load whose leader epoch is no longer current is skipped,
 //     since the change that superseded it queued its own event.
 //   - FindCoordinator answers with the leader of the group's partition from
 //     the metadata cache; until it is loaded there, group requests get
@@ -27,6 +26,10 @@ import (
 //   - Writes are leader appends with acks=all (offsetsStore.Append) and are
 //     answered once the high watermark passed them (offsetsStore.Sync), or
 //     fail after offsets.commit.timeout.ms.
+
+// coordLoadRetry is how long a failed coordinator load waits before it
+// is queued again.
+const coordLoadRetry = time.Second
 
 // coordEvent is a load or unload of one coordinator partition, or (when
 // deleted is set) the removal of deleted topics' committed offsets.
@@ -42,47 +45,12 @@ type coordEvent struct {
 	deleted map[string]metastore.TopicID
 }
 
-// coordLoads is the queue of coordinator events.
-type coordLoads struct {
-	mu    sync.Mutex
-	queue []coordEvent
-	kick  chan struct{}
-}
-
-// queueCoordinator queues a coordinator event (LeaderAndIsr and
-// StopReplica of __consumer_offsets partitions; caller holds partMu, which
-// keeps the queue in the order of the role changes).
+// queueCoordinator queues a coordinator event on the membership's serial
+// queue (LeaderAndIsr and StopReplica of __consumer_offsets partitions;
+// caller holds partMu, which keeps the queue in the order of the role
+// changes).
 func (c *cluster) queueCoordinator(ev coordEvent) {
-	c.loads.mu.Lock()
-	c.loads.queue = append(c.loads.queue, ev)
-	c.loads.mu.Unlock()
-	select {
-	case c.loads.kick <- struct{}{}:
-	default:
-	}
-}
-
-// coordinatorLoader applies queued coordinator events one at a time.
-func (c *cluster) coordinatorLoader() {
-	defer c.wg.Done()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-c.loads.kick:
-		}
-		for c.ctx.Err() == nil {
-			c.loads.mu.Lock()
-			if len(c.loads.queue) == 0 {
-				c.loads.mu.Unlock()
-				break
-			}
-			ev := c.loads.queue[0]
-			c.loads.queue = c.loads.queue[1:]
-			c.loads.mu.Unlock()
-			c.applyCoordinatorEvent(ev)
-		}
-	}
+	c.m.Enqueue(func() { c.applyCoordinatorEvent(ev) })
 }
 
 // coordReplica is this broker's replica of partition p of a coordinator's
@@ -130,7 +98,7 @@ func (c *cluster) applyCoordinatorEvent(ev coordEvent) {
 	start := time.Now()
 	if err := co.Load(ev.p); err != nil {
 		c.log.Error("loading groups failed; retrying", "partition", ev.p, "leader_epoch", ev.epoch, "err", err)
-		time.AfterFunc(time.Second, func() {
+		clock.AfterFunc(c.s.clock, coordLoadRetry, func() {
 			if c.ctx.Err() == nil && c.leadsAt(group.OffsetsTopic, ev.p, ev.epoch) {
 				c.partMu.Lock()
 				c.queueCoordinator(ev)
@@ -164,31 +132,13 @@ func (c *cluster) noteRemovedTopics(next *clusterMeta) {
 	if len(gone) == 0 {
 		return
 	}
-	c.loads.mu.Lock()
-	c.loads.queue = append(c.loads.queue, coordEvent{deleted: gone})
-	c.loads.mu.Unlock()
-	select {
-	case c.loads.kick <- struct{}{}:
-	default:
-	}
+	c.queueCoordinator(coordEvent{deleted: gone})
 }
 
-// removeDeletedOffsets removes the committed offsets of topics ZooKeeper
-// confirms deleted: no assignment znode, or one with another id (deleted
-// and created again). A topic still there under the same id was only
-// missing from one metadata update, and keeps its offsets.
+// removeDeletedOffsets removes the committed offsets of the candidates
+// ZooKeeper confirms deleted (package cluster's Member.DeletedTopics).
 func (c *cluster) removeDeletedOffsets(candidates map[string]metastore.TopicID) {
-	var deleted []string
-	for name, id := range candidates {
-		a, err := c.zk.Assignment(name)
-		switch {
-		case errors.Is(err, metastore.ErrUnknownTopic), err == nil && a.ID != id:
-			deleted = append(deleted, name)
-		case err != nil:
-			c.log.Warn("cannot tell whether a topic was deleted; its groups keep their offsets", "topic", name, "err", err)
-		}
-	}
-	if len(deleted) > 0 {
+	if deleted := c.m.DeletedTopics(candidates); len(deleted) > 0 {
 		c.s.removeDeletedOffsets(deleted)
 	}
 }

@@ -173,7 +173,7 @@ func TestClusterInProcess(t *testing.T) {
 	p0 := m.Topics["kv"].Partitions[0]
 	oldEpoch := p0.LeaderEpoch
 	victim := p0.Leader
-	c.brokers[victim].s.cluster.fetchers.Close()
+	c.brokers[victim].s.cluster.m.Fetchers().Close()
 	c.brokers[victim].s.Close() // no controlled shutdown; its session ends
 	delete(c.brokers, victim)
 	prod2 := c.client(kgo.DefaultProduceTopic("kv"), kgo.RequiredAcks(kgo.AllISRAcks()))
@@ -271,12 +271,12 @@ func TestClusterStaleEpochsRefused(t *testing.T) {
 	}
 	c := startInprocCluster(t, 1)
 	b := c.brokers[1]
-	waitFor(t, 20*time.Second, "controller epoch seen", func() bool { return b.s.cluster.ctrlEpoch.Load() >= 1 })
+	waitFor(t, 20*time.Second, "controller epoch seen", func() bool { return b.s.cluster.m.ControllerEpoch() >= 1 })
 	cl := c.client()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	epoch := b.s.cluster.ctrlEpoch.Load()
-	brokerEpoch := b.s.cluster.brokerEpoch.Load()
+	epoch := b.s.cluster.m.ControllerEpoch()
+	brokerEpoch := b.s.cluster.m.BrokerEpoch()
 
 	um := kmsg.NewPtrUpdateMetadataRequest()
 	um.Version = 6
@@ -322,7 +322,7 @@ func TestClusterStaleEpochsRefused(t *testing.T) {
 			t.Fatalf("StopReplica from controller %d epoch %d broker epoch %d: %v %+v, want %v", f.ctl, f.epoch, f.be, err, sresp, f.want)
 		}
 	}
-	if got := b.s.cluster.ctrlEpoch.Load(); got != epoch {
+	if got := b.s.cluster.m.ControllerEpoch(); got != epoch {
 		t.Fatalf("controller epoch %d after forged requests, want %d", got, epoch)
 	}
 	um = kmsg.NewPtrUpdateMetadataRequest()

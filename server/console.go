@@ -53,10 +53,8 @@ func (s *Server) consoleHandler() http.Handler {
 	started := time.Now()
 	c, err := console.New(console.Options{
 		Broker: func() console.BrokerInfo {
-			bi := console.BrokerInfo{NodeID: s.cfg.NodeID, Version: buildinfo.Version(""), Started: started, Mode: "single node"}
-			if s.cluster != nil {
-				bi.Mode, bi.ZooKeeper, bi.ZooKeeperSession = "cluster", s.cfg.ZooKeeperConnect, s.cluster.zk.HasSession()
-			}
+			bi := console.BrokerInfo{NodeID: s.cfg.NodeID, Version: buildinfo.Version(""), Started: started}
+			s.mode.describe(&bi)
 			return bi
 		},
 		Connect:       s.consoleConnect,

@@ -10,10 +10,11 @@
 // is a subpackage of server/, handed what it needs through its API:
 // package wire (frames, request memory, Fetch encoding and sendfile),
 // config (key tables, parsing, validation, typed settings), metastore and
-// zkstore (the metadata stores), controller, group and txn (coordinators),
-// acl, quota and security. Top-level packages (engine, cleaner, replica,
-// client) are the storage and replication core and the client library,
-// usable without a broker.
+// zkstore (the metadata stores), cluster (the ZooKeeper-mode
+// membership), controller, group and txn (coordinators), acl, quota and
+// security. Top-level packages (engine, cleaner, replica, client) are the
+// storage and replication core and the client library, usable without a
+// broker.
 //
 // # Files
 //
@@ -25,11 +26,13 @@
 //     checks, then the membership's part.
 //   - membership.go: the one place the two modes differ (membership): a
 //     single node (standalone: the embedded metadata store, a cluster of
-//     one) or a ZooKeeper cluster (cluster.go) loads topics, creates,
-//     deletes and grows them, joins and leaves, and writes ISR changes.
+//     one) or a ZooKeeper cluster (cluster.go over package cluster) loads
+//     topics, creates, deletes and grows them, joins and leaves, and
+//     writes ISR changes.
 //     Request paths ask the membership, the metadata view or the partition
 //     manager, never which mode runs; only the inter-broker handlers
-//     (04-07) and readiness reach the cluster itself.
+//     04-06 (once the membership admitted the request: fromController)
+//     and the transaction marker writer reach the cluster itself.
 //   - conn.go: a connection as package wire's frame loop sees it (its
 //     wire.Handler): parsing against the served versions, the SASL state,
 //     quota muting and delayed answers, dispatch to the handlers with
@@ -85,17 +88,19 @@
 //   - 03_metadata.go: the metadata view (metadataView) Metadata and
 //     FindCoordinator answer from: a single node's topics (localView) or
 //     the cluster's controller-fed cache (clusterMeta).
-//   - cluster.go, cluster_metrics.go: cluster mode (zookeeper.connect set;
-//     packages zkstore, controller and replica), the cluster membership:
-//     the controller-fed
-//     metadata cache, local replicas created on LeaderAndIsr, follower
-//     fetchers, the ISR writer (the partition manager's OnISRChange) and
-//     shrink ticker, controlled shutdown. Handlers 04-07 are the inter-broker
-//     APIs (LeaderAndIsr, StopReplica, UpdateMetadata, ControlledShutdown);
-//     cluster_fence.go admits the controller's requests only when they carry
-//     this broker's registration epoch and the controller id and epoch
-//     ZooKeeper names (a watcher keeps that view current).
-//     Lock order: cluster.partMu → Server.topicMu.
+//   - cluster.go: cluster mode (zookeeper.connect set) wired into the
+//     broker. Package cluster is the membership itself (ZooKeeper
+//     credentials, registration, the controller candidate, the fencing
+//     of the controller's requests, follower fetchers, the ISR writer and
+//     shrink check, the config and ACL change watchers, the coordinators'
+//     serial load queue, controlled shutdown, replication metrics);
+//     cluster.go holds what needs the *Server: the controller-fed
+//     metadata cache (clusterMeta), the topic snapshot following
+//     ZooKeeper, local replicas created on LeaderAndIsr, config changes
+//     applied, topic create/delete/grow mapped to Kafka errors. Handlers
+//     04-07 are the inter-broker APIs (LeaderAndIsr, StopReplica,
+//     UpdateMetadata, ControlledShutdown), admitted through
+//     Server.fromController. Lock order: cluster.partMu → Server.topicMu.
 //   - groups.go: the group coordinator's wiring (package group): config,
 //     its store over __consumer_offsets, FindCoordinator's answer; handlers
 //     08-16, 42, 47. A JoinGroup or SyncGroup parks in the coordinator and
@@ -110,13 +115,13 @@
 //     61, 65, 66 (docs/transactions.md).
 //   - cluster_txns.go: transaction coordination in cluster mode: loaded
 //     and unloaded with the leadership of __transaction_state partitions
-//     (through cluster_groups.go's loader), markers forwarded to the other
+//     (through cluster_groups.go's queue), markers forwarded to the other
 //     partition leaders with WriteTxnMarkers.
 //   - cluster_groups.go: group coordination in cluster mode: a broker
 //     coordinates the __consumer_offsets partitions it leads (loaded and
-//     unloaded in LeaderAndIsr order by one goroutine), FindCoordinator
-//     answers the partition's leader from the metadata cache, and writes
-//     to __consumer_offsets are acks=all leader appends answered once the
+//     unloaded in LeaderAndIsr order on the membership's serial queue),
+//     FindCoordinator answers the partition's leader from the metadata
+//     cache, and writes to __consumer_offsets are acks=all leader appends answered once the
 //     high watermark passed them (offsets.commit.timeout.ms).
 //
 // # Concurrency
@@ -130,10 +135,14 @@
 // later on a short-lived goroutine, as is an acks=all Produce. The waits
 // of a connection (quota muting, a pre-KIP-219 client's delayed answer)
 // and of the accept loop end on a timer or on a stop channel, never by
-// polling, so tests drive them on a testing/synctest bubble's clock. Topic and
-// configuration state are immutable
-// snapshots behind atomic pointers (Server.topics, Server.layers), replaced
-// whole by writers, so request paths take no server-wide lock.
+// polling, so tests drive them on a testing/synctest bubble's clock. The
+// failed-authentication delays (SASL and the HTTP listener's basic
+// authentication), the retry of a failed group coordinator load and
+// every wait of package cluster's membership run on the broker's clock
+// (Options.Clock, package clock's timers), so tests drive them with a
+// manual clock. Topic and configuration state are immutable snapshots
+// behind atomic pointers (Server.topics, Server.layers), replaced whole by
+// writers, so request paths take no server-wide lock.
 //
 // Lock order: Server.alterMu → Server.topicMu → Server.lnMu; topicMu →
 // the cleaner's lock (config changes and deletions under topicMu call into

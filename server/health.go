@@ -28,8 +28,8 @@ func (s *Server) Readiness() (bool, []string) {
 	if s.closing.Load() {
 		reasons = append(reasons, "shutting down")
 	}
-	if s.cluster != nil && !s.cluster.zk.HasSession() {
-		reasons = append(reasons, "no ZooKeeper session")
+	if why := s.mode.notReady(); why != "" {
+		reasons = append(reasons, why)
 	}
 	return len(reasons) == 0, reasons
 }

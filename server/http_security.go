@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/console"
+	"github.com/kvlog/kvlog/internal/clock"
 	"github.com/kvlog/kvlog/server/acl"
 	"github.com/kvlog/kvlog/server/config"
 	"github.com/kvlog/kvlog/server/security"
@@ -228,12 +229,7 @@ func (s *Server) httpSecure(next http.Handler) http.Handler {
 		if !ok {
 			s.logger.Warn("HTTP authentication failed", "component", "audit", "user", user, "remote", r.RemoteAddr, "path", r.URL.Path)
 			if d := s.httpAuthFailDelay(); d > 0 {
-				t := time.NewTimer(d)
-				select {
-				case <-t.C:
-				case <-r.Context().Done():
-					t.Stop()
-				}
+				clock.Sleep(r.Context(), s.clock, d)
 			}
 			w.Header().Set("WWW-Authenticate", `Basic realm="kvlog", charset="UTF-8"`)
 			http.Error(w, "authentication required: a user of the broker (SASL PLAIN or SCRAM) and its password", http.StatusUnauthorized)

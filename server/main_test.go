@@ -39,6 +39,13 @@ func startBroker(t testing.TB, extra ...string) *testBroker {
 
 func startBrokerIn(t testing.TB, dir string, extra ...string) *testBroker {
 	t.Helper()
+	return startBrokerOpts(t, dir, Options{}, extra...)
+}
+
+// startBrokerOpts is startBrokerIn with options (a clock, a file system);
+// the logger is the tests'.
+func startBrokerOpts(t testing.TB, dir string, opts Options, extra ...string) *testBroker {
+	t.Helper()
 	// A 4 MiB offset map instead of Kafka's 128 MiB: the cleaner allocates
 	// it when its thread starts, and the tests run many brokers.
 	props := "listeners=PLAINTEXT://127.0.0.1:0\nlog.dirs=" + dir + "\nlog.cleaner.dedupe.buffer.size=4194304\n" + strings.Join(extra, "\n")
@@ -54,7 +61,8 @@ func startBrokerIn(t testing.TB, dir string, extra ...string) *testBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(cfg, Options{Logger: logger})
+	opts.Logger = logger
+	s, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

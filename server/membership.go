@@ -8,7 +8,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/kvlog/kvlog/console"
 	"github.com/kvlog/kvlog/replica"
+	zkcluster "github.com/kvlog/kvlog/server/cluster"
+	"github.com/kvlog/kvlog/server/controller"
 	"github.com/kvlog/kvlog/server/metastore"
 )
 
@@ -44,6 +47,18 @@ type membership interface {
 	// come from their keys, the coordinators load the partitions they
 	// lead as leadership arrives rather than all at start.
 	replicated() bool
+	// notReady is why the membership keeps the broker from being ready
+	// (readiness), "" when it does not.
+	notReady() string
+	// describe sets the console's mode fields.
+	describe(bi *console.BrokerInfo)
+	// controllerCandidate is this broker's controller candidate, which
+	// answers ControlledShutdown when active (nil on a single node).
+	controllerCandidate() *controller.Controller
+	// admit decides whether to apply an inter-broker request from the
+	// controller: the cluster to apply it to, or the error to answer
+	// with and why (Server.fromController).
+	admit(controllerID, controllerEpoch int32, brokerEpoch int64) (*cluster, *zkcluster.Refusal)
 }
 
 // standalone is a single node's membership.
@@ -54,6 +69,14 @@ func (standalone) shutdown(context.Context)                                  {}
 func (standalone) stop()                                                     {}
 func (standalone) onISRChange() func(*replica.Partition, *replica.ISRChange) { return nil }
 func (standalone) replicated() bool                                          { return false }
+func (standalone) notReady() string                                          { return "" }
+func (standalone) describe(bi *console.BrokerInfo)                           { bi.Mode = "single node" }
+func (standalone) controllerCandidate() *controller.Controller               { return nil }
+
+// admit refuses: a single node has no controller.
+func (standalone) admit(int32, int32, int64) (*cluster, *zkcluster.Refusal) {
+	return nil, &zkcluster.Refusal{Err: kerr.InvalidRequest, Reason: "a single node takes no requests from a controller"}
+}
 
 // loadTopics removes the logs of pending deletions (startGroups then
 // removes their offsets and records them done), adopts the logs found when

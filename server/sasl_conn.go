@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kvlog/kvlog/internal/clock"
 	"github.com/kvlog/kvlog/server/security"
 )
 
@@ -206,7 +207,7 @@ func (c *conn) authFailed(r *request, res result, err error) {
 	c.s.metrics.authentications.WithLabelValues(c.l.name, mech, "failure").Inc()
 	c.stopReading()
 	res.closeAfter = true
-	time.AfterFunc(delay, func() { r.finish(res) })
+	clock.AfterFunc(c.s.clock, delay, func() { r.finish(res) })
 }
 
 // authFailedMessage is what a client is told, whatever went wrong.

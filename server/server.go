@@ -24,6 +24,7 @@ import (
 	"github.com/kvlog/kvlog/engine/vfs"
 	"github.com/kvlog/kvlog/internal/clock"
 	"github.com/kvlog/kvlog/replica"
+	zkcluster "github.com/kvlog/kvlog/server/cluster"
 	"github.com/kvlog/kvlog/server/fetchsession"
 	"github.com/kvlog/kvlog/server/group"
 	"github.com/kvlog/kvlog/server/metastore"
@@ -221,7 +222,7 @@ func New(cfg *config.Broker, opts Options) (_ *Server, err error) {
 		}
 	})
 	if cfg.ZooKeeperConnect != "" {
-		zs, err := openZooKeeper(cfg, s.logger)
+		zs, err := zkcluster.Open(cfg, s.logger)
 		if err != nil {
 			return nil, fmt.Errorf("metadata store: %w", err)
 		}

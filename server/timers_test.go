@@ -1,12 +1,16 @@
 package server
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kvlog/kvlog/internal/clock"
 	"github.com/kvlog/kvlog/server/wire"
 )
 
@@ -70,4 +74,105 @@ func TestConnectionWaitsInFakeTime(t *testing.T) {
 			t.Fatal("setClosing did not mark the broker closing")
 		}
 	})
+}
+
+// TestFailedAuthenticationDelayOnTheClock: a failed SASL authentication
+// is answered connection.failed.authentication.delay.ms after the
+// failure on the broker's clock (one timer, not skipped, shortened or
+// taken twice), then the connection closes.
+func TestFailedAuthenticationDelayOnTheClock(t *testing.T) {
+	clk := clock.NewManual(time.Now())
+	const delay = 5 * time.Second
+	b := startBrokerOpts(t, t.TempDir(), Options{Clock: clk},
+		"listeners=PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+		"sasl.enabled.mechanisms=PLAIN",
+		`listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-pw";`,
+		"connection.failed.authentication.delay.ms=5000")
+	b.addr = b.s.ListenerAddrs()["SASL_PLAINTEXT"].String()
+	// A delayed answer pending when the test fails would hold the
+	// broker's shutdown: move the clock past any such timer first
+	// (cleanups run last registered first).
+	t.Cleanup(func() { clk.Advance(time.Hour) })
+	if n := clk.Waiters(); n != 0 {
+		t.Fatalf("%d timers on the clock before any authentication", n)
+	}
+	c := b.dial(t)
+	hs := kmsg.NewPtrSASLHandshakeRequest()
+	hs.Version, hs.Mechanism = 1, "PLAIN"
+	c.send(hs, 1)
+	if resp := c.recv(hs, 1).(*kmsg.SASLHandshakeResponse); resp.ErrorCode != 0 {
+		t.Fatalf("handshake: %v", kerr.ErrorForCode(resp.ErrorCode))
+	}
+	auth := kmsg.NewPtrSASLAuthenticateRequest()
+	auth.Version, auth.SASLAuthBytes = 2, []byte("\x00alice\x00wrong")
+	c.send(auth, 2)
+
+	if !clk.AwaitWaiters(1, 10*time.Second) {
+		t.Fatal("the failed authentication set no timer on the broker's clock")
+	}
+	clk.Advance(delay - time.Nanosecond)
+	if n := clk.Waiters(); n != 1 {
+		t.Fatalf("%d timers pending just before the delay ends, want 1", n)
+	}
+	clk.Advance(time.Nanosecond)
+	resp := c.recv(auth, 2).(*kmsg.SASLAuthenticateResponse)
+	if resp.ErrorCode != kerr.SaslAuthenticationFailed.Code {
+		t.Fatalf("authentication answered %v, want SASL_AUTHENTICATION_FAILED", kerr.ErrorForCode(resp.ErrorCode))
+	}
+	c.expectClosed()
+	if n := clk.Waiters(); n != 0 {
+		t.Fatalf("%d timers left after the answer", n)
+	}
+}
+
+// TestHTTPAuthenticationDelayOnTheClock: a failed HTTP basic
+// authentication is answered connection.failed.authentication.delay.ms
+// later on the broker's clock, as a failed SASL authentication is.
+func TestHTTPAuthenticationDelayOnTheClock(t *testing.T) {
+	clk := clock.NewManual(time.Now())
+	const delay = 5 * time.Second
+	b := startBrokerOpts(t, t.TempDir(), Options{Clock: clk},
+		"listeners=PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+		"sasl.enabled.mechanisms=PLAIN",
+		`listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-pw";`,
+		"kvlog.http.listener=",
+		"kvlog.http.auth=basic",
+		"connection.failed.authentication.delay.ms=5000")
+	t.Cleanup(func() { clk.Advance(time.Hour) }) // before the broker stops
+	h := b.s.httpSecure(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }))
+
+	serve := func(password string) chan *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, "/cleaner", nil)
+		req.SetBasicAuth("alice", password)
+		out := make(chan *httptest.ResponseRecorder, 1)
+		go func() {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			out <- rec
+		}()
+		return out
+	}
+	if rec := <-serve("alice-pw"); rec.Code != http.StatusOK {
+		t.Fatalf("right password: HTTP %d", rec.Code)
+	}
+	if n := clk.Waiters(); n != 0 {
+		t.Fatalf("%d timers on the clock after a successful authentication", n)
+	}
+	res := serve("wrong")
+	if !clk.AwaitWaiters(1, 10*time.Second) {
+		t.Fatal("the failed authentication set no timer on the broker's clock")
+	}
+	clk.Advance(delay - time.Nanosecond)
+	if n := clk.Waiters(); n != 1 {
+		t.Fatalf("%d timers pending just before the delay ends, want 1", n)
+	}
+	clk.Advance(time.Nanosecond)
+	select {
+	case rec := <-res:
+		if rec.Code != http.StatusUnauthorized {
+			t.Fatalf("wrong password: HTTP %d, want 401", rec.Code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer once the delay passed")
+	}
 }

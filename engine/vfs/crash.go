@@ -114,6 +114,12 @@ type CrashOptions struct {
 	// TornTail tears the first lost write of each file instead of dropping
 	// it whole (see the CrashFS model).
 	TornTail bool
+	// KeepFile, when set, chooses the outcome for the content of one file
+	// instead of KeepUnsynced when it returns ok: a test builds an exact
+	// combination of files that kept and lost their unsynced writes. It
+	// is called with the absolute path the file had when CrashFS began
+	// tracking it. Directory operations always follow KeepUnsynced.
+	KeepFile func(path string) (mode KeepMode, ok bool)
 }
 
 // ErrCrashed is returned by handles that were open when Crash ran.
@@ -138,6 +144,7 @@ type fileID struct{ dev, ino uint64 }
 type crashNode struct {
 	id   fileID
 	seq  uint64   // creation order, for deterministic crashes
+	path string   // absolute path when tracking began (CrashOptions.KeepFile)
 	own  *os.File // CrashFS's own descriptor: reads old bytes, undoes, restores
 	ops  []contentOp
 	refs int // open handles plus pending directory operations using own
@@ -259,7 +266,7 @@ func (c *CrashFS) nodeFor(id fileID, path string) (*crashNode, error) {
 		}
 	}
 	c.seq++
-	n := &crashNode{id: id, seq: c.seq, own: own}
+	n := &crashNode{id: id, seq: c.seq, own: own, path: path}
 	c.nodes[id] = n
 	return n, nil
 }
@@ -612,7 +619,13 @@ func (c *CrashFS) CrashWith(opts CrashOptions) error {
 		if len(n.ops) == 0 {
 			continue
 		}
-		keep := c.pick(len(n.ops), opts.KeepUnsynced)
+		mode := opts.KeepUnsynced
+		if opts.KeepFile != nil {
+			if m, ok := opts.KeepFile(n.path); ok {
+				mode = m
+			}
+		}
+		keep := c.pick(len(n.ops), mode)
 		for i := len(n.ops) - 1; i >= keep; i-- {
 			if err := undoContent(n.own, n.ops[i]); err != nil {
 				errs = append(errs, err)

@@ -92,6 +92,29 @@ func TestCrashKeepAllKeepsEverything(t *testing.T) {
 	}
 }
 
+// TestCrashKeepFileChoosesPerFile: KeepFile overrides KeepUnsynced for the
+// files it answers for, by the path they were tracked under.
+func TestCrashKeepFileChoosesPerFile(t *testing.T) {
+	dir := t.TempDir()
+	c := NewCrashFS(1)
+	old, next := filepath.Join(dir, "0.log"), filepath.Join(dir, "1.log")
+	writeFileDurably(t, c, old, "synced|")
+	f := mustOpen(t, c, old, os.O_WRONLY|os.O_APPEND)
+	mustWrite(t, f, "tail|")
+	writeFileDurably(t, c, next, "")
+	g := mustOpen(t, c, next, os.O_WRONLY|os.O_APPEND)
+	mustWrite(t, g, "first|")
+	must(t, c.CrashWith(CrashOptions{KeepUnsynced: KeepAll, KeepFile: func(p string) (KeepMode, bool) {
+		return KeepNone, p == old
+	}}))
+	if got := content(t, old); got != "synced|" {
+		t.Fatalf("%s: %q, want its unsynced tail lost", old, got)
+	}
+	if got := content(t, next); got != "first|" {
+		t.Fatalf("%s: %q, want its unsynced write kept", next, got)
+	}
+}
+
 // TestCrashRandomKeepsSyncedPlusPrefix checks the content model over many
 // seeds: the synced bytes always survive, and what follows is the state
 // after some prefix of the unsynced operations; every prefix occurs.

@@ -1,12 +1,28 @@
-package server
+package cluster
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/kvlog/kvlog/server/config"
 	"github.com/kvlog/kvlog/server/security"
+	"github.com/kvlog/kvlog/server/zkstore"
 )
+
+// Open opens the ZooKeeper metadata store for cfg, with the credentials
+// and ACL setting zooKeeperAuth resolves.
+func Open(cfg *config.Broker, logger *slog.Logger) (*zkstore.Store, error) {
+	scheme, auth, setACL, err := zooKeeperAuth(cfg.Layers())
+	if err != nil {
+		return nil, err
+	}
+	return zkstore.Open(zkstore.Options{
+		Connect: cfg.ZooKeeperConnect, SessionTimeout: cfg.ZooKeeperSessionTimeout, ConnectionTimeout: cfg.ZooKeeperConnectionTimeout,
+		ClusterID: cfg.ClusterID, BrokerID: cfg.NodeID, Logger: logger,
+		AuthScheme: scheme, Auth: auth, SetACL: setACL,
+	})
+}
 
 // DigestLoginModule is the JAAS login module of ZooKeeper's DIGEST-MD5
 // SASL client, the section a Kafka broker authenticates to ZooKeeper with.
