@@ -238,11 +238,11 @@ func TestCrashGroupCommit(t *testing.T) {
 					for k, i := range idx {
 						group[k], leos[k] = logs[i], logs[i].LogEndOffset()
 					}
-					how := syncFileSystem
+					how := SyncFileSystem
 					if seed > 12 {
-						how = []syncStrategy{syncAuto, syncEachLog, syncFileSystem}[howRng.IntN(3)]
+						how = []SyncStrategy{SyncAuto, SyncEachLog, SyncFileSystem}[howRng.IntN(3)]
 					}
-					for k, err := range syncLogs(group, how) {
+					for k, err := range SyncLogsWith(group, how) {
 						if err == nil {
 							synced[idx[k]] = max(synced[idx[k]], leos[k])
 						}
@@ -327,7 +327,7 @@ func TestSyncLogsOneFileSystemSync(t *testing.T) {
 			}
 		}
 		crash.StartTrace(root)
-		for i, err := range syncLogs(logs[:n], syncFileSystem) {
+		for i, err := range SyncLogsWith(logs[:n], SyncFileSystem) {
 			if err != nil {
 				t.Fatalf("log %d: %v", i, err)
 			}
@@ -542,7 +542,7 @@ func TestSyncLogsWithoutSyncFS(t *testing.T) {
 		}
 		logs = append(logs, l)
 	}
-	for i, err := range syncLogs(logs, syncFileSystem) {
+	for i, err := range SyncLogsWith(logs, SyncFileSystem) {
 		if err != nil {
 			t.Fatalf("log %d: %v", i, err)
 		}

@@ -42,11 +42,11 @@ func BenchmarkSyncLogs(b *testing.B) {
 					}
 				}
 				dirty()
-				syncLogs(logs, syncEachLog) // the first commit writes the epoch checkpoints
-				commit := func(how syncStrategy) float64 {
+				SyncLogsWith(logs, SyncEachLog) // the first commit writes the epoch checkpoints
+				commit := func(how SyncStrategy) float64 {
 					dirty()
 					start := time.Now()
-					for i, err := range syncLogs(logs, how) {
+					for i, err := range SyncLogsWith(logs, how) {
 						if err != nil {
 							b.Fatalf("log %d: %v", i, err)
 						}
@@ -58,11 +58,11 @@ func BenchmarkSyncLogs(b *testing.B) {
 				var each, fs []float64
 				for r := 0; r < rounds && (r < 3 || time.Now().Before(deadline)); r++ {
 					if r%2 == 0 {
-						each = append(each, commit(syncEachLog))
-						fs = append(fs, commit(syncFileSystem))
+						each = append(each, commit(SyncEachLog))
+						fs = append(fs, commit(SyncFileSystem))
 					} else {
-						fs = append(fs, commit(syncFileSystem))
-						each = append(each, commit(syncEachLog))
+						fs = append(fs, commit(SyncFileSystem))
+						each = append(each, commit(SyncEachLog))
 					}
 				}
 				b.ReportMetric(median(each), "each-µs")

@@ -57,18 +57,25 @@ func parallel(n int, fn func(i int)) {
 // failed file-system sync fails every log of its dir: which file lost its
 // write-back is not known. Safe for concurrent use with every other Log
 // method and other SyncLogs calls.
-func SyncLogs(logs []*Log) []error { return syncLogs(logs, syncAuto) }
+func SyncLogs(logs []*Log) []error { return SyncLogsWith(logs, SyncAuto) }
 
-// syncStrategy is how syncLogs makes a log dir's dirty logs durable.
-type syncStrategy int
+// SyncStrategy is how SyncLogsWith makes a log dir's dirty logs durable.
+type SyncStrategy int
 
 const (
-	syncAuto       syncStrategy = iota // chosen per log dir (useSyncFS)
-	syncEachLog                        // each log's own files, in parallel
-	syncFileSystem                     // one syncfs of the log dir
+	// SyncAuto: the strategy the log dir's syncChooser expects to be
+	// faster for that many dirty logs (SyncLogs).
+	SyncAuto SyncStrategy = iota
+	// SyncEachLog: each log's own files (fdatasync), in parallel.
+	SyncEachLog
+	// SyncFileSystem: one syncfs of the log dir's file system (each log's
+	// files where the file system has no syncfs).
+	SyncFileSystem
 )
 
-func syncLogs(logs []*Log, how syncStrategy) []error {
+// SyncLogsWith is SyncLogs with the strategy given (tests, and a broker
+// configured to one strategy).
+func SyncLogsWith(logs []*Log, how SyncStrategy) []error {
 	errs := make([]error, len(logs))
 	type member struct {
 		i int
@@ -90,12 +97,12 @@ func syncLogs(logs []*Log, how syncStrategy) []error {
 			defer wg.Done()
 			var ch *syncChooser
 			use := how
-			if how == syncAuto {
+			if how == SyncAuto {
 				ch = chooserFor(root)
 				use = ch.pick(len(ms))
 			}
 			start := time.Now()
-			if use == syncFileSystem {
+			if use == SyncFileSystem {
 				group := make([]*Log, len(ms))
 				for k, m := range ms {
 					group[k] = m.l

@@ -46,8 +46,8 @@ type syncClass struct {
 	spent float64 // seconds committed in this class since the last exploration
 }
 
-func strategyIndex(s syncStrategy) int {
-	if s == syncFileSystem {
+func strategyIndex(s SyncStrategy) int {
+	if s == SyncFileSystem {
 		return 1
 	}
 	return 0
@@ -56,17 +56,17 @@ func strategyIndex(s syncStrategy) int {
 func classOf(n int) int { return min(bits.Len(uint(n)), syncClasses-1) }
 
 // prior is the strategy for n dirty logs before anything was measured.
-func prior(n int) syncStrategy {
+func prior(n int) SyncStrategy {
 	if n >= 8 && n < 256 {
-		return syncFileSystem
+		return SyncFileSystem
 	}
-	return syncEachLog
+	return SyncEachLog
 }
 
 // pick returns the strategy for a commit of n dirty logs.
-func (c *syncChooser) pick(n int) syncStrategy {
+func (c *syncChooser) pick(n int) SyncStrategy {
 	if n < GroupSyncMin {
-		return syncEachLog
+		return SyncEachLog
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -75,18 +75,18 @@ func (c *syncChooser) pick(n int) syncStrategy {
 	switch {
 	case k.known[0] && k.known[1]:
 		if k.cost[1] < k.cost[0] {
-			best = syncFileSystem
+			best = SyncFileSystem
 		} else {
-			best = syncEachLog
+			best = SyncEachLog
 		}
 	case k.known[0]:
-		best = syncEachLog
+		best = SyncEachLog
 	case k.known[1]:
-		best = syncFileSystem
+		best = SyncFileSystem
 	}
-	other := syncFileSystem
-	if best == syncFileSystem {
-		other = syncEachLog
+	other := SyncFileSystem
+	if best == SyncFileSystem {
+		other = SyncEachLog
 	}
 	o := strategyIndex(other)
 	// The other strategy is explored once the time spent here would pay
@@ -104,7 +104,7 @@ func (c *syncChooser) pick(n int) syncStrategy {
 }
 
 // record adds the duration of a commit of n dirty logs made with how.
-func (c *syncChooser) record(n int, how syncStrategy, d time.Duration) {
+func (c *syncChooser) record(n int, how SyncStrategy, d time.Duration) {
 	if n < GroupSyncMin {
 		return
 	}

@@ -7,12 +7,12 @@ import (
 
 // simulate runs commits of n dirty logs through c, each strategy costing
 // what cost says, and returns the time spent with each.
-func simulate(c *syncChooser, n, commits int, cost func(syncStrategy) time.Duration) (each, fs time.Duration) {
+func simulate(c *syncChooser, n, commits int, cost func(SyncStrategy) time.Duration) (each, fs time.Duration) {
 	for range commits {
 		how := c.pick(n)
 		d := cost(how)
 		c.record(n, how, d)
-		if how == syncFileSystem {
+		if how == SyncFileSystem {
 			fs += d
 		} else {
 			each += d
@@ -21,9 +21,9 @@ func simulate(c *syncChooser, n, commits int, cost func(syncStrategy) time.Durat
 	return each, fs
 }
 
-func costs(each, fs time.Duration) func(syncStrategy) time.Duration {
-	return func(s syncStrategy) time.Duration {
-		if s == syncFileSystem {
+func costs(each, fs time.Duration) func(SyncStrategy) time.Duration {
+	return func(s SyncStrategy) time.Duration {
+		if s == SyncFileSystem {
 			return fs
 		}
 		return each
@@ -44,7 +44,7 @@ func TestSyncChooserBelowGroupSyncMin(t *testing.T) {
 // TestSyncChooserPrior: before any measurement, syncfs for 8 to 255 dirty
 // logs and the logs' own syncs otherwise (BenchmarkSyncLogs).
 func TestSyncChooserPrior(t *testing.T) {
-	for n, want := range map[int]syncStrategy{4: syncEachLog, 7: syncEachLog, 8: syncFileSystem, 100: syncFileSystem, 255: syncFileSystem, 256: syncEachLog, 1000: syncEachLog} {
+	for n, want := range map[int]SyncStrategy{4: SyncEachLog, 7: SyncEachLog, 8: SyncFileSystem, 100: SyncFileSystem, 255: SyncFileSystem, 256: SyncEachLog, 1000: SyncEachLog} {
 		var c syncChooser
 		if got := c.pick(n); got != want {
 			t.Errorf("%d dirty logs: first pick %v, want %v", n, got, want)
