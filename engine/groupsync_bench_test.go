@@ -11,8 +11,8 @@ import (
 // bytes each has unflushed: the logs' own fdatasyncs in parallel against
 // one syncfs of the log dir, in alternating rounds of the same run. It
 // reports the median commit time of each and their ratio (each/fs > 1:
-// syncfs is faster). The rule SyncLogs follows (useSyncFS) comes from
-// these figures.
+// syncfs is faster). The syncChooser's prior and the figures in
+// docs/storage.md come from it.
 func BenchmarkSyncLogs(b *testing.B) {
 	for _, n := range []int{1, 2, 4, 8, 16, 32, 100, 1000} {
 		for _, size := range []int{1 << 10, 16 << 10, 256 << 10} {
