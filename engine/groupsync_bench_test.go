@@ -14,7 +14,7 @@ import (
 // syncfs is faster). The syncChooser's prior and the figures in
 // docs/storage.md come from it.
 func BenchmarkSyncLogs(b *testing.B) {
-	for _, n := range []int{1, 2, 4, 8, 16, 32, 100, 1000} {
+	for _, n := range []int{1, 2, 4, 8, 16, 32, 100, 256, 1000} {
 		for _, size := range []int{1 << 10, 16 << 10, 256 << 10} {
 			if n*size > 64<<20 {
 				continue

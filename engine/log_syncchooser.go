@@ -8,16 +8,17 @@ import (
 
 // What a group commit costs depends on the file system, the disk and on
 // what else is dirty there, so SyncLogs measures it instead of assuming.
-// Measured on ext4 over a virtual disk (BenchmarkSyncLogs, 1 KiB to
-// 256 KiB unflushed per log): below GroupSyncMin dirty logs the logs' own
-// fdatasyncs are faster; from 8 to ~100 logs one syncfs is 1.3-2.8×
-// faster (one journal commit instead of many); at 1,000 logs the
-// fdatasyncs, issued from 64 threads at once, are ~2× faster again (syncfs
-// writes the inodes back one after the other, the mapped indexes with
-// them). And syncfs also writes back, and waits for, everything other
-// writers left dirty on the file system: with busy neighbours its cost
-// varies tenfold from one commit to the next while an fdatasync's does
-// not.
+// Measured on ext4 over a virtual disk shared with other busy processes
+// (BenchmarkSyncLogs, 1 KiB to 256 KiB unflushed per log, runs minutes
+// apart): below GroupSyncMin dirty logs the logs' own fdatasyncs are
+// faster; from 8 to ~100 logs one syncfs was 1.3-2.8× faster in one run
+// (one journal commit instead of many) and up to 1.6× slower in another;
+// at 256 and 1,000 logs either won depending on the run, by up to 3×
+// (syncfs writes the inodes back one after the other, the mapped indexes
+// with them, and waits for everything other writers left dirty on the
+// file system: with busy neighbours its cost varies tenfold from one
+// commit to the next, while the fdatasyncs, issued from 64 threads at
+// once, depend on the disk's queue).
 //
 // syncChooser keeps, per log dir and per power-of-two class of the number
 // of dirty logs, a moving average of the commit time of each strategy,
