@@ -12,6 +12,7 @@
 //	make bench-quick   # reduced sizes, 3 rounds: about 5 minutes
 //	make bench         # the full matrix, 5 rounds: an hour or more
 //	make bench-quick BENCH_FLAGS='-scenarios produce,consume -reps 2'
+//	make bench-quick BENCH_FLAGS='-scenarios produce -baseline <rev> -systems kvlog,kvlog-before,kvlog-nofsync -cells 8/1024/1000/all/none,1000/1024/1000/all/none'
 //	bin/kvbench -from bench/results/<date>   # rewrite report and charts from raw/
 //
 // It builds kvlogd (this tree, without -race) and kfaked (bench/kvbench/kfaked:

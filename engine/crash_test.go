@@ -165,8 +165,10 @@ func checkRecovered(t *testing.T, l *Log, history []testRecord, synced Offset) {
 }
 
 // TestCrashGroupCommit: several partitions of one log dir are made durable
-// together by group commits (SyncLogs with at least GroupSyncMin logs: one
-// file-system sync for all of them), with segments rolling, leader epochs
+// together by group commits (seeds 1-12: one file-system sync for all of
+// them; later seeds: each commit at random through one file-system sync,
+// the logs' own fsyncs, or the rule SyncLogs applies, so that both
+// strategies stay covered whatever that rule is), with segments rolling, leader epochs
 // changing and cold segment handles closed now and then. Each round ends
 // with a power loss inside a group commit of every partition: the process
 // dies after a random number of file operations of it (possibly none,
@@ -175,9 +177,10 @@ func checkRecovered(t *testing.T, l *Log, history []testRecord, synced Offset) {
 // to it, including everything a SyncLogs call reported durable for it.
 func TestCrashGroupCommit(t *testing.T) {
 	const parts = 6
-	for seed := int64(1); seed <= 12; seed++ {
+	for seed := int64(1); seed <= 20; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(seed), 7))
+			howRng := rand.New(rand.NewPCG(uint64(seed), 8)) // the sync strategies: rng's sequence stays as it was
 			crash := vfs.NewCrashFS(seed)
 			fsys := vfs.NewFailFS(crash)
 			root := t.TempDir()
@@ -228,15 +231,19 @@ func TestCrashGroupCommit(t *testing.T) {
 						epochOf[i] = append(epochOf[i], epoch)
 					}
 				}
-				// groupSync syncs a random group of at least GroupSyncMin
-				// partitions and records what it made durable.
+				// groupSync syncs a random group of partitions, with a
+				// random strategy, and records what it made durable.
 				groupSync := func(idx []int) {
 					group := make([]*Log, len(idx))
 					leos := make([]Offset, len(idx))
 					for k, i := range idx {
 						group[k], leos[k] = logs[i], logs[i].LogEndOffset()
 					}
-					for k, err := range SyncLogs(group) {
+					how := SyncFileSystem
+					if seed > 12 {
+						how = []SyncStrategy{SyncAuto, SyncEachLog, SyncFileSystem}[howRng.IntN(3)]
+					}
+					for k, err := range SyncLogsWith(group, how) {
 						if err == nil {
 							synced[idx[k]] = max(synced[idx[k]], leos[k])
 						}
@@ -254,7 +261,7 @@ func TestCrashGroupCommit(t *testing.T) {
 						appendTo(rng.IntN(parts))
 						continue
 					}
-					idx := rng.Perm(parts)[:GroupSyncMin+rng.IntN(parts-GroupSyncMin+1)]
+					idx := rng.Perm(parts)[:4+rng.IntN(parts-4+1)]
 					groupSync(idx)
 				}
 				// The power loss, inside a group commit of every partition.
@@ -273,10 +280,10 @@ func TestCrashGroupCommit(t *testing.T) {
 	}
 }
 
-// TestSyncLogsOneFileSystemSync: a group commit of GroupSyncMin or more
-// partitions of a log dir costs one file-system sync and no fdatasync of
-// any segment, whatever the number of partitions; a smaller group syncs
-// each log's own files.
+// TestSyncLogsOneFileSystemSync: a group commit through a file-system sync
+// costs one syncfs and no fdatasync of any segment, whatever the number of
+// partitions; a group smaller than GroupSyncMin always syncs each log's own
+// files.
 func TestSyncLogsOneFileSystemSync(t *testing.T) {
 	crash := vfs.NewCrashFS(1)
 	root := t.TempDir()
@@ -321,7 +328,7 @@ func TestSyncLogsOneFileSystemSync(t *testing.T) {
 			}
 		}
 		crash.StartTrace(root)
-		for i, err := range SyncLogs(logs[:n]) {
+		for i, err := range SyncLogsWith(logs[:n], SyncFileSystem) {
 			if err != nil {
 				t.Fatalf("log %d: %v", i, err)
 			}
@@ -536,7 +543,7 @@ func TestSyncLogsWithoutSyncFS(t *testing.T) {
 		}
 		logs = append(logs, l)
 	}
-	for i, err := range SyncLogs(logs) {
+	for i, err := range SyncLogsWith(logs, SyncFileSystem) {
 		if err != nil {
 			t.Fatalf("log %d: %v", i, err)
 		}

@@ -12,10 +12,11 @@ import (
 )
 
 // GroupSyncMin is the fewest logs of one log dir with something to flush
-// for which SyncLogs syncs the whole file system once (syncfs(2)) rather
-// than each log's files (fdatasync, in parallel): below it the file-system
-// sync would also write back what unrelated writers left dirty for little
-// gain.
+// for which SyncLogs may sync the whole file system once (syncfs(2))
+// rather than each log's files (fdatasync, in parallel): below it one
+// fdatasync per log is less work than a file-system sync, which also
+// writes back (and waits for) whatever unrelated writers left dirty.
+// Above it, the cheaper of the two is measured per log dir (syncChooser).
 const GroupSyncMin = 4
 
 // groupSyncThreads bounds the file writes and syncs of single logs a
@@ -46,16 +47,35 @@ func parallel(n int, fn func(i int)) {
 }
 
 // SyncLogs makes everything appended so far to each of logs durable and
-// advances their recovery points, as Sync does for one log, at the cost of
-// one file-system sync per log dir when at least GroupSyncMin of the logs
-// have unflushed data there (a group commit across partitions: one
-// journal commit of the file system instead of one fdatasync, and its
-// journal commit, per partition). It returns one error per log (nil: the
+// advances their recovery points, as Sync does for one log. Per log dir,
+// it either syncs each dirty log's files (fdatasync, in parallel) or the
+// whole file system once (syncfs: a group commit across partitions, one
+// journal commit instead of one per partition), whichever the log dir's
+// syncChooser expects to be faster for that many dirty logs (never
+// syncfs below GroupSyncMin). It returns one error per log (nil: the
 // log is durable up to the log end it had when SyncLogs was called). A
 // failed file-system sync fails every log of its dir: which file lost its
 // write-back is not known. Safe for concurrent use with every other Log
 // method and other SyncLogs calls.
-func SyncLogs(logs []*Log) []error {
+func SyncLogs(logs []*Log) []error { return SyncLogsWith(logs, SyncAuto) }
+
+// SyncStrategy is how SyncLogsWith makes a log dir's dirty logs durable.
+type SyncStrategy int
+
+const (
+	// SyncAuto: the strategy the log dir's syncChooser expects to be
+	// faster for that many dirty logs (SyncLogs).
+	SyncAuto SyncStrategy = iota
+	// SyncEachLog: each log's own files (fdatasync), in parallel.
+	SyncEachLog
+	// SyncFileSystem: one syncfs of the log dir's file system (each log's
+	// files where the file system has no syncfs).
+	SyncFileSystem
+)
+
+// SyncLogsWith is SyncLogs with the strategy given (tests, and a broker
+// configured to one strategy).
+func SyncLogsWith(logs []*Log, how SyncStrategy) []error {
 	errs := make([]error, len(logs))
 	type member struct {
 		i int
@@ -69,26 +89,37 @@ func SyncLogs(logs []*Log) []error {
 		root := filepath.Dir(l.dir)
 		byDir[root] = append(byDir[root], member{i, l})
 	}
+	// Log dirs are independent file systems (usually): synced in parallel.
 	var wg sync.WaitGroup
 	for root, ms := range byDir {
-		if len(ms) >= GroupSyncMin {
-			group := make([]*Log, len(ms))
-			for k, m := range ms {
-				group[k] = m.l
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var ch *syncChooser
+			use := how
+			if how == SyncAuto {
+				ch = chooserFor(root)
+				use = ch.pick(len(ms))
 			}
-			gerrs := syncGroup(root, group)
-			for k, m := range ms {
-				errs[m.i] = gerrs[k]
+			start := time.Now()
+			if use == SyncFileSystem {
+				group := make([]*Log, len(ms))
+				for k, m := range ms {
+					group[k] = m.l
+				}
+				gerrs := syncGroup(root, group)
+				for k, m := range ms {
+					errs[m.i] = gerrs[k]
+				}
+			} else {
+				parallel(len(ms), func(k int) {
+					errs[ms[k].i] = ms[k].l.Sync()
+				})
 			}
-			continue
-		}
-		for _, m := range ms {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[m.i] = m.l.Sync()
-			}()
-		}
+			if ch != nil {
+				ch.record(len(ms), use, time.Since(start))
+			}
+		}()
 	}
 	wg.Wait()
 	return errs

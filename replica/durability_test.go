@@ -248,8 +248,8 @@ func (g *groupFS) SyncFS(name string) error {
 
 // TestGroupCommitAcrossPartitions: acks=all produces to many partitions
 // of one log dir, appended within one request (HoldCommits), are made
-// durable by one file-system sync for all of them, not an fsync per
-// partition; none is answered before that sync completes, all are after.
+// durable by one file-system sync for all of them (the strategy the
+// manager is configured to here), not an fsync per partition; none is answered before that sync completes, all are after.
 // When the sync fails (the power goes during it) none is answered with
 // success, and after the power loss every partition holds what was
 // acknowledged before.
@@ -269,7 +269,7 @@ func TestGroupCommitAcrossPartitions(t *testing.T) {
 		}
 		return l
 	}
-	m := NewManager(ManagerConfig{ID: 1, SyncAlone: true, Logger: silent})
+	m := NewManager(ManagerConfig{ID: 1, SyncAlone: true, Logger: silent, GroupSync: engine.SyncFileSystem})
 	logs := make([]*engine.Log, parts)
 	ps := make([]*Partition, parts)
 	for i := range ps {

@@ -22,6 +22,10 @@ type ManagerConfig struct {
 	Logger    *slog.Logger
 	// AroundTruncate, when set, gives each log's Options.AroundTruncate.
 	AroundTruncate func(l *engine.Log) func(truncate func() error) error
+	// GroupSync is how a group commit syncs the partitions waiting:
+	// engine.SyncAuto (the zero value: fdatasyncs or one syncfs per log
+	// dir, whichever was measured faster), or one of them always.
+	GroupSync engine.SyncStrategy
 	// OnISRChange receives the ISR changes leaders propose (follower
 	// fetches, Tick): the caller persists them and reports back with
 	// Partition.ISRChangeDone. Nil when no partition has followers.
@@ -121,8 +125,9 @@ func (m *Manager) Append(p *Partition, batch []byte, acksAll bool, minISR int) (
 
 // requestFlush hands p, whose HW now waits for an fsync, to the group
 // commit: one committer goroutine takes every partition waiting, makes
-// them durable together (engine.SyncLogs: one file-system sync per log dir
-// for a large group), lets their HWs pass, and goes on with the partitions
+// them durable together (engine.SyncLogs: their fdatasyncs in parallel or
+// one file-system sync per log dir, whichever is faster for that many
+// partitions), lets their HWs pass, and goes on with the partitions
 // that waited meanwhile, until none is left. So the number of syncs
 // follows the time a sync takes, not the number of partitions or requests.
 //
@@ -194,7 +199,7 @@ func (m *Manager) commit() {
 		for i, p := range group {
 			logs[i] = p.log
 		}
-		errs := engine.SyncLogs(logs)
+		errs := engine.SyncLogsWith(logs, m.cfg.GroupSync)
 		// Every HW moves first, then the acks=all completions run, each
 		// partition's on a goroutine of its own as with a flush of its
 		// own: a completion may append and wait for the next commit

@@ -71,6 +71,11 @@ type request struct {
 	// throttleMs is the client quota throttle (quotas.go): reported in
 	// the response, the connection muted for it.
 	throttleMs atomic.Int32
+	// frame is a produce request's frame, which its decoded batches
+	// alias: handed back to the frame pool once the request is answered
+	// (an acks=all request is answered after its handler returned, and
+	// its completion still reads the batches: metrics).
+	frame []byte
 }
 
 // Pending is the request's place in its connection (wire.Request).
@@ -79,7 +84,13 @@ func (r *request) Pending() *wire.Pending { return &r.pending }
 // finish completes the request (first completion wins).
 func (r *request) finish(res result) {
 	r.pending.Complete(wire.Result{Resp: res.resp, Fetch: res.fetch, Raw: res.raw, Skip: res.skip, Err: res.err, CloseAfter: res.closeAfter},
-		func() { r.s.metrics.observe(r, res, time.Since(r.start)) })
+		func() {
+			r.s.metrics.observe(r, res, time.Since(r.start))
+			if f := r.frame; f != nil {
+				r.frame = nil
+				wire.PutFrame(f) // answered: nothing refers to the frame any more
+			}
+		})
 }
 
 func (r *request) reply(resp kmsg.Response) { r.finish(result{resp: resp}) }
@@ -246,10 +257,11 @@ func (c *conn) handleFrame(frame []byte, mem int64) bool {
 		return false
 	}
 	r := c.newRequest(hdr, kreq, mem)
-	c.w.Queue(r)
-	if c.dispatch(r) && hdr.key == kmsg.Produce.Int16() {
-		wire.PutFrame(frame) // appended: nothing refers to the frame any more
+	if hdr.key == kmsg.Produce.Int16() {
+		r.frame = frame // pooled again once answered (finish)
 	}
+	c.w.Queue(r)
+	c.dispatch(r)
 	if ms := r.throttleMs.Load(); ms > 0 {
 		c.mute(time.Duration(ms) * time.Millisecond) // KIP-219: read nothing more meanwhile
 	}

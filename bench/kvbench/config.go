@@ -1,11 +1,18 @@
 package main
 
-import "time"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // config is every parameter of a run; the report prints them.
 type config struct {
 	mode string
 	reps int
+	// systems: only these systems run (-systems); empty: all.
+	systems []string
 	// kafkaEverywhere: Apache Kafka runs in every scenario (full run);
 	// otherwise in produce, consume and latency only (quick run).
 	kafkaEverywhere bool
@@ -178,4 +185,30 @@ func quickConfig() *config {
 		profileSeconds:   4,
 		scenarioTimeout:  30 * time.Minute,
 	}
+}
+
+// parseCells reads -cells: comma-separated
+// partitions/valueBytes/keys/acks/codec shapes.
+func parseCells(spec string) ([]shape, error) {
+	var out []shape
+	for _, c := range strings.Split(spec, ",") {
+		f := strings.Split(strings.TrimSpace(c), "/")
+		if len(f) != 5 {
+			return nil, fmt.Errorf("-cells %q: want partitions/valueBytes/keys/acks/codec", c)
+		}
+		p, err1 := strconv.Atoi(f[0])
+		v, err2 := strconv.Atoi(f[1])
+		k, err3 := strconv.Atoi(f[2])
+		if err1 != nil || err2 != nil || err3 != nil || p < 1 || v < 1 || k < 1 {
+			return nil, fmt.Errorf("-cells %q: partitions, value bytes and keys are positive integers", c)
+		}
+		if f[3] != "all" && f[3] != "1" {
+			return nil, fmt.Errorf("-cells %q: acks is all or 1", c)
+		}
+		if f[4] != "none" && f[4] != "lz4" && f[4] != "zstd" {
+			return nil, fmt.Errorf("-cells %q: codec is none, lz4 or zstd", c)
+		}
+		out = append(out, shape{int32(p), v, k, f[3], f[4]})
+	}
+	return out, nil
 }

@@ -115,6 +115,8 @@ func main() {
 		keepTmp  = flag.Bool("keep", false, "keep the temp directory")
 		from     = flag.String("from", "", "only write the report and charts again from this results directory's raw data")
 		kafkaAll = flag.Bool("kafka-everywhere", false, "quick run: Apache Kafka in every scenario, as in the full run")
+		cells    = flag.String("cells", "", "produce cells instead of the mode's matrix, comma-separated partitions/valueBytes/keys/acks/codec (e.g. 8/1024/1000/all/none,1000/1024/1000/all/none)")
+		systems  = flag.String("systems", "", "comma-separated systems to run (default all), e.g. kvlog,kvlog-before,kafka,kafka-fsync")
 	)
 	flag.Parse()
 	if *from != "" {
@@ -124,13 +126,13 @@ func main() {
 		}
 		return
 	}
-	if err := run(*quick, *root, *out, *only, *reps, *keepTmp, *kafkaAll, *base); err != nil {
+	if err := run(*quick, *root, *out, *only, *reps, *keepTmp, *kafkaAll, *base, *cells, *systems); err != nil {
 		fmt.Fprintln(os.Stderr, "kvbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(quick bool, root, out, only string, reps int, keepTmp, kafkaAll bool, baseline string) error {
+func run(quick bool, root, out, only string, reps int, keepTmp, kafkaAll bool, baseline, cells, systems string) error {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return err
@@ -147,6 +149,16 @@ func run(quick bool, root, out, only string, reps int, keepTmp, kafkaAll bool, b
 	}
 	if kafkaAll {
 		cfg.kafkaEverywhere = true
+	}
+	if cells != "" {
+		if cfg.produceCells, err = parseCells(cells); err != nil {
+			return err
+		}
+	}
+	for _, s := range strings.Split(systems, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			cfg.systems = append(cfg.systems, s)
+		}
 	}
 	r := &runner{cfg: cfg, root: root, baseline: baseline, st: newStore(), notes: map[string][]string{}, charts: map[string][]string{}, started: time.Now(), durs: map[string]time.Duration{}, startups: map[string]int{}}
 	if out == "" {
@@ -293,6 +305,10 @@ func (r *runner) available(scen string, names ...string) []sysSpec {
 	var out []sysSpec
 	for _, n := range names {
 		s := specOf(n)
+		if len(r.cfg.systems) > 0 && !slices.Contains(r.cfg.systems, n) {
+			r.skip(scen, n, "not selected (-systems)")
+			continue
+		}
 		if s.impl == "nats" && r.bins.nats == "" {
 			r.skip(scen, n, "nats-server not installed (make tools-bench)")
 			continue

@@ -10,14 +10,16 @@ import (
 	"time"
 )
 
-// Frame buffers. A produce request's frame is dead once its handler has
-// run: the engine copies the batches into the page cache (pwrite) before
-// Append returns and keeps no slice of them. Frames from 64 KiB to 16 MiB
-// are therefore read into pooled buffers, and the reader hands a produce
-// frame back once the handler returns; other frames (whose decoded request
-// may be parked, e.g. a fetch waiting for data) are left to the GC. This
-// saves the zeroing and the collection of a fresh megabyte per produce
-// request.
+// Frame buffers. A produce request's frame is dead once the request is
+// answered: the engine copies the batches into the page cache (pwrite)
+// before Append returns and keeps no slice of them, and the request's
+// completion (metrics) reads them last. An acks=all request is answered
+// after its handler returned, while the connection reads its next
+// requests, so the frame is handed back at the answer, not when the
+// handler returns. Frames from 64 KiB to 16 MiB are read into pooled
+// buffers; other frames (whose decoded request may be parked, e.g. a
+// fetch waiting for data) are left to the GC. This saves the zeroing and
+// the collection of a fresh megabyte per produce request.
 const (
 	MinPooledFrame   = 64 << 10
 	pooledFrameClass = 9 // 64 KiB << 0 … 64 KiB << 8 = 16 MiB
