@@ -5,7 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand"
+	"os"
+	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -681,4 +685,87 @@ func TestTransactionsCleanedTopic(t *testing.T) {
 	p.Kill()
 	p.Restart()
 	check("after a restart")
+}
+
+// TestKcatTransactions: kcat's -X transactional.id producer (librdkafka's
+// transactional API: all of stdin in one transaction, committed when
+// stdin closes). A committed run, and an interrupted one whose records
+// (most of 3,000) were written: kcat 1.7.1 exits on SIGINT without ending
+// the transaction, so the coordinator aborts it once its
+// transaction.timeout.ms (3 s here) passes. kcat's consumer (librdkafka,
+// isolation.level=read_committed) and franz-go under read_committed then
+// see only the committed records; read_uncommitted sees the aborted ones
+// too.
+func TestKcatTransactions(t *testing.T) {
+	kcat := testbroker.RequireKcat(t, "kcat transactions")
+	p := startTxnKvlogd(t)
+	ctx := testbroker.Context(t, 90*time.Second)
+	const topic = "kcat-txn"
+	if _, err := p.Admin(t).CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	// Committed: stdin closed.
+	testbroker.RunTool(t, 60*time.Second, []byte("c1:one\nc2:two\n"), kcat, "-b", p.Addr, "-P", "-t", topic, "-K", ":",
+		"-X", "transactional.id=kcat-committed")
+	// Aborted: the records are written, then kcat is interrupted.
+	cmd := exec.CommandContext(ctx, kcat, "-b", p.Addr, "-P", "-t", topic, "-K", ":", "-X", "transactional.id=kcat-aborted", "-X", "linger.ms=0",
+		"-X", "transaction.timeout.ms=3000")
+	cmd.WaitDelay = 5 * time.Second
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// kcat reads stdin through a buffer: enough lines that most are
+	// produced while the transaction is open.
+	var lines strings.Builder
+	for i := 0; i < 3000; i++ {
+		fmt.Fprintf(&lines, "a%d:gone\n", i)
+	}
+	if _, err := io.WriteString(stdin, lines.String()); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until most are in the log (read_uncommitted).
+	aborted := 0
+	for {
+		if aborted = len(readAll(t, p, topic, kgo.ReadUncommitted())) - 2; aborted >= 2000 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("kcat's transactional records never reached the log (%d did): %s", aborted, stderr.String())
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	_ = stdin.Close()
+	_ = cmd.Wait() // an interrupted kcat exits non-zero
+	t.Logf("kcat interrupted after %d aborted records were written: %s", aborted, stderr.String())
+	values := func(rs []*kgo.Record) []string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, string(r.Key)+"="+string(r.Value))
+		}
+		sort.Strings(out)
+		return out
+	}
+	// The coordinator has the abort written once no transaction is open.
+	committed := readCommitted(t, p, topic)
+	if got := values(committed[0]); strings.Join(got, ",") != "c1=one,c2=two" {
+		t.Fatalf("franz-go read_committed: %v (kcat: %s)", got, stderr.String())
+	}
+	if n := len(readAll(t, p, topic, kgo.ReadUncommitted())); n < 2+aborted {
+		t.Fatalf("read_uncommitted: %d records, want the 2 committed and at least the %d aborted", n, aborted)
+	}
+	out := testbroker.RunTool(t, 60*time.Second, nil, kcat, "-b", p.Addr, "-C", "-t", topic, "-o", "beginning", "-e", "-q",
+		"-X", "isolation.level=read_committed", "-f", "%k=%s\n")
+	got := strings.Fields(string(out))
+	sort.Strings(got)
+	if strings.Join(got, ",") != "c1=one,c2=two" {
+		t.Fatalf("kcat read_committed: %v", got)
+	}
 }
