@@ -120,7 +120,8 @@ func scenTxn(ctx context.Context, r *runner) error {
 			return fmt.Errorf("%s: loading: %w", in.spec.name, err)
 		}
 		for _, c := range []bool{false, true} {
-			ls = append(ls, &loaded{in: in, topic: topic, total: int64(n), visible: map[bool]int64{false: int64(n), true: committed}[c],
+			// n records and the first transaction's one.
+			ls = append(ls, &loaded{in: in, topic: topic, total: int64(n) + 1, visible: map[bool]int64{false: int64(n) + 1, true: committed}[c],
 				logBytes: int64(n) * int64(cs.recordBytes()), committed: c})
 		}
 	}
@@ -145,7 +146,7 @@ func scenTxn(ctx context.Context, r *runner) error {
 // producer, perTxn records per transaction (each flushed, then committed;
 // with abortEvery > 0 every abortEvery-th aborted) and times it after a
 // first committed transaction of one record. It returns the records
-// committed too.
+// committed too, that first one included.
 func txnProduce(ctx context.Context, addr []string, topic string, s shape, n, perTxn, abortEvery int, pids []int) (runStats, int64, error) {
 	cl, err := kafkaClient(addr, append(producerOpts(s, -1), kgo.DefaultProduceTopic(topic),
 		kgo.TransactionalID(nextName("kvbench-txn-")), kgo.TransactionTimeout(time.Minute))...)
@@ -179,7 +180,7 @@ func txnProduce(ctx context.Context, addr []string, topic string, s shape, n, pe
 		free <- r
 		wg.Done()
 	}
-	var committed int64
+	committed := int64(1)
 	m := meterCPU(pids...)
 	start := time.Now()
 	for i, t := 0, 0; i < n; t++ {
@@ -268,7 +269,7 @@ func reportTxn(r *runner, w *md) {
 			if len(idem) == 0 && len(txn) == 0 {
 				continue
 			}
-			rows = append(rows, []string{c, sys, mr(idem), mr(txn), fx(pairedRatio(txn, idem)),
+			rows = append(rows, []string{c, sys, mr(idem), mr(txn), ratioText(pairedRatio(txn, idem)),
 				fnum(median(r.st.get("txn", c, sys+" idempotent", "cpu/GB"))), fnum(median(r.st.get("txn", c, sys+" transactional", "cpu/GB"))),
 				fx(pairedRatio(r.st.get("txn", c, sys+" transactional", "cpu/GB"), r.st.get("txn", c, sys+" idempotent", "cpu/GB")))})
 		}
@@ -289,4 +290,13 @@ func reportTxn(r *runner, w *md) {
 			fx(pairedRatio(r.st.get("txn", txnConsumeCell, rc, "cpu/GB"), r.st.get("txn", txnConsumeCell, ru, "cpu/GB")))})
 	}
 	w.table([]string{"System", "read_uncommitted MB/s", "read_committed MB/s", "committed / uncommitted", "CPU s/GB uncommitted", "CPU s/GB committed", "CPU committed / uncommitted"}, rows)
+}
+
+// ratioText is a ratio with the precision of its size (fx rounds small
+// ones to 0.00×).
+func ratioText(v float64) string {
+	if s := fnum(v); s != "–" {
+		return s + "×"
+	}
+	return "–"
 }
