@@ -87,7 +87,8 @@ func (s PassStats) status() *cleanerstatus.Pass {
 		BytesRead: s.BytesRead, BytesWritten: s.BytesWritten, RecordsRead: s.RecordsRead, RecordsRetained: s.RecordsRetained,
 		BatchesCopied: s.BatchesCopied, BatchesRewritten: s.BatchesRewritten, BatchesEmptied: s.BatchesEmptied,
 		BatchesDropped: s.BatchesDropped, TombstonesDropped: s.TombstonesDropped, HorizonsStamped: s.HorizonsStamped,
-		KeylessDropped: s.KeylessDropped, Groups: s.Groups, GroupsSkipped: s.GroupsSkipped,
+		KeylessDropped: s.KeylessDropped, AbortedRecords: s.AbortedRecords, MarkersStamped: s.MarkersStamped, MarkersRemoved: s.MarkersRemoved,
+		Groups: s.Groups, GroupsSkipped: s.GroupsSkipped,
 		TombstoneHorizon: s.TombstoneHorizon,
 	}
 }
