@@ -66,6 +66,8 @@ type PassStats struct {
 	HorizonsStamped   int64
 	KeylessDropped    int64
 	AbortedRecords    int64 // records of aborted transactions removed
+	MarkersStamped    int64 // transaction markers with no data left given a delete horizon
+	MarkersRemoved    int64 // transaction markers removed after their horizon
 
 	Groups        int
 	GroupsSkipped int // single segments with nothing to change: not rewritten
@@ -85,7 +87,8 @@ func (s PassStats) status() *cleanerstatus.Pass {
 		BytesRead: s.BytesRead, BytesWritten: s.BytesWritten, RecordsRead: s.RecordsRead, RecordsRetained: s.RecordsRetained,
 		BatchesCopied: s.BatchesCopied, BatchesRewritten: s.BatchesRewritten, BatchesEmptied: s.BatchesEmptied,
 		BatchesDropped: s.BatchesDropped, TombstonesDropped: s.TombstonesDropped, HorizonsStamped: s.HorizonsStamped,
-		KeylessDropped: s.KeylessDropped, Groups: s.Groups, GroupsSkipped: s.GroupsSkipped,
+		KeylessDropped: s.KeylessDropped, AbortedRecords: s.AbortedRecords, MarkersStamped: s.MarkersStamped, MarkersRemoved: s.MarkersRemoved,
+		Groups: s.Groups, GroupsSkipped: s.GroupsSkipped,
 		TombstoneHorizon: s.TombstoneHorizon,
 	}
 }
@@ -146,6 +149,8 @@ type worker struct {
 	maxKeys    float64    // keys a pass takes at most
 	cleanOrd   int64      // ordinal of the next clean-section record the recopy reads
 	aborted    abortedTxns
+	txn        *txnTracker // the recopy's transactions (txn.go)
+	txnList    []engine.AbortedTxn
 }
 
 // defaultMaxSpan is the largest dirty section, in offsets, a pass covers
@@ -216,7 +221,7 @@ func (w *worker) clean(ctx context.Context, in passInput) (PassStats, error) {
 	t0 := w.elapsed()
 	l := in.log
 	w.ctx, w.stats, w.log = ctx, &st, l
-	defer func() { w.ctx, w.stats, w.log, w.aborted = nil, nil, nil, nil }()
+	defer func() { w.ctx, w.stats, w.log, w.aborted, w.txn, w.txnList = nil, nil, nil, nil, nil, nil }()
 	w.firstDirty = int64(in.firstDirty)
 	w.nowMs = in.now.UnixMilli()
 	w.cleanOrd = 0
@@ -235,12 +240,14 @@ func (w *worker) clean(ctx context.Context, in passInput) (PassStats, error) {
 	w.keep = w.keep.resize(span)
 	w.tomb = w.tomb.resize(span)
 	w.m.Clear()
-	// The aborted transactions below the pass's end (txn.go).
-	ab, err := l.AbortedTxns(l.LogStartOffset(), engine.Offset(w.end))
+	// The aborted transactions that began below the first uncleanable
+	// offset: all of them are decided (txn.go).
+	ab, err := l.AbortedTxns(0, in.firstUncleanable)
 	if err != nil {
 		return st, err
 	}
 	w.aborted = newAbortedTxns(ab)
+	w.txn, w.txnList = newTxnTracker(ab), ab
 	if err := w.mapDirty(segs); err != nil {
 		return st, err
 	}
@@ -260,7 +267,7 @@ func (w *worker) clean(ctx context.Context, in passInput) (PassStats, error) {
 		next = append(next, segs[i+1])
 	}
 	cfg := l.Config()
-	producers := l.ActiveProducerLastOffsets()
+	producers := l.ActiveProducers()
 	out, err := w.estimateOutput(cands)
 	if err != nil {
 		return st, err
@@ -345,7 +352,11 @@ func (w *worker) estimateOutput(cands []engine.SegmentRef) ([]int64, error) {
 			}
 			pos += len(b)
 			nrec := int(b.NumRecords())
-			if b.IsControl() || nrec <= 0 || b.BaseOffset() < lo || b.LastOffset() >= hi {
+			if b.IsControl() {
+				est += int64(len(b)) + 10 // room for a delete horizon's larger timestamp delta
+				continue
+			}
+			if nrec <= 0 || b.BaseOffset() < lo || b.LastOffset() >= hi {
 				est += int64(len(b))
 				continue
 			}
@@ -366,8 +377,9 @@ func (w *worker) estimateOutput(cands []engine.SegmentRef) ([]int64, error) {
 
 // cleanGroup writes the cleaned replacement of group and swaps it in. A
 // group of one segment in which nothing changes is left alone.
-func (w *worker) cleanGroup(l *engine.Log, group []engine.SegmentRef, next engine.SegmentRef, producers map[int64]engine.Offset, deleteRetention time.Duration) (err error) {
+func (w *worker) cleanGroup(l *engine.Log, group []engine.SegmentRef, next engine.SegmentRef, producers map[int64]engine.ProducerLast, deleteRetention time.Duration) (err error) {
 	st := w.stats
+	w.txn.kept = w.txn.kept[:0]
 	lastSeg := -1 // the last non-empty segment holds the group's last batch
 	for i, s := range group {
 		if s.Size > 0 {
@@ -458,9 +470,36 @@ func (w *worker) cleanGroup(l *engine.Log, group []engine.SegmentRef, next engin
 			return err
 		}
 	}
-	if cs == nil {
+	if cs == nil && w.sameTxnIndex(group[0].BaseOffset, next.BaseOffset) {
 		st.GroupsSkipped++
 		return nil
+	}
+	if cs == nil {
+		// Nothing changed but the .txnindex (an entry whose data is gone,
+		// of a marker that already has its horizon): the segment is
+		// copied as it is with its new index.
+		if err := open(); err != nil {
+			return err
+		}
+		for _, s := range group {
+			if s.Size == 0 {
+				continue
+			}
+			v, err := l.ViewSegment(s)
+			if err != nil {
+				return err
+			}
+			err = cs.Append(v.Data)
+			v.Release()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	for _, a := range w.txn.kept {
+		if err := cs.AddAbortedTxn(a); err != nil {
+			return err
+		}
 	}
 	if err := cs.Finish(end); err != nil {
 		return err
@@ -470,6 +509,19 @@ func (w *worker) cleanGroup(l *engine.Log, group []engine.SegmentRef, next engin
 	}
 	st.BytesWritten += cs.Size()
 	return w.throttle.Wait(w.ctx, cs.Size())
+}
+
+// sameTxnIndex reports whether the aborted transactions the group keeps
+// (w.txn.kept) are all those of the pass's input with a marker in [from,
+// to) (kept ones always are among them).
+func (w *worker) sameTxnIndex(from, to engine.Offset) bool {
+	n := 0
+	for _, a := range w.txnList {
+		if a.LastOffset >= from && a.LastOffset < to {
+			n++
+		}
+	}
+	return n == len(w.txn.kept)
 }
 
 // filterBatch decides what becomes of batch b. keep: b goes to the cleaned
@@ -484,18 +536,23 @@ func (w *worker) cleanGroup(l *engine.Log, group []engine.SegmentRef, next engin
 // cleanDrop and the map), and it is not a tombstone past its batch's delete
 // horizon. A dirty batch whose records are all dropped, or all kept with no
 // tombstone to stamp or expire, is decided from the bits alone.
-func (w *worker) filterBatch(b record.Batch, last bool, producers map[int64]engine.Offset, deleteRetention time.Duration) (out []byte, keep bool, err error) {
+func (w *worker) filterBatch(b record.Batch, last bool, producers map[int64]engine.ProducerLast, deleteRetention time.Duration) (out []byte, keep bool, err error) {
 	st := w.stats
 	retainEmpty := last
 	if pid := b.ProducerID(); pid >= 0 {
-		if lo, ok := producers[pid]; ok && int64(lo) == b.LastOffset() {
-			retainEmpty = true
+		pl, ok := producers[pid]
+		switch {
+		case !ok:
+		case b.IsControl():
+			retainEmpty = retainEmpty || pl.LastDataOffset < 0 && pl.Epoch == b.ProducerEpoch()
+		default:
+			retainEmpty = retainEmpty || int64(pl.LastDataOffset) == b.LastOffset()
 		}
 	}
 	if b.IsControl() {
-		st.BatchesCopied++
-		return nil, true, nil
+		return w.filterMarker(b, retainEmpty, deleteRetention)
 	}
+	w.txn.onData(b)
 	nrec := int(b.NumRecords())
 	if nrec == 0 {
 		if retainEmpty {
@@ -623,6 +680,54 @@ func (w *worker) filterBatch(b record.Batch, last bool, producers map[int64]engi
 	}
 	st.BatchesRewritten++
 	w.out, err = w.rebuild(b, p, attrs, baseTs, retained)
+	return w.out, false, err
+}
+
+// filterMarker decides what becomes of control batch b (txn.go): kept as
+// it is while a batch of its transaction was read or its horizon has not
+// passed, stamped with a delete horizon when the pass finds its data gone,
+// removed after the horizon unless retain (its producer's newest batch, or
+// the group's last).
+func (w *worker) filterMarker(b record.Batch, retain bool, deleteRetention time.Duration) ([]byte, bool, error) {
+	st := w.stats
+	noData, indexed, err := w.txn.onMarker(b)
+	if err != nil {
+		return nil, false, err
+	}
+	horizon, hasHorizon := b.DeleteHorizon()
+	switch {
+	case !noData || hasHorizon && (w.nowMs < horizon || indexed || retain):
+		if noData && (w.nowMs < horizon || indexed) {
+			// A later pass removes it (one kept for its producer or
+			// its group's end does not make the partition due).
+			st.TombstoneHorizon = min(st.TombstoneHorizon, horizon)
+		}
+		st.BatchesCopied++
+		return nil, true, nil
+	case hasHorizon:
+		st.BatchesDropped++
+		st.MarkersRemoved++
+		return nil, false, nil
+	case b.NumRecords() == 0:
+		st.BatchesCopied++ // an emptied marker: nothing to stamp
+		return nil, true, nil
+	}
+	p, err := w.section(b)
+	if err == nil {
+		err = w.walk(b, p, noHashing)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	for i := range w.recs {
+		w.recs[i].keep = true
+	}
+	h := w.nowMs + deleteRetention.Milliseconds()
+	st.HorizonsStamped++
+	st.MarkersStamped++
+	st.BatchesRewritten++
+	st.TombstoneHorizon = min(st.TombstoneHorizon, h)
+	w.out, err = w.rebuild(b, p, b.Attributes()|record.AttrDeleteHorizon, h, len(w.recs))
 	return w.out, false, err
 }
 

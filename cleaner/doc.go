@@ -71,9 +71,13 @@
 //  3. each group is swapped in by the engine; after the last, the checkpoint
 //     becomes E. Compacted logs then run retention.
 //
-// Aborted transactions (txn.go): their records are never mapped and are
-// removed by the recopy (from the partition's .txnindex); control batches
-// are always kept.
+// Transactions (txn.go): records of aborted transactions are never mapped
+// and are removed by the recopy (from the partition's .txnindex). A
+// transaction marker stays while a batch of its transaction is in the log;
+// the first pass to find none stamps it with a delete horizon (and drops an
+// abort's .txnindex entry: each cleaned segment gets the index of the
+// aborted transactions it still holds data of), and a pass after the
+// horizon removes it, as Kafka's cleaner does.
 //
 // # Scheduling
 //

@@ -85,7 +85,7 @@ func testKeyRanges(t *testing.T, seed uint64) {
 			small.clk.Advance(d)
 			large.clk.Advance(d)
 		default:
-			before, _ := readLog(t, ls)
+			before, beforeB := readLog(t, ls)
 			res, ok := small.runOnce()
 			if ok {
 				st := res.Stats
@@ -96,7 +96,7 @@ func testKeyRanges(t *testing.T, seed uint64) {
 				if st.MapFull && st.EndOffset < st.FirstUncleanable {
 					early++
 				}
-				checkPass(t, op, ls, m, before, res, topic)
+				checkPass(t, op, ls, m, before, beforeB, res, topic)
 			}
 			large.runOnce()
 		}
@@ -113,7 +113,7 @@ func testKeyRanges(t *testing.T, seed uint64) {
 		if i > 200 {
 			t.Fatal("no convergence after 200 passes")
 		}
-		before, _ := readLog(t, ls)
+		before, beforeB := readLog(t, ls)
 		res, ok := small.runOnce()
 		if !ok {
 			break
@@ -125,7 +125,7 @@ func testKeyRanges(t *testing.T, seed uint64) {
 		if res.Stats.MapFull && res.Stats.EndOffset < res.Stats.FirstUncleanable {
 			early++
 		}
-		checkPass(t, -1, ls, m, before, res, topic)
+		checkPass(t, -1, ls, m, before, beforeB, res, topic)
 	}
 	large.cleanAll(100)
 	// Tombstones may differ (their horizons are stamped by whichever pass
@@ -233,7 +233,7 @@ func TestMaxSpan(t *testing.T) {
 	m := &model{hist: hist, horizon: map[engine.Offset]int64{}, prodLast: -1, prod: &producer{}}
 	passes := 0
 	for {
-		before, _ := readLog(t, l)
+		before, beforeB := readLog(t, l)
 		res, ok := e.runOnce()
 		if !ok {
 			break
@@ -242,7 +242,7 @@ func TestMaxSpan(t *testing.T) {
 		if span := res.Stats.EndOffset - res.Stats.FirstDirty; span > 700 {
 			t.Fatalf("pass covered %d offsets", span)
 		}
-		checkPass(t, -1, l, m, before, res, e.topics.def)
+		checkPass(t, -1, l, m, before, beforeB, res, e.topics.def)
 	}
 	if passes < 3 {
 		t.Fatalf("%d passes", passes)

@@ -21,6 +21,11 @@ type model struct {
 	txnProd *producer
 	open    []engine.Offset
 	markers int
+	// txnOf lists, for each marker's offset, the offsets of the records
+	// of the transaction it ended; removed counts markers the passes
+	// removed.
+	txnOf   map[engine.Offset][]engine.Offset
+	removed int
 	// abortedRemoved counts the aborted records the passes removed.
 	abortedRemoved int64
 }
@@ -49,11 +54,15 @@ func (m *model) endTxn(t *testing.T, l *engine.Log, commit bool) {
 	for _, o := range m.open {
 		m.hist[o].txn = st
 	}
-	m.open = nil
 	res, err := l.AppendMarker(engine.Marker{ProducerID: m.txnProd.id, ProducerEpoch: m.txnProd.epoch, Commit: commit}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if m.txnOf == nil {
+		m.txnOf = map[engine.Offset][]engine.Offset{}
+	}
+	m.txnOf[res.BaseOffset] = m.open
+	m.open = nil
 	m.hist = append(m.hist, rec{offset: res.BaseOffset, marker: true})
 	m.markers++
 	l.SetHighWatermark(l.LogEndOffset())
@@ -78,9 +87,14 @@ func (m *model) endTxn(t *testing.T, l *engine.Log, commit bool) {
 //   - transactions (a transactional producer's batches, committed or
 //     aborted by markers, left open across passes and restarts): records of
 //     aborted transactions below the end are gone and never count as their
-//     key's latest; every marker survives;
+//     key's latest; a marker is removed only once no record of its
+//     transaction is left and after its delete horizon, which the pass
+//     that found its data gone stamped; a .txnindex entry never outlives
+//     its marker;
 //   - a consumer reading from the log start rebuilds exactly the model state
-//     (read_committed: without open or aborted transactions' records).
+//     (read_committed: without open or aborted transactions' records), and
+//     so does one that, as Kafka's clients do, skips aborted batches from
+//     the log's .txnindex entries and markers alone.
 func TestDifferential(t *testing.T) {
 	seeds := 10
 	if testing.Short() {
@@ -115,6 +129,7 @@ func runDifferential(t *testing.T, seed uint64) {
 		total.BatchesRewritten += s.BatchesRewritten
 		total.BatchesCopied += s.BatchesCopied
 		total.GroupsSkipped += s.GroupsSkipped
+		total.MarkersStamped += s.MarkersStamped
 		total.Groups += s.Groups
 	}
 	for op := 0; op < 250; op++ {
@@ -174,7 +189,7 @@ func runDifferential(t *testing.T, seed uint64) {
 			}
 		case k < 92:
 			hw := l.HighWatermark()
-			before, _ := readLog(t, l)
+			before, beforeB := readLog(t, l)
 			res, ok := e.runOnce()
 			if !ok {
 				continue
@@ -187,7 +202,7 @@ func runDifferential(t *testing.T, seed uint64) {
 			if res.Stats.FirstUncleanable > hw {
 				t.Fatalf("op %d: first uncleanable %d above the high watermark %d", op, res.Stats.FirstUncleanable, hw)
 			}
-			checkPass(t, op, l, m, before, res, topic)
+			checkPass(t, op, l, m, before, beforeB, res, topic)
 		case k < 95:
 			e.restart()
 			l = e.log(testTP)
@@ -228,12 +243,12 @@ func runDifferential(t *testing.T, seed uint64) {
 	topic.MinCompactionLag, topic.MinCleanableRatio = 0, 0
 	e.topics.set(testTP, topic)
 	for i := 0; i < 100; i++ {
-		before, _ := readLog(t, l)
+		before, beforeB := readLog(t, l)
 		res, ok := e.runOnce()
 		if !ok {
 			break
 		}
-		checkPass(t, -1, l, m, before, res, topic)
+		checkPass(t, -1, l, m, before, beforeB, res, topic)
 		sum(res.Stats)
 		passes++
 		if res.Stats.MapFull {
@@ -242,9 +257,10 @@ func runDifferential(t *testing.T, seed uint64) {
 	}
 	t.Logf("seed %d: %d keys, %d records, %d passes (%d with a full map); batches copied %d rewritten %d emptied %d; groups %d (%d skipped); horizons stamped %d, tombstones dropped %d; %d markers, %d aborted records removed",
 		seed, keys, len(m.hist), passes, overflows, total.BatchesCopied, total.BatchesRewritten, total.BatchesEmptied, total.Groups, total.GroupsSkipped, total.HorizonsStamped, total.TombstonesDropped, m.markers, m.abortedRemoved)
+	t.Logf("seed %d: %d markers stamped, %d removed", seed, total.MarkersStamped, m.removed)
 }
 
-func checkPass(t *testing.T, op int, l *engine.Log, m *model, before []rec, res Result, topic TopicConfig) {
+func checkPass(t *testing.T, op int, l *engine.Log, m *model, before []rec, beforeB []record.Batch, res Result, topic TopicConfig) {
 	t.Helper()
 	st := res.Stats
 	end := st.EndOffset
@@ -269,15 +285,7 @@ func checkPass(t *testing.T, op int, l *engine.Log, m *model, before []rec, res 
 			fail("record %v of an aborted transaction below the end survived", r)
 		}
 	}
-	markers := 0
-	for _, b := range batches {
-		if b.IsControl() {
-			markers++
-		}
-	}
-	if markers != m.markers {
-		fail("%d markers in the log, %d written", markers, m.markers)
-	}
+	checkMarkers(t, l, m, beforeB, batches, after, st, topic.DeleteRetention, fail)
 	// At and above the end nothing changed.
 	var b1, a1 []rec
 	for _, r := range before {
@@ -357,5 +365,78 @@ func checkPass(t *testing.T, op int, l *engine.Log, m *model, before []rec, res 
 	}
 	if d := diffState(state(committedView(after, m.hist)), state(committedView(m.hist, m.hist))); d != "" {
 		fail("read_committed replay differs from the model: %s", d)
+	}
+}
+
+// checkMarkers checks the markers a pass removed and the .txnindex after
+// it: a marker goes only when no record of its transaction is left and it
+// had a delete horizon the pass reached; a stamped horizon is the pass
+// time + delete.retention.ms; every .txnindex entry has its marker; and a
+// read_committed consumer working as Kafka's clients do (skipping a
+// producer's transactional batches from an entry's first offset to its
+// abort marker) reads exactly the committed records below the LSO.
+func checkMarkers(t *testing.T, l *engine.Log, m *model, beforeB, afterB []record.Batch, after []rec, st PassStats, deleteRetention time.Duration, fail func(string, ...any)) {
+	t.Helper()
+	markersAfter := map[engine.Offset]record.Batch{}
+	for _, b := range afterB {
+		if b.IsControl() {
+			markersAfter[engine.Offset(b.BaseOffset())] = b
+		}
+	}
+	inAfter := map[engine.Offset]bool{}
+	for _, r := range after {
+		inAfter[r.offset] = true
+	}
+	for _, b := range beforeB {
+		if !b.IsControl() {
+			continue
+		}
+		o := engine.Offset(b.BaseOffset())
+		h, had := b.DeleteHorizon()
+		nb, kept := markersAfter[o]
+		if !kept {
+			m.removed++
+			if !had || h > st.Start.UnixMilli() {
+				fail("marker %d removed before a horizon passed (horizon %d, had %v)", o, h, had)
+			}
+			for _, r := range m.txnOf[o] {
+				if inAfter[r] {
+					fail("marker %d removed while record %d of its transaction is left", o, r)
+				}
+			}
+			continue
+		}
+		switch nh, ok := nb.DeleteHorizon(); {
+		case had && (!ok || nh != h):
+			fail("marker %d horizon changed from %d to %d (%v)", o, h, nh, ok)
+		case !had && ok && nh != st.Start.UnixMilli()+deleteRetention.Milliseconds():
+			fail("marker %d stamped with horizon %d, want the pass time + delete.retention.ms", o, nh)
+		}
+	}
+	ab, err := l.AbortedTxns(0, l.LogEndOffset())
+	if err != nil {
+		fail("aborted transactions: %v", err)
+	}
+	for _, a := range ab {
+		if _, ok := markersAfter[a.LastOffset]; !ok {
+			fail(".txnindex entry %+v without its marker", a)
+		}
+	}
+	// A read_committed consumer from the log start.
+	lso := l.LastStableOffset()
+	got := readCommitted(t, l)
+	var want []rec
+	for _, r := range committedView(after, m.hist) {
+		if r.offset < lso {
+			want = append(want, r)
+		}
+	}
+	if len(got) != len(want) {
+		fail("a read_committed consumer using the .txnindex reads %d records below the LSO %d, want %d", len(got), lso, len(want))
+	}
+	for i := range got {
+		if !sameRec(got[i], want[i]) {
+			fail("a read_committed consumer using the .txnindex reads %v, want %v", got[i], want[i])
+		}
 	}
 }

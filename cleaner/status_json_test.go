@@ -34,3 +34,17 @@ func TestStatusDurationsInMilliseconds(t *testing.T) {
 		t.Errorf("nanoseconds left: %s", b)
 	}
 }
+
+// TestStatusTransactionCounts: a pass's transaction work (aborted records
+// removed, markers stamped and removed) is in the /cleaner document.
+func TestStatusTransactionCounts(t *testing.T) {
+	b, err := json.Marshal(PassStats{AbortedRecords: 7, MarkersStamped: 2, MarkersRemoved: 1}.status())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"aborted_records":7`, `"markers_stamped":2`, `"markers_removed":1`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("pass %s lacks %s", b, want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package cleaner
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/engine/record"
@@ -106,4 +107,190 @@ func TestCleanAbortedTransactions(t *testing.T) {
 	if lso := l.LastStableOffset(); lso != l.LogEndOffset() {
 		t.Fatalf("after a restart LSO %d, LEO %d", lso, l.LogEndOffset())
 	}
+}
+
+// readCommitted reads the log from its start to its last stable offset as
+// a read_committed Kafka consumer does: the aborted transactions overlapping
+// the range (the .txnindex entries) start skipping their producer's
+// transactional batches from their first offset, its abort marker ends
+// that; control batches are not returned.
+func readCommitted(t testing.TB, l *engine.Log) []rec {
+	t.Helper()
+	lso := l.LastStableOffset()
+	ab, err := l.AbortedTxns(l.LogStartOffset(), lso)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, batches := readLog(t, l)
+	var dec record.Decoder
+	abortedPids := map[int64]bool{}
+	next := 0
+	var got []rec
+	for _, b := range batches {
+		if engine.Offset(b.BaseOffset()) >= lso {
+			break
+		}
+		for next < len(ab) && int64(ab[next].FirstOffset) <= b.LastOffset() {
+			abortedPids[ab[next].ProducerID] = true
+			next++
+		}
+		if b.IsControl() {
+			if typ, err := engine.ControlType(b); err == nil && typ == engine.ControlAbort {
+				delete(abortedPids, b.ProducerID())
+			}
+			continue
+		}
+		if b.IsTransactional() && abortedPids[b.ProducerID()] {
+			continue
+		}
+		err := dec.Records(b, func(r *record.Record) error {
+			if engine.Offset(b.RecordOffset(r)) >= lso {
+				return nil
+			}
+			x := rec{offset: engine.Offset(b.RecordOffset(r)), key: clone(r.Key), value: clone(r.Value), ts: b.RecordTimestamp(r)}
+			for _, h := range r.Headers {
+				x.headers = append(x.headers, record.Header{Key: clone(h.Key), Value: clone(h.Value)})
+			}
+			got = append(got, x)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return got
+}
+
+// markersOf returns the log's control batches by base offset.
+func markersOf(t *testing.T, l *engine.Log) map[int64]record.Batch {
+	t.Helper()
+	_, batches := readLog(t, l)
+	out := map[int64]record.Batch{}
+	for _, b := range batches {
+		if b.IsControl() {
+			out[b.BaseOffset()] = b
+		}
+	}
+	return out
+}
+
+// TestCleanRemovesTxnMarkers: the cleaner removes a transaction marker as
+// Kafka's does, in two steps once no batch of its transaction is left: a
+// pass that finds its data gone stamps it with a delete horizon (and drops
+// an abort's .txnindex entry), and a pass after the horizon removes it.
+// Markers whose data is still in the log stay. (Before, every marker was
+// kept forever.)
+func TestCleanRemovesTxnMarkers(t *testing.T) {
+	e := newEnv(t)
+	l := e.log(testTP)
+	p := &producer{id: 7}
+	q := &producer{id: 8}
+	ts := e.clk.Now().UnixMilli()
+	keys := func(prefix, value string, n int) []rec {
+		var out []rec
+		for i := 0; i < n; i++ {
+			out = append(out, rec{key: []byte(fmt.Sprintf("%s%d", prefix, i)), value: []byte(value), ts: ts})
+		}
+		return out
+	}
+	appendTxn(t, l, p, keys("k", "a", 5)) // A: committed, superseded below
+	endTxn(t, l, p, true)
+	markerA := l.LogEndOffset() - 1
+	appendTxn(t, l, p, keys("k", "aborted", 5)) // B: aborted
+	endTxn(t, l, p, false)
+	markerB := l.LogEndOffset() - 1
+	endTxn(t, l, p, false) // C: an aborted transaction without data
+	markerC := l.LogEndOffset() - 1
+	appendRecs(t, l, record.CodecNone, nil, keys("k", "plain", 5))
+	appendTxn(t, l, q, keys("z", "d", 1)) // D: committed, stays
+	endTxn(t, l, q, true)
+	markerD := l.LogEndOffset() - 1
+	appendTxn(t, l, p, keys("e", "e", 1)) // E: committed, stays; p's last data batch
+	endTxn(t, l, p, true)
+	markerE := l.LogEndOffset() - 1
+	want := map[string]string{"k0": "plain", "k1": "plain", "k2": "plain", "k3": "plain", "k4": "plain", "z0": "d", "e0": "e"}
+	dirty := func(i int) {
+		t.Helper()
+		appendRecs(t, l, record.CodecNone, nil, []rec{{key: []byte(fmt.Sprintf("x%d", i)), value: []byte("x"), ts: ts}})
+		want[fmt.Sprintf("x%d", i)] = "x"
+		if err := l.Roll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(pass string, markers []engine.Offset, aborted int) map[int64]record.Batch {
+		t.Helper()
+		ms := markersOf(t, l)
+		if len(ms) != len(markers) {
+			t.Fatalf("%s: %d markers in the log, want %v", pass, len(ms), markers)
+		}
+		for _, o := range markers {
+			if _, ok := ms[int64(o)]; !ok {
+				t.Fatalf("%s: marker %d missing", pass, o)
+			}
+		}
+		ab, err := l.AbortedTxns(0, l.LogEndOffset())
+		if err != nil || len(ab) != aborted {
+			t.Fatalf("%s: aborted transactions %+v (%v), want %d", pass, ab, err, aborted)
+		}
+		if d := diffState(state(readCommitted(t, l)), want); d != "" {
+			t.Fatalf("%s: read_committed state: %s", pass, d)
+		}
+		return ms
+	}
+	dirty(0)
+	// Pass 1: A's and B's data are in its input: their markers and B's
+	// entry stay; C has no data: its entry goes, its marker is stamped.
+	res, ok := e.runOnce()
+	if !ok {
+		t.Fatal("no pass ran")
+	}
+	ms := check("pass 1", []engine.Offset{markerA, markerB, markerC, markerD, markerE}, 1)
+	horizon := res.Stats.Start.UnixMilli() + time.Hour.Milliseconds()
+	if h, ok := ms[int64(markerC)].DeleteHorizon(); !ok || h != horizon {
+		t.Fatalf("pass 1: marker C horizon %d (%v), want %d", h, ok, horizon)
+	}
+	for _, o := range []engine.Offset{markerA, markerB, markerD, markerE} {
+		if _, ok := ms[int64(o)].DeleteHorizon(); ok {
+			t.Fatalf("pass 1: marker %d stamped while its data is in the log", o)
+		}
+	}
+	if res.Stats.MarkersStamped != 1 {
+		t.Fatalf("pass 1 stamped %d markers, want 1", res.Stats.MarkersStamped)
+	}
+	// Pass 2: A's and B's data are gone: stamped, B's entry dropped.
+	e.clk.Advance(30 * time.Minute)
+	dirty(1)
+	if _, ok := e.runOnce(); !ok {
+		t.Fatal("no pass ran")
+	}
+	ms = check("pass 2", []engine.Offset{markerA, markerB, markerC, markerD, markerE}, 0)
+	for _, o := range []engine.Offset{markerA, markerB} {
+		if _, ok := ms[int64(o)].DeleteHorizon(); !ok {
+			t.Fatalf("pass 2: marker %d not stamped", o)
+		}
+	}
+	// Before C's horizon nothing is removed; after it, C goes, then A and
+	// B once theirs passed.
+	e.clk.Advance(29 * time.Minute)
+	dirty(2)
+	e.runOnce()
+	check("before the horizon", []engine.Offset{markerA, markerB, markerC, markerD, markerE}, 0)
+	e.clk.Advance(2 * time.Minute)
+	dirty(3)
+	res, _ = e.runOnce()
+	check("after C's horizon", []engine.Offset{markerA, markerB, markerD, markerE}, 0)
+	if res.Stats.MarkersRemoved != 1 {
+		t.Fatalf("pass removed %d markers, want 1", res.Stats.MarkersRemoved)
+	}
+	e.clk.Advance(time.Hour)
+	dirty(4)
+	e.runOnce()
+	check("after every horizon", []engine.Offset{markerD, markerE}, 0)
+	// A restart finds no transaction open and the same committed data.
+	e.restart()
+	l = e.log(testTP)
+	if lso := l.LastStableOffset(); lso != l.LogEndOffset() {
+		t.Fatalf("after a restart LSO %d, LEO %d", lso, l.LogEndOffset())
+	}
+	check("after a restart", []engine.Offset{markerD, markerE}, 0)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kvlog/kvlog/engine/index"
 	"github.com/kvlog/kvlog/engine/record"
+	"github.com/kvlog/kvlog/engine/vfs"
 )
 
 // This file is the engine side of log compaction: what the cleaner (package
@@ -74,10 +75,19 @@ func (l *Log) CleanerSegments() []SegmentRef {
 	return out
 }
 
-// ActiveProducerLastOffsets returns, for every producer id the log tracks,
-// the last offset of its newest batch. The cleaner keeps that batch (emptied
-// if need be) so the producer's last sequence survives compaction.
-func (l *Log) ActiveProducerLastOffsets() map[int64]Offset {
+// ProducerLast is what the cleaner must keep of an active producer (Kafka's
+// cleaner rules): the batch holding its last data offset, whose sequence
+// numbers the producer state needs, or, when the log holds no data batch
+// of it (LastDataOffset -1), its newest marker of its current Epoch, which
+// carries the epoch zombie fencing needs.
+type ProducerLast struct {
+	LastDataOffset Offset
+	Epoch          int16
+}
+
+// ActiveProducers returns, for every producer id the log tracks, its
+// ProducerLast.
+func (l *Log) ActiveProducers() map[int64]ProducerLast {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed.Load() {
@@ -87,11 +97,13 @@ func (l *Log) ActiveProducerLastOffsets() map[int64]Offset {
 		l.logger.Error("producer state unavailable", "partition", l.tp.String(), "err", err)
 		return nil
 	}
-	out := make(map[int64]Offset, len(l.producers.m))
+	out := make(map[int64]ProducerLast, len(l.producers.m))
 	for pid, e := range l.producers.m {
+		pl := ProducerLast{LastDataOffset: -1, Epoch: e.epoch}
 		if n := len(e.batches); n > 0 {
-			out[pid] = e.batches[n-1].lastOffset
+			pl.LastDataOffset = e.batches[n-1].lastOffset
 		}
+		out[pid] = pl
 	}
 	return out
 }
@@ -169,6 +181,12 @@ type CleanedSegment struct {
 	batches         int
 	finished        bool
 	done            bool // installed or aborted
+
+	// txn holds the aborted transactions whose abort marker the cleaned
+	// segment keeps (AddAbortedTxn): its .txnindex. txnFile: Finish wrote
+	// them as <base>.txnindex.cleaned.
+	txn     []AbortedTxn
+	txnFile bool
 }
 
 // cleanedWriteBuffer is how many bytes a CleanedSegment gathers before a write.
@@ -182,7 +200,7 @@ func (l *Log) NewCleanedSegment(base Offset) (*CleanedSegment, error) {
 	}
 	cfg := l.Config()
 	paths := cleanedPaths(l.dir, base)
-	for _, p := range paths {
+	for _, p := range append(paths[:], TxnIndexFileName(l.dir, base)+CleanedSuffix) {
 		if err := l.fs.Remove(p); err != nil && !os.IsNotExist(err) {
 			return nil, l.errorf("clean", base, -1, fmt.Errorf("%w: %w", ErrStorage, err))
 		}
@@ -234,6 +252,24 @@ func (w *CleanedSegment) Size() int64 { return w.size }
 // LastOffset is the last offset of the last batch appended (BaseOffset-1 when
 // none was).
 func (w *CleanedSegment) LastOffset() Offset { return w.lastOffset }
+
+// AddAbortedTxn adds a to the cleaned segment's transaction index: an
+// aborted transaction whose abort marker (a.LastOffset) the segment keeps
+// and of which data may remain. Entries come in marker order. The cleaned
+// segment's index replaces every .txnindex of the offsets it covers when
+// it is swapped in; an aborted transaction not added is forgotten (its
+// data is gone; its marker may stay).
+func (w *CleanedSegment) AddAbortedTxn(a AbortedTxn) error {
+	if w.finished || w.done {
+		return fmt.Errorf("engine: aborted transaction added to a finished cleaned segment %d", w.base)
+	}
+	if a.LastOffset < w.base || a.FirstOffset < 0 || a.FirstOffset > a.LastOffset ||
+		(len(w.txn) > 0 && a.LastOffset <= w.txn[len(w.txn)-1].LastOffset) {
+		return w.l.errorf("clean", w.base, a.LastOffset, fmt.Errorf("%w: aborted transaction %d..%d of producer %d out of order in cleaned segment %d", ErrInvalidRecord, a.FirstOffset, a.LastOffset, a.ProducerID, w.base))
+	}
+	w.txn = append(w.txn, a)
+	return nil
+}
 
 // Append adds whole batches (any number, back to back). Their offsets must
 // lie in [BaseOffset, BaseOffset+MaxInt32] and increase. The bytes are copied
@@ -313,6 +349,9 @@ func (w *CleanedSegment) Finish(end Offset) error {
 	if w.batches > 0 && w.lastOffset+1 != end {
 		return w.l.errorf("clean", w.base, w.lastOffset, fmt.Errorf("%w: cleaned segment ends at %d, the group at %d", ErrInvalidRecord, w.lastOffset+1, end))
 	}
+	if n := len(w.txn); n > 0 && w.txn[n-1].LastOffset >= end {
+		return w.l.errorf("clean", w.base, w.txn[n-1].LastOffset, fmt.Errorf("%w: aborted transaction marker %d beyond the cleaned segment's end %d", ErrInvalidRecord, w.txn[n-1].LastOffset, end))
+	}
 	if err := w.flushBuf(); err != nil {
 		return err
 	}
@@ -339,11 +378,36 @@ func (w *CleanedSegment) Finish(end Offset) error {
 	if err == nil {
 		err = h.tidx.Flush()
 	}
+	if err == nil && len(w.txn) > 0 {
+		err = writeTxnIndexFile(w.l.fs, TxnIndexFileName(w.l.dir, w.base)+CleanedSuffix, w.txn)
+		w.txnFile = err == nil
+	}
 	if err != nil {
 		return w.l.errorf("clean", w.base, -1, fmt.Errorf("%w: %w", ErrStorage, err))
 	}
 	w.finished = true
 	return nil
+}
+
+// writeTxnIndexFile writes entries as the whole file path (created or
+// truncated) and fsyncs it.
+func writeTxnIndexFile(fs vfs.FS, path string, entries []AbortedTxn) error {
+	buf := make([]byte, 0, len(entries)*TxnIndexEntrySize)
+	for _, a := range entries {
+		buf = EncodeTxnIndexEntry(buf, a)
+	}
+	f, err := fs.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(buf, 0)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Abort closes and removes the cleaned files (under their .cleaned or, after
@@ -355,7 +419,8 @@ func (w *CleanedSegment) Abort() {
 	}
 	w.done = true
 	w.h.close()
-	for _, p := range cleanedPaths(w.l.dir, w.base) {
+	paths := cleanedPaths(w.l.dir, w.base)
+	for _, p := range append(paths[:], TxnIndexFileName(w.l.dir, w.base)+CleanedSuffix) {
 		_ = w.l.fs.Remove(p)
 		_ = w.l.fs.Remove(strings.TrimSuffix(p, CleanedSuffix) + SwapSuffix)
 	}
@@ -413,6 +478,13 @@ func (l *Log) ReplaceSegments(cleaned []*CleanedSegment, old []SegmentRef, next 
 		}
 	}
 
+	// 2b. The cleaned segments' transaction indexes replace those of the
+	// offsets they cover (see replaceTxnIndexes), before anything is
+	// renamed.
+	if err := l.replaceTxnIndexes(cleaned, old[0].BaseOffset, end); err != nil {
+		return l.errorf("replace segments", old[0].BaseOffset, -1, fmt.Errorf("%w: transaction index: %w", ErrStorage, err))
+	}
+
 	// 3. .cleaned → .swap, descending base offset, indexes before the .log.
 	renamed := 0
 	rollback := func(cause error) error {
@@ -465,9 +537,13 @@ func (l *Log) ReplaceSegments(cleaned []*CleanedSegment, old []SegmentRef, next 
 
 	// 6. .swap → final names.
 	var firstErr error
-	for _, s := range news {
+	for k, s := range news {
 		if err := s.fromSwap(); err != nil && firstErr == nil {
 			firstErr = err
+		}
+		if cleaned[k].txnFile {
+			// Its final name already holds the same entries (2b).
+			_ = l.fs.Remove(TxnIndexFileName(l.dir, s.base) + SwapSuffix)
 		}
 	}
 	// 7. Make the renames durable.
@@ -491,6 +567,74 @@ func (l *Log) ReplaceSegments(cleaned []*CleanedSegment, old []SegmentRef, next 
 	return nil
 }
 
+// replaceTxnIndexes makes the cleaned segments' aborted transactions
+// (AddAbortedTxn) those of [from, end), on disk and in memory: each cleaned
+// segment with some gets <base>.txnindex (written to a .tmp file, fsynced,
+// renamed over the old one), and every other .txnindex named in [from,
+// end) is removed — also one a pass of an older kvlog left inside a merged
+// segment. This happens before the swap's renames, so every state a crash
+// can leave is safe: the cleaner keeps an aborted transaction's entry while
+// any batch of it is in the log it read, and removes a marker only once a
+// pass before this one dropped its entry. The old segments with the new
+// indexes lack only entries no record needs; the new segments with the new
+// indexes are consistent. The cleaned segment's .txnindex.cleaned/.swap is
+// what recovery installs when it completes an interrupted swap (it removes
+// the ordinary .txnindex files of the replaced offsets). Caller holds l.mu.
+func (l *Log) replaceTxnIndexes(cleaned []*CleanedSegment, from, end Offset) error {
+	ents, err := l.fs.ReadDir(l.dir)
+	if err != nil {
+		return err
+	}
+	var stale []Offset
+	for _, e := range ents {
+		if o, suffix, ok := parseOffsetFileName(e.Name()); ok && suffix == TxnIndexSuffix && o >= from && o < end {
+			stale = append(stale, o)
+		}
+	}
+	written := map[Offset]bool{}
+	var entries []AbortedTxn
+	for _, w := range cleaned {
+		if len(w.txn) == 0 {
+			continue
+		}
+		path := TxnIndexFileName(l.dir, w.base)
+		if err := writeTxnIndexFile(l.fs, path+".tmp", w.txn); err != nil {
+			_ = l.fs.Remove(path + ".tmp")
+			return err
+		}
+		if err := l.fs.Rename(path+".tmp", path); err != nil {
+			_ = l.fs.Remove(path + ".tmp")
+			return err
+		}
+		written[w.base] = true
+		entries = append(entries, w.txn...)
+	}
+	for _, o := range stale {
+		if !written[o] {
+			if err := l.fs.Remove(TxnIndexFileName(l.dir, o)); err != nil && !os.IsNotExist(err) {
+				return err
+			}
+		}
+	}
+	if len(stale) > 0 || len(written) > 0 {
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return err
+		}
+	}
+	l.txnMu.Lock()
+	defer l.txnMu.Unlock()
+	kept := make([]AbortedTxn, 0, len(l.aborted)+len(entries))
+	for _, a := range l.aborted {
+		if a.LastOffset < from || a.LastOffset >= end {
+			kept = append(kept, a)
+		}
+	}
+	kept = append(kept, entries...)
+	sort.Slice(kept, func(i, j int) bool { return kept[i].LastOffset < kept[j].LastOffset })
+	l.aborted = kept
+	return nil
+}
+
 // toSwap renames the cleaned files .cleaned → .swap: indexes first, the .log
 // last (a .log.swap is what makes recovery complete a swap).
 func (w *CleanedSegment) toSwap() error {
@@ -501,6 +645,11 @@ func (w *CleanedSegment) toSwap() error {
 	if err := w.h.tidx.Rename(TimeIndexFileName(d, b) + SwapSuffix); err != nil {
 		return err
 	}
+	if w.txnFile {
+		if err := w.l.fs.Rename(TxnIndexFileName(d, b)+CleanedSuffix, TxnIndexFileName(d, b)+SwapSuffix); err != nil {
+			return err
+		}
+	}
 	return w.l.fs.Rename(LogFileName(d, b)+CleanedSuffix, LogFileName(d, b)+SwapSuffix)
 }
 
@@ -508,6 +657,9 @@ func (w *CleanedSegment) toSwap() error {
 func (w *CleanedSegment) unswap() error {
 	d, b := w.l.dir, w.base
 	_ = w.l.fs.Rename(LogFileName(d, b)+SwapSuffix, LogFileName(d, b)+CleanedSuffix)
+	if w.txnFile {
+		_ = w.l.fs.Rename(TxnIndexFileName(d, b)+SwapSuffix, TxnIndexFileName(d, b)+CleanedSuffix)
+	}
 	if w.h.tidx.Path() != TimeIndexFileName(d, b)+CleanedSuffix {
 		_ = w.h.tidx.Rename(TimeIndexFileName(d, b) + CleanedSuffix)
 	}

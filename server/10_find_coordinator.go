@@ -5,7 +5,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// FindCoordinator: v0-4
+// FindCoordinator: v0-6 (Kafka 4.x's range)
 //
 // Group keys: the broker leading the group's __consumer_offsets
 // partition (groupCoordinator: this broker on a single node). Transaction
@@ -18,11 +18,17 @@ import (
 //   - v2: same as v1.
 //   - v3: flexible.
 //   - v4: batched CoordinatorKeys, answered per key.
-func init() { regKey(kmsg.FindCoordinator, 0, 4, (*Server).handleFindCoordinator) }
+//   - v5: same as v4; the client understands TRANSACTION_ABORTABLE
+//     (KIP-890), which this API never returns.
+//   - v6: key type SHARE (2, share groups, KIP-932). kvlog has no share
+//     groups: such a key gets INVALID_REQUEST, as from a Kafka broker
+//     with share groups disabled.
+func init() { regKey(kmsg.FindCoordinator, 0, 6, (*Server).handleFindCoordinator) }
 
 const (
 	coordinatorTypeGroup       int8 = 0
 	coordinatorTypeTransaction int8 = 1
+	coordinatorTypeShare       int8 = 2
 )
 
 func (s *Server) handleFindCoordinator(r *request) {
@@ -50,6 +56,8 @@ func (s *Server) handleFindCoordinator(r *request) {
 			c.NodeID, c.Host, c.Port, err = s.groupCoordinator(r, key)
 		case coordinatorTypeTransaction:
 			c.NodeID, c.Host, c.Port, err = s.txnCoordinator(r, key)
+		case coordinatorTypeShare:
+			err = topicErrf(kerr.InvalidRequest, "share groups are not supported")
 		default:
 			err = topicErrf(kerr.InvalidRequest, "unknown coordinator type %d", req.CoordinatorType)
 		}

@@ -98,7 +98,7 @@ func TestApiVersions(t *testing.T) {
 	}
 	// The group coordinator's keys (flexible tier, no topic ids).
 	for key, want := range map[kmsg.Key][2]int16{
-		kmsg.OffsetCommit: {0, 9}, kmsg.OffsetFetch: {0, 7}, kmsg.FindCoordinator: {0, 4},
+		kmsg.OffsetCommit: {0, 9}, kmsg.OffsetFetch: {0, 7}, kmsg.FindCoordinator: {0, 6},
 		kmsg.JoinGroup: {0, 9}, kmsg.Heartbeat: {0, 4}, kmsg.LeaveGroup: {0, 5}, kmsg.SyncGroup: {0, 5},
 		kmsg.DescribeGroups: {0, 5}, kmsg.ListGroups: {0, 5}, kmsg.DeleteGroups: {0, 2}, kmsg.OffsetDelete: {0, 0},
 		// The transaction keys (docs/transactions.md): Kafka 3.9's, but

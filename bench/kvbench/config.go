@@ -67,6 +67,13 @@ type config struct {
 	replicatedBytes int64
 	replicatedReps  int
 
+	// txn: produce cells, records per run (txnSmallRecords for one
+	// record per transaction), records of the consume topic.
+	txnCells          []txnCell
+	txnRecords        int
+	txnSmallRecords   int
+	txnConsumeRecords int
+
 	machineBytes    int64
 	profileSeconds  int
 	scenarioTimeout time.Duration
@@ -101,6 +108,18 @@ func produceMatrix() []shape {
 // 1,000 keys, 100-byte values, acks=all (idempotent), no compression.
 var anchorShape = shape{partitions: 1, valueLen: 100, keys: 1000, acks: "all", comp: "none"}
 
+// txnMatrix is the transactions scenario's produce cells: 1 and 8
+// partitions, 1, 100 and 10,000 records per transaction.
+func txnMatrix() []txnCell {
+	var out []txnCell
+	for _, p := range []int32{1, 8} {
+		for _, n := range []int{1, 100, 10_000} {
+			out = append(out, txnCell{p, n})
+		}
+	}
+	return out
+}
+
 func fullConfig() *config {
 	return &config{
 		mode:             "full",
@@ -124,21 +143,25 @@ func fullConfig() *config {
 		rebuildUpdates:   10,
 		compactRecords:   1_000_000, compactKeys: 1000, compactSegment: 16 * mb,
 		compactFillKeys: 200_000, compactFillMapKeys: 50_000,
-		recoverySizes:    []int64{1 * gb, 10 * gb},
-		recoveryReps:     3,
-		scaleSizes:       []int64{1 * gb, 2 * gb, 5 * gb, 10 * gb, 20 * gb},
-		scaleProbeBytes:  256 * mb,
-		scaleLatencyN:    500,
-		scalePartitions:  []int{1, 10, 100, 1000, 10_000},
-		manyPartitions:   []int{5000, 10000, 30000},
-		spreadPartitions: []int{1, 1000, 10_000},
-		spreadRecords:    200_000,
-		scaleRecords:     1_000_000,
-		replicatedBytes:  64 * mb,
-		replicatedReps:   5,
-		machineBytes:     1 * gb,
-		profileSeconds:   10,
-		scenarioTimeout:  3 * time.Hour,
+		recoverySizes:     []int64{1 * gb, 10 * gb},
+		recoveryReps:      3,
+		scaleSizes:        []int64{1 * gb, 2 * gb, 5 * gb, 10 * gb, 20 * gb},
+		scaleProbeBytes:   256 * mb,
+		scaleLatencyN:     500,
+		scalePartitions:   []int{1, 10, 100, 1000, 10_000},
+		manyPartitions:    []int{5000, 10000, 30000},
+		spreadPartitions:  []int{1, 1000, 10_000},
+		spreadRecords:     200_000,
+		scaleRecords:      1_000_000,
+		replicatedBytes:   64 * mb,
+		replicatedReps:    5,
+		txnCells:          txnMatrix(),
+		txnRecords:        500_000,
+		txnSmallRecords:   5000,
+		txnConsumeRecords: 2_000_000,
+		machineBytes:      1 * gb,
+		profileSeconds:    10,
+		scenarioTimeout:   3 * time.Hour,
 	}
 }
 
@@ -169,21 +192,25 @@ func quickConfig() *config {
 		rebuildUpdates:   3,
 		compactRecords:   1_000_000, compactKeys: 1000, compactSegment: 8 * mb,
 		compactFillKeys: 200_000, compactFillMapKeys: 50_000,
-		recoverySizes:    []int64{256 * mb},
-		recoveryReps:     2,
-		scaleSizes:       []int64{256 * mb, 512 * mb, 1 * gb},
-		scaleProbeBytes:  64 * mb,
-		scaleLatencyN:    200,
-		scalePartitions:  []int{1, 10, 100},
-		manyPartitions:   []int{5000, 10000, 30000},
-		spreadPartitions: []int{1, 1000, 10_000},
-		spreadRecords:    200_000,
-		scaleRecords:     200_000,
-		replicatedBytes:  24 * mb,
-		replicatedReps:   2,
-		machineBytes:     256 * mb,
-		profileSeconds:   4,
-		scenarioTimeout:  30 * time.Minute,
+		recoverySizes:     []int64{256 * mb},
+		recoveryReps:      2,
+		scaleSizes:        []int64{256 * mb, 512 * mb, 1 * gb},
+		scaleProbeBytes:   64 * mb,
+		scaleLatencyN:     200,
+		scalePartitions:   []int{1, 10, 100},
+		manyPartitions:    []int{5000, 10000, 30000},
+		spreadPartitions:  []int{1, 1000, 10_000},
+		spreadRecords:     200_000,
+		scaleRecords:      200_000,
+		replicatedBytes:   24 * mb,
+		replicatedReps:    2,
+		txnCells:          txnMatrix(),
+		txnRecords:        200_000,
+		txnSmallRecords:   1000,
+		txnConsumeRecords: 500_000,
+		machineBytes:      256 * mb,
+		profileSeconds:    4,
+		scenarioTimeout:   30 * time.Minute,
 	}
 }
 

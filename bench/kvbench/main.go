@@ -102,6 +102,7 @@ var scenarios = []scenario{
 	{"replicated", "8. Replicated: 3 brokers, RF 3", scenReplicated, reportReplicated},
 	{"partitions", "9. Many partitions per broker", scenPartitions, reportPartitions},
 	{"lookup", "10. Key lookups without replay", scenLookup, reportLookup},
+	{"txn", "11. Transactions", scenTxn, reportTxn},
 }
 
 func main() {
@@ -109,7 +110,7 @@ func main() {
 		quick    = flag.Bool("quick", false, "the reduced run (make bench-quick)")
 		root     = flag.String("root", ".", "kvlog repository root")
 		out      = flag.String("out", "", "results directory (default <root>/bench/results/<date>)")
-		only     = flag.String("scenarios", "", "comma-separated scenario ids to run (default all): produce,consume,latency,rebuild,compaction,recovery,scale,replicated,partitions,lookup")
+		only     = flag.String("scenarios", "", "comma-separated scenario ids to run (default all): produce,consume,latency,rebuild,compaction,recovery,scale,replicated,partitions,lookup,txn")
 		base     = flag.String("baseline", "", "git revision whose kvlogd the produce, consume and partitions scenarios run beside this tree's (kvlog-before)")
 		reps     = flag.Int("reps", 0, "repetitions per measurement (default 3 quick, 5 full)")
 		keepTmp  = flag.Bool("keep", false, "keep the temp directory")
@@ -323,8 +324,8 @@ func (r *runner) available(scen string, names ...string) []sysSpec {
 			r.skip(scen, n, "Apache Kafka unavailable: %s", r.kafkaWhy)
 			continue
 		}
-		if s.impl == "kafka" && !r.cfg.kafkaEverywhere && !slices.Contains([]string{"produce", "consume", "latency"}, scen) {
-			r.skip(scen, n, "the quick run has Apache Kafka in its produce, consume and latency cells only")
+		if s.impl == "kafka" && !r.cfg.kafkaEverywhere && !slices.Contains([]string{"produce", "consume", "latency", "txn"}, scen) {
+			r.skip(scen, n, "the quick run has Apache Kafka in its produce, consume, latency and txn cells only")
 			continue
 		}
 		out = append(out, s)

@@ -129,6 +129,9 @@ type Pass struct {
 	TombstonesDropped int64 `json:"tombstones_dropped"`
 	HorizonsStamped   int64 `json:"horizons_stamped"`
 	KeylessDropped    int64 `json:"keyless_dropped"`
+	AbortedRecords    int64 `json:"aborted_records"` // records of aborted transactions removed
+	MarkersStamped    int64 `json:"markers_stamped"` // transaction markers with no data left given a delete horizon
+	MarkersRemoved    int64 `json:"markers_removed"` // transaction markers removed after their horizon
 
 	Groups        int `json:"groups"`
 	GroupsSkipped int `json:"groups_skipped"` // single segments with nothing to change: not rewritten

@@ -2,9 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand"
+	"os"
+	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/internal/testbroker"
 )
@@ -476,5 +482,290 @@ func TestTransactionsZombieFencing(t *testing.T) {
 	}
 	if len(got) != 1 || got[0] != "live-1" {
 		t.Fatalf("read_committed: %q, want only live-1", got)
+	}
+}
+
+// storedMarkers counts the control batches (transaction markers) stored in
+// partition 0 of topic, by type, with a raw read_uncommitted Fetch from
+// offset 0.
+func storedMarkers(t *testing.T, p *testbroker.Broker, topic string) (commits, aborts int) {
+	t.Helper()
+	req := kmsg.NewPtrFetchRequest()
+	req.Version = 11
+	req.MaxWaitMillis = 100
+	req.MaxBytes = 64 << 20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = 64 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(testbroker.Context(t, 30*time.Second), p.Client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("raw fetch of %s-0: %+v", topic, resp)
+	}
+	for raw := resp.Topics[0].Partitions[0].RecordBatches; len(raw) >= 61; {
+		n := 12 + int(int32(binary.BigEndian.Uint32(raw[8:])))
+		if n > len(raw) {
+			break
+		}
+		var b kmsg.RecordBatch
+		if err := b.ReadFrom(raw[:n]); err != nil {
+			t.Fatal(err)
+		}
+		if b.Attributes&0x20 != 0 && b.NumRecords > 0 {
+			// The control record's key: version int16, type int16.
+			if key := controlKey(b.Records); key == 1 {
+				commits++
+			} else {
+				aborts++
+			}
+		}
+		raw = raw[n:]
+	}
+	return commits, aborts
+}
+
+// controlKey decodes the type of the first control record of an
+// uncompressed control batch's records section (-1 if unreadable).
+func controlKey(recs []byte) int16 {
+	var r kmsg.Record
+	length, n := binary.Varint(recs)
+	if n <= 0 || int(length)+n > len(recs) {
+		return -1
+	}
+	if err := r.ReadFrom(recs[:n+int(length)]); err != nil || len(r.Key) < 4 {
+		return -1
+	}
+	return int16(binary.BigEndian.Uint16(r.Key[2:]))
+}
+
+// readAll reads partition 0 of topic from the start at isolation level
+// iso until a poll brings nothing for two seconds.
+func readAll(t *testing.T, p *testbroker.Broker, topic string, iso kgo.IsolationLevel) []*kgo.Record {
+	t.Helper()
+	ctx := testbroker.Context(t, 60*time.Second)
+	cl := p.Client(t, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(iso), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var out []*kgo.Record
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if fs.NumRecords() == 0 {
+			return out
+		}
+		out = append(out, fs.Records()...)
+	}
+	t.Fatalf("reading %s: %v", topic, ctx.Err())
+	return nil
+}
+
+// TestTransactionsCleanedTopic: a compacted topic written by a
+// transactional producer (every third transaction aborted), then
+// overwritten by a last transaction, is cleaned by the real broker until
+// the cleaner has removed every abort marker (the aborted data gone, the
+// marker stamped with its delete horizon, then removed). Read from the
+// start under read_committed and under read_uncommitted, before and after
+// a SIGKILL and restart: no aborted record appears, every committed record
+// the cleaner keeps is there (each key's last committed value, and the
+// records of committed transactions no later write superseded), and the
+// commit markers of those transactions are still in the log.
+func TestTransactionsCleanedTopic(t *testing.T) {
+	props := append(append([]string(nil), txnBrokerProps...), "log.cleaner.backoff.ms=100")
+	p := testbroker.Start(t, testbroker.Options{Race: true, LogLevel: "warn", Props: props})
+	ctx := testbroker.Context(t, 150*time.Second)
+	cfg := func(v string) *string { return &v }
+	const topic = "cleaned-txn"
+	if _, err := p.Admin(t).CreateTopic(ctx, 1, 1, map[string]*string{
+		"cleanup.policy": cfg("compact"), "segment.ms": cfg("300"), "min.cleanable.dirty.ratio": cfg("0.01"),
+		"delete.retention.ms": cfg("1000"), "min.compaction.lag.ms": cfg("0"),
+	}, topic); err != nil {
+		t.Fatal(err)
+	}
+	tx := p.Client(t, kgo.TransactionalID("cleaned-app"), kgo.DefaultProduceTopic(topic), kgo.TransactionTimeout(30*time.Second))
+	want := map[string]string{} // key → last committed value
+	const txns = 30
+	for i := 0; i < txns; i++ {
+		if err := tx.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		abort := i%3 == 0
+		prefix := "c"
+		if abort {
+			prefix = "a"
+		}
+		var recs []*kgo.Record
+		for j := 0; j < 5; j++ {
+			recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprintf("k%d", (i+j)%10)), Value: []byte(fmt.Sprintf("%s-%d-%d", prefix, i, j))})
+		}
+		recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprintf("u%d", i)), Value: []byte(fmt.Sprintf("%s-%d", prefix, i))})
+		if err := tx.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		commit := kgo.TryCommit
+		if abort {
+			commit = kgo.TryAbort
+		}
+		if err := tx.EndTransaction(ctx, commit); err != nil {
+			t.Fatal(err)
+		}
+		if !abort {
+			for _, r := range recs {
+				want[string(r.Key)] = string(r.Value)
+			}
+		}
+		if i%5 == 4 {
+			time.Sleep(350 * time.Millisecond) // a segment.ms roll between some transactions
+		}
+	}
+	// The last transaction overwrites every k key.
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	var last []*kgo.Record
+	for j := 0; j < 10; j++ {
+		last = append(last, &kgo.Record{Key: []byte(fmt.Sprintf("k%d", j)), Value: []byte(fmt.Sprintf("c-last-%d", j))})
+	}
+	if err := tx.ProduceSync(ctx, last...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range last {
+		want[string(r.Key)] = string(r.Value)
+	}
+	tx.Close()
+	// A plain producer keeps the log rolling (segment.ms) so that the
+	// cleaner has passes to run until every abort marker is gone.
+	plain := p.Client(t, kgo.DefaultProduceTopic(topic))
+	for tick := 0; ; tick++ {
+		if err := plain.ProduceSync(ctx, &kgo.Record{Key: []byte("tick"), Value: []byte(strconv.Itoa(tick))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		want["tick"] = strconv.Itoa(tick)
+		c, a := storedMarkers(t, p, topic)
+		if a == 0 {
+			// Commit markers of transactions whose data is gone go too;
+			// those with a u key left (20) and the last one stay.
+			if c != 21 {
+				t.Fatalf("%d commit markers left, want 21 (the transactions with data left)", c)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("abort markers never removed: %d commit and %d abort markers left", c, a)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, iso := range []kgo.IsolationLevel{kgo.ReadCommitted(), kgo.ReadUncommitted()} {
+			got := map[string]string{}
+			for _, r := range readAll(t, p, topic, iso) {
+				if strings.HasPrefix(string(r.Value), "a-") {
+					t.Fatalf("%s: an aborted record read: %s=%s at %d", when, r.Key, r.Value, r.Offset)
+				}
+				got[string(r.Key)] = string(r.Value)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%s: %d keys read, want %d: %v", when, len(got), len(want), got)
+			}
+			for k, v := range want {
+				if got[k] != v {
+					t.Fatalf("%s: %s = %q, want %q", when, k, got[k], v)
+				}
+			}
+		}
+	}
+	check("cleaned")
+	p.Kill()
+	p.Restart()
+	check("after a restart")
+}
+
+// TestKcatTransactions: kcat's -X transactional.id producer (librdkafka's
+// transactional API: all of stdin in one transaction, committed when
+// stdin closes). A committed run, and an interrupted one whose records
+// (most of 3,000) were written: kcat 1.7.1 exits on SIGINT without ending
+// the transaction, so the coordinator aborts it once its
+// transaction.timeout.ms (3 s here) passes. kcat's consumer (librdkafka,
+// isolation.level=read_committed) and franz-go under read_committed then
+// see only the committed records; read_uncommitted sees the aborted ones
+// too.
+func TestKcatTransactions(t *testing.T) {
+	kcat := testbroker.RequireKcat(t, "kcat transactions")
+	p := startTxnKvlogd(t)
+	ctx := testbroker.Context(t, 90*time.Second)
+	const topic = "kcat-txn"
+	if _, err := p.Admin(t).CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	// Committed: stdin closed.
+	testbroker.RunTool(t, 60*time.Second, []byte("c1:one\nc2:two\n"), kcat, "-b", p.Addr, "-P", "-t", topic, "-K", ":",
+		"-X", "transactional.id=kcat-committed")
+	// Aborted: the records are written, then kcat is interrupted.
+	cmd := exec.CommandContext(ctx, kcat, "-b", p.Addr, "-P", "-t", topic, "-K", ":", "-X", "transactional.id=kcat-aborted", "-X", "linger.ms=0",
+		"-X", "transaction.timeout.ms=3000")
+	cmd.WaitDelay = 5 * time.Second
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// kcat reads stdin through a buffer: enough lines that most are
+	// produced while the transaction is open.
+	var lines strings.Builder
+	for i := 0; i < 3000; i++ {
+		fmt.Fprintf(&lines, "a%d:gone\n", i)
+	}
+	if _, err := io.WriteString(stdin, lines.String()); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until most are in the log (read_uncommitted).
+	aborted := 0
+	for {
+		if aborted = len(readAll(t, p, topic, kgo.ReadUncommitted())) - 2; aborted >= 2000 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("kcat's transactional records never reached the log (%d did): %s", aborted, stderr.String())
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	_ = stdin.Close()
+	_ = cmd.Wait() // an interrupted kcat exits non-zero
+	t.Logf("kcat interrupted after %d aborted records were written: %s", aborted, stderr.String())
+	values := func(rs []*kgo.Record) []string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, string(r.Key)+"="+string(r.Value))
+		}
+		sort.Strings(out)
+		return out
+	}
+	// The coordinator has the abort written once no transaction is open.
+	committed := readCommitted(t, p, topic)
+	if got := values(committed[0]); strings.Join(got, ",") != "c1=one,c2=two" {
+		t.Fatalf("franz-go read_committed: %v (kcat: %s)", got, stderr.String())
+	}
+	if n := len(readAll(t, p, topic, kgo.ReadUncommitted())); n < 2+aborted {
+		t.Fatalf("read_uncommitted: %d records, want the 2 committed and at least the %d aborted", n, aborted)
+	}
+	out := testbroker.RunTool(t, 60*time.Second, nil, kcat, "-b", p.Addr, "-C", "-t", topic, "-o", "beginning", "-e", "-q",
+		"-X", "isolation.level=read_committed", "-f", "%k=%s\n")
+	got := strings.Fields(string(out))
+	sort.Strings(got)
+	if strings.Join(got, ",") != "c1=one,c2=two" {
+		t.Fatalf("kcat read_committed: %v", got)
 	}
 }

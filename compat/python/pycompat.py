@@ -440,6 +440,113 @@ class KafkaPython:
         c.close()
         ctx.data.update(committed=want, first=first)
 
+    def transactions(self, ctx):
+        """kafka-python's transactional producer: consume-transform-produce
+        with send_offsets_to_transaction, every third transaction aborted;
+        then the output under read_committed (each input once, nothing
+        aborted), the group's offsets, and a zombie fenced by a second
+        instance of the transactional id."""
+        from kafka import TopicPartition
+        from kafka.structs import OffsetAndMetadata
+        from kafka.errors import KafkaError
+        tin, tout, group = ctx.topic("txn-in"), ctx.topic("txn-out"), ctx.topic("g-txn")
+        n = 300
+        self.create_topic(ctx, tin, 3, {})
+        self.create_topic(ctx, tout, 3, {"cleanup.policy": "compact"})
+        p = self.k.KafkaProducer(bootstrap_servers=ctx.bootstrap, **ctx.extra)
+        ctx.step("KafkaProducer.send")
+        for i in range(n):
+            p.send(tin, key=("k%d" % (i % 97)).encode(), value=str(i).encode())
+        p.flush(60)
+        p.close()
+        pconf = dict(bootstrap_servers=ctx.bootstrap, **ctx.extra, transactional_id=ctx.topic("txn"), transaction_timeout_ms=30000)
+        prod = self.k.KafkaProducer(**pconf)
+        ctx.step("KafkaProducer.init_transactions")
+        prod.init_transactions()
+        c = self.k.KafkaConsumer(tin, bootstrap_servers=ctx.bootstrap, **ctx.extra, group_id=group, enable_auto_commit=False,
+                                 auto_offset_reset="earliest", isolation_level="read_committed",
+                                 session_timeout_ms=6000, heartbeat_interval_ms=1000)
+        done, rounds, commits, aborts = set(), 0, 0, 0
+        for _ in deadline_loop(ctx, 90, "transform %d records" % n):
+            if len(done) >= n:
+                break
+            ctx.step("KafkaConsumer.poll")
+            msgs = [m for recs in c.poll(timeout_ms=500, max_records=40).values() for m in recs]
+            if not msgs:
+                continue
+            rounds += 1
+            abort = rounds % 3 == 2
+            ctx.step("KafkaProducer.begin_transaction")
+            prod.begin_transaction()
+            for m in msgs:
+                prod.send(tout, key=m.key, value=(b"aborted-" if abort else b"") + m.value)
+            ctx.step("KafkaProducer.send_offsets_to_transaction")
+            offsets = {tp: OffsetAndMetadata(c.position(tp), "", -1) for tp in c.assignment()}
+            prod.send_offsets_to_transaction(offsets, c.group_metadata())
+            if abort:
+                ctx.step("KafkaProducer.abort_transaction")
+                prod.abort_transaction()
+                aborts += 1
+                ctx.step("KafkaConsumer.committed/seek")
+                for tp in c.assignment():
+                    off = c.committed(tp)
+                    if off is None:
+                        c.seek_to_beginning(tp)
+                    else:
+                        c.seek(tp, off)
+                continue
+            ctx.step("KafkaProducer.commit_transaction")
+            prod.commit_transaction()
+            commits += 1
+            done.update(m.value for m in msgs)
+        ctx.step("KafkaConsumer.committed")
+        total = sum(c.committed(TopicPartition(tin, p_)) or 0 for p_ in range(3))
+        ctx.check(total == n, "the group's committed offsets sum to %d, want %d", total, n)
+        c.close()
+        # The output under read_committed, to the last stable offsets.
+        r = self.k.KafkaConsumer(bootstrap_servers=ctx.bootstrap, **ctx.extra, enable_auto_commit=False,
+                                 auto_offset_reset="earliest", isolation_level="read_committed")
+        tps = [TopicPartition(tout, p_) for p_ in range(3)]
+        r.assign(tps)
+        r.seek_to_beginning(*tps)
+        ctx.step("KafkaConsumer.end_offsets(read_committed)")
+        ends = r.end_offsets(tps)
+        seen = {}
+        ctx.step("KafkaConsumer.poll(read_committed)")
+        for _ in deadline_loop(ctx, 60, "read the output"):
+            if all(r.position(tp) >= ends[tp] for tp in tps):
+                break
+            for recs in r.poll(timeout_ms=500).values():
+                for m in recs:
+                    ctx.check(not m.value.startswith(b"aborted-"), "read_committed returned aborted %r", m.value)
+                    seen[m.value] = seen.get(m.value, 0) + 1
+        r.close()
+        ctx.check(len(seen) == n, "read_committed returned %d distinct inputs, want %d", len(seen), n)
+        dup = [v for v, k in seen.items() if k != 1]
+        ctx.check(not dup, "inputs read more than once: %s", dup[:5])
+        # Fencing: a second instance of the transactional id.
+        prod.begin_transaction()
+        prod.send(tout, key=b"zombie", value=b"zombie")
+        prod.flush(30)
+        fresh = self.k.KafkaProducer(**pconf)
+        ctx.step("KafkaProducer.init_transactions(new instance)")
+        fresh.init_transactions()
+        fenced = None
+        try:
+            ctx.step("KafkaProducer.commit_transaction(zombie)")
+            prod.send(tout, key=b"zombie", value=b"zombie-2")
+            prod.commit_transaction()
+        except KafkaError as e:
+            fenced = e
+        ctx.check(fenced is not None and ("fenced" in type(fenced).__name__.lower() or "epoch" in type(fenced).__name__.lower()),
+                  "the zombie was not fenced: %r", fenced)
+        prod.close(5)
+        fresh.begin_transaction()
+        fresh.send(tout, key=b"fresh", value=b"fresh")
+        fresh.commit_transaction()
+        fresh.close()
+        ctx.data.update(commits=commits, aborts=aborts, fenced=repr(fenced))
+
     def admin_case(self, ctx):
         from kafka import TopicPartition
         from kafka.admin import ConfigResource, ConfigResourceType

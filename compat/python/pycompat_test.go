@@ -155,19 +155,15 @@ var codecIDs = map[string]int8{"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zst
 // TestPythonClients: confluent-kafka and kafka-python 3.x produce (every
 // codec, idempotent), consume in a group with commits and resume, and
 // administer (topics with configs, configs, offsets, delete records,
-// groups) against one kvlogd; confluent-kafka also runs transactions
-// (consume-transform-produce with send_offsets_to_transaction, aborts,
-// read_committed, fencing).
+// groups) and run transactions (consume-transform-produce with
+// send_offsets_to_transaction, aborts, read_committed, fencing) against
+// one kvlogd.
 func TestPythonClients(t *testing.T) {
 	py := requirePython(t)
 	b := testbroker.Start(t, testbroker.Options{Race: true})
-	cases := []string{"produce-codecs=none", "produce-codecs=gzip", "produce-codecs=snappy", "produce-codecs=lz4", "produce-codecs=zstd", "group-resume", "admin"}
+	cases := []string{"produce-codecs=none", "produce-codecs=gzip", "produce-codecs=snappy", "produce-codecs=lz4", "produce-codecs=zstd", "group-resume", "admin", "transactions"}
 	for _, client := range []string{"confluent", "kafka-python"} {
 		t.Run(client, func(t *testing.T) {
-			cases := cases
-			if client == "confluent" {
-				cases = append(cases[:len(cases):len(cases)], "transactions")
-			}
 			prefix := "py-" + client
 			res := runCases(t, py, client, b.Addr, prefix, cases...)
 			for _, c := range cases {

@@ -66,7 +66,16 @@ func (l *loader) add(r Record) {
 	case kindOffset:
 		offs := l.offsets[groupID]
 		if r.Value == nil {
+			// A tombstone (OffsetDelete, expiry, a deleted topic) also
+			// drops the partition's pending transactional offsets read
+			// before it, as Kafka's GroupMetadata.removeOffsets does
+			// live: their marker must not bring the offset back.
 			delete(offs, tp)
+			if !r.Transactional {
+				for _, byGroup := range l.txn {
+					delete(byGroup[groupID], tp)
+				}
+			}
 			return
 		}
 		e, err := decodeOffsetValue(r.Value)

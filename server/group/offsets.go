@@ -229,6 +229,27 @@ func (c *core) topicsDeleted(now time.Time, topics map[string]bool) (int, error)
 				recs = append(recs, Record{Key: offsetKey(g.id, tp)})
 			}
 		}
+		// A pending transactional offset of a deleted topic gets a
+		// tombstone too, even with no committed offset: a replay drops
+		// the pending offsets a later tombstone of their partition
+		// meets, so its marker, replayed after a restart, does not bring
+		// it back.
+		pendingOnly := map[TopicPartition]bool{}
+		for _, m := range g.txnOffsets {
+			for tp := range m {
+				if topics[tp.Topic] && g.offsets[tp] == nil {
+					pendingOnly[tp] = true
+				}
+			}
+		}
+		tps := make([]TopicPartition, 0, len(pendingOnly))
+		for tp := range pendingOnly {
+			tps = append(tps, tp)
+		}
+		sortTPs(tps)
+		for _, tp := range tps {
+			recs = append(recs, Record{Key: offsetKey(g.id, tp)})
+		}
 		if len(removed[g]) > 0 && g.state == Empty && len(g.offsets) == len(removed[g]) && len(g.pending) == 0 && len(g.txnOffsets) == 0 {
 			dead = append(dead, g)
 			recs = append(recs, Record{Key: groupKey(g.id)})

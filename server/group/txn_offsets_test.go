@@ -84,3 +84,55 @@ func TestTxnOffsetCommitPendingUntilMarker(t *testing.T) {
 	h.restart()
 	want(41, false)
 }
+
+// TestTxnOffsetsOfDeletedTopicNotReapplied: a transactional offset commit
+// pending when its topic is deleted is dropped, and stays dropped when the
+// producer's commit marker arrives after a coordinator restart (a replay
+// of the log): for a partition with no earlier committed offset (before,
+// nothing recorded the deletion, so the replayed marker applied the
+// pending offset) and for one with an earlier committed offset (before,
+// the replayed tombstone removed only the committed offset, and the
+// marker then applied the pending one).
+func TestTxnOffsetsOfDeletedTopicNotReapplied(t *testing.T) {
+	for _, committedBefore := range []bool{false, true} {
+		t.Run(map[bool]string{false: "pending-only", true: "committed-before"}[committedBefore], func(t *testing.T) {
+			h := newHarness(t, testConfig())
+			gone := TopicPartition{"gone", 0}
+			kept := TopicPartition{"kept", 0}
+			if committedBefore {
+				h.commit(CommitRequest{Group: "g", Generation: -1, Offsets: []OffsetCommit{{TopicPartition: gone, Offset: 3, LeaderEpoch: -1}}})
+			}
+			if errs := h.txnCommit(TxnCommitRequest{Group: "g", ProducerID: 7, Generation: -1, Offsets: []OffsetCommit{
+				{TopicPartition: gone, Offset: 10, LeaderEpoch: -1}, {TopicPartition: kept, Offset: 20, LeaderEpoch: -1},
+			}}); errs[0] != nil || errs[1] != nil {
+				t.Fatal(errs)
+			}
+			var n int
+			var err error
+			h.do(func(now time.Time) { n, err = h.c.topicsDeleted(now, map[string]bool{"gone": true}) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o := h.stableFetch("g", gone); o.Offset != -1 || o.Err != nil {
+				t.Fatalf("deleted topic's offset after the deletion: %+v", o)
+			}
+			// The coordinator restarts before the marker, then commits.
+			h.restart()
+			h.store.marker(0, 7, true)
+			h.do(func(time.Time) { h.c.completeTxn(7, true) })
+			check := func(when string) {
+				t.Helper()
+				if o := h.stableFetch("g", gone); o.Offset != -1 || o.Err != nil {
+					t.Fatalf("%s: the deleted topic's pending offset came back: %+v", when, o)
+				}
+				if o := h.stableFetch("g", kept); o.Offset != 20 || o.Err != nil {
+					t.Fatalf("%s: the other topic's offset: %+v, want 20", when, o)
+				}
+			}
+			check("after the marker")
+			h.restart()
+			check("after another restart")
+			_ = n
+		})
+	}
+}

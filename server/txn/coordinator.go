@@ -146,9 +146,12 @@ func (co *Coordinator) Load(p, epoch int32) error {
 		s.mu.Unlock()
 		return nil
 	}
-	s.core = nil
+	answers := s.dropCore()
 	s.loading = true
 	s.mu.Unlock()
+	for _, a := range answers {
+		a()
+	}
 
 	snaps := map[string]*snapshot{}
 	skipped := 0
@@ -211,12 +214,27 @@ func (s *shard) unload(closing bool) {
 	if closing {
 		s.closed = true
 	}
-	s.core = nil
+	answers := s.dropCore()
 	if s.timer != nil {
 		s.timer.Stop()
 		s.armed = time.Time{}
 	}
 	s.mu.Unlock()
+	for _, a := range answers {
+		a()
+	}
+}
+
+// dropCore unloads the core and returns the answers (NOT_COORDINATOR) of
+// the requests waiting in it, to deliver once mu is released. Caller
+// holds mu.
+func (s *shard) dropCore() []func() {
+	if s.core == nil {
+		return nil
+	}
+	answers := s.core.dropParked(fmt.Errorf("%w: %s-%d was unloaded", ErrNotCoordinator, StateTopic, s.partition))
+	s.core = nil
+	return answers
 }
 
 // run executes fn on the loaded core; see runOn.

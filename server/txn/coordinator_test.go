@@ -91,10 +91,8 @@ func TestCommitWritesMarkersThenCompletes(t *testing.T) {
 	if s := h.state("app"); s != PrepareCommit {
 		t.Fatalf("after EndTxn: %s", s)
 	}
-	// Other requests wait while the markers are written.
-	if err := h.add("app", pe, tp("c", 0)); !errors.Is(err, ErrConcurrentTransactions) {
-		t.Fatalf("AddPartitions during PrepareCommit: %v", err)
-	}
+	// Other requests wait while the markers are written
+	// (AddPartitions: TestAddPartitionsWaitsForCompletion).
 	if r := h.init("app", 60000, nil); !errors.Is(r.Err, ErrConcurrentTransactions) {
 		t.Fatalf("InitProducerId during PrepareCommit: %v", r.Err)
 	}
@@ -457,5 +455,66 @@ func TestPartitionFor(t *testing.T) {
 		if got := PartitionFor(c.id, c.n); got != c.want {
 			t.Errorf("PartitionFor(%q, %d) = %d, want %d", c.id, c.n, got, c.want)
 		}
+	}
+}
+
+// TestAddPartitionsWaitsForCompletion: an AddPartitionsToTxn that arrives
+// while the previous transaction's markers are being written (the client
+// began its next transaction as soon as EndTxn answered) is not refused
+// with CONCURRENT_TRANSACTIONS, which made a client back off 20 ms per
+// transaction: it waits and runs once the transaction completes. One whose
+// wait outlasts completionWait (the markers are not taken) gets
+// CONCURRENT_TRANSACTIONS; one waiting when the partition is unloaded gets
+// NOT_COORDINATOR.
+func TestAddPartitionsWaitsForCompletion(t *testing.T) {
+	h := newHarness(t, testConfig())
+	pe := mustPE(t, h.init("app", 60000, nil))
+	var (
+		res    []error
+		called int
+	)
+	addAsync := func(tps ...TopicPartition) {
+		h.co.AddPartitions("app", pe.ProducerID, pe.Epoch, tps, func(err error) { res = append(res, err); called++ })
+	}
+	// Completes: the waiting request runs and starts the next transaction.
+	if err := h.add("app", pe, tp("a", 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.end("app", pe, true); err != nil {
+		t.Fatal(err)
+	}
+	addAsync(tp("b", 0))
+	if called != 0 {
+		t.Fatalf("AddPartitions during PrepareCommit answered at once: %v", res)
+	}
+	h.deliver()
+	if called != 1 || res[0] != nil {
+		t.Fatalf("AddPartitions after the completion: answered %d times, %v", called, res)
+	}
+	if d, err := h.co.Describe("app"); err != nil || d.State != Ongoing || len(d.Partitions) != 1 || d.Partitions[0] != tp("b", 0) {
+		t.Fatalf("the next transaction: %+v %v", d, err)
+	}
+	// Not completed in time: CONCURRENT_TRANSACTIONS, as before.
+	if err := h.end("app", pe, true); err != nil {
+		t.Fatal(err)
+	}
+	res, called = nil, 0
+	addAsync(tp("c", 0))
+	h.clock.Advance(completionWait - time.Millisecond)
+	h.co.Tick()
+	if called != 0 {
+		t.Fatalf("answered before the wait was over: %v", res)
+	}
+	h.clock.Advance(time.Millisecond)
+	h.co.Tick()
+	if called != 1 || !errors.Is(res[0], ErrConcurrentTransactions) {
+		t.Fatalf("after the wait: answered %d times, %v", called, res)
+	}
+	// Unloaded while waiting: NOT_COORDINATOR.
+	res, called = nil, 0
+	addAsync(tp("c", 0))
+	h.co.Unload(h.co.PartitionFor("app"))
+	if called != 1 || !errors.Is(res[0], ErrNotCoordinator) {
+		t.Fatalf("after an unload: answered %d times, %v", called, res)
 	}
 }

@@ -35,6 +35,9 @@ type core struct {
 	// inFlight: transactions with a marker request out (answered through
 	// markersDone).
 	inFlight map[*txnMeta]*MarkerRequest
+	// parked: AddPartitionsToTxn requests that came while their
+	// transaction was completing (see addPartitions).
+	parked map[*txnMeta][]parkedAdd
 
 	nextAbortCheck  time.Time
 	nextExpireCheck time.Time
@@ -56,7 +59,78 @@ func newCore(cfg *Config, partition, epoch int32, log *slog.Logger, nextPID func
 		txns:     map[string]*txnMeta{},
 		retries:  map[*txnMeta]time.Time{},
 		inFlight: map[*txnMeta]*MarkerRequest{},
+		parked:   map[*txnMeta][]parkedAdd{},
 	}
+}
+
+// parkedAdd is an AddPartitionsToTxn waiting for its transaction's
+// previous one to complete: run again once it has, answered
+// CONCURRENT_TRANSACTIONS at until.
+type parkedAdd struct {
+	until time.Time
+	retry func(now time.Time)
+	cb    func(error)
+}
+
+// Waiting for a completing transaction (addPartitions): how long a
+// request waits at most, and how many wait per transaction.
+const (
+	completionWait = 100 * time.Millisecond
+	maxParked      = 16
+)
+
+// completing reports whether m's markers are being written or its
+// Complete* record is: it will be complete without any request's help.
+func (c *core) completing(m *txnMeta) bool {
+	if m.state != PrepareCommit && m.state != PrepareAbort {
+		return false
+	}
+	return c.inFlight[m] != nil || m.hasPending && (m.pending == CompleteCommit || m.pending == CompleteAbort)
+}
+
+// unpark runs again the requests waiting for m, now complete.
+func (c *core) unpark(now time.Time, m *txnMeta) {
+	ps := c.parked[m]
+	delete(c.parked, m)
+	for _, p := range ps {
+		p.retry(now)
+	}
+}
+
+// expireParked answers the waiting requests whose wait is over
+// CONCURRENT_TRANSACTIONS (the client retries as Kafka has it do).
+func (c *core) expireParked(now time.Time) {
+	for m, ps := range c.parked {
+		kept := ps[:0]
+		for _, p := range ps {
+			if now.Before(p.until) {
+				kept = append(kept, p)
+				c.schedule(p.until)
+				continue
+			}
+			cb, id := p.cb, m.id
+			c.answer(func() { cb(fmt.Errorf("%w: %s is completing a transaction", ErrConcurrentTransactions, id)) })
+		}
+		if len(kept) == 0 {
+			delete(c.parked, m)
+		} else {
+			c.parked[m] = kept
+		}
+	}
+}
+
+// dropParked returns the answers (err) of every waiting request, for a
+// core being unloaded; they are to be delivered outside the shard lock.
+func (c *core) dropParked(err error) []func() {
+	var out []func()
+	for _, ps := range c.parked {
+		for _, p := range ps {
+			cb := p.cb
+			out = append(out, func() { cb(err) })
+		}
+	}
+	clear(c.parked)
+	return out
 }
 
 // takeWrites returns and clears the pending writes.
@@ -132,6 +206,7 @@ func (c *core) tick(now time.Time) {
 		delete(c.retries, m)
 		c.resume(now, m)
 	}
+	c.expireParked(now)
 	c.armChecks(now)
 }
 
@@ -333,6 +408,19 @@ func (c *core) addPartitions(now time.Time, id string, pid int64, epoch int16, t
 		return
 	case m.epoch != epoch:
 		fail(fmt.Errorf("%w: %s is at epoch %d, not %d", ErrProducerFenced, id, m.epoch, epoch))
+		return
+	case c.completing(m) && len(c.parked[m]) < maxParked:
+		// The previous transaction's markers are being written (EndTxn
+		// is answered once its Prepare* record is durable). Kafka answers
+		// CONCURRENT_TRANSACTIONS and the client retries after a backoff
+		// (20 ms in franz-go and Java's client), which bounds a producer
+		// to one short transaction per backoff; the request waits here
+		// instead, up to completionWait, and runs when the transaction
+		// completes (a few milliseconds on one broker).
+		until := now.Add(completionWait)
+		c.parked[m] = append(c.parked[m], parkedAdd{until: until, cb: cb,
+			retry: func(now time.Time) { c.addPartitions(now, id, pid, epoch, tps, cb) }})
+		c.schedule(until)
 		return
 	case m.hasPending, m.state == PrepareCommit, m.state == PrepareAbort:
 		fail(fmt.Errorf("%w: %s is completing a transaction", ErrConcurrentTransactions, id))
@@ -544,6 +632,7 @@ func (c *core) completeTxn(now time.Time, m *txnMeta) {
 			if err := m.complete(t); err != nil {
 				c.log.Error("completing a transaction", "transactional_id", m.id, "err", err)
 			}
+			c.unpark(now, m)
 			return
 		}
 		m.clearPending()

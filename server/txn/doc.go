@@ -55,6 +55,14 @@
 //     written with no partitions. Markers a partition did not take are
 //     sent again after MarkerRetryBackoff; a marker fenced by a newer
 //     coordinator stops this one.
+//   - An AddPartitionsToTxn/AddOffsetsToTxn that comes while the previous
+//     transaction's markers or completion record are being written (the
+//     client began its next transaction as soon as EndTxn answered) waits
+//     for the completion, at most completionWait, and then runs; Kafka
+//     answers CONCURRENT_TRANSACTIONS at once, and the client's retry
+//     backoff (20 ms) then bounds a producer to one short transaction per
+//     backoff. A wait that runs out gets CONCURRENT_TRANSACTIONS, an
+//     unload NOT_COORDINATOR.
 //   - Every AbortTimedOutInterval, Ongoing transactions older than their
 //     timeout are fenced and aborted as above. Every RemoveExpiredInterval,
 //     idle ids not updated for IDExpiration get a tombstone and are gone.
