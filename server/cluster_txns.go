@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/engine"
+	"github.com/kvlog/kvlog/internal/clock"
 	"github.com/kvlog/kvlog/server/txn"
 )
 
@@ -172,7 +173,7 @@ func (c *cluster) applyTxnCoordinatorEvent(ev coordEvent) {
 	start := time.Now()
 	if err := co.Load(ev.p, ev.epoch); err != nil {
 		c.log.Error("loading transactional ids failed; retrying", "partition", ev.p, "leader_epoch", ev.epoch, "err", err)
-		time.AfterFunc(time.Second, func() {
+		clock.AfterFunc(c.s.clock, coordLoadRetry, func() {
 			if c.ctx.Err() == nil && c.leadsAt(txn.StateTopic, ev.p, ev.epoch) {
 				c.partMu.Lock()
 				c.queueCoordinator(ev)
