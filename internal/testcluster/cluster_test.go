@@ -38,7 +38,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	kvlogdBin, err = BuildKvlogd(dir, os.Getenv("KVLOG_RACE") != "")
+	// KVLOG_TEST_KVLOGD runs the tests and benchmarks against a given
+	// kvlogd binary (e.g. a previous revision's, for a same-run
+	// before/after comparison) instead of building this checkout's.
+	if bin := os.Getenv("KVLOG_TEST_KVLOGD"); bin != "" {
+		kvlogdBin = bin
+	} else {
+		kvlogdBin, err = BuildKvlogd(dir, os.Getenv("KVLOG_RACE") != "")
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
