@@ -146,8 +146,11 @@ test: deps tools tools-java tools-python tools-kafka tools-console tools-kafkajs
 # between brokers and for the load, ZooKeeper authentication and znode ACLs.
 CHAOS_DURATION ?= 5m
 CHAOS_SECURITY ?= PLAINTEXT
+# CHAOS_PARTITIONS=3000 runs it with the checked topic spread over 3,000
+# partitions (every one written, moved by the faults and checked).
+CHAOS_PARTITIONS ?= 6
 chaos: deps tools
-	KVLOG_CHAOS_DURATION=$(CHAOS_DURATION) KVLOG_CHAOS_SECURITY=$(CHAOS_SECURITY) $(GO) test -run '^TestChaos$$' -count=1 -v -timeout 90m ./internal/testcluster
+	KVLOG_CHAOS_DURATION=$(CHAOS_DURATION) KVLOG_CHAOS_SECURITY=$(CHAOS_SECURITY) KVLOG_CHAOS_PARTITIONS=$(CHAOS_PARTITIONS) $(GO) test -run '^TestChaos$$' -count=1 -v -timeout 90m ./internal/testcluster
 
 # Network partitions (not in CI; a 45-second version runs in `make test`):
 # ZooKeeper and each broker in their own network namespace, a nemesis that

@@ -254,15 +254,16 @@ func (p *Partition) MakeLeader(st State, now time.Time) (bool, error) {
 		return false, nil
 	}
 	leo := p.log.LogEndOffset()
-	assign := p.log.Epochs().Assign
-	if leo == 0 {
-		// An empty log: the entry is written with the first records'
-		// flush. A crash before that loses nothing it describes, and the
-		// next leadership assigns its epoch again. (Writing it now would
-		// cost every new partition an fsynced file.)
-		assign = p.log.Epochs().AssignDeferred
-	}
-	if err := assign(st.LeaderEpoch, int64(leo)); err != nil {
+	// The new epoch starts at the log end: the entry describes only
+	// records yet to be appended, so it is written with their flush (the
+	// log's flush writes its leader-epoch checkpoint after the data) or
+	// when the log closes. A crash before that loses only unflushed records
+	// of this epoch, whose epochs recovery rebuilds from the batches, and
+	// an epoch with no record ends where the previous one does, which is
+	// what the lost entry said. Writing it now cost an fsynced file per
+	// partition: a controller fail-over moving thousands of leaders to a
+	// broker waited for thousands of fsyncs.
+	if err := p.log.Epochs().AssignDeferred(st.LeaderEpoch, int64(leo)); err != nil {
 		p.mu.Unlock()
 		return false, fmt.Errorf("replica: %s: assigning leader epoch %d at %d: %w", p.log.TopicPartition(), st.LeaderEpoch, leo, storageErr(err))
 	}

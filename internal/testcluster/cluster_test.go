@@ -83,14 +83,21 @@ func startCluster(t *testing.T, extra ...string) *Cluster {
 // createTopic creates a compacted RF-3 topic and waits for leaders and full ISRs.
 func createTopic(t *testing.T, c *Cluster, name string, partitions int32) {
 	t.Helper()
+	createTopicWithin(t, c, name, partitions, 30*time.Second)
+}
+
+// createTopicWithin is createTopic with a timeout for the creation and for
+// the full ISRs each.
+func createTopicWithin(t *testing.T, c *Cluster, name string, partitions int32, timeout time.Duration) {
+	t.Helper()
 	adm := c.Admin()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	res, err := adm.CreateTopic(ctx, partitions, 3, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, name)
 	if err != nil || res.Err != nil {
 		t.Fatalf("create %s: %v %v", name, err, res.Err)
 	}
-	waitFullISR(t, c, name, 30*time.Second)
+	waitFullISR(t, c, name, timeout)
 }
 
 // partitions asks a running broker directly (no client caching).
