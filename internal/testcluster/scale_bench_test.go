@@ -182,8 +182,8 @@ func scalePartitions(b *testing.B, np int) string {
 	}
 	zkc := c.ZKConn()
 	c.Kill(ctl)
-	profile(b, c, "failover", 12*time.Second)
 	expired := waitDeleted(b, zkc, "/kvlog/controller", 60*time.Second)
+	profile(b, c, "failover", 20*time.Second) // the new controller's work, from the expiry
 	if _, err := allAcceptProduce(ctx, c, topics, ctl, 10*time.Minute); err != nil {
 		b.Fatal(err)
 	}
