@@ -107,7 +107,7 @@ func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTop
 		}
 		if changed {
 			c.log.Log(context.Background(), many.level(), "became leader", "topic", topic, "partition", ps.Partition, "leader_epoch", ps.LeaderEpoch, "isr", ps.ISR)
-			many.count(&many.leaders)
+			many.count(true)
 			if topic == group.OffsetsTopic || topic == txn.StateTopic {
 				c.queueCoordinator(coordEvent{topic: topic, p: ps.Partition, epoch: ps.LeaderEpoch, load: true})
 			}
@@ -120,7 +120,7 @@ func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTop
 	}
 	if changed {
 		c.log.Log(context.Background(), many.level(), "became follower", "topic", topic, "partition", ps.Partition, "leader", ps.Leader, "leader_epoch", ps.LeaderEpoch)
-		many.count(&many.followers)
+		many.count(false)
 		if topic == group.OffsetsTopic || topic == txn.StateTopic {
 			c.queueCoordinator(coordEvent{topic: topic, p: ps.Partition})
 		}

@@ -160,9 +160,14 @@ func (n *lairCounts) level() slog.Level {
 	return slog.LevelDebug
 }
 
-func (n *lairCounts) count(v *atomic.Int64) {
-	if n != nil {
-		v.Add(1)
+// count counts a partition that became leader (or follower).
+func (n *lairCounts) count(leader bool) {
+	switch {
+	case n == nil:
+	case leader:
+		n.leaders.Add(1)
+	default:
+		n.followers.Add(1)
 	}
 }
 

@@ -50,6 +50,8 @@ type Server struct {
 	cfg *config.Broker
 	// fetchSessions are the incremental fetch sessions (fetch_sessions.go).
 	fetchSessions fetchsession.Cache
+	// partitionReads counts the partitions fetches looked at (tests).
+	partitionReads atomic.Int64
 	logger        *slog.Logger
 	clock         clock.Clock
 	mgr           *engine.Manager
