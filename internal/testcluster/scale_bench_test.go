@@ -183,7 +183,7 @@ func scalePartitions(b *testing.B, np int) string {
 	zkc := c.ZKConn()
 	c.Kill(ctl)
 	expired := waitDeleted(b, zkc, "/kvlog/controller", 60*time.Second)
-	profile(b, c, "failover", 20*time.Second) // the new controller's work, from the expiry
+	profile(b, c, "failover", 10*time.Second) // the new controller's work, from the expiry
 	if _, err := allAcceptProduce(ctx, c, topics, ctl, 10*time.Minute); err != nil {
 		b.Fatal(err)
 	}
@@ -193,6 +193,7 @@ func scalePartitions(b *testing.B, np int) string {
 	}
 	b.Logf("%d partitions: fail-over, every partition accepts produce %v after the controller's session expired", np, failover.Round(time.Millisecond))
 	b.ReportMetric(failover.Seconds(), "failover-s")
+	profiling.Wait() // the fail-over's profiles, before the cluster stops
 	return fmt.Sprintf("| %d | %.1f s | %d | %.2f | %.2f | %.1f s |", np, create.Seconds(), premature, idle, idleConsumer, failover.Seconds())
 }
 
