@@ -334,10 +334,9 @@ type tpKey struct {
 	partition int32
 }
 
-func keyOf(p *Partition) tpKey {
-	tp := p.Log().TopicPartition()
-	return tpKey{tp.Topic, tp.Partition}
-}
+// keyOf is p's key, kept in p: a fetch of thousands of partitions touches
+// no log for it.
+func keyOf(p *Partition) tpKey { return p.key }
 
 // groupByTopic indexes requests by partition and adds them to a request
 // grouped by topic: addTopic appends a topic entry and returns its index,

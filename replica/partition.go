@@ -65,6 +65,7 @@ type Options struct {
 type Partition struct {
 	mu     sync.Mutex
 	log    *engine.Log
+	key    tpKey // the log's topic-partition (fetchers key by it)
 	opts   Options
 	role   Role
 	state  State
@@ -92,7 +93,8 @@ func New(log *engine.Log, opts Options) *Partition {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Partition{log: log, opts: opts, waiters: map[*ackWaiter]struct{}{}, state: State{Leader: -1, LeaderEpoch: -1}}
+	tp := log.TopicPartition()
+	return &Partition{log: log, key: tpKey{tp.Topic, tp.Partition}, opts: opts, waiters: map[*ackWaiter]struct{}{}, state: State{Leader: -1, LeaderEpoch: -1}}
 }
 
 // Log is the partition's log.
