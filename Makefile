@@ -186,6 +186,10 @@ bench-quick: deps tools-bench
 # partition accepts a produce), premature leads in Metadata, idle CPU with
 # followers alone and with a consumer of every partition, and controller
 # fail-over time (session expiry until every partition accepts a produce).
+# For a same-machine before/after, run it again with KVLOG_TEST_KVLOGD set to
+# another revision's kvlogd (go build -o /tmp/kvlogd-before ./cmd/kvlogd at
+# that revision), alternating the two; KVLOG_BENCH_PROFILE=<dir> keeps the
+# brokers' CPU profiles, goroutine dumps and logs of each phase.
 CLUSTER_PARTITIONS ?= 3000,10000
 bench-cluster-partitions: deps tools
 	KVLOG_BENCH_PARTITIONS=$(CLUSTER_PARTITIONS) $(GO) test -run '^$$' -bench '^BenchmarkClusterPartitions$$' -benchtime 1x -timeout 90m ./internal/testcluster
