@@ -146,8 +146,11 @@ test: deps tools tools-java tools-python tools-kafka tools-console tools-kafkajs
 # between brokers and for the load, ZooKeeper authentication and znode ACLs.
 CHAOS_DURATION ?= 5m
 CHAOS_SECURITY ?= PLAINTEXT
+# CHAOS_PARTITIONS=3000 runs it with the checked topic spread over 3,000
+# partitions (every one written, moved by the faults and checked).
+CHAOS_PARTITIONS ?= 6
 chaos: deps tools
-	KVLOG_CHAOS_DURATION=$(CHAOS_DURATION) KVLOG_CHAOS_SECURITY=$(CHAOS_SECURITY) $(GO) test -run '^TestChaos$$' -count=1 -v -timeout 90m ./internal/testcluster
+	KVLOG_CHAOS_DURATION=$(CHAOS_DURATION) KVLOG_CHAOS_SECURITY=$(CHAOS_SECURITY) KVLOG_CHAOS_PARTITIONS=$(CHAOS_PARTITIONS) $(GO) test -run '^TestChaos$$' -count=1 -v -timeout 90m ./internal/testcluster
 
 # Network partitions (not in CI; a 45-second version runs in `make test`):
 # ZooKeeper and each broker in their own network namespace, a nemesis that
@@ -183,6 +186,10 @@ bench-quick: deps tools-bench
 # partition accepts a produce), premature leads in Metadata, idle CPU with
 # followers alone and with a consumer of every partition, and controller
 # fail-over time (session expiry until every partition accepts a produce).
+# For a same-machine before/after, run it again with KVLOG_TEST_KVLOGD set to
+# another revision's kvlogd (go build -o /tmp/kvlogd-before ./cmd/kvlogd at
+# that revision), alternating the two; KVLOG_BENCH_PROFILE=<dir> keeps the
+# brokers' CPU profiles, goroutine dumps and logs of each phase.
 CLUSTER_PARTITIONS ?= 3000,10000
 bench-cluster-partitions: deps tools
 	KVLOG_BENCH_PARTITIONS=$(CLUSTER_PARTITIONS) $(GO) test -run '^$$' -bench '^BenchmarkClusterPartitions$$' -benchtime 1x -timeout 90m ./internal/testcluster

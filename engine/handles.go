@@ -422,7 +422,13 @@ func (h *handle) tryEvict() bool {
 		// largest timestamp in the time index and both indexes trimmed, so
 		// a close or a restart finds them complete without reopening.
 		sealed := true
-		if ts := s.maxTs.Load(); ts >= 0 {
+		s.idxDeferred = h.oidx.Deferred() || h.tidx.Deferred()
+		if s.idxDeferred {
+			// An index without a file yet stays so (a reopen finds it
+			// missing and empty); the seal reopens the segment to
+			// create it.
+			sealed = false
+		} else if ts := s.maxTs.Load(); ts >= 0 {
 			if err := h.tidx.MaybeAppend(ts, s.offsetOfMaxTs.Load(), true); err != nil && !errors.Is(err, index.ErrIndexFull) {
 				sealed = false
 			}

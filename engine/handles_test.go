@@ -83,7 +83,7 @@ func budgetManager(t *testing.T, files, maps, n int) (*Manager, []*Log) {
 }
 
 // TestBudgetClosesColdActiveSegments: 120 partitions under a budget of 60
-// descriptors (an active segment holds 3) keep every partition writable and
+// descriptors (an active segment holds 1 to 3) keep every partition writable and
 // readable: cold active segments are closed and reopened on demand, and
 // the process never holds more descriptors than the budget.
 func TestBudgetClosesColdActiveSegments(t *testing.T) {
@@ -152,8 +152,10 @@ func TestBudgetBoundsMappings(t *testing.T) {
 // and counted, while the held partitions keep serving; once they are
 // released the operation succeeds.
 func TestBudgetRefusesWhenAllInUse(t *testing.T) {
-	const files = 18 // six active segments
-	m, logs := budgetManager(t, files, 1<<20, 7)
+	// 16 active segments (the smallest budget) of a record each: a .log
+	// each, their indexes have no entry and so no file yet.
+	const files = 16
+	m, logs := budgetManager(t, files, 1<<20, files+1)
 	m.handles.wait = 50 * time.Millisecond
 	var held []*handle
 	defer func() {
@@ -161,7 +163,7 @@ func TestBudgetRefusesWhenAllInUse(t *testing.T) {
 			h.release()
 		}
 	}()
-	for _, l := range logs[:6] {
+	for _, l := range logs[:files] {
 		h, err := l.active().acquire()
 		if err != nil {
 			t.Fatal(err)
@@ -169,11 +171,11 @@ func TestBudgetRefusesWhenAllInUse(t *testing.T) {
 		held = append(held, h)
 	}
 	ts := int64(1_700_000_000_000) // the test clock's time: no time-based roll
-	_, err := logs[6].Append(makeBatch(t, record.CodecNone, []testRecord{kv(6, ts)}), 0)
+	_, err := logs[files].Append(makeBatch(t, record.CodecNone, []testRecord{kv(6, ts)}), 0)
 	if !errors.Is(err, ErrResourceLimit) || !errors.Is(err, ErrStorage) {
 		t.Fatalf("append with every descriptor in use: %v", err)
 	}
-	if _, err := logs[6].Read(0, 1<<20, logs[6].LogEndOffset()); !errors.Is(err, ErrResourceLimit) {
+	if _, err := logs[files].Read(0, 1<<20, logs[files].LogEndOffset()); !errors.Is(err, ErrResourceLimit) {
 		t.Fatalf("read with every descriptor in use: %v", err)
 	}
 	if _, err := m.CreateLog(TopicPartition{Topic: "p", Partition: 99}, logs[0].Config()); !errors.Is(err, ErrResourceLimit) {
@@ -182,7 +184,7 @@ func TestBudgetRefusesWhenAllInUse(t *testing.T) {
 	if st := m.Budget(); st.Refusals < 3 {
 		t.Fatalf("refusals not counted: %+v", st)
 	}
-	for _, l := range logs[:6] {
+	for _, l := range logs[:files] {
 		if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(0, ts)}), 0); err != nil {
 			t.Fatalf("append to a held partition: %v", err)
 		}
@@ -194,10 +196,10 @@ func TestBudgetRefusesWhenAllInUse(t *testing.T) {
 		h.release()
 	}
 	held = nil
-	if _, err := logs[6].Append(makeBatch(t, record.CodecNone, []testRecord{kv(6, ts)}), 0); err != nil {
+	if _, err := logs[files].Append(makeBatch(t, record.CodecNone, []testRecord{kv(6, ts)}), 0); err != nil {
 		t.Fatalf("append after the holders left: %v", err)
 	}
-	if len(readAll(t, logs[6], 0)) != 2 {
+	if len(readAll(t, logs[files], 0)) != 2 {
 		t.Fatal("partition 6 lost a record")
 	}
 }

@@ -134,8 +134,14 @@ func (l *Log) close(sync bool) (closed bool, staged []string, err error) {
 			staged = append(staged, path)
 		}
 	}
-	if serr := l.active().seal(); serr != nil && err == nil {
-		err = serr
+	// An active segment whose index has no file yet is left so (sealing
+	// it would create the file, and reopen it when it was closed for the
+	// budget): the restart finds the index missing and rebuilds it from
+	// the few batches before its first entry.
+	if s := l.active(); !s.indexDeferred() {
+		if serr := s.seal(); serr != nil && err == nil {
+			err = serr
+		}
 	}
 	if ki := l.kidx.Load(); ki != nil {
 		if l.txnReady.Load() {

@@ -205,8 +205,9 @@ func (s *segment) discard() {
 	}
 }
 
-// newActiveSegment creates empty .log and index files at base (replacing any
-// stale files of that name) and returns the segment with a pinned handle.
+// newActiveSegment creates an empty .log at base (replacing any stale files
+// of that name; its index files are created with their first entry) and
+// returns the segment with a pinned handle.
 func (l *Log) newActiveSegment(base Offset, cfg Config) (*segment, error) {
 	for _, p := range []string{LogFileName(l.dir, base), IndexFileName(l.dir, base), TimeIndexFileName(l.dir, base)} {
 		if err := l.fs.Remove(p); err != nil && !os.IsNotExist(err) {
@@ -223,10 +224,12 @@ func (l *Log) newActiveSegment(base Offset, cfg Config) (*segment, error) {
 	h := &handle{file: f}
 	s.track(h)
 	if err = h.chargeIndexMaps(); err == nil {
-		h.oidx, err = index.OpenOffset(l.fs, IndexFileName(l.dir, base), int64(base), cfg.indexBytes(), true)
+		// Created with the first entry (index.NewOffset): a new segment
+		// costs one descriptor and no mapping until then.
+		h.oidx, err = index.NewOffset(l.fs, IndexFileName(l.dir, base), int64(base), cfg.indexBytes())
 	}
 	if err == nil {
-		h.tidx, err = index.OpenTime(l.fs, TimeIndexFileName(l.dir, base), int64(base), timeIndexBytes(cfg), true)
+		h.tidx, err = index.NewTime(l.fs, TimeIndexFileName(l.dir, base), int64(base), timeIndexBytes(cfg))
 	}
 	if err != nil {
 		h.close()

@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
+	"os"
 )
 
 // TruncateTo removes every record at or above offset (a follower diverging
@@ -181,7 +183,9 @@ func (l *Log) retireSegmentFiles(s *segment, withTxn bool) {
 	l.dirDirty.Store(true)
 	wg := s.retire()
 	for _, p := range []string{LogFileName(s.dir, s.base), IndexFileName(s.dir, s.base), TimeIndexFileName(s.dir, s.base)} {
-		if err := l.fs.Rename(p, p+DeletedSuffix); err != nil {
+		if err := l.fs.Rename(p, p+DeletedSuffix); err != nil && !(p != LogFileName(s.dir, s.base) && errors.Is(err, os.ErrNotExist)) {
+			// (An active segment's index files exist only once they
+			// have an entry.)
 			l.logger.Warn("rename to .deleted failed", "file", p, "err", err)
 		}
 	}

@@ -313,6 +313,17 @@ func (m *Manager) Logs() []*Log {
 	return out
 }
 
+// unorderedLogs is Logs without the sort.
+func (m *Manager) unorderedLogs() []*Log {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Log, 0, len(m.logs))
+	for _, l := range m.logs {
+		out = append(out, l)
+	}
+	return out
+}
+
 // CreateLog returns tp's log, creating it in the log dir holding the fewest
 // partitions when it does not exist.
 func (m *Manager) CreateLog(tp TopicPartition, cfg Config) (*Log, error) {
@@ -421,7 +432,9 @@ func (m *Manager) Start(ctx context.Context) {
 // idle rolls and (when retention is set) retention.
 func (m *Manager) Maintain(retention bool) {
 	m.handles.refresh(m.opts.ReservedFiles)
-	for _, l := range m.Logs() {
+	// In no particular order: sorting every log each second was a tenth
+	// of an idle broker's CPU at 30,000 partitions.
+	for _, l := range m.unorderedLogs() {
 		if err := l.FlushIfDue(); err != nil {
 			m.opts.Logger.Error("flush failed", "partition", l.tp.String(), "err", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"sync"
@@ -48,7 +49,7 @@ type segment struct {
 	// file.
 	live sync.WaitGroup
 
-	mu     sync.Mutex // guards h, active, gone, sealedOnDisk, loaded
+	mu     sync.Mutex // guards h, active, gone, sealedOnDisk, idxDeferred, loaded
 	h      *handle
 	active bool // appended to: its handle is writable (reopened so after an eviction)
 	gone   bool // deleted: no new handles
@@ -56,6 +57,9 @@ type segment struct {
 	// as a seal leaves them (trimmed, the largest timestamp last in the time
 	// index), so sealing it needs no reopen.
 	sealedOnDisk bool
+	// idxDeferred: the segment has no open handle, and the last one had
+	// an index without a file (no entry yet: index.NewOffset).
+	idxDeferred bool
 	// loaded is false for an active segment found on disk whose tail was
 	// not read yet (lazy open): its index-interval count, first timestamp
 	// and largest timestamp are learnt on its first open (loadTail).
@@ -454,6 +458,11 @@ func (s *segment) openIndexes(h *handle, cfg Config, writable, trusted bool) err
 	oPath, tPath := IndexFileName(s.dir, s.base), TimeIndexFileName(s.dir, s.base)
 	_, oErr := s.fs.Stat(oPath)
 	_, tErr := s.fs.Stat(tPath)
+	if writable && trusted && (errors.Is(oErr, fs.ErrNotExist) || errors.Is(tErr, fs.ErrNotExist)) {
+		// The engine left the active segment so: an index without a file
+		// had no entry (its file is created by the first one).
+		return s.openTrustedIndexes(h, cfg, oErr, tErr)
+	}
 	if oErr == nil && tErr == nil {
 		oi, err1 := index.OpenOffset(s.fs, oPath, int64(s.base), cfg.indexBytes(), writable)
 		var ti *index.TimeIndex
@@ -485,6 +494,42 @@ func (s *segment) openIndexes(h *handle, cfg Config, writable, trusted bool) err
 	return s.rebuildIndexes(h, cfg, writable)
 }
 
+// openTrustedIndexes opens the active segment's indexes as the engine left
+// them, an index whose file is missing (oErr, tErr) as an empty deferred
+// one.
+func (s *segment) openTrustedIndexes(h *handle, cfg Config, oErr, tErr error) error {
+	oPath, tPath := IndexFileName(s.dir, s.base), TimeIndexFileName(s.dir, s.base)
+	var err error
+	if oErr != nil {
+		h.oidx, err = index.NewOffset(s.fs, oPath, int64(s.base), cfg.indexBytes())
+	} else {
+		h.oidx, err = index.OpenOffset(s.fs, oPath, int64(s.base), cfg.indexBytes(), true)
+	}
+	if err != nil {
+		return fmt.Errorf("engine: open index of %s: %w", s, storageErr(err))
+	}
+	if tErr != nil {
+		h.tidx, err = index.NewTime(s.fs, tPath, int64(s.base), timeIndexBytes(cfg))
+	} else {
+		h.tidx, err = index.OpenTime(s.fs, tPath, int64(s.base), timeIndexBytes(cfg), true)
+	}
+	if err != nil {
+		return fmt.Errorf("engine: open time index of %s: %w", s, storageErr(err))
+	}
+	return nil
+}
+
+// indexDeferred reports whether one of the segment's indexes has no file
+// yet (its current handle's, or its last one's when it has none).
+func (s *segment) indexDeferred() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h := s.h; h != nil {
+		return h.oidx.Deferred() || h.tidx.Deferred()
+	}
+	return s.idxDeferred
+}
+
 // indexWithinLog checks the last offset index entry points inside the .log.
 func (s *segment) indexWithinLog(oi *index.OffsetIndex) bool {
 	n := oi.Entries()
@@ -503,11 +548,13 @@ func (s *segment) rebuildIndexes(h *handle, cfg Config, writable bool) error {
 	oPath, tPath := IndexFileName(s.dir, s.base), TimeIndexFileName(s.dir, s.base)
 	_ = s.fs.Remove(oPath)
 	_ = s.fs.Remove(tPath)
-	oi, err := index.OpenOffset(s.fs, oPath, int64(s.base), cfg.indexBytes(), true)
+	// Deferred: an index that gets no entry (a segment of less than
+	// index.interval.bytes) creates no file while the segment is active.
+	oi, err := index.NewOffset(s.fs, oPath, int64(s.base), cfg.indexBytes())
 	if err != nil {
 		return fmt.Errorf("engine: rebuild index %s: %w", oPath, err)
 	}
-	ti, err := index.OpenTime(s.fs, tPath, int64(s.base), timeIndexBytes(cfg), true)
+	ti, err := index.NewTime(s.fs, tPath, int64(s.base), timeIndexBytes(cfg))
 	if err != nil {
 		_ = oi.Close()
 		return fmt.Errorf("engine: rebuild index %s: %w", tPath, err)
@@ -544,7 +591,10 @@ func (s *segment) rebuildIndexes(h *handle, cfg Config, writable bool) error {
 		}
 		since += int(b.Length()) + record.LogOverhead
 	}
-	if maxTs >= 0 {
+	if maxTs >= 0 && !writable {
+		// A sealed segment's last time-index entry is its largest
+		// timestamp. An active one's is learnt from its tail (loadTail)
+		// and written when it is sealed.
 		_ = ti.MaybeAppend(maxTs, offsetOfMaxTs, true)
 	}
 	// A failed write (a full file system) leaves an index sparser or empty,

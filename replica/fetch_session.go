@@ -43,6 +43,11 @@ func (s *fetchSession) build(req *kmsg.FetchRequest, fs []pendingReq, partitionM
 		req.SessionID, req.SessionEpoch = 0, 0 // open one
 	} else {
 		req.SessionID, req.SessionEpoch = s.id, s.epoch
+		if s.unchanged(fs) {
+			// Nothing to name, nothing forgotten: the session stays as
+			// it is (an idle follower's every fetch; no new map).
+			return s.sent
+		}
 	}
 	next = make(map[tpKey]sentPartition, len(fs))
 	topics := map[string]int{}
@@ -88,6 +93,21 @@ func (s *fetchSession) build(req *kmsg.FetchRequest, fs []pendingReq, partitionM
 		}
 	}
 	return next
+}
+
+// unchanged reports whether fs are exactly the session's partitions at the
+// positions last sent.
+func (s *fetchSession) unchanged(fs []pendingReq) bool {
+	if len(fs) != len(s.sent) {
+		return false
+	}
+	for _, q := range fs {
+		old, ok := s.sent[keyOf(q.p)]
+		if !ok || old != (sentPartition{offset: int64(q.req.FetchOffset), logStart: int64(q.req.LogStart), leaderEpoch: q.req.CurrentLeaderEpoch}) {
+			return false
+		}
+	}
+	return true
 }
 
 // answered records the leader's answer to a fetch built with next: the

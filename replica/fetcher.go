@@ -334,10 +334,9 @@ type tpKey struct {
 	partition int32
 }
 
-func keyOf(p *Partition) tpKey {
-	tp := p.Log().TopicPartition()
-	return tpKey{tp.Topic, tp.Partition}
-}
+// keyOf is p's key, kept in p: a fetch of thousands of partitions touches
+// no log for it.
+func keyOf(p *Partition) tpKey { return p.key }
 
 // groupByTopic indexes requests by partition and adds them to a request
 // grouped by topic: addTopic appends a topic entry and returns its index,
@@ -448,7 +447,9 @@ func (f *fetcher) partitionError(q pendingReq, err error, logStart, hw Offset) {
 	tp := q.p.Log().TopicPartition()
 	switch {
 	case errors.Is(err, kerr.FencedLeaderEpoch):
-		f.log.Info("leader fenced our leader epoch; waiting for a newer partition state", "partition", tp, "epoch", q.req.CurrentLeaderEpoch)
+		// Routine while leaders move (one line per partition of a
+		// fail-over otherwise): the new state follows.
+		f.log.Debug("leader fenced our leader epoch; waiting for a newer partition state", "partition", tp, "epoch", q.req.CurrentLeaderEpoch)
 		q.p.HandleFenced(q.req)
 	case errors.Is(err, kerr.OffsetOutOfRange) && hw >= 0 && logStart >= 0:
 		// The response carries the leader's log start and HW; the HW is a

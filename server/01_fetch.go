@@ -96,10 +96,6 @@ func (s *Server) handleFetch(r *request) {
 // sess is the fetch's session (nil: none).
 func (s *Server) fetch(r *request, req *kmsg.FetchRequest, sess *fetchsession.Fetch, final bool) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
-	type partRead struct {
-		ti, pi int
-		read   *engine.ReadResult
-	}
 	var (
 		reads    []partRead
 		total    int64
@@ -153,8 +149,43 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, sess *fetchsession.Fe
 		deadline := r.start.Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 		if wait := time.Until(deadline); wait > 0 && len(watched) > 0 {
 			releaseAll()
-			s.replicas.Park(watched, wait, func(final bool) { s.fetchAgain(r, req, sess, final) })
+			read := total > 0
+			s.replicas.Park(watched, wait, func(final bool) {
+				if final && !read {
+					// The wait ended with no partition moved (a move
+					// wakes the fetch early, final false) and nothing
+					// was read: the answer is the one just built, not
+					// read again. An idle follower or consumer of many
+					// partitions otherwise read every one twice per
+					// wait.
+					s.fetchAgainWith(r, req, sess, resp)
+					return
+				}
+				s.fetchAgain(r, req, sess, final)
+			})
 			return
+		}
+	}
+	s.answerFetch(r, req, sess, resp, reads)
+}
+
+// partRead is a partition read of a fetch: where its answer is in the
+// response, and the data.
+type partRead struct {
+	ti, pi int
+	read   *engine.ReadResult
+}
+
+// answerFetch sends resp, the answer to req, with the data of reads (the
+// session, if any, keeps the partitions it lists).
+func (s *Server) answerFetch(r *request, req *kmsg.FetchRequest, sess *fetchsession.Fetch, resp *kmsg.FetchResponse, reads []partRead) {
+	total := int64(0)
+	for _, pr := range reads {
+		total += pr.read.Size
+	}
+	releaseAll := func() {
+		for _, pr := range reads {
+			pr.read.Release()
 		}
 	}
 
@@ -202,6 +233,7 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, sess *fetchsession.Fe
 // applies). A partition that can wait for data is added to watched.
 func (s *Server) fetchPartition(topic string, replicaID int32, committed bool, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition,
 	budget int32, haveData bool, watched *[]replica.Watched) (*engine.ReadResult, error) {
+	s.partitionReads.Add(1)
 	p := s.partition(topic, rp.Partition)
 	if p == nil {
 		return nil, s.missingPartition(topic, rp.Partition)
@@ -276,4 +308,16 @@ func (s *Server) fetchAgain(r *request, req *kmsg.FetchRequest, sess *fetchsessi
 		}
 	}()
 	s.fetch(r, req, sess, final)
+}
+
+// fetchAgainWith answers a parked fetch with resp, built before it parked.
+func (s *Server) fetchAgainWith(r *request, req *kmsg.FetchRequest, sess *fetchsession.Fetch, resp *kmsg.FetchResponse) {
+	defer func() {
+		if v := recover(); v != nil {
+			r.log().Error("fetch completion panicked; closing connection", "panic", v, "stack", string(debug.Stack()))
+			s.metrics.panics.Inc()
+			r.fail(fmt.Errorf("fetch panic: %v", v))
+		}
+	}()
+	s.answerFetch(r, req, sess, resp, nil)
 }

@@ -76,7 +76,7 @@ func (s *Server) handleLeaderAndIsr(r *request) {
 }
 
 // applyLeaderAndIsr applies one partition state. Caller holds partMu.
-func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTopicPartition, me int32, locals *localLogs) error {
+func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTopicPartition, me int32, locals *localLogs, many *lairCounts) error {
 	isReplica := false
 	for _, r := range ps.Replicas {
 		isReplica = isReplica || r == me
@@ -106,7 +106,8 @@ func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTop
 			f.Unfollow(p.rep)
 		}
 		if changed {
-			c.log.Info("became leader", "topic", topic, "partition", ps.Partition, "leader_epoch", ps.LeaderEpoch, "isr", ps.ISR)
+			c.log.Log(context.Background(), many.level(), "became leader", "topic", topic, "partition", ps.Partition, "leader_epoch", ps.LeaderEpoch, "isr", ps.ISR)
+			many.count(true)
 			if topic == group.OffsetsTopic || topic == txn.StateTopic {
 				c.queueCoordinator(coordEvent{topic: topic, p: ps.Partition, epoch: ps.LeaderEpoch, load: true})
 			}
@@ -118,7 +119,8 @@ func (c *cluster) applyLeaderAndIsr(topic string, ps kmsg.LeaderAndISRRequestTop
 		return err
 	}
 	if changed {
-		c.log.Info("became follower", "topic", topic, "partition", ps.Partition, "leader", ps.Leader, "leader_epoch", ps.LeaderEpoch)
+		c.log.Log(context.Background(), many.level(), "became follower", "topic", topic, "partition", ps.Partition, "leader", ps.Leader, "leader_epoch", ps.LeaderEpoch)
+		many.count(false)
 		if topic == group.OffsetsTopic || topic == txn.StateTopic {
 			c.queueCoordinator(coordEvent{topic: topic, p: ps.Partition})
 		}

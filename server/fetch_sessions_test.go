@@ -2,6 +2,7 @@ package server
 
 import (
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -96,5 +97,79 @@ func TestFetchSessions(t *testing.T) {
 	}
 	if resp := fetch(id, 4, nil, nil); resp.ErrorCode != kerr.FetchSessionIDNotFound.Code {
 		t.Fatalf("the closed session: error %d", resp.ErrorCode)
+	}
+}
+
+// TestParkedFetchTimingOutIsNotReadAgain: a fetch that found nothing and
+// waited out its MaxWait with no partition moving (a move wakes it early)
+// is answered with what its first read found: its partitions are looked at
+// once, not once more when the wait ends. An idle follower or consumer of
+// thousands of partitions read every one twice per wait before. A fetch
+// woken by a produce still reads again and gets the records.
+func TestParkedFetchTimingOutIsNotReadAgain(t *testing.T) {
+	b := startBroker(t)
+	createTopic(t, b, "idle", 4, nil)
+	produceTo(t, b, "idle", 0, 2)
+	c := b.dial(t)
+	corr := int32(0)
+	fetch := func(epoch, id int32, maxWait int32) *kmsg.FetchResponse {
+		t.Helper()
+		req := kmsg.NewPtrFetchRequest()
+		req.Version = 12
+		req.ReplicaID = -1
+		req.MaxBytes = 1 << 20
+		req.MinBytes = 1
+		req.MaxWaitMillis = maxWait
+		req.SessionID, req.SessionEpoch = id, epoch
+		if epoch == 0 {
+			rt := kmsg.NewFetchRequestTopic()
+			rt.Topic = "idle"
+			for p := int32(0); p < 4; p++ {
+				rp := kmsg.NewFetchRequestTopicPartition()
+				rp.Partition, rp.PartitionMaxBytes = p, 1<<20
+				if p == 0 {
+					rp.FetchOffset = 2 // the end: nothing to read
+				}
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			req.Topics = append(req.Topics, rt)
+		}
+		corr++
+		c.send(req, corr)
+		return c.recv(req, corr).(*kmsg.FetchResponse)
+	}
+	// Open the session (a full fetch with epoch 0, nothing to read: it
+	// waits out MaxWait too).
+	before := b.s.partitionReads.Load()
+	resp := fetch(0, 0, 200)
+	if resp.ErrorCode != 0 || resp.SessionID == 0 {
+		t.Fatalf("open: error %d session %d", resp.ErrorCode, resp.SessionID)
+	}
+	if n := b.s.partitionReads.Load() - before; n != 4 {
+		t.Fatalf("a full fetch of 4 idle partitions timing out looked at %d partitions, want 4", n)
+	}
+	id := resp.SessionID
+	before = b.s.partitionReads.Load()
+	resp = fetch(1, id, 200)
+	if resp.ErrorCode != 0 || len(resp.Topics) != 0 {
+		t.Fatalf("idle incremental fetch: error %d, %d topics", resp.ErrorCode, len(resp.Topics))
+	}
+	if n := b.s.partitionReads.Load() - before; n != 4 {
+		t.Fatalf("an idle incremental fetch timing out looked at %d partitions, want 4", n)
+	}
+	// Woken by a produce: read again, with the records.
+	done := make(chan *kmsg.FetchResponse, 1)
+	go func() { done <- fetch(2, id, 30_000) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.s.partition("idle", 1).rep.Parked() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the fetch never parked")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	produceTo(t, b, "idle", 1, 1)
+	resp = <-done
+	if resp.ErrorCode != 0 || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 || resp.Topics[0].Partitions[0].Partition != 1 || len(resp.Topics[0].Partitions[0].RecordBatches) == 0 {
+		t.Fatalf("woken fetch: %+v", resp)
 	}
 }

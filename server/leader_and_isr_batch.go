@@ -3,8 +3,10 @@ package server
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -140,6 +142,35 @@ func (c *cluster) ensureLocals(keys []localKey) *localLogs {
 // applyThreads bounds the partition states applyAll applies at once.
 const applyThreads = 16
 
+// logEachUpTo is the largest request whose partitions' new roles are
+// logged one by one at INFO; a larger one (a topic created, a fail-over)
+// logs them at DEBUG and their counts at INFO: a line per partition, tens
+// of thousands at once, cost the broker more than applying them.
+const logEachUpTo = 20
+
+// lairCounts counts the roles a large request changed; nil for a small one.
+type lairCounts struct {
+	leaders, followers atomic.Int64
+}
+
+func (n *lairCounts) level() slog.Level {
+	if n == nil {
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
+}
+
+// count counts a partition that became leader (or follower).
+func (n *lairCounts) count(leader bool) {
+	switch {
+	case n == nil:
+	case leader:
+		n.leaders.Add(1)
+	default:
+		n.followers.Add(1)
+	}
+}
+
 // lairItem is one partition state of a LeaderAndIsr request.
 type lairItem struct {
 	topic string
@@ -163,9 +194,16 @@ func (c *cluster) applyAll(items []lairItem, me int32, locals *localLogs) []erro
 		dup = dup || seen[k]
 		seen[k] = true
 	}
+	var many *lairCounts
+	if len(items) > logEachUpTo {
+		many = &lairCounts{}
+		defer func() {
+			c.log.Info("partition states applied", "partitions", len(items), "became_leader", many.leaders.Load(), "became_follower", many.followers.Load())
+		}()
+	}
 	if dup || len(items) < 2 {
 		for i, it := range items {
-			errs[i] = c.applyLeaderAndIsr(it.topic, it.ps, me, locals)
+			errs[i] = c.applyLeaderAndIsr(it.topic, it.ps, me, locals, many)
 		}
 		return errs
 	}
@@ -176,7 +214,7 @@ func (c *cluster) applyAll(items []lairItem, me int32, locals *localLogs) []erro
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				errs[i] = c.applyLeaderAndIsr(items[i].topic, items[i].ps, me, locals)
+				errs[i] = c.applyLeaderAndIsr(items[i].topic, items[i].ps, me, locals, many)
 			}
 		}()
 	}

@@ -51,10 +51,12 @@ type Server struct {
 	cfg *config.Broker
 	// fetchSessions are the incremental fetch sessions (fetch_sessions.go).
 	fetchSessions fetchsession.Cache
-	logger        *slog.Logger
-	clock         clock.Clock
-	mgr           *engine.Manager
-	meta          metastore.Store
+	// partitionReads counts the partitions fetches looked at (tests).
+	partitionReads atomic.Int64
+	logger         *slog.Logger
+	clock          clock.Clock
+	mgr            *engine.Manager
+	meta           metastore.Store
 	// replicas is the partition manager: every hosted partition is a
 	// replica.Partition, leading alone on a single node. Appends, the high
 	// watermark, acks=all and parked fetches go through it.

@@ -33,13 +33,21 @@ type mmapFile struct {
 	base     int64
 	writable bool
 
-	// Changed only with mu held and no concurrent readers (remap, close).
-	// f is nil for a read-only index once it is mapped.
+	// Changed only with mu held. f is nil for a read-only index once it
+	// is mapped, and for a deferred one. The mapping (nil when the file is
+	// empty, closed or not created yet) is replaced only with no
+	// concurrent readers (remap, close), except by materialize, which
+	// stores it before any entry is published: readers load it before the
+	// entry count (publishedIn).
 	f            vfs.File
-	data         []byte // the mapping; nil when the file is empty or closed
-	fileSize     int64  // current size of the file
-	maxIndexSize int    // segment.index.bytes rounded down to a multiple of es
+	mp           atomic.Pointer[[]byte]
+	fileSize     int64 // current size of the file
+	maxIndexSize int   // segment.index.bytes rounded down to a multiple of es
 	closed       bool
+	// deferred: a writable index with no entries whose file is not created
+	// yet (NewOffset, NewTime): the first entry written creates, extends
+	// and maps it (materialize); closing it before creates nothing.
+	deferred bool
 	// badSize records that the file's size at open was not a multiple of es;
 	// SanityCheck reports it until Reset.
 	badSize  bool
@@ -59,10 +67,31 @@ type mmapFile struct {
 
 func (m *mmapFile) name() string { return *m.path.Load() }
 
+// mapping returns the current mapping (nil when there is none).
+func (m *mmapFile) mapping() []byte {
+	if p := m.mp.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (m *mmapFile) setMapping(b []byte) {
+	if b == nil {
+		m.mp.Store(nil)
+		return
+	}
+	m.mp.Store(&b)
+}
+
 // published returns the entry count, never more than the mapping holds.
-func (m *mmapFile) published() int {
+func (m *mmapFile) published() int { return m.publishedIn(m.mapping()) }
+
+// publishedIn is the entry count a reader may use with data, a mapping it
+// loaded before (a mapping is stored before the entries it holds are
+// published).
+func (m *mmapFile) publishedIn(data []byte) int {
 	n := int(m.n.Load())
-	if c := len(m.data) / m.es; n > c {
+	if c := len(data) / m.es; n > c {
 		n = c
 	}
 	return n
@@ -83,7 +112,7 @@ func (m *mmapFile) writerSlot(i int) []byte {
 		off := (i - p) * m.es
 		return m.pending[off : off+m.es]
 	}
-	return m.data[i*m.es : (i+1)*m.es]
+	return m.mapping()[i*m.es : (i+1)*m.es]
 }
 
 // put appends one encoded entry at slot count(): in bulk mode it is kept in
@@ -94,6 +123,9 @@ func (m *mmapFile) put(e []byte) error {
 	if m.bulk {
 		m.pending = append(m.pending, e...)
 		return nil
+	}
+	if err := m.materialize(); err != nil {
+		return err
 	}
 	n := m.published()
 	if err := m.writeAt(e, int64(n*m.es)); err != nil {
@@ -109,6 +141,10 @@ func (m *mmapFile) put(e []byte) error {
 func (m *mmapFile) writePending() error {
 	if len(m.pending) == 0 {
 		return nil
+	}
+	if err := m.materialize(); err != nil {
+		m.pending = m.pending[:0]
+		return err
 	}
 	n := m.published()
 	k := len(m.pending) / m.es
@@ -182,11 +218,55 @@ func (m *mmapFile) open(fsys vfs.FS, path string, base int64, es int, maxIndexSi
 		return fmt.Errorf("index: %s: invalid max index size %d (entry size %d)", path, maxIndexSize, es)
 	}
 
+	return m.openFile()
+}
+
+// deferOpen sets m up as a writable index with no entries whose file at
+// path is created when the first entry is written. See NewOffset.
+func (m *mmapFile) deferOpen(fsys vfs.FS, path string, base int64, es int, maxIndexSize int) error {
+	m.fs, m.es, m.base, m.writable = fsys, es, base, true
+	m.path.Store(&path)
+	if maxIndexSize < es || maxIndexSize > math.MaxInt32 {
+		return fmt.Errorf("index: %s: invalid max index size %d (entry size %d)", path, maxIndexSize, es)
+	}
+	m.maxIndexSize = maxIndexSize / es * es
+	m.deferred = true
+	return nil
+}
+
+// materialize creates (or opens) the file of a deferred index, extends it
+// to its maximum size and maps it. Caller holds mu; nothing otherwise.
+func (m *mmapFile) materialize() error {
+	if !m.deferred {
+		return nil
+	}
+	if err := m.openFile(); err != nil {
+		// Still deferred and usable: the entry is not written (the index
+		// stays a valid, empty prefix) and a later one tries again.
+		m.closed, m.badSize = false, false
+		m.n.Store(0)
+		m.fileSize, m.openSize = 0, 0
+		return err
+	}
+	m.deferred = false
+	return nil
+}
+
+// Deferred reports whether the index has no file yet (NewOffset, NewTime).
+func (m *mmapFile) Deferred() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.deferred
+}
+
+// openFile opens (writable: or creates) the file at m's path and maps it.
+func (m *mmapFile) openFile() error {
+	path, writable := m.name(), m.writable
 	flag := os.O_RDONLY
 	if writable {
 		flag = os.O_RDWR | os.O_CREATE
 	}
-	f, err := fsys.OpenFile(path, flag, 0o644)
+	f, err := m.fs.OpenFile(path, flag, 0o644)
 	if err != nil {
 		return fmt.Errorf("index: open %s: %w", path, err)
 	}
@@ -244,11 +324,13 @@ func (m *mmapFile) load() error {
 		mapSize = m.maxIndexSize
 		m.fileSize = int64(mapSize)
 	}
-	if m.data, err = mmapFd(m.f, mapSize); err != nil {
+	data, err := mmapFd(m.f, mapSize)
+	if err != nil {
 		return fmt.Errorf("index: mmap %s: %w", m.name(), err)
 	}
+	m.setMapping(data)
 
-	n := countEntries(m.data, m.es, slots, dataEnd(m.f, size))
+	n := countEntries(data, m.es, slots, dataEnd(m.f, size))
 	m.n.Store(int64(n))
 	if !m.writable {
 		return nil
@@ -256,12 +338,12 @@ func (m *mmapFile) load() error {
 	// Keep the invariant "every slot at or past the entry count is zero" so a
 	// later unclean shutdown leaves a detectable tail: clear the partial entry
 	// a size that is not a multiple of es left behind.
-	if end := min(int(size), len(m.data)); slots*m.es < end {
+	if end := min(int(size), len(data)); slots*m.es < end {
 		if err := m.writeZeros(int64(slots*m.es), int64(end)); err != nil {
 			return err
 		}
 	}
-	if want := max(m.maxIndexSize, n*m.es); want != len(m.data) || int64(want) != m.fileSize {
+	if want := max(m.maxIndexSize, n*m.es); want != len(data) || int64(want) != m.fileSize {
 		return m.remap(want)
 	}
 	return nil
@@ -339,11 +421,12 @@ func mmapFd(f vfs.File, size int) ([]byte, error) {
 }
 
 func (m *mmapFile) unmap() error {
-	if m.data == nil {
+	data := m.mapping()
+	if data == nil {
 		return nil
 	}
-	err := unix.Munmap(m.data)
-	m.data = nil
+	m.setMapping(nil)
+	err := unix.Munmap(data)
 	if err != nil {
 		return fmt.Errorf("index: munmap %s: %w", m.name(), err)
 	}
@@ -371,7 +454,7 @@ func (m *mmapFile) remap(size int) error {
 	if merr != nil {
 		return errors.Join(err, fmt.Errorf("index: mmap %s: %w", m.name(), merr))
 	}
-	m.data = data
+	m.setMapping(data)
 	if n := m.published(); int64(n) != m.n.Load() {
 		m.n.Store(int64(n))
 	}
@@ -414,7 +497,10 @@ func (m *mmapFile) MaxEntries() int {
 	if m.sealed {
 		return m.published()
 	}
-	return len(m.data) / m.es
+	if m.deferred {
+		return m.maxIndexSize / m.es
+	}
+	return len(m.mapping()) / m.es
 }
 
 // SizeInBytes returns the number of bytes used by valid entries.
@@ -454,6 +540,9 @@ func (m *mmapFile) Flush() error {
 	if err := m.writePending(); err != nil {
 		return err
 	}
+	if m.deferred {
+		return nil // no entry: nothing on disk to make durable
+	}
 	if err := m.f.Sync(); err != nil {
 		return fmt.Errorf("index: flush %s: %w", m.name(), err)
 	}
@@ -476,6 +565,21 @@ func (m *mmapFile) TrimToValidSize() error {
 func (m *mmapFile) trimLocked() error {
 	if err := m.writePending(); err != nil {
 		return err
+	}
+	if m.deferred {
+		// A sealed segment has both index files, as in Kafka: an empty
+		// one is created now.
+		f, err := m.fs.OpenFile(m.name(), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return fmt.Errorf("index: create %s: %w", m.name(), err)
+		}
+		if err := f.Truncate(0); err != nil {
+			_ = f.Close()
+			return fmt.Errorf("index: trim %s to 0: %w", m.name(), err)
+		}
+		m.f, m.fileSize, m.deferred = f, 0, false
+		m.sealed = true
+		return nil
 	}
 	want := int64(m.published() * m.es)
 	if want != m.fileSize {
@@ -506,8 +610,11 @@ func (m *mmapFile) Resize(maxIndexSize int) error {
 	}
 	m.maxIndexSize = maxIndexSize / m.es * m.es
 	m.sealed = false
+	if m.deferred {
+		return nil
+	}
 	want := max(m.maxIndexSize, m.published()*m.es)
-	if want == len(m.data) && int64(want) == m.fileSize {
+	if want == len(m.mapping()) && int64(want) == m.fileSize {
 		return nil
 	}
 	return m.remap(want)
@@ -518,7 +625,7 @@ func (m *mmapFile) Rename(newPath string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	old := m.name()
-	if err := m.fs.Rename(old, newPath); err != nil {
+	if err := m.fs.Rename(old, newPath); err != nil && !(m.deferred && errors.Is(err, fs.ErrNotExist)) {
 		return fmt.Errorf("index: rename %s: %w", old, err)
 	}
 	m.path.Store(&newPath)
@@ -534,7 +641,7 @@ func (m *mmapFile) Close() error {
 		return nil
 	}
 	var err error
-	if m.writable {
+	if m.writable && !m.deferred {
 		err = m.trimLocked()
 	}
 	return errors.Join(err, m.closeLocked())

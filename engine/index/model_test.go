@@ -75,7 +75,7 @@ func TestOffsetLookupModel(t *testing.T) {
 			if gotOff != wantOff || gotPos != wantPos {
 				t.Fatalf("size %d: Lookup(%d) = (%d, %d), want (%d, %d)", size, target, gotOff, gotPos, wantOff, wantPos)
 			}
-			slot, warm := x.lookupSlot(x.data, target)
+			slot, warm := x.lookupSlot(x.mapping(), target)
 			if slot != want {
 				t.Fatalf("size %d: slot %d, want %d", size, slot, want)
 			}
@@ -133,7 +133,7 @@ func TestTimeLookupModel(t *testing.T) {
 			if gotTs != wantTs || gotOff != wantOff {
 				t.Fatalf("size %d: Lookup(%d) = (%d, %d), want (%d, %d)", size, target, gotTs, gotOff, wantTs, wantOff)
 			}
-			slot, warm := x.lookupSlot(x.data, target)
+			slot, warm := x.lookupSlot(x.mapping(), target)
 			if slot != want {
 				t.Fatalf("size %d: slot %d, want %d", size, slot, want)
 			}

@@ -43,6 +43,21 @@ func OpenOffset(fs vfs.FS, path string, baseOffset int64, maxIndexSize int, writ
 	return x, nil
 }
 
+// NewOffset returns a new, empty writable offset index whose file at path
+// (which must not exist) is created, extended to maxIndexSize and mapped
+// only when its first entry is written. Until then it holds no descriptor
+// and no mapping, Flush and Close create nothing, and TrimToValidSize (a
+// roll) creates the file empty. Kafka defers its index files likewise: a
+// partition that never holds index.interval.bytes of records, and every
+// partition just created, costs one descriptor (its .log), not three.
+func NewOffset(fs vfs.FS, path string, baseOffset int64, maxIndexSize int) (*OffsetIndex, error) {
+	x := &OffsetIndex{}
+	if err := x.deferOpen(fs, path, baseOffset, OffsetEntrySize, maxIndexSize); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
 // offsetAt returns the absolute offset in slot i. Relative offsets are read as
 // signed 32-bit integers, as Kafka reads them.
 func (x *OffsetIndex) offsetAt(data []byte, i int) int64 {
@@ -90,7 +105,7 @@ func (x *OffsetIndex) Append(offset int64, position uint32) error {
 // search: if the entry at slot max(0, Entries()-1-1024) has an offset below
 // target, only the slots from there to the end are searched.
 func (x *OffsetIndex) Lookup(target int64) (offset int64, position uint32) {
-	data := x.data
+	data := x.mapping()
 	slot, _ := x.lookupSlot(data, target)
 	if slot < 0 {
 		return x.base, 0
@@ -101,7 +116,7 @@ func (x *OffsetIndex) Lookup(target int64) (offset int64, position uint32) {
 // lookupSlot returns the slot Lookup answers with (-1 for none) and whether
 // the warm section alone was searched.
 func (x *OffsetIndex) lookupSlot(data []byte, target int64) (slot int, warm bool) {
-	n := x.published()
+	n := x.publishedIn(data)
 	if n == 0 {
 		return -1, false
 	}
@@ -135,8 +150,8 @@ func (x *OffsetIndex) search(data []byte, target int64, lo, hi int) int {
 // Entry returns entry i. For i outside [0, Entries()) it returns
 // (BaseOffset(), 0), the same answer as a Lookup that finds nothing.
 func (x *OffsetIndex) Entry(i int) (offset int64, position uint32) {
-	data := x.data
-	if i < 0 || i >= x.published() {
+	data := x.mapping()
+	if i < 0 || i >= x.publishedIn(data) {
 		return x.base, 0
 	}
 	return x.entryAt(data, i)
@@ -145,8 +160,8 @@ func (x *OffsetIndex) Entry(i int) (offset int64, position uint32) {
 // LastOffset returns the last entry's offset, or BaseOffset() if the index is
 // empty.
 func (x *OffsetIndex) LastOffset() int64 {
-	data := x.data
-	n := x.published()
+	data := x.mapping()
+	n := x.publishedIn(data)
 	if n == 0 {
 		return x.base
 	}
@@ -169,7 +184,7 @@ func (x *OffsetIndex) TruncateTo(offset int64) {
 	lo, hi := 0, x.published()
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
-		if x.offsetAt(x.data, mid) < offset {
+		if x.offsetAt(x.mapping(), mid) < offset {
 			lo = mid + 1
 		} else {
 			hi = mid
@@ -216,8 +231,8 @@ func (x *OffsetIndex) Verify() error {
 	if err := x.SanityCheck(); err != nil {
 		return err
 	}
-	data := x.data
-	n := x.published()
+	data := x.mapping()
+	n := x.publishedIn(data)
 	prevOff, prevPos := int64(math.MinInt64), uint32(0)
 	for i := range n {
 		off, pos := x.entryAt(data, i)

@@ -148,7 +148,7 @@ func TestOffsetTruncateTo(t *testing.T) {
 	if x.Entries() != 0 || x.LastOffset() != 100 {
 		t.Fatalf("entries %d last %d", x.Entries(), x.LastOffset())
 	}
-	if !allZero(x.data) {
+	if !allZero(x.mapping()) {
 		t.Fatal("dropped slots not zeroed")
 	}
 	must(t, x.Append(100, 0))

@@ -40,6 +40,15 @@ func OpenTime(fs vfs.FS, path string, baseOffset int64, maxIndexSize int, writab
 	return x, nil
 }
 
+// NewTime is NewOffset for a time index.
+func NewTime(fs vfs.FS, path string, baseOffset int64, maxIndexSize int) (*TimeIndex, error) {
+	x := &TimeIndex{}
+	if err := x.deferOpen(fs, path, baseOffset, TimeEntrySize, maxIndexSize); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
 func (x *TimeIndex) timestampAt(data []byte, i int) int64 {
 	return int64(binary.BigEndian.Uint64(data[i*TimeEntrySize:]))
 }
@@ -104,7 +113,7 @@ func (x *TimeIndex) MaybeAppend(timestamp int64, offset int64, skipFullCheck boo
 // binary search: if the entry at slot max(0, Entries()-1-682) has a timestamp
 // below the target, only the slots from there to the end are searched.
 func (x *TimeIndex) Lookup(targetTimestamp int64) (timestamp int64, offset int64) {
-	data := x.data
+	data := x.mapping()
 	slot, _ := x.lookupSlot(data, targetTimestamp)
 	if slot < 0 {
 		return NoTimestamp, x.base
@@ -115,7 +124,7 @@ func (x *TimeIndex) Lookup(targetTimestamp int64) (timestamp int64, offset int64
 // lookupSlot returns the slot Lookup answers with (-1 for none) and whether
 // the warm section alone was searched.
 func (x *TimeIndex) lookupSlot(data []byte, target int64) (slot int, warm bool) {
-	n := x.published()
+	n := x.publishedIn(data)
 	if n == 0 {
 		return -1, false
 	}
@@ -149,8 +158,8 @@ func (x *TimeIndex) search(data []byte, target int64, lo, hi int) int {
 // Entry returns entry i. For i outside [0, Entries()) it returns
 // (NoTimestamp, BaseOffset()), the same answer as a Lookup that finds nothing.
 func (x *TimeIndex) Entry(i int) (timestamp int64, offset int64) {
-	data := x.data
-	if i < 0 || i >= x.published() {
+	data := x.mapping()
+	if i < 0 || i >= x.publishedIn(data) {
 		return NoTimestamp, x.base
 	}
 	return x.entryAt(data, i)
@@ -159,8 +168,8 @@ func (x *TimeIndex) Entry(i int) (timestamp int64, offset int64) {
 // LastEntry returns the last entry, or (NoTimestamp, BaseOffset()) if the
 // index is empty.
 func (x *TimeIndex) LastEntry() (timestamp int64, offset int64) {
-	data := x.data
-	n := x.published()
+	data := x.mapping()
+	n := x.publishedIn(data)
 	if n == 0 {
 		return NoTimestamp, x.base
 	}
@@ -192,7 +201,7 @@ func (x *TimeIndex) TruncateTo(offset int64) {
 	lo, hi := 0, x.published()
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
-		if x.offsetAt(x.data, mid) < offset {
+		if x.offsetAt(x.mapping(), mid) < offset {
 			lo = mid + 1
 		} else {
 			hi = mid
@@ -221,8 +230,8 @@ func (x *TimeIndex) SanityCheck() error {
 	if x.closed {
 		return x.wrap(ErrClosed, "sanity check")
 	}
-	data := x.data
-	n := x.published()
+	data := x.mapping()
+	n := x.publishedIn(data)
 	if n > 0 {
 		lastTs, lastOff := x.entryAt(data, n-1)
 		if first := x.timestampAt(data, 0); lastTs < first {
@@ -243,8 +252,8 @@ func (x *TimeIndex) Verify() error {
 	if err := x.SanityCheck(); err != nil {
 		return err
 	}
-	data := x.data
-	n := x.published()
+	data := x.mapping()
+	n := x.publishedIn(data)
 	prevTs, prevOff := int64(math.MinInt64), int64(math.MinInt64)
 	for i := range n {
 		ts, off := x.entryAt(data, i)

@@ -123,7 +123,7 @@ func TestTimeTruncateResetTrimReopen(t *testing.T) {
 	}
 	must(t, y.Verify())
 	y.Reset()
-	if y.Entries() != 0 || !allZero(y.data) {
+	if y.Entries() != 0 || !allZero(y.mapping()) {
 		t.Fatal("reset")
 	}
 	must(t, y.Close())

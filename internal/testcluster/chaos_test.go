@@ -15,7 +15,10 @@ import (
 // anomaly counts (all must be zero). Skipped unless the variable is set.
 // KVLOG_CHAOS_SECURITY=SASL_SSL runs it on a cluster secured end to end
 // (secureClusterOptions: SASL_SSL between brokers and for the clients,
-// ZooKeeper authentication and ACLs).
+// ZooKeeper authentication and ACLs). KVLOG_CHAOS_PARTITIONS (default 6;
+// `make chaos CHAOS_PARTITIONS=3000`) is the checked topic's partition
+// count: the keyed load then spreads over at least as many keys, so every
+// partition is written, led, moved and checked.
 func TestChaos(t *testing.T) {
 	d, err := time.ParseDuration(os.Getenv("KVLOG_CHAOS_DURATION"))
 	if err != nil || d <= 0 {
@@ -27,10 +30,18 @@ func TestChaos(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(seed, 1))
 	sec := os.Getenv("KVLOG_CHAOS_SECURITY")
-	t.Logf("chaos for %v, seed %d, security %q", d, seed, sec)
+	parts := 6
+	if s := os.Getenv("KVLOG_CHAOS_PARTITIONS"); s != "" {
+		if _, err := fmt.Sscan(s, &parts); err != nil || parts <= 0 {
+			t.Fatalf("KVLOG_CHAOS_PARTITIONS=%s: a partition count", s)
+		}
+	}
+	// Waits scale with the partitions: each moves through every fault.
+	settle := 120*time.Second + time.Duration(parts)*40*time.Millisecond
+	t.Logf("chaos for %v, %d partitions, seed %d, security %q", d, parts, seed, sec)
 	c := startChaosCluster(t, sec)
-	createTopic(t, c, "chaos", 6)
-	w := StartWorkload(c, "chaos", 200, 64)
+	createTopicWithin(t, c, "chaos", int32(parts), settle)
+	w := StartWorkload(c, "chaos", max(200, 2*parts), 64)
 	ids := c.IDs()
 	counts := map[string]int{}
 	end := time.Now().Add(d)
@@ -41,7 +52,7 @@ func TestChaos(t *testing.T) {
 		switch k := rng.IntN(10); {
 		case k < 3:
 			action = "kill -9 leader"
-			leader, _ := leaderOf(t, c, "chaos", int32(rng.IntN(6)))
+			leader, _ := leaderOf(t, c, "chaos", int32(rng.IntN(parts)))
 			id = leader
 			c.Kill(id)
 			time.Sleep(time.Duration(1000+rng.IntN(4000)) * time.Millisecond)
@@ -72,7 +83,7 @@ func TestChaos(t *testing.T) {
 		counts[action]++
 		t.Logf("%s: %s broker %d; acked %d, failed %d", time.Now().Format("15:04:05.000"), action, id, w.Acked(), w.Failed())
 	}
-	waitFullISR(t, c, "chaos", 120*time.Second)
+	waitFullISR(t, c, "chaos", settle)
 	acked := w.Acked()
 	c.WaitFor(60*time.Second, "writes after the last fault", func() bool { return w.Acked() > acked+100 })
 	w.Stop()
@@ -84,7 +95,7 @@ func TestChaos(t *testing.T) {
 	if sec == "" {
 		sec = "PLAINTEXT"
 	}
-	summary := fmt.Sprintf("chaos %v seed %d security %s faults [%s]\n%s", d, seed, sec, strings.Join(faults, ", "), rep)
+	summary := fmt.Sprintf("chaos %v partitions %d seed %d security %s faults [%s]\n%s", d, parts, seed, sec, strings.Join(faults, ", "), rep)
 	fmt.Println(summary)
 	t.Log(summary)
 	if !rep.OK() {

@@ -38,7 +38,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	kvlogdBin, err = BuildKvlogd(dir, os.Getenv("KVLOG_RACE") != "")
+	// KVLOG_TEST_KVLOGD runs the tests and benchmarks against a given
+	// kvlogd binary (e.g. a previous revision's, for a same-run
+	// before/after comparison) instead of building this checkout's.
+	if bin := os.Getenv("KVLOG_TEST_KVLOGD"); bin != "" {
+		kvlogdBin = bin
+	} else {
+		kvlogdBin, err = BuildKvlogd(dir, os.Getenv("KVLOG_RACE") != "")
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
@@ -76,14 +83,21 @@ func startCluster(t *testing.T, extra ...string) *Cluster {
 // createTopic creates a compacted RF-3 topic and waits for leaders and full ISRs.
 func createTopic(t *testing.T, c *Cluster, name string, partitions int32) {
 	t.Helper()
+	createTopicWithin(t, c, name, partitions, 30*time.Second)
+}
+
+// createTopicWithin is createTopic with a timeout for the creation and for
+// the full ISRs each.
+func createTopicWithin(t *testing.T, c *Cluster, name string, partitions int32, timeout time.Duration) {
+	t.Helper()
 	adm := c.Admin()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	res, err := adm.CreateTopic(ctx, partitions, 3, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, name)
 	if err != nil || res.Err != nil {
 		t.Fatalf("create %s: %v %v", name, err, res.Err)
 	}
-	waitFullISR(t, c, name, 30*time.Second)
+	waitFullISR(t, c, name, timeout)
 }
 
 // partitions asks a running broker directly (no client caching).

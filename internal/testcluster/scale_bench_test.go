@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,12 +34,18 @@ import (
 //     refused the produce (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION):
 //     Metadata must never report a partition led before its leader
 //     accepts writes, so this is 0.
-//   - idle CPU: the brokers' CPU (utime+stime of the processes) over 10 s
-//     with the followers fetching and nothing produced, then with one
-//     franz-go consumer of every partition long-polling at the ends.
-//   - fail-over: SIGKILL of the controller; from its ZooKeeper session's
-//     expiry (the ephemeral /controller znode deleted) until every
-//     partition accepted a produce again.
+//   - idle CPU: the brokers' CPU (utime+stime of the processes) over
+//     KVLOG_BENCH_IDLE seconds (default 30) with the followers fetching
+//     and nothing produced, then with one franz-go consumer of every
+//     partition long-polling at the ends. It is measured once every
+//     replica holds every record and knows the high watermark (every
+//     broker's kvlog_partition_high_watermark equals the largest log end
+//     offset of the partition), so followers catching up are not counted.
+//   - fail-over: SIGKILL of the controller (once every partition has its
+//     three replicas in sync again, so that no partition is left without
+//     an eligible leader); from its ZooKeeper session's expiry (the
+//     ephemeral /controller znode deleted) until every partition accepted
+//     a produce again.
 //
 // Each count runs on a fresh cluster and reports its figures as metrics
 // and a table row. With KVLOG_BENCH_PROFILE set to a directory, the
@@ -74,6 +81,16 @@ func scalePartitions(b *testing.B, np int) string {
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
+	idleWindow := time.Duration(benchEnv("KVLOG_BENCH_IDLE", 30)) * time.Second
+	phase := "create"
+	if dir := os.Getenv("KVLOG_BENCH_PROFILE"); dir != "" {
+		// The brokers' logs of the phase that ended (or failed).
+		defer func() {
+			for _, id := range c.IDs() {
+				os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.log", phase, id)), []byte(c.Broker(id).Logs()), 0o644)
+			}
+		}()
+	}
 
 	// Topics of at most 3,000 partitions, one CreateTopics request each
 	// (a request may hold 10,000 partitions times replicas), sent
@@ -126,6 +143,7 @@ func scalePartitions(b *testing.B, np int) string {
 		}
 		b.Logf("create started at %s", start.Format(time.RFC3339Nano))
 	}
+	phase = "idle"
 	b.Logf("%d partitions: created, every partition accepts produce after %v (%d premature leads; controller %d)", np, create.Round(time.Millisecond), premature, ctl)
 	b.ReportMetric(create.Seconds(), "create-s")
 	b.ReportMetric(float64(premature), "premature")
@@ -133,8 +151,9 @@ func scalePartitions(b *testing.B, np int) string {
 	// Idle: followers only (wait for full ISRs first, so catching up is
 	// not counted), then with a consumer of every partition.
 	c.WaitFor(5*time.Minute, "full ISRs", func() bool { return fullISRs(c, topics) })
-	profile(b, c, "idle", 10*time.Second)
-	idle := brokersCPU(c, 10*time.Second)
+	c.WaitFor(5*time.Minute, "replicas caught up", func() bool { return caughtUp(c) })
+	profile(b, c, "idle", idleWindow)
+	idle := brokersCPU(c, idleWindow)
 	cl := c.Client(kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(5*time.Second))
 	pctx, pcancel := context.WithCancel(ctx)
 	polled := make(chan struct{})
@@ -146,7 +165,7 @@ func scalePartitions(b *testing.B, np int) string {
 	}()
 	// Let the consumer list offsets and settle on long polls.
 	time.Sleep(5 * time.Second)
-	idleConsumer := brokersCPU(c, 10*time.Second)
+	idleConsumer := brokersCPU(c, idleWindow)
 	pcancel()
 	<-polled
 	cl.Close()
@@ -155,26 +174,26 @@ func scalePartitions(b *testing.B, np int) string {
 	b.ReportMetric(idleConsumer, "idle-consumer-cpu-%")
 
 	// Fail-over: kill the controller, wait for its session to expire.
+	phase = "failover"
+	c.WaitFor(5*time.Minute, "full ISRs before the kill", func() bool { return fullISRs(c, topics) })
 	ctl = controllerIDNow(c)
 	if ctl < 0 {
 		b.Fatal("no controller")
 	}
 	zkc := c.ZKConn()
 	c.Kill(ctl)
-	profile(b, c, "failover", 12*time.Second)
 	expired := waitDeleted(b, zkc, "/kvlog/controller", 60*time.Second)
+	profile(b, c, "failover", 10*time.Second) // the new controller's work, from the expiry
 	if _, err := allAcceptProduce(ctx, c, topics, ctl, 10*time.Minute); err != nil {
 		b.Fatal(err)
 	}
 	failover := time.Since(expired)
-	if dir := os.Getenv("KVLOG_BENCH_PROFILE"); dir != "" {
-		for _, id := range c.IDs() {
-			os.WriteFile(filepath.Join(dir, fmt.Sprintf("failover-%d.log", id)), []byte(c.Broker(id).Logs()), 0o644)
-		}
+	if os.Getenv("KVLOG_BENCH_PROFILE") != "" {
 		b.Logf("session expired at %s", expired.Format(time.RFC3339Nano))
 	}
 	b.Logf("%d partitions: fail-over, every partition accepts produce %v after the controller's session expired", np, failover.Round(time.Millisecond))
 	b.ReportMetric(failover.Seconds(), "failover-s")
+	profiling.Wait() // the fail-over's profiles, before the cluster stops
 	return fmt.Sprintf("| %d | %.1f s | %d | %.2f | %.2f | %.1f s |", np, create.Seconds(), premature, idle, idleConsumer, failover.Seconds())
 }
 
@@ -258,6 +277,63 @@ func fullISRs(c *Cluster, topics []string) bool {
 		}
 		for _, p := range t.Partitions {
 			if p.Leader < 0 || len(p.ISR) != 3 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// caughtUp reports whether every running broker's replica of every
+// partition has the partition's largest log end offset as its high
+// watermark (read from each broker's /metrics): every follower holds every
+// record and has been told the high watermark.
+func caughtUp(c *Cluster) bool {
+	hws := map[string][]int64{}
+	for _, id := range c.IDs() {
+		br := c.Broker(id)
+		if !br.Running() {
+			continue
+		}
+		cl := http.Client{Timeout: 30 * time.Second}
+		resp, err := cl.Get(fmt.Sprintf("http://%s/metrics", br.HTTP))
+		if err != nil {
+			return false
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return false
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			var kind string
+			switch {
+			case strings.HasPrefix(line, "kvlog_partition_high_watermark{"):
+				kind = "hw"
+			case strings.HasPrefix(line, "kvlog_partition_log_end_offset{"):
+				kind = "leo"
+			default:
+				continue
+			}
+			i := strings.LastIndexByte(line, ' ')
+			v, err := strconv.ParseInt(line[i+1:], 10, 64)
+			if err != nil {
+				continue
+			}
+			labels := line[strings.IndexByte(line, '{'):i]
+			hws[labels] = append(hws[labels], v)
+			if kind == "hw" {
+				hws[labels+"hw"] = append(hws[labels+"hw"], v)
+			}
+		}
+	}
+	for k, vs := range hws {
+		if strings.HasSuffix(k, "hw") {
+			continue
+		}
+		top := slices.Max(vs)
+		for _, hw := range hws[k+"hw"] {
+			if hw != top {
 				return false
 			}
 		}

@@ -488,7 +488,37 @@ func (c *Controller) failover() error {
 	if _, err := c.onISRChangesNoSend(); err != nil {
 		return err
 	}
-	changed, err := c.reconcile(all)
+	// Availability first: when dead brokers are to leave ISRs of
+	// partitions led all along (with one broker of three gone, two thirds
+	// of the writes), the partitions without a live leader get one first
+	// and their replicas are told at once, metadata following as soon as
+	// they lead; then the rest is written. Every broker then gets the full
+	// state.
+	var urgent, rest []zkstore.TopicPartition
+	shrink := false
+	for _, tp := range all {
+		st, ok := c.cachedState(tp)
+		if !ok || st.Leader == NoLeader || !c.live(st.Leader) || c.replicaOffline(st.Leader, tp) {
+			urgent = append(urgent, tp)
+			continue
+		}
+		rest = append(rest, tp)
+		for _, r := range st.ISR {
+			shrink = shrink || !c.live(r) || c.replicaOffline(r, tp)
+		}
+	}
+	if !shrink {
+		urgent, rest = all, nil // one batch: rest has nothing to write
+	}
+	changed, err := c.reconcile(urgent)
+	if err != nil {
+		return err
+	}
+	early := len(changed) > 0 && len(rest) > 0
+	if early {
+		c.publishAfter(c.sendLeaderAndIsrFor(changed, nil), changed)
+	}
+	more, err := c.reconcile(rest)
 	if err != nil {
 		return err
 	}
@@ -496,7 +526,12 @@ func (c *Controller) failover() error {
 	for _, id := range keys(c.brokers) {
 		sent = append(sent, c.sendLeaderAndIsr(id, nil)...)
 	}
-	c.publishAfter(sent, changed)
+	if early {
+		// The new leaders are published already, and the partitions of
+		// the second batch kept theirs: their metadata need not wait.
+		changed, more = nil, nil
+	}
+	c.publishAfter(sent, append(changed, more...))
 	return c.onDeletions()
 }
 
