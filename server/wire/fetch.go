@@ -66,9 +66,10 @@ const markerLen = 16
 // (release them after sending); on error the caller still owns them.
 func EncodeFetch(corr int32, resp *kmsg.FetchResponse, recs []FetchRecords) (*FetchReply, error) {
 	out := &FetchReply{Resp: resp}
+	buf := make([]byte, 0, fetchSizeHint(resp))
 	if len(recs) == 0 {
 		// Nothing to splice: the frame is one buffer.
-		out.add(fetchPiece{buf: AppendResponse(nil, corr, resp)})
+		out.add(fetchPiece{buf: AppendResponse(buf, corr, resp)})
 		return out, nil
 	}
 	var prefix [8]byte
@@ -80,7 +81,7 @@ func EncodeFetch(corr int32, resp *kmsg.FetchResponse, recs []FetchRecords) (*Fe
 		binary.BigEndian.PutUint64(m[8:], uint64(i))
 		rc.Part.RecordBatches = m
 	}
-	buf := AppendResponseHeader(nil, corr, resp)
+	buf = AppendResponseHeader(buf, corr, resp)
 	buf = resp.AppendTo(buf)
 	for _, rc := range recs {
 		rc.Part.RecordBatches = []byte{}
@@ -144,6 +145,21 @@ func EncodeFetch(corr int32, resp *kmsg.FetchResponse, recs []FetchRecords) (*Fe
 		}
 	}
 	return out, nil
+}
+
+// fetchSizeHint is a capacity for resp's encoding without record data:
+// enough for the fixed fields of each topic and partition, so the buffer
+// is allocated once.
+func fetchSizeHint(resp *kmsg.FetchResponse) int {
+	n := 32
+	for i := range resp.Topics {
+		t := &resp.Topics[i]
+		n += 24 + len(t.Topic) + 64*len(t.Partitions)
+		for j := range t.Partitions {
+			n += 16 * len(t.Partitions[j].AbortedTransactions)
+		}
+	}
+	return n
 }
 
 func (f *FetchReply) add(p fetchPiece) {
