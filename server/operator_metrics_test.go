@@ -70,3 +70,51 @@ func BenchmarkWalkErrorCodes(b *testing.B) {
 		walkErrorCodes(reflect.ValueOf(resp), func(int16) { n++ }, 0)
 	}
 }
+
+// TestFetchErrorFree: the reflection-free check of fetch responses sees
+// every ErrorCode field the generic walk would (the set of such fields in
+// kmsg's FetchResponse is checked, so a new one fails this test).
+func TestFetchErrorFree(t *testing.T) {
+	var paths []string
+	var collect func(tp reflect.Type, path string, depth int)
+	collect = func(tp reflect.Type, path string, depth int) {
+		if depth > 6 {
+			return
+		}
+		switch tp.Kind() {
+		case reflect.Pointer, reflect.Slice:
+			collect(tp.Elem(), path, depth+1)
+		case reflect.Struct:
+			plan := errWalkPlanOf(tp)
+			if plan.code >= 0 {
+				paths = append(paths, path+"ErrorCode")
+			}
+			for _, i := range plan.nested {
+				collect(tp.Field(i).Type, path+tp.Field(i).Name+".", depth+1)
+			}
+		}
+	}
+	collect(reflect.TypeOf(&kmsg.FetchResponse{}), "", 0)
+	if want := []string{"ErrorCode", "Topics.Partitions.ErrorCode"}; !slices.Equal(paths, want) {
+		t.Fatalf("ErrorCode fields of FetchResponse: %v; fetchErrorFree checks %v", paths, want)
+	}
+
+	resp := kmsg.NewPtrFetchResponse()
+	for range 2 {
+		st := kmsg.NewFetchResponseTopic()
+		st.Partitions = []kmsg.FetchResponseTopicPartition{kmsg.NewFetchResponseTopicPartition(), kmsg.NewFetchResponseTopicPartition()}
+		resp.Topics = append(resp.Topics, st)
+	}
+	if !fetchErrorFree(resp) {
+		t.Fatal("a response without errors is not error-free")
+	}
+	resp.Topics[1].Partitions[1].ErrorCode = 1
+	if fetchErrorFree(resp) {
+		t.Fatal("a partition error is missed")
+	}
+	resp.Topics[1].Partitions[1].ErrorCode = 0
+	resp.ErrorCode = 70
+	if fetchErrorFree(resp) {
+		t.Fatal("a top-level error is missed")
+	}
+}
