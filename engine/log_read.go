@@ -64,7 +64,10 @@ func (r *ReadResult) Bytes() ([]byte, error) {
 // Read returns the batches from the one containing offset onward, whole
 // batches only, at most maxBytes (except that the first batch is returned
 // whole even if larger) and never a batch holding offsets >= maxOffset (the
-// caller passes the high watermark). Reads stop at a segment's end. An offset
+// caller passes the high watermark). A read that serves a segment to its
+// end goes on into the following segments while their batches fit (one
+// range per segment); a problem there (a segment gone, a damaged batch)
+// ends the read with what it has, for the next read to meet. An offset
 // below the log start or above the log end is ErrOffsetOutOfRange.
 func (l *Log) Read(offset Offset, maxBytes int, maxOffset Offset) (*ReadResult, error) {
 	if l.closed.Load() {
@@ -88,17 +91,27 @@ func (l *Log) Read(offset Offset, maxBytes int, maxOffset Offset) (*ReadResult, 
 		// Retention removed the segment after the log start was read.
 		return nil, l.errorf("read", -1, offset, fmt.Errorf("%w: below the first segment %d", ErrOffsetOutOfRange, segs[0].base))
 	}
+	// more: a following segment is being read for what is left of
+	// maxBytes; its batches must fit whole, and a problem with it ends
+	// the read with what the earlier segments gave.
+	more := false
 	for ; i < len(segs); i++ {
 		seg := segs[i]
 		h, err := seg.acquire()
 		if err != nil {
+			if more {
+				return res, nil
+			}
 			// Deleted under us by retention: the offset is gone. A
 			// budget refusal or an I/O error is a storage error.
 			return nil, l.errorf("read", seg.base, offset, acquireErr(err))
 		}
-		pos, length, found, err := seg.readRange(h, offset, maxBytes, maxOffset)
+		pos, length, toEnd, found, err := seg.readRange(h, offset, maxBytes-int(res.Size), maxOffset, !more)
 		if err != nil {
 			h.release()
+			if more {
+				return res, nil // the next fetch starts there and reports it
+			}
 			var cb *CorruptBatchError
 			if errors.As(err, &cb) {
 				l.logger.Error("corrupt batch not served", "partition", l.tp.String(), "offset", int64(offset), "err", err)
@@ -107,6 +120,9 @@ func (l *Log) Read(offset Offset, maxBytes int, maxOffset Offset) (*ReadResult, 
 		}
 		if !found {
 			h.release()
+			if more && i+1 < len(segs) {
+				offset = segs[i+1].base
+			}
 			continue
 		}
 		if length == 0 {
@@ -114,6 +130,10 @@ func (l *Log) Read(offset Offset, maxBytes int, maxOffset Offset) (*ReadResult, 
 			return res, nil
 		}
 		if l.handles.pinsHeavy() {
+			if more {
+				h.release()
+				return res, nil
+			}
 			// Readers already hold half the budget until their responses
 			// are sent (a fetch over many partitions): copy instead of
 			// holding this segment open too.
@@ -127,19 +147,28 @@ func (l *Log) Read(offset Offset, maxBytes int, maxOffset Offset) (*ReadResult, 
 			return res, nil
 		}
 		res.Ranges = append(res.Ranges, FileRange{File: h.file.OSFile(), Position: pos, Length: length})
-		res.Size = length
+		res.Size += length
 		res.hs = append(res.hs, h)
 		res.hc = l.handles
 		l.handles.readPins.Add(1)
-		return res, nil
+		// Served to the segment's end with room left: go on with the
+		// next segment's batches (Kafka stops at the segment's end; a
+		// log of small segments, e.g. compacted ones, then takes a round
+		// trip per segment to replay).
+		if !toEnd || res.Size >= int64(maxBytes) || i+1 >= len(segs) {
+			return res, nil
+		}
+		more = true
+		offset = segs[i+1].base
 	}
 	return res, nil
 }
 
 // readRange finds the batch holding target (the first whose last offset is
 // >= target) and measures the whole batches from it that end below
-// maxOffset and fit maxBytes (the first always counts). found is false when
-// no batch of the segment reaches target.
+// maxOffset and fit maxBytes (the first counts even if larger when
+// firstWhole). found is false when no batch of the segment reaches target;
+// toEnd says the batches served run to the segment's end.
 //
 // Every batch header it passes is checked (batchHeaderProblem): the one
 // found, those served, and the one after the last served, so a base offset
@@ -151,7 +180,7 @@ func (l *Log) Read(offset Offset, maxBytes int, maxOffset Offset) (*ReadResult, 
 // the walk into the middle of a batch costs a rescan from the segment's
 // start, never a wrong answer. Inactive segments are walked through their
 // read-only mapping, the active one with pread.
-func (s *segment) readRange(h *handle, target Offset, maxBytes int, maxOffset Offset) (pos, length int64, found bool, err error) {
+func (s *segment) readRange(h *handle, target Offset, maxBytes int, maxOffset Offset, firstWhole bool) (pos, length int64, toEnd, found bool, err error) {
 	end := s.size.Load()
 	limit := Offset(s.next.Load()) // every offset of the bytes up to end is below it (the writer stores next first)
 	var sc *batchScanner
@@ -178,7 +207,7 @@ func (s *segment) readRange(h *handle, target Offset, maxBytes int, maxOffset Of
 		pos, prevLast, found, err = s.walkTo(sc, 0, target, limit)
 	}
 	if err != nil || !found {
-		return 0, 0, found, err
+		return 0, 0, false, found, err
 	}
 
 	sc.seek(pos)
@@ -193,18 +222,18 @@ func (s *segment) readRange(h *handle, target Offset, maxBytes int, maxOffset Of
 			// moved forwards, a length that led here): serve neither.
 			var cb *CorruptBatchError
 			if errors.As(err, &cb) && before > pos {
-				return pos, before - pos, true, nil
+				return pos, before - pos, false, true, nil
 			}
-			return 0, 0, false, err
+			return 0, 0, false, false, err
 		}
 		b := record.Batch(hdr)
-		if Offset(b.LastOffset()) >= maxOffset || (stop > pos && sc.pos-pos > int64(maxBytes)) {
+		if Offset(b.LastOffset()) >= maxOffset || ((stop > pos || !firstWhole) && sc.pos-pos > int64(maxBytes)) {
 			break // not served; checked as the successor of the last served batch
 		}
 		prevLast = Offset(b.LastOffset())
 		before, stop = stop, sc.pos
 	}
-	return pos, stop - pos, true, nil
+	return pos, stop - pos, stop == end, true, nil
 }
 
 // walkTo checks batch headers from the batch boundary from up to the first

@@ -18,9 +18,11 @@ import (
 
 // Fetch: v4-12
 //
-// Record batches are never copied: each partition's data is an engine read
-// (file ranges) spliced into the kmsg-encoded response and written with
-// sendfile (package wire).
+// Each partition's data is an engine read (file ranges) spliced into the
+// kmsg-encoded response (package wire): written with sendfile, never
+// copied through user space, except for a reply carrying at most 16 KiB
+// of record data, which is read into one buffer and written at once (one
+// write instead of five syscalls).
 //
 // Behaviour:
 //   - Sessions (KIP-227, fetch_sessions.go and package fetchsession): a

@@ -18,8 +18,8 @@ import (
 // the answer is built in); a fetch without one is left as it is. err is the
 // fetch's top-level error.
 func (s *Server) beginFetchSession(req *kmsg.FetchRequest) (*fetchsession.Fetch, error) {
-	if req.Version < 7 {
-		return nil, nil
+	if req.Version < 7 || (req.SessionID == 0 && req.SessionEpoch < 0) {
+		return nil, nil // no session, none to close (clients without sessions send epoch -1)
 	}
 	var parts []fetchsession.Partition
 	for _, t := range req.Topics {

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -147,6 +148,9 @@ var errorCodeType = reflect.TypeOf(int16(0))
 // countErrors counts every non-zero ErrorCode field in resp (top level,
 // per topic, per partition, per group, per resource).
 func (m *opMetrics) countErrors(key int16, resp kmsg.Response) {
+	if fr, ok := resp.(*kmsg.FetchResponse); ok && fetchErrorFree(fr) {
+		return // the most frequent response, walked without reflection
+	}
 	api := apiName(key)
 	walkErrorCodes(reflect.ValueOf(resp), func(code int16) {
 		// Steps of the protocol, not failures: a client's first
@@ -167,6 +171,27 @@ func (m *opMetrics) countErrors(key int16, resp kmsg.Response) {
 	}, 0)
 }
 
+// fetchErrorFree reports whether a fetch response has no error code at
+// all (top level, topics' partitions): nothing for countErrors to count.
+func fetchErrorFree(fr *kmsg.FetchResponse) bool {
+	if fr.ErrorCode != 0 {
+		return false
+	}
+	for i := range fr.Topics {
+		for j := range fr.Topics[i].Partitions {
+			if fr.Topics[i].Partitions[j].ErrorCode != 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// walkErrorCodes calls fn with every non-zero ErrorCode (an int16 field of
+// that name) in v, down to depth 6, skipping byte slices. It runs for every
+// response, so what it needs of a struct type (the ErrorCode field, the
+// fields to descend into) is worked out once per type (errWalkPlan), not
+// by looking fields up on each call.
 func walkErrorCodes(v reflect.Value, fn func(int16), depth int) {
 	if depth > 6 {
 		return
@@ -177,32 +202,59 @@ func walkErrorCodes(v reflect.Value, fn func(int16), depth int) {
 			walkErrorCodes(v.Elem(), fn, depth+1)
 		}
 	case reflect.Struct:
-		t := v.Type()
-		for i := 0; i < v.NumField(); i++ {
-			f := t.Field(i)
-			if !f.IsExported() {
-				continue
+		plan := errWalkPlanOf(v.Type())
+		if plan.code >= 0 {
+			if c := int16(v.Field(plan.code).Int()); c != 0 {
+				fn(c)
 			}
-			fv := v.Field(i)
-			if f.Name == "ErrorCode" && f.Type == errorCodeType {
-				if c := int16(fv.Int()); c != 0 {
-					fn(c)
-				}
-				continue
-			}
-			switch fv.Kind() {
-			case reflect.Slice, reflect.Struct, reflect.Pointer:
-				if fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Uint8 {
-					continue // bytes (record batches, metadata)
-				}
-				walkErrorCodes(fv, fn, depth+1)
-			}
+		}
+		for _, i := range plan.nested {
+			walkErrorCodes(v.Field(i), fn, depth+1)
 		}
 	case reflect.Slice:
 		for i := 0; i < v.Len(); i++ {
 			walkErrorCodes(v.Index(i), fn, depth+1)
 		}
 	}
+}
+
+// errWalkPlan is what walkErrorCodes looks at in a struct type: the index
+// of its exported int16 ErrorCode field (-1: none) and, in field order,
+// its exported fields that are structs, pointers or slices other than
+// byte slices.
+type errWalkPlan struct {
+	code   int
+	nested []int
+}
+
+var errWalkPlans sync.Map // reflect.Type → *errWalkPlan
+
+func errWalkPlanOf(t reflect.Type) *errWalkPlan {
+	if p, ok := errWalkPlans.Load(t); ok {
+		return p.(*errWalkPlan)
+	}
+	plan := &errWalkPlan{code: -1}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		if f.Name == "ErrorCode" && f.Type == errorCodeType {
+			plan.code = i
+			continue
+		}
+		switch f.Type.Kind() {
+		case reflect.Slice:
+			if f.Type.Elem().Kind() == reflect.Uint8 {
+				continue // bytes (record batches, metadata)
+			}
+			plan.nested = append(plan.nested, i)
+		case reflect.Struct, reflect.Pointer:
+			plan.nested = append(plan.nested, i)
+		}
+	}
+	p, _ := errWalkPlans.LoadOrStore(t, plan)
+	return p.(*errWalkPlan)
 }
 
 var (

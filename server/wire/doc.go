@@ -14,7 +14,9 @@
 //   - fetch.go, sendfile.go: Fetch responses as encoded bytes plus engine
 //     file ranges (EncodeFetch), sent with sendfile(2) on plaintext
 //     connections, or gathered into a pooled buffer and encrypted on TLS
-//     (WriteFetch).
+//     (WriteFetch); a reply without file ranges goes out in one write, and
+//     one with little file data (smallCopy) is read into one buffer and
+//     written at once.
 //   - conn.go: a connection's frame loop (Conn): a reader hands each frame
 //     to the broker's Handler, which queues the request (its Pending: the
 //     place in the response order and the request memory it holds); a

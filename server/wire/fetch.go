@@ -3,10 +3,14 @@ package wire
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"slices"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -19,8 +23,8 @@ import (
 // space; on TLS listeners they are read into a buffer and encrypted
 // (vectorWriter).
 type FetchReply struct {
-	pieces []fetchPiece
-	size   int64 // total bytes after the 4-byte size prefix
+	pieces []fetchPiece // the first starts with the frame's size prefix
+	size   int64        // total bytes, the size prefix included
 	reads  []*engine.ReadResult
 	// Resp and TopicBytes (record batch bytes per topic) are for the
 	// broker's metrics.
@@ -52,36 +56,41 @@ type FetchRecords struct {
 
 const markerLen = 16
 
-// EncodeFetch encodes resp with its header, splicing each partition's read
-// in as file ranges. Every partition in recs must have empty (non-nil)
-// RecordBatches in resp; EncodeFetch sets each to a random marker, encodes
-// with kmsg, then cuts the output at each marker (in encoding order) and
-// replaces marker and length prefix with the real length and the ranges.
-// On return resp's RecordBatches are restored to empty and the reply owns
-// the reads (release them after sending); on error the caller still owns
-// them.
+// EncodeFetch encodes resp as a whole frame (size prefix, header for
+// corr, body), splicing each partition's read in as file ranges. Every
+// partition in recs must have empty (non-nil) RecordBatches in resp;
+// EncodeFetch sets each to a random marker, encodes with kmsg, then cuts
+// the output at each marker (in encoding order) and replaces marker and
+// length prefix with the real length and the ranges. On return resp's
+// RecordBatches are restored to empty and the reply owns the reads
+// (release them after sending); on error the caller still owns them.
 func EncodeFetch(corr int32, resp *kmsg.FetchResponse, recs []FetchRecords) (*FetchReply, error) {
+	out := &FetchReply{Resp: resp}
+	buf := make([]byte, 0, fetchSizeHint(resp))
+	if len(recs) == 0 {
+		// Nothing to splice: the frame is one buffer.
+		out.add(fetchPiece{buf: AppendResponse(buf, corr, resp)})
+		return out, nil
+	}
 	var prefix [8]byte
 	rand.Read(prefix[:])
-	markers := make([][]byte, len(recs))
+	all := make([]byte, markerLen*len(recs))
 	for i, rc := range recs {
-		m := make([]byte, markerLen)
+		m := all[i*markerLen : (i+1)*markerLen : (i+1)*markerLen]
 		copy(m, prefix[:])
 		binary.BigEndian.PutUint64(m[8:], uint64(i))
-		markers[i] = m
 		rc.Part.RecordBatches = m
 	}
-	buf := AppendResponseHeader(nil, corr, resp)
+	buf = AppendResponseHeader(buf, corr, resp)
 	buf = resp.AppendTo(buf)
 	for _, rc := range recs {
 		rc.Part.RecordBatches = []byte{}
 	}
 
 	flexible := resp.IsFlexible()
-	out := &FetchReply{}
-	from := 4 // the size prefix is written separately
+	from := 0
 	for i, rc := range recs {
-		at := bytes.Index(buf[from:], markers[i])
+		at := bytes.Index(buf[from:], all[i*markerLen:(i+1)*markerLen])
 		if at < 0 {
 			return nil, fmt.Errorf("fetch encoding: marker %d not found", i)
 		}
@@ -116,27 +125,41 @@ func EncodeFetch(corr int32, resp *kmsg.FetchResponse, recs []FetchRecords) (*Fe
 		from = at + markerLen
 	}
 	out.add(fetchPiece{buf: buf[from:]})
+	// The first piece starts with the frame's size prefix.
+	binary.BigEndian.PutUint32(out.pieces[0].buf, uint32(out.size-4))
 	out.reads = make([]*engine.ReadResult, len(recs))
 	for i, rc := range recs {
 		out.reads[i] = rc.Read
 	}
-	out.Resp = resp
-	if len(recs) > 0 {
-		sizes := make(map[*kmsg.FetchResponseTopicPartition]int64, len(recs))
-		for _, rc := range recs {
-			sizes[rc.Part] = rc.Read.Size
-		}
-		out.TopicBytes = map[string]int64{}
-		for ti := range resp.Topics {
-			t := &resp.Topics[ti]
-			for pi := range t.Partitions {
-				if n, ok := sizes[&t.Partitions[pi]]; ok {
-					out.TopicBytes[t.Topic] += n
-				}
+	sizes := make(map[*kmsg.FetchResponseTopicPartition]int64, len(recs))
+	for _, rc := range recs {
+		sizes[rc.Part] = rc.Read.Size
+	}
+	out.TopicBytes = map[string]int64{}
+	for ti := range resp.Topics {
+		t := &resp.Topics[ti]
+		for pi := range t.Partitions {
+			if n, ok := sizes[&t.Partitions[pi]]; ok {
+				out.TopicBytes[t.Topic] += n
 			}
 		}
 	}
 	return out, nil
+}
+
+// fetchSizeHint is a capacity for resp's encoding without record data:
+// enough for the fixed fields of each topic and partition, so the buffer
+// is allocated once.
+func fetchSizeHint(resp *kmsg.FetchResponse) int {
+	n := 32
+	for i := range resp.Topics {
+		t := &resp.Topics[i]
+		n += 24 + len(t.Topic) + 64*len(t.Partitions)
+		for j := range t.Partitions {
+			n += 16 * len(t.Partitions[j].AbortedTransactions)
+		}
+	}
+	return n
 }
 
 func (f *FetchReply) add(p fetchPiece) {
@@ -155,30 +178,95 @@ func (f *FetchReply) add(p fetchPiece) {
 }
 
 // Size is the reply's length on the wire, its 4-byte size prefix included.
-func (f *FetchReply) Size() int64 { return 4 + f.size }
+func (f *FetchReply) Size() int64 { return f.size }
 
-// WriteFetch writes the reply to nc: the size prefix and every piece (its
-// correlation id is in the first piece, encoded by EncodeFetch).
+// WriteFetch writes the reply to nc: every piece in order (the first
+// carries the size prefix and the correlation id, encoded by EncodeFetch).
+//
+// A reply without file ranges is written with one write (writev when the
+// engine copied several partitions' data). A reply whose file ranges are
+// small in all (at most smallCopy bytes) is read into one buffer and
+// written with one write too: two or three syscalls instead of corking,
+// writing the header, sendfile, writing the tail and uncorking, which
+// costs more than copying a few kilobytes (a consumer at the tail of a
+// partition fetches a batch or two at a time). Larger replies go through
+// vectorWriter: sendfile between the encoded pieces, corked.
 func WriteFetch(nc net.Conn, f *FetchReply) error {
-	if f.size > int64(^uint32(0)>>1) {
-		return fmt.Errorf("fetch response of %d bytes is too large", f.size)
+	if f.size-4 > int64(^uint32(0)>>1) {
+		return fmt.Errorf("fetch response of %d bytes is too large", f.size-4)
 	}
-	var size [4]byte
-	binary.BigEndian.PutUint32(size[:], uint32(f.size))
-	w := newVectorWriter(nc)
-	err := w.write(size[:])
+	var fileBytes int64
 	for _, p := range f.pieces {
-		if err != nil {
-			break
+		if p.buf == nil {
+			fileBytes += p.fr.Length
 		}
+	}
+	_, isTLS := nc.(*tls.Conn)
+	switch {
+	case len(f.pieces) == 1 && fileBytes == 0:
+		_, err := nc.Write(f.pieces[0].buf)
+		return err
+	case !isTLS && fileBytes == 0:
+		bufs := make(net.Buffers, len(f.pieces))
+		for i, p := range f.pieces {
+			bufs[i] = p.buf
+		}
+		_, err := bufs.WriteTo(nc)
+		return err
+	case fileBytes <= smallCopy:
+		return writeCopied(nc, f)
+	}
+	w := newVectorWriter(nc)
+	var err error
+	for _, p := range f.pieces {
 		if p.buf != nil {
 			err = w.write(p.buf)
 		} else {
 			err = w.sendFile(p.fr)
 		}
+		if err != nil {
+			break
+		}
 	}
 	if derr := w.done(); err == nil {
 		err = derr
 	}
+	return err
+}
+
+// smallCopy is the most file bytes a fetch reply copies into one buffer
+// instead of sending them with sendfile.
+const smallCopy = 16 << 10
+
+// smallBufPool holds the buffers of copied replies (a little over
+// smallCopy: the encoded pieces around the file bytes).
+var smallBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2*smallCopy); return &b }}
+
+// writeCopied writes f as one buffer, its file ranges read in with pread.
+func writeCopied(nc net.Conn, f *FetchReply) error {
+	bp := smallBufPool.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 4*smallCopy {
+			smallBufPool.Put(bp)
+		}
+	}()
+	b := slices.Grow((*bp)[:0], int(f.size))
+	for _, p := range f.pieces {
+		if p.buf != nil {
+			b = append(b, p.buf...)
+			continue
+		}
+		n := len(b)
+		b = b[:n+int(p.fr.Length)]
+		got, err := p.fr.File.ReadAt(b[n:], p.fr.Position)
+		if got < int(p.fr.Length) {
+			if err == nil || errors.Is(err, io.EOF) {
+				err = errShortFile
+			}
+			return fmt.Errorf("read %s [%d,+%d): %w", p.fr.File.Name(), p.fr.Position, p.fr.Length, err)
+		}
+	}
+	*bp = b
+	_, err := nc.Write(b)
 	return err
 }
