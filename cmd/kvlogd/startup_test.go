@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -76,9 +77,11 @@ func treeDiff(a, b map[string]string) string {
 func TestSecondBrokerOnSameDataDir(t *testing.T) {
 	a := testbroker.Start(t, testbroker.Options{Race: true, MakeRun: true})
 	ctx := testbroker.Context(t, 90*time.Second)
-	cl := a.Client(t, kgo.DefaultProduceTopic("live"), kgo.AllowAutoTopicCreation())
+	cl := a.Client(t, kgo.DefaultProduceTopic("live"), kgo.AllowAutoTopicCreation(), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	// More than index.interval.bytes (4096), so the active segment has an
+	// index entry and its index files (created with their first entry).
 	for i := 0; i < 20; i++ {
-		if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(fmt.Sprint("k", i)), Value: []byte("v")}).FirstErr(); err != nil {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(fmt.Sprint("k", i)), Value: bytes.Repeat([]byte("v"), 300)}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
