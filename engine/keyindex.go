@@ -55,6 +55,7 @@ type keyIndex struct {
 	digest   func([]byte) uint64
 	digestID int16
 	ckptAt   Offset // what the checkpoint on disk covers (-1: none)
+	changed  int64  // entries purged since the checkpoint (keyindex_purge.go)
 
 	replayed  int64 // records read from the log (load and catch-ups)
 	slowScans atomic.Int64
@@ -407,8 +408,19 @@ func (l *Log) lookupByScan(ki *keyIndex, key []byte, d, v uint64, lso Offset) (K
 // scanDigest returns the newest record below limit of each key with
 // digest d (aborted transactions skipped).
 func (l *Log) scanDigest(ki *keyIndex, d uint64, limit Offset) (map[string]scanned, error) {
+	out, err := l.scanDigests(ki, func(x uint64) bool { return x == d }, limit)
+	if err != nil || out[d] == nil {
+		return map[string]scanned{}, err
+	}
+	return out[d], nil
+}
+
+// scanDigests reads the whole log below limit and returns, for each digest
+// that want accepts, the newest record of each key with that digest
+// (aborted transactions skipped).
+func (l *Log) scanDigests(ki *keyIndex, want func(uint64) bool, limit Offset) (map[uint64]map[string]scanned, error) {
 	start := l.LogStartOffset()
-	out := map[string]scanned{}
+	out := map[uint64]map[string]scanned{}
 	if start >= limit {
 		return out, nil
 	}
@@ -416,7 +428,8 @@ func (l *Log) scanDigest(ki *keyIndex, d uint64, limit Offset) (map[string]scann
 	if err != nil {
 		return nil, err
 	}
-	dec := new(record.Decoder)
+	dec := decoders.Get().(*record.Decoder)
+	defer decoders.Put(dec)
 	err = l.scanHeaders(start, limit, func(h record.Batch, body func() (record.Batch, error)) error {
 		if h.IsControl() {
 			return nil
@@ -426,16 +439,21 @@ func (l *Log) scanDigest(ki *keyIndex, d uint64, limit Offset) (map[string]scann
 			return err
 		}
 		base := Offset(b.BaseOffset())
-		return dec.Records(b, func(r *record.Record) error {
-			o := base + Offset(r.OffsetDelta)
-			if r.Key == nil || o < start || o >= limit || ki.digest(r.Key) != d {
-				return nil
+		return dec.Keys(b, func(delta int32, key []byte, tomb bool) {
+			o := base + Offset(delta)
+			if o < start || o >= limit {
+				return
 			}
-			if b.IsTransactional() && isAborted(aborted, b.ProducerID(), o) {
-				return nil
+			d := ki.digest(key)
+			if !want(d) || (b.IsTransactional() && isAborted(aborted, b.ProducerID(), o)) {
+				return
 			}
-			out[string(r.Key)] = scanned{off: o, tomb: r.Value == nil}
-			return nil
+			m := out[d]
+			if m == nil {
+				m = map[string]scanned{}
+				out[d] = m
+			}
+			m[string(key)] = scanned{off: o, tomb: tomb}
 		})
 	})
 	if err != nil {

@@ -256,21 +256,28 @@ func writeKeyIndexCheckpoint(fsys vfs.FS, path string, digestID int16, covers Of
 // loaded and has applied at least minNew records' offsets since the last
 // one (0: whenever anything changed). The table is copied under the
 // index's lock and written without it.
+//
+// It first drops the entries of tombstones removed by cleaner swaps since
+// the last one (keyindex_purge.go); a checkpoint is then written whenever
+// that changed the table.
 func (l *Log) CheckpointKeyIndex(minNew int64) error {
 	ki := l.kidx.Load()
 	if ki == nil || l.closed.Load() {
 		return nil
+	}
+	if _, err := l.purgeCleaned(ki); err != nil {
+		l.logger.Warn("key index: entries of removed tombstones not purged; lookups repair them", "partition", l.tp.String(), "err", err)
 	}
 	return l.checkpointKeyIndex(ki, minNew)
 }
 
 func (l *Log) checkpointKeyIndex(ki *keyIndex, minNew int64) error {
 	ki.mu.Lock()
-	if ki.applied <= ki.ckptAt || int64(ki.applied-max(ki.ckptAt, 0)) < minNew {
+	if ki.changed == 0 && (ki.applied <= ki.ckptAt || int64(ki.applied-max(ki.ckptAt, 0)) < minNew) {
 		ki.mu.Unlock()
 		return nil
 	}
-	covers, n := ki.applied, ki.tab.len()
+	covers, n, changed := ki.applied, ki.tab.len(), ki.changed
 	slots := append([]digestSlot(nil), ki.tab.slots...)
 	ki.mu.Unlock()
 	// A truncation dropping this index (and removing the file) while it
@@ -287,6 +294,7 @@ func (l *Log) checkpointKeyIndex(ki *keyIndex, minNew int64) error {
 	if covers > ki.ckptAt {
 		ki.ckptAt = covers
 	}
+	ki.changed -= changed
 	ki.mu.Unlock()
 	return nil
 }

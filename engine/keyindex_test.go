@@ -543,3 +543,100 @@ func TestKeyIndexCheckpointBeyondRecovery(t *testing.T) {
 	expectLookup(t, l, "k", "newest")
 	expectLookup(t, l, "j", "24")
 }
+
+// TestKeyIndexPurgesRemovedTombstones: once the cleaner removed expired
+// tombstones, their entries leave the index (the next key-index
+// checkpoint purges them), a lookup of such a key answers not-found from
+// the table alone (no scan of the log), and the checkpoint written then
+// holds the purged table. With every key sharing one digest, the entry
+// of a removed tombstone falls back to the live value it covered.
+func TestKeyIndexPurgesRemovedTombstones(t *testing.T) {
+	for _, collide := range []bool{false, true} {
+		t.Run(fmt.Sprintf("collisions=%v", collide), func(t *testing.T) {
+			if collide {
+				forceCollisions(t, 1)
+			}
+			e := compactEnv(t)
+			e.cfg.SegmentBytes = 300
+			e.cfg.FileDeleteDelay = 0
+			l := e.open(true, -1)
+			defer func() { l.Close() }()
+			put(t, l, "live", "1")
+			for i := 0; len(l.CleanerSegments()) < 3; i++ {
+				put(t, l, fmt.Sprintf("fill%d", i%3), fmt.Sprint(i))
+			}
+			for i := 0; i < 4; i++ {
+				put(t, l, fmt.Sprintf("dead%d", i), "1")
+			}
+			for i := 0; i < 4; i++ {
+				put(t, l, fmt.Sprintf("dead%d", i), "\x00")
+			}
+			// The tombstones are the newest records (with one digest, the
+			// one entry names the last) and in inactive segments.
+			if err := l.Roll(); err != nil {
+				t.Fatal(err)
+			}
+			l.SetHighWatermark(l.LogEndOffset())
+			if err := l.LoadKeyIndex(); err != nil {
+				t.Fatal(err)
+			}
+			before := l.KeyIndexStats()
+			wantEntries := before.Entries - 4 // the four tombstones' entries go
+			if collide {
+				wantEntries = 1 // one digest: its entry now names a live value
+			}
+
+			// The cleaner: every record but each key's latest goes, and the
+			// tombstones (their delete horizon passed) too.
+			latest := latestByKey(readAll(t, l, 0))
+			for i := 0; i < 4; i++ {
+				latest[fmt.Sprintf("dead%d", i)] = -1
+			}
+			segs := l.CleanerSegments()
+			if err := testCompact(t, l, segs[:len(segs)-1], segs[len(segs)-1], latest); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.CheckpointKeyIndex(keyIndexCheckpointEvery); err != nil {
+				t.Fatal(err)
+			}
+			st := l.KeyIndexStats()
+			if st.Entries != wantEntries {
+				t.Fatalf("index holds %d entries after the cleaner removed 4 tombstones, want %d (before: %d)", st.Entries, wantEntries, before.Entries)
+			}
+			expectLookup(t, l, "live", "1")
+			if !collide {
+				for i := 0; i < 4; i++ {
+					expectLookup(t, l, fmt.Sprintf("dead%d", i), "")
+				}
+				if s := l.KeyIndexStats().SlowScans; s != 0 {
+					t.Fatalf("%d lookups scanned the log, want none (the removed tombstones' entries are gone)", s)
+				}
+			}
+			// The checkpoint is the purged table.
+			buf, err := os.ReadFile(KeyIndexFileName(e.dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := ParseKeyIndexCheckpoint(buf)
+			if err != nil || len(c.Entries) != wantEntries {
+				t.Fatalf("checkpoint after the purge: %d entries (want %d), %v", len(c.Entries), wantEntries, err)
+			}
+			for _, en := range c.Entries {
+				if en.Tombstone {
+					t.Fatalf("checkpoint after the purge still names the tombstone at offset %d", en.Offset)
+				}
+			}
+			// And a restart from it answers the same.
+			leo := l.LogEndOffset()
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			l = e.open(true, leo)
+			expectLookup(t, l, "live", "1")
+			expectLookup(t, l, "dead0", "")
+			if st := l.KeyIndexStats(); st.Entries != wantEntries || st.Replayed != 0 {
+				t.Fatalf("after a restart: %d entries (want %d), %d records replayed (want 0)", st.Entries, wantEntries, st.Replayed)
+			}
+		})
+	}
+}
