@@ -464,8 +464,8 @@ func (l *Log) scanDigests(ki *keyIndex, want func(uint64) bool, limit Offset) (m
 
 // readRecord reads the record at offset off (below limit; its batch may
 // hold records above: only off's record is used). found is false when no
-// record has that offset any more. The batch read (decompressed) is kept
-// in the log's lookup cache for the next lookups of its records.
+// record has that offset any more. A compressed batch read (decompressed)
+// is kept in the log's lookup cache for the next lookups of its records.
 func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 	if off >= limit {
 		return KeyLookup{}, false, nil
@@ -474,9 +474,8 @@ func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 	defer decoders.Put(dec)
 	hdr, section, gen, ok := l.kcache.get(off)
 	if !ok {
-		win := lookupWindows.Get().(*[]byte)
-		defer lookupWindows.Put(win)
-		b, found := l.readBatchFast(off, *win)
+		b, done, found := l.readBatchFast(off)
+		defer done() // b may alias a mapping or a pooled buffer until then
 		if !found {
 			var err error
 			if b, err = l.readBatchSlow(off); err != nil || b == nil {
@@ -507,22 +506,32 @@ func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 	if !found {
 		return KeyLookup{}, false, nil
 	}
+	// One allocation for the key, the value and the headers' bytes.
+	size := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		size += len(h.Key) + len(h.Value)
+	}
+	buf := make([]byte, 0, size)
+	take := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		buf = append(buf, b...)
+		return buf[len(buf)-len(b) : len(buf) : len(buf)]
+	}
 	out := KeyLookup{
 		Found:       r.Value != nil,
 		Offset:      off,
 		Timestamp:   hdr.RecordTimestamp(&r),
 		LeaderEpoch: hdr.PartitionLeaderEpoch(),
-		Key:         bytes.Clone(r.Key),
+		Key:         take(r.Key),
+		Value:       take(r.Value),
 	}
-	if r.Value != nil {
-		out.Value = append([]byte{}, r.Value...)
-	}
-	for _, h := range r.Headers {
-		hv := h.Value
-		if hv != nil {
-			hv = append([]byte{}, hv...)
+	if len(r.Headers) > 0 {
+		out.Headers = make([]record.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			out.Headers[i] = record.Header{Key: take(h.Key), Value: take(h.Value)}
 		}
-		out.Headers = append(out.Headers, record.Header{Key: bytes.Clone(h.Key), Value: hv})
 	}
 	return out, true, nil
 }
@@ -554,50 +563,112 @@ func (l *Log) readBatchSlow(off Offset) (record.Batch, error) {
 	return nil, nil
 }
 
-// lookupWindow is how much readBatchFast reads at once: the batch holding
-// an offset starts at most index.interval.bytes (4 KiB by default) plus a
-// batch after the index position.
-const lookupWindow = 16 << 10
+// lookupHeadRead is how much readBatchFast's pread path reads at a batch
+// position first: the header and, for small batches, the whole batch.
+const lookupHeadRead = 4 << 10
 
-var lookupWindows = sync.Pool{New: func() any { b := make([]byte, lookupWindow); return &b }}
+var lookupBufs = sync.Pool{New: func() any { b := make([]byte, lookupHeadRead); return &b }}
 
-// readBatchFast reads the batch holding off with positioned reads of
-// win's size from the offset index's position for off (one more of the
-// batch's size when it runs past the window), walking the batch lengths
-// in memory. The batch may alias win. ok is false whenever it cannot be
-// sure (a framing it does not like, a segment gone, a read error): the
-// caller then uses readBatchSlow.
-func (l *Log) readBatchFast(off Offset, win []byte) (record.Batch, bool) {
+// lookupMmap: lookups read through the segments' mappings (tests turn
+// it off to exercise the pread path).
+var lookupMmap = true
+
+// noop is readBatchFast's done when there is nothing to give back.
+func noop() {}
+
+// readBatchFast finds the batch holding off from the offset index's
+// position for off, walking the batch headers. The segment's lookup
+// mapping (lookupMapped) serves it without a syscall or a copy; without
+// one, positioned reads of lookupHeadRead bytes walk the headers and the
+// batch found is read whole, exactly its length, into a pooled buffer.
+// The batch may alias the mapping or the buffer until done is called
+// (always, found or not). found is false whenever it cannot be sure (a
+// framing it does not like, a segment gone, a read error): the caller
+// then uses readBatchSlow.
+func (l *Log) readBatchFast(off Offset) (b record.Batch, done func(), found bool) {
 	segs := l.segments()
 	i, ok := floorSegment(segs, off)
 	if !ok {
-		return nil, false
+		return nil, noop, false
 	}
 	s := segs[i]
 	h, err := s.acquire()
 	if err != nil {
-		return nil, false
+		return nil, noop, false
 	}
-	defer h.release()
 	_, p := h.oidx.Lookup(int64(off))
 	pos, end := int64(p), s.size.Load()
-	var buf []byte
+	if data := h.lookupMapped(end, max(end, l.cfg.Load().SegmentBytes)); data != nil && lookupMmap {
+		b, ok := walkToBatch(data[:end], pos, off, s.base)
+		if !ok {
+			h.release()
+			return nil, noop, false
+		}
+		return b, h.release, true
+	}
+	bp := lookupBufs.Get().(*[]byte)
+	done = func() { lookupBufs.Put(bp); h.release() }
+	buf := (*bp)[:0]
 	at := pos // file position of buf[0]
 	for pos < end {
 		if pos+record.HeaderSize > at+int64(len(buf)) {
-			n := min(int64(len(win)), end-pos)
+			n := min(int64(lookupHeadRead), end-pos)
 			if n < record.HeaderSize {
-				return nil, false
+				break
 			}
-			buf = win[:n]
+			buf = (*bp)[:n]
 			if _, err := h.file.ReadAt(buf, pos); err != nil {
-				return nil, false
+				break
 			}
 			at = pos
 		}
 		hdr := record.Batch(buf[pos-at:])
 		size := hdr.Size()
 		if size < record.HeaderSize || pos+size > end || hdr.LastOffsetDelta() < 0 || Offset(hdr.BaseOffset()) < s.base {
+			break
+		}
+		if Offset(hdr.LastOffset()) < off {
+			pos += size
+			continue
+		}
+		if Offset(hdr.BaseOffset()) > off {
+			break // not there: let the checked read say why
+		}
+		if pos+size > at+int64(len(buf)) {
+			// Read the batch whole: the part already read moves to the
+			// front of a buffer of its size, the rest is read after it.
+			have := at + int64(len(buf)) - pos
+			if int64(cap(*bp)) < size {
+				nb := make([]byte, size)
+				copy(nb, buf[pos-at:])
+				*bp = nb
+			} else {
+				copy((*bp)[:have], buf[pos-at:])
+			}
+			buf = (*bp)[:size]
+			if _, err := h.file.ReadAt(buf[have:], pos+have); err != nil {
+				break
+			}
+			at = pos
+		}
+		b := record.Batch(buf[pos-at : pos-at+size : pos-at+size])
+		if _, rest, err := record.ReadBatch(b); err != nil || len(rest) != 0 {
+			break
+		}
+		return b, done, true
+	}
+	done()
+	return nil, noop, false
+}
+
+// walkToBatch finds the batch holding off in data (a segment's bytes, its
+// first offset base) from position pos, walking the batch lengths.
+func walkToBatch(data []byte, pos int64, off, base Offset) (record.Batch, bool) {
+	end := int64(len(data))
+	for pos+record.HeaderSize <= end {
+		hdr := record.Batch(data[pos:])
+		size := hdr.Size()
+		if size < record.HeaderSize || pos+size > end || hdr.LastOffsetDelta() < 0 || Offset(hdr.BaseOffset()) < base {
 			return nil, false
 		}
 		if Offset(hdr.LastOffset()) < off {
@@ -605,17 +676,9 @@ func (l *Log) readBatchFast(off Offset, win []byte) (record.Batch, bool) {
 			continue
 		}
 		if Offset(hdr.BaseOffset()) > off {
-			return nil, false // not there: let the checked read say why
+			return nil, false
 		}
-		var b []byte
-		if pos+size <= at+int64(len(buf)) {
-			b = buf[pos-at : pos-at+size : pos-at+size]
-		} else {
-			b = make([]byte, size)
-			if _, err := h.file.ReadAt(b, pos); err != nil {
-				return nil, false
-			}
-		}
+		b := record.Batch(data[pos : pos+size : pos+size])
 		if _, rest, err := record.ReadBatch(b); err != nil || len(rest) != 0 {
 			return nil, false
 		}

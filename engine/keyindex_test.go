@@ -640,3 +640,51 @@ func TestKeyIndexPurgesRemovedTombstones(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyIndexReadPaths: lookups read the record's batch through the
+// segment's mapping and, without one, with positioned reads (the header
+// first, then exactly the batch: small batches in one read, batches larger
+// than the first read in two), in the active segment and in inactive
+// ones, with batches of one record and of many, compressed or not.
+func TestKeyIndexReadPaths(t *testing.T) {
+	for _, mmap := range []bool{true, false} {
+		t.Run(fmt.Sprintf("mmap=%v", mmap), func(t *testing.T) {
+			old := lookupMmap
+			lookupMmap = mmap
+			t.Cleanup(func() { lookupMmap = old })
+			e := compactEnv(t)
+			e.cfg.SegmentBytes = 64 << 10
+			e.cfg.IndexIntervalBytes = 4096
+			l := e.open(true, -1)
+			defer l.Close()
+			want := map[string]string{}
+			rng := rand.New(rand.NewPCG(7, 18))
+			for i := 0; l.LogEndOffset() < 3000; i++ {
+				n := 1
+				if i%3 == 0 {
+					n = 1 + rng.IntN(200) // up to ~25 KiB: beyond the first read
+				}
+				recs := make([]testRecord, n)
+				for j := range recs {
+					k := fmt.Sprintf("key-%d", rng.IntN(1500))
+					v := fmt.Sprintf("%s-%d-%s", k, i, bytes.Repeat([]byte{'v'}, rng.IntN(120)))
+					recs[j] = testRecord{key: []byte(k), value: []byte(v), ts: 1000}
+					want[k] = v
+				}
+				if _, err := l.Append(makeBatch(t, record.Codec(i%3), recs), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(l.CleanerSegments()) < 3 {
+				t.Fatalf("%d segments, want several", len(l.CleanerSegments()))
+			}
+			l.SetHighWatermark(l.LogEndOffset())
+			for k, v := range want {
+				expectLookup(t, l, k, v)
+			}
+			if s := l.KeyIndexStats().SlowScans; s != 0 {
+				t.Fatalf("%d slow scans", s)
+			}
+		})
+	}
+}

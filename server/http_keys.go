@@ -332,9 +332,9 @@ func (s *Server) serveKeyGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	h.Set("X-Kvlog-Partition", strconv.Itoa(int(p)))
-	h.Set("X-Kvlog-Stable-Offset", strconv.FormatInt(int64(res.Limit), 10))
 	if q.Get("format") == "json" {
+		h.Set("X-Kvlog-Partition", strconv.Itoa(int(p)))
+		h.Set("X-Kvlog-Stable-Offset", strconv.FormatInt(int64(res.Limit), 10))
 		h.Set("Content-Type", "application/json")
 		if !res.Found {
 			w.WriteHeader(http.StatusNotFound)
@@ -343,16 +343,54 @@ func (s *Server) serveKeyGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !res.Found {
+		h.Set("X-Kvlog-Partition", strconv.Itoa(int(p)))
+		h.Set("X-Kvlog-Stable-Offset", strconv.FormatInt(int64(res.Limit), 10))
 		writeKeyError(w, &keyError{status: http.StatusNotFound, kerr: &kerr.Error{Message: "KEY_NOT_FOUND"}, msg: fmt.Sprintf("no live value for the key in %s-%d below offset %d", topic, p, res.Limit), leader: -1})
 		return
 	}
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("X-Kvlog-Offset", strconv.FormatInt(int64(res.Offset), 10))
-	h.Set("X-Kvlog-Timestamp", strconv.FormatInt(res.Timestamp, 10))
-	h.Set("X-Kvlog-Leader-Epoch", strconv.Itoa(int(res.LeaderEpoch)))
-	h.Set("X-Kvlog-Header-Count", strconv.Itoa(len(res.Headers)))
-	h.Set("Content-Length", strconv.Itoa(len(res.Value)))
+	setValueHeaders(h, p, res)
 	w.Write(res.Value)
+}
+
+// valueHeaderNames are the headers of a found value, in canonical form.
+var valueHeaderNames = [...]string{"X-Kvlog-Partition", "X-Kvlog-Stable-Offset", "Content-Type", "X-Kvlog-Offset", "X-Kvlog-Timestamp", "X-Kvlog-Leader-Epoch", "X-Kvlog-Header-Count", "Content-Length"}
+
+// setValueHeaders sets a found value's headers: assigned directly, names
+// already canonical, the values in one allocation (this is the hot path
+// of single lookups).
+func setValueHeaders(h http.Header, p int32, res engine.KeyLookup) {
+	var nums [128]byte
+	b := nums[:0]
+	var ends [len(valueHeaderNames)]int
+	for i := range valueHeaderNames {
+		switch i {
+		case 0:
+			b = strconv.AppendInt(b, int64(p), 10)
+		case 1:
+			b = strconv.AppendInt(b, int64(res.Limit), 10)
+		case 2:
+			b = append(b, "application/octet-stream"...)
+		case 3:
+			b = strconv.AppendInt(b, int64(res.Offset), 10)
+		case 4:
+			b = strconv.AppendInt(b, res.Timestamp, 10)
+		case 5:
+			b = strconv.AppendInt(b, int64(res.LeaderEpoch), 10)
+		case 6:
+			b = strconv.AppendInt(b, int64(len(res.Headers)), 10)
+		case 7:
+			b = strconv.AppendInt(b, int64(len(res.Value)), 10)
+		}
+		ends[i] = len(b)
+	}
+	all := string(b)
+	vals := make([]string, len(valueHeaderNames))
+	start := 0
+	for i, name := range valueHeaderNames {
+		vals[i] = all[start:ends[i]]
+		start = ends[i]
+		h[name] = vals[i : i+1 : i+1]
+	}
 }
 
 func decodeB64(s string) ([]byte, error) {
