@@ -79,7 +79,7 @@ type handle struct {
 	// mapped; lookupNoMap: mapping failed, lookups use pread.
 	lookupData  []byte
 	lookupNoMap bool
-	wg    *sync.WaitGroup
+	wg          *sync.WaitGroup
 	// tracked: counted in seg.live (every handle of a listed segment).
 	tracked bool
 
