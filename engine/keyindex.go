@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -213,14 +214,17 @@ func (l *Log) loadKeyIndexLocked() (*keyIndex, error) {
 	leo, start := l.LogEndOffset(), l.LogStartOffset()
 	from := start
 	path := KeyIndexFileName(l.dir)
-	covers, err := readKeyIndexCheckpoint(l.fs, path, ki.digestID, leo, &ki.tab)
+	minOff := Offset(math.MaxInt64)
+	covers, err := readKeyIndexCheckpoint(l.fs, path, ki.digestID, leo, &ki.tab, &minOff)
 	switch {
 	case err == nil:
 		ki.ckptAt = covers
 		if covers > from {
 			from = covers
 		}
-		ki.tab.deleteIf(func(_, v uint64) bool { o, _ := decodeEntry(v); return o < start })
+		if minOff < start {
+			ki.tab.deleteIf(func(_, v uint64) bool { o, _ := decodeEntry(v); return o < start })
+		}
 	case errors.Is(err, errNoKeyIndexCheckpoint):
 		ki.tab = digestTable{}
 	default:
