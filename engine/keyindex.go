@@ -110,6 +110,8 @@ func (l *Log) catchUp(ki *keyIndex, limit Offset) error {
 	abortedRead := false
 	dec := decoders.Get().(*record.Decoder)
 	defer decoders.Put(dec)
+	var puts putBatch
+	defer puts.flush(&ki.tab)
 	err := l.scanHeaders(from, limit, func(h record.Batch, body func() (record.Batch, error)) error {
 		if h.IsControl() {
 			return nil
@@ -136,7 +138,7 @@ func (l *Log) catchUp(ki *keyIndex, limit Offset) error {
 			if o < from || o >= limit || (pid >= 0 && isAborted(aborted, pid, o)) {
 				return
 			}
-			ki.tab.put(ki.digest(key), encodeEntry(o, tomb))
+			puts.add(&ki.tab, ki.digest(key), encodeEntry(o, tomb))
 			ki.replayed++
 		})
 	})

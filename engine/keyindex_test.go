@@ -714,3 +714,37 @@ func TestKeyIndexCheckpointDuplicateDigest(t *testing.T) {
 		t.Fatalf("index after a checkpoint with a digest twice: %+v, want rebuilt from the log", s)
 	}
 }
+
+// TestDigestTablePutBatch: a catch-up's sorted batches leave the table
+// exactly as writes one by one would (the last write of a digest wins),
+// within the table's load bounds, from an empty table and onto a full
+// one, with batches mostly of new digests and mostly of rewrites.
+func TestDigestTablePutBatch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 18))
+	var want, got digestTable
+	var p putBatch
+	for round, distinct := range []uint64{80_000, 1000, 50_000} {
+		n := putSortMin*3 + rng.IntN(putSortMin)
+		if round == 0 {
+			n = 100_000
+		}
+		for i := 0; i < n; i++ {
+			d := (rng.Uint64() % distinct) * 0x9E3779B97F4A7C15
+			v := encodeEntry(Offset(round*10_000_000+i), rng.IntN(7) == 0)
+			want.put(d, v)
+			p.add(&got, d, v)
+		}
+		p.flush(&got)
+		if got.len() != want.len() {
+			t.Fatalf("round %d: %d entries, want %d", round, got.len(), want.len())
+		}
+		want.each(func(d, v uint64) {
+			if g, ok := got.get(d); !ok || g != v {
+				t.Fatalf("round %d: digest %#x: %#x, want %#x", round, d, g, v)
+			}
+		})
+		if per := float64(got.bytes()) / float64(got.len()); per > 32 {
+			t.Fatalf("round %d: %.1f bytes per entry, more than 32", round, per)
+		}
+	}
+}
