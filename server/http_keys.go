@@ -478,5 +478,92 @@ func (s *Server) serveKeyBatchGet(w http.ResponseWriter, r *http.Request) {
 		resp.Results[i] = kr
 	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(resp)
+	buf := append(make([]byte, 0, 64+len(resp.Results)*256), `{"results":[`...)
+	for i := range resp.Results {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendKeyResult(buf, &resp.Results[i])
+	}
+	buf = append(buf, "]}\n"...)
+	w.Header().Set("Content-Length", strconv.Itoa(len(buf)))
+	w.Write(buf)
+}
+
+// appendKeyResult appends r as encoding/json writes it (the same fields,
+// order and omissions; TestAppendKeyResult checks), without reflection:
+// batchGet answers encode many of them.
+func appendKeyResult(b []byte, r *keyResult) []byte {
+	b = append(b, `{"topic":`...)
+	b = appendJSONString(b, r.Topic)
+	b = append(b, `,"partition":`...)
+	b = strconv.AppendInt(b, int64(r.Partition), 10)
+	b = append(b, `,"found":`...)
+	b = strconv.AppendBool(b, r.Found)
+	b = append(b, `,"key_b64":`...)
+	b = appendJSONString(b, r.KeyB64)
+	if r.Offset != nil {
+		b = append(b, `,"offset":`...)
+		b = strconv.AppendInt(b, *r.Offset, 10)
+	}
+	if r.Timestamp != nil {
+		b = append(b, `,"timestamp":`...)
+		b = strconv.AppendInt(b, *r.Timestamp, 10)
+	}
+	if r.LeaderEpoch != nil {
+		b = append(b, `,"leader_epoch":`...)
+		b = strconv.AppendInt(b, int64(*r.LeaderEpoch), 10)
+	}
+	if r.ValueB64 != nil {
+		b = append(b, `,"value_b64":`...)
+		b = appendJSONString(b, *r.ValueB64)
+	}
+	if len(r.Headers) > 0 {
+		b = append(b, `,"headers":[`...)
+		for i, h := range r.Headers {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"key":`...)
+			b = appendJSONString(b, h.Key)
+			b = append(b, `,"value_b64":`...)
+			if h.ValueB64 == nil {
+				b = append(b, "null"...)
+			} else {
+				b = appendJSONString(b, *h.ValueB64)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"stable_offset":`...)
+	b = strconv.AppendInt(b, r.StableOffset, 10)
+	if r.Error != "" {
+		b = append(b, `,"error":`...)
+		b = appendJSONString(b, r.Error)
+	}
+	if r.Message != "" {
+		b = append(b, `,"message":`...)
+		b = appendJSONString(b, r.Message)
+	}
+	if r.Leader != nil {
+		b = append(b, `,"leader":`...)
+		b = strconv.AppendInt(b, int64(*r.Leader), 10)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string the way encoding/json
+// does: strings of plain printable ASCII (base64, topic names) as they
+// are, anything else through encoding/json itself.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
