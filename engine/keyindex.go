@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,7 @@ type keyIndex struct {
 	digest   func([]byte) uint64
 	digestID int16
 	ckptAt   Offset // what the checkpoint on disk covers (-1: none)
+	changed  int64  // entries purged since the checkpoint (keyindex_purge.go)
 
 	replayed  int64 // records read from the log (load and catch-ups)
 	slowScans atomic.Int64
@@ -108,6 +110,8 @@ func (l *Log) catchUp(ki *keyIndex, limit Offset) error {
 	abortedRead := false
 	dec := decoders.Get().(*record.Decoder)
 	defer decoders.Put(dec)
+	var puts putBatch
+	defer puts.flush(&ki.tab)
 	err := l.scanHeaders(from, limit, func(h record.Batch, body func() (record.Batch, error)) error {
 		if h.IsControl() {
 			return nil
@@ -134,7 +138,7 @@ func (l *Log) catchUp(ki *keyIndex, limit Offset) error {
 			if o < from || o >= limit || (pid >= 0 && isAborted(aborted, pid, o)) {
 				return
 			}
-			ki.tab.put(ki.digest(key), encodeEntry(o, tomb))
+			puts.add(&ki.tab, ki.digest(key), encodeEntry(o, tomb))
 			ki.replayed++
 		})
 	})
@@ -212,14 +216,17 @@ func (l *Log) loadKeyIndexLocked() (*keyIndex, error) {
 	leo, start := l.LogEndOffset(), l.LogStartOffset()
 	from := start
 	path := KeyIndexFileName(l.dir)
-	covers, err := readKeyIndexCheckpoint(l.fs, path, ki.digestID, leo, &ki.tab)
+	minOff := Offset(math.MaxInt64)
+	covers, err := readKeyIndexCheckpoint(l.fs, path, ki.digestID, leo, &ki.tab, &minOff)
 	switch {
 	case err == nil:
 		ki.ckptAt = covers
 		if covers > from {
 			from = covers
 		}
-		ki.tab.deleteIf(func(_, v uint64) bool { o, _ := decodeEntry(v); return o < start })
+		if minOff < start {
+			ki.tab.deleteIf(func(_, v uint64) bool { o, _ := decodeEntry(v); return o < start })
+		}
 	case errors.Is(err, errNoKeyIndexCheckpoint):
 		ki.tab = digestTable{}
 	default:
@@ -407,8 +414,19 @@ func (l *Log) lookupByScan(ki *keyIndex, key []byte, d, v uint64, lso Offset) (K
 // scanDigest returns the newest record below limit of each key with
 // digest d (aborted transactions skipped).
 func (l *Log) scanDigest(ki *keyIndex, d uint64, limit Offset) (map[string]scanned, error) {
+	out, err := l.scanDigests(ki, func(x uint64) bool { return x == d }, limit)
+	if err != nil || out[d] == nil {
+		return map[string]scanned{}, err
+	}
+	return out[d], nil
+}
+
+// scanDigests reads the whole log below limit and returns, for each digest
+// that want accepts, the newest record of each key with that digest
+// (aborted transactions skipped).
+func (l *Log) scanDigests(ki *keyIndex, want func(uint64) bool, limit Offset) (map[uint64]map[string]scanned, error) {
 	start := l.LogStartOffset()
-	out := map[string]scanned{}
+	out := map[uint64]map[string]scanned{}
 	if start >= limit {
 		return out, nil
 	}
@@ -416,7 +434,8 @@ func (l *Log) scanDigest(ki *keyIndex, d uint64, limit Offset) (map[string]scann
 	if err != nil {
 		return nil, err
 	}
-	dec := new(record.Decoder)
+	dec := decoders.Get().(*record.Decoder)
+	defer decoders.Put(dec)
 	err = l.scanHeaders(start, limit, func(h record.Batch, body func() (record.Batch, error)) error {
 		if h.IsControl() {
 			return nil
@@ -426,16 +445,21 @@ func (l *Log) scanDigest(ki *keyIndex, d uint64, limit Offset) (map[string]scann
 			return err
 		}
 		base := Offset(b.BaseOffset())
-		return dec.Records(b, func(r *record.Record) error {
-			o := base + Offset(r.OffsetDelta)
-			if r.Key == nil || o < start || o >= limit || ki.digest(r.Key) != d {
-				return nil
+		return dec.Keys(b, func(delta int32, key []byte, tomb bool) {
+			o := base + Offset(delta)
+			if o < start || o >= limit {
+				return
 			}
-			if b.IsTransactional() && isAborted(aborted, b.ProducerID(), o) {
-				return nil
+			d := ki.digest(key)
+			if !want(d) || (b.IsTransactional() && isAborted(aborted, b.ProducerID(), o)) {
+				return
 			}
-			out[string(r.Key)] = scanned{off: o, tomb: r.Value == nil}
-			return nil
+			m := out[d]
+			if m == nil {
+				m = map[string]scanned{}
+				out[d] = m
+			}
+			m[string(key)] = scanned{off: o, tomb: tomb}
 		})
 	})
 	if err != nil {
@@ -446,8 +470,8 @@ func (l *Log) scanDigest(ki *keyIndex, d uint64, limit Offset) (map[string]scann
 
 // readRecord reads the record at offset off (below limit; its batch may
 // hold records above: only off's record is used). found is false when no
-// record has that offset any more. The batch read (decompressed) is kept
-// in the log's lookup cache for the next lookups of its records.
+// record has that offset any more. A compressed batch read (decompressed)
+// is kept in the log's lookup cache for the next lookups of its records.
 func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 	if off >= limit {
 		return KeyLookup{}, false, nil
@@ -456,9 +480,8 @@ func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 	defer decoders.Put(dec)
 	hdr, section, gen, ok := l.kcache.get(off)
 	if !ok {
-		win := lookupWindows.Get().(*[]byte)
-		defer lookupWindows.Put(win)
-		b, found := l.readBatchFast(off, *win)
+		b, done, found := l.readBatchFast(off)
+		defer done() // b may alias a mapping or a pooled buffer until then
 		if !found {
 			var err error
 			if b, err = l.readBatchSlow(off); err != nil || b == nil {
@@ -489,22 +512,32 @@ func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 	if !found {
 		return KeyLookup{}, false, nil
 	}
+	// One allocation for the key, the value and the headers' bytes.
+	size := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		size += len(h.Key) + len(h.Value)
+	}
+	buf := make([]byte, 0, size)
+	take := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		buf = append(buf, b...)
+		return buf[len(buf)-len(b) : len(buf) : len(buf)]
+	}
 	out := KeyLookup{
 		Found:       r.Value != nil,
 		Offset:      off,
 		Timestamp:   hdr.RecordTimestamp(&r),
 		LeaderEpoch: hdr.PartitionLeaderEpoch(),
-		Key:         bytes.Clone(r.Key),
+		Key:         take(r.Key),
+		Value:       take(r.Value),
 	}
-	if r.Value != nil {
-		out.Value = append([]byte{}, r.Value...)
-	}
-	for _, h := range r.Headers {
-		hv := h.Value
-		if hv != nil {
-			hv = append([]byte{}, hv...)
+	if len(r.Headers) > 0 {
+		out.Headers = make([]record.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			out.Headers[i] = record.Header{Key: take(h.Key), Value: take(h.Value)}
 		}
-		out.Headers = append(out.Headers, record.Header{Key: bytes.Clone(h.Key), Value: hv})
 	}
 	return out, true, nil
 }
@@ -536,50 +569,112 @@ func (l *Log) readBatchSlow(off Offset) (record.Batch, error) {
 	return nil, nil
 }
 
-// lookupWindow is how much readBatchFast reads at once: the batch holding
-// an offset starts at most index.interval.bytes (4 KiB by default) plus a
-// batch after the index position.
-const lookupWindow = 16 << 10
+// lookupHeadRead is how much readBatchFast's pread path reads at a batch
+// position first: the header and, for small batches, the whole batch.
+const lookupHeadRead = 4 << 10
 
-var lookupWindows = sync.Pool{New: func() any { b := make([]byte, lookupWindow); return &b }}
+var lookupBufs = sync.Pool{New: func() any { b := make([]byte, lookupHeadRead); return &b }}
 
-// readBatchFast reads the batch holding off with positioned reads of
-// win's size from the offset index's position for off (one more of the
-// batch's size when it runs past the window), walking the batch lengths
-// in memory. The batch may alias win. ok is false whenever it cannot be
-// sure (a framing it does not like, a segment gone, a read error): the
-// caller then uses readBatchSlow.
-func (l *Log) readBatchFast(off Offset, win []byte) (record.Batch, bool) {
+// lookupMmap: lookups read through the segments' mappings (tests turn
+// it off to exercise the pread path).
+var lookupMmap = true
+
+// noop is readBatchFast's done when there is nothing to give back.
+func noop() {}
+
+// readBatchFast finds the batch holding off from the offset index's
+// position for off, walking the batch headers. The segment's lookup
+// mapping (lookupMapped) serves it without a syscall or a copy; without
+// one, positioned reads of lookupHeadRead bytes walk the headers and the
+// batch found is read whole, exactly its length, into a pooled buffer.
+// The batch may alias the mapping or the buffer until done is called
+// (always, found or not). found is false whenever it cannot be sure (a
+// framing it does not like, a segment gone, a read error): the caller
+// then uses readBatchSlow.
+func (l *Log) readBatchFast(off Offset) (b record.Batch, done func(), found bool) {
 	segs := l.segments()
 	i, ok := floorSegment(segs, off)
 	if !ok {
-		return nil, false
+		return nil, noop, false
 	}
 	s := segs[i]
 	h, err := s.acquire()
 	if err != nil {
-		return nil, false
+		return nil, noop, false
 	}
-	defer h.release()
 	_, p := h.oidx.Lookup(int64(off))
 	pos, end := int64(p), s.size.Load()
-	var buf []byte
+	if data := h.lookupMapped(end, max(end, l.cfg.Load().SegmentBytes)); data != nil && lookupMmap {
+		b, ok := walkToBatch(data[:end], pos, off, s.base)
+		if !ok {
+			h.release()
+			return nil, noop, false
+		}
+		return b, h.release, true
+	}
+	bp := lookupBufs.Get().(*[]byte)
+	done = func() { lookupBufs.Put(bp); h.release() }
+	buf := (*bp)[:0]
 	at := pos // file position of buf[0]
 	for pos < end {
 		if pos+record.HeaderSize > at+int64(len(buf)) {
-			n := min(int64(len(win)), end-pos)
+			n := min(int64(lookupHeadRead), end-pos)
 			if n < record.HeaderSize {
-				return nil, false
+				break
 			}
-			buf = win[:n]
+			buf = (*bp)[:n]
 			if _, err := h.file.ReadAt(buf, pos); err != nil {
-				return nil, false
+				break
 			}
 			at = pos
 		}
 		hdr := record.Batch(buf[pos-at:])
 		size := hdr.Size()
 		if size < record.HeaderSize || pos+size > end || hdr.LastOffsetDelta() < 0 || Offset(hdr.BaseOffset()) < s.base {
+			break
+		}
+		if Offset(hdr.LastOffset()) < off {
+			pos += size
+			continue
+		}
+		if Offset(hdr.BaseOffset()) > off {
+			break // not there: let the checked read say why
+		}
+		if pos+size > at+int64(len(buf)) {
+			// Read the batch whole: the part already read moves to the
+			// front of a buffer of its size, the rest is read after it.
+			have := at + int64(len(buf)) - pos
+			if int64(cap(*bp)) < size {
+				nb := make([]byte, size)
+				copy(nb, buf[pos-at:])
+				*bp = nb
+			} else {
+				copy((*bp)[:have], buf[pos-at:])
+			}
+			buf = (*bp)[:size]
+			if _, err := h.file.ReadAt(buf[have:], pos+have); err != nil {
+				break
+			}
+			at = pos
+		}
+		b := record.Batch(buf[pos-at : pos-at+size : pos-at+size])
+		if _, rest, err := record.ReadBatch(b); err != nil || len(rest) != 0 {
+			break
+		}
+		return b, done, true
+	}
+	done()
+	return nil, noop, false
+}
+
+// walkToBatch finds the batch holding off in data (a segment's bytes, its
+// first offset base) from position pos, walking the batch lengths.
+func walkToBatch(data []byte, pos int64, off, base Offset) (record.Batch, bool) {
+	end := int64(len(data))
+	for pos+record.HeaderSize <= end {
+		hdr := record.Batch(data[pos:])
+		size := hdr.Size()
+		if size < record.HeaderSize || pos+size > end || hdr.LastOffsetDelta() < 0 || Offset(hdr.BaseOffset()) < base {
 			return nil, false
 		}
 		if Offset(hdr.LastOffset()) < off {
@@ -587,17 +682,9 @@ func (l *Log) readBatchFast(off Offset, win []byte) (record.Batch, bool) {
 			continue
 		}
 		if Offset(hdr.BaseOffset()) > off {
-			return nil, false // not there: let the checked read say why
+			return nil, false
 		}
-		var b []byte
-		if pos+size <= at+int64(len(buf)) {
-			b = buf[pos-at : pos-at+size : pos-at+size]
-		} else {
-			b = make([]byte, size)
-			if _, err := h.file.ReadAt(b, pos); err != nil {
-				return nil, false
-			}
-		}
+		b := record.Batch(data[pos : pos+size : pos+size])
 		if _, rest, err := record.ReadBatch(b); err != nil || len(rest) != 0 {
 			return nil, false
 		}

@@ -148,11 +148,12 @@ func readKeyIndexCovers(fsys vfs.FS, path string) (Offset, error) {
 	return Offset(binary.BigEndian.Uint64(h[8:])), nil
 }
 
-// readKeyIndexCheckpoint streams the checkpoint at path into tab and
-// returns what it covers. Anything wrong (size, CRC, an entry, another
-// digest function, covering more than the log end leo) is an error and
-// tab's content is then meaningless.
-func readKeyIndexCheckpoint(fsys vfs.FS, path string, digestID int16, leo Offset, tab *digestTable) (Offset, error) {
+// readKeyIndexCheckpoint streams the checkpoint at path into tab (empty)
+// and returns what it covers; *minOffset is lowered to the smallest
+// entry offset. Anything wrong (size, CRC, an entry, another digest
+// function, covering more than the log end leo) is an error and tab's
+// content is then meaningless.
+func readKeyIndexCheckpoint(fsys vfs.FS, path string, digestID int16, leo Offset, tab *digestTable, minOffset *Offset) (Offset, error) {
 	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, errNoKeyIndexCheckpoint
@@ -182,20 +183,31 @@ func readKeyIndexCheckpoint(fsys vfs.FS, path string, digestID int16, leo Offset
 	}
 	crc := crc32.Update(0, castagnoliTable, h)
 	tab.reserve(int(n))
-	e := make([]byte, keyIndexEntrySize)
-	for i := int64(0); i < n; i++ {
-		if _, err := io.ReadFull(r, e); err != nil {
+	// Entries are read in chunks, each checksummed in one call, and put
+	// without a lookup first: a digest twice leaves the table with fewer
+	// entries than the count, which is checked at the end.
+	chunk := make([]byte, keyIndexEntrySize*4096)
+	for i := int64(0); i < n; {
+		k := min(n-i, int64(len(chunk)/keyIndexEntrySize))
+		c := chunk[:k*keyIndexEntrySize]
+		if _, err := io.ReadFull(r, c); err != nil {
 			return 0, fmt.Errorf("%w: entry %d: %w", ErrKeyIndexCorrupt, i, err)
 		}
-		crc = crc32.Update(crc, castagnoliTable, e)
-		d, v := binary.BigEndian.Uint64(e), binary.BigEndian.Uint64(e[8:])
-		if err := checkKeyIndexEntry(i, v, covers); err != nil {
-			return 0, err
+		crc = crc32.Update(crc, castagnoliTable, c)
+		for ; len(c) > 0; c = c[keyIndexEntrySize:] {
+			d, v := binary.BigEndian.Uint64(c), binary.BigEndian.Uint64(c[8:])
+			if err := checkKeyIndexEntry(i, v, covers); err != nil {
+				return 0, err
+			}
+			if o, _ := decodeEntry(v); o < *minOffset {
+				*minOffset = o
+			}
+			tab.put(d, v)
+			i++
 		}
-		if _, dup := tab.get(d); dup {
-			return 0, fmt.Errorf("%w: entry %d: digest %#x twice", ErrKeyIndexCorrupt, i, d)
-		}
-		tab.put(d, v)
+	}
+	if int64(tab.len()) != n {
+		return 0, fmt.Errorf("%w: %d entries but %d distinct digests: a digest twice", ErrKeyIndexCorrupt, n, tab.len())
 	}
 	t := make([]byte, keyIndexTrailer)
 	if _, err := io.ReadFull(r, t); err != nil {
@@ -256,21 +268,28 @@ func writeKeyIndexCheckpoint(fsys vfs.FS, path string, digestID int16, covers Of
 // loaded and has applied at least minNew records' offsets since the last
 // one (0: whenever anything changed). The table is copied under the
 // index's lock and written without it.
+//
+// It first drops the entries of tombstones removed by cleaner swaps since
+// the last one (keyindex_purge.go); a checkpoint is then written whenever
+// that changed the table.
 func (l *Log) CheckpointKeyIndex(minNew int64) error {
 	ki := l.kidx.Load()
 	if ki == nil || l.closed.Load() {
 		return nil
+	}
+	if _, err := l.purgeCleaned(ki); err != nil {
+		l.logger.Warn("key index: entries of removed tombstones not purged; lookups repair them", "partition", l.tp.String(), "err", err)
 	}
 	return l.checkpointKeyIndex(ki, minNew)
 }
 
 func (l *Log) checkpointKeyIndex(ki *keyIndex, minNew int64) error {
 	ki.mu.Lock()
-	if ki.applied <= ki.ckptAt || int64(ki.applied-max(ki.ckptAt, 0)) < minNew {
+	if ki.changed == 0 && (ki.applied <= ki.ckptAt || int64(ki.applied-max(ki.ckptAt, 0)) < minNew) {
 		ki.mu.Unlock()
 		return nil
 	}
-	covers, n := ki.applied, ki.tab.len()
+	covers, n, changed := ki.applied, ki.tab.len(), ki.changed
 	slots := append([]digestSlot(nil), ki.tab.slots...)
 	ki.mu.Unlock()
 	// A truncation dropping this index (and removing the file) while it
@@ -287,6 +306,7 @@ func (l *Log) checkpointKeyIndex(ki *keyIndex, minNew int64) error {
 	if covers > ki.ckptAt {
 		ki.ckptAt = covers
 	}
+	ki.changed -= changed
 	ki.mu.Unlock()
 	return nil
 }

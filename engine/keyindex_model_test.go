@@ -124,6 +124,14 @@ func TestKeyIndexMatchesModel(t *testing.T) {
 					}
 					m.compacted = max(m.compacted, m.hw)
 					logf("compact segments [%d, %d) dropping tombstones %v", segs[0].BaseOffset, end, dropTombs)
+					if rng.IntN(2) == 0 {
+						// The periodic checkpoint purges the entries of
+						// the removed tombstones before any lookup.
+						if err := l.CheckpointKeyIndex(0); err != nil {
+							t.Fatal(err)
+						}
+						logf("checkpoint")
+					}
 				case op < 78:
 					// Truncate at a batch boundary not below what was
 					// compacted or the log start.

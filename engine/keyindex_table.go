@@ -195,3 +195,76 @@ func (t *digestTable) each(fn func(d, v uint64)) {
 		}
 	}
 }
+
+// Catch-ups write many entries at once (a restart reads the log after the
+// checkpoint, or the whole log without one). Written one by one in log
+// order, each lands on a random slot of a table far larger than the CPU
+// caches: a cache and TLB miss per record. putAll sorts a batch of
+// writes by the top bits of their digests first (a stable counting sort,
+// so a later write of a digest still wins) and so writes the table front
+// to back (sized for the batch first: see flush).
+const (
+	putSortMin  = 4096    // fewer writes go straight in
+	putSortMax  = 1 << 20 // writes buffered per sorted batch (16 MiB)
+	putSortBits = 16
+)
+
+// putBatch buffers a catch-up's table writes for putAll.
+type putBatch struct {
+	ws, tmp []digestSlot
+	counts  []int32
+}
+
+func (p *putBatch) add(t *digestTable, d, v uint64) {
+	p.ws = append(p.ws, digestSlot{digest: d, value: v})
+	if len(p.ws) >= putSortMax {
+		p.flush(t)
+	}
+}
+
+// flush writes the buffered writes into t, in their order for equal
+// digests.
+func (p *putBatch) flush(t *digestTable) {
+	ws := p.ws
+	p.ws = p.ws[:0]
+	if len(ws) < putSortMin {
+		for _, w := range ws {
+			t.put(w.digest, w.value)
+		}
+		return
+	}
+	if p.counts == nil {
+		p.counts = make([]int32, 1<<putSortBits+1)
+	} else {
+		clear(p.counts)
+	}
+	if cap(p.tmp) < len(ws) {
+		p.tmp = make([]digestSlot, len(ws))
+	}
+	tmp := p.tmp[:len(ws)]
+	const shift = 64 - putSortBits
+	for _, w := range ws {
+		p.counts[w.digest>>shift+1]++
+	}
+	for i := 1; i < len(p.counts); i++ {
+		p.counts[i] += p.counts[i-1]
+	}
+	for _, w := range ws {
+		b := w.digest >> shift
+		tmp[p.counts[b]] = w
+		p.counts[b]++
+	}
+	// Room for every write first: sorted writes into a table that must
+	// grow would pile up in the front slots (their homes in the small
+	// table), one long probe run. Writes of digests already present leave
+	// it emptier than needed: shrunk again after.
+	// Grown by half at least, as put grows it, so that a rebuild's
+	// batches do not each copy the whole table.
+	if need := int(float64(t.n+len(ws))/tableLoadFactor) + 1; need > len(t.slots) {
+		t.resize(max(need, len(t.slots)+len(t.slots)/2, minTableSlots))
+	}
+	for _, w := range tmp {
+		t.put(w.digest, w.value)
+	}
+	t.maybeShrink()
+}

@@ -543,3 +543,208 @@ func TestKeyIndexCheckpointBeyondRecovery(t *testing.T) {
 	expectLookup(t, l, "k", "newest")
 	expectLookup(t, l, "j", "24")
 }
+
+// TestKeyIndexPurgesRemovedTombstones: once the cleaner removed expired
+// tombstones, their entries leave the index (the next key-index
+// checkpoint purges them), a lookup of such a key answers not-found from
+// the table alone (no scan of the log), and the checkpoint written then
+// holds the purged table. With every key sharing one digest, the entry
+// of a removed tombstone falls back to the live value it covered.
+func TestKeyIndexPurgesRemovedTombstones(t *testing.T) {
+	for _, collide := range []bool{false, true} {
+		t.Run(fmt.Sprintf("collisions=%v", collide), func(t *testing.T) {
+			if collide {
+				forceCollisions(t, 1)
+			}
+			e := compactEnv(t)
+			e.cfg.SegmentBytes = 300
+			e.cfg.FileDeleteDelay = 0
+			l := e.open(true, -1)
+			defer func() { l.Close() }()
+			put(t, l, "live", "1")
+			for i := 0; len(l.CleanerSegments()) < 3; i++ {
+				put(t, l, fmt.Sprintf("fill%d", i%3), fmt.Sprint(i))
+			}
+			for i := 0; i < 4; i++ {
+				put(t, l, fmt.Sprintf("dead%d", i), "1")
+			}
+			for i := 0; i < 4; i++ {
+				put(t, l, fmt.Sprintf("dead%d", i), "\x00")
+			}
+			// The tombstones are the newest records (with one digest, the
+			// one entry names the last) and in inactive segments.
+			if err := l.Roll(); err != nil {
+				t.Fatal(err)
+			}
+			l.SetHighWatermark(l.LogEndOffset())
+			if err := l.LoadKeyIndex(); err != nil {
+				t.Fatal(err)
+			}
+			before := l.KeyIndexStats()
+			wantEntries := before.Entries - 4 // the four tombstones' entries go
+			if collide {
+				wantEntries = 1 // one digest: its entry now names a live value
+			}
+
+			// The cleaner: every record but each key's latest goes, and the
+			// tombstones (their delete horizon passed) too.
+			latest := latestByKey(readAll(t, l, 0))
+			for i := 0; i < 4; i++ {
+				latest[fmt.Sprintf("dead%d", i)] = -1
+			}
+			segs := l.CleanerSegments()
+			if err := testCompact(t, l, segs[:len(segs)-1], segs[len(segs)-1], latest); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.CheckpointKeyIndex(keyIndexCheckpointEvery); err != nil {
+				t.Fatal(err)
+			}
+			st := l.KeyIndexStats()
+			if st.Entries != wantEntries {
+				t.Fatalf("index holds %d entries after the cleaner removed 4 tombstones, want %d (before: %d)", st.Entries, wantEntries, before.Entries)
+			}
+			expectLookup(t, l, "live", "1")
+			if !collide {
+				for i := 0; i < 4; i++ {
+					expectLookup(t, l, fmt.Sprintf("dead%d", i), "")
+				}
+				if s := l.KeyIndexStats().SlowScans; s != 0 {
+					t.Fatalf("%d lookups scanned the log, want none (the removed tombstones' entries are gone)", s)
+				}
+			}
+			// The checkpoint is the purged table.
+			buf, err := os.ReadFile(KeyIndexFileName(e.dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := ParseKeyIndexCheckpoint(buf)
+			if err != nil || len(c.Entries) != wantEntries {
+				t.Fatalf("checkpoint after the purge: %d entries (want %d), %v", len(c.Entries), wantEntries, err)
+			}
+			for _, en := range c.Entries {
+				if en.Tombstone {
+					t.Fatalf("checkpoint after the purge still names the tombstone at offset %d", en.Offset)
+				}
+			}
+			// And a restart from it answers the same.
+			leo := l.LogEndOffset()
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			l = e.open(true, leo)
+			expectLookup(t, l, "live", "1")
+			expectLookup(t, l, "dead0", "")
+			if st := l.KeyIndexStats(); st.Entries != wantEntries || st.Replayed != 0 {
+				t.Fatalf("after a restart: %d entries (want %d), %d records replayed (want 0)", st.Entries, wantEntries, st.Replayed)
+			}
+		})
+	}
+}
+
+// TestKeyIndexReadPaths: lookups read the record's batch through the
+// segment's mapping and, without one, with positioned reads (the header
+// first, then exactly the batch: small batches in one read, batches larger
+// than the first read in two), in the active segment and in inactive
+// ones, with batches of one record and of many, compressed or not.
+func TestKeyIndexReadPaths(t *testing.T) {
+	for _, mmap := range []bool{true, false} {
+		t.Run(fmt.Sprintf("mmap=%v", mmap), func(t *testing.T) {
+			old := lookupMmap
+			lookupMmap = mmap
+			t.Cleanup(func() { lookupMmap = old })
+			e := compactEnv(t)
+			e.cfg.SegmentBytes = 64 << 10
+			e.cfg.IndexIntervalBytes = 4096
+			l := e.open(true, -1)
+			defer l.Close()
+			want := map[string]string{}
+			rng := rand.New(rand.NewPCG(7, 18))
+			for i := 0; l.LogEndOffset() < 3000; i++ {
+				n := 1
+				if i%3 == 0 {
+					n = 1 + rng.IntN(200) // up to ~25 KiB: beyond the first read
+				}
+				recs := make([]testRecord, n)
+				for j := range recs {
+					k := fmt.Sprintf("key-%d", rng.IntN(1500))
+					v := fmt.Sprintf("%s-%d-%s", k, i, bytes.Repeat([]byte{'v'}, rng.IntN(120)))
+					recs[j] = testRecord{key: []byte(k), value: []byte(v), ts: 1000}
+					want[k] = v
+				}
+				if _, err := l.Append(makeBatch(t, record.Codec(i%3), recs), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(l.CleanerSegments()) < 3 {
+				t.Fatalf("%d segments, want several", len(l.CleanerSegments()))
+			}
+			l.SetHighWatermark(l.LogEndOffset())
+			for k, v := range want {
+				expectLookup(t, l, k, v)
+			}
+			if s := l.KeyIndexStats().SlowScans; s != 0 {
+				t.Fatalf("%d slow scans", s)
+			}
+		})
+	}
+}
+
+// TestKeyIndexCheckpointDuplicateDigest: a checkpoint naming a digest
+// twice (CRC and sizes right) is not used: the index is rebuilt from the
+// log and answers right.
+func TestKeyIndexCheckpointDuplicateDigest(t *testing.T) {
+	e := compactEnv(t)
+	l := e.open(true, -1)
+	put(t, l, "a", "1")
+	put(t, l, "b", "2")
+	l.SetHighWatermark(l.LogEndOffset())
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d := keyDigest([]byte("a"))
+	bad := EncodeKeyIndexCheckpoint(KeyIndexCheckpoint{DigestID: keyDigestID, Covers: 2, Entries: []KeyIndexEntry{{Digest: d, Offset: 1}, {Digest: d, Offset: 0}}})
+	if err := os.WriteFile(KeyIndexFileName(e.dir), bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l = e.open(true, 2)
+	defer l.Close()
+	expectLookup(t, l, "a", "1")
+	expectLookup(t, l, "b", "2")
+	if s := l.KeyIndexStats(); s.Replayed != 2 || s.Entries != 2 {
+		t.Fatalf("index after a checkpoint with a digest twice: %+v, want rebuilt from the log", s)
+	}
+}
+
+// TestDigestTablePutBatch: a catch-up's sorted batches leave the table
+// exactly as writes one by one would (the last write of a digest wins),
+// within the table's load bounds, from an empty table and onto a full
+// one, with batches mostly of new digests and mostly of rewrites.
+func TestDigestTablePutBatch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 18))
+	var want, got digestTable
+	var p putBatch
+	for round, distinct := range []uint64{80_000, 1000, 50_000} {
+		n := putSortMin*3 + rng.IntN(putSortMin)
+		if round == 0 {
+			n = 100_000
+		}
+		for i := 0; i < n; i++ {
+			d := (rng.Uint64() % distinct) * 0x9E3779B97F4A7C15
+			v := encodeEntry(Offset(round*10_000_000+i), rng.IntN(7) == 0)
+			want.put(d, v)
+			p.add(&got, d, v)
+		}
+		p.flush(&got)
+		if got.len() != want.len() {
+			t.Fatalf("round %d: %d entries, want %d", round, got.len(), want.len())
+		}
+		want.each(func(d, v uint64) {
+			if g, ok := got.get(d); !ok || g != v {
+				t.Fatalf("round %d: digest %#x: %#x, want %#x", round, d, g, v)
+			}
+		})
+		if per := float64(got.bytes()) / float64(got.len()); per > 32 {
+			t.Fatalf("round %d: %.1f bytes per entry, more than 32", round, per)
+		}
+	}
+}

@@ -66,6 +66,11 @@ type Log struct {
 	kidxFileMu sync.Mutex
 	kcache     lookupCache // batches lookups read (keyindex.go)
 	kidxLoads  atomic.Int64
+	// kidxPurge lists the offset ranges cleaner swaps replaced since the
+	// key index last dropped the entries of removed tombstones in them
+	// (keyindex_purge.go), guarded by kidxPurgeMu (a leaf lock).
+	kidxPurgeMu sync.Mutex
+	kidxPurge   []offsetRange
 
 	closed  atomic.Bool
 	pending []*deletedSegment // (mu) files renamed .deleted awaiting unlink

@@ -529,6 +529,7 @@ func (l *Log) ReplaceSegments(cleaned []*CleanedSegment, old []SegmentRef, next 
 	list = append(list, segs[j:]...)
 	l.setSegments(list)
 	l.kcache.clear() // the cleaned batches replace the cached ones
+	l.keyIndexCleaned(old[0].BaseOffset, end)
 
 	// 5. Retire the old segments; their files become .deleted.
 	for _, s := range segs[i:j] {

@@ -79,7 +79,11 @@ type handle struct {
 
 	mapMu sync.Mutex
 	data  []byte // read-only mmap of .log (for scans), nil until mapped
-	wg    *sync.WaitGroup
+	// lookupData maps the .log for key lookups (lookupMapped), nil until
+	// mapped; lookupNoMap: mapping failed, lookups use pread.
+	lookupData  []byte
+	lookupNoMap bool
+	wg          *sync.WaitGroup
 	// tracked: counted in seg.live (every handle of a listed segment).
 	tracked bool
 
@@ -117,6 +121,10 @@ func (h *handle) close() {
 	if h.data != nil {
 		_ = unix.Munmap(h.data)
 		h.data = nil
+	}
+	if h.lookupData != nil {
+		_ = unix.Munmap(h.lookupData)
+		h.lookupData = nil
 	}
 	h.mapMu.Unlock()
 	if h.oidx != nil {
@@ -183,6 +191,55 @@ func (h *handle) mapped(n int64) ([]byte, error) {
 	_ = unix.Madvise(data, unix.MADV_SEQUENTIAL)
 	h.data = data
 	return data, nil
+}
+
+// lookupMapped returns a read-only mapping of the .log for key lookups,
+// which read one batch at a random position: no syscall and no copy per
+// lookup, unlike pread. It covers span bytes (at least n, the segment's
+// size now), so that an active segment growing up to span bytes keeps its
+// mapping; only bytes below the segment's size may be read (beyond the
+// file's end a read faults). Truncations drain every handle before the
+// file shrinks, so the bytes below the size stay readable while the
+// caller holds its reference. nil when it cannot map (the budget, a file
+// system without descriptors, the segment grew past the span): the caller
+// uses pread.
+func (h *handle) lookupMapped(n, span int64) []byte {
+	h.mapMu.Lock()
+	defer h.mapMu.Unlock()
+	switch {
+	case n <= 0:
+		return nil
+	case h.lookupData != nil && int64(len(h.lookupData)) >= n:
+		return h.lookupData
+	case h.lookupData != nil || h.lookupNoMap:
+		return nil
+	}
+	if span < n {
+		span = n
+	}
+	// Charged without waiting or evicting: a lookup falls back to pread
+	// rather than wait for the budget.
+	if h.hc == nil {
+		h.hc = h.seg.log.handles
+	}
+	h.hc.mu.Lock()
+	fits := h.hc.maps+1 <= h.hc.maxMaps.Load()
+	if fits {
+		h.hc.maps++
+	}
+	h.hc.mu.Unlock()
+	if !fits {
+		return nil
+	}
+	h.maps.Add(1)
+	data, err := unix.Mmap(int(h.file.Fd()), 0, int(span), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		h.uncharge(1)
+		h.lookupNoMap = true
+		return nil
+	}
+	h.lookupData = data
+	return data
 }
 
 // tsUnknown marks a segment's largest timestamp as not loaded yet.

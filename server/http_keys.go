@@ -332,9 +332,9 @@ func (s *Server) serveKeyGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	h.Set("X-Kvlog-Partition", strconv.Itoa(int(p)))
-	h.Set("X-Kvlog-Stable-Offset", strconv.FormatInt(int64(res.Limit), 10))
 	if q.Get("format") == "json" {
+		h.Set("X-Kvlog-Partition", strconv.Itoa(int(p)))
+		h.Set("X-Kvlog-Stable-Offset", strconv.FormatInt(int64(res.Limit), 10))
 		h.Set("Content-Type", "application/json")
 		if !res.Found {
 			w.WriteHeader(http.StatusNotFound)
@@ -343,16 +343,54 @@ func (s *Server) serveKeyGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !res.Found {
+		h.Set("X-Kvlog-Partition", strconv.Itoa(int(p)))
+		h.Set("X-Kvlog-Stable-Offset", strconv.FormatInt(int64(res.Limit), 10))
 		writeKeyError(w, &keyError{status: http.StatusNotFound, kerr: &kerr.Error{Message: "KEY_NOT_FOUND"}, msg: fmt.Sprintf("no live value for the key in %s-%d below offset %d", topic, p, res.Limit), leader: -1})
 		return
 	}
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("X-Kvlog-Offset", strconv.FormatInt(int64(res.Offset), 10))
-	h.Set("X-Kvlog-Timestamp", strconv.FormatInt(res.Timestamp, 10))
-	h.Set("X-Kvlog-Leader-Epoch", strconv.Itoa(int(res.LeaderEpoch)))
-	h.Set("X-Kvlog-Header-Count", strconv.Itoa(len(res.Headers)))
-	h.Set("Content-Length", strconv.Itoa(len(res.Value)))
+	setValueHeaders(h, p, res)
 	w.Write(res.Value)
+}
+
+// valueHeaderNames are the headers of a found value, in canonical form.
+var valueHeaderNames = [...]string{"X-Kvlog-Partition", "X-Kvlog-Stable-Offset", "Content-Type", "X-Kvlog-Offset", "X-Kvlog-Timestamp", "X-Kvlog-Leader-Epoch", "X-Kvlog-Header-Count", "Content-Length"}
+
+// setValueHeaders sets a found value's headers: assigned directly, names
+// already canonical, the values in one allocation (this is the hot path
+// of single lookups).
+func setValueHeaders(h http.Header, p int32, res engine.KeyLookup) {
+	var nums [128]byte
+	b := nums[:0]
+	var ends [len(valueHeaderNames)]int
+	for i := range valueHeaderNames {
+		switch i {
+		case 0:
+			b = strconv.AppendInt(b, int64(p), 10)
+		case 1:
+			b = strconv.AppendInt(b, int64(res.Limit), 10)
+		case 2:
+			b = append(b, "application/octet-stream"...)
+		case 3:
+			b = strconv.AppendInt(b, int64(res.Offset), 10)
+		case 4:
+			b = strconv.AppendInt(b, res.Timestamp, 10)
+		case 5:
+			b = strconv.AppendInt(b, int64(res.LeaderEpoch), 10)
+		case 6:
+			b = strconv.AppendInt(b, int64(len(res.Headers)), 10)
+		case 7:
+			b = strconv.AppendInt(b, int64(len(res.Value)), 10)
+		}
+		ends[i] = len(b)
+	}
+	all := string(b)
+	vals := make([]string, len(valueHeaderNames))
+	start := 0
+	for i, name := range valueHeaderNames {
+		vals[i] = all[start:ends[i]]
+		start = ends[i]
+		h[name] = vals[i : i+1 : i+1]
+	}
 }
 
 func decodeB64(s string) ([]byte, error) {
@@ -440,5 +478,92 @@ func (s *Server) serveKeyBatchGet(w http.ResponseWriter, r *http.Request) {
 		resp.Results[i] = kr
 	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(resp)
+	buf := append(make([]byte, 0, 64+len(resp.Results)*256), `{"results":[`...)
+	for i := range resp.Results {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendKeyResult(buf, &resp.Results[i])
+	}
+	buf = append(buf, "]}\n"...)
+	w.Header().Set("Content-Length", strconv.Itoa(len(buf)))
+	w.Write(buf)
+}
+
+// appendKeyResult appends r as encoding/json writes it (the same fields,
+// order and omissions; TestAppendKeyResult checks), without reflection:
+// batchGet answers encode many of them.
+func appendKeyResult(b []byte, r *keyResult) []byte {
+	b = append(b, `{"topic":`...)
+	b = appendJSONString(b, r.Topic)
+	b = append(b, `,"partition":`...)
+	b = strconv.AppendInt(b, int64(r.Partition), 10)
+	b = append(b, `,"found":`...)
+	b = strconv.AppendBool(b, r.Found)
+	b = append(b, `,"key_b64":`...)
+	b = appendJSONString(b, r.KeyB64)
+	if r.Offset != nil {
+		b = append(b, `,"offset":`...)
+		b = strconv.AppendInt(b, *r.Offset, 10)
+	}
+	if r.Timestamp != nil {
+		b = append(b, `,"timestamp":`...)
+		b = strconv.AppendInt(b, *r.Timestamp, 10)
+	}
+	if r.LeaderEpoch != nil {
+		b = append(b, `,"leader_epoch":`...)
+		b = strconv.AppendInt(b, int64(*r.LeaderEpoch), 10)
+	}
+	if r.ValueB64 != nil {
+		b = append(b, `,"value_b64":`...)
+		b = appendJSONString(b, *r.ValueB64)
+	}
+	if len(r.Headers) > 0 {
+		b = append(b, `,"headers":[`...)
+		for i, h := range r.Headers {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"key":`...)
+			b = appendJSONString(b, h.Key)
+			b = append(b, `,"value_b64":`...)
+			if h.ValueB64 == nil {
+				b = append(b, "null"...)
+			} else {
+				b = appendJSONString(b, *h.ValueB64)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"stable_offset":`...)
+	b = strconv.AppendInt(b, r.StableOffset, 10)
+	if r.Error != "" {
+		b = append(b, `,"error":`...)
+		b = appendJSONString(b, r.Error)
+	}
+	if r.Message != "" {
+		b = append(b, `,"message":`...)
+		b = appendJSONString(b, r.Message)
+	}
+	if r.Leader != nil {
+		b = append(b, `,"leader":`...)
+		b = strconv.AppendInt(b, int64(*r.Leader), 10)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string the way encoding/json
+// does: strings of plain printable ASCII (base64, topic names) as they
+// are, anything else through encoding/json itself.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }

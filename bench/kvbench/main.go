@@ -113,6 +113,7 @@ func main() {
 		only     = flag.String("scenarios", "", "comma-separated scenario ids to run (default all): produce,consume,latency,rebuild,compaction,recovery,scale,replicated,partitions,lookup,txn")
 		base     = flag.String("baseline", "", "git revision whose kvlogd the produce, consume and partitions scenarios run beside this tree's (kvlog-before)")
 		reps     = flag.Int("reps", 0, "repetitions per measurement (default 3 quick, 5 full)")
+		lkeys    = flag.Int("lookup-keys", 0, "lookup scenario: live keys loaded (default 200,000 quick, 1,000,000 full)")
 		keepTmp  = flag.Bool("keep", false, "keep the temp directory")
 		from     = flag.String("from", "", "only write the report and charts again from this results directory's raw data")
 		kafkaAll = flag.Bool("kafka-everywhere", false, "quick run: Apache Kafka in every scenario, as in the full run")
@@ -120,6 +121,7 @@ func main() {
 		systems  = flag.String("systems", "", "comma-separated systems to run (default all), e.g. kvlog,kvlog-before,kafka,kafka-fsync")
 	)
 	flag.Parse()
+	lookupKeysFlag = *lkeys
 	if *from != "" {
 		if err := regenerate(*from); err != nil {
 			fmt.Fprintln(os.Stderr, "kvbench:", err)
@@ -147,6 +149,9 @@ func run(quick bool, root, out, only string, reps int, keepTmp, kafkaAll bool, b
 	}
 	if reps > 0 {
 		cfg.reps = reps
+	}
+	if lookupKeysFlag > 0 {
+		cfg.lookupKeys = lookupKeysFlag
 	}
 	if kafkaAll {
 		cfg.kafkaEverywhere = true

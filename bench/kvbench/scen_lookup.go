@@ -43,14 +43,19 @@ import (
 
 const (
 	lookupSingleN    = 20_000
+	lookupColdN      = 2000
 	lookupConcurrent = 16
 	lookupBatch      = 100
 )
+
+// lookupKeysFlag is -lookup-keys (0: the mode's default).
+var lookupKeysFlag int
 
 type lookupVariant struct {
 	name string
 	get  func(ctx context.Context, key []byte) (bool, error)
 	many func(ctx context.Context, keys [][]byte) (int, error) // nil: no batch form
+	in   *instance
 }
 
 var lookupHTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
@@ -161,7 +166,7 @@ func scenLookup(ctx context.Context, r *runner) error {
 				pc := fmt.Sprintf("kvlog %d partition(s)", parts)
 				r.st.add("lookup", cell, pc, "index load s", "s", time.Since(start).Seconds())
 				r.st.add("lookup", cell, pc, "RAM bytes/key", "B", float64(bytes)/float64(entries))
-				vs = append(vs, lookupVariant{name: fmt.Sprintf("kvlog GET (%d partition(s))", parts), get: kvlogGet(in.http, topic), many: kvlogMany(in.http, topic)})
+				vs = append(vs, lookupVariant{name: fmt.Sprintf("kvlog GET (%d partition(s))", parts), get: kvlogGet(in.http, topic), many: kvlogMany(in.http, topic), in: in})
 			}
 		case "nats":
 			c, err := natsDial(in.addr)
@@ -183,7 +188,7 @@ func scenLookup(ctx context.Context, r *runner) error {
 					return false, err
 				}
 				return e.Value() != nil, nil
-			}})
+			}, in: in})
 		}
 	}
 	if len(vs) == 0 {
@@ -225,6 +230,30 @@ func scenLookup(ctx context.Context, r *runner) error {
 	})
 	if err != nil {
 		return err
+	}
+	if kv != nil {
+		// Where kvlogd's time goes under the single-lookup load.
+		var v lookupVariant
+		for _, x := range vs {
+			if x.in == kv {
+				v = x
+				break
+			}
+		}
+		r.profile(ctx, kv, "lookup", "kvlog single GET, 16 clients", r.cfg.profileSeconds, func() error {
+			_, err := lookupThroughput(ctx, v, all, 0, false)
+			return err
+		})
+		r.profile(ctx, kv, "lookup", "kvlog batchGet, 16 clients", r.cfg.profileSeconds, func() error {
+			_, err := lookupThroughput(ctx, v, all, 0, true)
+			return err
+		})
+	}
+	if err := lookupCold(ctx, r, cell, vs, all); err != nil {
+		// A peer that loses keys over a restart must not cost the
+		// measurements after this one.
+		r.note("lookup", "cold lookups stopped: %v", err)
+		logf("  cold lookups stopped: %v", err)
 	}
 	if kv == nil {
 		return nil
@@ -301,6 +330,63 @@ func scenLookup(ctx context.Context, r *runner) error {
 	return err
 }
 
+// lookupCold measures single lookups with a cold page cache: every system
+// restarted (SIGTERM), its startup finished (kvlog: key indexes loaded),
+// then its data files dropped from the page cache (fdatasync +
+// POSIX_FADV_DONTNEED, which needs no root; what stays resident is
+// reported), then lookupColdN lookups of distinct random keys one after
+// the other; reps times, the systems in rotation.
+func lookupCold(ctx context.Context, r *runner, cell string, vs []lookupVariant, all [][]byte) error {
+	return rotate(r.cfg.reps, vs, func(rep int, v lookupVariant) error {
+		in := v.in
+		in.p.stop(5 * time.Minute)
+		if err := in.launch(); err != nil {
+			return err
+		}
+		// Serving again (kvlog: the indexes loaded, NATS: reconnected).
+		deadline := time.Now().Add(5 * time.Minute)
+		for {
+			_, err := v.get(ctx, all[0])
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: no lookup answered within 5 minutes of the restart: %w", v.name, err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if in.spec.impl == "kvlogd" {
+			if _, _, err := keyIndexBytes(in.http, "look-p1"); err != nil {
+				return err
+			}
+			if _, _, err := keyIndexBytes(in.http, "look-p8"); err != nil {
+				return err
+			}
+		}
+		dropCache(in.dir)
+		resident := residentFraction(in.dir)
+		rng := rand.New(rand.NewPCG(uint64(rep), 77))
+		lat := make([]float64, lookupColdN)
+		for i := range lat {
+			k := all[rng.IntN(len(all))]
+			start := time.Now()
+			found, err := v.get(ctx, k)
+			lat[i] = float64(time.Since(start).Microseconds())
+			if err != nil || !found {
+				return fmt.Errorf("%s: cold lookup %s: found %v, %v", v.name, k, found, err)
+			}
+		}
+		sort.Float64s(lat)
+		p := percentiles(lat, 0.5, 0.99, 0.999)
+		r.st.add("lookup", cell, v.name, "cold p50 µs", "µs", p[0])
+		r.st.add("lookup", cell, v.name, "cold p99 µs", "µs", p[1])
+		r.st.add("lookup", cell, v.name, "cold p99.9 µs", "µs", p[2])
+		r.st.add("lookup", cell, v.name, "cold resident", "fraction", resident)
+		logf("  %-28s cold rep %d: p50 %.0f µs p99 %.0f µs p99.9 %.0f µs (%.1f%% of the data files resident before)", v.name, rep, p[0], p[1], p[2], 100*resident)
+		return nil
+	})
+}
+
 // lookupThroughput runs lookupConcurrent clients doing single lookups
 // (or batchGets of lookupBatch keys) of random keys for 2 seconds and
 // returns keys looked up per second.
@@ -366,6 +452,18 @@ func reportLookup(r *runner, w *md) {
 			rows = append(rows, []string{sys, mr(g("p50 µs")), mr(g("p99 µs")), mr(g("p99.9 µs")), mr(g("lookups/s (16 clients)")), fx(pairedRatio(g("lookups/s (16 clients)"), nats)), orDashF(g("keys/s batchGet"))})
 		}
 		w.table([]string{"Variant", "p50 µs", "p99 µs", "p99.9 µs", "lookups/s, 16 clients", "/ NATS KV Get", "keys/s, batchGet of 100"}, rows)
+		rows = nil
+		for _, sys := range r.st.systems("lookup", c) {
+			g := func(m string) []float64 { return r.st.get("lookup", c, sys, m) }
+			if len(g("cold p50 µs")) == 0 {
+				continue
+			}
+			rows = append(rows, []string{sys, mr(g("cold p50 µs")), mr(g("cold p99 µs")), mr(g("cold p99.9 µs")), fmt.Sprintf("%.1f%%", 100*median(g("cold resident")))})
+		}
+		if len(rows) > 0 {
+			w.p("Cold page cache: each system restarted, its data files dropped from the page cache (fdatasync + POSIX_FADV_DONTNEED; no root needed), then %d single lookups of random keys one after the other:", lookupColdN)
+			w.table([]string{"Variant", "cold p50 µs", "cold p99 µs", "cold p99.9 µs", "data resident before"}, rows)
+		}
 		rows = nil
 		for _, sys := range r.st.systems("lookup", c) {
 			g := func(m string) []float64 { return r.st.get("lookup", c, sys, m) }

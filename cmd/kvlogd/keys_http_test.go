@@ -160,6 +160,14 @@ func TestHTTPKeyLookups(t *testing.T) {
 	if st != http.StatusOK || string(body) != "v1" || h.Get("X-Kvlog-Offset") != strconv.FormatInt(rec.Offset, 10) || h.Get("X-Kvlog-Header-Count") != "1" {
 		t.Fatalf("read-your-writes: %d %q %v", st, body, h)
 	}
+	// Every metadata header of a value.
+	if so, _ := strconv.ParseInt(h.Get("X-Kvlog-Stable-Offset"), 10, 64); so <= rec.Offset ||
+		h.Get("X-Kvlog-Partition") != strconv.Itoa(int(rec.Partition)) ||
+		h.Get("X-Kvlog-Timestamp") != strconv.FormatInt(rec.Timestamp.UnixMilli(), 10) ||
+		h.Get("X-Kvlog-Leader-Epoch") != "0" ||
+		h.Get("Content-Type") != "application/octet-stream" || h.Get("Content-Length") != "2" {
+		t.Fatalf("read-your-writes: headers %v for %+v", h, rec)
+	}
 	// An offset never written: 409 after the timeout.
 	st, body, _ = httpKey(t, b, topic, "fresh", fmt.Sprintf("min_offset=%d&timeout_ms=50", rec.Offset+1000))
 	if st != http.StatusConflict || !strings.Contains(string(body), `"REQUEST_TIMED_OUT"`) {

@@ -1,0 +1,209 @@
+package engine
+
+import (
+	"errors"
+	"sort"
+
+	"github.com/kvlog/kvlog/engine/record"
+)
+
+// Entries of tombstones the cleaner removed (FORMAT.md §8). A cleaner swap
+// keeps offsets, so every entry pointing at a surviving record stays
+// valid; but the cleaner drops tombstones once their delete horizon has
+// passed, and the entries pointing at them would stay in the table (RAM,
+// the checkpoint) and send every lookup of such a key to the slow path
+// (the record is gone: scan the log for the digest). So a swap notes the
+// offset range it replaced (keyIndexCleaned, under Log.mu, no I/O), and
+// the next key-index checkpoint (CheckpointKeyIndex: the periodic one,
+// every log.flush.offset.checkpoint.interval.ms) first drops those
+// entries, outside the log's lock:
+//
+//  1. collect the tombstone entries in the noted ranges (index lock);
+//  2. read the batches holding them: the entries whose record is still
+//     there stay;
+//  3. for the others, scan the log once for their digests: another key
+//     with the same digest (a collision) may have a live value below the
+//     removed tombstone, which the entry covered; the entry becomes that
+//     value's offset (as a lookup's repair does), or goes when there is
+//     none;
+//  4. apply under the index lock, each only if its entry did not change
+//     meanwhile (a newer record of the digest, a lookup's repair).
+//
+// The checkpoint written right after holds the purged table. A swap while
+// the index is not loaded keeps its range until the index is loaded and
+// checkpointed (its checkpoint may predate the swap); a range noted and not
+// purged when the broker stops is forgotten: lookups then repair such
+// entries one by one, as before.
+
+// offsetRange is the offsets [from, to).
+type offsetRange struct{ from, to Offset }
+
+// maxPurgeRanges bounds the ranges a log keeps noted; more are merged
+// into one covering them all.
+const maxPurgeRanges = 32
+
+// keyIndexCleaned notes that a cleaner swap replaced the segments holding
+// [from, to). Caller holds l.mu.
+func (l *Log) keyIndexCleaned(from, to Offset) {
+	if from >= to || !l.Config().keyIndexed() {
+		return
+	}
+	l.kidxPurgeMu.Lock()
+	defer l.kidxPurgeMu.Unlock()
+	l.kidxPurge = addOffsetRange(l.kidxPurge, offsetRange{from, to})
+}
+
+// addOffsetRange adds r to rs (sorted, disjoint) and merges what overlaps
+// or touches.
+func addOffsetRange(rs []offsetRange, r offsetRange) []offsetRange {
+	rs = append(rs, r)
+	sort.Slice(rs, func(i, j int) bool { return rs[i].from < rs[j].from })
+	out := rs[:1]
+	for _, x := range rs[1:] {
+		last := &out[len(out)-1]
+		if x.from <= last.to {
+			last.to = max(last.to, x.to)
+			continue
+		}
+		out = append(out, x)
+	}
+	if len(out) > maxPurgeRanges {
+		out = []offsetRange{{out[0].from, out[len(out)-1].to}}
+	}
+	return out
+}
+
+// purgeCleaned drops the entries of removed tombstones in the ranges noted
+// by cleaner swaps (see above) and reports how many entries it changed.
+// It takes no log lock; on an error the ranges stay noted.
+func (l *Log) purgeCleaned(ki *keyIndex) (int, error) {
+	l.kidxPurgeMu.Lock()
+	ranges := l.kidxPurge
+	l.kidxPurge = nil
+	l.kidxPurgeMu.Unlock()
+	if len(ranges) == 0 {
+		return 0, nil
+	}
+	n, err := l.purgeRemovedTombstones(ki, ranges)
+	if err != nil {
+		l.kidxPurgeMu.Lock()
+		for _, r := range ranges {
+			l.kidxPurge = addOffsetRange(l.kidxPurge, r)
+		}
+		l.kidxPurgeMu.Unlock()
+	}
+	return n, err
+}
+
+type purgeCandidate struct {
+	off Offset
+	d   uint64
+	v   uint64
+}
+
+var errScanDone = errors.New("scan done")
+
+func (l *Log) purgeRemovedTombstones(ki *keyIndex, ranges []offsetRange) (int, error) {
+	// 1. The tombstone entries in the ranges.
+	ki.mu.Lock()
+	limit := ki.applied
+	var cands []purgeCandidate
+	ki.tab.each(func(d, v uint64) {
+		o, tomb := decodeEntry(v)
+		if !tomb || o >= limit {
+			return
+		}
+		i := sort.Search(len(ranges), func(i int) bool { return ranges[i].to > o })
+		if i < len(ranges) && ranges[i].from <= o {
+			cands = append(cands, purgeCandidate{off: o, d: d, v: v})
+		}
+	})
+	ki.mu.Unlock()
+	if len(cands) == 0 {
+		return 0, nil
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].off < cands[j].off })
+
+	// 2. Which of their records are still there: only the batches
+	// holding one are read.
+	present := make([]bool, len(cands))
+	dec := decoders.Get().(*record.Decoder)
+	defer decoders.Put(dec)
+	for _, r := range ranges {
+		i := sort.Search(len(cands), func(i int) bool { return cands[i].off >= r.from })
+		if i == len(cands) || cands[i].off >= r.to {
+			continue
+		}
+		err := l.scanHeaders(cands[i].off, min(r.to, limit), func(h record.Batch, body func() (record.Batch, error)) error {
+			for i < len(cands) && cands[i].off < Offset(h.BaseOffset()) {
+				i++
+			}
+			if i == len(cands) || cands[i].off >= r.to {
+				return errScanDone
+			}
+			if h.IsControl() || cands[i].off > Offset(h.LastOffset()) {
+				return nil
+			}
+			b, err := body()
+			if err != nil {
+				return err
+			}
+			base := Offset(b.BaseOffset())
+			j := i
+			return dec.Keys(b, func(delta int32, _ []byte, _ bool) {
+				o := base + Offset(delta)
+				for j < len(cands) && cands[j].off < o {
+					j++
+				}
+				if j < len(cands) && cands[j].off == o {
+					present[j] = true
+				}
+			})
+		})
+		if err != nil && !errors.Is(err, errScanDone) {
+			return 0, l.errorf("key index purge", -1, r.from, err)
+		}
+	}
+	removed := map[uint64]uint64{} // digest → its entry when collected
+	for i, c := range cands {
+		if !present[i] {
+			removed[c.d] = c.v
+		}
+	}
+	if len(removed) == 0 {
+		return 0, nil
+	}
+
+	// 3. The live keys sharing those digests, if any.
+	latest, err := l.scanDigests(ki, func(d uint64) bool { _, ok := removed[d]; return ok }, limit)
+	if err != nil {
+		return 0, err
+	}
+
+	// 4. Apply where nothing changed meanwhile.
+	ki.mu.Lock()
+	defer ki.mu.Unlock()
+	if l.kidx.Load() != ki {
+		return 0, nil // dropped (truncation, config): nothing to keep
+	}
+	changed := 0
+	for d, v := range removed {
+		if cur, ok := ki.tab.get(d); !ok || cur != v {
+			continue
+		}
+		best := Offset(-1)
+		for _, s := range latest[d] {
+			if !s.tomb && s.off > best {
+				best = s.off
+			}
+		}
+		if best < 0 {
+			ki.tab.del(d)
+		} else {
+			ki.tab.put(d, encodeEntry(best, false))
+		}
+		changed++
+	}
+	ki.changed += int64(changed)
+	return changed, nil
+}
