@@ -785,3 +785,83 @@ func TestCrashAfterTruncation(t *testing.T) {
 		t.Fatalf("%d records readable, want 3", len(got))
 	}
 }
+
+// TestRollSyncsSealedIndexesOfASyncedSegment: a segment whose .log was
+// already synced when it rolled still has its sealed indexes (trimmed, the
+// largest timestamp last in the time index) synced by a later flush, by a
+// single log's flush and by a group commit: the recovery point moves past
+// the segment, so a restart trusts those files without rebuilding them.
+func TestRollSyncsSealedIndexesOfASyncedSegment(t *testing.T) {
+	for _, how := range []string{"flush after the roll", "group commit"} {
+		t.Run(how, func(t *testing.T) {
+			crash := vfs.NewCrashFS(1)
+			root := t.TempDir()
+			clk := clock.NewManual(time.UnixMilli(1_700_000_000_000))
+			cfg := DefaultConfig()
+			cfg.IndexIntervalBytes = 1 // an index entry with every batch
+			m, err := OpenManager(ManagerOptions{Dirs: []string{root}, FS: crash, Clock: clk, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			var logs []*Log
+			for p := range GroupSyncMin {
+				l, err := m.CreateLog(TopicPartition{Topic: "t", Partition: int32(p)}, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range 3 {
+					if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(i, clk.Now().UnixMilli()+int64(i))}), 0); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := l.Sync(); err != nil { // the whole .log is durable
+					t.Fatal(err)
+				}
+				logs = append(logs, l)
+			}
+			l := logs[0]
+			if how == "group commit" {
+				l.syncMu.Lock() // the flush after the roll runs after the group commit
+			}
+			crash.StartTrace(root)
+			if err := l.Roll(); err != nil {
+				t.Fatal(err)
+			}
+			if how == "group commit" {
+				for _, l := range logs {
+					if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(9, clk.Now().UnixMilli())}), 0); err != nil {
+						t.Fatal(err)
+					}
+				}
+				done := make(chan []error)
+				go func() { done <- SyncLogsWith(logs, SyncFileSystem) }()
+				l.syncMu.Unlock()
+				for _, err := range <-done {
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			l.wg.Wait() // the flush after the roll
+			trace := crash.StopTrace()
+			synced := map[string]bool{}
+			for _, op := range trace {
+				if f, ok := strings.CutPrefix(op, "sync "); ok {
+					synced[filepath.Base(f)] = true
+				}
+				if strings.HasPrefix(op, "syncfs ") {
+					synced["*"] = true
+				}
+			}
+			for _, f := range []string{"00000000000000000000.index", "00000000000000000000.timeindex"} {
+				if !synced[f] && !synced["*"] {
+					t.Errorf("the sealed %s of a segment synced before its roll was never synced; trace:\n%s", f, strings.Join(trace, "\n"))
+				}
+			}
+			if l.segments()[0].indexesUnsynced.Load() {
+				t.Error("the rolled segment's indexes are still marked unsynced")
+			}
+		})
+	}
+}

@@ -56,7 +56,11 @@ func (l *Log) flushTo(upTo int64) error {
 	// point, past it.
 	upTo = min(upTo, l.leo.Load())
 	rp := l.recoveryPoint.Load()
-	if upTo <= rp {
+	// Below the recovery point every .log byte is synced, but a segment
+	// sealed by a roll after its last byte was synced still has its
+	// final indexes to sync.
+	indexesOnly := upTo <= rp
+	if indexesOnly && !l.sealedIndexesUnsynced(upTo) {
 		return nil
 	}
 	start := time.Now()
@@ -66,14 +70,21 @@ func (l *Log) flushTo(upTo int64) error {
 			break
 		}
 		size := s.size.Load()
-		if s.flushed.Load() >= size {
+		logSynced := s.flushed.Load() >= size
+		if logSynced && !s.indexesUnsynced.Load() {
 			continue
 		}
+		// Taken before the indexes are synced, so a seal after this point
+		// marks them again; put back if the sync fails.
+		sealed := !s.isActive() && s.indexesUnsynced.Swap(false)
 		h, err := s.acquireOpen()
 		if errors.Is(err, errSegmentGone) {
 			continue // deleted meanwhile: nothing to flush
 		}
 		if err != nil {
+			if sealed {
+				s.indexesUnsynced.Store(true)
+			}
 			return l.errorf("flush", s.base, -1, storageErr(err))
 		}
 		if h == nil {
@@ -90,6 +101,9 @@ func (l *Log) flushTo(upTo int64) error {
 				continue // deleted meanwhile (renamed .deleted)
 			}
 			if err != nil {
+				if sealed {
+					s.indexesUnsynced.Store(true)
+				}
 				return l.errorf("flush", s.base, -1, storageErr(err))
 			}
 			s.flushed.Store(size)
@@ -111,6 +125,9 @@ func (l *Log) flushTo(upTo int64) error {
 		}
 		h.release()
 		if err != nil {
+			if sealed {
+				s.indexesUnsynced.Store(true)
+			}
 			return l.errorf("flush", s.base, -1, fmt.Errorf("%w: %w", ErrStorage, err))
 		}
 		s.flushed.Store(size)
@@ -128,8 +145,24 @@ func (l *Log) flushTo(upTo int64) error {
 			return l.errorf("flush", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
 		}
 	}
-	l.recoveryPoint.Store(min(upTo, l.leo.Load()))
+	if !indexesOnly {
+		l.recoveryPoint.Store(min(upTo, l.leo.Load()))
+	}
 	return nil
+}
+
+// sealedIndexesUnsynced reports a segment below upTo whose sealed indexes
+// no flush has synced yet.
+func (l *Log) sealedIndexesUnsynced(upTo int64) bool {
+	for _, s := range l.segments() {
+		if int64(s.base) >= upTo {
+			break
+		}
+		if s.indexesUnsynced.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // FlushIfDue flushes when flush.ms has passed since the last flush (called

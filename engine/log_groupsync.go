@@ -125,6 +125,33 @@ func SyncLogsWith(logs []*Log, how SyncStrategy) []error {
 	return errs
 }
 
+// groupSyncSeg is a segment a group commit syncs: the size it covers, and
+// whether it took the segment's indexes-unsynced flag.
+type groupSyncSeg struct {
+	s      *segment
+	size   int64
+	sealed bool
+}
+
+// groupSyncLog is what a group commit captured of one log under its syncMu.
+type groupSyncLog struct {
+	upTo  int64
+	segs  []groupSyncSeg
+	dirty bool // took the directory-dirty flag
+}
+
+// undo gives back the flags p took, for a sync that did not happen.
+func (p *groupSyncLog) undo(l *Log) {
+	if p.dirty {
+		l.dirDirty.Store(true)
+	}
+	for _, ps := range p.segs {
+		if ps.sealed {
+			ps.s.indexesUnsynced.Store(true)
+		}
+	}
+}
+
 // syncGroup flushes logs, all in the log dir root, with one SyncFS of root.
 // Each log's syncMu is held from the capture of its log end to the
 // publication of its recovery point, as a single log's flush holds it;
@@ -137,16 +164,7 @@ func syncGroup(root string, logs []*Log) []error {
 		order[i] = i
 	}
 	sort.Slice(order, func(a, b int) bool { return logs[order[a]].dir < logs[order[b]].dir })
-	type pending struct {
-		s    *segment
-		size int64
-	}
-	type prepared struct {
-		upTo  int64
-		segs  []pending
-		dirty bool // took the directory-dirty flag
-	}
-	preps := make([]*prepared, len(logs))
+	preps := make([]*groupSyncLog, len(logs))
 	fsys := logs[0].fs
 	for _, i := range order {
 		l := logs[i]
@@ -160,13 +178,17 @@ func syncGroup(root string, logs []*Log) []error {
 		if upTo <= l.recoveryPoint.Load() {
 			continue
 		}
-		p := &prepared{upTo: upTo}
+		p := &groupSyncLog{upTo: upTo}
 		for _, s := range l.segments() {
 			if int64(s.base) >= upTo {
 				break
 			}
-			if size := s.size.Load(); s.flushed.Load() < size {
-				p.segs = append(p.segs, pending{s, size})
+			size := s.size.Load()
+			// A sealed segment's indexes not synced yet are written back
+			// by the file-system sync too (mapped pages included).
+			sealed := !s.isActive() && s.indexesUnsynced.Swap(false)
+			if s.flushed.Load() < size || sealed {
+				p.segs = append(p.segs, groupSyncSeg{s, size, sealed})
 			}
 		}
 		p.dirty = l.dirDirty.Swap(false)
@@ -183,9 +205,7 @@ func syncGroup(root string, logs []*Log) []error {
 		if err := logs[i].epochs.Flush(); err != nil {
 			l := logs[i]
 			errs[i] = l.errorf("flush", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, err))
-			if preps[i].dirty {
-				l.dirDirty.Store(true)
-			}
+			preps[i].undo(l)
 			preps[i] = nil
 		}
 	})
@@ -196,9 +216,7 @@ func syncGroup(root string, logs []*Log) []error {
 		// No syncfs here: each log syncs its own files.
 		parallel(len(logs), func(i int) {
 			if p := preps[i]; p != nil {
-				if p.dirty {
-					logs[i].dirDirty.Store(true)
-				}
+				p.undo(logs[i])                   // flushTo takes the flags again
 				errs[i] = logs[i].flushTo(p.upTo) // syncMu is held
 			}
 		})
@@ -210,9 +228,7 @@ func syncGroup(root string, logs []*Log) []error {
 		}
 		l := logs[i]
 		if err != nil {
-			if p.dirty {
-				l.dirDirty.Store(true)
-			}
+			p.undo(l)
 			errs[i] = l.errorf("flush", -1, -1, fmt.Errorf("%w: group sync of %s: %w", ErrStorage, root, err))
 			continue
 		}

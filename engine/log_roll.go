@@ -164,6 +164,7 @@ func (s *segment) seal() error {
 		return nil
 	}
 	if s.h == nil && s.sealedOnDisk {
+		s.indexesUnsynced.Store(true) // as the eviction left them
 		s.active = false
 		s.mu.Unlock()
 		return nil
@@ -185,6 +186,7 @@ func (s *segment) seal() error {
 	if err := h.tidx.TrimToValidSize(); err != nil {
 		return err
 	}
+	s.indexesUnsynced.Store(true)
 	s.mu.Lock()
 	s.active = false
 	if s.h == h {

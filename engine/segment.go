@@ -43,6 +43,12 @@ type segment struct {
 	created         time.Time // when the segment became active (idle roll)
 	bytesSinceIndex int
 	flushed         atomic.Int64 // bytes known to be on stable storage
+	// indexesUnsynced: a seal (or an eviction of the active segment) left
+	// its index files in their final form, which no flush has synced yet.
+	// A segment whose .log was already synced when it rolled still needs
+	// its indexes flushed once (the largest timestamp, last in the time
+	// index, is what time retention and ListOffsets by time read).
+	indexesUnsynced atomic.Bool
 
 	// live counts this segment's open handles, current or detached but
 	// still held by a reader: truncation waits for it before shrinking the
