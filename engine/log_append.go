@@ -202,6 +202,9 @@ func (l *Log) AppendReplicated(batches []byte) (AppendResult, error) {
 			}
 		}
 		switch {
+		case b.IsControl() && b.NumRecords() == 0:
+			// An emptied control batch (Kafka's cleaner keeps one after its
+			// transaction is gone): it ends nothing.
 		case b.IsControl() && b.ProducerID() >= 0:
 			typ, err := ControlType(b)
 			if err != nil {

@@ -624,6 +624,9 @@ func (l *Log) loadProducers() error {
 			case b.ProducerID() < 0:
 			case !b.IsControl():
 				p.update(b, b.MaxTimestamp())
+			case b.NumRecords() == 0:
+				// An emptied control batch (Kafka's cleaner keeps one after
+				// its transaction is gone): nothing to apply.
 			default:
 				full, err := body()
 				if err != nil {

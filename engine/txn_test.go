@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -502,5 +503,49 @@ func TestTxnReplicatedAndRetention(t *testing.T) {
 	l.txnMu.Unlock()
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("aborted after retention %+v, want %+v", got, want)
+	}
+}
+
+// TestEmptiedControlBatch: a control batch without records, as Apache
+// Kafka's cleaner leaves once a transaction's data is gone (a log dir
+// written by Kafka, or replicated from a leader serving one), is appended
+// by a follower and skipped by producer-state loading, as Kafka skips it:
+// it ends no transaction and is not an error.
+func TestEmptiedControlBatch(t *testing.T) {
+	e := newTestEnv(t)
+	l := e.open(false, -1)
+	data := record.Builder{
+		Attributes: record.AttrTransactional, BaseTimestamp: e.clk.Now().UnixMilli(), MaxTimestamp: -1, LastOffsetDelta: -1,
+		ProducerID: 7, ProducerEpoch: 0, BaseSequence: 0,
+	}
+	data.Add(record.Record{Key: []byte("k"), Value: []byte("v")})
+	db, err := data.Build(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := BuildMarkerBatch(Marker{ProducerID: 7, Commit: true}, e.clk.Now().UnixMilli())
+	record.Batch(commit).SetBaseOffset(1)
+	record.Batch(commit).UpdateCRC()
+	// The emptied marker: the commit batch's header with no records.
+	empty := append([]byte(nil), commit[:record.OffRecords]...)
+	eb := record.Batch(empty)
+	binary.BigEndian.PutUint32(empty[record.OffLength:], uint32(len(empty)-record.LogOverhead))
+	binary.BigEndian.PutUint32(empty[record.OffNumRecords:], 0)
+	eb.SetBaseOffset(2)
+	eb.UpdateCRC()
+	for i, b := range [][]byte{db, commit, empty} {
+		if _, err := l.AppendReplicated(b); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+	}
+	l.SetHighWatermark(3)
+	if got := l.LastStableOffset(); got != 3 {
+		t.Fatalf("last stable offset %d, want 3", got)
+	}
+	crashClose(l)
+	l = e.open(false, 0) // unclean: producer state rebuilt from the batches
+	defer l.Close()
+	if got := l.LastStableOffset(); got != 3 {
+		t.Fatalf("after recovery: last stable offset %d, want 3", got)
 	}
 }
