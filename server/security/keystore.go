@@ -67,8 +67,8 @@ func javaKeyStore(typ string, data []byte, storePassword, keyPassword string) ([
 		key = k
 		chain = issuerChain(leaf, cas)
 	case "JKS":
-		ks := keystore.New(keystore.WithOrderedAliases(), keystore.WithCaseExactAliases())
-		if err := ks.Load(bytes.NewReader(data), []byte(storePassword)); err != nil {
+		ks, err := loadJKS(data, storePassword)
+		if err != nil {
 			return nil, fmt.Errorf("key store (JKS): %w", err)
 		}
 		var aliases []string
@@ -139,8 +139,8 @@ func javaTrustStore(typ string, data []byte, password string) ([]*x509.Certifica
 		}
 		return certs, nil
 	case "JKS":
-		ks := keystore.New(keystore.WithOrderedAliases(), keystore.WithCaseExactAliases())
-		if err := ks.Load(bytes.NewReader(data), []byte(password)); err != nil {
+		ks, err := loadJKS(data, password)
+		if err != nil {
 			return nil, fmt.Errorf("trust store (JKS): %w", err)
 		}
 		var certs []*x509.Certificate
@@ -165,3 +165,121 @@ func javaTrustStore(typ string, data []byte, password string) ([]*x509.Certifica
 
 // errNotJava is returned for inline stores of a Java type.
 var errNotJava = errors.New("inline key and trust stores (ssl.keystore.key, ssl.keystore.certificate.chain, ssl.truststore.certificates) are PEM only")
+
+// JKS layout, as far as checkJKSBounds walks it (all integers big-endian):
+// magic u32, version u32 (1 or 2), entry count u32, then per entry a tag
+// u32 (1 private key, 2 trusted certificate), an alias (u16 length +
+// bytes) and a creation time u64; a private key entry continues with the
+// encrypted key (u32 length + bytes) and its chain (u32 count, then
+// certificates), a trusted certificate entry with one certificate. A
+// certificate is its type (version 2 only: u16 length + bytes) and its
+// DER (u32 length + bytes). A 20-byte SHA-1 digest ends the file.
+const (
+	jksDigestLen    = 20
+	jksPrivateKey   = 1
+	jksTrustedCert  = 2
+	jksMinCertBytes = 4 // a version-1 certificate of zero bytes: its length
+)
+
+// loadJKS decodes a JKS store after checkJKSBounds: the decoder allocates
+// every length and count the file declares before reading it, so a
+// damaged or hostile file could otherwise make it allocate gigabytes (a
+// chain count of 2³²−1 is a fatal out-of-memory, not an error).
+func loadJKS(data []byte, password string) (keystore.KeyStore, error) {
+	ks := keystore.New(keystore.WithOrderedAliases(), keystore.WithCaseExactAliases())
+	if err := checkJKSBounds(data); err != nil {
+		return ks, err
+	}
+	if err := ks.Load(bytes.NewReader(data), []byte(password)); err != nil {
+		return ks, err
+	}
+	return ks, nil
+}
+
+// checkJKSBounds walks a JKS file's structure and fails if any declared
+// length or count runs past the end of the file. It checks nothing else:
+// the decoder checks the rest, the digest included.
+func checkJKSBounds(data []byte) error {
+	r := jksWalk{data: data}
+	if r.u32("magic") != jksMagic && r.err == nil {
+		return errors.New("not a JKS file (bad magic)")
+	}
+	version := r.u32("version")
+	if r.err == nil && version != 1 && version != 2 {
+		return fmt.Errorf("JKS version %d is not 1 or 2", version)
+	}
+	entries := r.count("entry count", 4+2+8)
+	for i := uint32(0); i < entries && r.err == nil; i++ {
+		tag := r.u32("entry tag")
+		r.skip("alias", int(r.u16("alias length")))
+		r.skip("creation time", 8)
+		switch {
+		case r.err != nil:
+		case tag == jksPrivateKey:
+			r.skip("private key", int(r.u32("private key length")))
+			n := r.count("certificate chain length", jksMinCertBytes)
+			for j := uint32(0); j < n && r.err == nil; j++ {
+				r.cert(version)
+			}
+		case tag == jksTrustedCert:
+			r.cert(version)
+		default:
+			return fmt.Errorf("JKS entry %d: unknown tag %d", i, tag)
+		}
+	}
+	r.skip("digest", jksDigestLen)
+	return r.err
+}
+
+// jksWalk reads a JKS file's integers and skips its byte strings, failing
+// (sticky) at the first field that runs past the end.
+type jksWalk struct {
+	data []byte
+	off  int
+	err  error
+}
+
+func (w *jksWalk) skip(field string, n int) {
+	if w.err != nil {
+		return
+	}
+	if n < 0 || n > len(w.data)-w.off {
+		w.err = fmt.Errorf("JKS %s at byte %d: %d bytes declared, %d left in the file", field, w.off, n, len(w.data)-w.off)
+		return
+	}
+	w.off += n
+}
+
+func (w *jksWalk) u16(field string) uint16 {
+	at := w.off
+	if w.skip(field, 2); w.err != nil {
+		return 0
+	}
+	return binary.BigEndian.Uint16(w.data[at:])
+}
+
+func (w *jksWalk) u32(field string) uint32 {
+	at := w.off
+	if w.skip(field, 4); w.err != nil {
+		return 0
+	}
+	return binary.BigEndian.Uint32(w.data[at:])
+}
+
+// count reads a count of items taking at least minBytes each and fails if
+// that many cannot fit in the rest of the file.
+func (w *jksWalk) count(field string, minBytes int) uint32 {
+	n := w.u32(field)
+	if w.err == nil && uint64(n)*uint64(minBytes) > uint64(len(w.data)-w.off) {
+		w.err = fmt.Errorf("JKS %s %d at byte %d: more than the %d bytes left in the file hold", field, n, w.off-4, len(w.data)-w.off)
+		return 0
+	}
+	return n
+}
+
+func (w *jksWalk) cert(version uint32) {
+	if version == 2 {
+		w.skip("certificate type", int(w.u16("certificate type length")))
+	}
+	w.skip("certificate", int(w.u32("certificate length")))
+}
