@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,7 +83,7 @@ func restoreCells(c *config) []restoreCell {
 	shortName := fmt.Sprintf("segment.ms and delete.retention.ms %v", c.restoreSegmentMs)
 	def := map[string]string{"cleanup.policy": "compact"}
 	cells := []restoreCell{
-		{"defaults", "restore-def", false, def},
+		{restoreDefaults, "restore-def", false, def},
 		{"defaults, transactional 10% aborted", "restore-def-eos", true, def},
 		{shortName, "restore-short", false, short},
 		{shortName + ", transactional 10% aborted", "restore-short-eos", true, short},
@@ -91,6 +92,34 @@ func restoreCells(c *config) []restoreCell {
 		cells = cells[:3] // the quick run's budget
 	}
 	return cells
+}
+
+// restoreDefaults is the cell that decides the goal.
+const restoreDefaults = "defaults"
+
+// measuredRestoreCells are the cells of the run's results (a report
+// written again from raw data has them whatever the config says now).
+func (r *runner) measuredRestoreCells() []restoreCell {
+	var out []restoreCell
+	for _, name := range r.st.cells("restore") {
+		if name != "peak RSS" {
+			out = append(out, restoreCell{name: name, txn: strings.Contains(name, "transactional")})
+		}
+	}
+	// The changelogs were written concurrently: defaults first, plain
+	// before transactional.
+	rank := func(c restoreCell) int {
+		n := 2
+		if strings.HasPrefix(c.name, restoreDefaults) {
+			n = 0
+		}
+		if c.txn {
+			n++
+		}
+		return n
+	}
+	slices.SortStableFunc(out, func(a, b restoreCell) int { return rank(a) - rank(b) })
+	return out
 }
 
 func (c restoreCell) guarantee() string {
@@ -396,15 +425,15 @@ func (r *runner) restoreFigures(cell string) (timeRatio, recRatio float64, text 
 func (r *runner) restoreGoal() goal {
 	g := goal{goal: "Restore of a Kafka Streams state store (the entity-changelog app, keys × 10 updates with tombstones, written over a period then idle), both at default topic configs: restore time kvlog / Kafka; records restored on each",
 		target: "≤ 0.5×", profiles: []string{"restore"}}
-	cells := restoreCells(r.cfg)
+	cells := r.measuredRestoreCells()
 	var parts []string
 	var ok, ran bool
-	for i, c := range cells {
+	for _, c := range cells {
 		tr, _, text := r.restoreFigures(c.name)
 		if math.IsNaN(tr) {
 			continue
 		}
-		if i == 0 {
+		if c.name == restoreDefaults {
 			ran, ok = true, tr <= 0.5
 		}
 		parts = append(parts, text)
@@ -413,10 +442,18 @@ func (r *runner) restoreGoal() goal {
 		g.measured, g.verdict = "not run (see the restore scenario)", "not run"
 		return g
 	}
-	keys := r.st.get("restore", cells[0].name, "kvlog", "written")
+	keys := r.st.get("restore", restoreDefaults, "kvlog", "written")
 	g.measured = strings.Join(parts, "; ") + fmt.Sprintf(" (%s records written per changelog over %v, idle %v: the issue's 1M keys over 10 minutes scaled down)",
 		fnum(median(keys)), r.cfg.restoreWrite, r.cfg.restoreIdle)
 	g.verdict = verdict(ok, ran)
+	if !ok {
+		c := restoreDefaults
+		kr, fr := median(r.st.get("restore", c, "kvlog", "records")), median(r.st.get("restore", c, "kafka", "records"))
+		if kr >= fr {
+			g.measured += fmt.Sprintf(". Why: at default configs kvlog leaves no fewer records (neither cleaner touches a changelog in its active segment: segment.bytes 1 GiB, segment.ms 7 days), and the restore is bound by the Streams client, not the broker (broker CPU over the application's run %s s on kvlog, %s s on Kafka)",
+				fnum(median(r.st.get("restore", c, "kvlog", "broker cpu"))), fnum(median(r.st.get("restore", c, "kafka", "broker cpu"))))
+		}
+	}
 	return g
 }
 
@@ -426,7 +463,7 @@ func reportRestore(r *runner, w *md) {
 		"Records restored are the listener's totals (tombstones included; under exactly_once_v2 the restore consumer reads committed data only, so aborted records are fetched and dropped, not restored); offsets is the restored offset range. kvlog and Kafka alternate per round; ratios are medians of per-round ratios. Kafka's and kvlog's default topic configs: segment.bytes 1 GiB, segment.ms 7 days, min.cleanable.dirty.ratio 0.5, delete.retention.ms 1 day.",
 		r.kafkaVersion, restorePartitions, countName(r.cfg.restoreKeys), restoreUpdates, r.cfg.restoreWrite, r.cfg.restoreIdle)
 	var rows [][]string
-	for _, c := range restoreCells(r.cfg) {
+	for _, c := range r.measuredRestoreCells() {
 		for _, sys := range r.st.systems("restore", c.name) {
 			rows = append(rows, []string{c.name, c.guarantee(), sys,
 				fnum(median(r.st.get("restore", c.name, sys, "written"))), fnum(median(r.st.get("restore", c.name, sys, "committed"))),
@@ -447,7 +484,7 @@ func reportRestore(r *runner, w *md) {
 // transactions section.
 func reportTxnRestore(r *runner, w *md) {
 	var rows [][]string
-	for _, c := range restoreCells(r.cfg) {
+	for _, c := range r.measuredRestoreCells() {
 		if !c.txn {
 			continue
 		}
