@@ -202,8 +202,9 @@ bench-engine: deps
 # What the suite needs beyond Go: nats-server (NATS JetStream peer),
 # ZooKeeper (replicated scenario), and Apache Kafka's Maven jars: 4.x from
 # compat/kafka (tools-kafka, the single-node peer) and 3.9 in ZooKeeper mode
-# from bench/kafka39 (the replicated peer); installed only when missing.
-tools-bench: tools-kafka
+# from bench/kafka39 (the replicated peer), and compat/java's Kafka Streams
+# application (tools-java, the restore scenario); installed only when missing.
+tools-bench: tools-kafka tools-java
 	cd bench/kafka39 && mvn -B -q dependency:build-classpath -Dmdep.outputFile=target/classpath.txt
 	@missing=""; \
 	command -v nats-server >/dev/null 2>&1 || missing="$$missing nats-server"; \

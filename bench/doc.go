@@ -77,6 +77,13 @@
 // shutdown, clean and unclean restart to every partition served), beside
 // the kvlogd of the git revision given with -baseline when there is one
 // (BENCH_FLAGS='-scenarios partitions -baseline <rev>').
+// The restore scenario times a Kafka Streams application (compat/java's
+// StreamsApp in its restore mode; `make tools-java` builds it) restoring its
+// RocksDB store from a changelog written over a period and then left idle,
+// on kvlog and on Kafka, at default topic configs and with short
+// segment.ms and delete.retention.ms, plain and transactional with a tenth
+// of the transactions aborted (restored under exactly_once_v2), and counts
+// the records each restores.
 // A scenario that cannot run says so in the report with its reason; nothing
 // is estimated or carried over from another run.
 //

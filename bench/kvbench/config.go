@@ -74,6 +74,18 @@ type config struct {
 	txnSmallRecords   int
 	txnConsumeRecords int
 
+	// restore: keys of each changelog (written restoreUpdates times each)
+	// over restoreWrite, then idle restoreIdle; restoreSegmentMs is
+	// segment.ms and delete.retention.ms of the short-times cells;
+	// restoreReps restores per system and cell. Sized for the scenario's
+	// budget (full: about 6 minutes on a quiet machine), far below the
+	// issue's 1M keys written over 10 minutes.
+	restoreKeys      int
+	restoreWrite     time.Duration
+	restoreIdle      time.Duration
+	restoreSegmentMs time.Duration
+	restoreReps      int
+
 	machineBytes    int64
 	profileSeconds  int
 	scenarioTimeout time.Duration
@@ -159,6 +171,11 @@ func fullConfig() *config {
 		txnRecords:        500_000,
 		txnSmallRecords:   5000,
 		txnConsumeRecords: 2_000_000,
+		restoreKeys:       50_000,
+		restoreWrite:      time.Minute,
+		restoreIdle:       time.Minute,
+		restoreSegmentMs:  10 * time.Second,
+		restoreReps:       2,
 		machineBytes:      1 * gb,
 		profileSeconds:    10,
 		scenarioTimeout:   3 * time.Hour,
@@ -208,6 +225,11 @@ func quickConfig() *config {
 		txnRecords:        200_000,
 		txnSmallRecords:   1000,
 		txnConsumeRecords: 500_000,
+		restoreKeys:       10_000,
+		restoreWrite:      15 * time.Second,
+		restoreIdle:       40 * time.Second,
+		restoreSegmentMs:  5 * time.Second,
+		restoreReps:       2,
 		machineBytes:      256 * mb,
 		profileSeconds:    4,
 		scenarioTimeout:   30 * time.Minute,

@@ -240,3 +240,35 @@ func TestKafkaPropsAndCheckpoint(t *testing.T) {
 		t.Fatalf("jarVersion %q", v)
 	}
 }
+
+// TestRestoreWorkload checks the restore scenario's changelog shape: about
+// one update in ten a tombstone, values parsed by the Streams application
+// (a region field, about 100 bytes), and one application id per cell.
+func TestRestoreWorkload(t *testing.T) {
+	const n = 100_000
+	tombs := 0
+	for j := 0; j < n; j++ {
+		if restoreTombstone(j) {
+			tombs++
+		}
+	}
+	if tombs < n/12 || tombs > n/8 {
+		t.Fatalf("%d tombstones in %d updates, want about a tenth", tombs, n)
+	}
+	v := restoreValue(12345, valuePool(80)[0])
+	if !strings.HasPrefix(string(v), "region=r1;score=") || len(v) < 90 || len(v) > 120 {
+		t.Fatalf("value %q", v)
+	}
+	apps := map[string]bool{}
+	for _, cfg := range []*config{quickConfig(), fullConfig()} {
+		for _, c := range restoreCells(cfg) {
+			if apps[cfg.mode+c.app] || c.configs["cleanup.policy"] != "compact" {
+				t.Fatalf("%s cell %q: application id %q reused, or not compacted", cfg.mode, c.name, c.app)
+			}
+			apps[cfg.mode+c.app] = true
+		}
+		if cfg.restoreKeys <= 0 || cfg.restoreWrite <= 0 || cfg.restoreReps <= 0 {
+			t.Fatalf("%s: restore sizes unset", cfg.mode)
+		}
+	}
+}

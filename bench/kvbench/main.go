@@ -103,6 +103,7 @@ var scenarios = []scenario{
 	{"partitions", "9. Many partitions per broker", scenPartitions, reportPartitions},
 	{"lookup", "10. Key lookups without replay", scenLookup, reportLookup},
 	{"txn", "11. Transactions", scenTxn, reportTxn},
+	{"restore", "12. Restore of a Kafka Streams state store", scenRestore, reportRestore},
 }
 
 func main() {
@@ -110,7 +111,7 @@ func main() {
 		quick    = flag.Bool("quick", false, "the reduced run (make bench-quick)")
 		root     = flag.String("root", ".", "kvlog repository root")
 		out      = flag.String("out", "", "results directory (default <root>/bench/results/<date>)")
-		only     = flag.String("scenarios", "", "comma-separated scenario ids to run (default all): produce,consume,latency,rebuild,compaction,recovery,scale,replicated,partitions,lookup,txn")
+		only     = flag.String("scenarios", "", "comma-separated scenario ids to run (default all): produce,consume,latency,rebuild,compaction,recovery,scale,replicated,partitions,lookup,txn,restore")
 		base     = flag.String("baseline", "", "git revision whose kvlogd the produce, consume and partitions scenarios run beside this tree's (kvlog-before)")
 		reps     = flag.Int("reps", 0, "repetitions per measurement (default 3 quick, 5 full)")
 		lkeys    = flag.Int("lookup-keys", 0, "lookup scenario: live keys loaded (default 200,000 quick, 1,000,000 full)")
@@ -329,8 +330,8 @@ func (r *runner) available(scen string, names ...string) []sysSpec {
 			r.skip(scen, n, "Apache Kafka unavailable: %s", r.kafkaWhy)
 			continue
 		}
-		if s.impl == "kafka" && !r.cfg.kafkaEverywhere && !slices.Contains([]string{"produce", "consume", "latency", "txn"}, scen) {
-			r.skip(scen, n, "the quick run has Apache Kafka in its produce, consume, latency and txn cells only")
+		if s.impl == "kafka" && !r.cfg.kafkaEverywhere && !slices.Contains([]string{"produce", "consume", "latency", "txn", "restore"}, scen) {
+			r.skip(scen, n, "the quick run has Apache Kafka in its produce, consume, latency, txn and restore cells only")
 			continue
 		}
 		out = append(out, s)

@@ -184,7 +184,7 @@ func (r *runner) kafkaGoals() []goal {
 		}
 		gs = append(gs, goal{"Rebuild 1M live keys (replay to HW), time kvlog / Kafka", "≤ 0.5×", strings.Join(parts, "; ") + reducedNote(r.cfg.rebuildKeys < 1_000_000), verdict(ok, ran), []string{"rebuild"}})
 	}
-	gs = append(gs, goal{"Restore of a Kafka Streams state store, kvlog / Kafka", "≤ 0.5× (optional)", "not run: the suite has no Kafka Streams application (optional goal, left for later)", "not run", nil})
+	gs = append(gs, r.restoreGoal())
 	return gs
 }
 

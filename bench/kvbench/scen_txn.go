@@ -290,6 +290,7 @@ func reportTxn(r *runner, w *md) {
 			fx(pairedRatio(r.st.get("txn", txnConsumeCell, rc, "cpu/GB"), r.st.get("txn", txnConsumeCell, ru, "cpu/GB")))})
 	}
 	w.table([]string{"System", "read_uncommitted MB/s", "read_committed MB/s", "committed / uncommitted", "CPU s/GB uncommitted", "CPU s/GB committed", "CPU committed / uncommitted"}, rows)
+	reportTxnRestore(r, w)
 }
 
 // ratioText is a ratio with the precision of its size (fx rounds small

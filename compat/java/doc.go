@@ -8,6 +8,13 @@
 // case needs it, and check what the Java client did against a model
 // computed in Go, reading the topics back with franz-go.
 //
+// The Streams application has a restore mode (StreamsApp … restore N):
+// from an empty state directory it restores its stores from changelogs
+// written beforehand, prints one RESTORED line (records restored, restore
+// time) and exits. bench/kvbench's restore scenario times it against kvlog
+// and Apache Kafka; TestStreamsRestoreMode checks it restores exactly the
+// committed records of a transactionally written changelog.
+//
 // The same cases run over SASL_SSL (SCRAM-SHA-512) and SSL (mTLS) in
 // security_test.go: the client configuration file named by the JVM's
 // kvlog.client.config system property (security.protocol, sasl.*, ssl.*,

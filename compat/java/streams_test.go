@@ -411,3 +411,68 @@ func TestStreams(t *testing.T) {
 		e.kill()
 	})
 }
+
+// TestStreamsRestoreMode runs StreamsApp's restore mode (what kvbench's
+// restore scenario times) against kvlogd under exactly_once_v2: from an
+// empty state directory it restores the "profiles" store from a changelog
+// written beforehand by a transactional producer, one of whose
+// transactions was aborted, and reports exactly the committed records
+// (tombstones included) of both partitions, then exits.
+func TestStreamsRestoreMode(t *testing.T) {
+	cp4, _ := requireJava(t)
+	b := testbroker.Start(t, testbroker.Options{Race: true})
+	adm := b.Admin(t)
+	ctx := testbroker.Context(t, 3*time.Minute)
+	const appID = "restore-mode"
+	changelog := appID + "-profiles-changelog"
+	compact := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
+	for topic, cfg := range map[string]map[string]*string{"user-profiles": compact, "user-events": nil, changelog: compact} {
+		if r, err := adm.CreateTopic(ctx, 2, -1, cfg, topic); err != nil || r.Err != nil {
+			t.Fatalf("create %s: %v %v", topic, err, r.Err)
+		}
+	}
+	cl := b.Client(t, kgo.DefaultProduceTopic(changelog), kgo.TransactionalID("restore-mode-writer"))
+	committed := 0
+	for txn, n := range []int{120, 50, 40} {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		var rs []*kgo.Record
+		for i := 0; i < n; i++ {
+			r := &kgo.Record{Key: []byte(fmt.Sprintf("u%03d", (txn*7+i)%60))}
+			if i%10 != 3 {
+				r.Value = []byte(fmt.Sprintf("region=r%d;score=%d", i%8, i))
+			}
+			rs = append(rs, r)
+		}
+		if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+			t.Fatalf("transaction %d: %v", txn, err)
+		}
+		commit := txn != 1
+		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatalf("ending transaction %d: %v", txn, err)
+		}
+		if commit {
+			committed += n
+		}
+	}
+	app := startJava(t, cp4, "kvlog.compat.StreamsApp", b.Addr, appID, filepath.Join(t.TempDir(), "state"), "exactly_once_v2", "restore", "2")
+	line, ok := app.waitLine(2*time.Minute, func(l string) bool { return strings.HasPrefix(l, "RESTORED ") })
+	if !ok {
+		app.mu.Lock()
+		defer app.mu.Unlock()
+		t.Fatalf("no RESTORED line from the Streams app in restore mode; stdout:\n%s", tail(strings.Join(app.other, "\n"), 8<<10))
+	}
+	var got struct {
+		Records    int64   `json:"records"`
+		Partitions int     `json:"partitions"`
+		RestoreMs  float64 `json:"restore_ms"`
+	}
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "RESTORED ")), &got); err != nil {
+		t.Fatalf("RESTORED line %q: %v", line, err)
+	}
+	if got.Records != int64(committed) || got.Partitions != 2 || got.RestoreMs < 0 {
+		t.Fatalf("Kafka Streams 4.4.0 restore mode under exactly_once_v2: %s; want %d records (the committed ones) of 2 partitions", line, committed)
+	}
+	app.wait(time.Minute)
+}

@@ -8,10 +8,12 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.utils.Bytes;
+import org.apache.kafka.streams.CloseOptions;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.StreamsBuilder;
@@ -30,7 +32,7 @@ import org.apache.kafka.streams.state.KeyValueStore;
 /**
  * A Kafka Streams application over an entity changelog:
  *
- * <pre>java -cp CLASSPATH kvlog.compat.StreamsApp BOOTSTRAP APP_ID STATE_DIR GUARANTEE</pre>
+ * <pre>java -cp CLASSPATH kvlog.compat.StreamsApp BOOTSTRAP APP_ID STATE_DIR GUARANTEE [restore PARTITIONS]</pre>
  *
  * <ul>
  *   <li>user-profiles (keyed "region=R;score=N" updates, null tombstones)
@@ -46,6 +48,16 @@ import org.apache.kafka.streams.state.KeyValueStore;
  * input after a crash under at_least_once leaves the same final tables.
  * Standard output gets "PROGRESS ..." lines: state changes, the active
  * tasks, and each store partition's restoration.
+ *
+ * <p>With "restore PARTITIONS" (kvbench's restore scenario) the application
+ * starts from an empty STATE_DIR, restores its stores from changelogs the
+ * caller wrote beforehand (APP_ID-profiles-changelog), and once it is RUNNING
+ * with PARTITIONS partitions of "profiles" restored prints one line
+ * "RESTORED {json}": records restored (the StateRestoreListener's totals,
+ * tombstones included; records of aborted transactions are not restored
+ * under exactly_once_v2), restore_ms from the first partition's restore
+ * start to the last one's end, running_ms from start() to RUNNING, the
+ * restored offset ranges; then it leaves the group and exits.
  */
 public final class StreamsApp {
     static final String PROFILES = "user-profiles", EVENTS = "user-events", REGIONS_OUT = "regions-out", POINTS_OUT = "points-out";
@@ -79,8 +91,13 @@ public final class StreamsApp {
 
     public static void main(String[] args) throws Exception {
         String bootstrap = args[0], appId = args[1], stateDir = args[2], guarantee = args[3];
-        // Changelogs small enough to roll and be compacted during a test.
-        Map<String, String> changelog = Map.of("segment.bytes", "65536", "min.cleanable.dirty.ratio", "0.01");
+        boolean restoreOnly = args.length > 5 && args[4].equals("restore");
+        int restorePartitions = restoreOnly ? Integer.parseInt(args[5]) : 0;
+        // Changelogs small enough to roll and be compacted during a test;
+        // in restore mode the changelogs Streams creates get the broker's
+        // defaults (Apache Kafka refuses segment.bytes below 1 MiB).
+        Map<String, String> changelog = restoreOnly ? Map.of()
+                : Map.of("segment.bytes", "65536", "min.cleanable.dirty.ratio", "0.01");
 
         StreamsBuilder sb = new StreamsBuilder();
         KTable<String, String> profiles = sb.table(PROFILES, Consumed.with(Serdes.String(), Serdes.String()),
@@ -117,10 +134,19 @@ public final class StreamsApp {
 
         KafkaStreams streams = new KafkaStreams(sb.build(), p);
         Map<String, Long> restoreStart = new ConcurrentHashMap<>();
+        // Restore mode: totals over the partitions of "profiles", the store
+        // whose changelog the caller wrote (the others' are empty).
+        AtomicLong restored = new AtomicLong(), offsets = new AtomicLong(), ended = new AtomicLong();
+        AtomicLong firstStart = new AtomicLong(Long.MAX_VALUE), lastEnd = new AtomicLong(Long.MIN_VALUE);
         streams.setGlobalStateRestoreListener(new StateRestoreListener() {
             @Override
             public void onRestoreStart(TopicPartition tp, String store, long start, long end) {
-                restoreStart.put(tp.toString(), System.nanoTime());
+                long now = System.nanoTime();
+                restoreStart.put(tp.toString(), now);
+                if (store.equals("profiles")) {
+                    firstStart.accumulateAndGet(now, Math::min);
+                    offsets.addAndGet(end - start);
+                }
                 Ctx.progress("restore-start " + Json.obj().with("store", store).with("changelog", tp.toString())
                         .with("start_offset", start).with("end_offset", end));
             }
@@ -130,6 +156,11 @@ public final class StreamsApp {
 
             @Override
             public void onRestoreEnd(TopicPartition tp, String store, long total) {
+                if (store.equals("profiles")) {
+                    lastEnd.accumulateAndGet(System.nanoTime(), Math::max);
+                    restored.addAndGet(total);
+                    ended.incrementAndGet();
+                }
                 Long t0 = restoreStart.get(tp.toString());
                 long us = t0 == null ? -1 : (System.nanoTime() - t0) / 1000;
                 Ctx.progress("restore-end " + Json.obj().with("store", store).with("changelog", tp.toString())
@@ -175,7 +206,26 @@ public final class StreamsApp {
             streams.close(java.time.Duration.ofSeconds(20));
             Ctx.progress("closed");
         }));
+        long started = System.nanoTime();
         streams.start();
-        Thread.currentThread().join();
+        if (!restoreOnly) {
+            Thread.currentThread().join();
+        }
+        // Restore mode: RUNNING means every active task is restored; a first
+        // assignment may not hold every partition yet, so wait for them all.
+        while (streams.state() != KafkaStreams.State.RUNNING || ended.get() < restorePartitions) {
+            Thread.sleep(20);
+        }
+        long running = System.nanoTime();
+        synchronized (System.out) {
+            System.out.println("RESTORED " + Json.obj().with("records", restored.get()).with("partitions", ended.get())
+                    .with("offsets", offsets.get()).with("restore_ms", (lastEnd.get() - firstStart.get()) / 1e6)
+                    .with("running_ms", (running - started) / 1e6));
+            System.out.flush();
+        }
+        streams.close(CloseOptions.groupMembershipOperation(CloseOptions.GroupMembershipOperation.LEAVE_GROUP)
+                .withTimeout(java.time.Duration.ofSeconds(20)));
+        System.out.flush();
+        Runtime.getRuntime().halt(0);
     }
 }
