@@ -7,8 +7,9 @@
 // they are the time package's timers; on a Manual clock they fire when
 // Advance or Set moves the clock past their deadline, so a test decides
 // exactly when a retry's backoff or a delayed answer ends, and can see
-// that nothing waits (Manual.Waiters, Manual.AwaitWaiters) and that what a
-// timer started is over (Manual.AwaitCallbacks).
+// that nothing waits (Manual.Waiters, Manual.AwaitWaiters, with their
+// deadlines: Manual.Deadlines, Manual.AwaitDeadline) and that what a timer
+// started is over (Manual.AwaitCallbacks).
 package clock
 
 import (
@@ -235,6 +236,32 @@ func (m *Manual) Waiters() int {
 // know that the code under test is waiting before they move the clock.
 func (m *Manual) AwaitWaiters(n int, timeout time.Duration) bool {
 	return m.await(func() bool { return len(m.waiters) >= n }, timeout)
+}
+
+// Deadlines lists when the timers set on the clock fire, earliest first
+// (a test tells its timer from others set meanwhile by its deadline).
+func (m *Manual) Deadlines() []time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]time.Time, 0, len(m.waiters))
+	for _, w := range m.waiters {
+		out = append(out, w.deadline)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Before(out[j]) })
+	return out
+}
+
+// AwaitDeadline waits until a timer due at t is set on the clock, or
+// timeout passes in real time; it reports whether one was.
+func (m *Manual) AwaitDeadline(t time.Time, timeout time.Duration) bool {
+	return m.await(func() bool {
+		for _, w := range m.waiters {
+			if w.deadline.Equal(t) {
+				return true
+			}
+		}
+		return false
+	}, timeout)
 }
 
 // AwaitCallbacks waits until every AfterFunc callback that Advance or Set

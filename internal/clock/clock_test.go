@@ -124,3 +124,20 @@ func TestAwaitCallbacksWaitsForFiredCallbacks(t *testing.T) {
 		t.Fatal("the callback did not return")
 	}
 }
+
+func TestManualDeadlines(t *testing.T) {
+	m := NewManual(time.Unix(0, 0))
+	m.After(2 * time.Second)
+	stop := m.AfterFunc(time.Second, func() {})
+	want := []time.Time{time.Unix(1, 0), time.Unix(2, 0)}
+	if got := m.Deadlines(); len(got) != 2 || !got[0].Equal(want[0]) || !got[1].Equal(want[1]) {
+		t.Fatalf("deadlines %v, want %v", got, want)
+	}
+	if !m.AwaitDeadline(time.Unix(2, 0), 10*time.Second) {
+		t.Fatal("AwaitDeadline missed a set timer")
+	}
+	stop()
+	if m.AwaitDeadline(time.Unix(1, 0), time.Millisecond) {
+		t.Fatal("AwaitDeadline found a stopped timer")
+	}
+}
