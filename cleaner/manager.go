@@ -290,7 +290,7 @@ func (m *Manager) run(ctx context.Context, idx int) {
 			}
 		}
 		m.releaseIdle(w)
-		t := time.NewTimer(max(cfg.Backoff, time.Millisecond))
+		t := clock.NewTimer(m.clk, max(cfg.Backoff, time.Millisecond))
 		select {
 		case <-ctx.Done():
 		case <-m.wake:

@@ -479,16 +479,28 @@ func TestMapAllocatedLazilyAndReleasedWhenIdle(t *testing.T) {
 		t.Fatalf("kvlog_cleaner_offset_map_bytes %v, want %d", v, want)
 	}
 
-	// Idle, but not for long enough: the map stays.
-	e.clk.Advance(e.mapIdle / 2)
-	e.cm.Wake()
-	time.Sleep(20 * time.Millisecond) // a few backoffs: nothing must change
+	// Idle, but not for long enough: the map stays. The thread waits out
+	// its backoff on the clock; moving the clock past it runs one more
+	// round, which ends by setting the next backoff's timer (the fired
+	// one left the clock inside Advance).
+	round := func(d time.Duration) {
+		t.Helper()
+		if !e.clk.AwaitWaiters(1, 10*time.Second) {
+			t.Fatal("the idle thread set no backoff timer on the clock")
+		}
+		e.clk.Advance(d)
+		if !e.clk.AwaitWaiters(1, 10*time.Second) {
+			t.Fatal("no round ended after the backoff")
+		}
+	}
+	round(e.mapIdle / 2)
 	if b := e.cm.Status().MapBytes; b != want {
 		t.Fatalf("released after half the idle period: %d bytes held", b)
 	}
-	e.clk.Advance(e.mapIdle)
-	e.cm.Wake()
-	eventually(t, 5*time.Second, "the idle map released", func() bool { return e.cm.Status().MapBytes == 0 })
+	round(e.mapIdle)
+	if b := e.cm.Status().MapBytes; b != 0 {
+		t.Fatalf("not released after the idle period: %d bytes held", b)
+	}
 	if v := gauge(t, e, "kvlog_cleaner_offset_map_bytes"); v != 0 {
 		t.Fatalf("kvlog_cleaner_offset_map_bytes %v after the release", v)
 	}
@@ -532,4 +544,35 @@ func TestRunOnceAllocatesOnlyWhenDue(t *testing.T) {
 	if n, b := allocs.Load(), e.cm.Status().MapBytes; n != 1 || b <= 0 || b > e.ccfg.DedupeBufferSize {
 		t.Fatalf("after a pass: %d allocations, %d bytes (bound %d)", n, b, e.ccfg.DedupeBufferSize)
 	}
+}
+
+// TestIdleThreadBacksOffOnTheClock: a thread with nothing to do waits
+// log.cleaner.backoff.ms on the Manager's clock before its next round, not
+// less; Wake ends the wait early.
+func TestIdleThreadBacksOffOnTheClock(t *testing.T) {
+	e := newEnv(t)
+	e.ccfg.Backoff = 15 * time.Second
+	e.restart()
+	e.cm.Start(t.Context())
+	if !e.clk.AwaitWaiters(1, 10*time.Second) {
+		t.Fatal("the idle thread set no backoff timer on the clock")
+	}
+	// A timer fires (and leaves the clock) inside Advance: still there,
+	// the backoff was not cut short.
+	e.clk.Advance(e.ccfg.Backoff - time.Nanosecond)
+	if n := e.clk.Waiters(); n != 1 {
+		t.Fatalf("%d timers on the clock just before the backoff ends, want 1", n)
+	}
+	e.clk.Advance(time.Nanosecond)
+	if !e.clk.AwaitWaiters(1, 10*time.Second) {
+		t.Fatal("no round ended after the backoff")
+	}
+	// Wake: the round runs at once and stops the backoff's timer.
+	l := e.log(testTP)
+	fillKeys(t, e, l, 300, 20, record.CodecNone)
+	if err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	e.cm.Wake()
+	eventually(t, 10*time.Second, "a pass after Wake", func() bool { return partStatus(e.cm, testTP).Passes >= 1 })
 }

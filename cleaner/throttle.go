@@ -28,28 +28,22 @@ type Throttle struct {
 const throttleBurst = 0.1
 
 // NewThrottle returns a throttle at rate bytes per second measuring time
-// with clk and waiting with sleep (nil: a timer honouring ctx).
+// with clk and waiting with sleep (nil: a timer on clk honouring ctx).
 func NewThrottle(rate float64, clk clock.Clock, sleep func(ctx context.Context, d time.Duration) error) *Throttle {
 	if clk == nil {
 		clk = clock.Real
 	}
 	if sleep == nil {
-		sleep = sleepCtx
+		sleep = func(ctx context.Context, d time.Duration) error {
+			if !clock.Sleep(ctx, clk, d) {
+				return ctx.Err()
+			}
+			return nil
+		}
 	}
 	t := &Throttle{clk: clk, sleep: sleep, last: clk.Now()}
 	t.SetRate(rate)
 	return t
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-tm.C:
-		return nil
-	}
 }
 
 func unlimited(rate float64) bool { return rate <= 0 || math.IsInf(rate, 1) || math.IsNaN(rate) }

@@ -49,3 +49,30 @@ func TestThrottle(t *testing.T) {
 		t.Fatal("wait on an ended context succeeded")
 	}
 }
+
+// TestThrottleSleepsOnItsClock: without a sleep function of its own, a
+// throttle in debt waits on its clock for exactly the debt.
+func TestThrottleSleepsOnItsClock(t *testing.T) {
+	clk := clock.NewManual(time.Unix(0, 0))
+	th := NewThrottle(1<<20, clk, nil) // 1 MiB/s, starting with no credit
+	done := make(chan error, 1)
+	go func() { done <- th.Wait(context.Background(), 1<<20) }() // 1 s of debt
+	if !clk.AwaitWaiters(1, 10*time.Second) {
+		t.Fatal("the throttle set no timer on its clock")
+	}
+	// A timer fires (and leaves the clock) inside Advance: still there,
+	// the sleep was not cut short.
+	clk.Advance(time.Second - time.Nanosecond)
+	if n := clk.Waiters(); n != 1 {
+		t.Fatalf("%d timers on the clock just before the debt is paid, want 1", n)
+	}
+	clk.Advance(time.Nanosecond)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the throttled wait did not end once the debt was paid")
+	}
+}

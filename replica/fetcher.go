@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kvlog/kvlog/internal/clock"
 	"github.com/kvlog/kvlog/internal/kconn"
 )
 
@@ -30,6 +31,8 @@ type FetcherConfig struct {
 	// Dialer secures connections to leaders (the inter-broker listener's
 	// TLS and SASL); nil dials plaintext.
 	Dialer *kconn.Dialer
+	// Clock times the back-offs (nil: clock.Real).
+	Clock clock.Clock
 }
 
 func (c *FetcherConfig) defaults() {
@@ -53,6 +56,9 @@ func (c *FetcherConfig) defaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real
 	}
 }
 
@@ -211,7 +217,7 @@ func (f *fetcher) run() {
 		if len(queries) == 0 && len(fetches) == 0 {
 			wait := 250 * time.Millisecond
 			if !next.IsZero() {
-				wait = min(wait, max(time.Until(next), time.Millisecond))
+				wait = min(wait, max(next.Sub(f.fs.cfg.Clock.Now()), time.Millisecond))
 			}
 			f.sleep(wait, true)
 			continue
@@ -254,7 +260,7 @@ func (f *fetcher) transportError(err error) {
 
 // sleep waits d, or less when woken (if wakeable) or stopped.
 func (f *fetcher) sleep(d time.Duration, wakeable bool) {
-	t := time.NewTimer(d)
+	t := clock.NewTimer(f.fs.cfg.Clock, d)
 	defer t.Stop()
 	if wakeable {
 		select {
@@ -275,7 +281,7 @@ func (f *fetcher) sleep(d time.Duration, wakeable bool) {
 func (f *fetcher) collect() (queries, fetches []pendingReq, next time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	now := time.Now()
+	now := f.fs.cfg.Clock.Now()
 	for p, notBefore := range f.parts {
 		if now.Before(notBefore) {
 			if next.IsZero() || notBefore.Before(next) {
@@ -300,7 +306,7 @@ func (f *fetcher) collect() (queries, fetches []pendingReq, next time.Time) {
 func (f *fetcher) backoff(p *Partition) {
 	f.mu.Lock()
 	if _, ok := f.parts[p]; ok {
-		f.parts[p] = time.Now().Add(f.fs.cfg.Backoff)
+		f.parts[p] = f.fs.cfg.Clock.Now().Add(f.fs.cfg.Backoff)
 	}
 	f.mu.Unlock()
 }

@@ -134,6 +134,16 @@ func (l *Leader) ISR() []int32 { return slices.Clone(l.isr) }
 // ZkVersion is the version of the committed partition state.
 func (l *Leader) ZkVersion() int32 { return l.zkVersion }
 
+// CaughtUp is when follower id was last seen caught up (false: not a
+// follower this leader has heard from).
+func (l *Leader) CaughtUp(id int32) (time.Time, bool) {
+	f, ok := l.followers[id]
+	if !ok {
+		return time.Time{}, false
+	}
+	return f.lastCaughtUp, true
+}
+
 // Pending is the ISR change in flight, or nil.
 func (l *Leader) Pending() *ISRChange { return l.pending }
 

@@ -3,12 +3,12 @@ package replica
 import (
 	"errors"
 	"log/slog"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kvlog/kvlog/engine"
+	"github.com/kvlog/kvlog/internal/clock"
 )
 
 // ManagerConfig configures a Manager.
@@ -18,8 +18,10 @@ type ManagerConfig struct {
 	// SyncAlone is kvlog.fsync.acks.all: while a leader is alone in its
 	// ISR, its HW passes only fsynced offsets.
 	SyncAlone bool
-	Now       func() time.Time // nil: time.Now
-	Logger    *slog.Logger
+	// Clock gives the time (ISR lag) and runs the acks=all and parked
+	// fetch timeouts (nil: clock.Real).
+	Clock  clock.Clock
+	Logger *slog.Logger
 	// AroundTruncate, when set, gives each log's Options.AroundTruncate.
 	AroundTruncate func(l *engine.Log) func(truncate func() error) error
 	// GroupSync is how a group commit syncs the partitions waiting:
@@ -60,8 +62,8 @@ func NewManager(cfg ManagerConfig) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real
 	}
 	return &Manager{cfg: cfg, parts: map[*Partition]struct{}{}}
 }
@@ -85,7 +87,7 @@ func (m *Manager) Add(l *engine.Log) *Partition {
 func (m *Manager) LeadAlone(l *engine.Log, epoch int32) (*Partition, error) {
 	p := m.Add(l)
 	me := []int32{m.cfg.ID}
-	if _, err := p.MakeLeader(State{Leader: m.cfg.ID, LeaderEpoch: epoch, ISR: me, Replicas: me}, m.cfg.Now()); err != nil {
+	if _, err := p.MakeLeader(State{Leader: m.cfg.ID, LeaderEpoch: epoch, ISR: me, Replicas: me}, m.cfg.Clock.Now()); err != nil {
 		m.Remove(p)
 		return nil, err
 	}
@@ -262,7 +264,7 @@ func (m *Manager) AwaitAcks(waits []AckWait, timeout time.Duration, done func())
 		finished bool
 		complete = make([]bool, len(waits))
 		cancels  = make([]func() bool, len(waits))
-		timer    *time.Timer
+		stop     func() bool // the timeout's timer
 	)
 	finish := func(i int, err error) {
 		mu.Lock()
@@ -277,15 +279,15 @@ func (m *Manager) AwaitAcks(waits []AckWait, timeout time.Duration, done func())
 			return
 		}
 		finished = true
-		t := timer
+		st := stop
 		mu.Unlock()
-		if t != nil {
-			t.Stop()
+		if st != nil {
+			st()
 		}
 		done()
 	}
 	mu.Lock()
-	timer = time.AfterFunc(timeout, func() {
+	stop = clock.AfterFunc(m.cfg.Clock, timeout, func() {
 		mu.Lock()
 		if finished {
 			mu.Unlock()
@@ -315,7 +317,7 @@ func (m *Manager) AwaitAcks(waits []AckWait, timeout time.Duration, done func())
 // FollowerFetch records a follower's fetch on p (Partition.FollowerFetch)
 // and hands an ISR expansion to OnISRChange.
 func (m *Manager) FollowerFetch(p *Partition, replicaID int32, fetchOffset Offset, currentEpoch int32) (FollowerView, error) {
-	v, err := p.FollowerFetch(replicaID, fetchOffset, currentEpoch, m.cfg.Now())
+	v, err := p.FollowerFetch(replicaID, fetchOffset, currentEpoch, m.cfg.Clock.Now())
 	if err == nil && v.Expand != nil {
 		m.proposeISR(p, v.Expand)
 	}
@@ -325,7 +327,7 @@ func (m *Manager) FollowerFetch(p *Partition, replicaID int32, fetchOffset Offse
 // Tick checks every led partition for out-of-sync followers (ISR shrinks
 // go to OnISRChange).
 func (m *Manager) Tick() {
-	now := m.cfg.Now()
+	now := m.cfg.Clock.Now()
 	for _, p := range m.partitions() {
 		if ch := p.Tick(now); ch != nil {
 			m.proposeISR(p, ch)
@@ -356,7 +358,7 @@ type Watched struct {
 type parked struct {
 	fired atomic.Bool
 	parts []*Partition
-	timer *time.Timer
+	stop  func() bool // the deadline's timer
 	done  func(final bool)
 }
 
@@ -368,7 +370,7 @@ func (w *parked) fire(final bool) {
 		return
 	}
 	go func() {
-		w.timer.Stop()
+		w.stop()
 		for _, p := range w.parts {
 			p.unwatch(w)
 		}
@@ -385,9 +387,11 @@ func (m *Manager) Park(parts []Watched, wait time.Duration, done func(final bool
 	for i, pw := range parts {
 		w.parts[i] = pw.P
 	}
-	// Arm the timer only once w.timer is set (fire reads it).
-	w.timer = time.AfterFunc(time.Duration(math.MaxInt64), func() { w.fire(true) })
-	w.timer.Reset(wait)
+	// fire stops the deadline's timer: the timer's own firing waits until
+	// w.stop is set.
+	set := make(chan struct{})
+	w.stop = clock.AfterFunc(m.cfg.Clock, wait, func() { <-set; w.fire(true) })
+	close(set)
 	for _, pw := range parts {
 		pw.P.watch(w, pw.Follower)
 	}

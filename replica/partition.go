@@ -122,6 +122,17 @@ func (p *Partition) State() State {
 	return st
 }
 
+// FollowerCaughtUp is when this replica, leading, last saw follower id
+// caught up with its log (false: not leading, or not heard from id).
+func (p *Partition) FollowerCaughtUp(id int32) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.leader == nil {
+		return time.Time{}, false
+	}
+	return p.leader.CaughtUp(id)
+}
+
 // LeaderEpoch is the current leader epoch (-1 before any state).
 func (p *Partition) LeaderEpoch() int32 {
 	p.mu.Lock()

@@ -137,10 +137,12 @@
 // and of the accept loop end on a timer or on a stop channel, never by
 // polling, so tests drive them on a testing/synctest bubble's clock. The
 // failed-authentication delays (SASL and the HTTP listener's basic
-// authentication), the retry of a failed group coordinator load and
-// every wait of package cluster's membership run on the broker's clock
-// (Options.Clock, package clock's timers), so tests drive them with a
-// manual clock. Topic and configuration state are immutable snapshots
+// authentication), the retry of a failed group coordinator load, the
+// group and transaction coordinators' deadlines, the partition manager's
+// acks=all timeouts and parked fetches, the follower fetchers' and the
+// cleaner's back-offs and every wait of package cluster's membership run
+// on the broker's clock (Options.Clock, package clock's timers), so tests
+// drive them with a manual clock. Topic and configuration state are immutable snapshots
 // behind atomic pointers (Server.topics, Server.layers), replaced whole by
 // writers, so request paths take no server-wide lock.
 //

@@ -8,6 +8,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kvlog/kvlog/replica"
 )
 
 // TestFollowerFetchSessions: two brokers replicating 20 partitions to each
@@ -68,14 +70,49 @@ func TestFollowerFetchSessions(t *testing.T) {
 			}
 		}
 	}
-	// Idle for several lag windows (replica.lag.time.max.ms 2 s): the
-	// ISRs stay full.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if !fullISRs() {
-			t.Fatal("an ISR shrank while the followers were idle in their sessions")
+	// Idle: the followers send nothing new, and the leaders count the
+	// positions their sessions hold, so each follower is seen caught up
+	// again and again. Wait for that on every partition, two lag windows
+	// (replica.lag.time.max.ms 2 s) into the idle period; no ISR changed
+	// meanwhile (any change bumps the partition state's version).
+	type led struct {
+		p        *replica.Partition
+		follower int32
+		version  int32
+	}
+	var leds []led
+	for id, b := range c.brokers {
+		for p := range int32(20) {
+			rp := b.s.partition("fs", p).rep
+			if rp.Role() != replica.RoleLeader {
+				continue
+			}
+			st := rp.State()
+			for _, r := range st.Replicas {
+				if r != id {
+					leds = append(leds, led{rp, r, st.ZkVersion})
+				}
+			}
 		}
-		time.Sleep(250 * time.Millisecond)
+	}
+	if len(leds) != 20 {
+		t.Fatalf("%d led partitions with a follower, want 20", len(leds))
+	}
+	const lagMax = 2 * time.Second
+	idle := time.Now()
+	waitFor(t, 30*time.Second, "every follower seen caught up two lag windows into the idle period", func() bool {
+		for _, l := range leds {
+			if at, ok := l.p.FollowerCaughtUp(l.follower); !ok || at.Before(idle.Add(2*lagMax)) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, l := range leds {
+		if st := l.p.State(); len(st.ISR) != 2 || st.ZkVersion != l.version {
+			t.Fatalf("%s: ISR %v at version %d while the followers were idle in their sessions, was full at version %d",
+				l.p.Log().TopicPartition(), st.ISR, st.ZkVersion, l.version)
+		}
 	}
 	for id, b := range c.brokers {
 		if n := b.s.fetchSessions.Len(); n != 1 {

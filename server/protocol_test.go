@@ -10,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/internal/clock"
 )
 
 func createTopic(t *testing.T, b *testBroker, name string, partitions int32, configs map[string]*string) {
@@ -234,7 +236,8 @@ func TestFetchEncoding(t *testing.T) {
 // on the partition), not on a guessed delay; the connection's deadline
 // (dial) is only a hang guard.
 func TestLongPoll(t *testing.T) {
-	b := startBroker(t)
+	clk := clock.NewManual(time.Now()) // the parked fetches' deadlines run on it
+	b := startBrokerOpts(t, t.TempDir(), Options{Clock: clk})
 	createTopic(t, b, "poll", 1, nil)
 	c := b.dial(t)
 	fetch := func(corr int32, offset int64, wait int32) {
@@ -269,10 +272,19 @@ func TestLongPoll(t *testing.T) {
 		}
 		return resp
 	}
-	const forever = 10 * 60 * 1000 // MaxWait no test step outlasts: only an event answers
-	// Nothing arrives: the fetch parks; when its deadline fires it is
-	// answered, empty.
-	fetch(1, 0, 300)
+	const forever = 10 * 60 * 1000 // MaxWait the clock never reaches: only an event answers
+	// Nothing arrives: the fetch parks; when its deadline comes on the
+	// broker's clock (not before) it is answered, empty.
+	fetch(1, 0, 60_000) // longer than the connection's read deadline: only the clock answers it
+	waitParked(t, b, "poll", 0)
+	clk.Advance(time.Minute - time.Millisecond)
+	if !clk.AwaitCallbacks(10 * time.Second) {
+		t.Fatal("timer callbacks did not return")
+	}
+	if n := parkedFetches(b, "poll", 0); n != 1 {
+		t.Fatalf("%d fetches parked 1 ms before the MaxWait ends, want 1", n)
+	}
+	clk.Advance(time.Millisecond)
 	if resp := read(1); len(resp.Topics[0].Partitions[0].RecordBatches) != 0 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
 		t.Fatalf("expired long poll: %+v", resp.Topics[0].Partitions[0])
 	}
@@ -281,6 +293,8 @@ func TestLongPoll(t *testing.T) {
 	}
 	// A short MaxWait is answered by its own timer, empty.
 	fetch(2, 0, 10)
+	waitParked(t, b, "poll", 0)
+	clk.Advance(10 * time.Millisecond)
 	if resp := read(2); len(resp.Topics[0].Partitions[0].RecordBatches) != 0 {
 		t.Fatal("records in an empty partition")
 	}

@@ -9,6 +9,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
+
+	"github.com/kvlog/kvlog/internal/clock"
 )
 
 // TestControllerMutationQuota: controller_mutation_rate (KIP-599) on a
@@ -19,9 +21,10 @@ import (
 // while the bucket is below zero CreatePartitions and DeleteTopics are
 // refused too; ValidateOnly takes nothing; another client id is not
 // limited. A permissive client (CreateTopics v5) is never refused, only
-// throttled.
+// throttled. The broker runs on a manual clock that stands still: the
+// buckets do not refill during the test and the throttle times are exact.
 func TestControllerMutationQuota(t *testing.T) {
-	b := startBroker(t, "quota.window.num=2", "quota.window.size.seconds=10")
+	b := startBrokerOpts(t, t.TempDir(), Options{Clock: clock.NewManual(time.Now())}, "quota.window.num=2", "quota.window.size.seconds=10")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for _, client := range []string{"mut", "old"} {
@@ -72,8 +75,8 @@ func TestControllerMutationQuota(t *testing.T) {
 	if m := resp.Topics[2].ErrorMessage; m == nil || *m != "The throttling quota has been exceeded." {
 		t.Fatalf("c's message: %v", m)
 	}
-	if resp.ThrottleMillis < 15000 || resp.ThrottleMillis > 20000 {
-		t.Fatalf("throttle %d ms, want about 20 s (2 partitions below zero at 0.1/s)", resp.ThrottleMillis)
+	if resp.ThrottleMillis != 20000 {
+		t.Fatalf("throttle %d ms, want 20 s (2 partitions below zero at 0.1/s)", resp.ThrottleMillis)
 	}
 	if b.s.topic("c") != nil {
 		t.Fatal("the refused topic c exists")
@@ -114,8 +117,8 @@ func TestControllerMutationQuota(t *testing.T) {
 	}
 	// A permissive client (before CreateTopics v6) is throttled, not refused.
 	resp = create("old", false, "o1", "o2", "o3")
-	if got := codes(resp); resp.Version != 5 || got["o1"] != 0 || got["o2"] != 0 || got["o3"] != 0 || resp.ThrottleMillis < 30000 {
-		t.Fatalf("permissive creations (v%d) of 3 × 2 partitions: %v, throttle %d ms; want all created and about 40 s", resp.Version, got, resp.ThrottleMillis)
+	if got := codes(resp); resp.Version != 5 || got["o1"] != 0 || got["o2"] != 0 || got["o3"] != 0 || resp.ThrottleMillis != 40000 {
+		t.Fatalf("permissive creations (v%d) of 3 × 2 partitions: %v, throttle %d ms; want all created and 40 s (4 partitions below zero at 0.1/s)", resp.Version, got, resp.ThrottleMillis)
 	}
 }
 

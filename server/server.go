@@ -362,7 +362,7 @@ func (s *Server) replicaConfig() replica.ManagerConfig {
 		ID:             s.cfg.NodeID,
 		LagMax:         s.cfg.ReplicaLagTimeMax,
 		SyncAlone:      s.cfg.FsyncAcksAll,
-		Now:            s.clock.Now,
+		Clock:          s.clock,
 		Logger:         s.logger.With("component", "replica"),
 		AroundTruncate: s.aroundTruncate,
 	}

@@ -93,9 +93,10 @@ func TestFailedAuthenticationDelayOnTheClock(t *testing.T) {
 	// broker's shutdown: move the clock past any such timer first
 	// (cleanups run last registered first).
 	t.Cleanup(func() { clk.Advance(time.Hour) })
-	if n := clk.Waiters(); n != 0 {
-		t.Fatalf("%d timers on the clock before any authentication", n)
-	}
+	// Other timers are on the clock too (the coordinators' deadlines, the
+	// cleaner's back-off): the delay's is the one due delay after the
+	// failure (the clock stands still until then).
+	due := clk.Now().Add(delay)
 	c := b.dial(t)
 	hs := kmsg.NewPtrSASLHandshakeRequest()
 	hs.Version, hs.Mechanism = 1, "PLAIN"
@@ -107,12 +108,15 @@ func TestFailedAuthenticationDelayOnTheClock(t *testing.T) {
 	auth.Version, auth.SASLAuthBytes = 2, []byte("\x00alice\x00wrong")
 	c.send(auth, 2)
 
-	if !clk.AwaitWaiters(1, 10*time.Second) {
+	if !clk.AwaitDeadline(due, 10*time.Second) {
 		t.Fatal("the failed authentication set no timer on the broker's clock")
 	}
+	if n := timersDue(clk, due); n != 1 {
+		t.Fatalf("%d timers for the delay, want 1", n)
+	}
 	clk.Advance(delay - time.Nanosecond)
-	if n := clk.Waiters(); n != 1 {
-		t.Fatalf("%d timers pending just before the delay ends, want 1", n)
+	if n := timersDue(clk, due); n != 1 {
+		t.Fatalf("%d timers for the delay just before it ends, want 1", n)
 	}
 	clk.Advance(time.Nanosecond)
 	resp := c.recv(auth, 2).(*kmsg.SASLAuthenticateResponse)
@@ -120,9 +124,20 @@ func TestFailedAuthenticationDelayOnTheClock(t *testing.T) {
 		t.Fatalf("authentication answered %v, want SASL_AUTHENTICATION_FAILED", kerr.ErrorForCode(resp.ErrorCode))
 	}
 	c.expectClosed()
-	if n := clk.Waiters(); n != 0 {
-		t.Fatalf("%d timers left after the answer", n)
+	if n := timersDue(clk, due.Add(delay)); n != 0 {
+		t.Fatalf("%d more delays after the answer", n)
 	}
+}
+
+// timersDue is the number of timers on clk due at t.
+func timersDue(clk *clock.Manual, t time.Time) int {
+	n := 0
+	for _, d := range clk.Deadlines() {
+		if d.Equal(t) {
+			n++
+		}
+	}
+	return n
 }
 
 // TestHTTPAuthenticationDelayOnTheClock: a failed HTTP basic
@@ -139,6 +154,8 @@ func TestHTTPAuthenticationDelayOnTheClock(t *testing.T) {
 		"kvlog.http.auth=basic",
 		"connection.failed.authentication.delay.ms=5000")
 	t.Cleanup(func() { clk.Advance(time.Hour) }) // before the broker stops
+	// The delay's timer (others are on the clock too).
+	due := clk.Now().Add(delay)
 	h := b.s.httpSecure(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }))
 
 	serve := func(password string) chan *httptest.ResponseRecorder {
@@ -155,16 +172,16 @@ func TestHTTPAuthenticationDelayOnTheClock(t *testing.T) {
 	if rec := <-serve("alice-pw"); rec.Code != http.StatusOK {
 		t.Fatalf("right password: HTTP %d", rec.Code)
 	}
-	if n := clk.Waiters(); n != 0 {
-		t.Fatalf("%d timers on the clock after a successful authentication", n)
+	if n := timersDue(clk, due); n != 0 {
+		t.Fatalf("a successful authentication set %d delay timers", n)
 	}
 	res := serve("wrong")
-	if !clk.AwaitWaiters(1, 10*time.Second) {
+	if !clk.AwaitDeadline(due, 10*time.Second) {
 		t.Fatal("the failed authentication set no timer on the broker's clock")
 	}
 	clk.Advance(delay - time.Nanosecond)
-	if n := clk.Waiters(); n != 1 {
-		t.Fatalf("%d timers pending just before the delay ends, want 1", n)
+	if n := timersDue(clk, due); n != 1 {
+		t.Fatalf("%d timers for the delay just before it ends, want 1", n)
 	}
 	clk.Advance(time.Nanosecond)
 	select {

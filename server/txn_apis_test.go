@@ -11,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/internal/clock"
 )
 
 // TestGroupTransactSessionInProcess: franz-go's consume-transform-produce
@@ -294,12 +296,20 @@ func fetchOffset(t *testing.T, b *testBroker, requireStable bool) (int64, int16)
 }
 
 // TestTxnTimeoutAndExpiration: a transaction left open past its
-// transaction.timeout.ms is aborted by the coordinator (the epoch bumped,
-// the partition's last stable offset released, nothing visible under
-// read_committed), and an idle transactional id is forgotten after
-// transactional.id.expiration.ms.
+// transaction.timeout.ms is aborted by the coordinator at its first check
+// past the timeout (the epoch bumped, the partition's last stable offset
+// released, nothing visible under read_committed), and an idle
+// transactional id is forgotten after transactional.id.expiration.ms. The
+// broker runs on a manual clock: the coordinator's timers fire when the
+// test moves it, not before.
 func TestTxnTimeoutAndExpiration(t *testing.T) {
-	b := startBroker(t, "transaction.state.log.num.partitions=2",
+	clk := clock.NewManual(time.Now())
+	const (
+		txnTimeout = 500 * time.Millisecond
+		interval   = 100 * time.Millisecond // both cleanup intervals
+		expiration = 1500 * time.Millisecond
+	)
+	b := startBrokerOpts(t, t.TempDir(), Options{Clock: clk}, "transaction.state.log.num.partitions=2",
 		"transaction.abort.timed.out.transaction.cleanup.interval.ms=100",
 		"transaction.remove.expired.transaction.cleanup.interval.ms=100",
 		"transactional.id.expiration.ms=1500")
@@ -308,7 +318,14 @@ func TestTxnTimeoutAndExpiration(t *testing.T) {
 	if _, err := b.admin(t).CreateTopic(ctx, 1, 1, nil, "slow"); err != nil {
 		t.Fatal(err)
 	}
-	prod := b.client(t, kgo.TransactionalID("slow-app"), kgo.DefaultProduceTopic("slow"), kgo.TransactionTimeout(500*time.Millisecond))
+	advance := func(d time.Duration) {
+		t.Helper()
+		clk.Advance(d)
+		if !clk.AwaitCallbacks(10 * time.Second) {
+			t.Fatal("the coordinator's timer callbacks did not return")
+		}
+	}
+	prod := b.client(t, kgo.TransactionalID("slow-app"), kgo.DefaultProduceTopic("slow"), kgo.TransactionTimeout(txnTimeout))
 	if err := prod.BeginTransaction(); err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +336,15 @@ func TestTxnTimeoutAndExpiration(t *testing.T) {
 	if err != nil || first.State.String() != "Ongoing" {
 		t.Fatalf("after the produce: %+v %v", first, err)
 	}
-	// Aborted by the coordinator: CompleteAbort at a bumped epoch.
+	// The checks run every interval; the one just before the timeout
+	// leaves the transaction alone, the next aborts it.
+	advance(txnTimeout - time.Millisecond)
+	if d, err := b.s.txns.Describe("slow-app"); err != nil || d.State.String() != "Ongoing" {
+		t.Fatalf("1 ms before the timeout: %+v %v", d, err)
+	}
+	advance(interval)
+	// Aborted by the coordinator: CompleteAbort at a bumped epoch once the
+	// markers are written.
 	l := b.s.topic("slow").parts[0].log
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -327,32 +352,42 @@ func TestTxnTimeoutAndExpiration(t *testing.T) {
 		if err == nil && d.State.String() == "CompleteAbort" && d.ProducerEpoch > first.ProducerEpoch && l.LastStableOffset() == l.LogEndOffset() {
 			break
 		}
-		if time.Now().After(deadline) {
+		if d.State.String() == "Ongoing" || time.Now().After(deadline) {
 			t.Fatalf("the timed-out transaction was not aborted: %+v %v, LSO %d LEO %d", d, err, l.LastStableOffset(), l.LogEndOffset())
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(time.Millisecond) // bounded poll for the markers to be written
 	}
 	// The client's commit fails: its transaction is gone.
 	if err := prod.EndTransaction(ctx, kgo.TryCommit); err == nil {
 		t.Fatal("committing a transaction the coordinator aborted succeeded")
 	}
-	cons := b.client(t, kgo.ConsumeTopics("slow"), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	pctx, pcancel := context.WithTimeout(ctx, time.Second)
-	if fs := cons.PollFetches(pctx); fs.NumRecords() != 0 {
-		t.Fatalf("read_committed read %d records of an aborted transaction", fs.NumRecords())
+	// A record written after the abort: a read_committed consumer reads in
+	// offset order, so once it has it, it has passed the aborted one.
+	if err := b.client(t, kgo.DefaultProduceTopic("slow")).ProduceSync(ctx, &kgo.Record{Value: []byte("after")}).FirstErr(); err != nil {
+		t.Fatal(err)
 	}
-	pcancel()
-	// Idle, the id expires.
+	cons := b.client(t, kgo.ConsumeTopics("slow"), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var read []string
+	for len(read) == 0 || read[len(read)-1] != "after" {
+		fs := cons.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("read_committed after reading %q: %v", read, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { read = append(read, string(r.Value)) })
+	}
+	if len(read) != 1 {
+		t.Fatalf("read_committed read %q: the aborted transaction's record is visible", read)
+	}
+	// Idle, the id expires once the expiration has passed since its last
+	// update (the abort), at the next check.
 	prod.Close()
-	deadline = time.Now().Add(20 * time.Second)
-	for {
-		if _, err := b.s.txns.Describe("slow-app"); err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the idle transactional id did not expire")
-		}
-		time.Sleep(20 * time.Millisecond)
+	advance(expiration - interval)
+	if _, err := b.s.txns.Describe("slow-app"); err != nil {
+		t.Fatalf("expired before transactional.id.expiration.ms: %v", err)
+	}
+	advance(2 * interval)
+	if _, err := b.s.txns.Describe("slow-app"); err == nil {
+		t.Fatal("the idle transactional id did not expire")
 	}
 }
 

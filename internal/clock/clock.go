@@ -7,7 +7,9 @@
 // they are the time package's timers; on a Manual clock they fire when
 // Advance or Set moves the clock past their deadline, so a test decides
 // exactly when a retry's backoff or a delayed answer ends, and can see
-// that nothing waits (Manual.Waiters, Manual.AwaitWaiters).
+// that nothing waits (Manual.Waiters, Manual.AwaitWaiters, with their
+// deadlines: Manual.Deadlines, Manual.AwaitDeadline) and that what a timer
+// started is over (Manual.AwaitCallbacks).
 package clock
 
 import (
@@ -62,6 +64,28 @@ func AfterFunc(c Clock, d time.Duration, f func()) (stop func() bool) {
 	return time.AfterFunc(d, f).Stop
 }
 
+// Timer is a one-shot timer on a Clock: C receives the clock's time once
+// its duration has passed, unless Stop came first.
+type Timer struct {
+	C    <-chan time.Time
+	stop func() bool
+}
+
+// NewTimer starts a Timer for d on c (the time package's timer when c has
+// no timers of its own).
+func NewTimer(c Clock, d time.Duration) *Timer {
+	if _, ok := c.(Timers); !ok || c == Real {
+		t := time.NewTimer(d)
+		return &Timer{C: t.C, stop: t.Stop}
+	}
+	ch := make(chan time.Time, 1)
+	stop := AfterFunc(c, d, func() { ch <- c.Now() })
+	return &Timer{C: ch, stop: stop}
+}
+
+// Stop cancels the timer and reports whether it did so before it fired.
+func (t *Timer) Stop() bool { return t.stop() }
+
 // Sleep waits until d has passed on c or ctx is done, and reports whether
 // the whole wait passed (false: ctx ended it, and its timer is stopped).
 func Sleep(ctx context.Context, c Clock, d time.Duration) bool {
@@ -86,7 +110,8 @@ type Manual struct {
 	mu      sync.Mutex
 	now     time.Time
 	waiters []*waiter
-	changed chan struct{} // closed and replaced when waiters change
+	running int           // AfterFunc callbacks started and not returned
+	changed chan struct{} // closed and replaced when waiters or running change
 }
 
 // waiter is a timer set on a Manual clock: ch receives the time, or f
@@ -132,7 +157,7 @@ func (m *Manual) After(d time.Duration) <-chan time.Time {
 }
 
 // AfterFunc calls f on its own goroutine once the clock has moved d past
-// now.
+// now (AwaitCallbacks waits for it to return).
 func (m *Manual) AfterFunc(d time.Duration, f func()) (stop func() bool) {
 	w := &waiter{f: f}
 	m.add(w, d)
@@ -169,7 +194,8 @@ func (m *Manual) fireLocked() {
 		if w.ch != nil {
 			w.ch <- m.now
 		} else {
-			go w.f()
+			m.running++
+			go m.call(w.f)
 		}
 		n++
 	}
@@ -177,6 +203,17 @@ func (m *Manual) fireLocked() {
 		m.waiters = append(m.waiters[:0], m.waiters[n:]...)
 		m.notifyLocked()
 	}
+}
+
+// call runs an AfterFunc callback and counts it returned.
+func (m *Manual) call(f func()) {
+	defer func() {
+		m.mu.Lock()
+		m.running--
+		m.notifyLocked()
+		m.mu.Unlock()
+	}()
+	f()
 }
 
 func (m *Manual) notifyLocked() {
@@ -198,11 +235,51 @@ func (m *Manual) Waiters() int {
 // passes in real time; it reports whether n were reached. Tests use it to
 // know that the code under test is waiting before they move the clock.
 func (m *Manual) AwaitWaiters(n int, timeout time.Duration) bool {
+	return m.await(func() bool { return len(m.waiters) >= n }, timeout)
+}
+
+// Deadlines lists when the timers set on the clock fire, earliest first
+// (a test tells its timer from others set meanwhile by its deadline).
+func (m *Manual) Deadlines() []time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]time.Time, 0, len(m.waiters))
+	for _, w := range m.waiters {
+		out = append(out, w.deadline)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Before(out[j]) })
+	return out
+}
+
+// AwaitDeadline waits until a timer due at t is set on the clock, or
+// timeout passes in real time; it reports whether one was.
+func (m *Manual) AwaitDeadline(t time.Time, timeout time.Duration) bool {
+	return m.await(func() bool {
+		for _, w := range m.waiters {
+			if w.deadline.Equal(t) {
+				return true
+			}
+		}
+		return false
+	}, timeout)
+}
+
+// AwaitCallbacks waits until every AfterFunc callback that Advance or Set
+// started has returned, or timeout passes in real time; it reports whether
+// they had. Tests use it after moving the clock to know that what the
+// timers it fired did is done (a callback that sets a new timer counts as
+// returned once it has set it).
+func (m *Manual) AwaitCallbacks(timeout time.Duration) bool {
+	return m.await(func() bool { return m.running == 0 }, timeout)
+}
+
+// await waits until cond (called with mu held) holds or timeout passes.
+func (m *Manual) await(cond func() bool, timeout time.Duration) bool {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		m.mu.Lock()
-		if len(m.waiters) >= n {
+		if cond() {
 			m.mu.Unlock()
 			return true
 		}

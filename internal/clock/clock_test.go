@@ -79,3 +79,65 @@ func TestRealClockTimers(t *testing.T) {
 	AfterFunc(Real, time.Millisecond, func() { close(fired) })
 	<-fired
 }
+
+func TestTimerOnManualClock(t *testing.T) {
+	m := NewManual(time.Unix(0, 0))
+	tm := NewTimer(m, time.Second)
+	m.Advance(time.Second - time.Nanosecond)
+	if !m.AwaitCallbacks(10 * time.Second) {
+		t.Fatal("callbacks still running")
+	}
+	select {
+	case <-tm.C:
+		t.Fatal("timer fired before its deadline")
+	default:
+	}
+	m.Advance(time.Nanosecond)
+	if got := <-tm.C; !got.Equal(time.Unix(1, 0)) {
+		t.Fatalf("timer delivered %v", got)
+	}
+	if tm.Stop() {
+		t.Fatal("stop of a fired timer reported true")
+	}
+	tm = NewTimer(m, time.Second)
+	if !tm.Stop() || m.Waiters() != 0 {
+		t.Fatalf("stop of a pending timer: %d waiters left", m.Waiters())
+	}
+	rt := NewTimer(Real, time.Millisecond)
+	<-rt.C
+}
+
+func TestAwaitCallbacksWaitsForFiredCallbacks(t *testing.T) {
+	m := NewManual(time.Unix(0, 0))
+	release := make(chan struct{})
+	var done bool
+	m.AfterFunc(time.Second, func() { <-release; done = true })
+	if !m.AwaitCallbacks(10 * time.Second) {
+		t.Fatal("a callback not yet due counted as running")
+	}
+	m.Advance(time.Second)
+	if m.AwaitCallbacks(time.Millisecond) {
+		t.Fatal("AwaitCallbacks returned while the callback blocks")
+	}
+	close(release)
+	if !m.AwaitCallbacks(10*time.Second) || !done {
+		t.Fatal("the callback did not return")
+	}
+}
+
+func TestManualDeadlines(t *testing.T) {
+	m := NewManual(time.Unix(0, 0))
+	m.After(2 * time.Second)
+	stop := m.AfterFunc(time.Second, func() {})
+	want := []time.Time{time.Unix(1, 0), time.Unix(2, 0)}
+	if got := m.Deadlines(); len(got) != 2 || !got[0].Equal(want[0]) || !got[1].Equal(want[1]) {
+		t.Fatalf("deadlines %v, want %v", got, want)
+	}
+	if !m.AwaitDeadline(time.Unix(2, 0), 10*time.Second) {
+		t.Fatal("AwaitDeadline missed a set timer")
+	}
+	stop()
+	if m.AwaitDeadline(time.Unix(1, 0), time.Millisecond) {
+		t.Fatal("AwaitDeadline found a stopped timer")
+	}
+}

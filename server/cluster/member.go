@@ -138,6 +138,7 @@ func (m *Member) Start(a StartArgs) error {
 		RequestTimeout:    b.ReplicaSocketTimeout,
 		Logger:            m.cfg.Logger,
 		Dialer:            a.Dialer,
+		Clock:             m.clk,
 	})
 	reg := zkstore.Broker{ID: b.NodeID, Endpoints: a.Endpoints, Protocols: a.Protocols}
 	epoch, err := m.zk.RegisterBroker(reg)

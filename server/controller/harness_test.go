@@ -265,6 +265,7 @@ func parseReplicas(s string) []int32 {
 //	unclean t on|off            unclean.leader.election.enable of t
 //	rebalance on                auto.leader.rebalance.enable for controllers started later
 //	advance 5m                  fake time moves
+//	zk-fail 1 2                 broker 1's next 2 reads of /controller fail
 //	watches 1                   broker 1's outstanding watches by path
 //	states                      every partition state
 //	store                       the partition-state batches the controllers read
@@ -388,6 +389,15 @@ func (h *harness) command(cmd string, f []string) []string {
 		for _, s := range f[1:] {
 			h.startController(h.broker(s))
 		}
+	case "zk-fail":
+		b := h.broker(f[1])
+		n, err := strconv.Atoi(f[2])
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		h.zk.mu.Lock()
+		b.sess.failReads = n
+		h.zk.mu.Unlock()
 	case "shutdown":
 		id := h.id(f[1])
 		call := &shutdownCall{broker: id, via: h.zk.controllerID(), done: make(chan struct{})}

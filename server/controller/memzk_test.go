@@ -73,6 +73,9 @@ type memSession struct {
 	hold      bool
 	held      []func() // notifications held back, in order
 	closed    bool
+	// failReads is how many more ControllerID reads fail (ZooKeeper
+	// unreachable).
+	failReads int
 }
 
 var _ Store = (*memSession)(nil)
@@ -464,6 +467,10 @@ func (s *memSession) ControllerID() (int32, <-chan zk.Event, error) {
 	defer s.zk.mu.Unlock()
 	if s.closed {
 		return 0, nil, zk.ErrClosing
+	}
+	if s.failReads > 0 {
+		s.failReads--
+		return 0, nil, zk.ErrConnectionClosed
 	}
 	if n, ok := s.zk.nodes[pathController]; ok {
 		return n.data.(int32), s.watch(pathController, watchData), nil

@@ -76,8 +76,8 @@ type shard struct {
 	core    *core // nil: not loaded here
 	loading bool
 	closed  bool
-	timer   *time.Timer
-	armed   time.Time // when timer fires (zero: not armed)
+	stop    func() bool // cancels the timer set on the clock (nil: none)
+	armed   time.Time   // when timer fires (zero: not armed)
 }
 
 // New returns a coordinator with no partition loaded.
@@ -213,8 +213,9 @@ func (s *shard) unload(closing bool) {
 		effects, _ = s.core.takeEffects()
 		s.core = nil
 	}
-	if s.timer != nil {
-		s.timer.Stop()
+	if s.stop != nil {
+		s.stop()
+		s.stop = nil
 		s.armed = time.Time{}
 	}
 	s.mu.Unlock()
@@ -288,12 +289,10 @@ func (s *shard) arm(now time.Time) {
 		return // nothing due, or the timer fires earlier anyway
 	}
 	s.armed = wake
-	d := max(wake.Sub(now), 0)
-	if s.timer == nil {
-		s.timer = time.AfterFunc(d, s.fire)
-	} else {
-		s.timer.Reset(d)
+	if s.stop != nil {
+		s.stop()
 	}
+	s.stop = clock.AfterFunc(s.co.clock, max(wake.Sub(now), 0), s.fire)
 }
 
 // fire runs the deadlines that are due.
@@ -301,14 +300,6 @@ func (s *shard) fire() {
 	s.run(func(*core, time.Time) {
 		s.armed = time.Time{} // run re-arms for what remains
 	})
-}
-
-// tickAll processes due deadlines on every shard now (tests, with a
-// manual clock).
-func (co *Coordinator) tickAll() {
-	for _, s := range co.shards {
-		s.run(func(*core, time.Time) {})
-	}
 }
 
 func wrapSync(err error) error {

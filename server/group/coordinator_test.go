@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/kvlog/kvlog/internal/clock"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -149,6 +151,64 @@ func testCoordinatorTimersAndRestart(t *testing.T) {
 	list, err := co2.List()
 	if err != nil || len(list) != 1 || list[0].Group != "g" {
 		t.Fatalf("list: %+v %v", list, err)
+	}
+}
+
+// The shards' timers run on the coordinator's clock: on a manual clock the
+// initial rebalance delay and a session end exactly when the clock reaches
+// them, and not before.
+func TestCoordinatorTimersOnManualClock(t *testing.T) {
+	clk := clock.NewManual(t0)
+	cfg := DefaultConfig()
+	cfg.Partitions = 1
+	cfg.InitialRebalanceDelay = 3 * time.Second
+	co, err := New(cfg, newMemStore(), Options{Logger: testLogger(), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := co.LoadAll(); err != nil {
+		t.Fatal(err)
+	}
+	defer co.Close()
+	step := func(d time.Duration) {
+		t.Helper()
+		clk.Advance(d)
+		if !clk.AwaitCallbacks(10 * time.Second) {
+			t.Fatal("the coordinator's timer callback did not return")
+		}
+	}
+	got := make(chan JoinResult, 1)
+	req := joinReq("")
+	req.SessionTimeout = 10 * time.Second
+	co.Join(req, func(r JoinResult) { got <- r })
+	step(cfg.InitialRebalanceDelay - time.Nanosecond)
+	select {
+	case r := <-got:
+		t.Fatalf("join answered before the initial rebalance delay: %+v", r)
+	default:
+	}
+	step(time.Nanosecond)
+	var r JoinResult
+	select {
+	case r = <-got:
+	default:
+		t.Fatal("join not answered at the end of the initial rebalance delay")
+	}
+	if r.Err != nil || r.Generation != 1 {
+		t.Fatalf("join: %+v", r)
+	}
+	synced := make(chan SyncResult, 1)
+	co.Sync(SyncRequest{Group: "g", MemberID: r.MemberID, Generation: 1, Assignments: map[string][]byte{r.MemberID: {1}}}, func(s SyncResult) { synced <- s })
+	if s := <-synced; s.Err != nil {
+		t.Fatalf("sync: %+v", s)
+	}
+	step(req.SessionTimeout - time.Nanosecond)
+	if d, _ := co.Describe("g"); d.State != Stable || len(d.Members) != 1 {
+		t.Fatalf("just before the session ends: %s with %d members", d.State, len(d.Members))
+	}
+	step(time.Nanosecond)
+	if d, _ := co.Describe("g"); d.State != Empty {
+		t.Fatalf("at the end of the session: %s with %d members", d.State, len(d.Members))
 	}
 }
 

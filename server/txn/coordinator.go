@@ -74,7 +74,7 @@ type shard struct {
 	core    *core
 	loading bool
 	closed  bool
-	timer   *time.Timer
+	stop    func() bool // cancels the timer set on the clock (nil: none)
 	armed   time.Time
 }
 
@@ -215,8 +215,9 @@ func (s *shard) unload(closing bool) {
 		s.closed = true
 	}
 	answers := s.dropCore()
-	if s.timer != nil {
-		s.timer.Stop()
+	if s.stop != nil {
+		s.stop()
+		s.stop = nil
 		s.armed = time.Time{}
 	}
 	s.mu.Unlock()
@@ -323,24 +324,14 @@ func (s *shard) arm(now time.Time) {
 		return
 	}
 	s.armed = wake
-	d := max(wake.Sub(now), 0)
-	if s.timer == nil {
-		s.timer = time.AfterFunc(d, s.fire)
-	} else {
-		s.timer.Reset(d)
+	if s.stop != nil {
+		s.stop()
 	}
+	s.stop = clock.AfterFunc(s.co.clock, max(wake.Sub(now), 0), s.fire)
 }
 
 func (s *shard) fire() {
 	s.run(func(*core, time.Time) { s.armed = time.Time{} })
-}
-
-// Tick processes due deadlines on every loaded shard now (tests, with a
-// manual clock).
-func (co *Coordinator) Tick() {
-	for _, s := range co.shards {
-		s.run(func(*core, time.Time) {})
-	}
 }
 
 // ---- the API the broker's handlers call ----

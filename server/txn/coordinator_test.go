@@ -192,13 +192,11 @@ func TestTimeoutAbortsTransaction(t *testing.T) {
 	if err := h.add("app", pe, tp("a", 0)); err != nil {
 		t.Fatal(err)
 	}
-	h.clock.Advance(4 * time.Second)
-	h.co.Tick()
+	h.advance(4 * time.Second)
 	if s := h.state("app"); s != Ongoing {
 		t.Fatalf("before the timeout: %s", s)
 	}
-	h.clock.Advance(cfg.AbortTimedOutInterval)
-	h.co.Tick()
+	h.advance(cfg.AbortTimedOutInterval)
 	if s := h.state("app"); s != PrepareAbort {
 		t.Fatalf("after the timeout: %s", s)
 	}
@@ -226,8 +224,7 @@ func TestTransactionalIDExpires(t *testing.T) {
 	if err := h.add("busy", busy, tp("a", 0)); err != nil {
 		t.Fatal(err)
 	}
-	h.clock.Advance(cfg.IDExpiration + cfg.RemoveExpiredInterval)
-	h.co.Tick()
+	h.advance(cfg.IDExpiration + cfg.RemoveExpiredInterval)
 	if _, err := h.co.Describe("idle"); !errors.Is(err, ErrTransactionalIDNotFound) {
 		t.Fatalf("expired id: %v", err)
 	}
@@ -274,8 +271,7 @@ func TestMarkerErrors(t *testing.T) {
 		t.Fatalf("first round %d requests, state %s", len(sent), h.state("app"))
 	}
 	for i := 0; i < 2; i++ {
-		h.clock.Advance(cfg.MarkerRetryBackoff)
-		h.co.Tick()
+		h.advance(cfg.MarkerRetryBackoff)
 		sent = h.deliver()
 		if len(sent) != 1 || !slices.Equal(sent[0].Partitions, []TopicPartition{tp("slow", 0)}) {
 			t.Fatalf("retry %d: %+v", i, sent)
@@ -295,8 +291,7 @@ func TestMarkerErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.deliver()
-	h.clock.Advance(time.Minute)
-	h.co.Tick()
+	h.advance(time.Minute)
 	if sent := h.deliver(); len(sent) != 0 || h.state("app") != PrepareAbort {
 		t.Fatalf("after a fenced marker: %d requests, state %s", len(sent), h.state("app"))
 	}
@@ -500,13 +495,11 @@ func TestAddPartitionsWaitsForCompletion(t *testing.T) {
 	}
 	res, called = nil, 0
 	addAsync(tp("c", 0))
-	h.clock.Advance(completionWait - time.Millisecond)
-	h.co.Tick()
+	h.advance(completionWait - time.Millisecond)
 	if called != 0 {
 		t.Fatalf("answered before the wait was over: %v", res)
 	}
-	h.clock.Advance(time.Millisecond)
-	h.co.Tick()
+	h.advance(time.Millisecond)
 	if called != 1 || !errors.Is(res[0], ErrConcurrentTransactions) {
 		t.Fatalf("after the wait: answered %d times, %v", called, res)
 	}

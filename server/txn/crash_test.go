@@ -199,8 +199,7 @@ func (r *crashRun) script() {
 		if i == 20 {
 			r.t.Fatal("the timed-out transaction was never aborted")
 		}
-		r.clock.Advance(r.cfg.AbortTimedOutInterval * 7)
-		r.co.Tick()
+		r.advance(r.cfg.AbortTimedOutInterval * 7)
 		r.settle()
 		if d, err := r.co.Describe("app"); err == nil && d.State == CompleteAbort {
 			break

@@ -188,6 +188,16 @@ func (h *harness) start(cfg Config) {
 	h.t.Cleanup(co.Close)
 }
 
+// advance moves the clock by d and waits for what the coordinator's timers
+// it fired did (a marker request queued, an answer given).
+func (h *harness) advance(d time.Duration) {
+	h.t.Helper()
+	h.clock.Advance(d)
+	if !h.clock.AwaitCallbacks(10 * time.Second) {
+		h.t.Fatal("the coordinator's timer callbacks did not return")
+	}
+}
+
 // deliver answers every queued marker request (through h.write) and
 // returns them; repeated until none is queued (answers may send more).
 func (h *harness) deliver() []*MarkerRequest {
