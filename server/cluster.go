@@ -221,7 +221,7 @@ func (c *cluster) followerLag() int64 {
 	var lag int64
 	for _, t := range c.s.topics.Load().byName {
 		for _, p := range t.parts {
-			if p.rep == nil || p.rep.Role() != replica.RoleFollower {
+			if p.role() != replica.RoleFollower {
 				continue
 			}
 			if d := int64(p.log.HighWatermark()) - int64(p.log.LogEndOffset()); d > 0 {

@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -102,11 +100,9 @@ func (s *Server) segmentCount(topic string, partition int32) (int, bool) {
 	return p.log.SegmentCount(), true
 }
 
-// leads says whether this broker serves p's writes: every hosted
-// partition on a single node, the partitions it leads in a cluster.
-func leads(p *partition) bool {
-	return p != nil && p.log != nil && (p.rep == nil || p.rep.Role() == replica.RoleLeader)
-}
+// leads says whether this broker serves p's writes (on a single node it
+// leads every partition it hosts).
+func leads(p *partition) bool { return p.role() == replica.RoleLeader }
 
 // consoleTraffic is every topic's high watermark summed over the
 // partitions this broker leads, and the bytes consumers fetched from it
@@ -114,19 +110,7 @@ func leads(p *partition) bool {
 func (s *Server) consoleTraffic() []console.TopicTraffic {
 	out := map[string]int64{}
 	if s.metrics != nil {
-		ch := make(chan prometheus.Metric, 64)
-		go func() { s.metrics.op.bytesOut.Collect(ch); close(ch) }()
-		for m := range ch {
-			var d dto.Metric
-			if m.Write(&d) != nil || d.Counter == nil {
-				continue
-			}
-			for _, l := range d.Label {
-				if l.GetName() == "topic" {
-					out[l.GetValue()] = int64(d.Counter.GetValue())
-				}
-			}
-		}
+		out = s.metrics.TopicBytesOut()
 	}
 	var tt []console.TopicTraffic
 	for _, t := range s.sortedTopics() {
@@ -142,26 +126,20 @@ func (s *Server) consoleTraffic() []console.TopicTraffic {
 }
 
 // consoleGroupLags is the total lag of every group this broker
-// coordinates, computed as kvlog_group_lag is (committed offsets against
+// coordinates, as kvlog_group_lag counts it (committed offsets against
 // the high watermarks of the partitions this broker leads).
 func (s *Server) consoleGroupLags() map[string]int64 {
-	if s.groups == nil {
+	g := metricsSource{s}.Groups()
+	if g == nil {
 		return nil
 	}
-	listing, _ := s.groups.List() // partial while a partition loads
-	lags := make(map[string]int64, len(listing))
-	for _, g := range listing {
-		offsets, err := s.groups.FetchOffsets(g.Group, nil)
-		if err != nil {
-			continue
-		}
+	lags := make(map[string]int64, len(g.Lags))
+	for name, pl := range g.Lags {
 		var total int64
-		for _, o := range offsets {
-			if p := s.partition(o.Topic, o.Partition); leads(p) && o.Offset >= 0 {
-				total += max(int64(p.log.HighWatermark())-o.Offset, 0)
-			}
+		for _, l := range pl {
+			total += l.Lag
 		}
-		lags[g.Group] = total
+		lags[name] = total
 	}
 	return lags
 }

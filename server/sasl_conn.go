@@ -176,7 +176,7 @@ func (c *conn) authToken(token []byte) (resp []byte, done bool, err error) {
 		a.expiry = time.Now().Add(d)
 	}
 	c.setPrincipal(principal)
-	c.s.metrics.authentications.WithLabelValues(c.l.name, a.mechanism, "success").Inc()
+	c.s.metrics.Authentications.WithLabelValues(c.l.name, a.mechanism, "success").Inc()
 	return resp, true, nil
 }
 
@@ -204,7 +204,7 @@ func (c *conn) authFailed(r *request, res result, err error) {
 	}
 	c.s.logger.Info("SASL authentication failed; closing connection", "listener", c.l.name, "remote", c.remote,
 		"mechanism", mech, "user", user, "reason", err)
-	c.s.metrics.authentications.WithLabelValues(c.l.name, mech, "failure").Inc()
+	c.s.metrics.Authentications.WithLabelValues(c.l.name, mech, "failure").Inc()
 	c.stopReading()
 	res.closeAfter = true
 	clock.AfterFunc(c.s.clock, delay, func() { r.finish(res) })

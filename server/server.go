@@ -28,6 +28,7 @@ import (
 	"github.com/kvlog/kvlog/server/fetchsession"
 	"github.com/kvlog/kvlog/server/group"
 	"github.com/kvlog/kvlog/server/metastore"
+	"github.com/kvlog/kvlog/server/metrics"
 	"github.com/kvlog/kvlog/server/txn"
 
 	"github.com/kvlog/kvlog/server/config"
@@ -100,7 +101,7 @@ type Server struct {
 	// view gives the current metadata view (Metadata, partition errors).
 	view func() metadataView
 
-	metrics  *metrics
+	metrics  *metrics.Metrics
 	registry *prometheus.Registry
 
 	// requestHook, when set (tests), sees every request before its handler
@@ -166,12 +167,23 @@ type topic struct {
 
 // partition is one partition of a topic. log and rep are set together
 // when this broker hosts a replica of it (a single node hosts every
-// partition whose log could be opened, as its leader); otherwise both are
-// nil and Server.partition does not return it.
+// partition whose log could be opened, as its leader: Server.leadAlone);
+// otherwise both are nil and Server.partition does not return it. So
+// "has no replica" means "not hosted here" in both modes, never "single
+// node": the request paths ask role, not which mode runs.
 type partition struct {
 	tp  engine.TopicPartition
 	log *engine.Log
 	rep *replica.Partition // role, leader epoch, ISR, HW (replica.Manager)
+}
+
+// role is this broker's role for p: replica.RoleNone when it hosts no
+// replica of it (p nil, or not hosted).
+func (p *partition) role() replica.Role {
+	if p == nil || p.rep == nil {
+		return replica.RoleNone
+	}
+	return p.rep.Role()
 }
 
 // New binds every listener, locks the log dirs, opens the metadata store
@@ -293,7 +305,7 @@ func New(cfg *config.Broker, opts Options) (_ *Server, err error) {
 	}
 	undo.push(s.txns.Close)
 	s.metrics = newMetrics(s)
-	if err := s.metrics.register(s.registry); err != nil {
+	if err := s.metrics.Register(s.registry); err != nil {
 		return nil, err
 	}
 	if err := s.initSecurity(); err != nil {
@@ -658,7 +670,7 @@ func (s *Server) acceptLoop(l *listener) {
 				return
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.metrics.acceptErrors.WithLabelValues(l.name).Inc()
+			s.metrics.AcceptErrors.WithLabelValues(l.name).Inc()
 			if now := time.Now(); now.Sub(lastLog) >= acceptLogEvery {
 				s.logger.Error("accept failed; retrying with back-off", "listener", l.name, "err", err,
 					"retry_in", backoff, "suppressed_since_last_log", suppressed)
@@ -679,7 +691,7 @@ func (s *Server) acceptLoop(l *listener) {
 		}
 		if reason := s.refuseLocked(ip); reason != "" {
 			s.lnMu.Unlock()
-			s.metrics.connectionsRefused.WithLabelValues(reason).Inc()
+			s.metrics.ConnectionsRefused.WithLabelValues(reason).Inc()
 			s.logger.Debug("connection limit reached; closing new connection", "limit", reason, "remote", nc.RemoteAddr().String())
 			nc.Close()
 			continue
@@ -687,7 +699,7 @@ func (s *Server) acceptLoop(l *listener) {
 		pause, refuse := s.quotas.acceptThrottle(ip)
 		if refuse {
 			s.lnMu.Unlock()
-			s.metrics.connectionsRefused.WithLabelValues("connection_creation_rate").Inc()
+			s.metrics.ConnectionsRefused.WithLabelValues("connection_creation_rate").Inc()
 			s.logger.Debug("connection creation rate of the address exceeded; closing new connection", "remote", nc.RemoteAddr().String())
 			nc.Close()
 			continue
@@ -697,7 +709,7 @@ func (s *Server) acceptLoop(l *listener) {
 		s.connsByIP[c.ip]++
 		s.connWG.Add(1)
 		s.lnMu.Unlock()
-		s.metrics.connections.Inc()
+		s.metrics.Connections.Inc()
 		go c.serve()
 		// max.connection.creation.rate: accept the next one later.
 		if pause > 0 {
@@ -745,7 +757,7 @@ func (s *Server) removeConn(c *conn) {
 		delete(s.connsByIP, c.ip)
 	}
 	s.lnMu.Unlock()
-	s.metrics.connections.Dec()
+	s.metrics.Connections.Dec()
 	s.connWG.Done()
 }
 
