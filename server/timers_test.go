@@ -139,7 +139,7 @@ func TestHTTPAuthenticationDelayOnTheClock(t *testing.T) {
 		"kvlog.http.auth=basic",
 		"connection.failed.authentication.delay.ms=5000")
 	t.Cleanup(func() { clk.Advance(time.Hour) }) // before the broker stops
-	h := b.s.HTTPHandler() // /cleaner answers 200 once authenticated
+	h := b.s.HTTPHandler()                       // /cleaner answers 200 once authenticated
 
 	serve := func(password string) chan *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodGet, "/cleaner", nil)
