@@ -118,11 +118,11 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 		ip:     remoteIP(nc),
 	}
 	if sec := l.sec; sec != nil {
-		if sec.useTLS {
-			c.nc = tls.Server(nc, sec.tlsConfig()) // the handshake runs in serve
+		if sec.UseTLS {
+			c.nc = tls.Server(nc, sec.TLSConfig()) // the handshake runs in serve
 		}
-		if sec.useSASL {
-			c.auth = &connAuth{settings: sec.settings()}
+		if sec.UseSASL {
+			c.auth = &connAuth{settings: sec.Settings()}
 		}
 	}
 	c.w = wire.NewConn[*request](c.nc, s.cfg.QueuedMaxRequests, s.reqMem, s.cfg.ConnectionsMaxIdle, s.metrics.RequestMemoryWaits.Inc)

@@ -21,6 +21,7 @@ import (
 	"github.com/kvlog/kvlog/console"
 	"github.com/kvlog/kvlog/internal/buildinfo"
 	"github.com/kvlog/kvlog/replica"
+	"github.com/kvlog/kvlog/server/config"
 	"github.com/kvlog/kvlog/server/security"
 )
 
@@ -156,25 +157,25 @@ func (s *Server) consoleConnect(cred console.Credentials) ([]kgo.Opt, error) {
 	}
 	for _, proto := range want {
 		for _, l := range ls {
-			if l.sec == nil || l.sec.protocol != proto {
+			if l.sec == nil || l.sec.Protocol != proto {
 				continue
 			}
-			set := l.sec.settings()
+			set := l.sec.Settings()
 			if set == nil {
 				continue
 			}
-			if set.tls != nil && set.tls.ClientAuth == tls.RequireAndVerifyClientCert {
+			if set.TLS != nil && set.TLS.ClientAuth == tls.RequireAndVerifyClientCert {
 				continue // the console has no client certificate
 			}
 			local := dialAddr(l.ln.Addr())
 			adv := net.JoinHostPort(l.advHost, strconv.Itoa(int(l.advPort)))
 			var selfTLS, otherTLS *tls.Config
-			if set.tls != nil {
+			if set.TLS != nil {
 				selfTLS = pinnedTLS(l.sec)
 				// Other brokers (cluster mode) are verified with the
 				// listener's trust store, as inter-broker connections are.
 				var err error
-				if otherTLS, err = security.ClientTLS(listenerLookup(s.layers.Load(), l.name)); err != nil {
+				if otherTLS, err = security.ClientTLS(config.ListenerLookup(s.layers.Load(), l.name)); err != nil {
 					return nil, fmt.Errorf("console: listener %s: %w", l.name, err)
 				}
 			}
@@ -196,7 +197,7 @@ func (s *Server) consoleConnect(cred console.Credentials) ([]kgo.Opt, error) {
 			opts := []kgo.Opt{kgo.SeedBrokers(local), kgo.Dialer(dial)}
 			if cred.User != "" {
 				mech := cred.Mechanism
-				if !slices.Contains(set.mechanisms, mech) {
+				if !slices.Contains(set.Mechanisms, mech) {
 					continue
 				}
 				switch mech {
@@ -238,16 +239,16 @@ func dialAddr(a net.Addr) string {
 }
 
 // pinnedTLS accepts exactly the certificate the listener serves now.
-func pinnedTLS(ls *listenerSecurity) *tls.Config {
+func pinnedTLS(ls *config.ListenerSecurity) *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		InsecureSkipVerify: true, // replaced by the pin below
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			set := ls.settings()
-			if set == nil || set.tls == nil || len(cs.PeerCertificates) == 0 {
+			set := ls.Settings()
+			if set == nil || set.TLS == nil || len(cs.PeerCertificates) == 0 {
 				return errors.New("console: no certificate to pin")
 			}
-			for _, c := range set.tls.Certificates {
+			for _, c := range set.TLS.Certificates {
 				if len(c.Certificate) > 0 && bytes.Equal(c.Certificate[0], cs.PeerCertificates[0].Raw) {
 					return nil
 				}

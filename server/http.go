@@ -1,10 +1,12 @@
 package server
 
+// The HTTP listener (package httpapi) wired to the broker: its routes'
+// handlers, the kvlog.http.* keys, the broker's SASL users as HTTP users
+// (CheckPassword, security.go) and its authorizer.
+
 import (
-	"crypto/subtle"
 	"crypto/tls"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -14,10 +16,6 @@ import (
 	"github.com/kvlog/kvlog/server/httpapi"
 	"github.com/kvlog/kvlog/server/security"
 )
-
-// The HTTP listener (package httpapi) wired to the broker: its routes'
-// handlers, the kvlog.http.* keys, the broker's SASL users as HTTP users
-// and its authorizer.
 
 // HTTPHandler is the HTTP listener's handler (httpapi.Handler): metrics,
 // health, the cleaner's status, the profiler, the web console
@@ -70,55 +68,3 @@ func (s *Server) httpLookup() security.Lookup {
 		return e.Value, true
 	}
 }
-
-// CheckPassword checks a user's password against the broker's SASL users:
-// the PLAIN users of every SASL listener, then the user's SCRAM
-// credentials (SHA-512 first). It returns the mechanism that accepted
-// it.
-func (s *Server) CheckPassword(user, password string) (string, bool) {
-	if user == "" {
-		return "", false
-	}
-	s.lnMu.Lock()
-	ls := append([]*listener(nil), s.listeners...)
-	s.lnMu.Unlock()
-	for _, l := range ls {
-		if l.sec == nil || !l.sec.useSASL {
-			continue
-		}
-		set := l.sec.settings()
-		if set == nil {
-			continue
-		}
-		if want, ok := set.plainUsers[user]; ok && subtle.ConstantTimeCompare([]byte(want), []byte(password)) == 1 {
-			return security.Plain, true
-		}
-	}
-	checked := false
-	for _, mech := range []string{security.ScramSHA512, security.ScramSHA256} {
-		c, found, err := s.scramCredential(user, mech)
-		if err != nil || !found {
-			continue
-		}
-		checked = true
-		if security.CheckScramPassword(mech, c, password) {
-			return mech, true
-		}
-	}
-	if !checked {
-		// An unknown user costs what a wrong password costs, so the time
-		// of a refusal does not tell which users exist (as SCRAM's fake
-		// credential does).
-		security.CheckScramPassword(security.ScramSHA512, httpFakeCredential(), password)
-	}
-	return "", false
-}
-
-// httpFakeCredential is salted and checked for users without credentials.
-var httpFakeCredential = sync.OnceValue(func() *security.ScramCredential {
-	c, err := security.NewScramCredentialFromPassword(security.ScramSHA512, "", 4096)
-	if err != nil {
-		panic(err)
-	}
-	return c
-})

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/kvlog/kvlog/server/config"
 )
 
 // listener is one bound listener with the endpoint advertised for it.
@@ -14,7 +16,7 @@ type listener struct {
 	ln      net.Listener
 	advHost string
 	advPort int32
-	sec     *listenerSecurity // protocol, TLS and SASL settings (security_listener.go)
+	sec     *config.ListenerSecurity // protocol, TLS and SASL settings (security_listener.go)
 }
 
 // bindListeners binds every configured listener (New calls it first).

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/internal/clock"
+	"github.com/kvlog/kvlog/server/config"
 	"github.com/kvlog/kvlog/server/security"
 )
 
@@ -45,7 +46,7 @@ type connAuth struct {
 	server    security.Server
 	reauth    bool      // a re-authentication of an authenticated session
 	expiry    time.Time // session end; zero: none
-	settings  *listenerSettings
+	settings  *config.ListenerSettings
 	clientV1  bool // the client sent SaslAuthenticate v1+ (knows session lifetimes)
 	failDelay time.Duration
 }
@@ -60,7 +61,7 @@ func (c *conn) authenticated() bool {
 // connection authenticated, sasl.server.max.receive.size.
 func (c *conn) maxFrame() int32 {
 	if c.auth != nil && !c.authenticated() {
-		return min(c.s.cfg.SocketRequestMaxBytes, c.auth.settings.maxReceive)
+		return min(c.s.cfg.SocketRequestMaxBytes, c.auth.settings.MaxReceive)
 	}
 	return c.s.cfg.SocketRequestMaxBytes
 }
@@ -109,8 +110,8 @@ func (c *conn) startHandshake(version int16, mechanism string) (*kmsg.SASLHandsh
 		resp.ErrorCode = kerr.IllegalSaslState.Code
 		return resp, nil
 	}
-	set := c.l.sec.settings()
-	resp.SupportedMechanisms = append([]string(nil), set.mechanisms...)
+	set := c.l.sec.Settings()
+	resp.SupportedMechanisms = append([]string(nil), set.Mechanisms...)
 	switch a.state {
 	case authInProgress:
 		resp.ErrorCode = kerr.IllegalSaslState.Code
@@ -127,20 +128,20 @@ func (c *conn) startHandshake(version int16, mechanism string) (*kmsg.SASLHandsh
 		a.reauth = true
 	}
 	enabled := false
-	for _, m := range set.mechanisms {
+	for _, m := range set.Mechanisms {
 		enabled = enabled || m == mechanism
 	}
 	if !enabled {
 		resp.ErrorCode = kerr.UnsupportedSaslMechanism.Code
 		return resp, fmt.Errorf("SASL mechanism %q is not enabled on listener %s", mechanism, c.l.name)
 	}
-	a.settings, a.failDelay = set, set.failDelay
+	a.settings, a.failDelay = set, set.FailDelay
 	a.mechanism = mechanism
 	a.raw = version == 0
 	a.state = authInProgress
 	switch mechanism {
 	case security.Plain:
-		users := set.plainUsers
+		users := set.PlainUsers
 		a.server = &security.PlainServer{Password: func(u string) (string, bool) { p, ok := users[u]; return p, ok }}
 	default:
 		a.server = &security.ScramServer{Mechanism: mechanism, Secret: c.s.scramSecret,
@@ -172,7 +173,7 @@ func (c *conn) authToken(token []byte) (resp []byte, done bool, err error) {
 	a.server = nil
 	a.state, a.reauth, a.raw = authDone, false, false
 	a.expiry = time.Time{}
-	if d := a.settings.reauth[a.mechanism]; d > 0 {
+	if d := a.settings.Reauth[a.mechanism]; d > 0 {
 		a.expiry = time.Now().Add(d)
 	}
 	c.setPrincipal(principal)
@@ -193,7 +194,7 @@ func (c *conn) sessionLifetime() int64 {
 // the connection.
 func (c *conn) authFailed(r *request, res result, err error) {
 	mech := ""
-	delay := c.l.sec.settings().failDelay
+	delay := c.l.sec.Settings().FailDelay
 	if c.auth != nil {
 		mech = c.auth.mechanism
 	}
@@ -258,7 +259,7 @@ func (c *conn) tlsHandshake(tc *tls.Conn) error {
 	st := tc.ConnectionState()
 	if c.auth == nil && len(st.VerifiedChains) > 0 && len(st.PeerCertificates) > 0 {
 		dn := security.SubjectDN(st.PeerCertificates[0])
-		name, err := c.l.sec.settings().rules.Name(dn)
+		name, err := c.l.sec.Settings().Rules.Name(dn)
 		if err != nil {
 			return err
 		}
