@@ -159,7 +159,7 @@ func (c *cluster) buildTopic(mt metastore.Topic, layers *config.Layers, prev *to
 	if t.configs == nil {
 		t.configs = map[string]string{}
 	}
-	t.settings = newTopicSettings(layers, t.configs)
+	t.settings = layers.TopicSettings(t.configs)
 	for p := int32(0); p < mt.Partitions; p++ {
 		if prev != nil && int(p) < len(prev.parts) {
 			t.parts = append(t.parts, prev.parts[p])

@@ -100,7 +100,7 @@ func (cl *coordLog) appendAs(p int32, pid int64, epoch int16, recs []kv) error {
 	if err != nil {
 		return err
 	}
-	res, err := cl.s.replicas.Append(part.rep, batch, true, int(t.settings.minInsync))
+	res, err := cl.s.replicas.Append(part.rep, batch, true, int(t.settings.MinInsync))
 	if err != nil {
 		return err
 	}
@@ -124,7 +124,7 @@ func (cl *coordLog) sync(p int32) error {
 	if last < 0 {
 		return nil
 	}
-	waits := []replica.AckWait{{P: part.rep, Last: last, MinISR: int(t.settings.minInsync)}}
+	waits := []replica.AckWait{{P: part.rep, Last: last, MinISR: int(t.settings.MinInsync)}}
 	done := make(chan struct{})
 	cl.s.replicas.AwaitAcks(waits, msConfig(cl.s, cl.timeout), func() { close(done) })
 	<-done

@@ -26,7 +26,7 @@ func (m metricsSource) Topics() []metrics.Topic {
 	ts := m.s.sortedTopics()
 	out := make([]metrics.Topic, 0, len(ts))
 	for _, t := range ts {
-		mt := metrics.Topic{Name: t.name, Internal: t.internal, MinInsync: int(t.settings.minInsync),
+		mt := metrics.Topic{Name: t.name, Internal: t.internal, MinInsync: int(t.settings.MinInsync),
 			Partitions: make([]metrics.Partition, len(t.parts))}
 		meta, _ := view.partitions(t.name)
 		for i, p := range t.parts {

@@ -27,7 +27,7 @@ type topic struct {
 	internal bool
 	parts    []*partition
 	configs  map[string]string // overrides only
-	settings topicSettings
+	settings config.TopicSettings
 }
 
 // partition is one partition of a topic. log and rep are set together
@@ -75,7 +75,7 @@ func (s *Server) newTopic(mt metastore.Topic, layers *config.Layers) *topic {
 		t.configs = map[string]string{}
 	}
 	config.SanitizeTopicConfigs(mt.Name, t.configs, layers, s.logger)
-	t.settings = newTopicSettings(layers, t.configs)
+	t.settings = layers.TopicSettings(t.configs)
 	return t
 }
 

@@ -189,12 +189,12 @@ func (s *Server) writeMarkers(mk engine.Marker, tps []txn.TopicPartition, done f
 			errs[i] = fmt.Errorf("%w: %s-%d is not hosted by this broker", replica.ErrNotLeader, tp.Topic, tp.Partition)
 			continue
 		}
-		res, err := s.replicas.AppendMarker(part.rep, mk, int(t.settings.minInsync))
+		res, err := s.replicas.AppendMarker(part.rep, mk, int(t.settings.MinInsync))
 		if err != nil {
 			errs[i] = markerErr(err, tp)
 			continue
 		}
-		waits = append(waits, replica.AckWait{P: part.rep, Last: res.LastOffset, MinISR: int(t.settings.minInsync)})
+		waits = append(waits, replica.AckWait{P: part.rep, Last: res.LastOffset, MinISR: int(t.settings.MinInsync)})
 		idx = append(idx, i)
 	}
 	s.replicas.AwaitAcks(waits, msConfig(s, "request.timeout.ms"), func() {
