@@ -395,6 +395,7 @@ func (s *Server) Close() error {
 
 // ClusterID is the cluster id reported in Metadata.
 func (s *Server) ClusterID() string { return s.meta.ClusterID() }
+
 // Readiness reports whether the broker should receive traffic, and why
 // not: the log dirs are loaded once New returned; it is ready once every
 // listener accepts (Start) and, in cluster mode, the ZooKeeper session is
