@@ -53,8 +53,7 @@ func (s *Server) handleLeaderAndIsr(r *request) {
 	c.partMu.Lock()
 	defer c.partMu.Unlock()
 	me := s.cfg.NodeID
-	// Every local log the request needs, in one batch
-	// (leader_and_isr_batch.go).
+	// Every local log the request needs, in one batch (ensureLocals).
 	locals := c.ensureLocals(replicaKeys(req, me))
 	// The partition states, several at once (applyAll).
 	var items []lairItem

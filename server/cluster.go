@@ -70,7 +70,7 @@ type cluster struct {
 	zk     *zkstore.Store
 	m      *zkcluster.Member
 	ctx    context.Context // ends when the membership stops
-	dialer *kconn.Dialer   // the inter-broker listener's TLS and SASL (security_interbroker.go)
+	dialer *kconn.Dialer   // the inter-broker listener's TLS and SASL (security.go)
 	log    *slog.Logger
 
 	meta atomic.Pointer[clusterMeta]

@@ -16,7 +16,7 @@ type listener struct {
 	ln      net.Listener
 	advHost string
 	advPort int32
-	sec     *config.ListenerSecurity // protocol, TLS and SASL settings (security_listener.go)
+	sec     *config.ListenerSecurity // protocol, TLS and SASL settings (security.go)
 }
 
 // bindListeners binds every configured listener (New calls it first).

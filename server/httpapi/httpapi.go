@@ -51,7 +51,7 @@ type Options struct {
 }
 
 // Handler serves /metrics (Prometheus), /healthz (liveness) and /readyz
-// (readiness, see health.go), /cleaner (the log cleaner's status as JSON:
+// (readiness, health.go), /cleaner (the log cleaner's status as JSON:
 // every compacted partition with its dirty ratio, first dirty offset,
 // last clean and state; `kvlog cleaner status` reads it) and Go's
 // profiler under /debug/pprof/ (only on a loopback listener unless
