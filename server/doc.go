@@ -16,7 +16,8 @@
 // HTTP listener: routes, TLS, basic authentication, path ACLs),
 // metastore and zkstore (the metadata stores), cluster (the
 // ZooKeeper-mode membership), controller, group and txn (coordinators),
-// fetchsession, acl, quota (quota model and run-time sensors) and
+// coordlog (the coordinators' internal topics over the partition
+// manager), fetchsession, acl, quota (quota model and run-time sensors) and
 // security (SASL mechanisms, TLS files). Top-level packages (engine,
 // cleaner, replica, client) are the storage and replication core and the
 // client library, usable without a broker. docs/architecture.md maps a
@@ -90,9 +91,10 @@
 //   - Coordinators: groups.go and txns.go (packages group and txn wired
 //     in: config, their stores, FindCoordinator's answer, the transaction
 //     marker writer; handlers 08-16, 42, 47 and 22, 24-28, 61, 65, 66,
-//     docs/transactions.md), coordlog.go (their internal compacted
-//     topics: acks=all leader appends through the partition manager,
-//     waits on the high watermark, replay), fetch_sessions.go (package
+//     docs/transactions.md), coordlog.go (package coordlog, their
+//     internal compacted topics, over this broker's topics and partition
+//     manager: acks=all leader appends, waits on the high watermark,
+//     replay), fetch_sessions.go (package
 //     fetchsession wired into Fetch).
 //   - 03_metadata.go also holds the metadata view (metadataView) that
 //     Metadata and FindCoordinator answer from: a single node's topics

@@ -9,12 +9,13 @@ import (
 
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/replica"
+	"github.com/kvlog/kvlog/server/coordlog"
 	"github.com/kvlog/kvlog/server/group"
 	"github.com/kvlog/kvlog/server/txn"
 )
 
 // The transaction coordinator's wiring: its configuration from the broker
-// keys, its store (the __transaction_state partitions, through coordLog
+// keys, its store (the __transaction_state partitions, through package coordlog
 // like the group coordinator's) and its marker writer. The coordinator
 // itself is package txn.
 //
@@ -108,22 +109,22 @@ func (s *Server) ensureTxnTopic() (*topic, error) {
 }
 
 // txnStore is txn.Store over the __transaction_state partitions
-// (coordlog.go; request.timeout.ms bounds a write, as Kafka's coordinator
+// (package coordlog; request.timeout.ms bounds a write, as Kafka's coordinator
 // does). A partition this broker does not lead is NOT_COORDINATOR.
-type txnStore struct{ log *coordLog }
+type txnStore struct{ log *coordlog.Log }
 
 func (st *txnStore) Append(p int32, recs []txn.Record) error {
-	kvs := make([]kv, len(recs))
+	kvs := make([]coordlog.KV, len(recs))
 	for i, r := range recs {
-		kvs[i] = kv{r.Key, r.Value}
+		kvs[i] = coordlog.KV{Key: r.Key, Value: r.Value}
 	}
-	return txnStoreErr(st.log.append(p, kvs))
+	return txnStoreErr(st.log.Append(p, kvs))
 }
 
-func (st *txnStore) Sync(p int32) error { return txnStoreErr(st.log.sync(p)) }
+func (st *txnStore) Sync(p int32) error { return txnStoreErr(st.log.Sync(p)) }
 
 func (st *txnStore) Replay(p int32, fn func(txn.Record)) error {
-	return st.log.replay(p, func(k, v []byte) { fn(txn.Record{Key: k, Value: v}) })
+	return st.log.Replay(p, func(k, v []byte) { fn(txn.Record{Key: k, Value: v}) })
 }
 
 // txnStoreErr classifies store errors as Kafka's coordinator does: lost
