@@ -14,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kvlog/kvlog/server/security"
 	"github.com/kvlog/kvlog/server/wire"
 )
 
@@ -33,7 +34,7 @@ type conn struct {
 
 	// auth is the SASL state on SASL listeners, nil elsewhere
 	// (sasl_conn.go); princ the principal once known (nil: ANONYMOUS).
-	auth  *connAuth
+	auth  *security.Session
 	princ atomic.Pointer[string]
 }
 
@@ -122,7 +123,7 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 			c.nc = tls.Server(nc, sec.TLSConfig()) // the handshake runs in serve
 		}
 		if sec.UseSASL {
-			c.auth = &connAuth{settings: sec.Settings()}
+			c.auth = security.NewSession(sessionSettings(sec.Settings()))
 		}
 	}
 	c.w = wire.NewConn[*request](c.nc, s.cfg.QueuedMaxRequests, s.reqMem, s.cfg.ConnectionsMaxIdle, s.metrics.RequestMemoryWaits.Inc)
@@ -228,7 +229,7 @@ func (c *conn) logReadErr(err error, idleMsg string) {
 // handleFrame parses and dispatches one frame holding mem bytes of request
 // memory (released when its request completes); false stops reading.
 func (c *conn) handleFrame(frame []byte, mem int64) bool {
-	if c.auth != nil && c.auth.raw && c.auth.state == authInProgress {
+	if c.auth != nil && c.auth.RawTokens() {
 		return c.handleRawToken(frame, mem)
 	}
 	wh, kreq, err := wire.ParseRequest(frame, c.s.served)

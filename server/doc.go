@@ -52,8 +52,10 @@
 //   - Security: security.go (each listener's config.ListenerSecurity,
 //     SCRAM credentials from the metadata store, the users' password check
 //     of the HTTP listener, the inter-broker dialer), sasl_conn.go (a
-//     connection's TLS handshake, SASL state machine and principal;
-//     handlers 17, 36, 50, 51), authz.go and authz_apis.go (package acl
+//     connection's side of its security.Session: the mechanisms' servers
+//     over the listener's PLAIN users and the stored SCRAM credentials,
+//     the principal, the delayed failure; the TLS handshake and the
+//     certificate's principal; handlers 17, 36, 50, 51), authz.go and authz_apis.go (package acl
 //     wired in: authorizer.class.name, super.users, the ACLs loaded from
 //     the metadata store and kept current by ZooKeeper's change
 //     notifications, the audit log; apiAuthzTable declares every API's
