@@ -76,8 +76,8 @@
 //     growing them, joining and leaving, ISR changes). Request paths ask
 //     the membership, the metadata view or the partition manager, never
 //     which mode runs; only the inter-broker handlers 04-07 (once the
-//     membership admitted the request: Server.fromController) and the
-//     transaction marker writer reach the cluster itself.
+//     membership admitted the request: Server.fromController) reach the
+//     cluster itself.
 //   - Cluster mode (zookeeper.connect set), the wiring of package cluster
 //     (registration, the controller candidate, fencing of the
 //     controller's requests, follower fetchers, the ISR writer, change

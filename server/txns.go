@@ -154,17 +154,14 @@ var _ txn.Store = (*txnStore)(nil)
 // refuses for an older producer or coordinator epoch is ErrMarkerFenced
 // (Kafka drops such a marker too); anything else (not leader, not enough
 // replicas, a storage error, a timeout) is retried by the coordinator.
-// In cluster mode the markers of partitions led by other brokers go to
-// their leaders in WriteTxnMarkers requests (cluster_txns.go).
+// The membership sends them (membership.writeMarkers): in cluster mode the
+// markers of partitions led by other brokers go to their leaders in
+// WriteTxnMarkers requests (cluster_txns.go).
 type txnMarkers struct{ s *Server }
 
 func (w txnMarkers) WriteMarkers(req *txn.MarkerRequest, done func([]error)) {
 	mk := engine.Marker{ProducerID: req.ProducerID, ProducerEpoch: req.ProducerEpoch, CoordinatorEpoch: req.CoordinatorEpoch, Commit: req.Commit}
-	if w.s.cluster == nil {
-		w.s.writeMarkers(mk, req.Partitions, done)
-		return
-	}
-	w.s.cluster.writeMarkers(mk, req.Partitions, done)
+	w.s.mode.writeMarkers(mk, req.Partitions, done)
 }
 
 // writeMarkers appends mk to each partition as its leader
