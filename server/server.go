@@ -248,9 +248,11 @@ func New(cfg *config.Broker, opts Options) (_ *Server, err error) {
 	}
 	undo.push(s.txns.Close)
 	s.metrics = newMetrics(s)
-	if err := s.metrics.Register(s.registry); err != nil {
+	unregister, err := s.metrics.Register(s.registry)
+	if err != nil {
 		return nil, err
 	}
+	undo.push(unregister)
 	if err := s.initSecurity(); err != nil {
 		return nil, err
 	}
@@ -270,12 +272,15 @@ type cleanups []func()
 func (c *cleanups) push(f func()) { *c = append(*c, f) }
 
 // runIf runs the steps when *err is set (deferred by the constructor).
-func (c cleanups) runIf(err *error) {
+// The receiver is a pointer: `defer undo.runIf(&err)` evaluates it when
+// deferred, so a value receiver would run the stack as it was then (empty)
+// instead of the steps pushed since.
+func (c *cleanups) runIf(err *error) {
 	if *err == nil {
 		return
 	}
-	for i := len(c) - 1; i >= 0; i-- {
-		c[i]()
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
 	}
 }
 

@@ -180,9 +180,17 @@ func APIName(key int16) string {
 
 // Register registers every metric in r (a collector registered already is
 // left as it is) and hooks the engine's flushes into the flush histogram
-// (one broker per process serves metrics).
-func (m *Metrics) Register(r *prometheus.Registry) error {
+// (one broker per process serves metrics). unregister takes out of r what
+// this call registered (a broker whose start failed); on an error,
+// Register has taken it out already.
+func (m *Metrics) Register(r *prometheus.Registry) (unregister func(), err error) {
 	m.op.start()
+	var added []prometheus.Collector
+	unregister = func() {
+		for _, c := range added {
+			r.Unregister(c)
+		}
+	}
 	for _, c := range append([]prometheus.Collector{
 		m.requests, m.latency, m.BytesIn, m.BytesOut, m.Connections, m.BadRequests, m.Panics,
 		m.APIVersionsDowngrades, m.AcceptErrors, m.ConnectionsRefused, m.requestMemory, m.RequestMemoryWaits,
@@ -194,11 +202,14 @@ func (m *Metrics) Register(r *prometheus.Registry) error {
 	}, m.op.collectors()...) {
 		if err := r.Register(c); err != nil {
 			if _, dup := err.(prometheus.AlreadyRegisteredError); !dup {
-				return err
+				unregister()
+				return nil, err
 			}
+			continue
 		}
+		added = append(added, c)
 	}
-	return nil
+	return unregister, nil
 }
 
 // Observe accounts a completed request of API key with request req,
