@@ -33,6 +33,8 @@
 //     stored value never stops the broker.
 //   - cleaner.go: the log.cleaner.* keys as cleaner.Config, the topic keys
 //     the cleaner reads, and Kafka's rules for changing them live.
+//   - describe.go: a topic's or a broker's configs as DescribeConfigs
+//     reports them (Described: entry, synonyms, definition).
 //   - topic_settings.go: TopicSettings, the topic values the broker
 //     enforces itself (min.insync.replicas, the stored codec, the
 //     cleaner's topic settings), resolved once per topic and change.
