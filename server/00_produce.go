@@ -130,7 +130,7 @@ func (s *Server) handleProduce(r *request) {
 			sp.LogAppendTime = res.LogAppendTime
 			sp.LogStartOffset = int64(res.LogStartOffset)
 			if req.Acks == -1 {
-				waits = append(waits, replica.AckWait{P: p.rep, Last: res.LastOffset, MinISR: int(t.settings.minInsync)})
+				waits = append(waits, replica.AckWait{P: p.rep, Last: res.LastOffset, MinISR: int(t.settings.MinInsync)})
 				acked = append(acked, sp)
 			}
 		}
@@ -181,12 +181,12 @@ func (s *Server) produceTo(t *topic, name string, rp *kmsg.ProduceRequestTopicPa
 		return nil, res, s.missingPartition(name, rp.Partition)
 	}
 	b := rp.Records
-	if t.settings.recompress && record.Batch(b).Codec() != t.settings.codec {
-		if b, err = recompressBatch(b, t.settings.codec, name, rp.Partition); err != nil {
+	if t.settings.Recompress && record.Batch(b).Codec() != t.settings.Codec {
+		if b, err = recompressBatch(b, t.settings.Codec, name, rp.Partition); err != nil {
 			return nil, res, err
 		}
 	}
-	res, err = s.replicas.Append(p.rep, b, req.Acks == -1, int(t.settings.minInsync))
+	res, err = s.replicas.Append(p.rep, b, req.Acks == -1, int(t.settings.MinInsync))
 	return p, res, err
 }
 

@@ -305,7 +305,7 @@ func (s *Server) fetchAgain(r *request, req *kmsg.FetchRequest, sess *fetchsessi
 	defer func() {
 		if v := recover(); v != nil {
 			r.log().Error("fetch completion panicked; closing connection", "panic", v, "stack", string(debug.Stack()))
-			s.metrics.panics.Inc()
+			s.metrics.Panics.Inc()
 			r.fail(fmt.Errorf("fetch panic: %v", v))
 		}
 	}()
@@ -317,7 +317,7 @@ func (s *Server) fetchAgainWith(r *request, req *kmsg.FetchRequest, sess *fetchs
 	defer func() {
 		if v := recover(); v != nil {
 			r.log().Error("fetch completion panicked; closing connection", "panic", v, "stack", string(debug.Stack()))
-			s.metrics.panics.Inc()
+			s.metrics.Panics.Inc()
 			r.fail(fmt.Errorf("fetch panic: %v", v))
 		}
 	}()

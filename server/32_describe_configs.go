@@ -3,6 +3,8 @@ package server
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/config"
 )
 
 // DescribeConfigs: v0-4
@@ -30,7 +32,7 @@ func (s *Server) handleDescribeConfigs(r *request) {
 		sr.ResourceType = rr.ResourceType
 		sr.ResourceName = rr.ResourceName
 		var (
-			cfgs []describedConfig
+			cfgs []config.Described
 			err  error
 		)
 		err = r.authorizeConfigResource(opDescribeConfigs, rr.ResourceType, rr.ResourceName)
@@ -40,11 +42,11 @@ func (s *Server) handleDescribeConfigs(r *request) {
 			if t := s.topic(rr.ResourceName); t == nil {
 				err = topicErrf(kerr.UnknownTopicOrPartition, "unknown topic %q", rr.ResourceName)
 			} else {
-				cfgs = s.describeTopicConfigs(t, rr.ConfigNames)
+				cfgs = s.layers.Load().DescribeTopic(t.configs, rr.ConfigNames)
 			}
 		case rr.ResourceType == kmsg.ConfigResourceTypeBroker:
 			if err = s.brokerResource(rr.ResourceName); err == nil {
-				cfgs = s.describeBrokerConfigs(rr.ResourceName, rr.ConfigNames)
+				cfgs = s.layers.Load().DescribeBroker(rr.ResourceName == "", rr.ConfigNames)
 			}
 		default:
 			err = topicErrf(kerr.InvalidRequest, "config resource type %v is not supported", rr.ResourceType)
@@ -61,22 +63,22 @@ func (s *Server) handleDescribeConfigs(r *request) {
 	r.reply(resp)
 }
 
-func describeEntry(req *kmsg.DescribeConfigsRequest, c describedConfig) kmsg.DescribeConfigsResponseResourceConfig {
+func describeEntry(req *kmsg.DescribeConfigsRequest, c config.Described) kmsg.DescribeConfigsResponseResourceConfig {
 	e := kmsg.NewDescribeConfigsResponseResourceConfig()
-	e.Name = c.entry.Name
-	e.IsSensitive = c.sensitive
-	if !c.entry.Null && !c.sensitive {
-		v := c.entry.Value
+	e.Name = c.Entry.Name
+	e.IsSensitive = c.Sensitive
+	if !c.Entry.Null && !c.Sensitive {
+		v := c.Entry.Value
 		e.Value = &v
 	}
-	e.ReadOnly = c.readOnly
-	e.IsDefault = c.entry.Source == kmsg.ConfigSourceDefaultConfig
-	e.Source = c.entry.Source
+	e.ReadOnly = c.ReadOnly
+	e.IsDefault = c.Entry.Source == kmsg.ConfigSourceDefaultConfig
+	e.Source = c.Entry.Source
 	if req.IncludeSynonyms {
-		for _, syn := range c.synonyms {
+		for _, syn := range c.Synonyms {
 			se := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
 			se.Name = syn.Name
-			if !syn.Null && !c.sensitive {
+			if !syn.Null && !c.Sensitive {
 				v := syn.Value
 				se.Value = &v
 			}
@@ -84,9 +86,9 @@ func describeEntry(req *kmsg.DescribeConfigsRequest, c describedConfig) kmsg.Des
 			e.ConfigSynonyms = append(e.ConfigSynonyms, se)
 		}
 	}
-	e.ConfigType = c.typ
+	e.ConfigType = c.Type
 	if req.IncludeDocumentation {
-		doc := c.doc
+		doc := c.Doc
 		e.Documentation = &doc
 	}
 	return e

@@ -3,6 +3,8 @@ package server
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kvlog/kvlog/server/security"
 )
 
 // SaslAuthenticate: v0-2
@@ -26,20 +28,17 @@ func (s *Server) handleSaslAuthenticate(r *request) {
 	req := r.kreq.(*kmsg.SASLAuthenticateRequest)
 	resp := req.ResponseKind().(*kmsg.SASLAuthenticateResponse)
 	a := r.c.auth
-	if a == nil || a.state != authInProgress || a.raw {
+	if a == nil || !a.Exchanging() {
 		resp.ErrorCode = kerr.IllegalSaslState.Code
 		msg := "SaslAuthenticate outside a SASL authentication"
 		resp.ErrorMessage = &msg
 		r.reply(resp)
 		return
 	}
-	if req.Version > 0 {
-		a.clientV1 = true
-	}
 	tok, done, err := r.c.authToken(req.SASLAuthBytes)
 	if err != nil {
 		resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
-		msg := authFailedMessage(a.mechanism)
+		msg := security.AuthFailedMessage(a.Mechanism())
 		resp.ErrorMessage = &msg
 		r.c.authFailed(r, result{resp: resp}, err)
 		return

@@ -50,7 +50,7 @@ func (s *Server) handleDescribeClientQuotas(r *request) {
 		}
 	}
 	resp.Entries = []kmsg.DescribeClientQuotasResponseEntry{} // null only on errors (the Java client requires it)
-	cfg := *s.quotas.cfg.Load()
+	cfg := s.quotas.Config()
 	paths := make([]string, 0, len(cfg))
 	for p := range cfg {
 		paths = append(paths, p)

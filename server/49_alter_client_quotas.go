@@ -61,7 +61,7 @@ func (s *Server) handleAlterClientQuotas(r *request) {
 			if c, ok := changes[paths[i]]; ok {
 				cur = c
 			} else {
-				cur = maps.Clone((*q.cfg.Load())[paths[i]])
+				cur = maps.Clone(q.Config()[paths[i]])
 				if cur == nil {
 					cur = map[string]float64{}
 				}
@@ -100,7 +100,7 @@ func (s *Server) handleAlterClientQuotas(r *request) {
 				resp.Entries[i].ErrorCode, resp.Entries[i].ErrorMessage = errCode(err), kmsg.StringPtr(err.Error())
 			}
 		} else {
-			next := maps.Clone(*q.cfg.Load())
+			next := maps.Clone(q.Config())
 			for p, vals := range changes {
 				if len(vals) == 0 {
 					delete(next, p)
@@ -109,7 +109,7 @@ func (s *Server) handleAlterClientQuotas(r *request) {
 				}
 				r.auditChange("client quotas altered", "entity", p, "quotas", vals)
 			}
-			q.cfg.Store(&next)
+			q.SetConfig(next)
 		}
 	}
 	r.reply(resp)

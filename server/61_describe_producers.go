@@ -37,7 +37,7 @@ func (s *Server) handleDescribeProducers(r *request) {
 				err = kerr.TopicAuthorizationFailed
 			case t == nil || p < 0 || int(p) >= len(t.parts):
 				err = kerr.UnknownTopicOrPartition
-			case t.parts[p].rep == nil || t.parts[p].rep.Role() != replica.RoleLeader:
+			case t.parts[p].role() != replica.RoleLeader:
 				err = topicErrf(kerr.NotLeaderForPartition, "%s-%d is not led by this broker", rt.Topic, p)
 			default:
 				ps, perr := t.parts[p].log.Producers()

@@ -52,7 +52,7 @@ func (s *Server) newCleaner(fs vfs.FS) error {
 func (s *Server) cleanerTopicConfig(tp engine.TopicPartition, _ engine.Config) cleaner.TopicConfig {
 	if snap := s.topics.Load(); snap != nil {
 		if t := snap.byName[tp.Topic]; t != nil {
-			return t.settings.cleaner
+			return t.settings.Cleaner
 		}
 	}
 	return s.layers.Load().CleanerTopic(nil)

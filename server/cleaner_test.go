@@ -40,8 +40,8 @@ func parseTestConfig(t *testing.T, lines ...string) *config.Broker {
 // topic-level configuration (config.Layers.CleanerTopic).
 func TestTopicSettingsCarryCleaner(t *testing.T) {
 	l := parseTestConfig(t).Layers()
-	if s := newTopicSettings(l, map[string]string{"delete.retention.ms": "5"}); s.cleaner.DeleteRetention != 5*time.Millisecond {
-		t.Errorf("topicSettings carry the cleaner's settings: %+v", s.cleaner)
+	if s := l.TopicSettings(map[string]string{"delete.retention.ms": "5"}); s.Cleaner.DeleteRetention != 5*time.Millisecond {
+		t.Errorf("topicSettings carry the cleaner's settings: %+v", s.Cleaner)
 	}
 }
 

@@ -70,7 +70,7 @@ type cluster struct {
 	zk     *zkstore.Store
 	m      *zkcluster.Member
 	ctx    context.Context // ends when the membership stops
-	dialer *kconn.Dialer   // the inter-broker listener's TLS and SASL (security_interbroker.go)
+	dialer *kconn.Dialer   // the inter-broker listener's TLS and SASL (security.go)
 	log    *slog.Logger
 
 	meta atomic.Pointer[clusterMeta]
@@ -159,7 +159,7 @@ func (c *cluster) buildTopic(mt metastore.Topic, layers *config.Layers, prev *to
 	if t.configs == nil {
 		t.configs = map[string]string{}
 	}
-	t.settings = newTopicSettings(layers, t.configs)
+	t.settings = layers.TopicSettings(t.configs)
 	for p := int32(0); p < mt.Partitions; p++ {
 		if prev != nil && int(p) < len(prev.parts) {
 			t.parts = append(t.parts, prev.parts[p])
@@ -221,7 +221,7 @@ func (c *cluster) followerLag() int64 {
 	var lag int64
 	for _, t := range c.s.topics.Load().byName {
 		for _, p := range t.parts {
-			if p.rep == nil || p.rep.Role() != replica.RoleFollower {
+			if p.role() != replica.RoleFollower {
 				continue
 			}
 			if d := int64(p.log.HighWatermark()) - int64(p.log.LogEndOffset()); d > 0 {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"maps"
-	"sort"
 	"strconv"
 	"time"
 
@@ -13,74 +12,6 @@ import (
 )
 
 // Shared by DescribeConfigs, AlterConfigs and IncrementalAlterConfigs.
-
-// describedConfig is one config as DescribeConfigs reports it.
-type describedConfig struct {
-	entry     config.Entry
-	synonyms  []config.Entry
-	typ       kmsg.ConfigType
-	doc       string
-	readOnly  bool
-	sensitive bool
-}
-
-// describeTopicConfigs reports a topic's configs (names nil: all).
-func (s *Server) describeTopicConfigs(t *topic, names []string) []describedConfig {
-	layers := s.layers.Load()
-	if names == nil {
-		names = config.TopicNames()
-	}
-	var out []describedConfig
-	for _, n := range names {
-		d := config.LookupTopicDef(n)
-		if d == nil {
-			continue // Kafka omits unknown names
-		}
-		out = append(out, describedConfig{
-			entry:    layers.Topic(n, t.configs),
-			synonyms: layers.TopicSynonyms(n, t.configs),
-			typ:      d.Type,
-			doc:      d.Doc,
-		})
-	}
-	return out
-}
-
-// describeBrokerConfigs reports this broker's configs (resource = node
-// id) or the cluster-wide dynamic defaults (resource "").
-func (s *Server) describeBrokerConfigs(resource string, names []string) []describedConfig {
-	layers := s.layers.Load()
-	if names == nil {
-		names = append(config.BrokerNames(), layers.ListenerKeysSet()...)
-		sort.Strings(names)
-	}
-	var out []describedConfig
-	for _, n := range names {
-		d := config.BrokerDef(n)
-		if d == nil {
-			continue
-		}
-		var e config.Entry
-		if resource == "" {
-			v, ok := layers.DynamicDefaultValue(n)
-			if !ok {
-				continue
-			}
-			e = config.Entry{Name: n, Value: v, Source: kmsg.ConfigSourceDynamicDefaultBrokerConfig}
-		} else {
-			e = layers.Broker(n)
-		}
-		out = append(out, describedConfig{
-			entry:     e,
-			synonyms:  layers.BrokerSynonyms(n),
-			typ:       d.Type,
-			doc:       d.Doc,
-			readOnly:  !d.Dynamic,
-			sensitive: d.Sensitive,
-		})
-	}
-	return out
-}
 
 // brokerResource checks a BROKER resource name: "" (cluster default) or
 // this broker's id.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kvlog/kvlog/server/security"
 	"github.com/kvlog/kvlog/server/wire"
 )
 
@@ -33,7 +34,7 @@ type conn struct {
 
 	// auth is the SASL state on SASL listeners, nil elsewhere
 	// (sasl_conn.go); princ the principal once known (nil: ANONYMOUS).
-	auth  *connAuth
+	auth  *security.Session
 	princ atomic.Pointer[string]
 }
 
@@ -85,7 +86,7 @@ func (r *request) Pending() *wire.Pending { return &r.pending }
 func (r *request) finish(res result) {
 	r.pending.Complete(wire.Result{Resp: res.resp, Fetch: res.fetch, Raw: res.raw, Skip: res.skip, Err: res.err, CloseAfter: res.closeAfter},
 		func() {
-			r.s.metrics.observe(r, res, time.Since(r.start))
+			r.s.metrics.Observe(r.hdr.key, r.kreq, res.resp, res.fetch, res.skip, time.Since(r.start))
 			if f := r.frame; f != nil {
 				r.frame = nil
 				wire.PutFrame(f) // answered: nothing refers to the frame any more
@@ -118,14 +119,14 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 		ip:     remoteIP(nc),
 	}
 	if sec := l.sec; sec != nil {
-		if sec.useTLS {
-			c.nc = tls.Server(nc, sec.tlsConfig()) // the handshake runs in serve
+		if sec.UseTLS {
+			c.nc = tls.Server(nc, sec.TLSConfig()) // the handshake runs in serve
 		}
-		if sec.useSASL {
-			c.auth = &connAuth{settings: sec.settings()}
+		if sec.UseSASL {
+			c.auth = security.NewSession(sessionSettings(sec.Settings()))
 		}
 	}
-	c.w = wire.NewConn[*request](c.nc, s.cfg.QueuedMaxRequests, s.reqMem, s.cfg.ConnectionsMaxIdle, s.metrics.requestMemoryWaits.Inc)
+	c.w = wire.NewConn[*request](c.nc, s.cfg.QueuedMaxRequests, s.reqMem, s.cfg.ConnectionsMaxIdle, s.metrics.RequestMemoryWaits.Inc)
 	c.stop = c.w.Stop()
 	return c
 }
@@ -150,7 +151,7 @@ func (c *conn) serve() {
 	defer c.s.removeConn(c)
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		if err := c.tlsHandshake(tc); err != nil {
-			c.s.metrics.tlsHandshakeFailures.WithLabelValues(c.l.name).Inc()
+			c.s.metrics.TLSHandshakeFailures.WithLabelValues(c.l.name).Inc()
 			if !c.w.Stopping() {
 				c.s.logger.Info("TLS handshake failed; closing connection", "listener", c.l.name, "remote", c.remote, "err", err)
 			}
@@ -167,7 +168,7 @@ func (c *conn) serve() {
 
 // Frame counts and handles one frame (handleFrame).
 func (c *conn) Frame(frame []byte, mem int64) bool {
-	c.s.metrics.bytesIn.Add(float64(4 + len(frame)))
+	c.s.metrics.BytesIn.Add(float64(4 + len(frame)))
 	return c.handleFrame(frame, mem)
 }
 
@@ -181,7 +182,7 @@ func (c *conn) ReadStopped(err error) {
 	case errors.As(err, &sizeErr):
 		c.s.logger.Warn("request frame size out of range; closing connection",
 			"remote", c.remote, "size", sizeErr.Size, "limit", sizeErr.Limit, "authenticated", c.authenticated())
-		c.s.metrics.badRequests.Inc()
+		c.s.metrics.BadRequests.Inc()
 	case errors.Is(err, wire.ErrNoFrame):
 		c.logReadErr(err, "idle connection closed")
 	default:
@@ -211,7 +212,7 @@ func (c *conn) BeforeWrite(r *request, res *wire.Result) {
 func (c *conn) Closing(r *request, err error) { r.log().Warn("closing connection", "err", err) }
 
 // Wrote counts response bytes.
-func (c *conn) Wrote(n int64) { c.s.metrics.bytesOut.Add(float64(n)) }
+func (c *conn) Wrote(n int64) { c.s.metrics.BytesOut.Add(float64(n)) }
 
 func (c *conn) logReadErr(err error, idleMsg string) {
 	switch {
@@ -228,7 +229,7 @@ func (c *conn) logReadErr(err error, idleMsg string) {
 // handleFrame parses and dispatches one frame holding mem bytes of request
 // memory (released when its request completes); false stops reading.
 func (c *conn) handleFrame(frame []byte, mem int64) bool {
-	if c.auth != nil && c.auth.raw && c.auth.state == authInProgress {
+	if c.auth != nil && c.auth.RawTokens() {
 		return c.handleRawToken(frame, mem)
 	}
 	wh, kreq, err := wire.ParseRequest(frame, c.s.served)
@@ -237,20 +238,20 @@ func (c *conn) handleFrame(frame []byte, mem int64) bool {
 		if errors.Is(err, wire.ErrUnsupportedVersion) && hdr.key == kmsg.ApiVersions.Int16() && hdr.version > c.s.apiVersionsMax() {
 			// Clients probe with their newest ApiVersions: the normal
 			// start of a connection, not a bad request.
-			c.s.metrics.apiVersionsDowngrades.Inc()
+			c.s.metrics.APIVersionsDowngrades.Inc()
 			r := c.newRequest(hdr, nil, mem)
 			c.w.Queue(r)
 			r.reply(unsupportedApiVersionsResponse(c.s.apiVersionsMax()))
 			return true
 		}
-		c.s.metrics.badRequests.Inc()
+		c.s.metrics.BadRequests.Inc()
 		c.s.logger.Warn("bad request; closing connection", "remote", c.remote, "client_id", hdr.clientID,
 			"api_key", hdr.key, "version", hdr.version, "correlation_id", hdr.corr, "err", err)
 		c.s.reqMem.Release(mem)
 		return false
 	}
 	if why := c.admit(hdr.key); why != "" {
-		c.s.metrics.authentications.WithLabelValues(c.l.name, "", "refused").Inc()
+		c.s.metrics.Authentications.WithLabelValues(c.l.name, "", "refused").Inc()
 		c.s.logger.Info("request refused on an unauthenticated connection; closing it", "listener", c.l.name,
 			"remote", c.remote, "client_id", hdr.clientID, "reason", why)
 		c.s.reqMem.Release(mem)
@@ -282,7 +283,7 @@ func (c *conn) dispatch(r *request) (ran bool) {
 	defer func() {
 		if v := recover(); v != nil {
 			r.log().Error("handler panicked; closing connection", "panic", v, "stack", string(debug.Stack()))
-			c.s.metrics.panics.Inc()
+			c.s.metrics.Panics.Inc()
 			r.fail(fmt.Errorf("handler panic: %v", v))
 			ran = false
 		}

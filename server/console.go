@@ -1,46 +1,29 @@
 package server
 
 import (
-	"bytes"
-	"context"
 	"crypto/tls"
-	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/kvlog/kvlog/cleaner/cleanerstatus"
 	"github.com/kvlog/kvlog/console"
 	"github.com/kvlog/kvlog/internal/buildinfo"
 	"github.com/kvlog/kvlog/replica"
+	"github.com/kvlog/kvlog/server/config"
+	"github.com/kvlog/kvlog/server/httpapi"
 	"github.com/kvlog/kvlog/server/security"
 )
 
 // The web console (package console) is a Kafka client of this broker:
 // consoleHandler gives it the way to reach one of the broker's own
-// listeners, the cleaner's status (what /cleaner serves) and each hosted
-// partition's segment count, and samples the cleaner for its charts.
-//
-// Which listener: without HTTP authentication, a PLAINTEXT listener (the
-// console acts as User:ANONYMOUS there, as any client of it), else an SSL
-// one that asks no client certificate. With kvlog.http.auth=basic, a SASL
-// listener (SASL_PLAINTEXT first, then SASL_SSL) where the console
-// authenticates as the user who logged in, with the mechanism that
-// accepted the password if the listener enables it: the broker's ACLs then
-// decide what the console may show and change. A TLS listener is reached
-// on its own address and its certificate is pinned (it must be the one the
-// listener serves), so no trust store is needed for the broker to reach
-// itself. When no listener fits, the console's pages say why.
+// listeners (httpapi.ConsoleConnect chooses which), the cleaner's status
+// (what /cleaner serves) and each hosted partition's segment count, and
+// samples the cleaner for its charts.
 
 // consoleHandler returns the console for the HTTP listener, nil when
 // kvlog.console.enable=false.
@@ -102,11 +85,9 @@ func (s *Server) segmentCount(topic string, partition int32) (int, bool) {
 	return p.log.SegmentCount(), true
 }
 
-// leads says whether this broker serves p's writes: every hosted
-// partition on a single node, the partitions it leads in a cluster.
-func leads(p *partition) bool {
-	return p != nil && p.log != nil && (p.rep == nil || p.rep.Role() == replica.RoleLeader)
-}
+// leads says whether this broker serves p's writes (on a single node it
+// leads every partition it hosts).
+func leads(p *partition) bool { return p.role() == replica.RoleLeader }
 
 // consoleTraffic is every topic's high watermark summed over the
 // partitions this broker leads, and the bytes consumers fetched from it
@@ -114,19 +95,7 @@ func leads(p *partition) bool {
 func (s *Server) consoleTraffic() []console.TopicTraffic {
 	out := map[string]int64{}
 	if s.metrics != nil {
-		ch := make(chan prometheus.Metric, 64)
-		go func() { s.metrics.op.bytesOut.Collect(ch); close(ch) }()
-		for m := range ch {
-			var d dto.Metric
-			if m.Write(&d) != nil || d.Counter == nil {
-				continue
-			}
-			for _, l := range d.Label {
-				if l.GetName() == "topic" {
-					out[l.GetValue()] = int64(d.Counter.GetValue())
-				}
-			}
-		}
+		out = s.metrics.TopicBytesOut()
 	}
 	var tt []console.TopicTraffic
 	for _, t := range s.sortedTopics() {
@@ -142,139 +111,41 @@ func (s *Server) consoleTraffic() []console.TopicTraffic {
 }
 
 // consoleGroupLags is the total lag of every group this broker
-// coordinates, computed as kvlog_group_lag is (committed offsets against
+// coordinates, as kvlog_group_lag counts it (committed offsets against
 // the high watermarks of the partitions this broker leads).
 func (s *Server) consoleGroupLags() map[string]int64 {
-	if s.groups == nil {
+	g := metricsSource{s}.Groups()
+	if g == nil {
 		return nil
 	}
-	listing, _ := s.groups.List() // partial while a partition loads
-	lags := make(map[string]int64, len(listing))
-	for _, g := range listing {
-		offsets, err := s.groups.FetchOffsets(g.Group, nil)
-		if err != nil {
-			continue
-		}
+	lags := make(map[string]int64, len(g.Lags))
+	for name, pl := range g.Lags {
 		var total int64
-		for _, o := range offsets {
-			if p := s.partition(o.Topic, o.Partition); leads(p) && o.Offset >= 0 {
-				total += max(int64(p.log.HighWatermark())-o.Offset, 0)
-			}
+		for _, l := range pl {
+			total += l.Lag
 		}
-		lags[g.Group] = total
+		lags[name] = total
 	}
 	return lags
 }
 
 // consoleConnect returns the client options that reach this broker as
-// cred (see the comment at the top).
+// cred, over one of its listeners (httpapi.ConsoleConnect says which).
 func (s *Server) consoleConnect(cred console.Credentials) ([]kgo.Opt, error) {
 	s.lnMu.Lock()
-	ls := slices.Clone(s.listeners)
+	ls := make([]httpapi.ConsoleListener, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		name := l.name
+		ls = append(ls, httpapi.ConsoleListener{
+			Name:       name,
+			Sec:        l.sec,
+			Addr:       l.ln.Addr(),
+			Advertised: net.JoinHostPort(l.advHost, strconv.Itoa(int(l.advPort))),
+			OtherTLS: func() (*tls.Config, error) {
+				return security.ClientTLS(config.ListenerLookup(s.layers.Load(), name))
+			},
+		})
+	}
 	s.lnMu.Unlock()
-	want := []string{"PLAINTEXT", "SSL"}
-	if cred.User != "" {
-		want = []string{"SASL_PLAINTEXT", "SASL_SSL"}
-	}
-	for _, proto := range want {
-		for _, l := range ls {
-			if l.sec == nil || l.sec.protocol != proto {
-				continue
-			}
-			set := l.sec.settings()
-			if set == nil {
-				continue
-			}
-			if set.tls != nil && set.tls.ClientAuth == tls.RequireAndVerifyClientCert {
-				continue // the console has no client certificate
-			}
-			local := dialAddr(l.ln.Addr())
-			adv := net.JoinHostPort(l.advHost, strconv.Itoa(int(l.advPort)))
-			var selfTLS, otherTLS *tls.Config
-			if set.tls != nil {
-				selfTLS = pinnedTLS(l.sec)
-				// Other brokers (cluster mode) are verified with the
-				// listener's trust store, as inter-broker connections are.
-				var err error
-				if otherTLS, err = security.ClientTLS(listenerLookup(s.layers.Load(), l.name)); err != nil {
-					return nil, fmt.Errorf("console: listener %s: %w", l.name, err)
-				}
-			}
-			// This broker's advertised address (which Metadata returns) is
-			// dialled on the listener's local address: the advertised name
-			// may not resolve here, or lead through a proxy. Other brokers'
-			// addresses are dialled as advertised.
-			dial := func(ctx context.Context, network, host string) (net.Conn, error) {
-				cfg := otherTLS
-				if host == adv || host == local {
-					host, cfg = local, selfTLS
-				}
-				nd := &net.Dialer{Timeout: 5 * time.Second}
-				if cfg != nil {
-					return (&tls.Dialer{NetDialer: nd, Config: cfg}).DialContext(ctx, network, host)
-				}
-				return nd.DialContext(ctx, network, host)
-			}
-			opts := []kgo.Opt{kgo.SeedBrokers(local), kgo.Dialer(dial)}
-			if cred.User != "" {
-				mech := cred.Mechanism
-				if !slices.Contains(set.mechanisms, mech) {
-					continue
-				}
-				switch mech {
-				case security.Plain:
-					opts = append(opts, kgo.SASL(plain.Auth{User: cred.User, Pass: cred.Password}.AsMechanism()))
-				case security.ScramSHA256:
-					opts = append(opts, kgo.SASL(scram.Auth{User: cred.User, Pass: cred.Password}.AsSha256Mechanism()))
-				case security.ScramSHA512:
-					opts = append(opts, kgo.SASL(scram.Auth{User: cred.User, Pass: cred.Password}.AsSha512Mechanism()))
-				default:
-					continue
-				}
-			}
-			return opts, nil
-		}
-	}
-	if cred.User != "" {
-		return nil, fmt.Errorf("the console cannot act as %s: no SASL listener (SASL_PLAINTEXT or SASL_SSL without required client certificates) enables %s", cred.User, cred.Mechanism)
-	}
-	return nil, errors.New("the console needs a PLAINTEXT listener (or an SSL one not requiring client certificates), or kvlog.http.auth=basic and a SASL listener")
-}
-
-// dialAddr is a listener's address as a client on this host dials it: a
-// wildcard bind is reached on loopback.
-func dialAddr(a net.Addr) string {
-	ta, ok := a.(*net.TCPAddr)
-	if !ok {
-		return a.String()
-	}
-	ip := ta.IP
-	if ip == nil || ip.IsUnspecified() {
-		if ip.To4() == nil && ip != nil {
-			ip = net.IPv6loopback
-		} else {
-			ip = net.IPv4(127, 0, 0, 1)
-		}
-	}
-	return net.JoinHostPort(ip.String(), strconv.Itoa(ta.Port))
-}
-
-// pinnedTLS accepts exactly the certificate the listener serves now.
-func pinnedTLS(ls *listenerSecurity) *tls.Config {
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: true, // replaced by the pin below
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			set := ls.settings()
-			if set == nil || set.tls == nil || len(cs.PeerCertificates) == 0 {
-				return errors.New("console: no certificate to pin")
-			}
-			for _, c := range set.tls.Certificates {
-				if len(c.Certificate) > 0 && bytes.Equal(c.Certificate[0], cs.PeerCertificates[0].Raw) {
-					return nil
-				}
-			}
-			return errors.New("console: the listener's certificate is not the one it is configured with")
-		},
-	}
+	return httpapi.ConsoleConnect(ls, cred)
 }

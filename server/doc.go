@@ -4,125 +4,103 @@
 //
 // # Where code goes
 //
-// The server root holds what needs the *Server: one handler file per API
-// key (NN_name.go) and the files that wire a part into the broker, named
-// by that part. A piece of the broker that can work without the *Server
-// is a subpackage of server/, handed what it needs through its API:
-// package wire (frames, request memory, Fetch encoding and sendfile),
-// config (key tables, parsing, validation, typed settings), metastore and
-// zkstore (the metadata stores), cluster (the ZooKeeper-mode
-// membership), controller, group and txn (coordinators), acl, quota and
-// security. Top-level packages (engine, cleaner, replica, client) are the
-// storage and replication core and the client library, usable without a
-// broker.
+// One rule: code that can be written against a narrow view of the broker
+// (an interface or a few functions it is handed) lives in the subpackage
+// that owns its concern; the root holds only the Server (server.go), one
+// handler file per API key (NN_name.go), and the wiring that adapts the
+// *Server to each part, in a file named by that part. Subpackages:
+// package wire (frames, connections' read and write loops, request
+// memory, Fetch encoding and sendfile), config (key tables, parsing,
+// validation, typed settings: broker, topic, a listener's security),
+// metrics (the Prometheus metrics over a metrics.Source), httpapi (the
+// HTTP listener: routes, TLS, basic authentication, path ACLs),
+// metastore and zkstore (the metadata stores), cluster (the
+// ZooKeeper-mode membership), controller, group and txn (coordinators),
+// coordlog (the coordinators' internal topics over the partition
+// manager), fetchsession, acl, quota (quota model and run-time sensors) and
+// security (SASL mechanisms, TLS files). Top-level packages (engine,
+// cleaner, replica, client) are the storage and replication core and the
+// client library, usable without a broker. docs/architecture.md maps a
+// Produce and a Fetch through them.
 //
 // # Files
 //
-//   - configs.go: the broker's side of package config: the current config
-//     layers (Server.layers, replaced whole on a change and read typed),
-//     DescribeConfigs and AlterConfigs resources.
-//   - server.go: Server (New, Start, Shutdown), topic snapshots, listeners.
-//   - topics.go: topic create/delete/alter, shared by the handlers: the
-//     checks, then the membership's part.
-//   - membership.go: the one place the two modes differ (membership): a
-//     single node (standalone: the embedded metadata store, a cluster of
-//     one) or a ZooKeeper cluster (cluster.go over package cluster) loads
-//     topics, creates, deletes and grows them, joins and leaves, and
-//     writes ISR changes.
-//     Request paths ask the membership, the metadata view or the partition
-//     manager, never which mode runs; only the inter-broker handlers
-//     04-06 (once the membership admitted the request: fromController)
-//     and the transaction marker writer reach the cluster itself.
-//   - conn.go: a connection as package wire's frame loop sees it (its
-//     wire.Handler): parsing against the served versions, the SASL state,
-//     quota muting and delayed answers, dispatch to the handlers with
-//     their panics contained. Package wire reads the frames, holds the
-//     request memory and writes the responses in order.
-//   - errors.go: the one mapping from errors to Kafka error codes.
-//   - security_listener.go, security_interbroker.go, sasl_conn.go: each
-//     listener's protocol, TLS configuration (rebuilt when the
-//     configuration changes: certificate reload) and SASL mechanisms, from
-//     the ssl.* and sasl.* keys package config defines; a connection's TLS
-//     handshake, SASL state machine and principal; the inter-broker
-//     dialer. Handlers 17, 36, 50, 51 are SaslHandshake, SaslAuthenticate
-//     and the SCRAM credential APIs; the mechanisms themselves are package
-//     security. docs/security.md describes the model.
-//   - authz.go, authz_apis.go: authorization (package acl has the
-//     authorizer): authorizer.class.name, super.users and
-//     allow.everyone.if.no.acl.found, the ACLs loaded from the metadata
-//     store and kept current by ZooKeeper's ACL change notifications, the
-//     audit log; apiAuthzTable declares every API's checks — the dispatcher
-//     (conn.dispatch) makes the whole-request ones (an operation on the
-//     cluster, the group or the transactional id) before the handler,
-//     handlers carrying many topics or groups filter them through
-//     request.authorizedNames. Handlers 29-31 are DescribeAcls, CreateAcls
-//     and DeleteAcls. docs/security.md has the table of checks.
-//   - quotas.go: client quotas (package quota has the model): byte rates
-//     and request percentages recorded around the handler (Produce) and in
-//     Fetch, KIP-219 throttling (throttle_time_ms, the connection muted;
-//     old versions' responses delayed), connection creation rates at
-//     accept. Handlers 48-49 are DescribeClientQuotas and
-//     AlterClientQuotas.
-//   - handlers.go: the registry; NN_name.go: one file per API key, each
-//     registering the versions it serves (ApiVersions advertises exactly
-//     those).
-//   - metrics.go: Prometheus metrics, /metrics, /cleaner and /debug/pprof
-//     on the HTTP listener; operator_metrics.go: per-topic traffic, errors
-//     per API and code (counted as each request completes), fsync latency
-//     (an engine hook), disk space, partition health, groups and lag (read
-//     at scrape time); health.go: /healthz (liveness) and /readyz
-//     (readiness). docs/operations.md lists them. http_security.go: the
-//     HTTP listener's TLS, basic authentication against the SASL users,
-//     cluster ACLs per path and the profiler's switch; console.go: the web
-//     console (package console) mounted under /ui/, a Kafka client of one
-//     of this broker's listeners (docs/console.md).
-//   - cleaner.go: the log cleaner's wiring (package cleaner): created with
-//     the engine's logs, started and stopped with the broker, log.cleaner.*
-//     applied live on dynamic broker config changes, topic-level settings
-//     read from the topic snapshot at every planning round, cleaning paused
-//     around log deletion and follower truncation.
-//   - partitions.go: request-path pieces over the partition manager
-//     (replica.Manager, Server.replicas), the same in both modes: the
-//     error for a partition not served here (from the metadata view), the
-//     leader and leader-epoch check, follower fetches.
-//   - 03_metadata.go: the metadata view (metadataView) Metadata and
-//     FindCoordinator answer from: a single node's topics (localView) or
-//     the cluster's controller-fed cache (clusterMeta).
-//   - cluster.go: cluster mode (zookeeper.connect set) wired into the
-//     broker. Package cluster is the membership itself (ZooKeeper
-//     credentials, registration, the controller candidate, the fencing
-//     of the controller's requests, follower fetchers, the ISR writer and
-//     shrink check, the config and ACL change watchers, the coordinators'
-//     serial load queue, controlled shutdown, replication metrics);
-//     cluster.go holds what needs the *Server: the controller-fed
-//     metadata cache (clusterMeta), the topic snapshot following
-//     ZooKeeper, local replicas created on LeaderAndIsr, config changes
-//     applied, topic create/delete/grow mapped to Kafka errors. Handlers
-//     04-07 are the inter-broker APIs (LeaderAndIsr, StopReplica,
-//     UpdateMetadata, ControlledShutdown), admitted through
-//     Server.fromController. Lock order: cluster.partMu → Server.topicMu.
-//   - groups.go: the group coordinator's wiring (package group): config,
-//     its store over __consumer_offsets, FindCoordinator's answer; handlers
-//     08-16, 42, 47. A JoinGroup or SyncGroup parks in the coordinator and
-//     is completed from there (its timers or another member's request).
-//   - coordlog.go: a coordinator's internal compacted topic
-//     (__consumer_offsets, __transaction_state): acks=all leader appends
-//     through the partition manager, waits on the high watermark, replay.
-//   - txns.go: the transaction coordinator's wiring (package txn): config,
-//     its store over __transaction_state, FindCoordinator's answer, the
-//     marker writer (a marker on __consumer_offsets completes the group
-//     coordinator's transactional offset commits); handlers 22, 24-28,
-//     61, 65, 66 (docs/transactions.md).
-//   - cluster_txns.go: transaction coordination in cluster mode: loaded
-//     and unloaded with the leadership of __transaction_state partitions
-//     (through cluster_groups.go's queue), markers forwarded to the other
-//     partition leaders with WriteTxnMarkers.
-//   - cluster_groups.go: group coordination in cluster mode: a broker
-//     coordinates the __consumer_offsets partitions it leads (loaded and
-//     unloaded in LeaderAndIsr order on the membership's serial queue),
-//     FindCoordinator answers the partition's leader from the metadata
-//     cache, and writes to __consumer_offsets are acks=all leader appends answered once the
-//     high watermark passed them (offsets.commit.timeout.ms).
+// Besides the handlers (NN_name.go, registered in handlers.go, each
+// registering the versions it serves: ApiVersions advertises exactly
+// those), the root's files by concern:
+//
+//   - The Server: server.go (Options, New with its cleanup stack, Start,
+//     Shutdown, Close, Readiness, the partition manager's configuration).
+//   - Topics and partitions: topic_snapshot.go (the immutable topic
+//     snapshot, partitions as replica.Partitions, leading alone on a
+//     single node), topics.go (topic create/delete/alter shared by the
+//     handlers: the checks, then the membership's part), logs.go
+//     (partition logs on disk: strays set aside, adoption of a Kafka log
+//     dir, deletion), partitions.go (request-path pieces over the
+//     partition manager, the same in both modes: the error for a
+//     partition not served here, the leader-epoch check, follower
+//     fetches), cleaner.go (the log cleaner's wiring: logs, live
+//     log.cleaner.* changes, pauses around deletion and truncation).
+//   - Wire: listeners.go (binding, the accept loop with connection limits
+//     and creation rates), conn.go (a connection as package wire's frame
+//     loop sees it: parsing against the served versions, dispatch with
+//     panics contained, quota muting and delayed answers), errors.go (the
+//     one mapping from errors to Kafka error codes).
+//   - Config: configs.go (the current config layers, Server.layers,
+//     replaced whole on a change and read typed; DescribeConfigs and
+//     AlterConfigs resources).
+//   - Security: security.go (each listener's config.ListenerSecurity,
+//     SCRAM credentials from the metadata store, the users' password check
+//     of the HTTP listener, the inter-broker dialer), sasl_conn.go (a
+//     connection's side of its security.Session: the mechanisms' servers
+//     over the listener's PLAIN users and the stored SCRAM credentials,
+//     the principal, the delayed failure; the TLS handshake and the
+//     certificate's principal; handlers 17, 36, 50, 51), authz.go and authz_apis.go (package acl
+//     wired in: authorizer.class.name, super.users, the ACLs loaded from
+//     the metadata store and kept current by ZooKeeper's change
+//     notifications, the audit log; apiAuthzTable declares every API's
+//     checks, made by conn.dispatch before the handler; handlers 29-31),
+//     quotas.go (package quota wired in: the request's user and client id,
+//     KIP-219 throttling with the connection muted, old versions' answers
+//     delayed, the controller mutation quota; handlers 48-49).
+//     docs/security.md describes the model.
+//   - HTTP listener and metrics: http.go (httpapi.Handler given the
+//     broker's routes, users and authorizer), metrics.go (the broker as a
+//     metrics.Source), console.go (the web console, package console, a
+//     Kafka client of one of this broker's listeners, docs/console.md),
+//     http_keys.go (key lookups, docs/http-keys.md). docs/operations.md
+//     lists the routes and metrics.
+//   - Membership (the one place the two modes differ): membership.go (a
+//     single node, standalone: the embedded metadata store, a cluster of
+//     one, or a ZooKeeper cluster: loading topics, creating, deleting and
+//     growing them, joining and leaving, ISR changes). Request paths ask
+//     the membership, the metadata view or the partition manager, never
+//     which mode runs; only the inter-broker handlers 04-07 (once the
+//     membership admitted the request: Server.fromController) reach the
+//     cluster itself.
+//   - Cluster mode (zookeeper.connect set), the wiring of package cluster
+//     (registration, the controller candidate, fencing of the
+//     controller's requests, follower fetchers, the ISR writer, change
+//     watchers, controlled shutdown): cluster.go (what needs the *Server:
+//     the controller-fed metadata cache clusterMeta, the topic snapshot
+//     following ZooKeeper, local replicas created on LeaderAndIsr, config
+//     changes applied, topic create/delete/grow mapped to Kafka errors;
+//     lock order cluster.partMu → Server.topicMu), cluster_groups.go (a
+//     broker coordinates the __consumer_offsets partitions it leads,
+//     loaded and unloaded in LeaderAndIsr order on the membership's
+//     serial queue), cluster_txns.go (the same for __transaction_state,
+//     and markers forwarded to other leaders with WriteTxnMarkers).
+//   - Coordinators: groups.go and txns.go (packages group and txn wired
+//     in: config, their stores, FindCoordinator's answer, the transaction
+//     marker writer; handlers 08-16, 42, 47 and 22, 24-28, 61, 65, 66,
+//     docs/transactions.md), coordlog.go (package coordlog, their
+//     internal compacted topics, over this broker's topics and partition
+//     manager: acks=all leader appends, waits on the high watermark,
+//     replay), fetch_sessions.go (package
+//     fetchsession wired into Fetch).
+//   - 03_metadata.go also holds the metadata view (metadataView) that
+//     Metadata and FindCoordinator answer from: a single node's topics
+//     (localView) or the cluster's controller-fed cache (clusterMeta).
 //
 // # Concurrency
 //

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kvlog/kvlog/engine"
+	"github.com/kvlog/kvlog/server/coordlog"
 	"github.com/kvlog/kvlog/server/group"
 )
 
@@ -181,31 +182,31 @@ func clientHost(r *request) string {
 }
 
 // offsetsStore is group.Store over the __consumer_offsets partitions
-// (coordlog.go has how writes become durable; offsets.commit.timeout.ms
+// (package coordlog has how writes become durable; offsets.commit.timeout.ms
 // bounds the wait).
-type offsetsStore struct{ log *coordLog }
+type offsetsStore struct{ log *coordlog.Log }
 
 // Append writes the records as one uncompressed batch.
 func (st *offsetsStore) Append(p int32, recs []group.Record) error {
-	kvs := make([]kv, len(recs))
+	kvs := make([]coordlog.KV, len(recs))
 	for i, r := range recs {
-		kvs[i] = kv{r.Key, r.Value}
+		kvs[i] = coordlog.KV{Key: r.Key, Value: r.Value}
 	}
-	return tooLargeForGroups(st.log.append(p, kvs))
+	return tooLargeForGroups(st.log.Append(p, kvs))
 }
 
 // Sync waits until the high watermark passed the last append.
-func (st *offsetsStore) Sync(p int32) error { return st.log.sync(p) }
+func (st *offsetsStore) Sync(p int32) error { return st.log.Sync(p) }
 
 // AppendTxn writes a TxnOffsetCommit's records as one transactional batch
 // of the producer. A producer epoch the partition refuses passes through
 // (INVALID_PRODUCER_EPOCH, as Kafka answers it).
 func (st *offsetsStore) AppendTxn(p int32, pid int64, epoch int16, recs []group.Record) error {
-	kvs := make([]kv, len(recs))
+	kvs := make([]coordlog.KV, len(recs))
 	for i, r := range recs {
-		kvs[i] = kv{r.Key, r.Value}
+		kvs[i] = coordlog.KV{Key: r.Key, Value: r.Value}
 	}
-	err := st.log.appendAs(p, pid, epoch, kvs)
+	err := st.log.AppendAs(p, pid, epoch, kvs)
 	if errors.Is(err, engine.ErrInvalidProducerEpoch) || errors.Is(err, engine.ErrOutOfOrderSequence) {
 		return fmt.Errorf("%w: %w", group.ErrPassThrough, err)
 	}
@@ -215,9 +216,9 @@ func (st *offsetsStore) AppendTxn(p int32, pid int64, epoch int16, recs []group.
 // Replay reads the partition from its start to its end, with the
 // transaction fields of each record and the transaction markers.
 func (st *offsetsStore) Replay(p int32, fn func(group.Record)) error {
-	return st.log.replayTxn(p, func(r coordRecord) {
-		gr := group.Record{Key: r.key, Value: r.value, ProducerID: r.pid, Transactional: r.transactional}
-		switch r.marker {
+	return st.log.ReplayTxn(p, func(r coordlog.Record) {
+		gr := group.Record{Key: r.Key, Value: r.Value, ProducerID: r.PID, Transactional: r.Transactional}
+		switch r.Marker {
 		case 1:
 			gr.Marker = group.CommitMarker
 		case 2:

@@ -6,6 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kvlog/kvlog/server/metrics"
 	"github.com/kvlog/kvlog/server/wire"
 )
 
@@ -87,10 +88,5 @@ func (s *Server) apiVersionKeys() []kmsg.ApiVersionsResponseApiKey {
 	return out
 }
 
-// apiName names a key for logs and metrics.
-func apiName(key int16) string {
-	if n := kmsg.NameForKey(key); n != "Unknown" {
-		return n
-	}
-	return fmt.Sprintf("Unknown%d", key)
-}
+// apiName names a key for logs and metrics (metrics.APIName).
+func apiName(key int16) string { return metrics.APIName(key) }

@@ -394,7 +394,7 @@ func TestHandlerPanic(t *testing.T) {
 	c2 := b.dial(t)
 	c2.send(req, 2)
 	c2.recv(req, 2)
-	if n := testutilCount(b.s.metrics.panics); n != 1 {
+	if n := testutilCount(b.s.metrics.Panics); n != 1 {
 		t.Fatalf("panics metric %v", n)
 	}
 }

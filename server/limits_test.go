@@ -120,7 +120,7 @@ func TestMaxConnections(t *testing.T) {
 		c.recv(req, int32(i))
 	}
 	b.dial(t).expectClosed()
-	if n := counterValue(t, b.s.metrics.connectionsRefused.WithLabelValues("max.connections")); n != 1 {
+	if n := counterValue(t, b.s.metrics.ConnectionsRefused.WithLabelValues("max.connections")); n != 1 {
 		t.Fatalf("refused %v", n)
 	}
 }
@@ -140,7 +140,7 @@ func TestRequestMemoryBudget(t *testing.T) {
 	a := partial(1 << 20)
 	waitUntil(t, "the first request to hold its memory", func() bool { return b.s.reqMem.InUse() >= 1<<20 })
 	partial(512 << 10)
-	waitUntil(t, "the second request to wait", func() bool { return counterValue(t, b.s.metrics.requestMemoryWaits) == 1 })
+	waitUntil(t, "the second request to wait", func() bool { return counterValue(t, b.s.metrics.RequestMemoryWaits) == 1 })
 	if got := b.s.reqMem.InUse(); got != 1<<20 {
 		t.Fatalf("in use %d while the second request waits", got)
 	}

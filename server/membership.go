@@ -9,10 +9,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kvlog/kvlog/console"
+	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/replica"
 	zkcluster "github.com/kvlog/kvlog/server/cluster"
 	"github.com/kvlog/kvlog/server/controller"
 	"github.com/kvlog/kvlog/server/metastore"
+	"github.com/kvlog/kvlog/server/txn"
 )
 
 // membership is how this broker belongs to a cluster, and the one place
@@ -59,6 +61,11 @@ type membership interface {
 	// controller: the cluster to apply it to, or the error to answer
 	// with and why (Server.fromController).
 	admit(controllerID, controllerEpoch int32, brokerEpoch int64) (*cluster, *zkcluster.Refusal)
+	// writeMarkers writes a transaction marker to each partition through
+	// its leader and calls done once with one error per partition: this
+	// broker's own partitions directly (Server.writeMarkers), in a
+	// cluster the others' in WriteTxnMarkers requests (cluster_txns.go).
+	writeMarkers(mk engine.Marker, tps []txn.TopicPartition, done func([]error))
 }
 
 // standalone is a single node's membership.
@@ -72,6 +79,11 @@ func (standalone) replicated() bool                                          { r
 func (standalone) notReady() string                                          { return "" }
 func (standalone) describe(bi *console.BrokerInfo)                           { bi.Mode = "single node" }
 func (standalone) controllerCandidate() *controller.Controller               { return nil }
+
+// writeMarkers: a single node leads every partition it hosts.
+func (a standalone) writeMarkers(mk engine.Marker, tps []txn.TopicPartition, done func([]error)) {
+	a.s.writeMarkers(mk, tps, done)
+}
 
 // admit refuses: a single node has no controller.
 func (standalone) admit(int32, int32, int64) (*cluster, *zkcluster.Refusal) {

@@ -4,10 +4,9 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/server/metastore"
@@ -32,35 +31,21 @@ import (
 // percentage of one thread. Inter-broker requests, follower fetches,
 // ApiVersions and SASL are exempt; so is the request quota for acks=0.
 
-// quotaManager holds the quota configuration and the sensors.
+// quotaManager is package quota's Manager (the configuration and the
+// sensors) with the broker's side: the metadata store the quotas are kept
+// in, and the request's user and client id each use is accounted to.
 type quotaManager struct {
-	s       *Server
-	store   metastore.QuotaStore // nil: the store keeps no quotas
-	cfg     atomic.Pointer[quota.Config]
-	samples int
-	window  time.Duration
-
-	mu      sync.Mutex
-	sensors map[string]*quota.Rate
-	buckets map[string]*quota.Bucket // controller mutations (quota_mutations.go)
-	conns   *quota.Rate              // broker-wide connection creations
-	pruned  time.Time
+	*quota.Manager
+	s     *Server
+	store metastore.QuotaStore // nil: the store keeps no quotas
 }
-
-// sensorIdle is how long an unused sensor is kept.
-const sensorIdle = time.Hour
 
 func (s *Server) initQuotas() error {
 	l := s.layers.Load()
 	q := &quotaManager{
+		Manager: quota.NewManager(int(l.Int("quota.window.num")), l.Duration("quota.window.size.seconds"), s.clock.Now),
 		s:       s,
-		samples: int(l.Int("quota.window.num")),
-		window:  l.Duration("quota.window.size.seconds"),
-		sensors: map[string]*quota.Rate{},
 	}
-	q.conns = quota.NewRate(q.samples, q.window)
-	empty := quota.Config{}
-	q.cfg.Store(&empty)
 	if st, ok := s.meta.(metastore.QuotaStore); ok {
 		q.store = st
 		if err := q.reload(); err != nil {
@@ -77,29 +62,8 @@ func (q *quotaManager) reload() error {
 	if err != nil {
 		return fmt.Errorf("loading client quotas: %w", err)
 	}
-	c := quota.Config(all)
-	q.cfg.Store(&c)
+	q.SetConfig(quota.Config(all))
 	return nil
-}
-
-// sensor returns the named sensor, created on first use.
-func (q *quotaManager) sensor(name string, now time.Time) *quota.Rate {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if now.Sub(q.pruned) > sensorIdle/4 {
-		q.pruned = now
-		for k, r := range q.sensors {
-			if r.Idle(now.Add(-sensorIdle)) {
-				delete(q.sensors, k)
-			}
-		}
-	}
-	r := q.sensors[name]
-	if r == nil {
-		r = quota.NewRate(q.samples, q.window)
-		q.sensors[name] = r
-	}
-	return r
 }
 
 // quotaUser is the user a request's quotas are looked up by: its
@@ -115,40 +79,18 @@ func (r *request) quotaUser() string {
 // record records v on r's sensor for key and returns the throttle time
 // (0 without a quota).
 func (q *quotaManager) record(key string, r *request, v float64) time.Duration {
-	cfg := *q.cfg.Load()
-	if len(cfg) == 0 {
-		return 0 // no quota at all: the common case costs one load
-	}
-	res, ok := cfg.Resolve(key, r.quotaUser(), r.hdr.clientID)
-	if !ok {
-		return 0
-	}
-	now := q.s.clock.Now()
-	return q.sensor(res.Sensor, now).RecordAndThrottle(now, v, res.Limit)
+	return q.Record(key, r.quotaUser(), r.hdr.clientID, v)
 }
 
 // unrecord takes back v (a throttled fetch answered empty).
 func (q *quotaManager) unrecord(key string, r *request, v float64) {
-	if res, ok := (*q.cfg.Load()).Resolve(key, r.quotaUser(), r.hdr.clientID); ok {
-		now := q.s.clock.Now()
-		q.sensor(res.Sensor, now).Unrecord(now, v)
-	}
+	q.Unrecord(key, r.quotaUser(), r.hdr.clientID, v)
 }
 
-// maxFetchBytes caps a consumer fetch at what its quota allows over the
-// measured window (Kafka's getMaxValueInQuotaWindow): a larger fetch
-// would be throttled, answered empty and retried forever.
+// maxFetchBytes caps a consumer fetch at what its quota allows
+// (quota.Manager.MaxFetchBytes).
 func (q *quotaManager) maxFetchBytes(r *request) (int32, bool) {
-	cfg := *q.cfg.Load()
-	if len(cfg) == 0 {
-		return 0, false
-	}
-	res, ok := cfg.Resolve(quota.ConsumerByteRate, r.quotaUser(), r.hdr.clientID)
-	if !ok {
-		return 0, false
-	}
-	v := res.Limit * float64(q.samples-1) * q.window.Seconds()
-	return int32(max(min(v, math.MaxInt32), 1)), true
+	return q.MaxFetchBytes(r.quotaUser(), r.hdr.clientID)
 }
 
 // quotaExempt are the requests no client quota applies to.
@@ -234,19 +176,73 @@ func (c *conn) mute(d time.Duration) {
 // (max.connection.creation.rate) and whether the IP's
 // connection_creation_rate quota refuses this connection.
 func (q *quotaManager) acceptThrottle(ip string) (time.Duration, bool) {
-	now := q.s.clock.Now()
-	var pause time.Duration
-	if limit := q.s.brokerInt("max.connection.creation.rate"); limit < math.MaxInt32 {
-		pause = q.conns.RecordAndThrottle(now, 1, float64(limit))
+	return q.AcceptThrottle(ip, q.s.brokerInt("max.connection.creation.rate"))
+}
+
+// The controller mutation quota (KIP-599): controller_mutation_rate, set
+// with AlterClientQuotas on the same user / client-id entities and with
+// the same precedence as the other client quotas, limits the partitions a
+// client creates (CreateTopics: each new topic's partition count;
+// CreatePartitions: the partitions added) and deletes (DeleteTopics: the
+// deleted topic's partition count) per second, as Kafka's
+// ControllerMutationQuotaManager does. Each broker measures the requests
+// it receives with a token bucket (quota.Bucket) of limit ×
+// quota.window.num × quota.window.size.seconds tokens.
+//
+// Clients that know the quota — CreateTopics v6+, CreatePartitions v3+,
+// DeleteTopics v5+ — get strict treatment: a topic whose turn comes while
+// the bucket is below zero fails with THROTTLING_QUOTA_EXCEEDED ("The
+// throttling quota has been exceeded."), the others of the request are
+// done, and the response's throttle_time_ms says how long to wait (the
+// connection is muted that long, KIP-219); the mutation that empties the
+// bucket is itself allowed. Older clients are never refused: their
+// mutations are recorded and the response throttled (held back, for
+// versions before KIP-219) while the bucket is below zero. ValidateOnly
+// requests, and topics failing for other reasons, take nothing.
+
+// mutationQuota is one request's controller mutation quota.
+type mutationQuota struct {
+	q            *quotaManager
+	bucket       *quota.Bucket // nil: no quota applies
+	limit, burst float64
+	strict       bool
+	throttle     time.Duration
+}
+
+// strictMutations is the first version of each API with strict
+// controller mutation quotas.
+var strictMutations = map[int16]int16{19: 6, 37: 3, 20: 5} // CreateTopics, CreatePartitions, DeleteTopics
+
+// mutations returns r's controller mutation quota.
+func (q *quotaManager) mutations(r *request) *mutationQuota {
+	m := &mutationQuota{q: q, strict: r.hdr.version >= strictMutations[r.hdr.key]}
+	m.bucket, m.limit, m.burst = q.Mutations(r.quotaUser(), r.hdr.clientID)
+	return m
+}
+
+// record accounts for n partitions about to be created or deleted; under
+// a strict quota already exceeded it refuses them instead.
+func (m *mutationQuota) record(n int32) error {
+	if m.bucket == nil {
+		return nil
 	}
-	c := *q.cfg.Load()
-	for _, p := range []string{"ips/" + quota.Sanitize(ip), "ips/" + quota.Default} {
-		if limit, ok := c[p][quota.ConnectionCreationRate]; ok {
-			if q.sensor("connections:"+ip, now).RecordAndThrottle(now, 1, limit) > 0 {
-				return pause, true
-			}
-			break
+	now := m.q.Now()
+	if m.strict {
+		if d := m.bucket.Throttle(now, m.limit, m.burst); d > 0 {
+			m.throttle = max(m.throttle, d)
+			return topicErrf(kerr.ThrottlingQuotaExceeded, "The throttling quota has been exceeded.")
 		}
+		m.bucket.Record(now, float64(n), m.limit, m.burst)
+		return nil
 	}
-	return pause, false
+	m.throttle = max(m.throttle, m.bucket.Record(now, float64(n), m.limit, m.burst))
+	return nil
+}
+
+// done sets r's throttle: a strict quota's longest refusal, a permissive
+// one's throttle after the last mutation.
+func (m *mutationQuota) done(r *request) {
+	if m.throttle > 0 {
+		r.throttle(m.throttle)
+	}
 }

@@ -3,64 +3,42 @@ package server
 import (
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/internal/clock"
+	"github.com/kvlog/kvlog/server/config"
 	"github.com/kvlog/kvlog/server/security"
 )
 
-// A connection's authentication, as Kafka's SaslServerAuthenticator
-// does it: on a SASL listener a connection first sends SaslHandshake
-// (optionally after ApiVersions), then the mechanism's tokens — in
-// SaslAuthenticate requests after a SaslHandshake v1, or as bare
-// size-prefixed frames after v0 (kafka-python, old clients) — and only
-// once authenticated are other requests served. Any other request before
-// that closes the connection. A failure is answered after
-// connection.failed.authentication.delay.ms with one message that never
-// says which part was wrong, and the connection is closed; the reason goes
-// to the broker's log only. With connections.max.reauth.ms the session
-// expires: the client re-authenticates with a new SaslHandshake on the
-// same connection (KIP-368, the principal may not change) or the
-// connection is closed at its next request after expiry.
-//
-// The state is owned by the connection's reader goroutine: the SASL
-// handlers run there, as every handler does.
+// A connection's authentication: on a SASL listener, its
+// security.Session (Kafka's SaslServerAuthenticator: the handshake, the
+// mechanism's tokens, re-authentication, which requests are served
+// before) driven by the connection and the SASL handlers; on an SSL
+// listener, the principal of a verified client certificate. What stays
+// here is the connection's side: the SASL server of each mechanism (PLAIN
+// users, the SCRAM credentials of the metadata store), the principal, and
+// a failure answered after connection.failed.authentication.delay.ms with
+// the connection closed, the reason going to the broker's log only.
 
-type authState int
-
-const (
-	authNeedHandshake authState = iota // ApiVersions or SaslHandshake expected
-	authInProgress                     // tokens expected (SaslAuthenticate, or raw after v0)
-	authDone
-)
-
-type connAuth struct {
-	state     authState
-	raw       bool // handshake v0: tokens are bare frames
-	mechanism string
-	server    security.Server
-	reauth    bool      // a re-authentication of an authenticated session
-	expiry    time.Time // session end; zero: none
-	settings  *listenerSettings
-	clientV1  bool // the client sent SaslAuthenticate v1+ (knows session lifetimes)
-	failDelay time.Duration
+// sessionSettings are a listener's settings a SASL session follows.
+func sessionSettings(set *config.ListenerSettings) security.SessionSettings {
+	return security.SessionSettings{Mechanisms: set.Mechanisms, Reauth: set.Reauth, MaxReceive: set.MaxReceive}
 }
 
 // authenticated reports whether requests other than the SASL ones may be
 // served.
 func (c *conn) authenticated() bool {
-	return c.auth == nil || c.auth.state == authDone || c.auth.reauth
+	return c.auth == nil || c.auth.Authenticated()
 }
 
 // maxFrame is the largest frame the connection reads now: until a SASL
 // connection authenticated, sasl.server.max.receive.size.
 func (c *conn) maxFrame() int32 {
 	if c.auth != nil && !c.authenticated() {
-		return min(c.s.cfg.SocketRequestMaxBytes, c.auth.settings.maxReceive)
+		return min(c.s.cfg.SocketRequestMaxBytes, c.auth.MaxReceive())
 	}
 	return c.s.cfg.SocketRequestMaxBytes
 }
@@ -68,134 +46,60 @@ func (c *conn) maxFrame() int32 {
 // admit decides whether a parsed request may be served on this connection
 // now; a non-empty reason closes the connection.
 func (c *conn) admit(key int16) string {
-	a := c.auth
-	if a == nil {
+	if c.auth == nil {
 		return ""
 	}
-	switch a.state {
-	case authNeedHandshake:
-		if key == kmsg.ApiVersions.Int16() || key == kmsg.SASLHandshake.Int16() {
-			return ""
-		}
-		return fmt.Sprintf("%s before SASL authentication (only ApiVersions and SaslHandshake are served)", apiName(key))
-	case authInProgress:
-		if key == kmsg.SASLAuthenticate.Int16() {
-			return ""
-		}
-		if a.reauth && key != kmsg.SASLHandshake.Int16() && !c.sessionExpired() {
-			return ""
-		}
-		return fmt.Sprintf("%s during SASL authentication (SaslAuthenticate expected)", apiName(key))
-	default:
-		if key != kmsg.SASLHandshake.Int16() && c.sessionExpired() {
-			return "SASL session expired (connections.max.reauth.ms) without re-authentication"
-		}
-		return ""
-	}
-}
-
-func (c *conn) sessionExpired() bool {
-	return !c.auth.expiry.IsZero() && time.Now().After(c.auth.expiry)
+	return c.auth.Admit(key, time.Now())
 }
 
 // startHandshake handles SaslHandshake (also the start of a
 // re-authentication). It returns the response and, on failure, the error
 // to log; the caller closes the connection after a failure.
 func (c *conn) startHandshake(version int16, mechanism string) (*kmsg.SASLHandshakeResponse, error) {
-	resp := kmsg.NewPtrSASLHandshakeResponse()
-	resp.Version = version
-	a := c.auth
-	if a == nil {
+	if c.auth == nil {
+		resp := kmsg.NewPtrSASLHandshakeResponse()
+		resp.Version = version
 		resp.ErrorCode = kerr.IllegalSaslState.Code
 		return resp, nil
 	}
-	set := c.l.sec.settings()
-	resp.SupportedMechanisms = append([]string(nil), set.mechanisms...)
-	switch a.state {
-	case authInProgress:
-		resp.ErrorCode = kerr.IllegalSaslState.Code
-		return resp, errors.New("SaslHandshake during an authentication in progress")
-	case authDone:
-		if version < 1 {
-			resp.ErrorCode = kerr.IllegalSaslState.Code
-			return resp, errors.New("re-authentication needs SaslHandshake v1")
+	set := c.l.sec.Settings()
+	return c.auth.Handshake(version, mechanism, c.l.name, sessionSettings(set), func(mechanism string) security.Server {
+		if mechanism == security.Plain {
+			users := set.PlainUsers
+			return &security.PlainServer{Password: func(u string) (string, bool) { p, ok := users[u]; return p, ok }}
 		}
-		if mechanism != a.mechanism {
-			resp.ErrorCode = kerr.IllegalSaslState.Code
-			return resp, fmt.Errorf("re-authentication with mechanism %s after %s", mechanism, a.mechanism)
-		}
-		a.reauth = true
-	}
-	enabled := false
-	for _, m := range set.mechanisms {
-		enabled = enabled || m == mechanism
-	}
-	if !enabled {
-		resp.ErrorCode = kerr.UnsupportedSaslMechanism.Code
-		return resp, fmt.Errorf("SASL mechanism %q is not enabled on listener %s", mechanism, c.l.name)
-	}
-	a.settings, a.failDelay = set, set.failDelay
-	a.mechanism = mechanism
-	a.raw = version == 0
-	a.state = authInProgress
-	switch mechanism {
-	case security.Plain:
-		users := set.plainUsers
-		a.server = &security.PlainServer{Password: func(u string) (string, bool) { p, ok := users[u]; return p, ok }}
-	default:
-		a.server = &security.ScramServer{Mechanism: mechanism, Secret: c.s.scramSecret,
+		return &security.ScramServer{Mechanism: mechanism, Secret: c.s.scramSecret,
 			Lookup: func(u string) (*security.ScramCredential, bool, error) { return c.s.scramCredential(u, mechanism) }}
-	}
-	return resp, nil
+	})
 }
 
 // authToken runs one token through the mechanism. It returns the answer
 // and whether the exchange completed; an error is the failure (to log),
 // after which the connection closes.
 func (c *conn) authToken(token []byte) (resp []byte, done bool, err error) {
-	a := c.auth
-	if a == nil || a.state != authInProgress || a.server == nil {
+	if c.auth == nil {
 		return nil, false, errors.New("SASL token outside an authentication")
 	}
-	resp, done, err = a.server.Next(token)
-	if err != nil {
-		a.server = nil
-		return nil, false, err
-	}
-	if !done {
-		return resp, false, nil
-	}
-	principal := security.UserType + ":" + a.server.User()
-	if a.reauth && principal != c.principal() {
-		return nil, false, fmt.Errorf("re-authentication as %s changes the principal %s", principal, c.principal())
-	}
-	a.server = nil
-	a.state, a.reauth, a.raw = authDone, false, false
-	a.expiry = time.Time{}
-	if d := a.settings.reauth[a.mechanism]; d > 0 {
-		a.expiry = time.Now().Add(d)
+	resp, principal, err := c.auth.Token(token, time.Now())
+	if err != nil || principal == "" {
+		return resp, false, err
 	}
 	c.setPrincipal(principal)
-	c.s.metrics.authentications.WithLabelValues(c.l.name, a.mechanism, "success").Inc()
+	c.s.metrics.Authentications.WithLabelValues(c.l.name, c.auth.Mechanism(), "success").Inc()
 	return resp, true, nil
 }
 
 // sessionLifetime is SaslAuthenticate's SessionLifetimeMs after success.
-func (c *conn) sessionLifetime() int64 {
-	if c.auth.expiry.IsZero() {
-		return 0
-	}
-	return max(time.Until(c.auth.expiry).Milliseconds(), 1)
-}
+func (c *conn) sessionLifetime() int64 { return c.auth.Lifetime(time.Now()) }
 
 // authFailed logs and counts a failed authentication, stops reading, and
 // completes r with res after the failure delay; the writer then closes
 // the connection.
 func (c *conn) authFailed(r *request, res result, err error) {
 	mech := ""
-	delay := c.l.sec.settings().failDelay
+	delay := c.l.sec.Settings().FailDelay
 	if c.auth != nil {
-		mech = c.auth.mechanism
+		mech = c.auth.Mechanism()
 	}
 	var ae *security.AuthError
 	user := ""
@@ -204,15 +108,10 @@ func (c *conn) authFailed(r *request, res result, err error) {
 	}
 	c.s.logger.Info("SASL authentication failed; closing connection", "listener", c.l.name, "remote", c.remote,
 		"mechanism", mech, "user", user, "reason", err)
-	c.s.metrics.authentications.WithLabelValues(c.l.name, mech, "failure").Inc()
+	c.s.metrics.Authentications.WithLabelValues(c.l.name, mech, "failure").Inc()
 	c.stopReading()
 	res.closeAfter = true
 	clock.AfterFunc(c.s.clock, delay, func() { r.finish(res) })
-}
-
-// authFailedMessage is what a client is told, whatever went wrong.
-func authFailedMessage(mechanism string) string {
-	return "Authentication failed during authentication due to invalid credentials with SASL mechanism " + mechanism
 }
 
 // handleRawToken serves a bare SASL token (after SaslHandshake v0): the
@@ -258,7 +157,7 @@ func (c *conn) tlsHandshake(tc *tls.Conn) error {
 	st := tc.ConnectionState()
 	if c.auth == nil && len(st.VerifiedChains) > 0 && len(st.PeerCertificates) > 0 {
 		dn := security.SubjectDN(st.PeerCertificates[0])
-		name, err := c.l.sec.settings().rules.Name(dn)
+		name, err := c.l.sec.Settings().Rules.Name(dn)
 		if err != nil {
 			return err
 		}

@@ -2,20 +2,12 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"net"
-	"path/filepath"
-	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -25,12 +17,12 @@ import (
 	"github.com/kvlog/kvlog/internal/clock"
 	"github.com/kvlog/kvlog/replica"
 	zkcluster "github.com/kvlog/kvlog/server/cluster"
+	"github.com/kvlog/kvlog/server/config"
 	"github.com/kvlog/kvlog/server/fetchsession"
 	"github.com/kvlog/kvlog/server/group"
 	"github.com/kvlog/kvlog/server/metastore"
+	"github.com/kvlog/kvlog/server/metrics"
 	"github.com/kvlog/kvlog/server/txn"
-
-	"github.com/kvlog/kvlog/server/config"
 	"github.com/kvlog/kvlog/server/wire"
 )
 
@@ -100,7 +92,7 @@ type Server struct {
 	// view gives the current metadata view (Metadata, partition errors).
 	view func() metadataView
 
-	metrics  *metrics
+	metrics  *metrics.Metrics
 	registry *prometheus.Registry
 
 	// requestHook, when set (tests), sees every request before its handler
@@ -135,43 +127,6 @@ type Server struct {
 	bgDone    chan struct{}
 	closeOnce sync.Once
 	closeErr  error
-}
-
-// listener is one bound listener with the endpoint advertised for it.
-type listener struct {
-	name    string
-	ln      net.Listener
-	advHost string
-	advPort int32
-	sec     *listenerSecurity // protocol, TLS and SASL settings (security_listener.go)
-}
-
-// topicSnapshot is an immutable view of every topic.
-type topicSnapshot struct {
-	byName map[string]*topic
-	byID   map[metastore.TopicID]*topic
-}
-
-// topic is an immutable view of one topic; a config change builds a new
-// topic sharing the same partitions.
-type topic struct {
-	name     string
-	id       metastore.TopicID
-	rf       int16
-	internal bool
-	parts    []*partition
-	configs  map[string]string // overrides only
-	settings topicSettings
-}
-
-// partition is one partition of a topic. log and rep are set together
-// when this broker hosts a replica of it (a single node hosts every
-// partition whose log could be opened, as its leader); otherwise both are
-// nil and Server.partition does not return it.
-type partition struct {
-	tp  engine.TopicPartition
-	log *engine.Log
-	rep *replica.Partition // role, leader epoch, ISR, HW (replica.Manager)
 }
 
 // New binds every listener, locks the log dirs, opens the metadata store
@@ -293,9 +248,11 @@ func New(cfg *config.Broker, opts Options) (_ *Server, err error) {
 	}
 	undo.push(s.txns.Close)
 	s.metrics = newMetrics(s)
-	if err := s.metrics.register(s.registry); err != nil {
+	unregister, err := s.metrics.Register(s.registry)
+	if err != nil {
 		return nil, err
 	}
+	undo.push(unregister)
 	if err := s.initSecurity(); err != nil {
 		return nil, err
 	}
@@ -315,12 +272,15 @@ type cleanups []func()
 func (c *cleanups) push(f func()) { *c = append(*c, f) }
 
 // runIf runs the steps when *err is set (deferred by the constructor).
-func (c cleanups) runIf(err *error) {
+// The receiver is a pointer: `defer undo.runIf(&err)` evaluates it when
+// deferred, so a value receiver would run the stack as it was then (empty)
+// instead of the steps pushed since.
+func (c *cleanups) runIf(err *error) {
 	if *err == nil {
 		return
 	}
-	for i := len(c) - 1; i >= 0; i-- {
-		c[i]()
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
 	}
 }
 
@@ -337,25 +297,6 @@ func (s *Server) nodeIDString() string { return strconv.Itoa(int(s.cfg.NodeID)) 
 // membership decides which: membership.go, cluster.go).
 func (s *Server) loadTopics() error { return s.mode.loadTopics() }
 
-// adoptUnknownLogs records, in a metadata store this start created, a
-// topic for every topic whose partition logs were found: how a Kafka
-// broker's log directory (or one whose metadata files were lost) is taken
-// over. With a store that existed, such logs are strays instead
-// (setAsideStrayLogs).
-func (s *Server) adoptUnknownLogs() {
-	count := map[string]int32{}
-	for _, l := range s.mgr.Logs() {
-		tp := l.TopicPartition()
-		count[tp.Topic] = max(count[tp.Topic], tp.Partition+1)
-	}
-	for name, n := range count {
-		s.logger.Warn("new metadata store: adopting the partition logs found as a topic", "topic", name, "partitions", n)
-		if err := s.meta.CreateTopic(metastore.Topic{Name: name, ID: metastore.NewTopicID(), Partitions: n, ReplicationFactor: 1}); err != nil {
-			s.logger.Error("adopting partition logs failed; they are not served", "topic", name, "err", err)
-		}
-	}
-}
-
 // replicaConfig configures the partition manager.
 func (s *Server) replicaConfig() replica.ManagerConfig {
 	cfg := replica.ManagerConfig{
@@ -368,236 +309,6 @@ func (s *Server) replicaConfig() replica.ManagerConfig {
 	}
 	cfg.OnISRChange = s.mode.onISRChange()
 	return cfg
-}
-
-// leadAlone hosts l as the leader of a partition whose only replica is
-// this broker (a single node: every record in the log is committed once
-// it is as durable as configured).
-func (s *Server) leadAlone(l *engine.Log) (*partition, error) {
-	rep, err := s.replicas.LeadAlone(l, leaderEpoch)
-	if err != nil {
-		return nil, fmt.Errorf("leading %s: %w", l.TopicPartition(), err)
-	}
-	return &partition{tp: l.TopicPartition(), log: l, rep: rep}, nil
-}
-
-// newTopic is a stored topic's view without partitions.
-func (s *Server) newTopic(mt metastore.Topic, layers *config.Layers) *topic {
-	t := &topic{
-		name:     mt.Name,
-		id:       mt.ID,
-		rf:       mt.ReplicationFactor,
-		internal: isInternalTopic(mt.Name),
-		configs:  maps.Clone(mt.Configs),
-	}
-	if t.configs == nil {
-		t.configs = map[string]string{}
-	}
-	config.SanitizeTopicConfigs(mt.Name, t.configs, layers, s.logger)
-	t.settings = newTopicSettings(layers, t.configs)
-	return t
-}
-
-// openTopic builds a stored topic's view over its logs, creating missing
-// ones (partitions added by a CreatePartitions that the store took but
-// whose logs a crash lost). A partition whose log cannot be had is
-// offline (no log); the topic is returned with every such error joined.
-func (s *Server) openTopic(mt metastore.Topic, layers *config.Layers) (*topic, error) {
-	t := s.newTopic(mt, layers)
-	ecfg := layers.EngineConfig(t.configs)
-	var errs []error
-	for p := int32(0); p < mt.Partitions; p++ {
-		tp := engine.TopicPartition{Topic: mt.Name, Partition: p}
-		l, ok := s.mgr.Log(tp)
-		if ok {
-			l.SetConfig(ecfg)
-		} else {
-			var err error
-			if l, err = s.mgr.CreateLog(tp, ecfg); err != nil {
-				errs = append(errs, fmt.Errorf("creating log %s: %w", tp, err))
-				t.parts = append(t.parts, &partition{tp: tp})
-				continue
-			}
-		}
-		part, err := s.leadAlone(l)
-		if err != nil {
-			errs = append(errs, err)
-			part = &partition{tp: tp}
-		}
-		t.parts = append(t.parts, part)
-	}
-	return t, errors.Join(errs...)
-}
-
-// setAsideStrayLogs handles, before the engine loads the log dirs,
-// partition directories the metadata store does not list: of a topic it
-// does not know, or beyond a known topic's partition count. They are what
-// a topic creation (or CreatePartitions) that did not reach the store left
-// behind, and are never adopted as topics. A stray that holds no records
-// is removed; one with records is renamed to <topic>-<partition>.<id>-stray
-// and left for the operator, as Kafka does with stray logs. Both are
-// logged at WARN (the removals as one count per log dir).
-func (s *Server) setAsideStrayLogs() {
-	known := map[string]int32{}
-	for _, ts := range [][]metastore.Topic{s.meta.Topics(), s.meta.PendingDeletions()} {
-		for _, t := range ts {
-			known[t.Name] = max(known[t.Name], t.Partitions)
-		}
-	}
-	for _, dir := range s.cfg.LogDirs {
-		ents, err := s.fs.ReadDir(dir)
-		if err != nil {
-			continue // a new dir: the engine creates it
-		}
-		removed, aside := 0, 0
-		for _, e := range ents {
-			tp, ok := engine.ParsePartitionDirName(e.Name())
-			if !e.IsDir() || !ok {
-				continue
-			}
-			if n, ok := known[tp.Topic]; ok && tp.Partition < n {
-				continue
-			}
-			path := filepath.Join(dir, e.Name())
-			if holdsRecords, err := s.holdsRecords(path); err == nil && !holdsRecords {
-				if err := s.fs.RemoveAll(path); err == nil {
-					removed++
-					continue
-				}
-			}
-			to := filepath.Join(dir, strayDirName(e.Name()))
-			if err := s.fs.Rename(path, to); err != nil {
-				s.logger.Error("setting aside a partition log the metadata does not list failed", "dir", path, "err", err)
-				continue
-			}
-			s.logger.Warn("partition log the metadata does not list set aside (not served)", "dir", path, "now", to)
-			aside++
-		}
-		if removed > 0 {
-			s.logger.Warn("removed empty partition logs the metadata does not list (a topic creation that did not finish)", "dir", dir, "count", removed)
-		}
-		if removed+aside > 0 {
-			if err := s.fs.SyncDir(dir); err != nil {
-				s.logger.Warn("syncing a log dir failed", "dir", dir, "err", err)
-			}
-		}
-	}
-}
-
-// holdsRecords reports whether a partition directory has a non-empty
-// segment (or cleaner output) file.
-func (s *Server) holdsRecords(dir string) (bool, error) {
-	ents, err := s.fs.ReadDir(dir)
-	if err != nil {
-		return false, err
-	}
-	for _, e := range ents {
-		if e.IsDir() || !strings.Contains(e.Name(), engine.LogSuffix) {
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil {
-			return false, err
-		}
-		if fi.Size() > 0 {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// strayDirName is Kafka's name for a stray log: the partition directory's
-// name, a random id and "-stray", shortened to fit a file name.
-func strayDirName(name string) string {
-	var id [16]byte
-	rand.Read(id[:])
-	suffix := "." + hex.EncodeToString(id[:]) + strayDirSuffix
-	return name[:min(len(name), 255-len(suffix))] + suffix
-}
-
-// strayDirSuffix marks a partition directory set aside (never loaded).
-const strayDirSuffix = "-stray"
-
-func (s *Server) deleteLogs(name string, partitions int32) error {
-	var errs []error
-	failed := s.mgr.Failed() // logs that did not open at start-up: their directories go too
-	for p := int32(0); p < partitions; p++ {
-		tp := engine.TopicPartition{Topic: name, Partition: p}
-		if _, ok := s.mgr.Log(tp); !ok && failed[tp] == nil {
-			continue
-		}
-		if err := s.deleteLog(tp); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// topic returns the named topic, or nil.
-func (s *Server) topic(name string) *topic { return s.topics.Load().byName[name] }
-
-// partition returns a topic's partition, or nil.
-func (s *Server) partition(name string, p int32) *partition {
-	t := s.topic(name)
-	if t == nil || p < 0 || int(p) >= len(t.parts) || t.parts[p].log == nil {
-		return nil
-	}
-	return t.parts[p]
-}
-
-// sortedTopics lists the current topics by name.
-func (s *Server) sortedTopics() []*topic {
-	snap := s.topics.Load()
-	out := make([]*topic, 0, len(snap.byName))
-	for _, t := range snap.byName {
-		out = append(out, t)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	return out
-}
-
-// publishTopics installs a new snapshot built from the old one by fn.
-// Caller holds topicMu.
-func (s *Server) publishTopics(fn func(byName map[string]*topic)) {
-	old := s.topics.Load()
-	byName := maps.Clone(old.byName)
-	fn(byName)
-	byID := make(map[metastore.TopicID]*topic, len(byName))
-	for _, t := range byName {
-		byID[t.id] = t
-	}
-	s.topics.Store(&topicSnapshot{byName: byName, byID: byID})
-	// A new topic or changed configs may make a partition due (or change
-	// what the status lists): the cleaner looks now, not after its backoff.
-	if s.cleaner != nil {
-		s.cleaner.Wake()
-	}
-}
-
-// bindListeners binds every configured listener (New calls it first).
-// Listener ports of 0 pick a free port, which Metadata then advertises.
-func (s *Server) bindListeners() error {
-	var lc net.ListenConfig
-	for _, l := range s.cfg.Listeners {
-		ln, err := lc.Listen(context.Background(), "tcp", l.Addr())
-		if err != nil {
-			s.closeListeners()
-			return fmt.Errorf("listener %s: %w", l, err)
-		}
-		sl := &listener{name: l.Name, ln: ln}
-		for _, a := range s.cfg.AdvertisedListeners {
-			if a.Name == l.Name {
-				sl.advHost, sl.advPort = a.Host, int32(a.Port)
-			}
-		}
-		if sl.advPort == 0 {
-			sl.advPort = int32(ln.Addr().(*net.TCPAddr).Port)
-		}
-		s.lnMu.Lock()
-		s.listeners = append(s.listeners, sl)
-		s.lnMu.Unlock()
-	}
-	return nil
 }
 
 // Start starts serving on the listeners New bound, plus the engine's
@@ -625,136 +336,11 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-// ListenerAddrs returns the bound address of every listener, by name.
-func (s *Server) ListenerAddrs() map[string]net.Addr {
-	s.lnMu.Lock()
-	defer s.lnMu.Unlock()
-	out := map[string]net.Addr{}
-	for _, l := range s.listeners {
-		out[l.name] = l.ln.Addr()
-	}
-	return out
-}
-
-// acceptLoop accepts connections until the listener closes. A failed accept
-// (EMFILE/ENFILE when the process is out of file descriptors, ENOBUFS, …)
-// is retried with a back-off doubling from 5 ms to 1 s, as net/http's
-// server does, so the loop does not spin while descriptors are short; it is
-// logged at ERROR at most once per acceptLogEvery and counted in
-// kvlog_accept_errors_total. Connections beyond max.connections or
-// max.connections.per.ip are closed at once (counted in
-// kvlog_connections_refused_total).
-func (s *Server) acceptLoop(l *listener) {
-	defer s.connWG.Done()
-	var (
-		backoff    time.Duration
-		lastLog    time.Time
-		suppressed int
-	)
-	for {
-		nc, err := l.ln.Accept()
-		if err != nil {
-			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.metrics.acceptErrors.WithLabelValues(l.name).Inc()
-			if now := time.Now(); now.Sub(lastLog) >= acceptLogEvery {
-				s.logger.Error("accept failed; retrying with back-off", "listener", l.name, "err", err,
-					"retry_in", backoff, "suppressed_since_last_log", suppressed)
-				lastLog, suppressed = now, 0
-			} else {
-				suppressed++
-			}
-			s.pauseAccepting(backoff)
-			continue
-		}
-		backoff = 0
-		ip := remoteIP(nc)
-		s.lnMu.Lock()
-		if s.closing.Load() {
-			s.lnMu.Unlock()
-			nc.Close()
-			return
-		}
-		if reason := s.refuseLocked(ip); reason != "" {
-			s.lnMu.Unlock()
-			s.metrics.connectionsRefused.WithLabelValues(reason).Inc()
-			s.logger.Debug("connection limit reached; closing new connection", "limit", reason, "remote", nc.RemoteAddr().String())
-			nc.Close()
-			continue
-		}
-		pause, refuse := s.quotas.acceptThrottle(ip)
-		if refuse {
-			s.lnMu.Unlock()
-			s.metrics.connectionsRefused.WithLabelValues("connection_creation_rate").Inc()
-			s.logger.Debug("connection creation rate of the address exceeded; closing new connection", "remote", nc.RemoteAddr().String())
-			nc.Close()
-			continue
-		}
-		c := newConn(s, l, nc)
-		s.conns[c] = struct{}{}
-		s.connsByIP[c.ip]++
-		s.connWG.Add(1)
-		s.lnMu.Unlock()
-		s.metrics.connections.Inc()
-		go c.serve()
-		// max.connection.creation.rate: accept the next one later.
-		if pause > 0 {
-			s.pauseAccepting(pause)
-		}
-	}
-}
-
-// pauseAccepting waits d, or less when the broker starts closing.
-func (s *Server) pauseAccepting(d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-s.closingCh:
-	}
-}
-
 // setClosing marks the broker as closing: request paths and the accept
 // loops see it (closing, closingCh).
 func (s *Server) setClosing() {
 	s.closing.Store(true)
 	s.closeCh.Do(func() { close(s.closingCh) })
-}
-
-// acceptLogEvery rate-limits the accept error log.
-const acceptLogEvery = 10 * time.Second
-
-// refuseLocked names the connection limit a new connection from ip would
-// pass, or "". Caller holds lnMu.
-func (s *Server) refuseLocked(ip string) string {
-	switch {
-	case len(s.conns) >= s.cfg.MaxConnections:
-		return "max.connections"
-	case s.connsByIP[ip] >= s.cfg.MaxConnectionsPerIP:
-		return "max.connections.per.ip"
-	}
-	return ""
-}
-
-func (s *Server) removeConn(c *conn) {
-	s.lnMu.Lock()
-	delete(s.conns, c)
-	if s.connsByIP[c.ip]--; s.connsByIP[c.ip] <= 0 {
-		delete(s.connsByIP, c.ip)
-	}
-	s.lnMu.Unlock()
-	s.metrics.connections.Dec()
-	s.connWG.Done()
-}
-
-func (s *Server) closeListeners() {
-	s.lnMu.Lock()
-	defer s.lnMu.Unlock()
-	for _, l := range s.listeners {
-		l.ln.Close()
-	}
 }
 
 // Shutdown stops the broker gracefully: stop accepting, stop reading new
@@ -814,3 +400,21 @@ func (s *Server) Close() error {
 
 // ClusterID is the cluster id reported in Metadata.
 func (s *Server) ClusterID() string { return s.meta.ClusterID() }
+
+// Readiness reports whether the broker should receive traffic, and why
+// not: the log dirs are loaded once New returned; it is ready once every
+// listener accepts (Start) and, in cluster mode, the ZooKeeper session is
+// up; not during shutdown. The HTTP listener's /readyz serves it.
+func (s *Server) Readiness() (bool, []string) {
+	var reasons []string
+	if !s.started.Load() {
+		reasons = append(reasons, "listeners not accepting yet")
+	}
+	if s.closing.Load() {
+		reasons = append(reasons, "shutting down")
+	}
+	if why := s.mode.notReady(); why != "" {
+		reasons = append(reasons, why)
+	}
+	return len(reasons) == 0, reasons
+}

@@ -156,7 +156,7 @@ func TestHTTPAuthenticationDelayOnTheClock(t *testing.T) {
 	t.Cleanup(func() { clk.Advance(time.Hour) }) // before the broker stops
 	// The delay's timer (others are on the clock too).
 	due := clk.Now().Add(delay)
-	h := b.s.httpSecure(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }))
+	h := b.s.HTTPHandler() // /cleaner answers 200 once authenticated
 
 	serve := func(password string) chan *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodGet, "/cleaner", nil)

@@ -10,9 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
-	"github.com/kvlog/kvlog/cleaner"
 	"github.com/kvlog/kvlog/engine"
-	"github.com/kvlog/kvlog/engine/record"
 	"github.com/kvlog/kvlog/server/config"
 )
 
@@ -252,7 +250,7 @@ func (s *Server) setTopicConfigs(name string, configs map[string]string) error {
 }
 
 func (s *Server) applyTopicConfig(t *topic, layers *config.Layers) {
-	t.settings = newTopicSettings(layers, t.configs)
+	t.settings = layers.TopicSettings(t.configs)
 	ecfg := layers.EngineConfig(t.configs)
 	for _, p := range t.parts {
 		if p.log != nil { // cluster mode: only hosted partitions have logs
@@ -330,48 +328,4 @@ func (s *Server) checkReplicas(replicas []int32, rf int16) error {
 		}
 	}
 	return nil
-}
-
-// topicSettings are the topic values the server itself enforces (not the
-// engine): min.insync.replicas and the codec produced batches are stored
-// in; plus the cleaner's topic-level settings (cleaner.go). Resolved once
-// per topic and configuration change.
-type topicSettings struct {
-	compact       bool
-	logAppendTime bool
-	minInsync     int32
-	cleaner       cleaner.TopicConfig
-	// recompress is set when compression.type names a codec (not
-	// "producer"): produced batches in another codec are rewritten in codec.
-	recompress bool
-	codec      record.Codec
-}
-
-func newTopicSettings(l *config.Layers, overrides map[string]string) topicSettings {
-	s := topicSettings{
-		logAppendTime: l.TopicString("message.timestamp.type", overrides) == "LogAppendTime",
-		minInsync:     int32(l.TopicInt("min.insync.replicas", overrides)),
-		cleaner:       l.CleanerTopic(overrides),
-	}
-	s.codec, s.recompress = compressionCodec(l.TopicString("compression.type", overrides))
-	s.compact, _ = l.TopicPolicy(overrides)
-	return s
-}
-
-// compressionCodec maps a compression.type value to the codec batches are
-// stored in; ok is false for "producer" (the producer's codec is kept).
-func compressionCodec(v string) (c record.Codec, ok bool) {
-	switch v {
-	case "uncompressed":
-		return record.CodecNone, true
-	case "gzip":
-		return record.CodecGzip, true
-	case "snappy":
-		return record.CodecSnappy, true
-	case "lz4":
-		return record.CodecLZ4, true
-	case "zstd":
-		return record.CodecZstd, true
-	}
-	return record.CodecNone, false
 }

@@ -9,12 +9,13 @@ import (
 
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/replica"
+	"github.com/kvlog/kvlog/server/coordlog"
 	"github.com/kvlog/kvlog/server/group"
 	"github.com/kvlog/kvlog/server/txn"
 )
 
 // The transaction coordinator's wiring: its configuration from the broker
-// keys, its store (the __transaction_state partitions, through coordLog
+// keys, its store (the __transaction_state partitions, through package coordlog
 // like the group coordinator's) and its marker writer. The coordinator
 // itself is package txn.
 //
@@ -108,22 +109,22 @@ func (s *Server) ensureTxnTopic() (*topic, error) {
 }
 
 // txnStore is txn.Store over the __transaction_state partitions
-// (coordlog.go; request.timeout.ms bounds a write, as Kafka's coordinator
+// (package coordlog; request.timeout.ms bounds a write, as Kafka's coordinator
 // does). A partition this broker does not lead is NOT_COORDINATOR.
-type txnStore struct{ log *coordLog }
+type txnStore struct{ log *coordlog.Log }
 
 func (st *txnStore) Append(p int32, recs []txn.Record) error {
-	kvs := make([]kv, len(recs))
+	kvs := make([]coordlog.KV, len(recs))
 	for i, r := range recs {
-		kvs[i] = kv{r.Key, r.Value}
+		kvs[i] = coordlog.KV{Key: r.Key, Value: r.Value}
 	}
-	return txnStoreErr(st.log.append(p, kvs))
+	return txnStoreErr(st.log.Append(p, kvs))
 }
 
-func (st *txnStore) Sync(p int32) error { return txnStoreErr(st.log.sync(p)) }
+func (st *txnStore) Sync(p int32) error { return txnStoreErr(st.log.Sync(p)) }
 
 func (st *txnStore) Replay(p int32, fn func(txn.Record)) error {
-	return st.log.replay(p, func(k, v []byte) { fn(txn.Record{Key: k, Value: v}) })
+	return st.log.Replay(p, func(k, v []byte) { fn(txn.Record{Key: k, Value: v}) })
 }
 
 // txnStoreErr classifies store errors as Kafka's coordinator does: lost
@@ -153,17 +154,14 @@ var _ txn.Store = (*txnStore)(nil)
 // refuses for an older producer or coordinator epoch is ErrMarkerFenced
 // (Kafka drops such a marker too); anything else (not leader, not enough
 // replicas, a storage error, a timeout) is retried by the coordinator.
-// In cluster mode the markers of partitions led by other brokers go to
-// their leaders in WriteTxnMarkers requests (cluster_txns.go).
+// The membership sends them (membership.writeMarkers): in cluster mode the
+// markers of partitions led by other brokers go to their leaders in
+// WriteTxnMarkers requests (cluster_txns.go).
 type txnMarkers struct{ s *Server }
 
 func (w txnMarkers) WriteMarkers(req *txn.MarkerRequest, done func([]error)) {
 	mk := engine.Marker{ProducerID: req.ProducerID, ProducerEpoch: req.ProducerEpoch, CoordinatorEpoch: req.CoordinatorEpoch, Commit: req.Commit}
-	if w.s.cluster == nil {
-		w.s.writeMarkers(mk, req.Partitions, done)
-		return
-	}
-	w.s.cluster.writeMarkers(mk, req.Partitions, done)
+	w.s.mode.writeMarkers(mk, req.Partitions, done)
 }
 
 // writeMarkers appends mk to each partition as its leader
@@ -189,12 +187,12 @@ func (s *Server) writeMarkers(mk engine.Marker, tps []txn.TopicPartition, done f
 			errs[i] = fmt.Errorf("%w: %s-%d is not hosted by this broker", replica.ErrNotLeader, tp.Topic, tp.Partition)
 			continue
 		}
-		res, err := s.replicas.AppendMarker(part.rep, mk, int(t.settings.minInsync))
+		res, err := s.replicas.AppendMarker(part.rep, mk, int(t.settings.MinInsync))
 		if err != nil {
 			errs[i] = markerErr(err, tp)
 			continue
 		}
-		waits = append(waits, replica.AckWait{P: part.rep, Last: res.LastOffset, MinISR: int(t.settings.minInsync)})
+		waits = append(waits, replica.AckWait{P: part.rep, Last: res.LastOffset, MinISR: int(t.settings.MinInsync)})
 		idx = append(idx, i)
 	}
 	s.replicas.AwaitAcks(waits, msConfig(s, "request.timeout.ms"), func() {

@@ -56,7 +56,7 @@ func TestTxnCoordinatorStateSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	tp := b.s.topic(txn.StateTopic)
-	if tp == nil || len(tp.parts) != 3 || !tp.settings.compact {
+	if tp == nil || len(tp.parts) != 3 || !tp.settings.Compact {
 		t.Fatalf("__transaction_state: %+v", tp)
 	}
 	// The records are Kafka's TransactionLogKey/Value.

@@ -33,6 +33,18 @@
 //     stored value never stops the broker.
 //   - cleaner.go: the log.cleaner.* keys as cleaner.Config, the topic keys
 //     the cleaner reads, and Kafka's rules for changing them live.
+//   - describe.go: a topic's or a broker's configs as DescribeConfigs
+//     reports them (Described: entry, synonyms, definition).
+//   - topic_settings.go: TopicSettings, the topic values the broker
+//     enforces itself (min.insync.replicas, the stored codec, the
+//     cleaner's topic settings), resolved once per topic and change.
+//   - listener_security.go: ListenerSecurity, a listener's protocol and its
+//     security settings (TLS configuration, principal mapping rules, SASL
+//     mechanisms, PLAIN users from JAAS, re-authentication times) from the
+//     ssl.* and sasl.* keys in their per-listener forms, rebuilt when the
+//     layers or the JAAS file change (certificates reload without a
+//     restart); ListenerLookup and JAASFor read those forms for the
+//     inter-broker dialer too.
 //
 // config/server.properties at the repository root lists every broker key
 // with its default (TestSampleServerProperties checks it).

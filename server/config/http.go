@@ -7,7 +7,7 @@ import (
 )
 
 // The keys of the HTTP listener's security and of the console (the
-// broker's http_security.go and console.go); the listener's address is
+// package httpapi and the broker's console.go); the listener's address is
 // kvlog.http.listener in brokerDefs.
 
 // httpConfigDefs are added to brokerDefs.

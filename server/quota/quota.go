@@ -40,6 +40,15 @@
 //
 // The controller mutation quota (controller_mutation_rate, KIP-599) is
 // measured differently, with a token bucket (Bucket), as Kafka does.
+//
+// # At run time
+//
+// Manager (manager.go) holds a broker's quota configuration, replaced
+// whole when quotas change, and the sensors and buckets it records into,
+// created on first use and dropped after an hour unused, plus the
+// broker-wide connection creation rate. The broker records into it by
+// user and client id; muting connections and answering with
+// throttle_time_ms stay the broker's.
 package quota
 
 import (

@@ -6,7 +6,10 @@
 // (ssl.principal.mapping.rules), JAAS configuration text as Kafka reads it
 // (sasl.jaas.config and JAAS files), and the server side of the SASL
 // mechanisms PLAIN (RFC 4616) and SCRAM-SHA-256/512 (RFC 5802, RFC 7677)
-// with Kafka's credential format.
+// with Kafka's credential format, and a connection's SASL session
+// (Session, session.go: handshake, tokens raw or in SaslAuthenticate,
+// re-authentication and session expiry, which requests are served before
+// authentication), as Kafka's SaslServerAuthenticator.
 //
 // The package server wires these into listeners and connections;
 // docs/security.md describes the whole model and the Kafka behaviour it

@@ -1,4 +1,4 @@
-package server
+package httpapi
 
 import (
 	"testing"
@@ -33,8 +33,8 @@ func TestLoopbackAddr(t *testing.T) {
 // TestHTTPPathACL: what each path of the HTTP listener needs with an
 // authorizer.
 func TestHTTPPathACL(t *testing.T) {
-	cluster := func(op acl.Operation) httpACL { return httpACL{op, kmsg.ACLResourceTypeCluster, acl.ClusterName} }
-	for path, want := range map[string]httpACL{
+	cluster := func(op acl.Operation) pathNeeds { return pathNeeds{op, kmsg.ACLResourceTypeCluster, acl.ClusterName} }
+	for path, want := range map[string]pathNeeds{
 		"/metrics":                   cluster(kmsg.ACLOperationDescribe),
 		"/cleaner":                   cluster(kmsg.ACLOperationDescribe),
 		"/debug/pprof/":              cluster(kmsg.ACLOperationAlter),
@@ -42,13 +42,13 @@ func TestHTTPPathACL(t *testing.T) {
 		"/v1/topics/users/keys/k1":   {kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, "users"},
 		"/v1/topics/a.b-c_d/keys/x/": {kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, "a.b-c_d"},
 	} {
-		got, ok := httpPathACL(path)
+		got, ok := pathACL(path)
 		if !ok || got != want {
 			t.Errorf("%s: %+v %v, want %+v", path, got, ok, want)
 		}
 	}
 	for _, path := range []string{"/ui/", "/ui", "/ui/topics/x"} {
-		if _, ok := httpPathACL(path); ok {
+		if _, ok := pathACL(path); ok {
 			t.Errorf("%s: checked at the HTTP level; the broker checks the console's requests", path)
 		}
 	}

@@ -1,4 +1,4 @@
-package server
+package metrics
 
 import (
 	"encoding/binary"
@@ -14,9 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kvlog/kvlog/engine"
+	"github.com/kvlog/kvlog/engine/record"
 	"github.com/kvlog/kvlog/internal/buildinfo"
-	"github.com/kvlog/kvlog/replica"
-	"github.com/kvlog/kvlog/server/group"
+	"github.com/kvlog/kvlog/server/wire"
 )
 
 // opMetrics are the metrics an operator alerts on: traffic and errors per
@@ -25,7 +25,7 @@ import (
 // and the build. Request-path counters are updated in observe (every
 // completed request); the rest is read at scrape time.
 type opMetrics struct {
-	s        *Server
+	src      Source
 	bytesIn  *prometheus.CounterVec
 	records  *prometheus.CounterVec
 	bytesOut *prometheus.CounterVec
@@ -33,9 +33,9 @@ type opMetrics struct {
 	flush    prometheus.Histogram
 }
 
-func newOpMetrics(s *Server) *opMetrics {
+func newOpMetrics(src Source) *opMetrics {
 	return &opMetrics{
-		s: s,
+		src: src,
 		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "kvlog", Name: "topic_bytes_in_total",
 			Help: "Record batch bytes appended by produce requests, by topic (Kafka BytesInPerSec)."}, []string{"topic"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "kvlog", Name: "topic_records_in_total",
@@ -60,30 +60,29 @@ func (m *opMetrics) start() {
 	engine.SetFlushObserver(func(d time.Duration) { m.flush.Observe(d.Seconds()) })
 }
 
-// observe accounts a completed request.
-func (m *opMetrics) observe(r *request, res result) {
-	key := r.hdr.key
+// observe accounts a completed request (see Metrics.Observe).
+func (m *opMetrics) observe(key int16, kreq kmsg.Request, resp kmsg.Response, fetch *wire.FetchReply, skip bool) {
 	switch {
-	case res.fetch != nil:
-		req, _ := r.kreq.(*kmsg.FetchRequest)
+	case fetch != nil:
+		req, _ := kreq.(*kmsg.FetchRequest)
 		if req != nil && req.ReplicaID < 0 && req.ReplicaState.ID < 0 {
-			for t, n := range res.fetch.TopicBytes {
+			for t, n := range fetch.TopicBytes {
 				m.bytesOut.WithLabelValues(t).Add(float64(n))
 			}
 		}
-		if res.fetch.Resp != nil {
-			m.countErrors(key, res.fetch.Resp)
+		if fetch.Resp != nil {
+			m.countErrors(key, fetch.Resp)
 		}
-	case res.resp != nil:
-		if req, ok := r.kreq.(*kmsg.ProduceRequest); ok {
-			if resp, ok := res.resp.(*kmsg.ProduceResponse); ok {
+	case resp != nil:
+		if req, ok := kreq.(*kmsg.ProduceRequest); ok {
+			if resp, ok := resp.(*kmsg.ProduceResponse); ok {
 				m.produced(req, resp)
 			}
 		}
-		m.countErrors(key, res.resp)
-	case res.skip:
+		m.countErrors(key, resp)
+	case skip:
 		// acks=0 produce: appended unless refused; no answer to check.
-		if req, ok := r.kreq.(*kmsg.ProduceRequest); ok {
+		if req, ok := kreq.(*kmsg.ProduceRequest); ok {
 			m.produced(req, nil)
 		}
 	}
@@ -126,18 +125,13 @@ func (m *opMetrics) produced(req *kmsg.ProduceRequest, resp *kmsg.ProduceRespons
 
 // batchRecords sums the record counts of the v2 batch headers in b.
 func batchRecords(b []byte) int64 {
-	const (
-		lengthAt  = 8  // after baseOffset
-		countAt   = 57 // numRecords
-		headerLen = 61
-	)
 	var n int64
-	for len(b) >= headerLen {
-		size := 12 + int64(int32(binary.BigEndian.Uint32(b[lengthAt:])))
-		if size < headerLen || size > int64(len(b)) {
+	for len(b) >= record.OffRecords {
+		size := record.OffLength + 4 + int64(int32(binary.BigEndian.Uint32(b[record.OffLength:])))
+		if size < record.OffRecords || size > int64(len(b)) {
 			break
 		}
-		n += int64(int32(binary.BigEndian.Uint32(b[countAt:])))
+		n += int64(int32(binary.BigEndian.Uint32(b[record.OffNumRecords:])))
 		b = b[size:]
 	}
 	return n
@@ -151,7 +145,7 @@ func (m *opMetrics) countErrors(key int16, resp kmsg.Response) {
 	if fr, ok := resp.(*kmsg.FetchResponse); ok && fetchErrorFree(fr) {
 		return // the most frequent response, walked without reflection
 	}
-	api := apiName(key)
+	api := APIName(key)
 	walkErrorCodes(reflect.ValueOf(resp), func(code int16) {
 		// Steps of the protocol, not failures: a client's first
 		// ApiVersions probe above the served version
@@ -277,12 +271,11 @@ func (m *opMetrics) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (m *opMetrics) Collect(ch chan<- prometheus.Metric) {
-	s := m.s
 	gauge := func(d *prometheus.Desc, v float64, lv ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, lv...)
 	}
 	gauge(buildInfoDesc, 1, buildinfo.Release(), runtime.Version())
-	for _, dir := range s.cfg.LogDirs {
+	for _, dir := range m.src.LogDirs() {
 		var st unix.Statfs_t
 		if err := unix.Statfs(dir, &st); err == nil {
 			gauge(dirFreeDesc, float64(st.Bavail)*float64(st.Bsize), dir)
@@ -291,64 +284,47 @@ func (m *opMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	var offline, underRep, underMinISR int
-	view := s.view()
-	for _, t := range s.sortedTopics() {
+	for _, t := range m.src.Topics() {
 		var size int64
 		hosted := false
-		parts, _ := view.partitions(t.name)
-		for i, p := range t.parts {
-			if i < len(parts) && parts[i].leader < 0 {
+		for _, p := range t.Partitions {
+			if p.Offline {
 				offline++
 			}
-			if p.log == nil {
+			if p.Log == nil {
 				continue
 			}
 			hosted = true
-			size += p.log.Size()
-			if p.rep == nil || p.rep.Role() != replica.RoleLeader {
+			size += p.Log.Size()
+			if !p.Leader {
 				continue
 			}
-			st := p.rep.State()
-			if len(st.ISR) < len(st.Replicas) {
+			if p.ISR < p.Replicas {
 				underRep++
 			}
-			if len(st.ISR) < int(t.settings.minInsync) {
+			if p.ISR < t.MinInsync {
 				underMinISR++
 			}
 		}
 		if hosted {
-			gauge(topicSizeDesc, float64(size), t.name)
+			gauge(topicSizeDesc, float64(size), t.Name)
 		}
 	}
 	gauge(offlineDesc, float64(offline))
 	gauge(underRepDesc, float64(underRep))
 	gauge(underMinISRDesc, float64(underMinISR))
 
-	if s.groups == nil {
+	g := m.src.Groups()
+	if g == nil {
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(rebalancesDesc, prometheus.CounterValue, float64(s.groups.Rebalances()))
-	listing, _ := s.groups.List() // partial while a partition loads
-	byState := map[string]int{}
-	for _, st := range []group.State{group.Empty, group.PreparingRebalance, group.CompletingRebalance, group.Stable} {
-		byState[st.String()] = 0
-	}
-	for _, g := range listing {
-		byState[g.State.String()]++
-		offsets, err := s.groups.FetchOffsets(g.Group, nil)
-		if err != nil {
-			continue
-		}
-		for _, o := range offsets {
-			p := s.partition(o.Topic, o.Partition)
-			if p == nil || (p.rep != nil && p.rep.Role() != replica.RoleLeader) || o.Offset < 0 {
-				continue
-			}
-			lag := max(int64(p.log.HighWatermark())-o.Offset, 0)
-			gauge(groupLagDesc, float64(lag), g.Group, o.Topic, strconv.Itoa(int(o.Partition)))
+	ch <- prometheus.MustNewConstMetric(rebalancesDesc, prometheus.CounterValue, float64(g.Rebalances))
+	for group, lags := range g.Lags {
+		for _, l := range lags {
+			gauge(groupLagDesc, float64(l.Lag), group, l.Topic, strconv.Itoa(int(l.Partition)))
 		}
 	}
-	for st, n := range byState {
+	for st, n := range g.ByState {
 		gauge(groupsDesc, float64(n), st)
 	}
 }
