@@ -147,13 +147,36 @@ func (t longTB) TempDir() string {
 // Logf writes to standard error: tb may have ended when a cleanup logs.
 func (longTB) Logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 
-// FreeAddr returns a 127.0.0.1 address that was free a moment ago.
+// handedOut holds the addresses FreeAddr has returned in this process: the
+// kernel may give a port that was just closed to the next bind to port 0,
+// so two calls in a row (two listeners of one broker) could otherwise
+// return the same address.
+var handedOut struct {
+	sync.Mutex
+	addrs map[string]bool
+}
+
+// FreeAddr returns a 127.0.0.1 address that was free a moment ago and that
+// no earlier call in this process returned.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.addrs == nil {
+		handedOut.addrs = map[string]bool{}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	for range 1000 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !handedOut.addrs[addr] {
+			handedOut.addrs[addr] = true
+			return addr
+		}
+	}
+	t.Fatal("no port left that FreeAddr has not returned before")
+	return ""
 }
