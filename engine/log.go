@@ -78,6 +78,13 @@ type Log struct {
 	// recovered is what OpenLog's recovery did; set before the log is
 	// shared, read-only after.
 	recovered RecoveryStats
+
+	// The manager's maintenance queue (maintenance.go): maintAt is when
+	// the log is queued for (noMaintenance: not queued), maintIdx its
+	// place in the queue (guarded by maintQ.mu).
+	maintQ   *maintQueue
+	maintAt  atomic.Int64
+	maintIdx int
 }
 
 type deletedSegment struct {
@@ -102,6 +109,7 @@ func (l *Log) SetConfig(cfg Config) {
 	if !cfg.keyIndexed() {
 		l.keyIndexOff()
 	}
+	l.scheduleMaintenanceNow() // (its deadlines may have moved)
 }
 
 // LogEndOffset is the offset the next appended record will get.

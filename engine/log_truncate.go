@@ -168,6 +168,7 @@ func (l *Log) afterTruncate(offset Offset) {
 	// and the log, as Kafka does after a truncation: transactions whose
 	// markers were cut off are ongoing again.
 	l.resetTxnState()
+	l.scheduleMaintenanceNow() // (an older segment may be active again)
 }
 
 // deleteSegmentFiles retires s and renames its files to .deleted; they are
@@ -195,7 +196,9 @@ func (l *Log) retireSegmentFiles(s *segment, withTxn bool) {
 		}
 		l.forgetAborted(s.base, Offset(s.next.Load()))
 	}
-	l.pending = append(l.pending, &deletedSegment{seg: s, at: l.clk.Now(), wg: wg})
+	d := &deletedSegment{seg: s, at: l.clk.Now(), wg: wg}
+	l.pending = append(l.pending, d)
+	l.scheduleMaintenance(unixAfter(d.at, l.Config().FileDeleteDelay))
 }
 
 // ProcessDeletes unlinks .deleted files whose delay has passed.
