@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kvlog/kvlog/engine"
@@ -80,6 +81,10 @@ type Partition struct {
 
 	watchMu sync.Mutex       // a leaf: guards parked
 	parked  map[*parked]bool // parked fetches watching this partition (true: a follower's)
+	// moves counts the wake-ups of parked fetches (FetchState); wide are
+	// the Manager's fetches parked on a whole session (nil: none).
+	moves atomic.Uint64
+	wide  *wideParked
 }
 
 type ackWaiter struct {
@@ -210,6 +215,7 @@ func (p *Partition) Parked() int {
 // wakeParked wakes the parked fetches: every one when all (the HW moved,
 // the role changed), else the followers' (the LEO moved).
 func (p *Partition) wakeParked(all bool) {
+	p.moves.Add(1) // after the state moved: see FetchState
 	p.watchMu.Lock()
 	for w, follower := range p.parked {
 		if all || follower {
@@ -217,6 +223,19 @@ func (p *Partition) wakeParked(all bool) {
 		}
 	}
 	p.watchMu.Unlock()
+	if p.wide != nil {
+		p.wide.wake(p, all)
+	}
+}
+
+// FetchState is what an incremental fetch session compares to pass over a
+// partition whose answer cannot have changed: a counter that moves
+// whenever a parked fetch of the partition would be woken (its high
+// watermark or log end moved, its role or leader epoch changed, it was
+// stopped), after the change; and the log start offset. Read it before
+// anything else of the partition: a change after that read moves it.
+func (p *Partition) FetchState() (moves uint64, logStart int64) {
+	return p.moves.Load(), int64(p.log.LogStartOffset())
 }
 
 // checkState refuses a state older than the applied one. Caller holds mu.
@@ -484,6 +503,12 @@ type FollowerView struct {
 // acks=all waiters as needed. The caller then reads the log from
 // fetchOffset up to the LEO.
 func (p *Partition) FollowerFetch(replicaID int32, fetchOffset Offset, currentEpoch int32, now time.Time) (FollowerView, error) {
+	return p.followerFetch(replicaID, fetchOffset, currentEpoch, now, nil)
+}
+
+// followerFetch is FollowerFetch through a fetch session whose clock is
+// sessionClock (nil: none; Leader.SetSessionClock).
+func (p *Partition) followerFetch(replicaID int32, fetchOffset Offset, currentEpoch int32, now time.Time, sessionClock *atomic.Int64) (FollowerView, error) {
 	p.mu.Lock()
 	if p.role != RoleLeader {
 		p.mu.Unlock()
@@ -504,6 +529,7 @@ func (p *Partition) FollowerFetch(replicaID int32, fetchOffset Offset, currentEp
 		p.mu.Unlock()
 		return v, err
 	}
+	p.leader.SetSessionClock(replicaID, sessionClock)
 	v.Expand = res.Expand
 	var cs []completion
 	if res.HWChanged {

@@ -36,12 +36,31 @@
 // 2 minutes) or, failing that, of the least recently used consumer session
 // with fewer partitions than the new one when the new one is a follower's
 // or larger; otherwise the fetch goes on without a session.
+//
+// # Passing over unchanged partitions
+//
+// An incremental fetch does not even read a session partition whose
+// answer cannot have changed: the client was at the end it may read (the
+// high watermark or last stable offset for a consumer, the log end for a
+// follower), had nothing sent and no error in the last answer, did not
+// name it since, and the partition's Source reports the same state as
+// when it was read for that answer (a counter that moves whenever its
+// high watermark, log end, role or leader epoch may have moved, and its
+// log start offset). Fetch.Partitions lists only the others; a fetch that
+// waits for data must also wake when a passed-over partition moves
+// (Fetch.Covers, Fetch.Moved). For a follower's session, each fetch that
+// passes over a partition writes the time to the partition's Clock: the
+// leader counts it as a fetch at its log end, so the follower stays in
+// sync (replica lag) without the partition being read. An idle follower
+// or consumer of thousands of partitions then costs its leader a few
+// comparisons per partition and fetch.
 package fetchsession
 
 import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -76,6 +95,44 @@ type Partition struct {
 
 	answered                 bool
 	hw, lastStable, logStart int64
+
+	// What was read for the last answer (Read), to pass over the
+	// partition while it does not change; clock is a follower session's
+	// (see the package doc), made on first use.
+	src         Source
+	moves       uint64
+	srcLogStart int64
+	caughtUp    bool
+	clock       *atomic.Int64
+}
+
+// Source is a partition as a session compares it between fetches:
+// FetchState's counter moves (after the change) whenever the partition's
+// high watermark, log end, role or leader epoch may have changed; logStart
+// is its log start offset.
+type Source interface {
+	FetchState() (moves uint64, logStart int64)
+}
+
+// Read is what the broker read of a partition of a session's fetch, filled
+// through Fetch.Read while the fetch reads it: Source and its FetchState
+// read before anything else of the partition, and whether the client's
+// position was at the end it may read (nothing to send).
+type Read struct {
+	Source   Source
+	Moves    uint64
+	LogStart int64
+	CaughtUp bool
+}
+
+// quiet reports whether p's answer cannot have changed since the last one.
+// Caller holds the cache's mu.
+func (p *Partition) quiet() bool {
+	if !p.answered || !p.caughtUp || p.src == nil {
+		return false
+	}
+	moves, logStart := p.src.FetchState()
+	return moves == p.moves && logStart == p.srcLogStart
 }
 
 // Session is one client's set of partitions.
@@ -99,10 +156,11 @@ func (s *Session) set(p Partition) {
 		old := s.parts[i]
 		old.FetchOffset, old.LogStartOffset, old.MaxBytes = p.FetchOffset, p.LogStartOffset, p.MaxBytes
 		old.CurrentLeaderEpoch, old.LastFetchedEpoch = p.CurrentLeaderEpoch, p.LastFetchedEpoch
+		old.caughtUp = false // named: read it
 		return
 	}
 	np := p
-	np.answered = false
+	np.answered, np.src, np.caughtUp, np.clock = false, nil, false, nil
 	s.index[p.Key] = len(s.parts)
 	s.parts = append(s.parts, &np)
 }
@@ -157,6 +215,10 @@ type Fetch struct {
 	sess  *Session // nil: no session
 	full  bool
 	parts []Partition // copies: a later fetch of the session may move them
+	reads []Read      // per partition of parts (a session's fetch)
+	// skipped is how many of the session's partitions the fetch passed
+	// over (an incremental fetch).
+	skipped int
 }
 
 // SessionID is the id the answer carries (0: none).
@@ -209,7 +271,9 @@ func (c *Cache) Begin(sessionID, epoch int32, follower bool, parts []Partition, 
 		}
 		s.epoch = nextEpoch(s.epoch)
 		s.lastUsed = now
-		return &Fetch{c: c, sess: s, parts: copies(s.parts)}, nil
+		f := &Fetch{c: c, sess: s}
+		f.consider(now.UnixNano())
+		return f, nil
 	}
 	if sessionID != 0 {
 		delete(c.sessions, sessionID) // closed (epoch 0: replaced below)
@@ -222,11 +286,116 @@ func (c *Cache) Begin(sessionID, epoch int32, follower bool, parts []Partition, 
 			}
 			f.sess = s
 			f.parts = copies(s.parts)
+			f.reads = make([]Read, len(f.parts))
 			return f, nil
 		}
 	}
 	f.parts = parts
 	return f, nil
+}
+
+// consider lists in f.parts the session's partitions an incremental fetch
+// reads: all but the quiet ones. With credit (a unix-nano time, > 0), each
+// passed-over partition of a follower's session has its clock set to it.
+// Caller holds the cache's mu.
+func (f *Fetch) consider(credit int64) {
+	f.parts, f.skipped = f.parts[:0], 0
+	for _, p := range f.sess.parts {
+		if p.quiet() {
+			f.skipped++
+			if credit > 0 && p.clock != nil {
+				p.clock.Store(credit)
+			}
+			continue
+		}
+		f.parts = append(f.parts, *p)
+	}
+	f.reads = make([]Read, len(f.parts))
+}
+
+// Read is where the broker records what it read of partition i of
+// Partitions (nil without a session).
+func (f *Fetch) Read(i int) *Read {
+	if f == nil || f.sess == nil || i >= len(f.reads) {
+		return nil
+	}
+	return &f.reads[i]
+}
+
+// Clock is partition i's clock in a follower's session (nil otherwise):
+// see the package doc.
+func (f *Fetch) Clock(i int) *atomic.Int64 {
+	if f == nil || f.sess == nil || !f.sess.follower {
+		return nil
+	}
+	f.c.mu.Lock()
+	defer f.c.mu.Unlock()
+	j, ok := f.sess.index[f.parts[i].Key]
+	if !ok {
+		return nil
+	}
+	p := f.sess.parts[j]
+	if p.clock == nil {
+		p.clock = new(atomic.Int64)
+	}
+	return p.clock
+}
+
+// Skipped is how many of the session's partitions the fetch passed over.
+func (f *Fetch) Skipped() int {
+	if f == nil || f.sess == nil {
+		return 0
+	}
+	f.c.mu.Lock()
+	defer f.c.mu.Unlock()
+	return f.skipped
+}
+
+// Refresh lists again the partitions an incremental fetch reads, for a
+// fetch woken while it waited: a passed-over partition that moved is read
+// too. It reports whether the list changed.
+func (f *Fetch) Refresh() bool {
+	if f == nil || f.sess == nil || f.full {
+		return false
+	}
+	f.c.mu.Lock()
+	defer f.c.mu.Unlock()
+	skipped := f.skipped
+	if skipped == 0 {
+		return false
+	}
+	f.consider(0)
+	return f.skipped != skipped
+}
+
+// Covers reports whether k is one of the session's partitions.
+func (f *Fetch) Covers(k Key) bool {
+	if f.sess == nil {
+		return false
+	}
+	f.c.mu.Lock()
+	defer f.c.mu.Unlock()
+	_, ok := f.sess.index[k]
+	return ok
+}
+
+// Moved reports whether a partition the fetch passed over changed since.
+func (f *Fetch) Moved() bool {
+	if f.sess == nil {
+		return false
+	}
+	f.c.mu.Lock()
+	defer f.c.mu.Unlock()
+	if f.skipped == 0 {
+		return false
+	}
+	n := 0
+	for _, p := range f.sess.parts {
+		if p.quiet() {
+			n++
+		}
+	}
+	return n < f.skipped
 }
 
 // nextEpoch is the epoch after e (wrapping past the largest to 1).
@@ -295,6 +464,11 @@ func (f *Fetch) Answer(i int, hw, lastStable, logStart int64, data bool, errCode
 	p := f.sess.parts[j]
 	changed := !p.answered || p.hw != hw || p.lastStable != lastStable || p.logStart != logStart
 	p.answered, p.hw, p.lastStable, p.logStart = true, hw, lastStable, logStart
+	if i < len(f.reads) {
+		r := f.reads[i]
+		p.src, p.moves, p.srcLogStart = r.Source, r.Moves, r.LogStart
+		p.caughtUp = r.CaughtUp && !data && errCode == 0
+	}
 	if errCode != 0 {
 		// Answered again next time: the client may still be waiting for
 		// the partition to come back.
