@@ -1,0 +1,145 @@
+package fetchsession
+
+import (
+	"testing"
+	"time"
+)
+
+type fakeSource struct {
+	moves    uint64
+	logStart int64
+}
+
+func (s *fakeSource) FetchState() (uint64, int64) { return s.moves, s.logStart }
+
+// answerAll answers every partition of f as read from srcs (by partition
+// number) at their end with nothing new.
+func answerAll(t *testing.T, f *Fetch, srcs []*fakeSource) {
+	t.Helper()
+	for i, p := range f.Partitions() {
+		src := srcs[p.Partition]
+		rd := f.Read(i)
+		rd.Source = src
+		rd.Moves, rd.LogStart = src.FetchState()
+		rd.CaughtUp = true
+		f.Clock(i)
+		f.Answer(i, 5, 5, src.logStart, false, 0)
+	}
+}
+
+func keysOf(f *Fetch) []int32 {
+	var out []int32
+	for _, p := range f.Partitions() {
+		out = append(out, p.Partition)
+	}
+	return out
+}
+
+// TestIncrementalFetchPassesOverUnchanged: an incremental fetch reads only
+// the session's partitions whose answer may have changed: not those at
+// their end whose Source reports the same state as when last read; a
+// partition whose state moves (its counter or its log start) is read
+// again, as is one the client names, one answered with an error or with
+// records. A fetch that waits sees a passed-over partition move (Moved)
+// and reads it once refreshed. Each fetch of a follower's session that
+// passes over a partition writes its time to the partition's clock.
+func TestIncrementalFetchPassesOverUnchanged(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	c := Cache{Now: func() time.Time { return now }}
+	srcs := []*fakeSource{{1, 0}, {1, 0}, {1, 0}, {1, 0}}
+	f, err := c.Begin(0, InitialEpoch, true, parts("t", 4, 5), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := f.SessionID()
+	answerAll(t, f, srcs)
+	clock1 := f.Clock(1)
+
+	now = now.Add(time.Second)
+	f, err = c.Begin(id, 1, true, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keysOf(f); len(got) != 0 || f.Skipped() != 4 {
+		t.Fatalf("idle fetch reads %v (passed over %d), want none (4)", got, f.Skipped())
+	}
+	if got := clock1.Load(); got != now.UnixNano() {
+		t.Fatalf("clock of a passed-over follower partition: %d, want %d", got, now.UnixNano())
+	}
+	if f.Moved() {
+		t.Fatal("Moved with nothing changed")
+	}
+	// Partition 1 moves while the fetch waits: Moved, and a refresh
+	// reads it.
+	srcs[1].moves++
+	if !f.Moved() || !f.Refresh() {
+		t.Fatal("a passed-over partition that moved: not Moved or not refreshed")
+	}
+	if got := keysOf(f); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("refreshed fetch reads %v, want [1]", got)
+	}
+	if !f.Covers(Key{"t", 3}) || f.Covers(Key{"t", 9}) {
+		t.Fatal("Covers wrong")
+	}
+	answerAll(t, f, srcs)
+
+	// Partition 2's log start moves; partition 3 is named by the client.
+	srcs[2].logStart = 3
+	f, err = c.Begin(id, 2, true, []Partition{{Key: Key{"t", 3}, FetchOffset: 5, MaxBytes: 1 << 20}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keysOf(f); len(got) != 2 || got[0] != 2 || got[1] != 3 {
+		t.Fatalf("reads %v, want [2 3]", got)
+	}
+	// Partition 2 answered with records, partition 3 with an error: both
+	// read again next time although nothing moved.
+	for i, p := range f.Partitions() {
+		src := srcs[p.Partition]
+		rd := f.Read(i)
+		rd.Source = src
+		rd.Moves, rd.LogStart = src.FetchState()
+		rd.CaughtUp = p.Partition == 3
+		var errCode int16
+		if p.Partition == 3 {
+			errCode = 6
+		}
+		f.Answer(i, 5, 5, src.logStart, p.Partition == 2, errCode)
+	}
+	f, err = c.Begin(id, 3, true, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keysOf(f); len(got) != 2 || got[0] != 2 || got[1] != 3 {
+		t.Fatalf("after records and an error: reads %v, want [2 3]", got)
+	}
+	answerAll(t, f, srcs)
+	f, err = c.Begin(id, 4, true, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keysOf(f); len(got) != 0 {
+		t.Fatalf("settled: reads %v, want none", got)
+	}
+}
+
+// TestPartitionWithoutSourceIsAlwaysRead: a partition read without a
+// Source (the broker does not host it) is read at every fetch.
+func TestPartitionWithoutSourceIsAlwaysRead(t *testing.T) {
+	var c Cache
+	f, err := c.Begin(0, InitialEpoch, false, parts("t", 2, 0), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range f.Partitions() {
+		f.Read(i).CaughtUp = true
+		f.Answer(i, 0, 0, 0, false, 0)
+	}
+	f, err = c.Begin(f.SessionID(), 1, false, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Partitions()) != 2 || f.Clock(0) != nil {
+		t.Fatalf("reads %v, clock %v", keysOf(f), f.Clock(0))
+	}
+}
