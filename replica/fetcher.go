@@ -159,6 +159,10 @@ type fetcher struct {
 	done   chan struct{}
 	conn   *kconn.Conn
 	sess   fetchSession // the fetch session with the leader (fetch_session.go)
+	// The last round's requests, their slices reused by the next (the
+	// fetcher's goroutine only): an idle follower of thousands of
+	// partitions allocated them anew twice a second.
+	queryBuf, fetchBuf []pendingReq
 }
 
 func newFetcher(fs *Fetchers, leader int32) *fetcher {
@@ -275,6 +279,8 @@ func (f *fetcher) sleep(d time.Duration, wakeable bool) {
 func (f *fetcher) collect() (queries, fetches []pendingReq, next time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	queries, fetches = f.queryBuf[:0], f.fetchBuf[:0]
+	defer func() { f.queryBuf, f.fetchBuf = queries, fetches }()
 	now := time.Now()
 	for p, notBefore := range f.parts {
 		if now.Before(notBefore) {
@@ -405,10 +411,6 @@ func (f *fetcher) sendFetch(fs []pendingReq) error {
 	req.MaxWaitMillis = int32(cfg.MaxWait / time.Millisecond)
 	req.MinBytes = cfg.MinBytes
 	req.MaxBytes = cfg.MaxBytes
-	byKey := make(map[tpKey]pendingReq, len(fs))
-	for _, q := range fs {
-		byKey[keyOf(q.p)] = q
-	}
 	next := f.sess.build(req, fs, cfg.PartitionMaxBytes)
 	kresp, err := f.request(req, cfg.MaxWait)
 	if err != nil {
@@ -423,8 +425,17 @@ func (f *fetcher) sendFetch(fs []pendingReq) error {
 		}
 		return fmt.Errorf("fetch: %w", err)
 	}
+	// Indexed only when the answer lists a partition (an idle session's
+	// lists none).
+	var byKey map[tpKey]pendingReq
 	for _, t := range resp.Topics {
 		for _, sp := range t.Partitions {
+			if byKey == nil {
+				byKey = make(map[tpKey]pendingReq, len(fs))
+				for _, q := range fs {
+					byKey[keyOf(q.p)] = q
+				}
+			}
 			q, ok := byKey[tpKey{t.Topic, sp.Partition}]
 			if !ok {
 				continue
