@@ -151,8 +151,12 @@ type fetcher struct {
 	log    *slog.Logger
 
 	mu    sync.Mutex
-	parts map[*Partition]time.Time // partition → not before (back-off)
-	wake  chan struct{}
+	parts map[*Partition]*fetchEntry
+	// members moves when a partition is added or removed, or enters or
+	// leaves a back-off.
+	members   uint64
+	collected uint64 // members as of the last collect
+	wake      chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -169,14 +173,26 @@ func newFetcher(fs *Fetchers, leader int32) *fetcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &fetcher{
 		fs: fs, leader: leader, log: fs.cfg.Logger.With("component", "replica-fetcher", "source_broker", leader),
-		parts: map[*Partition]time.Time{}, wake: make(chan struct{}, 1),
+		parts: map[*Partition]*fetchEntry{}, wake: make(chan struct{}, 1),
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
 }
 
+// fetchEntry is a partition of a fetcher: its back-off, and its last
+// request with the RequestState and log start it was made at (reused
+// while both stay).
+type fetchEntry struct {
+	notBefore time.Time
+	state     uint64
+	cached    bool
+	req       FollowerRequest
+	backedOff bool // skipped by the last collect for its back-off
+}
+
 func (f *fetcher) add(p *Partition) {
 	f.mu.Lock()
-	f.parts[p] = time.Time{}
+	f.parts[p] = &fetchEntry{}
+	f.members++
 	f.mu.Unlock()
 	f.poke()
 }
@@ -185,6 +201,7 @@ func (f *fetcher) remove(p *Partition) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.parts, p)
+	f.members++
 	return len(f.parts)
 }
 
@@ -211,7 +228,7 @@ func (f *fetcher) run() {
 		}
 	}()
 	for f.ctx.Err() == nil {
-		queries, fetches, next := f.collect()
+		queries, fetches, next, same := f.collect()
 		if len(queries) == 0 && len(fetches) == 0 {
 			wait := 250 * time.Millisecond
 			if !next.IsZero() {
@@ -236,7 +253,7 @@ func (f *fetcher) run() {
 			}
 		}
 		if len(fetches) > 0 {
-			if err := f.sendFetch(fetches); err != nil {
+			if err := f.sendFetch(fetches, same); err != nil {
 				f.transportError(err)
 			}
 		}
@@ -275,21 +292,39 @@ func (f *fetcher) sleep(d time.Duration, wakeable bool) {
 }
 
 // collect asks every partition for its next request; next is the earliest
-// back-off deadline among the skipped ones.
-func (f *fetcher) collect() (queries, fetches []pendingReq, next time.Time) {
+// back-off deadline among the skipped ones. same reports that the requests
+// are those of the last collect, for the same partitions: a partition's
+// last request is reused while its RequestState and log start stay, so an
+// idle follower of thousands of partitions takes no lock per partition.
+func (f *fetcher) collect() (queries, fetches []pendingReq, next time.Time, same bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	queries, fetches = f.queryBuf[:0], f.fetchBuf[:0]
 	defer func() { f.queryBuf, f.fetchBuf = queries, fetches }()
 	now := time.Now()
-	for p, notBefore := range f.parts {
-		if now.Before(notBefore) {
-			if next.IsZero() || notBefore.Before(next) {
-				next = notBefore
+	members := f.members
+	same = true
+	for p, e := range f.parts {
+		if now.Before(e.notBefore) {
+			if next.IsZero() || e.notBefore.Before(next) {
+				next = e.notBefore
+			}
+			if !e.backedOff {
+				e.backedOff = true
+				f.members++
 			}
 			continue
 		}
-		req := p.NextRequest()
+		if e.backedOff {
+			e.backedOff = false
+			f.members++
+		}
+		st := p.RequestState()
+		if !e.cached || e.state != st || (e.req.Kind == RequestFetch && e.req.LogStart != p.log.LogStartOffset()) {
+			e.req, e.state, e.cached = p.NextRequest(), st, true
+			same = false
+		}
+		req := e.req
 		if req.Leader != f.leader {
 			continue
 		}
@@ -300,13 +335,16 @@ func (f *fetcher) collect() (queries, fetches []pendingReq, next time.Time) {
 			fetches = append(fetches, pendingReq{p, req})
 		}
 	}
-	return queries, fetches, next
+	same = same && members == f.members && f.collected == members
+	f.collected = f.members
+	return queries, fetches, next, same
 }
 
 func (f *fetcher) backoff(p *Partition) {
 	f.mu.Lock()
-	if _, ok := f.parts[p]; ok {
-		f.parts[p] = time.Now().Add(f.fs.cfg.Backoff)
+	if e, ok := f.parts[p]; ok {
+		e.notBefore = time.Now().Add(f.fs.cfg.Backoff)
+		e.cached = false // asked again once the back-off ends
 	}
 	f.mu.Unlock()
 }
@@ -403,7 +441,7 @@ func (f *fetcher) sendQueries(qs []pendingReq) error {
 	return nil
 }
 
-func (f *fetcher) sendFetch(fs []pendingReq) error {
+func (f *fetcher) sendFetch(fs []pendingReq, same bool) error {
 	cfg := &f.fs.cfg
 	req := kmsg.NewPtrFetchRequest()
 	req.Version = 12
@@ -411,7 +449,7 @@ func (f *fetcher) sendFetch(fs []pendingReq) error {
 	req.MaxWaitMillis = int32(cfg.MaxWait / time.Millisecond)
 	req.MinBytes = cfg.MinBytes
 	req.MaxBytes = cfg.MaxBytes
-	next := f.sess.build(req, fs, cfg.PartitionMaxBytes)
+	next := f.sess.build(req, fs, cfg.PartitionMaxBytes, same)
 	kresp, err := f.request(req, cfg.MaxWait)
 	if err != nil {
 		return err

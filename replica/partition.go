@@ -85,7 +85,16 @@ type Partition struct {
 	// the Manager's fetches parked on a whole session (nil: none).
 	moves atomic.Uint64
 	wide  *wideParked
+	// reqs moves whenever what NextRequest returns may have changed
+	// (role, state, truncating, fenced, fetch position; not the log start
+	// offset, which the fetcher compares itself), after the change.
+	reqs atomic.Uint64
 }
+
+// RequestState is a counter that moves whenever NextRequest's answer may
+// change, other than by the log start offset: a fetcher reuses the last
+// request while it stays (read it before NextRequest).
+func (p *Partition) RequestState() uint64 { return p.reqs.Load() }
 
 type ackWaiter struct {
 	last   Offset
@@ -297,6 +306,7 @@ func (p *Partition) MakeLeader(st State, now time.Time) (bool, error) {
 	p.state = cloneState(st)
 	p.role = RoleLeader
 	p.truncating, p.fenced = false, false
+	p.reqs.Add(1)
 	p.leader = NewLeader(LeaderParams{
 		ID: p.opts.ID, Epoch: st.LeaderEpoch, Replicas: st.Replicas, ISR: st.ISR, ZkVersion: st.ZkVersion,
 		LEO: leo, HW: p.log.HighWatermark(), EpochStart: leo, LagMax: p.opts.LagMax,
@@ -330,7 +340,8 @@ func (p *Partition) MakeFollower(st State) (bool, error) {
 	p.role = RoleFollower
 	p.leader = nil
 	p.truncating, p.fenced = true, false
-	p.fetchPos = p.log.LogEndOffset()
+	p.reqs.Add(1)
+	p.setFetchPos(p.log.LogEndOffset())
 	cs := p.failWaiters(ErrNotLeader)
 	p.wakeParked(true)
 	p.mu.Unlock()
@@ -345,10 +356,19 @@ func (p *Partition) Stop() {
 	p.role = RoleNone
 	p.leader = nil
 	p.closed = true
+	p.reqs.Add(1)
 	cs := p.failWaiters(ErrNotLeader)
 	p.wakeParked(true)
 	p.mu.Unlock()
 	runCompletions(cs)
+}
+
+// setFetchPos sets the next fetch offset. Caller holds mu.
+func (p *Partition) setFetchPos(o Offset) {
+	if o != p.fetchPos {
+		p.fetchPos = o
+		p.reqs.Add(1)
+	}
 }
 
 func cloneState(st State) State {
@@ -659,7 +679,8 @@ func (p *Partition) NextRequest() FollowerRequest {
 				return FollowerRequest{}
 			}
 			p.truncating = false
-			p.fetchPos = p.log.LogEndOffset()
+			p.reqs.Add(1)
+			p.setFetchPos(p.log.LogEndOffset())
 		} else {
 			r.Kind = RequestEpochQuery
 			r.Epoch = epoch
@@ -716,7 +737,8 @@ func (p *Partition) HandleEpochAnswer(req FollowerRequest, ans EpochEndOffset) e
 	}
 	if done {
 		p.truncating = false
-		p.fetchPos = p.log.LogEndOffset()
+		p.reqs.Add(1)
+		p.setFetchPos(p.log.LogEndOffset())
 	}
 	return nil
 }
@@ -733,13 +755,13 @@ func (p *Partition) HandleFetchAnswer(req FollowerRequest, batches []byte, leade
 	batches = wholeBatches(batches)
 	if len(batches) > 0 {
 		if _, err := p.log.AppendReplicated(batches); err != nil {
-			p.fetchPos = p.log.LogEndOffset()
+			p.setFetchPos(p.log.LogEndOffset())
 			p.mu.Unlock()
 			return err
 		}
 	}
 	leo := p.log.LogEndOffset()
-	p.fetchPos = leo
+	p.setFetchPos(leo)
 	old := p.log.HighWatermark()
 	hw := min(leaderHW, leo)
 	if hw != old {
@@ -764,6 +786,7 @@ func (p *Partition) HandleFenced(req FollowerRequest) {
 	defer p.mu.Unlock()
 	if p.current(req) {
 		p.fenced = true
+		p.reqs.Add(1)
 	}
 }
 
@@ -790,7 +813,7 @@ func (p *Partition) HandleOutOfRange(req FollowerRequest, leaderLogStart, leader
 			return err
 		}
 	}
-	p.fetchPos = p.log.LogEndOffset()
+	p.setFetchPos(p.log.LogEndOffset())
 	return nil
 }
 
