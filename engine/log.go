@@ -85,6 +85,22 @@ type Log struct {
 	maintQ   *maintQueue
 	maintAt  atomic.Int64
 	maintIdx int
+
+	// startMoved is called after the log start offset moved
+	// (OnLogStartMoved).
+	startMoved atomic.Pointer[func()]
+}
+
+// OnLogStartMoved makes f be called after each move of the log start
+// offset (retention, DeleteRecordsBefore, a truncation starting the log
+// over), with the log's lock held: f must not call back into the log. A
+// later call replaces f.
+func (l *Log) OnLogStartMoved(f func()) { l.startMoved.Store(&f) }
+
+func (l *Log) logStartMoved() {
+	if f := l.startMoved.Load(); f != nil {
+		(*f)()
+	}
 }
 
 type deletedSegment struct {

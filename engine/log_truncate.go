@@ -141,6 +141,7 @@ func (l *Log) truncateFullyLocked(offset Offset) error {
 	}
 	l.setSegments([]*segment{s})
 	l.logStart.Store(int64(offset))
+	l.logStartMoved()
 	l.afterTruncate(offset)
 	l.keyIndexTruncated(offset, true)
 	_ = l.epochs.TruncateFromStart(int64(offset))
@@ -234,6 +235,7 @@ func (l *Log) DeleteRecordsBefore(offset Offset) error {
 	}
 	if offset > l.LogStartOffset() {
 		l.logStart.Store(int64(offset))
+		l.logStartMoved()
 		_ = l.epochs.TruncateFromStart(int64(offset))
 		l.keyIndexStartMoved(offset)
 	}

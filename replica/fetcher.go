@@ -179,8 +179,7 @@ func newFetcher(fs *Fetchers, leader int32) *fetcher {
 }
 
 // fetchEntry is a partition of a fetcher: its back-off, and its last
-// request with the RequestState and log start it was made at (reused
-// while both stay).
+// request with the RequestState it was made at (reused while it stays).
 type fetchEntry struct {
 	notBefore time.Time
 	state     uint64
@@ -320,7 +319,7 @@ func (f *fetcher) collect() (queries, fetches []pendingReq, next time.Time, same
 			f.members++
 		}
 		st := p.RequestState()
-		if !e.cached || e.state != st || (e.req.Kind == RequestFetch && e.req.LogStart != p.log.LogStartOffset()) {
+		if !e.cached || e.state != st {
 			e.req, e.state, e.cached = p.NextRequest(), st, true
 			same = false
 		}

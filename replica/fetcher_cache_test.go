@@ -95,3 +95,38 @@ func TestFetcherReusesRequestsUntilTheyChange(t *testing.T) {
 	round(false, "its truncation done")
 	round(true, "idle with two")
 }
+
+// TestFetchStateMoves: a leader's FetchState moves with an append, a new
+// high watermark and a log start move (an incremental fetch session
+// passes over the partition only while it stays).
+func TestFetchStateMoves(t *testing.T) {
+	clk := clock.NewManual(time.Unix(1_700_000_000, 0))
+	tp := engine.TopicPartition{Topic: "t", Partition: 0}
+	l, err := engine.OpenLog(filepath.Join(t.TempDir(), engine.PartitionDirName(tp)), tp, engine.DefaultConfig(),
+		engine.LogOptions{Clock: clk, Logger: quiet, CleanShutdown: true, RecoveryPoint: -1, LogStartOffset: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	p := New(l, Options{ID: 1})
+	if _, err := p.MakeLeader(State{Leader: 1, LeaderEpoch: 1, ISR: []int32{1}, Replicas: []int32{1}}, clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s0 := p.FetchState()
+	if _, _, err := p.AppendAsLeader(batch(t, "a", 3), false, 1); err != nil {
+		t.Fatal(err)
+	}
+	s1 := p.FetchState()
+	if s1 == s0 {
+		t.Fatal("FetchState did not move with an append")
+	}
+	if p.FetchState() != s1 {
+		t.Fatal("FetchState moved by itself")
+	}
+	if err := l.DeleteRecordsBefore(1); err != nil {
+		t.Fatal(err)
+	}
+	if p.FetchState() == s1 {
+		t.Fatal("FetchState did not move with the log start")
+	}
+}

@@ -86,14 +86,14 @@ type Partition struct {
 	moves atomic.Uint64
 	wide  *wideParked
 	// reqs moves whenever what NextRequest returns may have changed
-	// (role, state, truncating, fenced, fetch position; not the log start
-	// offset, which the fetcher compares itself), after the change.
+	// (role, state, truncating, fenced, fetch position, log start), after
+	// the change.
 	reqs atomic.Uint64
 }
 
 // RequestState is a counter that moves whenever NextRequest's answer may
-// change, other than by the log start offset: a fetcher reuses the last
-// request while it stays (read it before NextRequest).
+// change: a fetcher reuses the last request while it stays (read it before
+// NextRequest).
 func (p *Partition) RequestState() uint64 { return p.reqs.Load() }
 
 type ackWaiter struct {
@@ -108,7 +108,13 @@ func New(log *engine.Log, opts Options) *Partition {
 		opts.Logger = slog.Default()
 	}
 	tp := log.TopicPartition()
-	return &Partition{log: log, key: tpKey{tp.Topic, tp.Partition}, opts: opts, waiters: map[*ackWaiter]struct{}{}, state: State{Leader: -1, LeaderEpoch: -1}}
+	p := &Partition{log: log, key: tpKey{tp.Topic, tp.Partition}, opts: opts, waiters: map[*ackWaiter]struct{}{}, state: State{Leader: -1, LeaderEpoch: -1}}
+	log.OnLogStartMoved(func() {
+		// (Fetch answers and follower requests carry the log start.)
+		p.moves.Add(1)
+		p.reqs.Add(1)
+	})
+	return p
 }
 
 // Log is the partition's log.
@@ -238,14 +244,12 @@ func (p *Partition) wakeParked(all bool) {
 }
 
 // FetchState is what an incremental fetch session compares to pass over a
-// partition whose answer cannot have changed: a counter that moves
-// whenever a parked fetch of the partition would be woken (its high
-// watermark or log end moved, its role or leader epoch changed, it was
-// stopped), after the change; and the log start offset. Read it before
+// partition whose answer cannot have changed: a counter that moves, after
+// the change, whenever a parked fetch of the partition would be woken (its
+// high watermark or log end moved, its role or leader epoch changed, it
+// was stopped) and when its log start offset moves. Read it before
 // anything else of the partition: a change after that read moves it.
-func (p *Partition) FetchState() (moves uint64, logStart int64) {
-	return p.moves.Load(), int64(p.log.LogStartOffset())
-}
+func (p *Partition) FetchState() uint64 { return p.moves.Load() }
 
 // checkState refuses a state older than the applied one. Caller holds mu.
 func (p *Partition) checkState(st State) error {

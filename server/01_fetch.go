@@ -253,7 +253,7 @@ func (s *Server) fetchPartition(topic string, replicaID int32, committed bool, r
 	}
 	if rd != nil { // (first: see FetchState)
 		rd.Source = p.rep
-		rd.Moves, rd.LogStart = p.rep.FetchState()
+		rd.Moves = p.rep.FetchState()
 	}
 	hw := p.log.HighWatermark()
 	readTo := hw // consumers read below the HW; followers up to the LEO

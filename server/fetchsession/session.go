@@ -45,8 +45,8 @@
 // follower), had nothing sent and no error in the last answer, did not
 // name it since, and the partition's Source reports the same state as
 // when it was read for that answer (a counter that moves whenever its
-// high watermark, log end, role or leader epoch may have moved, and its
-// log start offset). Fetch.Partitions lists only the others; a fetch that
+// high watermark, log end, log start, role or leader epoch may have
+// moved). Fetch.Partitions lists only the others; a fetch that
 // waits for data must also wake when a passed-over partition moves
 // (Fetch.Covers, Fetch.Moved). For a follower's session, each fetch that
 // passes over a partition writes the time to the partition's Clock: the
@@ -99,19 +99,18 @@ type Partition struct {
 	// What was read for the last answer (Read), to pass over the
 	// partition while it does not change; clock is a follower session's
 	// (see the package doc), made on first use.
-	src         Source
-	moves       uint64
-	srcLogStart int64
-	caughtUp    bool
-	clock       *atomic.Int64
+	src      Source
+	moves    uint64
+	caughtUp bool
+	clock    *atomic.Int64
 }
 
 // Source is a partition as a session compares it between fetches:
 // FetchState's counter moves (after the change) whenever the partition's
-// high watermark, log end, role or leader epoch may have changed; logStart
-// is its log start offset.
+// high watermark, log end, log start, role or leader epoch may have
+// changed.
 type Source interface {
-	FetchState() (moves uint64, logStart int64)
+	FetchState() (moves uint64)
 }
 
 // Read is what the broker read of a partition of a session's fetch, filled
@@ -121,7 +120,6 @@ type Source interface {
 type Read struct {
 	Source   Source
 	Moves    uint64
-	LogStart int64
 	CaughtUp bool
 }
 
@@ -131,8 +129,7 @@ func (p *Partition) quiet() bool {
 	if !p.answered || !p.caughtUp || p.src == nil {
 		return false
 	}
-	moves, logStart := p.src.FetchState()
-	return moves == p.moves && logStart == p.srcLogStart
+	return p.src.FetchState() == p.moves
 }
 
 // Session is one client's set of partitions.
@@ -466,7 +463,7 @@ func (f *Fetch) Answer(i int, hw, lastStable, logStart int64, data bool, errCode
 	p.answered, p.hw, p.lastStable, p.logStart = true, hw, lastStable, logStart
 	if i < len(f.reads) {
 		r := f.reads[i]
-		p.src, p.moves, p.srcLogStart = r.Source, r.Moves, r.LogStart
+		p.src, p.moves = r.Source, r.Moves
 		p.caughtUp = r.CaughtUp && !data && errCode == 0
 	}
 	if errCode != 0 {
