@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -156,7 +157,13 @@ type fetcher struct {
 	// leaves a back-off.
 	members   uint64
 	collected uint64 // members as of the last collect
-	wake      chan struct{}
+	// changed is set when a partition's request may have changed
+	// (Partition.reqWatch); backingOff counts the partitions the last
+	// collect skipped for their back-off.
+	changed    atomic.Bool
+	backingOff int
+	scans      int // collects that looked at every partition (tests)
+	wake       chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -192,6 +199,7 @@ func (f *fetcher) add(p *Partition) {
 	f.mu.Lock()
 	f.parts[p] = &fetchEntry{}
 	f.members++
+	p.reqWatch.Store(&f.changed)
 	f.mu.Unlock()
 	f.poke()
 }
@@ -199,8 +207,11 @@ func (f *fetcher) add(p *Partition) {
 func (f *fetcher) remove(p *Partition) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.parts, p)
-	f.members++
+	if _, ok := f.parts[p]; ok {
+		delete(f.parts, p)
+		f.members++
+		p.reqWatch.CompareAndSwap(&f.changed, nil)
+	}
 	return len(f.parts)
 }
 
@@ -298,11 +309,19 @@ func (f *fetcher) sleep(d time.Duration, wakeable bool) {
 func (f *fetcher) collect() (queries, fetches []pendingReq, next time.Time, same bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// Nothing changed since the last collect (no partition's request, no
+	// partition added, removed or backing off): its requests again,
+	// without looking at any partition.
+	if !f.changed.Swap(false) && f.collected == f.members && f.backingOff == 0 {
+		return f.queryBuf, f.fetchBuf, time.Time{}, true
+	}
 	queries, fetches = f.queryBuf[:0], f.fetchBuf[:0]
 	defer func() { f.queryBuf, f.fetchBuf = queries, fetches }()
 	now := time.Now()
 	members := f.members
 	same = true
+	f.backingOff = 0
+	f.scans++
 	for p, e := range f.parts {
 		if now.Before(e.notBefore) {
 			if next.IsZero() || e.notBefore.Before(next) {
@@ -312,6 +331,7 @@ func (f *fetcher) collect() (queries, fetches []pendingReq, next time.Time, same
 				e.backedOff = true
 				f.members++
 			}
+			f.backingOff++
 			continue
 		}
 		if e.backedOff {
@@ -344,6 +364,7 @@ func (f *fetcher) backoff(p *Partition) {
 	if e, ok := f.parts[p]; ok {
 		e.notBefore = time.Now().Add(f.fs.cfg.Backoff)
 		e.cached = false // asked again once the back-off ends
+		f.changed.Store(true)
 	}
 	f.mu.Unlock()
 }

@@ -9,13 +9,12 @@ import (
 	"github.com/kvlog/kvlog/internal/clock"
 )
 
-// TestFetcherReusesRequestsUntilTheyChange: a fetcher reuses a partition's
-// last request while the partition's RequestState and log start stay (an
-// idle follower of thousands of partitions then locks none of them per
-// round), and reports the round's requests the same as the last; any
-// change is seen at the next round: records appended (a new fetch
-// offset), the log start moved, a new leader epoch, another partition
-// added.
+// TestFetcherReusesRequestsUntilTheyChange: a fetcher reuses its last
+// round's requests while no partition's request may have changed (an idle
+// follower of thousands of partitions then looks at none of them per
+// round) and reports them the same as the last; any change is seen at the
+// next round: records appended (a new fetch offset), the log start moved,
+// a new leader epoch, another partition added.
 func TestFetcherReusesRequestsUntilTheyChange(t *testing.T) {
 	clk := clock.NewManual(time.Unix(1_700_000_000, 0))
 	open := func(i int32) *Partition {
@@ -38,9 +37,13 @@ func TestFetcherReusesRequestsUntilTheyChange(t *testing.T) {
 	f.add(p)
 	round := func(wantSame bool, what string) FollowerRequest {
 		t.Helper()
+		scans := f.scans
 		_, fetches, _, same := f.collect()
 		if same != wantSame {
 			t.Fatalf("%s: same %v, want %v", what, same, wantSame)
+		}
+		if same && f.scans != scans {
+			t.Fatalf("%s: an unchanged round looked at every partition", what)
 		}
 		for _, q := range fetches {
 			if q.p == p {

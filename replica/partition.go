@@ -89,6 +89,18 @@ type Partition struct {
 	// (role, state, truncating, fenced, fetch position, log start), after
 	// the change.
 	reqs atomic.Uint64
+	// reqWatch is the flag of the fetcher fetching the partition, set
+	// after each move of reqs (see fetcher.collect).
+	reqWatch atomic.Pointer[atomic.Bool]
+}
+
+// requestChanged records that NextRequest's answer may have changed: after
+// the change.
+func (p *Partition) requestChanged() {
+	p.reqs.Add(1)
+	if w := p.reqWatch.Load(); w != nil {
+		w.Store(true)
+	}
 }
 
 // RequestState is a counter that moves whenever NextRequest's answer may
@@ -112,7 +124,7 @@ func New(log *engine.Log, opts Options) *Partition {
 	log.OnLogStartMoved(func() {
 		// (Fetch answers and follower requests carry the log start.)
 		p.moves.Add(1)
-		p.reqs.Add(1)
+		p.requestChanged()
 	})
 	return p
 }
@@ -310,7 +322,7 @@ func (p *Partition) MakeLeader(st State, now time.Time) (bool, error) {
 	p.state = cloneState(st)
 	p.role = RoleLeader
 	p.truncating, p.fenced = false, false
-	p.reqs.Add(1)
+	p.requestChanged()
 	p.leader = NewLeader(LeaderParams{
 		ID: p.opts.ID, Epoch: st.LeaderEpoch, Replicas: st.Replicas, ISR: st.ISR, ZkVersion: st.ZkVersion,
 		LEO: leo, HW: p.log.HighWatermark(), EpochStart: leo, LagMax: p.opts.LagMax,
@@ -344,7 +356,7 @@ func (p *Partition) MakeFollower(st State) (bool, error) {
 	p.role = RoleFollower
 	p.leader = nil
 	p.truncating, p.fenced = true, false
-	p.reqs.Add(1)
+	p.requestChanged()
 	p.setFetchPos(p.log.LogEndOffset())
 	cs := p.failWaiters(ErrNotLeader)
 	p.wakeParked(true)
@@ -360,7 +372,7 @@ func (p *Partition) Stop() {
 	p.role = RoleNone
 	p.leader = nil
 	p.closed = true
-	p.reqs.Add(1)
+	p.requestChanged()
 	cs := p.failWaiters(ErrNotLeader)
 	p.wakeParked(true)
 	p.mu.Unlock()
@@ -371,7 +383,7 @@ func (p *Partition) Stop() {
 func (p *Partition) setFetchPos(o Offset) {
 	if o != p.fetchPos {
 		p.fetchPos = o
-		p.reqs.Add(1)
+		p.requestChanged()
 	}
 }
 
@@ -683,7 +695,7 @@ func (p *Partition) NextRequest() FollowerRequest {
 				return FollowerRequest{}
 			}
 			p.truncating = false
-			p.reqs.Add(1)
+			p.requestChanged()
 			p.setFetchPos(p.log.LogEndOffset())
 		} else {
 			r.Kind = RequestEpochQuery
@@ -741,7 +753,7 @@ func (p *Partition) HandleEpochAnswer(req FollowerRequest, ans EpochEndOffset) e
 	}
 	if done {
 		p.truncating = false
-		p.reqs.Add(1)
+		p.requestChanged()
 		p.setFetchPos(p.log.LogEndOffset())
 	}
 	return nil
@@ -790,7 +802,7 @@ func (p *Partition) HandleFenced(req FollowerRequest) {
 	defer p.mu.Unlock()
 	if p.current(req) {
 		p.fenced = true
-		p.reqs.Add(1)
+		p.requestChanged()
 	}
 }
 

@@ -31,8 +31,9 @@ import (
 //     max.incremental.fetch.session.cache.slots default), an incremental
 //     fetch reads the partitions of its session whose answer may have
 //     changed (package fetchsession passes over the others) and the
-//     answer lists only those with records, an error or new offsets; an unknown session is
-//     FETCH_SESSION_ID_NOT_FOUND, a wrong epoch INVALID_FETCH_SESSION_EPOCH.
+//     answer lists only those with records, an error or new offsets; an
+//     unknown session is FETCH_SESSION_ID_NOT_FOUND, a wrong epoch
+//     INVALID_FETCH_SESSION_EPOCH.
 //   - read_uncommitted reads stop at the high watermark, read_committed
 //     ones at the last stable offset (the first offset of the earliest
 //     undecided transaction), with the aborted transactions overlapping
