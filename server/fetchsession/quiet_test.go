@@ -144,3 +144,35 @@ func TestPartitionWithoutSourceIsAlwaysRead(t *testing.T) {
 		t.Fatalf("reads %v, clock %v", keysOf(f), f.Clock(0))
 	}
 }
+
+// TestForgetManyKeepsOrder: an incremental fetch forgetting many
+// partitions at once (a follower after a leader change) keeps the others
+// in their order, each still found by its key.
+func TestForgetManyKeepsOrder(t *testing.T) {
+	var c Cache
+	f, err := c.Begin(0, InitialEpoch, true, parts("t", 1000, 0), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var forget []Key
+	for p := int32(0); p < 1000; p += 2 {
+		forget = append(forget, Key{"t", p})
+	}
+	forget = append(forget, Key{"u", 1}) // not in the session
+	f, err = c.Begin(f.SessionID(), 1, true, []Partition{{Key: Key{"t", 7}, FetchOffset: 9}}, forget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := f.Partitions()
+	if len(ps) != 500 {
+		t.Fatalf("%d partitions left, want 500", len(ps))
+	}
+	for i, p := range ps {
+		if p.Partition != int32(2*i+1) || f.sess.index[p.Key] != i {
+			t.Fatalf("partition %d: %v (index %d)", i, p.Key, f.sess.index[p.Key])
+		}
+	}
+	if ps[3].FetchOffset != 9 {
+		t.Fatalf("t-7 position %d, want 9", ps[3].FetchOffset)
+	}
+}

@@ -137,6 +137,10 @@ type Session struct {
 	id       int32
 	epoch    int32 // the next incremental fetch's
 	follower bool
+	// parts and index change under both the cache's mu and keysMu; Covers
+	// reads index under keysMu alone (it is called while a partition's
+	// lock is held, and must not wait for the cache).
+	keysMu   sync.RWMutex
 	parts    []*Partition
 	index    map[Key]int
 	lastUsed time.Time
@@ -162,17 +166,29 @@ func (s *Session) set(p Partition) {
 	s.parts = append(s.parts, &np)
 }
 
-func (s *Session) forget(k Key) {
-	i, ok := s.index[k]
-	if !ok {
+// forget drops the partitions ks in one pass (forgetting them one at a
+// time moved the rest of the list each time: a follower forgetting
+// thousands of partitions at a leader change took quadratic time).
+func (s *Session) forget(ks []Key) {
+	drop := 0
+	for _, k := range ks {
+		if _, ok := s.index[k]; ok {
+			delete(s.index, k)
+			drop++
+		}
+	}
+	if drop == 0 {
 		return
 	}
-	delete(s.index, k)
-	copy(s.parts[i:], s.parts[i+1:])
-	s.parts = s.parts[:len(s.parts)-1]
-	for j := i; j < len(s.parts); j++ {
-		s.index[s.parts[j].Key] = j
+	kept := s.parts[:0]
+	for _, p := range s.parts {
+		if _, ok := s.index[p.Key]; ok {
+			s.index[p.Key] = len(kept)
+			kept = append(kept, p)
+		}
 	}
+	clear(s.parts[len(kept):])
+	s.parts = kept
 }
 
 // Cache holds the sessions of a broker. It is safe for concurrent use.
@@ -260,12 +276,12 @@ func (c *Cache) Begin(sessionID, epoch int32, follower bool, parts []Partition, 
 		if epoch != s.epoch {
 			return nil, ErrInvalidEpoch
 		}
+		s.keysMu.Lock()
 		for _, p := range parts {
 			s.set(p)
 		}
-		for _, k := range forgotten {
-			s.forget(k)
-		}
+		s.forget(forgotten)
+		s.keysMu.Unlock()
 		s.epoch = nextEpoch(s.epoch)
 		s.lastUsed = now
 		f := &Fetch{c: c, sess: s}
@@ -278,9 +294,11 @@ func (c *Cache) Begin(sessionID, epoch int32, follower bool, parts []Partition, 
 	f := &Fetch{c: c, full: true}
 	if epoch == InitialEpoch {
 		if s := c.open(follower, len(parts), now); s != nil {
+			s.keysMu.Lock()
 			for _, p := range parts {
 				s.set(p)
 			}
+			s.keysMu.Unlock()
 			f.sess = s
 			f.parts = copies(s.parts)
 			f.reads = make([]Read, len(f.parts))
@@ -365,13 +383,14 @@ func (f *Fetch) Refresh() bool {
 	return f.skipped != skipped
 }
 
-// Covers reports whether k is one of the session's partitions.
+// Covers reports whether k is one of the session's partitions. It does
+// not wait for the cache's lock.
 func (f *Fetch) Covers(k Key) bool {
 	if f.sess == nil {
 		return false
 	}
-	f.c.mu.Lock()
-	defer f.c.mu.Unlock()
+	f.sess.keysMu.RLock()
+	defer f.sess.keysMu.RUnlock()
 	_, ok := f.sess.index[k]
 	return ok
 }
