@@ -74,8 +74,7 @@ func (m *Manager) Add(l *engine.Log) *Partition {
 	if m.cfg.AroundTruncate != nil {
 		opts.AroundTruncate = m.cfg.AroundTruncate(l)
 	}
-	p := New(l, opts)
-	p.wide = &m.wide
+	p := newPartition(l, opts, &m.wide)
 	m.mu.Lock()
 	m.parts[p] = struct{}{}
 	m.mu.Unlock()
@@ -394,9 +393,10 @@ type Wide struct {
 // partition looks at each of them (few: a follower's or a large
 // consumer's sessions).
 type wideParked struct {
-	n  atomic.Int32
-	mu sync.Mutex
-	ws map[*parked]struct{}
+	n     atomic.Int32
+	moves atomic.Uint64 // every move of every partition (Manager.Moves)
+	mu    sync.Mutex
+	ws    map[*parked]struct{}
 }
 
 func (wp *wideParked) add(w *parked) {
@@ -418,6 +418,7 @@ func (wp *wideParked) remove(w *parked) {
 
 // wake wakes the wide fetches covering p (all: any; else a follower's).
 func (wp *wideParked) wake(p *Partition, all bool) {
+	wp.moves.Add(1)
 	if wp.n.Load() == 0 {
 		return
 	}
@@ -432,6 +433,10 @@ func (wp *wideParked) wake(p *Partition, all bool) {
 
 // ParkedWide is how many fetches are parked on whole sessions (ParkWide).
 func (m *Manager) ParkedWide() int { return int(m.wide.n.Load()) }
+
+// Moves counts the moves of all partitions (each one moving a partition's
+// FetchState), after the move: while it stays, no partition moved.
+func (m *Manager) Moves() uint64 { return m.wide.moves.Load() }
 
 func (wp *wideParked) fireAll() {
 	wp.mu.Lock()

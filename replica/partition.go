@@ -115,15 +115,21 @@ type ackWaiter struct {
 }
 
 // New wraps log. The replica starts with RoleNone.
-func New(log *engine.Log, opts Options) *Partition {
+func New(log *engine.Log, opts Options) *Partition { return newPartition(log, opts, nil) }
+
+// newPartition is New for a Manager whose wide-parked fetches are wide.
+func newPartition(log *engine.Log, opts Options, wide *wideParked) *Partition {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	tp := log.TopicPartition()
-	p := &Partition{log: log, key: tpKey{tp.Topic, tp.Partition}, opts: opts, waiters: map[*ackWaiter]struct{}{}, state: State{Leader: -1, LeaderEpoch: -1}}
+	p := &Partition{log: log, key: tpKey{tp.Topic, tp.Partition}, opts: opts, waiters: map[*ackWaiter]struct{}{}, state: State{Leader: -1, LeaderEpoch: -1}, wide: wide}
 	log.OnLogStartMoved(func() {
 		// (Fetch answers and follower requests carry the log start.)
 		p.moves.Add(1)
+		if p.wide != nil {
+			p.wide.moves.Add(1)
+		}
 		p.requestChanged()
 	})
 	return p
@@ -262,6 +268,10 @@ func (p *Partition) wakeParked(all bool) {
 // was stopped) and when its log start offset moves. Read it before
 // anything else of the partition: a change after that read moves it.
 func (p *Partition) FetchState() uint64 { return p.moves.Load() }
+
+// FetchCounter is the counter FetchState reads, for a caller that keeps
+// it to compare without a call per partition.
+func (p *Partition) FetchCounter() *atomic.Uint64 { return &p.moves }
 
 // checkState refuses a state older than the applied one. Caller holds mu.
 func (p *Partition) checkState(st State) error {

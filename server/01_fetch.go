@@ -253,8 +253,8 @@ func (s *Server) fetchPartition(topic string, replicaID int32, committed bool, r
 		return nil, s.missingPartition(topic, rp.Partition)
 	}
 	if rd != nil { // (first: see FetchState)
-		rd.Source = p.rep
-		rd.Moves = p.rep.FetchState()
+		rd.Counter = p.rep.FetchCounter()
+		rd.Moves = rd.Counter.Load()
 	}
 	hw := p.log.HighWatermark()
 	readTo := hw // consumers read below the HW; followers up to the LEO

@@ -1,29 +1,23 @@
 package fetchsession
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
-type fakeSource struct {
-	moves    uint64
-	logStart int64
-}
-
-func (s *fakeSource) FetchState() uint64 { return s.moves }
-
 // answerAll answers every partition of f as read from srcs (by partition
 // number) at their end with nothing new.
-func answerAll(t *testing.T, f *Fetch, srcs []*fakeSource) {
+func answerAll(t *testing.T, f *Fetch, srcs []*atomic.Uint64) {
 	t.Helper()
 	for i, p := range f.Partitions() {
 		src := srcs[p.Partition]
 		rd := f.Read(i)
-		rd.Source = src
-		rd.Moves = src.FetchState()
+		rd.Counter = src
+		rd.Moves = src.Load()
 		rd.CaughtUp = true
 		f.Clock(i)
-		f.Answer(i, 5, 5, src.logStart, false, 0)
+		f.Answer(i, 5, 5, 0, false, 0)
 	}
 }
 
@@ -44,8 +38,13 @@ func keysOf(f *Fetch) []int32 {
 // passes over a partition writes its time to the partition's clock.
 func TestIncrementalFetchPassesOverUnchanged(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	c := Cache{Now: func() time.Time { return now }}
-	srcs := []*fakeSource{{1, 0}, {1, 0}, {1, 0}, {1, 0}}
+	var all atomic.Uint64 // every move of any partition (Cache.Moves)
+	c := Cache{Now: func() time.Time { return now }, Moves: all.Load}
+	srcs := make([]*atomic.Uint64, 4)
+	for i := range srcs {
+		srcs[i] = new(atomic.Uint64)
+	}
+	move := func(p int) { srcs[p].Add(1); all.Add(1) }
 	f, err := c.Begin(0, InitialEpoch, true, parts("t", 4, 5), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -68,9 +67,13 @@ func TestIncrementalFetchPassesOverUnchanged(t *testing.T) {
 	if f.Moved() {
 		t.Fatal("Moved with nothing changed")
 	}
+	all.Add(1) // a partition outside the session moved
+	if f.Moved() {
+		t.Fatal("Moved with none of the session's partitions changed")
+	}
 	// Partition 1 moves while the fetch waits: Moved, and a refresh
 	// reads it.
-	srcs[1].moves++
+	move(1)
 	if !f.Moved() || !f.Refresh() {
 		t.Fatal("a passed-over partition that moved: not Moved or not refreshed")
 	}
@@ -84,8 +87,7 @@ func TestIncrementalFetchPassesOverUnchanged(t *testing.T) {
 
 	// Partition 2's log start moves (its counter with it); partition 3 is
 	// named by the client.
-	srcs[2].logStart = 3
-	srcs[2].moves++
+	move(2)
 	f, err = c.Begin(id, 2, true, []Partition{{Key: Key{"t", 3}, FetchOffset: 5, MaxBytes: 1 << 20}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -98,14 +100,14 @@ func TestIncrementalFetchPassesOverUnchanged(t *testing.T) {
 	for i, p := range f.Partitions() {
 		src := srcs[p.Partition]
 		rd := f.Read(i)
-		rd.Source = src
-		rd.Moves = src.FetchState()
+		rd.Counter = src
+		rd.Moves = src.Load()
 		rd.CaughtUp = p.Partition == 3
 		var errCode int16
 		if p.Partition == 3 {
 			errCode = 6
 		}
-		f.Answer(i, 5, 5, src.logStart, p.Partition == 2, errCode)
+		f.Answer(i, 5, 5, 0, p.Partition == 2, errCode)
 	}
 	f, err = c.Begin(id, 3, true, nil, nil)
 	if err != nil {
@@ -125,7 +127,7 @@ func TestIncrementalFetchPassesOverUnchanged(t *testing.T) {
 }
 
 // TestPartitionWithoutSourceIsAlwaysRead: a partition read without a
-// Source (the broker does not host it) is read at every fetch.
+// change counter (the broker does not host it) is read at every fetch.
 func TestPartitionWithoutSourceIsAlwaysRead(t *testing.T) {
 	var c Cache
 	f, err := c.Begin(0, InitialEpoch, false, parts("t", 2, 0), nil)

@@ -43,9 +43,9 @@
 // answer cannot have changed: the client was at the end it may read (the
 // high watermark or last stable offset for a consumer, the log end for a
 // follower), had nothing sent and no error in the last answer, did not
-// name it since, and the partition's Source reports the same state as
-// when it was read for that answer (a counter that moves whenever its
-// high watermark, log end, log start, role or leader epoch may have
+// name it since, and its change counter has the same value as
+// when it was read for that answer (a change counter that moves whenever
+// its high watermark, log end, log start, role or leader epoch may have
 // moved). Fetch.Partitions lists only the others; a fetch that
 // waits for data must also wake when a passed-over partition moves
 // (Fetch.Covers, Fetch.Moved). For a follower's session, each fetch that
@@ -99,26 +99,20 @@ type Partition struct {
 	// What was read for the last answer (Read), to pass over the
 	// partition while it does not change; clock is a follower session's
 	// (see the package doc), made on first use.
-	src      Source
+	counter  *atomic.Uint64
 	moves    uint64
 	caughtUp bool
 	clock    *atomic.Int64
 }
 
-// Source is a partition as a session compares it between fetches:
-// FetchState's counter moves (after the change) whenever the partition's
-// high watermark, log end, log start, role or leader epoch may have
-// changed.
-type Source interface {
-	FetchState() (moves uint64)
-}
-
 // Read is what the broker read of a partition of a session's fetch, filled
-// through Fetch.Read while the fetch reads it: Source and its FetchState
-// read before anything else of the partition, and whether the client's
-// position was at the end it may read (nothing to send).
+// through Fetch.Read while the fetch reads it: the partition's change
+// counter (it moves, after the change, whenever the partition's high
+// watermark, log end, log start, role or leader epoch may have changed)
+// and its value read before anything else of the partition, and whether
+// the client's position was at the end it may read (nothing to send).
 type Read struct {
-	Source   Source
+	Counter  *atomic.Uint64
 	Moves    uint64
 	CaughtUp bool
 }
@@ -126,10 +120,10 @@ type Read struct {
 // quiet reports whether p's answer cannot have changed since the last one.
 // Caller holds the cache's mu.
 func (p *Partition) quiet() bool {
-	if !p.answered || !p.caughtUp || p.src == nil {
+	if !p.answered || !p.caughtUp || p.counter == nil {
 		return false
 	}
-	return p.src.FetchState() == p.moves
+	return p.counter.Load() == p.moves
 }
 
 // Session is one client's set of partitions.
@@ -161,7 +155,7 @@ func (s *Session) set(p Partition) {
 		return
 	}
 	np := p
-	np.answered, np.src, np.caughtUp, np.clock = false, nil, false, nil
+	np.answered, np.counter, np.caughtUp, np.clock = false, nil, false, nil
 	s.index[p.Key] = len(s.parts)
 	s.parts = append(s.parts, &np)
 }
@@ -200,6 +194,11 @@ type Cache struct {
 	EvictAfter time.Duration
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Moves, when set, counts the moves of every partition's change
+	// counter (after the move): a fetch waiting on a session whose count
+	// is the one read before the fetch passed over partitions saw no move
+	// (Fetch.Moved) without looking at them.
+	Moves func() uint64
 
 	mu       sync.Mutex
 	sessions map[int32]*Session
@@ -230,8 +229,9 @@ type Fetch struct {
 	parts []Partition // copies: a later fetch of the session may move them
 	reads []Read      // per partition of parts (a session's fetch)
 	// skipped is how many of the session's partitions the fetch passed
-	// over (an incremental fetch).
+	// over (an incremental fetch); moves the cache's Moves before.
 	skipped int
+	moves   uint64
 }
 
 // SessionID is the id the answer carries (0: none).
@@ -314,6 +314,9 @@ func (c *Cache) Begin(sessionID, epoch int32, follower bool, parts []Partition, 
 // passed-over partition of a follower's session has its clock set to it.
 // Caller holds the cache's mu.
 func (f *Fetch) consider(credit int64) {
+	if f.c.Moves != nil {
+		f.moves = f.c.Moves()
+	}
 	f.parts, f.skipped = f.parts[:0], 0
 	for _, p := range f.sess.parts {
 		if p.quiet() {
@@ -402,7 +405,7 @@ func (f *Fetch) Moved() bool {
 	}
 	f.c.mu.Lock()
 	defer f.c.mu.Unlock()
-	if f.skipped == 0 {
+	if f.skipped == 0 || f.c.Moves != nil && f.c.Moves() == f.moves {
 		return false
 	}
 	n := 0
@@ -482,7 +485,7 @@ func (f *Fetch) Answer(i int, hw, lastStable, logStart int64, data bool, errCode
 	p.answered, p.hw, p.lastStable, p.logStart = true, hw, lastStable, logStart
 	if i < len(f.reads) {
 		r := f.reads[i]
-		p.src, p.moves = r.Source, r.Moves
+		p.counter, p.moves = r.Counter, r.Moves
 		p.caughtUp = r.CaughtUp && !data && errCode == 0
 	}
 	if errCode != 0 {
