@@ -25,7 +25,8 @@
 //
 // Lock order: Manager.mu → Log.mu → Log.syncMu → segment.mu → the budget's
 // mutex (the budget only TryLocks a segment it wants to close); and
-// Log.mu → Log.kidxFileMu, Log.mu → keyIndex.mu → Log.txnMu.
+// Log.mu → Log.kidxFileMu, Log.mu → keyIndex.mu → Log.txnMu, Log.mu → the
+// Manager's maintenance queue (maintenance.go).
 package engine
 
 // Offset is a Kafka offset: the permanent position of a record in a partition.

@@ -78,6 +78,29 @@ type Log struct {
 	// recovered is what OpenLog's recovery did; set before the log is
 	// shared, read-only after.
 	recovered RecoveryStats
+
+	// The manager's maintenance queue (maintenance.go): maintAt is when
+	// the log is queued for (noMaintenance: not queued), maintIdx its
+	// place in the queue (guarded by maintQ.mu).
+	maintQ   *maintQueue
+	maintAt  atomic.Int64
+	maintIdx int
+
+	// startMoved is called after the log start offset moved
+	// (OnLogStartMoved).
+	startMoved atomic.Pointer[func()]
+}
+
+// OnLogStartMoved makes f be called after each move of the log start
+// offset (retention, DeleteRecordsBefore, a truncation starting the log
+// over), with the log's lock held: f must not call back into the log. A
+// later call replaces f.
+func (l *Log) OnLogStartMoved(f func()) { l.startMoved.Store(&f) }
+
+func (l *Log) logStartMoved() {
+	if f := l.startMoved.Load(); f != nil {
+		(*f)()
+	}
 }
 
 type deletedSegment struct {
@@ -102,6 +125,7 @@ func (l *Log) SetConfig(cfg Config) {
 	if !cfg.keyIndexed() {
 		l.keyIndexOff()
 	}
+	l.scheduleMaintenanceNow() // (its deadlines may have moved)
 }
 
 // LogEndOffset is the offset the next appended record will get.

@@ -285,6 +285,7 @@ func (l *Log) appendBatches(b record.Batch, cfg Config, first, last Offset, maxT
 	if invariants {
 		l.checkAppendInvariants(h)
 	}
+	l.scheduleMaintenance(l.appendDeadline(cfg))
 	if l.unflushed >= cfg.flushEvery() {
 		return l.flushLocked()
 	}

@@ -38,7 +38,8 @@ type LogOptions struct {
 	// checkpoint. The log's lock is not held during the call.
 	RecoveryPointLowered func() error
 	handles              *handleCache
-	listed               bool // the directory exists (the manager just listed it)
+	listed               bool        // the directory exists (the manager just listed it)
+	maintenance          *maintQueue // the manager's maintenance queue (maintenance.go); nil: none
 }
 
 // OpenLog opens (creating if needed) the partition directory dir. Without a
@@ -54,7 +55,9 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	l := &Log{dir: dir, tp: tp, clk: opts.Clock, logger: opts.Logger, handles: opts.handles, rpLowered: opts.RecoveryPointLowered, snapAt: -1, firstOngoing: -1}
+	l := &Log{dir: dir, tp: tp, clk: opts.Clock, logger: opts.Logger, handles: opts.handles, rpLowered: opts.RecoveryPointLowered, snapAt: -1, firstOngoing: -1,
+		maintQ: opts.maintenance, maintIdx: -1}
+	l.maintAt.Store(noMaintenance)
 	if l.handles == nil {
 		// A log opened on its own (tools, tests) gets a private budget;
 		// logs of a Manager share the Manager's.
@@ -82,6 +85,7 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 		}
 		return nil, err
 	}
+	l.scheduleMaintenanceNow() // the first pass computes its deadlines
 	return l, nil
 }
 

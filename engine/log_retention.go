@@ -79,6 +79,7 @@ func (l *Log) dropOldest(segs []*segment, n int) int {
 	l.setSegments(rest)
 	if newStart := rest[0].base; newStart > l.LogStartOffset() {
 		l.logStart.Store(int64(newStart))
+		l.logStartMoved()
 		_ = l.epochs.TruncateFromStart(int64(newStart))
 		l.keyIndexStartMoved(newStart)
 	}

@@ -141,6 +141,7 @@ func (l *Log) truncateFullyLocked(offset Offset) error {
 	}
 	l.setSegments([]*segment{s})
 	l.logStart.Store(int64(offset))
+	l.logStartMoved()
 	l.afterTruncate(offset)
 	l.keyIndexTruncated(offset, true)
 	_ = l.epochs.TruncateFromStart(int64(offset))
@@ -168,6 +169,7 @@ func (l *Log) afterTruncate(offset Offset) {
 	// and the log, as Kafka does after a truncation: transactions whose
 	// markers were cut off are ongoing again.
 	l.resetTxnState()
+	l.scheduleMaintenanceNow() // (an older segment may be active again)
 }
 
 // deleteSegmentFiles retires s and renames its files to .deleted; they are
@@ -195,7 +197,9 @@ func (l *Log) retireSegmentFiles(s *segment, withTxn bool) {
 		}
 		l.forgetAborted(s.base, Offset(s.next.Load()))
 	}
-	l.pending = append(l.pending, &deletedSegment{seg: s, at: l.clk.Now(), wg: wg})
+	d := &deletedSegment{seg: s, at: l.clk.Now(), wg: wg}
+	l.pending = append(l.pending, d)
+	l.scheduleMaintenance(unixAfter(d.at, l.Config().FileDeleteDelay))
 }
 
 // ProcessDeletes unlinks .deleted files whose delay has passed.
@@ -231,6 +235,7 @@ func (l *Log) DeleteRecordsBefore(offset Offset) error {
 	}
 	if offset > l.LogStartOffset() {
 		l.logStart.Store(int64(offset))
+		l.logStartMoved()
 		_ = l.epochs.TruncateFromStart(int64(offset))
 		l.keyIndexStartMoved(offset)
 	}

@@ -103,7 +103,7 @@ func (m *Manager) CreateLogs(tps []TopicPartition, cfgs []Config) ([]*Log, []err
 				logs[f.i], errs[f.i] = OpenLog(f.dir, tps[f.i], cfgs[f.i], LogOptions{
 					FS: m.opts.FS, Clock: m.opts.Clock, Logger: m.opts.Logger,
 					CleanShutdown: true, RecoveryPoint: -1, LogStartOffset: -1, handles: m.handles,
-					RecoveryPointLowered: m.WriteCheckpoints, listed: true,
+					RecoveryPointLowered: m.WriteCheckpoints, listed: true, maintenance: &m.maint,
 				})
 			}
 		}()

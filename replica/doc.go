@@ -45,7 +45,10 @@
 //     it has not been caught up for longer than replica.lag.time.max.ms. It
 //     was caught up at a fetch whose offset reached the leader's LEO at that
 //     fetch, or at the previous fetch when this fetch reached the leader LEO
-//     seen at the previous one (Kafka's Replica.updateFetchState).
+//     seen at the previous one (Kafka's Replica.updateFetchState). A fetch
+//     of the follower's incremental session that passed over the partition
+//     (the follower at the leader's LEO, nothing changed: the leader did not
+//     read it) counts as such a fetch (Manager.SessionFollowerFetch).
 //   - A follower joins the ISR when its LEO reaches the HW and the current
 //     leader epoch's start offset.
 //   - acks=all: refused with NOT_ENOUGH_REPLICAS when |ISR| <

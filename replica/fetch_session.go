@@ -37,13 +37,16 @@ func (s *fetchSession) reset() { *s = fetchSession{} }
 // build fills req's session fields, topics and forgotten topics from the
 // partitions to fetch now (fs, keyed by partition), and returns what the
 // session will hold once the leader accepts it.
-func (s *fetchSession) build(req *kmsg.FetchRequest, fs []pendingReq, partitionMaxBytes int32) (next map[tpKey]sentPartition) {
+// same says fs are the requests of the last fetch (whose answer, if the
+// session went on, made them the session's): the session is unchanged
+// without comparing them.
+func (s *fetchSession) build(req *kmsg.FetchRequest, fs []pendingReq, partitionMaxBytes int32, same bool) (next map[tpKey]sentPartition) {
 	full := s.id == 0
 	if full {
 		req.SessionID, req.SessionEpoch = 0, 0 // open one
 	} else {
 		req.SessionID, req.SessionEpoch = s.id, s.epoch
-		if s.unchanged(fs) {
+		if same && len(fs) == len(s.sent) || s.unchanged(fs) {
 			// Nothing to name, nothing forgotten: the session stays as
 			// it is (an idle follower's every fetch; no new map).
 			return s.sent

@@ -31,12 +31,12 @@ func TestIdleSessionFetchReusesTheSession(t *testing.T) {
 	}
 	var s fetchSession
 	first := kmsg.NewPtrFetchRequest()
-	s.answered(&kmsg.FetchResponse{SessionID: 7}, s.build(first, fs, 1<<20))
+	s.answered(&kmsg.FetchResponse{SessionID: 7}, s.build(first, fs, 1<<20, false))
 	if len(first.Topics) != 1 || len(first.Topics[0].Partitions) != 3 {
 		t.Fatalf("full fetch: %+v", first.Topics)
 	}
 	idle := kmsg.NewPtrFetchRequest()
-	next := s.build(idle, fs, 1<<20)
+	next := s.build(idle, fs, 1<<20, false)
 	if idle.SessionID != 7 || idle.SessionEpoch != 1 || len(idle.Topics) != 0 || len(idle.ForgottenTopics) != 0 {
 		t.Fatalf("idle fetch: session %d epoch %d, %d topics, %d forgotten", idle.SessionID, idle.SessionEpoch, len(idle.Topics), len(idle.ForgottenTopics))
 	}
@@ -47,7 +47,7 @@ func TestIdleSessionFetchReusesTheSession(t *testing.T) {
 
 	fs[1].req.FetchOffset = 11
 	moved := kmsg.NewPtrFetchRequest()
-	s.answered(&kmsg.FetchResponse{SessionID: 7}, s.build(moved, fs[:2], 1<<20))
+	s.answered(&kmsg.FetchResponse{SessionID: 7}, s.build(moved, fs[:2], 1<<20, false))
 	if len(moved.Topics) != 1 || len(moved.Topics[0].Partitions) != 1 || moved.Topics[0].Partitions[0].Partition != 1 ||
 		len(moved.ForgottenTopics) != 1 || !reflect.DeepEqual(moved.ForgottenTopics[0].Partitions, []int32{2}) {
 		t.Fatalf("fetch after a move and a drop: topics %+v forgotten %+v", moved.Topics, moved.ForgottenTopics)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -157,28 +158,54 @@ type fetcher struct {
 	log    *slog.Logger
 
 	mu    sync.Mutex
-	parts map[*Partition]time.Time // partition → not before (back-off)
-	wake  chan struct{}
+	parts map[*Partition]*fetchEntry
+	// members moves when a partition is added or removed, or enters or
+	// leaves a back-off.
+	members   uint64
+	collected uint64 // members as of the last collect
+	// changed is set when a partition's request may have changed
+	// (Partition.reqWatch); backingOff counts the partitions the last
+	// collect skipped for their back-off.
+	changed    atomic.Bool
+	backingOff int
+	scans      int // collects that looked at every partition (tests)
+	wake       chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
 	conn   *kconn.Conn
 	sess   fetchSession // the fetch session with the leader (fetch_session.go)
+	// The last round's requests, their slices reused by the next (the
+	// fetcher's goroutine only): an idle follower of thousands of
+	// partitions allocated them anew twice a second.
+	queryBuf, fetchBuf []pendingReq
 }
 
 func newFetcher(fs *Fetchers, leader int32) *fetcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &fetcher{
 		fs: fs, leader: leader, log: fs.cfg.Logger.With("component", "replica-fetcher", "source_broker", leader),
-		parts: map[*Partition]time.Time{}, wake: make(chan struct{}, 1),
+		parts: map[*Partition]*fetchEntry{}, wake: make(chan struct{}, 1),
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
 }
 
+// fetchEntry is a partition of a fetcher: its back-off, and its last
+// request with the RequestState it was made at (reused while it stays).
+type fetchEntry struct {
+	notBefore time.Time
+	state     uint64
+	cached    bool
+	req       FollowerRequest
+	backedOff bool // skipped by the last collect for its back-off
+}
+
 func (f *fetcher) add(p *Partition) {
 	f.mu.Lock()
-	f.parts[p] = time.Time{}
+	f.parts[p] = &fetchEntry{}
+	f.members++
+	p.reqWatch.Store(&f.changed)
 	f.mu.Unlock()
 	f.poke()
 }
@@ -186,7 +213,11 @@ func (f *fetcher) add(p *Partition) {
 func (f *fetcher) remove(p *Partition) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.parts, p)
+	if _, ok := f.parts[p]; ok {
+		delete(f.parts, p)
+		f.members++
+		p.reqWatch.CompareAndSwap(&f.changed, nil)
+	}
 	return len(f.parts)
 }
 
@@ -213,7 +244,7 @@ func (f *fetcher) run() {
 		}
 	}()
 	for f.ctx.Err() == nil {
-		queries, fetches, next := f.collect()
+		queries, fetches, next, same := f.collect()
 		if len(queries) == 0 && len(fetches) == 0 {
 			wait := 250 * time.Millisecond
 			if !next.IsZero() {
@@ -238,7 +269,7 @@ func (f *fetcher) run() {
 			}
 		}
 		if len(fetches) > 0 {
-			if err := f.sendFetch(fetches); err != nil {
+			if err := f.sendFetch(fetches, same); err != nil {
 				f.transportError(err)
 			}
 		}
@@ -277,19 +308,48 @@ func (f *fetcher) sleep(d time.Duration, wakeable bool) {
 }
 
 // collect asks every partition for its next request; next is the earliest
-// back-off deadline among the skipped ones.
-func (f *fetcher) collect() (queries, fetches []pendingReq, next time.Time) {
+// back-off deadline among the skipped ones. same reports that the requests
+// are those of the last collect, for the same partitions: a partition's
+// last request is reused while its RequestState and log start stay, so an
+// idle follower of thousands of partitions takes no lock per partition.
+func (f *fetcher) collect() (queries, fetches []pendingReq, next time.Time, same bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// Nothing changed since the last collect (no partition's request, no
+	// partition added, removed or backing off): its requests again,
+	// without looking at any partition.
+	if !f.changed.Swap(false) && f.collected == f.members && f.backingOff == 0 {
+		return f.queryBuf, f.fetchBuf, time.Time{}, true
+	}
+	queries, fetches = f.queryBuf[:0], f.fetchBuf[:0]
+	defer func() { f.queryBuf, f.fetchBuf = queries, fetches }()
 	now := f.fs.cfg.Clock.Now()
-	for p, notBefore := range f.parts {
-		if now.Before(notBefore) {
-			if next.IsZero() || notBefore.Before(next) {
-				next = notBefore
+	members := f.members
+	same = true
+	f.backingOff = 0
+	f.scans++
+	for p, e := range f.parts {
+		if now.Before(e.notBefore) {
+			if next.IsZero() || e.notBefore.Before(next) {
+				next = e.notBefore
 			}
+			if !e.backedOff {
+				e.backedOff = true
+				f.members++
+			}
+			f.backingOff++
 			continue
 		}
-		req := p.NextRequest()
+		if e.backedOff {
+			e.backedOff = false
+			f.members++
+		}
+		st := p.RequestState()
+		if !e.cached || e.state != st {
+			e.req, e.state, e.cached = p.NextRequest(), st, true
+			same = false
+		}
+		req := e.req
 		if req.Leader != f.leader {
 			continue
 		}
@@ -300,13 +360,17 @@ func (f *fetcher) collect() (queries, fetches []pendingReq, next time.Time) {
 			fetches = append(fetches, pendingReq{p, req})
 		}
 	}
-	return queries, fetches, next
+	same = same && members == f.members && f.collected == members
+	f.collected = f.members
+	return queries, fetches, next, same
 }
 
 func (f *fetcher) backoff(p *Partition) {
 	f.mu.Lock()
-	if _, ok := f.parts[p]; ok {
-		f.parts[p] = f.fs.cfg.Clock.Now().Add(f.fs.cfg.Backoff)
+	if e, ok := f.parts[p]; ok {
+		e.notBefore = f.fs.cfg.Clock.Now().Add(f.fs.cfg.Backoff)
+		e.cached = false // asked again once the back-off ends
+		f.changed.Store(true)
 	}
 	f.mu.Unlock()
 }
@@ -403,7 +467,7 @@ func (f *fetcher) sendQueries(qs []pendingReq) error {
 	return nil
 }
 
-func (f *fetcher) sendFetch(fs []pendingReq) error {
+func (f *fetcher) sendFetch(fs []pendingReq, same bool) error {
 	cfg := &f.fs.cfg
 	req := kmsg.NewPtrFetchRequest()
 	req.Version = 12
@@ -411,11 +475,7 @@ func (f *fetcher) sendFetch(fs []pendingReq) error {
 	req.MaxWaitMillis = int32(cfg.MaxWait / time.Millisecond)
 	req.MinBytes = cfg.MinBytes
 	req.MaxBytes = cfg.MaxBytes
-	byKey := make(map[tpKey]pendingReq, len(fs))
-	for _, q := range fs {
-		byKey[keyOf(q.p)] = q
-	}
-	next := f.sess.build(req, fs, cfg.PartitionMaxBytes)
+	next := f.sess.build(req, fs, cfg.PartitionMaxBytes, same)
 	kresp, err := f.request(req, cfg.MaxWait)
 	if err != nil {
 		return err
@@ -429,8 +489,17 @@ func (f *fetcher) sendFetch(fs []pendingReq) error {
 		}
 		return fmt.Errorf("fetch: %w", err)
 	}
+	// Indexed only when the answer lists a partition (an idle session's
+	// lists none).
+	var byKey map[tpKey]pendingReq
 	for _, t := range resp.Topics {
 		for _, sp := range t.Partitions {
+			if byKey == nil {
+				byKey = make(map[tpKey]pendingReq, len(fs))
+				for _, q := range fs {
+					byKey[keyOf(q.p)] = q
+				}
+			}
 			q, ok := byKey[tpKey{t.Topic, sp.Partition}]
 			if !ok {
 				continue

@@ -3,6 +3,7 @@ package replica
 import (
 	"errors"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/kvlog/kvlog/engine"
@@ -48,6 +49,35 @@ type followerState struct {
 	lastCaughtUp       time.Time
 	lastFetchLeaderLEO Offset
 	lastFetch          time.Time
+	// sessionFetch, when set, is when the follower's fetch session last
+	// passed over the partition (unix nanoseconds; SetSessionClock).
+	sessionFetch *atomic.Int64
+}
+
+// lastFetchAt is when the follower last fetched the partition: its last
+// fetch seen by FollowerFetch, or later a fetch of its session that passed
+// over the partition. A session passes over a partition only while the
+// follower is at the leader's log end and nothing changed since its last
+// answer, so such a fetch counts only while the follower had reached the
+// leader's log end at the fetch FollowerFetch saw.
+func (f *followerState) lastFetchAt() time.Time {
+	t := f.lastFetch
+	if f.sessionFetch != nil && f.lastFetchLeaderLEO >= 0 && f.leo >= f.lastFetchLeaderLEO {
+		if n := f.sessionFetch.Load(); n > 0 {
+			t = later(t, time.Unix(0, n))
+		}
+	}
+	return t
+}
+
+// caughtUpAt is when the follower was last caught up (Kafka's
+// lastCaughtUpTime), counting the session's fetches that passed over the
+// partition while it was at the leader's log end.
+func (f *followerState) caughtUpAt() time.Time {
+	if f.leo >= f.lastFetchLeaderLEO && f.lastFetchLeaderLEO >= 0 {
+		return later(f.lastCaughtUp, f.lastFetchAt())
+	}
+	return f.lastCaughtUp
 }
 
 // LeaderParams start a Leader.
@@ -224,7 +254,7 @@ func (l *Leader) FollowerFetch(id int32, fetchOffset Offset, now time.Time) (Fet
 	case fetchOffset >= l.leo:
 		f.lastCaughtUp = later(f.lastCaughtUp, now)
 	case fetchOffset >= f.lastFetchLeaderLEO && f.lastFetchLeaderLEO >= 0:
-		f.lastCaughtUp = later(f.lastCaughtUp, f.lastFetch)
+		f.lastCaughtUp = later(f.lastCaughtUp, f.lastFetchAt())
 	}
 	f.leo = fetchOffset
 	f.lastFetchLeaderLEO = l.leo
@@ -233,6 +263,15 @@ func (l *Leader) FollowerFetch(id int32, fetchOffset Offset, now time.Time) (Fet
 	res.Expand = l.maybeExpand(id)
 	res.HWChanged = l.maybeRaiseHW()
 	return res, nil
+}
+
+// SetSessionClock records c as the clock of follower id's fetch session
+// (nil: none; see followerState.sessionFetch). Call it with the fetch
+// FollowerFetch records, after it.
+func (l *Leader) SetSessionClock(id int32, c *atomic.Int64) {
+	if f, ok := l.followers[id]; ok {
+		f.sessionFetch = c
+	}
 }
 
 func later(a, b time.Time) time.Time {
@@ -269,7 +308,7 @@ func (l *Leader) OutOfSync(now time.Time) []int32 {
 			out = append(out, r)
 			continue
 		}
-		if f.leo != l.leo && now.Sub(f.lastCaughtUp) > l.lagMax {
+		if f.leo != l.leo && now.Sub(f.caughtUpAt()) > l.lagMax {
 			out = append(out, r)
 		}
 	}

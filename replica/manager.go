@@ -46,6 +46,7 @@ type Manager struct {
 	cfg     ManagerConfig
 	mu      sync.Mutex
 	parts   map[*Partition]struct{}
+	wide    wideParked // fetches parked on whole sessions (ParkWide)
 	closing atomic.Bool
 	flushes sync.WaitGroup
 
@@ -75,7 +76,7 @@ func (m *Manager) Add(l *engine.Log) *Partition {
 	if m.cfg.AroundTruncate != nil {
 		opts.AroundTruncate = m.cfg.AroundTruncate(l)
 	}
-	p := New(l, opts)
+	p := newPartition(l, opts, &m.wide)
 	m.mu.Lock()
 	m.parts[p] = struct{}{}
 	m.mu.Unlock()
@@ -317,7 +318,17 @@ func (m *Manager) AwaitAcks(waits []AckWait, timeout time.Duration, done func())
 // FollowerFetch records a follower's fetch on p (Partition.FollowerFetch)
 // and hands an ISR expansion to OnISRChange.
 func (m *Manager) FollowerFetch(p *Partition, replicaID int32, fetchOffset Offset, currentEpoch int32) (FollowerView, error) {
-	v, err := p.FollowerFetch(replicaID, fetchOffset, currentEpoch, m.cfg.Clock.Now())
+	return m.SessionFollowerFetch(p, replicaID, fetchOffset, currentEpoch, nil)
+}
+
+// SessionFollowerFetch is FollowerFetch through an incremental fetch
+// session that passes over the partition while nothing changes:
+// sessionClock is where the session writes when it last did (unix
+// nanoseconds). Until the follower's next fetch of the partition, such a
+// fetch counts as one at the leader's log end (the follower stays in
+// sync without a fetch of the partition itself).
+func (m *Manager) SessionFollowerFetch(p *Partition, replicaID int32, fetchOffset Offset, currentEpoch int32, sessionClock *atomic.Int64) (FollowerView, error) {
+	v, err := p.followerFetch(replicaID, fetchOffset, currentEpoch, m.cfg.Clock.Now(), sessionClock)
 	if err == nil && v.Expand != nil {
 		m.proposeISR(p, v.Expand)
 	}
@@ -360,6 +371,81 @@ type parked struct {
 	parts []*Partition
 	stop  func() bool // the deadline's timer
 	done  func(final bool)
+	// Of a fetch parked on a whole session (ParkWide): its set, and the
+	// partitions it covers.
+	wide *wideParked
+	spec Wide
+}
+
+// Wide is the rest of an incremental fetch session a fetch parks on
+// (ParkWide): the session's partitions the fetch passed over because
+// nothing of theirs changed. Registering a wait on each of thousands of
+// partitions at every fetch cost an idle follower's leader more than
+// reading them.
+type Wide struct {
+	Follower bool // a follower's session: woken by log-end moves too
+	// Covers reports whether p is one of the session's partitions.
+	Covers func(p *Partition) bool
+	// Moved reports whether a partition the fetch passed over changed
+	// since (checked once the wait is registered).
+	Moved func() bool
+}
+
+// wideParked are the fetches parked on whole sessions. Every move of a
+// partition looks at each of them (few: a follower's or a large
+// consumer's sessions).
+type wideParked struct {
+	n     atomic.Int32
+	moves atomic.Uint64 // every move of every partition (Manager.Moves)
+	mu    sync.Mutex
+	ws    map[*parked]struct{}
+}
+
+func (wp *wideParked) add(w *parked) {
+	wp.mu.Lock()
+	if wp.ws == nil {
+		wp.ws = map[*parked]struct{}{}
+	}
+	wp.ws[w] = struct{}{}
+	wp.n.Store(int32(len(wp.ws)))
+	wp.mu.Unlock()
+}
+
+func (wp *wideParked) remove(w *parked) {
+	wp.mu.Lock()
+	delete(wp.ws, w)
+	wp.n.Store(int32(len(wp.ws)))
+	wp.mu.Unlock()
+}
+
+// wake wakes the wide fetches covering p (all: any; else a follower's).
+func (wp *wideParked) wake(p *Partition, all bool) {
+	wp.moves.Add(1)
+	if wp.n.Load() == 0 {
+		return
+	}
+	wp.mu.Lock()
+	defer wp.mu.Unlock()
+	for w := range wp.ws {
+		if (all || w.spec.Follower) && w.spec.Covers(p) {
+			w.fire(false)
+		}
+	}
+}
+
+// ParkedWide is how many fetches are parked on whole sessions (ParkWide).
+func (m *Manager) ParkedWide() int { return int(m.wide.n.Load()) }
+
+// Moves counts the moves of all partitions (each one moving a partition's
+// FetchState), after the move: while it stays, no partition moved.
+func (m *Manager) Moves() uint64 { return m.wide.moves.Load() }
+
+func (wp *wideParked) fireAll() {
+	wp.mu.Lock()
+	defer wp.mu.Unlock()
+	for w := range wp.ws {
+		w.fire(true)
+	}
 }
 
 // fire completes the wait once, on its own goroutine: final at the
@@ -374,6 +460,9 @@ func (w *parked) fire(final bool) {
 		for _, p := range w.parts {
 			p.unwatch(w)
 		}
+		if w.wide != nil {
+			w.wide.remove(w)
+		}
 		w.done(final)
 	}()
 }
@@ -383,9 +472,23 @@ func (w *parked) fire(final bool) {
 // Manager's shutdown, or wait to pass; then done runs once on its own
 // goroutine (final at the deadline and on shutdown).
 func (m *Manager) Park(parts []Watched, wait time.Duration, done func(final bool)) {
+	m.park(parts, nil, wait, done)
+}
+
+// ParkWide is Park for a fetch of an incremental session that passed over
+// the session's unchanged partitions: it also wakes when one of those
+// moves (wide.Covers), or has moved already (wide.Moved).
+func (m *Manager) ParkWide(parts []Watched, wide Wide, wait time.Duration, done func(final bool)) {
+	m.park(parts, &wide, wait, done)
+}
+
+func (m *Manager) park(parts []Watched, wide *Wide, wait time.Duration, done func(final bool)) {
 	w := &parked{done: done, parts: make([]*Partition, len(parts))}
 	for i, pw := range parts {
 		w.parts[i] = pw.P
+	}
+	if wide != nil {
+		w.wide, w.spec = &m.wide, *wide
 	}
 	// fire stops the deadline's timer: the timer's own firing waits until
 	// w.stop is set.
@@ -394,6 +497,12 @@ func (m *Manager) Park(parts []Watched, wait time.Duration, done func(final bool
 	close(set)
 	for _, pw := range parts {
 		pw.P.watch(w, pw.Follower)
+	}
+	if wide != nil {
+		m.wide.add(w)
+		if w.fired.Load() {
+			m.wide.remove(w) // (fire may have removed it before the add)
+		}
 	}
 	// A move between the fetch's read and the registration would be
 	// missed: look again now that it is registered.
@@ -406,6 +515,9 @@ func (m *Manager) Park(parts []Watched, wait time.Duration, done func(final bool
 			w.fire(false)
 			break
 		}
+	}
+	if wide != nil && wide.Moved() {
+		w.fire(false)
 	}
 	if m.closing.Load() {
 		w.fire(true)
@@ -422,6 +534,7 @@ func (m *Manager) Shutdown() {
 		}
 		p.watchMu.Unlock()
 	}
+	m.wide.fireAll()
 }
 
 // Closing reports whether Shutdown was called.

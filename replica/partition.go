@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kvlog/kvlog/engine"
@@ -80,7 +81,32 @@ type Partition struct {
 
 	watchMu sync.Mutex       // a leaf: guards parked
 	parked  map[*parked]bool // parked fetches watching this partition (true: a follower's)
+	// moves counts the wake-ups of parked fetches (FetchState); wide are
+	// the Manager's fetches parked on a whole session (nil: none).
+	moves atomic.Uint64
+	wide  *wideParked
+	// reqs moves whenever what NextRequest returns may have changed
+	// (role, state, truncating, fenced, fetch position, log start), after
+	// the change.
+	reqs atomic.Uint64
+	// reqWatch is the flag of the fetcher fetching the partition, set
+	// after each move of reqs (see fetcher.collect).
+	reqWatch atomic.Pointer[atomic.Bool]
 }
+
+// requestChanged records that NextRequest's answer may have changed: after
+// the change.
+func (p *Partition) requestChanged() {
+	p.reqs.Add(1)
+	if w := p.reqWatch.Load(); w != nil {
+		w.Store(true)
+	}
+}
+
+// RequestState is a counter that moves whenever NextRequest's answer may
+// change: a fetcher reuses the last request while it stays (read it before
+// NextRequest).
+func (p *Partition) RequestState() uint64 { return p.reqs.Load() }
 
 type ackWaiter struct {
 	last   Offset
@@ -89,12 +115,24 @@ type ackWaiter struct {
 }
 
 // New wraps log. The replica starts with RoleNone.
-func New(log *engine.Log, opts Options) *Partition {
+func New(log *engine.Log, opts Options) *Partition { return newPartition(log, opts, nil) }
+
+// newPartition is New for a Manager whose wide-parked fetches are wide.
+func newPartition(log *engine.Log, opts Options, wide *wideParked) *Partition {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	tp := log.TopicPartition()
-	return &Partition{log: log, key: tpKey{tp.Topic, tp.Partition}, opts: opts, waiters: map[*ackWaiter]struct{}{}, state: State{Leader: -1, LeaderEpoch: -1}}
+	p := &Partition{log: log, key: tpKey{tp.Topic, tp.Partition}, opts: opts, waiters: map[*ackWaiter]struct{}{}, state: State{Leader: -1, LeaderEpoch: -1}, wide: wide}
+	log.OnLogStartMoved(func() {
+		// (Fetch answers and follower requests carry the log start.)
+		p.moves.Add(1)
+		if p.wide != nil {
+			p.wide.moves.Add(1)
+		}
+		p.requestChanged()
+	})
+	return p
 }
 
 // Log is the partition's log.
@@ -221,6 +259,7 @@ func (p *Partition) Parked() int {
 // wakeParked wakes the parked fetches: every one when all (the HW moved,
 // the role changed), else the followers' (the LEO moved).
 func (p *Partition) wakeParked(all bool) {
+	p.moves.Add(1) // after the state moved: see FetchState
 	p.watchMu.Lock()
 	for w, follower := range p.parked {
 		if all || follower {
@@ -228,7 +267,22 @@ func (p *Partition) wakeParked(all bool) {
 		}
 	}
 	p.watchMu.Unlock()
+	if p.wide != nil {
+		p.wide.wake(p, all)
+	}
 }
+
+// FetchState is what an incremental fetch session compares to pass over a
+// partition whose answer cannot have changed: a counter that moves, after
+// the change, whenever a parked fetch of the partition would be woken (its
+// high watermark or log end moved, its role or leader epoch changed, it
+// was stopped) and when its log start offset moves. Read it before
+// anything else of the partition: a change after that read moves it.
+func (p *Partition) FetchState() uint64 { return p.moves.Load() }
+
+// FetchCounter is the counter FetchState reads, for a caller that keeps
+// it to compare without a call per partition.
+func (p *Partition) FetchCounter() *atomic.Uint64 { return &p.moves }
 
 // checkState refuses a state older than the applied one. Caller holds mu.
 func (p *Partition) checkState(st State) error {
@@ -289,6 +343,7 @@ func (p *Partition) MakeLeader(st State, now time.Time) (bool, error) {
 	p.state = cloneState(st)
 	p.role = RoleLeader
 	p.truncating, p.fenced = false, false
+	p.requestChanged()
 	p.leader = NewLeader(LeaderParams{
 		ID: p.opts.ID, Epoch: st.LeaderEpoch, Replicas: st.Replicas, ISR: st.ISR, ZkVersion: st.ZkVersion,
 		LEO: leo, HW: p.log.HighWatermark(), EpochStart: leo, LagMax: p.opts.LagMax,
@@ -322,7 +377,8 @@ func (p *Partition) MakeFollower(st State) (bool, error) {
 	p.role = RoleFollower
 	p.leader = nil
 	p.truncating, p.fenced = true, false
-	p.fetchPos = p.log.LogEndOffset()
+	p.requestChanged()
+	p.setFetchPos(p.log.LogEndOffset())
 	cs := p.failWaiters(ErrNotLeader)
 	p.wakeParked(true)
 	p.mu.Unlock()
@@ -337,10 +393,19 @@ func (p *Partition) Stop() {
 	p.role = RoleNone
 	p.leader = nil
 	p.closed = true
+	p.requestChanged()
 	cs := p.failWaiters(ErrNotLeader)
 	p.wakeParked(true)
 	p.mu.Unlock()
 	runCompletions(cs)
+}
+
+// setFetchPos sets the next fetch offset. Caller holds mu.
+func (p *Partition) setFetchPos(o Offset) {
+	if o != p.fetchPos {
+		p.fetchPos = o
+		p.requestChanged()
+	}
 }
 
 func cloneState(st State) State {
@@ -495,6 +560,12 @@ type FollowerView struct {
 // acks=all waiters as needed. The caller then reads the log from
 // fetchOffset up to the LEO.
 func (p *Partition) FollowerFetch(replicaID int32, fetchOffset Offset, currentEpoch int32, now time.Time) (FollowerView, error) {
+	return p.followerFetch(replicaID, fetchOffset, currentEpoch, now, nil)
+}
+
+// followerFetch is FollowerFetch through a fetch session whose clock is
+// sessionClock (nil: none; Leader.SetSessionClock).
+func (p *Partition) followerFetch(replicaID int32, fetchOffset Offset, currentEpoch int32, now time.Time, sessionClock *atomic.Int64) (FollowerView, error) {
 	p.mu.Lock()
 	if p.role != RoleLeader {
 		p.mu.Unlock()
@@ -515,6 +586,7 @@ func (p *Partition) FollowerFetch(replicaID int32, fetchOffset Offset, currentEp
 		p.mu.Unlock()
 		return v, err
 	}
+	p.leader.SetSessionClock(replicaID, sessionClock)
 	v.Expand = res.Expand
 	var cs []completion
 	if res.HWChanged {
@@ -644,7 +716,8 @@ func (p *Partition) NextRequest() FollowerRequest {
 				return FollowerRequest{}
 			}
 			p.truncating = false
-			p.fetchPos = p.log.LogEndOffset()
+			p.requestChanged()
+			p.setFetchPos(p.log.LogEndOffset())
 		} else {
 			r.Kind = RequestEpochQuery
 			r.Epoch = epoch
@@ -701,7 +774,8 @@ func (p *Partition) HandleEpochAnswer(req FollowerRequest, ans EpochEndOffset) e
 	}
 	if done {
 		p.truncating = false
-		p.fetchPos = p.log.LogEndOffset()
+		p.requestChanged()
+		p.setFetchPos(p.log.LogEndOffset())
 	}
 	return nil
 }
@@ -718,13 +792,13 @@ func (p *Partition) HandleFetchAnswer(req FollowerRequest, batches []byte, leade
 	batches = wholeBatches(batches)
 	if len(batches) > 0 {
 		if _, err := p.log.AppendReplicated(batches); err != nil {
-			p.fetchPos = p.log.LogEndOffset()
+			p.setFetchPos(p.log.LogEndOffset())
 			p.mu.Unlock()
 			return err
 		}
 	}
 	leo := p.log.LogEndOffset()
-	p.fetchPos = leo
+	p.setFetchPos(leo)
 	old := p.log.HighWatermark()
 	hw := min(leaderHW, leo)
 	if hw != old {
@@ -749,6 +823,7 @@ func (p *Partition) HandleFenced(req FollowerRequest) {
 	defer p.mu.Unlock()
 	if p.current(req) {
 		p.fenced = true
+		p.requestChanged()
 	}
 }
 
@@ -775,7 +850,7 @@ func (p *Partition) HandleOutOfRange(req FollowerRequest, leaderLogStart, leader
 			return err
 		}
 	}
-	p.fetchPos = p.log.LogEndOffset()
+	p.setFetchPos(p.log.LogEndOffset())
 	return nil
 }
 

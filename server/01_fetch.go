@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -28,9 +29,11 @@ import (
 //   - Sessions (KIP-227, fetch_sessions.go and package fetchsession): a
 //     full fetch with epoch 0 opens one (up to 1,000 at once, Kafka's
 //     max.incremental.fetch.session.cache.slots default), an incremental
-//     fetch reads every partition of its session and the answer lists only
-//     those with records, an error or new offsets; an unknown session is
-//     FETCH_SESSION_ID_NOT_FOUND, a wrong epoch INVALID_FETCH_SESSION_EPOCH.
+//     fetch reads the partitions of its session whose answer may have
+//     changed (package fetchsession passes over the others) and the
+//     answer lists only those with records, an error or new offsets; an
+//     unknown session is FETCH_SESSION_ID_NOT_FOUND, a wrong epoch
+//     INVALID_FETCH_SESSION_EPOCH.
 //   - read_uncommitted reads stop at the high watermark, read_committed
 //     ones at the last stable offset (the first offset of the earliest
 //     undecided transaction), with the aborted transactions overlapping
@@ -71,6 +74,13 @@ func (s *Server) handleFetch(r *request) {
 		r.reply(resp)
 		return
 	}
+	s.fetchAccess(r, req)
+	s.fetch(r, req, sess, false)
+}
+
+// fetchAccess authorizes req's topics and applies the consumer's byte
+// quota to its limits.
+func (s *Server) fetchAccess(r *request, req *kmsg.FetchRequest) {
 	// Consumers need READ on each topic; followers CLUSTER_ACTION, else
 	// every partition is TOPIC_AUTHORIZATION_FAILED (authz_apis.go).
 	if req.ReplicaID >= 0 {
@@ -91,7 +101,6 @@ func (s *Server) handleFetch(r *request) {
 			}
 		}
 	}
-	s.fetch(r, req, sess, false)
 }
 
 // fetch builds the response; unless final, a fetch short of MinBytes parks.
@@ -110,6 +119,7 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, sess *fetchsession.Fe
 		}
 	}
 	resp.Topics = make([]kmsg.FetchResponseTopic, len(req.Topics))
+	i := 0 // the partition's place in the session's Partitions
 	for ti := range req.Topics {
 		rt := &req.Topics[ti]
 		st := &resp.Topics[ti]
@@ -125,13 +135,15 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, sess *fetchsession.Fe
 			sp.RecordBatches = []byte{}
 			sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
 			sp.PreferredReadReplica = -1
+			rd, clock := sess.Read(i), sess.Clock(i)
+			i++
 			if !r.topicsAllowed.ok(rt.Topic) {
 				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 				anyError = true
 				continue
 			}
 
-			read, err := s.fetchPartition(rt.Topic, req.ReplicaID, req.IsolationLevel == 1, rp, sp, int32(req.MaxBytes)-int32(total), total > 0, &watched)
+			read, err := s.fetchPartition(rt.Topic, req.ReplicaID, req.IsolationLevel == 1, rp, sp, int32(req.MaxBytes)-int32(total), total > 0, &watched, rd, clock)
 			if err != nil {
 				sp.ErrorCode = errCode(err)
 				anyError = true
@@ -149,10 +161,10 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, sess *fetchsession.Fe
 
 	if !final && !anyError && total < int64(req.MinBytes) && !s.closing.Load() {
 		deadline := r.start.Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
-		if wait := time.Until(deadline); wait > 0 && len(watched) > 0 {
+		if wait := time.Until(deadline); wait > 0 && (len(watched) > 0 || sess.Skipped() > 0) {
 			releaseAll()
 			read := total > 0
-			s.replicas.Park(watched, wait, func(final bool) {
+			s.parkFetch(watched, sess, req.ReplicaID >= 0, wait, func(final bool) {
 				if final && !read {
 					// The wait ended with no partition moved (a move
 					// wakes the fetch early, final false) and nothing
@@ -234,17 +246,21 @@ func (s *Server) answerFetch(r *request, req *kmsg.FetchRequest, sess *fetchsess
 // partition returned data (so the first-batch-whole rule no longer
 // applies). A partition that can wait for data is added to watched.
 func (s *Server) fetchPartition(topic string, replicaID int32, committed bool, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition,
-	budget int32, haveData bool, watched *[]replica.Watched) (*engine.ReadResult, error) {
+	budget int32, haveData bool, watched *[]replica.Watched, rd *fetchsession.Read, sessionClock *atomic.Int64) (*engine.ReadResult, error) {
 	s.partitionReads.Add(1)
 	p := s.partition(topic, rp.Partition)
 	if p == nil {
 		return nil, s.missingPartition(topic, rp.Partition)
 	}
+	if rd != nil { // (first: see FetchState)
+		rd.Counter = p.rep.FetchCounter()
+		rd.Moves = rd.Counter.Load()
+	}
 	hw := p.log.HighWatermark()
 	readTo := hw // consumers read below the HW; followers up to the LEO
 	if replicaID >= 0 {
 		var err error
-		if hw, readTo, err = s.followerFetch(p, replicaID, rp, sp); err != nil {
+		if hw, readTo, err = s.followerFetch(p, replicaID, rp, sp, sessionClock); err != nil {
 			return nil, err
 		}
 	} else if err := s.checkPartitionEpoch(p, rp.CurrentLeaderEpoch); err != nil {
@@ -279,6 +295,9 @@ func (s *Server) fetchPartition(topic string, replicaID int32, committed bool, r
 	}
 	*watched = append(*watched, replica.Watched{P: p.rep, Follower: replicaID >= 0, Seen: readTo})
 	if off >= readTo {
+		if rd != nil {
+			rd.CaughtUp = true
+		}
 		return nil, nil
 	}
 	limit := rp.PartitionMaxBytes
@@ -309,6 +328,10 @@ func (s *Server) fetchAgain(r *request, req *kmsg.FetchRequest, sess *fetchsessi
 			r.fail(fmt.Errorf("fetch panic: %v", v))
 		}
 	}()
+	if sess.Refresh() {
+		sessionRequest(req, sess) // a partition passed over moved
+		s.fetchAccess(r, req)
+	}
 	s.fetch(r, req, sess, final)
 }
 

@@ -2,10 +2,12 @@ package server
 
 import (
 	"errors"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/fetchsession"
 )
 
@@ -47,6 +49,13 @@ func (s *Server) beginFetchSession(req *kmsg.FetchRequest) (*fetchsession.Fetch,
 	if f.SessionID() == 0 {
 		return nil, nil // without a session: the request as it is
 	}
+	sessionRequest(req, f)
+	return f, nil
+}
+
+// sessionRequest replaces req.Topics by the partitions session fetch f
+// reads (its Partitions, in their order).
+func sessionRequest(req *kmsg.FetchRequest, f *fetchsession.Fetch) {
 	req.Topics = req.Topics[:0:0]
 	for _, p := range f.Partitions() {
 		if n := len(req.Topics); n == 0 || req.Topics[n-1].Topic != p.Topic {
@@ -64,7 +73,23 @@ func (s *Server) beginFetchSession(req *kmsg.FetchRequest) (*fetchsession.Fetch,
 		t := &req.Topics[len(req.Topics)-1]
 		t.Partitions = append(t.Partitions, rp)
 	}
-	return f, nil
+}
+
+// parkFetch parks a fetch short of its minimum bytes on the partitions it
+// read (watched) and, when its session passed over some, on those too.
+func (s *Server) parkFetch(watched []replica.Watched, sess *fetchsession.Fetch, follower bool, wait time.Duration, done func(final bool)) {
+	if sess.Skipped() == 0 {
+		s.replicas.Park(watched, wait, done)
+		return
+	}
+	s.replicas.ParkWide(watched, replica.Wide{
+		Follower: follower,
+		Covers: func(p *replica.Partition) bool {
+			tp := p.Log().TopicPartition()
+			return sess.Covers(fetchsession.Key{Topic: tp.Topic, Partition: tp.Partition})
+		},
+		Moved: sess.Moved,
+	}, wait, done)
 }
 
 // sessionAnswer keeps, in a session's answer, the partitions the session

@@ -229,6 +229,7 @@ func New(cfg *config.Broker, opts Options) (_ *Server, err error) {
 	}
 	undo.push(func() { s.mgr.Close() })
 	s.replicas = replica.NewManager(s.replicaConfig())
+	s.fetchSessions.Moves = s.replicas.Moves
 	undo.push(s.replicas.Close)
 	// The cleaner exists before the topics load: deleting logs (pending
 	// deletions, strays) goes through it.

@@ -36,12 +36,31 @@
 // 2 minutes) or, failing that, of the least recently used consumer session
 // with fewer partitions than the new one when the new one is a follower's
 // or larger; otherwise the fetch goes on without a session.
+//
+// # Passing over unchanged partitions
+//
+// An incremental fetch does not even read a session partition whose
+// answer cannot have changed: the client was at the end it may read (the
+// high watermark or last stable offset for a consumer, the log end for a
+// follower), had nothing sent and no error in the last answer, did not
+// name it since, and its change counter has the same value as
+// when it was read for that answer (a change counter that moves whenever
+// its high watermark, log end, log start, role or leader epoch may have
+// moved). Fetch.Partitions lists only the others; a fetch that
+// waits for data must also wake when a passed-over partition moves
+// (Fetch.Covers, Fetch.Moved). For a follower's session, each fetch that
+// passes over a partition writes the time to the partition's Clock: the
+// leader counts it as a fetch at its log end, so the follower stays in
+// sync (replica lag) without the partition being read. An idle follower
+// or consumer of thousands of partitions then costs its leader a few
+// comparisons per partition and fetch.
 package fetchsession
 
 import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -76,6 +95,35 @@ type Partition struct {
 
 	answered                 bool
 	hw, lastStable, logStart int64
+
+	// What was read for the last answer (Read), to pass over the
+	// partition while it does not change; clock is a follower session's
+	// (see the package doc), made on first use.
+	counter  *atomic.Uint64
+	moves    uint64
+	caughtUp bool
+	clock    *atomic.Int64
+}
+
+// Read is what the broker read of a partition of a session's fetch, filled
+// through Fetch.Read while the fetch reads it: the partition's change
+// counter (it moves, after the change, whenever the partition's high
+// watermark, log end, log start, role or leader epoch may have changed)
+// and its value read before anything else of the partition, and whether
+// the client's position was at the end it may read (nothing to send).
+type Read struct {
+	Counter  *atomic.Uint64
+	Moves    uint64
+	CaughtUp bool
+}
+
+// quiet reports whether p's answer cannot have changed since the last one.
+// Caller holds the cache's mu.
+func (p *Partition) quiet() bool {
+	if !p.answered || !p.caughtUp || p.counter == nil {
+		return false
+	}
+	return p.counter.Load() == p.moves
 }
 
 // Session is one client's set of partitions.
@@ -83,6 +131,10 @@ type Session struct {
 	id       int32
 	epoch    int32 // the next incremental fetch's
 	follower bool
+	// parts and index change under both the cache's mu and keysMu; Covers
+	// reads index under keysMu alone (it is called while a partition's
+	// lock is held, and must not wait for the cache).
+	keysMu   sync.RWMutex
 	parts    []*Partition
 	index    map[Key]int
 	lastUsed time.Time
@@ -99,25 +151,38 @@ func (s *Session) set(p Partition) {
 		old := s.parts[i]
 		old.FetchOffset, old.LogStartOffset, old.MaxBytes = p.FetchOffset, p.LogStartOffset, p.MaxBytes
 		old.CurrentLeaderEpoch, old.LastFetchedEpoch = p.CurrentLeaderEpoch, p.LastFetchedEpoch
+		old.caughtUp = false // named: read it
 		return
 	}
 	np := p
-	np.answered = false
+	np.answered, np.counter, np.caughtUp, np.clock = false, nil, false, nil
 	s.index[p.Key] = len(s.parts)
 	s.parts = append(s.parts, &np)
 }
 
-func (s *Session) forget(k Key) {
-	i, ok := s.index[k]
-	if !ok {
+// forget drops the partitions ks in one pass (forgetting them one at a
+// time moved the rest of the list each time: a follower forgetting
+// thousands of partitions at a leader change took quadratic time).
+func (s *Session) forget(ks []Key) {
+	drop := 0
+	for _, k := range ks {
+		if _, ok := s.index[k]; ok {
+			delete(s.index, k)
+			drop++
+		}
+	}
+	if drop == 0 {
 		return
 	}
-	delete(s.index, k)
-	copy(s.parts[i:], s.parts[i+1:])
-	s.parts = s.parts[:len(s.parts)-1]
-	for j := i; j < len(s.parts); j++ {
-		s.index[s.parts[j].Key] = j
+	kept := s.parts[:0]
+	for _, p := range s.parts {
+		if _, ok := s.index[p.Key]; ok {
+			s.index[p.Key] = len(kept)
+			kept = append(kept, p)
+		}
 	}
+	clear(s.parts[len(kept):])
+	s.parts = kept
 }
 
 // Cache holds the sessions of a broker. It is safe for concurrent use.
@@ -129,6 +194,11 @@ type Cache struct {
 	EvictAfter time.Duration
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Moves, when set, counts the moves of every partition's change
+	// counter (after the move): a fetch waiting on a session whose count
+	// is the one read before the fetch passed over partitions saw no move
+	// (Fetch.Moved) without looking at them.
+	Moves func() uint64
 
 	mu       sync.Mutex
 	sessions map[int32]*Session
@@ -157,6 +227,11 @@ type Fetch struct {
 	sess  *Session // nil: no session
 	full  bool
 	parts []Partition // copies: a later fetch of the session may move them
+	reads []Read      // per partition of parts (a session's fetch)
+	// skipped is how many of the session's partitions the fetch passed
+	// over (an incremental fetch); moves the cache's Moves before.
+	skipped int
+	moves   uint64
 }
 
 // SessionID is the id the answer carries (0: none).
@@ -201,15 +276,17 @@ func (c *Cache) Begin(sessionID, epoch int32, follower bool, parts []Partition, 
 		if epoch != s.epoch {
 			return nil, ErrInvalidEpoch
 		}
+		s.keysMu.Lock()
 		for _, p := range parts {
 			s.set(p)
 		}
-		for _, k := range forgotten {
-			s.forget(k)
-		}
+		s.forget(forgotten)
+		s.keysMu.Unlock()
 		s.epoch = nextEpoch(s.epoch)
 		s.lastUsed = now
-		return &Fetch{c: c, sess: s, parts: copies(s.parts)}, nil
+		f := &Fetch{c: c, sess: s}
+		f.consider(now.UnixNano())
+		return f, nil
 	}
 	if sessionID != 0 {
 		delete(c.sessions, sessionID) // closed (epoch 0: replaced below)
@@ -217,16 +294,127 @@ func (c *Cache) Begin(sessionID, epoch int32, follower bool, parts []Partition, 
 	f := &Fetch{c: c, full: true}
 	if epoch == InitialEpoch {
 		if s := c.open(follower, len(parts), now); s != nil {
+			s.keysMu.Lock()
 			for _, p := range parts {
 				s.set(p)
 			}
+			s.keysMu.Unlock()
 			f.sess = s
 			f.parts = copies(s.parts)
+			f.reads = make([]Read, len(f.parts))
 			return f, nil
 		}
 	}
 	f.parts = parts
 	return f, nil
+}
+
+// consider lists in f.parts the session's partitions an incremental fetch
+// reads: all but the quiet ones. With credit (a unix-nano time, > 0), each
+// passed-over partition of a follower's session has its clock set to it.
+// Caller holds the cache's mu.
+func (f *Fetch) consider(credit int64) {
+	if f.c.Moves != nil {
+		f.moves = f.c.Moves()
+	}
+	f.parts, f.skipped = f.parts[:0], 0
+	for _, p := range f.sess.parts {
+		if p.quiet() {
+			f.skipped++
+			if credit > 0 && p.clock != nil {
+				p.clock.Store(credit)
+			}
+			continue
+		}
+		f.parts = append(f.parts, *p)
+	}
+	f.reads = make([]Read, len(f.parts))
+}
+
+// Read is where the broker records what it read of partition i of
+// Partitions (nil without a session).
+func (f *Fetch) Read(i int) *Read {
+	if f == nil || f.sess == nil || i >= len(f.reads) {
+		return nil
+	}
+	return &f.reads[i]
+}
+
+// Clock is partition i's clock in a follower's session (nil otherwise):
+// see the package doc.
+func (f *Fetch) Clock(i int) *atomic.Int64 {
+	if f == nil || f.sess == nil || !f.sess.follower {
+		return nil
+	}
+	f.c.mu.Lock()
+	defer f.c.mu.Unlock()
+	j, ok := f.sess.index[f.parts[i].Key]
+	if !ok {
+		return nil
+	}
+	p := f.sess.parts[j]
+	if p.clock == nil {
+		p.clock = new(atomic.Int64)
+	}
+	return p.clock
+}
+
+// Skipped is how many of the session's partitions the fetch passed over.
+func (f *Fetch) Skipped() int {
+	if f == nil || f.sess == nil {
+		return 0
+	}
+	f.c.mu.Lock()
+	defer f.c.mu.Unlock()
+	return f.skipped
+}
+
+// Refresh lists again the partitions an incremental fetch reads, for a
+// fetch woken while it waited: a passed-over partition that moved is read
+// too. It reports whether the list changed.
+func (f *Fetch) Refresh() bool {
+	if f == nil || f.sess == nil || f.full {
+		return false
+	}
+	f.c.mu.Lock()
+	defer f.c.mu.Unlock()
+	skipped := f.skipped
+	if skipped == 0 {
+		return false
+	}
+	f.consider(0)
+	return f.skipped != skipped
+}
+
+// Covers reports whether k is one of the session's partitions. It does
+// not wait for the cache's lock.
+func (f *Fetch) Covers(k Key) bool {
+	if f.sess == nil {
+		return false
+	}
+	f.sess.keysMu.RLock()
+	defer f.sess.keysMu.RUnlock()
+	_, ok := f.sess.index[k]
+	return ok
+}
+
+// Moved reports whether a partition the fetch passed over changed since.
+func (f *Fetch) Moved() bool {
+	if f.sess == nil {
+		return false
+	}
+	f.c.mu.Lock()
+	defer f.c.mu.Unlock()
+	if f.skipped == 0 || f.c.Moves != nil && f.c.Moves() == f.moves {
+		return false
+	}
+	n := 0
+	for _, p := range f.sess.parts {
+		if p.quiet() {
+			n++
+		}
+	}
+	return n < f.skipped
 }
 
 // nextEpoch is the epoch after e (wrapping past the largest to 1).
@@ -295,6 +483,11 @@ func (f *Fetch) Answer(i int, hw, lastStable, logStart int64, data bool, errCode
 	p := f.sess.parts[j]
 	changed := !p.answered || p.hw != hw || p.lastStable != lastStable || p.logStart != logStart
 	p.answered, p.hw, p.lastStable, p.logStart = true, hw, lastStable, logStart
+	if i < len(f.reads) {
+		r := f.reads[i]
+		p.counter, p.moves = r.Counter, r.Moves
+		p.caughtUp = r.CaughtUp && !data && errCode == 0
+	}
 	if errCode != 0 {
 		// Answered again next time: the client may still be waiting for
 		// the partition to come back.
