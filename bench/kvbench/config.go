@@ -26,6 +26,9 @@ type config struct {
 	produceBytes   int64
 	natsMaxRecords int
 	produceCells   []shape
+	// producer: the produce scenario's load generator of Kafka-protocol
+	// systems, genRaw (pre-encoded, default), genKgo or genBoth.
+	producer string
 
 	// consume: bytes produced once per system and cell, read repeatedly.
 	consumeBytes int64
@@ -123,6 +126,7 @@ func txnMatrix() []txnCell {
 func fullConfig() *config {
 	return &config{
 		mode:             "full",
+		producer:         genRaw,
 		reps:             5,
 		kafkaEverywhere:  true,
 		startupSamples:   3,
@@ -168,6 +172,7 @@ func fullConfig() *config {
 func quickConfig() *config {
 	return &config{
 		mode:           "quick",
+		producer:       genRaw,
 		reps:           3,
 		startupSamples: 1,
 		produceBytes:   32 * mb,
@@ -238,4 +243,55 @@ func parseCells(spec string) ([]shape, error) {
 		out = append(out, shape{int32(p), v, k, f[3], f[4]})
 	}
 	return out, nil
+}
+
+// tinyConfig is the smoke run (-tiny): every scenario with Apache Kafka, as
+// in the full run, at sizes small enough to check the harness end to end in
+// a few minutes. Its figures mean nothing; it exists so that the full run's
+// code paths (the Kafka rows of every scenario, the report's goal rows) are
+// exercised before a long quiet-machine run.
+func tinyConfig() *config {
+	c := quickConfig()
+	c.mode = "tiny"
+	c.reps = 2
+	c.kafkaEverywhere = true
+	c.produceBytes = 8 * mb
+	c.natsMaxRecords = 20_000
+	c.produceCells = []shape{anchorShape, {8, 1024, 1000, "all", "lz4"}}
+	c.consumeBytes = 16 * mb
+	c.latencyWarm = 300 * time.Millisecond
+	c.latencyDur = time.Second
+	c.latencyReps = 1
+	c.rebuildKeys, c.rebuildUpdates = 20_000, 3
+	c.lookupKeys, c.lookupProduce = 20_000, 30_000
+	c.compactRecords, c.compactKeys, c.compactSegment = 200_000, 1000, 1*mb
+	c.compactFillKeys, c.compactFillMapKeys = 40_000, 10_000
+	c.recoverySizes = []int64{32 * mb, 64 * mb}
+	c.recoveryReps = 1
+	c.scaleSizes = []int64{32 * mb, 64 * mb}
+	c.scaleProbeBytes = 8 * mb
+	c.scaleLatencyN = 50
+	c.scalePartitions = []int{1, 10, 100}
+	c.manyPartitions = []int{500, 1000}
+	c.spreadPartitions = []int{1, 100}
+	c.spreadRecords = 50_000
+	c.scaleRecords = 50_000
+	c.replicatedBytes = 8 * mb
+	c.replicatedReps = 1
+	c.txnRecords, c.txnSmallRecords, c.txnConsumeRecords = 20_000, 200, 50_000
+	c.machineBytes = 64 * mb
+	c.profileSeconds = 2
+	c.scenarioTimeout = 10 * time.Minute
+	return c
+}
+
+// configFor is the configuration of a mode: full, quick or tiny.
+func configFor(mode string) *config {
+	switch mode {
+	case "quick":
+		return quickConfig()
+	case "tiny":
+		return tinyConfig()
+	}
+	return fullConfig()
 }

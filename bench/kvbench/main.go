@@ -108,6 +108,7 @@ var scenarios = []scenario{
 func main() {
 	var (
 		quick    = flag.Bool("quick", false, "the reduced run (make bench-quick)")
+		tiny     = flag.Bool("tiny", false, "the smoke run: every scenario with Apache Kafka at the smallest sizes, to check the harness end to end (figures meaningless)")
 		root     = flag.String("root", ".", "kvlog repository root")
 		out      = flag.String("out", "", "results directory (default <root>/bench/results/<date>)")
 		only     = flag.String("scenarios", "", "comma-separated scenario ids to run (default all): produce,consume,latency,rebuild,compaction,recovery,scale,replicated,partitions,lookup,txn")
@@ -118,6 +119,7 @@ func main() {
 		from     = flag.String("from", "", "only write the report and charts again from this results directory's raw data")
 		kafkaAll = flag.Bool("kafka-everywhere", false, "quick run: Apache Kafka in every scenario, as in the full run")
 		cells    = flag.String("cells", "", "produce cells instead of the mode's matrix, comma-separated partitions/valueBytes/keys/acks/codec (e.g. 8/1024/1000/all/none,1000/1024/1000/all/none)")
+		producer = flag.String("producer", "", "produce scenario's load generator of Kafka-protocol systems: raw (pre-encoded requests, the default), kgo (franz-go's producer) or both (each run with both, alternating; the kgo figures are reported beside)")
 		systems  = flag.String("systems", "", "comma-separated systems to run (default all), e.g. kvlog,kvlog-before,kafka,kafka-fsync")
 	)
 	flag.Parse()
@@ -129,13 +131,20 @@ func main() {
 		}
 		return
 	}
-	if err := run(*quick, *root, *out, *only, *reps, *keepTmp, *kafkaAll, *base, *cells, *systems); err != nil {
+	mode := "full"
+	switch {
+	case *tiny:
+		mode = "tiny"
+	case *quick:
+		mode = "quick"
+	}
+	if err := run(mode, *root, *out, *only, *reps, *keepTmp, *kafkaAll, *base, *cells, *systems, *producer); err != nil {
 		fmt.Fprintln(os.Stderr, "kvbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(quick bool, root, out, only string, reps int, keepTmp, kafkaAll bool, baseline, cells, systems string) error {
+func run(mode string, root, out, only string, reps int, keepTmp, kafkaAll bool, baseline, cells, systems, producer string) error {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return err
@@ -143,10 +152,7 @@ func run(quick bool, root, out, only string, reps int, keepTmp, kafkaAll bool, b
 	if b, err := os.ReadFile(filepath.Join(root, "go.mod")); err != nil || !strings.Contains(string(b), "module github.com/kvlog/kvlog\n") {
 		return fmt.Errorf("%s is not the kvlog repository root (-root)", root)
 	}
-	cfg := fullConfig()
-	if quick {
-		cfg = quickConfig()
-	}
+	cfg := configFor(mode)
 	if reps > 0 {
 		cfg.reps = reps
 	}
@@ -155,6 +161,13 @@ func run(quick bool, root, out, only string, reps int, keepTmp, kafkaAll bool, b
 	}
 	if kafkaAll {
 		cfg.kafkaEverywhere = true
+	}
+	switch producer {
+	case "":
+	case genRaw, genKgo, genBoth:
+		cfg.producer = producer
+	default:
+		return fmt.Errorf("-producer %q: raw, kgo or both", producer)
 	}
 	if cells != "" {
 		if cfg.produceCells, err = parseCells(cells); err != nil {

@@ -28,12 +28,13 @@ type state struct {
 	// Apache Kafka.
 	KafkaVersion, Kafka39Version, JavaVersion, KafkaWhy string
 	KafkaEverywhere                                     bool
+	Producer                                            string // produce load generator
 }
 
 func (r *runner) saveState() error {
 	st := state{Mode: r.cfg.mode, Reps: r.cfg.reps, Started: r.started, Elapsed: r.elapsed, Notes: r.notes, NotRun: r.notRun,
 		Profiles: r.profiles, RanScen: r.ranScen, Durs: r.durs, CleanerWhy: r.cleanerWhy, NatsVersion: r.natsVersion, Env: r.env,
-		KafkaVersion: r.kafkaVersion, Kafka39Version: r.kafka39Version, JavaVersion: r.javaVersion, KafkaWhy: r.kafkaWhy, KafkaEverywhere: r.cfg.kafkaEverywhere}
+		KafkaVersion: r.kafkaVersion, Kafka39Version: r.kafka39Version, JavaVersion: r.javaVersion, KafkaWhy: r.kafkaWhy, KafkaEverywhere: r.cfg.kafkaEverywhere, Producer: r.cfg.producer}
 	b, err := json.MarshalIndent(st, "", " ")
 	if err != nil {
 		return err
@@ -52,16 +53,16 @@ func regenerate(dir string) error {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return fmt.Errorf("state.json: %w", err)
 	}
-	cfg := fullConfig()
-	if st.Mode == "quick" {
-		cfg = quickConfig()
-	}
+	cfg := configFor(st.Mode)
 	cfg.reps = st.Reps
 	r := &runner{cfg: cfg, out: dir, raw: filepath.Join(dir, "raw"), st: newStore(), notes: st.Notes, notRun: st.NotRun, profiles: st.Profiles,
 		ranScen: st.RanScen, durs: st.Durs, cleanerWhy: st.CleanerWhy, natsVersion: st.NatsVersion, env: st.Env,
 		started: st.Started, elapsed: st.Elapsed, charts: map[string][]string{},
 		kafkaVersion: st.KafkaVersion, kafka39Version: st.Kafka39Version, javaVersion: st.JavaVersion, kafkaWhy: st.KafkaWhy, kafkaCP: "from raw data"}
 	cfg.kafkaEverywhere = st.KafkaEverywhere
+	if st.Producer != "" {
+		cfg.producer = st.Producer
+	}
 	if r.notes == nil {
 		r.notes = map[string][]string{}
 	}
