@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -69,6 +70,7 @@ type notRun struct{ Scenario, What, Why string }
 type profileTop struct {
 	Scenario, Name, File, Top string
 	Util                      string // "Total samples" share: CPU used / wall time
+	Seconds                   int    // the profile's duration (0: the run's profileSeconds)
 }
 
 func (r *runner) note(scen, format string, args ...any) {
@@ -199,6 +201,9 @@ func run(mode string, root, out, only string, reps int, keepTmp, kafkaAll bool, 
 		defer os.RemoveAll(r.tmp)
 	}
 	logf("kvbench %s: results in %s, temp %s", cfg.mode, r.out, r.tmp)
+	if t := cfg.totalBudget(); t > 0 {
+		logf("expected duration on a quiet machine: %v (each scenario cut at %.1f× its share)", t, budgetCap)
+	}
 	if err := r.build(); err != nil {
 		return err
 	}
@@ -234,7 +239,11 @@ func run(mode string, root, out, only string, reps int, keepTmp, kafkaAll bool, 
 		r.st.add("load", sc.id, "machine", "load1", "", loadAvg())
 		logf("=== scenario %s (load average %.1f)", sc.id, loadAvg())
 		start := time.Now()
-		sctx, cancel := context.WithTimeout(ctx, cfg.scenarioTimeout)
+		timeout := cfg.scenarioTimeout
+		if b := cfg.budget[sc.id]; b > 0 {
+			timeout = min(timeout, time.Duration(budgetCap*float64(b)))
+		}
+		sctx, cancel := context.WithTimeout(ctx, timeout)
 		err := safeRun(func() error { return sc.run(sctx, r) })
 		cancel()
 		r.durs[sc.id] = time.Since(start)
@@ -372,6 +381,26 @@ func (r *runner) profile(ctx context.Context, in *instance, scen, name string, s
 		return
 	}
 	file := filepath.Join(r.raw, "profiles", strings.NewReplacer(" ", "_", "=", "", "/", "_").Replace(fmt.Sprintf("%s-%s.pprof", scen, name)))
+	// The load generator (this process: franz-go or the pre-encoded
+	// requests) is profiled over the same window: when it, not kvlogd,
+	// sets the rate, its profile says so.
+	clientFile := strings.TrimSuffix(file, ".pprof") + "-client.pprof"
+	var clientOut *os.File
+	if f, err := os.Create(clientFile); err == nil {
+		if pprof.StartCPUProfile(f) == nil {
+			clientOut = f
+		} else {
+			f.Close()
+		}
+	}
+	stopClient := func() {
+		if clientOut != nil {
+			pprof.StopCPUProfile()
+			clientOut.Close()
+			clientOut = nil
+		}
+	}
+	defer stopClient()
 	done := make(chan error, 1)
 	go func() {
 		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", in.http, seconds))
@@ -408,16 +437,26 @@ loop:
 			break
 		}
 	}
+	stopClient()
 	if perr != nil {
 		r.note(scen, "profile %s failed: %v", name, perr)
 		return
 	}
-	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=15", r.bins.kvlogd, file).CombinedOutput()
+	if self, err := os.Executable(); err == nil {
+		r.keepProfile(scen, "client (kvbench, the load generator) during "+name, self, clientFile, seconds)
+	}
+	r.keepProfile(scen, name, r.bins.kvlogd, file, seconds)
+}
+
+// keepProfile keeps `go tool pprof -top` (flat, then -cum) of a CPU profile
+// of bin for the report.
+func (r *runner) keepProfile(scen, name, bin, file string, seconds int) {
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=15", bin, file).CombinedOutput()
 	if err != nil {
 		r.note(scen, "go tool pprof %s failed: %v", name, err)
 		return
 	}
-	cum, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=25", r.bins.kvlogd, file).CombinedOutput()
+	cum, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=25", bin, file).CombinedOutput()
 	if err == nil {
 		// The cumulative view without its repeated header.
 		lines := strings.Split(string(cum), "\n")
@@ -444,7 +483,7 @@ loop:
 		}
 		lines = append(lines, l)
 	}
-	r.profiles = append(r.profiles, profileTop{Scenario: scen, Name: name, File: filepath.Base(file), Top: strings.Join(lines, "\n"), Util: util})
+	r.profiles = append(r.profiles, profileTop{Scenario: scen, Name: name, File: filepath.Base(file), Top: strings.Join(lines, "\n"), Util: util, Seconds: seconds})
 }
 
 // loadAvg is the 1-minute load average (/proc/loadavg).

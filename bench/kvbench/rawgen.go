@@ -501,7 +501,7 @@ func rawProduce(ctx context.Context, addr string, c *rawCell, version int16, top
 	}
 	stop := context.AfterFunc(ctx, func() { fail(ctx.Err()) })
 	defer stop()
-	m := meterCPU(pids...)
+	m, cm := meterCPU(pids...), clientMeter()
 	start := time.Now()
 	for ci, rc := range conns {
 		// Connection ci sends batches ci, ci+rawConns, …: each partition's
@@ -563,7 +563,7 @@ func rawProduce(ctx context.Context, addr string, c *rawCell, version int16, top
 		}()
 	}
 	wg.Wait()
-	st := runStats{records: acked.Load(), elapsed: time.Since(start), cpu: m.seconds()}
+	st := runStats{records: acked.Load(), elapsed: time.Since(start), cpu: m.seconds(), clientCPU: cm.seconds()}
 	if st.records == int64(c.records) {
 		st.bytes = c.bytes
 	} else {

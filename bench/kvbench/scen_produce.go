@@ -219,6 +219,13 @@ func (r *runner) addRun(scen, cell, sys, prefix string, st runStats) {
 	r.st.add(scen, cell, sys, prefix+"MB/s", "MB/s", st.mbPerSec())
 	r.st.add(scen, cell, sys, prefix+"cpu/GB", "CPU s/GB", st.cpuPerGB())
 	r.st.add(scen, cell, sys, prefix+"seconds", "s", st.elapsed.Seconds())
+	if st.clientCPU > 0 {
+		// The generator's CPU per GB and both processes' share of a core:
+		// a client near one core (or above the broker) sets the rate.
+		r.st.add(scen, cell, sys, prefix+"client cpu/GB", "CPU s/GB", st.clientCPU/(float64(st.bytes)/1e9))
+		r.st.add(scen, cell, sys, prefix+"client busy", "cores", st.clientCPU/st.elapsed.Seconds())
+		r.st.add(scen, cell, sys, prefix+"broker busy", "cores", st.cpu/st.elapsed.Seconds())
+	}
 	if st.reqMs > 0 {
 		r.st.add(scen, cell, sys, prefix+"req ms", "ms", st.reqMs)
 		r.st.add(scen, cell, sys, prefix+"req KiB", "KiB", st.reqKB)

@@ -33,7 +33,8 @@ import (
 // fdatasync per partition per acks=all request is what kvlog adds, so the
 // fsync-off variant shows the rest of the cost): a fresh compacted
 // topic of P partitions receives scaleRecords 100-byte records over 100k
-// keys (acks=all), then is read from offset 0.
+// keys (scaleManyRecords from 1,000 partitions up; acks=all), then is read
+// from offset 0.
 
 func scenScale(ctx context.Context, r *runner) error {
 	if err := scaleLogSize(ctx, r, "kvlog"); err != nil {
@@ -266,7 +267,11 @@ func scalePartitions(ctx context.Context, r *runner) error {
 				}
 				defer deleteTopic(ctx, addr, topic)
 				pids := []int{in.p.pid}
-				st, err := kafkaProduce(ctx, addr, topic, s, 0, r.cfg.scaleRecords, pids)
+				n := r.cfg.scaleRecords
+				if np >= 1000 {
+					n = r.cfg.scaleManyRecords
+				}
+				st, err := kafkaProduce(ctx, addr, topic, s, 0, n, pids)
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", in.spec.name, cell, err)
 				}
