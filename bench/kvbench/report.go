@@ -160,6 +160,9 @@ func (r *runner) writeReport() (string, error) {
 	}
 	for _, g := range missed {
 		w.p("- **%s** — %s (target %s).", g.goal, g.measured, g.target)
+		if e := r.explainMiss(g); e != "" {
+			w.p("  %s", e)
+		}
 	}
 	shown := map[string]bool{}
 	for _, g := range missed {
