@@ -27,6 +27,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 type runner struct {
@@ -203,6 +205,14 @@ func run(mode string, root, out, only string, reps int, keepTmp, kafkaAll bool, 
 	logf("kvbench %s: results in %s, temp %s", cfg.mode, r.out, r.tmp)
 	if t := cfg.totalBudget(); t > 0 {
 		logf("expected duration on a quiet machine: %v (each scenario cut at %.1f× its share)", t, budgetCap)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(r.tmp, &fs); err == nil {
+		free, need := int64(fs.Bavail)*int64(fs.Bsize), cfg.diskNeed()
+		if free < need {
+			logf("WARNING: %s has %.1f GB free, the run's largest data sizes need about %.1f GB: the recovery or scale scenario will fail for space (free some, or choose -scenarios)", r.tmp, float64(free)/1e9, float64(need)/1e9)
+			r.note("machine", "the temp dir had %.1f GB free at the start, the run's largest data sizes need about %.1f GB", float64(free)/1e9, float64(need)/1e9)
+		}
 	}
 	if err := r.build(); err != nil {
 		return err

@@ -586,6 +586,11 @@ func reportRecovery(r *runner, w *md) {
 			if resc > 0 && strings.HasPrefix(v, "kafka unflushed") {
 				rate = resc / 1e3 / (median(serve) - median(r.st.get("recovery", c, "kafka empty", "serve s")))
 			}
+			if rate <= 0 {
+				// The restart's fixed cost (a JVM start) varied more than
+				// the scan took: no rate to tell.
+				rate = math.NaN()
+			}
 			rows = append(rows, []string{v, mr(serve), mr(r.st.get("recovery", c, v, "first produce s")), fnum(resc), fnum(rate), fnum(median(r.st.get("recovery", c, v, "cpu s")))})
 			if !slices.Contains(names, v) {
 				names = append(names, v)
