@@ -212,15 +212,15 @@ func fullConfig() *config {
 		replicatedBytes:   64 * mb,
 		replicatedReps:    3,
 		txnCells:          txnMatrix(),
-		txnRecords:        500_000,
-		txnSmallRecords:   5000,
-		txnConsumeRecords: 2_000_000,
+		txnRecords:        200_000,
+		txnSmallRecords:   1000,
+		txnConsumeRecords: 500_000,
 		machineBytes:      1 * gb,
 		profileSeconds:    10,
 		scenarioTimeout:   3 * time.Hour,
 		budget: map[string]time.Duration{
 			"":           3 * time.Minute, // builds, machine limits ×5, report
-			"produce":    10 * time.Minute,
+			"produce":    11 * time.Minute,
 			"consume":    2 * time.Minute,
 			"latency":    5 * time.Minute,
 			"rebuild":    2 * time.Minute,
@@ -239,6 +239,8 @@ func fullConfig() *config {
 			"log-size growth probed at 1, 5 and 20 GiB instead of 1, 2, 5, 10 and 20 GiB",
 			"partition cells of 500k records (200k from 1,000 partitions up) instead of 1M",
 			"NATS recovers the 1 GiB log only (not 10 GiB: disk space and time)",
+			"kfake-disk in the acks=all produce cells only",
+			"transactions with the quick run's sizes (200k records per cell, 1,000 single-record transactions, 500k records read)",
 		},
 	}
 }

@@ -388,11 +388,13 @@ func reportProduce(r *runner, w *md) {
 	var drows [][]string
 	for _, c := range cells {
 		for _, sys := range r.st.systems("produce", c) {
+			g := func(m string) string { return fnum(median(r.st.get("produce", c, sys, m))) }
 			drows = append(drows, []string{c, sys, mr(r.st.get("produce", c, sys, "rec/s")), mr(r.st.get("produce", c, sys, "MB/s")), mr(r.st.get("produce", c, sys, "cpu/GB")),
-				fnum(median(r.st.get("produce", c, sys, "req ms"))), fnum(median(r.st.get("produce", c, sys, "req KiB")))})
+				g("client cpu/GB"), g("broker busy"), g("client busy"), g("req ms"), g("req KiB")})
 		}
 	}
-	w.table([]string{"Cell", "System", "records/s", "MB/s", "broker CPU s/GB in", "Produce request round trip, ms (median)", "request KiB (median)"}, drows)
+	w.table([]string{"Cell", "System", "records/s", "MB/s", "broker CPU s/GB in", "generator CPU s/GB", "broker busy, cores", "generator busy, cores", "Produce request round trip, ms (median)", "request KiB (median)"}, drows)
+	r.writeGenerators(w, cells)
 	r.rssTable(w, "produce")
 	// Charts: one per partitions × value size.
 	groupsOf := map[string][]string{}
@@ -424,6 +426,33 @@ func reportProduce(r *runner, w *md) {
 		r.barChart("produce", file, strings.TrimSuffix("Produce throughput, "+key, ", "), "MB/s (median)", groupsOf[key], systems, vals)
 		w.img(file, "produce throughput "+key)
 	}
+}
+
+// writeGenerators compares the two produce load generators of
+// -producer both: the same cells, rounds and systems, each run once with
+// the pre-encoded requests and once with franz-go's producer (alternating
+// which goes first), so that what a generator change does to the ratios is
+// measured in one run.
+func (r *runner) writeGenerators(w *md, cells []string) {
+	var rows [][]string
+	for _, c := range cells {
+		k, kk := r.st.get("produce", c, "kvlog", "rec/s"), r.st.get("produce", c, "kvlog", "kgo rec/s")
+		if len(kk) == 0 {
+			continue
+		}
+		row := []string{c, mr(k), mr(kk)}
+		for _, p := range []string{"kafka", "kafka-fsync", "kfake-mem"} {
+			row = append(row, fx(pairedRatio(k, r.st.get("produce", c, p, "rec/s")))+" / "+fx(pairedRatio(kk, r.st.get("produce", c, p, "kgo rec/s"))))
+		}
+		b := func(sys, m string) string { return cores(median(r.st.get("produce", c, sys, m))) }
+		row = append(row, b("kvlog", "broker busy")+" / "+b("kvlog", "kgo broker busy"), b("kvlog", "client busy")+" / "+b("kvlog", "kgo client busy"))
+		rows = append(rows, row)
+	}
+	if len(rows) == 0 {
+		return
+	}
+	w.p("Load generators (-producer both): every Kafka-protocol run above was repeated in the same round with franz-go's producer (idempotent at acks=all, linger 10 ms), alternating which went first. Each pair is pre-encoded / franz-go; busy = CPU seconds per second of the run (kvlogd's, and the benchmark process's):")
+	w.table([]string{"Cell", "kvlog rec/s, pre-encoded", "kvlog rec/s, franz-go", "kvlog/kafka", "kvlog/kafka-fsync", "kvlog/kfake-mem", "kvlogd busy, cores", "generator busy, cores"}, rows)
 }
 
 func (r *runner) rssTable(w *md, scen string) {
