@@ -245,6 +245,18 @@ func (r *runner) collectEnv() {
 	}
 }
 
+// producerDesc says which load generator the produce scenario used.
+func (r *runner) producerDesc() string {
+	raw := fmt.Sprintf("pre-encoded Produce requests (bench/kvbench/rawgen.go): each cell's records cut once into v2 batches of ≤ %s of records per partition (murmur2 key partitioning, compressed and checksummed before any timing), one batch per request, the same bytes to every system, pipelined on %d connections with ≤ %d requests outstanding each; no producer id (acks=all or acks=1 without idempotence: idempotent batches need a sequence growing with every batch, so they cannot be encoded once for every system and round)", countName(rawBatchRecordBytes)+" B", rawConns, rawInFlight)
+	switch r.cfg.producer {
+	case genKgo:
+		return "Produce scenario: franz-go's producer (-producer kgo)"
+	case genBoth:
+		return "Produce scenario: " + raw + "; each run repeated with franz-go's producer in the same round (-producer both, figures in the generator table)"
+	}
+	return "Produce scenario: " + raw
+}
+
 // budgetList is every scenario's expected and actual duration.
 func (r *runner) budgetList() string {
 	var parts []string
@@ -278,7 +290,7 @@ func (r *runner) writeEnvironment(w *md) {
 		{"Load generator", "franz-go " + e["franz"] + " (kgo) and nats.go in the benchmark process, on the same 2 cores as the broker under test"},
 		{"Repetitions", fmt.Sprintf("%d per measurement (latency %d, recovery %d, replicated %d), order rotated every round", r.cfg.reps, r.cfg.latencyReps, r.cfg.recoveryReps, r.cfg.replicatedReps)},
 		{"Records", "13-byte keys `user-%08d`; values of the stated length, JSON-like text (" + fmt.Sprintf("zstd ratio of a 100-record batch: %.1f for 100 B, %.1f for 1 KiB", zstdRatio(100), zstdRatio(1024)) + "), 1,024 distinct values; record i has key (7919·i+17) mod keys"},
-		{"Kafka producer", "franz-go defaults: linger 10 ms, batches ≤ 1,000,012 B, ≤ 50,000 buffered records, murmur2 key partitioner; acks=all idempotent, acks=1 non-idempotent; latency runs linger 0"},
+		{"Kafka producer", r.producerDesc() + "; elsewhere franz-go defaults: linger 10 ms, batches ≤ 1,000,012 B, ≤ 50,000 buffered records, murmur2 key partitioner; acks=all idempotent, acks=1 non-idempotent; latency runs linger 0"},
 		{"Kafka consumer", fmt.Sprintf("fetch max %d MiB, per partition %d MiB, max wait 500 ms; reads to the end offsets listed at start", fetchMaxBytes>>20, fetchMaxPartBytes>>20)},
 		{"NATS load", fmt.Sprintf("async publish, ≤ %d pending acks; stream subjects `<stream>.<key>` or KV `$KV.<bucket>.<key>`; reads with an ordered consumer (pull, 8,192 buffered); file store, default sync interval (2 min, not per message)", natsMaxPending)},
 		{"CPU and memory", "CPU = the system's process(es) threads' run time from /proc/<pid>/task/*/schedstat (ns; utime+stime ticks of /proc/<pid>/stat when a thread exited) over the timed window, per GB (10^9 B) of key+value payload; peak RSS = VmHWM at the end of each scenario (it counts resident pages of mmapped files: kvlogd maps segments for scans)"},

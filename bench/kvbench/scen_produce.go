@@ -119,7 +119,7 @@ func scenProduce(ctx context.Context, r *runner) error {
 				}
 			}
 			if in.spec.kind == natsKind {
-				gens = gens[:1]
+				gens = []string{"nats.go"} // its own generator
 			}
 			for _, gen := range gens {
 				st, err := produceOnce(ctx, in, cell, n, gen)
