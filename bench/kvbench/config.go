@@ -345,6 +345,7 @@ func tinyConfig() *config {
 	c.compactFillKeys, c.compactFillMapKeys = 100_000, 50_000 // Kafka needs a dedupe buffer ≥ 1 MiB
 	c.recoverySizes = []int64{32 * mb, 64 * mb}
 	c.recoveryReps = 1
+	c.natsRecoveryMax = 32 * mb // as in the full run, NATS skips the largest size
 	c.scaleSizes = []int64{32 * mb, 64 * mb}
 	c.scaleProbeBytes = 8 * mb
 	c.scaleLatencyN = 50

@@ -240,3 +240,16 @@ func TestKafkaPropsAndCheckpoint(t *testing.T) {
 		t.Fatalf("jarVersion %q", v)
 	}
 }
+
+// A Kafka restart whose JVM start varied more than its scan took used to
+// print a negative scan rate (-0.0077 GB/s in a smoke run); it has no rate.
+func TestScanRate(t *testing.T) {
+	if v := scanRate(1000, 2, 1); v != 1 {
+		t.Fatalf("1000 MB in 1 s beyond empty: %v GB/s", v)
+	}
+	for _, c := range [][3]float64{{34, 18.6, 23.0}, {34, 5, 5}, {0, 5, 1}, {math.NaN(), 5, 1}, {34, 5, math.NaN()}} {
+		if v := scanRate(c[0], c[1], c[2]); !math.IsNaN(v) {
+			t.Fatalf("scanRate%v = %v, want NaN", c, v)
+		}
+	}
+}

@@ -245,6 +245,18 @@ func (r *runner) collectEnv() {
 	}
 }
 
+// scanRate is the recovery scan rate in GB/s: rescanned MB over the time to
+// serve beyond an empty restart of the same system. NaN when nothing was
+// rescanned or the restart's fixed cost (a JVM start) varied more than the
+// scan took (serve ≤ empty): there is no rate to tell.
+func scanRate(rescannedMB, serve, emptyServe float64) float64 {
+	d := serve - emptyServe
+	if !(rescannedMB > 0) || !(d > 0) {
+		return math.NaN()
+	}
+	return rescannedMB / 1e3 / d
+}
+
 // producerDesc says which load generator the produce scenario used.
 func (r *runner) producerDesc() string {
 	raw := fmt.Sprintf("pre-encoded Produce requests (bench/kvbench/rawgen.go): each cell's records cut once into v2 batches of ≤ %s of records per partition (murmur2 key partitioning, compressed and checksummed before any timing), one batch per request, the same bytes to every system, pipelined on %d connections with ≤ %d requests outstanding each; no producer id (acks=all or acks=1 without idempotence: idempotent batches need a sequence growing with every batch, so they cannot be encoded once for every system and round)", countName(rawBatchRecordBytes)+" B", rawConns, rawInFlight)
@@ -621,16 +633,11 @@ func reportRecovery(r *runner, w *md) {
 			serve := r.st.get("recovery", c, v, "serve s")
 			resc := median(r.st.get("recovery", c, v, "rescan MB"))
 			rate := math.NaN()
-			if resc > 0 && strings.HasPrefix(v, "kvlog unflushed") {
-				rate = resc / 1e3 / (median(serve) - empty)
+			if strings.HasPrefix(v, "kvlog unflushed") {
+				rate = scanRate(resc, median(serve), empty)
 			}
-			if resc > 0 && strings.HasPrefix(v, "kafka unflushed") {
-				rate = resc / 1e3 / (median(serve) - median(r.st.get("recovery", c, "kafka empty", "serve s")))
-			}
-			if rate <= 0 {
-				// The restart's fixed cost (a JVM start) varied more than
-				// the scan took: no rate to tell.
-				rate = math.NaN()
+			if strings.HasPrefix(v, "kafka unflushed") {
+				rate = scanRate(resc, median(serve), median(r.st.get("recovery", c, "kafka empty", "serve s")))
 			}
 			rows = append(rows, []string{v, mr(serve), mr(r.st.get("recovery", c, v, "first produce s")), fnum(resc), fnum(rate), fnum(median(r.st.get("recovery", c, v, "cpu s")))})
 			if !slices.Contains(names, v) {
