@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -238,8 +239,15 @@ func fetchLatencies(ctx context.Context, addr []string, topic string, leo int64,
 	return out, nil
 }
 
+// scaleRunTimeout bounds one produce-and-read run of a partition cell.
+const scaleRunTimeout = 90 * time.Second
+
 func scalePartitions(ctx context.Context, r *runner) error {
-	specs := r.available("scale", "kvlog", "kvlog-nofsync", "kfake-mem", "kfake-disk", "kafka", "kafka-fsync")
+	names := []string{"kvlog", "kvlog-nofsync", "kfake-mem", "kfake-disk", "kafka", "kafka-fsync"}
+	if r.cfg.scaleNoKfakeDisk {
+		names = slices.DeleteFunc(names, func(n string) bool { return n == "kfake-disk" })
+	}
+	specs := r.available("scale", names...)
 	ins, err := r.startAll(specs)
 	if err != nil {
 		return err
@@ -255,11 +263,20 @@ func scalePartitions(ctx context.Context, r *runner) error {
 				cins = append(cins, in)
 			}
 		}
-		err := rotate(r.cfg.reps, cins, func(rep int, in *instance) error {
+		reps := r.cfg.reps
+		if np >= 1000 && r.cfg.scaleManyReps > 0 {
+			reps = r.cfg.scaleManyReps
+		}
+		err := rotate(reps, cins, func(rep int, in *instance) error {
 			if failed[in.spec.name] {
 				return nil
 			}
 			err := func() error {
+				// A run is bounded (scaleRunTimeout): a system that takes
+				// longer sits out the rest of the cell and the larger ones,
+				// rather than holding the full run past its window.
+				ctx, cancel := context.WithTimeout(ctx, scaleRunTimeout)
+				defer cancel()
 				addr := []string{in.addr}
 				topic := nextName("parts-")
 				if err := createTopic(ctx, addr, topic, int32(np), 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
