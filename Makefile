@@ -174,7 +174,7 @@ partitions: deps tools
 # The full run is sized for about 55 minutes on a quiet 2-core machine
 # (per-scenario budget in bench/kvbench/config.go, fullConfig; a scenario
 # running past 1.5x its share is cut, keeping what it measured) and needs
-# about 35 GB free under the temp dir (the recovery scenario holds three
+# about 38 GB (35 GiB) free under the temp dir (the recovery scenario holds three
 # 10 GiB logs at once; kvbench warns at start when there is less). Run it
 # with nothing else on the machine.
 BENCH_FLAGS ?=

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Unit tests of the harness's pure pieces (cd bench/kvbench && go test .);
@@ -251,5 +252,27 @@ func TestScanRate(t *testing.T) {
 		if v := scanRate(c[0], c[1], c[2]); !math.IsNaN(v) {
 			t.Fatalf("scanRate%v = %v, want NaN", c, v)
 		}
+	}
+}
+
+// The full run's budget covers every scenario and fits the 55-minute quiet
+// window; its largest data sizes need the disk space the Makefile states.
+func TestFullBudget(t *testing.T) {
+	c := fullConfig()
+	if tot := c.totalBudget(); tot > 55*time.Minute {
+		t.Fatalf("full run budget %v > 55 min", tot)
+	}
+	for _, sc := range scenarios {
+		if c.budget[sc.id] <= 0 {
+			t.Errorf("scenario %s has no budget", sc.id)
+		}
+	}
+	if need := c.diskNeed(); need != 35*gb {
+		t.Errorf("disk need %d GiB, the Makefile says 35 GiB", need/gb)
+	}
+	r := &runner{cfg: c, durs: map[string]time.Duration{"produce": 16 * time.Minute, "consume": time.Minute}}
+	got := r.budgetList()
+	if !strings.Contains(got, "produce 10m30s / 16m0s (cut)") || !strings.Contains(got, "consume 2m0s / 1m0s,") || !strings.Contains(got, "latency 5m0s / not run") {
+		t.Fatalf("budget list %q", got)
 	}
 }
