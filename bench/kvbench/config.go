@@ -224,6 +224,15 @@ func fullConfig() *config {
 		machineBytes:      1 * gb,
 		profileSeconds:    10,
 		scenarioTimeout:   3 * time.Hour,
+		// Estimates for a quiet machine, from the quick run of 2026-12-07
+		// (produce: 0.55 s per 32 MiB run including topic create/delete;
+		// Kafka start + JIT warm-up 5 s) and the full run of 2026-11-22
+		// (recovery, rebuild, scale growth): produce ≈ 1,000 runs;
+		// latency 26 runs × 2 rounds × 5.5 s; recovery: three 10 GiB
+		// loads at 200-300 MB/s and 2 rounds of restarts (Kafka's recovery
+		// of 10 GiB at ≥ 0.5 GB/s); scale: two 20 GiB logs grown at
+		// 180-250 MB/s, 3 probe rounds at 3 sizes, then 5 partition cells
+		// whose 10,000-partition Kafka runs are bounded at 90 s each.
 		budget: map[string]time.Duration{
 			"":           3 * time.Minute, // builds, machine limits ×5, report
 			"produce":    10*time.Minute + 30*time.Second,

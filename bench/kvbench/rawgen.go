@@ -424,8 +424,8 @@ func produceVersion(ctx context.Context, addr string) (int16, error) {
 	return 0, errors.New("broker does not list Produce")
 }
 
-// checkProduce decodes a Produce response and returns the records of the
-// request's batch that were acknowledged (all or none) or the error.
+// checkProduce decodes a Produce response to a one-batch request and
+// returns the partition's error (nil: the whole batch was acknowledged).
 func checkProduce(b []byte, version int16, topic string, partition int32) error {
 	resp := kmsg.NewPtrProduceResponse()
 	resp.Version = version
