@@ -31,7 +31,10 @@ type config struct {
 	// systems, genRaw (pre-encoded, default), genKgo or genBoth.
 	producer string
 
-	// consume: bytes produced once per system and cell, read repeatedly.
+	// consume: bytes produced once per system and cell, read repeatedly;
+	// consumer: the Kafka-protocol consumer, genRaw (rawfetch.go), genKgo or
+	// genBoth.
+	consumer     string
 	consumeBytes int64
 	consumeCells []shape
 
@@ -189,6 +192,7 @@ func fullConfig() *config {
 	return &config{
 		mode:             "full",
 		producer:         genRaw,
+		consumer:         genKgo,
 		reps:             3,
 		kafkaEverywhere:  true,
 		startupSamples:   3,
@@ -274,6 +278,7 @@ func quickConfig() *config {
 	return &config{
 		mode:           "quick",
 		producer:       genRaw,
+		consumer:       genKgo,
 		reps:           3,
 		startupSamples: 1,
 		produceBytes:   32 * mb,

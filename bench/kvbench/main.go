@@ -124,6 +124,7 @@ func main() {
 		kafkaAll = flag.Bool("kafka-everywhere", false, "quick run: Apache Kafka in every scenario, as in the full run")
 		cells    = flag.String("cells", "", "produce cells instead of the mode's matrix, comma-separated partitions/valueBytes/keys/acks/codec (e.g. 8/1024/1000/all/none,1000/1024/1000/all/none)")
 		producer = flag.String("producer", "", "produce scenario's load generator of Kafka-protocol systems: raw (pre-encoded requests, the default), kgo (franz-go's producer) or both (each run with both, alternating; the kgo figures are reported beside)")
+		consumer = flag.String("consumer", "", "consume scenario's consumer of Kafka-protocol systems: raw (Fetch requests counting records from batch headers), kgo (franz-go's consumer, the default) or both (each read with both, alternating; the kgo figures are reported beside)")
 		systems  = flag.String("systems", "", "comma-separated systems to run (default all), e.g. kvlog,kvlog-before,kafka,kafka-fsync")
 	)
 	flag.Parse()
@@ -142,13 +143,13 @@ func main() {
 	case *quick:
 		mode = "quick"
 	}
-	if err := run(mode, *root, *out, *only, *reps, *keepTmp, *kafkaAll, *base, *cells, *systems, *producer); err != nil {
+	if err := run(mode, *root, *out, *only, *reps, *keepTmp, *kafkaAll, *base, *cells, *systems, *producer, *consumer); err != nil {
 		fmt.Fprintln(os.Stderr, "kvbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(mode string, root, out, only string, reps int, keepTmp, kafkaAll bool, baseline, cells, systems, producer string) error {
+func run(mode string, root, out, only string, reps int, keepTmp, kafkaAll bool, baseline, cells, systems, producer, consumer string) error {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return err
@@ -165,6 +166,13 @@ func run(mode string, root, out, only string, reps int, keepTmp, kafkaAll bool, 
 	}
 	if kafkaAll {
 		cfg.kafkaEverywhere = true
+	}
+	switch consumer {
+	case "":
+	case genRaw, genKgo, genBoth:
+		cfg.consumer = consumer
+	default:
+		return fmt.Errorf("-consumer %q: raw, kgo or both", consumer)
 	}
 	switch producer {
 	case "":

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"hash/crc32"
 	"testing"
 	"time"
@@ -133,5 +134,68 @@ func TestRawProduceKfake(t *testing.T) {
 		if sum != 5000+4 { // the records and one warm-up record per partition
 			t.Fatalf("run %d: end offsets %v", i, ends)
 		}
+	}
+}
+
+// The batch-counting consumer reads every record a raw run wrote, and
+// counts only whole batches from the fetch offset.
+func TestRawConsumeKfake(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Skipf("kfake: %v", err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	addr := c.ListenAddrs()[0]
+	s := shape{partitions: 3, valueLen: 100, keys: 1000, acks: "all", comp: "zstd"}
+	v, err := produceVersion(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cell, err := buildRawCell(s, 0, 30_000, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := rawTopicName()
+	if err := createTopic(ctx, []string{addr}, topic, 3, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rawProduce(ctx, addr, cell, v, topic, nil); err != nil {
+		t.Fatal(err)
+	}
+	ends, err := endOffsets(ctx, []string{addr}, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := rawConsume(ctx, addr, topic, ends, s.recordBytes(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.records != 30_000+3 || st.bytes != st.records*int64(s.recordBytes()) {
+		t.Fatalf("read %d records, %d bytes", st.records, st.bytes)
+	}
+	kt, err := kafkaConsume(ctx, []string{addr}, topic, nil, nil, nil)
+	if err != nil || kt.records != st.records {
+		t.Fatalf("franz-go read %d records (%v), raw %d", kt.records, err, st.records)
+	}
+	// Batch headers alone: two batches of 5 (offsets 10-14, 15-19) and a
+	// partial third.
+	var b []byte
+	for _, base := range []int64{10, 15} {
+		h := make([]byte, 61)
+		binary.BigEndian.PutUint64(h, uint64(base))
+		binary.BigEndian.PutUint32(h[8:], 49)
+		h[16] = 2
+		binary.BigEndian.PutUint32(h[23:], 4)
+		binary.BigEndian.PutUint32(h[57:], 5)
+		b = append(b, h...)
+	}
+	b = append(b, make([]byte, 30)...)
+	if n, next, err := countBatches(b, 10, 100); n != 10 || next != 20 || err != nil {
+		t.Fatalf("countBatches: %d records, next %d, %v", n, next, err)
+	}
+	if n, next, _ := countBatches(b, 10, 15); n != 5 || next != 20 {
+		t.Fatalf("countBatches to 15: %d records, next %d", n, next)
 	}
 }

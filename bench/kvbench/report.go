@@ -479,6 +479,31 @@ func (r *runner) writeGenerators(w *md, cells []string) {
 	w.table([]string{"Cell", "kvlog rec/s, pre-encoded", "kvlog rec/s, franz-go", "kvlog/kafka", "kvlog/kafka-fsync", "kvlog/kfake-mem", "kvlogd busy, cores", "generator busy, cores"}, rows)
 }
 
+// writeConsumers compares the two consumers of -consumer both in cell c:
+// every read of a Kafka-protocol system repeated in the same round with
+// franz-go's consumer.
+func (r *runner) writeConsumers(w *md, c string) {
+	var rows [][]string
+	for _, mode := range []string{"warm ", "cold "} {
+		k, kk := r.st.get("consume", c, "kvlog", mode+"rec/s"), r.st.get("consume", c, "kvlog", "kgo "+mode+"rec/s")
+		if len(kk) == 0 {
+			continue
+		}
+		row := []string{strings.TrimSpace(mode), mr(k), mr(kk)}
+		for _, p := range []string{"kafka", "kfake-mem"} {
+			row = append(row, fx(pairedRatio(k, r.st.get("consume", c, p, mode+"rec/s")))+" / "+fx(pairedRatio(kk, r.st.get("consume", c, p, "kgo "+mode+"rec/s"))))
+		}
+		b := func(m string) string { return cores(median(r.st.get("consume", c, "kvlog", m))) }
+		row = append(row, b(mode+"broker busy")+" / "+b("kgo "+mode+"broker busy"), b(mode+"client busy")+" / "+b("kgo "+mode+"client busy"))
+		rows = append(rows, row)
+	}
+	if len(rows) == 0 {
+		return
+	}
+	w.p("Consumers (-consumer both): every Kafka-protocol read was repeated in the same round with franz-go's consumer, alternating which went first. Each pair is batch-counting / franz-go:")
+	w.table([]string{"Read", "kvlog rec/s, batch-counting", "kvlog rec/s, franz-go", "kvlog/kafka", "kvlog/kfake-mem", "kvlogd busy, cores", "consumer busy, cores"}, rows)
+}
+
 func (r *runner) rssTable(w *md, scen string) {
 	var rows [][]string
 	for _, sys := range r.st.systems(scen, "peak RSS") {
@@ -515,6 +540,7 @@ func reportConsume(r *runner, w *md) {
 		w.p("kvlog against the machine: warm %s MB/s = %s of loopback TCP (%s MB/s); cold %s MB/s = %s of a cold sequential file read (%s MB/s).",
 			fnum(median(r.st.get("consume", c, "kvlog", "warm MB/s"))), fx(median(r.st.get("consume", c, "kvlog", "warm MB/s"))/tcp), fnum(tcp),
 			fnum(median(r.st.get("consume", c, "kvlog", "cold MB/s"))), fx(median(r.st.get("consume", c, "kvlog", "cold MB/s"))/coldRead), fnum(coldRead))
+		r.writeConsumers(w, c)
 		groups = append(groups, c+" warm", c+" cold")
 		for i, sys := range series {
 			vals[i] = append(vals[i], median(r.st.get("consume", c, sys, "warm MB/s")), median(r.st.get("consume", c, sys, "cold MB/s")))

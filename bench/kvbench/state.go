@@ -29,12 +29,13 @@ type state struct {
 	KafkaVersion, Kafka39Version, JavaVersion, KafkaWhy string
 	KafkaEverywhere                                     bool
 	Producer                                            string // produce load generator
+	Consumer                                            string // consume scenario's consumer
 }
 
 func (r *runner) saveState() error {
 	st := state{Mode: r.cfg.mode, Reps: r.cfg.reps, Started: r.started, Elapsed: r.elapsed, Notes: r.notes, NotRun: r.notRun,
 		Profiles: r.profiles, RanScen: r.ranScen, Durs: r.durs, CleanerWhy: r.cleanerWhy, NatsVersion: r.natsVersion, Env: r.env,
-		KafkaVersion: r.kafkaVersion, Kafka39Version: r.kafka39Version, JavaVersion: r.javaVersion, KafkaWhy: r.kafkaWhy, KafkaEverywhere: r.cfg.kafkaEverywhere, Producer: r.cfg.producer}
+		KafkaVersion: r.kafkaVersion, Kafka39Version: r.kafka39Version, JavaVersion: r.javaVersion, KafkaWhy: r.kafkaWhy, KafkaEverywhere: r.cfg.kafkaEverywhere, Producer: r.cfg.producer, Consumer: r.cfg.consumer}
 	b, err := json.MarshalIndent(st, "", " ")
 	if err != nil {
 		return err
@@ -62,6 +63,9 @@ func regenerate(dir string) error {
 	cfg.kafkaEverywhere = st.KafkaEverywhere
 	if st.Producer != "" {
 		cfg.producer = st.Producer
+	}
+	if st.Consumer != "" {
+		cfg.consumer = st.Consumer
 	}
 	if r.notes == nil {
 		r.notes = map[string][]string{}
