@@ -192,7 +192,7 @@ func fullConfig() *config {
 	return &config{
 		mode:             "full",
 		producer:         genRaw,
-		consumer:         genKgo,
+		consumer:         genBoth,
 		reps:             3,
 		kafkaEverywhere:  true,
 		startupSamples:   3,
@@ -278,7 +278,7 @@ func quickConfig() *config {
 	return &config{
 		mode:           "quick",
 		producer:       genRaw,
-		consumer:       genKgo,
+		consumer:       genBoth,
 		reps:           3,
 		startupSamples: 1,
 		produceBytes:   32 * mb,

@@ -124,7 +124,7 @@ func main() {
 		kafkaAll = flag.Bool("kafka-everywhere", false, "quick run: Apache Kafka in every scenario, as in the full run")
 		cells    = flag.String("cells", "", "produce cells instead of the mode's matrix, comma-separated partitions/valueBytes/keys/acks/codec (e.g. 8/1024/1000/all/none,1000/1024/1000/all/none)")
 		producer = flag.String("producer", "", "produce scenario's load generator of Kafka-protocol systems: raw (pre-encoded requests, the default), kgo (franz-go's producer) or both (each run with both, alternating; the kgo figures are reported beside)")
-		consumer = flag.String("consumer", "", "consume scenario's consumer of Kafka-protocol systems: raw (Fetch requests counting records from batch headers), kgo (franz-go's consumer, the default) or both (each read with both, alternating; the kgo figures are reported beside)")
+		consumer = flag.String("consumer", "", "consume scenario's consumer of Kafka-protocol systems: raw (Fetch requests counting records from batch headers), kgo (franz-go's consumer) or both (the default: each read with both, alternating; the raw figures are the main ones, the kgo ones reported beside)")
 		systems  = flag.String("systems", "", "comma-separated systems to run (default all), e.g. kvlog,kvlog-before,kafka,kafka-fsync")
 	)
 	flag.Parse()

@@ -257,6 +257,18 @@ func scanRate(rescannedMB, serve, emptyServe float64) float64 {
 	return rescannedMB / 1e3 / d
 }
 
+// consumerDesc says which consumer the consume scenario used.
+func (r *runner) consumerDesc() string {
+	raw := fmt.Sprintf("consume scenario: Fetch v%d requests on one connection, one at a time, counting records from the batch headers without decoding them (bench/kvbench/rawfetch.go; payload = records × the cell's record size)", rawFetchVersion)
+	switch r.cfg.consumer {
+	case genKgo, "":
+		return "consume scenario: franz-go's consumer"
+	case genBoth:
+		return raw + "; each read repeated with franz-go's consumer in the same round (figures beside, \"Consumers\" table); elsewhere franz-go"
+	}
+	return raw + "; elsewhere franz-go"
+}
+
 // producerDesc says which load generator the produce scenario used.
 func (r *runner) producerDesc() string {
 	raw := fmt.Sprintf("pre-encoded Produce requests (bench/kvbench/rawgen.go): each cell's records cut once into v2 batches of ≤ %s of records per partition (murmur2 key partitioning, compressed and checksummed before any timing), one batch per request, the same bytes to every system, pipelined on %d connections with ≤ %d requests outstanding each; no producer id (acks=all or acks=1 without idempotence: idempotent batches need a sequence growing with every batch, so they cannot be encoded once for every system and round)", countName(rawBatchRecordBytes)+" B", rawConns, rawInFlight)
@@ -303,7 +315,7 @@ func (r *runner) writeEnvironment(w *md) {
 		{"Repetitions", fmt.Sprintf("%d per measurement (latency %d, recovery %d, replicated %d), order rotated every round", r.cfg.reps, r.cfg.latencyReps, r.cfg.recoveryReps, r.cfg.replicatedReps)},
 		{"Records", "13-byte keys `user-%08d`; values of the stated length, JSON-like text (" + fmt.Sprintf("zstd ratio of a 100-record batch: %.1f for 100 B, %.1f for 1 KiB", zstdRatio(100), zstdRatio(1024)) + "), 1,024 distinct values; record i has key (7919·i+17) mod keys"},
 		{"Kafka producer", r.producerDesc() + "; elsewhere franz-go defaults: linger 10 ms, batches ≤ 1,000,012 B, ≤ 50,000 buffered records, murmur2 key partitioner; acks=all idempotent, acks=1 non-idempotent; latency runs linger 0"},
-		{"Kafka consumer", fmt.Sprintf("fetch max %d MiB, per partition %d MiB, max wait 500 ms; reads to the end offsets listed at start", fetchMaxBytes>>20, fetchMaxPartBytes>>20)},
+		{"Kafka consumer", r.consumerDesc() + fmt.Sprintf("; fetch max %d MiB, per partition %d MiB, max wait 500 ms; reads to the end offsets listed at start", fetchMaxBytes>>20, fetchMaxPartBytes>>20)},
 		{"NATS load", fmt.Sprintf("async publish, ≤ %d pending acks; stream subjects `<stream>.<key>` or KV `$KV.<bucket>.<key>`; reads with an ordered consumer (pull, 8,192 buffered); file store, default sync interval (2 min, not per message)", natsMaxPending)},
 		{"CPU and memory", "CPU = the system's process(es) threads' run time from /proc/<pid>/task/*/schedstat (ns; utime+stime ticks of /proc/<pid>/stat when a thread exited) over the timed window, per GB (10^9 B) of key+value payload; peak RSS = VmHWM at the end of each scenario (it counts resident pages of mmapped files: kvlogd maps segments for scans)"},
 		{"Produce", fmt.Sprintf("%s of payload per run (NATS: at most %s records), a fresh topic (compacted, RF 1) or stream per run, deleted after", sizeLabel(r.cfg.produceBytes), countName(r.cfg.natsMaxRecords))},
