@@ -121,6 +121,14 @@
 // kfake stores compressed batches without decompressing them, so its
 // compressed cells show what a broker that skips validation reaches.
 //
+// The consume scenario reads likewise with a batch-counting consumer
+// (-consumer raw; rawfetch.go): Fetch requests of the franz-go consumer's
+// sizes, one at a time on one connection, counting each batch's records from
+// its header without decoding them. By default (-consumer both) every read
+// is repeated with franz-go's consumer in the same round, and the report
+// gives both: franz-go's decoding (a kgo.Record per record, a CRC per batch)
+// on the same two cores set the rate of every broker it read from.
+//
 // # Budget
 //
 // The full run is sized for about 55 minutes on a quiet 2-core machine:

@@ -272,7 +272,7 @@ func TestFullBudget(t *testing.T) {
 	}
 	r := &runner{cfg: c, durs: map[string]time.Duration{"produce": 17 * time.Minute, "consume": time.Minute}}
 	got := r.budgetList()
-	if !strings.Contains(got, "produce 11m0s / 17m0s (cut)") || !strings.Contains(got, "consume 2m0s / 1m0s,") || !strings.Contains(got, "rebuild 2m0s / not run") {
+	if !strings.Contains(got, "produce 11m0s / 17m0s (cut)") || !strings.Contains(got, "consume 2m30s / 1m0s,") || !strings.Contains(got, "rebuild 2m0s / not run") {
 		t.Fatalf("budget list %q", got)
 	}
 }
