@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -61,12 +62,8 @@ func regenerate(dir string) error {
 		started: st.Started, elapsed: st.Elapsed, charts: map[string][]string{},
 		kafkaVersion: st.KafkaVersion, kafka39Version: st.Kafka39Version, javaVersion: st.JavaVersion, kafkaWhy: st.KafkaWhy, kafkaCP: "from raw data"}
 	cfg.kafkaEverywhere = st.KafkaEverywhere
-	if st.Producer != "" {
-		cfg.producer = st.Producer
-	}
-	if st.Consumer != "" {
-		cfg.consumer = st.Consumer
-	}
+	// Runs saved before the generators were recorded used franz-go.
+	cfg.producer, cfg.consumer = cmp.Or(st.Producer, genKgo), cmp.Or(st.Consumer, genKgo)
 	if r.notes == nil {
 		r.notes = map[string][]string{}
 	}
