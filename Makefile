@@ -5,7 +5,7 @@ PKGS      := ./...
 FUZZTIME  ?= 15s
 APT_PKGS  := kcat chromium zookeeper python3-kafka python3-snappy python3-lz4 python3-zstandard nftables
 
-.PHONY: all build run tools tools-java tools-python tools-console tools-kafkajs deps tools-kafka kafka-golden test chaos partitions bench bench-quick bench-cluster-partitions bench-engine tools-bench fuzz lint fmt clean
+.PHONY: all build run tools tools-java tools-python tools-console tools-kafkajs deps tools-kafka kafka-golden test chaos partitions bench bench-quick bench-smoke bench-cluster-partitions bench-engine tools-bench fuzz lint fmt clean
 
 all: build
 
@@ -171,14 +171,30 @@ partitions: deps tools
 # and 3-broker clusters of kvlog and Kafka in alternating rounds, and
 # writes bench/results/<date>/report.md with PNG charts (see bench/doc.go).
 # BENCH_FLAGS passes extra flags, e.g. BENCH_FLAGS='-scenarios produce -reps 2'.
+# The full run is sized for about 61 minutes on a quiet 2-core machine
+# (per-scenario budget in bench/kvbench/config.go, fullConfig; a scenario
+# running past 1.5x its share is cut, keeping what it measured) and needs
+# about 38 GB (35 GiB) free under the temp dir (the recovery scenario holds three
+# 10 GiB logs at once; kvbench warns at start when there is less). Run it
+# with nothing else on the machine.
 BENCH_FLAGS ?=
 bench: deps tools-bench
 	cd bench/kvbench && $(GO) build -o $(CURDIR)/$(BIN)/kvbench .
 	./$(BIN)/kvbench -root $(CURDIR) $(BENCH_FLAGS)
 
+# The reduced run (about 6-10 minutes): Apache Kafka in its produce, consume
+# and latency cells only.
 bench-quick: deps tools-bench
 	cd bench/kvbench && $(GO) build -o $(CURDIR)/$(BIN)/kvbench .
 	./$(BIN)/kvbench -root $(CURDIR) -quick $(BENCH_FLAGS)
+
+# The smoke run before a full one (about 10 minutes on a quiet machine):
+# every scenario with Apache Kafka, as in the full run, at the smallest
+# sizes; its figures mean nothing, it checks that the full run's code paths
+# work. Results go to a temp dir, not bench/results.
+bench-smoke: deps tools-bench
+	cd bench/kvbench && $(GO) build -o $(CURDIR)/$(BIN)/kvbench .
+	./$(BIN)/kvbench -root $(CURDIR) -tiny -out $$(mktemp -d) $(BENCH_FLAGS)
 
 # The controller and brokers at many partitions (not part of `make test`):
 # three kvlogd and a ZooKeeper, CLUSTER_PARTITIONS RF-3 partitions each

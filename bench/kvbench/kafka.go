@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,9 @@ type runStats struct {
 	bytes   int64 // payload: key + value bytes
 	elapsed time.Duration
 	cpu     float64 // CPU seconds of the system's process(es) during the run
+	// clientCPU: CPU seconds of this process (the load generator: franz-go
+	// or the pre-encoded requests) over the same window; 0 when not metered.
+	clientCPU float64
 	// Kafka produce only: the median round trip of a Produce request as the
 	// client saw it (write, wait, read; pipelined requests wait for the
 	// ones before them) and the median request size.
@@ -57,6 +61,9 @@ func (h *reqHook) set(on bool) {
 func (s runStats) recPerSec() float64 { return float64(s.records) / s.elapsed.Seconds() }
 func (s runStats) mbPerSec() float64  { return float64(s.bytes) / 1e6 / s.elapsed.Seconds() }
 func (s runStats) cpuPerGB() float64  { return s.cpu / (float64(s.bytes) / 1e9) }
+
+// clientMeter meters this process's CPU (the load generator's).
+func clientMeter() *cpuMeter { return meterCPU(os.Getpid()) }
 
 // Consumer fetch sizes for every Kafka-protocol read.
 const (
@@ -184,7 +191,7 @@ func kafkaProduceWith(ctx context.Context, addr []string, topic string, s shape,
 		free <- r
 		wg.Done()
 	}
-	m := meterCPU(pids...)
+	m, cm := meterCPU(pids...), clientMeter()
 	start := time.Now()
 	for i := first; i < first+n; i++ {
 		r := <-free
@@ -192,7 +199,7 @@ func kafkaProduceWith(ctx context.Context, addr []string, topic string, s shape,
 		cl.Produce(ctx, r, promise)
 	}
 	wg.Wait()
-	st := runStats{records: int64(n), bytes: int64(n) * int64(s.recordBytes()), elapsed: time.Since(start), cpu: m.seconds()}
+	st := runStats{records: int64(n), bytes: int64(n) * int64(s.recordBytes()), elapsed: time.Since(start), cpu: m.seconds(), clientCPU: cm.seconds()}
 	hook.set(false)
 	hook.mu.Lock()
 	st.reqMs, st.reqKB = median(hook.ms), median(hook.size)
@@ -258,7 +265,7 @@ func kafkaConsume(ctx context.Context, addr []string, topic string, from, to map
 	}
 	defer cl.Close()
 	var st runStats
-	m := meterCPU(pids...)
+	m, cm := meterCPU(pids...), clientMeter()
 	start := time.Now()
 	for len(remaining) > 0 {
 		fs := cl.PollFetches(ctx)
@@ -289,6 +296,7 @@ func kafkaConsume(ctx context.Context, addr []string, topic string, from, to map
 	}
 	st.elapsed = time.Since(start)
 	st.cpu = m.seconds()
+	st.clientCPU = cm.seconds()
 	return st, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Unit tests of the harness's pure pieces (cd bench/kvbench && go test .);
@@ -270,5 +271,39 @@ func TestRestoreWorkload(t *testing.T) {
 		if cfg.restoreKeys <= 0 || cfg.restoreWrite <= 0 || cfg.restoreReps <= 0 {
 			t.Fatalf("%s: restore sizes unset", cfg.mode)
 		}
+	}
+}
+// A Kafka restart whose JVM start varied more than its scan took used to
+// print a negative scan rate (-0.0077 GB/s in a smoke run); it has no rate.
+func TestScanRate(t *testing.T) {
+	if v := scanRate(1000, 2, 1); v != 1 {
+		t.Fatalf("1000 MB in 1 s beyond empty: %v GB/s", v)
+	}
+	for _, c := range [][3]float64{{34, 18.6, 23.0}, {34, 5, 5}, {0, 5, 1}, {math.NaN(), 5, 1}, {34, 5, math.NaN()}} {
+		if v := scanRate(c[0], c[1], c[2]); !math.IsNaN(v) {
+			t.Fatalf("scanRate%v = %v, want NaN", c, v)
+		}
+	}
+}
+
+// The full run's budget covers every scenario and fits the 61-minute quiet
+// window; its largest data sizes need the disk space the Makefile states.
+func TestFullBudget(t *testing.T) {
+	c := fullConfig()
+	if tot := c.totalBudget(); tot > 61*time.Minute {
+		t.Fatalf("full run budget %v > 61 min", tot)
+	}
+	for _, sc := range scenarios {
+		if c.budget[sc.id] <= 0 {
+			t.Errorf("scenario %s has no budget", sc.id)
+		}
+	}
+	if need := c.diskNeed(); need != 35*gb {
+		t.Errorf("disk need %d GiB, the Makefile says 35 GiB", need/gb)
+	}
+	r := &runner{cfg: c, durs: map[string]time.Duration{"produce": 17 * time.Minute, "consume": time.Minute}}
+	got := r.budgetList()
+	if !strings.Contains(got, "produce 11m0s / 17m0s (cut)") || !strings.Contains(got, "consume 2m30s / 1m0s,") || !strings.Contains(got, "rebuild 2m0s / not run") {
+		t.Fatalf("budget list %q", got)
 	}
 }

@@ -23,9 +23,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 type runner struct {
@@ -69,6 +72,7 @@ type notRun struct{ Scenario, What, Why string }
 type profileTop struct {
 	Scenario, Name, File, Top string
 	Util                      string // "Total samples" share: CPU used / wall time
+	Seconds                   int    // the profile's duration (0: the run's profileSeconds)
 }
 
 func (r *runner) note(scen, format string, args ...any) {
@@ -109,6 +113,7 @@ var scenarios = []scenario{
 func main() {
 	var (
 		quick    = flag.Bool("quick", false, "the reduced run (make bench-quick)")
+		tiny     = flag.Bool("tiny", false, "the smoke run: every scenario with Apache Kafka at the smallest sizes, to check the harness end to end (figures meaningless)")
 		root     = flag.String("root", ".", "kvlog repository root")
 		out      = flag.String("out", "", "results directory (default <root>/bench/results/<date>)")
 		only     = flag.String("scenarios", "", "comma-separated scenario ids to run (default all): produce,consume,latency,rebuild,compaction,recovery,scale,replicated,partitions,lookup,txn,restore")
@@ -119,6 +124,8 @@ func main() {
 		from     = flag.String("from", "", "only write the report and charts again from this results directory's raw data")
 		kafkaAll = flag.Bool("kafka-everywhere", false, "quick run: Apache Kafka in every scenario, as in the full run")
 		cells    = flag.String("cells", "", "produce cells instead of the mode's matrix, comma-separated partitions/valueBytes/keys/acks/codec (e.g. 8/1024/1000/all/none,1000/1024/1000/all/none)")
+		producer = flag.String("producer", "", "produce scenario's load generator of Kafka-protocol systems: raw (pre-encoded requests, the default), kgo (franz-go's producer) or both (each run with both, alternating; the kgo figures are reported beside)")
+		consumer = flag.String("consumer", "", "consume scenario's consumer of Kafka-protocol systems: raw (Fetch requests counting records from batch headers), kgo (franz-go's consumer) or both (the default: each read with both, alternating; the raw figures are the main ones, the kgo ones reported beside)")
 		systems  = flag.String("systems", "", "comma-separated systems to run (default all), e.g. kvlog,kvlog-before,kafka,kafka-fsync")
 	)
 	flag.Parse()
@@ -130,13 +137,20 @@ func main() {
 		}
 		return
 	}
-	if err := run(*quick, *root, *out, *only, *reps, *keepTmp, *kafkaAll, *base, *cells, *systems); err != nil {
+	mode := "full"
+	switch {
+	case *tiny:
+		mode = "tiny"
+	case *quick:
+		mode = "quick"
+	}
+	if err := run(mode, *root, *out, *only, *reps, *keepTmp, *kafkaAll, *base, *cells, *systems, *producer, *consumer); err != nil {
 		fmt.Fprintln(os.Stderr, "kvbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(quick bool, root, out, only string, reps int, keepTmp, kafkaAll bool, baseline, cells, systems string) error {
+func run(mode string, root, out, only string, reps int, keepTmp, kafkaAll bool, baseline, cells, systems, producer, consumer string) error {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return err
@@ -144,10 +158,7 @@ func run(quick bool, root, out, only string, reps int, keepTmp, kafkaAll bool, b
 	if b, err := os.ReadFile(filepath.Join(root, "go.mod")); err != nil || !strings.Contains(string(b), "module github.com/kvlog/kvlog\n") {
 		return fmt.Errorf("%s is not the kvlog repository root (-root)", root)
 	}
-	cfg := fullConfig()
-	if quick {
-		cfg = quickConfig()
-	}
+	cfg := configFor(mode)
 	if reps > 0 {
 		cfg.reps = reps
 	}
@@ -156,6 +167,20 @@ func run(quick bool, root, out, only string, reps int, keepTmp, kafkaAll bool, b
 	}
 	if kafkaAll {
 		cfg.kafkaEverywhere = true
+	}
+	switch consumer {
+	case "":
+	case genRaw, genKgo, genBoth:
+		cfg.consumer = consumer
+	default:
+		return fmt.Errorf("-consumer %q: raw, kgo or both", consumer)
+	}
+	switch producer {
+	case "":
+	case genRaw, genKgo, genBoth:
+		cfg.producer = producer
+	default:
+		return fmt.Errorf("-producer %q: raw, kgo or both", producer)
 	}
 	if cells != "" {
 		if cfg.produceCells, err = parseCells(cells); err != nil {
@@ -187,6 +212,17 @@ func run(quick bool, root, out, only string, reps int, keepTmp, kafkaAll bool, b
 		defer os.RemoveAll(r.tmp)
 	}
 	logf("kvbench %s: results in %s, temp %s", cfg.mode, r.out, r.tmp)
+	if t := cfg.totalBudget(); t > 0 {
+		logf("expected duration on a quiet machine: %v (each scenario cut at %.1f× its share)", t, budgetCap)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(r.tmp, &fs); err == nil {
+		free, need := int64(fs.Bavail)*int64(fs.Bsize), cfg.diskNeed()
+		if free < need {
+			logf("WARNING: %s has %.1f GB free, the run's largest data sizes need about %.1f GB: the recovery or scale scenario will fail for space (free some, or choose -scenarios)", r.tmp, float64(free)/1e9, float64(need)/1e9)
+			r.note("machine", "the temp dir had %.1f GB free at the start, the run's largest data sizes need about %.1f GB", float64(free)/1e9, float64(need)/1e9)
+		}
+	}
 	if err := r.build(); err != nil {
 		return err
 	}
@@ -222,7 +258,11 @@ func run(quick bool, root, out, only string, reps int, keepTmp, kafkaAll bool, b
 		r.st.add("load", sc.id, "machine", "load1", "", loadAvg())
 		logf("=== scenario %s (load average %.1f)", sc.id, loadAvg())
 		start := time.Now()
-		sctx, cancel := context.WithTimeout(ctx, cfg.scenarioTimeout)
+		timeout := cfg.scenarioTimeout
+		if b := cfg.budget[sc.id]; b > 0 {
+			timeout = min(timeout, time.Duration(budgetCap*float64(b)))
+		}
+		sctx, cancel := context.WithTimeout(ctx, timeout)
 		err := safeRun(func() error { return sc.run(sctx, r) })
 		cancel()
 		r.durs[sc.id] = time.Since(start)
@@ -360,6 +400,26 @@ func (r *runner) profile(ctx context.Context, in *instance, scen, name string, s
 		return
 	}
 	file := filepath.Join(r.raw, "profiles", strings.NewReplacer(" ", "_", "=", "", "/", "_").Replace(fmt.Sprintf("%s-%s.pprof", scen, name)))
+	// The load generator (this process: franz-go or the pre-encoded
+	// requests) is profiled over the same window: when it, not kvlogd,
+	// sets the rate, its profile says so.
+	clientFile := strings.TrimSuffix(file, ".pprof") + "-client.pprof"
+	var clientOut *os.File
+	if f, err := os.Create(clientFile); err == nil {
+		if pprof.StartCPUProfile(f) == nil {
+			clientOut = f
+		} else {
+			f.Close()
+		}
+	}
+	stopClient := func() {
+		if clientOut != nil {
+			pprof.StopCPUProfile()
+			clientOut.Close()
+			clientOut = nil
+		}
+	}
+	defer stopClient()
 	done := make(chan error, 1)
 	go func() {
 		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", in.http, seconds))
@@ -396,16 +456,26 @@ loop:
 			break
 		}
 	}
+	stopClient()
 	if perr != nil {
 		r.note(scen, "profile %s failed: %v", name, perr)
 		return
 	}
-	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=15", r.bins.kvlogd, file).CombinedOutput()
+	if self, err := os.Executable(); err == nil {
+		r.keepProfile(scen, "client (kvbench, the load generator) during "+name, self, clientFile, seconds)
+	}
+	r.keepProfile(scen, name, r.bins.kvlogd, file, seconds)
+}
+
+// keepProfile keeps `go tool pprof -top` (flat, then -cum) of a CPU profile
+// of bin for the report.
+func (r *runner) keepProfile(scen, name, bin, file string, seconds int) {
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=15", bin, file).CombinedOutput()
 	if err != nil {
 		r.note(scen, "go tool pprof %s failed: %v", name, err)
 		return
 	}
-	cum, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=25", r.bins.kvlogd, file).CombinedOutput()
+	cum, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=25", bin, file).CombinedOutput()
 	if err == nil {
 		// The cumulative view without its repeated header.
 		lines := strings.Split(string(cum), "\n")
@@ -432,7 +502,7 @@ loop:
 		}
 		lines = append(lines, l)
 	}
-	r.profiles = append(r.profiles, profileTop{Scenario: scen, Name: name, File: filepath.Base(file), Top: strings.Join(lines, "\n"), Util: util})
+	r.profiles = append(r.profiles, profileTop{Scenario: scen, Name: name, File: filepath.Base(file), Top: strings.Join(lines, "\n"), Util: util, Seconds: seconds})
 }
 
 // loadAvg is the 1-minute load average (/proc/loadavg).

@@ -197,6 +197,9 @@ func (r *runner) writeKafkaGoals(w *md) {
 	}
 	w.p("Apache Kafka %s (Maven jars, %s) as one KRaft node, kafka-server-start.sh's JVM flags with its 1 GiB heap; the replicated peer is Kafka %s in ZooKeeper mode. Durability pairs: **kvlog** (fsync before acknowledging acks=all) against **kafka-fsync** (flush.messages=1: fsync after every append) is like for like; **kafka** is Kafka's default (page cache, no fsync — acknowledged data can be lost on power failure), like **kvlog-nofsync** (kvlog.fsync.acks.all=false). Every Kafka node first runs %s records through, unmeasured (JIT warm-up).",
 		orDash(r.kafkaVersion), orDash(r.javaVersion), orDash(r.kafka39Version), countName(kafkaWarmRecords))
+	if r.cfg.producer != genKgo {
+		w.p("The produce rows are driven by the same pre-encoded requests for kvlog and Kafka (acks=all without idempotence, one batch of ≤ 1 MB per request, pipelined; see Environment), so that the client's batching and compression, which franz-go does on the same two cores, do not set the rate; the consume, latency and other rows use franz-go for both.")
+	}
 	var rows [][]string
 	for _, g := range r.kafkaGoals() {
 		rows = append(rows, []string{g.goal, g.target, orDashM(g.measured), g.verdict})

@@ -125,6 +125,17 @@ func scenCompaction(ctx context.Context, r *runner) error {
 			return err
 		}
 	}
+	// Where the map-fill clean spends its time: kvlogd profiled over
+	// produce-and-clean passes of the map-fill cell with the small map
+	// (the profile's -cum view separates the cleaner from the produce).
+	if in := byName["kvlog-smallmap"]; in != nil {
+		c := cells[len(cells)-1]
+		s := shape{partitions: 1, valueLen: 100, keys: c.keys, acks: "all", comp: "none"}
+		r.profile(ctx, in, "compaction", "kvlog-smallmap produce + clean, "+c.name, 2*r.cfg.profileSeconds, func() error {
+			_, err := compactOnce(ctx, r, in, s, cfg.compactRecords)
+			return err
+		})
+	}
 	return nil
 }
 

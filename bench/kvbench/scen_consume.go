@@ -59,20 +59,54 @@ func scenConsume(ctx context.Context, r *runner) error {
 			r.addRun("consume", cell.String(), in.spec.name, "produce ", st)
 			ls = append(ls, l)
 		}
-		read := func(l *loaded) (runStats, error) {
+		// read reads l's topic from offset 0 with consumer gen (genRaw:
+		// the batch-counting consumer, genKgo: franz-go's; NATS its own).
+		read := func(l *loaded, gen string) (runStats, error) {
 			if l.in.spec.kind == natsKind {
 				return natsConsume(ctx, l.nc, l.nt, int64(l.n)+1, []int{l.in.p.pid})
 			}
+			if gen == genRaw {
+				ends, err := endOffsets(ctx, []string{l.in.addr}, l.topic)
+				if err != nil {
+					return runStats{}, err
+				}
+				return rawConsume(ctx, l.in.addr, l.topic, ends, cell.recordBytes(), []int{l.in.p.pid})
+			}
 			return kafkaConsume(ctx, []string{l.in.addr}, l.topic, nil, nil, []int{l.in.p.pid})
 		}
-		err := rotate(r.cfg.reps, ls, func(rep int, l *loaded) error {
-			st, err := read(l)
-			if err != nil {
-				return fmt.Errorf("%s warm: %w", l.in.spec.name, err)
+		// readAll reads with the configured consumer(s); with genBoth the
+		// franz-go figures go under "kgo "+prefix, alternating which goes
+		// first.
+		readAll := func(rep int, l *loaded, prefix string, before func()) error {
+			gens := []string{r.cfg.consumer}
+			if r.cfg.consumer == genBoth {
+				gens = []string{genRaw, genKgo}
+				if rep%2 == 1 {
+					gens = []string{genKgo, genRaw}
+				}
 			}
-			r.addRun("consume", cell.String(), l.in.spec.name, "warm ", st)
-			logf("  warm %-12s rep %d: %9.0f rec/s %7.1f MB/s cpu %.2f s/GB", l.in.spec.name, rep, st.recPerSec(), st.mbPerSec(), st.cpuPerGB())
+			if l.in.spec.kind == natsKind {
+				gens = []string{"nats.go"}
+			}
+			for _, gen := range gens {
+				if before != nil {
+					before()
+				}
+				st, err := read(l, gen)
+				if err != nil {
+					return fmt.Errorf("%s %s(%s consumer): %w", l.in.spec.name, prefix, gen, err)
+				}
+				p := prefix
+				if r.cfg.consumer == genBoth && gen == genKgo {
+					p = "kgo " + prefix
+				}
+				r.addRun("consume", cell.String(), l.in.spec.name, p, st)
+				logf("  %s%-12s rep %d %s: %9.0f rec/s %7.1f MB/s cpu %.2f s/GB", prefix, l.in.spec.name, rep, gen, st.recPerSec(), st.mbPerSec(), st.cpuPerGB())
+			}
 			return nil
+		}
+		err := rotate(r.cfg.reps, ls, func(rep int, l *loaded) error {
+			return readAll(rep, l, "warm ", nil)
 		})
 		if err != nil {
 			return err
@@ -85,16 +119,12 @@ func scenConsume(ctx context.Context, r *runner) error {
 			cold = append(cold, l)
 		}
 		err = rotate(r.cfg.reps, cold, func(rep int, l *loaded) error {
-			dropCache(l.in.dir)
-			res := residentFraction(l.in.dir)
-			st, err := read(l)
-			if err != nil {
-				return fmt.Errorf("%s cold: %w", l.in.spec.name, err)
-			}
-			r.addRun("consume", cell.String(), l.in.spec.name, "cold ", st)
-			r.st.add("consume", cell.String(), l.in.spec.name, "cold resident", "fraction", res)
-			logf("  cold %-12s rep %d: %9.0f rec/s %7.1f MB/s cpu %.2f s/GB (resident before: %.0f%%)", l.in.spec.name, rep, st.recPerSec(), st.mbPerSec(), st.cpuPerGB(), 100*res)
-			return nil
+			return readAll(rep, l, "cold ", func() {
+				dropCache(l.in.dir)
+				res := residentFraction(l.in.dir)
+				r.st.add("consume", cell.String(), l.in.spec.name, "cold resident", "fraction", res)
+				logf("  cold %-12s resident before: %.0f%%", l.in.spec.name, 100*res)
+			})
 		})
 		if err != nil {
 			return err
@@ -102,8 +132,12 @@ func scenConsume(ctx context.Context, r *runner) error {
 		if ci == 0 {
 			for _, l := range ls {
 				if l.in.spec.name == "kvlog" {
-					r.profile(ctx, l.in, "consume", "kvlog warm "+cell.String(), r.cfg.profileSeconds, func() error {
-						_, err := read(l)
+					gen := r.cfg.consumer
+					if gen == genBoth {
+						gen = genRaw
+					}
+					r.profile(ctx, l.in, "consume", "kvlog warm "+cell.String()+" ("+gen+" consumer)", r.cfg.profileSeconds, func() error {
+						_, err := read(l, gen)
 						return err
 					})
 				}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 )
 
 // Scenario 1: produce throughput over the matrix. Every system gets a fresh
@@ -17,6 +18,10 @@ import (
 func participates(in *instance, s shape) bool {
 	switch {
 	case in.spec.name == "kvlog-nofsync", in.spec.name == "kafka-fsync":
+		return s.acks == "all"
+	case in.spec.name == "kfake-disk":
+		// A reference beside kfake-mem, in no goal: the acks=all cells
+		// only, to fit the full run's budget.
 		return s.acks == "all"
 	case in.spec.kind == natsKind:
 		return s.partitions == 1 && s.comp == "none" && s.acks == "all"
@@ -39,9 +44,17 @@ func nextName(prefix string) string {
 	return fmt.Sprintf("%s%d", prefix, topicSeq)
 }
 
-// produceOnce creates a fresh topic/stream on in, produces n records of s,
-// and removes it again.
-func produceOnce(ctx context.Context, in *instance, s shape, n int) (runStats, error) {
+// Produce load generators of Kafka-protocol systems (-producer).
+const (
+	genRaw  = "raw"  // pre-encoded requests (rawgen.go)
+	genKgo  = "kgo"  // franz-go's producer (kafkaProduce)
+	genBoth = "both" // each run with both, alternating which goes first
+)
+
+// produceOnce creates a fresh topic/stream on in, produces n records of s
+// with generator gen (genRaw or genKgo; NATS has its own), and removes it
+// again.
+func produceOnce(ctx context.Context, in *instance, s shape, n int, gen string) (runStats, error) {
 	pids := []int{in.p.pid}
 	if in.spec.kind == natsKind {
 		c, err := natsDial(in.addr)
@@ -56,8 +69,24 @@ func produceOnce(ctx context.Context, in *instance, s shape, n int) (runStats, e
 		defer c.remove(ctx, t)
 		return natsProduce(ctx, c, t, s, 0, n, pids)
 	}
-	topic := nextName("produce-")
 	addr := []string{in.addr}
+	if gen == genRaw {
+		version, err := produceVersion(ctx, in.addr)
+		if err != nil {
+			return runStats{}, fmt.Errorf("ApiVersions: %w", err)
+		}
+		c, err := rawCellFor(s, 0, n, version)
+		if err != nil {
+			return runStats{}, fmt.Errorf("encoding %s: %w", s, err)
+		}
+		topic := rawTopicName()
+		if err := createTopic(ctx, addr, topic, s.partitions, 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
+			return runStats{}, err
+		}
+		defer deleteTopic(ctx, addr, topic)
+		return rawProduce(ctx, in.addr, c, version, topic, pids)
+	}
+	topic := nextName("produce-")
 	if err := createTopic(ctx, addr, topic, s.partitions, 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
 		return runStats{}, err
 	}
@@ -82,12 +111,30 @@ func scenProduce(ctx context.Context, r *runner) error {
 		logf("produce cell %d/%d: %s", ci+1, len(r.cfg.produceCells), cell)
 		err := rotate(r.cfg.reps, parts, func(rep int, in *instance) error {
 			n := r.recordsFor(in, cell, r.cfg.produceBytes)
-			st, err := produceOnce(ctx, in, cell, n)
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", in.spec.name, cell, err)
+			gens := []string{r.cfg.producer}
+			if r.cfg.producer == genBoth {
+				gens = []string{genRaw, genKgo}
+				if rep%2 == 1 {
+					gens = []string{genKgo, genRaw}
+				}
 			}
-			r.addRun("produce", cell.String(), in.spec.name, "", st)
-			logf("  %-13s rep %d: %9.0f rec/s %7.1f MB/s  cpu %.2f s/GB", in.spec.name, rep, st.recPerSec(), st.mbPerSec(), st.cpuPerGB())
+			if in.spec.kind == natsKind {
+				gens = []string{"nats.go"} // its own generator
+			}
+			for _, gen := range gens {
+				st, err := produceOnce(ctx, in, cell, n, gen)
+				if err != nil {
+					return fmt.Errorf("%s %s (%s generator): %w", in.spec.name, cell, gen, err)
+				}
+				// The franz-go runs of -producer both are kept apart
+				// ("kgo rec/s", …); the main figures are the raw ones.
+				prefix := ""
+				if r.cfg.producer == genBoth && gen == genKgo {
+					prefix = "kgo "
+				}
+				r.addRun("produce", cell.String(), in.spec.name, prefix, st)
+				logf("  %-13s rep %d %s: %9.0f rec/s %7.1f MB/s  cpu %.2f s/GB", in.spec.name, rep, gen, st.recPerSec(), st.mbPerSec(), st.cpuPerGB())
+			}
 			return nil
 		})
 		if err != nil {
@@ -132,16 +179,39 @@ func (r *runner) profileProduce(ctx context.Context, ins []*instance, cell shape
 			continue
 		}
 		addr := []string{in.addr}
+		n := r.recordsFor(in, cell, r.cfg.produceBytes)
+		work := func(topic string) func() error {
+			return func() error {
+				_, err := kafkaProduce(ctx, addr, topic, cell, 0, n, nil)
+				return err
+			}
+		}
 		topic := nextName("profile-")
+		if r.cfg.producer != genKgo {
+			// The scenario's own generator: the pre-encoded requests.
+			version, err := produceVersion(ctx, in.addr)
+			if err != nil {
+				r.note("produce", "profile: %v", err)
+				return
+			}
+			c, err := rawCellFor(cell, 0, n, version)
+			if err != nil {
+				r.note("produce", "profile: %v", err)
+				return
+			}
+			topic = rawTopicName()
+			work = func(topic string) func() error {
+				return func() error {
+					_, err := rawProduce(ctx, in.addr, c, version, topic, nil)
+					return err
+				}
+			}
+		}
 		if err := createTopic(ctx, addr, topic, cell.partitions, 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
 			r.note("produce", "profile: %v", err)
 			return
 		}
-		n := r.recordsFor(in, cell, r.cfg.produceBytes)
-		r.profile(ctx, in, "produce", "kvlog produce "+cell.String(), r.cfg.profileSeconds, func() error {
-			_, err := kafkaProduce(ctx, addr, topic, cell, 0, n, nil)
-			return err
-		})
+		r.profile(ctx, in, "produce", "kvlog produce "+cell.String(), r.cfg.profileSeconds, work(topic))
 		deleteTopic(ctx, addr, topic)
 	}
 }
@@ -153,16 +223,28 @@ func (r *runner) addRun(scen, cell, sys, prefix string, st runStats) {
 	r.st.add(scen, cell, sys, prefix+"MB/s", "MB/s", st.mbPerSec())
 	r.st.add(scen, cell, sys, prefix+"cpu/GB", "CPU s/GB", st.cpuPerGB())
 	r.st.add(scen, cell, sys, prefix+"seconds", "s", st.elapsed.Seconds())
+	if st.clientCPU > 0 {
+		// The generator's CPU per GB and both processes' share of a core:
+		// a client near one core (or above the broker) sets the rate.
+		r.st.add(scen, cell, sys, prefix+"client cpu/GB", "CPU s/GB", st.clientCPU/(float64(st.bytes)/1e9))
+		r.st.add(scen, cell, sys, prefix+"client busy", "cores", st.clientCPU/st.elapsed.Seconds())
+		r.st.add(scen, cell, sys, prefix+"broker busy", "cores", st.cpu/st.elapsed.Seconds())
+	}
 	if st.reqMs > 0 {
 		r.st.add(scen, cell, sys, prefix+"req ms", "ms", st.reqMs)
 		r.st.add(scen, cell, sys, prefix+"req KiB", "KiB", st.reqKB)
 	}
 }
 
-// peakRate is the median produce rate of a system in a cell of the produce
-// scenario (0 when not measured).
-func (r *runner) peakRate(sys string, s shape) float64 {
-	v := median(r.st.get("produce", s.String(), sys, "rec/s"))
+// kgoPeakRate is the median franz-go produce rate of a system in a cell of
+// the produce scenario (0 when not measured with franz-go): its runs with
+// -producer kgo, or the kgo runs of -producer both; NATS's own.
+func (r *runner) kgoPeakRate(sys string, s shape) float64 {
+	m := "kgo rec/s"
+	if r.cfg.producer == genKgo || strings.HasPrefix(sys, "nats") {
+		m = "rec/s"
+	}
+	v := median(r.st.get("produce", s.String(), sys, m))
 	if v != v {
 		return 0
 	}

@@ -157,9 +157,12 @@ func recoverySize(ctx context.Context, r *runner, size int64) error {
 	}
 
 	// NATS.
-	if r.bins.nats == "" {
+	switch {
+	case r.bins.nats == "":
 		r.skip("recovery", "nats-js "+cell, "nats-server not installed")
-	} else {
+	case r.cfg.natsRecoveryMax > 0 && size > r.cfg.natsRecoveryMax:
+		r.skip("recovery", "nats-js "+cell, "NATS runs the recovery sizes up to %s only (disk space: kvlog's two logs and Kafka's already hold %s at once; time: NATS writes at a tenth of their rate)", sizeLabel(r.cfg.natsRecoveryMax), sizeLabel(3*size))
+	default:
 		if in, err = start("nats-js", specOf("nats-js")); err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -33,7 +34,8 @@ import (
 // fdatasync per partition per acks=all request is what kvlog adds, so the
 // fsync-off variant shows the rest of the cost): a fresh compacted
 // topic of P partitions receives scaleRecords 100-byte records over 100k
-// keys (acks=all), then is read from offset 0.
+// keys (scaleManyRecords from 1,000 partitions up; acks=all), then is read
+// from offset 0.
 
 func scenScale(ctx context.Context, r *runner) error {
 	if err := scaleLogSize(ctx, r, "kvlog"); err != nil {
@@ -237,8 +239,15 @@ func fetchLatencies(ctx context.Context, addr []string, topic string, leo int64,
 	return out, nil
 }
 
+// scaleRunTimeout bounds one produce-and-read run of a partition cell.
+const scaleRunTimeout = 90 * time.Second
+
 func scalePartitions(ctx context.Context, r *runner) error {
-	specs := r.available("scale", "kvlog", "kvlog-nofsync", "kfake-mem", "kfake-disk", "kafka", "kafka-fsync")
+	names := []string{"kvlog", "kvlog-nofsync", "kfake-mem", "kfake-disk", "kafka", "kafka-fsync"}
+	if r.cfg.scaleNoKfakeDisk {
+		names = slices.DeleteFunc(names, func(n string) bool { return n == "kfake-disk" })
+	}
+	specs := r.available("scale", names...)
 	ins, err := r.startAll(specs)
 	if err != nil {
 		return err
@@ -254,11 +263,20 @@ func scalePartitions(ctx context.Context, r *runner) error {
 				cins = append(cins, in)
 			}
 		}
-		err := rotate(r.cfg.reps, cins, func(rep int, in *instance) error {
+		reps := r.cfg.reps
+		if np >= 1000 && r.cfg.scaleManyReps > 0 {
+			reps = r.cfg.scaleManyReps
+		}
+		err := rotate(reps, cins, func(rep int, in *instance) error {
 			if failed[in.spec.name] {
 				return nil
 			}
 			err := func() error {
+				// A run is bounded (scaleRunTimeout): a system that takes
+				// longer sits out the rest of the cell and the larger ones,
+				// rather than holding the full run past its window.
+				ctx, cancel := context.WithTimeout(ctx, scaleRunTimeout)
+				defer cancel()
 				addr := []string{in.addr}
 				topic := nextName("parts-")
 				if err := createTopic(ctx, addr, topic, int32(np), 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
@@ -266,7 +284,11 @@ func scalePartitions(ctx context.Context, r *runner) error {
 				}
 				defer deleteTopic(ctx, addr, topic)
 				pids := []int{in.p.pid}
-				st, err := kafkaProduce(ctx, addr, topic, s, 0, r.cfg.scaleRecords, pids)
+				n := r.cfg.scaleRecords
+				if np >= 1000 {
+					n = r.cfg.scaleManyRecords
+				}
+				st, err := kafkaProduce(ctx, addr, topic, s, 0, n, pids)
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", in.spec.name, cell, err)
 				}

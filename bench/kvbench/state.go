@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -28,12 +29,14 @@ type state struct {
 	// Apache Kafka.
 	KafkaVersion, Kafka39Version, JavaVersion, KafkaWhy string
 	KafkaEverywhere                                     bool
+	Producer                                            string // produce load generator
+	Consumer                                            string // consume scenario's consumer
 }
 
 func (r *runner) saveState() error {
 	st := state{Mode: r.cfg.mode, Reps: r.cfg.reps, Started: r.started, Elapsed: r.elapsed, Notes: r.notes, NotRun: r.notRun,
 		Profiles: r.profiles, RanScen: r.ranScen, Durs: r.durs, CleanerWhy: r.cleanerWhy, NatsVersion: r.natsVersion, Env: r.env,
-		KafkaVersion: r.kafkaVersion, Kafka39Version: r.kafka39Version, JavaVersion: r.javaVersion, KafkaWhy: r.kafkaWhy, KafkaEverywhere: r.cfg.kafkaEverywhere}
+		KafkaVersion: r.kafkaVersion, Kafka39Version: r.kafka39Version, JavaVersion: r.javaVersion, KafkaWhy: r.kafkaWhy, KafkaEverywhere: r.cfg.kafkaEverywhere, Producer: r.cfg.producer, Consumer: r.cfg.consumer}
 	b, err := json.MarshalIndent(st, "", " ")
 	if err != nil {
 		return err
@@ -52,16 +55,15 @@ func regenerate(dir string) error {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return fmt.Errorf("state.json: %w", err)
 	}
-	cfg := fullConfig()
-	if st.Mode == "quick" {
-		cfg = quickConfig()
-	}
+	cfg := configFor(st.Mode)
 	cfg.reps = st.Reps
 	r := &runner{cfg: cfg, out: dir, raw: filepath.Join(dir, "raw"), st: newStore(), notes: st.Notes, notRun: st.NotRun, profiles: st.Profiles,
 		ranScen: st.RanScen, durs: st.Durs, cleanerWhy: st.CleanerWhy, natsVersion: st.NatsVersion, env: st.Env,
 		started: st.Started, elapsed: st.Elapsed, charts: map[string][]string{},
 		kafkaVersion: st.KafkaVersion, kafka39Version: st.Kafka39Version, javaVersion: st.JavaVersion, kafkaWhy: st.KafkaWhy, kafkaCP: "from raw data"}
 	cfg.kafkaEverywhere = st.KafkaEverywhere
+	// Runs saved before the generators were recorded used franz-go.
+	cfg.producer, cfg.consumer = cmp.Or(st.Producer, genKgo), cmp.Or(st.Consumer, genKgo)
 	if r.notes == nil {
 		r.notes = map[string][]string{}
 	}
