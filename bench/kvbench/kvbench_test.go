@@ -273,6 +273,7 @@ func TestRestoreWorkload(t *testing.T) {
 		}
 	}
 }
+
 // A Kafka restart whose JVM start varied more than its scan took used to
 // print a negative scan rate (-0.0077 GB/s in a smoke run); it has no rate.
 func TestScanRate(t *testing.T) {
