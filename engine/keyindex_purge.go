@@ -29,7 +29,8 @@ import (
 //  4. apply under the index lock, each only if its entry did not change
 //     meanwhile (a newer record of the digest, a lookup's repair).
 //
-// The checkpoint written right after holds the purged table. A swap while
+// When the purge changed the table, the goroutine writes the checkpoint
+// again: it then holds the purged table. A swap while
 // the index is not loaded keeps its range until the index is loaded and
 // checkpointed (its checkpoint may predate the swap); a range noted and not
 // purged when the broker stops is forgotten: lookups then repair such
@@ -71,6 +72,65 @@ func addOffsetRange(rs []offsetRange, r offsetRange) []offsetRange {
 		out = []offsetRange{{out[0].from, out[len(out)-1].to}}
 	}
 	return out
+}
+
+// keyIndexPurgeHook, when set (tests), runs first on every purge
+// goroutine.
+var keyIndexPurgeHook func(l *Log)
+
+// startKeyIndexPurge starts the goroutine purging the ranges noted by
+// cleaner swaps from ki, unless there are none or one is running.
+func (l *Log) startKeyIndexPurge(ki *keyIndex) {
+	l.kidxPurgeMu.Lock()
+	noted := len(l.kidxPurge) > 0
+	l.kidxPurgeMu.Unlock()
+	if !noted {
+		return
+	}
+	ki.purgeMu.Lock()
+	defer ki.purgeMu.Unlock()
+	if ki.purgeDone != nil {
+		select {
+		case <-ki.purgeDone:
+		default:
+			return // running; the next checkpoint starts another
+		}
+	}
+	done := make(chan struct{})
+	ki.purgeDone = done
+	hook := keyIndexPurgeHook
+	go func() {
+		defer close(done)
+		if hook != nil {
+			hook(l)
+		}
+		n, err := l.purgeCleaned(ki)
+		switch {
+		case err != nil:
+			if !l.closed.Load() {
+				l.logger.Warn("key index: entries of removed tombstones not purged; lookups repair them", "partition", l.tp.String(), "err", err)
+			}
+		case n > 0:
+			if err := l.checkpointKeyIndexIf(ki, 0, true); err != nil {
+				l.logger.Error("key index checkpoint after a purge failed", "partition", l.tp.String(), "err", err)
+			}
+		}
+	}()
+}
+
+// waitKeyIndexPurge waits until the purge goroutine of the log's key
+// index, if one was started, has ended.
+func (l *Log) waitKeyIndexPurge() {
+	ki := l.kidx.Load()
+	if ki == nil {
+		return
+	}
+	ki.purgeMu.Lock()
+	done := ki.purgeDone
+	ki.purgeMu.Unlock()
+	if done != nil {
+		<-done
+	}
 }
 
 // purgeCleaned drops the entries of removed tombstones in the ranges noted
