@@ -269,17 +269,18 @@ func writeKeyIndexCheckpoint(fsys vfs.FS, path string, digestID int16, covers Of
 // one (0: whenever anything changed). The table is copied under the
 // index's lock and written without it.
 //
-// When cleaner swaps removed tombstones since the last one, it also starts
-// the goroutine dropping their entries (keyindex_purge.go), which writes
-// the checkpoint again once it changed the table: the purge reads the log
-// and must not hold up the caller (the manager checkpoints every
-// partition in one loop).
+// When cleaner swaps removed tombstones since the last one, or (minNew >
+// 0) the index is minNew offsets or more behind the last stable offset, it
+// also starts the goroutine dropping those entries and catching the index
+// up (keyindex_purge.go), which writes the checkpoint again once it
+// changed the table: that work reads the log and must not hold up the
+// caller (the manager checkpoints every partition in one loop).
 func (l *Log) CheckpointKeyIndex(minNew int64) error {
 	ki := l.kidx.Load()
 	if ki == nil || l.closed.Load() {
 		return nil
 	}
-	l.startKeyIndexPurge(ki)
+	l.startKeyIndexPurge(ki, minNew)
 	return l.checkpointKeyIndex(ki, minNew)
 }
 

@@ -233,6 +233,54 @@ func TestKeyIndexRestart(t *testing.T) {
 	}
 }
 
+// TestKeyIndexCheckpointCatchesUp: a partition written much and read
+// rarely. The periodic checkpoint catches its index up (in the
+// background) before covering it, so the first lookup after a kill -9
+// replays nothing instead of everything written since the last lookup.
+func TestKeyIndexCheckpointCatchesUp(t *testing.T) {
+	e := compactEnv(t)
+	l := e.open(true, -1)
+	defer func() { l.Close() }()
+	put(t, l, "first", "1")
+	l.SetHighWatermark(l.LogEndOffset())
+	if err := l.LoadKeyIndex(); err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]testRecord, 1000)
+	for n := 0; n < keyIndexCheckpointEvery+1000; n += len(recs) {
+		for i := range recs {
+			recs[i] = testRecord{key: []byte(fmt.Sprintf("k%d", n+i)), value: []byte("v"), ts: 1000}
+		}
+		if _, err := l.Append(makeBatch(t, record.CodecNone, recs), 0); err != nil {
+			t.Fatal(err)
+		}
+		l.SetHighWatermark(l.LogEndOffset())
+	}
+	leo := l.LogEndOffset()
+	if err := l.CheckpointKeyIndex(keyIndexCheckpointEvery); err != nil {
+		t.Fatal(err)
+	}
+	l.waitKeyIndexPurge() // the catch-up runs on its own goroutine
+	if st := l.KeyIndexStats(); st.Applied != leo {
+		t.Fatalf("index applied %d after the periodic checkpoint, want the log end %d", st.Applied, leo)
+	}
+	buf, err := os.ReadFile(KeyIndexFileName(e.dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := ParseKeyIndexCheckpoint(buf); err != nil || c.Covers != leo {
+		t.Fatalf("checkpoint covers %d, want %d (%v)", c.Covers, leo, err)
+	}
+	crashClose(l)
+	l = e.open(false, leo)
+	l.SetHighWatermark(l.LogEndOffset())
+	expectLookup(t, l, fmt.Sprintf("k%d", keyIndexCheckpointEvery), "v")
+	expectLookup(t, l, "first", "1")
+	if st := l.KeyIndexStats(); st.Replayed != 0 {
+		t.Fatalf("the first lookup after a kill -9 replayed %d records, want 0", st.Replayed)
+	}
+}
+
 // TestKeyIndexCheckpointBeyondTruncation: a checkpoint covering offsets a
 // truncation removed is deleted, so a restart after the log grew again
 // does not trust it.
