@@ -133,7 +133,12 @@ var errStale = errors.New("stale keep-alive connection")
 // roundTrip sends GET target on a connection of e and reads the answer.
 func (e *lookupEndpoint) roundTrip(ctx context.Context, target []byte) (lookupAnswer, error) {
 	for attempt := 0; ; attempt++ {
-		c := e.get()
+		var c *lookupConn
+		if attempt == 0 {
+			// Sent again on a new connection: the other idle ones may be
+			// as stale (the broker restarted, a proxy closed them).
+			c = e.get()
+		}
 		reused := c != nil
 		if c == nil {
 			var err error

@@ -78,7 +78,12 @@ func fakeKeys(t *testing.T, other string) (*httptest.Server, *atomic.Int64) {
 		case "slow":
 			<-r.Context().Done()
 		default:
-			t.Errorf("unexpected key %q", key)
+			if !strings.HasPrefix(string(key), "echo-") {
+				t.Errorf("unexpected key %q", key)
+				return
+			}
+			meta(0)
+			w.Write(key)
 		}
 	}))
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
@@ -160,5 +165,37 @@ func TestLookupOwnTransport(t *testing.T) {
 	}
 	if n := conns.Load(); n != before+1 {
 		t.Fatalf("%d new connections after the timed-out lookup, want 1 (its connection is not reused)", n-before)
+	}
+}
+
+// TestLookupConcurrent: concurrent lookups on the own transport's
+// connections each get their own answer, also while the broker closes
+// connections under them.
+func TestLookupConcurrent(t *testing.T) {
+	srv, _ := fakeKeys(t, "")
+	opts := LookupOptions{HTTP: srv.URL}
+	ctx := context.Background()
+	const workers, each = 16, 200
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		go func(w int) {
+			for i := 0; i < each; i++ {
+				key := fmt.Sprintf("echo-%d-%d", w, i)
+				res, err := Lookup(ctx, "t", []byte(key), opts)
+				if err != nil || !res.Found || string(res.Value) != key {
+					errs <- fmt.Errorf("lookup %s: %q, %v", key, res.Value, err)
+					return
+				}
+				if w == 0 && i%100 == 99 {
+					srv.CloseClientConnections()
+				}
+			}
+			errs <- nil
+		}(w)
+	}
+	for w := 0; w < workers; w++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -57,8 +57,10 @@ var lookupKeysFlag int
 // lookupOnly is -lookup-only: "single" runs only the single-key latency
 // and 16-client throughput measurements (and the CPU profiles of kvlogd
 // and of this load generator), skipping batchGet, cold page cache,
-// replay, restarts and the produce comparison.
-var lookupOnly = flag.String("lookup-only", "", "lookup scenario: \"single\" measures only single-key latency and throughput (with profiles)")
+// replay, restarts and the produce comparison; "restart" loads only
+// kvlog's 1-partition topic and measures only the restarts to the first
+// lookup answered (after SIGTERM and after kill -9).
+var lookupOnly = flag.String("lookup-only", "", "lookup scenario: \"single\" measures only single-key latency and throughput (with profiles), \"restart\" only kvlog's restarts to the first lookup")
 
 type lookupVariant struct {
 	name string
@@ -128,7 +130,11 @@ func scenLookup(ctx context.Context, r *runner) error {
 	// so its cost grows with the producer's batches (franz-go's default
 	// allows 1 MB; the report notes it).
 	s := shape{partitions: 1, valueLen: 100, keys: keys, acks: "all", comp: "none"}
-	specs := r.available("lookup", "kvlog", "nats-kv")
+	systems := []string{"kvlog", "nats-kv"}
+	if *lookupOnly == "restart" {
+		systems = systems[:1]
+	}
+	specs := r.available("lookup", systems...)
 	r.note("lookup", "kvlog's data is produced in batches of at most 16 KiB (the Java producer's default batch.size, franz-go's default is 1 MB), uncompressed: a lookup reads and decompresses the whole batch holding the key's record, so its latency grows with the producer's batch size and codec.")
 	ins, err := r.startAll(specs)
 	if err != nil {
@@ -146,7 +152,11 @@ func scenLookup(ctx context.Context, r *runner) error {
 		case "kvlogd":
 			kv = in
 			addr := []string{in.addr}
-			for _, parts := range []int32{1, 8} {
+			partCounts := []int32{1, 8}
+			if *lookupOnly == "restart" {
+				partCounts = partCounts[:1]
+			}
+			for _, parts := range partCounts {
 				topic := fmt.Sprintf("look-p%d", parts)
 				if err := createTopic(ctx, addr, topic, parts, 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
 					return err
@@ -201,7 +211,11 @@ func scenLookup(ctx context.Context, r *runner) error {
 	if len(vs) == 0 {
 		return fmt.Errorf("no system to look keys up in")
 	}
-	err = rotate(r.cfg.reps, vs, func(rep int, v lookupVariant) error {
+	reps := r.cfg.reps
+	if *lookupOnly == "restart" {
+		reps = 0
+	}
+	err = rotate(reps, vs, func(rep int, v lookupVariant) error {
 		runtime.GC()
 		rng := rand.New(rand.NewPCG(uint64(rep), 10))
 		lat := make([]float64, lookupSingleN)
@@ -239,6 +253,9 @@ func scenLookup(ctx context.Context, r *runner) error {
 	})
 	if err != nil {
 		return err
+	}
+	if *lookupOnly == "restart" {
+		return lookupRestarts(ctx, r, cell, kv, all)
 	}
 	for _, v := range vs {
 		// Where the load generator's time goes (its client library
@@ -288,36 +305,8 @@ func scenLookup(ctx context.Context, r *runner) error {
 		r.st.add("lookup", cell, "kvlog replay get", "seconds", "s", st.elapsed.Seconds())
 		logf("  kvlog replay get rep %d: %.3f s", rep, st.elapsed.Seconds())
 	}
-	// Restart to the first lookup answered.
-	get := kvlogGet(kv.http, "look-p1", nil)
-	for rep := 0; rep < r.cfg.reps; rep++ {
-		for _, clean := range []bool{true, false} {
-			if clean {
-				kv.p.stop(5 * time.Minute)
-			} else {
-				kv.p.kill()
-			}
-			start := time.Now()
-			if err := kv.launch(); err != nil {
-				return err
-			}
-			for {
-				found, err := get(ctx, all[rep])
-				if err == nil && found {
-					break
-				}
-				if time.Since(start) > 5*time.Minute {
-					return fmt.Errorf("no lookup answered within 5 minutes of the restart: %v", err)
-				}
-				time.Sleep(time.Millisecond)
-			}
-			name := "kvlog restart after kill -9"
-			if clean {
-				name = "kvlog restart after SIGTERM"
-			}
-			r.st.add("lookup", cell, name, "restart to lookup s", "s", time.Since(start).Seconds())
-			logf("  %s rep %d: first lookup after %.3f s", name, rep, time.Since(start).Seconds())
-		}
+	if err := lookupRestarts(ctx, r, cell, kv, all); err != nil {
+		return err
 	}
 	// Produce with the index on and off.
 	for _, t := range []struct {
@@ -347,6 +336,43 @@ func scenLookup(ctx context.Context, r *runner) error {
 		return nil
 	})
 	return err
+}
+
+// lookupRestarts measures kvlogd's restart to the first lookup answered,
+// after SIGTERM and after kill -9, reps times (the machine's load
+// average logged with each).
+func lookupRestarts(ctx context.Context, r *runner, cell string, kv *instance, all [][]byte) error {
+	get := kvlogGet(kv.http, "look-p1", nil)
+	for rep := 0; rep < r.cfg.reps; rep++ {
+		for _, clean := range []bool{true, false} {
+			if clean {
+				kv.p.stop(5 * time.Minute)
+			} else {
+				kv.p.kill()
+			}
+			start := time.Now()
+			if err := kv.launch(); err != nil {
+				return err
+			}
+			for {
+				found, err := get(ctx, all[rep])
+				if err == nil && found {
+					break
+				}
+				if time.Since(start) > 5*time.Minute {
+					return fmt.Errorf("no lookup answered within 5 minutes of the restart: %v", err)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			name := "kvlog restart after kill -9"
+			if clean {
+				name = "kvlog restart after SIGTERM"
+			}
+			r.st.add("lookup", cell, name, "restart to lookup s", "s", time.Since(start).Seconds())
+			logf("  %s rep %d: first lookup after %.3f s (load average %.1f)", name, rep, time.Since(start).Seconds(), loadAvg())
+		}
+	}
+	return nil
 }
 
 // profileLoadgen writes a CPU profile of this process while v's
