@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -512,8 +511,7 @@ func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 		}
 	}
 	var r record.Record
-	section, n, delta := skipToRecord(section, hdr, int32(off-Offset(hdr.BaseOffset())))
-	found, err := dec.RecordAt(section, n, delta, &r)
+	found, err := dec.RecordAt(section, hdr.NumRecords(), int32(off-Offset(hdr.BaseOffset())), &r)
 	if err != nil {
 		return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
 	}
@@ -673,32 +671,6 @@ func (l *Log) readBatchFast(off Offset) (b record.Batch, done func(), found bool
 	}
 	done()
 	return nil, noop, false
-}
-
-// skipToRecord moves the start of a batch's records section to the
-// record of offset delta when the batch's offset deltas are dense (0 to
-// NumRecords-1, as every producer batch the cleaner did not thin out):
-// that record is then the delta-th, and the records before it are skipped
-// by their lengths alone instead of decoded up to their offset deltas (a
-// lookup's main CPU cost in a batch of a hundred records). It returns the
-// section, record count and delta for RecordAt: unchanged when the deltas
-// are not dense or a length does not fit (RecordAt then reports it).
-// Deltas that are not what the count promises (a malformed batch) make
-// RecordAt miss the record, and the lookup falls back to its scan.
-func skipToRecord(section []byte, hdr record.Batch, delta int32) ([]byte, int32, int32) {
-	n := hdr.NumRecords()
-	if delta <= 0 || delta >= n || hdr.LastOffsetDelta() != n-1 {
-		return section, n, delta
-	}
-	p := 0
-	for k := int32(0); k < delta; k++ {
-		length, j := binary.Varint(section[p:])
-		if j <= 0 || length <= 0 || length > int64(len(section)-p-j) {
-			return section, n, delta
-		}
-		p += j + int(length)
-	}
-	return section[p:], n - delta, delta
 }
 
 // walkToBatch finds the batch holding off in data (a segment's bytes, its

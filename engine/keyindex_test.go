@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -927,38 +926,5 @@ func TestDigestTablePutBatch(t *testing.T) {
 		if per := float64(got.bytes()) / float64(got.len()); per > 32 {
 			t.Fatalf("round %d: %.1f bytes per entry, more than 32", round, per)
 		}
-	}
-}
-
-// TestSkipToRecord: in a batch with dense offset deltas the record of
-// every delta is found after skipping the records before it by their
-// lengths, and a batch whose deltas are not dense is left to RecordAt.
-func TestSkipToRecord(t *testing.T) {
-	var recs []testRecord
-	for i := 0; i < 50; i++ {
-		recs = append(recs, testRecord{key: []byte(fmt.Sprintf("key-%d", i)), value: bytes.Repeat([]byte{'v'}, i*7), ts: 1000 + int64(i)})
-	}
-	b := record.Batch(makeBatch(t, record.CodecNone, recs))
-	var dec record.Decoder
-	section, err := dec.Section(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for d := int32(0); d < 50; d++ {
-		sec, n, delta := skipToRecord(section, b, d)
-		if d > 0 && (n != 50-d || len(sec) >= len(section)) {
-			t.Fatalf("delta %d: %d records left of %d bytes, want %d and fewer bytes than %d", d, n, len(sec), 50-d, len(section))
-		}
-		var r record.Record
-		found, err := dec.RecordAt(sec, n, delta, &r)
-		if err != nil || !found || string(r.Key) != fmt.Sprintf("key-%d", d) || len(r.Value) != int(d)*7 {
-			t.Fatalf("delta %d: found %v key %q (%d-byte value), %v", d, found, r.Key, len(r.Value), err)
-		}
-	}
-	// A count that does not match the last delta: nothing skipped.
-	bad := bytes.Clone(b)
-	binary.BigEndian.PutUint32(bad[record.OffNumRecords:], 49)
-	if sec, n, _ := skipToRecord(section, record.Batch(bad), 10); n != 49 || len(sec) != len(section) {
-		t.Fatalf("deltas not dense: skipped to %d records of %d bytes", n, len(sec))
 	}
 }
