@@ -156,6 +156,8 @@ func (o LookupOptions) client() *http.Client {
 
 // Lookup returns key's latest committed value in topic, read by the
 // partition leader from its key index: no replay, about one disk read.
+// Without LookupOptions.Client, on a plain HTTP listener, it uses its own
+// keep-alive connections (lookup_conn.go); with a Client, net/http.
 func Lookup(ctx context.Context, topic string, key []byte, opts LookupOptions) (LookupResult, error) {
 	if key == nil {
 		return LookupResult{}, ErrNilKey
@@ -163,6 +165,15 @@ func Lookup(ctx context.Context, topic string, key []byte, opts LookupOptions) (
 	base, err := opts.base()
 	if err != nil {
 		return LookupResult{}, err
+	}
+	if opts.Client == nil {
+		e, err := endpointFor(base)
+		if err != nil {
+			return LookupResult{}, err
+		}
+		if e.direct {
+			return lookupDirect(ctx, e, topic, key, opts)
+		}
 	}
 	q := url.Values{}
 	q.Set("key_b64", base64.StdEncoding.EncodeToString(key))
@@ -176,16 +187,110 @@ func Lookup(ctx context.Context, topic string, key []byte, opts LookupOptions) (
 	if opts.Wait > 0 {
 		q.Set("timeout_ms", strconv.FormatInt(opts.Wait.Milliseconds(), 10))
 	}
-	u := base + "/v1/topics/" + url.PathEscape(topic) + "/keys?" + q.Encode()
+	return lookupNetHTTP(ctx, opts.client(), topic, base+"/v1/topics/"+url.PathEscape(topic)+"/keys?"+q.Encode())
+}
+
+// lookupNetHTTP asks u (a lookup URL with format=json) through hc.
+func lookupNetHTTP(ctx context.Context, hc *http.Client, topic, u string) (LookupResult, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return LookupResult{}, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
 	var j lookupJSON
-	if err := doLookup(opts.client(), req, &j); err != nil {
+	if err := doLookup(hc, req, &j); err != nil {
 		return LookupResult{}, topicErr(topic, "lookup", err)
 	}
 	return j.result()
+}
+
+// lookupDirect is Lookup on the own transport. It asks for the raw
+// answer (the value as the body, its metadata in X-Kvlog-* headers), and
+// again as JSON when the record has headers (the raw answer only counts
+// them). It follows a follower's redirect to the leader.
+func lookupDirect(ctx context.Context, e *lookupEndpoint, topic string, key []byte, opts LookupOptions) (LookupResult, error) {
+	target := make([]byte, 0, len(e.prefix)+len(topic)+len(key)*4/3+96)
+	target = append(target, e.prefix...)
+	target = append(target, "/v1/topics/"...)
+	target = append(target, url.PathEscape(topic)...)
+	target = append(target, "/keys?key_b64="...)
+	target = base64.RawURLEncoding.AppendEncode(target, key)
+	if opts.Explicit {
+		target = append(target, "&partition="...)
+		target = strconv.AppendInt(target, int64(opts.Partition), 10)
+	}
+	if opts.AtOffset {
+		target = append(target, "&min_offset="...)
+		target = strconv.AppendInt(target, opts.MinOffset, 10)
+	}
+	if opts.Wait > 0 {
+		target = append(target, "&timeout_ms="...)
+		target = strconv.AppendInt(target, opts.Wait.Milliseconds(), 10)
+	}
+	asJSON := false
+	for hops := 0; ; {
+		a, err := e.roundTrip(ctx, target)
+		if err != nil {
+			if ctxErr := lookupCtxErr(ctx); ctxErr != nil {
+				return LookupResult{}, topicErr(topic, "lookup", ctxErr)
+			}
+			if isNetErr(err) {
+				err = &unreachableError{brokers: []string{e.host}, err: err}
+			}
+			return LookupResult{}, topicErr(topic, "lookup", err)
+		}
+		switch {
+		case isRedirect(a.status) && a.location != "":
+			if hops++; hops > lookupMaxRedirect {
+				return LookupResult{}, topicErr(topic, "lookup", fmt.Errorf("more than %d redirects", lookupMaxRedirect))
+			}
+			u, err := url.Parse(a.location)
+			if err != nil {
+				return LookupResult{}, topicErr(topic, "lookup", fmt.Errorf("redirect to %q: %w", a.location, err))
+			}
+			if u.Host == "" {
+				u.Scheme, u.Host = "http", e.host
+			}
+			next, err := endpointFor(u.Scheme + "://" + u.Host)
+			if err != nil {
+				return LookupResult{}, topicErr(topic, "lookup", fmt.Errorf("redirect to %q: %w", a.location, err))
+			}
+			if !next.direct {
+				if !asJSON {
+					q := u.Query()
+					q.Set("format", "json")
+					u.RawQuery = q.Encode()
+				}
+				return lookupNetHTTP(ctx, http.DefaultClient, topic, u.String())
+			}
+			e, target = next, []byte(u.RequestURI())
+			continue
+		case asJSON:
+			var j lookupJSON
+			if err := decodeAnswer(a.status, a.body, &j); err != nil {
+				return LookupResult{}, topicErr(topic, "lookup", err)
+			}
+			return j.result()
+		case a.status == http.StatusOK && a.headerCount > 0:
+			// Only JSON carries the record's headers.
+			target = append(target, "&format=json"...)
+			asJSON = true
+			continue
+		case a.status == http.StatusOK && a.partition >= 0 && a.offset >= 0 && a.stable >= 0:
+			return LookupResult{Found: true, Partition: int32(a.partition), Offset: a.offset, Timestamp: time.UnixMilli(a.timestamp),
+				Key: bytes.Clone(key), Value: a.body, StableOffset: a.stable}, nil
+		case a.status == http.StatusNotFound && a.partition >= 0 && a.stable >= 0:
+			return LookupResult{Partition: int32(a.partition), Key: bytes.Clone(key), StableOffset: a.stable}, nil
+		}
+		return LookupResult{}, topicErr(topic, "lookup", answerError(a.status, a.body))
+	}
+}
+
+func isRedirect(status int) bool {
+	switch status {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	}
+	return false
 }
 
 // LookupMany looks up many keys of topic in one request (keys:batchGet),
@@ -247,22 +352,33 @@ func doLookup(hc *http.Client, req *http.Request, out any) error {
 		return &unreachableError{brokers: []string{req.URL.Host}, err: err}
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, lookupMaxBody))
 	if err != nil {
 		return fmt.Errorf("reading the answer: %w", err)
 	}
-	if resp.StatusCode == http.StatusOK || (resp.StatusCode == http.StatusNotFound && bytes.Contains(body, []byte(`"found"`))) {
+	return decodeAnswer(resp.StatusCode, body, out)
+}
+
+// decodeAnswer decodes a JSON lookup answer: a 200 (or the 404 of a
+// missing key) into out; other answers become a *LookupError.
+func decodeAnswer(status int, body []byte, out any) error {
+	if status == http.StatusOK || (status == http.StatusNotFound && bytes.Contains(body, []byte(`"found"`))) {
 		if err := json.Unmarshal(body, out); err != nil {
-			return fmt.Errorf("not a lookup answer (%s): %w", resp.Status, err)
+			return fmt.Errorf("not a lookup answer (HTTP %d): %w", status, err)
 		}
 		return nil
 	}
+	return answerError(status, body)
+}
+
+// answerError is the *LookupError of an error answer.
+func answerError(status int, body []byte) error {
 	var e struct {
 		Error   string `json:"error"`
 		Message string `json:"message"`
 	}
 	if json.Unmarshal(body, &e) != nil || e.Error == "" {
-		return &LookupError{Status: resp.StatusCode, Code: "UNKNOWN_SERVER_ERROR", Message: strings.TrimSpace(string(body))}
+		return &LookupError{Status: status, Code: "UNKNOWN_SERVER_ERROR", Message: strings.TrimSpace(string(body))}
 	}
-	return &LookupError{Status: resp.StatusCode, Code: e.Error, Message: e.Message}
+	return &LookupError{Status: status, Code: e.Error, Message: e.Message}
 }

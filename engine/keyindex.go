@@ -60,6 +60,12 @@ type keyIndex struct {
 
 	replayed  int64 // records read from the log (load and catch-ups)
 	slowScans atomic.Int64
+
+	// purgeDone is closed when the purge goroutine last started for this
+	// index (keyindex_purge.go) ends; nil when none started. Guarded by
+	// purgeMu.
+	purgeMu   sync.Mutex
+	purgeDone chan struct{}
 }
 
 func newKeyIndex() *keyIndex {

@@ -269,21 +269,30 @@ func writeKeyIndexCheckpoint(fsys vfs.FS, path string, digestID int16, covers Of
 // one (0: whenever anything changed). The table is copied under the
 // index's lock and written without it.
 //
-// It first drops the entries of tombstones removed by cleaner swaps since
-// the last one (keyindex_purge.go); a checkpoint is then written whenever
-// that changed the table.
+// When cleaner swaps removed tombstones since the last one, or (minNew >
+// 0) the index is minNew offsets or more behind the last stable offset, it
+// also starts the goroutine dropping those entries and catching the index
+// up (keyindex_purge.go), which writes the checkpoint again once it
+// changed the table: that work reads the log and must not hold up the
+// caller (the manager checkpoints every partition in one loop).
 func (l *Log) CheckpointKeyIndex(minNew int64) error {
 	ki := l.kidx.Load()
 	if ki == nil || l.closed.Load() {
 		return nil
 	}
-	if _, err := l.purgeCleaned(ki); err != nil {
-		l.logger.Warn("key index: entries of removed tombstones not purged; lookups repair them", "partition", l.tp.String(), "err", err)
-	}
+	l.startKeyIndexPurge(ki, minNew)
 	return l.checkpointKeyIndex(ki, minNew)
 }
 
 func (l *Log) checkpointKeyIndex(ki *keyIndex, minNew int64) error {
+	return l.checkpointKeyIndexIf(ki, minNew, false)
+}
+
+// checkpointKeyIndexIf is checkpointKeyIndex; with open it writes nothing
+// once the log is closing (a purge goroutine finishing after Close began
+// must not write into a closed log's directory; Close writes the
+// checkpoint itself).
+func (l *Log) checkpointKeyIndexIf(ki *keyIndex, minNew int64, open bool) error {
 	ki.mu.Lock()
 	if ki.changed == 0 && (ki.applied <= ki.ckptAt || int64(ki.applied-max(ki.ckptAt, 0)) < minNew) {
 		ki.mu.Unlock()
@@ -296,7 +305,7 @@ func (l *Log) checkpointKeyIndex(ki *keyIndex, minNew int64) error {
 	// was copied or is written must win: kidxFileMu orders the two.
 	l.kidxFileMu.Lock()
 	defer l.kidxFileMu.Unlock()
-	if l.kidx.Load() != ki {
+	if l.kidx.Load() != ki || (open && l.closed.Load()) {
 		return nil
 	}
 	if err := writeKeyIndexCheckpoint(l.fs, KeyIndexFileName(l.dir), ki.digestID, covers, slots, n); err != nil {

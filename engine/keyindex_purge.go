@@ -29,7 +29,8 @@ import (
 //  4. apply under the index lock, each only if its entry did not change
 //     meanwhile (a newer record of the digest, a lookup's repair).
 //
-// The checkpoint written right after holds the purged table. A swap while
+// When the purge changed the table, the goroutine writes the checkpoint
+// again: it then holds the purged table. A swap while
 // the index is not loaded keeps its range until the index is loaded and
 // checkpointed (its checkpoint may predate the swap); a range noted and not
 // purged when the broker stops is forgotten: lookups then repair such
@@ -71,6 +72,111 @@ func addOffsetRange(rs []offsetRange, r offsetRange) []offsetRange {
 		out = []offsetRange{{out[0].from, out[len(out)-1].to}}
 	}
 	return out
+}
+
+// keyIndexPurgeHook, when set (tests), runs first on every purge
+// goroutine.
+var keyIndexPurgeHook func(l *Log)
+
+// keyIndexCatchUpStep is how many offsets the background catch-up reads
+// per hold of the index's lock (lookups wait for it meanwhile).
+const keyIndexCatchUpStep = 1 << 16
+
+// startKeyIndexPurge starts the goroutine of ki's background work, unless
+// there is none or it is running: the purge of the ranges noted by cleaner
+// swaps, and, with minNew > 0, catching the index up to the last stable
+// offset when it is minNew offsets or more behind. Appends do no index
+// work and only lookups move it, so a partition written much and read
+// rarely would otherwise leave its whole tail since the last lookup to
+// the first lookup after a restart (kill -9 included); caught up here,
+// the checkpoint written after covers it. Either way the goroutine writes
+// the checkpoint again when it changed the table.
+func (l *Log) startKeyIndexPurge(ki *keyIndex, minNew int64) {
+	l.kidxPurgeMu.Lock()
+	noted := len(l.kidxPurge) > 0
+	l.kidxPurgeMu.Unlock()
+	behind := false
+	if minNew > 0 {
+		ki.mu.Lock()
+		behind = int64(l.LastStableOffset()-ki.applied) >= minNew
+		ki.mu.Unlock()
+	}
+	if !noted && !behind {
+		return
+	}
+	ki.purgeMu.Lock()
+	defer ki.purgeMu.Unlock()
+	if ki.purgeDone != nil {
+		select {
+		case <-ki.purgeDone:
+		default:
+			return // running; the next checkpoint starts another
+		}
+	}
+	done := make(chan struct{})
+	ki.purgeDone = done
+	hook := keyIndexPurgeHook
+	go func() {
+		defer close(done)
+		if hook != nil {
+			hook(l)
+		}
+		moved := behind && l.catchUpInSteps(ki)
+		n, err := l.purgeCleaned(ki)
+		if err != nil && !l.closed.Load() {
+			l.logger.Warn("key index: entries of removed tombstones not purged; lookups repair them", "partition", l.tp.String(), "err", err)
+		}
+		if moved || n > 0 {
+			if err := l.checkpointKeyIndexIf(ki, 0, true); err != nil {
+				l.logger.Error("key index checkpoint after its background work failed", "partition", l.tp.String(), "err", err)
+			}
+		}
+	}()
+}
+
+// catchUpInSteps catches ki up to the last stable offset,
+// keyIndexCatchUpStep offsets per hold of its lock, and reports whether
+// it moved.
+func (l *Log) catchUpInSteps(ki *keyIndex) bool {
+	moved := false
+	for !l.closed.Load() && l.kidx.Load() == ki {
+		lso := l.LastStableOffset()
+		ki.mu.Lock()
+		if ki.applied >= lso {
+			ki.mu.Unlock()
+			break
+		}
+		before := ki.applied
+		err := l.catchUp(ki, min(lso, ki.applied+keyIndexCatchUpStep))
+		after := ki.applied
+		ki.mu.Unlock()
+		if err != nil {
+			if !l.closed.Load() {
+				l.logger.Warn("key index: background catch-up failed; lookups catch it up", "partition", l.tp.String(), "err", err)
+			}
+			break
+		}
+		if after <= before {
+			break // stopped (transaction state loading): lookups go on
+		}
+		moved = true
+	}
+	return moved
+}
+
+// waitKeyIndexPurge waits until the purge goroutine of the log's key
+// index, if one was started, has ended.
+func (l *Log) waitKeyIndexPurge() {
+	ki := l.kidx.Load()
+	if ki == nil {
+		return
+	}
+	ki.purgeMu.Lock()
+	done := ki.purgeDone
+	ki.purgeMu.Unlock()
+	if done != nil {
+		<-done
+	}
 }
 
 // purgeCleaned drops the entries of removed tombstones in the ranges noted

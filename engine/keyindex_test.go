@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -229,6 +230,54 @@ func TestKeyIndexRestart(t *testing.T) {
 	expectLookup(t, l, "k6", "48")
 	if s := l.KeyIndexStats(); s.Replayed != 51 {
 		t.Fatalf("replayed %d records with a damaged checkpoint, want all 51", s.Replayed)
+	}
+}
+
+// TestKeyIndexCheckpointCatchesUp: a partition written much and read
+// rarely. The periodic checkpoint catches its index up (in the
+// background) before covering it, so the first lookup after a kill -9
+// replays nothing instead of everything written since the last lookup.
+func TestKeyIndexCheckpointCatchesUp(t *testing.T) {
+	e := compactEnv(t)
+	l := e.open(true, -1)
+	defer func() { l.Close() }()
+	put(t, l, "first", "1")
+	l.SetHighWatermark(l.LogEndOffset())
+	if err := l.LoadKeyIndex(); err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]testRecord, 1000)
+	for n := 0; n < keyIndexCheckpointEvery+1000; n += len(recs) {
+		for i := range recs {
+			recs[i] = testRecord{key: []byte(fmt.Sprintf("k%d", n+i)), value: []byte("v"), ts: 1000}
+		}
+		if _, err := l.Append(makeBatch(t, record.CodecNone, recs), 0); err != nil {
+			t.Fatal(err)
+		}
+		l.SetHighWatermark(l.LogEndOffset())
+	}
+	leo := l.LogEndOffset()
+	if err := l.CheckpointKeyIndex(keyIndexCheckpointEvery); err != nil {
+		t.Fatal(err)
+	}
+	l.waitKeyIndexPurge() // the catch-up runs on its own goroutine
+	if st := l.KeyIndexStats(); st.Applied != leo {
+		t.Fatalf("index applied %d after the periodic checkpoint, want the log end %d", st.Applied, leo)
+	}
+	buf, err := os.ReadFile(KeyIndexFileName(e.dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := ParseKeyIndexCheckpoint(buf); err != nil || c.Covers != leo {
+		t.Fatalf("checkpoint covers %d, want %d (%v)", c.Covers, leo, err)
+	}
+	crashClose(l)
+	l = e.open(false, leo)
+	l.SetHighWatermark(l.LogEndOffset())
+	expectLookup(t, l, fmt.Sprintf("k%d", keyIndexCheckpointEvery), "v")
+	expectLookup(t, l, "first", "1")
+	if st := l.KeyIndexStats(); st.Replayed != 0 {
+		t.Fatalf("the first lookup after a kill -9 replayed %d records, want 0", st.Replayed)
 	}
 }
 
@@ -599,6 +648,7 @@ func TestKeyIndexPurgesRemovedTombstones(t *testing.T) {
 			if err := l.CheckpointKeyIndex(keyIndexCheckpointEvery); err != nil {
 				t.Fatal(err)
 			}
+			l.waitKeyIndexPurge() // the purge runs on its own goroutine
 			st := l.KeyIndexStats()
 			if st.Entries != wantEntries {
 				t.Fatalf("index holds %d entries after the cleaner removed 4 tombstones, want %d (before: %d)", st.Entries, wantEntries, before.Entries)
@@ -638,6 +688,136 @@ func TestKeyIndexPurgesRemovedTombstones(t *testing.T) {
 				t.Fatalf("after a restart: %d entries (want %d), %d records replayed (want 0)", st.Entries, wantEntries, st.Replayed)
 			}
 		})
+	}
+}
+
+// TestKeyIndexPurgeDoesNotBlockCheckpoints: the purge of removed
+// tombstones' entries runs on its own goroutine. While partition a's purge
+// is held (gated), the manager's checkpoint pass returns and writes
+// partition b's key-index checkpoint; once released, a's purge applies and
+// writes a's checkpoint with the purged table.
+func TestKeyIndexPurgeDoesNotBlockCheckpoints(t *testing.T) {
+	e := compactEnv(t)
+	e.cfg.FileDeleteDelay = 0
+	small := e.cfg
+	small.SegmentBytes = 300
+	tpA, tpB := TopicPartition{Topic: "a", Partition: 0}, TopicPartition{Topic: "b", Partition: 0}
+	cfgFor := func(tp TopicPartition) Config {
+		if tp == tpA {
+			return small
+		}
+		return e.cfg
+	}
+	m, err := OpenManager(ManagerOptions{Dirs: []string{t.TempDir()}, Clock: e.clk, Logger: quietLogger, ConfigFor: cfgFor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	a, err := m.CreateLog(tpA, small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.CreateLog(tpB, e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// a: four tombstones in inactive segments, then removed by the cleaner.
+	put(t, a, "live", "1")
+	for i := 0; len(a.CleanerSegments()) < 3; i++ {
+		put(t, a, fmt.Sprintf("fill%d", i%3), fmt.Sprint(i))
+	}
+	for i := 0; i < 4; i++ {
+		put(t, a, fmt.Sprintf("dead%d", i), "1")
+		put(t, a, fmt.Sprintf("dead%d", i), "\x00")
+	}
+	if err := a.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	a.SetHighWatermark(a.LogEndOffset())
+	if err := a.LoadKeyIndex(); err != nil {
+		t.Fatal(err)
+	}
+	before := a.KeyIndexStats().Entries
+	latest := latestByKey(readAll(t, a, 0))
+	for i := 0; i < 4; i++ {
+		latest[fmt.Sprintf("dead%d", i)] = -1
+	}
+	segs := a.CleanerSegments()
+	if err := testCompact(t, a, segs[:len(segs)-1], segs[len(segs)-1], latest); err != nil {
+		t.Fatal(err)
+	}
+
+	// b: enough new offsets for the periodic checkpoint to write it.
+	recs := make([]testRecord, 1000)
+	for n := 0; n < keyIndexCheckpointEvery; n += len(recs) {
+		for i := range recs {
+			recs[i] = testRecord{key: []byte(fmt.Sprintf("k%d", n+i)), value: []byte("v"), ts: 1000}
+		}
+		if _, err := b.Append(makeBatch(t, record.CodecNone, recs), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.SetHighWatermark(b.LogEndOffset())
+	if err := b.LoadKeyIndex(); err != nil {
+		t.Fatal(err)
+	}
+
+	started, gate := make(chan struct{}), make(chan struct{})
+	keyIndexPurgeHook = func(l *Log) {
+		if l == a {
+			close(started)
+			<-gate
+		}
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(gate)
+			a.waitKeyIndexPurge()
+		}
+	}
+	t.Cleanup(func() { keyIndexPurgeHook = nil })
+	defer release() // before m.Close: a purge held would hold up its checkpoints
+
+	done := make(chan error, 1)
+	go func() { done <- m.WriteCheckpoints() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the manager's checkpoint pass waits for partition a-0's purge of removed tombstones")
+	}
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no purge started for partition a-0")
+	}
+	buf, err := os.ReadFile(KeyIndexFileName(b.dir))
+	if err != nil {
+		t.Fatalf("partition b-0 has no key-index checkpoint while a-0's purge runs: %v", err)
+	}
+	if c, err := ParseKeyIndexCheckpoint(buf); err != nil || c.Covers != b.LogEndOffset() {
+		t.Fatalf("b-0's checkpoint: covers %d (want %d), %v", c.Covers, b.LogEndOffset(), err)
+	}
+	if n := a.KeyIndexStats().Entries; n != before {
+		t.Fatalf("a-0's index changed (%d entries, %d before) while its purge was held", n, before)
+	}
+
+	release()
+	if n := a.KeyIndexStats().Entries; n != before-4 {
+		t.Fatalf("a-0's index holds %d entries after its purge, want %d", n, before-4)
+	}
+	buf, err = os.ReadFile(KeyIndexFileName(a.dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseKeyIndexCheckpoint(buf)
+	if err != nil || len(c.Entries) != before-4 {
+		t.Fatalf("a-0's checkpoint after the purge: %d entries (want %d), %v", len(c.Entries), before-4, err)
 	}
 }
 

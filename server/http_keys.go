@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -261,8 +262,7 @@ func min2(a, b time.Duration) time.Duration {
 	return b
 }
 
-func queryInt(q url.Values, name string, def int64) (int64, *keyError) {
-	v := q.Get(name)
+func queryInt(v, name string, def int64) (int64, *keyError) {
 	if v == "" {
 		return def, nil
 	}
@@ -273,16 +273,67 @@ func queryInt(q url.Values, name string, def int64) (int64, *keyError) {
 	return n, nil
 }
 
+// keyQuery is the query parameters of a single lookup.
+type keyQuery struct {
+	keyB64, format, partition, minOffset, timeoutMs string
+}
+
+// parseKeyQuery reads a lookup's parameters from a raw query the way
+// url.ParseQuery and Values.Get do (the first value of each name; a pair
+// holding a ';' or not unescaping is skipped), without building the map:
+// this is the hot path of single lookups.
+func parseKeyQuery(raw string) keyQuery {
+	var q keyQuery
+	var seen [5]bool
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" || strings.IndexByte(pair, ';') >= 0 {
+			continue
+		}
+		name, val, _ := strings.Cut(pair, "=")
+		if strings.ContainsAny(name, "%+") {
+			var err error
+			if name, err = url.QueryUnescape(name); err != nil {
+				continue
+			}
+		}
+		var i int
+		var dst *string
+		switch name {
+		case "key_b64":
+			i, dst = 0, &q.keyB64
+		case "format":
+			i, dst = 1, &q.format
+		case "partition":
+			i, dst = 2, &q.partition
+		case "min_offset":
+			i, dst = 3, &q.minOffset
+		case "timeout_ms":
+			i, dst = 4, &q.timeoutMs
+		default:
+			continue
+		}
+		if strings.ContainsAny(val, "%+") {
+			var err error
+			if val, err = url.QueryUnescape(val); err != nil {
+				continue
+			}
+		}
+		if !seen[i] {
+			seen[i], *dst = true, val
+		}
+	}
+	return q
+}
+
 func (s *Server) serveKeyGet(w http.ResponseWriter, r *http.Request) {
 	topic := r.PathValue("topic")
-	var q url.Values
-	if r.URL.RawQuery != "" {
-		q = r.URL.Query()
-	}
+	q := parseKeyQuery(r.URL.RawQuery)
 	var key []byte
 	if k := r.PathValue("key"); k != "" {
 		key = []byte(k)
-	} else if kb := q.Get("key_b64"); kb != "" {
+	} else if kb := q.keyB64; kb != "" {
 		var err error
 		if key, err = decodeB64(kb); err != nil {
 			writeKeyError(w, keyErrorf(http.StatusBadRequest, kerr.InvalidRequest, "key_b64: %v", err))
@@ -292,12 +343,12 @@ func (s *Server) serveKeyGet(w http.ResponseWriter, r *http.Request) {
 		writeKeyError(w, keyErrorf(http.StatusBadRequest, kerr.InvalidRequest, "no key: use /v1/topics/{topic}/keys/{key} or ?key_b64="))
 		return
 	}
-	explicit, kerrv := queryInt(q, "partition", -1)
+	explicit, kerrv := queryInt(q.partition, "partition", -1)
 	if kerrv == nil && explicit > 1<<31-1 {
 		kerrv = keyErrorf(http.StatusBadRequest, kerr.InvalidRequest, "partition %d", explicit)
 	}
-	minOffset, kerr2 := queryInt(q, "min_offset", -1)
-	timeoutMs, kerr3 := queryInt(q, "timeout_ms", keyLookupDefaultTimeout.Milliseconds())
+	minOffset, kerr2 := queryInt(q.minOffset, "min_offset", -1)
+	timeoutMs, kerr3 := queryInt(q.timeoutMs, "timeout_ms", keyLookupDefaultTimeout.Milliseconds())
 	for _, e := range []*keyError{kerrv, kerr2, kerr3} {
 		if e != nil {
 			writeKeyError(w, e)
@@ -332,7 +383,7 @@ func (s *Server) serveKeyGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	if q.Get("format") == "json" {
+	if q.format == "json" {
 		h.Set("X-Kvlog-Partition", strconv.Itoa(int(p)))
 		h.Set("X-Kvlog-Stable-Offset", strconv.FormatInt(int64(res.Limit), 10))
 		h.Set("Content-Type", "application/json")
@@ -393,17 +444,35 @@ func setValueHeaders(h http.Header, p int32, res engine.KeyLookup) {
 	}
 }
 
+// decodeB64 decodes standard or URL-safe base64, padded or not: the
+// first of the four encodings accepting s. They decode a string the same
+// way when more than one accepts it, so the likely one is tried first,
+// read off the string's alphabet ('-' or '_': URL-safe) and length (a
+// multiple of 4: padded).
 func decodeB64(s string) ([]byte, error) {
-	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+	urlSafe := strings.ContainsAny(s, "-_")
+	var guess *base64.Encoding
+	switch {
+	case len(s)%4 == 0 && urlSafe:
+		guess = base64.URLEncoding
+	case len(s)%4 == 0:
+		guess = base64.StdEncoding
+	case urlSafe:
+		guess = base64.RawURLEncoding
+	default:
+		guess = base64.RawStdEncoding
+	}
+	if b, err := guess.DecodeString(s); err == nil {
 		return b, nil
 	}
-	if b, err := base64.URLEncoding.DecodeString(s); err == nil {
-		return b, nil
+	var err error
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawURLEncoding, base64.RawStdEncoding} {
+		var b []byte
+		if b, err = enc.DecodeString(s); err == nil {
+			return b, nil
+		}
 	}
-	if b, err := base64.RawURLEncoding.DecodeString(s); err == nil {
-		return b, nil
-	}
-	return base64.RawStdEncoding.DecodeString(s)
+	return nil, err
 }
 
 type batchGetRequest struct {

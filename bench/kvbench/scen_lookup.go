@@ -3,13 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +54,14 @@ const (
 // lookupKeysFlag is -lookup-keys (0: the mode's default).
 var lookupKeysFlag int
 
+// lookupOnly is -lookup-only: "single" runs only the single-key latency
+// and 16-client throughput measurements (and the CPU profiles of kvlogd
+// and of this load generator), skipping batchGet, cold page cache,
+// replay, restarts and the produce comparison; "restart" loads only
+// kvlog's 1-partition topic and measures only the restarts to the first
+// lookup answered (after SIGTERM and after kill -9).
+var lookupOnly = flag.String("lookup-only", "", "lookup scenario: \"single\" measures only single-key latency and throughput (with profiles), \"restart\" only kvlog's restarts to the first lookup")
+
 type lookupVariant struct {
 	name string
 	get  func(ctx context.Context, key []byte) (bool, error)
@@ -60,23 +71,16 @@ type lookupVariant struct {
 
 var lookupHTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
-func kvlogGet(base, topic string) func(ctx context.Context, key []byte) (bool, error) {
-	prefix := "http://" + base + "/v1/topics/" + topic + "/keys/"
+// kvlogGet looks keys up the way a user of the Go library does:
+// client.Lookup, with its own transport (hc nil) or with hc.
+func kvlogGet(base, topic string, hc *http.Client) func(ctx context.Context, key []byte) (bool, error) {
+	opts := client.LookupOptions{HTTP: base, Client: hc}
 	return func(ctx context.Context, key []byte) (bool, error) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, prefix+url.PathEscape(string(key)), nil)
-		resp, err := lookupHTTP.Do(req)
+		res, err := client.Lookup(ctx, topic, key, opts)
 		if err != nil {
 			return false, err
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		switch resp.StatusCode {
-		case http.StatusOK:
-			return true, nil
-		case http.StatusNotFound:
-			return false, nil
-		}
-		return false, fmt.Errorf("GET %s: %s", key, resp.Status)
+		return res.Found, nil
 	}
 }
 
@@ -126,7 +130,11 @@ func scenLookup(ctx context.Context, r *runner) error {
 	// so its cost grows with the producer's batches (franz-go's default
 	// allows 1 MB; the report notes it).
 	s := shape{partitions: 1, valueLen: 100, keys: keys, acks: "all", comp: "none"}
-	specs := r.available("lookup", "kvlog", "nats-kv")
+	systems := []string{"kvlog", "nats-kv"}
+	if *lookupOnly == "restart" {
+		systems = systems[:1]
+	}
+	specs := r.available("lookup", systems...)
 	r.note("lookup", "kvlog's data is produced in batches of at most 16 KiB (the Java producer's default batch.size, franz-go's default is 1 MB), uncompressed: a lookup reads and decompresses the whole batch holding the key's record, so its latency grows with the producer's batch size and codec.")
 	ins, err := r.startAll(specs)
 	if err != nil {
@@ -144,7 +152,11 @@ func scenLookup(ctx context.Context, r *runner) error {
 		case "kvlogd":
 			kv = in
 			addr := []string{in.addr}
-			for _, parts := range []int32{1, 8} {
+			partCounts := []int32{1, 8}
+			if *lookupOnly == "restart" {
+				partCounts = partCounts[:1]
+			}
+			for _, parts := range partCounts {
 				topic := fmt.Sprintf("look-p%d", parts)
 				if err := createTopic(ctx, addr, topic, parts, 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
 					return err
@@ -166,7 +178,12 @@ func scenLookup(ctx context.Context, r *runner) error {
 				pc := fmt.Sprintf("kvlog %d partition(s)", parts)
 				r.st.add("lookup", cell, pc, "index load s", "s", time.Since(start).Seconds())
 				r.st.add("lookup", cell, pc, "RAM bytes/key", "B", float64(bytes)/float64(entries))
-				vs = append(vs, lookupVariant{name: fmt.Sprintf("kvlog GET (%d partition(s))", parts), get: kvlogGet(in.http, topic), many: kvlogMany(in.http, topic), in: in})
+				vs = append(vs, lookupVariant{name: fmt.Sprintf("kvlog GET (%d partition(s))", parts), get: kvlogGet(in.http, topic, nil), many: kvlogMany(in.http, topic), in: in})
+				if parts == 1 {
+					// The same lookups through net/http (what Lookup does
+					// when given an http.Client, e.g. for TLS).
+					vs = append(vs, lookupVariant{name: "kvlog GET net/http (1 partition(s))", get: kvlogGet(in.http, topic, lookupHTTP), in: in})
+				}
 			}
 		case "nats":
 			c, err := natsDial(in.addr)
@@ -194,7 +211,11 @@ func scenLookup(ctx context.Context, r *runner) error {
 	if len(vs) == 0 {
 		return fmt.Errorf("no system to look keys up in")
 	}
-	err = rotate(r.cfg.reps, vs, func(rep int, v lookupVariant) error {
+	reps := r.cfg.reps
+	if *lookupOnly == "restart" {
+		reps = 0
+	}
+	err = rotate(reps, vs, func(rep int, v lookupVariant) error {
 		runtime.GC()
 		rng := rand.New(rand.NewPCG(uint64(rep), 10))
 		lat := make([]float64, lookupSingleN)
@@ -212,14 +233,16 @@ func scenLookup(ctx context.Context, r *runner) error {
 		r.st.add("lookup", cell, v.name, "p50 µs", "µs", p[0])
 		r.st.add("lookup", cell, v.name, "p99 µs", "µs", p[1])
 		r.st.add("lookup", cell, v.name, "p99.9 µs", "µs", p[2])
-		ops, err := lookupThroughput(ctx, v, all, rep, false)
+		ops, cpu, err := lookupThroughput(ctx, v, all, rep, false)
 		if err != nil {
 			return err
 		}
 		r.st.add("lookup", cell, v.name, "lookups/s (16 clients)", "lookups/s", ops)
-		logf("  %-28s rep %d: p50 %.0f µs p99 %.0f µs p99.9 %.0f µs, %.0f lookups/s with %d clients", v.name, rep, p[0], p[1], p[2], ops, lookupConcurrent)
-		if v.many != nil {
-			ops, err := lookupThroughput(ctx, v, all, rep, true)
+		r.st.add("lookup", cell, v.name, "server CPU µs/lookup", "µs", cpu.server)
+		r.st.add("lookup", cell, v.name, "client CPU µs/lookup", "µs", cpu.client)
+		logf("  %-28s rep %d: p50 %.0f µs p99 %.0f µs p99.9 %.0f µs, %.0f lookups/s with %d clients (CPU per lookup: server %.1f µs, load generator %.1f µs)", v.name, rep, p[0], p[1], p[2], ops, lookupConcurrent, cpu.server, cpu.client)
+		if v.many != nil && *lookupOnly != "single" {
+			ops, _, err := lookupThroughput(ctx, v, all, rep, true)
 			if err != nil {
 				return err
 			}
@@ -231,6 +254,16 @@ func scenLookup(ctx context.Context, r *runner) error {
 	if err != nil {
 		return err
 	}
+	if *lookupOnly == "restart" {
+		return lookupRestarts(ctx, r, cell, kv, all)
+	}
+	for _, v := range vs {
+		// Where the load generator's time goes (its client library
+		// shares the cores with the server).
+		if err := r.profileLoadgen(ctx, v, all); err != nil {
+			r.note("lookup", "load generator profile of %s failed: %v", v.name, err)
+		}
+	}
 	if kv != nil {
 		// Where kvlogd's time goes under the single-lookup load.
 		var v lookupVariant
@@ -241,11 +274,14 @@ func scenLookup(ctx context.Context, r *runner) error {
 			}
 		}
 		r.profile(ctx, kv, "lookup", "kvlog single GET, 16 clients", r.cfg.profileSeconds, func() error {
-			_, err := lookupThroughput(ctx, v, all, 0, false)
+			_, _, err := lookupThroughput(ctx, v, all, 0, false)
 			return err
 		})
+		if *lookupOnly == "single" {
+			return nil
+		}
 		r.profile(ctx, kv, "lookup", "kvlog batchGet, 16 clients", r.cfg.profileSeconds, func() error {
-			_, err := lookupThroughput(ctx, v, all, 0, true)
+			_, _, err := lookupThroughput(ctx, v, all, 0, true)
 			return err
 		})
 	}
@@ -269,36 +305,8 @@ func scenLookup(ctx context.Context, r *runner) error {
 		r.st.add("lookup", cell, "kvlog replay get", "seconds", "s", st.elapsed.Seconds())
 		logf("  kvlog replay get rep %d: %.3f s", rep, st.elapsed.Seconds())
 	}
-	// Restart to the first lookup answered.
-	get := kvlogGet(kv.http, "look-p1")
-	for rep := 0; rep < r.cfg.reps; rep++ {
-		for _, clean := range []bool{true, false} {
-			if clean {
-				kv.p.stop(5 * time.Minute)
-			} else {
-				kv.p.kill()
-			}
-			start := time.Now()
-			if err := kv.launch(); err != nil {
-				return err
-			}
-			for {
-				found, err := get(ctx, all[rep])
-				if err == nil && found {
-					break
-				}
-				if time.Since(start) > 5*time.Minute {
-					return fmt.Errorf("no lookup answered within 5 minutes of the restart: %v", err)
-				}
-				time.Sleep(time.Millisecond)
-			}
-			name := "kvlog restart after kill -9"
-			if clean {
-				name = "kvlog restart after SIGTERM"
-			}
-			r.st.add("lookup", cell, name, "restart to lookup s", "s", time.Since(start).Seconds())
-			logf("  %s rep %d: first lookup after %.3f s", name, rep, time.Since(start).Seconds())
-		}
+	if err := lookupRestarts(ctx, r, cell, kv, all); err != nil {
+		return err
 	}
 	// Produce with the index on and off.
 	for _, t := range []struct {
@@ -328,6 +336,65 @@ func scenLookup(ctx context.Context, r *runner) error {
 		return nil
 	})
 	return err
+}
+
+// lookupRestarts measures kvlogd's restart to the first lookup answered,
+// after SIGTERM and after kill -9, reps times (the machine's load
+// average logged with each).
+func lookupRestarts(ctx context.Context, r *runner, cell string, kv *instance, all [][]byte) error {
+	get := kvlogGet(kv.http, "look-p1", nil)
+	for rep := 0; rep < r.cfg.reps; rep++ {
+		for _, clean := range []bool{true, false} {
+			if clean {
+				kv.p.stop(5 * time.Minute)
+			} else {
+				kv.p.kill()
+			}
+			start := time.Now()
+			if err := kv.launch(); err != nil {
+				return err
+			}
+			for {
+				found, err := get(ctx, all[rep])
+				if err == nil && found {
+					break
+				}
+				if time.Since(start) > 5*time.Minute {
+					return fmt.Errorf("no lookup answered within 5 minutes of the restart: %v", err)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			name := "kvlog restart after kill -9"
+			if clean {
+				name = "kvlog restart after SIGTERM"
+			}
+			r.st.add("lookup", cell, name, "restart to lookup s", "s", time.Since(start).Seconds())
+			logf("  %s rep %d: first lookup after %.3f s (load average %.1f)", name, rep, time.Since(start).Seconds(), loadAvg())
+		}
+	}
+	return nil
+}
+
+// profileLoadgen writes a CPU profile of this process while v's
+// 16-client throughput runs (raw/profiles/lookup-loadgen-*.pprof) and logs
+// its top functions.
+func (r *runner) profileLoadgen(ctx context.Context, v lookupVariant, all [][]byte) error {
+	file := filepath.Join(r.raw, "profiles", "lookup-loadgen-"+strings.NewReplacer(" ", "_", "(", "", ")", "", "/", "").Replace(v.name)+".pprof")
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return err
+	}
+	ops, _, err := lookupThroughput(ctx, v, all, 0, false)
+	pprof.StopCPUProfile()
+	if err != nil {
+		return err
+	}
+	logf("  load generator profile of %s (%.0f lookups/s): %s", v.name, ops, file)
+	return nil
 }
 
 // lookupCold measures single lookups with a cold page cache: every system
@@ -387,10 +454,16 @@ func lookupCold(ctx context.Context, r *runner, cell string, vs []lookupVariant,
 	})
 }
 
+// lookupCPU is the CPU time per key looked up, in µs, of the server
+// process and of this load generator (its clients share the cores).
+type lookupCPU struct{ server, client float64 }
+
 // lookupThroughput runs lookupConcurrent clients doing single lookups
 // (or batchGets of lookupBatch keys) of random keys for 2 seconds and
-// returns keys looked up per second.
-func lookupThroughput(ctx context.Context, v lookupVariant, all [][]byte, rep int, batch bool) (float64, error) {
+// returns keys looked up per second and the CPU they cost.
+func lookupThroughput(ctx context.Context, v lookupVariant, all [][]byte, rep int, batch bool) (float64, lookupCPU, error) {
+	srv0, _ := procCPUSeconds(v.in.p.pid)
+	cli0, _ := procCPUSeconds(os.Getpid())
 	var (
 		done     atomic.Int64
 		firstErr atomic.Pointer[error]
@@ -430,10 +503,14 @@ func lookupThroughput(ctx context.Context, v lookupVariant, all [][]byte, rep in
 		}(c)
 	}
 	wg.Wait()
+	elapsed := time.Since(start)
 	if p := firstErr.Load(); p != nil {
-		return 0, fmt.Errorf("%s: %w", v.name, *p)
+		return 0, lookupCPU{}, fmt.Errorf("%s: %w", v.name, *p)
 	}
-	return float64(done.Load()) / time.Since(start).Seconds(), nil
+	srv1, _ := procCPUSeconds(v.in.p.pid)
+	cli1, _ := procCPUSeconds(os.Getpid())
+	n := float64(max(done.Load(), 1))
+	return float64(done.Load()) / elapsed.Seconds(), lookupCPU{server: (srv1 - srv0) * 1e6 / n, client: (cli1 - cli0) * 1e6 / n}, nil
 }
 
 func reportLookup(r *runner, w *md) {
@@ -449,9 +526,10 @@ func reportLookup(r *runner, w *md) {
 			if len(g("p50 µs")) == 0 {
 				continue
 			}
-			rows = append(rows, []string{sys, mr(g("p50 µs")), mr(g("p99 µs")), mr(g("p99.9 µs")), mr(g("lookups/s (16 clients)")), fx(pairedRatio(g("lookups/s (16 clients)"), nats)), orDashF(g("keys/s batchGet"))})
+			rows = append(rows, []string{sys, mr(g("p50 µs")), mr(g("p99 µs")), mr(g("p99.9 µs")), mr(g("lookups/s (16 clients)")), fx(pairedRatio(g("lookups/s (16 clients)"), nats)), orDashF(g("server CPU µs/lookup")), orDashF(g("client CPU µs/lookup")), orDashF(g("keys/s batchGet"))})
 		}
-		w.table([]string{"Variant", "p50 µs", "p99 µs", "p99.9 µs", "lookups/s, 16 clients", "/ NATS KV Get", "keys/s, batchGet of 100"}, rows)
+		w.p("Throughput: %d clients doing single lookups of random keys back to back for 2 s; CPU per lookup of the server process and of the load generator (the clients' library), from /proc, over the same 2 s.", lookupConcurrent)
+		w.table([]string{"Variant", "p50 µs", "p99 µs", "p99.9 µs", "lookups/s, 16 clients", "/ NATS KV Get", "server CPU µs/lookup", "client CPU µs/lookup", "keys/s, batchGet of 100"}, rows)
 		rows = nil
 		for _, sys := range r.st.systems("lookup", c) {
 			g := func(m string) []float64 { return r.st.get("lookup", c, sys, m) }
