@@ -164,14 +164,15 @@ func (l *Leader) ISR() []int32 { return slices.Clone(l.isr) }
 // ZkVersion is the version of the committed partition state.
 func (l *Leader) ZkVersion() int32 { return l.zkVersion }
 
-// CaughtUp is when follower id was last seen caught up (false: not a
-// follower this leader has heard from).
+// CaughtUp is when follower id was last seen caught up, counting the
+// fetches of its session that passed over the partition (the time the ISR
+// rule uses; false: not a follower this leader has heard from).
 func (l *Leader) CaughtUp(id int32) (time.Time, bool) {
 	f, ok := l.followers[id]
 	if !ok {
 		return time.Time{}, false
 	}
-	return f.lastCaughtUp, true
+	return f.caughtUpAt(), true
 }
 
 // Pending is the ISR change in flight, or nil.
