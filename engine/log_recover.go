@@ -38,7 +38,8 @@ type LogOptions struct {
 	// checkpoint. The log's lock is not held during the call.
 	RecoveryPointLowered func() error
 	handles              *handleCache
-	listed               bool // the directory exists (the manager just listed it)
+	listed               bool     // the directory exists (the manager just listed it)
+	journal              *journal // the log dir's group-commit journal, if any
 }
 
 // OpenLog opens (creating if needed) the partition directory dir. Without a
@@ -54,7 +55,7 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	l := &Log{dir: dir, tp: tp, clk: opts.Clock, logger: opts.Logger, handles: opts.handles, rpLowered: opts.RecoveryPointLowered, snapAt: -1, firstOngoing: -1}
+	l := &Log{dir: dir, tp: tp, clk: opts.Clock, logger: opts.Logger, handles: opts.handles, rpLowered: opts.RecoveryPointLowered, snapAt: -1, firstOngoing: -1, jr: opts.journal}
 	if l.handles == nil {
 		// A log opened on its own (tools, tests) gets a private budget;
 		// logs of a Manager share the Manager's.
