@@ -1,8 +1,12 @@
 package engine
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -191,5 +195,224 @@ func checkRecoveredJournal(t *testing.T, l *Log, history []testRecord, synced Of
 	}
 	if int(leo-l.LogStartOffset()) != len(got) {
 		t.Fatalf("%s: log [%d,%d) but %d records readable", l.tp, l.LogStartOffset(), leo, len(got))
+	}
+}
+
+// journalFixture writes to parts partitions through journal commits only,
+// then loses power with nothing but the journal synced: every committed
+// record is in the journal alone. It returns what each partition holds.
+func journalFixture(t *testing.T, fsys vfs.FS, crash *vfs.CrashFS, root string, parts int) (ManagerOptions, [][]testRecord) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.SegmentBytes = 16384
+	cfg.SegmentIndexBytes = 1024
+	cfg.IndexIntervalBytes = 512
+	cfg.RetentionBytes = -1
+	opts := ManagerOptions{Dirs: []string{root}, FS: fsys, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }, Journal: true}
+	m, err := OpenManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	history := make([][]testRecord, parts)
+	logs := make([]*Log, parts)
+	for i := range logs {
+		if logs[i], err = m.CreateLog(TopicPartition{Topic: "replay", Partition: int32(i)}, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := 0; round < 5; round++ {
+		for i, l := range logs {
+			recs := randomRecords(rng, 1_700_000_000_000)
+			for k := range recs {
+				if recs[k].key == nil {
+					recs[k].key = []byte("k")
+				}
+			}
+			if _, err := l.Append(makeBatch(t, record.CodecNone, recs), 1); err != nil {
+				t.Fatal(err)
+			}
+			history[i] = append(history[i], recs...)
+		}
+		for i, err := range SyncLogsWith(logs, SyncJournal) {
+			if err != nil {
+				t.Fatalf("log %d: %v", i, err)
+			}
+		}
+	}
+	crashManager(m)
+	if err := crash.CrashWith(vfs.CrashOptions{KeepUnsynced: vfs.KeepNone}); err != nil {
+		t.Fatal(err)
+	}
+	return opts, history
+}
+
+// TestJournalReplayIdempotent: the journal alone holds what was committed;
+// replaying it restores every partition, replaying the same entries again
+// changes nothing, and a power loss at any file operation of a replay
+// followed by another replay gives the same logs as one replay.
+func TestJournalReplayIdempotent(t *testing.T) {
+	const parts = 5
+	done := false
+	for budget := -1; !done; budget++ {
+		if budget > 400 {
+			t.Fatal("a replay takes more than 400 file operations")
+		}
+		crash := vfs.NewCrashFS(int64(budget + 2))
+		fsys := vfs.NewFailFS(crash)
+		root := t.TempDir()
+		opts, history := journalFixture(t, fsys, crash, root, parts)
+		data, err := os.ReadFile(filepath.Join(root, JournalFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ents, _, err := decodeJournal(data)
+		if err != nil || len(ents) == 0 {
+			t.Fatalf("journal: %d entries, %v", len(ents), err)
+		}
+		if budget >= 0 {
+			// A replay cut short by a power loss.
+			fsys.SetBudget(budget)
+			if m, err := OpenManager(opts); err == nil {
+				crashManager(m)
+			}
+			done = !fsys.Exhausted() // the whole replay ran: the last budget
+			fsys.SetBudget(-1)
+			if err := crash.CrashWith(vfs.CrashOptions{KeepUnsynced: vfs.KeepMode(budget % 3), TornTail: budget%2 == 0}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m, err := OpenManager(opts)
+		if err != nil {
+			t.Fatalf("budget %d: open: %v", budget, err)
+		}
+		logs := map[TopicPartition]*Log{}
+		for i := 0; i < parts; i++ {
+			tp := TopicPartition{Topic: "replay", Partition: int32(i)}
+			l, ok := m.Log(tp)
+			if !ok {
+				t.Fatalf("budget %d: %s missing", budget, tp)
+			}
+			checkRecoveredJournal(t, l, history[i], Offset(len(history[i])))
+			logs[tp] = l
+		}
+		changed, err := replayEntries(ents, func(tp TopicPartition) *Log { return logs[tp] })
+		if err != nil || len(changed) != 0 {
+			t.Fatalf("budget %d: second replay changed %d logs, %v", budget, len(changed), err)
+		}
+		for i := 0; i < parts; i++ {
+			checkRecoveredJournal(t, logs[TopicPartition{Topic: "replay", Partition: int32(i)}], history[i], Offset(len(history[i])))
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// journalBatch is a batch of n records at base (values name the batch).
+func journalBatch(t *testing.T, base Offset, n int, tag string) ([]byte, []testRecord) {
+	t.Helper()
+	recs := make([]testRecord, n)
+	for i := range recs {
+		recs[i] = testRecord{key: []byte("k"), value: []byte(fmt.Sprintf("%s-%d", tag, i)), ts: 1_700_000_000_000}
+	}
+	b := makeBatch(t, record.CodecNone, recs)
+	binary.BigEndian.PutUint64(b, uint64(base))
+	return b, recs
+}
+
+// TestJournalCorruption: what a damaged journal replays. Entries up to
+// the damage are replayed, nothing after it; a journal whose header is
+// damaged while entries follow stops the log dir from opening (its
+// entries may hold acknowledged records).
+func TestJournalCorruption(t *testing.T) {
+	tp := TopicPartition{Topic: "c", Partition: 0}
+	other := TopicPartition{Topic: "gone", Partition: 0}
+	const gen = 7
+	b0, r0 := journalBatch(t, 0, 3, "a")
+	b1, r1 := journalBatch(t, 3, 2, "b")
+	b2, r2 := journalBatch(t, 5, 4, "c")
+	n0, rn := journalBatch(t, 0, 2, "new")
+	entry := func(g uint64, kind uint8, tp TopicPartition, off Offset, payload []byte) []byte {
+		return appendJournalEntry(nil, journalEntry{Gen: g, Kind: kind, TP: tp, Offset: off, Payload: payload})
+	}
+	e0, e1, e2 := entry(gen, journalData, tp, 0, b0), entry(gen, journalData, tp, 3, b1), entry(gen, journalData, tp, 5, b2)
+	cat := func(parts ...[]byte) []byte {
+		out := appendJournalHeader(nil, gen)
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	flip := func(b []byte, at int) []byte {
+		c := append([]byte(nil), b...)
+		c[at] ^= 0x40
+		return c
+	}
+	all := append(append(append([]testRecord(nil), r0...), r1...), r2...)
+	cases := []struct {
+		name    string
+		file    []byte
+		want    []testRecord
+		openErr bool
+	}{
+		{"intact", cat(e0, e1, e2), all, false},
+		{"torn tail", cat(e0, e1, e2[:len(e2)-7]), all[:5], false},
+		{"torn entry header", cat(e0, e1, e2[:5]), all[:5], false},
+		{"bad CRC mid-file", cat(e0, flip(e1, 30), e2), all[:3], false},
+		{"bad length mid-file", cat(e0, flip(e1, 0), e2), all[:3], false},
+		{"older generation after the tail", cat(e0, e1, entry(gen-1, journalData, tp, 5, b2)), all[:5], false},
+		{"unknown kind", cat(e0, entry(gen, 9, tp, 3, b1), e2), all[:3], false},
+		{"wrong incarnation: entries before a void are not applied", cat(e0, e1, e2, entry(gen, journalVoid, tp, 0, nil), entry(gen, journalData, tp, 0, n0)), rn, false},
+		{"partition without a log", cat(entry(gen, journalData, other, 0, b0), e0), all[:3], false},
+		{"replayed twice in one file", cat(e0, e1, e0, e1, e2), all, false},
+		{"header only", cat(), nil, false},
+		{"short header (crash while created)", cat()[:10], nil, false},
+		{"damaged header with entries", flip(cat(e0), 3), nil, true},
+		{"header of another version", func() []byte { c := cat(e0); c[9] = 2; return c }(), nil, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			root := t.TempDir()
+			cfg := DefaultConfig()
+			opts := ManagerOptions{Dirs: []string{root}, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }, Journal: true}
+			m, err := OpenManager(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.CreateLog(tp, cfg); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(root, JournalFile), c.file, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			m, err = OpenManager(opts)
+			if c.openErr {
+				if !errors.Is(err, ErrStorage) {
+					t.Fatalf("open: %v, want a storage error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			l, _ := m.Log(tp)
+			checkRecoveredJournal(t, l, c.want, Offset(len(c.want)))
+			if _, ok := m.Log(other); ok {
+				t.Fatal("replay created a log")
+			}
+			// The journal starts over: a restart replays nothing more.
+			data, err := os.ReadFile(filepath.Join(root, JournalFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ents, end, err := decodeJournal(data); err != nil || len(ents) != 0 || end.Reason != "" {
+				t.Fatalf("journal after replay: %d entries, %+v, %v", len(ents), end, err)
+			}
+		})
 	}
 }
