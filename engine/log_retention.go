@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 
 	"github.com/kvlog/kvlog/engine/checkpoint"
 )
@@ -221,26 +220,12 @@ func (l *Log) closeSegments() {
 	}
 }
 
-// Delete closes the log and removes its directory: renamed to
-// <dir>.<unique>-delete first and the log dir synced, so that a power loss
-// can neither bring the partition back nor leave its files under the name
-// a partition created anew will use (start-up removes leftover -delete
-// directories), then removed.
+// Delete closes the log and removes its directory.
 func (l *Log) Delete() error {
 	l.keyIndexOff() // no checkpoint: the directory goes
 	_ = l.Close()
 	for _, d := range l.pending {
 		d.unlink(l)
 	}
-	gone := fmt.Sprintf("%s.%x%s", l.dir, l.clk.Now().UnixNano()^deleteSeq.Add(1), DeleteDirSuffix)
-	if err := l.fs.Rename(l.dir, gone); err != nil {
-		return l.fs.RemoveAll(l.dir)
-	}
-	if err := l.fs.SyncDir(filepath.Dir(l.dir)); err != nil {
-		return l.errorf("delete", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
-	}
-	return l.fs.RemoveAll(gone)
+	return l.fs.RemoveAll(l.dir)
 }
-
-// deleteSeq tells apart the -delete names of deletions in the same instant.
-var deleteSeq atomic.Int64
