@@ -119,9 +119,12 @@ func main() {
 		kafkaAll = flag.Bool("kafka-everywhere", false, "quick run: Apache Kafka in every scenario, as in the full run")
 		cells    = flag.String("cells", "", "produce cells instead of the mode's matrix, comma-separated partitions/valueBytes/keys/acks/codec (e.g. 8/1024/1000/all/none,1000/1024/1000/all/none)")
 		systems  = flag.String("systems", "", "comma-separated systems to run (default all), e.g. kvlog,kvlog-before,kafka,kafka-fsync")
+		spread   = flag.String("spread", "", "partitions scenario: comma-separated partition counts of the acks=all spread cell instead of the mode's (e.g. 1,1000)")
+		many     = flag.String("many", "", "partitions scenario: comma-separated partition counts of the many-partitions runs instead of the mode's; none skips them")
 	)
 	flag.Parse()
 	lookupKeysFlag = *lkeys
+	spreadFlag, manyFlag = *spread, *many
 	if *from != "" {
 		if err := regenerate(*from); err != nil {
 			fmt.Fprintln(os.Stderr, "kvbench:", err)
@@ -152,6 +155,18 @@ func run(quick bool, root, out, only string, reps int, keepTmp, kafkaAll bool, b
 	}
 	if lookupKeysFlag > 0 {
 		cfg.lookupKeys = lookupKeysFlag
+	}
+	if spreadFlag != "" {
+		if cfg.spreadPartitions, err = parseCounts(spreadFlag); err != nil {
+			return fmt.Errorf("-spread: %w", err)
+		}
+	}
+	if manyFlag == "none" {
+		cfg.manyPartitions = nil
+	} else if manyFlag != "" {
+		if cfg.manyPartitions, err = parseCounts(manyFlag); err != nil {
+			return fmt.Errorf("-many: %w", err)
+		}
 	}
 	if kafkaAll {
 		cfg.kafkaEverywhere = true
