@@ -416,3 +416,95 @@ func TestJournalCorruption(t *testing.T) {
 		})
 	}
 }
+
+// TestCrashJournalCommitEveryStep: a power loss at every file operation of
+// a journal commit of six partitions (one that trims the journal first:
+// syncs every partition, starts the next generation; and a plain one), for
+// each way of losing unsynced state: what the commit reported durable,
+// and everything committed before it, survives for every partition.
+func TestCrashJournalCommitEveryStep(t *testing.T) {
+	const parts = 6
+	for _, trim := range []bool{false, true} {
+		for _, mode := range []vfs.CrashOptions{{KeepUnsynced: vfs.KeepNone}, {KeepUnsynced: vfs.KeepRandom, TornTail: true}, {KeepUnsynced: vfs.KeepAll}} {
+			done := false
+			for budget := 0; !done; budget++ {
+				if budget > 400 {
+					t.Fatal("a commit takes more than 400 file operations")
+				}
+				crash := vfs.NewCrashFS(int64(budget))
+				fsys := vfs.NewFailFS(crash)
+				root := t.TempDir()
+				cfg := DefaultConfig()
+				cfg.SegmentBytes = 16384
+				cfg.SegmentIndexBytes = 1024
+				cfg.IndexIntervalBytes = 512
+				cfg.RetentionBytes = -1
+				maxBytes := int64(1 << 30)
+				if trim {
+					maxBytes = 1
+				}
+				opts := ManagerOptions{Dirs: []string{root}, FS: fsys, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }, Journal: true, JournalMaxBytes: maxBytes}
+				m, err := OpenManager(opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rng := rand.New(rand.NewPCG(3, 4))
+				history := make([][]testRecord, parts)
+				synced := make([]Offset, parts)
+				logs := make([]*Log, parts)
+				for i := range logs {
+					if logs[i], err = m.CreateLog(TopicPartition{Topic: "step", Partition: int32(i)}, cfg); err != nil {
+						t.Fatal(err)
+					}
+				}
+				commit := func(last bool) {
+					for i, l := range logs {
+						recs := randomRecords(rng, 1_700_000_000_000)
+						for k := range recs {
+							if recs[k].key == nil {
+								recs[k].key = []byte("k")
+							}
+						}
+						if _, err := l.Append(makeBatch(t, record.CodecNone, recs), int32(1+i)); err != nil {
+							t.Fatal(err)
+						}
+						history[i] = append(history[i], recs...)
+					}
+					if last {
+						fsys.SetBudget(budget)
+					}
+					for i, err := range SyncLogsWith(logs, SyncJournal) {
+						if err == nil {
+							synced[i] = Offset(len(history[i]))
+						} else if !last {
+							t.Fatalf("log %d: %v", i, err)
+						}
+					}
+				}
+				for range 3 {
+					commit(false)
+				}
+				commit(true)
+				if done = !fsys.Exhausted(); done {
+					t.Logf("trim %v, %+v: the commit took %d file operations", trim, mode, budget)
+				}
+				fsys.SetBudget(-1)
+				crashManager(m)
+				if err := crash.CrashWith(mode); err != nil {
+					t.Fatal(err)
+				}
+				m, err = OpenManager(opts)
+				if err != nil {
+					t.Fatalf("trim %v, budget %d, %+v: open: %v", trim, budget, mode, err)
+				}
+				for i := range logs {
+					l, _ := m.Log(TopicPartition{Topic: "step", Partition: int32(i)})
+					checkRecoveredJournal(t, l, history[i], synced[i])
+				}
+				if err := m.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+}
