@@ -228,14 +228,17 @@ func (j *journal) commit(logs []*Log) []error {
 			continue
 		}
 		from := max(l.recoveryPoint.Load(), l.journaled.Load(), l.logStart.Load())
-		upTo := l.leo.Load()
-		if upTo <= from {
-			continue
-		}
-		data, err := l.batchBytes(Offset(from), Offset(upTo))
-		if err != nil {
-			errs[i] = l.errorf("journal commit", -1, Offset(from), storageErr(err))
-			continue
+		data, upTo, ok := l.takeCaptured(from)
+		if !ok {
+			upTo = l.leo.Load()
+			if upTo <= from {
+				continue
+			}
+			var err error
+			if data, err = l.batchBytes(Offset(from), Offset(upTo)); err != nil {
+				errs[i] = l.errorf("journal commit", -1, Offset(from), storageErr(err))
+				continue
+			}
 		}
 		buf = appendJournalEntry(buf, journalEntry{Gen: j.gen, Kind: journalData, TP: l.tp, Offset: Offset(from), Payload: data})
 		got = append(got, taken{i, upTo})

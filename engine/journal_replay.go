@@ -149,6 +149,7 @@ func (l *Log) journalTruncated() error {
 	if l.jr == nil {
 		return nil
 	}
+	l.dropCapture()
 	// The active segment's file was cut and synced, and removed segments'
 	// renames are synced, by the truncation itself; a full truncation's
 	// renames and new segment are not yet.

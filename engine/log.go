@@ -37,6 +37,7 @@ type Log struct {
 	// the log end its last journal commit covered (0 after a trim).
 	jr        *journal
 	journaled atomic.Int64
+	jcap      journalCapture
 
 	syncMu      sync.Mutex  // serialises flushes (group commit)
 	dirDirty    atomic.Bool // directory entries changed since the last directory sync
