@@ -21,8 +21,9 @@ type journalCapture struct {
 }
 
 // journalCaptureMax bounds a log's capture (a follower's log, never
-// committed through the journal, would grow it without end).
-const journalCaptureMax = 4 << 20
+// committed through the journal, would grow it without end). A variable
+// for tests.
+var journalCaptureMax = 4 << 20
 
 // captureForJournal records batch b appended at the log end prevEnd,
 // ending at end. Caller holds l.mu.
