@@ -40,7 +40,22 @@ func (m *Manager) replayJournal(dir string, j *journal, ents []journalEntry) err
 			logs[tp] = l
 		}
 	}
+	var offline []string
+	for _, e := range ents {
+		if f, ok := m.failed[e.TP]; ok && f.dir == dir && e.Kind == journalData {
+			offline = append(offline, e.TP.String())
+		}
+	}
 	m.mu.Unlock()
+	if len(offline) > 0 {
+		// Partitions left offline (they failed to open) have records in
+		// the journal: it is kept aside for them, not replaced.
+		kept := fmt.Sprintf("%s.kept-%d", j.path, j.gen)
+		if err := m.opts.FS.Rename(j.path, kept); err != nil {
+			return fmt.Errorf("engine: journal %s: keeping it for offline partitions: %w: %w", j.path, ErrStorage, err)
+		}
+		m.opts.Logger.Error("journal holds records of partitions that failed to open; kept aside", "file", kept, "partitions", offline)
+	}
 	changed, err := replayEntries(ents, func(tp TopicPartition) *Log { return logs[tp] })
 	if err != nil {
 		return fmt.Errorf("engine: replaying journal %s: %w", j.path, err)

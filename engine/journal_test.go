@@ -568,3 +568,57 @@ func TestJournalCaptureFallback(t *testing.T) {
 		checkRecoveredJournal(t, l, history[i], Offset(len(history[i])))
 	}
 }
+
+// TestJournalKeptForOfflinePartition: a partition that fails to open has
+// records in the journal: the journal is kept aside for it (renamed, same
+// bytes), not discarded with the new generation.
+func TestJournalKeptForOfflinePartition(t *testing.T) {
+	root := t.TempDir()
+	cfg := DefaultConfig()
+	opts := ManagerOptions{Dirs: []string{root}, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }, Journal: true}
+	bad := TopicPartition{Topic: "bad", Partition: 0}
+	m, err := OpenManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := m.CreateLog(bad, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendRecords(t, l, 3)
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seg := filepath.Join(root, PartitionDirName(bad), fmt.Sprintf("%020d%s", 0, LogSuffix))
+	if err := os.Remove(seg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(seg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{CleanShutdownFile, RecoveryPointCheckpointFile} {
+		if err := os.Remove(filepath.Join(root, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := journalBatch(t, 3, 2, "j")
+	file := appendJournalEntry(appendJournalHeader(nil, 9), journalEntry{Gen: 9, Kind: journalData, TP: bad, Offset: 3, Payload: b})
+	if err := os.WriteFile(filepath.Join(root, JournalFile), file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err = OpenManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Failed()[bad] == nil {
+		t.Fatalf("failed partitions %v, want %s", m.Failed(), bad)
+	}
+	kept, err := os.ReadFile(filepath.Join(root, JournalFile+".kept-9"))
+	if err != nil || string(kept) != string(file) {
+		t.Fatalf("journal kept aside: %d bytes, %v", len(kept), err)
+	}
+	if _, err := os.Stat(filepath.Join(root, JournalFile)); err != nil {
+		t.Fatalf("no new journal: %v", err)
+	}
+}

@@ -147,6 +147,7 @@ func OpenManager(opts ManagerOptions) (*Manager, error) {
 			// No clean-shutdown marker is written: a dir that did not
 			// load completely keeps whatever state it was found in.
 			m.closeLogs()
+			m.closeJournals()
 			hc.close()
 			locks.Release()
 			return nil, err
