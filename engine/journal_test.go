@@ -39,7 +39,7 @@ func TestCrashGroupCommitJournal(t *testing.T) {
 			cfg.SegmentBytes = int64(4096 + rng.IntN(4096))
 			cfg.IndexIntervalBytes = 128
 			cfg.SegmentIndexBytes = 1024
-			cfg.RetentionBytes = -1
+			cfg.RetentionBytes = int64(16384 + rng.IntN(16384))
 			opts := ManagerOptions{Dirs: []string{root}, FS: fsys, Clock: clk, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg },
 				Journal: true, JournalMaxBytes: int64(2048 + rng.IntN(16384))}
 			var (
@@ -105,7 +105,21 @@ func TestCrashGroupCommitJournal(t *testing.T) {
 					if rng.IntN(5) == 0 {
 						epoch++
 					}
-					switch r := rng.IntN(20); {
+					switch r := rng.IntN(22); {
+					case r >= 20:
+						// DeleteRecords up to what is durable (the high
+						// watermark cannot pass it), or retention.
+						i := rng.IntN(parts)
+						l := logs[i]
+						l.SetHighWatermark(l.Durable())
+						if r == 20 && l.HighWatermark() > l.LogStartOffset() {
+							to := l.LogStartOffset() + Offset(rng.IntN(int(l.HighWatermark()-l.LogStartOffset())+1))
+							if err := l.DeleteRecordsBefore(to); err != nil {
+								t.Fatal(err)
+							}
+						} else {
+							m.Maintain(true)
+						}
 					case r < 13:
 						appendTo(rng.IntN(parts))
 					case r < 17:
