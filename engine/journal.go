@@ -134,11 +134,15 @@ func (j *journal) start() error {
 	if err == nil {
 		err = j.fs.Rename(tmp, j.path)
 	}
-	if err == nil {
-		err = j.fs.SyncDir(j.root)
-	}
 	if err != nil {
+		// Nothing replaced: the journal in place stays valid.
 		f.Close()
+		_ = j.fs.Remove(tmp)
+		return fmt.Errorf("engine: journal %s: starting generation %d: %w: %w", j.path, gen, ErrStorage, err)
+	}
+	if err = j.fs.SyncDir(j.root); err != nil {
+		f.Close()
+		j.broken = err // which journal the directory holds is not known
 		return fmt.Errorf("engine: journal %s: starting generation %d: %w: %w", j.path, gen, ErrStorage, err)
 	}
 	if j.f != nil {
@@ -173,14 +177,20 @@ func (j *journal) brokenErr() error {
 	return fmt.Errorf("%w: journal %s failed earlier: %w", ErrStorage, j.path, j.broken)
 }
 
-// writeLocked appends buf to the journal and syncs it. A failure breaks
-// the journal. Caller holds mu.
+// writeLocked appends buf to the journal and syncs it. A failed write (a
+// full file system) is cut off again, shrinking needs no space, and the
+// journal goes on as it was; a failed sync, or a write that cannot be cut
+// off, breaks it (what the file holds is no longer known). Caller holds mu.
 func (j *journal) writeLocked(buf []byte) error {
-	_, err := j.f.WriteAt(buf, j.size)
-	if err == nil {
-		err = j.f.Sync()
+	if n, err := j.f.WriteAt(buf, j.size); err != nil {
+		if n > 0 {
+			if terr := j.f.Truncate(j.size); terr != nil {
+				j.broken = errors.Join(err, terr)
+			}
+		}
+		return fmt.Errorf("%w: journal %s: %w", ErrStorage, j.path, err)
 	}
-	if err != nil {
+	if err := j.f.Sync(); err != nil {
 		j.broken = err
 		return fmt.Errorf("%w: journal %s: %w", ErrStorage, j.path, err)
 	}
@@ -315,7 +325,6 @@ func (j *journal) trimLocked() error {
 		}
 	}
 	if err := j.start(); err != nil {
-		j.broken = err
 		return err
 	}
 	for _, l := range logs {

@@ -636,3 +636,65 @@ func TestJournalKeptForOfflinePartition(t *testing.T) {
 		t.Fatalf("no new journal: %v", err)
 	}
 }
+
+// TestJournalDiskFull: a journal write refused by a full file system (part
+// of it written) fails that commit with a storage error and leaves the
+// journal as it was: once space is back, commits go on, and after a power
+// loss keeping nothing unsynced every record of a successful commit is
+// there, nothing of the failed one's partial write in the way.
+func TestJournalDiskFull(t *testing.T) {
+	crash := vfs.NewCrashFS(1)
+	full := vfs.NewFullFS(crash)
+	root := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.SegmentIndexBytes = 1024
+	opts := ManagerOptions{Dirs: []string{root}, FS: full, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }, Journal: true}
+	m, err := OpenManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const parts = 4
+	logs := make([]*Log, parts)
+	history := make([][]testRecord, parts)
+	committed := make([]Offset, parts)
+	for i := range logs {
+		if logs[i], err = m.CreateLog(TopicPartition{Topic: "full", Partition: int32(i)}, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := 0; round < 4; round++ {
+		for i, l := range logs {
+			b, recs := journalBatch(t, 0, 3, fmt.Sprintf("r%d-p%d", round, i))
+			if _, err := l.Append(b, 1); err != nil {
+				t.Fatal(err)
+			}
+			history[i] = append(history[i], recs...)
+		}
+		if round == 1 {
+			full.SetSpace(100) // the journal write gets 100 bytes in
+		}
+		for i, err := range SyncLogsWith(logs, SyncJournal) {
+			switch {
+			case round == 1 && !errors.Is(err, ErrStorage):
+				t.Fatalf("round 1, log %d: %v, want a storage error (disk full)", i, err)
+			case round != 1 && err != nil:
+				t.Fatalf("round %d, log %d: %v", round, i, err)
+			case err == nil:
+				committed[i] = Offset(len(history[i]))
+			}
+		}
+		full.SetSpace(-1)
+	}
+	crashManager(m)
+	if err := crash.CrashWith(vfs.CrashOptions{KeepUnsynced: vfs.KeepNone}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err = OpenManager(opts); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for i := range logs {
+		l, _ := m.Log(TopicPartition{Topic: "full", Partition: int32(i)})
+		checkRecoveredJournal(t, l, history[i], committed[i])
+	}
+}
