@@ -13,17 +13,20 @@ import (
 // It is only a cache: whenever it does not hold exactly the batches a
 // commit needs (it overflowed, a truncation emptied it, a sync of the log
 // made part of it durable), the commit reads them back.
+//
+// A log captures only once a journal commit took it, and stops when its
+// capture overflows: a follower's log, or a leader's whose commits go
+// elsewhere (an ISR of several replicas), keeps no copy of its appends.
 type journalCapture struct {
 	mu    sync.Mutex // a leaf lock
+	on    bool       // a journal commit took the log since the capture last overflowed
 	start int64      // the offset data starts at (the log end before its first batch)
 	end   int64      // the log end after its last batch
 	data  []byte
 }
 
-// journalCaptureMax bounds a log's capture (a follower's log, never
-// committed through the journal, would grow it without end). A variable
-// for tests.
-var journalCaptureMax = 4 << 20
+// journalCaptureMax bounds a log's capture. A variable for tests.
+var journalCaptureMax = 1 << 20
 
 // captureForJournal records batch b appended at the log end prevEnd,
 // ending at end. Caller holds l.mu.
@@ -34,11 +37,14 @@ func (l *Log) captureForJournal(b []byte, prevEnd, end int64) {
 	c := &l.jcap
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.on {
+		return
+	}
 	if len(c.data) == 0 || c.end != prevEnd {
 		c.start, c.data = prevEnd, c.data[:0]
 	}
 	if len(c.data)+len(b) > journalCaptureMax {
-		c.data = nil
+		c.data, c.on = nil, false
 		return
 	}
 	c.data = append(c.data, b...)
@@ -60,7 +66,7 @@ func (l *Log) takeCaptured(from int64) (data []byte, end int64, ok bool) {
 	c := &l.jcap
 	c.mu.Lock()
 	data, start, end := c.data, c.start, c.end
-	c.data = nil
+	c.data, c.on = nil, true
 	c.mu.Unlock()
 	if len(data) == 0 || start > from || end <= from {
 		return nil, 0, false

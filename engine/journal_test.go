@@ -698,3 +698,44 @@ func TestJournalDiskFull(t *testing.T) {
 		checkRecoveredJournal(t, l, history[i], committed[i])
 	}
 }
+
+// TestJournalCaptureOnlyWhenCommitted: a log no journal commit takes (a
+// follower's) keeps no copy of its appends; one that overflows its
+// capture stops capturing until a commit takes it again.
+func TestJournalCaptureOnlyWhenCommitted(t *testing.T) {
+	defer func(n int) { journalCaptureMax = n }(journalCaptureMax)
+	journalCaptureMax = 1000
+	root := t.TempDir()
+	cfg := DefaultConfig()
+	m, err := OpenManager(ManagerOptions{Dirs: []string{root}, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }, Journal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	l, err := m.CreateLog(TopicPartition{Topic: "f", Partition: 0}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	captured := func() int {
+		l.jcap.mu.Lock()
+		defer l.jcap.mu.Unlock()
+		return len(l.jcap.data)
+	}
+	appendRecords(t, l, 5)
+	if n := captured(); n != 0 {
+		t.Fatalf("a log never committed through the journal captured %d bytes", n)
+	}
+	if err := SyncLogsWith([]*Log{l}, SyncJournal)[0]; err != nil {
+		t.Fatal(err)
+	}
+	appendRecords(t, l, 1)
+	if captured() == 0 {
+		t.Fatal("a log committed through the journal captured nothing")
+	}
+	for range 50 {
+		appendRecords(t, l, 1)
+	}
+	if n := captured(); n != 0 {
+		t.Fatalf("an overflowed capture holds %d bytes", n)
+	}
+}
