@@ -17,8 +17,8 @@ import (
 // acknowledges acks=all produces to 40 partitions (each request one group
 // commit of all of them: one journal write and fsync), is SIGKILLed, and
 // loses what a power cut could: every segment byte the journal holds (each
-// partition's .log is cut where the journal's first entry of it starts:
-// below, a commit of few partitions synced the segment itself). After a
+// partition's .log is cut where its journaled run of records last starts:
+// below, the segment was synced). After a
 // restart, the journal's replay gives back every acknowledged record of
 // every partition, at its offset.
 func TestJournalPowerLossProcess(t *testing.T) {
@@ -75,8 +75,10 @@ func TestJournalPowerLossProcess(t *testing.T) {
 }
 
 // journalSyncedEnds reads a journal file (engine/FORMAT.md §9) and returns,
-// per partition of topic, the Offset of its first data entry: the end of
-// what its segment had synced when the journal started holding it.
+// per partition of topic, an offset below which its segment was synced: the
+// Offset of its first data entry, or of a later one that does not continue
+// the one before (a commit of few partitions synced the segment itself in
+// between, up to that Offset).
 func journalSyncedEnds(t *testing.T, path, topic string) map[int32]int64 {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -87,7 +89,7 @@ func journalSyncedEnds(t *testing.T, path, topic string) map[int32]int64 {
 		t.Fatalf("%s: not a journal", path)
 	}
 	gen := binary.BigEndian.Uint64(data[12:])
-	out := map[int32]int64{}
+	out, ends := map[int32]int64{}, map[int32]int64{}
 	for rest := data[24:]; len(rest) >= 8; {
 		n := int(binary.BigEndian.Uint32(rest))
 		if len(rest) < 8+n {
@@ -103,8 +105,14 @@ func journalSyncedEnds(t *testing.T, path, topic string) map[int32]int64 {
 		if kind != 1 || string(body[15:15+tl]) != topic {
 			continue
 		}
-		if _, ok := out[part]; !ok {
-			out[part] = int64(binary.BigEndian.Uint64(body[15+tl:]))
+		off := int64(binary.BigEndian.Uint64(body[15+tl:]))
+		if e, ok := ends[part]; !ok || e != off {
+			out[part] = off
+		}
+		// The entry's end: the last batch's base offset + last offset delta + 1.
+		for b := body[15+tl+8:]; len(b) >= 27; {
+			ends[part] = int64(binary.BigEndian.Uint64(b)) + int64(int32(binary.BigEndian.Uint32(b[23:]))) + 1
+			b = b[min(len(b), 12+int(binary.BigEndian.Uint32(b[8:]))):]
 		}
 	}
 	return out
