@@ -23,6 +23,9 @@ func crashManager(m *Manager) {
 	for _, l := range m.Logs() {
 		crashClose(l)
 	}
+	for _, j := range m.journals {
+		j.close() // (no sync: the descriptor goes with the process)
+	}
 	m.handles.close()
 	m.locks.Release() // the process is gone: so is its flock
 }

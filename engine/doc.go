@@ -23,10 +23,15 @@
 // ErrResourceLimit (a storage error). Logs load lazily: the active
 // segment's tail and the producer state are read on first use.
 //
-// Lock order: Manager.mu → Log.mu → Log.syncMu → segment.mu → the budget's
-// mutex (the budget only TryLocks a segment it wants to close); and
-// Log.mu → Log.kidxFileMu, Log.mu → keyIndex.mu → Log.txnMu, Log.mu → the
-// Manager's maintenance queue (maintenance.go).
+// With ManagerOptions.Journal, a group commit of many logs of a log dir is
+// one write and fsync of the dir's journal (journal.go, FORMAT.md §9),
+// replayed into the logs after an unclean stop.
+//
+// Lock order: Manager.mu → Log.mu → journal.mu → Log.syncMu → segment.mu →
+// the budget's mutex (the budget only TryLocks a segment it wants to
+// close); and Log.mu → Log.kidxFileMu, Log.mu → keyIndex.mu → Log.txnMu,
+// Log.mu → the Manager's maintenance queue (maintenance.go);
+// journalCapture.mu is a leaf.
 package engine
 
 // Offset is a Kafka offset: the permanent position of a record in a partition.

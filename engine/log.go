@@ -33,6 +33,11 @@ type Log struct {
 	hw            atomic.Int64               // high watermark
 	logStart      atomic.Int64               // log start offset
 	recoveryPoint atomic.Int64               // every offset below is on stable storage
+	// jr is the log dir's group-commit journal (nil: none); journaled is
+	// the log end its last journal commit covered (0 after a trim).
+	jr        *journal
+	journaled atomic.Int64
+	jcap      journalCapture
 
 	syncMu      sync.Mutex  // serialises flushes (group commit)
 	dirDirty    atomic.Bool // directory entries changed since the last directory sync
@@ -140,6 +145,13 @@ func (l *Log) HighWatermark() Offset { return Offset(l.hw.Load()) }
 // RecoveryPoint is the offset below which everything is flushed.
 func (l *Log) RecoveryPoint() Offset {
 	return Offset(min(l.recoveryPoint.Load(), l.leo.Load()))
+}
+
+// Durable is the offset below which everything is on stable storage: in
+// synced segments (RecoveryPoint) or in the log dir's group-commit journal
+// (the log start counts as durable: nothing below it is kept).
+func (l *Log) Durable() Offset {
+	return Offset(min(max(l.recoveryPoint.Load(), l.journaled.Load(), l.logStart.Load()), l.leo.Load()))
 }
 
 // SetHighWatermark moves the high watermark, clamped to [log start, LEO].

@@ -280,6 +280,7 @@ func (l *Log) appendBatches(b record.Batch, cfg Config, first, last Offset, maxT
 	// running past the segment's end (readRange's header checks).
 	seg.next.Store(int64(last) + 1)
 	seg.size.Store(pos + int64(len(b)))
+	l.captureForJournal(b, l.leo.Load(), int64(last)+1)
 	l.leo.Store(int64(last) + 1)
 	l.unflushed += count
 	if invariants {

@@ -71,6 +71,10 @@ const (
 	// SyncFileSystem: one syncfs of the log dir's file system (each log's
 	// files where the file system has no syncfs).
 	SyncFileSystem
+	// SyncJournal: the logs' new batches appended to the log dir's
+	// group-commit journal and one sync of it (journal.go); SyncAuto where
+	// the log dir has no journal.
+	SyncJournal
 )
 
 // SyncLogsWith is SyncLogs with the strategy given (tests, and a broker
@@ -95,9 +99,24 @@ func SyncLogsWith(logs []*Log, how SyncStrategy) []error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// With a journal, a commit of journalMin or more logs (or any
+			// commit, asked for) is one journal write and sync.
+			if j := ms[0].l.jr; j != nil && (how == SyncJournal || how == SyncAuto && len(ms) >= journalMin) {
+				group := make([]*Log, len(ms))
+				for k, m := range ms {
+					group[k] = m.l
+				}
+				start := time.Now()
+				jerrs := j.commit(group)
+				observeFlush(start)
+				for k, m := range ms {
+					errs[m.i] = jerrs[k]
+				}
+				return
+			}
 			var ch *syncChooser
 			use := how
-			if how == SyncAuto {
+			if how == SyncAuto || how == SyncJournal {
 				ch = chooserFor(root)
 				use = ch.pick(len(ms))
 			}

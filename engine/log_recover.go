@@ -40,6 +40,7 @@ type LogOptions struct {
 	handles              *handleCache
 	listed               bool        // the directory exists (the manager just listed it)
 	maintenance          *maintQueue // the manager's maintenance queue (maintenance.go); nil: none
+	journal              *journal    // the log dir's group-commit journal, if any
 }
 
 // OpenLog opens (creating if needed) the partition directory dir. Without a
@@ -55,7 +56,7 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	l := &Log{dir: dir, tp: tp, clk: opts.Clock, logger: opts.Logger, handles: opts.handles, rpLowered: opts.RecoveryPointLowered, snapAt: -1, firstOngoing: -1,
+	l := &Log{dir: dir, tp: tp, clk: opts.Clock, logger: opts.Logger, handles: opts.handles, rpLowered: opts.RecoveryPointLowered, snapAt: -1, firstOngoing: -1, jr: opts.journal,
 		maintQ: opts.maintenance, maintIdx: -1}
 	l.maintAt.Store(noMaintenance)
 	if l.handles == nil {

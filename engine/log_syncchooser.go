@@ -29,6 +29,12 @@ import (
 // Before any measurement, the prior is the benchmark's: syncfs for 8 to
 // 255 logs, fdatasyncs otherwise; the other strategy is first tried on
 // the third commit of a class.
+//
+// A log dir with a group-commit journal (journal.go) commits 4 or more
+// dirty logs through it without asking the chooser: a journal commit's
+// time leaves out the segments' write-back it defers (paid by trims and
+// background flushes), so comparing it with the other two would always
+// pick it; below journalMin the chooser's rule applies as without one.
 
 const (
 	exploreFactor = 32

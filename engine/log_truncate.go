@@ -68,7 +68,7 @@ func (l *Log) truncateTo(offset Offset) error {
 	l.setSegments(append([]*segment(nil), keep...))
 	l.afterTruncate(offset)
 	l.keyIndexTruncated(l.LogEndOffset(), false)
-	return nil
+	return l.journalTruncated()
 }
 
 // truncateSegment cuts s at the first batch whose last offset >= offset and
@@ -145,7 +145,7 @@ func (l *Log) truncateFullyLocked(offset Offset) error {
 	l.afterTruncate(offset)
 	l.keyIndexTruncated(offset, true)
 	_ = l.epochs.TruncateFromStart(int64(offset))
-	return nil
+	return l.journalTruncated()
 }
 
 func (l *Log) afterTruncate(offset Offset) {

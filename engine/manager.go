@@ -59,6 +59,12 @@ type ManagerOptions struct {
 	// CheckpointInterval is how often recovery points and log start offsets
 	// are checkpointed (0: 60 s, Kafka's log.flush.offset.checkpoint.interval.ms).
 	CheckpointInterval time.Duration
+	// Journal gives each log dir a group-commit journal (journal.go):
+	// SyncLogs of many logs appends their new batches to it and syncs it
+	// once instead of syncing each log. JournalMaxBytes is the size at
+	// which it is trimmed (0: DefaultJournalMaxBytes).
+	Journal         bool
+	JournalMaxBytes int64
 }
 
 // Manager owns every partition log in a broker's log dirs, their log-dir
@@ -84,6 +90,9 @@ type Manager struct {
 	// refuses them (an empty log in their place would hide the data), and
 	// their checkpoint entries are carried over unchanged.
 	failed map[TopicPartition]failedLog
+	// journals: each log dir's group-commit journal (Journal; nil map otherwise).
+	journals map[string]*journal
+	deleted  map[TopicPartition]bool // logs deleted (createMu), see checkpointIfRecreated
 
 	checkpointMu sync.Mutex // one checkpoint writer at a time (periodic, truncation, close)
 
@@ -143,6 +152,7 @@ func OpenManager(opts ManagerOptions) (*Manager, error) {
 			// No clean-shutdown marker is written: a dir that did not
 			// load completely keeps whatever state it was found in.
 			m.closeLogs()
+			m.closeJournals()
 			hc.close()
 			locks.Release()
 			return nil, err
@@ -191,6 +201,10 @@ func (m *Manager) loadDir(dir string) error {
 	if err != nil {
 		m.opts.Logger.Warn("log start checkpoint unreadable", "dir", dir, "err", err)
 		starts = nil
+	}
+	jr, jents, err := m.openJournal(dir)
+	if err != nil {
+		return err
 	}
 	ents, err := fs.ReadDir(dir)
 	if err != nil {
@@ -245,7 +259,7 @@ func (m *Manager) loadDir(dir string) error {
 				l, err := OpenLog(j.dir, j.tp, configs[j.tp.Topic], LogOptions{
 					FS: fs, Clock: m.opts.Clock, Logger: m.opts.Logger,
 					CleanShutdown: clean, RecoveryPoint: rp, LogStartOffset: ls, handles: m.handles,
-					RecoveryPointLowered: m.WriteCheckpoints, listed: true, maintenance: &m.maint,
+					RecoveryPointLowered: m.WriteCheckpoints, listed: true, maintenance: &m.maint, journal: jr,
 				})
 				mu.Lock()
 				if err != nil {
@@ -274,6 +288,9 @@ func (m *Manager) loadDir(dir string) error {
 	}
 	close(ch)
 	wg.Wait()
+	if err := m.replayJournal(dir, jr, jents); err != nil {
+		return err
+	}
 	if clean {
 		// From here on a crash is unclean until Close writes the marker again.
 		if err := fs.Remove(marker); err != nil {
@@ -334,6 +351,7 @@ func (m *Manager) unorderedLogs() []*Log {
 func (m *Manager) CreateLog(tp TopicPartition, cfg Config) (*Log, error) {
 	m.createMu.Lock()
 	defer m.createMu.Unlock()
+	m.checkpointIfRecreated(tp)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -354,8 +372,11 @@ func (m *Manager) CreateLog(tp TopicPartition, cfg Config) (*Log, error) {
 	l, err := OpenLog(filepath.Join(dir, PartitionDirName(tp)), tp, cfg, LogOptions{
 		FS: m.opts.FS, Clock: m.opts.Clock, Logger: m.opts.Logger,
 		CleanShutdown: true, RecoveryPoint: -1, LogStartOffset: -1, handles: m.handles,
-		RecoveryPointLowered: m.WriteCheckpoints, maintenance: &m.maint,
+		RecoveryPointLowered: m.WriteCheckpoints, maintenance: &m.maint, journal: m.journals[dir],
 	})
+	if err == nil {
+		err = l.journalCreated()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -387,6 +408,7 @@ func (m *Manager) DeleteLog(tp TopicPartition) error {
 	if !ok {
 		return nil
 	}
+	m.noteDeleted(tp)
 	err := l.Delete()
 	m.maint.remove(l)
 	return err
@@ -522,6 +544,7 @@ func (m *Manager) Close() error {
 	}
 	m.wg.Wait()
 	err := m.closeLogs()
+	m.closeJournals()
 	if cerr := m.WriteCheckpoints(); cerr != nil && err == nil {
 		err = cerr
 	}

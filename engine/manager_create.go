@@ -22,6 +22,7 @@ func (m *Manager) CreateLogs(tps []TopicPartition, cfgs []Config) ([]*Log, []err
 	errs := make([]error, len(tps))
 	m.createMu.Lock()
 	defer m.createMu.Unlock()
+	m.checkpointIfRecreated(tps...)
 
 	// Existing logs, refusals and the placement of the new ones.
 	type fresh struct {
@@ -103,8 +104,11 @@ func (m *Manager) CreateLogs(tps []TopicPartition, cfgs []Config) ([]*Log, []err
 				logs[f.i], errs[f.i] = OpenLog(f.dir, tps[f.i], cfgs[f.i], LogOptions{
 					FS: m.opts.FS, Clock: m.opts.Clock, Logger: m.opts.Logger,
 					CleanShutdown: true, RecoveryPoint: -1, LogStartOffset: -1, handles: m.handles,
-					RecoveryPointLowered: m.WriteCheckpoints, listed: true, maintenance: &m.maint,
+					RecoveryPointLowered: m.WriteCheckpoints, listed: true, maintenance: &m.maint, journal: m.journals[filepath.Dir(f.dir)],
 				})
+				if errs[f.i] == nil {
+					errs[f.i] = logs[f.i].journalCreated()
+				}
 			}
 		}()
 	}

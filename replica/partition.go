@@ -226,7 +226,7 @@ func (p *Partition) settleLocked() []completion {
 		p.opts.Logger.Error("fsync of a leader left alone in the ISR failed", "partition", p.log.TopicPartition(), "err", err)
 		return p.failWaiters(storageErr(err))
 	}
-	if p.leader.Flushed(p.log.RecoveryPoint()) {
+	if p.leader.Flushed(p.log.Durable()) {
 		return p.hwMoved()
 	}
 	return nil
@@ -347,7 +347,7 @@ func (p *Partition) MakeLeader(st State, now time.Time) (bool, error) {
 	p.leader = NewLeader(LeaderParams{
 		ID: p.opts.ID, Epoch: st.LeaderEpoch, Replicas: st.Replicas, ISR: st.ISR, ZkVersion: st.ZkVersion,
 		LEO: leo, HW: p.log.HighWatermark(), EpochStart: leo, LagMax: p.opts.LagMax,
-		SyncAlone: p.opts.SyncAlone, Durable: p.log.RecoveryPoint(),
+		SyncAlone: p.opts.SyncAlone, Durable: p.log.Durable(),
 	}, now)
 	var cs []completion
 	if p.leader.HW() > p.log.HighWatermark() {
@@ -509,7 +509,7 @@ func (p *Partition) flushed(err error) (more bool, cs []completion) {
 		}
 		cs = p.failWaiters(storageErr(err))
 	case p.role == RoleLeader:
-		if p.leader.Flushed(p.log.RecoveryPoint()) {
+		if p.leader.Flushed(p.log.Durable()) {
 			cs = p.hwMoved()
 		}
 		more = p.leader.NeedsFlush()
@@ -631,7 +631,7 @@ func (p *Partition) Tick(now time.Time) *ISRChange {
 			p.leader.ISRChangeFailed()
 			return nil
 		}
-		p.leader.Flushed(p.log.RecoveryPoint())
+		p.leader.Flushed(p.log.Durable())
 	}
 	return ch
 }
@@ -655,7 +655,7 @@ func (p *Partition) ISRChangeDone(ch *ISRChange, zkVersion int32, err error, cur
 			if serr := p.log.Sync(); serr != nil {
 				p.opts.Logger.Error("fsync after shrinking the ISR to the leader alone failed", "partition", p.log.TopicPartition(), "err", serr)
 			} else {
-				p.leader.Flushed(p.log.RecoveryPoint())
+				p.leader.Flushed(p.log.Durable())
 			}
 		}
 		if p.leader.ISRCommitted(zkVersion) {

@@ -220,6 +220,8 @@ func New(cfg *config.Broker, opts Options) (_ *Server, err error) {
 		RecoveryThreads:        cfg.RecoveryThreads,
 		RetentionCheckInterval: cfg.RetentionCheckInterval,
 		CheckpointInterval:     cfg.CheckpointInterval,
+		Journal:                cfg.JournalEnable,
+		JournalMaxBytes:        cfg.JournalMaxBytes,
 		ConfigFor: func(tp engine.TopicPartition) engine.Config {
 			return layers.EngineConfig(overrides[tp.Topic])
 		},

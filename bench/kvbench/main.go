@@ -127,9 +127,12 @@ func main() {
 		producer = flag.String("producer", "", "produce scenario's load generator of Kafka-protocol systems: raw (pre-encoded requests, the default), kgo (franz-go's producer) or both (each run with both, alternating; the kgo figures are reported beside)")
 		consumer = flag.String("consumer", "", "consume scenario's consumer of Kafka-protocol systems: raw (Fetch requests counting records from batch headers), kgo (franz-go's consumer) or both (the default: each read with both, alternating; the raw figures are the main ones, the kgo ones reported beside)")
 		systems  = flag.String("systems", "", "comma-separated systems to run (default all), e.g. kvlog,kvlog-before,kafka,kafka-fsync")
+		spread   = flag.String("spread", "", "partitions scenario: comma-separated partition counts of the acks=all spread cell instead of the mode's (e.g. 1,1000)")
+		many     = flag.String("many", "", "partitions scenario: comma-separated partition counts of the many-partitions runs instead of the mode's; none skips them")
 	)
 	flag.Parse()
 	lookupKeysFlag = *lkeys
+	spreadFlag, manyFlag = *spread, *many
 	if *from != "" {
 		if err := regenerate(*from); err != nil {
 			fmt.Fprintln(os.Stderr, "kvbench:", err)
@@ -164,6 +167,18 @@ func run(mode string, root, out, only string, reps int, keepTmp, kafkaAll bool, 
 	}
 	if lookupKeysFlag > 0 {
 		cfg.lookupKeys = lookupKeysFlag
+	}
+	if spreadFlag != "" {
+		if cfg.spreadPartitions, err = parseCounts(spreadFlag); err != nil {
+			return fmt.Errorf("-spread: %w", err)
+		}
+	}
+	if manyFlag == "none" {
+		cfg.manyPartitions = nil
+	} else if manyFlag != "" {
+		if cfg.manyPartitions, err = parseCounts(manyFlag); err != nil {
+			return fmt.Errorf("-many: %w", err)
+		}
 	}
 	if kafkaAll {
 		cfg.kafkaEverywhere = true

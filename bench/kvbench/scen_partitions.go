@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -121,7 +122,7 @@ func scenPartitions(ctx context.Context, r *runner) error {
 // spreadProduce measures acks=all produce rates over many partitions with
 // fsync on and off (scenario comment).
 func spreadProduce(ctx context.Context, r *runner) error {
-	ins, err := r.startAll([]sysSpec{specOf("kvlog"), specOf("kvlog-nofsync")})
+	ins, err := r.startAll([]sysSpec{specOf("kvlog"), specOf("kvlog-journal"), specOf("kvlog-nofsync")})
 	if err != nil {
 		return err
 	}
@@ -186,6 +187,27 @@ func createGrown(ctx context.Context, addr, topic string, n int) error {
 // spreadRatio is the fsync-on/off ratio of cell (NaN when not measured).
 func (r *runner) spreadRatio(cell string) float64 {
 	return pairedRatio(r.st.get("partitions-spread", cell, "kvlog", "rec/s"), r.st.get("partitions-spread", cell, "kvlog-nofsync", "rec/s"))
+}
+
+// spreadJournalRatio is spreadRatio with kvlog.journal.enable=true.
+func (r *runner) spreadJournalRatio(cell string) float64 {
+	return pairedRatio(r.st.get("partitions-spread", cell, "kvlog-journal", "rec/s"), r.st.get("partitions-spread", cell, "kvlog-nofsync", "rec/s"))
+}
+
+// spreadFlag and manyFlag are -spread and -many (empty: the mode's counts).
+var spreadFlag, manyFlag string
+
+// parseCounts parses a comma-separated list of positive counts.
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("bad count %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func firstLine(s string) string {
@@ -398,16 +420,17 @@ func restartUntil(ctx context.Context, in *instance, topics []string, end int64)
 
 func reportPartitions(r *runner, w *md) {
 	if cells := r.st.cells("partitions-spread"); len(cells) > 0 {
-		w.p("acks=all produce of %d records (100-byte values, 100k keys, franz-go defaults) spread over P partitions: kvlog with fsync (one group commit for every partition waiting) against kvlog-nofsync, alternating rounds in this run; rec/s medians, ratio the median of per-round ratios (goal: ≥ 0.8 at 1,000 partitions, ≥ 0.5 at 10,000).", r.cfg.spreadRecords)
+		w.p("acks=all produce of %d records (100-byte values, 100k keys, franz-go defaults) spread over P partitions: kvlog with fsync (one group commit for every partition waiting), the same with the group-commit journal (kvlog.journal.enable=true: one journal fsync per group commit) and kvlog-nofsync, alternating rounds in this run; rec/s medians, ratio the median of per-round ratios (goal: ≥ 0.8 at 1,000 partitions, ≥ 0.5 at 10,000).", r.cfg.spreadRecords)
 		var rows [][]string
 		for _, c := range cells {
 			if c == "peak RSS" {
 				continue
 			}
 			rows = append(rows, []string{c, fnum(median(r.st.get("partitions-spread", c, "kvlog", "rec/s"))),
-				fnum(median(r.st.get("partitions-spread", c, "kvlog-nofsync", "rec/s"))), fx(r.spreadRatio(c))})
+				fnum(median(r.st.get("partitions-spread", c, "kvlog-journal", "rec/s"))),
+				fnum(median(r.st.get("partitions-spread", c, "kvlog-nofsync", "rec/s"))), fx(r.spreadRatio(c)), fx(r.spreadJournalRatio(c))})
 		}
-		w.table([]string{"Partitions", "kvlog rec/s (fsync)", "kvlog-nofsync rec/s", "fsync on / off"}, rows)
+		w.table([]string{"Partitions", "kvlog rec/s (fsync)", "kvlog-journal rec/s (fsync)", "kvlog-nofsync rec/s", "fsync on / off", "journal on / off"}, rows)
 	}
 	w.p("Fresh kvlogd per count and build; one record written to and read from every partition. Restart: exec → every partition's end offset listed.")
 	var rows [][]string

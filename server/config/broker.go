@@ -122,6 +122,8 @@ var brokerDefs = func() map[string]*Def {
 		{Name: "transaction.remove.expired.transaction.cleanup.interval.ms", Type: kmsg.ConfigTypeInt, Default: "3600000", Check: atLeast(1), Doc: "How often expired transactional ids are removed."},
 		// kvlog's own keys.
 		{Name: "kvlog.fsync.acks.all", Type: kmsg.ConfigTypeBoolean, Default: "true", Doc: "while no other replica holds the data, the high watermark passes only fsynced records (group commit after every append), so acks=all is acknowledged after the fsync."},
+		{Name: "kvlog.journal.enable", Type: kmsg.ConfigTypeBoolean, Default: "false", Doc: "Each log dir keeps a group-commit journal (kvlog-journal): a group commit of many partitions appends their new batches to it and fsyncs that one file instead of each partition's segment, which is synced later (flush.ms, rolls, shutdown, the journal's trim); after an unclean stop the journal is replayed into the partitions before the broker serves."},
+		{Name: "kvlog.journal.max.bytes", Type: kmsg.ConfigTypeLong, Default: "67108864", Check: between(1<<20, 1<<34), Doc: "Size of a log dir's journal at which it is trimmed: the partitions it covers are synced (one syncfs) and an empty journal starts. Bounds the replay after an unclean stop."},
 		{Name: "kvlog.http.listener", Type: kmsg.ConfigTypeString, Default: "127.0.0.1:9644", Doc: "host:port of the HTTP listener (/metrics, /healthz, /readyz, /cleaner, the console /ui/, /debug/pprof); empty disables it."},
 		{Name: "kvlog.max.open.segments", Type: kmsg.ConfigTypeInt, Default: "0", Check: atLeast(0), Doc: "Bound on inactive segments with open files and mappings; 0 is the engine default."},
 		{Name: "kvlog.max.open.files", Type: kmsg.ConfigTypeInt, Default: "0", Check: between(0, maxOpenFilesBound), Doc: "Budget of file descriptors the storage engine holds open (segments, indexes, checkpoints); cold segments, active ones too, are closed to stay under it and reopened on demand. 0: the process's open file limit (RLIMIT_NOFILE) less max.connections plus 512 for sockets and the rest, at most half the limit. At most the open file limit."},
@@ -175,6 +177,8 @@ type Broker struct {
 	QueuedMaxRequests        int
 	QueuedMaxRequestBytes    int64 // <= 0: unbounded
 	FsyncAcksAll             bool
+	JournalEnable            bool
+	JournalMaxBytes          int64
 	HTTPListener             string
 	MaxOpenSegments          int
 	MaxOpenFiles             int
@@ -367,6 +371,8 @@ func Parse(props []Property, logger *slog.Logger) (*Broker, error) {
 	c.QueuedMaxRequestBytes = l.Int("queued.max.request.bytes")
 	c.QueuedMaxRequests = min(int(l.Int("queued.max.requests")), 500)
 	c.FsyncAcksAll = l.Bool("kvlog.fsync.acks.all")
+	c.JournalEnable = l.Bool("kvlog.journal.enable")
+	c.JournalMaxBytes = l.Int("kvlog.journal.max.bytes")
 	c.HTTPListener = get("kvlog.http.listener")
 	c.MaxOpenSegments = int(l.Int("kvlog.max.open.segments"))
 	c.MaxOpenFiles = int(l.Int("kvlog.max.open.files"))
