@@ -330,7 +330,11 @@ func (r *runner) writeEnvironment(w *md) {
 	w.table([]string{"", ""}, rows)
 	var srows [][]string
 	for _, s := range systemSpecs {
-		srows = append(srows, []string{s.name, s.desc})
+		desc := s.desc
+		if s.name == "kvlog-before" && r.baseline != "" {
+			desc += " (this run: " + r.baseline + ")"
+		}
+		srows = append(srows, []string{s.name, desc})
 	}
 	w.p("Systems under test (each its own process on 127.0.0.1 with a fresh temp data dir):")
 	w.table([]string{"System", "What"}, srows)
