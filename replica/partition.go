@@ -78,6 +78,13 @@ type Partition struct {
 	waiters    map[*ackWaiter]struct{}
 	closed     bool
 	flushing   bool // a Flush is due or running (AppendAsLeader asked for it)
+	// flushErr is the error of the last failed flush, which covered the
+	// offsets below flushErrTo: an acks=all append there whose waiter
+	// registers only after the failure (the commit ran between Append
+	// and AwaitAck) fails with it instead of waiting for a HW the failed
+	// flush will never move. A flush that succeeds clears it.
+	flushErr   error
+	flushErrTo Offset
 
 	watchMu sync.Mutex       // a leaf: guards parked
 	parked  map[*parked]bool // parked fetches watching this partition (true: a follower's)
@@ -508,7 +515,9 @@ func (p *Partition) flushed(err error) (more bool, cs []completion) {
 			p.opts.Logger.Error("fsync failed", "partition", p.log.TopicPartition(), "err", err)
 		}
 		cs = p.failWaiters(storageErr(err))
+		p.flushErr, p.flushErrTo = storageErr(err), p.log.LogEndOffset()
 	case p.role == RoleLeader:
+		p.flushErr = nil
 		if p.leader.Flushed(p.log.Durable()) {
 			cs = p.hwMoved()
 		}
@@ -532,6 +541,12 @@ func (p *Partition) AwaitAck(last Offset, minISR int, done func(error)) (cancel 
 		return func() bool { return false }
 	}
 	if ok, err := p.leader.AckStatus(last, minISR); ok {
+		p.mu.Unlock()
+		done(err)
+		return func() bool { return false }
+	}
+	if p.flushErr != nil && last < p.flushErrTo {
+		err := p.flushErr
 		p.mu.Unlock()
 		done(err)
 		return func() bool { return false }
