@@ -76,6 +76,10 @@ func kafkaClient(addr []string, opts ...kgo.Opt) (*kgo.Client, error) {
 }
 
 // createTopic creates a topic and waits until every partition has a leader.
+// maxPartitionsPerCreate bounds the partitions one CreateTopics or
+// CreatePartitions request adds (see createTopic).
+const maxPartitionsPerCreate = 5000
+
 func createTopic(ctx context.Context, addr []string, topic string, partitions int32, rf int16, configs map[string]string) error {
 	cl, err := kafkaClient(addr)
 	if err != nil {
@@ -87,12 +91,27 @@ func createTopic(ctx context.Context, addr []string, topic string, partitions in
 	for k, v := range configs {
 		cfg[k] = kadm.StringPtr(v)
 	}
-	resp, err := adm.CreateTopic(ctx, partitions, rf, cfg, topic)
+	// Apache Kafka in KRaft mode refuses one request that would write more
+	// than 10,000 metadata records (POLICY_VIOLATION), and a topic of P
+	// partitions is P+1 records: larger topics are created in steps, the
+	// topic first and then partitions added up to the count.
+	first := min(partitions, maxPartitionsPerCreate)
+	resp, err := adm.CreateTopic(ctx, first, rf, cfg, topic)
 	if err == nil {
 		err = resp.Err
 	}
 	if err != nil {
 		return fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	for n := first; n < partitions; {
+		n = min(partitions, n+maxPartitionsPerCreate)
+		rs, err := adm.UpdatePartitions(ctx, int(n), topic)
+		if err == nil {
+			err = rs.Error()
+		}
+		if err != nil {
+			return fmt.Errorf("topic %s: grow to %d partitions: %w", topic, n, err)
+		}
 	}
 	for {
 		md, err := adm.Metadata(ctx, topic)
