@@ -76,6 +76,22 @@ func kafkaClient(addr []string, opts ...kgo.Opt) (*kgo.Client, error) {
 }
 
 // createTopic creates a topic and waits until every partition has a leader.
+// growPartitions adds partitions to topic, which has have, up to n, at most
+// maxPartitionsPerCreate per request.
+func growPartitions(ctx context.Context, adm *kadm.Client, topic string, have, n int32) error {
+	for have < n {
+		have = min(n, have+maxPartitionsPerCreate)
+		rs, err := adm.UpdatePartitions(ctx, int(have), topic)
+		if err == nil {
+			err = rs.Error()
+		}
+		if err != nil {
+			return fmt.Errorf("topic %s: grow to %d partitions: %w", topic, have, err)
+		}
+	}
+	return nil
+}
+
 // maxPartitionsPerCreate bounds the partitions one CreateTopics or
 // CreatePartitions request adds (see createTopic).
 const maxPartitionsPerCreate = 5000
@@ -103,15 +119,8 @@ func createTopic(ctx context.Context, addr []string, topic string, partitions in
 	if err != nil {
 		return fmt.Errorf("create topic %s: %w", topic, err)
 	}
-	for n := first; n < partitions; {
-		n = min(partitions, n+maxPartitionsPerCreate)
-		rs, err := adm.UpdatePartitions(ctx, int(n), topic)
-		if err == nil {
-			err = rs.Error()
-		}
-		if err != nil {
-			return fmt.Errorf("topic %s: grow to %d partitions: %w", topic, n, err)
-		}
+	if err := growPartitions(ctx, adm, topic, first, partitions); err != nil {
+		return err
 	}
 	for {
 		md, err := adm.Metadata(ctx, topic)

@@ -155,14 +155,14 @@ func spreadProduce(ctx context.Context, r *runner) error {
 	return nil
 }
 
-// createGrown creates topic with n partitions: 5,000 at creation (the
-// most one CreateTopics request may hold), the rest added 5,000 at a time.
+// createGrown creates topic with n partitions: maxPartitionsPerCreate at
+// creation, the rest added in steps (createTopic).
 func createGrown(ctx context.Context, addr, topic string, n int) error {
-	const step = 5000
-	if err := createMany(ctx, addr, topic, min(n, step)); err != nil {
+	first := min(n, maxPartitionsPerCreate)
+	if err := createMany(ctx, addr, topic, first); err != nil {
 		return err
 	}
-	if n <= step {
+	if n <= first {
 		return nil
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestTimeoutOverhead(10*time.Minute))
@@ -172,16 +172,7 @@ func createGrown(ctx context.Context, addr, topic string, n int) error {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	adm.SetTimeoutMillis(int32((10 * time.Minute).Milliseconds()))
-	for have := step; have < n; have += step {
-		resp, err := adm.UpdatePartitions(ctx, min(n, have+step), topic)
-		if err == nil {
-			err = resp.Error()
-		}
-		if err != nil {
-			return fmt.Errorf("growing %s to %d partitions: %w", topic, min(n, have+step), err)
-		}
-	}
-	return nil
+	return growPartitions(ctx, adm, topic, int32(first), int32(n))
 }
 
 // spreadRatio is the fsync-on/off ratio of cell (NaN when not measured).
