@@ -71,7 +71,8 @@ type config struct {
 	manyPartitions  []int // partitions scenario: partitions per broker
 	// spreadPartitions: partitions scenario, acks=all produce spread over
 	// this many partitions with fsync on and off (kvlog, kvlog-nofsync);
-	// spreadRecords records per run.
+	// spreadRecords records per run (scaleManyRecords from 10,000
+	// partitions up: a run of seconds, not of a fraction of one, at 1,000).
 	spreadPartitions []int
 	spreadRecords    int
 	scaleRecords     int
@@ -234,7 +235,7 @@ func fullConfig() *config {
 		scalePartitions:   []int{1, 10, 100, 1000, 10_000},
 		manyPartitions:    []int{5000, 10000, 30000},
 		spreadPartitions:  []int{1, 1000, 10_000},
-		spreadRecords:     200_000,
+		spreadRecords:     1_000_000,
 		scaleRecords:      500_000,
 		scaleManyRecords:  200_000,
 		scaleManyReps:     2,

@@ -34,9 +34,9 @@ type sysSpec struct {
 }
 
 var systemSpecs = []sysSpec{
-	{name: "kvlog", kind: kafkaKind, impl: "kvlogd", desc: "kvlogd single node, defaults (group commit before acknowledging acks=all: the waiting partitions' fdatasyncs in parallel or one syncfs of the log dir, whichever the broker measured faster for that many partitions)"},
+	{name: "kvlog", kind: kafkaKind, impl: "kvlogd", desc: "kvlogd single node, defaults (group commit before acknowledging acks=all; a commit of many partitions appends their new batches to one journal per log dir and fsyncs it once)"},
 	{name: "kvlog-before", kind: kafkaKind, impl: "kvlogd", desc: "kvlogd built from the -baseline git revision, defaults: the same broker before the changes being measured"},
-	{name: "kvlog-journal", kind: kafkaKind, impl: "kvlogd", props: []string{"kvlog.journal.enable=true"}, desc: "kvlogd with kvlog.journal.enable=true: a group commit of many partitions appends their batches to one journal per log dir and fsyncs it once (partitions scenario)"},
+	{name: "kvlog-nojournal", kind: kafkaKind, impl: "kvlogd", props: []string{"kvlog.journal.enable=false"}, desc: "kvlogd with kvlog.journal.enable=false: a group commit syncs the waiting partitions' own files (their fdatasyncs in parallel or one syncfs of the log dir, whichever the broker measured faster for that many partitions; partitions scenario)"},
 	{name: "kvlog-nofsync", kind: kafkaKind, impl: "kvlogd", props: []string{"kvlog.fsync.acks.all=false"}, desc: "kvlogd with kvlog.fsync.acks.all=false (page-cache durability, like kfake and NATS defaults)"},
 	{name: "kfake-mem", kind: kafkaKind, impl: "kfake", desc: "franz-go kfake, in memory, as its own process (bench/kvbench/kfaked)"},
 	{name: "kfake-disk", kind: kafkaKind, impl: "kfake", disk: true, desc: "franz-go kfake with DataDir (segment files, no per-batch fsync), own process"},
