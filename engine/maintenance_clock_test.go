@@ -11,8 +11,8 @@ import (
 // TestBackgroundMaintenanceOnTheClock: the background maintenance
 // (Manager.Start) passes once a maintenanceTick on the Manager's clock, so
 // a test moving a manual clock decides when an idle roll and a retention
-// deletion happen: each exactly when the clock passes its time, not
-// before, without sleeping.
+// deletion happen: each at the first pass after the clock passes its time
+// (retention at a retention check), not before, without sleeping.
 func TestBackgroundMaintenanceOnTheClock(t *testing.T) {
 	clk := clock.NewManual(time.UnixMilli(1_700_000_000_000)) // the records' timestamps
 	m, err := OpenManager(ManagerOptions{Dirs: []string{t.TempDir()}, Clock: clk, Logger: quietLogger,
@@ -53,12 +53,18 @@ func TestBackgroundMaintenanceOnTheClock(t *testing.T) {
 		t.Fatalf("past segment.ms: %d segments, want 2 (an idle roll)", n)
 	}
 	l.SetHighWatermark(l.LogEndOffset()) // retention deletes only below the HW
-	pass(time.Hour - 2*time.Second)      // the records are 2 h - 1 s old
+	// The retention pass runs every RetentionCheckInterval (1 min here),
+	// counted from the last one (at segment.ms, above).
+	pass(time.Hour - 2*time.Second) // a retention pass; the records are 2 h - 1 s old
 	if got := l.LogStartOffset(); got != 0 {
 		t.Fatalf("before retention.ms: log start %d, want 0", got)
 	}
-	pass(2 * time.Second) // 2 h + 1 s old
+	pass(2 * time.Second) // past retention.ms, but no retention pass due
+	if got := l.LogStartOffset(); got != 0 {
+		t.Fatalf("between retention passes: log start %d, want 0", got)
+	}
+	pass(time.Minute - 2*time.Second) // the next retention pass
 	if got := l.LogStartOffset(); got != 2 {
-		t.Fatalf("past retention.ms: log start %d, want 2 (the rolled segment deleted)", got)
+		t.Fatalf("past retention.ms at a retention pass: log start %d, want 2 (the rolled segment deleted)", got)
 	}
 }

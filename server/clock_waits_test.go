@@ -62,7 +62,8 @@ func TestFetchMaxWaitCountsFromArrival(t *testing.T) {
 // offset; an offset already committed is answered without waiting.
 func TestKeyMinOffsetWaitOnTheClock(t *testing.T) {
 	clk := clock.NewManual(time.Now())
-	b := startBrokerOpts(t, t.TempDir(), Options{Clock: clk})
+	// (No console: its sampling timer would be on the clock too.)
+	b := startBrokerOpts(t, t.TempDir(), Options{Clock: clk}, "kvlog.console.enable=false")
 	t.Cleanup(func() { clk.Advance(time.Hour) }) // a wait left by a failure ends before the broker stops
 	createTopic(t, b, "kv", 1, map[string]*string{"cleanup.policy": kmsg.StringPtr("compact")})
 	produceN(t, b, "kv", 3) // offsets 0-2, key 0x00 at offset 0
