@@ -39,7 +39,7 @@ func TestFetchMaxWaitCountsFromArrival(t *testing.T) {
 	due := clk.Now().Add(time.Minute) // the clock stands still until the request arrives
 	c.send(req, 1)
 	if !clk.AwaitDeadline(due, 10*time.Second) {
-		t.Fatalf("the parked fetch's deadline is not its arrival + MaxWait (%v); timers: %v", due, clk.Deadlines())
+		t.Fatalf("no timer due at the fetch's arrival + MaxWait (%v) on the broker's clock", due)
 	}
 	clk.Set(due.Add(-time.Nanosecond))
 	if !clk.AwaitCallbacks(10 * time.Second) {
@@ -96,7 +96,7 @@ func TestKeyMinOffsetWaitOnTheClock(t *testing.T) {
 	due := clk.Now().Add(5 * time.Second)
 	res := get("3")
 	if !clk.AwaitDeadline(due, 10*time.Second) {
-		t.Fatalf("the min_offset wait set no timer due at timeout_ms on the broker's clock; timers: %v", clk.Deadlines())
+		t.Fatal("the min_offset wait set no timer due at timeout_ms on the broker's clock")
 	}
 	clk.Set(due.Add(-time.Nanosecond))
 	select {

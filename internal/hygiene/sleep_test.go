@@ -123,6 +123,7 @@ func checkFile(fset *token.FileSet, rel string, f *ast.File) []finding {
 			continue
 		}
 		name := funcName(fd)
+		elapsed := elapsedVars(fd, timePkg)
 		var stack []ast.Node
 		ast.Inspect(fd, func(n ast.Node) bool {
 			if n == nil {
@@ -148,7 +149,7 @@ func checkFile(fset *token.FileSet, rel string, f *ast.File) []finding {
 					})
 				}
 			case *ast.IfStmt:
-				if assertsElapsed(n, timePkg) {
+				if assertsElapsed(n, timePkg, elapsed) {
 					pos := fset.Position(n.Pos())
 					out = append(out, finding{msg: rel + ":" + strconv.Itoa(pos.Line) + " (" + name + "): asserts on real elapsed time " +
 						"(time.Since/time.Until): drop the assertion, or report the time as a benchmark metric"})
@@ -278,20 +279,29 @@ func constInt(e ast.Expr) bool {
 	return false
 }
 
-// assertsElapsed reports whether an if statement compares real elapsed
-// time (time.Since or time.Until, directly or through a variable its
-// condition declares) and fails the test in its body.
-func assertsElapsed(is *ast.IfStmt, timePkg string) bool {
-	elapsedVars := map[string]bool{}
-	if as, ok := is.Init.(*ast.AssignStmt); ok {
-		for i, rhs := range as.Rhs {
-			if i < len(as.Lhs) && callsElapsed(rhs, timePkg) {
-				if id, ok := as.Lhs[i].(*ast.Ident); ok {
-					elapsedVars[id.Name] = true
+// elapsedVars are the names a function assigns real elapsed time to
+// (time.Since or time.Until).
+func elapsedVars(fd *ast.FuncDecl, timePkg string) map[string]bool {
+	vars := map[string]bool{}
+	ast.Inspect(fd, func(n ast.Node) bool {
+		if as, ok := n.(*ast.AssignStmt); ok {
+			for i, rhs := range as.Rhs {
+				if i < len(as.Lhs) && callsElapsed(rhs, timePkg) {
+					if id, ok := as.Lhs[i].(*ast.Ident); ok {
+						vars[id.Name] = true
+					}
 				}
 			}
 		}
-	}
+		return true
+	})
+	return vars
+}
+
+// assertsElapsed reports whether an if statement compares real elapsed
+// time (time.Since or time.Until, directly or through a variable the
+// function assigns it to) and fails the test in its body.
+func assertsElapsed(is *ast.IfStmt, timePkg string, elapsedVars map[string]bool) bool {
 	compares := false
 	ast.Inspect(is.Cond, func(n ast.Node) bool {
 		be, ok := n.(*ast.BinaryExpr)
