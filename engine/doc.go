@@ -19,9 +19,17 @@
 // Open files and memory mappings are budgeted (handles.go): every file the
 // engine opens is charged while open, and segment handles nobody holds —
 // active segments' too — are closed to make room and reopened on demand.
-// When everything open is in use, work needing more is refused with
-// ErrResourceLimit (a storage error). Logs load lazily: the active
-// segment's tail and the producer state are read on first use.
+// When everything open is in use, work needing more waits for a handle up
+// to 2 s, then is refused with ErrResourceLimit (a storage error). Logs
+// load lazily: the active segment's tail and the producer state are read
+// on first use.
+//
+// Time: every time decision and every wait (the background maintenance
+// pass, the wait for a file handle, flush.ms, segment.ms, retention.ms,
+// file.delete.delay.ms) reads the Manager's or the Log's clock
+// (ManagerOptions.Clock, LogOptions.Clock), so tests move a manual clock
+// instead of sleeping; fsync and other durations measured for metrics are
+// real time.
 //
 // With ManagerOptions.Journal, a group commit of many logs of a log dir is
 // one write and fsync of the dir's journal (journal.go, FORMAT.md §9),

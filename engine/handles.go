@@ -13,6 +13,7 @@ import (
 
 	"github.com/kvlog/kvlog/engine/index"
 	"github.com/kvlog/kvlog/engine/vfs"
+	"github.com/kvlog/kvlog/internal/clock"
 	"golang.org/x/sys/unix"
 )
 
@@ -63,7 +64,7 @@ type handleCache struct {
 	// closed (and replaced) when one may have (mu).
 	waiters atomic.Int32
 	wake    chan struct{}
-	wait    time.Duration // chargeWait (tests shorten it)
+	clk     clock.Clock // runs chargeWait
 
 	// readPins counts handles held by read results (file ranges not yet
 	// released, e.g. a fetch response being sent).
@@ -180,9 +181,9 @@ func derivedMaps() int64 {
 
 // newHandleCache returns a budget with the given limits and at most
 // maxInactive cached handles of inactive segments (<= 0: bounded by the
-// budget only).
-func newHandleCache(lim budgetLimits, maxInactive int) *handleCache {
-	hc := &handleCache{maxInactive: maxInactive, derived: lim.derived, wake: make(chan struct{}), wait: chargeWait}
+// budget only), whose charges wait on clk.
+func newHandleCache(lim budgetLimits, maxInactive int, clk clock.Clock) *handleCache {
+	hc := &handleCache{maxInactive: maxInactive, derived: lim.derived, wake: make(chan struct{}), clk: clk}
 	hc.setLimits(lim)
 	return hc
 }
@@ -228,8 +229,9 @@ func (hc *handleCache) stats() BudgetStats {
 }
 
 // charge reserves files descriptors and maps mappings, closing cold handles
-// as needed. When every handle is in use it waits up to chargeWait for one
-// to be released, then refuses with ErrResourceLimit.
+// as needed. When every handle is in use it waits up to chargeWait on the
+// budget's clock for one to be released, then refuses with
+// ErrResourceLimit.
 func (hc *handleCache) charge(files, maps int64) error {
 	var deadline time.Time
 	// Each failed attempt moves the hand; two full turns (every used bit
@@ -255,9 +257,9 @@ func (hc *handleCache) charge(files, maps int64) error {
 			hc.mu.Unlock()
 			return nil // a refresh: nothing wanted
 		}
-		now := time.Now()
+		now := hc.clk.Now()
 		if deadline.IsZero() {
-			deadline = now.Add(hc.wait)
+			deadline = now.Add(chargeWait)
 		}
 		if !now.Before(deadline) {
 			hc.mu.Unlock()
@@ -267,7 +269,7 @@ func (hc *handleCache) charge(files, maps int64) error {
 		wake := hc.wake
 		hc.waiters.Add(1)
 		hc.mu.Unlock()
-		t := time.NewTimer(deadline.Sub(now))
+		t := clock.NewTimer(hc.clk, deadline.Sub(now))
 		select {
 		case <-wake:
 		case <-t.C:

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kvlog/kvlog/engine/record"
+	"github.com/kvlog/kvlog/internal/clock"
 )
 
 // TestOpenHandlesBounded reads at random offsets across many segments with a
@@ -16,7 +17,7 @@ import (
 func TestOpenHandlesBounded(t *testing.T) {
 	e := newTestEnv(t)
 	e.cfg.SegmentBytes = 1024
-	hc := newHandleCache(budgetLimits{files: 1 << 20, maps: 1 << 20}, 8)
+	hc := newHandleCache(budgetLimits{files: 1 << 20, maps: 1 << 20}, 8, e.clk)
 	l, err := OpenLog(e.dir, TopicPartition{Topic: "topic"}, e.cfg, LogOptions{Clock: e.clk, Logger: quietLogger, CleanShutdown: true, RecoveryPoint: -1, LogStartOffset: -1, handles: hc})
 	if err != nil {
 		t.Fatal(err)
@@ -148,15 +149,16 @@ func TestBudgetBoundsMappings(t *testing.T) {
 
 // TestBudgetRefusesWhenAllInUse: when every open handle is held (appends,
 // fsyncs or readers in flight), an operation needing another descriptor
-// waits for one, then is refused with ErrResourceLimit (a storage error)
-// and counted, while the held partitions keep serving; once they are
-// released the operation succeeds.
+// waits for one chargeWait on the Manager's clock (not less), then is
+// refused with ErrResourceLimit (a storage error) and counted, while the
+// held partitions keep serving; once they are released the operation
+// succeeds.
 func TestBudgetRefusesWhenAllInUse(t *testing.T) {
 	// 16 active segments (the smallest budget) of a record each: a .log
 	// each, their indexes have no entry and so no file yet.
 	const files = 16
 	m, logs := budgetManager(t, files, 1<<20, files+1)
-	m.handles.wait = 50 * time.Millisecond
+	clk := m.opts.Clock.(*clock.Manual)
 	var held []*handle
 	defer func() {
 		for _, h := range held {
@@ -170,15 +172,49 @@ func TestBudgetRefusesWhenAllInUse(t *testing.T) {
 		}
 		held = append(held, h)
 	}
+	// refused runs op, which waits for a handle: it is refused when the
+	// clock reaches chargeWait after the wait began, not before.
+	refused := func(what string, op func() error) error {
+		t.Helper()
+		due := clk.Now().Add(chargeWait)
+		done := make(chan error, 1)
+		go func() { done <- op() }()
+		if !clk.AwaitDeadline(due, 10*time.Second) {
+			t.Fatalf("%s: no wait for a handle on the clock", what)
+		}
+		clk.Advance(chargeWait - time.Nanosecond)
+		select {
+		case err := <-done:
+			t.Fatalf("%s: ended 1 ns before chargeWait: %v", what, err)
+		default:
+		}
+		clk.Advance(time.Nanosecond)
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second): // hang guard
+			t.Fatalf("%s: still waiting after chargeWait", what)
+			return nil
+		}
+	}
 	ts := int64(1_700_000_000_000) // the test clock's time: no time-based roll
-	_, err := logs[files].Append(makeBatch(t, record.CodecNone, []testRecord{kv(6, ts)}), 0)
-	if !errors.Is(err, ErrResourceLimit) || !errors.Is(err, ErrStorage) {
+	batch := makeBatch(t, record.CodecNone, []testRecord{kv(6, ts)})
+	if err := refused("append", func() error {
+		_, err := logs[files].Append(batch, 0)
+		return err
+	}); !errors.Is(err, ErrResourceLimit) || !errors.Is(err, ErrStorage) {
 		t.Fatalf("append with every descriptor in use: %v", err)
 	}
-	if _, err := logs[files].Read(0, 1<<20, logs[files].LogEndOffset()); !errors.Is(err, ErrResourceLimit) {
+	if err := refused("read", func() error {
+		_, err := logs[files].Read(0, 1<<20, logs[files].LogEndOffset())
+		return err
+	}); !errors.Is(err, ErrResourceLimit) {
 		t.Fatalf("read with every descriptor in use: %v", err)
 	}
-	if _, err := m.CreateLog(TopicPartition{Topic: "p", Partition: 99}, logs[0].Config()); !errors.Is(err, ErrResourceLimit) {
+	if err := refused("create", func() error {
+		_, err := m.CreateLog(TopicPartition{Topic: "p", Partition: 99}, logs[0].Config())
+		return err
+	}); !errors.Is(err, ErrResourceLimit) {
 		t.Fatalf("create with every descriptor in use: %v", err)
 	}
 	if st := m.Budget(); st.Refusals < 3 {

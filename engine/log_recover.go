@@ -62,7 +62,7 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 	if l.handles == nil {
 		// A log opened on its own (tools, tests) gets a private budget;
 		// logs of a Manager share the Manager's.
-		l.handles, l.ownHandles = newHandleCache(deriveLimits(0, 0, 0), privateHandles), true
+		l.handles, l.ownHandles = newHandleCache(deriveLimits(0, 0, 0), privateHandles, opts.Clock), true
 	}
 	l.fs = l.handles.wrapFS(opts.FS)
 	l.cfg.Store(&cfg)

@@ -144,7 +144,7 @@ func OpenManager(opts ManagerOptions) (*Manager, error) {
 	if opts.CheckpointInterval <= 0 {
 		opts.CheckpointInterval = time.Minute
 	}
-	hc := newHandleCache(deriveLimits(opts.MaxOpenFiles, opts.MaxMappings, opts.ReservedFiles), opts.MaxOpenSegments)
+	hc := newHandleCache(deriveLimits(opts.MaxOpenFiles, opts.MaxMappings, opts.ReservedFiles), opts.MaxOpenSegments, opts.Clock)
 	opts.FS = hc.wrapFS(opts.FS)
 	m := &Manager{opts: opts, locks: locks, handles: hc, logs: map[TopicPartition]*Log{}, perDir: map[string]int{}, failed: map[TopicPartition]failedLog{}}
 	for _, dir := range opts.Dirs {
@@ -426,18 +426,26 @@ func (m *Manager) Failed() map[TopicPartition]error {
 	return out
 }
 
-// Start runs background maintenance until ctx ends or Close.
+// maintenanceTick is how often the background maintenance looks for due
+// work (Start).
+const maintenanceTick = time.Second
+
+// Start runs background maintenance until ctx ends or Close: a pass every
+// maintenanceTick on the Manager's clock (Maintain; the retention pass
+// every RetentionCheckInterval, checkpoints every CheckpointInterval).
 func (m *Manager) Start(ctx context.Context) {
 	ctx, m.cancel = context.WithCancel(ctx)
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
 		lastRetention, lastCheckpoint := m.opts.Clock.Now(), m.opts.Clock.Now()
 		for {
+			// A pass a second after the last one ended, on the
+			// Manager's clock.
+			tick := clock.NewTimer(m.opts.Clock, maintenanceTick)
 			select {
 			case <-ctx.Done():
+				tick.Stop()
 				return
 			case <-tick.C:
 			}

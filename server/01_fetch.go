@@ -160,8 +160,10 @@ func (s *Server) fetch(r *request, req *kmsg.FetchRequest, sess *fetchsession.Fe
 	}
 
 	if !final && !anyError && total < int64(req.MinBytes) && !s.closing.Load() {
-		deadline := r.start.Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
-		if wait := time.Until(deadline); wait > 0 && (len(watched) > 0 || sess.Skipped() > 0) {
+		// MaxWait counts from the request's arrival, on the broker's
+		// clock (the parked fetch's timer runs on it too).
+		deadline := r.arrived.Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
+		if wait := deadline.Sub(s.clock.Now()); wait > 0 && (len(watched) > 0 || sess.Skipped() > 0) {
 			releaseAll()
 			read := total > 0
 			s.parkFetch(watched, sess, req.ReplicaID >= 0, wait, func(final bool) {

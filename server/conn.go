@@ -14,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kvlog/kvlog/internal/clock"
 	"github.com/kvlog/kvlog/server/security"
 	"github.com/kvlog/kvlog/server/wire"
 )
@@ -66,6 +67,10 @@ type request struct {
 	kreq    kmsg.Request
 	start   time.Time
 	pending wire.Pending // completion and request memory
+	// start is the request's arrival in real time (its latency, in the
+	// metrics); arrived the same on the broker's clock: a Fetch's MaxWait
+	// and a pre-KIP-219 client's throttle delay count from it.
+	arrived time.Time
 	// topicsAllowed are the topics a Fetch may read (authorized once, kept
 	// for its completion after parking); nil: all.
 	topicsAllowed authzSet
@@ -191,11 +196,13 @@ func (c *conn) ReadStopped(err error) {
 }
 
 // BeforeWrite holds back the answer of a throttled client from before
-// KIP-219 (it does not back off by itself) and reports the throttle.
+// KIP-219 (it does not back off by itself) until the throttle time has
+// passed since the request arrived, on the broker's clock, and reports
+// the throttle.
 func (c *conn) BeforeWrite(r *request, res *wire.Result) {
 	if ms := r.throttleMs.Load(); ms > 0 && !clientThrottles(r) && res.Err == nil && !res.Skip {
-		if wait := time.Until(r.start.Add(time.Duration(ms) * time.Millisecond)); wait > 0 {
-			t := time.NewTimer(wait)
+		if wait := r.arrived.Add(time.Duration(ms) * time.Millisecond).Sub(c.s.clock.Now()); wait > 0 {
+			t := clock.NewTimer(c.s.clock, wait)
 			select {
 			case <-t.C:
 			case <-c.stop:
@@ -271,7 +278,12 @@ func (c *conn) handleFrame(frame []byte, mem int64) bool {
 
 // newRequest is a parsed request holding mem bytes of request memory.
 func (c *conn) newRequest(hdr requestHeader, kreq kmsg.Request, mem int64) *request {
-	r := &request{s: c.s, c: c, hdr: hdr, kreq: kreq, start: time.Now()}
+	now := time.Now()
+	arrived := now
+	if c.s.clock != clock.Real {
+		arrived = c.s.clock.Now()
+	}
+	r := &request{s: c.s, c: c, hdr: hdr, kreq: kreq, start: now, arrived: arrived}
 	r.pending.Init(hdr.corr, c.s.reqMem, mem)
 	return r
 }

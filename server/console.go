@@ -13,6 +13,7 @@ import (
 	"github.com/kvlog/kvlog/cleaner/cleanerstatus"
 	"github.com/kvlog/kvlog/console"
 	"github.com/kvlog/kvlog/internal/buildinfo"
+	"github.com/kvlog/kvlog/internal/clock"
 	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/config"
 	"github.com/kvlog/kvlog/server/httpapi"
@@ -33,7 +34,7 @@ func (s *Server) consoleHandler() http.Handler {
 		return nil
 	}
 	interval := l.Duration("kvlog.console.sample.interval.ms")
-	started := time.Now()
+	started := time.Now() // the console shows the uptime against the wall clock
 	c, err := console.New(console.Options{
 		Broker: func() console.BrokerInfo {
 			bi := console.BrokerInfo{NodeID: s.cfg.NodeID, Version: buildinfo.Version(""), Started: started}
@@ -59,21 +60,30 @@ func (s *Server) consoleHandler() http.Handler {
 		s.logger.Error("web console disabled", "err", err)
 		return nil
 	}
-	// The sampler runs until the broker closes; it looks every 100 ms
-	// (the broker has no channel closed at Close, and a stopped broker's
-	// goroutines must end promptly).
-	go func() {
-		defer c.Close()
-		next := time.Now()
-		for !s.closing.Load() {
-			if now := time.Now(); !now.Before(next) {
-				c.Sample(now)
-				next = now.Add(interval)
-			}
-			time.Sleep(min(interval, 100*time.Millisecond))
-		}
-	}()
+	go s.sampleConsole(c, interval)
 	return c
+}
+
+// consoleSampler is what sampleConsole drives (console.Console).
+type consoleSampler interface {
+	Sample(now time.Time)
+	Close()
+}
+
+// sampleConsole samples c at once and then every interval on the broker's
+// clock until the broker starts closing, then closes c.
+func (s *Server) sampleConsole(c consoleSampler, interval time.Duration) {
+	defer c.Close()
+	for {
+		c.Sample(s.clock.Now())
+		t := clock.NewTimer(s.clock, interval)
+		select {
+		case <-t.C:
+		case <-s.closingCh:
+			t.Stop()
+			return
+		}
+	}
 }
 
 // segmentCount is a hosted partition's number of segments.

@@ -110,19 +110,25 @@
 // state is owned by the reader (the SASL handlers run there). Handlers run
 // on the reader goroutine; a Fetch short of MinBytes parks in the partition
 // manager (registered on its partitions, plus a timer) and is completed
-// later on a short-lived goroutine, as is an acks=all Produce. The waits
-// of a connection (quota muting, a pre-KIP-219 client's delayed answer)
-// and of the accept loop end on a timer or on a stop channel, never by
-// polling, so tests drive them on a testing/synctest bubble's clock. The
+// later on a short-lived goroutine, as is an acks=all Produce. Every wait
+// the broker decides runs on its clock (Options.Clock, package clock's
+// timers) and ends on a timer or a stop channel, never by polling, so
+// tests drive it with a manual clock: a connection's quota muting and a
+// pre-KIP-219 client's delayed answer (counted from the request's arrival
+// on the clock, as a Fetch's MaxWait is), the accept loop's back-off and
+// pauses, the wait for request memory, the key lookups' min_offset wait,
+// the console's sampling, a SASL session's expiry, the
 // failed-authentication delays (SASL and the HTTP listener's basic
 // authentication), the retry of a failed group coordinator load, the
 // group and transaction coordinators' deadlines, the partition manager's
 // acks=all timeouts and parked fetches, the follower fetchers' and the
-// cleaner's back-offs and every wait of package cluster's membership run
-// on the broker's clock (Options.Clock, package clock's timers), so tests
-// drive them with a manual clock. Topic and configuration state are immutable snapshots
-// behind atomic pointers (Server.topics, Server.layers), replaced whole by
-// writers, so request paths take no server-wide lock.
+// cleaner's back-offs, the engine's maintenance and every wait of package
+// cluster's membership. Socket deadlines stay on real time (the kernel's
+// timers), as do measurements (latencies, handler time);
+// docs/testing.md has the list. Topic and configuration state are
+// immutable snapshots behind atomic pointers (Server.topics,
+// Server.layers), replaced whole by writers, so request paths take no
+// server-wide lock.
 //
 // Lock order: Server.alterMu → Server.topicMu → Server.lnMu; topicMu →
 // the cleaner's lock (config changes and deletions under topicMu call into

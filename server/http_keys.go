@@ -234,24 +234,43 @@ func (s *Server) leaderURL(r *http.Request, leader int32) (string, bool) {
 }
 
 // awaitStable waits until every offset below min+1 is committed (the
-// partition's last stable offset passes min), bounded by ctx.
-func awaitStable(ctx context.Context, part *partition, min engine.Offset) *keyError {
-	delay := time.Millisecond
+// partition's last stable offset passes min), for at most timeout on the
+// broker's clock, or until ctx ends (the client left). It waits as a
+// parked fetch does, in the partition manager (replica.Manager.Park):
+// woken when the partition's high watermark moves (the last stable offset
+// moves only with it), its role changes, the broker shuts down, or the
+// deadline passes. A wait the client left stays registered until one of
+// those, at most timeout.
+func (s *Server) awaitStable(ctx context.Context, part *partition, min engine.Offset, timeout time.Duration) *keyError {
+	deadline := s.clock.Now().Add(timeout)
+	timedOut := func() *keyError {
+		return keyErrorf(http.StatusConflict, kerr.RequestTimedOut, "%s: offset %d not committed yet (last stable offset %d)", part.tp, min, part.log.LastStableOffset())
+	}
 	for {
+		seen := part.log.HighWatermark() // before the check: a later move wakes the wait
 		if part.log.LastStableOffset() > min {
 			return nil
 		}
 		if part.rep.Role() != replica.RoleLeader {
 			return keyErrorf(http.StatusServiceUnavailable, errNotLeaderOrFollower, "%s: no longer the leader", part.tp)
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return keyErrorf(http.StatusConflict, kerr.RequestTimedOut, "%s: offset %d not committed yet (last stable offset %d)", part.tp, min, part.log.LastStableOffset())
-		case <-t.C:
+		wait := deadline.Sub(s.clock.Now())
+		if wait <= 0 {
+			return timedOut()
 		}
-		delay = min2(delay*2, 20*time.Millisecond)
+		woke := make(chan bool, 1)
+		s.replicas.Park([]replica.Watched{{P: part.rep, Seen: seen}}, wait, func(final bool) { woke <- final })
+		select {
+		case final := <-woke:
+			if final { // the deadline, or the broker shutting down
+				if part.log.LastStableOffset() > min {
+					return nil
+				}
+				return timedOut()
+			}
+		case <-ctx.Done():
+			return timedOut()
+		}
 	}
 }
 
@@ -369,10 +388,7 @@ func (s *Server) serveKeyGet(w http.ResponseWriter, r *http.Request) {
 	}
 	if minOffset >= 0 {
 		timeout := min2(time.Duration(timeoutMs)*time.Millisecond, keyLookupMaxTimeout)
-		ctx, cancel := context.WithTimeout(r.Context(), timeout)
-		e := awaitStable(ctx, part, engine.Offset(minOffset))
-		cancel()
-		if e != nil {
+		if e := s.awaitStable(r.Context(), part, engine.Offset(minOffset), timeout); e != nil {
 			writeKeyError(w, e)
 			return
 		}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/kvlog/kvlog/internal/clock"
 	"github.com/kvlog/kvlog/server/config"
 )
 
@@ -79,7 +80,7 @@ func (s *Server) acceptLoop(l *listener) {
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 			s.metrics.AcceptErrors.WithLabelValues(l.name).Inc()
-			if now := time.Now(); now.Sub(lastLog) >= acceptLogEvery {
+			if now := s.clock.Now(); now.Sub(lastLog) >= acceptLogEvery {
 				s.logger.Error("accept failed; retrying with back-off", "listener", l.name, "err", err,
 					"retry_in", backoff, "suppressed_since_last_log", suppressed)
 				lastLog, suppressed = now, 0
@@ -126,9 +127,10 @@ func (s *Server) acceptLoop(l *listener) {
 	}
 }
 
-// pauseAccepting waits d, or less when the broker starts closing.
+// pauseAccepting waits d on the broker's clock, or less when the broker
+// starts closing.
 func (s *Server) pauseAccepting(d time.Duration) {
-	t := time.NewTimer(d)
+	t := clock.NewTimer(s.clock, d)
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kvlog/kvlog/internal/clock"
 	"github.com/kvlog/kvlog/server/metastore"
 	"github.com/kvlog/kvlog/server/quota"
 	"github.com/kvlog/kvlog/server/security"
@@ -161,9 +162,10 @@ func setThrottle(r *request, resp kmsg.Response) {
 	}
 }
 
-// mute stops reading from c until d has passed (or the connection stops).
+// mute stops reading from c until d has passed on the broker's clock (or
+// the connection stops).
 func (c *conn) mute(d time.Duration) {
-	t := time.NewTimer(d)
+	t := clock.NewTimer(c.s.clock, d)
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -49,7 +49,7 @@ func (c *conn) admit(key int16) string {
 	if c.auth == nil {
 		return ""
 	}
-	return c.auth.Admit(key, time.Now())
+	return c.auth.Admit(key, c.s.clock.Now())
 }
 
 // startHandshake handles SaslHandshake (also the start of a
@@ -80,7 +80,7 @@ func (c *conn) authToken(token []byte) (resp []byte, done bool, err error) {
 	if c.auth == nil {
 		return nil, false, errors.New("SASL token outside an authentication")
 	}
-	resp, principal, err := c.auth.Token(token, time.Now())
+	resp, principal, err := c.auth.Token(token, c.s.clock.Now())
 	if err != nil || principal == "" {
 		return resp, false, err
 	}
@@ -90,7 +90,7 @@ func (c *conn) authToken(token []byte) (resp []byte, done bool, err error) {
 }
 
 // sessionLifetime is SaslAuthenticate's SessionLifetimeMs after success.
-func (c *conn) sessionLifetime() int64 { return c.auth.Lifetime(time.Now()) }
+func (c *conn) sessionLifetime() int64 { return c.auth.Lifetime(c.s.clock.Now()) }
 
 // authFailed logs and counts a failed authentication, stops reading, and
 // completes r with res after the failure delay; the writer then closes
@@ -149,7 +149,7 @@ func (c *conn) setPrincipal(p string) { c.princ.Store(&p) }
 // the SASL user is the principal).
 func (c *conn) tlsHandshake(tc *tls.Conn) error {
 	timeout := min(c.s.cfg.ConnectionsMaxIdle, 10*time.Second)
-	tc.SetDeadline(time.Now().Add(timeout))
+	tc.SetDeadline(time.Now().Add(timeout)) // a socket deadline: the kernel's timer, on real time
 	if err := tc.Handshake(); err != nil {
 		return err
 	}

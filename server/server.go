@@ -142,7 +142,7 @@ func New(cfg *config.Broker, opts Options) (_ *Server, err error) {
 		logger:    opts.Logger,
 		clock:     opts.Clock,
 		conns:     map[*conn]struct{}{},
-		reqMem:    wire.NewMemory(cfg.QueuedMaxRequestBytes),
+		reqMem:    wire.NewMemory(cfg.QueuedMaxRequestBytes, opts.Clock),
 		fs:        opts.FS,
 		closingCh: make(chan struct{}),
 

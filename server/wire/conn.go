@@ -164,6 +164,9 @@ func (c *Conn[R]) readLoop(h Handler[R]) {
 			return
 		}
 		// A slow sender of a large frame gets the idle timeout per frame.
+		// Socket deadlines are the kernel's timers and stay on real time;
+		// the waits the broker decides itself (request memory, muting,
+		// delayed answers) run on its clock.
 		c.nc.SetReadDeadline(time.Now().Add(c.idle))
 		if c.stopping.Load() {
 			return

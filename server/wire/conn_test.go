@@ -72,7 +72,7 @@ func readCorr(t *testing.T, nc net.Conn) int32 {
 // cancelled with their memory released.
 func TestConnOrderAndClose(t *testing.T) {
 	server, client := net.Pipe()
-	mem := NewMemory(0)
+	mem := NewMemory(0, nil)
 	h := &testHandler{mem: mem, reqs: make(chan *testReq, 10)}
 	h.c = NewConn[*testReq](server, 10, mem, time.Minute, nil)
 	done := make(chan struct{})

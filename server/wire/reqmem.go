@@ -3,6 +3,8 @@ package wire
 import (
 	"sync"
 	"time"
+
+	"github.com/kvlog/kvlog/internal/clock"
 )
 
 // Memory bounds the memory of requests read and not yet answered:
@@ -20,16 +22,21 @@ import (
 // metadata, heartbeats and other small requests keep flowing while large
 // produce requests are held back.
 type Memory struct {
-	limit int64 // <= 0: unbounded
+	limit int64       // <= 0: unbounded
+	clk   clock.Clock // runs Acquire's timeout
 
 	mu    sync.Mutex
 	used  int64
 	freed chan struct{} // closed and replaced when memory is released
 }
 
-// NewMemory is a budget of limit bytes (<= 0: unbounded).
-func NewMemory(limit int64) *Memory {
-	return &Memory{limit: limit, freed: make(chan struct{})}
+// NewMemory is a budget of limit bytes (<= 0: unbounded) whose waits time
+// out on clk (nil: clock.Real).
+func NewMemory(limit int64, clk clock.Clock) *Memory {
+	if clk == nil {
+		clk = clock.Real
+	}
+	return &Memory{limit: limit, clk: clk, freed: make(chan struct{})}
 }
 
 // InUse is the memory held now.
@@ -48,9 +55,9 @@ func (m *Memory) Force(n int64) {
 
 // Acquire reserves n bytes, waiting while none are left (calling onWait
 // once when it starts waiting). It gives up (false) when stop is closed or
-// timeout passes.
+// timeout passes on the budget's clock.
 func (m *Memory) Acquire(n int64, stop <-chan struct{}, timeout time.Duration, onWait func()) bool {
-	var timer *time.Timer
+	var timer *clock.Timer
 	for {
 		m.mu.Lock()
 		if m.limit <= 0 || m.used < m.limit {
@@ -61,7 +68,7 @@ func (m *Memory) Acquire(n int64, stop <-chan struct{}, timeout time.Duration, o
 		freed := m.freed
 		m.mu.Unlock()
 		if timer == nil {
-			timer = time.NewTimer(timeout)
+			timer = clock.NewTimer(m.clk, timeout)
 			defer timer.Stop()
 			if onWait != nil {
 				onWait()

@@ -5,9 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"sync/atomic"
 	"testing"
-	"testing/synctest"
 	"time"
+
+	"github.com/kvlog/kvlog/internal/clock"
 )
 
 func sizePrefixed(body []byte) []byte {
@@ -18,7 +20,7 @@ func sizePrefixed(body []byte) []byte {
 // large, counted when small), a size outside the limit is refused before
 // its body is read, and a connection that ends between frames says so.
 func TestReadFrame(t *testing.T) {
-	mem := NewMemory(1 << 20)
+	mem := NewMemory(1<<20, nil)
 	small := bytes.Repeat([]byte{1}, 100)
 	large := bytes.Repeat([]byte{2}, SmallFrame+1)
 	r := bytes.NewReader(append(sizePrefixed(small), sizePrefixed(large)...))
@@ -47,46 +49,67 @@ func TestReadFrame(t *testing.T) {
 	}
 }
 
-// TestMemoryWaits runs in a synctest bubble: the budget's wait for memory
-// is ordered by the events themselves (a release, a stop, the timeout on
-// the bubble's fake clock), never by sleeping.
+// TestMemoryWaits: the budget's wait for memory is ordered by the events
+// themselves (a release, a stop, the timeout on the budget's manual
+// clock), never by sleeping; the timeout ends the wait exactly when the
+// clock reaches it, and no timer outlives a wait.
 func TestMemoryWaits(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		mem := NewMemory(100)
-		if !mem.Acquire(150, nil, time.Minute, nil) { // over the limit, but some was left
-			t.Fatal("first reservation refused")
-		}
-		waits := 0
-		got := make(chan bool, 1)
-		go func() { got <- mem.Acquire(10, nil, time.Minute, func() { waits++ }) }()
-		synctest.Wait() // the second reservation is waiting
-		select {
-		case <-got:
-			t.Fatal("a reservation went through with nothing left")
-		default:
-		}
-		mem.Release(150)
-		if !<-got || waits != 1 {
-			t.Fatalf("after a release: waits %d", waits)
-		}
+	clk := clock.NewManual(time.Unix(1_700_000_000, 0))
+	mem := NewMemory(100, clk)
+	if !mem.Acquire(150, nil, time.Minute, nil) { // over the limit, but some was left
+		t.Fatal("first reservation refused")
+	}
+	var waits atomic.Int32
+	got := make(chan bool, 1)
+	go func() { got <- mem.Acquire(10, nil, time.Minute, func() { waits.Add(1) }) }()
+	if !clk.AwaitWaiters(1, 10*time.Second) {
+		t.Fatal("the second reservation set no timer")
+	}
+	select {
+	case <-got:
+		t.Fatal("a reservation went through with nothing left")
+	default:
+	}
+	mem.Release(150)
+	if !<-got || waits.Load() != 1 {
+		t.Fatalf("after a release: waits %d", waits.Load())
+	}
+	if n := clk.Waiters(); n != 0 {
+		t.Fatalf("%d timers left after the reservation went through", n)
+	}
 
-		// Nothing released: the wait ends at its timeout.
-		mem.Force(200)
-		start := time.Now()
-		if mem.Acquire(10, nil, 30*time.Second, nil) {
-			t.Fatal("reserved with the budget used up")
-		}
-		if waited := time.Since(start); waited != 30*time.Second {
-			t.Fatalf("gave up after %v (fake time), want the timeout", waited)
-		}
+	// Nothing released: the wait ends at its timeout, not before.
+	mem.Force(200)
+	due := clk.Now().Add(30 * time.Second)
+	go func() { got <- mem.Acquire(10, nil, 30*time.Second, nil) }()
+	if !clk.AwaitDeadline(due, 10*time.Second) {
+		t.Fatal("the wait set no timer for its timeout")
+	}
+	clk.Advance(30*time.Second - time.Nanosecond)
+	if n := clk.Waiters(); n != 1 {
+		t.Fatalf("%d timers 1 ns before the timeout, want 1", n)
+	}
+	select {
+	case <-got:
+		t.Fatal("the wait ended before its timeout")
+	default:
+	}
+	clk.Advance(time.Nanosecond)
+	if <-got {
+		t.Fatal("reserved with the budget used up")
+	}
 
-		// A stop ends the wait at once.
-		stop := make(chan struct{})
-		go func() { got <- mem.Acquire(10, stop, time.Hour, nil) }()
-		synctest.Wait()
-		close(stop)
-		if <-got {
-			t.Fatal("reserved after stop")
-		}
-	})
+	// A stop ends the wait at once, and its timer.
+	stop := make(chan struct{})
+	go func() { got <- mem.Acquire(10, stop, time.Hour, nil) }()
+	if !clk.AwaitWaiters(1, 10*time.Second) {
+		t.Fatal("the wait set no timer")
+	}
+	close(stop)
+	if <-got {
+		t.Fatal("reserved after stop")
+	}
+	if n := clk.Waiters(); n != 0 {
+		t.Fatalf("%d timers left after a stopped wait", n)
+	}
 }
