@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -325,8 +326,10 @@ func (c *cluster) applyAll(items []lairItem, me int32, locals *localLogs) []erro
 	var many *lairCounts
 	if len(items) > logEachUpTo {
 		many = &lairCounts{}
+		start := time.Now()
 		defer func() {
-			c.log.Info("partition states applied", "partitions", len(items), "became_leader", many.leaders.Load(), "became_follower", many.followers.Load())
+			c.log.Info("partition states applied", "partitions", len(items), "became_leader", many.leaders.Load(), "became_follower", many.followers.Load(),
+				"took", time.Since(start).Round(time.Millisecond))
 		}()
 	}
 	if dup || len(items) < 2 {

@@ -96,9 +96,28 @@ func newCluster(s *Server, zk *zkstore.Store) *cluster {
 		},
 		OnConfigChange: c.applyConfigChange,
 		FollowerLag:    c.followerLag,
+		Leaders:        c.leaders,
 	})
 	c.ctx = c.m.Context()
 	return c
+}
+
+// leaders is every partition's leader in the metadata cache (the last
+// UpdateMetadata applied): a fail-over's first reads (package cluster's
+// Config.Leaders).
+func (c *cluster) leaders() map[zkstore.TopicPartition]int32 {
+	m := c.meta.Load()
+	n := 0
+	for _, parts := range m.topics {
+		n += len(parts)
+	}
+	out := make(map[zkstore.TopicPartition]int32, n)
+	for name, parts := range m.topics {
+		for p, pm := range parts {
+			out[zkstore.TopicPartition{Topic: name, Partition: int32(p)}] = pm.leader
+		}
+	}
+	return out
 }
 
 // fromController admits a request the controller sends to the brokers
