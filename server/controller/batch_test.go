@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -179,6 +180,84 @@ func TestFailoverPublishesFirst(t *testing.T) {
 		}
 		if got := h.do("store"); len(got) == 0 || got[0] != "store: 2 read batches (300 partitions), 2 write batches (300 partitions)" {
 			t.Fatalf("store: %v", got)
+		}
+	})
+}
+
+// TestFailoverPublishesWhileReading: at a fail-over of many partitions, the
+// states its broker's metadata names live leaders for are read while the
+// new leaders apply their LeaderAndIsr, and the metadata naming them goes
+// out as soon as they answered, before that read ends (it lists the
+// partitions not read yet as the broker's metadata had them). At 30,000
+// partitions that read takes seconds: the new leaders waited for it.
+func TestFailoverPublishesWhileReading(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		defer h.close()
+		h.do("brokers 1 2 3")
+		h.do("controller 1")
+		h.do("topic-rr t 1500 3") // broker 1 leads 500
+		h.do("controller 2 3")
+		h.do("store")
+		// The read of the other 1,000 ends only once broker 2 received
+		// metadata from the new controller.
+		gotMeta := make(chan struct{})
+		h.net.mu.Lock()
+		h.net.onRequest = func(id int32, line string) {
+			if id == 2 && (strings.HasPrefix(line, "UpdateMetadata v6 c2") || strings.HasPrefix(line, "UpdateMetadata v6 c3")) {
+				select {
+				case <-gotMeta:
+				default:
+					close(gotMeta)
+				}
+			}
+		}
+		h.net.mu.Unlock()
+		var missed bool // under h.zk.mu
+		h.zk.mu.Lock()
+		h.zk.onRead = func(s *memSession, n int) {
+			if n == 1000 {
+				// Without the store's lock meanwhile: the other
+				// candidate reads /controller.
+				h.zk.mu.Unlock()
+				defer h.zk.mu.Lock()
+				select {
+				case <-gotMeta:
+				case <-time.After(time.Minute): // fake time: nothing else would send it
+					missed = true
+				}
+			}
+		}
+		h.zk.mu.Unlock()
+		out := h.do("crash 1")
+		h.zk.mu.Lock()
+		h.zk.onRead = nil
+		if missed {
+			t.Error("no metadata from the new controller while it read the other states")
+		}
+		h.zk.mu.Unlock()
+		h.net.mu.Lock()
+		h.net.onRequest = nil
+		h.net.mu.Unlock()
+		for _, b := range []string{"b2", "b3"} {
+			var kinds []string
+			for _, l := range out {
+				rest, ok := strings.CutPrefix(l, b+" <- ")
+				if !ok {
+					continue
+				}
+				kind, _, _ := strings.Cut(rest, " ")
+				kinds = append(kinds, kind+"("+strconv.Itoa(strings.Count(rest, "[t-"))+")")
+				if kind == "UpdateMetadata" && (!strings.Contains(rest, "[t-0 L2 le1 isr[2 3] offline[1]]") || strings.Contains(rest, "L-1")) {
+					t.Errorf("%s: metadata does not name the new leaders: %.300s", b, rest)
+				}
+			}
+			// The first metadata during the read, the second after it
+			// (as read and written), then the full state.
+			want := "LeaderAndIsr(500) UpdateMetadata(1500) UpdateMetadata(1500) LeaderAndIsr(1500)"
+			if got := strings.Join(kinds, " "); got != want {
+				t.Errorf("%s received %s, want %s", b, got, want)
+			}
 		}
 	})
 }

@@ -74,16 +74,17 @@ type Config struct {
 	RebalanceInterval time.Duration
 	RequestTimeout    time.Duration
 	Logger            *slog.Logger
-	// Leaders, when set, is what this broker last heard of each
-	// partition's leader (its metadata cache, filled by the previous
-	// controller's UpdateMetadata). A fail-over reads first the states of
-	// the partitions whose leader it names is gone (or that it does not
-	// know), elects and tells their new leaders, and only then reads the
-	// others: with one broker of three lost at 30,000 partitions, a third
-	// of the reads come before the new leaders instead of all of them. It
-	// orders the reads only: every decision is made on states read from
-	// the store.
-	Leaders func() map[zkstore.TopicPartition]int32
+	// Metadata, when set, is the partition states in this broker's
+	// metadata cache (filled by the previous controller's UpdateMetadata).
+	// A fail-over reads first the states of the partitions whose leader it
+	// names is gone (or that it does not know), elects and tells their new
+	// leaders, and reads the others meanwhile (readOthers): with one
+	// broker of three lost at 30,000 partitions, a third of the reads come
+	// before the new leaders instead of all of them. It orders the reads,
+	// and stands in for the partitions not read yet in the metadata that
+	// publishes the new leaders; every decision is made on states read
+	// from the store.
+	Metadata func() map[zkstore.TopicPartition]zkstore.PartitionState
 }
 
 // Controller runs the election and, while elected, the controller duties.
@@ -112,6 +113,9 @@ type Controller struct {
 	// for (by publishSeq): metadata lists them without a leader meanwhile.
 	unpublished map[zkstore.TopicPartition]uint64
 	publishSeq  uint64
+	// provisional stands in for the states not read yet in the metadata
+	// sent during a fail-over's reads (readOthers).
+	provisional map[zkstore.TopicPartition]zkstore.PartitionState
 	// offlineDirs are the replicas each broker reported KAFKA_STORAGE_ERROR
 	// for (Kafka's replicasOnOfflineDirs).
 	offlineDirs map[int32]map[zkstore.TopicPartition]bool
@@ -479,7 +483,7 @@ func (c *Controller) resign() {
 	}
 	c.senders = nil
 	c.brokers, c.topics, c.shuttingDown, c.offlineDirs = nil, nil, nil, nil
-	c.states, c.leaderless, c.hosted, c.unpublished = nil, nil, nil, nil
+	c.states, c.leaderless, c.hosted, c.unpublished, c.provisional = nil, nil, nil, nil, nil
 	c.setStatus(func(s *Status) { s.Active = false })
 	_ = c.cfg.Store.Resign()
 }
@@ -510,16 +514,18 @@ func (c *Controller) failover() error {
 		return err
 	}
 	// The states: those of the partitions whose leader is gone first
-	// (Config.Leaders), elected and told at once; then the others. The
-	// notifications pending after the reads are about changes already
-	// read, or are read again.
+	// (Config.Metadata), elected and told at once; then the others, read
+	// while the new leaders apply that (readOthers). The notifications
+	// pending after the reads are about changes already read, or are read
+	// again.
 	all := c.allPartitions()
 	var (
-		before   map[zkstore.TopicPartition]int32 // the leaders as read
-		sent     []delivery                       // the new leaderships told
-		changedU []zkstore.TopicPartition         // the partitions they carry
+		before    map[zkstore.TopicPartition]int32 // the leaders as read
+		sent      []delivery                       // the new leaderships told
+		changedU  []zkstore.TopicPartition         // the partitions they carry
+		published bool                             // their metadata went out already
 	)
-	if first, second := c.leaderGoneHint(all); len(first) > 0 && len(second) > 0 {
+	if hint, first, second := c.leaderGoneHint(all); len(first) > 0 && len(second) > 0 {
 		if err := c.loadStates(first); err != nil {
 			return err
 		}
@@ -533,7 +539,7 @@ func (c *Controller) failover() error {
 			sent = c.sendLeaderAndIsrFor(changed, nil)
 			c.log.Info("fail-over: leaders elected first", "partitions", len(changed), "read", len(first), "after", time.Since(start).Round(time.Millisecond))
 		}
-		if err := c.loadStates(second); err != nil {
+		if published, err = c.readOthers(second, hint, sent, c.moved(before, changedU), start); err != nil {
 			return err
 		}
 		maps.Copy(before, c.leaders(second))
@@ -578,9 +584,11 @@ func (c *Controller) failover() error {
 	}
 	elected := time.Since(start)
 	early := len(sent) > 0 || (len(changed) > 0 && len(rest) > 0)
+	var late []delivery // the leaderships of changed, told now
 	if early && len(changed) > 0 {
 		changedU = append(changedU, changed...)
-		sent = append(sent, c.sendLeaderAndIsrFor(changed, nil)...)
+		late = c.sendLeaderAndIsrFor(changed, nil)
+		sent = append(sent, late...)
 	}
 	elections := len(changed)
 	if early {
@@ -593,33 +601,134 @@ func (c *Controller) failover() error {
 	c.log.Info("fail-over: states read and written", "partitions", len(all), "read", read.Round(time.Millisecond),
 		"leaders_elected", elections, "elected", elected.Round(time.Millisecond),
 		"others_changed", len(more), "written", time.Since(start).Round(time.Millisecond))
-	if early {
+	switch {
+	case published:
+		// The new leaders' metadata went out during the reads; those
+		// elected after them (the hint missed them) are published as
+		// usual, and the full state follows.
+		c.publishAfter(late, c.moved(before, changed), true)
+	case early:
 		c.publishAfter(sent, c.moved(before, changedU), true)
-	} else {
+	default:
 		c.publishAfter(c.sendFullState(), c.moved(before, append(changed, more...)), false)
 	}
 	return c.onDeletions()
 }
 
-// leaderGoneHint splits tps by Config.Leaders: first those whose leader it
-// names is not live (or that it does not know), then the others. Both are
-// nil without a hint.
-func (c *Controller) leaderGoneHint(tps []zkstore.TopicPartition) (first, second []zkstore.TopicPartition) {
-	if c.cfg.Leaders == nil {
-		return nil, nil
+// leaderGoneHint splits tps by Config.Metadata (returned as hint): first
+// those whose leader it names is not live (or that it does not know), then
+// the others. All are nil without a hint.
+func (c *Controller) leaderGoneHint(tps []zkstore.TopicPartition) (hint map[zkstore.TopicPartition]zkstore.PartitionState, first, second []zkstore.TopicPartition) {
+	if c.cfg.Metadata == nil {
+		return nil, nil, nil
 	}
-	hint := c.cfg.Leaders()
+	hint = c.cfg.Metadata()
 	if len(hint) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	for _, tp := range tps {
-		if l, ok := hint[tp]; !ok || l == NoLeader || !c.live(l) {
+		if st, ok := hint[tp]; !ok || st.Leader == NoLeader || !c.live(st.Leader) {
 			first = append(first, tp)
 		} else {
 			second = append(second, tp)
 		}
 	}
-	return first, second
+	return hint, first, second
+}
+
+// readAheadFrom is the fewest partitions readOthers reads off the loop
+// (fewer take milliseconds: they are read in line).
+const readAheadFrom = 1000
+
+// readOthers reads the states of tps (a fail-over's second batch, the
+// partitions whose leader its broker's metadata names live). Many are
+// read off the loop, which meanwhile waits for the new leaders of moved
+// (told in sent) to answer, and publishes them as soon as they do: the
+// metadata then lists the partitions not read yet as hint has them (the
+// previous controller's metadata, which the brokers hold already). At
+// 30,000 partitions the reads take seconds (one ZooKeeper request each),
+// longer than the new leaders need. published reports whether the new
+// leaders' metadata went out.
+func (c *Controller) readOthers(tps []zkstore.TopicPartition, hint map[zkstore.TopicPartition]zkstore.PartitionState, sent []delivery, moved []zkstore.TopicPartition, start time.Time) (published bool, err error) {
+	wait := c.leaderDeliveries(sent, moved)
+	if len(tps) < readAheadFrom || len(wait) == 0 {
+		return false, c.loadStates(tps)
+	}
+	type result struct {
+		states []zkstore.PartitionState
+		ok     []bool
+		err    error
+	}
+	read := make(chan result, 1)
+	go func() {
+		var r result
+		r.states, r.ok, r.err = c.cfg.Store.PartitionStates(tps)
+		read <- r
+	}()
+	answered := make(chan struct{})
+	go func() {
+		if waitDeliveries(c.ctx, wait) {
+			close(answered)
+		}
+	}()
+	for {
+		select {
+		case r := <-read:
+			c.provisional = nil
+			if r.err != nil {
+				return published, r.err
+			}
+			for i, tp := range tps {
+				c.setCached(tp, r.states[i], r.ok[i])
+			}
+			return published, nil
+		case <-answered:
+			answered = nil
+			published = true
+			c.provisional = make(map[zkstore.TopicPartition]zkstore.PartitionState, len(tps))
+			for _, tp := range tps {
+				if st, ok := hint[tp]; ok {
+					c.provisional[tp] = st
+				}
+			}
+			c.log.Info("new leaders published", "partitions", len(moved), "after", time.Since(start).Round(time.Millisecond), "still_reading", len(tps))
+			c.sendUpdateMetadataAll()
+		case <-c.ctx.Done():
+			return published, c.ctx.Err()
+		}
+	}
+}
+
+// leaderDeliveries are the requests of sent that told a new leader of one
+// of changed that it leads: those publishAfter waits for.
+func (c *Controller) leaderDeliveries(sent []delivery, changed []zkstore.TopicPartition) []delivery {
+	leaders := map[int32]bool{}
+	for _, tp := range changed {
+		if st, ok := c.cachedState(tp); ok && st.Leader != NoLeader {
+			leaders[st.Leader] = true
+		}
+	}
+	var wait []delivery
+	for _, d := range sent {
+		if d.leads && leaders[d.s.id] {
+			wait = append(wait, d)
+		}
+	}
+	return wait
+}
+
+// waitDeliveries waits until every request of wait was answered (or its
+// broker went away); false if ctx ended first.
+func waitDeliveries(ctx context.Context, wait []delivery) bool {
+	for _, d := range wait {
+		select {
+		case <-d.done:
+		case <-d.s.ctx.Done():
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // leaderGone lists the partitions of tps whose cached state has no live
@@ -1255,18 +1364,7 @@ const publishWait = 5 * time.Second
 // is slower, with the metadata known by then, so that one broker's delay
 // does not hold back what the others need.
 func (c *Controller) publishAfter(sent []delivery, changed []zkstore.TopicPartition, full bool) {
-	leaders := map[int32]bool{}
-	for _, tp := range changed {
-		if st, ok := c.cachedState(tp); ok && st.Leader != NoLeader {
-			leaders[st.Leader] = true
-		}
-	}
-	var wait []delivery
-	for _, d := range sent {
-		if d.leads && leaders[d.s.id] {
-			wait = append(wait, d)
-		}
-	}
+	wait := c.leaderDeliveries(sent, changed)
 	if len(wait) == 0 {
 		c.sendUpdateMetadataAll()
 		if full {
@@ -1367,7 +1465,11 @@ func (c *Controller) sendUpdateMetadataAll() []delivery {
 			ps.ISR = []int32{}
 			ps.OfflineReplicas = []int32{}
 			tp := zkstore.TopicPartition{Topic: n, Partition: int32(p)}
-			if st, ok := c.cachedState(tp); ok {
+			st, ok := c.cachedState(tp)
+			if !ok {
+				st, ok = c.provisional[tp]
+			}
+			if ok {
 				ps.ControllerEpoch = st.ControllerEpoch
 				ps.Leader = st.Leader
 				if _, wait := c.unpublished[tp]; wait {

@@ -24,9 +24,12 @@ type fakeNet struct {
 	log         map[int32][]string // formatted requests by broker, since the last take
 	scripts     map[int32][]reply
 	unreachable map[int32]bool
-	// meta is each broker's metadata cache: the leaders of the last
-	// UpdateMetadata it applied.
-	meta map[int32]map[zkstore.TopicPartition]int32
+	// meta is each broker's metadata cache: the partition states of the
+	// last UpdateMetadata it applied.
+	meta map[int32]map[zkstore.TopicPartition]zkstore.PartitionState
+	// onRequest, when set, is called (with mu held) with each request a
+	// broker receives.
+	onRequest func(id int32, line string)
 }
 
 // reply is one scripted answer: to the next request of api (-1: any) to a
@@ -43,12 +46,12 @@ var errConnLost = errors.New("fakenet: connection lost")
 
 func newFakeNet() *fakeNet {
 	return &fakeNet{log: map[int32][]string{}, scripts: map[int32][]reply{}, unreachable: map[int32]bool{},
-		meta: map[int32]map[zkstore.TopicPartition]int32{}}
+		meta: map[int32]map[zkstore.TopicPartition]zkstore.PartitionState{}}
 }
 
-// leaders is broker id's metadata cache (a copy): what its controller
-// candidate is given as Config.Leaders.
-func (n *fakeNet) leaders(id int32) map[zkstore.TopicPartition]int32 {
+// metadata is broker id's metadata cache (a copy): what its controller
+// candidate is given as Config.Metadata.
+func (n *fakeNet) metadata(id int32) map[zkstore.TopicPartition]zkstore.PartitionState {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return maps.Clone(n.meta[id])
@@ -128,6 +131,9 @@ func (c *fakeConn) Request(ctx context.Context, req kmsg.Request) (kmsg.Response
 		line += fmt.Sprintf(" (answered after %v)", r.delay)
 	}
 	n.log[c.id] = append(n.log[c.id], line)
+	if n.onRequest != nil {
+		n.onRequest(c.id, line)
+	}
 	n.mu.Unlock()
 
 	switch r.what {
@@ -169,10 +175,11 @@ func (c *fakeConn) Request(ctx context.Context, req kmsg.Request) (kmsg.Response
 	case *kmsg.UpdateMetadataRequest:
 		resp.(*kmsg.UpdateMetadataResponse).ErrorCode = r.code
 		if r.code == 0 {
-			m := map[zkstore.TopicPartition]int32{}
+			m := map[zkstore.TopicPartition]zkstore.PartitionState{}
 			for _, t := range req.TopicStates {
 				for _, p := range t.PartitionStates {
-					m[zkstore.TopicPartition{Topic: t.Topic, Partition: p.Partition}] = p.Leader
+					m[zkstore.TopicPartition{Topic: t.Topic, Partition: p.Partition}] = zkstore.PartitionState{Leader: p.Leader,
+						LeaderEpoch: p.LeaderEpoch, ISR: p.ISR, ControllerEpoch: p.ControllerEpoch, ZkVersion: p.ZKVersion}
 				}
 			}
 			n.mu.Lock()

@@ -217,7 +217,7 @@ func (h *harness) startController(b *hbroker) {
 		RebalanceInterval: 5 * time.Minute,
 		RequestTimeout:    h.timeout,
 		Logger:            testLogger().With("node", b.id),
-		Leaders:           func() map[zkstore.TopicPartition]int32 { return h.net.leaders(b.id) },
+		Metadata:          func() map[zkstore.TopicPartition]zkstore.PartitionState { return h.net.metadata(b.id) },
 	})
 	h.ctrls[b.id] = c
 	c.Start()
