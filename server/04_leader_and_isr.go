@@ -234,7 +234,11 @@ func (c *cluster) ensureLocals(keys []localKey) *localLogs {
 		tps = append(tps, t.parts[k.p].tp)
 		cfgs = append(cfgs, layers.EngineConfig(t.configs))
 	}
+	start := time.Now()
 	logs, errs := s.mgr.CreateLogs(tps, cfgs)
+	if len(tps) > logEachUpTo {
+		c.log.Info("partition logs created", "partitions", len(tps), "took", time.Since(start).Round(time.Millisecond))
+	}
 	for i, k := range create {
 		if err := errs[i]; err != nil {
 			if !errors.Is(err, engine.ErrClosed) && !errors.Is(err, engine.ErrStorage) {
