@@ -489,7 +489,8 @@ func (c *Controller) resign() {
 }
 
 // failover is Kafka's onControllerFailover: read everything, initialise and
-// elect where needed, and tell every broker the full state.
+// elect where needed, and tell every broker the full state; the partitions
+// that lost their leader first (see the comments below and readOthers).
 func (c *Controller) failover() error {
 	start := time.Now()
 	c.brokers = map[int32]zkstore.Broker{}
