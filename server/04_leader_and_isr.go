@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -233,7 +234,11 @@ func (c *cluster) ensureLocals(keys []localKey) *localLogs {
 		tps = append(tps, t.parts[k.p].tp)
 		cfgs = append(cfgs, layers.EngineConfig(t.configs))
 	}
+	start := time.Now()
 	logs, errs := s.mgr.CreateLogs(tps, cfgs)
+	if len(tps) > logEachUpTo {
+		c.log.Info("partition logs created", "partitions", len(tps), "took", time.Since(start).Round(time.Millisecond))
+	}
 	for i, k := range create {
 		if err := errs[i]; err != nil {
 			if !errors.Is(err, engine.ErrClosed) && !errors.Is(err, engine.ErrStorage) {
@@ -325,8 +330,10 @@ func (c *cluster) applyAll(items []lairItem, me int32, locals *localLogs) []erro
 	var many *lairCounts
 	if len(items) > logEachUpTo {
 		many = &lairCounts{}
+		start := time.Now()
 		defer func() {
-			c.log.Info("partition states applied", "partitions", len(items), "became_leader", many.leaders.Load(), "became_follower", many.followers.Load())
+			c.log.Info("partition states applied", "partitions", len(items), "became_leader", many.leaders.Load(), "became_follower", many.followers.Load(),
+				"took", time.Since(start).Round(time.Millisecond))
 		}()
 	}
 	if dup || len(items) < 2 {

@@ -40,7 +40,8 @@ func (s *Server) handleUpdateMetadata(r *request) {
 			if ps.Partition < 0 || int(ps.Partition) >= len(parts) {
 				continue
 			}
-			parts[ps.Partition] = partMeta{leader: ps.Leader, leaderEpoch: ps.LeaderEpoch, isr: ps.ISR, replicas: ps.Replicas, offline: ps.OfflineReplicas}
+			parts[ps.Partition] = partMeta{leader: ps.Leader, leaderEpoch: ps.LeaderEpoch, isr: ps.ISR, replicas: ps.Replicas, offline: ps.OfflineReplicas,
+				controllerEpoch: ps.ControllerEpoch, zkVersion: ps.ZKVersion}
 		}
 		m.topics[ts.Topic] = parts
 	}

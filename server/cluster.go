@@ -55,6 +55,9 @@ type partMeta struct {
 	leader, leaderEpoch int32
 	isr, replicas       []int32
 	offline             []int32
+	// controllerEpoch and zkVersion: of the state (what a new controller
+	// on this broker starts from, package controller's Config.Metadata)
+	controllerEpoch, zkVersion int32
 }
 
 func (m *clusterMeta) controller() int32                             { return m.controllerID }
@@ -96,9 +99,32 @@ func newCluster(s *Server, zk *zkstore.Store) *cluster {
 		},
 		OnConfigChange: c.applyConfigChange,
 		FollowerLag:    c.followerLag,
+		Metadata:       c.metaStates,
 	})
 	c.ctx = c.m.Context()
 	return c
+}
+
+// metaStates is the partition states in the metadata cache (the last
+// UpdateMetadata applied): a fail-over's first reads, and a stand-in for
+// the states it has not read yet (package cluster's Config.Metadata).
+func (c *cluster) metaStates() map[zkstore.TopicPartition]zkstore.PartitionState {
+	m := c.meta.Load()
+	n := 0
+	for _, parts := range m.topics {
+		n += len(parts)
+	}
+	out := make(map[zkstore.TopicPartition]zkstore.PartitionState, n)
+	for name, parts := range m.topics {
+		for p, pm := range parts {
+			if pm.replicas == nil {
+				continue // not in the request that filled the cache
+			}
+			out[zkstore.TopicPartition{Topic: name, Partition: int32(p)}] = zkstore.PartitionState{Leader: pm.leader,
+				LeaderEpoch: pm.leaderEpoch, ISR: pm.isr, ControllerEpoch: pm.controllerEpoch, ZkVersion: pm.zkVersion}
+		}
+	}
+	return out
 }
 
 // fromController admits a request the controller sends to the brokers

@@ -53,6 +53,11 @@ type Config struct {
 	OnConfigChange func(entity string)
 	// FollowerLag is the kvlog_follower_lag_messages gauge's value.
 	FollowerLag func() int64
+	// Metadata is the partition states in the metadata cache (the
+	// previous controller's UpdateMetadata): the controller candidate's
+	// fail-over reads first the states of the partitions it names led by
+	// brokers that are gone (controller.Config.Metadata). nil: none.
+	Metadata func() map[zkstore.TopicPartition]zkstore.PartitionState
 }
 
 // StartArgs is what exists only once the broker's listeners are bound.
@@ -179,6 +184,7 @@ func (m *Member) Start(a StartArgs) error {
 		RequestTimeout:    b.ReplicaSocketTimeout,
 		Logger:            m.cfg.Logger,
 		Dialer:            controller.KafkaDialer{ClientID: fmt.Sprintf("kvlog-controller-%d", b.NodeID), Secure: a.Dialer},
+		Metadata:          m.cfg.Metadata,
 	})
 	m.ctrl.Start()
 	return nil

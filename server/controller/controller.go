@@ -74,6 +74,17 @@ type Config struct {
 	RebalanceInterval time.Duration
 	RequestTimeout    time.Duration
 	Logger            *slog.Logger
+	// Metadata, when set, is the partition states in this broker's
+	// metadata cache (filled by the previous controller's UpdateMetadata).
+	// A fail-over reads first the states of the partitions whose leader it
+	// names is gone (or that it does not know), elects and tells their new
+	// leaders, and reads the others meanwhile (readOthers): with one
+	// broker of three lost at 30,000 partitions, a third of the reads come
+	// before the new leaders instead of all of them. It orders the reads,
+	// and stands in for the partitions not read yet in the metadata that
+	// publishes the new leaders; every decision is made on states read
+	// from the store.
+	Metadata func() map[zkstore.TopicPartition]zkstore.PartitionState
 }
 
 // Controller runs the election and, while elected, the controller duties.
@@ -102,6 +113,9 @@ type Controller struct {
 	// for (by publishSeq): metadata lists them without a leader meanwhile.
 	unpublished map[zkstore.TopicPartition]uint64
 	publishSeq  uint64
+	// provisional stands in for the states not read yet in the metadata
+	// sent during a fail-over's reads (readOthers).
+	provisional map[zkstore.TopicPartition]zkstore.PartitionState
 	// offlineDirs are the replicas each broker reported KAFKA_STORAGE_ERROR
 	// for (Kafka's replicasOnOfflineDirs).
 	offlineDirs map[int32]map[zkstore.TopicPartition]bool
@@ -140,6 +154,7 @@ const (
 	evRebalance
 	evLeaderAndIsrResponse
 	evPublish
+	evFullState
 )
 
 type event struct {
@@ -156,11 +171,14 @@ type event struct {
 	// KAFKA_STORAGE_ERROR and without error.
 	from            *sender
 	offline, online []zkstore.TopicPartition
-	// publish: the term (controller epoch) that asked for it, its number
-	// and the partitions it waited for
+	// publish: the term (controller epoch) that asked for it, its number,
+	// the partitions it waited for, since when, and whether the full state
+	// follows (a fail-over's)
 	epoch int32
 	seq   uint64
 	tps   []zkstore.TopicPartition
+	since time.Time
+	full  bool
 }
 
 type shutdownResult struct {
@@ -382,6 +400,8 @@ func (c *Controller) handle(ev event) {
 			err = c.onLeaderAndIsrResponse(ev.from, ev.offline, ev.online)
 		case evPublish:
 			c.published(ev)
+		case evFullState:
+			c.fullStateDue(ev)
 		}
 	}
 	if errors.Is(err, zkstore.ErrFenced) {
@@ -436,7 +456,20 @@ func (c *Controller) elect() error {
 	c.active = true
 	c.fence = fence
 	c.setStatus(func(s *Status) { s.Active, s.Epoch = true, fence.Epoch; s.Elections++ })
-	return c.failover()
+	err = c.failover()
+	if err != nil && !errors.Is(err, zkstore.ErrFenced) {
+		// A controller left half initialised (a store error mid-way)
+		// would act on a partial copy of the states: it steps down and
+		// runs again.
+		c.log.Error("controller fail-over failed; resigning to run the election again", "err", err)
+		c.resign()
+		go func() {
+			time.Sleep(time.Second)
+			c.post(event{kind: evController})
+		}()
+		return nil
+	}
+	return err
 }
 
 // resign stops acting as controller.
@@ -450,14 +483,16 @@ func (c *Controller) resign() {
 	}
 	c.senders = nil
 	c.brokers, c.topics, c.shuttingDown, c.offlineDirs = nil, nil, nil, nil
-	c.states, c.leaderless, c.hosted, c.unpublished = nil, nil, nil, nil
+	c.states, c.leaderless, c.hosted, c.unpublished, c.provisional = nil, nil, nil, nil, nil
 	c.setStatus(func(s *Status) { s.Active = false })
 	_ = c.cfg.Store.Resign()
 }
 
 // failover is Kafka's onControllerFailover: read everything, initialise and
-// elect where needed, and tell every broker the full state.
+// elect where needed, and tell every broker the full state; the partitions
+// that lost their leader first (see the comments below and readOthers).
 func (c *Controller) failover() error {
+	start := time.Now()
 	c.brokers = map[int32]zkstore.Broker{}
 	c.shuttingDown = map[int32]bool{}
 	c.topics = map[string]*topicInfo{}
@@ -479,27 +514,61 @@ func (c *Controller) failover() error {
 	if _, err := c.loadTopics(); err != nil {
 		return err
 	}
-	// Every state in one batch; the notifications pending now are about
-	// changes already read.
+	// The states: those of the partitions whose leader is gone first
+	// (Config.Metadata), elected and told at once; then the others, read
+	// while the new leaders apply that (readOthers). The notifications
+	// pending after the reads are about changes already read, or are read
+	// again.
 	all := c.allPartitions()
-	if err := c.loadStates(all); err != nil {
-		return err
+	var (
+		before    map[zkstore.TopicPartition]int32 // the leaders as read
+		sent      []delivery                       // the new leaderships told
+		changedU  []zkstore.TopicPartition         // the partitions they carry
+		published bool                             // their metadata went out already
+	)
+	if hint, first, second := c.leaderGoneHint(all); len(first) > 0 && len(second) > 0 {
+		if err := c.loadStates(first); err != nil {
+			return err
+		}
+		before = c.leaders(first)
+		changed, err := c.reconcile(c.leaderGone(first))
+		if err != nil {
+			return err
+		}
+		if len(changed) > 0 {
+			changedU = changed
+			sent = c.sendLeaderAndIsrFor(changed, nil)
+			c.log.Info("fail-over: leaders elected first", "partitions", len(changed), "read", len(first), "after", time.Since(start).Round(time.Millisecond))
+		}
+		if published, err = c.readOthers(second, hint, sent, c.moved(before, changedU), start); err != nil {
+			return err
+		}
+		maps.Copy(before, c.leaders(second))
+	} else {
+		if err := c.loadStates(all); err != nil {
+			return err
+		}
+		before = c.leaders(all)
 	}
 	if _, err := c.onISRChangesNoSend(); err != nil {
 		return err
 	}
+	read := time.Since(start)
 	// Availability first: when dead brokers are to leave ISRs of
 	// partitions led all along (with one broker of three gone, two thirds
 	// of the writes), the partitions without a live leader get one first
-	// and their replicas are told at once, metadata following as soon as
-	// they lead; then the rest is written. Every broker then gets the full
-	// state.
-	var urgent, rest []zkstore.TopicPartition
+	// and their replicas are told at once; the rest is written while the
+	// brokers apply that. The metadata naming the new leaders goes out as
+	// soon as they answered, and only then the full state every broker
+	// gets from a new controller (a large request each, which the
+	// metadata would otherwise queue behind). When no ISR is to shrink,
+	// and nothing was told early, it is all one batch.
+	urgent := c.leaderGone(all)
+	var rest []zkstore.TopicPartition
 	shrink := false
 	for _, tp := range all {
 		st, ok := c.cachedState(tp)
 		if !ok || st.Leader == NoLeader || !c.live(st.Leader) || c.replicaOffline(st.Leader, tp) {
-			urgent = append(urgent, tp)
 			continue
 		}
 		rest = append(rest, tp)
@@ -507,32 +576,184 @@ func (c *Controller) failover() error {
 			shrink = shrink || !c.live(r) || c.replicaOffline(r, tp)
 		}
 	}
-	if !shrink {
-		urgent, rest = all, nil // one batch: rest has nothing to write
+	if !shrink && len(sent) == 0 {
+		urgent, rest = all, nil
 	}
 	changed, err := c.reconcile(urgent)
 	if err != nil {
 		return err
 	}
-	early := len(changed) > 0 && len(rest) > 0
+	elected := time.Since(start)
+	early := len(sent) > 0 || (len(changed) > 0 && len(rest) > 0)
+	var late []delivery // the leaderships of changed, told now
+	if early && len(changed) > 0 {
+		changedU = append(changedU, changed...)
+		late = c.sendLeaderAndIsrFor(changed, nil)
+		sent = append(sent, late...)
+	}
+	elections := len(changed)
 	if early {
-		c.publishAfter(c.sendLeaderAndIsrFor(changed, nil), changed)
+		elections = len(changedU)
 	}
 	more, err := c.reconcile(rest)
 	if err != nil {
 		return err
 	}
+	c.log.Info("fail-over: states read and written", "partitions", len(all), "read", read.Round(time.Millisecond),
+		"leaders_elected", elections, "elected", elected.Round(time.Millisecond),
+		"others_changed", len(more), "written", time.Since(start).Round(time.Millisecond))
+	switch {
+	case published:
+		// The new leaders' metadata went out during the reads; those
+		// elected after them (the hint missed them) are published as
+		// usual, and the full state follows.
+		c.publishAfter(late, c.moved(before, changed), true)
+	case early:
+		c.publishAfter(sent, c.moved(before, changedU), true)
+	default:
+		c.publishAfter(c.sendFullState(), c.moved(before, append(changed, more...)), false)
+	}
+	return c.onDeletions()
+}
+
+// leaderGoneHint splits tps by Config.Metadata (returned as hint): first
+// those whose leader it names is not live (or that it does not know), then
+// the others. All are nil without a hint.
+func (c *Controller) leaderGoneHint(tps []zkstore.TopicPartition) (hint map[zkstore.TopicPartition]zkstore.PartitionState, first, second []zkstore.TopicPartition) {
+	if c.cfg.Metadata == nil {
+		return nil, nil, nil
+	}
+	hint = c.cfg.Metadata()
+	if len(hint) == 0 {
+		return nil, nil, nil
+	}
+	for _, tp := range tps {
+		if st, ok := hint[tp]; !ok || st.Leader == NoLeader || !c.live(st.Leader) {
+			first = append(first, tp)
+		} else {
+			second = append(second, tp)
+		}
+	}
+	return hint, first, second
+}
+
+// readAheadFrom is the fewest partitions readOthers reads off the loop
+// (fewer take milliseconds: they are read in line).
+const readAheadFrom = 1000
+
+// readOthers reads the states of tps (a fail-over's second batch, the
+// partitions whose leader its broker's metadata names live). Many are
+// read off the loop, which meanwhile waits for the new leaders of moved
+// (told in sent) to answer, and publishes them as soon as they do: the
+// metadata then lists the partitions not read yet as hint has them (the
+// previous controller's metadata, which the brokers hold already). At
+// 30,000 partitions the reads take seconds (one ZooKeeper request each),
+// longer than the new leaders need. published reports whether the new
+// leaders' metadata went out.
+func (c *Controller) readOthers(tps []zkstore.TopicPartition, hint map[zkstore.TopicPartition]zkstore.PartitionState, sent []delivery, moved []zkstore.TopicPartition, start time.Time) (published bool, err error) {
+	wait := c.leaderDeliveries(sent, moved)
+	if len(tps) < readAheadFrom || len(wait) == 0 {
+		return false, c.loadStates(tps)
+	}
+	type result struct {
+		states []zkstore.PartitionState
+		ok     []bool
+		err    error
+	}
+	read := make(chan result, 1)
+	go func() {
+		var r result
+		r.states, r.ok, r.err = c.cfg.Store.PartitionStates(tps)
+		read <- r
+	}()
+	answered := make(chan struct{})
+	go func() {
+		if waitDeliveries(c.ctx, wait) {
+			close(answered)
+		}
+	}()
+	for {
+		select {
+		case r := <-read:
+			c.provisional = nil
+			if r.err != nil {
+				return published, r.err
+			}
+			for i, tp := range tps {
+				c.setCached(tp, r.states[i], r.ok[i])
+			}
+			return published, nil
+		case <-answered:
+			answered = nil
+			published = true
+			c.provisional = make(map[zkstore.TopicPartition]zkstore.PartitionState, len(tps))
+			for _, tp := range tps {
+				if st, ok := hint[tp]; ok {
+					c.provisional[tp] = st
+				}
+			}
+			c.log.Info("new leaders published", "partitions", len(moved), "after", time.Since(start).Round(time.Millisecond), "still_reading", len(tps))
+			c.sendUpdateMetadataAll()
+		case <-c.ctx.Done():
+			return published, c.ctx.Err()
+		}
+	}
+}
+
+// leaderDeliveries are the requests of sent that told a new leader of one
+// of changed that it leads: those publishAfter waits for.
+func (c *Controller) leaderDeliveries(sent []delivery, changed []zkstore.TopicPartition) []delivery {
+	leaders := map[int32]bool{}
+	for _, tp := range changed {
+		if st, ok := c.cachedState(tp); ok && st.Leader != NoLeader {
+			leaders[st.Leader] = true
+		}
+	}
+	var wait []delivery
+	for _, d := range sent {
+		if d.leads && leaders[d.s.id] {
+			wait = append(wait, d)
+		}
+	}
+	return wait
+}
+
+// waitDeliveries waits until every request of wait was answered (or its
+// broker went away); false if ctx ended first.
+func waitDeliveries(ctx context.Context, wait []delivery) bool {
+	for _, d := range wait {
+		select {
+		case <-d.done:
+		case <-d.s.ctx.Done():
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// leaderGone lists the partitions of tps whose cached state has no live
+// leader (none, dead, offline, or no state at all).
+func (c *Controller) leaderGone(tps []zkstore.TopicPartition) []zkstore.TopicPartition {
+	var out []zkstore.TopicPartition
+	for _, tp := range tps {
+		st, ok := c.cachedState(tp)
+		if !ok || st.Leader == NoLeader || !c.live(st.Leader) || c.replicaOffline(st.Leader, tp) {
+			out = append(out, tp)
+		}
+	}
+	return out
+}
+
+// sendFullState sends every live broker the state of every partition it
+// hosts (a new controller's first word to the brokers: a state the
+// previous one wrote but did not send reaches them).
+func (c *Controller) sendFullState() []delivery {
 	var sent []delivery
 	for _, id := range keys(c.brokers) {
 		sent = append(sent, c.sendLeaderAndIsr(id, nil)...)
 	}
-	if early {
-		// The new leaders are published already, and the partitions of
-		// the second batch kept theirs: their metadata need not wait.
-		changed, more = nil, nil
-	}
-	c.publishAfter(sent, append(changed, more...))
-	return c.onDeletions()
+	return sent
 }
 
 func (c *Controller) live(id int32) bool {
@@ -644,12 +865,7 @@ func (c *Controller) onBrokersChanged() error {
 	}
 	// The partitions the dead brokers host, and those without a leader.
 	hosted := c.hostedBy(keys(dead)...)
-	before := map[zkstore.TopicPartition]int32{}
-	for _, tp := range hosted {
-		if st, ok := c.cachedState(tp); ok {
-			before[tp] = st.Leader
-		}
-	}
+	before := c.leaders(hosted)
 	changed, err := c.reconcile(hosted)
 	if err != nil {
 		return err
@@ -677,19 +893,36 @@ func (c *Controller) onBrokersChanged() error {
 		sent = append(sent, c.sendLeaderAndIsr(id, nil)...) // everything it hosts
 	}
 	sent = append(sent, c.sendLeaderAndIsrFor(changed, added)...)
-	// A partition whose leader stayed (only its ISR or epoch changed) is
-	// led by a broker that serves it already: its metadata need not wait.
-	var moved []zkstore.TopicPartition
+	c.publishAfter(sent, c.moved(before, changed), false)
+	return nil
+}
+
+// leaders are the current leaders of tps (those with a state).
+func (c *Controller) leaders(tps []zkstore.TopicPartition) map[zkstore.TopicPartition]int32 {
+	out := make(map[zkstore.TopicPartition]int32, len(tps))
+	for _, tp := range tps {
+		if st, ok := c.cachedState(tp); ok {
+			out[tp] = st.Leader
+		}
+	}
+	return out
+}
+
+// moved lists the partitions of changed whose leader is not the one in
+// before. A partition whose leader stayed (only its ISR or epoch changed)
+// is led by a broker that serves it already: its metadata need not wait
+// (publishAfter).
+func (c *Controller) moved(before map[zkstore.TopicPartition]int32, changed []zkstore.TopicPartition) []zkstore.TopicPartition {
+	var out []zkstore.TopicPartition
 	for _, tp := range changed {
 		if st, ok := c.cachedState(tp); ok {
 			if prev, known := before[tp]; known && prev == st.Leader {
 				continue
 			}
 		}
-		moved = append(moved, tp)
+		out = append(out, tp)
 	}
-	c.publishAfter(sent, moved)
-	return nil
+	return out
 }
 
 // sendLeaderAndIsrFor tells the live replicas of the changed partitions,
@@ -736,17 +969,22 @@ func (c *Controller) onTopicsChanged() error {
 	return c.onNewPartitions(fresh)
 }
 
-// onNewPartitions initialises new partitions (states that exist already,
-// written by an earlier controller, are read first) and tells their
-// replicas, then the metadata once the leaders have them.
+// onNewPartitions initialises new partitions and tells their replicas,
+// then the metadata once the leaders have them. Their states are not read
+// first (a read per partition, 10,000 for a large topic): a new partition
+// has none, and the rare one that does (written by an earlier controller)
+// makes its create fail with NodeExists, and updateStates then reads it
+// and decides again.
 func (c *Controller) onNewPartitions(fresh []zkstore.TopicPartition) error {
-	if err := c.loadStates(fresh); err != nil {
-		return err
+	for _, tp := range fresh {
+		if _, ok := c.cachedState(tp); !ok {
+			c.setCached(tp, zkstore.PartitionState{}, false) // leaderless until written
+		}
 	}
 	if _, err := c.reconcile(fresh); err != nil {
 		return err
 	}
-	c.publishAfter(c.sendLeaderAndIsrFor(fresh, nil), fresh)
+	c.publishAfter(c.sendLeaderAndIsrFor(fresh, nil), fresh, false)
 	return nil
 }
 
@@ -972,6 +1210,7 @@ func (c *Controller) onReplicasOffline(id int32, tps []zkstore.TopicPartition) e
 	for _, tp := range tps {
 		stop[tp.Topic] = append(stop[tp.Topic], tp.Partition)
 	}
+	before := c.leaders(tps)
 	changed, err := c.updateStates(tps, func(tp zkstore.TopicPartition, replicas []int32, st zkstore.PartitionState, exists bool) (zkstore.PartitionState, bool) {
 		if !exists {
 			return st, false
@@ -985,8 +1224,7 @@ func (c *Controller) onReplicasOffline(id int32, tps []zkstore.TopicPartition) e
 	for _, topic := range slices.Sorted(maps.Keys(stop)) {
 		c.sendStopReplica(id, topic, stop[topic], false)
 	}
-	c.sendLeaderAndIsrFor(changed, []int32{id})
-	c.sendUpdateMetadataAll()
+	c.publishAfter(c.sendLeaderAndIsrFor(changed, []int32{id}), c.moved(before, changed), false)
 	return nil
 }
 
@@ -1002,8 +1240,7 @@ func (c *Controller) preferredElection() error {
 		return err
 	}
 	if len(changed) > 0 {
-		c.sendLeaderAndIsrFor(changed, nil)
-		c.sendUpdateMetadataAll()
+		c.publishAfter(c.sendLeaderAndIsrFor(changed, nil), changed, false)
 	}
 	return nil
 }
@@ -1108,34 +1345,36 @@ func (c *Controller) sendLeaderAndIsr(id int32, tps []zkstore.TopicPartition) []
 	return []delivery{d}
 }
 
-// publishWait bounds how long publishAfter waits for the leaders.
+// publishWait is how long a fail-over's full state waits for the new
+// leaders' answers before it goes anyway (publishAfter).
 const publishWait = 5 * time.Second
 
 // publishAfter sends every live broker the full metadata once the new
 // leaders of the partitions changed have answered the LeaderAndIsr
-// requests sent (or went away, or publishWait passed): a broker's metadata
-// then never names a leader that does not know it leads yet (a client
-// would be refused). Until then, metadata sent for another reason lists
-// those partitions without a leader (see sendUpdateMetadataAll).
-func (c *Controller) publishAfter(sent []delivery, changed []zkstore.TopicPartition) {
-	leaders := map[int32]bool{}
-	for _, tp := range changed {
-		if st, ok := c.cachedState(tp); ok && st.Leader != NoLeader {
-			leaders[st.Leader] = true
-		}
-	}
-	var wait []delivery
-	for _, d := range sent {
-		if d.leads && leaders[d.s.id] {
-			wait = append(wait, d)
-		}
-	}
+// requests sent (or went away): a broker's metadata then never names a
+// leader that does not know it leads yet (a client would be refused).
+// Until then, metadata sent for another reason lists those partitions
+// without a leader (see sendUpdateMetadataAll). The wait has no time
+// bound: a leader that has not applied its LeaderAndIsr does not accept
+// writes either, however long it takes (a broker creating thousands of
+// logs at once took 6-8 s, and metadata published after a fixed 5 s named
+// leaders that refused produce).
+//
+// full (a fail-over): every broker then gets the full state
+// (sendFullState), after that metadata; or after publishWait if a leader
+// is slower, with the metadata known by then, so that one broker's delay
+// does not hold back what the others need.
+func (c *Controller) publishAfter(sent []delivery, changed []zkstore.TopicPartition, full bool) {
+	wait := c.leaderDeliveries(sent, changed)
 	if len(wait) == 0 {
 		c.sendUpdateMetadataAll()
+		if full {
+			c.sendFullState()
+		}
 		return
 	}
 	c.publishSeq++
-	ev := event{kind: evPublish, epoch: c.fence.Epoch, seq: c.publishSeq}
+	ev := event{kind: evPublish, epoch: c.fence.Epoch, seq: c.publishSeq, full: full, since: time.Now()}
 	for _, tp := range changed {
 		if st, ok := c.cachedState(tp); ok && st.Leader != NoLeader {
 			c.unpublished[tp] = ev.seq
@@ -1143,17 +1382,26 @@ func (c *Controller) publishAfter(sent []delivery, changed []zkstore.TopicPartit
 		}
 	}
 	go func() {
-		timeout := time.NewTimer(min(publishWait, c.cfg.RequestTimeout))
-		defer timeout.Stop()
+		var slow <-chan time.Time
+		if full {
+			t := time.NewTimer(publishWait)
+			defer t.Stop()
+			slow = t.C
+		}
 		for _, d := range wait {
-			select {
-			case <-d.done:
-			case <-d.s.ctx.Done():
-			case <-timeout.C:
-				c.post(ev)
-				return
-			case <-c.ctx.Done():
-				return
+			for answered := false; !answered; {
+				select {
+				case <-d.done:
+					answered = true
+				case <-d.s.ctx.Done():
+					answered = true
+				case <-slow:
+					slow = nil
+					ev.full = false
+					c.post(event{kind: evFullState, epoch: ev.epoch})
+				case <-c.ctx.Done():
+					return
+				}
 			}
 		}
 		c.post(ev)
@@ -1161,7 +1409,7 @@ func (c *Controller) publishAfter(sent []delivery, changed []zkstore.TopicPartit
 }
 
 // published is the evPublish of publishAfter: the partitions it waited for
-// are published.
+// are published (and with full, the full state follows).
 func (c *Controller) published(ev event) {
 	if ev.epoch != c.fence.Epoch {
 		return // an earlier term's
@@ -1171,6 +1419,23 @@ func (c *Controller) published(ev event) {
 			delete(c.unpublished, tp)
 		}
 	}
+	if len(ev.tps) > logEachUpTo {
+		c.log.Info("new leaders published", "partitions", len(ev.tps), "after", time.Since(ev.since).Round(time.Millisecond))
+	}
+	c.sendUpdateMetadataAll()
+	if ev.full {
+		c.sendFullState()
+	}
+}
+
+// fullStateDue is the evFullState of publishAfter: a new leader is slow to
+// answer; the full state goes now, with the metadata known so far.
+func (c *Controller) fullStateDue(ev event) {
+	if ev.epoch != c.fence.Epoch {
+		return
+	}
+	c.log.Warn("new leaders slow to apply their LeaderAndIsr; sending the full state before publishing them", "waited", publishWait)
+	c.sendFullState()
 	c.sendUpdateMetadataAll()
 }
 
@@ -1201,7 +1466,11 @@ func (c *Controller) sendUpdateMetadataAll() []delivery {
 			ps.ISR = []int32{}
 			ps.OfflineReplicas = []int32{}
 			tp := zkstore.TopicPartition{Topic: n, Partition: int32(p)}
-			if st, ok := c.cachedState(tp); ok {
+			st, ok := c.cachedState(tp)
+			if !ok {
+				st, ok = c.provisional[tp]
+			}
+			if ok {
 				ps.ControllerEpoch = st.ControllerEpoch
 				ps.Leader = st.Leader
 				if _, wait := c.unpublished[tp]; wait {

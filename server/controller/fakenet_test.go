@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -22,21 +24,44 @@ type fakeNet struct {
 	log         map[int32][]string // formatted requests by broker, since the last take
 	scripts     map[int32][]reply
 	unreachable map[int32]bool
+	// meta is each broker's metadata cache: the partition states of the
+	// last UpdateMetadata it applied.
+	meta map[int32]map[zkstore.TopicPartition]zkstore.PartitionState
+	// onRequest, when set, is called (with mu held) with each request a
+	// broker receives.
+	onRequest func(id int32, line string)
 }
 
 // reply is one scripted answer: to the next request of api (-1: any) to a
 // broker.
 type reply struct {
-	api  int16
-	what string // "storage-error", "timeout", "conn-error", "error"
-	tps  []zkstore.TopicPartition
-	code int16
+	api   int16
+	what  string // "storage-error", "timeout", "conn-error", "error", "slow"
+	tps   []zkstore.TopicPartition
+	code  int16
+	delay time.Duration // slow: the answer comes this long after the request
 }
 
 var errConnLost = errors.New("fakenet: connection lost")
 
 func newFakeNet() *fakeNet {
-	return &fakeNet{log: map[int32][]string{}, scripts: map[int32][]reply{}, unreachable: map[int32]bool{}}
+	return &fakeNet{log: map[int32][]string{}, scripts: map[int32][]reply{}, unreachable: map[int32]bool{},
+		meta: map[int32]map[zkstore.TopicPartition]zkstore.PartitionState{}}
+}
+
+// metadata is broker id's metadata cache (a copy): what its controller
+// candidate is given as Config.Metadata.
+func (n *fakeNet) metadata(id int32) map[zkstore.TopicPartition]zkstore.PartitionState {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return maps.Clone(n.meta[id])
+}
+
+// forget empties broker id's metadata cache (it restarted).
+func (n *fakeNet) forget(id int32) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.meta, id)
 }
 
 func (n *fakeNet) script(id int32, r reply) {
@@ -102,8 +127,13 @@ func (c *fakeConn) Request(ctx context.Context, req kmsg.Request) (kmsg.Response
 		line += " (storage error " + formatTPs(r.tps) + ")"
 	case "error":
 		line += " (" + kerr.ErrorForCode(r.code).Error() + ")"
+	case "slow":
+		line += fmt.Sprintf(" (answered after %v)", r.delay)
 	}
 	n.log[c.id] = append(n.log[c.id], line)
+	if n.onRequest != nil {
+		n.onRequest(c.id, line)
+	}
 	n.mu.Unlock()
 
 	switch r.what {
@@ -114,6 +144,15 @@ func (c *fakeConn) Request(ctx context.Context, req kmsg.Request) (kmsg.Response
 	case "conn-error":
 		c.closed = true
 		return nil, errConnLost
+	case "slow":
+		t := time.NewTimer(r.delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			c.closed = true
+			return nil, ctx.Err()
+		}
 	}
 	resp := req.ResponseKind()
 	switch req := req.(type) {
@@ -135,6 +174,18 @@ func (c *fakeConn) Request(ctx context.Context, req kmsg.Request) (kmsg.Response
 		}
 	case *kmsg.UpdateMetadataRequest:
 		resp.(*kmsg.UpdateMetadataResponse).ErrorCode = r.code
+		if r.code == 0 {
+			m := map[zkstore.TopicPartition]zkstore.PartitionState{}
+			for _, t := range req.TopicStates {
+				for _, p := range t.PartitionStates {
+					m[zkstore.TopicPartition{Topic: t.Topic, Partition: p.Partition}] = zkstore.PartitionState{Leader: p.Leader,
+						LeaderEpoch: p.LeaderEpoch, ISR: p.ISR, ControllerEpoch: p.ControllerEpoch, ZkVersion: p.ZKVersion}
+				}
+			}
+			n.mu.Lock()
+			n.meta[c.id] = m
+			n.mu.Unlock()
+		}
 	case *kmsg.StopReplicaRequest:
 		resp.(*kmsg.StopReplicaResponse).ErrorCode = r.code
 	}

@@ -217,6 +217,7 @@ func (h *harness) startController(b *hbroker) {
 		RebalanceInterval: 5 * time.Minute,
 		RequestTimeout:    h.timeout,
 		Logger:            testLogger().With("node", b.id),
+		Metadata:          func() map[zkstore.TopicPartition]zkstore.PartitionState { return h.net.metadata(b.id) },
 	})
 	h.ctrls[b.id] = c
 	c.Start()
@@ -259,8 +260,9 @@ func parseReplicas(s string) []int32 {
 //	isr t-0 1,2                 t-0's leader writes this ISR (as replicas do)
 //	shutdown 2 [epoch=N] [via=C]  broker 2 sends ControlledShutdown to the controller
 //	                            (via: to broker C's, e.g. a deposed one)
-//	respond 2 API|* ok|timeout|conn-error|storage-error t-0,..|error CODE
-//	                            broker 2's next answer to API
+//	respond 2 API|* ok|timeout|conn-error|storage-error t-0,..|error CODE|slow 8s
+//	                            broker 2's next answer to API (slow: given
+//	                            that long after the request)
 //	unreachable 2 on|off        connections to broker 2 are refused
 //	unclean t on|off            unclean.leader.election.enable of t
 //	rebalance on                auto.leader.rebalance.enable for controllers started later
@@ -332,6 +334,7 @@ func (h *harness) mutate(f []string) []string {
 		}
 		b.sess.close()
 		b.up = false
+		h.net.forget(b.id)
 	case "restart":
 		b := h.broker(f[1])
 		if b.up {
@@ -439,6 +442,12 @@ func (h *harness) command(cmd string, f []string) []string {
 			for _, s := range strings.Split(f[4], ",") {
 				r.tps = append(r.tps, h.parseTP(s))
 			}
+		case "slow":
+			d, err := time.ParseDuration(f[4])
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			r.delay = d
 		case "error":
 			for _, e := range []*kerr.Error{kerr.StaleControllerEpoch, kerr.StaleBrokerEpoch, kerr.UnknownServerError} {
 				if e.Message == f[4] {

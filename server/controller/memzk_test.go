@@ -34,6 +34,9 @@ type memZK struct {
 	heldAll  []heldNote
 	hooks    map[string]func() // see beforeSet
 	stats    storeStats
+	// onRead, when set, is called (with mu held, on the reader's
+	// goroutine) at each batch read, with the session and the size.
+	onRead func(s *memSession, n int)
 }
 
 // storeStats counts the controller's partition-state batches (the
@@ -578,6 +581,9 @@ func (s *memSession) PartitionStates(tps []zkstore.TopicPartition) ([]zkstore.Pa
 	}
 	s.zk.stats.readBatches++
 	s.zk.stats.reads += len(tps)
+	if s.zk.onRead != nil {
+		s.zk.onRead(s, len(tps))
+	}
 	states := make([]zkstore.PartitionState, len(tps))
 	ok := make([]bool, len(tps))
 	for i, tp := range tps {

@@ -75,6 +75,8 @@ type sender struct {
 	queue  chan outbound
 	ctx    context.Context
 	cancel context.CancelFunc
+	// queued counts the requests queued, by API key (the loop's; tests).
+	queued map[int16]int
 }
 
 // outbound is a queued request; done is closed once the broker answered it.
@@ -95,12 +97,13 @@ type delivery struct {
 
 func newSender(c *Controller, b zkstore.Broker) *sender {
 	ctx, cancel := context.WithCancel(c.ctx)
-	s := &sender{c: c, id: b.ID, broker: b, queue: make(chan outbound, 1024), ctx: ctx, cancel: cancel}
+	s := &sender{c: c, id: b.ID, broker: b, queue: make(chan outbound, 1024), ctx: ctx, cancel: cancel, queued: map[int16]int{}}
 	go s.run()
 	return s
 }
 
 func (s *sender) send(req kmsg.Request) delivery {
+	s.queued[req.Key()]++
 	done := make(chan struct{})
 	select {
 	case s.queue <- outbound{req: req, done: done}:

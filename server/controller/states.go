@@ -11,8 +11,10 @@ import (
 )
 
 // The controller's copy of the partition states (Kafka's controller
-// context): read from the store in one batch when it is elected and when
-// topics or partitions appear, kept current by its own writes, and read
+// context): read from the store in one batch when it is elected (new
+// topics and partitions are created without a read: a state that exists
+// makes the create fail, and is read then), kept current by its own
+// writes, and read
 // again for the partitions named by ISR change notifications (a leader's
 // ISR change and its notification are one multi, so after taking the
 // notifications the copy holds every ISR change committed before). A write
@@ -169,6 +171,10 @@ type stateFn func(tp zkstore.TopicPartition, replicas []int32, st zkstore.Partit
 // every round) is given up on after that many.
 const maxWriteRounds = 5
 
+// logEachUpTo is the largest batch whose partitions are logged one by one
+// at INFO; a larger one logs them at DEBUG and a summary at INFO.
+const logEachUpTo = 20
+
 // updateStates applies fn to the cached states of tps and writes the
 // changes in one batch (fenced); partitions whose write lost a race (a
 // leader's ISR change, a state created meanwhile) are read again and fn is
@@ -211,7 +217,7 @@ func (c *Controller) updateStates(tps []zkstore.TopicPartition, fn stateFn) ([]z
 				st.ZkVersion = versions[i]
 				c.setCached(w.TP, st, true)
 				changedSet[w.TP] = true
-				if len(ws) <= 20 {
+				if len(ws) <= logEachUpTo {
 					c.log.Info("partition state changed", "topic", w.TP.Topic, "partition", w.TP.Partition, "leader", st.Leader, "leader_epoch", st.LeaderEpoch, "isr", st.ISR)
 				} else {
 					c.log.Debug("partition state changed", "topic", w.TP.Topic, "partition", w.TP.Partition, "leader", st.Leader, "leader_epoch", st.LeaderEpoch, "isr", st.ISR)
@@ -222,7 +228,7 @@ func (c *Controller) updateStates(tps []zkstore.TopicPartition, fn stateFn) ([]z
 				firstErr = fmt.Errorf("controller: writing the state of %s-%d: %w", w.TP.Topic, w.TP.Partition, e)
 			}
 		}
-		if len(ws) > 20 {
+		if len(ws) > logEachUpTo {
 			c.log.Info("partition states changed", "partitions", len(ws)-len(retry), "retrying", len(retry))
 		}
 		if firstErr != nil {
