@@ -108,9 +108,18 @@ func (l *Log) load(opts LogOptions) error {
 	var segs []*segment
 	logs := map[Offset]bool{}
 	snapshots := []Offset{}
+	// Files read below only when listed: a failed open per partition is
+	// a system call per partition at start-up.
+	hasEpochs, hasKeyIndex := false, false
 	for _, e := range ents {
 		base, suffix, ok := parseOffsetFileName(e.Name())
 		if !ok {
+			switch e.Name() {
+			case LeaderEpochCheckpointFile:
+				hasEpochs = true
+			case KeyIndexFile:
+				hasKeyIndex = true
+			}
 			continue
 		}
 		switch suffix {
@@ -136,7 +145,10 @@ func (l *Log) load(opts LogOptions) error {
 	}
 	sort.Slice(segs, func(i, j int) bool { return segs[i].base < segs[j].base })
 	sort.Slice(snapshots, func(i, j int) bool { return snapshots[i] < snapshots[j] })
-	epochs, err := checkpoint.OpenEpochCache(l.fs, filepath.Join(l.dir, LeaderEpochCheckpointFile))
+	epochs, err := checkpoint.NewEpochCache(l.fs, filepath.Join(l.dir, LeaderEpochCheckpointFile)), error(nil)
+	if hasEpochs {
+		epochs, err = checkpoint.OpenEpochCache(l.fs, filepath.Join(l.dir, LeaderEpochCheckpointFile))
+	}
 	if err != nil {
 		l.logger.Warn("leader-epoch-checkpoint unreadable, starting empty", "partition", l.tp.String(), "err", err)
 		_ = l.fs.Remove(filepath.Join(l.dir, LeaderEpochCheckpointFile))
@@ -209,7 +221,9 @@ func (l *Log) load(opts LogOptions) error {
 	l.hw.Store(int64(leo))
 	// A key-index checkpoint covering records recovery cut off must go
 	// before anything is appended at those offsets again (FORMAT.md §8).
-	if c, err := readKeyIndexCovers(l.fs, KeyIndexFileName(l.dir)); err == nil && c > leo {
+	if !hasKeyIndex {
+		// nothing to check
+	} else if c, err := readKeyIndexCovers(l.fs, KeyIndexFileName(l.dir)); err == nil && c > leo {
 		if err := l.fs.Remove(KeyIndexFileName(l.dir)); err != nil {
 			return l.errorf("open", -1, leo, fmt.Errorf("%w: removing a key-index checkpoint beyond the log end: %w", ErrStorage, err))
 		}

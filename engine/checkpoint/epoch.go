@@ -68,6 +68,13 @@ func OpenEpochCache(fsys vfs.FS, path string) (*EpochCache, error) {
 	return &EpochCache{fs: fsys, path: path, entries: es}, nil
 }
 
+// NewEpochCache is an empty cache for path, where no file exists (the file
+// is not created until the first mutation): what OpenEpochCache returns
+// for a missing file, without looking.
+func NewEpochCache(fsys vfs.FS, path string) *EpochCache {
+	return &EpochCache{fs: fsys, path: path}
+}
+
 // Path returns the checkpoint file's path.
 func (c *EpochCache) Path() string { return c.path }
 
