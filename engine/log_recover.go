@@ -37,10 +37,14 @@ type LogOptions struct {
 	// rewritten could make recovery trust unsynced bytes below the stale
 	// checkpoint. The log's lock is not held during the call.
 	RecoveryPointLowered func() error
-	handles              *handleCache
-	listed               bool        // the directory exists (the manager just listed it)
-	maintenance          *maintQueue // the manager's maintenance queue (maintenance.go); nil: none
-	journal              *journal    // the log dir's group-commit journal, if any
+	// syncedTail is the log's entry in the log dir's synced-tail
+	// checkpoint (nil: none): after an unclean stop, an active segment
+	// it describes exactly is trusted without being read.
+	syncedTail  *checkpoint.Tail
+	handles     *handleCache
+	listed      bool        // the directory exists (the manager just listed it)
+	maintenance *maintQueue // the manager's maintenance queue (maintenance.go); nil: none
+	journal     *journal    // the log dir's group-commit journal, if any
 }
 
 // OpenLog opens (creating if needed) the partition directory dir. Without a
@@ -163,7 +167,9 @@ func (l *Log) load(opts LogOptions) error {
 	// checkpointed recovery point, and its tail is read on its first open
 	// (loadTail). After a clean shutdown the recovery point is the log end
 	// and the files are sealed; after an unclean one only when the
-	// segment is found to end exactly at it (nothing unflushed).
+	// segment ends exactly at it (nothing unflushed): as the synced-tail
+	// checkpoint recorded it (same base, same length, its end the
+	// recovery point), else as read from the file (endsAt).
 	lazy := false
 	if len(segs) > 0 {
 		last := segs[len(segs)-1]
@@ -172,7 +178,11 @@ func (l *Log) load(opts LogOptions) error {
 			lazy = rp >= last.base && (rp == last.base) == (last.size.Load() == 0)
 		default:
 			empty := last.size.Load() == 0
-			lazy = rp >= last.base && (rp == last.base) == empty && (empty || last.endsAt(rp))
+			lazy = rp >= last.base && (rp == last.base) == empty
+			if lazy && !empty && !opts.syncedTail.Describes(int64(last.base), last.size.Load(), int64(rp)) {
+				l.recovered.TailRead = true
+				lazy = last.endsAt(rp)
+			}
 			if !lazy {
 				if segs, err = l.recover(segs, rp); err != nil {
 					return err
@@ -316,6 +326,11 @@ func (l *Log) recover(segs []*segment, rp Offset) ([]*segment, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Its bytes were read as the page cache holds them: not known to
+		// be on stable storage (a kill leaves them unsynced) until a flush
+		// syncs the segment, so no synced-tail entry vouches for it before
+		// (truncateFile syncs the part it keeps).
+		s.flushed.Store(0)
 		l.recovered.Segments++
 		if valid < s.size.Load() || (valid == 0 && i < len(segs)-1 && s.size.Load() > 0) {
 			l.recovered.BytesTruncated += s.size.Load() - valid
@@ -828,4 +843,32 @@ func swapEndOffset(fs vfs.FS, path string, base Offset) (Offset, error) {
 		}
 		end = Offset(record.Batch(hdr).LastOffset()) + 1
 	}
+}
+
+// syncedTail returns the log's synced-tail checkpoint entry (FORMAT.md
+// §5): its active segment's base, length and end offset, when every byte
+// of the segment is on stable storage and the recovery point is the log
+// end; false otherwise, or when an appender holds the log (the entry is
+// then left out: the restart reads the tail instead).
+func (l *Log) syncedTail() (checkpoint.Tail, bool) {
+	if l.recoveryPoint.Load() < l.leo.Load() {
+		return checkpoint.Tail{}, false
+	}
+	if !l.mu.TryLock() {
+		return checkpoint.Tail{}, false
+	}
+	defer l.mu.Unlock()
+	// No append, roll or truncation runs (mu). A flush may: it marks the
+	// segment flushed before it raises the recovery point, so a recovery
+	// point seen at the end means the segment's bytes were synced.
+	leo := l.leo.Load()
+	if l.recoveryPoint.Load() < leo {
+		return checkpoint.Tail{}, false
+	}
+	s := l.active()
+	size := s.size.Load()
+	if s.flushed.Load() < size || s.next.Load() != leo {
+		return checkpoint.Tail{}, false
+	}
+	return checkpoint.Tail{Base: int64(s.base), Bytes: size, End: leo}, true
 }
