@@ -241,9 +241,13 @@ func (l *Log) load(opts LogOptions) error {
 			return l.errorf("open", -1, leo, fmt.Errorf("%w: %w", ErrStorage, err))
 		}
 	}
-	_ = l.epochs.TruncateFromEnd(int64(leo))
-	if err := l.epochs.Flush(); err != nil { // epochs recovery rebuilt: the recovery point is now leo
-		return l.errorf("open", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, err))
+	l.epochs.TruncateFromEndDeferred(int64(leo))
+	if l.recovered.Segments > 0 {
+		// The epochs recovery rebuilt are written now: the recovery point
+		// is now leo, and the next recovery will not rebuild them.
+		if err := l.epochs.Flush(); err != nil {
+			return l.errorf("open", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, err))
+		}
 	}
 	// Producer state is loaded on first use (ensureLoaded).
 	l.snapshots = snapshots

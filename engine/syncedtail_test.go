@@ -3,6 +3,7 @@ package engine
 import (
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/kvlog/kvlog/engine/checkpoint"
@@ -173,5 +174,75 @@ func TestRecoveredLogHasNoSyncedTailUntilFlushed(t *testing.T) {
 	}
 	if tail, ok := readTails(t, dir)[tp]; !ok || tail.End != 22 || tail.Bytes != l.active().size.Load() {
 		t.Fatalf("entry %+v (present %v) after a flush", tail, ok)
+	}
+}
+
+// renameCountFS counts the renames onto paths with a given base name.
+type renameCountFS struct {
+	vfs.FS
+	base string
+	n    atomic.Int64
+}
+
+func (f *renameCountFS) Rename(from, to string) error {
+	if filepath.Base(to) == f.base {
+		f.n.Add(1)
+	}
+	return f.FS.Rename(from, to)
+}
+
+// TestRestartKeepsEpochCheckpointOfEmptyLog: a partition nothing was
+// written to, whose leader epoch starts at its (empty) end, restarts
+// without its leader-epoch-checkpoint being rewritten: the original
+// truncated the cache to the log end at load and wrote the file at once
+// (two fsyncs per such partition at every start-up), then the leader
+// assigned the same epoch again and the close rewrote it.
+func TestRestartKeepsEpochCheckpointOfEmptyLog(t *testing.T) {
+	e := newTestEnv(t)
+	dir := t.TempDir()
+	tp := TopicPartition{Topic: "empty", Partition: 0}
+	fs := &renameCountFS{FS: vfs.Default, base: LeaderEpochCheckpointFile}
+	open := func() *Manager {
+		m, err := OpenManager(ManagerOptions{Dirs: []string{dir}, FS: fs, Clock: e.clk, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return e.cfg }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	m := open()
+	l, err := m.CreateLog(tp, e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lead := func(l *Log) {
+		t.Helper()
+		if err := l.Epochs().AssignDeferred(3, int64(l.LogEndOffset())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lead(l)
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fs.n.Load() != 1 {
+		t.Fatalf("%d leader-epoch-checkpoint writes at the first close, want 1", fs.n.Load())
+	}
+	for i := 0; i < 2; i++ {
+		m = open()
+		l, _ = m.Log(tp)
+		if got := l.Epochs().Entries(); len(got) != 0 {
+			t.Fatalf("entries %v at load, want none (the epoch starts at the log end)", got)
+		}
+		lead(l)
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if fs.n.Load() != 1 {
+			t.Fatalf("restart %d rewrote the leader-epoch-checkpoint (%d writes in all)", i+1, fs.n.Load())
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "empty-0", LeaderEpochCheckpointFile))
+	if err != nil || string(b) != "0\n1\n3 0\n" {
+		t.Fatalf("leader-epoch-checkpoint %q %v", b, err)
 	}
 }
