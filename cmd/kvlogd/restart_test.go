@@ -83,7 +83,7 @@ func TestKillAfterCleanRestartReadsNoTail(t *testing.T) {
 	}
 	p.Kill()
 	p.Restart()
-	loaded := regexp.MustCompile(`log dir loaded .*clean_shutdown=false .*recovered_partitions=(\d+) .*tails_read=(\d+)`).FindStringSubmatch(p.Log())
+	loaded := regexp.MustCompile(`log dir loaded.*clean_shutdown=false.*recovered_partitions=(\d+).*tails_read=(\d+)`).FindStringSubmatch(p.Log())
 	if loaded == nil {
 		t.Fatalf("no unclean load logged:\n%s", p.Log())
 	}
