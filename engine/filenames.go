@@ -29,6 +29,7 @@ const (
 	LockFile                    = ".lock" // flock(2)ed by the process owning the log dir
 	MetaPropertiesFile          = "meta.properties"
 	KeyIndexFile                = "kvlog-key-index.checkpoint" // per partition, FORMAT.md §8
+	SyncedTailCheckpointFile    = checkpoint.SyncedTailsFile   // log dir, FORMAT.md §5
 
 	// DeleteDirSuffix marks a partition directory scheduled for removal.
 	DeleteDirSuffix = "-delete"

@@ -37,10 +37,14 @@ type LogOptions struct {
 	// rewritten could make recovery trust unsynced bytes below the stale
 	// checkpoint. The log's lock is not held during the call.
 	RecoveryPointLowered func() error
-	handles              *handleCache
-	listed               bool        // the directory exists (the manager just listed it)
-	maintenance          *maintQueue // the manager's maintenance queue (maintenance.go); nil: none
-	journal              *journal    // the log dir's group-commit journal, if any
+	// syncedTail is the log's entry in the log dir's synced-tail
+	// checkpoint (nil: none): after an unclean stop, an active segment
+	// it describes exactly is trusted without being read.
+	syncedTail  *checkpoint.Tail
+	handles     *handleCache
+	listed      bool        // the directory exists (the manager just listed it)
+	maintenance *maintQueue // the manager's maintenance queue (maintenance.go); nil: none
+	journal     *journal    // the log dir's group-commit journal, if any
 }
 
 // OpenLog opens (creating if needed) the partition directory dir. Without a
@@ -108,9 +112,18 @@ func (l *Log) load(opts LogOptions) error {
 	var segs []*segment
 	logs := map[Offset]bool{}
 	snapshots := []Offset{}
+	// Files read below only when listed: a failed open per partition is
+	// a system call per partition at start-up.
+	hasEpochs, hasKeyIndex := false, false
 	for _, e := range ents {
 		base, suffix, ok := parseOffsetFileName(e.Name())
 		if !ok {
+			switch e.Name() {
+			case LeaderEpochCheckpointFile:
+				hasEpochs = true
+			case KeyIndexFile:
+				hasKeyIndex = true
+			}
 			continue
 		}
 		switch suffix {
@@ -136,7 +149,10 @@ func (l *Log) load(opts LogOptions) error {
 	}
 	sort.Slice(segs, func(i, j int) bool { return segs[i].base < segs[j].base })
 	sort.Slice(snapshots, func(i, j int) bool { return snapshots[i] < snapshots[j] })
-	epochs, err := checkpoint.OpenEpochCache(l.fs, filepath.Join(l.dir, LeaderEpochCheckpointFile))
+	epochs, err := checkpoint.NewEpochCache(l.fs, filepath.Join(l.dir, LeaderEpochCheckpointFile)), error(nil)
+	if hasEpochs {
+		epochs, err = checkpoint.OpenEpochCache(l.fs, filepath.Join(l.dir, LeaderEpochCheckpointFile))
+	}
 	if err != nil {
 		l.logger.Warn("leader-epoch-checkpoint unreadable, starting empty", "partition", l.tp.String(), "err", err)
 		_ = l.fs.Remove(filepath.Join(l.dir, LeaderEpochCheckpointFile))
@@ -151,7 +167,9 @@ func (l *Log) load(opts LogOptions) error {
 	// checkpointed recovery point, and its tail is read on its first open
 	// (loadTail). After a clean shutdown the recovery point is the log end
 	// and the files are sealed; after an unclean one only when the
-	// segment is found to end exactly at it (nothing unflushed).
+	// segment ends exactly at it (nothing unflushed): as the synced-tail
+	// checkpoint recorded it (same base, same length, its end the
+	// recovery point), else as read from the file (endsAt).
 	lazy := false
 	if len(segs) > 0 {
 		last := segs[len(segs)-1]
@@ -160,7 +178,11 @@ func (l *Log) load(opts LogOptions) error {
 			lazy = rp >= last.base && (rp == last.base) == (last.size.Load() == 0)
 		default:
 			empty := last.size.Load() == 0
-			lazy = rp >= last.base && (rp == last.base) == empty && (empty || last.endsAt(rp))
+			lazy = rp >= last.base && (rp == last.base) == empty
+			if lazy && !empty && !opts.syncedTail.Describes(int64(last.base), last.size.Load(), int64(rp)) {
+				l.recovered.TailRead = true
+				lazy = last.endsAt(rp)
+			}
 			if !lazy {
 				if segs, err = l.recover(segs, rp); err != nil {
 					return err
@@ -209,7 +231,9 @@ func (l *Log) load(opts LogOptions) error {
 	l.hw.Store(int64(leo))
 	// A key-index checkpoint covering records recovery cut off must go
 	// before anything is appended at those offsets again (FORMAT.md §8).
-	if c, err := readKeyIndexCovers(l.fs, KeyIndexFileName(l.dir)); err == nil && c > leo {
+	if !hasKeyIndex {
+		// nothing to check
+	} else if c, err := readKeyIndexCovers(l.fs, KeyIndexFileName(l.dir)); err == nil && c > leo {
 		if err := l.fs.Remove(KeyIndexFileName(l.dir)); err != nil {
 			return l.errorf("open", -1, leo, fmt.Errorf("%w: removing a key-index checkpoint beyond the log end: %w", ErrStorage, err))
 		}
@@ -217,9 +241,13 @@ func (l *Log) load(opts LogOptions) error {
 			return l.errorf("open", -1, leo, fmt.Errorf("%w: %w", ErrStorage, err))
 		}
 	}
-	_ = l.epochs.TruncateFromEnd(int64(leo))
-	if err := l.epochs.Flush(); err != nil { // epochs recovery rebuilt: the recovery point is now leo
-		return l.errorf("open", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, err))
+	l.epochs.TruncateFromEndDeferred(int64(leo))
+	if l.recovered.Segments > 0 {
+		// The epochs recovery rebuilt are written now: the recovery point
+		// is now leo, and the next recovery will not rebuild them.
+		if err := l.epochs.Flush(); err != nil {
+			return l.errorf("open", -1, -1, fmt.Errorf("%w: leader-epoch-checkpoint: %w", ErrStorage, err))
+		}
 	}
 	// Producer state is loaded on first use (ensureLoaded).
 	l.snapshots = snapshots
@@ -302,6 +330,11 @@ func (l *Log) recover(segs []*segment, rp Offset) ([]*segment, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Its bytes were read as the page cache holds them: not known to
+		// be on stable storage (a kill leaves them unsynced) until a flush
+		// syncs the segment, so no synced-tail entry vouches for it before
+		// (truncateFile syncs the part it keeps).
+		s.flushed.Store(0)
 		l.recovered.Segments++
 		if valid < s.size.Load() || (valid == 0 && i < len(segs)-1 && s.size.Load() > 0) {
 			l.recovered.BytesTruncated += s.size.Load() - valid
@@ -814,4 +847,32 @@ func swapEndOffset(fs vfs.FS, path string, base Offset) (Offset, error) {
 		}
 		end = Offset(record.Batch(hdr).LastOffset()) + 1
 	}
+}
+
+// syncedTail returns the log's synced-tail checkpoint entry (FORMAT.md
+// §5): its active segment's base, length and end offset, when every byte
+// of the segment is on stable storage and the recovery point is the log
+// end; false otherwise, or when an appender holds the log (the entry is
+// then left out: the restart reads the tail instead).
+func (l *Log) syncedTail() (checkpoint.Tail, bool) {
+	if l.recoveryPoint.Load() < l.leo.Load() {
+		return checkpoint.Tail{}, false
+	}
+	if !l.mu.TryLock() {
+		return checkpoint.Tail{}, false
+	}
+	defer l.mu.Unlock()
+	// No append, roll or truncation runs (mu). A flush may: it marks the
+	// segment flushed before it raises the recovery point, so a recovery
+	// point seen at the end means the segment's bytes were synced.
+	leo := l.leo.Load()
+	if l.recoveryPoint.Load() < leo {
+		return checkpoint.Tail{}, false
+	}
+	s := l.active()
+	size := s.size.Load()
+	if s.flushed.Load() < size || s.next.Load() != leo {
+		return checkpoint.Tail{}, false
+	}
+	return checkpoint.Tail{Base: int64(s.base), Bytes: size, End: leo}, true
 }

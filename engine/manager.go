@@ -202,6 +202,15 @@ func (m *Manager) loadDir(dir string) error {
 		m.opts.Logger.Warn("log start checkpoint unreadable", "dir", dir, "err", err)
 		starts = nil
 	}
+	var tails map[TopicPartition]checkpoint.Tail
+	if !clean && rps != nil {
+		// After an unclean stop, the logs it describes are trusted up to
+		// their recovery point without reading their active segment.
+		if tails, err = checkpoint.ReadTails(fs, filepath.Join(dir, SyncedTailCheckpointFile)); err != nil {
+			m.opts.Logger.Warn("synced-tail checkpoint unreadable; reading every active segment's tail", "dir", dir, "err", err)
+			tails = nil
+		}
+	}
 	jr, jents, err := m.openJournal(dir)
 	if err != nil {
 		return err
@@ -230,8 +239,8 @@ func (m *Manager) loadDir(dir string) error {
 		ch = make(chan loadJob)
 		// recovered sums the logs' recovery (under mu).
 		recovered struct {
-			partitions, segments, deleted int
-			bytes                         int64
+			partitions, segments, deleted, tailsRead int
+			bytes                                    int64
 		}
 	)
 	// The settings of each topic, computed once (ConfigFor).
@@ -256,8 +265,12 @@ func (m *Manager) loadDir(dir string) error {
 				if v, ok := starts[j.tp]; ok {
 					ls = Offset(v)
 				}
+				var tail *checkpoint.Tail
+				if t, ok := tails[j.tp]; ok {
+					tail = &t
+				}
 				l, err := OpenLog(j.dir, j.tp, configs[j.tp.Topic], LogOptions{
-					FS: fs, Clock: m.opts.Clock, Logger: m.opts.Logger,
+					FS: fs, Clock: m.opts.Clock, Logger: m.opts.Logger, syncedTail: tail,
 					CleanShutdown: clean, RecoveryPoint: rp, LogStartOffset: ls, handles: m.handles,
 					RecoveryPointLowered: m.WriteCheckpoints, listed: true, maintenance: &m.maint, journal: jr,
 				})
@@ -268,11 +281,15 @@ func (m *Manager) loadDir(dir string) error {
 					m.failed[j.tp] = failedLog{dir: dir, err: err, recoveryPoint: int64(rp), logStart: int64(ls)}
 					m.mu.Unlock()
 				} else {
-					if r := l.Recovered(); r.Segments > 0 {
+					r := l.Recovered()
+					if r.Segments > 0 {
 						recovered.partitions++
 						recovered.segments += r.Segments
 						recovered.bytes += r.BytesTruncated
 						recovered.deleted += r.SegmentsDeleted
+					}
+					if r.TailRead {
+						recovered.tailsRead++
 					}
 					m.mu.Lock()
 					m.logs[j.tp] = l
@@ -303,9 +320,10 @@ func (m *Manager) loadDir(dir string) error {
 	} else {
 		// What an unclean start cost: the partitions whose tail was
 		// rescanned (the others were trusted up to their recovery
-		// point), and what was cut off.
+		// point), those whose tail was read to find out, and what was
+		// cut off.
 		m.opts.Logger.Info("log dir loaded", "dir", dir, "partitions", len(jobs), "clean_shutdown", false,
-			"recovered_partitions", recovered.partitions, "rescanned_segments", recovered.segments,
+			"recovered_partitions", recovered.partitions, "rescanned_segments", recovered.segments, "tails_read", recovered.tailsRead,
 			"truncated_bytes", recovered.bytes, "deleted_segments", recovered.deleted,
 			"took", m.opts.Clock.Now().Sub(start))
 	}
@@ -486,22 +504,31 @@ func (m *Manager) Maintain(retention bool) {
 	}
 }
 
-// WriteCheckpoints writes recovery-point-offset-checkpoint and
-// log-start-offset-checkpoint in every log dir.
+// WriteCheckpoints writes recovery-point-offset-checkpoint,
+// log-start-offset-checkpoint and the synced-tail checkpoint in every log
+// dir.
 func (m *Manager) WriteCheckpoints() error {
 	m.checkpointMu.Lock()
 	defer m.checkpointMu.Unlock()
 	rps := map[string]map[TopicPartition]int64{}
 	starts := map[string]map[TopicPartition]int64{}
+	tails := map[string]map[TopicPartition]checkpoint.Tail{}
 	for _, d := range m.opts.Dirs {
-		rps[d], starts[d] = map[TopicPartition]int64{}, map[TopicPartition]int64{}
+		rps[d], starts[d], tails[d] = map[TopicPartition]int64{}, map[TopicPartition]int64{}, map[TopicPartition]checkpoint.Tail{}
 	}
 	for _, l := range m.Logs() {
 		d := filepath.Dir(l.dir)
 		if rps[d] == nil {
 			continue
 		}
+		// The tail is taken first: a recovery point read after it is at
+		// least its end, and the restart trusts the entry only when the
+		// two agree.
+		t, synced := l.syncedTail()
 		rps[d][l.tp] = int64(l.RecoveryPoint())
+		if synced && t.End == rps[d][l.tp] {
+			tails[d][l.tp] = t
+		}
 		starts[d][l.tp] = int64(l.LogStartOffset())
 		if err := l.CheckpointKeyIndex(keyIndexCheckpointEvery); err != nil {
 			m.opts.Logger.Error("key index checkpoint failed", "partition", l.tp.String(), "err", err)
@@ -526,6 +553,11 @@ func (m *Manager) WriteCheckpoints() error {
 			first = err
 		}
 		if err := checkpoint.WriteOffsets(m.opts.FS, filepath.Join(d, LogStartCheckpointFile), starts[d]); err != nil && first == nil {
+			first = err
+		}
+		// After the recovery points: each of its entries must agree with
+		// the recovery point checkpointed with it.
+		if err := checkpoint.WriteTails(m.opts.FS, filepath.Join(d, SyncedTailCheckpointFile), tails[d]); err != nil && first == nil {
 			first = err
 		}
 	}

@@ -127,7 +127,7 @@ func main() {
 		producer = flag.String("producer", "", "produce scenario's load generator of Kafka-protocol systems: raw (pre-encoded requests, the default), kgo (franz-go's producer) or both (each run with both, alternating; the kgo figures are reported beside)")
 		consumer = flag.String("consumer", "", "consume scenario's consumer of Kafka-protocol systems: raw (Fetch requests counting records from batch headers), kgo (franz-go's consumer) or both (the default: each read with both, alternating; the raw figures are the main ones, the kgo ones reported beside)")
 		systems  = flag.String("systems", "", "comma-separated systems to run (default all), e.g. kvlog,kvlog-before,kafka,kafka-fsync")
-		spread   = flag.String("spread", "", "partitions scenario: comma-separated partition counts of the acks=all spread cell instead of the mode's (e.g. 1,1000)")
+		spread   = flag.String("spread", "", "partitions scenario: comma-separated partition counts of the acks=all spread cell instead of the mode's (e.g. 1,1000); none skips it")
 		many     = flag.String("many", "", "partitions scenario: comma-separated partition counts of the many-partitions runs instead of the mode's; none skips them")
 	)
 	flag.Parse()
@@ -168,7 +168,9 @@ func run(mode string, root, out, only string, reps int, keepTmp, kafkaAll bool, 
 	if lookupKeysFlag > 0 {
 		cfg.lookupKeys = lookupKeysFlag
 	}
-	if spreadFlag != "" {
+	if spreadFlag == "none" {
+		cfg.spreadPartitions = nil
+	} else if spreadFlag != "" {
 		if cfg.spreadPartitions, err = parseCounts(spreadFlag); err != nil {
 			return fmt.Errorf("-spread: %w", err)
 		}

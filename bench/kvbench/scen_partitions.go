@@ -103,7 +103,9 @@ func scenPartitions(ctx context.Context, r *runner) error {
 		nofile = strings.TrimSpace(string(b))
 	}
 	mapCount, _ := os.ReadFile("/proc/sys/vm/max_map_count")
-	if err := spreadProduce(ctx, r); err != nil {
+	if len(r.cfg.spreadPartitions) == 0 {
+		// -spread none
+	} else if err := spreadProduce(ctx, r); err != nil {
 		r.note("partitions", "spread produce failed: %s", firstLine(err.Error()))
 	}
 	r.note("partitions", "Process limits: RLIMIT_NOFILE %s, vm.max_map_count %s; kvlogd defaults otherwise (kvlog.max.open.files derived), log.flush.offset.checkpoint.interval.ms=1000.", nofile, strings.TrimSpace(string(mapCount)))

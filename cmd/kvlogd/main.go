@@ -108,6 +108,8 @@ type flags struct {
 // serve runs the broker until SIGTERM or SIGINT; fs says which flags were
 // given.
 func serve(fs *flag.FlagSet, f flags, stderr io.Writer) error {
+	startProf := startPhaseProfile("start", stderr)
+	defer startProf.stop(stderr) // when start-up fails
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
@@ -207,6 +209,7 @@ func serve(fs *flag.FlagSet, f flags, stderr io.Writer) error {
 		"cluster_id", srv.ClusterID(),
 		"http", cfg.HTTPListener,
 		"pid", os.Getpid())
+	startProf.stop(stderr)
 
 	select {
 	case <-ctx.Done():
@@ -214,6 +217,8 @@ func serve(fs *flag.FlagSet, f flags, stderr io.Writer) error {
 		logger.Error("http listener failed", "err", err)
 	}
 	stop()
+	shutdownProf := startPhaseProfile("shutdown", stderr)
+	defer shutdownProf.stop(stderr)
 	logger.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTO)
 	defer cancel()

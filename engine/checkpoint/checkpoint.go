@@ -2,7 +2,8 @@
 // partition: the offset checkpoints of a log dir
 // (recovery-point-offset-checkpoint, log-start-offset-checkpoint,
 // cleaner-offset-checkpoint) and a partition's leader-epoch-checkpoint.
-// Formats are Apache Kafka's, byte for byte (see FORMAT.md), and every file
+// Formats are Apache Kafka's, byte for byte (see FORMAT.md), plus kvlog's
+// synced-tail checkpoint of a log dir in the same layout; every file
 // is replaced atomically: written to <name>.tmp, synced, renamed over
 // <name>, directory synced.
 package checkpoint

@@ -42,7 +42,10 @@ type EpochCache struct {
 
 	mu      sync.RWMutex
 	entries []EpochEntry // never modified in place: mutations build a new slice
-	dirty   bool         // entries changed by AssignDeferred since the file was written
+	// disk is what the file holds (as loaded or last written); dirty:
+	// entries differ from it, changed by a deferred mutation.
+	disk  []EpochEntry
+	dirty bool
 }
 
 // OpenEpochCache loads the cache from path (a missing or empty file gives an
@@ -65,7 +68,14 @@ func OpenEpochCache(fsys vfs.FS, path string) (*EpochCache, error) {
 	for _, e := range raw {
 		es, _ = assignEntry(es, e)
 	}
-	return &EpochCache{fs: fsys, path: path, entries: es}, nil
+	return &EpochCache{fs: fsys, path: path, entries: es, disk: es}, nil
+}
+
+// NewEpochCache is an empty cache for path, where no file exists (the file
+// is not created until the first mutation): what OpenEpochCache returns
+// for a missing file, without looking.
+func NewEpochCache(fsys vfs.FS, path string) *EpochCache {
+	return &EpochCache{fs: fsys, path: path}
 }
 
 // Path returns the checkpoint file's path.
@@ -113,14 +123,35 @@ func (c *EpochCache) AssignDeferred(epoch int32, startOffset int64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if es, changed := assignEntry(c.entries, EpochEntry{Epoch: epoch, StartOffset: startOffset}); changed {
-		c.entries = es
-		c.dirty = true
+		c.deferLocked(es)
 	}
 	return nil
 }
 
-// Flush writes the file if AssignDeferred changed the entries since it was
-// last written.
+// TruncateFromEndDeferred is TruncateFromEnd without writing the file, as
+// AssignDeferred assigns. A log loading truncates its cache to its end this
+// way: entries past the end are harmless on disk, where every load
+// truncates them again, and are written away with the next flush; writing
+// them at once cost a synced file per partition at every start-up where an
+// epoch began at the end of a log (an empty partition's, for one), and a
+// leader then assigning the same epoch there again changed nothing.
+func (c *EpochCache) TruncateFromEndDeferred(endOffset int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if es, changed := truncateFromEnd(c.entries, endOffset); changed {
+		c.deferLocked(es)
+	}
+}
+
+// deferLocked installs es, to be written by the next Flush, Stage or
+// persisting mutation unless it is what the file holds. Caller holds c.mu.
+func (c *EpochCache) deferLocked(es []EpochEntry) {
+	c.entries = es
+	c.dirty = !slices.Equal(es, c.disk)
+}
+
+// Flush writes the file if a deferred mutation left the entries other than
+// the file holds.
 func (c *EpochCache) Flush() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -131,7 +162,7 @@ func (c *EpochCache) Flush() error {
 }
 
 // Stage writes the file's new content with WriteFileStaged when
-// AssignDeferred changed the entries since it was last written, and
+// a deferred mutation left the entries other than the file holds, and
 // returns its path ("" when nothing changed); after InstallStaged and the
 // file-system sync that follows, Installed records it as written.
 func (c *EpochCache) Stage() (string, error) {
@@ -150,6 +181,7 @@ func (c *EpochCache) Stage() (string, error) {
 // (no later change: the caller keeps the cache unchanged meanwhile).
 func (c *EpochCache) Installed() {
 	c.mu.Lock()
+	c.disk = c.entries
 	c.dirty = false
 	c.mu.Unlock()
 }
@@ -229,6 +261,7 @@ func (c *EpochCache) commit(es []EpochEntry, changed bool) error {
 		return err
 	}
 	c.entries = es
+	c.disk = es
 	c.dirty = false
 	return nil
 }
