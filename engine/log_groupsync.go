@@ -24,8 +24,13 @@ const GroupSyncMin = 4
 // where there is no syncfs).
 const groupSyncThreads = 64
 
-// parallel runs fn(0) … fn(n-1) on at most groupSyncThreads goroutines.
+// parallel runs fn(0) … fn(n-1) on at most groupSyncThreads goroutines
+// (fn(0) on the caller's when n is 1).
 func parallel(n int, fn func(i int)) {
+	if n == 1 {
+		fn(0)
+		return
+	}
 	var (
 		wg   sync.WaitGroup
 		next atomic.Int64
@@ -93,11 +98,12 @@ func SyncLogsWith(logs []*Log, how SyncStrategy) []error {
 		root := filepath.Dir(l.dir)
 		byDir[root] = append(byDir[root], member{i, l})
 	}
-	// Log dirs are independent file systems (usually): synced in parallel.
+	// Log dirs are independent file systems (usually): synced in parallel
+	// (one log dir, the common case: on the caller's goroutine).
 	var wg sync.WaitGroup
 	for root, ms := range byDir {
 		wg.Add(1)
-		go func() {
+		commit := func() {
 			defer wg.Done()
 			// With a journal, a commit of journalMin or more logs of
 			// small batches (or any commit, asked for) is one journal
@@ -139,7 +145,12 @@ func SyncLogsWith(logs []*Log, how SyncStrategy) []error {
 			if ch != nil {
 				ch.record(len(ms), use, time.Since(start))
 			}
-		}()
+		}
+		if len(byDir) == 1 {
+			commit()
+		} else {
+			go commit()
+		}
 	}
 	wg.Wait()
 	return errs
