@@ -226,8 +226,9 @@ func (j *journal) commit(logs []*Log) []error {
 	}
 	sort.Slice(order, func(a, b int) bool { return logs[order[a]].dir < logs[order[b]].dir })
 	type taken struct {
-		i    int
-		upTo int64
+		i     int
+		upTo  int64
+		bytes int64 // the log's appendedBytes, read before upTo
 	}
 	var got []taken
 	buf := j.buf[:0]
@@ -238,6 +239,7 @@ func (j *journal) commit(logs []*Log) []error {
 			continue
 		}
 		from := max(l.recoveryPoint.Load(), l.journaled.Load(), l.logStart.Load())
+		bytes := l.appendedBytes.Load()
 		data, upTo, ok := l.takeCaptured(from)
 		if !ok {
 			upTo = l.leo.Load()
@@ -251,7 +253,7 @@ func (j *journal) commit(logs []*Log) []error {
 			}
 		}
 		buf = appendJournalEntry(buf, journalEntry{Gen: j.gen, Kind: journalData, TP: l.tp, Offset: Offset(from), Payload: data})
-		got = append(got, taken{i, upTo})
+		got = append(got, taken{i, upTo, bytes})
 	}
 	if len(buf) <= 4<<20 {
 		j.buf = buf
@@ -270,6 +272,7 @@ func (j *journal) commit(logs []*Log) []error {
 	for _, g := range got {
 		l := logs[g.i]
 		l.journaled.Store(g.upTo)
+		l.markDurableBytes(g.bytes)
 		j.tps[l.tp] = struct{}{}
 		j.logs[l] = struct{}{}
 	}

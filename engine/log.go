@@ -38,6 +38,14 @@ type Log struct {
 	jr        *journal
 	journaled atomic.Int64
 	jcap      journalCapture
+	// appendedBytes counts the bytes of every batch appended (added after
+	// the log end moved); durableBytes is what it was, read before the log
+	// end was, when a group commit last made the log durable (its own sync,
+	// a file-system sync or a journal commit). Their difference is what a
+	// group commit has to make durable (pendingBytes): whether the journal
+	// pays depends on it (SyncLogsWith).
+	appendedBytes atomic.Int64
+	durableBytes  atomic.Int64
 
 	syncMu      sync.Mutex  // serialises flushes (group commit)
 	dirDirty    atomic.Bool // directory entries changed since the last directory sync

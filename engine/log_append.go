@@ -27,13 +27,45 @@ type AppendResult struct {
 //
 // Validation (CRC, structure, every record) runs before the log's lock is
 // taken, so producers appending to one partition from several goroutines
-// validate in parallel and serialise only on the write.
+// validate in parallel and serialise only on the write. Append is Validate
+// then AppendValidated.
 func (l *Log) Append(batch []byte, leaderEpoch int32) (AppendResult, error) {
-	cfg := l.Config()
-	b, err := l.validate(batch, cfg)
+	v, err := l.Validate(batch)
 	if err != nil {
 		return AppendResult{}, err
 	}
+	return l.AppendValidated(v, leaderEpoch)
+}
+
+// ValidatedBatch is a producer's batch that passed Validate, with the
+// configuration it was checked against.
+type ValidatedBatch struct {
+	b   record.Batch
+	cfg Config
+}
+
+// Validate applies Append's checks to batch without taking any lock of
+// the log (it may correct the batch's MaxTimestamp and CRC in place): a
+// caller holding a lock of its own around the append (a partition leader
+// checking its role) validates first, so that concurrent producers of one
+// partition validate in parallel, then appends with AppendValidated.
+func (l *Log) Validate(batch []byte) (ValidatedBatch, error) {
+	cfg := l.Config()
+	b, err := l.validate(batch, cfg)
+	if err != nil {
+		return ValidatedBatch{}, err
+	}
+	return ValidatedBatch{b: b, cfg: cfg}, nil
+}
+
+// AppendValidated appends a batch Validate accepted, as Append does (the
+// batch is checked again when the log's configuration changed since).
+func (l *Log) AppendValidated(v ValidatedBatch, leaderEpoch int32) (AppendResult, error) {
+	b, cfg := v.b, v.cfg
+	if b == nil {
+		return AppendResult{}, l.errorf("append", -1, -1, fmt.Errorf("%w: batch not validated", ErrInvalidRecord))
+	}
+	var err error
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed.Load() {
@@ -45,7 +77,7 @@ func (l *Log) Append(batch []byte, leaderEpoch int32) (AppendResult, error) {
 	if c := l.Config(); c.Compact != cfg.Compact || c.MaxMessageBytes != cfg.MaxMessageBytes || c.SegmentBytes != cfg.SegmentBytes {
 		// The rules changed while validating (a config update): check again.
 		cfg = c
-		if b, err = l.validate(batch, cfg); err != nil {
+		if b, err = l.validate(b, cfg); err != nil {
 			return AppendResult{}, err
 		}
 	}
@@ -282,6 +314,7 @@ func (l *Log) appendBatches(b record.Batch, cfg Config, first, last Offset, maxT
 	seg.size.Store(pos + int64(len(b)))
 	l.captureForJournal(b, l.leo.Load(), int64(last)+1)
 	l.leo.Store(int64(last) + 1)
+	l.appendedBytes.Add(int64(len(b)))
 	l.unflushed += count
 	if invariants {
 		l.checkAppendInvariants(h)

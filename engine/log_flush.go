@@ -26,13 +26,37 @@ func syncFile(fs vfs.FS, path string) error {
 // point. Concurrent callers share fsyncs (group commit): a caller whose
 // appends were covered by another caller's flush returns without one.
 func (l *Log) Sync() error {
+	bytes := l.appendedBytes.Load() // before the log end: never ahead of it
 	target := l.leo.Load()
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
 	if l.recoveryPoint.Load() >= target {
+		l.markDurableBytes(bytes)
 		return nil
 	}
-	return l.flushTo(l.leo.Load())
+	if err := l.flushTo(l.leo.Load()); err != nil {
+		return err
+	}
+	l.markDurableBytes(bytes)
+	return nil
+}
+
+// markDurableBytes records that the first bytes bytes appended are durable
+// (durableBytes, never lowered).
+func (l *Log) markDurableBytes(bytes int64) {
+	for {
+		cur := l.durableBytes.Load()
+		if bytes <= cur || l.durableBytes.CompareAndSwap(cur, bytes) {
+			return
+		}
+	}
+}
+
+// pendingBytes is about how many bytes appended are not durable yet, as
+// a group commit last saw (an estimate: a flush outside group commits, or
+// a truncation, leaves it high).
+func (l *Log) pendingBytes() int64 {
+	return max(0, l.appendedBytes.Load()-l.durableBytes.Load())
 }
 
 // flushLocked flushes everything; caller holds l.mu.

@@ -428,7 +428,16 @@ func cloneState(st State) State {
 // HW now waits for an fsync that the caller must run (Flush): the leader is
 // alone in the ISR with SyncAlone set and no Flush was due yet. Appends
 // made while a Flush is due or running are covered by it (group commit).
+//
+// The batch is validated (CRC, every record; for a compressed batch its
+// decompression) before mu is taken, so that producers of one partition
+// validate in parallel; its errors still come after those of the role and
+// ISR checks, as Kafka's leader answers.
 func (p *Partition) AppendAsLeader(batch []byte, acksAll bool, minISR int) (res engine.AppendResult, flush bool, err error) {
+	v, verr := p.log.Validate(batch)
+	if appendValidated != nil {
+		appendValidated()
+	}
 	p.mu.Lock()
 	if p.role != RoleLeader {
 		p.mu.Unlock()
@@ -440,7 +449,11 @@ func (p *Partition) AppendAsLeader(batch []byte, acksAll bool, minISR int) (res 
 			return engine.AppendResult{}, false, err
 		}
 	}
-	res, err = p.log.Append(batch, p.leader.Epoch())
+	if verr != nil {
+		p.mu.Unlock()
+		return engine.AppendResult{}, false, verr
+	}
+	res, err = p.log.AppendValidated(v, p.leader.Epoch())
 	if err != nil {
 		p.mu.Unlock()
 		return res, false, err
@@ -460,6 +473,10 @@ func (p *Partition) AppendAsLeader(batch []byte, acksAll bool, minISR int) (res 
 	runCompletions(cs)
 	return res, flush, nil
 }
+
+// appendValidated, when set (tests), runs in AppendAsLeader between the
+// batch's validation and taking the partition's lock.
+var appendValidated func()
 
 // AppendMarkerAsLeader appends a transaction marker (WriteTxnMarkers) at
 // the current leader epoch, as AppendAsLeader does a producer's batch

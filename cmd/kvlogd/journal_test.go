@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kvlog/kvlog/engine/record"
 	"github.com/kvlog/kvlog/internal/testbroker"
 )
 
@@ -131,5 +134,66 @@ func cutAtOffset(t *testing.T, path string, offset int64) {
 	}
 	if err := os.Truncate(path, int64(min(pos, len(data)))); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestJournalSkippedForLargeBatches: with the journal on (the default),
+// a group commit of partitions with large batches to make durable syncs
+// the partitions themselves: copying hundreds of KiB per partition into
+// the journal and writing them twice costs more than the syncs it saves.
+// One acks=all request to 8 partitions with a 64 KiB batch each (one
+// group commit of all 8) leaves the journal as it was.
+func TestJournalSkippedForLargeBatches(t *testing.T) {
+	p := startKvlogd(t)
+	ctx := testbroker.Context(t, 120*time.Second)
+	const topic, parts = "large-batches", 8
+	if resp, err := p.Admin(t).CreateTopic(ctx, parts, 1, nil, topic); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	journalSize := func() int64 {
+		st, err := os.Stat(filepath.Join(p.DataDir, "kvlog-journal"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	before := journalSize()
+	cl := p.Client(t)
+	value := make([]byte, 1000)
+	for round := 0; round < 3; round++ {
+		req := kmsg.NewPtrProduceRequest()
+		req.Acks, req.TimeoutMillis = -1, 30000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = topic
+		for i := int32(0); i < parts; i++ {
+			bl := record.Builder{MaxTimestamp: -1, LastOffsetDelta: -1, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1,
+				BaseTimestamp: time.Now().UnixMilli()}
+			for k := range 64 {
+				bl.Add(record.Record{OffsetDelta: int32(k), Key: []byte(fmt.Sprintf("p%d-r%d-%d", i, round, k)), Value: value})
+			}
+			batch, err := bl.Build(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rp := kmsg.NewProduceRequestTopicPartition()
+			rp.Partition, rp.Records = i, batch
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rp := range resp.Topics[0].Partitions {
+			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+				t.Fatalf("round %d, partition %d: %v", round, rp.Partition, err)
+			}
+		}
+	}
+	if got := journalSize(); got != before {
+		t.Fatalf("acks=all commits of 64 KiB batches to %d partitions wrote %d bytes to the journal", parts, got-before)
+	}
+	if n := len(consumeAll(t, p, topic, 3*parts*64)); n != 3*parts*64 {
+		t.Fatalf("read %d records, want %d", n, 3*parts*64)
 	}
 }
