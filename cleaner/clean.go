@@ -143,6 +143,9 @@ type worker struct {
 	// 0: the map's budget, < 0: no array).
 	dirty       []dirtyRec
 	dirtyBudget int64
+	// cleanRecs is the same for the clean section, by record ordinal (the
+	// off field), within what dirty leaves of the budget.
+	cleanRecs []dirtyRec
 
 	// Per-pass state.
 	ctx          context.Context
@@ -163,9 +166,15 @@ type worker struct {
 	dirtyCap     int        // records dirty may hold this pass
 	dirtyEnd     int64      // dirty holds what the later ranges need of the records below it
 	batchN       int        // records of the batch the first scan is at
-	aborted      abortedTxns
-	txn          *txnTracker // the recopy's transactions (txn.go)
-	txnList      []engine.AbortedTxn
+	// The clean section's array (scanClean).
+	cleanSeen      bool  // scanClean ran this pass
+	recordingClean bool  // its first call keeps records in clean
+	cleanCap       int   // records clean may hold this pass
+	cleanFrom      int64 // clean holds what later calls need of the records below it
+	cleanFromOrd   int64 // the ordinal of the first record at or above cleanFrom
+	aborted        abortedTxns
+	txn            *txnTracker // the recopy's transactions (txn.go)
+	txnList        []engine.AbortedTxn
 }
 
 // defaultMaxSpan is the largest dirty section, in offsets, a pass covers
@@ -211,7 +220,7 @@ func (w *worker) mapBytes() int64 {
 func (w *worker) release() {
 	w.m = nil
 	w.keep, w.tomb, w.cleanDrop = nil, nil, nil
-	w.dirty = nil
+	w.dirty, w.cleanRecs = nil, nil
 	w.out, w.recBuf, w.plain, w.recs = nil, nil, nil, nil
 }
 

@@ -1,6 +1,9 @@
 package cleaner
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // This file is the per-record array of a pass over more keys than the
 // offset map holds (see scan.go). The first scan of the dirty section parses
@@ -24,6 +27,13 @@ import "fmt"
 // map, and a split moves entries from one to the other, so that final copy
 // always fits. The array is allocated as it fills, reused by the thread's
 // next passes and released with the offset map.
+//
+// The clean section is read once per pass the same way: the first
+// scanClean, with the map holding the first range, keeps the digest and
+// ordinal of each keyed clean record outside it (within what the dirty
+// array left of the budget; beyond, from a batch boundary, later calls
+// read the log); each later call checks the records of the range the map
+// holds and drops them from the array.
 
 // dirtyRec is one keyed record of the dirty section: its key digest (the
 // two halves of each hash apart, so that the array packs 20 bytes a record)
@@ -172,6 +182,70 @@ func (w *worker) mapArray(done keyRange) error {
 			keep.set(int64(d.off))
 			if prev >= 0 {
 				keep.unset(prev - lo)
+			}
+		}
+	}
+	return nil
+}
+
+// reserveClean is reserveDirty for the clean section's array, before a batch
+// of scanClean's first call (at its base offset, ord the ordinal of its
+// first record): beyond the budget (or ordinals beyond 32 bits), the array
+// ends there.
+func (w *worker) reserveClean(n int, at, ord int64) {
+	n = max(n, 0)
+	need := len(w.cleanRecs) + n
+	if need > w.cleanCap || ord+int64(n) > math.MaxUint32 {
+		w.recordingClean = false
+		w.cleanFrom, w.cleanFromOrd = at, ord
+		return
+	}
+	if need > cap(w.cleanRecs) {
+		c := min(w.cleanCap, max(need, 2*cap(w.cleanRecs), 4096))
+		d := make([]dirtyRec, len(w.cleanRecs), c)
+		copy(d, w.cleanRecs)
+		w.cleanRecs = d
+	}
+}
+
+// sweepClean is scanClean from the clean section's array: it marks the
+// records whose key lies in w.rng (the range the map holds) and the map has,
+// and drops them from the array (checked against their range's map, they
+// are decided).
+func (w *worker) sweepClean() error {
+	m := w.m
+	arr := w.cleanRecs
+	n := 0
+	defer func() { w.cleanRecs = arr[:n] }()
+	pf := m.prefetch()
+	const block = 64
+	for b := 0; b < len(arr); b += block {
+		if b&(1<<16-1) == 0 {
+			if err := w.ctx.Err(); err != nil {
+				return err
+			}
+		}
+		blk := arr[b:min(b+block, len(arr))]
+		if pf {
+			var sink uint64
+			for i := range blk {
+				if blk[i].inRange(w.rng) {
+					sink += m.touch(uint64(blk[i].h1hi)<<32 | uint64(blk[i].h1lo))
+				}
+			}
+			w.sink += sink
+		}
+		for i := range blk {
+			d := blk[i]
+			if !d.inRange(w.rng) {
+				arr[n] = d
+				n++
+				continue
+			}
+			if h1, h2 := d.digest(); m.getDigest(h1, h2) >= 0 {
+				o := int64(d.off)
+				w.cleanDrop = w.cleanDrop.grow(o)
+				w.cleanDrop.set(o)
 			}
 		}
 	}

@@ -44,7 +44,10 @@
 //     again. An array out of budget ends at a batch boundary with the map's
 //     entries; the records past it are read from the log again for each
 //     range. Before each next range, a scan of the clean section marks the
-//     clean records whose key the map holds (superseded).
+//     clean records whose key the map holds (superseded); the first such
+//     scan keeps the digest and ordinal of each clean record outside the
+//     map's range in a second array (what the first left of the budget), and
+//     the later ones check that array instead of reading the log.
 //     A pass takes at most maxScans (8) ranges' worth of keys: beyond that
 //     (as seen from the first scan) it ends right after the record that
 //     crossed the limit, E < U, as a pass whose map filled always did in

@@ -41,7 +41,9 @@ import (
 // again). Before moving to the next range, a scan of the clean section
 // marks the clean records whose key the map holds (cleanDrop, indexed by the
 // record's ordinal in the clean section, which holds each key at most
-// once); the recopy looks the last range up in the map directly.
+// once); the first keeps the clean records of the other ranges in an array
+// of its own for the later ones. The recopy looks the last range up in the
+// map directly.
 //
 // A pass takes at most maxScans ranges' worth of keys: when the first scan's
 // estimate of the keys seen so far (keys mapped / width of the current
@@ -146,6 +148,7 @@ func (w *worker) mapDirty(segs []engine.SegmentRef) error {
 	keys := float64(m.Size()) / w.rng.width() * rest.width()
 	w.pending = rest.divide(w.pending[:0], int(math.Ceil(keys/w.target)))
 	w.cleanDrop = w.cleanDrop[:0]
+	w.cleanSeen = false
 	w.from = w.dirtyEnd
 	for len(w.pending) > 0 {
 		if err := w.scanClean(segs); err != nil {
@@ -168,7 +171,7 @@ func (w *worker) mapDirty(segs []engine.SegmentRef) error {
 		st.MapUtilization = max(st.MapUtilization, m.Utilization())
 	}
 	w.last = w.rng
-	w.dirty = w.dirty[:0]
+	w.dirty, w.cleanRecs = w.dirty[:0], w.cleanRecs[:0]
 	return nil
 }
 
@@ -438,15 +441,48 @@ func (w *worker) mapRecords(b record.Batch, p []byte, first bool) (stop, restart
 }
 
 // scanClean marks the records of the clean section (below firstDirty) whose
-// key the map holds: a later record of the key exists in the dirty section.
+// key the map (holding the range w.rng) has: a later record of the key
+// exists in the dirty section. Its first call of a pass reads the clean
+// section and keeps, within what the dirty array left of the budget, the
+// digest and ordinal of each keyed record outside w.rng (dirtyrecs.go); the
+// later calls check that array (sweepClean), then read the log only from
+// where it ran out of budget, if it did.
 func (w *worker) scanClean(segs []engine.SegmentRef) error {
+	lo := w.firstDirty
+	first := !w.cleanSeen
+	ord := int64(0)
+	if first {
+		w.cleanSeen = true
+		w.cleanRecs = w.cleanRecs[:0]
+		w.cleanCap = max(0, w.dirtyCap-cap(w.dirty))
+		w.recordingClean = w.cleanCap > 0
+		// The array holds what later calls need of the records below
+		// cleanFrom; they read the log from there.
+		w.cleanFrom, w.cleanFromOrd = math.MinInt64, 0
+		if w.recordingClean {
+			w.cleanFrom = lo
+		}
+	} else {
+		if err := w.sweepClean(); err != nil {
+			return err
+		}
+		if w.cleanFrom >= lo {
+			return nil
+		}
+		ord = w.cleanFromOrd
+	}
+	from := w.cleanFrom
+	if first {
+		from = math.MinInt64
+	}
 	var n int64
 	defer func() { _ = w.throttle.Wait(w.ctx, n) }()
-	lo := w.firstDirty
-	var ord int64
 	for _, s := range segs {
 		if s.Active || int64(s.BaseOffset) >= lo {
 			break
+		}
+		if int64(s.NextOffset) <= from {
+			continue
 		}
 		v, err := w.log.ViewSegment(s)
 		if err != nil {
@@ -461,20 +497,27 @@ func (w *worker) scanClean(segs []engine.SegmentRef) error {
 			}
 			at := pos
 			pos += len(b)
+			if b.BaseOffset() >= lo {
+				break
+			}
+			if b.LastOffset() < from {
+				continue // in the array
+			}
 			w.stats.MapBytesRead += int64(len(b))
 			if err := w.tick(&n, len(b)); err != nil {
 				v.Release()
 				return err
 			}
-			if b.BaseOffset() >= lo {
-				break
-			}
 			if b.IsControl() || b.NumRecords() == 0 || w.aborted.aborted(b) {
 				continue
 			}
+			if w.recordingClean {
+				w.reserveClean(int(b.NumRecords()), b.BaseOffset(), ord)
+			}
+			keeping := w.recordingClean
 			p, err := w.section(b)
 			if err == nil {
-				err = w.walk(b, p, hashing{from: math.MinInt64, to: lo, rng: w.rng, touch: w.m.prefetch()})
+				err = w.walk(b, p, hashing{from: math.MinInt64, to: lo, rng: w.rng, all: keeping, touch: w.m.prefetch()})
 			}
 			if err != nil {
 				v.Release()
@@ -487,7 +530,16 @@ func (w *worker) scanClean(segs []engine.SegmentRef) error {
 				}
 				o := ord
 				ord++
-				if r.hashed && w.m.getDigest(r.h1, r.h2) >= 0 {
+				if !r.hashed {
+					continue
+				}
+				if !w.rng.has(r.h1) {
+					if keeping {
+						w.cleanRecs = append(w.cleanRecs, newDirtyRec(r.h1, r.h2, o))
+					}
+					continue
+				}
+				if w.m.getDigest(r.h1, r.h2) >= 0 {
 					w.cleanDrop = w.cleanDrop.grow(o)
 					w.cleanDrop.set(o)
 				}
