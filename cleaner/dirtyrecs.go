@@ -160,7 +160,9 @@ func (w *worker) mapArray(done keyRange) error {
 			if d.inRange(done) {
 				continue
 			}
-			arr[n] = d
+			if n != b+i {
+				arr[n] = d
+			}
 			n++
 			if !d.inRange(w.rng) {
 				continue
