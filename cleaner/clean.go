@@ -168,9 +168,9 @@ type worker struct {
 	batchN       int        // records of the batch the first scan is at
 	// The clean section's array (scanClean).
 	cleanSeen      bool  // scanClean ran this pass
-	recordingClean bool  // its first call keeps records in clean
-	cleanCap       int   // records clean may hold this pass
-	cleanFrom      int64 // clean holds what later calls need of the records below it
+	recordingClean bool  // its first call keeps records in cleanRecs
+	cleanCap       int   // records cleanRecs may hold this pass
+	cleanFrom      int64 // cleanRecs holds what later calls need of the records below it
 	cleanFromOrd   int64 // the ordinal of the first record at or above cleanFrom
 	aborted        abortedTxns
 	txn            *txnTracker // the recopy's transactions (txn.go)
