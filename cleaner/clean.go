@@ -52,6 +52,10 @@ type PassStats struct {
 	MapBytesRead   int64 // all scans, the clean section's included
 	MapRecords     int64
 	MapUtilization float64 // the fullest scan's
+	// MapArrayRecords is how many records of the dirty section (digest and
+	// offset) the first scan of a MapFull pass kept for the later key
+	// ranges, which map them without reading the log again.
+	MapArrayRecords int64
 
 	BytesRead       int64 // bytes of the recopied segments
 	BytesWritten    int64 // bytes of the cleaned segments swapped in
@@ -83,7 +87,7 @@ func (s PassStats) status() *cleanerstatus.Pass {
 		Start: s.Start, DurationMs: cleanerstatus.Millis(s.Duration), MapDurationMs: cleanerstatus.Millis(s.MapDone), Reason: string(s.Reason),
 		FirstDirty: int64(s.FirstDirty), FirstUncleanable: int64(s.FirstUncleanable), EndOffset: int64(s.EndOffset),
 		MapFull: s.MapFull, MapScans: s.MapScans,
-		MapBytesRead: s.MapBytesRead, MapRecords: s.MapRecords, MapUtilization: s.MapUtilization,
+		MapBytesRead: s.MapBytesRead, MapRecords: s.MapRecords, MapUtilization: s.MapUtilization, MapArrayRecords: s.MapArrayRecords,
 		BytesRead: s.BytesRead, BytesWritten: s.BytesWritten, RecordsRead: s.RecordsRead, RecordsRetained: s.RecordsRetained,
 		BatchesCopied: s.BatchesCopied, BatchesRewritten: s.BatchesRewritten, BatchesEmptied: s.BatchesEmptied,
 		BatchesDropped: s.BatchesDropped, TombstonesDropped: s.TombstonesDropped, HorizonsStamped: s.HorizonsStamped,
@@ -134,23 +138,43 @@ type worker struct {
 	// maxSpan bounds the offsets of the dirty section one pass covers (the
 	// bitsets' size); 0: defaultMaxSpan.
 	maxSpan int64
+	// dirty is the per-record array of a pass whose map fills
+	// (dirtyrecs.go); dirtyBudget overrides its bound, in records (tests;
+	// 0: the map's budget, < 0: no array).
+	dirty       []dirtyRec
+	dirtyBudget int64
+	// cleanRecs is the same for the clean section, by record ordinal (the
+	// off field), within what dirty leaves of the budget.
+	cleanRecs []dirtyRec
 
 	// Per-pass state.
-	ctx        context.Context
-	log        *engine.Log
-	stats      *PassStats
-	firstDirty int64
-	end        int64 // records at or above it are left as they are
-	nowMs      int64
-	rng        keyRange   // the key range being mapped
-	last       keyRange   // the key range the map holds for the recopy
-	pending    []keyRange // key ranges still to map
-	target     float64    // keys a planned range should hold
-	maxKeys    float64    // keys a pass takes at most
-	cleanOrd   int64      // ordinal of the next clean-section record the recopy reads
-	aborted    abortedTxns
-	txn        *txnTracker // the recopy's transactions (txn.go)
-	txnList    []engine.AbortedTxn
+	ctx          context.Context
+	log          *engine.Log
+	stats        *PassStats
+	firstDirty   int64
+	end          int64 // records at or above it are left as they are
+	nowMs        int64
+	rng          keyRange   // the key range being mapped
+	last         keyRange   // the key range the map holds for the recopy
+	pending      []keyRange // key ranges still to map
+	target       float64    // keys a planned range should hold
+	maxKeys      float64    // keys a pass takes at most
+	cleanOrd     int64      // ordinal of the next clean-section record the recopy reads
+	from         int64      // a scan of the dirty section maps the records at or above it
+	recording    bool       // the first scan keeps records in dirty
+	dirtyStopped bool       // the first scan no longer keeps them (out of budget)
+	dirtyCap     int        // records dirty may hold this pass
+	dirtyEnd     int64      // dirty holds what the later ranges need of the records below it
+	batchN       int        // records of the batch the first scan is at
+	// The clean section's array (scanClean).
+	cleanSeen      bool  // scanClean ran this pass
+	recordingClean bool  // its first call keeps records in cleanRecs
+	cleanCap       int   // records cleanRecs may hold this pass
+	cleanFrom      int64 // cleanRecs holds what later calls need of the records below it
+	cleanFromOrd   int64 // the ordinal of the first record at or above cleanFrom
+	aborted        abortedTxns
+	txn            *txnTracker // the recopy's transactions (txn.go)
+	txnList        []engine.AbortedTxn
 }
 
 // defaultMaxSpan is the largest dirty section, in offsets, a pass covers
@@ -196,6 +220,7 @@ func (w *worker) mapBytes() int64 {
 func (w *worker) release() {
 	w.m = nil
 	w.keep, w.tomb, w.cleanDrop = nil, nil, nil
+	w.dirty, w.cleanRecs = nil, nil
 	w.out, w.recBuf, w.plain, w.recs = nil, nil, nil, nil
 }
 

@@ -18,7 +18,10 @@ type Config struct {
 	// Threads is log.cleaner.threads.
 	Threads int
 	// DedupeBufferSize is log.cleaner.dedupe.buffer.size: the total memory of
-	// the offset maps, split evenly across threads.
+	// the offset maps, split evenly across threads. A pass whose map fills
+	// also keeps its dirty records' digests, in an array at most the size
+	// of its thread's map, or 32 MiB for smaller maps (see doc.go, "A
+	// pass"), released with the map.
 	DedupeBufferSize int64
 	// LoadFactor is log.cleaner.io.buffer.load.factor: how full an offset map
 	// may get. A dirty section with more keys is mapped one key range at a

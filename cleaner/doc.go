@@ -8,10 +8,11 @@
 // offset, one buffer per thread, allocated at the thread's first pass and
 // released after Options.MapIdle without one), the clean pass itself (its
 // record walk, its per-offset keep/tombstone bits, the mapping of a dirty
-// section in key ranges when it holds more keys than the map, the
-// re-encoding of thinned batches), the cleaner threads with their shared I/O
-// throttle and backoff, live tuning of log.cleaner.* settings, Prometheus
-// metrics and a JSON status.
+// section in key ranges when it holds more keys than the map, from an array
+// of its records' digests kept by the first scan, the re-encoding of thinned
+// batches), the cleaner threads with their shared I/O throttle and backoff,
+// live tuning of log.cleaner.* settings, Prometheus metrics and a JSON
+// status.
 //
 // It does not own files: the engine reads segments for it (SegmentView),
 // writes cleaned segments (CleanedSegment) and swaps them in crash-safely
@@ -34,16 +35,27 @@
 //     a digest's low 32 bits): the first scan evicts the upper half of its
 //     range from the map (OffsetMap.retain) each time the map fills and goes
 //     on with the lower half; what it holds at the end tells how many keys
-//     there are, and the deferred ranges are cut to fit the map, one more
-//     scan of [D, E) each. Before each next range, a scan of the clean
-//     section marks the clean records whose key the map holds (superseded).
+//     there are, and the deferred ranges are cut to fit the map. From its
+//     first split on, the first scan keeps in an array (20 bytes an entry,
+//     at most the map's size or 32 MiB) the digest and offset of each
+//     record outside its range and, for each key a split evicts, the key's
+//     latest record so far: each deferred range is mapped from that array,
+//     in offset order, without reading, parsing or digesting the records
+//     again. An array out of budget ends at a batch boundary with the map's
+//     entries; the records past it are read from the log again for each
+//     range. Before each next range, a scan of the clean section marks the
+//     clean records whose key the map holds (superseded); the first such
+//     scan keeps the digest and ordinal of each clean record outside the
+//     map's range in a second array (what the first left of the budget), and
+//     the later ones check that array instead of reading the log.
 //     A pass takes at most maxScans (8) ranges' worth of keys: beyond that
 //     (as seen from the first scan) it ends right after the record that
 //     crossed the limit, E < U, as a pass whose map filled always did in
 //     Kafka (the next pass goes on from E); and at most a span of offsets
 //     whose bits take a quarter of the map's size (2 MiB for small maps). The
 //     first scan verifies every dirty batch's CRC (Kafka's cleaner verifies
-//     none; kvlog reads each batch's bytes once per pass anyway).
+//     none; kvlog reads each batch's bytes once per pass anyway); later
+//     ranges do not verify them again.
 //  2. Recopy every segment below E, from the log start, in groups whose
 //     cleaned segment fits one segment (segment.bytes and index size, for
 //     dirty segments estimated from the batch headers and keep bits: a log

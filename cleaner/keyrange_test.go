@@ -285,15 +285,24 @@ func TestOffsetMapRetain(t *testing.T) {
 					if !ok {
 						break
 					}
-					removed := m.retain(lower)
+					evicted := map[string]bool{}
+					removed := m.retain(lower, func(h1, h2 uint64, off int64) {
+						evicted[fmt.Sprint(h1, h2, off)] = true
+					})
 					n := 0
-					for k := range model {
-						if h1, _ := m.Digest([]byte(k)); !lower.has(h1) {
+					for k, off := range model {
+						if h1, h2 := m.Digest([]byte(k)); !lower.has(h1) {
+							if !evicted[fmt.Sprint(h1, h2, off)] {
+								t.Fatalf("round %d: %q (at %d) evicted unreported", round, k, off)
+							}
 							delete(model, k)
 							n++
 						}
 					}
 					r = lower
+					if len(evicted) != n {
+						t.Fatalf("round %d: %d evictions reported, want %d", round, len(evicted), n)
+					}
 					if removed != n || m.Size() != len(model) {
 						t.Fatalf("round %d: removed %d (want %d), size %d (want %d)", round, removed, n, m.Size(), len(model))
 					}

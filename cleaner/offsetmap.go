@@ -48,6 +48,9 @@ type OffsetMap struct {
 	maxEntries int // slots × load factor: Put refuses new keys beyond it
 	entries    int
 	latest     int64 // largest offset put or passed to UpdateLatest; -1 when empty
+	// touchAlways makes prefetch report true whatever the table's size
+	// (tests: the batch-at-a-time paths with a small map).
+	touchAlways bool
 }
 
 const (
@@ -231,7 +234,7 @@ func (m *OffsetMap) touch(h1 uint64) uint64 {
 
 // prefetch reports whether the table is large enough for touch to pay: a
 // table that fits in a core's L2 cache is probed faster without it.
-func (m *OffsetMap) prefetch() bool { return m.slots*EntrySize > 1<<20 }
+func (m *OffsetMap) prefetch() bool { return m.slots*EntrySize > 1<<20 || m.touchAlways }
 
 // putDigest is Put for a digest computed earlier.
 func (m *OffsetMap) putDigest(h1, h2 uint64, offset int64) bool {
@@ -380,11 +383,12 @@ func (m *OffsetMap) ClearWhole() {
 func (m *OffsetMap) Whole() bool { return m.slots == m.capSlots }
 
 // retain removes every entry whose digest lies outside r and returns how
-// many it removed. Robin Hood order with a monotone home function keeps the
-// table sorted by home slot, so one sweep, starting after an empty slot (no
-// probe run crosses one), moves each survivor back as close to its home as
-// the survivors before it allow: the table the survivors alone make.
-func (m *OffsetMap) retain(r keyRange) int {
+// many it removed; evicted, when not nil, is called with each. Robin Hood
+// order with a monotone home function keeps the table sorted by home slot,
+// so one sweep, starting after an empty slot (no probe run crosses one),
+// moves each survivor back as close to its home as the survivors before it
+// allow: the table the survivors alone make.
+func (m *OffsetMap) retain(r keyRange, evicted func(h1, h2 uint64, off int64)) int {
 	le := binary.LittleEndian
 	n := m.slots
 	empty := func(e []byte) bool { return le.Uint64(e[0:8]) == 0 && le.Uint64(e[8:16]) == 0 }
@@ -393,7 +397,7 @@ func (m *OffsetMap) retain(r keyRange) int {
 		s++
 	}
 	if s == n {
-		return m.retainFull(r)
+		return m.retainFull(r, evicted)
 	}
 	removed := 0
 	w := uint64(0) // position, relative to s, of the first slot not yet refilled
@@ -408,6 +412,9 @@ func (m *OffsetMap) retain(r keyRange) int {
 		}
 		h1 := le.Uint64(e[0:8])
 		if !r.has(h1) {
+			if evicted != nil {
+				evicted(h1, le.Uint64(e[8:16]), int64(le.Uint64(e[16:24])))
+			}
 			clear(e)
 			removed++
 			continue
@@ -433,12 +440,15 @@ func (m *OffsetMap) retain(r keyRange) int {
 
 // retainFull is retain for a table with no empty slot (load factor 1): the
 // survivors are copied out and put again.
-func (m *OffsetMap) retainFull(r keyRange) int {
+func (m *OffsetMap) retainFull(r keyRange, evicted func(h1, h2 uint64, off int64)) int {
 	le := binary.LittleEndian
 	keep := make([]byte, 0, m.entries*EntrySize)
 	for i := uint64(0); i < m.slots; i++ {
-		if e := m.slot(i); r.has(le.Uint64(e[0:8])) {
+		e := m.slot(i)
+		if h1 := le.Uint64(e[0:8]); r.has(h1) {
 			keep = append(keep, e...)
+		} else if evicted != nil {
+			evicted(h1, le.Uint64(e[8:16]), int64(le.Uint64(e[16:24])))
 		}
 	}
 	removed := m.entries - len(keep)/EntrySize
@@ -449,4 +459,15 @@ func (m *OffsetMap) retainFull(r keyRange) int {
 		_, _ = m.put(le.Uint64(e[0:8]), le.Uint64(e[8:16]), int64(le.Uint64(e[16:24])))
 	}
 	return removed
+}
+
+// each calls fn with every entry of the map, in slot order.
+func (m *OffsetMap) each(fn func(h1, h2 uint64, off int64)) {
+	le := binary.LittleEndian
+	for i := uint64(0); i < m.slots; i++ {
+		e := m.slot(i)
+		if h1, h2 := le.Uint64(e[0:8]), le.Uint64(e[8:16]); h1 != 0 || h2 != 0 {
+			fn(h1, h2, int64(le.Uint64(e[16:24])))
+		}
+	}
 }

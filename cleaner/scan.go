@@ -32,13 +32,18 @@ import (
 // At its end the map holds the keys of one range, which tells how many keys
 // the section holds: the deferred ranges are cut into as many ranges as the
 // map needs at most targetFill, each mapped by one more scan of the dirty
-// section. A record's keep bit is final after the scan of its key's range
-// (the scans of other ranges may have set it while its key was still mapped;
-// its own range's scan sets and clears it again). Before moving to the next
-// range, a scan of the clean section marks the clean records whose key the
-// map holds (cleanDrop, indexed by the record's ordinal in the clean
-// section, which holds each key at most once); the recopy looks the last
-// range up in the map directly.
+// section. From its first split on, the first scan keeps what the later
+// ranges need of the records in the per-record array (dirtyrecs.go): a
+// later range's scan maps the array, then reads the log only from where the
+// array ran out of budget, if it did. A record's keep bit is final after
+// the scan of its key's range (the scans of other ranges may have set it
+// while its key was still mapped; its own range's scan sets and clears it
+// again). Before moving to the next range, a scan of the clean section
+// marks the clean records whose key the map holds (cleanDrop, indexed by the
+// record's ordinal in the clean section, which holds each key at most
+// once); the first keeps the clean records of the other ranges in an array
+// of its own for the later ones. The recopy looks the last range up in the
+// map directly.
 //
 // A pass takes at most maxScans ranges' worth of keys: when the first scan's
 // estimate of the keys seen so far (keys mapped / width of the current
@@ -104,7 +109,14 @@ func (w *worker) mapDirty(segs []engine.SegmentRef) error {
 	w.target = targetFill(m.MaxEntries())
 	w.maxKeys = max(float64(m.MaxEntries()), maxScans*w.target)
 	end, keyless := w.end, st.KeylessDropped
+	// The per-record array (dirtyrecs.go), started when the map fills.
+	w.dirtyCap = 0
+	if w.end-w.firstDirty <= math.MaxUint32 {
+		w.dirtyCap = w.dirtyRecCap(m.Bytes())
+	}
+	w.from = w.firstDirty
 	for {
+		w.dirty, w.recording, w.dirtyStopped, w.dirtyEnd = w.dirty[:0], false, false, w.firstDirty
 		restart, err := w.scanDirty(segs, true)
 		if err != nil {
 			return err
@@ -117,33 +129,49 @@ func (w *worker) mapDirty(segs []engine.SegmentRef) error {
 		m.Expand()
 		w.end, st.KeylessDropped = end, keyless
 	}
+	if w.recording {
+		w.dirtyEnd = w.end // the array covers the whole section
+	}
+	w.recording = false
 	st.MapScans = 1
 	st.MapUtilization = m.Utilization()
 	if len(w.pending) == 0 {
 		w.last = w.rng
+		w.dirty = w.dirty[:0]
 		return nil
 	}
 	// More keys than the map holds: plan the ranges left from what the
 	// first scan saw of the current one.
 	st.MapFull = true
+	st.MapArrayRecords = int64(len(w.dirty))
 	rest := keyRange{w.rng.hi + 1, math.MaxUint32}
 	keys := float64(m.Size()) / w.rng.width() * rest.width()
 	w.pending = rest.divide(w.pending[:0], int(math.Ceil(keys/w.target)))
 	w.cleanDrop = w.cleanDrop[:0]
+	w.cleanSeen = false
+	w.from = w.dirtyEnd
 	for len(w.pending) > 0 {
 		if err := w.scanClean(segs); err != nil {
 			return err
 		}
+		done := w.rng
 		w.rng = w.pending[len(w.pending)-1]
 		w.pending = w.pending[:len(w.pending)-1]
 		m.ClearWhole()
-		if _, err := w.scanDirty(segs, false); err != nil {
+		// The records below dirtyEnd from the array, the rest from the log.
+		if err := w.mapArray(done); err != nil {
 			return err
+		}
+		if w.from < w.end {
+			if _, err := w.scanDirty(segs, false); err != nil {
+				return err
+			}
 		}
 		st.MapScans++
 		st.MapUtilization = max(st.MapUtilization, m.Utilization())
 	}
 	w.last = w.rng
+	w.dirty, w.cleanRecs = w.dirty[:0], w.cleanRecs[:0]
 	return nil
 }
 
@@ -158,7 +186,7 @@ func (w *worker) scanDirty(segs []engine.SegmentRef, first bool) (restart bool, 
 		if s.Active || int64(s.BaseOffset) >= w.end {
 			break
 		}
-		if int64(s.NextOffset) <= w.firstDirty {
+		if int64(s.NextOffset) <= w.from {
 			continue
 		}
 		v, err := w.log.ViewSegment(s)
@@ -186,7 +214,7 @@ func (w *worker) scanDirtySegment(s engine.SegmentRef, data []byte, first bool, 
 		if err := w.tick(n, len(b)); err != nil {
 			return false, false, err
 		}
-		if b.LastOffset() < w.firstDirty || b.IsControl() || b.NumRecords() == 0 || w.aborted.aborted(b) {
+		if b.LastOffset() < w.from || b.IsControl() || b.NumRecords() == 0 || w.aborted.aborted(b) {
 			continue // aborted records never enter the map (txn.go)
 		}
 		if b.BaseOffset() >= w.end {
@@ -196,6 +224,10 @@ func (w *worker) scanDirtySegment(s engine.SegmentRef, data []byte, first bool, 
 			if err := b.VerifyCRC(); err != nil {
 				return false, false, w.corrupt(s, at, err)
 			}
+		}
+		w.batchN = int(b.NumRecords())
+		if w.recording {
+			w.reserveDirty(w.batchN, b.BaseOffset())
 		}
 		p, err := w.section(b)
 		if err != nil {
@@ -222,7 +254,8 @@ func (w *worker) mapSection(b record.Batch, p []byte, first bool) (stop, restart
 	if !w.m.prefetch() {
 		return w.mapRecords(b, p, first)
 	}
-	if err := w.walk(b, p, hashing{from: w.firstDirty, to: w.end, rng: w.rng, touch: true}); err != nil {
+	// A first scan keeping the per-record array digests every key.
+	if err := w.walk(b, p, hashing{from: w.from, to: w.end, rng: w.rng, all: w.recording, touch: true}); err != nil {
 		return false, false, err
 	}
 	return w.mapBatch(first)
@@ -232,7 +265,7 @@ func (w *worker) mapSection(b record.Batch, p []byte, first bool) (stop, restart
 // offset order.
 func (w *worker) mapBatch(first bool) (stop, restart bool, err error) {
 	m := w.m
-	lo, hi := w.firstDirty, w.end
+	lo, from, hi := w.firstDirty, w.from, w.end
 	recs := w.recs
 	rng := w.rng
 	keep, tomb := w.keep, w.tomb
@@ -245,7 +278,7 @@ func (w *worker) mapBatch(first bool) (stop, restart bool, err error) {
 	}()
 	for i := range recs {
 		r := &recs[i]
-		if r.off < lo || r.off >= hi {
+		if r.off < from || r.off >= hi {
 			continue
 		}
 		if first {
@@ -256,7 +289,13 @@ func (w *worker) mapBatch(first bool) (stop, restart bool, err error) {
 				keyless++
 			}
 		}
-		if !r.hashed || !rng.has(r.h1) {
+		if !r.hashed {
+			continue
+		}
+		if !rng.has(r.h1) {
+			if w.recording {
+				w.keepDirty(r.h1, r.h2, r.off)
+			}
 			continue
 		}
 		prev, ok := m.putPrev(r.h1, r.h2, r.off)
@@ -266,6 +305,9 @@ func (w *worker) mapBatch(first bool) (stop, restart bool, err error) {
 				return false, restart, err
 			}
 			if rng = w.rng; skip {
+				if w.recording {
+					w.keepDirty(r.h1, r.h2, r.off)
+				}
 				continue
 			}
 		}
@@ -297,7 +339,14 @@ func (w *worker) overflow(h1, h2 uint64, off int64, first bool) (prev int64, ski
 		if !ok {
 			return -1, false, false, fmt.Errorf("cleaner: more than %d keys share one key range value: raise log.cleaner.dedupe.buffer.size", m.MaxEntries())
 		}
-		m.retain(lower)
+		var evicted func(h1, h2 uint64, off int64)
+		if first {
+			// The first scan keeps what later ranges need (dirtyrecs.go).
+			if w.startDirty(); w.recording {
+				evicted = w.keepDirty
+			}
+		}
+		m.retain(lower, evicted)
 		w.rng = lower
 		w.pending = append(w.pending, upper)
 		if !lower.has(h1) {
@@ -315,7 +364,7 @@ func (w *worker) overflow(h1, h2 uint64, off int64, first bool) (prev int64, ski
 // nothing is stored. It checks what walk checks.
 func (w *worker) mapRecords(b record.Batch, p []byte, first bool) (stop, restart bool, err error) {
 	m := w.m
-	lo, hi := w.firstDirty, w.end
+	lo, from, hi := w.firstDirty, w.from, w.end
 	rng := w.rng
 	keep, tomb := w.keep, w.tomb
 	var mapped, keyless int64
@@ -340,7 +389,7 @@ func (w *worker) mapRecords(b record.Batch, p []byte, first bool) (stop, restart
 		prevDelta, i = f.od, f.end
 		od, kl, vl, keyOff := f.od, f.kl, f.vl, f.keyOff
 		off := base + od
-		if off < lo || off >= hi {
+		if off < from || off >= hi {
 			continue
 		}
 		if first {
@@ -356,6 +405,9 @@ func (w *worker) mapRecords(b record.Batch, p []byte, first bool) (stop, restart
 		}
 		h1, h2 := keyDigest(p[keyOff : keyOff+int(kl)])
 		if !rng.has(h1) {
+			if w.recording {
+				w.keepDirty(h1, h2, off)
+			}
 			continue
 		}
 		prev, ok := m.putPrev(h1, h2, off)
@@ -365,6 +417,9 @@ func (w *worker) mapRecords(b record.Batch, p []byte, first bool) (stop, restart
 				return false, restart, err
 			}
 			if rng = w.rng; skip {
+				if w.recording {
+					w.keepDirty(h1, h2, off)
+				}
 				continue
 			}
 		}
@@ -386,15 +441,48 @@ func (w *worker) mapRecords(b record.Batch, p []byte, first bool) (stop, restart
 }
 
 // scanClean marks the records of the clean section (below firstDirty) whose
-// key the map holds: a later record of the key exists in the dirty section.
+// key the map (holding the range w.rng) has: a later record of the key
+// exists in the dirty section. Its first call of a pass reads the clean
+// section and keeps, within what the dirty array left of the budget, the
+// digest and ordinal of each keyed record outside w.rng (dirtyrecs.go); the
+// later calls check that array (sweepClean), then read the log only from
+// where it ran out of budget, if it did.
 func (w *worker) scanClean(segs []engine.SegmentRef) error {
+	lo := w.firstDirty
+	first := !w.cleanSeen
+	ord := int64(0)
+	if first {
+		w.cleanSeen = true
+		w.cleanRecs = w.cleanRecs[:0]
+		w.cleanCap = max(0, w.dirtyCap-cap(w.dirty))
+		w.recordingClean = w.cleanCap > 0
+		// The array holds what later calls need of the records below
+		// cleanFrom; they read the log from there.
+		w.cleanFrom, w.cleanFromOrd = math.MinInt64, 0
+		if w.recordingClean {
+			w.cleanFrom = lo
+		}
+	} else {
+		if err := w.sweepClean(); err != nil {
+			return err
+		}
+		if w.cleanFrom >= lo {
+			return nil
+		}
+		ord = w.cleanFromOrd
+	}
+	from := w.cleanFrom
+	if first {
+		from = math.MinInt64
+	}
 	var n int64
 	defer func() { _ = w.throttle.Wait(w.ctx, n) }()
-	lo := w.firstDirty
-	var ord int64
 	for _, s := range segs {
 		if s.Active || int64(s.BaseOffset) >= lo {
 			break
+		}
+		if int64(s.NextOffset) <= from {
+			continue
 		}
 		v, err := w.log.ViewSegment(s)
 		if err != nil {
@@ -409,20 +497,27 @@ func (w *worker) scanClean(segs []engine.SegmentRef) error {
 			}
 			at := pos
 			pos += len(b)
+			if b.BaseOffset() >= lo {
+				break
+			}
+			if b.LastOffset() < from {
+				continue // in the array
+			}
 			w.stats.MapBytesRead += int64(len(b))
 			if err := w.tick(&n, len(b)); err != nil {
 				v.Release()
 				return err
 			}
-			if b.BaseOffset() >= lo {
-				break
-			}
 			if b.IsControl() || b.NumRecords() == 0 || w.aborted.aborted(b) {
 				continue
 			}
+			if w.recordingClean {
+				w.reserveClean(int(b.NumRecords()), b.BaseOffset(), ord)
+			}
+			keeping := w.recordingClean
 			p, err := w.section(b)
 			if err == nil {
-				err = w.walk(b, p, hashing{from: math.MinInt64, to: lo, rng: w.rng, touch: w.m.prefetch()})
+				err = w.walk(b, p, hashing{from: math.MinInt64, to: lo, rng: w.rng, all: keeping, touch: w.m.prefetch()})
 			}
 			if err != nil {
 				v.Release()
@@ -435,7 +530,16 @@ func (w *worker) scanClean(segs []engine.SegmentRef) error {
 				}
 				o := ord
 				ord++
-				if r.hashed && w.m.getDigest(r.h1, r.h2) >= 0 {
+				if !r.hashed {
+					continue
+				}
+				if !w.rng.has(r.h1) {
+					if keeping {
+						w.cleanRecs = append(w.cleanRecs, newDirtyRec(r.h1, r.h2, o))
+					}
+					continue
+				}
+				if w.m.getDigest(r.h1, r.h2) >= 0 {
 					w.cleanDrop = w.cleanDrop.grow(o)
 					w.cleanDrop.set(o)
 				}

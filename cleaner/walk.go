@@ -187,7 +187,7 @@ func (w *worker) walk(b record.Batch, p []byte, h hashing) error {
 		}
 		if kl >= 0 && r.off >= h.from && r.off < h.to {
 			h1, h2 := keyDigest(p[f.keyOff : f.keyOff+int(kl)])
-			if h.rng.has(h1) {
+			if h.all || h.rng.has(h1) {
 				r.h1, r.h2, r.hashed = h1, h2, true
 			}
 		}
@@ -198,7 +198,7 @@ func (w *worker) walk(b record.Batch, p []byte, h hashing) error {
 		// would hold back the work of the records after it).
 		var sink uint64
 		for k := range recs {
-			if recs[k].hashed {
+			if recs[k].hashed && h.rng.has(recs[k].h1) {
 				sink += w.m.touch(recs[k].h1)
 			}
 		}
@@ -212,11 +212,12 @@ func (w *worker) walk(b record.Batch, p []byte, h hashing) error {
 }
 
 // hashing says which records walk digests: keyed ones with an offset in
-// [from, to) and a key in rng.
+// [from, to) and a key in rng, or any key when all.
 type hashing struct {
 	from, to int64
 	rng      keyRange
-	touch    bool // touch the digests' probe lines (OffsetMap.prefetch)
+	all      bool
+	touch    bool // touch the probe lines of the digests in rng (OffsetMap.prefetch)
 }
 
 // noHashing digests no record.

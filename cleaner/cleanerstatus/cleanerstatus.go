@@ -116,6 +116,9 @@ type Pass struct {
 	MapBytesRead   int64   `json:"map_bytes_read"` // all scans, the clean section's included
 	MapRecords     int64   `json:"map_records"`
 	MapUtilization float64 `json:"map_utilization"` // the fullest scan's
+	// MapArrayRecords: records of the dirty section the first scan kept
+	// for the later key ranges, which map them without reading the log.
+	MapArrayRecords int64 `json:"map_array_records"`
 
 	BytesRead       int64 `json:"bytes_read"`    // bytes of the recopied segments
 	BytesWritten    int64 `json:"bytes_written"` // bytes of the cleaned segments swapped in
