@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 
@@ -69,7 +70,6 @@ type journal struct {
 	// whose data entries a trim must sync first.
 	tps    map[TopicPartition]struct{}
 	logs   map[*Log]struct{}
-	buf    []byte
 	broken error
 }
 
@@ -198,8 +198,135 @@ func (j *journal) writeLocked(buf []byte) error {
 	return nil
 }
 
+// journalStageMax bounds what a commit holds in memory besides the logs'
+// captures: small entries are gathered into a buffer of about this size
+// before they are written, and batches a commit reads back from a segment
+// (a log whose capture does not hold them) are read this much at a time,
+// each piece its own entry; a batch larger than this is read whole. So a
+// commit never holds all the data it journals at once: with a slow sync
+// and a fast producer that was hundreds of megabytes per commit (every
+// batch since the log's last commit), copied into one growing buffer. A
+// variable for tests.
+var journalStageMax = 1 << 20
+
+// journalStages recycles commits' stage buffers (a sync.Pool: an idle
+// broker gives them back to the garbage collector).
+var journalStages sync.Pool
+
+// journalWriter writes a commit's entries at the journal's end: small ones
+// gathered in stage, large captured payloads straight from the capture.
+type journalWriter struct {
+	f     vfs.File
+	at    int64  // file offset of stage[0]
+	stage []byte // encoded, not yet written
+	hi    int64  // end of the furthest byte written
+	err   error  // the first write error; nothing is written after it
+}
+
+func (w *journalWriter) writeAt(b []byte, at int64) {
+	if w.err != nil || len(b) == 0 {
+		return
+	}
+	n, err := w.f.WriteAt(b, at)
+	w.hi = max(w.hi, at+int64(n))
+	w.err = err
+}
+
+// flush writes the stage.
+func (w *journalWriter) flush() {
+	w.writeAt(w.stage, w.at)
+	w.at += int64(len(w.stage))
+	w.stage = w.stage[:0]
+}
+
+// end is the file offset after everything added so far.
+func (w *journalWriter) end() int64 { return w.at + int64(len(w.stage)) }
+
+// captured adds an entry whose payload is in memory (a log's capture):
+// copied into the stage when it fits, written from where it is otherwise.
+func (w *journalWriter) captured(e journalEntry, payload []byte) {
+	if len(w.stage) > 0 && len(w.stage)+journalEntryFixed+len(e.TP.Topic)+len(payload) > journalStageMax {
+		w.flush()
+	}
+	start := len(w.stage)
+	w.stage = appendJournalEntryHead(w.stage, e)
+	if len(w.stage)+len(payload) <= journalStageMax {
+		w.stage = append(w.stage, payload...)
+		sealJournalEntry(w.stage[start:], nil)
+		return
+	}
+	sealJournalEntry(w.stage[start:], payload)
+	w.flush()
+	w.writeAt(payload, w.at)
+	w.at += int64(len(payload))
+}
+
+// readBack adds entries holding l's batches from e.Offset up to upTo, read
+// from its segments at most about journalStageMax bytes at a time, each
+// piece an entry of its own. An error reading them drops what of them is
+// still in the stage; flushed reports whether some were written already
+// (valid entries of l: the journal then holds entries of its partition).
+func (w *journalWriter) readBack(l *Log, e journalEntry, upTo Offset) (flushed bool, err error) {
+	mark := len(w.stage)
+	head := journalEntryFixed + len(e.TP.Topic)
+	for from := e.Offset; from < upTo; {
+		room := journalStageMax - len(w.stage) - head
+		if room < journalStageMax/4 {
+			flushed = flushed || len(w.stage) > mark
+			w.flush()
+			mark, room = 0, journalStageMax-head
+		}
+		r, err := l.Read(from, room, upTo)
+		if err != nil {
+			w.stage = w.stage[:mark]
+			return flushed, err
+		}
+		start := len(w.stage)
+		w.stage = appendJournalEntryHead(w.stage, journalEntry{Gen: e.Gen, Kind: e.Kind, TP: e.TP, Offset: from})
+		w.stage, err = r.appendTo(w.stage)
+		r.Release()
+		if err == nil && len(w.stage) == start+head {
+			err = fmt.Errorf("no batch at offset %d below %d", from, upTo)
+		}
+		for rest := w.stage[start+head:]; err == nil && len(rest) > 0; {
+			var b record.Batch
+			if b, rest, err = record.ReadBatch(rest); err == nil {
+				from = Offset(b.LastOffset()) + 1
+			}
+		}
+		if err != nil {
+			w.stage = w.stage[:mark]
+			return flushed, err
+		}
+		sealJournalEntry(w.stage[start:], nil)
+		if len(w.stage) >= journalStageMax {
+			w.flush()
+			flushed, mark = true, 0
+		}
+	}
+	return flushed, nil
+}
+
+// appendTo appends the bytes of the ranges (or Data) to buf.
+func (r *ReadResult) appendTo(buf []byte) ([]byte, error) {
+	if r.Data != nil {
+		return append(buf, r.Data...), nil
+	}
+	buf = slices.Grow(buf, int(r.Size))
+	for _, fr := range r.Ranges {
+		n := len(buf)
+		buf = buf[:n+int(fr.Length)]
+		if _, err := fr.File.ReadAt(buf[n:], fr.Position); err != nil {
+			return buf[:n], err
+		}
+	}
+	return buf, nil
+}
+
 // commit makes everything appended to logs (all of this log dir) durable
-// with one journal write and sync, and returns one error per log.
+// with one journal sync, and returns one error per log. The entries are
+// written as they are encoded (journalWriter): what the commit holds in
+// memory is bounded by journalStageMax, not by what it journals.
 func (j *journal) commit(logs []*Log) []error {
 	errs := make([]error, len(logs))
 	j.mu.Lock()
@@ -231,7 +358,16 @@ func (j *journal) commit(logs []*Log) []error {
 		bytes int64 // the log's appendedBytes, read before upTo
 	}
 	var got []taken
-	buf := j.buf[:0]
+	w := journalWriter{f: j.f, at: j.size, hi: j.size}
+	if p, ok := journalStages.Get().(*[]byte); ok {
+		w.stage = (*p)[:0]
+	}
+	defer func() {
+		if cap(w.stage) <= 4*journalStageMax {
+			b := w.stage[:0]
+			journalStages.Put(&b)
+		}
+	}()
 	for _, i := range order {
 		l := logs[i]
 		if l.closed.Load() {
@@ -240,32 +376,44 @@ func (j *journal) commit(logs []*Log) []error {
 		}
 		from := max(l.recoveryPoint.Load(), l.journaled.Load(), l.logStart.Load())
 		bytes := l.appendedBytes.Load()
-		data, upTo, ok := l.takeCaptured(from)
-		if !ok {
-			upTo = l.leo.Load()
-			if upTo <= from {
-				continue
-			}
-			var err error
-			if data, err = l.batchBytes(Offset(from), Offset(upTo)); err != nil {
+		e := journalEntry{Gen: j.gen, Kind: journalData, TP: l.tp, Offset: Offset(from)}
+		if data, upTo, ok := l.takeCaptured(from); ok {
+			w.captured(e, data)
+			got = append(got, taken{i, upTo, bytes})
+		} else if upTo := l.leo.Load(); upTo > from {
+			flushed, err := w.readBack(l, e, Offset(upTo))
+			if err != nil {
 				errs[i] = l.errorf("journal commit", -1, Offset(from), storageErr(err))
+				if flushed {
+					// Part of its batches is in the journal, not
+					// acknowledged: a later truncation must void them.
+					j.tps[l.tp] = struct{}{}
+				}
 				continue
 			}
+			got = append(got, taken{i, upTo, bytes})
 		}
-		buf = appendJournalEntry(buf, journalEntry{Gen: j.gen, Kind: journalData, TP: l.tp, Offset: Offset(from), Payload: data})
-		got = append(got, taken{i, upTo, bytes})
+		if w.err != nil {
+			break
+		}
 	}
-	if len(buf) <= 4<<20 {
-		j.buf = buf
-	} else {
-		j.buf = nil
+	w.flush()
+	if w.hi <= j.size && w.err == nil {
+		return errs // nothing to commit
 	}
-	if len(got) == 0 {
-		return errs
-	}
-	if err := j.writeLocked(buf); err != nil {
+	if err := j.finishLocked(&w); err != nil {
 		for _, g := range got {
 			errs[g.i] = logs[g.i].errorf("journal commit", -1, -1, err)
+		}
+		if w.err != nil {
+			// The logs after the failed write were not looked at: those
+			// with anything to commit fail too.
+			for _, i := range order {
+				l := logs[i]
+				if errs[i] == nil && l.leo.Load() > max(l.recoveryPoint.Load(), l.journaled.Load(), l.logStart.Load()) {
+					errs[i] = l.errorf("journal commit", -1, -1, err)
+				}
+			}
 		}
 		return errs
 	}
@@ -279,33 +427,26 @@ func (j *journal) commit(logs []*Log) []error {
 	return errs
 }
 
-// batchBytes returns the whole batches holding offsets from from up to upTo.
-func (l *Log) batchBytes(from, upTo Offset) ([]byte, error) {
-	var out []byte
-	for from < upTo {
-		r, err := l.Read(from, 8<<20, upTo)
-		if err != nil {
-			return nil, err
-		}
-		data, err := r.Bytes()
-		r.Release()
-		if err != nil {
-			return nil, err
-		}
-		if len(data) == 0 {
-			return nil, fmt.Errorf("no batch at offset %d below %d", from, upTo)
-		}
-		for rest := data; len(rest) > 0; {
-			b, next, err := record.ReadBatch(rest)
-			if err != nil {
-				return nil, err
+// finishLocked ends a commit's writes: after a failed write, the journal is
+// cut back to where the commit started (shrinking needs no space) and goes
+// on as it was; otherwise it is synced and grows by what w wrote. A failed
+// sync, or a write that cannot be cut off, breaks it (what the file holds is
+// no longer known). Caller holds mu.
+func (j *journal) finishLocked(w *journalWriter) error {
+	if w.err != nil {
+		if w.hi > j.size {
+			if terr := j.f.Truncate(j.size); terr != nil {
+				j.broken = errors.Join(w.err, terr)
 			}
-			from = Offset(b.LastOffset()) + 1
-			rest = next
 		}
-		out = append(out, data...)
+		return fmt.Errorf("%w: journal %s: %w", ErrStorage, j.path, w.err)
 	}
-	return out, nil
+	if err := j.f.Sync(); err != nil {
+		j.broken = err
+		return fmt.Errorf("%w: journal %s: %w", ErrStorage, j.path, err)
+	}
+	j.size = w.at
+	return nil
 }
 
 // trimLocked syncs every log with entries in this generation, then starts

@@ -15,8 +15,13 @@ import (
 // made part of it durable), the commit reads them back.
 //
 // A log captures only once a journal commit took it, and stops when its
-// capture overflows: a follower's log, or a leader's whose commits go
-// elsewhere (an ISR of several replicas), keeps no copy of its appends.
+// capture overflows or a batch larger than journalCaptureBatchMax arrives:
+// a follower's log, or a leader's whose commits go elsewhere (an ISR of
+// several replicas), keeps no copy of its appends, and large batches are
+// read back by the commit in bounded pieces (journalWriter.readBack) rather
+// than copied into a capture that grows by doubling: the read-back costs
+// one copy as the capture does, off the appending goroutine, and at most
+// journalStageMax bytes of memory per commit instead of every batch's.
 type journalCapture struct {
 	mu    sync.Mutex // a leaf lock
 	on    bool       // a journal commit took the log since the capture last overflowed
@@ -25,8 +30,12 @@ type journalCapture struct {
 	data  []byte
 }
 
-// journalCaptureMax bounds a log's capture. A variable for tests.
-var journalCaptureMax = 1 << 20
+// journalCaptureMax bounds a log's capture; a batch larger than
+// journalCaptureBatchMax stops it. Variables for tests.
+var (
+	journalCaptureMax      = 1 << 20
+	journalCaptureBatchMax = 64 << 10
+)
 
 // captureForJournal records batch b appended at the log end prevEnd,
 // ending at end. Caller holds l.mu.
@@ -43,7 +52,7 @@ func (l *Log) captureForJournal(b []byte, prevEnd, end int64) {
 	if len(c.data) == 0 || c.end != prevEnd {
 		c.start, c.data = prevEnd, c.data[:0]
 	}
-	if len(c.data)+len(b) > journalCaptureMax {
+	if len(b) > journalCaptureBatchMax || len(c.data)+len(b) > journalCaptureMax {
 		c.data, c.on = nil, false
 		return
 	}

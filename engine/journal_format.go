@@ -58,18 +58,30 @@ func appendJournalHeader(buf []byte, gen uint64) []byte {
 // appendJournalEntry encodes e (its Gen included) after buf.
 func appendJournalEntry(buf []byte, e journalEntry) []byte {
 	start := len(buf)
-	body := journalEntryFixed - 8 + len(e.TP.Topic) + len(e.Payload)
-	buf = binary.BigEndian.AppendUint32(buf, uint32(body))
-	buf = binary.BigEndian.AppendUint32(buf, 0) // CRC, set below
+	buf = append(appendJournalEntryHead(buf, e), e.Payload...)
+	sealJournalEntry(buf[start:], nil)
+	return buf
+}
+
+// appendJournalEntryHead appends e's entry up to its payload (e.Payload is
+// not used), its Length and CRC left for sealJournalEntry.
+func appendJournalEntryHead(buf []byte, e journalEntry) []byte {
+	buf = binary.BigEndian.AppendUint64(buf, 0) // Length and CRC
 	buf = binary.BigEndian.AppendUint64(buf, e.Gen)
 	buf = append(buf, e.Kind)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(e.TP.Partition))
 	buf = binary.BigEndian.AppendUint16(buf, uint16(len(e.TP.Topic)))
 	buf = append(buf, e.TP.Topic...)
-	buf = binary.BigEndian.AppendUint64(buf, uint64(e.Offset))
-	buf = append(buf, e.Payload...)
-	binary.BigEndian.PutUint32(buf[start+4:], crc32.Checksum(buf[start+8:], castagnoliTable))
-	return buf
+	return binary.BigEndian.AppendUint64(buf, uint64(e.Offset))
+}
+
+// sealJournalEntry sets the Length and CRC of the entry starting at
+// entry[0]: entry holds its head (appendJournalEntryHead) and whatever of
+// its payload follows it in memory, payload the rest (written after it).
+func sealJournalEntry(entry, payload []byte) {
+	crc := crc32.Update(crc32.Checksum(entry[8:], castagnoliTable), castagnoliTable, payload)
+	binary.BigEndian.PutUint32(entry, uint32(len(entry)-8+len(payload)))
+	binary.BigEndian.PutUint32(entry[4:], crc)
 }
 
 // journalEnd says why decodeJournal stopped before the end of the data.

@@ -148,6 +148,7 @@ func (s *Server) handleProduce(r *request) {
 		// replicated as configured (replica.Manager), off this goroutine,
 		// so the client's next pipelined produce appends meanwhile and
 		// shares the fsync. The connection's queue keeps the order.
+		r.releaseFrame()
 		s.replicas.AwaitAcks(waits, time.Duration(req.TimeoutMillis)*time.Millisecond, func() {
 			for i, w := range waits {
 				if w.Err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/internal/clock"
+	"github.com/kvlog/kvlog/server/metrics"
 	"github.com/kvlog/kvlog/server/security"
 	"github.com/kvlog/kvlog/server/wire"
 )
@@ -78,10 +79,11 @@ type request struct {
 	// the response, the connection muted for it.
 	throttleMs atomic.Int32
 	// frame is a produce request's frame, which its decoded batches
-	// alias: handed back to the frame pool once the request is answered
-	// (an acks=all request is answered after its handler returned, and
-	// its completion still reads the batches: metrics).
+	// alias: handed back to the frame pool once the request is answered,
+	// or, for an acks=all request, once its batches are appended
+	// (releaseFrame), tally then holding what the metrics count of them.
 	frame []byte
+	tally metrics.ProduceTally
 }
 
 // Pending is the request's place in its connection (wire.Request).
@@ -91,12 +93,35 @@ func (r *request) Pending() *wire.Pending { return &r.pending }
 func (r *request) finish(res result) {
 	r.pending.Complete(wire.Result{Resp: res.resp, Fetch: res.fetch, Raw: res.raw, Skip: res.skip, Err: res.err, CloseAfter: res.closeAfter},
 		func() {
-			r.s.metrics.Observe(r.hdr.key, r.kreq, res.resp, res.fetch, res.skip, time.Since(r.start))
+			r.s.metrics.Observe(r.hdr.key, r.kreq, r.tally, res.resp, res.fetch, res.skip, time.Since(r.start))
 			if f := r.frame; f != nil {
 				r.frame = nil
 				wire.PutFrame(f) // answered: nothing refers to the frame any more
 			}
 		})
+}
+
+// releaseFrame hands a produce request's frame back to the pool once every
+// batch of it is appended (or refused): the engine copied them into the
+// log and keeps no slice of them, so an acks=all request waits for its
+// fsync or replication without holding its frame; with a slow disk and a
+// pipelining producer, that was a frame (up to a megabyte) per request in
+// flight. What the metrics count of the batches is tallied first, and the
+// request's batch slices, which alias the frame, are cleared.
+func (r *request) releaseFrame() {
+	f := r.frame
+	req, ok := r.kreq.(*kmsg.ProduceRequest)
+	if f == nil || !ok {
+		return
+	}
+	r.tally = metrics.TallyProduce(req)
+	for ti := range req.Topics {
+		for pi := range req.Topics[ti].Partitions {
+			req.Topics[ti].Partitions[pi].Records = nil
+		}
+	}
+	r.frame = nil
+	wire.PutFrame(f)
 }
 
 func (r *request) reply(resp kmsg.Response) { r.finish(result{resp: resp}) }

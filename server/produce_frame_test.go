@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,17 +80,19 @@ func (g *gateFS) SyncFS(name string) error {
 	return g.FS.SyncFS(name)
 }
 
-// TestProduceFrameKeptUntilAnswered: an acks=all produce request's frame,
-// its record batches included, stays the request's until the request is
-// answered. The connection reads its next request while the first waits
-// for its fsync; the broker used to hand a produce frame back to its pool
-// once appended, so the next request was read into it, and the waiting
-// request's completion then counted another request's bytes as its
-// records (kvlog_topic_records_in_total wrong, a data race, and under load
-// "counter cannot decrease" panics that stopped the broker). Each round
-// holds the first request's fsync, has the second one read and appended,
-// then lets the fsync through.
-func TestProduceFrameKeptUntilAnswered(t *testing.T) {
+// TestProduceFrameReleasedWhileWaiting: an acks=all produce request hands
+// its frame back to the pool once its batches are appended, before its
+// fsync: a request waiting for its fsync holds no frame (they held one
+// each, up to a megabyte per request in flight with a pipelining
+// producer). The connection reads its next request, possibly into that
+// frame, while the first waits; the waiting request's completion must
+// still count its own records: an earlier broker that handed the frame
+// back without tallying them first counted another request's bytes as
+// its records (kvlog_topic_records_in_total wrong, a data race, and under
+// load "counter cannot decrease" panics that stopped the broker). Each
+// round holds the first request's fsync, has the second one read and
+// appended, checks the first holds no frame, then lets the fsync through.
+func TestProduceFrameReleasedWhileWaiting(t *testing.T) {
 	dir := t.TempDir()
 	gfs := &gateFS{FS: vfs.Default, entered: make(chan struct{}, 1)}
 	pp, err := config.ParseProperties(strings.NewReader("listeners=PLAINTEXT://127.0.0.1:0\nlog.dirs=" + dir + "\nlog.cleaner.dedupe.buffer.size=4194304\n"))
@@ -111,6 +114,14 @@ func TestProduceFrameKeptUntilAnswered(t *testing.T) {
 	}
 	b := &testBroker{s: s, addr: s.ListenerAddrs()["PLAINTEXT"].String(), dir: dir}
 	t.Cleanup(func() { gfs.open(); b.stop(t) })
+	var waiting atomic.Pointer[request] // the last acks=all produce
+	hook := func(r *request) bool {
+		if req, ok := r.kreq.(*kmsg.ProduceRequest); ok && req.Acks == -1 {
+			waiting.Store(r)
+		}
+		return false
+	}
+	s.requestHook.Store(&hook)
 	// The second request's topic name shifts its batch against where the
 	// first request's batch lies in the frame.
 	const first, second = "a", "a-topic-with-a-much-longer-name"
@@ -172,6 +183,10 @@ func TestProduceFrameKeptUntilAnswered(t *testing.T) {
 				t.Fatalf("round %d: the second produce was not appended", round)
 			}
 			time.Sleep(time.Millisecond)
+		}
+		// Its handler returned before the connection read the second.
+		if r := waiting.Load(); r == nil || r.frame != nil {
+			t.Fatalf("round %d: the acks=all produce waiting for its fsync still holds its frame", round)
 		}
 		gfs.open()
 		for i, req := range []*kmsg.ProduceRequest{a, bReq} {

@@ -212,15 +212,16 @@ func (m *Metrics) Register(r *prometheus.Registry) (unregister func(), err error
 	return unregister, nil
 }
 
-// Observe accounts a completed request of API key with request req,
-// answered with resp or with fetch (a Fetch encoded by package wire), or
-// not at all (skip: an acks=0 produce), after d: its API's count and
-// latency, its topics' traffic and its error codes.
-func (m *Metrics) Observe(key int16, req kmsg.Request, resp kmsg.Response, fetch *wire.FetchReply, skip bool, d time.Duration) {
+// Observe accounts a completed request of API key with request req (a
+// produce request's batches tallied in tally when they are gone, else
+// nil), answered with resp or with fetch (a Fetch encoded by package
+// wire), or not at all (skip: an acks=0 produce), after d: its API's
+// count and latency, its topics' traffic and its error codes.
+func (m *Metrics) Observe(key int16, req kmsg.Request, tally ProduceTally, resp kmsg.Response, fetch *wire.FetchReply, skip bool, d time.Duration) {
 	if c, ok := m.reqByKey[key]; ok {
 		c.Inc()
 		m.latByKey[key].Observe(d.Seconds())
-		m.op.observe(key, req, resp, fetch, skip)
+		m.op.observe(key, req, tally, resp, fetch, skip)
 	}
 }
 

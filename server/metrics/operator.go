@@ -61,7 +61,7 @@ func (m *opMetrics) start() {
 }
 
 // observe accounts a completed request (see Metrics.Observe).
-func (m *opMetrics) observe(key int16, kreq kmsg.Request, resp kmsg.Response, fetch *wire.FetchReply, skip bool) {
+func (m *opMetrics) observe(key int16, kreq kmsg.Request, tally ProduceTally, resp kmsg.Response, fetch *wire.FetchReply, skip bool) {
 	switch {
 	case fetch != nil:
 		req, _ := kreq.(*kmsg.FetchRequest)
@@ -76,21 +76,22 @@ func (m *opMetrics) observe(key int16, kreq kmsg.Request, resp kmsg.Response, fe
 	case resp != nil:
 		if req, ok := kreq.(*kmsg.ProduceRequest); ok {
 			if resp, ok := resp.(*kmsg.ProduceResponse); ok {
-				m.produced(req, resp)
+				m.produced(req, tally, resp)
 			}
 		}
 		m.countErrors(key, resp)
 	case skip:
 		// acks=0 produce: appended unless refused; no answer to check.
 		if req, ok := kreq.(*kmsg.ProduceRequest); ok {
-			m.produced(req, nil)
+			m.produced(req, tally, nil)
 		}
 	}
 }
 
 // produced counts the bytes and records of the partitions a produce
-// appended (every partition when resp is nil: acks=0).
-func (m *opMetrics) produced(req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse) {
+// appended (every partition when resp is nil: acks=0), from tally when
+// the request's batches were tallied before its frame was reused.
+func (m *opMetrics) produced(req *kmsg.ProduceRequest, tally ProduceTally, resp *kmsg.ProduceResponse) {
 	var failed map[string]map[int32]bool
 	if resp != nil {
 		for _, t := range resp.Topics {
@@ -107,10 +108,15 @@ func (m *opMetrics) produced(req *kmsg.ProduceRequest, resp *kmsg.ProduceRespons
 			}
 		}
 	}
-	for _, t := range req.Topics {
+	for ti, t := range req.Topics {
 		var bytes, records int64
-		for _, p := range t.Partitions {
+		for pi, p := range t.Partitions {
 			if failed[t.Topic][p.Partition] {
+				continue
+			}
+			if tally != nil {
+				bytes += tally[ti][pi].Bytes
+				records += tally[ti][pi].Records
 				continue
 			}
 			bytes += int64(len(p.Records))
@@ -121,6 +127,27 @@ func (m *opMetrics) produced(req *kmsg.ProduceRequest, resp *kmsg.ProduceRespons
 			m.records.WithLabelValues(t.Topic).Add(float64(records))
 		}
 	}
+}
+
+// ProduceTally is what the produce metrics count of a request's batches,
+// per topic and partition in the request's order. A produce request whose
+// batches are gone before it is answered (an acks=all request hands its
+// frame back once appended) is tallied first (TallyProduce).
+type ProduceTally [][]BatchTally
+
+// BatchTally is one partition's batch bytes and records.
+type BatchTally struct{ Bytes, Records int64 }
+
+// TallyProduce tallies req's batches for the metrics.
+func TallyProduce(req *kmsg.ProduceRequest) ProduceTally {
+	t := make(ProduceTally, len(req.Topics))
+	for ti, rt := range req.Topics {
+		t[ti] = make([]BatchTally, len(rt.Partitions))
+		for pi, p := range rt.Partitions {
+			t[ti][pi] = BatchTally{Bytes: int64(len(p.Records)), Records: batchRecords(p.Records)}
+		}
+	}
+	return t
 }
 
 // batchRecords sums the record counts of the v2 batch headers in b.

@@ -14,12 +14,14 @@ import (
 )
 
 // Frame buffers. A produce request's frame is dead once the request is
-// answered: the engine copies the batches into the page cache (pwrite)
-// before Append returns and keeps no slice of them, and the request's
-// completion (metrics) reads them last. An acks=all request is answered
-// after its handler returned, while the connection reads its next
-// requests, so the frame is handed back at the answer, not when the
-// handler returns. Frames from 64 KiB to 16 MiB are read into pooled
+// answered, or once its handler appended its batches: the engine copies
+// them into the page cache (pwrite) before Append returns and keeps no
+// slice of them. An acks=all request, answered after its handler returned
+// (while the connection reads its next requests), hands its frame back as
+// its handler ends, what its completion counts of the batches (metrics)
+// tallied first and the decoded request's batch slices cleared (package
+// server, request.releaseFrame): handed back at the answer, a frame stayed
+// taken for every request waiting for its fsync or replication. Frames from 64 KiB to 16 MiB are read into pooled
 // buffers; other frames (whose decoded request may be parked, e.g. a
 // fetch waiting for data) are left to the GC. This saves the zeroing and
 // the collection of a fresh megabyte per produce request.
