@@ -1,18 +1,25 @@
 package engine
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/kvlog/kvlog/engine/record"
 	"golang.org/x/sys/unix"
+
+	"github.com/kvlog/kvlog/engine/record"
+	"github.com/kvlog/kvlog/engine/vfs"
 )
 
 // keyBatches builds uncompressed batches of about 16 KiB (100-byte values)
@@ -200,4 +207,79 @@ func BenchmarkKeyIndexCatchUp(b *testing.B) {
 		l.Close()
 	}
 	b.ReportMetric(median(rates), "records/s")
+}
+
+// BenchmarkKeyIndexCheckpointLoad loads a checkpoint of KVLOG_BENCH_KEYS
+// (default 1M) random digests written as version 2 (the table's layout,
+// placed slot by slot) and as version 1 (entries inserted one by one),
+// alternating, and reports the median load time of each (page cache
+// warm) and their ratio.
+func BenchmarkKeyIndexCheckpointLoad(b *testing.B) {
+	n := benchKeys()
+	rng := rand.New(rand.NewPCG(5, 6))
+	var tab digestTable
+	for i := 0; i < n; i++ {
+		tab.put(rng.Uint64(), encodeEntry(Offset(i), false))
+	}
+	dir := b.TempDir()
+	v2 := filepath.Join(dir, "v2")
+	if err := writeKeyIndexCheckpoint(vfs.Default, v2, keyDigestID, Offset(n), append([]digestSlot(nil), tab.slots...), tab.len()); err != nil {
+		b.Fatal(err)
+	}
+	v1 := filepath.Join(dir, "v1")
+	{
+		f, err := os.Create(v1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w := bufio.NewWriterSize(f, 1<<20)
+		h := make([]byte, keyIndexV1HeaderSize)
+		copy(h, keyIndexMagic)
+		binary.BigEndian.PutUint16(h[4:], keyIndexV1)
+		binary.BigEndian.PutUint16(h[6:], uint16(keyDigestID))
+		binary.BigEndian.PutUint64(h[8:], uint64(n))
+		binary.BigEndian.PutUint64(h[16:], uint64(tab.len()))
+		crc := crc32.Update(0, castagnoliTable, h)
+		w.Write(h)
+		e := make([]byte, keyIndexEntrySize)
+		tab.each(func(d, v uint64) {
+			binary.BigEndian.PutUint64(e, d)
+			binary.BigEndian.PutUint64(e[8:], v)
+			crc = crc32.Update(crc, castagnoliTable, e)
+			w.Write(e)
+		})
+		w.Write(binary.BigEndian.AppendUint32(nil, crc))
+		if err := w.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
+	tab = digestTable{}
+	load := func(path string) float64 {
+		runtime.GC()
+		var t digestTable
+		minOff := Offset(math.MaxInt64)
+		start := time.Now()
+		if _, err := readKeyIndexCheckpoint(vfs.Default, path, keyDigestID, Offset(n), &t, &minOff); err != nil {
+			b.Fatal(err)
+		}
+		el := time.Since(start).Seconds()
+		if t.len() != n {
+			b.Fatalf("%s: %d entries, want %d", path, t.len(), n)
+		}
+		return el
+	}
+	var s1, s2 []float64
+	for rep := 0; rep < max(5, b.N); rep++ {
+		if rep%2 == 0 {
+			s2 = append(s2, load(v2))
+			s1 = append(s1, load(v1))
+		} else {
+			s1 = append(s1, load(v1))
+			s2 = append(s2, load(v2))
+		}
+	}
+	b.ReportMetric(median(s2), "v2-load-s")
+	b.ReportMetric(median(s1), "v1-load-s")
+	b.ReportMetric(median(s1)/median(s2), "v1/v2")
 }
