@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -485,10 +486,13 @@ func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 	dec := decoders.Get().(*record.Decoder)
 	defer decoders.Put(dec)
 	hdr, section, gen, ok := l.kcache.get(off)
+	var at skipKey // the uncompressed batch's place in a segment file, for its skips
 	if !ok {
-		b, done, found := l.readBatchFast(off)
+		b, h, pos, done, found := l.readBatchFast(off)
 		defer done() // b may alias a mapping or a pooled buffer until then
-		if !found {
+		if found {
+			at = skipKey{h: h, pos: pos}
+		} else {
 			var err error
 			if b, err = l.readBatchSlow(off); err != nil || b == nil {
 				return KeyLookup{}, false, err
@@ -508,10 +512,17 @@ func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 			// is reused.
 			section = bytes.Clone(section)
 			l.kcache.put(gen, hdr, section)
+			at = skipKey{}
 		}
 	}
 	var r record.Record
-	found, err := dec.RecordAt(section, hdr.NumRecords(), int32(off-Offset(hdr.BaseOffset())), &r)
+	n, delta := hdr.NumRecords(), int32(off-Offset(hdr.BaseOffset()))
+	p := section
+	if at.h != nil {
+		from, skipped := l.kcache.skips.find(at, section, n, delta)
+		p, n = section[from:], n-skipped
+	}
+	found, err := dec.RecordAt(p, n, delta, &r)
 	if err != nil {
 		return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
 	}
@@ -597,26 +608,26 @@ func noop() {}
 // (always, found or not). found is false whenever it cannot be sure (a
 // framing it does not like, a segment gone, a read error): the caller
 // then uses readBatchSlow.
-func (l *Log) readBatchFast(off Offset) (b record.Batch, done func(), found bool) {
+func (l *Log) readBatchFast(off Offset) (b record.Batch, h *handle, batchPos int64, done func(), found bool) {
 	segs := l.segments()
 	i, ok := floorSegment(segs, off)
 	if !ok {
-		return nil, noop, false
+		return nil, nil, 0, noop, false
 	}
 	s := segs[i]
 	h, err := s.acquire()
 	if err != nil {
-		return nil, noop, false
+		return nil, nil, 0, noop, false
 	}
 	_, p := h.oidx.Lookup(int64(off))
 	pos, end := int64(p), s.size.Load()
 	if data := h.lookupMapped(end, max(end, l.cfg.Load().SegmentBytes)); data != nil && lookupMmap {
-		b, ok := walkToBatch(data[:end], pos, off, s.base)
+		b, at, ok := walkToBatch(data[:end], pos, off, s.base)
 		if !ok {
 			h.release()
-			return nil, noop, false
+			return nil, nil, 0, noop, false
 		}
-		return b, h.release, true
+		return b, h, at, h.release, true
 	}
 	bp := lookupBufs.Get().(*[]byte)
 	done = func() { lookupBufs.Put(bp); h.release() }
@@ -667,36 +678,130 @@ func (l *Log) readBatchFast(off Offset) (b record.Batch, done func(), found bool
 		if _, rest, err := record.ReadBatch(b); err != nil || len(rest) != 0 {
 			break
 		}
-		return b, done, true
+		return b, h, pos, done, true
 	}
 	done()
-	return nil, noop, false
+	return nil, nil, 0, noop, false
 }
 
 // walkToBatch finds the batch holding off in data (a segment's bytes, its
 // first offset base) from position pos, walking the batch lengths.
-func walkToBatch(data []byte, pos int64, off, base Offset) (record.Batch, bool) {
+func walkToBatch(data []byte, pos int64, off, base Offset) (record.Batch, int64, bool) {
 	end := int64(len(data))
 	for pos+record.HeaderSize <= end {
 		hdr := record.Batch(data[pos:])
 		size := hdr.Size()
 		if size < record.HeaderSize || pos+size > end || hdr.LastOffsetDelta() < 0 || Offset(hdr.BaseOffset()) < base {
-			return nil, false
+			return nil, 0, false
 		}
 		if Offset(hdr.LastOffset()) < off {
 			pos += size
 			continue
 		}
 		if Offset(hdr.BaseOffset()) > off {
-			return nil, false
+			return nil, 0, false
 		}
 		b := record.Batch(data[pos : pos+size : pos+size])
 		if _, rest, err := record.ReadBatch(b); err != nil || len(rest) != 0 {
-			return nil, false
+			return nil, 0, false
 		}
-		return b, true
+		return b, pos, true
 	}
-	return nil, false
+	return nil, 0, false
+}
+
+// Skips: a lookup finds its record in an uncompressed batch (a hundred
+// records of a 16 KiB producer batch) by walking the records before it,
+// one memory miss after another through the page cache. The first lookup
+// in a batch notes where every skipStride-th record starts (its offset
+// delta and position in the records section); the next ones start
+// walking from the last noted record at or before theirs. The notes are
+// keyed by the segment's handle and the batch's position in the file: a
+// handle's bytes never change (a truncation retires the segment's handles
+// before the file shrinks; a cleaner swap brings new segments), so a note
+// is never stale. At most skipMaxBatches batches per log are noted (then
+// the notes start over): about a byte per record.
+const (
+	skipStride     = 8
+	skipMaxBatches = 1 << 17
+)
+
+type skipKey struct {
+	h   *handle
+	pos int64 // the batch's position in the segment file
+}
+
+type skipPoint struct {
+	delta int32  // offset delta of the record
+	pos   uint32 // its position in the records section
+}
+
+// recordSkips holds a log's notes: skipKey → []skipPoint.
+type recordSkips struct {
+	m atomic.Pointer[sync.Map]
+	n atomic.Int64
+}
+
+// find returns where in section (the records section of the n-record
+// uncompressed batch at k) to start looking for the record of offset
+// delta delta, and how many records that skips.
+func (c *recordSkips) find(k skipKey, section []byte, n, delta int32) (int, int32) {
+	if n <= skipStride {
+		return 0, 0
+	}
+	m := c.m.Load()
+	if m == nil {
+		c.m.CompareAndSwap(nil, new(sync.Map))
+		m = c.m.Load()
+	}
+	var pts []skipPoint
+	if v, ok := m.Load(k); ok {
+		pts = v.([]skipPoint)
+	} else {
+		if pts = noteSkips(section, n); pts == nil {
+			return 0, 0
+		}
+		if _, loaded := m.LoadOrStore(k, pts); !loaded && c.n.Add(1) > skipMaxBatches {
+			c.m.Store(new(sync.Map))
+			c.n.Store(0)
+		}
+	}
+	i := sort.Search(len(pts), func(i int) bool { return pts[i].delta > delta }) - 1
+	if i <= 0 {
+		return 0, 0
+	}
+	return int(pts[i].pos), int32(i * skipStride)
+}
+
+// noteSkips walks the records section p of n uncompressed records and
+// returns the offset delta and position of records 0, skipStride,
+// 2·skipStride, …; nil when a record does not parse or the deltas do not
+// increase (RecordAt, walking from the start, then says what is wrong).
+func noteSkips(p []byte, n int32) []skipPoint {
+	pts := make([]skipPoint, 0, (n+skipStride-1)/skipStride)
+	i, last := 0, int64(-1)
+	for k := int32(0); k < n; k++ {
+		length, j := binary.Varint(p[i:])
+		if j <= 0 || length <= 0 || length > int64(len(p)-i-j) || i > math.MaxUint32 {
+			return nil
+		}
+		if k%skipStride == 0 {
+			// attributes (1 byte), timestamp delta, offset delta
+			body := p[i+j+1 : i+j+int(length)]
+			_, a := binary.Varint(body)
+			if a <= 0 {
+				return nil
+			}
+			d, b := binary.Varint(body[a:])
+			if b <= 0 || d <= last || d > math.MaxInt32 {
+				return nil
+			}
+			last = d
+			pts = append(pts, skipPoint{delta: int32(d), pos: uint32(i)})
+		}
+		i += j + int(length)
+	}
+	return pts
 }
 
 // lookupCache keeps a log's most recently read compressed batches for
@@ -707,8 +812,11 @@ func walkToBatch(data []byte, pos int64, off, base Offset) (record.Batch, bool) 
 // cleaner swap, which clear the cache (a generation guards against a
 // reader inserting what it read before).
 type lookupCache struct {
+	skips recordSkips // of uncompressed batches
+
 	mu      sync.Mutex
-	gen     uint64
+	gen     atomic.Uint64 // changed under mu
+	count   atomic.Int32  // len(batches), changed under mu: get skips the lock when 0
 	tick    uint64
 	bytes   int64
 	batches []cachedBatch
@@ -729,6 +837,12 @@ const (
 var lookupCacheBytes atomic.Int64
 
 func (c *lookupCache) get(off Offset) (record.Batch, []byte, uint64, bool) {
+	if c.count.Load() == 0 {
+		// Nothing cached (uncompressed data never is): no lock. The
+		// generation is read before the caller reads the batch, as under
+		// the lock.
+		return nil, nil, c.gen.Load(), false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i := range c.batches {
@@ -736,10 +850,10 @@ func (c *lookupCache) get(off Offset) (record.Batch, []byte, uint64, bool) {
 		if b.base <= off && off <= b.last {
 			c.tick++
 			b.used = c.tick
-			return b.hdr, b.section, c.gen, true
+			return b.hdr, b.section, c.gen.Load(), true
 		}
 	}
-	return nil, nil, c.gen, false
+	return nil, nil, c.gen.Load(), false
 }
 
 func (c *lookupCache) put(gen uint64, hdr record.Batch, section []byte) {
@@ -749,7 +863,7 @@ func (c *lookupCache) put(gen uint64, hdr record.Batch, section []byte) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if gen != c.gen {
+	if gen != c.gen.Load() {
 		return
 	}
 	for len(c.batches) > 0 && (len(c.batches) >= lookupCachePerLog || c.bytes+size > lookupCacheBudget/4 || lookupCacheBytes.Load()+size > lookupCacheBudget) {
@@ -766,6 +880,7 @@ func (c *lookupCache) put(gen uint64, hdr record.Batch, section []byte) {
 	}
 	c.tick++
 	c.batches = append(c.batches, cachedBatch{hdr: bytes.Clone(hdr), section: section, base: Offset(hdr.BaseOffset()), last: Offset(hdr.LastOffset()), used: c.tick})
+	c.count.Store(int32(len(c.batches)))
 	c.bytes += size
 	lookupCacheBytes.Add(size)
 }
@@ -775,13 +890,15 @@ func (c *lookupCache) drop(i int) {
 	c.bytes -= size
 	lookupCacheBytes.Add(-size)
 	c.batches = append(c.batches[:i], c.batches[i+1:]...)
+	c.count.Store(int32(len(c.batches)))
 }
 
 // clear empties the cache (the log's batches changed).
 func (c *lookupCache) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.gen++
+	c.gen.Add(1)
 	lookupCacheBytes.Add(-c.bytes)
 	c.bytes, c.batches = 0, nil
+	c.count.Store(0)
 }
