@@ -518,7 +518,7 @@ func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 	var r record.Record
 	n, delta := hdr.NumRecords(), int32(off-Offset(hdr.BaseOffset()))
 	p := section
-	if at.h != nil {
+	if at.h != nil && lookupSkips {
 		from, skipped := l.kcache.skips.find(at, section, n, delta)
 		p, n = section[from:], n-skipped
 	}
@@ -721,6 +721,10 @@ func walkToBatch(data []byte, pos int64, off, base Offset) (record.Batch, int64,
 // before the file shrinks; a cleaner swap brings new segments), so a note
 // is never stale. At most skipMaxBatches batches per log are noted (then
 // the notes start over): about a byte per record.
+// lookupSkips: lookups use the skips (a benchmark turns them off to
+// compare).
+var lookupSkips = true
+
 const (
 	skipStride     = 8
 	skipMaxBatches = 1 << 17
