@@ -488,8 +488,8 @@ func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 	hdr, section, gen, ok := l.kcache.get(off)
 	var at skipKey // the uncompressed batch's place in a segment file, for its skips
 	if !ok {
-		b, h, pos, done, found := l.readBatchFast(off)
-		defer done() // b may alias a mapping or a pooled buffer until then
+		b, h, pos, rel, found := l.readBatchFast(off)
+		defer rel.release() // b may alias a mapping or a pooled buffer until then
 		if found {
 			at = skipKey{h: h, pos: pos}
 		} else {
@@ -519,7 +519,7 @@ func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 	n, delta := hdr.NumRecords(), int32(off-Offset(hdr.BaseOffset()))
 	p := section
 	if at.h != nil && lookupSkips {
-		from, skipped := l.kcache.skips.find(at, section, n, delta)
+		from, skipped := l.kcache.skips.find(at, Offset(hdr.BaseOffset()), section, n, delta)
 		p, n = section[from:], n-skipped
 	}
 	found, err := dec.RecordAt(p, n, delta, &r)
@@ -596,28 +596,41 @@ var lookupBufs = sync.Pool{New: func() any { b := make([]byte, lookupHeadRead); 
 // it off to exercise the pread path).
 var lookupMmap = true
 
-// noop is readBatchFast's done when there is nothing to give back.
-func noop() {}
+// batchRelease gives back what readBatchFast's batch aliases: a pooled
+// buffer, the segment's handle (a value: no allocation per lookup).
+type batchRelease struct {
+	h  *handle
+	bp *[]byte
+}
+
+func (r batchRelease) release() {
+	if r.bp != nil {
+		lookupBufs.Put(r.bp)
+	}
+	if r.h != nil {
+		r.h.release()
+	}
+}
 
 // readBatchFast finds the batch holding off from the offset index's
 // position for off, walking the batch headers. The segment's lookup
 // mapping (lookupMapped) serves it without a syscall or a copy; without
 // one, positioned reads of lookupHeadRead bytes walk the headers and the
 // batch found is read whole, exactly its length, into a pooled buffer.
-// The batch may alias the mapping or the buffer until done is called
-// (always, found or not). found is false whenever it cannot be sure (a
+// The batch may alias the mapping or the buffer until rel.release is
+// called (always, found or not). found is false whenever it cannot be sure (a
 // framing it does not like, a segment gone, a read error): the caller
 // then uses readBatchSlow.
-func (l *Log) readBatchFast(off Offset) (b record.Batch, h *handle, batchPos int64, done func(), found bool) {
+func (l *Log) readBatchFast(off Offset) (b record.Batch, h *handle, batchPos int64, rel batchRelease, found bool) {
 	segs := l.segments()
 	i, ok := floorSegment(segs, off)
 	if !ok {
-		return nil, nil, 0, noop, false
+		return nil, nil, 0, rel, false
 	}
 	s := segs[i]
 	h, err := s.acquire()
 	if err != nil {
-		return nil, nil, 0, noop, false
+		return nil, nil, 0, rel, false
 	}
 	_, p := h.oidx.Lookup(int64(off))
 	pos, end := int64(p), s.size.Load()
@@ -625,12 +638,12 @@ func (l *Log) readBatchFast(off Offset) (b record.Batch, h *handle, batchPos int
 		b, at, ok := walkToBatch(data[:end], pos, off, s.base)
 		if !ok {
 			h.release()
-			return nil, nil, 0, noop, false
+			return nil, nil, 0, rel, false
 		}
-		return b, h, at, h.release, true
+		return b, h, at, batchRelease{h: h}, true
 	}
 	bp := lookupBufs.Get().(*[]byte)
-	done = func() { lookupBufs.Put(bp); h.release() }
+	rel = batchRelease{h: h, bp: bp}
 	buf := (*bp)[:0]
 	at := pos // file position of buf[0]
 	for pos < end {
@@ -678,10 +691,10 @@ func (l *Log) readBatchFast(off Offset) (b record.Batch, h *handle, batchPos int
 		if _, rest, err := record.ReadBatch(b); err != nil || len(rest) != 0 {
 			break
 		}
-		return b, h, pos, done, true
+		return b, h, pos, rel, true
 	}
-	done()
-	return nil, nil, 0, noop, false
+	rel.release()
+	return nil, nil, 0, batchRelease{}, false
 }
 
 // walkToBatch finds the batch holding off in data (a segment's bytes, its
@@ -713,22 +726,25 @@ func walkToBatch(data []byte, pos int64, off, base Offset) (record.Batch, int64,
 // Skips: a lookup finds its record in an uncompressed batch (a hundred
 // records of a 16 KiB producer batch) by walking the records before it,
 // one memory miss after another through the page cache. The first lookup
-// in a batch notes where every skipStride-th record starts (its offset
-// delta and position in the records section); the next ones start
-// walking from the last noted record at or before theirs. The notes are
-// keyed by the segment's handle and the batch's position in the file: a
-// handle's bytes never change (a truncation retires the segment's handles
-// before the file shrinks; a cleaner swap brings new segments), so a note
-// is never stale. At most skipMaxBatches batches per log are noted (then
-// the notes start over): about a byte per record.
+// in a batch notes where up to skipPoints of its records start, evenly
+// spaced (their offset deltas and positions in the records section); the
+// next ones start walking from the last noted record at or before
+// theirs. The notes are keyed by the segment's handle and the batch's
+// position in the file: a handle's bytes never change (a truncation
+// retires the segment's handles before the file shrinks; a cleaner swap
+// brings new segments), so a note is never stale. A log keeps them in a
+// direct-mapped table of skipSlots (a note replaces the one in its slot):
+// one slot load and one note read per lookup.
+const (
+	skipPoints   = 16
+	skipMinGap   = 8 // records between two points at least
+	skipSlots    = 1 << 16
+	skipHashMult = 0x9E3779B97F4A7C15
+)
+
 // lookupSkips: lookups use the skips (a benchmark turns them off to
 // compare).
 var lookupSkips = true
-
-const (
-	skipStride     = 8
-	skipMaxBatches = 1 << 17
-)
 
 type skipKey struct {
 	h   *handle
@@ -740,56 +756,60 @@ type skipPoint struct {
 	pos   uint32 // its position in the records section
 }
 
-// recordSkips holds a log's notes: skipKey → []skipPoint.
+// skipNote is one batch's points: record k·gap is at pts[k].
+type skipNote struct {
+	key skipKey
+	gap int32
+	n   int32 // points
+	pts [skipPoints]skipPoint
+}
+
+// recordSkips holds a log's notes.
 type recordSkips struct {
-	m atomic.Pointer[sync.Map]
-	n atomic.Int64
+	tab atomic.Pointer[[skipSlots]atomic.Pointer[skipNote]]
 }
 
 // find returns where in section (the records section of the n-record
-// uncompressed batch at k) to start looking for the record of offset
-// delta delta, and how many records that skips.
-func (c *recordSkips) find(k skipKey, section []byte, n, delta int32) (int, int32) {
-	if n <= skipStride {
+// uncompressed batch at k, of base offset base) to start looking for the
+// record of offset delta delta, and how many records that skips.
+func (c *recordSkips) find(k skipKey, base Offset, section []byte, n, delta int32) (int, int32) {
+	if n <= skipMinGap {
 		return 0, 0
 	}
-	m := c.m.Load()
-	if m == nil {
-		c.m.CompareAndSwap(nil, new(sync.Map))
-		m = c.m.Load()
+	tab := c.tab.Load()
+	if tab == nil {
+		c.tab.CompareAndSwap(nil, new([skipSlots]atomic.Pointer[skipNote]))
+		tab = c.tab.Load()
 	}
-	var pts []skipPoint
-	if v, ok := m.Load(k); ok {
-		pts = v.([]skipPoint)
-	} else {
-		if pts = noteSkips(section, n); pts == nil {
+	slot := &tab[uint64(base)*skipHashMult>>(64-16)]
+	note := slot.Load()
+	if note == nil || note.key != k {
+		if note = noteSkips(section, n); note == nil {
 			return 0, 0
 		}
-		if _, loaded := m.LoadOrStore(k, pts); !loaded && c.n.Add(1) > skipMaxBatches {
-			c.m.Store(new(sync.Map))
-			c.n.Store(0)
-		}
+		note.key = k
+		slot.Store(note)
 	}
-	i := sort.Search(len(pts), func(i int) bool { return pts[i].delta > delta }) - 1
-	if i <= 0 {
-		return 0, 0
+	i := int32(0)
+	for i+1 < note.n && note.pts[i+1].delta <= delta {
+		i++
 	}
-	return int(pts[i].pos), int32(i * skipStride)
+	return int(note.pts[i].pos), i * note.gap
 }
 
 // noteSkips walks the records section p of n uncompressed records and
-// returns the offset delta and position of records 0, skipStride,
-// 2·skipStride, …; nil when a record does not parse or the deltas do not
-// increase (RecordAt, walking from the start, then says what is wrong).
-func noteSkips(p []byte, n int32) []skipPoint {
-	pts := make([]skipPoint, 0, (n+skipStride-1)/skipStride)
+// returns the offset delta and position of records 0, gap, 2·gap, …; nil
+// when a record does not parse or the deltas do not increase (RecordAt,
+// walking from the start, then says what is wrong).
+func noteSkips(p []byte, n int32) *skipNote {
+	note := &skipNote{gap: max(skipMinGap, (n+skipPoints-1)/skipPoints)}
 	i, last := 0, int64(-1)
 	for k := int32(0); k < n; k++ {
 		length, j := binary.Varint(p[i:])
 		if j <= 0 || length <= 0 || length > int64(len(p)-i-j) || i > math.MaxUint32 {
 			return nil
 		}
-		if k%skipStride == 0 {
+		if k%note.gap == 0 {
 			// attributes (1 byte), timestamp delta, offset delta
 			body := p[i+j+1 : i+j+int(length)]
 			_, a := binary.Varint(body)
@@ -801,11 +821,12 @@ func noteSkips(p []byte, n int32) []skipPoint {
 				return nil
 			}
 			last = d
-			pts = append(pts, skipPoint{delta: int32(d), pos: uint32(i)})
+			note.pts[note.n] = skipPoint{delta: int32(d), pos: uint32(i)}
+			note.n++
 		}
 		i += j + int(length)
 	}
-	return pts
+	return note
 }
 
 // lookupCache keeps a log's most recently read compressed batches for

@@ -78,7 +78,7 @@ func TestKeyIndexMatchesModel(t *testing.T) {
 				case op < 45:
 					n := 1 + rng.IntN(4)
 					if rng.IntN(6) == 0 {
-						n = skipStride + 1 + rng.IntN(12) // lookups skip through it
+						n = skipMinGap + 1 + rng.IntN(12) // lookups skip through it
 					}
 					recs := make([]testRecord, n)
 					for i := range recs {

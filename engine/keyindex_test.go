@@ -976,34 +976,37 @@ func TestKeyIndexSkipsAfterTruncation(t *testing.T) {
 	}
 }
 
-// TestNoteSkips: every skipStride-th record's offset delta and position;
-// none for a section that does not parse or whose deltas do not increase.
+// TestNoteSkips: up to skipPoints records, evenly spaced, each with its
+// offset delta and position; none for a section that does not parse.
 func TestNoteSkips(t *testing.T) {
-	recs := make([]testRecord, 30)
-	for i := range recs {
-		recs[i] = testRecord{key: []byte(fmt.Sprint("k", i)), value: bytes.Repeat([]byte{'v'}, i), ts: 1000}
-	}
-	b := record.Batch(makeBatch(t, record.CodecNone, recs))
-	var dec record.Decoder
-	section, err := dec.Section(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pts := noteSkips(section, b.NumRecords())
-	if len(pts) != 4 {
-		t.Fatalf("%d points, want 4", len(pts))
-	}
-	for i, p := range pts {
-		var r record.Record
-		found, err := dec.RecordAt(section[p.pos:], 1, p.delta, &r)
-		if err != nil || !found || int(p.delta) != i*skipStride || string(r.Key) != fmt.Sprint("k", i*skipStride) {
-			t.Fatalf("point %d: %+v: found %v key %q, %v", i, p, found, r.Key, err)
+	for _, count := range []int{30, 200} {
+		recs := make([]testRecord, count)
+		for i := range recs {
+			recs[i] = testRecord{key: []byte(fmt.Sprint("k", i)), value: bytes.Repeat([]byte{'v'}, i%50), ts: 1000}
 		}
-	}
-	if noteSkips(section[:len(section)-1], b.NumRecords()) != nil {
-		t.Fatal("points for a truncated section")
-	}
-	if noteSkips(section, b.NumRecords()+1) != nil {
-		t.Fatal("points for a section with a record missing")
+		b := record.Batch(makeBatch(t, record.CodecNone, recs))
+		var dec record.Decoder
+		section, err := dec.Section(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		note := noteSkips(section, b.NumRecords())
+		gap := max(skipMinGap, (count+skipPoints-1)/skipPoints)
+		if note == nil || int(note.gap) != gap || int(note.n) != (count+gap-1)/gap {
+			t.Fatalf("%d records: note %+v, want gap %d", count, note, gap)
+		}
+		for i, p := range note.pts[:note.n] {
+			var r record.Record
+			found, err := dec.RecordAt(section[p.pos:], 1, p.delta, &r)
+			if err != nil || !found || int(p.delta) != i*gap || string(r.Key) != fmt.Sprint("k", i*gap) {
+				t.Fatalf("%d records: point %d: %+v: found %v key %q, %v", count, i, p, found, r.Key, err)
+			}
+		}
+		if noteSkips(section[:len(section)-1], b.NumRecords()) != nil {
+			t.Fatal("points for a truncated section")
+		}
+		if noteSkips(section, b.NumRecords()+1) != nil {
+			t.Fatal("points for a section with a record missing")
+		}
 	}
 }
