@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -519,7 +520,7 @@ func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 	n, delta := hdr.NumRecords(), int32(off-Offset(hdr.BaseOffset()))
 	p := section
 	if at.h != nil && lookupSkips {
-		from, skipped := l.kcache.skips.find(at, Offset(hdr.BaseOffset()), section, n, delta)
+		from, skipped := l.skipFrom(at, Offset(hdr.BaseOffset()), section, n, delta)
 		p, n = section[from:], n-skipped
 	}
 	found, err := dec.RecordAt(p, n, delta, &r)
@@ -733,8 +734,9 @@ func walkToBatch(data []byte, pos int64, off, base Offset) (record.Batch, int64,
 // position in the file: a handle's bytes never change (a truncation
 // retires the segment's handles before the file shrinks; a cleaner swap
 // brings new segments), so a note is never stale. A log keeps them in a
-// direct-mapped table of skipSlots (a note replaces the one in its slot):
-// one slot load and one note read per lookup.
+// direct-mapped table (a note replaces the one in its slot) of about a
+// slot per 8 KiB of log, at most skipSlots: one slot load and one note
+// read per lookup; at most about 180 bytes per 16 KiB batch.
 const (
 	skipPoints   = 16
 	skipMinGap   = 8 // records between two points at least
@@ -766,22 +768,47 @@ type skipNote struct {
 
 // recordSkips holds a log's notes.
 type recordSkips struct {
-	tab atomic.Pointer[[skipSlots]atomic.Pointer[skipNote]]
+	tab atomic.Pointer[skipTable]
 }
 
-// find returns where in section (the records section of the n-record
+// skipTable is a direct-mapped table of notes, sized for the log when
+// made (skipTableFor); notes counts the notes stored in it.
+type skipTable struct {
+	slots []atomic.Pointer[skipNote]
+	shift uint8
+	notes atomic.Int64
+}
+
+// skipTableFor is the table size for a log of size bytes: about a slot
+// per 8 KiB (two per 16 KiB producer batch), 256 to skipSlots.
+func skipTableFor(size int64) int {
+	n := 256
+	for n < skipSlots && int64(n)*8<<10 < size {
+		n *= 2
+	}
+	return n
+}
+
+func newSkipTable(n int) *skipTable {
+	return &skipTable{slots: make([]atomic.Pointer[skipNote], n), shift: uint8(64 - bits.TrailingZeros(uint(n)))}
+}
+
+// skipFrom returns where in section (the records section of the n-record
 // uncompressed batch at k, of base offset base) to start looking for the
-// record of offset delta delta, and how many records that skips.
-func (c *recordSkips) find(k skipKey, base Offset, section []byte, n, delta int32) (int, int32) {
+// record of offset delta delta, and how many records that skips. Each
+// time a table stored as many notes as it has slots, a larger one
+// replaces it if the log grew (the notes start over).
+func (l *Log) skipFrom(k skipKey, base Offset, section []byte, n, delta int32) (int, int32) {
 	if n <= skipMinGap {
 		return 0, 0
 	}
-	tab := c.tab.Load()
-	if tab == nil {
-		c.tab.CompareAndSwap(nil, new([skipSlots]atomic.Pointer[skipNote]))
-		tab = c.tab.Load()
+	c := &l.kcache.skips
+	t := c.tab.Load()
+	if t == nil {
+		c.tab.CompareAndSwap(nil, newSkipTable(skipTableFor(l.Size())))
+		t = c.tab.Load()
 	}
-	slot := &tab[uint64(base)*skipHashMult>>(64-16)]
+	slot := &t.slots[uint64(base)*skipHashMult>>t.shift]
 	note := slot.Load()
 	if note == nil || note.key != k {
 		if note = noteSkips(section, n); note == nil {
@@ -789,6 +816,11 @@ func (c *recordSkips) find(k skipKey, base Offset, section []byte, n, delta int3
 		}
 		note.key = k
 		slot.Store(note)
+		if t.notes.Add(1)%int64(len(t.slots)) == 0 {
+			if want := skipTableFor(l.Size()); want > len(t.slots) {
+				c.tab.CompareAndSwap(t, newSkipTable(want))
+			}
+		}
 	}
 	i := int32(0)
 	for i+1 < note.n && note.pts[i+1].delta <= delta {

@@ -1010,3 +1010,14 @@ func TestNoteSkips(t *testing.T) {
 		}
 	}
 }
+
+func TestSkipTableFor(t *testing.T) {
+	for _, c := range []struct {
+		size int64
+		want int
+	}{{0, 256}, {2 << 20, 256}, {8 << 20, 1024}, {8<<20 + 1, 2048}, {1 << 40, skipSlots}} {
+		if got := skipTableFor(c.size); got != c.want {
+			t.Errorf("skipTableFor(%d) = %d, want %d", c.size, got, c.want)
+		}
+	}
+}
