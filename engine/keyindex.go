@@ -2,9 +2,11 @@ package engine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -485,10 +487,13 @@ func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 	dec := decoders.Get().(*record.Decoder)
 	defer decoders.Put(dec)
 	hdr, section, gen, ok := l.kcache.get(off)
+	var at skipKey // the uncompressed batch's place in a segment file, for its skips
 	if !ok {
-		b, done, found := l.readBatchFast(off)
-		defer done() // b may alias a mapping or a pooled buffer until then
-		if !found {
+		b, h, pos, rel, found := l.readBatchFast(off)
+		defer rel.release() // b may alias a mapping or a pooled buffer until then
+		if found {
+			at = skipKey{h: h, pos: pos}
+		} else {
 			var err error
 			if b, err = l.readBatchSlow(off); err != nil || b == nil {
 				return KeyLookup{}, false, err
@@ -508,10 +513,17 @@ func (l *Log) readRecord(off, limit Offset) (KeyLookup, bool, error) {
 			// is reused.
 			section = bytes.Clone(section)
 			l.kcache.put(gen, hdr, section)
+			at = skipKey{}
 		}
 	}
 	var r record.Record
-	found, err := dec.RecordAt(section, hdr.NumRecords(), int32(off-Offset(hdr.BaseOffset())), &r)
+	n, delta := hdr.NumRecords(), int32(off-Offset(hdr.BaseOffset()))
+	p := section
+	if at.h != nil && lookupSkips {
+		from, skipped := l.skipFrom(at, Offset(hdr.BaseOffset()), section, n, delta)
+		p, n = section[from:], n-skipped
+	}
+	found, err := dec.RecordAt(p, n, delta, &r)
 	if err != nil {
 		return KeyLookup{}, false, l.errorf("lookup", -1, off, fmt.Errorf("%w: %w", ErrCorruptRecord, err))
 	}
@@ -585,41 +597,54 @@ var lookupBufs = sync.Pool{New: func() any { b := make([]byte, lookupHeadRead); 
 // it off to exercise the pread path).
 var lookupMmap = true
 
-// noop is readBatchFast's done when there is nothing to give back.
-func noop() {}
+// batchRelease gives back what readBatchFast's batch aliases: a pooled
+// buffer, the segment's handle (a value: no allocation per lookup).
+type batchRelease struct {
+	h  *handle
+	bp *[]byte
+}
+
+func (r batchRelease) release() {
+	if r.bp != nil {
+		lookupBufs.Put(r.bp)
+	}
+	if r.h != nil {
+		r.h.release()
+	}
+}
 
 // readBatchFast finds the batch holding off from the offset index's
 // position for off, walking the batch headers. The segment's lookup
 // mapping (lookupMapped) serves it without a syscall or a copy; without
 // one, positioned reads of lookupHeadRead bytes walk the headers and the
 // batch found is read whole, exactly its length, into a pooled buffer.
-// The batch may alias the mapping or the buffer until done is called
-// (always, found or not). found is false whenever it cannot be sure (a
+// The batch may alias the mapping or the buffer until rel.release is
+// called (always, found or not). found is false whenever it cannot be sure (a
 // framing it does not like, a segment gone, a read error): the caller
 // then uses readBatchSlow.
-func (l *Log) readBatchFast(off Offset) (b record.Batch, done func(), found bool) {
+func (l *Log) readBatchFast(off Offset) (b record.Batch, h *handle, batchPos int64, rel batchRelease, found bool) {
 	segs := l.segments()
 	i, ok := floorSegment(segs, off)
 	if !ok {
-		return nil, noop, false
+		return nil, nil, 0, rel, false
 	}
 	s := segs[i]
 	h, err := s.acquire()
 	if err != nil {
-		return nil, noop, false
+		return nil, nil, 0, rel, false
 	}
 	_, p := h.oidx.Lookup(int64(off))
 	pos, end := int64(p), s.size.Load()
 	if data := h.lookupMapped(end, max(end, l.cfg.Load().SegmentBytes)); data != nil && lookupMmap {
-		b, ok := walkToBatch(data[:end], pos, off, s.base)
+		b, at, ok := walkToBatch(data[:end], pos, off, s.base)
 		if !ok {
 			h.release()
-			return nil, noop, false
+			return nil, nil, 0, rel, false
 		}
-		return b, h.release, true
+		return b, h, at, batchRelease{h: h}, true
 	}
 	bp := lookupBufs.Get().(*[]byte)
-	done = func() { lookupBufs.Put(bp); h.release() }
+	rel = batchRelease{h: h, bp: bp}
 	buf := (*bp)[:0]
 	at := pos // file position of buf[0]
 	for pos < end {
@@ -667,36 +692,173 @@ func (l *Log) readBatchFast(off Offset) (b record.Batch, done func(), found bool
 		if _, rest, err := record.ReadBatch(b); err != nil || len(rest) != 0 {
 			break
 		}
-		return b, done, true
+		return b, h, pos, rel, true
 	}
-	done()
-	return nil, noop, false
+	rel.release()
+	return nil, nil, 0, batchRelease{}, false
 }
 
 // walkToBatch finds the batch holding off in data (a segment's bytes, its
 // first offset base) from position pos, walking the batch lengths.
-func walkToBatch(data []byte, pos int64, off, base Offset) (record.Batch, bool) {
+func walkToBatch(data []byte, pos int64, off, base Offset) (record.Batch, int64, bool) {
 	end := int64(len(data))
 	for pos+record.HeaderSize <= end {
 		hdr := record.Batch(data[pos:])
 		size := hdr.Size()
 		if size < record.HeaderSize || pos+size > end || hdr.LastOffsetDelta() < 0 || Offset(hdr.BaseOffset()) < base {
-			return nil, false
+			return nil, 0, false
 		}
 		if Offset(hdr.LastOffset()) < off {
 			pos += size
 			continue
 		}
 		if Offset(hdr.BaseOffset()) > off {
-			return nil, false
+			return nil, 0, false
 		}
 		b := record.Batch(data[pos : pos+size : pos+size])
 		if _, rest, err := record.ReadBatch(b); err != nil || len(rest) != 0 {
-			return nil, false
+			return nil, 0, false
 		}
-		return b, true
+		return b, pos, true
 	}
-	return nil, false
+	return nil, 0, false
+}
+
+// Skips: a lookup finds its record in an uncompressed batch (a hundred
+// records of a 16 KiB producer batch) by walking the records before it,
+// one memory miss after another through the page cache. The first lookup
+// in a batch notes where up to skipPoints of its records start, evenly
+// spaced (their offset deltas and positions in the records section); the
+// next ones start walking from the last noted record at or before
+// theirs. The notes are keyed by the segment's handle and the batch's
+// position in the file: a handle's bytes never change (a truncation
+// retires the segment's handles before the file shrinks; a cleaner swap
+// brings new segments), so a note is never stale. A log keeps them in a
+// direct-mapped table (a note replaces the one in its slot) of about a
+// slot per 8 KiB of log, at most skipSlots: one slot load and one note
+// read per lookup; at most about 180 bytes per 16 KiB batch.
+const (
+	skipPoints   = 16
+	skipMinGap   = 8 // records between two points at least
+	skipSlots    = 1 << 16
+	skipHashMult = 0x9E3779B97F4A7C15
+)
+
+// lookupSkips: lookups use the skips (a benchmark turns them off to
+// compare).
+var lookupSkips = true
+
+type skipKey struct {
+	h   *handle
+	pos int64 // the batch's position in the segment file
+}
+
+type skipPoint struct {
+	delta int32  // offset delta of the record
+	pos   uint32 // its position in the records section
+}
+
+// skipNote is one batch's points: record k·gap is at pts[k].
+type skipNote struct {
+	key skipKey
+	gap int32
+	n   int32 // points
+	pts [skipPoints]skipPoint
+}
+
+// recordSkips holds a log's notes.
+type recordSkips struct {
+	tab atomic.Pointer[skipTable]
+}
+
+// skipTable is a direct-mapped table of notes, sized for the log when
+// made (skipTableFor); notes counts the notes stored in it.
+type skipTable struct {
+	slots []atomic.Pointer[skipNote]
+	shift uint8
+	notes atomic.Int64
+}
+
+// skipTableFor is the table size for a log of size bytes: about a slot
+// per 8 KiB (two per 16 KiB producer batch), 256 to skipSlots.
+func skipTableFor(size int64) int {
+	n := 256
+	for n < skipSlots && int64(n)*8<<10 < size {
+		n *= 2
+	}
+	return n
+}
+
+func newSkipTable(n int) *skipTable {
+	return &skipTable{slots: make([]atomic.Pointer[skipNote], n), shift: uint8(64 - bits.TrailingZeros(uint(n)))}
+}
+
+// skipFrom returns where in section (the records section of the n-record
+// uncompressed batch at k, of base offset base) to start looking for the
+// record of offset delta delta, and how many records that skips. Each
+// time a table stored as many notes as it has slots, a larger one
+// replaces it if the log grew (the notes start over).
+func (l *Log) skipFrom(k skipKey, base Offset, section []byte, n, delta int32) (int, int32) {
+	if n <= skipMinGap {
+		return 0, 0
+	}
+	c := &l.kcache.skips
+	t := c.tab.Load()
+	if t == nil {
+		c.tab.CompareAndSwap(nil, newSkipTable(skipTableFor(l.Size())))
+		t = c.tab.Load()
+	}
+	slot := &t.slots[uint64(base)*skipHashMult>>t.shift]
+	note := slot.Load()
+	if note == nil || note.key != k {
+		if note = noteSkips(section, n); note == nil {
+			return 0, 0
+		}
+		note.key = k
+		slot.Store(note)
+		if t.notes.Add(1)%int64(len(t.slots)) == 0 {
+			if want := skipTableFor(l.Size()); want > len(t.slots) {
+				c.tab.CompareAndSwap(t, newSkipTable(want))
+			}
+		}
+	}
+	i := int32(0)
+	for i+1 < note.n && note.pts[i+1].delta <= delta {
+		i++
+	}
+	return int(note.pts[i].pos), i * note.gap
+}
+
+// noteSkips walks the records section p of n uncompressed records and
+// returns the offset delta and position of records 0, gap, 2·gap, …; nil
+// when a record does not parse or the deltas do not increase (RecordAt,
+// walking from the start, then says what is wrong).
+func noteSkips(p []byte, n int32) *skipNote {
+	note := &skipNote{gap: max(skipMinGap, (n+skipPoints-1)/skipPoints)}
+	i, last := 0, int64(-1)
+	for k := int32(0); k < n; k++ {
+		length, j := binary.Varint(p[i:])
+		if j <= 0 || length <= 0 || length > int64(len(p)-i-j) || i > math.MaxUint32 {
+			return nil
+		}
+		if k%note.gap == 0 {
+			// attributes (1 byte), timestamp delta, offset delta
+			body := p[i+j+1 : i+j+int(length)]
+			_, a := binary.Varint(body)
+			if a <= 0 {
+				return nil
+			}
+			d, b := binary.Varint(body[a:])
+			if b <= 0 || d <= last || d > math.MaxInt32 {
+				return nil
+			}
+			last = d
+			note.pts[note.n] = skipPoint{delta: int32(d), pos: uint32(i)}
+			note.n++
+		}
+		i += j + int(length)
+	}
+	return note
 }
 
 // lookupCache keeps a log's most recently read compressed batches for
@@ -707,8 +869,11 @@ func walkToBatch(data []byte, pos int64, off, base Offset) (record.Batch, bool) 
 // cleaner swap, which clear the cache (a generation guards against a
 // reader inserting what it read before).
 type lookupCache struct {
+	skips recordSkips // of uncompressed batches
+
 	mu      sync.Mutex
-	gen     uint64
+	gen     atomic.Uint64 // changed under mu
+	count   atomic.Int32  // len(batches), changed under mu: get skips the lock when 0
 	tick    uint64
 	bytes   int64
 	batches []cachedBatch
@@ -729,6 +894,12 @@ const (
 var lookupCacheBytes atomic.Int64
 
 func (c *lookupCache) get(off Offset) (record.Batch, []byte, uint64, bool) {
+	if c.count.Load() == 0 {
+		// Nothing cached (uncompressed data never is): no lock. The
+		// generation is read before the caller reads the batch, as under
+		// the lock.
+		return nil, nil, c.gen.Load(), false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i := range c.batches {
@@ -736,10 +907,10 @@ func (c *lookupCache) get(off Offset) (record.Batch, []byte, uint64, bool) {
 		if b.base <= off && off <= b.last {
 			c.tick++
 			b.used = c.tick
-			return b.hdr, b.section, c.gen, true
+			return b.hdr, b.section, c.gen.Load(), true
 		}
 	}
-	return nil, nil, c.gen, false
+	return nil, nil, c.gen.Load(), false
 }
 
 func (c *lookupCache) put(gen uint64, hdr record.Batch, section []byte) {
@@ -749,7 +920,7 @@ func (c *lookupCache) put(gen uint64, hdr record.Batch, section []byte) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if gen != c.gen {
+	if gen != c.gen.Load() {
 		return
 	}
 	for len(c.batches) > 0 && (len(c.batches) >= lookupCachePerLog || c.bytes+size > lookupCacheBudget/4 || lookupCacheBytes.Load()+size > lookupCacheBudget) {
@@ -766,6 +937,7 @@ func (c *lookupCache) put(gen uint64, hdr record.Batch, section []byte) {
 	}
 	c.tick++
 	c.batches = append(c.batches, cachedBatch{hdr: bytes.Clone(hdr), section: section, base: Offset(hdr.BaseOffset()), last: Offset(hdr.LastOffset()), used: c.tick})
+	c.count.Store(int32(len(c.batches)))
 	c.bytes += size
 	lookupCacheBytes.Add(size)
 }
@@ -775,13 +947,15 @@ func (c *lookupCache) drop(i int) {
 	c.bytes -= size
 	lookupCacheBytes.Add(-size)
 	c.batches = append(c.batches[:i], c.batches[i+1:]...)
+	c.count.Store(int32(len(c.batches)))
 }
 
 // clear empties the cache (the log's batches changed).
 func (c *lookupCache) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.gen++
+	c.gen.Add(1)
 	lookupCacheBytes.Add(-c.bytes)
 	c.bytes, c.batches = 0, nil
+	c.count.Store(0)
 }

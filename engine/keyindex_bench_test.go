@@ -1,18 +1,25 @@
 package engine
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/kvlog/kvlog/engine/record"
 	"golang.org/x/sys/unix"
+
+	"github.com/kvlog/kvlog/engine/record"
+	"github.com/kvlog/kvlog/engine/vfs"
 )
 
 // keyBatches builds uncompressed batches of about 16 KiB (100-byte values)
@@ -200,4 +207,147 @@ func BenchmarkKeyIndexCatchUp(b *testing.B) {
 		l.Close()
 	}
 	b.ReportMetric(median(rates), "records/s")
+}
+
+// BenchmarkKeyIndexCheckpointLoad loads a checkpoint of KVLOG_BENCH_KEYS
+// (default 1M) random digests written as version 2 (the table's layout,
+// placed slot by slot) and as version 1 (entries inserted one by one into
+// a table sized for them, 80% full), alternating, then puts one new key
+// (a catch-up's first: the version-1 table grows), and reports the median CPU time of each load (the
+// process's, page cache warm: the machine may be shared) and their ratio.
+func BenchmarkKeyIndexCheckpointLoad(b *testing.B) {
+	n := benchKeys()
+	rng := rand.New(rand.NewPCG(5, 6))
+	var tab digestTable
+	for i := 0; i < n; i++ {
+		tab.put(rng.Uint64(), encodeEntry(Offset(i), false))
+	}
+	dir := b.TempDir()
+	v2 := filepath.Join(dir, "v2")
+	if err := writeKeyIndexCheckpoint(vfs.Default, v2, keyDigestID, Offset(n), append([]digestSlot(nil), tab.slots...), tab.len()); err != nil {
+		b.Fatal(err)
+	}
+	v1 := filepath.Join(dir, "v1")
+	{
+		f, err := os.Create(v1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w := bufio.NewWriterSize(f, 1<<20)
+		h := make([]byte, keyIndexV1HeaderSize)
+		copy(h, keyIndexMagic)
+		binary.BigEndian.PutUint16(h[4:], keyIndexV1)
+		binary.BigEndian.PutUint16(h[6:], uint16(keyDigestID))
+		binary.BigEndian.PutUint64(h[8:], uint64(n))
+		binary.BigEndian.PutUint64(h[16:], uint64(tab.len()))
+		crc := crc32.Update(0, castagnoliTable, h)
+		w.Write(h)
+		e := make([]byte, keyIndexEntrySize)
+		tab.each(func(d, v uint64) {
+			binary.BigEndian.PutUint64(e, d)
+			binary.BigEndian.PutUint64(e[8:], v)
+			crc = crc32.Update(crc, castagnoliTable, e)
+			w.Write(e)
+		})
+		w.Write(binary.BigEndian.AppendUint32(nil, crc))
+		if err := w.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
+	tab = digestTable{}
+	load := func(path string) float64 {
+		runtime.GC()
+		var t digestTable
+		minOff := Offset(math.MaxInt64)
+		start := processCPU()
+		if _, err := readKeyIndexCheckpoint(vfs.Default, path, keyDigestID, Offset(n), &t, &minOff); err != nil {
+			b.Fatal(err)
+		}
+		// The catch-up after it puts the tail's keys: one new key here.
+		t.put(rng.Uint64(), encodeEntry(Offset(n), false))
+		el := processCPU() - start
+		if t.len() != n+1 {
+			b.Fatalf("%s: %d entries, want %d", path, t.len(), n)
+		}
+		return el
+	}
+	var s1, s2 []float64
+	for rep := 0; rep < max(5, b.N); rep++ {
+		if rep%2 == 0 {
+			s2 = append(s2, load(v2))
+			s1 = append(s1, load(v1))
+		} else {
+			s1 = append(s1, load(v1))
+			s2 = append(s2, load(v2))
+		}
+	}
+	b.ReportMetric(median(s2), "v2-load-cpu-s")
+	b.ReportMetric(median(s1), "v1-load-cpu-s")
+	b.ReportMetric(median(s1)/median(s2), "v1/v2")
+}
+
+// BenchmarkKeyIndexLookupSkips: lookups of random keys among
+// KVLOG_BENCH_KEYS (default 1M) in 16 KiB batches (warm page cache), with
+// the batches' skips and without (walking from the batch start),
+// alternating rounds; medians of the CPU time per lookup (the process's:
+// the machine may be shared) and their ratio.
+func BenchmarkKeyIndexLookupSkips(b *testing.B) {
+	n := benchKeys()
+	cfg := DefaultConfig()
+	cfg.Compact, cfg.Delete = true, false
+	l, err := OpenLog(filepath.Join(b.TempDir(), "bench-0"), TopicPartition{Topic: "bench"}, cfg, LogOptions{Logger: quietLogger})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	for _, bt := range keyBatches(b, n, n) {
+		if _, err := l.Append(bt, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	l.SetHighWatermark(l.LogEndOffset())
+	if err := l.LoadKeyIndex(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { lookupSkips = true }()
+	round := func(skips bool, seed uint64) float64 {
+		lookupSkips = skips
+		rng := rand.New(rand.NewPCG(seed, 9))
+		const count = 200_000
+		keys := make([][]byte, count)
+		for i := range keys {
+			keys[i] = []byte(fmt.Sprintf("user-%09d", rng.IntN(n)))
+		}
+		start := processCPU()
+		for _, key := range keys {
+			if res, err := l.Lookup(key); err != nil || !res.Found {
+				b.Fatalf("lookup %s: %+v %v", key, res, err)
+			}
+		}
+		return (processCPU() - start) * 1e9 / count
+	}
+	round(true, 0) // notes every batch's skips
+	var on, off []float64
+	for rep := 0; rep < max(5, b.N); rep++ {
+		if rep%2 == 0 {
+			on = append(on, round(true, uint64(rep)))
+			off = append(off, round(false, uint64(rep)))
+		} else {
+			off = append(off, round(false, uint64(rep)))
+			on = append(on, round(true, uint64(rep)))
+		}
+	}
+	b.ReportMetric(median(on), "skips-ns/lookup")
+	b.ReportMetric(median(off), "walk-ns/lookup")
+	b.ReportMetric(median(off)/median(on), "walk/skips")
+}
+
+// processCPU is the CPU time this process used, in seconds.
+func processCPU() float64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }

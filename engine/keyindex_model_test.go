@@ -77,6 +77,9 @@ func TestKeyIndexMatchesModel(t *testing.T) {
 				switch op := rng.IntN(100); {
 				case op < 45:
 					n := 1 + rng.IntN(4)
+					if rng.IntN(6) == 0 {
+						n = skipMinGap + 1 + rng.IntN(12) // lookups skip through it
+					}
 					recs := make([]testRecord, n)
 					for i := range recs {
 						recs[i] = testRecord{key: []byte(fmt.Sprintf("k%d", rng.IntN(12))), ts: 1000 + int64(step)}

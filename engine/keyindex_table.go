@@ -72,6 +72,11 @@ func (t *digestTable) put(d, v uint64) {
 	if float64(t.n+1) > float64(len(t.slots))*tableLoadFactor {
 		t.grow()
 	}
+	t.insert(d, v)
+}
+
+// insert is put without growing: the table must have an empty slot.
+func (t *digestTable) insert(d, v uint64) {
 	for i := t.home(d); ; {
 		s := &t.slots[i]
 		if s.value == 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -350,6 +351,8 @@ func TestDigestTable(t *testing.T) {
 func FuzzParseKeyIndexCheckpoint(f *testing.F) {
 	f.Add(EncodeKeyIndexCheckpoint(KeyIndexCheckpoint{DigestID: 1, Covers: 10, Entries: []KeyIndexEntry{{Digest: 7, Offset: 3}, {Digest: 9, Offset: 9, Tombstone: true}}}))
 	f.Add(EncodeKeyIndexCheckpoint(KeyIndexCheckpoint{DigestID: 1}))
+	f.Add(EncodeKeyIndexCheckpoint(KeyIndexCheckpoint{Version: keyIndexV1, DigestID: 1, Covers: 10, Entries: []KeyIndexEntry{{Digest: 7, Offset: 3}, {Digest: 9, Offset: 9, Tombstone: true}}}))
+	f.Add(EncodeKeyIndexCheckpoint(KeyIndexCheckpoint{DigestID: 1, Covers: 10, Slots: 4, Entries: []KeyIndexEntry{{Digest: 1<<64 - 1, Offset: 3}, {Digest: 0, Offset: 9}, {Digest: 1 << 62, Offset: 1}}}))
 	f.Add([]byte("KVKI"))
 	f.Fuzz(func(t *testing.T, buf []byte) {
 		c, err := ParseKeyIndexCheckpoint(buf)
@@ -869,8 +872,9 @@ func TestKeyIndexReadPaths(t *testing.T) {
 	}
 }
 
-// TestKeyIndexCheckpointDuplicateDigest: a checkpoint naming a digest
-// twice (CRC and sizes right) is not used: the index is rebuilt from the
+// TestKeyIndexCheckpointDuplicateDigest: a version-1 checkpoint naming a
+// digest twice (CRC and sizes right) is not used (version 2:
+// TestKeyIndexCheckpointLayoutCorrupt): the index is rebuilt from the
 // log and answers right.
 func TestKeyIndexCheckpointDuplicateDigest(t *testing.T) {
 	e := compactEnv(t)
@@ -882,7 +886,7 @@ func TestKeyIndexCheckpointDuplicateDigest(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := keyDigest([]byte("a"))
-	bad := EncodeKeyIndexCheckpoint(KeyIndexCheckpoint{DigestID: keyDigestID, Covers: 2, Entries: []KeyIndexEntry{{Digest: d, Offset: 1}, {Digest: d, Offset: 0}}})
+	bad := EncodeKeyIndexCheckpoint(KeyIndexCheckpoint{Version: keyIndexV1, DigestID: keyDigestID, Covers: 2, Entries: []KeyIndexEntry{{Digest: d, Offset: 1}, {Digest: d, Offset: 0}}})
 	if err := os.WriteFile(KeyIndexFileName(e.dir), bad, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -925,6 +929,95 @@ func TestDigestTablePutBatch(t *testing.T) {
 		})
 		if per := float64(got.bytes()) / float64(got.len()); per > 32 {
 			t.Fatalf("round %d: %.1f bytes per entry, more than 32", round, per)
+		}
+	}
+}
+
+// TestKeyIndexSkipsAfterTruncation: a lookup in a batch of many records
+// notes where its records start; a truncation below the batch and other
+// records appended at the same file position (other sizes, other keys)
+// are looked up right, not through the old batch's notes.
+func TestKeyIndexSkipsAfterTruncation(t *testing.T) {
+	for _, mmap := range []bool{true, false} {
+		t.Run(fmt.Sprintf("mmap=%v", mmap), func(t *testing.T) {
+			old := lookupMmap
+			lookupMmap = mmap
+			t.Cleanup(func() { lookupMmap = old })
+			e := compactEnv(t)
+			l := e.open(true, -1)
+			defer l.Close()
+			batch := func(prefix string, n, size int) {
+				recs := make([]testRecord, n)
+				for i := range recs {
+					recs[i] = testRecord{key: []byte(fmt.Sprintf("%s%d", prefix, i)), value: bytes.Repeat([]byte(prefix), size), ts: 1000}
+				}
+				if _, err := l.Append(makeBatch(t, record.CodecNone, recs), 0); err != nil {
+					t.Fatal(err)
+				}
+				l.SetHighWatermark(l.LogEndOffset())
+			}
+			put(t, l, "first", "1")
+			batch("a", 100, 10)
+			for i := 0; i < 100; i += 7 {
+				expectLookup(t, l, fmt.Sprintf("a%d", i), strings.Repeat("a", 10))
+			}
+			if err := l.TruncateTo(1); err != nil {
+				t.Fatal(err)
+			}
+			batch("bb", 100, 3)
+			for i := 0; i < 100; i++ {
+				expectLookup(t, l, fmt.Sprintf("bb%d", i), strings.Repeat("bb", 3))
+				expectLookup(t, l, fmt.Sprintf("a%d", i), "")
+			}
+			if s := l.KeyIndexStats().SlowScans; s != 0 {
+				t.Fatalf("%d slow scans", s)
+			}
+		})
+	}
+}
+
+// TestNoteSkips: up to skipPoints records, evenly spaced, each with its
+// offset delta and position; none for a section that does not parse.
+func TestNoteSkips(t *testing.T) {
+	for _, count := range []int{30, 200} {
+		recs := make([]testRecord, count)
+		for i := range recs {
+			recs[i] = testRecord{key: []byte(fmt.Sprint("k", i)), value: bytes.Repeat([]byte{'v'}, i%50), ts: 1000}
+		}
+		b := record.Batch(makeBatch(t, record.CodecNone, recs))
+		var dec record.Decoder
+		section, err := dec.Section(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		note := noteSkips(section, b.NumRecords())
+		gap := max(skipMinGap, (count+skipPoints-1)/skipPoints)
+		if note == nil || int(note.gap) != gap || int(note.n) != (count+gap-1)/gap {
+			t.Fatalf("%d records: note %+v, want gap %d", count, note, gap)
+		}
+		for i, p := range note.pts[:note.n] {
+			var r record.Record
+			found, err := dec.RecordAt(section[p.pos:], 1, p.delta, &r)
+			if err != nil || !found || int(p.delta) != i*gap || string(r.Key) != fmt.Sprint("k", i*gap) {
+				t.Fatalf("%d records: point %d: %+v: found %v key %q, %v", count, i, p, found, r.Key, err)
+			}
+		}
+		if noteSkips(section[:len(section)-1], b.NumRecords()) != nil {
+			t.Fatal("points for a truncated section")
+		}
+		if noteSkips(section, b.NumRecords()+1) != nil {
+			t.Fatal("points for a section with a record missing")
+		}
+	}
+}
+
+func TestSkipTableFor(t *testing.T) {
+	for _, c := range []struct {
+		size int64
+		want int
+	}{{0, 256}, {2 << 20, 256}, {8 << 20, 1024}, {8<<20 + 1, 2048}, {1 << 40, skipSlots}} {
+		if got := skipTableFor(c.size); got != c.want {
+			t.Errorf("skipTableFor(%d) = %d, want %d", c.size, got, c.want)
 		}
 	}
 }

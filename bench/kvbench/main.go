@@ -166,6 +166,10 @@ func run(mode string, root, out, only string, reps int, keepTmp, kafkaAll bool, 
 		cfg.reps = reps
 	}
 	if lookupKeysFlag > 0 {
+		if def := cfg.lookupKeys; lookupKeysFlag > def && def > 0 && cfg.budget != nil {
+			// Loading and measuring grow with the keys.
+			cfg.budget["lookup"] = cfg.budget["lookup"] * time.Duration(lookupKeysFlag/def)
+		}
 		cfg.lookupKeys = lookupKeysFlag
 	}
 	if spreadFlag == "none" {

@@ -228,7 +228,7 @@ func TestDumpCorruption(t *testing.T) {
 			name: "key_index_bad_crc", file: engine.KeyIndexFile,
 			poke: func(dir string) {
 				buf := engine.EncodeKeyIndexCheckpoint(engine.KeyIndexCheckpoint{DigestID: 1, Covers: 10, Entries: []engine.KeyIndexEntry{{Digest: 5, Offset: 3}}})
-				buf[24+2] ^= 0x40
+				buf[32+2] ^= 0x40 // a byte of the first entry
 				if err := os.WriteFile(filepath.Join(dir, engine.KeyIndexFile), buf, 0o644); err != nil {
 					t.Fatal(err)
 				}
@@ -286,7 +286,7 @@ func TestDumpKeyIndex(t *testing.T) {
 	}
 	r := runCLI(t, "", "dump", dir)
 	r.expect(t, exitOK)
-	for _, w := range []string{"Dumping " + filepath.Join(dir, engine.KeyIndexFile), "version: 1 digest: 1 covers: 10 entries: 2\noffset: 3 digest: 0000000000000005 tombstone: false\noffset: 7 digest: 0000000000000abc tombstone: true\n"} {
+	for _, w := range []string{"Dumping " + filepath.Join(dir, engine.KeyIndexFile), "version: 2 digest: 1 covers: 10 entries: 2\noffset: 3 digest: 0000000000000005 tombstone: false\noffset: 7 digest: 0000000000000abc tombstone: true\n"} {
 		if !strings.Contains(r.stdout, w) {
 			t.Errorf("output lacks %q:\n%s", w, r.stdout)
 		}
