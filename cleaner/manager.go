@@ -94,6 +94,10 @@ type Manager struct {
 
 	ckptMu sync.Mutex // serialises checkpoint file writes
 	wake   chan struct{}
+	// shrink is closed (and replaced) when the thread count drops, so that
+	// every idle thread wakes and the ones above the count exit; one wake
+	// signal would reach only one of them. Guarded by mu.
+	shrink chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -172,6 +176,7 @@ func New(opts Options) (*Manager, error) {
 		firstTs:    map[uint64]int64{},
 		workers:    map[int]bool{},
 		wake:       make(chan struct{}, 1),
+		shrink:     make(chan struct{}),
 		threadErrs: map[int]ThreadError{},
 		lastRun:    opts.Clock.Now(),
 		started:    time.Now(),
@@ -204,6 +209,10 @@ func (m *Manager) UpdateConfig(cfg Config) error {
 	m.mu.Lock()
 	old := m.cfg.Swap(&cfg)
 	m.throttle.SetRate(cfg.IOMaxBytesPerSecond)
+	if cfg.Threads < old.Threads {
+		close(m.shrink)
+		m.shrink = make(chan struct{})
+	}
 	if m.ctx != nil && !m.closed {
 		m.startWorkersLocked()
 	}
@@ -290,10 +299,17 @@ func (m *Manager) run(ctx context.Context, idx int) {
 			}
 		}
 		m.releaseIdle(w)
+		m.mu.Lock()
+		shrink := m.shrink
+		m.mu.Unlock()
+		if idx >= m.Config().Threads {
+			continue // the count dropped since this pass began
+		}
 		t := clock.NewTimer(m.clk, max(cfg.Backoff, time.Millisecond))
 		select {
 		case <-ctx.Done():
 		case <-m.wake:
+		case <-shrink:
 		case <-t.C:
 		}
 		t.Stop()
