@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sys/unix"
 )
 
 // Scenario 3: end-to-end latency, produce call to consumer receipt, at
@@ -118,6 +120,8 @@ func scenLatency(ctx context.Context, r *runner) error {
 		}
 		err := rotate(r.cfg.latencyReps, cts, func(rep int, t *target) error {
 			pids := []int{t.in.p.pid}
+			settled := settleDisk(r.tmp)
+			r.st.add("latency", cell, t.in.spec.name, "pre-run sync", "ms", msOf(settled))
 			var res latencyRun
 			var err error
 			if t.in.spec.kind == natsKind {
@@ -169,6 +173,7 @@ func scenLatency(ctx context.Context, r *runner) error {
 	if peak["kafka"] > 0 {
 		r.note("latency", "%s: every Kafka-protocol system at 50%% of Apache Kafka's (default durability) peak %s records/s", kafkaLatencyCell, fnum(peak["kafka"]))
 	}
+	r.note("latency", "before each run the file system holding every system's data is synced (untimed): a run does not wait for what earlier runs of other systems left in the page cache (Apache Kafka's default and kvlog-nofsync do not fsync; the kernel writes their data back about 30 s later, and meanwhile every fsync on the disk, of whichever system runs then, waits behind it: on the benchmark machine, under load, an fdatasync took up to about 600 ms while another file's 1 GB was written back, against ≤ 70 ms otherwise, for appends and overwrites of preallocated blocks alike). \"pre-run sync\" in the trace table is how long that sync took")
 	r.note("latency", "rates: Kafka-protocol systems at %s of kvlog's peak %s records/s; NATS at the same fractions of nats-js's peak %s records/s. The load generator (producer and consumer) runs on the same 2 cores: where \"achieved\" falls short of the target, the machine, not only the broker, was saturated, and the latencies say so",
 		fracList(r.cfg.latencyFractions), fnum(peak["kvlog"]), fnum(peak["nats-js"]))
 	return nil
@@ -477,6 +482,7 @@ var latencyTraceMetrics = []struct{ metric, head string }{
 	{"broker fsync max", "broker fsync max ≤ ms"},
 	{"broker commit p99", "broker append → HW p99 ≤ ms"},
 	{"broker produce p99", "broker Produce p99 ≤ ms"},
+	{"pre-run sync", "pre-run sync ms"},
 }
 
 // addLatencyTrace records and logs where a run's slow records waited.
@@ -488,7 +494,7 @@ func (r *runner) addLatencyTrace(cell, sys string, res latencyRun) {
 	h := res.broker
 	vals := []float64{b.slowFrom, b.slowAcked, b.slowAtCons, b.slowPolled, b.produceP99, float64(b.fetchLong), b.behindMax, b.gcMaxPause,
 		h.above("fsync", 0.0256), h.quantile("fsync", 1), h.quantile("commit", 0.99), h.quantile("produce", 0.99)}
-	for i, m := range latencyTraceMetrics {
+	for i, m := range latencyTraceMetrics[:len(vals)] {
 		r.st.add("latency", cell, sys, m.metric, "ms", vals[i])
 	}
 	logf("  %-13s trace: slowest 1%% (≥ %.1f ms, worst sent %.2f s into the timed part): send→ack %.1f, send→consumer client %.1f, client→poll %.1f ms; "+
@@ -526,4 +532,18 @@ func latencyTraceTable(r *runner, w *md, cell string) {
 		head = append(head, m.head)
 	}
 	w.table(head, rows)
+}
+
+// settleDisk syncs the file system holding dir (syncfs(2)) and returns how
+// long that took: the write-back of what earlier runs left dirty, done
+// before a latency run rather than during it.
+func settleDisk(dir string) time.Duration {
+	start := time.Now()
+	f, err := os.Open(dir)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	_ = unix.Syncfs(int(f.Fd()))
+	return time.Since(start)
 }
