@@ -85,6 +85,10 @@ type Partition struct {
 	// flush will never move. A flush that succeeds clears it.
 	flushErr   error
 	flushErrTo Offset
+	// uncommitted are the leader's appends the HW has not passed yet,
+	// oldest first, kept while a commit-wait observer is installed
+	// (SetCommitWaitObserver; at most maxUncommitted).
+	uncommitted []appendedAt
 
 	watchMu sync.Mutex       // a leaf: guards parked
 	parked  map[*parked]bool // parked fetches watching this partition (true: a follower's)
@@ -197,8 +201,65 @@ func runCompletions(cs []completion) {
 	}
 }
 
-// failWaiters completes every acks=all waiter with err. Caller holds mu.
+// appendedAt is a leader append waiting for the HW: its batch's last
+// offset and when it was appended.
+type appendedAt struct {
+	last Offset
+	at   time.Time
+}
+
+// maxUncommitted bounds Partition.uncommitted: appends beyond it while the
+// HW stands still are not observed.
+const maxUncommitted = 4096
+
+// commitWaitObserver receives, for every leader append, the time from the
+// append to the HW passing its batch (acks=all answered, consumers may
+// read it): the broker's commit-wait histogram. One per process.
+var commitWaitObserver atomic.Pointer[func(time.Duration)]
+
+// SetCommitWaitObserver installs fn (nil removes it). fn must be cheap and
+// safe for concurrent use: it runs under a partition's lock.
+func SetCommitWaitObserver(fn func(time.Duration)) {
+	if fn == nil {
+		commitWaitObserver.Store(nil)
+		return
+	}
+	commitWaitObserver.Store(&fn)
+}
+
+// noteAppend records a leader append whose batch ends at last for the
+// commit-wait observer. Caller holds mu.
+func (p *Partition) noteAppend(last Offset) {
+	if commitWaitObserver.Load() == nil || len(p.uncommitted) >= maxUncommitted {
+		return
+	}
+	p.uncommitted = append(p.uncommitted, appendedAt{last, time.Now()})
+}
+
+// observeCommitted reports the appends the HW hw passed. Caller holds mu.
+func (p *Partition) observeCommitted(hw Offset) {
+	n := 0
+	for n < len(p.uncommitted) && p.uncommitted[n].last < hw {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	if fn := commitWaitObserver.Load(); fn != nil {
+		now := time.Now()
+		for _, a := range p.uncommitted[:n] {
+			(*fn)(now.Sub(a.at))
+		}
+	}
+	k := copy(p.uncommitted, p.uncommitted[n:])
+	clear(p.uncommitted[k:])
+	p.uncommitted = p.uncommitted[:k]
+}
+
+// failWaiters completes every acks=all waiter with err (and forgets the
+// appends waiting for the HW). Caller holds mu.
 func (p *Partition) failWaiters(err error) []completion {
+	p.uncommitted = nil
 	var cs []completion
 	for w := range p.waiters {
 		cs = append(cs, completion{w.done, err})
@@ -211,6 +272,9 @@ func (p *Partition) failWaiters(err error) []completion {
 // and collects the acks=all waiters it completes. Caller holds mu.
 func (p *Partition) hwMoved() []completion {
 	p.log.SetHighWatermark(p.leader.HW())
+	if len(p.uncommitted) > 0 {
+		p.observeCommitted(p.leader.HW())
+	}
 	var cs []completion
 	for w := range p.waiters {
 		if ok, err := p.leader.AckStatus(w.last, w.minISR); ok {
@@ -460,6 +524,7 @@ func (p *Partition) AppendAsLeader(batch []byte, acksAll bool, minISR int) (res 
 	}
 	var cs []completion
 	if !res.Duplicate {
+		p.noteAppend(res.LastOffset)
 		if p.leader.Appended(p.log.LogEndOffset()) {
 			cs = p.hwMoved()
 		} else {

@@ -295,7 +295,17 @@ func (s *Server) fetchPartition(topic string, replicaID int32, committed bool, r
 			sp.LastStableOffset = int64(min(p.log.LoadedLastStableOffset(), hw))
 		}
 	}
-	*watched = append(*watched, replica.Watched{P: p.rep, Follower: replicaID >= 0, Seen: readTo})
+	// A parked fetch wakes when the end it watches moves past what it saw:
+	// the high watermark for a consumer (a read_committed one included,
+	// whose last stable offset moves only with it), the log end for a
+	// follower. (Seen as the last stable offset, below the high watermark
+	// while a transaction is open, looked like a move at once: the fetch
+	// was read again and parked again without pause until its deadline.)
+	seen := hw
+	if replicaID >= 0 {
+		seen = readTo
+	}
+	*watched = append(*watched, replica.Watched{P: p.rep, Follower: replicaID >= 0, Seen: seen})
 	if off >= readTo {
 		if rd != nil {
 			rd.CaughtUp = true

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -334,12 +335,18 @@ type latencyRun struct {
 	achieved float64   // records/s actually sent over the timed part
 	lost     int64     // sent but not received within the drain timeout
 	cpu      float64
+	trace    *latencyBreakdown // where the slow records waited (nil: not traced)
+	broker   brokerHists       // a kvlogd's histograms over the timed part
 }
 
 // kafkaLatency produces at rate records/s for warm+dur (one partition
 // assumed, any works) with linger 0, while a consumer tails the topic from
 // its end; each value carries its send time in its first 8 bytes.
-func kafkaLatency(ctx context.Context, addr []string, topic string, s shape, rate float64, warm, dur time.Duration, pids []int) (latencyRun, error) {
+//
+// Every record is traced (latencyTrace): res.trace says where the slowest
+// 1% of them waited. With httpAddr (a kvlogd's), res.broker holds the
+// broker's own histograms over the timed part.
+func kafkaLatency(ctx context.Context, addr []string, topic string, s shape, rate float64, warm, dur time.Duration, pids []int, httpAddr string) (latencyRun, error) {
 	ends, err := endOffsets(ctx, addr, topic)
 	if err != nil {
 		return latencyRun{}, err
@@ -348,13 +355,23 @@ func kafkaLatency(ctx context.Context, addr []string, topic string, s shape, rat
 	for p, e := range ends {
 		parts[p] = kgo.NewOffset().At(e)
 	}
-	cons, err := kafkaClient(addr, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
-		kgo.FetchMaxBytes(fetchMaxBytes), kgo.FetchMaxPartitionBytes(fetchMaxPartBytes), kgo.FetchMaxWait(500*time.Millisecond))
+	const maxWait = 500 * time.Millisecond
+	var tr *latencyTrace
+	if latencyIndexed(s.valueLen) {
+		tr = newLatencyTrace(int(rate*(warm+dur).Seconds()*1.05)+1024, maxWait)
+	}
+	var consHooks, prodHooks []kgo.Opt
+	if tr != nil {
+		consHooks = []kgo.Opt{kgo.WithHooks(latencyConsumerHooks{tr})}
+		prodHooks = []kgo.Opt{kgo.WithHooks(latencyProducerHooks{tr})}
+	}
+	cons, err := kafkaClient(addr, append([]kgo.Opt{kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
+		kgo.FetchMaxBytes(fetchMaxBytes), kgo.FetchMaxPartitionBytes(fetchMaxPartBytes), kgo.FetchMaxWait(maxWait)}, consHooks...)...)
 	if err != nil {
 		return latencyRun{}, err
 	}
 	defer cons.Close()
-	prod, err := kafkaClient(addr, append(producerOpts(s, 0), kgo.DefaultProduceTopic(topic))...)
+	prod, err := kafkaClient(addr, append(append(producerOpts(s, 0), kgo.DefaultProduceTopic(topic)), prodHooks...)...)
 	if err != nil {
 		return latencyRun{}, err
 	}
@@ -387,6 +404,9 @@ func kafkaLatency(ctx context.Context, addr []string, topic string, s shape, rat
 				if len(r.Value) < 8 {
 					return // a warm-up record
 				}
+				if i := tr.index(r.Value); i >= 0 {
+					tr.polled[i].Store(now)
+				}
 				sent := int64(binary.LittleEndian.Uint64(r.Value))
 				if sent >= timedFrom {
 					lat = append(lat, float64(now-sent)/1e6)
@@ -398,19 +418,38 @@ func kafkaLatency(ctx context.Context, addr []string, topic string, s shape, rat
 	}()
 
 	var firstErr atomic.Pointer[error]
-	promise := func(_ *kgo.Record, err error) {
+	promise := func(r *kgo.Record, err error) {
 		if err != nil {
 			firstErr.CompareAndSwap(nil, &err)
+			return
+		}
+		if i := tr.index(r.Value); i >= 0 {
+			tr.acked[i].Store(time.Now().UnixNano())
 		}
 	}
 	m := meterCPU(pids...)
 	start := time.Now()
 	total := warm + dur
 	var sent, timedSent int64
+	var behind time.Duration // the generator's worst lag behind its schedule (timed part)
+	var gc0 debug.GCStats
+	hist0 := make(chan brokerHists, 1) // (scraped beside the generator, not in its way)
+	timed := false
 	for {
 		el := time.Since(start)
 		if el >= total {
 			break
+		}
+		if !timed && el >= warm {
+			timed = true
+			if tr != nil {
+				tr.set(true)
+			}
+			debug.ReadGCStats(&gc0)
+			go func() { hist0 <- scrapeBrokerHists(httpAddr) }()
+		}
+		if timed {
+			behind = max(behind, el-time.Duration(float64(sent)/rate*float64(time.Second)))
 		}
 		target := int64(rate * el.Seconds())
 		for sent < target {
@@ -418,6 +457,10 @@ func kafkaLatency(ctx context.Context, addr []string, topic string, s shape, rat
 			copy(v, vals[sent%int64(len(vals))])
 			now := time.Now().UnixNano()
 			binary.LittleEndian.PutUint64(v, uint64(now))
+			if tr != nil && sent < int64(len(tr.sent)) {
+				binary.LittleEndian.PutUint64(v[8:], uint64(sent+1))
+				tr.sent[sent].Store(now)
+			}
 			if now >= timedFrom {
 				timedSent++
 			}
@@ -427,6 +470,14 @@ func kafkaLatency(ctx context.Context, addr []string, topic string, s shape, rat
 		time.Sleep(100 * time.Microsecond)
 	}
 	res.achieved = float64(timedSent) / dur.Seconds()
+	if tr != nil {
+		tr.set(false)
+	}
+	var gc1 debug.GCStats
+	debug.ReadGCStats(&gc1)
+	if timed {
+		res.broker = scrapeBrokerHists(httpAddr).since(<-hist0)
+	}
 	prod.Flush(ctx)
 	deadline := time.Now().Add(30 * time.Second)
 	for received.Load() < sent && time.Now().Before(deadline) {
@@ -439,6 +490,15 @@ func kafkaLatency(ctx context.Context, addr []string, topic string, s shape, rat
 	res.lat = lat
 	latMu.Unlock()
 	res.lost = sent - received.Load()
+	if tr != nil {
+		b := tr.breakdown(int(sent), timedFrom)
+		b.behindMax = msOf(behind)
+		b.gcPauses = int(gc1.NumGC - gc0.NumGC)
+		for i := 0; i < b.gcPauses && i < len(gc1.Pause); i++ {
+			b.gcMaxPause = max(b.gcMaxPause, msOf(gc1.Pause[i]))
+		}
+		res.trace = &b
+	}
 	if p := firstErr.Load(); p != nil {
 		return res, fmt.Errorf("produce: %w", *p)
 	}

@@ -39,7 +39,7 @@ type runner struct {
 	tmp  string // temp root for data dirs and binaries
 	bins struct{ kvlogd, kfaked, nats string }
 
-	baseline string // git revision of kvlog-before (produce, consume, partitions)
+	baseline string // git revision of kvlog-before (produce, consume, partitions, latency)
 	// baselineBin is kvlog-before's kvlogd once built (baselineBinary),
 	// baselineErr why it could not be.
 	baselineBin, baselineErr string
@@ -117,7 +117,7 @@ func main() {
 		root     = flag.String("root", ".", "kvlog repository root")
 		out      = flag.String("out", "", "results directory (default <root>/bench/results/<date>)")
 		only     = flag.String("scenarios", "", "comma-separated scenario ids to run (default all): produce,consume,latency,rebuild,compaction,recovery,scale,replicated,partitions,lookup,txn,restore")
-		base     = flag.String("baseline", "", "git revision whose kvlogd the produce, consume and partitions scenarios run beside this tree's (kvlog-before)")
+		base     = flag.String("baseline", "", "git revision whose kvlogd the produce, consume, partitions and latency scenarios run beside this tree's (kvlog-before)")
 		reps     = flag.Int("reps", 0, "repetitions per measurement (default 3 quick, 5 full)")
 		lkeys    = flag.Int("lookup-keys", 0, "lookup scenario: live keys loaded (default 200,000 quick, 1,000,000 full)")
 		keepTmp  = flag.Bool("keep", false, "keep the temp directory")

@@ -593,6 +593,7 @@ func reportLatency(r *runner, w *md) {
 				ratioOrOne(sys, pairedRatio(r.st.get("latency", c, "kvlog", "p99"), g("p99")))})
 		}
 		w.table([]string{"System", "target rec/s", "achieved rec/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "lost (max)", "kvlog / system (p99)"}, rows)
+		latencyTraceTable(r, w, c)
 	}
 	var xs []float64
 	for _, f := range r.cfg.latencyFractions {

@@ -16,6 +16,7 @@ import (
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/engine/record"
 	"github.com/kvlog/kvlog/internal/buildinfo"
+	"github.com/kvlog/kvlog/replica"
 	"github.com/kvlog/kvlog/server/wire"
 )
 
@@ -31,6 +32,7 @@ type opMetrics struct {
 	bytesOut *prometheus.CounterVec
 	errors   *prometheus.CounterVec
 	flush    prometheus.Histogram
+	commit   prometheus.Histogram
 }
 
 func newOpMetrics(src Source) *opMetrics {
@@ -47,17 +49,21 @@ func newOpMetrics(src Source) *opMetrics {
 		flush: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "kvlog", Name: "log_flush_duration_seconds",
 			Help:    "Time of each log flush that synced data (segment, indexes, directory) to disk (Kafka LogFlushRateAndTimeMs).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		commit: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "kvlog", Name: "produce_commit_wait_seconds",
+			Help:    "Time from a leader append to the high watermark passing its batch (the wait of its acks=all answer and of the consumers reading it): the group commit's fsync, or the followers' fetches.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 	}
 }
 
 func (m *opMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.bytesIn, m.records, m.bytesOut, m.errors, m.flush, m}
+	return []prometheus.Collector{m.bytesIn, m.records, m.bytesOut, m.errors, m.flush, m.commit, m}
 }
 
 // start hooks the engine's flushes into the histogram (one broker per
 // process serves metrics).
 func (m *opMetrics) start() {
 	engine.SetFlushObserver(func(d time.Duration) { m.flush.Observe(d.Seconds()) })
+	replica.SetCommitWaitObserver(func(d time.Duration) { m.commit.Observe(d.Seconds()) })
 }
 
 // observe accounts a completed request (see Metrics.Observe).
