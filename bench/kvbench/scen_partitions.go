@@ -193,6 +193,19 @@ func spreadProduce(ctx context.Context, r *runner) error {
 			}
 			return nil
 		})
+		if err == nil && np == 1000 {
+			// The goal's cell, profiled with its main generator: with
+			// fsync (the journal) and without.
+			for _, in := range ins {
+				if in.spec.name == "kvlog-nojournal" {
+					continue
+				}
+				r.profile(ctx, in, "partitions", fmt.Sprintf("%s spread %s pre-encoded", in.spec.name, cell), r.cfg.profileSeconds, func() error {
+					_, err := rawProduce(ctx, in.addr, c, version, topic, nil)
+					return err
+				})
+			}
+		}
 		for _, in := range ins {
 			deleteTopic(ctx, []string{in.addr}, topic)
 		}
