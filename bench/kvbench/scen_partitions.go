@@ -42,7 +42,8 @@ import (
 // 10,000): kvlog (fsync before acknowledging, one group commit for every
 // partition waiting) and kvlog-nofsync, each its own kvlogd, one topic of
 // P partitions per system and count, the same records produced to it in
-// alternating rounds; the ratio is the median of the per-round ratios.
+// alternating rounds, each round with both load generators (spreadProduce);
+// the ratio is the median of the per-round ratios.
 //
 // "kvlog" is this tree; "kvlog-before" is kvlogd built from the git
 // revision given with -baseline (the behaviour before the open-file
