@@ -29,24 +29,50 @@ type runStats struct {
 	clientCPU float64
 	// Kafka produce only: the median round trip of a Produce request as the
 	// client saw it (write, wait, read; pipelined requests wait for the
-	// ones before them) and the median request size.
+	// ones before them) and the median request size; reqs: the Produce
+	// requests of the run; inFlight: the mean number of Produce requests
+	// outstanding on the connection as each was written, itself included
+	// (franz-go's producer; the pre-encoded generator's is fixed).
 	reqMs, reqKB float64
+	reqs         int
+	inFlight     float64
 }
 
 // reqHook collects the Produce requests' round trips (franz-go's
-// HookBrokerE2E).
+// HookBrokerE2E) and how many were outstanding as each was written
+// (HookBrokerWrite; one broker).
 type reqHook struct {
-	mu       sync.Mutex
-	on       bool
-	ms, size []float64
+	mu        sync.Mutex
+	on        bool
+	ms, size  []float64
+	out       int // written, not yet answered
+	outSum    int // sum of out at each write while on
+	outWrites int
 }
 
-func (h *reqHook) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.BrokerE2E) {
-	if key != 0 || e.WriteErr != nil || e.ReadErr != nil {
+func (h *reqHook) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key != 0 || err != nil {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.out++
+	if h.on {
+		h.outSum += h.out
+		h.outWrites++
+	}
+}
+
+func (h *reqHook) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.BrokerE2E) {
+	if key != 0 || e.WriteErr != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.out--
+	if e.ReadErr != nil {
+		return
+	}
 	if h.on {
 		h.ms = append(h.ms, float64(e.DurationE2E().Microseconds())/1000)
 		h.size = append(h.size, float64(e.BytesWritten)/1024)
@@ -232,6 +258,10 @@ func kafkaProduceWith(ctx context.Context, addr []string, topic string, s shape,
 	hook.set(false)
 	hook.mu.Lock()
 	st.reqMs, st.reqKB = median(hook.ms), median(hook.size)
+	st.reqs = len(hook.ms)
+	if hook.outWrites > 0 {
+		st.inFlight = float64(hook.outSum) / float64(hook.outWrites)
+	}
 	hook.mu.Unlock()
 	if p := firstErr.Load(); p != nil {
 		return st, fmt.Errorf("produce: %w", *p)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"hash/crc32"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,9 +58,11 @@ const (
 	rawProduceMaxVer    = 12        // kvlogd serves Produce v3-v12, Kafka 4 v3-v13 (v13 names topics by id)
 )
 
-// rawBatch is one pre-encoded Produce request carrying one batch.
+// rawBatch is one pre-encoded Produce request: one batch of partition, or
+// (a spread cell's) one batch of each of parts.
 type rawBatch struct {
 	partition int32
+	parts     []int32 // nil: the request holds partition's batch only
 	records   int
 	req       []byte // the whole request, length prefix included, correlation id 0
 	nameOff   int    // where rawTopicPlaceholder starts in req
@@ -86,6 +90,9 @@ type rawCell struct {
 	warm    []rawBatch // one record to each partition, sent before the clock
 	bytes   int64      // key+value payload of the batches
 	records int
+	// conns and inFlight: how a run sends the requests (0: rawConns and
+	// rawInFlight).
+	conns, inFlight int
 }
 
 var (
@@ -224,30 +231,46 @@ func acksOf(s shape) int16 {
 // produceRequest is one Produce request carrying batch for partition, for
 // the topic rawTopicPlaceholder.
 func produceRequest(s shape, version int16, partition int32, batch []byte) rawBatch {
+	b := encodeProduce(s, version, []int32{partition}, [][]byte{batch})
+	return rawBatch{partition: partition, req: b, nameOff: bytes.Index(b, []byte(rawTopicPlaceholder))}
+}
+
+// encodeProduce encodes a Produce request carrying batches[i] for
+// partition parts[i] of rawTopicPlaceholder.
+func encodeProduce(s shape, version int16, parts []int32, batches [][]byte) []byte {
 	req := kmsg.NewPtrProduceRequest()
 	req.Version = version
 	req.Acks = acksOf(s)
 	req.TimeoutMillis = 30_000
 	t := kmsg.NewProduceRequestTopic()
 	t.Topic = rawTopicPlaceholder
-	p := kmsg.NewProduceRequestTopicPartition()
-	p.Partition = partition
-	p.Records = batch
-	t.Partitions = append(t.Partitions, p)
+	for i, partition := range parts {
+		p := kmsg.NewProduceRequestTopicPartition()
+		p.Partition = partition
+		p.Records = batches[i]
+		t.Partitions = append(t.Partitions, p)
+	}
 	req.Topics = append(req.Topics, t)
-	b := kmsg.NewRequestFormatter(kmsg.FormatterClientID("kvbench")).AppendRequest(nil, req, 0)
-	return rawBatch{partition: partition, req: b, nameOff: bytes.Index(b, []byte(rawTopicPlaceholder))}
+	return kmsg.NewRequestFormatter(kmsg.FormatterClientID("kvbench")).AppendRequest(nil, req, 0)
+}
+
+// zstdFor is franz-go's zstd encoder for a shape compressed with zstd
+// (nil otherwise; the caller closes it).
+func zstdFor(s shape) (*zstd.Encoder, error) {
+	if s.comp != "zstd" {
+		return nil, nil
+	}
+	// franz-go's zstd settings: 64 KiB window, default level.
+	return zstd.NewWriter(nil, zstd.WithWindowSize(64<<10), zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true))
 }
 
 func buildRawCell(s shape, first, n int, version int16) (*rawCell, error) {
 	keys, vals := keySet(s.keys), valuePool(s.valueLen)
-	var zenc *zstd.Encoder
-	if s.comp == "zstd" {
-		var err error
-		// franz-go's zstd settings: 64 KiB window, default level.
-		if zenc, err = zstd.NewWriter(nil, zstd.WithWindowSize(64<<10), zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true)); err != nil {
-			return nil, err
-		}
+	zenc, err := zstdFor(s)
+	if err != nil {
+		return nil, err
+	}
+	if zenc != nil {
 		defer zenc.Close()
 	}
 	ts := time.Now().UnixMilli()
@@ -302,6 +325,164 @@ func buildRawCell(s shape, first, n int, version int16) (*rawCell, error) {
 		w.records = 1
 		c.warm = append(c.warm, w)
 	}
+	return c, nil
+}
+
+// The spread cell's requests (partitions scenario, acks=all produce spread
+// over many partitions). A producer writing to many partitions of one
+// broker puts a batch of every partition it has records for into each
+// Produce request, up to a request size (the Java client's
+// max.request.size, 1 MiB by default), and keeps several requests
+// outstanding on its one connection to that broker
+// (max.in.flight.requests.per.connection, 5 by default). Such a cell's
+// records (the same key sequence, values and partitioning as the produce
+// cells) are cut, in order, into requests of at most
+// rawSpreadRequestBytes: each request carries one batch per partition
+// holding that partition's records of its stretch of the sequence, the
+// partitions in ascending order. A run sends them on rawSpreadConns
+// connection with rawSpreadInFlight requests outstanding. The warm-up
+// (one record to every partition) is cut the same way, so that a cell of
+// 10,000 partitions does not warm up with 10,000 round trips.
+const (
+	rawSpreadRequestBytes = 1 << 20 // the Java producer's max.request.size default
+	rawSpreadConns        = 1       // one connection per broker, as the Java producer
+	rawSpreadInFlight     = 5       // max.in.flight.requests.per.connection default
+	// rawSpreadPartBytes: what a partition adds to a request besides its
+	// records: the batch header (61 bytes), the partition id and the
+	// records' length.
+	rawSpreadPartBytes = 61 + 8
+	// rawSpreadHeadRoom: the request's own header and topic name.
+	rawSpreadHeadRoom = 256
+)
+
+// rawSpreadCellFor is rawCellFor for a spread cell (buildRawSpreadCell).
+func rawSpreadCellFor(s shape, first, n int, version int16) (*rawCell, error) {
+	key := fmt.Sprintf("spread|%d|%d|%d", first, n, version)
+	rawMu.Lock()
+	defer rawMu.Unlock()
+	if rawShape != s.String() {
+		clear(rawCached)
+		rawShape = s.String()
+	}
+	if c, ok := rawCached[key]; ok {
+		return c, nil
+	}
+	c, err := buildRawSpreadCell(s, first, n, version)
+	if err != nil {
+		return nil, err
+	}
+	c.key = key
+	rawCached[key] = c
+	return c, nil
+}
+
+// spreadCutter cuts records into multi-partition requests of at most
+// rawSpreadRequestBytes.
+type spreadCutter struct {
+	s       shape
+	version int16
+	ts      int64
+	zenc    *zstd.Encoder
+	parts   []spreadOpen
+	touched []int32 // partitions with records in the open request
+	size    int     // the open request's estimated size
+	out     []rawBatch
+	records int
+	bytes   int64
+}
+
+type spreadOpen struct {
+	buf   []byte
+	count int
+	bytes int64
+}
+
+// add appends record (k, v) of partition p, sealing the open request
+// first when the record would not fit in it.
+func (sc *spreadCutter) add(p int32, k, v []byte) error {
+	o := &sc.parts[p]
+	grow := len(k) + len(v) + 24 // the record's encoding, at most
+	if o.count == 0 {
+		grow += rawSpreadPartBytes
+	}
+	if len(sc.touched) > 0 && sc.size+grow > rawSpreadRequestBytes-rawSpreadHeadRoom {
+		if err := sc.seal(); err != nil {
+			return err
+		}
+		grow = len(k) + len(v) + 24 + rawSpreadPartBytes
+	}
+	if o.count == 0 {
+		sc.touched = append(sc.touched, p)
+	}
+	o.buf = appendRecord(o.buf, o.count, k, v)
+	o.count++
+	o.bytes += int64(len(k) + len(v))
+	sc.size += grow
+	return nil
+}
+
+// seal encodes the open request (nothing when it is empty).
+func (sc *spreadCutter) seal() error {
+	if len(sc.touched) == 0 {
+		return nil
+	}
+	slices.Sort(sc.touched)
+	parts := slices.Clone(sc.touched)
+	batches := make([][]byte, len(parts))
+	rb := rawBatch{partition: parts[0], parts: parts}
+	for i, p := range parts {
+		o := &sc.parts[p]
+		b, err := encodeBatch(o.buf, o.count, sc.s.comp, sc.ts, sc.zenc)
+		if err != nil {
+			return err
+		}
+		batches[i] = b
+		rb.records += o.count
+		sc.bytes += o.bytes
+		o.buf, o.count, o.bytes = o.buf[:0], 0, 0
+	}
+	rb.req = encodeProduce(sc.s, sc.version, parts, batches)
+	rb.nameOff = bytes.Index(rb.req, []byte(rawTopicPlaceholder))
+	sc.records += rb.records
+	sc.out = append(sc.out, rb)
+	sc.touched, sc.size = sc.touched[:0], 0
+	return nil
+}
+
+// buildRawSpreadCell builds a spread cell's requests: records
+// first..first+n-1 of shape s cut into multi-partition requests, and a
+// warm-up of one record to every partition cut the same way.
+func buildRawSpreadCell(s shape, first, n int, version int16) (*rawCell, error) {
+	keys, vals := keySet(s.keys), valuePool(s.valueLen)
+	zenc, err := zstdFor(s)
+	if err != nil {
+		return nil, err
+	}
+	if zenc != nil {
+		defer zenc.Close()
+	}
+	ts := time.Now().UnixMilli()
+	sc := &spreadCutter{s: s, version: version, ts: ts, zenc: zenc, parts: make([]spreadOpen, s.partitions)}
+	for i := first; i < first+n; i++ {
+		k, v := keys[keyIndex(i, s.keys)], vals[i%len(vals)]
+		if err := sc.add(kafkaPartition(k, s.partitions), k, v); err != nil {
+			return nil, err
+		}
+	}
+	if err := sc.seal(); err != nil {
+		return nil, err
+	}
+	c := &rawCell{batches: sc.out, records: sc.records, bytes: sc.bytes, conns: rawSpreadConns, inFlight: rawSpreadInFlight}
+	warm := &spreadCutter{s: s, version: version, ts: ts, zenc: zenc, parts: make([]spreadOpen, s.partitions)}
+	for p := range s.partitions {
+		if err := warm.add(p, keys[0], vals[0]); err != nil {
+			return nil, err
+		}
+	}
+	if err := warm.seal(); err != nil {
+		return nil, err
+	}
+	c.warm = warm.out
 	return c, nil
 }
 
@@ -424,14 +605,30 @@ func produceVersion(ctx context.Context, addr string) (int16, error) {
 	return 0, errors.New("broker does not list Produce")
 }
 
-// checkProduce decodes a Produce response to a one-batch request and
-// returns the partition's error (nil: the whole batch was acknowledged).
-func checkProduce(b []byte, version int16, topic string, partition int32) error {
+// checkProduce decodes the Produce response to rb and returns the first
+// partition error (nil: every batch of the request was acknowledged).
+func checkProduce(b []byte, version int16, topic string, rb *rawBatch) error {
 	resp := kmsg.NewPtrProduceResponse()
 	resp.Version = version
 	if err := resp.ReadFrom(b); err != nil {
 		return fmt.Errorf("decoding produce response: %w", err)
 	}
+	if rb.parts != nil {
+		n := 0
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+					return fmt.Errorf("%s[%d]: %w", topic, p.Partition, err)
+				}
+				n++
+			}
+		}
+		if n != len(rb.parts) {
+			return fmt.Errorf("%s: %d partition responses to a request of %d partitions", topic, n, len(rb.parts))
+		}
+		return nil
+	}
+	partition := rb.partition
 	for _, t := range resp.Topics {
 		for _, p := range t.Partitions {
 			if p.Partition != partition {
@@ -451,7 +648,8 @@ func checkProduce(b []byte, version int16, topic string, partition int32) error 
 // acknowledgement.
 func rawProduce(ctx context.Context, addr string, c *rawCell, version int16, topic string, pids []int) (runStats, error) {
 	flexible := version >= 9
-	conns := make([]*rawConn, rawConns)
+	nConns, inFlight := cmp.Or(c.conns, rawConns), cmp.Or(c.inFlight, rawInFlight)
+	conns := make([]*rawConn, nConns)
 	for i := range conns {
 		rc, err := dialRaw(ctx, addr)
 		if err != nil {
@@ -472,7 +670,7 @@ func rawProduce(ctx context.Context, addr string, c *rawCell, version int16, top
 				b, err = conns[0].recv(1, flexible)
 			}
 			if err == nil {
-				err = checkProduce(b, version, topic, c.warm[i].partition)
+				err = checkProduce(b, version, topic, &c.warm[i])
 			}
 			if err == nil {
 				break
@@ -504,21 +702,21 @@ func rawProduce(ctx context.Context, addr string, c *rawCell, version int16, top
 	m, cm := meterCPU(pids...), clientMeter()
 	start := time.Now()
 	for ci, rc := range conns {
-		// Connection ci sends batches ci, ci+rawConns, …: each partition's
+		// Connection ci sends batches ci, ci+nConns, …: each partition's
 		// batches spread over the connections in the order they were cut.
 		type sent struct {
 			b  *rawBatch
 			at time.Time
 		}
-		pending := make(chan sent, len(c.batches)/rawConns+1)
-		slots := make(chan struct{}, rawInFlight)
+		pending := make(chan sent, len(c.batches)/nConns+1)
+		slots := make(chan struct{}, inFlight)
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
 			defer close(pending)
 			corr := int32(2)
-			for i := ci; i < len(c.batches); i += rawConns {
-				slots <- struct{}{} // at most rawInFlight outstanding
+			for i := ci; i < len(c.batches); i += nConns {
+				slots <- struct{}{} // at most inFlight outstanding
 				if firstErr.Load() != nil {
 					return
 				}
@@ -538,7 +736,7 @@ func rawProduce(ctx context.Context, addr string, c *rawCell, version int16, top
 			for s := range pending {
 				b, err := rc.recv(corr, flexible)
 				if err == nil {
-					err = checkProduce(b, version, topic, s.b.partition)
+					err = checkProduce(b, version, topic, s.b)
 				}
 				if err != nil {
 					fail(err)
@@ -569,7 +767,7 @@ func rawProduce(ctx context.Context, addr string, c *rawCell, version int16, top
 	} else {
 		st.bytes = int64(float64(c.bytes) * float64(st.records) / float64(c.records))
 	}
-	st.reqMs = median(rtt)
+	st.reqMs, st.reqs = median(rtt), len(rtt)
 	var kb []float64
 	for i := range c.batches[:min(len(c.batches), 64)] {
 		kb = append(kb, float64(len(c.batches[i].req))/1024)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/crc32"
+	"slices"
 	"testing"
 	"time"
 
@@ -197,5 +198,174 @@ func TestRawConsumeKfake(t *testing.T) {
 	}
 	if n, next, _ := countBatches(b, 10, 15); n != 5 || next != 20 {
 		t.Fatalf("countBatches to 15: %d records, next %d", n, next)
+	}
+}
+
+// A spread cell's requests hold a batch of each partition with records in
+// their stretch of the key sequence, partitions ascending, at most
+// rawSpreadRequestBytes each; together they hold every record once, each
+// partition's in sequence order, each in the partition franz-go would pick;
+// the warm-up holds one record of every partition.
+func TestRawSpreadCell(t *testing.T) {
+	s := shape{partitions: 1000, valueLen: 100, keys: 100_000, acks: "all", comp: "none"}
+	const n = 50_000
+	c, err := buildRawSpreadCell(s, 0, n, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.records != n || c.bytes != int64(n*s.recordBytes()) || c.conns != 1 || c.inFlight != 5 {
+		t.Fatalf("%d records, %d bytes, %d conns, %d in flight", c.records, c.bytes, c.conns, c.inFlight)
+	}
+	if len(c.batches) < 5 || len(c.batches) > 8 { // about 6 MiB of records in requests of ≤ 1 MiB
+		t.Fatalf("%d requests", len(c.batches))
+	}
+	decode := func(rb *rawBatch, keyed bool) [][]*kgo.Record {
+		t.Helper()
+		if len(rb.req) > rawSpreadRequestBytes {
+			t.Fatalf("request of %d bytes", len(rb.req))
+		}
+		req := kmsg.NewPtrProduceRequest()
+		req.Version = 9
+		// Skip length, key, version, correlation id, client id and the
+		// flexible header's tags.
+		if err := req.ReadFrom(rb.req[4+2+2+4+2+len("kvbench")+1:]); err != nil {
+			t.Fatalf("request: %v", err)
+		}
+		if req.Acks != -1 || len(req.Topics) != 1 || req.Topics[0].Topic != rawTopicPlaceholder || len(req.Topics[0].Partitions) != len(rb.parts) {
+			t.Fatalf("request %d topics, %d partitions listed", len(req.Topics), len(rb.parts))
+		}
+		var out [][]*kgo.Record
+		records := 0
+		for i, p := range req.Topics[0].Partitions {
+			if p.Partition != rb.parts[i] || i > 0 && p.Partition <= rb.parts[i-1] {
+				t.Fatalf("partition %d at %d of %v", p.Partition, i, rb.parts[:i+1])
+			}
+			fb := kgo.ProcessFetchPartitionOpts{Topic: "t", Partition: p.Partition}
+			recs, _ := kgo.ProcessFetchPartition(fb, &kmsg.FetchResponseTopicPartition{Partition: p.Partition, RecordBatches: p.Records, HighWatermark: 1 << 40}, kgo.DefaultDecompressor(), nil)
+			if recs.Err != nil || len(recs.Records) == 0 {
+				t.Fatalf("partition %d: %d records, %v", p.Partition, len(recs.Records), recs.Err)
+			}
+			for _, r := range recs.Records {
+				if keyed && kafkaPartition(r.Key, s.partitions) != p.Partition || len(r.Value) != 100 {
+					t.Fatalf("record %s in partition %d", r.Key, p.Partition)
+				}
+			}
+			records += len(recs.Records)
+			out = append(out, recs.Records)
+		}
+		if records != rb.records {
+			t.Fatalf("%d records decoded, %d counted", records, rb.records)
+		}
+		return out
+	}
+	// Each partition's records, in the order of the key sequence.
+	want := map[int32][]string{}
+	keys := keySet(s.keys)
+	for i := range n {
+		k := keys[keyIndex(i, s.keys)]
+		p := kafkaPartition(k, s.partitions)
+		want[p] = append(want[p], string(k))
+	}
+	got := map[int32][]string{}
+	for i := range c.batches {
+		for _, recs := range decode(&c.batches[i], true) {
+			for _, r := range recs {
+				got[r.Partition] = append(got[r.Partition], string(r.Key))
+			}
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d partitions written, want %d", len(got), len(want))
+	}
+	for p, ks := range want {
+		if !slices.Equal(got[p], ks) {
+			t.Fatalf("partition %d: %d records, want %d (or out of order)", p, len(got[p]), len(ks))
+		}
+	}
+	warmed := map[int32]int{}
+	for i := range c.warm {
+		for _, recs := range decode(&c.warm[i], false) { // keys[0] to every partition
+			warmed[recs[0].Partition] += len(recs)
+		}
+	}
+	if len(warmed) != int(s.partitions) {
+		t.Fatalf("warm-up covers %d partitions", len(warmed))
+	}
+	for p, k := range warmed {
+		if k != 1 {
+			t.Fatalf("warm-up: %d records to partition %d", k, p)
+		}
+	}
+}
+
+// A spread cell's run against an in-process kfake acknowledges every
+// record, on one connection with several requests outstanding.
+func TestRawSpreadProduceKfake(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Skipf("kfake: %v", err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	addr := c.ListenAddrs()[0]
+	s := shape{partitions: 300, valueLen: 100, keys: 100_000, acks: "all", comp: "none"}
+	v, err := produceVersion(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cell, err := rawSpreadCellFor(s, 0, 30_000, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := rawTopicName()
+	if err := createTopic(ctx, []string{addr}, topic, s.partitions, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	st, err := rawProduce(ctx, addr, cell, v, topic, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.records != 30_000 || st.reqs != len(cell.batches) {
+		t.Fatalf("%d records in %d requests (of %d)", st.records, st.reqs, len(cell.batches))
+	}
+	ends, err := endOffsets(ctx, []string{addr}, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, e := range ends {
+		sum += e
+	}
+	if sum != 30_000+300 { // the records and one warm-up record per partition
+		t.Fatalf("end offsets sum to %d", sum)
+	}
+}
+
+// checkProduce refuses a response to a multi-partition request that fails
+// a partition or leaves one out.
+func TestCheckProduceSpread(t *testing.T) {
+	rb := &rawBatch{partition: 1, parts: []int32{1, 2}}
+	resp := func(codes ...int16) []byte {
+		r := kmsg.NewPtrProduceResponse()
+		r.Version = 9
+		rt := kmsg.NewProduceResponseTopic()
+		rt.Topic = "t"
+		for i, code := range codes {
+			p := kmsg.NewProduceResponseTopicPartition()
+			p.Partition, p.ErrorCode = int32(i+1), code
+			rt.Partitions = append(rt.Partitions, p)
+		}
+		r.Topics = append(r.Topics, rt)
+		return r.AppendTo(nil)
+	}
+	if err := checkProduce(resp(0, 0), 9, "t", rb); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkProduce(resp(0, 6), 9, "t", rb); err == nil {
+		t.Fatal("a partition error passed")
+	}
+	if err := checkProduce(resp(0), 9, "t", rb); err == nil {
+		t.Fatal("a missing partition passed")
 	}
 }

@@ -1014,7 +1014,9 @@ func (r *runner) goals() []goal {
 			continue
 		}
 		gs = append(gs, goal{name, target,
-			fmt.Sprintf("%s (%s rec/s with fsync, %s without)", fx(v), fnum(median(r.st.get("partitions-spread", g.cell, "kvlog", "rec/s"))), fnum(median(r.st.get("partitions-spread", g.cell, "kvlog-nofsync", "rec/s")))),
+			fmt.Sprintf("%s (%s rec/s with fsync, %s without; pre-encoded requests, 5 in flight; franz-go's producer with its defaults: %s)", fx(v),
+				fnum(median(r.st.get("partitions-spread", g.cell, "kvlog", "rec/s"))), fnum(median(r.st.get("partitions-spread", g.cell, "kvlog-nofsync", "rec/s"))),
+				fx(r.spreadRatioOf(g.cell, "kvlog", genKgo))),
 			verdict(v >= g.target, true), []string{"partitions"}})
 	}
 	return gs

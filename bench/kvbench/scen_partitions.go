@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,7 +42,8 @@ import (
 // 10,000): kvlog (fsync before acknowledging, one group commit for every
 // partition waiting) and kvlog-nofsync, each its own kvlogd, one topic of
 // P partitions per system and count, the same records produced to it in
-// alternating rounds; the ratio is the median of the per-round ratios.
+// alternating rounds, each round with both load generators (spreadProduce);
+// the ratio is the median of the per-round ratios.
 //
 // "kvlog" is this tree; "kvlog-before" is kvlogd built from the git
 // revision given with -baseline (the behaviour before the open-file
@@ -122,35 +126,87 @@ func scenPartitions(ctx context.Context, r *runner) error {
 }
 
 // spreadProduce measures acks=all produce rates over many partitions with
-// fsync on and off (scenario comment).
+// fsync on and off (scenario comment), with two load generators, each run
+// with both (alternating which goes first):
+//
+//   - the pre-encoded requests of a spread cell (rawgen.go,
+//     buildRawSpreadCell): what a producer with the Java client's defaults
+//     sends when it is ahead of the broker — each request up to 1 MiB
+//     with a batch of every partition it has records for, 5 requests
+//     outstanding on one connection. These are the cell's main figures:
+//     the generator costs almost no CPU, so the rate is the broker's;
+//   - franz-go's producer with its defaults (kafkaProduce: idempotent, at
+//     most 5 requests in flight per broker, 50,000 records buffered),
+//     reported beside them ("kgo"): its window is its buffer, so it reads
+//     the latency of each request more than the broker's rate.
+//
+// Each run also reads the broker's flush histogram
+// (kvlog_log_flush_duration_seconds: one observation per group commit
+// through the journal, one per log synced otherwise) before and after,
+// for the commits per run and their mean duration.
 func spreadProduce(ctx context.Context, r *runner) error {
 	ins, err := r.startAll([]sysSpec{specOf("kvlog"), specOf("kvlog-nojournal"), specOf("kvlog-nofsync")})
 	if err != nil {
 		return err
 	}
 	defer r.stopAll("partitions-spread", ins)
+	version, err := produceVersion(ctx, ins[0].addr)
+	if err != nil {
+		return fmt.Errorf("ApiVersions: %w", err)
+	}
 	for _, np := range r.cfg.spreadPartitions {
 		s := shape{partitions: int32(np), valueLen: 100, keys: 100_000, acks: "all", comp: "none"}
 		cell := fmt.Sprintf("P=%d", np)
-		topic := nextName("spread-")
+		topic := rawTopicName() // the pre-encoded requests need its length
+		n := r.cfg.spreadRecords
+		if np >= 10_000 {
+			n = min(n, r.cfg.scaleManyRecords)
+		}
+		c, err := rawSpreadCellFor(s, 0, n, version)
+		if err != nil {
+			return fmt.Errorf("encoding %s: %w", cell, err)
+		}
 		for _, in := range ins {
 			if err := createGrown(ctx, in.addr, topic, np); err != nil {
 				return fmt.Errorf("%s %s: %w", in.spec.name, cell, err)
 			}
 		}
-		err := rotate(r.cfg.reps, ins, func(rep int, in *instance) error {
-			n := r.cfg.spreadRecords
-			if np >= 10_000 {
-				n = min(n, r.cfg.scaleManyRecords)
+		err = rotate(r.cfg.reps, ins, func(rep int, in *instance) error {
+			gens := []string{genRaw, genKgo}
+			if rep%2 == 1 {
+				gens = []string{genKgo, genRaw}
 			}
-			st, err := kafkaProduce(ctx, []string{in.addr}, topic, s, 0, n, []int{in.p.pid})
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", in.spec.name, cell, err)
+			for _, gen := range gens {
+				f0 := flushStats(in.http)
+				var st runStats
+				var err error
+				if gen == genRaw {
+					st, err = rawProduce(ctx, in.addr, c, version, topic, []int{in.p.pid})
+				} else {
+					st, err = kafkaProduce(ctx, []string{in.addr}, topic, s, 0, n, []int{in.p.pid})
+				}
+				if err != nil {
+					return fmt.Errorf("%s %s (%s generator): %w", in.spec.name, cell, gen, err)
+				}
+				r.addSpread(cell, in.spec.name, gen, st, f0, flushStats(in.http))
+				logf("  %-15s spread %s rep %d %s: %8.0f rec/s, %4.0f req, %.1f ms/req, %.1f in flight, broker %.2f cores, client %.2f",
+					in.spec.name, cell, rep, gen, st.recPerSec(), float64(st.reqs), st.reqMs, st.inFlight, st.cpu/st.elapsed.Seconds(), st.clientCPU/st.elapsed.Seconds())
 			}
-			r.st.add("partitions-spread", cell, in.spec.name, "rec/s", "rec/s", st.recPerSec())
-			logf("  %-13s spread %s rep %d: %8.0f rec/s", in.spec.name, cell, rep, st.recPerSec())
 			return nil
 		})
+		if err == nil && np == 1000 {
+			// The goal's cell, profiled with its main generator: with
+			// fsync (the journal) and without.
+			for _, in := range ins {
+				if in.spec.name == "kvlog-nojournal" {
+					continue
+				}
+				r.profile(ctx, in, "partitions", fmt.Sprintf("%s spread %s pre-encoded", in.spec.name, cell), r.cfg.profileSeconds, func() error {
+					_, err := rawProduce(ctx, in.addr, c, version, topic, nil)
+					return err
+				})
+			}
+		}
 		for _, in := range ins {
 			deleteTopic(ctx, []string{in.addr}, topic)
 		}
@@ -159,6 +215,87 @@ func spreadProduce(ctx context.Context, r *runner) error {
 		}
 	}
 	return nil
+}
+
+// spreadPrefix namespaces a spread generator's metrics: none for the
+// pre-encoded requests (the main figures), "kgo " for franz-go's.
+func spreadPrefix(gen string) string {
+	if gen == genKgo {
+		return "kgo "
+	}
+	return ""
+}
+
+// addSpread records one spread run of generator gen; f0 and f1 are the
+// broker's flush histogram before and after it.
+func (r *runner) addSpread(cell, sys, gen string, st runStats, f0, f1 flushCount) {
+	pre := spreadPrefix(gen)
+	add := func(m, unit string, v float64) { r.st.add("partitions-spread", cell, sys, pre+m, unit, v) }
+	sec := st.elapsed.Seconds()
+	add("rec/s", "rec/s", st.recPerSec())
+	add("broker busy", "cores", st.cpu/sec)
+	add("client busy", "cores", st.clientCPU/sec)
+	add("req ms", "ms", st.reqMs)
+	add("req KiB", "KiB", st.reqKB)
+	if st.reqs > 0 {
+		add("records/req", "", float64(st.records)/float64(st.reqs))
+	}
+	if st.inFlight > 0 {
+		add("in flight", "", st.inFlight)
+	}
+	if f0.ok && f1.ok {
+		n := f1.count - f0.count
+		add("flushes/s", "1/s", n/sec)
+		if n > 0 {
+			add("flush ms", "ms", (f1.sum-f0.sum)/n*1000)
+			add("records/flush", "", float64(st.records)/n)
+		}
+		// Flushes over 51.2 ms: a journal trim's file-system sync, a
+		// stall of every commit behind it.
+		add("slow flushes", "", n-(f1.fast-f0.fast))
+	}
+}
+
+// flushCount is kvlogd's flush histogram (kvlog_log_flush_duration_seconds):
+// observations and their sum in seconds.
+type flushCount struct {
+	count, sum float64
+	fast       float64 // observations of at most 51.2 ms (a bucket bound)
+	ok         bool
+}
+
+// flushStats reads the flush histogram from kvlogd's /metrics.
+func flushStats(httpAddr string) flushCount {
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		return flushCount{}
+	}
+	defer resp.Body.Close()
+	var f flushCount
+	seen := 0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		var dst *float64
+		switch {
+		case strings.HasPrefix(l, "kvlog_log_flush_duration_seconds_count "):
+			dst = &f.count
+		case strings.HasPrefix(l, "kvlog_log_flush_duration_seconds_sum "):
+			dst = &f.sum
+		case strings.HasPrefix(l, `kvlog_log_flush_duration_seconds_bucket{le="0.0512"} `):
+			dst = &f.fast
+		default:
+			continue
+		}
+		fs := strings.Fields(l)
+		if v, err := strconv.ParseFloat(fs[len(fs)-1], 64); err == nil {
+			*dst = v
+			seen++
+		}
+	}
+	f.ok = seen == 3
+	return f
 }
 
 // createGrown creates topic with n partitions: maxPartitionsPerCreate at
@@ -181,14 +318,15 @@ func createGrown(ctx context.Context, addr, topic string, n int) error {
 	return growPartitions(ctx, adm, topic, int32(first), int32(n))
 }
 
-// spreadRatio is the fsync-on/off ratio of cell (NaN when not measured).
-func (r *runner) spreadRatio(cell string) float64 {
-	return pairedRatio(r.st.get("partitions-spread", cell, "kvlog", "rec/s"), r.st.get("partitions-spread", cell, "kvlog-nofsync", "rec/s"))
-}
+// spreadRatio is the fsync-on/off ratio of cell with the pre-encoded
+// requests (NaN when not measured).
+func (r *runner) spreadRatio(cell string) float64 { return r.spreadRatioOf(cell, "kvlog", genRaw) }
 
-// spreadNoJournalRatio is spreadRatio with kvlog.journal.enable=false.
-func (r *runner) spreadNoJournalRatio(cell string) float64 {
-	return pairedRatio(r.st.get("partitions-spread", cell, "kvlog-nojournal", "rec/s"), r.st.get("partitions-spread", cell, "kvlog-nofsync", "rec/s"))
+// spreadRatioOf is sys's rate over kvlog-nofsync's in cell with generator
+// gen, the median of the per-round ratios.
+func (r *runner) spreadRatioOf(cell, sys, gen string) float64 {
+	m := spreadPrefix(gen) + "rec/s"
+	return pairedRatio(r.st.get("partitions-spread", cell, sys, m), r.st.get("partitions-spread", cell, "kvlog-nofsync", m))
 }
 
 // spreadFlag and manyFlag are -spread and -many (empty: the mode's counts).
@@ -416,18 +554,40 @@ func restartUntil(ctx context.Context, in *instance, topics []string, end int64)
 }
 
 func reportPartitions(r *runner, w *md) {
-	if cells := r.st.cells("partitions-spread"); len(cells) > 0 {
-		w.p("acks=all produce of %d records (%d from 10,000 partitions up; 100-byte values, 100k keys, franz-go defaults) spread over P partitions: kvlog with fsync (its default: one group commit for every partition waiting, through the group-commit journal), the same without the journal (kvlog.journal.enable=false: the partitions' own files synced) and kvlog-nofsync, alternating rounds in this run; rec/s medians, ratio the median of per-round ratios (goal: ≥ 0.8 at 1,000 partitions, ≥ 0.5 at 10,000).", r.cfg.spreadRecords, min(r.cfg.spreadRecords, r.cfg.scaleManyRecords))
+	cells := slices.DeleteFunc(r.st.cells("partitions-spread"), func(c string) bool { return c == "peak RSS" })
+	if len(cells) > 0 {
+		w.p("acks=all produce of %d records (%d from 10,000 partitions up; 100-byte values, 100k keys) spread over P partitions: kvlog with fsync (its default: one group commit for every partition waiting, through the group-commit journal), the same without the journal (kvlog.journal.enable=false: the partitions' own files synced) and kvlog-nofsync, alternating rounds in this run; rec/s medians, ratios the median of per-round ratios (goal: ≥ 0.8 at 1,000 partitions, ≥ 0.5 at 10,000). "+
+			"Two generators, each round running both (alternating which goes first), the same for every system: **pre-encoded** (the goal's figures) is what a producer with the Java client's defaults sends when it is ahead of the broker — the records cut in order into Produce requests of at most %s, each holding a batch of every partition it has records for, %d request(s) outstanding on %d connection (max.in.flight.requests.per.connection=%d), encoded before the clock so that the generator costs almost no CPU and the rate is the broker's; **franz-go** is franz-go's producer with its defaults (idempotent, at most 5 requests in flight per broker, 50,000 records buffered): its window is its buffer, so a longer round trip (the group commit's write and fsync) lowers its rate even when the broker is idle — the figure the previous reports gave.",
+			r.cfg.spreadRecords, min(r.cfg.spreadRecords, r.cfg.scaleManyRecords), sizeName(rawSpreadRequestBytes), rawSpreadInFlight, rawSpreadConns, rawSpreadInFlight)
+		g := func(c, sys, m string) string { return fnum(median(r.st.get("partitions-spread", c, sys, m))) }
 		var rows [][]string
 		for _, c := range cells {
-			if c == "peak RSS" {
-				continue
-			}
-			rows = append(rows, []string{c, fnum(median(r.st.get("partitions-spread", c, "kvlog", "rec/s"))),
-				fnum(median(r.st.get("partitions-spread", c, "kvlog-nojournal", "rec/s"))),
-				fnum(median(r.st.get("partitions-spread", c, "kvlog-nofsync", "rec/s"))), fx(r.spreadRatio(c)), fx(r.spreadNoJournalRatio(c))})
+			rows = append(rows, []string{c, g(c, "kvlog", "rec/s"), g(c, "kvlog-nojournal", "rec/s"), g(c, "kvlog-nofsync", "rec/s"),
+				fx(r.spreadRatio(c)), fx(r.spreadRatioOf(c, "kvlog-nojournal", genRaw)),
+				g(c, "kvlog", "kgo rec/s"), g(c, "kvlog-nofsync", "kgo rec/s"), fx(r.spreadRatioOf(c, "kvlog", genKgo)), fx(r.spreadRatioOf(c, "kvlog-nojournal", genKgo))})
 		}
-		w.table([]string{"Partitions", "kvlog rec/s (fsync, journal)", "kvlog-nojournal rec/s (fsync)", "kvlog-nofsync rec/s", "kvlog / nofsync", "nojournal / nofsync"}, rows)
+		w.table([]string{"Partitions", "kvlog rec/s (fsync, journal)", "kvlog-nojournal rec/s (fsync)", "kvlog-nofsync rec/s", "kvlog / nofsync", "nojournal / nofsync",
+			"franz-go: kvlog rec/s", "franz-go: nofsync rec/s", "franz-go: kvlog / nofsync", "franz-go: nojournal / nofsync"}, rows)
+		w.p("What set each rate (medians of the runs): the broker's and the generator's share of a core, the Produce requests (records per request, round trip as the generator saw it, requests outstanding as each was written — franz-go's, measured with its hooks; the pre-encoded generator keeps %d), and the broker's flushes from its kvlog_log_flush_duration_seconds histogram (with the journal: one per group commit, and a journal trim's file-system sync; without it: one per log synced or file-system sync; none with fsync off).", rawSpreadInFlight)
+		var drows [][]string
+		for _, c := range cells {
+			for _, gen := range []string{genRaw, genKgo} {
+				pre := spreadPrefix(gen)
+				name := map[string]string{genRaw: "pre-encoded", genKgo: "franz-go"}[gen]
+				for _, sys := range []string{"kvlog", "kvlog-nojournal", "kvlog-nofsync"} {
+					if len(r.st.get("partitions-spread", c, sys, pre+"rec/s")) == 0 {
+						continue
+					}
+					inflight := g(c, sys, pre+"in flight")
+					if gen == genRaw {
+						inflight = fmt.Sprint(rawSpreadInFlight)
+					}
+					drows = append(drows, []string{c, name, sys, g(c, sys, pre+"rec/s"), g(c, sys, pre+"broker busy"), g(c, sys, pre+"client busy"),
+						g(c, sys, pre+"records/req"), g(c, sys, pre+"req ms"), inflight, g(c, sys, pre+"flushes/s"), g(c, sys, pre+"flush ms"), g(c, sys, pre+"records/flush"), g(c, sys, pre+"slow flushes")})
+				}
+			}
+		}
+		w.table([]string{"Partitions", "Generator", "System", "rec/s", "broker cores", "generator cores", "records/request", "request ms", "requests outstanding", "flushes/s", "flush ms", "records/flush", "flushes > 51 ms per run"}, drows)
 	}
 	w.p("Fresh kvlogd per count and build; one record written to and read from every partition. Restart: exec → every partition's end offset listed.")
 	var rows [][]string
