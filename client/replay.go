@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"sync"
 	"time"
 
@@ -395,6 +396,7 @@ func (c *replayChunk) decode(f rawFetch, dec kgo.Decompressor) error {
 	for _, rp := range f.parts {
 		pbuf := uint32(len(c.bufs))
 		c.bufs = append(c.bufs, rp.batches)
+		c.recs = slices.Grow(c.recs, countRecords(rp.batches))
 		in, at := rp.batches, 0
 		for len(in) > batchMagic {
 			length := int64(int32(binary.BigEndian.Uint32(in[8:])))
@@ -447,6 +449,22 @@ func (c *replayChunk) decode(f rawFetch, dec kgo.Decompressor) error {
 		c.ends = append(c.ends, partEnd{part: rp.part, next: rp.next})
 	}
 	return nil
+}
+
+// countRecords sums the record counts of the complete batches in in (an
+// upper bound on the records decoded from them), at most one per byte.
+func countRecords(in []byte) int {
+	n := 0
+	for len(in) >= batchHeaderLen {
+		length := int64(int32(binary.BigEndian.Uint32(in[8:])))
+		total := batchLengthEnd + length
+		if total < batchHeaderLen || int64(len(in)) < total {
+			break
+		}
+		n += int(max(0, min(int32(binary.BigEndian.Uint32(in[batchNumRecords:])), int32(total))))
+		in = in[total:]
+	}
+	return n
 }
 
 type batchInfo struct {

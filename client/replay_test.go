@@ -261,7 +261,7 @@ func TestReplayChunksMatchModel(t *testing.T) {
 		s *Snapshot
 		m map[string]string
 	}
-	for chunk := 0; chunk < 200; chunk++ {
+	for chunk := 0; chunk < 100; chunk++ {
 		f := rawFetch{}
 		for p := int32(0); p < 3; p++ {
 			var in []byte

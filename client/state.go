@@ -13,7 +13,8 @@ import (
 // the Table guards it with its mutex.
 //
 // Layout. The table is an open-addressing hash table (linear probing,
-// backward-shift deletion, at most 3/4 full) of pointer-free slots: a slot
+// backward-shift deletion, at most 3/4 full, sized from the replay's
+// offset count so it need not grow) of pointer-free slots: a slot
 // holds the key's 64-bit hash and where its key and value bytes are, as
 // offsets into one of the state's buffers. Replayed records are not copied:
 // a buffer is a fetch response's record bytes (or a decompressed batch), and
@@ -36,8 +37,8 @@ import (
 // arena's unused tail, which no snapshot refers to). So a snapshot costs
 // O(1) and the clone is paid once per snapshot that is followed by a write.
 type state struct {
-	slots []slot // len is a power of two
-	n     int    // live keys
+	slots []slot
+	n     int // live keys
 	bufs  [][]byte
 	live  []int32  // per buffer: live slots pointing into it, +1 while pinned
 	free  []uint32 // indexes of dropped buffers
@@ -79,13 +80,16 @@ func keyHash(key []byte) uint64 {
 }
 
 func newState(hint int) *state {
-	n := minSlots
-	if hint > 0 {
-		// At most 3/4 full once hint keys are in.
-		want := uint64(hint) + uint64(hint)/3 + 1
-		n = max(minSlots, 1<<bits.Len64(want-1))
-	}
-	return &state{slots: make([]slot, n)}
+	// At most 3/4 full once hint keys are in. Any size works: a key's home
+	// slot is its hash scaled to the table (home).
+	return &state{slots: make([]slot, max(minSlots, hint+hint/3+1))}
+}
+
+// home is the first slot probed for hash h: h scaled to [0, len(slots)),
+// from its high bits (the multiply-shift reduction).
+func (s *state) home(h uint64) int {
+	hi, _ := bits.Mul64(h, uint64(len(s.slots)))
+	return int(hi)
 }
 
 // own clones the slots and the buffer list before a write when a snapshot
@@ -138,17 +142,19 @@ func (s *state) valueOf(sl *slot) []byte {
 // find returns the index of key's slot, or of the empty slot where it
 // would go, and whether it is there.
 func (s *state) find(h uint64, key []byte) (int, bool) {
-	mask := len(s.slots) - 1
-	i := int(h) & mask
+	slots := s.slots
+	i := s.home(h)
 	for {
-		sl := &s.slots[i]
+		sl := &slots[i]
 		if sl.h == 0 {
 			return i, false
 		}
 		if sl.h == h && bytes.Equal(s.keyOf(sl), key) {
 			return i, true
 		}
-		i = (i + 1) & mask
+		if i++; i == len(slots) {
+			i = 0
+		}
 	}
 }
 
@@ -184,15 +190,16 @@ func (s *state) del(h uint64, key []byte) {
 	buf := s.slots[i].buf
 	// Backward-shift deletion: move later slots of the probe run into the
 	// hole when their home is not between the hole and them.
-	mask := len(s.slots) - 1
 	j := i
 	for {
-		j = (j + 1) & mask
+		if j++; j == len(s.slots) {
+			j = 0
+		}
 		sj := &s.slots[j]
 		if sj.h == 0 {
 			break
 		}
-		home := int(sj.h) & mask
+		home := s.home(sj.h)
 		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
 			s.slots[i] = *sj
 			i = j
@@ -206,15 +213,16 @@ func (s *state) del(h uint64, key []byte) {
 func (s *state) grow() {
 	old := s.slots
 	s.slots = make([]slot, 2*len(old))
-	mask := len(s.slots) - 1
 	for k := range old {
 		sl := &old[k]
 		if sl.h == 0 {
 			continue
 		}
-		i := int(sl.h) & mask
+		i := s.home(sl.h)
 		for s.slots[i].h != 0 {
-			i = (i + 1) & mask
+			if i++; i == len(s.slots) {
+				i = 0
+			}
 		}
 		s.slots[i] = *sl
 	}

@@ -144,10 +144,10 @@ func TestStateModel(t *testing.T) {
 	}{
 		{"maphash", keyHash},
 		{"five-hashes", func(k []byte) uint64 { return crc(k)%5 + 1 }},
-		// One home slot, 13 distinct hashes.
-		{"same-home", func(k []byte) uint64 { return (crc(k)%13+1)<<40 | 3 }},
+		// One home slot (the first), 13 distinct hashes.
+		{"same-home", func(k []byte) uint64 { return crc(k)%13 + 100 }},
 		// Home in the last slot: every run wraps around.
-		{"wrap", func(k []byte) uint64 { return (crc(k)%9+1)<<40 | (1<<40 - 1) }},
+		{"wrap", func(k []byte) uint64 { return ^uint64(0) - crc(k)%9 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(11, uint64(len(tc.name))))
