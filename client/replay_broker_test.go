@@ -188,7 +188,7 @@ func TestTableReplayEndsAtTransactionMarker(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	tbl, err := Open(ctx, b.Brokers(), "txn", ReplayOnly(), WithStallTimeout(30*time.Second))
+	tbl, err := Open(ctx, b.Brokers(), "txn", ReplayOnly(), WithStallTimeout(3*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
