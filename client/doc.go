@@ -11,6 +11,14 @@
 // [Table.Delete]; [Table.WaitFor] gives read-your-writes. A [Writer] writes
 // without replaying.
 //
+// The replay sends its own Fetch requests (through the franz-go client, so
+// TLS and SASL options apply) and decodes the record batches in place: the
+// table's keys and values are the fetched bytes, indexed by a pointer-free
+// hash table, with no allocation per record. Tailing uses franz-go's
+// consumer, which also takes over the replay wherever it meets what it
+// does not handle (a fetch error, a leader change, read_committed set
+// through [WithKgoOptions]); the result is the same.
+//
 // [Lookup] and [LookupMany] read keys without replaying: a kvlog broker
 // keeps a key index on each partition of a compacted topic and serves a
 // key's latest committed value on its HTTP listener. A [RemoteTable]
@@ -24,8 +32,9 @@
 // # Ownership
 //
 // Values handed to a [WithApply] callback, returned by [Table.Get] or by a
-// [Snapshot] alias the bytes franz-go decoded from the fetch response: the
-// library does not copy them and never modifies them; callers must not
+// [Snapshot] alias bytes the table holds: the replayed fetch responses
+// themselves (the replay copies no record), or the table's copy of records
+// applied one at a time. The library never modifies them; callers must not
 // modify them either.
 //
 // # Concurrency

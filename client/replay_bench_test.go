@@ -131,6 +131,8 @@ func BenchmarkReplay(b *testing.B) {
 	for _, topic := range []string{"live", "updates"} {
 		n := d.sizes[topic]
 		b.Run(topic+"/library", func(b *testing.B) {
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
 			for b.Loop() {
 				opts := []Option{ReplayOnly()}
 				if topic == "updates" {
@@ -146,7 +148,9 @@ func BenchmarkReplay(b *testing.B) {
 					b.Fatalf("replayed %d records, %d keys; want %d, %d", st.Records, st.LiveKeys, n, d.keys)
 				}
 			}
+			runtime.ReadMemStats(&m1)
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+			reportAllocs(b, &m0, &m1, n)
 		})
 		for _, withMap := range []bool{false, true} {
 			name := topic + "/raw"
@@ -154,16 +158,29 @@ func BenchmarkReplay(b *testing.B) {
 				name += "+map"
 			}
 			b.Run(name, func(b *testing.B) {
+				var m0, m1 runtime.MemStats
+				runtime.ReadMemStats(&m0)
 				for b.Loop() {
 					got, keys := rawReplay(b, d.b.Addr, topic, withMap)
 					if got != n || (withMap && keys != d.keys) {
 						b.Fatalf("raw replay read %d records, %d keys; want %d, %d", got, keys, n, d.keys)
 					}
 				}
+				runtime.ReadMemStats(&m1)
 				b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+				reportAllocs(b, &m0, &m1, n)
 			})
 		}
 	}
+}
+
+// reportAllocs reports the client's heap allocations per replayed record
+// between two MemStats (the broker is another process: these are the
+// replaying client's alone).
+func reportAllocs(b *testing.B, m0, m1 *runtime.MemStats, records int) {
+	per := float64(b.N) * float64(records)
+	b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/per, "allocs/record")
+	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/per, "B/record")
 }
 
 // rawReplay is the hand-written franz-go loop an application would use:

@@ -3,6 +3,8 @@ package client
 import (
 	"bytes"
 	"fmt"
+	"hash/crc32"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -25,8 +27,8 @@ func TestStateApply(t *testing.T) {
 	if v, ok := s.get([]byte("")); !ok || v == nil || len(v) != 0 {
 		t.Errorf("empty key = %v %v, want live empty value", v, ok)
 	}
-	if len(s.m) != 2 || s.tombstones != 2 {
-		t.Errorf("len %d tombstones %d, want 2 2", len(s.m), s.tombstones)
+	if s.len() != 2 || s.tombstones != 2 {
+		t.Errorf("len %d tombstones %d, want 2 2", s.len(), s.tombstones)
 	}
 }
 
@@ -56,10 +58,10 @@ func TestSnapshotCopyOnWrite(t *testing.T) {
 			for k, v := range model {
 				m[k] = v
 			}
-			snaps = append(snaps, snap{&Snapshot{m: s.snapshot()}, m})
+			snaps = append(snaps, snap{&Snapshot{st: s.snapshot()}, m})
 		}
 	}
-	snaps = append(snaps, snap{&Snapshot{m: s.snapshot()}, model})
+	snaps = append(snaps, snap{&Snapshot{st: s.snapshot()}, model})
 	for i, sn := range snaps {
 		if sn.view.Len() != len(sn.model) {
 			t.Fatalf("snapshot %d: %d keys, model %d", i, sn.view.Len(), len(sn.model))
@@ -82,7 +84,7 @@ func TestSnapshotSortedAndGet(t *testing.T) {
 	for _, k := range []string{"b", "a", "c", "aa"} {
 		s.apply([]byte(k), []byte("v"+k))
 	}
-	sn := &Snapshot{m: s.snapshot(), offsets: map[int32]int64{0: 4}}
+	sn := &Snapshot{st: s.snapshot(), offsets: map[int32]int64{0: 4}}
 	var keys []string
 	for k, v := range sn.Sorted() {
 		if !bytes.Equal(v, []byte("v"+string(k))) {
@@ -124,5 +126,180 @@ func BenchmarkStateApply(b *testing.B) {
 	for b.Loop() {
 		s.apply(keys[i&(len(keys)-1)], val)
 		i++
+	}
+}
+
+// TestStateModel drives the table against a map model: replay-style chunks
+// (records laid out in a registered buffer, the slots pointing into it, as
+// the replay engine inserts them), records copied one at a time, tombstones,
+// snapshots. The hash is forced into a few values, so that equal hashes of
+// different keys, long probe runs, runs that wrap around the end of the
+// slots and deletions inside them are common; one variant uses the real
+// hash. After every step the buffer reference counts are checked exactly.
+func TestStateModel(t *testing.T) {
+	crc := func(k []byte) uint64 { return uint64(crc32.ChecksumIEEE(k)) }
+	for _, tc := range []struct {
+		name string
+		hash func([]byte) uint64
+	}{
+		{"maphash", keyHash},
+		{"five-hashes", func(k []byte) uint64 { return crc(k)%5 + 1 }},
+		// One home slot (the first), 13 distinct hashes.
+		{"same-home", func(k []byte) uint64 { return crc(k)%13 + 100 }},
+		// Home in the last slot: every run wraps around.
+		{"wrap", func(k []byte) uint64 { return ^uint64(0) - crc(k)%9 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(11, uint64(len(tc.name))))
+			s := newState(0)
+			model := map[string]string{}
+			type snap struct {
+				st    *state
+				model map[string]string
+			}
+			var snaps []snap
+			key := func() []byte { return fmt.Appendf(nil, "k%03d", rng.IntN(200)) }
+			for step := 0; step < 3000; step++ {
+				switch op := rng.IntN(10); {
+				case op < 6: // a replayed chunk of up to 20 records
+					type rec struct {
+						k, v []byte
+						tomb bool
+					}
+					var recs []rec
+					var buf []byte
+					for range 1 + rng.IntN(20) {
+						r := rec{k: key(), tomb: rng.IntN(4) == 0}
+						if !r.tomb {
+							r.v = fmt.Appendf(nil, "v%03d", rng.IntN(1000))[:rng.IntN(5)] // empty values too
+						}
+						recs = append(recs, r)
+						buf = append(buf, r.k...)
+						buf = append(buf, r.v...)
+					}
+					bi := s.addBuf(buf)
+					off := uint32(0)
+					for _, r := range recs {
+						kl, vl := uint32(len(r.k)), uint32(len(r.v))
+						k := buf[off : off+kl]
+						if r.tomb {
+							s.del(tc.hash(k), k)
+							delete(model, string(r.k))
+						} else {
+							s.put(tc.hash(k), bi, off, kl, off+kl, vl)
+							model[string(r.k)] = string(r.v)
+						}
+						off += kl + vl
+					}
+					s.unpin(bi)
+				case op < 8: // one record copied
+					k := key()
+					v := fmt.Appendf(nil, "c%d", step)
+					if rng.IntN(20) == 0 {
+						v = bytes.Repeat([]byte("L"), arenaSize/4+1) // a buffer of its own
+					}
+					s.applyHashed(tc.hash(k), k, v)
+					model[string(k)] = string(v)
+				case op < 9:
+					k := key()
+					s.applyHashed(tc.hash(k), k, nil)
+					delete(model, string(k))
+				default:
+					if rng.IntN(10) == 0 {
+						snaps = append(snaps, snap{s.snapshot(), maps.Clone(model)})
+					}
+				}
+				checkRefs(t, s)
+				if t.Failed() {
+					t.Fatalf("after step %d", step)
+				}
+			}
+			snaps = append(snaps, snap{s, model})
+			for i, sn := range snaps {
+				if sn.st.len() != len(sn.model) {
+					t.Fatalf("snapshot %d: %d keys, model %d", i, sn.st.len(), len(sn.model))
+				}
+				for k, want := range sn.model {
+					v, ok := sn.st.lookup(tc.hash([]byte(k)), []byte(k))
+					if !ok || string(v) != want || v == nil {
+						t.Fatalf("snapshot %d: %s = %q %v, model %q", i, k, v, ok, want)
+					}
+				}
+				n := 0
+				sn.st.each(func(k, v []byte) bool {
+					n++
+					if want, ok := sn.model[string(k)]; !ok || want != string(v) {
+						t.Fatalf("snapshot %d: iterated %s=%s, model %q %v", i, k, v, want, ok)
+					}
+					return true
+				})
+				if n != len(sn.model) {
+					t.Fatalf("snapshot %d: iterated %d keys, want %d", i, n, len(sn.model))
+				}
+				for k := range 200 {
+					k := fmt.Appendf(nil, "k%03d", k)
+					if _, live := sn.model[string(k)]; !live {
+						if v, ok := sn.st.lookup(tc.hash(k), k); ok {
+							t.Fatalf("snapshot %d: deleted key %s found (%q)", i, k, v)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// checkRefs checks the buffer reference counts: each buffer's count is the
+// number of slots pointing into it (plus the arena's pin), a buffer no slot
+// uses is released, and the released ones are on the free list.
+func checkRefs(t *testing.T, s *state) {
+	t.Helper()
+	want := make([]int32, len(s.bufs))
+	n := 0
+	for i := range s.slots {
+		if sl := &s.slots[i]; sl.h != 0 {
+			want[sl.buf]++
+			n++
+		}
+	}
+	if s.hasArena {
+		want[s.arenaBuf]++
+	}
+	if n != s.n {
+		t.Errorf("%d occupied slots, n = %d", n, s.n)
+	}
+	free := map[uint32]bool{}
+	for _, i := range s.free {
+		free[i] = true
+	}
+	for i := range s.bufs {
+		if s.live[i] != want[i] {
+			t.Errorf("buffer %d: count %d, %d references", i, s.live[i], want[i])
+		}
+		if (s.bufs[i] == nil) != (want[i] == 0) || free[uint32(i)] != (want[i] == 0) {
+			t.Errorf("buffer %d: nil %v, free %v, %d references", i, s.bufs[i] == nil, free[uint32(i)], want[i])
+		}
+	}
+}
+
+// TestStateReleasesBuffers: once every key of a replayed buffer is
+// overwritten or deleted, the state no longer references the buffer.
+func TestStateReleasesBuffers(t *testing.T) {
+	s := newState(0)
+	buf := []byte("aAbB")
+	bi := s.addBuf(buf)
+	s.put(keyHash([]byte("a")), bi, 0, 1, 1, 1)
+	s.put(keyHash([]byte("b")), bi, 2, 1, 3, 1)
+	s.unpin(bi)
+	if s.bufs[bi] == nil {
+		t.Fatal("buffer released while keys point into it")
+	}
+	s.apply([]byte("a"), []byte("x"))
+	s.apply([]byte("b"), nil)
+	if s.bufs[bi] != nil {
+		t.Error("buffer kept after every key in it was overwritten or deleted")
+	}
+	if v, ok := s.get([]byte("a")); !ok || string(v) != "x" {
+		t.Errorf("a = %q %v", v, ok)
 	}
 }

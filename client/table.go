@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,7 +14,7 @@ import (
 )
 
 // Record is one changelog record as handed to a WithApply callback. Key and
-// Value alias franz-go's decoded fetch bytes (not copied, never reused by
+// Value alias the fetched bytes (not copied, never reused or modified by
 // the library); Value is nil for a tombstone.
 type Record struct {
 	Key       []byte
@@ -95,20 +94,23 @@ type Table struct {
 	replay  chan struct{} // closed when the replay is complete
 	closeMu sync.Once
 
-	mu        sync.RWMutex
-	st        *state // nil with WithApply
-	starts    map[int32]int64
-	targets   map[int32]int64
-	next      map[int32]int64
-	changed   chan struct{} // closed and replaced whenever next advances
-	records   int64
-	tombs     int64
-	bytes     int64
-	replayed  bool
-	replayDur time.Duration
-	stalled   []int32
-	err       error // why the loop stopped, if it stopped on its own
-	fetchErr  error // last fetch error reported by franz-go
+	mu      sync.RWMutex
+	st      *state // nil with WithApply
+	starts  map[int32]int64
+	targets map[int32]int64
+	next    map[int32]int64
+	changed chan struct{} // closed and replaced whenever next advances
+	records int64
+	tombs   int64
+	// records applied by the replay engine (replay.go) rather than the
+	// franz-go consumer
+	engineRecords int64
+	bytes         int64
+	replayed      bool
+	replayDur     time.Duration
+	stalled       []int32
+	err           error // why the loop stopped, if it stopped on its own
+	fetchErr      error // last fetch error reported by franz-go
 }
 
 // Open opens topic, replays it from every partition's log start to the high
@@ -165,7 +167,6 @@ func Open(ctx context.Context, brokers []string, topic string, opts ...Option) (
 		next:    make(map[int32]int64, n),
 		changed: make(chan struct{}),
 	}
-	consume := make(map[int32]kgo.Offset, n)
 	var span int64 // offsets to replay: an upper bound on the records
 	for p := int32(0); p < n; p++ {
 		so, _ := startOffs.Lookup(topic, p)
@@ -173,28 +174,18 @@ func Open(ctx context.Context, brokers []string, topic string, opts ...Option) (
 		t.starts[p] = so.Offset
 		t.targets[p] = eo.Offset
 		t.next[p] = so.Offset
-		consume[p] = kgo.NewOffset().At(so.Offset)
 		span += max(0, eo.Offset-so.Offset)
 	}
 	if o.apply == nil {
 		t.st = newState(sizeHint(o, span))
 	}
-	kopts := []kgo.Opt{
-		kgo.SeedBrokers(brokers...),
-		kgo.DialTimeout(o.dialTimeout),
-		kgo.FetchMaxBytes(o.fetchMaxBytes),
-		kgo.FetchMaxPartitionBytes(o.partMaxBytes),
-		kgo.FetchMaxWait(o.fetchMaxWait),
-	}
-	kopts = append(kopts, o.kgoOpts...)
-	kopts = append(kopts,
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: consume}),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
-	t.cons, err = kgo.NewClient(kopts...)
+	// The consumer is created once the replay engine is done (see run):
+	// check its options now, so that Open reports them.
+	probe, err := kgo.NewClient(t.consumerOpts()...)
 	if err != nil {
 		return fail(fmt.Errorf("%w: %w", ErrInvalidOption, err))
 	}
+	probe.Close()
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	go t.run()
 
@@ -217,6 +208,37 @@ func Open(ctx context.Context, brokers []string, topic string, opts ...Option) (
 		t.Close()
 		return nil, topicErr(topic, "replay", ctx.Err())
 	}
+}
+
+// consumerOpts are the franz-go consumer's options, without the partitions
+// to consume.
+func (t *Table) consumerOpts() []kgo.Opt {
+	kopts := []kgo.Opt{
+		kgo.SeedBrokers(t.brokers...),
+		kgo.DialTimeout(t.o.dialTimeout),
+		kgo.FetchMaxBytes(t.o.fetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(t.o.partMaxBytes),
+		kgo.FetchMaxWait(t.o.fetchMaxWait),
+	}
+	kopts = append(kopts, t.o.kgoOpts...)
+	return append(kopts, kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+}
+
+// startConsumer creates the franz-go consumer at the positions reached.
+func (t *Table) startConsumer() error {
+	t.mu.RLock()
+	consume := make(map[int32]kgo.Offset, len(t.next))
+	for p, o := range t.next {
+		consume[p] = kgo.NewOffset().At(o)
+	}
+	t.mu.RUnlock()
+	cons, err := kgo.NewClient(append(t.consumerOpts(),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{t.topic: consume}))...)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+	}
+	t.cons = cons
+	return nil
 }
 
 // Topic returns the table's topic.
@@ -242,7 +264,7 @@ func (t *Table) Len() int {
 	if t.st == nil {
 		return 0
 	}
-	return len(t.st.m)
+	return t.st.len()
 }
 
 // Snapshot returns a consistent view of the state as of now. It costs O(1);
@@ -252,9 +274,9 @@ func (t *Table) Snapshot() *Snapshot {
 	defer t.mu.Unlock()
 	s := &Snapshot{offsets: maps.Clone(t.next)}
 	if t.st == nil {
-		s.m = map[string][]byte{}
+		s.st = newState(0)
 	} else {
-		s.m = t.st.snapshot()
+		s.st = t.st.snapshot()
 	}
 	return s
 }
@@ -276,7 +298,7 @@ func (t *Table) Stats() Stats {
 		StalledPartitions: append([]int32(nil), t.stalled...),
 	}
 	if t.st != nil {
-		s.LiveKeys = len(t.st.m)
+		s.LiveKeys = t.st.len()
 	}
 	return s
 }
@@ -315,8 +337,7 @@ func (t *Table) write(ctx context.Context, key, value []byte) (Position, error) 
 	}
 	t.mu.Lock()
 	if t.st != nil {
-		// The caller keeps its slices: store copies.
-		t.st.apply(bytes.Clone(key), bytes.Clone(value))
+		t.st.apply(key, value) // copies: the caller keeps its slices
 	}
 	if pos.Offset >= t.next[pos.Partition] {
 		t.next[pos.Partition] = pos.Offset + 1
@@ -380,7 +401,9 @@ func (t *Table) Close() {
 	t.closeMu.Do(func() {
 		t.cancel()
 		<-t.done
-		t.cons.Close()
+		if t.cons != nil {
+			t.cons.Close()
+		}
 		t.w.Close()
 	})
 }
@@ -437,6 +460,27 @@ func (t *Table) run() {
 			return
 		}
 	}
+
+	// The replay engine first (replay.go); the consumer takes over where
+	// it stopped: at the targets, or wherever it gave up.
+	if !finished {
+		if err := t.fastReplay(&lastProgress); err != nil {
+			t.mu.Lock()
+			t.err = err
+			t.mu.Unlock()
+			return
+		}
+	}
+	if t.ctx.Err() != nil || (t.replayedNow() && t.o.noTail) {
+		return
+	}
+	if err := t.startConsumer(); err != nil {
+		t.mu.Lock()
+		t.err = err
+		t.mu.Unlock()
+		return
+	}
+	lastAdvance = time.Now()
 
 	for {
 		pollCtx, cancel := t.ctx, context.CancelFunc(func() {})
@@ -548,7 +592,7 @@ func (t *Table) applyFetches(fetches kgo.Fetches) (bool, error) {
 		}
 		for _, r := range fp.Records {
 			if t.st != nil {
-				t.st.apply(r.Key, r.Value)
+				t.st.apply(r.Key, r.Value) // copied: the state keeps no franz-go buffer
 			}
 			if r.Value == nil {
 				t.tombs++
