@@ -76,7 +76,7 @@ func TestCleanerConfigMapping(t *testing.T) {
 // refused outside [0, 7 days] both in the file and as a dynamic value.
 func TestCleanerIdleRollConfig(t *testing.T) {
 	const key = "kvlog.cleaner.idle.roll.ms"
-	if got := parseTestConfig(t).Layers().Cleaner().IdleRoll; got != 30*time.Second || got != cleaner.DefaultIdleRoll {
+	if got := parseTestConfig(t).Layers().Cleaner().IdleRoll; got != 30*time.Second {
 		t.Errorf("default idle roll %v, want 30s", got)
 	}
 	for v, want := range map[string]time.Duration{"0": 0, "5000": 5 * time.Second, "604800000": 7 * 24 * time.Hour} {
