@@ -51,9 +51,31 @@ type Config struct {
 	// max.compaction.lag.ms) a tombstone then lives at most about
 	// roll time + 2 × delete.retention.ms + backoff. False: Kafka's rules only.
 	BoundedTombstones bool
+	// IdleRoll is kvlog.cleaner.idle.roll.ms: a compacted log whose active
+	// segment holds data but has had no append for this long has it
+	// rolled, when the log would then be due by its dirty ratio with the
+	// rolled segment cleanable (IdleRollDue), and is cleaned as usual; a
+	// changelog written and then left quiet is compacted at default topic
+	// configs (Kafka never cleans its active segment). 0 disables it;
+	// at most MaxIdleRoll.
+	IdleRoll time.Duration
 }
 
-// DefaultConfig returns Kafka's defaults (and kvlog's bounded tombstones).
+// DefaultIdleRoll is Config.IdleRoll's default, half a minute: far longer
+// than the gaps between the batches of a partition being written (a
+// producer's linger, a retry's backoff), so a steadily written
+// partition keeps Kafka's segments, and short enough that a changelog left
+// quiet is compacted within a minute of its last write (the threads wake
+// for the roll: log.cleaner.backoff.ms does not add to it), before a
+// restore that follows a stop of the application writing it.
+const DefaultIdleRoll = 30 * time.Second
+
+// MaxIdleRoll bounds Config.IdleRoll: segment.ms's default, after which the
+// age rule (Log.RollIfIdle) rolls an idle active segment anyway.
+const MaxIdleRoll = 7 * 24 * time.Hour
+
+// DefaultConfig returns Kafka's defaults (and kvlog's bounded tombstones
+// and idle rolls).
 func DefaultConfig() Config {
 	return Config{
 		Enable:              true,
@@ -66,6 +88,7 @@ func DefaultConfig() Config {
 		DeleteRetention:     24 * time.Hour,
 		MinCompactionLag:    0,
 		BoundedTombstones:   true,
+		IdleRoll:            DefaultIdleRoll,
 	}
 }
 
@@ -86,6 +109,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cleaner: log.cleaner.min.cleanable.ratio %v not in [0, 1]", c.MinCleanableRatio)
 	case c.DeleteRetention < 0 || c.MinCompactionLag < 0:
 		return fmt.Errorf("cleaner: negative retention or lag")
+	case c.IdleRoll < 0 || c.IdleRoll > MaxIdleRoll:
+		return fmt.Errorf("cleaner: kvlog.cleaner.idle.roll.ms %v not in [0, %v]", c.IdleRoll, MaxIdleRoll)
 	}
 	return nil
 }
@@ -124,7 +149,7 @@ func (c Config) status() cleanerstatus.Config {
 		Enable: c.Enable, Threads: c.Threads, DedupeBufferSize: c.DedupeBufferSize, LoadFactor: c.LoadFactor,
 		IOMaxBytesPerSecond: cleanerstatus.IORate(c.IOMaxBytesPerSecond), BackoffMs: c.Backoff.Milliseconds(),
 		MinCleanableRatio: c.MinCleanableRatio, DeleteRetentionMs: c.DeleteRetention.Milliseconds(), MinCompactionLagMs: c.MinCompactionLag.Milliseconds(),
-		BoundedTombstones: c.BoundedTombstones,
+		BoundedTombstones: c.BoundedTombstones, IdleRollMs: c.IdleRoll.Milliseconds(),
 	}
 }
 

@@ -102,6 +102,26 @@
 // tombstones of quiet partitions do not live forever. Planning is a pure
 // function (Assess, Pick) of what is known of the logs and the time.
 //
+// Idle active segments. Kafka never cleans the active segment and rolls it
+// only on append, so a changelog smaller than a segment, written and then
+// left quiet, is never compacted. Each planning round (gather) therefore
+// rolls the active segment of a compacted log whose segment is older than
+// its roll time (segment.ms, capped by max.compaction.lag.ms:
+// engine.Log.RollIfIdle) and, with Config.IdleRoll
+// (kvlog.cleaner.idle.roll.ms), of one that has had no append for that
+// long when the log, rolled, would be due by its dirty ratio with the whole
+// rolled segment cleanable (IdleRollDue: past min.compaction.lag.ms, below
+// the last stable offset), and that the threads may clean (not paused,
+// running or uncleanable). engine.Log.RollIdle rolls only if nothing was
+// appended since the round looked, so an append racing with the decision
+// wins. The round then assesses the rolled log and cleans it as usual. The
+// ratio rule keeps a partition written now and then from getting a
+// segment per write: after a pass, the next roll waits until more was
+// written than the clean section holds, and the pass merges the rolled
+// segment into the clean one. Idle threads wake when the earliest idle roll
+// falls due (Manager.nextIdleRoll), not only after log.cleaner.backoff.ms.
+// docs/cleaner.md ("Idle active segments") has the operator's view.
+//
 // # Failures
 //
 // A pass abandoned because the log changed under it (ErrSegmentsChanged),

@@ -89,8 +89,12 @@ type Manager struct {
 	// mapBytes is the offset map memory the threads and RunOnce's worker
 	// hold now (Status.MapBytes).
 	mapBytes atomic.Int64
-	syncMu   sync.Mutex // serialises RunOnce and ScanHorizons
-	closed   bool
+	// nextIdleRoll is when, at the last planning round, the earliest idle
+	// roll (Config.IdleRoll) would fall due if nothing is appended
+	// meanwhile (unix nanoseconds, 0: none): idle threads wake then.
+	nextIdleRoll atomic.Int64
+	syncMu       sync.Mutex // serialises RunOnce and ScanHorizons
+	closed       bool
 
 	ckptMu sync.Mutex // serialises checkpoint file writes
 	wake   chan struct{}
@@ -305,7 +309,7 @@ func (m *Manager) run(ctx context.Context, idx int) {
 		if idx >= m.Config().Threads {
 			continue // the count dropped since this pass began
 		}
-		t := clock.NewTimer(m.clk, max(cfg.Backoff, time.Millisecond))
+		t := clock.NewTimer(m.clk, m.idleWait(cfg))
 		select {
 		case <-ctx.Done():
 		case <-m.wake:
@@ -314,6 +318,23 @@ func (m *Manager) run(ctx context.Context, idx int) {
 		}
 		t.Stop()
 	}
+}
+
+// idleWait is how long a thread with nothing to do waits for its next
+// round: log.cleaner.backoff.ms, or less when an idle roll falls due
+// sooner (Manager.nextIdleRoll), so that a quiet log is rolled and cleaned
+// idle.roll.ms after its last append rather than up to a backoff later.
+// A deadline already past is ignored: every round sets a future one or
+// none, so a past one was left by the last round before the threads
+// stopped planning (log.cleaner.enable=false), and must not make them spin.
+func (m *Manager) idleWait(cfg Config) time.Duration {
+	d := max(cfg.Backoff, time.Millisecond)
+	if at := m.nextIdleRoll.Load(); at != 0 {
+		if until := time.Duration(at - m.clk.Now().UnixNano()); until > 0 {
+			d = min(d, until)
+		}
+	}
+	return d
 }
 
 // allocMap (re)allocates thread idx's offset map for cfg inside the
@@ -514,12 +535,20 @@ func (m *Manager) gather() []LogInfo {
 	for _, l := range logs {
 		byTP[l.TopicPartition()] = l
 	}
+	for i := range infos {
+		infos[i].Topic = m.topicConfig(infos[i].TP, infos[i].Config)
+	}
+	if m.rollIdle(infos, byTP) {
+		infos = m.snapshotLogs(logs)
+		for i := range infos {
+			infos[i].Topic = m.topicConfig(infos[i].TP, infos[i].Config)
+		}
+	}
 
 	// Missing first batch timestamps of dirty inactive segments, outside mu.
 	for i := range infos {
 		li := &infos[i]
 		l := byTP[li.TP]
-		li.Topic = m.topicConfig(li.TP, li.Config)
 		first := li.Checkpoint
 		if first < li.LogStart || first > li.LogEnd {
 			first = li.LogStart
@@ -538,6 +567,49 @@ func (m *Manager) gather() []LogInfo {
 	return infos
 }
 
+// rollIdle rolls the active segment of every compacted log that
+// IdleRollDue says is due for an idle roll (Config.IdleRoll) and that the
+// threads may clean (not paused, in progress or uncleanable: a roll that
+// no pass follows would only leave a segment behind), and notes when the
+// next one falls due (nextIdleRoll). It reports whether it rolled any.
+func (m *Manager) rollIdle(infos []LogInfo, byTP map[engine.TopicPartition]*engine.Log) bool {
+	cfg := m.Config()
+	now := m.clk.Now()
+	var next int64
+	rolled := false
+	for i := range infos {
+		li := &infos[i]
+		roll, at := IdleRollDue(*li, now, cfg.IdleRoll, cfg.BoundedTombstones)
+		if !at.IsZero() && (next == 0 || at.UnixNano() < next) {
+			next = at.UnixNano()
+		}
+		l := byTP[li.TP]
+		if !roll || l == nil {
+			continue
+		}
+		m.mu.Lock()
+		p := m.parts[li.TP]
+		ok := p != nil && p.log == l && p.eligible()
+		m.mu.Unlock()
+		if !ok {
+			continue
+		}
+		active := li.Segments[len(li.Segments)-1]
+		did, err := l.RollIdle(active.ID, li.LastAppend)
+		switch {
+		case err != nil:
+			m.logger.Warn("idle roll failed", "partition", li.TP.String(), "err", err)
+		case did:
+			rolled = true
+			m.metrics.idleRolls.Inc()
+			m.logger.Debug("rolled an idle active segment", "partition", li.TP.String(), "base", active.BaseOffset,
+				"end", li.LogEnd, "bytes", active.Size, "idle", now.Sub(li.LastAppend))
+		}
+	}
+	m.nextIdleRoll.Store(next)
+	return rolled
+}
+
 // snapshotLogs records the compacted logs' planning inputs known in memory
 // and forgets partitions that are gone or no longer compacted.
 func (m *Manager) snapshotLogs(logs []*engine.Log) []LogInfo {
@@ -554,6 +626,7 @@ func (m *Manager) snapshotLogs(logs []*engine.Log) []LogInfo {
 			continue
 		}
 		p := m.partLocked(l)
+		lastAppend := l.LastAppend() // before the segments: an append between is then seen by RollIdle
 		segs := l.CleanerSegments()
 		li := LogInfo{
 			TP: tp, Config: cfg, Segments: segs,
@@ -561,6 +634,7 @@ func (m *Manager) snapshotLogs(logs []*engine.Log) []LogInfo {
 			LogStart:             l.LogStartOffset(), LogEnd: l.LogEndOffset(), LastStable: l.LastStableOffset(),
 			Checkpoint:       -1,
 			TombstoneHorizon: p.horizon, HorizonKnown: p.horizonKnown,
+			LastAppend: lastAppend,
 		}
 		if off, ok := m.checkpointsLocked(p.dir)[tp]; ok {
 			li.Checkpoint = engine.Offset(off)

@@ -20,6 +20,7 @@ type metrics struct {
 	bytesRead, bytesWritten     prometheus.Counter
 	recordsRead, recordsRetain  prometheus.Counter
 	tombstonesDropped           prometheus.Counter
+	idleRolls                   prometheus.Counter
 	passes                      *prometheus.CounterVec
 	threads                     prometheus.Gauge
 	maxDirtyRatio               atomicFloat
@@ -50,6 +51,7 @@ func newMetrics(m *Manager) *metrics {
 		recordsRead:       prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "records_read_total", Help: "Records examined while recopying."}),
 		recordsRetain:     prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "records_retained_total", Help: "Records kept while recopying."}),
 		tombstonesDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "tombstones_dropped_total", Help: "Tombstones removed after their delete horizon."}),
+		idleRolls:         prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "idle_rolls_total", Help: "Active segments of compacted partitions rolled because they had no append for kvlog.cleaner.idle.roll.ms and were then cleanable."}),
 		passes:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "passes_total", Help: "Clean passes by result (ok, aborted, failed)."}, []string{"result"}),
 		threads:           prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "threads", Help: "Running cleaner threads."}),
 		dirtyRatio:        prometheus.NewDesc(ns+"dirty_ratio", "Cleanable bytes / (clean + cleanable bytes) of a compacted partition at the last planning round.", part, nil),
@@ -69,7 +71,7 @@ func newMetrics(m *Manager) *metrics {
 }
 
 func (x *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{x.bytesRead, x.bytesWritten, x.recordsRead, x.recordsRetain, x.tombstonesDropped, x.passes, x.threads, x}
+	return []prometheus.Collector{x.bytesRead, x.bytesWritten, x.recordsRead, x.recordsRetain, x.tombstonesDropped, x.idleRolls, x.passes, x.threads, x}
 }
 
 func (x *metrics) register(r prometheus.Registerer) error {

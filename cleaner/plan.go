@@ -34,6 +34,9 @@ type LogInfo struct {
 	// meaningful when HorizonKnown.
 	TombstoneHorizon int64
 	HorizonKnown     bool
+	// LastAppend is when the log last received an append (its opening
+	// when none since): engine.Log.LastAppend, read before Segments.
+	LastAppend time.Time
 }
 
 // Reason says why a log is due for cleaning.
@@ -184,6 +187,61 @@ func Assess(li LogInfo, now time.Time, bounded bool) Assessment {
 		a.Reason = ReasonStaleDirty
 	}
 	return a
+}
+
+// IdleRollDue decides kvlog's roll of an idle active segment
+// (Config.IdleRoll, idle here; 0 disables it): the log's active segment
+// holds data and has had no append for idle, and the log, were the segment
+// rolled now, would be due by its dirty ratio with the whole rolled segment
+// cleanable — its dirty section including the segment exceeds
+// min.cleanable.dirty.ratio, and neither the last stable offset (an open
+// transaction, a high watermark behind the log end) nor
+// min.compaction.lag.ms keeps the segment from a pass. Kafka never cleans
+// the active segment, and rolls one only on append.
+//
+// The ratio rule is what keeps a partition written now and then from
+// getting a segment per write: once its records are cleaned, the next
+// roll waits until more has been written since than the clean section
+// holds, and the pass after it merges the segments back into one.
+//
+// roll says to roll now. Otherwise at, when not zero, is the later time at
+// which the roll becomes due if nothing is appended meanwhile (the
+// threads wake then rather than after their backoff).
+func IdleRollDue(li LogInfo, now time.Time, idle time.Duration, bounded bool) (roll bool, at time.Time) {
+	segs := li.Segments
+	if idle <= 0 || len(segs) == 0 || li.LastAppend.IsZero() {
+		return false, time.Time{}
+	}
+	active := segs[len(segs)-1]
+	if !active.Active || active.Size == 0 || active.NextOffset != li.LogEnd {
+		return false, time.Time{}
+	}
+	// The log as it would be rolled: the active segment inactive, a new
+	// empty one at the log end.
+	rolled := li
+	rolled.Segments = append(append(make([]engine.SegmentRef, 0, len(segs)+1), segs...),
+		engine.SegmentRef{BaseOffset: li.LogEnd, NextOffset: li.LogEnd, LargestTimestamp: -1, Active: true})
+	rolled.Segments[len(segs)-1].Active = false
+	rolled.FirstBatchTimestamps = make([]int64, len(rolled.Segments))
+	for i := range rolled.FirstBatchTimestamps {
+		rolled.FirstBatchTimestamps[i] = -1
+		if i < len(li.FirstBatchTimestamps) {
+			rolled.FirstBatchTimestamps[i] = li.FirstBatchTimestamps[i]
+		}
+	}
+	due := li.LastAppend.Add(idle)
+	when := now
+	if now.Before(due) {
+		when = due
+	}
+	a := Assess(rolled, when, bounded)
+	if a.Reason != ReasonDirtyRatio || a.FirstUncleanable != li.LogEnd {
+		return false, time.Time{}
+	}
+	if now.Before(due) {
+		return false, due
+	}
+	return true, time.Time{}
 }
 
 // Pick returns the index of the assessment to clean first: the due log with

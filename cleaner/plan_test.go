@@ -109,3 +109,78 @@ func TestPick(t *testing.T) {
 		t.Fatalf("picked %d from nothing due", i)
 	}
 }
+
+// TestIdleRollDue is the decision table of the idle roll: the active
+// segment is rolled once it has had no append for the idle time, only when
+// the log would then be due by its dirty ratio with the whole rolled
+// segment cleanable; before that, the time it falls due is returned.
+func TestIdleRollDue(t *testing.T) {
+	const idle = 30 * time.Second
+	last := time.UnixMilli(10_000_000)
+	lastMs := last.UnixMilli()
+	// Clean [0, 20) of 2,000 bytes; the active segment [20, 35) holds
+	// 1,500 dirty bytes: rolled, the ratio would be 1500/3500 = 0.43.
+	base := func() LogInfo {
+		segs := []engine.SegmentRef{seg(0, 10, lastMs-5000), seg(10, 20, lastMs-4000), seg(20, 35, lastMs)}
+		segs[2].Active = true
+		cfg := engine.DefaultConfig()
+		cfg.Compact = true
+		return LogInfo{
+			TP: testTP, Config: cfg, Topic: TopicConfig{MinCleanableRatio: 0.4, DeleteRetention: time.Hour},
+			Segments: segs, FirstBatchTimestamps: []int64{-1, -1, -1},
+			LogStart: 0, LogEnd: 35, LastStable: 35, Checkpoint: 20,
+			TombstoneHorizon: math.MaxInt64, HorizonKnown: true, LastAppend: last,
+		}
+	}
+	cases := []struct {
+		name string
+		edit func(*LogInfo)
+		now  time.Time
+		idle time.Duration
+		roll bool
+		at   time.Time // zero: none
+	}{
+		{"idle long enough, due once rolled", nil, last.Add(idle), idle, true, time.Time{}},
+		{"idle long enough, much later", nil, last.Add(time.Hour), idle, true, time.Time{}},
+		{"not idle yet: due at last append + idle", nil, last.Add(idle - time.Millisecond), idle, false, last.Add(idle)},
+		{"disabled", nil, last.Add(time.Hour), 0, false, time.Time{}},
+		{"ratio not exceeded once rolled", func(li *LogInfo) { li.Topic.MinCleanableRatio = 1500.0 / 3500 }, last.Add(time.Hour), idle, false, time.Time{}},
+		{"ratio not exceeded: no wake-up either", func(li *LogInfo) { li.Topic.MinCleanableRatio = 0.5 }, last, idle, false, time.Time{}},
+		{"empty active segment", func(li *LogInfo) {
+			li.Segments[2] = engine.SegmentRef{ID: 99, BaseOffset: 35, NextOffset: 35, LargestTimestamp: -1, Active: true}
+			li.Segments = append(li.Segments[:2], engine.SegmentRef{ID: 50, BaseOffset: 20, NextOffset: 35, Size: 1500}, li.Segments[2])
+			li.FirstBatchTimestamps = append(li.FirstBatchTimestamps, -1)
+		}, last.Add(time.Hour), idle, false, time.Time{}},
+		{"open transaction in the active segment", func(li *LogInfo) { li.LastStable = 30 }, last.Add(time.Hour), idle, false, time.Time{}},
+		{"high watermark behind the log end", func(li *LogInfo) { li.LastStable = 34 }, last.Add(time.Hour), idle, false, time.Time{}},
+		{"min compaction lag not passed", func(li *LogInfo) { li.Topic.MinCompactionLag = 2 * time.Hour }, last.Add(time.Hour), idle, false, time.Time{}},
+		{"min compaction lag passed", func(li *LogInfo) { li.Topic.MinCompactionLag = time.Minute }, last.Add(time.Hour), idle, true, time.Time{}},
+		{"min compaction lag passed by the time idle ends", func(li *LogInfo) { li.Topic.MinCompactionLag = 20 * time.Second }, last, idle, false, last.Add(idle)},
+		{"min compaction lag not passed when idle ends: no wake-up", func(li *LogInfo) { li.Topic.MinCompactionLag = time.Minute }, last, idle, false, time.Time{}},
+		{"nothing clean yet: all dirty", func(li *LogInfo) { li.Checkpoint = -1; li.Topic.MinCleanableRatio = 0.5 }, last.Add(idle), idle, true, time.Time{}},
+		{"an append raced the snapshot (log end past the active segment's end)", func(li *LogInfo) { li.LogEnd = 36; li.LastStable = 36 }, last.Add(time.Hour), idle, false, time.Time{}},
+		{"only segment is active", func(li *LogInfo) {
+			li.Segments = []engine.SegmentRef{{ID: 1, BaseOffset: 0, NextOffset: 35, Size: 3500, LargestTimestamp: lastMs, Active: true}}
+			li.FirstBatchTimestamps = []int64{-1}
+			li.Checkpoint = -1
+		}, last.Add(idle), idle, true, time.Time{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			li := base()
+			if c.edit != nil {
+				c.edit(&li)
+			}
+			segs := append([]engine.SegmentRef(nil), li.Segments...)
+			roll, at := IdleRollDue(li, c.now, c.idle, true)
+			if roll != c.roll || !at.Equal(c.at) {
+				t.Fatalf("roll %v at %v; want %v at %v", roll, at, c.roll, c.at)
+			}
+			for i := range segs {
+				if li.Segments[i] != segs[i] {
+					t.Fatalf("the caller's segments were changed: %+v", li.Segments)
+				}
+			}
+		})
+	}
+}

@@ -46,6 +46,10 @@ type Log struct {
 	// pays depends on it (SyncLogsWith).
 	appendedBytes atomic.Int64
 	durableBytes  atomic.Int64
+	// lastAppend is when a batch was last appended (unix nanoseconds on
+	// clk), the log's opening before any: the cleaner rolls a compacted
+	// log's active segment that has had no append for a while (RollIdle).
+	lastAppend atomic.Int64
 
 	syncMu      sync.Mutex  // serialises flushes (group commit)
 	dirDirty    atomic.Bool // directory entries changed since the last directory sync

@@ -315,6 +315,7 @@ func (l *Log) appendBatches(b record.Batch, cfg Config, first, last Offset, maxT
 	l.captureForJournal(b, l.leo.Load(), int64(last)+1)
 	l.leo.Store(int64(last) + 1)
 	l.appendedBytes.Add(int64(len(b)))
+	l.lastAppend.Store(l.clk.Now().UnixNano())
 	l.unflushed += count
 	if invariants {
 		l.checkAppendInvariants(h)

@@ -71,6 +71,7 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 	l.fs = l.handles.wrapFS(opts.FS)
 	l.cfg.Store(&cfg)
 	l.lastFlushAt = l.clk.Now()
+	l.lastAppend.Store(l.lastFlushAt.UnixNano())
 	if !opts.listed {
 		if _, err := l.fs.Stat(dir); errors.Is(err, os.ErrNotExist) {
 			// A new partition directory must itself be durable before

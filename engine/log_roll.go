@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"time"
 
 	"github.com/kvlog/kvlog/engine/index"
 )
@@ -54,6 +55,35 @@ func (l *Log) RollIfIdle() (bool, error) {
 	seg := l.active()
 	cfg := l.Config()
 	if seg.size.Load() == 0 || l.clk.Now().Sub(seg.created) <= cfg.rollTime() {
+		return false, nil
+	}
+	if err := l.ensureLoaded(); err != nil {
+		return false, err
+	}
+	_, err := l.roll(l.LogEndOffset())
+	return err == nil, err
+}
+
+// LastAppend returns when a batch was last appended to the log (as a
+// leader or a follower), or when the log was opened if none was since.
+func (l *Log) LastAppend() time.Time { return time.Unix(0, l.lastAppend.Load()) }
+
+// RollIdle rolls the active segment for the cleaner's roll of an idle
+// compacted log (package cleaner, Config.IdleRoll): only when the active
+// segment is still the one whose SegmentRef.ID is id, holds data, and
+// nothing was appended since the caller read lastAppend from LastAppend.
+// The caller decided from that snapshot (the segment had no append for
+// long enough, and would be cleanable once rolled); checking it again
+// under the log's lock means an append racing with the decision wins and
+// nothing is rolled. It reports whether it rolled.
+func (l *Log) RollIdle(id uint64, lastAppend time.Time) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed.Load() {
+		return false, nil
+	}
+	seg := l.active()
+	if seg.id != id || seg.size.Load() == 0 || l.lastAppend.Load() != lastAppend.UnixNano() {
 		return false, nil
 	}
 	if err := l.ensureLoaded(); err != nil {

@@ -47,6 +47,8 @@ type Config struct {
 	DeleteRetentionMs  int64   `json:"delete_retention_ms"`
 	MinCompactionLagMs int64   `json:"min_compaction_lag_ms"`
 	BoundedTombstones  bool    `json:"bounded_tombstones"`
+	// IdleRollMs is kvlog.cleaner.idle.roll.ms (0: off).
+	IdleRollMs int64 `json:"idle_roll_ms"`
 }
 
 // Unlimited is IOMaxBytesPerSecond's value for no throttle.

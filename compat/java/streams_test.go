@@ -417,10 +417,13 @@ func TestStreams(t *testing.T) {
 // empty state directory it restores the "profiles" store from a changelog
 // written beforehand by a transactional producer, one of whose
 // transactions was aborted, and reports exactly the committed records
-// (tombstones included) of both partitions, then exits.
+// (tombstones included) of both partitions, then exits. The broker's idle
+// roll is off (kvlog.cleaner.idle.roll.ms=0): it would compact the quiet
+// changelog half a minute after its last write, and a slow JVM start could
+// then restore fewer records than were committed.
 func TestStreamsRestoreMode(t *testing.T) {
 	cp4, _ := requireJava(t)
-	b := testbroker.Start(t, testbroker.Options{Race: true})
+	b := testbroker.Start(t, testbroker.Options{Race: true, Props: []string{"kvlog.cleaner.idle.roll.ms=0"}})
 	adm := b.Admin(t)
 	ctx := testbroker.Context(t, 3*time.Minute)
 	const appID = "restore-mode"

@@ -28,6 +28,7 @@ func (l *Layers) Cleaner() cleaner.Config {
 	c.DeleteRetention = l.Duration("log.cleaner.delete.retention.ms")
 	c.MinCompactionLag = l.Duration("log.cleaner.min.compaction.lag.ms")
 	c.BoundedTombstones = l.Bool("kvlog.cleaner.bounded.tombstones")
+	c.IdleRoll = l.Duration("kvlog.cleaner.idle.roll.ms")
 	return c
 }
 

@@ -70,3 +70,46 @@ func TestCleanerConfigMapping(t *testing.T) {
 		t.Errorf("Kafka's unlimited throttle (Double.MAX_VALUE) is %v, want +Inf", c.IOMaxBytesPerSecond)
 	}
 }
+
+// TestCleanerIdleRollConfig: kvlog.cleaner.idle.roll.ms becomes the
+// cleaner's IdleRoll (30 s by default, 0 disables it), is dynamic, and is
+// refused outside [0, 7 days] both in the file and as a dynamic value.
+func TestCleanerIdleRollConfig(t *testing.T) {
+	const key = "kvlog.cleaner.idle.roll.ms"
+	if got := parseTestConfig(t).Layers().Cleaner().IdleRoll; got != 30*time.Second {
+		t.Errorf("default idle roll %v, want 30s", got)
+	}
+	for v, want := range map[string]time.Duration{"0": 0, "5000": 5 * time.Second, "604800000": 7 * 24 * time.Hour} {
+		if got := parseTestConfig(t, key+"="+v).Layers().Cleaner().IdleRoll; got != want {
+			t.Errorf("%s=%s: idle roll %v, want %v", key, v, got, want)
+		}
+	}
+	d := BrokerDef(key)
+	if d == nil || !d.Dynamic {
+		t.Fatalf("%s: %+v, want a dynamic broker config", key, d)
+	}
+	for _, v := range []string{"-1", "604800001"} {
+		if err := d.Validate(v); err == nil {
+			t.Errorf("%s=%s accepted", key, v)
+		}
+		pp, err := ParseProperties(strings.NewReader(key + "=" + v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Parse(pp, nil); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("file with %s=%s: %v, want an error naming the key", key, v, err)
+		}
+	}
+	// A dynamic change applies through the same resolution, and the
+	// cleaner refuses a value its own bound rejects.
+	cur := NewLayers(nil, nil, nil)
+	next := cur.Next("1", map[string]string{key: "0"})
+	if err := CheckCleanerReconfig(cur, next); err != nil || next.Cleaner().IdleRoll != 0 {
+		t.Errorf("dynamic %s=0: %v, idle roll %v", key, err, next.Cleaner().IdleRoll)
+	}
+	c := cleaner.DefaultConfig()
+	c.IdleRoll = cleaner.MaxIdleRoll + time.Millisecond
+	if c.Validate() == nil {
+		t.Error("cleaner.Config accepts an idle roll above MaxIdleRoll")
+	}
+}

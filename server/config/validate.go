@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"time"
 
+	"github.com/kvlog/kvlog/cleaner"
 	"github.com/kvlog/kvlog/engine"
 )
 
@@ -81,3 +83,8 @@ const (
 // none): each thread is a goroutine with its own offset map, and a few per
 // core already keep the disks busy.
 const maxCleanerThreads = 1024
+
+// maxIdleRollMs bounds kvlog.cleaner.idle.roll.ms (cleaner.MaxIdleRoll):
+// segment.ms's default, after which an idle active segment is rolled by
+// its age anyway.
+const maxIdleRollMs = int64(cleaner.MaxIdleRoll / time.Millisecond)
