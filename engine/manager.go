@@ -158,7 +158,7 @@ func OpenManager(opts ManagerOptions) (*Manager, error) {
 		if err := m.loadDir(dir); err != nil {
 			// No clean-shutdown marker is written: a dir that did not
 			// load completely keeps whatever state it was found in.
-			m.closeLogs(&closeTimes{})
+			m.closeLogs(&closeTimes{}, false)
 			m.closeJournals()
 			hc.close()
 			locks.Release()
@@ -611,7 +611,7 @@ func (m *Manager) Close() error {
 	// Each phase's duration is logged (real time, as the syncs it
 	// measures): what a slow shutdown spent its time on.
 	var took closeTimes
-	closed, err := m.closeLogs(&took)
+	closed, entries, err := m.closeLogs(&took, !m.opts.noManifest)
 	m.closeJournals()
 	at := time.Now()
 	if cerr := m.WriteCheckpoints(); cerr != nil && err == nil {
@@ -621,7 +621,7 @@ func (m *Manager) Close() error {
 	if err == nil {
 		at = time.Now()
 		if !m.opts.noManifest {
-			m.writeManifests(closed)
+			m.writeManifests(closed, entries)
 		}
 		for _, d := range m.opts.Dirs {
 			if werr := checkpoint.WriteFileAtomic(m.opts.FS, filepath.Join(d, CleanShutdownFile), nil); werr != nil && err == nil {
@@ -656,8 +656,9 @@ const closeThreads = 32
 // each closed log's files are synced one by one instead). A shutdown
 // costs two syncs, not several per partition; the clean-shutdown marker
 // is written only after all of it succeeded (Close). It returns the logs
-// it closed and made durable.
-func (m *Manager) closeLogs(took *closeTimes) ([]*Log, error) {
+// it closed and made durable and, with manifest, each one's start-up
+// manifest entry (nil: none), recorded once its staged files are in place.
+func (m *Manager) closeLogs(took *closeTimes, manifest bool) ([]*Log, []*manifestEntry, error) {
 	at := time.Now()
 	phase := func(d *time.Duration) {
 		now := time.Now()
@@ -685,15 +686,23 @@ func (m *Manager) closeLogs(took *closeTimes) ([]*Log, error) {
 		}
 	})
 	phase(&took.close)
-	synced := func() []*Log {
+	entries := make([]*manifestEntry, len(logs))
+	record := func(i int, l *Log) {
+		if manifest && closed[i] {
+			entries[i], _ = l.manifestEntryOf()
+		}
+	}
+	synced := func() ([]*Log, []*manifestEntry) {
 		var out []*Log
+		var es []*manifestEntry
 		for i, l := range logs {
 			if closed[i] {
 				l.markSynced()
 				out = append(out, l)
+				es = append(es, entries[i])
 			}
 		}
-		return out
+		return out, es
 	}
 	syncAll := func() error {
 		for _, d := range m.opts.Dirs {
@@ -713,17 +722,19 @@ func (m *Manager) closeLogs(took *closeTimes) ([]*Log, error) {
 					fail(err)
 					closed[i] = false
 				}
+				record(i, l)
 			}
 		})
 		phase(&took.resync)
-		return synced(), first
+		out, es := synced()
+		return out, es, first
 	} else if err != nil {
 		fail(err)
-		return nil, first
+		return nil, nil, first
 	}
-	// The renames in parallel too: a rename waits on the directory's
-	// lock and the file system's journal, thousands of them one by one
-	// were a good part of a shutdown.
+	// The renames in parallel too (each waits on its directory and the
+	// file system's journal), each log's manifest entry recorded after
+	// its own.
 	var installed atomic.Bool
 	m.eachLog(logs, func(i int, l *Log) {
 		for _, path := range staged[i] {
@@ -735,16 +746,18 @@ func (m *Manager) closeLogs(took *closeTimes) ([]*Log, error) {
 			}
 			installed.Store(true)
 		}
+		record(i, l)
 	})
 	phase(&took.install)
 	if installed.Load() {
 		if err := syncAll(); err != nil {
 			fail(err)
-			return nil, first
+			return nil, nil, first
 		}
 	}
 	phase(&took.resync)
-	return synced(), first
+	out, es := synced()
+	return out, es, first
 }
 
 // eachLog calls f for every log, RecoveryThreads (at least closeThreads)

@@ -70,6 +70,17 @@ type dirListing struct {
 // scanListing reads a partition directory's entries (sorted by name). Only
 // each .log file is stat'ed (for its size).
 func scanListing(ents []os.DirEntry) (*dirListing, error) {
+	return scanListingSized(ents, func(_ Offset, e os.DirEntry) (int64, error) {
+		fi, err := e.Info()
+		if err != nil {
+			return 0, err
+		}
+		return fi.Size(), nil
+	})
+}
+
+// scanListingSized is scanListing with the .log files' sizes from size.
+func scanListingSized(ents []os.DirEntry, size func(base Offset, e os.DirEntry) (int64, error)) (*dirListing, error) {
 	ls := &dirListing{covers: -1}
 	logs := make(map[Offset]bool, 2)
 	for _, e := range ents {
@@ -89,11 +100,11 @@ func scanListing(ents []os.DirEntry) (*dirListing, error) {
 		}
 		switch suffix {
 		case LogSuffix:
-			fi, err := e.Info()
+			n, err := size(base, e)
 			if err != nil {
 				return nil, fmt.Errorf("segment %d: %w: %w", base, ErrStorage, err)
 			}
-			ls.segs = append(ls.segs, segmentFile{base: base, size: fi.Size()})
+			ls.segs = append(ls.segs, segmentFile{base: base, size: n})
 			logs[base] = true
 		case SnapshotSuffix:
 			ls.snapshots = append(ls.snapshots, base)
@@ -425,21 +436,24 @@ func (l *Log) manifestEntryOf() (*manifestEntry, bool) {
 	if err != nil {
 		return nil, false
 	}
-	ls, err := scanListing(ents)
-	if err != nil || ls.leftovers || len(ls.orphans) > 0 {
-		return nil, false
-	}
-	// The closed log's own state agrees with its files: the leader-epoch
-	// checkpoint holds its entries (close installed them), and its
-	// segments are the .log files listed.
+	// The closed log's own state agrees with its files: its segments are
+	// the .log files listed, as long as it holds them (a segment's .log is
+	// only appended to, never preallocated), and the leader-epoch
+	// checkpoint holds its entries (close installed them).
 	segs := l.segments()
-	if len(segs) != len(ls.segs) {
-		return nil, false
+	sizes := make(map[Offset]int64, len(segs))
+	for _, s := range segs {
+		sizes[s.base] = s.size.Load()
 	}
-	for i, s := range segs {
-		if s.base != ls.segs[i].base {
-			return nil, false
+	ls, err := scanListingSized(ents, func(base Offset, _ os.DirEntry) (int64, error) {
+		n, ok := sizes[base]
+		if !ok {
+			return 0, os.ErrNotExist
 		}
+		return n, nil
+	})
+	if err != nil || ls.leftovers || len(ls.orphans) > 0 || len(ls.segs) != len(segs) {
+		return nil, false
 	}
 	ls.epochs = l.epochs.Entries()
 	ls.epochsKnown = true
@@ -467,15 +481,10 @@ const manifestClockWait = 2 * time.Second
 
 // writeManifests writes each log dir's start-up manifest after a clean
 // close (every log closed and synced, the checkpoints written), before
-// the clean-shutdown marker. A dir whose manifest cannot be written gets
-// none: its next start lists every partition, as without one.
-func (m *Manager) writeManifests(logs []*Log) {
-	entries := make([]*manifestEntry, len(logs))
-	m.eachLog(logs, func(i int, l *Log) {
-		if e, ok := l.manifestEntryOf(); ok {
-			entries[i] = e
-		}
-	})
+// the clean-shutdown marker, from the entries closeLogs recorded for logs
+// (nil: none). A dir whose manifest cannot be written gets none: its next
+// start lists every partition, as without one.
+func (m *Manager) writeManifests(logs []*Log, entries []*manifestEntry) {
 	perDir := map[string][]*manifestEntry{}
 	newest := map[string]int64{}
 	for i, e := range entries {
