@@ -436,6 +436,9 @@ func TestCrashDuringClose(t *testing.T) {
 		if err != nil {
 			t.Fatalf("after dying at step %d of close: %v", steps, err)
 		}
+		if n := m.manifestLoads.Load(); !died && n != parts {
+			t.Fatalf("after a clean close %d of %d logs loaded from the start-up manifest", n, parts)
+		}
 		for i := range logs {
 			l, err := m.CreateLog(TopicPartition{Topic: "close", Partition: int32(i)}, cfg)
 			if err != nil {
@@ -508,10 +511,11 @@ func TestCloseOneFileSystemSync(t *testing.T) {
 	}
 	// Two file-system syncs (before and after the staged leader-epoch
 	// checkpoints and producer snapshots are renamed into place), then
-	// three checkpoint files (recovery points, log starts, synced tails)
-	// and the marker, each a file sync and a directory sync.
-	if syncfs != 2 || syncs > 8 {
-		t.Fatalf("closing %d partitions: %d file and directory syncs, %d file-system syncs; want at most 8 and 2", parts, syncs, syncfs)
+	// three checkpoint files (recovery points, log starts, synced tails),
+	// the start-up manifest and the marker, each a file sync and a
+	// directory sync.
+	if syncfs != 2 || syncs > 10 {
+		t.Fatalf("closing %d partitions: %d file and directory syncs, %d file-system syncs; want at most 10 and 2", parts, syncs, syncfs)
 	}
 }
 

@@ -22,7 +22,9 @@
 // When everything open is in use, work needing more waits for a handle up
 // to 2 s, then is refused with ErrResourceLimit (a storage error). Logs
 // load lazily: the active segment's tail and the producer state are read
-// on first use.
+// on first use. After a clean shutdown, a log dir's start-up manifest
+// (manifest.go, FORMAT.md §10) stands in for listing each partition
+// directory unchanged since.
 //
 // Time: every time decision and every wait (the background maintenance
 // pass, the wait for a file handle, flush.ms, segment.ms, retention.ms,

@@ -65,6 +65,11 @@ func TestGoldenLogDir(t *testing.T) {
 			return err
 		}
 		rel, _ := filepath.Rel(root, p)
+		if rel == ManifestFile {
+			// It records the directories' change times: checked for
+			// what it describes instead (TestManifestWrittenAfterTheDirs).
+			return nil
+		}
 		got = append(got, rel)
 		want, err := os.ReadFile(filepath.Join(golden, rel))
 		if err != nil {

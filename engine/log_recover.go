@@ -40,7 +40,11 @@ type LogOptions struct {
 	// syncedTail is the log's entry in the log dir's synced-tail
 	// checkpoint (nil: none): after an unclean stop, an active segment
 	// it describes exactly is trusted without being read.
-	syncedTail  *checkpoint.Tail
+	syncedTail *checkpoint.Tail
+	// listing, when set, is the partition directory's content as the
+	// log dir's start-up manifest recorded it at the last clean shutdown
+	// (manifest.go): the directory is not listed.
+	listing     *dirListing
 	handles     *handleCache
 	listed      bool        // the directory exists (the manager just listed it)
 	maintenance *maintQueue // the manager's maintenance queue (maintenance.go); nil: none
@@ -98,66 +102,36 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 // load lists the directory, completes or rolls back interrupted swaps,
 // opens segments and recovers the unflushed tail.
 func (l *Log) load(opts LogOptions) error {
-	ents, err := l.fs.ReadDir(l.dir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
-	}
-	if needsSwapCompletion(ents) {
-		if err := l.finishInterruptedSwaps(); err != nil {
+	ls := opts.listing
+	if ls == nil {
+		var err error
+		if ls, err = l.listDir(); err != nil {
 			return err
 		}
-		if ents, err = l.fs.ReadDir(l.dir); err != nil {
-			return l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
-		}
 	}
-	var segs []*segment
-	logs := map[Offset]bool{}
-	snapshots := []Offset{}
-	// Files read below only when listed: a failed open per partition is
-	// a system call per partition at start-up.
-	hasEpochs, hasKeyIndex := false, false
-	for _, e := range ents {
-		base, suffix, ok := parseOffsetFileName(e.Name())
-		if !ok {
-			switch e.Name() {
-			case LeaderEpochCheckpointFile:
-				hasEpochs = true
-			case KeyIndexFile:
-				hasKeyIndex = true
-			}
-			continue
-		}
-		switch suffix {
-		case LogSuffix:
-			fi, err := e.Info()
-			if err != nil {
-				return l.errorf("open", base, -1, fmt.Errorf("%w: %w", ErrStorage, err))
-			}
-			s := l.newSegment(base)
-			s.size.Store(fi.Size())
-			s.flushed.Store(fi.Size())
-			s.next.Store(-1) // unknown until read
-			segs = append(segs, s)
-			logs[base] = true
-		case SnapshotSuffix:
-			snapshots = append(snapshots, base)
-		}
+	segs := make([]*segment, 0, len(ls.segs))
+	for _, f := range ls.segs {
+		s := l.newSegment(f.base)
+		s.size.Store(f.size)
+		s.flushed.Store(f.size)
+		s.next.Store(-1) // unknown until read
+		segs = append(segs, s)
 	}
-	for _, e := range ents {
-		if base, suffix, ok := parseOffsetFileName(e.Name()); ok && (suffix == IndexSuffix || suffix == TimeIndexSuffix) && !logs[base] {
-			_ = l.fs.Remove(filepath.Join(l.dir, e.Name())) // orphan index
-		}
-	}
-	sort.Slice(segs, func(i, j int) bool { return segs[i].base < segs[j].base })
-	sort.Slice(snapshots, func(i, j int) bool { return snapshots[i] < snapshots[j] })
-	epochs, err := checkpoint.NewEpochCache(l.fs, filepath.Join(l.dir, LeaderEpochCheckpointFile)), error(nil)
-	if hasEpochs {
-		epochs, err = checkpoint.OpenEpochCache(l.fs, filepath.Join(l.dir, LeaderEpochCheckpointFile))
+	snapshots := append([]Offset{}, ls.snapshots...) // non-nil: listed
+	epochPath := filepath.Join(l.dir, LeaderEpochCheckpointFile)
+	epochs, err := checkpoint.NewEpochCache(l.fs, epochPath), error(nil)
+	switch {
+	case ls.epochsKnown:
+		epochs = checkpoint.LoadedEpochCache(l.fs, epochPath, ls.epochs)
+	case ls.hasEpochs:
+		// Read only when listed: a failed open per partition is a
+		// system call per partition at start-up.
+		epochs, err = checkpoint.OpenEpochCache(l.fs, epochPath)
 	}
 	if err != nil {
 		l.logger.Warn("leader-epoch-checkpoint unreadable, starting empty", "partition", l.tp.String(), "err", err)
-		_ = l.fs.Remove(filepath.Join(l.dir, LeaderEpochCheckpointFile))
-		if epochs, err = checkpoint.OpenEpochCache(l.fs, filepath.Join(l.dir, LeaderEpochCheckpointFile)); err != nil {
+		_ = l.fs.Remove(epochPath)
+		if epochs, err = checkpoint.OpenEpochCache(l.fs, epochPath); err != nil {
 			return l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
 		}
 	}
@@ -232,9 +206,9 @@ func (l *Log) load(opts LogOptions) error {
 	l.hw.Store(int64(leo))
 	// A key-index checkpoint covering records recovery cut off must go
 	// before anything is appended at those offsets again (FORMAT.md §8).
-	if !hasKeyIndex {
+	if !ls.hasKeyIndex {
 		// nothing to check
-	} else if c, err := readKeyIndexCovers(l.fs, KeyIndexFileName(l.dir)); err == nil && c > leo {
+	} else if c, err := ls.keyIndexCovers(l.fs, l.dir); err == nil && c > leo {
 		if err := l.fs.Remove(KeyIndexFileName(l.dir)); err != nil {
 			return l.errorf("open", -1, leo, fmt.Errorf("%w: removing a key-index checkpoint beyond the log end: %w", ErrStorage, err))
 		}

@@ -65,6 +65,10 @@ type ManagerOptions struct {
 	// which it is trimmed (0: DefaultJournalMaxBytes).
 	Journal         bool
 	JournalMaxBytes int64
+
+	// noManifest ignores the log dirs' start-up manifests (tests: the
+	// full listing a manifest stands in for).
+	noManifest bool
 }
 
 // Manager owns every partition log in a broker's log dirs, their log-dir
@@ -100,6 +104,9 @@ type Manager struct {
 	// them (maintenance.go).
 	maint       maintQueue
 	maintVisits atomic.Int64 // logs the maintenance pass visited (tests)
+	// manifestLoads counts the logs OpenManager loaded from a start-up
+	// manifest instead of listing their directory (tests).
+	manifestLoads atomic.Int64
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -151,7 +158,7 @@ func OpenManager(opts ManagerOptions) (*Manager, error) {
 		if err := m.loadDir(dir); err != nil {
 			// No clean-shutdown marker is written: a dir that did not
 			// load completely keeps whatever state it was found in.
-			m.closeLogs()
+			m.closeLogs(&closeTimes{}, false)
 			m.closeJournals()
 			hc.close()
 			locks.Release()
@@ -211,6 +218,12 @@ func (m *Manager) loadDir(dir string) error {
 			tails = nil
 		}
 	}
+	var man *manifest
+	if clean && !m.opts.noManifest {
+		// The partition directories as the last clean close left them
+		// (manifest.go): those unchanged since are not listed.
+		man = m.readManifest(dir)
+	}
 	jr, jents, err := m.openJournal(dir)
 	if err != nil {
 		return err
@@ -242,6 +255,7 @@ func (m *Manager) loadDir(dir string) error {
 			partitions, segments, deleted, tailsRead int
 			bytes                                    int64
 		}
+		fromManifest atomic.Int64
 	)
 	// The settings of each topic, computed once (ConfigFor).
 	configs := map[string]Config{}
@@ -269,8 +283,12 @@ func (m *Manager) loadDir(dir string) error {
 				if t, ok := tails[j.tp]; ok {
 					tail = &t
 				}
+				listing := man.listing(fs, j.tp, j.dir, rp)
+				if listing != nil {
+					fromManifest.Add(1)
+				}
 				l, err := OpenLog(j.dir, j.tp, configs[j.tp.Topic], LogOptions{
-					FS: fs, Clock: m.opts.Clock, Logger: m.opts.Logger, syncedTail: tail,
+					FS: fs, Clock: m.opts.Clock, Logger: m.opts.Logger, syncedTail: tail, listing: listing,
 					CleanShutdown: clean, RecoveryPoint: rp, LogStartOffset: ls, handles: m.handles,
 					RecoveryPointLowered: m.WriteCheckpoints, listed: true, maintenance: &m.maint, journal: jr,
 				})
@@ -308,6 +326,12 @@ func (m *Manager) loadDir(dir string) error {
 	if err := m.replayJournal(dir, jr, jents); err != nil {
 		return err
 	}
+	m.manifestLoads.Add(fromManifest.Load())
+	// The manifest goes before the marker: from here on the dir changes,
+	// and only the next clean close describes it again.
+	if err := m.removeManifest(dir); err != nil {
+		return err
+	}
 	if clean {
 		// From here on a crash is unclean until Close writes the marker again.
 		if err := fs.Remove(marker); err != nil {
@@ -316,7 +340,8 @@ func (m *Manager) loadDir(dir string) error {
 		_ = fs.SyncDir(dir)
 	}
 	if clean {
-		m.opts.Logger.Info("log dir loaded", "dir", dir, "partitions", len(jobs), "clean_shutdown", true, "took", m.opts.Clock.Now().Sub(start))
+		m.opts.Logger.Info("log dir loaded", "dir", dir, "partitions", len(jobs), "clean_shutdown", true,
+			"listed_from_manifest", fromManifest.Load(), "took", m.opts.Clock.Now().Sub(start))
 	} else {
 		// What an unclean start cost: the partitions whose tail was
 		// rescanned (the others were trusted up to their recovery
@@ -583,21 +608,39 @@ func (m *Manager) Close() error {
 		m.cancel()
 	}
 	m.wg.Wait()
-	err := m.closeLogs()
+	// Each phase's duration is logged (real time, as the syncs it
+	// measures): what a slow shutdown spent its time on.
+	var took closeTimes
+	closed, entries, err := m.closeLogs(&took, !m.opts.noManifest)
 	m.closeJournals()
+	at := time.Now()
 	if cerr := m.WriteCheckpoints(); cerr != nil && err == nil {
 		err = cerr
 	}
+	took.checkpoints = time.Since(at)
 	if err == nil {
+		at = time.Now()
+		if !m.opts.noManifest {
+			m.writeManifests(closed, entries)
+		}
 		for _, d := range m.opts.Dirs {
 			if werr := checkpoint.WriteFileAtomic(m.opts.FS, filepath.Join(d, CleanShutdownFile), nil); werr != nil && err == nil {
 				err = werr
 			}
 		}
+		took.manifest = time.Since(at)
 	}
 	m.handles.close()
 	m.locks.Release()
+	m.opts.Logger.Info("logs closed", "partitions", len(closed), "clean", err == nil,
+		"close", took.close, "sync", took.sync, "install", took.install, "resync", took.resync,
+		"checkpoints", took.checkpoints, "manifest_and_marker", took.manifest)
 	return err
+}
+
+// closeTimes are the durations of Close's phases.
+type closeTimes struct {
+	close, sync, install, resync, checkpoints, manifest time.Duration
 }
 
 // closeThreads is how many logs close at once at least: a close writes a
@@ -612,14 +655,19 @@ const closeThreads = 32
 // second sync makes the renames durable (on a file system without syncfs,
 // each closed log's files are synced one by one instead). A shutdown
 // costs two syncs, not several per partition; the clean-shutdown marker
-// is written only after all of it succeeded (Close).
-func (m *Manager) closeLogs() error {
+// is written only after all of it succeeded (Close). It returns the logs
+// it closed and made durable and, with manifest, each one's start-up
+// manifest entry (nil: none), recorded once its staged files are in place.
+func (m *Manager) closeLogs(took *closeTimes, manifest bool) ([]*Log, []*manifestEntry, error) {
+	at := time.Now()
+	phase := func(d *time.Duration) {
+		now := time.Now()
+		*d, at = now.Sub(at), now
+	}
 	logs := m.Logs()
 	var (
 		mu     sync.Mutex
 		first  error
-		wg     sync.WaitGroup
-		next   atomic.Int64
 		closed = make([]bool, len(logs))
 		staged = make([][]string, len(logs))
 	)
@@ -630,6 +678,95 @@ func (m *Manager) closeLogs() error {
 		}
 		mu.Unlock()
 	}
+	m.eachLog(logs, func(i int, l *Log) {
+		ok, files, err := l.close(false)
+		closed[i], staged[i] = ok, files
+		if err != nil {
+			fail(err)
+		}
+	})
+	phase(&took.close)
+	entries := make([]*manifestEntry, len(logs))
+	record := func(i int, l *Log) {
+		if manifest && closed[i] {
+			entries[i], _ = l.manifestEntryOf()
+		}
+	}
+	synced := func() ([]*Log, []*manifestEntry) {
+		var out []*Log
+		var es []*manifestEntry
+		for i, l := range logs {
+			if closed[i] {
+				l.markSynced()
+				out = append(out, l)
+				es = append(es, entries[i])
+			}
+		}
+		return out, es
+	}
+	syncAll := func() error {
+		for _, d := range m.opts.Dirs {
+			if err := m.opts.FS.SyncFS(d); err != nil {
+				return fmt.Errorf("engine: close: syncing the file system of %s: %w", d, err)
+			}
+		}
+		return nil
+	}
+	err := syncAll()
+	phase(&took.sync)
+	if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EOPNOTSUPP) {
+		// No syncfs here: every closed log's files are synced one by one.
+		m.eachLog(logs, func(i int, l *Log) {
+			if closed[i] {
+				if err := l.syncClosedFiles(staged[i]); err != nil {
+					fail(err)
+					closed[i] = false
+				}
+				record(i, l)
+			}
+		})
+		phase(&took.resync)
+		out, es := synced()
+		return out, es, first
+	} else if err != nil {
+		fail(err)
+		return nil, nil, first
+	}
+	// The renames in parallel too (each waits on its directory and the
+	// file system's journal), each log's manifest entry recorded after
+	// its own.
+	var installed atomic.Bool
+	m.eachLog(logs, func(i int, l *Log) {
+		for _, path := range staged[i] {
+			if err := checkpoint.InstallStaged(m.opts.FS, path); err != nil {
+				fail(fmt.Errorf("engine: close %s: %w", l.tp, err))
+				staged[i] = nil
+				closed[i] = false
+				return
+			}
+			installed.Store(true)
+		}
+		record(i, l)
+	})
+	phase(&took.install)
+	if installed.Load() {
+		if err := syncAll(); err != nil {
+			fail(err)
+			return nil, nil, first
+		}
+	}
+	phase(&took.resync)
+	out, es := synced()
+	return out, es, first
+}
+
+// eachLog calls f for every log, RecoveryThreads (at least closeThreads)
+// at a time, and returns when every call has.
+func (m *Manager) eachLog(logs []*Log, f func(i int, l *Log)) {
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
 	for range min(max(m.opts.RecoveryThreads, closeThreads), max(len(logs), 1)) {
 		wg.Add(1)
 		go func() {
@@ -639,67 +776,11 @@ func (m *Manager) closeLogs() error {
 				if i >= len(logs) {
 					return
 				}
-				ok, files, err := logs[i].close(false)
-				closed[i], staged[i] = ok, files
-				if err != nil {
-					fail(err)
-				}
+				f(i, logs[i])
 			}
 		}()
 	}
 	wg.Wait()
-	syncAll := func() error {
-		for _, d := range m.opts.Dirs {
-			if err := m.opts.FS.SyncFS(d); err != nil {
-				return fmt.Errorf("engine: close: syncing the file system of %s: %w", d, err)
-			}
-		}
-		return nil
-	}
-	if err := syncAll(); errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EOPNOTSUPP) {
-		// No syncfs here: every closed log's files are synced one by one.
-		for i, l := range logs {
-			if closed[i] {
-				if err := l.syncClosedFiles(staged[i]); err != nil {
-					fail(err)
-					closed[i] = false
-				}
-			}
-		}
-		for i, l := range logs {
-			if closed[i] {
-				l.markSynced()
-			}
-		}
-		return first
-	} else if err != nil {
-		fail(err)
-		return first
-	}
-	installed := false
-	for i := range logs {
-		for _, path := range staged[i] {
-			if err := checkpoint.InstallStaged(m.opts.FS, path); err != nil {
-				fail(fmt.Errorf("engine: close %s: %w", logs[i].tp, err))
-				staged[i] = nil
-				closed[i] = false
-				break
-			}
-			installed = true
-		}
-	}
-	if installed {
-		if err := syncAll(); err != nil {
-			fail(err)
-			return first
-		}
-	}
-	for i, l := range logs {
-		if closed[i] {
-			l.markSynced()
-		}
-	}
-	return first
 }
 
 // Budget reports the engine's use of its open-file and mapping budget.

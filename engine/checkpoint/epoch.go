@@ -78,6 +78,18 @@ func NewEpochCache(fsys vfs.FS, path string) *EpochCache {
 	return &EpochCache{fs: fsys, path: path}
 }
 
+// LoadedEpochCache is the cache OpenEpochCache returns for a file holding
+// entries, built without reading the file: the caller knows its content
+// (the log dir's start-up manifest recorded it at the last clean
+// shutdown). entries must be as OpenEpochCache keeps them (strictly
+// increasing in both epoch and start offset).
+func LoadedEpochCache(fsys vfs.FS, path string, entries []EpochEntry) *EpochCache {
+	if len(entries) == 0 {
+		entries = nil
+	}
+	return &EpochCache{fs: fsys, path: path, entries: entries, disk: entries}
+}
+
 // Path returns the checkpoint file's path.
 func (c *EpochCache) Path() string { return c.path }
 
