@@ -43,6 +43,7 @@ type LogOptions struct {
 	syncedTail  *checkpoint.Tail
 	handles     *handleCache
 	listed      bool        // the directory exists (the manager just listed it)
+	empty       bool        // the directory was just made (CreateLogs): nothing to list or clear
 	maintenance *maintQueue // the manager's maintenance queue (maintenance.go); nil: none
 	journal     *journal    // the log dir's group-commit journal, if any
 }
@@ -97,9 +98,13 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 // load lists the directory, completes or rolls back interrupted swaps,
 // opens segments and recovers the unflushed tail.
 func (l *Log) load(opts LogOptions) error {
-	ents, err := l.fs.ReadDir(l.dir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+	var ents []os.DirEntry
+	var err error
+	if !opts.empty {
+		ents, err = l.fs.ReadDir(l.dir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return l.errorf("open", -1, -1, fmt.Errorf("%w: %w", ErrStorage, err))
+		}
 	}
 	if needsSwapCompletion(ents) {
 		if err := l.finishInterruptedSwaps(); err != nil {
@@ -195,7 +200,11 @@ func (l *Log) load(opts LogOptions) error {
 		if start < 0 {
 			start = 0
 		}
-		s, err := l.newActiveSegment(start, l.Config())
+		newSegment := l.newActiveSegment
+		if opts.empty {
+			newSegment = l.createActiveSegment // no stale files to clear
+		}
+		s, err := newSegment(start, l.Config())
 		if err != nil {
 			return err
 		}

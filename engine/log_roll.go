@@ -216,6 +216,12 @@ func (l *Log) newActiveSegment(base Offset, cfg Config) (*segment, error) {
 			return nil, l.errorf("roll", base, base, fmt.Errorf("%w: %w", ErrStorage, err))
 		}
 	}
+	return l.createActiveSegment(base, cfg)
+}
+
+// createActiveSegment is newActiveSegment where no file of base can exist
+// (a directory just made).
+func (l *Log) createActiveSegment(base Offset, cfg Config) (*segment, error) {
 	l.dirDirty.Store(true)
 	f, err := l.fs.OpenFile(LogFileName(l.dir, base), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
