@@ -43,7 +43,7 @@ type LogOptions struct {
 	syncedTail  *checkpoint.Tail
 	handles     *handleCache
 	listed      bool        // the directory exists (the manager just listed it)
-	empty       bool        // the directory was just made (CreateLogs): nothing to list or clear
+	empty       bool        // the directory was just made (CreateLogs): nothing to list
 	maintenance *maintQueue // the manager's maintenance queue (maintenance.go); nil: none
 	journal     *journal    // the log dir's group-commit journal, if any
 }
@@ -200,15 +200,9 @@ func (l *Log) load(opts LogOptions) error {
 		if start < 0 {
 			start = 0
 		}
-		newSegment := l.newActiveSegment
-		if opts.empty {
-			newSegment = l.createActiveSegment // no stale files to clear
-		}
-		s, err := newSegment(start, l.Config())
-		if err != nil {
-			return err
-		}
-		segs = []*segment{s}
+		// Its .log is created on first use: a partition created, or never
+		// written, costs no file (segment.unborn).
+		segs = []*segment{l.unbornSegment(start)}
 	} else if last := segs[len(segs)-1]; lazy {
 		last.next.Store(int64(rp))
 		last.loaded = false

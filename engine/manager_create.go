@@ -18,16 +18,16 @@ const createThreads = 8
 // inside it), and the logs are opened in parallel without holding the
 // manager's lock, so the cost is not one directory fsync per partition nor
 // a serial walk. A directory this call made is known to be empty: its log
-// is opened without listing it or clearing stale files from it (a few
-// system calls per partition less). A directory it made for a partition
+// is opened without listing it, and its first segment file is created
+// with its first record (segment.unborn), so a new partition costs a
+// mkdir and its share of one fsync. A directory made for a partition
 // whose log then failed (the log dir's sync, the log's open) is removed
 // again, best effort: the partition is not created, and a directory left
 // behind would come back as an empty log at the next start.
 //
 // Crash safety: a partition is reported created only once its directory
-// is durable (the log dir's sync returned); its log's first segment file
-// need not be, since a log directory found empty is loaded as an empty
-// log.
+// is durable (the log dir's sync returned); a log directory found empty
+// is loaded as an empty log.
 func (m *Manager) CreateLogs(tps []TopicPartition, cfgs []Config) ([]*Log, []error) {
 	logs := make([]*Log, len(tps))
 	errs := make([]error, len(tps))

@@ -136,13 +136,12 @@ func TestCreateLogsDurableDirs(t *testing.T) {
 }
 
 // opCountFS counts the listings and removals made inside directories
-// whose name starts with prefix, and fails the creation of files under
-// the directory named bad.
+// whose name starts with prefix, and fails the directory syncs of failDir.
 type opCountFS struct {
 	vfs.FS
-	prefix, bad    string
-	lists, removes atomic.Int64
-	createsRefused atomic.Int64
+	prefix, failDir string
+	lists, removes  atomic.Int64
+	syncsRefused    atomic.Int64
 }
 
 func (f *opCountFS) inPartition(name string) bool {
@@ -163,12 +162,12 @@ func (f *opCountFS) Remove(name string) error {
 	return f.FS.Remove(name)
 }
 
-func (f *opCountFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
-	if f.bad != "" && filepath.Base(filepath.Dir(name)) == f.bad && flag&os.O_CREATE != 0 {
-		f.createsRefused.Add(1)
-		return nil, &os.PathError{Op: "open", Path: name, Err: syscall.EIO}
+func (f *opCountFS) SyncDir(name string) error {
+	if f.failDir != "" && filepath.Clean(name) == f.failDir {
+		f.syncsRefused.Add(1)
+		return &os.PathError{Op: "fsync", Path: name, Err: syscall.EIO}
 	}
-	return f.FS.OpenFile(name, flag, perm)
+	return f.FS.SyncDir(name)
 }
 
 // TestCreateLogsNewDirsNotListed: the logs of partition directories
@@ -222,20 +221,25 @@ func TestCreateLogsNewDirsNotListed(t *testing.T) {
 	}
 }
 
-// TestCreateLogsRemovesDirsOfFailed: a partition whose log fails to open
-// (its segment file cannot be created) is not created, and the directory
-// CreateLogs made for it goes again (left, it would come back as an empty
-// log at the next start); the other partitions are created. A directory
-// that existed before the call is left as found.
+// TestCreateLogsRemovesDirsOfFailed: when the log dir's sync after the
+// new partition directories fails, none of them is created and every
+// directory CreateLogs made goes again (left, each would come back as an
+// empty log at the next start); a path that existed before the call (here
+// a file where a partition directory belongs) is left as found, and an
+// existing log stays. A later CreateLogs creates them.
 func TestCreateLogsRemovesDirsOfFailed(t *testing.T) {
 	root := t.TempDir()
-	fs := &opCountFS{FS: vfs.Default, prefix: "none", bad: "f-3"}
+	fs := &opCountFS{FS: vfs.Default, prefix: "none"}
 	cfg := DefaultConfig()
 	m, err := OpenManager(ManagerOptions{Dirs: []string{root}, FS: fs, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
+	existing, err := m.CreateLog(TopicPartition{Topic: "f", Partition: 0}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// f-5's path is taken by a file the manager did not make.
 	if err := os.WriteFile(filepath.Join(root, "f-5"), []byte("not a log"), 0o644); err != nil {
 		t.Fatal(err)
@@ -246,19 +250,18 @@ func TestCreateLogsRemovesDirsOfFailed(t *testing.T) {
 		tps = append(tps, TopicPartition{Topic: "f", Partition: p})
 		cfgs = append(cfgs, cfg)
 	}
+	fs.failDir = filepath.Clean(root)
 	logs, errs := m.CreateLogs(tps, cfgs)
-	if fs.createsRefused.Load() == 0 {
+	fs.failDir = ""
+	if fs.syncsRefused.Load() == 0 {
 		t.Fatal("the fault was not injected")
 	}
 	for i, tp := range tps {
 		_, statErr := os.Stat(filepath.Join(root, PartitionDirName(tp)))
 		switch tp.Partition {
-		case 3:
-			if errs[i] == nil || !errors.Is(errs[i], ErrStorage) {
-				t.Fatalf("%v: %v, want a storage error", tp, errs[i])
-			}
-			if !os.IsNotExist(statErr) {
-				t.Fatalf("%v: the directory made for it is left (%v)", tp, statErr)
+		case 0:
+			if errs[i] != nil || logs[i] != existing || statErr != nil {
+				t.Fatalf("%v: the existing log: %v %v", tp, errs[i], statErr)
 			}
 		case 5:
 			if errs[i] == nil {
@@ -268,13 +271,22 @@ func TestCreateLogsRemovesDirsOfFailed(t *testing.T) {
 				t.Fatalf("%v: the file found in its place was touched: %q %v", tp, b, err)
 			}
 		default:
-			if errs[i] != nil || logs[i] == nil || statErr != nil {
-				t.Fatalf("%v: %v %v", tp, errs[i], statErr)
+			if errs[i] == nil || !errors.Is(errs[i], ErrStorage) {
+				t.Fatalf("%v: %v, want a storage error", tp, errs[i])
+			}
+			if !os.IsNotExist(statErr) {
+				t.Fatalf("%v: the directory made for it is left (%v)", tp, statErr)
+			}
+			if _, ok := m.Log(tp); ok {
+				t.Fatalf("%v: a partition not created has a log", tp)
 			}
 		}
 	}
-	if _, ok := m.Log(TopicPartition{Topic: "f", Partition: 3}); ok {
-		t.Fatal("the failed partition has a log")
+	_, errs = m.CreateLogs(tps, cfgs)
+	for i, tp := range tps {
+		if (errs[i] == nil) == (tp.Partition == 5) {
+			t.Fatalf("%v, created again: %v", tp, errs[i])
+		}
 	}
 }
 
