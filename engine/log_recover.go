@@ -62,7 +62,7 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 		opts.Logger = slog.Default()
 	}
 	l := &Log{dir: dir, tp: tp, clk: opts.Clock, logger: opts.Logger, handles: opts.handles, rpLowered: opts.RecoveryPointLowered, snapAt: -1, firstOngoing: -1, jr: opts.journal,
-		maintQ: opts.maintenance, maintIdx: -1}
+		maintQ: opts.maintenance, maintIdx: -1, fresh: opts.empty}
 	l.maintAt.Store(noMaintenance)
 	if l.handles == nil {
 		// A log opened on its own (tools, tests) gets a private budget;

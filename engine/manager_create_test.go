@@ -172,9 +172,10 @@ func (f *opCountFS) SyncDir(name string) error {
 
 // TestCreateLogsNewDirsNotListed: the logs of partition directories
 // CreateLogs just made are opened without listing the directory or
-// clearing stale segment files from it (they are empty): each cost a
-// system call or three per partition of a topic created. The logs are
-// writable and survive a restart.
+// clearing stale segment files from it (they are empty), and their first
+// append loads the producer state without listing it for transaction
+// indexes: each cost a system call or three per partition of a topic
+// created. The logs are writable and survive a restart.
 func TestCreateLogsNewDirsNotListed(t *testing.T) {
 	root := t.TempDir()
 	fs := &opCountFS{FS: vfs.Default, prefix: "fresh-"}
@@ -205,6 +206,10 @@ func TestCreateLogsNewDirsNotListed(t *testing.T) {
 		if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(i, clk.Now().UnixMilli())}), 0); err != nil {
 			t.Fatalf("append to %v: %v", tps[i], err)
 		}
+	}
+	// Nor does the first append list them (for transaction indexes).
+	if l := fs.lists.Load(); l != 0 {
+		t.Fatalf("the first appends listed the new partitions' directories %d times", l)
 	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
