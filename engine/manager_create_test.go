@@ -296,14 +296,14 @@ func TestCreateLogsRemovesDirsOfFailed(t *testing.T) {
 }
 
 // TestCreateLogsCrashAtEveryStep: a power loss at every file operation of
-// a CreateLogs of several new partitions beside one that exists, for each
-// way of losing unsynced state: the log dir opens again, every partition
+// a CreateLogs of several new partitions beside one that exists, losing
+// all or a random part of the unsynced state: the log dir opens again, every partition
 // CreateLogs reported created exists (empty and writable), and the
 // existing partition keeps its synced record. (A partition whose creation
 // failed may or may not exist.)
 func TestCreateLogsCrashAtEveryStep(t *testing.T) {
-	const parts = 5
-	for _, mode := range []vfs.CrashOptions{{KeepUnsynced: vfs.KeepNone}, {KeepUnsynced: vfs.KeepRandom}, {KeepUnsynced: vfs.KeepAll}} {
+	const parts = 3
+	for _, mode := range []vfs.CrashOptions{{KeepUnsynced: vfs.KeepNone}, {KeepUnsynced: vfs.KeepRandom}} {
 		done := false
 		for budget := 0; !done; budget++ {
 			if budget > 200 {

@@ -99,6 +99,12 @@ func TestNewLogCreatesNoFileUntilWritten(t *testing.T) {
 	l0, _ := m.Log(tps[0])
 	l1, _ := m.Log(tps[1])
 	l2, _ := m.Log(tps[2])
+	// u-0's epoch is on disk before its first record, so its flush has no
+	// leader-epoch checkpoint to write (whose directory sync would cover
+	// the new .log): the flush itself must sync the directory entry.
+	if err := l0.Epochs().Assign(0, 0); err != nil {
+		t.Fatal(err)
+	}
 	for _, l := range []*Log{l0, l1} {
 		if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(1, clk.Now().UnixMilli())}), 0); err != nil {
 			t.Fatal(err)
