@@ -64,6 +64,10 @@ type Log struct {
 	snapshots []Offset
 	snapAt    Offset
 	epochs    *checkpoint.EpochCache
+	// fresh: the log was opened on a directory CreateLogs had just made
+	// (empty): until its first segment file exists, it holds no
+	// transaction index to list (loadTxnIndexes).
+	fresh bool
 
 	// Transaction state for readers (txn.go), guarded by txnMu (taken
 	// after mu by writers): the first offset of the earliest ongoing

@@ -47,6 +47,7 @@ type LogOptions struct {
 	listing     *dirListing
 	handles     *handleCache
 	listed      bool        // the directory exists (the manager just listed it)
+	empty       bool        // the directory was just made (CreateLogs): nothing to list
 	maintenance *maintQueue // the manager's maintenance queue (maintenance.go); nil: none
 	journal     *journal    // the log dir's group-commit journal, if any
 }
@@ -65,7 +66,7 @@ func OpenLog(dir string, tp TopicPartition, cfg Config, opts LogOptions) (*Log, 
 		opts.Logger = slog.Default()
 	}
 	l := &Log{dir: dir, tp: tp, clk: opts.Clock, logger: opts.Logger, handles: opts.handles, rpLowered: opts.RecoveryPointLowered, snapAt: -1, firstOngoing: -1, jr: opts.journal,
-		maintQ: opts.maintenance, maintIdx: -1}
+		maintQ: opts.maintenance, maintIdx: -1, fresh: opts.empty}
 	l.maintAt.Store(noMaintenance)
 	if l.handles == nil {
 		// A log opened on its own (tools, tests) gets a private budget;
@@ -105,7 +106,13 @@ func (l *Log) load(opts LogOptions) error {
 	ls := opts.listing
 	if ls == nil {
 		var err error
-		if ls, err = l.listDir(); err != nil {
+		if opts.empty {
+			// A directory CreateLogs just made: nothing to list.
+			ls, err = scanListing(nil)
+		} else {
+			ls, err = l.listDir()
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -170,11 +177,9 @@ func (l *Log) load(opts LogOptions) error {
 		if start < 0 {
 			start = 0
 		}
-		s, err := l.newActiveSegment(start, l.Config())
-		if err != nil {
-			return err
-		}
-		segs = []*segment{s}
+		// Its .log is created on first use: a partition created, or never
+		// written, costs no file (segment.unborn).
+		segs = []*segment{l.unbornSegment(start)}
 	} else if last := segs[len(segs)-1]; lazy {
 		last.next.Store(int64(rp))
 		last.loaded = false

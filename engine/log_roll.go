@@ -247,24 +247,10 @@ func (l *Log) newActiveSegment(base Offset, cfg Config) (*segment, error) {
 		}
 	}
 	l.dirDirty.Store(true)
-	f, err := l.fs.OpenFile(LogFileName(l.dir, base), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return nil, l.errorf("roll", base, base, fmt.Errorf("%w: %w", ErrStorage, err))
-	}
 	s := l.newSegment(base)
 	s.setMaxTs(-1, base)
-	h := &handle{file: f}
-	s.track(h)
-	if err = h.chargeIndexMaps(); err == nil {
-		// Created with the first entry (index.NewOffset): a new segment
-		// costs one descriptor and no mapping until then.
-		h.oidx, err = index.NewOffset(l.fs, IndexFileName(l.dir, base), int64(base), cfg.indexBytes())
-	}
-	if err == nil {
-		h.tidx, err = index.NewTime(l.fs, TimeIndexFileName(l.dir, base), int64(base), timeIndexBytes(cfg))
-	}
+	h, err := s.createWritable(cfg, os.O_EXCL)
 	if err != nil {
-		h.close()
 		return nil, l.errorf("roll", base, base, fmt.Errorf("%w: %w", ErrStorage, err))
 	}
 	s.loaded = true

@@ -184,7 +184,11 @@ func (l *Log) deleteSegmentFiles(s *segment) { l.retireSegmentFiles(s, true) }
 func (l *Log) retireSegmentFiles(s *segment, withTxn bool) {
 	l.dirDirty.Store(true)
 	wg := s.retire()
-	for _, p := range []string{LogFileName(s.dir, s.base), IndexFileName(s.dir, s.base), TimeIndexFileName(s.dir, s.base)} {
+	var files []string
+	if !s.isUnborn() { // (retired, it cannot be created any more; unborn, it has no file)
+		files = []string{LogFileName(s.dir, s.base), IndexFileName(s.dir, s.base), TimeIndexFileName(s.dir, s.base)}
+	}
+	for _, p := range files {
 		if err := l.fs.Rename(p, p+DeletedSuffix); err != nil && !(p != LogFileName(s.dir, s.base) && errors.Is(err, os.ErrNotExist)) {
 			// (An active segment's index files exist only once they
 			// have an entry.)

@@ -11,12 +11,23 @@ import (
 const createThreads = 8
 
 // CreateLogs is CreateLog for many partitions at once (a LeaderAndIsr
-// request naming thousands of new partitions): logs[i], errs[i] answer
-// tps[i] (cfgs[i] its config). The new partition directories are made
-// first, then each log dir is fsynced once for all of them (a new
-// directory must be durable before anything synced inside it), and the
-// logs are opened in parallel without holding the manager's lock, so the
-// cost is not one directory fsync per partition nor a serial walk.
+// request naming thousands of new partitions, a topic created on a single
+// node): logs[i], errs[i] answer tps[i] (cfgs[i] its config). The new
+// partition directories are made first, then each log dir is fsynced once
+// for all of them (a new directory must be durable before anything synced
+// inside it), and the logs are opened in parallel without holding the
+// manager's lock, so the cost is not one directory fsync per partition nor
+// a serial walk. A directory this call made is known to be empty: its log
+// is opened without listing it, and its first segment file is created
+// with its first record (segment.unborn), so a new partition costs a
+// mkdir and its share of one fsync. A directory made for a partition
+// whose log then failed (the log dir's sync, the log's open) is removed
+// again, best effort: the partition is not created, and a directory left
+// behind would come back as an empty log at the next start.
+//
+// Crash safety: a partition is reported created only once its directory
+// is durable (the log dir's sync returned); a log directory found empty
+// is loaded as an empty log.
 func (m *Manager) CreateLogs(tps []TopicPartition, cfgs []Config) ([]*Log, []error) {
 	logs := make([]*Log, len(tps))
 	errs := make([]error, len(tps))
@@ -26,8 +37,9 @@ func (m *Manager) CreateLogs(tps []TopicPartition, cfgs []Config) ([]*Log, []err
 
 	// Existing logs, refusals and the placement of the new ones.
 	type fresh struct {
-		i   int
-		dir string // the partition directory
+		i    int
+		dir  string // the partition directory
+		made bool   // made by this call (so empty)
 	}
 	var todo []fresh
 	placed := map[TopicPartition]int{} // a partition named twice: the first
@@ -80,6 +92,7 @@ func (m *Manager) CreateLogs(tps []TopicPartition, cfgs []Config) ([]*Log, []err
 			continue
 		}
 		parents[filepath.Dir(f.dir)] = true
+		f.made = true
 		made = append(made, f)
 	}
 	for p := range parents {
@@ -104,7 +117,7 @@ func (m *Manager) CreateLogs(tps []TopicPartition, cfgs []Config) ([]*Log, []err
 				logs[f.i], errs[f.i] = OpenLog(f.dir, tps[f.i], cfgs[f.i], LogOptions{
 					FS: m.opts.FS, Clock: m.opts.Clock, Logger: m.opts.Logger,
 					CleanShutdown: true, RecoveryPoint: -1, LogStartOffset: -1, handles: m.handles,
-					RecoveryPointLowered: m.WriteCheckpoints, listed: true, maintenance: &m.maint, journal: m.journals[filepath.Dir(f.dir)],
+					RecoveryPointLowered: m.WriteCheckpoints, listed: true, empty: f.made, maintenance: &m.maint, journal: m.journals[filepath.Dir(f.dir)],
 				})
 				if errs[f.i] == nil {
 					errs[f.i] = logs[f.i].journalCreated()
@@ -134,6 +147,14 @@ func (m *Manager) CreateLogs(tps []TopicPartition, cfgs []Config) ([]*Log, []err
 		}
 	}
 	m.mu.Unlock()
+	// Directories made for partitions that were not created go again.
+	for _, f := range made {
+		if f.made && errs[f.i] != nil {
+			if err := m.opts.FS.RemoveAll(f.dir); err != nil {
+				m.opts.Logger.Warn("removing the directory of a partition that was not created failed", "partition", tps[f.i].String(), "dir", f.dir, "err", err)
+			}
+		}
+	}
 	// A partition named twice gets the first one's answer.
 	for i, tp := range tps {
 		if j, ok := placed[tp]; ok && j != i && logs[i] == nil && errs[i] == nil {

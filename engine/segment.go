@@ -74,6 +74,11 @@ type segment struct {
 	// not read yet (lazy open): its index-interval count, first timestamp
 	// and largest timestamp are learnt on its first open (loadTail).
 	loaded bool
+	// unborn: the active segment of a log loaded without any segment file
+	// (a partition just created, or never written), whose .log is created
+	// on its first open (openUnborn): a partition nobody writes to costs
+	// no file and no descriptor.
+	unborn bool
 }
 
 // handle is the set of open resources for a segment: the .log file, both
@@ -360,7 +365,9 @@ func (s *segment) acquire() (*handle, error) {
 	}
 	var h *handle
 	var err error
-	if s.active {
+	if s.active && s.unborn {
+		h, err = s.openUnborn()
+	} else if s.active {
 		h, err = s.openActive()
 	} else {
 		h, err = s.openReadHandle()
@@ -439,6 +446,66 @@ func (s *segment) openActive() (*handle, error) {
 		s.log.handles.reopens.Add(1)
 	}
 	s.sealedOnDisk = false
+	return h, nil
+}
+
+// unbornSegment is the active segment, at base, of a log loaded without
+// any segment file (see segment.unborn). Its indexes count as deferred
+// (index.NewOffset): a close leaves it unsealed, as it leaves a new
+// segment whose indexes have no entry, instead of creating its files.
+func (l *Log) unbornSegment(base Offset) *segment {
+	s := l.newSegment(base)
+	s.setMaxTs(-1, base)
+	s.active = true
+	s.unborn = true
+	s.idxDeferred = true
+	return s
+}
+
+// openUnborn creates an unborn segment's .log (emptying a stale file of
+// that name) and returns its handle. The log's directory is marked dirty
+// after the file exists, so the flush that makes the first records durable
+// syncs the directory entry too. Caller holds s.mu.
+func (s *segment) openUnborn() (*handle, error) {
+	h, err := s.createWritable(s.log.Config(), os.O_TRUNC)
+	if err != nil {
+		return nil, fmt.Errorf("engine: create segment %s: %w", s, storageErr(err))
+	}
+	s.log.dirDirty.Store(true)
+	s.unborn = false
+	s.idxDeferred = false
+	s.sealedOnDisk = false
+	return h, nil
+}
+
+// isUnborn reports whether the segment's .log was never created.
+func (s *segment) isUnborn() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unborn
+}
+
+// createWritable creates the segment's .log (flag adds os.O_EXCL or
+// os.O_TRUNC) and returns a handle on it whose indexes are created with
+// their first entry (index.NewOffset): a new segment costs one descriptor
+// and no mapping until then. Caller holds s.mu or owns s alone.
+func (s *segment) createWritable(cfg Config, flag int) (*handle, error) {
+	f, err := s.fs.OpenFile(LogFileName(s.dir, s.base), os.O_RDWR|os.O_CREATE|flag, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	h := &handle{file: f}
+	s.track(h)
+	if err = h.chargeIndexMaps(); err == nil {
+		h.oidx, err = index.NewOffset(s.fs, IndexFileName(s.dir, s.base), int64(s.base), cfg.indexBytes())
+	}
+	if err == nil {
+		h.tidx, err = index.NewTime(s.fs, TimeIndexFileName(s.dir, s.base), int64(s.base), timeIndexBytes(cfg))
+	}
+	if err != nil {
+		h.close()
+		return nil, err
+	}
 	return h, nil
 }
 

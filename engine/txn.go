@@ -374,6 +374,12 @@ func (l *Log) ensureTxnLoaded() error {
 // ok is false when a file is corrupt: the caller then rebuilds all of
 // them.
 func (l *Log) loadTxnIndexes(end Offset) (out []AbortedTxn, ok bool) {
+	if segs := l.segments(); l.fresh && len(segs) == 1 && segs[0].isUnborn() {
+		// A new partition's first load of its producer state (its first
+		// append): nothing was ever written in its directory that a
+		// transaction index comes from.
+		return nil, true
+	}
 	ents, err := l.fs.ReadDir(l.dir)
 	if err != nil {
 		return nil, false

@@ -196,6 +196,7 @@ func (c *cluster) ensureLocals(keys []localKey) *localLogs {
 	var create []localKey
 	var tps []engine.TopicPartition
 	var cfgs []engine.Config
+	ecfgs := map[string]engine.Config{} // each topic's, resolved once
 	seen := map[localKey]bool{}
 	for _, k := range keys {
 		if seen[k] {
@@ -230,9 +231,14 @@ func (c *cluster) ensureLocals(keys []localKey) *localLogs {
 			out.parts[k] = part
 			continue
 		}
+		ecfg, ok := ecfgs[k.topic]
+		if !ok {
+			ecfg = layers.EngineConfig(t.configs)
+			ecfgs[k.topic] = ecfg
+		}
 		create = append(create, k)
 		tps = append(tps, t.parts[k.p].tp)
-		cfgs = append(cfgs, layers.EngineConfig(t.configs))
+		cfgs = append(cfgs, ecfg)
 	}
 	start := time.Now()
 	logs, errs := s.mgr.CreateLogs(tps, cfgs)

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -132,38 +130,48 @@ func (s *Server) createTopic(spec newTopicSpec) (*topic, error) {
 }
 
 // createLogs creates the logs of partitions [from, to) of a topic, each
-// led by this broker alone. If one cannot be created, the ones created are
-// removed again and the error returned. A log that already exists is an
-// error too: only a stray the start-up could not set aside can be there,
-// and its records must not become the new partition's.
+// led by this broker alone, in one batch (engine.Manager.CreateLogs: the
+// log dir fsynced once for every new partition directory, not once per
+// partition, and the logs opened in parallel). If one cannot be created,
+// the ones created are removed again and the error returned (the engine
+// removes the directories it made for the others). A log that already
+// exists is an error too: only a stray the start-up could not set aside
+// can be there, and its records must not become the new partition's.
 func (s *Server) createLogs(name string, from, to int32, ecfg engine.Config) ([]*partition, error) {
-	parts := make([]*partition, 0, to-from)
+	n := int(to - from)
+	tps := make([]engine.TopicPartition, 0, n)
+	cfgs := make([]engine.Config, 0, n)
 	for p := from; p < to; p++ {
 		tp := engine.TopicPartition{Topic: name, Partition: p}
-		var (
-			err     error
-			partial []string // what the failed CreateLog left behind
-		)
 		if l, ok := s.mgr.Log(tp); ok {
-			err = fmt.Errorf("a log of %s already exists (%s)", tp, l.Dir())
-		} else {
-			before := s.partitionDirsOnDisk(tp)
-			if l, err = s.mgr.CreateLog(tp, ecfg); err == nil {
-				var part *partition
-				if part, err = s.leadAlone(l); err == nil {
-					parts = append(parts, part)
-					continue
-				}
-				parts = append(parts, &partition{tp: tp, log: l})
-			}
-			for _, d := range s.partitionDirsOnDisk(tp) {
-				if !slices.Contains(before, d) {
-					partial = append(partial, d)
-				}
-			}
+			return nil, fmt.Errorf("creating log %s (%d of %d): a log of %s already exists (%s)", tp, p-from+1, n, tp, l.Dir())
 		}
-		s.dropLogs(parts, partial...)
-		return nil, fmt.Errorf("creating log %s (%d of %d): %w", tp, p-from+1, to-from, err)
+		tps = append(tps, tp)
+		cfgs = append(cfgs, ecfg)
+	}
+	logs, errs := s.mgr.CreateLogs(tps, cfgs)
+	parts := make([]*partition, 0, n)
+	var failed error
+	for i, l := range logs {
+		switch {
+		case errs[i] != nil:
+			if failed == nil {
+				failed = fmt.Errorf("creating log %s (%d of %d): %w", tps[i], i+1, n, errs[i])
+			}
+		case failed != nil:
+			parts = append(parts, &partition{tp: tps[i], log: l})
+		default:
+			part, err := s.leadAlone(l)
+			if err != nil {
+				failed = fmt.Errorf("creating log %s (%d of %d): %w", tps[i], i+1, n, err)
+				part = &partition{tp: tps[i], log: l}
+			}
+			parts = append(parts, part)
+		}
+	}
+	if failed != nil {
+		s.dropLogs(parts)
+		return nil, failed
 	}
 	return parts, nil
 }
@@ -190,19 +198,6 @@ func (s *Server) dropLogs(parts []*partition, dirs ...string) {
 			s.logger.Error("removing the log of a failed creation failed; the next start removes it", "dir", dir, "err", err)
 		}
 	}
-}
-
-// partitionDirsOnDisk lists the directories of tp that exist in the log
-// dirs.
-func (s *Server) partitionDirsOnDisk(tp engine.TopicPartition) []string {
-	var out []string
-	for _, d := range s.mgr.Dirs() {
-		path := filepath.Join(d, engine.PartitionDirName(tp))
-		if _, err := s.fs.Stat(path); err == nil {
-			out = append(out, path)
-		}
-	}
-	return out
 }
 
 // deleteTopic removes a topic through the membership. On a single node:

@@ -135,6 +135,9 @@ func expandDumpArgs(args []string) ([]dumpTarget, error) {
 		if err != nil {
 			return nil, err
 		}
+		if len(found) == 0 && isPartitionDir(filepath.Base(filepath.Clean(a))) {
+			found = []dumpTarget{{path: a, skip: emptyPartition}}
+		}
 		if len(found) == 0 {
 			return nil, usageErr("dump: %s: no segment, index, snapshot or checkpoint files in it or in partition directories under it", a)
 		}
@@ -177,10 +180,18 @@ func dirTargets(dir string, descend bool) ([]dumpTarget, error) {
 		if err != nil {
 			return nil, err
 		}
+		if len(sub) == 0 {
+			sub = []dumpTarget{{path: p, skip: emptyPartition}}
+		}
 		out = append(out, sub...)
 	}
 	return out, nil
 }
+
+// emptyPartition is what a partition directory without files is: a
+// partition never written has no segment file (the broker creates it with
+// the first record).
+const emptyPartition = "an empty partition, no segment file yet (created with its first record)"
 
 // isPartitionDir reports whether name looks like <topic>-<partition>
 // (possibly scheduled for deletion).
