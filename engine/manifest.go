@@ -440,10 +440,17 @@ func (l *Log) manifestEntryOf() (*manifestEntry, bool) {
 	// the .log files listed, as long as it holds them (a segment's .log is
 	// only appended to, never preallocated), and the leader-epoch
 	// checkpoint holds its entries (close installed them).
+	// An unborn active segment has no file (segment.unborn): a load
+	// without .log files makes it again.
 	segs := l.segments()
 	sizes := make(map[Offset]int64, len(segs))
+	born := 0
 	for _, s := range segs {
+		if s.isUnborn() {
+			continue
+		}
 		sizes[s.base] = s.size.Load()
+		born++
 	}
 	ls, err := scanListingSized(ents, func(base Offset, _ os.DirEntry) (int64, error) {
 		n, ok := sizes[base]
@@ -452,7 +459,7 @@ func (l *Log) manifestEntryOf() (*manifestEntry, bool) {
 		}
 		return n, nil
 	})
-	if err != nil || ls.leftovers || len(ls.orphans) > 0 || len(ls.segs) != len(segs) {
+	if err != nil || ls.leftovers || len(ls.orphans) > 0 || len(ls.segs) != born {
 		return nil, false
 	}
 	ls.epochs = l.epochs.Entries()
