@@ -49,8 +49,8 @@ import (
 //
 // Each count runs on a fresh cluster and reports its figures as metrics
 // and a table row. With KVLOG_BENCH_PROFILE set to a directory, the
-// brokers' CPU profiles, goroutine dumps and logs of the create and
-// fail-over phases are written there.
+// brokers' CPU profiles, goroutine dumps and logs of the create, idle,
+// idle-consumer and fail-over phases are written there.
 func BenchmarkClusterPartitions(b *testing.B) {
 	counts := []int{3000}
 	if s := os.Getenv("KVLOG_BENCH_PARTITIONS"); s != "" {
@@ -165,6 +165,7 @@ func scalePartitions(b *testing.B, np int) string {
 	}()
 	// Let the consumer list offsets and settle on long polls.
 	time.Sleep(5 * time.Second)
+	profile(b, c, "idle-consumer", idleWindow)
 	idleConsumer := brokersCPU(c, idleWindow)
 	pcancel()
 	<-polled
