@@ -501,10 +501,14 @@ func (m *Manager) ScanHorizons(ctx context.Context) int {
 	return n
 }
 
-// logs lists the logs to consider.
+// logs lists the logs to consider: with an Engine, only its compacted
+// ones (Engine.CompactedLogs: every round of an idle cleaner otherwise
+// sorted and walked every log of the broker); everything below skips the
+// others anyway, and forgets a partition no longer listed or compacted
+// alike.
 func (m *Manager) logs() []*engine.Log {
 	if m.opts.Engine != nil {
-		return m.opts.Engine.Logs()
+		return m.opts.Engine.CompactedLogs()
 	}
 	return m.opts.Logs()
 }

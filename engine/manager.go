@@ -98,7 +98,9 @@ type Manager struct {
 	journals map[string]*journal
 	deleted  map[TopicPartition]bool // logs deleted (createMu), see checkpointIfRecreated
 
-	checkpointMu sync.Mutex // one checkpoint writer at a time (periodic, truncation, close)
+	checkpointMu    sync.Mutex                 // one checkpoint writer at a time (periodic, truncation, close)
+	checkpointed    map[string]*dirCheckpoints // what each log dir's checkpoints hold (checkpointMu; checkpoint_skip.go)
+	checkpointSkips atomic.Int64               // log dirs a periodic checkpoint left alone (tests)
 
 	// maint queues the logs by when the maintenance pass must next visit
 	// them (maintenance.go).
@@ -475,7 +477,8 @@ const maintenanceTick = time.Second
 
 // Start runs background maintenance until ctx ends or Close: a pass every
 // maintenanceTick on the Manager's clock (Maintain; the retention pass
-// every RetentionCheckInterval, checkpoints every CheckpointInterval).
+// every RetentionCheckInterval, checkpoints every CheckpointInterval,
+// rewritten only when they changed).
 func (m *Manager) Start(ctx context.Context) {
 	ctx, m.cancel = context.WithCancel(ctx)
 	m.wg.Add(1)
@@ -500,7 +503,7 @@ func (m *Manager) Start(ctx context.Context) {
 			m.Maintain(retention)
 			if now.Sub(lastCheckpoint) >= m.opts.CheckpointInterval {
 				lastCheckpoint = now
-				if err := m.WriteCheckpoints(); err != nil {
+				if err := m.writeCheckpoints(true); err != nil {
 					m.opts.Logger.Error("checkpoint failed", "err", err)
 				}
 			}
@@ -532,7 +535,12 @@ func (m *Manager) Maintain(retention bool) {
 // WriteCheckpoints writes recovery-point-offset-checkpoint,
 // log-start-offset-checkpoint and the synced-tail checkpoint in every log
 // dir.
-func (m *Manager) WriteCheckpoints() error {
+func (m *Manager) WriteCheckpoints() error { return m.writeCheckpoints(false) }
+
+// writeCheckpoints is WriteCheckpoints; with changedOnly, a log dir whose
+// checkpoints would be written as they were last written is left alone
+// (checkpoint_skip.go).
+func (m *Manager) writeCheckpoints(changedOnly bool) error {
 	m.checkpointMu.Lock()
 	defer m.checkpointMu.Unlock()
 	rps := map[string]map[TopicPartition]int64{}
@@ -541,7 +549,7 @@ func (m *Manager) WriteCheckpoints() error {
 	for _, d := range m.opts.Dirs {
 		rps[d], starts[d], tails[d] = map[TopicPartition]int64{}, map[TopicPartition]int64{}, map[TopicPartition]checkpoint.Tail{}
 	}
-	for _, l := range m.Logs() {
+	for _, l := range m.unorderedLogs() {
 		d := filepath.Dir(l.dir)
 		if rps[d] == nil {
 			continue
@@ -574,15 +582,12 @@ func (m *Manager) WriteCheckpoints() error {
 	m.mu.Unlock()
 	var first error
 	for _, d := range m.opts.Dirs {
-		if err := checkpoint.WriteOffsets(m.opts.FS, filepath.Join(d, RecoveryPointCheckpointFile), rps[d]); err != nil && first == nil {
-			first = err
+		c := &dirCheckpoints{rps: rps[d], starts: starts[d], tails: tails[d]}
+		if changedOnly && c.equal(m.checkpointed[d]) {
+			m.checkpointSkips.Add(1)
+			continue
 		}
-		if err := checkpoint.WriteOffsets(m.opts.FS, filepath.Join(d, LogStartCheckpointFile), starts[d]); err != nil && first == nil {
-			first = err
-		}
-		// After the recovery points: each of its entries must agree with
-		// the recovery point checkpointed with it.
-		if err := checkpoint.WriteTails(m.opts.FS, filepath.Join(d, SyncedTailCheckpointFile), tails[d]); err != nil && first == nil {
+		if err := m.writeDirCheckpoints(d, c); err != nil && first == nil {
 			first = err
 		}
 	}

@@ -3,7 +3,6 @@ package replica
 import (
 	"errors"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/kvlog/kvlog/engine"
@@ -51,8 +50,12 @@ type followerState struct {
 	lastFetch          time.Time
 	// sessionFetch, when set, is when the follower's fetch session last
 	// passed over the partition (unix nanoseconds; SetSessionClock).
-	sessionFetch *atomic.Int64
+	sessionFetch SessionClock
 }
+
+// SessionClock is when a follower's fetch session last passed over a
+// partition (unix nanoseconds; 0: never). An *atomic.Int64 is one.
+type SessionClock interface{ Load() int64 }
 
 // lastFetchAt is when the follower last fetched the partition: its last
 // fetch seen by FollowerFetch, or later a fetch of its session that passed
@@ -269,7 +272,7 @@ func (l *Leader) FollowerFetch(id int32, fetchOffset Offset, now time.Time) (Fet
 // SetSessionClock records c as the clock of follower id's fetch session
 // (nil: none; see followerState.sessionFetch). Call it with the fetch
 // FollowerFetch records, after it.
-func (l *Leader) SetSessionClock(id int32, c *atomic.Int64) {
+func (l *Leader) SetSessionClock(id int32, c SessionClock) {
 	if f, ok := l.followers[id]; ok {
 		f.sessionFetch = c
 	}

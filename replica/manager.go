@@ -327,7 +327,7 @@ func (m *Manager) FollowerFetch(p *Partition, replicaID int32, fetchOffset Offse
 // nanoseconds). Until the follower's next fetch of the partition, such a
 // fetch counts as one at the leader's log end (the follower stays in
 // sync without a fetch of the partition itself).
-func (m *Manager) SessionFollowerFetch(p *Partition, replicaID int32, fetchOffset Offset, currentEpoch int32, sessionClock *atomic.Int64) (FollowerView, error) {
+func (m *Manager) SessionFollowerFetch(p *Partition, replicaID int32, fetchOffset Offset, currentEpoch int32, sessionClock SessionClock) (FollowerView, error) {
 	v, err := p.followerFetch(replicaID, fetchOffset, currentEpoch, m.cfg.Clock.Now(), sessionClock)
 	if err == nil && v.Expand != nil {
 		m.proposeISR(p, v.Expand)

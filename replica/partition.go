@@ -662,7 +662,7 @@ func (p *Partition) FollowerFetch(replicaID int32, fetchOffset Offset, currentEp
 
 // followerFetch is FollowerFetch through a fetch session whose clock is
 // sessionClock (nil: none; Leader.SetSessionClock).
-func (p *Partition) followerFetch(replicaID int32, fetchOffset Offset, currentEpoch int32, now time.Time, sessionClock *atomic.Int64) (FollowerView, error) {
+func (p *Partition) followerFetch(replicaID int32, fetchOffset Offset, currentEpoch int32, now time.Time, sessionClock SessionClock) (FollowerView, error) {
 	p.mu.Lock()
 	if p.role != RoleLeader {
 		p.mu.Unlock()

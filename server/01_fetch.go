@@ -3,7 +3,6 @@ package server
 import (
 	"fmt"
 	"runtime/debug"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -250,7 +249,7 @@ func (s *Server) answerFetch(r *request, req *kmsg.FetchRequest, sess *fetchsess
 // partition returned data (so the first-batch-whole rule no longer
 // applies). A partition that can wait for data is added to watched.
 func (s *Server) fetchPartition(topic string, replicaID int32, committed bool, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition,
-	budget int32, haveData bool, watched *[]replica.Watched, rd *fetchsession.Read, sessionClock *atomic.Int64) (*engine.ReadResult, error) {
+	budget int32, haveData bool, watched *[]replica.Watched, rd *fetchsession.Read, sessionClock *fetchsession.Clock) (*engine.ReadResult, error) {
 	s.partitionReads.Add(1)
 	p := s.partition(topic, rp.Partition)
 	if p == nil {

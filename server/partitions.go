@@ -2,13 +2,13 @@ package server
 
 import (
 	"slices"
-	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kvlog/kvlog/engine"
 	"github.com/kvlog/kvlog/replica"
+	"github.com/kvlog/kvlog/server/fetchsession"
 )
 
 // Request-path pieces shared by the handlers.
@@ -45,11 +45,15 @@ func (s *Server) partitionLeaderEpoch(p *partition) int32 { return p.rep.LeaderE
 // the ISR) and returns the HW to report and the offset reads stop at (the
 // LEO). sp gets the leader's log start and HW even on error: the follower
 // uses them after OFFSET_OUT_OF_RANGE.
-func (s *Server) followerFetch(p *partition, replicaID int32, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition, sessionClock *atomic.Int64) (hw, readTo engine.Offset, err error) {
+func (s *Server) followerFetch(p *partition, replicaID int32, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition, sessionClock *fetchsession.Clock) (hw, readTo engine.Offset, err error) {
 	sp.HighWatermark = int64(p.log.HighWatermark())
 	sp.LogStartOffset = int64(p.log.LogStartOffset())
 	sp.LastStableOffset = sp.HighWatermark
-	v, err := s.replicas.SessionFollowerFetch(p.rep, replicaID, engine.Offset(rp.FetchOffset), rp.CurrentLeaderEpoch, sessionClock)
+	var clk replica.SessionClock
+	if sessionClock != nil {
+		clk = sessionClock
+	}
+	v, err := s.replicas.SessionFollowerFetch(p.rep, replicaID, engine.Offset(rp.FetchOffset), rp.CurrentLeaderEpoch, clk)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -49,8 +49,8 @@ import (
 //
 // Each count runs on a fresh cluster and reports its figures as metrics
 // and a table row. With KVLOG_BENCH_PROFILE set to a directory, the
-// brokers' CPU profiles, goroutine dumps and logs of the create and
-// fail-over phases are written there.
+// brokers' CPU profiles, goroutine dumps, heap statistics and logs of the
+// create, idle, idle-consumer and fail-over phases are written there.
 func BenchmarkClusterPartitions(b *testing.B) {
 	counts := []int{3000}
 	if s := os.Getenv("KVLOG_BENCH_PARTITIONS"); s != "" {
@@ -165,6 +165,7 @@ func scalePartitions(b *testing.B, np int) string {
 	}()
 	// Let the consumer list offsets and settle on long polls.
 	time.Sleep(5 * time.Second)
+	profile(b, c, "idle-consumer", idleWindow)
 	idleConsumer := brokersCPU(c, idleWindow)
 	pcancel()
 	<-polled
@@ -229,6 +230,23 @@ func profile(b *testing.B, c *Cluster, what string, d time.Duration) {
 		profiling.Add(1)
 		go func() {
 			defer profiling.Done()
+			// The heap's statistics (the runtime's MemStats: GC cycles,
+			// bytes allocated) before and after the window.
+			memStats := func(when string) {
+				cl := http.Client{Timeout: 10 * time.Second}
+				resp, err := cl.Get(fmt.Sprintf("http://%s/debug/pprof/heap?debug=1", br.HTTP))
+				if err != nil {
+					return
+				}
+				data, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if i := strings.Index(string(data), "# runtime.MemStats"); i >= 0 {
+					data = data[i:]
+				}
+				os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d-memstats-%s.txt", what, id, when)), data, 0o644)
+			}
+			memStats("before")
+			defer memStats("after")
 			cl := http.Client{Timeout: d + 10*time.Second}
 			resp, err := cl.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", br.HTTP, int(d.Seconds())))
 			if err != nil {

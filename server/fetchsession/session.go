@@ -54,6 +54,23 @@
 // sync (replica lag) without the partition being read. An idle follower
 // or consumer of thousands of partitions then costs its leader a few
 // comparisons per partition and fetch.
+//
+// # Idle sessions cost nothing per partition
+//
+// Even those comparisons are skipped while nothing can have changed: when
+// the last look at a session's partitions (a "scan") found every one of
+// them passed over, nothing of the session changed since (no partition
+// named, forgotten or answered) and the cache's Moves has not moved (no
+// partition of the broker moved), the next incremental fetch passes over
+// them all without looking at any. The clocks of a follower's session
+// follow the same rule: each scan puts the partitions it passes over in a
+// new "run" of the session, whose time is that of the fetch; the fetches
+// that pass over the whole run without a scan write their time once, to
+// the run. A partition's Clock reads its run's time while it is in one;
+// a scan that finds it no longer passed over takes it out, its clock then
+// keeping the time of the last fetch that passed over it. A run is never
+// written again once a scan replaced it, so a clock never reads a time at
+// which its partition was not passed over.
 package fetchsession
 
 import (
@@ -102,8 +119,42 @@ type Partition struct {
 	counter  *atomic.Uint64
 	moves    uint64
 	caughtUp bool
-	clock    *atomic.Int64
+	clock    *Clock
 }
+
+// Clock is when a follower's session last passed over a partition (unix
+// nanoseconds; 0: never), for the leader's replica lag (see the package
+// doc). A nil Clock reads 0.
+type Clock struct {
+	run atomic.Pointer[run] // the run the partition is in (nil: none)
+	at  atomic.Int64        // out of a run: the last time one passed over it
+}
+
+// Load is the time of the last fetch of the session that passed over the
+// partition.
+func (c *Clock) Load() int64 {
+	if c == nil {
+		return 0
+	}
+	if r := c.run.Load(); r != nil {
+		return r.at.Load()
+	}
+	return c.at.Load()
+}
+
+// leave takes c out of its run, keeping the run's time. Caller holds the
+// cache's mu.
+func (c *Clock) leave() {
+	if r := c.run.Load(); r != nil {
+		c.at.Store(r.at.Load())
+		c.run.Store(nil)
+	}
+}
+
+// run is a set of a follower session's partitions passed over by every
+// fetch since the scan that made it (see the package doc): at is the time
+// of the last of those fetches.
+type run struct{ at atomic.Int64 }
 
 // Read is what the broker read of a partition of a session's fetch, filled
 // through Fetch.Read while the fetch reads it: the partition's change
@@ -138,6 +189,14 @@ type Session struct {
 	parts    []*Partition
 	index    map[Key]int
 	lastUsed time.Time
+	// idle: the last scan (Fetch.consider) passed over every partition,
+	// the cache's Moves then read scanMoves, and nothing of the session
+	// changed since (set, forget, Answer): an incremental fetch passes
+	// over them all again without a look while Moves stays. run is the
+	// current run of a follower's session (nil: none).
+	idle      bool
+	scanMoves uint64
+	run       *run
 }
 
 // ID is the session's id.
@@ -147,6 +206,7 @@ func (s *Session) ID() int32 { return s.id }
 func (s *Session) Len() int { return len(s.parts) }
 
 func (s *Session) set(p Partition) {
+	s.idle = false
 	if i, ok := s.index[p.Key]; ok {
 		old := s.parts[i]
 		old.FetchOffset, old.LogStartOffset, old.MaxBytes = p.FetchOffset, p.LogStartOffset, p.MaxBytes
@@ -174,6 +234,7 @@ func (s *Session) forget(ks []Key) {
 	if drop == 0 {
 		return
 	}
+	s.idle = false
 	kept := s.parts[:0]
 	for _, p := range s.parts {
 		if _, ok := s.index[p.Key]; ok {
@@ -197,12 +258,23 @@ type Cache struct {
 	// Moves, when set, counts the moves of every partition's change
 	// counter (after the move): a fetch waiting on a session whose count
 	// is the one read before the fetch passed over partitions saw no move
-	// (Fetch.Moved) without looking at them.
+	// (Fetch.Moved) without looking at them, and an idle session's fetch
+	// passes over its partitions without a look while it stays (see the
+	// package doc).
 	Moves func() uint64
 
 	mu       sync.Mutex
 	sessions map[int32]*Session
 	rng      *rand.Rand
+	looked   int64 // partitions incremental fetches looked at (Looked)
+}
+
+// Looked is how many partitions incremental fetches have looked at to
+// decide which to read (tests: an idle session's fetch looks at none).
+func (c *Cache) Looked() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.looked
 }
 
 func (c *Cache) now() time.Time {
@@ -310,23 +382,54 @@ func (c *Cache) Begin(sessionID, epoch int32, follower bool, parts []Partition, 
 }
 
 // consider lists in f.parts the session's partitions an incremental fetch
-// reads: all but the quiet ones. With credit (a unix-nano time, > 0), each
-// passed-over partition of a follower's session has its clock set to it.
+// reads: all but the quiet ones. With credit (a unix-nano time, > 0), the
+// passed-over partitions of a follower's session have credit as their
+// clock's time (see the package doc). An idle session (Session.idle)
+// whose Moves have not moved passes over all of them without a look.
 // Caller holds the cache's mu.
 func (f *Fetch) consider(credit int64) {
+	s := f.sess
 	if f.c.Moves != nil {
 		f.moves = f.c.Moves()
 	}
 	f.parts, f.skipped = f.parts[:0], 0
-	for _, p := range f.sess.parts {
+	if credit > 0 && s.idle && f.c.Moves != nil && f.moves == s.scanMoves {
+		f.skipped = len(s.parts)
+		if s.run != nil {
+			s.run.at.Store(credit)
+		}
+		f.reads = nil
+		return
+	}
+	// A scan. With credit, the partitions passed over make a new run
+	// (the current one is never written again: a partition leaving it
+	// keeps its time); without (a refresh), clocks stay as they are and
+	// the next fetch scans again.
+	var nr *run
+	if credit > 0 && s.follower {
+		nr = new(run)
+		nr.at.Store(credit)
+	}
+	f.c.looked += int64(len(s.parts))
+	for _, p := range s.parts {
 		if p.quiet() {
 			f.skipped++
-			if credit > 0 && p.clock != nil {
-				p.clock.Store(credit)
+			if nr != nil && p.clock != nil {
+				p.clock.run.Store(nr)
 			}
 			continue
 		}
+		if credit > 0 && p.clock != nil {
+			p.clock.leave()
+		}
 		f.parts = append(f.parts, *p)
+	}
+	if credit > 0 {
+		s.run = nr
+		s.idle = f.skipped == len(s.parts)
+		s.scanMoves = f.moves
+	} else {
+		s.idle = false
 	}
 	f.reads = make([]Read, len(f.parts))
 }
@@ -342,7 +445,7 @@ func (f *Fetch) Read(i int) *Read {
 
 // Clock is partition i's clock in a follower's session (nil otherwise):
 // see the package doc.
-func (f *Fetch) Clock(i int) *atomic.Int64 {
+func (f *Fetch) Clock(i int) *Clock {
 	if f == nil || f.sess == nil || !f.sess.follower {
 		return nil
 	}
@@ -354,7 +457,7 @@ func (f *Fetch) Clock(i int) *atomic.Int64 {
 	}
 	p := f.sess.parts[j]
 	if p.clock == nil {
-		p.clock = new(atomic.Int64)
+		p.clock = new(Clock)
 	}
 	return p.clock
 }
@@ -481,6 +584,7 @@ func (f *Fetch) Answer(i int, hw, lastStable, logStart int64, data bool, errCode
 		return f.full || data || errCode != 0 // forgotten meanwhile
 	}
 	p := f.sess.parts[j]
+	f.sess.idle = false
 	changed := !p.answered || p.hw != hw || p.lastStable != lastStable || p.logStart != logStart
 	p.answered, p.hw, p.lastStable, p.logStart = true, hw, lastStable, logStart
 	if i < len(f.reads) {
