@@ -209,14 +209,9 @@ func (s *segment) readRange(h *handle, target Offset, maxBytes int, maxOffset Of
 	if err != nil || !found {
 		return 0, 0, false, found, err
 	}
-	// A cold range is read from the disk at once, not batch by batch
-	// (log_readahead.go).
-	f := h.file.OSFile()
-	adviseCold(f, pos, min(end, pos+int64(maxBytes)))
 
 	sc.seek(pos)
 	stop, before := pos, pos // ends of the last and of the second-to-last batch taken
-	full := false            // stopped at maxBytes with a batch after the last taken
 	for {
 		_, hdr, err := s.checkedNext(sc, prevLast, limit)
 		if err == io.EOF {
@@ -232,25 +227,11 @@ func (s *segment) readRange(h *handle, target Offset, maxBytes int, maxOffset Of
 			return 0, 0, false, false, err
 		}
 		b := record.Batch(hdr)
-		if Offset(b.LastOffset()) >= maxOffset {
+		if Offset(b.LastOffset()) >= maxOffset || ((stop > pos || !firstWhole) && sc.pos-pos > int64(maxBytes)) {
 			break // not served; checked as the successor of the last served batch
-		}
-		if (stop > pos || !firstWhole) && sc.pos-pos > int64(maxBytes) {
-			full = true
-			break
 		}
 		prevLast = Offset(b.LastOffset())
 		before, stop = stop, sc.pos
-	}
-	if full {
-		// A reader that continues where a read stopped and is cut by
-		// its byte limit again is behind: its next read starts at
-		// stop. Advised off this read's path, which goes on to send
-		// this range.
-		sequential := s.readStop.Swap(stop) == pos
-		if from, to := stop, min(end, stop+(stop-pos)); sequential && f != nil && to-from >= readaheadMin {
-			raOps().later(func() { adviseCold(f, from, to) })
-		}
 	}
 	return pos, stop - pos, stop == end, true, nil
 }

@@ -37,10 +37,6 @@ type segment struct {
 	maxTs         atomic.Int64
 	offsetOfMaxTs atomic.Int64
 	tsLoad        sync.Mutex // one lazy load of maxTs at a time
-	// readStop is where the last read cut by its byte limit stopped (0
-	// until then): a read starting there continues a sequential reader,
-	// whose next range is read ahead (log_readahead.go).
-	readStop atomic.Int64
 
 	// Writer-only state (Log.mu held). Set while the segment is active.
 	firstBatchTs    int64     // MaxTimestamp of the first batch (roll timing), -1 if empty

@@ -22,9 +22,7 @@ import (
 // kmsg-encoded response (package wire): written with sendfile, never
 // copied through user space, except for a reply carrying at most 16 KiB
 // of record data, which is read into one buffer and written at once (one
-// write instead of five syscalls). A partition read of a range not in the
-// page cache asks the kernel to read it ahead, with the next range when
-// the consumer is behind (engine/log_readahead.go).
+// write instead of five syscalls).
 //
 // Behaviour:
 //   - Sessions (KIP-227, fetch_sessions.go and package fetchsession): a
