@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -306,5 +307,27 @@ func TestFullBudget(t *testing.T) {
 	got := r.budgetList()
 	if !strings.Contains(got, "produce 11m0s / 17m0s (cut)") || !strings.Contains(got, "consume 2m30s / 1m0s,") || !strings.Contains(got, "rebuild 2m0s / not run") {
 		t.Fatalf("budget list %q", got)
+	}
+}
+
+// TestConsumeReadsWhatWasWritten: kvlogd runs the consume scenario without
+// its idle-segment compaction (a 1,000-key cell read after the roll was
+// 1,000 records timed as a full read), Kafka gets no kvlog-only key, and a
+// Kafka-protocol read short of the written records is an error.
+func TestConsumeReadsWhatWasWritten(t *testing.T) {
+	if !slices.Contains(consumeProps, "kvlog.cleaner.idle.roll.ms=0") {
+		t.Fatalf("consume props %v keep kvlogd's idle roll", consumeProps)
+	}
+	if got := kafkaProps(consumeProps); len(got) != 0 {
+		t.Fatalf("Kafka gets %v", got)
+	}
+	if err := checkReadAll(kafkaKind, 1000, 2_375_535); err == nil {
+		t.Fatal("a read of 1,000 of 2,375,535 records passed")
+	}
+	if err := checkReadAll(kafkaKind, 2_375_536, 2_375_535); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkReadAll(natsKind, 10, 200_000); err != nil {
+		t.Fatal(err)
 	}
 }
