@@ -109,3 +109,37 @@ func TestConcurrentAppendReadRetention(t *testing.T) {
 		t.Fatalf("retention did not bound the log: %d bytes", l.Size())
 	}
 }
+
+// TestDeleteWhileProcessingDeletes deletes a log while the maintenance pass
+// unlinks its delayed deletes: Delete reads the pending deletes under the
+// log's lock, as ProcessDeletes writes them (the race detector caught the
+// unlocked read).
+func TestDeleteWhileProcessingDeletes(t *testing.T) {
+	e := newTestEnv(t)
+	e.cfg.SegmentBytes = 1024
+	e.cfg.RetentionBytes = 2048
+	l := e.open(true, -1)
+	ts := e.clk.Now().UnixMilli()
+	for i := 0; i < 100; i++ {
+		if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{kv(i, ts)}), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.SetHighWatermark(l.LogEndOffset())
+	l.EnforceRetention()
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 100_000 && !stop.Load(); i++ {
+			l.ProcessDeletes()
+		}
+	}()
+	err := l.Delete()
+	stop.Store(true)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

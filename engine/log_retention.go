@@ -225,7 +225,11 @@ func (l *Log) closeSegments() {
 func (l *Log) Delete() error {
 	l.keyIndexOff() // no checkpoint: the directory goes
 	_ = l.Close()
-	for _, d := range l.pending {
+	l.mu.Lock() // the maintenance pass may be unlinking them (ProcessDeletes)
+	pending := l.pending
+	l.pending = nil
+	l.mu.Unlock()
+	for _, d := range pending {
 		d.unlink(l)
 	}
 	return l.fs.RemoveAll(l.dir)
