@@ -500,14 +500,21 @@ func TestCloseOneFileSystemSync(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	var syncs, syncfs int
+	var syncs, syncfs, snapshotRenames int
 	for _, line := range crash.StopTrace() {
 		switch {
 		case strings.HasPrefix(line, "syncfs "):
 			syncfs++
 		case strings.HasPrefix(line, "sync "), strings.HasPrefix(line, "syncdir "):
 			syncs++
+		case strings.HasPrefix(line, "rename ") && strings.Contains(line, SnapshotSuffix):
+			snapshotRenames++
 		}
+	}
+	// Each producer snapshot is written in place (its CRC tells a torn
+	// one): the original staged and renamed every one of them.
+	if snapshotRenames != 0 {
+		t.Fatalf("closing %d partitions renamed %d producer snapshots, want none", parts, snapshotRenames)
 	}
 	// Two file-system syncs (before and after the staged leader-epoch
 	// checkpoints and producer snapshots are renamed into place), then
