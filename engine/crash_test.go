@@ -500,14 +500,21 @@ func TestCloseOneFileSystemSync(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	var syncs, syncfs int
+	var syncs, syncfs, snapshotRenames int
 	for _, line := range crash.StopTrace() {
 		switch {
 		case strings.HasPrefix(line, "syncfs "):
 			syncfs++
 		case strings.HasPrefix(line, "sync "), strings.HasPrefix(line, "syncdir "):
 			syncs++
+		case strings.HasPrefix(line, "rename ") && strings.Contains(line, SnapshotSuffix):
+			snapshotRenames++
 		}
+	}
+	// Each producer snapshot is written in place (its CRC tells a torn
+	// one): the original staged and renamed every one of them.
+	if snapshotRenames != 0 {
+		t.Fatalf("closing %d partitions renamed %d producer snapshots, want none", parts, snapshotRenames)
 	}
 	// Two file-system syncs (before and after the staged leader-epoch
 	// checkpoints and producer snapshots are renamed into place), then
@@ -870,5 +877,149 @@ func TestRollSyncsSealedIndexesOfASyncedSegment(t *testing.T) {
 				t.Error("the rolled segment's indexes are still marked unsynced")
 			}
 		})
+	}
+}
+
+// TestCrashAfterSealedSyncedTail: the sealed synced-tail entry makes an
+// unclean start trust a log's index files as the last clean close left
+// them (no reopen to seal them again). Each round closes partitions
+// cleanly, starts again, writes some of them (flushed or not) and
+// checkpoints, then loses power with any unsynced state kept, lost or
+// torn: every log reads back what was synced (and nothing it did not
+// hold), its records found by offset and by timestamp, through the
+// unclean start, the clean close after it and the clean start after that,
+// where every log appends and rolls. (Half the rounds read every log
+// before the close after the unclean start, half close without.)
+func TestCrashAfterSealedSyncedTail(t *testing.T) {
+	const parts = 4
+	sealedStarts := 0 // rounds whose unclean start trusted a sealed entry
+	for seed := int64(1); seed <= 12; seed++ {
+		crash := vfs.NewCrashFS(seed)
+		root := t.TempDir()
+		rng := rand.New(rand.NewPCG(uint64(seed), 7))
+		clk := clock.NewManual(time.UnixMilli(1_700_000_000_000))
+		cfg := DefaultConfig()
+		cfg.SegmentBytes = 4096
+		cfg.IndexIntervalBytes = 128
+		cfg.SegmentIndexBytes = 1024
+		opts := ManagerOptions{Dirs: []string{root}, FS: crash, Clock: clk, Logger: quietLogger, ConfigFor: func(TopicPartition) Config { return cfg }}
+		open := func() *Manager {
+			t.Helper()
+			m, err := OpenManager(opts)
+			if err != nil {
+				t.Fatalf("seed %d: %v", seed, err)
+			}
+			return m
+		}
+		tp := func(p int) TopicPartition { return TopicPartition{Topic: "sealed", Partition: int32(p)} }
+		ts0 := clk.Now().UnixMilli()
+		var (
+			history [parts][]testRecord
+			synced  [parts]Offset
+		)
+		appendSome := func(l *Log, p, n int) {
+			for range n {
+				i := len(history[p])
+				r := kv(i, ts0+int64(i)) // timestamps ascending: record i at ts0+i
+				if _, err := l.Append(makeBatch(t, record.CodecNone, []testRecord{r}), 0); err != nil {
+					t.Fatal(err)
+				}
+				history[p] = append(history[p], r)
+			}
+		}
+		check := func(m *Manager, what string) {
+			t.Helper()
+			for p := range parts {
+				l, ok := m.Log(tp(p))
+				if !ok {
+					t.Fatalf("seed %d, %s: partition %d missing", seed, what, p)
+				}
+				checkRecovered(t, l, history[p], synced[p])
+				for i := Offset(0); i < l.HighWatermark(); i += 1 + Offset(rng.IntN(7)) { // (a lookup stops at the high watermark)
+					if off, _, ok, err := l.OffsetForTimestamp(ts0 + int64(i)); err != nil || !ok || off != i {
+						t.Fatalf("seed %d, %s: partition %d: offset for timestamp of %d: %d %v %v", seed, what, p, i, off, ok, err)
+					}
+				}
+			}
+		}
+		m := open()
+		for p := range parts {
+			l, err := m.CreateLog(tp(p), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			appendSome(l, p, rng.IntN(60)) // from none to past several index entries and a roll
+		}
+		if rng.IntN(2) == 0 {
+			m.handles.evictCold()
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for p := range parts {
+			synced[p] = Offset(len(history[p]))
+		}
+		m = open()
+		for p := range parts {
+			l, _ := m.Log(tp(p))
+			switch rng.IntN(3) {
+			case 0: // left alone: its entry is sealed
+			case 1:
+				appendSome(l, p, 1+rng.IntN(20))
+				if err := l.Sync(); err != nil {
+					t.Fatal(err)
+				}
+				synced[p] = Offset(len(history[p]))
+			case 2:
+				appendSome(l, p, 1+rng.IntN(20))
+			}
+		}
+		if err := m.WriteCheckpoints(); err != nil {
+			t.Fatal(err)
+		}
+		crashManager(m)
+		if err := crash.CrashWith(vfs.CrashOptions{KeepUnsynced: vfs.KeepMode(rng.IntN(3)), TornTail: rng.IntN(2) == 0}); err != nil {
+			t.Fatal(err)
+		}
+		m = open()
+		for _, l := range m.Logs() {
+			if l.active().sealedSinceLoad() {
+				sealedStarts++
+				break
+			}
+		}
+		if seed%2 == 0 {
+			// Odd rounds close without reading first: the close leaves
+			// the sealed segments as they are.
+			check(m, "unclean start")
+		}
+		for p := range parts {
+			l, _ := m.Log(tp(p))
+			history[p] = history[p][:l.LogEndOffset()]
+			synced[p] = l.LogEndOffset()
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := crash.CrashWith(vfs.CrashOptions{KeepUnsynced: vfs.KeepNone}); err != nil {
+			t.Fatal(err)
+		}
+		m = open()
+		check(m, "clean start after the unclean one")
+		for p := range parts {
+			l, _ := m.Log(tp(p))
+			appendSome(l, p, 1)
+			if err := l.Roll(); err != nil {
+				t.Fatal(err)
+			}
+			synced[p] = 0
+		}
+		check(m, "appended and rolled")
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sealedStarts == 0 {
+		t.Fatal("no round's unclean start trusted a sealed synced-tail entry")
 	}
 }

@@ -74,6 +74,12 @@ type handleCache struct {
 	evictions atomic.Int64
 	reopens   atomic.Int64
 	copies    atomic.Int64
+	// rebuilds counts index rebuilds from a .log (segment.rebuildIndexes)
+	// and activeOpens the first opens of an active segment loaded lazily
+	// (its tail read, its indexes checked): what a start-up or a close
+	// paid per partition (tests).
+	rebuilds    atomic.Int64
+	activeOpens atomic.Int64
 }
 
 // pinsHeavy reports that read results hold handles worth half the file

@@ -152,7 +152,7 @@ func (l *Log) load(opts LogOptions) error {
 	// segment ends exactly at it (nothing unflushed): as the synced-tail
 	// checkpoint recorded it (same base, same length, its end the
 	// recovery point), else as read from the file (endsAt).
-	lazy := false
+	lazy, sealed := false, false
 	if len(segs) > 0 {
 		last := segs[len(segs)-1]
 		switch {
@@ -161,10 +161,16 @@ func (l *Log) load(opts LogOptions) error {
 		default:
 			empty := last.size.Load() == 0
 			lazy = rp >= last.base && (rp == last.base) == empty
-			if lazy && !empty && !opts.syncedTail.Describes(int64(last.base), last.size.Load(), int64(rp)) {
+			described := opts.syncedTail.Describes(int64(last.base), last.size.Load(), int64(rp))
+			if lazy && !empty && !described {
 				l.recovered.TailRead = true
 				lazy = last.endsAt(rp)
 			}
+			// The synced-tail entry also vouches for the index files when
+			// the last clean close left them sealed and durable and no one
+			// reopened the segment since: a close or a roll then needs no
+			// reopen to seal it (as after a clean shutdown).
+			sealed = lazy && !empty && described && opts.syncedTail.Sealed
 			if !lazy {
 				if segs, err = l.recover(segs, rp); err != nil {
 					return err
@@ -184,7 +190,7 @@ func (l *Log) load(opts LogOptions) error {
 		last.next.Store(int64(rp))
 		last.loaded = false
 		last.active = true
-		last.sealedOnDisk = opts.CleanShutdown
+		last.sealedOnDisk = opts.CleanShutdown || sealed
 	} else if err := l.reopenActive(last); err != nil {
 		return err
 	}
@@ -854,5 +860,17 @@ func (l *Log) syncedTail() (checkpoint.Tail, bool) {
 	if s.flushed.Load() < size || s.next.Load() != leo {
 		return checkpoint.Tail{}, false
 	}
-	return checkpoint.Tail{Base: int64(s.base), Bytes: size, End: leo}, true
+	return checkpoint.Tail{Base: int64(s.base), Bytes: size, End: leo, Sealed: s.sealedSinceLoad()}, true
+}
+
+// sealedSinceLoad reports whether the segment's index files are still as
+// the load found them sealed and durable: loaded lazily after a clean
+// shutdown (whose close sealed and synced them), or after an unclean stop
+// with a synced-tail entry saying so, and not opened since (an open makes
+// them writable again: preallocated, the largest timestamp not last). An
+// eviction's seal does not count: the files it leaves are not synced.
+func (s *segment) sealedSinceLoad() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.active && !s.loaded && !s.unborn && s.h == nil && s.sealedOnDisk
 }

@@ -127,12 +127,8 @@ func (l *Log) close(sync bool) (closed bool, staged []string, err error) {
 			if perr := l.producers.snapshot(l.fs, l.dir, l.LogEndOffset()); perr != nil && err == nil {
 				err = perr
 			}
-		} else if path, perr := l.producers.stageSnapshot(l.fs, l.dir, l.LogEndOffset()); perr != nil {
-			if err == nil {
-				err = perr
-			}
-		} else {
-			staged = append(staged, path)
+		} else if perr := l.producers.writeSnapshotUnsynced(l.fs, l.dir, l.LogEndOffset()); perr != nil && err == nil {
+			err = perr
 		}
 	}
 	// An active segment whose index has no file yet is left so (sealing

@@ -653,10 +653,11 @@ type closeTimes struct {
 const closeThreads = 32
 
 // closeLogs closes every log, RecoveryThreads (at least closeThreads) at a
-// time, without an fsync of its own: the leader-epoch checkpoints and
-// producer snapshots are staged (checkpoint.WriteFileStaged), one
-// file-system sync per log dir makes the data, the trimmed indexes and the
-// staged files durable, the staged files are renamed into place and a
+// time, without an fsync of its own: the leader-epoch checkpoints are
+// staged (checkpoint.WriteFileStaged) and the producer snapshots written
+// in place (their CRC tells a torn one), one file-system sync per log dir
+// makes the data, the trimmed indexes, the snapshots and the staged files
+// durable, the staged files are renamed into place and a
 // second sync makes the renames durable (on a file system without syncfs,
 // each closed log's files are synced one by one instead). A shutdown
 // costs two syncs, not several per partition; the clean-shutdown marker

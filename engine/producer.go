@@ -401,11 +401,26 @@ func (p *producerState) snapshot(fs vfs.FS, dir string, at Offset) error {
 	return checkpoint.WriteFileAtomic(fs, SnapshotFileName(dir, at), p.encodeSnapshot())
 }
 
-// stageSnapshot writes <offset>.snapshot's temporary file, unsynced, for
-// checkpoint.InstallStaged (a shutdown: checkpoint.WriteFileStaged).
-func (p *producerState) stageSnapshot(fs vfs.FS, dir string, at Offset) (string, error) {
+// writeSnapshotUnsynced writes <offset>.snapshot in place, unsynced (a
+// shutdown: its file-system sync makes it durable). No rename is needed:
+// a snapshot cut short by a crash fails its CRC at load, which then takes
+// the next older snapshot (or replays from the log start), as Kafka's
+// snapshots are written in place too.
+func (p *producerState) writeSnapshotUnsynced(fsys vfs.FS, dir string, at Offset) error {
 	path := SnapshotFileName(dir, at)
-	return path, checkpoint.WriteFileStaged(fs, path, p.encodeSnapshot())
+	f, err := fsys.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("engine: producer snapshot %s: %w: %w", path, ErrStorage, err)
+	}
+	_, err = f.Write(p.encodeSnapshot())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = fsys.Remove(path)
+		return fmt.Errorf("engine: producer snapshot %s: %w: %w", path, ErrStorage, err)
+	}
+	return nil
 }
 
 // snapshotOffsets lists the snapshot files in dir, ascending.

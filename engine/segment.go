@@ -419,6 +419,7 @@ func (s *segment) openActive() (*handle, error) {
 		return nil, err
 	}
 	if first {
+		s.log.handles.activeOpens.Add(1)
 		if err := s.loadTail(h); err != nil {
 			h.close()
 			return nil, err
@@ -593,6 +594,14 @@ func (s *segment) openIndexes(h *handle, cfg Config, writable, trusted bool) err
 		// had no entry (its file is created by the first one).
 		return s.openTrustedIndexes(h, cfg, oErr, tErr)
 	}
+	if writable && errors.Is(oErr, fs.ErrNotExist) && errors.Is(tErr, fs.ErrNotExist) && s.size.Load() <= int64(cfg.IndexIntervalBytes) {
+		// Neither file (a close leaves a segment whose indexes have no
+		// entry so): a rebuild would find no entry to write either, as a
+		// segment's first entry goes at a batch more than
+		// index.interval.bytes from its start. Both start empty without
+		// reading the .log.
+		return s.openTrustedIndexes(h, cfg, oErr, tErr)
+	}
 	if oErr == nil && tErr == nil {
 		oi, err1 := index.OpenOffset(s.fs, oPath, int64(s.base), cfg.indexBytes(), writable)
 		var ti *index.TimeIndex
@@ -672,6 +681,7 @@ func (s *segment) indexWithinLog(oi *index.OffsetIndex) bool {
 
 // rebuildIndexes recreates both index files by scanning the .log.
 func (s *segment) rebuildIndexes(h *handle, cfg Config, writable bool) error {
+	s.log.handles.rebuilds.Add(1)
 	if err := h.chargeIndexMaps(); err != nil {
 		return fmt.Errorf("engine: rebuild indexes of %s: %w", s, err)
 	}

@@ -16,9 +16,16 @@ const SyncedTailsFile = "kvlog-synced-tail-checkpoint"
 // Tail describes a partition's active segment when every byte of it was
 // synced: the segment's base offset, its length in bytes and the offset
 // after its last record, which was the partition's recovery point.
+// Sealed says more: the segment's index files were, on stable storage, as
+// a seal leaves them (written by a clean close, the segment not reopened
+// since), so a restart need not reopen the segment to seal it.
 type Tail struct {
 	Base, Bytes, End int64
+	Sealed           bool
 }
+
+// sealedField is the optional sixth field of an entry whose Sealed is set.
+const sealedField = "sealed"
 
 // Describes reports whether t (nil: no entry) is a segment of base
 // offset base, bytes long, ending at end.
@@ -51,8 +58,8 @@ func WriteTails(fsys vfs.FS, path string, m map[TopicPartition]Tail) error {
 func parseTails(path string, data []byte) (map[TopicPartition]Tail, error) {
 	m := make(map[TopicPartition]Tail)
 	err := parseFile(path, data, func(line int, text string, f []string) error {
-		if len(f) != 5 {
-			return malformed(path, line, text, "want 5 fields: topic partition base bytes end")
+		if len(f) != 5 && (len(f) != 6 || f[5] != sealedField) {
+			return malformed(path, line, text, "want 5 fields: topic partition base bytes end, and optionally \"sealed\"")
 		}
 		if !validTopic(f[0]) {
 			return malformed(path, line, text, "invalid topic name")
@@ -70,7 +77,7 @@ func parseTails(path string, data []byte) (map[TopicPartition]Tail, error) {
 		if v[2] < v[0] {
 			return malformed(path, line, text, "end below the segment's base")
 		}
-		m[TopicPartition{Topic: f[0], Partition: int32(p)}] = Tail{Base: v[0], Bytes: v[1], End: v[2]}
+		m[TopicPartition{Topic: f[0], Partition: int32(p)}] = Tail{Base: v[0], Bytes: v[1], End: v[2], Sealed: len(f) == 6}
 		return nil
 	})
 	if err != nil {
@@ -95,6 +102,9 @@ func formatTails(m map[TopicPartition]Tail) ([]byte, error) {
 		t := m[tp]
 		lines[i] = tp.Topic + " " + strconv.FormatInt(int64(tp.Partition), 10) + " " + strconv.FormatInt(t.Base, 10) +
 			" " + strconv.FormatInt(t.Bytes, 10) + " " + strconv.FormatInt(t.End, 10)
+		if t.Sealed {
+			lines[i] += " " + sealedField
+		}
 	}
 	return formatFile(lines), nil
 }

@@ -16,11 +16,12 @@ func TestSyncedTailsRoundTrip(t *testing.T) {
 		{"orders", 3}:  {Base: 412, Bytes: 1873, End: 500},
 		{"orders", 10}: {Base: 0, Bytes: 0, End: 0},
 		{"a", 0}:       {Base: 7, Bytes: 0, End: 7},
+		{"a", 1}:       {Base: 7, Bytes: 80, End: 8, Sealed: true},
 	}
 	if err := WriteTails(vfs.Default, path, m); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := readBytes(t, path), "0\n3\na 0 7 0 7\norders 3 412 1873 500\norders 10 0 0 0\n"; got != want {
+	if got, want := readBytes(t, path), "0\n4\na 0 7 0 7\na 1 7 80 8 sealed\norders 3 412 1873 500\norders 10 0 0 0\n"; got != want {
 		t.Fatalf("file %q, want %q", got, want)
 	}
 	back, err := ReadTails(vfs.Default, path)
@@ -38,11 +39,12 @@ func TestSyncedTailsRoundTrip(t *testing.T) {
 func TestSyncedTailsMalformed(t *testing.T) {
 	for _, body := range []string{
 		"0\n1\norders 3 412 1873\n",       // four fields
-		"0\n1\norders 3 412 1873 500 1\n", // six
-		"0\n1\norders 3 412 -1 500\n",     // negative length
-		"0\n1\norders 3 412 10 411\n",     // end below the base
-		"0\n1\nor/ders 3 0 0 0\n",         // topic name
-		"0\n2\norders 3 0 0 0\n",          // count
+		"0\n1\norders 3 412 1873 500 1\n", // six, the sixth not "sealed"
+		"0\n1\norders 3 412 1873 500 sealed x\n",
+		"0\n1\norders 3 412 -1 500\n", // negative length
+		"0\n1\norders 3 412 10 411\n", // end below the base
+		"0\n1\nor/ders 3 0 0 0\n",     // topic name
+		"0\n2\norders 3 0 0 0\n",      // count
 	} {
 		path := filepath.Join(t.TempDir(), SyncedTailsFile)
 		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
