@@ -129,9 +129,11 @@ func main() {
 		systems  = flag.String("systems", "", "comma-separated systems to run (default all), e.g. kvlog,kvlog-before,kafka,kafka-fsync")
 		spread   = flag.String("spread", "", "partitions scenario: comma-separated partition counts of the acks=all spread cell instead of the mode's (e.g. 1,1000); none skips it")
 		many     = flag.String("many", "", "partitions scenario: comma-separated partition counts of the many-partitions runs instead of the mode's; none skips them")
+		latReps  = flag.Int("latency-reps", 0, "latency scenario: rounds of every cell, the goal's cell (50% of Apache Kafka's peak) included (default 2, the goal's cell 4 full, 2 quick)")
 	)
 	flag.Parse()
 	lookupKeysFlag = *lkeys
+	latencyRepsFlag = *latReps
 	spreadFlag, manyFlag = *spread, *many
 	if *from != "" {
 		if err := regenerate(*from); err != nil {
@@ -164,6 +166,9 @@ func run(mode string, root, out, only string, reps int, keepTmp, kafkaAll bool, 
 	cfg := configFor(mode)
 	if reps > 0 {
 		cfg.reps = reps
+	}
+	if latencyRepsFlag > 0 {
+		cfg.latencyReps, cfg.latencyGoalReps = latencyRepsFlag, latencyRepsFlag
 	}
 	if lookupKeysFlag > 0 {
 		if def := cfg.lookupKeys; lookupKeysFlag > def && def > 0 && cfg.budget != nil {

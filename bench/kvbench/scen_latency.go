@@ -29,6 +29,18 @@ import (
 // Kafka's peak (its default durability), the rate of the goal against
 // Kafka. Producer linger 0; a consumer tails the topic from its end.
 
+// goalLatencyReps is the rounds of the goal's cell (50% of Apache
+// Kafka's peak).
+func (c *config) goalLatencyReps() int {
+	if c.latencyGoalReps > 0 {
+		return c.latencyGoalReps
+	}
+	return c.latencyReps
+}
+
+// latencyRepsFlag is -latency-reps (0: the mode's rounds).
+var latencyRepsFlag int
+
 func latencyCell(frac float64) string { return fmt.Sprintf("%.0f%% of peak", 100*frac) }
 
 // kafkaLatencyCell is the cell at half of Apache Kafka's peak.
@@ -118,7 +130,11 @@ func scenLatency(ctx context.Context, r *runner) error {
 				}
 			}
 		}
-		err := rotate(r.cfg.latencyReps, cts, func(rep int, t *target) error {
+		reps := r.cfg.latencyReps
+		if cd.base == "kafka" {
+			reps = r.cfg.goalLatencyReps()
+		}
+		err := rotate(reps, cts, func(rep int, t *target) error {
 			pids := []int{t.in.p.pid}
 			settled := settleDisk(r.tmp)
 			r.st.add("latency", cell, t.in.spec.name, "pre-run sync", "ms", msOf(settled))
@@ -211,6 +227,19 @@ type latencyTrace struct {
 	fetchRTT    []float64 // ms, each Fetch
 	fetchLong   int       // fetches answered after ≥ 90% of their max wait
 	maxWait     time.Duration
+
+	// The consumer's fetch cycle (one Fetch in flight: franz-go sends the
+	// next one once the records of the last were buffered and taken by
+	// PollFetches), each Fetch of the timed part: written → first byte of
+	// the answer (the broker's parking and serving, and the wire), reading
+	// the answer, its bytes, and after it, in the client: answer read →
+	// its last record buffered (decoding), → the next Fetch written
+	// (waiting for the poll, the fetch manager, building the request).
+	fetchServe, fetchRead, fetchBytes, fetchDecode, fetchIdle []float64
+	lastReadEnd                                               int64        // unix ns, the last Fetch answer read
+	lastBuffered                                              atomic.Int64 // unix ns, the last record buffered
+	fetchRecords, fetchBatches                                int64        // read in the timed part (FetchBatchRead)
+	produceBatches, produceRecords                            int64        // written in the timed part (ProduceBatchWritten)
 }
 
 // latencyIndexed is whether values of n bytes have room for the index.
@@ -248,6 +277,26 @@ type (
 	latencyConsumerHooks struct{ t *latencyTrace }
 )
 
+func (h latencyProducerHooks) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.ProduceBatchMetrics) {
+	t := h.t
+	t.mu.Lock()
+	if t.on {
+		t.produceBatches++
+		t.produceRecords += int64(m.NumRecords)
+	}
+	t.mu.Unlock()
+}
+
+func (h latencyConsumerHooks) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.FetchBatchMetrics) {
+	t := h.t
+	t.mu.Lock()
+	if t.on {
+		t.fetchBatches++
+		t.fetchRecords += int64(m.NumRecords)
+	}
+	t.mu.Unlock()
+}
+
 func (h latencyProducerHooks) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.BrokerE2E) {
 	if key != 0 || e.WriteErr != nil || e.ReadErr != nil {
 		return
@@ -267,19 +316,34 @@ func (h latencyConsumerHooks) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo
 	}
 	t := h.t
 	d := e.DurationE2E()
+	now := time.Now().UnixNano() // (the hook runs once the answer is read)
+	written := now - int64(d)
 	t.mu.Lock()
 	if t.on {
 		t.fetchRTT = append(t.fetchRTT, msOf(d))
 		if d >= t.maxWait*9/10 {
 			t.fetchLong++
 		}
+		t.fetchServe = append(t.fetchServe, msOf(e.ReadWait))
+		t.fetchRead = append(t.fetchRead, msOf(e.TimeToRead))
+		t.fetchBytes = append(t.fetchBytes, float64(e.BytesRead))
+		if prev := t.lastReadEnd; prev != 0 && written > prev {
+			// The previous answer's records were buffered before this
+			// Fetch was sent (one in flight).
+			decoded := max(t.lastBuffered.Load(), prev)
+			t.fetchDecode = append(t.fetchDecode, float64(decoded-prev)/1e6)
+			t.fetchIdle = append(t.fetchIdle, float64(max(written-decoded, 0))/1e6)
+		}
 	}
+	t.lastReadEnd = now
 	t.mu.Unlock()
 }
 
 func (h latencyConsumerHooks) OnFetchRecordBuffered(r *kgo.Record) {
 	if i := h.t.index(r.Value); i >= 0 {
-		h.t.fetched[i].CompareAndSwap(0, time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		h.t.fetched[i].CompareAndSwap(0, now)
+		h.t.lastBuffered.Store(now)
 	}
 }
 
@@ -303,6 +367,20 @@ type latencyBreakdown struct {
 	behindMax  float64 // the generator's worst lag behind its schedule
 	gcPauses   int
 	gcMaxPause float64
+
+	// The consumer's fetch cycle and the producer's batching over the
+	// timed part (latencyTrace), and the CPU of each side.
+	fetches                      int     // Fetch round trips
+	fetchPerSec                  float64 // Fetch round trips per second
+	fetchServeP50, fetchServeP99 float64 // written → first byte of the answer, ms
+	fetchReadP50                 float64 // reading the answer, ms
+	fetchKB                      float64 // answer size, median KB
+	recsPerFetch                 float64 // records read / Fetch round trips
+	decodeP50, decodeP99         float64 // answer read → its last record buffered, ms
+	idleP50, idleP99             float64 // … → the next Fetch written, ms
+	batchesPerProduce            float64 // batches per Produce request
+	recsPerBatch                 float64 // records per produced batch
+	genCores, brokerCores        float64 // CPU over the timed part, cores: this process (generator, producer and consumer), the broker
 }
 
 // breakdown computes the run's breakdown over the records sent at or after
@@ -355,6 +433,24 @@ func (t *latencyTrace) breakdown(n int, timedFrom int64) latencyBreakdown {
 	b.waitP99 = percentiles(t.produceWait, 0.99)[0]
 	b.fetchP99 = percentiles(t.fetchRTT, 0.99)[0]
 	b.fetchLong = t.fetchLong
+	b.fetches = len(t.fetchRTT)
+	p = percentiles(slices.Clone(t.fetchServe), 0.5, 0.99)
+	b.fetchServeP50, b.fetchServeP99 = p[0], p[1]
+	b.fetchReadP50 = percentiles(slices.Clone(t.fetchRead), 0.5)[0]
+	b.fetchKB = percentiles(slices.Clone(t.fetchBytes), 0.5)[0] / 1024
+	if b.fetches > 0 {
+		b.recsPerFetch = float64(t.fetchRecords) / float64(b.fetches)
+	}
+	p = percentiles(slices.Clone(t.fetchDecode), 0.5, 0.99)
+	b.decodeP50, b.decodeP99 = p[0], p[1]
+	p = percentiles(slices.Clone(t.fetchIdle), 0.5, 0.99)
+	b.idleP50, b.idleP99 = p[0], p[1]
+	if n := len(t.produceRTT); n > 0 {
+		b.batchesPerProduce = float64(t.produceBatches) / float64(n)
+	}
+	if t.produceBatches > 0 {
+		b.recsPerBatch = float64(t.produceRecords) / float64(t.produceBatches)
+	}
 	return b
 }
 
@@ -364,6 +460,7 @@ var brokerHistSeries = []struct{ key, name, filter string }{
 	{"fsync", "kvlog_log_flush_duration_seconds", ""},
 	{"commit", "kvlog_produce_commit_wait_seconds", ""},
 	{"produce", "kvlog_request_duration_seconds", `api="Produce"`},
+	{"fetch", "kvlog_request_duration_seconds", `api="Fetch"`},
 }
 
 // brokerHists are cumulative bucket counts by upper bound (s), per series
@@ -485,6 +582,27 @@ var latencyTraceMetrics = []struct{ metric, head string }{
 	{"pre-run sync", "pre-run sync ms"},
 }
 
+// The consumer's fetch cycle, the producer's batching and the CPU of a
+// latency cell (latencyBreakdown), in the order of the report's second
+// trace table.
+var latencyFetchMetrics = []struct{ metric, head string }{
+	{"fetches/s", "Fetch round trips/s"},
+	{"records/fetch", "records per Fetch"},
+	{"fetch KB", "KB per answer (median)"},
+	{"fetch serve p50", "written → answer p50 ms"},
+	{"fetch serve p99", "written → answer p99 ms"},
+	{"fetch read p50", "reading it p50 ms"},
+	{"fetch decode p50", "decode p50 ms"},
+	{"fetch decode p99", "decode p99 ms"},
+	{"fetch idle p50", "→ next Fetch p50 ms"},
+	{"fetch idle p99", "→ next Fetch p99 ms"},
+	{"broker fetch p50", "broker Fetch p50 ≤ ms"},
+	{"batches/produce", "batches per Produce"},
+	{"records/batch", "records per batch"},
+	{"generator cores", "generator CPU cores"},
+	{"broker cores", "broker CPU cores"},
+}
+
 // addLatencyTrace records and logs where a run's slow records waited.
 func (r *runner) addLatencyTrace(cell, sys string, res latencyRun) {
 	b := res.trace
@@ -497,6 +615,16 @@ func (r *runner) addLatencyTrace(cell, sys string, res latencyRun) {
 	for i, m := range latencyTraceMetrics[:len(vals)] {
 		r.st.add("latency", cell, sys, m.metric, "ms", vals[i])
 	}
+	fvals := []float64{b.fetchPerSec, b.recsPerFetch, b.fetchKB, b.fetchServeP50, b.fetchServeP99, b.fetchReadP50, b.decodeP50, b.decodeP99, b.idleP50, b.idleP99,
+		h.quantile("fetch", 0.5), b.batchesPerProduce, b.recsPerBatch, b.genCores, b.brokerCores}
+	for i, m := range latencyFetchMetrics {
+		r.st.add("latency", cell, sys, m.metric, "", fvals[i])
+	}
+	logf("  %-13s fetch cycle: %.0f Fetch/s, %.0f records and %.1f KB per answer; written → answer p50 %.2f p99 %.2f ms, read p50 %.2f ms; "+
+		"answer → records buffered p50 %.2f p99 %.2f ms, → next Fetch p50 %.2f p99 %.2f ms; produce: %.1f batches per request, %.0f records per batch; "+
+		"CPU cores: generator process %.2f, broker %.2f",
+		sys, b.fetchPerSec, b.recsPerFetch, b.fetchKB, b.fetchServeP50, b.fetchServeP99, b.fetchReadP50, b.decodeP50, b.decodeP99, b.idleP50, b.idleP99,
+		b.batchesPerProduce, b.recsPerBatch, b.genCores, b.brokerCores)
 	logf("  %-13s trace: slowest 1%% (≥ %.1f ms, worst sent %.2f s into the timed part): send→ack %.1f, send→consumer client %.1f, client→poll %.1f ms; "+
 		"all: send→ack p50 %.1f p99 %.1f; Produce requests p99 %.1f max %.1f (write wait p99 %.1f), Fetch p99 %.1f, %d fetches ≥ 90%% of max wait; "+
 		"generator behind max %.1f ms, %d GCs max pause %.2f ms",
@@ -529,6 +657,26 @@ func latencyTraceTable(r *runner, w *md, cell string) {
 	w.p("Where the slowest 1%% of the records waited (medians over rounds; \"send → ack\": the producer's promise, which comes once the broker's high watermark passed the batch; \"consumer client\": franz-go buffered the record from a Fetch answer; the broker columns are kvlogd's own histograms over the timed part, as bucket upper bounds):")
 	head := []string{"System"}
 	for _, m := range latencyTraceMetrics {
+		head = append(head, m.head)
+	}
+	w.table(head, rows)
+	rows = nil
+	for _, sys := range r.st.systems("latency", cell) {
+		if len(r.st.get("latency", cell, sys, latencyFetchMetrics[0].metric)) == 0 {
+			continue
+		}
+		row := []string{sys}
+		for _, m := range latencyFetchMetrics {
+			row = append(row, fnum(median(r.st.get("latency", cell, sys, m.metric))))
+		}
+		rows = append(rows, row)
+	}
+	if len(rows) == 0 {
+		return
+	}
+	w.p("The consumer's fetch cycle, the producer's batching and the CPU over the timed part (medians over rounds). franz-go keeps one Fetch in flight and sends the next once the last answer's records were decoded, buffered and taken by the poll: \"written → answer\" is the broker's parking and serving plus the wire (until the answer's first byte), \"decode\" the answer read → its last record buffered, \"→ next Fetch\" from there to the next Fetch written (waiting for the poll, building the request). \"generator CPU\" is the load generator's process (paced producer, franz-go producer and consumer), on the same 2 cores as the broker:")
+	head = []string{"System"}
+	for _, m := range latencyFetchMetrics {
 		head = append(head, m.head)
 	}
 	w.table(head, rows)
