@@ -200,7 +200,7 @@ func txnMatrix() []txnCell {
 }
 
 // fullConfig is `make bench`: every scenario with Apache Kafka, sized to
-// finish in about 61 minutes on a quiet 2-core machine (the budget below;
+// finish in about 62 minutes on a quiet 2-core machine (the budget below;
 // estimated from the quick and earlier full runs' per-run times, see
 // bench/doc.go). The issue's sizes are kept (64 MiB... 20 GiB logs, 10 GiB
 // recovery, 1M-key rebuild, 1 to 10,000 partitions); what is reduced to fit
