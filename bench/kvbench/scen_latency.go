@@ -230,16 +230,16 @@ type latencyTrace struct {
 
 	// The consumer's fetch cycle (one Fetch in flight: franz-go sends the
 	// next one once the records of the last were buffered and taken by
-	// PollFetches), each Fetch of the timed part: written → first byte of
-	// the answer (the broker's parking and serving, and the wire), reading
-	// the answer, its bytes, and after it, in the client: answer read →
-	// its last record buffered (decoding), → the next Fetch written
-	// (waiting for the poll, the fetch manager, building the request).
-	fetchServe, fetchRead, fetchBytes, fetchDecode, fetchIdle []float64
-	lastReadEnd                                               int64        // unix ns, the last Fetch answer read
-	lastBuffered                                              atomic.Int64 // unix ns, the last record buffered
-	fetchRecords, fetchBatches                                int64        // read in the timed part (FetchBatchRead)
-	produceBatches, produceRecords                            int64        // written in the timed part (ProduceBatchWritten)
+	// PollFetches), each Fetch of the timed part: its bytes, and after its
+	// answer was read (fetchRTT: from its write, the broker's parking
+	// and serving and the wire), in the client: answer read → its last
+	// record buffered (decoding), → the next Fetch written (waiting for the
+	// poll, the fetch manager, building the request).
+	fetchBytes, fetchDecode, fetchIdle []float64
+	lastReadEnd                        int64        // unix ns, the last Fetch answer read
+	lastBuffered                       atomic.Int64 // unix ns, the last record buffered
+	fetchRecords, fetchBatches         int64        // read in the timed part (FetchBatchRead)
+	produceBatches, produceRecords     int64        // written in the timed part (ProduceBatchWritten)
 }
 
 // latencyIndexed is whether values of n bytes have room for the index.
@@ -324,8 +324,6 @@ func (h latencyConsumerHooks) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo
 		if d >= t.maxWait*9/10 {
 			t.fetchLong++
 		}
-		t.fetchServe = append(t.fetchServe, msOf(e.ReadWait))
-		t.fetchRead = append(t.fetchRead, msOf(e.TimeToRead))
 		t.fetchBytes = append(t.fetchBytes, float64(e.BytesRead))
 		if prev := t.lastReadEnd; prev != 0 && written > prev {
 			// The previous answer's records were buffered before this
@@ -370,17 +368,16 @@ type latencyBreakdown struct {
 
 	// The consumer's fetch cycle and the producer's batching over the
 	// timed part (latencyTrace), and the CPU of each side.
-	fetches                      int     // Fetch round trips
-	fetchPerSec                  float64 // Fetch round trips per second
-	fetchServeP50, fetchServeP99 float64 // written → first byte of the answer, ms
-	fetchReadP50                 float64 // reading the answer, ms
-	fetchKB                      float64 // answer size, median KB
-	recsPerFetch                 float64 // records read / Fetch round trips
-	decodeP50, decodeP99         float64 // answer read → its last record buffered, ms
-	idleP50, idleP99             float64 // … → the next Fetch written, ms
-	batchesPerProduce            float64 // batches per Produce request
-	recsPerBatch                 float64 // records per produced batch
-	genCores, brokerCores        float64 // CPU over the timed part, cores: this process (generator, producer and consumer), the broker
+	fetches                  int     // Fetch round trips
+	fetchPerSec              float64 // Fetch round trips per second
+	fetchRTTP50, fetchRTTP99 float64 // Fetch written → answer read, ms
+	fetchKB                  float64 // answer size, median KB
+	recsPerFetch             float64 // records read / Fetch round trips
+	decodeP50, decodeP99     float64 // answer read → its last record buffered, ms
+	idleP50, idleP99         float64 // … → the next Fetch written, ms
+	batchesPerProduce        float64 // batches per Produce request
+	recsPerBatch             float64 // records per produced batch
+	genCores, brokerCores    float64 // CPU over the timed part, cores: this process (generator, producer and consumer), the broker
 }
 
 // breakdown computes the run's breakdown over the records sent at or after
@@ -434,9 +431,8 @@ func (t *latencyTrace) breakdown(n int, timedFrom int64) latencyBreakdown {
 	b.fetchP99 = percentiles(t.fetchRTT, 0.99)[0]
 	b.fetchLong = t.fetchLong
 	b.fetches = len(t.fetchRTT)
-	p = percentiles(slices.Clone(t.fetchServe), 0.5, 0.99)
-	b.fetchServeP50, b.fetchServeP99 = p[0], p[1]
-	b.fetchReadP50 = percentiles(slices.Clone(t.fetchRead), 0.5)[0]
+	p = percentiles(slices.Clone(t.fetchRTT), 0.5, 0.99)
+	b.fetchRTTP50, b.fetchRTTP99 = p[0], p[1]
 	b.fetchKB = percentiles(slices.Clone(t.fetchBytes), 0.5)[0] / 1024
 	if b.fetches > 0 {
 		b.recsPerFetch = float64(t.fetchRecords) / float64(b.fetches)
@@ -589,14 +585,14 @@ var latencyFetchMetrics = []struct{ metric, head string }{
 	{"fetches/s", "Fetch round trips/s"},
 	{"records/fetch", "records per Fetch"},
 	{"fetch KB", "KB per answer (median)"},
-	{"fetch serve p50", "written → answer p50 ms"},
-	{"fetch serve p99", "written → answer p99 ms"},
-	{"fetch read p50", "reading it p50 ms"},
+	{"fetch rtt p50", "Fetch round trip p50 ms"},
+	{"fetch rtt p99", "Fetch round trip p99 ms"},
+	{"broker fetch p50", "broker Fetch p50 ≤ ms"},
+	{"broker fetch p99", "broker Fetch p99 ≤ ms"},
 	{"fetch decode p50", "decode p50 ms"},
 	{"fetch decode p99", "decode p99 ms"},
 	{"fetch idle p50", "→ next Fetch p50 ms"},
 	{"fetch idle p99", "→ next Fetch p99 ms"},
-	{"broker fetch p50", "broker Fetch p50 ≤ ms"},
 	{"batches/produce", "batches per Produce"},
 	{"records/batch", "records per batch"},
 	{"generator cores", "generator CPU cores"},
@@ -615,15 +611,15 @@ func (r *runner) addLatencyTrace(cell, sys string, res latencyRun) {
 	for i, m := range latencyTraceMetrics[:len(vals)] {
 		r.st.add("latency", cell, sys, m.metric, "ms", vals[i])
 	}
-	fvals := []float64{b.fetchPerSec, b.recsPerFetch, b.fetchKB, b.fetchServeP50, b.fetchServeP99, b.fetchReadP50, b.decodeP50, b.decodeP99, b.idleP50, b.idleP99,
-		h.quantile("fetch", 0.5), b.batchesPerProduce, b.recsPerBatch, b.genCores, b.brokerCores}
+	fvals := []float64{b.fetchPerSec, b.recsPerFetch, b.fetchKB, b.fetchRTTP50, b.fetchRTTP99, h.quantile("fetch", 0.5), h.quantile("fetch", 0.99),
+		b.decodeP50, b.decodeP99, b.idleP50, b.idleP99, b.batchesPerProduce, b.recsPerBatch, b.genCores, b.brokerCores}
 	for i, m := range latencyFetchMetrics {
 		r.st.add("latency", cell, sys, m.metric, "", fvals[i])
 	}
-	logf("  %-13s fetch cycle: %.0f Fetch/s, %.0f records and %.1f KB per answer; written → answer p50 %.2f p99 %.2f ms, read p50 %.2f ms; "+
+	logf("  %-13s fetch cycle: %.0f Fetch/s, %.0f records and %.1f KB per answer; round trip p50 %.2f p99 %.2f ms (broker p50 ≤ %.2f p99 ≤ %.2f ms); "+
 		"answer → records buffered p50 %.2f p99 %.2f ms, → next Fetch p50 %.2f p99 %.2f ms; produce: %.1f batches per request, %.0f records per batch; "+
 		"CPU cores: generator process %.2f, broker %.2f",
-		sys, b.fetchPerSec, b.recsPerFetch, b.fetchKB, b.fetchServeP50, b.fetchServeP99, b.fetchReadP50, b.decodeP50, b.decodeP99, b.idleP50, b.idleP99,
+		sys, b.fetchPerSec, b.recsPerFetch, b.fetchKB, b.fetchRTTP50, b.fetchRTTP99, h.quantile("fetch", 0.5), h.quantile("fetch", 0.99), b.decodeP50, b.decodeP99, b.idleP50, b.idleP99,
 		b.batchesPerProduce, b.recsPerBatch, b.genCores, b.brokerCores)
 	logf("  %-13s trace: slowest 1%% (≥ %.1f ms, worst sent %.2f s into the timed part): send→ack %.1f, send→consumer client %.1f, client→poll %.1f ms; "+
 		"all: send→ack p50 %.1f p99 %.1f; Produce requests p99 %.1f max %.1f (write wait p99 %.1f), Fetch p99 %.1f, %d fetches ≥ 90%% of max wait; "+
@@ -674,7 +670,7 @@ func latencyTraceTable(r *runner, w *md, cell string) {
 	if len(rows) == 0 {
 		return
 	}
-	w.p("The consumer's fetch cycle, the producer's batching and the CPU over the timed part (medians over rounds). franz-go keeps one Fetch in flight and sends the next once the last answer's records were decoded, buffered and taken by the poll: \"written → answer\" is the broker's parking and serving plus the wire (until the answer's first byte), \"decode\" the answer read → its last record buffered, \"→ next Fetch\" from there to the next Fetch written (waiting for the poll, building the request). \"generator CPU\" is the load generator's process (paced producer, franz-go producer and consumer), on the same 2 cores as the broker:")
+	w.p("The consumer's fetch cycle, the producer's batching and the CPU over the timed part (medians over rounds). franz-go keeps one Fetch in flight and sends the next once the last answer's records were decoded, buffered and taken by the poll: the round trip is from the Fetch written to its answer read (the broker's parking and serving, and the wire; \"broker Fetch\" is kvlogd's own histogram, arrival to answer ready, as bucket upper bounds), \"decode\" the answer read → its last record buffered, \"→ next Fetch\" from there to the next Fetch written (waiting for the poll, building the request). \"generator CPU\" is the load generator's process (paced producer, franz-go producer and consumer), on the same 2 cores as the broker:")
 	head = []string{"System"}
 	for _, m := range latencyFetchMetrics {
 		head = append(head, m.head)
