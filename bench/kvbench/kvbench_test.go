@@ -308,3 +308,15 @@ func TestFullBudget(t *testing.T) {
 		t.Fatalf("budget list %q", got)
 	}
 }
+
+func TestParseLatencyPeaks(t *testing.T) {
+	got, err := parseLatencyPeaks("kvlog=2029038, kafka=1440655")
+	if err != nil || got["kvlog"] != 2029038 || got["kafka"] != 1440655 || len(got) != 2 {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	for _, bad := range []string{"kafka", "kafka=0", "kafka=x", "kfake=1"} {
+		if _, err := parseLatencyPeaks(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

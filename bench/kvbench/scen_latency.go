@@ -38,8 +38,32 @@ func (c *config) goalLatencyReps() int {
 	return c.latencyReps
 }
 
-// latencyRepsFlag is -latency-reps (0: the mode's rounds).
-var latencyRepsFlag int
+// latencyRepsFlag is -latency-reps (0: the mode's rounds);
+// latencyPeaksFlag -latency-peaks, the peaks (records/s) to take instead of
+// measuring them, by system (kvlog, kafka, nats-js): same-rate runs on
+// different days, and no peak measured on a loaded machine.
+var (
+	latencyRepsFlag      int
+	latencyPeaksFlag     = map[string]float64{}
+	latencyFractionsFlag string // -latency-fractions
+)
+
+// parseLatencyPeaks reads -latency-peaks: comma-separated system=records/s.
+func parseLatencyPeaks(spec string) (map[string]float64, error) {
+	out := map[string]float64{}
+	if spec == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(spec, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		f, err := strconv.ParseFloat(v, 64)
+		if !ok || err != nil || f <= 0 || (k != "kvlog" && k != "kafka" && k != "nats-js") {
+			return nil, fmt.Errorf("-latency-peaks %q: want kvlog|kafka|nats-js=records/s", kv)
+		}
+		out[k] = f
+	}
+	return out, nil
+}
 
 func latencyCell(frac float64) string { return fmt.Sprintf("%.0f%% of peak", 100*frac) }
 
@@ -67,6 +91,14 @@ func scenLatency(ctx context.Context, r *runner) error {
 	// what this scenario's own client can drive.
 	peak := map[string]float64{}
 	for _, name := range []string{"kvlog", "nats-js", "kafka"} {
+		if len(r.cfg.latencyFractions) == 0 && name != "kafka" {
+			continue // only the goal's cell runs
+		}
+		if p, ok := latencyPeaksFlag[name]; ok {
+			peak[name] = p
+			r.note("latency", "%s peak given (-latency-peaks), not measured: %.0f records/s", name, p)
+			continue
+		}
 		if p := r.kgoPeakRate(name, s); p > 0 {
 			peak[name] = p
 			continue
@@ -87,7 +119,7 @@ func scenLatency(ctx context.Context, r *runner) error {
 			r.note("latency", "%s peak measured here with franz-go (the produce scenario did not run it with franz-go): %.0f records/s", name, peak[name])
 		}
 	}
-	if peak["kvlog"] == 0 {
+	if peak["kvlog"] == 0 && len(r.cfg.latencyFractions) > 0 {
 		return fmt.Errorf("no kvlog peak rate")
 	}
 	// Each run gets a fresh topic or stream, removed after it (kfake keeps
@@ -190,8 +222,10 @@ func scenLatency(ctx context.Context, r *runner) error {
 		r.note("latency", "%s: every Kafka-protocol system at 50%% of Apache Kafka's (default durability) peak %s records/s", kafkaLatencyCell, fnum(peak["kafka"]))
 	}
 	r.note("latency", "before each run the file system holding every system's data is synced (untimed): a run does not wait for what earlier runs of other systems left in the page cache (Apache Kafka's default and kvlog-nofsync do not fsync; the kernel writes their data back about 30 s later, and meanwhile every fsync on the disk, of whichever system runs then, waits behind it: on the benchmark machine, under load, an fdatasync took up to about 600 ms while another file's 1 GB was written back, against ≤ 70 ms otherwise, for appends and overwrites of preallocated blocks alike). \"pre-run sync\" in the trace table is how long that sync took")
-	r.note("latency", "rates: Kafka-protocol systems at %s of kvlog's peak %s records/s; NATS at the same fractions of nats-js's peak %s records/s. The load generator (producer and consumer) runs on the same 2 cores: where \"achieved\" falls short of the target, the machine, not only the broker, was saturated, and the latencies say so",
-		fracList(r.cfg.latencyFractions), fnum(peak["kvlog"]), fnum(peak["nats-js"]))
+	if len(r.cfg.latencyFractions) > 0 {
+		r.note("latency", "rates: Kafka-protocol systems at %s of kvlog's peak %s records/s; NATS at the same fractions of nats-js's peak %s records/s. The load generator (producer and consumer) runs on the same 2 cores: where \"achieved\" falls short of the target, the machine, not only the broker, was saturated, and the latencies say so",
+			fracList(r.cfg.latencyFractions), fnum(peak["kvlog"]), fnum(peak["nats-js"]))
+	}
 	return nil
 }
 
