@@ -603,10 +603,18 @@ func reportLatency(r *runner, w *md) {
 		var cs []curve
 		for _, sys := range systems {
 			var ys []float64
+			measured := false
 			for _, f := range r.cfg.latencyFractions {
-				ys = append(ys, median(r.st.get("latency", latencyCell(f), sys, pc.m)))
+				v := median(r.st.get("latency", latencyCell(f), sys, pc.m))
+				measured = measured || v > 0
+				ys = append(ys, v)
 			}
-			cs = append(cs, curve{sys, xs, ys})
+			if measured {
+				cs = append(cs, curve{sys, xs, ys})
+			}
+		}
+		if len(cs) == 0 {
+			break // only the goal's cell ran (-latency-fractions none): no curve over the fractions
 		}
 		r.lineChart("latency", pc.file, "End-to-end latency "+pc.m, "rate, % of peak", pc.m+" latency, ms (log)", false, true, cs)
 		w.img(pc.file, "latency "+pc.m)
