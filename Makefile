@@ -171,7 +171,7 @@ partitions: deps tools
 # and 3-broker clusters of kvlog and Kafka in alternating rounds, and
 # writes bench/results/<date>/report.md with PNG charts (see bench/doc.go).
 # BENCH_FLAGS passes extra flags, e.g. BENCH_FLAGS='-scenarios produce -reps 2'.
-# The full run is sized for about 61 minutes on a quiet 2-core machine
+# The full run is sized for about 62 minutes on a quiet 2-core machine
 # (per-scenario budget in bench/kvbench/config.go, fullConfig; a scenario
 # running past 1.5x its share is cut, keeping what it measured) and needs
 # about 38 GB (35 GiB) free under the temp dir (the recovery scenario holds three

@@ -125,6 +125,19 @@
 // alternating order and reports the franz-go figures beside. The other
 // scenarios keep franz-go; the latency scenario's rates are fractions of
 // franz-go's own peak (its client cannot be driven faster than that).
+// Every latency record is traced (send, acknowledgement, buffered by the
+// consumer, polled), and so is the consumer's fetch cycle: Fetch round
+// trips per second, records and bytes per answer, the round trip beside
+// the broker's own Fetch histogram (kvlogd), then the client's decoding
+// and its wait before the next Fetch (franz-go keeps one in flight), the
+// producer's batches per request and records per batch (a broker that
+// answers sooner gets smaller batches: more requests and fetches for the
+// same records), and the CPU of the generator process and of the broker.
+// The goal's cell (50% of Apache Kafka's peak) runs 4 rounds in the full
+// run; -latency-reps sets every cell's rounds, -latency-peaks gives the
+// peaks instead of measuring them (the same rates on another day, or on a
+// loaded machine whose measured peak would be a fraction of the quiet one),
+// and -latency-fractions none runs only the goal's cell.
 // kfake stores compressed batches without decompressing them, so its
 // compressed cells show what a broker that skips validation reaches.
 //

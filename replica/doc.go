@@ -97,8 +97,13 @@
 //
 // Partition methods are safe for concurrent use; each holds Partition.mu
 // for its whole body, including the engine calls it makes (engine locks are
-// below it), except Flush, whose fsync runs outside it. acks=all
+// below it), except Flush, whose fsync runs outside it, and Role,
+// LeaderEpoch and View, which read the role and epoch stored at each change
+// without it: a fetch checking them never waits behind an append or a
+// commit holding mu. acks=all
 // completions are invoked after mu is released; parked fetches are woken
-// under it (Partition.watchMu, a leaf) but run on their own goroutines.
+// under it (Partition.watchMu, a leaf) but answered on other goroutines,
+// the Manager's wakers (a few kept waiting, so that a woken fetch does not
+// grow a fresh goroutine's stack each time).
 // Leader is not safe for concurrent use: Partition owns it under mu.
 package replica

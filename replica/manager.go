@@ -47,6 +47,7 @@ type Manager struct {
 	mu      sync.Mutex
 	parts   map[*Partition]struct{}
 	wide    wideParked // fetches parked on whole sessions (ParkWide)
+	wakers  wakers     // run the parked fetches' completions
 	closing atomic.Bool
 	flushes sync.WaitGroup
 
@@ -371,6 +372,7 @@ type parked struct {
 	parts []*Partition
 	stop  func() bool // the deadline's timer
 	done  func(final bool)
+	run   *wakers // where done runs
 	// Of a fetch parked on a whole session (ParkWide): its set, and the
 	// partitions it covers.
 	wide *wideParked
@@ -448,14 +450,14 @@ func (wp *wideParked) fireAll() {
 	}
 }
 
-// fire completes the wait once, on its own goroutine: final at the
-// deadline or shutdown, otherwise because a partition moved (the fetch is
-// evaluated again and may park again until its deadline).
+// fire completes the wait once, off the caller's goroutine (wakers): final
+// at the deadline or shutdown, otherwise because a partition moved (the
+// fetch is evaluated again and may park again until its deadline).
 func (w *parked) fire(final bool) {
 	if !w.fired.CompareAndSwap(false, true) {
 		return
 	}
-	go func() {
+	w.run.run(func() {
 		w.stop()
 		for _, p := range w.parts {
 			p.unwatch(w)
@@ -464,13 +466,14 @@ func (w *parked) fire(final bool) {
 			w.wide.remove(w)
 		}
 		w.done(final)
-	}()
+	})
 }
 
 // Park waits for any of parts to move past what the fetch saw (its HW, or
 // its LEO for a follower), a role change or removal of one of them, the
-// Manager's shutdown, or wait to pass; then done runs once on its own
-// goroutine (final at the deadline and on shutdown).
+// Manager's shutdown, or wait to pass; then done runs once, on another
+// goroutine than the one that woke it (wakers; final at the deadline and
+// on shutdown).
 func (m *Manager) Park(parts []Watched, wait time.Duration, done func(final bool)) {
 	m.park(parts, nil, wait, done)
 }
@@ -483,7 +486,7 @@ func (m *Manager) ParkWide(parts []Watched, wide Wide, wait time.Duration, done 
 }
 
 func (m *Manager) park(parts []Watched, wide *Wide, wait time.Duration, done func(final bool)) {
-	w := &parked{done: done, parts: make([]*Partition, len(parts))}
+	w := &parked{done: done, run: &m.wakers, parts: make([]*Partition, len(parts))}
 	for i, pw := range parts {
 		w.parts[i] = pw.P
 	}
@@ -535,6 +538,7 @@ func (m *Manager) Shutdown() {
 		p.watchMu.Unlock()
 	}
 	m.wide.fireAll()
+	m.wakers.close()
 }
 
 // Closing reports whether Shutdown was called.

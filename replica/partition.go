@@ -64,12 +64,18 @@ type Options struct {
 // Partition is one replica of one partition. See the package doc for the
 // rules; every method is safe for concurrent use.
 type Partition struct {
-	mu     sync.Mutex
-	log    *engine.Log
-	key    tpKey // the log's topic-partition (fetchers key by it)
-	opts   Options
-	role   Role
-	state  State
+	mu    sync.Mutex
+	log   *engine.Log
+	key   tpKey // the log's topic-partition (fetchers key by it)
+	opts  Options
+	role  Role
+	state State
+	// view is role and state.LeaderEpoch (packView), stored under mu after
+	// each change (publishView) and read without it: every consumer fetch
+	// checks both for each partition it reads, and taking mu for that made
+	// the fetch wait behind whatever held it, a leader append writing its
+	// batch or the commit moving the HW, whose answer it was waiting for.
+	view   atomic.Uint64
 	leader *Leader // when RoleLeader
 	// following
 	truncating bool   // OffsetsForLeaderEpoch needed before fetching
@@ -135,6 +141,7 @@ func newPartition(log *engine.Log, opts Options, wide *wideParked) *Partition {
 	}
 	tp := log.TopicPartition()
 	p := &Partition{log: log, key: tpKey{tp.Topic, tp.Partition}, opts: opts, waiters: map[*ackWaiter]struct{}{}, state: State{Leader: -1, LeaderEpoch: -1}, wide: wide}
+	p.publishView()
 	log.OnLogStartMoved(func() {
 		// (Fetch answers and follower requests carry the log start.)
 		p.moves.Add(1)
@@ -149,11 +156,25 @@ func newPartition(log *engine.Log, opts Options, wide *wideParked) *Partition {
 // Log is the partition's log.
 func (p *Partition) Log() *engine.Log { return p.log }
 
-// Role is the current role.
+// packView packs a role and a leader epoch into Partition.view.
+func packView(r Role, epoch int32) uint64 { return uint64(r)<<32 | uint64(uint32(epoch)) }
+
+// publishView stores the role and leader epoch for the lock-free readers
+// (Role, LeaderEpoch, View). Caller holds mu, after changing either.
+func (p *Partition) publishView() { p.view.Store(packView(p.role, p.state.LeaderEpoch)) }
+
+// View is the current role and leader epoch, read together without the
+// partition's lock (a fetch's check never waits for an append or a
+// commit in progress).
+func (p *Partition) View() (Role, int32) {
+	v := p.view.Load()
+	return Role(v >> 32), int32(uint32(v))
+}
+
+// Role is the current role (without the partition's lock, see View).
 func (p *Partition) Role() Role {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.role
+	r, _ := p.View()
+	return r
 }
 
 // State is the last applied partition state (with the leader's current
@@ -182,11 +203,11 @@ func (p *Partition) FollowerCaughtUp(id int32) (time.Time, bool) {
 	return p.leader.CaughtUp(id)
 }
 
-// LeaderEpoch is the current leader epoch (-1 before any state).
+// LeaderEpoch is the current leader epoch (-1 before any state; without
+// the partition's lock, see View).
 func (p *Partition) LeaderEpoch() int32 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.state.LeaderEpoch
+	_, e := p.View()
+	return e
 }
 
 // completion is a callback to run once mu is released.
@@ -387,6 +408,7 @@ func (p *Partition) MakeLeader(st State, now time.Time) (bool, error) {
 			cs = append(cs, p.settleLocked()...)
 		}
 		p.state = cloneState(st)
+		p.publishView()
 		p.mu.Unlock()
 		runCompletions(cs)
 		return false, nil
@@ -424,6 +446,7 @@ func (p *Partition) MakeLeader(st State, now time.Time) (bool, error) {
 	if p.leader.HW() > p.log.HighWatermark() {
 		cs = p.hwMoved()
 	}
+	p.publishView() // (before the wake: a woken fetch sees the new epoch)
 	p.wakeParked(true)
 	p.mu.Unlock()
 	runCompletions(cs)
@@ -441,11 +464,13 @@ func (p *Partition) MakeFollower(st State) (bool, error) {
 	}
 	if p.role == RoleFollower && st.Leader == p.state.Leader && st.LeaderEpoch == p.state.LeaderEpoch {
 		p.state = cloneState(st)
+		p.publishView()
 		p.mu.Unlock()
 		return false, nil
 	}
 	p.state = cloneState(st)
 	p.role = RoleFollower
+	p.publishView()
 	p.leader = nil
 	p.truncating, p.fenced = true, false
 	p.requestChanged()
@@ -464,6 +489,7 @@ func (p *Partition) Stop() {
 	p.role = RoleNone
 	p.leader = nil
 	p.closed = true
+	p.publishView()
 	p.requestChanged()
 	cs := p.failWaiters(ErrNotLeader)
 	p.wakeParked(true)

@@ -32,10 +32,11 @@ func (s *Server) missingPartition(topic string, p int32) error {
 // checkPartitionEpoch checks that this broker leads p and the client's
 // current leader epoch (KIP-320; -1 skips the epoch check).
 func (s *Server) checkPartitionEpoch(p *partition, epoch int32) error {
-	if p.rep.Role() != replica.RoleLeader {
+	role, current := p.rep.View() // (one read, without the partition's lock)
+	if role != replica.RoleLeader {
 		return replica.ErrNotLeader
 	}
-	return replica.CheckLeaderEpoch(p.rep.LeaderEpoch(), epoch)
+	return replica.CheckLeaderEpoch(current, epoch)
 }
 
 // partitionLeaderEpoch is p's current leader epoch.

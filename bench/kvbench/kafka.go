@@ -465,6 +465,8 @@ func kafkaLatency(ctx context.Context, addr []string, topic string, s shape, rat
 	var gc0 debug.GCStats
 	hist0 := make(chan brokerHists, 1) // (scraped beside the generator, not in its way)
 	timed := false
+	var genCPU, brokerCPU *cpuMeter // over the timed part
+	var timedStart time.Time
 	for {
 		el := time.Since(start)
 		if el >= total {
@@ -476,6 +478,7 @@ func kafkaLatency(ctx context.Context, addr []string, topic string, s shape, rat
 				tr.set(true)
 			}
 			debug.ReadGCStats(&gc0)
+			genCPU, brokerCPU, timedStart = meterCPU(os.Getpid()), meterCPU(pids...), time.Now()
 			go func() { hist0 <- scrapeBrokerHists(httpAddr) }()
 		}
 		if timed {
@@ -503,6 +506,11 @@ func kafkaLatency(ctx context.Context, addr []string, topic string, s shape, rat
 	if tr != nil {
 		tr.set(false)
 	}
+	var genCores, brokerCores float64
+	if timed {
+		el := time.Since(timedStart).Seconds()
+		genCores, brokerCores = genCPU.seconds()/el, brokerCPU.seconds()/el
+	}
 	var gc1 debug.GCStats
 	debug.ReadGCStats(&gc1)
 	if timed {
@@ -523,6 +531,8 @@ func kafkaLatency(ctx context.Context, addr []string, topic string, s shape, rat
 	if tr != nil {
 		b := tr.breakdown(int(sent), timedFrom)
 		b.behindMax = msOf(behind)
+		b.genCores, b.brokerCores = genCores, brokerCores
+		b.fetchPerSec = float64(b.fetches) / dur.Seconds()
 		b.gcPauses = int(gc1.NumGC - gc0.NumGC)
 		for i := 0; i < b.gcPauses && i < len(gc1.Pause); i++ {
 			b.gcMaxPause = max(b.gcMaxPause, msOf(gc1.Pause[i]))

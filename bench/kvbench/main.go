@@ -25,6 +25,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -129,9 +130,19 @@ func main() {
 		systems  = flag.String("systems", "", "comma-separated systems to run (default all), e.g. kvlog,kvlog-before,kafka,kafka-fsync")
 		spread   = flag.String("spread", "", "partitions scenario: comma-separated partition counts of the acks=all spread cell instead of the mode's (e.g. 1,1000); none skips it")
 		many     = flag.String("many", "", "partitions scenario: comma-separated partition counts of the many-partitions runs instead of the mode's; none skips them")
+		latReps  = flag.Int("latency-reps", 0, "latency scenario: rounds of every cell, the goal's cell (50% of Apache Kafka's peak) included (default 2, the goal's cell 4 full, 2 quick)")
+		latPeaks = flag.String("latency-peaks", "", "latency scenario: peak rates to take instead of measuring them, comma-separated system=records/s of kvlog, kafka, nats-js (e.g. kvlog=2029038,kafka=1440655)")
+		latFracs = flag.String("latency-fractions", "", "latency scenario: comma-separated fractions of kvlog's peak instead of the mode's (e.g. 0.1,0.5); none runs only the goal's cell at 50% of Apache Kafka's peak")
 	)
 	flag.Parse()
 	lookupKeysFlag = *lkeys
+	latencyRepsFlag = *latReps
+	latencyFractionsFlag = *latFracs
+	var err error
+	if latencyPeaksFlag, err = parseLatencyPeaks(*latPeaks); err != nil {
+		fmt.Fprintln(os.Stderr, "kvbench:", err)
+		os.Exit(2)
+	}
 	spreadFlag, manyFlag = *spread, *many
 	if *from != "" {
 		if err := regenerate(*from); err != nil {
@@ -164,6 +175,23 @@ func run(mode string, root, out, only string, reps int, keepTmp, kafkaAll bool, 
 	cfg := configFor(mode)
 	if reps > 0 {
 		cfg.reps = reps
+	}
+	switch latencyFractionsFlag {
+	case "":
+	case "none":
+		cfg.latencyFractions = nil
+	default:
+		cfg.latencyFractions = nil
+		for _, f := range strings.Split(latencyFractionsFlag, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil || v <= 0 || v > 1 {
+				return fmt.Errorf("-latency-fractions %q: fractions in (0, 1], or none", f)
+			}
+			cfg.latencyFractions = append(cfg.latencyFractions, v)
+		}
+	}
+	if latencyRepsFlag > 0 {
+		cfg.latencyReps, cfg.latencyGoalReps = latencyRepsFlag, latencyRepsFlag
 	}
 	if lookupKeysFlag > 0 {
 		if def := cfg.lookupKeys; lookupKeysFlag > def && def > 0 && cfg.budget != nil {

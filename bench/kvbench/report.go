@@ -312,7 +312,7 @@ func (r *runner) writeEnvironment(w *md) {
 		{"NATS", orDash(r.natsVersion) + " (Debian nats-server), nats.go " + e["natsgo"]},
 		{"Machine load", "1-minute load average at each scenario start (other sessions share the machine): " + r.loadList()},
 		{"Load generator", "franz-go " + e["franz"] + " (kgo) and nats.go in the benchmark process, on the same 2 cores as the broker under test"},
-		{"Repetitions", fmt.Sprintf("%d per measurement (latency %d, recovery %d, replicated %d), order rotated every round", r.cfg.reps, r.cfg.latencyReps, r.cfg.recoveryReps, r.cfg.replicatedReps)},
+		{"Repetitions", fmt.Sprintf("%d per measurement (latency %d, its goal cell at 50%% of Kafka's peak %d, recovery %d, replicated %d), order rotated every round", r.cfg.reps, r.cfg.latencyReps, r.cfg.goalLatencyReps(), r.cfg.recoveryReps, r.cfg.replicatedReps)},
 		{"Records", "13-byte keys `user-%08d`; values of the stated length, JSON-like text (" + fmt.Sprintf("zstd ratio of a 100-record batch: %.1f for 100 B, %.1f for 1 KiB", zstdRatio(100), zstdRatio(1024)) + "), 1,024 distinct values; record i has key (7919·i+17) mod keys"},
 		{"Kafka producer", r.producerDesc() + "; elsewhere franz-go defaults: linger 10 ms, batches ≤ 1,000,012 B, ≤ 50,000 buffered records, murmur2 key partitioner; acks=all idempotent, acks=1 non-idempotent; latency runs linger 0"},
 		{"Kafka consumer", r.consumerDesc() + fmt.Sprintf("; fetch max %d MiB, per partition %d MiB, max wait 500 ms; reads to the end offsets listed at start", fetchMaxBytes>>20, fetchMaxPartBytes>>20)},
@@ -603,10 +603,18 @@ func reportLatency(r *runner, w *md) {
 		var cs []curve
 		for _, sys := range systems {
 			var ys []float64
+			measured := false
 			for _, f := range r.cfg.latencyFractions {
-				ys = append(ys, median(r.st.get("latency", latencyCell(f), sys, pc.m)))
+				v := median(r.st.get("latency", latencyCell(f), sys, pc.m))
+				measured = measured || v > 0
+				ys = append(ys, v)
 			}
-			cs = append(cs, curve{sys, xs, ys})
+			if measured {
+				cs = append(cs, curve{sys, xs, ys})
+			}
+		}
+		if len(cs) == 0 {
+			break // only the goal's cell ran (-latency-fractions none): no curve over the fractions
 		}
 		r.lineChart("latency", pc.file, "End-to-end latency "+pc.m, "rate, % of peak", pc.m+" latency, ms (log)", false, true, cs)
 		w.img(pc.file, "latency "+pc.m)

@@ -29,6 +29,42 @@ import (
 // Kafka's peak (its default durability), the rate of the goal against
 // Kafka. Producer linger 0; a consumer tails the topic from its end.
 
+// goalLatencyReps is the rounds of the goal's cell (50% of Apache
+// Kafka's peak).
+func (c *config) goalLatencyReps() int {
+	if c.latencyGoalReps > 0 {
+		return c.latencyGoalReps
+	}
+	return c.latencyReps
+}
+
+// latencyRepsFlag is -latency-reps (0: the mode's rounds);
+// latencyPeaksFlag -latency-peaks, the peaks (records/s) to take instead of
+// measuring them, by system (kvlog, kafka, nats-js): same-rate runs on
+// different days, and no peak measured on a loaded machine.
+var (
+	latencyRepsFlag      int
+	latencyPeaksFlag     = map[string]float64{}
+	latencyFractionsFlag string // -latency-fractions
+)
+
+// parseLatencyPeaks reads -latency-peaks: comma-separated system=records/s.
+func parseLatencyPeaks(spec string) (map[string]float64, error) {
+	out := map[string]float64{}
+	if spec == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(spec, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		f, err := strconv.ParseFloat(v, 64)
+		if !ok || err != nil || f <= 0 || (k != "kvlog" && k != "kafka" && k != "nats-js") {
+			return nil, fmt.Errorf("-latency-peaks %q: want kvlog|kafka|nats-js=records/s", kv)
+		}
+		out[k] = f
+	}
+	return out, nil
+}
+
 func latencyCell(frac float64) string { return fmt.Sprintf("%.0f%% of peak", 100*frac) }
 
 // kafkaLatencyCell is the cell at half of Apache Kafka's peak.
@@ -55,6 +91,14 @@ func scenLatency(ctx context.Context, r *runner) error {
 	// what this scenario's own client can drive.
 	peak := map[string]float64{}
 	for _, name := range []string{"kvlog", "nats-js", "kafka"} {
+		if len(r.cfg.latencyFractions) == 0 && name != "kafka" {
+			continue // only the goal's cell runs
+		}
+		if p, ok := latencyPeaksFlag[name]; ok {
+			peak[name] = p
+			r.note("latency", "%s peak given (-latency-peaks), not measured: %.0f records/s", name, p)
+			continue
+		}
 		if p := r.kgoPeakRate(name, s); p > 0 {
 			peak[name] = p
 			continue
@@ -75,7 +119,7 @@ func scenLatency(ctx context.Context, r *runner) error {
 			r.note("latency", "%s peak measured here with franz-go (the produce scenario did not run it with franz-go): %.0f records/s", name, peak[name])
 		}
 	}
-	if peak["kvlog"] == 0 {
+	if peak["kvlog"] == 0 && len(r.cfg.latencyFractions) > 0 {
 		return fmt.Errorf("no kvlog peak rate")
 	}
 	// Each run gets a fresh topic or stream, removed after it (kfake keeps
@@ -118,7 +162,11 @@ func scenLatency(ctx context.Context, r *runner) error {
 				}
 			}
 		}
-		err := rotate(r.cfg.latencyReps, cts, func(rep int, t *target) error {
+		reps := r.cfg.latencyReps
+		if cd.base == "kafka" {
+			reps = r.cfg.goalLatencyReps()
+		}
+		err := rotate(reps, cts, func(rep int, t *target) error {
 			pids := []int{t.in.p.pid}
 			settled := settleDisk(r.tmp)
 			r.st.add("latency", cell, t.in.spec.name, "pre-run sync", "ms", msOf(settled))
@@ -174,8 +222,10 @@ func scenLatency(ctx context.Context, r *runner) error {
 		r.note("latency", "%s: every Kafka-protocol system at 50%% of Apache Kafka's (default durability) peak %s records/s", kafkaLatencyCell, fnum(peak["kafka"]))
 	}
 	r.note("latency", "before each run the file system holding every system's data is synced (untimed): a run does not wait for what earlier runs of other systems left in the page cache (Apache Kafka's default and kvlog-nofsync do not fsync; the kernel writes their data back about 30 s later, and meanwhile every fsync on the disk, of whichever system runs then, waits behind it: on the benchmark machine, under load, an fdatasync took up to about 600 ms while another file's 1 GB was written back, against ≤ 70 ms otherwise, for appends and overwrites of preallocated blocks alike). \"pre-run sync\" in the trace table is how long that sync took")
-	r.note("latency", "rates: Kafka-protocol systems at %s of kvlog's peak %s records/s; NATS at the same fractions of nats-js's peak %s records/s. The load generator (producer and consumer) runs on the same 2 cores: where \"achieved\" falls short of the target, the machine, not only the broker, was saturated, and the latencies say so",
-		fracList(r.cfg.latencyFractions), fnum(peak["kvlog"]), fnum(peak["nats-js"]))
+	if len(r.cfg.latencyFractions) > 0 {
+		r.note("latency", "rates: Kafka-protocol systems at %s of kvlog's peak %s records/s; NATS at the same fractions of nats-js's peak %s records/s. The load generator (producer and consumer) runs on the same 2 cores: where \"achieved\" falls short of the target, the machine, not only the broker, was saturated, and the latencies say so",
+			fracList(r.cfg.latencyFractions), fnum(peak["kvlog"]), fnum(peak["nats-js"]))
+	}
 	return nil
 }
 
@@ -211,6 +261,19 @@ type latencyTrace struct {
 	fetchRTT    []float64 // ms, each Fetch
 	fetchLong   int       // fetches answered after ≥ 90% of their max wait
 	maxWait     time.Duration
+
+	// The consumer's fetch cycle (one Fetch in flight: franz-go sends the
+	// next one once the records of the last were buffered and taken by
+	// PollFetches), each Fetch of the timed part: its bytes, and after its
+	// answer was read (fetchRTT: from its write, the broker's parking
+	// and serving and the wire), in the client: answer read → its last
+	// record buffered (decoding), → the next Fetch written (waiting for the
+	// poll, the fetch manager, building the request).
+	fetchBytes, fetchDecode, fetchIdle []float64
+	lastReadEnd                        int64        // unix ns, the last Fetch answer read
+	lastBuffered                       atomic.Int64 // unix ns, the last record buffered
+	fetchRecords, fetchBatches         int64        // read in the timed part (FetchBatchRead)
+	produceBatches, produceRecords     int64        // written in the timed part (ProduceBatchWritten)
 }
 
 // latencyIndexed is whether values of n bytes have room for the index.
@@ -248,6 +311,26 @@ type (
 	latencyConsumerHooks struct{ t *latencyTrace }
 )
 
+func (h latencyProducerHooks) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.ProduceBatchMetrics) {
+	t := h.t
+	t.mu.Lock()
+	if t.on {
+		t.produceBatches++
+		t.produceRecords += int64(m.NumRecords)
+	}
+	t.mu.Unlock()
+}
+
+func (h latencyConsumerHooks) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.FetchBatchMetrics) {
+	t := h.t
+	t.mu.Lock()
+	if t.on {
+		t.fetchBatches++
+		t.fetchRecords += int64(m.NumRecords)
+	}
+	t.mu.Unlock()
+}
+
 func (h latencyProducerHooks) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.BrokerE2E) {
 	if key != 0 || e.WriteErr != nil || e.ReadErr != nil {
 		return
@@ -267,19 +350,32 @@ func (h latencyConsumerHooks) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo
 	}
 	t := h.t
 	d := e.DurationE2E()
+	now := time.Now().UnixNano() // (the hook runs once the answer is read)
+	written := now - int64(d)
 	t.mu.Lock()
 	if t.on {
 		t.fetchRTT = append(t.fetchRTT, msOf(d))
 		if d >= t.maxWait*9/10 {
 			t.fetchLong++
 		}
+		t.fetchBytes = append(t.fetchBytes, float64(e.BytesRead))
+		if prev := t.lastReadEnd; prev != 0 && written > prev {
+			// The previous answer's records were buffered before this
+			// Fetch was sent (one in flight).
+			decoded := max(t.lastBuffered.Load(), prev)
+			t.fetchDecode = append(t.fetchDecode, float64(decoded-prev)/1e6)
+			t.fetchIdle = append(t.fetchIdle, float64(max(written-decoded, 0))/1e6)
+		}
 	}
+	t.lastReadEnd = now
 	t.mu.Unlock()
 }
 
 func (h latencyConsumerHooks) OnFetchRecordBuffered(r *kgo.Record) {
 	if i := h.t.index(r.Value); i >= 0 {
-		h.t.fetched[i].CompareAndSwap(0, time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		h.t.fetched[i].CompareAndSwap(0, now)
+		h.t.lastBuffered.Store(now)
 	}
 }
 
@@ -303,6 +399,19 @@ type latencyBreakdown struct {
 	behindMax  float64 // the generator's worst lag behind its schedule
 	gcPauses   int
 	gcMaxPause float64
+
+	// The consumer's fetch cycle and the producer's batching over the
+	// timed part (latencyTrace), and the CPU of each side.
+	fetches                  int     // Fetch round trips
+	fetchPerSec              float64 // Fetch round trips per second
+	fetchRTTP50, fetchRTTP99 float64 // Fetch written → answer read, ms
+	fetchKB                  float64 // answer size, median KB
+	recsPerFetch             float64 // records read / Fetch round trips
+	decodeP50, decodeP99     float64 // answer read → its last record buffered, ms
+	idleP50, idleP99         float64 // … → the next Fetch written, ms
+	batchesPerProduce        float64 // batches per Produce request
+	recsPerBatch             float64 // records per produced batch
+	genCores, brokerCores    float64 // CPU over the timed part, cores: this process (generator, producer and consumer), the broker
 }
 
 // breakdown computes the run's breakdown over the records sent at or after
@@ -355,6 +464,23 @@ func (t *latencyTrace) breakdown(n int, timedFrom int64) latencyBreakdown {
 	b.waitP99 = percentiles(t.produceWait, 0.99)[0]
 	b.fetchP99 = percentiles(t.fetchRTT, 0.99)[0]
 	b.fetchLong = t.fetchLong
+	b.fetches = len(t.fetchRTT)
+	p = percentiles(slices.Clone(t.fetchRTT), 0.5, 0.99)
+	b.fetchRTTP50, b.fetchRTTP99 = p[0], p[1]
+	b.fetchKB = percentiles(slices.Clone(t.fetchBytes), 0.5)[0] / 1024
+	if b.fetches > 0 {
+		b.recsPerFetch = float64(t.fetchRecords) / float64(b.fetches)
+	}
+	p = percentiles(slices.Clone(t.fetchDecode), 0.5, 0.99)
+	b.decodeP50, b.decodeP99 = p[0], p[1]
+	p = percentiles(slices.Clone(t.fetchIdle), 0.5, 0.99)
+	b.idleP50, b.idleP99 = p[0], p[1]
+	if n := len(t.produceRTT); n > 0 {
+		b.batchesPerProduce = float64(t.produceBatches) / float64(n)
+	}
+	if t.produceBatches > 0 {
+		b.recsPerBatch = float64(t.produceRecords) / float64(t.produceBatches)
+	}
 	return b
 }
 
@@ -364,6 +490,7 @@ var brokerHistSeries = []struct{ key, name, filter string }{
 	{"fsync", "kvlog_log_flush_duration_seconds", ""},
 	{"commit", "kvlog_produce_commit_wait_seconds", ""},
 	{"produce", "kvlog_request_duration_seconds", `api="Produce"`},
+	{"fetch", "kvlog_request_duration_seconds", `api="Fetch"`},
 }
 
 // brokerHists are cumulative bucket counts by upper bound (s), per series
@@ -485,6 +612,27 @@ var latencyTraceMetrics = []struct{ metric, head string }{
 	{"pre-run sync", "pre-run sync ms"},
 }
 
+// The consumer's fetch cycle, the producer's batching and the CPU of a
+// latency cell (latencyBreakdown), in the order of the report's second
+// trace table.
+var latencyFetchMetrics = []struct{ metric, head string }{
+	{"fetches/s", "Fetch round trips/s"},
+	{"records/fetch", "records per Fetch"},
+	{"fetch KB", "KB per answer (median)"},
+	{"fetch rtt p50", "Fetch round trip p50 ms"},
+	{"fetch rtt p99", "Fetch round trip p99 ms"},
+	{"broker fetch p50", "broker Fetch p50 ≤ ms"},
+	{"broker fetch p99", "broker Fetch p99 ≤ ms"},
+	{"fetch decode p50", "decode p50 ms"},
+	{"fetch decode p99", "decode p99 ms"},
+	{"fetch idle p50", "→ next Fetch p50 ms"},
+	{"fetch idle p99", "→ next Fetch p99 ms"},
+	{"batches/produce", "batches per Produce"},
+	{"records/batch", "records per batch"},
+	{"generator cores", "generator CPU cores"},
+	{"broker cores", "broker CPU cores"},
+}
+
 // addLatencyTrace records and logs where a run's slow records waited.
 func (r *runner) addLatencyTrace(cell, sys string, res latencyRun) {
 	b := res.trace
@@ -497,6 +645,16 @@ func (r *runner) addLatencyTrace(cell, sys string, res latencyRun) {
 	for i, m := range latencyTraceMetrics[:len(vals)] {
 		r.st.add("latency", cell, sys, m.metric, "ms", vals[i])
 	}
+	fvals := []float64{b.fetchPerSec, b.recsPerFetch, b.fetchKB, b.fetchRTTP50, b.fetchRTTP99, h.quantile("fetch", 0.5), h.quantile("fetch", 0.99),
+		b.decodeP50, b.decodeP99, b.idleP50, b.idleP99, b.batchesPerProduce, b.recsPerBatch, b.genCores, b.brokerCores}
+	for i, m := range latencyFetchMetrics {
+		r.st.add("latency", cell, sys, m.metric, "", fvals[i])
+	}
+	logf("  %-13s fetch cycle: %.0f Fetch/s, %.0f records and %.1f KB per answer; round trip p50 %.2f p99 %.2f ms (broker p50 ≤ %.2f p99 ≤ %.2f ms); "+
+		"answer → records buffered p50 %.2f p99 %.2f ms, → next Fetch p50 %.2f p99 %.2f ms; produce: %.1f batches per request, %.0f records per batch; "+
+		"CPU cores: generator process %.2f, broker %.2f",
+		sys, b.fetchPerSec, b.recsPerFetch, b.fetchKB, b.fetchRTTP50, b.fetchRTTP99, h.quantile("fetch", 0.5), h.quantile("fetch", 0.99), b.decodeP50, b.decodeP99, b.idleP50, b.idleP99,
+		b.batchesPerProduce, b.recsPerBatch, b.genCores, b.brokerCores)
 	logf("  %-13s trace: slowest 1%% (≥ %.1f ms, worst sent %.2f s into the timed part): send→ack %.1f, send→consumer client %.1f, client→poll %.1f ms; "+
 		"all: send→ack p50 %.1f p99 %.1f; Produce requests p99 %.1f max %.1f (write wait p99 %.1f), Fetch p99 %.1f, %d fetches ≥ 90%% of max wait; "+
 		"generator behind max %.1f ms, %d GCs max pause %.2f ms",
@@ -529,6 +687,26 @@ func latencyTraceTable(r *runner, w *md, cell string) {
 	w.p("Where the slowest 1%% of the records waited (medians over rounds; \"send → ack\": the producer's promise, which comes once the broker's high watermark passed the batch; \"consumer client\": franz-go buffered the record from a Fetch answer; the broker columns are kvlogd's own histograms over the timed part, as bucket upper bounds):")
 	head := []string{"System"}
 	for _, m := range latencyTraceMetrics {
+		head = append(head, m.head)
+	}
+	w.table(head, rows)
+	rows = nil
+	for _, sys := range r.st.systems("latency", cell) {
+		if len(r.st.get("latency", cell, sys, latencyFetchMetrics[0].metric)) == 0 {
+			continue
+		}
+		row := []string{sys}
+		for _, m := range latencyFetchMetrics {
+			row = append(row, fnum(median(r.st.get("latency", cell, sys, m.metric))))
+		}
+		rows = append(rows, row)
+	}
+	if len(rows) == 0 {
+		return
+	}
+	w.p("The consumer's fetch cycle, the producer's batching and the CPU over the timed part (medians over rounds). franz-go keeps one Fetch in flight and sends the next once the last answer's records were decoded, buffered and taken by the poll: the round trip is from the Fetch written to its answer read (the broker's parking and serving, and the wire; \"broker Fetch\" is kvlogd's own histogram, arrival to answer ready, as bucket upper bounds), \"decode\" the answer read → its last record buffered, \"→ next Fetch\" from there to the next Fetch written (waiting for the poll, building the request). \"generator CPU\" is the load generator's process (paced producer, franz-go producer and consumer), on the same 2 cores as the broker:")
+	head = []string{"System"}
+	for _, m := range latencyFetchMetrics {
 		head = append(head, m.head)
 	}
 	w.table(head, rows)
