@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Apache Kafka's side of the profiles: Java Flight Recorder (JDK 17's
+// built-in sampling profiler). With -kafka-jfr (the default), every Kafka
+// node starts a continuous recording with JFR's "default" settings (a Java
+// stack sample of the running threads every 20 ms; the JDK documents this
+// profile at about 1% overhead) right after its start-up sample and before
+// its JIT warm-up, so the start-up figures are without it and every
+// measured round runs with it alike. A profile window dumps the recording
+// between two instants (jcmd JFR.dump begin=…) and summarises its
+// jdk.ExecutionSample events: the top frames (flat: the frame on CPU) and
+// the frames on the most stacks (cumulative), beside kvlogd's pprof.
+// Threads in native code (sendfile, fsync, socket copies) are not in
+// ExecutionSample; the kernel's share is in the user/system split of the
+// process's CPU read from /proc, and the CPU per Kafka thread group (from
+// /proc/<pid>/task: network threads, request handlers, GC, JIT) says which
+// threads spent it.
+
+var kafkaJFR = flag.Bool("kafka-jfr", true, "record Apache Kafka nodes with Java Flight Recorder (default settings, ~1% overhead, on from the end of start-up) and summarise its samples beside kvlogd's profiles")
+
+const jfrRecording = "kvbench"
+
+// jcmd runs `jcmd pid args…` with a deadline.
+func jcmd(pid int, timeout time.Duration, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "jcmd", append([]string{fmt.Sprint(pid)}, args...)...).CombinedOutput()
+	if err == nil && strings.Contains(string(out), "Exception") {
+		err = fmt.Errorf("%s", strings.TrimSpace(string(out)))
+	}
+	return string(out), err
+}
+
+// startJFR starts the continuous recording of a Kafka node (no-op when off,
+// not Kafka, or already recording). The RSS the recording adds is kept
+// (metric "jfr rss MB").
+func (r *runner) startJFR(in *instance) {
+	if !*kafkaJFR || in.spec.impl != "kafka" || in.jfrPID == in.p.pid {
+		return
+	}
+	before := in.p.usage().rssMB
+	start := time.Now()
+	out, err := jcmd(in.p.pid, 2*time.Minute, "JFR.start", "name="+jfrRecording, "settings=default", "maxage=15m", "disk=true")
+	if err != nil && !strings.Contains(out, "already") {
+		r.note("startup", "%s: JFR.start failed (no Kafka profile): %v %s", in.spec.name, err, strings.TrimSpace(out))
+		return
+	}
+	in.jfrPID = in.p.pid
+	r.st.add("jfr", "start", in.spec.name, "rss MB", "MB", in.p.usage().rssMB-before)
+	r.st.add("jfr", "start", in.spec.name, "start s", "s", time.Since(start).Seconds())
+}
+
+// dumpJFR writes the recording from begin to now into file.
+func dumpJFR(in *instance, begin time.Time, file string) error {
+	out, err := jcmd(in.p.pid, 2*time.Minute, "JFR.dump", "name="+jfrRecording, "begin="+begin.UTC().Format(time.RFC3339), "filename="+file)
+	if err != nil {
+		return fmt.Errorf("JFR.dump of %s: %v %s", in.spec.name, err, strings.TrimSpace(out))
+	}
+	if _, err := os.Stat(file); err != nil {
+		return fmt.Errorf("JFR.dump of %s wrote nothing: %s", in.spec.name, strings.TrimSpace(out))
+	}
+	return nil
+}
+
+// frameShare is one function's share of a profile's samples: flat (on
+// top of the stack) and cumulative (anywhere on it).
+type frameShare struct {
+	Name      string
+	Flat, Cum float64
+}
+
+var jfrArgs = regexp.MustCompile(`\(.*$`)
+
+// jfrSamples summarises a recording's jdk.ExecutionSample events: the
+// number of samples and every frame's flat and cumulative share.
+func jfrSamples(file string) (int, []frameShare, error) {
+	cmd := exec.Command("jfr", "print", "--stack-depth", "64", "--events", "jdk.ExecutionSample", file)
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, nil, err
+	}
+	flat, cum := map[string]int{}, map[string]int{}
+	n := 0
+	sc := bufio.NewScanner(pipe)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	in, first := false, true
+	seen := map[string]bool{}
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		switch {
+		case strings.HasPrefix(l, "stackTrace = ["):
+			in, first = true, true
+			clear(seen)
+			n++
+		case in && l == "]":
+			in = false
+		case in && l != "" && l != "...":
+			f := jfrArgs.ReplaceAllString(l, "")
+			if first {
+				flat[f]++
+				first = false
+			}
+			if !seen[f] {
+				seen[f] = true
+				cum[f]++
+			}
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return 0, nil, fmt.Errorf("jfr print %s: %w", filepath.Base(file), err)
+	}
+	var out []frameShare
+	for f, c := range cum {
+		out = append(out, frameShare{Name: f, Flat: float64(flat[f]) / float64(n), Cum: float64(c) / float64(n)})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Flat != out[j].Flat {
+			return out[i].Flat > out[j].Flat
+		}
+		return out[i].Name < out[j].Name
+	})
+	return n, out, nil
+}
+
+// jfrTop renders the summary like `pprof -top`: the 15 top frames by flat
+// share, then the 25 by cumulative share.
+func jfrTop(n int, fr []frameShare, seconds int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "JFR jdk.ExecutionSample: %d samples of Java threads on CPU in %d s (a sample per running thread every 20 ms)\n", n, seconds)
+	fmt.Fprintf(&b, "%7s %7s  %s\n", "flat%", "cum%", "frame")
+	for i, f := range fr {
+		if i == 15 {
+			break
+		}
+		fmt.Fprintf(&b, "%6.1f%% %6.1f%%  %s\n", 100*f.Flat, 100*f.Cum, f.Name)
+	}
+	byCum := append([]frameShare(nil), fr...)
+	sort.SliceStable(byCum, func(i, j int) bool { return byCum[i].Cum > byCum[j].Cum })
+	fmt.Fprintf(&b, "\n%7s %7s  %s\n", "flat%", "cum%", "frame (by cumulative share)")
+	for i, f := range byCum {
+		if i == 25 {
+			break
+		}
+		fmt.Fprintf(&b, "%6.1f%% %6.1f%%  %s\n", 100*f.Flat, 100*f.Cum, f.Name)
+	}
+	return b.String()
+}
+
+// profileKafka is r.profile for an Apache Kafka node: the recording's
+// window while work runs in a loop for seconds.
+func (r *runner) profileKafka(ctx context.Context, in *instance, scen, name string, seconds int, work func() error) {
+	if !*kafkaJFR {
+		return
+	}
+	r.startJFR(in)
+	if in.jfrPID != in.p.pid {
+		return
+	}
+	file := filepath.Join(r.raw, "profiles", strings.NewReplacer(" ", "_", "=", "", "/", "_").Replace(fmt.Sprintf("%s-%s.jfr", scen, name)))
+	win := startWindow(in.p.pid)
+	begin := time.Now()
+	deadline := begin.Add(time.Duration(seconds) * time.Second)
+	var err error
+	for time.Now().Before(deadline) && err == nil && ctx.Err() == nil {
+		err = work()
+	}
+	wall := time.Since(begin)
+	pt := win.end(wall)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err == nil {
+		err = dumpJFR(in, begin, file)
+	}
+	if err != nil {
+		r.note(scen, "profile %s failed: %v", name, err)
+		return
+	}
+	n, fr, err := jfrSamples(file)
+	if err != nil {
+		r.note(scen, "profile %s: %v", name, err)
+		return
+	}
+	pt.Scenario, pt.Name, pt.File, pt.System, pt.Seconds = scen, name, filepath.Base(file), in.spec.name, int(wall.Round(time.Second).Seconds())
+	pt.Top = jfrTop(n, fr, pt.Seconds) + pt.threadTable()
+	pt.Frames = topFrames(fr, 30)
+	r.profiles = append(r.profiles, pt)
+}
+
+// topFrames keeps the n frames with the largest flat shares and the n with
+// the largest cumulative shares.
+func topFrames(fr []frameShare, n int) []frameShare {
+	keep := map[string]bool{}
+	byFlat := append([]frameShare(nil), fr...)
+	sort.SliceStable(byFlat, func(i, j int) bool { return byFlat[i].Flat > byFlat[j].Flat })
+	byCum := append([]frameShare(nil), fr...)
+	sort.SliceStable(byCum, func(i, j int) bool { return byCum[i].Cum > byCum[j].Cum })
+	for i := 0; i < n && i < len(fr); i++ {
+		keep[byFlat[i].Name], keep[byCum[i].Name] = true, true
+	}
+	var out []frameShare
+	for _, f := range byFlat {
+		if keep[f.Name] {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// pprofFrames reads the frames of `go tool pprof -top` output (the flat
+// block, then the -cum block): each row is flat flat% sum% cum cum% name.
+func pprofFrames(lines []string) []frameShare {
+	byName := map[string]*frameShare{}
+	var order []string
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) < 6 || !strings.HasSuffix(f[1], "%") || !strings.HasSuffix(f[4], "%") {
+			continue
+		}
+		var flat, cum float64
+		if _, err := fmt.Sscanf(f[1], "%f%%", &flat); err != nil {
+			continue
+		}
+		if _, err := fmt.Sscanf(f[4], "%f%%", &cum); err != nil {
+			continue
+		}
+		name := strings.Join(f[5:], " ")
+		if byName[name] == nil {
+			byName[name] = &frameShare{Name: name}
+			order = append(order, name)
+		}
+		byName[name].Flat, byName[name].Cum = flat/100, cum/100
+	}
+	var out []frameShare
+	for _, n := range order {
+		out = append(out, *byName[n])
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Flat > out[j].Flat })
+	return out
+}
