@@ -255,3 +255,65 @@ func pprofFrames(lines []string) []frameShare {
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Flat > out[j].Flat })
 	return out
 }
+
+// jfrOverhead measures, once per run, what the recording costs Kafka's
+// produce rate: rounds of work with the recording stopped and running, in
+// alternating order, on Kafka's default node in the first profiled cell.
+// Metric "rate on/off" (per round: the time without ÷ the time with).
+func (r *runner) jfrOverhead(ctx context.Context, in *instance, cell shape, work func() error) {
+	if !*kafkaJFR || in.spec.name != "kafka" || len(r.st.cells("jfr-overhead")) > 0 {
+		return
+	}
+	r.startJFR(in)
+	if in.jfrPID != in.p.pid {
+		return
+	}
+	timed := func() (float64, error) {
+		start := time.Now()
+		err := work()
+		return time.Since(start).Seconds(), err
+	}
+	for rep := 0; rep < max(r.cfg.reps, 3); rep++ {
+		var on, off float64
+		withOff := func() (err error) {
+			if _, err = jcmd(in.p.pid, 2*time.Minute, "JFR.stop", "name="+jfrRecording); err != nil {
+				return err
+			}
+			in.jfrPID = 0
+			off, err = timed()
+			r.startJFR(in)
+			if in.jfrPID != in.p.pid {
+				return fmt.Errorf("JFR did not restart")
+			}
+			return err
+		}
+		withOn := func() (err error) {
+			on, err = timed()
+			return err
+		}
+		if err := paired(rep, withOn, withOff); err != nil {
+			r.note("produce", "JFR overhead on %s: %v", in.spec.name, err)
+			return
+		}
+		r.st.add("jfr-overhead", cell.String(), "kafka", "rate on/off", "×", off/on)
+		logf("  JFR overhead, kafka %s rep %d: %.2f s with the recording, %.2f s without", cell, rep, on, off)
+	}
+}
+
+// profileEnvRows are the Environment table's rows on the profilers.
+func (r *runner) profileEnvRows() [][]string {
+	over := "not measured in this run"
+	for _, c := range r.st.cells("jfr-overhead") {
+		v := r.st.get("jfr-overhead", c, "kafka", "rate on/off")
+		over = fmt.Sprintf("Kafka's produce rate with the recording running ÷ without, %s, %d alternating rounds: %s (median, min–max of the per-round ratios)", c, len(v), mr(v))
+	}
+	rss := r.st.get("jfr", "start", "kafka", "rss MB")
+	jfr := "off (-kafka-jfr=false): no Kafka profile"
+	if *kafkaJFR || len(rss) > 0 {
+		jfr = fmt.Sprintf("Java Flight Recorder, JDK's \"default\" settings (Java stack samples of running threads every 20 ms; documented at about 1%% overhead), one continuous recording per Kafka node from the end of its start-up sample (start-up figures are without it; every measured round runs with it alike), started with jcmd JFR.start; a profile window is `jcmd JFR.dump begin=…` summarised from its jdk.ExecutionSample events. Overhead: %s. RSS the recording added at its start: %s MB", over, mr(rss))
+	}
+	return [][]string{
+		{"Profiles", fmt.Sprintf("after a cell's measured rounds, %d s windows of the same work in a loop: kvlogd's CPU profile (pprof, 100 Hz) and the load generator's; Apache Kafka's JFR recording over the same kind of window; for each process its user and system (kernel) CPU from /proc/<pid>/stat over the window, and a JVM's CPU per thread group from /proc/<pid>/task", r.cfg.profileSeconds)},
+		{"Kafka profiler", jfr},
+	}
+}

@@ -327,6 +327,7 @@ func (r *runner) writeEnvironment(w *md) {
 		{"Scale", fmt.Sprintf("log sizes %s (issue: 1 to 20 GB%s), probes of %s; partitions %v (issue: 1 to 10,000%s), %s records each (%s from 1,000 partitions up)", sizesList(r.cfg.scaleSizes), reducedNote(r.cfg.scaleSizes[len(r.cfg.scaleSizes)-1] < 20*gb), sizeLabel(r.cfg.scaleProbeBytes), r.cfg.scalePartitions, reducedNote(slices.Max(r.cfg.scalePartitions) < 10_000), countName(r.cfg.scaleRecords), countName(r.cfg.scaleManyRecords))},
 		{"Replicated", fmt.Sprintf("%s per run, 8 partitions, 100 B values, 1k keys", sizeLabel(r.cfg.replicatedBytes))},
 	}
+	rows = append(rows, r.profileEnvRows()...)
 	w.table([]string{"", ""}, rows)
 	var srows [][]string
 	for _, s := range systemSpecs {
