@@ -163,16 +163,16 @@ func (r *runner) writeReport() (string, error) {
 		if e := r.explainMiss(g); e != "" {
 			w.p("  %s", e)
 		}
+		if e := r.whyFromProfiles(g); e != "" {
+			w.p("  %s", e)
+		}
 	}
 	shown := map[string]bool{}
 	for _, g := range missed {
 		for _, pt := range r.profiles {
 			if slices.Contains(g.profiles, pt.Scenario) && !shown[pt.Name] {
 				shown[pt.Name] = true
-				who := "kvlogd"
-				if strings.HasPrefix(pt.Name, "client ") {
-					who = "kvbench (the load generator, same 2 cores)"
-				}
+				who := profileWho(pt)
 				w.p("%s CPU profile: %s (%ds, raw profile `raw/profiles/%s`); it was on CPU %s of the wall time, i.e. that share of one core. `go tool pprof -top` (flat), then `-top -cum` (where the time goes by call path):", who, pt.Name, cmp.Or(pt.Seconds, r.cfg.profileSeconds), pt.File, pt.Util)
 				w.code(pt.Top)
 			}
