@@ -736,6 +736,7 @@ func reportScale(r *runner, w *md) {
 		if len(prod) > 1 {
 			w.p("Raw flatness (largest / smallest size): produce %s, fetch tail %s, fetch head %s.", fx(prod[len(prod)-1]/prod[0]), fx(tail[len(tail)-1]/tail[0]), fx(head[len(head)-1]/head[0]))
 		}
+		r.scaleSpreadTable(w, sys)
 		file := "scale-size.png"
 		if sys != "kvlog" {
 			file = "scale-size-" + sys + ".png"
@@ -996,8 +997,8 @@ func (r *runner) goals() []goal {
 			rawP := median(r.st.get("scale-size", last, "kvlog", "produce MB/s")) / median(r.st.get("scale-size", first, "kvlog", "produce MB/s"))
 			rawT := median(r.st.get("scale-size", last, "kvlog", "fetch tail MB/s")) / median(r.st.get("scale-size", first, "kvlog", "fetch tail MB/s"))
 			gs = append(gs, goal{"Throughput flat (±10%) from 1 GB to 20 GB of log", "0.90–1.10× of a fresh log at every size",
-				fmt.Sprintf("grown/fresh at %s … %s: produce %s, fetch tail %s (raw %s/%s: produce %s, fetch tail %s)%s", first, last,
-					strings.Join(pr, ", "), strings.Join(tr, ", "), last, first, fx(rawP), fx(rawT), reducedNote(r.cfg.scaleSizes[len(r.cfg.scaleSizes)-1] < 20*gb)), verdict(ok, true), []string{"scale"}})
+				fmt.Sprintf("grown/fresh at %s … %s: produce %s, fetch tail %s (raw %s/%s: produce %s, fetch tail %s)%s%s", first, last,
+					strings.Join(pr, ", "), strings.Join(tr, ", "), last, first, fx(rawP), fx(rawT), r.flatSpread(last), reducedNote(r.cfg.scaleSizes[len(r.cfg.scaleSizes)-1] < 20*gb)), verdict(ok, true), []string{"scale"}})
 		} else {
 			gs = append(gs, goal{"Throughput flat (±10%) from 1 GB to 20 GB of log", "0.90–1.10×", "–", "not run", nil})
 		}

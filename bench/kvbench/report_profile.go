@@ -274,3 +274,47 @@ func profileWho(pt profileTop) string {
 	}
 	return "kvlogd"
 }
+
+// flatSpread is the flatness row's per-round spread at the largest size.
+func (r *runner) flatSpread(cell string) string {
+	p, t := r.st.get("scale-size", cell, "kvlog", "produce vs fresh"), r.st.get("scale-size", cell, "kvlog", "fetch tail vs fresh")
+	if len(p) == 0 {
+		return ""
+	}
+	s := fmt.Sprintf("; per-round ratios at %s: produce %s, fetch tail %s (%d rounds", cell, spread(p), spread(t), len(p))
+	if *scaleSettle != "off" {
+		s += ", page cache settled before each probe pair, pairs sliced"
+	}
+	return s + ")"
+}
+
+// scaleSpreadTable writes, per size, the spread of the per-round
+// grown/fresh ratios and the dirty page cache at probe start; with
+// -scale-settle both, the probe as before (unsettled) beside.
+func (r *runner) scaleSpreadTable(w *md, sys string) {
+	var rows [][]string
+	both := false
+	for _, c := range r.st.cells("scale-size") {
+		g := func(m string) []float64 { return r.st.get("scale-size", c, sys, m) }
+		if len(g("produce vs fresh")) == 0 {
+			continue
+		}
+		row := []string{c, mr(g("produce vs fresh")), fnum(relSpread(g("produce vs fresh"))), mr(g("fetch tail vs fresh")), fnum(relSpread(g("fetch tail vs fresh"))), mr(g("dirty MB"))}
+		if u := g("unsettled produce vs fresh"); len(u) > 0 {
+			both = true
+			row = append(row, mr(u), fnum(relSpread(u)), mr(g("unsettled fetch tail vs fresh")), fnum(relSpread(g("unsettled fetch tail vs fresh"))), mr(g("unsettled dirty MB")))
+		}
+		rows = append(rows, row)
+	}
+	if len(rows) == 0 {
+		return
+	}
+	head := []string{"Log size", "produce grown/fresh, median (min–max)", "spread (max−min)/median", "fetch tail grown/fresh", "spread", "dirty MB at probe start"}
+	mode := map[string]string{"on": "settled (the broker's data dir written back and evicted from the page cache before each pair; each pair in " + fmt.Sprint(*scaleSlicesFlag) + " alternating slices)", "off": "unsettled (one grown and one fresh run, the page cache as the run left it)", "both": "settled"}[*scaleSettle]
+	if both {
+		head = append(head, "unsettled: produce", "spread", "fetch tail", "spread", "dirty MB")
+		mode += "; beside it, in the same rounds and run first, the probe as before (unsettled, one pair)"
+	}
+	w.p("Per-round grown/fresh ratios of %s: %s.", sys, mode)
+	w.table(head, rows)
+}
