@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,9 +97,20 @@ func jfrSamples(file string) (int, []frameShare, error) {
 	if err := cmd.Start(); err != nil {
 		return 0, nil, err
 	}
+	n, out := parseJFRSamples(pipe)
+	if err := cmd.Wait(); err != nil {
+		return 0, nil, fmt.Errorf("jfr print %s: %w", filepath.Base(file), err)
+	}
+	return n, out, nil
+}
+
+// parseJFRSamples reads `jfr print --events jdk.ExecutionSample` text: the
+// number of samples and every frame's flat share (top of a stack) and
+// cumulative share (on a stack, counted once per stack), by flat share.
+func parseJFRSamples(rd io.Reader) (int, []frameShare) {
 	flat, cum := map[string]int{}, map[string]int{}
 	n := 0
-	sc := bufio.NewScanner(pipe)
+	sc := bufio.NewScanner(rd)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	in, first := false, true
 	seen := map[string]bool{}
@@ -123,9 +135,6 @@ func jfrSamples(file string) (int, []frameShare, error) {
 			}
 		}
 	}
-	if err := cmd.Wait(); err != nil {
-		return 0, nil, fmt.Errorf("jfr print %s: %w", filepath.Base(file), err)
-	}
 	var out []frameShare
 	for f, c := range cum {
 		out = append(out, frameShare{Name: f, Flat: float64(flat[f]) / float64(n), Cum: float64(c) / float64(n)})
@@ -136,7 +145,7 @@ func jfrSamples(file string) (int, []frameShare, error) {
 		}
 		return out[i].Name < out[j].Name
 	})
-	return n, out, nil
+	return n, out
 }
 
 // jfrTop renders the summary like `pprof -top`: the 15 top frames by flat
