@@ -299,20 +299,20 @@ func (r *runner) scaleSpreadTable(w *md, sys string) {
 		if len(g("produce vs fresh")) == 0 {
 			continue
 		}
-		row := []string{c, mr(g("produce vs fresh")), fnum(relSpread(g("produce vs fresh"))), mr(g("fetch tail vs fresh")), fnum(relSpread(g("fetch tail vs fresh"))), mr(g("dirty MB"))}
+		row := []string{c, mr(g("produce vs fresh")), fnum(relSpread(g("produce vs fresh"))), mr(g("fetch tail vs fresh")), fnum(relSpread(g("fetch tail vs fresh"))), mr(g("produce cpu vs fresh")) + " / " + mr(g("fetch tail cpu vs fresh")), mr(g("dirty MB"))}
 		if u := g("unsettled produce vs fresh"); len(u) > 0 {
 			both = true
-			row = append(row, mr(u), fnum(relSpread(u)), mr(g("unsettled fetch tail vs fresh")), fnum(relSpread(g("unsettled fetch tail vs fresh"))), mr(g("unsettled dirty MB")))
+			row = append(row, mr(u), fnum(relSpread(u)), mr(g("unsettled fetch tail vs fresh")), fnum(relSpread(g("unsettled fetch tail vs fresh"))), mr(g("unsettled produce cpu vs fresh"))+" / "+mr(g("unsettled fetch tail cpu vs fresh")), mr(g("unsettled dirty MB")))
 		}
 		rows = append(rows, row)
 	}
 	if len(rows) == 0 {
 		return
 	}
-	head := []string{"Log size", "produce grown/fresh, median (min–max)", "spread (max−min)/median", "fetch tail grown/fresh", "spread", "dirty MB at probe start"}
+	head := []string{"Log size", "produce grown/fresh, median (min–max)", "spread (max−min)/median", "fetch tail grown/fresh", "spread", "broker CPU/GB grown/fresh: produce / fetch tail", "dirty MB at probe start"}
 	mode := map[string]string{"on": "settled (the broker's data dir written back and evicted from the page cache before each pair; each pair in " + fmt.Sprint(*scaleSlicesFlag) + " alternating slices)", "off": "unsettled (one grown and one fresh run, the page cache as the run left it)", "both": "settled"}[*scaleSettle]
 	if both {
-		head = append(head, "unsettled: produce", "spread", "fetch tail", "spread", "dirty MB")
+		head = append(head, "unsettled: produce", "spread", "fetch tail", "spread", "CPU/GB produce / fetch tail", "dirty MB")
 		mode += "; beside it, in the same rounds and run first, the probe as before (unsettled, one pair)"
 	}
 	w.p("Per-round grown/fresh ratios of %s: %s.", sys, mode)

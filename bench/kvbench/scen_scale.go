@@ -459,6 +459,10 @@ func (r *runner) scaleProbe(ctx context.Context, in *instance, sys, cell, topic,
 	r.addRun("scale-size", cell, sys, pre+"produce ", grown)
 	r.addRun("scale-size", cell, sys, pre+"fresh produce ", fresh)
 	r.st.add("scale-size", cell, sys, pre+"produce vs fresh", "×", grown.mbPerSec()/fresh.mbPerSec())
+	// The broker's CPU per GB, grown ÷ fresh: a cost that grows with the
+	// log shows here too, while another process's load on the shared
+	// cores, which stretches the wall time, mostly does not.
+	r.st.add("scale-size", cell, sys, pre+"produce cpu vs fresh", "×", grown.cpuPerGB()/fresh.cpuPerGB())
 
 	ends, err := endOffsets(ctx, addr, topic)
 	if err != nil {
@@ -481,6 +485,7 @@ func (r *runner) scaleProbe(ctx context.Context, in *instance, sys, cell, topic,
 	r.addRun("scale-size", cell, sys, pre+"fetch tail ", tail)
 	r.addRun("scale-size", cell, sys, pre+"fresh fetch ", freshRead)
 	r.st.add("scale-size", cell, sys, pre+"fetch tail vs fresh", "×", tail.mbPerSec()/freshRead.mbPerSec())
+	r.st.add("scale-size", cell, sys, pre+"fetch tail cpu vs fresh", "×", tail.cpuPerGB()/freshRead.cpuPerGB())
 	logf("  %s %s rep %d%s: produce grown/fresh %.2f×, fetch tail grown/fresh %.2f×", sys, cell, rep, map[bool]string{true: " (settled)", false: " (unsettled)"}[settle], grown.mbPerSec()/fresh.mbPerSec(), tail.mbPerSec()/freshRead.mbPerSec())
 	if !settle && len(settleModes()) > 1 {
 		return nil // the head probe once per round
