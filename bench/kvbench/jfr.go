@@ -63,6 +63,7 @@ func (r *runner) startJFR(in *instance) {
 	in.jfrPID = in.p.pid
 	r.st.add("jfr", "start", in.spec.name, "rss MB", "MB", in.p.usage().rssMB-before)
 	r.st.add("jfr", "start", in.spec.name, "start s", "s", time.Since(start).Seconds())
+	logf("  %s: JFR recording started in %.1f s (RSS +%.0f MB)", in.spec.name, time.Since(start).Seconds(), in.p.usage().rssMB-before)
 }
 
 // dumpJFR writes the recording from begin to now into file.
