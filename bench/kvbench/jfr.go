@@ -60,7 +60,11 @@ func (r *runner) startJFR(in *instance) {
 		r.note("startup", "%s: JFR.start failed (no Kafka profile): %v %s", in.spec.name, err, strings.TrimSpace(out))
 		return
 	}
+	first := in.jfrPID != -in.p.pid // not a restart after jfrOverhead's stop
 	in.jfrPID = in.p.pid
+	if !first {
+		return
+	}
 	r.st.add("jfr", "start", in.spec.name, "rss MB", "MB", in.p.usage().rssMB-before)
 	r.st.add("jfr", "start", in.spec.name, "start s", "s", time.Since(start).Seconds())
 	logf("  %s: JFR recording started in %.1f s (RSS +%.0f MB)", in.spec.name, time.Since(start).Seconds(), in.p.usage().rssMB-before)
@@ -192,7 +196,7 @@ func (r *runner) profileKafka(ctx context.Context, in *instance, scen, name stri
 		err = work()
 	}
 	wall := time.Since(begin)
-	pt := win.end(wall)
+	pt := win.endNamed(wall, func() map[int]string { return javaThreadNames(in.p.pid) })
 	if err == nil {
 		err = ctx.Err()
 	}
@@ -289,7 +293,7 @@ func (r *runner) jfrOverhead(ctx context.Context, in *instance, cell shape, work
 			if _, err = jcmd(in.p.pid, 2*time.Minute, "JFR.stop", "name="+jfrRecording); err != nil {
 				return err
 			}
-			in.jfrPID = 0
+			in.jfrPID = -in.p.pid // stopped here, restarted below
 			off, err = timed()
 			r.startJFR(in)
 			if in.jfrPID != in.p.pid {

@@ -171,3 +171,22 @@ func TestSliced(t *testing.T) {
 		}
 	}
 }
+
+func TestParseThreadNames(t *testing.T) {
+	const dump = `12345:
+2026-12-07 23:40:00
+Full thread dump OpenJDK 64-Bit Server VM (17.0.15+6-Debian-1deb12u1 mixed mode, sharing):
+
+"data-plane-kafka-request-handler-3" #61 daemon prio=5 os_prio=0 cpu=812.50ms elapsed=95.20s tid=0x00007f0c3c0b6000 nid=0x5f1a waiting on condition  [0x00007f0bd97fe000]
+   java.lang.Thread.State: TIMED_WAITING (parking)
+
+"GC Thread#1" os_prio=0 cpu=120.00ms elapsed=94.00s tid=0x00007f0c1c001000 nid=0x5e03 runnable
+`
+	names := parseThreadNames(dump)
+	if names[0x5f1a] != "data-plane-kafka-request-handler-3" || names[0x5e03] != "GC Thread#1" || len(names) != 2 {
+		t.Fatalf("%v", names)
+	}
+	if g := threadNum.ReplaceAllString(names[0x5f1a], "N"); g != "data-plane-kafka-request-handler-N" {
+		t.Fatalf("group %q", g)
+	}
+}

@@ -33,15 +33,29 @@ var threadNum = regexp.MustCompile(`[0-9]+`)
 
 // end closes the window after wall and returns its figures as a profile
 // record (Util, User, Sys, Threads).
-func (w *window) end(wall time.Duration) profileTop {
+func (w *window) end(wall time.Duration) profileTop { return w.endNamed(wall, nil) }
+
+// endNamed is end with thread names by tid (a JVM's Java thread names,
+// which /proc's 15-character comm cuts short), asked for after the
+// window's figures are read so that asking costs the window nothing.
+func (w *window) endNamed(wall time.Duration, namesOf func() map[int]string) profileTop {
 	u, s := cpuSplit(w.pid)
+	now := threadCPU(w.pid)
+	var names map[int]string
+	if namesOf != nil {
+		names = namesOf()
+	}
 	pt := profileTop{Wall: wall.Seconds(), User: u - w.user, Sys: s - w.sys}
 	pt.Util = fmt.Sprintf("%.0f%%", 100*(pt.User+pt.Sys)/pt.Wall)
 	groups := map[string]float64{}
-	for tid, t := range threadCPU(w.pid) {
+	for tid, t := range now {
 		d := t.cpu - w.threads[tid].cpu
 		if d > 0 {
-			groups[threadNum.ReplaceAllString(t.name, "N")] += d
+			name := t.name
+			if n, ok := names[tid]; ok {
+				name = n
+			}
+			groups[threadNum.ReplaceAllString(name, "N")] += d
 		}
 	}
 	named := len(groups) > 1
@@ -92,4 +106,31 @@ func (p profileTop) threadTable() string {
 		fmt.Fprintf(&b, "%6.2f  %s\n", t.Flat, t.Name)
 	}
 	return b.String()
+}
+
+// javaThreadNames maps a JVM's thread ids (nid) to their Java names, from
+// `jcmd <pid> Thread.print` (lines `"name" #12 … nid=0x1a2b …`).
+func javaThreadNames(pid int) map[int]string {
+	out, err := jcmd(pid, time.Minute, "Thread.print")
+	if err != nil {
+		return nil
+	}
+	return parseThreadNames(out)
+}
+
+var threadLine = regexp.MustCompile(`^"(.*)" .*\bnid=(0x[0-9a-fA-F]+)`)
+
+func parseThreadNames(dump string) map[int]string {
+	names := map[int]string{}
+	for _, l := range strings.Split(dump, "\n") {
+		m := threadLine.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		var tid int
+		if _, err := fmt.Sscanf(m[2], "0x%x", &tid); err == nil {
+			names[tid] = m[1]
+		}
+	}
+	return names
 }
