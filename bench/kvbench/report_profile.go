@@ -201,7 +201,11 @@ func (r *runner) whyFromProfiles(g goal) string {
 		for _, pp := range r.pairsOf(scen) {
 			var parts []string
 			if pp.kvlog != nil {
-				parts = append(parts, fmt.Sprintf("kvlogd %s; top %s", pp.kvlog.cpuLine(), topFlat(pp.kvlog, 3)))
+				k := fmt.Sprintf("kvlogd %s; top %s", pp.kvlog.cpuLine(), topFlat(pp.kvlog, 3))
+				if kw, share := kernelWork(pp.kvlog); kw != "" {
+					k += fmt.Sprintf("; its largest system-call family %s (on %.0f%% of its samples)", kw, 100*share)
+				}
+				parts = append(parts, k)
 				if pp.client != nil {
 					parts = append(parts, fmt.Sprintf("load generator %.2f cores (top %s)", pp.client.busy(), topFlat(pp.client, 2)))
 				}
@@ -209,13 +213,8 @@ func (r *runner) whyFromProfiles(g goal) string {
 			for _, f := range pp.kafka {
 				parts = append(parts, kafkaSide(f))
 			}
-			if pp.kvlog != nil && len(pp.kafka) > 0 && pp.kvlog.busy() > 0 {
-				for _, f := range pp.kafka {
-					parts = append(parts, fmt.Sprintf("%s used %.2f× kvlogd's CPU over its window", f.System, f.busy()/pp.kvlog.busy()))
-				}
-			}
 			l := r.limitOf(pp)
-			c := fmt.Sprintf("%s %s: %s", scen, pp.key, strings.Join(parts, "; "))
+			c := fmt.Sprintf("%s: %s", pp.key, strings.Join(parts, "; "))
 			if l.why != "" {
 				c += ". **Limit:** " + l.why
 				if !slices.Contains(nexts, l.next) {
