@@ -234,9 +234,13 @@ func scenRestore(ctx context.Context, r *runner) error {
 		}
 		if c.name == restoreDefaults {
 			// The goal's cell, each broker profiled over one more restore
-			// (kvlogd's pprof, Kafka's JFR).
+			// (kvlogd's pprof, Kafka's JFR), the window as long as the
+			// application's run took in the measured rounds (its JVM start
+			// and group join come before the restore itself).
 			for _, in := range ins {
-				r.profile(ctx, in, "restore", in.spec.name+" restore "+c.name, r.cfg.profileSeconds, func() error {
+				secs := int(math.Ceil(median(r.st.get("restore", c.name, in.spec.name, "app wall s"))))
+				secs = min(max(secs, r.cfg.profileSeconds), 120)
+				r.profile(ctx, in, "restore", in.spec.name+" restore "+c.name, secs, func() error {
 					_, err := r.streamsRestore(ctx, cp, in, c)
 					return err
 				})
