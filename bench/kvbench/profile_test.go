@@ -190,3 +190,33 @@ Full thread dump OpenJDK 64-Bit Server VM (17.0.15+6-Debian-1deb12u1 mixed mode,
 		t.Fatalf("group %q", g)
 	}
 }
+
+// TestExplainFlatness checks the flatness row's explanation is generated
+// from the rounds: noise when the rounds of an out-of-band figure bracket
+// 1, waiting when they agree with the broker's CPU per GB unchanged, the
+// broker's work when its CPU per GB grows.
+func TestExplainFlatness(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		tail     []float64
+		tailCPU  float64
+		want     string
+		unwanted string
+	}{
+		{"noise", []float64{0.5, 1.3, 0.7}, 1, "shared machine's noise", "does no more work per byte"},
+		{"waiting", []float64{0.8, 0.82, 0.79}, 1.01, "does no more work per byte", "shared machine's noise"},
+		{"broker", []float64{0.8, 0.82, 0.79}, 1.3, "broker's own work grows", "does no more work per byte"},
+	} {
+		r := &runner{st: newStore()}
+		for i, v := range c.tail {
+			r.st.add("scale-size", "6 GiB", "kvlog", "produce vs fresh", "×", 1+0.01*float64(i))
+			r.st.add("scale-size", "6 GiB", "kvlog", "produce cpu vs fresh", "×", 1)
+			r.st.add("scale-size", "6 GiB", "kvlog", "fetch tail vs fresh", "×", v)
+			r.st.add("scale-size", "6 GiB", "kvlog", "fetch tail cpu vs fresh", "×", c.tailCPU)
+		}
+		s := r.explainFlatness()
+		if !strings.Contains(s, c.want) || strings.Contains(s, c.unwanted) || !strings.Contains(s, "**Next step:**") {
+			t.Errorf("%s: %s", c.name, s)
+		}
+	}
+}

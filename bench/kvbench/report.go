@@ -172,8 +172,7 @@ func (r *runner) writeReport() (string, error) {
 		for _, pt := range r.profiles {
 			if slices.Contains(g.profiles, pt.Scenario) && !shown[pt.Name] {
 				shown[pt.Name] = true
-				who := profileWho(pt)
-				w.p("%s CPU profile: %s (%ds, raw profile `raw/profiles/%s`); it was on CPU %s of the wall time, i.e. that share of one core. `go tool pprof -top` (flat), then `-top -cum` (where the time goes by call path):", who, pt.Name, cmp.Or(pt.Seconds, r.cfg.profileSeconds), pt.File, pt.Util)
+				w.p("%s", profileHeader(pt, cmp.Or(pt.Seconds, r.cfg.profileSeconds)))
 				w.code(pt.Top)
 			}
 		}

@@ -159,7 +159,7 @@ func (r *runner) explainRebuild() string {
 // per-round ratios and the page cache's state at each probe.
 func (r *runner) explainFlatness() string {
 	var parts []string
-	noisy := false
+	noisy, sameCPU, slope := false, false, false
 	for _, sys := range r.st.systems("scale-size", "") {
 		for _, c := range r.st.cells("scale-size") {
 			p, t := r.st.get("scale-size", c, sys, "produce vs fresh"), r.st.get("scale-size", c, sys, "fetch tail vs fresh")
@@ -170,12 +170,25 @@ func (r *runner) explainFlatness() string {
 			if in(median(p)) && in(median(t)) {
 				continue
 			}
-			// The rounds disagree more than the goal's band and bracket 1:
-			// the median is the machine's noise, not a slope.
-			pn, tn := maxOf(p)-minOf(p) > 0.2 && minOf(p) <= 1 && maxOf(p) >= 1, maxOf(t)-minOf(t) > 0.2 && minOf(t) <= 1 && maxOf(t) >= 1
-			noisy = noisy || pn || tn
+			// An out-of-band figure whose rounds disagree by more than the
+			// goal's band and bracket 1 is the machine's noise, not a
+			// slope; one whose broker CPU per GB stays within the band is
+			// not the broker's work growing with the log.
+			pc, tc := r.st.get("scale-size", c, sys, "produce cpu vs fresh"), r.st.get("scale-size", c, sys, "fetch tail cpu vs fresh")
+			for _, m := range []struct{ v, cpu []float64 }{{p, pc}, {t, tc}} {
+				if in(median(m.v)) {
+					continue
+				}
+				if maxOf(m.v)-minOf(m.v) > 0.2 && minOf(m.v) <= 1 && maxOf(m.v) >= 1 {
+					noisy = true
+				} else if len(m.cpu) > 0 && in(median(m.cpu)) {
+					sameCPU = true
+				} else {
+					slope = true
+				}
+			}
 			d := r.st.get("scale-size", c, sys, "dirty MB")
-			x := fmt.Sprintf("%s %s: produce grown/fresh %s (rounds %s), fetch tail %s (rounds %s), %d rounds; dirty page cache at probe start %s MB", sys, c, fx(median(p)), spread(p), fx(median(t)), spread(t), len(p), mr(d))
+			x := fmt.Sprintf("%s %s: produce grown/fresh %s (rounds %s; broker CPU per GB grown/fresh %s), fetch tail %s (rounds %s; CPU per GB %s), %d rounds; dirty page cache at probe start %s MB", sys, c, fx(median(p)), spread(p), fx(median(pc)), fx(median(t)), spread(t), fx(median(tc)), len(p), mr(d))
 			if u := r.st.get("scale-size", c, sys, "unsettled produce vs fresh"); len(u) > 0 {
 				x += fmt.Sprintf("; the probe as before (unsettled, one pair), same rounds: produce %s (rounds %s), fetch tail %s (rounds %s), dirty %s MB",
 					fx(median(u)), spread(u), fx(median(r.st.get("scale-size", c, sys, "unsettled fetch tail vs fresh"))), spread(r.st.get("scale-size", c, sys, "unsettled fetch tail vs fresh")), mr(r.st.get("scale-size", c, sys, "unsettled dirty MB")))
@@ -184,10 +197,21 @@ func (r *runner) explainFlatness() string {
 		}
 	}
 	s := "**Why:** " + strings.Join(parts, "; ") + ". "
+	var next []string
 	if noisy {
-		s += "The rounds of a cell outside the band disagree by more than the goal's ±10% and lie on both sides of 1×: the median is the shared machine's noise (load average at the scenario's start " + r.loadOf("scale") + "), not a slope of the broker's rate with the log's size. **Next step:** more rounds or slices per size (-reps, -scale-slices) or a quiet machine, before reading this row as a regression; the profile of the grown log below says where kvlogd's time goes at the largest size."
-	} else {
-		s += "The rounds agree: the grown log is consistently off the fresh one's rate; the profile of the grown log's produce at the largest size below says where the time goes. **Next step:** from that profile."
+		s += "Where the rounds of a figure outside the band disagree by more than the goal's ±10% and lie on both sides of 1×, its median is the shared machine's noise (load average at the scenario's start " + r.loadOf("scale") + "), not a slope of the broker's rate with the log's size. "
+		next = append(next, "more rounds or slices per size (-reps, -scale-slices) or a quiet machine before reading the row as a regression")
+	}
+	if sameCPU {
+		s += "Where the rounds agree but kvlogd's CPU per GB is the same on the grown log as on the fresh one, the broker does no more work per byte: the lower rate is time spent waiting (the disk's writeback or reads behind the page cache) or the machine's, not kvlogd's work growing with the log. "
+		next = append(next, "compare the probe's system time and the disk's utilisation (iostat) grown against fresh before changing the broker")
+	}
+	if slope {
+		s += "Where the rounds agree and kvlogd's CPU per GB grows with the log, the broker's own work grows: the profile of the grown log's produce at the largest size below says where. "
+		next = append(next, "cut what the grown log's profile shows growing")
+	}
+	if len(next) > 0 {
+		s += "**Next step:** " + strings.Join(next, "; ") + "."
 	}
 	return s
 }

@@ -19,6 +19,7 @@ import (
 // profilePair is one profiled cell: kvlogd's window, the load generator's
 // over the same window, and Apache Kafka's windows of the same work.
 type profilePair struct {
+	scen   string
 	key    string
 	kvlog  *profileTop
 	client *profileTop
@@ -50,7 +51,7 @@ func (r *runner) pairsOf(scen string) []*profilePair {
 		if p.System != "kvlog" {
 			continue
 		}
-		pp := &profilePair{key: profileKey(p), kvlog: p}
+		pp := &profilePair{scen: scen, key: profileKey(p), kvlog: p}
 		for j := range r.profiles {
 			c := &r.profiles[j]
 			if c.Scenario == scen && c.System == "client" && strings.HasSuffix(c.Name, " during "+p.Name) {
@@ -66,7 +67,7 @@ func (r *runner) pairsOf(scen string) []*profilePair {
 		} else if len(pairs) == 1 {
 			pairs[0].kafka = append(pairs[0].kafka, k)
 		} else {
-			pairs = append(pairs, &profilePair{key: profileKey(k), kafka: []*profileTop{k}})
+			pairs = append(pairs, &profilePair{scen: scen, key: profileKey(k), kafka: []*profileTop{k}})
 		}
 	}
 	return pairs
@@ -147,11 +148,26 @@ func (r *runner) limitOf(pp *profilePair) bound {
 		cb = pp.client.busy()
 	}
 	kw, kwShare := kernelWork(k)
+	if pp.scen == "restore" {
+		// The restore's client is the Streams application, its own JVM:
+		// its CPU over its run, from the measured rounds.
+		app := (median(r.st.get("restore", restoreDefaults, "kvlog", "app user s")) + median(r.st.get("restore", restoreDefaults, "kvlog", "app sys s"))) /
+			median(r.st.get("restore", restoreDefaults, "kvlog", "app wall s"))
+		if app > kb {
+			return bound{"client", fmt.Sprintf("the Streams application was busy %.2f cores over its run (JVM start included) against kvlogd's %.2f: the application, not the broker, set the time", app, kb),
+				"fewer records to restore (the broker's side of a restore) and a cheaper application per record (Kafka Streams' side); the broker is not the limit"}
+		}
+	}
 	top := ""
 	if len(k.Frames) > 0 {
 		top = shortFrame(k.Frames[0].Name)
 	}
 	switch {
+	case cb >= 0.7 && cb > kb && pp.scen == "rebuild":
+		// The rebuild's client is the replay being measured (the
+		// library's fetch, decode and table inserts).
+		return bound{"client", fmt.Sprintf("the replaying client was busy %.2f cores against kvlogd's %.2f: the replay's own work, not the broker, set the time", cb, kb),
+			fmt.Sprintf("cut the replay's client-side cost where its profile spends it (%s), e.g. decode and apply off the fetching goroutine and in parallel per partition", topFlat(pp.client, 3))}
 	case cb >= 0.7 && cb > kb:
 		return bound{"client", fmt.Sprintf("the load generator was busy %.2f cores against kvlogd's %.2f: it, not the broker, set the rate", cb, kb),
 			"measure this cell with a lighter load generator or one on another machine before reading the ratio as the broker's; kvlogd had headroom"}
@@ -316,4 +332,12 @@ func (r *runner) scaleSpreadTable(w *md, sys string) {
 	}
 	w.p("Per-round grown/fresh ratios of %s: %s.", sys, mode)
 	w.table(head, rows)
+}
+
+// profileHeader introduces a profile's listing in the report.
+func profileHeader(pt profileTop, seconds int) string {
+	if strings.HasPrefix(pt.System, "kafka") {
+		return fmt.Sprintf("%s CPU profile: %s (%ds, raw recording `raw/profiles/%s`); the process was on CPU %s of the wall time (/proc), i.e. that share of one core. JFR's samples of Java threads on CPU by top frame (flat), then by frames on the stack (cumulative), then the process's CPU by Java thread name:", profileWho(pt), pt.Name, seconds, pt.File, pt.Util)
+	}
+	return fmt.Sprintf("%s CPU profile: %s (%ds, raw profile `raw/profiles/%s`); it was on CPU %s of the wall time, i.e. that share of one core. `go tool pprof -top` (flat), then `-top -cum` (where the time goes by call path):", profileWho(pt), pt.Name, seconds, pt.File, pt.Util)
 }
