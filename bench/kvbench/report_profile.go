@@ -139,8 +139,8 @@ type bound struct {
 
 func (r *runner) limitOf(pp *profilePair) bound {
 	k := pp.kvlog
-	if k == nil {
-		return bound{}
+	if k == nil || k.Wall <= 0 {
+		return bound{} // no window figures (a run from before they were kept)
 	}
 	cores := float64(runtime.NumCPU())
 	kb, cb := k.busy(), 0.0
