@@ -282,9 +282,15 @@ func (r *runner) jfrOverhead(ctx context.Context, in *instance, cell shape, work
 	if in.jfrPID != in.p.pid {
 		return
 	}
-	timed := func() (float64, error) {
+	// The same work's wall time and Kafka's CPU seconds: on a shared
+	// machine the CPU the JVM spends on the same work is the steadier of
+	// the two (the recording's cost is CPU in the JVM).
+	var onCPU, offCPU float64
+	timed := func(cpu *float64) (float64, error) {
+		m := meterCPU(in.p.pid)
 		start := time.Now()
 		err := work()
+		*cpu = m.seconds()
 		return time.Since(start).Seconds(), err
 	}
 	for rep := 0; rep < max(r.cfg.reps, 3); rep++ {
@@ -294,7 +300,7 @@ func (r *runner) jfrOverhead(ctx context.Context, in *instance, cell shape, work
 				return err
 			}
 			in.jfrPID = -in.p.pid // stopped here, restarted below
-			off, err = timed()
+			off, err = timed(&offCPU)
 			r.startJFR(in)
 			if in.jfrPID != in.p.pid {
 				return fmt.Errorf("JFR did not restart")
@@ -302,7 +308,7 @@ func (r *runner) jfrOverhead(ctx context.Context, in *instance, cell shape, work
 			return err
 		}
 		withOn := func() (err error) {
-			on, err = timed()
+			on, err = timed(&onCPU)
 			return err
 		}
 		if err := paired(rep, withOn, withOff); err != nil {
@@ -310,7 +316,8 @@ func (r *runner) jfrOverhead(ctx context.Context, in *instance, cell shape, work
 			return
 		}
 		r.st.add("jfr-overhead", cell.String(), "kafka", "rate on/off", "×", off/on)
-		logf("  JFR overhead, kafka %s rep %d: %.2f s with the recording, %.2f s without", cell, rep, on, off)
+		r.st.add("jfr-overhead", cell.String(), "kafka", "cpu on/off", "×", onCPU/offCPU)
+		logf("  JFR overhead, kafka %s rep %d: %.2f s and %.2f CPU s with the recording, %.2f s and %.2f CPU s without", cell, rep, on, onCPU, off, offCPU)
 	}
 }
 
@@ -319,7 +326,7 @@ func (r *runner) profileEnvRows() [][]string {
 	over := "not measured in this run"
 	for _, c := range r.st.cells("jfr-overhead") {
 		v := r.st.get("jfr-overhead", c, "kafka", "rate on/off")
-		over = fmt.Sprintf("Kafka's produce rate with the recording running ÷ without, %s, %d alternating rounds: %s (median, min–max of the per-round ratios)", c, len(v), mr(v))
+		over = fmt.Sprintf("Kafka's produce rate with the recording running ÷ without, %s, %d alternating rounds: %s; Kafka's CPU for the same work with ÷ without: %s (medians, min–max of the per-round ratios; at the run's load a spread wider than the JDK's ~1%% says the machine's noise, not JFR's cost)", c, len(v), mr(v), mr(r.st.get("jfr-overhead", c, "kafka", "cpu on/off")))
 	}
 	rss := r.st.get("jfr", "start", "kafka", "rss MB")
 	jfr := "off (-kafka-jfr=false): no Kafka profile"
