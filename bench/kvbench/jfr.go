@@ -273,7 +273,8 @@ func pprofFrames(lines []string) []frameShare {
 // jfrOverhead measures, once per run, what the recording costs Kafka's
 // produce rate: rounds of work with the recording stopped and running, in
 // alternating order, on Kafka's default node in the first profiled cell.
-// Metric "rate on/off" (per round: the time without ÷ the time with).
+// Metrics "rate on/off" (per round: the time per repetition without ÷
+// with) and "cpu on/off" (Kafka's CPU per repetition with ÷ without).
 func (r *runner) jfrOverhead(ctx context.Context, in *instance, cell shape, work func() error) {
 	if !*kafkaJFR || in.spec.name != "kafka" || len(r.st.cells("jfr-overhead")) > 0 {
 		return
@@ -285,13 +286,21 @@ func (r *runner) jfrOverhead(ctx context.Context, in *instance, cell shape, work
 	// The same work's wall time and Kafka's CPU seconds: on a shared
 	// machine the CPU the JVM spends on the same work is the steadier of
 	// the two (the recording's cost is CPU in the JVM).
+	// Each side repeats the work for at least a profile window, and its
+	// figures are per repetition.
 	var onCPU, offCPU float64
 	timed := func(cpu *float64) (float64, error) {
 		m := meterCPU(in.p.pid)
 		start := time.Now()
-		err := work()
-		*cpu = m.seconds()
-		return time.Since(start).Seconds(), err
+		n := 0
+		for n == 0 || time.Since(start) < time.Duration(r.cfg.profileSeconds)*time.Second {
+			if err := work(); err != nil {
+				return 0, err
+			}
+			n++
+		}
+		*cpu = m.seconds() / float64(n)
+		return time.Since(start).Seconds() / float64(n), nil
 	}
 	for rep := 0; rep < max(r.cfg.reps, 3); rep++ {
 		var on, off float64
@@ -317,7 +326,7 @@ func (r *runner) jfrOverhead(ctx context.Context, in *instance, cell shape, work
 		}
 		r.st.add("jfr-overhead", cell.String(), "kafka", "rate on/off", "×", off/on)
 		r.st.add("jfr-overhead", cell.String(), "kafka", "cpu on/off", "×", onCPU/offCPU)
-		logf("  JFR overhead, kafka %s rep %d: %.2f s and %.2f CPU s with the recording, %.2f s and %.2f CPU s without", cell, rep, on, onCPU, off, offCPU)
+		logf("  JFR overhead, kafka %s rep %d: %.3f s and %.3f CPU s per run with the recording, %.3f s and %.3f CPU s without", cell, rep, on, onCPU, off, offCPU)
 	}
 }
 
