@@ -101,11 +101,12 @@
 // After a profiled cell's measured rounds, the same work runs again in a
 // loop over a fixed window on each broker: kvlogd's CPU profile (pprof)
 // with the load generator's, and Apache Kafka's Java Flight Recorder
-// recording (-kafka-jfr, on by default: one continuous recording per Kafka
-// node with the JDK's "default" settings, started after the node's start-up
-// sample so that start-up figures are without it, and on for every measured
-// round alike; the report states its measured cost on Kafka's produce
-// rate). For each window the report keeps both processes' user and system
+// recording (-kafka-jfr, on by default, with the JDK's "default" settings:
+// recording only during the profile windows, so that measured rounds carry
+// none of its cost, its initialisation done after the node's start-up
+// sample; -kafka-jfr-always keeps it on through the rounds instead; the
+// report states its measured cost on Kafka's produce rate and CPU). For
+// each window the report keeps both processes' user and system
 // CPU from /proc (system time is the kernel's: sendfile, socket copies,
 // page-cache writes, fsync), a JVM's CPU per thread group, and the top
 // frames. A missed goal's explanation is generated from those figures

@@ -17,12 +17,15 @@ import (
 
 // Apache Kafka's side of the profiles: Java Flight Recorder (JDK 17's
 // built-in sampling profiler). With -kafka-jfr (the default), every Kafka
-// node starts a continuous recording with JFR's "default" settings (a Java
-// stack sample of the running threads every 20 ms; the JDK documents this
-// profile at about 1% overhead) right after its start-up sample and before
-// its JIT warm-up, so the start-up figures are without it and every
-// measured round runs with it alike. A profile window dumps the recording
-// between two instants (jcmd JFR.dump begin=…) and summarises its
+// node starts a recording with JFR's "default" settings (a Java stack
+// sample of the running threads every 20 ms; the JDK documents this
+// profile at about 1% overhead) after its start-up sample and stops it
+// again before its JIT warm-up (the first start initialises JFR in the
+// JVM, seconds on a loaded machine; that stays out of the start-up figures
+// and the measured rounds). Each profile window starts the recording,
+// runs the work, dumps the window (jcmd JFR.dump begin=…) and stops it,
+// so the measured rounds carry none of its cost (-kafka-jfr-always keeps
+// it running through them instead). A window's dump is summarised from its
 // jdk.ExecutionSample events: the top frames (flat: the frame on CPU) and
 // the frames on the most stacks (cumulative), beside kvlogd's pprof.
 // Threads in native code (sendfile, fsync, socket copies) are not in
@@ -31,7 +34,10 @@ import (
 // /proc/<pid>/task: network threads, request handlers, GC, JIT) says which
 // threads spent it.
 
-var kafkaJFR = flag.Bool("kafka-jfr", true, "record Apache Kafka nodes with Java Flight Recorder (default settings, ~1% overhead, on from the end of start-up) and summarise its samples beside kvlogd's profiles")
+var (
+	kafkaJFR       = flag.Bool("kafka-jfr", true, "profile Apache Kafka nodes with Java Flight Recorder (default settings) during the profile windows and summarise its samples beside kvlogd's profiles")
+	kafkaJFRAlways = flag.Bool("kafka-jfr-always", false, "keep Kafka's JFR recording running through the measured rounds too (by default it runs only in the profile windows, so measured rounds carry none of its cost)")
+)
 
 const jfrRecording = "kvbench"
 
@@ -68,6 +74,18 @@ func (r *runner) startJFR(in *instance) {
 	r.st.add("jfr", "start", in.spec.name, "rss MB", "MB", in.p.usage().rssMB-before)
 	r.st.add("jfr", "start", in.spec.name, "start s", "s", time.Since(start).Seconds())
 	logf("  %s: JFR recording started in %.1f s (RSS +%.0f MB)", in.spec.name, time.Since(start).Seconds(), in.p.usage().rssMB-before)
+}
+
+// stopJFR stops the recording (a later startJFR starts it again).
+func (r *runner) stopJFR(in *instance) {
+	if in.jfrPID != in.p.pid {
+		return
+	}
+	if out, err := jcmd(in.p.pid, 2*time.Minute, "JFR.stop", "name="+jfrRecording); err != nil {
+		r.note("startup", "%s: JFR.stop failed: %v %s", in.spec.name, err, strings.TrimSpace(out))
+		return
+	}
+	in.jfrPID = -in.p.pid
 }
 
 // dumpJFR writes the recording from begin to now into file.
@@ -203,6 +221,9 @@ func (r *runner) profileKafka(ctx context.Context, in *instance, scen, name stri
 	if err == nil {
 		err = dumpJFR(in, begin, file)
 	}
+	if !*kafkaJFRAlways {
+		r.stopJFR(in)
+	}
 	if err != nil {
 		r.note(scen, "profile %s failed: %v", name, err)
 		return
@@ -302,13 +323,15 @@ func (r *runner) jfrOverhead(ctx context.Context, in *instance, cell shape, work
 		*cpu = m.seconds() / float64(n)
 		return time.Since(start).Seconds() / float64(n), nil
 	}
+	if !*kafkaJFRAlways {
+		defer r.stopJFR(in)
+	}
 	for rep := 0; rep < max(r.cfg.reps, 3); rep++ {
 		var on, off float64
 		withOff := func() (err error) {
-			if _, err = jcmd(in.p.pid, 2*time.Minute, "JFR.stop", "name="+jfrRecording); err != nil {
-				return err
+			if r.stopJFR(in); in.jfrPID == in.p.pid {
+				return fmt.Errorf("JFR did not stop")
 			}
-			in.jfrPID = -in.p.pid // stopped here, restarted below
 			off, err = timed(&offCPU)
 			r.startJFR(in)
 			if in.jfrPID != in.p.pid {
@@ -340,7 +363,11 @@ func (r *runner) profileEnvRows() [][]string {
 	rss := r.st.get("jfr", "start", "kafka", "rss MB")
 	jfr := "off (-kafka-jfr=false): no Kafka profile"
 	if *kafkaJFR || len(rss) > 0 {
-		jfr = fmt.Sprintf("Java Flight Recorder, JDK's \"default\" settings (Java stack samples of running threads every 20 ms; documented at about 1%% overhead), one continuous recording per Kafka node from the end of its start-up sample (start-up figures are without it; every measured round runs with it alike), started with jcmd JFR.start; a profile window is `jcmd JFR.dump begin=…` summarised from its jdk.ExecutionSample events. Overhead: %s. RSS the recording added at its start: %s MB", over, mr(rss))
+		when := "recording only during the profile windows (jcmd JFR.start before, JFR.dump of the window and JFR.stop after), so the measured rounds carry none of its cost; JFR is first started and stopped after each node's start-up sample, before its JIT warm-up, so that its initialisation stays out of every figure"
+		if *kafkaJFRAlways {
+			when = "one continuous recording per Kafka node from the end of its start-up sample (start-up figures are without it; every measured round runs with it alike; -kafka-jfr-always)"
+		}
+		jfr = fmt.Sprintf("Java Flight Recorder, JDK's \"default\" settings (Java stack samples of running threads every 20 ms; documented at about 1%% overhead), %s; a window is summarised from its jdk.ExecutionSample events. Overhead: %s. RSS the recording added at its first start: %s MB (it stays in Kafka's peak RSS)", when, over, mr(rss))
 	}
 	return [][]string{
 		{"Profiles", fmt.Sprintf("after a cell's measured rounds, %d s windows of the same work in a loop: kvlogd's CPU profile (pprof, 100 Hz) and the load generator's; Apache Kafka's JFR recording over the same kind of window; for each process its user and system (kernel) CPU from /proc/<pid>/stat over the window, and a JVM's CPU per thread group from /proc/<pid>/task", r.cfg.profileSeconds)},
