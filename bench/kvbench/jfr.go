@@ -357,8 +357,14 @@ func (r *runner) jfrOverhead(ctx context.Context, in *instance, cell shape, work
 func (r *runner) profileEnvRows() [][]string {
 	over := "not measured in this run"
 	for _, c := range r.st.cells("jfr-overhead") {
-		v := r.st.get("jfr-overhead", c, "kafka", "rate on/off")
-		over = fmt.Sprintf("Kafka's produce rate with the recording running ÷ without, %s, %d alternating rounds: %s; Kafka's CPU for the same work with ÷ without: %s (medians, min–max of the per-round ratios; at the run's load a spread wider than the JDK's ~1%% says the machine's noise, not JFR's cost)", c, len(v), mr(v), mr(r.st.get("jfr-overhead", c, "kafka", "cpu on/off")))
+		v, cpu := r.st.get("jfr-overhead", c, "kafka", "rate on/off"), r.st.get("jfr-overhead", c, "kafka", "cpu on/off")
+		over = fmt.Sprintf("Kafka's produce rate with the recording running ÷ without, %s, %d alternating rounds: %s; Kafka's CPU for the same work with ÷ without: %s (medians, min–max of the per-round ratios)", c, len(v), mr(v), mr(cpu))
+		switch {
+		case len(cpu) > 0 && minOf(cpu) > 1.02:
+			over += ": every round cost Kafka more CPU with the recording, more than the JDK's ~1%, which is why by default it runs only in the profile windows"
+		case len(cpu) > 0 && maxOf(cpu)-minOf(cpu) > 0.1:
+			over += ": the rounds disagree by more than JFR's documented ~1%, the machine's noise at this load"
+		}
 	}
 	rss := r.st.get("jfr", "start", "kafka", "rss MB")
 	jfr := "off (-kafka-jfr=false): no Kafka profile"
