@@ -96,6 +96,39 @@
 // files) under bench/results/<date>/raw/, which git ignores. A later run on
 // the same day overwrites that day's report (-out picks another directory).
 //
+// # Profiles and the explanations of misses
+//
+// After a profiled cell's measured rounds, the same work runs again in a
+// loop over a fixed window on each broker: kvlogd's CPU profile (pprof)
+// with the load generator's, and Apache Kafka's Java Flight Recorder
+// recording (-kafka-jfr, on by default, with the JDK's "default" settings:
+// recording only during the profile windows, so that measured rounds carry
+// none of its cost, its initialisation done after the node's start-up
+// sample; -kafka-jfr-always keeps it on through the rounds instead; the
+// report states its measured cost on Kafka's produce rate and CPU). For
+// each window the report keeps both processes' user and system
+// CPU from /proc (system time is the kernel's: sendfile, socket copies,
+// page-cache writes, fsync), a JVM's CPU per thread group, and the top
+// frames. A missed goal's explanation is generated from those figures
+// (bench/kvbench/report_profile.go): which process was busy, how much of
+// it was kernel time, which frames led, the limit they point to (the load
+// generator, the machine's cores, waiting on fsync or round trips, kernel
+// time, kvlogd's own CPU) and the next step that follows.
+//
+// # Log-size flatness
+//
+// The scale scenario's log-size probes compare a grown log with a fresh
+// topic on the same broker, back to back. A log near the machine's memory
+// leaves gigabytes of dirty pages and a full page cache behind it, so by
+// default (-scale-settle on) every probe pair starts with the broker's data
+// dir written back and evicted from the page cache (posix_fadvise, for
+// kvlog and Kafka alike; the machine-wide drop_caches would evict every
+// other process's files too), and runs as -scale-slices slices, grown and
+// fresh alternating, so a burst of other load falls on both sides; the
+// report gives each size's per-round spread and the broker's CPU per GB
+// grown/fresh. -scale-settle both also runs the probe as it was before
+// (unsettled, one pair) in the same rounds, to compare the spreads.
+//
 // Besides throughput, CPU and RSS, the produce runs record the round trip
 // of each Produce request as the client sees it and its size, which tells a
 // broker that is slow to answer from one that is busy, and the load

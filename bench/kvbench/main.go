@@ -74,6 +74,15 @@ type profileTop struct {
 	Scenario, Name, File, Top string
 	Util                      string // "Total samples" share: CPU used / wall time
 	Seconds                   int    // the profile's duration (0: the run's profileSeconds)
+	// System is the profiled system ("kvlog", "kafka", …; "client" for the
+	// load generator); Wall, User and Sys the window's wall time and the
+	// process's user and system CPU seconds in it (/proc); Frames the top
+	// functions' flat and cumulative shares of the samples; Threads the
+	// CPU (cores) per thread group of a JVM.
+	System          string       `json:",omitempty"`
+	Wall, User, Sys float64      `json:",omitempty"`
+	Frames          []frameShare `json:",omitempty"`
+	Threads         []frameShare `json:",omitempty"`
 }
 
 func (r *runner) note(scen, format string, args ...any) {
@@ -445,6 +454,10 @@ func rotate[T any](reps int, items []T, fn func(rep int, it T) error) error {
 // work runs in a loop (work is called until the profile is done), and keeps
 // `go tool pprof -top` of it for the report.
 func (r *runner) profile(ctx context.Context, in *instance, scen, name string, seconds int, work func() error) {
+	if in.spec.impl == "kafka" {
+		r.profileKafka(ctx, in, scen, name, seconds, work)
+		return
+	}
 	if in.spec.impl != "kvlogd" {
 		return
 	}
@@ -487,6 +500,7 @@ func (r *runner) profile(ctx context.Context, in *instance, scen, name string, s
 		done <- err
 	}()
 	var perr error
+	win, cwin, begin := startWindow(in.p.pid), startWindow(os.Getpid()), time.Now()
 loop:
 	for {
 		select {
@@ -506,19 +520,23 @@ loop:
 		}
 	}
 	stopClient()
+	wall := time.Since(begin)
+	bw, cw := win.end(wall), cwin.end(wall)
 	if perr != nil {
 		r.note(scen, "profile %s failed: %v", name, perr)
 		return
 	}
 	if self, err := os.Executable(); err == nil {
-		r.keepProfile(scen, "client (kvbench, the load generator) during "+name, self, clientFile, seconds)
+		cw.System = "client"
+		r.keepProfile(scen, "client (kvbench, the load generator) during "+name, self, clientFile, seconds, cw)
 	}
-	r.keepProfile(scen, name, r.bins.kvlogd, file, seconds)
+	bw.System = in.spec.name
+	r.keepProfile(scen, name, r.bins.kvlogd, file, seconds, bw)
 }
 
 // keepProfile keeps `go tool pprof -top` (flat, then -cum) of a CPU profile
 // of bin for the report.
-func (r *runner) keepProfile(scen, name, bin, file string, seconds int) {
+func (r *runner) keepProfile(scen, name, bin, file string, seconds int, win profileTop) {
 	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=15", bin, file).CombinedOutput()
 	if err != nil {
 		r.note(scen, "go tool pprof %s failed: %v", name, err)
@@ -551,7 +569,12 @@ func (r *runner) keepProfile(scen, name, bin, file string, seconds int) {
 		}
 		lines = append(lines, l)
 	}
-	r.profiles = append(r.profiles, profileTop{Scenario: scen, Name: name, File: filepath.Base(file), Top: strings.Join(lines, "\n"), Util: util, Seconds: seconds})
+	win.Scenario, win.Name, win.File, win.Top, win.Util, win.Seconds = scen, name, filepath.Base(file), strings.Join(lines, "\n"), util, seconds
+	if win.Wall > 0 {
+		win.Top += "\nCPU from /proc over the window: " + win.cpuLine()
+	}
+	win.Frames = pprofFrames(lines)
+	r.profiles = append(r.profiles, win)
 }
 
 // loadAvg is the 1-minute load average (/proc/loadavg).

@@ -264,3 +264,59 @@ func (m *cpuMeter) seconds() float64 {
 	}
 	return s
 }
+
+// parseStatSplit reads utime and stime (seconds) from a /proc stat line.
+func parseStatSplit(b []byte) (user, sys float64, err error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, errors.New("malformed /proc stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, 0, errors.New("short /proc stat")
+	}
+	u, err1 := strconv.ParseFloat(f[11], 64)
+	s, err2 := strconv.ParseFloat(f[12], 64)
+	return u / 100, s / 100, errors.Join(err1, err2)
+}
+
+// cpuSplit is a process's user and system CPU seconds (all its threads,
+// live and exited; 10 ms ticks): system time is the kernel working for it
+// (sendfile, copies to and from sockets, page-cache writes, fsync).
+func cpuSplit(pid int) (user, sys float64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0
+	}
+	user, sys, _ = parseStatSplit(b)
+	return user, sys
+}
+
+// threadCPU is the user+system CPU seconds of each live thread of pid by
+// its name (/proc/<pid>/task/<tid>/stat and comm) keyed by tid.
+func threadCPU(pid int) map[int]threadStat {
+	out := map[int]threadStat{}
+	paths, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	for _, p := range paths {
+		tid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		u, s, err := parseStatSplit(b)
+		if err != nil {
+			continue
+		}
+		comm, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "comm"))
+		out[tid] = threadStat{name: strings.TrimSpace(string(comm)), cpu: u + s}
+	}
+	return out
+}
+
+type threadStat struct {
+	name string
+	cpu  float64
+}

@@ -163,17 +163,16 @@ func (r *runner) writeReport() (string, error) {
 		if e := r.explainMiss(g); e != "" {
 			w.p("  %s", e)
 		}
+		if e := r.whyFromProfiles(g); e != "" {
+			w.p("  %s", e)
+		}
 	}
 	shown := map[string]bool{}
 	for _, g := range missed {
 		for _, pt := range r.profiles {
 			if slices.Contains(g.profiles, pt.Scenario) && !shown[pt.Name] {
 				shown[pt.Name] = true
-				who := "kvlogd"
-				if strings.HasPrefix(pt.Name, "client ") {
-					who = "kvbench (the load generator, same 2 cores)"
-				}
-				w.p("%s CPU profile: %s (%ds, raw profile `raw/profiles/%s`); it was on CPU %s of the wall time, i.e. that share of one core. `go tool pprof -top` (flat), then `-top -cum` (where the time goes by call path):", who, pt.Name, cmp.Or(pt.Seconds, r.cfg.profileSeconds), pt.File, pt.Util)
+				w.p("%s", profileHeader(pt, cmp.Or(pt.Seconds, r.cfg.profileSeconds)))
 				w.code(pt.Top)
 			}
 		}
@@ -327,6 +326,7 @@ func (r *runner) writeEnvironment(w *md) {
 		{"Scale", fmt.Sprintf("log sizes %s (issue: 1 to 20 GB%s), probes of %s; partitions %v (issue: 1 to 10,000%s), %s records each (%s from 1,000 partitions up)", sizesList(r.cfg.scaleSizes), reducedNote(r.cfg.scaleSizes[len(r.cfg.scaleSizes)-1] < 20*gb), sizeLabel(r.cfg.scaleProbeBytes), r.cfg.scalePartitions, reducedNote(slices.Max(r.cfg.scalePartitions) < 10_000), countName(r.cfg.scaleRecords), countName(r.cfg.scaleManyRecords))},
 		{"Replicated", fmt.Sprintf("%s per run, 8 partitions, 100 B values, 1k keys", sizeLabel(r.cfg.replicatedBytes))},
 	}
+	rows = append(rows, r.profileEnvRows()...)
 	w.table([]string{"", ""}, rows)
 	var srows [][]string
 	for _, s := range systemSpecs {
@@ -743,6 +743,7 @@ func reportScale(r *runner, w *md) {
 		if len(prod) > 1 {
 			w.p("Raw flatness (largest / smallest size): produce %s, fetch tail %s, fetch head %s.", fx(prod[len(prod)-1]/prod[0]), fx(tail[len(tail)-1]/tail[0]), fx(head[len(head)-1]/head[0]))
 		}
+		r.scaleSpreadTable(w, sys)
 		file := "scale-size.png"
 		if sys != "kvlog" {
 			file = "scale-size-" + sys + ".png"
@@ -1003,8 +1004,8 @@ func (r *runner) goals() []goal {
 			rawP := median(r.st.get("scale-size", last, "kvlog", "produce MB/s")) / median(r.st.get("scale-size", first, "kvlog", "produce MB/s"))
 			rawT := median(r.st.get("scale-size", last, "kvlog", "fetch tail MB/s")) / median(r.st.get("scale-size", first, "kvlog", "fetch tail MB/s"))
 			gs = append(gs, goal{"Throughput flat (±10%) from 1 GB to 20 GB of log", "0.90–1.10× of a fresh log at every size",
-				fmt.Sprintf("grown/fresh at %s … %s: produce %s, fetch tail %s (raw %s/%s: produce %s, fetch tail %s)%s", first, last,
-					strings.Join(pr, ", "), strings.Join(tr, ", "), last, first, fx(rawP), fx(rawT), reducedNote(r.cfg.scaleSizes[len(r.cfg.scaleSizes)-1] < 20*gb)), verdict(ok, true), []string{"scale"}})
+				fmt.Sprintf("grown/fresh at %s … %s: produce %s, fetch tail %s (raw %s/%s: produce %s, fetch tail %s)%s%s", first, last,
+					strings.Join(pr, ", "), strings.Join(tr, ", "), last, first, fx(rawP), fx(rawT), r.flatSpread(last), reducedNote(r.cfg.scaleSizes[len(r.cfg.scaleSizes)-1] < 20*gb)), verdict(ok, true), []string{"scale"}})
 		} else {
 			gs = append(gs, goal{"Throughput flat (±10%) from 1 GB to 20 GB of log", "0.90–1.10×", "–", "not run", nil})
 		}

@@ -202,7 +202,11 @@ func (r *runner) writeKafkaGoals(w *md) {
 	}
 	var rows [][]string
 	for _, g := range r.kafkaGoals() {
-		rows = append(rows, []string{g.goal, g.target, orDashM(g.measured), g.verdict})
+		v := g.verdict
+		if t := r.limitTag(g); t != "" && strings.Contains(v, "missed") {
+			v += " (limit from the profile: " + t + ")"
+		}
+		rows = append(rows, []string{g.goal, g.target, orDashM(g.measured), v})
 	}
 	w.table([]string{"Goal", "Target", "Measured (this run, medians of per-round ratios)", "Verdict"}, rows)
 	var srows [][]string

@@ -150,12 +150,12 @@ func scenConsume(ctx context.Context, r *runner) error {
 		}
 		if ci == 0 {
 			for _, l := range ls {
-				if l.in.spec.name == "kvlog" {
+				if l.in.spec.name == "kvlog" || l.in.spec.name == "kafka" { // kvlogd's pprof, Kafka's JFR
 					gen := r.cfg.consumer
 					if gen == genBoth {
 						gen = genRaw
 					}
-					r.profile(ctx, l.in, "consume", "kvlog warm "+cell.String()+" ("+gen+" consumer)", r.cfg.profileSeconds, func() error {
+					r.profile(ctx, l.in, "consume", l.in.spec.name+" warm "+cell.String()+" ("+gen+" consumer)", r.cfg.profileSeconds, func() error {
 						_, err := read(l, gen)
 						return err
 					})

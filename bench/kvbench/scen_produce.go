@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -175,7 +176,8 @@ func scenProduce(ctx context.Context, r *runner) error {
 // deletion stay out of it).
 func (r *runner) profileProduce(ctx context.Context, ins []*instance, cell shape) {
 	for _, in := range ins {
-		if in.spec.name != "kvlog" {
+		// kvlogd, and Apache Kafka at both durability settings (JFR).
+		if !slices.Contains([]string{"kvlog", "kafka", "kafka-fsync"}, in.spec.name) {
 			continue
 		}
 		addr := []string{in.addr}
@@ -211,7 +213,10 @@ func (r *runner) profileProduce(ctx context.Context, ins []*instance, cell shape
 			r.note("produce", "profile: %v", err)
 			return
 		}
-		r.profile(ctx, in, "produce", "kvlog produce "+cell.String(), r.cfg.profileSeconds, work(topic))
+		if in.spec.impl == "kafka" {
+			r.jfrOverhead(ctx, in, cell, work(topic))
+		}
+		r.profile(ctx, in, "produce", in.spec.name+" produce "+cell.String(), r.cfg.profileSeconds, work(topic))
 		deleteTopic(ctx, addr, topic)
 	}
 }

@@ -111,8 +111,10 @@ func scenRebuild(ctx context.Context, r *runner) error {
 		return err
 	}
 	for _, v := range vs {
-		if v.name == "kvlog library" {
-			r.profile(ctx, v.in, "rebuild", "kvlog library replay", r.cfg.profileSeconds, func() error {
+		// kvlog's library replay, and the franz-go replay from Apache
+		// Kafka (JFR) it is compared with.
+		if v.name == "kvlog library" || v.name == "kafka raw+map" {
+			r.profile(ctx, v.in, "rebuild", v.name+" replay", r.cfg.profileSeconds, func() error {
 				_, _, err := v.run()
 				return err
 			})

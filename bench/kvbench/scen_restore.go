@@ -222,12 +222,29 @@ func scenRestore(ctx context.Context, r *runner) error {
 			r.st.add("restore", c.name, in.spec.name, "offsets", "offsets", float64(res.Offsets))
 			r.st.add("restore", c.name, in.spec.name, "running s", "s", res.RunningMs/1000)
 			r.st.add("restore", c.name, in.spec.name, "broker cpu", "CPU s", res.cpu)
+			r.st.add("restore", c.name, in.spec.name, "app user s", "CPU s", res.appUser)
+			r.st.add("restore", c.name, in.spec.name, "app sys s", "CPU s", res.appSys)
+			r.st.add("restore", c.name, in.spec.name, "app wall s", "s", res.appWall)
 			logf("  %-6s rep %d: restored %d records (%d offsets) in %.2f s; RUNNING %.1f s after start(); broker cpu %.2f s",
 				in.spec.name, rep, res.Records, res.Offsets, res.RestoreMs/1000, res.RunningMs/1000, res.cpu)
 			return nil
 		})
 		if err != nil {
 			return err
+		}
+		if c.name == restoreDefaults {
+			// The goal's cell, each broker profiled over one more restore
+			// (kvlogd's pprof, Kafka's JFR), the window as long as the
+			// application's run took in the measured rounds (its JVM start
+			// and group join come before the restore itself).
+			for _, in := range ins {
+				secs := int(math.Ceil(median(r.st.get("restore", c.name, in.spec.name, "app wall s"))))
+				secs = min(max(secs, r.cfg.profileSeconds), 120)
+				r.profile(ctx, in, "restore", in.spec.name+" restore "+c.name, secs, func() error {
+					_, err := r.streamsRestore(ctx, cp, in, c)
+					return err
+				})
+			}
 		}
 	}
 	return nil
@@ -351,6 +368,10 @@ type restoreResult struct {
 	RestoreMs  float64 `json:"restore_ms"`
 	RunningMs  float64 `json:"running_ms"`
 	cpu        float64
+	// appUser, appSys: the Streams application's own user and system CPU
+	// seconds over its whole run (JVM start included), and appWall its
+	// wall time, for the explanation of a miss.
+	appUser, appSys, appWall float64
 }
 
 // streamsRestore runs StreamsApp in restore mode for cell c against in
@@ -378,6 +399,7 @@ func (r *runner) streamsRestore(ctx context.Context, cp string, in *instance, c 
 		return restoreResult{}, err
 	}
 	m := meterCPU(in.p.pid)
+	appStart := time.Now()
 	if err := cmd.Start(); err != nil {
 		return restoreResult{}, fmt.Errorf("starting the Streams application: %w", err)
 	}
@@ -400,6 +422,10 @@ func (r *runner) streamsRestore(ctx context.Context, cp string, in *instance, c 
 	}
 	werr := cmd.Wait()
 	res.cpu = m.seconds()
+	if ps := cmd.ProcessState; ps != nil {
+		res.appUser, res.appSys = ps.UserTime().Seconds(), ps.SystemTime().Seconds()
+	}
+	res.appWall = time.Since(appStart).Seconds()
 	switch {
 	case !found:
 		return res, fmt.Errorf("the Streams application ended without reporting its restore (%v; log in raw/logs/streams-restore.log): %s", werr, strings.Join(other, "\n"))

@@ -2,10 +2,16 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"golang.org/x/sys/unix"
+	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -38,13 +44,25 @@ import (
 // from offset 0.
 
 func scenScale(ctx context.Context, r *runner) error {
-	if err := scaleLogSize(ctx, r, "kvlog"); err != nil {
+	if err := r.applyScaleFlags(); err != nil {
 		return err
 	}
-	for _, s := range r.available("scale", "kafka") {
-		if err := scaleLogSize(ctx, r, s.name); err != nil {
-			return err
+	if *scaleOnlyFlag != "partitions" {
+		systems := []string{"kvlog"}
+		for _, s := range r.available("scale", "kafka") {
+			systems = append(systems, s.name)
 		}
+		if *scaleSystemFlag != "" {
+			systems = strings.Split(*scaleSystemFlag, ",")
+		}
+		for _, sys := range systems {
+			if err := scaleLogSize(ctx, r, sys); err != nil {
+				return err
+			}
+		}
+	}
+	if *scaleOnlyFlag == "size" {
+		return nil
 	}
 	return scalePartitions(ctx, r)
 }
@@ -72,8 +90,8 @@ func scaleLogSize(ctx context.Context, r *runner, sys string) error {
 	pids := []int{in.p.pid}
 	for _, target := range r.cfg.scaleSizes {
 		cell := sizeLabel(target)
-		// Every paired round adds one probe to the grown log.
-		if fill := target - int64(reps)*r.cfg.scaleProbeBytes - written; fill > 0 {
+		// Every paired round adds one probe per settle mode to the grown log.
+		if fill := target - int64(reps*len(settleModes()))*r.cfg.scaleProbeBytes - written; fill > 0 {
 			n := int(fill / int64(s.recordBytes()))
 			st, err := kafkaProduce(ctx, addr, topic, s, next, n, pids)
 			if err != nil {
@@ -85,59 +103,27 @@ func scaleLogSize(ctx context.Context, r *runner, sys string) error {
 		}
 		segDir := filepath.Join(in.dir, topic+"-0")
 		for rep := 0; rep < reps; rep++ {
-			// Paired probe: the grown log and a fresh one-partition topic
-			// on the same broker, back to back in alternating order, so
-			// the ratio cancels the machine's drift.
-			ref := nextName("ref-")
-			if err := createTopic(ctx, addr, ref, 1, 1, topicCfg); err != nil {
-				return err
+			// With -scale-settle both, every round probes unsettled, then
+			// settled: the unsettled probe finds the cache as the fill or
+			// the previous round left it, as without settling (each pair
+			// is a ratio measured back to back, so the order between the
+			// pairs does not bias either).
+			for _, settle := range settleModes() {
+				if err := r.scaleProbe(ctx, in, sys, cell, topic, segDir, s, rep, settle, probeN, &next, &written); err != nil {
+					return err
+				}
 			}
-			var grown, fresh runStats
-			err = paired(rep, func() (err error) {
-				grown, err = kafkaProduce(ctx, addr, topic, s, next, probeN, pids)
-				return err
-			}, func() (err error) {
-				fresh, err = kafkaProduce(ctx, addr, ref, s, 0, probeN, pids)
+		}
+		if target == r.cfg.scaleSizes[len(r.cfg.scaleSizes)-1] {
+			// The largest size's produce probe, profiled (kvlogd's pprof,
+			// Kafka's JFR) on the grown log, the page cache settled first.
+			settleCache(in.dir, true)
+			r.profile(ctx, in, "scale", sys+" produce probe, grown log "+cell, r.cfg.profileSeconds, func() error {
+				st, err := kafkaProduce(ctx, addr, topic, s, next, probeN, pids)
+				next += probeN
+				written += st.bytes
 				return err
 			})
-			if err != nil {
-				deleteTopic(ctx, addr, ref)
-				return err
-			}
-			next += probeN
-			written += grown.bytes
-			r.addRun("scale-size", cell, sys, "produce ", grown)
-			r.addRun("scale-size", cell, sys, "fresh produce ", fresh)
-			r.st.add("scale-size", cell, sys, "produce vs fresh", "×", grown.mbPerSec()/fresh.mbPerSec())
-
-			ends, err := endOffsets(ctx, addr, topic)
-			if err != nil {
-				deleteTopic(ctx, addr, ref)
-				return err
-			}
-			leo := ends[0]
-			var tail, freshRead runStats
-			err = paired(rep, func() (err error) {
-				tail, err = kafkaConsume(ctx, addr, topic, map[int32]int64{0: leo - int64(probeN)}, map[int32]int64{0: leo}, pids)
-				return err
-			}, func() (err error) {
-				freshRead, err = kafkaConsume(ctx, addr, ref, nil, nil, pids)
-				return err
-			})
-			deleteTopic(ctx, addr, ref)
-			if err != nil {
-				return err
-			}
-			r.addRun("scale-size", cell, sys, "fetch tail ", tail)
-			r.addRun("scale-size", cell, sys, "fresh fetch ", freshRead)
-			r.st.add("scale-size", cell, sys, "fetch tail vs fresh", "×", tail.mbPerSec()/freshRead.mbPerSec())
-			res := residentFraction(segDir)
-			head, err := kafkaConsume(ctx, addr, topic, map[int32]int64{0: 0}, map[int32]int64{0: int64(probeN)}, pids)
-			if err != nil {
-				return err
-			}
-			r.addRun("scale-size", cell, sys, "fetch head ", head)
-			r.st.add("scale-size", cell, sys, "resident", "fraction", res)
 		}
 		ends, err := endOffsets(ctx, addr, topic)
 		if err != nil {
@@ -312,4 +298,244 @@ func scalePartitions(ctx context.Context, r *runner) error {
 		}
 	}
 	return nil
+}
+
+// The flatness probes measure the broker, not the state of the page cache:
+// a log of 20 GiB on a machine with 24 GiB of RAM leaves, after it grows,
+// gigabytes of dirty pages being written back and a cache full of the log
+// (the kernel's dirty_background_ratio starts writeback at 10% of memory,
+// dirty_ratio throttles writers at 20%), so a probe that happens to run
+// during a writeback burst or an eviction is slowed by the kernel, not by
+// the broker; the grown/fresh ratios of the full run of 2026-12 ranged
+// 0.50–2.18× per round at 20 GiB. Settled (the default), every probe pair
+// starts with the broker's data dir written back (fdatasync of each file)
+// and evicted from the page cache (posix_fadvise DONTNEED), for kvlog and
+// Kafka alike, so grown and fresh start from the same cache state with no
+// writeback of the broker's files pending; the tail fetch pair then starts
+// after the probe's own pages are written back (fdatasync, kept in cache:
+// a consumer at the tail reads what the producer just wrote). The machine
+// -wide /proc/sys/vm/drop_caches is not used: it would evict every other
+// process's cache (the JVM's jars, the other helpers of a shared machine)
+// and its effect depends on what else runs. "dirty MB" is the machine's
+// dirty page-cache bytes (/proc/meminfo Dirty) as each probe starts.
+// Settled probes are also sliced: each pair runs as -scale-slices slices,
+// grown and fresh alternating (ABBA) within the pair, so that a burst of
+// another process's load on the shared cores falls on both sides alike
+// rather than on one whole probe.
+
+var (
+	scaleSettle     = flag.String("scale-settle", "on", "scale scenario's log-size probes: on (the broker's data dir written back and evicted from the page cache before each probe pair, each pair run in -scale-slices alternating slices), off (the probe as before: one grown and one fresh run, the cache as it is), or both (each round both, the unsettled first; its figures are reported beside)")
+	scaleSizesFlag  = flag.String("scale-sizes", "", "scale scenario: comma-separated log sizes instead of the mode's (e.g. 1G,6G or 512M,2G)")
+	scaleProbeFlag  = flag.String("scale-probe", "", "scale scenario: probe size instead of the mode's (e.g. 256M)")
+	scaleOnlyFlag   = flag.String("scale-only", "", "scale scenario: size (only the log-size probes) or partitions (only the partition counts)")
+	scaleSystemFlag = flag.String("scale-systems", "", "scale scenario's log-size part: comma-separated systems (default kvlog, then kafka)")
+)
+
+func settleModes() []bool {
+	switch *scaleSettle {
+	case "off":
+		return []bool{false}
+	case "both":
+		return []bool{false, true}
+	}
+	return []bool{true}
+}
+
+// parseSizes reads "512M,2G,20G" (K, M, G: powers of 1,024).
+func parseSizes(s string) ([]int64, error) {
+	var out []int64
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(strings.ToUpper(f))
+		mul := int64(1)
+		switch {
+		case strings.HasSuffix(f, "G"):
+			mul, f = 1<<30, strings.TrimSuffix(f, "G")
+		case strings.HasSuffix(f, "M"):
+			mul, f = 1<<20, strings.TrimSuffix(f, "M")
+		case strings.HasSuffix(f, "K"):
+			mul, f = 1<<10, strings.TrimSuffix(f, "K")
+		}
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("size %q", f)
+		}
+		out = append(out, int64(v*float64(mul)))
+	}
+	return out, nil
+}
+
+// applyScaleFlags applies the -scale-* flags to the run's configuration.
+func (r *runner) applyScaleFlags() error {
+	switch *scaleSettle {
+	case "on", "off", "both":
+	default:
+		return fmt.Errorf("-scale-settle %q: on, off or both", *scaleSettle)
+	}
+	if *scaleSizesFlag != "" {
+		v, err := parseSizes(*scaleSizesFlag)
+		if err != nil {
+			return fmt.Errorf("-scale-sizes: %w", err)
+		}
+		r.cfg.scaleSizes = v
+	}
+	if *scaleProbeFlag != "" {
+		v, err := parseSizes(*scaleProbeFlag)
+		if err != nil || len(v) != 1 {
+			return fmt.Errorf("-scale-probe %q", *scaleProbeFlag)
+		}
+		r.cfg.scaleProbeBytes = v[0]
+	}
+	return nil
+}
+
+// settleCache writes back dir's files and, with evict, drops them from the
+// page cache.
+func settleCache(dir string, evict bool) {
+	if evict {
+		dropCache(dir)
+		return
+	}
+	walkFiles(dir, func(p string, _ int64) {
+		if f, err := os.OpenFile(p, os.O_RDWR, 0); err == nil {
+			unix.Fdatasync(int(f.Fd()))
+			f.Close()
+		}
+	})
+}
+
+// dirtyMB is the machine's dirty page-cache memory (/proc/meminfo Dirty).
+func dirtyMB() float64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return math.NaN()
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "Dirty:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return math.NaN()
+}
+
+// scaleProbe is one paired round of a size: produce probeN records to the
+// grown log and to a fresh topic, back to back in alternating order, then
+// the paired tail fetch and the head fetch. Unsettled probes' metrics are
+// prefixed "unsettled ".
+func (r *runner) scaleProbe(ctx context.Context, in *instance, sys, cell, topic, segDir string, s shape, rep int, settle bool, probeN int, next *int, written *int64) error {
+	addr := []string{in.addr}
+	pids := []int{in.p.pid}
+	topicCfg := map[string]string{"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
+	pre := ""
+	if !settle {
+		pre = "unsettled "
+	}
+	ref := nextName("ref-")
+	if err := createTopic(ctx, addr, ref, 1, 1, topicCfg); err != nil {
+		return err
+	}
+	defer deleteTopic(ctx, addr, ref)
+	if settle {
+		settleCache(in.dir, true)
+	}
+	r.st.add("scale-size", cell, sys, pre+"dirty MB", "MB", dirtyMB())
+	k := 1
+	if settle {
+		k = scaleSlices(probeN)
+	}
+	sl := probeN / k
+	first := *next
+	grown, fresh, err := sliced(rep, k, func(i int) (runStats, error) {
+		return kafkaProduce(ctx, addr, topic, s, first+i*sl, sl, pids)
+	}, func(i int) (runStats, error) {
+		return kafkaProduce(ctx, addr, ref, s, i*sl, sl, pids)
+	})
+	if err != nil {
+		return err
+	}
+	probeN = k * sl
+	*next += probeN
+	*written += grown.bytes
+	r.addRun("scale-size", cell, sys, pre+"produce ", grown)
+	r.addRun("scale-size", cell, sys, pre+"fresh produce ", fresh)
+	r.st.add("scale-size", cell, sys, pre+"produce vs fresh", "×", grown.mbPerSec()/fresh.mbPerSec())
+	// The broker's CPU per GB, grown ÷ fresh: a cost that grows with the
+	// log shows here too, while another process's load on the shared
+	// cores, which stretches the wall time, mostly does not.
+	r.st.add("scale-size", cell, sys, pre+"produce cpu vs fresh", "×", grown.cpuPerGB()/fresh.cpuPerGB())
+
+	ends, err := endOffsets(ctx, addr, topic)
+	if err != nil {
+		return err
+	}
+	leo := ends[0]
+	if settle {
+		settleCache(in.dir, false)
+	}
+	base := leo - int64(probeN)
+	tail, freshRead, err := sliced(rep, k, func(i int) (runStats, error) {
+		from := base + int64(i*sl)
+		return kafkaConsume(ctx, addr, topic, map[int32]int64{0: from}, map[int32]int64{0: from + int64(sl)}, pids)
+	}, func(i int) (runStats, error) {
+		return kafkaConsume(ctx, addr, ref, map[int32]int64{0: int64(i * sl)}, map[int32]int64{0: int64((i + 1) * sl)}, pids)
+	})
+	if err != nil {
+		return err
+	}
+	r.addRun("scale-size", cell, sys, pre+"fetch tail ", tail)
+	r.addRun("scale-size", cell, sys, pre+"fresh fetch ", freshRead)
+	r.st.add("scale-size", cell, sys, pre+"fetch tail vs fresh", "×", tail.mbPerSec()/freshRead.mbPerSec())
+	r.st.add("scale-size", cell, sys, pre+"fetch tail cpu vs fresh", "×", tail.cpuPerGB()/freshRead.cpuPerGB())
+	logf("  %s %s rep %d%s: produce grown/fresh %.2f×, fetch tail grown/fresh %.2f×", sys, cell, rep, map[bool]string{true: " (settled)", false: " (unsettled)"}[settle], grown.mbPerSec()/fresh.mbPerSec(), tail.mbPerSec()/freshRead.mbPerSec())
+	if !settle && len(settleModes()) > 1 {
+		return nil // the head probe once per round
+	}
+	res := residentFraction(segDir)
+	head, err := kafkaConsume(ctx, addr, topic, map[int32]int64{0: 0}, map[int32]int64{0: int64(probeN)}, pids)
+	if err != nil {
+		return err
+	}
+	r.addRun("scale-size", cell, sys, "fetch head ", head)
+	r.st.add("scale-size", cell, sys, "resident", "fraction", res)
+	return nil
+}
+
+var scaleSlicesFlag = flag.Int("scale-slices", 8, "scale scenario: each log-size probe pair is run as this many slices, grown and fresh alternating within each (ABBA), so that a burst of the shared machine's load hits both sides alike")
+
+// scaleSlices is the number of slices of a probe of n records (each at
+// least 1,000 records).
+func scaleSlices(n int) int {
+	return max(1, min(*scaleSlicesFlag, n/1000))
+}
+
+// sliced runs k slices of two probes, a and b alternating in ABBA order
+// (the first of each slice swaps every slice and every round), and sums
+// each side's runs.
+func sliced(rep, k int, a, b func(i int) (runStats, error)) (ra, rb runStats, err error) {
+	for i := 0; i < k; i++ {
+		var x, y runStats
+		err = paired(rep+i, func() (err error) {
+			x, err = a(i)
+			return err
+		}, func() (err error) {
+			y, err = b(i)
+			return err
+		})
+		if err != nil {
+			return ra, rb, err
+		}
+		ra, rb = addStats(ra, x), addStats(rb, y)
+	}
+	return ra, rb, nil
+}
+
+// addStats sums two runs of the same probe (counts, time and CPU; the
+// request figures kept from the last).
+func addStats(a, b runStats) runStats {
+	b.records += a.records
+	b.bytes += a.bytes
+	b.elapsed += a.elapsed
+	b.cpu += a.cpu
+	b.clientCPU += a.clientCPU
+	return b
 }

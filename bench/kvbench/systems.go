@@ -71,6 +71,8 @@ type instance struct {
 	dir  string // data directory
 	bin  string
 	args []string
+	// jfrPID is the Kafka process whose JFR recording runs (jfr.go).
+	jfrPID int
 }
 
 func freeAddr() string {
