@@ -217,6 +217,13 @@ func scenLatency(ctx context.Context, r *runner) error {
 		if err != nil {
 			return err
 		}
+		if cd.base == "kafka" {
+			var pins []*instance
+			for _, t := range cts {
+				pins = append(pins, t.in)
+			}
+			r.profileLatency(ctx, pins, cell, s, frac*peak["kafka"])
+		}
 	}
 	if peak["kafka"] > 0 {
 		r.note("latency", "%s: every Kafka-protocol system at 50%% of Apache Kafka's (default durability) peak %s records/s", kafkaLatencyCell, fnum(peak["kafka"]))
@@ -227,6 +234,32 @@ func scenLatency(ctx context.Context, r *runner) error {
 			fracList(r.cfg.latencyFractions), fnum(peak["kvlog"]), fnum(peak["nats-js"]))
 	}
 	return nil
+}
+
+// profileLatency profiles kvlogd (pprof) and Apache Kafka (JFR) at the
+// goal's rate in one more run per system after the timed rounds, so that
+// the profilers' cost stays out of every measured latency; the report's
+// explanation of the latency row reads these windows.
+func (r *runner) profileLatency(ctx context.Context, ins []*instance, cell string, s shape, rate float64) {
+	for _, in := range ins {
+		if in.spec.name != "kvlog" && in.spec.impl != "kafka" {
+			continue
+		}
+		addr := []string{in.addr}
+		httpAddr := ""
+		if in.spec.impl == "kvlogd" {
+			httpAddr = in.http
+		}
+		r.profile(ctx, in, "latency", in.spec.name+" at "+cell+" (one more run, untimed)", r.cfg.profileSeconds, func() error {
+			topic := nextName("latency-")
+			if err := createTopic(ctx, addr, topic, s.partitions, 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
+				return err
+			}
+			defer deleteTopic(ctx, addr, topic)
+			_, err := kafkaLatency(ctx, addr, topic, s, rate, r.cfg.latencyWarm, r.cfg.latencyDur, []int{in.p.pid}, httpAddr)
+			return err
+		})
+	}
 }
 
 func fracList(fs []float64) string {
