@@ -167,12 +167,12 @@ func (w *holdWorld) pass() {
 }
 
 // committerWaits waits until the committer waits for holds: its bounded
-// wait's timer (due one commit's time from now) is set on the clock. A
-// commit reaching the gate instead fails the test: it took a group while
-// a request was still being appended.
-func (w *holdWorld) committerWaits(why string) {
+// wait's timer (due bound from now) is set on the clock. A commit reaching
+// the gate instead fails the test: it took a group while a request was
+// still being appended.
+func (w *holdWorld) committerWaits(why string, bound time.Duration) {
 	w.t.Helper()
-	due := w.clk.Now().Add(commitTook)
+	due := w.clk.Now().Add(bound)
 	deadline := time.Now().Add(20 * time.Second)
 	for !w.clk.AwaitDeadline(due, 10*time.Millisecond) {
 		select {
@@ -206,7 +206,7 @@ func TestCommitTakesWholeRequests(t *testing.T) {
 	b.appendTo(w.ps[:parts/2]...) // half of b, during a's commit
 	w.pass()                      // a's commit ends
 	w.waitAcks(a)
-	w.committerWaits("b appended halfway")
+	w.committerWaits("b appended halfway", commitTook)
 	b.appendTo(w.ps[parts/2:]...)
 	b.await() // b's release: the committer goes on
 	w.entered()
@@ -224,7 +224,8 @@ func TestCommitTakesWholeRequests(t *testing.T) {
 // A hold begun during the wait is not waited for (a steady stream of
 // overlapping requests never postpones a commit), and a hold that is not
 // released (a caller holding commits while it waits for acks) is waited
-// for at most as long as the last commit took.
+// for at most as long as the last commit or the last hold took, whichever
+// is longer (here the commit).
 func TestCommitHoldsDoNotStarve(t *testing.T) {
 	const parts = 6
 	w := newHoldWorld(t, parts)
@@ -239,7 +240,7 @@ func TestCommitHoldsDoNotStarve(t *testing.T) {
 	b.appendTo(w.ps[:parts/2]...)
 	w.pass()
 	w.waitAcks(a)
-	w.committerWaits("b appended halfway")
+	w.committerWaits("b appended halfway", commitTook)
 	// c begins while the committer waits: b's release ends the wait
 	// though c still holds.
 	c := w.begin("c")
@@ -258,7 +259,7 @@ func TestCommitHoldsDoNotStarve(t *testing.T) {
 	d.await()
 	c.done = make(chan struct{})
 	w.m.AwaitAcks(c.waits, time.Hour, func() { close(c.done) }) // c still holds
-	w.committerWaits("c holding while it waits for acks")
+	w.committerWaits("c holding while it waits for acks", commitTook)
 	w.clk.Advance(commitTook)
 	w.entered()
 	w.pass()
@@ -269,4 +270,34 @@ func TestCommitHoldsDoNotStarve(t *testing.T) {
 		t.Fatal("c, waiting for acks while holding, never answered")
 	}
 	c.release()
+}
+
+// TestCommitWaitsAsLongAsAHold: when requests append for longer than a
+// commit takes (a request to many partitions on a busy broker), the
+// committer waits for a request in progress as long as the last one held,
+// not just one commit's time: the request still goes in one commit.
+func TestCommitWaitsAsLongAsAHold(t *testing.T) {
+	const parts = 6
+	const appending = 3 * commitTook
+	w := newHoldWorld(t, parts)
+
+	a := w.begin("a")
+	w.clk.Advance(appending) // a appends for that long
+	a.appendTo(w.ps...)
+	a.await()
+	w.entered()
+	b := w.begin("b")
+	b.appendTo(w.ps[:parts/2]...)
+	w.pass()
+	w.waitAcks(a)
+	w.committerWaits("b appended halfway after a held for longer than a commit", appending)
+	w.clk.Advance(commitTook) // one commit's time: the committer still waits
+	b.appendTo(w.ps[parts/2:]...)
+	b.await()
+	w.entered()
+	w.pass()
+	w.waitAcks(b)
+	if n := w.fs.syncfs.Load() - b.commits; n != 1 {
+		t.Fatalf("b: %d commits began after its first append; want 1", n)
+	}
 }

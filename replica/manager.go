@@ -59,9 +59,10 @@ type Manager struct {
 	// sequence number the last one got.
 	holds   int
 	holdSeq uint64
-	// lastCommit is how long the last group commit's sync took: the bound
-	// of the committer's wait for holds in progress (awaitHolds).
-	lastCommit time.Duration
+	// lastCommit is how long the last group commit's sync took, lastHold
+	// how long the last hold released lasted: the longer of the two bounds
+	// the committer's wait for holds in progress (awaitHolds).
+	lastCommit, lastHold time.Duration
 	// While the committer waits for the holds in progress: the last
 	// sequence number it waits for, how many of those are not yet
 	// released, and the channel closed when none is left.
@@ -175,27 +176,30 @@ func (m *Manager) requestFlush(p *Partition) {
 // only after the second (awaitHolds). That wait is bounded: holds begun
 // during it are not waited for (a steady stream of overlapping requests
 // cannot postpone a commit), and it lasts at most as long as the last
-// commit's sync took (beyond that, committing the part appended so far
-// costs the request less than waiting), so a wait for acks never depends
-// on a hold being released. release must be called exactly once.
+// commit's sync or the last hold took, whichever is longer (a request
+// appends for about as long as the previous one did; one that holds much
+// longer is committed in parts), so a wait for acks never depends on a
+// hold being released. release must be called exactly once.
 func (m *Manager) HoldCommits() (release func()) {
 	m.flushMu.Lock()
 	m.holds++
 	m.holdSeq++
 	seq := m.holdSeq
 	m.flushMu.Unlock()
+	start := m.cfg.Clock.Now()
 	var once sync.Once
 	return func() {
-		once.Do(func() { m.releaseHold(seq) })
+		once.Do(func() { m.releaseHold(seq, m.cfg.Clock.Now().Sub(start)) })
 	}
 }
 
 // releaseHold ends hold seq: it wakes the committer waiting for it, if it
 // was the last of the holds it waits for, and otherwise starts the
 // committer when partitions wait and it is not running.
-func (m *Manager) releaseHold(seq uint64) {
+func (m *Manager) releaseHold(seq uint64, held time.Duration) {
 	m.flushMu.Lock()
 	m.holds--
+	m.lastHold = held
 	if m.holdsDone != nil && seq <= m.waitUpTo {
 		if m.waitLeft--; m.waitLeft == 0 {
 			close(m.holdsDone)
@@ -232,16 +236,17 @@ func (m *Manager) kickCommit() {
 
 // awaitHolds is the committer's wait, before it takes a group, for the
 // holds in progress (HoldCommits): until each of them is released, or as
-// long as the last commit's sync took, whichever comes first. Holds
-// begun meanwhile are not waited for. Caller holds flushMu, which is
+// long as the last commit's sync or the last hold took (whichever is
+// longer), whichever comes first. Holds begun meanwhile are not waited
+// for. Caller holds flushMu, which is
 // released during the wait.
 func (m *Manager) awaitHolds() {
-	if m.holds == 0 || m.lastCommit <= 0 || m.closing.Load() {
+	bound := max(m.lastCommit, m.lastHold)
+	if m.holds == 0 || bound <= 0 || m.closing.Load() {
 		return
 	}
 	done := make(chan struct{})
 	m.waitUpTo, m.waitLeft, m.holdsDone = m.holdSeq, m.holds, done
-	bound := m.lastCommit
 	m.flushMu.Unlock()
 	t := clock.NewTimer(m.cfg.Clock, bound)
 	select {
