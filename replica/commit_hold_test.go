@@ -75,7 +75,9 @@ func newHoldWorld(t *testing.T, parts int) *holdWorld {
 	r.release()
 	w.waitAcks(r)
 	// One commit held at the gate while the clock moves commitTook: the
-	// manager's last commit took that long.
+	// manager's last commit took that long. (The committer is done with
+	// the first request first: running, it would take part of this one.)
+	w.idle()
 	w.fs.armed.Store(true)
 	r = w.begin("timed")
 	r.appendTo(w.ps...)
@@ -83,8 +85,27 @@ func newHoldWorld(t *testing.T, parts int) *holdWorld {
 	w.entered()
 	w.pass()
 	w.waitAcks(r)
+	w.idle()
 	w.fs.syncfs.Store(0)
 	return w
+}
+
+// idle waits until the committer has stopped, nothing left to commit.
+func (w *holdWorld) idle() {
+	w.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		w.m.flushMu.Lock()
+		running := w.m.committer || len(w.m.toFlush) > 0
+		w.m.flushMu.Unlock()
+		if !running {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatal("the committer never stopped")
+		}
+		time.Sleep(time.Millisecond) // a bounded poll
+	}
 }
 
 // request is one produce request: a hold, its appends, its acks=all wait.
