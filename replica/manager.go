@@ -220,7 +220,7 @@ func (m *Manager) releaseHold(seq uint64, held time.Duration) {
 // kickCommit starts the committer when partitions wait and it is not
 // running: whenever someone waits for acks (AwaitAcks), so that a wait
 // never depends on a hold being released (a committer running waits for
-// holds at most one commit's time).
+// holds a bounded time: awaitHolds).
 func (m *Manager) kickCommit() {
 	m.flushMu.Lock()
 	start := !m.committer && len(m.toFlush) > 0
@@ -238,8 +238,7 @@ func (m *Manager) kickCommit() {
 // holds in progress (HoldCommits): until each of them is released, or as
 // long as the last commit's sync or the last hold took (whichever is
 // longer), whichever comes first. Holds begun meanwhile are not waited
-// for. Caller holds flushMu, which is
-// released during the wait.
+// for. Caller holds flushMu, which is released during the wait.
 func (m *Manager) awaitHolds() {
 	bound := max(m.lastCommit, m.lastHold)
 	if m.holds == 0 || bound <= 0 || m.closing.Load() {
