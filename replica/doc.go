@@ -24,11 +24,12 @@
 //     no goroutines and takes now as an argument, so tests drive whole
 //     clusters of real logs step by step.
 //   - manager.go: Manager, the partition manager (Kafka's ReplicaManager):
-//     hosts the Partitions, runs the fsyncs the HW waits for (one goroutine
-//     per partition while there is something to sync, so appends arriving
-//     meanwhile share the next fsync), completes acks=all produces with
-//     their timeout, and parks fetches short of their minimum bytes until
-//     a partition moves, their deadline or shutdown.
+//     hosts the Partitions, runs the group commits the HW waits for (one
+//     committer goroutine syncs every partition waiting at once; appends
+//     arriving meanwhile share the next commit, and a produce request's
+//     partitions go in one commit: HoldCommits), completes acks=all
+//     produces with their timeout, and parks fetches short of their
+//     minimum bytes until a partition moves, their deadline or shutdown.
 //   - fetcher.go: the runner: one goroutine per source broker sending
 //     OffsetsForLeaderEpoch and Fetch (replica id and current leader epoch
 //     set) over the Kafka protocol, feeding the answers to Partitions;

@@ -56,7 +56,20 @@ type Manager struct {
 	flushMu   sync.Mutex
 	toFlush   []*Partition
 	committer bool
-	holds     atomic.Int32 // HoldCommits callers not yet released
+	// The holds (HoldCommits): how many are not yet released, and the
+	// sequence number the last one got.
+	holds   int
+	holdSeq uint64
+	// lastCommit is how long the last group commit's sync took, lastHold
+	// how long the last hold released lasted: the longer of the two bounds
+	// the committer's wait for holds in progress (awaitHolds).
+	lastCommit, lastHold time.Duration
+	// While the committer waits for the holds in progress: the last
+	// sequence number it waits for, how many of those are not yet
+	// released, and the channel closed when none is left.
+	waitUpTo  uint64
+	waitLeft  int
+	holdsDone chan struct{}
 }
 
 // NewManager returns a Manager with no partitions.
@@ -140,7 +153,7 @@ func (m *Manager) Append(p *Partition, batch []byte, acksAll bool, minISR int) (
 func (m *Manager) requestFlush(p *Partition) {
 	m.flushMu.Lock()
 	m.toFlush = append(m.toFlush, p)
-	start := !m.committer && m.holds.Load() == 0
+	start := !m.committer && m.holds == 0
 	if start {
 		m.committer = true
 		m.flushes.Add(1)
@@ -153,26 +166,62 @@ func (m *Manager) requestFlush(p *Partition) {
 
 // HoldCommits delays the group commits that appends from now on would
 // start until release is called: a produce request appends to every one of
-// its partitions, then releases, and one file-system sync covers them all
-// instead of a sync starting with its first partition and more during its
-// other appends. A commit already running, or started by another caller's
-// release, still takes every partition waiting; holds of concurrent
-// requests overlap without starving anyone, since each release starts the
-// commit of whatever waits. release must be called exactly once.
+// its partitions, then releases, and one group commit covers them all
+// instead of a commit starting with its first partition and more during its
+// other appends. The last release starts the commit of whatever waits.
+//
+// A committer already running (started by another caller's release, an
+// AwaitAcks, or going on after its previous sync) waits, before it takes
+// its next group, for the holds in progress at that moment, so that a
+// request being appended is not split across two commits and answered
+// only after the second (awaitHolds). That wait is bounded: holds begun
+// during it are not waited for (a steady stream of overlapping requests
+// cannot postpone a commit), and it lasts at most as long as the last
+// commit's sync or the last hold took, whichever is longer (a request
+// appends for about as long as the previous one did; one that holds much
+// longer is committed in parts), so a wait for acks never depends on a
+// hold being released. release must be called exactly once.
 func (m *Manager) HoldCommits() (release func()) {
-	m.holds.Add(1)
+	m.flushMu.Lock()
+	m.holds++
+	m.holdSeq++
+	seq := m.holdSeq
+	m.flushMu.Unlock()
+	start := m.cfg.Clock.Now()
 	var once sync.Once
 	return func() {
-		once.Do(func() {
-			m.holds.Add(-1)
-			m.kickCommit()
-		})
+		once.Do(func() { m.releaseHold(seq, m.cfg.Clock.Now().Sub(start)) })
+	}
+}
+
+// releaseHold ends hold seq: it wakes the committer waiting for it, if it
+// was the last of the holds it waits for, and otherwise starts the
+// committer when partitions wait and it is not running.
+func (m *Manager) releaseHold(seq uint64, held time.Duration) {
+	m.flushMu.Lock()
+	m.holds--
+	m.lastHold = held
+	if m.holdsDone != nil && seq <= m.waitUpTo {
+		if m.waitLeft--; m.waitLeft == 0 {
+			close(m.holdsDone)
+			m.holdsDone = nil
+		}
+	}
+	start := !m.committer && len(m.toFlush) > 0
+	if start {
+		m.committer = true
+		m.flushes.Add(1)
+	}
+	m.flushMu.Unlock()
+	if start {
+		go m.commit()
 	}
 }
 
 // kickCommit starts the committer when partitions wait and it is not
-// running: at a HoldCommits release, and whenever someone waits for acks
-// (AwaitAcks), so that a wait never depends on a hold being released.
+// running: whenever someone waits for acks (AwaitAcks), so that a wait
+// never depends on a hold being released (a committer running waits for
+// holds a bounded time: awaitHolds).
 func (m *Manager) kickCommit() {
 	m.flushMu.Lock()
 	start := !m.committer && len(m.toFlush) > 0
@@ -186,11 +235,39 @@ func (m *Manager) kickCommit() {
 	}
 }
 
+// awaitHolds is the committer's wait, before it takes a group, for the
+// holds in progress (HoldCommits): until each of them is released, or as
+// long as the last commit's sync or the last hold took (whichever is
+// longer), whichever comes first. Holds begun meanwhile are not waited
+// for. Caller holds flushMu, which is released during the wait.
+func (m *Manager) awaitHolds() {
+	bound := max(m.lastCommit, m.lastHold)
+	if m.holds == 0 || bound <= 0 || m.closing.Load() {
+		return
+	}
+	done := make(chan struct{})
+	m.waitUpTo, m.waitLeft, m.holdsDone = m.holdSeq, m.holds, done
+	m.flushMu.Unlock()
+	t := clock.NewTimer(m.cfg.Clock, bound)
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	t.Stop()
+	m.flushMu.Lock()
+	if m.holdsDone == done {
+		m.holdsDone = nil // timed out
+	}
+}
+
 // commit is the committer goroutine.
 func (m *Manager) commit() {
 	defer m.flushes.Done()
 	for {
 		m.flushMu.Lock()
+		if len(m.toFlush) > 0 {
+			m.awaitHolds()
+		}
 		group := m.toFlush
 		m.toFlush = nil
 		if len(group) == 0 {
@@ -203,7 +280,9 @@ func (m *Manager) commit() {
 		for i, p := range group {
 			logs[i] = p.log
 		}
+		start := m.cfg.Clock.Now()
 		errs := engine.SyncLogsWith(logs, m.cfg.GroupSync)
+		took := m.cfg.Clock.Now().Sub(start)
 		// Every HW moves first, then the acks=all completions run, each
 		// partition's on a goroutine of its own as with a flush of its
 		// own: a completion may append and wait for the next commit
@@ -223,11 +302,10 @@ func (m *Manager) commit() {
 				}()
 			}
 		}
-		if len(again) > 0 {
-			m.flushMu.Lock()
-			m.toFlush = append(m.toFlush, again...)
-			m.flushMu.Unlock()
-		}
+		m.flushMu.Lock()
+		m.lastCommit = took
+		m.toFlush = append(m.toFlush, again...)
+		m.flushMu.Unlock()
 	}
 }
 

@@ -145,7 +145,9 @@ func scenPartitions(ctx context.Context, r *runner) error {
 // through the journal, one per log synced otherwise) before and after,
 // for the commits per run and their mean duration.
 func spreadProduce(ctx context.Context, r *runner) error {
-	ins, err := r.startAll([]sysSpec{specOf("kvlog"), specOf("kvlog-nojournal"), specOf("kvlog-nofsync")})
+	// kvlog-before (with -baseline) runs beside them: this tree's group
+	// commit against the revision's, in the same rounds.
+	ins, err := r.startAll(r.available("partitions", "kvlog", "kvlog-before", "kvlog-nojournal", "kvlog-nofsync"))
 	if err != nil {
 		return err
 	}
@@ -198,7 +200,7 @@ func spreadProduce(ctx context.Context, r *runner) error {
 			// The goal's cell, profiled with its main generator: with
 			// fsync (the journal) and without.
 			for _, in := range ins {
-				if in.spec.name == "kvlog-nojournal" {
+				if in.spec.name == "kvlog-nojournal" || in.spec.name == "kvlog-before" {
 					continue
 				}
 				r.profile(ctx, in, "partitions", fmt.Sprintf("%s spread %s pre-encoded", in.spec.name, cell), r.cfg.profileSeconds, func() error {
@@ -574,7 +576,7 @@ func reportPartitions(r *runner, w *md) {
 			for _, gen := range []string{genRaw, genKgo} {
 				pre := spreadPrefix(gen)
 				name := map[string]string{genRaw: "pre-encoded", genKgo: "franz-go"}[gen]
-				for _, sys := range []string{"kvlog", "kvlog-nojournal", "kvlog-nofsync"} {
+				for _, sys := range []string{"kvlog", "kvlog-before", "kvlog-nojournal", "kvlog-nofsync"} {
 					if len(r.st.get("partitions-spread", c, sys, pre+"rec/s")) == 0 {
 						continue
 					}
@@ -586,6 +588,22 @@ func reportPartitions(r *runner, w *md) {
 						g(c, sys, pre+"records/req"), g(c, sys, pre+"req ms"), inflight, g(c, sys, pre+"flushes/s"), g(c, sys, pre+"flush ms"), g(c, sys, pre+"records/flush"), g(c, sys, pre+"slow flushes")})
 				}
 			}
+		}
+		if r.baseline != "" {
+			var brows [][]string
+			for _, c := range cells {
+				if len(r.st.get("partitions-spread", c, "kvlog-before", "rec/s")) == 0 {
+					continue
+				}
+				pair := func(sys, gen string) string {
+					m := spreadPrefix(gen) + "rec/s"
+					return fx(pairedRatio(r.st.get("partitions-spread", c, sys, m), r.st.get("partitions-spread", c, "kvlog-before", m)))
+				}
+				brows = append(brows, []string{c, pair("kvlog", genRaw), fx(r.spreadRatioOf(c, "kvlog-before", genRaw)), fx(r.spreadRatio(c)),
+					pair("kvlog", genKgo), fx(r.spreadRatioOf(c, "kvlog-before", genKgo)), fx(r.spreadRatioOf(c, "kvlog", genKgo))})
+			}
+			w.p("This tree's kvlog against kvlog-before (kvlogd of %s, defaults: fsync and the journal), in the same rounds: ratios the medians of per-round ratios.", r.baseline)
+			w.table([]string{"Partitions", "kvlog / kvlog-before", "kvlog-before / nofsync", "kvlog / nofsync", "franz-go: kvlog / kvlog-before", "franz-go: kvlog-before / nofsync", "franz-go: kvlog / nofsync"}, brows)
 		}
 		w.table([]string{"Partitions", "Generator", "System", "rec/s", "broker cores", "generator cores", "records/request", "request ms", "requests outstanding", "flushes/s", "flush ms", "records/flush", "flushes > 51 ms per run"}, drows)
 	}
