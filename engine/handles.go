@@ -153,9 +153,20 @@ func RlimitNofile() int64 {
 }
 
 // derivedFiles is RLIMIT_NOFILE less reserved (defaultReserved when <= 0),
-// the reserve being capped at half the limit.
+// the reserve being capped at a quarter of the limit.
 func derivedFiles(reserved int) int64 {
-	limit := RlimitNofile()
+	return filesWithin(RlimitNofile(), reserved)
+}
+
+// filesWithin is the file budget under an open-file limit (1024 when
+// unknown) with reserved descriptors kept for the rest of the process. The
+// reserve is capped at a quarter of the limit: with max.connections at its
+// default (unbounded) the reserve is the cap, and a broker with one written
+// partition per descriptor up to three quarters of its limit keeps every
+// active segment open instead of closing and reopening them in turn (a
+// producer writing to every partition in each request touches them in the
+// same order each time, the worst case for any cache smaller than the set).
+func filesWithin(limit int64, reserved int) int64 {
 	if limit <= 0 {
 		limit = 1024
 	}
@@ -163,7 +174,7 @@ func derivedFiles(reserved int) int64 {
 	if r <= 0 {
 		r = defaultReserved
 	}
-	r = min(r, limit/2)
+	r = min(r, limit/4)
 	return max(limit-r, minFiles)
 }
 

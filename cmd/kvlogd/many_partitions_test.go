@@ -134,3 +134,41 @@ func TestManyPartitionsUnderFileLimit(t *testing.T) {
 		t.Fatalf("the broker ran out of descriptors:\n%s", log)
 	}
 }
+
+// TestWrittenPartitionsStayOpenWithinLimit: with max.connections at its
+// default (unbounded), the descriptors kept for sockets are a quarter of the
+// process's limit, so a broker whose partitions fit in the other three
+// quarters keeps every active segment open while a producer writes to all
+// of them in the same order request after request; with half the limit
+// reserved, 300 partitions under a 512-file limit closed and reopened an
+// active segment on nearly every write.
+func TestWrittenPartitionsStayOpenWithinLimit(t *testing.T) {
+	const (
+		nofile     = 512
+		partitions = 300
+	)
+	p := testbroker.Start(t, testbroker.Options{Race: true, Bin: limitedKvlogd(t, nofile), LogLevel: "warn",
+		StartTimeout: 2 * time.Minute})
+	ctx := testbroker.Context(t, 2*time.Minute)
+	adm := p.Admin(t)
+	if resp, err := adm.CreateTopic(ctx, partitions, 1, nil, "cyclic"); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	cl := p.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(1<<20))
+	for round := 0; round < 4; round++ {
+		var recs []*kgo.Record
+		for part := int32(0); part < partitions; part++ {
+			recs = append(recs, &kgo.Record{Topic: "cyclic", Partition: part, Key: []byte(fmt.Sprint(part)), Value: []byte(fmt.Sprintf("round-%d", round))})
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatalf("round %d: produce: %v", round, err)
+		}
+	}
+	if reopened, _ := cleanerMetric(t, p, "kvlog_engine_active_segment_reopens_total"); reopened != 0 {
+		t.Fatalf("%v active segments reopened: written partitions were closed in turn", reopened)
+	}
+	limit, ok := cleanerMetric(t, p, "kvlog_engine_open_files_limit")
+	if !ok || limit != nofile-nofile/4 {
+		t.Fatalf("kvlog_engine_open_files_limit = %v (%v), want %d under a limit of %d", limit, ok, nofile-nofile/4, nofile)
+	}
+}
