@@ -106,6 +106,10 @@ type Manager struct {
 	// checkpointBuilt counts the entries passes put into maps (tests).
 	checkpointSeen  map[*Log]logCheckpoint
 	checkpointBuilt atomic.Int64
+	// logDeletes counts the logs DeleteLog took out of logs (mu), and
+	// compacted is CompactedLogs' last answer (logs_compacted.go).
+	logDeletes int64
+	compacted  compactedLogs
 
 	// maint queues the logs by when the maintenance pass must next visit
 	// them (maintenance.go).
@@ -444,6 +448,7 @@ func (m *Manager) DeleteLog(tp TopicPartition) error {
 	l, ok := m.logs[tp]
 	if ok {
 		delete(m.logs, tp)
+		m.logDeletes++
 		m.perDir[filepath.Dir(l.dir)]--
 	}
 	f, failed := m.failed[tp]
