@@ -143,6 +143,7 @@ func (l *Log) Config() Config { return *l.cfg.Load() }
 // passes use them.
 func (l *Log) SetConfig(cfg Config) {
 	l.cfg.Store(&cfg)
+	l.configChanged()
 	if !cfg.keyIndexed() {
 		l.keyIndexOff()
 	}

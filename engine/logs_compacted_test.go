@@ -43,3 +43,66 @@ func TestCompactedLogs(t *testing.T) {
 		t.Fatalf("after b-0 stopped compacting: %v", got)
 	}
 }
+
+// TestIdleCompactedLogsLooksAtNoLog: the cleaner's rounds of a broker
+// where no log came or went and no settings changed look at no log (each
+// round walked every log of the broker); a new, deleted or reconfigured
+// log is seen at the next round.
+func TestIdleCompactedLogsLooksAtNoLog(t *testing.T) {
+	const n = 100
+	m, err := OpenManager(ManagerOptions{Dirs: []string{t.TempDir()}, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	compact := DefaultConfig()
+	compact.Compact = true
+	for i := range n {
+		cfg := DefaultConfig()
+		if i%10 == 0 {
+			cfg = compact
+		}
+		if _, err := m.CreateLog(TopicPartition{Topic: "t", Partition: int32(i)}, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	round := func(want int) int {
+		t.Helper()
+		before := m.compacted.looked
+		if got := len(m.CompactedLogs()); got != want {
+			t.Fatalf("%d compacted logs, want %d", got, want)
+		}
+		return m.compacted.looked - before
+	}
+	if got := round(n / 10); got != n {
+		t.Fatalf("first round looked at %d logs, want %d", got, n)
+	}
+	for i := range 3 {
+		if got := round(n / 10); got != 0 {
+			t.Fatalf("idle round %d looked at %d logs, want 0", i, got)
+		}
+	}
+	l, _ := m.Log(TopicPartition{Topic: "t", Partition: 5})
+	l.SetConfig(compact)
+	round(n/10 + 1)
+	if err := m.DeleteLog(TopicPartition{Topic: "t", Partition: 0}); err != nil {
+		t.Fatal(err)
+	}
+	round(n / 10)
+	// A compacted log created after a deletion: as many logs as before
+	// the deletion.
+	if _, err := m.CreateLog(TopicPartition{Topic: "u", Partition: 0}, compact); err != nil {
+		t.Fatal(err)
+	}
+	round(n/10 + 1)
+	if err := m.DeleteLog(TopicPartition{Topic: "t", Partition: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.CreateLog(TopicPartition{Topic: "u", Partition: 1}, compact); err != nil {
+		t.Fatal(err)
+	}
+	round(n/10 + 2)
+	if got := round(n/10 + 2); got != 0 {
+		t.Fatalf("idle round looked at %d logs, want 0", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,6 +35,9 @@ const noMaintenance = int64(math.MaxInt64)
 type maintQueue struct {
 	mu   sync.Mutex
 	logs []*Log
+	// configs counts the settings changes of the manager's logs
+	// (Log.SetConfig, after the change; see CompactedLogs).
+	configs atomic.Uint64
 }
 
 func (q *maintQueue) Len() int           { return len(q.logs) }

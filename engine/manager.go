@@ -101,6 +101,15 @@ type Manager struct {
 	checkpointMu    sync.Mutex                 // one checkpoint writer at a time (periodic, truncation, close)
 	checkpointed    map[string]*dirCheckpoints // what each log dir's checkpoints hold (checkpointMu; checkpoint_skip.go)
 	checkpointSkips atomic.Int64               // log dirs a periodic checkpoint left alone (tests)
+	// checkpointSeen is each log's entries as the checkpoints last
+	// received them (checkpointMu; checkpoint_skip.go), and
+	// checkpointBuilt counts the entries passes put into maps (tests).
+	checkpointSeen  map[*Log]logCheckpoint
+	checkpointBuilt atomic.Int64
+	// logDeletes counts the logs DeleteLog took out of logs (mu), and
+	// compacted is CompactedLogs' last answer (logs_compacted.go).
+	logDeletes int64
+	compacted  compactedLogs
 
 	// maint queues the logs by when the maintenance pass must next visit
 	// them (maintenance.go).
@@ -439,6 +448,7 @@ func (m *Manager) DeleteLog(tp TopicPartition) error {
 	l, ok := m.logs[tp]
 	if ok {
 		delete(m.logs, tp)
+		m.logDeletes++
 		m.perDir[filepath.Dir(l.dir)]--
 	}
 	f, failed := m.failed[tp]
@@ -543,29 +553,31 @@ func (m *Manager) WriteCheckpoints() error { return m.writeCheckpoints(false) }
 func (m *Manager) writeCheckpoints(changedOnly bool) error {
 	m.checkpointMu.Lock()
 	defer m.checkpointMu.Unlock()
+	logs := m.unorderedLogs()
+	if changedOnly && m.checkpointsCurrent(logs) {
+		m.checkpointSkips.Add(int64(len(m.opts.Dirs)))
+		return nil
+	}
 	rps := map[string]map[TopicPartition]int64{}
 	starts := map[string]map[TopicPartition]int64{}
 	tails := map[string]map[TopicPartition]checkpoint.Tail{}
 	for _, d := range m.opts.Dirs {
 		rps[d], starts[d], tails[d] = map[TopicPartition]int64{}, map[TopicPartition]int64{}, map[TopicPartition]checkpoint.Tail{}
 	}
-	for _, l := range m.unorderedLogs() {
+	seen := make(map[*Log]logCheckpoint, len(logs))
+	for _, l := range logs {
+		e := m.logCheckpoint(l)
+		seen[l] = e
 		d := filepath.Dir(l.dir)
 		if rps[d] == nil {
 			continue
 		}
-		// The tail is taken first: a recovery point read after it is at
-		// least its end, and the restart trusts the entry only when the
-		// two agree.
-		t, synced := l.syncedTail()
-		rps[d][l.tp] = int64(l.RecoveryPoint())
-		if synced && t.End == rps[d][l.tp] {
-			tails[d][l.tp] = t
+		m.checkpointBuilt.Add(1)
+		rps[d][l.tp] = e.rp
+		if e.hasTail {
+			tails[d][l.tp] = e.tail
 		}
-		starts[d][l.tp] = int64(l.LogStartOffset())
-		if err := l.CheckpointKeyIndex(keyIndexCheckpointEvery); err != nil {
-			m.opts.Logger.Error("key index checkpoint failed", "partition", l.tp.String(), "err", err)
-		}
+		starts[d][l.tp] = e.start
 	}
 	m.mu.Lock()
 	for tp, f := range m.failed {
@@ -591,6 +603,9 @@ func (m *Manager) writeCheckpoints(changedOnly bool) error {
 			first = err
 		}
 	}
+	// (A dir whose write failed is forgotten: the next pass builds and
+	// writes it again whatever seen says.)
+	m.checkpointSeen = seen
 	return first
 }
 

@@ -48,6 +48,7 @@ type Manager struct {
 	parts   map[*Partition]struct{}
 	wide    wideParked // fetches parked on whole sessions (ParkWide)
 	wakers  wakers     // run the parked fetches' completions
+	isr     isrWatch   // the partitions the ISR check looks at (Tick)
 	closing atomic.Bool
 	flushes sync.WaitGroup
 
@@ -91,6 +92,7 @@ func (m *Manager) Add(l *engine.Log) *Partition {
 		opts.AroundTruncate = m.cfg.AroundTruncate(l)
 	}
 	p := newPartition(l, opts, &m.wide)
+	p.isrSet = &m.isr
 	m.mu.Lock()
 	m.parts[p] = struct{}{}
 	m.mu.Unlock()
@@ -116,6 +118,7 @@ func (m *Manager) Remove(p *Partition) {
 	m.mu.Lock()
 	delete(m.parts, p)
 	m.mu.Unlock()
+	m.isr.forget(p)
 }
 
 func (m *Manager) partitions() []*Partition {
@@ -414,13 +417,19 @@ func (m *Manager) SessionFollowerFetch(p *Partition, replicaID int32, fetchOffse
 	return v, err
 }
 
-// Tick checks every led partition for out-of-sync followers (ISR shrinks
-// go to OnISRChange).
+// Tick checks the led partitions that may have an out-of-sync follower
+// (ISR shrinks go to OnISRChange): those whose leader state changed since
+// they were last found quiet (isr_watch.go), not every partition.
 func (m *Manager) Tick() {
 	now := m.cfg.Clock.Now()
-	for _, p := range m.partitions() {
-		if ch := p.Tick(now); ch != nil {
+	for _, p := range m.isr.marked() {
+		m.isr.looked.Add(1)
+		ch, quiet := p.tick(now)
+		if ch != nil {
 			m.proposeISR(p, ch)
+		}
+		if quiet {
+			m.isr.settle(p)
 		}
 	}
 }

@@ -109,6 +109,10 @@ type Partition struct {
 	// reqWatch is the flag of the fetcher fetching the partition, set
 	// after each move of reqs (see fetcher.collect).
 	reqWatch atomic.Pointer[atomic.Bool]
+	// isrSet is the Manager's set of partitions its ISR check looks at
+	// (nil: none), isrMarked whether p is in it (isr_watch.go).
+	isrSet    *isrWatch
+	isrMarked atomic.Bool
 }
 
 // requestChanged records that NextRequest's answer may have changed: after
@@ -409,6 +413,7 @@ func (p *Partition) MakeLeader(st State, now time.Time) (bool, error) {
 		}
 		p.state = cloneState(st)
 		p.publishView()
+		p.markISR()
 		p.mu.Unlock()
 		runCompletions(cs)
 		return false, nil
@@ -448,6 +453,7 @@ func (p *Partition) MakeLeader(st State, now time.Time) (bool, error) {
 	}
 	p.publishView() // (before the wake: a woken fetch sees the new epoch)
 	p.wakeParked(true)
+	p.markISR()
 	p.mu.Unlock()
 	runCompletions(cs)
 	return true, nil
@@ -556,6 +562,7 @@ func (p *Partition) AppendAsLeader(batch []byte, acksAll bool, minISR int) (res 
 		} else {
 			p.wakeParked(false) // followers read up to the LEO
 		}
+		p.markISR()
 	}
 	if !p.flushing && p.leader.NeedsFlush() {
 		p.flushing, flush = true, true
@@ -593,6 +600,7 @@ func (p *Partition) AppendMarkerAsLeader(m engine.Marker, minISR int) (res engin
 	} else {
 		p.wakeParked(false)
 	}
+	p.markISR()
 	if !p.flushing && p.leader.NeedsFlush() {
 		p.flushing, flush = true, true
 	}
@@ -703,11 +711,18 @@ func (p *Partition) followerFetch(replicaID int32, fetchOffset Offset, currentEp
 		p.mu.Unlock()
 		return v, fmt.Errorf("%w: follower %d fetch offset %d outside [%d, %d]", engine.ErrOffsetOutOfRange, replicaID, fetchOffset, v.LogStart, v.LEO)
 	}
+	leo := p.leader.LEO()
 	p.leader.Appended(v.LEO)
 	res, err := p.leader.FollowerFetch(replicaID, fetchOffset, now)
 	if err != nil {
 		p.mu.Unlock()
 		return v, err
+	}
+	if fetchOffset != v.LEO || leo != v.LEO || res.Expand != nil {
+		// A follower short of the log end may fall out of sync (a
+		// fetch at the log end of a quiet partition changes nothing
+		// the ISR check looks at).
+		p.markISR()
 	}
 	p.leader.SetSessionClock(replicaID, sessionClock)
 	v.Expand = res.Expand
@@ -739,8 +754,25 @@ func (p *Partition) LastOffsetForEpoch(currentEpoch, epoch int32) (EpochEndOffse
 // shrink to the leader alone is preceded by an fsync of the log (and its
 // commit in ISRChangeDone by another), so the caller only persists it.
 func (p *Partition) Tick(now time.Time) *ISRChange {
+	ch, _ := p.tick(now)
+	return ch
+}
+
+// tick is Tick for the Manager's ISR check: it also reports whether p is
+// quiet (isr_watch.go), and then clears its mark, under mu.
+func (p *Partition) tick(now time.Time) (ch *ISRChange, quiet bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	ch = p.tickLocked(now)
+	if ch == nil && p.quietLocked() {
+		p.isrMarked.Store(false)
+		quiet = true
+	}
+	return ch, quiet
+}
+
+// tickLocked is Tick. Caller holds mu.
+func (p *Partition) tickLocked(now time.Time) *ISRChange {
 	if p.role != RoleLeader {
 		return nil
 	}
@@ -796,6 +828,7 @@ func (p *Partition) ISRChangeDone(ch *ISRChange, zkVersion int32, err error, cur
 		}
 	}
 	cs = append(cs, p.settleLocked()...)
+	p.markISR()
 	p.mu.Unlock()
 	runCompletions(cs)
 }

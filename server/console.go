@@ -5,7 +5,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -44,7 +46,7 @@ func (s *Server) consoleHandler() http.Handler {
 		Connect:       s.consoleConnect,
 		CleanerStatus: func() cleanerstatus.Status { return s.cleaner.Status() },
 		Segments:      s.segmentCount,
-		Traffic:       s.consoleTraffic,
+		Traffic:       (&consoleTraffic{s: s}).sample,
 		GroupLags:     s.consoleGroupLags,
 		// The records page links every key to its latest value, served by
 		// the key lookup route of this listener (http_keys.go).
@@ -99,23 +101,50 @@ func (s *Server) segmentCount(topic string, partition int32) (int, bool) {
 // leads every partition it hosts).
 func leads(p *partition) bool { return p.role() == replica.RoleLeader }
 
-// consoleTraffic is every topic's high watermark summed over the
-// partitions this broker leads, and the bytes consumers fetched from it
-// (the kvlog_topic_bytes_out_total counter), for the console's rates.
-func (s *Server) consoleTraffic() []console.TopicTraffic {
-	out := map[string]int64{}
-	if s.metrics != nil {
-		out = s.metrics.TopicBytesOut()
-	}
-	var tt []console.TopicTraffic
-	for _, t := range s.sortedTopics() {
-		tr := console.TopicTraffic{Topic: t.name, BytesOut: out[t.name]}
-		for _, p := range t.parts {
-			if leads(p) {
-				tr.HighWatermark += int64(p.log.HighWatermark())
+// consoleTraffic samples, for the console's rates, every topic's high
+// watermark summed over the partitions this broker leads, and the bytes
+// consumers fetched from it (the kvlog_topic_bytes_out_total counter).
+// The sums change only when a partition's high watermark or role does,
+// which moves the partition manager's counter of moves
+// (replica.Manager.Moves), or when the topics do (a new snapshot): a
+// sample that finds both as the last one left them reuses its sums
+// instead of walking every partition, so an idle broker's samples look
+// at no partition.
+type consoleTraffic struct {
+	s      *Server
+	mu     sync.Mutex
+	topics *topicSnapshot // of the last walk (nil: none yet)
+	moves  uint64         // Moves before the last walk
+	hws    []console.TopicTraffic
+	looked int // partitions walked (tests)
+}
+
+func (c *consoleTraffic) sample() []console.TopicTraffic {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Read before the partitions: a move after this read moves it.
+	moves := c.s.replicas.Moves()
+	snap := c.s.topics.Load()
+	if c.topics != snap || c.moves != moves {
+		c.topics, c.moves, c.hws = snap, moves, nil
+		for _, t := range c.s.sortedTopics() {
+			tr := console.TopicTraffic{Topic: t.name}
+			for _, p := range t.parts {
+				c.looked++
+				if leads(p) {
+					tr.HighWatermark += int64(p.log.HighWatermark())
+				}
 			}
+			c.hws = append(c.hws, tr)
 		}
-		tt = append(tt, tr)
+	}
+	out := map[string]int64{}
+	if c.s.metrics != nil {
+		out = c.s.metrics.TopicBytesOut()
+	}
+	tt := slices.Clone(c.hws)
+	for i := range tt {
+		tt[i].BytesOut = out[tt[i].Topic]
 	}
 	return tt
 }
