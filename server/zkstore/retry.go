@@ -31,10 +31,16 @@ import (
 // an expiry) — a request that spanned an expiry fails, as in Kafka, and
 // the session listeners (OnNewSession) do what a new session needs.
 //
+// The bound is Options.SessionTimeout, counted from the first failure:
+// the server expires a session that long after it last heard from the
+// client, so by then the session is gone (unless the server granted a
+// longer timeout than asked, as it does below its minimum of two ticks),
+// and the reconnection reports the expiry.
+//
 // Writes whose outcome is unknown after a lost connection (a create or
 // multi that may have been applied, conditional sets, sequential
 // notifications) are not retried here: each returns the error to its
-// caller, which retries at its own level where that is safe (see each).
+// caller as before.
 // The writes retried are those whose repetition is harmless: creating a
 // persistent path whose existence is accepted, and deleting a znode
 // whatever its version whose absence is accepted.

@@ -28,6 +28,14 @@
 // for everyone except below /config/users and /config/brokers. Without
 // it, znodes are open to everyone, as Kafka's default.
 //
+// # Lost connections
+//
+// Reads, and the writes whose repetition is harmless, wait across a
+// dropped connection for the client to resume the session (up to the
+// session timeout), as Kafka's ZooKeeper client does; only a session
+// expiry fails them (see retry.go). Writes whose outcome is unknown after
+// a lost connection return the error to their callers.
+//
 // # Fencing
 //
 // The controller is elected by creating /controller and bumping
