@@ -117,7 +117,7 @@ func (s *Store) Acls() (map[acl.Pattern][]acl.Entry, error) {
 	out := map[acl.Pattern][]acl.Entry{}
 	for _, pt := range []acl.PatternType{kmsg.ACLResourcePatternTypeLiteral, kmsg.ACLResourcePatternTypePrefixed} {
 		base := aclBase(pt)
-		types, _, err := s.conn.Children(s.p(base))
+		types, _, err := s.children(s.p(base))
 		if errors.Is(err, zk.ErrNoNode) {
 			continue
 		}
@@ -130,7 +130,7 @@ func (s *Store) Acls() (map[acl.Pattern][]acl.Entry, error) {
 				s.log.Warn("ACLs of an unknown resource type ignored", "path", base+"/"+tn)
 				continue
 			}
-			names, _, err := s.conn.Children(s.p(base + "/" + tn))
+			names, _, err := s.children(s.p(base + "/" + tn))
 			if err != nil && !errors.Is(err, zk.ErrNoNode) {
 				return nil, fmt.Errorf("zkstore: list %s/%s: %w", base, tn, err)
 			}
@@ -156,7 +156,7 @@ func (s *Store) ResourceAcls(p acl.Pattern) ([]acl.Entry, error) {
 }
 
 func (s *Store) resourceAcls(p acl.Pattern) ([]acl.Entry, int32, error) {
-	data, st, err := s.conn.Get(s.p(aclPath(p)))
+	data, st, err := s.get(s.p(aclPath(p)))
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil, -1, nil
 	}
@@ -239,7 +239,7 @@ func (s *Store) AclChangesW(extended bool) ([]string, <-chan zk.Event, error) {
 	if err := s.ensurePath(dir); err != nil {
 		return nil, nil, err
 	}
-	names, _, ch, err := s.conn.ChildrenW(s.p(dir))
+	names, _, ch, err := s.childrenW(s.p(dir))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -254,7 +254,7 @@ func (s *Store) AclChange(extended bool, name string) (acl.Pattern, bool) {
 	if extended {
 		dir = pathACLExtChanges
 	}
-	data, _, err := s.conn.Get(s.p(dir + "/" + name))
+	data, _, err := s.get(s.p(dir + "/" + name))
 	if err != nil {
 		return acl.Pattern{}, false
 	}
@@ -281,13 +281,13 @@ func (s *Store) PurgeAclChanges(extended bool, maxAge time.Duration) {
 	if extended {
 		dir = pathACLExtChanges
 	}
-	names, _, err := s.conn.Children(s.p(dir))
+	names, _, err := s.children(s.p(dir))
 	if err != nil {
 		return
 	}
 	cutoff := s.opts.Now().Add(-maxAge).UnixMilli()
 	for _, n := range names {
-		_, st, err := s.conn.Get(s.p(dir + "/" + n))
+		_, st, err := s.get(s.p(dir + "/" + n))
 		if err == nil && st.Ctime < cutoff {
 			_ = s.conn.Delete(s.p(dir+"/"+n), st.Version)
 		}
@@ -327,7 +327,7 @@ func (s *Store) ClientQuotas() (map[string]map[string]float64, error) {
 		return nil
 	}
 	children := func(rel string) ([]string, error) {
-		names, _, err := s.conn.Children(s.p(rel))
+		names, _, err := s.children(s.p(rel))
 		if errors.Is(err, zk.ErrNoNode) {
 			return nil, nil
 		}
@@ -360,7 +360,7 @@ func (s *Store) ClientQuotas() (map[string]map[string]float64, error) {
 }
 
 func (s *Store) entityConfig(rel string) (map[string]string, error) {
-	data, _, err := s.conn.Get(s.p(rel))
+	data, _, err := s.get(s.p(rel))
 	if errors.Is(err, zk.ErrNoNode) {
 		return map[string]string{}, nil
 	}

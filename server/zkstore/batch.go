@@ -93,7 +93,7 @@ func (s *Store) WritePartitionStates(f Fence, ws []StateWrite) (versions []int32
 		}
 	}
 	for t := range dirs {
-		if _, err := s.conn.Create(s.p(partitionsPath(t)), nil, 0, openACL); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		if err := s.createPersistent(s.p(partitionsPath(t)), nil, openACL); err != nil {
 			return nil, nil, fmt.Errorf("zkstore: create %s: %w", partitionsPath(t), err)
 		}
 	}

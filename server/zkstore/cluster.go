@@ -30,7 +30,7 @@ func (s *Store) RegisterBroker(b Broker) (int64, error) {
 	for {
 		_, err := s.conn.Create(full, data, zk.FlagEphemeral, s.acl(brokerPath(b.ID)))
 		if err == nil {
-			_, st, err := s.conn.Get(full)
+			_, st, err := s.get(full)
 			if err != nil {
 				return 0, fmt.Errorf("zkstore: read registration: %w", err)
 			}
@@ -39,7 +39,7 @@ func (s *Store) RegisterBroker(b Broker) (int64, error) {
 		if !errors.Is(err, zk.ErrNodeExists) {
 			return 0, fmt.Errorf("zkstore: register broker %d: %w", b.ID, err)
 		}
-		ok, st, ch, err := s.conn.ExistsW(full)
+		ok, st, ch, err := s.existsW(full)
 		if err != nil {
 			return 0, fmt.Errorf("zkstore: register broker %d: %w", b.ID, err)
 		}
@@ -72,7 +72,7 @@ func (s *Store) UnregisterBroker(id int32) error {
 
 // Brokers reads every registration and returns a watch on the set.
 func (s *Store) Brokers() ([]Broker, <-chan zk.Event, error) {
-	names, _, ch, err := s.conn.ChildrenW(s.p(pathBrokerIDs))
+	names, _, ch, err := s.childrenW(s.p(pathBrokerIDs))
 	if err != nil {
 		return nil, nil, fmt.Errorf("zkstore: list brokers: %w", err)
 	}
@@ -82,7 +82,7 @@ func (s *Store) Brokers() ([]Broker, <-chan zk.Event, error) {
 		if err != nil {
 			continue
 		}
-		data, st, err := s.conn.Get(s.p(pathBrokerIDs + "/" + n))
+		data, st, err := s.get(s.p(pathBrokerIDs + "/" + n))
 		if errors.Is(err, zk.ErrNoNode) {
 			continue
 		}
@@ -112,9 +112,9 @@ type Fence struct {
 
 // ControllerID reads /controller (-1 when there is none) with a watch.
 func (s *Store) ControllerID() (int32, <-chan zk.Event, error) {
-	data, _, ch, err := s.conn.GetW(s.p(pathController))
+	data, _, ch, err := s.getW(s.p(pathController))
 	if errors.Is(err, zk.ErrNoNode) {
-		ok, _, ch, err := s.conn.ExistsW(s.p(pathController))
+		ok, _, ch, err := s.existsW(s.p(pathController))
 		if err != nil {
 			return -1, nil, err
 		}
@@ -141,7 +141,7 @@ func closedEvent() <-chan zk.Event {
 
 // ControllerEpoch reads /controller_epoch (0, -1 when absent).
 func (s *Store) ControllerEpoch() (Fence, error) {
-	data, st, err := s.conn.Get(s.p(pathControllerEpoc))
+	data, st, err := s.get(s.p(pathControllerEpoc))
 	if errors.Is(err, zk.ErrNoNode) {
 		return Fence{Epoch: 0, ZkVersion: -1}, nil
 	}
@@ -165,8 +165,7 @@ func (s *Store) Elect(brokerID int32) (Fence, error) {
 			return Fence{}, err
 		}
 		if cur.ZkVersion < 0 {
-			_, err := s.conn.Create(s.p(pathControllerEpoc), []byte("0"), 0, s.acl(pathControllerEpoc))
-			if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			if err := s.createPersistent(s.p(pathControllerEpoc), []byte("0"), s.acl(pathControllerEpoc)); err != nil {
 				return Fence{}, err
 			}
 			continue
@@ -205,7 +204,7 @@ type ControllerView struct {
 // is the same before and after reading /controller, that id belongs to that
 // epoch (or the controller has gone: -1).
 func (s *Store) CurrentController() (ControllerView, error) {
-	if _, err := s.conn.Sync(s.p(pathControllerEpoc)); err != nil && !errors.Is(err, zk.ErrNoNode) {
+	if err := s.sync(s.p(pathControllerEpoc)); err != nil && !errors.Is(err, zk.ErrNoNode) {
 		return ControllerView{}, fmt.Errorf("zkstore: sync /controller_epoch: %w", err)
 	}
 	for attempt := 0; attempt < 10; attempt++ {
@@ -214,7 +213,7 @@ func (s *Store) CurrentController() (ControllerView, error) {
 			return ControllerView{}, err
 		}
 		id := int32(-1)
-		data, _, err := s.conn.Get(s.p(pathController))
+		data, _, err := s.get(s.p(pathController))
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
 		case err != nil:
@@ -240,7 +239,7 @@ func (s *Store) CurrentController() (ControllerView, error) {
 // BrokerRegistration reads /brokers/ids/<id>: its broker epoch (czxid),
 // whether it exists, and whether this session owns it.
 func (s *Store) BrokerRegistration(id int32) (epoch int64, exists, own bool, err error) {
-	_, st, err := s.conn.Get(s.p(brokerPath(id)))
+	_, st, err := s.get(s.p(brokerPath(id)))
 	if errors.Is(err, zk.ErrNoNode) {
 		return 0, false, false, nil
 	}
@@ -252,7 +251,7 @@ func (s *Store) BrokerRegistration(id int32) (epoch int64, exists, own bool, err
 
 // Resign deletes /controller if this session holds it.
 func (s *Store) Resign() error {
-	_, st, err := s.conn.Get(s.p(pathController))
+	_, st, err := s.get(s.p(pathController))
 	if err != nil {
 		return nil
 	}
@@ -287,7 +286,7 @@ func (s *Store) fenced(f Fence, ops ...any) ([]zk.MultiResponse, error) {
 
 // PartitionState reads a partition's state (ok false when absent).
 func (s *Store) PartitionState(topic string, p int32) (PartitionState, bool, error) {
-	data, st, err := s.conn.Get(s.p(statePath(topic, p)))
+	data, st, err := s.get(s.p(statePath(topic, p)))
 	if errors.Is(err, zk.ErrNoNode) {
 		return PartitionState{}, false, nil
 	}
@@ -301,7 +300,7 @@ func (s *Store) PartitionState(topic string, p int32) (PartitionState, bool, err
 // CreatePartitionState creates a new partition's state (controller, fenced).
 func (s *Store) CreatePartitionState(f Fence, topic string, p int32, st PartitionState) (int32, error) {
 	for _, dir := range []string{partitionsPath(topic), partitionPath(topic, p)} {
-		if _, err := s.conn.Create(s.p(dir), nil, 0, s.acl(dir)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		if err := s.createPersistent(s.p(dir), nil, s.acl(dir)); err != nil {
 			return 0, fmt.Errorf("zkstore: create %s: %w", dir, err)
 		}
 	}
@@ -359,7 +358,7 @@ func (s *Store) UpdateISR(topic string, p int32, st PartitionState) (int32, erro
 
 // ISRChangesW lists the ISR change notifications with a watch.
 func (s *Store) ISRChangesW() ([]string, <-chan zk.Event, error) {
-	names, _, ch, err := s.conn.ChildrenW(s.p(pathISRChanges))
+	names, _, ch, err := s.childrenW(s.p(pathISRChanges))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -376,7 +375,7 @@ type TopicPartition struct {
 // TakeISRChange reads and deletes one notification.
 func (s *Store) TakeISRChange(name string) ([]TopicPartition, error) {
 	full := s.p(pathISRChanges + "/" + name)
-	data, _, err := s.conn.Get(full)
+	data, _, err := s.get(full)
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil, nil
 	}
@@ -399,7 +398,7 @@ func (s *Store) TakeISRChange(name string) ([]TopicPartition, error) {
 // returning its entity path ("topics/<t>", "brokers/<id>").
 func (s *Store) TakeConfigChange(name string) (string, error) {
 	full := s.p(pathConfigChanges + "/" + name)
-	data, _, err := s.conn.Get(full)
+	data, _, err := s.get(full)
 	if errors.Is(err, zk.ErrNoNode) {
 		return "", nil
 	}
@@ -418,7 +417,7 @@ func (s *Store) DeleteConfigChange(name string) {
 
 // AssignmentW reads a topic's assignment with a data watch.
 func (s *Store) AssignmentW(name string) (TopicAssignment, <-chan zk.Event, error) {
-	data, st, ch, err := s.conn.GetW(s.p(topicPath(name)))
+	data, st, ch, err := s.getW(s.p(topicPath(name)))
 	if errors.Is(err, zk.ErrNoNode) {
 		return TopicAssignment{}, nil, fmt.Errorf("%w: %s", errUnknown, name)
 	}

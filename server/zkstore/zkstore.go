@@ -28,6 +28,14 @@
 // for everyone except below /config/users and /config/brokers. Without
 // it, znodes are open to everyone, as Kafka's default.
 //
+// # Lost connections
+//
+// Reads, and the writes whose repetition is harmless, wait across a
+// dropped connection for the client to resume the session (up to the
+// session timeout), as Kafka's ZooKeeper client does; only a session
+// expiry fails them (see retry.go). Writes whose outcome is unknown after
+// a lost connection return the error to their callers.
+//
 // # Fencing
 //
 // The controller is elected by creating /controller and bumping
@@ -102,7 +110,10 @@ type Store struct {
 	pidEnd    int64 // exclusive
 	closed    bool
 	listeners []func()
-	done      chan struct{}
+	done      chan struct{} // closed by Close
+	// retryHook, when set (tests), runs before each retry of a request
+	// after a lost connection, with the error that made it retry.
+	retryHook func(error)
 }
 
 var _ metastore.Store = (*Store)(nil)
@@ -298,8 +309,7 @@ func (s *Store) ensurePath(rel string) error {
 	cur := ""
 	for _, part := range parts {
 		cur += "/" + part
-		_, err := s.conn.Create(cur, nil, 0, s.acl(strings.TrimPrefix(cur, s.root)))
-		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		if err := s.createPersistent(cur, nil, s.acl(strings.TrimPrefix(cur, s.root))); err != nil {
 			return fmt.Errorf("zkstore: create %s: %w", cur, err)
 		}
 	}
@@ -307,7 +317,7 @@ func (s *Store) ensurePath(rel string) error {
 }
 
 func (s *Store) initClusterID() error {
-	data, _, err := s.conn.Get(s.p(pathClusterID))
+	data, _, err := s.get(s.p(pathClusterID))
 	if errors.Is(err, zk.ErrNoNode) {
 		id := s.opts.ClusterID
 		if id == "" {
@@ -315,10 +325,10 @@ func (s *Store) initClusterID() error {
 			id = encodeTopicID(tid)
 		}
 		b, _ := json.Marshal(clusterIDJSON{Version: "1", ID: id})
-		if _, err := s.conn.Create(s.p(pathClusterID), b, 0, s.acl(pathClusterID)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		if err := s.createPersistent(s.p(pathClusterID), b, s.acl(pathClusterID)); err != nil {
 			return fmt.Errorf("zkstore: create cluster id: %w", err)
 		}
-		data, _, err = s.conn.Get(s.p(pathClusterID))
+		data, _, err = s.get(s.p(pathClusterID))
 	}
 	if err != nil {
 		return fmt.Errorf("zkstore: read cluster id: %w", err)
@@ -342,6 +352,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.done)
 	s.mu.Unlock()
 	s.conn.Close()
 	return nil
@@ -351,7 +362,7 @@ func (s *Store) Close() error {
 
 // TopicNames lists /brokers/topics and returns a watch on its children.
 func (s *Store) TopicNames() ([]string, <-chan zk.Event, error) {
-	names, _, ch, err := s.conn.ChildrenW(s.p(pathTopics))
+	names, _, ch, err := s.childrenW(s.p(pathTopics))
 	if err != nil {
 		return nil, nil, fmt.Errorf("zkstore: list topics: %w", err)
 	}
@@ -361,7 +372,7 @@ func (s *Store) TopicNames() ([]string, <-chan zk.Event, error) {
 
 // Assignment reads a topic's replica assignment.
 func (s *Store) Assignment(name string) (TopicAssignment, error) {
-	data, st, err := s.conn.Get(s.p(topicPath(name)))
+	data, st, err := s.get(s.p(topicPath(name)))
 	if errors.Is(err, zk.ErrNoNode) {
 		return TopicAssignment{}, metastore.ErrUnknownTopic
 	}
@@ -375,7 +386,7 @@ func (s *Store) Assignment(name string) (TopicAssignment, error) {
 
 // TopicConfigs reads /config/topics/<t> (empty when absent).
 func (s *Store) TopicConfigs(name string) (map[string]string, error) {
-	data, _, err := s.conn.Get(s.p(topicConfigPath(name)))
+	data, _, err := s.get(s.p(topicConfigPath(name)))
 	if errors.Is(err, zk.ErrNoNode) {
 		return map[string]string{}, nil
 	}
@@ -386,7 +397,7 @@ func (s *Store) TopicConfigs(name string) (map[string]string, error) {
 }
 
 func (s *Store) pendingSet() map[string]bool {
-	names, _, err := s.conn.Children(s.p(pathDeleteTopics))
+	names, _, err := s.children(s.p(pathDeleteTopics))
 	out := map[string]bool{}
 	if err != nil {
 		return out
@@ -416,7 +427,7 @@ func (s *Store) readTopic(name string) (metastore.Topic, error) {
 // Topics lists the live topics (not marked for deletion), read from
 // ZooKeeper. Unreadable topics are logged and skipped.
 func (s *Store) Topics() []metastore.Topic {
-	names, _, err := s.conn.Children(s.p(pathTopics))
+	names, _, err := s.children(s.p(pathTopics))
 	if err != nil {
 		s.log.Error("listing topics failed", "err", err)
 		return nil
@@ -442,7 +453,7 @@ func (s *Store) Topics() []metastore.Topic {
 
 // LiveBrokerIDs lists the registered brokers' ids, sorted.
 func (s *Store) LiveBrokerIDs() ([]int32, error) {
-	names, _, err := s.conn.Children(s.p(pathBrokerIDs))
+	names, _, err := s.children(s.p(pathBrokerIDs))
 	if err != nil {
 		return nil, fmt.Errorf("zkstore: list brokers: %w", err)
 	}
@@ -484,7 +495,7 @@ func (s *Store) CreateTopic(t metastore.Topic) error {
 		return err
 	}
 	ops := []any{}
-	exists, _, err := s.conn.Exists(s.p(topicConfigPath(t.Name)))
+	exists, _, err := s.exists(s.p(topicConfigPath(t.Name)))
 	if err != nil {
 		return fmt.Errorf("zkstore: create topic %s: %w", t.Name, err)
 	}
@@ -506,14 +517,14 @@ func (s *Store) CreateTopic(t metastore.Topic) error {
 // DeleteTopic marks a topic for deletion (/admin/delete_topics/<t>); the
 // controller deletes the replicas and then the topic (DeletionDone).
 func (s *Store) DeleteTopic(name string) error {
-	exists, _, err := s.conn.Exists(s.p(topicPath(name)))
+	exists, _, err := s.exists(s.p(topicPath(name)))
 	if err != nil {
 		return fmt.Errorf("zkstore: delete topic %s: %w", name, err)
 	}
 	if !exists {
 		return metastore.ErrUnknownTopic
 	}
-	if _, err := s.conn.Create(s.p(deleteTopicPath(name)), nil, 0, s.acl(deleteTopicPath(name))); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+	if err := s.createPersistent(s.p(deleteTopicPath(name)), nil, s.acl(deleteTopicPath(name))); err != nil {
 		return fmt.Errorf("zkstore: delete topic %s: %w", name, err)
 	}
 	return nil
@@ -522,7 +533,7 @@ func (s *Store) DeleteTopic(name string) error {
 // PendingDeletions lists the topics marked for deletion whose assignment
 // still exists.
 func (s *Store) PendingDeletions() []metastore.Topic {
-	names, _, err := s.conn.Children(s.p(pathDeleteTopics))
+	names, _, err := s.children(s.p(pathDeleteTopics))
 	if err != nil {
 		return nil
 	}
@@ -538,7 +549,7 @@ func (s *Store) PendingDeletions() []metastore.Topic {
 
 // PendingDeletionsW lists /admin/delete_topics with a watch.
 func (s *Store) PendingDeletionsW() ([]string, <-chan zk.Event, error) {
-	names, _, ch, err := s.conn.ChildrenW(s.p(pathDeleteTopics))
+	names, _, ch, err := s.childrenW(s.p(pathDeleteTopics))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -553,7 +564,7 @@ func (s *Store) DeletionDone(name string) error {
 		return err
 	}
 	for _, p := range []string{topicConfigPath(name), deleteTopicPath(name)} {
-		if err := s.conn.Delete(s.p(p), -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+		if err := s.deleteAny(s.p(p)); err != nil {
 			return fmt.Errorf("zkstore: delete %s: %w", p, err)
 		}
 	}
@@ -561,7 +572,7 @@ func (s *Store) DeletionDone(name string) error {
 }
 
 func (s *Store) deleteRecursive(full string) error {
-	children, _, err := s.conn.Children(full)
+	children, _, err := s.children(full)
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil
 	}
@@ -573,7 +584,7 @@ func (s *Store) deleteRecursive(full string) error {
 			return err
 		}
 	}
-	if err := s.conn.Delete(full, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+	if err := s.deleteAny(full); err != nil {
 		return fmt.Errorf("zkstore: delete %s: %w", full, err)
 	}
 	return nil
@@ -588,7 +599,7 @@ func (s *Store) configChangeOp(entityPath string) *zk.CreateRequest {
 // SetTopicConfigs replaces /config/topics/<t> and announces the change
 // under /config/changes.
 func (s *Store) SetTopicConfigs(name string, configs map[string]string) error {
-	exists, _, err := s.conn.Exists(s.p(topicPath(name)))
+	exists, _, err := s.exists(s.p(topicPath(name)))
 	if err != nil {
 		return fmt.Errorf("zkstore: set configs of %s: %w", name, err)
 	}
@@ -606,7 +617,7 @@ func (s *Store) setConfig(rel, entity string, configs map[string]string) error {
 	if err := s.ensurePath(path.Dir(rel)); err != nil {
 		return err
 	}
-	ok, _, err := s.conn.Exists(s.p(rel))
+	ok, _, err := s.exists(s.p(rel))
 	if err != nil {
 		return err
 	}
@@ -622,7 +633,7 @@ func (s *Store) setConfig(rel, entity string, configs map[string]string) error {
 
 // ConfigChangesW lists /config/changes with a watch.
 func (s *Store) ConfigChangesW() ([]string, <-chan zk.Event, error) {
-	names, _, ch, err := s.conn.ChildrenW(s.p(pathConfigChanges))
+	names, _, ch, err := s.childrenW(s.p(pathConfigChanges))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -688,7 +699,7 @@ func brokerEntity(resource string) string {
 
 // BrokerConfigs reads /config/brokers/<id> ("" is <default>).
 func (s *Store) BrokerConfigs(resource string) map[string]string {
-	data, _, err := s.conn.Get(s.p(pathConfigBrokers + "/" + brokerEntity(resource)))
+	data, _, err := s.get(s.p(pathConfigBrokers + "/" + brokerEntity(resource)))
 	if err != nil {
 		return map[string]string{}
 	}
@@ -733,7 +744,7 @@ func (s *Store) NextProducerID() (int64, error) {
 func (s *Store) reservePIDBlock() (int64, error) {
 	full := s.p(pathProducerIDs)
 	for attempt := 0; attempt < 100; attempt++ {
-		data, st, err := s.conn.Get(full)
+		data, st, err := s.get(full)
 		var start int64
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
@@ -822,7 +833,7 @@ func userConfigPath(user string) string { return pathConfigUsers + "/" + Sanitiz
 func isScramKey(k string) bool { return strings.HasPrefix(k, "SCRAM-SHA-") }
 
 func (s *Store) userConfig(user string) (map[string]string, error) {
-	data, _, err := s.conn.Get(s.p(userConfigPath(user)))
+	data, _, err := s.get(s.p(userConfigPath(user)))
 	if errors.Is(err, zk.ErrNoNode) {
 		return map[string]string{}, nil
 	}
@@ -859,7 +870,7 @@ func (s *Store) ScramCredentials(user string) (map[string]string, error) {
 
 // ScramUsers implements metastore.ScramStore.
 func (s *Store) ScramUsers() ([]string, error) {
-	names, _, err := s.conn.Children(s.p(pathConfigUsers))
+	names, _, err := s.children(s.p(pathConfigUsers))
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil, nil
 	}

@@ -53,6 +53,7 @@ func TestZKStore(t *testing.T) {
 	t.Run("ScramCredentials", func(t *testing.T) { testScramCredentials(t, zkSrv.Addr+"/scram") })
 	t.Run("ACLs", func(t *testing.T) { testACLs(t, zkSrv.Addr+"/acls") })
 	t.Run("ClientQuotas", func(t *testing.T) { testClientQuotas(t, zkSrv.Addr+"/quotas") })
+	t.Run("ConnectionLoss", func(t *testing.T) { testConnectionLoss(t, zkSrv.Addr, "/cut") })
 }
 
 // testACLs: Kafka's ZooKeeper ACL layout — LITERAL under /kafka-acl,
