@@ -30,6 +30,52 @@ type fakeNet struct {
 	// onRequest, when set, is called (with mu held) with each request a
 	// broker receives.
 	onRequest func(id int32, line string)
+
+	// gated holds every answer until release lets it go: the harness
+	// answers one request at a time, lowest broker first, each after the
+	// controller settled from the previous one, so that the order in which
+	// answers reach the controller (and its deliveries complete) is the
+	// same in every run instead of the scheduler's choice.
+	gated   bool
+	arrival int64
+	held    []heldAnswer
+}
+
+// heldAnswer is a request waiting to be answered (gated).
+type heldAnswer struct {
+	id      int32
+	arrival int64
+	answer  chan struct{}
+}
+
+// releaseOne lets the held answer of the lowest broker id (its earliest
+// request first) go; false when none is held.
+func (n *fakeNet) releaseOne() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.held) == 0 {
+		return false
+	}
+	i := 0
+	for j, h := range n.held {
+		if h.id < n.held[i].id || (h.id == n.held[i].id && h.arrival < n.held[i].arrival) {
+			i = j
+		}
+	}
+	close(n.held[i].answer)
+	n.held = slices.Delete(n.held, i, i+1)
+	return true
+}
+
+// ungate answers every held request and stops holding (the harness closes).
+func (n *fakeNet) ungate() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.gated = false
+	for _, h := range n.held {
+		close(h.answer)
+	}
+	n.held = nil
 }
 
 // reply is one scripted answer: to the next request of api (-1: any) to a
@@ -134,7 +180,16 @@ func (c *fakeConn) Request(ctx context.Context, req kmsg.Request) (kmsg.Response
 	if n.onRequest != nil {
 		n.onRequest(c.id, line)
 	}
+	var hold chan struct{}
+	if n.gated {
+		n.arrival++
+		hold = make(chan struct{})
+		n.held = append(n.held, heldAnswer{id: c.id, arrival: n.arrival, answer: hold})
+	}
 	n.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 
 	switch r.what {
 	case "timeout":

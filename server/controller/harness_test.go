@@ -161,16 +161,28 @@ type shutdownCall struct {
 }
 
 func newHarness(t *testing.T) *harness {
-	return &harness{t: t, zk: newMemZK(), net: newFakeNet(), brokers: map[int32]*hbroker{},
+	net := newFakeNet()
+	net.gated = true
+	return &harness{t: t, zk: newMemZK(), net: net, brokers: map[int32]*hbroker{},
 		ctrls: map[int32]*Controller{}, status: map[int32]Status{}, states: map[zkstore.TopicPartition]string{},
 		unclean: map[string]bool{}, timeout: 30 * time.Second}
 }
 
 func (h *harness) close() {
+	h.net.ungate()
 	for _, id := range keys(h.ctrls) {
 		h.ctrls[id].Stop()
 	}
 	synctest.Wait()
+}
+
+// settle runs the cluster until nothing moves: the brokers' answers go one
+// at a time (fakeNet.gated), each followed by everything it sets off.
+func (h *harness) settle() {
+	synctest.Wait()
+	for h.net.releaseOne() {
+		synctest.Wait()
+	}
 }
 
 // epoch is broker id's registration epoch: 100*id + its registration count
@@ -283,7 +295,7 @@ func (h *harness) do(cmd string) []string {
 	default:
 		res = h.command(cmd, f)
 	}
-	synctest.Wait()
+	h.settle()
 	return append(res, h.observe()...)
 }
 
