@@ -205,7 +205,7 @@ func (r *runner) profileKafka(ctx context.Context, in *instance, scen, name stri
 	if in.jfrPID != in.p.pid {
 		return
 	}
-	file := filepath.Join(r.raw, "profiles", strings.NewReplacer(" ", "_", "=", "", "/", "_").Replace(fmt.Sprintf("%s-%s.jfr", scen, name)))
+	file := r.profileFile(scen, name, ".jfr")
 	win := startWindow(in.p.pid)
 	begin := time.Now()
 	deadline := begin.Add(time.Duration(seconds) * time.Second)

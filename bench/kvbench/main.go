@@ -461,7 +461,7 @@ func (r *runner) profile(ctx context.Context, in *instance, scen, name string, s
 	if in.spec.impl != "kvlogd" {
 		return
 	}
-	file := filepath.Join(r.raw, "profiles", strings.NewReplacer(" ", "_", "=", "", "/", "_").Replace(fmt.Sprintf("%s-%s.pprof", scen, name)))
+	file := r.profileFile(scen, name, ".pprof")
 	// The load generator (this process: franz-go or the pre-encoded
 	// requests) is profiled over the same window: when it, not kvlogd,
 	// sets the rate, its profile says so.
@@ -532,6 +532,22 @@ loop:
 	}
 	bw.System = in.spec.name
 	r.keepProfile(scen, name, r.bins.kvlogd, file, seconds, bw)
+}
+
+// profileFile is where a profile of scen's window name goes: the name kept
+// to letters, digits, '.', '-' and '_', since jcmd parses its filename
+// argument (a quote, a '%' or a parenthesis in it fails the JFR dump).
+func (r *runner) profileFile(scen, name, ext string) string {
+	safe := strings.Map(func(c rune) rune {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '-', c == '_':
+			return c
+		case c == '=' || c == '\'' || c == '(' || c == ')':
+			return -1
+		}
+		return '_'
+	}, scen+"-"+name)
+	return filepath.Join(r.raw, "profiles", safe+ext)
 }
 
 // keepProfile keeps `go tool pprof -top` (flat, then -cum) of a CPU profile

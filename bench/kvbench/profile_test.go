@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -218,5 +219,15 @@ func TestExplainFlatness(t *testing.T) {
 		if !strings.Contains(s, c.want) || strings.Contains(s, c.unwanted) || !strings.Contains(s, "**Next step:**") {
 			t.Errorf("%s: %s", c.name, s)
 		}
+	}
+}
+
+// TestProfileFileIsSafeForJcmd: a window named with a quote, a '%' and
+// parentheses (the latency goal cell's) gets a file name jcmd accepts.
+func TestProfileFileIsSafeForJcmd(t *testing.T) {
+	r := &runner{raw: "raw"}
+	got := r.profileFile("latency", "kafka at 50% of Kafka's peak (one more run, untimed)", ".jfr")
+	if want := filepath.Join("raw", "profiles", "latency-kafka_at_50__of_Kafkas_peak_one_more_run__untimed.jfr"); got != want {
+		t.Fatalf("got %q, want %q", got, want)
 	}
 }
